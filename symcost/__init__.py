@@ -1,0 +1,41 @@
+"""symcost: symbolic cost models of LLM layers.
+
+Every quantity is a SymPy expression in batch, sequence length, model shape, parallel degrees and
+bytes per element; with numbers for every input, the same expressions collapse to exact numbers.
+
+>>> import symcost as sc
+>>> m = sc.MLPLayer(hidden_size=4096, intermediate_size=16384).compute_metrics(
+...     batch_size=1, seq_len=2048, phase="prefill", dtype="bf16")
+>>> m.matmul_flops_per_chip
+549755813888
+"""
+
+from . import symbols as symbols
+from .dtypes import DataType as DataType
+from .layers import AttentionLayer as AttentionLayer
+from .layers import GatedMLPLayer as GatedMLPLayer
+from .layers import GroupedQueryAttentionLayer as GroupedQueryAttentionLayer
+from .layers import Layer as Layer
+from .layers import MLPLayer as MLPLayer
+from .layers import NormLayer as NormLayer
+from .metrics import LayerMetrics as LayerMetrics
+from .ops import Collective as Collective
+from .parallel import Parallelism as Parallelism
+from .phase import Phase as Phase
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttentionLayer",
+    "Collective",
+    "DataType",
+    "GatedMLPLayer",
+    "GroupedQueryAttentionLayer",
+    "Layer",
+    "LayerMetrics",
+    "MLPLayer",
+    "NormLayer",
+    "Parallelism",
+    "Phase",
+    "symbols",
+]

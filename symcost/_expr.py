@@ -1,0 +1,92 @@
+"""Small helpers shared by every module: exact conversion, validation, totals.
+
+Validation is three-valued, as in ``sympy.stats``: raise only when a rule is *provably* broken;
+a symbolic value whose sign or integrality SymPy cannot decide passes, and the rule becomes a
+documented assumption.
+"""
+
+from __future__ import annotations
+
+import numbers
+from fractions import Fraction
+from typing import Any, Iterable, Union
+
+import sympy as sp
+
+Number = Union[int, Fraction]
+Value = Union[int, Fraction, sp.Expr]
+"""What a metric field holds: an exact Python number or a SymPy expression."""
+
+
+def as_expr(value: Any, field: str) -> sp.Expr:
+    """``value`` as an exact SymPy expression; ``field`` names it in errors.
+
+    Accepts ``int`` (also NumPy integers), ``fractions.Fraction`` and SymPy expressions. Floats,
+    booleans and strings are refused: floats are inexact, and strings are never parsed.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{field} must be a number or a SymPy expression, got a bool ({value})")
+    if isinstance(value, sp.Basic):
+        if not isinstance(value, sp.Expr):
+            raise ValueError(f"{field} must be a SymPy expression, got {type(value).__name__}")
+        if value.has(sp.Float):
+            raise ValueError(
+                f"{field} contains a float ({value}); use integers or sympy.Rational for exact results"
+            )
+        return value
+    if isinstance(value, numbers.Integral):
+        return sp.Integer(int(value))
+    if isinstance(value, Fraction):
+        return sp.Rational(value.numerator, value.denominator)
+    if isinstance(value, numbers.Real):
+        raise ValueError(
+            f"{field} must be exact (int, fractions.Fraction or SymPy), got the float {value!r}"
+        )
+    raise ValueError(
+        f"{field} must be an int or a SymPy expression, got {type(value).__name__} {value!r}"
+        " (strings are never parsed: use the symbols in symcost.symbols)"
+    )
+
+
+def dim(value: Any, field: str) -> sp.Expr:
+    """A size or a degree: a positive integer, or an expression not provably otherwise."""
+    expr = as_expr(value, field)
+    if expr.is_positive is False or (expr.is_number and expr.is_zero):
+        raise ValueError(f"{field} must be positive, got {expr}")
+    if expr.is_integer is False:
+        raise ValueError(f"{field} must be an integer, got {expr}")
+    return expr
+
+
+def check_divides(numerator: sp.Expr, divisor: sp.Expr, what: str) -> None:
+    """Raise ``ValueError`` when ``divisor`` provably does not divide ``numerator``.
+
+    ``what`` states the rule, e.g. ``"num_heads must be divisible by tensor_parallel"``.
+    """
+    if divisor == 1:
+        return
+    if (numerator / divisor).is_integer is False:
+        raise ValueError(f"{what} (got {numerator} and {divisor})")
+
+
+def exact(value: Value) -> Value:
+    """A SymPy number as a plain exact Python number (``int`` or ``Fraction``); other values as is.
+
+    >>> exact(sp.Integer(6)), exact(sp.Rational(1, 2)), exact(sp.Symbol("x") + 1)
+    (6, Fraction(1, 2), x + 1)
+    """
+    if isinstance(value, sp.Integer):
+        return int(value)
+    if isinstance(value, sp.Rational):
+        return Fraction(int(value.p), int(value.q))
+    return value
+
+
+def total(terms: Iterable[Any]) -> sp.Expr:
+    """The sum of ``terms`` in one ``sympy.Add`` (``sum()`` is quadratic in SymPy)."""
+    return sp.Add(*terms)
+
+
+def is_one(value: Any) -> bool:
+    """True when ``value`` is provably 1."""
+    return bool(value == 1)

@@ -1,0 +1,21 @@
+"""Layer types. Each is a frozen pydantic model; see :class:`symcost.layers.base.Layer`."""
+
+from .attention import AttentionLayer as AttentionLayer
+from .attention import GroupedQueryAttentionLayer as GroupedQueryAttentionLayer
+from .base import Context as Context
+from .base import Layer as Layer
+from .base import Phase as Phase
+from .mlp import GatedMLPLayer as GatedMLPLayer
+from .mlp import MLPLayer as MLPLayer
+from .norm import NormLayer as NormLayer
+
+__all__ = [
+    "AttentionLayer",
+    "Context",
+    "GatedMLPLayer",
+    "GroupedQueryAttentionLayer",
+    "Layer",
+    "MLPLayer",
+    "NormLayer",
+    "Phase",
+]

@@ -1,0 +1,196 @@
+"""Attention layers: multi-head (MHA) and grouped-query (GQA; MQA at ``num_kv_heads=1``).
+
+Per chip, with T tokens on the chip, t-way TP, ``a_t = a/t`` query heads and ``g_t`` KV heads
+(``g/t``, or one replicated head when g < t):
+
+- ``qkv``: (T x h) @ (h x (a_t + 2 g_t) d), one fused column-parallel projection;
+- the attention core: ``4 * b * H * s_q * s_kv * d`` matmul FLOPs over the core's H heads
+  (``a/(t*sp)`` in prefill and training, where Ulysses all-to-alls switch to head sharding;
+  ``a_t`` in decode, where a sequence degree splits the keys instead);
+- ``out``: (T x a_t d) @ (a_t d x h), row-parallel, then the TP all-reduce
+  (all-gather + reduce-scatter under Megatron sequence parallelism).
+
+>>> from symcost import AttentionLayer, GroupedQueryAttentionLayer
+>>> AttentionLayer(hidden_size=4096, num_heads=32).compute_metrics(
+...     batch_size=1, seq_len=2048, phase="prefill", dtype="bf16").matmul_flops_per_chip
+343597383680
+>>> GroupedQueryAttentionLayer(hidden_size=4096, num_heads=32, num_kv_heads=8).compute_metrics(
+...     batch_size=1, seq_len=2048, phase="prefill", dtype="bf16").matmul_flops_per_chip
+240518168576
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import sympy as sp
+from pydantic import model_validator
+
+from .. import symbols as S
+from .._expr import check_divides
+from ..ops import (
+    DROPOUT_MASK_BYTES, VECTOR_FLOPS, AttentionCore, Collective, Matmul, Vector, dropout,
+)
+from .base import Context, Dim, Layer, shard_heads
+
+__all__ = ["AttentionLayer", "GroupedQueryAttentionLayer"]
+
+
+class _Attention(Layer):
+    """What MHA and GQA share; ``kv_heads`` is the only difference."""
+
+    hidden_size: Dim = S.hidden_size
+    num_heads: Dim = S.num_heads
+    head_dim: Optional[Dim] = None
+    flash_attention: bool = True
+    causal: bool = False
+    bias: bool = False
+    dropout: bool = False
+
+    @property
+    def kv_heads(self) -> sp.Expr:
+        raise NotImplementedError
+
+    @property
+    def d(self) -> sp.Expr:
+        """The head dimension: ``head_dim``, or ``hidden_size / num_heads`` when not given."""
+        return self.hidden_size / self.num_heads if self.head_dim is None else self.head_dim
+
+    @model_validator(mode="after")
+    def _check_shapes(self) -> "_Attention":
+        a, g = self.num_heads, self.kv_heads
+        t, u = self.parallelism.tp, self.parallelism.sp
+        if self.head_dim is None:
+            check_divides(self.hidden_size, a,
+                          "hidden_size must be divisible by num_heads when head_dim is not given")
+        check_divides(a, g, "num_heads must be divisible by num_kv_heads")
+        check_divides(a, t, "num_heads must be divisible by tensor_parallel")
+        check_divides(a, t * u, "num_heads must be divisible by tensor_parallel * sequence_parallel")
+        for degree, what in ((t, "tensor_parallel"), (t * u, "tensor_parallel * sequence_parallel")):
+            if (g - degree).is_negative:
+                check_divides(degree, g, f"{what} must be divisible by num_kv_heads when it exceeds them")
+            else:
+                check_divides(g, degree, f"num_kv_heads must be divisible by {what}")
+        return self
+
+    # -- per-chip head counts ----------------------------------------------------------------
+
+    def _heads(self, ctx: Context) -> tuple[sp.Expr, sp.Expr]:
+        """Query and KV heads per chip in the projections."""
+        return self.num_heads / ctx.tp, shard_heads(self.kv_heads, ctx.tp)
+
+    def _core(self, ctx: Context) -> AttentionCore:
+        if ctx.decode:
+            # one new token per sequence over this chip's share of the keys
+            heads, kv_heads = self._heads(ctx)
+            q_len, kv_len = sp.Integer(1), ctx.seq_len / ctx.sp
+        else:
+            # after the Ulysses all-to-all: the whole sequence, heads split t * sp ways
+            heads = self.num_heads / (ctx.tp * ctx.sp)
+            kv_heads = shard_heads(self.kv_heads, ctx.tp * ctx.sp)
+            q_len = kv_len = ctx.seq_len
+        return AttentionCore(
+            "attention_core", batch=ctx.batch_size, heads=heads, kv_heads=kv_heads,
+            q_len=q_len, kv_len=kv_len, head_dim=self.d, dtype_bytes=ctx.e,
+            flash=self.flash_attention, causal=self.causal,
+            dropout=self.dropout and ctx.training, save_lse=self.flash_attention and ctx.training,
+        )
+
+    # -- the layer contract ------------------------------------------------------------------
+
+    def forward_ops(self, ctx: Context):
+        h, d, e, T = self.hidden_size, self.d, ctx.e, ctx.tokens
+        a_t, g_t = self._heads(ctx)
+        ulysses = ctx.sp != 1
+        ops: list = list(self.tp_enter(ctx, T * h * e))
+        # (T x h) @ (h x (a_t + 2 g_t) d): Q, K and V in one column-parallel matmul
+        ops.append(Matmul("qkv", m=T, n=(a_t + 2 * g_t) * d, k=h, dtype_bytes=e, bias=self.bias))
+        if ulysses and not ctx.decode:
+            # sequence-sharded -> head-sharded: each chip's Q, K, V buffer
+            ops.append(Collective("all_to_all", "sp", ctx.sp, T * (a_t + 2 * g_t) * d * e))
+        ops.append(self._core(ctx))
+        if ulysses and not ctx.decode:
+            # head-sharded -> sequence-sharded: the core's output
+            ops.append(Collective("all_to_all", "sp", ctx.sp, T * a_t * d * e))
+        if ulysses and ctx.decode:
+            # NB: each sequence rank attended to s/sp keys; combining the partial outputs
+            # (rescaled by their log-sum-exp, whose few bytes we neglect) is one all-reduce
+            ops.append(Collective("all_reduce", "sp", ctx.sp, T * a_t * d * e))
+        # (T x a_t d) @ (a_t d x h): row-parallel
+        ops.append(Matmul("out", m=T, n=h, k=a_t * d, dtype_bytes=e))
+        ops.extend(self.tp_exit(ctx, T * h * e))
+        T_out = ctx.sharded_tokens
+        if self.bias:
+            ops.append(Vector("out_bias", elements=T_out * h, flops_per_element=VECTOR_FLOPS["bias"],
+                              read_bytes=(T_out + 1) * h * e, write_bytes=T_out * h * e))
+        if self.dropout and ctx.training:
+            ops.append(dropout("dropout", T_out * h, e))
+        return ops
+
+    def selective_recompute_ops(self, ctx: Context):
+        return [self._core(ctx)]
+
+    def weight_memory(self, ctx: Context) -> sp.Expr:
+        h, d = self.hidden_size, self.d
+        a_t, g_t = self._heads(ctx)
+        params = 2 * h * a_t * d + 2 * h * g_t * d  # Q and O; K and V
+        if self.bias:
+            params += (a_t + 2 * g_t) * d + h  # column biases sharded, the output bias replicated
+        return params * ctx.e
+
+    def saved_activations(self, ctx: Context) -> sp.Expr:
+        # Korthikanti et al. 2022, section 4.2: the input (2sbh), Q and K (4sbh), V (2sbh), the
+        # softmax output (2as^2b), its dropout mask (as^2b) and output (2as^2b), the output
+        # projection's input (2sbh) and its dropout mask (sbh): 11sbh + 5as^2b at e = 2.
+        h, d, e, T = self.hidden_size, self.d, ctx.e, ctx.tokens
+        a_t, g_t = self._heads(ctx)
+        saved = ctx.sharded_tokens * h * e  # the input, sequence-sharded under Megatron SP
+        if ctx.recompute == "full":
+            return saved
+        saved += T * (2 * a_t + 2 * g_t) * d * e  # Q, K, V and the core's output
+        if self.dropout:
+            saved += DROPOUT_MASK_BYTES * ctx.sharded_tokens * h
+        if ctx.recompute == "selective":
+            return saved  # the core is recomputed: nothing of it is kept
+        core = self._core(ctx)
+        if self.flash_attention:
+            return saved + core.lse_bytes
+        score = core.score_elements
+        if self.dropout:
+            return saved + score * (2 * e + DROPOUT_MASK_BYTES)
+        return saved + score * e
+
+    def peak_activations(self, ctx: Context) -> sp.Expr:
+        # input, Q/K/V, the score matrix (eager only), the core's output and the layer's output
+        h, d, e, T = self.hidden_size, self.d, ctx.e, ctx.tokens
+        a_t, g_t = self._heads(ctx)
+        elements = 2 * T * h + T * (2 * a_t + 2 * g_t) * d
+        if not self.flash_attention:
+            elements += self._core(ctx).score_elements
+        return elements * e
+
+    def kv_cache_memory(self, ctx: Context) -> sp.Expr:
+        # CONVENTIONS item 9: 2 * b * s * (KV heads per chip) * d * e, split by the sequence degree
+        if ctx.training:
+            return sp.Integer(0)
+        _, g_t = self._heads(ctx)
+        return 2 * ctx.batch_size * ctx.seq_len / ctx.sp * g_t * self.d * ctx.e
+
+
+class AttentionLayer(_Attention):
+    """Multi-head attention: every query head has its own K and V head."""
+
+    @property
+    def kv_heads(self) -> sp.Expr:
+        return self.num_heads
+
+
+class GroupedQueryAttentionLayer(_Attention):
+    """Grouped-query attention: ``num_kv_heads`` K/V heads shared by groups of query heads
+    (multi-query attention at ``num_kv_heads=1``)."""
+
+    num_kv_heads: Dim = S.num_kv_heads
+
+    @property
+    def kv_heads(self) -> sp.Expr:
+        return self.num_kv_heads

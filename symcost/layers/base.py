@@ -1,0 +1,245 @@
+"""The layer contract: a frozen model of shape fields that lists its ops and memory terms.
+
+A concrete layer implements :meth:`Layer.forward_ops`, :meth:`Layer.weight_memory`,
+:meth:`Layer.saved_activations` and :meth:`Layer.peak_activations` (and
+:meth:`Layer.kv_cache_memory` where it keeps one); :meth:`Layer.compute_metrics` derives the
+backward, recomputation and the aggregate metrics from those, once, for every layer type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Optional, Sequence
+
+import sympy as sp
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
+
+from .. import symbols as S
+from .._expr import as_expr, check_divides, dim
+from ..dtypes import DtypeLike, bytes_per_element
+from ..metrics import LayerMetrics
+from ..ops import Collective, Op
+from ..parallel import Parallelism, ParallelismLike
+from ..phase import Phase
+
+__all__ = ["Layer", "Phase", "Context", "Dim", "Recompute", "shard_heads"]
+
+Recompute = Literal["none", "selective", "full"]
+
+
+def _dim_field(value: Any, info: ValidationInfo) -> sp.Expr:
+    return dim(value, info.field_name)
+
+
+Dim = Annotated[Any, BeforeValidator(_dim_field)]
+"""A shape field: a positive integer or an expression not provably otherwise."""
+
+# The backward of each collective is its transpose: an all-gather's gradient is reduce-scattered
+# and vice versa; all-reduce, all-to-all and p2p are their own transposes.
+_TRANSPOSE = {"all_gather": "reduce_scatter", "reduce_scatter": "all_gather"}
+
+_ZERO = sp.Integer(0)
+
+
+@dataclass(frozen=True)
+class Context:
+    """The workload one ``compute_metrics`` call costs: sizes, phase, bytes and degrees."""
+
+    batch_size: sp.Expr
+    seq_len: sp.Expr
+    phase: Phase
+    dtype_bytes: sp.Expr
+    parallelism: Parallelism
+    recompute: Recompute
+
+    @property
+    def training(self) -> bool:
+        return self.phase.is_training
+
+    @property
+    def decode(self) -> bool:
+        return self.phase is Phase.DECODE
+
+    @property
+    def tp(self) -> sp.Expr:
+        return self.parallelism.tp
+
+    @property
+    def sp(self) -> sp.Expr:
+        """The Ulysses sequence degree (1 without one)."""
+        return self.parallelism.sp
+
+    @property
+    def megatron_sp(self) -> bool:
+        """Megatron sequence parallelism is in effect (it has no token axis to split in decode)."""
+        return self.parallelism.megatron_sp and not self.decode
+
+    @property
+    def q_len(self) -> sp.Expr:
+        """New tokens per sequence: ``seq_len``, or 1 in decode."""
+        return sp.Integer(1) if self.decode else self.seq_len
+
+    @property
+    def tokens(self) -> sp.Expr:
+        """Tokens a chip's projections process: ``b*s/sp``, or ``b`` in decode.
+
+        NB: in decode, a Ulysses sequence degree splits only the keys (KV cache and attention
+        core); every sequence-parallel rank runs the projections of the one new token.
+        """
+        if self.decode:
+            return self.batch_size
+        return self.batch_size * self.seq_len / self.sp
+
+    @property
+    def sharded_tokens(self) -> sp.Expr:
+        """Tokens of the sequence-sharded regions (norms, dropout): ``tokens / t`` under
+        Megatron sequence parallelism."""
+        return self.tokens / self.tp if self.megatron_sp else self.tokens
+
+    @property
+    def e(self) -> sp.Expr:
+        return self.dtype_bytes
+
+
+def shard_heads(heads: sp.Expr, degree: sp.Expr) -> sp.Expr:
+    """Heads per chip when ``heads`` are split ``degree`` ways; fewer heads than chips are
+    replicated, one whole head per chip (Megatron's rule for KV heads).
+
+    NB: for symbols whose order SymPy cannot decide, ``heads >= degree`` is assumed.
+
+    >>> shard_heads(sp.Integer(8), sp.Integer(4)), shard_heads(sp.Integer(2), sp.Integer(8))
+    (2, 1)
+    """
+    if (heads - degree).is_negative:
+        return sp.Integer(1)
+    return heads / degree
+
+
+class Layer(BaseModel):
+    """Base of every layer: ``name``, ``layer_idx`` and ``parallelism``, plus the shape fields
+    of the subclass. Layers are immutable; shape fields default to the canonical symbols."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    name: Optional[str] = None
+    layer_idx: Optional[int] = Field(default=None, ge=0)
+    parallelism: Annotated[Parallelism, BeforeValidator(Parallelism.coerce)] = Parallelism()
+
+    # -- what a layer type implements -------------------------------------------------------
+
+    def forward_ops(self, ctx: Context) -> list[Op | Collective]:
+        """The forward ops on one chip, collectives included, in execution order."""
+        raise NotImplementedError
+
+    def weight_memory(self, ctx: Context) -> sp.Expr:
+        """Bytes of parameters resident on one chip."""
+        raise NotImplementedError
+
+    def saved_activations(self, ctx: Context) -> sp.Expr:
+        """Training: bytes one chip saves for the backward (honouring ``ctx.recompute``)."""
+        raise NotImplementedError
+
+    def peak_activations(self, ctx: Context) -> sp.Expr:
+        """Inference: bytes of the input, intermediates and output alive while the layer runs."""
+        raise NotImplementedError
+
+    def kv_cache_memory(self, ctx: Context) -> sp.Expr:
+        """Bytes of KV cache one chip keeps (zero for layers without one)."""
+        return _ZERO
+
+    def selective_recompute_ops(self, ctx: Context) -> list[Op]:
+        """Ops re-run in the backward under ``recompute="selective"`` (the attention core)."""
+        return []
+
+    def check(self, ctx: Context) -> None:
+        """Raise ``ValueError`` when the workload provably breaks a divisibility rule."""
+        if not ctx.decode:
+            check_divides(ctx.seq_len, ctx.sp,
+                          "seq_len must be divisible by sequence_parallel")
+            if ctx.megatron_sp:
+                check_divides(ctx.seq_len, ctx.tp, 'seq_len must be divisible by tensor_parallel '
+                              'under sequence_parallel="tp"')
+        else:
+            check_divides(ctx.seq_len, ctx.sp,
+                          "seq_len (keys attended) must be divisible by sequence_parallel")
+
+    # -- derived, the same for every layer ---------------------------------------------------
+
+    def ops(self, ctx: Context) -> list[Op | Collective]:
+        """Every op one chip runs for ``ctx``: forward, then in training the backward (each op's
+        backward in reverse order, each collective transposed) and any recomputation."""
+        forward = self.forward_ops(ctx)
+        if not ctx.training:
+            return forward
+        recompute: list[Op | Collective] = []
+        if ctx.recompute == "full":
+            recompute = [op.renamed(".recompute") if isinstance(op, Op) else op for op in forward]
+        elif ctx.recompute == "selective":
+            recompute = [op.renamed(".recompute") for op in self.selective_recompute_ops(ctx)]
+        backward: list[Op | Collective] = []
+        for op in reversed(forward):
+            if isinstance(op, Collective):
+                backward.append(Collective(_TRANSPOSE.get(op.kind, op.kind), op.axis,
+                                           op.group_size, op.payload_bytes, op.count))
+            else:
+                backward.extend(op.backward())
+        return forward + recompute + backward
+
+    def compute_metrics(
+        self,
+        batch_size: Any = None,
+        seq_len: Any = None,
+        phase: Phase | str = Phase.PREFILL,
+        dtype: DtypeLike = None,
+        hardware: Any = None,
+        recompute: Recompute = "none",
+    ) -> LayerMetrics:
+        """Per-chip metrics of this layer for one workload.
+
+        ``batch_size``, ``seq_len`` and ``dtype`` may be numbers, expressions, or omitted (then
+        the canonical symbols ``b``, ``s`` and ``e``). ``recompute`` ("none", "selective",
+        "full") matters only in training. With every input numeric, every field is an exact
+        Python number.
+        """
+        if hardware is not None:
+            raise NotImplementedError(
+                "compute_metrics: hardware binding (times, bound) is not implemented yet; "
+                "call without hardware= to get FLOPs, bytes and memory")
+        if recompute not in ("none", "selective", "full"):
+            raise ValueError(f"recompute: unknown mode {recompute!r}; valid: none, selective, full")
+        ctx = Context(
+            batch_size=S.batch_size if batch_size is None else dim(batch_size, "batch_size"),
+            seq_len=S.seq_len if seq_len is None else dim(seq_len, "seq_len"),
+            phase=Phase.parse(phase),
+            dtype_bytes=bytes_per_element(dtype),
+            parallelism=self.parallelism,
+            recompute=recompute,
+        )
+        self.check(ctx)
+        activations = self.saved_activations(ctx) if ctx.training else self.peak_activations(ctx)
+        return LayerMetrics.from_ops(
+            ctx.phase,
+            self.ops(ctx),
+            weight_memory=self.weight_memory(ctx),
+            activation_memory=activations,
+            kv_cache_memory=self.kv_cache_memory(ctx),
+        )
+
+    # -- helpers for layer types -------------------------------------------------------------
+
+    @staticmethod
+    def tp_enter(ctx: Context, payload: sp.Expr) -> list[Collective]:
+        """Communication entering a Megatron TP block: under sequence parallelism, the
+        all-gather of the sequence-sharded input (``payload`` bytes gathered); else nothing."""
+        if ctx.tp == 1 or not ctx.megatron_sp:
+            return []
+        return [Collective("all_gather", "tp", ctx.tp, payload)]
+
+    @staticmethod
+    def tp_exit(ctx: Context, payload: sp.Expr) -> list[Collective]:
+        """Communication leaving a Megatron TP block (CONVENTIONS item 12): one all-reduce of
+        the partial sums (``payload`` bytes), or a reduce-scatter under sequence parallelism."""
+        if ctx.tp == 1:
+            return []
+        kind = "reduce_scatter" if ctx.megatron_sp else "all_reduce"
+        return [Collective(kind, "tp", ctx.tp, payload)]

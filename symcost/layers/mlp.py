@@ -1,0 +1,126 @@
+"""Feed-forward layers: the plain two-projection MLP and the gated (SwiGLU-style) MLP.
+
+Per chip, with T tokens on the chip (``b*s/sp``; ``b`` in decode), t-way TP and ``f_t = f/t``:
+
+- 2 projections: ``fc1`` (T x h) @ (h x f_t), activation, ``fc2`` (T x f_t) @ (f_t x h);
+  matmul FLOPs ``4*T*h*f/t``.
+- 3 projections: ``gate`` and ``up`` (T x h) @ (h x f_t), activation on the gate, the gate
+  multiply, ``down`` (T x f_t) @ (f_t x h); matmul FLOPs ``6*T*h*f/t``.
+
+>>> from symcost import MLPLayer, GatedMLPLayer
+>>> MLPLayer(hidden_size=4096, intermediate_size=16384).compute_metrics(
+...     batch_size=1, seq_len=2048, phase="prefill", dtype="bf16").matmul_flops_per_chip
+549755813888
+>>> GatedMLPLayer(hidden_size=4096, intermediate_size=11008).compute_metrics(
+...     batch_size=1, seq_len=2048, phase="prefill", dtype="bf16").matmul_flops_per_chip
+554050781184
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import sympy as sp
+from pydantic import model_validator
+
+from .. import symbols as S
+from .._expr import check_divides
+from ..ops import DROPOUT_MASK_BYTES, VECTOR_FLOPS, Matmul, Vector, dropout
+from .base import Context, Dim, Layer
+
+__all__ = ["MLPLayer", "GatedMLPLayer"]
+
+Activation = Literal["gelu", "relu", "silu"]
+
+
+class MLPLayer(Layer):
+    """A Megatron-style feed-forward layer: column-parallel up projection(s), row-parallel down.
+
+    ``num_projections=2`` is the plain MLP, ``3`` the gated one (activation on the gate times
+    the up projection). ``bias`` adds biases to every projection; ``dropout`` applies dropout to
+    the output in training.
+    """
+
+    hidden_size: Dim = S.hidden_size
+    intermediate_size: Dim = S.intermediate_size
+    num_projections: Literal[2, 3] = 2
+    activation: Activation = "gelu"
+    bias: bool = False
+    dropout: bool = False
+
+    @model_validator(mode="after")
+    def _check_sharding(self) -> "MLPLayer":
+        check_divides(self.intermediate_size, self.parallelism.tp,
+                      "intermediate_size must be divisible by tensor_parallel")
+        return self
+
+    @property
+    def gated(self) -> bool:
+        return self.num_projections == 3
+
+    def forward_ops(self, ctx: Context):
+        h, e, T = self.hidden_size, ctx.e, ctx.tokens
+        f_t = self.intermediate_size / ctx.tp
+        ops = list(self.tp_enter(ctx, T * h * e))
+        up_names = ("gate", "up") if self.gated else ("fc1",)
+        for name in up_names:
+            # (T x h) @ (h x f/t): column-parallel
+            ops.append(Matmul(name, m=T, n=f_t, k=h, dtype_bytes=e, bias=self.bias))
+        act = VECTOR_FLOPS[self.activation]
+        ops.append(Vector(self.activation, elements=T * f_t, flops_per_element=act,
+                          read_bytes=T * f_t * e, write_bytes=T * f_t * e))
+        if self.gated:
+            # act(gate) * up: read two T x f/t tensors, write one
+            ops.append(Vector("gate_multiply", elements=T * f_t,
+                              flops_per_element=VECTOR_FLOPS["gate_multiply"],
+                              read_bytes=2 * T * f_t * e, write_bytes=T * f_t * e))
+        # (T x f/t) @ (f/t x h): row-parallel; partial sums leave through the TP collective
+        down = "down" if self.gated else "fc2"
+        ops.append(Matmul(down, m=T, n=h, k=f_t, dtype_bytes=e))
+        ops.extend(self.tp_exit(ctx, T * h * e))
+        T_out = ctx.sharded_tokens
+        if self.bias:
+            # NB: the row-parallel bias is added once, after the reduction, on every TP rank
+            ops.append(Vector("down_bias", elements=T_out * h, flops_per_element=VECTOR_FLOPS["bias"],
+                              read_bytes=(T_out + 1) * h * e, write_bytes=T_out * h * e))
+        if self.dropout and ctx.training:
+            ops.append(dropout("dropout", T_out * h, e))
+        return ops
+
+    def weight_memory(self, ctx: Context) -> sp.Expr:
+        h, f_t, p = self.hidden_size, self.intermediate_size / ctx.tp, self.num_projections
+        params = p * h * f_t
+        if self.bias:
+            # column biases are sharded (f/t each); the row bias h is replicated
+            params += (p - 1) * f_t + h
+        return params * ctx.e
+
+    def saved_activations(self, ctx: Context) -> sp.Expr:
+        # Korthikanti et al. 2022, section 4.2: the MLP saves its input (2sbh), the activation's
+        # input and output (8sbh each at f = 4h) and a dropout mask (sbh): 19sbh at e = 2.
+        # The gated MLP saves gate and up outputs, the activation output and the product.
+        h, e = self.hidden_size, ctx.e
+        input_bytes = ctx.sharded_tokens * h * e  # saved sequence-sharded under Megatron SP
+        if ctx.recompute == "full":
+            return input_bytes
+        wide = ctx.tokens * self.intermediate_size / ctx.tp * e
+        saved = input_bytes + (4 if self.gated else 2) * wide
+        if self.dropout:
+            saved += DROPOUT_MASK_BYTES * ctx.sharded_tokens * h
+        return saved
+
+    def peak_activations(self, ctx: Context) -> sp.Expr:
+        # input, output and the widest intermediates: fc1's output (the activation in place), or
+        # the gate and up outputs (the product written in place)
+        T, e = ctx.tokens, ctx.e
+        wide = T * self.intermediate_size / ctx.tp * e
+        return 2 * T * self.hidden_size * e + (2 if self.gated else 1) * wide
+
+
+class GatedMLPLayer(MLPLayer):
+    """The gated (SwiGLU) MLP of Llama-style models: :class:`MLPLayer` with 3 projections and
+    SiLU by default."""
+
+    num_projections: Literal[2, 3] = 3
+    activation: Activation = "silu"
+

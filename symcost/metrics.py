@@ -1,0 +1,270 @@
+"""LayerMetrics: a layer's per-chip costs as exact numbers or SymPy expressions.
+
+Metrics compose: ``a + b`` is a block that runs ``a`` then ``b``; ``m * L`` repeats a block ``L``
+times (``L`` an integer or a symbol), in O(1) however deep. FLOPs, traffic, weights, KV cache and
+communication add. Activations combine by their nature (CONVENTIONS items 7 and 8): saved
+activations in training add; inference activations are a transient peak and combine by ``max``,
+and repeating a block does not raise its peak.
+
+>>> from symcost import MLPLayer
+>>> m = MLPLayer(hidden_size=4096, intermediate_size=16384).compute_metrics(
+...     batch_size=1, seq_len=2048, phase="prefill", dtype="bf16")
+>>> m.matmul_flops_per_chip                      # 2 matmuls of 2 * 2048 * 4096 * 16384
+549755813888
+>>> (m * 32).matmul_flops_per_chip == 32 * m.matmul_flops_per_chip
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import sympy as sp
+
+from . import symbols as S
+from ._expr import Value, as_expr, exact, total
+from .ops import Collective, Op, merge_collectives
+from .phase import Phase
+
+__all__ = ["LayerMetrics", "METRIC_FIELDS"]
+
+METRIC_FIELDS = (
+    "flops_per_chip",
+    "matmul_flops_per_chip",
+    "hbm_bytes_per_chip",
+    "weight_memory_per_chip",
+    "activation_memory_per_chip",
+    "kv_cache_memory_per_chip",
+    "comm_bytes_per_chip",
+)
+"""The expression-valued fields of :class:`LayerMetrics`, in display order."""
+
+_LATEX_LABELS = {
+    "flops_per_chip": r"\mathrm{FLOPs}",
+    "matmul_flops_per_chip": r"\mathrm{FLOPs}_{\mathrm{matmul}}",
+    "hbm_bytes_per_chip": r"\mathrm{HBM\ traffic}",
+    "weight_memory_per_chip": r"M_{\mathrm{weights}}",
+    "activation_memory_per_chip": r"M_{\mathrm{act}}",
+    "kv_cache_memory_per_chip": r"M_{\mathrm{KV}}",
+    "comm_bytes_per_chip": r"\mathrm{comm\ bytes}",
+}
+
+
+def _peak(a: Value, b: Value) -> Value:
+    if isinstance(a, sp.Basic) or isinstance(b, sp.Basic):
+        return exact(sp.Max(a, b))
+    return max(a, b)
+
+
+def _exact_all(values: Mapping[str, Any]) -> dict[str, Value]:
+    return {k: exact(sp.sympify(v)) if not isinstance(v, int) else v for k, v in values.items()}
+
+
+def _merge_ops(ops: Iterable[tuple[Op, Any]]) -> tuple[tuple[Op, Any], ...]:
+    merged: dict[Op, Any] = {}
+    for op, mult in ops:
+        merged[op] = merged[op] + mult if op in merged else mult
+    return tuple(merged.items())
+
+
+@dataclass(frozen=True)
+class LayerMetrics:
+    """Per-chip costs of one layer, a block or a model, for one phase.
+
+    Fields (bytes and FLOPs, per chip): ``flops_per_chip`` (matmul + vector),
+    ``matmul_flops_per_chip``, ``hbm_bytes_per_chip`` (traffic), ``weight_memory_per_chip``,
+    ``activation_memory_per_chip`` (saved for backward in training; the transient peak in
+    inference), ``kv_cache_memory_per_chip``, ``comm_bytes_per_chip`` (bytes sent) and
+    ``collectives``; ``ops`` lists each op with its multiplicity.
+    """
+
+    phase: Phase
+    flops_per_chip: Value
+    matmul_flops_per_chip: Value
+    hbm_bytes_per_chip: Value
+    weight_memory_per_chip: Value
+    activation_memory_per_chip: Value
+    kv_cache_memory_per_chip: Value
+    comm_bytes_per_chip: Value
+    collectives: tuple[Collective, ...] = ()
+    ops: tuple[tuple[Op, Any], ...] = dataclasses.field(default=(), repr=False, compare=False)
+
+    @classmethod
+    def from_ops(
+        cls,
+        phase: Phase,
+        ops: Sequence[Op | Collective],
+        *,
+        weight_memory: sp.Expr,
+        activation_memory: sp.Expr,
+        kv_cache_memory: sp.Expr,
+    ) -> "LayerMetrics":
+        """Aggregate a layer's ops (collectives among them) and its memory terms."""
+        compute = _merge_ops((op, sp.Integer(1)) for op in ops if isinstance(op, Op))
+        collectives = merge_collectives(c for c in ops if isinstance(c, Collective))
+        matmul = total(op.matmul_flops * n for op, n in compute)
+        vector = total(op.vector_flops * n for op, n in compute)
+        fields = _exact_all({
+            "flops_per_chip": matmul + vector,
+            "matmul_flops_per_chip": matmul,
+            "hbm_bytes_per_chip": total(op.hbm_bytes * n for op, n in compute),
+            "weight_memory_per_chip": weight_memory,
+            "activation_memory_per_chip": activation_memory,
+            "kv_cache_memory_per_chip": kv_cache_memory,
+            "comm_bytes_per_chip": total(c.bytes_sent_per_chip for c in collectives),
+        })
+        return cls(phase=phase, collectives=collectives, ops=compute, **fields)
+
+    # -- composition -------------------------------------------------------------------------
+
+    def __add__(self, other: "LayerMetrics") -> "LayerMetrics":
+        if isinstance(other, int) and other == 0:  # sum() starts from 0
+            return self
+        if not isinstance(other, LayerMetrics):
+            return NotImplemented
+        if other.phase is not self.phase:
+            raise ValueError(f"cannot add {self.phase} metrics to {other.phase} metrics")
+        fields = {name: getattr(self, name) + getattr(other, name) for name in METRIC_FIELDS}
+        if not self.phase.is_training:
+            fields["activation_memory_per_chip"] = _peak(
+                self.activation_memory_per_chip, other.activation_memory_per_chip)
+        return LayerMetrics(
+            phase=self.phase,
+            collectives=merge_collectives(self.collectives + other.collectives),
+            ops=_merge_ops(self.ops + other.ops),
+            **_exact_all(fields),
+        )
+
+    __radd__ = __add__
+
+    def __mul__(self, times: Any) -> "LayerMetrics":
+        """``times`` repetitions (an int or an expression, positive)."""
+        n = as_expr(times, "repetitions")
+        if n.is_positive is False or n.is_integer is False:
+            raise ValueError(f"repetitions must be a positive integer, got {n}")
+        fields = {name: getattr(self, name) * n for name in METRIC_FIELDS}
+        if not self.phase.is_training:
+            fields["activation_memory_per_chip"] = self.activation_memory_per_chip
+        return LayerMetrics(
+            phase=self.phase,
+            collectives=tuple(c.scaled(n) for c in self.collectives),
+            ops=tuple((op, mult * n) for op, mult in self.ops),
+            **_exact_all(fields),
+        )
+
+    __rmul__ = __mul__
+
+    # -- symbolic operations -----------------------------------------------------------------
+
+    @property
+    def free_symbols(self) -> set[sp.Symbol]:
+        """Every symbol any field still depends on."""
+        out: set[sp.Symbol] = set()
+        for name in METRIC_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, sp.Basic):
+                out |= value.free_symbols
+        return out
+
+    def subs(self, mapping: Mapping[Any, Any] | None = None, **values: Any) -> "LayerMetrics":
+        """Replace symbols by values (numbers or expressions), exactly, with ``xreplace``.
+
+        Keys are symbols or the names of canonical symbols (``seq_len=4096``); values are ints,
+        ``Fraction``s or SymPy expressions, never floats or strings.
+
+        >>> from symcost import NormLayer, symbols as S
+        >>> m = NormLayer(hidden_size=S.hidden_size).compute_metrics(batch_size=1, seq_len=1,
+        ...                                                          phase="prefill", dtype="fp32")
+        >>> m.weight_memory_per_chip                     # gamma and beta, 4 bytes each
+        8*h
+        >>> m.subs(hidden_size=4096).weight_memory_per_chip
+        32768
+        """
+        table = _substitutions(mapping, values)
+        fields = {}
+        for name in METRIC_FIELDS:
+            value = getattr(self, name)
+            fields[name] = value.xreplace(table) if isinstance(value, sp.Basic) else value
+        return LayerMetrics(
+            phase=self.phase,
+            collectives=merge_collectives(c.xreplace(table) for c in self.collectives),
+            ops=_merge_ops((op.xreplace(table), sp.sympify(m).xreplace(table)) for op, m in self.ops),
+            **_exact_all(fields),
+        )
+
+    def evaluate(self, mapping: Mapping[Any, Any] | None = None, **values: Any) -> "LayerMetrics":
+        """:meth:`subs`, then insist that every field is an exact number.
+
+        Raises ``ValueError`` naming the symbols left unbound.
+        """
+        result = self.subs(mapping, **values)
+        left = result.free_symbols
+        if left:
+            names = ", ".join(sorted(_describe(s) for s in left))
+            raise ValueError(f"evaluate: unbound symbols remain: {names}")
+        return result
+
+    def diff(self, symbol: sp.Symbol | str) -> "LayerMetrics":
+        """The derivative of every field with respect to ``symbol``.
+
+        A derivative carries no per-collective or per-op records (``collectives`` and ``ops``
+        are empty); ``comm_bytes_per_chip`` holds the derivative of the bytes sent.
+
+        >>> from symcost import MLPLayer, symbols as S
+        >>> m = MLPLayer(hidden_size=4, intermediate_size=16).compute_metrics(phase="prefill",
+        ...                                                                   dtype="bf16")
+        >>> m.diff(S.seq_len).matmul_flops_per_chip      # 2 matmuls of 2*b*s*4*16, per token
+        256*b
+        """
+        x = _resolve_key(symbol)
+        fields = {}
+        for name in METRIC_FIELDS:
+            value = getattr(self, name)
+            fields[name] = sp.diff(value, x) if isinstance(value, sp.Basic) else 0
+        return LayerMetrics(phase=self.phase, **_exact_all(fields))
+
+    def to_latex(self, fields: Sequence[str] = METRIC_FIELDS) -> str:
+        """The fields as one LaTeX ``aligned`` block, canonical symbols in their LaTeX names.
+
+        >>> from symcost import NormLayer
+        >>> print(NormLayer(kind="rmsnorm").compute_metrics(phase="prefill", dtype="bf16")
+        ...       .to_latex(["weight_memory_per_chip"]))
+        \\begin{aligned}
+        M_{\\mathrm{weights}} &= 2 h
+        \\end{aligned}
+        """
+        names = S.latex_names()
+        unknown = [f for f in fields if f not in METRIC_FIELDS]
+        if unknown:
+            raise ValueError(f"to_latex: unknown fields {unknown}; valid: {', '.join(METRIC_FIELDS)}")
+        lines = [
+            f"{_LATEX_LABELS[f]} &= {sp.latex(sp.sympify(getattr(self, f)), symbol_names=names)}"
+            for f in fields
+        ]
+        return "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
+
+    def _repr_latex_(self) -> str:
+        return "$\\displaystyle " + self.to_latex() + "$"
+
+
+def _describe(symbol: sp.Symbol) -> str:
+    row = S.info(symbol)
+    return f"{row.name} ({symbol})" if row else str(symbol)
+
+
+def _resolve_key(key: Any) -> sp.Symbol:
+    if isinstance(key, sp.Symbol):
+        return key
+    if isinstance(key, str):
+        return S.lookup(key)
+    raise ValueError(f"substitution keys must be symbols or canonical names, got {key!r}")
+
+
+def _substitutions(mapping: Mapping[Any, Any] | None, values: Mapping[str, Any]) -> dict:
+    table = {}
+    for key, value in list((mapping or {}).items()) + list(values.items()):
+        symbol = _resolve_key(key)
+        table[symbol] = as_expr(value, str(key))
+    return table

@@ -1,0 +1,398 @@
+"""Op primitives: the smallest costed units, each with its FLOPs and HBM bytes.
+
+Every formula is one small property with a shape comment. The per-element costs of vector work
+are in :data:`VECTOR_FLOPS`, the single table the layers read.
+
+>>> from symcost.ops import Matmul
+>>> mm = Matmul("fc1", m=2048, n=16384, k=4096, dtype_bytes=2)   # (2048x4096) @ (4096x16384)
+>>> mm.matmul_flops == 2 * 2048 * 16384 * 4096
+True
+>>> [op.name for op in mm.backward()]
+['fc1.dgrad', 'fc1.wgrad']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+import sympy as sp
+
+from ._expr import total
+
+__all__ = [
+    "VECTOR_FLOPS",
+    "BACKWARD_VECTOR_FACTOR",
+    "EAGER_ATTENTION_BACKWARD_FACTOR",
+    "FLASH_ATTENTION_BACKWARD_FACTOR",
+    "DROPOUT_MASK_BYTES",
+    "LSE_BYTES",
+    "Op",
+    "Matmul",
+    "Vector",
+    "AttentionCore",
+    "AttentionCoreBackward",
+    "Collective",
+    "CollectiveKind",
+    "Axis",
+    "dropout",
+    "merge_collectives",
+]
+
+# FLOPs per element of vector (non-matmul) work, forward. FlopCounterMode counts all of these as 0;
+# they enter flops_per_chip only. NB: a count of the arithmetic a straightforward kernel does:
+#   relu: max(x, 0)                                            -> 1
+#   gelu (tanh form): x^3 (2), 0.044715*x^3 + x (2), *sqrt(2/pi) (1), tanh (1), 1 + (1), *0.5x (1)
+#                                                              -> 8
+#   silu: x * 1/(1 + exp(-x)): exp (1), + (1), / (1), * (1)    -> 4
+#   gate_multiply: act(gate) * up                              -> 1
+#   softmax: max (1), subtract (1), exp (1), sum (1), divide (1) -> 5 (the 1/sqrt(d) scale folded in)
+#   layernorm: mean (1), subtract (1), square (1), variance sum (1), normalize (1), *gamma (1),
+#              +beta (1)                                       -> 7
+#   rmsnorm: square (1), sum (1), normalize (1), *gamma (1)    -> 4
+#   dropout: mask multiply (1), 1/(1-p) scale (1)              -> 2
+#   bias: add                                                  -> 1
+VECTOR_FLOPS: dict[str, sp.Integer] = {
+    "relu": sp.Integer(1),
+    "gelu": sp.Integer(8),
+    "silu": sp.Integer(4),
+    "gate_multiply": sp.Integer(1),
+    "softmax": sp.Integer(5),
+    "layernorm": sp.Integer(7),
+    "rmsnorm": sp.Integer(4),
+    "dropout": sp.Integer(2),
+    "bias": sp.Integer(1),
+}
+
+# NB: the backward of an elementwise pass computes the local derivative and multiplies it into the
+# incoming gradient; we price it at twice the forward's FLOPs per element.
+BACKWARD_VECTOR_FACTOR = sp.Integer(2)
+# CONVENTIONS item 4: the attention core's backward is 2x its forward matmul FLOPs when eager
+# (dQ, dK, dV, dP: two bmms per forward bmm) and 5/2x with flash attention (the kernel recomputes
+# Q K^T once more: five bmms against the forward's two).
+EAGER_ATTENTION_BACKWARD_FACTOR = sp.Integer(2)
+FLASH_ATTENTION_BACKWARD_FACTOR = sp.Rational(5, 2)
+# CONVENTIONS item 7: dropout masks are stored at 1 byte per element, flash attention's
+# log-sum-exp in fp32.
+DROPOUT_MASK_BYTES = sp.Integer(1)
+LSE_BYTES = sp.Integer(4)
+
+CollectiveKind = Literal["all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p"]
+Axis = Literal["tp", "sp", "pp", "ep", "dp"]
+
+_ZERO = sp.Integer(0)
+
+
+@dataclass(frozen=True)
+class Op:
+    """Base of the computational ops: a name, FLOPs split into matmul and vector, HBM bytes."""
+
+    name: str
+
+    @property
+    def matmul_flops(self) -> sp.Expr:
+        """FLOPs on the matrix units (what FlopCounterMode counts)."""
+        return _ZERO
+
+    @property
+    def vector_flops(self) -> sp.Expr:
+        """FLOPs on the vector units (softmax, activations, norms, bias, dropout)."""
+        return _ZERO
+
+    @property
+    def flops(self) -> sp.Expr:
+        """All FLOPs of the op."""
+        return self.matmul_flops + self.vector_flops
+
+    @property
+    def hbm_bytes(self) -> sp.Expr:
+        """Bytes read from and written to HBM, each input and output once."""
+        return _ZERO
+
+    def backward(self) -> list["Op"]:
+        """The ops of this op's backward pass."""
+        raise NotImplementedError
+
+    def xreplace(self, mapping: dict) -> "Op":
+        """A copy with ``mapping`` applied to every expression field."""
+        return _xreplace_fields(self, mapping)
+
+    def renamed(self, suffix: str) -> "Op":
+        """A copy whose name ends in ``suffix`` (e.g. ``".recompute"``)."""
+        return dataclasses.replace(self, name=self.name + suffix)
+
+
+def _xreplace_fields(obj, mapping):
+    changes = {}
+    for field in dataclasses.fields(obj):
+        value = getattr(obj, field.name)
+        if isinstance(value, sp.Basic):
+            new = value.xreplace(mapping)
+            if new is not value:
+                changes[field.name] = new
+    return dataclasses.replace(obj, **changes) if changes else obj
+
+
+@dataclass(frozen=True)
+class Matmul(Op):
+    """``batch`` products (m x k) @ (k x n); ``weight`` marks B as a parameter read from HBM.
+
+    FLOPs ``2 * batch * m * n * k`` (CONVENTIONS item 1); an optional bias adds ``batch * m * n``
+    vector FLOPs and reads ``n`` bias elements; bytes ``e * batch * (m*k + k*n + m*n)``.
+    """
+
+    m: sp.Expr = _ZERO
+    n: sp.Expr = _ZERO
+    k: sp.Expr = _ZERO
+    dtype_bytes: sp.Expr = sp.Integer(2)
+    batch: sp.Expr = sp.Integer(1)
+    weight: bool = True
+    bias: bool = False
+
+    @property
+    def matmul_flops(self) -> sp.Expr:
+        # (m x k) @ (k x n): m*n outputs, each k multiply-adds
+        return 2 * self.batch * self.m * self.n * self.k
+
+    @property
+    def vector_flops(self) -> sp.Expr:
+        return self.batch * self.m * self.n * VECTOR_FLOPS["bias"] if self.bias else _ZERO
+
+    @property
+    def hbm_bytes(self) -> sp.Expr:
+        # read A (m x k) and B (k x n), write C (m x n); NB: a weight shared across the batch
+        # dimension would be read once, but our batched products (attention) have no weights.
+        elements = self.batch * (self.m * self.k + self.k * self.n + self.m * self.n)
+        bias = self.n if self.bias else _ZERO
+        return self.dtype_bytes * (elements + bias)
+
+    def backward(self) -> list[Op]:
+        ops: list[Op] = [
+            # dX = dY @ B^T: (m x n) @ (n x k)
+            Matmul(self.name + ".dgrad", m=self.m, n=self.k, k=self.n, dtype_bytes=self.dtype_bytes,
+                   batch=self.batch, weight=self.weight),
+            # dB = A^T @ dY: (k x m) @ (m x n)
+            Matmul(self.name + ".wgrad", m=self.k, n=self.n, k=self.m, dtype_bytes=self.dtype_bytes,
+                   batch=self.batch, weight=False),
+        ]
+        if self.bias:
+            # d(bias) = column sums of dY: m*n adds, read dY, write n
+            ops.append(Vector(self.name + ".bias_grad", elements=self.batch * self.m * self.n,
+                              flops_per_element=VECTOR_FLOPS["bias"],
+                              read_bytes=self.dtype_bytes * self.batch * self.m * self.n,
+                              write_bytes=self.dtype_bytes * self.n))
+        return ops
+
+
+@dataclass(frozen=True)
+class Vector(Op):
+    """An elementwise or reduction pass over ``elements`` with its bytes read and written.
+
+    FLOPs ``elements * flops_per_element``; bytes ``read_bytes + write_bytes``.
+    """
+
+    elements: sp.Expr = _ZERO
+    flops_per_element: sp.Expr = _ZERO
+    read_bytes: sp.Expr = _ZERO
+    write_bytes: sp.Expr = _ZERO
+
+    @property
+    def vector_flops(self) -> sp.Expr:
+        return self.elements * self.flops_per_element
+
+    @property
+    def hbm_bytes(self) -> sp.Expr:
+        return self.read_bytes + self.write_bytes
+
+    def backward(self) -> list[Op]:
+        # read the output gradient and the saved inputs, write the input gradients
+        return [Vector(self.name + ".bwd", elements=self.elements,
+                       flops_per_element=BACKWARD_VECTOR_FACTOR * self.flops_per_element,
+                       read_bytes=self.write_bytes + self.read_bytes, write_bytes=self.read_bytes)]
+
+
+@dataclass(frozen=True)
+class AttentionCore(Op):
+    """softmax(Q Kᵀ) V for ``batch`` sequences and ``heads`` query heads (``kv_heads`` K/V heads).
+
+    Matmul FLOPs ``4 * batch * heads * pairs * head_dim`` where ``pairs`` is ``q_len * kv_len``,
+    or with ``causal`` only the unmasked pairs ``q_len*(kv_len - q_len) + q_len*(q_len + 1)/2``
+    (CONVENTIONS item 3). Vector FLOPs: softmax (and dropout) per pair. Eager attention writes and
+    reads the score and probability matrices; flash attention reads Q, K, V and writes O only.
+    """
+
+    batch: sp.Expr = _ZERO
+    heads: sp.Expr = _ZERO
+    kv_heads: sp.Expr = _ZERO
+    q_len: sp.Expr = _ZERO
+    kv_len: sp.Expr = _ZERO
+    head_dim: sp.Expr = _ZERO
+    dtype_bytes: sp.Expr = sp.Integer(2)
+    flash: bool = True
+    causal: bool = False
+    dropout: bool = False
+    save_lse: bool = False
+
+    @property
+    def pairs(self) -> sp.Expr:
+        """(query, key) pairs scored per head and sequence."""
+        if not self.causal:
+            return self.q_len * self.kv_len
+        # query i (0-based) sits at position kv_len - q_len + i and sees keys 0..that position
+        return self.q_len * (self.kv_len - self.q_len) + self.q_len * (self.q_len + 1) / 2
+
+    @property
+    def matmul_flops(self) -> sp.Expr:
+        # Q Kᵀ: (q_len x d) @ (d x kv_len) and P V: (q_len x kv_len) @ (kv_len x d), per head
+        return 4 * self.batch * self.heads * self.pairs * self.head_dim
+
+    @property
+    def vector_flops(self) -> sp.Expr:
+        per_pair = VECTOR_FLOPS["softmax"] + (VECTOR_FLOPS["dropout"] if self.dropout else _ZERO)
+        return self.batch * self.heads * self.pairs * per_pair
+
+    @property
+    def q_bytes(self) -> sp.Expr:
+        """Bytes of Q (and of O, which has Q's shape)."""
+        return self.dtype_bytes * self.batch * self.heads * self.q_len * self.head_dim
+
+    @property
+    def kv_bytes(self) -> sp.Expr:
+        """Bytes of K and V together."""
+        return 2 * self.dtype_bytes * self.batch * self.kv_heads * self.kv_len * self.head_dim
+
+    @property
+    def score_elements(self) -> sp.Expr:
+        """Elements of one materialized score matrix (eager computes masked entries too)."""
+        return self.batch * self.heads * self.q_len * self.kv_len
+
+    @property
+    def lse_bytes(self) -> sp.Expr:
+        """The fp32 log-sum-exp flash attention keeps for its backward."""
+        return LSE_BYTES * self.batch * self.heads * self.q_len if self.save_lse else _ZERO
+
+    @property
+    def hbm_bytes(self) -> sp.Expr:
+        io = 2 * self.q_bytes + self.kv_bytes  # read Q, K, V; write O
+        if self.flash:
+            return io + self.lse_bytes
+        # write S, read S, write P, read P (+ write and read the dropped-out P and write its mask)
+        passes = 6 if self.dropout else 4
+        mask = DROPOUT_MASK_BYTES * self.score_elements if self.dropout else _ZERO
+        return io + passes * self.dtype_bytes * self.score_elements + mask
+
+    def backward(self) -> list[Op]:
+        return [AttentionCoreBackward(self.name + ".bwd", forward=self)]
+
+
+@dataclass(frozen=True)
+class AttentionCoreBackward(Op):
+    """The attention core's backward: 2x (eager) or 5/2x (flash) the forward's matmul FLOPs.
+
+    Bytes: read Q, K, V, O and dO, write dQ, dK, dV; eager also streams the probability matrix
+    and its gradients (7 score-sized passes, 9 with dropout), flash reads its log-sum-exp.
+    """
+
+    forward: AttentionCore = None  # type: ignore[assignment]
+
+    @property
+    def matmul_flops(self) -> sp.Expr:
+        fwd = self.forward
+        factor = FLASH_ATTENTION_BACKWARD_FACTOR if fwd.flash else EAGER_ATTENTION_BACKWARD_FACTOR
+        return factor * fwd.matmul_flops
+
+    @property
+    def vector_flops(self) -> sp.Expr:
+        return BACKWARD_VECTOR_FACTOR * self.forward.vector_flops
+
+    @property
+    def hbm_bytes(self) -> sp.Expr:
+        fwd = self.forward
+        io = 2 * (2 * fwd.q_bytes + fwd.kv_bytes)  # read Q, K, V, O, dO; write dQ, dK, dV
+        if fwd.flash:
+            return io + fwd.lse_bytes
+        passes = 9 if fwd.dropout else 7
+        mask = DROPOUT_MASK_BYTES * fwd.score_elements if fwd.dropout else _ZERO
+        return io + passes * fwd.dtype_bytes * fwd.score_elements + mask
+
+    def xreplace(self, mapping: dict) -> "AttentionCoreBackward":
+        return dataclasses.replace(self, forward=self.forward.xreplace(mapping))
+
+
+def dropout(name: str, elements: sp.Expr, dtype_bytes: sp.Expr) -> Vector:
+    """Dropout in training: read x, write the output and a 1-byte mask."""
+    return Vector(name, elements=elements, flops_per_element=VECTOR_FLOPS["dropout"],
+                  read_bytes=elements * dtype_bytes,
+                  write_bytes=elements * (dtype_bytes + DROPOUT_MASK_BYTES))
+
+
+# Bytes each chip sends, as a fraction of the payload M, for ring algorithms (CONVENTIONS item 11).
+def _ring_fraction(kind: str, n: sp.Expr) -> sp.Expr:
+    if kind == "all_reduce":
+        return 2 * (n - 1) / n
+    if kind in ("all_gather", "reduce_scatter", "all_to_all"):
+        return (n - 1) / n
+    return sp.Integer(1)  # p2p: the whole payload
+
+
+@dataclass(frozen=True)
+class Collective:
+    """One kind of collective on one axis: ``count`` calls with payload ``payload_bytes`` each.
+
+    The payload M is the full tensor: the all-reduce buffer, the all-gather output, the
+    reduce-scatter input, the chip's buffer for all-to-all. Bytes sent per chip (all calls):
+    all-reduce ``2(n-1)/n * M``, all-gather / reduce-scatter / all-to-all ``(n-1)/n * M``,
+    p2p ``M``, times ``count``.
+
+    >>> Collective("all_reduce", "tp", 4, 1000).bytes_sent_per_chip
+    1500
+    """
+
+    kind: CollectiveKind
+    axis: Axis
+    group_size: sp.Expr
+    payload_bytes: sp.Expr
+    count: sp.Expr = sp.Integer(1)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p"):
+            raise ValueError(f"Collective.kind: unknown collective {self.kind!r}")
+        if self.axis not in ("tp", "sp", "pp", "ep", "dp"):
+            raise ValueError(f"Collective.axis: unknown axis {self.axis!r}")
+        for name in ("group_size", "payload_bytes", "count"):
+            object.__setattr__(self, name, sp.sympify(getattr(self, name), strict=True))
+
+    @property
+    def bytes_sent_per_chip(self) -> sp.Expr:
+        """Bytes one chip sends over all ``count`` calls, ring algorithms."""
+        return self.count * _ring_fraction(self.kind, self.group_size) * self.payload_bytes
+
+    @property
+    def key(self) -> tuple:
+        """What identifies calls that may be merged into one record with a larger count."""
+        return (self.kind, self.axis, self.group_size, self.payload_bytes)
+
+    def xreplace(self, mapping: dict) -> "Collective":
+        """A copy with ``mapping`` applied to the group size, payload and count."""
+        return _xreplace_fields(self, mapping)
+
+    def scaled(self, factor: sp.Expr) -> "Collective":
+        """The same record with ``count`` multiplied by ``factor``."""
+        return dataclasses.replace(self, count=self.count * factor)
+
+
+def merge_collectives(collectives) -> tuple[Collective, ...]:
+    """Records with the same kind, axis, group and payload merged (counts add), order kept."""
+    merged: dict[tuple, Collective] = {}
+    for c in collectives:
+        if c.key in merged:
+            merged[c.key] = dataclasses.replace(merged[c.key], count=merged[c.key].count + c.count)
+        else:
+            merged[c.key] = c
+    return tuple(merged.values())
+
+
+def sum_ops(ops, attribute: str) -> sp.Expr:
+    """The sum of one attribute over ``ops`` (a sequence of ``(op, multiplicity)``)."""
+    return total(getattr(op, attribute) * mult for op, mult in ops)
