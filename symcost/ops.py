@@ -19,7 +19,7 @@ from typing import Literal
 
 import sympy as sp
 
-from ._expr import total
+from ._expr import Value, as_expr, exact, total
 
 __all__ = [
     "VECTOR_FLOPS",
@@ -361,12 +361,14 @@ class Collective:
         if self.axis not in ("tp", "sp", "pp", "ep", "dp"):
             raise ValueError(f"Collective.axis: unknown axis {self.axis!r}")
         for name in ("group_size", "payload_bytes", "count"):
-            object.__setattr__(self, name, sp.sympify(getattr(self, name), strict=True))
+            object.__setattr__(self, name, exact(as_expr(getattr(self, name), f"Collective.{name}")))
 
     @property
-    def bytes_sent_per_chip(self) -> sp.Expr:
+    def bytes_sent_per_chip(self) -> Value:
         """Bytes one chip sends over all ``count`` calls, ring algorithms."""
-        return self.count * _ring_fraction(self.kind, self.group_size) * self.payload_bytes
+        n = as_expr(self.group_size, "group_size")
+        return exact(as_expr(self.count, "count") * _ring_fraction(self.kind, n)
+                     * as_expr(self.payload_bytes, "payload_bytes"))
 
     @property
     def key(self) -> tuple:
@@ -379,13 +381,16 @@ class Collective:
 
     def scaled(self, factor: sp.Expr) -> "Collective":
         """The same record with ``count`` multiplied by ``factor``."""
-        return dataclasses.replace(self, count=self.count * factor)
+        return dataclasses.replace(self, count=as_expr(self.count, "count") * factor)
 
 
 def merge_collectives(collectives) -> tuple[Collective, ...]:
-    """Records with the same kind, axis, group and payload merged (counts add), order kept."""
+    """Records with the same kind, axis, group and payload merged (counts add), order kept;
+    records over a group of one dropped (they cost nothing)."""
     merged: dict[tuple, Collective] = {}
     for c in collectives:
+        if c.group_size == 1:
+            continue
         if c.key in merged:
             merged[c.key] = dataclasses.replace(merged[c.key], count=merged[c.key].count + c.count)
         else:

@@ -1,0 +1,118 @@
+"""LayerMetrics: composition, substitution, evaluation, derivatives and LaTeX."""
+
+from fractions import Fraction
+
+import pytest
+import sympy as sp
+
+import symcost as sc
+from symcost import symbols as S
+from symcost.testing import assert_expr_equal
+
+b, s, h, f, L = S.batch_size, S.seq_len, S.hidden_size, S.intermediate_size, S.num_layers
+
+
+def block(phase):
+    """A pre-norm Llama block's layers (without residuals)."""
+    return [sc.NormLayer(kind="rmsnorm").compute_metrics(phase=phase, dtype="bf16"),
+            sc.GroupedQueryAttentionLayer().compute_metrics(phase=phase, dtype="bf16"),
+            sc.NormLayer(kind="rmsnorm").compute_metrics(phase=phase, dtype="bf16"),
+            sc.GatedMLPLayer().compute_metrics(phase=phase, dtype="bf16")]
+
+
+def test_addition_sums_costs_and_training_activations():
+    """FLOPs, weights and saved activations add across layers in training."""
+    parts = block("training")
+    total = parts[0] + parts[1] + parts[2] + parts[3]
+    for name in ("flops_per_chip", "weight_memory_per_chip", "activation_memory_per_chip"):
+        assert_expr_equal(getattr(total, name), sp.Add(*(getattr(p, name) for p in parts)))
+    assert sum(parts, 0).flops_per_chip == total.flops_per_chip  # sum() works from 0
+
+
+def test_inference_activations_combine_by_peak():
+    """Inference activations are a transient peak: a + b is the larger, and repetition keeps it."""
+    norm = sc.NormLayer(hidden_size=8).compute_metrics(batch_size=1, seq_len=4, dtype="fp32")
+    mlp = sc.MLPLayer(hidden_size=8, intermediate_size=32).compute_metrics(
+        batch_size=1, seq_len=4, dtype="fp32")
+    both = norm + mlp
+    # norm: 2*4*8*4 = 256 bytes; MLP: (2*4*8 + 4*32)*4 = 768 bytes
+    assert both.activation_memory_per_chip == 768
+    assert (both * 10).activation_memory_per_chip == 768
+    assert (both * 10).weight_memory_per_chip == 10 * both.weight_memory_per_chip
+
+
+def test_symbolic_repetition_is_constant_size():
+    """Repeating a block L times multiplies costs by L without growing the expression."""
+    one = sum(block("training"), 0)
+    model = one * L
+    assert_expr_equal(model.flops_per_chip, L * one.flops_per_chip)
+    assert_expr_equal(model.activation_memory_per_chip, L * one.activation_memory_per_chip)
+    assert len(model.ops) == len(one.ops)
+
+
+def test_adding_different_phases_is_an_error():
+    """Metrics of different phases do not add."""
+    with pytest.raises(ValueError, match="cannot add"):
+        block("prefill")[0] + block("decode")[0]
+
+
+def test_repetitions_must_be_positive_integers():
+    """Repeating 0 or 1.5 times is refused."""
+    m = block("prefill")[0]
+    with pytest.raises(ValueError, match="repetitions"):
+        m * 0
+    with pytest.raises(ValueError, match="float"):
+        m * 1.5
+
+
+def test_subs_by_name_and_symbol_gives_exact_numbers():
+    """subs accepts canonical names and symbols and returns plain Python numbers when closed."""
+    m = sc.MLPLayer().compute_metrics(phase="prefill", dtype="bf16")
+    closed = m.subs({S.batch_size: 1, "seq_len": 2048}, hidden_size=4096, intermediate_size=16384)
+    assert closed.matmul_flops_per_chip == 549_755_813_888
+    assert type(closed.matmul_flops_per_chip) is int
+
+
+def test_evaluate_refuses_unbound_symbols():
+    """evaluate names every symbol left unbound."""
+    m = sc.MLPLayer().compute_metrics(phase="prefill", dtype="bf16")
+    with pytest.raises(ValueError, match=r"intermediate_size \(f\)"):
+        m.evaluate(batch_size=1, seq_len=8, hidden_size=4)
+
+
+def test_evaluate_refuses_floats_and_strings():
+    """Floats are inexact and strings are never parsed."""
+    m = sc.NormLayer().compute_metrics()
+    with pytest.raises(ValueError, match="float"):
+        m.subs(seq_len=2.5)
+    with pytest.raises(ValueError, match="never parsed"):
+        m.subs(seq_len="S*E")
+    with pytest.raises(KeyError, match="unknown symbol"):
+        m.subs(sequence_length=4)
+
+
+def test_evaluate_with_fraction_dtype_bytes():
+    """A Fraction value stays exact (int4's half byte)."""
+    m = sc.NormLayer(hidden_size=3).compute_metrics(batch_size=1, seq_len=1)
+    assert m.evaluate(dtype_bytes=Fraction(1, 2)).weight_memory_per_chip == 3
+
+
+def test_diff_matches_hand_derivative():
+    """d(FLOPs)/d(seq_len) of eager MHA: matmul part 8bh^2 + 8bhs (from 8bsh^2 + 4bs^2h)."""
+    m = sc.AttentionLayer(flash_attention=False).compute_metrics(phase="prefill")
+    d = m.diff("seq_len")
+    assert_expr_equal(d.matmul_flops_per_chip, 8 * b * h**2 + 8 * b * h * s)
+    assert d.collectives == ()
+
+
+def test_to_latex_uses_canonical_latex_names():
+    """LaTeX shows the parallel degrees by their table names."""
+    m = sc.MLPLayer(parallelism={"tensor_parallel": S.tp}).compute_metrics(
+        phase="prefill", dtype="bf16")
+    tex = m.to_latex(["matmul_flops_per_chip"])
+    assert tex.startswith("\\begin{aligned}") and "\\frac{4 b f h s}{t}" in tex
+    ulysses = sc.MLPLayer(parallelism={"sequence_parallel": S.sp}).compute_metrics(phase="prefill")
+    assert r"n_{\mathrm{sp}}" in ulysses.to_latex(["matmul_flops_per_chip"])
+    assert m._repr_latex_().startswith("$\\displaystyle")
+    with pytest.raises(ValueError, match="unknown fields"):
+        m.to_latex(["flops"])

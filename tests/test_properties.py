@@ -1,0 +1,130 @@
+"""Property tests (Hypothesis): invariants that hold for every shape, phase and option."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import symcost as sc
+from symcost import symbols as S
+from symcost.metrics import METRIC_FIELDS
+
+PHASES = st.sampled_from(["prefill", "decode", "training"])
+DTYPES = st.sampled_from(["fp32", "bf16", "fp8_e4m3", "int4"])
+RECOMPUTE = st.sampled_from(["none", "selective", "full"])
+POW2 = st.sampled_from([1, 2, 4, 8])
+
+settings.register_profile("symcost", max_examples=40, deadline=None)
+settings.load_profile("symcost")
+
+
+@st.composite
+def attention_shapes(draw):
+    """(hidden, heads, kv_heads, t) with heads = kv_heads * group, all divisible by t."""
+    t = draw(POW2)
+    g = t * draw(st.sampled_from([1, 2]))
+    a = g * draw(POW2)
+    d = draw(st.integers(1, 32))
+    return a * d, a, g, t
+
+
+def attention_options():
+    return st.fixed_dictionaries({
+        "flash_attention": st.booleans(), "causal": st.booleans(),
+        "bias": st.booleans(), "dropout": st.booleans(),
+    })
+
+
+@given(phase=PHASES, dtype=DTYPES, b=st.integers(1, 8), s=st.integers(1, 512),
+       dp=POW2, pp=POW2, opts=attention_options(), shape=attention_shapes())
+def test_degree_one_means_no_communication(phase, dtype, b, s, dp, pp, opts, shape):
+    """With t = sp = 1 no layer communicates, whatever the data and pipeline degrees."""
+    h, a, g, _ = shape
+    par = {"data_parallel": dp, "pipeline_parallel": pp}
+    layers = [sc.NormLayer(hidden_size=h, parallelism=par),
+              sc.MLPLayer(hidden_size=h, intermediate_size=4 * h, parallelism=par),
+              sc.GroupedQueryAttentionLayer(hidden_size=h, num_heads=a, num_kv_heads=g,
+                                            parallelism=par, **opts)]
+    for layer in layers:
+        m = layer.compute_metrics(batch_size=b, seq_len=s, phase=phase, dtype=dtype)
+        assert m.collectives == () and m.comm_bytes_per_chip == 0
+
+
+@given(phase=PHASES, b=st.integers(1, 4), s=st.integers(1, 256), shape=attention_shapes(),
+       opts=attention_options())
+def test_per_chip_times_tp_is_total(phase, b, s, shape, opts):
+    """Sharded terms: per-chip x t equals the unsharded total (g >= t, so nothing replicates)."""
+    h, a, g, t = shape
+    opts["bias"] = False  # the row-parallel bias is replicated by design
+    one = sc.GroupedQueryAttentionLayer(hidden_size=h, num_heads=a, num_kv_heads=g, **opts)
+    many = sc.GroupedQueryAttentionLayer(hidden_size=h, num_heads=a, num_kv_heads=g,
+                                         parallelism={"tensor_parallel": t}, **opts)
+    m1 = one.compute_metrics(batch_size=b, seq_len=s, phase=phase, dtype="bf16")
+    mt = many.compute_metrics(batch_size=b, seq_len=s, phase=phase, dtype="bf16")
+    for name in ("matmul_flops_per_chip", "weight_memory_per_chip", "kv_cache_memory_per_chip"):
+        assert getattr(mt, name) * t == getattr(m1, name)
+    mlp1 = sc.MLPLayer(hidden_size=h, intermediate_size=4 * h).compute_metrics(
+        batch_size=b, seq_len=s, phase=phase, dtype="bf16")
+    mlpt = sc.MLPLayer(hidden_size=h, intermediate_size=4 * h, parallelism={"tensor_parallel": t}
+                       ).compute_metrics(batch_size=b, seq_len=s, phase=phase, dtype="bf16")
+    assert mlpt.matmul_flops_per_chip * t == mlp1.matmul_flops_per_chip
+    assert mlpt.weight_memory_per_chip * t == mlp1.weight_memory_per_chip
+
+
+@given(phase=PHASES, recompute=RECOMPUTE, shape=attention_shapes(), opts=attention_options(),
+       sequence_parallel=st.sampled_from([1, "tp"]))
+def test_gqa_with_all_kv_heads_is_mha(phase, recompute, shape, opts, sequence_parallel):
+    """GQA with num_kv_heads = num_heads equals MHA in every field."""
+    h, a, _, t = shape
+    par = {"tensor_parallel": t, "sequence_parallel": sequence_parallel}
+    mha = sc.AttentionLayer(hidden_size=h, num_heads=a, parallelism=par, **opts)
+    gqa = sc.GroupedQueryAttentionLayer(hidden_size=h, num_heads=a, num_kv_heads=a,
+                                        parallelism=par, **opts)
+    kw = {"batch_size": 2, "seq_len": 8 * t, "phase": phase, "recompute": recompute}
+    assert mha.compute_metrics(**kw) == gqa.compute_metrics(**kw)
+
+
+@given(phase=PHASES, recompute=RECOMPUTE, dtype=DTYPES, b=st.integers(1, 8),
+       s=st.integers(1, 64), shape=attention_shapes(), opts=attention_options(),
+       ffn=st.integers(1, 8))
+def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape, opts, ffn):
+    """Symbolic metrics evaluated at a point equal the numeric call at that point."""
+    h, a, g, t = shape
+    s = s * t
+    values = {S.batch_size: b, S.seq_len: s, S.hidden_size: h, S.num_heads: a,
+              S.num_kv_heads: g, S.tp: t, S.intermediate_size: ffn * t,
+              S.dtype_bytes: sc.DataType(dtype).bytes}
+    pairs = [
+        (sc.GroupedQueryAttentionLayer(parallelism={"tensor_parallel": S.tp}, **opts),
+         sc.GroupedQueryAttentionLayer(hidden_size=h, num_heads=a, num_kv_heads=g,
+                                       parallelism={"tensor_parallel": t}, **opts)),
+        (sc.GatedMLPLayer(bias=opts["bias"], parallelism={"tensor_parallel": S.tp,
+                                                          "sequence_parallel": "tp"}),
+         sc.GatedMLPLayer(hidden_size=h, intermediate_size=ffn * t, bias=opts["bias"],
+                          parallelism={"tensor_parallel": t, "sequence_parallel": "tp"})),
+        (sc.NormLayer(kind="rmsnorm"), sc.NormLayer(hidden_size=h, kind="rmsnorm")),
+    ]
+    for symbolic, numeric in pairs:
+        sym = symbolic.compute_metrics(phase=phase, recompute=recompute)
+        num = numeric.compute_metrics(batch_size=b, seq_len=s, phase=phase, dtype=dtype,
+                                      recompute=recompute)
+        evaluated = sym.evaluate(values)
+        for name in METRIC_FIELDS:
+            assert getattr(evaluated, name) == getattr(num, name), name
+        assert evaluated.collectives == num.collectives
+
+
+@given(phase=st.sampled_from(["prefill", "training"]), s=st.integers(1, 1024),
+       opts=attention_options(), shape=attention_shapes())
+def test_flops_grow_with_seq_len(phase, s, opts, shape):
+    """One more token costs strictly more FLOPs in every layer; one more key in decode
+    attention too."""
+    h, a, g, _ = shape
+    layers = [sc.NormLayer(hidden_size=h), sc.MLPLayer(hidden_size=h, intermediate_size=2 * h),
+              sc.GroupedQueryAttentionLayer(hidden_size=h, num_heads=a, num_kv_heads=g, **opts)]
+    for layer in layers:
+        lo, hi = (layer.compute_metrics(batch_size=1, seq_len=n, phase=phase, dtype="bf16")
+                  for n in (s, s + 1))
+        assert hi.flops_per_chip > lo.flops_per_chip
+    attn = layers[-1]
+    lo, hi = (attn.compute_metrics(batch_size=1, seq_len=n, phase="decode", dtype="bf16")
+              for n in (s, s + 1))
+    assert hi.flops_per_chip > lo.flops_per_chip
