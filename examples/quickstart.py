@@ -32,5 +32,6 @@ symbolic = MLPLayer(parallelism={"tensor_parallel": S.tp}).compute_metrics(phase
 print("\ntraining, symbolic (per chip):")
 print("  matmul FLOPs =", symbolic.matmul_flops_per_chip)
 print("  activations  =", symbolic.activation_memory_per_chip)
-print("  at b=8, s=4096, h=4096, f=14336, t=4, bf16:",
-      f"{symbolic.evaluate(batch_size=8, seq_len=4096, hidden_size=4096, intermediate_size=14336, tp=4, dtype_bytes=2).matmul_flops_per_chip:,}")
+point = symbolic.evaluate(batch_size=8, seq_len=4096, hidden_size=4096,
+                          intermediate_size=14336, tp=4, dtype_bytes=2)
+print(f"  at b=8, s=4096, h=4096, f=14336, t=4, bf16: {point.matmul_flops_per_chip:,}")

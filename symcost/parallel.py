@@ -34,7 +34,9 @@ __all__ = ["Parallelism", "ParallelismLike", "Degree"]
 
 def _degree(value: Any, info: ValidationInfo) -> sp.Expr:
     if isinstance(value, bool):
-        hint = ' (use "tp" for Megatron sequence parallelism)' if info.field_name == "sequence_parallel" else ""
+        hint = ""
+        if info.field_name == "sequence_parallel":
+            hint = ' (use "tp" for Megatron sequence parallelism)'
         raise ValueError(f"{info.field_name} must be a positive integer degree, got {value}{hint}")
     return dim(value, info.field_name)
 

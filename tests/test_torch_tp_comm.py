@@ -47,6 +47,7 @@ from torch.distributed.tensor.parallel import (  # noqa: E402
     SequenceParallel,
     parallelize_module,
 )
+
 # importing fake_pg registers the "fake" backend
 from torch.testing._internal.distributed.fake_pg import FakeStore  # noqa: E402
 

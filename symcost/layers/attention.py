@@ -29,7 +29,13 @@ from pydantic import model_validator
 from .. import symbols as S
 from .._expr import check_divides
 from ..ops import (
-    DROPOUT_MASK_BYTES, VECTOR_FLOPS, AttentionCore, Collective, Matmul, Vector, dropout,
+    DROPOUT_MASK_BYTES,
+    VECTOR_FLOPS,
+    AttentionCore,
+    Collective,
+    Matmul,
+    Vector,
+    dropout,
 )
 from .base import Context, Dim, Layer, shard_heads
 

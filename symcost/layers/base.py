@@ -9,17 +9,17 @@ backward, recomputation and the aggregate metrics from those, once, for every la
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Optional, Sequence
+from typing import Annotated, Any, Literal, Optional
 
 import sympy as sp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from .. import symbols as S
-from .._expr import as_expr, check_divides, dim
+from .._expr import check_divides, dim
 from ..dtypes import DtypeLike, bytes_per_element
 from ..metrics import LayerMetrics
 from ..ops import Collective, Op
-from ..parallel import Parallelism, ParallelismLike
+from ..parallel import Parallelism
 from ..phase import Phase
 
 __all__ = ["Layer", "Phase", "Context", "Dim", "Recompute", "shard_heads"]
