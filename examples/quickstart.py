@@ -33,5 +33,5 @@ print("\ntraining, symbolic (per chip):")
 print("  matmul FLOPs =", symbolic.matmul_flops_per_chip)
 print("  activations  =", symbolic.activation_memory_per_chip)
 point = symbolic.evaluate(batch_size=8, seq_len=4096, hidden_size=4096,
-                          intermediate_size=14336, tp=4, dtype_bytes=2)
+                          intermediate_size=14336, tp=4, dtype="bf16", hardware="H100_SXM")
 print(f"  at b=8, s=4096, h=4096, f=14336, t=4, bf16: {point.matmul_flops_per_chip:,}")

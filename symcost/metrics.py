@@ -25,8 +25,12 @@ import sympy as sp
 
 from . import symbols as S
 from ._expr import Value, as_expr, exact, total
+from .dtypes import DataType
+from .hardware import Hardware
+from .hardware import get as get_hardware
 from .ops import Collective, Op, merge_collectives
 from .phase import Phase
+from .roofline import layer_times
 
 __all__ = ["LayerMetrics", "METRIC_FIELDS"]
 
@@ -38,6 +42,10 @@ METRIC_FIELDS = (
     "activation_memory_per_chip",
     "kv_cache_memory_per_chip",
     "comm_bytes_per_chip",
+    "compute_time",
+    "memory_time",
+    "comm_time",
+    "latency",
 )
 """The expression-valued fields of :class:`LayerMetrics`, in display order."""
 
@@ -49,7 +57,17 @@ _LATEX_LABELS = {
     "activation_memory_per_chip": r"M_{\mathrm{act}}",
     "kv_cache_memory_per_chip": r"M_{\mathrm{KV}}",
     "comm_bytes_per_chip": r"\mathrm{comm\ bytes}",
+    "compute_time": r"T_{\mathrm{compute}}",
+    "memory_time": r"T_{\mathrm{memory}}",
+    "comm_time": r"T_{\mathrm{comm}}",
+    "latency": r"T",
 }
+
+_HARDWARE_SYMBOLS = {S.peak_flops, S.vector_flops, S.hbm_capacity, S.hbm_bandwidth,
+                     S.scale_up_bandwidth, S.scale_up_domain, S.scale_out_bandwidth,
+                     S.collective_latency}
+
+BOUNDS = {"compute_time": "compute", "memory_time": "memory", "comm_time": "communication"}
 
 
 def _peak(a: Value, b: Value) -> Value:
@@ -88,7 +106,12 @@ class LayerMetrics:
     activation_memory_per_chip: Value
     kv_cache_memory_per_chip: Value
     comm_bytes_per_chip: Value
+    compute_time: Value = 0
+    memory_time: Value = 0
+    comm_time: Value = 0
+    latency: Value = 0
     collectives: tuple[Collective, ...] = ()
+    peak_flops: Value = dataclasses.field(default=S.peak_flops, repr=False)
     ops: tuple[tuple[Op, Any], ...] = dataclasses.field(default=(), repr=False, compare=False)
 
     @classmethod
@@ -100,12 +123,17 @@ class LayerMetrics:
         weight_memory: sp.Expr,
         activation_memory: sp.Expr,
         kv_cache_memory: sp.Expr,
+        hardware: Hardware,
+        peak_flops: sp.Expr,
+        overlap: bool = False,
     ) -> "LayerMetrics":
-        """Aggregate a layer's ops (collectives among them) and its memory terms."""
+        """Aggregate a layer's ops (collectives among them) and its memory terms, and time them
+        on ``hardware`` with matmul FLOP/s ``peak_flops``."""
         compute = _merge_ops((op, sp.Integer(1)) for op in ops if isinstance(op, Op))
         collectives = merge_collectives(c for c in ops if isinstance(c, Collective))
         matmul = total(op.matmul_flops * n for op, n in compute)
         vector = total(op.vector_flops * n for op, n in compute)
+        times = layer_times(compute, collectives, hardware, peak_flops, overlap)
         fields = _exact_all({
             "flops_per_chip": matmul + vector,
             "matmul_flops_per_chip": matmul,
@@ -114,8 +142,59 @@ class LayerMetrics:
             "activation_memory_per_chip": activation_memory,
             "kv_cache_memory_per_chip": kv_cache_memory,
             "comm_bytes_per_chip": total(c.bytes_sent_per_chip for c in collectives),
+            "compute_time": times.compute_time,
+            "memory_time": times.memory_time,
+            "comm_time": times.comm_time,
+            "latency": times.latency,
         })
-        return cls(phase=phase, collectives=collectives, ops=compute, **fields)
+        return cls(phase=phase, collectives=collectives, ops=compute,
+                   peak_flops=exact(sp.sympify(peak_flops)), **fields)
+
+    # -- derived -----------------------------------------------------------------------------
+
+    @property
+    def bound(self) -> str | None:
+        """``"compute"``, ``"memory"`` or ``"communication"``: the largest of ``compute_time``,
+        ``memory_time`` and ``comm_time``; ``None`` while SymPy cannot order them."""
+        terms = {name: sp.sympify(getattr(self, name)) for name in BOUNDS}
+        if not all(v.is_number for v in terms.values()):
+            return None
+        return BOUNDS[max(terms, key=lambda name: terms[name])]
+
+    @property
+    def arithmetic_intensity(self) -> Value:
+        """FLOPs per byte of HBM traffic: ``flops_per_chip / hbm_bytes_per_chip``."""
+        return exact(sp.sympify(self.flops_per_chip) / sp.sympify(self.hbm_bytes_per_chip))
+
+    @property
+    def achieved_flops(self) -> Value:
+        """FLOP/s the chip sustains: ``flops_per_chip / latency``."""
+        return exact(sp.sympify(self.flops_per_chip) / sp.sympify(self.latency))
+
+    @property
+    def flops_utilization(self) -> Value:
+        """Matmul FLOP/s achieved as a fraction of the peak used for timing:
+        ``matmul_flops_per_chip / (latency * peak_flops)`` (MFU for one layer)."""
+        return exact(sp.sympify(self.matmul_flops_per_chip)
+                     / (sp.sympify(self.latency) * sp.sympify(self.peak_flops)))
+
+    def elasticity(self, field: str, x: sp.Symbol | str) -> sp.Expr:
+        """``∂ ln y / ∂ ln x = (∂y/∂x) * x / y`` for the field ``y`` named ``field``.
+
+        An elasticity of -1 means 1 % more of ``x`` gives 1 % less ``y``.
+
+        >>> from symcost import NormLayer, hardware, symbols as S
+        >>> m = NormLayer(hidden_size=4096).compute_metrics(batch_size=8, seq_len=4096,
+        ...                                                  dtype="bf16")   # symbolic chip
+        >>> m.elasticity("latency", S.hbm_bandwidth).xreplace(
+        ...     hardware.H100_SXM.symbol_values("bf16"))                  # memory-bound
+        -1
+        """
+        if field not in METRIC_FIELDS:
+            raise ValueError(f"elasticity: unknown field {field!r}; valid: {', '.join(METRIC_FIELDS)}")
+        symbol = _resolve_key(x)
+        y = sp.sympify(getattr(self, field))
+        return exact(sp.cancel(sp.diff(y, symbol) * symbol / y))
 
     # -- composition -------------------------------------------------------------------------
 
@@ -126,6 +205,9 @@ class LayerMetrics:
             return NotImplemented
         if other.phase is not self.phase:
             raise ValueError(f"cannot add {self.phase} metrics to {other.phase} metrics")
+        if other.peak_flops != self.peak_flops:
+            raise ValueError("cannot add metrics timed with different peak FLOP/s "
+                             f"({self.peak_flops} and {other.peak_flops})")
         fields = {name: getattr(self, name) + getattr(other, name) for name in METRIC_FIELDS}
         if not self.phase.is_training:
             fields["activation_memory_per_chip"] = _peak(
@@ -134,6 +216,7 @@ class LayerMetrics:
             phase=self.phase,
             collectives=merge_collectives(self.collectives + other.collectives),
             ops=_merge_ops(self.ops + other.ops),
+            peak_flops=self.peak_flops,
             **_exact_all(fields),
         )
 
@@ -151,6 +234,7 @@ class LayerMetrics:
             phase=self.phase,
             collectives=tuple(c.scaled(n) for c in self.collectives),
             ops=tuple((op, mult * n) for op, mult in self.ops),
+            peak_flops=self.peak_flops,
             **_exact_all(fields),
         )
 
@@ -168,11 +252,14 @@ class LayerMetrics:
                 out |= value.free_symbols
         return out
 
-    def subs(self, mapping: Mapping[Any, Any] | None = None, **values: Any) -> "LayerMetrics":
+    def subs(self, mapping: Mapping[Any, Any] | None = None, *, hardware: Any = None,
+             dtype: Any = None, **values: Any) -> "LayerMetrics":
         """Replace symbols by values (numbers or expressions), exactly, with ``xreplace``.
 
         Keys are symbols or the names of canonical symbols (``seq_len=4096``); values are ints,
-        ``Fraction``s or SymPy expressions, never floats or strings.
+        ``Fraction``s or SymPy expressions, never floats or strings. ``dtype`` binds the bytes
+        per element ``e``; ``hardware`` (a :class:`~symcost.hardware.Hardware` or preset name)
+        binds the symbolic chip's rates for that ``dtype``.
 
         >>> from symcost import NormLayer, symbols as S
         >>> m = NormLayer(hidden_size=S.hidden_size).compute_metrics(batch_size=1, seq_len=1,
@@ -183,27 +270,40 @@ class LayerMetrics:
         32768
         """
         table = _substitutions(mapping, values)
+        if dtype is not None:
+            table.setdefault(S.dtype_bytes, DataType.parse(dtype).bytes)
+        if hardware is not None:
+            if dtype is None:
+                raise ValueError("subs: binding hardware needs dtype= (it picks the peak FLOP/s)")
+            for symbol, value in get_hardware(hardware).symbol_values(dtype).items():
+                table.setdefault(symbol, value)
         fields = {}
         for name in METRIC_FIELDS:
             value = getattr(self, name)
             fields[name] = value.xreplace(table) if isinstance(value, sp.Basic) else value
+        peak = self.peak_flops
         return LayerMetrics(
             phase=self.phase,
             collectives=merge_collectives(c.xreplace(table) for c in self.collectives),
             ops=_merge_ops((op.xreplace(table), sp.sympify(m).xreplace(table)) for op, m in self.ops),
+            peak_flops=exact(peak.xreplace(table)) if isinstance(peak, sp.Basic) else peak,
             **_exact_all(fields),
         )
 
-    def evaluate(self, mapping: Mapping[Any, Any] | None = None, **values: Any) -> "LayerMetrics":
+    def evaluate(self, mapping: Mapping[Any, Any] | None = None, *, hardware: Any = None,
+                 dtype: Any = None, **values: Any) -> "LayerMetrics":
         """:meth:`subs`, then insist that every field is an exact number.
 
         Raises ``ValueError`` naming the symbols left unbound.
         """
-        result = self.subs(mapping, **values)
+        result = self.subs(mapping, hardware=hardware, dtype=dtype, **values)
         left = result.free_symbols
         if left:
             names = ", ".join(sorted(_describe(s) for s in left))
-            raise ValueError(f"evaluate: unbound symbols remain: {names}")
+            hint = ""
+            if left & _HARDWARE_SYMBOLS:
+                hint = " (pass hardware= and dtype= to bind the chip)"
+            raise ValueError(f"evaluate: unbound symbols remain: {names}{hint}")
         return result
 
     def diff(self, symbol: sp.Symbol | str) -> "LayerMetrics":
@@ -223,7 +323,7 @@ class LayerMetrics:
         for name in METRIC_FIELDS:
             value = getattr(self, name)
             fields[name] = sp.diff(value, x) if isinstance(value, sp.Basic) else 0
-        return LayerMetrics(phase=self.phase, **_exact_all(fields))
+        return LayerMetrics(phase=self.phase, peak_flops=self.peak_flops, **_exact_all(fields))
 
     def to_latex(self, fields: Sequence[str] = METRIC_FIELDS) -> str:
         """The fields as one LaTeX ``aligned`` block, canonical symbols in their LaTeX names.

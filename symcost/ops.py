@@ -351,16 +351,21 @@ class Collective:
 
     kind: CollectiveKind
     axis: Axis
-    group_size: sp.Expr
-    payload_bytes: sp.Expr
-    count: sp.Expr = sp.Integer(1)
+    group_size: Value
+    payload_bytes: Value
+    count: Value = 1
+    span: Value = dataclasses.field(default=None, repr=False)
+    """Chips the group's members are spread over (the group size for a contiguous group; a
+    Ulysses group strided by t spans ``t * sp``): it picks the link tier."""
 
     def __post_init__(self) -> None:
         if self.kind not in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p"):
             raise ValueError(f"Collective.kind: unknown collective {self.kind!r}")
         if self.axis not in ("tp", "sp", "pp", "ep", "dp"):
             raise ValueError(f"Collective.axis: unknown axis {self.axis!r}")
-        for name in ("group_size", "payload_bytes", "count"):
+        if self.span is None:
+            object.__setattr__(self, "span", self.group_size)
+        for name in ("group_size", "payload_bytes", "count", "span"):
             object.__setattr__(self, name, exact(as_expr(getattr(self, name), f"Collective.{name}")))
 
     @property
@@ -373,7 +378,7 @@ class Collective:
     @property
     def key(self) -> tuple:
         """What identifies calls that may be merged into one record with a larger count."""
-        return (self.kind, self.axis, self.group_size, self.payload_bytes)
+        return (self.kind, self.axis, self.group_size, self.payload_bytes, self.span)
 
     def xreplace(self, mapping: dict) -> "Collective":
         """A copy with ``mapping`` applied to the group size, payload and count."""

@@ -40,6 +40,14 @@ __all__ = [
     "pp",
     "ep",
     "dp",
+    "peak_flops",
+    "vector_flops",
+    "hbm_capacity",
+    "hbm_bandwidth",
+    "scale_up_bandwidth",
+    "scale_up_domain",
+    "scale_out_bandwidth",
+    "collective_latency",
 ]
 
 
@@ -79,6 +87,19 @@ _ROWS = (
     _row("pp", "pp", "p", "pipeline-parallel degree"),
     _row("ep", "ep", r"n_{\mathrm{ep}}", "expert-parallel degree"),
     _row("dp", "dp", r"n_{\mathrm{dp}}", "data-parallel degree"),
+    # hardware: what an unbound (symbolic) chip is made of; rates in base units
+    _row("peak_flops", "F", r"F_{\mathrm{peak}}", "peak matrix FLOP/s for the dtype in use",
+         positive=True),
+    _row("vector_flops", "F_vec", r"F_{\mathrm{vec}}", "vector-unit FLOP/s", positive=True),
+    _row("hbm_capacity", "M_HBM", r"M_{\mathrm{HBM}}", "HBM capacity (bytes)", positive=True),
+    _row("hbm_bandwidth", "B_HBM", r"B_{\mathrm{HBM}}", "HBM bandwidth (bytes/s)", positive=True),
+    _row("scale_up_bandwidth", "B_up", r"B_{\mathrm{up}}",
+         "scale-up link bandwidth per chip and direction (bytes/s)", positive=True),
+    _row("scale_up_domain", "D_up", r"D_{\mathrm{up}}", "chips in one scale-up domain"),
+    _row("scale_out_bandwidth", "B_out", r"B_{\mathrm{out}}",
+         "scale-out bandwidth per chip (bytes/s)", positive=True),
+    _row("collective_latency", "alpha", r"\alpha", "latency of one collective step (s)",
+         positive=True),
 )
 
 TABLE: dict[str, SymbolInfo] = {row.name: row for row in _ROWS}
@@ -101,6 +122,14 @@ sp = TABLE["sp"].symbol
 pp = TABLE["pp"].symbol
 ep = TABLE["ep"].symbol
 dp = TABLE["dp"].symbol
+peak_flops = TABLE["peak_flops"].symbol
+vector_flops = TABLE["vector_flops"].symbol
+hbm_capacity = TABLE["hbm_capacity"].symbol
+hbm_bandwidth = TABLE["hbm_bandwidth"].symbol
+scale_up_bandwidth = TABLE["scale_up_bandwidth"].symbol
+scale_up_domain = TABLE["scale_up_domain"].symbol
+scale_out_bandwidth = TABLE["scale_out_bandwidth"].symbol
+collective_latency = TABLE["collective_latency"].symbol
 
 
 def lookup(name: str) -> sympy.Symbol:

@@ -94,7 +94,7 @@ def test_evaluate_refuses_floats_and_strings():
 def test_evaluate_with_fraction_dtype_bytes():
     """A Fraction value stays exact (int4's half byte)."""
     m = sc.NormLayer(hidden_size=3).compute_metrics(batch_size=1, seq_len=1)
-    assert m.evaluate(dtype_bytes=Fraction(1, 2)).weight_memory_per_chip == 3
+    assert m.subs(dtype_bytes=Fraction(1, 2)).weight_memory_per_chip == 3
 
 
 def test_diff_matches_hand_derivative():

@@ -82,16 +82,18 @@ def test_gqa_with_all_kv_heads_is_mha(phase, recompute, shape, opts, sequence_pa
     assert mha.compute_metrics(**kw) == gqa.compute_metrics(**kw)
 
 
-@given(phase=PHASES, recompute=RECOMPUTE, dtype=DTYPES, b=st.integers(1, 8),
-       s=st.integers(1, 64), shape=attention_shapes(), opts=attention_options(),
-       ffn=st.integers(1, 8))
-def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape, opts, ffn):
-    """Symbolic metrics evaluated at a point equal the numeric call at that point."""
+@given(phase=PHASES, recompute=RECOMPUTE, dtype=st.sampled_from(["fp32", "bf16", "fp8_e4m3"]),
+       b=st.integers(1, 8), s=st.integers(1, 64), shape=attention_shapes(),
+       opts=attention_options(), ffn=st.integers(1, 8), overlap=st.booleans(),
+       chip=st.sampled_from(["H100_SXM", "MI300X", "B200"]))
+def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape, opts, ffn,
+                                           overlap, chip):
+    """Symbolic metrics on the symbolic chip, evaluated at a point and bound to a chip, equal
+    the numeric call on that chip: every field, times included."""
     h, a, g, t = shape
     s = s * t
     values = {S.batch_size: b, S.seq_len: s, S.hidden_size: h, S.num_heads: a,
-              S.num_kv_heads: g, S.tp: t, S.intermediate_size: ffn * t,
-              S.dtype_bytes: sc.DataType(dtype).bytes}
+              S.num_kv_heads: g, S.tp: t, S.intermediate_size: ffn * t}
     pairs = [
         (sc.GroupedQueryAttentionLayer(parallelism={"tensor_parallel": S.tp}, **opts),
          sc.GroupedQueryAttentionLayer(hidden_size=h, num_heads=a, num_kv_heads=g,
@@ -103,13 +105,14 @@ def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape,
         (sc.NormLayer(kind="rmsnorm"), sc.NormLayer(hidden_size=h, kind="rmsnorm")),
     ]
     for symbolic, numeric in pairs:
-        sym = symbolic.compute_metrics(phase=phase, recompute=recompute)
+        sym = symbolic.compute_metrics(phase=phase, recompute=recompute, overlap=overlap)
         num = numeric.compute_metrics(batch_size=b, seq_len=s, phase=phase, dtype=dtype,
-                                      recompute=recompute)
-        evaluated = sym.evaluate(values)
+                                      recompute=recompute, hardware=chip, overlap=overlap)
+        evaluated = sym.evaluate(values, dtype=dtype, hardware=chip)
         for name in METRIC_FIELDS:
             assert getattr(evaluated, name) == getattr(num, name), name
         assert evaluated.collectives == num.collectives
+        assert evaluated.bound == num.bound
 
 
 @given(phase=st.sampled_from(["prefill", "training"]), s=st.integers(1, 1024),

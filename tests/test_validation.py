@@ -116,10 +116,22 @@ def test_bad_parallelism(parallelism, message):
         sc.MLPLayer(parallelism=parallelism)
 
 
-def test_hardware_is_not_silently_ignored():
-    """Until hardware binding exists, passing hardware is an explicit error."""
-    with pytest.raises(NotImplementedError, match="hardware"):
-        sc.NormLayer().compute_metrics(hardware=object())
+def test_unknown_hardware_lists_the_presets():
+    """An unknown chip name is an error listing the known ones, never ignored."""
+    with pytest.raises(ValueError, match="unknown chip 'h1000'; known: A100_SXM_80GB, H100_SXM"):
+        sc.NormLayer().compute_metrics(dtype="bf16", hardware="h1000")
+
+
+def test_hardware_needs_a_concrete_dtype():
+    """A numeric chip cannot pick a peak FLOP/s for a symbolic dtype."""
+    with pytest.raises(ValueError, match="H100_SXM: binding hardware needs a concrete dtype"):
+        sc.NormLayer().compute_metrics(hardware="h100")
+
+
+def test_chip_without_the_dtype():
+    """int4 on an H100: the error names the chip, the dtype and what the chip lists."""
+    with pytest.raises(ValueError, match="H100_SXM has no peak FLOP/s for int4; it lists: bf16"):
+        sc.NormLayer().compute_metrics(dtype="int4", hardware="H100_SXM")
 
 
 def test_layers_are_immutable():

@@ -113,15 +113,16 @@ class _Attention(Layer):
         ops.append(Matmul("qkv", m=T, n=(a_t + 2 * g_t) * d, k=h, dtype_bytes=e, bias=self.bias))
         if ulysses and not ctx.decode:
             # sequence-sharded -> head-sharded: each chip's Q, K, V buffer
-            ops.append(Collective("all_to_all", "sp", ctx.sp, T * (a_t + 2 * g_t) * d * e))
+            ops.append(Collective("all_to_all", "sp", ctx.sp, T * (a_t + 2 * g_t) * d * e,
+                                  span=ctx.tp * ctx.sp))
         ops.append(self._core(ctx))
         if ulysses and not ctx.decode:
             # head-sharded -> sequence-sharded: the core's output
-            ops.append(Collective("all_to_all", "sp", ctx.sp, T * a_t * d * e))
+            ops.append(Collective("all_to_all", "sp", ctx.sp, T * a_t * d * e, span=ctx.tp * ctx.sp))
         if ulysses and ctx.decode:
             # NB: each sequence rank attended to s/sp keys; combining the partial outputs
             # (rescaled by their log-sum-exp, whose few bytes we neglect) is one all-reduce
-            ops.append(Collective("all_reduce", "sp", ctx.sp, T * a_t * d * e))
+            ops.append(Collective("all_reduce", "sp", ctx.sp, T * a_t * d * e, span=ctx.tp * ctx.sp))
         # (T x a_t d) @ (a_t d x h): row-parallel
         ops.append(Matmul("out", m=T, n=h, k=a_t * d, dtype_bytes=e))
         ops.extend(self.tp_exit(ctx, T * h * e))

@@ -8,6 +8,7 @@ backward, recomputation and the aggregate metrics from those, once, for every la
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Optional
 
@@ -16,7 +17,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationIn
 
 from .. import symbols as S
 from .._expr import check_divides, dim
-from ..dtypes import DtypeLike, bytes_per_element
+from ..dtypes import DataType, DtypeLike, bytes_per_element
+from ..hardware import Hardware
+from ..hardware import get as get_hardware
 from ..metrics import LayerMetrics
 from ..ops import Collective, Op
 from ..parallel import Parallelism
@@ -39,6 +42,9 @@ Dim = Annotated[Any, BeforeValidator(_dim_field)]
 _TRANSPOSE = {"all_gather": "reduce_scatter", "reduce_scatter": "all_gather"}
 
 _ZERO = sp.Integer(0)
+
+SYMBOLIC = Hardware.symbolic()
+"""The unbound chip that ``hardware=None`` means."""
 
 
 @dataclass(frozen=True)
@@ -179,8 +185,7 @@ class Layer(BaseModel):
         backward: list[Op | Collective] = []
         for op in reversed(forward):
             if isinstance(op, Collective):
-                backward.append(Collective(_TRANSPOSE.get(op.kind, op.kind), op.axis,
-                                           op.group_size, op.payload_bytes, op.count))
+                backward.append(dataclasses.replace(op, kind=_TRANSPOSE.get(op.kind, op.kind)))
             else:
                 backward.extend(op.backward())
         return forward + recompute + backward
@@ -191,22 +196,23 @@ class Layer(BaseModel):
         seq_len: Any = None,
         phase: Phase | str = Phase.PREFILL,
         dtype: DtypeLike = None,
-        hardware: Any = None,
+        hardware: Hardware | str | None = None,
         recompute: Recompute = "none",
+        overlap: bool = False,
     ) -> LayerMetrics:
-        """Per-chip metrics of this layer for one workload.
+        """Per-chip metrics of this layer for one workload, timed on ``hardware``.
 
         ``batch_size``, ``seq_len`` and ``dtype`` may be numbers, expressions, or omitted (then
-        the canonical symbols ``b``, ``s`` and ``e``). ``recompute`` ("none", "selective",
-        "full") matters only in training. With every input numeric, every field is an exact
-        Python number.
+        the canonical symbols ``b``, ``s`` and ``e``). ``hardware`` is a :class:`Hardware`, a
+        preset name, or ``None`` for the symbolic chip (times then are formulas in peak FLOP/s
+        and bandwidths). ``recompute`` ("none", "selective", "full") matters only in training;
+        ``overlap=True`` hides communication behind compute (``latency = max(ops, comm)``).
+        With every input numeric, every field is an exact Python number.
         """
-        if hardware is not None:
-            raise NotImplementedError(
-                "compute_metrics: hardware binding (times, bound) is not implemented yet; "
-                "call without hardware= to get FLOPs, bytes and memory")
         if recompute not in ("none", "selective", "full"):
             raise ValueError(f"recompute: unknown mode {recompute!r}; valid: none, selective, full")
+        chip = SYMBOLIC if hardware is None else get_hardware(hardware)
+        datatype = DataType.parse(dtype) if isinstance(dtype, (DataType, str)) else None
         ctx = Context(
             batch_size=S.batch_size if batch_size is None else dim(batch_size, "batch_size"),
             seq_len=S.seq_len if seq_len is None else dim(seq_len, "seq_len"),
@@ -223,6 +229,9 @@ class Layer(BaseModel):
             weight_memory=self.weight_memory(ctx),
             activation_memory=activations,
             kv_cache_memory=self.kv_cache_memory(ctx),
+            hardware=chip,
+            peak_flops=chip.effective_peak(datatype),
+            overlap=overlap,
         )
 
     # -- helpers for layer types -------------------------------------------------------------

@@ -1,0 +1,180 @@
+"""Hardware presets. Every number cites its source; derived numbers say how they were derived.
+
+Conventions: dense peaks (no 2:4 sparsity: NVIDIA datasheets print H100/H200/B200 tensor peaks
+"with sparsity", so we halve them); bytes and bytes/s with decimal prefixes as printed (GB = 10^9
+bytes; NVIDIA's "80GB" is taken at its printed value although the parts carry 80 GiB, so capacity
+is slightly conservative); link bandwidth per chip **per direction** (NVLink and Infinity Fabric
+figures are bidirectional totals and are halved); scale-out per chip is one NIC's line rate.
+
+Collective latency α (per ring step) is not a datasheet figure. We take 1 µs, from NCCL's own
+tuning model (NVIDIA/nccl, src/graph/tuning.cc: ring per-hop latency over NVLink 0.6 µs (LL) to
+3.4 µs (Simple) on top of a per-call base latency of 6.6–8.4 µs), rounded; it is a field, so a
+measured value can replace it.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from .dtypes import DataType as D
+from .hardware import GIGA, TERA, Hardware
+
+ALPHA = Fraction(1, 10**6)  # 1 µs per ring step: see the module docstring
+
+# Sources
+# [A100-DS]  NVIDIA A100 Tensor Core GPU datasheet (1758950-r4, June 2021), SXM 80GB column.
+# [HGX-A100] NVIDIA Developer Blog, "Introducing NVIDIA HGX A100": 12 NVLink ports, 600 GB/s
+#            bidirectional per GPU; 8 GPUs on NVSwitch.
+# [DGX-A100] NVIDIA DGX A100 page: 8x single-port ConnectX-6 200 Gb/s HDR InfiniBand.
+# [H100-DS]  NVIDIA H100 Tensor Core GPU datasheet, SXM column (tensor peaks "with sparsity").
+# [HOPPER]   NVIDIA H100 Tensor Core GPU Architecture whitepaper: dense 989.4 (bf16/fp16),
+#            1978.9 (fp8, int8), 494.7 (tf32), 66.9 (fp32) TFLOPS for SXM5.
+# [DGX-POD]  NVIDIA DGX BasePOD reference architecture, "Core Components": DGX H100/H200 with
+#            eight single-port ConnectX-7 400 Gb/s; 8 GPUs, NVSwitch; DGX B200 likewise.
+# [H200-DS]  NVIDIA H200 datasheet / product page, SXM column: 141 GB HBM3e, 4.8 TB/s, NVLink
+#            900 GB/s; compute as H100 (footnote "With sparsity").
+# [BW-DS]    NVIDIA Blackwell datasheet, "Individual Blackwell GPU Specifications", HGX B200:
+#            per GPU 4.5 PFLOPS fp16/bf16, 9 PFLOPS fp8 and int8, 2.2 PFLOPS tf32 (all sparse;
+#            "Dense is 1/2 sparse"), 75 TFLOPS fp32, 180 GB HBM3e, 7.7 TB/s, NVLink 1.8 TB/s.
+# [MI300-ROCm] AMD ROCm docs, "AMD Instinct MI300 series microarchitecture", MI300X peak table
+#            (dense): matrix fp16/bf16 1307.4, fp8 2614.9, int8 2614.9, tf32 653.7, fp32 163.4
+#            TFLOPS; 5.3 TB/s; seven Infinity Fabric links to a fully connected 8-GPU node.
+# [MI300-PP] AMD Instinct MI300X product page: 192 GB HBM3, Infinity Fabric link 128 GB/s
+#            (taken as bidirectional: 64 GB/s per direction per link, 7 peers -> 448 GB/s).
+# [AZURE-MI300] Microsoft Azure ND MI300X v5 docs: 8x 400 Gb/s NDR InfiniBand (AMD states none).
+# [V5E]      Google Cloud, "TPU v5e": 197 TFLOPs bf16, 393 TOPs int8, 16 GB HBM, 819 GBps,
+#            ICI 400 GBps bidirectional per chip, 256-chip pod, 2x100 Gbps NIC per 8-chip host.
+# [V5P]      Google Cloud, "TPU v5p": 459 TFLOPs bf16 and fp8, 95 GiB HBM, 2765 GBps, ICI
+#            1200 GBps bidirectional per chip, 8960-chip pod, DCN 50 Gbps per chip.
+# [V5P-BLOG] Google Cloud blog, v5p launch (Dec 2023): 918 TOPS int8.
+# [V6E]      Google Cloud, "TPU v6e": 918 TFLOPs bf16, 1836 TOPs int8, 32 GB HBM, 1640 GBps, ICI
+#            800 GBps bidirectional per chip, 256-chip pod, 4x200 Gbps NIC per 8-chip host.
+# NB: Google publishes no vector-unit rate for TPUs; we assume 1/16 of the bf16 matrix peak
+#     (the order of a VPU of 8x128 lanes per core at the chip's clock). An assumption, not data.
+
+A100_SXM_80GB = Hardware(
+    name="A100_SXM_80GB",
+    peak_flops={
+        D.BF16: 312 * TERA, D.FP16: 312 * TERA,  # [A100-DS] dense column
+        D.TF32: 156 * TERA,  # [A100-DS]
+        D.FP32: Fraction("19.5") * TERA,  # [A100-DS] FP32 (no fp32 tensor path on Ampere)
+        D.INT8: 624 * TERA,  # [A100-DS] TOPS
+    },
+    vector_flops=Fraction("19.5") * TERA,  # [A100-DS] FP32 19.5 TFLOPS
+    hbm_capacity=80 * GIGA,  # [A100-DS] 80GB HBM2e
+    hbm_bandwidth=2039 * GIGA,  # [A100-DS] 2,039 GB/s
+    scale_up_bandwidth=300 * GIGA,  # [HGX-A100] 600 GB/s bidirectional / 2
+    scale_up_domain=8,  # [HGX-A100]
+    scale_out_bandwidth=25 * GIGA,  # [DGX-A100] 200 Gb/s per GPU
+    collective_latency=ALPHA,
+)
+
+H100_SXM = Hardware(
+    name="H100_SXM",
+    peak_flops={
+        D.BF16: Fraction("989.4") * TERA, D.FP16: Fraction("989.4") * TERA,  # [HOPPER]
+        D.FP8_E4M3: Fraction("1978.9") * TERA, D.FP8_E5M2: Fraction("1978.9") * TERA,  # [HOPPER]
+        D.INT8: Fraction("1978.9") * TERA,  # [HOPPER]
+        D.TF32: Fraction("494.7") * TERA,  # [HOPPER]
+        D.FP32: Fraction("66.9") * TERA,  # [HOPPER] no fp32 tensor path: the FP32 units
+    },
+    vector_flops=Fraction("66.9") * TERA,  # [HOPPER] FP32 (datasheet: 67 TFLOPS)
+    hbm_capacity=80 * GIGA,  # [H100-DS] 80GB HBM3
+    hbm_bandwidth=Fraction("3.35") * TERA,  # [H100-DS] 3.35 TB/s
+    scale_up_bandwidth=450 * GIGA,  # [H100-DS] NVLink 900 GB/s bidirectional / 2
+    scale_up_domain=8,  # [DGX-POD]
+    scale_out_bandwidth=50 * GIGA,  # [DGX-POD] 400 Gb/s ConnectX-7 per GPU
+    collective_latency=ALPHA,
+)
+
+H200_SXM = Hardware(
+    name="H200_SXM",
+    peak_flops=dict(H100_SXM.peak_flops),  # [H200-DS] same compute as H100 SXM
+    vector_flops=H100_SXM.vector_flops,  # [H200-DS] FP32 67 TFLOPS
+    hbm_capacity=141 * GIGA,  # [H200-DS] 141GB HBM3e
+    hbm_bandwidth=Fraction("4.8") * TERA,  # [H200-DS] 4.8 TB/s
+    scale_up_bandwidth=450 * GIGA,  # [H200-DS] NVLink 900 GB/s bidirectional / 2
+    scale_up_domain=8,  # [DGX-POD]
+    scale_out_bandwidth=50 * GIGA,  # [DGX-POD] 400 Gb/s per GPU
+    collective_latency=ALPHA,
+)
+
+B200 = Hardware(
+    name="B200",
+    peak_flops={
+        D.BF16: 2250 * TERA, D.FP16: 2250 * TERA,  # [BW-DS] 4.5 PFLOPS sparse / 2
+        D.FP8_E4M3: 4500 * TERA, D.FP8_E5M2: 4500 * TERA,  # [BW-DS] 9 PFLOPS sparse / 2
+        D.INT8: 4500 * TERA,  # [BW-DS] 9 POPS sparse / 2
+        D.TF32: 1100 * TERA,  # [BW-DS] 2.2 PFLOPS sparse / 2
+        D.FP32: 75 * TERA,  # [BW-DS] FP32 75 TFLOPS
+    },
+    vector_flops=75 * TERA,  # [BW-DS] FP32 75 TFLOPS
+    hbm_capacity=180 * GIGA,  # [BW-DS] 180GB HBM3E
+    hbm_bandwidth=Fraction("7.7") * TERA,  # [BW-DS] 7.7 TB/s (DGX B200 totals give 8 TB/s)
+    scale_up_bandwidth=900 * GIGA,  # [BW-DS] NVLink 5 1.8 TB/s bidirectional / 2
+    scale_up_domain=8,  # [DGX-POD] HGX/DGX B200
+    scale_out_bandwidth=50 * GIGA,  # [DGX-POD] 400 Gb/s ConnectX-7 per GPU
+    collective_latency=ALPHA,
+)
+
+MI300X = Hardware(
+    name="MI300X",
+    peak_flops={
+        D.BF16: Fraction("1307.4") * TERA, D.FP16: Fraction("1307.4") * TERA,  # [MI300-ROCm]
+        D.FP8_E4M3: Fraction("2614.9") * TERA, D.FP8_E5M2: Fraction("2614.9") * TERA,  # [MI300-ROCm]
+        D.INT8: Fraction("2614.9") * TERA,  # [MI300-ROCm]
+        D.TF32: Fraction("653.7") * TERA,  # [MI300-ROCm]
+        D.FP32: Fraction("163.4") * TERA,  # [MI300-ROCm] matrix FP32
+    },
+    vector_flops=Fraction("163.4") * TERA,  # [MI300-ROCm] vector FP32
+    hbm_capacity=192 * GIGA,  # [MI300-PP] 192 GB HBM3
+    hbm_bandwidth=Fraction("5.3") * TERA,  # [MI300-ROCm] 5.3 TB/s
+    scale_up_bandwidth=448 * GIGA,  # [MI300-PP] 7 links x 64 GB/s per direction
+    scale_up_domain=8,  # [MI300-ROCm] fully connected 8-GPU node
+    scale_out_bandwidth=50 * GIGA,  # [AZURE-MI300] 400 Gb/s NDR per GPU
+    collective_latency=ALPHA,
+)
+
+TPU_V5E = Hardware(
+    name="TPU_V5E",
+    peak_flops={D.BF16: 197 * TERA, D.INT8: 393 * TERA},  # [V5E]
+    vector_flops=Fraction(197, 16) * TERA,  # assumption: see the NB above
+    hbm_capacity=16 * GIGA,  # [V5E] 16 GB
+    hbm_bandwidth=819 * GIGA,  # [V5E] 819 GBps
+    scale_up_bandwidth=200 * GIGA,  # [V5E] ICI 400 GBps bidirectional / 2
+    scale_up_domain=256,  # [V5E] pod of 256 chips, 2D torus
+    scale_out_bandwidth=Fraction(25, 8) * GIGA,  # [V5E] 2x100 Gbps per 8 chips = 25 Gb/s
+    collective_latency=ALPHA,
+)
+
+TPU_V5P = Hardware(
+    name="TPU_V5P",
+    peak_flops={
+        D.BF16: 459 * TERA, D.FP8_E4M3: 459 * TERA, D.FP8_E5M2: 459 * TERA,  # [V5P]
+        D.INT8: 918 * TERA,  # [V5P-BLOG]
+    },
+    vector_flops=Fraction(459, 16) * TERA,  # assumption: see the NB above
+    hbm_capacity=95 * 2**30,  # [V5P] 95 GiB
+    hbm_bandwidth=2765 * GIGA,  # [V5P] 2765 GBps
+    scale_up_bandwidth=600 * GIGA,  # [V5P] ICI 1200 GBps bidirectional / 2
+    scale_up_domain=8960,  # [V5P] 8960 chips per pod, 3D torus
+    scale_out_bandwidth=Fraction(50, 8) * GIGA,  # [V5P] DCN 50 Gbps per chip
+    collective_latency=ALPHA,
+)
+
+TPU_V6E = Hardware(
+    name="TPU_V6E",
+    peak_flops={D.BF16: 918 * TERA, D.INT8: 1836 * TERA},  # [V6E]
+    vector_flops=Fraction(918, 16) * TERA,  # assumption: see the NB above
+    hbm_capacity=32 * GIGA,  # [V6E] 32 GB
+    hbm_bandwidth=1640 * GIGA,  # [V6E] 1640 GBps
+    scale_up_bandwidth=400 * GIGA,  # [V6E] ICI 800 GBps bidirectional / 2
+    scale_up_domain=256,  # [V6E] pod of 256 chips, 2D torus
+    scale_out_bandwidth=Fraction(100, 8) * GIGA,  # [V6E] 4x200 Gbps per 8 chips = 100 Gb/s
+    collective_latency=ALPHA,
+)
+
+PRESETS: dict[str, Hardware] = {
+    hw.name: hw
+    for hw in (A100_SXM_80GB, H100_SXM, H200_SXM, B200, MI300X, TPU_V5E, TPU_V5P, TPU_V6E)
+}
