@@ -162,6 +162,13 @@ class LayerMetrics:
         return BOUNDS[max(terms, key=lambda name: terms[name])]
 
     @property
+    def memory_per_chip(self) -> Value:
+        """Bytes that must fit in HBM: weights + activations + KV cache."""
+        return exact(sp.sympify(self.weight_memory_per_chip)
+                     + sp.sympify(self.activation_memory_per_chip)
+                     + sp.sympify(self.kv_cache_memory_per_chip))
+
+    @property
     def arithmetic_intensity(self) -> Value:
         """FLOPs per byte of HBM traffic: ``flops_per_chip / hbm_bytes_per_chip``."""
         return exact(sp.sympify(self.flops_per_chip) / sp.sympify(self.hbm_bytes_per_chip))
