@@ -112,7 +112,8 @@ class LayerMetrics:
     latency: Value = 0
     collectives: tuple[Collective, ...] = ()
     peak_flops: Value = dataclasses.field(default=S.peak_flops, repr=False)
-    ops: tuple[tuple[Op, Any], ...] = dataclasses.field(default=(), repr=False, compare=False)
+    op_source: Any = dataclasses.field(default=(), repr=False, compare=False)
+    """The ops as ``(op, multiplicity)`` pairs, or a function producing them on first use."""
 
     @classmethod
     def from_ops(
@@ -147,10 +148,19 @@ class LayerMetrics:
             "comm_time": times.comm_time,
             "latency": times.latency,
         })
-        return cls(phase=phase, collectives=collectives, ops=compute,
+        return cls(phase=phase, collectives=collectives, op_source=compute,
                    peak_flops=exact(sp.sympify(peak_flops)), **fields)
 
     # -- derived -----------------------------------------------------------------------------
+
+    @property
+    def ops(self) -> tuple[tuple[Op, Any], ...]:
+        """Every op with its multiplicity (computed on first use for compiled metrics)."""
+        source = self.op_source
+        if callable(source):
+            source = tuple(source())
+            object.__setattr__(self, "op_source", source)
+        return source
 
     @property
     def bound(self) -> str | None:
@@ -222,7 +232,7 @@ class LayerMetrics:
         return LayerMetrics(
             phase=self.phase,
             collectives=merge_collectives(self.collectives + other.collectives),
-            ops=_merge_ops(self.ops + other.ops),
+            op_source=lambda: _merge_ops(self.ops + other.ops),
             peak_flops=self.peak_flops,
             **_exact_all(fields),
         )
@@ -240,7 +250,7 @@ class LayerMetrics:
         return LayerMetrics(
             phase=self.phase,
             collectives=tuple(c.scaled(n) for c in self.collectives),
-            ops=tuple((op, mult * n) for op, mult in self.ops),
+            op_source=lambda: tuple((op, mult * n) for op, mult in self.ops),
             peak_flops=self.peak_flops,
             **_exact_all(fields),
         )
@@ -292,7 +302,8 @@ class LayerMetrics:
         return LayerMetrics(
             phase=self.phase,
             collectives=merge_collectives(c.xreplace(table) for c in self.collectives),
-            ops=_merge_ops((op.xreplace(table), sp.sympify(m).xreplace(table)) for op, m in self.ops),
+            op_source=lambda: _merge_ops((op.xreplace(table), sp.sympify(m).xreplace(table))
+                                         for op, m in self.ops),
             peak_flops=exact(peak.xreplace(table)) if isinstance(peak, sp.Basic) else peak,
             **_exact_all(fields),
         )

@@ -116,3 +116,17 @@ def test_to_latex_uses_canonical_latex_names():
     assert m._repr_latex_().startswith("$\\displaystyle")
     with pytest.raises(ValueError, match="unknown fields"):
         m.to_latex(["flops"])
+
+
+def test_compiled_numeric_path_matches_the_symbolic_one():
+    """A fully numeric call (compiled path) equals the symbolic metrics bound at the same point:
+    every field, the collectives and the per-op records."""
+    layer = sc.GroupedQueryAttentionLayer(hidden_size=512, num_heads=8, num_kv_heads=2,
+                                          parallelism={"tensor_parallel": 2})
+    fast = layer.compute_metrics(batch_size=3, seq_len=96, phase="training", dtype="bf16",
+                                 hardware="H100_SXM")
+    slow = layer.compute_metrics(phase="training", dtype="bf16").subs(
+        batch_size=3, seq_len=96, hardware="H100_SXM", dtype="bf16")
+    assert fast == slow
+    assert [(op.name, op.flops, n) for op, n in fast.ops] == [
+        (op.name, op.flops, n) for op, n in slow.ops]

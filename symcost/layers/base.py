@@ -9,6 +9,7 @@ backward, recomputation and the aggregate metrics from those, once, for every la
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Optional
 
@@ -20,7 +21,8 @@ from .._expr import check_divides, dim
 from ..dtypes import DataType, DtypeLike, bytes_per_element
 from ..hardware import Hardware
 from ..hardware import get as get_hardware
-from ..metrics import LayerMetrics
+from .._compile import compile_exact
+from ..metrics import METRIC_FIELDS, LayerMetrics
 from ..ops import Collective, Op
 from ..parallel import Parallelism
 from ..phase import Phase
@@ -222,6 +224,16 @@ class Layer(BaseModel):
             recompute=recompute,
         )
         self.check(ctx)
+        if (datatype is not None and ctx.batch_size.is_Integer and ctx.seq_len.is_Integer
+                and not chip.is_symbolic and _is_numeric(self)):
+            # every input is a number: evaluate this layer's compiled formulas (the same
+            # expressions as the symbolic path, with b and s left free) exactly
+            template = _template(self, ctx.phase, datatype, recompute, chip, overlap)
+            return template.at(int(ctx.batch_size), int(ctx.seq_len))
+        return self._metrics(ctx, chip, datatype, overlap)
+
+    def _metrics(self, ctx: Context, chip: Hardware, datatype: DataType | None,
+                 overlap: bool) -> LayerMetrics:
         activations = self.saved_activations(ctx) if ctx.training else self.peak_activations(ctx)
         return LayerMetrics.from_ops(
             ctx.phase,
@@ -252,3 +264,47 @@ class Layer(BaseModel):
             return []
         kind = "reduce_scatter" if ctx.megatron_sp else "all_reduce"
         return [Collective(kind, "tp", ctx.tp, payload)]
+
+
+# -- the compiled numeric path -------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_numeric(layer: Layer) -> bool:
+    """True when no field of ``layer`` (parallel degrees included) holds a symbol."""
+    values = list(layer.__dict__.values()) + list(layer.parallelism.__dict__.values())
+    return not any(isinstance(v, sp.Basic) and v.free_symbols for v in values)
+
+
+@dataclass(frozen=True)
+class _Template:
+    """A layer's metrics for one phase, dtype, chip and recompute mode with ``b`` and ``s``
+    free, compiled to an exact Python function of ``(b, s)``."""
+
+    symbolic: LayerMetrics
+    function: Any
+
+    def at(self, b: int, s: int) -> LayerMetrics:
+        values = self.function(b, s)
+        n = len(METRIC_FIELDS)
+        fields = dict(zip(METRIC_FIELDS, values[:n]))
+        collectives = tuple(
+            dataclasses.replace(c, payload_bytes=payload)
+            for c, payload in zip(self.symbolic.collectives, values[n:]))
+        point = {S.batch_size: sp.Integer(b), S.seq_len: sp.Integer(s)}
+        symbolic = self.symbolic
+        return LayerMetrics(
+            phase=symbolic.phase, collectives=collectives, peak_flops=symbolic.peak_flops,
+            op_source=lambda: tuple((op.xreplace(point), mult) for op, mult in symbolic.ops),
+            **fields)
+
+
+@functools.lru_cache(maxsize=256)
+def _template(layer: Layer, phase: Phase, datatype: DataType, recompute: str, chip: Hardware,
+              overlap: bool) -> _Template:
+    ctx = Context(batch_size=S.batch_size, seq_len=S.seq_len, phase=phase,
+                  dtype_bytes=datatype.bytes, parallelism=layer.parallelism, recompute=recompute)
+    symbolic = layer._metrics(ctx, chip, datatype, overlap)
+    exprs = [sp.sympify(getattr(symbolic, f)) for f in METRIC_FIELDS]
+    exprs += [sp.sympify(c.payload_bytes) for c in symbolic.collectives]
+    return _Template(symbolic, compile_exact([S.batch_size, S.seq_len], exprs))
