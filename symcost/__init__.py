@@ -10,8 +10,11 @@ bytes per element; with numbers for every input, the same expressions collapse t
 549755813888
 """
 
+from . import hardware as hardware
+from . import solve as solve
 from . import symbols as symbols
 from .dtypes import DataType as DataType
+from .hardware import Hardware as Hardware
 from .layers import AttentionLayer as AttentionLayer
 from .layers import GatedMLPLayer as GatedMLPLayer
 from .layers import GroupedQueryAttentionLayer as GroupedQueryAttentionLayer
@@ -22,6 +25,8 @@ from .metrics import LayerMetrics as LayerMetrics
 from .ops import Collective as Collective
 from .parallel import Parallelism as Parallelism
 from .phase import Phase as Phase
+from .sweep import Sweeper as Sweeper
+from .sweep import sweep as sweep
 
 __version__ = "0.1.0"
 
@@ -37,5 +42,10 @@ __all__ = [
     "NormLayer",
     "Parallelism",
     "Phase",
+    "Hardware",
+    "Sweeper",
+    "hardware",
+    "solve",
+    "sweep",
     "symbols",
 ]

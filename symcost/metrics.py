@@ -343,6 +343,25 @@ class LayerMetrics:
             fields[name] = sp.diff(value, x) if isinstance(value, sp.Basic) else 0
         return LayerMetrics(phase=self.phase, peak_flops=self.peak_flops, **_exact_all(fields))
 
+    def lambdify(self, fields: Sequence[str] = ("latency", "memory_per_chip")):
+        """A compiled :class:`~symcost.sweep.Sweeper` of the named fields (or derived
+        quantities such as ``memory_per_chip``) for NumPy sweeps in float64.
+
+        >>> import numpy as np
+        >>> from symcost import NormLayer
+        >>> f = NormLayer(hidden_size=4096).compute_metrics(dtype="bf16").lambdify(["flops_per_chip"])
+        >>> f(batch_size=np.arange(1, 4), seq_len=1024).flops_per_chip   # 7 * b * 1024 * 4096
+        array([29360128., 58720256., 88080384.])
+        """
+        from .sweep import Sweeper
+
+        known = set(METRIC_FIELDS) | {"memory_per_chip", "arithmetic_intensity", "achieved_flops",
+                                      "flops_utilization"}
+        unknown = [f for f in fields if f not in known]
+        if unknown:
+            raise ValueError(f"lambdify: unknown fields {unknown}; valid: {', '.join(sorted(known))}")
+        return Sweeper({name: getattr(self, name) for name in fields})
+
     def to_latex(self, fields: Sequence[str] = METRIC_FIELDS) -> str:
         """The fields as one LaTeX ``aligned`` block, canonical symbols in their LaTeX names.
 
