@@ -1,0 +1,148 @@
+"""symcost benchmarks: one command, every figure measured in this run.
+
+    python benchmarks/run.py            (add --quick for a smaller, faster pass)
+
+Prints (1) the cost of building a GQA + gated-MLP block's symbolic metrics and compiling its
+latency and memory, (2) configurations per second of a compiled sweep over >= 10^6
+configurations, (3) the same per point with ``subs`` and ``xreplace``, and the ratios,
+(4) the warm latency of one numeric ``compute_metrics`` call, and (5) when ``llm-analysis``
+(PyPI 0.2.2) is installed, its ``LLMAnalysis(...).inference(...)`` call side by side.
+Targets (from the issue): >= 5e6 configurations/s on one core; a warm numeric compute_metrics
+<= 0.2 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+import symcost as sc
+from symcost import hardware
+from symcost import symbols as S
+
+H100 = hardware.H100_SXM
+
+
+def best_of(fn, repeat=3):
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def block_metrics(phase="decode"):
+    """Llama-3-8B's GQA + gated MLP with symbolic b, s and TP, on the symbolic chip."""
+    par = {"parallelism": {"tensor_parallel": S.tp}}
+    attn = sc.GroupedQueryAttentionLayer(hidden_size=4096, num_heads=32, num_kv_heads=8, **par)
+    mlp = sc.GatedMLPLayer(hidden_size=4096, intermediate_size=14336, **par)
+    return attn.compute_metrics(phase=phase, dtype="bf16") + mlp.compute_metrics(phase=phase, dtype="bf16")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and points")
+    args = parser.parse_args()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"NumPy {np.__version__}")
+
+    # (1) build and compile
+    start = time.perf_counter()
+    block = block_metrics()
+    built = time.perf_counter() - start
+    start = time.perf_counter()
+    sweeper = block.lambdify(["latency", "memory_per_chip"])
+    compiled = time.perf_counter() - start
+    print(f"build symbolic block metrics: {built * 1e3:8.1f} ms")
+    print(f"compile latency + memory:     {compiled * 1e3:8.1f} ms  ({len(sweeper.args)} arguments)")
+
+    # (2) the sweep: batch x context x TP x HBM bandwidth x peak FLOP/s
+    rates = {k: float(v) for k, v in H100.symbol_values("bf16").items()}
+    b = np.arange(1, 65, dtype=np.float64)[:, None, None, None, None]
+    s = np.linspace(512, 131072, 64 if args.quick else 256).round()[None, :, None, None, None]
+    t = np.array([1.0, 2, 4, 8])[None, None, :, None, None]
+    bw = np.linspace(2e12, 8e12, 16)[None, None, None, :, None]
+    peak = np.linspace(5e14, 2.5e15, 4)[None, None, None, None, :]
+    grid = {**rates, S.batch_size: b, S.seq_len: s, S.tp: t, S.hbm_bandwidth: bw, S.peak_flops: peak}
+    n = b.size * s.size * t.size * bw.size * peak.size
+    seconds = best_of(lambda: sweeper(grid), 2 if args.quick else 3)
+    rate = n / seconds
+    print(f"sweep, broadcast grid: {n:,} configurations in {seconds * 1e3:.1f} ms = "
+          f"{n / seconds:,.0f} configurations/s (shared sub-expressions computed once per axis)")
+    # the honest figure: every input a full-length array of random configurations
+    m = 1_000_000
+    rng = np.random.default_rng(1)
+    flat = {**rates, S.batch_size: rng.integers(1, 65, m).astype(np.float64),
+            S.seq_len: rng.integers(512, 131073, m).astype(np.float64),
+            S.tp: rng.choice([1.0, 2, 4, 8], m), S.hbm_bandwidth: rng.uniform(2e12, 8e12, m),
+            S.peak_flops: rng.uniform(5e14, 2.5e15, m)}
+    seconds = best_of(lambda: sweeper(flat), 2 if args.quick else 3)
+    rate = m / seconds
+    print(f"sweep, {m:,} random configurations (flat arrays): {seconds * 1e3:.1f} ms = "
+          f"{rate:,.0f} configurations/s [target >= 5,000,000: {'met' if rate >= 5e6 else 'MISSED'}]")
+
+    # (3) per point with subs / xreplace on the same expressions
+    exprs = [block.latency, block.memory_per_chip]
+    points = 20 if args.quick else 100
+    rng = np.random.default_rng(0)
+    samples = [{**H100.symbol_values("bf16"), S.batch_size: int(rng.integers(1, 65)),
+                S.seq_len: int(rng.integers(512, 131072)), S.tp: int(rng.choice([1, 2, 4, 8]))}
+               for _ in range(points)]
+    start = time.perf_counter()
+    for p in samples:
+        [e.subs(p) for e in exprs]
+    subs_rate = points / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for p in samples:
+        [e.xreplace(p) for e in exprs]
+    xreplace_rate = points / (time.perf_counter() - start)
+    print(f"per-point subs:     {subs_rate:12,.0f} configurations/s  (sweep is {rate / subs_rate:,.0f}x faster)")
+    print(f"per-point xreplace: {xreplace_rate:12,.0f} configurations/s  (sweep is {rate / xreplace_rate:,.0f}x faster)")
+
+    # (4) warm numeric compute_metrics
+    layer = sc.GroupedQueryAttentionLayer(hidden_size=4096, num_heads=32, num_kv_heads=8,
+                                          parallelism={"tensor_parallel": 2})
+    calls = 1000 if args.quick else 5000
+    for i in range(50):  # warm: compile the template
+        layer.compute_metrics(batch_size=1 + i % 8, seq_len=1024 + i, phase="decode", dtype="bf16", hardware=H100)
+    per_call = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for i in range(calls):
+            layer.compute_metrics(batch_size=1 + i % 8, seq_len=1024 + i, phase="decode", dtype="bf16",
+                                  hardware=H100)
+        per_call.append((time.perf_counter() - start) / calls)
+    warm = statistics.median(per_call)
+    print(f"warm numeric compute_metrics (GQA layer, decode, H100): {warm * 1e6:.1f} us "
+          f"[target <= 200 us: {'met' if warm <= 2e-4 else 'MISSED'}]")
+
+    # (5) llm-analysis side by side, if installed
+    try:
+        from llm_analysis.analysis import LLMAnalysis
+        from llm_analysis.config import get_gpu_config_by_name, get_model_config_by_name
+    except ImportError:
+        print("llm-analysis not installed: skipped (pip install llm-analysis==0.2.2)")
+        return
+    logging.disable(logging.CRITICAL)
+    analysis = LLMAnalysis(get_model_config_by_name("NousResearch_Llama-2-7b-hf"),
+                           get_gpu_config_by_name("h100-sxm-80gb"))
+    analysis.inference(batch_size_per_gpu=1, seq_len=1024, num_tokens_to_generate=1)
+    reps = 20 if args.quick else 100
+    start = time.perf_counter()
+    for i in range(reps):
+        analysis.inference(batch_size_per_gpu=1 + i % 8, seq_len=1024 + i, num_tokens_to_generate=1)
+    theirs = (time.perf_counter() - start) / reps
+    print(f"llm-analysis 0.2.2 LLMAnalysis.inference (whole Llama-2-7B, prefill + 1 token): "
+          f"{theirs * 1e6:,.0f} us per call; one symcost layer call is {theirs / warm:,.1f}x faster "
+          f"(a whole-model symcost call arrives with the model layer)")
+
+
+if __name__ == "__main__":
+    main()
