@@ -104,7 +104,8 @@ def main() -> None:
         [e.xreplace(p) for e in exprs]
     xreplace_rate = points / (time.perf_counter() - start)
     print(f"per-point subs:     {subs_rate:12,.0f} configurations/s  (sweep is {rate / subs_rate:,.0f}x faster)")
-    print(f"per-point xreplace: {xreplace_rate:12,.0f} configurations/s  (sweep is {rate / xreplace_rate:,.0f}x faster)")
+    print(f"per-point xreplace: {xreplace_rate:12,.0f} configurations/s  "
+          f"(sweep is {rate / xreplace_rate:,.0f}x faster)")
 
     # (4) warm numeric compute_metrics
     layer = sc.GroupedQueryAttentionLayer(hidden_size=4096, num_heads=32, num_kv_heads=8,

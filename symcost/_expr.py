@@ -13,7 +13,6 @@ from typing import Any, Iterable, Union
 
 import sympy as sp
 
-Number = Union[int, Fraction]
 Value = Union[int, Fraction, sp.Expr]
 """What a metric field holds: an exact Python number or a SymPy expression."""
 
@@ -86,7 +85,3 @@ def total(terms: Iterable[Any]) -> sp.Expr:
     """The sum of ``terms`` in one ``sympy.Add`` (``sum()`` is quadratic in SymPy)."""
     return sp.Add(*terms)
 
-
-def is_one(value: Any) -> bool:
-    """True when ``value`` is provably 1."""
-    return bool(value == 1)

@@ -37,11 +37,6 @@ class DataType(str, enum.Enum):
         """Storage bytes per element: an exact SymPy number (int4 is 1/2)."""
         return _BYTES[self]
 
-    @property
-    def peak_flops_key(self) -> "DataType":
-        """The key of a chip's peak FLOP/s table that prices a matmul in this format."""
-        return self
-
     @classmethod
     def parse(cls, value: Any) -> "DataType":
         """A ``DataType`` from itself, its short name or a common alias (``"bfloat16"``).

@@ -15,7 +15,7 @@ array([[2048., 4096.],
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 import sympy as sp

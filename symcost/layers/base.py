@@ -17,11 +17,11 @@ import sympy as sp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from .. import symbols as S
+from .._compile import compile_exact
 from .._expr import check_divides, dim
 from ..dtypes import DataType, DtypeLike, bytes_per_element
 from ..hardware import Hardware
 from ..hardware import get as get_hardware
-from .._compile import compile_exact
 from ..metrics import METRIC_FIELDS, LayerMetrics
 from ..ops import Collective, Op
 from ..parallel import Parallelism
