@@ -210,6 +210,14 @@ class Layer(BaseModel):
         and bandwidths). ``recompute`` ("none", "selective", "full") matters only in training;
         ``overlap=True`` hides communication behind compute (``latency = max(ops, comm)``).
         With every input numeric, every field is an exact Python number.
+
+        >>> from symcost import MLPLayer
+        >>> m = MLPLayer(hidden_size=1024, intermediate_size=4096).compute_metrics(
+        ...     batch_size=2, seq_len=512, phase="training", dtype="bf16", hardware="H100_SXM")
+        >>> m.matmul_flops_per_chip == 3 * 2 * (2 * 2 * 512 * 1024 * 4096)   # fwd + 2x bwd
+        True
+        >>> m.bound
+        'compute'
         """
         if recompute not in ("none", "selective", "full"):
             raise ValueError(f"recompute: unknown mode {recompute!r}; valid: none, selective, full")
