@@ -104,6 +104,12 @@ class _Attention(Layer):
 
     # -- the layer contract ------------------------------------------------------------------
 
+    @property
+    def num_params(self) -> sp.Expr:
+        """Q and O ``2*h*a*d``, K and V ``2*h*g*d``, plus ``(a + 2g)*d + h`` biases."""
+        h, a, g, d = self.hidden_size, self.num_heads, self.kv_heads, self.d
+        return 2 * h * a * d + 2 * h * g * d + ((a + 2 * g) * d + h if self.bias else 0)
+
     def forward_ops(self, ctx: Context):
         h, d, e, T = self.hidden_size, self.d, ctx.e, ctx.tokens
         a_t, g_t = self._heads(ctx)

@@ -135,6 +135,11 @@ class Layer(BaseModel):
 
     # -- what a layer type implements -------------------------------------------------------
 
+    @property
+    def num_params(self) -> sp.Expr:
+        """Parameters of the whole layer (all chips together, before any sharding)."""
+        raise NotImplementedError
+
     def forward_ops(self, ctx: Context) -> list[Op | Collective]:
         """The forward ops on one chip, collectives included, in execution order."""
         raise NotImplementedError

@@ -58,6 +58,12 @@ class MLPLayer(Layer):
     def gated(self) -> bool:
         return self.num_projections == 3
 
+    @property
+    def num_params(self) -> sp.Expr:
+        """``p*h*f`` weights (p projections), plus ``(p-1)*f + h`` biases with ``bias``."""
+        h, f, p = self.hidden_size, self.intermediate_size, self.num_projections
+        return p * h * f + ((p - 1) * f + h if self.bias else 0)
+
     def forward_ops(self, ctx: Context):
         h, e, T = self.hidden_size, ctx.e, ctx.tokens
         f_t = self.intermediate_size / ctx.tp
