@@ -39,14 +39,31 @@ def _dim_field(value: Any, info: ValidationInfo) -> sp.Expr:
 Dim = Annotated[Any, BeforeValidator(_dim_field)]
 """A shape field: a positive integer or an expression not provably otherwise."""
 
-# The backward of each collective is its transpose: an all-gather's gradient is reduce-scattered
-# and vice versa; all-reduce, all-to-all and p2p are their own transposes.
-_TRANSPOSE = {"all_gather": "reduce_scatter", "reduce_scatter": "all_gather"}
+# The backward of each forward collective is its transpose: an all-gather's gradient is
+# reduce-scattered and vice versa, all-to-all and p2p transpose to themselves, and a sum
+# (all-reduce, Megatron's g) has an identity backward: the gradient is already replicated.
+# Megatron's f (identity forward, all-reduce backward) is a GradientCollective op.
+_TRANSPOSE = {"all_gather": "reduce_scatter", "reduce_scatter": "all_gather",
+              "all_to_all": "all_to_all", "p2p": "p2p", "all_reduce": None}
 
 _ZERO = sp.Integer(0)
 
 SYMBOLIC = Hardware.symbolic()
 """The unbound chip that ``hardware=None`` means."""
+
+
+@dataclass(frozen=True)
+class GradientCollective(Op):
+    """A forward no-op whose backward issues ``collective``: Megatron's f operator, the identity
+    on a replicated input whose gradient must be summed over the TP group."""
+
+    collective: Collective = None  # type: ignore[assignment]
+
+    def backward(self) -> list:
+        return [self.collective]
+
+    def xreplace(self, mapping: dict) -> "GradientCollective":
+        return dataclasses.replace(self, collective=self.collective.xreplace(mapping))
 
 
 @dataclass(frozen=True)
@@ -181,7 +198,8 @@ class Layer(BaseModel):
     def ops(self, ctx: Context) -> list[Op | Collective]:
         """Every op one chip runs for ``ctx``: forward, then in training the backward (each op's
         backward in reverse order, each collective transposed) and any recomputation."""
-        forward = self.forward_ops(ctx)
+        declared = self.forward_ops(ctx)
+        forward = [op for op in declared if not isinstance(op, GradientCollective)]
         if not ctx.training:
             return forward
         recompute: list[Op | Collective] = []
@@ -190,9 +208,11 @@ class Layer(BaseModel):
         elif ctx.recompute == "selective":
             recompute = [op.renamed(".recompute") for op in self.selective_recompute_ops(ctx)]
         backward: list[Op | Collective] = []
-        for op in reversed(forward):
+        for op in reversed(declared):
             if isinstance(op, Collective):
-                backward.append(dataclasses.replace(op, kind=_TRANSPOSE.get(op.kind, op.kind)))
+                kind = _TRANSPOSE[op.kind]
+                if kind is not None:
+                    backward.append(dataclasses.replace(op, kind=kind))
             else:
                 backward.extend(op.backward())
         return forward + recompute + backward
@@ -262,12 +282,15 @@ class Layer(BaseModel):
     # -- helpers for layer types -------------------------------------------------------------
 
     @staticmethod
-    def tp_enter(ctx: Context, payload: sp.Expr) -> list[Collective]:
-        """Communication entering a Megatron TP block: under sequence parallelism, the
-        all-gather of the sequence-sharded input (``payload`` bytes gathered); else nothing."""
-        if ctx.tp == 1 or not ctx.megatron_sp:
+    def tp_enter(ctx: Context, payload: sp.Expr) -> list[Op | Collective]:
+        """Communication entering a Megatron TP block: under sequence parallelism the all-gather
+        of the sequence-sharded input (``payload`` bytes gathered); else Megatron's f, nothing
+        forward and an all-reduce of the input gradient in the backward."""
+        if ctx.tp == 1:
             return []
-        return [Collective("all_gather", "tp", ctx.tp, payload)]
+        if ctx.megatron_sp:
+            return [Collective("all_gather", "tp", ctx.tp, payload)]
+        return [GradientCollective("f", collective=Collective("all_reduce", "tp", ctx.tp, payload))]
 
     @staticmethod
     def tp_exit(ctx: Context, payload: sp.Expr) -> list[Collective]:
