@@ -11,17 +11,22 @@ bytes per element; with numbers for every input, the same expressions collapse t
 """
 
 from . import hardware as hardware
+from . import models as models
 from . import solve as solve
 from . import symbols as symbols
 from .dtypes import DataType as DataType
 from .hardware import Hardware as Hardware
 from .layers import AttentionLayer as AttentionLayer
+from .layers import EmbeddingLayer as EmbeddingLayer
 from .layers import GatedMLPLayer as GatedMLPLayer
 from .layers import GroupedQueryAttentionLayer as GroupedQueryAttentionLayer
 from .layers import Layer as Layer
+from .layers import LMHeadLayer as LMHeadLayer
 from .layers import MLPLayer as MLPLayer
 from .layers import NormLayer as NormLayer
 from .metrics import LayerMetrics as LayerMetrics
+from .model import Model as Model
+from .model import TransformerBlock as TransformerBlock
 from .ops import Collective as Collective
 from .parallel import Parallelism as Parallelism
 from .phase import Phase as Phase
@@ -34,16 +39,21 @@ __all__ = [
     "AttentionLayer",
     "Collective",
     "DataType",
+    "EmbeddingLayer",
+    "LMHeadLayer",
     "GatedMLPLayer",
     "GroupedQueryAttentionLayer",
     "Layer",
     "LayerMetrics",
     "MLPLayer",
+    "Model",
     "NormLayer",
     "Parallelism",
     "Phase",
     "Hardware",
     "Sweeper",
+    "TransformerBlock",
+    "models",
     "hardware",
     "solve",
     "sweep",

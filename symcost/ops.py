@@ -218,8 +218,14 @@ class AttentionCore(Op):
 
     Matmul FLOPs ``4 * batch * heads * pairs * head_dim`` where ``pairs`` is ``q_len * kv_len``,
     or with ``causal`` only the unmasked pairs ``q_len*(kv_len - q_len) + q_len*(q_len + 1)/2``
-    (CONVENTIONS item 3). Vector FLOPs: softmax (and dropout) per pair. Eager attention writes and
-    reads the score and probability matrices; flash attention reads Q, K, V and writes O only.
+    (CONVENTIONS item 3). With a ``v_head_dim`` d_v (multi-head latent attention: Q and K of
+    ``head_dim`` d_qk, V and O of d_v) they are ``2 * batch * heads * pairs * (d_qk + d_v)``:
+    Q Kᵀ at d_qk, P V at d_v. Vector FLOPs: softmax (and dropout) per pair. Eager attention writes
+    and reads the score and probability matrices; flash attention reads Q, K, V and writes O only.
+
+    >>> AttentionCore("core", batch=1, heads=2, kv_heads=2, q_len=4, kv_len=4, head_dim=24,
+    ...               v_head_dim=16).matmul_flops == 2 * 2 * 16 * 24 + 2 * 2 * 16 * 16
+    True
     """
 
     batch: sp.Expr = _ZERO
@@ -233,6 +239,13 @@ class AttentionCore(Op):
     causal: bool = False
     dropout: bool = False
     save_lse: bool = False
+    v_head_dim: sp.Expr | None = None
+    """Width of V and O per head; ``None`` means ``head_dim`` (Q, K, V and O all alike)."""
+
+    @property
+    def d_v(self) -> sp.Expr:
+        """The head width of V and O: ``v_head_dim``, or ``head_dim`` when not given."""
+        return self.head_dim if self.v_head_dim is None else self.v_head_dim
 
     @property
     def pairs(self) -> sp.Expr:
@@ -243,9 +256,17 @@ class AttentionCore(Op):
         return self.q_len * (self.kv_len - self.q_len) + self.q_len * (self.q_len + 1) / 2
 
     @property
+    def qk_flops(self) -> sp.Expr:
+        """FLOPs of Q Kᵀ alone: (q_len x d_qk) @ (d_qk x kv_len) per head and sequence."""
+        return 2 * self.batch * self.heads * self.pairs * self.head_dim
+
+    @property
     def matmul_flops(self) -> sp.Expr:
         # Q Kᵀ: (q_len x d) @ (d x kv_len) and P V: (q_len x kv_len) @ (kv_len x d), per head
-        return 4 * self.batch * self.heads * self.pairs * self.head_dim
+        if self.v_head_dim is None:
+            return 4 * self.batch * self.heads * self.pairs * self.head_dim
+        # NB: Q Kᵀ at d_qk = head_dim, P V: (q_len x kv_len) @ (kv_len x d_v)
+        return self.qk_flops + 2 * self.batch * self.heads * self.pairs * self.v_head_dim
 
     @property
     def vector_flops(self) -> sp.Expr:
@@ -254,13 +275,34 @@ class AttentionCore(Op):
 
     @property
     def q_bytes(self) -> sp.Expr:
-        """Bytes of Q (and of O, which has Q's shape)."""
+        """Bytes of Q (and of O, which has Q's shape unless ``v_head_dim`` differs)."""
         return self.dtype_bytes * self.batch * self.heads * self.q_len * self.head_dim
+
+    @property
+    def o_bytes(self) -> sp.Expr:
+        """Bytes of O: Q's shape with ``d_v`` per head."""
+        if self.v_head_dim is None:
+            return self.q_bytes
+        return self.dtype_bytes * self.batch * self.heads * self.q_len * self.v_head_dim
+
+    @property
+    def v_bytes(self) -> sp.Expr:
+        """Bytes of V alone."""
+        return self.dtype_bytes * self.batch * self.kv_heads * self.kv_len * self.d_v
 
     @property
     def kv_bytes(self) -> sp.Expr:
         """Bytes of K and V together."""
-        return 2 * self.dtype_bytes * self.batch * self.kv_heads * self.kv_len * self.head_dim
+        if self.v_head_dim is None:
+            return 2 * self.dtype_bytes * self.batch * self.kv_heads * self.kv_len * self.head_dim
+        return self.dtype_bytes * self.batch * self.kv_heads * self.kv_len * self.head_dim + self.v_bytes
+
+    @property
+    def io_bytes(self) -> sp.Expr:
+        """Bytes of Q, K, V and O: read Q, K, V once, write O once."""
+        if self.v_head_dim is None:
+            return 2 * self.q_bytes + self.kv_bytes
+        return self.q_bytes + self.o_bytes + self.kv_bytes
 
     @property
     def score_elements(self) -> sp.Expr:
@@ -274,7 +316,7 @@ class AttentionCore(Op):
 
     @property
     def hbm_bytes(self) -> sp.Expr:
-        io = 2 * self.q_bytes + self.kv_bytes  # read Q, K, V; write O
+        io = self.io_bytes  # read Q, K, V; write O
         if self.flash:
             return io + self.lse_bytes
         # write S, read S, write P, read P (+ write and read the dropped-out P and write its mask)
@@ -290,6 +332,10 @@ class AttentionCore(Op):
 class AttentionCoreBackward(Op):
     """The attention core's backward: 2x (eager) or 5/2x (flash) the forward's matmul FLOPs.
 
+    With a ``v_head_dim`` d_v != d_qk the flash backward is 2x the forward plus the recomputed
+    Q Kᵀ, ``2 * batch * heads * pairs * (3 d_qk + 2 d_v)`` (torch's ``sdpa_backward_flop_count``),
+    which is 5/2x the forward only when d_v = d_qk; eager stays 2x (dQ, dK at d_qk; dP, dV at d_v).
+
     Bytes: read Q, K, V, O and dO, write dQ, dK, dV; eager also streams the probability matrix
     and its gradients (7 score-sized passes, 9 with dropout), flash reads its log-sum-exp.
     """
@@ -299,6 +345,10 @@ class AttentionCoreBackward(Op):
     @property
     def matmul_flops(self) -> sp.Expr:
         fwd = self.forward
+        if fwd.v_head_dim is not None and fwd.flash:
+            # NB: dQ, dK, dP, dV are two bmms per forward bmm (2x forward), and the kernel
+            # recomputes Q Kᵀ (at d_qk, not at the mean of d_qk and d_v)
+            return EAGER_ATTENTION_BACKWARD_FACTOR * fwd.matmul_flops + fwd.qk_flops
         factor = FLASH_ATTENTION_BACKWARD_FACTOR if fwd.flash else EAGER_ATTENTION_BACKWARD_FACTOR
         return factor * fwd.matmul_flops
 
@@ -309,7 +359,7 @@ class AttentionCoreBackward(Op):
     @property
     def hbm_bytes(self) -> sp.Expr:
         fwd = self.forward
-        io = 2 * (2 * fwd.q_bytes + fwd.kv_bytes)  # read Q, K, V, O, dO; write dQ, dK, dV
+        io = 2 * fwd.io_bytes  # read Q, K, V, O, dO; write dQ, dK, dV
         if fwd.flash:
             return io + fwd.lse_bytes
         passes = 9 if fwd.dropout else 7

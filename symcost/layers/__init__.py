@@ -5,6 +5,8 @@ from .attention import GroupedQueryAttentionLayer as GroupedQueryAttentionLayer
 from .base import Context as Context
 from .base import Layer as Layer
 from .base import Phase as Phase
+from .embedding import EmbeddingLayer as EmbeddingLayer
+from .embedding import LMHeadLayer as LMHeadLayer
 from .mlp import GatedMLPLayer as GatedMLPLayer
 from .mlp import MLPLayer as MLPLayer
 from .norm import NormLayer as NormLayer
@@ -12,6 +14,8 @@ from .norm import NormLayer as NormLayer
 __all__ = [
     "AttentionLayer",
     "Context",
+    "EmbeddingLayer",
+    "LMHeadLayer",
     "GatedMLPLayer",
     "GroupedQueryAttentionLayer",
     "Layer",

@@ -21,7 +21,7 @@ Per chip, with T tokens on the chip, t-way TP, ``a_t = a/t`` query heads and ``g
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional, Union
 
 import sympy as sp
 from pydantic import model_validator
@@ -50,7 +50,8 @@ class _Attention(Layer):
     head_dim: Optional[Dim] = None
     flash_attention: bool = True
     causal: bool = False
-    bias: bool = False
+    bias: Union[bool, Literal["qkv"]] = False
+    """Biases on every projection (``True``, GPT), on Q, K and V only (``"qkv"``, Qwen2), or none."""
     dropout: bool = False
 
     @property
@@ -106,9 +107,11 @@ class _Attention(Layer):
 
     @property
     def num_params(self) -> sp.Expr:
-        """Q and O ``2*h*a*d``, K and V ``2*h*g*d``, plus ``(a + 2g)*d + h`` biases."""
+        """Q and O ``2*h*a*d``, K and V ``2*h*g*d``, plus ``(a + 2g)*d`` Q/K/V biases and an
+        ``h`` output bias."""
         h, a, g, d = self.hidden_size, self.num_heads, self.kv_heads, self.d
-        return 2 * h * a * d + 2 * h * g * d + ((a + 2 * g) * d + h if self.bias else 0)
+        qkv_bias = (a + 2 * g) * d if self.bias else 0
+        return 2 * h * a * d + 2 * h * g * d + qkv_bias + (h if self.bias is True else 0)
 
     def forward_ops(self, ctx: Context):
         h, d, e, T = self.hidden_size, self.d, ctx.e, ctx.tokens
@@ -116,7 +119,7 @@ class _Attention(Layer):
         ulysses = ctx.sp != 1
         ops: list = list(self.tp_enter(ctx, T * h * e))
         # (T x h) @ (h x (a_t + 2 g_t) d): Q, K and V in one column-parallel matmul
-        ops.append(Matmul("qkv", m=T, n=(a_t + 2 * g_t) * d, k=h, dtype_bytes=e, bias=self.bias))
+        ops.append(Matmul("qkv", m=T, n=(a_t + 2 * g_t) * d, k=h, dtype_bytes=e, bias=bool(self.bias)))
         if ulysses and not ctx.decode:
             # sequence-sharded -> head-sharded: each chip's Q, K, V buffer
             ops.append(Collective("all_to_all", "sp", ctx.sp, T * (a_t + 2 * g_t) * d * e,
@@ -133,7 +136,7 @@ class _Attention(Layer):
         ops.append(Matmul("out", m=T, n=h, k=a_t * d, dtype_bytes=e))
         ops.extend(self.tp_exit(ctx, T * h * e))
         T_out = ctx.sharded_tokens
-        if self.bias:
+        if self.bias is True:
             ops.append(Vector("out_bias", elements=T_out * h, flops_per_element=VECTOR_FLOPS["bias"],
                               read_bytes=(T_out + 1) * h * e, write_bytes=T_out * h * e))
         if self.dropout and ctx.training:
@@ -148,7 +151,9 @@ class _Attention(Layer):
         a_t, g_t = self._heads(ctx)
         params = 2 * h * a_t * d + 2 * h * g_t * d  # Q and O; K and V
         if self.bias:
-            params += (a_t + 2 * g_t) * d + h  # column biases sharded, the output bias replicated
+            params += (a_t + 2 * g_t) * d  # column biases sharded
+        if self.bias is True:
+            params += h  # the output bias, replicated
         return params * ctx.e
 
     def saved_activations(self, ctx: Context) -> sp.Expr:

@@ -1,0 +1,279 @@
+"""The mixture-of-experts feed-forward layer: a router, routed expert FFNs, shared experts.
+
+Per chip, with T tokens on the chip (``b*s/sp``; ``b`` in decode), E experts, top-k routing,
+t-way TP (expert widths split: ``f_t = f_e/t``), e-way expert parallelism (E/e experts per chip)
+and p = 3 projections (gated) or 2:
+
+- ``router``: (T x h) @ (h x E), replicated (neither TP nor EP shards it); softmax and top-k
+  over the T x E logits;
+- dispatch: the chip's P = T*k token-expert pairs (``capacity_factor * T*k`` with capacity
+  padding) go out in an all-to-all over the ``ep`` axis; with uniform routing each chip receives
+  P pairs for its own E/e experts, so P does not depend on e;
+- routed experts: the gated MLP on every pair, matmul FLOPs ``2*p*P*h*f_e/t``;
+- shared experts: a dense gated MLP of width ``num_shared_experts * f_s`` on all T tokens,
+  matmul FLOPs ``2*p*T*h*n_s*f_s/t``;
+- combine: the expert outputs come back in a second all-to-all and are summed with their
+  routing weights; the TP partial sums of routed and shared experts leave together through one
+  all-reduce (CONVENTIONS item 12).
+
+Prefill matmul FLOPs per chip: ``2*T*h*E + 2*p*T*k*h*f_e/t + 2*p*T*h*n_s*f_s/t``.
+
+>>> from symcost.layers.moe import MoELayer
+>>> moe = MoELayer(hidden_size=4096, expert_intermediate_size=14336, num_experts=8, top_k=2)
+>>> m = moe.compute_metrics(batch_size=1, seq_len=4096, phase="prefill", dtype="bf16")
+>>> m.matmul_flops_per_chip == 2*4096*4096*8 + 2 * 3 * (2*4096*4096*14336)   # Mixtral 8x7B
+True
+>>> moe.num_params                                           # 8*3*4096*14336 + 4096*8
+1409318912
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Optional
+
+import sympy as sp
+from pydantic import BeforeValidator, ValidationInfo, model_validator
+
+from .. import symbols as S
+from .._expr import as_expr, check_divides
+from ..ops import VECTOR_FLOPS, Collective, Matmul, Op, Vector
+from .base import Context, Dim, Layer
+from .mlp import Activation
+
+__all__ = ["MoELayer", "ROUTER_BYTES", "COMBINE_FLOPS"]
+
+# NB: the router's probabilities are kept in fp32 whatever the model dtype (HF Mixtral:
+# ``F.softmax(router_logits, dim=1, dtype=torch.float)``; Megatron-LM computes the router's
+# softmax in fp32), so they are stored, saved for backward and read at 4 bytes per element.
+ROUTER_BYTES = sp.Integer(4)
+
+# NB: the weighted combine scales each of a token's k expert outputs by its routing weight (one
+# multiply, priced as the gate multiply) and accumulates it into the output (one add, priced as a
+# bias add): 2 FLOPs per element of the T x k x h routed outputs. The accumulation starts from
+# the shared experts' output (or from zero without shared experts), so adding it costs nothing more.
+COMBINE_FLOPS = VECTOR_FLOPS["gate_multiply"] + VECTOR_FLOPS["bias"]
+
+_ZERO = sp.Integer(0)
+
+
+def _count(value: Any, info: ValidationInfo) -> sp.Expr:
+    """A count that may be zero: a non-negative integer or an expression not provably otherwise."""
+    expr = as_expr(value, info.field_name)
+    if expr.is_negative or expr.is_integer is False:
+        raise ValueError(f"{info.field_name} must be a non-negative integer, got {expr}")
+    return expr
+
+
+def _capacity(value: Any, info: ValidationInfo) -> Optional[sp.Expr]:
+    """``None`` (dropless) or an exact positive factor; floats are refused by ``as_expr``."""
+    if value is None:
+        return None
+    expr = as_expr(value, info.field_name)
+    if expr.is_positive is False or (expr.is_number and expr.is_zero):
+        raise ValueError(f"{info.field_name} must be positive, got {expr}")
+    return expr
+
+
+Count = Annotated[Any, BeforeValidator(_count)]
+CapacityFactor = Annotated[Any, BeforeValidator(_capacity)]
+
+
+class MoELayer(Layer):
+    """A mixture-of-experts FFN: a replicated router picks ``top_k`` of ``num_experts`` expert
+    MLPs per token; ``num_shared_experts`` dense MLPs see every token.
+
+    Experts are gated MLPs (3 projections, SiLU by default; ``gated=False`` gives 2) of width
+    ``expert_intermediate_size``; shared experts have width ``shared_intermediate_size``
+    (default: the expert width). ``capacity_factor`` (an exact number; ``None`` = dropless)
+    pads each expert's buffer to ``capacity_factor * T*k/E`` tokens and the padded compute
+    counts. ``expert_parallel`` must divide ``num_experts``; TP splits every expert width.
+
+    >>> from symcost import symbols as S
+    >>> m = MoELayer(num_experts=8, top_k=2, parallelism={"tensor_parallel": S.tp}
+    ...              ).compute_metrics(phase="prefill")
+    >>> m.matmul_flops_per_chip.factor()       # router 2bshE + 2 experts x 3 x 2bshf/t
+    2*b*h*s*(4*t + 6*f)/t
+    """
+
+    hidden_size: Dim = S.hidden_size
+    expert_intermediate_size: Dim = S.intermediate_size
+    num_experts: Dim
+    top_k: Dim
+    num_shared_experts: Count = _ZERO
+    shared_intermediate_size: Optional[Dim] = None
+    capacity_factor: CapacityFactor = None
+    activation: Activation = "silu"
+    gated: bool = True
+
+    @model_validator(mode="after")
+    def _check_shapes(self) -> "MoELayer":
+        E, k = self.num_experts, self.top_k
+        if (k - E).is_positive:
+            raise ValueError(f"top_k must not exceed num_experts (got {k} and {E})")
+        check_divides(E, self.parallelism.ep, "num_experts must be divisible by expert_parallel")
+        check_divides(self.expert_intermediate_size, self.parallelism.tp,
+                      "expert_intermediate_size must be divisible by tensor_parallel")
+        if self.num_shared_experts != 0:
+            check_divides(self.f_shared, self.parallelism.tp,
+                          "shared_intermediate_size must be divisible by tensor_parallel")
+        return self
+
+    # -- derived sizes -----------------------------------------------------------------------
+
+    @property
+    def f_shared(self) -> sp.Expr:
+        """Width of one shared expert: ``shared_intermediate_size``, else the expert width."""
+        if self.shared_intermediate_size is None:
+            return self.expert_intermediate_size
+        return self.shared_intermediate_size
+
+    @property
+    def num_projections(self) -> int:
+        """3 for gated experts, 2 otherwise."""
+        return 3 if self.gated else 2
+
+    def pairs(self, ctx: Context) -> sp.Expr:
+        """Token-expert pairs one chip computes: ``T*k``, times ``capacity_factor`` if given.
+
+        With uniform routing the e chips of an EP group send e*T*k pairs to E experts, E/e of
+        them on each chip: T*k per chip, whatever e. NB: capacity is not rounded to whole tokens
+        (real routers round ``capacity_factor * T*k/E`` up per expert).
+        """
+        pairs = ctx.tokens * self.top_k
+        return pairs if self.capacity_factor is None else self.capacity_factor * pairs
+
+    def active_experts(self, ctx: Context) -> sp.Expr:
+        """Local experts that run (and whose weights are read): all E/e with capacity padding;
+        dropless, ``min(E/e, T*k)`` -- with uniform routing few pairs hit distinct experts
+        (decode at batch 1 reads only k experts' weights)."""
+        local = self.num_experts / ctx.parallelism.ep
+        if self.capacity_factor is not None:
+            return local
+        return sp.Min(local, ctx.tokens * self.top_k)
+
+    # -- the layer contract ------------------------------------------------------------------
+
+    @property
+    def num_params(self) -> sp.Expr:
+        """``E*p*h*f_e`` expert weights, ``n_s*p*h*f_s`` shared-expert weights and ``h*E``
+        router weights (no biases)."""
+        h, p = self.hidden_size, self.num_projections
+        return (self.num_experts * p * h * self.expert_intermediate_size
+                + self.num_shared_experts * p * h * self.f_shared + h * self.num_experts)
+
+    def _ffn(self, prefix: str, batch: sp.Expr, rows: sp.Expr, width: sp.Expr,
+             e: sp.Expr) -> list[Op]:
+        """One (grouped) MLP: ``batch`` weight sets, each applied to ``rows`` tokens, of
+        per-chip width ``width``."""
+        h = self.hidden_size
+        ops: list[Op] = []
+        for name in ("gate", "up") if self.gated else ("fc1",):
+            # batch x (rows x h) @ (h x width): column-parallel, one weight per batch entry
+            ops.append(Matmul(f"{prefix}.{name}", m=rows, n=width, k=h, dtype_bytes=e, batch=batch))
+        wide = batch * rows * width
+        ops.append(Vector(f"{prefix}.{self.activation}", elements=wide,
+                          flops_per_element=VECTOR_FLOPS[self.activation],
+                          read_bytes=wide * e, write_bytes=wide * e))
+        if self.gated:
+            # act(gate) * up: read two, write one
+            ops.append(Vector(f"{prefix}.gate_multiply", elements=wide,
+                              flops_per_element=VECTOR_FLOPS["gate_multiply"],
+                              read_bytes=2 * wide * e, write_bytes=wide * e))
+        # batch x (rows x width) @ (width x h): row-parallel, partial sums
+        ops.append(Matmul(f"{prefix}.{'down' if self.gated else 'fc2'}", m=rows, n=h, k=width,
+                          dtype_bytes=e, batch=batch))
+        return ops
+
+    def _all_to_all(self, ctx: Context, payload: sp.Expr) -> list[Collective]:
+        # NB: EP groups are laid out outside TP, across data-parallel ranks (Megatron-LM's MoE
+        # parallel folding: expert rank order tp-ep-dp), so an EP group's members are t apart
+        # and span t*e chips; that span picks the link tier.
+        ep = ctx.parallelism.ep
+        if ep == 1:
+            return []
+        return [Collective("all_to_all", "ep", ep, payload, span=ctx.tp * ep)]
+
+    def forward_ops(self, ctx: Context):
+        h, E, k, e, T = self.hidden_size, self.num_experts, self.top_k, ctx.e, ctx.tokens
+        P = self.pairs(ctx)
+        ops: list = list(self.tp_enter(ctx, T * h * e))
+        # (T x h) @ (h x E): replicated on every TP and EP rank
+        ops.append(Matmul("router", m=T, n=E, k=h, dtype_bytes=e))
+        # NB: top-k selection (comparisons) is folded into the softmax's 5 FLOPs per logit,
+        # whose max pass already scans every logit; its k weights and indices per token are
+        # neglected in the bytes (k/E of the probabilities).
+        ops.append(Vector("router_softmax_topk", elements=T * E,
+                          flops_per_element=VECTOR_FLOPS["softmax"],
+                          read_bytes=T * E * e, write_bytes=T * E * ROUTER_BYTES))
+        # permute: read each token once, write the (padded) dispatch buffer of P rows
+        ops.append(Vector("dispatch_permute", elements=P * h, read_bytes=T * h * e,
+                          write_bytes=P * h * e))
+        ops.extend(self._all_to_all(ctx, P * h * e))  # dispatch: the chip's P x h buffer
+        if self.num_shared_experts != 0:
+            # the shared experts as one dense MLP of width n_s*f_s (DeepSeek's implementation);
+            # it overlaps the dispatch in practice
+            ops.extend(self._ffn("shared", sp.Integer(1), T,
+                                 self.num_shared_experts * self.f_shared / ctx.tp, e))
+        active = self.active_experts(ctx)
+        # grouped GEMMs: ``active`` local experts with P/active pairs each
+        ops.extend(self._ffn("experts", active, P / active,
+                             self.expert_intermediate_size / ctx.tp, e))
+        ops.extend(self._all_to_all(ctx, P * h * e))  # combine: the same buffer back
+        # gather each token's k outputs (padding slots are dropped), scale by the routing
+        # weights (fp32) and accumulate, onto the shared experts' output when there is one
+        shared_read = T * h * e if self.num_shared_experts != 0 else _ZERO
+        ops.append(Vector("combine", elements=T * k * h, flops_per_element=COMBINE_FLOPS,
+                          read_bytes=T * k * h * e + T * k * ROUTER_BYTES + shared_read,
+                          write_bytes=T * h * e))
+        # routed and shared partial sums leave through one TP collective
+        ops.extend(self.tp_exit(ctx, T * h * e))
+        return ops
+
+    def weight_memory(self, ctx: Context) -> sp.Expr:
+        h, p, t = self.hidden_size, self.num_projections, ctx.tp
+        experts = self.num_experts / ctx.parallelism.ep * p * h * self.expert_intermediate_size / t
+        shared = self.num_shared_experts * p * h * self.f_shared / t
+        router = h * self.num_experts  # replicated
+        return (experts + shared + router) * ctx.e
+
+    def _wide(self, ctx: Context) -> tuple[sp.Expr, sp.Expr]:
+        """Bytes of one intermediate-width tensor: routed experts (P x f_e/t), shared (T x n_s f_s/t)."""
+        e = ctx.e
+        routed = self.pairs(ctx) * self.expert_intermediate_size / ctx.tp * e
+        shared = ctx.tokens * self.num_shared_experts * self.f_shared / ctx.tp * e
+        return routed, shared
+
+    def saved_activations(self, ctx: Context) -> sp.Expr:
+        # Korthikanti et al. 2022 accounting, at e bytes unless noted: the layer input (saved
+        # sequence-sharded under Megatron SP); the router's fp32 probabilities (T x E, the
+        # softmax's backward needs its output); the dispatched tokens (P x h, the experts' input,
+        # padding included); per pair what the gated MLP saves -- gate and up outputs, the
+        # activation output and the product (4 x f_e/t; plain MLP: fc1 output and activation,
+        # 2 x f_e/t); the k expert outputs per token the weighted combine multiplies (T x k x h,
+        # for the routing weights' gradient); the shared experts as a gated MLP on the same
+        # input. Top-k indices, like norm statistics, are ignored.
+        h, e, T = self.hidden_size, ctx.e, ctx.tokens
+        input_bytes = ctx.sharded_tokens * h * e
+        if ctx.recompute == "full":
+            return input_bytes
+        per_wide = 4 if self.gated else 2
+        routed, shared = self._wide(ctx)
+        return (input_bytes
+                + T * self.num_experts * ROUTER_BYTES
+                + self.pairs(ctx) * h * e
+                + per_wide * routed
+                + T * self.top_k * h * e
+                + per_wide * shared)
+
+    def peak_activations(self, ctx: Context) -> sp.Expr:
+        # The layer's input and output (the shared experts' output is the accumulator), plus the
+        # larger of two moments: the routed experts (the dispatched tokens, the gate and up outputs
+        # -- the product in place, and the expert outputs that go back: 2 x P x h + 2 x P x f_e/t)
+        # or the shared experts (their gate and up outputs). The router's probabilities are
+        # freed after top-k. NB: a sum of tensors alive together, as in the gated MLP.
+        h, e, T = self.hidden_size, ctx.e, ctx.tokens
+        per_wide = 2 if self.gated else 1
+        routed, shared = self._wide(ctx)
+        experts = 2 * self.pairs(ctx) * h * e + per_wide * routed
+        busiest = experts if self.num_shared_experts == 0 else sp.Max(experts, per_wide * shared)
+        return 2 * T * h * e + busiest

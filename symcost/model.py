@@ -1,0 +1,267 @@
+"""Blocks and whole models, built from layers; metrics compose by ``+`` and repeat by ``×``.
+
+A :class:`TransformerBlock` is itself a :class:`~symcost.layers.base.Layer` (pre-norm: norm,
+attention, residual add, norm, MLP or MoE, residual add), so it has the same contract, backward,
+recomputation, time model and compiled numeric path as any layer. A :class:`Model` is an
+embedding, groups of identical blocks (``(block, count)``: cost stays O(1) in depth), a final norm
+and the LM head.
+
+>>> from symcost import Model
+>>> llama = Model.llama(hidden_size=4096, num_heads=32, num_kv_heads=8, num_layers=32,
+...                     vocab_size=128256, intermediate_size=14336)
+>>> llama.parameter_count                        # Llama-3-8B, as published
+8030261248
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+import sympy as sp
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from . import symbols as S
+from ._expr import dim, exact
+from .dtypes import DtypeLike
+from .hardware import Hardware
+from .layers.attention import AttentionLayer, GroupedQueryAttentionLayer
+from .layers.base import Context, Layer, Recompute
+from .layers.embedding import EmbeddingLayer, LMHeadLayer
+from .layers.mlp import GatedMLPLayer, MLPLayer
+from .layers.norm import NormLayer
+from .metrics import LayerMetrics
+from .ops import VECTOR_FLOPS, Vector
+from .parallel import Parallelism, ParallelismLike
+from .phase import Phase
+
+__all__ = ["TransformerBlock", "Model"]
+
+
+class TransformerBlock(Layer):
+    """A pre-norm transformer block: ``x + attn(norm(x))`` then ``x + mlp(norm(x))``.
+
+    ``attention`` and ``mlp`` are layers with the block's parallelism; the two norms are of
+    ``norm_kind`` over the attention's hidden size. Under ``recompute="full"`` the block keeps
+    only its input (Korthikanti et al.'s ``2sbh`` per layer at e = 2); otherwise it keeps what
+    its layers keep. Its inference peak is the residual stream plus the largest layer's peak.
+    """
+
+    attention: Layer
+    mlp: Layer
+    norm_kind: Literal["layernorm", "rmsnorm"] = "rmsnorm"
+
+    @model_validator(mode="after")
+    def _check_parts(self) -> "TransformerBlock":
+        for part in (self.attention, self.mlp):
+            if part.parallelism != self.parallelism:
+                raise ValueError(f"{type(part).__name__}.parallelism must equal the block's "
+                                 f"({part.parallelism} vs {self.parallelism})")
+        if self.attention.hidden_size != self.mlp.hidden_size:
+            raise ValueError("attention and mlp must share hidden_size")
+        return self
+
+    @property
+    def hidden_size(self) -> sp.Expr:
+        return self.attention.hidden_size
+
+    @property
+    def norm(self) -> NormLayer:
+        """The block's (identical) norms."""
+        return NormLayer(hidden_size=self.hidden_size, kind=self.norm_kind, parallelism=self.parallelism)
+
+    @property
+    def parts(self) -> tuple[Layer, ...]:
+        return (self.norm, self.attention, self.norm, self.mlp)
+
+    @property
+    def num_params(self) -> sp.Expr:
+        return 2 * self.norm.num_params + self.attention.num_params + self.mlp.num_params
+
+    def check(self, ctx: Context) -> None:
+        for part in (self.attention, self.mlp):
+            part.check(ctx)
+
+    def _residual(self, ctx: Context) -> Vector:
+        n, e = ctx.sharded_tokens * self.hidden_size, ctx.e
+        return Vector("residual", elements=n, flops_per_element=VECTOR_FLOPS["bias"],
+                      read_bytes=2 * n * e, write_bytes=n * e)
+
+    def forward_ops(self, ctx: Context):
+        norm = self.norm
+        return [*norm.forward_ops(ctx), *self.attention.forward_ops(ctx), self._residual(ctx),
+                *norm.forward_ops(ctx), *self.mlp.forward_ops(ctx), self._residual(ctx)]
+
+    def selective_recompute_ops(self, ctx: Context):
+        return self.attention.selective_recompute_ops(ctx) + self.mlp.selective_recompute_ops(ctx)
+
+    def weight_memory(self, ctx: Context) -> sp.Expr:
+        return sp.Add(*(part.weight_memory(ctx) for part in self.parts))
+
+    def saved_activations(self, ctx: Context) -> sp.Expr:
+        if ctx.recompute == "full":
+            return ctx.sharded_tokens * self.hidden_size * ctx.e  # the block's input
+        return sp.Add(*(part.saved_activations(ctx) for part in self.parts))
+
+    def peak_activations(self, ctx: Context) -> sp.Expr:
+        residual = ctx.sharded_tokens * self.hidden_size * ctx.e
+        return residual + sp.Max(*(part.peak_activations(ctx) for part in self.parts))
+
+    def kv_cache_memory(self, ctx: Context) -> sp.Expr:
+        return self.attention.kv_cache_memory(ctx) + self.mlp.kv_cache_memory(ctx)
+
+
+Count = Any
+
+
+class Model(BaseModel):
+    """A decoder-only language model: embedding, ``(block, count)`` groups, final norm, LM head.
+
+    ``compute_metrics`` has the layer contract, summed over the model (every layer on the chip:
+    pipeline parallelism is applied by the training and inference steps).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    name: str = "model"
+    embedding: EmbeddingLayer
+    blocks: tuple[tuple[TransformerBlock, Count], ...]
+    final_norm: NormLayer
+    lm_head: LMHeadLayer
+
+    @model_validator(mode="after")
+    def _check(self) -> "Model":
+        if not self.blocks:
+            raise ValueError("a model needs at least one block")
+        object.__setattr__(self, "blocks", tuple((blk, dim(n, "count")) for blk, n in self.blocks))
+        return self
+
+    # -- structure ---------------------------------------------------------------------------
+
+    @property
+    def parallelism(self) -> Parallelism:
+        return self.embedding.parallelism
+
+    @property
+    def num_layers(self) -> sp.Expr:
+        """Transformer blocks in all."""
+        return exact(sp.Add(*(n for _, n in self.blocks)))
+
+    @property
+    def parameter_count(self) -> Any:
+        """Every parameter, counted once (a tied LM head adds none)."""
+        blocks = sp.Add(*(n * blk.num_params for blk, n in self.blocks))
+        return exact(self.embedding.num_params + blocks + self.final_norm.num_params
+                     + self.lm_head.num_params)
+
+    def parts(self) -> list[tuple[str, Layer, Any]]:
+        """``(name, layer, count)`` for every distinct layer of the model."""
+        out: list[tuple[str, Layer, Any]] = [("embedding", self.embedding, 1)]
+        for i, (blk, n) in enumerate(self.blocks):
+            out.append((f"blocks[{i}]", blk, n))
+        out += [("final_norm", self.final_norm, 1), ("lm_head", self.lm_head, 1)]
+        return out
+
+    # -- metrics -----------------------------------------------------------------------------
+
+    def breakdown(self, batch_size: Any = None, seq_len: Any = None, phase: Phase | str = Phase.PREFILL,
+                  dtype: DtypeLike = None, hardware: Hardware | str | None = None,
+                  recompute: Recompute = "none", overlap: bool = False) -> list[tuple[str, Any, LayerMetrics]]:
+        """``(name, count, metrics of one)`` per distinct layer; ``recompute`` applies to blocks."""
+        rows = []
+        for name, layer, count in self.parts():
+            mode = recompute if isinstance(layer, TransformerBlock) else "none"
+            rows.append((name, count, layer.compute_metrics(batch_size, seq_len, phase, dtype, hardware,
+                                                            recompute=mode, overlap=overlap)))
+        return rows
+
+    def compute_metrics(self, batch_size: Any = None, seq_len: Any = None,
+                        phase: Phase | str = Phase.PREFILL, dtype: DtypeLike = None,
+                        hardware: Hardware | str | None = None, recompute: Recompute = "none",
+                        overlap: bool = False) -> LayerMetrics:
+        """The model's per-chip metrics: the sum over its layers, blocks repeated by count.
+
+        >>> from symcost import Model
+        >>> gpt = Model.gpt(hidden_size=1024, num_heads=16, num_layers=4, vocab_size=51200)
+        >>> m = gpt.compute_metrics(batch_size=1, seq_len=1024, phase="training", dtype="bf16")
+        >>> m.matmul_flops_per_chip == 72 * 1024 * 4 * 1024**2 * (1 + 1024 / (6 * 1024)
+        ...                                                       + 51200 / (12 * 4 * 1024))
+        True
+        """
+        rows = self.breakdown(batch_size, seq_len, phase, dtype, hardware, recompute, overlap)
+        total = None
+        for _, count, metrics in rows:
+            part = metrics if count == 1 else metrics * count
+            total = part if total is None else total + part
+        return total
+
+    # -- builders ----------------------------------------------------------------------------
+
+    @classmethod
+    def gpt(cls, hidden_size: Any = S.hidden_size, num_heads: Any = S.num_heads,
+            num_layers: Any = S.num_layers, vocab_size: Any = S.vocab_size,
+            intermediate_size: Any = None, seq_len: Any = 2048, parallelism: ParallelismLike = None,
+            flash_attention: bool = False, dropout: bool = True, tied: bool = True,
+            name: str = "gpt") -> "Model":
+        """Megatron-LM GPT: learned positions (``seq_len`` of them), LayerNorm, MHA and a GELU MLP
+        (``intermediate_size`` defaults to ``4h``) with biases, dropout, tied embeddings.
+
+        Parameters ``12 L h^2 + 13 L h + (V + s) h + 2h`` (Narayanan et al. 2021's count plus the
+        final LayerNorm).
+        """
+        par = Parallelism.coerce(parallelism)
+        f = 4 * hidden_size if intermediate_size is None else intermediate_size
+        block = TransformerBlock(
+            attention=AttentionLayer(hidden_size=hidden_size, num_heads=num_heads, bias=True,
+                                     dropout=dropout, flash_attention=flash_attention, parallelism=par),
+            mlp=MLPLayer(hidden_size=hidden_size, intermediate_size=f, bias=True, dropout=dropout,
+                         activation="gelu", parallelism=par),
+            norm_kind="layernorm", parallelism=par)
+        return cls(
+            name=name,
+            embedding=EmbeddingLayer(vocab_size=vocab_size, hidden_size=hidden_size, max_positions=seq_len,
+                                     dropout=dropout, parallelism=par),
+            blocks=((block, num_layers),),
+            final_norm=NormLayer(hidden_size=hidden_size, kind="layernorm", parallelism=par),
+            lm_head=LMHeadLayer(vocab_size=vocab_size, hidden_size=hidden_size, tied=tied, parallelism=par),
+        )
+
+    @classmethod
+    def llama(cls, hidden_size: Any = S.hidden_size, num_heads: Any = S.num_heads,
+              num_kv_heads: Any = S.num_kv_heads, num_layers: Any = S.num_layers,
+              vocab_size: Any = S.vocab_size, intermediate_size: Any = S.intermediate_size,
+              head_dim: Any = None, parallelism: ParallelismLike = None, tied: bool = False,
+              attention_bias: Union[bool, Literal["qkv"]] = False, flash_attention: bool = True,
+              name: str = "llama") -> "Model":
+        """Llama-style: RoPE (no position parameters), RMSNorm, GQA and a SwiGLU MLP without
+        biases (``attention_bias="qkv"`` for Qwen2), untied LM head unless ``tied``."""
+        par = Parallelism.coerce(parallelism)
+        block = TransformerBlock(
+            attention=GroupedQueryAttentionLayer(hidden_size=hidden_size, num_heads=num_heads,
+                                                 num_kv_heads=num_kv_heads, head_dim=head_dim,
+                                                 bias=attention_bias, flash_attention=flash_attention,
+                                                 parallelism=par),
+            mlp=GatedMLPLayer(hidden_size=hidden_size, intermediate_size=intermediate_size, parallelism=par),
+            norm_kind="rmsnorm", parallelism=par)
+        return cls(
+            name=name,
+            embedding=EmbeddingLayer(vocab_size=vocab_size, hidden_size=hidden_size, parallelism=par),
+            blocks=((block, num_layers),),
+            final_norm=NormLayer(hidden_size=hidden_size, kind="rmsnorm", parallelism=par),
+            lm_head=LMHeadLayer(vocab_size=vocab_size, hidden_size=hidden_size, tied=tied, parallelism=par),
+        )
+
+    def with_parallelism(self, parallelism: ParallelismLike) -> "Model":
+        """The same model with every layer under ``parallelism``."""
+        par = Parallelism.coerce(parallelism)
+
+        def re(layer: Layer) -> Layer:
+            update: dict[str, Any] = {"parallelism": par}
+            if isinstance(layer, TransformerBlock):
+                update["attention"] = re(layer.attention)
+                update["mlp"] = re(layer.mlp)
+            return type(layer)(**{**dict(layer), **update})
+
+        return Model(name=self.name, embedding=re(self.embedding),
+                     blocks=tuple((re(blk), n) for blk, n in self.blocks),
+                     final_norm=re(self.final_norm), lm_head=re(self.lm_head))
+

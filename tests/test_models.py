@@ -1,0 +1,180 @@
+"""Models: presets' parameter counts, the Narayanan et al. identities, blocks and HF configs."""
+
+import json
+
+import pytest
+import sympy as sp
+
+import symcost as sc
+from symcost import models
+from symcost import symbols as S
+from symcost.model import Model, TransformerBlock
+from symcost.testing import assert_expr_equal
+
+b, s, h, a, L, V, t = (S.batch_size, S.seq_len, S.hidden_size, S.num_heads, S.num_layers,
+                       S.vocab_size, S.tp)
+
+# Published parameter counts: the issue (Llama-2-7B, Llama-3-8B) and the total of each model's
+# safetensors index on the Hugging Face Hub ("metadata": {"total_size"} / 2 bytes for bf16).
+PUBLISHED = {
+    "llama-2-7b": 6_738_415_616,
+    "llama-2-70b": 68_976_648_192,
+    "llama-3-8b": 8_030_261_248,
+    "llama-3-70b": 70_553_706_496,
+    "llama-3.1-405b": 405_853_388_800,
+    "mistral-7b": 7_241_732_096,
+    "qwen2.5-72b": 72_706_203_648,
+}
+
+
+@pytest.mark.parametrize(("name", "count"), sorted(PUBLISHED.items()))
+def test_preset_parameter_counts(name, count):
+    """Every dense preset has exactly its published parameter count."""
+    assert models.get(name).parameter_count == count
+
+
+def test_gpt3_matches_narayanans_parameter_formula():
+    """Megatron GPT: P = 12 l h^2 (1 + 13/(12h) + (V + s)/(12 l h)) (Narayanan et al. 2021,
+    section 5.1), plus the final LayerNorm's 2h that the formula leaves out."""
+    gpt = models.get("gpt3-175b")
+    l_, h_, V_, s_ = 96, 12288, 51200, 2048
+    paper = 12 * l_ * h_**2 * (1 + sp.Rational(13, 12 * h_) + sp.Rational(V_ + s_, 12 * l_ * h_))
+    assert gpt.parameter_count == paper + 2 * h_
+    sym = Model.gpt(seq_len=s)
+    assert_expr_equal(sym.parameter_count, 12 * L * h**2 * (1 + 13 / (12 * h) + (V + s) / (12 * L * h)) + 2 * h)
+
+
+def test_gpt_training_flops_match_narayanan():
+    """Training matmul FLOPs per iteration of the Megatron GPT model (eager attention, f = 4h):
+    72 B s l h^2 (1 + s/(6h) + V/(12 l h)), and with full recompute 96 B s l h^2 (1 + s/(6h) +
+    V/(16 l h)) (Narayanan et al. 2021, section 5.1 and appendix)."""
+    gpt = Model.gpt(seq_len=s)
+    plain = gpt.compute_metrics(phase="training", dtype="bf16")
+    full = gpt.compute_metrics(phase="training", dtype="bf16", recompute="full")
+    assert_expr_equal(plain.matmul_flops_per_chip, 72 * b * s * L * h**2 * (1 + s / (6 * h) + V / (12 * L * h)))
+    assert_expr_equal(full.matmul_flops_per_chip, 96 * b * s * L * h**2 * (1 + s / (6 * h) + V / (16 * L * h)))
+
+
+def test_gpt_training_flops_per_chip_under_tp():
+    """Per chip under TP t: the same total divided by t."""
+    gpt = Model.gpt(seq_len=s, parallelism={"tensor_parallel": t})
+    m = gpt.compute_metrics(phase="training", dtype="bf16")
+    assert_expr_equal(m.matmul_flops_per_chip * t, 72 * b * s * L * h**2 * (1 + s / (6 * h) + V / (12 * L * h)))
+
+
+def test_llama_3_70b_kv_cache_at_128k():
+    """KV cache of Llama-3-70B at 131,072 tokens, batch 1, bf16: 2 * 131072 * 8 * 128 * 2 * 80."""
+    m = models.get("llama-3-70b").compute_metrics(batch_size=1, seq_len=131072, phase="decode", dtype="bf16")
+    assert m.kv_cache_memory_per_chip == 42_949_672_960
+
+
+def test_block_full_recompute_keeps_only_its_input():
+    """Korthikanti et al.: under full recompute a transformer layer keeps its input, 2sbh at
+    e = 2 (2sbh/t under Megatron SP)."""
+    gpt = Model.gpt(seq_len=s)
+    (block, _), = gpt.blocks
+    m = block.compute_metrics(phase="training", dtype="bf16", recompute="full")
+    assert_expr_equal(m.activation_memory_per_chip, 2 * s * b * h)
+    sp_block = Model.gpt(seq_len=s, parallelism={"tensor_parallel": t, "sequence_parallel": "tp"}).blocks[0][0]
+    m = sp_block.compute_metrics(phase="training", dtype="bf16", recompute="full")
+    assert_expr_equal(m.activation_memory_per_chip, 2 * s * b * h / t)
+
+
+def test_block_saves_korthikanti_activations():
+    """The GPT block without recompute saves s b h (34 + 5 a s / h) at e = 2."""
+    block = Model.gpt(seq_len=s).blocks[0][0]
+    m = block.compute_metrics(phase="training", dtype="bf16")
+    assert_expr_equal(m.activation_memory_per_chip, s * b * h * (34 + 5 * a * s / h))
+
+
+def test_block_adds_residuals():
+    """A block's FLOPs are its layers' plus two residual adds of b s h."""
+    block = Model.llama().blocks[0][0]
+    m = block.compute_metrics(phase="prefill")
+    parts = sum((p.compute_metrics(phase="prefill") for p in block.parts), 0)
+    assert_expr_equal(m.flops_per_chip - parts.flops_per_chip, 2 * b * s * h)
+
+
+def test_block_parts_must_share_parallelism():
+    """A block refuses layers built with another parallelism."""
+    with pytest.raises(ValueError, match="parallelism must equal"):
+        TransformerBlock(attention=sc.AttentionLayer(parallelism={"tensor_parallel": 2}),
+                         mlp=sc.MLPLayer(), norm_kind="layernorm")
+
+
+def test_model_metrics_repeat_blocks_in_constant_size():
+    """A symbolic number of layers multiplies the block costs without unrolling."""
+    m = Model.llama().compute_metrics(phase="prefill", dtype="bf16")
+    assert L in m.flops_per_chip.free_symbols
+    block = Model.llama().blocks[0][0].compute_metrics(phase="prefill", dtype="bf16")
+    assert_expr_equal(sp.diff(m.flops_per_chip, L), block.flops_per_chip)
+
+
+def test_breakdown_sums_to_the_model():
+    """The per-layer breakdown, counts applied, sums to the model's metrics."""
+    model = models.get("llama-3-8b")
+    kw = {"batch_size": 2, "seq_len": 1024, "phase": "prefill", "dtype": "bf16", "hardware": "h100"}
+    rows = model.breakdown(**kw)
+    assert [name for name, _, _ in rows] == ["embedding", "blocks[0]", "final_norm", "lm_head"]
+    total = sum((m * n for _, n, m in rows), 0)
+    assert total.latency == model.compute_metrics(**kw).latency
+
+
+def test_with_parallelism_rebuilds_every_layer():
+    """with_parallelism shards every layer: weights per chip fall by t (norms replicated)."""
+    model = models.get("llama-3-8b")
+    sharded = model.with_parallelism({"tensor_parallel": 8})
+    one = model.compute_metrics(batch_size=1, seq_len=1, phase="decode", dtype="bf16")
+    eight = sharded.compute_metrics(batch_size=1, seq_len=1, phase="decode", dtype="bf16")
+    norms = (2 * 32 + 1) * 4096 * 2  # replicated RMSNorm weights, bytes
+    assert (one.weight_memory_per_chip - norms) == 8 * (eight.weight_memory_per_chip - norms)
+
+
+LLAMA_3_8B_CONFIG = {  # meta-llama/Meta-Llama-3-8B config.json (abridged to the fields used)
+    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096,
+    "intermediate_size": 14336, "num_attention_heads": 32, "num_hidden_layers": 32,
+    "num_key_value_heads": 8, "vocab_size": 128256, "tie_word_embeddings": False,
+    "rms_norm_eps": 1e-05, "rope_theta": 500000.0, "attention_bias": False,
+}
+QWEN_72B_CONFIG = {  # Qwen/Qwen2.5-72B config.json (abridged)
+    "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 8192,
+    "intermediate_size": 29568, "num_attention_heads": 64, "num_hidden_layers": 80,
+    "num_key_value_heads": 8, "vocab_size": 152064, "tie_word_embeddings": False,
+}
+MISTRAL_CONFIG = {  # mistralai/Mistral-7B-v0.1 config.json (abridged)
+    "architectures": ["MistralForCausalLM"], "model_type": "mistral", "hidden_size": 4096,
+    "intermediate_size": 14336, "num_attention_heads": 32, "num_hidden_layers": 32,
+    "num_key_value_heads": 8, "vocab_size": 32000, "tie_word_embeddings": False,
+}
+
+
+@pytest.mark.parametrize(("config", "preset"), [(LLAMA_3_8B_CONFIG, "llama-3-8b"),
+                                                (QWEN_72B_CONFIG, "qwen2.5-72b"),
+                                                (MISTRAL_CONFIG, "mistral-7b")])
+def test_from_hf_config_equals_the_preset(config, preset, tmp_path):
+    """A real config.json gives the preset's model: same parameters, same metrics."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    loaded = models.from_hf_config(path)
+    want = models.get(preset)
+    assert loaded.parameter_count == want.parameter_count
+    kw = {"batch_size": 1, "seq_len": 4096, "phase": "decode", "dtype": "bf16"}
+    assert loaded.compute_metrics(**kw).hbm_bytes_per_chip == want.compute_metrics(**kw).hbm_bytes_per_chip
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [({"model_type": "gpt2"}, "unsupported model_type 'gpt2'; supported: llama, mistral, mixtral, qwen2"),
+     ({**LLAMA_3_8B_CONFIG, "hidden_size": "4096"}, "hidden_size must be a non-negative integer"),
+     ({k: v for k, v in LLAMA_3_8B_CONFIG.items() if k != "vocab_size"}, "no 'vocab_size'")],
+)
+def test_bad_hf_configs(config, message):
+    """Unsupported architectures and malformed fields are clear errors."""
+    with pytest.raises(ValueError, match=message):
+        models.from_hf_config(config)
+
+
+def test_unknown_preset_lists_names():
+    """An unknown model name lists the presets."""
+    with pytest.raises(ValueError, match="unknown model 'llama-4'; known: llama-2-7b"):
+        models.get("llama-4")
