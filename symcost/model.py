@@ -250,6 +250,33 @@ class Model(BaseModel):
             lm_head=LMHeadLayer(vocab_size=vocab_size, hidden_size=hidden_size, tied=tied, parallelism=par),
         )
 
+    def training_step(self, hardware: Hardware | str, seq_len: Any, global_batch: Any, micro_batch: Any = 1,
+                      dtype: DtypeLike = "bf16", parallelism: ParallelismLike = None,
+                      recompute: Recompute = "none", interleave: Any = 1, zero_stage: int = 1,
+                      overlap: bool = False):
+        """One training step on ``hardware``: see :func:`symcost.step.training_step`.
+
+        >>> from symcost import models
+        >>> step = models.get("llama-3-8b").training_step("H100_SXM", seq_len=8192, global_batch=64,
+        ...     micro_batch=1, parallelism={"tensor_parallel": 8, "data_parallel": 8},
+        ...     recompute="selective")
+        >>> step.num_chips, step.num_microbatches, step.fits
+        (64, 8, True)
+        """
+        from .step import training_step
+
+        return training_step(self, hardware, seq_len, global_batch, micro_batch, dtype, parallelism,
+                             recompute, interleave, zero_stage, overlap)
+
+    def inference_step(self, hardware: Hardware | str, batch_size: Any, seq_len: Any,
+                       dtype: DtypeLike = "bf16", parallelism: ParallelismLike = None,
+                       overlap: bool = False):
+        """Serving ``batch_size`` sequences of ``seq_len`` tokens: see
+        :func:`symcost.step.inference_step` (``ttft``, ``tpot``, memory, throughput)."""
+        from .step import inference_step
+
+        return inference_step(self, hardware, batch_size, seq_len, dtype, parallelism, overlap)
+
     def with_parallelism(self, parallelism: ParallelismLike) -> "Model":
         """The same model with every layer under ``parallelism``."""
         par = Parallelism.coerce(parallelism)

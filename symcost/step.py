@@ -1,0 +1,257 @@
+"""Training and inference steps of a whole model on a cluster: time, memory, MFU.
+
+Training (Megatron-LM conventions, Narayanan et al. 2021; Korthikanti et al. 2022):
+
+- ``m = global_batch / (dp * micro_batch)`` micro-batches per step; each pipeline stage holds
+  ``L/p`` blocks (the first also the embedding, the last the final norm and LM head);
+  one micro-batch costs ``T_mb`` = the slower stage's forward + backward (+ recompute) latency;
+- 1F1B schedule with ``v`` interleaved chunks: ``m * T_mb`` plus a bubble ``(p - 1)/v * T_mb``
+  (bubble fraction ``(p - 1)/(v * m)``);
+- stage-to-stage sends: ``2 * v * m`` point-to-point messages per step of
+  ``b * s * h * e / (t * sp)`` bytes (Megatron's scatter/gather over the TP ranks);
+- data parallelism: an all-reduce of the fp32 gradients, or with ZeRO/the distributed optimizer
+  (``zero_stage`` >= 1) a reduce-scatter of the gradients and an all-gather of the bf16 weights;
+  ZeRO-3 also all-gathers the weights for every micro-batch's forward and backward;
+- memory per chip: weights (activation dtype), fp32 gradients, Adam's fp32 master weights and two
+  moments (12 bytes per parameter), sharded over ``dp`` by ZeRO stage (stage 1 is Megatron's
+  distributed optimizer: ``6 + 12/d`` bytes per parameter), and the first stage's in-flight
+  activations: ``min(p, m)`` micro-batches, times ``1 + (p - 1)/(p * v)`` when interleaved.
+
+MFU is the model's training matmul FLOPs (no recomputation) per step over ``step_time * chips *
+peak``. Every result is an expression; with numbers it is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+
+import sympy as sp
+
+from . import symbols as S
+from ._expr import check_divides, dim, exact
+from .dtypes import DataType
+from .hardware import Hardware
+from .hardware import get as get_hardware
+from .metrics import LayerMetrics
+from .ops import Collective
+from .parallel import Parallelism, ParallelismLike
+from .roofline import collective_time
+
+if TYPE_CHECKING:
+    from .model import Model
+
+__all__ = ["TrainingStep", "InferenceStep", "training_step", "inference_step",
+           "GRADIENT_BYTES", "OPTIMIZER_BYTES"]
+
+# NB: Megatron-LM accumulates gradients in fp32 "main grads" and keeps Adam's fp32 master weights,
+# first and second moments: 4 and 4 + 4 + 4 bytes per parameter beside the weights themselves.
+GRADIENT_BYTES = sp.Integer(4)
+OPTIMIZER_BYTES = sp.Integer(12)
+
+
+def _min(a: Any, b: Any) -> Any:
+    return exact(sp.Min(a, b))
+
+
+def _max(a: Any, b: Any) -> Any:
+    return exact(sp.Max(a, b))
+
+
+@dataclass(frozen=True)
+class TrainingStep:
+    """One optimizer step: times in seconds, memory in bytes per chip (the fullest chip)."""
+
+    step_time: Any
+    compute_time: Any
+    bubble_time: Any
+    pipeline_comm_time: Any
+    dp_comm_time: Any
+    memory_per_chip: Any
+    weight_memory: Any
+    gradient_memory: Any
+    optimizer_memory: Any
+    activation_memory: Any
+    model_flops: Any
+    mfu: Any
+    tokens_per_second: Any
+    num_microbatches: Any
+    num_chips: Any
+    microbatch_time: Any
+    hardware: Hardware
+
+    @property
+    def fits(self) -> Optional[bool]:
+        """Whether ``memory_per_chip`` fits the chip's HBM (``None`` while symbolic)."""
+        verdict = sp.Le(sp.sympify(self.memory_per_chip), sp.sympify(self.hardware.hbm_capacity))
+        return None if verdict not in (sp.true, sp.false) else bool(verdict)
+
+    def breakdown(self) -> dict[str, Any]:
+        """Step time and memory, term by term (for display)."""
+        return {"compute": self.compute_time - self.bubble_time, "bubble": self.bubble_time,
+                "pipeline_comm": self.pipeline_comm_time, "dp_comm": self.dp_comm_time,
+                "weights": self.weight_memory, "gradients": self.gradient_memory,
+                "optimizer": self.optimizer_memory, "activations": self.activation_memory}
+
+
+@dataclass(frozen=True)
+class InferenceStep:
+    """Serving one batch: time to first token, time per output token, memory and throughput."""
+
+    ttft: Any
+    tpot: Any
+    kv_cache_memory: Any
+    weight_memory: Any
+    activation_memory: Any
+    memory_per_chip: Any
+    tokens_per_second: Any
+    prefill: LayerMetrics
+    decode: LayerMetrics
+    hardware: Hardware
+
+    @property
+    def fits(self) -> Optional[bool]:
+        """Whether ``memory_per_chip`` fits the chip's HBM (``None`` while symbolic)."""
+        verdict = sp.Le(sp.sympify(self.memory_per_chip), sp.sympify(self.hardware.hbm_capacity))
+        return None if verdict not in (sp.true, sp.false) else bool(verdict)
+
+
+def _stage_split(model: "Model", metrics: dict[str, LayerMetrics], field: str, p: Any) -> tuple[Any, Any]:
+    """(first stage, last stage) sums of one scalar field; the whole model when p = 1."""
+    blocks = sp.Add(*(n * sp.sympify(getattr(metrics[f"blocks[{i}]"], field)) for i, (_, n) in
+                      enumerate(model.blocks)))
+    emb = sp.sympify(getattr(metrics["embedding"], field))
+    tail = sp.sympify(getattr(metrics["final_norm"], field)) + sp.sympify(getattr(metrics["lm_head"], field))
+    if p == 1:
+        whole = emb + blocks + tail
+        return whole, whole
+    return emb + blocks / p, blocks / p + tail
+
+
+def _parts(model: "Model", b: Any, s: Any, phase: str, dtype: Any, chip: Hardware, recompute: str,
+           overlap: bool) -> dict[str, LayerMetrics]:
+    return {name: m for name, _, m in model.breakdown(b, s, phase, dtype, chip, recompute, overlap)}
+
+
+def _span_time(kind: str, n: Any, payload: Any, chip: Hardware, stride: Any, count: Any = 1) -> Any:
+    if n == 1:
+        return sp.Integer(0)
+    return collective_time(Collective(kind, "dp", n, payload, count, span=stride * n), chip)
+
+
+def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global_batch: Any,
+                  micro_batch: Any = 1, dtype: Any = "bf16", parallelism: ParallelismLike = None,
+                  recompute: str = "none", interleave: Any = 1, zero_stage: int = 1,
+                  overlap: bool = False) -> TrainingStep:
+    """Time, memory and MFU of one training step (see the module docstring for the model)."""
+    chip = get_hardware(hardware)
+    par = Parallelism.coerce(parallelism)
+    datatype = DataType.parse(dtype)
+    e = datatype.bytes
+    if zero_stage not in (0, 1, 2, 3):
+        raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
+    s, B, b, v = (dim(seq_len, "seq_len"), dim(global_batch, "global_batch"),
+                  dim(micro_batch, "micro_batch"), dim(interleave, "interleave"))
+    t, u, p, d = par.tp, par.sp, par.pp, par.dp
+    check_divides(B, d * b, "global_batch must be divisible by data_parallel * micro_batch")
+    check_divides(model.num_layers, p * v, "num_layers must be divisible by pipeline_parallel * interleave")
+    m = B / (d * b)
+    chips = t * u * p * d
+    sharded = model.with_parallelism(par)
+
+    train = _parts(sharded, b, s, "training", datatype, chip, recompute, overlap)
+    first, last = _stage_split(sharded, train, "latency", p)
+    t_mb = first if p == 1 else _max(first, last)
+    bubble = (p - 1) / v * t_mb
+    compute = m * t_mb + bubble
+
+    # stage-to-stage sends: 2 per micro-batch and chunk, 1/(t*sp) of the b x s x h activations
+    h = sharded.blocks[0][0].hidden_size
+    sends = sp.Integer(0)
+    if p != 1:
+        payload = b * s * h * e / (t * u)
+        sends = 2 * v * m * _span_time("p2p", 2, payload, chip, t * u * d)
+
+    # parameters on the fullest chip: its L/p blocks and the larger of the two ends
+    weights_first, weights_last = _stage_split(sharded, train, "weight_memory_per_chip", p)
+    weight_bytes = weights_first if p == 1 else _max(weights_first, weights_last)
+    params = weight_bytes / e
+    stride = t * u
+    if zero_stage == 0:
+        dp_comm = _span_time("all_reduce", d, params * GRADIENT_BYTES, chip, stride)
+    else:
+        dp_comm = (_span_time("reduce_scatter", d, params * GRADIENT_BYTES, chip, stride)
+                   + _span_time("all_gather", d, params * e, chip, stride))
+        if zero_stage == 3:  # gather the weights again for every micro-batch's forward and backward
+            dp_comm += _span_time("all_gather", d, params * e, chip, stride, count=2 * m)
+    step = compute + sends + dp_comm
+
+    weights = weight_bytes / (d if zero_stage == 3 else 1)
+    gradients = params * GRADIENT_BYTES / (d if zero_stage >= 2 else 1)
+    optimizer = params * OPTIMIZER_BYTES / (d if zero_stage >= 1 else 1)
+    act_first, act_last = _stage_split(sharded, train, "activation_memory_per_chip", p)
+    if p == 1:
+        activations = act_first
+    else:
+        in_flight = _min(p, m) * (1 + (p - 1) / (p * v) if v != 1 else 1)
+        activations = _max(act_first * in_flight, act_last)
+    memory = weights + gradients + optimizer + activations
+
+    # model FLOPs: the whole model's training matmul FLOPs without recomputation, per step
+    flops_one = model.compute_metrics(batch_size=1, seq_len=s, phase="training", dtype=datatype)
+    model_flops = B * sp.sympify(flops_one.matmul_flops_per_chip)
+    mfu = model_flops / (step * chips * chip.effective_peak(datatype) / chip.matmul_efficiency)
+
+    return TrainingStep(
+        step_time=exact(step), compute_time=exact(compute), bubble_time=exact(bubble),
+        pipeline_comm_time=exact(sends), dp_comm_time=exact(dp_comm), memory_per_chip=exact(memory),
+        weight_memory=exact(weights), gradient_memory=exact(gradients), optimizer_memory=exact(optimizer),
+        activation_memory=exact(activations), model_flops=exact(model_flops), mfu=exact(mfu),
+        tokens_per_second=exact(B * s / step), num_microbatches=exact(m), num_chips=exact(chips),
+        microbatch_time=exact(t_mb), hardware=chip)
+
+
+def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, seq_len: Any,
+                   dtype: Any = "bf16", parallelism: ParallelismLike = None,
+                   overlap: bool = False) -> InferenceStep:
+    """Prefill of ``seq_len`` tokens (TTFT) and one decode step attending to ``seq_len`` keys
+    (TPOT) for ``batch_size`` sequences. With ``p`` pipeline stages a token passes every stage in
+    turn (plus one send between stages); memory is the fullest stage's."""
+    chip = get_hardware(hardware)
+    par = Parallelism.coerce(parallelism)
+    datatype = DataType.parse(dtype)
+    b, s = (S.batch_size if batch_size is None else dim(batch_size, "batch_size"),
+            S.seq_len if seq_len is None else dim(seq_len, "seq_len"))
+    p = par.pp
+    sharded = model.with_parallelism(par)
+    prefill = _parts(sharded, b, s, "prefill", datatype, chip, "none", overlap)
+    decode = _parts(sharded, b, s, "decode", datatype, chip, "none", overlap)
+    h = sharded.blocks[0][0].hidden_size
+    e = datatype.bytes
+
+    def total(parts: dict[str, LayerMetrics]) -> Any:
+        blocks = sp.Add(*(n * sp.sympify(parts[f"blocks[{i}]"].latency) for i, (_, n) in
+                          enumerate(sharded.blocks)))
+        return (sp.sympify(parts["embedding"].latency) + blocks + sp.sympify(parts["final_norm"].latency)
+                + sp.sympify(parts["lm_head"].latency))
+
+    hops = (p - 1) if p != 1 else 0
+    ttft = total(prefill) + hops * _span_time("p2p", 2, b * s * h * e / par.tp, chip, par.tp * par.sp * par.dp)
+    tpot = total(decode) + hops * _span_time("p2p", 2, b * h * e / par.tp, chip, par.tp * par.sp * par.dp)
+    w_first, w_last = _stage_split(sharded, decode, "weight_memory_per_chip", p)
+    kv_first, kv_last = _stage_split(sharded, decode, "kv_cache_memory_per_chip", p)
+    # inference activations are a transient peak: the largest layer's, whatever the depth
+    act = exact(sp.Max(*(sp.sympify(m.activation_memory_per_chip) for m in prefill.values())))
+    if p == 1:
+        weights, kv = w_first, kv_first
+        memory = weights + kv + act
+    else:
+        weights, kv = _max(w_first, w_last), _max(kv_first, kv_last)
+        memory = _max(w_first + kv_first, w_last + kv_last) + act
+    merged_prefill = sharded.compute_metrics(b, s, "prefill", datatype, chip, overlap=overlap)
+    merged_decode = sharded.compute_metrics(b, s, "decode", datatype, chip, overlap=overlap)
+    return InferenceStep(ttft=exact(ttft), tpot=exact(tpot), kv_cache_memory=exact(kv),
+                         weight_memory=exact(weights), activation_memory=exact(act),
+                         memory_per_chip=exact(memory), tokens_per_second=exact(b / tpot),
+                         prefill=merged_prefill, decode=merged_decode, hardware=chip)
+

@@ -1,0 +1,160 @@
+"""Training and inference steps: pipeline schedule, ZeRO memory, DP communication, MFU."""
+
+from fractions import Fraction
+
+import pytest
+import sympy as sp
+
+from symcost import hardware, models
+from symcost import symbols as S
+from symcost.model import Model
+from symcost.testing import assert_expr_equal
+
+H100 = hardware.H100_SXM
+ALPHA = Fraction(1, 10**6)
+NVLINK, IB = 450 * 10**9, 50 * 10**9
+
+
+def small_llama(layers=8):
+    return Model.llama(hidden_size=1024, num_heads=16, num_kv_heads=4, num_layers=layers,
+                       vocab_size=32000, intermediate_size=4096)
+
+
+def test_pipeline_bubble_and_microbatches():
+    """1F1B with v chunks: compute = (m + (p - 1)/v) * T_mb; bubble fraction (p - 1)/(v m)."""
+    model = small_llama(layers=8)
+    for v in (1, 2):
+        st = model.training_step(H100, seq_len=2048, global_batch=32, micro_batch=2, interleave=v,
+                                 parallelism={"pipeline_parallel": 4, "data_parallel": 2})
+        assert st.num_microbatches == 32 // (2 * 2) == 8
+        assert st.bubble_time == Fraction(3, v) * st.microbatch_time
+        assert st.compute_time == (8 + Fraction(3, v)) * st.microbatch_time
+        assert st.bubble_time / (st.compute_time - st.bubble_time) == Fraction(3, v * 8)
+
+
+def test_microbatch_time_is_the_slower_stage():
+    """T_mb is the slower of the first (embedding + L/p blocks) and last (L/p blocks + norm +
+    head) stages, each the sum of its layers' training latencies."""
+    model = small_llama(layers=8)
+    par = {"pipeline_parallel": 2}
+    st = model.training_step(H100, seq_len=1024, global_batch=4, micro_batch=1, parallelism=par)
+    kw = {"batch_size": 1, "seq_len": 1024, "phase": "training", "dtype": "bf16", "hardware": H100}
+    sharded = model.with_parallelism(par)
+    block = sharded.blocks[0][0].compute_metrics(**kw).latency
+    first = sharded.embedding.compute_metrics(**kw).latency + 4 * block
+    last = 4 * block + sharded.final_norm.compute_metrics(**kw).latency + sharded.lm_head.compute_metrics(**kw).latency
+    assert st.microbatch_time == max(first, last)
+
+
+def test_stage_sends_by_hand():
+    """p = 2, t = 2: 2 * m sends of b*s*h*e/t bytes each, α + bytes/link; the neighbouring stage
+    is t * d * 2 = 8 chips away here, so the 8-GPU NVLink domain carries it."""
+    model = small_llama(layers=4)
+    st = model.training_step(H100, seq_len=1024, global_batch=8, micro_batch=2,
+                             parallelism={"tensor_parallel": 2, "pipeline_parallel": 2, "data_parallel": 2})
+    m = 8 // (2 * 2)
+    payload = 2 * 1024 * 1024 * 2 // 2
+    assert st.pipeline_comm_time == 2 * m * (ALPHA + Fraction(payload, NVLINK))
+
+
+def test_distributed_optimizer_is_six_plus_twelve_over_d_bytes_per_parameter():
+    """ZeRO-1 (Megatron's distributed optimizer): weights 2 + fp32 grads 4 + Adam 12/d bytes per
+    parameter; ZeRO-0: 18; ZeRO-2: 2 + 16/d; ZeRO-3: 18/d."""
+    model = small_llama()
+    params = model.parameter_count
+    d = 4
+    want = {0: 18, 1: 6 + Fraction(12, d), 2: 2 + Fraction(16, d), 3: Fraction(18, d)}
+    for stage, per_param in want.items():
+        st = model.training_step(H100, seq_len=512, global_batch=8, parallelism={"data_parallel": d},
+                                 zero_stage=stage)
+        assert st.weight_memory + st.gradient_memory + st.optimizer_memory == per_param * params
+
+
+def test_dp_gradient_all_reduce_by_hand():
+    """ZeRO-0: one ring all-reduce of 4 bytes per parameter over d = 4 (NVLink):
+    α * 2(d - 1) + 2(d - 1)/d * 4P / 450 GB/s."""
+    model = small_llama()
+    P = model.parameter_count
+    st = model.training_step(H100, seq_len=512, global_batch=8, parallelism={"data_parallel": 4},
+                             zero_stage=0)
+    assert st.dp_comm_time == 6 * ALPHA + Fraction(6, 4) * 4 * P / NVLINK
+    # d = 16 spans two nodes: the scale-out link
+    st = model.training_step(H100, seq_len=512, global_batch=16, parallelism={"data_parallel": 16},
+                             zero_stage=0)
+    assert st.dp_comm_time == 30 * ALPHA + Fraction(30, 16) * 4 * P / IB
+
+
+def test_first_stage_holds_in_flight_microbatches():
+    """1F1B: the first stage keeps min(p, m) micro-batches of its L/p blocks (plus embedding);
+    interleaving multiplies that by 1 + (p - 1)/(p v)."""
+    model = small_llama(layers=8)
+    kw = {"batch_size": 1, "seq_len": 1024, "phase": "training", "dtype": "bf16"}
+    block = model.blocks[0][0].compute_metrics(**kw).activation_memory_per_chip
+    emb = model.embedding.compute_metrics(**kw).activation_memory_per_chip
+    for v, factor in ((1, 1), (2, 1 + Fraction(3, 8))):
+        st = model.training_step(H100, seq_len=1024, global_batch=16, parallelism={"pipeline_parallel": 4},
+                                 interleave=v)
+        assert st.activation_memory == max((emb + 2 * block) * 4 * factor,
+                                           2 * block + model.lm_head.compute_metrics(**kw).activation_memory_per_chip
+                                           + model.final_norm.compute_metrics(**kw).activation_memory_per_chip)
+
+
+def test_mfu_uses_narayanan_model_flops():
+    """MFU = 72 B s l h^2 (1 + s/(6h) + V/(12 l h)) / (step time * chips * peak) for GPT."""
+    gpt = Model.gpt(hidden_size=2048, num_heads=16, num_layers=8, vocab_size=51200, seq_len=2048)
+    st = gpt.training_step(H100, seq_len=2048, global_batch=16, micro_batch=2,
+                           parallelism={"tensor_parallel": 2, "data_parallel": 4}, recompute="full")
+    B, s, l, h, V = 16, 2048, 8, 2048, 51200
+    flops = 72 * B * s * l * h**2 * (1 + Fraction(s, 6 * h) + Fraction(V, 12 * l * h))
+    assert st.model_flops == flops
+    assert st.mfu == flops / (st.step_time * 8 * H100.peak("bf16"))
+    assert st.tokens_per_second == Fraction(B * s) / st.step_time
+
+
+def test_training_step_symbolic():
+    """Symbolic global batch: the step time is linear in it (m grows) and exact when bound."""
+    model = small_llama()
+    st = model.training_step(H100, seq_len=1024, global_batch=2 * S.batch_size, micro_batch=1,
+                             parallelism={"data_parallel": 2})
+    assert S.batch_size in sp.sympify(st.step_time).free_symbols
+    numeric = model.training_step(H100, seq_len=1024, global_batch=8, micro_batch=1,
+                                  parallelism={"data_parallel": 2})
+    assert sp.sympify(st.step_time).xreplace({S.batch_size: 4}) == numeric.step_time
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"global_batch": 10, "parallelism": {"data_parallel": 4}}, "global_batch must be divisible"),
+     ({"global_batch": 8, "parallelism": {"pipeline_parallel": 3}}, "num_layers must be divisible"),
+     ({"global_batch": 8, "zero_stage": 4}, "zero_stage must be 0, 1, 2 or 3")],
+)
+def test_bad_training_inputs(kwargs, message):
+    """Indivisible batches or layers and unknown ZeRO stages are clear errors."""
+    with pytest.raises(ValueError, match=message):
+        small_llama().training_step(H100, seq_len=512, **kwargs)
+
+
+def test_inference_step():
+    """TTFT and TPOT are the sums of the layers' prefill and decode latencies (one stage);
+    throughput is b / TPOT; memory is weights + KV cache + the largest activation peak."""
+    model = models.get("llama-3-8b")
+    inf = model.inference_step(H100, batch_size=4, seq_len=4096, parallelism={"tensor_parallel": 2})
+    sharded = model.with_parallelism({"tensor_parallel": 2})
+    kw = {"batch_size": 4, "seq_len": 4096, "dtype": "bf16", "hardware": H100}
+    dec = sharded.compute_metrics(phase="decode", **kw)
+    pre = sharded.compute_metrics(phase="prefill", **kw)
+    assert inf.tpot == dec.latency and inf.ttft == pre.latency
+    assert inf.tokens_per_second == Fraction(4) / dec.latency
+    # KV: 2 * b * s * (8/2 heads) * 128 * 2 bytes * 32 layers
+    assert inf.kv_cache_memory == 2 * 4 * 4096 * 4 * 128 * 2 * 32
+    assert inf.memory_per_chip == dec.weight_memory_per_chip + inf.kv_cache_memory + inf.activation_memory
+    assert inf.fits is True
+
+
+def test_inference_pipeline_adds_stage_hops():
+    """With p stages a token crosses p - 1 stage boundaries."""
+    model = small_llama(layers=8)
+    one = model.inference_step(H100, batch_size=2, seq_len=512)
+    four = model.inference_step(H100, batch_size=2, seq_len=512, parallelism={"pipeline_parallel": 4})
+    hop = ALPHA + Fraction(2 * 1024 * 2, NVLINK)  # b * h * e bytes per decode hop
+    assert four.tpot == one.tpot + 3 * hop
