@@ -8,7 +8,6 @@ import sympy as sp
 from symcost import hardware, models
 from symcost import symbols as S
 from symcost.model import Model
-from symcost.testing import assert_expr_equal
 
 H100 = hardware.H100_SXM
 ALPHA = Fraction(1, 10**6)
@@ -104,8 +103,8 @@ def test_mfu_uses_narayanan_model_flops():
     gpt = Model.gpt(hidden_size=2048, num_heads=16, num_layers=8, vocab_size=51200, seq_len=2048)
     st = gpt.training_step(H100, seq_len=2048, global_batch=16, micro_batch=2,
                            parallelism={"tensor_parallel": 2, "data_parallel": 4}, recompute="full")
-    B, s, l, h, V = 16, 2048, 8, 2048, 51200
-    flops = 72 * B * s * l * h**2 * (1 + Fraction(s, 6 * h) + Fraction(V, 12 * l * h))
+    B, s, n_layers, h, V = 16, 2048, 8, 2048, 51200
+    flops = 72 * B * s * n_layers * h**2 * (1 + Fraction(s, 6 * h) + Fraction(V, 12 * n_layers * h))
     assert st.model_flops == flops
     assert st.mfu == flops / (st.step_time * 8 * H100.peak("bf16"))
     assert st.tokens_per_second == Fraction(B * s) / st.step_time
