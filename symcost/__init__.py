@@ -23,6 +23,7 @@ from .layers import GroupedQueryAttentionLayer as GroupedQueryAttentionLayer
 from .layers import Layer as Layer
 from .layers import LMHeadLayer as LMHeadLayer
 from .layers import MLPLayer as MLPLayer
+from .layers import MoELayer as MoELayer
 from .layers import NormLayer as NormLayer
 from .metrics import LayerMetrics as LayerMetrics
 from .model import Model as Model
@@ -46,6 +47,7 @@ __all__ = [
     "Layer",
     "LayerMetrics",
     "MLPLayer",
+    "MoELayer",
     "Model",
     "NormLayer",
     "Parallelism",

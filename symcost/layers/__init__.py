@@ -9,6 +9,7 @@ from .embedding import EmbeddingLayer as EmbeddingLayer
 from .embedding import LMHeadLayer as LMHeadLayer
 from .mlp import GatedMLPLayer as GatedMLPLayer
 from .mlp import MLPLayer as MLPLayer
+from .moe import MoELayer as MoELayer
 from .norm import NormLayer as NormLayer
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "GroupedQueryAttentionLayer",
     "Layer",
     "MLPLayer",
+    "MoELayer",
     "NormLayer",
     "Phase",
 ]

@@ -1,14 +1,14 @@
 """The mixture-of-experts feed-forward layer: a router, routed expert FFNs, shared experts.
 
 Per chip, with T tokens on the chip (``b*s/sp``; ``b`` in decode), E experts, top-k routing,
-t-way TP (expert widths split: ``f_t = f_e/t``), e-way expert parallelism (E/e experts per chip)
+t-way TP (expert widths split: ``f_t = f_e/t``), n_ep-way expert parallelism (E/n_ep experts per chip)
 and p = 3 projections (gated) or 2:
 
 - ``router``: (T x h) @ (h x E), replicated (neither TP nor EP shards it); softmax and top-k
   over the T x E logits;
 - dispatch: the chip's P = T*k token-expert pairs (``capacity_factor * T*k`` with capacity
   padding) go out in an all-to-all over the ``ep`` axis; with uniform routing each chip receives
-  P pairs for its own E/e experts, so P does not depend on e;
+  P pairs for its own E/n_ep experts, so P does not depend on n_ep;
 - routed experts: the gated MLP on every pair, matmul FLOPs ``2*p*P*h*f_e/t``;
 - shared experts: a dense gated MLP of width ``num_shared_experts * f_s`` on all T tokens,
   matmul FLOPs ``2*p*T*h*n_s*f_s/t``;
@@ -17,6 +17,12 @@ and p = 3 projections (gated) or 2:
   all-reduce (CONVENTIONS item 12).
 
 Prefill matmul FLOPs per chip: ``2*T*h*E + 2*p*T*k*h*f_e/t + 2*p*T*h*n_s*f_s/t``.
+
+Memory per chip (e bytes per element): weights ``(E/n_ep * p*h*f_e/t + n_s*p*h*f_s/t + h*E)*e``
+(the router is replicated); training saves the input, the fp32 router
+probabilities ``4*T*E``, the dispatched tokens ``P*h*e``, ``4*P*f_e/t*e`` per the gated MLP
+(2 without gating), the ``T*k*h*e`` expert outputs the combine multiplies, and the shared
+experts like a gated MLP; ``recompute="full"`` keeps only the input. No KV cache.
 
 >>> from symcost.layers.moe import MoELayer
 >>> moe = MoELayer(hidden_size=4096, expert_intermediate_size=14336, num_experts=8, top_k=2)
@@ -89,10 +95,12 @@ class MoELayer(Layer):
     counts. ``expert_parallel`` must divide ``num_experts``; TP splits every expert width.
 
     >>> from symcost import symbols as S
-    >>> m = MoELayer(num_experts=8, top_k=2, parallelism={"tensor_parallel": S.tp}
+    >>> b, s, h, f, t = S.batch_size, S.seq_len, S.hidden_size, S.intermediate_size, S.tp
+    >>> m = MoELayer(num_experts=8, top_k=2, parallelism={"tensor_parallel": t}
     ...              ).compute_metrics(phase="prefill")
-    >>> m.matmul_flops_per_chip.factor()       # router 2bshE + 2 experts x 3 x 2bshf/t
-    2*b*h*s*(4*t + 6*f)/t
+    >>> router, experts = 2*b*s*h*8, 2 * 3 * (2*b*s*h*f/t)    # k = 2 experts, 3 matmuls each
+    >>> sp.cancel(m.matmul_flops_per_chip - (router + experts))
+    0
     """
 
     hidden_size: Dim = S.hidden_size
@@ -132,20 +140,20 @@ class MoELayer(Layer):
         """3 for gated experts, 2 otherwise."""
         return 3 if self.gated else 2
 
-    def pairs(self, ctx: Context) -> sp.Expr:
+    def _pairs(self, ctx: Context) -> sp.Expr:
         """Token-expert pairs one chip computes: ``T*k``, times ``capacity_factor`` if given.
 
-        With uniform routing the e chips of an EP group send e*T*k pairs to E experts, E/e of
-        them on each chip: T*k per chip, whatever e. NB: capacity is not rounded to whole tokens
+        With uniform routing the n_ep chips of an EP group send n_ep*T*k pairs to E experts,
+        E/n_ep of them on each chip: T*k per chip, whatever n_ep. NB: capacity is not rounded to whole tokens
         (real routers round ``capacity_factor * T*k/E`` up per expert).
         """
         pairs = ctx.tokens * self.top_k
         return pairs if self.capacity_factor is None else self.capacity_factor * pairs
 
-    def active_experts(self, ctx: Context) -> sp.Expr:
-        """Local experts that run (and whose weights are read): all E/e with capacity padding;
-        dropless, ``min(E/e, T*k)`` -- with uniform routing few pairs hit distinct experts
-        (decode at batch 1 reads only k experts' weights)."""
+    def _active_experts(self, ctx: Context) -> sp.Expr:
+        """Local experts that run (and whose weights are read): all E/n_ep with capacity padding;
+        dropless, ``min(E/n_ep, T*k)``: balanced routing spreads fewer pairs than local experts
+        over distinct experts (decode at batch 1 reads only k experts' weights)."""
         local = self.num_experts / ctx.parallelism.ep
         if self.capacity_factor is not None:
             return local
@@ -187,7 +195,7 @@ class MoELayer(Layer):
     def _all_to_all(self, ctx: Context, payload: sp.Expr) -> list[Collective]:
         # NB: EP groups are laid out outside TP, across data-parallel ranks (Megatron-LM's MoE
         # parallel folding: expert rank order tp-ep-dp), so an EP group's members are t apart
-        # and span t*e chips; that span picks the link tier.
+        # and span t*n_ep chips; that span picks the link tier.
         ep = ctx.parallelism.ep
         if ep == 1:
             return []
@@ -195,7 +203,7 @@ class MoELayer(Layer):
 
     def forward_ops(self, ctx: Context):
         h, E, k, e, T = self.hidden_size, self.num_experts, self.top_k, ctx.e, ctx.tokens
-        P = self.pairs(ctx)
+        P = self._pairs(ctx)
         ops: list = list(self.tp_enter(ctx, T * h * e))
         # (T x h) @ (h x E): replicated on every TP and EP rank
         ops.append(Matmul("router", m=T, n=E, k=h, dtype_bytes=e))
@@ -214,7 +222,7 @@ class MoELayer(Layer):
             # it overlaps the dispatch in practice
             ops.extend(self._ffn("shared", sp.Integer(1), T,
                                  self.num_shared_experts * self.f_shared / ctx.tp, e))
-        active = self.active_experts(ctx)
+        active = self._active_experts(ctx)
         # grouped GEMMs: ``active`` local experts with P/active pairs each
         ops.extend(self._ffn("experts", active, P / active,
                              self.expert_intermediate_size / ctx.tp, e))
@@ -239,7 +247,7 @@ class MoELayer(Layer):
     def _wide(self, ctx: Context) -> tuple[sp.Expr, sp.Expr]:
         """Bytes of one intermediate-width tensor: routed experts (P x f_e/t), shared (T x n_s f_s/t)."""
         e = ctx.e
-        routed = self.pairs(ctx) * self.expert_intermediate_size / ctx.tp * e
+        routed = self._pairs(ctx) * self.expert_intermediate_size / ctx.tp * e
         shared = ctx.tokens * self.num_shared_experts * self.f_shared / ctx.tp * e
         return routed, shared
 
@@ -260,7 +268,7 @@ class MoELayer(Layer):
         routed, shared = self._wide(ctx)
         return (input_bytes
                 + T * self.num_experts * ROUTER_BYTES
-                + self.pairs(ctx) * h * e
+                + self._pairs(ctx) * h * e
                 + per_wide * routed
                 + T * self.top_k * h * e
                 + per_wide * shared)
@@ -274,6 +282,6 @@ class MoELayer(Layer):
         h, e, T = self.hidden_size, ctx.e, ctx.tokens
         per_wide = 2 if self.gated else 1
         routed, shared = self._wide(ctx)
-        experts = 2 * self.pairs(ctx) * h * e + per_wide * routed
+        experts = 2 * self._pairs(ctx) * h * e + per_wide * routed
         busiest = experts if self.num_shared_experts == 0 else sp.Max(experts, per_wide * shared)
         return 2 * T * h * e + busiest
