@@ -116,21 +116,31 @@ class InferenceStep:
         return None if verdict not in (sp.true, sp.false) else bool(verdict)
 
 
-def _stage_split(model: "Model", metrics: dict[str, LayerMetrics], field: str, p: Any) -> tuple[Any, Any]:
-    """(first stage, last stage) sums of one scalar field; the whole model when p = 1."""
-    blocks = sp.Add(*(n * sp.sympify(getattr(metrics[f"blocks[{i}]"], field)) for i, (_, n) in
-                      enumerate(model.blocks)))
-    emb = sp.sympify(getattr(metrics["embedding"], field))
-    tail = sp.sympify(getattr(metrics["final_norm"], field)) + sp.sympify(getattr(metrics["lm_head"], field))
+_FIELDS = {"latency": "latency", "weight": "weight_memory_per_chip",
+           "activation": "activation_memory_per_chip", "kv": "kv_cache_memory_per_chip"}
+
+
+def part_values(model: "Model", b: Any, s: Any, phase: str, dtype: Any, chip: Hardware, recompute: str,
+                overlap: bool) -> dict[tuple[str, str], Any]:
+    """``{(part, quantity): value}`` for part in embedding, blocks (all of them, counts applied),
+    tail (final norm + LM head) and quantity in latency, weight, activation, kv."""
+    rows = model.breakdown(b, s, phase, dtype, chip, recompute, overlap)
+    values: dict[tuple[str, str], Any] = {}
+    for key, field in _FIELDS.items():
+        get = {name: (n, sp.sympify(getattr(m, field))) for name, n, m in rows}
+        values[("embedding", key)] = get["embedding"][1]
+        values[("blocks", key)] = sp.Add(*(n * x for name, (n, x) in get.items() if name.startswith("blocks")))
+        values[("tail", key)] = get["final_norm"][1] + get["lm_head"][1]
+    return values
+
+
+def _stages(values: dict[tuple[str, str], Any], key: str, p: Any) -> tuple[Any, Any]:
+    """(first stage, last stage) of one quantity; the whole model when p = 1."""
+    emb, blocks, tail = values[("embedding", key)], values[("blocks", key)], values[("tail", key)]
     if p == 1:
         whole = emb + blocks + tail
         return whole, whole
     return emb + blocks / p, blocks / p + tail
-
-
-def _parts(model: "Model", b: Any, s: Any, phase: str, dtype: Any, chip: Hardware, recompute: str,
-           overlap: bool) -> dict[str, LayerMetrics]:
-    return {name: m for name, _, m in model.breakdown(b, s, phase, dtype, chip, recompute, overlap)}
 
 
 def _span_time(kind: str, n: Any, payload: Any, chip: Hardware, stride: Any, count: Any = 1) -> Any:
@@ -139,42 +149,28 @@ def _span_time(kind: str, n: Any, payload: Any, chip: Hardware, stride: Any, cou
     return collective_time(Collective(kind, "dp", n, payload, count, span=stride * n), chip)
 
 
-def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global_batch: Any,
-                  micro_batch: Any = 1, dtype: Any = "bf16", parallelism: ParallelismLike = None,
-                  recompute: str = "none", interleave: Any = 1, zero_stage: int = 1,
-                  overlap: bool = False) -> TrainingStep:
-    """Time, memory and MFU of one training step (see the module docstring for the model)."""
-    chip = get_hardware(hardware)
-    par = Parallelism.coerce(parallelism)
-    datatype = DataType.parse(dtype)
-    e = datatype.bytes
-    if zero_stage not in (0, 1, 2, 3):
-        raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
-    s, B, b, v = (dim(seq_len, "seq_len"), dim(global_batch, "global_batch"),
-                  dim(micro_batch, "micro_batch"), dim(interleave, "interleave"))
-    t, u, p, d = par.tp, par.sp, par.pp, par.dp
-    check_divides(B, d * b, "global_batch must be divisible by data_parallel * micro_batch")
-    check_divides(model.num_layers, p * v, "num_layers must be divisible by pipeline_parallel * interleave")
+def assemble_training(values: dict[tuple[str, str], Any], *, chip: Hardware, e: Any, s: Any, B: Any,
+                      b: Any, t: Any, u: Any, p: Any, d: Any, v: Any, zero_stage: int, hidden_size: Any,
+                      flops_per_sequence: Any, peak: Any) -> dict[str, Any]:
+    """The step's time and memory from its layers' per-micro-batch values (see the module
+    docstring); every argument may be a number or a symbol (``p == 1`` and ``v == 1`` decide the
+    pipeline's form, so symbols there mean p > 1 and v > 1)."""
     m = B / (d * b)
     chips = t * u * p * d
-    sharded = model.with_parallelism(par)
-
-    train = _parts(sharded, b, s, "training", datatype, chip, recompute, overlap)
-    first, last = _stage_split(sharded, train, "latency", p)
+    first, last = _stages(values, "latency", p)
     t_mb = first if p == 1 else _max(first, last)
     bubble = (p - 1) / v * t_mb
     compute = m * t_mb + bubble
 
     # stage-to-stage sends: 2 per micro-batch and chunk, 1/(t*sp) of the b x s x h activations
-    h = sharded.blocks[0][0].hidden_size
     sends = sp.Integer(0)
     if p != 1:
-        payload = b * s * h * e / (t * u)
+        payload = b * s * hidden_size * e / (t * u)
         sends = 2 * v * m * _span_time("p2p", 2, payload, chip, t * u * d)
 
     # parameters on the fullest chip: its L/p blocks and the larger of the two ends
-    weights_first, weights_last = _stage_split(sharded, train, "weight_memory_per_chip", p)
-    weight_bytes = weights_first if p == 1 else _max(weights_first, weights_last)
+    w_first, w_last = _stages(values, "weight", p)
+    weight_bytes = w_first if p == 1 else _max(w_first, w_last)
     params = weight_bytes / e
     stride = t * u
     if zero_stage == 0:
@@ -189,26 +185,52 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     weights = weight_bytes / (d if zero_stage == 3 else 1)
     gradients = params * GRADIENT_BYTES / (d if zero_stage >= 2 else 1)
     optimizer = params * OPTIMIZER_BYTES / (d if zero_stage >= 1 else 1)
-    act_first, act_last = _stage_split(sharded, train, "activation_memory_per_chip", p)
+    a_first, a_last = _stages(values, "activation", p)
     if p == 1:
-        activations = act_first
+        activations = a_first
     else:
         in_flight = _min(p, m) * (1 + (p - 1) / (p * v) if v != 1 else 1)
-        activations = _max(act_first * in_flight, act_last)
+        activations = _max(a_first * in_flight, a_last)
     memory = weights + gradients + optimizer + activations
+    model_flops = B * flops_per_sequence
+    return {
+        "step_time": step, "compute_time": compute, "bubble_time": bubble, "pipeline_comm_time": sends,
+        "dp_comm_time": dp_comm, "memory_per_chip": memory, "weight_memory": weights,
+        "gradient_memory": gradients, "optimizer_memory": optimizer, "activation_memory": activations,
+        "model_flops": model_flops, "mfu": model_flops / (step * chips * peak),
+        "tokens_per_second": B * s / step, "num_microbatches": m, "num_chips": chips,
+        "microbatch_time": t_mb,
+    }
 
-    # model FLOPs: the whole model's training matmul FLOPs without recomputation, per step
-    flops_one = model.compute_metrics(batch_size=1, seq_len=s, phase="training", dtype=datatype)
-    model_flops = B * sp.sympify(flops_one.matmul_flops_per_chip)
-    mfu = model_flops / (step * chips * chip.effective_peak(datatype) / chip.matmul_efficiency)
 
-    return TrainingStep(
-        step_time=exact(step), compute_time=exact(compute), bubble_time=exact(bubble),
-        pipeline_comm_time=exact(sends), dp_comm_time=exact(dp_comm), memory_per_chip=exact(memory),
-        weight_memory=exact(weights), gradient_memory=exact(gradients), optimizer_memory=exact(optimizer),
-        activation_memory=exact(activations), model_flops=exact(model_flops), mfu=exact(mfu),
-        tokens_per_second=exact(B * s / step), num_microbatches=exact(m), num_chips=exact(chips),
-        microbatch_time=exact(t_mb), hardware=chip)
+def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global_batch: Any,
+                  micro_batch: Any = 1, dtype: Any = "bf16", parallelism: ParallelismLike = None,
+                  recompute: str = "none", interleave: Any = 1, zero_stage: int = 1,
+                  overlap: bool = False) -> TrainingStep:
+    """Time, memory and MFU of one training step (see the module docstring for the model)."""
+    chip = get_hardware(hardware)
+    par = Parallelism.coerce(parallelism)
+    datatype = DataType.parse(dtype)
+    if zero_stage not in (0, 1, 2, 3):
+        raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
+    s, B, b, v = (dim(seq_len, "seq_len"), dim(global_batch, "global_batch"),
+                  dim(micro_batch, "micro_batch"), dim(interleave, "interleave"))
+    check_divides(B, par.dp * b, "global_batch must be divisible by data_parallel * micro_batch")
+    check_divides(model.num_layers, par.pp * v, "num_layers must be divisible by pipeline_parallel * interleave")
+    sharded = model.with_parallelism(par)
+    values = part_values(sharded, b, s, "training", datatype, chip, recompute, overlap)
+    fields = assemble_training(values, chip=chip, e=datatype.bytes, s=s, B=B, b=b, t=par.tp, u=par.sp,
+                               p=par.pp, d=par.dp, v=v, zero_stage=zero_stage,
+                               hidden_size=sharded.blocks[0][0].hidden_size,
+                               flops_per_sequence=flops_per_sequence(model, s, datatype),
+                               peak=chip.peak_flops_expr(datatype))
+    return TrainingStep(hardware=chip, **{k: exact(v) for k, v in fields.items()})
+
+
+def flops_per_sequence(model: "Model", s: Any, datatype: DataType) -> Any:
+    """The model's training matmul FLOPs for one sequence, without recomputation (MFU's numerator)."""
+    one = model.compute_metrics(batch_size=1, seq_len=s, phase="training", dtype=datatype)
+    return sp.sympify(one.matmul_flops_per_chip)
 
 
 def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, seq_len: Any,
@@ -224,24 +246,19 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
             S.seq_len if seq_len is None else dim(seq_len, "seq_len"))
     p = par.pp
     sharded = model.with_parallelism(par)
-    prefill = _parts(sharded, b, s, "prefill", datatype, chip, "none", overlap)
-    decode = _parts(sharded, b, s, "decode", datatype, chip, "none", overlap)
+    prefill = part_values(sharded, b, s, "prefill", datatype, chip, "none", overlap)
+    decode = part_values(sharded, b, s, "decode", datatype, chip, "none", overlap)
     h = sharded.blocks[0][0].hidden_size
     e = datatype.bytes
-
-    def total(parts: dict[str, LayerMetrics]) -> Any:
-        blocks = sp.Add(*(n * sp.sympify(parts[f"blocks[{i}]"].latency) for i, (_, n) in
-                          enumerate(sharded.blocks)))
-        return (sp.sympify(parts["embedding"].latency) + blocks + sp.sympify(parts["final_norm"].latency)
-                + sp.sympify(parts["lm_head"].latency))
-
     hops = (p - 1) if p != 1 else 0
-    ttft = total(prefill) + hops * _span_time("p2p", 2, b * s * h * e / par.tp, chip, par.tp * par.sp * par.dp)
-    tpot = total(decode) + hops * _span_time("p2p", 2, b * h * e / par.tp, chip, par.tp * par.sp * par.dp)
-    w_first, w_last = _stage_split(sharded, decode, "weight_memory_per_chip", p)
-    kv_first, kv_last = _stage_split(sharded, decode, "kv_cache_memory_per_chip", p)
+    stride = par.tp * par.sp * par.dp
+    ttft = _stages(prefill, "latency", 1)[0] + hops * _span_time("p2p", 2, b * s * h * e / par.tp, chip, stride)
+    tpot = _stages(decode, "latency", 1)[0] + hops * _span_time("p2p", 2, b * h * e / par.tp, chip, stride)
+    w_first, w_last = _stages(decode, "weight", p)
+    kv_first, kv_last = _stages(decode, "kv", p)
     # inference activations are a transient peak: the largest layer's, whatever the depth
-    act = exact(sp.Max(*(sp.sympify(m.activation_memory_per_chip) for m in prefill.values())))
+    act = exact(sp.Max(*(sp.sympify(m.activation_memory_per_chip) for _, _, m in
+                         sharded.breakdown(b, s, "prefill", datatype, chip, "none", overlap))))
     if p == 1:
         weights, kv = w_first, kv_first
         memory = weights + kv + act
