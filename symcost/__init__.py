@@ -22,6 +22,7 @@ from .layers import GatedMLPLayer as GatedMLPLayer
 from .layers import GroupedQueryAttentionLayer as GroupedQueryAttentionLayer
 from .layers import Layer as Layer
 from .layers import LMHeadLayer as LMHeadLayer
+from .layers import MLALayer as MLALayer
 from .layers import MLPLayer as MLPLayer
 from .layers import MoELayer as MoELayer
 from .layers import NormLayer as NormLayer
@@ -46,6 +47,7 @@ __all__ = [
     "GroupedQueryAttentionLayer",
     "Layer",
     "LayerMetrics",
+    "MLALayer",
     "MLPLayer",
     "MoELayer",
     "Model",

@@ -41,8 +41,15 @@ class OpTime:
 
     @property
     def time(self) -> sp.Expr:
-        """``max(compute, memory)``: the op waits for the slower of its units."""
-        return sp.Max(self.compute, self.memory)
+        """``max(compute, memory)``: the op waits for the slower of its units.
+
+        NB: with symbols the ``Max`` is left unevaluated: SymPy's search for a provable order
+        between two rational functions costs milliseconds per op and rarely succeeds; it
+        evaluates as soon as numbers are substituted.
+        """
+        if self.compute.is_number and self.memory.is_number:
+            return sp.Max(self.compute, self.memory)
+        return sp.Max(self.compute, self.memory, evaluate=False)
 
 
 def op_time(op: Op, hardware: Hardware, peak: sp.Expr) -> OpTime:

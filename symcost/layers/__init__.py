@@ -7,6 +7,7 @@ from .base import Layer as Layer
 from .base import Phase as Phase
 from .embedding import EmbeddingLayer as EmbeddingLayer
 from .embedding import LMHeadLayer as LMHeadLayer
+from .mla import MLALayer as MLALayer
 from .mlp import GatedMLPLayer as GatedMLPLayer
 from .mlp import MLPLayer as MLPLayer
 from .moe import MoELayer as MoELayer
@@ -20,6 +21,7 @@ __all__ = [
     "GatedMLPLayer",
     "GroupedQueryAttentionLayer",
     "Layer",
+    "MLALayer",
     "MLPLayer",
     "MoELayer",
     "NormLayer",

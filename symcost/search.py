@@ -1,0 +1,247 @@
+"""Parallelism search: enumerate, discard what does not divide or fit, rank by time.
+
+For a training job the candidates are every combination of tensor (t), pipeline (p), data (d),
+sequence (Megatron ``"tp"`` or a Ulysses degree u) and expert (e) parallelism with
+``t * u * p * d = num_chips``, a micro-batch size, an interleaving degree, a recompute mode and a
+ZeRO stage. Layer costs are compiled once per (KV-head regime, sequence mode, recompute mode) with
+``b``, ``t``, ``u`` and ``e`` free, the pipeline/DP/memory assembly once per (ZeRO stage, p = 1?,
+v = 1?), and all candidates are evaluated as NumPy arrays — the same expressions as
+:meth:`Model.training_step`, in float64.
+
+>>> from symcost import models, search
+>>> table = search.parallelism(models.get("llama-3-8b"), "H100_SXM", num_chips=16,
+...                            global_batch=64, seq_len=4096)
+>>> best = table.best
+>>> best["tp"] * best["pp"] * best["dp"] * best["sp"] == 16
+True
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import sympy as sp
+
+from . import symbols as S
+from .dtypes import DataType
+from .hardware import Hardware
+from .hardware import get as get_hardware
+from .layers.attention import GroupedQueryAttentionLayer
+from .layers.moe import MoELayer
+from .model import Model
+from .parallel import Parallelism
+from .step import assemble_training, flops_per_sequence, part_values
+from .sweep import Sweeper
+
+__all__ = ["SearchResult", "parallelism"]
+
+_COLUMNS = ("tp", "pp", "dp", "sp", "megatron_sp", "ep", "micro_batch", "interleave", "overlap", "recompute",
+            "zero_stage", "step_time", "memory_per_chip", "mfu", "tokens_per_second")
+_PARTS = ("embedding", "blocks", "tail")
+_QUANTITIES = ("latency", "weight", "activation")
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Ranked configurations (fastest first) that divide and fit; ``num_candidates`` counts
+    every enumerated combination, ``num_valid`` those that divide, ``num_fit`` those that fit."""
+
+    columns: dict[str, np.ndarray]
+    num_candidates: int
+    num_valid: int
+    num_fit: int
+    seconds: float
+
+    def __len__(self) -> int:
+        return len(self.columns["step_time"])
+
+    def row(self, i: int) -> dict[str, Any]:
+        """The ``i``-th best configuration as a dict of plain Python values."""
+        out = {}
+        for k, col in self.columns.items():
+            value = col[i].item()
+            out[k] = bool(value) if k in ("megatron_sp", "overlap") else value
+        return out
+
+    @property
+    def best(self) -> Optional[dict[str, Any]]:
+        """The fastest configuration that fits, or ``None``."""
+        return self.row(0) if len(self) else None
+
+    def rows(self, n: Optional[int] = None) -> list[dict[str, Any]]:
+        """The ``n`` best rows (all by default)."""
+        return [self.row(i) for i in range(len(self) if n is None else min(n, len(self)))]
+
+    def parallelism(self, i: int = 0) -> Parallelism:
+        """The ``i``-th configuration's :class:`Parallelism`."""
+        r = self.row(i)
+        seq = "tp" if r["megatron_sp"] else r["sp"]
+        return Parallelism(tensor_parallel=r["tp"], pipeline_parallel=r["pp"], data_parallel=r["dp"],
+                           sequence_parallel=seq, expert_parallel=r["ep"])
+
+    def __str__(self) -> str:
+        head = (f"{self.num_candidates:,} candidates, {self.num_valid:,} divide, {self.num_fit:,} fit "
+                f"({self.seconds:.2f} s)\n")
+        cols = ("tp", "pp", "dp", "sp", "ep", "micro_batch", "interleave", "recompute", "zero_stage",
+                "step_time", "memory_per_chip", "mfu")
+        lines = ["  ".join(f"{c:>11}" for c in cols)]
+        for r in self.rows(10):
+            sp_ = "tp" if r["megatron_sp"] else r["sp"]
+            cells = [r["tp"], r["pp"], r["dp"], sp_, r["ep"], r["micro_batch"], r["interleave"], r["recompute"],
+                     r["zero_stage"], f"{r['step_time']:.4g} s", f"{r['memory_per_chip'] / 1e9:.1f} GB",
+                     f"{r['mfu']:.3f}"]
+            lines.append("  ".join(f"{str(c):>11}" for c in cells))
+        return head + "\n".join(lines)
+
+
+def _divisors(n: int) -> list[int]:
+    return [int(x) for x in sp.divisors(n)]
+
+
+def _heads(model: Model) -> tuple[Optional[int], Optional[int]]:
+    attn = model.blocks[0][0].attention
+    a = int(attn.num_heads)
+    g = int(getattr(attn, "kv_heads", a)) if hasattr(attn, "kv_heads") else None
+    return a, g
+
+
+def _valid_tp(model: Model, t: int) -> bool:
+    try:
+        model.with_parallelism({"tensor_parallel": t})
+    except ValueError:
+        return False
+    return True
+
+
+def _variant_model(model: Model, regime: str) -> Model:
+    """The model under symbolic t, u, e; in the regime t > g each chip keeps one whole KV head,
+    which costs what a model with t KV heads costs per chip."""
+    if regime == "replicated":
+        blocks = []
+        for blk, n in model.blocks:
+            attn = blk.attention
+            if isinstance(attn, GroupedQueryAttentionLayer):
+                attn = type(attn)(**{**dict(attn), "num_kv_heads": S.tp})
+            blocks.append((type(blk)(**{**dict(blk), "attention": attn}), n))
+        model = Model(name=model.name, embedding=model.embedding, blocks=tuple(blocks),
+                      final_norm=model.final_norm, lm_head=model.lm_head)
+    return model
+
+
+_VALUE_SYMBOLS = {(part, q): sp.Symbol(f"_{part}_{q}") for part in _PARTS for q in _QUANTITIES}
+_P, _D, _V = sp.Symbol("_p", positive=True, integer=True), sp.Symbol("_d", positive=True, integer=True), \
+    sp.Symbol("_v", positive=True, integer=True)
+
+
+def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_batch: int, seq_len: int,
+                phase: str = "training", dtype: str = "bf16", *, max_micro_batch: int = 16,
+                max_interleave: int = 8, recompute: Sequence[str] = ("none", "selective", "full"),
+                zero_stages: Sequence[int] = (0, 1, 2, 3),
+                overlap: Sequence[bool] = (False,)) -> SearchResult:
+    """Rank every training configuration of ``model`` on ``num_chips`` chips by step time.
+
+    Discards configurations that do not divide (heads, KV heads, FFN width, vocabulary, layers,
+    batch, sequence, experts) or do not fit the chip's HBM. ``overlap=(False, True)`` also tries
+    hiding TP/SP communication behind compute. Returns a :class:`SearchResult`.
+    """
+    import time
+
+    start = time.perf_counter()
+    if phase != "training":
+        raise ValueError(f"phase: the search ranks training configurations; got {phase!r}")
+    chip = get_hardware(hardware)
+    datatype = DataType.parse(dtype)
+    N, B, s = int(num_chips), int(global_batch), int(seq_len)
+    L = int(model.num_layers)
+    a, g = _heads(model)
+    moe = [blk.mlp for blk, _ in model.blocks if isinstance(blk.mlp, MoELayer)]
+    experts = int(moe[0].num_experts) if moe else 1
+
+    # -- enumerate -----------------------------------------------------------------------------
+    rows: list[tuple] = []
+    candidates = 0
+    tp_ok = {t: _valid_tp(model, t) for t in _divisors(N)}
+    for t in _divisors(N):
+        for u in _divisors(N // t):
+            for p in _divisors(N // (t * u)):
+                d = N // (t * u * p)
+                eps = [e for e in _divisors(d) if experts % e == 0] if moe else [1]
+                micro = [b for b in _divisors(max(B // d, 1)) if b <= max_micro_batch]
+                inter = [v for v in _divisors(max(L // p, 1)) if v <= max_interleave] if p > 1 else [1]
+                sp_modes = (False, True) if t > 1 else (False,)
+                combos = list(itertools.product(eps, micro, inter, sp_modes, recompute, zero_stages, overlap))
+                candidates += len(combos)
+                if not tp_ok[t] or L % p or B % d:
+                    continue
+                if u > 1 and (a % (t * u) or g is None or g % (t * u) or s % u):
+                    continue  # Ulysses needs the heads (and KV heads) to split t * u ways
+                for e, b, v, msp, rc, z, ov in combos:
+                    if u > 1 and msp:
+                        continue  # one sequence mode at a time
+                    if msp and s % t:
+                        continue
+                    if (L // p) % v or (B // d) % b:
+                        continue
+                    if d == 1 and z != zero_stages[0]:
+                        continue  # without data parallelism every ZeRO stage is the same configuration
+                    rows.append((t, u, p, d, e, b, v, msp, ov, rc, z))
+    if not rows:
+        return SearchResult({c: np.array([]) for c in _COLUMNS}, candidates, 0, 0, time.perf_counter() - start)
+    arr = np.array([r[:9] for r in rows], dtype=np.int64)
+    t_, u_, p_, d_, e_, b_, v_, msp_, ov_ = (arr[:, i] for i in range(9))
+    rc_ = np.array([r[9] for r in rows])
+    z_ = np.array([r[10] for r in rows], dtype=np.int64)
+
+    # -- layer values, compiled per (KV regime, sequence mode, recompute) ----------------------
+    values = {key: np.empty(len(rows)) for key in _VALUE_SYMBOLS}
+    regime = np.where((g is not None) & (t_ > (g or 0)), "replicated", "sharded")
+    for reg, msp, rc, ov in itertools.product(("sharded", "replicated"), (False, True), recompute, overlap):
+        mask = (regime == reg) & (msp_ == msp) & (rc_ == rc) & (ov_ == ov)
+        if not mask.any():
+            continue
+        par = {"tensor_parallel": S.tp, "expert_parallel": S.ep,
+               "sequence_parallel": "tp" if msp else S.sp}
+        sym_model = _variant_model(model, reg).with_parallelism(par)
+        vals = part_values(sym_model, S.batch_size, s, "training", datatype, chip, rc, bool(ov))
+        sweeper = Sweeper({f"{k[0]}.{k[1]}": vals[k] for k in _VALUE_SYMBOLS})
+        inputs = {S.batch_size: b_[mask], S.tp: t_[mask], S.sp: u_[mask], S.ep: e_[mask]}
+        out = sweeper({k: v for k, v in inputs.items() if k in sweeper.args})
+        for k in _VALUE_SYMBOLS:
+            values[k][mask] = out[f"{k[0]}.{k[1]}"]
+
+    # -- assembly, compiled per (ZeRO stage, p = 1?, v = 1?) -----------------------------------
+    e_bytes = datatype.bytes
+    h = model.blocks[0][0].hidden_size
+    flops_seq = flops_per_sequence(model, s, datatype)
+    step = np.empty(len(rows))
+    memory = np.empty(len(rows))
+    mfu = np.empty(len(rows))
+    for z, p1, v1 in itertools.product(zero_stages, (True, False), (True, False)):
+        mask = (z_ == z) & ((p_ == 1) == p1) & ((v_ == 1) == v1)
+        if not mask.any() or (p1 and not v1):
+            continue
+        fields = assemble_training(
+            _VALUE_SYMBOLS, chip=chip, e=e_bytes, s=s, B=B, b=S.batch_size, t=S.tp, u=S.sp,
+            p=1 if p1 else _P, d=_D, v=1 if v1 else _V, zero_stage=z, hidden_size=h,
+            flops_per_sequence=flops_seq, peak=chip.peak_flops_expr(datatype))
+        sweeper = Sweeper({k: fields[k] for k in ("step_time", "memory_per_chip", "mfu")})
+        inputs = {S.batch_size: b_[mask], S.tp: t_[mask], S.sp: u_[mask], _P: p_[mask], _D: d_[mask],
+                  _V: v_[mask], **{sym: values[k][mask] for k, sym in _VALUE_SYMBOLS.items()}}
+        out = sweeper({k: v for k, v in inputs.items() if k in sweeper.args})
+        step[mask], memory[mask], mfu[mask] = out["step_time"], out["memory_per_chip"], out["mfu"]
+
+    fit = memory <= float(chip.hbm_capacity)
+    order = np.argsort(np.where(fit, step, np.inf), kind="stable")[: int(fit.sum())]
+    columns = {
+        "tp": t_[order], "pp": p_[order], "dp": d_[order], "sp": u_[order], "megatron_sp": msp_[order].astype(bool),
+        "ep": e_[order], "micro_batch": b_[order], "interleave": v_[order], "overlap": ov_[order].astype(bool),
+        "recompute": rc_[order],
+        "zero_stage": z_[order], "step_time": step[order], "memory_per_chip": memory[order], "mfu": mfu[order],
+        "tokens_per_second": B * s / step[order],
+    }
+    return SearchResult(columns, candidates, len(rows), int(fit.sum()), time.perf_counter() - start)
+
+
