@@ -43,11 +43,25 @@ PRESETS: dict[str, Callable[[], Model]] = {
                          vocab_size=32000, intermediate_size=14336),
     "qwen2.5-72b": _llama("qwen2.5-72b", hidden_size=8192, num_heads=64, num_kv_heads=8, num_layers=80,
                           vocab_size=152064, intermediate_size=29568, attention_bias="qkv"),
+    "mixtral-8x7b": lambda: _moe().mixtral(name="mixtral-8x7b", hidden_size=4096, num_heads=32, num_kv_heads=8,
+                                           num_layers=32, vocab_size=32000, intermediate_size=14336,
+                                           num_experts=8, top_k=2),
+    "deepseek-v3": lambda: _moe().deepseek_v3(
+        name="deepseek-v3", hidden_size=7168, num_heads=128, num_layers=61, vocab_size=129280,
+        intermediate_size=18432, moe_intermediate_size=2048, num_experts=256, top_k=8, num_shared_experts=1,
+        first_dense_layers=3, q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64,
+        v_head_dim=128),
     # GPT-3 175B as Megatron-LM trains it (Narayanan et al. 2021): 96 layers, h = 12288, 96 heads,
     # learned positions for 2048 tokens, vocabulary padded to 51200, tied embeddings.
     "gpt3-175b": lambda: Model.gpt(name="gpt3-175b", hidden_size=12288, num_heads=96, num_layers=96,
                                    vocab_size=51200, seq_len=2048),
 }
+
+def _moe():
+    from . import model_moe
+
+    return model_moe
+
 
 _CACHE: dict[str, Model] = {}
 

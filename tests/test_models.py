@@ -24,6 +24,10 @@ PUBLISHED = {
     "llama-3.1-405b": 405_853_388_800,
     "mistral-7b": 7_241_732_096,
     "qwen2.5-72b": 72_706_203_648,
+    "mixtral-8x7b": 46_702_792_704,  # the issue's figure
+    # DeepSeek-V3 report: 671B; exactly, the safetensors total (684,531,386,000, "685B") less the
+    # multi-token-prediction module, which is not part of the inference model
+    "deepseek-v3": 671_026_419_200,
 }
 
 
@@ -148,9 +152,27 @@ MISTRAL_CONFIG = {  # mistralai/Mistral-7B-v0.1 config.json (abridged)
 }
 
 
+MIXTRAL_CONFIG = {  # mistralai/Mixtral-8x7B-v0.1 config.json (abridged)
+    "architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "hidden_size": 4096,
+    "intermediate_size": 14336, "num_attention_heads": 32, "num_hidden_layers": 32,
+    "num_key_value_heads": 8, "vocab_size": 32000, "num_local_experts": 8, "num_experts_per_tok": 2,
+    "tie_word_embeddings": False,
+}
+DEEPSEEK_V3_CONFIG = {  # deepseek-ai/DeepSeek-V3 config.json (abridged)
+    "architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3", "hidden_size": 7168,
+    "intermediate_size": 18432, "moe_intermediate_size": 2048, "num_attention_heads": 128,
+    "num_hidden_layers": 61, "num_key_value_heads": 128, "vocab_size": 129280, "n_routed_experts": 256,
+    "n_shared_experts": 1, "num_experts_per_tok": 8, "first_k_dense_replace": 3, "q_lora_rank": 1536,
+    "kv_lora_rank": 512, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128,
+    "num_nextn_predict_layers": 1, "tie_word_embeddings": False,
+}
+
+
 @pytest.mark.parametrize(("config", "preset"), [(LLAMA_3_8B_CONFIG, "llama-3-8b"),
                                                 (QWEN_72B_CONFIG, "qwen2.5-72b"),
-                                                (MISTRAL_CONFIG, "mistral-7b")])
+                                                (MISTRAL_CONFIG, "mistral-7b"),
+                                                (MIXTRAL_CONFIG, "mixtral-8x7b"),
+                                                (DEEPSEEK_V3_CONFIG, "deepseek-v3")])
 def test_from_hf_config_equals_the_preset(config, preset, tmp_path):
     """A real config.json gives the preset's model: same parameters, same metrics."""
     path = tmp_path / "config.json"
@@ -178,3 +200,19 @@ def test_unknown_preset_lists_names():
     """An unknown model name lists the presets."""
     with pytest.raises(ValueError, match="unknown model 'llama-4'; known: llama-2-7b"):
         models.get("llama-4")
+
+
+def test_moe_model_flops_scale_with_top_k():
+    """Mixtral's expert FLOPs follow top_k: 2 of 8 experts per token, not 8."""
+    mixtral = models.get("mixtral-8x7b")
+    m = mixtral.compute_metrics(batch_size=1, seq_len=1, phase="prefill", dtype="bf16")
+    # per token: 32 layers x (attention 2*(2*4096*4096 + 2*4096*1024) + core 4*32*1*128
+    # + router 2*4096*8 + 2 experts x 3 x 2*4096*14336) + LM head 2*4096*32000
+    per_layer = 2 * (2 * 4096 * 4096 + 2 * 4096 * 1024) + 4 * 32 * 128 + 2 * 4096 * 8 + 2 * 3 * 2 * 4096 * 14336
+    assert m.matmul_flops_per_chip == 32 * per_layer + 2 * 4096 * 32000
+
+
+def test_deepseek_v3_kv_cache_is_compressed():
+    """DeepSeek-V3 keeps (512 + 64) latent values per token and layer: 1152 bytes in bf16."""
+    m = models.get("deepseek-v3").compute_metrics(batch_size=1, seq_len=4096, phase="decode", dtype="bf16")
+    assert m.kv_cache_memory_per_chip == 61 * 4096 * (512 + 64) * 2

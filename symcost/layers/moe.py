@@ -112,6 +112,9 @@ class MoELayer(Layer):
     capacity_factor: CapacityFactor = None
     activation: Activation = "silu"
     gated: bool = True
+    router_bias: bool = False
+    """A per-expert bias on the router's scores (DeepSeek-V3's ``e_score_correction_bias``):
+    ``E`` parameters, replicated; it steers the top-k choice only."""
 
     @model_validator(mode="after")
     def _check_shapes(self) -> "MoELayer":
@@ -164,10 +167,11 @@ class MoELayer(Layer):
     @property
     def num_params(self) -> sp.Expr:
         """``E*p*h*f_e`` expert weights, ``n_s*p*h*f_s`` shared-expert weights and ``h*E``
-        router weights (no biases)."""
+        router weights (plus ``E`` with ``router_bias``)."""
         h, p = self.hidden_size, self.num_projections
         return (self.num_experts * p * h * self.expert_intermediate_size
-                + self.num_shared_experts * p * h * self.f_shared + h * self.num_experts)
+                + self.num_shared_experts * p * h * self.f_shared
+                + (h + (1 if self.router_bias else 0)) * self.num_experts)
 
     def _ffn(self, prefix: str, batch: sp.Expr, rows: sp.Expr, width: sp.Expr,
              e: sp.Expr) -> list[Op]:
@@ -241,7 +245,7 @@ class MoELayer(Layer):
         h, p, t = self.hidden_size, self.num_projections, ctx.tp
         experts = self.num_experts / ctx.parallelism.ep * p * h * self.expert_intermediate_size / t
         shared = self.num_shared_experts * p * h * self.f_shared / t
-        router = h * self.num_experts  # replicated
+        router = (h + (1 if self.router_bias else 0)) * self.num_experts  # replicated
         return (experts + shared + router) * ctx.e
 
     def _wide(self, ctx: Context) -> tuple[sp.Expr, sp.Expr]:
