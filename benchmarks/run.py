@@ -5,7 +5,8 @@
 Prints (1) the cost of building a GQA + gated-MLP block's symbolic metrics and compiling its
 latency and memory, (2) configurations per second of a compiled sweep over >= 10^6
 configurations, (3) the same per point with ``subs`` and ``xreplace``, and the ratios,
-(4) the warm latency of one numeric ``compute_metrics`` call, and (5) when ``llm-analysis``
+(4) the warm latency of one numeric ``compute_metrics`` call, (5) the parallelism search rate for
+Llama-2-70B on 64 GPUs, and (6) when ``llm-analysis``
 (PyPI 0.2.2) is installed, its ``LLMAnalysis(...).inference(...)`` call side by side.
 Targets (from the issue): >= 5e6 configurations/s on one core; a warm numeric compute_metrics
 <= 0.2 ms.
@@ -124,7 +125,20 @@ def main() -> None:
     print(f"warm numeric compute_metrics (GQA layer, decode, H100): {warm * 1e6:.1f} us "
           f"[target <= 200 us: {'met' if warm <= 2e-4 else 'MISSED'}]")
 
-    # (5) llm-analysis side by side, if installed
+    # (5) parallelism search: Llama-2-70B on 64 H100s, a Calculon-sized space (cold: includes
+    # building and compiling the layer variants)
+    from symcost import models, search
+
+    start = time.perf_counter()
+    table = search.parallelism(models.get("llama-2-70b"), H100, num_chips=64, seq_len=4096,
+                               global_batch=30720, max_micro_batch=30720, max_interleave=80,
+                               overlap=(False, True))
+    seconds = time.perf_counter() - start
+    print(f"search llama-2-70b on 64 H100: {table.num_candidates:,} candidates ({table.num_valid:,} divide, "
+          f"{table.num_fit:,} fit) in {seconds:.2f} s = {table.num_candidates / seconds:,.0f} candidates/s "
+          f"[target < 10 s: {'met' if seconds < 10 else 'MISSED'}; Calculon: ~100/s per core]")
+
+    # (6) llm-analysis side by side, if installed
     try:
         from llm_analysis.analysis import LLMAnalysis
         from llm_analysis.config import get_gpu_config_by_name, get_model_config_by_name
