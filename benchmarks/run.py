@@ -154,9 +154,15 @@ def main() -> None:
     for i in range(reps):
         analysis.inference(batch_size_per_gpu=1 + i % 8, seq_len=1024 + i, num_tokens_to_generate=1)
     theirs = (time.perf_counter() - start) / reps
-    print(f"llm-analysis 0.2.2 LLMAnalysis.inference (whole Llama-2-7B, prefill + 1 token): "
-          f"{theirs * 1e6:,.0f} us per call; one symcost layer call is {theirs / warm:,.1f}x faster "
-          f"(a whole-model symcost call arrives with the model layer)")
+    llama = models.get("llama-2-7b")
+    llama.inference_step(H100, batch_size=1, seq_len=1024)
+    start = time.perf_counter()
+    for i in range(reps):
+        llama.inference_step(H100, batch_size=1 + i % 8, seq_len=1024 + i)
+    ours = (time.perf_counter() - start) / reps
+    print(f"whole Llama-2-7B, prefill + one decode step: llm-analysis 0.2.2 LLMAnalysis.inference "
+          f"{theirs * 1e6:,.0f} us (floats); symcost inference_step {ours * 1e6:,.0f} us (exact rationals); "
+          f"ratio symcost/llm-analysis {ours / theirs:.2f}")
 
 
 if __name__ == "__main__":

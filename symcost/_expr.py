@@ -49,6 +49,10 @@ def as_expr(value: Any, field: str) -> sp.Expr:
 
 def dim(value: Any, field: str) -> sp.Expr:
     """A size or a degree: a positive integer, or an expression not provably otherwise."""
+    if type(value) is int:  # the common case, decided without SymPy's assumption system
+        if value <= 0:
+            raise ValueError(f"{field} must be positive, got {value}")
+        return sp.Integer(value)
     expr = as_expr(value, field)
     if expr.is_positive is False or (expr.is_number and expr.is_zero):
         raise ValueError(f"{field} must be positive, got {expr}")

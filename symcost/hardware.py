@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Mapping
 
 import sympy as sp
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, ValidationInfo, field_validator
 
 from . import symbols as S
 from ._expr import as_expr, exact
@@ -132,18 +132,26 @@ class Hardware(BaseModel):
             peaks[dtype] = expr
         return peaks
 
+    _hash: int = PrivateAttr(default=0)
+    _symbolic: bool = PrivateAttr(default=False)
+
+    def model_post_init(self, __context: Any) -> None:
+        # frozen: derived once here (hashing and this test sit on the numeric hot path)
+        self._hash = hash((self.name, tuple(self.peak_flops.items()), self.vector_flops,
+                           self.hbm_capacity, self.hbm_bandwidth, self.scale_up_bandwidth,
+                           self.scale_up_domain, self.scale_out_bandwidth, self.collective_latency,
+                           self.matmul_efficiency, self.memory_efficiency, self.network_efficiency))
+        self._symbolic = any(isinstance(v, sp.Basic) and v.free_symbols for v in self._rates())
+
     def __hash__(self) -> int:
-        return hash((self.name, tuple(self.peak_flops.items()), self.vector_flops,
-                     self.hbm_capacity, self.hbm_bandwidth, self.scale_up_bandwidth,
-                     self.scale_up_domain, self.scale_out_bandwidth, self.collective_latency,
-                     self.matmul_efficiency, self.memory_efficiency, self.network_efficiency))
+        return self._hash
 
     # -- lookups -----------------------------------------------------------------------------
 
     @property
     def is_symbolic(self) -> bool:
         """True when any rate is a symbol (the unbound chip)."""
-        return any(isinstance(v, sp.Basic) and v.free_symbols for v in self._rates())
+        return self._symbolic
 
     def _rates(self):
         yield from self.peak_flops.values()
@@ -325,6 +333,8 @@ def _key(name: str) -> str:
     return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
+_BY_KEY = {_key(n): n for n in PRESETS}
+
 _ALIASES = {
     "a100": "A100_SXM_80GB", "a10080gb": "A100_SXM_80GB", "a100sxm": "A100_SXM_80GB",
     "h100": "H100_SXM", "h100sxm5": "H100_SXM",
@@ -344,8 +354,7 @@ def get(name: str) -> Hardware:
     if isinstance(name, Hardware):
         return name
     key = _key(str(name))
-    by_key = {_key(n): n for n in PRESETS}
-    target = by_key.get(key) or _ALIASES.get(key)
+    target = _BY_KEY.get(key) or _ALIASES.get(key)
     if target is None:
         raise ValueError(f"hardware: unknown chip {name!r}; known: {', '.join(PRESETS)}")
     return PRESETS[target]

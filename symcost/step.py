@@ -105,9 +105,19 @@ class InferenceStep:
     activation_memory: Any
     memory_per_chip: Any
     tokens_per_second: Any
-    prefill: LayerMetrics
-    decode: LayerMetrics
+    prefill_rows: tuple
+    decode_rows: tuple
     hardware: Hardware
+
+    @property
+    def prefill(self) -> LayerMetrics:
+        """The whole model's prefill metrics (all layers on one chip)."""
+        return sum((m if n == 1 else m * n for _, n, m in self.prefill_rows), 0)
+
+    @property
+    def decode(self) -> LayerMetrics:
+        """The whole model's decode metrics (all layers on one chip)."""
+        return sum((m if n == 1 else m * n for _, n, m in self.decode_rows), 0)
 
     @property
     def fits(self) -> Optional[bool]:
@@ -124,7 +134,11 @@ def part_values(model: "Model", b: Any, s: Any, phase: str, dtype: Any, chip: Ha
                 overlap: bool) -> dict[tuple[str, str], Any]:
     """``{(part, quantity): value}`` for part in embedding, blocks (all of them, counts applied),
     tail (final norm + LM head) and quantity in latency, weight, activation, kv."""
-    rows = model.breakdown(b, s, phase, dtype, chip, recompute, overlap)
+    return values_from_rows(model.breakdown(b, s, phase, dtype, chip, recompute, overlap))
+
+
+def values_from_rows(rows: list[tuple[str, Any, LayerMetrics]]) -> dict[tuple[str, str], Any]:
+    """:func:`part_values` from a model's :meth:`~symcost.model.Model.breakdown` rows."""
     values: dict[tuple[str, str], Any] = {}
     for key, field in _FIELDS.items():
         get = {name: (n, sp.sympify(getattr(m, field))) for name, n, m in rows}
@@ -246,29 +260,30 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
             S.seq_len if seq_len is None else dim(seq_len, "seq_len"))
     p = par.pp
     sharded = model.with_parallelism(par)
-    prefill = part_values(sharded, b, s, "prefill", datatype, chip, "none", overlap)
-    decode = part_values(sharded, b, s, "decode", datatype, chip, "none", overlap)
+    prefill_rows = sharded.breakdown(b, s, "prefill", datatype, chip, "none", overlap)
+    decode_rows = sharded.breakdown(b, s, "decode", datatype, chip, "none", overlap)
+    prefill, decode = values_from_rows(prefill_rows), values_from_rows(decode_rows)
     h = sharded.blocks[0][0].hidden_size
     e = datatype.bytes
     hops = (p - 1) if p != 1 else 0
     stride = par.tp * par.sp * par.dp
-    ttft = _stages(prefill, "latency", 1)[0] + hops * _span_time("p2p", 2, b * s * h * e / par.tp, chip, stride)
-    tpot = _stages(decode, "latency", 1)[0] + hops * _span_time("p2p", 2, b * h * e / par.tp, chip, stride)
+    ttft, tpot = _stages(prefill, "latency", 1)[0], _stages(decode, "latency", 1)[0]
+    if p != 1:
+        ttft += hops * _span_time("p2p", 2, b * s * h * e / par.tp, chip, stride)
+        tpot += hops * _span_time("p2p", 2, b * h * e / par.tp, chip, stride)
     w_first, w_last = _stages(decode, "weight", p)
     kv_first, kv_last = _stages(decode, "kv", p)
     # inference activations are a transient peak: the largest layer's, whatever the depth
-    act = exact(sp.Max(*(sp.sympify(m.activation_memory_per_chip) for _, _, m in
-                         sharded.breakdown(b, s, "prefill", datatype, chip, "none", overlap))))
+    peaks = [m.activation_memory_per_chip for _, _, m in prefill_rows]
+    act = max(peaks) if not any(isinstance(x, sp.Basic) for x in peaks) else exact(sp.Max(*peaks))
     if p == 1:
         weights, kv = w_first, kv_first
         memory = weights + kv + act
     else:
         weights, kv = _max(w_first, w_last), _max(kv_first, kv_last)
         memory = _max(w_first + kv_first, w_last + kv_last) + act
-    merged_prefill = sharded.compute_metrics(b, s, "prefill", datatype, chip, overlap=overlap)
-    merged_decode = sharded.compute_metrics(b, s, "decode", datatype, chip, overlap=overlap)
     return InferenceStep(ttft=exact(ttft), tpot=exact(tpot), kv_cache_memory=exact(kv),
                          weight_memory=exact(weights), activation_memory=exact(act),
                          memory_per_chip=exact(memory), tokens_per_second=exact(b / tpot),
-                         prefill=merged_prefill, decode=merged_decode, hardware=chip)
+                         prefill_rows=tuple(prefill_rows), decode_rows=tuple(decode_rows), hardware=chip)
 
