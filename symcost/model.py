@@ -277,6 +277,27 @@ class Model(BaseModel):
 
         return inference_step(self, hardware, batch_size, seq_len, dtype, parallelism, overlap)
 
+    def max_batch_size(self, hardware: Hardware | str, seq_len: Any, dtype: DtypeLike = "bf16",
+                       parallelism: ParallelismLike = None):
+        """The largest serving batch that fits at ``seq_len`` (see :func:`symcost.step.max_batch_size`)."""
+        from .step import max_batch_size
+
+        return max_batch_size(self, hardware, seq_len, dtype, parallelism)
+
+    def max_context(self, hardware: Hardware | str, batch_size: Any = 1, dtype: DtypeLike = "bf16",
+                    parallelism: ParallelismLike = None):
+        """The longest context that fits for ``batch_size`` sequences (see
+        :func:`symcost.step.max_context`).
+
+        >>> from symcost import models
+        >>> r = models.get("llama-3-8b").max_context("H100_SXM")     # prefill activations bind first
+        >>> r.status, 250_000 < r.value < 500_000
+        ('found', True)
+        """
+        from .step import max_context
+
+        return max_context(self, hardware, batch_size, dtype, parallelism)
+
     def with_parallelism(self, parallelism: ParallelismLike) -> "Model":
         """The same model with every layer under ``parallelism``."""
         par = Parallelism.coerce(parallelism)

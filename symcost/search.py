@@ -56,7 +56,7 @@ class SearchResult:
     seconds: float
 
     def __len__(self) -> int:
-        return len(self.columns["step_time"])
+        return len(next(iter(self.columns.values())))
 
     def row(self, i: int) -> dict[str, Any]:
         """The ``i``-th best configuration as a dict of plain Python values."""
@@ -85,14 +85,22 @@ class SearchResult:
     def __str__(self) -> str:
         head = (f"{self.num_candidates:,} candidates, {self.num_valid:,} divide, {self.num_fit:,} fit "
                 f"({self.seconds:.2f} s)\n")
-        cols = ("tp", "pp", "dp", "sp", "ep", "micro_batch", "interleave", "recompute", "zero_stage",
-                "step_time", "memory_per_chip", "mfu")
+        cols = [c for c in ("tp", "pp", "dp", "sp", "ep", "micro_batch", "interleave", "recompute", "zero_stage",
+                            "step_time", "ttft", "tpot", "memory_per_chip", "mfu") if c in self.columns]
         lines = ["  ".join(f"{c:>11}" for c in cols)]
         for r in self.rows(10):
-            sp_ = "tp" if r["megatron_sp"] else r["sp"]
-            cells = [r["tp"], r["pp"], r["dp"], sp_, r["ep"], r["micro_batch"], r["interleave"], r["recompute"],
-                     r["zero_stage"], f"{r['step_time']:.4g} s", f"{r['memory_per_chip'] / 1e9:.1f} GB",
-                     f"{r['mfu']:.3f}"]
+            cells = []
+            for c in cols:
+                value = r[c]
+                if c == "sp" and r.get("megatron_sp"):
+                    value = "tp"
+                elif c in ("step_time", "ttft", "tpot"):
+                    value = f"{value:.4g} s"
+                elif c == "memory_per_chip":
+                    value = f"{value / 1e9:.1f} GB"
+                elif c == "mfu":
+                    value = f"{value:.3f}"
+                cells.append(value)
             lines.append("  ".join(f"{str(c):>11}" for c in cells))
         return head + "\n".join(lines)
 
@@ -140,18 +148,24 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
                 phase: str = "training", dtype: str = "bf16", *, max_micro_batch: int = 16,
                 max_interleave: int = 8, recompute: Sequence[str] = ("none", "selective", "full"),
                 zero_stages: Sequence[int] = (0, 1, 2, 3),
-                overlap: Sequence[bool] = (False,)) -> SearchResult:
+                overlap: Sequence[bool] = (False,), objective: str = "tpot") -> SearchResult:
     """Rank every training configuration of ``model`` on ``num_chips`` chips by step time.
 
     Discards configurations that do not divide (heads, KV heads, FFN width, vocabulary, layers,
     batch, sequence, experts) or do not fit the chip's HBM. ``overlap=(False, True)`` also tries
     hiding TP/SP communication behind compute. Returns a :class:`SearchResult`.
+
+    With ``phase="inference"``: every (t, p, d) serving ``global_batch`` sequences of ``seq_len``
+    tokens (``global_batch / d`` per replica), ranked by ``objective`` (``"tpot"`` or ``"ttft"``).
     """
     import time
 
     start = time.perf_counter()
+    if phase == "inference":
+        return _inference(model, get_hardware(hardware), int(num_chips), int(global_batch), int(seq_len),
+                          DataType.parse(dtype), objective, start)
     if phase != "training":
-        raise ValueError(f"phase: the search ranks training configurations; got {phase!r}")
+        raise ValueError(f"phase: 'training' or 'inference', got {phase!r}")
     chip = get_hardware(hardware)
     datatype = DataType.parse(dtype)
     N, B, s = int(num_chips), int(global_batch), int(seq_len)
@@ -245,3 +259,32 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     return SearchResult(columns, candidates, len(rows), int(fit.sum()), time.perf_counter() - start)
 
 
+
+
+def _inference(model: Model, chip: Hardware, N: int, batch: int, s: int, datatype: DataType, objective: str,
+               start: float) -> SearchResult:
+    """The inference search: few candidates, each evaluated exactly."""
+    import time
+
+    if objective not in ("tpot", "ttft"):
+        raise ValueError(f"objective must be 'tpot' or 'ttft', got {objective!r}")
+    rows, candidates, valid = [], 0, 0
+    for t in _divisors(N):
+        for p in _divisors(N // t):
+            d = N // (t * p)
+            candidates += 1
+            if batch % d or int(model.num_layers) % p:
+                continue
+            par = {"tensor_parallel": t, "pipeline_parallel": p, "data_parallel": d}
+            try:
+                step = model.inference_step(chip, batch // d, s, datatype, par)
+            except ValueError:
+                continue  # heads, KV heads, FFN width or vocabulary do not divide
+            valid += 1
+            if step.fits:
+                rows.append((t, p, d, batch // d, float(step.ttft), float(step.tpot),
+                             float(step.memory_per_chip), batch / float(step.tpot)))
+    rows.sort(key=lambda r: r[5] if objective == "tpot" else r[4])
+    names = ("tp", "pp", "dp", "micro_batch", "ttft", "tpot", "memory_per_chip", "tokens_per_second")
+    columns = {n: np.array([r[i] for r in rows]) for i, n in enumerate(names)}
+    return SearchResult(columns, candidates, valid, len(rows), time.perf_counter() - start)

@@ -287,3 +287,26 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
                          memory_per_chip=exact(memory), tokens_per_second=exact(b / tpot),
                          prefill_rows=tuple(prefill_rows), decode_rows=tuple(decode_rows), hardware=chip)
 
+
+
+def max_batch_size(model: "Model", hardware: Hardware | str, seq_len: Any, dtype: Any = "bf16",
+                   parallelism: ParallelismLike = None):
+    """The largest batch whose weights, KV cache at ``seq_len`` and activations fit one chip's
+    HBM (a :class:`~symcost.solve.IntegerSolution`, verified at n and n + 1)."""
+    from .solve import max_integer
+
+    chip = get_hardware(hardware)
+    step = inference_step(model, chip, None, seq_len, dtype, parallelism)
+    return max_integer(step.memory_per_chip, S.batch_size, chip.hbm_capacity)
+
+
+def max_context(model: "Model", hardware: Hardware | str, batch_size: Any = 1, dtype: Any = "bf16",
+                parallelism: ParallelismLike = None):
+    """The longest context (``seq_len``) whose weights, KV cache and activations fit one chip's
+    HBM for ``batch_size`` sequences, verified at n and n + 1 (a multiple of the Ulysses degree)."""
+    from .solve import max_integer
+
+    chip = get_hardware(hardware)
+    par = Parallelism.coerce(parallelism)
+    step = inference_step(model, chip, batch_size, None, dtype, par)
+    return max_integer(step.memory_per_chip, S.seq_len, chip.hbm_capacity, multiple_of=int(par.sp))

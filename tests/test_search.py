@@ -84,3 +84,20 @@ def test_only_training_is_searched():
     """The search ranks training configurations; other phases are refused."""
     with pytest.raises(ValueError, match="training"):
         search.parallelism(models.get("llama-3-8b"), "H100_SXM", 8, 8, 2048, phase="decode")
+
+
+def test_inference_search_ranks_by_tpot_and_matches_the_exact_step():
+    """Inference: every (t, p, d) that divides and fits, fastest TPOT first, each row equal to
+    the exact inference step."""
+    model = models.get("llama-3-70b")
+    table = search.parallelism(model, "H100_SXM", num_chips=16, global_batch=16, seq_len=4096,
+                               phase="inference")
+    assert np.all(np.diff(table.columns["tpot"]) >= 0)
+    best = table.best
+    step = model.inference_step("H100_SXM", best["micro_batch"], 4096,
+                                parallelism={"tensor_parallel": best["tp"], "pipeline_parallel": best["pp"],
+                                             "data_parallel": best["dp"]})
+    assert best["tpot"] == float(step.tpot) and step.fits
+    assert table.num_candidates == 15  # (t, p) pairs with t * p | 16
+    by_ttft = search.parallelism(model, "H100_SXM", 16, 16, 4096, phase="inference", objective="ttft")
+    assert np.all(np.diff(by_ttft.columns["ttft"]) >= 0)

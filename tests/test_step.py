@@ -157,3 +157,20 @@ def test_inference_pipeline_adds_stage_hops():
     four = model.inference_step(H100, batch_size=2, seq_len=512, parallelism={"pipeline_parallel": 4})
     hop = ALPHA + Fraction(2 * 1024 * 2, NVLINK)  # b * h * e bytes per decode hop
     assert four.tpot == one.tpot + 3 * hop
+
+
+def test_max_context_and_batch_are_verified_by_the_exact_step():
+    """The largest context (and batch) that fits: the step at n fits, at n + 1 it does not."""
+    model = models.get("llama-3-8b")
+    r = model.max_context(H100, batch_size=2, parallelism={"tensor_parallel": 2})
+    fits = [model.inference_step(H100, batch_size=2, seq_len=n, parallelism={"tensor_parallel": 2}).fits
+            for n in (r.value, r.value + 1)]
+    assert fits == [True, False]
+    r = model.max_batch_size(H100, seq_len=8192)
+    fits = [model.inference_step(H100, batch_size=n, seq_len=8192).fits for n in (r.value, r.value + 1)]
+    assert fits == [True, False]
+    # by hand, at seq_len 8192: weights 16,060,522,496 bytes; per sequence the KV cache
+    # 2*8192*8*128*2*32 = 1,073,741,824 bytes and the largest prefill peak, a block's: its residual
+    # stream 8192*4096*2 = 67,108,864 plus the MLP's 8192*(2*4096 + 2*14336)*2 = 603,979,776;
+    # n = (80e9 - 16,060,522,496) // 1,744,830,464
+    assert r.value == (80 * 10**9 - 16_060_522_496) // (1_073_741_824 + 67_108_864 + 603_979_776) == 36
