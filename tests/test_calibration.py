@@ -1,0 +1,32 @@
+"""Fidelity: the calibrated time model against Narayanan et al. 2021, Table 1."""
+
+import pytest
+
+from symcost import calibration, hardware
+
+
+def test_table_loads_with_the_papers_flop_count():
+    """Ten rows; F for the 1.7B row equals 96 B s l h^2 (1 + s/(6h) + V/(16 l h))."""
+    rows = calibration.load_table()
+    assert len(rows) == 10
+    r = rows[0]
+    B, s, l_, h, V = 512, 2048, 24, 2304, 51200
+    assert r.paper_flops == 96 * B * s * l_ * h**2 + 96 * B * s * l_ * h**2 * s // (6 * h) + 6 * B * s * h * V
+
+
+@pytest.mark.parametrize("index", range(10))
+def test_calibrated_predictions_within_ten_percent(index):
+    """With the calibrated efficiencies each row's achieved TFLOP/s per GPU is predicted within
+    10 % (the full table, recomputed by benchmarks/calibrate.py, is in the README)."""
+    row = calibration.load_table()[index]
+    prediction = calibration.predict(row, calibration.megatron_a100())
+    assert abs(prediction.relative_error) < 0.10
+
+
+def test_calibration_is_explicit_in_hardware_fields():
+    """The calibrated chip differs from the datasheet one only in its efficiency fields."""
+    chip = calibration.megatron_a100()
+    base = hardware.A100_SXM_80GB
+    assert chip.matmul_efficiency == calibration.MEGATRON_A100_EFFICIENCY["matmul"]
+    assert {k: v for k, v in chip.to_dict().items() if not k.endswith("efficiency")} == {
+        k: v for k, v in base.to_dict().items() if not k.endswith("efficiency")}
