@@ -11,7 +11,9 @@ bytes per element; with numbers for every input, the same expressions collapse t
 """
 
 from . import hardware as hardware
+from . import calibration as calibration
 from . import models as models
+from . import search as search
 from . import solve as solve
 from . import symbols as symbols
 from .dtypes import DataType as DataType
@@ -57,7 +59,9 @@ __all__ = [
     "Hardware",
     "Sweeper",
     "TransformerBlock",
+    "calibration",
     "models",
+    "search",
     "hardware",
     "solve",
     "sweep",
