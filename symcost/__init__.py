@@ -10,8 +10,8 @@ bytes per element; with numbers for every input, the same expressions collapse t
 549755813888
 """
 
-from . import hardware as hardware
 from . import calibration as calibration
+from . import hardware as hardware
 from . import models as models
 from . import search as search
 from . import solve as solve
