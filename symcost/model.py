@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, Literal, Union
 
 import sympy as sp
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from . import symbols as S
 from ._expr import dim, exact
@@ -128,12 +128,12 @@ class Model(BaseModel):
     final_norm: NormLayer
     lm_head: LMHeadLayer
 
-    @model_validator(mode="after")
-    def _check(self) -> "Model":
-        if not self.blocks:
+    @field_validator("blocks", mode="before")
+    @classmethod
+    def _counts(cls, blocks: Any) -> tuple:
+        if not blocks:
             raise ValueError("a model needs at least one block")
-        object.__setattr__(self, "blocks", tuple((blk, dim(n, "count")) for blk, n in self.blocks))
-        return self
+        return tuple((blk, dim(n, "count")) for blk, n in blocks)
 
     # -- structure ---------------------------------------------------------------------------
 

@@ -67,7 +67,7 @@ _CACHE: dict[str, Model] = {}
 
 
 def _key(name: str) -> str:
-    return name.strip().lower().replace("_", "-").replace("meta-llama-", "").replace("meta-", "")
+    return name.strip().lower().replace("_", "-")
 
 
 def names() -> list[str]:
