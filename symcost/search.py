@@ -83,12 +83,16 @@ class SearchResult:
                            sequence_parallel=seq, expert_parallel=r["ep"])
 
     def __str__(self) -> str:
+        return self.format(10)
+
+    def format(self, n: int = 10) -> str:
+        """The counts and the ``n`` best rows as a text table."""
         head = (f"{self.num_candidates:,} candidates, {self.num_valid:,} divide, {self.num_fit:,} fit "
                 f"({self.seconds:.2f} s)\n")
         cols = [c for c in ("tp", "pp", "dp", "sp", "ep", "micro_batch", "interleave", "recompute", "zero_stage",
                             "step_time", "ttft", "tpot", "memory_per_chip", "mfu") if c in self.columns]
         lines = ["  ".join(f"{c:>11}" for c in cols)]
-        for r in self.rows(10):
+        for r in self.rows(n):
             cells = []
             for c in cols:
                 value = r[c]

@@ -19,3 +19,31 @@ def test_quickstart_prints_the_seed_numbers():
     assert f"{2 * 2 * 512 * 4096 * 8192:,}" in out
     # training, t = 4: 12 b s h f / t = 12 * 8 * 4096 * 4096 * 14336 / 4
     assert f"{12 * 8 * 4096 * 4096 * 14336 // 4:,}" in out
+
+
+def test_max_context_h100_vs_h200():
+    """H200's larger HBM serves a longer context than H100's, for both batch sizes."""
+    lines = [line for line in run("max_context.py").splitlines() if "max context" in line]
+    assert len(lines) == 4
+    context = {(line.split()[0], line.split()[2]): int(line.split("max context")[1].split()[0].replace(",", ""))
+               for line in lines}
+    assert context[("H200_SXM", "1:")] > context[("H100_SXM", "1:")]
+    assert context[("H200_SXM", "8:")] > context[("H100_SXM", "8:")]
+
+
+def test_decode_roofline_example():
+    """At batch 1 every projection of a decode step is memory-bound; the ridge point is
+    989.4e12 / 3.35e12 = 295 FLOP/byte."""
+    out = run("decode_roofline.py")
+    assert "ridge point: 295 FLOP/byte" in out
+    batch1 = out.split("batch 1:")[1].split("batch 16:")[0]
+    assert "compute-bound" not in batch1 and "memory-bound" in batch1
+
+
+def test_search_example_prints_a_best_configuration():
+    """The Llama-3-70B search names a best configuration whose degrees multiply to 64."""
+    out = run("search_llama70b.py")
+    best = out.split("best: ")[1]
+    degrees = {k: int(best.split(f"{k}=")[1].split()[0]) for k in ("TP", "PP", "DP")}
+    sp = best.split("SP=")[1].split()[0]
+    assert degrees["TP"] * degrees["PP"] * degrees["DP"] * (1 if sp == "megatron" else int(sp)) == 64

@@ -1,0 +1,95 @@
+"""The symcost command end to end, in a subprocess: every subcommand and bad input."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from symcost import models
+
+
+def run(*args, check=True):
+    result = subprocess.run([sys.executable, "-m", "symcost", *args], capture_output=True, text=True, timeout=120)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_default_report_is_llama_3_8b_on_h100():
+    """No arguments: the report for llama-3-8b on H100_SXM with all three phases and the max context."""
+    out = run().stdout
+    assert "llama-3-8b (8,030,261,248 parameters) on H100_SXM" in out
+    for phase in ("== prefill ==", "== decode ==", "== training =="):
+        assert phase in out
+    assert "memory-bound" in out and "compute-bound" in out
+    assert "longest context that fits" in out
+
+
+def test_report_json_numbers():
+    """--json gives the exact numbers: decode KV cache of llama-3-8b at 8192 keys, batch 2, tp 2:
+    2 * 2 * 8192 * (8/2) * 128 * 2 bytes * 32 layers."""
+    data = json.loads(run("report", "--json", "--phase", "decode", "--batch", "2", "--tp", "2").stdout)
+    kv = data["phases"]["decode"]["total"]["memory_per_chip"]["kv_cache"]
+    assert kv == 2 * 2 * 8192 * 4 * 128 * 2 * 32
+    assert data["parameters"] == 8_030_261_248
+    assert data["max_context"] > 0
+
+
+def test_solve_subcommands():
+    """solve max-seq-len, max-batch and min-tp agree with the library."""
+    model = models.get("llama-3-8b")
+    data = json.loads(run("solve", "max-seq-len", "--json").stdout)
+    assert data["value"] == model.max_context("H100_SXM").value
+    data = json.loads(run("solve", "max-batch", "--seq", "8192", "--json").stdout)
+    assert data["value"] == model.max_batch_size("H100_SXM", seq_len=8192).value == 36
+    data = json.loads(run("solve", "min-tp", "--model", "llama-3-70b", "--seq", "32768", "--batch", "8",
+                          "--json").stdout)
+    assert data["value"] == 4 and [c["fits"] for c in data["checked"]] == [False, False, True]
+
+
+def test_sweep_writes_csv(tmp_path):
+    """sweep writes one CSV row per grid point."""
+    out = tmp_path / "grid.csv"
+    run("sweep", "--batch", "1,4", "--seq", "1024,2048,4096", "--tp", "1,2", "--out", str(out))
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 2 * 3 * 2
+    assert {r["bound"] for r in rows} <= {"compute", "memory", "communication"}
+
+
+def test_search_and_lists():
+    """search prints a ranked table; hardware and models list the presets."""
+    out = run("search", "--chips", "8", "--global-batch", "16", "--seq", "2048", "--top", "3")
+    assert "candidates" in out.stdout and "candidates in" in out.stderr
+    data = json.loads(run("search", "--chips", "8", "--global-batch", "16", "--seq", "2048", "--json").stdout)
+    assert data["num_fit"] > 0 and len(data["rows"]) == 10
+    assert "H100_SXM" in run("hardware", "list").stdout
+    names = [m["name"] for m in json.loads(run("models", "list", "--json").stdout)["models"]]
+    assert names == models.names()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["report", "--dtype", "fp64"], "argument --dtype: invalid choice: 'fp64' (choose from 'fp32'"),
+        (["report", "--model", "llama-9"], "argument --model: unknown model 'llama-9' (choose from llama-2-7b"),
+        (["report", "--hardware", "h800"], "argument --hardware: unknown chip 'h800' (choose from A100_SXM_80GB"),
+        (["report", "--tp", "0"], "argument --tp: expected a positive integer, got 0"),
+        (["report", "--tp", "3"], "num_heads must be divisible by tensor_parallel"),
+        (["solve", "max-width"], "argument quantity: invalid choice: 'max-width'"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    """Bad options: one line on stderr naming the option and the choices; exit code 2."""
+    result = run(*args, check=False)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("symcost: error: ")
+    assert message in result.stderr
+
+
+def test_help_everywhere():
+    """--help works for the command and every subcommand."""
+    for sub in ([], ["report"], ["solve"], ["sweep"], ["search"], ["latex"], ["hardware", "list"], ["models", "list"]):
+        assert "usage:" in run(*sub, "--help").stdout
