@@ -16,7 +16,7 @@ print(f"H100 ridge point: {float(ridge):.0f} FLOP/byte (bf16 peak / HBM bandwidt
 for batch in (1, 16, 256):
     m = block.compute_metrics(batch_size=batch, seq_len=4096, phase="decode", dtype="bf16", hardware=chip)
     print(f"\nbatch {batch}: block latency {float(m.latency) * 1e6:.1f} us, bound: {m.bound}")
-    for op, n in m.ops:
+    for op, _count in m.ops:
         if not op.hbm_bytes:
             continue
         t = op_time(op, chip, peak)

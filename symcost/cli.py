@@ -110,7 +110,8 @@ def _int_list(text: str) -> list[int]:
 
 def _add_common(p: argparse.ArgumentParser, phase: bool = True) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"preset name or config.json (default {DEFAULT_MODEL})")
-    p.add_argument("--hardware", default=DEFAULT_HARDWARE, help=f"preset name or .json/.yaml (default {DEFAULT_HARDWARE})")
+    p.add_argument("--hardware", default=DEFAULT_HARDWARE,
+                   help=f"preset name or .json/.yaml (default {DEFAULT_HARDWARE})")
     p.add_argument("--tp", type=_positive, default=1, help="tensor-parallel degree")
     p.add_argument("--pp", type=_positive, default=1, help="pipeline-parallel degree")
     p.add_argument("--dp", type=_positive, default=1, help="data-parallel degree")
@@ -219,7 +220,8 @@ def report(args: argparse.Namespace) -> int:
                 lines.append(f"{'':6s}{o['op']:26s} {o['bound']}-bound")
         total = model.compute_metrics(batch, seq, phase, dtype, chip)  # residual adds included
         lines.append(f"{'total':24s} {'':>4s} {_human(total.flops_per_chip, 'FLOP'):>12s} "
-                     f"{_human(total.hbm_bytes_per_chip, 'B'):>12s} {_human(total.latency, 's'):>10s} {total.bound:>13s}")
+                     f"{_human(total.hbm_bytes_per_chip, 'B'):>12s} {_human(total.latency, 's'):>10s} "
+                     f"{total.bound:>13s}")
         mem = {"weights": total.weight_memory_per_chip, "activations": total.activation_memory_per_chip,
                "kv_cache": total.kv_cache_memory_per_chip, "total": total.memory_per_chip}
         lines.append("memory per chip: " + ", ".join(f"{k} {_human(v, 'B')}" for k, v in mem.items())
@@ -274,7 +276,8 @@ def solve(args: argparse.Namespace) -> int:
         r = min_degree(memory, None, chip.hbm_capacity, candidates)
         data = {"quantity": "min_tp", "value": r.value, "status": r.status,
                 "checked": [{"tp": n, "memory_per_chip": _num(v), "fits": f} for n, v, f in r.checked]}
-    line = f"{data['quantity']} for {model.name} on {chip.name}: {data['value'] if data['value'] is not None else data['status']}"
+    answer = data["value"] if data["value"] is not None else data["status"]
+    line = f"{data['quantity']} for {model.name} on {chip.name}: {answer}"
     _emit(args, data, [line])
     return 0
 
