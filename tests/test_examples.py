@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -47,3 +49,22 @@ def test_search_example_prints_a_best_configuration():
     degrees = {k: int(best.split(f"{k}=")[1].split()[0]) for k in ("TP", "PP", "DP")}
     sp = best.split("SP=")[1].split()[0]
     assert degrees["TP"] * degrees["PP"] * degrees["DP"] * (1 if sp == "megatron" else int(sp)) == 64
+
+
+def test_notebook_executes_and_prints_its_numbers():
+    """The tour notebook runs top to bottom and prints the numbers it promises: the training
+    matmul FLOPs of a gated MLP, 3 * 6 * b * s * h * f / t = 3 * 6 * 8 * 4096 * 4096 * 14336 / 4,
+    and the KV-cache-limited context 80e9 / 4096 bytes per token."""
+    nbclient = pytest.importorskip("nbclient")
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("ipykernel")
+    nb = nbformat.read(EXAMPLES / "tour.ipynb", as_version=4)
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(EXAMPLES)}}).execute()
+    text = "\n".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
+                     for out in cell.get("outputs", []))
+    assert f"{3 * 6 * 8 * 4096 * 4096 * 14336 // 4} compute" in text
+    assert str(80 * 10**9 // 4096) in text
+    latex_outputs = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
+                     if "text/latex" in out.get("data", {})]
+    assert len(latex_outputs) >= 3  # metrics, model and solver result render as LaTeX
