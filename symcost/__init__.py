@@ -13,6 +13,7 @@ bytes per element; with numbers for every input, the same expressions collapse t
 from . import calibration as calibration
 from . import hardware as hardware
 from . import models as models
+from . import plots as plots
 from . import search as search
 from . import solve as solve
 from . import symbols as symbols
@@ -61,6 +62,7 @@ __all__ = [
     "TransformerBlock",
     "calibration",
     "models",
+    "plots",
     "search",
     "hardware",
     "solve",
