@@ -277,8 +277,13 @@ def solve(args: argparse.Namespace) -> int:
         data = {"quantity": "min_tp", "value": r.value, "status": r.status,
                 "checked": [{"tp": n, "memory_per_chip": _num(v), "fits": f} for n, v, f in r.checked]}
     answer = data["value"] if data["value"] is not None else data["status"]
-    line = f"{data['quantity']} for {model.name} on {chip.name}: {answer}"
-    _emit(args, data, [line])
+    lines = [f"{data['quantity']} for {model.name} on {chip.name}: {answer}"]
+    if args.plot:
+        from .plots import memory_vs_seq_len
+
+        memory_vs_seq_len(model, chip, args.plot, batch_size=args.batch, dtype=args.dtype, parallelism=par)
+        lines.append(f"memory plot written to {args.plot}")
+    _emit(args, data, lines)
     return 0
 
 
@@ -321,8 +326,17 @@ def search_cmd(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"[{'#' * 40}] {table.num_candidates:,} candidates in {table.seconds:.2f} s", file=sys.stderr)
     rows = table.rows(args.top)
+    lines = [table.format(args.top)]
+    if args.plot and args.phase == "training" and rows:
+        from .plots import step_breakdown
+
+        steps = [model.training_step(chip, args.seq, args.global_batch, r["micro_batch"], args.dtype,
+                                     table.parallelism(i), r["recompute"], r["interleave"], r["zero_stage"],
+                                     r["overlap"]) for i, r in enumerate(rows[:3])]
+        step_breakdown(steps, args.plot, labels=[f"#{i + 1}" for i in range(len(steps))])
+        lines.append(f"step breakdown of the {len(steps)} best written to {args.plot}")
     _emit(args, {"num_candidates": table.num_candidates, "num_valid": table.num_valid, "num_fit": table.num_fit,
-                 "rows": rows}, [table.format(args.top)])
+                 "rows": rows}, lines)
     return 0
 
 
@@ -396,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, phase=False)
     p.add_argument("--batch", type=_positive, default=1)
     p.add_argument("--seq", type=_positive, default=8192)
+    p.add_argument("--plot", default=None, help="also write memory vs sequence length (.png or .svg)")
     p.set_defaults(func=solve)
 
     p = sub.add_parser("sweep", help="evaluate a grid and write CSV")
@@ -419,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phase", choices=["training", "inference"], default="training")
     p.add_argument("--dtype", choices=DTYPES, default="bf16")
     p.add_argument("--top", type=_positive, default=10)
+    p.add_argument("--plot", default=None, help="also write the 3 best steps' breakdown (.png or .svg)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=search_cmd)
 

@@ -93,3 +93,13 @@ def test_help_everywhere():
     """--help works for the command and every subcommand."""
     for sub in ([], ["report"], ["solve"], ["sweep"], ["search"], ["latex"], ["hardware", "list"], ["models", "list"]):
         assert "usage:" in run(*sub, "--help").stdout
+
+
+def test_plot_options_write_images(tmp_path):
+    """--plot writes the roofline (report) and memory-vs-context (solve) charts."""
+    pytest.importorskip("matplotlib")
+    roof, mem = tmp_path / "roof.png", tmp_path / "mem.svg"
+    run("report", "--phase", "decode", "--plot", str(roof))
+    run("solve", "max-seq-len", "--plot", str(mem))
+    assert roof.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and roof.stat().st_size > 1000
+    assert b"<svg" in mem.read_bytes()[:500]
