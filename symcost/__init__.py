@@ -12,6 +12,7 @@ bytes per element; with numbers for every input, the same expressions collapse t
 
 from . import calibration as calibration
 from . import hardware as hardware
+from . import latex as latex
 from . import models as models
 from . import plots as plots
 from . import search as search
@@ -65,6 +66,7 @@ __all__ = [
     "plots",
     "search",
     "hardware",
+    "latex",
     "solve",
     "sweep",
     "symbols",

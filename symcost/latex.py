@@ -56,7 +56,8 @@ __all__ = [
 
 _MEGATRON: dict[sp.Symbol, str] = S.latex_names()
 
-# NB: "How to Scale Your Model" (Austin et al., 2025, section "All the Transformer Math") names
+# NB: "How to Scale Your Model" (Austin et al. 2025, jax-ml.github.io/scaling-book, chapter
+# "All the Transformer Math You Need to Know") names
 # the model dimensions; it uses T for the query length and S for the key/value length, and
 # symcost has one sequence length, so seq_len is T. The parallel degrees (the book uses mesh axes
 # X, Y, Z rather than named degrees), bytes per element and the hardware symbols keep their
@@ -190,26 +191,50 @@ def expression(expr: Value, notation: str = "megatron") -> str:
 
 
 def _pieces(expr: Value, names: Mapping[sp.Symbol, str], width: int) -> list[str]:
-    """The LaTeX of a presented expression as lines of at most ``width`` source characters where
-    it is a sum (each continuation line starts with its sign); one line otherwise."""
+    r"""The LaTeX of a presented expression as lines of at most ``width`` source characters.
+
+    A long sum is broken between terms (each continuation line starts with its sign); a long
+    product ``c (t_1 + t_2 + ...)`` prints as ``c \left( t_1 + ... \right.`` with the sum broken
+    the same way and closed by ``\left. ... \right)``. Anything else stays on one line.
+    """
+    symbol_names = dict(names)
     pres = present(expr)
-    whole = sp.latex(pres, symbol_names=dict(names))
-    if len(whole) <= width or not isinstance(pres, sp.Add):
+    whole = sp.latex(pres, symbol_names=symbol_names)
+    if len(whole) <= width:
         return [whole]
+    if isinstance(pres, sp.Add):
+        return _broken_sum(pres, symbol_names, width, "")
+    if isinstance(pres, sp.Mul):
+        sums = [f for f in pres.args if isinstance(f, sp.Add)]
+        if len(sums) == 1:
+            (inner,) = sums
+            outside = sp.latex(sp.Mul(*(f for f in pres.args if f is not inner)), symbol_names=symbol_names)
+            prefix = "-" if outside == "-1" else ("" if outside == "1" else outside + " ")
+            lines = _broken_sum(inner, symbol_names, width, prefix + "\\left(")
+            if len(lines) == 1:
+                return [whole]
+            return ([lines[0] + " \\right."] + [f"\\left. {line} \\right." for line in lines[1:-1]]
+                    + [f"\\left. {lines[-1]} \\right)"])
+    return [whole]
+
+
+def _broken_sum(total: sp.Add, names: dict, width: int, opening: str) -> list[str]:
+    """The terms of ``total`` packed into lines of about ``width`` characters, the first line
+    starting with ``opening``."""
     lines: list[str] = []
-    current = ""
+    current = opening
     # the printer's own term order, so a broken sum reads as the unbroken one
-    for term in pres.as_ordered_terms():
-        tex = sp.latex(term, symbol_names=dict(names))
-        if current:
-            piece = f"- {tex[1:].lstrip()}" if tex.startswith("-") else f"+ {tex}"
-            if len(current) + 1 + len(piece) > width:
-                lines.append(current)
-                current = piece
-            else:
-                current = f"{current} {piece}"
+    for i, term in enumerate(total.as_ordered_terms()):
+        tex = sp.latex(term, symbol_names=names)
+        if i == 0:
+            current = f"{current} {tex}" if current else tex
+            continue
+        piece = f"- {tex[1:].lstrip()}" if tex.startswith("-") else f"+ {tex}"
+        if len(current) + 1 + len(piece) > width:
+            lines.append(current)
+            current = piece
         else:
-            current = tex
+            current = f"{current} {piece}"
     lines.append(current)
     return lines
 
@@ -275,14 +300,19 @@ def table(rows: Mapping[str, Metrics], fields: Sequence[str] = TABLE_FIELDS, not
     \bottomrule
     \end{tabular}
     """
+    return _table([(_text(str(label)), metrics) for label, metrics in rows.items()], fields, notation, width)
+
+
+def _table(rows: Sequence[tuple[str, Metrics]], fields: Sequence[str], notation: str, width: str | None) -> str:
+    """:func:`table` of rows whose labels are LaTeX already."""
     names = _names(notation)
     chosen = _check_fields(fields, "table")
     header = " & ".join(["Layer"] + [f"${_label(f, notation)}$" for f in chosen])
     body = []
-    for label, metrics in rows.items():
+    for label, metrics in rows:
         values = _values(metrics, chosen, "table")
         cells = [f"${sp.latex(present(v), symbol_names=dict(names))}$" for v in values.values()]
-        body.append(" & ".join([_text(str(label))] + cells) + " \\\\")
+        body.append(" & ".join([label] + cells) + " \\\\")
     lines = [f"\\begin{{tabular}}{{{'l' * (len(chosen) + 1)}}}", "\\toprule", header + " \\\\", "\\midrule",
              *body, "\\bottomrule", "\\end{tabular}"]
     text = "\n".join(lines)
@@ -452,7 +482,7 @@ def model_document(target: "Model | Layer | None" = None, phase: Phase | str = "
 
     >>> from symcost import GatedMLPLayer
     >>> tex = model_document(GatedMLPLayer(), phase="decode", notation="scaling-book")
-    >>> r"\mathrm{FLOPs}_{\mathrm{matmul}} &= 6 B D F" in tex, tex.count("\\newcommand")
+    >>> r"\mathrm{FLOPs}_{\mathrm{matmul}} &= 6 B F D" in tex, tex.count("\\newcommand")
     (True, 23)
     """
     from .layers.base import Layer
@@ -468,15 +498,15 @@ def model_document(target: "Model | Layer | None" = None, phase: Phase | str = "
         params = target.parameter_count
         used |= _used_symbols([sp.sympify(params)])
         blocks += [_section("Parameters"), _align_env([(r"N_{\mathrm{params}}", params)], names)]
-        rows: dict[str, LayerMetrics] = {}
+        rows: list[tuple[str, LayerMetrics]] = []
         for name, count, metrics in target.breakdown(phase=phase):
-            label = name.replace("_", " ")
+            label = _text(name.replace("_", " "))
             if count != 1:
-                label = f"{label} (x {count})"
-            rows[label] = metrics
+                label = f"{label} ($\\times {expression(count, notation)}$)"
+            rows.append((label, metrics))
             used |= _used_symbols(getattr(metrics, f) for f in TABLE_FIELDS)
             used |= _used_symbols([sp.sympify(count)])
-        blocks += [_section("Layers (one of each)"), _centered(table(rows, TABLE_FIELDS, notation, r"\linewidth"))]
+        blocks += [_section("Layers (one of each)"), _centered(_table(rows, TABLE_FIELDS, notation, r"\linewidth"))]
         total = target.compute_metrics(phase=phase)
         values = _values(total, formula_fields, "model_document")
         used |= _used_symbols(values.values())

@@ -49,20 +49,6 @@ METRIC_FIELDS = (
 )
 """The expression-valued fields of :class:`LayerMetrics`, in display order."""
 
-_LATEX_LABELS = {
-    "flops_per_chip": r"\mathrm{FLOPs}",
-    "matmul_flops_per_chip": r"\mathrm{FLOPs}_{\mathrm{matmul}}",
-    "hbm_bytes_per_chip": r"\mathrm{HBM\ traffic}",
-    "weight_memory_per_chip": r"M_{\mathrm{weights}}",
-    "activation_memory_per_chip": r"M_{\mathrm{act}}",
-    "kv_cache_memory_per_chip": r"M_{\mathrm{KV}}",
-    "comm_bytes_per_chip": r"\mathrm{comm\ bytes}",
-    "compute_time": r"T_{\mathrm{compute}}",
-    "memory_time": r"T_{\mathrm{memory}}",
-    "comm_time": r"T_{\mathrm{comm}}",
-    "latency": r"T",
-}
-
 _HARDWARE_SYMBOLS = {S.peak_flops, S.vector_flops, S.hbm_capacity, S.hbm_bandwidth,
                      S.scale_up_bandwidth, S.scale_up_domain, S.scale_out_bandwidth,
                      S.collective_latency}
@@ -362,25 +348,24 @@ class LayerMetrics:
             raise ValueError(f"lambdify: unknown fields {unknown}; valid: {', '.join(sorted(known))}")
         return Sweeper({name: getattr(self, name) for name in fields})
 
-    def to_latex(self, fields: Sequence[str] = METRIC_FIELDS) -> str:
-        """The fields as one LaTeX ``aligned`` block, canonical symbols in their LaTeX names.
+    def to_latex(self, fields: Sequence[str] = METRIC_FIELDS, notation: str = "megatron") -> str:
+        """The fields as one LaTeX ``aligned`` block, as stored, canonical symbols named by
+        ``notation`` (see :mod:`symcost.latex`, whose ``align`` also presents and breaks them).
 
         >>> from symcost import NormLayer
-        >>> print(NormLayer(kind="rmsnorm").compute_metrics(phase="prefill", dtype="bf16")
-        ...       .to_latex(["weight_memory_per_chip"]))
+        >>> m = NormLayer(kind="rmsnorm").compute_metrics(phase="prefill", dtype="bf16")
+        >>> print(m.to_latex(["weight_memory_per_chip"]))
         \\begin{aligned}
         M_{\\mathrm{weights}} &= 2 h
         \\end{aligned}
+        >>> print(m.to_latex(["weight_memory_per_chip"], notation="scaling-book"))
+        \\begin{aligned}
+        M_{\\mathrm{weights}} &= 2 D
+        \\end{aligned}
         """
-        names = S.latex_names()
-        unknown = [f for f in fields if f not in METRIC_FIELDS]
-        if unknown:
-            raise ValueError(f"to_latex: unknown fields {unknown}; valid: {', '.join(METRIC_FIELDS)}")
-        lines = [
-            f"{_LATEX_LABELS[f]} &= {sp.latex(sp.sympify(getattr(self, f)), symbol_names=names)}"
-            for f in fields
-        ]
-        return "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
+        from .latex import _aligned
+
+        return _aligned(self, fields, notation)
 
     def _repr_latex_(self) -> str:
         return "$\\displaystyle " + self.to_latex() + "$"

@@ -153,6 +153,19 @@ class Model(BaseModel):
         return exact(self.embedding.num_params + blocks + self.final_norm.num_params
                      + self.lm_head.num_params)
 
+    def _repr_latex_(self) -> str:
+        r"""The name, parameter count and depth, for notebooks (see :mod:`symcost.latex`).
+
+        >>> from symcost import Model
+        >>> print(Model.gpt(seq_len=2048)._repr_latex_())    # 12 L h^2 + 13 L h + (V + s) h + 2h
+        $\displaystyle \text{gpt}:\quad N_{\mathrm{params}} = h \left(12 L h + 13 L + V + 2050\right),\quad
+        N_{\mathrm{layers}} = L$
+        """
+        from .latex import _text, expression
+
+        return (f"$\\displaystyle \\text{{{_text(self.name)}}}:\\quad N_{{\\mathrm{{params}}}} = "
+                f"{expression(self.parameter_count)},\\quad N_{{\\mathrm{{layers}}}} = {expression(self.num_layers)}$")
+
     def parts(self) -> list[tuple[str, Layer, Any]]:
         """``(name, layer, count)`` for every distinct layer of the model."""
         out: list[tuple[str, Layer, Any]] = [("embedding", self.embedding, 1)]
