@@ -103,3 +103,14 @@ def test_plot_options_write_images(tmp_path):
     run("solve", "max-seq-len", "--plot", str(mem))
     assert roof.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and roof.stat().st_size > 1000
     assert b"<svg" in mem.read_bytes()[:500]
+
+
+def test_latex_subcommand_standalone():
+    """latex --standalone prints a complete document with the layer's formulas; bad notation is
+    one line, exit 2."""
+    out = run("latex", "--layer", "gqa", "--notation", "scaling-book", "--standalone").stdout
+    assert out.startswith("\\documentclass") and "\\end{document}" in out and "\\begin{align*}" in out
+    body = run("latex", "--model", "llama-3-8b").stdout
+    assert "\\documentclass" not in body and "8030261248" in body.replace(",", "").replace("{,}", "")
+    bad = run("latex", "--layer", "gqa", "--notation", "greek", check=False)
+    assert bad.returncode == 2 and "notation" in bad.stderr
