@@ -319,12 +319,19 @@ def search_cmd(args: argparse.Namespace) -> int:
 
     model = _model(args.model)
     chip = _hardware(args.hardware)
+    def bar(fraction: float, stage: str) -> None:
+        if not args.json:
+            filled = int(40 * fraction)
+            print(f"\r[{'#' * filled}{'.' * (40 - filled)}] {fraction:4.0%} {stage:32s}", end="",
+                  file=sys.stderr, flush=True)
+
     if not args.json:
-        print(f"searching {model.name} on {args.chips} x {chip.name} ...", file=sys.stderr, flush=True)
+        print(f"searching {model.name} on {args.chips} x {chip.name}", file=sys.stderr, flush=True)
     table = search.parallelism(model, chip, args.chips, args.global_batch, args.seq, phase=args.phase,
-                               dtype=args.dtype)
+                               dtype=args.dtype, progress=bar)
     if not args.json:
-        print(f"[{'#' * 40}] {table.num_candidates:,} candidates in {table.seconds:.2f} s", file=sys.stderr)
+        bar(1.0, "done")
+        print(f"\n{table.num_candidates:,} candidates in {table.seconds:.2f} s", file=sys.stderr)
     rows = table.rows(args.top)
     lines = [table.format(args.top)]
     if args.plot and args.phase == "training" and rows:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import sympy as sp
@@ -152,7 +152,8 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
                 phase: str = "training", dtype: str = "bf16", *, max_micro_batch: int = 16,
                 max_interleave: int = 8, recompute: Sequence[str] = ("none", "selective", "full"),
                 zero_stages: Sequence[int] = (0, 1, 2, 3),
-                overlap: Sequence[bool] = (False,), objective: str = "tpot") -> SearchResult:
+                overlap: Sequence[bool] = (False,), objective: str = "tpot",
+                progress: Optional[Callable[[float, str], None]] = None) -> SearchResult:
     """Rank every training configuration of ``model`` on ``num_chips`` chips by step time.
 
     Discards configurations that do not divide (heads, KV heads, FFN width, vocabulary, layers,
@@ -161,6 +162,7 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
 
     With ``phase="inference"``: every (t, p, d) serving ``global_batch`` sequences of ``seq_len``
     tokens (``global_batch / d`` per replica), ranked by ``objective`` (``"tpot"`` or ``"ttft"``).
+    ``progress(fraction, stage)`` is called as the search advances (the CLI draws its bar with it).
     """
     import time
 
@@ -214,9 +216,13 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     z_ = np.array([r[10] for r in rows], dtype=np.int64)
 
     # -- layer values, compiled per (KV regime, sequence mode, recompute) ----------------------
+    report = progress or (lambda fraction, stage: None)
+    report(0.1, f"{candidates:,} candidates enumerated")
     values = {key: np.empty(len(rows)) for key in _VALUE_SYMBOLS}
     regime = np.where((g is not None) & (t_ > (g or 0)), "replicated", "sharded")
-    for reg, msp, rc, ov in itertools.product(("sharded", "replicated"), (False, True), recompute, overlap):
+    variants = list(itertools.product(("sharded", "replicated"), (False, True), recompute, overlap))
+    for i, (reg, msp, rc, ov) in enumerate(variants):
+        report(0.1 + 0.7 * i / len(variants), "compiling layer variants")
         mask = (regime == reg) & (msp_ == msp) & (rc_ == rc) & (ov_ == ov)
         if not mask.any():
             continue
@@ -251,6 +257,7 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
         out = sweeper({k: v for k, v in inputs.items() if k in sweeper.args})
         step[mask], memory[mask], mfu[mask] = out["step_time"], out["memory_per_chip"], out["mfu"]
 
+    report(1.0, "ranked")
     fit = memory <= float(chip.hbm_capacity)
     order = np.argsort(np.where(fit, step, np.inf), kind="stable")[: int(fit.sum())]
     columns = {
