@@ -303,7 +303,7 @@ class LayerMetrics:
         result = self.subs(mapping, hardware=hardware, dtype=dtype, **values)
         left = result.free_symbols
         if left:
-            names = ", ".join(sorted(_describe(s) for s in left))
+            names = ", ".join(sorted(S.describe(s) for s in left))
             hint = ""
             if left & _HARDWARE_SYMBOLS:
                 hint = " (pass hardware= and dtype= to bind the chip)"
@@ -369,11 +369,6 @@ class LayerMetrics:
 
     def _repr_latex_(self) -> str:
         return "$\\displaystyle " + self.to_latex() + "$"
-
-
-def _describe(symbol: sp.Symbol) -> str:
-    row = S.info(symbol)
-    return f"{row.name} ({symbol})" if row else str(symbol)
 
 
 def _resolve_key(key: Any) -> sp.Symbol:

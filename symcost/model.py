@@ -196,8 +196,8 @@ class Model(BaseModel):
         >>> from symcost import Model
         >>> gpt = Model.gpt(hidden_size=1024, num_heads=16, num_layers=4, vocab_size=51200)
         >>> m = gpt.compute_metrics(batch_size=1, seq_len=1024, phase="training", dtype="bf16")
-        >>> m.matmul_flops_per_chip == 72 * 1024 * 4 * 1024**2 * (1 + 1024 / (6 * 1024)
-        ...                                                       + 51200 / (12 * 4 * 1024))
+        >>> from fractions import Fraction as Q        # 72 B s l h^2 (1 + s/(6h) + V/(12 l h))
+        >>> m.matmul_flops_per_chip == 72 * 1024 * 4 * 1024**2 * (1 + Q(1024, 6 * 1024) + Q(51200, 12 * 4 * 1024))
         True
         """
         rows = self.breakdown(batch_size, seq_len, phase, dtype, hardware, recompute, overlap)

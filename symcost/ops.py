@@ -19,7 +19,7 @@ from typing import Literal
 
 import sympy as sp
 
-from ._expr import Value, as_expr, exact, total
+from ._expr import Value, as_expr, exact
 
 __all__ = [
     "VECTOR_FLOPS",
@@ -417,6 +417,12 @@ class Collective:
             object.__setattr__(self, "span", self.group_size)
         for name in ("group_size", "payload_bytes", "count", "span"):
             object.__setattr__(self, name, exact(as_expr(getattr(self, name), f"Collective.{name}")))
+        for name in ("group_size", "count", "span"):
+            value = sp.sympify(getattr(self, name))
+            if value.is_positive is False or value.is_integer is False:
+                raise ValueError(f"Collective.{name} must be a positive integer, got {value}")
+        if sp.sympify(self.payload_bytes).is_negative:
+            raise ValueError(f"Collective.payload_bytes must be non-negative, got {self.payload_bytes}")
 
     @property
     def bytes_sent_per_chip(self) -> Value:
@@ -451,8 +457,3 @@ def merge_collectives(collectives) -> tuple[Collective, ...]:
         else:
             merged[c.key] = c
     return tuple(merged.values())
-
-
-def sum_ops(ops, attribute: str) -> sp.Expr:
-    """The sum of one attribute over ``ops`` (a sequence of ``(op, multiplicity)``)."""
-    return total(getattr(op, attribute) * mult for op, mult in ops)

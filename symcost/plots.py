@@ -127,11 +127,6 @@ def _save(fig: Any, out: Path, kind: str, dpi: float) -> Path:
     return out
 
 
-def _describe(symbol: sp.Symbol) -> str:
-    row = S.info(symbol)
-    return f"{row.name} ({symbol})" if row else str(symbol)
-
-
 def _free(values: Iterable[Any]) -> set[sp.Symbol]:
     out: set[sp.Symbol] = set()
     for value in values:
@@ -141,7 +136,7 @@ def _free(values: Iterable[Any]) -> set[sp.Symbol]:
 
 
 def _names(symbols: Iterable[sp.Symbol]) -> str:
-    return ", ".join(sorted(_describe(s) for s in symbols))
+    return ", ".join(sorted(S.describe(s) for s in symbols))
 
 
 def _hint(symbols: set[sp.Symbol]) -> str:

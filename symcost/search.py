@@ -218,7 +218,10 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     # -- layer values, compiled per (KV regime, sequence mode, recompute) ----------------------
     report = progress or (lambda fraction, stage: None)
     report(0.1, f"{candidates:,} candidates enumerated")
-    values = {key: np.empty(len(rows)) for key in _VALUE_SYMBOLS}
+    value_symbols = dict(_VALUE_SYMBOLS)
+    if moe:  # routed-expert weights are data-parallel over dp/ep only
+        value_symbols[("blocks", "expert_weight")] = sp.Symbol("_blocks_expert_weight")
+    values = {key: np.empty(len(rows)) for key in value_symbols}
     regime = np.where((g is not None) & (t_ > (g or 0)), "replicated", "sharded")
     variants = list(itertools.product(("sharded", "replicated"), (False, True), recompute, overlap))
     for i, (reg, msp, rc, ov) in enumerate(variants):
@@ -230,10 +233,10 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
                "sequence_parallel": "tp" if msp else S.sp}
         sym_model = _variant_model(model, reg).with_parallelism(par)
         vals = part_values(sym_model, S.batch_size, s, "training", datatype, chip, rc, bool(ov))
-        sweeper = Sweeper({f"{k[0]}.{k[1]}": vals[k] for k in _VALUE_SYMBOLS})
+        sweeper = Sweeper({f"{k[0]}.{k[1]}": vals[k] for k in value_symbols})
         inputs = {S.batch_size: b_[mask], S.tp: t_[mask], S.sp: u_[mask], S.ep: e_[mask]}
         out = sweeper({k: v for k, v in inputs.items() if k in sweeper.args})
-        for k in _VALUE_SYMBOLS:
+        for k in value_symbols:
             values[k][mask] = out[f"{k[0]}.{k[1]}"]
 
     # -- assembly, compiled per (ZeRO stage, p = 1?, v = 1?) -----------------------------------
@@ -248,12 +251,12 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
         if not mask.any() or (p1 and not v1):
             continue
         fields = assemble_training(
-            _VALUE_SYMBOLS, chip=chip, e=e_bytes, s=s, B=B, b=S.batch_size, t=S.tp, u=S.sp,
+            value_symbols, chip=chip, e=e_bytes, s=s, B=B, b=S.batch_size, t=S.tp, u=S.sp, ep=S.ep,
             p=1 if p1 else _P, d=_D, v=1 if v1 else _V, zero_stage=z, hidden_size=h,
             flops_per_sequence=flops_seq, peak=chip.peak_flops_expr(datatype))
         sweeper = Sweeper({k: fields[k] for k in ("step_time", "memory_per_chip", "mfu")})
         inputs = {S.batch_size: b_[mask], S.tp: t_[mask], S.sp: u_[mask], _P: p_[mask], _D: d_[mask],
-                  _V: v_[mask], **{sym: values[k][mask] for k, sym in _VALUE_SYMBOLS.items()}}
+                  _V: v_[mask], S.ep: e_[mask], **{sym: values[k][mask] for k, sym in value_symbols.items()}}
         out = sweeper({k: v for k, v in inputs.items() if k in sweeper.args})
         step[mask], memory[mask], mfu[mask] = out["step_time"], out["memory_per_chip"], out["mfu"]
 

@@ -33,6 +33,7 @@ from ._expr import check_divides, dim, exact
 from .dtypes import DataType
 from .hardware import Hardware
 from .hardware import get as get_hardware
+from .layers.moe import MoELayer
 from .metrics import LayerMetrics
 from .ops import Collective
 from .parallel import Parallelism, ParallelismLike
@@ -48,6 +49,11 @@ __all__ = ["TrainingStep", "InferenceStep", "training_step", "inference_step",
 # first and second moments: 4 and 4 + 4 + 4 bytes per parameter beside the weights themselves.
 GRADIENT_BYTES = sp.Integer(4)
 OPTIMIZER_BYTES = sp.Integer(12)
+
+
+def _fits(memory: Any, chip: Hardware) -> Optional[bool]:
+    verdict = sp.Le(sp.sympify(memory), sp.sympify(chip.hbm_capacity))
+    return None if verdict not in (sp.true, sp.false) else bool(verdict)
 
 
 def _min(a: Any, b: Any) -> Any:
@@ -83,8 +89,7 @@ class TrainingStep:
     @property
     def fits(self) -> Optional[bool]:
         """Whether ``memory_per_chip`` fits the chip's HBM (``None`` while symbolic)."""
-        verdict = sp.Le(sp.sympify(self.memory_per_chip), sp.sympify(self.hardware.hbm_capacity))
-        return None if verdict not in (sp.true, sp.false) else bool(verdict)
+        return _fits(self.memory_per_chip, self.hardware)
 
     def breakdown(self) -> dict[str, Any]:
         """Step time and memory, term by term (for display)."""
@@ -122,8 +127,7 @@ class InferenceStep:
     @property
     def fits(self) -> Optional[bool]:
         """Whether ``memory_per_chip`` fits the chip's HBM (``None`` while symbolic)."""
-        verdict = sp.Le(sp.sympify(self.memory_per_chip), sp.sympify(self.hardware.hbm_capacity))
-        return None if verdict not in (sp.true, sp.false) else bool(verdict)
+        return _fits(self.memory_per_chip, self.hardware)
 
 
 _FIELDS = {"latency": "latency", "weight": "weight_memory_per_chip",
@@ -134,7 +138,11 @@ def part_values(model: "Model", b: Any, s: Any, phase: str, dtype: Any, chip: Ha
                 overlap: bool) -> dict[tuple[str, str], Any]:
     """``{(part, quantity): value}`` for part in embedding, blocks (all of them, counts applied),
     tail (final norm + LM head) and quantity in latency, weight, activation, kv."""
-    return values_from_rows(model.breakdown(b, s, phase, dtype, chip, recompute, overlap))
+    values = values_from_rows(model.breakdown(b, s, phase, dtype, chip, recompute, overlap))
+    values[("blocks", "expert_weight")] = sp.Add(*(
+        n * blk.mlp.expert_params_per_chip * DataType.parse(dtype).bytes
+        for blk, n in model.blocks if isinstance(blk.mlp, MoELayer)))
+    return values
 
 
 def values_from_rows(rows: list[tuple[str, Any, LayerMetrics]]) -> dict[tuple[str, str], Any]:
@@ -165,7 +173,7 @@ def _span_time(kind: str, n: Any, payload: Any, chip: Hardware, stride: Any, cou
 
 def assemble_training(values: dict[tuple[str, str], Any], *, chip: Hardware, e: Any, s: Any, B: Any,
                       b: Any, t: Any, u: Any, p: Any, d: Any, v: Any, zero_stage: int, hidden_size: Any,
-                      flops_per_sequence: Any, peak: Any) -> dict[str, Any]:
+                      flops_per_sequence: Any, peak: Any, ep: Any = 1) -> dict[str, Any]:
     """The step's time and memory from its layers' per-micro-batch values (see the module
     docstring); every argument may be a number or a symbol (``p == 1`` and ``v == 1`` decide the
     pipeline's form, so symbols there mean p > 1 and v > 1)."""
@@ -186,19 +194,25 @@ def assemble_training(values: dict[tuple[str, str], Any], *, chip: Hardware, e: 
     w_first, w_last = _stages(values, "weight", p)
     weight_bytes = w_first if p == 1 else _max(w_first, w_last)
     params = weight_bytes / e
-    stride = t * u
-    if zero_stage == 0:
-        dp_comm = _span_time("all_reduce", d, params * GRADIENT_BYTES, chip, stride)
-    else:
-        dp_comm = (_span_time("reduce_scatter", d, params * GRADIENT_BYTES, chip, stride)
-                   + _span_time("all_gather", d, params * e, chip, stride))
-        if zero_stage == 3:  # gather the weights again for every micro-batch's forward and backward
-            dp_comm += _span_time("all_gather", d, params * e, chip, stride, count=2 * m)
+    # routed-expert parameters (MoE) are data-parallel over d/ep ranks only; the rest over d
+    expert = values.get(("blocks", "expert_weight"), 0) / e / p
+    groups = [(params - expert, d, t * u)]
+    if expert != 0:
+        groups.append((expert, d / ep, t * u * ep))
+    dp_comm = sp.Integer(0)
+    weights = gradients = optimizer = sp.Integer(0)
+    for n_params, n, stride in groups:
+        if zero_stage == 0:
+            dp_comm += _span_time("all_reduce", n, n_params * GRADIENT_BYTES, chip, stride)
+        else:
+            dp_comm += (_span_time("reduce_scatter", n, n_params * GRADIENT_BYTES, chip, stride)
+                        + _span_time("all_gather", n, n_params * e, chip, stride))
+            if zero_stage == 3:  # gather the weights again for every micro-batch's forward and backward
+                dp_comm += _span_time("all_gather", n, n_params * e, chip, stride, count=2 * m)
+        weights += n_params * e / (n if zero_stage == 3 else 1)
+        gradients += n_params * GRADIENT_BYTES / (n if zero_stage >= 2 else 1)
+        optimizer += n_params * OPTIMIZER_BYTES / (n if zero_stage >= 1 else 1)
     step = compute + sends + dp_comm
-
-    weights = weight_bytes / (d if zero_stage == 3 else 1)
-    gradients = params * GRADIENT_BYTES / (d if zero_stage >= 2 else 1)
-    optimizer = params * OPTIMIZER_BYTES / (d if zero_stage >= 1 else 1)
     a_first, a_last = _stages(values, "activation", p)
     if p == 1:
         activations = a_first
@@ -225,25 +239,28 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     chip = get_hardware(hardware)
     par = Parallelism.coerce(parallelism)
     datatype = DataType.parse(dtype)
-    if zero_stage not in (0, 1, 2, 3):
+    if isinstance(zero_stage, bool) or zero_stage not in (0, 1, 2, 3):
         raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
     s, B, b, v = (dim(seq_len, "seq_len"), dim(global_batch, "global_batch"),
                   dim(micro_batch, "micro_batch"), dim(interleave, "interleave"))
     check_divides(B, par.dp * b, "global_batch must be divisible by data_parallel * micro_batch")
     check_divides(model.num_layers, par.pp * v, "num_layers must be divisible by pipeline_parallel * interleave")
+    check_divides(par.dp, par.ep, "data_parallel must be divisible by expert_parallel (experts are sharded "
+                  "within the data-parallel group)")
     sharded = model.with_parallelism(par)
     values = part_values(sharded, b, s, "training", datatype, chip, recompute, overlap)
     fields = assemble_training(values, chip=chip, e=datatype.bytes, s=s, B=B, b=b, t=par.tp, u=par.sp,
                                p=par.pp, d=par.dp, v=v, zero_stage=zero_stage,
                                hidden_size=sharded.blocks[0][0].hidden_size,
                                flops_per_sequence=flops_per_sequence(model, s, datatype),
-                               peak=chip.peak_flops_expr(datatype))
+                               peak=chip.peak_flops_expr(datatype), ep=par.ep)
     return TrainingStep(hardware=chip, **{k: exact(v) for k, v in fields.items()})
 
 
 def flops_per_sequence(model: "Model", s: Any, datatype: DataType) -> Any:
-    """The model's training matmul FLOPs for one sequence, without recomputation (MFU's numerator)."""
-    one = model.compute_metrics(batch_size=1, seq_len=s, phase="training", dtype=datatype)
+    """The model's training matmul FLOPs for one sequence, without recomputation (MFU's numerator):
+    the whole model's, whatever parallelism ``model`` was built with."""
+    one = model.with_parallelism(None).compute_metrics(batch_size=1, seq_len=s, phase="training", dtype=datatype)
     return sp.sympify(one.matmul_flops_per_chip)
 
 
@@ -269,7 +286,8 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
     stride = par.tp * par.sp * par.dp
     ttft, tpot = _stages(prefill, "latency", 1)[0], _stages(decode, "latency", 1)[0]
     if p != 1:
-        ttft += hops * _span_time("p2p", 2, b * s * h * e / par.tp, chip, stride)
+        # the activations of one stage boundary, split over the TP (and Ulysses) ranks
+        ttft += hops * _span_time("p2p", 2, b * s * h * e / (par.tp * par.sp), chip, stride)
         tpot += hops * _span_time("p2p", 2, b * h * e / par.tp, chip, stride)
     w_first, w_last = _stages(decode, "weight", p)
     kv_first, kv_last = _stages(decode, "kv", p)
@@ -308,5 +326,7 @@ def max_context(model: "Model", hardware: Hardware | str, batch_size: Any = 1, d
 
     chip = get_hardware(hardware)
     par = Parallelism.coerce(parallelism)
+    if not par.sp.is_Integer:
+        raise ValueError(f"max_context: sequence_parallel must be a number, got {par.sp}")
     step = inference_step(model, chip, batch_size, None, dtype, par)
     return max_integer(step.memory_per_chip, S.seq_len, chip.hbm_capacity, multiple_of=int(par.sp))

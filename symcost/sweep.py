@@ -103,7 +103,7 @@ class Sweeper:
             given[symbol] = value
         missing = [s for s in self.args if s not in given]
         if missing:
-            raise ValueError("sweep: no values for " + ", ".join(_describe(s) for s in missing))
+            raise ValueError("sweep: no values for " + ", ".join(S.describe(s) for s in missing))
         # values for symbols the expressions do not use are allowed (a chip's whole table, say);
         # they still shape the result, so a swept axis never silently disappears
         arrays_in = {s: np.asarray(v, dtype=np.float64) for s, v in given.items()}
@@ -113,11 +113,6 @@ class Sweeper:
         return SweepResult({
             name: np.broadcast_to(np.asarray(out, dtype=np.float64), shape)
             for name, out in zip(self.names, outputs)})
-
-
-def _describe(symbol: sp.Symbol) -> str:
-    row = S.info(symbol)
-    return f"{row.name} ({symbol})" if row else str(symbol)
 
 
 def sweep(expr: Any, mapping: Mapping[Any, Any] | None = None, **arrays: Any) -> np.ndarray:

@@ -154,3 +154,13 @@ def latex_names() -> dict[sympy.Symbol, str]:
 def info(symbol: sympy.Symbol) -> SymbolInfo | None:
     """The table row of a canonical symbol, or ``None`` for any other symbol."""
     return _BY_SYMBOL.get(symbol)
+
+
+def describe(symbol: sympy.Symbol) -> str:
+    """``"name (printed)"`` for a canonical symbol, for error messages; else the symbol itself.
+
+    >>> describe(seq_len)
+    'seq_len (s)'
+    """
+    row = _BY_SYMBOL.get(symbol)
+    return f"{row.name} ({symbol})" if row else str(symbol)

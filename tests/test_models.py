@@ -216,3 +216,12 @@ def test_deepseek_v3_kv_cache_is_compressed():
     """DeepSeek-V3 keeps (512 + 64) latent values per token and layer: 1152 bytes in bf16."""
     m = models.get("deepseek-v3").compute_metrics(batch_size=1, seq_len=4096, phase="decode", dtype="bf16")
     assert m.kv_cache_memory_per_chip == 61 * 4096 * (512 + 64) * 2
+
+
+def test_lm_head_gathers_sequence_parallel_states_in_prefill():
+    """Under Megatron SP the LM head all-gathers the sequence-sharded hidden states (b*s*h*e)."""
+    head = sc.LMHeadLayer(vocab_size=32000, hidden_size=1024, parallelism={"tensor_parallel": 4,
+                                                                           "sequence_parallel": "tp"})
+    m = head.compute_metrics(batch_size=2, seq_len=64, phase="prefill", dtype="bf16")
+    kinds = [(c.kind, c.payload_bytes) for c in m.collectives]
+    assert ("all_gather", 2 * 64 * 1024 * 2) in kinds

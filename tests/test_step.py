@@ -174,3 +174,42 @@ def test_max_context_and_batch_are_verified_by_the_exact_step():
     # stream 8192*4096*2 = 67,108,864 plus the MLP's 8192*(2*4096 + 2*14336)*2 = 603,979,776;
     # n = (80e9 - 16,060,522,496) // 1,744,830,464
     assert r.value == (80 * 10**9 - 16_060_522_496) // (1_073_741_824 + 67_108_864 + 603_979_776) == 36
+
+
+def test_mfu_does_not_depend_on_how_the_model_was_built():
+    """MFU counts the whole model's FLOPs: a model built with TP gives the same MFU."""
+    kw = {"hidden_size": 1024, "num_heads": 16, "num_kv_heads": 4, "num_layers": 4, "vocab_size": 32000,
+          "intermediate_size": 4096}
+    run = {"seq_len": 1024, "global_batch": 8, "parallelism": {"tensor_parallel": 2, "data_parallel": 2}}
+    plain = Model.llama(**kw).training_step(H100, **run)
+    prebuilt = Model.llama(parallelism={"tensor_parallel": 2}, **kw).training_step(H100, **run)
+    assert plain.mfu == prebuilt.mfu and plain.model_flops == prebuilt.model_flops
+
+
+def test_expert_parameters_are_sharded_over_dp_over_ep():
+    """Mixtral, ep = 8 within dp = 8, ZeRO-1: each chip holds one expert per layer and keeps its
+    whole Adam state (its expert is data-parallel over dp/ep = 1 rank); the dense parameters'
+    Adam state is sharded 8 ways: 12 * E_c + 12 * D / 8 bytes."""
+    model = models.get("mixtral-8x7b")
+    st = model.training_step(H100, seq_len=4096, global_batch=8, parallelism={"expert_parallel": 8, "data_parallel": 8},
+                             recompute="full", zero_stage=1)
+    experts_per_chip = 32 * 3 * 4096 * 14336  # 32 layers x one expert of 3 h f_e
+    dense = 46_702_792_704 - 32 * 8 * 3 * 4096 * 14336  # everything but the routed experts
+    assert st.optimizer_memory == 12 * experts_per_chip + Fraction(12 * dense, 8)
+    with pytest.raises(ValueError, match="data_parallel must be divisible by expert_parallel"):
+        model.training_step(H100, seq_len=4096, global_batch=8, parallelism={"expert_parallel": 8})
+
+
+def test_inference_hop_is_split_over_tp_and_ulysses_ranks():
+    """Prefill crosses a stage boundary with b*s*h*e/(t*sp) bytes per rank."""
+    model = small_llama(layers=8)
+    par = {"sequence_parallel": 2}
+    one = model.inference_step(H100, batch_size=1, seq_len=1024, parallelism=par)
+    two = model.inference_step(H100, batch_size=1, seq_len=1024, parallelism={**par, "pipeline_parallel": 2})
+    assert two.ttft - one.ttft == ALPHA + Fraction(1 * 1024 * 1024 * 2 // 2, NVLINK)
+
+
+def test_zero_stage_must_be_an_int():
+    """zero_stage=True is not stage 1."""
+    with pytest.raises(ValueError, match="zero_stage must be 0, 1, 2 or 3"):
+        small_llama().training_step(H100, seq_len=512, global_batch=8, zero_stage=True)

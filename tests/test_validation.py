@@ -145,3 +145,16 @@ def test_unknown_layer_field():
     """A misspelt option is refused, not ignored."""
     with pytest.raises(ValidationError, match="flash_atention"):
         sc.AttentionLayer(flash_atention=False)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"group_size": 0}, "group_size must be a positive integer"),
+     ({"payload_bytes": -100}, "payload_bytes must be non-negative"),
+     ({"count": sp.Rational(1, 2)}, "count must be a positive integer")],
+)
+def test_bad_collectives(kwargs, message):
+    """A collective with a non-positive group, a negative payload or a fractional count is refused."""
+    args = {"kind": "all_reduce", "axis": "tp", "group_size": 4, "payload_bytes": 100, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        sc.Collective(**args)

@@ -112,7 +112,8 @@ class LMHeadLayer(Layer):
     def forward_ops(self, ctx: Context):
         h, e, V_t = self.hidden_size, ctx.e, self.vocab_size / ctx.tp
         rows = self._rows(ctx)
-        ops: list = list(self.tp_enter(ctx, ctx.tokens * h * e)) if ctx.training else []
+        # under Megatron SP the hidden states arrive sequence-sharded: gather them first
+        ops: list = list(self.tp_enter(ctx, ctx.tokens * h * e))
         # (rows x h) @ (h x V/t)
         ops.append(Matmul("logits", m=rows, n=V_t, k=h, dtype_bytes=e))
         if ctx.training:

@@ -241,9 +241,17 @@ class MoELayer(Layer):
         ops.extend(self.tp_exit(ctx, T * h * e))
         return ops
 
+    @property
+    def expert_params_per_chip(self) -> sp.Expr:
+        """Routed-expert parameters one chip holds: ``E/ep * p*h*f_e/t``. They are replicated
+        over ``dp/ep`` data-parallel ranks only (the training step shards and syncs them there)."""
+        par = self.parallelism
+        return (self.num_experts / par.ep * self.num_projections * self.hidden_size
+                * self.expert_intermediate_size / par.tp)
+
     def weight_memory(self, ctx: Context) -> sp.Expr:
         h, p, t = self.hidden_size, self.num_projections, ctx.tp
-        experts = self.num_experts / ctx.parallelism.ep * p * h * self.expert_intermediate_size / t
+        experts = self.expert_params_per_chip
         shared = self.num_shared_experts * p * h * self.f_shared / t
         router = (h + (1 if self.router_bias else 0)) * self.num_experts  # replicated
         return (experts + shared + router) * ctx.e
