@@ -25,7 +25,6 @@ __all__ = [
     "VECTOR_FLOPS",
     "BACKWARD_VECTOR_FACTOR",
     "EAGER_ATTENTION_BACKWARD_FACTOR",
-    "FLASH_ATTENTION_BACKWARD_FACTOR",
     "DROPOUT_MASK_BYTES",
     "LSE_BYTES",
     "Op",
@@ -70,9 +69,8 @@ VECTOR_FLOPS: dict[str, sp.Integer] = {
 BACKWARD_VECTOR_FACTOR = sp.Integer(2)
 # CONVENTIONS item 4: the attention core's backward is 2x its forward matmul FLOPs when eager
 # (dQ, dK, dV, dP: two bmms per forward bmm) and 5/2x with flash attention (the kernel recomputes
-# Q K^T once more: five bmms against the forward's two).
+# Q K^T once more: five bmms against the forward's two; with d_v != d_qk, 2x plus Q K^T).
 EAGER_ATTENTION_BACKWARD_FACTOR = sp.Integer(2)
-FLASH_ATTENTION_BACKWARD_FACTOR = sp.Rational(5, 2)
 # CONVENTIONS item 7: dropout masks are stored at 1 byte per element, flash attention's
 # log-sum-exp in fp32.
 DROPOUT_MASK_BYTES = sp.Integer(1)
@@ -262,11 +260,8 @@ class AttentionCore(Op):
 
     @property
     def matmul_flops(self) -> sp.Expr:
-        # Q Kᵀ: (q_len x d) @ (d x kv_len) and P V: (q_len x kv_len) @ (kv_len x d), per head
-        if self.v_head_dim is None:
-            return 4 * self.batch * self.heads * self.pairs * self.head_dim
-        # NB: Q Kᵀ at d_qk = head_dim, P V: (q_len x kv_len) @ (kv_len x d_v)
-        return self.qk_flops + 2 * self.batch * self.heads * self.pairs * self.v_head_dim
+        # Q Kᵀ: (q_len x d_qk) @ (d_qk x kv_len) and P V: (q_len x kv_len) @ (kv_len x d_v), per head
+        return self.qk_flops + 2 * self.batch * self.heads * self.pairs * self.d_v
 
     @property
     def vector_flops(self) -> sp.Expr:
@@ -281,9 +276,7 @@ class AttentionCore(Op):
     @property
     def o_bytes(self) -> sp.Expr:
         """Bytes of O: Q's shape with ``d_v`` per head."""
-        if self.v_head_dim is None:
-            return self.q_bytes
-        return self.dtype_bytes * self.batch * self.heads * self.q_len * self.v_head_dim
+        return self.dtype_bytes * self.batch * self.heads * self.q_len * self.d_v
 
     @property
     def v_bytes(self) -> sp.Expr:
@@ -293,15 +286,11 @@ class AttentionCore(Op):
     @property
     def kv_bytes(self) -> sp.Expr:
         """Bytes of K and V together."""
-        if self.v_head_dim is None:
-            return 2 * self.dtype_bytes * self.batch * self.kv_heads * self.kv_len * self.head_dim
         return self.dtype_bytes * self.batch * self.kv_heads * self.kv_len * self.head_dim + self.v_bytes
 
     @property
     def io_bytes(self) -> sp.Expr:
         """Bytes of Q, K, V and O: read Q, K, V once, write O once."""
-        if self.v_head_dim is None:
-            return 2 * self.q_bytes + self.kv_bytes
         return self.q_bytes + self.o_bytes + self.kv_bytes
 
     @property
@@ -345,12 +334,10 @@ class AttentionCoreBackward(Op):
     @property
     def matmul_flops(self) -> sp.Expr:
         fwd = self.forward
-        if fwd.v_head_dim is not None and fwd.flash:
-            # NB: dQ, dK, dP, dV are two bmms per forward bmm (2x forward), and the kernel
-            # recomputes Q Kᵀ (at d_qk, not at the mean of d_qk and d_v)
-            return EAGER_ATTENTION_BACKWARD_FACTOR * fwd.matmul_flops + fwd.qk_flops
-        factor = FLASH_ATTENTION_BACKWARD_FACTOR if fwd.flash else EAGER_ATTENTION_BACKWARD_FACTOR
-        return factor * fwd.matmul_flops
+        # dQ, dK, dP, dV: two bmms per forward bmm (2x forward); a flash kernel also recomputes
+        # Q Kᵀ (at d_qk), which makes 5/2x the forward when d_v = d_qk (CONVENTIONS item 4)
+        backward = EAGER_ATTENTION_BACKWARD_FACTOR * fwd.matmul_flops
+        return backward + fwd.qk_flops if fwd.flash else backward
 
     @property
     def vector_flops(self) -> sp.Expr:
