@@ -68,21 +68,9 @@ class MLPLayer(Layer):
         h, e, T = self.hidden_size, ctx.e, ctx.tokens
         f_t = self.intermediate_size / ctx.tp
         ops = list(self.tp_enter(ctx, T * h * e))
-        up_names = ("gate", "up") if self.gated else ("fc1",)
-        for name in up_names:
-            # (T x h) @ (h x f/t): column-parallel
-            ops.append(Matmul(name, m=T, n=f_t, k=h, dtype_bytes=e, bias=self.bias))
-        act = VECTOR_FLOPS[self.activation]
-        ops.append(Vector(self.activation, elements=T * f_t, flops_per_element=act,
-                          read_bytes=T * f_t * e, write_bytes=T * f_t * e))
-        if self.gated:
-            # act(gate) * up: read two T x f/t tensors, write one
-            ops.append(Vector("gate_multiply", elements=T * f_t,
-                              flops_per_element=VECTOR_FLOPS["gate_multiply"],
-                              read_bytes=2 * T * f_t * e, write_bytes=T * f_t * e))
-        # (T x f/t) @ (f/t x h): row-parallel; partial sums leave through the TP collective
-        down = "down" if self.gated else "fc2"
-        ops.append(Matmul(down, m=T, n=h, k=f_t, dtype_bytes=e))
+        ops += ffn_ops("", rows=T, hidden=h, width=f_t, dtype_bytes=e, gated=self.gated,
+                       activation=self.activation, bias=self.bias)
+        # partial sums leave through the TP collective
         ops.extend(self.tp_exit(ctx, T * h * e))
         T_out = ctx.sharded_tokens
         if self.bias:
@@ -130,3 +118,27 @@ class GatedMLPLayer(MLPLayer):
     num_projections: Literal[2, 3] = 3
     activation: Activation = "silu"
 
+
+def ffn_ops(prefix: str, *, rows: sp.Expr, hidden: sp.Expr, width: sp.Expr, dtype_bytes: sp.Expr,
+            gated: bool, activation: str, batch: sp.Expr = 1, bias: bool = False) -> list:
+    """One feed-forward pass on a chip: ``batch`` weight sets (experts), each applied to ``rows``
+    tokens, of per-chip width ``width`` — up projection(s) ``(rows x h) @ (h x width)``
+    (column-parallel; with ``bias``), the activation, the gate multiply when ``gated``, and the
+    row-parallel down projection ``(rows x width) @ (width x h)`` (its partial sums unreduced).
+    Op names are ``prefix.name`` (just ``name`` without a prefix)."""
+    e, h = dtype_bytes, hidden
+
+    def name(op: str) -> str:
+        return f"{prefix}.{op}" if prefix else op
+
+    ops: list = [Matmul(name(up), m=rows, n=width, k=h, dtype_bytes=e, batch=batch, bias=bias)
+                 for up in (("gate", "up") if gated else ("fc1",))]
+    wide = batch * rows * width
+    ops.append(Vector(name(activation), elements=wide, flops_per_element=VECTOR_FLOPS[activation],
+                      read_bytes=wide * e, write_bytes=wide * e))
+    if gated:
+        # act(gate) * up: read two, write one
+        ops.append(Vector(name("gate_multiply"), elements=wide, flops_per_element=VECTOR_FLOPS["gate_multiply"],
+                          read_bytes=2 * wide * e, write_bytes=wide * e))
+    ops.append(Matmul(name("down" if gated else "fc2"), m=rows, n=h, k=width, dtype_bytes=e, batch=batch))
+    return ops

@@ -44,7 +44,7 @@ from .. import symbols as S
 from .._expr import as_expr, check_divides
 from ..ops import VECTOR_FLOPS, Collective, Matmul, Op, Vector
 from .base import Context, Dim, Layer
-from .mlp import Activation
+from .mlp import Activation, ffn_ops
 
 __all__ = ["MoELayer", "ROUTER_BYTES", "COMBINE_FLOPS"]
 
@@ -177,24 +177,8 @@ class MoELayer(Layer):
              e: sp.Expr) -> list[Op]:
         """One (grouped) MLP: ``batch`` weight sets, each applied to ``rows`` tokens, of
         per-chip width ``width``."""
-        h = self.hidden_size
-        ops: list[Op] = []
-        for name in ("gate", "up") if self.gated else ("fc1",):
-            # batch x (rows x h) @ (h x width): column-parallel, one weight per batch entry
-            ops.append(Matmul(f"{prefix}.{name}", m=rows, n=width, k=h, dtype_bytes=e, batch=batch))
-        wide = batch * rows * width
-        ops.append(Vector(f"{prefix}.{self.activation}", elements=wide,
-                          flops_per_element=VECTOR_FLOPS[self.activation],
-                          read_bytes=wide * e, write_bytes=wide * e))
-        if self.gated:
-            # act(gate) * up: read two, write one
-            ops.append(Vector(f"{prefix}.gate_multiply", elements=wide,
-                              flops_per_element=VECTOR_FLOPS["gate_multiply"],
-                              read_bytes=2 * wide * e, write_bytes=wide * e))
-        # batch x (rows x width) @ (width x h): row-parallel, partial sums
-        ops.append(Matmul(f"{prefix}.{'down' if self.gated else 'fc2'}", m=rows, n=h, k=width,
-                          dtype_bytes=e, batch=batch))
-        return ops
+        return ffn_ops(prefix, rows=rows, hidden=self.hidden_size, width=width, dtype_bytes=e,
+                       gated=self.gated, activation=self.activation, batch=batch)
 
     def _all_to_all(self, ctx: Context, payload: sp.Expr) -> list[Collective]:
         # NB: EP groups are laid out outside TP, across data-parallel ranks (Megatron-LM's MoE
