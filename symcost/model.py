@@ -245,15 +245,16 @@ class Model(BaseModel):
               vocab_size: Any = S.vocab_size, intermediate_size: Any = S.intermediate_size,
               head_dim: Any = None, parallelism: ParallelismLike = None, tied: bool = False,
               attention_bias: Union[bool, Literal["qkv"]] = False, flash_attention: bool = True,
-              name: str = "llama") -> "Model":
+              kv_cache_dtype: Optional[str] = None, name: str = "llama") -> "Model":
         """Llama-style: RoPE (no position parameters), RMSNorm, GQA and a SwiGLU MLP without
-        biases (``attention_bias="qkv"`` for Qwen2), untied LM head unless ``tied``."""
+        biases (``attention_bias="qkv"`` for Qwen2), untied LM head unless ``tied``;
+        ``kv_cache_dtype`` stores the KV cache in another format (e.g. ``"fp8_e4m3"``)."""
         par = Parallelism.coerce(parallelism)
         block = TransformerBlock(
             attention=GroupedQueryAttentionLayer(hidden_size=hidden_size, num_heads=num_heads,
                                                  num_kv_heads=num_kv_heads, head_dim=head_dim,
                                                  bias=attention_bias, flash_attention=flash_attention,
-                                                 parallelism=par),
+                                                 kv_cache_dtype=kv_cache_dtype, parallelism=par),
             mlp=GatedMLPLayer(hidden_size=hidden_size, intermediate_size=intermediate_size, parallelism=par),
             norm_kind="rmsnorm", parallelism=par)
         return cls(

@@ -239,6 +239,13 @@ class AttentionCore(Op):
     save_lse: bool = False
     v_head_dim: sp.Expr | None = None
     """Width of V and O per head; ``None`` means ``head_dim`` (Q, K, V and O all alike)."""
+    kv_dtype_bytes: sp.Expr | None = None
+    """Bytes per element of K and V as read (a quantized KV cache in decode); ``None``: ``dtype_bytes``."""
+
+    @property
+    def e_kv(self) -> sp.Expr:
+        """Bytes per element of K and V."""
+        return self.dtype_bytes if self.kv_dtype_bytes is None else self.kv_dtype_bytes
 
     @property
     def d_v(self) -> sp.Expr:
@@ -281,12 +288,12 @@ class AttentionCore(Op):
     @property
     def v_bytes(self) -> sp.Expr:
         """Bytes of V alone."""
-        return self.dtype_bytes * self.batch * self.kv_heads * self.kv_len * self.d_v
+        return self.e_kv * self.batch * self.kv_heads * self.kv_len * self.d_v
 
     @property
     def kv_bytes(self) -> sp.Expr:
         """Bytes of K and V together."""
-        return self.dtype_bytes * self.batch * self.kv_heads * self.kv_len * self.head_dim + self.v_bytes
+        return self.e_kv * self.batch * self.kv_heads * self.kv_len * self.head_dim + self.v_bytes
 
     @property
     def io_bytes(self) -> sp.Expr:

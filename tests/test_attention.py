@@ -151,3 +151,17 @@ def test_bias_adds_no_matmul_flops(phase):
     with_bias = sc.AttentionLayer(bias=True).compute_metrics(phase=phase)
     without = sc.AttentionLayer().compute_metrics(phase=phase)
     assert_expr_equal(with_bias.matmul_flops_per_chip, without.matmul_flops_per_chip)
+
+
+def test_fp8_kv_cache_with_bf16_activations():
+    """kv_cache_dtype="fp8_e4m3": the cache holds 1 byte per element (2 b s g d e_kv) and the decode
+    core reads it at 1 byte, while Q, O and the projections stay bf16."""
+    layer = llama_attention(kv_cache_dtype="fp8_e4m3")
+    m = layer.compute_metrics(batch_size=1, seq_len=2048, phase="decode", dtype="bf16")
+    assert m.kv_cache_memory_per_chip == 2 * 1 * 2048 * 8 * 128 * 1
+    bf16 = llama_attention().compute_metrics(batch_size=1, seq_len=2048, phase="decode", dtype="bf16")
+    # the core's K and V reads halve: 2 * 8 * 2048 * 128 elements at 2 -> 1 byte
+    assert bf16.hbm_bytes_per_chip - m.hbm_bytes_per_chip == 2 * 8 * 2048 * 128
+    assert m.matmul_flops_per_chip == bf16.matmul_flops_per_chip
+    with pytest.raises(ValueError, match="unknown data type"):
+        llama_attention(kv_cache_dtype="fp7")

@@ -21,10 +21,10 @@ Per chip, with T tokens on the chip, t-way TP, ``a_t = a/t`` query heads and ``g
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 import sympy as sp
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 
 from .. import symbols as S
 from .._expr import check_divides
@@ -37,6 +37,7 @@ from ..ops import (
     Vector,
     dropout,
 )
+from ..dtypes import DataType
 from .base import Context, Dim, Layer, shard_heads
 
 __all__ = ["AttentionLayer", "GroupedQueryAttentionLayer"]
@@ -50,13 +51,25 @@ class _Attention(Layer):
     head_dim: Optional[Dim] = None
     flash_attention: bool = True
     causal: bool = False
+    kv_cache_dtype: Optional[DataType] = None
+    """The KV cache's format when it differs from the activations' (e.g. ``"fp8_e4m3"``): its
+    bytes per element ``e_kv`` size the cache and the decode step's reads of it."""
     bias: Union[bool, Literal["qkv"]] = False
     """Biases on every projection (``True``, GPT), on Q, K and V only (``"qkv"``, Qwen2), or none."""
     dropout: bool = False
 
+    @field_validator("kv_cache_dtype", mode="before")
+    @classmethod
+    def _kv_dtype(cls, value: Any) -> Optional[DataType]:
+        return None if value is None else DataType.parse(value)
+
     @property
     def kv_heads(self) -> sp.Expr:
         raise NotImplementedError
+
+    def _e_kv(self, ctx: Context) -> sp.Expr:
+        """Bytes per KV-cache element: ``kv_cache_dtype``'s, else the activations' ``e``."""
+        return ctx.e if self.kv_cache_dtype is None else self.kv_cache_dtype.bytes
 
     @property
     def d(self) -> sp.Expr:
@@ -101,6 +114,8 @@ class _Attention(Layer):
             q_len=q_len, kv_len=kv_len, head_dim=self.d, dtype_bytes=ctx.e,
             flash=self.flash_attention, causal=self.causal,
             dropout=self.dropout and ctx.training, save_lse=self.flash_attention and ctx.training,
+            # decode reads K and V from the cache, in the cache's format
+            kv_dtype_bytes=self._e_kv(ctx) if ctx.decode and self.kv_cache_dtype is not None else None,
         )
 
     # -- the layer contract ------------------------------------------------------------------
@@ -188,11 +203,11 @@ class _Attention(Layer):
         return elements * e
 
     def kv_cache_memory(self, ctx: Context) -> sp.Expr:
-        # CONVENTIONS item 9: 2 * b * s * (KV heads per chip) * d * e, split by the sequence degree
+        # CONVENTIONS item 9: 2 * b * s * (KV heads per chip) * d * e_kv, split by the sequence degree
         if ctx.training:
             return sp.Integer(0)
         _, g_t = self._heads(ctx)
-        return 2 * ctx.batch_size * ctx.seq_len / ctx.sp * g_t * self.d * ctx.e
+        return 2 * ctx.batch_size * ctx.seq_len / ctx.sp * g_t * self.d * self._e_kv(ctx)
 
 
 class AttentionLayer(_Attention):
