@@ -15,7 +15,7 @@ and the LM head.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal, Optional, Union
 
 import sympy as sp
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator

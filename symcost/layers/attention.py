@@ -28,6 +28,7 @@ from pydantic import field_validator, model_validator
 
 from .. import symbols as S
 from .._expr import check_divides
+from ..dtypes import DataType
 from ..ops import (
     DROPOUT_MASK_BYTES,
     VECTOR_FLOPS,
@@ -37,7 +38,6 @@ from ..ops import (
     Vector,
     dropout,
 )
-from ..dtypes import DataType
 from .base import Context, Dim, Layer, shard_heads
 
 __all__ = ["AttentionLayer", "GroupedQueryAttentionLayer"]
