@@ -181,17 +181,7 @@ class _Attention(Layer):
         if ctx.recompute == "full":
             return saved
         saved += T * (2 * a_t + 2 * g_t) * d * e  # Q, K, V and the core's output
-        if self.dropout:
-            saved += DROPOUT_MASK_BYTES * ctx.sharded_tokens * h
-        if ctx.recompute == "selective":
-            return saved  # the core is recomputed: nothing of it is kept
-        core = self._core(ctx)
-        if self.flash_attention:
-            return saved + core.lse_bytes
-        score = core.score_elements
-        if self.dropout:
-            return saved + score * (2 * e + DROPOUT_MASK_BYTES)
-        return saved + score * e
+        return saved + core_saved_activations(self._core(ctx), ctx, self.dropout, h)
 
     def peak_activations(self, ctx: Context) -> sp.Expr:
         # input, Q/K/V, the score matrix (eager only), the core's output and the layer's output
@@ -227,3 +217,17 @@ class GroupedQueryAttentionLayer(_Attention):
     @property
     def kv_heads(self) -> sp.Expr:
         return self.num_kv_heads
+
+
+def core_saved_activations(core: AttentionCore, ctx: Context, dropout: bool, hidden: sp.Expr) -> sp.Expr:
+    """What an attention layer saves beyond its input, Q, K, V and O (Korthikanti et al. 2022):
+    the output dropout mask (1 byte per element), and unless the core is recomputed
+    (``selective``) flash attention's fp32 log-sum-exp or eager attention's softmax output
+    (plus its dropout mask and output)."""
+    saved = DROPOUT_MASK_BYTES * ctx.sharded_tokens * hidden if dropout else sp.Integer(0)
+    if ctx.recompute == "selective":
+        return saved  # the core is recomputed: nothing of it is kept
+    if core.flash:
+        return saved + core.lse_bytes
+    score, e = core.score_elements, ctx.e
+    return saved + score * (2 * e + DROPOUT_MASK_BYTES if dropout else e)

@@ -61,7 +61,6 @@ from pydantic import model_validator
 from .. import symbols as S
 from .._expr import check_divides
 from ..ops import (
-    DROPOUT_MASK_BYTES,
     VECTOR_FLOPS,
     AttentionCore,
     Matmul,
@@ -69,6 +68,7 @@ from ..ops import (
     Vector,
     dropout,
 )
+from .attention import core_saved_activations
 from .base import Context, Dim, Layer
 
 __all__ = ["MLALayer"]
@@ -271,17 +271,7 @@ class MLALayer(Layer):
             return saved
         saved += LATENT_COPIES_SAVED * T * self._latent_width() * e
         saved += T * a_t * (2 * self.qk_head_dim + 2 * self.v_head_dim) * e  # Q, K, V, O
-        if self.dropout:
-            saved += DROPOUT_MASK_BYTES * ctx.sharded_tokens * h
-        if ctx.recompute == "selective":
-            return saved  # the core is recomputed: nothing of it is kept
-        core = self._core(ctx)
-        if self.flash_attention:
-            return saved + core.lse_bytes
-        score = core.score_elements
-        if self.dropout:
-            return saved + score * (2 * e + DROPOUT_MASK_BYTES)
-        return saved + score * e
+        return saved + core_saved_activations(self._core(ctx), ctx, self.dropout, h)
 
     def peak_activations(self, ctx: Context) -> sp.Expr:
         # input and output, the latents (with the rope key), Q, K, V, the core's output; in
