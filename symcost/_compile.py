@@ -8,6 +8,7 @@ compiled once per layer and workload shape: integers stay Python ints and ration
 from __future__ import annotations
 
 import itertools
+import math
 from fractions import Fraction
 from typing import Sequence
 
@@ -66,6 +67,12 @@ class _ExactPrinter(PythonCodePrinter):
     def _print_Min(self, expr):
         return "min(" + ", ".join(self._print(a) for a in expr.args) + ")"
 
+    def _print_ceiling(self, expr):
+        return f"_ceil({self._print(expr.args[0])})"
+
+    def _print_floor(self, expr):
+        return f"_floor({self._print(expr.args[0])})"
+
     def _print_Piecewise(self, expr):
         out = ""
         for value, cond in expr.args[:-1]:
@@ -88,6 +95,6 @@ def compile_exact(args: Sequence[sp.Symbol], exprs: Sequence[sp.Expr]):
     outs = [printer.doprint(sp.sympify(e).xreplace(rename)) for e in reduced]
     lines.append(f"    return ({', '.join(outs)},)")
     source = "\n".join(lines)
-    namespace = {"_div": _div, "_Fraction": Fraction}
+    namespace = {"_div": _div, "_Fraction": Fraction, "_ceil": math.ceil, "_floor": math.floor}
     exec(compile(source, f"<symcost-compiled-{next(_counter)}>", "exec"), namespace)
     return namespace["_f"]

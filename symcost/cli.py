@@ -22,7 +22,7 @@ from . import symbols as S
 from .dtypes import DataType
 from .hardware import Hardware
 from .model import Model, TransformerBlock
-from .roofline import op_time
+from .hardware.timing import op_time
 
 DEFAULT_MODEL = "llama-3-8b"
 DEFAULT_HARDWARE = "H100_SXM"

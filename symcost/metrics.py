@@ -30,7 +30,7 @@ from .hardware import Hardware
 from .hardware import get as get_hardware
 from .ops import Collective, Op, merge_collectives
 from .phase import Phase
-from .roofline import layer_times
+from .hardware.timing import layer_times
 
 __all__ = ["LayerMetrics", "METRIC_FIELDS"]
 
@@ -51,7 +51,13 @@ METRIC_FIELDS = (
 
 _HARDWARE_SYMBOLS = {S.peak_flops, S.vector_flops, S.hbm_capacity, S.hbm_bandwidth,
                      S.scale_up_bandwidth, S.scale_up_domain, S.scale_out_bandwidth,
-                     S.collective_latency}
+                     S.collective_latency} | set()
+_MODEL_SYMBOLS = {S.peak_flops_16bit, S.compute_units, S.matmul_efficiency, S.matmul_efficiency_8bit,
+                  S.memory_efficiency, S.attention_memory_efficiency, S.attention_efficiency,
+                  S.network_efficiency, S.kernel_time, S.launch_time, S.collective_base_latency,
+                  S.step_overhead}
+"""The efficiency model's symbols (the realistic symbolic chip, docs/conventions.md §16)."""
+_HARDWARE_SYMBOLS |= _MODEL_SYMBOLS
 
 BOUNDS = {"compute_time": "compute", "memory_time": "memory", "comm_time": "communication"}
 
@@ -113,6 +119,7 @@ class LayerMetrics:
         hardware: Hardware,
         peak_flops: sp.Expr,
         overlap: bool = False,
+        datatype: DataType | None = None,
     ) -> "LayerMetrics":
         """Aggregate a layer's ops (collectives among them) and its memory terms, and time them
         on ``hardware`` with matmul FLOP/s ``peak_flops``."""
@@ -120,7 +127,7 @@ class LayerMetrics:
         collectives = merge_collectives(c for c in ops if isinstance(c, Collective))
         matmul = total(op.matmul_flops * n for op, n in compute)
         vector = total(op.vector_flops * n for op, n in compute)
-        times = layer_times(compute, collectives, hardware, peak_flops, overlap)
+        times = layer_times(compute, collectives, hardware, peak_flops, overlap, datatype)
         fields = _exact_all({
             "flops_per_chip": matmul + vector,
             "matmul_flops_per_chip": matmul,
@@ -278,7 +285,13 @@ class LayerMetrics:
         if hardware is not None:
             if dtype is None:
                 raise ValueError("subs: binding hardware needs dtype= (it picks the peak FLOP/s)")
-            for symbol, value in get_hardware(hardware).symbol_values(dtype).items():
+            chip = get_hardware(hardware)
+            if not chip.is_ideal and self._timed_on_ideal_chip():
+                raise ValueError(
+                    f"subs: these metrics were timed on the ideal symbolic chip; binding {chip.name} would drop "
+                    f"its efficiency model: bind {chip.name}.ideal(), or compute them with "
+                    "hardware=Hardware.symbolic(realistic=True)")
+            for symbol, value in chip.symbol_values(dtype).items():
                 table.setdefault(symbol, value)
         fields = {}
         for name in METRIC_FIELDS:
@@ -293,6 +306,15 @@ class LayerMetrics:
             peak_flops=exact(peak.xreplace(table)) if isinstance(peak, sp.Basic) else peak,
             **_exact_all(fields),
         )
+
+    def _timed_on_ideal_chip(self) -> bool:
+        """True when the times hold hardware symbols but none of the efficiency model's."""
+        symbols: set[sp.Symbol] = set()
+        for name in ("compute_time", "memory_time", "comm_time", "latency"):
+            value = getattr(self, name)
+            if isinstance(value, sp.Basic):
+                symbols |= value.free_symbols
+        return bool(symbols & _HARDWARE_SYMBOLS) and not symbols & _MODEL_SYMBOLS
 
     def evaluate(self, mapping: Mapping[Any, Any] | None = None, *, hardware: Any = None,
                  dtype: Any = None, **values: Any) -> "LayerMetrics":

@@ -40,7 +40,7 @@ from .metrics import LayerMetrics
 from .model import Model
 from .parallel import Parallelism, ParallelismLike
 from .phase import Phase
-from .roofline import op_time
+from .hardware.timing import op_time
 from .solve import IntegerSolution, max_integer
 from .step import TrainingStep
 from .sweep import Sweeper

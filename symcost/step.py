@@ -37,7 +37,7 @@ from .layers.moe import MoELayer
 from .metrics import LayerMetrics
 from .ops import Collective
 from .parallel import Parallelism, ParallelismLike
-from .roofline import collective_time
+from .hardware.timing import collective_time
 
 if TYPE_CHECKING:
     from .model import Model
@@ -285,6 +285,9 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
     hops = (p - 1) if p != 1 else 0
     stride = par.tp * par.sp * par.dp
     ttft, tpot = _stages(prefill, "latency", 1)[0], _stages(decode, "latency", 1)[0]
+    # the engine's own time per step (scheduling, sampling, host work; docs/conventions.md §16)
+    ttft += chip.runtime.step_overhead
+    tpot += chip.runtime.step_overhead
     if p != 1:
         # the activations of one stage boundary, split over the TP (and Ulysses) ranks
         ttft += hops * _span_time("p2p", 2, b * s * h * e / (par.tp * par.sp), chip, stride)

@@ -48,6 +48,18 @@ __all__ = [
     "scale_up_domain",
     "scale_out_bandwidth",
     "collective_latency",
+    "peak_flops_16bit",
+    "compute_units",
+    "matmul_efficiency",
+    "matmul_efficiency_8bit",
+    "memory_efficiency",
+    "attention_memory_efficiency",
+    "attention_efficiency",
+    "network_efficiency",
+    "kernel_time",
+    "launch_time",
+    "collective_base_latency",
+    "step_overhead",
 ]
 
 
@@ -100,6 +112,29 @@ _ROWS = (
          "scale-out bandwidth per chip (bytes/s)", positive=True),
     _row("collective_latency", "alpha", r"\alpha", "latency of one collective step (s)",
          positive=True),
+    # the realistic chip's efficiency model (docs/conventions.md §16)
+    _row("peak_flops_16bit", "F_16", r"F_{16}",
+         "16-bit peak FLOP/s (attention kernels of 8-bit models run at it)", positive=True),
+    _row("compute_units", "N_cu", r"N_{\mathrm{cu}}", "SMs or CUs that run GEMM tiles"),
+    _row("matmul_efficiency", "eta_mm", r"\eta_{\mathrm{mm}}",
+         "achieved fraction of the matmul peak for the dtype in use", positive=True),
+    _row("matmul_efficiency_8bit", "eta_mm8", r"\eta_{\mathrm{mm8}}",
+         "achieved fraction of the 8-bit matmul peak", positive=True),
+    _row("memory_efficiency", "eta_mem", r"\eta_{\mathrm{mem}}",
+         "achieved fraction of HBM bandwidth in streaming kernels", positive=True),
+    _row("attention_memory_efficiency", "eta_kv", r"\eta_{\mathrm{kv}}",
+         "achieved fraction of HBM bandwidth in decode attention over the KV cache", positive=True),
+    _row("attention_efficiency", "eta_attn", r"\eta_{\mathrm{attn}}",
+         "achieved fraction of the 16-bit peak in flash-attention kernels", positive=True),
+    _row("network_efficiency", "eta_net", r"\eta_{\mathrm{net}}",
+         "achieved fraction of link bandwidth in collectives (bus bandwidth)", positive=True),
+    _row("kernel_time", "t_k", r"t_{\mathrm{k}}", "fixed GPU time per kernel (s)", nonnegative=True),
+    _row("launch_time", "t_launch", r"t_{\mathrm{launch}}",
+         "host time to launch one kernel without CUDA graphs (s)", nonnegative=True),
+    _row("collective_base_latency", "alpha_0", r"\alpha_{0}", "fixed latency of one collective call (s)",
+         nonnegative=True),
+    _row("step_overhead", "t_step", r"t_{\mathrm{step}}",
+         "engine time per inference step outside the model (s)", nonnegative=True),
 )
 
 TABLE: dict[str, SymbolInfo] = {row.name: row for row in _ROWS}
@@ -130,6 +165,18 @@ scale_up_bandwidth = TABLE["scale_up_bandwidth"].symbol
 scale_up_domain = TABLE["scale_up_domain"].symbol
 scale_out_bandwidth = TABLE["scale_out_bandwidth"].symbol
 collective_latency = TABLE["collective_latency"].symbol
+peak_flops_16bit = TABLE["peak_flops_16bit"].symbol
+compute_units = TABLE["compute_units"].symbol
+matmul_efficiency = TABLE["matmul_efficiency"].symbol
+matmul_efficiency_8bit = TABLE["matmul_efficiency_8bit"].symbol
+memory_efficiency = TABLE["memory_efficiency"].symbol
+attention_memory_efficiency = TABLE["attention_memory_efficiency"].symbol
+attention_efficiency = TABLE["attention_efficiency"].symbol
+network_efficiency = TABLE["network_efficiency"].symbol
+kernel_time = TABLE["kernel_time"].symbol
+launch_time = TABLE["launch_time"].symbol
+collective_base_latency = TABLE["collective_base_latency"].symbol
+step_overhead = TABLE["step_overhead"].symbol
 
 
 def lookup(name: str) -> sympy.Symbol:

@@ -85,11 +85,14 @@ def test_gqa_with_all_kv_heads_is_mha(phase, recompute, shape, opts, sequence_pa
 @given(phase=PHASES, recompute=RECOMPUTE, dtype=st.sampled_from(["fp32", "bf16", "fp8_e4m3"]),
        b=st.integers(1, 8), s=st.integers(1, 64), shape=attention_shapes(),
        opts=attention_options(), ffn=st.integers(1, 8), overlap=st.booleans(),
-       chip=st.sampled_from(["H100_SXM", "MI300X", "B200"]))
+       chip=st.sampled_from(["H100_SXM", "MI300X", "B200"]), realistic=st.booleans())
 def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape, opts, ffn,
-                                           overlap, chip):
+                                           overlap, chip, realistic):
     """Symbolic metrics on the symbolic chip, evaluated at a point and bound to a chip, equal
-    the numeric call on that chip: every field, times included."""
+    the numeric call on that chip: every field, times included. The ideal symbolic chip binds
+    the ideal chip; the realistic symbolic chip (every efficiency a symbol) the realistic one."""
+    symbolic_chip = sc.hardware.Hardware.symbolic(realistic=True) if realistic else None
+    chip = sc.hardware.get(chip) if realistic else sc.hardware.get(chip).ideal()
     h, a, g, t = shape
     s = s * t
     values = {S.batch_size: b, S.seq_len: s, S.hidden_size: h, S.num_heads: a,
@@ -105,7 +108,8 @@ def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape,
         (sc.NormLayer(kind="rmsnorm"), sc.NormLayer(hidden_size=h, kind="rmsnorm")),
     ]
     for symbolic, numeric in pairs:
-        sym = symbolic.compute_metrics(phase=phase, recompute=recompute, overlap=overlap)
+        sym = symbolic.compute_metrics(phase=phase, recompute=recompute, overlap=overlap,
+                                       hardware=symbolic_chip)
         num = numeric.compute_metrics(batch_size=b, seq_len=s, phase=phase, dtype=dtype,
                                       recompute=recompute, hardware=chip, overlap=overlap)
         evaluated = sym.evaluate(values, dtype=dtype, hardware=chip)

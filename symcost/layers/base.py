@@ -277,6 +277,7 @@ class Layer(BaseModel):
             hardware=chip,
             peak_flops=chip.effective_peak(datatype),
             overlap=overlap,
+            datatype=datatype,
         )
 
     # -- helpers for layer types -------------------------------------------------------------

@@ -16,13 +16,43 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from .dtypes import DataType as D
-from .hardware import GIGA, TERA, Hardware
+from ..dtypes import DataType as D
+from .chip import GIGA, TERA, Hardware
+from .runtime import runtime
 
 ALPHA = Fraction(1, 10**6)  # 1 µs per ring step: see the module docstring
 
+# -- the efficiency model (docs/conventions.md §16) -----------------------------------------------
+# Fitted on symcost/data/inference_calibration.csv by symcost.calibration_inference.fit()
+# (benchmarks/calibrate.py refits and reprints; tests/test_calibration_inference.py checks that the
+# fit reproduces these exact values). The data has 16-bit GEMMs on A100 and 8-bit GEMMs on H100
+# only; the same fractions are assumed for the other GPUs (stated, not measured).
+FIT = {
+    "matmul_efficiency": Fraction(79, 100),
+    "matmul_efficiency_8bit": Fraction(53, 100),
+    "memory_efficiency": Fraction(47, 50),
+    "kernel_time": Fraction(93, 5000000),
+    "collective_base_latency": Fraction(183, 2000000),
+}
+# Attention kernels, cited: [FA2] Dao 2023, "FlashAttention-2" (abstract: 50-73 % of the A100's
+# peak; we take 3/5); [FA3] Shah et al. 2024, "FlashAttention-3" (abstract: 75 % of the H100's
+# FP16 peak, 740 TFLOP/s). Blackwell and MI300X: no published flash-attention utilization we cite;
+# assumed at the FlashAttention-2 fraction 3/5 (an assumption, not data).
+ATTENTION_A100 = Fraction(3, 5)  # [FA2]
+ATTENTION_HOPPER = Fraction(3, 4)  # [FA3]
+ATTENTION_OTHER = Fraction(3, 5)  # assumption: see above
+# GEMM tiles: 128 x 128 output tiles, the CUTLASS default threadblock tile for tensor-op GEMMs
+# (cutlass/gemm/device/default_gemm_configuration.h, GemmShape<128, 128, ...>) and cuBLAS's common
+# choice; quantization runs over the SMs/CUs of each datasheet.
+
+
+def _realistic(compute_units: int, attention: Fraction) -> dict:
+    return dict(FIT, compute_units=compute_units, attention_efficiency=attention, runtime=runtime("neutral"))
+
+
 # Sources
 # [A100-DS]  NVIDIA A100 Tensor Core GPU datasheet (1758950-r4, June 2021), SXM 80GB column.
+# [A100-WP]  NVIDIA A100 Tensor Core GPU Architecture whitepaper: 108 SMs on the A100.
 # [HGX-A100] NVIDIA Developer Blog, "Introducing NVIDIA HGX A100": 12 NVLink ports, 600 GB/s
 #            bidirectional per GPU; 8 GPUs on NVSwitch.
 # [DGX-A100] NVIDIA DGX A100 page: 8x single-port ConnectX-6 200 Gb/s HDR InfiniBand.
@@ -67,6 +97,7 @@ A100_SXM_80GB = Hardware(
     scale_up_domain=8,  # [HGX-A100]
     scale_out_bandwidth=25 * GIGA,  # [DGX-A100] 200 Gb/s per GPU
     collective_latency=ALPHA,
+    **_realistic(108, ATTENTION_A100),  # [A100-WP] 108 SMs
 )
 
 H100_SXM = Hardware(
@@ -85,6 +116,7 @@ H100_SXM = Hardware(
     scale_up_domain=8,  # [DGX-POD]
     scale_out_bandwidth=50 * GIGA,  # [DGX-POD] 400 Gb/s ConnectX-7 per GPU
     collective_latency=ALPHA,
+    **_realistic(132, ATTENTION_HOPPER),  # [HOPPER] 132 SMs (SXM5)
 )
 
 H200_SXM = Hardware(
@@ -97,6 +129,7 @@ H200_SXM = Hardware(
     scale_up_domain=8,  # [DGX-POD]
     scale_out_bandwidth=50 * GIGA,  # [DGX-POD] 400 Gb/s per GPU
     collective_latency=ALPHA,
+    **_realistic(132, ATTENTION_HOPPER),  # [H200-DS] the H100 SXM's GH100 configuration: 132 SMs
 )
 
 B200 = Hardware(
@@ -115,6 +148,7 @@ B200 = Hardware(
     scale_up_domain=8,  # [DGX-POD] HGX/DGX B200
     scale_out_bandwidth=50 * GIGA,  # [DGX-POD] 400 Gb/s ConnectX-7 per GPU
     collective_latency=ALPHA,
+    **_realistic(148, ATTENTION_OTHER),  # [BW-DS] 148 SMs per GPU
 )
 
 MI300X = Hardware(
@@ -133,6 +167,7 @@ MI300X = Hardware(
     scale_up_domain=8,  # [MI300-ROCm] fully connected 8-GPU node
     scale_out_bandwidth=50 * GIGA,  # [AZURE-MI300] 400 Gb/s NDR per GPU
     collective_latency=ALPHA,
+    **_realistic(304, ATTENTION_OTHER),  # [MI300-ROCm] 304 compute units
 )
 
 TPU_V5E = Hardware(

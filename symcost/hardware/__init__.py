@@ -1,0 +1,73 @@
+"""Hardware: chips, engine profiles and the time model that binds costs to them.
+
+Stages (each imports only the ones before it): ``validate`` (exact field values), ``runtime``
+(engine profiles), ``chip`` (:class:`Hardware`), ``presets`` (the chips, a source per number),
+``timing`` (per-op roofline plus the efficiency model, docs/conventions.md §13–16).
+
+``get(name)`` returns the realistic chip (the efficiency model with its cited or fitted
+defaults); ``get(name).ideal()`` is the pure roofline bound.
+
+>>> from symcost import hardware
+>>> h100 = hardware.get("h100")
+>>> h100.name, h100.peak("bf16")
+('H100_SXM', 989400000000000)
+>>> h100.hbm_bandwidth
+3350000000000
+>>> h100.ideal().memory_efficiency
+1
+"""
+
+from __future__ import annotations
+
+from .chip import GIGA, KILO, MEGA, PETA, TERA, Hardware
+from .presets import PRESETS
+from .runtime import RUNTIMES, Runtime, runtime, runtimes
+
+__all__ = ["GIGA", "KILO", "MEGA", "PETA", "PRESETS", "RUNTIMES", "TERA", "Hardware", "Runtime", "get",
+           "names", "runtime", "runtimes"]
+
+for _preset in PRESETS.values():
+    globals()[_preset.name] = _preset
+__all__ += list(PRESETS)
+
+
+def names() -> list[str]:
+    """The preset names."""
+    return list(PRESETS)
+
+
+def _key(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+_BY_KEY = {_key(n): n for n in PRESETS}
+
+_ALIASES = {
+    "a100": "A100_SXM_80GB", "a10080gb": "A100_SXM_80GB", "a100sxm": "A100_SXM_80GB",
+    "h100": "H100_SXM", "h100sxm5": "H100_SXM",
+    "h200": "H200_SXM",
+    "b200": "B200",
+    "mi300x": "MI300X",
+    "v5e": "TPU_V5E", "tpuv5litepod": "TPU_V5E", "v5p": "TPU_V5P", "v6e": "TPU_V6E",
+    "trillium": "TPU_V6E",
+}
+
+
+def get(name: "str | Hardware") -> Hardware:
+    """A preset by name, case and punctuation ignored (``"h100"``, ``"H100_SXM"``, ``"tpu-v5e"``):
+    the realistic chip. A name ending in ``"-ideal"`` or ``":ideal"`` gives its roofline.
+
+    Raises ``ValueError`` listing the known names.
+    """
+    if isinstance(name, Hardware):
+        return name
+    text = str(name).strip()
+    ideal = text.lower().endswith(("-ideal", ":ideal", " (ideal)"))
+    if ideal:
+        text = text[: text.lower().rfind("ideal") - 1].rstrip(" (")
+    key = _key(text)
+    target = _BY_KEY.get(key) or _ALIASES.get(key)
+    if target is None:
+        raise ValueError(f"hardware: unknown chip {name!r}; known: {', '.join(PRESETS)}")
+    chip = PRESETS[target]
+    return chip.ideal() if ideal else chip

@@ -1,0 +1,410 @@
+"""Hardware: a chip's rates and capacities in base units, and the presets with their sources.
+
+A :class:`Hardware` is frozen and holds exact numbers: FLOP/s, bytes, bytes/s and seconds. The
+symbolic chip (:meth:`Hardware.symbolic`, what ``hardware=None`` means) holds the canonical
+hardware symbols instead, so times print as formulas in peak FLOP/s and bandwidths.
+
+>>> from symcost import hardware
+>>> h100 = hardware.get("h100")
+>>> h100.name, h100.peak("bf16")
+('H100_SXM', 989400000000000)
+>>> h100.hbm_bandwidth
+3350000000000
+"""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+from typing import Annotated, Any, Iterator, Mapping, Optional
+
+import sympy as sp
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, ValidationInfo, field_validator
+
+from .. import symbols as S
+from .._expr import as_expr, exact
+from ..dtypes import DataType
+from .runtime import Runtime, runtime
+from .validate import Efficiency, Rate, Seconds, _domain, _number
+
+__all__ = [
+    "Hardware",
+    "Runtime",
+    "KILO",
+    "MEGA",
+    "GIGA",
+    "TERA",
+    "PETA",
+]
+
+KILO, MEGA, GIGA, TERA, PETA = 10**3, 10**6, 10**9, 10**12, 10**15
+"""Decimal prefixes (GB means 10^9 bytes, CONVENTIONS item 14)."""
+
+
+_MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "memory_efficiency", "attention_memory_efficiency",
+                 "attention_efficiency", "network_efficiency", "kernel_time", "launch_time",
+                 "collective_base_latency", "compute_units")
+"""The efficiency model's fields (docs/conventions.md §16)."""
+
+
+class Hardware(BaseModel):
+    """One chip and its links, in base units (FLOP/s, bytes, bytes/s, seconds).
+
+    ``peak_flops`` maps each :class:`DataType` the matrix units run to its dense peak;
+    ``vector_flops`` is the vector units' FLOP/s. Links: ``scale_up_bandwidth`` per chip and
+    direction inside a ``scale_up_domain`` of chips (NVLink, Infinity Fabric, ICI),
+    ``scale_out_bandwidth`` per chip beyond it. ``collective_latency`` is the α of one
+    collective step.
+
+    The efficiency model (docs/conventions.md §14–16; every field defaults to the ideal chip):
+    ``matmul_efficiency`` (16-bit and wider GEMMs) and ``matmul_efficiency_8bit`` (FP8/INT8
+    GEMMs; ``None``: the same) derate the matrix peak; ``memory_efficiency`` is the achievable
+    fraction of HBM bandwidth in streaming kernels, ``attention_memory_efficiency`` the one of
+    decode attention over the KV cache (``None``: the same); ``attention_efficiency`` the
+    fraction of the 16-bit peak that flash-attention kernels reach; ``network_efficiency`` the
+    collectives' bus bandwidth over link bandwidth. Overheads in seconds: ``kernel_time`` per
+    kernel on the GPU, ``launch_time`` per kernel on the host (paces the GPU only without CUDA
+    graphs), ``collective_base_latency`` per collective call. ``compute_units`` (SMs or CUs) and
+    ``matmul_tile`` quantize GEMMs into tiles and waves (``None``: no quantization).
+    ``runtime`` is the engine profile. :meth:`ideal` returns the pure roofline.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    name: str
+    peak_flops: dict[DataType, Any]
+    vector_flops: Rate
+    hbm_capacity: Rate
+    hbm_bandwidth: Rate
+    scale_up_bandwidth: Rate
+    scale_up_domain: Annotated[Any, BeforeValidator(_domain)]
+    scale_out_bandwidth: Rate
+    collective_latency: Seconds
+    matmul_efficiency: Efficiency = sp.Integer(1)
+    matmul_efficiency_8bit: Optional[Efficiency] = None
+    memory_efficiency: Efficiency = sp.Integer(1)
+    attention_memory_efficiency: Optional[Efficiency] = None
+    attention_efficiency: Efficiency = sp.Integer(1)
+    network_efficiency: Efficiency = sp.Integer(1)
+    kernel_time: Seconds = sp.Integer(0)
+    launch_time: Seconds = sp.Integer(0)
+    collective_base_latency: Seconds = sp.Integer(0)
+    compute_units: Optional[Annotated[Any, BeforeValidator(_domain)]] = None
+    matmul_tile: tuple[int, int] = (128, 128)
+    runtime: Runtime = Runtime(name="ideal")
+
+    @field_validator("peak_flops", mode="before")
+    @classmethod
+    def _peaks(cls, value: Any) -> dict[DataType, sp.Expr]:
+        if not isinstance(value, Mapping) or not value:
+            raise ValueError("peak_flops must be a non-empty mapping of dtype to FLOP/s")
+        peaks = {}
+        for key, rate in value.items():
+            dtype = DataType.parse(key)
+            expr = _number(rate, f"peak_flops[{dtype.value}]")
+            if expr.is_positive is False:
+                raise ValueError(f"peak_flops[{dtype.value}] must be positive, got {expr}")
+            peaks[dtype] = expr
+        return peaks
+
+    @field_validator("matmul_tile", mode="before")
+    @classmethod
+    def _tile(cls, value: Any) -> tuple[int, int]:
+        if (not isinstance(value, (tuple, list)) or len(value) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+            raise ValueError(f"matmul_tile must be two positive integers (M, N), got {value!r}")
+        return (value[0], value[1])
+
+    @field_validator("runtime", mode="before")
+    @classmethod
+    def _runtime(cls, value: Any) -> Any:
+        return runtime(value) if isinstance(value, str) else value
+
+    _hash: int = PrivateAttr(default=0)
+    _symbolic: bool = PrivateAttr(default=False)
+
+    def model_post_init(self, __context: Any) -> None:
+        # frozen: derived once here (hashing and this test sit on the numeric hot path)
+        self._hash = hash(tuple(getattr(self, f) if f != "peak_flops" else tuple(self.peak_flops.items())
+                                for f in type(self).model_fields))
+        self._symbolic = any(isinstance(v, sp.Basic) and v.free_symbols for v in self._rates())
+        self._symbolic = self._symbolic or any(
+            isinstance(v, sp.Basic) and v.free_symbols
+            for v in (*(getattr(self, f) for f in _MODEL_FIELDS), self.runtime.step_overhead))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    @property
+    def is_symbolic(self) -> bool:
+        """True when any rate is a symbol (the unbound chip)."""
+        return self._symbolic
+
+    def _rates(self) -> Iterator[Any]:
+        yield from self.peak_flops.values()
+        yield from (self.vector_flops, self.hbm_capacity, self.hbm_bandwidth,
+                    self.scale_up_bandwidth, self.scale_up_domain, self.scale_out_bandwidth,
+                    self.collective_latency)
+
+    def peak(self, dtype: DataType | str) -> Any:
+        """Dense peak matrix FLOP/s for ``dtype``, as the datasheet gives it.
+
+        Raises ``ValueError`` naming the chip, the dtype and the dtypes it lists.
+        """
+        dt = DataType.parse(dtype)
+        try:
+            return exact(self.peak_flops[dt])
+        except KeyError:
+            known = ", ".join(d.value for d in self.peak_flops)
+            raise ValueError(
+                f"{self.name} has no peak FLOP/s for {dt.value}; it lists: {known}") from None
+
+    def matmul_efficiency_for(self, dtype: DataType | str | None) -> sp.Expr:
+        """The GEMM efficiency for ``dtype``: ``matmul_efficiency_8bit`` for 8-bit and narrower
+        formats when given, else ``matmul_efficiency``."""
+        if (dtype is not None and self.matmul_efficiency_8bit is not None
+                and DataType.parse(dtype).bytes < 2):
+            return self.matmul_efficiency_8bit
+        return self.matmul_efficiency
+
+    def effective_peak(self, dtype: DataType | str | None) -> sp.Expr:
+        """Matmul FLOP/s the time model uses: ``peak(dtype) * matmul_efficiency_for(dtype)``."""
+        if dtype is None:
+            if not self.is_symbolic:
+                raise ValueError(
+                    f"{self.name}: binding hardware needs a concrete dtype (got a symbolic one); "
+                    "pass dtype='bf16' or similar")
+            return S.peak_flops * self.matmul_efficiency
+        return self.peak_flops_expr(dtype) * self.matmul_efficiency_for(dtype)
+
+    def attention_peak(self, dtype: DataType | str | None) -> sp.Expr:
+        """FLOP/s of the attention kernels: ``attention_efficiency`` times the 16-bit peak for
+        8-bit dtypes (engines run attention in bf16/fp16 even when the GEMMs run in FP8;
+        docs/conventions.md §16), else the dtype's own peak."""
+        if any(isinstance(v, sp.Basic) and v.free_symbols for v in self.peak_flops.values()):
+            # F_16 binds to the dtype's own peak for 16-bit and wider dtypes (symbol_values)
+            return S.peak_flops_16bit * self.attention_efficiency
+        if dtype is None:
+            raise ValueError(f"{self.name}: binding hardware needs a concrete dtype (got a symbolic one); "
+                             "pass dtype='bf16' or similar")
+        dt = DataType.parse(dtype)
+        if dt.bytes < 2:
+            for half in (DataType.BF16, DataType.FP16):
+                if half in self.peak_flops:
+                    return self.peak_flops_expr(half) * self.attention_efficiency
+        return self.peak_flops_expr(dt) * self.attention_efficiency
+
+    def peak_flops_expr(self, dtype: DataType | str) -> sp.Expr:
+        """:meth:`peak` as a SymPy number."""
+        return as_expr(self.peak(dtype), "peak_flops")
+
+    @property
+    def effective_hbm_bandwidth(self) -> sp.Expr:
+        """HBM bytes/s the time model uses: ``hbm_bandwidth * memory_efficiency``."""
+        return self.hbm_bandwidth * self.memory_efficiency
+
+    @property
+    def attention_hbm_bandwidth(self) -> sp.Expr:
+        """HBM bytes/s of decode attention over the KV cache:
+        ``hbm_bandwidth * attention_memory_efficiency`` (``memory_efficiency`` when unset)."""
+        eff = self.memory_efficiency if self.attention_memory_efficiency is None else self.attention_memory_efficiency
+        return self.hbm_bandwidth * eff
+
+    def link_bandwidth(self, span: Any) -> sp.Expr:
+        """Bytes/s per chip for a group spread over ``span`` chips: the scale-up link when the
+        group fits in one scale-up domain, else the scale-out link; times the network
+        efficiency. A comparison SymPy cannot decide stays a ``Piecewise``."""
+        fits = sp.Le(as_expr(span, "span"), self.scale_up_domain)
+        up = self.scale_up_bandwidth * self.network_efficiency
+        out = self.scale_out_bandwidth * self.network_efficiency
+        if fits is sp.true:
+            return up
+        if fits is sp.false:
+            return out
+        return sp.Piecewise((up, fits), (out, True))
+
+    def symbol_values(self, dtype: DataType | str) -> dict[sp.Symbol, sp.Expr]:
+        """Values of the hardware symbols for this chip and ``dtype``: substitute them into
+        metrics computed on the symbolic chip to bind this one. The efficiency model's symbols
+        (:meth:`symbolic` with ``realistic=True``) take this chip's values; the rates stay raw.
+
+        >>> from symcost import hardware, symbols as S
+        >>> hardware.get("H100_SXM").symbol_values("fp8_e4m3")[S.peak_flops]
+        1978900000000000
+        """
+        dt = DataType.parse(dtype)
+        half = next((d for d in (DataType.BF16, DataType.FP16) if d in self.peak_flops), dt)
+        eff = self.memory_efficiency if self.attention_memory_efficiency is None else self.attention_memory_efficiency
+        return {
+            S.peak_flops: self.peak_flops_expr(dt),
+            S.peak_flops_16bit: self.peak_flops_expr(half if dt.bytes < 2 else dt),
+            S.vector_flops: self.vector_flops,
+            S.hbm_capacity: self.hbm_capacity,
+            S.hbm_bandwidth: self.hbm_bandwidth,
+            S.scale_up_bandwidth: self.scale_up_bandwidth,
+            S.scale_up_domain: self.scale_up_domain,
+            S.scale_out_bandwidth: self.scale_out_bandwidth,
+            S.collective_latency: self.collective_latency,
+            S.compute_units: self.compute_units if self.compute_units is not None else S.compute_units,
+            S.matmul_efficiency: self.matmul_efficiency_for(dt),
+            S.matmul_efficiency_8bit: self.matmul_efficiency_for(dt),
+            S.memory_efficiency: self.memory_efficiency,
+            S.attention_memory_efficiency: eff,
+            S.attention_efficiency: self.attention_efficiency,
+            S.network_efficiency: self.network_efficiency,
+            S.kernel_time: self.kernel_time,
+            S.launch_time: 0 if self.runtime.cuda_graphs else self.launch_time,
+            S.collective_base_latency: self.collective_base_latency,
+            S.step_overhead: self.runtime.step_overhead,
+        }
+
+    # -- construction and files --------------------------------------------------------------
+
+    @classmethod
+    def symbolic(cls, name: str = "symbolic", realistic: bool = False) -> "Hardware":
+        """The unbound chip: every rate a canonical symbol. With ``realistic=True`` the efficiency
+        model is symbolic too (η_mm, η_mem, η_attn, η_net, t_k, α₀), so times print with it;
+        otherwise efficiencies are 1 and overheads 0 (the roofline)."""
+        fields: dict[str, Any] = dict(
+            name=name,
+            peak_flops={dt: S.peak_flops for dt in DataType},
+            vector_flops=S.vector_flops,
+            hbm_capacity=S.hbm_capacity,
+            hbm_bandwidth=S.hbm_bandwidth,
+            scale_up_bandwidth=S.scale_up_bandwidth,
+            scale_up_domain=S.scale_up_domain,
+            scale_out_bandwidth=S.scale_out_bandwidth,
+            collective_latency=S.collective_latency,
+        )
+        if realistic:
+            fields.update(matmul_efficiency=S.matmul_efficiency, matmul_efficiency_8bit=S.matmul_efficiency_8bit,
+                          memory_efficiency=S.memory_efficiency,
+                          attention_memory_efficiency=S.attention_memory_efficiency,
+                          attention_efficiency=S.attention_efficiency,
+                          network_efficiency=S.network_efficiency, kernel_time=S.kernel_time,
+                          launch_time=S.launch_time, collective_base_latency=S.collective_base_latency,
+                          compute_units=S.compute_units,
+                          runtime=Runtime(name="symbolic", cuda_graphs=False, step_overhead=S.step_overhead))
+        return cls(**fields)
+
+    def ideal(self) -> "Hardware":
+        """The pure roofline of this chip: efficiencies 1, no overheads, no tile quantization,
+        the ideal runtime (what ``bound`` analyses use; docs/conventions.md §14).
+
+        >>> from symcost import hardware
+        >>> ideal = hardware.get("H100_SXM").ideal()
+        >>> ideal.memory_efficiency, ideal.kernel_time, ideal.name
+        (1, 0, 'H100_SXM (ideal)')
+        """
+        one, zero = sp.Integer(1), sp.Integer(0)
+        name = self.name if self.name.endswith("(ideal)") else f"{self.name} (ideal)"
+        return self.model_copy(update=dict(
+            name=name, matmul_efficiency=one, matmul_efficiency_8bit=None, memory_efficiency=one,
+            attention_memory_efficiency=None, attention_efficiency=one, network_efficiency=one,
+            kernel_time=zero, launch_time=zero, collective_base_latency=zero, compute_units=None,
+            runtime=Runtime(name="ideal")))
+
+    @property
+    def is_ideal(self) -> bool:
+        """True when the chip has no efficiency model (a pure roofline)."""
+        return (self.matmul_efficiency == 1 and self.matmul_efficiency_8bit in (None, 1)
+                and self.memory_efficiency == 1 and self.attention_memory_efficiency in (None, 1)
+                and self.attention_efficiency == 1 and self.network_efficiency == 1
+                and self.kernel_time == 0 and self.collective_base_latency == 0
+                and self.compute_units is None and self.runtime.step_overhead == 0
+                and (self.runtime.cuda_graphs or self.launch_time == 0))
+
+    def with_runtime(self, runtime: "Runtime | str") -> "Hardware":
+        """A copy running under another engine profile (a :class:`Runtime` or a name from
+        :func:`symcost.hardware.runtimes`)."""
+        return Hardware(**{**self._fields(), "runtime": runtime})
+
+    def with_efficiency(self, *, matmul: Any = None, memory: Any = None,
+                        network: Any = None, **fields: Any) -> "Hardware":
+        """A copy with the given efficiency factors (or any other fields) replaced."""
+        update = dict(fields)
+        for field, value in (("matmul_efficiency", matmul), ("memory_efficiency", memory),
+                             ("network_efficiency", network)):
+            if value is not None:
+                update[field] = value
+        return Hardware(**{**self._fields(), **update})
+
+    def _fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in type(self).model_fields}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON/YAML-ready dict: integers as ints, other exact numbers as ``"p/q"`` strings."""
+        if self.is_symbolic:
+            raise ValueError(f"{self.name}: a symbolic chip cannot be saved")
+
+        def plain(value: Any) -> Any:
+            value = exact(value)
+            return value if isinstance(value, int) else str(value)
+
+        out: dict[str, Any] = {"name": self.name,
+                               "peak_flops": {d.value: plain(v) for d, v in self.peak_flops.items()}}
+        for field in type(self).model_fields:
+            value = getattr(self, field)
+            if field in out:
+                continue
+            if value is None or isinstance(value, bool):
+                out[field] = value
+            elif isinstance(value, tuple):
+                out[field] = list(value)
+            elif isinstance(value, Runtime):
+                out[field] = {"name": value.name, "cuda_graphs": value.cuda_graphs,
+                              "step_overhead": plain(value.step_overhead),
+                              "prefill_emits_first_token": value.prefill_emits_first_token}
+            else:
+                out[field] = plain(value)
+        return out
+
+    def to_file(self, path: str | Path) -> None:
+        """Write the chip to ``path``: JSON for ``.json``, YAML for ``.yaml``/``.yml``."""
+        path = Path(path)
+        kind = _file_kind(path)
+        data = self.to_dict()
+        if kind == "json":
+            path.write_text(json.dumps(data, indent=2) + "\n")
+        else:
+            import yaml
+
+            path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Hardware":
+        """Read a chip from a JSON or YAML file written by :meth:`to_file` (or by hand).
+
+        Raises ``ValueError`` naming the file for unreadable or malformed content; fields are
+        validated like the constructor's.
+        """
+        path = Path(path)
+        kind = _file_kind(path)
+        try:
+            text = path.read_text()
+        except OSError as err:
+            raise ValueError(f"{path}: cannot read hardware file ({err.strerror})") from None
+        try:
+            if kind == "json":
+                data = json.loads(text)
+            else:
+                import yaml
+
+                data = yaml.safe_load(text)
+        except Exception as err:  # the parsers' own error types differ
+            raise ValueError(f"{path}: malformed {kind.upper()} ({err})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of hardware fields, got {type(data).__name__}")
+        return cls(**data)
+
+
+def _file_kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return "json"
+    if suffix in (".yaml", ".yml"):
+        return "yaml"
+    raise ValueError(f"{path}: hardware files are .json, .yaml or .yml")

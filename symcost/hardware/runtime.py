@@ -1,0 +1,93 @@
+"""Engine profiles: what a serving or training engine adds around the kernels.
+
+A :class:`Runtime` says whether kernels are replayed from CUDA graphs, how long each inference
+step spends outside the model, and how the engine counts decode steps. Named profiles describe
+the engines of the shipped calibration data (docs/conventions.md §16); ``"neutral"`` is the
+default of the realistic chips.
+
+>>> runtime("tensorrt-llm").prefill_emits_first_token
+True
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+import sympy as sp
+from pydantic import BaseModel, ConfigDict
+
+from .validate import Seconds
+
+__all__ = ["Runtime", "RUNTIMES", "runtime", "runtimes"]
+
+
+class Runtime(BaseModel):
+    """What the serving or training engine adds around the kernels (docs/conventions.md §16).
+
+    ``cuda_graphs``: kernels are replayed from a captured graph, so the host's launch time
+    (:attr:`Hardware.launch_time`) never paces the GPU; without graphs a kernel takes at least
+    that long. ``step_overhead``: seconds per inference step spent outside the model
+    (scheduling, sampling, host synchronisation), added once to each prefill and decode step.
+    ``decode_steps_after_prefill``: how many decode steps an engine runs to produce ``n``
+    output tokens is ``n - 1`` when the prefill emits the first token (TensorRT-LLM, vLLM), or
+    ``n`` when its generation loop runs once per output token (FasterTransformer).
+
+    >>> Runtime(name="mine", step_overhead="0.002").step_overhead
+    1/500
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    name: str
+    cuda_graphs: bool = True
+    step_overhead: Seconds = sp.Integer(0)
+    prefill_emits_first_token: bool = True
+
+    def decode_steps(self, output_len: Any) -> Any:
+        """Decode steps that produce ``output_len`` tokens after the prefill."""
+        return output_len - 1 if self.prefill_emits_first_token else output_len
+
+
+# Named profiles. step_overhead values are fitted on symcost/data/inference_calibration.csv by
+# symcost.calibration (benchmarks/calibrate.py refits them; tests/test_calibration.py checks them).
+RUNTIMES: dict[str, Runtime] = {}
+
+
+def _register(profile: Runtime) -> Runtime:
+    RUNTIMES[profile.name] = profile
+    return profile
+
+
+IDEAL = _register(Runtime(name="ideal"))
+"""No engine: the roofline's runtime."""
+
+# NB: TensorRT-LLM's gptSessionBenchmark (v0.5/v0.6.1, the runs of the calibration data) launches
+# without CUDA graphs unless --enable_cuda_graph is given, and its context phase emits the first
+# output token; its step overhead is fitted (symcost.calibration_inference).
+TENSORRT_LLM = _register(Runtime(name="tensorrt-llm", cuda_graphs=False,
+                                 step_overhead=Fraction(1, 5000), prefill_emits_first_token=True))
+# NB: FasterTransformer (v5.x) launches from the host (no CUDA graphs) and its generation loop runs
+# one decoder step per output token after the context phase (ParallelGpt's step loop); it has no
+# scheduler, so no step overhead is fitted for it.
+FASTERTRANSFORMER = _register(Runtime(name="fastertransformer", cuda_graphs=False, step_overhead=0,
+                                      prefill_emits_first_token=False))
+# The default of the realistic chips: a modern serving engine, with TensorRT-LLM's fitted step
+# overhead (the only engine of the data with a scheduler), CUDA graphs on.
+NEUTRAL = _register(Runtime(name="neutral", cuda_graphs=True, step_overhead=TENSORRT_LLM.step_overhead,
+                            prefill_emits_first_token=True))
+
+
+def runtime(name: "str | Runtime") -> Runtime:
+    """A named engine profile (case-insensitive); one-line ``ValueError`` listing the names."""
+    if isinstance(name, Runtime):
+        return name
+    key = str(name).strip().lower()
+    if key not in RUNTIMES:
+        raise ValueError(f"runtime: unknown engine profile {name!r}; known: {', '.join(RUNTIMES)}")
+    return RUNTIMES[key]
+
+
+def runtimes() -> list[str]:
+    """The names of the engine profiles."""
+    return list(RUNTIMES)
