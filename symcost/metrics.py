@@ -2,7 +2,7 @@
 
 Metrics compose: ``a + b`` is a block that runs ``a`` then ``b``; ``m * L`` repeats a block ``L``
 times (``L`` an integer or a symbol), in O(1) however deep. FLOPs, traffic, weights, KV cache and
-communication add. Activations combine by their nature (CONVENTIONS items 7 and 8): saved
+communication add. Activations combine by their nature (docs/conventions.md §7 and §8): saved
 activations in training add; inference activations are a transient peak and combine by ``max``,
 and repeating a block does not raise its peak.
 

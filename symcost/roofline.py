@@ -1,4 +1,4 @@
-"""The time model: a roofline per op, α–β collectives, summed (CONVENTIONS items 13–14).
+"""The time model: a roofline per op, α–β collectives, summed (docs/conventions.md §13–§14).
 
 Per op: compute ``matmul_flops / (peak * matmul_efficiency) + vector_flops / vector_flops``,
 memory ``hbm_bytes / (hbm_bandwidth * memory_efficiency)``, time ``max(compute, memory)``.

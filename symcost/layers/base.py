@@ -294,7 +294,7 @@ class Layer(BaseModel):
 
     @staticmethod
     def tp_exit(ctx: Context, payload: sp.Expr) -> list[Collective]:
-        """Communication leaving a Megatron TP block (CONVENTIONS item 12): one all-reduce of
+        """Communication leaving a Megatron TP block (docs/conventions.md §12): one all-reduce of
         the partial sums (``payload`` bytes), or a reduce-scatter under sequence parallelism."""
         if ctx.tp == 1:
             return []

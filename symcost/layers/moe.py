@@ -14,7 +14,7 @@ and p = 3 projections (gated) or 2:
   matmul FLOPs ``2*p*T*h*n_s*f_s/t``;
 - combine: the expert outputs come back in a second all-to-all and are summed with their
   routing weights; the TP partial sums of routed and shared experts leave together through one
-  all-reduce (CONVENTIONS item 12).
+  all-reduce (docs/conventions.md §12).
 
 Prefill matmul FLOPs per chip: ``2*T*h*E + 2*p*T*k*h*f_e/t + 2*p*T*h*n_s*f_s/t``.
 
