@@ -11,6 +11,7 @@ bytes per element; with numbers for every input, the same expressions collapse t
 """
 
 from . import calibration as calibration
+from . import errors as errors
 from . import hardware as hardware
 from . import latex as latex
 from . import models as models
@@ -19,6 +20,12 @@ from . import search as search
 from . import solve as solve
 from . import symbols as symbols
 from .dtypes import DataType as DataType
+from .errors import ConfigError as ConfigError
+from .errors import DivisibilityError as DivisibilityError
+from .errors import HardwareError as HardwareError
+from .errors import SolveError as SolveError
+from .errors import SymcostError as SymcostError
+from .errors import UnboundSymbolError as UnboundSymbolError
 from .hardware import Hardware as Hardware
 from .layers import AttentionLayer as AttentionLayer
 from .layers import EmbeddingLayer as EmbeddingLayer
@@ -62,6 +69,13 @@ __all__ = [
     "Sweeper",
     "TransformerBlock",
     "calibration",
+    "errors",
+    "ConfigError",
+    "DivisibilityError",
+    "HardwareError",
+    "SolveError",
+    "SymcostError",
+    "UnboundSymbolError",
     "models",
     "plots",
     "search",

@@ -26,6 +26,7 @@ import sympy as sp
 from . import symbols as S
 from ._expr import Value, as_expr, exact, total
 from .dtypes import DataType
+from .errors import UnboundSymbolError
 from .hardware import Hardware
 from .hardware import get as get_hardware
 from .ops import Collective, Op, merge_collectives
@@ -298,7 +299,7 @@ class LayerMetrics:
                  dtype: Any = None, **values: Any) -> "LayerMetrics":
         """:meth:`subs`, then insist that every field is an exact number.
 
-        Raises ``ValueError`` naming the symbols left unbound.
+        Raises :class:`~symcost.errors.UnboundSymbolError` naming the symbols left unbound.
         """
         result = self.subs(mapping, hardware=hardware, dtype=dtype, **values)
         left = result.free_symbols
@@ -307,7 +308,7 @@ class LayerMetrics:
             hint = ""
             if left & _HARDWARE_SYMBOLS:
                 hint = " (pass hardware= and dtype= to bind the chip)"
-            raise ValueError(f"evaluate: unbound symbols remain: {names}{hint}")
+            raise UnboundSymbolError(f"evaluate: unbound symbols remain: {names}{hint}")
         return result
 
     def diff(self, symbol: sp.Symbol | str) -> "LayerMetrics":

@@ -28,6 +28,7 @@ import sympy as sp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo
 
 from ._expr import dim
+from .errors import ConfigError
 
 __all__ = ["Parallelism", "ParallelismLike", "Degree"]
 
@@ -37,7 +38,7 @@ def _degree(value: Any, info: ValidationInfo) -> sp.Expr:
         hint = ""
         if info.field_name == "sequence_parallel":
             hint = ' (use "tp" for Megatron sequence parallelism)'
-        raise ValueError(f"{info.field_name} must be a positive integer degree, got {value}{hint}")
+        raise ConfigError(f"{info.field_name} must be a positive integer degree, got {value}{hint}")
     return dim(value, info.field_name)
 
 
@@ -45,7 +46,7 @@ def _sequence_degree(value: Any, info: ValidationInfo) -> Any:
     if isinstance(value, str):
         if value == "tp":
             return value
-        raise ValueError(
+        raise ConfigError(
             f'sequence_parallel must be a positive integer degree or "tp" (Megatron sequence '
             f"parallelism over the TP group), got {value!r}"
         )
@@ -113,7 +114,7 @@ class Parallelism(BaseModel):
             return value
         if isinstance(value, dict):
             return cls(**value)
-        raise ValueError(
+        raise ConfigError(
             f"parallelism must be a Parallelism or a dict of degrees, got {type(value).__name__}"
         )
 
