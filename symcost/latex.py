@@ -22,13 +22,18 @@ then the largest common monomial and numeric factor pulled in front, e.g.
 from __future__ import annotations
 
 import re
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, Union
 
 import sympy as sp
 
 from . import symbols as S
-from ._expr import Value, as_expr
+from ._expr import Value
+from ._notation import NOTATIONS as NOTATIONS
+from ._notation import expression as expression
+from ._notation import label as _label
+from ._notation import names as _names
+from ._notation import present as present
+from ._notation import text as _text
 from .metrics import METRIC_FIELDS, LayerMetrics
 from .parallel import Parallelism, ParallelismLike
 from .phase import Phase
@@ -52,52 +57,6 @@ __all__ = [
     "model_document",
 ]
 
-# -- notations ------------------------------------------------------------------------------------
-
-_MEGATRON: dict[sp.Symbol, str] = S.latex_names()
-
-# NB: "How to Scale Your Model" (Austin et al. 2025, jax-ml.github.io/scaling-book, chapter
-# "All the Transformer Math You Need to Know") names
-# the model dimensions; it uses T for the query length and S for the key/value length, and
-# symcost has one sequence length, so seq_len is T. The parallel degrees (the book uses mesh axes
-# X, Y, Z rather than named degrees), bytes per element and the hardware symbols keep their
-# Megatron-style LaTeX.
-_SCALING_BOOK: dict[sp.Symbol, str] = {
-    **_MEGATRON,
-    S.batch_size: "B",
-    S.seq_len: "T",
-    S.hidden_size: "D",
-    S.intermediate_size: "F",
-    S.num_heads: "N",
-    S.num_kv_heads: "K",
-    S.head_dim: "H",
-    S.num_layers: "L",
-    S.vocab_size: "V",
-}
-
-NOTATIONS: Mapping[str, Mapping[sp.Symbol, str]] = MappingProxyType({
-    "megatron": MappingProxyType(_MEGATRON),
-    "scaling-book": MappingProxyType(_SCALING_BOOK),
-})
-"""For each notation, the LaTeX of every canonical symbol (``symbol_names`` for ``sympy.latex``)."""
-
-# Metric labels. NB: the megatron labels are exactly those LayerMetrics.to_latex always printed;
-# scaling-book uses T for the sequence length, so the latency is T_step there.
-_LABELS: dict[str, str] = {
-    "flops_per_chip": r"\mathrm{FLOPs}",
-    "matmul_flops_per_chip": r"\mathrm{FLOPs}_{\mathrm{matmul}}",
-    "hbm_bytes_per_chip": r"\mathrm{HBM\ traffic}",
-    "weight_memory_per_chip": r"M_{\mathrm{weights}}",
-    "activation_memory_per_chip": r"M_{\mathrm{act}}",
-    "kv_cache_memory_per_chip": r"M_{\mathrm{KV}}",
-    "comm_bytes_per_chip": r"\mathrm{comm\ bytes}",
-    "compute_time": r"T_{\mathrm{compute}}",
-    "memory_time": r"T_{\mathrm{memory}}",
-    "comm_time": r"T_{\mathrm{comm}}",
-    "latency": r"T",
-}
-_LABEL_OVERRIDES: dict[str, dict[str, str]] = {"scaling-book": {"latency": r"T_{\mathrm{step}}"}}
-
 TABLE_FIELDS = ("flops_per_chip", "weight_memory_per_chip", "activation_memory_per_chip",
                 "kv_cache_memory_per_chip", "comm_bytes_per_chip")
 """The default columns of :func:`table` and :func:`layer_table`."""
@@ -111,17 +70,6 @@ continued on the next line; source length is a rough proxy for printed width (``
 ``\\left(`` print narrower than they read)."""
 
 Metrics = Union[LayerMetrics, Mapping[str, Any]]
-
-
-def _names(notation: str) -> Mapping[sp.Symbol, str]:
-    try:
-        return NOTATIONS[notation]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown notation {notation!r}; valid: {', '.join(NOTATIONS)}") from None
-
-
-def _label(field: str, notation: str) -> str:
-    return _LABEL_OVERRIDES.get(notation, {}).get(field, _LABELS[field])
 
 
 def _check_fields(fields: Sequence[str], caller: str) -> list[str]:
@@ -149,45 +97,7 @@ def _values(metrics: Metrics, fields: Sequence[str] | None, caller: str) -> dict
     return {f: metrics[f] for f in chosen}
 
 
-_TEXT_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                 "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-
-
-def _text(s: str) -> str:
-    """``s`` as LaTeX text, special characters escaped."""
-    return "".join(_TEXT_ESCAPES.get(c, c) for c in s)
-
-
 # -- formulas -------------------------------------------------------------------------------------
-
-
-def present(value: Value) -> sp.Expr:
-    """The presentation form of ``value``: ``factor_terms(expand(value))``, the same value.
-
-    Products are multiplied out, then the common monomial and numeric factor is pulled out of
-    every sum (recursively); no ``simplify``, no change of value.
-
-    >>> from symcost import symbols as S
-    >>> b, s, h, f, t = S.batch_size, S.seq_len, S.hidden_size, S.intermediate_size, S.tp
-    >>> present(5*b*s*f/t + 6*(b*s*f/t + b*s*h))       # 11 b f s/t + 6 b h s, common b s
-    b*s*(11*f/t + 6*h)
-    """
-    expr = as_expr(value, "expression")
-    return sp.factor_terms(sp.expand(expr))
-
-
-def expression(expr: Value, notation: str = "megatron") -> str:
-    r"""``sympy.latex`` of :func:`present` (``expr``) with the notation's symbol names.
-
-    >>> from symcost import NormLayer
-    >>> m = NormLayer(kind="rmsnorm").compute_metrics(phase="prefill", dtype="bf16")
-    >>> expression(m.weight_memory_per_chip), expression(m.weight_memory_per_chip, "scaling-book")
-    ('2 h', '2 D')
-    >>> expression(4096)
-    '4096'
-    """
-    names = _names(notation)
-    return sp.latex(present(expr), symbol_names=dict(names))
 
 
 def _pieces(expr: Value, names: Mapping[sp.Symbol, str], width: int) -> list[str]:
@@ -266,16 +176,6 @@ def _align_env(rows: Sequence[tuple[str, Any]], names: Mapping[sp.Symbol, str]) 
         lines.append(f"{label} &= {first}")
         lines.extend(f"&\\quad {piece}" for piece in rest)
     return "\\begin{align*}\n" + " \\\\\n".join(lines) + "\n\\end{align*}"
-
-
-def _aligned(metrics: LayerMetrics, fields: Sequence[str], notation: str) -> str:
-    """What :meth:`LayerMetrics.to_latex` prints: an ``aligned`` block of the fields as stored
-    (renamed to the notation, not :func:`present`-ed)."""
-    names = dict(_names(notation))
-    chosen = _check_fields(fields, "to_latex")
-    lines = [f"{_label(f, notation)} &= {sp.latex(sp.sympify(getattr(metrics, f)), symbol_names=names)}"
-             for f in chosen]
-    return "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
 
 
 # -- tables ---------------------------------------------------------------------------------------

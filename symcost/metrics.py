@@ -25,8 +25,9 @@ import sympy as sp
 
 from . import symbols as S
 from ._expr import Value, as_expr, exact, total
+from ._notation import aligned
 from .dtypes import DataType
-from .errors import UnboundSymbolError
+from .errors import ConfigError, UnboundSymbolError
 from .hardware import Hardware
 from .hardware import get as get_hardware
 from .ops import Collective, Op, merge_collectives
@@ -364,9 +365,11 @@ class LayerMetrics:
         M_{\\mathrm{weights}} &= 2 D
         \\end{aligned}
         """
-        from .latex import _aligned
-
-        return _aligned(self, fields, notation)
+        chosen = [fields] if isinstance(fields, str) else list(fields)
+        unknown = [f for f in chosen if f not in METRIC_FIELDS]
+        if unknown:
+            raise ConfigError(f"to_latex: unknown fields {unknown}; valid: {', '.join(METRIC_FIELDS)}")
+        return aligned([(f, getattr(self, f)) for f in chosen], notation)
 
     def _repr_latex_(self) -> str:
         return "$\\displaystyle " + self.to_latex() + "$"

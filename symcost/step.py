@@ -24,7 +24,7 @@ peak``. Every result is an expression; with numbers it is exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 import sympy as sp
 
@@ -35,12 +35,10 @@ from .hardware import Hardware
 from .hardware import get as get_hardware
 from .layers.moe import MoELayer
 from .metrics import LayerMetrics
+from .model import Model, register_steps
 from .ops import Collective
 from .parallel import Parallelism, ParallelismLike
 from .roofline import collective_time
-
-if TYPE_CHECKING:
-    from .model import Model
 
 __all__ = ["TrainingStep", "InferenceStep", "training_step", "inference_step",
            "GRADIENT_BYTES", "OPTIMIZER_BYTES"]
@@ -330,3 +328,7 @@ def max_context(model: "Model", hardware: Hardware | str, batch_size: Any = 1, d
         raise ValueError(f"max_context: sequence_parallel must be a number, got {par.sp}")
     step = inference_step(model, chip, batch_size, None, dtype, par)
     return max_integer(step.memory_per_chip, S.seq_len, chip.hbm_capacity, multiple_of=int(par.sp))
+
+
+# Model.training_step, .inference_step, .max_batch_size and .max_context delegate to these.
+register_steps(training_step, inference_step, max_batch_size, max_context)
