@@ -7,8 +7,8 @@ breaks. The classes say which kind of rule, so a caller can catch exactly what i
     ├── ConfigError            a field's value breaks its rule (a size, a degree, a name, a type)
     │   ├── DivisibilityError  a degree does not divide what it splits (heads, width, tokens, layers)
     │   └── HardwareError      a chip description or a chip name is not usable
-    ├── UnboundSymbolError     a number was asked for while symbols are still free
-    └── SolveError             a solver cannot answer (no closed form, an undecidable comparison)
+    ├── UnboundSymbolError     a number or a comparison was asked for while symbols are still free
+    └── SolveError             a solver cannot answer (no closed form in the symbol solved for)
 
 Because the base is a ``ValueError``, ``except ValueError`` keeps working. NB: a rule checked
 inside a pydantic validator (a layer's or :class:`~symcost.parallel.Parallelism`'s fields)
@@ -57,8 +57,8 @@ class HardwareError(ConfigError):
 
 
 class UnboundSymbolError(SymcostError):
-    """A number was asked for, but the expression still has free symbols."""
+    """A number or a comparison was asked for, but the expression still has free symbols."""
 
 
 class SolveError(SymcostError):
-    """A solver cannot answer: no closed form, or a comparison that stays undecided."""
+    """A solver cannot answer: no closed form in the symbol solved for, and other symbols remain."""

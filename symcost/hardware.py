@@ -25,6 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, Valida
 from . import symbols as S
 from ._expr import as_expr, exact
 from .dtypes import DataType
+from .errors import HardwareError
 
 __all__ = [
     "Hardware",
@@ -349,12 +350,12 @@ _ALIASES = {
 def get(name: str) -> Hardware:
     """A preset by name, case and punctuation ignored (``"h100"``, ``"H100_SXM"``, ``"tpu-v5e"``).
 
-    Raises ``ValueError`` listing the known names.
+    Raises :class:`~symcost.errors.HardwareError` listing the known names.
     """
     if isinstance(name, Hardware):
         return name
     key = _key(str(name))
     target = _BY_KEY.get(key) or _ALIASES.get(key)
     if target is None:
-        raise ValueError(f"hardware: unknown chip {name!r}; known: {', '.join(PRESETS)}")
+        raise HardwareError(f"hardware: unknown chip {name!r}; known: {', '.join(PRESETS)}")
     return PRESETS[target]

@@ -34,6 +34,7 @@ from ._notation import label as _label
 from ._notation import names as _names
 from ._notation import present as present
 from ._notation import text as _text
+from .errors import ConfigError
 from .metrics import METRIC_FIELDS, LayerMetrics
 from .parallel import Parallelism, ParallelismLike
 from .phase import Phase
@@ -77,7 +78,7 @@ def _check_fields(fields: Sequence[str], caller: str) -> list[str]:
         fields = [fields]
     unknown = [f for f in fields if f not in METRIC_FIELDS]
     if unknown:
-        raise ValueError(f"{caller}: unknown fields {unknown}; valid: {', '.join(METRIC_FIELDS)}")
+        raise ConfigError(f"{caller}: unknown fields {unknown}; valid: {', '.join(METRIC_FIELDS)}")
     return list(fields)
 
 
@@ -87,13 +88,13 @@ def _values(metrics: Metrics, fields: Sequence[str] | None, caller: str) -> dict
         chosen = _check_fields(METRIC_FIELDS if fields is None else fields, caller)
         return {f: getattr(metrics, f) for f in chosen}
     if not isinstance(metrics, Mapping):
-        raise ValueError(f"{caller}: expected LayerMetrics or a mapping of field to expression, "
+        raise ConfigError(f"{caller}: expected LayerMetrics or a mapping of field to expression, "
                          f"got {type(metrics).__name__}")
     _check_fields(list(metrics), caller)
     chosen = _check_fields(list(metrics) if fields is None else fields, caller)
     missing = [f for f in chosen if f not in metrics]
     if missing:
-        raise ValueError(f"{caller}: fields {missing} are not in the mapping (it has {list(metrics)})")
+        raise ConfigError(f"{caller}: fields {missing} are not in the mapping (it has {list(metrics)})")
     return {f: metrics[f] for f in chosen}
 
 
@@ -263,7 +264,7 @@ def macro_name(name: str) -> str:
     ('\\scBatchSize', '\\scTp')
     """
     if name not in S.TABLE:
-        raise ValueError(f"unknown symbol {name!r}; known: {', '.join(S.TABLE)}")
+        raise ConfigError(f"unknown symbol {name!r}; known: {', '.join(S.TABLE)}")
     return "\\sc" + "".join(part.capitalize() for part in re.split(r"[^A-Za-z]+", name) if part)
 
 
@@ -292,7 +293,7 @@ def _rows_for(symbols: Iterable[sp.Symbol | str] | None) -> list[S.SymbolInfo]:
         else:
             wanted.add(row.name)
     if unknown:
-        raise ValueError(f"glossary: not canonical symbols: {', '.join(sorted(unknown))}; "
+        raise ConfigError(f"glossary: not canonical symbols: {', '.join(sorted(unknown))}; "
                          f"known: {', '.join(S.TABLE)}")
     return [row for row in S.TABLE.values() if row.name in wanted]
 
@@ -423,7 +424,7 @@ def model_document(target: "Model | Layer | None" = None, phase: Phase | str = "
             used |= _used_symbols(getattr(metrics, f) for f in TABLE_FIELDS)
         blocks.append(_centered(table(rows, TABLE_FIELDS, notation, r"\linewidth")))
     else:
-        raise ValueError(f"model_document: expected a Model, a Layer or None, got {type(target).__name__}")
+        raise ConfigError(f"model_document: expected a Model, a Layer or None, got {type(target).__name__}")
     if used:
         blocks += [_section("Symbols"), _centered(glossary(used, notation))]
     body = "\n\n".join(blocks)

@@ -31,6 +31,7 @@ import sympy as sp
 from . import symbols as S
 from ._expr import check_divides, dim, exact
 from .dtypes import DataType
+from .errors import ConfigError
 from .hardware import Hardware
 from .hardware import get as get_hardware
 from .layers.moe import MoELayer
@@ -238,7 +239,7 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     par = Parallelism.coerce(parallelism)
     datatype = DataType.parse(dtype)
     if isinstance(zero_stage, bool) or zero_stage not in (0, 1, 2, 3):
-        raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
+        raise ConfigError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
     s, B, b, v = (dim(seq_len, "seq_len"), dim(global_batch, "global_batch"),
                   dim(micro_batch, "micro_batch"), dim(interleave, "interleave"))
     check_divides(B, par.dp * b, "global_batch must be divisible by data_parallel * micro_batch")

@@ -88,3 +88,54 @@ def test_evaluate_with_free_symbols_is_unbound_symbol_error():
     m = sc.NormLayer(hidden_size=4096).compute_metrics(phase="prefill", dtype="bf16")
     with pytest.raises(errors.UnboundSymbolError, match="evaluate: unbound symbols remain"):
         m.evaluate()
+
+
+def test_unknown_chip_is_a_hardware_error():
+    with pytest.raises(errors.HardwareError, match="hardware: unknown chip 'Z9000'"):
+        sc.hardware.get("Z9000")
+
+
+def test_unknown_notation_is_a_config_error():
+    with pytest.raises(errors.ConfigError, match="unknown notation 'apa'"):
+        sc.latex.expression(sc.symbols.hidden_size, notation="apa")
+
+
+def test_solver_without_closed_form_is_a_solve_error():
+    """2^s = h has no polynomial closed form in s, and h stays free: no value can be given."""
+    S = sc.symbols
+    with pytest.raises(errors.SolveError, match="no closed form for s"):
+        sc.solve.max_integer(2**S.seq_len, S.seq_len, S.hidden_size)
+
+
+def test_undecided_comparison_is_an_unbound_symbol_error():
+    """min_degree cannot compare b*1000/t with 4000 while b is free."""
+    S = sc.symbols
+    with pytest.raises(errors.UnboundSymbolError, match="bind every symbol"):
+        sc.solve.min_degree(S.batch_size * 1000 / S.tp, S.tp, 4000, candidates=[1, 2, 4])
+
+
+def test_solver_input_rules_are_config_errors():
+    S = sc.symbols
+    with pytest.raises(errors.ConfigError, match="limit must be a finite number"):
+        sc.solve.max_integer(S.seq_len, S.seq_len, float("inf"))
+    with pytest.raises(errors.ConfigError, match="sizes must be positive integers"):
+        sc.solve.common_divisors(0, 8)
+
+
+def test_bad_zero_stage_is_a_config_error():
+    model = sc.models.get("llama-3-8b")
+    with pytest.raises(errors.ConfigError, match="zero_stage must be 0, 1, 2 or 3, got 4"):
+        model.training_step("H100_SXM", seq_len=2048, global_batch=8, zero_stage=4)
+
+
+def test_latex_unknown_field_is_a_config_error():
+    m = sc.NormLayer().compute_metrics(phase="prefill")
+    with pytest.raises(errors.ConfigError, match=r"align: unknown fields \['flops'\]"):
+        sc.latex.align(m, ["flops"])
+    with pytest.raises(errors.ConfigError, match=r"to_latex: unknown fields \['flops'\]"):
+        m.to_latex(["flops"])
+
+
+def test_search_unknown_phase_is_a_config_error():
+    with pytest.raises(errors.ConfigError, match="phase: 'training' or 'inference', got 'decode'"):
+        sc.search.parallelism(sc.models.get("llama-3-8b"), "H100_SXM", 8, 8, 2048, phase="decode")
