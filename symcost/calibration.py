@@ -112,9 +112,13 @@ def _score(predictions: Iterable[Optional[Prediction]]) -> float:
     return sum(e * e for e in errs) / len(errs) if errs else float("inf")
 
 
-def calibrate(rows: Sequence[Row], base: Hardware = hardware.A100_SXM_80GB,
-              matmul: Sequence[Fraction] = tuple(Fraction(k, 100) for k in range(40, 101, 2)),
-              network: Sequence[Fraction] = tuple(Fraction(k, 100) for k in (40, 60, 80, 100))
+_A100 = hardware.get("A100_SXM_80GB")
+_MATMUL_GRID = tuple(Fraction(k, 100) for k in range(40, 101, 2))
+_NETWORK_GRID = tuple(Fraction(k, 100) for k in (40, 60, 80, 100))
+
+
+def calibrate(rows: Sequence[Row], base: Hardware = _A100,
+              matmul: Sequence[Fraction] = _MATMUL_GRID, network: Sequence[Fraction] = _NETWORK_GRID
               ) -> tuple[Hardware, list[Prediction]]:
     """The efficiency factors (memory fixed at 1) minimizing the mean squared relative error."""
     best: Optional[tuple[float, Hardware, list]] = None
@@ -135,4 +139,4 @@ MEGATRON_A100_EFFICIENCY = {"matmul": Fraction(33, 50), "network": Fraction(1, 1
 
 def megatron_a100() -> Hardware:
     """``A100_SXM_80GB`` with the efficiencies calibrated on Narayanan et al. 2021, Table 1."""
-    return hardware.A100_SXM_80GB.with_efficiency(**MEGATRON_A100_EFFICIENCY)
+    return hardware.get("A100_SXM_80GB").with_efficiency(**MEGATRON_A100_EFFICIENCY)

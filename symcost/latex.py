@@ -419,10 +419,10 @@ def model_document(target: "Model | Layer | None" = None, phase: Phase | str = "
         blocks.append(align(values, notation=notation))
     elif target is None:
         title = f"Per-chip costs of the layer types, {phase.value}"
-        rows = {label: layer.compute_metrics(phase=phase) for label, layer in _symbolic_layers(None).items()}
-        for metrics in rows.values():
+        layers = {label: layer.compute_metrics(phase=phase) for label, layer in _symbolic_layers(None).items()}
+        for metrics in layers.values():
             used |= _used_symbols(getattr(metrics, f) for f in TABLE_FIELDS)
-        blocks.append(_centered(table(rows, TABLE_FIELDS, notation, r"\linewidth")))
+        blocks.append(_centered(table(layers, TABLE_FIELDS, notation, r"\linewidth")))
     else:
         raise ConfigError(f"model_document: expected a Model, a Layer or None, got {type(target).__name__}")
     if used:

@@ -64,7 +64,7 @@ def _peak(a: Value, b: Value) -> Value:
     return max(a, b)
 
 
-def _exact_all(values: Mapping[str, Any]) -> dict[str, Value]:
+def _exact_all(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: exact(sp.sympify(v)) if not isinstance(v, int) else v for k, v in values.items()}
 
 

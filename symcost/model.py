@@ -15,6 +15,8 @@ and the LM head.
 
 from __future__ import annotations
 
+import functools
+import operator
 from typing import Any, Callable, Literal, Optional, Union
 
 import sympy as sp
@@ -81,13 +83,14 @@ class TransformerBlock(Layer):
             if part.parallelism != self.parallelism:
                 raise ValueError(f"{type(part).__name__}.parallelism must equal the block's "
                                  f"({part.parallelism} vs {self.parallelism})")
-        if self.attention.hidden_size != self.mlp.hidden_size:
+        # NB: hidden_size is not declared by the Layer contract yet (issue 9); every layer has it
+        if self.attention.hidden_size != self.mlp.hidden_size:  # type: ignore[attr-defined]
             raise ValueError("attention and mlp must share hidden_size")
         return self
 
     @property
     def hidden_size(self) -> sp.Expr:
-        return self.attention.hidden_size
+        return self.attention.hidden_size  # type: ignore[attr-defined]
 
     @property
     def norm(self) -> NormLayer:
@@ -225,11 +228,8 @@ class Model(BaseModel):
         True
         """
         rows = self.breakdown(batch_size, seq_len, phase, dtype, hardware, recompute, overlap)
-        total = None
-        for _, count, metrics in rows:
-            part = metrics if count == 1 else metrics * count
-            total = part if total is None else total + part
-        return total
+        parts = [metrics if count == 1 else metrics * count for _, count, metrics in rows]
+        return functools.reduce(operator.add, parts)
 
     # -- builders ----------------------------------------------------------------------------
 

@@ -112,7 +112,7 @@ def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], *, name: str | 
     if model_type not in _SUPPORTED:
         raise ValueError(f"{source}: unsupported model_type {model_type!r}; supported: {', '.join(_SUPPORTED)}")
     get_int = lambda key: _require(config, key, source)  # noqa: E731
-    common = {
+    common: dict[str, Any] = {
         "hidden_size": get_int("hidden_size"),
         "num_heads": get_int("num_attention_heads"),
         "num_layers": get_int("num_hidden_layers"),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import sympy as sp
 
@@ -81,6 +81,8 @@ Axis = Literal["tp", "sp", "pp", "ep", "dp"]
 
 _ZERO = sp.Integer(0)
 
+_OpT = TypeVar("_OpT", bound="Op")
+
 
 @dataclass(frozen=True)
 class Op:
@@ -112,11 +114,11 @@ class Op:
         """The ops of this op's backward pass."""
         raise NotImplementedError
 
-    def xreplace(self, mapping: dict) -> "Op":
+    def xreplace(self: _OpT, mapping: dict) -> _OpT:
         """A copy with ``mapping`` applied to every expression field."""
         return _xreplace_fields(self, mapping)
 
-    def renamed(self, suffix: str) -> "Op":
+    def renamed(self: _OpT, suffix: str) -> _OpT:
         """A copy whose name ends in ``suffix`` (e.g. ``".recompute"``)."""
         return dataclasses.replace(self, name=self.name + suffix)
 

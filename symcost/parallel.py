@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
+import sympy
 import sympy as sp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo
 
@@ -39,7 +40,7 @@ def _degree(value: Any, info: ValidationInfo) -> sp.Expr:
         if info.field_name == "sequence_parallel":
             hint = ' (use "tp" for Megatron sequence parallelism)'
         raise ConfigError(f"{info.field_name} must be a positive integer degree, got {value}{hint}")
-    return dim(value, info.field_name)
+    return dim(value, str(info.field_name))
 
 
 def _sequence_degree(value: Any, info: ValidationInfo) -> Any:
@@ -80,28 +81,30 @@ class Parallelism(BaseModel):
         """True for Megatron-LM sequence parallelism over the TP group (``"tp"``)."""
         return isinstance(self.sequence_parallel, str)
 
+    # NB: below this property, `sp` in the class body names it, not the sympy module, so the
+    # annotations that follow say `sympy.Expr`.
     @property
     def sp(self) -> sp.Expr:
         """The independent (Ulysses) sequence degree; 1 under Megatron sequence parallelism."""
         return sp.Integer(1) if self.megatron_sp else self.sequence_parallel
 
     @property
-    def pp(self) -> sp.Expr:
+    def pp(self) -> sympy.Expr:
         """Pipeline-parallel degree."""
         return self.pipeline_parallel
 
     @property
-    def ep(self) -> sp.Expr:
+    def ep(self) -> sympy.Expr:
         """Expert-parallel degree."""
         return self.expert_parallel
 
     @property
-    def dp(self) -> sp.Expr:
+    def dp(self) -> sympy.Expr:
         """Data-parallel degree."""
         return self.data_parallel
 
     @property
-    def chips_per_replica(self) -> sp.Expr:
+    def chips_per_replica(self) -> sympy.Expr:
         """Chips that hold one copy of a dense layer: ``t * sp``."""
         return self.tp * self.sp
 

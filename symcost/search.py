@@ -114,9 +114,9 @@ def _divisors(n: int) -> list[int]:
     return [int(x) for x in sp.divisors(n)]
 
 
-def _heads(model: Model) -> tuple[Optional[int], Optional[int]]:
+def _heads(model: Model) -> tuple[int, Optional[int]]:
     attn = model.blocks[0][0].attention
-    a = int(attn.num_heads)
+    a = int(attn.num_heads)  # type: ignore[attr-defined]  # not in the layer contract yet (issue 9)
     g = int(getattr(attn, "kv_heads", a)) if hasattr(attn, "kv_heads") else None
     return a, g
 

@@ -24,7 +24,7 @@ peak``. Every result is an expression; with numbers it is exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import sympy as sp
 
@@ -34,10 +34,11 @@ from .dtypes import DataType
 from .errors import ConfigError
 from .hardware import Hardware
 from .hardware import get as get_hardware
+from .layers.base import Recompute
 from .layers.moe import MoELayer
 from .metrics import LayerMetrics
 from .model import Model, register_steps
-from .ops import Collective
+from .ops import Collective, CollectiveKind
 from .parallel import Parallelism, ParallelismLike
 from .roofline import collective_time
 
@@ -137,7 +138,8 @@ def part_values(model: "Model", b: Any, s: Any, phase: str, dtype: Any, chip: Ha
                 overlap: bool) -> dict[tuple[str, str], Any]:
     """``{(part, quantity): value}`` for part in embedding, blocks (all of them, counts applied),
     tail (final norm + LM head) and quantity in latency, weight, activation, kv."""
-    values = values_from_rows(model.breakdown(b, s, phase, dtype, chip, recompute, overlap))
+    # the mode is checked by Layer.compute_metrics (one line naming the valid modes)
+    values = values_from_rows(model.breakdown(b, s, phase, dtype, chip, cast(Recompute, recompute), overlap))
     values[("blocks", "expert_weight")] = sp.Add(*(
         n * blk.mlp.expert_params_per_chip * DataType.parse(dtype).bytes
         for blk, n in model.blocks if isinstance(blk.mlp, MoELayer)))
@@ -164,7 +166,7 @@ def _stages(values: dict[tuple[str, str], Any], key: str, p: Any) -> tuple[Any, 
     return emb + blocks / p, blocks / p + tail
 
 
-def _span_time(kind: str, n: Any, payload: Any, chip: Hardware, stride: Any, count: Any = 1) -> Any:
+def _span_time(kind: CollectiveKind, n: Any, payload: Any, chip: Hardware, stride: Any, count: Any = 1) -> Any:
     if n == 1:
         return sp.Integer(0)
     return collective_time(Collective(kind, "dp", n, payload, count, span=stride * n), chip)
