@@ -11,14 +11,22 @@ bytes per element; with numbers for every input, the same expressions collapse t
 """
 
 from . import calibration as calibration
+from . import errors as errors
 from . import hardware as hardware
 from . import latex as latex
 from . import models as models
 from . import plots as plots
 from . import search as search
 from . import solve as solve
+from . import step as step
 from . import symbols as symbols
 from .dtypes import DataType as DataType
+from .errors import ConfigError as ConfigError
+from .errors import DivisibilityError as DivisibilityError
+from .errors import HardwareError as HardwareError
+from .errors import SolveError as SolveError
+from .errors import SymcostError as SymcostError
+from .errors import UnboundSymbolError as UnboundSymbolError
 from .hardware import Hardware as Hardware
 from .layers import AttentionLayer as AttentionLayer
 from .layers import EmbeddingLayer as EmbeddingLayer
@@ -36,7 +44,13 @@ from .model import TransformerBlock as TransformerBlock
 from .ops import Collective as Collective
 from .parallel import Parallelism as Parallelism
 from .phase import Phase as Phase
+from .search import SearchResult as SearchResult
+from .solve import DegreeSolution as DegreeSolution
+from .solve import IntegerSolution as IntegerSolution
+from .step import InferenceStep as InferenceStep
+from .step import TrainingStep as TrainingStep
 from .sweep import Sweeper as Sweeper
+from .sweep import SweepResult as SweepResult
 from .sweep import sweep as sweep
 
 __version__ = "0.1.0"
@@ -44,11 +58,18 @@ __version__ = "0.1.0"
 __all__ = [
     "AttentionLayer",
     "Collective",
+    "ConfigError",
     "DataType",
+    "DegreeSolution",
+    "DivisibilityError",
     "EmbeddingLayer",
-    "LMHeadLayer",
     "GatedMLPLayer",
     "GroupedQueryAttentionLayer",
+    "Hardware",
+    "HardwareError",
+    "InferenceStep",
+    "IntegerSolution",
+    "LMHeadLayer",
     "Layer",
     "LayerMetrics",
     "MLALayer",
@@ -58,16 +79,23 @@ __all__ = [
     "NormLayer",
     "Parallelism",
     "Phase",
-    "Hardware",
+    "SearchResult",
+    "SolveError",
+    "SweepResult",
     "Sweeper",
+    "SymcostError",
+    "TrainingStep",
     "TransformerBlock",
+    "UnboundSymbolError",
     "calibration",
+    "errors",
+    "hardware",
+    "latex",
     "models",
     "plots",
     "search",
-    "hardware",
-    "latex",
     "solve",
+    "step",
     "sweep",
     "symbols",
 ]

@@ -13,6 +13,8 @@ from typing import Any, Iterable, Union
 
 import sympy as sp
 
+from .errors import ConfigError, DivisibilityError
+
 Value = Union[int, Fraction, sp.Expr]
 """What a metric field holds: an exact Python number or a SymPy expression."""
 
@@ -24,12 +26,12 @@ def as_expr(value: Any, field: str) -> sp.Expr:
     booleans and strings are refused: floats are inexact, and strings are never parsed.
     """
     if isinstance(value, bool):
-        raise ValueError(f"{field} must be a number or a SymPy expression, got a bool ({value})")
+        raise ConfigError(f"{field} must be a number or a SymPy expression, got a bool ({value})")
     if isinstance(value, sp.Basic):
         if not isinstance(value, sp.Expr):
-            raise ValueError(f"{field} must be a SymPy expression, got {type(value).__name__}")
+            raise ConfigError(f"{field} must be a SymPy expression, got {type(value).__name__}")
         if value.has(sp.Float):
-            raise ValueError(
+            raise ConfigError(
                 f"{field} contains a float ({value}); use integers or sympy.Rational for exact results"
             )
         return value
@@ -38,10 +40,10 @@ def as_expr(value: Any, field: str) -> sp.Expr:
     if isinstance(value, Fraction):
         return sp.Rational(value.numerator, value.denominator)
     if isinstance(value, numbers.Real):
-        raise ValueError(
+        raise ConfigError(
             f"{field} must be exact (int, fractions.Fraction or SymPy), got the float {value!r}"
         )
-    raise ValueError(
+    raise ConfigError(
         f"{field} must be an int or a SymPy expression, got {type(value).__name__} {value!r}"
         " (strings are never parsed: use the symbols in symcost.symbols)"
     )
@@ -51,25 +53,25 @@ def dim(value: Any, field: str) -> sp.Expr:
     """A size or a degree: a positive integer, or an expression not provably otherwise."""
     if type(value) is int:  # the common case, decided without SymPy's assumption system
         if value <= 0:
-            raise ValueError(f"{field} must be positive, got {value}")
+            raise ConfigError(f"{field} must be positive, got {value}")
         return sp.Integer(value)
     expr = as_expr(value, field)
     if expr.is_positive is False or (expr.is_number and expr.is_zero):
-        raise ValueError(f"{field} must be positive, got {expr}")
+        raise ConfigError(f"{field} must be positive, got {expr}")
     if expr.is_integer is False:
-        raise ValueError(f"{field} must be an integer, got {expr}")
+        raise ConfigError(f"{field} must be an integer, got {expr}")
     return expr
 
 
 def check_divides(numerator: sp.Expr, divisor: sp.Expr, what: str) -> None:
-    """Raise ``ValueError`` when ``divisor`` provably does not divide ``numerator``.
+    """Raise :class:`~symcost.errors.DivisibilityError` when ``divisor`` provably does not divide ``numerator``.
 
     ``what`` states the rule, e.g. ``"num_heads must be divisible by tensor_parallel"``.
     """
     if divisor == 1:
         return
     if (numerator / divisor).is_integer is False:
-        raise ValueError(f"{what} (got {numerator} and {divisor})")
+        raise DivisibilityError(f"{what} (got {numerator} and {divisor})")
 
 
 def exact(value: Value) -> Value:

@@ -117,9 +117,13 @@ def _score(predictions: Iterable[Optional[Prediction]]) -> float:
     return sum(e * e for e in errs) / len(errs) if errs else float("inf")
 
 
-def calibrate(rows: Sequence[Row], base: Hardware = hardware.A100_SXM_80GB,
-              matmul: Sequence[Fraction] = tuple(Fraction(k, 100) for k in range(60, 81)),
-              network: Sequence[Fraction] = (Fraction(1),)
+_A100 = hardware.get("A100_SXM_80GB")
+_MATMUL_GRID = tuple(Fraction(k, 100) for k in range(60, 81))
+_NETWORK_GRID = (Fraction(1),)
+
+
+def calibrate(rows: Sequence[Row], base: Hardware = _A100,
+              matmul: Sequence[Fraction] = _MATMUL_GRID, network: Sequence[Fraction] = _NETWORK_GRID
               ) -> tuple[Hardware, list[Prediction]]:
     """The efficiency factors (memory fixed at 1) minimizing the mean squared relative error."""
     best: Optional[tuple[float, Hardware, list]] = None
@@ -140,4 +144,4 @@ MEGATRON_A100_EFFICIENCY = {"matmul": Fraction(7, 10), "network": Fraction(1, 1)
 
 def megatron_a100() -> Hardware:
     """``A100_SXM_80GB`` with the efficiencies calibrated on Narayanan et al. 2021, Table 1."""
-    return hardware.A100_SXM_80GB.with_efficiency(**MEGATRON_A100_EFFICIENCY)
+    return hardware.get("A100_SXM_80GB").with_efficiency(**MEGATRON_A100_EFFICIENCY)

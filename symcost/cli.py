@@ -13,7 +13,7 @@ import itertools
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, NoReturn, Optional, Sequence
 
 import sympy as sp
 
@@ -45,7 +45,7 @@ def _one_line(err: Exception) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
         raise UsageError(message)
 
 
@@ -169,7 +169,7 @@ def _emit(args: argparse.Namespace, data: dict, lines: Sequence[str]) -> None:
 
 def _layer_rows(model: Model) -> list[tuple[str, Any, Any]]:
     """(label, layer, count) for every layer, blocks expanded into their parts."""
-    rows = []
+    rows: list[tuple[str, Any, Any]] = []
     for name, layer, count in model.parts():
         if isinstance(layer, TransformerBlock):
             parts = layer.parts
@@ -222,13 +222,13 @@ def report(args: argparse.Namespace) -> int:
         lines.append(f"{'total':24s} {'':>4s} {_human(total.flops_per_chip, 'FLOP'):>12s} "
                      f"{_human(total.hbm_bytes_per_chip, 'B'):>12s} {_human(total.latency, 's'):>10s} "
                      f"{total.bound:>13s}")
-        mem = {"weights": total.weight_memory_per_chip, "activations": total.activation_memory_per_chip,
+        memory = {"weights": total.weight_memory_per_chip, "activations": total.activation_memory_per_chip,
                "kv_cache": total.kv_cache_memory_per_chip, "total": total.memory_per_chip}
-        lines.append("memory per chip: " + ", ".join(f"{k} {_human(v, 'B')}" for k, v in mem.items())
+        lines.append("memory per chip: " + ", ".join(f"{k} {_human(v, 'B')}" for k, v in memory.items())
                      + f" of {_human(chip.hbm_capacity, 'B')} HBM")
         out["phases"][phase] = {"layers": rows_out, "total": {
             "flops_per_chip": _num(total.flops_per_chip), "latency_s": _num(total.latency), "bound": total.bound,
-            "memory_per_chip": {k: _num(v) for k, v in mem.items()}}}
+            "memory_per_chip": {k: _num(v) for k, v in memory.items()}}}
     ctx = model.max_context(chip, batch_size=batch, dtype=dtype)
     out["max_context"] = ctx.value
     lines.append(f"\nlongest context that fits (batch {batch}, inference): "

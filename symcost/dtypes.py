@@ -16,6 +16,7 @@ import sympy as sp
 
 from . import symbols as S
 from ._expr import as_expr
+from .errors import ConfigError
 
 __all__ = ["DataType", "DtypeLike", "bytes_per_element"]
 
@@ -41,7 +42,7 @@ class DataType(str, enum.Enum):
     def parse(cls, value: Any) -> "DataType":
         """A ``DataType`` from itself, its short name or a common alias (``"bfloat16"``).
 
-        Raises ``ValueError`` listing the valid names for anything else.
+        Raises :class:`~symcost.errors.ConfigError` listing the valid names for anything else.
         """
         if isinstance(value, cls):
             return value
@@ -52,7 +53,7 @@ class DataType(str, enum.Enum):
                 if member.value == key:
                     return member
         valid = ", ".join(m.value for m in cls)
-        raise ValueError(f"dtype: unknown data type {value!r}; valid: {valid}")
+        raise ConfigError(f"dtype: unknown data type {value!r}; valid: {valid}")
 
     def __str__(self) -> str:
         return self.value
@@ -99,5 +100,5 @@ def bytes_per_element(dtype: DtypeLike) -> sp.Expr:
         return DataType.parse(dtype).bytes
     expr = as_expr(dtype, "dtype")
     if expr.is_positive is False:
-        raise ValueError(f"dtype: bytes per element must be positive, got {expr}")
+        raise ConfigError(f"dtype: bytes per element must be positive, got {expr}")
     return expr

@@ -22,13 +22,19 @@ then the largest common monomial and numeric factor pulled in front, e.g.
 from __future__ import annotations
 
 import re
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, Union
 
 import sympy as sp
 
 from . import symbols as S
-from ._expr import Value, as_expr
+from ._expr import Value
+from ._notation import NOTATIONS as NOTATIONS
+from ._notation import expression as expression
+from ._notation import label as _label
+from ._notation import names as _names
+from ._notation import present as present
+from ._notation import text as _text
+from .errors import ConfigError
 from .metrics import METRIC_FIELDS, LayerMetrics
 from .parallel import Parallelism, ParallelismLike
 from .phase import Phase
@@ -52,52 +58,6 @@ __all__ = [
     "model_document",
 ]
 
-# -- notations ------------------------------------------------------------------------------------
-
-_MEGATRON: dict[sp.Symbol, str] = S.latex_names()
-
-# NB: "How to Scale Your Model" (Austin et al. 2025, jax-ml.github.io/scaling-book, chapter
-# "All the Transformer Math You Need to Know") names
-# the model dimensions; it uses T for the query length and S for the key/value length, and
-# symcost has one sequence length, so seq_len is T. The parallel degrees (the book uses mesh axes
-# X, Y, Z rather than named degrees), bytes per element and the hardware symbols keep their
-# Megatron-style LaTeX.
-_SCALING_BOOK: dict[sp.Symbol, str] = {
-    **_MEGATRON,
-    S.batch_size: "B",
-    S.seq_len: "T",
-    S.hidden_size: "D",
-    S.intermediate_size: "F",
-    S.num_heads: "N",
-    S.num_kv_heads: "K",
-    S.head_dim: "H",
-    S.num_layers: "L",
-    S.vocab_size: "V",
-}
-
-NOTATIONS: Mapping[str, Mapping[sp.Symbol, str]] = MappingProxyType({
-    "megatron": MappingProxyType(_MEGATRON),
-    "scaling-book": MappingProxyType(_SCALING_BOOK),
-})
-"""For each notation, the LaTeX of every canonical symbol (``symbol_names`` for ``sympy.latex``)."""
-
-# Metric labels. NB: the megatron labels are exactly those LayerMetrics.to_latex always printed;
-# scaling-book uses T for the sequence length, so the latency is T_step there.
-_LABELS: dict[str, str] = {
-    "flops_per_chip": r"\mathrm{FLOPs}",
-    "matmul_flops_per_chip": r"\mathrm{FLOPs}_{\mathrm{matmul}}",
-    "hbm_bytes_per_chip": r"\mathrm{HBM\ traffic}",
-    "weight_memory_per_chip": r"M_{\mathrm{weights}}",
-    "activation_memory_per_chip": r"M_{\mathrm{act}}",
-    "kv_cache_memory_per_chip": r"M_{\mathrm{KV}}",
-    "comm_bytes_per_chip": r"\mathrm{comm\ bytes}",
-    "compute_time": r"T_{\mathrm{compute}}",
-    "memory_time": r"T_{\mathrm{memory}}",
-    "comm_time": r"T_{\mathrm{comm}}",
-    "latency": r"T",
-}
-_LABEL_OVERRIDES: dict[str, dict[str, str]] = {"scaling-book": {"latency": r"T_{\mathrm{step}}"}}
-
 TABLE_FIELDS = ("flops_per_chip", "weight_memory_per_chip", "activation_memory_per_chip",
                 "kv_cache_memory_per_chip", "comm_bytes_per_chip")
 """The default columns of :func:`table` and :func:`layer_table`."""
@@ -113,23 +73,12 @@ continued on the next line; source length is a rough proxy for printed width (``
 Metrics = Union[LayerMetrics, Mapping[str, Any]]
 
 
-def _names(notation: str) -> Mapping[sp.Symbol, str]:
-    try:
-        return NOTATIONS[notation]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown notation {notation!r}; valid: {', '.join(NOTATIONS)}") from None
-
-
-def _label(field: str, notation: str) -> str:
-    return _LABEL_OVERRIDES.get(notation, {}).get(field, _LABELS[field])
-
-
 def _check_fields(fields: Sequence[str], caller: str) -> list[str]:
     if isinstance(fields, str):
         fields = [fields]
     unknown = [f for f in fields if f not in METRIC_FIELDS]
     if unknown:
-        raise ValueError(f"{caller}: unknown fields {unknown}; valid: {', '.join(METRIC_FIELDS)}")
+        raise ConfigError(f"{caller}: unknown fields {unknown}; valid: {', '.join(METRIC_FIELDS)}")
     return list(fields)
 
 
@@ -139,55 +88,17 @@ def _values(metrics: Metrics, fields: Sequence[str] | None, caller: str) -> dict
         chosen = _check_fields(METRIC_FIELDS if fields is None else fields, caller)
         return {f: getattr(metrics, f) for f in chosen}
     if not isinstance(metrics, Mapping):
-        raise ValueError(f"{caller}: expected LayerMetrics or a mapping of field to expression, "
+        raise ConfigError(f"{caller}: expected LayerMetrics or a mapping of field to expression, "
                          f"got {type(metrics).__name__}")
     _check_fields(list(metrics), caller)
     chosen = _check_fields(list(metrics) if fields is None else fields, caller)
     missing = [f for f in chosen if f not in metrics]
     if missing:
-        raise ValueError(f"{caller}: fields {missing} are not in the mapping (it has {list(metrics)})")
+        raise ConfigError(f"{caller}: fields {missing} are not in the mapping (it has {list(metrics)})")
     return {f: metrics[f] for f in chosen}
 
 
-_TEXT_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                 "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-
-
-def _text(s: str) -> str:
-    """``s`` as LaTeX text, special characters escaped."""
-    return "".join(_TEXT_ESCAPES.get(c, c) for c in s)
-
-
 # -- formulas -------------------------------------------------------------------------------------
-
-
-def present(value: Value) -> sp.Expr:
-    """The presentation form of ``value``: ``factor_terms(expand(value))``, the same value.
-
-    Products are multiplied out, then the common monomial and numeric factor is pulled out of
-    every sum (recursively); no ``simplify``, no change of value.
-
-    >>> from symcost import symbols as S
-    >>> b, s, h, f, t = S.batch_size, S.seq_len, S.hidden_size, S.intermediate_size, S.tp
-    >>> present(5*b*s*f/t + 6*(b*s*f/t + b*s*h))       # 11 b f s/t + 6 b h s, common b s
-    b*s*(11*f/t + 6*h)
-    """
-    expr = as_expr(value, "expression")
-    return sp.factor_terms(sp.expand(expr))
-
-
-def expression(expr: Value, notation: str = "megatron") -> str:
-    r"""``sympy.latex`` of :func:`present` (``expr``) with the notation's symbol names.
-
-    >>> from symcost import NormLayer
-    >>> m = NormLayer(kind="rmsnorm").compute_metrics(phase="prefill", dtype="bf16")
-    >>> expression(m.weight_memory_per_chip), expression(m.weight_memory_per_chip, "scaling-book")
-    ('2 h', '2 D')
-    >>> expression(4096)
-    '4096'
-    """
-    names = _names(notation)
-    return sp.latex(present(expr), symbol_names=dict(names))
 
 
 def _pieces(expr: Value, names: Mapping[sp.Symbol, str], width: int) -> list[str]:
@@ -266,16 +177,6 @@ def _align_env(rows: Sequence[tuple[str, Any]], names: Mapping[sp.Symbol, str]) 
         lines.append(f"{label} &= {first}")
         lines.extend(f"&\\quad {piece}" for piece in rest)
     return "\\begin{align*}\n" + " \\\\\n".join(lines) + "\n\\end{align*}"
-
-
-def _aligned(metrics: LayerMetrics, fields: Sequence[str], notation: str) -> str:
-    """What :meth:`LayerMetrics.to_latex` prints: an ``aligned`` block of the fields as stored
-    (renamed to the notation, not :func:`present`-ed)."""
-    names = dict(_names(notation))
-    chosen = _check_fields(fields, "to_latex")
-    lines = [f"{_label(f, notation)} &= {sp.latex(sp.sympify(getattr(metrics, f)), symbol_names=names)}"
-             for f in chosen]
-    return "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
 
 
 # -- tables ---------------------------------------------------------------------------------------
@@ -363,7 +264,7 @@ def macro_name(name: str) -> str:
     ('\\scBatchSize', '\\scTp')
     """
     if name not in S.TABLE:
-        raise ValueError(f"unknown symbol {name!r}; known: {', '.join(S.TABLE)}")
+        raise ConfigError(f"unknown symbol {name!r}; known: {', '.join(S.TABLE)}")
     return "\\sc" + "".join(part.capitalize() for part in re.split(r"[^A-Za-z]+", name) if part)
 
 
@@ -392,7 +293,7 @@ def _rows_for(symbols: Iterable[sp.Symbol | str] | None) -> list[S.SymbolInfo]:
         else:
             wanted.add(row.name)
     if unknown:
-        raise ValueError(f"glossary: not canonical symbols: {', '.join(sorted(unknown))}; "
+        raise ConfigError(f"glossary: not canonical symbols: {', '.join(sorted(unknown))}; "
                          f"known: {', '.join(S.TABLE)}")
     return [row for row in S.TABLE.values() if row.name in wanted]
 
@@ -518,12 +419,12 @@ def model_document(target: "Model | Layer | None" = None, phase: Phase | str = "
         blocks.append(align(values, notation=notation))
     elif target is None:
         title = f"Per-chip costs of the layer types, {phase.value}"
-        rows = {label: layer.compute_metrics(phase=phase) for label, layer in _symbolic_layers(None).items()}
-        for metrics in rows.values():
+        layers = {label: layer.compute_metrics(phase=phase) for label, layer in _symbolic_layers(None).items()}
+        for metrics in layers.values():
             used |= _used_symbols(getattr(metrics, f) for f in TABLE_FIELDS)
-        blocks.append(_centered(table(rows, TABLE_FIELDS, notation, r"\linewidth")))
+        blocks.append(_centered(table(layers, TABLE_FIELDS, notation, r"\linewidth")))
     else:
-        raise ValueError(f"model_document: expected a Model, a Layer or None, got {type(target).__name__}")
+        raise ConfigError(f"model_document: expected a Model, a Layer or None, got {type(target).__name__}")
     if used:
         blocks += [_section("Symbols"), _centered(glossary(used, notation))]
     body = "\n\n".join(blocks)

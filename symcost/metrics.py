@@ -2,7 +2,7 @@
 
 Metrics compose: ``a + b`` is a block that runs ``a`` then ``b``; ``m * L`` repeats a block ``L``
 times (``L`` an integer or a symbol), in O(1) however deep. FLOPs, traffic, weights, KV cache and
-communication add. Activations combine by their nature (CONVENTIONS items 7 and 8): saved
+communication add. Activations combine by their nature (docs/conventions.md §7 and §8): saved
 activations in training add; inference activations are a transient peak and combine by ``max``,
 and repeating a block does not raise its peak.
 
@@ -25,7 +25,9 @@ import sympy as sp
 
 from . import symbols as S
 from ._expr import Value, as_expr, exact, total
+from ._notation import aligned
 from .dtypes import DataType
+from .errors import ConfigError, UnboundSymbolError
 from .hardware import Hardware
 from .hardware import get as get_hardware
 from .ops import Collective, Op, merge_collectives
@@ -68,7 +70,7 @@ def _peak(a: Value, b: Value) -> Value:
     return max(a, b)
 
 
-def _exact_all(values: Mapping[str, Any]) -> dict[str, Value]:
+def _exact_all(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: exact(sp.sympify(v)) if not isinstance(v, int) else v for k, v in values.items()}
 
 
@@ -320,7 +322,7 @@ class LayerMetrics:
                  dtype: Any = None, **values: Any) -> "LayerMetrics":
         """:meth:`subs`, then insist that every field is an exact number.
 
-        Raises ``ValueError`` naming the symbols left unbound.
+        Raises :class:`~symcost.errors.UnboundSymbolError` naming the symbols left unbound.
         """
         result = self.subs(mapping, hardware=hardware, dtype=dtype, **values)
         left = result.free_symbols
@@ -329,7 +331,7 @@ class LayerMetrics:
             hint = ""
             if left & _HARDWARE_SYMBOLS:
                 hint = " (pass hardware= and dtype= to bind the chip)"
-            raise ValueError(f"evaluate: unbound symbols remain: {names}{hint}")
+            raise UnboundSymbolError(f"evaluate: unbound symbols remain: {names}{hint}")
         return result
 
     def diff(self, symbol: sp.Symbol | str) -> "LayerMetrics":
@@ -385,9 +387,11 @@ class LayerMetrics:
         M_{\\mathrm{weights}} &= 2 D
         \\end{aligned}
         """
-        from .latex import _aligned
-
-        return _aligned(self, fields, notation)
+        chosen = [fields] if isinstance(fields, str) else list(fields)
+        unknown = [f for f in chosen if f not in METRIC_FIELDS]
+        if unknown:
+            raise ConfigError(f"to_latex: unknown fields {unknown}; valid: {', '.join(METRIC_FIELDS)}")
+        return aligned([(f, getattr(self, f)) for f in chosen], notation)
 
     def _repr_latex_(self) -> str:
         return "$\\displaystyle " + self.to_latex() + "$"

@@ -15,13 +15,17 @@ and the LM head.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
+import functools
+import operator
+from typing import Any, Callable, Literal, Optional, Union
 
 import sympy as sp
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from . import symbols as S
 from ._expr import dim, exact
+from ._notation import expression
+from ._notation import text as _text
 from .dtypes import DtypeLike
 from .hardware import Hardware
 from .layers.attention import AttentionLayer, GroupedQueryAttentionLayer
@@ -34,7 +38,30 @@ from .ops import VECTOR_FLOPS, Vector
 from .parallel import Parallelism, ParallelismLike
 from .phase import Phase
 
-__all__ = ["TransformerBlock", "Model"]
+__all__ = ["TransformerBlock", "Model", "register_steps"]
+
+# NB: the training and inference steps (symcost.step) are built on Model, so this module must not
+# import them (no import cycle, no upward import). symcost.step registers its functions here when
+# it loads, and ``import symcost`` loads it; Model.training_step and its siblings delegate to them.
+_STEPS: dict[str, Callable[..., Any]] = {}
+
+
+def register_steps(*functions: Callable[..., Any]) -> None:
+    """Make ``functions`` (keyed by ``__name__``) the implementations behind :meth:`Model.training_step`,
+    :meth:`Model.inference_step`, :meth:`Model.max_batch_size` and :meth:`Model.max_context`.
+
+    >>> import symcost.step
+    >>> _STEPS["training_step"] is symcost.step.training_step
+    True
+    """
+    for fn in functions:
+        _STEPS[fn.__name__] = fn
+
+
+def _step(name: str) -> Callable[..., Any]:
+    if name not in _STEPS:  # only when symcost.step has not been imported (``import symcost`` does)
+        raise RuntimeError(f"Model.{name} needs symcost.step: import symcost first")
+    return _STEPS[name]
 
 
 class TransformerBlock(Layer):
@@ -56,13 +83,14 @@ class TransformerBlock(Layer):
             if part.parallelism != self.parallelism:
                 raise ValueError(f"{type(part).__name__}.parallelism must equal the block's "
                                  f"({part.parallelism} vs {self.parallelism})")
-        if self.attention.hidden_size != self.mlp.hidden_size:
+        # NB: hidden_size is not declared by the Layer contract yet (issue 9); every layer has it
+        if self.attention.hidden_size != self.mlp.hidden_size:  # type: ignore[attr-defined]
             raise ValueError("attention and mlp must share hidden_size")
         return self
 
     @property
     def hidden_size(self) -> sp.Expr:
-        return self.attention.hidden_size
+        return self.attention.hidden_size  # type: ignore[attr-defined]
 
     @property
     def norm(self) -> NormLayer:
@@ -162,8 +190,6 @@ class Model(BaseModel):
         $\displaystyle \text{gpt}:\quad N_{\mathrm{params}} = h \left(12 L h + 13 L + V + 2050\right),\quad
         N_{\mathrm{layers}} = L$
         """
-        from .latex import _text, expression
-
         return (f"$\\displaystyle \\text{{{_text(self.name)}}}:\\quad N_{{\\mathrm{{params}}}} = "
                 f"{expression(self.parameter_count)},\\quad N_{{\\mathrm{{layers}}}} = {expression(self.num_layers)}$")
 
@@ -202,11 +228,8 @@ class Model(BaseModel):
         True
         """
         rows = self.breakdown(batch_size, seq_len, phase, dtype, hardware, recompute, overlap)
-        total = None
-        for _, count, metrics in rows:
-            part = metrics if count == 1 else metrics * count
-            total = part if total is None else total + part
-        return total
+        parts = [metrics if count == 1 else metrics * count for _, count, metrics in rows]
+        return functools.reduce(operator.add, parts)
 
     # -- builders ----------------------------------------------------------------------------
 
@@ -278,9 +301,7 @@ class Model(BaseModel):
         >>> step.num_chips, step.num_microbatches, step.fits
         (64, 8, True)
         """
-        from .step import training_step
-
-        return training_step(self, hardware, seq_len, global_batch, micro_batch, dtype, parallelism,
+        return _step("training_step")(self, hardware, seq_len, global_batch, micro_batch, dtype, parallelism,
                              recompute, interleave, zero_stage, overlap)
 
     def inference_step(self, hardware: Hardware | str, batch_size: Any, seq_len: Any,
@@ -288,16 +309,12 @@ class Model(BaseModel):
                        overlap: bool = False):
         """Serving ``batch_size`` sequences of ``seq_len`` tokens: see
         :func:`symcost.step.inference_step` (``ttft``, ``tpot``, memory, throughput)."""
-        from .step import inference_step
-
-        return inference_step(self, hardware, batch_size, seq_len, dtype, parallelism, overlap)
+        return _step("inference_step")(self, hardware, batch_size, seq_len, dtype, parallelism, overlap)
 
     def max_batch_size(self, hardware: Hardware | str, seq_len: Any, dtype: DtypeLike = "bf16",
                        parallelism: ParallelismLike = None):
         """The largest serving batch that fits at ``seq_len`` (see :func:`symcost.step.max_batch_size`)."""
-        from .step import max_batch_size
-
-        return max_batch_size(self, hardware, seq_len, dtype, parallelism)
+        return _step("max_batch_size")(self, hardware, seq_len, dtype, parallelism)
 
     def max_context(self, hardware: Hardware | str, batch_size: Any = 1, dtype: DtypeLike = "bf16",
                     parallelism: ParallelismLike = None):
@@ -309,9 +326,7 @@ class Model(BaseModel):
         >>> r.status, 250_000 < r.value < 500_000
         ('found', True)
         """
-        from .step import max_context
-
-        return max_context(self, hardware, batch_size, dtype, parallelism)
+        return _step("max_context")(self, hardware, batch_size, dtype, parallelism)
 
     def with_parallelism(self, parallelism: ParallelismLike) -> "Model":
         """The same model with every layer under ``parallelism``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from .errors import ConfigError
 from .layers.attention import GroupedQueryAttentionLayer
 from .layers.embedding import EmbeddingLayer, LMHeadLayer
 from .layers.mla import MLALayer
@@ -13,7 +14,22 @@ from .layers.norm import NormLayer
 from .model import Model, TransformerBlock
 from .parallel import Parallelism, ParallelismLike
 
-__all__ = ["mixtral", "deepseek_v3", "from_moe_config"]
+__all__ = ["mixtral", "deepseek_v3", "from_moe_config", "require_int"]
+
+
+def require_int(config: Mapping[str, Any], key: str, source: str) -> int:
+    """``config[key]``, which must be a non-negative integer, for the Hugging Face config loaders
+    (:func:`symcost.models.from_hf_config` and :func:`from_moe_config`); ``source`` names the file.
+
+    >>> require_int({"hidden_size": 4096}, "hidden_size", "config")
+    4096
+    """
+    if key not in config:
+        raise ConfigError(f"{source}: config.json has no {key!r}")
+    value = config[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{source}: {key} must be a non-negative integer, got {value!r}")
+    return value
 
 
 def _ends(par: Parallelism, hidden_size: Any, vocab_size: Any, tied: bool) -> dict[str, Any]:
@@ -65,9 +81,7 @@ def deepseek_v3(hidden_size: Any, num_heads: Any, num_layers: Any, vocab_size: A
 def from_moe_config(model_type: str, config: Mapping[str, Any], common: dict[str, Any], kv: int,
                     source: str) -> Model:
     """The mixtral and deepseek_v3 branches of :func:`symcost.models.from_hf_config`."""
-    from .models import _require
-
-    get = lambda key: _require(config, key, source)  # noqa: E731
+    get = lambda key: require_int(config, key, source)  # noqa: E731
     if model_type == "mixtral":
         return mixtral(num_kv_heads=kv, intermediate_size=get("intermediate_size"),
                        num_experts=get("num_local_experts"), top_k=get("num_experts_per_tok"), **common)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .model import Model
+from .model_moe import require_int as _require
 
 __all__ = ["get", "names", "from_hf_config", "PRESETS"]
 
@@ -88,15 +89,6 @@ def get(name: str) -> Model:
 _SUPPORTED = ("llama", "mistral", "mixtral", "qwen2", "deepseek_v3")
 
 
-def _require(config: Mapping[str, Any], key: str, source: str) -> Any:
-    if key not in config:
-        raise ValueError(f"{source}: config.json has no {key!r}")
-    value = config[key]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{source}: {key} must be a non-negative integer, got {value!r}")
-    return value
-
-
 def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], *, name: str | None = None) -> Model:
     """A :class:`Model` from a Hugging Face ``config.json`` (a path or its parsed dict).
 
@@ -120,7 +112,7 @@ def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], *, name: str | 
     if model_type not in _SUPPORTED:
         raise ValueError(f"{source}: unsupported model_type {model_type!r}; supported: {', '.join(_SUPPORTED)}")
     get_int = lambda key: _require(config, key, source)  # noqa: E731
-    common = {
+    common: dict[str, Any] = {
         "hidden_size": get_int("hidden_size"),
         "num_heads": get_int("num_attention_heads"),
         "num_layers": get_int("num_hidden_layers"),

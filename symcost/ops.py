@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import sympy as sp
 
@@ -67,11 +67,11 @@ VECTOR_FLOPS: dict[str, sp.Integer] = {
 # NB: the backward of an elementwise pass computes the local derivative and multiplies it into the
 # incoming gradient; we price it at twice the forward's FLOPs per element.
 BACKWARD_VECTOR_FACTOR = sp.Integer(2)
-# CONVENTIONS item 4: the attention core's backward is 2x its forward matmul FLOPs when eager
+# docs/conventions.md §4: the attention core's backward is 2x its forward matmul FLOPs when eager
 # (dQ, dK, dV, dP: two bmms per forward bmm) and 5/2x with flash attention (the kernel recomputes
 # Q K^T once more: five bmms against the forward's two; with d_v != d_qk, 2x plus Q K^T).
 EAGER_ATTENTION_BACKWARD_FACTOR = sp.Integer(2)
-# CONVENTIONS item 7: dropout masks are stored at 1 byte per element, flash attention's
+# docs/conventions.md §7: dropout masks are stored at 1 byte per element, flash attention's
 # log-sum-exp in fp32.
 DROPOUT_MASK_BYTES = sp.Integer(1)
 LSE_BYTES = sp.Integer(4)
@@ -80,6 +80,8 @@ CollectiveKind = Literal["all_reduce", "all_gather", "reduce_scatter", "all_to_a
 Axis = Literal["tp", "sp", "pp", "ep", "dp"]
 
 _ZERO = sp.Integer(0)
+
+_OpT = TypeVar("_OpT", bound="Op")
 
 
 @dataclass(frozen=True)
@@ -112,11 +114,11 @@ class Op:
         """The ops of this op's backward pass."""
         raise NotImplementedError
 
-    def xreplace(self, mapping: dict) -> "Op":
+    def xreplace(self: _OpT, mapping: dict) -> _OpT:
         """A copy with ``mapping`` applied to every expression field."""
         return _xreplace_fields(self, mapping)
 
-    def renamed(self, suffix: str) -> "Op":
+    def renamed(self: _OpT, suffix: str) -> _OpT:
         """A copy whose name ends in ``suffix`` (e.g. ``".recompute"``)."""
         return dataclasses.replace(self, name=self.name + suffix)
 
@@ -136,7 +138,7 @@ def _xreplace_fields(obj, mapping):
 class Matmul(Op):
     """``batch`` products (m x k) @ (k x n); ``weight`` marks B as a parameter read from HBM.
 
-    FLOPs ``2 * batch * m * n * k`` (CONVENTIONS item 1); an optional bias adds ``batch * m * n``
+    FLOPs ``2 * batch * m * n * k`` (docs/conventions.md §1); an optional bias adds ``batch * m * n``
     vector FLOPs and reads ``n`` bias elements; bytes ``e * batch * (m*k + k*n + m*n)``.
     """
 
@@ -216,7 +218,7 @@ class AttentionCore(Op):
 
     Matmul FLOPs ``4 * batch * heads * pairs * head_dim`` where ``pairs`` is ``q_len * kv_len``,
     or with ``causal`` only the unmasked pairs ``q_len*(kv_len - q_len) + q_len*(q_len + 1)/2``
-    (CONVENTIONS item 3). With a ``v_head_dim`` d_v (multi-head latent attention: Q and K of
+    (docs/conventions.md §3). With a ``v_head_dim`` d_v (multi-head latent attention: Q and K of
     ``head_dim`` d_qk, V and O of d_v) they are ``2 * batch * heads * pairs * (d_qk + d_v)``:
     Q Kᵀ at d_qk, P V at d_v. Vector FLOPs: softmax (and dropout) per pair. Eager attention writes
     and reads the score and probability matrices; flash attention reads Q, K, V and writes O only.
@@ -342,7 +344,7 @@ class AttentionCoreBackward(Op):
     def matmul_flops(self) -> sp.Expr:
         fwd = self.forward
         # dQ, dK, dP, dV: two bmms per forward bmm (2x forward); a flash kernel also recomputes
-        # Q Kᵀ (at d_qk), which makes 5/2x the forward when d_v = d_qk (CONVENTIONS item 4)
+        # Q Kᵀ (at d_qk), which makes 5/2x the forward when d_v = d_qk (docs/conventions.md §4)
         backward = EAGER_ATTENTION_BACKWARD_FACTOR * fwd.matmul_flops
         return backward + fwd.qk_flops if fwd.flash else backward
 
@@ -371,7 +373,7 @@ def dropout(name: str, elements: sp.Expr, dtype_bytes: sp.Expr) -> Vector:
                   write_bytes=elements * (dtype_bytes + DROPOUT_MASK_BYTES))
 
 
-# Bytes each chip sends, as a fraction of the payload M, for ring algorithms (CONVENTIONS item 11).
+# Bytes each chip sends, as a fraction of the payload M, for ring algorithms (docs/conventions.md §11).
 def _ring_fraction(kind: str, n: sp.Expr) -> sp.Expr:
     if kind == "all_reduce":
         return 2 * (n - 1) / n

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
+import sympy
 import sympy as sp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo
 
 from ._expr import dim
+from .errors import ConfigError
 
 __all__ = ["Parallelism", "ParallelismLike", "Degree"]
 
@@ -37,15 +39,15 @@ def _degree(value: Any, info: ValidationInfo) -> sp.Expr:
         hint = ""
         if info.field_name == "sequence_parallel":
             hint = ' (use "tp" for Megatron sequence parallelism)'
-        raise ValueError(f"{info.field_name} must be a positive integer degree, got {value}{hint}")
-    return dim(value, info.field_name)
+        raise ConfigError(f"{info.field_name} must be a positive integer degree, got {value}{hint}")
+    return dim(value, str(info.field_name))
 
 
 def _sequence_degree(value: Any, info: ValidationInfo) -> Any:
     if isinstance(value, str):
         if value == "tp":
             return value
-        raise ValueError(
+        raise ConfigError(
             f'sequence_parallel must be a positive integer degree or "tp" (Megatron sequence '
             f"parallelism over the TP group), got {value!r}"
         )
@@ -79,28 +81,30 @@ class Parallelism(BaseModel):
         """True for Megatron-LM sequence parallelism over the TP group (``"tp"``)."""
         return isinstance(self.sequence_parallel, str)
 
+    # NB: below this property, `sp` in the class body names it, not the sympy module, so the
+    # annotations that follow say `sympy.Expr`.
     @property
     def sp(self) -> sp.Expr:
         """The independent (Ulysses) sequence degree; 1 under Megatron sequence parallelism."""
         return sp.Integer(1) if self.megatron_sp else self.sequence_parallel
 
     @property
-    def pp(self) -> sp.Expr:
+    def pp(self) -> sympy.Expr:
         """Pipeline-parallel degree."""
         return self.pipeline_parallel
 
     @property
-    def ep(self) -> sp.Expr:
+    def ep(self) -> sympy.Expr:
         """Expert-parallel degree."""
         return self.expert_parallel
 
     @property
-    def dp(self) -> sp.Expr:
+    def dp(self) -> sympy.Expr:
         """Data-parallel degree."""
         return self.data_parallel
 
     @property
-    def chips_per_replica(self) -> sp.Expr:
+    def chips_per_replica(self) -> sympy.Expr:
         """Chips that hold one copy of a dense layer: ``t * sp``."""
         return self.tp * self.sp
 
@@ -113,7 +117,7 @@ class Parallelism(BaseModel):
             return value
         if isinstance(value, dict):
             return cls(**value)
-        raise ValueError(
+        raise ConfigError(
             f"parallelism must be a Parallelism or a dict of degrees, got {type(value).__name__}"
         )
 

@@ -27,6 +27,7 @@ import sympy as sp
 
 from . import symbols as S
 from .dtypes import DataType
+from .errors import ConfigError
 from .hardware import Hardware
 from .hardware import get as get_hardware
 from .layers.attention import GroupedQueryAttentionLayer
@@ -113,9 +114,9 @@ def _divisors(n: int) -> list[int]:
     return [int(x) for x in sp.divisors(n)]
 
 
-def _heads(model: Model) -> tuple[Optional[int], Optional[int]]:
+def _heads(model: Model) -> tuple[int, Optional[int]]:
     attn = model.blocks[0][0].attention
-    a = int(attn.num_heads)
+    a = int(attn.num_heads)  # type: ignore[attr-defined]  # not in the layer contract yet (issue 9)
     g = int(getattr(attn, "kv_heads", a)) if hasattr(attn, "kv_heads") else None
     return a, g
 
@@ -171,7 +172,7 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
         return _inference(model, get_hardware(hardware), int(num_chips), int(global_batch), int(seq_len),
                           DataType.parse(dtype), objective, start)
     if phase != "training":
-        raise ValueError(f"phase: 'training' or 'inference', got {phase!r}")
+        raise ConfigError(f"phase: 'training' or 'inference', got {phase!r}")
     chip = get_hardware(hardware)
     datatype = DataType.parse(dtype)
     N, B, s = int(num_chips), int(global_batch), int(seq_len)
@@ -281,7 +282,7 @@ def _inference(model: Model, chip: Hardware, N: int, batch: int, s: int, datatyp
     import time
 
     if objective not in ("tpot", "ttft"):
-        raise ValueError(f"objective must be 'tpot' or 'ttft', got {objective!r}")
+        raise ConfigError(f"objective must be 'tpot' or 'ttft', got {objective!r}")
     rows, candidates, valid = [], 0, 0
     for t in _divisors(N):
         for p in _divisors(N // t):

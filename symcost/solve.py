@@ -28,6 +28,7 @@ import sympy as sp
 
 from . import symbols as S
 from ._expr import as_expr, exact
+from .errors import ConfigError, SolveError, UnboundSymbolError
 
 __all__ = ["IntegerSolution", "DegreeSolution", "max_integer", "min_degree", "common_divisors"]
 
@@ -74,10 +75,10 @@ class DegreeSolution:
 def _limit(limit: Any) -> sp.Expr:
     if isinstance(limit, float):
         if limit != limit or limit in (float("inf"), float("-inf")):
-            raise ValueError(f"limit must be a finite number, got {limit}")
+            raise ConfigError(f"limit must be a finite number, got {limit}")
         limit = Fraction(repr(limit))  # decimal digits, exactly
     if isinstance(limit, bool) or not isinstance(limit, (int, Fraction, sp.Expr)):
-        raise ValueError(f"limit must be a number or a SymPy expression, got {type(limit).__name__} "
+        raise ConfigError(f"limit must be a number or a SymPy expression, got {type(limit).__name__} "
                          f"{limit!r}")
     return as_expr(limit, "limit")
 
@@ -86,7 +87,7 @@ def _symbol(symbol: Any) -> sp.Symbol:
     if isinstance(symbol, str):
         return S.lookup(symbol)
     if not isinstance(symbol, sp.Symbol):
-        raise ValueError(f"symbol must be a SymPy symbol or a canonical name, got {symbol!r}")
+        raise ConfigError(f"symbol must be a SymPy symbol or a canonical name, got {symbol!r}")
     return symbol
 
 
@@ -117,7 +118,7 @@ def _fits(expr: sp.Expr, x: sp.Symbol, n: int, limit: sp.Expr) -> bool:
     value = expr.xreplace({x: sp.Integer(n)})
     verdict = sp.Le(value, limit)
     if verdict not in (sp.true, sp.false):
-        raise ValueError(f"cannot compare {value} with the limit {limit}: "
+        raise UnboundSymbolError(f"cannot compare {value} with the limit {limit}: "
                          "bind every other symbol first")
     return verdict is sp.true
 
@@ -142,19 +143,19 @@ def max_integer(expr: Any, symbol: Any, limit: Any, *, lower: int = 1, upper: Op
     expr = as_expr(expr, "expr")
     lim = _limit(limit)
     if lower < 1 or multiple_of < 1 or (upper is not None and upper < lower):
-        raise ValueError("need 1 <= lower <= upper and multiple_of >= 1")
+        raise ConfigError("need 1 <= lower <= upper and multiple_of >= 1")
     root = _real_root(expr, x, lim) if x in expr.free_symbols else None
     other = (expr.free_symbols | lim.free_symbols) - {x}
     if other:
         if root is None:
-            raise ValueError(f"no closed form for {x} and other symbols remain "
+            raise SolveError(f"no closed form for {x} and other symbols remain "
                              f"({', '.join(sorted(map(str, other)))}): bind them to get a value")
         return IntegerSolution(x, None, "found", root, expr, lim)
 
     step = multiple_of
     start = -(-lower // step) * step  # the first multiple of step >= lower
     if upper is not None and start > upper:
-        raise ValueError(f"no multiple of {step} lies in [{lower}, {upper}]")
+        raise ConfigError(f"no multiple of {step} lies in [{lower}, {upper}]")
     if not _fits(expr, x, start, lim):
         return IntegerSolution(x, None, "nothing_fits", root, expr, lim)
     cap = upper if upper is not None else _SEARCH_CAP
@@ -208,11 +209,11 @@ def min_degree(expr: Any, symbol: Any, limit: Any, candidates: Iterable[int]) ->
     checked = []
     for n in sorted(set(candidates)):
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"candidates must be positive integers, got {n!r}")
+            raise ConfigError(f"candidates must be positive integers, got {n!r}")
         value = as_expr(evaluate(n), "metric")
         verdict = sp.Le(value, lim)
         if verdict not in (sp.true, sp.false):
-            raise ValueError(f"cannot compare {value} with the limit {lim}: bind every symbol")
+            raise UnboundSymbolError(f"cannot compare {value} with the limit {lim}: bind every symbol")
         checked.append((n, exact(value), verdict is sp.true))
         if verdict is sp.true:
             return DegreeSolution(n, "found", tuple(checked))
@@ -226,7 +227,7 @@ def common_divisors(*sizes: int, limit: Optional[int] = None) -> list[int]:
     [1, 2, 4, 8]
     """
     if not sizes or any(not isinstance(s, int) or s < 1 for s in sizes):
-        raise ValueError("sizes must be positive integers")
+        raise ConfigError("sizes must be positive integers")
     g = sizes[0]
     for s in sizes[1:]:
         g = sp.igcd(g, s)

@@ -24,23 +24,23 @@ peak``. Every result is an expression; with numbers it is exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional, cast
 
 import sympy as sp
 
 from . import symbols as S
 from ._expr import check_divides, dim, exact
 from .dtypes import DataType
+from .errors import ConfigError
 from .hardware import Hardware
 from .hardware import get as get_hardware
+from .layers.base import Recompute
 from .layers.moe import MoELayer
 from .metrics import LayerMetrics
-from .ops import Collective
+from .model import Model, register_steps
+from .ops import Collective, CollectiveKind
 from .parallel import Parallelism, ParallelismLike
 from .hardware.timing import collective_time
-
-if TYPE_CHECKING:
-    from .model import Model
 
 __all__ = ["TrainingStep", "InferenceStep", "training_step", "inference_step",
            "GRADIENT_BYTES", "OPTIMIZER_BYTES"]
@@ -138,7 +138,8 @@ def part_values(model: "Model", b: Any, s: Any, phase: str, dtype: Any, chip: Ha
                 overlap: bool) -> dict[tuple[str, str], Any]:
     """``{(part, quantity): value}`` for part in embedding, blocks (all of them, counts applied),
     tail (final norm + LM head) and quantity in latency, weight, activation, kv."""
-    values = values_from_rows(model.breakdown(b, s, phase, dtype, chip, recompute, overlap))
+    # the mode is checked by Layer.compute_metrics (one line naming the valid modes)
+    values = values_from_rows(model.breakdown(b, s, phase, dtype, chip, cast(Recompute, recompute), overlap))
     values[("blocks", "expert_weight")] = sp.Add(*(
         n * blk.mlp.expert_params_per_chip * DataType.parse(dtype).bytes
         for blk, n in model.blocks if isinstance(blk.mlp, MoELayer)))
@@ -165,7 +166,7 @@ def _stages(values: dict[tuple[str, str], Any], key: str, p: Any) -> tuple[Any, 
     return emb + blocks / p, blocks / p + tail
 
 
-def _span_time(kind: str, n: Any, payload: Any, chip: Hardware, stride: Any, count: Any = 1) -> Any:
+def _span_time(kind: CollectiveKind, n: Any, payload: Any, chip: Hardware, stride: Any, count: Any = 1) -> Any:
     if n == 1:
         return sp.Integer(0)
     return collective_time(Collective(kind, "dp", n, payload, count, span=stride * n), chip)
@@ -240,7 +241,7 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     par = Parallelism.coerce(parallelism)
     datatype = DataType.parse(dtype)
     if isinstance(zero_stage, bool) or zero_stage not in (0, 1, 2, 3):
-        raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
+        raise ConfigError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
     s, B, b, v = (dim(seq_len, "seq_len"), dim(global_batch, "global_batch"),
                   dim(micro_batch, "micro_batch"), dim(interleave, "interleave"))
     check_divides(B, par.dp * b, "global_batch must be divisible by data_parallel * micro_batch")
@@ -333,3 +334,7 @@ def max_context(model: "Model", hardware: Hardware | str, batch_size: Any = 1, d
         raise ValueError(f"max_context: sequence_parallel must be a number, got {par.sp}")
     step = inference_step(model, chip, batch_size, None, dtype, par)
     return max_integer(step.memory_per_chip, S.seq_len, chip.hbm_capacity, multiple_of=int(par.sp))
+
+
+# Model.training_step, .inference_step, .max_batch_size and .max_context delegate to these.
+register_steps(training_step, inference_step, max_batch_size, max_context)

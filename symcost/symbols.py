@@ -80,7 +80,7 @@ def _row(name: str, printed: str, latex: str, meaning: str, **assumptions: bool)
     return SymbolInfo(name, sympy.Symbol(printed, **(assumptions or _SIZE)), latex, meaning)
 
 
-# NB: printed names follow the Megatron-LM papers (b, s, h, a, t) and ../shared/CONVENTIONS.md
+# NB: printed names follow the Megatron-LM papers (b, s, h, a, t) and docs/conventions.md
 # (f, g, d, e); the parallel degrees other than t print with a two-letter name so that no letter
 # means two things (d is the head dimension, e the bytes per element).
 _ROWS = (

@@ -1,4 +1,4 @@
-"""Training activations against Korthikanti et al. 2022 (CONVENTIONS item 7), as identities.
+"""Training activations against Korthikanti et al. 2022 (docs/conventions.md §7), as identities.
 
 "Reducing Activation Recomputation in Large Transformer Models", section 4 and Table 2: for a GPT
 layer (two LayerNorms, MHA with eager attention, a GELU MLP with f = 4h, dropout on; e = 2) the
@@ -108,7 +108,7 @@ def test_eager_attention_without_dropout():
 
 
 def test_gated_mlp_saves_input_gate_up_act_and_product():
-    """The gated MLP saves 2sbh + 8sbf at e = 2 (CONVENTIONS item 7)."""
+    """The gated MLP saves 2sbh + 8sbf at e = 2 (docs/conventions.md §7)."""
     f = S.intermediate_size
     m = sc.GatedMLPLayer().compute_metrics(phase="training", dtype="bf16")
     assert_expr_equal(m.activation_memory_per_chip, 2 * s * b * h + 8 * s * b * f)

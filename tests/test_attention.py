@@ -147,7 +147,7 @@ def test_flash_backward_is_five_halves_of_forward_core():
 
 @pytest.mark.parametrize("phase", ["prefill", "decode", "training"])
 def test_bias_adds_no_matmul_flops(phase):
-    """Biases are vector FLOPs (CONVENTIONS item 1)."""
+    """Biases are vector FLOPs (docs/conventions.md §1)."""
     with_bias = sc.AttentionLayer(bias=True).compute_metrics(phase=phase)
     without = sc.AttentionLayer().compute_metrics(phase=phase)
     assert_expr_equal(with_bias.matmul_flops_per_chip, without.matmul_flops_per_chip)

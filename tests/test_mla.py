@@ -147,7 +147,7 @@ def test_training_is_forward_plus_backward():
     flash = metrics(mla(flash_attention=True), "training")
     assert eager.matmul_flops_per_chip == 3 * projections + 3 * core
     assert flash.matmul_flops_per_chip == 3 * projections + 3 * core + qk
-    # with d_v = d_qk = 12 the flash backward is exactly 5/2 x its forward (CONVENTIONS item 4)
+    # with d_v = d_qk = 12 the flash backward is exactly 5/2 x its forward (docs/conventions.md §4)
     square = mla(v_head_dim=DQK)
     core_sq = 4 * B * A * SEQ * SEQ * DQK
     gap = (metrics(square, "training").matmul_flops_per_chip

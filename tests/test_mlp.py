@@ -51,7 +51,7 @@ def test_training_is_three_forwards_of_matmul_flops():
 
 
 def test_training_communication_doubles():
-    """Training issues the forward all-reduce and the backward one (CONVENTIONS item 12)."""
+    """Training issues the forward all-reduce and the backward one (docs/conventions.md §12)."""
     (ar,) = seed_metrics("training").collectives
     assert ar.count == 2 and ar.payload_bytes == 512 * 4096 * 2
 

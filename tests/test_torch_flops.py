@@ -1,4 +1,4 @@
-"""symcost's ``matmul_flops_per_chip`` against PyTorch's ``FlopCounterMode`` (CONVENTIONS items 1-5).
+"""symcost's ``matmul_flops_per_chip`` against PyTorch's ``FlopCounterMode`` (docs/conventions.md §1–§5).
 
 Each test builds a small reference PyTorch module, counts its FLOPs with
 ``torch.utils.flop_counter.FlopCounterMode`` (an independent source: it counts the mm / addmm /
@@ -386,7 +386,7 @@ REF_B, REF_S, REF_H = 1, 2048, 4096
     ("gqa", 240_518_168_576),  # 2*2048*4096*(4096+2*1024) + 2*2048*4096*4096 + 4*32*2048^2*128
 ])
 def test_reference_points_on_meta(name, expected):
-    """CONVENTIONS reference points (b=1 s=2048 h=4096 a=32 g=8): symcost == torch == the table."""
+    """docs/conventions.md §5 reference points (b=1 s=2048 h=4096 a=32 g=8): symcost == torch == the table."""
     arithmetic = {
         "plain": 2 * (2 * 2048 * 4096 * 16384),
         "gated": 3 * (2 * 2048 * 4096 * 11008),

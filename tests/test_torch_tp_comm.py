@@ -5,7 +5,7 @@ The same modules are sharded with ``torch.distributed.tensor.parallel`` (``Colwi
 of ``t`` ranks, DTensor issues every collective it would issue on a real group, and the fake
 backend moves no data. The forward and the backward each run under a ``CommDebugMode`` that also
 records, per collective, symcost's record ``(kind, axis, group size, payload bytes)``, with the
-payload as CONVENTIONS item 11 defines it (the all-reduce buffer, the all-gather output, the
+payload as docs/conventions.md §11 defines it (the all-reduce buffer, the all-gather output, the
 reduce-scatter input). The forward must equal symcost's ``prefill`` collectives and forward plus
 backward its ``training`` collectives.
 
@@ -96,7 +96,7 @@ def _record(func, args, kwargs, out) -> tuple:
     group = _resolve_process_group(bound["group_name"]).size()
     in_bytes = bound["input"].numel() * bound["input"].element_size()
     out_bytes = out.numel() * out.element_size()
-    # CONVENTIONS item 11: M is the all-reduce buffer, the all-gather output, the reduce-scatter input
+    # docs/conventions.md §11: M is the all-reduce buffer, the all-gather output, the reduce-scatter input
     if kind == "all_gather":
         assert bound["group_size"] == group and out_bytes == group * in_bytes
         payload = out_bytes

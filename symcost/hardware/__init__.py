@@ -19,6 +19,7 @@ defaults); ``get(name).ideal()`` is the pure roofline bound.
 
 from __future__ import annotations
 
+from ..errors import HardwareError
 from .chip import GIGA, KILO, MEGA, PETA, TERA, Hardware
 from .presets import PRESETS
 from .runtime import RUNTIMES, Runtime, runtime, runtimes
@@ -57,7 +58,7 @@ def get(name: "str | Hardware") -> Hardware:
     """A preset by name, case and punctuation ignored (``"h100"``, ``"H100_SXM"``, ``"tpu-v5e"``):
     the realistic chip. A name ending in ``"-ideal"`` or ``":ideal"`` gives its roofline.
 
-    Raises ``ValueError`` listing the known names.
+    Raises :class:`~symcost.errors.HardwareError` listing the known names.
     """
     if isinstance(name, Hardware):
         return name
@@ -68,6 +69,6 @@ def get(name: "str | Hardware") -> Hardware:
     key = _key(text)
     target = _BY_KEY.get(key) or _ALIASES.get(key)
     if target is None:
-        raise ValueError(f"hardware: unknown chip {name!r}; known: {', '.join(PRESETS)}")
+        raise HardwareError(f"hardware: unknown chip {name!r}; known: {', '.join(PRESETS)}")
     chip = PRESETS[target]
     return chip.ideal() if ideal else chip

@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 KILO, MEGA, GIGA, TERA, PETA = 10**3, 10**6, 10**9, 10**12, 10**15
-"""Decimal prefixes (GB means 10^9 bytes, CONVENTIONS item 14)."""
+"""Decimal prefixes (GB means 10^9 bytes, docs/conventions.md §14)."""
 
 
 _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "memory_efficiency", "attention_memory_efficiency",

@@ -30,14 +30,14 @@ def _number(value: Any, field: str) -> sp.Expr:
 
 
 def _positive(value: Any, info: ValidationInfo) -> sp.Expr:
-    expr = _number(value, info.field_name)
+    expr = _number(value, str(info.field_name))
     if expr.is_positive is False:
         raise ValueError(f"{info.field_name} must be positive, got {expr}")
     return expr
 
 
 def _non_negative(value: Any, info: ValidationInfo) -> sp.Expr:
-    expr = _number(value, info.field_name)
+    expr = _number(value, str(info.field_name))
     if expr.is_negative:
         raise ValueError(f"{info.field_name} must be non-negative, got {expr}")
     return expr

@@ -193,7 +193,7 @@ class _Attention(Layer):
         return elements * e
 
     def kv_cache_memory(self, ctx: Context) -> sp.Expr:
-        # CONVENTIONS item 9: 2 * b * s * (KV heads per chip) * d * e_kv, split by the sequence degree
+        # docs/conventions.md §9: 2 * b * s * (KV heads per chip) * d * e_kv, split by the sequence degree
         if ctx.training:
             return sp.Integer(0)
         _, g_t = self._heads(ctx)

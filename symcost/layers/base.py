@@ -13,6 +13,7 @@ import functools
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Optional
 
+import sympy
 import sympy as sp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
@@ -23,7 +24,7 @@ from ..dtypes import DataType, DtypeLike, bytes_per_element
 from ..hardware import Hardware
 from ..hardware import get as get_hardware
 from ..metrics import METRIC_FIELDS, LayerMetrics
-from ..ops import Collective, Op
+from ..ops import Collective, CollectiveKind, Op
 from ..parallel import Parallelism
 from ..phase import Phase
 
@@ -33,7 +34,7 @@ Recompute = Literal["none", "selective", "full"]
 
 
 def _dim_field(value: Any, info: ValidationInfo) -> sp.Expr:
-    return dim(value, info.field_name)
+    return dim(value, str(info.field_name))
 
 
 Dim = Annotated[Any, BeforeValidator(_dim_field)]
@@ -43,7 +44,7 @@ Dim = Annotated[Any, BeforeValidator(_dim_field)]
 # reduce-scattered and vice versa, all-to-all and p2p transpose to themselves, and a sum
 # (all-reduce, Megatron's g) has an identity backward: the gradient is already replicated.
 # Megatron's f (identity forward, all-reduce backward) is a GradientCollective op.
-_TRANSPOSE = {"all_gather": "reduce_scatter", "reduce_scatter": "all_gather",
+_TRANSPOSE: dict[str, Optional[CollectiveKind]] = {"all_gather": "reduce_scatter", "reduce_scatter": "all_gather",
               "all_to_all": "all_to_all", "p2p": "p2p", "all_reduce": None}
 
 _ZERO = sp.Integer(0)
@@ -89,6 +90,8 @@ class Context:
     def tp(self) -> sp.Expr:
         return self.parallelism.tp
 
+    # NB: below this property, `sp` in the class body names it, not the sympy module, so the
+    # annotations that follow say `sympy.Expr`.
     @property
     def sp(self) -> sp.Expr:
         """The Ulysses sequence degree (1 without one)."""
@@ -100,12 +103,12 @@ class Context:
         return self.parallelism.megatron_sp and not self.decode
 
     @property
-    def q_len(self) -> sp.Expr:
+    def q_len(self) -> sympy.Expr:
         """New tokens per sequence: ``seq_len``, or 1 in decode."""
         return sp.Integer(1) if self.decode else self.seq_len
 
     @property
-    def tokens(self) -> sp.Expr:
+    def tokens(self) -> sympy.Expr:
         """Tokens a chip's projections process: ``b*s/sp``, or ``b`` in decode.
 
         NB: in decode, a Ulysses sequence degree splits only the keys (KV cache and attention
@@ -116,13 +119,13 @@ class Context:
         return self.batch_size * self.seq_len / self.sp
 
     @property
-    def sharded_tokens(self) -> sp.Expr:
+    def sharded_tokens(self) -> sympy.Expr:
         """Tokens of the sequence-sharded regions (norms, dropout): ``tokens / t`` under
         Megatron sequence parallelism."""
         return self.tokens / self.tp if self.megatron_sp else self.tokens
 
     @property
-    def e(self) -> sp.Expr:
+    def e(self) -> sympy.Expr:
         return self.dtype_bytes
 
 
@@ -295,11 +298,11 @@ class Layer(BaseModel):
 
     @staticmethod
     def tp_exit(ctx: Context, payload: sp.Expr) -> list[Collective]:
-        """Communication leaving a Megatron TP block (CONVENTIONS item 12): one all-reduce of
+        """Communication leaving a Megatron TP block (docs/conventions.md §12): one all-reduce of
         the partial sums (``payload`` bytes), or a reduce-scatter under sequence parallelism."""
         if ctx.tp == 1:
             return []
-        kind = "reduce_scatter" if ctx.megatron_sp else "all_reduce"
+        kind: CollectiveKind = "reduce_scatter" if ctx.megatron_sp else "all_reduce"
         return [Collective(kind, "tp", ctx.tp, payload)]
 
 
@@ -337,7 +340,7 @@ class _Template:
 
 
 @functools.lru_cache(maxsize=256)
-def _template(layer: Layer, phase: Phase, datatype: DataType, recompute: str, chip: Hardware,
+def _template(layer: Layer, phase: Phase, datatype: DataType, recompute: Recompute, chip: Hardware,
               overlap: bool) -> _Template:
     ctx = Context(batch_size=S.batch_size, seq_len=S.seq_len, phase=phase,
                   dtype_bytes=datatype.bytes, parallelism=layer.parallelism, recompute=recompute)

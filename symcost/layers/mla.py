@@ -34,7 +34,7 @@ latent. RoPE, like in :mod:`symcost.layers.attention`, is not counted.
 
 NB: the training backward follows the base contract: each matmul 2x, the flash core 2x its
 forward plus the recomputed Q Kᵀ (:class:`symcost.ops.AttentionCoreBackward`; 5/2x only when
-d_v = d_qk), and the exit all-reduce transposed into one of ``b*s*h*e`` (CONVENTIONS item 12).
+d_v = d_qk), and the exit all-reduce transposed into one of ``b*s*h*e`` (docs/conventions.md §12).
 Megatron-core differs in two places we do not model: its column-parallel up-projections
 all-reduce the latents' gradients (``b*s*(r_q + r_kv)*e``, 0.29x of ``b*s*h*e`` for DeepSeek-V3),
 and under ``sequence_parallel="tp"`` it runs the down-projections on each rank's s/t tokens and
@@ -217,7 +217,7 @@ class MLALayer(Layer):
         h, e, T = self.hidden_size, ctx.e, ctx.tokens
         a_t, r_kv = self.num_heads / ctx.tp, self.kv_lora_rank
         d_n, d_v = self.qk_nope_head_dim, self.v_head_dim
-        # NB: under Megatron SP the input is all-gathered (CONVENTIONS item 12); Megatron-core
+        # NB: under Megatron SP the input is all-gathered (docs/conventions.md §12); Megatron-core
         # instead runs the down-projections on its s/t tokens and all-gathers the latents.
         ops: list = list(self.tp_enter(ctx, T * h * e))
         ops.extend(self._q_ops(ctx))

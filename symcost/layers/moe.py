@@ -14,7 +14,7 @@ and p = 3 projections (gated) or 2:
   matmul FLOPs ``2*p*T*h*n_s*f_s/t``;
 - combine: the expert outputs come back in a second all-to-all and are summed with their
   routing weights; the TP partial sums of routed and shared experts leave together through one
-  all-reduce (CONVENTIONS item 12).
+  all-reduce (docs/conventions.md §12).
 
 Prefill matmul FLOPs per chip: ``2*T*h*E + 2*p*T*k*h*f_e/t + 2*p*T*h*n_s*f_s/t``.
 
@@ -64,7 +64,7 @@ _ZERO = sp.Integer(0)
 
 def _count(value: Any, info: ValidationInfo) -> sp.Expr:
     """A count that may be zero: a non-negative integer or an expression not provably otherwise."""
-    expr = as_expr(value, info.field_name)
+    expr = as_expr(value, str(info.field_name))
     if expr.is_negative or expr.is_integer is False:
         raise ValueError(f"{info.field_name} must be a non-negative integer, got {expr}")
     return expr
@@ -74,7 +74,7 @@ def _capacity(value: Any, info: ValidationInfo) -> Optional[sp.Expr]:
     """``None`` (dropless) or an exact positive factor; floats are refused by ``as_expr``."""
     if value is None:
         return None
-    expr = as_expr(value, info.field_name)
+    expr = as_expr(value, str(info.field_name))
     if expr.is_positive is False or (expr.is_number and expr.is_zero):
         raise ValueError(f"{info.field_name} must be positive, got {expr}")
     return expr

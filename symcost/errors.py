@@ -1,0 +1,64 @@
+"""symcost's errors: one hierarchy under :class:`SymcostError`, itself a ``ValueError``.
+
+Every error symcost raises for bad input is one line that names the field and the rule it
+breaks. The classes say which kind of rule, so a caller can catch exactly what it handles::
+
+    SymcostError (ValueError)
+    ├── ConfigError            a field's value breaks its rule (a size, a degree, a name, a type)
+    │   ├── DivisibilityError  a degree does not divide what it splits (heads, width, tokens, layers)
+    │   └── HardwareError      a chip description or a chip name is not usable
+    ├── UnboundSymbolError     a number or a comparison was asked for while symbols are still free
+    └── SolveError             a solver cannot answer (no closed form in the symbol solved for)
+
+Because the base is a ``ValueError``, ``except ValueError`` keeps working. NB: a rule checked
+inside a pydantic validator (a layer's or :class:`~symcost.parallel.Parallelism`'s fields)
+reaches the caller as pydantic's ``ValidationError`` (also a ``ValueError``) whose message is
+ours; pydantic wraps every ``ValueError`` a validator raises.
+
+>>> from symcost.errors import DivisibilityError, SymcostError
+>>> issubclass(DivisibilityError, SymcostError) and issubclass(SymcostError, ValueError)
+True
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DivisibilityError",
+    "HardwareError",
+    "SolveError",
+    "SymcostError",
+    "UnboundSymbolError",
+]
+
+
+class SymcostError(ValueError):
+    """Base of every error symcost raises for input it cannot use."""
+
+
+class ConfigError(SymcostError):
+    """A field's value breaks its rule: not positive, not an integer, inexact, unknown name, wrong type.
+
+    >>> from symcost.dtypes import DataType
+    >>> try:
+    ...     DataType.parse("fp7")
+    ... except ConfigError as err:
+    ...     print(str(err)[:30])
+    dtype: unknown data type 'fp7'
+    """
+
+
+class DivisibilityError(ConfigError):
+    """A parallel degree provably does not divide what it splits (heads, widths, tokens, layers)."""
+
+
+class HardwareError(ConfigError):
+    """A chip description (a field, a file) or a chip name that cannot be used."""
+
+
+class UnboundSymbolError(SymcostError):
+    """A number or a comparison was asked for, but the expression still has free symbols."""
+
+
+class SolveError(SymcostError):
+    """A solver cannot answer: no closed form in the symbol solved for, and other symbols remain."""
