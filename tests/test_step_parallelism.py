@@ -1,12 +1,14 @@
 """Parallelism in the whole-model steps: the model's own degrees, impossible pipelines, one
 expert-parallel rule, and uneven pipeline stages (issue 8, items 1, 5 and 7)."""
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
 from symcost import hardware, models, search
-from symcost.model import Model
 from symcost import step as steps
+from symcost.model import Model
 
 H100 = hardware.H100_SXM
 
@@ -181,10 +183,10 @@ def test_llama_405b_uneven_pipelines(p, middle):
 
 
 def test_training_memory_is_the_fullest_stage_and_time_the_slowest():
-    """A 7-layer model on 3 stages (2, 3, 2), m = 4 micro-batches, ZeRO-1 with d = 1 (18 bytes per parameter). Stage k of 1F1B holds
-    min(p - k, m) micro-batches of activations; each stage's memory is 18 * its parameters + its
-    activations, the step's the largest; T_mb is the slowest stage's latency and the step
-    (m + p - 1) * T_mb without data parallelism."""
+    """A 7-layer model on 3 stages (2, 3, 2), m = 4 micro-batches, ZeRO-1 with d = 1 (18 bytes
+    per parameter). Stage k of 1F1B holds min(p - k, m) micro-batches of activations; each
+    stage's memory is 18 * its parameters + its activations, the step's the largest; T_mb is the
+    slowest stage's latency and the step (m + p - 1) * T_mb without data parallelism."""
     model = Model.llama(hidden_size=1024, num_heads=16, num_kv_heads=4, num_layers=7, vocab_size=32000,
                         intermediate_size=4096)
     # 7 = 3 * 2 + 1: the one extra layer goes to the stage before the last: (2, 3, 2)
@@ -204,10 +206,32 @@ def test_training_memory_is_the_fullest_stage_and_time_the_slowest():
          + head.activation_memory_per_chip, 2 * blk.latency + norm.latency + head.latency, 1),
     ]
     assert st.memory_per_chip == max(18 * P + a * k for P, a, _, k in stages)
-    assert st.microbatch_time == max(t for _, _, t, _ in stages)
+    # here the first stage is the fullest (3 micro-batches in flight) and the last the slowest
+    # (LM head): the two maxima come from different stages, and neither mixes terms of two stages
+    assert st.memory_per_chip == 18 * stages[0][0] + 3 * stages[0][1]
+    assert st.microbatch_time == max(t for _, _, t, _ in stages) == stages[2][2]
     assert st.compute_time == (4 + 2) * st.microbatch_time
     parts = st.weight_memory + st.gradient_memory + st.optimizer_memory + st.activation_memory
     assert parts == st.memory_per_chip
+
+
+def test_interleaved_stages_hold_megatrons_warmup():
+    """Interleaved 1F1B (v = 2, p = 2, m = 8): stage k holds min(2(p - k - 1) + (v - 1)p + 1, m v)
+    chunks of 1/v of its blocks (Megatron-LM's warm-up micro-batches plus one): the first stage
+    (2 + 2 + 1)/2 = 5/2 micro-batches, the last (0 + 2 + 1)/2 = 3/2 (not 1)."""
+    model = Model.llama(hidden_size=1024, num_heads=16, num_kv_heads=4, num_layers=8, vocab_size=32000,
+                        intermediate_size=4096)
+    st = model.training_step(H100, seq_len=1024, global_batch=8, micro_batch=1, interleave=2,
+                             parallelism={"pipeline_parallel": 2})
+    kw = {"batch_size": 1, "seq_len": 1024, "phase": "training", "dtype": "bf16"}
+    act = {name: layer.compute_metrics(**kw).activation_memory_per_chip
+           for name, layer, _ in model.parts()}
+    P = {name: layer.num_params for name, layer, _ in model.parts()}
+    blk = "blocks[0]"
+    first = 18 * (P["embedding"] + 4 * P[blk]) + Fraction(5, 2) * (act["embedding"] + 4 * act[blk])
+    last = (18 * (4 * P[blk] + P["final_norm"] + P["lm_head"])
+            + Fraction(3, 2) * (4 * act[blk] + act["final_norm"] + act["lm_head"]))
+    assert st.memory_per_chip == max(first, last)
 
 
 def test_explicit_stage_layers():
@@ -245,22 +269,21 @@ def test_search_ranks_uneven_pipelines_and_matches_the_exact_step():
 
 
 def test_inference_search_takes_uneven_pipelines():
-    """The inference search keeps PP 16 for Llama-3.1-405B (126 layers) and its rows equal the
-    exact step."""
-    model = models.get("llama-3.1-405b")
-    table = search.parallelism(model, "H100_SXM", num_chips=16, global_batch=16, seq_len=4096,
-                               phase="inference")
-    assert 16 in set(table.columns["pp"].tolist())
-    i = int(np.flatnonzero(table.columns["pp"] == 16)[0])
+    """The inference search keeps PP 3 for Llama-3-8B (32 layers: stages (11, 11, 10)) and its
+    row equals the exact step."""
+    model = models.get("llama-3-8b")
+    table = search.parallelism(model, "H100_SXM", num_chips=3, global_batch=3, seq_len=4096, phase="inference")
+    i = int(np.flatnonzero(table.columns["pp"] == 3)[0])
     row = table.row(i)
-    step = model.inference_step("H100_SXM", row["micro_batch"], 4096,
-                                parallelism={"tensor_parallel": row["tp"], "pipeline_parallel": 16,
-                                             "data_parallel": row["dp"]})
-    assert row["tpot"] == float(step.tpot)
+    step = model.inference_step("H100_SXM", row["micro_batch"], 4096, parallelism={"pipeline_parallel": 3})
+    assert step.stage_layers == (11, 11, 10)
+    assert row["tpot"] == float(step.tpot) and row["memory_per_chip"] == float(step.memory_per_chip)
 
 
 def test_search_ignores_the_models_own_parallelism():
-    """The search chooses the degrees itself: a model built with TP 8 gives the same table."""
-    plain = search.parallelism(models.get("llama-3-70b"), "H100_SXM", 16, 16, 4096, phase="inference")
-    tp8 = search.parallelism(llama70_tp8(), "H100_SXM", 16, 16, 4096, phase="inference")
-    assert plain.num_fit == tp8.num_fit and np.array_equal(plain.columns["tpot"], tp8.columns["tpot"])
+    """The search chooses the degrees itself: a model built with TP 2 gives the same table."""
+    plain = search.parallelism(models.get("llama-3-8b"), "H100_SXM", 4, 4, 4096, phase="inference")
+    tp2 = search.parallelism(models.get("llama-3-8b").with_parallelism({"tensor_parallel": 2}), "H100_SXM",
+                             4, 4, 4096, phase="inference")
+    assert plain.num_fit == tp2.num_fit == 6
+    assert np.array_equal(plain.columns["tpot"], tp2.columns["tpot"])
