@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from typing import Any, Callable, Literal, Optional, Union
+from typing import Any, Callable, Literal, Optional, Sequence, Union
 
 import sympy as sp
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
@@ -291,8 +291,9 @@ class Model(BaseModel):
     def training_step(self, hardware: Hardware | str, seq_len: Any, global_batch: Any, micro_batch: Any = 1,
                       dtype: DtypeLike = "bf16", parallelism: ParallelismLike = None,
                       recompute: Recompute = "none", interleave: Any = 1, zero_stage: int = 1,
-                      overlap: bool = False):
-        """One training step on ``hardware``: see :func:`symcost.step.training_step`.
+                      overlap: bool = False, *, stage_layers: Optional[Sequence[int]] = None):
+        """One training step on ``hardware``: see :func:`symcost.step.training_step`
+        (``parallelism`` adds to the model's own; ``stage_layers``: blocks per pipeline stage).
 
         >>> from symcost import models
         >>> step = models.get("llama-3-8b").training_step("H100_SXM", seq_len=8192, global_batch=64,
@@ -302,14 +303,16 @@ class Model(BaseModel):
         (64, 8, True)
         """
         return _step("training_step")(self, hardware, seq_len, global_batch, micro_batch, dtype, parallelism,
-                             recompute, interleave, zero_stage, overlap)
+                                      recompute, interleave, zero_stage, overlap, stage_layers=stage_layers)
 
     def inference_step(self, hardware: Hardware | str, batch_size: Any, seq_len: Any,
                        dtype: DtypeLike = "bf16", parallelism: ParallelismLike = None,
-                       overlap: bool = False):
+                       overlap: bool = False, *, stage_layers: Optional[Sequence[int]] = None):
         """Serving ``batch_size`` sequences of ``seq_len`` tokens: see
-        :func:`symcost.step.inference_step` (``ttft``, ``tpot``, memory, throughput)."""
-        return _step("inference_step")(self, hardware, batch_size, seq_len, dtype, parallelism, overlap)
+        :func:`symcost.step.inference_step` (``ttft``, ``tpot``, memory, throughput; ``parallelism``
+        adds to the model's own; ``stage_layers``: blocks per pipeline stage)."""
+        return _step("inference_step")(self, hardware, batch_size, seq_len, dtype, parallelism, overlap,
+                                       stage_layers=stage_layers)
 
     def max_batch_size(self, hardware: Hardware | str, seq_len: Any, dtype: DtypeLike = "bf16",
                        parallelism: ParallelismLike = None):

@@ -19,6 +19,7 @@ True
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
@@ -34,14 +35,13 @@ from .layers.attention import GroupedQueryAttentionLayer
 from .layers.moe import MoELayer
 from .model import Model
 from .parallel import Parallelism
-from .step import assemble_training, flops_per_sequence, part_values
+from .step import assemble_training, flops_per_sequence, model_parts, pipeline_stages, stage_layout
 from .sweep import Sweeper
 
 __all__ = ["SearchResult", "parallelism"]
 
 _COLUMNS = ("tp", "pp", "dp", "sp", "megatron_sp", "ep", "micro_batch", "interleave", "overlap", "recompute",
             "zero_stage", "step_time", "memory_per_chip", "mfu", "tokens_per_second")
-_PARTS = ("embedding", "blocks", "tail")
 _QUANTITIES = ("latency", "weight", "activation")
 
 
@@ -144,7 +144,6 @@ def _variant_model(model: Model, regime: str) -> Model:
     return model
 
 
-_VALUE_SYMBOLS = {(part, q): sp.Symbol(f"_{part}_{q}") for part in _PARTS for q in _QUANTITIES}
 _P, _D, _V = sp.Symbol("_p", positive=True, integer=True), sp.Symbol("_d", positive=True, integer=True), \
     sp.Symbol("_v", positive=True, integer=True)
 
@@ -157,8 +156,12 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
                 progress: Optional[Callable[[float, str], None]] = None) -> SearchResult:
     """Rank every training configuration of ``model`` on ``num_chips`` chips by step time.
 
-    Discards configurations that do not divide (heads, KV heads, FFN width, vocabulary, layers,
-    batch, sequence, experts) or do not fit the chip's HBM. ``overlap=(False, True)`` also tries
+    Discards configurations that do not divide (heads, KV heads, FFN width, vocabulary, batch,
+    sequence, experts), that have more pipeline stages than layers or an interleaving degree that
+    does not divide every stage, or that do not fit the chip's HBM. Pipeline stages are split as
+    :func:`~symcost.step.pipeline_stages` does (uneven when ``p`` does not divide the layers: the
+    slowest stage sets the pace, the fullest the memory). The model's own parallelism is ignored:
+    the search chooses every degree. ``overlap=(False, True)`` also tries
     hiding TP/SP communication behind compute. Returns a :class:`SearchResult`.
 
     With ``phase="inference"``: every (t, p, d) serving ``global_batch`` sequences of ``seq_len``
@@ -168,6 +171,7 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     import time
 
     start = time.perf_counter()
+    model = model.with_parallelism(None)  # the search sets every degree itself
     if phase == "inference":
         return _inference(model, get_hardware(hardware), int(num_chips), int(global_batch), int(seq_len),
                           DataType.parse(dtype), objective, start)
@@ -185,17 +189,20 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     rows: list[tuple] = []
     candidates = 0
     tp_ok = {t: _valid_tp(model, t) for t in _divisors(N)}
+    splits = {p: pipeline_stages(L, p) for p in _divisors(N) if p <= L}
     for t in _divisors(N):
         for u in _divisors(N // t):
             for p in _divisors(N // (t * u)):
                 d = N // (t * u * p)
                 eps = [e for e in _divisors(d) if experts % e == 0] if moe else [1]
                 micro = [b for b in _divisors(max(B // d, 1)) if b <= max_micro_batch]
-                inter = [v for v in _divisors(max(L // p, 1)) if v <= max_interleave] if p > 1 else [1]
+                # interleaving splits every stage into v chunks of whole layers
+                whole = math.gcd(*splits[p]) if p in splits else 1
+                inter = [v for v in _divisors(whole) if v <= max_interleave] if p > 1 else [1]
                 sp_modes = (False, True) if t > 1 else (False,)
                 combos = list(itertools.product(eps, micro, inter, sp_modes, recompute, zero_stages, overlap))
                 candidates += len(combos)
-                if not tp_ok[t] or L % p or B % d:
+                if not tp_ok[t] or p not in splits or B % d:
                     continue
                 if u > 1 and (a % (t * u) or g is None or g % (t * u) or s % u):
                     continue  # Ulysses needs the heads (and KV heads) to split t * u ways
@@ -204,7 +211,7 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
                         continue  # one sequence mode at a time
                     if msp and s % t:
                         continue
-                    if (L // p) % v or (B // d) % b:
+                    if (B // d) % b:
                         continue
                     if d == 1 and z != zero_stages[0]:
                         continue  # without data parallelism every ZeRO stage is the same configuration
@@ -219,10 +226,11 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     # -- layer values, compiled per (KV regime, sequence mode, recompute) ----------------------
     report = progress or (lambda fraction, stage: None)
     report(0.1, f"{candidates:,} candidates enumerated")
-    value_symbols = dict(_VALUE_SYMBOLS)
-    if moe:  # routed-expert weights are data-parallel over dp/ep only
-        value_symbols[("blocks", "expert_weight")] = sp.Symbol("_blocks_expert_weight")
-    values = {key: np.empty(len(rows)) for key in value_symbols}
+    # per-layer values: the embedding, one block of each group, the tail (final norm + head)
+    quantities = _QUANTITIES + (("expert_weight",) if moe else ())  # routed experts: DP over dp/ep only
+    counts = [int(n) for _, n in model.blocks]
+    part_names = ["embedding", *(f"blocks[{i}]" for i in range(len(counts))), "tail"]
+    values = {(part, q): np.zeros(len(rows)) for part in part_names for q in quantities}
     regime = np.where((g is not None) & (t_ > (g or 0)), "replicated", "sharded")
     variants = list(itertools.product(("sharded", "replicated"), (False, True), recompute, overlap))
     for i, (reg, msp, rc, ov) in enumerate(variants):
@@ -233,12 +241,38 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
         par = {"tensor_parallel": S.tp, "expert_parallel": S.ep,
                "sequence_parallel": "tp" if msp else S.sp}
         sym_model = _variant_model(model, reg).with_parallelism(par)
-        vals = part_values(sym_model, S.batch_size, s, "training", datatype, chip, rc, bool(ov))
-        sweeper = Sweeper({f"{k[0]}.{k[1]}": vals[k] for k in value_symbols})
+        parts = model_parts(sym_model, sym_model.breakdown(S.batch_size, s, "training", datatype, chip, rc,
+                                                           bool(ov)), datatype)
+        named = {"embedding": parts["embedding"], "tail": parts["tail"],
+                 **{f"blocks[{j}]": q for j, (_, q) in enumerate(parts["blocks"])}}
+        exprs = {f"{part}.{q}": named[part][q] for part in part_names for q in quantities if q in named[part]}
+        sweeper = Sweeper(exprs)
         inputs = {S.batch_size: b_[mask], S.tp: t_[mask], S.sp: u_[mask], S.ep: e_[mask]}
         out = sweeper({k: v for k, v in inputs.items() if k in sweeper.args})
-        for k in value_symbols:
-            values[k][mask] = out[f"{k[0]}.{k[1]}"]
+        for name in exprs:
+            part, q = name.split(".")
+            values[(part, q)][mask] = out[name]
+
+    # pipeline stages: per candidate, the distinct stages of its split as slots (padded with the
+    # first stage, which changes no maximum); a slot's value is the sum of its layers' values
+    layouts = {p: stage_layout(counts, p, split) for p, split in splits.items()}
+    K = max(len(layouts[p]) for p in set(p_.tolist()))
+    slot_values = {(j, q): np.zeros(len(rows)) for j in range(K) for q in quantities}
+    slot_index = {j: np.zeros(len(rows)) for j in range(K)}
+    for p in set(p_.tolist()):
+        mask = p_ == p
+        layout = layouts[p]
+        for j in range(K):
+            k, held, first, last = layout[j] if j < len(layout) else layout[0]
+            slot_index[j][mask] = k
+            for q in quantities:
+                total = np.zeros(int(mask.sum()))
+                for c, part in zip(held, part_names[1:-1]):
+                    total += c * values[(part, q)][mask]
+                total += values[("embedding", q)][mask] * first + values[("tail", q)][mask] * last
+                slot_values[(j, q)][mask] = total
+    slot_symbols = {(j, q): sp.Symbol(f"_s{j}_{q}") for j in range(K) for q in quantities}
+    index_symbols = {j: sp.Symbol(f"_k{j}", integer=True, nonnegative=True) for j in range(K)}
 
     # -- assembly, compiled per (ZeRO stage, p = 1?, v = 1?) -----------------------------------
     e_bytes = datatype.bytes
@@ -251,13 +285,18 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
         mask = (z_ == z) & ((p_ == 1) == p1) & ((v_ == 1) == v1)
         if not mask.any() or (p1 and not v1):
             continue
+        slots = range(1 if p1 else K)
+        stages = [{**{q: slot_symbols[(j, q)] for q in quantities}, "index": 0 if p1 else index_symbols[j]}
+                  for j in slots]
         fields = assemble_training(
-            value_symbols, chip=chip, e=e_bytes, s=s, B=B, b=S.batch_size, t=S.tp, u=S.sp, ep=S.ep,
+            stages, chip=chip, e=e_bytes, s=s, B=B, b=S.batch_size, t=S.tp, u=S.sp, ep=S.ep,
             p=1 if p1 else _P, d=_D, v=1 if v1 else _V, zero_stage=z, hidden_size=h,
             flops_per_sequence=flops_seq, peak=chip.peak_flops_expr(datatype))
         sweeper = Sweeper({k: fields[k] for k in ("step_time", "memory_per_chip", "mfu")})
         inputs = {S.batch_size: b_[mask], S.tp: t_[mask], S.sp: u_[mask], _P: p_[mask], _D: d_[mask],
-                  _V: v_[mask], S.ep: e_[mask], **{sym: values[k][mask] for k, sym in value_symbols.items()}}
+                  _V: v_[mask], S.ep: e_[mask], **{slot_symbols[(j, q)]: slot_values[(j, q)][mask]
+                                                   for j in slots for q in quantities},
+                  **{index_symbols[j]: slot_index[j][mask] for j in slots}}
         out = sweeper({k: v for k, v in inputs.items() if k in sweeper.args})
         step[mask], memory[mask], mfu[mask] = out["step_time"], out["memory_per_chip"], out["mfu"]
 
@@ -288,8 +327,8 @@ def _inference(model: Model, chip: Hardware, N: int, batch: int, s: int, datatyp
         for p in _divisors(N // t):
             d = N // (t * p)
             candidates += 1
-            if batch % d or int(model.num_layers) % p:
-                continue
+            if batch % d or p > int(model.num_layers):
+                continue  # uneven stages are fine; more stages than layers is not
             par = {"tensor_parallel": t, "pipeline_parallel": p, "data_parallel": d}
             try:
                 step = model.inference_step(chip, batch // d, s, datatype, par)

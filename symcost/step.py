@@ -2,9 +2,10 @@
 
 Training (Megatron-LM conventions, Narayanan et al. 2021; Korthikanti et al. 2022):
 
-- ``m = global_batch / (dp * micro_batch)`` micro-batches per step; each pipeline stage holds
-  ``L/p`` blocks (the first also the embedding, the last the final norm and LM head);
-  one micro-batch costs ``T_mb`` = the slower stage's forward + backward (+ recompute) latency;
+- ``m = global_batch / (dp * micro_batch)`` micro-batches per step; pipeline stage ``k`` holds
+  ``n_k`` consecutive blocks (the first also the embedding, the last the final norm and LM head;
+  see :func:`pipeline_stages` for the split, even or not); one micro-batch costs ``T_mb`` = the
+  slowest stage's forward + backward (+ recompute) latency: the slowest stage sets the pace;
 - 1F1B schedule with ``v`` interleaved chunks: ``m * T_mb`` plus a bubble ``(p - 1)/v * T_mb``
   (bubble fraction ``(p - 1)/(v * m)``);
 - stage-to-stage sends: ``2 * v * m`` point-to-point messages per step of
@@ -14,8 +15,14 @@ Training (Megatron-LM conventions, Narayanan et al. 2021; Korthikanti et al. 202
   ZeRO-3 also all-gathers the weights for every micro-batch's forward and backward;
 - memory per chip: weights (activation dtype), fp32 gradients, Adam's fp32 master weights and two
   moments (12 bytes per parameter), sharded over ``dp`` by ZeRO stage (stage 1 is Megatron's
-  distributed optimizer: ``6 + 12/d`` bytes per parameter), and the first stage's in-flight
-  activations: ``min(p, m)`` micro-batches, times ``1 + (p - 1)/(p * v)`` when interleaved.
+  distributed optimizer: ``6 + 12/d`` bytes per parameter), and the stage's in-flight
+  activations: stage ``k`` of 1F1B holds ``min(p - k, m)`` micro-batches; interleaved,
+  ``min(2(p - k - 1) + (v - 1)p + 1, m v)`` chunks of ``n_k/v`` blocks (Megatron-LM's warm-up
+  count plus one; ``p(1 + (p - 1)/(p v))`` micro-batches on the first stage). The fullest stage
+  (the largest sum of those terms) sets the memory per chip, and its terms are reported.
+- parallelism: the model's own (set by its builder or :meth:`~symcost.model.Model.with_parallelism`)
+  with the degrees given to the step added (:func:`resolve_parallelism`); expert parallelism
+  follows one rule in training and inference (:func:`check_expert_parallel`).
 
 MFU is the model's training matmul FLOPs (no recomputation) per step over ``step_time * chips *
 peak``. Every result is an expression; with numbers it is exact.
@@ -24,7 +31,7 @@ peak``. Every result is an expression; with numbers it is exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, cast
+from typing import Any, Optional, Sequence
 
 import sympy as sp
 
@@ -34,16 +41,15 @@ from .dtypes import DataType
 from .errors import ConfigError
 from .hardware import Hardware
 from .hardware import get as get_hardware
-from .layers.base import Recompute
+from .hardware.timing import collective_time
 from .layers.moe import MoELayer
 from .metrics import LayerMetrics
 from .model import Model, register_steps
 from .ops import Collective, CollectiveKind
 from .parallel import Parallelism, ParallelismLike
-from .hardware.timing import collective_time
 
-__all__ = ["TrainingStep", "InferenceStep", "training_step", "inference_step",
-           "GRADIENT_BYTES", "OPTIMIZER_BYTES"]
+__all__ = ["TrainingStep", "InferenceStep", "training_step", "inference_step", "pipeline_stages",
+           "resolve_parallelism", "check_expert_parallel", "stage_layout", "GRADIENT_BYTES", "OPTIMIZER_BYTES"]
 
 # NB: Megatron-LM accumulates gradients in fp32 "main grads" and keeps Adam's fp32 master weights,
 # first and second moments: 4 and 4 + 4 + 4 bytes per parameter beside the weights themselves.
@@ -62,6 +68,16 @@ def _min(a: Any, b: Any) -> Any:
 
 def _max(a: Any, b: Any) -> Any:
     return exact(sp.Max(a, b))
+
+
+def _max_all(values: Sequence[Any]) -> Any:
+    """The largest of a few stage values (distinct ones only; plain ``max`` for numbers)."""
+    distinct = list(dict.fromkeys(sp.sympify(x) for x in values))
+    if len(distinct) == 1:
+        return exact(distinct[0])
+    if all(x.is_number for x in distinct):
+        return exact(max(distinct))
+    return exact(sp.Max(*distinct))
 
 
 @dataclass(frozen=True)
@@ -85,6 +101,8 @@ class TrainingStep:
     num_chips: Any
     microbatch_time: Any
     hardware: Hardware
+    stage_layers: Optional[tuple] = None
+    """Blocks on each pipeline stage (``None`` while the depth or the degree is symbolic)."""
 
     @property
     def fits(self) -> Optional[bool]:
@@ -113,6 +131,8 @@ class InferenceStep:
     prefill_rows: tuple
     decode_rows: tuple
     hardware: Hardware
+    stage_layers: Optional[tuple] = None
+    """Blocks on each pipeline stage (``None`` while the depth or the degree is symbolic)."""
 
     @property
     def prefill(self) -> LayerMetrics:
@@ -132,18 +152,6 @@ class InferenceStep:
 
 _FIELDS = {"latency": "latency", "weight": "weight_memory_per_chip",
            "activation": "activation_memory_per_chip", "kv": "kv_cache_memory_per_chip"}
-
-
-def part_values(model: "Model", b: Any, s: Any, phase: str, dtype: Any, chip: Hardware, recompute: str,
-                overlap: bool) -> dict[tuple[str, str], Any]:
-    """``{(part, quantity): value}`` for part in embedding, blocks (all of them, counts applied),
-    tail (final norm + LM head) and quantity in latency, weight, activation, kv."""
-    # the mode is checked by Layer.compute_metrics (one line naming the valid modes)
-    values = values_from_rows(model.breakdown(b, s, phase, dtype, chip, cast(Recompute, recompute), overlap))
-    values[("blocks", "expert_weight")] = sp.Add(*(
-        n * blk.mlp.expert_params_per_chip * DataType.parse(dtype).bytes
-        for blk, n in model.blocks if isinstance(blk.mlp, MoELayer)))
-    return values
 
 
 def values_from_rows(rows: list[tuple[str, Any, LayerMetrics]]) -> dict[tuple[str, str], Any]:
@@ -172,16 +180,227 @@ def _span_time(kind: CollectiveKind, n: Any, payload: Any, chip: Hardware, strid
     return collective_time(Collective(kind, "dp", n, payload, count, span=stride * n), chip)
 
 
-def assemble_training(values: dict[tuple[str, str], Any], *, chip: Hardware, e: Any, s: Any, B: Any,
+def resolve_parallelism(model: "Model", parallelism: ParallelismLike) -> Parallelism:
+    """The parallelism a step of ``model`` runs under: the model's own (from its builder or
+    :meth:`~symcost.model.Model.with_parallelism`), plus the degrees given in ``parallelism``.
+
+    Rule, per degree: not given -> the model's; given and the model sets none (1) -> the given
+    one; given and equal to the model's -> that; given and different -> a ``ValueError`` naming
+    the degree (the model would be costed under a sharding it does not have).
+
+    >>> from symcost import models
+    >>> tp8 = models.get("llama-3-8b").with_parallelism({"tensor_parallel": 8})
+    >>> par = resolve_parallelism(tp8, {"pipeline_parallel": 2})
+    >>> par.tp, par.pp
+    (8, 2)
+    """
+    own = model.parallelism
+    if parallelism is None:
+        return own
+    given = Parallelism.coerce(parallelism)
+    merged: dict[str, Any] = {}
+    for field in type(given).model_fields:
+        mine, theirs = getattr(own, field), getattr(given, field)
+        if field not in given.model_fields_set:
+            merged[field] = mine
+            continue
+        if mine != 1 and mine != theirs:
+            raise ValueError(f"parallelism: {field}={theirs} conflicts with the model's own {field}={mine} "
+                             f"(set when it was built or by with_parallelism); give the same degree or leave it out")
+        merged[field] = theirs
+    return Parallelism(**merged)
+
+
+def check_expert_parallel(par: Parallelism) -> None:
+    """One expert-parallel rule for training and inference: ``expert_parallel`` divides
+    ``data_parallel``.
+
+    symcost splits every expert's width ``tensor_parallel`` ways (the MoE layer's model), so the
+    expert grid is Megatron-Core's with ``expert_tensor_parallel = tensor_parallel``, its default:
+    ``initialize_model_parallel`` requires ``world % (ETP * EP * PP) == 0``, i.e. EP divides the
+    data-parallel (and context-parallel) ranks, and the routed experts are data-parallel over
+    ``dp/ep`` replicas. vLLM's ``--enable-expert-parallel`` (EP = TP x DP) and SGLang's ``--ep-size``
+    instead keep each expert whole (expert TP 1); that needs an expert-TP degree the MoE layer does
+    not have, so it is refused here rather than costed as a 64-way shard on 8 chips.
+
+    >>> check_expert_parallel(Parallelism(expert_parallel=8, data_parallel=8))
+    >>> check_expert_parallel(Parallelism(expert_parallel=8))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: data_parallel must be divisible by expert_parallel (experts are sharded over ...) (got 1 and 8)
+    """
+    check_divides(par.dp, par.ep, "data_parallel must be divisible by expert_parallel (experts are sharded over the "
+                  "data-parallel replicas, each split tensor_parallel ways, as Megatron-Core's default "
+                  "expert_tensor_parallel = tensor_parallel)")
+
+
+def pipeline_stages(num_layers: int, pipeline_parallel: int, first: Optional[int] = None,
+                    last: Optional[int] = None) -> tuple[int, ...]:
+    """Transformer blocks on each of the ``p`` pipeline stages (consecutive blocks, first to last).
+
+    - ``first`` / ``last`` given: Megatron-LM's ``--decoder-first-pipeline-num-layers`` /
+      ``--decoder-last-pipeline-num-layers`` (``num_layers_in_first/last_pipeline_stage``): those
+      stages hold that many, the other stages split the rest evenly (it must divide).
+    - neither: ``L // p`` blocks each and the remainder ``r = L mod p`` one each to the ``r``
+      stages before the last, counting from the back (vLLM's ``get_pp_indices``; the first stage
+      carries the embedding, the last the head). 126 layers on 16 stages: ``(7, 8 x 14, 7)``, the
+      Llama 3 paper's "one layer less on the first and the last stage".
+
+    Every stage needs at least one block, so ``p <= L``.
+
+    >>> pipeline_stages(80, 4), pipeline_stages(80, 3)
+    ((20, 20, 20, 20), (27, 27, 26))
+    >>> pipeline_stages(61, 16, first=3, last=2) == (3,) + (4,) * 14 + (2,)
+    True
+    """
+    L, p = int(num_layers), int(pipeline_parallel)
+    if p < 1:
+        raise ValueError(f"pipeline_parallel must be positive, got {p}")
+    if p > L:
+        raise ValueError(f"pipeline_parallel must not exceed num_layers: every stage holds at least one block "
+                         f"(got {p} stages for {L} layers)")
+    if first is None and last is None:
+        q, r = divmod(L, p)
+        stages = [q] * p
+        for i in range(2, r + 2):
+            stages[-i] += 1
+        return tuple(stages)
+    ends = [n for n in (first, last) if n is not None]
+    if p == 1 and ends != [L]:
+        raise ValueError(f"first/last stage layers must equal num_layers ({L}) with one stage, got {ends}")
+    if p == 1:
+        return (L,)
+    rest, left = L - sum(ends), p - len(ends)
+    if left == 0 and rest != 0 or left and rest % left:
+        raise ValueError(f"num_layers - first - last ({rest}) must be divisible by the other {left} pipeline "
+                         f"stages (Megatron-LM's uneven pipeline rule)")
+    middle = rest // left if left else 0
+    stages = ([first] if first is not None else []) + [middle] * left + ([last] if last is not None else [])
+    if min(stages) < 1:
+        raise ValueError(f"every pipeline stage needs at least one block, got {tuple(stages)}")
+    return tuple(stages)
+
+
+def _split(model: "Model", p: Any, v: Any, stage_layers: Optional[Sequence[int]]) -> Optional[tuple[int, ...]]:
+    """The blocks per stage of ``model`` under ``p`` stages and ``v`` chunks per stage, checked;
+    ``None`` while the depth or ``p`` is symbolic (then ``p * v`` must divide ``L``: even stages)."""
+    L = model.num_layers
+    numeric = all(sp.sympify(x).is_Integer for x in (L, p, v))
+    if stage_layers is None and not numeric:
+        check_divides(L, p * v, "num_layers must be divisible by pipeline_parallel * interleave")
+        return None
+    if not numeric:
+        raise ValueError("stage_layers needs a numeric num_layers, pipeline_parallel and interleave")
+    if stage_layers is None:
+        split = pipeline_stages(int(L), int(p))
+    else:
+        split = tuple(stage_layers)
+        if (len(split) != int(p) or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in split)
+                or sum(split) != int(L)):
+            raise ValueError(f"stage_layers must be {int(p)} positive ints (one per pipeline stage) adding up to "
+                             f"num_layers {int(L)}, got {split}")
+    if int(v) > 1 and any(n % int(v) for n in split):
+        raise ValueError(f"interleave ({int(v)}) must divide every pipeline stage's blocks, got stages {split}")
+    return split
+
+
+def model_parts(model: "Model", rows: Sequence[tuple[str, Any, LayerMetrics]], dtype: Any) -> dict[str, Any]:
+    """Per-layer values the steps assemble stages from, given ``model.breakdown(...)`` rows:
+    ``{"embedding": q, "blocks": [(count, q), ...], "tail": q}`` with ``q`` = ``{quantity: value
+    of one layer}`` for latency, weight, activation, kv and expert_weight (routed-expert weight
+    bytes; MoE blocks only); the tail is the final norm plus the LM head."""
+    e = DataType.parse(dtype).bytes
+
+    def quantities(metrics: LayerMetrics) -> dict[str, Any]:
+        return {key: sp.sympify(getattr(metrics, field)) for key, field in _FIELDS.items()}
+
+    by_name = {name: (n, m) for name, n, m in rows}
+    tail = quantities(by_name["final_norm"][1])
+    tail = {k: tail[k] + x for k, x in quantities(by_name["lm_head"][1]).items()}
+    blocks = []
+    for i, (blk, n) in enumerate(model.blocks):
+        q = quantities(by_name[f"blocks[{i}]"][1])
+        if isinstance(blk.mlp, MoELayer):
+            q["expert_weight"] = sp.sympify(blk.mlp.expert_params_per_chip * e)
+        blocks.append((n, q))
+    return {"embedding": quantities(by_name["embedding"][1]), "blocks": blocks, "tail": tail}
+
+
+def stage_layout(counts: Sequence[Any], p: Any,
+                 split: Optional[tuple[int, ...]]) -> list[tuple[Any, tuple, bool, bool]]:
+    """The distinct pipeline stages as ``(k, blocks of each group, holds the embedding, holds the
+    tail)``: stage ``k`` holds ``split[k]`` consecutive blocks, group by group (``counts``: the
+    model's block groups), the embedding when ``k = 0`` and the tail when ``k = p - 1``. Stages
+    alike in content are listed once, at their lowest ``k`` (which holds the most in-flight
+    micro-batches). ``split=None`` (symbolic depth): the first and last stages, each with ``1/p``
+    of every group."""
+    if split is None:
+        if p == 1:
+            return [(0, tuple(counts), True, True)]
+        per = tuple(n / p for n in counts)
+        return [(0, per, True, False), (p - 1, per, False, True)]
+    offsets, start = [], 0
+    for n in counts:
+        offsets.append((start, start + int(n)))
+        start += int(n)
+    seen: dict[tuple, tuple[Any, tuple, bool, bool]] = {}
+    lo = 0
+    for k, size in enumerate(split):
+        hi = lo + size
+        held = tuple(max(0, min(hi, b) - max(lo, a)) for a, b in offsets)
+        key = (k == 0, k == len(split) - 1, held)
+        seen.setdefault(key, (k, held, key[0], key[1]))
+        lo = hi
+    return list(seen.values())
+
+
+def stages_from_parts(parts: dict[str, Any], p: Any, split: Optional[tuple[int, ...]]) -> list[dict[str, Any]]:
+    """Each distinct stage of :func:`stage_layout` as ``{quantity: the stage's total, "index": k}``
+    from :func:`model_parts`."""
+    emb, tail, blocks = parts["embedding"], parts["tail"], parts["blocks"]
+    keys = list(dict.fromkeys([*emb, *tail, *(k for _, q in blocks for k in q)]))
+    out = []
+    for k, held, first, last in stage_layout([n for n, _ in blocks], p, split):
+        stage: dict[str, Any] = {}
+        for key in keys:
+            terms = [c * q[key] for c, (_, q) in zip(held, blocks) if key in q and c != 0]
+            if first and key in emb:
+                terms.append(emb[key])
+            if last and key in tail:
+                terms.append(tail[key])
+            stage[key] = sp.Add(*terms)
+        stage["index"] = sp.sympify(k)
+        out.append(stage)
+    return out
+
+
+def _in_flight(k: Any, p: Any, m: Any, v: Any) -> Any:
+    """Micro-batches of activations stage ``k`` holds at its peak: 1F1B ``min(p - k, m)``;
+    interleaved, Megatron-LM's warm-up ``2(p - k - 1) + (v - 1)p`` chunks plus one, at most all
+    ``m v``, each chunk ``1/v`` of the stage."""
+    if p == 1:
+        return sp.Integer(1)
+    if v == 1:
+        return _min(p - k, m)
+    return _min(2 * (p - k - 1) + (v - 1) * p + 1, m * v) / v
+
+
+# placeholders for one stage's parameters (all, and routed experts): the ZeRO/DP terms are affine
+# in them, built once and evaluated per stage
+_PARAMS = sp.Symbol("_stage_params", positive=True)
+_EXPERT = sp.Symbol("_stage_expert_params", positive=True)
+
+
+def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, s: Any, B: Any,
                       b: Any, t: Any, u: Any, p: Any, d: Any, v: Any, zero_stage: int, hidden_size: Any,
                       flops_per_sequence: Any, peak: Any, ep: Any = 1) -> dict[str, Any]:
-    """The step's time and memory from its layers' per-micro-batch values (see the module
-    docstring); every argument may be a number or a symbol (``p == 1`` and ``v == 1`` decide the
-    pipeline's form, so symbols there mean p > 1 and v > 1)."""
+    """The step's time and memory from its pipeline stages' per-micro-batch values (``values``:
+    :func:`stages_from_parts`; see the module docstring); every argument may be a number or a
+    symbol (``p == 1`` and ``v == 1`` decide the pipeline's form, so symbols there mean p > 1 and
+    v > 1). The slowest stage sets ``T_mb``; the fullest stage sets the memory and its terms."""
     m = B / (d * b)
     chips = t * u * p * d
-    first, last = _stages(values, "latency", p)
-    t_mb = first if p == 1 else _max(first, last)
+    t_mb = _max_all([st["latency"] for st in values])
     bubble = (p - 1) / v * t_mb
     compute = m * t_mb + bubble
 
@@ -191,12 +410,10 @@ def assemble_training(values: dict[tuple[str, str], Any], *, chip: Hardware, e: 
         payload = b * s * hidden_size * e / (t * u)
         sends = 2 * v * m * _span_time("p2p", 2, payload, chip, t * u * d)
 
-    # parameters on the fullest chip: its L/p blocks and the larger of the two ends
-    w_first, w_last = _stages(values, "weight", p)
-    weight_bytes = w_first if p == 1 else _max(w_first, w_last)
-    params = weight_bytes / e
+    # one stage's parameters, as placeholders (each stage's are substituted below)
+    params = _PARAMS
     # routed-expert parameters (MoE) are data-parallel over d/ep ranks only; the rest over d
-    expert = values.get(("blocks", "expert_weight"), 0) / e / p
+    expert = _EXPERT if any(st.get("expert_weight", 0) != 0 for st in values) else 0
     groups = [(params - expert, d, t * u)]
     if expert != 0:
         groups.append((expert, d / ep, t * u * ep))
@@ -213,14 +430,23 @@ def assemble_training(values: dict[tuple[str, str], Any], *, chip: Hardware, e: 
         weights += n_params * e / (n if zero_stage == 3 else 1)
         gradients += n_params * GRADIENT_BYTES / (n if zero_stage >= 2 else 1)
         optimizer += n_params * OPTIMIZER_BYTES / (n if zero_stage >= 1 else 1)
+    # every stage syncs its own parameters at once: the slowest sync and the fullest stage count
+    per_stage = []
+    for st in values:
+        at = {_PARAMS: st["weight"] / e, _EXPERT: st.get("expert_weight", 0) / e}
+        terms = [sp.sympify(x).xreplace(at) for x in (weights, gradients, optimizer, dp_comm)]
+        terms.append(st["activation"] * _in_flight(st["index"], p, m, v))
+        per_stage.append(terms)
+    totals = [w + g + o + a for w, g, o, _, a in per_stage]
+    dp_comm = _max_all([x[3] for x in per_stage])
+    if all(sp.sympify(x).is_number for x in totals):
+        fullest = per_stage[max(range(len(totals)), key=lambda i: totals[i])]
+        weights, gradients, optimizer, activations = (exact(fullest[i]) for i in (0, 1, 2, 4))
+        memory = max(totals)
+    else:  # symbolic: each term's largest over the stages; memory the largest stage total
+        weights, gradients, optimizer, activations = (_max_all([x[i] for x in per_stage]) for i in (0, 1, 2, 4))
+        memory = _max_all(totals)
     step = compute + sends + dp_comm
-    a_first, a_last = _stages(values, "activation", p)
-    if p == 1:
-        activations = a_first
-    else:
-        in_flight = _min(p, m) * (1 + (p - 1) / (p * v) if v != 1 else 1)
-        activations = _max(a_first * in_flight, a_last)
-    memory = weights + gradients + optimizer + activations
     model_flops = B * flops_per_sequence
     return {
         "step_time": step, "compute_time": compute, "bubble_time": bubble, "pipeline_comm_time": sends,
@@ -235,27 +461,31 @@ def assemble_training(values: dict[tuple[str, str], Any], *, chip: Hardware, e: 
 def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global_batch: Any,
                   micro_batch: Any = 1, dtype: Any = "bf16", parallelism: ParallelismLike = None,
                   recompute: str = "none", interleave: Any = 1, zero_stage: int = 1,
-                  overlap: bool = False) -> TrainingStep:
-    """Time, memory and MFU of one training step (see the module docstring for the model)."""
+                  overlap: bool = False, *, stage_layers: Optional[Sequence[int]] = None) -> TrainingStep:
+    """Time, memory and MFU of one training step (see the module docstring for the model).
+
+    ``parallelism`` adds to the model's own (:func:`resolve_parallelism`); ``stage_layers`` gives
+    the blocks per pipeline stage (default :func:`pipeline_stages`; the split used is
+    ``result.stage_layers``)."""
     chip = get_hardware(hardware)
-    par = Parallelism.coerce(parallelism)
+    par = resolve_parallelism(model, parallelism)
     datatype = DataType.parse(dtype)
     if isinstance(zero_stage, bool) or zero_stage not in (0, 1, 2, 3):
         raise ConfigError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
     s, B, b, v = (dim(seq_len, "seq_len"), dim(global_batch, "global_batch"),
                   dim(micro_batch, "micro_batch"), dim(interleave, "interleave"))
     check_divides(B, par.dp * b, "global_batch must be divisible by data_parallel * micro_batch")
-    check_divides(model.num_layers, par.pp * v, "num_layers must be divisible by pipeline_parallel * interleave")
-    check_divides(par.dp, par.ep, "data_parallel must be divisible by expert_parallel (experts are sharded "
-                  "within the data-parallel group)")
+    split = _split(model, par.pp, v, stage_layers)
+    check_expert_parallel(par)
     sharded = model.with_parallelism(par)
-    values = part_values(sharded, b, s, "training", datatype, chip, recompute, overlap)
+    parts = model_parts(sharded, sharded.breakdown(b, s, "training", datatype, chip, recompute, overlap), datatype)
+    values = stages_from_parts(parts, par.pp, split)
     fields = assemble_training(values, chip=chip, e=datatype.bytes, s=s, B=B, b=b, t=par.tp, u=par.sp,
                                p=par.pp, d=par.dp, v=v, zero_stage=zero_stage,
                                hidden_size=sharded.blocks[0][0].hidden_size,
                                flops_per_sequence=flops_per_sequence(model, s, datatype),
                                peak=chip.peak_flops_expr(datatype), ep=par.ep)
-    return TrainingStep(hardware=chip, **{k: exact(v) for k, v in fields.items()})
+    return TrainingStep(hardware=chip, stage_layers=split, **{k: exact(v) for k, v in fields.items()})
 
 
 def flops_per_sequence(model: "Model", s: Any, datatype: DataType) -> Any:
@@ -267,12 +497,17 @@ def flops_per_sequence(model: "Model", s: Any, datatype: DataType) -> Any:
 
 def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, seq_len: Any,
                    dtype: Any = "bf16", parallelism: ParallelismLike = None,
-                   overlap: bool = False) -> InferenceStep:
+                   overlap: bool = False, *, stage_layers: Optional[Sequence[int]] = None) -> InferenceStep:
     """Prefill of ``seq_len`` tokens (TTFT) and one decode step attending to ``seq_len`` keys
     (TPOT) for ``batch_size`` sequences. With ``p`` pipeline stages a token passes every stage in
-    turn (plus one send between stages); memory is the fullest stage's."""
+    turn (plus one send between stages); memory is the fullest stage's weights and KV cache (stage
+    ``k`` holds ``stage_layers[k]`` blocks, default :func:`pipeline_stages`, stated in
+    ``result.stage_layers``) plus the largest layer's activation peak. ``parallelism`` adds to the
+    model's own (:func:`resolve_parallelism`)."""
     chip = get_hardware(hardware)
-    par = Parallelism.coerce(parallelism)
+    par = resolve_parallelism(model, parallelism)
+    check_expert_parallel(par)
+    split = _split(model, par.pp, 1, stage_layers)
     datatype = DataType.parse(dtype)
     b, s = (S.batch_size if batch_size is None else dim(batch_size, "batch_size"),
             S.seq_len if seq_len is None else dim(seq_len, "seq_len"))
@@ -293,21 +528,23 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
         # the activations of one stage boundary, split over the TP (and Ulysses) ranks
         ttft += hops * _span_time("p2p", 2, b * s * h * e / (par.tp * par.sp), chip, stride)
         tpot += hops * _span_time("p2p", 2, b * h * e / par.tp, chip, stride)
-    w_first, w_last = _stages(decode, "weight", p)
-    kv_first, kv_last = _stages(decode, "kv", p)
     # inference activations are a transient peak: the largest layer's, whatever the depth
     peaks = [m.activation_memory_per_chip for _, _, m in prefill_rows]
     act = max(peaks) if not any(isinstance(x, sp.Basic) for x in peaks) else exact(sp.Max(*peaks))
-    if p == 1:
-        weights, kv = w_first, kv_first
-        memory = weights + kv + act
-    else:
-        weights, kv = _max(w_first, w_last), _max(kv_first, kv_last)
-        memory = _max(w_first + kv_first, w_last + kv_last) + act
+    stages = stages_from_parts(model_parts(sharded, decode_rows, datatype), p, split)
+    held = [st["weight"] + st["kv"] for st in stages]
+    if all(x.is_number for x in held):
+        fullest = stages[max(range(len(held)), key=lambda i: held[i])]
+        weights, kv = fullest["weight"], fullest["kv"]
+        memory = max(held) + act
+    else:  # symbolic: the largest of each term; memory the largest stage
+        weights, kv = _max_all([st["weight"] for st in stages]), _max_all([st["kv"] for st in stages])
+        memory = _max_all(held) + act
     return InferenceStep(ttft=exact(ttft), tpot=exact(tpot), kv_cache_memory=exact(kv),
                          weight_memory=exact(weights), activation_memory=exact(act),
                          memory_per_chip=exact(memory), tokens_per_second=exact(b / tpot),
-                         prefill_rows=tuple(prefill_rows), decode_rows=tuple(decode_rows), hardware=chip)
+                         prefill_rows=tuple(prefill_rows), decode_rows=tuple(decode_rows), hardware=chip,
+                         stage_layers=split)
 
 
 
@@ -329,7 +566,7 @@ def max_context(model: "Model", hardware: Hardware | str, batch_size: Any = 1, d
     from .solve import max_integer
 
     chip = get_hardware(hardware)
-    par = Parallelism.coerce(parallelism)
+    par = resolve_parallelism(model, parallelism)
     if not par.sp.is_Integer:
         raise ValueError(f"max_context: sequence_parallel must be a number, got {par.sp}")
     step = inference_step(model, chip, batch_size, None, dtype, par)
