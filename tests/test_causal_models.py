@@ -116,3 +116,19 @@ def test_mfu_counts_the_models_own_flops():
     assert full.model_flops - causal.model_flops == 16 * 32 * 7 * 4096 * 4096 * 4095
     peak = 989_400_000_000_000  # H100 SXM dense bf16, 989.4 TFLOPS (NVIDIA Hopper whitepaper)
     assert causal.mfu == causal.model_flops / (causal.step_time * causal.num_chips * peak)
+
+
+def test_mfu_numerator_per_token():
+    """model_flops per token: Llama-3-8B (flash, causal) 6 N + 7 L h (s + 1), with N its matmul
+    weights (all but the embedding table and the 2L + 1 RMSNorm weights); GPT-3 (eager, full
+    square) PaLM's 6 N + 12 L h s with N = 12 L h^2 + V h (tied head)."""
+    s_ = 4096
+    n_llama = 8_030_261_248 - 128256 * 4096 - (2 * 32 + 1) * 4096
+    step = models.get("llama-3-8b").training_step("H100_SXM", seq_len=s_, global_batch=8,
+                                                   parallelism={"tensor_parallel": 8})
+    assert step.model_flops == 8 * s_ * (6 * n_llama + 7 * 32 * 4096 * (s_ + 1))
+    s_ = 2048
+    n_gpt = 12 * 96 * 12288**2 + 51200 * 12288
+    step = models.get("gpt3-175b").training_step("H100_SXM", seq_len=s_, global_batch=8,
+                                                  parallelism={"tensor_parallel": 8, "pipeline_parallel": 8})
+    assert step.model_flops == 8 * s_ * (6 * n_gpt + 12 * 96 * 12288 * s_)

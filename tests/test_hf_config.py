@@ -114,6 +114,19 @@ def test_mistral_kv_cache_is_capped_at_the_sliding_window():
     assert decode(models.get("mistral-7b"), 32768).kv_cache_memory_per_chip == 536_870_912
 
 
+def test_mistral_prefill_counts_only_pairs_inside_the_window():
+    """Prefill of 8,192 tokens, causal (the default): with the 4,096 window the core keeps
+    4096 x 4097 / 2 + 4096 x 4096 = 25,167,872 pairs per head instead of 8192 x 8193 / 2 =
+    33,558,528; at 4 d FLOPs per pair and head (a d = 4096), 32 layers: 32 x 4 x 4096 x
+    8,390,656 = 4,399,120,252,928 fewer matmul FLOPs."""
+    kw = {"batch_size": 1, "seq_len": 8192, "phase": "prefill", "dtype": "bf16"}
+    windowed = models.from_hf_config(MISTRAL_7B_V01).compute_metrics(**kw)
+    full = models.from_hf_config({**MISTRAL_7B_V01, "sliding_window": None}).compute_metrics(**kw)
+    assert 8192 * 8193 // 2 - (4096 * 4097 // 2 + 4096 * 4096) == 8_390_656
+    assert full.matmul_flops_per_chip - windowed.matmul_flops_per_chip == 32 * 4 * 4096 * 8_390_656
+    assert 32 * 4 * 4096 * 8_390_656 == 4_399_120_252_928
+
+
 def test_qwen2_window_is_off_unless_use_sliding_window():
     """Qwen2.5-72B ships sliding_window 131072 with use_sliding_window false: no window, the full
     cache at 32,768 tokens: 80 x 2 x 8 x 128 x 2 x 32768 = 10,737,418,240 bytes."""
