@@ -29,16 +29,17 @@ def _ends(par: Parallelism, hidden_size: Any, vocab_size: Any, tied: bool) -> di
 def mixtral(hidden_size: Any, num_heads: Any, num_kv_heads: Any, num_layers: Any, vocab_size: Any,
             intermediate_size: Any, num_experts: Any, top_k: Any, parallelism: ParallelismLike = None,
             tied: bool = False, head_dim: Any = None, window: Any = None, causal: Optional[bool] = None,
-            activation: Activation = "silu", name: str = "mixtral") -> Model:
+            activation: Activation = "silu", flash_attention: bool = True, name: str = "mixtral") -> Model:
     """Mixtral: a Llama/Mistral block whose SwiGLU MLP is a top-k mixture of experts.
 
-    Flash attention, so ``causal`` resolves to ``True`` (see :func:`symcost.model.resolve_causal`);
+    Flash attention by default, so ``causal`` resolves to ``True`` (see :func:`symcost.model.resolve_causal`);
     ``window`` a sliding window as Mistral's (Mixtral-8x7B has none)."""
     par = Parallelism.coerce(parallelism)
     block = TransformerBlock(
         attention=GroupedQueryAttentionLayer(hidden_size=hidden_size, num_heads=num_heads,
                                              num_kv_heads=num_kv_heads, head_dim=head_dim, window=window,
-                                             causal=resolve_causal(causal, True), parallelism=par),
+                                             flash_attention=flash_attention,
+                                             causal=resolve_causal(causal, flash_attention), parallelism=par),
         mlp=MoELayer(hidden_size=hidden_size, expert_intermediate_size=intermediate_size,
                      num_experts=num_experts, top_k=top_k, activation=activation, parallelism=par),
         norm_kind="rmsnorm", parallelism=par)

@@ -111,7 +111,7 @@ _SUPPORTED = ("llama", "mistral", "mixtral", "qwen2", "deepseek_v3")
 
 _SIZES = ("hidden_size", "num_attention_heads", "num_hidden_layers", "vocab_size", "intermediate_size")
 _COMMON = ("model_type", "_name_or_path", *_SIZES, "tie_word_embeddings", "hidden_act", "attention_dropout")
-_GQA = ("num_key_value_heads", "head_dim")
+_GQA = ("num_key_value_heads", "head_dim", "_attn_implementation")
 MODELLED: dict[str, tuple[str, ...]] = {
     "llama": (*_COMMON, *_GQA, "attention_bias", "mlp_bias"),
     "mistral": (*_COMMON, *_GQA, "sliding_window"),
@@ -127,19 +127,20 @@ MODELLED: dict[str, tuple[str, ...]] = {
 _METADATA = "metadata: names, ids and bookkeeping of the checkpoint or of transformers"
 _RUNTIME = "a transformers runtime switch: what the forward returns or caches, not what it computes"
 _PRECISION = "precision: symcost costs the dtype each call passes (dtype=..., kv_cache_dtype=...)"
-_ROPE = "RoPE parameters: rotary embeddings are not counted (symcost.layers.attention), whatever their base or scaling"
-_ROUTING = ("routing rule: which experts a token picks, not how many (num_experts_per_tok is modelled); "
-            "its O(tokens x experts) score arithmetic is not counted, as the router softmax is not")
-_AUX_LOSS = "training-loss weight of the router's load-balancing loss: O(tokens x experts) arithmetic, not counted"
+_ROPE = ("RoPE parameters: the attention layers do not count rotary embeddings (an elementwise pass over "
+         "Q and K), whatever their base or scaling")
+_ROUTING = ("routing rule: which experts a token picks, not how many (num_experts_per_tok is modelled); every "
+            "scoring rule is priced as the router's softmax-and-top-k pass (5 FLOPs per logit, layers.moe)")
+_AUX_LOSS = ("training-loss weight of the router's load-balancing loss: a reduction over the T x E router "
+             "probabilities, not counted (small next to the router's own pass)")
 COST_FREE: dict[str, str] = {
     **dict.fromkeys(("architectures", "transformers_version", "auto_map", "bos_token_id", "eos_token_id",
                      "pad_token_id", "sep_token_id", "decoder_start_token_id", "tokenizer_class", "id2label",
                      "label2id", "initializer_range", "_commit_hash", "finetuning_task", "problem_type",
                      "task_specific_params", "prefix"), _METADATA),
     **dict.fromkeys(("use_cache", "return_dict", "output_attentions", "output_hidden_states",
-                     "torchscript", "output_router_logits", "_attn_implementation",
-                     "_attn_implementation_autoset", "is_encoder_decoder", "is_decoder",
-                     "use_return_dict", "tie_encoder_decoder"), _RUNTIME),
+                     "torchscript", "output_router_logits", "_attn_implementation_autoset",
+                     "is_encoder_decoder", "is_decoder", "use_return_dict", "tie_encoder_decoder"), _RUNTIME),
     **dict.fromkeys(("torch_dtype", "dtype", "quantization_config"), _PRECISION),
     **dict.fromkeys(("rope_theta", "rope_scaling", "rope_interleave", "rope_parameters"), _ROPE),
     "max_position_embeddings": "RoPE has no position table; the context length is the caller's seq_len",
@@ -177,6 +178,10 @@ HF_ACTIVATIONS: dict[str, str] = {"silu": "silu", "swish": "silu", "gelu": "gelu
 MISTRAL_DEFAULT_WINDOW = 4096
 QWEN2_DEFAULT_MAX_WINDOW_LAYERS = 28
 
+# transformers' attention implementations: "eager" computes and stores the whole score matrix;
+# the others are fused kernels that do not (flash_attention=True)
+HF_ATTENTION_KERNELS: dict[str, bool] = {"eager": False, "sdpa": True, "flash_attention_2": True,
+                                         "flash_attention_3": True, "flex_attention": True}
 _LAYER_TYPES = ("full_attention", "sliding_attention")
 _REQUIRED = object()
 
@@ -294,8 +299,8 @@ def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], *, name: str | 
     precision, ...), or refused with a one-line :class:`ConfigError` naming the key; so is a
     wrong type or value. ``ignore_keys`` acknowledges extra keys as cost-free. The model is
     named ``name``, else ``_name_or_path``, else the folder's name, else the model_type.
-    ``causal`` as in :func:`symcost.model.resolve_causal` (every supported type runs flash
-    attention, so ``None`` counts only the unmasked pairs).
+    ``causal`` as in :func:`symcost.model.resolve_causal`: ``None`` follows the kernel, a fused
+    one unless ``_attn_implementation`` is ``"eager"``, so it counts only the unmasked pairs.
 
     >>> m = from_hf_config({"model_type": "mistral", "hidden_size": 4096, "intermediate_size": 14336,
     ...     "num_attention_heads": 32, "num_key_value_heads": 8, "num_hidden_layers": 32,
@@ -352,7 +357,7 @@ def _build(reader: _Reader, model_type: str, causal: Optional[bool]) -> Model:
     head_dim = reader.positive("head_dim", None, nullable=True)
     if head_dim is None:
         reader.divides("hidden_size", "num_attention_heads")
-    common.update(num_kv_heads=kv, head_dim=head_dim)
+    common.update(num_kv_heads=kv, head_dim=head_dim, flash_attention=_kernel(reader))
     if model_type == "mixtral":
         from .model_moe import from_moe_config
 
@@ -365,6 +370,16 @@ def _build(reader: _Reader, model_type: str, causal: Optional[bool]) -> Model:
         bias = "qkv"  # HF Qwen2Attention: biases on q_proj, k_proj, v_proj always, none on o_proj
     windows = _layer_windows(reader, model_type, sizes["num_hidden_layers"])
     return _llama_with_windows(windows, attention_bias=bias, **common)
+
+
+def _kernel(reader: _Reader) -> bool:
+    """flash_attention from ``_attn_implementation`` (absent: a fused kernel, transformers' sdpa)."""
+    value = reader._get("_attn_implementation", None)
+    if value is None:
+        return True
+    if value not in HF_ATTENTION_KERNELS:
+        raise reader.error(f"_attn_implementation {value!r} is not modelled; known: {', '.join(HF_ATTENTION_KERNELS)}")
+    return HF_ATTENTION_KERNELS[value]
 
 
 def _layer_windows(reader: _Reader, model_type: str, num_layers: int) -> list[Optional[int]]:

@@ -207,6 +207,18 @@ def test_null_kv_heads_mean_multi_head():
     assert model.parameter_count == 8_030_261_248 + 805_306_368
 
 
+def test_eager_attention_implementation_costs_the_full_square():
+    """_attn_implementation "eager": no flash kernel, so the full s^2 is counted (causal's default
+    follows the kernel) and the score matrices are stored: 32 layers x 2 x 8192 x 8191 x 4096
+    more matmul FLOPs for one prefill of 8,192 tokens than sdpa."""
+    kw = {"batch_size": 1, "seq_len": 8192, "phase": "prefill", "dtype": "bf16"}
+    eager = models.from_hf_config({**LLAMA_3_8B, "_attn_implementation": "eager"})
+    sdpa = models.from_hf_config({**LLAMA_3_8B, "_attn_implementation": "sdpa"})
+    assert eager.blocks[0][0].attention.flash_attention is False
+    diff = eager.compute_metrics(**kw).matmul_flops_per_chip - sdpa.compute_metrics(**kw).matmul_flops_per_chip
+    assert diff == 32 * 2 * 8192 * 8191 * 4096
+
+
 def test_cost_free_keys_change_nothing():
     """rope_scaling, rope_theta, max_position_embeddings, eos lists: the same costs."""
     kw = {"batch_size": 2, "seq_len": 1024, "phase": "prefill", "dtype": "bf16"}
@@ -251,6 +263,7 @@ BAD = [
     ({**LLAMA_3_8B, "mystery_width": 128}, "unknown key 'mystery_width'"),
     ({**LLAMA_3_8B, "attention_dropout": 0.1}, "attention_dropout"),
     ({**LLAMA_3_8B, "mlp_bias": "no"}, "mlp_bias must be true or false"),
+    ({**LLAMA_3_8B, "_attn_implementation": "paged"}, "_attn_implementation 'paged' is not modelled"),
     ({**MISTRAL_7B_V01, "mlp_bias": True}, "mlp_bias"),
     ({**MISTRAL_7B_V01, "sliding_window": 0}, "sliding_window must be a positive integer"),
     ({**QWEN2_5_72B, "attention_bias": True}, "attention_bias"),
