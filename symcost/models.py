@@ -141,7 +141,11 @@ COST_FREE: dict[str, str] = {
     **dict.fromkeys(("use_cache", "return_dict", "output_attentions", "output_hidden_states",
                      "torchscript", "output_router_logits", "_attn_implementation_autoset",
                      "is_encoder_decoder", "is_decoder", "use_return_dict", "tie_encoder_decoder"), _RUNTIME),
-    **dict.fromkeys(("torch_dtype", "dtype", "quantization_config"), _PRECISION),
+    **dict.fromkeys(("max_length", "min_length", "do_sample", "temperature", "top_p", "top_k", "num_beams",
+                     "num_return_sequences", "repetition_penalty", "length_penalty", "no_repeat_ngram_size",
+                     "early_stopping"), "generation settings (older transformers save them in config.json): "
+                                       "symcost costs the batch and lengths each call passes"),
+    **dict.fromkeys(("torch_dtype", "dtype", "quantization_config", "use_bfloat16"), _PRECISION),
     **dict.fromkeys(("rope_theta", "rope_scaling", "rope_interleave", "rope_parameters"), _ROPE),
     "max_position_embeddings": "RoPE has no position table; the context length is the caller's seq_len",
     "rms_norm_eps": "a constant inside RMSNorm: the same arithmetic for any epsilon",

@@ -303,3 +303,11 @@ def test_file_errors_name_the_path(tmp_path):
     path.write_text(json.dumps({**LLAMA_3_8B, "num_hidden_layers": 0}))
     with pytest.raises(ConfigError, match=f"^{re.escape(str(path))}: num_hidden_layers"):
         models.from_hf_config(path)
+
+
+def test_the_key_table_is_consistent():
+    """Every cost-free key carries a reason, and no key is both modelled and cost-free for a type."""
+    for model_type, keys in models.MODELLED.items():
+        free = {**models.COST_FREE, **models.COST_FREE_FOR.get(model_type, {})}
+        assert not set(keys) & set(free), model_type
+        assert all(isinstance(reason, str) and len(reason) > 20 for reason in free.values())
