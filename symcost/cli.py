@@ -21,8 +21,8 @@ from . import __version__, hardware, models
 from . import symbols as S
 from .dtypes import DataType
 from .hardware import Hardware
-from .model import Model, TransformerBlock
 from .hardware.timing import op_time
+from .model import Model, TransformerBlock
 
 DEFAULT_MODEL = "llama-3-8b"
 DEFAULT_HARDWARE = "H100_SXM"

@@ -30,9 +30,9 @@ from .dtypes import DataType
 from .errors import ConfigError, UnboundSymbolError
 from .hardware import Hardware
 from .hardware import get as get_hardware
+from .hardware.timing import layer_times
 from .ops import Collective, Op, merge_collectives
 from .phase import Phase
-from .hardware.timing import layer_times
 
 __all__ = ["LayerMetrics", "METRIC_FIELDS"]
 

@@ -31,14 +31,14 @@ from .hardware import Hardware
 from .layers.attention import AttentionLayer, GroupedQueryAttentionLayer
 from .layers.base import Context, Layer, Recompute
 from .layers.embedding import EmbeddingLayer, LMHeadLayer
-from .layers.mlp import GatedMLPLayer, MLPLayer
+from .layers.mlp import Activation, GatedMLPLayer, MLPLayer
 from .layers.norm import NormLayer
 from .metrics import LayerMetrics
 from .ops import VECTOR_FLOPS, Vector
 from .parallel import Parallelism, ParallelismLike
 from .phase import Phase
 
-__all__ = ["TransformerBlock", "Model", "register_steps"]
+__all__ = ["Model", "TransformerBlock", "register_steps", "resolve_causal"]
 
 # NB: the training and inference steps (symcost.step) are built on Model, so this module must not
 # import them (no import cycle, no upward import). symcost.step registers its functions here when
@@ -141,6 +141,25 @@ class TransformerBlock(Layer):
 
 Count = Any
 
+def resolve_causal(causal: Optional[bool], flash_attention: bool) -> bool:
+    """The attention layers' ``causal`` for a builder's ``causal`` argument.
+
+    ``None`` (every builder's default) follows the attention kernel: flash kernels skip the
+    fully masked tiles of a causal mask, so a flash model counts only the unmasked (query, key)
+    pairs, about half of the s^2 work, as FlashAttention-2 and the engines built on it (vLLM,
+    SGLang, Megatron-core) do; eager attention (Megatron-LM 2021, HF ``eager``) computes every
+    score and then masks, so an eager model counts the full s^2, as Narayanan et al. 2021's
+    formulas and FlopCounterMode do. ``True``/``False`` force either count.
+
+    >>> resolve_causal(None, True), resolve_causal(None, False), resolve_causal(False, True)
+    (True, False, False)
+    """
+    if causal is None:
+        return bool(flash_attention)
+    if not isinstance(causal, bool):
+        raise ValueError(f"causal must be True, False or None, got {causal!r}")
+    return causal
+
 
 class Model(BaseModel):
     """A decoder-only language model: embedding, ``(block, count)`` groups, final norm, LM head.
@@ -238,18 +257,22 @@ class Model(BaseModel):
             num_layers: Any = S.num_layers, vocab_size: Any = S.vocab_size,
             intermediate_size: Any = None, seq_len: Any = 2048, parallelism: ParallelismLike = None,
             flash_attention: bool = False, dropout: bool = True, tied: bool = True,
-            name: str = "gpt") -> "Model":
+            causal: Optional[bool] = None, name: str = "gpt") -> "Model":
         """Megatron-LM GPT: learned positions (``seq_len`` of them), LayerNorm, MHA and a GELU MLP
         (``intermediate_size`` defaults to ``4h``) with biases, dropout, tied embeddings.
 
         Parameters ``12 L h^2 + 13 L h + (V + s) h + 2h`` (Narayanan et al. 2021's count plus the
-        final LayerNorm).
+        final LayerNorm). Attention is eager by default, as in Megatron-LM 2021, and so is
+        counted over the full s^2 (``causal`` resolves to ``False``), which keeps Narayanan's
+        72 B s l h^2 (1 + s/(6h) + V/(12 l h)) training FLOPs; ``causal`` as in
+        :func:`resolve_causal`.
         """
         par = Parallelism.coerce(parallelism)
         f = 4 * hidden_size if intermediate_size is None else intermediate_size
         block = TransformerBlock(
             attention=AttentionLayer(hidden_size=hidden_size, num_heads=num_heads, bias=True,
-                                     dropout=dropout, flash_attention=flash_attention, parallelism=par),
+                                     dropout=dropout, flash_attention=flash_attention,
+                                     causal=resolve_causal(causal, flash_attention), parallelism=par),
             mlp=MLPLayer(hidden_size=hidden_size, intermediate_size=f, bias=True, dropout=dropout,
                          activation="gelu", parallelism=par),
             norm_kind="layernorm", parallelism=par)
@@ -268,17 +291,26 @@ class Model(BaseModel):
               vocab_size: Any = S.vocab_size, intermediate_size: Any = S.intermediate_size,
               head_dim: Any = None, parallelism: ParallelismLike = None, tied: bool = False,
               attention_bias: Union[bool, Literal["qkv"]] = False, flash_attention: bool = True,
-              kv_cache_dtype: Optional[str] = None, name: str = "llama") -> "Model":
-        """Llama-style: RoPE (no position parameters), RMSNorm, GQA and a SwiGLU MLP without
-        biases (``attention_bias="qkv"`` for Qwen2), untied LM head unless ``tied``;
-        ``kv_cache_dtype`` stores the KV cache in another format (e.g. ``"fp8_e4m3"``)."""
+              kv_cache_dtype: Optional[str] = None, causal: Optional[bool] = None,
+              window: Any = None, activation: Activation = "silu", mlp_bias: bool = False,
+              name: str = "llama") -> "Model":
+        """Llama-style: RoPE (no position parameters), RMSNorm, GQA and a gated MLP without
+        biases (``attention_bias="qkv"`` for Qwen2, ``True`` on every projection; ``mlp_bias``
+        on the MLP's), untied LM head unless ``tied``; ``activation`` on the gate (SwiGLU's
+        ``"silu"``; ``"gelu"`` makes GeGLU); ``window`` a sliding window (Mistral-7B-v0.1);
+        ``kv_cache_dtype`` stores the KV cache in another format (e.g. ``"fp8_e4m3"``).
+
+        Attention is flash by default, so ``causal`` resolves to ``True``: only the unmasked
+        pairs are counted (see :func:`resolve_causal`)."""
         par = Parallelism.coerce(parallelism)
         block = TransformerBlock(
             attention=GroupedQueryAttentionLayer(hidden_size=hidden_size, num_heads=num_heads,
                                                  num_kv_heads=num_kv_heads, head_dim=head_dim,
                                                  bias=attention_bias, flash_attention=flash_attention,
+                                                 causal=resolve_causal(causal, flash_attention), window=window,
                                                  kv_cache_dtype=kv_cache_dtype, parallelism=par),
-            mlp=GatedMLPLayer(hidden_size=hidden_size, intermediate_size=intermediate_size, parallelism=par),
+            mlp=GatedMLPLayer(hidden_size=hidden_size, intermediate_size=intermediate_size,
+                              activation=activation, bias=mlp_bias, parallelism=par),
             norm_kind="rmsnorm", parallelism=par)
         return cls(
             name=name,

@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Optional
 
-from .errors import ConfigError
+import sympy as sp
+
 from .layers.attention import GroupedQueryAttentionLayer
 from .layers.embedding import EmbeddingLayer, LMHeadLayer
 from .layers.mla import MLALayer
-from .layers.mlp import GatedMLPLayer
+from .layers.mlp import Activation, GatedMLPLayer
 from .layers.moe import MoELayer
 from .layers.norm import NormLayer
-from .model import Model, TransformerBlock
+from .model import Model, TransformerBlock, resolve_causal
 from .parallel import Parallelism, ParallelismLike
 
-__all__ = ["mixtral", "deepseek_v3", "from_moe_config", "require_int"]
-
-
-def require_int(config: Mapping[str, Any], key: str, source: str) -> int:
-    """``config[key]``, which must be a non-negative integer, for the Hugging Face config loaders
-    (:func:`symcost.models.from_hf_config` and :func:`from_moe_config`); ``source`` names the file.
-
-    >>> require_int({"hidden_size": 4096}, "hidden_size", "config")
-    4096
-    """
-    if key not in config:
-        raise ConfigError(f"{source}: config.json has no {key!r}")
-    value = config[key]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ConfigError(f"{source}: {key} must be a non-negative integer, got {value!r}")
-    return value
+__all__ = ["deepseek_v3", "from_moe_config", "mixtral"]
 
 
 def _ends(par: Parallelism, hidden_size: Any, vocab_size: Any, tied: bool) -> dict[str, Any]:
@@ -42,14 +28,20 @@ def _ends(par: Parallelism, hidden_size: Any, vocab_size: Any, tied: bool) -> di
 
 def mixtral(hidden_size: Any, num_heads: Any, num_kv_heads: Any, num_layers: Any, vocab_size: Any,
             intermediate_size: Any, num_experts: Any, top_k: Any, parallelism: ParallelismLike = None,
-            tied: bool = False, name: str = "mixtral") -> Model:
-    """Mixtral: a Llama/Mistral block whose SwiGLU MLP is a top-k mixture of experts."""
+            tied: bool = False, head_dim: Any = None, window: Any = None, causal: Optional[bool] = None,
+            activation: Activation = "silu", flash_attention: bool = True, name: str = "mixtral") -> Model:
+    """Mixtral: a Llama/Mistral block whose SwiGLU MLP is a top-k mixture of experts.
+
+    Flash attention by default, so ``causal`` resolves to ``True`` (see :func:`symcost.model.resolve_causal`);
+    ``window`` a sliding window as Mistral's (Mixtral-8x7B has none)."""
     par = Parallelism.coerce(parallelism)
     block = TransformerBlock(
         attention=GroupedQueryAttentionLayer(hidden_size=hidden_size, num_heads=num_heads,
-                                             num_kv_heads=num_kv_heads, parallelism=par),
+                                             num_kv_heads=num_kv_heads, head_dim=head_dim, window=window,
+                                             flash_attention=flash_attention,
+                                             causal=resolve_causal(causal, flash_attention), parallelism=par),
         mlp=MoELayer(hidden_size=hidden_size, expert_intermediate_size=intermediate_size,
-                     num_experts=num_experts, top_k=top_k, parallelism=par),
+                     num_experts=num_experts, top_k=top_k, activation=activation, parallelism=par),
         norm_kind="rmsnorm", parallelism=par)
     return Model(name=name, blocks=((block, num_layers),), **_ends(par, hidden_size, vocab_size, tied))
 
@@ -58,37 +50,57 @@ def deepseek_v3(hidden_size: Any, num_heads: Any, num_layers: Any, vocab_size: A
                 moe_intermediate_size: Any, num_experts: Any, top_k: Any, num_shared_experts: Any,
                 first_dense_layers: Any, q_lora_rank: Any, kv_lora_rank: Any, qk_nope_head_dim: Any,
                 qk_rope_head_dim: Any, v_head_dim: Any, parallelism: ParallelismLike = None,
-                tied: bool = False, name: str = "deepseek-v3") -> Model:
+                tied: bool = False, causal: Optional[bool] = None, activation: Activation = "silu",
+                name: str = "deepseek-v3") -> Model:
     """DeepSeek-V3: MLA attention; the first ``first_dense_layers`` blocks with a dense SwiGLU MLP,
     the rest with a MoE of routed and shared experts (router score bias included). The
-    multi-token-prediction module is not part of the model."""
+    multi-token-prediction module is not part of the model. Flash attention, so ``causal``
+    resolves to ``True`` (see :func:`symcost.model.resolve_causal`)."""
     par = Parallelism.coerce(parallelism)
     attention = MLALayer(hidden_size=hidden_size, num_heads=num_heads, q_lora_rank=q_lora_rank,
                          kv_lora_rank=kv_lora_rank, qk_nope_head_dim=qk_nope_head_dim,
-                         qk_rope_head_dim=qk_rope_head_dim, v_head_dim=v_head_dim, parallelism=par)
+                         qk_rope_head_dim=qk_rope_head_dim, v_head_dim=v_head_dim,
+                         causal=resolve_causal(causal, True), parallelism=par)
     dense = TransformerBlock(attention=attention, norm_kind="rmsnorm", parallelism=par,
                              mlp=GatedMLPLayer(hidden_size=hidden_size, intermediate_size=intermediate_size,
-                                               parallelism=par))
+                                               activation=activation, parallelism=par))
     moe = TransformerBlock(attention=attention, norm_kind="rmsnorm", parallelism=par,
                            mlp=MoELayer(hidden_size=hidden_size, expert_intermediate_size=moe_intermediate_size,
                                         num_experts=num_experts, top_k=top_k,
                                         num_shared_experts=num_shared_experts, router_bias=True,
-                                        parallelism=par))
-    blocks = ((dense, first_dense_layers), (moe, num_layers - first_dense_layers))
+                                        activation=activation, parallelism=par))
+    # a group of provably no layers is left out (a config may have no dense or no MoE layer)
+    blocks = tuple((blk, n) for blk, n in ((dense, first_dense_layers), (moe, num_layers - first_dense_layers))
+                   if not sp.sympify(n).is_zero)
     return Model(name=name, blocks=blocks, **_ends(par, hidden_size, vocab_size, tied))
 
 
-def from_moe_config(model_type: str, config: Mapping[str, Any], common: dict[str, Any], kv: int,
-                    source: str) -> Model:
-    """The mixtral and deepseek_v3 branches of :func:`symcost.models.from_hf_config`."""
-    get = lambda key: require_int(config, key, source)  # noqa: E731
+def from_moe_config(model_type: str, reader: Any, common: dict[str, Any]) -> Model:
+    """The mixtral and deepseek_v3 branches of :func:`symcost.models.from_hf_config` (``reader``
+    reads keys with one-line errors; ``common`` holds what every type shares)."""
     if model_type == "mixtral":
-        return mixtral(num_kv_heads=kv, intermediate_size=get("intermediate_size"),
-                       num_experts=get("num_local_experts"), top_k=get("num_experts_per_tok"), **common)
-    q_lora = config.get("q_lora_rank")
+        experts, top_k = reader.positive("num_local_experts"), reader.positive("num_experts_per_tok")
+        if top_k > experts:
+            raise reader.error(f"num_experts_per_tok ({top_k}) must not exceed num_local_experts ({experts})")
+        reader.zero("router_jitter_noise", "multiplicative noise on the router's input in training")
+        return mixtral(num_experts=experts, top_k=top_k, window=reader.positive("sliding_window", None, nullable=True),
+                       **common)
+    experts, top_k = reader.positive("n_routed_experts"), reader.positive("num_experts_per_tok")
+    if top_k > experts:
+        raise reader.error(f"num_experts_per_tok ({top_k}) must not exceed n_routed_experts ({experts})")
+    if reader.positive("moe_layer_freq", 1) != 1:
+        raise reader.error(f"moe_layer_freq = {reader.config['moe_layer_freq']!r} is not modelled: "
+                           "only 1 (every layer after first_k_dense_replace is MoE)")
+    if reader.flag("attention_bias"):
+        raise reader.error("attention_bias = true is not modelled for multi-head latent attention")
+    first_dense = reader.count("first_k_dense_replace")
+    if first_dense > common["num_layers"]:
+        raise reader.error(f"first_k_dense_replace ({first_dense}) must not exceed num_hidden_layers "
+                           f"({common['num_layers']})")
     return deepseek_v3(
-        intermediate_size=get("intermediate_size"), moe_intermediate_size=get("moe_intermediate_size"),
-        num_experts=get("n_routed_experts"), top_k=get("num_experts_per_tok"),
-        num_shared_experts=get("n_shared_experts"), first_dense_layers=get("first_k_dense_replace"),
-        q_lora_rank=q_lora, kv_lora_rank=get("kv_lora_rank"), qk_nope_head_dim=get("qk_nope_head_dim"),
-        qk_rope_head_dim=get("qk_rope_head_dim"), v_head_dim=get("v_head_dim"), **common)
+        moe_intermediate_size=reader.positive("moe_intermediate_size"), num_experts=experts, top_k=top_k,
+        num_shared_experts=reader.count("n_shared_experts"), first_dense_layers=first_dense,
+        q_lora_rank=reader.positive("q_lora_rank", None, nullable=True),
+        kv_lora_rank=reader.positive("kv_lora_rank"), qk_nope_head_dim=reader.positive("qk_nope_head_dim"),
+        qk_rope_head_dim=reader.positive("qk_rope_head_dim"), v_head_dim=reader.positive("v_head_dim"),
+        **common)

@@ -15,21 +15,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Optional
 
+from .errors import ConfigError
 from .model import Model
-from .model_moe import require_int as _require
 
-__all__ = ["get", "names", "from_hf_config", "PRESETS"]
+__all__ = ["get", "names", "from_hf_config", "PRESETS", "ConfigError", "MODELLED", "COST_FREE",
+           "COST_FREE_FOR", "HF_ACTIVATIONS"]
 
 
-def _llama(name: str, **config: Any) -> Callable[[], Model]:
-    return lambda: Model.llama(name=name, **config)
+def _llama(name: str, **config: Any) -> Callable[..., Model]:
+    return lambda **kw: Model.llama(name=name, **config, **kw)
 
 
 # Configurations from each model's config.json (hidden_size, num_attention_heads,
-# num_key_value_heads, num_hidden_layers, vocab_size, intermediate_size, tie_word_embeddings).
-PRESETS: dict[str, Callable[[], Model]] = {
+# num_key_value_heads, num_hidden_layers, vocab_size, intermediate_size, tie_word_embeddings,
+# sliding_window). Each preset builder takes ``causal`` (None: the kernel's default, see
+# :func:`symcost.model.resolve_causal`: every preset but gpt3-175b runs flash attention, so
+# counts only the unmasked pairs; gpt3-175b is Megatron-LM 2021's eager attention, full s^2).
+PRESETS: dict[str, Callable[..., Model]] = {
     "llama-2-7b": _llama("llama-2-7b", hidden_size=4096, num_heads=32, num_kv_heads=32, num_layers=32,
                          vocab_size=32000, intermediate_size=11008),
     "llama-2-70b": _llama("llama-2-70b", hidden_size=8192, num_heads=64, num_kv_heads=8, num_layers=80,
@@ -40,22 +44,23 @@ PRESETS: dict[str, Callable[[], Model]] = {
                           vocab_size=128256, intermediate_size=28672),
     "llama-3.1-405b": _llama("llama-3.1-405b", hidden_size=16384, num_heads=128, num_kv_heads=8,
                              num_layers=126, vocab_size=128256, intermediate_size=53248),
+    # mistralai/Mistral-7B-v0.1 config.json: "sliding_window": 4096
     "mistral-7b": _llama("mistral-7b", hidden_size=4096, num_heads=32, num_kv_heads=8, num_layers=32,
-                         vocab_size=32000, intermediate_size=14336),
+                         vocab_size=32000, intermediate_size=14336, window=4096),
     "qwen2.5-72b": _llama("qwen2.5-72b", hidden_size=8192, num_heads=64, num_kv_heads=8, num_layers=80,
                           vocab_size=152064, intermediate_size=29568, attention_bias="qkv"),
-    "mixtral-8x7b": lambda: _moe().mixtral(name="mixtral-8x7b", hidden_size=4096, num_heads=32, num_kv_heads=8,
-                                           num_layers=32, vocab_size=32000, intermediate_size=14336,
-                                           num_experts=8, top_k=2),
-    "deepseek-v3": lambda: _moe().deepseek_v3(
+    "mixtral-8x7b": lambda **kw: _moe().mixtral(name="mixtral-8x7b", hidden_size=4096, num_heads=32,
+                                                num_kv_heads=8, num_layers=32, vocab_size=32000,
+                                                intermediate_size=14336, num_experts=8, top_k=2, **kw),
+    "deepseek-v3": lambda **kw: _moe().deepseek_v3(
         name="deepseek-v3", hidden_size=7168, num_heads=128, num_layers=61, vocab_size=129280,
         intermediate_size=18432, moe_intermediate_size=2048, num_experts=256, top_k=8, num_shared_experts=1,
         first_dense_layers=3, q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64,
-        v_head_dim=128),
+        v_head_dim=128, **kw),
     # GPT-3 175B as Megatron-LM trains it (Narayanan et al. 2021): 96 layers, h = 12288, 96 heads,
     # learned positions for 2048 tokens, vocabulary padded to 51200, tied embeddings.
-    "gpt3-175b": lambda: Model.gpt(name="gpt3-175b", hidden_size=12288, num_heads=96, num_layers=96,
-                                   vocab_size=51200, seq_len=2048),
+    "gpt3-175b": lambda **kw: Model.gpt(name="gpt3-175b", hidden_size=12288, num_heads=96, num_layers=96,
+                                        vocab_size=51200, seq_len=2048, **kw),
 }
 
 def _moe():
@@ -64,7 +69,7 @@ def _moe():
     return model_moe
 
 
-_CACHE: dict[str, Model] = {}
+_CACHE: dict[tuple[str, Optional[bool]], Model] = {}
 
 
 def _key(name: str) -> str:
@@ -76,55 +81,340 @@ def names() -> list[str]:
     return list(PRESETS)
 
 
-def get(name: str) -> Model:
-    """A preset by name (case-insensitive); ``ValueError`` listing the known names otherwise."""
+def get(name: str, causal: Optional[bool] = None) -> Model:
+    """A preset by name (case-insensitive); ``ValueError`` listing the known names otherwise.
+
+    ``causal`` as in :func:`symcost.model.resolve_causal`: ``None`` follows the preset's kernel
+    (flash, so causal, for all but the eager ``gpt3-175b``).
+    """
     key = _key(name)
     if key not in PRESETS:
         raise ValueError(f"models: unknown model {name!r}; known: {', '.join(PRESETS)}")
-    if key not in _CACHE:
-        _CACHE[key] = PRESETS[key]()
-    return _CACHE[key]
+    if causal is not None and not isinstance(causal, bool):
+        raise ValueError(f"causal must be True, False or None, got {causal!r}")
+    if (key, causal) not in _CACHE:
+        _CACHE[key, causal] = PRESETS[key]() if causal is None else PRESETS[key](causal=causal)
+    return _CACHE[key, causal]
 
 
 _SUPPORTED = ("llama", "mistral", "mixtral", "qwen2", "deepseek_v3")
 
+# -- the key table -------------------------------------------------------------------------------
+# Every key of a config.json is either modelled (MODELLED, per model_type), known to change no
+# cost symcost counts (COST_FREE, with the reason), or refused: a key that is null (HF's "unset")
+# is skipped, and a key modelled for another model_type that HF's class for this one does not
+# read is accepted only when null or false (it switches nothing on). ``ignore_keys`` lets a caller
+# acknowledge any other key as cost-free.
 
-def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], *, name: str | None = None) -> Model:
-    """A :class:`Model` from a Hugging Face ``config.json`` (a path or its parsed dict).
+_SIZES = ("hidden_size", "num_attention_heads", "num_hidden_layers", "vocab_size", "intermediate_size")
+_COMMON = ("model_type", "_name_or_path", *_SIZES, "tie_word_embeddings", "hidden_act", "attention_dropout")
+_GQA = ("num_key_value_heads", "head_dim", "_attn_implementation")
+MODELLED: dict[str, tuple[str, ...]] = {
+    "llama": (*_COMMON, *_GQA, "attention_bias", "mlp_bias"),
+    "mistral": (*_COMMON, *_GQA, "sliding_window"),
+    "qwen2": (*_COMMON, *_GQA, "sliding_window", "use_sliding_window", "max_window_layers", "layer_types"),
+    "mixtral": (*_COMMON, *_GQA, "sliding_window", "num_local_experts", "num_experts_per_tok",
+                "router_jitter_noise"),
+    "deepseek_v3": (*_COMMON, "moe_intermediate_size", "n_routed_experts", "n_shared_experts",
+                    "num_experts_per_tok", "first_k_dense_replace", "moe_layer_freq", "q_lora_rank",
+                    "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "attention_bias"),
+}
+"""The keys each ``model_type`` reads into the model."""
 
-    Supported ``model_type``: llama, mistral, mixtral, qwen2, deepseek_v3; anything else is a
-    ``ValueError`` naming the type and the supported ones.
-    """
+_METADATA = "metadata: names, ids and bookkeeping of the checkpoint or of transformers"
+_RUNTIME = "a transformers runtime switch: what the forward returns or caches, not what it computes"
+_PRECISION = "precision: symcost costs the dtype each call passes (dtype=..., kv_cache_dtype=...)"
+_ROPE = ("RoPE parameters: the attention layers do not count rotary embeddings (an elementwise pass over "
+         "Q and K), whatever their base or scaling")
+_ROUTING = ("routing rule: which experts a token picks, not how many (num_experts_per_tok is modelled); every "
+            "scoring rule is priced as the router's softmax-and-top-k pass (5 FLOPs per logit, layers.moe)")
+_AUX_LOSS = ("training-loss weight of the router's load-balancing loss: a reduction over the T x E router "
+             "probabilities, not counted (small next to the router's own pass)")
+COST_FREE: dict[str, str] = {
+    **dict.fromkeys(("architectures", "transformers_version", "auto_map", "bos_token_id", "eos_token_id",
+                     "pad_token_id", "sep_token_id", "decoder_start_token_id", "tokenizer_class", "id2label",
+                     "label2id", "initializer_range", "_commit_hash", "finetuning_task", "problem_type",
+                     "task_specific_params", "prefix"), _METADATA),
+    **dict.fromkeys(("use_cache", "return_dict", "output_attentions", "output_hidden_states",
+                     "torchscript", "output_router_logits", "_attn_implementation_autoset",
+                     "is_encoder_decoder", "is_decoder", "use_return_dict", "tie_encoder_decoder"), _RUNTIME),
+    **dict.fromkeys(("max_length", "min_length", "do_sample", "temperature", "top_p", "top_k", "num_beams",
+                     "num_return_sequences", "repetition_penalty", "length_penalty", "no_repeat_ngram_size",
+                     "early_stopping"), "generation settings (older transformers save them in config.json): "
+                                       "symcost costs the batch and lengths each call passes"),
+    **dict.fromkeys(("torch_dtype", "dtype", "quantization_config", "use_bfloat16"), _PRECISION),
+    **dict.fromkeys(("rope_theta", "rope_scaling", "rope_interleave", "rope_parameters"), _ROPE),
+    "max_position_embeddings": "RoPE has no position table; the context length is the caller's seq_len",
+    "rms_norm_eps": "a constant inside RMSNorm: the same arithmetic for any epsilon",
+    "pretraining_tp": "HF's reference code slices each projection into this many matmuls: the same FLOPs",
+    "router_aux_loss_coef": _AUX_LOSS,
+    "aux_loss_alpha": _AUX_LOSS,
+    "seq_aux": _AUX_LOSS,
+}
+"""Keys that change no cost symcost counts, with the reason (any model_type)."""
+
+COST_FREE_FOR: dict[str, dict[str, str]] = {
+    "deepseek_v3": {
+        **dict.fromkeys(("n_group", "topk_group", "topk_method", "norm_topk_prob", "scoring_func",
+                         "routed_scaling_factor"), _ROUTING),
+        "num_key_value_heads": "multi-head latent attention has no KV-head count: K and V come from the latent",
+        "head_dim": "the RoPE width (HF sets it to qk_rope_head_dim); the head widths are the qk_*/v_head_dim keys",
+        "ep_size": "parallelism: symcost takes it per call (parallelism=...)",
+        "num_nextn_predict_layers": "the multi-token-prediction module, which HF's DeepseekV3ForCausalLM "
+                                    "does not build either: not part of the model",
+    },
+}
+"""Per ``model_type``: keys that change no cost for that type only, with the reason."""
+
+# hidden_act values and the activation symcost prices (ops.VECTOR_FLOPS). NB: HF's "gelu" is the
+# exact erf form; it is priced as the table's GELU (the tanh form's 8 FLOPs per element).
+HF_ACTIVATIONS: dict[str, str] = {"silu": "silu", "swish": "silu", "gelu": "gelu", "gelu_new": "gelu",
+                                  "gelu_pytorch_tanh": "gelu", "gelu_fast": "gelu", "relu": "relu"}
+
+# Defaults of transformers' config classes for keys a file may omit, where they change cost
+# (transformers/models/<type>/configuration_<type>.py): MistralConfig(sliding_window=4096),
+# Qwen2Config(use_sliding_window=False, max_window_layers=28). A missing num_key_value_heads means
+# multi-head attention for llama (LlamaConfig: None -> num_attention_heads) and is an error for the
+# others, whose classes default to a fixed count (8 or 32) no file would mean.
+MISTRAL_DEFAULT_WINDOW = 4096
+QWEN2_DEFAULT_MAX_WINDOW_LAYERS = 28
+
+# transformers' attention implementations: "eager" computes and stores the whole score matrix;
+# the others are fused kernels that do not (flash_attention=True)
+HF_ATTENTION_KERNELS: dict[str, bool] = {"eager": False, "sdpa": True, "flash_attention_2": True,
+                                         "flash_attention_3": True, "flex_attention": True}
+_LAYER_TYPES = ("full_attention", "sliding_attention")
+_REQUIRED = object()
+
+
+class _Reader:
+    """Reads keys of one config with one-line errors, and remembers which it read."""
+
+    def __init__(self, config: Mapping[str, Any], source: str):
+        self.config, self.source, self.read = config, source, set()
+
+    def error(self, message: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {message}")
+
+    def _get(self, key: str, default: Any) -> Any:
+        self.read.add(key)
+        if key not in self.config:
+            if default is _REQUIRED:
+                raise self.error(f"config.json has no {key!r}")
+            return default
+        return self.config[key]
+
+    def positive(self, key: str, default: Any = _REQUIRED, nullable: bool = False) -> Any:
+        """A positive integer (``null`` allowed only when ``nullable``: then ``None``)."""
+        value = self._get(key, default)
+        if value is None and (nullable or key not in self.config):
+            return None
+        if type(value) is not int or value <= 0:
+            raise self.error(f"{key} must be a positive integer, got {value!r}")
+        return value
+
+    def count(self, key: str, default: Any = _REQUIRED) -> int:
+        """A non-negative integer."""
+        value = self._get(key, default)
+        if type(value) is not int or value < 0:
+            raise self.error(f"{key} must be a non-negative integer, got {value!r}")
+        return value
+
+    def flag(self, key: str, default: bool = False) -> bool:
+        """true or false (never a string's truthiness); ``null`` is the default."""
+        value = self._get(key, None)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.error(f"{key} must be true or false, got {value!r}")
+        return value
+
+    def zero(self, key: str, what: str) -> None:
+        """A rate that symcost models only at 0 (``what`` it would add otherwise)."""
+        value = self._get(key, None)
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.error(f"{key} must be a number, got {value!r}")
+        if value != 0:
+            raise self.error(f"{key} = {value!r} is not modelled ({what}); only 0 is")
+
+    def activation(self) -> str:
+        value = self._get("hidden_act", "silu")  # every supported config class defaults to silu
+        if not isinstance(value, str):
+            raise self.error(f"hidden_act must be a string, got {value!r}")
+        if value not in HF_ACTIVATIONS:
+            raise self.error(f"hidden_act {value!r} is not modelled; known: {', '.join(HF_ACTIVATIONS)}")
+        return HF_ACTIVATIONS[value]
+
+    def divides(self, big: str, small: str) -> None:
+        a, b = self.config[big], self.config[small]
+        if a % b:
+            raise self.error(f"{big} ({a}) must be divisible by {small} ({b})")
+
+    def check_unread(self, model_type: str, ignore: set[str]) -> None:
+        """Refuse every key neither read, cost-free, null nor acknowledged in ``ignore``."""
+        free = {**COST_FREE, **COST_FREE_FOR.get(model_type, {})}
+        modelled_elsewhere = {k for keys in MODELLED.values() for k in keys}
+        for key, value in self.config.items():
+            if key in self.read or key in free or key in ignore or value is None:
+                continue
+            if key in modelled_elsewhere:
+                if value is False:
+                    continue  # switches nothing on
+                raise self.error(f"{key} is not read by model_type {model_type!r} (transformers would "
+                                 f"ignore it, so its cost would be dropped); remove it or fix model_type")
+            raise self.error(f"unknown key {key!r} for model_type {model_type!r}: not known to be cost-free "
+                             f"(pass ignore_keys=({key!r},) if it changes no cost)")
+
+
+def _read_config(path_or_dict: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], str, Optional[str]]:
+    """The parsed config, the source for messages and the folder's name (None for a dict)."""
     if isinstance(path_or_dict, Mapping):
-        config, source = dict(path_or_dict), "config"
-    else:
-        path = Path(path_or_dict)
-        source = str(path)
-        try:
-            config = json.loads(path.read_text())
-        except OSError as err:
-            raise ValueError(f"{source}: cannot read ({err.strerror})") from None
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{source}: malformed JSON ({err})") from None
-        if not isinstance(config, dict):
-            raise ValueError(f"{source}: expected a JSON object")
+        return dict(path_or_dict), "config", None
+    path = Path(path_or_dict)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"{path}: no config.json in this folder")
+        path = path / "config.json"
+    source = str(path)
+    try:
+        config = json.loads(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"{source}: cannot read ({err.strerror})") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{source}: malformed JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source}: expected a JSON object")
+    return config, source, path.resolve().parent.name or None
+
+
+def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], *, name: str | None = None,
+                   causal: Optional[bool] = None, ignore_keys: Iterable[str] = ()) -> Model:
+    """A :class:`Model` from a Hugging Face ``config.json``: a path, its folder, or the parsed dict.
+
+    Supported ``model_type``: llama, mistral, mixtral, qwen2, deepseek_v3. Every key is modelled
+    (:data:`MODELLED`: sizes, KV heads, head_dim, biases, hidden_act, tied embeddings, sliding
+    windows -- Qwen2's per layer -- and the MoE/MLA shapes), known to be cost-free
+    (:data:`COST_FREE`, each with its reason: RoPE settings, max_position_embeddings, token ids,
+    precision, ...), or refused with a one-line :class:`ConfigError` naming the key; so is a
+    wrong type or value. ``ignore_keys`` acknowledges extra keys as cost-free. The model is
+    named ``name``, else ``_name_or_path``, else the folder's name, else the model_type.
+    ``causal`` as in :func:`symcost.model.resolve_causal`: ``None`` follows the kernel, a fused
+    one unless ``_attn_implementation`` is ``"eager"``, so it counts only the unmasked pairs.
+
+    >>> m = from_hf_config({"model_type": "mistral", "hidden_size": 4096, "intermediate_size": 14336,
+    ...     "num_attention_heads": 32, "num_key_value_heads": 8, "num_hidden_layers": 32,
+    ...     "vocab_size": 32000, "sliding_window": 4096, "rope_theta": 10000.0})
+    >>> m.compute_metrics(batch_size=1, seq_len=32768, phase="decode", dtype="bf16").kv_cache_memory_per_chip
+    536870912
+    """
+    config, source, folder = _read_config(path_or_dict)
     model_type = config.get("model_type")
     if model_type not in _SUPPORTED:
-        raise ValueError(f"{source}: unsupported model_type {model_type!r}; supported: {', '.join(_SUPPORTED)}")
-    get_int = lambda key: _require(config, key, source)  # noqa: E731
-    common: dict[str, Any] = {
-        "hidden_size": get_int("hidden_size"),
-        "num_heads": get_int("num_attention_heads"),
-        "num_layers": get_int("num_hidden_layers"),
-        "vocab_size": get_int("vocab_size"),
-        "tied": bool(config.get("tie_word_embeddings", False)),
-        "name": name or config.get("_name_or_path") or model_type,
-    }
-    kv = config.get("num_key_value_heads") or common["num_heads"]
-    if model_type in ("llama", "mistral", "qwen2"):
-        bias: Any = "qkv" if model_type == "qwen2" else bool(config.get("attention_bias", False))
-        return Model.llama(num_kv_heads=kv, intermediate_size=get_int("intermediate_size"),
-                           head_dim=config.get("head_dim"), attention_bias=bias, **common)
-    from .model_moe import from_moe_config
+        raise ConfigError(f"{source}: unsupported model_type {model_type!r}; supported: {', '.join(_SUPPORTED)}")
+    if causal is not None and not isinstance(causal, bool):
+        raise ConfigError(f"{source}: causal must be True, False or None, got {causal!r}")
+    reader = _Reader(config, source)
+    reader.read.update({"model_type", "_name_or_path"})
+    label = config.get("_name_or_path")
+    if label is not None and not isinstance(label, str):
+        raise reader.error(f"_name_or_path must be a string, got {label!r}")
+    try:
+        model = _build(reader, model_type, causal)
+        reader.check_unread(model_type, set(ignore_keys))
+    except ConfigError:
+        raise
+    except ValueError as err:  # a layer's own rule (pydantic's ValidationError is a ValueError)
+        raise reader.error(_one_line(err)) from None
+    return model.model_copy(update={"name": name or label or folder or model_type})
 
-    return from_moe_config(model_type, config, common, kv, source)
+
+def _one_line(err: ValueError) -> str:
+    errors = getattr(err, "errors", None)
+    if callable(errors):  # pydantic: the first error's message, without its "Value error, " prefix
+        message = str(errors()[0].get("msg", err))
+        return message.removeprefix("Value error, ").splitlines()[0]
+    return (str(err).splitlines() or [type(err).__name__])[0]
+
+
+def _build(reader: _Reader, model_type: str, causal: Optional[bool]) -> Model:
+    sizes = {key: reader.positive(key) for key in _SIZES}
+    common = {
+        "hidden_size": sizes["hidden_size"], "num_heads": sizes["num_attention_heads"],
+        "num_layers": sizes["num_hidden_layers"], "vocab_size": sizes["vocab_size"],
+        "intermediate_size": sizes["intermediate_size"], "tied": reader.flag("tie_word_embeddings"),
+        "activation": reader.activation(), "causal": causal,
+    }
+    reader.zero("attention_dropout", "dropout on the attention probabilities in training")
+    if model_type == "deepseek_v3":
+        from .model_moe import from_moe_config
+
+        return from_moe_config(model_type, reader, common)
+    kv = reader.positive("num_key_value_heads", None if model_type == "llama" else _REQUIRED, nullable=True)
+    kv = sizes["num_attention_heads"] if kv is None else kv
+    if reader.config.get("num_key_value_heads") is not None:
+        reader.divides("num_attention_heads", "num_key_value_heads")
+    head_dim = reader.positive("head_dim", None, nullable=True)
+    if head_dim is None:
+        reader.divides("hidden_size", "num_attention_heads")
+    common.update(num_kv_heads=kv, head_dim=head_dim, flash_attention=_kernel(reader))
+    if model_type == "mixtral":
+        from .model_moe import from_moe_config
+
+        return from_moe_config(model_type, reader, common)
+    bias: Any = False
+    if model_type == "llama":
+        bias = reader.flag("attention_bias")
+        common["mlp_bias"] = reader.flag("mlp_bias")
+    elif model_type == "qwen2":
+        bias = "qkv"  # HF Qwen2Attention: biases on q_proj, k_proj, v_proj always, none on o_proj
+    windows = _layer_windows(reader, model_type, sizes["num_hidden_layers"])
+    return _llama_with_windows(windows, attention_bias=bias, **common)
+
+
+def _kernel(reader: _Reader) -> bool:
+    """flash_attention from ``_attn_implementation`` (absent: a fused kernel, transformers' sdpa)."""
+    value = reader._get("_attn_implementation", None)
+    if value is None:
+        return True
+    if value not in HF_ATTENTION_KERNELS:
+        raise reader.error(f"_attn_implementation {value!r} is not modelled; known: {', '.join(HF_ATTENTION_KERNELS)}")
+    return HF_ATTENTION_KERNELS[value]
+
+
+def _layer_windows(reader: _Reader, model_type: str, num_layers: int) -> list[Optional[int]]:
+    """The sliding window of each layer (None: full attention), as transformers builds them."""
+    if model_type == "llama":
+        return [None] * num_layers
+    if model_type == "mistral":
+        return [reader.positive("sliding_window", MISTRAL_DEFAULT_WINDOW, nullable=True)] * num_layers
+    # qwen2: Qwen2Config drops sliding_window unless use_sliding_window; layer i slides when
+    # layer_types says so, by default when i >= max_window_layers
+    window = reader.positive("sliding_window", None, nullable=True)
+    window = window if reader.flag("use_sliding_window") else None
+    types = reader._get("layer_types", None)
+    if types is None:
+        first = reader.count("max_window_layers", QWEN2_DEFAULT_MAX_WINDOW_LAYERS)
+        return [window if i >= first else None for i in range(num_layers)]
+    reader.read.add("max_window_layers")  # layer_types overrides it
+    if not isinstance(types, list) or len(types) != num_layers:
+        raise reader.error(f"layer_types must list {num_layers} entries (one per layer), got {types!r}")
+    for kind in types:
+        if kind not in _LAYER_TYPES:
+            raise reader.error(f"layer_types entries must be one of {', '.join(_LAYER_TYPES)}, got {kind!r}")
+    return [window if kind == "sliding_attention" else None for kind in types]
+
+
+def _llama_with_windows(windows: list[Optional[int]], **kw: Any) -> Model:
+    """Model.llama, with consecutive layers of the same window grouped into one ``(block, count)``."""
+    runs: list[tuple[Optional[int], int]] = []
+    for window in windows:
+        if runs and runs[-1][0] == window:
+            runs[-1] = (window, runs[-1][1] + 1)
+        else:
+            runs.append((window, 1))
+    built = {window: Model.llama(window=window, **{**kw, "num_layers": 1}) for window, _ in runs}
+    base = built[runs[0][0]]
+    return Model(name=base.name, embedding=base.embedding, final_norm=base.final_norm, lm_head=base.lm_head,
+                 blocks=tuple((built[window].blocks[0][0], n) for window, n in runs))

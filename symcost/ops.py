@@ -32,6 +32,7 @@ __all__ = [
     "Vector",
     "AttentionCore",
     "AttentionCoreBackward",
+    "window_pairs",
     "Collective",
     "CollectiveKind",
     "Axis",
@@ -243,6 +244,9 @@ class AttentionCore(Op):
     """Width of V and O per head; ``None`` means ``head_dim`` (Q, K, V and O all alike)."""
     kv_dtype_bytes: sp.Expr | None = None
     """Bytes per element of K and V as read (a quantized KV cache in decode); ``None``: ``dtype_bytes``."""
+    window: sp.Expr | None = None
+    """Sliding window: each query attends at most ``window`` keys, itself and the ``window - 1``
+    before it (Mistral). Only ``causal`` counting discounts the pairs outside it; ``None``: no window."""
 
     @property
     def e_kv(self) -> sp.Expr:
@@ -256,11 +260,24 @@ class AttentionCore(Op):
 
     @property
     def pairs(self) -> sp.Expr:
-        """(query, key) pairs scored per head and sequence."""
+        """(query, key) pairs scored per head and sequence.
+
+        Without ``causal`` every pair of the score matrix (what eager kernels compute and
+        FlopCounterMode counts, masked or not). With ``causal`` only the pairs the mask keeps;
+        with a ``window`` w too, ``F(kv_len) - F(kv_len - q_len)`` where ``F(n) = m(m+1)/2 +
+        (n - m) w`` and ``m = Min(n, w)`` (see :func:`window_pairs`).
+
+        >>> AttentionCore("c", q_len=sp.Integer(6), kv_len=sp.Integer(6), causal=True,
+        ...               window=sp.Integer(2)).pairs      # 1 + 2 + 2 + 2 + 2 + 2
+        11
+        """
+        q_len, kv_len = sp.sympify(self.q_len), sp.sympify(self.kv_len)
         if not self.causal:
-            return self.q_len * self.kv_len
+            return q_len * kv_len
+        if self.window is not None:
+            return window_pairs(q_len, kv_len, sp.sympify(self.window))
         # query i (0-based) sits at position kv_len - q_len + i and sees keys 0..that position
-        return self.q_len * (self.kv_len - self.q_len) + self.q_len * (self.q_len + 1) / 2
+        return q_len * (kv_len - q_len) + q_len * (q_len + 1) / 2
 
     @property
     def qk_flops(self) -> sp.Expr:
@@ -324,6 +341,29 @@ class AttentionCore(Op):
 
     def backward(self) -> list[Op]:
         return [AttentionCoreBackward(self.name + ".bwd", forward=self)]
+
+
+def window_pairs(q_len: sp.Expr, kv_len: sp.Expr, window: sp.Expr) -> sp.Expr:
+    """(query, key) pairs a causal sliding-window mask keeps: the last ``q_len`` of ``kv_len``
+    positions each see at most ``window`` keys, themselves and the ``window - 1`` before.
+
+    Derivation: the query at position p (0-based) sees keys max(0, p - w + 1) .. p, that is
+    ``min(p + 1, w)`` keys. Summed over the first n positions, ``F(n) = sum_{j=1..n} min(j, w)``:
+    the first ``m = Min(n, w)`` terms are 1 .. m (``m(m+1)/2``), the remaining ``n - m`` are w
+    each (``(n - m) w``). The queries occupy positions ``kv_len - q_len .. kv_len - 1``, so the
+    pairs are ``F(kv_len) - F(kv_len - q_len)``; for ``q_len = kv_len = s`` that is ``F(s)``
+    (``s(s+1)/2`` when s <= w). Min keeps it symbolic; the tests check it pair by pair.
+
+    >>> window_pairs(sp.Integer(1), sp.Integer(100), sp.Integer(8))   # one decode query
+    8
+    """
+    def seen(n: sp.Expr) -> sp.Expr:
+        m = sp.Min(n, window)
+        return m * (m + 1) / 2 + (n - m) * window
+
+    if q_len == kv_len:
+        return seen(kv_len)
+    return seen(kv_len) - seen(kv_len - q_len)
 
 
 @dataclass(frozen=True)

@@ -35,12 +35,12 @@ from . import symbols as S
 from .dtypes import DataType, DtypeLike
 from .hardware import GIGA, TERA, Hardware
 from .hardware import get as get_hardware
+from .hardware.timing import op_time
 from .layers.base import Layer
 from .metrics import LayerMetrics
 from .model import Model
 from .parallel import Parallelism, ParallelismLike
 from .phase import Phase
-from .hardware.timing import op_time
 from .solve import IntegerSolution, max_integer
 from .step import TrainingStep
 from .sweep import Sweeper

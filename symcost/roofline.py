@@ -1,6 +1,6 @@
 """Moved: the time model lives in :mod:`symcost.hardware.timing`; this name stays importable."""
 
-from .hardware.timing import (  # noqa: F401
+from .hardware.timing import (
     OpTime,
     Times,
     collective_steps,

@@ -24,8 +24,13 @@ Training (Megatron-LM conventions, Narayanan et al. 2021; Korthikanti et al. 202
   with the degrees given to the step added (:func:`resolve_parallelism`); expert parallelism
   follows one rule in training and inference (:func:`check_expert_parallel`).
 
-MFU is the model's training matmul FLOPs (no recomputation) per step over ``step_time * chips *
-peak``. Every result is an expression; with numbers it is exact.
+MFU is ``model_flops / (step_time * chips * peak)``, with ``model_flops`` the model's own counted
+training matmul FLOPs per step (no recomputation) under its ``causal`` setting and attention
+kernel: ``6 N`` per token for the N matmul weights plus the attention core. For an eager,
+non-causal model (``Model.gpt``) that is PaLM's definition, ``6N + 12 L h s`` per token (Chowdhery
+et al. 2022, appendix B); a flash, causal model (the Llama-style presets) counts ``6N +
+7 L h (s + 1)``: half the pairs, and the flash backward's recomputed Q Kᵀ. Every result is an
+expression; with numbers it is exact.
 """
 
 from __future__ import annotations
@@ -96,6 +101,9 @@ class TrainingStep:
     activation_memory: Any
     model_flops: Any
     mfu: Any
+    """``model_flops / (step_time * chips * peak)``: the model's own counted training matmul FLOPs
+    under its ``causal`` setting (PaLM's 6N + 12 L h s per token only for eager, non-causal
+    attention; see the module docstring)."""
     tokens_per_second: Any
     num_microbatches: Any
     num_chips: Any

@@ -93,6 +93,7 @@ _ROWS = (
     _row("head_dim", "d", "d", "width of one attention head"),
     _row("vocab_size", "V", "V", "vocabulary size"),
     _row("num_layers", "L", "L", "transformer layers"),
+    _row("window", "w", "w", "sliding-window length (keys one query may attend)"),
     _row("dtype_bytes", "e", "e", "bytes per element", positive=True, rational=True),
     _row("tp", "t", "t", "tensor-parallel degree"),
     _row("sp", "sp", r"n_{\mathrm{sp}}", "sequence-parallel (Ulysses) degree"),
@@ -151,6 +152,7 @@ num_kv_heads = TABLE["num_kv_heads"].symbol
 head_dim = TABLE["head_dim"].symbol
 vocab_size = TABLE["vocab_size"].symbol
 num_layers = TABLE["num_layers"].symbol
+window = TABLE["window"].symbol
 dtype_bytes = TABLE["dtype_bytes"].symbol
 tp = TABLE["tp"].symbol
 sp = TABLE["sp"].symbol

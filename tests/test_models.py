@@ -187,7 +187,7 @@ def test_from_hf_config_equals_the_preset(config, preset, tmp_path):
 @pytest.mark.parametrize(
     ("config", "message"),
     [({"model_type": "gpt2"}, "unsupported model_type 'gpt2'; supported: llama, mistral, mixtral, qwen2"),
-     ({**LLAMA_3_8B_CONFIG, "hidden_size": "4096"}, "hidden_size must be a non-negative integer"),
+     ({**LLAMA_3_8B_CONFIG, "hidden_size": "4096"}, "hidden_size must be a positive integer"),
      ({k: v for k, v in LLAMA_3_8B_CONFIG.items() if k != "vocab_size"}, "no 'vocab_size'")],
 )
 def test_bad_hf_configs(config, message):

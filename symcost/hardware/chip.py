@@ -15,12 +15,11 @@ hardware symbols instead, so times print as formulas in peak FLOP/s and bandwidt
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Mapping, Optional
 
 import sympy as sp
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, field_validator
 
 from .. import symbols as S
 from .._expr import as_expr, exact

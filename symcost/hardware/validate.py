@@ -11,6 +11,7 @@ from pydantic import BeforeValidator, ValidationInfo
 
 from .._expr import as_expr
 
+
 def _number(value: Any, field: str) -> sp.Expr:
     """An exact number from an int, Fraction, SymPy value, decimal string or float.
 

@@ -51,6 +51,14 @@ class _Attention(Layer):
     head_dim: Optional[Dim] = None
     flash_attention: bool = True
     causal: bool = False
+    """Count only the (query, key) pairs the mask keeps (CONVENTIONS item 3); ``False`` counts the
+    whole score matrix, as eager kernels compute it and FlopCounterMode counts it."""
+    window: Optional[Dim] = None
+    """Sliding window (Mistral's ``sliding_window``): each query attends at most ``window`` keys,
+    itself and the ``window - 1`` before it. The KV cache keeps ``min(s, window)`` tokens (a
+    rolling buffer) and a decode step reads and scores that many; in prefill and training
+    ``causal=True`` counts only the pairs inside the causal window (``causal=False`` still counts
+    the whole score matrix). ``None``: no window."""
     kv_cache_dtype: Optional[DataType] = None
     """The KV cache's format when it differs from the activations' (e.g. ``"fp8_e4m3"``): its
     bytes per element ``e_kv`` size the cache and the decode step's reads of it."""
@@ -99,20 +107,27 @@ class _Attention(Layer):
         """Query and KV heads per chip in the projections."""
         return self.num_heads / ctx.tp, shard_heads(self.kv_heads, ctx.tp)
 
+    def _cached_tokens(self, ctx: Context) -> sp.Expr:
+        """Tokens per sequence the KV cache keeps: ``s``, or ``Min(s, window)`` with a window."""
+        return ctx.seq_len if self.window is None else sp.Min(ctx.seq_len, self.window)
+
     def _core(self, ctx: Context) -> AttentionCore:
+        window = None
         if ctx.decode:
-            # one new token per sequence over this chip's share of the keys
+            # one new token per sequence over this chip's share of the cached keys (with a
+            # window, the last min(s, w): the one query sees all of them, so no mask remains)
             heads, kv_heads = self._heads(ctx)
-            q_len, kv_len = sp.Integer(1), ctx.seq_len / ctx.sp
+            q_len, kv_len = sp.Integer(1), self._cached_tokens(ctx) / ctx.sp
         else:
             # after the Ulysses all-to-all: the whole sequence, heads split t * sp ways
             heads = self.num_heads / (ctx.tp * ctx.sp)
             kv_heads = shard_heads(self.kv_heads, ctx.tp * ctx.sp)
             q_len = kv_len = ctx.seq_len
+            window = self.window
         return AttentionCore(
             "attention_core", batch=ctx.batch_size, heads=heads, kv_heads=kv_heads,
             q_len=q_len, kv_len=kv_len, head_dim=self.d, dtype_bytes=ctx.e,
-            flash=self.flash_attention, causal=self.causal,
+            flash=self.flash_attention, causal=self.causal, window=window,
             dropout=self.dropout and ctx.training, save_lse=self.flash_attention and ctx.training,
             # decode reads K and V from the cache, in the cache's format
             kv_dtype_bytes=self._e_kv(ctx) if ctx.decode and self.kv_cache_dtype is not None else None,
@@ -193,11 +208,12 @@ class _Attention(Layer):
         return elements * e
 
     def kv_cache_memory(self, ctx: Context) -> sp.Expr:
-        # docs/conventions.md §9: 2 * b * s * (KV heads per chip) * d * e_kv, split by the sequence degree
+        # docs/conventions.md §9: 2 * b * s * (KV heads per chip) * d * e_kv, split by the sequence
+        # degree; with a sliding window only the last min(s, window) tokens are kept
         if ctx.training:
             return sp.Integer(0)
         _, g_t = self._heads(ctx)
-        return 2 * ctx.batch_size * ctx.seq_len / ctx.sp * g_t * self.d * self._e_kv(ctx)
+        return 2 * ctx.batch_size * self._cached_tokens(ctx) / ctx.sp * g_t * self.d * self._e_kv(ctx)
 
 
 class AttentionLayer(_Attention):
