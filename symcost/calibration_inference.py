@@ -1,4 +1,4 @@
-"""Calibrating the efficiency model on published inference measurements (docs/conventions.md §16).
+"""Calibrating the efficiency model on published inference measurements (docs/conventions.md §17).
 
 The data, ``symcost/data/inference_calibration.csv``, holds 20 measured runs copied from public
 documents, each with its source and the source's own definition of the metric: TensorRT-LLM's

@@ -58,7 +58,7 @@ _MODEL_SYMBOLS = {S.peak_flops_16bit, S.compute_units, S.matmul_efficiency, S.ma
                   S.memory_efficiency, S.attention_memory_efficiency, S.attention_efficiency,
                   S.network_efficiency, S.kernel_time, S.launch_time, S.collective_base_latency,
                   S.step_overhead}
-"""The efficiency model's symbols (the realistic symbolic chip, docs/conventions.md §16)."""
+"""The efficiency model's symbols (the realistic symbolic chip, docs/conventions.md §17)."""
 _HARDWARE_SYMBOLS |= _MODEL_SYMBOLS
 
 BOUNDS = {"compute_time": "compute", "memory_time": "memory", "comm_time": "communication"}

@@ -529,7 +529,7 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
     hops = (p - 1) if p != 1 else 0
     stride = par.tp * par.sp * par.dp
     ttft, tpot = _stages(prefill, "latency", 1)[0], _stages(decode, "latency", 1)[0]
-    # the engine's own time per step (scheduling, sampling, host work; docs/conventions.md §16)
+    # the engine's own time per step (scheduling, sampling, host work; docs/conventions.md §17)
     ttft += chip.runtime.step_overhead
     tpot += chip.runtime.step_overhead
     if p != 1:

@@ -113,7 +113,7 @@ _ROWS = (
          "scale-out bandwidth per chip (bytes/s)", positive=True),
     _row("collective_latency", "alpha", r"\alpha", "latency of one collective step (s)",
          positive=True),
-    # the realistic chip's efficiency model (docs/conventions.md §16)
+    # the realistic chip's efficiency model (docs/conventions.md §17)
     _row("peak_flops_16bit", "F_16", r"F_{16}",
          "16-bit peak FLOP/s (attention kernels of 8-bit models run at it)", positive=True),
     _row("compute_units", "N_cu", r"N_{\mathrm{cu}}", "SMs or CUs that run GEMM tiles"),

@@ -2,7 +2,7 @@
 
 Per attention layer (a heads of d, h = a d, TP 1) the prefill core costs 4 b h s^2 matmul FLOPs
 over the full score matrix and 4 b h s(s+1)/2 = 2 b h s (s+1) over the causal triangle, so
-``causal=True`` saves 2 b h s (s - 1) per layer and forward (CONVENTIONS item 3). Training
+``causal=True`` saves 2 b h s (s - 1) per layer and forward (docs/conventions.md §3). Training
 multiplies that by 3 with eager attention (backward 2x) and by 7/2 with flash (backward 5/2x).
 
 Defaults: the kernel decides. Flash kernels skip the fully masked tiles (so a model built with

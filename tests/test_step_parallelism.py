@@ -16,7 +16,7 @@ H100 = hardware.H100_SXM
 # a block holds q 8192^2 + k, v 2*8192*1024 + o 8192^2 + MLP 3*8192*28672 + 2 RMSNorms 2*8192
 # = 855,654,400 parameters; embedding and LM head 128256*8192 = 1,050,673,152 each.
 L70_BLOCK, L70_NORMS, L70_EMBED = 855_654_400, 2 * 8192, 1_050_673_152
-# Per chip under TP 8: every projection / 8, norms replicated (CONVENTIONS item 6):
+# Per chip under TP 8: every projection / 8, norms replicated (docs/conventions.md §6):
 # block (855,654,400 - 16,384)/8 + 16,384 = 106,971,136; embedding and head 131,334,144 each;
 # final norm 8192. Weights 2 bytes each:
 # (80 * 106,971,136 + 2 * 131,334,144 + 8192) * 2 = 17,640,734,720 bytes.

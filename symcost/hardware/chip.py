@@ -44,7 +44,7 @@ KILO, MEGA, GIGA, TERA, PETA = 10**3, 10**6, 10**9, 10**12, 10**15
 _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "memory_efficiency", "attention_memory_efficiency",
                  "attention_efficiency", "network_efficiency", "kernel_time", "launch_time",
                  "collective_base_latency", "compute_units")
-"""The efficiency model's fields (docs/conventions.md §16)."""
+"""The efficiency model's fields (docs/conventions.md §17)."""
 
 
 class Hardware(BaseModel):
@@ -56,7 +56,7 @@ class Hardware(BaseModel):
     ``scale_out_bandwidth`` per chip beyond it. ``collective_latency`` is the α of one
     collective step.
 
-    The efficiency model (docs/conventions.md §14–16; every field defaults to the ideal chip):
+    The efficiency model (docs/conventions.md §17; every field defaults to the ideal chip):
     ``matmul_efficiency`` (16-bit and wider GEMMs) and ``matmul_efficiency_8bit`` (FP8/INT8
     GEMMs; ``None``: the same) derate the matrix peak; ``memory_efficiency`` is the achievable
     fraction of HBM bandwidth in streaming kernels, ``attention_memory_efficiency`` the one of
@@ -182,7 +182,7 @@ class Hardware(BaseModel):
     def attention_peak(self, dtype: DataType | str | None) -> sp.Expr:
         """FLOP/s of the attention kernels: ``attention_efficiency`` times the 16-bit peak for
         8-bit dtypes (engines run attention in bf16/fp16 even when the GEMMs run in FP8;
-        docs/conventions.md §16), else the dtype's own peak."""
+        docs/conventions.md §17), else the dtype's own peak."""
         if any(isinstance(v, sp.Basic) and v.free_symbols for v in self.peak_flops.values()):
             # F_16 binds to the dtype's own peak for 16-bit and wider dtypes (symbol_values)
             return S.peak_flops_16bit * self.attention_efficiency

@@ -22,7 +22,7 @@ from .runtime import runtime
 
 ALPHA = Fraction(1, 10**6)  # 1 µs per ring step: see the module docstring
 
-# -- the efficiency model (docs/conventions.md §16) -----------------------------------------------
+# -- the efficiency model (docs/conventions.md §17) -----------------------------------------------
 # Fitted on symcost/data/inference_calibration.csv by symcost.calibration_inference.fit()
 # (benchmarks/calibrate.py refits and reprints; tests/test_calibration_inference.py checks that the
 # fit reproduces these exact values). The data has 16-bit GEMMs on A100 and 8-bit GEMMs on H100

@@ -2,7 +2,7 @@
 
 A :class:`Runtime` says whether kernels are replayed from CUDA graphs, how long each inference
 step spends outside the model, and how the engine counts decode steps. Named profiles describe
-the engines of the shipped calibration data (docs/conventions.md §16); ``"neutral"`` is the
+the engines of the shipped calibration data (docs/conventions.md §17); ``"neutral"`` is the
 default of the realistic chips.
 
 >>> runtime("tensorrt-llm").prefill_emits_first_token
@@ -23,7 +23,7 @@ __all__ = ["Runtime", "RUNTIMES", "runtime", "runtimes"]
 
 
 class Runtime(BaseModel):
-    """What the serving or training engine adds around the kernels (docs/conventions.md §16).
+    """What the serving or training engine adds around the kernels (docs/conventions.md §17).
 
     ``cuda_graphs``: kernels are replayed from a captured graph, so the host's launch time
     (:attr:`Hardware.launch_time`) never paces the GPU; without graphs a kernel takes at least

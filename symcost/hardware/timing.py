@@ -1,4 +1,4 @@
-"""The time model: a roofline per op plus an explicit efficiency model (docs/conventions.md §13–16).
+"""The time model: a roofline per op plus an explicit efficiency model (docs/conventions.md §13, §14, §17).
 
 Per op, on a chip whose fields give the efficiencies (all 1 and overheads 0 on the ideal chip):
 

@@ -51,7 +51,7 @@ class _Attention(Layer):
     head_dim: Optional[Dim] = None
     flash_attention: bool = True
     causal: bool = False
-    """Count only the (query, key) pairs the mask keeps (CONVENTIONS item 3); ``False`` counts the
+    """Count only the (query, key) pairs the mask keeps (docs/conventions.md §3); ``False`` counts the
     whole score matrix, as eager kernels compute it and FlopCounterMode counts it."""
     window: Optional[Dim] = None
     """Sliding window (Mistral's ``sliding_window``): each query attends at most ``window`` keys,
