@@ -273,8 +273,8 @@ def test_all_fields_symbolic_evaluate_to_the_numeric_call():
     numeric = mla(parallelism={"tensor_parallel": 2})
     for phase in ("prefill", "decode", "training"):
         sym = symbolic_layer.compute_metrics(phase=phase)
-        got = sym.evaluate(point, hardware="H100_SXM", dtype="bf16")
-        want = metrics(numeric, phase, hardware="H100_SXM")
+        got = sym.evaluate(point, hardware="h100-ideal", dtype="bf16")
+        want = metrics(numeric, phase, hardware="h100-ideal")
         for field in METRIC_FIELDS:
             assert getattr(got, field) == getattr(want, field), (phase, field)
         assert got.collectives == want.collectives

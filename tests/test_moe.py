@@ -290,10 +290,10 @@ def test_h100_timing_runs():
     """Bound to H100_SXM: exact times and a bound (prefill compute-bound, decode memory-bound)."""
     layer = MoELayer(**MIXTRAL, parallelism={"expert_parallel": 8})
     pre = layer.compute_metrics(batch_size=1, seq_len=4096, phase="prefill", dtype="bf16",
-                                hardware="H100_SXM")
+                                hardware="h100-ideal")  # the roofline bound
     assert pre.bound == "compute" and pre.latency > 0 and pre.comm_time > 0
     dec = layer.compute_metrics(batch_size=1, seq_len=4096, phase="decode", dtype="bf16",
-                                hardware="H100_SXM")
+                                hardware="h100-ideal")  # the roofline bound
     assert dec.bound == "memory"
 
 
