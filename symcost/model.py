@@ -285,22 +285,23 @@ class Model(BaseModel):
 
     def inference_step(self, hardware: Hardware | str, batch_size: Any, seq_len: Any,
                        dtype: DtypeLike = "bf16", parallelism: ParallelismLike = None,
-                       overlap: bool = False):
+                       overlap: bool = False, prefill_chunk: Any = None):
         """Serving ``batch_size`` sequences of ``seq_len`` tokens: see
-        :func:`symcost.step.inference_step` (``ttft``, ``tpot``, memory, throughput)."""
+        :func:`symcost.step.inference_step` (``ttft``, ``tpot``, memory, throughput; chunked
+        prefill with ``prefill_chunk``)."""
         from .step import inference_step
 
-        return inference_step(self, hardware, batch_size, seq_len, dtype, parallelism, overlap)
+        return inference_step(self, hardware, batch_size, seq_len, dtype, parallelism, overlap, prefill_chunk)
 
     def max_batch_size(self, hardware: Hardware | str, seq_len: Any, dtype: DtypeLike = "bf16",
-                       parallelism: ParallelismLike = None):
+                       parallelism: ParallelismLike = None, prefill_chunk: Any = None):
         """The largest serving batch that fits at ``seq_len`` (see :func:`symcost.step.max_batch_size`)."""
         from .step import max_batch_size
 
-        return max_batch_size(self, hardware, seq_len, dtype, parallelism)
+        return max_batch_size(self, hardware, seq_len, dtype, parallelism, prefill_chunk)
 
     def max_context(self, hardware: Hardware | str, batch_size: Any = 1, dtype: DtypeLike = "bf16",
-                    parallelism: ParallelismLike = None):
+                    parallelism: ParallelismLike = None, prefill_chunk: Any = None):
         """The longest context that fits for ``batch_size`` sequences (see
         :func:`symcost.step.max_context`).
 
@@ -311,7 +312,7 @@ class Model(BaseModel):
         """
         from .step import max_context
 
-        return max_context(self, hardware, batch_size, dtype, parallelism)
+        return max_context(self, hardware, batch_size, dtype, parallelism, prefill_chunk)
 
     def with_parallelism(self, parallelism: ParallelismLike) -> "Model":
         """The same model with every layer under ``parallelism``."""
