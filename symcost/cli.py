@@ -311,7 +311,7 @@ def report(args: argparse.Namespace) -> int:
                            "parameters": _num(model.parameter_count), "assumptions": assumptions, "phases": {}}
     lines = [f"symcost {__version__} report: {model.name} ({model.parameter_count:,} parameters) on {chip.name} "
              f"({_human(chip.hbm_capacity, 'B')} HBM), {dtype.value}",
-             f"parallelism: {_par_text(par)}: {chips} chips"]
+             f"parallelism: {_par_text(par)}: {chips} chip{'s' if chips != 1 else ''}"]
     inference = training = None
     if "prefill" in phases or "decode" in phases:
         inference = model.inference_step(chip, batch, seq, dtype, par, prefill_chunk=chunk)
@@ -329,8 +329,9 @@ def report(args: argparse.Namespace) -> int:
             training_error = _one_line(err)
         if training is not None:
             assumptions["num_microbatches"] = _num(training.num_microbatches)
-            lines.append(f"training: micro-batch {micro}, global batch {global_batch} ({training.num_microbatches} "
-                         f"micro-batches per replica per step), seq {seq:,}, recompute {args.recompute}, "
+            m = training.num_microbatches
+            lines.append(f"training: micro-batch {micro}, global batch {global_batch} ({m} "
+                         f"micro-batch{'es' if m != 1 else ''} per replica per step), seq {seq:,}, recompute {args.recompute}, "
                          f"ZeRO stage {args.zero_stage}, no interleaving, communication not overlapped")
 
     for phase in phases:
