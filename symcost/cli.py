@@ -331,8 +331,9 @@ def report(args: argparse.Namespace) -> int:
             assumptions["num_microbatches"] = _num(training.num_microbatches)
             m = training.num_microbatches
             lines.append(f"training: micro-batch {micro}, global batch {global_batch} ({m} "
-                         f"micro-batch{'es' if m != 1 else ''} per replica per step), seq {seq:,}, recompute {args.recompute}, "
-                         f"ZeRO stage {args.zero_stage}, no interleaving, communication not overlapped")
+                         f"micro-batch{'es' if m != 1 else ''} per replica per step), seq {seq:,}, "
+                         f"recompute {args.recompute}, ZeRO stage {args.zero_stage}, no interleaving, "
+                         "communication not overlapped")
 
     for phase in phases:
         length = seq
