@@ -353,6 +353,7 @@ def report(args: argparse.Namespace) -> int:
         if phase == "training":
             if training is None:
                 lines.append(f"training step: not computed: {training_error}")
+                out["training"] = {"not_computed": training_error}
                 out["phases"][phase] = {"layers": rows, "total": None}
                 continue
             memory = {"weights": training.weight_memory, "gradients": training.gradient_memory,
