@@ -226,6 +226,22 @@ def test_chunked_ttft_is_the_sum_of_the_chunks():
     assert chunked.num_prefill_chunks == 4
 
 
+def test_chunked_prefill_with_a_symbolic_batch():
+    """A symbolic batch size: the chunked TTFT is an expression in b that equals the numeric step at
+    b = 2; the activations are b times one sequence's chunk (llama-3-8b, TP 1: a block's residual 2h
+    plus its MLP's input and output 4h and gate and up 4f bytes per token, 81,920 * 8192)."""
+    import sympy as sp
+
+    from symcost import symbols as S
+
+    model = models.get("llama-3-8b")
+    sym = model.inference_step("H100_SXM", None, 20_000, prefill_chunk=8192)
+    num = model.inference_step("H100_SXM", 2, 20_000, prefill_chunk=8192)
+    assert sp.sympify(sym.ttft).xreplace({S.batch_size: 2}) == sp.sympify(num.ttft)
+    assert sp.expand(sym.activation_memory - (2 * 4096 + 4 * 4096 + 4 * 14336) * 8192 * S.batch_size) == 0
+    assert sym.num_prefill_chunks == num.num_prefill_chunks == 3
+
+
 def test_chunked_prefill_bad_input():
     """A non-positive chunk, eager attention (vLLM and SGLang chunk with flash kernels only) and a
     symbolic prompt length with a chunk are one-line errors naming the rule."""
