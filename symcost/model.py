@@ -339,20 +339,22 @@ class Model(BaseModel):
 
     def inference_step(self, hardware: Hardware | str, batch_size: Any, seq_len: Any,
                        dtype: DtypeLike = "bf16", parallelism: ParallelismLike = None,
-                       overlap: bool = False, *, stage_layers: Optional[Sequence[int]] = None):
+                       overlap: bool = False, prefill_chunk: Any = None, *,
+                       stage_layers: Optional[Sequence[int]] = None):
         """Serving ``batch_size`` sequences of ``seq_len`` tokens: see
         :func:`symcost.step.inference_step` (``ttft``, ``tpot``, memory, throughput; ``parallelism``
-        adds to the model's own; ``stage_layers``: blocks per pipeline stage)."""
+        adds to the model's own; chunked prefill with ``prefill_chunk``; ``stage_layers``: blocks
+        per pipeline stage)."""
         return _step("inference_step")(self, hardware, batch_size, seq_len, dtype, parallelism, overlap,
-                                       stage_layers=stage_layers)
+                                       prefill_chunk, stage_layers=stage_layers)
 
     def max_batch_size(self, hardware: Hardware | str, seq_len: Any, dtype: DtypeLike = "bf16",
-                       parallelism: ParallelismLike = None):
+                       parallelism: ParallelismLike = None, prefill_chunk: Any = None):
         """The largest serving batch that fits at ``seq_len`` (see :func:`symcost.step.max_batch_size`)."""
-        return _step("max_batch_size")(self, hardware, seq_len, dtype, parallelism)
+        return _step("max_batch_size")(self, hardware, seq_len, dtype, parallelism, prefill_chunk)
 
     def max_context(self, hardware: Hardware | str, batch_size: Any = 1, dtype: DtypeLike = "bf16",
-                    parallelism: ParallelismLike = None):
+                    parallelism: ParallelismLike = None, prefill_chunk: Any = None):
         """The longest context that fits for ``batch_size`` sequences (see
         :func:`symcost.step.max_context`).
 
@@ -361,7 +363,7 @@ class Model(BaseModel):
         >>> r.status, 250_000 < r.value < 500_000
         ('found', True)
         """
-        return _step("max_context")(self, hardware, batch_size, dtype, parallelism)
+        return _step("max_context")(self, hardware, batch_size, dtype, parallelism, prefill_chunk)
 
     def with_parallelism(self, parallelism: ParallelismLike) -> "Model":
         """The same model with every layer under ``parallelism``."""

@@ -1,7 +1,7 @@
 """Charts of the cost model: a roofline, memory against context length, a training step's breakdown.
 
 An optional extra: ``pip install symcost[plot]`` brings matplotlib, imported only when a chart is
-drawn (importing this module needs nothing beyond symcost). Each function writes one PNG or SVG,
+drawn (importing this module needs nothing beyond symcost). Each function writes one PNG, SVG or PDF,
 chosen by the path's suffix, with the Agg renderer (no display is opened and pyplot's global state
 is never touched), and returns the path. A PNG is ``size`` inches × ``dpi`` pixels, e.g. the
 default 6.4 × 4.8 in at 100 dpi gives 640 × 480 pixels.
@@ -15,7 +15,7 @@ imported, so those errors come the same with or without it.
 ...     batch_size=1, seq_len=2048, dtype="bf16", hardware="h100")
 >>> plots.roofline(m, "h100", "mlp.jpg")
 Traceback (most recent call last):
-ValueError: roofline: cannot write 'mlp.jpg': the suffix must be .png or .svg
+ValueError: roofline: cannot write 'mlp.jpg': the suffix must be .png or .svg or .pdf
 >>> plots.roofline(m, "h100", "mlp.png")          # doctest: +SKIP
 PosixPath('mlp.png')
 """
@@ -49,8 +49,9 @@ __all__ = ["roofline", "memory_vs_seq_len", "step_breakdown", "FORMATS"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-FORMATS = ("png", "svg")
-"""File formats the charts write, chosen by the path's suffix."""
+FORMATS = ("png", "svg", "pdf")
+"""File formats the charts write, chosen by the path's suffix (matplotlib's Agg, SVG and PDF
+backends; PDF and SVG are vector formats for papers)."""
 
 DEFAULT_SIZE = (6.4, 4.8)
 """Figure size in inches (matplotlib's own default): 640 × 480 pixels at the default 100 dpi."""
@@ -88,7 +89,7 @@ def _matplotlib() -> Any:
 
 
 def _output(path: PathLike, caller: str) -> tuple[Path, str]:
-    """The path and its format, ``png`` or ``svg`` by the suffix (case ignored)."""
+    """The path and its format, ``png``, ``svg`` or ``pdf`` by the suffix (case ignored)."""
     out = Path(path)
     kind = out.suffix.lower().lstrip(".")
     if kind not in FORMATS:
