@@ -48,7 +48,6 @@ _MILLI = tuple(Fraction(k, 10**4) for k in range(0, 51))       # 0 .. 5 ms in 0.
 PARAMETERS: dict[str, tuple[sp.Symbol, tuple[Fraction, ...]]] = {
     "matmul_efficiency": (S.matmul_efficiency, _ETA),
     "matmul_efficiency_8bit": (S.matmul_efficiency_8bit, _ETA),
-    "memory_efficiency": (S.memory_efficiency, _ETA),
     "kernel_time": (S.kernel_time, _MICRO),
     "collective_base_latency": (S.collective_base_latency, _COLL),
     "step_overhead": (S.step_overhead, _MILLI),
@@ -131,6 +130,7 @@ def build_model(row: InferenceRow) -> Model:
 
 
 def _chip(row: InferenceRow, values: Mapping[str, Any]) -> Hardware:
+    """The row's realistic chip with the fitted parameters ``values`` (numbers or symbols) in place."""
     base = get_hardware(_GPU[row.gpu])
     fields = {k: v for k, v in values.items() if k != "step_overhead"}
     runtime = _runtime(engine(row))
@@ -200,7 +200,7 @@ def _loss(functions: Mapping[int, Callable[..., float]], rows: Sequence[Inferenc
 
 START: dict[str, Fraction] = {
     "matmul_efficiency": Fraction(7, 10), "matmul_efficiency_8bit": Fraction(7, 10),
-    "memory_efficiency": Fraction(7, 10), "kernel_time": Fraction(3, 10**6),
+    "kernel_time": Fraction(3, 10**6),
     "collective_base_latency": Fraction(33, 5 * 10**6), "step_overhead": Fraction(1, 1000),
 }
 """Where the descent starts: mid-range efficiencies, NCCL's per-call base latency of a ring

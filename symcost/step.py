@@ -50,7 +50,7 @@ from .hardware import get as get_hardware
 from .hardware.timing import collective_time, op_time
 from .layers.moe import MoELayer
 from .metrics import LayerMetrics
-from .model import Model
+from .model import Model, register_steps
 from .ops import AttentionCore, Collective, CollectiveKind
 from .parallel import Parallelism, ParallelismLike
 
@@ -771,3 +771,7 @@ def max_context(model: "Model", hardware: Hardware | str, batch_size: Any = 1, d
         return short  # nothing fits, or the limit lies within one chunk
     chunked = _memory_expr(model, chip, b, s, chunk, datatype, par)
     return max_integer(chunked, s, chip.hbm_capacity, lower=int(chunk), multiple_of=step)
+
+
+# Model.training_step, .inference_step, .max_batch_size and .max_context delegate to these.
+register_steps(training_step, inference_step, max_batch_size, max_context)

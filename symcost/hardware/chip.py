@@ -90,7 +90,7 @@ class Hardware(BaseModel):
     launch_time: Seconds = sp.Integer(0)
     collective_base_latency: Seconds = sp.Integer(0)
     compute_units: Optional[Annotated[Any, BeforeValidator(_domain)]] = None
-    matmul_tile: tuple[int, int] = (128, 128)
+    matmul_tile: tuple[int, int] = (64, 128)
     runtime: Runtime = Runtime(name="ideal")
 
     @field_validator("peak_flops", mode="before")

@@ -25,15 +25,23 @@ ALPHA = Fraction(1, 10**6)  # 1 µs per ring step: see the module docstring
 # -- the efficiency model (docs/conventions.md §17) -----------------------------------------------
 # Fitted on symcost/data/inference_calibration.csv by symcost.calibration_inference.fit()
 # (benchmarks/calibrate.py refits and reprints; tests/test_calibration_inference.py checks that the
-# fit reproduces these exact values). The data has 16-bit GEMMs on A100 and 8-bit GEMMs on H100
-# only; the same fractions are assumed for the other GPUs (stated, not measured).
+# fit reproduces these exact values). The data's 16-bit GEMMs all run on A100s and its 8-bit GEMMs
+# on H100s: "matmul_efficiency" below is the A100's, "matmul_efficiency_8bit" every FP8 chip's
+# (an assumption beyond the H100).
 FIT = {
-    "matmul_efficiency": Fraction(79, 100),
-    "matmul_efficiency_8bit": Fraction(53, 100),
-    "memory_efficiency": Fraction(47, 50),
-    "kernel_time": Fraction(93, 5000000),
-    "collective_base_latency": Fraction(183, 2000000),
+    "matmul_efficiency": Fraction(73, 100),
+    "matmul_efficiency_8bit": Fraction(1, 2),
+    "kernel_time": Fraction(21, 1250000),
+    "collective_base_latency": Fraction(43, 500000),
 }
+# [H200-RUN] Measured on an H200 SXM of this project's lent machines (2026-10-28, PyTorch): a
+# device-to-device copy moved 4.3 TB/s counting bytes read and written (8.6 GB in 2.0 ms) against
+# the datasheet's 4.8 TB/s: 43/48, taken as 9/10; an 8192^3 bf16 matmul on random data ran at
+# 788 TFLOP/s against the dense 989.4: 0.796, taken as 4/5. The copy fraction is the achievable
+# HBM fraction of every GPU preset (an assumption beyond the H200); the matmul fraction that of the
+# Hopper (H100 shares the H200's die and clocks) and, as an assumption, Blackwell and MI300X parts.
+MEMORY_EFFICIENCY = Fraction(9, 10)  # [H200-RUN]
+HOPPER_MATMUL_EFFICIENCY = Fraction(4, 5)  # [H200-RUN]
 # Attention kernels, cited: [FA2] Dao 2023, "FlashAttention-2" (abstract: 50-73 % of the A100's
 # peak; we take 3/5); [FA3] Shah et al. 2024, "FlashAttention-3" (abstract: 75 % of the H100's
 # FP16 peak, 740 TFLOP/s). Blackwell and MI300X: no published flash-attention utilization we cite;
@@ -41,13 +49,14 @@ FIT = {
 ATTENTION_A100 = Fraction(3, 5)  # [FA2]
 ATTENTION_HOPPER = Fraction(3, 4)  # [FA3]
 ATTENTION_OTHER = Fraction(3, 5)  # assumption: see above
-# GEMM tiles: 128 x 128 output tiles, the CUTLASS default threadblock tile for tensor-op GEMMs
-# (cutlass/gemm/device/default_gemm_configuration.h, GemmShape<128, 128, ...>) and cuBLAS's common
-# choice; quantization runs over the SMs/CUs of each datasheet.
+# GEMM tiles: 64 x 128 output tiles (M x N; CUTLASS's tensor-op GEMM tiles for small M, e.g.
+# GemmShape<64, 128, 32>, and cuBLAS's small-batch choice); quantization runs over the SMs/CUs of
+# each datasheet. A decode GEMM's M (the batch) is padded to 64 rows.
 
 
-def _realistic(compute_units: int, attention: Fraction) -> dict:
-    return dict(FIT, compute_units=compute_units, attention_efficiency=attention, runtime=runtime("neutral"))
+def _realistic(compute_units: int, attention: Fraction, matmul: Fraction = HOPPER_MATMUL_EFFICIENCY) -> dict:
+    return dict(FIT, matmul_efficiency=matmul, memory_efficiency=MEMORY_EFFICIENCY, compute_units=compute_units,
+                attention_efficiency=attention, runtime=runtime("neutral"))
 
 
 # Sources
@@ -97,7 +106,7 @@ A100_SXM_80GB = Hardware(
     scale_up_domain=8,  # [HGX-A100]
     scale_out_bandwidth=25 * GIGA,  # [DGX-A100] 200 Gb/s per GPU
     collective_latency=ALPHA,
-    **_realistic(108, ATTENTION_A100),  # [A100-WP] 108 SMs
+    **_realistic(108, ATTENTION_A100, FIT["matmul_efficiency"]),  # [A100-WP] 108 SMs
 )
 
 H100_SXM = Hardware(

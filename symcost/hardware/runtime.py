@@ -66,7 +66,7 @@ IDEAL = _register(Runtime(name="ideal"))
 # without CUDA graphs unless --enable_cuda_graph is given, and its context phase emits the first
 # output token; its step overhead is fitted (symcost.calibration_inference).
 TENSORRT_LLM = _register(Runtime(name="tensorrt-llm", cuda_graphs=False,
-                                 step_overhead=Fraction(1, 5000), prefill_emits_first_token=True))
+                                 step_overhead=Fraction(3, 10000), prefill_emits_first_token=True))
 # NB: FasterTransformer (v5.x) launches from the host (no CUDA graphs) and its generation loop runs
 # one decoder step per output token after the context phase (ParallelGpt's step loop); it has no
 # scheduler, so no step overhead is fitted for it.
