@@ -1,0 +1,86 @@
+"""Symbolic expressions are right in every regime their symbols allow, or carry the assumption
+they need (issue 8, item 4), and symbolic limits solve through ``Max`` (issue 8, item 10)."""
+
+import pytest
+
+import symcost as sc
+from symcost import symbols as S
+
+# Llama-3-8B attention (model card): h = 4096, a = 32 query heads, g = 8 KV heads, d = 128.
+H, A, G, D = 4096, 32, 8, 128
+
+
+def _gqa(**kw):
+    return sc.GroupedQueryAttentionLayer(hidden_size=H, num_heads=A, num_kv_heads=G, **kw)
+
+
+def test_symbolic_tp_past_kv_heads_replicates_like_numeric():
+    """t = 16 > g = 8 substituted into a symbolic-t layer: one whole KV head per chip."""
+    m = _gqa(parallelism={"tensor_parallel": S.tp}).compute_metrics(
+        batch_size=1, seq_len=8192, phase="decode", dtype="bf16")
+    # 2 (K and V) * b 1 * s 8192 * 1 replicated head * d 128 * 2 bytes = 4,194,304
+    assert m.subs(tp=16).kv_cache_memory_per_chip == 4_194_304
+    numeric = _gqa(parallelism={"tensor_parallel": 16}).compute_metrics(
+        batch_size=1, seq_len=8192, phase="decode", dtype="bf16")
+    assert numeric.kv_cache_memory_per_chip == 4_194_304
+    # below g the heads split: t = 4 keeps 2 KV heads, 2 * 8192 * 2 * 128 * 2 = 8,388,608
+    assert m.subs(tp=4).kv_cache_memory_per_chip == 8_388_608
+
+
+def test_symbolic_kv_heads_below_numeric_tp_replicates():
+    """A symbolic g substituted below t (g = 2, t = 4) keeps one KV head per chip."""
+    layer = sc.GroupedQueryAttentionLayer(hidden_size=H, num_heads=A, num_kv_heads=S.num_kv_heads,
+                                          parallelism={"tensor_parallel": 4})
+    m = layer.compute_metrics(batch_size=1, seq_len=1024, phase="decode", dtype="bf16")
+    # 2 * 1 * 1024 * 1 head * 128 * 2 bytes = 524,288
+    assert m.subs(num_kv_heads=2).kv_cache_memory_per_chip == 524_288
+    # g = 16: 4 heads per chip, 2 * 1024 * 4 * 128 * 2 = 2,097,152
+    assert m.subs(num_kv_heads=16).kv_cache_memory_per_chip == 2_097_152
+
+
+def test_non_dividing_tp_raises_on_subs_evaluate_and_sweep():
+    """t = 3 divides neither a = 32 nor g = 8: a one-line error names the rule, never a fraction."""
+    m = _gqa(parallelism={"tensor_parallel": S.tp}).compute_metrics(
+        batch_size=1, seq_len=8192, phase="decode", dtype="bf16")
+    for call in (lambda: m.subs(tp=3), lambda: m.evaluate(tp=3),
+                 lambda: m.lambdify(["kv_cache_memory_per_chip"])(tp=[1, 2, 3])):
+        with pytest.raises(ValueError, match="tensor_parallel") as info:
+            call()
+        assert "\n" not in str(info.value)
+        assert "num_heads" in str(info.value) or "num_kv_heads" in str(info.value)
+
+
+def test_assumptions_are_recorded_and_printed():
+    """The undecided divisibility rules travel with the metrics and show in their repr."""
+    m = _gqa(parallelism={"tensor_parallel": S.tp}).compute_metrics(
+        batch_size=1, seq_len=8192, phase="decode", dtype="bf16")
+    assert m.assumptions
+    assert "tensor_parallel" in repr(m)
+    # substituting a valid degree settles them all
+    assert m.subs(tp=8).assumptions == ()
+    # numbers everywhere: nothing left to assume
+    assert _gqa().compute_metrics(batch_size=1, seq_len=8, dtype="bf16").assumptions == ()
+
+
+def test_assumptions_survive_composition():
+    """A block (a sum of layers) and a repeated block keep their layers' assumptions."""
+    blk = sc.models.get("llama-3-8b").with_parallelism({"tensor_parallel": S.tp}).blocks[0][0]
+    m = blk.compute_metrics(batch_size=1, seq_len=8192, phase="decode", dtype="bf16")
+    for metrics in (m, m * 32, m + m):
+        with pytest.raises(ValueError, match="tensor_parallel"):
+            metrics.subs(tp=3)
+
+
+def test_block_sweep_at_tp16_matches_numeric():
+    """Llama-3-8B block, decode at b = 64, s = 8192, TP 16: the sweep compiled from the symbolic
+    block equals the numeric block (the KV head replicated on each chip)."""
+    model = sc.models.get("llama-3-8b")
+    symbolic = model.with_parallelism({"tensor_parallel": S.tp}).blocks[0][0].compute_metrics(
+        batch_size=S.batch_size, seq_len=8192, phase="decode", dtype="bf16")
+    numeric = model.with_parallelism({"tensor_parallel": 16}).blocks[0][0].compute_metrics(
+        batch_size=64, seq_len=8192, phase="decode", dtype="bf16")
+    swept = symbolic.lambdify(["memory_per_chip", "kv_cache_memory_per_chip"])(batch_size=64, tp=16)
+    # KV cache: 2 * 64 * 8192 * 1 head * 128 * 2 bytes = 268,435,456
+    assert numeric.kv_cache_memory_per_chip == 268_435_456
+    assert swept.kv_cache_memory_per_chip == 268_435_456
+    assert swept.memory_per_chip == float(numeric.memory_per_chip)
