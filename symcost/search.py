@@ -3,7 +3,7 @@
 For a training job the candidates are every combination of tensor (t), pipeline (p), data (d),
 sequence (Megatron ``"tp"`` or a Ulysses degree u) and expert (e) parallelism with
 ``t * u * p * d = num_chips``, a micro-batch size, an interleaving degree, a recompute mode and a
-ZeRO stage. Layer costs are compiled once per (KV-head regime, sequence mode, recompute mode) with
+ZeRO stage. Layer costs are compiled once per (sequence mode, recompute mode) with
 ``b``, ``t``, ``u`` and ``e`` free, the pipeline/DP/memory assembly once per (ZeRO stage, p = 1?,
 v = 1?), and all candidates are evaluated as NumPy arrays — the same expressions as
 :meth:`Model.training_step`, in float64.
@@ -29,7 +29,6 @@ from . import symbols as S
 from .dtypes import DataType
 from .hardware import Hardware
 from .hardware import get as get_hardware
-from .layers.attention import GroupedQueryAttentionLayer
 from .layers.moe import MoELayer
 from .model import Model
 from .parallel import Parallelism
@@ -128,21 +127,6 @@ def _valid_tp(model: Model, t: int) -> bool:
     return True
 
 
-def _variant_model(model: Model, regime: str) -> Model:
-    """The model under symbolic t, u, e; in the regime t > g each chip keeps one whole KV head,
-    which costs what a model with t KV heads costs per chip."""
-    if regime == "replicated":
-        blocks = []
-        for blk, n in model.blocks:
-            attn = blk.attention
-            if isinstance(attn, GroupedQueryAttentionLayer):
-                attn = type(attn)(**{**dict(attn), "num_kv_heads": S.tp})
-            blocks.append((type(blk)(**{**dict(blk), "attention": attn}), n))
-        model = Model(name=model.name, embedding=model.embedding, blocks=tuple(blocks),
-                      final_norm=model.final_norm, lm_head=model.lm_head)
-    return model
-
-
 _VALUE_SYMBOLS = {(part, q): sp.Symbol(f"_{part}_{q}") for part in _PARTS for q in _QUANTITIES}
 _P, _D, _V = sp.Symbol("_p", positive=True, integer=True), sp.Symbol("_d", positive=True, integer=True), \
     sp.Symbol("_v", positive=True, integer=True)
@@ -222,16 +206,17 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     if moe:  # routed-expert weights are data-parallel over dp/ep only
         value_symbols[("blocks", "expert_weight")] = sp.Symbol("_blocks_expert_weight")
     values = {key: np.empty(len(rows)) for key in value_symbols}
-    regime = np.where((g is not None) & (t_ > (g or 0)), "replicated", "sharded")
-    variants = list(itertools.product(("sharded", "replicated"), (False, True), recompute, overlap))
-    for i, (reg, msp, rc, ov) in enumerate(variants):
+    # NB: one variant serves t <= g and t > g alike: KV heads per chip are Max(1, g/t)
+    # (symcost.layers.base.shard_heads), one whole KV head per chip past g as Megatron keeps it
+    variants = list(itertools.product((False, True), recompute, overlap))
+    for i, (msp, rc, ov) in enumerate(variants):
         report(0.1 + 0.7 * i / len(variants), "compiling layer variants")
-        mask = (regime == reg) & (msp_ == msp) & (rc_ == rc) & (ov_ == ov)
+        mask = (msp_ == msp) & (rc_ == rc) & (ov_ == ov)
         if not mask.any():
             continue
         par = {"tensor_parallel": S.tp, "expert_parallel": S.ep,
                "sequence_parallel": "tp" if msp else S.sp}
-        sym_model = _variant_model(model, reg).with_parallelism(par)
+        sym_model = model.with_parallelism(par)
         vals = part_values(sym_model, S.batch_size, s, "training", datatype, chip, rc, bool(ov))
         sweeper = Sweeper({f"{k[0]}.{k[1]}": vals[k] for k in value_symbols})
         inputs = {S.batch_size: b_[mask], S.tp: t_[mask], S.sp: u_[mask], S.ep: e_[mask]}
