@@ -2,6 +2,7 @@
 they need (issue 8, item 4), and symbolic limits solve through ``Max`` (issue 8, item 10)."""
 
 import pytest
+import sympy as sp
 
 import symcost as sc
 from symcost import symbols as S
@@ -84,3 +85,53 @@ def test_block_sweep_at_tp16_matches_numeric():
     assert numeric.kv_cache_memory_per_chip == 268_435_456
     assert swept.kv_cache_memory_per_chip == 268_435_456
     assert swept.memory_per_chip == float(numeric.memory_per_chip)
+
+
+# -- item 10: solving through Max -----------------------------------------------------------------
+
+
+def _brute_max(expr, x, limit):
+    """The largest n with expr(n) <= limit, by doubling and bisection with exact comparisons."""
+    lo, hi = 0, 1
+    while expr.xreplace({x: hi}) <= limit:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if expr.xreplace({x: mid}) <= limit else (lo, mid)
+    return lo
+
+
+def test_max_integer_solves_each_branch_of_a_max():
+    """10bs + Max(5bs, bs + 40b) + 1000 <= 100000 holds iff both branches do:
+    15bs <= 99000 (b <= 6600/s) and 11bs + 40b <= 99000 (b <= 99000/(11s + 40))."""
+    b, s = S.batch_size, S.seq_len
+    expr = 10 * b * s + sp.Max(5 * b * s, b * s + 40 * b) + 1000
+    r = sc.solve.max_integer(expr, b, 100000)
+    assert r.status == "found" and r.value is None
+    assert r.closed_form == sp.Min(6600 / s, 99000 / (11 * s + 40))
+    # s = 20: 6600/20 = 330 < 99000/260 = 380.8; s = 2: 99000/62 = 1596.8 < 3300
+    assert sp.floor(r.closed_form.xreplace({s: 20})) == 330
+    assert sp.floor(r.closed_form.xreplace({s: 2})) == 1596
+    # each branch comes with the condition under which it binds
+    assert len(r.branches) == 2
+    for root, condition in r.branches:
+        assert root.has(s) and condition != sp.false
+
+
+def test_max_batch_closed_form_of_decode_memory_matches_exact_search():
+    """Llama-3-8B decode memory at symbolic s has a Max of two linear terms in b; the closed form
+    for the largest batch agrees with an exact search at every s (both branches exercised)."""
+    from symcost.step import inference_step
+
+    mem = sp.sympify(inference_step(sc.models.get("llama-3-8b"), "H100_SXM", None, None).memory_per_chip)
+    assert mem.has(sp.Max)
+    capacity = 80 * 10**9  # H100 SXM, 80 GB
+    r = sc.solve.max_integer(mem, S.batch_size, capacity)
+    assert r.closed_form is not None
+    for s in (1, 2, 3, 4, 1024, 8192, 131072):
+        want = _brute_max(mem.xreplace({S.seq_len: s}), S.batch_size, capacity)
+        assert sp.floor(r.closed_form.xreplace({S.seq_len: s})) == want
+        exact = sc.solve.max_integer(mem.xreplace({S.seq_len: s}), S.batch_size, capacity)
+        assert exact.value == want
+    # with the capacity symbolic too: still a closed form
+    assert sc.solve.max_integer(mem, S.batch_size, S.hbm_capacity).closed_form is not None
