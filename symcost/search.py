@@ -141,7 +141,8 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     """Rank every training configuration of ``model`` on ``num_chips`` chips by step time.
 
     Discards configurations that do not divide (heads, KV heads, FFN width, vocabulary, layers,
-    batch, sequence, experts) or do not fit the chip's HBM. ``overlap=(False, True)`` also tries
+    batch, sequence, experts), that no framework runs (ZeRO-2/3 with pipeline stages: see
+    :func:`symcost.step.check_zero_stage`) or that do not fit the chip's HBM. ``overlap=(False, True)`` also tries
     hiding TP/SP communication behind compute. Returns a :class:`SearchResult`.
 
     With ``phase="inference"``: every (t, p, d) serving ``global_batch`` sequences of ``seq_len``
@@ -191,6 +192,8 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
                         continue
                     if d == 1 and z != zero_stages[0]:
                         continue  # without data parallelism every ZeRO stage is the same configuration
+                    if z >= 2 and p > 1:
+                        continue  # no framework runs ZeRO-2/3 with pipelines (step.check_zero_stage)
                     rows.append((t, u, p, d, e, b, v, msp, ov, rc, z))
     if not rows:
         return SearchResult({c: np.array([]) for c in _COLUMNS}, candidates, 0, 0, time.perf_counter() - start)
