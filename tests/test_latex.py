@@ -39,13 +39,13 @@ def test_mlp_matmul_flops_in_both_notations():
 
 
 def test_gqa_kv_cache_in_both_notations():
-    """GQA decode KV cache: K and V, 2 * b * s * max(1, g/t) heads * d * e with d = h/a (g/t
+    """GQA decode KV cache: K and V, 2 * b * s * g/min(g, t) heads * d * e with d = h/a (g/t
     heads per chip, or one replicated head when g < t: issue 8 item 4)."""
     m = sc.GroupedQueryAttentionLayer(parallelism=TP).compute_metrics(phase="decode")
-    assert latex.expression(m.kv_cache_memory_per_chip) == r"\frac{2 b e h s \max\left(1, \frac{g}{t}\right)}{a}"
-    # b e h s -> B e D T over a -> N, g -> K
+    assert latex.expression(m.kv_cache_memory_per_chip) == r"\frac{2 b e g h s}{a \min\left(g, t\right)}"
+    # b e g h s -> B e K D T over a min(g, t) -> N min(K, t)
     assert latex.expression(m.kv_cache_memory_per_chip, "scaling-book") == \
-        r"\frac{2 B e D T \max\left(1, \frac{K}{t}\right)}{N}"
+        r"\frac{2 B e K D T}{N \min\left(K, t\right)}"
 
 
 def test_presentation_pulls_out_common_factors():

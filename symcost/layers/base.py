@@ -132,20 +132,24 @@ def shard_heads(heads: sp.Expr, degree: sp.Expr) -> sp.Expr:
     replicated, one whole head per chip (Megatron's rule for KV heads).
 
     Formula: ``heads / degree`` when ``heads >= degree``, else 1; for symbols whose order SymPy
-    cannot decide, ``Max(1, heads/degree)``, right in both regimes (given the recorded rule that
-    one of the two divides the other).
+    cannot decide, ``heads / Min(heads, degree)``, right in both regimes (given the recorded rule
+    that one of the two divides the other).
+
+    NB: not the equal ``Max(1, heads/degree)``: SymPy 1.14 wrongly evaluates
+    ``Max(1, 3/(t*u))`` to ``3/(t*u)`` (it takes ``3/(t*u) - 1`` for nonnegative), while ``Min``
+    compares the sizes themselves.
 
     >>> from symcost import symbols as S
     >>> shard_heads(sp.Integer(8), sp.Integer(4)), shard_heads(sp.Integer(2), sp.Integer(8))
     (2, 1)
     >>> shard_heads(sp.Integer(8), S.tp)
-    Max(1, 8/t)
+    8/Min(8, t)
     """
     if (heads - degree).is_negative:
         return sp.Integer(1)
     if (heads - degree).is_nonnegative:
         return heads / degree
-    return sp.Max(1, heads / degree)
+    return heads / sp.Min(heads, degree)
 
 
 class Layer(BaseModel):
