@@ -385,7 +385,13 @@ class LayerMetrics:
         return _aligned(self, fields, notation)
 
     def _repr_latex_(self) -> str:
-        return "$\\displaystyle " + self.to_latex() + "$"
+        tail = ""
+        if self.assumptions:
+            from .latex import _text
+
+            rules = "; ".join(_text(a.rule) for a in self.assumptions)
+            tail = f"\\quad\\text{{(assuming {rules})}}"
+        return "$\\displaystyle " + self.to_latex() + tail + "$"
 
 
 def _resolve_key(key: Any) -> sp.Symbol:

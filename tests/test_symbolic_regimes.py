@@ -201,3 +201,10 @@ def test_symbolic_numeric_and_sweep_agree_or_all_raise(kind, d, g, group, f_mult
         want = getattr(numeric[1], field)
         assert getattr(substituted[1], field) == want, field
         assert float(swept[1][field]) == pytest.approx(float(want), rel=1e-12), field
+
+
+def test_assumptions_shown_in_notebook_latex():
+    """The notebook rendering states the rules the formulas assume."""
+    m = _gqa(parallelism={"tensor_parallel": S.tp}).compute_metrics(phase="decode")
+    tex = m._repr_latex_()
+    assert "assuming" in tex and "tensor\\_parallel" in tex
