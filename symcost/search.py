@@ -209,7 +209,7 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     if moe:  # routed-expert weights are data-parallel over dp/ep only
         value_symbols[("blocks", "expert_weight")] = sp.Symbol("_blocks_expert_weight")
     values = {key: np.empty(len(rows)) for key in value_symbols}
-    # NB: one variant serves t <= g and t > g alike: KV heads per chip are Max(1, g/t)
+    # NB: one variant serves t <= g and t > g alike: KV heads per chip are g/Min(g, t)
     # (symcost.layers.base.shard_heads), one whole KV head per chip past g as Megatron keeps it
     variants = list(itertools.product((False, True), recompute, overlap))
     for i, (msp, rc, ov) in enumerate(variants):

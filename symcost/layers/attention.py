@@ -1,7 +1,7 @@
 """Attention layers: multi-head (MHA) and grouped-query (GQA; MQA at ``num_kv_heads=1``).
 
 Per chip, with T tokens on the chip, t-way TP, ``a_t = a/t`` query heads and ``g_t`` KV heads
-(``g/t``, or one replicated head when g < t):
+(``g/t``, or one replicated head when g < t; ``g/Min(g, t)`` while t is a symbol):
 
 - ``qkv``: (T x h) @ (h x (a_t + 2 g_t) d), one fused column-parallel projection;
 - the attention core: ``4 * b * H * s_q * s_kv * d`` matmul FLOPs over the core's H heads
