@@ -213,6 +213,7 @@ def assemble_training(values: dict[tuple[str, str], Any], *, chip: Hardware, e: 
         else:
             # ZeRO-1 keeps whole gradients and reduce-scatters them once, at the accumulation
             # boundary; ZeRO-2/3 keep a shard, so every micro-batch's backward reduce-scatters
+            # (DeepSpeed stage_1_and_2.py reduces "if partition_gradients or at the boundary")
             reductions = 1 if zero_stage == 1 else m
             dp_comm += _span_time("reduce_scatter", n, n_params * GRADIENT_BYTES, chip, stride,
                                   count=reductions)

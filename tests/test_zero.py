@@ -4,8 +4,10 @@ What the frameworks do (the rules these tests pin down):
 - DeepSpeed ZeRO-1 keeps whole gradients and reduce-scatters them once per step, at the
   gradient-accumulation boundary (Megatron-LM's distributed optimizer does the same); ZeRO-2 and
   ZeRO-3 keep only a shard of the gradients, so every micro-batch's backward reduce-scatters its
-  gradients (DeepSpeed ``stage_1_and_2.py`` reduces as gradients become ready when
-  ``partition_gradients`` is on).
+  gradients (DeepSpeed ``deepspeed/runtime/zero/stage_1_and_2.py``,
+  ``reduce_ready_partitions_and_remove_grads``: it reduces when ``self.partition_gradients or
+  self.is_gradient_accumulation_boundary``, i.e. every backward for stage 2, at the boundary for
+  stage 1).
 - ZeRO-3 all-gathers the weights for each micro-batch's forward and again for its backward, and
   needs no gather after the optimizer step: 3 Psi of traffic per step with one micro-batch, 1.5x
   the all-reduce's 2 Psi (Rajbhandari et al. 2020, "ZeRO", section 7.2.2).
