@@ -14,6 +14,7 @@ from typing import Any, Iterable, Union
 import sympy as sp
 
 from .errors import ConfigError, DivisibilityError
+from .assumptions import Assumption, record
 
 Value = Union[int, Fraction, sp.Expr]
 """What a metric field holds: an exact Python number or a SymPy expression."""
@@ -64,14 +65,15 @@ def dim(value: Any, field: str) -> sp.Expr:
 
 
 def check_divides(numerator: sp.Expr, divisor: sp.Expr, what: str) -> None:
-    """Raise :class:`~symcost.errors.DivisibilityError` when ``divisor`` provably does not divide ``numerator``.
+    """Raise ``ValueError`` when ``divisor`` provably does not divide ``numerator``; when
+    undecided, record the rule (:func:`symcost.assumptions.record`).
 
     ``what`` states the rule, e.g. ``"num_heads must be divisible by tensor_parallel"``.
     """
     if divisor == 1:
         return
-    if (numerator / divisor).is_integer is False:
-        raise DivisibilityError(f"{what} (got {numerator} and {divisor})")
+    # provably broken: raise; undecided (symbols): recorded as an assumption of the metrics
+    record(Assumption(((numerator, divisor),), what))
 
 
 def exact(value: Value) -> Value:

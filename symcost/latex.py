@@ -246,7 +246,8 @@ def layer_table(phase: Phase | str = "training", notation: str = "megatron", par
     >>> tex = layer_table("decode", parallelism={"tensor_parallel": S.tp})
     >>> tex.count("\\\\") - 1                       # the header and one line per layer type
     5
-    >>> r"$\frac{2 b e g h s}{a t}$" in tex          # the GQA KV cache: 2 b s (g/t) d e, d = h/a
+    >>> r"$\frac{2 b e g h s}{a \min\left(g, t\right)}$" in tex   # GQA KV cache, d = h/a:
+    ... #   2 b s (g/min(g, t)) d e, one whole KV head per chip once t > g
     True
     """
     rows = {label: layer.compute_metrics(phase=phase) for label, layer in _symbolic_layers(parallelism).items()}

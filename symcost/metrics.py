@@ -26,6 +26,7 @@ import sympy as sp
 from . import symbols as S
 from ._expr import Value, as_expr, exact, total
 from ._notation import aligned
+from .assumptions import Assumption, check_all, merge
 from .dtypes import DataType
 from .errors import ConfigError, UnboundSymbolError
 from .hardware import Hardware
@@ -90,6 +91,11 @@ class LayerMetrics:
     ``activation_memory_per_chip`` (saved for backward in training; the transient peak in
     inference), ``kv_cache_memory_per_chip``, ``comm_bytes_per_chip`` (bytes sent) and
     ``collectives``; ``ops`` lists each op with its multiplicity.
+
+    ``assumptions`` lists the divisibility rules symbols left undecided (e.g. "num_heads must be
+    divisible by tensor_parallel" for a symbolic ``t``); :meth:`subs`, :meth:`evaluate` and
+    :meth:`lambdify` check them and raise :class:`~symcost.assumptions.AssumptionError` (a
+    ``ValueError``) when a value breaks one. They are empty when every input is a number.
     """
 
     phase: Phase
@@ -108,6 +114,8 @@ class LayerMetrics:
     peak_flops: Value = dataclasses.field(default=S.peak_flops, repr=False)
     op_source: Any = dataclasses.field(default=(), repr=False, compare=False)
     """The ops as ``(op, multiplicity)`` pairs, or a function producing them on first use."""
+    assumptions: tuple[Assumption, ...] = ()
+    """Divisibility rules the expressions rely on (see :mod:`symcost.assumptions`)."""
 
     @classmethod
     def from_ops(
@@ -122,6 +130,7 @@ class LayerMetrics:
         peak_flops: sp.Expr,
         overlap: bool = False,
         datatype: DataType | None = None,
+        assumptions: Sequence[Assumption] = (),
     ) -> "LayerMetrics":
         """Aggregate a layer's ops (collectives among them) and its memory terms, and time them
         on ``hardware`` with matmul FLOP/s ``peak_flops``."""
@@ -144,7 +153,7 @@ class LayerMetrics:
             "latency": times.latency,
         })
         return cls(phase=phase, collectives=collectives, op_source=compute,
-                   peak_flops=exact(sp.sympify(peak_flops)), **fields)
+                   peak_flops=exact(sp.sympify(peak_flops)), assumptions=tuple(assumptions), **fields)
 
     # -- derived -----------------------------------------------------------------------------
 
@@ -229,6 +238,7 @@ class LayerMetrics:
             collectives=merge_collectives(self.collectives + other.collectives),
             op_source=lambda: _merge_ops(self.ops + other.ops),
             peak_flops=self.peak_flops,
+            assumptions=merge(self.assumptions, other.assumptions),
             **_exact_all(fields),
         )
 
@@ -247,6 +257,7 @@ class LayerMetrics:
             collectives=tuple(c.scaled(n) for c in self.collectives),
             op_source=lambda: tuple((op, mult * n) for op, mult in self.ops),
             peak_flops=self.peak_flops,
+            assumptions=self.assumptions,
             **_exact_all(fields),
         )
 
@@ -271,7 +282,9 @@ class LayerMetrics:
         Keys are symbols or the names of canonical symbols (``seq_len=4096``); values are ints,
         ``Fraction``s or SymPy expressions, never floats or strings. ``dtype`` binds the bytes
         per element ``e``; ``hardware`` (a :class:`~symcost.hardware.Hardware` or preset name)
-        binds the symbolic chip's rates for that ``dtype``.
+        binds the symbolic chip's rates for that ``dtype``. Raises
+        :class:`~symcost.assumptions.AssumptionError` when the values break one of
+        :attr:`assumptions` (``tp=3`` for 32 heads); those the values settle are dropped.
 
         >>> from symcost import NormLayer, symbols as S
         >>> m = NormLayer(hidden_size=S.hidden_size).compute_metrics(batch_size=1, seq_len=1,
@@ -295,6 +308,7 @@ class LayerMetrics:
                     "hardware=Hardware.symbolic(realistic=True)")
             for symbol, value in chip.symbol_values(dtype).items():
                 table.setdefault(symbol, value)
+        assumptions = check_all(a.xreplace(table) for a in self.assumptions)
         fields = {}
         for name in METRIC_FIELDS:
             value = getattr(self, name)
@@ -306,6 +320,7 @@ class LayerMetrics:
             op_source=lambda: _merge_ops((op.xreplace(table), sp.sympify(m).xreplace(table))
                                          for op, m in self.ops),
             peak_flops=exact(peak.xreplace(table)) if isinstance(peak, sp.Basic) else peak,
+            assumptions=assumptions,
             **_exact_all(fields),
         )
 
@@ -351,11 +366,13 @@ class LayerMetrics:
         for name in METRIC_FIELDS:
             value = getattr(self, name)
             fields[name] = sp.diff(value, x) if isinstance(value, sp.Basic) else 0
-        return LayerMetrics(phase=self.phase, peak_flops=self.peak_flops, **_exact_all(fields))
+        return LayerMetrics(phase=self.phase, peak_flops=self.peak_flops, assumptions=self.assumptions,
+                            **_exact_all(fields))
 
     def lambdify(self, fields: Sequence[str] = ("latency", "memory_per_chip")):
         """A compiled :class:`~symcost.sweep.Sweeper` of the named fields (or derived
-        quantities such as ``memory_per_chip``) for NumPy sweeps in float64.
+        quantities such as ``memory_per_chip``) for NumPy sweeps in float64; a swept value that
+        breaks one of :attr:`assumptions` raises.
 
         >>> import numpy as np
         >>> from symcost import NormLayer
@@ -370,7 +387,7 @@ class LayerMetrics:
         unknown = [f for f in fields if f not in known]
         if unknown:
             raise ValueError(f"lambdify: unknown fields {unknown}; valid: {', '.join(sorted(known))}")
-        return Sweeper({name: getattr(self, name) for name in fields})
+        return Sweeper({name: getattr(self, name) for name in fields}, assumptions=self.assumptions)
 
     def to_latex(self, fields: Sequence[str] = METRIC_FIELDS, notation: str = "megatron") -> str:
         """The fields as one LaTeX ``aligned`` block, as stored, canonical symbols named by
@@ -394,7 +411,13 @@ class LayerMetrics:
         return aligned([(f, getattr(self, f)) for f in chosen], notation)
 
     def _repr_latex_(self) -> str:
-        return "$\\displaystyle " + self.to_latex() + "$"
+        tail = ""
+        if self.assumptions:
+            from .latex import _text
+
+            rules = "; ".join(_text(a.rule) for a in self.assumptions)
+            tail = f"\\quad\\text{{(assuming {rules})}}"
+        return "$\\displaystyle " + self.to_latex() + tail + "$"
 
 
 def _resolve_key(key: Any) -> sp.Symbol:

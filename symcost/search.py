@@ -3,7 +3,7 @@
 For a training job the candidates are every combination of tensor (t), pipeline (p), data (d),
 sequence (Megatron ``"tp"`` or a Ulysses degree u) and expert (e) parallelism with
 ``t * u * p * d = num_chips``, a micro-batch size, an interleaving degree, a recompute mode and a
-ZeRO stage. Layer costs are compiled once per (KV-head regime, sequence mode, recompute mode) with
+ZeRO stage. Layer costs are compiled once per (sequence mode, recompute mode) with
 ``b``, ``t``, ``u`` and ``e`` free, the pipeline/DP/memory assembly once per (ZeRO stage, p = 1?,
 v = 1?), and all candidates are evaluated as NumPy arrays — the same expressions as
 :meth:`Model.training_step`, in float64.
@@ -31,7 +31,6 @@ from .dtypes import DataType
 from .errors import ConfigError
 from .hardware import Hardware
 from .hardware import get as get_hardware
-from .layers.attention import GroupedQueryAttentionLayer
 from .layers.moe import MoELayer
 from .model import Model
 from .parallel import Parallelism
@@ -129,21 +128,6 @@ def _valid_tp(model: Model, t: int) -> bool:
     return True
 
 
-def _variant_model(model: Model, regime: str) -> Model:
-    """The model under symbolic t, u, e; in the regime t > g each chip keeps one whole KV head,
-    which costs what a model with t KV heads costs per chip."""
-    if regime == "replicated":
-        blocks = []
-        for blk, n in model.blocks:
-            attn = blk.attention
-            if isinstance(attn, GroupedQueryAttentionLayer):
-                attn = type(attn)(**{**dict(attn), "num_kv_heads": S.tp})
-            blocks.append((type(blk)(**{**dict(blk), "attention": attn}), n))
-        model = Model(name=model.name, embedding=model.embedding, blocks=tuple(blocks),
-                      final_norm=model.final_norm, lm_head=model.lm_head)
-    return model
-
-
 _P, _D, _V = sp.Symbol("_p", positive=True, integer=True), sp.Symbol("_d", positive=True, integer=True), \
     sp.Symbol("_v", positive=True, integer=True)
 
@@ -161,7 +145,8 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     does not divide every stage, or that do not fit the chip's HBM. Pipeline stages are split as
     :func:`~symcost.step.pipeline_stages` does (uneven when ``p`` does not divide the layers: the
     slowest stage sets the pace, the fullest the memory). The model's own parallelism is ignored:
-    the search chooses every degree. ``overlap=(False, True)`` also tries
+    the search chooses every degree. Configurations that no framework runs (ZeRO-2/3 with pipeline
+    stages: see :func:`symcost.step.check_zero_stage`) are skipped. ``overlap=(False, True)`` also tries
     hiding TP/SP communication behind compute. Returns a :class:`SearchResult`.
 
     With ``phase="inference"``: every (t, p, d) serving ``global_batch`` sequences of ``seq_len``
@@ -215,6 +200,8 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
                         continue
                     if d == 1 and z != zero_stages[0]:
                         continue  # without data parallelism every ZeRO stage is the same configuration
+                    if z >= 2 and p > 1:
+                        continue  # no framework runs ZeRO-2/3 with pipelines (step.check_zero_stage)
                     rows.append((t, u, p, d, e, b, v, msp, ov, rc, z))
     if not rows:
         return SearchResult({c: np.array([]) for c in _COLUMNS}, candidates, 0, 0, time.perf_counter() - start)
@@ -231,16 +218,17 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     counts = [int(n) for _, n in model.blocks]
     part_names = ["embedding", *(f"blocks[{i}]" for i in range(len(counts))), "tail"]
     values = {(part, q): np.zeros(len(rows)) for part in part_names for q in quantities}
-    regime = np.where((g is not None) & (t_ > (g or 0)), "replicated", "sharded")
-    variants = list(itertools.product(("sharded", "replicated"), (False, True), recompute, overlap))
-    for i, (reg, msp, rc, ov) in enumerate(variants):
+    # NB: one variant serves t <= g and t > g alike: KV heads per chip are g/Min(g, t)
+    # (symcost.layers.base.shard_heads), one whole KV head per chip past g as Megatron keeps it
+    variants = list(itertools.product((False, True), recompute, overlap))
+    for i, (msp, rc, ov) in enumerate(variants):
         report(0.1 + 0.7 * i / len(variants), "compiling layer variants")
-        mask = (regime == reg) & (msp_ == msp) & (rc_ == rc) & (ov_ == ov)
+        mask = (msp_ == msp) & (rc_ == rc) & (ov_ == ov)
         if not mask.any():
             continue
         par = {"tensor_parallel": S.tp, "expert_parallel": S.ep,
                "sequence_parallel": "tp" if msp else S.sp}
-        sym_model = _variant_model(model, reg).with_parallelism(par)
+        sym_model = model.with_parallelism(par)
         parts = model_parts(sym_model, sym_model.breakdown(S.batch_size, s, "training", datatype, chip, rc,
                                                            bool(ov)), datatype)
         named = {"embedding": parts["embedding"], "tail": parts["tail"],

@@ -5,6 +5,11 @@ fits (``expr(n) <= limit``) and ``n + multiple_of`` does not. Where SymPy can so
 ``expr = limit`` (polynomials up to degree 4 in the symbol, e.g. the quadratic of eager attention)
 the result also carries the closed form of the real root, in whatever symbols remain.
 
+Metrics built from peaks (``Max``) and caps (``Min``) are solved branch by branch: for
+increasing terms, ``Max(f1, f2) <= C`` holds iff ``f1 <= C`` and ``f2 <= C``, and
+``Min(f1, f2) <= C`` iff either does; sums and nonnegative products distribute over both, so
+``A + Max(f1, f2) <= C`` gives ``x <= Min(r1, r2)`` with ``r_i`` the root of ``A + f_i = C``.
+
 NB: ``solve`` drops roots of ``integer=True`` symbols, so we solve for a positive real stand-in,
 take the floor, and verify (STYLE rule 8). The metric is assumed non-decreasing in the symbol
 (every size in symcost is); the verification at ``n`` and ``n + 1`` is exact either way.
@@ -20,6 +25,7 @@ take the floor, and verify (STYLE rule 8). The metric is assumed non-decreasing 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable, Iterable, Literal, Optional
@@ -44,7 +50,9 @@ class IntegerSolution:
     ``status`` is ``"found"`` (``value`` is the answer), ``"nothing_fits"`` (not even ``lower``
     fits; ``value`` is ``None``) or ``"unbounded"`` (the metric never exceeds the limit; ``value``
     is ``None``). ``closed_form`` is the real root of ``expr = limit`` when SymPy finds one
-    (``floor`` of it is the answer when ``multiple_of`` is 1), else ``None``.
+    (``floor`` of it is the answer when ``multiple_of`` is 1), else ``None``; for a metric
+    with ``Max`` or ``Min`` in the symbol it is a ``Min``/``Max`` of the branches' roots, and
+    :attr:`branches` lists each root with the condition under which it is the answer.
     """
 
     symbol: sp.Symbol
@@ -53,6 +61,19 @@ class IntegerSolution:
     closed_form: Optional[sp.Expr]
     expr: sp.Expr
     limit: sp.Expr
+
+    @property
+    def branches(self) -> tuple[tuple[sp.Expr, Any], ...]:
+        """``(root, condition)`` pairs: ``closed_form`` as a piecewise function (one pair with
+        condition ``True`` when it has a single branch; empty without a closed form)."""
+        if self.closed_form is None:
+            return ()
+        if not self.closed_form.has(sp.Min, sp.Max):
+            return ((self.closed_form, sp.true),)
+        piecewise = sp.piecewise_fold(self.closed_form.rewrite(sp.Piecewise))
+        if not isinstance(piecewise, sp.Piecewise):
+            return ((piecewise, sp.true),)
+        return tuple((value, condition) for value, condition in piecewise.args)
 
     def _repr_latex_(self) -> str:
         name = sp.latex(self.symbol, symbol_names=S.latex_names())
@@ -114,6 +135,69 @@ def _real_root(expr: sp.Expr, x: sp.Symbol, limit: sp.Expr) -> Optional[sp.Expr]
     return None
 
 
+_MAX_BRANCHES = 64  # beyond this many branches the closed form is not worth building
+Lattice = list[list[sp.Expr]]  # Max over the outer list of Min over each inner list
+
+
+def _lattice(expr: sp.Expr, x: sp.Symbol) -> Optional[Lattice]:
+    """``expr`` as ``Max_i Min_j F_ij`` with every ``F_ij`` free of ``Max``/``Min`` in ``x``
+    (sums and products of nonnegative terms distribute over both), or ``None``."""
+    if not expr.has(x) or not expr.has(sp.Max, sp.Min):
+        return [[expr]]
+    if isinstance(expr, (sp.Max, sp.Min)):
+        parts = [_lattice(a, x) for a in expr.args]
+        if any(p is None for p in parts):
+            return None
+        if isinstance(expr, sp.Max):  # Max of Maxes: the outer lists join
+            out = [row for p in parts for row in p]
+        else:  # Min(Max_i A_i, Max_k B_k) = Max_{i,k} Min(A_i, B_k)
+            out = [[e for row in rows for e in row] for rows in itertools.product(*parts)]
+    elif isinstance(expr, (sp.Add, sp.Mul)):
+        parts = [_lattice(a, x) for a in expr.args]
+        if any(p is None for p in parts):
+            return None
+        if isinstance(expr, sp.Mul) and not all(
+                e.is_nonnegative for p in parts for row in p for e in row):
+            return None  # Max distributes over a product only when every factor is nonnegative
+        out = []
+        for rows in itertools.product(*parts):  # one term from each factor's outer list
+            out.append([expr.func(*terms) for terms in itertools.product(*rows)])
+    elif isinstance(expr, sp.Pow) and expr.exp.is_Integer and expr.exp > 0:
+        base = _lattice(expr.base, x)
+        if base is None or not all(e.is_nonnegative for row in base for e in row):
+            return None
+        out = [[e**expr.exp for e in row] for row in base]
+    else:
+        return None
+    if sum(len(row) for row in out) > _MAX_BRANCHES:
+        return None
+    return out
+
+
+def _closed_form(expr: sp.Expr, x: sp.Symbol, limit: sp.Expr) -> Optional[sp.Expr]:
+    """The largest real ``x`` with ``expr <= limit`` in closed form, for metrics increasing in
+    ``x``: the root of a polynomial, or for ``Max_i Min_j F_ij`` the ``Min_i Max_j`` of roots."""
+    if not expr.has(sp.Max, sp.Min):
+        return _real_root(expr, x, limit)
+    lattice = _lattice(expr, x)
+    if lattice is None:
+        return None
+    outer = []
+    for row in lattice:
+        inner = []
+        for branch in row:
+            if branch.has(x):
+                root = _real_root(branch, x, limit)
+            else:  # a branch free of x: every x, or none, fits it
+                verdict = sp.Le(branch, limit)
+                root = {sp.true: sp.oo, sp.false: -sp.oo}.get(verdict)
+            if root is None:
+                return None
+            inner.append(root)
+        outer.append(sp.Max(*inner))
+    return sp.Min(*outer)
+
+
 def _fits(expr: sp.Expr, x: sp.Symbol, n: int, limit: sp.Expr) -> bool:
     value = expr.xreplace({x: sp.Integer(n)})
     verdict = sp.Le(value, limit)
@@ -144,7 +228,7 @@ def max_integer(expr: Any, symbol: Any, limit: Any, *, lower: int = 1, upper: Op
     lim = _limit(limit)
     if lower < 1 or multiple_of < 1 or (upper is not None and upper < lower):
         raise ConfigError("need 1 <= lower <= upper and multiple_of >= 1")
-    root = _real_root(expr, x, lim) if x in expr.free_symbols else None
+    root = _closed_form(expr, x, lim) if x in expr.free_symbols else None
     other = (expr.free_symbols | lim.free_symbols) - {x}
     if other:
         if root is None:

@@ -10,9 +10,15 @@ Training (Megatron-LM conventions, Narayanan et al. 2021; Korthikanti et al. 202
   (bubble fraction ``(p - 1)/(v * m)``);
 - stage-to-stage sends: ``2 * v * m`` point-to-point messages per step of
   ``b * s * h * e / (t * sp)`` bytes (Megatron's scatter/gather over the TP ranks);
-- data parallelism: an all-reduce of the fp32 gradients, or with ZeRO/the distributed optimizer
-  (``zero_stage`` >= 1) a reduce-scatter of the gradients and an all-gather of the bf16 weights;
-  ZeRO-3 also all-gathers the weights for every micro-batch's forward and backward;
+- data parallelism: an all-reduce of the fp32 gradients once per step; ZeRO-1 (Megatron's
+  distributed optimizer) a reduce-scatter of the gradients at the accumulation boundary and an
+  all-gather of the updated weights; ZeRO-2 (DeepSpeed stage 2) keeps only a gradient shard, so
+  it reduce-scatters every micro-batch's gradients (``m`` per step) and gathers the weights once;
+  ZeRO-3 also reduce-scatters per micro-batch and all-gathers the weights for every
+  micro-batch's forward and backward, and nothing after the step (3 Psi per micro-batch,
+  Rajbhandari et al. 2020, section 7.2.2). ZeRO-2/3 with pipeline parallelism is refused: no
+  framework runs it (DeepSpeed's pipeline engine asserts "ZeRO-2 and ZeRO-3 are incompatible
+  with pipeline parallelism"; Megatron-LM pairs its pipelines with the distributed optimizer);
 - memory per chip: weights (activation dtype), fp32 gradients, Adam's fp32 master weights and two
   moments (12 bytes per parameter), sharded over ``dp`` by ZeRO stage (stage 1 is Megatron's
   distributed optimizer: ``6 + 12/d`` bytes per parameter), and the stage's in-flight
@@ -55,7 +61,7 @@ from .ops import AttentionCore, Collective, CollectiveKind
 from .parallel import Parallelism, ParallelismLike
 
 __all__ = ["TrainingStep", "InferenceStep", "training_step", "inference_step", "pipeline_stages",
-           "resolve_parallelism", "check_expert_parallel", "stage_layout", "GRADIENT_BYTES", "OPTIMIZER_BYTES"]
+           "resolve_parallelism", "check_expert_parallel", "check_zero_stage", "stage_layout", "GRADIENT_BYTES", "OPTIMIZER_BYTES"]
 
 # NB: Megatron-LM accumulates gradients in fp32 "main grads" and keeps Adam's fp32 master weights,
 # first and second moments: 4 and 4 + 4 + 4 bytes per parameter beside the weights themselves.
@@ -437,10 +443,16 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
         if zero_stage == 0:
             dp_comm += _span_time("all_reduce", n, n_params * GRADIENT_BYTES, chip, stride)
         else:
-            dp_comm += (_span_time("reduce_scatter", n, n_params * GRADIENT_BYTES, chip, stride)
-                        + _span_time("all_gather", n, n_params * e, chip, stride))
-            if zero_stage == 3:  # gather the weights again for every micro-batch's forward and backward
+            # ZeRO-1 keeps whole gradients and reduce-scatters them once, at the accumulation
+            # boundary; ZeRO-2/3 keep a shard, so every micro-batch's backward reduce-scatters
+            # (DeepSpeed stage_1_and_2.py reduces "if partition_gradients or at the boundary")
+            reductions = 1 if zero_stage == 1 else m
+            dp_comm += _span_time("reduce_scatter", n, n_params * GRADIENT_BYTES, chip, stride,
+                                  count=reductions)
+            if zero_stage == 3:  # each micro-batch gathers the weights for its forward and backward
                 dp_comm += _span_time("all_gather", n, n_params * e, chip, stride, count=2 * m)
+            else:  # the updated weights, gathered once after the optimizer step
+                dp_comm += _span_time("all_gather", n, n_params * e, chip, stride)
         weights += n_params * e / (n if zero_stage == 3 else 1)
         gradients += n_params * GRADIENT_BYTES / (n if zero_stage >= 2 else 1)
         optimizer += n_params * OPTIMIZER_BYTES / (n if zero_stage >= 1 else 1)
@@ -472,6 +484,17 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
     }
 
 
+def check_zero_stage(zero_stage: int, pipeline_parallel: Any) -> None:
+    """Refuse ZeRO-2/3 with pipeline stages (a symbolic degree counts as p > 1): DeepSpeed's
+    pipeline engine asserts "ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism" and
+    Megatron-LM's pipelines run with its distributed optimizer (ZeRO-1) only."""
+    if zero_stage >= 2 and pipeline_parallel != 1:
+        raise ValueError(
+            f"zero_stage={zero_stage} with pipeline_parallel={pipeline_parallel}: ZeRO-2 and ZeRO-3 are "
+            "incompatible with pipeline parallelism (DeepSpeed and Megatron-LM run neither); use "
+            "zero_stage 0 or 1, or pipeline_parallel=1")
+
+
 def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global_batch: Any,
                   micro_batch: Any = 1, dtype: Any = "bf16", parallelism: ParallelismLike = None,
                   recompute: str = "none", interleave: Any = 1, zero_stage: int = 1,
@@ -486,6 +509,7 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     datatype = DataType.parse(dtype)
     if isinstance(zero_stage, bool) or zero_stage not in (0, 1, 2, 3):
         raise ConfigError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
+    check_zero_stage(zero_stage, par.pp)
     s, B, b, v = (dim(seq_len, "seq_len"), dim(global_batch, "global_batch"),
                   dim(micro_batch, "micro_batch"), dim(interleave, "interleave"))
     check_divides(B, par.dp * b, "global_batch must be divisible by data_parallel * micro_batch")

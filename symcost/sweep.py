@@ -15,13 +15,14 @@ array([[2048., 4096.],
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import sympy as sp
 
 from . import symbols as S
 from ._expr import as_expr
+from .assumptions import Assumption
 
 __all__ = ["sweep", "Sweeper", "SweepResult", "compile_numpy"]
 
@@ -78,7 +79,9 @@ class SweepResult:
 
 class Sweeper:
     """Named expressions compiled once; call it with arrays (broadcast together) for each free
-    symbol, by canonical name or by symbol.
+    symbol, by canonical name or by symbol. ``assumptions`` (a metrics object's divisibility
+    rules) are checked on every swept point whose symbols are given; a point that breaks one
+    raises :class:`~symcost.assumptions.AssumptionError`.
 
     >>> from symcost import symbols as S
     >>> f = Sweeper({"flops": 2 * S.batch_size * S.seq_len, "tokens": S.batch_size * S.seq_len})
@@ -88,9 +91,10 @@ class Sweeper:
     array([20., 40.])
     """
 
-    def __init__(self, exprs: Mapping[str, Any]):
+    def __init__(self, exprs: Mapping[str, Any], assumptions: Sequence[Assumption] = ()):
         if not exprs:
             raise ValueError("Sweeper needs at least one expression")
+        self.assumptions = tuple(assumptions)
         self.names = tuple(exprs)
         self.exprs = tuple(as_expr(e, name) for name, e in exprs.items())
         self.args = _ordered(set().union(*(e.free_symbols for e in self.exprs)))
@@ -107,12 +111,22 @@ class Sweeper:
         # values for symbols the expressions do not use are allowed (a chip's whole table, say);
         # they still shape the result, so a swept axis never silently disappears
         arrays_in = {s: np.asarray(v, dtype=np.float64) for s, v in given.items()}
+        self._check(arrays_in)
         inputs = [arrays_in[s] for s in self.args]
         shape = np.broadcast_shapes(*(a.shape for a in arrays_in.values())) if arrays_in else ()
         outputs = self._function(*inputs)
         return SweepResult({
             name: np.broadcast_to(np.asarray(out, dtype=np.float64), shape)
             for name, out in zip(self.names, outputs)})
+
+
+    def _check(self, arrays: dict[sp.Symbol, np.ndarray]) -> None:
+        for rule in self.assumptions:
+            symbols = _ordered(rule.free_symbols)
+            if not all(s in arrays for s in symbols):
+                continue  # the swept fields do not depend on the values this rule needs
+            exprs = tuple(e for pair in rule.pairs for e in pair)
+            rule.check_arrays(compile_numpy(exprs, symbols)(*(arrays[s] for s in symbols)))
 
 
 def sweep(expr: Any, mapping: Mapping[Any, Any] | None = None, **arrays: Any) -> np.ndarray:

@@ -39,11 +39,13 @@ def test_mlp_matmul_flops_in_both_notations():
 
 
 def test_gqa_kv_cache_in_both_notations():
-    """GQA decode KV cache: K and V, 2 * b * s * (g/t) heads * d * e with d = h/a."""
+    """GQA decode KV cache: K and V, 2 * b * s * g/min(g, t) heads * d * e with d = h/a (g/t
+    heads per chip, or one replicated head when g < t: issue 8 item 4)."""
     m = sc.GroupedQueryAttentionLayer(parallelism=TP).compute_metrics(phase="decode")
-    assert latex.expression(m.kv_cache_memory_per_chip) == r"\frac{2 b e g h s}{a t}"
-    # b e g h s -> B e K D T over a t -> N t
-    assert latex.expression(m.kv_cache_memory_per_chip, "scaling-book") == r"\frac{2 B e K D T}{N t}"
+    assert latex.expression(m.kv_cache_memory_per_chip) == r"\frac{2 b e g h s}{a \min\left(g, t\right)}"
+    # b e g h s -> B e K D T over a min(g, t) -> N min(K, t)
+    assert latex.expression(m.kv_cache_memory_per_chip, "scaling-book") == \
+        r"\frac{2 B e K D T}{N \min\left(K, t\right)}"
 
 
 def test_presentation_pulls_out_common_factors():

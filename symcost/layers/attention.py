@@ -1,7 +1,7 @@
 """Attention layers: multi-head (MHA) and grouped-query (GQA; MQA at ``num_kv_heads=1``).
 
 Per chip, with T tokens on the chip, t-way TP, ``a_t = a/t`` query heads and ``g_t`` KV heads
-(``g/t``, or one replicated head when g < t):
+(``g/t``, or one replicated head when g < t; ``g/Min(g, t)`` while t is a symbol):
 
 - ``qkv``: (T x h) @ (h x (a_t + 2 g_t) d), one fused column-parallel projection;
 - the attention core: ``4 * b * H * s_q * s_kv * d`` matmul FLOPs over the core's H heads
@@ -28,6 +28,7 @@ from pydantic import field_validator, model_validator
 
 from .. import symbols as S
 from .._expr import check_divides
+from ..assumptions import Assumption, record
 from ..dtypes import DataType
 from ..ops import (
     DROPOUT_MASK_BYTES,
@@ -95,17 +96,21 @@ class _Attention(Layer):
         check_divides(a, t, "num_heads must be divisible by tensor_parallel")
         check_divides(a, t * u, "num_heads must be divisible by tensor_parallel * sequence_parallel")
         for degree, what in ((t, "tensor_parallel"), (t * u, "tensor_parallel * sequence_parallel")):
-            if (g - degree).is_negative:
-                check_divides(degree, g, f"{what} must be divisible by num_kv_heads when it exceeds them")
-            else:
-                check_divides(g, degree, f"num_kv_heads must be divisible by {what}")
+            _check_kv_split(g, degree, what)
         return self
 
     # -- per-chip head counts ----------------------------------------------------------------
 
     def _heads(self, ctx: Context) -> tuple[sp.Expr, sp.Expr]:
         """Query and KV heads per chip in the projections."""
-        return self.num_heads / ctx.tp, shard_heads(self.kv_heads, ctx.tp)
+        return self.num_heads / ctx.tp, self._kv_heads_over(ctx.tp)
+
+    def _kv_heads_over(self, degree: sp.Expr) -> sp.Expr:
+        """KV heads per chip when split ``degree`` ways (:func:`.base.shard_heads`); with as
+        many KV heads as query heads, ``a/degree`` (the query heads' rule already needs it whole)."""
+        if self.kv_heads == self.num_heads:
+            return self.num_heads / degree
+        return shard_heads(self.kv_heads, degree)
 
     def _cached_tokens(self, ctx: Context) -> sp.Expr:
         """Tokens per sequence the KV cache keeps: ``s``, or ``Min(s, window)`` with a window."""
@@ -121,7 +126,7 @@ class _Attention(Layer):
         else:
             # after the Ulysses all-to-all: the whole sequence, heads split t * sp ways
             heads = self.num_heads / (ctx.tp * ctx.sp)
-            kv_heads = shard_heads(self.kv_heads, ctx.tp * ctx.sp)
+            kv_heads = self._kv_heads_over(ctx.tp * ctx.sp)
             q_len = kv_len = ctx.seq_len
             window = self.window
         return AttentionCore(
@@ -214,6 +219,20 @@ class _Attention(Layer):
             return sp.Integer(0)
         _, g_t = self._heads(ctx)
         return 2 * ctx.batch_size * self._cached_tokens(ctx) / ctx.sp * g_t * self.d * self._e_kv(ctx)
+
+
+def _check_kv_split(g: sp.Expr, degree: sp.Expr, what: str) -> None:
+    """Megatron's KV-head rule: ``degree`` divides ``g`` (heads split), or when it exceeds them
+    ``g`` divides ``degree`` (one whole KV head per chip). When SymPy cannot order ``g`` and
+    ``degree``, either one is recorded as an assumption (see :func:`.base.shard_heads`)."""
+    if (g - degree).is_negative:
+        check_divides(degree, g, f"{what} must be divisible by num_kv_heads when it exceeds them")
+    elif (g - degree).is_nonnegative or degree == 1:
+        check_divides(g, degree, f"num_kv_heads must be divisible by {what}")
+    else:
+        record(Assumption(((g, degree), (degree, g)),
+                          f"num_kv_heads and {what} must divide one another (KV heads split, or "
+                          "one replicated per chip)"))
 
 
 class AttentionLayer(_Attention):

@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationIn
 from .. import symbols as S
 from .._compile import compile_exact
 from .._expr import check_divides, dim
+from ..assumptions import Assumption, collecting, merge
 from ..dtypes import DataType, DtypeLike, bytes_per_element
 from ..hardware import Hardware
 from ..hardware import get as get_hardware
@@ -133,14 +134,25 @@ def shard_heads(heads: sp.Expr, degree: sp.Expr) -> sp.Expr:
     """Heads per chip when ``heads`` are split ``degree`` ways; fewer heads than chips are
     replicated, one whole head per chip (Megatron's rule for KV heads).
 
-    NB: for symbols whose order SymPy cannot decide, ``heads >= degree`` is assumed.
+    Formula: ``heads / degree`` when ``heads >= degree``, else 1; for symbols whose order SymPy
+    cannot decide, ``heads / Min(heads, degree)``, right in both regimes (given the recorded rule
+    that one of the two divides the other).
 
+    NB: not the equal ``Max(1, heads/degree)``: SymPy 1.14 wrongly evaluates
+    ``Max(1, 3/(t*u))`` to ``3/(t*u)`` (it takes ``3/(t*u) - 1`` for nonnegative), while ``Min``
+    compares the sizes themselves.
+
+    >>> from symcost import symbols as S
     >>> shard_heads(sp.Integer(8), sp.Integer(4)), shard_heads(sp.Integer(2), sp.Integer(8))
     (2, 1)
+    >>> shard_heads(sp.Integer(8), S.tp)
+    8/Min(8, t)
     """
     if (heads - degree).is_negative:
         return sp.Integer(1)
-    return heads / degree
+    if (heads - degree).is_nonnegative:
+        return heads / degree
+    return heads / sp.Min(heads, degree)
 
 
 class Layer(BaseModel):
@@ -259,17 +271,18 @@ class Layer(BaseModel):
             parallelism=self.parallelism,
             recompute=recompute,
         )
-        self.check(ctx)
+        with collecting() as rules:
+            self.check(ctx)
         if (datatype is not None and ctx.batch_size.is_Integer and ctx.seq_len.is_Integer
                 and not chip.is_symbolic and _is_numeric(self)):
             # every input is a number: evaluate this layer's compiled formulas (the same
             # expressions as the symbolic path, with b and s left free) exactly
             template = _template(self, ctx.phase, datatype, recompute, chip, overlap)
             return template.at(int(ctx.batch_size), int(ctx.seq_len))
-        return self._metrics(ctx, chip, datatype, overlap)
+        return self._metrics(ctx, chip, datatype, overlap, merge(_shape_assumptions(self), rules))
 
     def _metrics(self, ctx: Context, chip: Hardware, datatype: DataType | None,
-                 overlap: bool) -> LayerMetrics:
+                 overlap: bool, assumptions: tuple[Assumption, ...] = ()) -> LayerMetrics:
         activations = self.saved_activations(ctx) if ctx.training else self.peak_activations(ctx)
         return LayerMetrics.from_ops(
             ctx.phase,
@@ -281,6 +294,7 @@ class Layer(BaseModel):
             peak_flops=chip.effective_peak(datatype),
             overlap=overlap,
             datatype=datatype,
+            assumptions=assumptions,
         )
 
     # -- helpers for layer types -------------------------------------------------------------
@@ -314,6 +328,16 @@ def _is_numeric(layer: Layer) -> bool:
     """True when no field of ``layer`` (parallel degrees included) holds a symbol."""
     values = list(layer.__dict__.values()) + list(layer.parallelism.__dict__.values())
     return not any(isinstance(v, sp.Basic) and v.free_symbols for v in values)
+
+
+@functools.lru_cache(maxsize=1024)
+def _shape_assumptions(layer: Layer) -> tuple[Assumption, ...]:
+    """The divisibility rules of ``layer``'s shape that symbols leave undecided: its validators
+    re-run while recording (:mod:`symcost.assumptions`), and those of the layers it holds."""
+    with collecting() as found:
+        type(layer).model_validate(dict(layer))
+    nested = [_shape_assumptions(v) for v in layer.__dict__.values() if isinstance(v, Layer)]
+    return merge(found, *nested)
 
 
 @dataclass(frozen=True)
