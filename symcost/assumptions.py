@@ -95,14 +95,14 @@ class Assumption:
     def check_arrays(self, arrays: list) -> np.ndarray:
         """Where the rule holds over a sweep, given float64 arrays of ``multiple, divisor`` for
         each pair in turn; raises :class:`AssumptionError` at the first point that breaks it."""
-        arrays = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in arrays))
-        ok = np.zeros(arrays[0].shape, dtype=bool)
-        for m, d in zip(arrays[0::2], arrays[1::2]):
+        grid = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in arrays))
+        ok = np.zeros(grid[0].shape, dtype=bool)
+        for m, d in zip(grid[0::2], grid[1::2]):
             q = m / d
             ok |= q == np.round(q)
         if not ok.all():
             index = np.unravel_index(int(np.argmin(ok)), ok.shape)
-            raise AssumptionError(self.message((arrays[0][index], arrays[1][index])))
+            raise AssumptionError(self.message((grid[0][index], grid[1][index])))
         return ok
 
 

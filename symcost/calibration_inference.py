@@ -116,7 +116,7 @@ def build_model(row: InferenceRow) -> Model:
     them: fused attention (no materialized scores), no dropout, vocabulary 51200."""
     par = {"tensor_parallel": row.tp}
     kv = "fp8_e4m3" if row.dtype == "fp8" else None
-    shapes: dict[str, dict[str, int]] = {
+    shapes: dict[str, dict[str, Any]] = {
         "Llama-2-7B": dict(hidden_size=4096, num_heads=32, num_kv_heads=32, num_layers=32, vocab_size=32000,
                            intermediate_size=11008),
         "Llama-2-70B": dict(hidden_size=8192, num_heads=64, num_kv_heads=8, num_layers=80, vocab_size=32000,

@@ -191,7 +191,8 @@ class _Reader:
     """Reads keys of one config with one-line errors, and remembers which it read."""
 
     def __init__(self, config: Mapping[str, Any], source: str):
-        self.config, self.source, self.read = config, source, set()
+        self.config, self.source = config, source
+        self.read: set[str] = set()
 
     def error(self, message: str) -> ConfigError:
         return ConfigError(f"{self.source}: {message}")

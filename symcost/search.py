@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, cast
 
 import numpy as np
 import sympy as sp
@@ -31,6 +31,7 @@ from .dtypes import DataType
 from .errors import ConfigError
 from .hardware import Hardware
 from .hardware import get as get_hardware
+from .layers.base import Recompute
 from .layers.moe import MoELayer
 from .model import Model
 from .parallel import Parallelism
@@ -229,8 +230,8 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
         par = {"tensor_parallel": S.tp, "expert_parallel": S.ep,
                "sequence_parallel": "tp" if msp else S.sp}
         sym_model = model.with_parallelism(par)
-        parts = model_parts(sym_model, sym_model.breakdown(S.batch_size, s, "training", datatype, chip, rc,
-                                                           bool(ov)), datatype)
+        rows_ = sym_model.breakdown(S.batch_size, s, "training", datatype, chip, cast(Recompute, rc), bool(ov))
+        parts = model_parts(sym_model, rows_, datatype)
         named = {"embedding": parts["embedding"], "tail": parts["tail"],
                  **{f"blocks[{j}]": q for j, (_, q) in enumerate(parts["blocks"])}}
         exprs = {f"{part}.{q}": named[part][q] for part in part_names for q in quantities if q in named[part]}

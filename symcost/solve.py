@@ -146,21 +146,23 @@ def _lattice(expr: sp.Expr, x: sp.Symbol) -> Optional[Lattice]:
         return [[expr]]
     if isinstance(expr, (sp.Max, sp.Min)):
         parts = [_lattice(a, x) for a in expr.args]
-        if any(p is None for p in parts):
+        known = [p for p in parts if p is not None]
+        if len(known) != len(parts):
             return None
         if isinstance(expr, sp.Max):  # Max of Maxes: the outer lists join
-            out = [row for p in parts for row in p]
+            out = [row for p in known for row in p]
         else:  # Min(Max_i A_i, Max_k B_k) = Max_{i,k} Min(A_i, B_k)
-            out = [[e for row in rows for e in row] for rows in itertools.product(*parts)]
+            out = [[e for row in rows for e in row] for rows in itertools.product(*known)]
     elif isinstance(expr, (sp.Add, sp.Mul)):
         parts = [_lattice(a, x) for a in expr.args]
-        if any(p is None for p in parts):
+        factors = [p for p in parts if p is not None]
+        if len(factors) != len(parts):
             return None
         if isinstance(expr, sp.Mul) and not all(
-                e.is_nonnegative for p in parts for row in p for e in row):
+                e.is_nonnegative for p in factors for row in p for e in row):
             return None  # Max distributes over a product only when every factor is nonnegative
         out = []
-        for rows in itertools.product(*parts):  # one term from each factor's outer list
+        for rows in itertools.product(*factors):  # one term from each factor's outer list
             out.append([expr.func(*terms) for terms in itertools.product(*rows)])
     elif isinstance(expr, sp.Pow) and expr.exp.is_Integer and expr.exp > 0:
         base = _lattice(expr.base, x)

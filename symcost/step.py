@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, cast
 
 import sympy as sp
 
@@ -54,14 +54,16 @@ from .errors import ConfigError
 from .hardware import Hardware
 from .hardware import get as get_hardware
 from .hardware.timing import collective_time, op_time
+from .layers.base import Recompute
 from .layers.moe import MoELayer
 from .metrics import LayerMetrics
 from .model import Model, register_steps
 from .ops import AttentionCore, Collective, CollectiveKind
 from .parallel import Parallelism, ParallelismLike
 
-__all__ = ["TrainingStep", "InferenceStep", "training_step", "inference_step", "pipeline_stages",
-           "resolve_parallelism", "check_expert_parallel", "check_zero_stage", "stage_layout", "GRADIENT_BYTES", "OPTIMIZER_BYTES"]
+__all__ = ["GRADIENT_BYTES", "OPTIMIZER_BYTES", "InferenceStep", "TrainingStep", "check_expert_parallel",
+           "check_zero_stage", "inference_step", "pipeline_stages", "resolve_parallelism", "stage_layout",
+           "training_step"]
 
 # NB: Megatron-LM accumulates gradients in fp32 "main grads" and keeps Adam's fp32 master weights,
 # first and second moments: 4 and 4 + 4 + 4 bytes per parameter beside the weights themselves.
@@ -516,7 +518,8 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     split = _split(model, par.pp, v, stage_layers)
     check_expert_parallel(par)
     sharded = model.with_parallelism(par)
-    parts = model_parts(sharded, sharded.breakdown(b, s, "training", datatype, chip, recompute, overlap), datatype)
+    rows = sharded.breakdown(b, s, "training", datatype, chip, cast(Recompute, recompute), overlap)
+    parts = model_parts(sharded, rows, datatype)
     values = stages_from_parts(parts, par.pp, split)
     fields = assemble_training(values, chip=chip, e=datatype.bytes, s=s, B=B, b=b, t=par.tp, u=par.sp,
                                p=par.pp, d=par.dp, v=v, zero_stage=zero_stage,
@@ -784,17 +787,17 @@ def max_context(model: "Model", hardware: Hardware | str, batch_size: Any = 1, d
         step = inference_step(model, chip, batch_size, None, dtype, par)
         return max_integer(step.memory_per_chip, S.seq_len, chip.hbm_capacity, multiple_of=int(par.sp))
     chunk = _prefill_chunk(prefill_chunk, par.sp)
-    if not chunk.is_Integer:
+    if chunk is None or not chunk.is_Integer:
         raise ValueError(f"prefill_chunk must be a number for max_context, got {chunk}")
     b = dim(batch_size, "batch_size")
     datatype = DataType.parse(dtype)
-    s, step = S.seq_len, int(par.sp)
+    s, multiple = S.seq_len, int(par.sp)
     whole = _memory_expr(model, chip, b, s, s, datatype, par)
-    short = max_integer(whole, s, chip.hbm_capacity, upper=int(chunk), multiple_of=step)
+    short = max_integer(whole, s, chip.hbm_capacity, upper=int(chunk), multiple_of=multiple)
     if short.value is None or short.value < chunk:
         return short  # nothing fits, or the limit lies within one chunk
     chunked = _memory_expr(model, chip, b, s, chunk, datatype, par)
-    return max_integer(chunked, s, chip.hbm_capacity, lower=int(chunk), multiple_of=step)
+    return max_integer(chunked, s, chip.hbm_capacity, lower=int(chunk), multiple_of=multiple)
 
 
 # Model.training_step, .inference_step, .max_batch_size and .max_context delegate to these.

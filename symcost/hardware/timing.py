@@ -37,7 +37,7 @@ import sympy as sp
 
 from .._expr import as_expr, total
 from ..dtypes import DataType
-from ..ops import AttentionCore, Collective, Matmul, Op
+from ..ops import AttentionCore, AttentionCoreBackward, Collective, Matmul, Op
 from .chip import Hardware
 
 __all__ = ["FUSED_OPS", "OpTime", "Times", "collective_steps", "collective_time", "kernels", "layer_times",
@@ -109,14 +109,14 @@ def op_time(op: Op, hardware: Hardware, peak: sp.Expr, datatype: Optional[DataTy
     bandwidth = hardware.effective_hbm_bandwidth
     if isinstance(op, Matmul):
         compute = matmul_compute_flops(op, hardware) / peak
-    elif isinstance(op, AttentionCore) or getattr(op, "forward", None) is not None:
+    elif isinstance(op, (AttentionCore, AttentionCoreBackward)):
         if datatype is None and not hardware.is_symbolic:
             # the dtype is not known here: the matmul rate, re-derated for attention kernels
             rate = peak / hardware.matmul_efficiency * hardware.attention_efficiency
         else:
             rate = hardware.attention_peak(datatype)
         compute = op.matmul_flops / rate
-        core = op if isinstance(op, AttentionCore) else op.forward
+        core = op.forward if isinstance(op, AttentionCoreBackward) else op
         if core.q_len == 1:  # decode: streams the KV cache
             bandwidth = hardware.attention_hbm_bandwidth
     else:
