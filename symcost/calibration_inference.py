@@ -49,12 +49,18 @@ PARAMETERS: dict[str, tuple[sp.Symbol, tuple[Fraction, ...]]] = {
     "matmul_efficiency": (S.matmul_efficiency, _ETA),
     "matmul_efficiency_8bit": (S.matmul_efficiency_8bit, _ETA),
     "kernel_time": (S.kernel_time, _MICRO),
-    "collective_base_latency": (S.collective_base_latency, _COLL),
+    "collective_overhead": (S.collective_overhead, _COLL),
     "step_overhead": (S.step_overhead, _MILLI),
 }
 """Name -> (symbol, grid) of every fitted parameter."""
 
 _GPU = {"A100_SXM_80GB": "A100_SXM_80GB", "H100_SXM_80GB": "H100_SXM"}
+_ENGINE_PARAMETERS = {"step_overhead": ("tensorrt-llm",),
+                      "collective_overhead": ("tensorrt-llm", "fastertransformer")}
+"""The engine-profile parameters and the engines whose rows fit them: TensorRT-LLM's step overhead
+(FasterTransformer has no scheduler); both engines' time per collective call beyond NCCL's own
+base latency (the chip's ``collective_base_latency``): one shared value, since a separate
+FasterTransformer value fitted the same."""
 
 
 @dataclass(frozen=True)
@@ -132,10 +138,11 @@ def build_model(row: InferenceRow) -> Model:
 def _chip(row: InferenceRow, values: Mapping[str, Any]) -> Hardware:
     """The row's realistic chip with the fitted parameters ``values`` (numbers or symbols) in place."""
     base = get_hardware(_GPU[row.gpu])
-    fields = {k: v for k, v in values.items() if k != "step_overhead"}
+    fields = {k: v for k, v in values.items() if k not in _ENGINE_PARAMETERS}
     runtime = _runtime(engine(row))
-    if "step_overhead" in values:
-        runtime = runtime.model_copy(update={"step_overhead": values["step_overhead"]})
+    name = engine(row)
+    update = {k: v for k, v in values.items() if k in _ENGINE_PARAMETERS and name in _ENGINE_PARAMETERS[k]}
+    runtime = runtime.model_copy(update=update)
     return base.with_efficiency(**fields, runtime=runtime)
 
 
@@ -201,10 +208,10 @@ def _loss(functions: Mapping[int, Callable[..., float]], rows: Sequence[Inferenc
 START: dict[str, Fraction] = {
     "matmul_efficiency": Fraction(7, 10), "matmul_efficiency_8bit": Fraction(7, 10),
     "kernel_time": Fraction(3, 10**6),
-    "collective_base_latency": Fraction(33, 5 * 10**6), "step_overhead": Fraction(1, 1000),
+    "collective_overhead": Fraction(0), "step_overhead": Fraction(1, 1000),
 }
-"""Where the descent starts: mid-range efficiencies, NCCL's per-call base latency of a ring
-(6.6 us, NCCL src/graph/tuning.cc), a few microseconds per kernel and a millisecond per step."""
+"""Where the descent starts: mid-range efficiencies, no engine time per collective call beyond
+NCCL's, a few microseconds per kernel and a millisecond per step."""
 
 
 def fit(rows: Sequence[InferenceRow] | None = None, start: Mapping[str, Fraction] | None = None,

@@ -26,6 +26,7 @@ import sympy as sp
 from . import symbols as S
 from ._expr import Value, as_expr, exact, total
 from ._notation import aligned
+from ._notation import text as latex_text
 from .assumptions import Assumption, check_all, merge
 from .dtypes import DataType
 from .errors import ConfigError, UnboundSymbolError
@@ -58,7 +59,7 @@ _HARDWARE_SYMBOLS = {S.peak_flops, S.vector_flops, S.hbm_capacity, S.hbm_bandwid
 _MODEL_SYMBOLS = {S.compute_units, S.matmul_efficiency, S.matmul_efficiency_8bit,
                   S.memory_efficiency, S.attention_memory_efficiency, S.attention_efficiency,
                   S.network_efficiency, S.kernel_time, S.launch_time, S.collective_base_latency,
-                  S.step_overhead}
+                  S.step_overhead, S.collective_overhead}
 """The efficiency model's symbols (the realistic symbolic chip, docs/conventions.md §17)."""
 _HARDWARE_SYMBOLS |= _MODEL_SYMBOLS | {S.peak_flops_16bit}
 
@@ -413,9 +414,7 @@ class LayerMetrics:
     def _repr_latex_(self) -> str:
         tail = ""
         if self.assumptions:
-            from .latex import _text
-
-            rules = "; ".join(_text(a.rule) for a in self.assumptions)
+            rules = "; ".join(latex_text(a.rule) for a in self.assumptions)
             tail = f"\\quad\\text{{(assuming {rules})}}"
         return "$\\displaystyle " + self.to_latex() + tail + "$"
 

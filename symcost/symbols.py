@@ -60,6 +60,7 @@ __all__ = [
     "launch_time",
     "collective_base_latency",
     "step_overhead",
+    "collective_overhead",
 ]
 
 
@@ -136,6 +137,8 @@ _ROWS = (
          nonnegative=True),
     _row("step_overhead", "t_step", r"t_{\mathrm{step}}",
          "engine time per inference step outside the model (s)", nonnegative=True),
+    _row("collective_overhead", "t_coll", r"t_{\mathrm{coll}}",
+         "engine time per collective call beyond the chip's (s)", nonnegative=True),
 )
 
 TABLE: dict[str, SymbolInfo] = {row.name: row for row in _ROWS}
@@ -179,6 +182,7 @@ kernel_time = TABLE["kernel_time"].symbol
 launch_time = TABLE["launch_time"].symbol
 collective_base_latency = TABLE["collective_base_latency"].symbol
 step_overhead = TABLE["step_overhead"].symbol
+collective_overhead = TABLE["collective_overhead"].symbol
 
 
 def lookup(name: str) -> sympy.Symbol:

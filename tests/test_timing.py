@@ -114,7 +114,7 @@ def test_decode_of_a_small_mlp_by_hand_symbolic_and_numeric():
     gelu = sp.Rational(4096, 5 * 10**11) + sp.Rational(1, 10**6)
     assert m.latency == 2 * gemm + gelu
     symbolic = sc.MLPLayer(hidden_size=S.hidden_size, intermediate_size=S.intermediate_size).compute_metrics(
-        phase="decode", hardware=Hardware.symbolic(realistic=True))
+        phase="decode", hardware=Hardware.symbolic(realistic=True, matmul_tile=(128, 128)))
     assert {S.matmul_efficiency, S.memory_efficiency, S.kernel_time, S.compute_units} <= symbolic.latency.free_symbols
     bound = symbolic.evaluate({S.batch_size: 1, S.seq_len: 7, S.hidden_size: 256, S.intermediate_size: 1024},
                               dtype="bf16", hardware=ROUND)

@@ -130,7 +130,8 @@ class Hardware(BaseModel):
         self._symbolic = any(isinstance(v, sp.Basic) and v.free_symbols for v in self._rates())
         self._symbolic = self._symbolic or any(
             isinstance(v, sp.Basic) and v.free_symbols
-            for v in (*(getattr(self, f) for f in _MODEL_FIELDS), self.runtime.step_overhead))
+            for v in (*(getattr(self, f) for f in _MODEL_FIELDS), self.runtime.step_overhead,
+                      self.runtime.collective_overhead))
 
     def __hash__(self) -> int:
         return self._hash
@@ -258,15 +259,18 @@ class Hardware(BaseModel):
             S.launch_time: 0 if self.runtime.cuda_graphs else self.launch_time,
             S.collective_base_latency: self.collective_base_latency,
             S.step_overhead: self.runtime.step_overhead,
+            S.collective_overhead: self.runtime.collective_overhead,
         }
 
     # -- construction and files --------------------------------------------------------------
 
     @classmethod
-    def symbolic(cls, name: str = "symbolic", realistic: bool = False) -> "Hardware":
+    def symbolic(cls, name: str = "symbolic", realistic: bool = False,
+                 matmul_tile: tuple[int, int] = (64, 128)) -> "Hardware":
         """The unbound chip: every rate a canonical symbol. With ``realistic=True`` the efficiency
-        model is symbolic too (η_mm, η_mem, η_attn, η_net, t_k, α₀), so times print with it;
-        otherwise efficiencies are 1 and overheads 0 (the roofline)."""
+        model is symbolic too (η_mm, η_mem, η_attn, η_net, t_k, α₀, N_cu, ...), so times print with
+        it; otherwise efficiencies are 1 and overheads 0 (the roofline). ``matmul_tile`` stays a
+        number (the tile shape of the chips it will be bound to)."""
         fields: dict[str, Any] = dict(
             name=name,
             peak_flops={dt: S.peak_flops for dt in DataType},
@@ -285,8 +289,9 @@ class Hardware(BaseModel):
                           attention_efficiency=S.attention_efficiency,
                           network_efficiency=S.network_efficiency, kernel_time=S.kernel_time,
                           launch_time=S.launch_time, collective_base_latency=S.collective_base_latency,
-                          compute_units=S.compute_units,
-                          runtime=Runtime(name="symbolic", cuda_graphs=False, step_overhead=S.step_overhead))
+                          compute_units=S.compute_units, matmul_tile=matmul_tile,
+                          runtime=Runtime(name="symbolic", cuda_graphs=False, step_overhead=S.step_overhead,
+                                          collective_overhead=S.collective_overhead))
         return cls(**fields)
 
     def ideal(self) -> "Hardware":
@@ -314,6 +319,7 @@ class Hardware(BaseModel):
                 and self.attention_efficiency == 1 and self.network_efficiency == 1
                 and self.kernel_time == 0 and self.collective_base_latency == 0
                 and self.compute_units is None and self.runtime.step_overhead == 0
+                and self.runtime.collective_overhead == 0
                 and (self.runtime.cuda_graphs or self.launch_time == 0))
 
     def with_runtime(self, runtime: "Runtime | str") -> "Hardware":
@@ -356,6 +362,7 @@ class Hardware(BaseModel):
             elif isinstance(value, Runtime):
                 out[field] = {"name": value.name, "cuda_graphs": value.cuda_graphs,
                               "step_overhead": plain(value.step_overhead),
+                              "collective_overhead": plain(value.collective_overhead),
                               "prefill_emits_first_token": value.prefill_emits_first_token}
             else:
                 out[field] = plain(value)

@@ -29,11 +29,14 @@ ALPHA = Fraction(1, 10**6)  # 1 µs per ring step: see the module docstring
 # on H100s: "matmul_efficiency" below is the A100's, "matmul_efficiency_8bit" every FP8 chip's
 # (an assumption beyond the H100).
 FIT = {
-    "matmul_efficiency": Fraction(73, 100),
-    "matmul_efficiency_8bit": Fraction(1, 2),
-    "kernel_time": Fraction(21, 1250000),
-    "collective_base_latency": Fraction(43, 500000),
+    "matmul_efficiency": Fraction(37, 50),
+    "matmul_efficiency_8bit": Fraction(53, 100),
+    "kernel_time": Fraction(13, 1000000),
 }
+# NCCL's own per-call base latency of a ring all-reduce over NVLink (NVIDIA/nccl,
+# src/graph/tuning.cc: 6.6 us for the LL protocol, up to 8.4 us for Simple); what an engine adds
+# around each call is its runtime's collective_overhead (fitted for the calibration engines).
+COLLECTIVE_BASE_LATENCY = Fraction(33, 5 * 10**6)
 # [H200-RUN] Measured on an H200 SXM of this project's lent machines (2026-10-28, PyTorch): a
 # device-to-device copy moved 4.3 TB/s counting bytes read and written (8.6 GB in 2.0 ms) against
 # the datasheet's 4.8 TB/s: 43/48, taken as 9/10; an 8192^3 bf16 matmul on random data ran at
@@ -56,6 +59,7 @@ ATTENTION_OTHER = Fraction(3, 5)  # assumption: see above
 
 def _realistic(compute_units: int, attention: Fraction, matmul: Fraction = HOPPER_MATMUL_EFFICIENCY) -> dict:
     return dict(FIT, matmul_efficiency=matmul, memory_efficiency=MEMORY_EFFICIENCY, compute_units=compute_units,
+                collective_base_latency=COLLECTIVE_BASE_LATENCY,
                 attention_efficiency=attention, runtime=runtime("neutral"))
 
 

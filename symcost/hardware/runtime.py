@@ -29,7 +29,9 @@ class Runtime(BaseModel):
     (:attr:`Hardware.launch_time`) never paces the GPU; without graphs a kernel takes at least
     that long. ``step_overhead``: seconds per inference step spent outside the model
     (scheduling, sampling, host synchronisation), added once to each prefill and decode step.
-    ``decode_steps_after_prefill``: how many decode steps an engine runs to produce ``n``
+    ``collective_overhead``: seconds the engine adds to every collective call beyond the chip's
+    ``collective_base_latency`` (its own synchronisation around the library call).
+    ``prefill_emits_first_token``: how many decode steps an engine runs to produce ``n``
     output tokens is ``n - 1`` when the prefill emits the first token (TensorRT-LLM, vLLM), or
     ``n`` when its generation loop runs once per output token (FasterTransformer).
 
@@ -42,6 +44,7 @@ class Runtime(BaseModel):
     name: str
     cuda_graphs: bool = True
     step_overhead: Seconds = sp.Integer(0)
+    collective_overhead: Seconds = sp.Integer(0)
     prefill_emits_first_token: bool = True
 
     def decode_steps(self, output_len: Any) -> Any:
@@ -62,19 +65,28 @@ def _register(profile: Runtime) -> Runtime:
 IDEAL = _register(Runtime(name="ideal"))
 """No engine: the roofline's runtime."""
 
+# The calibration engines' fitted terms (symcost.calibration_inference.fit(); benchmarks/calibrate.py
+# refits them and tests/test_calibration_inference.py checks that the fit reproduces them).
+ENGINE_FIT = {"step_overhead": Fraction(3, 1000), "collective_overhead": Fraction(191, 2000000)}
+
 # NB: TensorRT-LLM's gptSessionBenchmark (v0.5/v0.6.1, the runs of the calibration data) launches
 # without CUDA graphs unless --enable_cuda_graph is given, and its context phase emits the first
-# output token; its step overhead is fitted (symcost.calibration_inference).
-TENSORRT_LLM = _register(Runtime(name="tensorrt-llm", cuda_graphs=False,
-                                 step_overhead=Fraction(3, 10000), prefill_emits_first_token=True))
+# output token.
+TENSORRT_LLM = _register(Runtime(name="tensorrt-llm", cuda_graphs=False, prefill_emits_first_token=True,
+                                 **ENGINE_FIT))
 # NB: FasterTransformer (v5.x) launches from the host (no CUDA graphs) and its generation loop runs
 # one decoder step per output token after the context phase (ParallelGpt's step loop); it has no
-# scheduler, so no step overhead is fitted for it.
-FASTERTRANSFORMER = _register(Runtime(name="fastertransformer", cuda_graphs=False, step_overhead=0,
-                                      prefill_emits_first_token=False))
-# The default of the realistic chips: a modern serving engine, with TensorRT-LLM's fitted step
-# overhead (the only engine of the data with a scheduler), CUDA graphs on.
-NEUTRAL = _register(Runtime(name="neutral", cuda_graphs=True, step_overhead=TENSORRT_LLM.step_overhead,
+# scheduler, so it has no step overhead; its collective calls cost what TensorRT-LLM's do (a
+# separate fit gave the same value).
+FASTERTRANSFORMER = _register(Runtime(name="fastertransformer", cuda_graphs=False, prefill_emits_first_token=False,
+                                      collective_overhead=ENGINE_FIT["collective_overhead"]))
+# The default of the realistic chips: a modern serving engine (vLLM, SGLang, TensorRT-LLM today):
+# CUDA graphs on, TensorRT-LLM's fitted step overhead (the only engine of the data with a
+# scheduler), and no time per collective call beyond NCCL's own (the chip's collective_base_latency):
+# an assumption. Those engines call a fused all-reduce kernel inside the captured graph (vLLM's
+# custom all-reduce, TensorRT-LLM's AllReduce plugin), while the 2023 engines of the data spent
+# ~95 us around every call, which would double a tensor-parallel decode step of today's engines.
+NEUTRAL = _register(Runtime(name="neutral", cuda_graphs=True, step_overhead=ENGINE_FIT["step_overhead"],
                             prefill_emits_first_token=True))
 
 

@@ -14,7 +14,8 @@ Per op, on a chip whose fields give the efficiencies (all 1 and overheads 0 on t
   ``kernels * t_launch`` (the host launches each kernel), where ``kernels`` is the op's kernel
   count in a fusing engine (:data:`FUSED_OPS` run inside another op's kernel).
 
-Collectives, per call: ``alpha_0 + alpha * steps + bytes_sent / (link * eta_net)`` with ring
+Collectives, per call: ``alpha_0 + t_coll + alpha * steps + bytes_sent / (link * eta_net)`` (``t_coll``
+the engine's own time per call, :class:`~symcost.hardware.Runtime`) with ring
 steps (all-reduce ``2(n-1)``, all-gather, reduce-scatter and all-to-all ``n-1``, p2p 1) on the
 scale-up link when the group fits in one scale-up domain, else on the scale-out link.
 
@@ -145,8 +146,9 @@ def collective_time(c: Collective, hardware: Hardware) -> sp.Expr:
     sent = as_expr(c.bytes_sent_per_chip, "bytes_sent_per_chip")
     # a group of one sends nothing and waits for nothing: min(1, n - 1) switches the base off
     n = as_expr(c.group_size, "group_size")
-    calls = sp.Min(1, n - 1) if hardware.collective_base_latency != 0 else 0
-    latency = hardware.collective_base_latency * calls + hardware.collective_latency * steps
+    base = hardware.collective_base_latency + hardware.runtime.collective_overhead
+    calls = sp.Min(1, n - 1) if base != 0 else 0
+    latency = base * calls + hardware.collective_latency * steps
     return count * latency + sent / hardware.link_bandwidth(c.span)
 
 

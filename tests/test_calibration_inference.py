@@ -1,0 +1,90 @@
+"""The efficiency model's fit on the shipped inference measurements (symcost/calibration_inference.py)."""
+
+from fractions import Fraction
+
+import pytest
+
+from symcost import calibration_inference as ci
+from symcost import hardware
+from symcost.hardware import presets, runtime
+
+
+def test_rows_and_their_measured_times():
+    """20 rows; a throughput row converts by the source's own definition:
+    out tok/s/GPU = batch * output_len / total_latency / tp, so row 0 (Llama-2-7B, H100, TP 1, batch 768,
+    128 out) measured 768 * 128 / 19694 = 4.9914 s; a first-token row is its milliseconds."""
+    rows = {r.id: r for r in ci.load_rows()}
+    assert len(rows) == 20
+    assert rows[0].measured_seconds == Fraction(768 * 128, 19694)
+    assert rows[8].measured_seconds == Fraction(36, 1000)
+    assert rows[17].measured_seconds == Fraction("488.86") / 1000
+    assert {r.source_key for r in rows.values()} == {
+        "TensorRT-LLM throughput", "TensorRT-LLM first-token latency", "FasterTransformer GPT-175B",
+        "FasterTransformer GPT-6.7B"}
+
+
+def test_engine_profiles_count_decode_steps_as_the_engines_do():
+    """TensorRT-LLM's context phase emits the first token (n - 1 decode steps); FasterTransformer's
+    loop runs one decoder step per output token (n)."""
+    assert runtime("tensorrt-llm").decode_steps(128) == 127
+    assert runtime("fastertransformer").decode_steps(8) == 8
+    assert not runtime("fastertransformer").cuda_graphs and runtime("neutral").cuda_graphs
+
+
+@pytest.fixture(scope="module")
+def fit():
+    return ci.fit()
+
+
+def test_the_fit_reproduces_the_shipped_defaults(fit):
+    """benchmarks/calibrate.py's fit equals what the presets and profiles ship, exactly."""
+    from symcost.hardware.runtime import ENGINE_FIT
+
+    assert fit.values == dict(presets.FIT, **ENGINE_FIT)
+    a100, h100 = hardware.get("A100_SXM_80GB"), hardware.get("H100_SXM")
+    assert a100.matmul_efficiency == fit.values["matmul_efficiency"]
+    assert h100.matmul_efficiency_8bit == fit.values["matmul_efficiency_8bit"]
+    assert h100.kernel_time == a100.kernel_time == fit.values["kernel_time"]
+    trt, ft = runtime("tensorrt-llm"), runtime("fastertransformer")
+    assert trt.step_overhead == runtime("neutral").step_overhead == fit.values["step_overhead"]
+    assert trt.collective_overhead == ft.collective_overhead == fit.values["collective_overhead"]
+
+
+def test_the_fit_is_a_local_minimum_on_its_grids(fit):
+    """No single grid step of any parameter lowers the loss: what coordinate descent stops at."""
+    names = tuple(ci.PARAMETERS)
+    functions = ci._compiled(names)
+    rows = ci.load_rows()
+    x = [float(fit.values[n]) for n in names]
+    best = ci._loss(functions, rows, x)
+    for j, name in enumerate(names):
+        grid = ci.PARAMETERS[name][1]
+        i = grid.index(fit.values[name])
+        for k in (i - 1, i + 1):
+            if 0 <= k < len(grid):
+                trial = list(x)
+                trial[j] = float(grid[k])
+                assert ci._loss(functions, rows, trial) >= best
+
+
+def test_exact_prediction_equals_the_compiled_fit(fit):
+    """The shipped chip, predicted exactly through inference_step, gives the fit's own numbers."""
+    for row in ci.load_rows()[:3] + ci.load_rows()[-2:]:
+        assert float(ci.predict(row)) == pytest.approx(fit.predicted[row.id], rel=1e-9)
+
+
+def test_calibration_targets(fit):
+    """Mean absolute error of the predicted times at most 8 % on the calibration rows."""
+    errors = [abs(fit.relative_error(r)) for r in fit.rows]
+    assert sum(errors) / len(errors) <= 0.08
+
+
+def test_readme_validation_table_is_generated_by_this_code(fit):
+    """The README's validation tables are exactly what validation_table() prints."""
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parents[1].joinpath("README.md").read_text(encoding="utf-8")
+    begin, end = "<!-- inference-validation:begin -->\n", "<!-- inference-validation:end -->"
+    assert begin in readme and end in readme
+    shipped = readme.split(begin)[1].split(end)[0].strip()
+    assert shipped == ci.validation_table(fit).strip()
