@@ -28,6 +28,8 @@ def _div(a, q):
 class _ExactPrinter(PythonCodePrinter):
     """Python source with exact arithmetic: ``_div`` for rational coefficients and inverses."""
 
+    printmethod = "_symcost_exact"  # not the objects' own _pythoncode (floats, math.*)
+
     def _print_Integer(self, expr):
         return str(expr.p)
 
@@ -68,6 +70,9 @@ class _ExactPrinter(PythonCodePrinter):
         return "min(" + ", ".join(self._print(a) for a in expr.args) + ")"
 
     def _print_ceiling(self, expr):
+        return f"_ceil({self._print(expr.args[0])})"
+
+    def _print_Ceil(self, expr):
         return f"_ceil({self._print(expr.args[0])})"
 
     def _print_floor(self, expr):

@@ -93,3 +93,47 @@ def total(terms: Iterable[Any]) -> sp.Expr:
     """The sum of ``terms`` in one ``sympy.Add`` (``sum()`` is quadratic in SymPy)."""
     return sp.Add(*terms)
 
+
+
+class Ceil(sp.Function):
+    """``ceil(x)`` that evaluates only on numbers.
+
+    NB: SymPy's own ``ceiling`` returns its argument unchanged when SymPy believes the argument is
+    an integer, and SymPy 1.14 wrongly believes it of expressions such as ``Min(8, 2*y)/66``;
+    the tile and wave counts of the time model (symcost.hardware.timing) need a ceiling that stays
+    unevaluated until its argument is a number.
+
+    >>> from symcost.symbols import batch_size as b
+    >>> Ceil(sp.Min(8, 2 * b) / 66).xreplace({b: 1})
+    1
+    >>> Ceil(sp.Rational(7, 2)), Ceil(3)
+    (4, 3)
+    """
+
+    is_integer = True
+
+    @classmethod
+    def eval(cls, x: sp.Expr) -> sp.Expr | None:
+        if x.is_Number:
+            return sp.ceiling(x)
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.S.Zero  # piecewise constant: zero almost everywhere
+
+    def _eval_is_nonnegative(self) -> bool | None:
+        return True if self.args[0].is_nonnegative else None
+
+    def _eval_is_positive(self) -> bool | None:
+        return True if self.args[0].is_positive else None
+
+    def _latex(self, printer: Any) -> str:
+        return r"\left\lceil{%s}\right\rceil" % printer._print(self.args[0])
+
+    def _numpycode(self, printer: Any) -> str:
+        return f"{printer._module_format('numpy.ceil')}({printer._print(self.args[0])})"
+
+    def _pythoncode(self, printer: Any) -> str:
+        return f"{printer._module_format('math.ceil')}({printer._print(self.args[0])})"
+
+    _mpmathcode = _pythoncode

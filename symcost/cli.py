@@ -14,6 +14,7 @@ import json
 import os
 import re
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Optional, Sequence
 
@@ -165,9 +166,20 @@ def _add_common(p: argparse.ArgumentParser, phase: bool = True) -> None:
 
 
 def _num(x: Any) -> Any:
-    """A JSON-friendly number: ints stay exact, rationals become floats."""
+    """A JSON-friendly number: ints stay exact, rationals become floats; lists, tuples and dicts
+    (a chip's ``matmul_tile``, its ``runtime`` profile) are converted item by item."""
     if isinstance(x, bool) or x is None:
         return x
+    if isinstance(x, dict):
+        return {k: _num(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_num(v) for v in x]
+    if isinstance(x, str):  # to_dict writes rationals as "4/5"; a name ("neutral", "E") stays a name
+        try:
+            value = Fraction(x)
+        except ValueError:
+            return x
+        return int(value) if value.denominator == 1 else float(value)
     if isinstance(x, int):
         return x
     try:
@@ -589,8 +601,7 @@ def hardware_list(args: argparse.Namespace) -> int:
     lines = [f"{'name':15s} {'bf16 peak':>12s} {'HBM':>9s} {'HBM bw':>10s} {'scale-up':>11s} {'domain':>6s}"]
     for name in hardware.names():
         hw = hardware.get(name)
-        rows.append({k: _num(v) if not isinstance(v, dict) else {kk: _num(vv) for kk, vv in v.items()}
-                     for k, v in hw.to_dict().items()})
+        rows.append(_num(hw.to_dict()))
         lines.append(f"{name:15s} {_human(hw.peak('bf16'), 'FLOP/s'):>12s} {_human(hw.hbm_capacity, 'B'):>9s} "
                      f"{_human(hw.hbm_bandwidth, 'B/s'):>10s} {_human(hw.scale_up_bandwidth, 'B/s'):>11s} "
                      f"{int(hw.scale_up_domain):>6d}")

@@ -249,7 +249,7 @@ def check_expert_parallel(par: Parallelism) -> None:
     >>> check_expert_parallel(Parallelism(expert_parallel=8))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: data_parallel must be divisible by expert_parallel (experts are sharded over ...) (got 1 and 8)
+    symcost.assumptions.AssumptionError: data_parallel must be divisible by expert_parallel (...) (got 1 and 8)
     """
     check_divides(par.dp, par.ep, "data_parallel must be divisible by expert_parallel (experts are sharded over the "
                   "data-parallel replicas, each split tensor_parallel ways, as Megatron-Core's default "

@@ -33,9 +33,10 @@ import symcost as sc
 #   final norm                                                     =         8,192
 PARAMS_PER_CHIP = 262_668_288 + 8_557_690_880 + 8_192  # 8,820,367,360
 
-# The chip the derivations use (H100 SXM preset values): alpha 1 us per ring step, 50 GB/s per
-# GPU scale-out (400 Gb/s ConnectX-7), 8 GPUs per NVLink domain, no network derating.
-CHIP = sc.hardware.H100_SXM.model_copy(update={
+# The chip the derivations use: the ideal H100 SXM (docs/conventions.md §17: alpha-beta
+# collectives, no per-call base latency alpha_0), alpha 1 us per ring step, 50 GB/s per GPU
+# scale-out (400 Gb/s ConnectX-7), 8 GPUs per NVLink domain, no network derating.
+CHIP = sc.hardware.H100_SXM.ideal().model_copy(update={
     "collective_latency": Fraction(1, 10**6), "scale_out_bandwidth": 50 * 10**9,
     "scale_up_domain": 8, "network_efficiency": 1})
 

@@ -36,7 +36,7 @@ from typing import Any, Iterable, Optional
 
 import sympy as sp
 
-from .._expr import as_expr, total
+from .._expr import Ceil, as_expr, total
 from ..dtypes import DataType
 from ..ops import AttentionCore, AttentionCoreBackward, Collective, Matmul, Op
 from .chip import Hardware
@@ -92,14 +92,10 @@ def matmul_compute_flops(op: Matmul, hardware: Hardware) -> sp.Expr:
         return op.matmul_flops
     tm, tn = hardware.matmul_tile
     units = hardware.compute_units
-    tiles = op.batch * sp.ceiling(op.m / tm) * sp.ceiling(op.n / tn)
-    full = sp.Lt(tiles, units)
-    if full is sp.true:
-        waves = tiles / units
-    elif full is sp.false:
-        waves = sp.ceiling(tiles / units)
-    else:
-        waves = sp.Piecewise((tiles / units, full), (sp.ceiling(tiles / units), True))
+    tiles = op.batch * Ceil(op.m / tm) * Ceil(op.n / tn)
+    # waves = tiles/U below one full wave (split-K spreads the tiles over every unit), else
+    # ceil(tiles/U); written without a Piecewise: min(tiles/U, 1) + ceil(max(tiles - U, 0)/U)
+    waves = sp.Min(tiles / units, 1) + Ceil(sp.Max(tiles - units, 0) / units)
     # each wave: every unit computes one T_M x T_N tile over the whole k
     return 2 * op.k * tm * tn * units * waves
 
