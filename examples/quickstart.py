@@ -32,6 +32,8 @@ symbolic = MLPLayer(parallelism={"tensor_parallel": S.tp}).compute_metrics(phase
 print("\ntraining, symbolic (per chip):")
 print("  matmul FLOPs =", symbolic.matmul_flops_per_chip)
 print("  activations  =", symbolic.activation_memory_per_chip)
+# The symbolic metrics were timed on the symbolic roofline chip, so bind the ideal H100
+# ("h100-ideal"); the realistic preset's efficiency model is not in these formulas (conventions §17).
 point = symbolic.evaluate(batch_size=8, seq_len=4096, hidden_size=4096,
-                          intermediate_size=14336, tp=4, dtype="bf16", hardware="H100_SXM")
+                          intermediate_size=14336, tp=4, dtype="bf16", hardware="h100-ideal")
 print(f"  at b=8, s=4096, h=4096, f=14336, t=4, bf16: {point.matmul_flops_per_chip:,}")

@@ -608,7 +608,8 @@ def _chunk_attention_time(rows: list, prefix: int, count: int, chunk: int, chip:
             continue
         if (sp.sympify(third.compute) - c0 - 2 * c1, sp.sympify(third.memory) - m0 - 2 * m1) != (0, 0):
             raise ValueError("prefill_chunk: an attention core's time is not affine in its keys")  # pragma: no cover
-        extra += n * (_sum_max_affine(c0, c1, m0, m1, count) - count * base.time)
+        # each chunk's core: max(compute, memory) + its kernels' fixed time, as op_time adds it
+        extra += n * (_sum_max_affine(c0, c1, m0, m1, count) + count * sp.sympify(base.overhead) - count * base.time)
     return extra
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from symcost import models
+from symcost import hardware, models
 
 
 def run(*args, check=True):
@@ -65,6 +65,11 @@ def test_search_and_lists():
     data = json.loads(run("search", "--chips", "8", "--global-batch", "16", "--seq", "2048", "--json").stdout)
     assert data["num_fit"] > 0 and len(data["rows"]) == 10
     assert "H100_SXM" in run("hardware", "list").stdout
+    # the JSON holds every field of the realistic preset, tuples and the engine profile included
+    h100 = {r["name"]: r for r in json.loads(run("hardware", "list", "--json").stdout)["hardware"]}["H100_SXM"]
+    assert h100["matmul_tile"] == list(hardware.get("H100_SXM").matmul_tile)
+    assert h100["runtime"]["step_overhead"] == float(hardware.get("H100_SXM").runtime.step_overhead)
+    assert h100["memory_efficiency"] == float(hardware.get("H100_SXM").memory_efficiency)
     names = [m["name"] for m in json.loads(run("models", "list", "--json").stdout)["models"]]
     assert names == models.names()
 

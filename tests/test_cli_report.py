@@ -212,9 +212,11 @@ def test_chunked_ttft_is_the_sum_of_the_chunks():
     last chunk computes logits. The extra (query, key) pairs per head and layer are
     8192 * 8192 * (0 + 1 + 2 + 3) = 6 * 8192^2: matmul FLOPs 4 * 32 heads * 128 * 6 * 8192^2
     and softmax vector FLOPs 5 * 32 * 6 * 8192^2 per layer, 32 layers; the attention core stays
-    compute-bound (it reads at most 2 * 8 * 32768 * 128 * 2 bytes of K and V per layer)."""
+    compute-bound (it reads at most 2 * 8 * 32768 * 128 * 2 bytes of K and V per layer).
+    A roofline derivation, so on the ideal chip (docs/conventions.md §17): no kernel time, no
+    attention efficiency, no engine step overhead."""
     model = models.get("llama-3-8b")
-    chip = hardware.get("H100_SXM")
+    chip = hardware.get("H100_SXM").ideal()
     C = 8192
     chunked = model.inference_step(chip, 1, 4 * C, prefill_chunk=C)
     one = model.inference_step(chip, 1, C)

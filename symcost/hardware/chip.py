@@ -238,7 +238,7 @@ class Hardware(BaseModel):
         dt = DataType.parse(dtype)
         half = next((d for d in (DataType.BF16, DataType.FP16) if d in self.peak_flops), dt)
         eff = self.memory_efficiency if self.attention_memory_efficiency is None else self.attention_memory_efficiency
-        return {
+        values: dict[sp.Symbol, Any] = {
             S.peak_flops: self.peak_flops_expr(dt),
             S.peak_flops_16bit: self.peak_flops_expr(half if dt.bytes < 2 else dt),
             S.vector_flops: self.vector_flops,
@@ -248,7 +248,6 @@ class Hardware(BaseModel):
             S.scale_up_domain: self.scale_up_domain,
             S.scale_out_bandwidth: self.scale_out_bandwidth,
             S.collective_latency: self.collective_latency,
-            S.compute_units: self.compute_units if self.compute_units is not None else S.compute_units,
             S.matmul_efficiency: self.matmul_efficiency_for(dt),
             S.matmul_efficiency_8bit: self.matmul_efficiency_for(dt),
             S.memory_efficiency: self.memory_efficiency,
@@ -261,6 +260,9 @@ class Hardware(BaseModel):
             S.step_overhead: self.runtime.step_overhead,
             S.collective_overhead: self.runtime.collective_overhead,
         }
+        if self.compute_units is not None:  # none: no tile quantization, nothing to bind N_cu to
+            values[S.compute_units] = self.compute_units
+        return values
 
     # -- construction and files --------------------------------------------------------------
 
