@@ -5,9 +5,14 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import symcost as sc
 from symcost import hardware, models, search
 from symcost import step as steps
+from symcost import symbols as S
 from symcost.model import Model
 
 H100 = hardware.H100_SXM
@@ -289,3 +294,37 @@ def test_search_ignores_the_models_own_parallelism():
                              4, 4, 4096, phase="inference")
     assert plain.num_fit == tp2.num_fit == 6
     assert np.array_equal(plain.columns["tpot"], tp2.columns["tpot"])
+
+
+# -- the property of issue 8: uneven stages, symbolic substituted = numeric = compiled sweep ---------
+
+
+
+@settings(max_examples=25, deadline=None)
+@given(layers=st.integers(2, 9), p=st.integers(1, 10), t=st.sampled_from([1, 2, 4, 8]), b=st.integers(1, 16),
+       realistic=st.booleans())
+def test_uneven_stages_symbolic_numeric_and_sweep_agree_or_all_raise(layers, p, t, b, realistic):
+    """Any layer count over any stage count (uneven splits included; more stages than layers
+    refused) and TP past the KV heads (g = 2): inference memory and TPOT with the batch symbolic,
+    substituted, equal the numeric step, and the compiled float sweep agrees to 1e-12."""
+    model = Model.llama(hidden_size=256, num_heads=8, num_kv_heads=2, num_layers=layers, vocab_size=1000,
+                        intermediate_size=512)
+    chip = hardware.get("H100_SXM") if realistic else hardware.get("H100_SXM").ideal()
+    par = {"pipeline_parallel": p, "tensor_parallel": t}
+    outcomes = []
+    for batch in (None, b):
+        try:
+            outcomes.append(model.inference_step(chip, batch, 64, parallelism=par))
+        except ValueError as err:
+            outcomes.append(err)
+    symbolic, numeric = outcomes
+    if isinstance(numeric, ValueError) or isinstance(symbolic, ValueError):
+        assert isinstance(numeric, ValueError) and isinstance(symbolic, ValueError)
+        assert p > layers
+        return
+    assert numeric.stage_layers is not None and sum(numeric.stage_layers) == layers
+    for field in ("memory_per_chip", "tpot", "kv_cache_memory", "weight_memory"):
+        expr = sp.sympify(getattr(symbolic, field))  # an int when the batch drops out (weights)
+        assert expr.xreplace({S.batch_size: b}) == getattr(numeric, field), field
+    sweep = sc.sweep(symbolic.memory_per_chip, batch_size=np.array([float(b)]))
+    assert float(sweep[0]) == pytest.approx(float(numeric.memory_per_chip), rel=1e-12)
