@@ -202,7 +202,7 @@ def test_chunked_prefill_memory_and_chunks():
     alone = {n: model.inference_step("H100_SXM", 1, n, parallelism=par) for n in (4096, 1808)}
     lm_head = {name: m for name, _, m in alone[4096].prefill_rows}["lm_head"].latency
     assert step.ttft > 2 * alone[4096].ttft + alone[1808].ttft - 2 * lm_head
-    # NB: not more than the unchunked prefill, which (causal=False, CONVENTIONS item 3) scores all
+    # NB: not more than the unchunked prefill, which (causal=False, docs/conventions.md §3) scores all
     # 10,000^2 (query, key) pairs; the chunks score 4096*4096 + 4096*8192 + 1808*10000 per head
 
 
