@@ -125,7 +125,8 @@ _NETWORK_GRID = (Fraction(1),)
 def calibrate(rows: Sequence[Row], base: Hardware = _A100,
               matmul: Sequence[Fraction] = _MATMUL_GRID, network: Sequence[Fraction] = _NETWORK_GRID
               ) -> tuple[Hardware, list[Prediction]]:
-    """The efficiency factors (memory fixed at 1) minimizing the mean squared relative error."""
+    """The matmul and network efficiencies (the memory and kernel terms those of ``base``, the
+    realistic chip) minimizing the mean squared relative error."""
     best: Optional[tuple[float, Hardware, list]] = None
     for m, n in itertools.product(matmul, network):
         chip = base.with_efficiency(matmul=m, network=n)

@@ -274,7 +274,7 @@ def _layer_table(model: Model, phase: str, batch: int, seq: int, dtype: DataType
         formula = layer.compute_metrics(S.batch_size, S.seq_len, phase, dtype, chip, recompute=mode).flops_per_chip
         ops = []
         for op, n in m.ops:
-            ot = op_time(op, chip, peak)
+            ot = op_time(op, chip, peak, dtype)
             c, mem = float(sp.sympify(ot.compute)), float(sp.sympify(ot.memory))
             if c == 0 and mem == 0:
                 continue

@@ -209,7 +209,7 @@ class LayerMetrics:
         >>> m = NormLayer(hidden_size=4096).compute_metrics(batch_size=8, seq_len=4096,
         ...                                                  dtype="bf16")   # symbolic chip
         >>> m.elasticity("latency", S.hbm_bandwidth).xreplace(
-        ...     hardware.H100_SXM.symbol_values("bf16"))                  # memory-bound
+        ...     hardware.H100_SXM.ideal().symbol_values("bf16"))          # memory-bound
         -1
         """
         if field not in METRIC_FIELDS:

@@ -172,12 +172,13 @@ class _Point:
     share: Any  # the op's share of the summed op times (multiplicity included)
 
 
-def _roofline_points(metrics: LayerMetrics, chip: Hardware, peak: sp.Expr) -> list[_Point]:
+def _roofline_points(metrics: LayerMetrics, chip: Hardware, peak: sp.Expr,
+                     datatype: Optional[DataType] = None) -> list[_Point]:
     """The ops of ``metrics`` with FLOPs and bytes, placed by ``op_time`` on ``chip`` at ``peak``;
     ops at the same point (e.g. gate and up projections) share one point."""
     timed = []
     for op, mult in metrics.ops:
-        t = op_time(op, chip, peak)
+        t = op_time(op, chip, peak, datatype)
         timed.append((op, sp.sympify(mult), t.time))
     whole = sp.Add(*(mult * time for _, mult, time in timed))
     points: dict[tuple[Any, Any], _Point] = {}
@@ -244,7 +245,7 @@ def roofline(metrics: LayerMetrics, hardware: Hardware | str, path: PathLike, *,
                          "the metrics were computed with")
     if not ops:
         raise ValueError("roofline: the metrics carry no ops (a derivative carries none)")
-    points = _roofline_points(metrics, chip, peak)
+    points = _roofline_points(metrics, chip, peak, datatype)
     if not points:
         raise ValueError("roofline: no op has both FLOPs and HBM bytes to place")
 

@@ -709,8 +709,9 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
         prefill_rows = rows_c
     tpot = _stages(decode, "latency", 1)[0] + (hops * _span_time("p2p", 2, b * h * e / par.tp, chip, stride)
                                                if p != 1 else 0)
-    # the engine's own time per step (scheduling, sampling, host work; docs/conventions.md §17)
-    ttft += chip.runtime.step_overhead
+    # the engine's own time per step (scheduling, sampling, host work; docs/conventions.md §17):
+    # a chunked prefill runs one engine step per chunk, as vLLM's and SGLang's schedulers do
+    ttft += n_chunks * chip.runtime.step_overhead
     tpot += chip.runtime.step_overhead
     weights, kv, memory = _stage_memory(sharded, decode_rows, datatype, p, split, act)
     return InferenceStep(ttft=exact(ttft), tpot=exact(tpot), kv_cache_memory=exact(kv),

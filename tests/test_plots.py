@@ -117,7 +117,7 @@ def test_roofline_points_by_hand(mlp_metrics):
     compute-bound, at the peak. silu reads and writes 2 bytes per element for 4 FLOPs: I = 1,
     memory-bound at 1 × 3.35 TB/s."""
     peak = H100.effective_peak("bf16")
-    points = {p.names: p for p in plots._roofline_points(mlp_metrics, H100, peak)}
+    points = {p.names: p for p in plots._roofline_points(mlp_metrics, H100, peak, sc.DataType.BF16)}
     matmuls = points[("gate", "up", "down")]
     flops = 2 * 512 * 4096 * 1024
     nbytes = 2 * (512 * 1024 + 1024 * 4096 + 512 * 4096)

@@ -158,3 +158,26 @@ def test_efficiency_model_prints_in_latex():
         phase="prefill", hardware=Hardware.symbolic(realistic=True))
     text = m.to_latex(["latency"])
     assert r"\eta_{\mathrm{mem}}" in text and r"t_{\mathrm{k}}" in text
+
+
+def test_attention_of_an_fp8_model_runs_at_the_16bit_peak_in_op_time():
+    """Prefill core of an FP8 model: 4 * 1 * 2 * 128 * 128 * 64 = 8,388,608 matmul FLOPs at the
+    bf16 peak 10^14 * 1/5 (not the FP8 peak), 5 softmax FLOPs per pair at 10^13."""
+    core = AttentionCore("attn", batch=1, heads=2, kv_heads=2, q_len=128, kv_len=128, head_dim=64, dtype_bytes=1)
+    t = op_time(core, ROUND, ROUND.effective_peak("fp8_e4m3"), sc.DataType.FP8_E4M3)
+    assert t.compute == sp.Rational(8388608, 2 * 10**13) + sp.Rational(5 * 2 * 128 * 128, 10**13)
+    with pytest.raises(ValueError, match="concrete dtype"):
+        op_time(core, ROUND, ROUND.effective_peak("fp8_e4m3"))  # a numeric chip needs the dtype
+
+
+def test_ideal_chip_is_an_ordinary_chip(tmp_path):
+    """ideal() builds a chip like any other: equal to its fields rebuilt, its file read back."""
+    ideal = hardware.get("H100_SXM").ideal()
+    assert ideal == Hardware(**ideal._fields()) and hash(ideal) == hash(Hardware(**ideal._fields()))
+    assert hash(ideal) != hash(hardware.get("H100_SXM"))
+    path = tmp_path / "ideal.json"
+    ideal.to_file(path)
+    assert Hardware.from_file(path) == ideal
+    realistic = hardware.get("H100_SXM")
+    realistic.to_file(tmp_path / "h100.yaml")
+    assert Hardware.from_file(tmp_path / "h100.yaml") == realistic

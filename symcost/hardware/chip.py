@@ -307,11 +307,11 @@ class Hardware(BaseModel):
         """
         one, zero = sp.Integer(1), sp.Integer(0)
         name = self.name if self.name.endswith("(ideal)") else f"{self.name} (ideal)"
-        return self.model_copy(update=dict(
+        return Hardware(**{**self._fields(), **dict(
             name=name, matmul_efficiency=one, matmul_efficiency_8bit=None, memory_efficiency=one,
             attention_memory_efficiency=None, attention_efficiency=one, network_efficiency=one,
             kernel_time=zero, launch_time=zero, collective_base_latency=zero, compute_units=None,
-            runtime=Runtime(name="ideal")))
+            runtime=Runtime(name="ideal"))})
 
     @property
     def is_ideal(self) -> bool:

@@ -34,10 +34,12 @@ FIT = {
     "kernel_time": Fraction(13, 1000000),
 }
 # NCCL's own per-call base latency of a ring all-reduce over NVLink (NVIDIA/nccl,
-# src/graph/tuning.cc: 6.6 us for the LL protocol, up to 8.4 us for Simple); what an engine adds
+# src/graph/tuning.cc, ring base latencies {LL, LL128, Simple} = {6.6, 14.0, 8.4} us; we take LL's,
+# the protocol NCCL picks for the small messages where latency matters); what an engine adds
 # around each call is its runtime's collective_overhead (fitted for the calibration engines).
 COLLECTIVE_BASE_LATENCY = Fraction(33, 5 * 10**6)
-# [H200-RUN] Measured on an H200 SXM of this project's lent machines (2026-10-28, PyTorch): a
+# [H200-RUN] Measured on an H200 SXM lent to this workplace (2026-10-28, PyTorch; the raw figures with
+# their method are in symcost/data/h200_microbenchmarks.csv): a
 # device-to-device copy moved 4.3 TB/s counting bytes read and written (8.6 GB in 2.0 ms) against
 # the datasheet's 4.8 TB/s: 43/48, taken as 9/10; an 8192^3 bf16 matmul on random data ran at
 # 788 TFLOP/s against the dense 989.4: 0.796, taken as 4/5. The copy fraction is the achievable
@@ -52,9 +54,11 @@ HOPPER_MATMUL_EFFICIENCY = Fraction(4, 5)  # [H200-RUN]
 ATTENTION_A100 = Fraction(3, 5)  # [FA2]
 ATTENTION_HOPPER = Fraction(3, 4)  # [FA3]
 ATTENTION_OTHER = Fraction(3, 5)  # assumption: see above
-# GEMM tiles: 64 x 128 output tiles (M x N; CUTLASS's tensor-op GEMM tiles for small M, e.g.
-# GemmShape<64, 128, 32>, and cuBLAS's small-batch choice); quantization runs over the SMs/CUs of
-# each datasheet. A decode GEMM's M (the batch) is padded to 64 rows.
+# GEMM tiles: 64 x 128 output tiles (M x N), an assumption: one of the threadblock tiles CUTLASS
+# instantiates for tensor-op GEMMs (GemmShape<64, 128, ...>), chosen small in M so that decode GEMMs
+# are not padded 128-fold; 128 x 128 padded a batch-1 decode GEMM into compute-bound, which no
+# measured run shows. Quantization runs over the SMs/CUs of each part. A decode GEMM's M (the
+# batch) is padded to 64 rows.
 
 
 def _realistic(compute_units: int, attention: Fraction, matmul: Fraction = HOPPER_MATMUL_EFFICIENCY) -> dict:
@@ -142,7 +146,7 @@ H200_SXM = Hardware(
     scale_up_domain=8,  # [DGX-POD]
     scale_out_bandwidth=50 * GIGA,  # [DGX-POD] 400 Gb/s per GPU
     collective_latency=ALPHA,
-    **_realistic(132, ATTENTION_HOPPER),  # [H200-DS] the H100 SXM's GH100 configuration: 132 SMs
+    **_realistic(132, ATTENTION_HOPPER),  # [H200-RUN] PyTorch reported 132 multiprocessors
 )
 
 B200 = Hardware(
@@ -161,7 +165,7 @@ B200 = Hardware(
     scale_up_domain=8,  # [DGX-POD] HGX/DGX B200
     scale_out_bandwidth=50 * GIGA,  # [DGX-POD] 400 Gb/s ConnectX-7 per GPU
     collective_latency=ALPHA,
-    **_realistic(148, ATTENTION_OTHER),  # [BW-DS] 148 SMs per GPU
+    **_realistic(148, ATTENTION_OTHER),  # assumption: 148 SMs, widely reported for B200; no datasheet lists it
 )
 
 MI300X = Hardware(
@@ -183,6 +187,8 @@ MI300X = Hardware(
     **_realistic(304, ATTENTION_OTHER),  # [MI300-ROCm] 304 compute units
 )
 
+# NB: the TPU presets keep the ideal model (efficiencies 1, no overheads, no tile quantization):
+# no figure in the shipped data or a citable microbenchmark covers them; get("v5e").is_ideal is True.
 TPU_V5E = Hardware(
     name="TPU_V5E",
     peak_flops={D.BF16: 197 * TERA, D.INT8: 393 * TERA},  # [V5E]

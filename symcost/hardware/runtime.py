@@ -52,8 +52,8 @@ class Runtime(BaseModel):
         return output_len - 1 if self.prefill_emits_first_token else output_len
 
 
-# Named profiles. step_overhead values are fitted on symcost/data/inference_calibration.csv by
-# symcost.calibration (benchmarks/calibrate.py refits them; tests/test_calibration.py checks them).
+# Named profiles: those of the engines in symcost/data/inference_calibration.csv, whose terms are
+# fitted by symcost.calibration_inference (benchmarks/calibrate.py; tests/test_calibration_inference.py).
 RUNTIMES: dict[str, Runtime] = {}
 
 
@@ -80,14 +80,12 @@ TENSORRT_LLM = _register(Runtime(name="tensorrt-llm", cuda_graphs=False, prefill
 # separate fit gave the same value).
 FASTERTRANSFORMER = _register(Runtime(name="fastertransformer", cuda_graphs=False, prefill_emits_first_token=False,
                                       collective_overhead=ENGINE_FIT["collective_overhead"]))
-# The default of the realistic chips: a modern serving engine (vLLM, SGLang, TensorRT-LLM today):
-# CUDA graphs on, TensorRT-LLM's fitted step overhead (the only engine of the data with a
-# scheduler), and no time per collective call beyond NCCL's own (the chip's collective_base_latency):
-# an assumption. Those engines call a fused all-reduce kernel inside the captured graph (vLLM's
-# custom all-reduce, TensorRT-LLM's AllReduce plugin), while the 2023 engines of the data spent
-# ~95 us around every call, which would double a tensor-parallel decode step of today's engines.
-NEUTRAL = _register(Runtime(name="neutral", cuda_graphs=True, step_overhead=ENGINE_FIT["step_overhead"],
-                            prefill_emits_first_token=True))
+# The default of the realistic chips: CUDA graphs on, no engine time per step and no time per
+# collective call beyond NCCL's own (the chip's collective_base_latency): neutral, i.e. only the
+# chip's own terms, among them the fitted time per kernel (which on the calibration engines, run
+# without graphs, also holds what a host launch costs). Engine-specific costs come with a named
+# profile (with_runtime("tensorrt-llm")) or a Runtime of the user's.
+NEUTRAL = _register(Runtime(name="neutral", cuda_graphs=True, prefill_emits_first_token=True))
 
 
 def runtime(name: "str | Runtime") -> Runtime:

@@ -49,7 +49,7 @@ FUSED_OPS = frozenset({
     # kernel: the residual add inside the next norm (fused add + RMSNorm/LayerNorm), the up
     # projection inside one gate_up GEMM, the gate multiply inside the activation (SiLU·gate),
     # bias adds in the GEMM epilogue, position embeddings inside the embedding gather.
-    "residual", "up", "gate_multiply", "out_bias", "down_bias", "qkv_bias", "positions", "embedding",
+    "residual", "up", "gate_multiply", "out_bias", "down_bias", "positions",
 })
 """Op names (before any ``.`` suffix) that add no kernel of their own."""
 
@@ -107,12 +107,7 @@ def op_time(op: Op, hardware: Hardware, peak: sp.Expr, datatype: Optional[DataTy
     if isinstance(op, Matmul):
         compute = matmul_compute_flops(op, hardware) / peak
     elif isinstance(op, (AttentionCore, AttentionCoreBackward)):
-        if datatype is None and not hardware.is_symbolic:
-            # the dtype is not known here: the matmul rate, re-derated for attention kernels
-            rate = peak / hardware.matmul_efficiency * hardware.attention_efficiency
-        else:
-            rate = hardware.attention_peak(datatype)
-        compute = op.matmul_flops / rate
+        compute = op.matmul_flops / hardware.attention_peak(datatype)
         core = op.forward if isinstance(op, AttentionCoreBackward) else op
         if core.q_len == 1:  # decode: streams the KV cache
             bandwidth = hardware.attention_hbm_bandwidth
@@ -135,8 +130,8 @@ def collective_steps(kind: str, n: Any) -> sp.Expr:
 
 
 def collective_time(c: Collective, hardware: Hardware) -> sp.Expr:
-    """Seconds of all ``c.count`` calls:
-    ``count * (alpha_0 + alpha * steps) + bytes_sent / (link bandwidth * eta_net)``."""
+    """Seconds of all ``c.count`` calls: ``count * ((alpha_0 + t_coll) * min(1, n - 1) + alpha *
+    steps) + bytes_sent / (link bandwidth * eta_net)`` (a group of one costs nothing)."""
     count = as_expr(c.count, "count")
     steps = collective_steps(c.kind, c.group_size)
     sent = as_expr(c.bytes_sent_per_chip, "bytes_sent_per_chip")
