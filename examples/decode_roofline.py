@@ -5,10 +5,10 @@ Run: python examples/decode_roofline.py
 
 import sympy as sp
 
-from symcost import hardware, models
+from symcost import DataType, hardware, models
 from symcost.roofline import op_time
 
-chip = hardware.H100_SXM
+chip = hardware.H100_SXM.ideal()  # the roofline itself (docs/conventions.md §17: the ideal chip)
 peak = chip.effective_peak("bf16")
 block = models.get("llama-3-8b").blocks[0][0]
 ridge = chip.peak("bf16") / chip.hbm_bandwidth
@@ -19,7 +19,7 @@ for batch in (1, 16, 256):
     for op, _count in m.ops:
         if not op.hbm_bytes:
             continue
-        t = op_time(op, chip, peak)
+        t = op_time(op, chip, peak, DataType.BF16)
         intensity = sp.sympify(op.flops) / op.hbm_bytes
         kind = "compute" if t.compute >= t.memory else "memory"
         print(f"  {op.name:16s} intensity {float(intensity):8.1f} FLOP/B  {kind}-bound  "
