@@ -1,15 +1,13 @@
-"""Hardware: a chip's rates and capacities in base units, and the presets with their sources.
+"""The chip: rates and capacities in base units, and the efficiency model's fields.
 
 A :class:`Hardware` is frozen and holds exact numbers: FLOP/s, bytes, bytes/s and seconds. The
 symbolic chip (:meth:`Hardware.symbolic`, what ``hardware=None`` means) holds the canonical
-hardware symbols instead, so times print as formulas in peak FLOP/s and bandwidths.
+hardware symbols instead, so times print as formulas in peak FLOP/s and bandwidths; with
+``realistic=True`` the efficiency model (docs/conventions.md §17) is symbolic too.
 
->>> from symcost import hardware
->>> h100 = hardware.get("h100")
->>> h100.name, h100.peak("bf16")
-('H100_SXM', 989400000000000)
->>> h100.hbm_bandwidth
-3350000000000
+>>> chip = Hardware.symbolic(realistic=True)
+>>> chip.effective_peak("bf16")
+F*eta_mm
 """
 
 from __future__ import annotations
