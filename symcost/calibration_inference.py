@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 import sympy as sp
 
 from . import symbols as S
-from .hardware import Hardware, Runtime
+from .hardware import Hardware, runtime
 from .hardware import get as get_hardware
 from .model import Model
 
@@ -139,17 +139,9 @@ def _chip(row: InferenceRow, values: Mapping[str, Any]) -> Hardware:
     """The row's realistic chip with the fitted parameters ``values`` (numbers or symbols) in place."""
     base = get_hardware(_GPU[row.gpu])
     fields = {k: v for k, v in values.items() if k not in _ENGINE_PARAMETERS}
-    runtime = _runtime(engine(row))
     name = engine(row)
     update = {k: v for k, v in values.items() if k in _ENGINE_PARAMETERS and name in _ENGINE_PARAMETERS[k]}
-    runtime = runtime.model_copy(update=update)
-    return base.with_efficiency(**fields, runtime=runtime)
-
-
-def _runtime(name: str) -> Runtime:
-    from .hardware import runtime
-
-    return runtime(name)
+    return base.with_efficiency(**fields, runtime=runtime(name).model_copy(update=update))
 
 
 def row_time_expr(row: InferenceRow, chip: Hardware) -> sp.Expr:
@@ -243,8 +235,7 @@ def predict(row: InferenceRow, chip: Hardware | str | None = None) -> Fraction:
     """The predicted seconds of ``row`` on ``chip`` (default: the realistic preset of its GPU)
     under its engine profile, exactly."""
     base = get_hardware(_GPU[row.gpu] if chip is None else chip)
-    runtime = _runtime(engine(row))
-    value = sp.Rational(row_time_expr(row, base.with_runtime(runtime)))
+    value = sp.Rational(row_time_expr(row, base.with_runtime(engine(row))))
     return Fraction(int(value.p), int(value.q))
 
 

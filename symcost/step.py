@@ -177,7 +177,8 @@ _FIELDS = {"latency": "latency", "weight": "weight_memory_per_chip",
 
 
 def values_from_rows(rows: list[tuple[str, Any, LayerMetrics]]) -> dict[tuple[str, str], Any]:
-    """:func:`part_values` from a model's :meth:`~symcost.model.Model.breakdown` rows."""
+    """``{(part, quantity): value}`` (part: embedding, blocks summed with their counts, tail) from
+    a model's :meth:`~symcost.model.Model.breakdown` rows."""
     values: dict[tuple[str, str], Any] = {}
     for key, field in _FIELDS.items():
         get = {name: (n, sp.sympify(getattr(m, field))) for name, n, m in rows}
