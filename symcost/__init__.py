@@ -10,17 +10,35 @@ bytes per element; with numbers for every input, the same expressions collapse t
 549755813888
 """
 
-from . import calibration as calibration
+import importlib as _importlib
+import sys as _sys
+
+# NB: the module attributes with a re-export file at their old path (``symcost.step``, ...) are
+# bound to that file, so that ``import symcost.step`` (which rebinds the attribute) changes nothing.
+from . import analysis as analysis
+from . import core as core
 from . import errors as errors
 from . import hardware as hardware
 from . import latex as latex
+from . import layers as layers
 from . import models as models
+from . import plan as plan
 from . import plots as plots
+from . import report as report
 from . import search as search
 from . import solve as solve
 from . import step as step
-from . import symbols as symbols
-from .dtypes import DataType as DataType
+from .analysis.solve import DegreeSolution as DegreeSolution
+from .analysis.solve import IntegerSolution as IntegerSolution
+from .core import symbols as symbols
+from .core.dtypes import DataType as DataType
+from .core.metrics import LayerMetrics as LayerMetrics
+from .core.ops import Collective as Collective
+from .core.parallelism import Parallelism as Parallelism
+from .core.phase import Phase as Phase
+from .core.sweep import Sweeper as Sweeper
+from .core.sweep import SweepResult as SweepResult
+from .core.sweep import sweep as sweep  # NB: the function, not the module (see CHANGELOG.md)
 from .errors import ConfigError as ConfigError
 from .errors import DivisibilityError as DivisibilityError
 from .errors import HardwareError as HardwareError
@@ -38,22 +56,27 @@ from .layers import MLALayer as MLALayer
 from .layers import MLPLayer as MLPLayer
 from .layers import MoELayer as MoELayer
 from .layers import NormLayer as NormLayer
-from .metrics import LayerMetrics as LayerMetrics
-from .model import Model as Model
-from .model import TransformerBlock as TransformerBlock
-from .ops import Collective as Collective
-from .parallel import Parallelism as Parallelism
-from .phase import Phase as Phase
-from .search import SearchResult as SearchResult
-from .solve import DegreeSolution as DegreeSolution
-from .solve import IntegerSolution as IntegerSolution
-from .step import InferenceStep as InferenceStep
-from .step import TrainingStep as TrainingStep
-from .sweep import Sweeper as Sweeper
-from .sweep import SweepResult as SweepResult
-from .sweep import sweep as sweep
+from .models.model import Model as Model
+from .models.model import TransformerBlock as TransformerBlock
+from .plan import calibration as calibration
+from .plan.search import SearchResult as SearchResult
+from .plan.step import InferenceStep as InferenceStep
+from .plan.step import TrainingStep as TrainingStep
 
 __version__ = "0.1.0"
+
+# NB: the old paths of the modules that moved while other branches were editing them are the same
+# module objects registered under their old names (no file there, so git's rename detection can
+# carry those edits to the new files); the other old paths are re-export files. See CHANGELOG.md.
+_ALIASES = {
+    "symcost.symbols": "symcost.core.symbols",
+    "symcost.sweep": "symcost.core.sweep",
+    "symcost.metrics": "symcost.core.metrics",
+    "symcost.calibration": "symcost.plan.calibration",
+    "symcost.calibration_inference": "symcost.plan.calibration_inference",
+}
+for _old, _new in _ALIASES.items():
+    _sys.modules[_old] = _importlib.import_module(_new)
 
 __all__ = [
     "AttentionLayer",

@@ -1,42 +1,12 @@
-"""Phases of work a layer can be costed for.
+"""Old import path of :mod:`symcost.core.phase` (moved, see CHANGELOG.md); a pure re-export."""
 
->>> from symcost import Phase
->>> Phase("decode") is Phase.DECODE, Phase.TRAINING.is_training
-(True, True)
-"""
-
-from __future__ import annotations
-
-import enum
 from typing import Any
 
-__all__ = ["Phase"]
+from symcost.core.phase import *  # noqa: F403
+from symcost.core.phase import __all__ as __all__
 
 
-class Phase(str, enum.Enum):
-    """``prefill`` (forward over s tokens), ``decode`` (one new token per sequence attending to
-    ``seq_len`` keys), ``training`` (forward and backward)."""
+def __getattr__(name: str) -> Any:  # the names outside ``__all__`` too
+    import symcost.core.phase as module
 
-    PREFILL = "prefill"
-    DECODE = "decode"
-    TRAINING = "training"
-
-    @property
-    def is_training(self) -> bool:
-        """True when the layer also runs its backward and saves activations for it."""
-        return self is Phase.TRAINING
-
-    @classmethod
-    def parse(cls, value: Any) -> "Phase":
-        """A ``Phase`` from itself or its name; ``ValueError`` listing the valid names otherwise."""
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            key = value.strip().lower()
-            for member in cls:
-                if member.value == key:
-                    return member
-        raise ValueError(f"phase: unknown phase {value!r}; valid: prefill, decode, training")
-
-    def __str__(self) -> str:
-        return self.value
+    return getattr(module, name)

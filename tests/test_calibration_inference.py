@@ -4,9 +4,9 @@ from fractions import Fraction
 
 import pytest
 
-from symcost import calibration_inference as ci
 from symcost import hardware
 from symcost.hardware import presets, runtime
+from symcost.plan import calibration_inference as ci
 
 
 def test_rows_and_their_measured_times():

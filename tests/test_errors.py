@@ -6,7 +6,7 @@ import sympy as sp
 
 import symcost as sc
 from symcost import errors
-from symcost._expr import as_expr, check_divides, dim
+from symcost.core._expr import as_expr, check_divides, dim
 from symcost.dtypes import DataType, bytes_per_element
 from symcost.parallel import Parallelism
 

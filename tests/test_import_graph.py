@@ -121,10 +121,10 @@ def test_graph_sees_every_kind_of_import():
     """The reader finds relative, absolute, function-local and TYPE_CHECKING imports."""
     g = graph()
     assert "symcost.layers.base" in g["symcost.layers.mlp"]           # from .base import ...
-    assert "symcost.symbols" in g["symcost.layers.mlp"]               # from .. import symbols as S
-    assert "symcost.sweep" in g["symcost.metrics"]                    # inside LayerMetrics.lambdify
-    assert "symcost.model" in g["symcost.latex"]                      # under TYPE_CHECKING and local
-    assert "symcost" in g["symcost.cli"]                              # from . import __version__
+    assert "symcost.core.symbols" in g["symcost.layers.mlp"]          # from ..core import symbols
+    assert "symcost.core.sweep" in g["symcost.core.metrics"]          # inside LayerMetrics.lambdify
+    assert "symcost.models.model" in g["symcost.report.latex"]        # under TYPE_CHECKING and local
+    assert "symcost" in g["symcost.cli.main"]                         # from .. import __version__
 
 
 def test_reader_on_a_known_cycle():

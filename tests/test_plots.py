@@ -7,9 +7,10 @@ from fractions import Fraction
 import pytest
 
 import symcost as sc
-from symcost import hardware, plots
+from symcost import hardware
 from symcost import symbols as S
 from symcost.model import Model
+from symcost.report import plots
 
 pytest.importorskip("matplotlib")
 

@@ -49,7 +49,8 @@ def test_documented_import_paths(path, name):
 
 def test_model_step_methods_delegate_to_symcost_step():
     """Model.training_step and its siblings run the functions symcost.step registers."""
-    from symcost import model, step
+    from symcost.models import model
+    from symcost.plan import step
 
     assert model._STEPS == {"training_step": step.training_step, "inference_step": step.inference_step,
                             "max_batch_size": step.max_batch_size, "max_context": step.max_context}

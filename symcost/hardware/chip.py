@@ -19,9 +19,9 @@ from typing import Annotated, Any, Iterator, Mapping, Optional
 import sympy as sp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, field_validator
 
-from .. import symbols as S
-from .._expr import as_expr, exact
-from ..dtypes import DataType
+from ..core import symbols as S
+from ..core._expr import as_expr, exact
+from ..core.dtypes import DataType
 from .runtime import Runtime, runtime
 from .validate import Efficiency, Rate, Seconds, _domain, _number
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from ..dtypes import DataType as D
+from ..core.dtypes import DataType as D
 from .chip import GIGA, TERA, Hardware
 from .runtime import runtime
 

@@ -36,9 +36,9 @@ from typing import Any, Iterable, Optional
 
 import sympy as sp
 
-from .._expr import Ceil, as_expr, total
-from ..dtypes import DataType
-from ..ops import AttentionCore, AttentionCoreBackward, Collective, Matmul, Op
+from ..core._expr import Ceil, as_expr, total
+from ..core.dtypes import DataType
+from ..core.ops import AttentionCore, AttentionCoreBackward, Collective, Matmul, Op
 from .chip import Hardware
 
 __all__ = ["FUSED_OPS", "OpTime", "Times", "collective_steps", "collective_time", "kernels", "layer_times",

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import sympy as sp
 from pydantic import BeforeValidator, ValidationInfo
 
-from .._expr import as_expr
+from ..core._expr import as_expr
 
 
 def _number(value: Any, field: str) -> sp.Expr:

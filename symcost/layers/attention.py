@@ -26,19 +26,11 @@ from typing import Any, Literal, Optional, Union
 import sympy as sp
 from pydantic import field_validator, model_validator
 
-from .. import symbols as S
-from .._expr import check_divides
-from ..assumptions import Assumption, record
-from ..dtypes import DataType
-from ..ops import (
-    DROPOUT_MASK_BYTES,
-    VECTOR_FLOPS,
-    AttentionCore,
-    Collective,
-    Matmul,
-    Vector,
-    dropout,
-)
+from ..core import symbols as S
+from ..core._expr import check_divides
+from ..core.assumptions import Assumption, record
+from ..core.dtypes import DataType
+from ..core.ops import DROPOUT_MASK_BYTES, VECTOR_FLOPS, AttentionCore, Collective, Matmul, Vector, dropout
 from .base import Context, Dim, Layer, shard_heads
 
 __all__ = ["AttentionLayer", "GroupedQueryAttentionLayer"]

@@ -17,17 +17,17 @@ import sympy
 import sympy as sp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
-from .. import symbols as S
-from .._compile import compile_exact
-from .._expr import check_divides, dim
-from ..assumptions import Assumption, collecting, merge
-from ..dtypes import DataType, DtypeLike, bytes_per_element
+from ..core import symbols as S
+from ..core._expr import check_divides, dim
+from ..core.assumptions import Assumption, collecting, merge
+from ..core.compile import compile_exact
+from ..core.dtypes import DataType, DtypeLike, bytes_per_element
+from ..core.metrics import METRIC_FIELDS, LayerMetrics
+from ..core.ops import Collective, CollectiveKind, Op
+from ..core.parallelism import Parallelism
+from ..core.phase import Phase
 from ..hardware import Hardware
 from ..hardware import get as get_hardware
-from ..metrics import METRIC_FIELDS, LayerMetrics
-from ..ops import Collective, CollectiveKind, Op
-from ..parallel import Parallelism
-from ..phase import Phase
 
 __all__ = ["Layer", "Phase", "Context", "Dim", "Recompute", "shard_heads"]
 

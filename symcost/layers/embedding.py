@@ -21,9 +21,9 @@ from typing import Optional
 import sympy as sp
 from pydantic import model_validator
 
-from .. import symbols as S
-from .._expr import check_divides
-from ..ops import DROPOUT_MASK_BYTES, VECTOR_FLOPS, Collective, Matmul, Vector, dropout
+from ..core import symbols as S
+from ..core._expr import check_divides
+from ..core.ops import DROPOUT_MASK_BYTES, VECTOR_FLOPS, Collective, Matmul, Vector, dropout
 from .base import Context, Dim, Layer
 
 __all__ = ["EmbeddingLayer", "LMHeadLayer"]

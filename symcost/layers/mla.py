@@ -58,16 +58,9 @@ from typing import Optional
 import sympy as sp
 from pydantic import model_validator
 
-from .. import symbols as S
-from .._expr import check_divides
-from ..ops import (
-    VECTOR_FLOPS,
-    AttentionCore,
-    Matmul,
-    Op,
-    Vector,
-    dropout,
-)
+from ..core import symbols as S
+from ..core._expr import check_divides
+from ..core.ops import VECTOR_FLOPS, AttentionCore, Matmul, Op, Vector, dropout
 from .attention import core_saved_activations
 from .base import Context, Dim, Layer
 

@@ -23,9 +23,9 @@ from typing import Literal
 import sympy as sp
 from pydantic import model_validator
 
-from .. import symbols as S
-from .._expr import check_divides
-from ..ops import DROPOUT_MASK_BYTES, VECTOR_FLOPS, Matmul, Vector, dropout
+from ..core import symbols as S
+from ..core._expr import check_divides
+from ..core.ops import DROPOUT_MASK_BYTES, VECTOR_FLOPS, Matmul, Vector, dropout
 from .base import Context, Dim, Layer
 
 __all__ = ["MLPLayer", "GatedMLPLayer"]

@@ -40,9 +40,9 @@ from typing import Annotated, Any, Optional
 import sympy as sp
 from pydantic import BeforeValidator, ValidationInfo, model_validator
 
-from .. import symbols as S
-from .._expr import as_expr, check_divides
-from ..ops import VECTOR_FLOPS, Collective, Matmul, Op, Vector
+from ..core import symbols as S
+from ..core._expr import as_expr, check_divides
+from ..core.ops import VECTOR_FLOPS, Collective, Matmul, Op, Vector
 from .base import Context, Dim, Layer
 from .mlp import Activation, ffn_ops
 

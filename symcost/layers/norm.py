@@ -17,8 +17,8 @@ from typing import Literal
 
 import sympy as sp
 
-from .. import symbols as S
-from ..ops import VECTOR_FLOPS, Vector
+from ..core import symbols as S
+from ..core.ops import VECTOR_FLOPS, Vector
 from .base import Context, Dim, Layer
 
 __all__ = ["NormLayer"]

@@ -18,9 +18,9 @@ from typing import Any, Mapping, Sequence
 
 import sympy as sp
 
+from ..errors import ConfigError
 from . import symbols as S
 from ._expr import Value, as_expr
-from .errors import ConfigError
 
 __all__ = ["NOTATIONS", "LABELS", "names", "label", "text", "present", "expression", "aligned"]
 

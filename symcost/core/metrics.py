@@ -23,16 +23,16 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import sympy as sp
 
+from ..errors import ConfigError, UnboundSymbolError
+from ..hardware import Hardware
+from ..hardware import get as get_hardware
+from ..hardware.timing import layer_times
 from . import symbols as S
 from ._expr import Value, as_expr, exact, total
-from ._notation import aligned
-from ._notation import text as latex_text
 from .assumptions import Assumption, check_all, merge
 from .dtypes import DataType
-from .errors import ConfigError, UnboundSymbolError
-from .hardware import Hardware
-from .hardware import get as get_hardware
-from .hardware.timing import layer_times
+from .notation import aligned
+from .notation import text as latex_text
 from .ops import Collective, Op, merge_collectives
 from .phase import Phase
 

@@ -32,10 +32,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import sympy as sp
 
-from . import symbols as S
-from .hardware import Hardware, runtime
-from .hardware import get as get_hardware
-from .model import Model
+from ..core import symbols as S
+from ..hardware import Hardware, runtime
+from ..hardware import get as get_hardware
+from ..models.model import Model
 
 __all__ = ["PARAMETERS", "START", "Fit", "InferenceRow", "build_model", "engine", "fit", "leave_one_source_out",
            "load_rows", "predict", "regime", "row_time_expr", "validation_table"]

@@ -28,9 +28,9 @@ from fractions import Fraction
 from importlib import resources
 from typing import Iterable, Optional, Sequence
 
-from . import hardware
-from .hardware import Hardware
-from .model import Model
+from .. import hardware
+from ..hardware import Hardware
+from ..models.model import Model
 
 __all__ = ["Row", "Prediction", "load_table", "predict", "calibrate", "MEGATRON_A100_EFFICIENCY",
            "megatron_a100"]

@@ -20,13 +20,13 @@ from typing import Any, Callable, NoReturn, Optional, Sequence
 
 import sympy as sp
 
-from . import __version__, hardware, models
-from . import symbols as S
-from .dtypes import DataType
-from .hardware import Hardware
-from .hardware.timing import op_time
-from .model import Model, TransformerBlock
-from .parallel import Parallelism
+from .. import __version__, hardware, models
+from ..core import symbols as S
+from ..core.dtypes import DataType
+from ..core.parallelism import Parallelism
+from ..hardware import Hardware
+from ..hardware.timing import op_time
+from ..models.model import Model, TransformerBlock
 
 DEFAULT_MODEL = "llama-3-8b"
 DEFAULT_HARDWARE = "H100_SXM"
@@ -107,7 +107,7 @@ def _check_out(path: str, option: str, plot: bool = False) -> Path:
     """An output path that can be written: its folder exists (and for a chart, a known suffix)."""
     out = Path(path)
     if plot:
-        from .plots import FORMATS
+        from ..report.plots import FORMATS
 
         if out.suffix.lower().lstrip(".") not in FORMATS:
             raise UsageError(f"argument {option}: cannot write {path!r}: the suffix must be "
@@ -418,7 +418,7 @@ def report(args: argparse.Namespace) -> int:
         answer = f"{ctx.value:,} tokens" if ctx.value is not None else ctx.status
         lines.append(f"longest context that fits (batch {batch}, {_par_text(par)}, {_chunk_text(chunk)}): {answer}")
     if args.plot:
-        from .plots import roofline
+        from ..report.plots import roofline
 
         phase = phases[0]
         length = chunk if phase == "prefill" and chunk is not None and chunk < seq else seq
@@ -453,7 +453,7 @@ def solve(args: argparse.Namespace) -> int:
                 "closed_form": None if r.closed_form is None else str(r.closed_form)}
         given = f"seq_len {args.seq:,}"
     else:  # min-tp
-        from .solve import min_degree
+        from ..analysis.solve import min_degree
 
         def memory(t: int) -> Any:
             step = model.inference_step(chip, args.batch, args.seq, args.dtype, {**par, "tensor_parallel": t},
@@ -478,7 +478,7 @@ def solve(args: argparse.Namespace) -> int:
     lines = [f"{data['quantity']} for {model.name} on {chip.name}: {answer}",
              f"  ({given}, {_par_text(par)}, {args.dtype}, {_chunk_text(chunk)}; {data['assumes']})"]
     if args.plot:
-        from .plots import memory_vs_seq_len
+        from ..report.plots import memory_vs_seq_len
 
         _write(lambda: memory_vs_seq_len(model, chip, args.plot, batch_size=args.batch, dtype=args.dtype,
                                          parallelism=par), "--plot", args.plot)
@@ -520,7 +520,7 @@ def sweep_cmd(args: argparse.Namespace) -> int:
 
 
 def search_cmd(args: argparse.Namespace) -> int:
-    from . import search
+    from ..plan import search
 
     model = _model(args.model)
     chip = _hardware(args.hardware)
@@ -545,7 +545,7 @@ def search_cmd(args: argparse.Namespace) -> int:
     if args.plot and not rows:
         lines.append(f"no configuration fits: no plot written to {args.plot}")
     elif args.plot and args.phase == "training":
-        from .plots import step_breakdown
+        from ..report.plots import step_breakdown
 
         steps = [model.training_step(chip, args.seq, args.global_batch, r["micro_batch"], args.dtype,
                                      table.parallelism(i), r["recompute"], r["interleave"], r["zero_stage"],
@@ -554,7 +554,7 @@ def search_cmd(args: argparse.Namespace) -> int:
                "--plot", args.plot)
         lines.append(f"step breakdown of the {len(steps)} best written to {args.plot}")
     elif args.plot:
-        from .plots import memory_vs_seq_len
+        from ..report.plots import memory_vs_seq_len
 
         best = rows[0]
         par = {"tensor_parallel": best["tp"], "pipeline_parallel": best["pp"], "data_parallel": best["dp"]}
@@ -573,13 +573,13 @@ LAYER_CHOICES = ("mlp", "gated-mlp", "attention", "gqa", "norm", "rmsnorm")
 
 
 def latex_cmd(args: argparse.Namespace) -> int:
-    from . import latex
+    from ..report import latex
 
     if args.notation not in latex.NOTATIONS:
         raise UsageError(f"argument --notation: invalid choice {args.notation!r} (choose from "
                          f"{', '.join(latex.NOTATIONS)})")
     if args.layer:
-        from .layers import AttentionLayer, GatedMLPLayer, GroupedQueryAttentionLayer, MLPLayer, NormLayer
+        from ..layers import AttentionLayer, GatedMLPLayer, GroupedQueryAttentionLayer, MLPLayer, NormLayer
 
         layer = {"mlp": MLPLayer(), "gated-mlp": GatedMLPLayer(), "attention": AttentionLayer(),
                  "gqa": GroupedQueryAttentionLayer(), "norm": NormLayer(), "rmsnorm": NormLayer(kind="rmsnorm")}

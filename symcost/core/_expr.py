@@ -13,8 +13,8 @@ from typing import Any, Iterable, Union
 
 import sympy as sp
 
+from ..errors import ConfigError
 from .assumptions import Assumption, record
-from .errors import ConfigError
 
 Value = Union[int, Fraction, sp.Expr]
 """What a metric field holds: an exact Python number or a SymPy expression."""

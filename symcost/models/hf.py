@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .model import Model
 
 __all__ = ["get", "names", "from_hf_config", "PRESETS", "ConfigError", "MODELLED", "COST_FREE",
@@ -64,7 +64,7 @@ PRESETS: dict[str, Callable[..., Model]] = {
 }
 
 def _moe():
-    from . import model_moe
+    from . import builders as model_moe
 
     return model_moe
 
@@ -349,7 +349,7 @@ def _build(reader: _Reader, model_type: str, causal: Optional[bool]) -> Model:
     }
     reader.zero("attention_dropout", "dropout on the attention probabilities in training")
     if model_type == "deepseek_v3":
-        from .model_moe import from_moe_config
+        from .builders import from_moe_config
 
         return from_moe_config(model_type, reader, common)
     kv = reader.positive("num_key_value_heads", None if model_type == "llama" else _REQUIRED, nullable=True)
@@ -361,7 +361,7 @@ def _build(reader: _Reader, model_type: str, causal: Optional[bool]) -> Model:
         reader.divides("hidden_size", "num_attention_heads")
     common.update(num_kv_heads=kv, head_dim=head_dim, flash_attention=_kernel(reader))
     if model_type == "mixtral":
-        from .model_moe import from_moe_config
+        from .builders import from_moe_config
 
         return from_moe_config(model_type, reader, common)
     bias: Any = False

@@ -1,0 +1,104 @@
+"""Data types: storage bytes per element (exact) and the key for a chip's peak FLOP/s.
+
+>>> from symcost import DataType
+>>> DataType("bf16").bytes, DataType.INT4.bytes
+(2, 1/2)
+>>> DataType.parse("bfloat16") is DataType.BF16
+True
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Union
+
+import sympy as sp
+
+from ..errors import ConfigError
+from . import symbols as S
+from ._expr import as_expr
+
+__all__ = ["DataType", "DtypeLike", "bytes_per_element"]
+
+
+class DataType(str, enum.Enum):
+    """A numeric format. The value is its canonical short name; ``bytes`` is exact."""
+
+    FP32 = "fp32"
+    TF32 = "tf32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+    FP8_E4M3 = "fp8_e4m3"
+    FP8_E5M2 = "fp8_e5m2"
+    INT8 = "int8"
+    INT4 = "int4"
+
+    @property
+    def bytes(self) -> sp.Rational:
+        """Storage bytes per element: an exact SymPy number (int4 is 1/2)."""
+        return _BYTES[self]
+
+    @classmethod
+    def parse(cls, value: Any) -> "DataType":
+        """A ``DataType`` from itself, its short name or a common alias (``"bfloat16"``).
+
+        Raises :class:`~symcost.errors.ConfigError` listing the valid names for anything else.
+        """
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            key = value.strip().lower()
+            key = _ALIASES.get(key, key)
+            for member in cls:
+                if member.value == key:
+                    return member
+        valid = ", ".join(m.value for m in cls)
+        raise ConfigError(f"dtype: unknown data type {value!r}; valid: {valid}")
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# NB: tf32 is stored in 32-bit registers and memory; only the matmul units read fewer mantissa
+# bits. fp8 formats are 1 byte; int4 packs two elements per byte.
+_BYTES = {
+    DataType.FP32: sp.Integer(4),
+    DataType.TF32: sp.Integer(4),
+    DataType.BF16: sp.Integer(2),
+    DataType.FP16: sp.Integer(2),
+    DataType.FP8_E4M3: sp.Integer(1),
+    DataType.FP8_E5M2: sp.Integer(1),
+    DataType.INT8: sp.Integer(1),
+    DataType.INT4: sp.Rational(1, 2),
+}
+
+_ALIASES = {
+    "float32": "fp32",
+    "float": "fp32",
+    "bfloat16": "bf16",
+    "float16": "fp16",
+    "half": "fp16",
+    "e4m3": "fp8_e4m3",
+    "e5m2": "fp8_e5m2",
+    "float8_e4m3fn": "fp8_e4m3",
+    "float8_e5m2": "fp8_e5m2",
+}
+
+DtypeLike = Union[DataType, str, sp.Expr, None]
+
+
+def bytes_per_element(dtype: DtypeLike) -> sp.Expr:
+    """Bytes per element for ``dtype``: a ``DataType`` or its name gives an exact number,
+    ``None`` the canonical symbol ``e``, an expression is taken as the byte count itself.
+
+    >>> bytes_per_element("fp8_e4m3"), bytes_per_element(None)
+    (1, e)
+    """
+    if dtype is None:
+        return S.dtype_bytes
+    if isinstance(dtype, (DataType, str)):
+        return DataType.parse(dtype).bytes
+    expr = as_expr(dtype, "dtype")
+    if expr.is_positive is False:
+        raise ConfigError(f"dtype: bytes per element must be positive, got {expr}")
+    return expr

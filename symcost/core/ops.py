@@ -1,0 +1,495 @@
+"""Op primitives: the smallest costed units, each with its FLOPs and HBM bytes.
+
+Every formula is one small property with a shape comment. The per-element costs of vector work
+are in :data:`VECTOR_FLOPS`, the single table the layers read.
+
+>>> from symcost.ops import Matmul
+>>> mm = Matmul("fc1", m=2048, n=16384, k=4096, dtype_bytes=2)   # (2048x4096) @ (4096x16384)
+>>> mm.matmul_flops == 2 * 2048 * 16384 * 4096
+True
+>>> [op.name for op in mm.backward()]
+['fc1.dgrad', 'fc1.wgrad']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+import sympy as sp
+
+from ._expr import Value, as_expr, exact
+
+__all__ = [
+    "VECTOR_FLOPS",
+    "BACKWARD_VECTOR_FACTOR",
+    "EAGER_ATTENTION_BACKWARD_FACTOR",
+    "DROPOUT_MASK_BYTES",
+    "LSE_BYTES",
+    "Op",
+    "Matmul",
+    "Vector",
+    "AttentionCore",
+    "AttentionCoreBackward",
+    "window_pairs",
+    "Collective",
+    "CollectiveKind",
+    "Axis",
+    "dropout",
+    "merge_collectives",
+]
+
+# FLOPs per element of vector (non-matmul) work, forward. FlopCounterMode counts all of these as 0;
+# they enter flops_per_chip only. NB: a count of the arithmetic a straightforward kernel does:
+#   relu: max(x, 0)                                            -> 1
+#   gelu (tanh form): x^3 (2), 0.044715*x^3 + x (2), *sqrt(2/pi) (1), tanh (1), 1 + (1), *0.5x (1)
+#                                                              -> 8
+#   silu: x * 1/(1 + exp(-x)): exp (1), + (1), / (1), * (1)    -> 4
+#   gate_multiply: act(gate) * up                              -> 1
+#   softmax: max (1), subtract (1), exp (1), sum (1), divide (1) -> 5 (the 1/sqrt(d) scale folded in)
+#   layernorm: mean (1), subtract (1), square (1), variance sum (1), normalize (1), *gamma (1),
+#              +beta (1)                                       -> 7
+#   rmsnorm: square (1), sum (1), normalize (1), *gamma (1)    -> 4
+#   dropout: mask multiply (1), 1/(1-p) scale (1)              -> 2
+#   bias: add                                                  -> 1
+VECTOR_FLOPS: dict[str, sp.Integer] = {
+    "relu": sp.Integer(1),
+    "gelu": sp.Integer(8),
+    "silu": sp.Integer(4),
+    "gate_multiply": sp.Integer(1),
+    "softmax": sp.Integer(5),
+    "layernorm": sp.Integer(7),
+    "rmsnorm": sp.Integer(4),
+    "dropout": sp.Integer(2),
+    "bias": sp.Integer(1),
+}
+
+# NB: the backward of an elementwise pass computes the local derivative and multiplies it into the
+# incoming gradient; we price it at twice the forward's FLOPs per element.
+BACKWARD_VECTOR_FACTOR = sp.Integer(2)
+# docs/conventions.md §4: the attention core's backward is 2x its forward matmul FLOPs when eager
+# (dQ, dK, dV, dP: two bmms per forward bmm) and 5/2x with flash attention (the kernel recomputes
+# Q K^T once more: five bmms against the forward's two; with d_v != d_qk, 2x plus Q K^T).
+EAGER_ATTENTION_BACKWARD_FACTOR = sp.Integer(2)
+# docs/conventions.md §7: dropout masks are stored at 1 byte per element, flash attention's
+# log-sum-exp in fp32.
+DROPOUT_MASK_BYTES = sp.Integer(1)
+LSE_BYTES = sp.Integer(4)
+
+CollectiveKind = Literal["all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p"]
+Axis = Literal["tp", "sp", "pp", "ep", "dp"]
+
+_ZERO = sp.Integer(0)
+
+_OpT = TypeVar("_OpT", bound="Op")
+
+
+@dataclass(frozen=True)
+class Op:
+    """Base of the computational ops: a name, FLOPs split into matmul and vector, HBM bytes."""
+
+    name: str
+
+    @property
+    def matmul_flops(self) -> sp.Expr:
+        """FLOPs on the matrix units (what FlopCounterMode counts)."""
+        return _ZERO
+
+    @property
+    def vector_flops(self) -> sp.Expr:
+        """FLOPs on the vector units (softmax, activations, norms, bias, dropout)."""
+        return _ZERO
+
+    @property
+    def flops(self) -> sp.Expr:
+        """All FLOPs of the op."""
+        return self.matmul_flops + self.vector_flops
+
+    @property
+    def hbm_bytes(self) -> sp.Expr:
+        """Bytes read from and written to HBM, each input and output once."""
+        return _ZERO
+
+    def backward(self) -> list["Op"]:
+        """The ops of this op's backward pass."""
+        raise NotImplementedError
+
+    def xreplace(self: _OpT, mapping: dict) -> _OpT:
+        """A copy with ``mapping`` applied to every expression field."""
+        return _xreplace_fields(self, mapping)
+
+    def renamed(self: _OpT, suffix: str) -> _OpT:
+        """A copy whose name ends in ``suffix`` (e.g. ``".recompute"``)."""
+        return dataclasses.replace(self, name=self.name + suffix)
+
+
+def _xreplace_fields(obj, mapping):
+    changes = {}
+    for field in dataclasses.fields(obj):
+        value = getattr(obj, field.name)
+        if isinstance(value, sp.Basic):
+            new = value.xreplace(mapping)
+            if new is not value:
+                changes[field.name] = new
+    return dataclasses.replace(obj, **changes) if changes else obj
+
+
+@dataclass(frozen=True)
+class Matmul(Op):
+    """``batch`` products (m x k) @ (k x n); ``weight`` marks B as a parameter read from HBM.
+
+    FLOPs ``2 * batch * m * n * k`` (docs/conventions.md §1); an optional bias adds ``batch * m * n``
+    vector FLOPs and reads ``n`` bias elements; bytes ``e * batch * (m*k + k*n + m*n)``.
+    """
+
+    m: sp.Expr = _ZERO
+    n: sp.Expr = _ZERO
+    k: sp.Expr = _ZERO
+    dtype_bytes: sp.Expr = sp.Integer(2)
+    batch: sp.Expr = sp.Integer(1)
+    weight: bool = True
+    bias: bool = False
+
+    @property
+    def matmul_flops(self) -> sp.Expr:
+        # (m x k) @ (k x n): m*n outputs, each k multiply-adds
+        return 2 * self.batch * self.m * self.n * self.k
+
+    @property
+    def vector_flops(self) -> sp.Expr:
+        return self.batch * self.m * self.n * VECTOR_FLOPS["bias"] if self.bias else _ZERO
+
+    @property
+    def hbm_bytes(self) -> sp.Expr:
+        # read A (m x k) and B (k x n), write C (m x n); NB: a weight shared across the batch
+        # dimension would be read once, but our batched products (attention) have no weights.
+        elements = self.batch * (self.m * self.k + self.k * self.n + self.m * self.n)
+        bias = self.n if self.bias else _ZERO
+        return self.dtype_bytes * (elements + bias)
+
+    def backward(self) -> list[Op]:
+        ops: list[Op] = [
+            # dX = dY @ B^T: (m x n) @ (n x k)
+            Matmul(self.name + ".dgrad", m=self.m, n=self.k, k=self.n, dtype_bytes=self.dtype_bytes,
+                   batch=self.batch, weight=self.weight),
+            # dB = A^T @ dY: (k x m) @ (m x n)
+            Matmul(self.name + ".wgrad", m=self.k, n=self.n, k=self.m, dtype_bytes=self.dtype_bytes,
+                   batch=self.batch, weight=False),
+        ]
+        if self.bias:
+            # d(bias) = column sums of dY: m*n adds, read dY, write n
+            ops.append(Vector(self.name + ".bias_grad", elements=self.batch * self.m * self.n,
+                              flops_per_element=VECTOR_FLOPS["bias"],
+                              read_bytes=self.dtype_bytes * self.batch * self.m * self.n,
+                              write_bytes=self.dtype_bytes * self.n))
+        return ops
+
+
+@dataclass(frozen=True)
+class Vector(Op):
+    """An elementwise or reduction pass over ``elements`` with its bytes read and written.
+
+    FLOPs ``elements * flops_per_element``; bytes ``read_bytes + write_bytes``.
+    """
+
+    elements: sp.Expr = _ZERO
+    flops_per_element: sp.Expr = _ZERO
+    read_bytes: sp.Expr = _ZERO
+    write_bytes: sp.Expr = _ZERO
+
+    @property
+    def vector_flops(self) -> sp.Expr:
+        return self.elements * self.flops_per_element
+
+    @property
+    def hbm_bytes(self) -> sp.Expr:
+        return self.read_bytes + self.write_bytes
+
+    def backward(self) -> list[Op]:
+        # read the output gradient and the saved inputs, write the input gradients
+        return [Vector(self.name + ".bwd", elements=self.elements,
+                       flops_per_element=BACKWARD_VECTOR_FACTOR * self.flops_per_element,
+                       read_bytes=self.write_bytes + self.read_bytes, write_bytes=self.read_bytes)]
+
+
+@dataclass(frozen=True)
+class AttentionCore(Op):
+    """softmax(Q Kᵀ) V for ``batch`` sequences and ``heads`` query heads (``kv_heads`` K/V heads).
+
+    Matmul FLOPs ``4 * batch * heads * pairs * head_dim`` where ``pairs`` is ``q_len * kv_len``,
+    or with ``causal`` only the unmasked pairs ``q_len*(kv_len - q_len) + q_len*(q_len + 1)/2``
+    (docs/conventions.md §3). With a ``v_head_dim`` d_v (multi-head latent attention: Q and K of
+    ``head_dim`` d_qk, V and O of d_v) they are ``2 * batch * heads * pairs * (d_qk + d_v)``:
+    Q Kᵀ at d_qk, P V at d_v. Vector FLOPs: softmax (and dropout) per pair. Eager attention writes
+    and reads the score and probability matrices; flash attention reads Q, K, V and writes O only.
+
+    >>> AttentionCore("core", batch=1, heads=2, kv_heads=2, q_len=4, kv_len=4, head_dim=24,
+    ...               v_head_dim=16).matmul_flops == 2 * 2 * 16 * 24 + 2 * 2 * 16 * 16
+    True
+    """
+
+    batch: sp.Expr = _ZERO
+    heads: sp.Expr = _ZERO
+    kv_heads: sp.Expr = _ZERO
+    q_len: sp.Expr = _ZERO
+    kv_len: sp.Expr = _ZERO
+    head_dim: sp.Expr = _ZERO
+    dtype_bytes: sp.Expr = sp.Integer(2)
+    flash: bool = True
+    causal: bool = False
+    dropout: bool = False
+    save_lse: bool = False
+    v_head_dim: sp.Expr | None = None
+    """Width of V and O per head; ``None`` means ``head_dim`` (Q, K, V and O all alike)."""
+    kv_dtype_bytes: sp.Expr | None = None
+    """Bytes per element of K and V as read (a quantized KV cache in decode); ``None``: ``dtype_bytes``."""
+    window: sp.Expr | None = None
+    """Sliding window: each query attends at most ``window`` keys, itself and the ``window - 1``
+    before it (Mistral). Only ``causal`` counting discounts the pairs outside it; ``None``: no window."""
+
+    @property
+    def e_kv(self) -> sp.Expr:
+        """Bytes per element of K and V."""
+        return self.dtype_bytes if self.kv_dtype_bytes is None else self.kv_dtype_bytes
+
+    @property
+    def d_v(self) -> sp.Expr:
+        """The head width of V and O: ``v_head_dim``, or ``head_dim`` when not given."""
+        return self.head_dim if self.v_head_dim is None else self.v_head_dim
+
+    @property
+    def pairs(self) -> sp.Expr:
+        """(query, key) pairs scored per head and sequence.
+
+        Without ``causal`` every pair of the score matrix (what eager kernels compute and
+        FlopCounterMode counts, masked or not). With ``causal`` only the pairs the mask keeps;
+        with a ``window`` w too, ``F(kv_len) - F(kv_len - q_len)`` where ``F(n) = m(m+1)/2 +
+        (n - m) w`` and ``m = Min(n, w)`` (see :func:`window_pairs`).
+
+        >>> AttentionCore("c", q_len=sp.Integer(6), kv_len=sp.Integer(6), causal=True,
+        ...               window=sp.Integer(2)).pairs      # 1 + 2 + 2 + 2 + 2 + 2
+        11
+        """
+        q_len, kv_len = sp.sympify(self.q_len), sp.sympify(self.kv_len)
+        if not self.causal:
+            return q_len * kv_len
+        if self.window is not None:
+            return window_pairs(q_len, kv_len, sp.sympify(self.window))
+        # query i (0-based) sits at position kv_len - q_len + i and sees keys 0..that position
+        return q_len * (kv_len - q_len) + q_len * (q_len + 1) / 2
+
+    @property
+    def qk_flops(self) -> sp.Expr:
+        """FLOPs of Q Kᵀ alone: (q_len x d_qk) @ (d_qk x kv_len) per head and sequence."""
+        return 2 * self.batch * self.heads * self.pairs * self.head_dim
+
+    @property
+    def matmul_flops(self) -> sp.Expr:
+        # Q Kᵀ: (q_len x d_qk) @ (d_qk x kv_len) and P V: (q_len x kv_len) @ (kv_len x d_v), per head
+        return self.qk_flops + 2 * self.batch * self.heads * self.pairs * self.d_v
+
+    @property
+    def vector_flops(self) -> sp.Expr:
+        per_pair = VECTOR_FLOPS["softmax"] + (VECTOR_FLOPS["dropout"] if self.dropout else _ZERO)
+        return self.batch * self.heads * self.pairs * per_pair
+
+    @property
+    def q_bytes(self) -> sp.Expr:
+        """Bytes of Q (and of O, which has Q's shape unless ``v_head_dim`` differs)."""
+        return self.dtype_bytes * self.batch * self.heads * self.q_len * self.head_dim
+
+    @property
+    def o_bytes(self) -> sp.Expr:
+        """Bytes of O: Q's shape with ``d_v`` per head."""
+        return self.dtype_bytes * self.batch * self.heads * self.q_len * self.d_v
+
+    @property
+    def v_bytes(self) -> sp.Expr:
+        """Bytes of V alone."""
+        return self.e_kv * self.batch * self.kv_heads * self.kv_len * self.d_v
+
+    @property
+    def kv_bytes(self) -> sp.Expr:
+        """Bytes of K and V together."""
+        return self.e_kv * self.batch * self.kv_heads * self.kv_len * self.head_dim + self.v_bytes
+
+    @property
+    def io_bytes(self) -> sp.Expr:
+        """Bytes of Q, K, V and O: read Q, K, V once, write O once."""
+        return self.q_bytes + self.o_bytes + self.kv_bytes
+
+    @property
+    def score_elements(self) -> sp.Expr:
+        """Elements of one materialized score matrix (eager computes masked entries too)."""
+        return self.batch * self.heads * self.q_len * self.kv_len
+
+    @property
+    def lse_bytes(self) -> sp.Expr:
+        """The fp32 log-sum-exp flash attention keeps for its backward."""
+        return LSE_BYTES * self.batch * self.heads * self.q_len if self.save_lse else _ZERO
+
+    @property
+    def hbm_bytes(self) -> sp.Expr:
+        io = self.io_bytes  # read Q, K, V; write O
+        if self.flash:
+            return io + self.lse_bytes
+        # write S, read S, write P, read P (+ write and read the dropped-out P and write its mask)
+        passes = 6 if self.dropout else 4
+        mask = DROPOUT_MASK_BYTES * self.score_elements if self.dropout else _ZERO
+        return io + passes * self.dtype_bytes * self.score_elements + mask
+
+    def backward(self) -> list[Op]:
+        return [AttentionCoreBackward(self.name + ".bwd", forward=self)]
+
+
+def window_pairs(q_len: sp.Expr, kv_len: sp.Expr, window: sp.Expr) -> sp.Expr:
+    """(query, key) pairs a causal sliding-window mask keeps: the last ``q_len`` of ``kv_len``
+    positions each see at most ``window`` keys, themselves and the ``window - 1`` before.
+
+    Derivation: the query at position p (0-based) sees keys max(0, p - w + 1) .. p, that is
+    ``min(p + 1, w)`` keys. Summed over the first n positions, ``F(n) = sum_{j=1..n} min(j, w)``:
+    the first ``m = Min(n, w)`` terms are 1 .. m (``m(m+1)/2``), the remaining ``n - m`` are w
+    each (``(n - m) w``). The queries occupy positions ``kv_len - q_len .. kv_len - 1``, so the
+    pairs are ``F(kv_len) - F(kv_len - q_len)``; for ``q_len = kv_len = s`` that is ``F(s)``
+    (``s(s+1)/2`` when s <= w). Min keeps it symbolic; the tests check it pair by pair.
+
+    >>> window_pairs(sp.Integer(1), sp.Integer(100), sp.Integer(8))   # one decode query
+    8
+    """
+    def seen(n: sp.Expr) -> sp.Expr:
+        m = sp.Min(n, window)
+        return m * (m + 1) / 2 + (n - m) * window
+
+    if q_len == kv_len:
+        return seen(kv_len)
+    return seen(kv_len) - seen(kv_len - q_len)
+
+
+@dataclass(frozen=True)
+class AttentionCoreBackward(Op):
+    """The attention core's backward: 2x (eager) or 5/2x (flash) the forward's matmul FLOPs.
+
+    With a ``v_head_dim`` d_v != d_qk the flash backward is 2x the forward plus the recomputed
+    Q Kᵀ, ``2 * batch * heads * pairs * (3 d_qk + 2 d_v)`` (torch's ``sdpa_backward_flop_count``),
+    which is 5/2x the forward only when d_v = d_qk; eager stays 2x (dQ, dK at d_qk; dP, dV at d_v).
+
+    Bytes: read Q, K, V, O and dO, write dQ, dK, dV; eager also streams the probability matrix
+    and its gradients (7 score-sized passes, 9 with dropout), flash reads its log-sum-exp.
+    """
+
+    forward: AttentionCore = None  # type: ignore[assignment]
+
+    @property
+    def matmul_flops(self) -> sp.Expr:
+        fwd = self.forward
+        # dQ, dK, dP, dV: two bmms per forward bmm (2x forward); a flash kernel also recomputes
+        # Q Kᵀ (at d_qk), which makes 5/2x the forward when d_v = d_qk (docs/conventions.md §4)
+        backward = EAGER_ATTENTION_BACKWARD_FACTOR * fwd.matmul_flops
+        return backward + fwd.qk_flops if fwd.flash else backward
+
+    @property
+    def vector_flops(self) -> sp.Expr:
+        return BACKWARD_VECTOR_FACTOR * self.forward.vector_flops
+
+    @property
+    def hbm_bytes(self) -> sp.Expr:
+        fwd = self.forward
+        io = 2 * fwd.io_bytes  # read Q, K, V, O, dO; write dQ, dK, dV
+        if fwd.flash:
+            return io + fwd.lse_bytes
+        passes = 9 if fwd.dropout else 7
+        mask = DROPOUT_MASK_BYTES * fwd.score_elements if fwd.dropout else _ZERO
+        return io + passes * fwd.dtype_bytes * fwd.score_elements + mask
+
+    def xreplace(self, mapping: dict) -> "AttentionCoreBackward":
+        return dataclasses.replace(self, forward=self.forward.xreplace(mapping))
+
+
+def dropout(name: str, elements: sp.Expr, dtype_bytes: sp.Expr) -> Vector:
+    """Dropout in training: read x, write the output and a 1-byte mask."""
+    return Vector(name, elements=elements, flops_per_element=VECTOR_FLOPS["dropout"],
+                  read_bytes=elements * dtype_bytes,
+                  write_bytes=elements * (dtype_bytes + DROPOUT_MASK_BYTES))
+
+
+# Bytes each chip sends, as a fraction of the payload M, for ring algorithms (docs/conventions.md §11).
+def _ring_fraction(kind: str, n: sp.Expr) -> sp.Expr:
+    if kind == "all_reduce":
+        return 2 * (n - 1) / n
+    if kind in ("all_gather", "reduce_scatter", "all_to_all"):
+        return (n - 1) / n
+    return sp.Integer(1)  # p2p: the whole payload
+
+
+@dataclass(frozen=True)
+class Collective:
+    """One kind of collective on one axis: ``count`` calls with payload ``payload_bytes`` each.
+
+    The payload M is the full tensor: the all-reduce buffer, the all-gather output, the
+    reduce-scatter input, the chip's buffer for all-to-all. Bytes sent per chip (all calls):
+    all-reduce ``2(n-1)/n * M``, all-gather / reduce-scatter / all-to-all ``(n-1)/n * M``,
+    p2p ``M``, times ``count``.
+
+    >>> Collective("all_reduce", "tp", 4, 1000).bytes_sent_per_chip
+    1500
+    """
+
+    kind: CollectiveKind
+    axis: Axis
+    group_size: Value
+    payload_bytes: Value
+    count: Value = 1
+    span: Value = dataclasses.field(default=None, repr=False)
+    """Chips the group's members are spread over (the group size for a contiguous group; a
+    Ulysses group strided by t spans ``t * sp``): it picks the link tier."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p"):
+            raise ValueError(f"Collective.kind: unknown collective {self.kind!r}")
+        if self.axis not in ("tp", "sp", "pp", "ep", "dp"):
+            raise ValueError(f"Collective.axis: unknown axis {self.axis!r}")
+        if self.span is None:
+            object.__setattr__(self, "span", self.group_size)
+        for name in ("group_size", "payload_bytes", "count", "span"):
+            object.__setattr__(self, name, exact(as_expr(getattr(self, name), f"Collective.{name}")))
+        for name in ("group_size", "count", "span"):
+            value = sp.sympify(getattr(self, name))
+            if value.is_positive is False or value.is_integer is False:
+                raise ValueError(f"Collective.{name} must be a positive integer, got {value}")
+        if sp.sympify(self.payload_bytes).is_negative:
+            raise ValueError(f"Collective.payload_bytes must be non-negative, got {self.payload_bytes}")
+
+    @property
+    def bytes_sent_per_chip(self) -> Value:
+        """Bytes one chip sends over all ``count`` calls, ring algorithms."""
+        n = as_expr(self.group_size, "group_size")
+        return exact(as_expr(self.count, "count") * _ring_fraction(self.kind, n)
+                     * as_expr(self.payload_bytes, "payload_bytes"))
+
+    @property
+    def key(self) -> tuple:
+        """What identifies calls that may be merged into one record with a larger count."""
+        return (self.kind, self.axis, self.group_size, self.payload_bytes, self.span)
+
+    def xreplace(self, mapping: dict) -> "Collective":
+        """A copy with ``mapping`` applied to the group size, payload and count."""
+        return _xreplace_fields(self, mapping)
+
+    def scaled(self, factor: sp.Expr) -> "Collective":
+        """The same record with ``count`` multiplied by ``factor``."""
+        return dataclasses.replace(self, count=as_expr(self.count, "count") * factor)
+
+
+def merge_collectives(collectives) -> tuple[Collective, ...]:
+    """Records with the same kind, axis, group and payload merged (counts add), order kept;
+    records over a group of one dropped (they cost nothing)."""
+    merged: dict[tuple, Collective] = {}
+    for c in collectives:
+        if c.group_size == 1:
+            continue
+        if c.key in merged:
+            merged[c.key] = dataclasses.replace(merged[c.key], count=merged[c.key].count + c.count)
+        else:
+            merged[c.key] = c
+    return tuple(merged.values())

@@ -1,0 +1,125 @@
+"""Parallelism: the degrees a layer is split by, with their validation.
+
+Semantics (``../shared/DESIGN.md``):
+
+- ``tensor_parallel`` *t*: Megatron-LM column/row sharding; heads and FFN width split *t* ways.
+  KV heads fewer than *t* are replicated, one whole KV head per chip.
+- ``sequence_parallel``: an integer is an independent (DeepSpeed-Ulysses) axis splitting the
+  tokens; attention switches between sequence and head sharding with all-to-alls, and a replica
+  spans ``t * sp`` chips. The string ``"tp"`` is Megatron-LM sequence parallelism over the TP
+  group: no extra chips, each TP all-reduce becomes an all-gather plus a reduce-scatter, and
+  norm/dropout activations shrink by *t*.
+- ``pipeline_parallel``, ``expert_parallel``, ``data_parallel``: recorded here; they change no
+  per-layer metric of a dense layer (models use them).
+
+>>> from symcost import Parallelism
+>>> p = Parallelism(tensor_parallel=2, sequence_parallel=4)
+>>> p.tp, p.sp, p.megatron_sp, p.chips_per_replica
+(2, 4, False, 8)
+>>> Parallelism(tensor_parallel=8, sequence_parallel="tp").sp
+1
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+import sympy
+import sympy as sp
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo
+
+from ..errors import ConfigError
+from ._expr import dim
+
+__all__ = ["Parallelism", "ParallelismLike", "Degree"]
+
+
+def _degree(value: Any, info: ValidationInfo) -> sp.Expr:
+    if isinstance(value, bool):
+        hint = ""
+        if info.field_name == "sequence_parallel":
+            hint = ' (use "tp" for Megatron sequence parallelism)'
+        raise ConfigError(f"{info.field_name} must be a positive integer degree, got {value}{hint}")
+    return dim(value, str(info.field_name))
+
+
+def _sequence_degree(value: Any, info: ValidationInfo) -> Any:
+    if isinstance(value, str):
+        if value == "tp":
+            return value
+        raise ConfigError(
+            f'sequence_parallel must be a positive integer degree or "tp" (Megatron sequence '
+            f"parallelism over the TP group), got {value!r}"
+        )
+    return _degree(value, info)
+
+
+Degree = Annotated[Any, BeforeValidator(_degree)]
+
+
+class Parallelism(BaseModel):
+    """How one layer replica is split across chips; every degree is an int or an expression.
+
+    Unknown keys, zero, negative or fractional degrees are refused with an error naming the field.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    tensor_parallel: Degree = sp.Integer(1)
+    sequence_parallel: Annotated[Union[Literal["tp"], Any], BeforeValidator(_sequence_degree)] = sp.Integer(1)
+    pipeline_parallel: Degree = sp.Integer(1)
+    expert_parallel: Degree = sp.Integer(1)
+    data_parallel: Degree = sp.Integer(1)
+
+    @property
+    def tp(self) -> sp.Expr:
+        """Tensor-parallel degree *t*."""
+        return self.tensor_parallel
+
+    @property
+    def megatron_sp(self) -> bool:
+        """True for Megatron-LM sequence parallelism over the TP group (``"tp"``)."""
+        return isinstance(self.sequence_parallel, str)
+
+    # NB: below this property, `sp` in the class body names it, not the sympy module, so the
+    # annotations that follow say `sympy.Expr`.
+    @property
+    def sp(self) -> sp.Expr:
+        """The independent (Ulysses) sequence degree; 1 under Megatron sequence parallelism."""
+        return sp.Integer(1) if self.megatron_sp else self.sequence_parallel
+
+    @property
+    def pp(self) -> sympy.Expr:
+        """Pipeline-parallel degree."""
+        return self.pipeline_parallel
+
+    @property
+    def ep(self) -> sympy.Expr:
+        """Expert-parallel degree."""
+        return self.expert_parallel
+
+    @property
+    def dp(self) -> sympy.Expr:
+        """Data-parallel degree."""
+        return self.data_parallel
+
+    @property
+    def chips_per_replica(self) -> sympy.Expr:
+        """Chips that hold one copy of a dense layer: ``t * sp``."""
+        return self.tp * self.sp
+
+    @classmethod
+    def coerce(cls, value: "ParallelismLike") -> "Parallelism":
+        """A ``Parallelism`` from itself, a dict with its keys, or ``None`` (no parallelism)."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            return cls(**value)
+        raise ConfigError(
+            f"parallelism must be a Parallelism or a dict of degrees, got {type(value).__name__}"
+        )
+
+
+ParallelismLike = Union[Parallelism, dict, None]

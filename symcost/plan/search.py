@@ -1,0 +1,333 @@
+"""Parallelism search: enumerate, discard what does not divide or fit, rank by time.
+
+For a training job the candidates are every combination of tensor (t), pipeline (p), data (d),
+sequence (Megatron ``"tp"`` or a Ulysses degree u) and expert (e) parallelism with
+``t * u * p * d = num_chips``, a micro-batch size, an interleaving degree, a recompute mode and a
+ZeRO stage. Layer costs are compiled once per (sequence mode, recompute mode) with
+``b``, ``t``, ``u`` and ``e`` free, the pipeline/DP/memory assembly once per (ZeRO stage, p = 1?,
+v = 1?), and all candidates are evaluated as NumPy arrays — the same expressions as
+:meth:`Model.training_step`, in float64.
+
+>>> from symcost import models, search
+>>> table = search.parallelism(models.get("llama-3-8b"), "H100_SXM", num_chips=16,
+...                            global_batch=64, seq_len=4096)
+>>> best = table.best
+>>> best["tp"] * best["pp"] * best["dp"] * best["sp"] == 16
+True
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence, cast
+
+import numpy as np
+import sympy as sp
+
+from ..core import symbols as S
+from ..core.dtypes import DataType
+from ..core.parallelism import Parallelism
+from ..core.sweep import Sweeper
+from ..errors import ConfigError
+from ..hardware import Hardware
+from ..hardware import get as get_hardware
+from ..layers.base import Recompute
+from ..layers.moe import MoELayer
+from ..models.model import Model
+from .step import assemble_training, flops_per_sequence, model_parts, pipeline_stages, stage_layout
+
+__all__ = ["SearchResult", "parallelism"]
+
+_COLUMNS = ("tp", "pp", "dp", "sp", "megatron_sp", "ep", "micro_batch", "interleave", "overlap", "recompute",
+            "zero_stage", "step_time", "memory_per_chip", "mfu", "tokens_per_second")
+_QUANTITIES = ("latency", "weight", "activation")
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Ranked configurations (fastest first) that divide and fit; ``num_candidates`` counts
+    every enumerated combination, ``num_valid`` those that divide, ``num_fit`` those that fit."""
+
+    columns: dict[str, np.ndarray]
+    num_candidates: int
+    num_valid: int
+    num_fit: int
+    seconds: float
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+    def row(self, i: int) -> dict[str, Any]:
+        """The ``i``-th best configuration as a dict of plain Python values."""
+        out = {}
+        for k, col in self.columns.items():
+            value = col[i].item()
+            out[k] = bool(value) if k in ("megatron_sp", "overlap") else value
+        return out
+
+    @property
+    def best(self) -> Optional[dict[str, Any]]:
+        """The fastest configuration that fits, or ``None``."""
+        return self.row(0) if len(self) else None
+
+    def rows(self, n: Optional[int] = None) -> list[dict[str, Any]]:
+        """The ``n`` best rows (all by default)."""
+        return [self.row(i) for i in range(len(self) if n is None else min(n, len(self)))]
+
+    def parallelism(self, i: int = 0) -> Parallelism:
+        """The ``i``-th configuration's :class:`Parallelism`."""
+        r = self.row(i)
+        seq = "tp" if r["megatron_sp"] else r["sp"]
+        return Parallelism(tensor_parallel=r["tp"], pipeline_parallel=r["pp"], data_parallel=r["dp"],
+                           sequence_parallel=seq, expert_parallel=r["ep"])
+
+    def __str__(self) -> str:
+        return self.format(10)
+
+    def format(self, n: int = 10) -> str:
+        """The counts and the ``n`` best rows as a text table."""
+        head = (f"{self.num_candidates:,} candidates, {self.num_valid:,} divide, {self.num_fit:,} fit "
+                f"({self.seconds:.2f} s)\n")
+        cols = [c for c in ("tp", "pp", "dp", "sp", "ep", "micro_batch", "interleave", "recompute", "zero_stage",
+                            "step_time", "ttft", "tpot", "memory_per_chip", "mfu") if c in self.columns]
+        lines = ["  ".join(f"{c:>11}" for c in cols)]
+        for r in self.rows(n):
+            cells = []
+            for c in cols:
+                value = r[c]
+                if c == "sp" and r.get("megatron_sp"):
+                    value = "tp"
+                elif c in ("step_time", "ttft", "tpot"):
+                    value = f"{value:.4g} s"
+                elif c == "memory_per_chip":
+                    value = f"{value / 1e9:.1f} GB"
+                elif c == "mfu":
+                    value = f"{value:.3f}"
+                cells.append(value)
+            lines.append("  ".join(f"{str(c):>11}" for c in cells))
+        return head + "\n".join(lines)
+
+
+def _divisors(n: int) -> list[int]:
+    return [int(x) for x in sp.divisors(n)]
+
+
+def _heads(model: Model) -> tuple[int, Optional[int]]:
+    attn = model.blocks[0][0].attention
+    a = int(attn.num_heads)  # type: ignore[attr-defined]  # not in the layer contract yet (issue 9)
+    g = int(getattr(attn, "kv_heads", a)) if hasattr(attn, "kv_heads") else None
+    return a, g
+
+
+def _valid_tp(model: Model, t: int) -> bool:
+    try:
+        model.with_parallelism({"tensor_parallel": t})
+    except ValueError:
+        return False
+    return True
+
+
+_P, _D, _V = sp.Symbol("_p", positive=True, integer=True), sp.Symbol("_d", positive=True, integer=True), \
+    sp.Symbol("_v", positive=True, integer=True)
+
+
+def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_batch: int, seq_len: int,
+                phase: str = "training", dtype: str = "bf16", *, max_micro_batch: int = 16,
+                max_interleave: int = 8, recompute: Sequence[str] = ("none", "selective", "full"),
+                zero_stages: Sequence[int] = (0, 1, 2, 3),
+                overlap: Sequence[bool] = (False,), objective: str = "tpot",
+                progress: Optional[Callable[[float, str], None]] = None) -> SearchResult:
+    """Rank every training configuration of ``model`` on ``num_chips`` chips by step time.
+
+    Discards configurations that do not divide (heads, KV heads, FFN width, vocabulary, batch,
+    sequence, experts), that have more pipeline stages than layers or an interleaving degree that
+    does not divide every stage, or that do not fit the chip's HBM. Pipeline stages are split as
+    :func:`~symcost.step.pipeline_stages` does (uneven when ``p`` does not divide the layers: the
+    slowest stage sets the pace, the fullest the memory). The model's own parallelism is ignored:
+    the search chooses every degree. Configurations that no framework runs (ZeRO-2/3 with pipeline
+    stages: see :func:`symcost.step.check_zero_stage`) are skipped. ``overlap=(False, True)`` also tries
+    hiding TP/SP communication behind compute. Returns a :class:`SearchResult`.
+
+    With ``phase="inference"``: every (t, p, d) serving ``global_batch`` sequences of ``seq_len``
+    tokens (``global_batch / d`` per replica), ranked by ``objective`` (``"tpot"`` or ``"ttft"``).
+    ``progress(fraction, stage)`` is called as the search advances (the CLI draws its bar with it).
+    """
+    import time
+
+    start = time.perf_counter()
+    model = model.with_parallelism(None)  # the search sets every degree itself
+    if phase == "inference":
+        return _inference(model, get_hardware(hardware), int(num_chips), int(global_batch), int(seq_len),
+                          DataType.parse(dtype), objective, start)
+    if phase != "training":
+        raise ConfigError(f"phase: 'training' or 'inference', got {phase!r}")
+    chip = get_hardware(hardware)
+    datatype = DataType.parse(dtype)
+    N, B, s = int(num_chips), int(global_batch), int(seq_len)
+    L = int(model.num_layers)
+    a, g = _heads(model)
+    moe = [blk.mlp for blk, _ in model.blocks if isinstance(blk.mlp, MoELayer)]
+    experts = int(moe[0].num_experts) if moe else 1
+
+    # -- enumerate -----------------------------------------------------------------------------
+    rows: list[tuple] = []
+    candidates = 0
+    tp_ok = {t: _valid_tp(model, t) for t in _divisors(N)}
+    splits = {p: pipeline_stages(L, p) for p in _divisors(N) if p <= L}
+    for t in _divisors(N):
+        for u in _divisors(N // t):
+            for p in _divisors(N // (t * u)):
+                d = N // (t * u * p)
+                eps = [e for e in _divisors(d) if experts % e == 0] if moe else [1]
+                micro = [b for b in _divisors(max(B // d, 1)) if b <= max_micro_batch]
+                # interleaving splits every stage into v chunks of whole layers
+                whole = math.gcd(*splits[p]) if p in splits else 1
+                inter = [v for v in _divisors(whole) if v <= max_interleave] if p > 1 else [1]
+                sp_modes = (False, True) if t > 1 else (False,)
+                combos = list(itertools.product(eps, micro, inter, sp_modes, recompute, zero_stages, overlap))
+                candidates += len(combos)
+                if not tp_ok[t] or p not in splits or B % d:
+                    continue
+                if u > 1 and (a % (t * u) or g is None or g % (t * u) or s % u):
+                    continue  # Ulysses needs the heads (and KV heads) to split t * u ways
+                for e, b, v, msp, rc, z, ov in combos:
+                    if u > 1 and msp:
+                        continue  # one sequence mode at a time
+                    if msp and s % t:
+                        continue
+                    if (B // d) % b:
+                        continue
+                    if d == 1 and z != zero_stages[0]:
+                        continue  # without data parallelism every ZeRO stage is the same configuration
+                    if z >= 2 and p > 1:
+                        continue  # no framework runs ZeRO-2/3 with pipelines (step.check_zero_stage)
+                    rows.append((t, u, p, d, e, b, v, msp, ov, rc, z))
+    if not rows:
+        return SearchResult({c: np.array([]) for c in _COLUMNS}, candidates, 0, 0, time.perf_counter() - start)
+    arr = np.array([r[:9] for r in rows], dtype=np.int64)
+    t_, u_, p_, d_, e_, b_, v_, msp_, ov_ = (arr[:, i] for i in range(9))
+    rc_ = np.array([r[9] for r in rows])
+    z_ = np.array([r[10] for r in rows], dtype=np.int64)
+
+    # -- layer values, compiled per (KV regime, sequence mode, recompute) ----------------------
+    report = progress or (lambda fraction, stage: None)
+    report(0.1, f"{candidates:,} candidates enumerated")
+    # per-layer values: the embedding, one block of each group, the tail (final norm + head)
+    quantities = _QUANTITIES + (("expert_weight",) if moe else ())  # routed experts: DP over dp/ep only
+    counts = [int(n) for _, n in model.blocks]
+    part_names = ["embedding", *(f"blocks[{i}]" for i in range(len(counts))), "tail"]
+    values = {(part, q): np.zeros(len(rows)) for part in part_names for q in quantities}
+    # NB: one variant serves t <= g and t > g alike: KV heads per chip are g/Min(g, t)
+    # (symcost.layers.base.shard_heads), one whole KV head per chip past g as Megatron keeps it
+    variants = list(itertools.product((False, True), recompute, overlap))
+    for i, (msp, rc, ov) in enumerate(variants):
+        report(0.1 + 0.7 * i / len(variants), "compiling layer variants")
+        mask = (msp_ == msp) & (rc_ == rc) & (ov_ == ov)
+        if not mask.any():
+            continue
+        par = {"tensor_parallel": S.tp, "expert_parallel": S.ep,
+               "sequence_parallel": "tp" if msp else S.sp}
+        sym_model = model.with_parallelism(par)
+        rows_ = sym_model.breakdown(S.batch_size, s, "training", datatype, chip, cast(Recompute, rc), bool(ov))
+        parts = model_parts(sym_model, rows_, datatype)
+        named = {"embedding": parts["embedding"], "tail": parts["tail"],
+                 **{f"blocks[{j}]": q for j, (_, q) in enumerate(parts["blocks"])}}
+        exprs = {f"{part}.{q}": named[part][q] for part in part_names for q in quantities if q in named[part]}
+        sweeper = Sweeper(exprs)
+        inputs = {S.batch_size: b_[mask], S.tp: t_[mask], S.sp: u_[mask], S.ep: e_[mask]}
+        out = sweeper({k: v for k, v in inputs.items() if k in sweeper.args})
+        for name in exprs:
+            part, q = name.split(".")
+            values[(part, q)][mask] = out[name]
+
+    # pipeline stages: per candidate, the distinct stages of its split as slots (padded with the
+    # first stage, which changes no maximum); a slot's value is the sum of its layers' values
+    layouts = {p: stage_layout(counts, p, split) for p, split in splits.items()}
+    K = max(len(layouts[p]) for p in set(p_.tolist()))
+    slot_values = {(j, q): np.zeros(len(rows)) for j in range(K) for q in quantities}
+    slot_index = {j: np.zeros(len(rows)) for j in range(K)}
+    for p in set(p_.tolist()):
+        mask = p_ == p
+        layout = layouts[p]
+        for j in range(K):
+            k, held, first, last = layout[j] if j < len(layout) else layout[0]
+            slot_index[j][mask] = k
+            for q in quantities:
+                total = np.zeros(int(mask.sum()))
+                for c, part in zip(held, part_names[1:-1]):
+                    total += c * values[(part, q)][mask]
+                total += values[("embedding", q)][mask] * first + values[("tail", q)][mask] * last
+                slot_values[(j, q)][mask] = total
+    slot_symbols = {(j, q): sp.Symbol(f"_s{j}_{q}") for j in range(K) for q in quantities}
+    index_symbols = {j: sp.Symbol(f"_k{j}", integer=True, nonnegative=True) for j in range(K)}
+
+    # -- assembly, compiled per (ZeRO stage, p = 1?, v = 1?) -----------------------------------
+    e_bytes = datatype.bytes
+    h = model.blocks[0][0].hidden_size
+    flops_seq = flops_per_sequence(model, s, datatype)
+    step = np.empty(len(rows))
+    memory = np.empty(len(rows))
+    mfu = np.empty(len(rows))
+    for z, p1, v1 in itertools.product(zero_stages, (True, False), (True, False)):
+        mask = (z_ == z) & ((p_ == 1) == p1) & ((v_ == 1) == v1)
+        if not mask.any() or (p1 and not v1):
+            continue
+        slots = range(1 if p1 else K)
+        stages = [{**{q: slot_symbols[(j, q)] for q in quantities}, "index": 0 if p1 else index_symbols[j]}
+                  for j in slots]
+        fields = assemble_training(
+            stages, chip=chip, e=e_bytes, s=s, B=B, b=S.batch_size, t=S.tp, u=S.sp, ep=S.ep,
+            p=1 if p1 else _P, d=_D, v=1 if v1 else _V, zero_stage=z, hidden_size=h,
+            flops_per_sequence=flops_seq, peak=chip.peak_flops_expr(datatype))
+        sweeper = Sweeper({k: fields[k] for k in ("step_time", "memory_per_chip", "mfu")})
+        inputs = {S.batch_size: b_[mask], S.tp: t_[mask], S.sp: u_[mask], _P: p_[mask], _D: d_[mask],
+                  _V: v_[mask], S.ep: e_[mask], **{slot_symbols[(j, q)]: slot_values[(j, q)][mask]
+                                                   for j in slots for q in quantities},
+                  **{index_symbols[j]: slot_index[j][mask] for j in slots}}
+        out = sweeper({k: v for k, v in inputs.items() if k in sweeper.args})
+        step[mask], memory[mask], mfu[mask] = out["step_time"], out["memory_per_chip"], out["mfu"]
+
+    report(1.0, "ranked")
+    fit = memory <= float(chip.hbm_capacity)
+    order = np.argsort(np.where(fit, step, np.inf), kind="stable")[: int(fit.sum())]
+    columns = {
+        "tp": t_[order], "pp": p_[order], "dp": d_[order], "sp": u_[order], "megatron_sp": msp_[order].astype(bool),
+        "ep": e_[order], "micro_batch": b_[order], "interleave": v_[order], "overlap": ov_[order].astype(bool),
+        "recompute": rc_[order],
+        "zero_stage": z_[order], "step_time": step[order], "memory_per_chip": memory[order], "mfu": mfu[order],
+        "tokens_per_second": B * s / step[order],
+    }
+    return SearchResult(columns, candidates, len(rows), int(fit.sum()), time.perf_counter() - start)
+
+
+
+
+def _inference(model: Model, chip: Hardware, N: int, batch: int, s: int, datatype: DataType, objective: str,
+               start: float) -> SearchResult:
+    """The inference search: few candidates, each evaluated exactly."""
+    import time
+
+    if objective not in ("tpot", "ttft"):
+        raise ConfigError(f"objective must be 'tpot' or 'ttft', got {objective!r}")
+    rows, candidates, valid = [], 0, 0
+    for t in _divisors(N):
+        for p in _divisors(N // t):
+            d = N // (t * p)
+            candidates += 1
+            if batch % d or p > int(model.num_layers):
+                continue  # uneven stages are fine; more stages than layers is not
+            par = {"tensor_parallel": t, "pipeline_parallel": p, "data_parallel": d}
+            try:
+                step = model.inference_step(chip, batch // d, s, datatype, par)
+            except ValueError:
+                continue  # heads, KV heads, FFN width or vocabulary do not divide
+            valid += 1
+            if step.fits:
+                rows.append((t, p, d, batch // d, float(step.ttft), float(step.tpot),
+                             float(step.memory_per_chip), batch / float(step.tpot)))
+    rows.sort(key=lambda r: r[5] if objective == "tpot" else r[4])
+    names = ("tp", "pp", "dp", "micro_batch", "ttft", "tpot", "memory_per_chip", "tokens_per_second")
+    columns = {n: np.array([r[i] for r in rows]) for i, n in enumerate(names)}
+    return SearchResult(columns, candidates, valid, len(rows), time.perf_counter() - start)

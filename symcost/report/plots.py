@@ -1,0 +1,508 @@
+"""Charts of the cost model: a roofline, memory against context length, a training step's breakdown.
+
+An optional extra: ``pip install symcost[plot]`` brings matplotlib, imported only when a chart is
+drawn (importing this module needs nothing beyond symcost). Each function writes one PNG, SVG or PDF,
+chosen by the path's suffix, with the Agg renderer (no display is opened and pyplot's global state
+is never touched), and returns the path. A PNG is ``size`` inches × ``dpi`` pixels, e.g. the
+default 6.4 × 4.8 in at 100 dpi gives 640 × 480 pixels.
+
+Every chart needs numbers: inputs are checked (path, symbols left unbound) before matplotlib is
+imported, so those errors come the same with or without it.
+
+>>> import symcost as sc
+>>> from symcost import plots
+>>> m = sc.MLPLayer(hidden_size=4096, intermediate_size=16384).compute_metrics(
+...     batch_size=1, seq_len=2048, dtype="bf16", hardware="h100")
+>>> plots.roofline(m, "h100", "mlp.jpg")
+Traceback (most recent call last):
+ValueError: roofline: cannot write 'mlp.jpg': the suffix must be .png or .svg or .pdf
+>>> plots.roofline(m, "h100", "mlp.png")          # doctest: +SKIP
+PosixPath('mlp.png')
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence, Union
+
+import numpy as np
+import sympy as sp
+
+from ..analysis.solve import IntegerSolution, max_integer
+from ..core import symbols as S
+from ..core.dtypes import DataType, DtypeLike
+from ..core.metrics import LayerMetrics
+from ..core.parallelism import Parallelism, ParallelismLike
+from ..core.phase import Phase
+from ..core.sweep import Sweeper
+from ..hardware import GIGA, TERA, Hardware
+from ..hardware import get as get_hardware
+from ..hardware.timing import op_time
+from ..layers.base import Layer
+from ..models.model import Model
+from ..plan.step import TrainingStep
+
+__all__ = ["roofline", "memory_vs_seq_len", "step_breakdown", "FORMATS"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+FORMATS = ("png", "svg", "pdf")
+"""File formats the charts write, chosen by the path's suffix (matplotlib's Agg, SVG and PDF
+backends; PDF and SVG are vector formats for papers)."""
+
+DEFAULT_SIZE = (6.4, 4.8)
+"""Figure size in inches (matplotlib's own default): 640 × 480 pixels at the default 100 dpi."""
+DEFAULT_DPI = 100
+
+SEQ_LEN_POINTS = 200
+"""Points of the log-spaced ``seq_len`` grid (smooth curves; one compiled NumPy pass)."""
+# NB: with no max_seq_len the grid runs to twice the solved max context, so the crossing of the
+# capacity line sits mid-chart; when nothing fits or everything does, to 2^17 = 131072 tokens
+# (a 128k context, the longest most current models are trained for).
+CONTEXT_HEADROOM = 2
+FALLBACK_MAX_SEQ_LEN = 2**17
+
+# Roofline labels: one closer than this (in decades of intensity and of FLOP/s) to an earlier
+# label moves LABEL_STEP points further down, so clustered ops stay readable.
+LABEL_NEAR_X, LABEL_NEAR_Y, LABEL_STEP = 0.6, 0.15, 8
+LABEL_NAMES = 3  # names shown per point ("gate, up, down +5"); more would run off the chart
+RIGHT_SIDE = 0.6  # points beyond this fraction of the (log) x range are labelled to their left
+
+_INSTALL_HINT = "symcost.plots needs matplotlib: pip install symcost[plot]"
+
+
+# -- shared plumbing ---------------------------------------------------------------------------
+
+
+def _matplotlib() -> Any:
+    """The matplotlib module, imported on first use, or an ImportError saying what to install."""
+    try:
+        import matplotlib
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+        from matplotlib.figure import Figure  # noqa: F401
+    except ImportError as err:
+        raise ImportError(_INSTALL_HINT) from err
+    return matplotlib
+
+
+def _output(path: PathLike, caller: str) -> tuple[Path, str]:
+    """The path and its format, ``png``, ``svg`` or ``pdf`` by the suffix (case ignored)."""
+    out = Path(path)
+    kind = out.suffix.lower().lstrip(".")
+    if kind not in FORMATS:
+        raise ValueError(f"{caller}: cannot write {str(out)!r}: the suffix must be "
+                         f"{' or '.join('.' + f for f in FORMATS)}")
+    return out, kind
+
+
+def _check_size(size: Any, dpi: Any, caller: str) -> tuple[tuple[float, float], float]:
+    try:
+        width, height = (float(x) for x in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"{caller}: size must be (width, height) in inches, got {size!r}") from None
+    if not (width > 0 and height > 0 and math.isfinite(width) and math.isfinite(height)):
+        raise ValueError(f"{caller}: size must be two positive numbers of inches, got {size!r}")
+    if isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or not (0 < dpi < math.inf):
+        raise ValueError(f"{caller}: dpi must be a positive number, got {dpi!r}")
+    return (width, height), float(dpi)
+
+
+def _figure(size: tuple[float, float], dpi: float) -> Any:
+    """A figure drawn by Agg, never registered with pyplot (so no display, no global state)."""
+    _matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, out: Path, kind: str, dpi: float) -> Path:
+    # NB: no bbox_inches="tight": it crops the canvas, and the PNG must be exactly size × dpi
+    # pixels; the constrained layout keeps labels inside the requested size instead.
+    fig.savefig(out, format=kind, dpi=dpi)
+    return out
+
+
+def _free(values: Iterable[Any]) -> set[sp.Symbol]:
+    out: set[sp.Symbol] = set()
+    for value in values:
+        if isinstance(value, sp.Basic):
+            out |= value.free_symbols
+    return out
+
+
+def _names(symbols: Iterable[sp.Symbol]) -> str:
+    return ", ".join(sorted(S.describe(s) for s in symbols))
+
+
+def _hint(symbols: set[sp.Symbol]) -> str:
+    chip = {S.peak_flops, S.vector_flops, S.hbm_capacity, S.hbm_bandwidth, S.scale_up_bandwidth,
+            S.scale_up_domain, S.scale_out_bandwidth, S.collective_latency}
+    return " (pass hardware= and dtype= to bind the chip)" if symbols & chip else ""
+
+
+def _number(value: Any) -> float:
+    """An exact number as a float for drawing (the numbers stay exact up to here)."""
+    return float(sp.sympify(value))
+
+
+def _chip(hardware: Hardware | str, caller: str) -> Hardware:
+    chip = get_hardware(hardware)
+    if chip.is_symbolic:
+        raise ValueError(f"{caller}: hardware must be a numeric chip (a preset name or a Hardware "
+                         "of numbers), not the symbolic chip")
+    return chip
+
+
+# -- roofline ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Point:
+    """One op on the roofline: intensity FLOPs / bytes, achieved FLOPs / time (exact)."""
+
+    names: tuple[str, ...]
+    intensity: Any
+    achieved: Any
+    share: Any  # the op's share of the summed op times (multiplicity included)
+
+
+def _roofline_points(metrics: LayerMetrics, chip: Hardware, peak: sp.Expr,
+                     datatype: Optional[DataType] = None) -> list[_Point]:
+    """The ops of ``metrics`` with FLOPs and bytes, placed by ``op_time`` on ``chip`` at ``peak``;
+    ops at the same point (e.g. gate and up projections) share one point."""
+    timed = []
+    for op, mult in metrics.ops:
+        t = op_time(op, chip, peak, datatype)
+        timed.append((op, sp.sympify(mult), t.time))
+    whole = sp.Add(*(mult * time for _, mult, time in timed))
+    points: dict[tuple[Any, Any], _Point] = {}
+    for op, mult, time in timed:
+        flops, nbytes = op.flops, op.hbm_bytes
+        if flops == 0 or nbytes == 0:
+            continue  # no place on a log-log chart (e.g. an embedding lookup has no FLOPs)
+        key = (flops / nbytes, flops / time)  # achieved FLOP/s: multiplicity cancels
+        share = mult * time / whole
+        if key in points:
+            p = points[key]
+            names = p.names if op.name in p.names else p.names + (op.name,)
+            points[key] = _Point(names, p.intensity, p.achieved, p.share + share)
+        else:
+            points[key] = _Point((op.name,), key[0], key[1], share)
+    return list(points.values())
+
+
+def roofline(metrics: LayerMetrics, hardware: Hardware | str, path: PathLike, *,
+             dtype: DtypeLike = "bf16", size: tuple[float, float] = DEFAULT_SIZE,
+             dpi: float = DEFAULT_DPI, title: Optional[str] = None) -> Path:
+    """Draw a log-log roofline of ``metrics``' ops on ``hardware`` and write it to ``path``.
+
+    The roof is ``min(P, I × B)`` over arithmetic intensity ``I`` (FLOP/byte), with ``P`` the
+    matmul FLOP/s the time model uses (``hardware.effective_peak(dtype)``) and ``B`` the HBM
+    bandwidth (``hardware.effective_hbm_bandwidth``); the ridge point ``I* = P / B`` is marked,
+    and the vector units' roof ``min(F_vec, I × B)`` is dashed beneath. Each op of ``metrics.ops``
+    sits at ``I = FLOPs / HBM bytes`` and achieved ``FLOPs / max(compute, memory)`` — its own
+    roofline time, as :func:`symcost.roofline.op_time` prices it — labelled by name; its marker
+    area grows with its share of the summed op time. Ops with zero FLOPs or zero bytes have no
+    place on log axes and are left out.
+
+    ``metrics`` must be numbers: computed with every input numeric and ``hardware=`` (or bound
+    with :meth:`~symcost.metrics.LayerMetrics.evaluate`), on the same chip and ``dtype``.
+    Raises ``ValueError`` naming the symbols to bind, a peak that does not match, or a suffix
+    other than ``.png``/``.svg``.
+
+    >>> import symcost as sc
+    >>> m = sc.NormLayer(hidden_size=4096).compute_metrics(batch_size=1, seq_len=2048,
+    ...                                                  dtype="bf16")        # symbolic chip
+    >>> roofline(m, "h100", "norm.png")
+    Traceback (most recent call last):
+    ValueError: roofline: the metrics are symbolic in hbm_bandwidth (B_HBM), peak_flops (F),
+    vector_flops (F_vec); bind them first, e.g. compute_metrics(..., hardware=...) or
+    metrics.evaluate(...) (pass hardware= and dtype= to bind the chip)
+    """
+    out, kind = _output(path, "roofline")
+    (width, height), dpi = _check_size(size, dpi, "roofline")
+    if not isinstance(metrics, LayerMetrics):
+        raise TypeError(f"roofline: metrics must be a LayerMetrics, got {type(metrics).__name__}")
+    chip = _chip(hardware, "roofline")
+    datatype = DataType.parse(dtype)
+    ops = metrics.ops
+    unbound = metrics.free_symbols | _free([metrics.peak_flops]) | _free(
+        v for op, mult in ops for v in (op.flops, op.hbm_bytes, mult))
+    if unbound:
+        raise ValueError(f"roofline: the metrics are symbolic in {_names(unbound)}; bind them first, "
+                         f"e.g. compute_metrics(..., hardware=...) or metrics.evaluate(...)"
+                         f"{_hint(unbound)}")
+    peak = chip.effective_peak(datatype)
+    if sp.sympify(metrics.peak_flops) != peak:
+        raise ValueError(f"roofline: the metrics were timed at {metrics.peak_flops} FLOP/s but "
+                         f"{chip.name} at {datatype.value} gives {peak}; pass the hardware and dtype "
+                         "the metrics were computed with")
+    if not ops:
+        raise ValueError("roofline: the metrics carry no ops (a derivative carries none)")
+    points = _roofline_points(metrics, chip, peak, datatype)
+    if not points:
+        raise ValueError("roofline: no op has both FLOPs and HBM bytes to place")
+
+    bandwidth = chip.effective_hbm_bandwidth
+    ridge = peak / bandwidth  # FLOP/byte where the memory roof meets the compute roof
+    p, bw, vec = _number(peak), _number(bandwidth), _number(chip.vector_flops)
+    xs = [_number(pt.intensity) for pt in points]
+    lo = min(min(xs), vec / bw, _number(ridge)) / 4
+    hi = max(max(xs), _number(ridge)) * 4
+    grid = np.geomspace(lo, hi, 256)
+
+    fig = _figure((width, height), dpi)
+    ax = fig.add_subplot()
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.plot(grid, np.minimum(p, grid * bw) / TERA, color="black", lw=2,
+            label=f"roof: {p / TERA:.4g} TFLOP/s, {bw / TERA:.4g} TB/s")
+    ax.plot(grid, np.minimum(vec, grid * bw) / TERA, color="gray", lw=1, ls="--",
+            label=f"vector roof: {vec / TERA:.4g} TFLOP/s")
+    ax.axvline(_number(ridge), color="gray", lw=0.8, ls=":")
+    ax.text(_number(ridge), 0.02, f" ridge {_number(ridge):.4g} FLOP/B", rotation=90, fontsize=7,
+            color="gray", va="bottom", transform=ax.get_xaxis_transform())
+    placed: list[tuple[float, float]] = []
+    for pt in sorted(points, key=lambda q: (-_number(q.achieved), _number(q.intensity))):
+        x, y = _number(pt.intensity), _number(pt.achieved) / TERA
+        ax.scatter([x], [y], s=16 + 240 * _number(pt.share), alpha=0.8, zorder=3)
+        # NB: ops crowd near the roof; a label near earlier ones (in decades) steps down a line
+        near = sum(abs(math.log10(x) - u) < LABEL_NEAR_X and abs(math.log10(y) - v) < LABEL_NEAR_Y
+                   for u, v in placed)
+        placed.append((math.log10(x), math.log10(y)))
+        names = ", ".join(pt.names[:LABEL_NAMES])
+        if len(pt.names) > LABEL_NAMES:
+            names += f" +{len(pt.names) - LABEL_NAMES}"
+        right = math.log(x / lo) > RIGHT_SIDE * math.log(hi / lo)  # label leftwards at the edge
+        label = ax.annotate(names, (x, y), xytext=(-5 if right else 5, 3 - LABEL_STEP * near),
+                            textcoords="offset points", fontsize=7, ha="right" if right else "left")
+        label.set_in_layout(False)  # long labels must not shrink the axes
+    ax.set_xlabel("arithmetic intensity (FLOP / HBM byte)")
+    ax.set_ylabel("achieved (TFLOP/s)")
+    ax.set_title(title if title is not None else
+                 f"roofline: {metrics.phase.value} on {chip.name} ({datatype.value})")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(True, which="major", lw=0.3)
+    return _save(fig, out, kind, dpi)
+
+
+# -- memory against context length -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _MemoryTerms:
+    """Memory per chip as expressions in ``seq_len``: the three parts, their total, the solution."""
+
+    name: str
+    weights: Any
+    kv_cache: Any
+    activations: Any
+    total: Any
+    solution: IntegerSolution
+    multiple_of: int
+
+
+def _memory_terms(subject: Model | Layer, chip: Hardware, phase: Phase, batch_size: Any,
+                  datatype: DataType, parallelism: ParallelismLike) -> _MemoryTerms:
+    if isinstance(subject, Model):
+        if phase.is_training:
+            raise ValueError("memory_vs_seq_len: a Model is charted for serving (phase 'decode' or "
+                             "'prefill'); see step_breakdown for a training step's memory")
+        par = Parallelism.coerce(parallelism)
+        step = subject.inference_step(chip, batch_size, None, datatype, par)
+        # NB: the serving memory of a model is the same for both inference phases: weights, the
+        # KV cache of seq_len tokens and the prefill's activation peak (the larger transient),
+        # exactly what Model.max_context solves.
+        terms = (step.weight_memory, step.kv_cache_memory, step.activation_memory,
+                 step.memory_per_chip)
+        _check_only_seq_len(terms)
+        solution = subject.max_context(chip, batch_size, datatype, par)
+        multiple = int(par.sp)
+    elif isinstance(subject, Layer):
+        if parallelism is not None:
+            raise ValueError("memory_vs_seq_len: a layer carries its own parallelism; build it with "
+                             "parallelism=... instead of passing one here")
+        m = subject.compute_metrics(batch_size, None, phase, datatype, chip)
+        terms = (m.weight_memory_per_chip, m.kv_cache_memory_per_chip,
+                 m.activation_memory_per_chip, m.memory_per_chip)
+        _check_only_seq_len(terms)
+        multiple = int(subject.parallelism.sp)
+        solution = max_integer(terms[3], S.seq_len, chip.hbm_capacity, multiple_of=multiple)
+    else:
+        raise TypeError(f"memory_vs_seq_len: expected a Model or a Layer, got {type(subject).__name__}")
+    name = subject.name or type(subject).__name__  # layers may be unnamed
+    return _MemoryTerms(name, *terms, solution=solution, multiple_of=multiple)
+
+
+def _check_only_seq_len(terms: Sequence[Any]) -> None:
+    unbound = _free(terms) - {S.seq_len}
+    if unbound:
+        raise ValueError(f"memory_vs_seq_len: memory still depends on {_names(unbound)}; give the "
+                         "model or layer numeric shapes (only seq_len may stay a symbol)")
+
+
+def memory_vs_seq_len(model_or_layer: Model | Layer, hardware: Hardware | str, path: PathLike, *,
+                      phase: Phase | str = "decode", batch_size: int = 1, dtype: DtypeLike = "bf16",
+                      parallelism: ParallelismLike = None, max_seq_len: Optional[int] = None,
+                      size: tuple[float, float] = DEFAULT_SIZE, dpi: float = DEFAULT_DPI) -> Path:
+    """Chart memory per chip against ``seq_len`` and mark the longest context that fits.
+
+    Stacked over a log-spaced ``seq_len`` grid: weights, KV cache and activations, whose sum
+    (drawn as a line) is the memory per chip ``M(s)``; the chip's HBM capacity ``C`` is a
+    horizontal line, and the largest ``s`` with ``M(s) <= C`` a vertical one. For a
+    :class:`~symcost.model.Model` ``M(s)`` is the serving memory of
+    :func:`~symcost.step.inference_step` under ``parallelism`` and the line is
+    :meth:`Model.max_context <symcost.model.Model.max_context>` (only the inference phases, which
+    give the same memory); for a :class:`~symcost.layers.base.Layer` (its own parallelism) it is
+    ``memory_per_chip`` of ``compute_metrics`` in ``phase`` and the line is
+    :func:`symcost.solve.max_integer` on it. Both are exact and verified at ``n`` and ``n + 1``.
+
+    The grid runs from 1 to ``max_seq_len``, or to twice the solved context when not given.
+    Raises ``ValueError`` when anything but ``seq_len`` stays symbolic, or for a suffix other
+    than ``.png``/``.svg``.
+
+    >>> import symcost as sc
+    >>> from symcost import symbols as S
+    >>> attn = sc.GroupedQueryAttentionLayer(hidden_size=S.hidden_size, num_heads=32, num_kv_heads=8)
+    >>> memory_vs_seq_len(attn, "h100", "kv.png")
+    Traceback (most recent call last):
+    ValueError: memory_vs_seq_len: memory still depends on hidden_size (h); give the model or
+    layer numeric shapes (only seq_len may stay a symbol)
+    """
+    out, kind = _output(path, "memory_vs_seq_len")
+    (width, height), dpi = _check_size(size, dpi, "memory_vs_seq_len")
+    chip = _chip(hardware, "memory_vs_seq_len")
+    stage = Phase.parse(phase)
+    datatype = DataType.parse(dtype)
+    if max_seq_len is not None and (isinstance(max_seq_len, bool) or not isinstance(max_seq_len, int)
+                                    or max_seq_len < 2):
+        raise ValueError(f"memory_vs_seq_len: max_seq_len must be an integer >= 2, got {max_seq_len!r}")
+    terms = _memory_terms(model_or_layer, chip, stage, batch_size, datatype, parallelism)
+    best = terms.solution
+    if max_seq_len is not None:
+        top = max_seq_len
+    elif best.status == "found" and best.value is not None:
+        top = max(CONTEXT_HEADROOM * best.value, 2)
+    else:
+        top = FALLBACK_MAX_SEQ_LEN
+    # NB: the curves are drawn through real s between integers (each term is a polynomial or a
+    # max of polynomials in s); the marked context is the exact integer answer.
+    grid = np.geomspace(terms.multiple_of, max(top, 2 * terms.multiple_of), SEQ_LEN_POINTS)
+    values = Sweeper({"weights": terms.weights, "kv": terms.kv_cache,
+                      "act": terms.activations, "total": terms.total})(seq_len=grid)
+    capacity = _number(chip.hbm_capacity)
+
+    fig = _figure((width, height), dpi)
+    ax = fig.add_subplot()
+    ax.set_xscale("log")
+    ax.stackplot(grid, values.weights / GIGA, values.kv / GIGA, values.act / GIGA,
+                 labels=["weights", "KV cache", "activations"], alpha=0.75)
+    ax.plot(grid, values.total / GIGA, color="black", lw=1, label="memory per chip")
+    ax.axhline(capacity / GIGA, color="red", ls="--", lw=1,
+               label=f"HBM capacity {capacity / GIGA:.4g} GB")
+    if best.status == "found" and best.value is not None:
+        ax.axvline(best.value, color="red", ls=":", lw=1)
+        ax.annotate(f"max context {best.value:,}", (best.value, capacity / GIGA), xytext=(-4, 6),
+                    textcoords="offset points", ha="right", fontsize=8, color="red")
+    else:
+        note = "nothing fits at seq_len = 1" if best.status == "nothing_fits" else "every seq_len fits"
+        ax.text(0.02, 0.95, note, transform=ax.transAxes, fontsize=8, color="red", va="top")
+    top_y = max(float(np.max(values.total)), capacity) / GIGA
+    ax.set_ylim(0, top_y * 1.08)
+    ax.set_xlim(grid[0], grid[-1])
+    ax.set_xlabel("seq_len (tokens)")
+    ax.set_ylabel("memory per chip (GB)")
+    ax.set_title(f"{terms.name}: {'serving' if isinstance(model_or_layer, Model) else stage.value}, "
+                 f"batch {batch_size}, {datatype.value} on {chip.name}", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(True, which="major", lw=0.3)
+    return _save(fig, out, kind, dpi)
+
+
+# -- training step breakdown -------------------------------------------------------------------
+
+_TIME_PARTS = (("compute", "compute"), ("bubble", "pipeline bubble"),
+               ("pipeline_comm", "pipeline comm"), ("dp_comm", "DP comm"))
+_MEMORY_PARTS = (("weights", "weights"), ("gradients", "gradients"),
+                 ("optimizer", "optimizer"), ("activations", "activations"))
+
+
+def step_breakdown(step_or_steps: TrainingStep | Sequence[TrainingStep], path: PathLike, *,
+                   labels: Optional[Sequence[str]] = None, size: tuple[float, float] = DEFAULT_SIZE,
+                   dpi: float = DEFAULT_DPI) -> Path:
+    """Stacked bars of training steps' time and memory, one bar per step, side by side.
+
+    Left panel, seconds per step (:meth:`~symcost.step.TrainingStep.breakdown`): compute
+    ``m × T_mb``, the pipeline bubble ``(p - 1)/v × T_mb``, stage-to-stage sends and data-parallel
+    communication, summing to ``step_time`` (printed above each bar). Right panel, bytes on the
+    fullest chip: weights, fp32 gradients, optimizer states and activations, summing to
+    ``memory_per_chip``, with each step's HBM capacity as a dashed tick.
+
+    ``labels`` name the bars (default ``"1: 64× H100_SXM"`` and so on). Raises ``ValueError``
+    for a symbolic step (naming what to bind), labels of the wrong length, or a suffix other than
+    ``.png``/``.svg``.
+
+    >>> from symcost import models, symbols as S
+    >>> step = models.get("llama-3-8b").training_step("h100", seq_len=S.seq_len, global_batch=8)
+    >>> step_breakdown(step, "step.svg")
+    Traceback (most recent call last):
+    ValueError: step_breakdown: step 1 is symbolic in seq_len (s); build it with numbers
+    """
+    out, kind = _output(path, "step_breakdown")
+    (width, height), dpi = _check_size(size, dpi, "step_breakdown")
+    steps = [step_or_steps] if isinstance(step_or_steps, TrainingStep) else list(step_or_steps)
+    if not steps:
+        raise ValueError("step_breakdown: no steps given")
+    rows = []
+    for i, step in enumerate(steps, 1):
+        if not isinstance(step, TrainingStep):
+            raise TypeError(f"step_breakdown: step {i} is a {type(step).__name__}, not a TrainingStep")
+        parts = step.breakdown()
+        unbound = _free(parts.values())
+        if unbound:
+            raise ValueError(f"step_breakdown: step {i} is symbolic in {_names(unbound)}; "
+                             "build it with numbers")
+        rows.append({k: _number(v) for k, v in parts.items()})
+    if labels is None:
+        names = [f"{i}: {s.num_chips}× {s.hardware.name}" for i, s in enumerate(steps, 1)]
+    else:
+        names = [str(x) for x in labels]
+        if len(names) != len(steps):
+            raise ValueError(f"step_breakdown: {len(names)} labels for {len(steps)} steps")
+
+    fig = _figure((width, height), dpi)
+    ax_time, ax_mem = fig.subplots(1, 2)
+    x = np.arange(len(steps))
+    bottom = np.zeros(len(steps))
+    for key, label in _TIME_PARTS:
+        heights = np.array([r[key] for r in rows])
+        ax_time.bar(x, heights, bottom=bottom, label=label, width=0.6)
+        bottom = bottom + heights
+    for xi, t in zip(x, bottom):
+        ax_time.annotate(f"{t:.3g} s", (xi, t), xytext=(0, 2), textcoords="offset points",
+                         ha="center", fontsize=7)
+    ax_time.set_ylabel("time per step (s)")
+    ax_time.set_title("step time", fontsize=10)
+
+    bottom = np.zeros(len(steps))
+    for key, label in _MEMORY_PARTS:
+        heights = np.array([r[key] for r in rows]) / GIGA
+        ax_mem.bar(x, heights, bottom=bottom, label=label, width=0.6)
+        bottom = bottom + heights
+    capacity = np.array([_number(s.hardware.hbm_capacity) for s in steps]) / GIGA
+    ax_mem.hlines(capacity, x - 0.4, x + 0.4, colors="red", linestyles="--", lw=1,
+                  label="HBM capacity")
+    ax_mem.set_ylabel("memory per chip (GB)")
+    ax_mem.set_title("memory", fontsize=10)
+
+    for ax in (ax_time, ax_mem):
+        ax.set_xticks(x, names, fontsize=7, rotation=20 if len(steps) > 2 else 0)
+        ax.legend(fontsize=6)
+        ax.margins(y=0.12)
+    return _save(fig, out, kind, dpi)
