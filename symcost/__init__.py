@@ -77,6 +77,8 @@ _ALIASES = {
 }
 for _old, _new in _ALIASES.items():
     _sys.modules[_old] = _importlib.import_module(_new)
+metrics = _sys.modules["symcost.metrics"]  # as an import of the old submodule bound it
+calibration_inference = _sys.modules["symcost.calibration_inference"]
 
 __all__ = [
     "AttentionLayer",
