@@ -24,12 +24,10 @@ from typing import Any, Iterable, Mapping, Sequence
 import sympy as sp
 
 from ..errors import ConfigError, UnboundSymbolError
-from ..hardware import Hardware
-from ..hardware import get as get_hardware
-from ..hardware.timing import layer_times
 from . import symbols as S
 from ._expr import Value, as_expr, exact, total
 from .assumptions import Assumption, check_all, merge
+from .binding import Chip, time_model
 from .dtypes import DataType
 from .notation import aligned
 from .notation import text as latex_text
@@ -127,7 +125,7 @@ class LayerMetrics:
         weight_memory: sp.Expr,
         activation_memory: sp.Expr,
         kv_cache_memory: sp.Expr,
-        hardware: Hardware,
+        hardware: Chip,
         peak_flops: sp.Expr,
         overlap: bool = False,
         datatype: DataType | None = None,
@@ -139,7 +137,7 @@ class LayerMetrics:
         collectives = merge_collectives(c for c in ops if isinstance(c, Collective))
         matmul = total(op.matmul_flops * n for op, n in compute)
         vector = total(op.vector_flops * n for op, n in compute)
-        times = layer_times(compute, collectives, hardware, peak_flops, overlap, datatype)
+        times = time_model().layer_times(compute, collectives, hardware, peak_flops, overlap, datatype)
         fields = _exact_all({
             "flops_per_chip": matmul + vector,
             "matmul_flops_per_chip": matmul,
@@ -301,7 +299,7 @@ class LayerMetrics:
         if hardware is not None:
             if dtype is None:
                 raise ValueError("subs: binding hardware needs dtype= (it picks the peak FLOP/s)")
-            chip = get_hardware(hardware)
+            chip = time_model().resolve(hardware)
             if not chip.is_ideal and self._timed_on_ideal_chip():
                 raise ValueError(
                     f"subs: these metrics were timed on the ideal symbolic chip; binding {chip.name} would drop "

@@ -19,7 +19,9 @@ defaults); ``get(name).ideal()`` is the pure roofline bound.
 
 from __future__ import annotations
 
+from ..core import binding as _core_binding
 from ..errors import HardwareError
+from .binding import HardwareTimeModel
 from .chip import GIGA, KILO, MEGA, PETA, TERA, Hardware
 from .presets import PRESETS
 from .runtime import RUNTIMES, Runtime, runtime, runtimes
@@ -72,3 +74,8 @@ def get(name: "str | Hardware") -> Hardware:
         raise HardwareError(f"hardware: unknown chip {name!r}; known: {', '.join(PRESETS)}")
     chip = PRESETS[target]
     return chip.ideal() if ideal else chip
+
+
+# NB: the layers and the metrics reach the chips through this registration, never by import
+# (symcost.core.binding): hardware sits above them in the stage order.
+_core_binding.register(HardwareTimeModel(get))

@@ -20,14 +20,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationIn
 from ..core import symbols as S
 from ..core._expr import check_divides, dim
 from ..core.assumptions import Assumption, collecting, merge
+from ..core.binding import Chip, time_model
 from ..core.compile import compile_exact
 from ..core.dtypes import DataType, DtypeLike, bytes_per_element
 from ..core.metrics import METRIC_FIELDS, LayerMetrics
 from ..core.ops import Collective, CollectiveKind, Op
 from ..core.parallelism import Parallelism
 from ..core.phase import Phase
-from ..hardware import Hardware
-from ..hardware import get as get_hardware
 
 __all__ = ["Layer", "Phase", "Context", "Dim", "Recompute", "shard_heads"]
 
@@ -49,9 +48,6 @@ _TRANSPOSE: dict[str, Optional[CollectiveKind]] = {"all_gather": "reduce_scatter
               "all_to_all": "all_to_all", "p2p": "p2p", "all_reduce": None}
 
 _ZERO = sp.Integer(0)
-
-SYMBOLIC = Hardware.symbolic()
-"""The unbound chip that ``hardware=None`` means."""
 
 
 @dataclass(frozen=True)
@@ -238,14 +234,14 @@ class Layer(BaseModel):
         seq_len: Any = None,
         phase: Phase | str = Phase.PREFILL,
         dtype: DtypeLike = None,
-        hardware: Hardware | str | None = None,
+        hardware: Chip | str | None = None,
         recompute: Recompute = "none",
         overlap: bool = False,
     ) -> LayerMetrics:
         """Per-chip metrics of this layer for one workload, timed on ``hardware``.
 
         ``batch_size``, ``seq_len`` and ``dtype`` may be numbers, expressions, or omitted (then
-        the canonical symbols ``b``, ``s`` and ``e``). ``hardware`` is a :class:`Hardware`, a
+        the canonical symbols ``b``, ``s`` and ``e``). ``hardware`` is a :class:`~symcost.hardware.Hardware`, a
         preset name, or ``None`` for the symbolic chip (times then are formulas in peak FLOP/s
         and bandwidths). ``recompute`` ("none", "selective", "full") matters only in training;
         ``overlap=True`` hides communication behind compute (``latency = max(ops, comm)``).
@@ -261,7 +257,7 @@ class Layer(BaseModel):
         """
         if recompute not in ("none", "selective", "full"):
             raise ValueError(f"recompute: unknown mode {recompute!r}; valid: none, selective, full")
-        chip = SYMBOLIC if hardware is None else get_hardware(hardware)
+        chip = time_model().resolve(hardware)
         datatype = DataType.parse(dtype) if isinstance(dtype, (DataType, str)) else None
         ctx = Context(
             batch_size=S.batch_size if batch_size is None else dim(batch_size, "batch_size"),
@@ -281,7 +277,7 @@ class Layer(BaseModel):
             return template.at(int(ctx.batch_size), int(ctx.seq_len))
         return self._metrics(ctx, chip, datatype, overlap, merge(_shape_assumptions(self), rules))
 
-    def _metrics(self, ctx: Context, chip: Hardware, datatype: DataType | None,
+    def _metrics(self, ctx: Context, chip: Chip, datatype: DataType | None,
                  overlap: bool, assumptions: tuple[Assumption, ...] = ()) -> LayerMetrics:
         activations = self.saved_activations(ctx) if ctx.training else self.peak_activations(ctx)
         return LayerMetrics.from_ops(
@@ -364,7 +360,7 @@ class _Template:
 
 
 @functools.lru_cache(maxsize=256)
-def _template(layer: Layer, phase: Phase, datatype: DataType, recompute: Recompute, chip: Hardware,
+def _template(layer: Layer, phase: Phase, datatype: DataType, recompute: Recompute, chip: Chip,
               overlap: bool) -> _Template:
     ctx = Context(batch_size=S.batch_size, seq_len=S.seq_len, phase=phase,
                   dtype_bytes=datatype.bytes, parallelism=layer.parallelism, recompute=recompute)

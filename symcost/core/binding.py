@@ -1,0 +1,95 @@
+"""Where hardware-free costs meet a chip: the protocols core and the layers need of hardware.
+
+Layers emit hardware-free costs (ops, collectives, memory terms); :mod:`symcost.hardware` binds
+them to a chip. The stages below ``hardware/`` never import it: they call the methods of the
+:class:`TimeModel` that ``symcost.hardware`` registers here when it is imported (always, by
+``import symcost``), so ``layer.compute_metrics(hardware="H100_SXM")`` stays the convenient entry
+while the dependency points downward only.
+
+>>> from symcost.core import binding
+>>> chip = binding.time_model().resolve("H100_SXM")
+>>> chip.name, chip.is_symbolic
+('H100_SXM', False)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Protocol
+
+import sympy as sp
+
+from ..errors import SymcostError
+
+if TYPE_CHECKING:
+    from .dtypes import DataType
+    from .ops import Collective, Op
+
+__all__ = ["Chip", "LayerTimes", "TimeModel", "register", "time_model"]
+
+
+class Chip(Protocol):
+    """What the layers and the metrics ask of a chip (:class:`symcost.hardware.Hardware` is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def __hash__(self) -> int:  # the compiled numeric path caches per chip
+        ...
+
+    @property
+    def is_symbolic(self) -> bool: ...
+
+    @property
+    def is_ideal(self) -> bool: ...
+
+    def effective_peak(self, dtype: Any) -> sp.Expr:
+        """Matmul FLOP/s the timing uses for ``dtype``."""
+        ...
+
+    def symbol_values(self, dtype: Any) -> Mapping[sp.Symbol, sp.Expr]:
+        """Values of the hardware symbols for this chip and ``dtype``."""
+        ...
+
+
+class LayerTimes(Protocol):
+    """The four times of one layer."""
+
+    @property
+    def compute_time(self) -> sp.Expr: ...
+
+    @property
+    def memory_time(self) -> sp.Expr: ...
+
+    @property
+    def comm_time(self) -> sp.Expr: ...
+
+    @property
+    def latency(self) -> sp.Expr: ...
+
+
+class TimeModel(Protocol):
+    """Turns a ``hardware=`` argument into a chip and times a layer's ops on it."""
+
+    def resolve(self, hardware: Any) -> Chip:
+        """The chip a ``hardware=`` argument names: ``None`` is the symbolic chip, a string a preset."""
+        ...
+
+    def layer_times(self, ops: Iterable[tuple[Op, Any]], collectives: Iterable[Collective], chip: Chip,
+                    peak: sp.Expr, overlap: bool = False, datatype: Optional[DataType] = None) -> LayerTimes:
+        """The summed op and collective times of one layer on ``chip``."""
+        ...
+
+
+_REGISTERED: list[TimeModel] = []
+
+
+def register(model: TimeModel) -> None:
+    """Make ``model`` the time model of every later ``compute_metrics`` (``symcost.hardware`` calls this)."""
+    _REGISTERED[:] = [model]
+
+
+def time_model() -> TimeModel:
+    """The registered time model; raises :class:`~symcost.errors.SymcostError` before one is."""
+    if not _REGISTERED:
+        raise SymcostError("no time model registered: import symcost (symcost.hardware registers one)")
+    return _REGISTERED[0]
