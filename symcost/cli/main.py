@@ -579,11 +579,9 @@ def latex_cmd(args: argparse.Namespace) -> int:
         raise UsageError(f"argument --notation: invalid choice {args.notation!r} (choose from "
                          f"{', '.join(latex.NOTATIONS)})")
     if args.layer:
-        from ..layers import AttentionLayer, GatedMLPLayer, GroupedQueryAttentionLayer, MLPLayer, NormLayer
+        from ..layers import catalogue
 
-        layer = {"mlp": MLPLayer(), "gated-mlp": GatedMLPLayer(), "attention": AttentionLayer(),
-                 "gqa": GroupedQueryAttentionLayer(), "norm": NormLayer(), "rmsnorm": NormLayer(kind="rmsnorm")}
-        target: Any = layer[args.layer]
+        target: Any = catalogue.build(args.layer)
     else:
         target = _model(args.model) if args.model else None
     text = latex.model_document(target, phase=args.phase, notation=args.notation, standalone=args.standalone)

@@ -65,6 +65,10 @@ class _Attention(Layer):
         return None if value is None else DataType.parse(value)
 
     @property
+    def query_heads(self) -> sp.Expr:
+        return self.num_heads
+
+    @property
     def kv_heads(self) -> sp.Expr:
         raise NotImplementedError
 

@@ -192,6 +192,32 @@ class Layer(BaseModel):
         """Ops re-run in the backward under ``recompute="selective"`` (the attention core)."""
         return []
 
+    # -- what the steps and the search ask of a layer (declared here: nothing above layers/
+    #    inspects a layer's type) ------------------------------------------------------------
+
+    @property
+    def query_heads(self) -> Optional[sp.Expr]:
+        """Query heads of an attention layer (tensor parallelism splits them); ``None`` for others."""
+        return None
+
+    @property
+    def kv_heads(self) -> Optional[sp.Expr]:
+        """K/V heads of a (grouped-query) attention layer, which bound useful tensor parallelism;
+        ``None`` when the layer has none to respect (not attention, or a latent KV cache)."""
+        return None
+
+    @property
+    def num_routed_experts(self) -> Optional[sp.Expr]:
+        """Routed experts of a mixture-of-experts layer (expert parallelism splits them); ``None``
+        for a dense layer."""
+        return None
+
+    @property
+    def expert_params_per_chip(self) -> sp.Expr:
+        """Routed-expert parameters one chip holds, sharded and synchronised over the
+        expert-parallel ranks only (zero for a dense layer)."""
+        return _ZERO
+
     def check(self, ctx: Context) -> None:
         """Raise ``ValueError`` when the workload provably breaks a divisibility rule."""
         if not ctx.decode:

@@ -144,6 +144,10 @@ class MLALayer(Layer):
     # -- shapes ------------------------------------------------------------------------------
 
     @property
+    def query_heads(self) -> sp.Expr:
+        return self.num_heads
+
+    @property
     def qk_head_dim(self) -> sp.Expr:
         """d_qk = d_n + d_R: the width of one query/key head."""
         return self.qk_nope_head_dim + self.qk_rope_head_dim

@@ -226,6 +226,10 @@ class MoELayer(Layer):
         return ops
 
     @property
+    def num_routed_experts(self) -> sp.Expr:
+        return self.num_experts
+
+    @property
     def expert_params_per_chip(self) -> sp.Expr:
         """Routed-expert parameters one chip holds: ``E/ep * p*h*f_e/t``. They are replicated
         over ``dp/ep`` data-parallel ranks only (the training step shards and syncs them there)."""

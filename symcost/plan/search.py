@@ -34,7 +34,6 @@ from ..errors import ConfigError
 from ..hardware import Hardware
 from ..hardware import get as get_hardware
 from ..layers.base import Recompute
-from ..layers.moe import MoELayer
 from ..models.model import Model
 from .step import assemble_training, flops_per_sequence, model_parts, pipeline_stages, stage_layout
 
@@ -116,8 +115,8 @@ def _divisors(n: int) -> list[int]:
 
 def _heads(model: Model) -> tuple[int, Optional[int]]:
     attn = model.blocks[0][0].attention
-    a = int(attn.num_heads)  # type: ignore[attr-defined]  # not in the layer contract yet (issue 9)
-    g = int(getattr(attn, "kv_heads", a)) if hasattr(attn, "kv_heads") else None
+    a = int(cast(Any, attn.query_heads))
+    g = None if attn.kv_heads is None else int(attn.kv_heads)
     return a, g
 
 
@@ -168,8 +167,8 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     N, B, s = int(num_chips), int(global_batch), int(seq_len)
     L = int(model.num_layers)
     a, g = _heads(model)
-    moe = [blk.mlp for blk, _ in model.blocks if isinstance(blk.mlp, MoELayer)]
-    experts = int(moe[0].num_experts) if moe else 1
+    moe = [n for n in (blk.mlp.num_routed_experts for blk, _ in model.blocks) if n is not None]
+    experts = int(moe[0]) if moe else 1
 
     # -- enumerate -----------------------------------------------------------------------------
     rows: list[tuple] = []

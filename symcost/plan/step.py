@@ -58,7 +58,6 @@ from ..hardware import Hardware
 from ..hardware import get as get_hardware
 from ..hardware.timing import collective_time, op_time
 from ..layers.base import Recompute
-from ..layers.moe import MoELayer
 from ..models.model import Model, register_steps
 
 __all__ = ["GRADIENT_BYTES", "OPTIMIZER_BYTES", "InferenceStep", "TrainingStep", "check_expert_parallel",
@@ -343,7 +342,7 @@ def model_parts(model: "Model", rows: Sequence[tuple[str, Any, LayerMetrics]], d
     blocks = []
     for i, (blk, n) in enumerate(model.blocks):
         q = quantities(by_name[f"blocks[{i}]"][1])
-        if isinstance(blk.mlp, MoELayer):
+        if blk.mlp.num_routed_experts is not None:
             q["expert_weight"] = sp.sympify(blk.mlp.expert_params_per_chip * e)
         blocks.append((n, q))
     return {"embedding": quantities(by_name["embedding"][1]), "blocks": blocks, "tail": tail}

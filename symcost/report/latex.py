@@ -38,6 +38,7 @@ from ..core.notation import text as _text
 from ..core.parallelism import Parallelism, ParallelismLike
 from ..core.phase import Phase
 from ..errors import ConfigError
+from ..layers import catalogue
 
 if TYPE_CHECKING:  # model.py imports this module lazily; no cycle at run time
     from ..layers.base import Layer
@@ -223,15 +224,13 @@ def _table(rows: Sequence[tuple[str, Metrics]], fields: Sequence[str], notation:
 
 
 def _symbolic_layers(parallelism: ParallelismLike) -> dict[str, "Layer"]:
-    from ..layers import AttentionLayer, GatedMLPLayer, GroupedQueryAttentionLayer, MLPLayer, NormLayer
-
     par = Parallelism.coerce(parallelism)
     return {
-        "MLP": MLPLayer(parallelism=par),
-        "Gated MLP": GatedMLPLayer(parallelism=par),
-        "Attention (MHA)": AttentionLayer(parallelism=par),
-        "Attention (GQA)": GroupedQueryAttentionLayer(parallelism=par),
-        "LayerNorm": NormLayer(parallelism=par),
+        "MLP": catalogue.build("mlp", parallelism=par),
+        "Gated MLP": catalogue.build("gated-mlp", parallelism=par),
+        "Attention (MHA)": catalogue.build("attention", parallelism=par),
+        "Attention (GQA)": catalogue.build("gqa", parallelism=par),
+        "LayerNorm": catalogue.build("norm", parallelism=par),
     }
 
 
