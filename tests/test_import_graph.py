@@ -1,4 +1,4 @@
-"""The import graph of ``symcost`` has no cycles.
+"""The import graph of ``symcost`` has no cycles and no upward import between its stages.
 
 The graph is read from the source with :mod:`ast`, not by importing: one node per module (a
 package is its ``__init__``), one edge per import statement of another ``symcost`` module,
@@ -15,6 +15,12 @@ drawn (``symcost/__init__`` imports nearly everything, so every module would be 
 through it), only the statements the code writes.
 
 :data:`KNOWN_CYCLES` lists the cycles still tolerated; it must be emptied, not grown.
+
+The stages (:data:`STAGES`, lowest first) are the folders data flows through; a module imports
+only its own stage and the ones below it. ``symcost/__init__`` may import everything; the old
+import paths (:data:`SHIMS`) are exempt only while they are pure re-exports. From ``plan/`` up
+nothing names a concrete layer type (only ``layers.base``, the contract, and
+``layers.catalogue``), and nothing above ``layers/`` asks a layer its type.
 """
 
 from __future__ import annotations
@@ -30,6 +36,39 @@ PACKAGE = Path(__file__).resolve().parent.parent / "symcost"
 # presets (an import at the bottom of hardware.py, behind noqa: E402). The hardware module is
 # being rebuilt (presets as data files loaded by a registry); that rebuild must empty this set.
 KNOWN_CYCLES: set[frozenset[str]] = set()  # the hardware <-> presets cycle is gone (symcost/hardware/)
+
+
+STAGES: tuple[tuple[str, ...], ...] = (
+    ("symcost.errors", "symcost.testing", "symcost.data"),
+    ("symcost.core",),
+    ("symcost.layers",),
+    ("symcost.hardware",),
+    ("symcost.models",),
+    ("symcost.analysis",),  # NB: below plan: the steps solve and the search sweeps
+    ("symcost.plan",),
+    ("symcost.report",),
+    ("symcost.cli", "symcost.__main__"),
+)
+"""The stages, lowest first; a module belongs to the first stage one of whose prefixes it has."""
+
+SHIMS = {
+    "symcost.dtypes", "symcost.phase", "symcost.parallel", "symcost.assumptions", "symcost.ops",
+    "symcost.model", "symcost.model_moe", "symcost.step", "symcost.search", "symcost.solve",
+    "symcost.latex", "symcost.plots", "symcost.roofline",
+}
+"""The old import paths kept as files (re-exports of the moved modules); see CHANGELOG.md."""
+
+ALIASES = {
+    "symcost.symbols": "symcost.core.symbols",
+    "symcost.sweep": "symcost.core.sweep",
+    "symcost.metrics": "symcost.core.metrics",
+    "symcost.calibration": "symcost.plan.calibration",
+    "symcost.calibration_inference": "symcost.plan.calibration_inference",
+}
+"""The old import paths registered by ``symcost/__init__`` as the moved module itself."""
+
+CONTRACT = {"symcost.layers.base", "symcost.layers.catalogue"}
+"""What of ``layers/`` the stages from ``plan/`` up may import."""
 
 
 def _module_name(path: Path) -> str:
@@ -143,3 +182,116 @@ def test_no_import_cycles():
 def test_known_cycles_are_still_there(cycle):
     """An allow-listed cycle that has been removed must leave the list too."""
     assert set(cycle) in strongly_connected(graph()), f"{sorted(cycle)} is gone: remove it from KNOWN_CYCLES"
+
+
+def stage(module: str) -> int | None:
+    """The index of ``module``'s stage in :data:`STAGES`; ``None`` for the top package and shims."""
+    for i, prefixes in enumerate(STAGES):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return i
+    return None
+
+
+def _is_pure_reexport(path: Path) -> bool:
+    """Only a docstring, imports, ``__all__`` taken from the module re-exported, and a
+    ``__getattr__`` that imports it and returns ``getattr`` of it."""
+    body = ast.parse(path.read_text(encoding="utf-8")).body
+    for node in body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and node is body[0]:
+            continue
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["__all__"]:
+            continue
+        if (isinstance(node, ast.FunctionDef) and node.name == "__getattr__"
+                and all(isinstance(n, (ast.Import, ast.ImportFrom, ast.Return)) for n in node.body)):
+            continue
+        return False
+    return True
+
+
+def test_every_module_has_a_stage():
+    """Every module is in a stage, or is the top package or a listed old path."""
+    loose = [m for m in modules() if stage(m) is None and m != "symcost" and m not in SHIMS]
+    assert loose == [], f"modules outside every stage: {loose}"
+
+
+def test_old_paths_are_pure_reexports():
+    """The files at old import paths only re-export (so they may import across the stages)."""
+    mods = modules()
+    assert SHIMS <= set(mods)
+    impure = [m for m in sorted(SHIMS) if not _is_pure_reexport(mods[m])]
+    assert impure == [], f"old-path modules that do more than re-export: {impure}"
+
+
+def test_old_paths_that_are_aliases_are_the_moved_modules():
+    """``import symcost.symbols`` and kin give the moved module itself, with no file left behind."""
+    import importlib
+
+    import symcost  # noqa: F401
+
+    for old, new in ALIASES.items():
+        assert old not in modules()
+        assert importlib.import_module(old) is importlib.import_module(new)
+
+
+def test_no_upward_imports():
+    """A module imports only its own stage and the stages below it."""
+    g = graph()
+    upward = sorted(
+        f"{m} -> {t}" for m, targets in g.items() for t in targets
+        if stage(m) is not None and stage(t) is not None and stage(t) > stage(m)  # type: ignore[operator]
+    )
+    assert upward == [], f"upward imports: {upward}"
+
+
+def test_stage_reader_finds_an_upward_import():
+    """The rule sees a core module that imports a hardware module."""
+    assert stage("symcost.core.metrics") < stage("symcost.hardware.timing")  # type: ignore[operator]
+    assert stage("symcost.analysis.solve") < stage("symcost.plan.step")  # type: ignore[operator]
+    assert stage("symcost.step") is None and stage("symcost") is None
+
+
+def _layer_names_imported(path: Path, name: str, known: set[str]) -> set[str]:
+    """The modules and names of ``layers/`` beyond the contract that ``name`` imports."""
+    out = {m for m in imports_of(name, path, known) if m.startswith("symcost.layers.") and m not in CONTRACT}
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = _resolve(name, path.name == "__init__.py", node.level, node.module)
+            if base == "symcost.layers":
+                out |= {f"symcost.layers.{a.name}" for a in node.names
+                        if f"symcost.layers.{a.name}" not in CONTRACT and a.name != "Layer"}
+    return out
+
+
+def test_no_concrete_layer_types_from_plan_up():
+    """From ``plan/`` up, modules reach layers through the contract and the catalogue only."""
+    mods = modules()
+    known = set(mods)
+    plan = stage("symcost.plan")
+    found = sorted(f"{m} -> {t}" for m, p in mods.items()
+                   if (stage(m) or -1) >= plan for t in _layer_names_imported(p, m, known))  # type: ignore[operator]
+    assert found == [], f"concrete layer types used above the contract: {found}"
+
+
+def test_no_type_tests_on_layers_above_layers():
+    """Nothing above ``layers/`` calls ``isinstance`` on a concrete layer type or ``hasattr`` at all."""
+    from symcost.layers import catalogue
+
+    concrete = {getattr(t, "func", t).__name__ for t in catalogue.LAYER_TYPES.values()}
+    layers = stage("symcost.layers")
+    found = []
+    for m, path in modules().items():
+        if (stage(m) or -1) <= layers:  # type: ignore[operator]
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                continue
+            if node.func.id == "hasattr":
+                found.append(f"{m}:{node.lineno} hasattr")
+            elif node.func.id in ("isinstance", "issubclass") and len(node.args) == 2:
+                names = {n.id for n in ast.walk(node.args[1]) if isinstance(n, ast.Name)}
+                if names & concrete:
+                    found.append(f"{m}:{node.lineno} {node.func.id} on {sorted(names & concrete)}")
+    assert found == [], f"type tests on layers above layers/: {found}"
