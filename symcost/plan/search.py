@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional, Sequence, cast
 import numpy as np
 import sympy as sp
 
-from ..core import symbols as S
+from ..core import symbols as sym
 from ..core.dtypes import DataType
 from ..core.parallelism import Parallelism
 from ..core.sweep import Sweeper
@@ -165,140 +165,221 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     chip = get_hardware(hardware)
     datatype = DataType.parse(dtype)
     N, B, s = int(num_chips), int(global_batch), int(seq_len)
-    L = int(model.num_layers)
-    a, g = _heads(model)
-    moe = [n for n in (blk.mlp.num_routed_experts for blk, _ in model.blocks) if n is not None]
-    experts = int(moe[0]) if moe else 1
-
-    # -- enumerate -----------------------------------------------------------------------------
-    rows: list[tuple] = []
-    candidates = 0
-    tp_ok = {t: _valid_tp(model, t) for t in _divisors(N)}
-    splits = {p: pipeline_stages(L, p) for p in _divisors(N) if p <= L}
-    for t in _divisors(N):
-        for u in _divisors(N // t):
-            for p in _divisors(N // (t * u)):
-                d = N // (t * u * p)
-                eps = [e for e in _divisors(d) if experts % e == 0] if moe else [1]
-                micro = [b for b in _divisors(max(B // d, 1)) if b <= max_micro_batch]
-                # interleaving splits every stage into v chunks of whole layers
-                whole = math.gcd(*splits[p]) if p in splits else 1
-                inter = [v for v in _divisors(whole) if v <= max_interleave] if p > 1 else [1]
-                sp_modes = (False, True) if t > 1 else (False,)
-                combos = list(itertools.product(eps, micro, inter, sp_modes, recompute, zero_stages, overlap))
-                candidates += len(combos)
-                if not tp_ok[t] or p not in splits or B % d:
-                    continue
-                if u > 1 and (a % (t * u) or g is None or g % (t * u) or s % u):
-                    continue  # Ulysses needs the heads (and KV heads) to split t * u ways
-                for e, b, v, msp, rc, z, ov in combos:
-                    if u > 1 and msp:
-                        continue  # one sequence mode at a time
-                    if msp and s % t:
-                        continue
-                    if (B // d) % b:
-                        continue
-                    if d == 1 and z != zero_stages[0]:
-                        continue  # without data parallelism every ZeRO stage is the same configuration
-                    if z >= 2 and p > 1:
-                        continue  # no framework runs ZeRO-2/3 with pipelines (step.check_zero_stage)
-                    rows.append((t, u, p, d, e, b, v, msp, ov, rc, z))
+    space = _Space(model, N, B, s, max_micro_batch, max_interleave, tuple(recompute), tuple(zero_stages),
+                   tuple(overlap))
+    rows, candidates = space.rows()
     if not rows:
         return SearchResult({c: np.array([]) for c in _COLUMNS}, candidates, 0, 0, time.perf_counter() - start)
-    arr = np.array([r[:9] for r in rows], dtype=np.int64)
-    t_, u_, p_, d_, e_, b_, v_, msp_, ov_ = (arr[:, i] for i in range(9))
-    rc_ = np.array([r[9] for r in rows])
-    z_ = np.array([r[10] for r in rows], dtype=np.int64)
-
-    # -- layer values, compiled per (KV regime, sequence mode, recompute) ----------------------
+    cols = _Columns.of(rows)
     report = progress or (lambda fraction, stage: None)
     report(0.1, f"{candidates:,} candidates enumerated")
-    # per-layer values: the embedding, one block of each group, the tail (final norm + head)
-    quantities = _QUANTITIES + (("expert_weight",) if moe else ())  # routed experts: DP over dp/ep only
-    counts = [int(n) for _, n in model.blocks]
-    part_names = ["embedding", *(f"blocks[{i}]" for i in range(len(counts))), "tail"]
-    values = {(part, q): np.zeros(len(rows)) for part in part_names for q in quantities}
+    quantities = _QUANTITIES + (("expert_weight",) if space.moe else ())  # routed experts: DP over dp/ep only
+    values = _layer_values(space, cols, chip, datatype, quantities, report)
+    slots = _Slots.of(space, cols, values, quantities)
+    step, memory, mfu = _assemble(space, cols, slots, chip, datatype, quantities)
+    report(1.0, "ranked")
+    fit = memory <= float(chip.hbm_capacity)
+    order = np.argsort(np.where(fit, step, np.inf), kind="stable")[: int(fit.sum())]
+    columns = {
+        "tp": cols.t[order], "pp": cols.p[order], "dp": cols.d[order], "sp": cols.u[order],
+        "megatron_sp": cols.msp[order].astype(bool), "ep": cols.e[order], "micro_batch": cols.b[order],
+        "interleave": cols.v[order], "overlap": cols.ov[order].astype(bool), "recompute": cols.rc[order],
+        "zero_stage": cols.z[order], "step_time": step[order], "memory_per_chip": memory[order], "mfu": mfu[order],
+        "tokens_per_second": B * s / step[order],
+    }
+    return SearchResult(columns, candidates, len(rows), int(fit.sum()), time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class _Space:
+    """The training configurations the search enumerates, and the model facts that prune them."""
+
+    model: Model
+    N: int
+    B: int
+    s: int
+    max_micro_batch: int
+    max_interleave: int
+    recompute: tuple[str, ...]
+    zero_stages: tuple[int, ...]
+    overlap: tuple[bool, ...]
+
+    @property
+    def moe(self) -> list[int]:
+        return [int(n) for n in (blk.mlp.num_routed_experts for blk, _ in self.model.blocks) if n is not None]
+
+    @property
+    def splits(self) -> dict[int, Any]:
+        L = int(self.model.num_layers)
+        return {p: pipeline_stages(L, p) for p in _divisors(self.N) if p <= L}
+
+    def rows(self) -> tuple[list[tuple], int]:
+        """The configurations that divide, as ``(t, u, p, d, e, b, v, msp, ov, rc, z)``, and how many
+        were enumerated."""
+        rows: list[tuple] = []
+        candidates = 0
+        tp_ok = {t: _valid_tp(self.model, t) for t in _divisors(self.N)}
+        splits = self.splits
+        for t in _divisors(self.N):
+            for u in _divisors(self.N // t):
+                for p in _divisors(self.N // (t * u)):
+                    d = self.N // (t * u * p)
+                    combos = self._combos(t, p, d, splits)
+                    candidates += len(combos)
+                    if tp_ok[t] and p in splits and not self.B % d and self._ulysses_ok(t, u):
+                        rows += [(t, u, p, d, *c[:4], c[6], c[4], c[5]) for c in combos if self._keep(t, u, p, d, c)]
+        return rows, candidates
+
+    def _combos(self, t: int, p: int, d: int, splits: dict[int, Any]) -> list[tuple]:
+        experts = self.moe[0] if self.moe else 1
+        eps = [e for e in _divisors(d) if experts % e == 0] if self.moe else [1]
+        micro = [b for b in _divisors(max(self.B // d, 1)) if b <= self.max_micro_batch]
+        # interleaving splits every stage into v chunks of whole layers
+        whole = math.gcd(*splits[p]) if p in splits else 1
+        inter = [v for v in _divisors(whole) if v <= self.max_interleave] if p > 1 else [1]
+        sp_modes = (False, True) if t > 1 else (False,)
+        return list(itertools.product(eps, micro, inter, sp_modes, self.recompute, self.zero_stages, self.overlap))
+
+    def _ulysses_ok(self, t: int, u: int) -> bool:
+        """Ulysses needs the heads (and KV heads) to split ``t * u`` ways."""
+        a, g = _heads(self.model)
+        return u == 1 or not (a % (t * u) or g is None or g % (t * u) or self.s % u)
+
+    def _keep(self, t: int, u: int, p: int, d: int, combo: tuple) -> bool:
+        _, b, _, msp, _, z, _ = combo
+        if u > 1 and msp:
+            return False  # one sequence mode at a time
+        if (msp and self.s % t) or (self.B // d) % b:
+            return False
+        if d == 1 and z != self.zero_stages[0]:
+            return False  # without data parallelism every ZeRO stage is the same configuration
+        return not (z >= 2 and p > 1)  # no framework runs ZeRO-2/3 with pipelines (step.check_zero_stage)
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """The enumerated configurations as one array per degree or switch."""
+
+    t: np.ndarray
+    u: np.ndarray
+    p: np.ndarray
+    d: np.ndarray
+    e: np.ndarray
+    b: np.ndarray
+    v: np.ndarray
+    msp: np.ndarray
+    ov: np.ndarray
+    rc: np.ndarray
+    z: np.ndarray
+
+    @classmethod
+    def of(cls, rows: list[tuple]) -> "_Columns":
+        arr = np.array([r[:9] for r in rows], dtype=np.int64)
+        t, u, p, d, e, b, v, msp, ov = (arr[:, i] for i in range(9))
+        return cls(t, u, p, d, e, b, v, msp, ov, rc=np.array([r[9] for r in rows]),
+                   z=np.array([r[10] for r in rows], dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+def _part_names(model: Model) -> list[str]:
+    return ["embedding", *(f"blocks[{i}]" for i in range(len(model.blocks))), "tail"]
+
+
+def _layer_values(space: _Space, cols: _Columns, chip: Hardware, datatype: DataType, quantities: tuple[str, ...],
+                  report: Callable[[float, str], None]) -> dict[tuple[str, str], np.ndarray]:
+    """Per candidate, each quantity of the embedding, one block of each group and the tail (final
+    norm + head), compiled per (sequence mode, recompute, overlap)."""
+    part_names = _part_names(space.model)
+    values = {(part, q): np.zeros(len(cols)) for part in part_names for q in quantities}
     # NB: one variant serves t <= g and t > g alike: KV heads per chip are g/Min(g, t)
     # (symcost.layers.base.shard_heads), one whole KV head per chip past g as Megatron keeps it
-    variants = list(itertools.product((False, True), recompute, overlap))
+    variants = list(itertools.product((False, True), space.recompute, space.overlap))
     for i, (msp, rc, ov) in enumerate(variants):
         report(0.1 + 0.7 * i / len(variants), "compiling layer variants")
-        mask = (msp_ == msp) & (rc_ == rc) & (ov_ == ov)
+        mask = (cols.msp == msp) & (cols.rc == rc) & (cols.ov == ov)
         if not mask.any():
             continue
-        par = {"tensor_parallel": S.tp, "expert_parallel": S.ep,
-               "sequence_parallel": "tp" if msp else S.sp}
-        sym_model = model.with_parallelism(par)
-        rows_ = sym_model.breakdown(S.batch_size, s, "training", datatype, chip, cast(Recompute, rc), bool(ov))
+        par = {"tensor_parallel": sym.tp, "expert_parallel": sym.ep,
+               "sequence_parallel": "tp" if msp else sym.sp}
+        sym_model = space.model.with_parallelism(par)
+        rows_ = sym_model.breakdown(sym.batch_size, space.s, "training", datatype, chip, cast(Recompute, rc),
+                                    bool(ov))
         parts = model_parts(sym_model, rows_, datatype)
         named = {"embedding": parts["embedding"], "tail": parts["tail"],
                  **{f"blocks[{j}]": q for j, (_, q) in enumerate(parts["blocks"])}}
         exprs = {f"{part}.{q}": named[part][q] for part in part_names for q in quantities if q in named[part]}
         sweeper = Sweeper(exprs)
-        inputs = {S.batch_size: b_[mask], S.tp: t_[mask], S.sp: u_[mask], S.ep: e_[mask]}
+        inputs = {sym.batch_size: cols.b[mask], sym.tp: cols.t[mask], sym.sp: cols.u[mask], sym.ep: cols.e[mask]}
         out = sweeper({k: v for k, v in inputs.items() if k in sweeper.args})
         for name in exprs:
             part, q = name.split(".")
             values[(part, q)][mask] = out[name]
+    return values
 
-    # pipeline stages: per candidate, the distinct stages of its split as slots (padded with the
-    # first stage, which changes no maximum); a slot's value is the sum of its layers' values
-    layouts = {p: stage_layout(counts, p, split) for p, split in splits.items()}
-    K = max(len(layouts[p]) for p in set(p_.tolist()))
-    slot_values = {(j, q): np.zeros(len(rows)) for j in range(K) for q in quantities}
-    slot_index = {j: np.zeros(len(rows)) for j in range(K)}
-    for p in set(p_.tolist()):
-        mask = p_ == p
-        layout = layouts[p]
-        for j in range(K):
-            k, held, first, last = layout[j] if j < len(layout) else layout[0]
-            slot_index[j][mask] = k
-            for q in quantities:
-                total = np.zeros(int(mask.sum()))
-                for c, part in zip(held, part_names[1:-1]):
-                    total += c * values[(part, q)][mask]
-                total += values[("embedding", q)][mask] * first + values[("tail", q)][mask] * last
-                slot_values[(j, q)][mask] = total
-    slot_symbols = {(j, q): sp.Symbol(f"_s{j}_{q}") for j in range(K) for q in quantities}
-    index_symbols = {j: sp.Symbol(f"_k{j}", integer=True, nonnegative=True) for j in range(K)}
 
-    # -- assembly, compiled per (ZeRO stage, p = 1?, v = 1?) -----------------------------------
-    e_bytes = datatype.bytes
-    h = model.blocks[0][0].hidden_size
-    flops_seq = flops_per_sequence(model, s, datatype)
-    step = np.empty(len(rows))
-    memory = np.empty(len(rows))
-    mfu = np.empty(len(rows))
-    for z, p1, v1 in itertools.product(zero_stages, (True, False), (True, False)):
-        mask = (z_ == z) & ((p_ == 1) == p1) & ((v_ == 1) == v1)
+@dataclass(frozen=True)
+class _Slots:
+    """Pipeline stages per candidate: the distinct stages of its split as ``K`` slots (padded with
+    the first stage, which changes no maximum); a slot's value is the sum of its layers' values."""
+
+    K: int
+    values: dict[tuple[int, str], np.ndarray]
+    index: dict[int, np.ndarray]
+
+    @classmethod
+    def of(cls, space: _Space, cols: _Columns, values: dict[tuple[str, str], np.ndarray],
+           quantities: tuple[str, ...]) -> "_Slots":
+        counts = [int(n) for _, n in space.model.blocks]
+        part_names = _part_names(space.model)
+        layouts = {p: stage_layout(counts, p, split) for p, split in space.splits.items()}
+        K = max(len(layouts[p]) for p in set(cols.p.tolist()))
+        slot_values = {(j, q): np.zeros(len(cols)) for j in range(K) for q in quantities}
+        slot_index = {j: np.zeros(len(cols)) for j in range(K)}
+        for p in set(cols.p.tolist()):
+            mask = cols.p == p
+            layout = layouts[p]
+            for j in range(K):
+                k, held, first, last = layout[j] if j < len(layout) else layout[0]
+                slot_index[j][mask] = k
+                for q in quantities:
+                    total = np.zeros(int(mask.sum()))
+                    for c, part in zip(held, part_names[1:-1]):
+                        total += c * values[(part, q)][mask]
+                    total += values[("embedding", q)][mask] * first + values[("tail", q)][mask] * last
+                    slot_values[(j, q)][mask] = total
+        return cls(K, slot_values, slot_index)
+
+
+def _assemble(space: _Space, cols: _Columns, slots: _Slots, chip: Hardware, datatype: DataType,
+              quantities: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step time, memory per chip and MFU of every candidate, the step assembled symbolically and
+    compiled per (ZeRO stage, p = 1?, v = 1?)."""
+    slot_symbols = {(j, q): sp.Symbol(f"_s{j}_{q}") for j in range(slots.K) for q in quantities}
+    index_symbols = {j: sp.Symbol(f"_k{j}", integer=True, nonnegative=True) for j in range(slots.K)}
+    h = space.model.blocks[0][0].hidden_size
+    flops_seq = flops_per_sequence(space.model, space.s, datatype)
+    step, memory, mfu = np.empty(len(cols)), np.empty(len(cols)), np.empty(len(cols))
+    for z, p1, v1 in itertools.product(space.zero_stages, (True, False), (True, False)):
+        mask = (cols.z == z) & ((cols.p == 1) == p1) & ((cols.v == 1) == v1)
         if not mask.any() or (p1 and not v1):
             continue
-        slots = range(1 if p1 else K)
+        used = range(1 if p1 else slots.K)
         stages = [{**{q: slot_symbols[(j, q)] for q in quantities}, "index": 0 if p1 else index_symbols[j]}
-                  for j in slots]
+                  for j in used]
         fields = assemble_training(
-            stages, chip=chip, e=e_bytes, s=s, B=B, b=S.batch_size, t=S.tp, u=S.sp, ep=S.ep,
-            p=1 if p1 else _P, d=_D, v=1 if v1 else _V, zero_stage=z, hidden_size=h,
+            stages, chip=chip, e=datatype.bytes, s=space.s, B=space.B, b=sym.batch_size, t=sym.tp, u=sym.sp,
+            ep=sym.ep, p=1 if p1 else _P, d=_D, v=1 if v1 else _V, zero_stage=z, hidden_size=h,
             flops_per_sequence=flops_seq, peak=chip.peak_flops_expr(datatype))
         sweeper = Sweeper({k: fields[k] for k in ("step_time", "memory_per_chip", "mfu")})
-        inputs = {S.batch_size: b_[mask], S.tp: t_[mask], S.sp: u_[mask], _P: p_[mask], _D: d_[mask],
-                  _V: v_[mask], S.ep: e_[mask], **{slot_symbols[(j, q)]: slot_values[(j, q)][mask]
-                                                   for j in slots for q in quantities},
-                  **{index_symbols[j]: slot_index[j][mask] for j in slots}}
+        inputs = {sym.batch_size: cols.b[mask], sym.tp: cols.t[mask], sym.sp: cols.u[mask], _P: cols.p[mask],
+                  _D: cols.d[mask], _V: cols.v[mask], sym.ep: cols.e[mask],
+                  **{slot_symbols[(j, q)]: slots.values[(j, q)][mask] for j in used for q in quantities},
+                  **{index_symbols[j]: slots.index[j][mask] for j in used}}
         out = sweeper({k: v for k, v in inputs.items() if k in sweeper.args})
         step[mask], memory[mask], mfu[mask] = out["step_time"], out["memory_per_chip"], out["mfu"]
-
-    report(1.0, "ranked")
-    fit = memory <= float(chip.hbm_capacity)
-    order = np.argsort(np.where(fit, step, np.inf), kind="stable")[: int(fit.sum())]
-    columns = {
-        "tp": t_[order], "pp": p_[order], "dp": d_[order], "sp": u_[order], "megatron_sp": msp_[order].astype(bool),
-        "ep": e_[order], "micro_batch": b_[order], "interleave": v_[order], "overlap": ov_[order].astype(bool),
-        "recompute": rc_[order],
-        "zero_stage": z_[order], "step_time": step[order], "memory_per_chip": memory[order], "mfu": mfu[order],
-        "tokens_per_second": B * s / step[order],
-    }
-    return SearchResult(columns, candidates, len(rows), int(fit.sum()), time.perf_counter() - start)
+    return step, memory, mfu
 
 
 
