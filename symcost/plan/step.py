@@ -432,37 +432,62 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
         payload = b * s * hidden_size * e / (t * u)
         sends = 2 * v * m * _span_time("p2p", 2, payload, chip, t * u * d)
 
-    # one stage's parameters, as placeholders (each stage's are substituted below)
+    weights, gradients, optimizer, dp_comm = _data_parallel(values, chip=chip, e=e, m=m, d=d, stride=t * u, ep=ep,
+                                                            zero_stage=zero_stage)
+    dp_comm, weights, gradients, optimizer, activations, memory = _fullest_stage(
+        values, (weights, gradients, optimizer, dp_comm), e=e, p=p, m=m, v=v)
+    step = compute + sends + dp_comm
+    model_flops = B * flops_per_sequence
+    return {
+        "step_time": step, "compute_time": compute, "bubble_time": bubble, "pipeline_comm_time": sends,
+        "dp_comm_time": dp_comm, "memory_per_chip": memory, "weight_memory": weights,
+        "gradient_memory": gradients, "optimizer_memory": optimizer, "activation_memory": activations,
+        "model_flops": model_flops, "mfu": model_flops / (step * chips * peak),
+        "tokens_per_second": B * s / step, "num_microbatches": m, "num_chips": chips,
+        "microbatch_time": t_mb,
+    }
+
+
+def _data_parallel(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, m: Any, d: Any, stride: Any,
+                   ep: Any, zero_stage: int) -> tuple[Any, Any, Any, Any]:
+    """One stage's weight, gradient and optimizer bytes and its data-parallel sync time, in the
+    placeholders ``_PARAMS`` and ``_EXPERT`` (each stage's parameters are substituted later)."""
     params = _PARAMS
     # routed-expert parameters (MoE) are data-parallel over d/ep ranks only; the rest over d
     expert = _EXPERT if any(st.get("expert_weight", 0) != 0 for st in values) else 0
-    groups = [(params - expert, d, t * u)]
+    groups = [(params - expert, d, stride)]
     if expert != 0:
-        groups.append((expert, d / ep, t * u * ep))
+        groups.append((expert, d / ep, stride * ep))
     dp_comm = sp.Integer(0)
     weights = gradients = optimizer = sp.Integer(0)
-    for n_params, n, stride in groups:
+    for n_params, n, step in groups:
         if zero_stage == 0:
-            dp_comm += _span_time("all_reduce", n, n_params * GRADIENT_BYTES, chip, stride)
+            dp_comm += _span_time("all_reduce", n, n_params * GRADIENT_BYTES, chip, step)
         else:
             # ZeRO-1 keeps whole gradients and reduce-scatters them once, at the accumulation
             # boundary; ZeRO-2/3 keep a shard, so every micro-batch's backward reduce-scatters
             # (DeepSpeed stage_1_and_2.py reduces "if partition_gradients or at the boundary")
             reductions = 1 if zero_stage == 1 else m
-            dp_comm += _span_time("reduce_scatter", n, n_params * GRADIENT_BYTES, chip, stride,
+            dp_comm += _span_time("reduce_scatter", n, n_params * GRADIENT_BYTES, chip, step,
                                   count=reductions)
             if zero_stage == 3:  # each micro-batch gathers the weights for its forward and backward
-                dp_comm += _span_time("all_gather", n, n_params * e, chip, stride, count=2 * m)
+                dp_comm += _span_time("all_gather", n, n_params * e, chip, step, count=2 * m)
             else:  # the updated weights, gathered once after the optimizer step
-                dp_comm += _span_time("all_gather", n, n_params * e, chip, stride)
+                dp_comm += _span_time("all_gather", n, n_params * e, chip, step)
         weights += n_params * e / (n if zero_stage == 3 else 1)
         gradients += n_params * GRADIENT_BYTES / (n if zero_stage >= 2 else 1)
         optimizer += n_params * OPTIMIZER_BYTES / (n if zero_stage >= 1 else 1)
-    # every stage syncs its own parameters at once: the slowest sync and the fullest stage count
+    return weights, gradients, optimizer, dp_comm
+
+
+def _fullest_stage(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any, Any, Any], *, e: Any, p: Any,
+                   m: Any, v: Any) -> tuple[Any, Any, Any, Any, Any, Any]:
+    """Every stage syncs its own parameters at once: the slowest sync and the fullest stage count.
+    Returns the sync time, the weight, gradient, optimizer and activation bytes and their total."""
     per_stage = []
     for st in values:
         at = {_PARAMS: st["weight"] / e, _EXPERT: st.get("expert_weight", 0) / e}
-        terms = [sp.sympify(x).xreplace(at) for x in (weights, gradients, optimizer, dp_comm)]
+        terms = [sp.sympify(x).xreplace(at) for x in per_params]
         terms.append(st["activation"] * _in_flight(st["index"], p, m, v))
         per_stage.append(terms)
     totals = [w + g + o + a for w, g, o, _, a in per_stage]
@@ -474,16 +499,7 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
     else:  # symbolic: each term's largest over the stages; memory the largest stage total
         weights, gradients, optimizer, activations = (_max_all([x[i] for x in per_stage]) for i in (0, 1, 2, 4))
         memory = _max_all(totals)
-    step = compute + sends + dp_comm
-    model_flops = B * flops_per_sequence
-    return {
-        "step_time": step, "compute_time": compute, "bubble_time": bubble, "pipeline_comm_time": sends,
-        "dp_comm_time": dp_comm, "memory_per_chip": memory, "weight_memory": weights,
-        "gradient_memory": gradients, "optimizer_memory": optimizer, "activation_memory": activations,
-        "model_flops": model_flops, "mfu": model_flops / (step * chips * peak),
-        "tokens_per_second": B * s / step, "num_microbatches": m, "num_chips": chips,
-        "microbatch_time": t_mb,
-    }
+    return dp_comm, weights, gradients, optimizer, activations, memory
 
 
 def check_zero_stage(zero_stage: int, pipeline_parallel: Any) -> None:
@@ -668,47 +684,18 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
     b, s = (S.batch_size if batch_size is None else dim(batch_size, "batch_size"),
             S.seq_len if seq_len is None else dim(seq_len, "seq_len"))
     chunk = _prefill_chunk(prefill_chunk, par.sp)
-    if chunk is not None and not (s.is_Integer and chunk.is_Integer):
-        raise ValueError(f"prefill_chunk: a chunked prefill needs a numeric seq_len and prefill_chunk "
-                         f"(got {s} and {chunk}); its TTFT is a sum over ceil(seq_len/prefill_chunk) chunks")
-    if chunk is not None and overlap:
-        raise ValueError("prefill_chunk: a chunked prefill with overlap=True is not modelled")
+    _check_chunked(s, chunk, overlap)
     p = par.pp
     sharded = model.with_parallelism(par)
     decode_rows = sharded.breakdown(b, s, "decode", datatype, chip, "none", overlap)
-    decode = values_from_rows(decode_rows)
     h = sharded.blocks[0][0].hidden_size
-    e = datatype.bytes
-    hops = (p - 1) if p != 1 else 0
-    stride = par.tp * par.sp * par.dp
+    hops, stride = (p - 1) if p != 1 else 0, par.tp * par.sp * par.dp
 
-    def send(tokens: Any) -> Any:  # the activations of one stage boundary, split over the TP (and Ulysses) ranks
-        return hops * _span_time("p2p", 2, b * tokens * h * e / (par.tp * par.sp), chip, stride) if p != 1 else 0
+    def send(tokens: Any, ranks: Any = par.tp * par.sp) -> Any:  # one stage boundary's activations, split over ranks
+        return hops * _span_time("p2p", 2, b * tokens * h * datatype.bytes / ranks, chip, stride) if p != 1 else 0
 
-    n_chunks = 1
-    if chunk is None or chunk >= s:
-        prefill_rows = sharded.breakdown(b, s, "prefill", datatype, chip, "none", overlap)
-        ttft = _rows_latency(prefill_rows) + send(s)
-        act = _activation_peak(prefill_rows)
-    else:
-        C, total_len = int(chunk), int(s)
-        full, rest = divmod(total_len, C)
-        n_chunks = full + (1 if rest else 0)
-        rows_c = sharded.breakdown(b, C, "prefill", datatype, chip, "none", overlap)
-        _check_flash(rows_c, model)
-        peak = chip.effective_peak(datatype)
-        # every chunk but the last skips the LM head (no token is sampled from it)
-        lm_head = sp.Add(*(n * sp.sympify(m.latency) for name, n, m in rows_c if name == "lm_head"))
-        ttft = (full * (_rows_latency(rows_c) + send(C)) - (n_chunks - 1) * lm_head
-                + _chunk_attention_time(rows_c, 0, full, C, chip, peak, datatype))
-        if rest:
-            rows_r = sharded.breakdown(b, rest, "prefill", datatype, chip, "none", overlap)
-            ttft += (_rows_latency(rows_r) + send(rest)
-                     + _chunk_attention_time(rows_r, full * C, 1, C, chip, peak, datatype))
-        act = _activation_peak(rows_c)
-        prefill_rows = rows_c
-    tpot = _stages(decode, "latency", 1)[0] + (hops * _span_time("p2p", 2, b * h * e / par.tp, chip, stride)
-                                               if p != 1 else 0)
+    ttft, act, prefill_rows, n_chunks = _prefill(sharded, model, b, s, chunk, datatype, chip, overlap, send)
+    tpot = _stages(values_from_rows(decode_rows), "latency", 1)[0] + send(1, par.tp)
     # the engine's own time per step (scheduling, sampling, host work; docs/conventions.md §17):
     # a chunked prefill runs one engine step per chunk, as vLLM's and SGLang's schedulers do
     ttft += n_chunks * chip.runtime.step_overhead
@@ -720,6 +707,38 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
                          prefill_rows=tuple(prefill_rows), decode_rows=tuple(decode_rows), hardware=chip,
                          prefill_chunk=None if chunk is None else int(chunk), num_prefill_chunks=n_chunks,
                          stage_layers=split)
+
+
+def _check_chunked(s: Any, chunk: Any, overlap: bool) -> None:
+    if chunk is not None and not (s.is_Integer and chunk.is_Integer):
+        raise ValueError(f"prefill_chunk: a chunked prefill needs a numeric seq_len and prefill_chunk "
+                         f"(got {s} and {chunk}); its TTFT is a sum over ceil(seq_len/prefill_chunk) chunks")
+    if chunk is not None and overlap:
+        raise ValueError("prefill_chunk: a chunked prefill with overlap=True is not modelled")
+
+
+def _prefill(sharded: "Model", model: "Model", b: Any, s: Any, chunk: Any, datatype: DataType, chip: Hardware,
+             overlap: bool, send: Any) -> tuple[Any, Any, list, int]:
+    """TTFT (before the engine's overhead), the activation peak, the rows and the chunk count of
+    the prefill: one pass, or ``ceil(s/C)`` chunks each attending to the earlier keys."""
+    if chunk is None or chunk >= s:
+        prefill_rows = sharded.breakdown(b, s, "prefill", datatype, chip, "none", overlap)
+        return _rows_latency(prefill_rows) + send(s), _activation_peak(prefill_rows), prefill_rows, 1
+    C, total_len = int(chunk), int(s)
+    full, rest = divmod(total_len, C)
+    n_chunks = full + (1 if rest else 0)
+    rows_c = sharded.breakdown(b, C, "prefill", datatype, chip, "none", overlap)
+    _check_flash(rows_c, model)
+    peak = chip.effective_peak(datatype)
+    # every chunk but the last skips the LM head (no token is sampled from it)
+    lm_head = sp.Add(*(n * sp.sympify(m.latency) for name, n, m in rows_c if name == "lm_head"))
+    ttft = (full * (_rows_latency(rows_c) + send(C)) - (n_chunks - 1) * lm_head
+            + _chunk_attention_time(rows_c, 0, full, C, chip, peak, datatype))
+    if rest:
+        rows_r = sharded.breakdown(b, rest, "prefill", datatype, chip, "none", overlap)
+        ttft += (_rows_latency(rows_r) + send(rest)
+                 + _chunk_attention_time(rows_r, full * C, 1, C, chip, peak, datatype))
+    return ttft, _activation_peak(rows_c), rows_c, n_chunks
 
 
 def _memory_expr(model: "Model", chip: Hardware, b: Any, s: Any, q: Any, datatype: DataType,
