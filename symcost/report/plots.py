@@ -227,6 +227,30 @@ def roofline(metrics: LayerMetrics, hardware: Hardware | str, path: PathLike, *,
     """
     out, kind = _output(path, "roofline")
     (width, height), dpi = _check_size(size, dpi, "roofline")
+    chip, datatype, peak, points = _roofline_inputs(metrics, hardware, dtype)
+    bandwidth = chip.effective_hbm_bandwidth
+    ridge = _number(peak / bandwidth)  # FLOP/byte where the memory roof meets the compute roof
+    p, bw, vec = _number(peak), _number(bandwidth), _number(chip.vector_flops)
+    xs = [_number(pt.intensity) for pt in points]
+    lo, hi = min(min(xs), vec / bw, ridge) / 4, max(max(xs), ridge) * 4
+    fig = _figure((width, height), dpi)
+    ax = fig.add_subplot()
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _draw_roofs(ax, np.geomspace(lo, hi, 256), p, bw, vec, ridge)
+    _draw_ops(ax, points, lo, hi)
+    ax.set_xlabel("arithmetic intensity (FLOP / HBM byte)")
+    ax.set_ylabel("achieved (TFLOP/s)")
+    ax.set_title(title if title is not None else
+                 f"roofline: {metrics.phase.value} on {chip.name} ({datatype.value})")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(True, which="major", lw=0.3)
+    return _save(fig, out, kind, dpi)
+
+
+def _roofline_inputs(metrics: LayerMetrics, hardware: Hardware | str,
+                     dtype: DtypeLike) -> tuple[Hardware, DataType, Any, list]:
+    """The chip, dtype, peak and op points of a roofline, once the metrics are checked usable."""
     if not isinstance(metrics, LayerMetrics):
         raise TypeError(f"roofline: metrics must be a LayerMetrics, got {type(metrics).__name__}")
     chip = _chip(hardware, "roofline")
@@ -248,26 +272,20 @@ def roofline(metrics: LayerMetrics, hardware: Hardware | str, path: PathLike, *,
     points = _roofline_points(metrics, chip, peak, datatype)
     if not points:
         raise ValueError("roofline: no op has both FLOPs and HBM bytes to place")
+    return chip, datatype, peak, points
 
-    bandwidth = chip.effective_hbm_bandwidth
-    ridge = peak / bandwidth  # FLOP/byte where the memory roof meets the compute roof
-    p, bw, vec = _number(peak), _number(bandwidth), _number(chip.vector_flops)
-    xs = [_number(pt.intensity) for pt in points]
-    lo = min(min(xs), vec / bw, _number(ridge)) / 4
-    hi = max(max(xs), _number(ridge)) * 4
-    grid = np.geomspace(lo, hi, 256)
 
-    fig = _figure((width, height), dpi)
-    ax = fig.add_subplot()
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+def _draw_roofs(ax: Any, grid: Any, p: float, bw: float, vec: float, ridge: float) -> None:
     ax.plot(grid, np.minimum(p, grid * bw) / TERA, color="black", lw=2,
             label=f"roof: {p / TERA:.4g} TFLOP/s, {bw / TERA:.4g} TB/s")
     ax.plot(grid, np.minimum(vec, grid * bw) / TERA, color="gray", lw=1, ls="--",
             label=f"vector roof: {vec / TERA:.4g} TFLOP/s")
-    ax.axvline(_number(ridge), color="gray", lw=0.8, ls=":")
-    ax.text(_number(ridge), 0.02, f" ridge {_number(ridge):.4g} FLOP/B", rotation=90, fontsize=7,
+    ax.axvline(ridge, color="gray", lw=0.8, ls=":")
+    ax.text(ridge, 0.02, f" ridge {ridge:.4g} FLOP/B", rotation=90, fontsize=7,
             color="gray", va="bottom", transform=ax.get_xaxis_transform())
+
+
+def _draw_ops(ax: Any, points: list, lo: float, hi: float) -> None:
     placed: list[tuple[float, float]] = []
     for pt in sorted(points, key=lambda q: (-_number(q.achieved), _number(q.intensity))):
         x, y = _number(pt.intensity), _number(pt.achieved) / TERA
@@ -283,13 +301,6 @@ def roofline(metrics: LayerMetrics, hardware: Hardware | str, path: PathLike, *,
         label = ax.annotate(names, (x, y), xytext=(-5 if right else 5, 3 - LABEL_STEP * near),
                             textcoords="offset points", fontsize=7, ha="right" if right else "left")
         label.set_in_layout(False)  # long labels must not shrink the axes
-    ax.set_xlabel("arithmetic intensity (FLOP / HBM byte)")
-    ax.set_ylabel("achieved (TFLOP/s)")
-    ax.set_title(title if title is not None else
-                 f"roofline: {metrics.phase.value} on {chip.name} ({datatype.value})")
-    ax.legend(fontsize=7, loc="lower right")
-    ax.grid(True, which="major", lw=0.3)
-    return _save(fig, out, kind, dpi)
 
 
 # -- memory against context length -------------------------------------------------------------
@@ -394,12 +405,21 @@ def memory_vs_seq_len(model_or_layer: Model | Layer, hardware: Hardware | str, p
     # NB: the curves are drawn through real s between integers (each term is a polynomial or a
     # max of polynomials in s); the marked context is the exact integer answer.
     grid = np.geomspace(terms.multiple_of, max(top, 2 * terms.multiple_of), SEQ_LEN_POINTS)
-    values = Sweeper({"weights": terms.weights, "kv": terms.kv_cache,
-                      "act": terms.activations, "total": terms.total})(seq_len=grid)
-    capacity = _number(chip.hbm_capacity)
-
     fig = _figure((width, height), dpi)
     ax = fig.add_subplot()
+    _draw_memory(ax, grid, terms, _number(chip.hbm_capacity))
+    ax.set_title(f"{terms.name}: {'serving' if isinstance(model_or_layer, Model) else stage.value}, "
+                 f"batch {batch_size}, {datatype.value} on {chip.name}", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(True, which="major", lw=0.3)
+    return _save(fig, out, kind, dpi)
+
+
+def _draw_memory(ax: Any, grid: Any, terms: _MemoryTerms, capacity: float) -> None:
+    """The stacked memory terms over ``grid``, the HBM capacity and the longest context that fits."""
+    values = Sweeper({"weights": terms.weights, "kv": terms.kv_cache,
+                      "act": terms.activations, "total": terms.total})(seq_len=grid)
+    best = terms.solution
     ax.set_xscale("log")
     ax.stackplot(grid, values.weights / GIGA, values.kv / GIGA, values.act / GIGA,
                  labels=["weights", "KV cache", "activations"], alpha=0.75)
@@ -418,11 +438,6 @@ def memory_vs_seq_len(model_or_layer: Model | Layer, hardware: Hardware | str, p
     ax.set_xlim(grid[0], grid[-1])
     ax.set_xlabel("seq_len (tokens)")
     ax.set_ylabel("memory per chip (GB)")
-    ax.set_title(f"{terms.name}: {'serving' if isinstance(model_or_layer, Model) else stage.value}, "
-                 f"batch {batch_size}, {datatype.value} on {chip.name}", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
-    ax.grid(True, which="major", lw=0.3)
-    return _save(fig, out, kind, dpi)
 
 
 # -- training step breakdown -------------------------------------------------------------------
@@ -457,6 +472,37 @@ def step_breakdown(step_or_steps: TrainingStep | Sequence[TrainingStep], path: P
     out, kind = _output(path, "step_breakdown")
     (width, height), dpi = _check_size(size, dpi, "step_breakdown")
     steps = [step_or_steps] if isinstance(step_or_steps, TrainingStep) else list(step_or_steps)
+    rows = _step_rows(steps)
+    if labels is None:
+        names = [f"{i}: {s.num_chips}× {s.hardware.name}" for i, s in enumerate(steps, 1)]
+    else:
+        names = [str(x) for x in labels]
+        if len(names) != len(steps):
+            raise ValueError(f"step_breakdown: {len(names)} labels for {len(steps)} steps")
+    fig = _figure((width, height), dpi)
+    ax_time, ax_mem = fig.subplots(1, 2)
+    x = np.arange(len(steps))
+    bottom = _stacked_bars(ax_time, x, rows, _TIME_PARTS, 1)
+    for xi, t in zip(x, bottom):
+        ax_time.annotate(f"{t:.3g} s", (xi, t), xytext=(0, 2), textcoords="offset points",
+                         ha="center", fontsize=7)
+    ax_time.set_ylabel("time per step (s)")
+    ax_time.set_title("step time", fontsize=10)
+    _stacked_bars(ax_mem, x, rows, _MEMORY_PARTS, GIGA)
+    capacity = np.array([_number(s.hardware.hbm_capacity) for s in steps]) / GIGA
+    ax_mem.hlines(capacity, x - 0.4, x + 0.4, colors="red", linestyles="--", lw=1,
+                  label="HBM capacity")
+    ax_mem.set_ylabel("memory per chip (GB)")
+    ax_mem.set_title("memory", fontsize=10)
+    for ax in (ax_time, ax_mem):
+        ax.set_xticks(x, names, fontsize=7, rotation=20 if len(steps) > 2 else 0)
+        ax.legend(fontsize=6)
+        ax.margins(y=0.12)
+    return _save(fig, out, kind, dpi)
+
+
+def _step_rows(steps: list) -> list[dict[str, float]]:
+    """Each step's :meth:`~symcost.step.TrainingStep.breakdown` as numbers, or a one-line error."""
     if not steps:
         raise ValueError("step_breakdown: no steps given")
     rows = []
@@ -469,40 +515,15 @@ def step_breakdown(step_or_steps: TrainingStep | Sequence[TrainingStep], path: P
             raise ValueError(f"step_breakdown: step {i} is symbolic in {_names(unbound)}; "
                              "build it with numbers")
         rows.append({k: _number(v) for k, v in parts.items()})
-    if labels is None:
-        names = [f"{i}: {s.num_chips}× {s.hardware.name}" for i, s in enumerate(steps, 1)]
-    else:
-        names = [str(x) for x in labels]
-        if len(names) != len(steps):
-            raise ValueError(f"step_breakdown: {len(names)} labels for {len(steps)} steps")
+    return rows
 
-    fig = _figure((width, height), dpi)
-    ax_time, ax_mem = fig.subplots(1, 2)
-    x = np.arange(len(steps))
-    bottom = np.zeros(len(steps))
-    for key, label in _TIME_PARTS:
-        heights = np.array([r[key] for r in rows])
-        ax_time.bar(x, heights, bottom=bottom, label=label, width=0.6)
+
+def _stacked_bars(ax: Any, x: Any, rows: list[dict[str, float]], parts: Sequence[tuple[str, str]],
+                  scale: float) -> Any:
+    """One stacked bar per row of ``parts`` (divided by ``scale``); returns the bars' tops."""
+    bottom = np.zeros(len(rows))
+    for key, label in parts:
+        heights = np.array([r[key] for r in rows]) / scale
+        ax.bar(x, heights, bottom=bottom, label=label, width=0.6)
         bottom = bottom + heights
-    for xi, t in zip(x, bottom):
-        ax_time.annotate(f"{t:.3g} s", (xi, t), xytext=(0, 2), textcoords="offset points",
-                         ha="center", fontsize=7)
-    ax_time.set_ylabel("time per step (s)")
-    ax_time.set_title("step time", fontsize=10)
-
-    bottom = np.zeros(len(steps))
-    for key, label in _MEMORY_PARTS:
-        heights = np.array([r[key] for r in rows]) / GIGA
-        ax_mem.bar(x, heights, bottom=bottom, label=label, width=0.6)
-        bottom = bottom + heights
-    capacity = np.array([_number(s.hardware.hbm_capacity) for s in steps]) / GIGA
-    ax_mem.hlines(capacity, x - 0.4, x + 0.4, colors="red", linestyles="--", lw=1,
-                  label="HBM capacity")
-    ax_mem.set_ylabel("memory per chip (GB)")
-    ax_mem.set_title("memory", fontsize=10)
-
-    for ax in (ax_time, ax_mem):
-        ax.set_xticks(x, names, fontsize=7, rotation=20 if len(steps) > 2 else 0)
-        ax.legend(fontsize=6)
-        ax.margins(y=0.12)
-    return _save(fig, out, kind, dpi)
+    return bottom
