@@ -252,24 +252,29 @@ def max_integer(expr: Any, symbol: Any, limit: Any, *, lower: int = 1, upper: Op
         if start <= guess <= cap and _fits(expr, x, guess, lim) and (
                 guess + step > cap or not _fits(expr, x, guess + step, lim)):
             return IntegerSolution(x, guess, "found", root, expr, lim)
+    value = _search(lambda n: _fits(expr, x, n, lim), start, step, cap, bounded=upper is not None)
+    return IntegerSolution(x, value, "unbounded" if value is None else "found", root, expr, lim)
+
+
+def _search(fits: Callable[[int], bool], start: int, step: int, cap: int, bounded: bool) -> Optional[int]:
+    """The largest multiple of ``step`` in ``[start, cap]`` that ``fits`` (``start`` does), by
+    doubling then bisection; ``None`` when ``cap`` itself fits and no upper bound was given."""
     lo = start // step  # in units of step: lo fits
     hi = lo * 2
-    while hi * step <= cap and _fits(expr, x, hi * step, lim):
+    while hi * step <= cap and fits(hi * step):
         lo, hi = hi, hi * 2
     if hi * step > cap:
         top = cap // step
-        if _fits(expr, x, top * step, lim):
-            if upper is None:
-                return IntegerSolution(x, None, "unbounded", root, expr, lim)
-            return IntegerSolution(x, top * step, "found", root, expr, lim)
+        if fits(top * step):
+            return top * step if bounded else None
         hi = top + 1 if top >= lo else lo + 1
     while hi - lo > 1:  # lo fits, hi does not
         mid = (lo + hi) // 2
-        if _fits(expr, x, mid * step, lim):
+        if fits(mid * step):
             lo = mid
         else:
             hi = mid
-    return IntegerSolution(x, lo * step, "found", root, expr, lim)
+    return lo * step
 
 
 def min_degree(expr: Any, symbol: Any, limit: Any, candidates: Iterable[int]) -> DegreeSolution:

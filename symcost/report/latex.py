@@ -396,22 +396,7 @@ def model_document(target: "Model | Layer | None" = None, phase: Phase | str = "
     used: set[sp.Symbol] = set()
     if isinstance(target, Model):
         title = f"{target.name}: per-chip costs, {phase.value}"
-        params = target.parameter_count
-        used |= _used_symbols([sp.sympify(params)])
-        blocks += [_section("Parameters"), _align_env([(r"N_{\mathrm{params}}", params)], names)]
-        rows: list[tuple[str, LayerMetrics]] = []
-        for name, count, metrics in target.breakdown(phase=phase):
-            label = _text(name.replace("_", " "))
-            if count != 1:
-                label = f"{label} ($\\times {expression(count, notation)}$)"
-            rows.append((label, metrics))
-            used |= _used_symbols(getattr(metrics, f) for f in TABLE_FIELDS)
-            used |= _used_symbols([sp.sympify(count)])
-        blocks += [_section("Layers (one of each)"), _centered(_table(rows, TABLE_FIELDS, notation, r"\linewidth"))]
-        total = target.compute_metrics(phase=phase)
-        values = _values(total, formula_fields, "model_document")
-        used |= _used_symbols(values.values())
-        blocks += [_section("Whole model"), align(values, notation=notation)]
+        blocks += _model_blocks(target, phase, notation, names, formula_fields, used)
     elif isinstance(target, Layer):
         title = f"{type(target).__name__}: per-chip costs, {phase.value}"
         values = _values(target.compute_metrics(phase=phase), formula_fields, "model_document")
@@ -429,3 +414,24 @@ def model_document(target: "Model | Layer | None" = None, phase: Phase | str = "
         blocks += [_section("Symbols"), _centered(glossary(used, notation))]
     body = "\n\n".join(blocks)
     return document(body, title=title, notation=notation) if standalone else body
+
+
+def _model_blocks(model: "Model", phase: Phase, notation: str, names: Any, formula_fields: Sequence[str],
+                  used: set[sp.Symbol]) -> list[str]:
+    """A model's parameter count, its table of distinct layers and its whole-model ``align*``
+    (the symbols they use are added to ``used``)."""
+    params = model.parameter_count
+    used |= _used_symbols([sp.sympify(params)])
+    blocks = [_section("Parameters"), _align_env([(r"N_{\mathrm{params}}", params)], names)]
+    rows: list[tuple[str, LayerMetrics]] = []
+    for name, count, metrics in model.breakdown(phase=phase):
+        label = _text(name.replace("_", " "))
+        if count != 1:
+            label = f"{label} ($\\times {expression(count, notation)}$)"
+        rows.append((label, metrics))
+        used |= _used_symbols(getattr(metrics, f) for f in TABLE_FIELDS)
+        used |= _used_symbols([sp.sympify(count)])
+    blocks += [_section("Layers (one of each)"), _centered(_table(rows, TABLE_FIELDS, notation, r"\linewidth"))]
+    values = _values(model.compute_metrics(phase=phase), formula_fields, "model_document")
+    used |= _used_symbols(values.values())
+    return blocks + [_section("Whole model"), align(values, notation=notation)]
