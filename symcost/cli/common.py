@@ -1,0 +1,219 @@
+"""What every subcommand of the ``symcost`` command shares: resolving options, one-line errors,
+numbers for JSON and for people."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable, NoReturn, Optional, Sequence
+
+import sympy as sp
+
+from .. import hardware, models
+from ..core.dtypes import DataType
+from ..hardware import Hardware
+from ..models.model import Model
+
+DEFAULT_MODEL = "llama-3-8b"
+DEFAULT_HARDWARE = "H100_SXM"
+DTYPES = [d.value for d in DataType]
+CHUNK_HELP = ("prefill in chunks of N tokens per sequence, as vLLM and SGLang run it (default: the whole "
+              "prompt at once)")
+
+
+class UsageError(Exception):
+    """A bad option: printed as one line, exit code 2."""
+
+
+def one_line(err: Exception) -> str:
+    """An error as one line; a pydantic ValidationError as its first error's field and message."""
+    errors = getattr(err, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        msg = str(first.get("msg", "")).removeprefix("Value error, ")
+        loc = ".".join(str(x) for x in first.get("loc", ()))
+        return f"{loc}: {msg}" if loc and loc not in msg else msg
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
+        raise UsageError(message)
+
+
+# -- resolving options --------------------------------------------------------------------------
+
+
+# NB: the library's field names in a config's own words, so an error names the key to fix
+_HF_KEYS = {"num_heads": "num_attention_heads", "num_kv_heads": "num_key_value_heads",
+            "num_layers": "num_hidden_layers"}
+
+
+def model_arg(name: str) -> Model:
+    path = Path(name)
+    if path.suffix == ".json" or path.exists():
+        if not path.exists():
+            raise UsageError(f"argument --model: no such file {name!r}")
+        try:
+            return models.from_hf_config(path)
+        except ValueError as err:
+            message = one_line(err)
+            for field, key in _HF_KEYS.items():
+                message = re.sub(rf"\b{field}\b", key, message)
+            prefix = "" if message.startswith(str(path)) else f"{path}: "
+            raise UsageError(f"argument --model: {prefix}{message}") from None
+    try:
+        return models.get(name)
+    except ValueError:
+        raise UsageError(f"argument --model: unknown model {name!r} (choose from {', '.join(models.names())}, "
+                         "or a config.json path)") from None
+
+
+def hardware_arg(name: str) -> Hardware:
+    path = Path(name)
+    if path.suffix.lower() in (".json", ".yaml", ".yml"):
+        try:
+            return Hardware.from_file(path)
+        except ValueError as err:  # ValidationError included
+            raise UsageError(f"argument --hardware: {one_line(err)}") from None
+    try:
+        return hardware.get(name)
+    except ValueError:
+        raise UsageError(f"argument --hardware: unknown chip {name!r} (choose from {', '.join(hardware.names())}, "
+                         "or a .json/.yaml file)") from None
+
+
+def parallelism_arg(args: argparse.Namespace) -> dict[str, Any]:
+    seq: Any = args.sp
+    if isinstance(seq, str):
+        seq = "tp" if seq == "tp" else int(seq)
+    return {"tensor_parallel": args.tp, "pipeline_parallel": args.pp, "data_parallel": args.dp,
+            "sequence_parallel": seq, "expert_parallel": args.ep}
+
+
+def check_out(path: str, option: str, plot: bool = False) -> Path:
+    """An output path that can be written: its folder exists (and for a chart, a known suffix)."""
+    out = Path(path)
+    if plot:
+        from ..report.plots import FORMATS
+
+        if out.suffix.lower().lstrip(".") not in FORMATS:
+            raise UsageError(f"argument {option}: cannot write {path!r}: the suffix must be "
+                             f"{' or '.join('.' + f for f in FORMATS)}")
+    folder = out.parent
+    if not folder.is_dir():
+        raise UsageError(f"argument {option}: cannot write {path!r}: no such folder {str(folder)!r}")
+    return out
+
+
+def guarded_write(action: Callable[[], Any], option: str, path: str) -> Any:
+    """Run a write; an OS error (permissions, a full disk) becomes one line naming the option."""
+    try:
+        return action()
+    except OSError as err:
+        raise UsageError(f"argument {option}: cannot write {path!r}: {err.strerror or err}") from None
+    except ImportError as err:
+        raise UsageError(f"argument {option}: {err}") from None
+
+
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def seq_degree(text: str) -> Any:
+    return "tp" if text == "tp" else positive(text)
+
+
+def int_list(text: str) -> list[int]:
+    return [positive(x) for x in text.split(",") if x]
+
+
+def add_common(p: argparse.ArgumentParser, phase: bool = True) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"preset name or config.json (default {DEFAULT_MODEL})")
+    p.add_argument("--hardware", default=DEFAULT_HARDWARE,
+                   help=f"preset name or .json/.yaml (default {DEFAULT_HARDWARE})")
+    p.add_argument("--tp", type=positive, default=1, help="tensor-parallel degree")
+    p.add_argument("--pp", type=positive, default=1, help="pipeline-parallel degree")
+    p.add_argument("--dp", type=positive, default=1, help="data-parallel degree")
+    p.add_argument("--sp", type=seq_degree, default=1, help='Ulysses sequence degree, or "tp" for Megatron SP')
+    p.add_argument("--ep", type=positive, default=1, help="expert-parallel degree")
+    p.add_argument("--dtype", choices=DTYPES, default="bf16", help="data type (default bf16)")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    if phase:
+        p.add_argument("--phase", choices=["prefill", "decode", "training"], default=None,
+                       help="one phase (default: all three)")
+
+
+# -- output helpers -------------------------------------------------------------------------------
+
+
+def num(x: Any) -> Any:
+    """A JSON-friendly number: ints stay exact, rationals become floats; lists, tuples and dicts
+    (a chip's ``matmul_tile``, its ``runtime`` profile) are converted item by item."""
+    if isinstance(x, bool) or x is None:
+        return x
+    if isinstance(x, dict):
+        return {k: num(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [num(v) for v in x]
+    if isinstance(x, str):  # to_dict writes rationals as "4/5"; a name ("neutral", "E") stays a name
+        try:
+            value = Fraction(x)
+        except ValueError:
+            return x
+        return int(value) if value.denominator == 1 else float(value)
+    if isinstance(x, int):
+        return x
+    try:
+        value = sp.sympify(x)
+    except (sp.SympifyError, TypeError):
+        return str(x)
+    if value.is_Integer:
+        return int(value)
+    if value.is_number:
+        return float(value)
+    return str(value)
+
+
+def human(x: Any, unit: str) -> str:
+    value = float(sp.sympify(x))
+    if unit == "s":
+        for scale, name in ((1, "s"), (1e-3, "ms"), (1e-6, "us"), (1e-9, "ns")):
+            if abs(value) >= scale or scale == 1e-9:
+                return f"{value / scale:.3g} {name}"
+    prefixes = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""))
+    for scale, name in prefixes:
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {name}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def emit(args: argparse.Namespace, data: dict, lines: Sequence[str]) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, indent=2))
+    else:
+        print("\n".join(lines))
+
+
+def par_text(par: dict[str, Any]) -> str:
+    return (f"TP {par['tensor_parallel']}, PP {par['pipeline_parallel']}, DP {par['data_parallel']}, "
+            f"SP {par['sequence_parallel']}, EP {par['expert_parallel']}")
+
+
+def chunk_text(chunk: Optional[int], n: Any = None) -> str:
+    if chunk is None:
+        return "prefill unchunked (the whole prompt at once)"
+    return f"prefill in chunks of {chunk} tokens" + (f" ({n} chunks)" if n is not None else "")
+
+
+def fits_text(fits: Optional[bool]) -> str:
+    return {True: "fits", False: "does not fit", None: "unknown (symbolic)"}[fits]

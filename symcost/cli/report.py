@@ -1,0 +1,306 @@
+"""``symcost report``: per-layer tables, then the whole model served and trained."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import sympy as sp
+
+from .. import __version__
+from ..core import symbols as sym
+from ..core.dtypes import DataType
+from ..core.parallelism import Parallelism
+from ..hardware import Hardware
+from ..hardware.timing import op_time
+from ..models.model import Model, TransformerBlock
+from .common import (
+    CHUNK_HELP,
+    add_common,
+    check_out,
+    chunk_text,
+    emit,
+    fits_text,
+    guarded_write,
+    hardware_arg,
+    human,
+    model_arg,
+    num,
+    one_line,
+    par_text,
+    parallelism_arg,
+    positive,
+)
+
+
+def _layer_rows(model: Model) -> list[tuple[str, Any, Any]]:
+    """(label, layer, count) for every layer, blocks expanded into their parts."""
+    rows: list[tuple[str, Any, Any]] = []
+    for name, layer, count in model.parts():
+        if isinstance(layer, TransformerBlock):
+            parts = layer.parts
+            for label, part in zip(("norm", "attention", "norm", "mlp"), parts):
+                if label == "norm" and any(r[0] == f"{name}.norm" for r in rows):
+                    continue  # the two norms are identical: listed once, counted twice
+                rows.append((f"{name}.{label}", part, 2 * count if label == "norm" else count))
+        else:
+            rows.append((name, layer, count))
+    return rows
+
+
+MFU_DEFINITION = ("MFU = the model's training matmul FLOPs per step (forward and backward, no recomputation, "
+                  "counted as torch's FlopCounterMode counts them) / (step time x chips x dense datasheet peak)")
+"""The MFU the report prints (:mod:`symcost.step`): not PaLM's 6N + 12*L*h*s per token estimate."""
+
+
+_LABELS = {"weights": "weights", "kv_cache": "KV cache", "activations": "activations", "gradients": "gradients",
+           "optimizer_states": "optimizer states"}
+
+
+def _memory_line(label: str, memory: dict[str, Any], chip: Hardware, fits: Optional[bool]) -> str:
+    parts = ", ".join(f"{_LABELS[k]} {human(v, 'B')}" for k, v in memory.items() if k != "total")
+    return (f"{label}: {parts}, total {human(memory['total'], 'B')} of {human(chip.hbm_capacity, 'B')} HBM: "
+            f"{fits_text(fits)}")
+
+
+def _layer_table(model: Model, phase: str, batch: int, seq: int, dtype: DataType, chip: Hardware,
+                 recompute: str, lines: list[str]) -> list[dict[str, Any]]:
+    """Per-layer rows of one phase (per chip, one copy of each layer) into ``lines``; JSON rows back."""
+    peak = chip.effective_peak(dtype)
+    lines.append(f"{'layer':24s} {'x':>4s} {'FLOPs/chip':>12s} {'HBM bytes':>12s} {'latency':>10s} "
+                 f"{'bound':>13s}  FLOPs formula (b, s free)")
+    rows_out = []
+    for label, layer, count in _layer_rows(model):
+        mode = recompute if label.startswith("blocks") else "none"
+        m = layer.compute_metrics(batch, seq, phase, dtype, chip, recompute=mode)
+        formula = layer.compute_metrics(sym.batch_size, sym.seq_len, phase, dtype, chip, recompute=mode).flops_per_chip
+        ops = []
+        for op, n in m.ops:
+            ot = op_time(op, chip, peak, dtype)
+            c, mem = float(sp.sympify(ot.compute)), float(sp.sympify(ot.memory))
+            if c == 0 and mem == 0:
+                continue
+            ops.append({"op": op.name, "count": num(n), "bound": "compute" if c >= mem else "memory",
+                        "time_s": max(c, mem) * float(sp.sympify(n))})
+        rows_out.append({"layer": label, "count": num(count), "flops_per_chip": num(m.flops_per_chip),
+                         "hbm_bytes_per_chip": num(m.hbm_bytes_per_chip), "latency_s": num(m.latency),
+                         "bound": m.bound, "flops_formula": str(sp.expand(formula)), "ops": ops})
+        lines.append(f"{label:24s} {str(count):>4s} {human(m.flops_per_chip, 'FLOP'):>12s} "
+                     f"{human(m.hbm_bytes_per_chip, 'B'):>12s} {human(m.latency, 's'):>10s} {m.bound:>13s}  "
+                     f"{sp.expand(formula)}")
+        for o in ops:
+            lines.append(f"{'':6s}{o['op']:26s} {o['bound']}-bound")
+    return rows_out
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What one report is about: the model, the chip and the workload the options name."""
+
+    args: argparse.Namespace
+    model: Model
+    chip: Hardware
+    dtype: DataType
+    par: dict[str, Any]
+    phases: list[str]
+
+    @functools.cached_property
+    def sharded(self) -> Model:
+        return self.model.with_parallelism(self.par)
+
+    @property
+    def global_batch(self) -> int:
+        return self.args.global_batch or self.args.batch * self.par["data_parallel"] * self.par["pipeline_parallel"]
+
+
+_INFERENCE_ASSUMES = (
+    "batch sequences per replica; TTFT is the prefill of seq_len tokens through every pipeline stage in turn, TPOT "
+    "one decode step at seq_len keys; memory is the fullest stage's weights and KV cache plus the largest layer's "
+    "activation peak (of one chunk when chunked)")
+_TRAINING_ASSUMES = (
+    "1F1B pipeline schedule, fp32 gradients and Adam states sharded by the ZeRO stage (stage 1: Megatron's "
+    "distributed optimizer), the first stage's in-flight micro-batches' activations")
+
+
+def report(args: argparse.Namespace) -> int:
+    """The report: per-layer tables, then the whole model served (``inference_step``) and
+    trained (``training_step``) under the given parallelism, with every assumption stated."""
+    model = model_arg(args.model)
+    chip = hardware_arg(args.hardware)
+    dtype = DataType.parse(args.dtype)
+    if args.plot:
+        check_out(args.plot, "--plot", plot=True)
+    par = parallelism_arg(args)
+    model.with_parallelism(par)  # a degree that does not divide: one line, exit 2
+    run = _Run(args, model, chip, dtype, par, [args.phase] if args.phase else ["prefill", "decode", "training"])
+    parallelism = Parallelism.coerce(par)
+    chips = num(parallelism.chips_per_replica * parallelism.pp * parallelism.dp)
+    batch, seq, chunk = args.batch, args.seq, args.prefill_chunk
+    assumptions = {
+        "batch_size": batch, "seq_len": seq, "prefill_chunk": chunk, "num_prefill_chunks": None,
+        "micro_batch": batch, "global_batch": run.global_batch, "num_microbatches": None,
+        "recompute": args.recompute, "zero_stage": args.zero_stage, "interleave": 1,
+        "mfu_definition": MFU_DEFINITION, "inference": _INFERENCE_ASSUMES, "training": _TRAINING_ASSUMES,
+    }
+    out: dict[str, Any] = {"model": model.name, "hardware": chip.name, "dtype": dtype.value,
+                           "batch_size": batch, "seq_len": seq, "parallelism": par, "num_chips": chips,
+                           "parameters": num(model.parameter_count), "assumptions": assumptions, "phases": {}}
+    lines = [f"symcost {__version__} report: {model.name} ({model.parameter_count:,} parameters) on {chip.name} "
+             f"({human(chip.hbm_capacity, 'B')} HBM), {dtype.value}",
+             f"parallelism: {par_text(par)}: {chips} chip{'s' if chips != 1 else ''}"]
+    inference, training, training_error = _steps(run, assumptions, lines)
+    for phase in run.phases:
+        _phase_section(run, phase, inference, training, training_error, lines, out)
+    if inference is not None:
+        _serving_summary(run, inference, lines, out)
+    if args.plot:
+        _roofline_plot(run, lines)
+    emit(args, out, lines)
+    return 0
+
+
+def _steps(run: _Run, assumptions: dict[str, Any], lines: list[str]) -> tuple[Any, Any, Optional[str]]:
+    """The inference step and the training step the phases need (a training step that cannot be
+    built is reported, not raised, unless training alone was asked for)."""
+    args, batch, seq, chunk = run.args, run.args.batch, run.args.seq, run.args.prefill_chunk
+    inference = training = None
+    if "prefill" in run.phases or "decode" in run.phases:
+        inference = run.model.inference_step(run.chip, batch, seq, run.dtype, run.par, prefill_chunk=chunk)
+        assumptions["num_prefill_chunks"] = num(inference.num_prefill_chunks)
+        lines.append(f"inference: batch {batch} per replica, prompt {seq:,} tokens, decode at {seq:,} keys, "
+                     f"{chunk_text(chunk, inference.num_prefill_chunks if chunk else None)}")
+    training_error = None
+    if "training" in run.phases:
+        try:
+            training = run.model.training_step(run.chip, seq, run.global_batch, batch, run.dtype, run.par,
+                                               args.recompute, 1, args.zero_stage)
+        except ValueError as err:
+            if args.phase == "training":
+                raise
+            training_error = one_line(err)
+        if training is not None:
+            assumptions["num_microbatches"] = num(training.num_microbatches)
+            m = training.num_microbatches
+            lines.append(f"training: micro-batch {batch}, global batch {run.global_batch} ({m} "
+                         f"micro-batch{'es' if m != 1 else ''} per replica per step), seq {seq:,}, "
+                         f"recompute {args.recompute}, ZeRO stage {args.zero_stage}, no interleaving, "
+                         "communication not overlapped")
+    return inference, training, training_error
+
+
+def _phase_section(run: _Run, phase: str, inference: Any, training: Any, training_error: Optional[str],
+                   lines: list[str], out: dict[str, Any]) -> None:
+    """One phase: its per-layer table, then the whole model's numbers for it."""
+    batch, seq, chunk = run.args.batch, run.args.seq, run.args.prefill_chunk
+    length = seq
+    title = f"per layer, per chip, batch {batch}, seq_len {seq:,}"
+    if run.par["pipeline_parallel"] != 1:
+        pp = run.par["pipeline_parallel"]
+        title += f"; x counts the whole model, each of the {pp} stages holds 1/{pp} of the blocks"
+    if phase == "prefill" and chunk is not None and chunk < seq:
+        length, title = chunk, f"per layer, per chip, one chunk: batch {batch}, {chunk:,} tokens"
+    elif phase == "training":
+        title = f"per layer, per chip, one micro-batch of {batch}, seq_len {seq:,}"
+    lines.append(f"\n== {phase} ==")
+    lines.append(f"({title})")
+    rows = _layer_table(run.sharded, phase, batch, length, run.dtype, run.chip,
+                        run.args.recompute if phase == "training" else "none", lines)
+    if phase != "training":
+        out["phases"][phase] = {"layers": rows, "total": _inference_total(run, phase, inference, lines)}
+    elif training is None:
+        lines.append(f"training step: not computed: {training_error}")
+        out["training"] = {"not_computed": training_error}
+        out["phases"][phase] = {"layers": rows, "total": None}
+    else:
+        out["phases"][phase] = {"layers": rows, "total": _training_total(run, training, lines, out)}
+
+
+def _training_total(run: _Run, training: Any, lines: list[str], out: dict[str, Any]) -> dict[str, Any]:
+    memory = {"weights": training.weight_memory, "gradients": training.gradient_memory,
+              "optimizer_states": training.optimizer_memory, "activations": training.activation_memory,
+              "total": training.memory_per_chip}
+    lines.append(f"step time {human(training.step_time, 's')} (bubble {human(training.bubble_time, 's')}, "
+                 f"DP communication {human(training.dp_comm_time, 's')}), "
+                 f"{float(training.tokens_per_second):,.0f} tokens/s, MFU {float(training.mfu):.3f}")
+    lines.append(f"  ({MFU_DEFINITION})")
+    lines.append(_memory_line("training memory per chip (fullest stage)", memory, run.chip, training.fits))
+    total = {"step_time_s": num(training.step_time), "memory_per_chip": {k: num(v) for k, v in memory.items()}}
+    out["training"] = {
+        "step_time_s": float(training.step_time), "compute_time_s": float(training.compute_time),
+        "bubble_time_s": float(training.bubble_time), "dp_comm_time_s": float(training.dp_comm_time),
+        "pipeline_comm_time_s": float(training.pipeline_comm_time),
+        "tokens_per_second": float(training.tokens_per_second), "mfu": float(training.mfu),
+        "mfu_definition": MFU_DEFINITION, "memory_per_chip": total["memory_per_chip"],
+        "hbm_capacity": num(run.chip.hbm_capacity), "fits": training.fits, "global_batch": run.global_batch,
+        "micro_batch": run.args.batch, "num_microbatches": num(training.num_microbatches),
+        "recompute": run.args.recompute, "zero_stage": run.args.zero_stage, "interleave": 1}
+    return total
+
+
+def _serving_memory(inference: Any) -> dict[str, Any]:
+    return {"weights": inference.weight_memory, "kv_cache": inference.kv_cache_memory,
+            "activations": inference.activation_memory, "total": inference.memory_per_chip}
+
+
+def _inference_total(run: _Run, phase: str, inference: Any, lines: list[str]) -> dict[str, Any]:
+    chunk = run.args.prefill_chunk
+    if phase == "prefill":
+        stages = "pipeline stages in turn, " if run.par["pipeline_parallel"] != 1 else ""
+        lines.append(f"TTFT {human(inference.ttft, 's')}: the whole model, {stages}"
+                     f"{chunk_text(chunk, inference.num_prefill_chunks if chunk else None)}")
+        latency = inference.ttft
+    else:
+        lines.append(f"TPOT {human(inference.tpot, 's')}, {float(inference.tokens_per_second):,.0f} "
+                     f"tokens/s per replica (batch / TPOT)")
+        latency = inference.tpot
+    return {"latency_s": num(latency), "memory_per_chip": {k: num(v) for k, v in _serving_memory(inference).items()}}
+
+
+def _serving_summary(run: _Run, inference: Any, lines: list[str], out: dict[str, Any]) -> None:
+    """The serving memory and the longest context that fits."""
+    batch, chunk, chip = run.args.batch, run.args.prefill_chunk, run.chip
+    memory = _serving_memory(inference)
+    lines.append("\n" + _memory_line("inference memory per chip (fullest stage)", memory, chip, inference.fits))
+    ctx = run.model.max_context(chip, batch_size=batch, dtype=run.dtype, parallelism=run.par, prefill_chunk=chunk)
+    out["inference"] = {
+        "ttft_s": float(inference.ttft), "tpot_s": float(inference.tpot),
+        "tokens_per_second": float(inference.tokens_per_second),
+        "memory_per_chip": {k: num(v) for k, v in memory.items()}, "hbm_capacity": num(chip.hbm_capacity),
+        "fits": inference.fits, "prefill_chunk": chunk, "num_prefill_chunks": num(inference.num_prefill_chunks)}
+    out["max_context"] = ctx.value
+    out["max_context_status"] = ctx.status
+    answer = f"{ctx.value:,} tokens" if ctx.value is not None else ctx.status
+    lines.append(f"longest context that fits (batch {batch}, {par_text(run.par)}, {chunk_text(chunk)}): {answer}")
+
+
+def _roofline_plot(run: _Run, lines: list[str]) -> None:
+    from ..report.plots import roofline
+
+    args, phase = run.args, run.phases[0]
+    chunk, seq = args.prefill_chunk, args.seq
+    length = chunk if phase == "prefill" and chunk is not None and chunk < seq else seq
+    block = run.sharded.blocks[0][0].compute_metrics(args.batch, length, phase, run.dtype, run.chip)
+    guarded_write(lambda: roofline(block, run.chip, args.plot, dtype=run.dtype.value), "--plot", args.plot)
+    lines.append(f"roofline plot ({phase}, one block) written to {args.plot}")
+
+
+def register(sub: Any) -> None:
+    """Add the subcommand's parser to ``sub`` (the command's subparsers)."""
+    chunk_help = CHUNK_HELP
+    p = sub.add_parser("report", help="per-layer formulas and numbers; the model served and trained: TTFT, TPOT, "
+                       "step time, MFU, memory per chip, max context")
+    add_common(p)
+    p.add_argument("--batch", type=positive, default=1,
+                   help="sequences per replica: the serving batch and the training micro-batch (default 1)")
+    p.add_argument("--seq", type=positive, default=8192, help="sequence length (default 8192)")
+    p.add_argument("--prefill-chunk", type=positive, default=None, help=chunk_help)
+    p.add_argument("--global-batch", type=positive, default=None,
+                   help="training sequences per step (default: batch x dp x pp, one micro-batch per stage)")
+    p.add_argument("--recompute", choices=["none", "selective", "full"], default="none",
+                   help="training activation recomputation (default none)")
+    p.add_argument("--zero-stage", type=int, choices=[0, 1, 2, 3], default=1,
+                   help="ZeRO stage of the data-parallel optimizer (default 1, Megatron's distributed optimizer)")
+    p.add_argument("--plot", default=None, help="also write a roofline chart (.png, .svg or .pdf)")
+    p.set_defaults(func=report)

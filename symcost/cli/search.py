@@ -1,0 +1,84 @@
+"""``symcost search``: rank parallelism configurations."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .common import (
+    DEFAULT_HARDWARE,
+    DEFAULT_MODEL,
+    DTYPES,
+    check_out,
+    emit,
+    guarded_write,
+    hardware_arg,
+    model_arg,
+    positive,
+)
+
+
+def search_cmd(args: argparse.Namespace) -> int:
+    from ..plan import search
+
+    model = model_arg(args.model)
+    chip = hardware_arg(args.hardware)
+    if args.plot:
+        check_out(args.plot, "--plot", plot=True)
+
+    def bar(fraction: float, stage: str) -> None:
+        if not args.json:
+            filled = int(40 * fraction)
+            print(f"\r[{'#' * filled}{'.' * (40 - filled)}] {fraction:4.0%} {stage:32s}", end="",
+                  file=sys.stderr, flush=True)
+
+    if not args.json:
+        print(f"searching {model.name} on {args.chips} x {chip.name}", file=sys.stderr, flush=True)
+    table = search.parallelism(model, chip, args.chips, args.global_batch, args.seq, phase=args.phase,
+                               dtype=args.dtype, progress=bar)
+    if not args.json:
+        bar(1.0, "done")
+        print(f"\n{table.num_candidates:,} candidates in {table.seconds:.2f} s", file=sys.stderr)
+    rows = table.rows(args.top)
+    lines = [table.format(args.top)]
+    if args.plot and not rows:
+        lines.append(f"no configuration fits: no plot written to {args.plot}")
+    elif args.plot and args.phase == "training":
+        from ..report.plots import step_breakdown
+
+        steps = [model.training_step(chip, args.seq, args.global_batch, r["micro_batch"], args.dtype,
+                                     table.parallelism(i), r["recompute"], r["interleave"], r["zero_stage"],
+                                     r["overlap"]) for i, r in enumerate(rows[:3])]
+        labels = [f"#{i + 1}" for i in range(len(steps))]
+        guarded_write(lambda: step_breakdown(steps, args.plot, labels=labels), "--plot", args.plot)
+        lines.append(f"step breakdown of the {len(steps)} best written to {args.plot}")
+    elif args.plot:
+        from ..report.plots import memory_vs_seq_len
+
+        best = rows[0]
+        par = {"tensor_parallel": best["tp"], "pipeline_parallel": best["pp"], "data_parallel": best["dp"]}
+        guarded_write(lambda: memory_vs_seq_len(model, chip, args.plot, batch_size=best["micro_batch"],
+                                                dtype=args.dtype, parallelism=par), "--plot", args.plot)
+        lines.append(f"memory against context of the best (TP {best['tp']}, PP {best['pp']}, DP {best['dp']}, "
+                     f"batch {best['micro_batch']} per replica) written to {args.plot}")
+    emit(args, {"num_candidates": table.num_candidates, "num_valid": table.num_valid, "num_fit": table.num_fit,
+                "rows": rows}, lines)
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add the subcommand's parser to ``sub`` (the command's subparsers)."""
+    p = sub.add_parser("search", help="rank parallelism configurations")
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--hardware", default=DEFAULT_HARDWARE)
+    p.add_argument("--chips", type=positive, required=True)
+    p.add_argument("--global-batch", type=positive, required=True)
+    p.add_argument("--seq", type=positive, default=4096)
+    p.add_argument("--phase", choices=["training", "inference"], default="training")
+    p.add_argument("--dtype", choices=DTYPES, default="bf16")
+    p.add_argument("--top", type=positive, default=10)
+    p.add_argument("--plot", default=None, help="also write a chart (.png, .svg or .pdf): training, the 3 best "
+                   "steps' breakdown; inference, memory against context of the best")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=search_cmd)

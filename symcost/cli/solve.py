@@ -1,0 +1,90 @@
+"""``symcost solve``: the longest context, the largest batch or the smallest TP that fits."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .common import (
+    CHUNK_HELP,
+    UsageError,
+    add_common,
+    check_out,
+    chunk_text,
+    emit,
+    guarded_write,
+    hardware_arg,
+    model_arg,
+    num,
+    par_text,
+    parallelism_arg,
+    positive,
+)
+
+
+def solve(args: argparse.Namespace) -> int:
+    model = model_arg(args.model)
+    chip = hardware_arg(args.hardware)
+    par = parallelism_arg(args)
+    chunk = args.prefill_chunk
+    if args.plot:
+        check_out(args.plot, "--plot", plot=True)
+        if chunk is not None:
+            raise UsageError("argument --plot: the memory chart is drawn for an unchunked prefill; "
+                             "drop --prefill-chunk to draw it")
+    if args.quantity == "max-seq-len":
+        r = model.max_context(chip, batch_size=args.batch, dtype=args.dtype, parallelism=par, prefill_chunk=chunk)
+        data = {"quantity": "max_seq_len", "value": r.value, "status": r.status,
+                "closed_form": None if r.closed_form is None else str(r.closed_form)}
+        given = f"batch {args.batch}"
+    elif args.quantity == "max-batch":
+        r = model.max_batch_size(chip, seq_len=args.seq, dtype=args.dtype, parallelism=par, prefill_chunk=chunk)
+        data = {"quantity": "max_batch", "value": r.value, "status": r.status,
+                "closed_form": None if r.closed_form is None else str(r.closed_form)}
+        given = f"seq_len {args.seq:,}"
+    else:  # min-tp
+        from ..analysis.solve import min_degree
+
+        def memory(t: int) -> Any:
+            step = model.inference_step(chip, args.batch, args.seq, args.dtype, {**par, "tensor_parallel": t},
+                                        prefill_chunk=chunk)
+            return step.memory_per_chip
+
+        candidates = []
+        for t in (1, 2, 4, 8, 16, 32, 64, 128):
+            try:
+                model.with_parallelism({**par, "tensor_parallel": t})
+            except ValueError:
+                continue
+            candidates.append(t)
+        r = min_degree(memory, None, chip.hbm_capacity, candidates)
+        data = {"quantity": "min_tp", "value": r.value, "status": r.status,
+                "checked": [{"tp": n, "memory_per_chip": num(v), "fits": f} for n, v, f in r.checked]}
+        given = f"batch {args.batch}, seq_len {args.seq:,}"
+    data.update({"parallelism": par, "prefill_chunk": chunk,
+                 "assumes": "weights and KV cache of the fullest pipeline stage plus the largest layer's "
+                            "activation peak (one chunk's when chunked) fit the chip's HBM"})
+    answer = data["value"] if data["value"] is not None else data["status"]
+    lines = [f"{data['quantity']} for {model.name} on {chip.name}: {answer}",
+             f"  ({given}, {par_text(par)}, {args.dtype}, {chunk_text(chunk)}; {data['assumes']})"]
+    if args.plot:
+        from ..report.plots import memory_vs_seq_len
+
+        guarded_write(lambda: memory_vs_seq_len(model, chip, args.plot, batch_size=args.batch, dtype=args.dtype,
+                                                parallelism=par), "--plot", args.plot)
+        lines.append(f"memory plot written to {args.plot}")
+    emit(args, data, lines)
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add the subcommand's parser to ``sub`` (the command's subparsers)."""
+    chunk_help = CHUNK_HELP
+    p = sub.add_parser("solve", help="max-seq-len, max-batch or min-tp that fits in HBM")
+    p.add_argument("quantity", choices=["max-seq-len", "max-batch", "min-tp"])
+    add_common(p, phase=False)
+    p.add_argument("--batch", type=positive, default=1)
+    p.add_argument("--seq", type=positive, default=8192)
+    p.add_argument("--prefill-chunk", type=positive, default=None, help=chunk_help)
+    p.add_argument("--plot", default=None, help="also write memory vs sequence length (.png, .svg or .pdf)")
+    p.set_defaults(func=solve)
