@@ -6,11 +6,11 @@ import subprocess
 
 import pytest
 import sympy as sp
-from symcost.metrics import METRIC_FIELDS
 
 import symcost as sc
 from symcost import models
 from symcost import symbols as S
+from symcost.metrics import METRIC_FIELDS
 from symcost.report import latex
 
 TP = {"tensor_parallel": S.tp}
