@@ -6,6 +6,7 @@ breaks. The classes say which kind of rule, so a caller can catch exactly what i
     SymcostError (ValueError)
     ├── ConfigError            a field's value breaks its rule (a size, a degree, a name, a type)
     │   ├── DivisibilityError  a degree does not divide what it splits (heads, width, tokens, layers)
+    │   │   └── AssumptionError  a value breaks a rule a symbolic expression was derived under
     │   └── HardwareError      a chip description or a chip name is not usable
     ├── UnboundSymbolError     a number or a comparison was asked for while symbols are still free
     └── SolveError             a solver cannot answer (no closed form in the symbol solved for)
@@ -23,6 +24,7 @@ True
 from __future__ import annotations
 
 __all__ = [
+    "AssumptionError",
     "ConfigError",
     "DivisibilityError",
     "HardwareError",
@@ -50,6 +52,11 @@ class ConfigError(SymcostError):
 
 class DivisibilityError(ConfigError):
     """A parallel degree provably does not divide what it splits (heads, widths, tokens, layers)."""
+
+
+class AssumptionError(DivisibilityError):
+    """A value breaks a divisibility rule an expression was derived under (see
+    :mod:`symcost.core.assumptions`)."""
 
 
 class HardwareError(ConfigError):

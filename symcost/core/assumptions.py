@@ -20,7 +20,7 @@ True
 >>> rule.xreplace({S.tp: sp.Integer(3)}).check()
 Traceback (most recent call last):
 ...
-symcost.core.assumptions.AssumptionError: num_heads must be divisible by tensor_parallel (got 32 and 3)
+symcost.errors.AssumptionError: num_heads must be divisible by tensor_parallel (got 32 and 3)
 """
 
 from __future__ import annotations
@@ -33,13 +33,9 @@ from typing import Any, Iterable, Iterator, Optional
 import numpy as np
 import sympy as sp
 
-from ..errors import DivisibilityError
+from ..errors import AssumptionError
 
 __all__ = ["Assumption", "AssumptionError", "collecting", "record", "merge", "check_all"]
-
-
-class AssumptionError(DivisibilityError):
-    """A value breaks a divisibility rule an expression was derived under."""
 
 
 def _fmt(value: Any) -> str:

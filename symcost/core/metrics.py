@@ -211,7 +211,7 @@ class LayerMetrics:
         -1
         """
         if field not in METRIC_FIELDS:
-            raise ValueError(f"elasticity: unknown field {field!r}; valid: {', '.join(METRIC_FIELDS)}")
+            raise ConfigError(f"elasticity: unknown field {field!r}; valid: {', '.join(METRIC_FIELDS)}")
         symbol = _resolve_key(x)
         y = sp.sympify(getattr(self, field))
         return exact(sp.cancel(sp.diff(y, symbol) * symbol / y))
@@ -224,9 +224,9 @@ class LayerMetrics:
         if not isinstance(other, LayerMetrics):
             return NotImplemented
         if other.phase is not self.phase:
-            raise ValueError(f"cannot add {self.phase} metrics to {other.phase} metrics")
+            raise ConfigError(f"cannot add {self.phase} metrics to {other.phase} metrics")
         if other.peak_flops != self.peak_flops:
-            raise ValueError("cannot add metrics timed with different peak FLOP/s "
+            raise ConfigError("cannot add metrics timed with different peak FLOP/s "
                              f"({self.peak_flops} and {other.peak_flops})")
         fields = {name: getattr(self, name) + getattr(other, name) for name in METRIC_FIELDS}
         if not self.phase.is_training:
@@ -247,7 +247,7 @@ class LayerMetrics:
         """``times`` repetitions (an int or an expression, positive)."""
         n = as_expr(times, "repetitions")
         if n.is_positive is False or n.is_integer is False:
-            raise ValueError(f"repetitions must be a positive integer, got {n}")
+            raise ConfigError(f"repetitions must be a positive integer, got {n}")
         fields = {name: getattr(self, name) * n for name in METRIC_FIELDS}
         if not self.phase.is_training:
             fields["activation_memory_per_chip"] = self.activation_memory_per_chip
@@ -298,10 +298,10 @@ class LayerMetrics:
             table.setdefault(S.dtype_bytes, DataType.parse(dtype).bytes)
         if hardware is not None:
             if dtype is None:
-                raise ValueError("subs: binding hardware needs dtype= (it picks the peak FLOP/s)")
+                raise ConfigError("subs: binding hardware needs dtype= (it picks the peak FLOP/s)")
             chip = time_model().resolve(hardware)
             if not chip.is_ideal and self._timed_on_ideal_chip():
-                raise ValueError(
+                raise ConfigError(
                     f"subs: these metrics were timed on the ideal symbolic chip; binding {chip.name} would drop "
                     f"its efficiency model: bind {chip.name}.ideal(), or compute them with "
                     "hardware=Hardware.symbolic(realistic=True)")
@@ -422,7 +422,7 @@ def _resolve_key(key: Any) -> sp.Symbol:
         return key
     if isinstance(key, str):
         return S.lookup(key)
-    raise ValueError(f"substitution keys must be symbols or canonical names, got {key!r}")
+    raise ConfigError(f"substitution keys must be symbols or canonical names, got {key!r}")
 
 
 def _substitutions(mapping: Mapping[Any, Any] | None, values: Mapping[str, Any]) -> dict:

@@ -19,6 +19,7 @@ from typing import Literal, TypeVar
 
 import sympy as sp
 
+from ..errors import ConfigError
 from ._expr import Value, as_expr, exact
 
 __all__ = [
@@ -446,9 +447,9 @@ class Collective:
 
     def __post_init__(self) -> None:
         if self.kind not in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p"):
-            raise ValueError(f"Collective.kind: unknown collective {self.kind!r}")
+            raise ConfigError(f"Collective.kind: unknown collective {self.kind!r}")
         if self.axis not in ("tp", "sp", "pp", "ep", "dp"):
-            raise ValueError(f"Collective.axis: unknown axis {self.axis!r}")
+            raise ConfigError(f"Collective.axis: unknown axis {self.axis!r}")
         if self.span is None:
             object.__setattr__(self, "span", self.group_size)
         for name in ("group_size", "payload_bytes", "count", "span"):
@@ -456,9 +457,9 @@ class Collective:
         for name in ("group_size", "count", "span"):
             value = sp.sympify(getattr(self, name))
             if value.is_positive is False or value.is_integer is False:
-                raise ValueError(f"Collective.{name} must be a positive integer, got {value}")
+                raise ConfigError(f"Collective.{name} must be a positive integer, got {value}")
         if sp.sympify(self.payload_bytes).is_negative:
-            raise ValueError(f"Collective.payload_bytes must be non-negative, got {self.payload_bytes}")
+            raise ConfigError(f"Collective.payload_bytes must be non-negative, got {self.payload_bytes}")
 
     @property
     def bytes_sent_per_chip(self) -> Value:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+from ..errors import ConfigError
+
 __all__ = ["Phase"]
 
 
@@ -36,7 +38,7 @@ class Phase(str, enum.Enum):
             for member in cls:
                 if member.value == key:
                     return member
-        raise ValueError(f"phase: unknown phase {value!r}; valid: prefill, decode, training")
+        raise ConfigError(f"phase: unknown phase {value!r}; valid: prefill, decode, training")
 
     def __str__(self) -> str:
         return self.value

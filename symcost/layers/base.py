@@ -27,6 +27,7 @@ from ..core.metrics import METRIC_FIELDS, LayerMetrics
 from ..core.ops import Collective, CollectiveKind, Op
 from ..core.parallelism import Parallelism
 from ..core.phase import Phase
+from ..errors import ConfigError
 
 __all__ = ["Layer", "Phase", "Context", "Dim", "Recompute", "shard_heads"]
 
@@ -282,7 +283,7 @@ class Layer(BaseModel):
         'compute'
         """
         if recompute not in ("none", "selective", "full"):
-            raise ValueError(f"recompute: unknown mode {recompute!r}; valid: none, selective, full")
+            raise ConfigError(f"recompute: unknown mode {recompute!r}; valid: none, selective, full")
         chip = time_model().resolve(hardware)
         datatype = DataType.parse(dtype) if isinstance(dtype, (DataType, str)) else None
         ctx = Context(

@@ -61,6 +61,7 @@ from pydantic import model_validator
 from ..core import symbols as S
 from ..core._expr import check_divides
 from ..core.ops import VECTOR_FLOPS, AttentionCore, Matmul, Op, Vector, dropout
+from ..errors import ConfigError
 from .attention import core_saved_activations
 from .base import Context, Dim, Layer
 
@@ -135,7 +136,7 @@ class MLALayer(Layer):
     def _check_shapes(self) -> "MLALayer":
         par = self.parallelism
         if not par.megatron_sp and par.sp != 1:
-            raise ValueError(
+            raise ConfigError(
                 f'sequence_parallel must be 1 or "tp" for MLALayer, got {par.sp}: Ulysses '
                 "sequence parallelism with multi-head latent attention is not modelled")
         check_divides(self.num_heads, par.tp, "num_heads must be divisible by tensor_parallel")

@@ -43,6 +43,7 @@ from pydantic import BeforeValidator, ValidationInfo, model_validator
 from ..core import symbols as S
 from ..core._expr import as_expr, check_divides
 from ..core.ops import VECTOR_FLOPS, Collective, Matmul, Op, Vector
+from ..errors import ConfigError
 from .base import Context, Dim, Layer
 from .mlp import Activation, ffn_ops
 
@@ -66,7 +67,7 @@ def _count(value: Any, info: ValidationInfo) -> sp.Expr:
     """A count that may be zero: a non-negative integer or an expression not provably otherwise."""
     expr = as_expr(value, str(info.field_name))
     if expr.is_negative or expr.is_integer is False:
-        raise ValueError(f"{info.field_name} must be a non-negative integer, got {expr}")
+        raise ConfigError(f"{info.field_name} must be a non-negative integer, got {expr}")
     return expr
 
 
@@ -76,7 +77,7 @@ def _capacity(value: Any, info: ValidationInfo) -> Optional[sp.Expr]:
         return None
     expr = as_expr(value, str(info.field_name))
     if expr.is_positive is False or (expr.is_number and expr.is_zero):
-        raise ValueError(f"{info.field_name} must be positive, got {expr}")
+        raise ConfigError(f"{info.field_name} must be positive, got {expr}")
     return expr
 
 
@@ -120,7 +121,7 @@ class MoELayer(Layer):
     def _check_shapes(self) -> "MoELayer":
         E, k = self.num_experts, self.top_k
         if (k - E).is_positive:
-            raise ValueError(f"top_k must not exceed num_experts (got {k} and {E})")
+            raise ConfigError(f"top_k must not exceed num_experts (got {k} and {E})")
         check_divides(E, self.parallelism.ep, "num_experts must be divisible by expert_parallel")
         check_divides(self.expert_intermediate_size, self.parallelism.tp,
                       "expert_intermediate_size must be divisible by tensor_parallel")

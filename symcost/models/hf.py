@@ -89,9 +89,9 @@ def get(name: str, causal: Optional[bool] = None) -> Model:
     """
     key = _key(name)
     if key not in PRESETS:
-        raise ValueError(f"models: unknown model {name!r}; known: {', '.join(PRESETS)}")
+        raise ConfigError(f"models: unknown model {name!r}; known: {', '.join(PRESETS)}")
     if causal is not None and not isinstance(causal, bool):
-        raise ValueError(f"causal must be True, False or None, got {causal!r}")
+        raise ConfigError(f"causal must be True, False or None, got {causal!r}")
     if (key, causal) not in _CACHE:
         _CACHE[key, causal] = PRESETS[key]() if causal is None else PRESETS[key](causal=causal)
     return _CACHE[key, causal]

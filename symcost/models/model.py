@@ -31,6 +31,7 @@ from ..core.notation import text as _text
 from ..core.ops import VECTOR_FLOPS, Vector
 from ..core.parallelism import Parallelism, ParallelismLike
 from ..core.phase import Phase
+from ..errors import ConfigError
 from ..hardware import Hardware
 from ..layers.attention import AttentionLayer, GroupedQueryAttentionLayer
 from ..layers.base import Context, Layer, Recompute
@@ -81,11 +82,11 @@ class TransformerBlock(Layer):
     def _check_parts(self) -> "TransformerBlock":
         for part in (self.attention, self.mlp):
             if part.parallelism != self.parallelism:
-                raise ValueError(f"{type(part).__name__}.parallelism must equal the block's "
+                raise ConfigError(f"{type(part).__name__}.parallelism must equal the block's "
                                  f"({part.parallelism} vs {self.parallelism})")
         # NB: hidden_size is not declared by the Layer contract yet (issue 9); every layer has it
         if self.attention.hidden_size != self.mlp.hidden_size:  # type: ignore[attr-defined]
-            raise ValueError("attention and mlp must share hidden_size")
+            raise ConfigError("attention and mlp must share hidden_size")
         return self
 
     @property
@@ -157,7 +158,7 @@ def resolve_causal(causal: Optional[bool], flash_attention: bool) -> bool:
     if causal is None:
         return bool(flash_attention)
     if not isinstance(causal, bool):
-        raise ValueError(f"causal must be True, False or None, got {causal!r}")
+        raise ConfigError(f"causal must be True, False or None, got {causal!r}")
     return causal
 
 
@@ -180,7 +181,7 @@ class Model(BaseModel):
     @classmethod
     def _counts(cls, blocks: Any) -> tuple:
         if not blocks:
-            raise ValueError("a model needs at least one block")
+            raise ConfigError("a model needs at least one block")
         return tuple((blk, dim(n, "count")) for blk, n in blocks)
 
     # -- structure ---------------------------------------------------------------------------

@@ -227,7 +227,7 @@ def resolve_parallelism(model: "Model", parallelism: ParallelismLike) -> Paralle
             merged[field] = mine
             continue
         if mine != 1 and mine != theirs:
-            raise ValueError(f"parallelism: {field}={theirs} conflicts with the model's own {field}={mine} "
+            raise ConfigError(f"parallelism: {field}={theirs} conflicts with the model's own {field}={mine} "
                              f"(set when it was built or by with_parallelism); give the same degree or leave it out")
         merged[field] = theirs
     return Parallelism(**merged)
@@ -249,7 +249,7 @@ def check_expert_parallel(par: Parallelism) -> None:
     >>> check_expert_parallel(Parallelism(expert_parallel=8))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    symcost.core.assumptions.AssumptionError: data_parallel must be divisible by expert_parallel (...) (got 1 and 8)
+    symcost.errors.AssumptionError: data_parallel must be divisible by expert_parallel (...) (got 1 and 8)
     """
     check_divides(par.dp, par.ep, "data_parallel must be divisible by expert_parallel (experts are sharded over the "
                   "data-parallel replicas, each split tensor_parallel ways, as Megatron-Core's default "
@@ -277,9 +277,9 @@ def pipeline_stages(num_layers: int, pipeline_parallel: int, first: Optional[int
     """
     L, p = int(num_layers), int(pipeline_parallel)
     if p < 1:
-        raise ValueError(f"pipeline_parallel must be positive, got {p}")
+        raise ConfigError(f"pipeline_parallel must be positive, got {p}")
     if p > L:
-        raise ValueError(f"pipeline_parallel must not exceed num_layers: every stage holds at least one block "
+        raise ConfigError(f"pipeline_parallel must not exceed num_layers: every stage holds at least one block "
                          f"(got {p} stages for {L} layers)")
     if first is None and last is None:
         q, r = divmod(L, p)
@@ -289,17 +289,17 @@ def pipeline_stages(num_layers: int, pipeline_parallel: int, first: Optional[int
         return tuple(stages)
     ends = [n for n in (first, last) if n is not None]
     if p == 1 and ends != [L]:
-        raise ValueError(f"first/last stage layers must equal num_layers ({L}) with one stage, got {ends}")
+        raise ConfigError(f"first/last stage layers must equal num_layers ({L}) with one stage, got {ends}")
     if p == 1:
         return (L,)
     rest, left = L - sum(ends), p - len(ends)
     if left == 0 and rest != 0 or left and rest % left:
-        raise ValueError(f"num_layers - first - last ({rest}) must be divisible by the other {left} pipeline "
+        raise ConfigError(f"num_layers - first - last ({rest}) must be divisible by the other {left} pipeline "
                          f"stages (Megatron-LM's uneven pipeline rule)")
     middle = rest // left if left else 0
     stages = ([first] if first is not None else []) + [middle] * left + ([last] if last is not None else [])
     if min(stages) < 1:
-        raise ValueError(f"every pipeline stage needs at least one block, got {tuple(stages)}")
+        raise ConfigError(f"every pipeline stage needs at least one block, got {tuple(stages)}")
     return tuple(stages)
 
 
@@ -312,17 +312,17 @@ def _split(model: "Model", p: Any, v: Any, stage_layers: Optional[Sequence[int]]
         check_divides(L, p * v, "num_layers must be divisible by pipeline_parallel * interleave")
         return None
     if not numeric:
-        raise ValueError("stage_layers needs a numeric num_layers, pipeline_parallel and interleave")
+        raise ConfigError("stage_layers needs a numeric num_layers, pipeline_parallel and interleave")
     if stage_layers is None:
         split = pipeline_stages(int(L), int(p))
     else:
         split = tuple(stage_layers)
         if (len(split) != int(p) or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in split)
                 or sum(split) != int(L)):
-            raise ValueError(f"stage_layers must be {int(p)} positive ints (one per pipeline stage) adding up to "
+            raise ConfigError(f"stage_layers must be {int(p)} positive ints (one per pipeline stage) adding up to "
                              f"num_layers {int(L)}, got {split}")
     if int(v) > 1 and any(n % int(v) for n in split):
-        raise ValueError(f"interleave ({int(v)}) must divide every pipeline stage's blocks, got stages {split}")
+        raise ConfigError(f"interleave ({int(v)}) must divide every pipeline stage's blocks, got stages {split}")
     return split
 
 
@@ -507,7 +507,7 @@ def check_zero_stage(zero_stage: int, pipeline_parallel: Any) -> None:
     pipeline engine asserts "ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism" and
     Megatron-LM's pipelines run with its distributed optimizer (ZeRO-1) only."""
     if zero_stage >= 2 and pipeline_parallel != 1:
-        raise ValueError(
+        raise ConfigError(
             f"zero_stage={zero_stage} with pipeline_parallel={pipeline_parallel}: ZeRO-2 and ZeRO-3 are "
             "incompatible with pipeline parallelism (DeepSpeed and Megatron-LM run neither); use "
             "zero_stage 0 or 1, or pipeline_parallel=1")
@@ -578,7 +578,7 @@ def _core_ops(rows: list) -> list[tuple[AttentionCore, Any]]:
 def _check_flash(rows: list, model: "Model") -> None:
     for op, _ in _core_ops(rows):
         if not op.flash:
-            raise ValueError(f"prefill_chunk: chunked prefill is modelled with flash attention only (as vLLM and "
+            raise ConfigError(f"prefill_chunk: chunked prefill is modelled with flash attention only (as vLLM and "
                              f"SGLang run it); {model.name} uses eager attention (flash_attention=False)")
 
 
@@ -623,7 +623,7 @@ def _chunk_attention_time(rows: list, prefix: int, count: int, chunk: int, chip:
             extra += n * (sp.Add(*times) - count * base.time)
             continue
         if (sp.sympify(third.compute) - c0 - 2 * c1, sp.sympify(third.memory) - m0 - 2 * m1) != (0, 0):
-            raise ValueError("prefill_chunk: an attention core's time is not affine in its keys")  # pragma: no cover
+            raise ConfigError("prefill_chunk: an attention core's time is not affine in its keys")  # pragma: no cover
         # each chunk's core: max(compute, memory) + its kernels' fixed time, as op_time adds it
         extra += n * (_sum_max_affine(c0, c1, m0, m1, count) + count * sp.sympify(base.overhead) - count * base.time)
     return extra
@@ -711,10 +711,10 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
 
 def _check_chunked(s: Any, chunk: Any, overlap: bool) -> None:
     if chunk is not None and not (s.is_Integer and chunk.is_Integer):
-        raise ValueError(f"prefill_chunk: a chunked prefill needs a numeric seq_len and prefill_chunk "
+        raise ConfigError(f"prefill_chunk: a chunked prefill needs a numeric seq_len and prefill_chunk "
                          f"(got {s} and {chunk}); its TTFT is a sum over ceil(seq_len/prefill_chunk) chunks")
     if chunk is not None and overlap:
-        raise ValueError("prefill_chunk: a chunked prefill with overlap=True is not modelled")
+        raise ConfigError("prefill_chunk: a chunked prefill with overlap=True is not modelled")
 
 
 def _prefill(sharded: "Model", model: "Model", b: Any, s: Any, chunk: Any, datatype: DataType, chip: Hardware,
@@ -776,7 +776,7 @@ def max_batch_size(model: "Model", hardware: Hardware | str, seq_len: Any, dtype
     chunk = _prefill_chunk(prefill_chunk, par.sp)
     q = chunk if (s - chunk).is_nonnegative else s
     if q is not chunk and (s - chunk).is_negative is not True:
-        raise ValueError(f"prefill_chunk: cannot tell whether seq_len {s} exceeds prefill_chunk {chunk}")
+        raise ConfigError(f"prefill_chunk: cannot tell whether seq_len {s} exceeds prefill_chunk {chunk}")
     memory = _memory_expr(model, chip, S.batch_size, s, q, DataType.parse(dtype), par)
     return max_integer(memory, S.batch_size, chip.hbm_capacity)
 
@@ -803,13 +803,13 @@ def max_context(model: "Model", hardware: Hardware | str, batch_size: Any = 1, d
     chip = get_hardware(hardware)
     par = resolve_parallelism(model, parallelism)
     if not par.sp.is_Integer:
-        raise ValueError(f"max_context: sequence_parallel must be a number, got {par.sp}")
+        raise ConfigError(f"max_context: sequence_parallel must be a number, got {par.sp}")
     if prefill_chunk is None:
         step = inference_step(model, chip, batch_size, None, dtype, par)
         return max_integer(step.memory_per_chip, S.seq_len, chip.hbm_capacity, multiple_of=int(par.sp))
     chunk = _prefill_chunk(prefill_chunk, par.sp)
     if chunk is None or not chunk.is_Integer:
-        raise ValueError(f"prefill_chunk must be a number for max_context, got {chunk}")
+        raise ConfigError(f"prefill_chunk must be a number for max_context, got {chunk}")
     b = dim(batch_size, "batch_size")
     datatype = DataType.parse(dtype)
     s, multiple = S.seq_len, int(par.sp)

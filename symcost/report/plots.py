@@ -15,7 +15,7 @@ imported, so those errors come the same with or without it.
 ...     batch_size=1, seq_len=2048, dtype="bf16", hardware="h100")
 >>> plots.roofline(m, "h100", "mlp.jpg")
 Traceback (most recent call last):
-ValueError: roofline: cannot write 'mlp.jpg': the suffix must be .png or .svg or .pdf
+symcost.errors.ConfigError: roofline: cannot write 'mlp.jpg': the suffix must be .png or .svg or .pdf
 >>> plots.roofline(m, "h100", "mlp.png")          # doctest: +SKIP
 PosixPath('mlp.png')
 """
@@ -38,6 +38,7 @@ from ..core.metrics import LayerMetrics
 from ..core.parallelism import Parallelism, ParallelismLike
 from ..core.phase import Phase
 from ..core.sweep import Sweeper
+from ..errors import ConfigError
 from ..hardware import GIGA, TERA, Hardware
 from ..hardware import get as get_hardware
 from ..hardware.timing import op_time
@@ -93,7 +94,7 @@ def _output(path: PathLike, caller: str) -> tuple[Path, str]:
     out = Path(path)
     kind = out.suffix.lower().lstrip(".")
     if kind not in FORMATS:
-        raise ValueError(f"{caller}: cannot write {str(out)!r}: the suffix must be "
+        raise ConfigError(f"{caller}: cannot write {str(out)!r}: the suffix must be "
                          f"{' or '.join('.' + f for f in FORMATS)}")
     return out, kind
 
@@ -102,11 +103,11 @@ def _check_size(size: Any, dpi: Any, caller: str) -> tuple[tuple[float, float], 
     try:
         width, height = (float(x) for x in size)
     except (TypeError, ValueError):
-        raise ValueError(f"{caller}: size must be (width, height) in inches, got {size!r}") from None
+        raise ConfigError(f"{caller}: size must be (width, height) in inches, got {size!r}") from None
     if not (width > 0 and height > 0 and math.isfinite(width) and math.isfinite(height)):
-        raise ValueError(f"{caller}: size must be two positive numbers of inches, got {size!r}")
+        raise ConfigError(f"{caller}: size must be two positive numbers of inches, got {size!r}")
     if isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or not (0 < dpi < math.inf):
-        raise ValueError(f"{caller}: dpi must be a positive number, got {dpi!r}")
+        raise ConfigError(f"{caller}: dpi must be a positive number, got {dpi!r}")
     return (width, height), float(dpi)
 
 
@@ -154,7 +155,7 @@ def _number(value: Any) -> float:
 def _chip(hardware: Hardware | str, caller: str) -> Hardware:
     chip = get_hardware(hardware)
     if chip.is_symbolic:
-        raise ValueError(f"{caller}: hardware must be a numeric chip (a preset name or a Hardware "
+        raise ConfigError(f"{caller}: hardware must be a numeric chip (a preset name or a Hardware "
                          "of numbers), not the symbolic chip")
     return chip
 
@@ -221,7 +222,7 @@ def roofline(metrics: LayerMetrics, hardware: Hardware | str, path: PathLike, *,
     ...                                                  dtype="bf16")        # symbolic chip
     >>> roofline(m, "h100", "norm.png")
     Traceback (most recent call last):
-    ValueError: roofline: the metrics are symbolic in hbm_bandwidth (B_HBM), peak_flops (F),
+    symcost.errors.ConfigError: roofline: the metrics are symbolic in hbm_bandwidth (B_HBM), peak_flops (F),
     vector_flops (F_vec); bind them first, e.g. compute_metrics(..., hardware=...) or
     metrics.evaluate(...) (pass hardware= and dtype= to bind the chip)
     """
@@ -259,19 +260,19 @@ def _roofline_inputs(metrics: LayerMetrics, hardware: Hardware | str,
     unbound = metrics.free_symbols | _free([metrics.peak_flops]) | _free(
         v for op, mult in ops for v in (op.flops, op.hbm_bytes, mult))
     if unbound:
-        raise ValueError(f"roofline: the metrics are symbolic in {_names(unbound)}; bind them first, "
+        raise ConfigError(f"roofline: the metrics are symbolic in {_names(unbound)}; bind them first, "
                          f"e.g. compute_metrics(..., hardware=...) or metrics.evaluate(...)"
                          f"{_hint(unbound)}")
     peak = chip.effective_peak(datatype)
     if sp.sympify(metrics.peak_flops) != peak:
-        raise ValueError(f"roofline: the metrics were timed at {metrics.peak_flops} FLOP/s but "
+        raise ConfigError(f"roofline: the metrics were timed at {metrics.peak_flops} FLOP/s but "
                          f"{chip.name} at {datatype.value} gives {peak}; pass the hardware and dtype "
                          "the metrics were computed with")
     if not ops:
-        raise ValueError("roofline: the metrics carry no ops (a derivative carries none)")
+        raise ConfigError("roofline: the metrics carry no ops (a derivative carries none)")
     points = _roofline_points(metrics, chip, peak, datatype)
     if not points:
-        raise ValueError("roofline: no op has both FLOPs and HBM bytes to place")
+        raise ConfigError("roofline: no op has both FLOPs and HBM bytes to place")
     return chip, datatype, peak, points
 
 
@@ -323,7 +324,7 @@ def _memory_terms(subject: Model | Layer, chip: Hardware, phase: Phase, batch_si
                   datatype: DataType, parallelism: ParallelismLike) -> _MemoryTerms:
     if isinstance(subject, Model):
         if phase.is_training:
-            raise ValueError("memory_vs_seq_len: a Model is charted for serving (phase 'decode' or "
+            raise ConfigError("memory_vs_seq_len: a Model is charted for serving (phase 'decode' or "
                              "'prefill'); see step_breakdown for a training step's memory")
         par = Parallelism.coerce(parallelism)
         step = subject.inference_step(chip, batch_size, None, datatype, par)
@@ -337,7 +338,7 @@ def _memory_terms(subject: Model | Layer, chip: Hardware, phase: Phase, batch_si
         multiple = int(par.sp)
     elif isinstance(subject, Layer):
         if parallelism is not None:
-            raise ValueError("memory_vs_seq_len: a layer carries its own parallelism; build it with "
+            raise ConfigError("memory_vs_seq_len: a layer carries its own parallelism; build it with "
                              "parallelism=... instead of passing one here")
         m = subject.compute_metrics(batch_size, None, phase, datatype, chip)
         terms = (m.weight_memory_per_chip, m.kv_cache_memory_per_chip,
@@ -354,7 +355,7 @@ def _memory_terms(subject: Model | Layer, chip: Hardware, phase: Phase, batch_si
 def _check_only_seq_len(terms: Sequence[Any]) -> None:
     unbound = _free(terms) - {S.seq_len}
     if unbound:
-        raise ValueError(f"memory_vs_seq_len: memory still depends on {_names(unbound)}; give the "
+        raise ConfigError(f"memory_vs_seq_len: memory still depends on {_names(unbound)}; give the "
                          "model or layer numeric shapes (only seq_len may stay a symbol)")
 
 
@@ -383,7 +384,7 @@ def memory_vs_seq_len(model_or_layer: Model | Layer, hardware: Hardware | str, p
     >>> attn = sc.GroupedQueryAttentionLayer(hidden_size=S.hidden_size, num_heads=32, num_kv_heads=8)
     >>> memory_vs_seq_len(attn, "h100", "kv.png")
     Traceback (most recent call last):
-    ValueError: memory_vs_seq_len: memory still depends on hidden_size (h); give the model or
+    symcost.errors.ConfigError: memory_vs_seq_len: memory still depends on hidden_size (h); give the model or
     layer numeric shapes (only seq_len may stay a symbol)
     """
     out, kind = _output(path, "memory_vs_seq_len")
@@ -393,7 +394,7 @@ def memory_vs_seq_len(model_or_layer: Model | Layer, hardware: Hardware | str, p
     datatype = DataType.parse(dtype)
     if max_seq_len is not None and (isinstance(max_seq_len, bool) or not isinstance(max_seq_len, int)
                                     or max_seq_len < 2):
-        raise ValueError(f"memory_vs_seq_len: max_seq_len must be an integer >= 2, got {max_seq_len!r}")
+        raise ConfigError(f"memory_vs_seq_len: max_seq_len must be an integer >= 2, got {max_seq_len!r}")
     terms = _memory_terms(model_or_layer, chip, stage, batch_size, datatype, parallelism)
     best = terms.solution
     if max_seq_len is not None:
@@ -467,7 +468,7 @@ def step_breakdown(step_or_steps: TrainingStep | Sequence[TrainingStep], path: P
     >>> step = models.get("llama-3-8b").training_step("h100", seq_len=S.seq_len, global_batch=8)
     >>> step_breakdown(step, "step.svg")
     Traceback (most recent call last):
-    ValueError: step_breakdown: step 1 is symbolic in seq_len (s); build it with numbers
+    symcost.errors.ConfigError: step_breakdown: step 1 is symbolic in seq_len (s); build it with numbers
     """
     out, kind = _output(path, "step_breakdown")
     (width, height), dpi = _check_size(size, dpi, "step_breakdown")
@@ -478,7 +479,7 @@ def step_breakdown(step_or_steps: TrainingStep | Sequence[TrainingStep], path: P
     else:
         names = [str(x) for x in labels]
         if len(names) != len(steps):
-            raise ValueError(f"step_breakdown: {len(names)} labels for {len(steps)} steps")
+            raise ConfigError(f"step_breakdown: {len(names)} labels for {len(steps)} steps")
     fig = _figure((width, height), dpi)
     ax_time, ax_mem = fig.subplots(1, 2)
     x = np.arange(len(steps))
@@ -504,7 +505,7 @@ def step_breakdown(step_or_steps: TrainingStep | Sequence[TrainingStep], path: P
 def _step_rows(steps: list) -> list[dict[str, float]]:
     """Each step's :meth:`~symcost.step.TrainingStep.breakdown` as numbers, or a one-line error."""
     if not steps:
-        raise ValueError("step_breakdown: no steps given")
+        raise ConfigError("step_breakdown: no steps given")
     rows = []
     for i, step in enumerate(steps, 1):
         if not isinstance(step, TrainingStep):
@@ -512,7 +513,7 @@ def _step_rows(steps: list) -> list[dict[str, float]]:
         parts = step.breakdown()
         unbound = _free(parts.values())
         if unbound:
-            raise ValueError(f"step_breakdown: step {i} is symbolic in {_names(unbound)}; "
+            raise ConfigError(f"step_breakdown: step {i} is symbolic in {_names(unbound)}; "
                              "build it with numbers")
         rows.append({k: _number(v) for k, v in parts.items()})
     return rows
