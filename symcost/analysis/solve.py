@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Literal, Optional
 
 import sympy as sp
 
-from ..core import symbols as S
+from ..core import symbols as sym
 from ..core._expr import as_expr, exact
 from ..errors import ConfigError, SolveError, UnboundSymbolError
 
@@ -76,9 +76,9 @@ class IntegerSolution:
         return tuple((value, condition) for value, condition in piecewise.args)
 
     def _repr_latex_(self) -> str:
-        name = sp.latex(self.symbol, symbol_names=S.latex_names())
+        name = sp.latex(self.symbol, symbol_names=sym.latex_names())
         if self.closed_form is not None:
-            root = sp.latex(self.closed_form, symbol_names=S.latex_names())
+            root = sp.latex(self.closed_form, symbol_names=sym.latex_names())
             return f"${name}_{{\\max}} = \\left\\lfloor {root} \\right\\rfloor$"
         return f"${name}_{{\\max}} = {self.value if self.value is not None else self.status}$"
 
@@ -106,7 +106,7 @@ def _limit(limit: Any) -> sp.Expr:
 
 def _symbol(symbol: Any) -> sp.Symbol:
     if isinstance(symbol, str):
-        return S.lookup(symbol)
+        return sym.lookup(symbol)
     if not isinstance(symbol, sp.Symbol):
         raise ConfigError(f"symbol must be a SymPy symbol or a canonical name, got {symbol!r}")
     return symbol

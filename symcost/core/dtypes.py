@@ -15,7 +15,7 @@ from typing import Any, Union
 import sympy as sp
 
 from ..errors import ConfigError
-from . import symbols as S
+from . import symbols as sym
 from ._expr import as_expr
 
 __all__ = ["DataType", "DtypeLike", "bytes_per_element"]
@@ -95,7 +95,7 @@ def bytes_per_element(dtype: DtypeLike) -> sp.Expr:
     (1, e)
     """
     if dtype is None:
-        return S.dtype_bytes
+        return sym.dtype_bytes
     if isinstance(dtype, (DataType, str)):
         return DataType.parse(dtype).bytes
     expr = as_expr(dtype, "dtype")

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import sympy as sp
 
 from ..errors import ConfigError, UnboundSymbolError
-from . import symbols as S
+from . import symbols as sym
 from ._expr import Value, as_expr, exact, total
 from .assumptions import Assumption, check_all, merge
 from .binding import Chip, time_model
@@ -51,15 +51,15 @@ METRIC_FIELDS = (
 )
 """The expression-valued fields of :class:`LayerMetrics`, in display order."""
 
-_HARDWARE_SYMBOLS = {S.peak_flops, S.vector_flops, S.hbm_capacity, S.hbm_bandwidth,
-                     S.scale_up_bandwidth, S.scale_up_domain, S.scale_out_bandwidth,
-                     S.collective_latency} | set()
-_MODEL_SYMBOLS = {S.compute_units, S.matmul_efficiency, S.matmul_efficiency_8bit,
-                  S.memory_efficiency, S.attention_memory_efficiency, S.attention_efficiency,
-                  S.network_efficiency, S.kernel_time, S.launch_time, S.collective_base_latency,
-                  S.step_overhead, S.collective_overhead}
+_HARDWARE_SYMBOLS = {sym.peak_flops, sym.vector_flops, sym.hbm_capacity, sym.hbm_bandwidth,
+                     sym.scale_up_bandwidth, sym.scale_up_domain, sym.scale_out_bandwidth,
+                     sym.collective_latency} | set()
+_MODEL_SYMBOLS = {sym.compute_units, sym.matmul_efficiency, sym.matmul_efficiency_8bit,
+                  sym.memory_efficiency, sym.attention_memory_efficiency, sym.attention_efficiency,
+                  sym.network_efficiency, sym.kernel_time, sym.launch_time, sym.collective_base_latency,
+                  sym.step_overhead, sym.collective_overhead}
 """The efficiency model's symbols (the realistic symbolic chip, docs/conventions.md §17)."""
-_HARDWARE_SYMBOLS |= _MODEL_SYMBOLS | {S.peak_flops_16bit}
+_HARDWARE_SYMBOLS |= _MODEL_SYMBOLS | {sym.peak_flops_16bit}
 
 BOUNDS = {"compute_time": "compute", "memory_time": "memory", "comm_time": "communication"}
 
@@ -110,7 +110,7 @@ class LayerMetrics:
     comm_time: Value = 0
     latency: Value = 0
     collectives: tuple[Collective, ...] = ()
-    peak_flops: Value = dataclasses.field(default=S.peak_flops, repr=False)
+    peak_flops: Value = dataclasses.field(default=sym.peak_flops, repr=False)
     op_source: Any = dataclasses.field(default=(), repr=False, compare=False)
     """The ops as ``(op, multiplicity)`` pairs, or a function producing them on first use."""
     assumptions: tuple[Assumption, ...] = ()
@@ -295,7 +295,7 @@ class LayerMetrics:
         """
         table = _substitutions(mapping, values)
         if dtype is not None:
-            table.setdefault(S.dtype_bytes, DataType.parse(dtype).bytes)
+            table.setdefault(sym.dtype_bytes, DataType.parse(dtype).bytes)
         if hardware is not None:
             if dtype is None:
                 raise ConfigError("subs: binding hardware needs dtype= (it picks the peak FLOP/s)")
@@ -341,7 +341,7 @@ class LayerMetrics:
         result = self.subs(mapping, hardware=hardware, dtype=dtype, **values)
         left = result.free_symbols
         if left:
-            names = ", ".join(sorted(S.describe(s) for s in left))
+            names = ", ".join(sorted(sym.describe(s) for s in left))
             hint = ""
             if left & _HARDWARE_SYMBOLS:
                 hint = " (pass hardware= and dtype= to bind the chip)"
@@ -421,7 +421,7 @@ def _resolve_key(key: Any) -> sp.Symbol:
     if isinstance(key, sp.Symbol):
         return key
     if isinstance(key, str):
-        return S.lookup(key)
+        return sym.lookup(key)
     raise ConfigError(f"substitution keys must be symbols or canonical names, got {key!r}")
 
 

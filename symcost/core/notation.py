@@ -19,14 +19,14 @@ from typing import Any, Mapping, Sequence
 import sympy as sp
 
 from ..errors import ConfigError
-from . import symbols as S
+from . import symbols as sym
 from ._expr import Value, as_expr
 
 __all__ = ["NOTATIONS", "LABELS", "names", "label", "text", "present", "expression", "aligned"]
 
 # -- notations ------------------------------------------------------------------------------------
 
-MEGATRON: dict[sp.Symbol, str] = S.latex_names()
+MEGATRON: dict[sp.Symbol, str] = sym.latex_names()
 
 # NB: "How to Scale Your Model" (Austin et al. 2025, jax-ml.github.io/scaling-book, chapter
 # "All the Transformer Math You Need to Know") names
@@ -36,15 +36,15 @@ MEGATRON: dict[sp.Symbol, str] = S.latex_names()
 # Megatron-style LaTeX.
 SCALING_BOOK: dict[sp.Symbol, str] = {
     **MEGATRON,
-    S.batch_size: "B",
-    S.seq_len: "T",
-    S.hidden_size: "D",
-    S.intermediate_size: "F",
-    S.num_heads: "N",
-    S.num_kv_heads: "K",
-    S.head_dim: "H",
-    S.num_layers: "L",
-    S.vocab_size: "V",
+    sym.batch_size: "B",
+    sym.seq_len: "T",
+    sym.hidden_size: "D",
+    sym.intermediate_size: "F",
+    sym.num_heads: "N",
+    sym.num_kv_heads: "K",
+    sym.head_dim: "H",
+    sym.num_layers: "L",
+    sym.vocab_size: "V",
 }
 
 NOTATIONS: Mapping[str, Mapping[sp.Symbol, str]] = MappingProxyType({

@@ -26,7 +26,7 @@ from typing import Any, Literal, Optional, Union
 import sympy as sp
 from pydantic import field_validator, model_validator
 
-from ..core import symbols as S
+from ..core import symbols as sym
 from ..core._expr import check_divides
 from ..core.assumptions import Assumption, record
 from ..core.dtypes import DataType
@@ -39,8 +39,8 @@ __all__ = ["AttentionLayer", "GroupedQueryAttentionLayer"]
 class _Attention(Layer):
     """What MHA and GQA share; ``kv_heads`` is the only difference."""
 
-    hidden_size: Dim = S.hidden_size
-    num_heads: Dim = S.num_heads
+    hidden_size: Dim = sym.hidden_size
+    num_heads: Dim = sym.num_heads
     head_dim: Optional[Dim] = None
     flash_attention: bool = True
     causal: bool = False
@@ -243,7 +243,7 @@ class GroupedQueryAttentionLayer(_Attention):
     """Grouped-query attention: ``num_kv_heads`` K/V heads shared by groups of query heads
     (multi-query attention at ``num_kv_heads=1``)."""
 
-    num_kv_heads: Dim = S.num_kv_heads
+    num_kv_heads: Dim = sym.num_kv_heads
 
     @property
     def kv_heads(self) -> sp.Expr:

@@ -17,7 +17,7 @@ import sympy
 import sympy as sp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
-from ..core import symbols as S
+from ..core import symbols as sym
 from ..core._expr import check_divides, dim
 from ..core.assumptions import Assumption, collecting, merge
 from ..core.binding import Chip, time_model
@@ -287,8 +287,8 @@ class Layer(BaseModel):
         chip = time_model().resolve(hardware)
         datatype = DataType.parse(dtype) if isinstance(dtype, (DataType, str)) else None
         ctx = Context(
-            batch_size=S.batch_size if batch_size is None else dim(batch_size, "batch_size"),
-            seq_len=S.seq_len if seq_len is None else dim(seq_len, "seq_len"),
+            batch_size=sym.batch_size if batch_size is None else dim(batch_size, "batch_size"),
+            seq_len=sym.seq_len if seq_len is None else dim(seq_len, "seq_len"),
             phase=Phase.parse(phase),
             dtype_bytes=bytes_per_element(dtype),
             parallelism=self.parallelism,
@@ -378,7 +378,7 @@ class _Template:
         collectives = tuple(
             dataclasses.replace(c, payload_bytes=payload)
             for c, payload in zip(self.symbolic.collectives, values[n:]))
-        point = {S.batch_size: sp.Integer(b), S.seq_len: sp.Integer(s)}
+        point = {sym.batch_size: sp.Integer(b), sym.seq_len: sp.Integer(s)}
         symbolic = self.symbolic
         return LayerMetrics(
             phase=symbolic.phase, collectives=collectives, peak_flops=symbolic.peak_flops,
@@ -389,9 +389,9 @@ class _Template:
 @functools.lru_cache(maxsize=256)
 def _template(layer: Layer, phase: Phase, datatype: DataType, recompute: Recompute, chip: Chip,
               overlap: bool) -> _Template:
-    ctx = Context(batch_size=S.batch_size, seq_len=S.seq_len, phase=phase,
+    ctx = Context(batch_size=sym.batch_size, seq_len=sym.seq_len, phase=phase,
                   dtype_bytes=datatype.bytes, parallelism=layer.parallelism, recompute=recompute)
     symbolic = layer._metrics(ctx, chip, datatype, overlap)
     exprs = [sp.sympify(getattr(symbolic, f)) for f in METRIC_FIELDS]
     exprs += [sp.sympify(c.payload_bytes) for c in symbolic.collectives]
-    return _Template(symbolic, compile_exact([S.batch_size, S.seq_len], exprs))
+    return _Template(symbolic, compile_exact([sym.batch_size, sym.seq_len], exprs))

@@ -21,7 +21,7 @@ from typing import Optional
 import sympy as sp
 from pydantic import model_validator
 
-from ..core import symbols as S
+from ..core import symbols as sym
 from ..core._expr import check_divides
 from ..core.ops import DROPOUT_MASK_BYTES, VECTOR_FLOPS, Collective, Matmul, Vector, dropout
 from .base import Context, Dim, Layer
@@ -39,8 +39,8 @@ class EmbeddingLayer(Layer):
     Parameters ``V*h + P*h``; no matmul FLOPs (a lookup); the positions add one FLOP per element.
     """
 
-    vocab_size: Dim = S.vocab_size
-    hidden_size: Dim = S.hidden_size
+    vocab_size: Dim = sym.vocab_size
+    hidden_size: Dim = sym.hidden_size
     max_positions: Optional[Dim] = None
     dropout: bool = False
 
@@ -91,8 +91,8 @@ class LMHeadLayer(Layer):
     logit (softmax) forward. Inference: logits of the last token of each sequence (``b`` rows).
     """
 
-    vocab_size: Dim = S.vocab_size
-    hidden_size: Dim = S.hidden_size
+    vocab_size: Dim = sym.vocab_size
+    hidden_size: Dim = sym.hidden_size
     tied: bool = False
 
     @model_validator(mode="after")

@@ -58,7 +58,7 @@ from typing import Optional
 import sympy as sp
 from pydantic import model_validator
 
-from ..core import symbols as S
+from ..core import symbols as sym
 from ..core._expr import check_divides
 from ..core.ops import VECTOR_FLOPS, AttentionCore, Matmul, Op, Vector, dropout
 from ..errors import ConfigError
@@ -121,8 +121,8 @@ class MLALayer(Layer):
     True
     """
 
-    hidden_size: Dim = S.hidden_size
-    num_heads: Dim = S.num_heads
+    hidden_size: Dim = sym.hidden_size
+    num_heads: Dim = sym.num_heads
     q_lora_rank: Optional[Dim] = None
     kv_lora_rank: Dim
     qk_nope_head_dim: Dim

@@ -23,7 +23,7 @@ from typing import Literal
 import sympy as sp
 from pydantic import model_validator
 
-from ..core import symbols as S
+from ..core import symbols as sym
 from ..core._expr import check_divides
 from ..core.ops import DROPOUT_MASK_BYTES, VECTOR_FLOPS, Matmul, Vector, dropout
 from .base import Context, Dim, Layer
@@ -41,8 +41,8 @@ class MLPLayer(Layer):
     the output in training.
     """
 
-    hidden_size: Dim = S.hidden_size
-    intermediate_size: Dim = S.intermediate_size
+    hidden_size: Dim = sym.hidden_size
+    intermediate_size: Dim = sym.intermediate_size
     num_projections: Literal[2, 3] = 2
     activation: Activation = "gelu"
     bias: bool = False

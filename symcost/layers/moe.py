@@ -40,7 +40,7 @@ from typing import Annotated, Any, Optional
 import sympy as sp
 from pydantic import BeforeValidator, ValidationInfo, model_validator
 
-from ..core import symbols as S
+from ..core import symbols as sym
 from ..core._expr import as_expr, check_divides
 from ..core.ops import VECTOR_FLOPS, Collective, Matmul, Op, Vector
 from ..errors import ConfigError
@@ -104,8 +104,8 @@ class MoELayer(Layer):
     0
     """
 
-    hidden_size: Dim = S.hidden_size
-    expert_intermediate_size: Dim = S.intermediate_size
+    hidden_size: Dim = sym.hidden_size
+    expert_intermediate_size: Dim = sym.intermediate_size
     num_experts: Dim
     top_k: Dim
     num_shared_experts: Count = _ZERO

@@ -17,7 +17,7 @@ from typing import Literal
 
 import sympy as sp
 
-from ..core import symbols as S
+from ..core import symbols as sym
 from ..core.ops import VECTOR_FLOPS, Vector
 from .base import Context, Dim, Layer
 
@@ -27,7 +27,7 @@ __all__ = ["NormLayer"]
 class NormLayer(Layer):
     """``kind="layernorm"`` (scale and shift) or ``"rmsnorm"`` (scale only) over ``hidden_size``."""
 
-    hidden_size: Dim = S.hidden_size
+    hidden_size: Dim = sym.hidden_size
     kind: Literal["layernorm", "rmsnorm"] = "layernorm"
 
     @property

@@ -22,7 +22,7 @@ from typing import Any, Callable, Literal, Optional, Sequence, Union
 import sympy as sp
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from ..core import symbols as S
+from ..core import symbols as sym
 from ..core._expr import dim, exact
 from ..core.dtypes import DtypeLike
 from ..core.metrics import LayerMetrics
@@ -254,8 +254,8 @@ class Model(BaseModel):
     # -- builders ----------------------------------------------------------------------------
 
     @classmethod
-    def gpt(cls, hidden_size: Any = S.hidden_size, num_heads: Any = S.num_heads,
-            num_layers: Any = S.num_layers, vocab_size: Any = S.vocab_size,
+    def gpt(cls, hidden_size: Any = sym.hidden_size, num_heads: Any = sym.num_heads,
+            num_layers: Any = sym.num_layers, vocab_size: Any = sym.vocab_size,
             intermediate_size: Any = None, seq_len: Any = 2048, parallelism: ParallelismLike = None,
             flash_attention: bool = False, dropout: bool = True, tied: bool = True,
             causal: Optional[bool] = None, name: str = "gpt") -> "Model":
@@ -287,9 +287,9 @@ class Model(BaseModel):
         )
 
     @classmethod
-    def llama(cls, hidden_size: Any = S.hidden_size, num_heads: Any = S.num_heads,
-              num_kv_heads: Any = S.num_kv_heads, num_layers: Any = S.num_layers,
-              vocab_size: Any = S.vocab_size, intermediate_size: Any = S.intermediate_size,
+    def llama(cls, hidden_size: Any = sym.hidden_size, num_heads: Any = sym.num_heads,
+              num_kv_heads: Any = sym.num_kv_heads, num_layers: Any = sym.num_layers,
+              vocab_size: Any = sym.vocab_size, intermediate_size: Any = sym.intermediate_size,
               head_dim: Any = None, parallelism: ParallelismLike = None, tied: bool = False,
               attention_bias: Union[bool, Literal["qkv"]] = False, flash_attention: bool = True,
               kv_cache_dtype: Optional[str] = None, causal: Optional[bool] = None,

@@ -47,7 +47,7 @@ from typing import Any, Optional, Sequence, cast
 
 import sympy as sp
 
-from ..core import symbols as S
+from ..core import symbols as sym
 from ..core._expr import check_divides, dim, exact
 from ..core.dtypes import DataType
 from ..core.metrics import LayerMetrics
@@ -681,8 +681,8 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
     check_expert_parallel(par)
     split = _split(model, par.pp, 1, stage_layers)
     datatype = DataType.parse(dtype)
-    b, s = (S.batch_size if batch_size is None else dim(batch_size, "batch_size"),
-            S.seq_len if seq_len is None else dim(seq_len, "seq_len"))
+    b, s = (sym.batch_size if batch_size is None else dim(batch_size, "batch_size"),
+            sym.seq_len if seq_len is None else dim(seq_len, "seq_len"))
     chunk = _prefill_chunk(prefill_chunk, par.sp)
     _check_chunked(s, chunk, overlap)
     p = par.pp
@@ -770,15 +770,15 @@ def max_batch_size(model: "Model", hardware: Hardware | str, seq_len: Any, dtype
     chip = get_hardware(hardware)
     if prefill_chunk is None:
         step = inference_step(model, chip, None, seq_len, dtype, parallelism)
-        return max_integer(step.memory_per_chip, S.batch_size, chip.hbm_capacity)
+        return max_integer(step.memory_per_chip, sym.batch_size, chip.hbm_capacity)
     par = resolve_parallelism(model, parallelism)
     s = dim(seq_len, "seq_len")
     chunk = _prefill_chunk(prefill_chunk, par.sp)
     q = chunk if (s - chunk).is_nonnegative else s
     if q is not chunk and (s - chunk).is_negative is not True:
         raise ConfigError(f"prefill_chunk: cannot tell whether seq_len {s} exceeds prefill_chunk {chunk}")
-    memory = _memory_expr(model, chip, S.batch_size, s, q, DataType.parse(dtype), par)
-    return max_integer(memory, S.batch_size, chip.hbm_capacity)
+    memory = _memory_expr(model, chip, sym.batch_size, s, q, DataType.parse(dtype), par)
+    return max_integer(memory, sym.batch_size, chip.hbm_capacity)
 
 
 def max_context(model: "Model", hardware: Hardware | str, batch_size: Any = 1, dtype: Any = "bf16",
@@ -806,13 +806,13 @@ def max_context(model: "Model", hardware: Hardware | str, batch_size: Any = 1, d
         raise ConfigError(f"max_context: sequence_parallel must be a number, got {par.sp}")
     if prefill_chunk is None:
         step = inference_step(model, chip, batch_size, None, dtype, par)
-        return max_integer(step.memory_per_chip, S.seq_len, chip.hbm_capacity, multiple_of=int(par.sp))
+        return max_integer(step.memory_per_chip, sym.seq_len, chip.hbm_capacity, multiple_of=int(par.sp))
     chunk = _prefill_chunk(prefill_chunk, par.sp)
     if chunk is None or not chunk.is_Integer:
         raise ConfigError(f"prefill_chunk must be a number for max_context, got {chunk}")
     b = dim(batch_size, "batch_size")
     datatype = DataType.parse(dtype)
-    s, multiple = S.seq_len, int(par.sp)
+    s, multiple = sym.seq_len, int(par.sp)
     whole = _memory_expr(model, chip, b, s, s, datatype, par)
     short = max_integer(whole, s, chip.hbm_capacity, upper=int(chunk), multiple_of=multiple)
     if short.value is None or short.value < chunk:

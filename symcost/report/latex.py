@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, Union
 
 import sympy as sp
 
-from ..core import symbols as S
+from ..core import symbols as sym
 from ..core._expr import Value
 from ..core.metrics import METRIC_FIELDS, LayerMetrics
 from ..core.notation import NOTATIONS as NOTATIONS
@@ -263,8 +263,8 @@ def macro_name(name: str) -> str:
     >>> macro_name("batch_size"), macro_name("tp")
     ('\\scBatchSize', '\\scTp')
     """
-    if name not in S.TABLE:
-        raise ConfigError(f"unknown symbol {name!r}; known: {', '.join(S.TABLE)}")
+    if name not in sym.TABLE:
+        raise ConfigError(f"unknown symbol {name!r}; known: {', '.join(sym.TABLE)}")
     return "\\sc" + "".join(part.capitalize() for part in re.split(r"[^A-Za-z]+", name) if part)
 
 
@@ -278,24 +278,24 @@ def macros(notation: str = "megatron") -> str:
     """
     names = _names(notation)
     return "\n".join(f"\\newcommand{{{macro_name(row.name)}}}{{\\ensuremath{{{names[row.symbol]}}}}}"
-                     for row in S.TABLE.values())
+                     for row in sym.TABLE.values())
 
 
-def _rows_for(symbols: Iterable[sp.Symbol | str] | None) -> list[S.SymbolInfo]:
+def _rows_for(symbols: Iterable[sp.Symbol | str] | None) -> list[sym.SymbolInfo]:
     if symbols is None:
-        return list(S.TABLE.values())
+        return list(sym.TABLE.values())
     wanted = set()
     unknown = []
     for item in symbols:
-        row = S.TABLE.get(item) if isinstance(item, str) else S.info(item)
+        row = sym.TABLE.get(item) if isinstance(item, str) else sym.info(item)
         if row is None:
             unknown.append(str(item))
         else:
             wanted.add(row.name)
     if unknown:
         raise ConfigError(f"glossary: not canonical symbols: {', '.join(sorted(unknown))}; "
-                         f"known: {', '.join(S.TABLE)}")
-    return [row for row in S.TABLE.values() if row.name in wanted]
+                         f"known: {', '.join(sym.TABLE)}")
+    return [row for row in sym.TABLE.values() if row.name in wanted]
 
 
 def glossary(symbols: Iterable[sp.Symbol | str] | None = None, notation: str = "megatron") -> str:
@@ -324,7 +324,7 @@ def _used_symbols(values: Iterable[Any]) -> set[sp.Symbol]:
     used: set[sp.Symbol] = set()
     for v in values:
         if isinstance(v, sp.Basic):
-            used |= {s for s in v.free_symbols if S.info(s) is not None}
+            used |= {s for s in v.free_symbols if sym.info(s) is not None}
     return used
 
 

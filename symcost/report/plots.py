@@ -32,7 +32,7 @@ import numpy as np
 import sympy as sp
 
 from ..analysis.solve import IntegerSolution, max_integer
-from ..core import symbols as S
+from ..core import symbols as sym
 from ..core.dtypes import DataType, DtypeLike
 from ..core.metrics import LayerMetrics
 from ..core.parallelism import Parallelism, ParallelismLike
@@ -138,12 +138,12 @@ def _free(values: Iterable[Any]) -> set[sp.Symbol]:
 
 
 def _names(symbols: Iterable[sp.Symbol]) -> str:
-    return ", ".join(sorted(S.describe(s) for s in symbols))
+    return ", ".join(sorted(sym.describe(s) for s in symbols))
 
 
 def _hint(symbols: set[sp.Symbol]) -> str:
-    chip = {S.peak_flops, S.vector_flops, S.hbm_capacity, S.hbm_bandwidth, S.scale_up_bandwidth,
-            S.scale_up_domain, S.scale_out_bandwidth, S.collective_latency}
+    chip = {sym.peak_flops, sym.vector_flops, sym.hbm_capacity, sym.hbm_bandwidth, sym.scale_up_bandwidth,
+            sym.scale_up_domain, sym.scale_out_bandwidth, sym.collective_latency}
     return " (pass hardware= and dtype= to bind the chip)" if symbols & chip else ""
 
 
@@ -345,7 +345,7 @@ def _memory_terms(subject: Model | Layer, chip: Hardware, phase: Phase, batch_si
                  m.activation_memory_per_chip, m.memory_per_chip)
         _check_only_seq_len(terms)
         multiple = int(subject.parallelism.sp)
-        solution = max_integer(terms[3], S.seq_len, chip.hbm_capacity, multiple_of=multiple)
+        solution = max_integer(terms[3], sym.seq_len, chip.hbm_capacity, multiple_of=multiple)
     else:
         raise TypeError(f"memory_vs_seq_len: expected a Model or a Layer, got {type(subject).__name__}")
     name = subject.name or type(subject).__name__  # layers may be unnamed
@@ -353,7 +353,7 @@ def _memory_terms(subject: Model | Layer, chip: Hardware, phase: Phase, batch_si
 
 
 def _check_only_seq_len(terms: Sequence[Any]) -> None:
-    unbound = _free(terms) - {S.seq_len}
+    unbound = _free(terms) - {sym.seq_len}
     if unbound:
         raise ConfigError(f"memory_vs_seq_len: memory still depends on {_names(unbound)}; give the "
                          "model or layer numeric shapes (only seq_len may stay a symbol)")
