@@ -225,3 +225,19 @@ def test_lm_head_gathers_sequence_parallel_states_in_prefill():
     m = head.compute_metrics(batch_size=2, seq_len=64, phase="prefill", dtype="bf16")
     kinds = [(c.kind, c.payload_bytes) for c in m.collectives]
     assert ("all_gather", 2 * 64 * 1024 * 2) in kinds
+
+
+def test_preset_files_cite_every_number():
+    """Every preset is a data file (models/presets/<name>.json) naming its builder, its source, and a
+    source beside every number; the index lists each file once."""
+    from importlib import resources
+
+    folder = resources.files("symcost.models").joinpath("presets")
+    listed = json.loads(folder.joinpath("index.json").read_text())["presets"]
+    assert listed == models.names() and len(set(listed)) == len(listed)
+    files = sorted(p.name for p in folder.iterdir() if p.name.endswith(".json") and p.name != "index.json")
+    assert files == sorted(f"{n}.json" for n in listed)
+    for name in listed:
+        data = json.loads(folder.joinpath(f"{name}.json").read_text())
+        assert data["name"] == name and data["source"] and data["builder"] in ("llama", "gpt", "mixtral", "deepseek_v3")
+        assert all(entry["source"] for entry in data["fields"].values()), name

@@ -1,7 +1,7 @@
 """Stage 4: whole models: :class:`~symcost.models.model.Model` and
 :class:`~symcost.models.model.TransformerBlock`, the builders of MoE models
-(:mod:`~symcost.models.builders`), the presets and the Hugging Face ``config.json`` loader
-(:mod:`~symcost.models.hf`).
+(:mod:`~symcost.models.builders`), the presets as data files (:mod:`~symcost.models.registry`)
+and the Hugging Face ``config.json`` loader (:mod:`~symcost.models.hf`).
 
 >>> from symcost import models
 >>> models.get("llama-3-8b").parameter_count
@@ -12,11 +12,11 @@ from .hf import COST_FREE as COST_FREE
 from .hf import COST_FREE_FOR as COST_FREE_FOR
 from .hf import HF_ACTIVATIONS as HF_ACTIVATIONS
 from .hf import MODELLED as MODELLED
-from .hf import PRESETS as PRESETS
 from .hf import ConfigError as ConfigError
 from .hf import from_hf_config as from_hf_config
-from .hf import get as get
-from .hf import names as names
+from .registry import PRESETS as PRESETS
+from .registry import get as get
+from .registry import names as names
 
 __all__ = ["get", "names", "from_hf_config", "PRESETS", "ConfigError", "MODELLED", "COST_FREE",
            "COST_FREE_FOR", "HF_ACTIVATIONS"]

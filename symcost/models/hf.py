@@ -1,100 +1,16 @@
-"""Model presets and the Hugging Face ``config.json`` loader.
-
-Each preset is built from its published configuration (the model's ``config.json`` on the
-Hugging Face Hub, or the paper for GPT-3); ``tests/test_models.py`` checks every parameter count
-against the published figure.
-
->>> from symcost import models
->>> models.get("llama-3-8b").parameter_count
-8030261248
->>> models.get("Llama-2-7B").parameter_count
-6738415616
-"""
+"""The Hugging Face ``config.json`` loader: :func:`from_hf_config` builds a :class:`Model` from a
+checkpoint's configuration, every key modelled, known cost-free, or refused."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from ..errors import ConfigError
 from .model import Model
 
-__all__ = ["get", "names", "from_hf_config", "PRESETS", "ConfigError", "MODELLED", "COST_FREE",
-           "COST_FREE_FOR", "HF_ACTIVATIONS"]
-
-
-def _llama(name: str, **config: Any) -> Callable[..., Model]:
-    return lambda **kw: Model.llama(name=name, **config, **kw)
-
-
-# Configurations from each model's config.json (hidden_size, num_attention_heads,
-# num_key_value_heads, num_hidden_layers, vocab_size, intermediate_size, tie_word_embeddings,
-# sliding_window). Each preset builder takes ``causal`` (None: the kernel's default, see
-# :func:`symcost.model.resolve_causal`: every preset but gpt3-175b runs flash attention, so
-# counts only the unmasked pairs; gpt3-175b is Megatron-LM 2021's eager attention, full s^2).
-PRESETS: dict[str, Callable[..., Model]] = {
-    "llama-2-7b": _llama("llama-2-7b", hidden_size=4096, num_heads=32, num_kv_heads=32, num_layers=32,
-                         vocab_size=32000, intermediate_size=11008),
-    "llama-2-70b": _llama("llama-2-70b", hidden_size=8192, num_heads=64, num_kv_heads=8, num_layers=80,
-                          vocab_size=32000, intermediate_size=28672),
-    "llama-3-8b": _llama("llama-3-8b", hidden_size=4096, num_heads=32, num_kv_heads=8, num_layers=32,
-                         vocab_size=128256, intermediate_size=14336),
-    "llama-3-70b": _llama("llama-3-70b", hidden_size=8192, num_heads=64, num_kv_heads=8, num_layers=80,
-                          vocab_size=128256, intermediate_size=28672),
-    "llama-3.1-405b": _llama("llama-3.1-405b", hidden_size=16384, num_heads=128, num_kv_heads=8,
-                             num_layers=126, vocab_size=128256, intermediate_size=53248),
-    # mistralai/Mistral-7B-v0.1 config.json: "sliding_window": 4096
-    "mistral-7b": _llama("mistral-7b", hidden_size=4096, num_heads=32, num_kv_heads=8, num_layers=32,
-                         vocab_size=32000, intermediate_size=14336, window=4096),
-    "qwen2.5-72b": _llama("qwen2.5-72b", hidden_size=8192, num_heads=64, num_kv_heads=8, num_layers=80,
-                          vocab_size=152064, intermediate_size=29568, attention_bias="qkv"),
-    "mixtral-8x7b": lambda **kw: _moe().mixtral(name="mixtral-8x7b", hidden_size=4096, num_heads=32,
-                                                num_kv_heads=8, num_layers=32, vocab_size=32000,
-                                                intermediate_size=14336, num_experts=8, top_k=2, **kw),
-    "deepseek-v3": lambda **kw: _moe().deepseek_v3(
-        name="deepseek-v3", hidden_size=7168, num_heads=128, num_layers=61, vocab_size=129280,
-        intermediate_size=18432, moe_intermediate_size=2048, num_experts=256, top_k=8, num_shared_experts=1,
-        first_dense_layers=3, q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64,
-        v_head_dim=128, **kw),
-    # GPT-3 175B as Megatron-LM trains it (Narayanan et al. 2021): 96 layers, h = 12288, 96 heads,
-    # learned positions for 2048 tokens, vocabulary padded to 51200, tied embeddings.
-    "gpt3-175b": lambda **kw: Model.gpt(name="gpt3-175b", hidden_size=12288, num_heads=96, num_layers=96,
-                                        vocab_size=51200, seq_len=2048, **kw),
-}
-
-def _moe():
-    from . import builders as model_moe
-
-    return model_moe
-
-
-_CACHE: dict[tuple[str, Optional[bool]], Model] = {}
-
-
-def _key(name: str) -> str:
-    return name.strip().lower().replace("_", "-")
-
-
-def names() -> list[str]:
-    """The preset names."""
-    return list(PRESETS)
-
-
-def get(name: str, causal: Optional[bool] = None) -> Model:
-    """A preset by name (case-insensitive); ``ValueError`` listing the known names otherwise.
-
-    ``causal`` as in :func:`symcost.model.resolve_causal`: ``None`` follows the preset's kernel
-    (flash, so causal, for all but the eager ``gpt3-175b``).
-    """
-    key = _key(name)
-    if key not in PRESETS:
-        raise ConfigError(f"models: unknown model {name!r}; known: {', '.join(PRESETS)}")
-    if causal is not None and not isinstance(causal, bool):
-        raise ConfigError(f"causal must be True, False or None, got {causal!r}")
-    if (key, causal) not in _CACHE:
-        _CACHE[key, causal] = PRESETS[key]() if causal is None else PRESETS[key](causal=causal)
-    return _CACHE[key, causal]
+__all__ = ["from_hf_config", "ConfigError", "MODELLED", "COST_FREE", "COST_FREE_FOR", "HF_ACTIVATIONS"]
 
 
 _SUPPORTED = ("llama", "mistral", "mixtral", "qwen2", "deepseek_v3")
