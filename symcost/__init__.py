@@ -74,11 +74,14 @@ _ALIASES = {
     "symcost.metrics": "symcost.core.metrics",
     "symcost.calibration": "symcost.plan.calibration",
     "symcost.calibration_inference": "symcost.plan.calibration_inference",
+    "symcost._expr": "symcost.core._expr",
+    "symcost._compile": "symcost.core.compile",
+    "symcost._notation": "symcost.core.notation",
 }
 for _old, _new in _ALIASES.items():
-    _sys.modules[_old] = _importlib.import_module(_new)
-metrics = _sys.modules["symcost.metrics"]  # as an import of the old submodule bound it
-calibration_inference = _sys.modules["symcost.calibration_inference"]
+    _module = _sys.modules[_old] = _importlib.import_module(_new)
+    if _old != "symcost.sweep":  # symcost.sweep is the function (see CHANGELOG.md)
+        globals()[_old.rsplit(".", 1)[1]] = _module  # as an import of the old submodule bound it
 
 __all__ = [
     "AttentionLayer",

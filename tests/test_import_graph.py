@@ -64,6 +64,9 @@ ALIASES = {
     "symcost.metrics": "symcost.core.metrics",
     "symcost.calibration": "symcost.plan.calibration",
     "symcost.calibration_inference": "symcost.plan.calibration_inference",
+    "symcost._expr": "symcost.core._expr",
+    "symcost._compile": "symcost.core.compile",
+    "symcost._notation": "symcost.core.notation",
 }
 """The old import paths registered by ``symcost/__init__`` as the moved module itself."""
 
