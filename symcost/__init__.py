@@ -19,11 +19,9 @@ from . import analysis as analysis
 from . import core as core
 from . import errors as errors
 from . import hardware as hardware
-from . import latex as latex
 from . import layers as layers
 from . import models as models
 from . import plan as plan
-from . import plots as plots
 from . import report as report
 from . import search as search
 from . import solve as solve
@@ -62,6 +60,8 @@ from .plan import calibration as calibration
 from .plan.search import SearchResult as SearchResult
 from .plan.step import InferenceStep as InferenceStep
 from .plan.step import TrainingStep as TrainingStep
+from .report import latex as latex
+from .report import plots as plots
 
 __version__ = "0.1.0"
 
@@ -77,6 +77,9 @@ _ALIASES = {
     "symcost._expr": "symcost.core._expr",
     "symcost._compile": "symcost.core.compile",
     "symcost._notation": "symcost.core.notation",
+    "symcost.latex": "symcost.report.latex",
+    "symcost.plots": "symcost.report.plots",
+    "symcost.assumptions": "symcost.core.assumptions",
 }
 for _old, _new in _ALIASES.items():
     _module = _sys.modules[_old] = _importlib.import_module(_new)

@@ -52,9 +52,9 @@ STAGES: tuple[tuple[str, ...], ...] = (
 """The stages, lowest first; a module belongs to the first stage one of whose prefixes it has."""
 
 SHIMS = {
-    "symcost.dtypes", "symcost.phase", "symcost.parallel", "symcost.assumptions", "symcost.ops",
+    "symcost.dtypes", "symcost.phase", "symcost.parallel", "symcost.ops",
     "symcost.model", "symcost.model_moe", "symcost.step", "symcost.search", "symcost.solve",
-    "symcost.latex", "symcost.plots", "symcost.roofline",
+    "symcost.roofline",
 }
 """The old import paths kept as files (re-exports of the moved modules); see CHANGELOG.md."""
 
@@ -67,6 +67,9 @@ ALIASES = {
     "symcost._expr": "symcost.core._expr",
     "symcost._compile": "symcost.core.compile",
     "symcost._notation": "symcost.core.notation",
+    "symcost.latex": "symcost.report.latex",
+    "symcost.plots": "symcost.report.plots",
+    "symcost.assumptions": "symcost.core.assumptions",
 }
 """The old import paths registered by ``symcost/__init__`` as the moved module itself."""
 
