@@ -13,8 +13,6 @@ from .model import Model
 __all__ = ["from_hf_config", "ConfigError", "MODELLED", "COST_FREE", "COST_FREE_FOR", "HF_ACTIVATIONS"]
 
 
-_SUPPORTED = ("llama", "mistral", "mixtral", "qwen2", "deepseek_v3")
-
 # -- the key table -------------------------------------------------------------------------------
 # Every key of a config.json is either modelled (MODELLED, per model_type), known to change no
 # cost symcost counts (COST_FREE, with the reason), or refused: a key that is null (HF's "unset")
@@ -28,14 +26,16 @@ _GQA = ("num_key_value_heads", "head_dim", "_attn_implementation")
 MODELLED: dict[str, tuple[str, ...]] = {
     "llama": (*_COMMON, *_GQA, "attention_bias", "mlp_bias"),
     "mistral": (*_COMMON, *_GQA, "sliding_window"),
-    "qwen2": (*_COMMON, *_GQA, "sliding_window", "use_sliding_window", "max_window_layers", "layer_types"),
     "mixtral": (*_COMMON, *_GQA, "sliding_window", "num_local_experts", "num_experts_per_tok",
                 "router_jitter_noise"),
+    "qwen2": (*_COMMON, *_GQA, "sliding_window", "use_sliding_window", "max_window_layers", "layer_types"),
     "deepseek_v3": (*_COMMON, "moe_intermediate_size", "n_routed_experts", "n_shared_experts",
                     "num_experts_per_tok", "first_k_dense_replace", "moe_layer_freq", "q_lora_rank",
                     "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "attention_bias"),
 }
-"""The keys each ``model_type`` reads into the model."""
+"""The keys each ``model_type`` reads into the model; its keys are the supported model types."""
+
+_SUPPORTED = tuple(MODELLED)
 
 _METADATA = "metadata: names, ids and bookkeeping of the checkpoint or of transformers"
 _RUNTIME = "a transformers runtime switch: what the forward returns or caches, not what it computes"
