@@ -10,64 +10,46 @@ bytes per element; with numbers for every input, the same expressions collapse t
 549755813888
 """
 
-import importlib as _importlib
-import sys as _sys
+from __future__ import annotations
 
-# NB: the module attributes with a re-export file at their old path (``symcost.step``, ...) are
-# bound to that file, so that ``import symcost.step`` (which rebinds the attribute) changes nothing.
-from . import analysis as analysis
-from . import core as core
-from . import errors as errors
-from . import hardware as hardware
-from . import layers as layers
-from . import models as models
-from . import plan as plan
-from . import report as report
-from . import search as search
-from . import solve as solve
-from . import step as step
-from .analysis.solve import DegreeSolution as DegreeSolution
-from .analysis.solve import IntegerSolution as IntegerSolution
-from .core import symbols as symbols
-from .core.dtypes import DataType as DataType
-from .core.metrics import LayerMetrics as LayerMetrics
-from .core.ops import Collective as Collective
-from .core.parallelism import Parallelism as Parallelism
-from .core.phase import Phase as Phase
-from .core.sweep import Sweeper as Sweeper
-from .core.sweep import SweepResult as SweepResult
-from .core.sweep import sweep as sweep  # NB: the function, not the module (see CHANGELOG.md)
-from .errors import ConfigError as ConfigError
-from .errors import DivisibilityError as DivisibilityError
-from .errors import HardwareError as HardwareError
-from .errors import SolveError as SolveError
-from .errors import SymcostError as SymcostError
-from .errors import UnboundSymbolError as UnboundSymbolError
-from .hardware import Hardware as Hardware
-from .layers import AttentionLayer as AttentionLayer
-from .layers import EmbeddingLayer as EmbeddingLayer
-from .layers import GatedMLPLayer as GatedMLPLayer
-from .layers import GroupedQueryAttentionLayer as GroupedQueryAttentionLayer
-from .layers import Layer as Layer
-from .layers import LMHeadLayer as LMHeadLayer
-from .layers import MLALayer as MLALayer
-from .layers import MLPLayer as MLPLayer
-from .layers import MoELayer as MoELayer
-from .layers import NormLayer as NormLayer
-from .models.model import Model as Model
-from .models.model import TransformerBlock as TransformerBlock
-from .plan import calibration as calibration
-from .plan.search import SearchResult as SearchResult
-from .plan.step import InferenceStep as InferenceStep
-from .plan.step import TrainingStep as TrainingStep
-from .report import latex as latex
-from .report import plots as plots
+import importlib as _importlib
+import importlib.abc as _abc
+import importlib.util as _util
+import sys as _sys
+import types as _types
+from typing import TYPE_CHECKING, Any
+
+from .core import binding as _binding  # light: the time model's protocol, no SymPy
 
 __version__ = "0.1.0"
+
+# NB: nothing heavy is imported here: ``import symcost`` (and with it ``symcost --help``) loads no
+# SymPy. Every name below is imported on first use (PEP 562), from the module that defines it.
+_SUBMODULES = {
+    "analysis": "symcost.analysis", "core": "symcost.core", "errors": "symcost.errors",
+    "hardware": "symcost.hardware", "layers": "symcost.layers", "models": "symcost.models",
+    "plan": "symcost.plan", "report": "symcost.report", "search": "symcost.search",
+    "solve": "symcost.solve", "step": "symcost.step",
+}
+_NAMES = {
+    "DegreeSolution": "symcost.analysis.solve", "IntegerSolution": "symcost.analysis.solve",
+    "DataType": "symcost.core.dtypes", "LayerMetrics": "symcost.core.metrics", "Collective": "symcost.core.ops",
+    "Parallelism": "symcost.core.parallelism", "Phase": "symcost.core.phase", "Sweeper": "symcost.core.sweep",
+    "SweepResult": "symcost.core.sweep", "sweep": "symcost.core.sweep",  # the function, not the module
+    "ConfigError": "symcost.errors", "DivisibilityError": "symcost.errors", "HardwareError": "symcost.errors",
+    "SolveError": "symcost.errors", "SymcostError": "symcost.errors", "UnboundSymbolError": "symcost.errors",
+    "Hardware": "symcost.hardware", "AttentionLayer": "symcost.layers", "EmbeddingLayer": "symcost.layers",
+    "GatedMLPLayer": "symcost.layers", "GroupedQueryAttentionLayer": "symcost.layers", "Layer": "symcost.layers",
+    "LMHeadLayer": "symcost.layers", "MLALayer": "symcost.layers", "MLPLayer": "symcost.layers",
+    "MoELayer": "symcost.layers", "NormLayer": "symcost.layers", "Model": "symcost.models.model",
+    "TransformerBlock": "symcost.models.model", "SearchResult": "symcost.plan.search",
+    "InferenceStep": "symcost.plan.step", "TrainingStep": "symcost.plan.step",
+}
 
 # NB: the old paths of the modules that moved while other branches were editing them are the same
 # module objects registered under their old names (no file there, so git's rename detection can
 # carry those edits to the new files); the other old paths are re-export files. See CHANGELOG.md.
+# They are registered when first imported (by _AliasFinder), not by ``import symcost``.
 _ALIASES = {
     "symcost.symbols": "symcost.core.symbols",
     "symcost.sweep": "symcost.core.sweep",
@@ -81,10 +63,108 @@ _ALIASES = {
     "symcost.plots": "symcost.report.plots",
     "symcost.assumptions": "symcost.core.assumptions",
 }
-for _old, _new in _ALIASES.items():
-    _module = _sys.modules[_old] = _importlib.import_module(_new)
-    if _old != "symcost.sweep":  # symcost.sweep is the function (see CHANGELOG.md)
-        globals()[_old.rsplit(".", 1)[1]] = _module  # as an import of the old submodule bound it
+
+
+class _AliasFinder(_abc.MetaPathFinder, _abc.Loader):
+    """Imports an old path of :data:`_ALIASES` as the moved module itself (the same object)."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        return _util.spec_from_loader(fullname, self) if fullname in _ALIASES else None
+
+    def create_module(self, spec: Any) -> Any:
+        module = _importlib.import_module(_ALIASES[spec.name])
+        spec.loader_state = module.__spec__
+        return module
+
+    def exec_module(self, module: Any) -> None:
+        module.__spec__ = module.__spec__.loader_state  # the import set the alias's spec on it
+
+
+class _Package(_types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "sweep" and isinstance(value, _types.ModuleType):
+            return  # ``import symcost.sweep`` binds the module; symcost.sweep stays the function
+        super().__setattr__(name, value)
+
+
+def _load_registrations() -> None:
+    """The layers reach the chips through the time model ``symcost.hardware`` registers on import;
+    ``Model.training_step`` and its siblings run the functions ``symcost.plan.step`` registers."""
+    _importlib.import_module("symcost.hardware")
+    _importlib.import_module("symcost.plan.step")
+
+
+_binding.register_loader(_load_registrations)
+if not any(isinstance(f, _AliasFinder) for f in _sys.meta_path):
+    _sys.meta_path.insert(0, _AliasFinder())
+_sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        value = getattr(_importlib.import_module(_NAMES[name]), name)
+    elif name in _SUBMODULES:
+        value = _importlib.import_module(_SUBMODULES[name])
+    elif f"symcost.{name}" in _ALIASES:
+        value = _importlib.import_module(f"symcost.{name}")  # the moved module, as its old import bound it
+    else:
+        raise AttributeError(f"module 'symcost' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from . import analysis as analysis
+    from . import core as core
+    from . import errors as errors
+    from . import hardware as hardware
+    from . import layers as layers
+    from . import models as models
+    from . import plan as plan
+    from . import report as report
+    from . import search as search
+    from . import solve as solve
+    from . import step as step
+    from .analysis.solve import DegreeSolution as DegreeSolution
+    from .analysis.solve import IntegerSolution as IntegerSolution
+    from .core import symbols as symbols
+    from .core.dtypes import DataType as DataType
+    from .core.metrics import LayerMetrics as LayerMetrics
+    from .core.ops import Collective as Collective
+    from .core.parallelism import Parallelism as Parallelism
+    from .core.phase import Phase as Phase
+    from .core.sweep import Sweeper as Sweeper
+    from .core.sweep import SweepResult as SweepResult
+    from .core.sweep import sweep as sweep
+    from .errors import ConfigError as ConfigError
+    from .errors import DivisibilityError as DivisibilityError
+    from .errors import HardwareError as HardwareError
+    from .errors import SolveError as SolveError
+    from .errors import SymcostError as SymcostError
+    from .errors import UnboundSymbolError as UnboundSymbolError
+    from .hardware import Hardware as Hardware
+    from .layers import AttentionLayer as AttentionLayer
+    from .layers import EmbeddingLayer as EmbeddingLayer
+    from .layers import GatedMLPLayer as GatedMLPLayer
+    from .layers import GroupedQueryAttentionLayer as GroupedQueryAttentionLayer
+    from .layers import Layer as Layer
+    from .layers import LMHeadLayer as LMHeadLayer
+    from .layers import MLALayer as MLALayer
+    from .layers import MLPLayer as MLPLayer
+    from .layers import MoELayer as MoELayer
+    from .layers import NormLayer as NormLayer
+    from .models.model import Model as Model
+    from .models.model import TransformerBlock as TransformerBlock
+    from .plan import calibration as calibration
+    from .plan.search import SearchResult as SearchResult
+    from .plan.step import InferenceStep as InferenceStep
+    from .plan.step import TrainingStep as TrainingStep
+    from .report import latex as latex
+    from .report import plots as plots
 
 __all__ = [
     "AttentionLayer",

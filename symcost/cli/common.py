@@ -8,18 +8,19 @@ import json
 import re
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional, Sequence
 
-import sympy as sp
+if TYPE_CHECKING:
+    from ..hardware import Hardware
+    from ..models.model import Model
 
-from .. import hardware, models
-from ..core.dtypes import DataType
-from ..hardware import Hardware
-from ..models.model import Model
+# NB: building the parser and reporting a bad option import no SymPy (``symcost --help`` is
+# instant): the library is imported inside the functions that resolve options and print numbers.
 
 DEFAULT_MODEL = "llama-3-8b"
 DEFAULT_HARDWARE = "H100_SXM"
-DTYPES = [d.value for d in DataType]
+DTYPES = ["fp32", "tf32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "int8", "int4"]
+"""The values of :class:`~symcost.core.dtypes.DataType`, in its order (a test keeps them equal)."""
 CHUNK_HELP = ("prefill in chunks of N tokens per sequence, as vLLM and SGLang run it (default: the whole "
               "prompt at once)")
 
@@ -53,6 +54,8 @@ _HF_KEYS = {"num_heads": "num_attention_heads", "num_kv_heads": "num_key_value_h
 
 
 def model_arg(name: str) -> Model:
+    from .. import models
+
     path = Path(name)
     if path.suffix == ".json" or path.exists():
         if not path.exists():
@@ -73,6 +76,9 @@ def model_arg(name: str) -> Model:
 
 
 def hardware_arg(name: str) -> Hardware:
+    from .. import hardware
+    from ..hardware import Hardware
+
     path = Path(name)
     if path.suffix.lower() in (".json", ".yaml", ".yml"):
         try:
@@ -173,6 +179,8 @@ def num(x: Any) -> Any:
         return int(value) if value.denominator == 1 else float(value)
     if isinstance(x, int):
         return x
+    import sympy as sp
+
     try:
         value = sp.sympify(x)
     except (sp.SympifyError, TypeError):
@@ -185,6 +193,8 @@ def num(x: Any) -> Any:
 
 
 def human(x: Any, unit: str) -> str:
+    import sympy as sp
+
     value = float(sp.sympify(x))
     if unit == "s":
         for scale, name in ((1, "s"), (1e-3, "ms"), (1e-6, "us"), (1e-9, "ns")):

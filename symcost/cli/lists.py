@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .. import hardware, models
 from .common import (
     Parser,
     emit,
@@ -15,6 +14,8 @@ from .common import (
 
 
 def hardware_list(args: argparse.Namespace) -> int:
+    from .. import hardware
+
     rows = []
     lines = [f"{'name':15s} {'bf16 peak':>12s} {'HBM':>9s} {'HBM bw':>10s} {'scale-up':>11s} {'domain':>6s}"]
     for name in hardware.names():
@@ -28,6 +29,8 @@ def hardware_list(args: argparse.Namespace) -> int:
 
 
 def models_list(args: argparse.Namespace) -> int:
+    from .. import models
+
     rows = [{"name": n, "parameters": models.get(n).parameter_count, "layers": num(models.get(n).num_layers)}
             for n in models.names()]
     lines = [f"{r['name']:16s} {r['parameters']:>18,} parameters  {r['layers']} layers" for r in rows]

@@ -5,17 +5,9 @@ from __future__ import annotations
 import argparse
 import functools
 from dataclasses import dataclass
-from typing import Any, Optional
-
-import sympy as sp
+from typing import TYPE_CHECKING, Any, Optional
 
 from .. import __version__
-from ..core import symbols as sym
-from ..core.dtypes import DataType
-from ..core.parallelism import Parallelism
-from ..hardware import Hardware
-from ..hardware.timing import op_time
-from ..models.model import Model, TransformerBlock
 from .common import (
     CHUNK_HELP,
     add_common,
@@ -34,9 +26,16 @@ from .common import (
     positive,
 )
 
+if TYPE_CHECKING:
+    from ..core.dtypes import DataType
+    from ..hardware import Hardware
+    from ..models.model import Model
+
 
 def _layer_rows(model: Model) -> list[tuple[str, Any, Any]]:
     """(label, layer, count) for every layer, blocks expanded into their parts."""
+    from ..models.model import TransformerBlock
+
     rows: list[tuple[str, Any, Any]] = []
     for name, layer, count in model.parts():
         if isinstance(layer, TransformerBlock):
@@ -68,6 +67,11 @@ def _memory_line(label: str, memory: dict[str, Any], chip: Hardware, fits: Optio
 def _layer_table(model: Model, phase: str, batch: int, seq: int, dtype: DataType, chip: Hardware,
                  recompute: str, lines: list[str]) -> list[dict[str, Any]]:
     """Per-layer rows of one phase (per chip, one copy of each layer) into ``lines``; JSON rows back."""
+    import sympy as sp
+
+    from ..core import symbols as sym
+    from ..hardware.timing import op_time
+
     peak = chip.effective_peak(dtype)
     lines.append(f"{'layer':24s} {'x':>4s} {'FLOPs/chip':>12s} {'HBM bytes':>12s} {'latency':>10s} "
                  f"{'bound':>13s}  FLOPs formula (b, s free)")
@@ -127,6 +131,9 @@ _TRAINING_ASSUMES = (
 def report(args: argparse.Namespace) -> int:
     """The report: per-layer tables, then the whole model served (``inference_step``) and
     trained (``training_step``) under the given parallelism, with every assumption stated."""
+    from ..core.dtypes import DataType
+    from ..core.parallelism import Parallelism
+
     model = model_arg(args.model)
     chip = hardware_arg(args.hardware)
     dtype = DataType.parse(args.dtype)

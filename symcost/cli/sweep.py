@@ -7,8 +7,6 @@ import csv
 import itertools
 from typing import Any
 
-import sympy as sp
-
 from .common import (
     DEFAULT_HARDWARE,
     DEFAULT_MODEL,
@@ -26,6 +24,8 @@ from .common import (
 
 
 def sweep_cmd(args: argparse.Namespace) -> int:
+    import sympy as sp
+
     model = model_arg(args.model)
     chip = hardware_arg(args.hardware)
     out = check_out(args.out, "--out")

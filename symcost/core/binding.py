@@ -14,17 +14,17 @@ while the dependency points downward only.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Protocol
-
-import sympy as sp
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Protocol
 
 from ..errors import SymcostError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # NB: no SymPy at run time: ``import symcost`` imports this module and stays light
+    import sympy as sp
+
     from .dtypes import DataType
     from .ops import Collective, Op
 
-__all__ = ["Chip", "LayerTimes", "TimeModel", "register", "time_model"]
+__all__ = ["Chip", "LayerTimes", "TimeModel", "load_registrations", "register", "register_loader", "time_model"]
 
 
 class Chip(Protocol):
@@ -81,6 +81,21 @@ class TimeModel(Protocol):
 
 
 _REGISTERED: list[TimeModel] = []
+_LOADERS: list[Callable[[], None]] = []
+
+
+def register_loader(loader: Callable[[], None]) -> None:
+    """``loader`` imports the stages that register into the ones below (``symcost.hardware`` its
+    time model here, ``symcost.plan.step`` the steps behind ``Model.training_step``); ``import
+    symcost`` registers one and loads those stages lazily, so ``from symcost.layers import ...``
+    still finds the chips. :func:`load_registrations` calls it."""
+    _LOADERS[:] = [loader]
+
+
+def load_registrations() -> None:
+    """Run the registered loader (see :func:`register_loader`); nothing when there is none."""
+    for loader in _LOADERS:
+        loader()
 
 
 def register(model: TimeModel) -> None:
@@ -90,6 +105,8 @@ def register(model: TimeModel) -> None:
 
 def time_model() -> TimeModel:
     """The registered time model; raises :class:`~symcost.errors.SymcostError` before one is."""
+    if not _REGISTERED:
+        load_registrations()
     if not _REGISTERED:
         raise SymcostError("no time model registered: import symcost (symcost.hardware registers one)")
     return _REGISTERED[0]

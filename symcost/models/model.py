@@ -22,6 +22,7 @@ from typing import Any, Callable, Literal, Optional, Sequence, Union
 import sympy as sp
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
+from ..core import binding
 from ..core import symbols as sym
 from ..core._expr import dim, exact
 from ..core.dtypes import DtypeLike
@@ -60,7 +61,9 @@ def register_steps(*functions: Callable[..., Any]) -> None:
 
 
 def _step(name: str) -> Callable[..., Any]:
-    if name not in _STEPS:  # only when symcost.step has not been imported (``import symcost`` does)
+    if name not in _STEPS:  # symcost.step not imported yet: ``import symcost`` registered its loader
+        binding.load_registrations()
+    if name not in _STEPS:  # only when symcost itself has not been imported
         raise RuntimeError(f"Model.{name} needs symcost.step: import symcost first")
     return _STEPS[name]
 

@@ -1,0 +1,79 @@
+"""``import symcost`` and the command's parser load no SymPy; every documented name still loads on use.
+
+Each check runs in a fresh interpreter (``sys.modules`` of this one already holds SymPy)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import symcost as sc
+from symcost.cli.common import DTYPES
+from symcost.core.dtypes import DataType
+
+
+def _run(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=120, check=True)
+    return done.stdout.strip()
+
+
+def test_parser_help_and_argument_errors_import_no_sympy():
+    out = _run("""
+        import contextlib, io, sys
+        from symcost.cli import build_parser, main
+        build_parser()
+        print('sympy' in sys.modules)
+        with contextlib.redirect_stderr(io.StringIO()):
+            print(main(['report', '--tp', 'x']), main(['sweep', '--dtype', 'fp7']), main(['--nope']))
+        print('sympy' in sys.modules)
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                main(['--help'])
+            except SystemExit as done:
+                print(done.code, file=sys.stderr)
+        print('sympy' in sys.modules)
+    """)
+    assert out.split("\n") == ["False", "2 2 2", "False", "False"]
+
+
+def test_import_symcost_is_light_and_names_load_on_use():
+    out = _run("""
+        import sys
+        import symcost as sc
+        print('sympy' in sys.modules, 'symcost.hardware' in sys.modules)
+        print(sc.MLPLayer.__module__, 'sympy' in sys.modules)
+        import symcost.sweep
+        print(callable(sc.sweep), sys.modules['symcost.sweep'] is sys.modules['symcost.core.sweep'])
+        print(sys.modules['symcost.latex'].__name__ if 'symcost.latex' in sys.modules else 'lazy')
+    """)
+    assert out.split("\n") == ["False False", "symcost.layers.mlp True", "True True", "lazy"]
+
+
+def test_layers_find_the_chips_without_importing_symcost_hardware():
+    """``symcost.hardware`` registers the time model; it is imported when a layer first needs it."""
+    out = _run("""
+        import sys
+        from symcost.layers import MLPLayer
+        print('symcost.hardware' in sys.modules)
+        m = MLPLayer(hidden_size=8, intermediate_size=16).compute_metrics(
+            batch_size=1, seq_len=4, phase='prefill', dtype='bf16', hardware='h100')
+        print('symcost.hardware' in sys.modules, bool(m.latency > 0))
+    """)
+    assert out.split("\n") == ["False", "True True"]
+
+
+def test_alias_is_the_moved_module_with_its_own_spec():
+    import symcost.calibration_inference as old
+    from symcost.plan import calibration_inference as new
+
+    assert old is new and new.__spec__.name == "symcost.plan.calibration_inference"
+
+
+def test_dir_lists_every_public_name():
+    assert set(sc.__all__) <= set(dir(sc))
+
+
+def test_cli_dtype_choices_are_the_data_types():
+    assert DTYPES == [d.value for d in DataType]
