@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import sympy as sp
 
+from . import sweep_dask
 from . import symbols as S
 from ._expr import as_expr
 from .assumptions import Assumption
@@ -55,8 +56,26 @@ def compile_numpy(exprs: tuple[sp.Expr, ...], args: tuple[sp.Symbol, ...]):
 class SweepResult:
     """Named float64 arrays from a :class:`Sweeper`: ``result.latency`` or ``result["latency"]``."""
 
-    def __init__(self, arrays: dict[str, np.ndarray]):
+    def __init__(self, arrays: dict[str, Any], inputs: Mapping[str, Any] | None = None):
         self._arrays = arrays
+        self._inputs = dict(inputs or {})
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """The swept inputs by canonical name (``"batch_size"``), as given (before broadcasting)."""
+        return dict(self._inputs)
+
+    def to_pandas(self) -> Any:
+        """One row per swept point (C order): a column per input, then a column per result.
+        Needs the ``pandas`` extra (so this example is not a doctest; tests/test_sweep_dask.py
+        checks it); a Dask sweep is computed first (all of it, into memory)::
+
+            >>> Sweeper({"flops": 2 * S.batch_size * S.seq_len})(batch_size=[1, 2], seq_len=8).to_pandas()
+               batch_size  seq_len  flops
+            0         1.0      8.0   16.0
+            1         2.0      8.0   32.0
+        """
+        return _frame({**self._inputs, **self._arrays})
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -100,6 +119,10 @@ class Sweeper:
         self.args = _ordered(set().union(*(e.free_symbols for e in self.exprs)))
         self._function = compile_numpy(self.exprs, self.args)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the expressions travel, the compiled function is rebuilt (a Dask worker in another process)
+        return (Sweeper, (dict(zip(self.names, self.exprs)), self.assumptions))
+
     def __call__(self, mapping: Mapping[Any, Any] | None = None, **arrays: Any) -> SweepResult:
         given: dict[sp.Symbol, Any] = {}
         for key, value in list((mapping or {}).items()) + list(arrays.items()):
@@ -108,6 +131,8 @@ class Sweeper:
         missing = [s for s in self.args if s not in given]
         if missing:
             raise ValueError("sweep: no values for " + ", ".join(S.describe(s) for s in missing))
+        if sweep_dask.is_dask(given.values()):  # chunked and lazy: this NumPy path on every block
+            return SweepResult(sweep_dask.sweep_blocks(self, given), {_column(s): v for s, v in given.items()})
         # values for symbols the expressions do not use are allowed (a chip's whole table, say);
         # they still shape the result, so a swept axis never silently disappears
         arrays_in = {s: np.asarray(v, dtype=np.float64) for s, v in given.items()}
@@ -117,7 +142,7 @@ class Sweeper:
         outputs = self._function(*inputs)
         return SweepResult({
             name: np.broadcast_to(np.asarray(out, dtype=np.float64), shape)
-            for name, out in zip(self.names, outputs)})
+            for name, out in zip(self.names, outputs)}, {_column(s): v for s, v in given.items()})
 
 
     def _check(self, arrays: dict[sp.Symbol, np.ndarray]) -> None:
@@ -129,7 +154,30 @@ class Sweeper:
             rule.check_arrays(compile_numpy(exprs, symbols)(*(arrays[s] for s in symbols)))
 
 
-def sweep(expr: Any, mapping: Mapping[Any, Any] | None = None, **arrays: Any) -> np.ndarray:
-    """Evaluate one expression over broadcast arrays of its free symbols, in float64."""
-    return Sweeper({"value": expr})(mapping, **arrays)["value"]
+def _frame(columns: dict[str, Any]) -> Any:
+    """A pandas DataFrame of broadcast columns, flattened in C order (Dask columns computed)."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ImportError("to_pandas needs pandas: pip install 'symcost[pandas]'") from None
+    if sweep_dask.is_dask(columns.values()):
+        import dask
+
+        columns = dict(zip(columns, dask.compute(*columns.values())))
+    values = {k: np.asarray(v, dtype=np.float64) for k, v in columns.items()}
+    shape = np.broadcast_shapes(*(v.shape for v in values.values()))
+    return pd.DataFrame({k: np.broadcast_to(v, shape).ravel() for k, v in values.items()})
+
+
+def _column(symbol: sp.Symbol) -> str:
+    row = S.info(symbol)
+    return row.name if row else str(symbol)
+
+
+def sweep(expr: Any, mapping: Mapping[Any, Any] | None = None, *, as_frame: bool = False, **arrays: Any) -> Any:
+    """Evaluate one expression over broadcast arrays of its free symbols, in float64: an array
+    (a Dask array when any input is one), or with ``as_frame=True`` a pandas DataFrame with a
+    column per input and the column ``value`` (:meth:`SweepResult.to_pandas`)."""
+    result = Sweeper({"value": expr})(mapping, **arrays)
+    return result.to_pandas() if as_frame else result["value"]
 

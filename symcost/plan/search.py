@@ -75,6 +75,20 @@ class SearchResult:
         """The ``n`` best rows (all by default)."""
         return [self.row(i) for i in range(len(self) if n is None else min(n, len(self)))]
 
+    def to_pandas(self) -> Any:
+        """The ranked table as a pandas DataFrame, one row per configuration, fastest first (the
+        index is the rank): a column per degree and option (``tp``, ``pp``, ``dp``, ``sp``, ...), the
+        times (``step_time``, or ``ttft`` and ``tpot``), ``memory_per_chip``, ``mfu`` (training),
+        ``tokens_per_second`` and ``fits`` (true on every row: only what fits is ranked). Needs the
+        ``pandas`` extra."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("to_pandas needs pandas: pip install 'symcost[pandas]'") from None
+        frame = pd.DataFrame({k: np.asarray(col) for k, col in self.columns.items()})
+        frame["fits"] = np.ones(len(frame), dtype=bool)
+        return frame
+
     def parallelism(self, i: int = 0) -> Parallelism:
         """The ``i``-th configuration's :class:`Parallelism`."""
         r = self.row(i)
