@@ -22,12 +22,13 @@ the workers as its expressions and compiles there once per process.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .sweep import Sweeper
+# NB: core.sweep imports this module, so a Sweeper is typed here by what it is used for (called
+# with a mapping of NumPy blocks, ``names`` of its outputs), not imported (no cycle).
+Sweeper = Any
 
 __all__ = ["is_dask", "sweep_blocks"]
 
