@@ -2,7 +2,8 @@
 
     python benchmarks/run.py            (add --quick for a smaller, faster pass)
 
-Prints (1) the cost of building a GQA + gated-MLP block's symbolic metrics and compiling its
+Prints (0) start-up: ``import symcost`` against ``import sympy`` and ``symcost --help`` (no SymPy),
+(1) the cost of building a GQA + gated-MLP block's symbolic metrics and compiling its
 latency and memory, (2) configurations per second of a compiled sweep over >= 10^6
 configurations, (3) the same per point with ``subs`` and ``xreplace``, and the ratios,
 (4) the warm latency of one numeric ``compute_metrics`` call, (5) the parallelism search rate for
@@ -19,6 +20,8 @@ import logging
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -28,6 +31,7 @@ from symcost import hardware
 from symcost import symbols as S
 
 H100 = hardware.H100_SXM
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def best_of(fn, repeat=3):
@@ -37,6 +41,36 @@ def best_of(fn, repeat=3):
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def _start_seconds(code: str, runs: int) -> tuple[float, str]:
+    """The median wall time of ``python -c code`` in fresh interpreters, and the last run's output."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
+    times, out = [], ""
+    for _ in range(runs):
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def import_times(runs: int) -> None:
+    """(0) start-up, issue 11 targets: ``import symcost`` <= 1.15x ``import sympy`` and the command's
+    parser and ``--help`` with no SymPy, each the median of fresh interpreters in this run."""
+    bare, _ = _start_seconds("pass", runs)
+    sympy_s, _ = _start_seconds("import sympy", runs)
+    ours, _ = _start_seconds("import symcost", runs)
+    first, _ = _start_seconds("import symcost as sc; sc.MLPLayer", runs)
+    helps, loaded = _start_seconds(
+        "import contextlib, io, sys\nfrom symcost.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try: main(['--help'])\n    except SystemExit: pass\nprint('sympy' in sys.modules)", runs)
+    print(f"start-up, median of {runs} fresh interpreters: python {bare * 1e3:.0f} ms, import sympy "
+          f"{sympy_s * 1e3:.0f} ms, import symcost {ours * 1e3:.0f} ms, symcost --help {helps * 1e3:.0f} ms, "
+          f"import symcost + first layer class {first * 1e3:.0f} ms")
+    ratio = ours / sympy_s
+    print(f"import symcost / import sympy = {ratio:.2f} [target <= 1.15: {'met' if ratio <= 1.15 else 'MISSED'}]; "
+          f"symcost --help imports SymPy: {loaded} [target False: {'met' if loaded == 'False' else 'MISSED'}]")
 
 
 def block_metrics(phase="decode"):
@@ -56,6 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"NumPy {np.__version__}")
+    import_times(3 if args.quick else 7)
 
     # (1) build and compile
     start = time.perf_counter()
