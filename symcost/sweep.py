@@ -43,6 +43,9 @@ def _heaviside(x, h0=0.5):
     return np.heaviside(x, h0)
 
 
+_MAX_DYNAMIC_THRESHOLD = 32 * 2**20 - 2**16
+"""Bytes: below glibc's DEFAULT_MMAP_THRESHOLD_MAX (32 MiB on 64-bit), so freeing raises it."""
+
 _MODULES = [{"Max": _maximum, "Min": _minimum, "Heaviside": _heaviside}, "numpy"]
 
 
@@ -185,9 +188,26 @@ def _take(array: np.ndarray, index: tuple[slice, ...], ndim: int) -> np.ndarray:
                        for i in range(lead, min(len(index), ndim)))]
 
 
+@functools.lru_cache(maxsize=None)
+def _keep_freed_blocks(nbytes: int) -> None:
+    """Allocate and free one ``nbytes`` array, once per size.
+
+    NB: glibc's malloc gives the top of its heap back to the OS whenever more than its trim
+    threshold (128 KiB at start) lies free there, and raises that threshold to twice the size of
+    the largest block it has unmapped (up to 32 MiB). A block's temporaries (a few MiB) are freed
+    together at the end of each block, so with the starting threshold every block pays for fresh
+    pages again (3x the arithmetic on a 2-core VM). Freeing one array of the size of a block's
+    temporaries raises the threshold, as freeing any large NumPy array does; elsewhere it is a
+    harmless allocation.
+    """
+    scratch = np.empty(nbytes // 8)
+    del scratch
+
+
 def _chunked(function, inputs: list[np.ndarray], shape: tuple[int, ...], chunk: int) -> list[np.ndarray]:
     """``function(*inputs)`` broadcast to ``shape``, evaluated block by block so that the
     intermediates of the compiled expressions stay in cache (each block <= ``chunk`` points)."""
+    _keep_freed_blocks(min(64 * 8 * chunk, _MAX_DYNAMIC_THRESHOLD))
     ndim = len(shape)
     outputs: list[np.ndarray] = []
     for index in _blocks(shape, chunk):
