@@ -10,7 +10,7 @@ import symcost as sc
 from symcost import hardware
 from symcost import symbols as S
 from symcost._expr import Ceil
-from symcost.sweep import _blocks
+from symcost.sweep import _MODULES, _blocks
 
 H100 = hardware.H100_SXM
 
@@ -239,3 +239,17 @@ def test_blocked_equals_whole_on_ceil_min_max_ties(n, chunk, seed):
             t: 8.0}
     whole = sc.Sweeper({"y": expr}, chunk_size=0)(data).y
     np.testing.assert_array_equal(sc.Sweeper({"y": expr}, chunk_size=chunk)(data).y, whole)
+
+
+@pytest.mark.parametrize("phase", ["decode", "prefill", "training"])
+def test_sweep_printer_equals_stock_lambdify(phase):
+    """The sweep's printer (1/x for x**-1, where for a two-way Piecewise) gives the bits of
+    SymPy's own NumPy printer on the realistic block, at random and boundary configurations."""
+    block = realistic_block(phase)
+    f = sc.Sweeper({"latency": block.latency, "memory_per_chip": block.memory_per_chip}, chunk_size=0)
+    stock = sp.lambdify(f.args, list(f.exprs), modules=_MODULES, cse=True)
+    data = _random_configs(4000, seed=4)
+    want = stock(*(np.asarray(data[s], dtype=np.float64) for s in f.args))
+    got = f(data)
+    for name, value in zip(f.names, want):
+        np.testing.assert_array_equal(got[name], np.broadcast_to(value, got[name].shape))
