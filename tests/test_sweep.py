@@ -1,5 +1,7 @@
 """Sweeps and sensitivities: compiled float64 evaluation agrees with exact evaluation."""
 
+import sys
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -10,9 +12,11 @@ import symcost as sc
 from symcost import hardware
 from symcost import symbols as S
 from symcost._expr import Ceil
-from symcost.sweep import _MODULES, _blocks
 
 H100 = hardware.H100_SXM
+# the sweep module's private helpers, found wherever the package layout puts the module
+_MODULES = sys.modules[sc.Sweeper.__module__]._MODULES
+_blocks = sys.modules[sc.Sweeper.__module__]._blocks
 
 
 def llama_block(**par):
