@@ -26,7 +26,7 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from . import symbols as S
+from . import symbols as sym
 from ._expr import as_expr
 from .assumptions import Assumption
 
@@ -144,11 +144,11 @@ class Sweeper:
     def __call__(self, mapping: Mapping[Any, Any] | None = None, **arrays: Any) -> SweepResult:
         given: dict[sp.Symbol, Any] = {}
         for key, value in list((mapping or {}).items()) + list(arrays.items()):
-            symbol = S.lookup(key) if isinstance(key, str) else key
+            symbol = sym.lookup(key) if isinstance(key, str) else key
             given[symbol] = value
         missing = [s for s in self.args if s not in given]
         if missing:
-            raise ValueError("sweep: no values for " + ", ".join(S.describe(s) for s in missing))
+            raise ValueError("sweep: no values for " + ", ".join(sym.describe(s) for s in missing))
         # values for symbols the expressions do not use are allowed (a chip's whole table, say);
         # they still shape the result, so a swept axis never silently disappears
         arrays_in = {s: np.asarray(v, dtype=np.float64) for s, v in given.items()}
