@@ -101,10 +101,10 @@ class SweepResult:
         Needs the ``pandas`` extra (so this example is not a doctest; tests/test_sweep_dask.py
         checks it); a Dask sweep is computed first (all of it, into memory)::
 
-            >>> Sweeper({"flops": 2 * S.batch_size * S.seq_len})(batch_size=[1, 2], seq_len=8).to_pandas()
-               batch_size  seq_len  flops
-            0         1.0      8.0   16.0
-            1         2.0      8.0   32.0
+            Sweeper({"flops": 2 * S.batch_size * S.seq_len})(batch_size=[1, 2], seq_len=8).to_pandas()
+            #    batch_size  seq_len  flops
+            # 0         1.0      8.0   16.0
+            # 1         2.0      8.0   32.0
         """
         return _frame({**self._inputs, **self._arrays})
 

@@ -37,9 +37,12 @@ def is_dask(values: Any) -> bool:
     """Whether any of ``values`` is a Dask collection (without importing Dask when it is not loaded)."""
     import sys
 
-    if "dask" not in sys.modules:
+    if sys.modules.get("dask") is None:  # a Dask array means Dask is loaded already
         return False
-    from dask import is_dask_collection
+    try:
+        from dask import is_dask_collection
+    except ImportError:
+        return False
 
     return any(is_dask_collection(v) for v in values)
 
