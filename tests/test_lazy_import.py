@@ -77,3 +77,22 @@ def test_dir_lists_every_public_name():
 
 def test_cli_dtype_choices_are_the_data_types():
     assert DTYPES == [d.value for d in DataType]
+
+
+def test_cli_model_names_are_the_presets_and_a_bad_one_loads_no_sympy():
+    from symcost import models
+    from symcost.cli.common import _preset_key, model_names
+
+    assert model_names() == models.names()
+    for spelling in ("Llama-3-8B", "llama_3_8b", " mixtral-8x7b "):
+        assert _preset_key(spelling) in model_names()
+        assert models.get(spelling) is models.get(_preset_key(spelling))
+    out = _run("""
+        import contextlib, io, sys
+        from symcost.cli import main
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main(['report', '--model', 'nope'])
+        print(code, 'sympy' in sys.modules, 'choose from llama-2-7b' in err.getvalue())
+    """)
+    assert out == "2 False True"

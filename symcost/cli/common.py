@@ -53,14 +53,25 @@ _HF_KEYS = {"num_heads": "num_attention_heads", "num_kv_heads": "num_key_value_h
             "num_layers": "num_hidden_layers"}
 
 
-def model_arg(name: str) -> Model:
-    from .. import models
+def model_names() -> list[str]:
+    """The model presets' names, read from ``models/presets/index.json`` (no SymPy; a test keeps
+    them equal to :func:`symcost.models.names`)."""
+    index = Path(__file__).resolve().parent.parent / "models" / "presets" / "index.json"
+    return list(json.loads(index.read_text(encoding="utf-8"))["presets"])
 
+
+def _preset_key(name: str) -> str:
+    return name.strip().lower().replace("_", "-")  # as models.registry matches a name
+
+
+def model_arg(name: str) -> Model:
     path = Path(name)
     if path.suffix == ".json" or path.exists():
         if not path.exists():
             raise UsageError(f"argument --model: no such file {name!r}")
         try:
+            from .. import models
+
             return models.from_hf_config(path)
         except ValueError as err:
             message = one_line(err)
@@ -68,11 +79,12 @@ def model_arg(name: str) -> Model:
                 message = re.sub(rf"\b{field}\b", key, message)
             prefix = "" if message.startswith(str(path)) else f"{path}: "
             raise UsageError(f"argument --model: {prefix}{message}") from None
-    try:
-        return models.get(name)
-    except ValueError:
-        raise UsageError(f"argument --model: unknown model {name!r} (choose from {', '.join(models.names())}, "
-                         "or a config.json path)") from None
+    if _preset_key(name) not in model_names():  # answered without loading the library
+        raise UsageError(f"argument --model: unknown model {name!r} (choose from {', '.join(model_names())}, "
+                         "or a config.json path)")
+    from .. import models
+
+    return models.get(name)
 
 
 def hardware_arg(name: str) -> Hardware:
