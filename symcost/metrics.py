@@ -55,11 +55,12 @@ METRIC_FIELDS = (
 
 _HARDWARE_SYMBOLS = {S.peak_flops, S.vector_flops, S.hbm_capacity, S.hbm_bandwidth,
                      S.scale_up_bandwidth, S.scale_up_domain, S.scale_out_bandwidth,
-                     S.collective_latency} | set()
+                     S.collective_latency, S.scale_out_latency} | set()
 _MODEL_SYMBOLS = {S.compute_units, S.matmul_efficiency, S.matmul_efficiency_8bit,
                   S.memory_efficiency, S.attention_memory_efficiency, S.attention_efficiency,
                   S.network_efficiency, S.kernel_time, S.launch_time, S.collective_base_latency,
-                  S.step_overhead, S.collective_overhead}
+                  S.step_overhead, S.collective_overhead, S.tree_latency, S.tree_efficiency,
+                  S.nvls_latency, S.nvls_efficiency}
 """The efficiency model's symbols (the realistic symbolic chip, docs/conventions.md §17)."""
 _HARDWARE_SYMBOLS |= _MODEL_SYMBOLS | {S.peak_flops_16bit}
 

@@ -142,7 +142,7 @@ def _names(symbols: Iterable[sp.Symbol]) -> str:
 
 def _hint(symbols: set[sp.Symbol]) -> str:
     chip = {S.peak_flops, S.vector_flops, S.hbm_capacity, S.hbm_bandwidth, S.scale_up_bandwidth,
-            S.scale_up_domain, S.scale_out_bandwidth, S.collective_latency}
+            S.scale_up_domain, S.scale_out_bandwidth, S.collective_latency, S.scale_out_latency}
     return " (pass hardware= and dtype= to bind the chip)" if symbols & chip else ""
 
 

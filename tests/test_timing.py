@@ -10,7 +10,7 @@ import symcost as sc
 from symcost import hardware
 from symcost import symbols as S
 from symcost.hardware import Hardware, Runtime
-from symcost.hardware.timing import collective_time, kernels, matmul_compute_flops, op_time
+from symcost.hardware.timing import collective_algorithms, collective_time, kernels, matmul_compute_flops, op_time
 from symcost.ops import AttentionCore, Collective, Matmul, Vector
 
 US = Fraction(1, 10**6)
@@ -100,6 +100,97 @@ def test_collective_base_latency_steps_and_bus_bandwidth():
     sym = Collective("all_reduce", "tp", S.tp, 10**6)
     assert collective_time(sym, ROUND).xreplace({S.tp: 1}) == 0
     assert collective_time(sym, ROUND).xreplace({S.tp: 8}) == sp.Rational(54, 10**6)
+
+
+# ROUND with every collective algorithm, round numbers of our own: 4 us per network hop, 10 us per
+# tree hop, tree bandwidth 1/2 of the ring's, NVLink SHARP 20 us per call at 3/4 (times 2 for an
+# all-reduce). Effective links (eta_net = 1/2): 50 GB/s inside the 8-chip domain, 5 GB/s beyond.
+COLL = ROUND.model_copy(update=dict(scale_out_latency=4 * US, tree_latency=10 * US, tree_efficiency=Fraction(1, 2),
+                                    nvls_latency=20 * US, nvls_efficiency=Fraction(3, 4)))
+COLL = Hardware(**{f: getattr(COLL, f) for f in Hardware.model_fields})  # validated, hashed afresh
+UP, OUT = 5 * 10**10, 5 * 10**9
+
+
+def test_nvls_all_reduce_wins_large_messages_ring_small_ones():
+    """All-reduce over the 8-chip domain: ring 5 + 14 * 1 = 19 us + 2 * 7/8 M at 50 GB/s; NVLink
+    SHARP 20 us + 7/4 M at 50 GB/s * 2 * 3/4 (no tree inside one domain). Equal at
+    7/4 M (1/UP - 1/(3/2 UP)) = 1 us, M = 85,714 bytes: below, the ring's lower latency wins;
+    above, NVLink SHARP's bandwidth."""
+    for M, winner in ((8000, "ring"), (10**8, "nvls")):
+        c = Collective("all_reduce", "tp", 8, M)
+        want = {"ring": 19 * US + Fraction(7, 4) * M / UP,
+                "nvls": 20 * US + Fraction(7, 4) * M / (Fraction(3, 2) * UP)}
+        assert collective_algorithms(c, COLL) == want
+        assert collective_time(c, COLL) == want[winner]
+    # 8000 bytes: ring 19.28 us < NVLS 20.18667 us; 10^8 bytes: ring 3519 us > NVLS 2353.3 us
+    assert collective_time(Collective("all_reduce", "tp", 8, 8000), COLL) == Fraction(1928, 10**8)
+
+
+def test_nvls_all_gather_never_beats_the_ring_in_nccls_model():
+    """All-gather of M over 8: ring 5 + 7 = 12 us + 7/8 M at 50 GB/s; NVLink SHARP 20 us + M at
+    50 GB/s * 3/4 * 7/8 (NCCL: bus bandwidth times (n-1)/n, the whole payload): more latency and
+    8/7 * 8/7 * 4/3 times the bytes' time."""
+    M = 10**8
+    c = Collective("all_gather", "tp", 8, M)
+    want = {"ring": 12 * US + Fraction(7, 8) * M / UP, "nvls": 20 * US + M / (Fraction(3, 4) * Fraction(7, 8) * UP)}
+    assert collective_algorithms(c, COLL) == want
+    assert collective_time(c, COLL) == want["ring"]
+
+
+def test_tree_beats_ring_on_small_messages_across_many_nodes():
+    """A data-parallel all-reduce over 64 chips 8 apart (span 512): one chip in each of 64 domains.
+    Ring: 5 + 126 network hops * 4 = 509 us + 2 * 63/64 M at 5 GB/s. Tree: 5 + 2 * (0 * 1 +
+    log2(64) * 10) = 125 us + 2 M at 5 GB/s * 1/2. 1 KB: the tree (125.8 us) beats the ring
+    (509.39 us); 1 GB: the ring (0.394 s) beats the tree (0.8 s)."""
+    for M, winner in ((1000, "tree"), (10**9, "ring")):
+        c = Collective("all_reduce", "dp", 64, M, span=512)
+        want = {"ring": 509 * US + Fraction(126, 64) * M / OUT, "tree": 125 * US + 2 * M / Fraction(OUT, 2)}
+        assert collective_algorithms(c, COLL) == want
+        assert collective_time(c, COLL) == want[winner]
+    assert collective_time(Collective("all_reduce", "dp", 64, 1000, span=512), COLL) == Fraction(1258, 10**7)
+
+
+def test_ring_across_two_nodes_and_p2p_hop():
+    """16 chips in two domains: a ring all-reduce's 30 steps cross between the nodes twice:
+    5 + 28 * 1 + 2 * 4 = 41 us; the tree: 5 + 2 * (7 * 1 + 1 * 10) = 39 us. A p2p to a chip in the
+    next domain: 5 + 4 = 9 us + M at 5 GB/s."""
+    c = Collective("all_reduce", "dp", 16, 0)
+    assert collective_algorithms(c, COLL) == {"ring": 41 * US, "tree": 39 * US}
+    assert collective_time(Collective("p2p", "pp", 2, 10**6, span=16), COLL) == 9 * US + Fraction(10**6, OUT)
+
+
+def test_group_of_one_costs_nothing_with_every_algorithm():
+    """n = 1 (numeric or bound later): the ring costs 0 and NCCL skips the call."""
+    for kind in ("all_reduce", "all_gather", "reduce_scatter"):
+        assert collective_time(Collective(kind, "tp", 1, 10**6), COLL) == 0
+        sym = collective_time(Collective(kind, "tp", S.tp, 10**6), COLL)
+        assert sym.xreplace({S.tp: 1}) == 0
+        assert sym.xreplace({S.tp: 8}) == collective_time(Collective(kind, "tp", 8, 10**6), COLL)
+
+
+def test_nvls_only_on_chips_with_nvlink_sharp_and_binding_stays_exact():
+    """NVLink SHARP on H100, H200, B200 (NVSwitch 3+), not on A100, MI300X or TPUs; the realistic
+    symbolic chip binds to each preset exactly (an algorithm a chip lacks binds to oo and loses)."""
+    c = Collective("all_reduce", "tp", 8, 10**7)
+    has = {name: "nvls" in collective_algorithms(c, hardware.get(name)) for name in hardware.PRESETS}
+    assert has == {"A100_SXM_80GB": False, "H100_SXM": True, "H200_SXM": True, "B200": True, "MI300X": False,
+                   "TPU_V5E": False, "TPU_V5P": False, "TPU_V6E": False}
+    symbolic = Hardware.symbolic(realistic=True)
+    for kind, n, span in (("all_reduce", 8, 8), ("all_reduce", 32, 256), ("all_gather", 4, 4), ("p2p", 2, 16)):
+        c = Collective(kind, "dp", n, 10**6, span=span)
+        for name in hardware.PRESETS:
+            chip = hardware.get(name)
+            bound = collective_time(c, symbolic).xreplace(chip.symbol_values("bf16"))
+            assert bound == collective_time(c, chip), (kind, n, name)
+    # the ideal chip keeps the ring only
+    assert list(collective_algorithms(c, hardware.get("H100_SXM").ideal())) == ["ring"]
+
+
+def test_h100_small_all_reduce_is_nccls_ll_ring_latency():
+    """8 H100s, 1 KB all-reduce, the realistic preset (neutral engine): NCCL's tuning.cc LL ring
+    latency, baseLat 6.6 us + 14 hops * 0.6 us = 15.0 us, plus 1750 bytes at 450 GB/s."""
+    t = collective_time(Collective("all_reduce", "tp", 8, 1000), hardware.get("H100_SXM"))
+    assert t == Fraction(15, 10**6) + Fraction(1750, 450 * 10**9)
 
 
 def test_decode_of_a_small_mlp_by_hand_symbolic_and_numeric():
