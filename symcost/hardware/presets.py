@@ -45,8 +45,8 @@ NVLS_BLACKWELL = Fraction(851, 1200)  # [NCCL]
 # (an assumption beyond the H100).
 FIT = {
     "matmul_efficiency": Fraction(37, 50),
-    "matmul_efficiency_8bit": Fraction(53, 100),
-    "kernel_time": Fraction(13, 1000000),
+    "matmul_efficiency_8bit": Fraction(13, 25),
+    "kernel_time": Fraction(131, 10**7),
 }
 # NCCL's own per-call base latency of a ring all-reduce over NVLink (NVIDIA/nccl,
 # src/graph/tuning.cc, ring base latencies {LL, LL128, Simple} = {6.6, 14.0, 8.4} us; we take LL's,
