@@ -81,17 +81,19 @@ def test_collective_alpha_beta_on_nvlink(kind, n, steps, sent_fraction):
 
 
 @pytest.mark.parametrize(
-    ("kind", "intra", "inter", "sent_fraction"),
-    [("all_reduce", 28, 2, Fraction(30, 16)), ("all_gather", 14, 1, Fraction(15, 16)),
-     ("reduce_scatter", 14, 1, Fraction(15, 16)), ("all_to_all", 14, 1, Fraction(15, 16))],
+    ("kind", "intra", "inter", "sent_fraction", "link"),
+    [("all_reduce", 28, 2, Fraction(30, 16), 8 * IB), ("all_gather", 14, 1, Fraction(15, 16), 8 * IB),
+     ("reduce_scatter", 14, 1, Fraction(15, 16), 8 * IB), ("all_to_all", 14, 1, Fraction(15, 16), IB)],
 )
-def test_collective_alpha_beta_across_nodes(kind, intra, inter, sent_fraction):
-    """A group of 16 H100s spans two nodes: the scale-out link (50 GB/s per GPU) carries it.
+def test_collective_alpha_beta_across_nodes(kind, intra, inter, sent_fraction, link):
+    """A group of 16 H100s spans two nodes: the scale-out network (50 GB/s per GPU) carries it.
     The ring crosses between the nodes twice per pass: an all-reduce's 30 steps (two passes)
-    are 2 network hops and 28 NVLink hops; the one-pass collectives' 15 are 1 and 14."""
+    are 2 network hops and 28 NVLink hops; the one-pass collectives' 15 are 1 and 14. A ring
+    collective runs one channel through each of the node's 8 GPUs' NICs: 8 * 50 = 400 GB/s
+    (under NVLink's 450); an all-to-all sends each GPU's bytes over its own NIC: 50 GB/s."""
     M = 10**9
     t = collective_time(Collective(kind, "dp", 16, M), H100)
-    assert t == intra * ALPHA + inter * ALPHA_NET + sent_fraction * M / IB
+    assert t == intra * ALPHA + inter * ALPHA_NET + sent_fraction * M / link
 
 
 def test_group_of_one_costs_nothing():
@@ -137,8 +139,9 @@ def test_communication_bound_decode_across_nodes():
                     parallelism={"tensor_parallel": 64}).compute_metrics(
         batch_size=1, seq_len=1, phase="decode", dtype="bf16", hardware=H100)
     # 126 ring steps over 8 nodes: 2 * (8 - 1) = 14 between nodes (2.7 µs), 112 on NVLink
-    # (0.6 µs): 105 µs dwarf reading 2 MB of weights (0.6 µs)
-    assert m.comm_time == 112 * ALPHA + 14 * ALPHA_NET + Fraction(126, 64) * 4096 * 2 / IB
+    # (0.6 µs): 105 µs dwarf reading 2 MB of weights (0.6 µs); 8 of the group's GPUs share each
+    # node's traffic over their 8 NICs: 400 GB/s
+    assert m.comm_time == 112 * ALPHA + 14 * ALPHA_NET + Fraction(126, 64) * 4096 * 2 / (8 * IB)
     assert m.bound == "communication"
 
 

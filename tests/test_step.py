@@ -79,11 +79,11 @@ def test_dp_gradient_all_reduce_by_hand():
     st = model.training_step(H100, seq_len=512, global_batch=8, parallelism={"data_parallel": 4},
                              zero_stage=0)
     assert st.dp_comm_time == 6 * ALPHA + Fraction(6, 4) * 4 * P / NVLINK
-    # d = 16 spans two nodes: the scale-out link; the ring crosses between them twice per pass,
-    # so 2 of its 30 steps are network hops
+    # d = 16 spans two nodes: the ring crosses between them twice per pass, so 2 of its 30 steps
+    # are network hops; each node's 8 GPUs send over their 8 NICs, 8 * 50 = 400 GB/s
     st = model.training_step(H100, seq_len=512, global_batch=16, parallelism={"data_parallel": 16},
                              zero_stage=0)
-    assert st.dp_comm_time == 28 * ALPHA + 2 * ALPHA_NET + Fraction(30, 16) * 4 * P / IB
+    assert st.dp_comm_time == 28 * ALPHA + 2 * ALPHA_NET + Fraction(30, 16) * 4 * P / (8 * IB)
 
 
 def test_first_stage_holds_in_flight_microbatches():

@@ -272,3 +272,19 @@ def test_ideal_chip_is_an_ordinary_chip(tmp_path):
     realistic = hardware.get("H100_SXM")
     realistic.to_file(tmp_path / "h100.yaml")
     assert Hardware.from_file(tmp_path / "h100.yaml") == realistic
+
+
+def test_ring_across_domains_shares_the_nics_of_the_groups_chips_in_a_domain():
+    """All-reduce of 10^9 bytes over 32 chips on ROUND (10 GB/s scale-out per chip, 100 GB/s
+    scale-up, eta_net 1/2, 8 chips per domain). Contiguous (span 32): 4 domains of 8 chips, each
+    domain's traffic leaves over its 8 NICs, min(100, 8 * 10) = 80 GB/s; strided 4 apart (span
+    128): ceil(128/8) = 16 domains of 2 chips, 20 GB/s; 8 apart (span 256): 32 domains of one
+    chip, 10 GB/s; each times 1/2. Bytes sent 2 * 31/32 * 10^9; 62 ring steps, 2(nodes - 1) of
+    them between domains, all at 1 us on ROUND (alpha_net unset: alpha); 5 us per call."""
+    sent = Fraction(62, 32) * 10**9
+    for span, nodes, link in ((32, 4, 80 * 10**9), (128, 16, 20 * 10**9), (256, 32, 10**10)):
+        c = Collective("all_reduce", "dp", 32, 10**9, span=span)
+        assert collective_algorithms(c, ROUND)["ring"] == 5 * US + 62 * US + sent / (link * Fraction(1, 2))
+        # with alpha_net = 4 us (COLL), the 2(nodes - 1) network hops cost 4 us each
+        hops = (62 - 2 * (nodes - 1)) * US + 2 * (nodes - 1) * 4 * US
+        assert collective_algorithms(c, COLL)["ring"] == 5 * US + hops + sent / (link * Fraction(1, 2))

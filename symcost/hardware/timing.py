@@ -166,7 +166,6 @@ def collective_algorithms(c: Collective, hardware: Hardware) -> dict[str, sp.Exp
     n = as_expr(c.group_size, "group_size")
     span = as_expr(c.span, "span")
     payload = as_expr(c.payload_bytes, "payload_bytes")
-    link = hardware.link_bandwidth(c.span)
     overhead = hardware.runtime.collective_overhead
     base = hardware.collective_base_latency + overhead
     fits = sp.Le(span, hardware.scale_up_domain)
@@ -177,6 +176,16 @@ def collective_algorithms(c: Collective, hardware: Hardware) -> dict[str, sp.Exp
         nodes = domains
     else:
         nodes = sp.Piecewise((1, fits), (domains, True))
+    # the link: the scale-up link inside one domain; across domains, a ring or tree collective
+    # runs one NCCL channel through the NIC of each of the group's n/nodes chips in a domain, so
+    # a domain's traffic shares n/nodes scale-out links (at most the scale-up link's rate: every
+    # channel also crosses it); an all-to-all or p2p sends each chip's bytes over its own link
+    up = hardware.scale_up_bandwidth * hardware.network_efficiency
+    out = hardware.scale_out_bandwidth
+    if c.kind in ("all_reduce", "all_gather", "reduce_scatter"):
+        out = sp.Min(hardware.scale_up_bandwidth, n / domains * out)
+    out = out * hardware.network_efficiency
+    link = up if fits is sp.true else out if fits is sp.false else sp.Piecewise((up, fits), (out, True))
     # a group of one sends nothing and waits for nothing: min(1, n - 1) switches the base off
     calls = sp.Min(1, n - 1) if base != 0 else 0
     steps = collective_steps(c.kind, n)
