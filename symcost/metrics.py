@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import sympy as sp
 
@@ -118,6 +118,10 @@ class LayerMetrics:
     """The ops as ``(op, multiplicity)`` pairs, or a function producing them on first use."""
     assumptions: tuple[Assumption, ...] = ()
     """Divisibility rules the expressions rely on (see :mod:`symcost.assumptions`)."""
+    roofline: Optional[tuple[Value, Value, Value]] = dataclasses.field(default=None, repr=False)
+    """``(compute, memory, comm)`` times of the same ops on the ideal chip (the pure roofline,
+    :meth:`~symcost.hardware.Hardware.ideal`), what :attr:`bound` compares; ``None`` when the
+    metrics were timed on an ideal chip (the fields themselves are the roofline)."""
 
     @classmethod
     def from_ops(
@@ -141,6 +145,12 @@ class LayerMetrics:
         matmul = total(op.matmul_flops * n for op, n in compute)
         vector = total(op.vector_flops * n for op, n in compute)
         times = layer_times(compute, collectives, hardware, peak_flops, overlap, datatype)
+        roofline = None
+        if not hardware.is_ideal:  # bound classifies by the pure roofline (docs/conventions.md §17)
+            ideal = hardware.ideal()
+            peak = sp.sympify(peak_flops) / hardware.matmul_efficiency_for(datatype)
+            rt = layer_times(compute, collectives, ideal, peak, overlap, datatype)
+            roofline = tuple(exact(sp.sympify(v)) for v in (rt.compute_time, rt.memory_time, rt.comm_time))
         fields = _exact_all({
             "flops_per_chip": matmul + vector,
             "matmul_flops_per_chip": matmul,
@@ -155,7 +165,8 @@ class LayerMetrics:
             "latency": times.latency,
         })
         return cls(phase=phase, collectives=collectives, op_source=compute,
-                   peak_flops=exact(sp.sympify(peak_flops)), assumptions=tuple(assumptions), **fields)
+                   peak_flops=exact(sp.sympify(peak_flops)), assumptions=tuple(assumptions),
+                   roofline=roofline, **fields)
 
     # -- derived -----------------------------------------------------------------------------
 
@@ -168,11 +179,18 @@ class LayerMetrics:
             object.__setattr__(self, "op_source", source)
         return source
 
+    def _roofline_terms(self) -> tuple[Any, Any, Any]:
+        if self.roofline is not None:
+            return self.roofline
+        return (self.compute_time, self.memory_time, self.comm_time)
+
     @property
     def bound(self) -> str | None:
-        """``"compute"``, ``"memory"`` or ``"communication"``: the largest of ``compute_time``,
-        ``memory_time`` and ``comm_time``; ``None`` while SymPy cannot order them."""
-        terms = {name: sp.sympify(getattr(self, name)) for name in BOUNDS}
+        """``"compute"``, ``"memory"`` or ``"communication"``: the largest of the compute,
+        memory and communication times of the pure roofline (the ideal chip's, :attr:`roofline`;
+        the fields themselves on an ideal chip), while ``latency`` stays the realistic chip's;
+        ``None`` while SymPy cannot order them."""
+        terms = dict(zip(BOUNDS, (sp.sympify(v) for v in self._roofline_terms())))
         if not all(v.is_number for v in terms.values()):
             return None
         return BOUNDS[max(terms, key=lambda name: terms[name])]
@@ -241,6 +259,8 @@ class LayerMetrics:
             op_source=lambda: _merge_ops(self.ops + other.ops),
             peak_flops=self.peak_flops,
             assumptions=merge(self.assumptions, other.assumptions),
+            roofline=None if self.roofline is None and other.roofline is None else tuple(
+                exact(sp.sympify(a) + sp.sympify(b)) for a, b in zip(self._roofline_terms(), other._roofline_terms())),
             **_exact_all(fields),
         )
 
@@ -260,6 +280,7 @@ class LayerMetrics:
             op_source=lambda: tuple((op, mult * n) for op, mult in self.ops),
             peak_flops=self.peak_flops,
             assumptions=self.assumptions,
+            roofline=None if self.roofline is None else tuple(exact(sp.sympify(v) * n) for v in self.roofline),
             **_exact_all(fields),
         )
 
@@ -323,6 +344,8 @@ class LayerMetrics:
                                          for op, m in self.ops),
             peak_flops=exact(peak.xreplace(table)) if isinstance(peak, sp.Basic) else peak,
             assumptions=assumptions,
+            roofline=None if self.roofline is None else tuple(
+                exact(v.xreplace(table)) if isinstance(v, sp.Basic) else v for v in self.roofline),
             **_exact_all(fields),
         )
 

@@ -212,6 +212,31 @@ def test_decode_of_a_small_mlp_by_hand_symbolic_and_numeric():
     assert bound.latency == m.latency
 
 
+def test_bound_is_the_rooflines_verdict_while_latency_stays_realistic():
+    """The same decode MLP on ROUND (see above). Realistic terms: compute 2 * 67,108,864 / (5 *
+    10^13) (the GEMMs padded to 128-row tiles) + 8192 / 10^13 = 2.685 us > memory (2 * 526,848 +
+    4096) bytes / (5 * 10^11) = 2.116 us: by those terms "compute". The roofline (ideal chip): the
+    GEMMs' own 2 * 524,288 FLOPs at 10^14 + 8192 at 10^13 = 11.3 ns, memory 1,057,792 bytes at
+    10^12 = 1.058 us: memory-bound, which is what bound reports."""
+    m = sc.MLPLayer(hidden_size=256, intermediate_size=1024).compute_metrics(
+        batch_size=1, seq_len=7, phase="decode", dtype="bf16", hardware=ROUND)
+    assert m.compute_time == Fraction(2 * 67108864, 5 * 10**13) + Fraction(8192, 10**13)
+    assert m.memory_time == Fraction(1057792, 5 * 10**11)
+    assert m.compute_time > m.memory_time
+    assert m.roofline == (Fraction(2 * 524288, 10**14) + Fraction(8192, 10**13), Fraction(1057792, 10**12), 0)
+    assert m.bound == "memory"
+    ideal = sc.MLPLayer(hidden_size=256, intermediate_size=1024).compute_metrics(
+        batch_size=1, seq_len=7, phase="decode", dtype="bf16", hardware=ROUND.ideal())
+    assert ideal.roofline is None and ideal.bound == "memory"
+    assert (ideal.compute_time, ideal.memory_time, ideal.comm_time) == m.roofline
+    # sums and repeats keep the roofline terms; binding the realistic symbolic chip gives the same
+    assert (m + m * 2).roofline == tuple(3 * v for v in m.roofline) and (m * 3).bound == "memory"
+    symbolic = sc.MLPLayer(hidden_size=256, intermediate_size=1024).compute_metrics(
+        batch_size=1, seq_len=7, phase="decode", dtype="bf16",
+        hardware=Hardware.symbolic(realistic=True, matmul_tile=(128, 128)))
+    assert symbolic.evaluate(dtype="bf16", hardware=ROUND).roofline == m.roofline
+
+
 def test_step_overhead_is_added_once_per_inference_step():
     """TTFT and TPOT each carry the runtime's 1 ms exactly once."""
     model = sc.Model.llama(hidden_size=256, num_heads=4, num_kv_heads=2, num_layers=2, vocab_size=1000,
