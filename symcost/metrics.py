@@ -118,7 +118,7 @@ class LayerMetrics:
     """The ops as ``(op, multiplicity)`` pairs, or a function producing them on first use."""
     assumptions: tuple[Assumption, ...] = ()
     """Divisibility rules the expressions rely on (see :mod:`symcost.assumptions`)."""
-    roofline: Optional[tuple[Value, Value, Value]] = dataclasses.field(default=None, repr=False)
+    roofline: Optional[tuple[Value, ...]] = dataclasses.field(default=None, repr=False)
     """``(compute, memory, comm)`` times of the same ops on the ideal chip (the pure roofline,
     :meth:`~symcost.hardware.Hardware.ideal`), what :attr:`bound` compares; ``None`` when the
     metrics were timed on an ideal chip (the fields themselves are the roofline)."""
@@ -179,7 +179,7 @@ class LayerMetrics:
             object.__setattr__(self, "op_source", source)
         return source
 
-    def _roofline_terms(self) -> tuple[Any, Any, Any]:
+    def _roofline_terms(self) -> tuple[Any, ...]:
         if self.roofline is not None:
             return self.roofline
         return (self.compute_time, self.memory_time, self.comm_time)
