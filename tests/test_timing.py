@@ -313,3 +313,31 @@ def test_ring_across_domains_shares_the_nics_of_the_groups_chips_in_a_domain():
         # with alpha_net = 4 us (COLL), the 2(nodes - 1) network hops cost 4 us each
         hops = (62 - 2 * (nodes - 1)) * US + 2 * (nodes - 1) * 4 * US
         assert collective_algorithms(c, COLL)["ring"] == 5 * US + hops + sent / (link * Fraction(1, 2))
+
+
+def test_collective_algorithms_symbolic_by_hand():
+    """On the realistic symbolic chip with D_up = 8, an all-reduce of M bytes over 8 chips:
+    ring alpha_0 + t_coll + 14 alpha + (7/4) M / (B_up eta_net); NVLink SHARP alpha_nvls + t_coll
+    + (7/4) M / (2 eta_nvls B_up eta_net). Over 64 chips 8 apart (one per domain, D_up = 8):
+    ring alpha_0 + t_coll + 126 alpha_net + (63/32) M / (min(B_up, 1 * B_out) eta_net); tree
+    alpha_0 + t_coll + 2 * 6 alpha_tree + 2 M / (min(B_up, B_out) eta_net eta_tree)."""
+    M = sp.Symbol("M", positive=True)
+    chip = Hardware.symbolic(realistic=True)
+    at = {S.scale_up_domain: 8}
+    got = {k: v.xreplace(at) for k, v in collective_algorithms(Collective("all_reduce", "tp", 8, M), chip).items()}
+    base = S.collective_base_latency + S.collective_overhead
+    up, out = S.scale_up_bandwidth * S.network_efficiency, S.scale_out_bandwidth * S.network_efficiency
+    want = {"ring": base + 14 * S.collective_latency + sp.Rational(7, 4) * M / up,
+            "nvls": S.nvls_latency + S.collective_overhead + sp.Rational(7, 4) * M / (2 * S.nvls_efficiency * up)}
+    assert sp.expand(got["ring"] - want["ring"]) == 0
+    assert sp.expand(got["nvls"] - want["nvls"]) == 0
+    # the symbolic span cannot rule the tree out; bound to one domain it is the ring's hops plus
+    # the guard hop of max(1, log2 1) (it never wins there: more latency and more bytes)
+    assert sp.expand(got["tree"] - (base + 14 * S.collective_latency + 2 * S.tree_latency
+                                    + 2 * M / (up * S.tree_efficiency))) == 0
+    wide = {k: v.xreplace(at) for k, v in
+            collective_algorithms(Collective("all_reduce", "dp", 64, M, span=512), chip).items()}
+    assert wide["nvls"] == sp.oo  # no NVLink SHARP across domains
+    out = sp.Min(S.scale_up_bandwidth, S.scale_out_bandwidth) * S.network_efficiency  # one chip per domain
+    assert sp.expand(wide["ring"] - (base + 126 * S.scale_out_latency + sp.Rational(63, 32) * M / out)) == 0
+    assert sp.expand(wide["tree"] - (base + 12 * S.tree_latency + 2 * M / (out * S.tree_efficiency))) == 0
