@@ -162,63 +162,75 @@ def collective_algorithms(c: Collective, hardware: Hardware) -> dict[str, sp.Exp
 
     ``nodes``, the scale-up domains the group touches, is ``min(n, ceil(span / D_up))``.
     """
+    fits = sp.Le(as_expr(c.span, "span"), hardware.scale_up_domain)
+    if fits is sp.true:
+        return _algorithms(c, hardware, inside=True)
+    if fits is sp.false:
+        return _algorithms(c, hardware, inside=False)
+    # a symbolic span: one Piecewise per algorithm over the two placements (an algorithm one
+    # placement lacks costs oo there)
+    inside, across = _algorithms(c, hardware, inside=True), _algorithms(c, hardware, inside=False)
+    return {name: sp.Piecewise((inside.get(name, sp.oo), fits), (across.get(name, sp.oo), True))
+            for name in dict.fromkeys([*inside, *across])}
+
+
+def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp.Expr]:
+    """:func:`collective_algorithms` for a group inside one scale-up domain (``inside``) or
+    spread over several."""
     count = as_expr(c.count, "count")
     n = as_expr(c.group_size, "group_size")
-    span = as_expr(c.span, "span")
     payload = as_expr(c.payload_bytes, "payload_bytes")
     overhead = hardware.runtime.collective_overhead
     base = hardware.collective_base_latency + overhead
-    fits = sp.Le(span, hardware.scale_up_domain)
-    domains = sp.Min(n, Ceil(span / hardware.scale_up_domain))
-    if fits is sp.true:
-        nodes: sp.Expr = sp.Integer(1)
-    elif fits is sp.false:
-        nodes = domains
-    else:
-        nodes = sp.Piecewise((1, fits), (domains, True))
+    nodes = sp.Integer(1) if inside else sp.Min(n, Ceil(as_expr(c.span, "span") / hardware.scale_up_domain))
     # the link: the scale-up link inside one domain; across domains, a ring or tree collective
     # runs one NCCL channel through the NIC of each of the group's n/nodes chips in a domain, so
     # a domain's traffic shares n/nodes scale-out links (at most the scale-up link's rate: every
     # channel also crosses it); an all-to-all or p2p sends each chip's bytes over its own link
-    up = hardware.scale_up_bandwidth * hardware.network_efficiency
-    out = hardware.scale_out_bandwidth
-    if c.kind in ("all_reduce", "all_gather", "reduce_scatter"):
-        out = sp.Min(hardware.scale_up_bandwidth, n / domains * out)
-    out = out * hardware.network_efficiency
-    link = up if fits is sp.true else out if fits is sp.false else sp.Piecewise((up, fits), (out, True))
+    if inside:
+        link = hardware.scale_up_bandwidth
+    elif c.kind in ("all_reduce", "all_gather", "reduce_scatter"):
+        link = sp.Min(hardware.scale_up_bandwidth, n / nodes * hardware.scale_out_bandwidth)
+    else:
+        link = hardware.scale_out_bandwidth
+    link = link * hardware.network_efficiency
     # a group of one sends nothing and waits for nothing: min(1, n - 1) switches the base off
     calls = sp.Min(1, n - 1) if base != 0 else 0
     steps = collective_steps(c.kind, n)
-    inter = _inter_steps(c.kind, nodes) if c.kind != "p2p" else sp.Min(1, nodes - 1)
-    hops = hardware.collective_latency * (steps - inter) + hardware.net_latency * inter
+    if inside:
+        hops = hardware.collective_latency * steps
+    else:
+        inter = _inter_steps(c.kind, nodes) if c.kind != "p2p" else sp.Min(1, nodes - 1)
+        hops = hardware.collective_latency * (steps - inter) + hardware.net_latency * inter
     sent = as_expr(c.bytes_sent_per_chip, "bytes_sent_per_chip")
     out = {"ring": count * (base * calls + hops) + sent / link}
-    if c.kind == "all_reduce" and hardware.tree_latency is not None and fits is not sp.true:
-        # NB: floor(log2 nodes) is NCCL's log2i; max(1, .) only where nodes = 1, where the
-        # tree (same hops as the ring, more bytes) never wins the Min anyway, so that an absent
-        # tree bound to alpha_tree = oo stays oo, never 0 * oo
+    if c.kind == "all_reduce" and hardware.tree_latency is not None and not inside:
+        # NB: floor(log2 nodes) is NCCL's log2i; max(1, .) only where nodes = 1 (a group of
+        # one), where the ring costs nothing and wins the Min anyway, so that an absent tree
+        # bound to alpha_tree = oo stays oo, never 0 * oo
         depth = sp.Max(1, sp.floor(sp.log(nodes, 2)))
         tree = base + 2 * ((n / nodes - 1) * hardware.collective_latency + depth * hardware.tree_latency)
         out["tree"] = count * tree + 2 * payload * count / (link * hardware.tree_efficiency)
-    if (c.kind in ("all_reduce", "all_gather", "reduce_scatter") and hardware.nvls_latency is not None
-            and fits is not sp.false):
+    if c.kind in ("all_reduce", "all_gather", "reduce_scatter") and hardware.nvls_latency is not None and inside:
         if c.kind == "all_reduce":
             moved = sent / (2 * hardware.nvls_efficiency * link)
         else:
             # NB: max(n - 1, 1) only guards n = 1, where the ring (no cost) wins the Min
             moved = payload * count * n / (sp.Max(n - 1, 1) * hardware.nvls_efficiency * link)
-        nvls = count * (hardware.nvls_latency + overhead) + moved
-        out["nvls"] = nvls if fits is sp.true else sp.Piecewise((nvls, fits), (sp.oo, True))
+        out["nvls"] = count * (hardware.nvls_latency + overhead) + moved
     return out
 
 
 def collective_time(c: Collective, hardware: Hardware) -> sp.Expr:
     """Seconds of all ``c.count`` calls: the fastest of :func:`collective_algorithms`, as NCCL's
     tuner picks it (a group of one costs nothing)."""
-    times = collective_algorithms(c, hardware)
-    if len(times) == 1:
-        return times["ring"]
-    return sp.Min(*times.values())
+    fits = sp.Le(as_expr(c.span, "span"), hardware.scale_up_domain)
+    if fits is sp.true or fits is sp.false:
+        times = _algorithms(c, hardware, inside=fits is sp.true)
+        return times["ring"] if len(times) == 1 else sp.Min(*times.values())
+    # a symbolic span: the fastest algorithm of each placement
+    inside, across = (_algorithms(c, hardware, inside=flag) for flag in (True, False))
+    return sp.Piecewise((sp.Min(*inside.values()), fits), (sp.Min(*across.values()), True))
 
 
 @dataclass(frozen=True)
