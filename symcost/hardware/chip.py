@@ -19,7 +19,7 @@ from typing import Annotated, Any, Iterator, Mapping, Optional
 import sympy as sp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, field_validator
 
-from ..core import symbols as S
+from ..core import symbols as sym
 from ..core._expr import as_expr, exact
 from ..core.dtypes import DataType
 from .runtime import Runtime, runtime
@@ -187,7 +187,7 @@ class Hardware(BaseModel):
                 raise ValueError(
                     f"{self.name}: binding hardware needs a concrete dtype (got a symbolic one); "
                     "pass dtype='bf16' or similar")
-            return S.peak_flops * self.matmul_efficiency
+            return sym.peak_flops * self.matmul_efficiency
         return self.peak_flops_expr(dtype) * self.matmul_efficiency_for(dtype)
 
     def attention_peak(self, dtype: DataType | str | None) -> sp.Expr:
@@ -196,7 +196,7 @@ class Hardware(BaseModel):
         docs/conventions.md §17), else the dtype's own peak."""
         if any(isinstance(v, sp.Basic) and v.free_symbols for v in self.peak_flops.values()):
             # F_16 binds to the dtype's own peak for 16-bit and wider dtypes (symbol_values)
-            return S.peak_flops_16bit * self.attention_efficiency
+            return sym.peak_flops_16bit * self.attention_efficiency
         if dtype is None:
             raise ValueError(f"{self.name}: binding hardware needs a concrete dtype (got a symbolic one); "
                              "pass dtype='bf16' or similar")
@@ -249,42 +249,42 @@ class Hardware(BaseModel):
         A collective algorithm the chip lacks (no tree, no NVLink SHARP) takes ``oo`` seconds per
         call, so the ``Min`` over algorithms never picks it.
 
-        >>> from symcost import hardware, symbols as S
-        >>> hardware.get("H100_SXM").symbol_values("fp8_e4m3")[S.peak_flops]
+        >>> from symcost import hardware, symbols as sym
+        >>> hardware.get("H100_SXM").symbol_values("fp8_e4m3")[sym.peak_flops]
         1978900000000000
         """
         dt = DataType.parse(dtype)
         half = next((d for d in (DataType.BF16, DataType.FP16) if d in self.peak_flops), dt)
         eff = self.memory_efficiency if self.attention_memory_efficiency is None else self.attention_memory_efficiency
         values: dict[sp.Symbol, Any] = {
-            S.peak_flops: self.peak_flops_expr(dt),
-            S.peak_flops_16bit: self.peak_flops_expr(half if dt.bytes < 2 else dt),
-            S.vector_flops: self.vector_flops,
-            S.hbm_capacity: self.hbm_capacity,
-            S.hbm_bandwidth: self.hbm_bandwidth,
-            S.scale_up_bandwidth: self.scale_up_bandwidth,
-            S.scale_up_domain: self.scale_up_domain,
-            S.scale_out_bandwidth: self.scale_out_bandwidth,
-            S.collective_latency: self.collective_latency,
-            S.scale_out_latency: self.net_latency,
-            S.tree_latency: sp.oo if self.tree_latency is None else self.tree_latency,
-            S.tree_efficiency: self.tree_efficiency,
-            S.nvls_latency: sp.oo if self.nvls_latency is None else self.nvls_latency,
-            S.nvls_efficiency: self.nvls_efficiency,
-            S.matmul_efficiency: self.matmul_efficiency_for(dt),
-            S.matmul_efficiency_8bit: self.matmul_efficiency_for(dt),
-            S.memory_efficiency: self.memory_efficiency,
-            S.attention_memory_efficiency: eff,
-            S.attention_efficiency: self.attention_efficiency,
-            S.network_efficiency: self.network_efficiency,
-            S.kernel_time: self.kernel_time,
-            S.launch_time: 0 if self.runtime.cuda_graphs else self.launch_time,
-            S.collective_base_latency: self.collective_base_latency,
-            S.step_overhead: self.runtime.step_overhead,
-            S.collective_overhead: self.runtime.collective_overhead,
+            sym.peak_flops: self.peak_flops_expr(dt),
+            sym.peak_flops_16bit: self.peak_flops_expr(half if dt.bytes < 2 else dt),
+            sym.vector_flops: self.vector_flops,
+            sym.hbm_capacity: self.hbm_capacity,
+            sym.hbm_bandwidth: self.hbm_bandwidth,
+            sym.scale_up_bandwidth: self.scale_up_bandwidth,
+            sym.scale_up_domain: self.scale_up_domain,
+            sym.scale_out_bandwidth: self.scale_out_bandwidth,
+            sym.collective_latency: self.collective_latency,
+            sym.scale_out_latency: self.net_latency,
+            sym.tree_latency: sp.oo if self.tree_latency is None else self.tree_latency,
+            sym.tree_efficiency: self.tree_efficiency,
+            sym.nvls_latency: sp.oo if self.nvls_latency is None else self.nvls_latency,
+            sym.nvls_efficiency: self.nvls_efficiency,
+            sym.matmul_efficiency: self.matmul_efficiency_for(dt),
+            sym.matmul_efficiency_8bit: self.matmul_efficiency_for(dt),
+            sym.memory_efficiency: self.memory_efficiency,
+            sym.attention_memory_efficiency: eff,
+            sym.attention_efficiency: self.attention_efficiency,
+            sym.network_efficiency: self.network_efficiency,
+            sym.kernel_time: self.kernel_time,
+            sym.launch_time: 0 if self.runtime.cuda_graphs else self.launch_time,
+            sym.collective_base_latency: self.collective_base_latency,
+            sym.step_overhead: self.runtime.step_overhead,
+            sym.collective_overhead: self.runtime.collective_overhead,
         }
         if self.compute_units is not None:  # none: no tile quantization, nothing to bind N_cu to
-            values[S.compute_units] = self.compute_units
+            values[sym.compute_units] = self.compute_units
         return values
 
     # -- construction and files --------------------------------------------------------------
@@ -298,28 +298,28 @@ class Hardware(BaseModel):
         number (the tile shape of the chips it will be bound to)."""
         fields: dict[str, Any] = dict(
             name=name,
-            peak_flops={dt: S.peak_flops for dt in DataType},
-            vector_flops=S.vector_flops,
-            hbm_capacity=S.hbm_capacity,
-            hbm_bandwidth=S.hbm_bandwidth,
-            scale_up_bandwidth=S.scale_up_bandwidth,
-            scale_up_domain=S.scale_up_domain,
-            scale_out_bandwidth=S.scale_out_bandwidth,
-            collective_latency=S.collective_latency,
-            scale_out_latency=S.scale_out_latency,
+            peak_flops={dt: sym.peak_flops for dt in DataType},
+            vector_flops=sym.vector_flops,
+            hbm_capacity=sym.hbm_capacity,
+            hbm_bandwidth=sym.hbm_bandwidth,
+            scale_up_bandwidth=sym.scale_up_bandwidth,
+            scale_up_domain=sym.scale_up_domain,
+            scale_out_bandwidth=sym.scale_out_bandwidth,
+            collective_latency=sym.collective_latency,
+            scale_out_latency=sym.scale_out_latency,
         )
         if realistic:
-            fields.update(matmul_efficiency=S.matmul_efficiency, matmul_efficiency_8bit=S.matmul_efficiency_8bit,
-                          memory_efficiency=S.memory_efficiency,
-                          attention_memory_efficiency=S.attention_memory_efficiency,
-                          attention_efficiency=S.attention_efficiency,
-                          network_efficiency=S.network_efficiency, kernel_time=S.kernel_time,
-                          launch_time=S.launch_time, collective_base_latency=S.collective_base_latency,
-                          compute_units=S.compute_units, matmul_tile=matmul_tile,
-                          tree_latency=S.tree_latency, tree_efficiency=S.tree_efficiency,
-                          nvls_latency=S.nvls_latency, nvls_efficiency=S.nvls_efficiency,
-                          runtime=Runtime(name="symbolic", cuda_graphs=False, step_overhead=S.step_overhead,
-                                          collective_overhead=S.collective_overhead))
+            fields.update(matmul_efficiency=sym.matmul_efficiency, matmul_efficiency_8bit=sym.matmul_efficiency_8bit,
+                          memory_efficiency=sym.memory_efficiency,
+                          attention_memory_efficiency=sym.attention_memory_efficiency,
+                          attention_efficiency=sym.attention_efficiency,
+                          network_efficiency=sym.network_efficiency, kernel_time=sym.kernel_time,
+                          launch_time=sym.launch_time, collective_base_latency=sym.collective_base_latency,
+                          compute_units=sym.compute_units, matmul_tile=matmul_tile,
+                          tree_latency=sym.tree_latency, tree_efficiency=sym.tree_efficiency,
+                          nvls_latency=sym.nvls_latency, nvls_efficiency=sym.nvls_efficiency,
+                          runtime=Runtime(name="symbolic", cuda_graphs=False, step_overhead=sym.step_overhead,
+                                          collective_overhead=sym.collective_overhead))
         return cls(**fields)
 
     def ideal(self) -> "Hardware":
