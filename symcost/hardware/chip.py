@@ -22,6 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, field_
 from ..core import symbols as sym
 from ..core._expr import as_expr, exact
 from ..core.dtypes import DataType
+from ..errors import ConfigError, HardwareError
 from .runtime import Runtime, runtime
 from .validate import Efficiency, Rate, Seconds, _domain, _number
 
@@ -107,13 +108,13 @@ class Hardware(BaseModel):
     @classmethod
     def _peaks(cls, value: Any) -> dict[DataType, sp.Expr]:
         if not isinstance(value, Mapping) or not value:
-            raise ValueError("peak_flops must be a non-empty mapping of dtype to FLOP/s")
+            raise HardwareError("peak_flops must be a non-empty mapping of dtype to FLOP/s")
         peaks = {}
         for key, rate in value.items():
             dtype = DataType.parse(key)
             expr = _number(rate, f"peak_flops[{dtype.value}]")
             if expr.is_positive is False:
-                raise ValueError(f"peak_flops[{dtype.value}] must be positive, got {expr}")
+                raise HardwareError(f"peak_flops[{dtype.value}] must be positive, got {expr}")
             peaks[dtype] = expr
         return peaks
 
@@ -122,7 +123,7 @@ class Hardware(BaseModel):
     def _tile(cls, value: Any) -> tuple[int, int]:
         if (not isinstance(value, (tuple, list)) or len(value) != 2
                 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
-            raise ValueError(f"matmul_tile must be two positive integers (M, N), got {value!r}")
+            raise HardwareError(f"matmul_tile must be two positive integers (M, N), got {value!r}")
         return (value[0], value[1])
 
     @field_validator("runtime", mode="before")
@@ -162,14 +163,14 @@ class Hardware(BaseModel):
     def peak(self, dtype: DataType | str) -> Any:
         """Dense peak matrix FLOP/s for ``dtype``, as the datasheet gives it.
 
-        Raises ``ValueError`` naming the chip, the dtype and the dtypes it lists.
+        Raises :class:`~symcost.errors.HardwareError` naming the chip, the dtype and the dtypes it lists.
         """
         dt = DataType.parse(dtype)
         try:
             return exact(self.peak_flops[dt])
         except KeyError:
             known = ", ".join(d.value for d in self.peak_flops)
-            raise ValueError(
+            raise HardwareError(
                 f"{self.name} has no peak FLOP/s for {dt.value}; it lists: {known}") from None
 
     def matmul_efficiency_for(self, dtype: DataType | str | None) -> sp.Expr:
@@ -184,7 +185,7 @@ class Hardware(BaseModel):
         """Matmul FLOP/s the time model uses: ``peak(dtype) * matmul_efficiency_for(dtype)``."""
         if dtype is None:
             if not self.is_symbolic:
-                raise ValueError(
+                raise ConfigError(
                     f"{self.name}: binding hardware needs a concrete dtype (got a symbolic one); "
                     "pass dtype='bf16' or similar")
             return sym.peak_flops * self.matmul_efficiency
@@ -198,7 +199,7 @@ class Hardware(BaseModel):
             # F_16 binds to the dtype's own peak for 16-bit and wider dtypes (symbol_values)
             return sym.peak_flops_16bit * self.attention_efficiency
         if dtype is None:
-            raise ValueError(f"{self.name}: binding hardware needs a concrete dtype (got a symbolic one); "
+            raise ConfigError(f"{self.name}: binding hardware needs a concrete dtype (got a symbolic one); "
                              "pass dtype='bf16' or similar")
         dt = DataType.parse(dtype)
         if dt.bytes < 2:
@@ -375,7 +376,7 @@ class Hardware(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """A JSON/YAML-ready dict: integers as ints, other exact numbers as ``"p/q"`` strings."""
         if self.is_symbolic:
-            raise ValueError(f"{self.name}: a symbolic chip cannot be saved")
+            raise HardwareError(f"{self.name}: a symbolic chip cannot be saved")
 
         def plain(value: Any) -> Any:
             value = exact(value)
@@ -416,7 +417,7 @@ class Hardware(BaseModel):
     def from_file(cls, path: str | Path) -> "Hardware":
         """Read a chip from a JSON or YAML file written by :meth:`to_file` (or by hand).
 
-        Raises ``ValueError`` naming the file for unreadable or malformed content; fields are
+        Raises :class:`~symcost.errors.HardwareError` naming the file for unreadable or malformed content; fields are
         validated like the constructor's.
         """
         path = Path(path)
@@ -424,7 +425,7 @@ class Hardware(BaseModel):
         try:
             text = path.read_text()
         except OSError as err:
-            raise ValueError(f"{path}: cannot read hardware file ({err.strerror})") from None
+            raise HardwareError(f"{path}: cannot read hardware file ({err.strerror})") from None
         try:
             if kind == "json":
                 data = json.loads(text)
@@ -433,9 +434,9 @@ class Hardware(BaseModel):
 
                 data = yaml.safe_load(text)
         except Exception as err:  # the parsers' own error types differ
-            raise ValueError(f"{path}: malformed {kind.upper()} ({err})") from None
+            raise HardwareError(f"{path}: malformed {kind.upper()} ({err})") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of hardware fields, got {type(data).__name__}")
+            raise HardwareError(f"{path}: expected a mapping of hardware fields, got {type(data).__name__}")
         return cls(**data)
 
 
@@ -445,4 +446,4 @@ def _file_kind(path: Path) -> str:
         return "json"
     if suffix in (".yaml", ".yml"):
         return "yaml"
-    raise ValueError(f"{path}: hardware files are .json, .yaml or .yml")
+    raise HardwareError(f"{path}: hardware files are .json, .yaml or .yml")
