@@ -101,6 +101,11 @@ class Hardware(BaseModel):
     tree_efficiency: Efficiency = sp.Integer(1)
     nvls_latency: Optional[Seconds] = None
     nvls_efficiency: Efficiency = sp.Integer(1)
+    # GEMM tiles: 64 x 128 output tiles (M x N), an assumption: one of the threadblock tiles CUTLASS
+    # instantiates for tensor-op GEMMs (GemmShape<64, 128, ...>), chosen small in M so that decode GEMMs
+    # are not padded 128-fold; 128 x 128 padded a batch-1 decode GEMM into compute-bound, which no
+    # measured run shows. Quantization runs over the SMs/CUs of each part (compute_units). A decode
+    # GEMM's M (the batch) is padded to 64 rows.
     matmul_tile: tuple[int, int] = (64, 128)
     runtime: Runtime = Runtime(name="ideal")
 
