@@ -1,8 +1,9 @@
 """Hardware: chips, engine profiles and the time model that binds costs to them.
 
 Stages (each imports only the ones before it): ``validate`` (exact field values), ``runtime``
-(engine profiles), ``chip`` (:class:`Hardware`), ``presets`` (the chips, a source per number),
-``timing`` (per-op roofline plus the efficiency model, docs/conventions.md §13, §14, §17).
+(engine profiles), ``chip`` (:class:`Hardware`), ``presets`` (the chips: one data file each, a
+source per number), ``timing`` (per-op roofline plus the efficiency model, docs/conventions.md
+§13, §14, §17).
 
 ``get(name)`` returns the realistic chip (the efficiency model with its cited or fitted
 defaults); ``get(name).ideal()`` is the pure roofline bound.

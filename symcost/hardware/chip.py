@@ -19,9 +19,10 @@ from typing import Annotated, Any, Iterator, Mapping, Optional
 import sympy as sp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, field_validator
 
-from ..core import symbols as S
+from ..core import symbols as sym
 from ..core._expr import as_expr, exact
 from ..core.dtypes import DataType
+from ..errors import ConfigError, HardwareError
 from .runtime import Runtime, runtime
 from .validate import Efficiency, Rate, Seconds, _domain, _number
 
@@ -100,6 +101,11 @@ class Hardware(BaseModel):
     tree_efficiency: Efficiency = sp.Integer(1)
     nvls_latency: Optional[Seconds] = None
     nvls_efficiency: Efficiency = sp.Integer(1)
+    # GEMM tiles: 64 x 128 output tiles (M x N), an assumption: one of the threadblock tiles CUTLASS
+    # instantiates for tensor-op GEMMs (GemmShape<64, 128, ...>), chosen small in M so that decode GEMMs
+    # are not padded 128-fold; 128 x 128 padded a batch-1 decode GEMM into compute-bound, which no
+    # measured run shows. Quantization runs over the SMs/CUs of each part (compute_units). A decode
+    # GEMM's M (the batch) is padded to 64 rows.
     matmul_tile: tuple[int, int] = (64, 128)
     runtime: Runtime = Runtime(name="ideal")
 
@@ -107,13 +113,13 @@ class Hardware(BaseModel):
     @classmethod
     def _peaks(cls, value: Any) -> dict[DataType, sp.Expr]:
         if not isinstance(value, Mapping) or not value:
-            raise ValueError("peak_flops must be a non-empty mapping of dtype to FLOP/s")
+            raise HardwareError("peak_flops must be a non-empty mapping of dtype to FLOP/s")
         peaks = {}
         for key, rate in value.items():
             dtype = DataType.parse(key)
             expr = _number(rate, f"peak_flops[{dtype.value}]")
             if expr.is_positive is False:
-                raise ValueError(f"peak_flops[{dtype.value}] must be positive, got {expr}")
+                raise HardwareError(f"peak_flops[{dtype.value}] must be positive, got {expr}")
             peaks[dtype] = expr
         return peaks
 
@@ -122,7 +128,7 @@ class Hardware(BaseModel):
     def _tile(cls, value: Any) -> tuple[int, int]:
         if (not isinstance(value, (tuple, list)) or len(value) != 2
                 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
-            raise ValueError(f"matmul_tile must be two positive integers (M, N), got {value!r}")
+            raise HardwareError(f"matmul_tile must be two positive integers (M, N), got {value!r}")
         return (value[0], value[1])
 
     @field_validator("runtime", mode="before")
@@ -162,14 +168,14 @@ class Hardware(BaseModel):
     def peak(self, dtype: DataType | str) -> Any:
         """Dense peak matrix FLOP/s for ``dtype``, as the datasheet gives it.
 
-        Raises ``ValueError`` naming the chip, the dtype and the dtypes it lists.
+        Raises :class:`~symcost.errors.HardwareError` naming the chip, the dtype and the dtypes it lists.
         """
         dt = DataType.parse(dtype)
         try:
             return exact(self.peak_flops[dt])
         except KeyError:
             known = ", ".join(d.value for d in self.peak_flops)
-            raise ValueError(
+            raise HardwareError(
                 f"{self.name} has no peak FLOP/s for {dt.value}; it lists: {known}") from None
 
     def matmul_efficiency_for(self, dtype: DataType | str | None) -> sp.Expr:
@@ -184,10 +190,10 @@ class Hardware(BaseModel):
         """Matmul FLOP/s the time model uses: ``peak(dtype) * matmul_efficiency_for(dtype)``."""
         if dtype is None:
             if not self.is_symbolic:
-                raise ValueError(
+                raise ConfigError(
                     f"{self.name}: binding hardware needs a concrete dtype (got a symbolic one); "
                     "pass dtype='bf16' or similar")
-            return S.peak_flops * self.matmul_efficiency
+            return sym.peak_flops * self.matmul_efficiency
         return self.peak_flops_expr(dtype) * self.matmul_efficiency_for(dtype)
 
     def attention_peak(self, dtype: DataType | str | None) -> sp.Expr:
@@ -196,9 +202,9 @@ class Hardware(BaseModel):
         docs/conventions.md §17), else the dtype's own peak."""
         if any(isinstance(v, sp.Basic) and v.free_symbols for v in self.peak_flops.values()):
             # F_16 binds to the dtype's own peak for 16-bit and wider dtypes (symbol_values)
-            return S.peak_flops_16bit * self.attention_efficiency
+            return sym.peak_flops_16bit * self.attention_efficiency
         if dtype is None:
-            raise ValueError(f"{self.name}: binding hardware needs a concrete dtype (got a symbolic one); "
+            raise ConfigError(f"{self.name}: binding hardware needs a concrete dtype (got a symbolic one); "
                              "pass dtype='bf16' or similar")
         dt = DataType.parse(dtype)
         if dt.bytes < 2:
@@ -249,42 +255,42 @@ class Hardware(BaseModel):
         A collective algorithm the chip lacks (no tree, no NVLink SHARP) takes ``oo`` seconds per
         call, so the ``Min`` over algorithms never picks it.
 
-        >>> from symcost import hardware, symbols as S
-        >>> hardware.get("H100_SXM").symbol_values("fp8_e4m3")[S.peak_flops]
+        >>> from symcost import hardware, symbols as sym
+        >>> hardware.get("H100_SXM").symbol_values("fp8_e4m3")[sym.peak_flops]
         1978900000000000
         """
         dt = DataType.parse(dtype)
         half = next((d for d in (DataType.BF16, DataType.FP16) if d in self.peak_flops), dt)
         eff = self.memory_efficiency if self.attention_memory_efficiency is None else self.attention_memory_efficiency
         values: dict[sp.Symbol, Any] = {
-            S.peak_flops: self.peak_flops_expr(dt),
-            S.peak_flops_16bit: self.peak_flops_expr(half if dt.bytes < 2 else dt),
-            S.vector_flops: self.vector_flops,
-            S.hbm_capacity: self.hbm_capacity,
-            S.hbm_bandwidth: self.hbm_bandwidth,
-            S.scale_up_bandwidth: self.scale_up_bandwidth,
-            S.scale_up_domain: self.scale_up_domain,
-            S.scale_out_bandwidth: self.scale_out_bandwidth,
-            S.collective_latency: self.collective_latency,
-            S.scale_out_latency: self.net_latency,
-            S.tree_latency: sp.oo if self.tree_latency is None else self.tree_latency,
-            S.tree_efficiency: self.tree_efficiency,
-            S.nvls_latency: sp.oo if self.nvls_latency is None else self.nvls_latency,
-            S.nvls_efficiency: self.nvls_efficiency,
-            S.matmul_efficiency: self.matmul_efficiency_for(dt),
-            S.matmul_efficiency_8bit: self.matmul_efficiency_for(dt),
-            S.memory_efficiency: self.memory_efficiency,
-            S.attention_memory_efficiency: eff,
-            S.attention_efficiency: self.attention_efficiency,
-            S.network_efficiency: self.network_efficiency,
-            S.kernel_time: self.kernel_time,
-            S.launch_time: 0 if self.runtime.cuda_graphs else self.launch_time,
-            S.collective_base_latency: self.collective_base_latency,
-            S.step_overhead: self.runtime.step_overhead,
-            S.collective_overhead: self.runtime.collective_overhead,
+            sym.peak_flops: self.peak_flops_expr(dt),
+            sym.peak_flops_16bit: self.peak_flops_expr(half if dt.bytes < 2 else dt),
+            sym.vector_flops: self.vector_flops,
+            sym.hbm_capacity: self.hbm_capacity,
+            sym.hbm_bandwidth: self.hbm_bandwidth,
+            sym.scale_up_bandwidth: self.scale_up_bandwidth,
+            sym.scale_up_domain: self.scale_up_domain,
+            sym.scale_out_bandwidth: self.scale_out_bandwidth,
+            sym.collective_latency: self.collective_latency,
+            sym.scale_out_latency: self.net_latency,
+            sym.tree_latency: sp.oo if self.tree_latency is None else self.tree_latency,
+            sym.tree_efficiency: self.tree_efficiency,
+            sym.nvls_latency: sp.oo if self.nvls_latency is None else self.nvls_latency,
+            sym.nvls_efficiency: self.nvls_efficiency,
+            sym.matmul_efficiency: self.matmul_efficiency_for(dt),
+            sym.matmul_efficiency_8bit: self.matmul_efficiency_for(dt),
+            sym.memory_efficiency: self.memory_efficiency,
+            sym.attention_memory_efficiency: eff,
+            sym.attention_efficiency: self.attention_efficiency,
+            sym.network_efficiency: self.network_efficiency,
+            sym.kernel_time: self.kernel_time,
+            sym.launch_time: 0 if self.runtime.cuda_graphs else self.launch_time,
+            sym.collective_base_latency: self.collective_base_latency,
+            sym.step_overhead: self.runtime.step_overhead,
+            sym.collective_overhead: self.runtime.collective_overhead,
         }
         if self.compute_units is not None:  # none: no tile quantization, nothing to bind N_cu to
-            values[S.compute_units] = self.compute_units
+            values[sym.compute_units] = self.compute_units
         return values
 
     # -- construction and files --------------------------------------------------------------
@@ -298,28 +304,28 @@ class Hardware(BaseModel):
         number (the tile shape of the chips it will be bound to)."""
         fields: dict[str, Any] = dict(
             name=name,
-            peak_flops={dt: S.peak_flops for dt in DataType},
-            vector_flops=S.vector_flops,
-            hbm_capacity=S.hbm_capacity,
-            hbm_bandwidth=S.hbm_bandwidth,
-            scale_up_bandwidth=S.scale_up_bandwidth,
-            scale_up_domain=S.scale_up_domain,
-            scale_out_bandwidth=S.scale_out_bandwidth,
-            collective_latency=S.collective_latency,
-            scale_out_latency=S.scale_out_latency,
+            peak_flops={dt: sym.peak_flops for dt in DataType},
+            vector_flops=sym.vector_flops,
+            hbm_capacity=sym.hbm_capacity,
+            hbm_bandwidth=sym.hbm_bandwidth,
+            scale_up_bandwidth=sym.scale_up_bandwidth,
+            scale_up_domain=sym.scale_up_domain,
+            scale_out_bandwidth=sym.scale_out_bandwidth,
+            collective_latency=sym.collective_latency,
+            scale_out_latency=sym.scale_out_latency,
         )
         if realistic:
-            fields.update(matmul_efficiency=S.matmul_efficiency, matmul_efficiency_8bit=S.matmul_efficiency_8bit,
-                          memory_efficiency=S.memory_efficiency,
-                          attention_memory_efficiency=S.attention_memory_efficiency,
-                          attention_efficiency=S.attention_efficiency,
-                          network_efficiency=S.network_efficiency, kernel_time=S.kernel_time,
-                          launch_time=S.launch_time, collective_base_latency=S.collective_base_latency,
-                          compute_units=S.compute_units, matmul_tile=matmul_tile,
-                          tree_latency=S.tree_latency, tree_efficiency=S.tree_efficiency,
-                          nvls_latency=S.nvls_latency, nvls_efficiency=S.nvls_efficiency,
-                          runtime=Runtime(name="symbolic", cuda_graphs=False, step_overhead=S.step_overhead,
-                                          collective_overhead=S.collective_overhead))
+            fields.update(matmul_efficiency=sym.matmul_efficiency, matmul_efficiency_8bit=sym.matmul_efficiency_8bit,
+                          memory_efficiency=sym.memory_efficiency,
+                          attention_memory_efficiency=sym.attention_memory_efficiency,
+                          attention_efficiency=sym.attention_efficiency,
+                          network_efficiency=sym.network_efficiency, kernel_time=sym.kernel_time,
+                          launch_time=sym.launch_time, collective_base_latency=sym.collective_base_latency,
+                          compute_units=sym.compute_units, matmul_tile=matmul_tile,
+                          tree_latency=sym.tree_latency, tree_efficiency=sym.tree_efficiency,
+                          nvls_latency=sym.nvls_latency, nvls_efficiency=sym.nvls_efficiency,
+                          runtime=Runtime(name="symbolic", cuda_graphs=False, step_overhead=sym.step_overhead,
+                                          collective_overhead=sym.collective_overhead))
         return cls(**fields)
 
     def ideal(self) -> "Hardware":
@@ -375,7 +381,7 @@ class Hardware(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """A JSON/YAML-ready dict: integers as ints, other exact numbers as ``"p/q"`` strings."""
         if self.is_symbolic:
-            raise ValueError(f"{self.name}: a symbolic chip cannot be saved")
+            raise HardwareError(f"{self.name}: a symbolic chip cannot be saved")
 
         def plain(value: Any) -> Any:
             value = exact(value)
@@ -416,7 +422,7 @@ class Hardware(BaseModel):
     def from_file(cls, path: str | Path) -> "Hardware":
         """Read a chip from a JSON or YAML file written by :meth:`to_file` (or by hand).
 
-        Raises ``ValueError`` naming the file for unreadable or malformed content; fields are
+        Raises :class:`~symcost.errors.HardwareError` naming the file for unreadable or malformed content; fields are
         validated like the constructor's.
         """
         path = Path(path)
@@ -424,7 +430,7 @@ class Hardware(BaseModel):
         try:
             text = path.read_text()
         except OSError as err:
-            raise ValueError(f"{path}: cannot read hardware file ({err.strerror})") from None
+            raise HardwareError(f"{path}: cannot read hardware file ({err.strerror})") from None
         try:
             if kind == "json":
                 data = json.loads(text)
@@ -433,9 +439,9 @@ class Hardware(BaseModel):
 
                 data = yaml.safe_load(text)
         except Exception as err:  # the parsers' own error types differ
-            raise ValueError(f"{path}: malformed {kind.upper()} ({err})") from None
+            raise HardwareError(f"{path}: malformed {kind.upper()} ({err})") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of hardware fields, got {type(data).__name__}")
+            raise HardwareError(f"{path}: expected a mapping of hardware fields, got {type(data).__name__}")
         return cls(**data)
 
 
@@ -445,4 +451,4 @@ def _file_kind(path: Path) -> str:
         return "json"
     if suffix in (".yaml", ".yml"):
         return "yaml"
-    raise ValueError(f"{path}: hardware files are .json, .yaml or .yml")
+    raise HardwareError(f"{path}: hardware files are .json, .yaml or .yml")

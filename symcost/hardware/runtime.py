@@ -17,6 +17,7 @@ from typing import Any
 import sympy as sp
 from pydantic import BaseModel, ConfigDict
 
+from ..errors import ConfigError
 from .validate import Seconds
 
 __all__ = ["Runtime", "RUNTIMES", "runtime", "runtimes"]
@@ -89,12 +90,12 @@ NEUTRAL = _register(Runtime(name="neutral", cuda_graphs=True, prefill_emits_firs
 
 
 def runtime(name: "str | Runtime") -> Runtime:
-    """A named engine profile (case-insensitive); one-line ``ValueError`` listing the names."""
+    """A named engine profile (case-insensitive); one-line :class:`~symcost.errors.ConfigError` listing the names."""
     if isinstance(name, Runtime):
         return name
     key = str(name).strip().lower()
     if key not in RUNTIMES:
-        raise ValueError(f"runtime: unknown engine profile {name!r}; known: {', '.join(RUNTIMES)}")
+        raise ConfigError(f"runtime: unknown engine profile {name!r}; known: {', '.join(RUNTIMES)}")
     return RUNTIMES[key]
 
 

@@ -10,6 +10,7 @@ import sympy as sp
 from pydantic import BeforeValidator, ValidationInfo
 
 from ..core._expr import as_expr
+from ..errors import ConfigError
 
 
 def _number(value: Any, field: str) -> sp.Expr:
@@ -22,10 +23,10 @@ def _number(value: Any, field: str) -> sp.Expr:
         try:
             value = Fraction(value.strip())
         except (ValueError, ZeroDivisionError):
-            raise ValueError(f"{field} must be a number, got the string {value!r}") from None
+            raise ConfigError(f"{field} must be a number, got the string {value!r}") from None
     elif isinstance(value, float) and not isinstance(value, bool):
         if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError(f"{field} must be finite, got {value}")
+            raise ConfigError(f"{field} must be finite, got {value}")
         value = Fraction(repr(value))
     return as_expr(value, field)
 
@@ -33,28 +34,28 @@ def _number(value: Any, field: str) -> sp.Expr:
 def _positive(value: Any, info: ValidationInfo) -> sp.Expr:
     expr = _number(value, str(info.field_name))
     if expr.is_positive is False:
-        raise ValueError(f"{info.field_name} must be positive, got {expr}")
+        raise ConfigError(f"{info.field_name} must be positive, got {expr}")
     return expr
 
 
 def _non_negative(value: Any, info: ValidationInfo) -> sp.Expr:
     expr = _number(value, str(info.field_name))
     if expr.is_negative:
-        raise ValueError(f"{info.field_name} must be non-negative, got {expr}")
+        raise ConfigError(f"{info.field_name} must be non-negative, got {expr}")
     return expr
 
 
 def _efficiency(value: Any, info: ValidationInfo) -> sp.Expr:
     expr = _positive(value, info)
     if (expr - 1).is_positive:
-        raise ValueError(f"{info.field_name} must be a fraction in (0, 1], got {expr}")
+        raise ConfigError(f"{info.field_name} must be a fraction in (0, 1], got {expr}")
     return expr
 
 
 def _domain(value: Any, info: ValidationInfo) -> sp.Expr:
     expr = _positive(value, info)
     if expr.is_integer is False:
-        raise ValueError(f"{info.field_name} must be a whole number of chips, got {expr}")
+        raise ConfigError(f"{info.field_name} must be a whole number of chips, got {expr}")
     return expr
 
 

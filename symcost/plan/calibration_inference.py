@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import sympy as sp
 
-from ..core import symbols as S
+from ..core import symbols as sym
 from ..hardware import Hardware, runtime
 from ..hardware import get as get_hardware
 from ..models.model import Model
@@ -46,11 +46,11 @@ _MICRO = tuple(Fraction(k, 10**7) for k in range(0, 301))      # 0 .. 30 us in 0
 _COLL = tuple(Fraction(k, 2 * 10**6) for k in range(0, 201))   # 0 .. 100 us in 0.5 us steps
 _MILLI = tuple(Fraction(k, 10**4) for k in range(0, 51))       # 0 .. 5 ms in 0.1 ms steps
 PARAMETERS: dict[str, tuple[sp.Symbol, tuple[Fraction, ...]]] = {
-    "matmul_efficiency": (S.matmul_efficiency, _ETA),
-    "matmul_efficiency_8bit": (S.matmul_efficiency_8bit, _ETA),
-    "kernel_time": (S.kernel_time, _MICRO),
-    "collective_overhead": (S.collective_overhead, _COLL),
-    "step_overhead": (S.step_overhead, _MILLI),
+    "matmul_efficiency": (sym.matmul_efficiency, _ETA),
+    "matmul_efficiency_8bit": (sym.matmul_efficiency_8bit, _ETA),
+    "kernel_time": (sym.kernel_time, _MICRO),
+    "collective_overhead": (sym.collective_overhead, _COLL),
+    "step_overhead": (sym.step_overhead, _MILLI),
 }
 """Name -> (symbol, grid) of every fitted parameter."""
 

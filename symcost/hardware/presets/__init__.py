@@ -1,0 +1,177 @@
+"""Hardware presets: one data file per chip (``symcost/hardware/presets/<chip>.json``), every
+number beside its source, read through :func:`load` in the order of ``presets/index.json``.
+
+Conventions: dense peaks (no 2:4 sparsity: NVIDIA datasheets print H100/H200/B200 tensor peaks
+"with sparsity", so we halve them); bytes and bytes/s with decimal prefixes as printed (GB = 10^9
+bytes; NVIDIA's "80GB" is taken at its printed value although the parts carry 80 GiB, so capacity
+is slightly conservative); link bandwidth per chip **per direction** (NVLink and Infinity Fabric
+figures are bidirectional totals and are halved); scale-out per chip is one NIC's line rate.
+
+A chip file holds ``name``, an optional ``note`` and ``fields``: each :class:`Hardware` field (and
+each dtype of ``peak_flops``) is ``{"value": ..., "unit": ..., "source": "..."}`` or
+``{"shared": NAME}``, a fact stated once in ``presets/shared.json`` (NCCL's collective figures,
+the fitted and measured efficiencies; ``references`` there spells out the bracketed citation
+keys). A value is an integer or an exact string read by :class:`fractions.Fraction` (``"37/50"``,
+``"989.4"``), never a float; ``unit`` (:data:`UNITS`) scales it to base units. A malformed file
+raises :class:`~symcost.errors.HardwareError` (a ``ConfigError``) naming the file and the field.
+
+>>> PRESETS["H100_SXM"].peak("bf16"), ALPHA
+(989400000000000, Fraction(3, 5000000))
+"""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from pydantic import ValidationError
+
+from ...errors import HardwareError
+from ..chip import GIGA, MEGA, TERA, Hardware
+
+if TYPE_CHECKING:
+    from importlib.abc import Traversable
+
+__all__ = ["PRESETS", "SHARED", "UNITS", "load", "load_shared"]
+
+UNITS: dict[str, Fraction] = {
+    "TFLOP/s": Fraction(TERA), "GB": Fraction(GIGA), "GiB": Fraction(2**30), "GB/s": Fraction(GIGA),
+    "TB/s": Fraction(TERA), "Gb/s": Fraction(GIGA, 8), "us": Fraction(1, MEGA), "s": Fraction(1),
+}
+"""The units a preset value may carry, in base units (decimal prefixes, docs/conventions.md §14;
+``Gb/s`` is bits: one byte per 8)."""
+
+_FOLDER = resources.files(__name__)
+_NAME_FIELDS = ("runtime",)  # fields whose value is a name, not a number
+
+
+def _read(file: Traversable | Path) -> dict[str, Any]:
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise HardwareError(f"{file.name}: not a readable JSON file ({err})") from None
+    if not isinstance(data, dict):
+        raise HardwareError(f"{file.name}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _value(entry: Any, where: str, name_field: bool = False) -> Any:
+    """The exact value of one ``{"value", "unit", "source"}`` entry; ``where``: "file: field"."""
+    if not isinstance(entry, dict):
+        raise HardwareError(f"{where} must be {{\"value\", \"source\"}} or {{\"shared\"}}, got {entry!r}")
+    unknown = set(entry) - {"value", "unit", "source"}
+    if unknown:
+        raise HardwareError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: value, unit, source")
+    if not isinstance(entry.get("source"), str) or not entry["source"].strip():
+        raise HardwareError(f"{where} has no source")
+    if "value" not in entry:
+        raise HardwareError(f"{where} has no value")
+    value, unit = entry["value"], entry.get("unit")
+    if unit is not None and unit not in UNITS:
+        raise HardwareError(f"{where}: unknown unit {unit!r}; known: {', '.join(UNITS)}")
+    if value is None or name_field:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise HardwareError(f"{where} must be an integer or an exact string such as \"37/50\", "
+                            f"got {value!r} (no floats)")
+    try:
+        number = Fraction(value.strip()) if isinstance(value, str) else Fraction(value)
+    except (ValueError, ZeroDivisionError):
+        raise HardwareError(f"{where} must be an integer or an exact string such as \"37/50\", "
+                            f"got {value!r}") from None
+    return number * UNITS[unit] if unit is not None else number
+
+
+def _entry(entry: Any, where: str, shared: Mapping[str, Any], name_field: bool = False) -> Any:
+    """A field's value: a shared fact by name, or the entry's own value."""
+    if isinstance(entry, dict) and "shared" in entry:
+        if set(entry) != {"shared"} or entry["shared"] not in shared:
+            raise HardwareError(f"{where}: \"shared\" must be the only key and name a constant of shared.json, "
+                                f"got {entry!r}")
+        return shared[entry["shared"]]
+    return _value(entry, where, name_field)
+
+
+def load_shared(file: Traversable | Path | None = None) -> dict[str, Any]:
+    """The shared facts of ``shared.json`` (or ``file``) by name, exact."""
+    file = _FOLDER.joinpath("shared.json") if file is None else file
+    data = _read(file)
+    unknown = set(data) - {"note", "references", "constants"}
+    if unknown or not isinstance(data.get("constants"), dict):
+        raise HardwareError(f"{file.name}: expected keys note, references, constants (an object); "
+                            f"got {', '.join(sorted(data))}")
+    return {name: _value(entry, f"{file.name}: {name}") for name, entry in data["constants"].items()}
+
+
+def _fields(raw: Any, where: str, shared: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise HardwareError(f"{where}: fields must be an object of Hardware fields")
+    fields: dict[str, Any] = {}
+    for field, entry in raw.items():
+        if field == "name" or field not in Hardware.model_fields:
+            raise HardwareError(f"{where}: unknown field {field!r}; known: "
+                                f"{', '.join(f for f in Hardware.model_fields if f != 'name')}")
+        if field == "peak_flops":
+            if not isinstance(entry, dict):
+                raise HardwareError(f"{where}: peak_flops must be an object of dtype to entry")
+            fields[field] = {dt: _entry(e, f"{where}: peak_flops[{dt}]", shared) for dt, e in entry.items()}
+        else:
+            fields[field] = _entry(entry, f"{where}: {field}", shared, field in _NAME_FIELDS)
+    return fields
+
+
+def load(file: Traversable | Path, shared: Mapping[str, Any] | None = None) -> Hardware:
+    """The chip of one preset data file, checked: known fields, a source for every number, exact
+    values; the :class:`Hardware` constructor's rules with the file's name on the error.
+
+    >>> load(_FOLDER.joinpath("b200.json")).name
+    'B200'
+    """
+    shared = SHARED if shared is None else shared
+    data = _read(file)
+    unknown = set(data) - {"name", "note", "fields"}
+    if unknown or not isinstance(data.get("name"), str):
+        raise HardwareError(f"{file.name}: expected keys name (a string), note, fields; got {', '.join(sorted(data))}")
+    fields = _fields(data.get("fields"), file.name, shared)
+    try:
+        return Hardware(name=data["name"], **fields)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise HardwareError(f"{file.name}: {field}: {first['msg'].removeprefix('Value error, ')}") from None
+
+
+SHARED: dict[str, Any] = load_shared()
+"""The facts several presets share (``presets/shared.json``), by name."""
+
+# The shared facts under the names the library and its tests use.
+ALPHA = SHARED["ALPHA"]
+NET_ALPHA = SHARED["NET_ALPHA"]
+TREE_ALPHA = SHARED["TREE_ALPHA"]
+TREE_EFFICIENCY = SHARED["TREE_EFFICIENCY"]
+NVLS_LATENCY = SHARED["NVLS_LATENCY"]
+NVLS_HOPPER = SHARED["NVLS_HOPPER"]
+NVLS_BLACKWELL = SHARED["NVLS_BLACKWELL"]
+COLLECTIVE_BASE_LATENCY = SHARED["COLLECTIVE_BASE_LATENCY"]
+MEMORY_EFFICIENCY = SHARED["MEMORY_EFFICIENCY"]
+HOPPER_MATMUL_EFFICIENCY = SHARED["HOPPER_MATMUL_EFFICIENCY"]
+ATTENTION_A100 = SHARED["ATTENTION_A100"]
+ATTENTION_HOPPER = SHARED["ATTENTION_HOPPER"]
+ATTENTION_OTHER = SHARED["ATTENTION_OTHER"]
+FIT = {
+    "matmul_efficiency": SHARED["FIT_MATMUL_EFFICIENCY"],
+    "matmul_efficiency_8bit": SHARED["FIT_MATMUL_EFFICIENCY_8BIT"],
+    "kernel_time": SHARED["FIT_KERNEL_TIME"],
+}
+"""The efficiency model's fitted terms (symcost.plan.calibration_inference.fit();
+tests/test_calibration_inference.py checks that the fit reproduces them exactly)."""
+
+PRESETS: dict[str, Hardware] = {}
+"""Every preset chip by name, in the order of ``presets/index.json``."""
+for _file in _read(_FOLDER.joinpath("index.json"))["presets"]:
+    _chip = load(_FOLDER.joinpath(f"{_file}.json"))
+    PRESETS[_chip.name] = _chip
+    globals()[_chip.name] = _chip

@@ -1,0 +1,147 @@
+"""Hardware presets as data files (symcost/hardware/presets/<chip>.json): a source for every number,
+exact values, the datasheet figures, and one clear error for a malformed file."""
+
+import json
+import re
+from fractions import Fraction
+from importlib import resources
+
+import pytest
+
+from symcost import hardware
+from symcost.errors import ConfigError
+from symcost.hardware import presets
+
+FOLDER = resources.files("symcost.hardware").joinpath("presets")
+TERA, GIGA = 10**12, 10**9
+
+
+def _json(name):
+    return json.loads(FOLDER.joinpath(name).read_text(encoding="utf-8"))
+
+
+def _entries(fields):
+    """(field, entry) for every field and every dtype of peak_flops."""
+    for field, entry in fields.items():
+        if field == "peak_flops":
+            yield from ((f"peak_flops[{dt}]", e) for dt, e in entry.items())
+        else:
+            yield field, entry
+
+
+def test_preset_files_cite_every_number():
+    """The index lists each chip file once; every entry is a value with a source or a shared fact;
+    no value is a float; every bracketed citation key is spelled out in shared.json's references."""
+    listed = _json("index.json")["presets"]
+    files = sorted(p.name for p in FOLDER.iterdir() if p.name.endswith(".json"))
+    assert files == sorted([*(f"{n}.json" for n in listed), "index.json", "shared.json"])
+    shared = _json("shared.json")
+    used = set()
+    sources = [e["source"] for e in shared["constants"].values()]
+    for name in listed:
+        for field, entry in _entries(_json(f"{name}.json")["fields"]):
+            if "shared" in entry:
+                assert entry["shared"] in shared["constants"], (name, field)
+                used.add(entry["shared"])
+                continue
+            assert entry["source"].strip(), (name, field)
+            assert not isinstance(entry["value"], float), (name, field)
+            sources.append(entry["source"])
+    assert all(not isinstance(e["value"], float) for e in shared["constants"].values())
+    assert used | {"FIT_MATMUL_EFFICIENCY"} == set(shared["constants"])  # every shared fact is used
+    cited = {key for s in sources for key in re.findall(r"\[([A-Za-z0-9-]+)\]", s)}
+    assert cited <= set(shared["references"]), cited - set(shared["references"])
+    assert hardware.names() == [_json(f"{n}.json")["name"] for n in listed]
+
+
+def test_h100_sxm_is_the_datasheet_chip():
+    """H100 SXM5, written here independently of the data file: [HOPPER] NVIDIA H100 whitepaper dense
+    989.4 TFLOPS bf16/fp16, 1978.9 fp8/int8, 494.7 tf32, 66.9 fp32; [H100-DS] 80 GB, 3.35 TB/s, NVLink
+    900 GB/s bidirectional; [DGX-POD] one 400 Gb/s NIC per GPU; [HOPPER] 132 SMs."""
+    h100 = hardware.get("h100")
+    assert h100.peak("bf16") == h100.peak("fp16") == 989_400_000_000_000
+    assert h100.peak("fp8_e4m3") == h100.peak("int8") == 1_978_900_000_000_000
+    assert h100.peak("tf32") == 494_700_000_000_000 and h100.peak("fp32") == 66_900_000_000_000
+    assert h100.vector_flops == 66_900_000_000_000
+    assert h100.hbm_capacity == 80_000_000_000 and h100.hbm_bandwidth == 3_350_000_000_000
+    assert h100.scale_up_bandwidth == 450_000_000_000 and h100.scale_up_domain == 8
+    assert h100.scale_out_bandwidth == 50_000_000_000 and h100.compute_units == 132
+    # [NCCL] 0.6 us per NVLink hop, 2.7 us per network hop; [H200-RUN] 4/5 and 9/10; [FA3] 3/4
+    assert h100.collective_latency == Fraction(6, 10**7) and h100.scale_out_latency == Fraction(27, 10**7)
+    assert (h100.matmul_efficiency, h100.memory_efficiency, h100.attention_efficiency) == (
+        Fraction(4, 5), Fraction(9, 10), Fraction(3, 4))
+    assert h100.nvls_efficiency == Fraction(17, 20) * Fraction(15, 16) and h100.runtime.name == "neutral"
+
+
+def test_a100_and_tpu_v5p_are_the_datasheet_chips():
+    """[A100-DS] A100 SXM 80GB: 312 TFLOPS bf16 dense, 19.5 fp32, 624 TOPS int8, 80 GB, 2,039 GB/s;
+    [HGX-A100] 600 GB/s NVLink bidirectional; [DGX-A100] 200 Gb/s per GPU; [A100-WP] 108 SMs.
+    [V5P] TPU v5p: 459 TFLOPs bf16, 95 GiB, 2765 GBps, ICI 1200 GBps bidirectional, DCN 50 Gbps."""
+    a100 = hardware.get("a100")
+    assert a100.peak("bf16") == 312 * TERA and a100.peak("fp32") == 19_500_000_000_000
+    assert a100.peak("int8") == 624 * TERA and a100.hbm_capacity == 80 * GIGA
+    assert a100.hbm_bandwidth == 2039 * GIGA and a100.scale_up_bandwidth == 300 * GIGA
+    assert a100.scale_out_bandwidth == 25 * GIGA and a100.compute_units == 108
+    assert a100.nvls_latency is None and a100.matmul_efficiency == presets.FIT["matmul_efficiency"]
+    v5p = hardware.get("v5p")
+    assert v5p.peak("bf16") == 459 * TERA and v5p.peak("int8") == 918 * TERA
+    assert v5p.hbm_capacity == 95 * 2**30 and v5p.hbm_bandwidth == 2765 * GIGA
+    assert v5p.scale_up_bandwidth == 600 * GIGA and v5p.scale_up_domain == 8960
+    assert v5p.scale_out_bandwidth == Fraction(50, 8) * GIGA and v5p.is_ideal
+
+
+def test_a_preset_file_loads_to_the_registered_chip():
+    """load() of a shipped file gives the registered chip: equal and with the same hash."""
+    for name in _json("index.json")["presets"]:
+        chip = presets.load(FOLDER.joinpath(f"{name}.json"))
+        assert chip == hardware.get(chip.name) and hash(chip) == hash(hardware.get(chip.name))
+
+
+def _good():
+    return {"name": "TEST", "fields": {
+        "peak_flops": {"bf16": {"value": 100, "unit": "TFLOP/s", "source": "test"}},
+        "vector_flops": {"value": "25/4", "unit": "TFLOP/s", "source": "test"},
+        "hbm_capacity": {"value": 16, "unit": "GB", "source": "test"},
+        "hbm_bandwidth": {"value": "0.8", "unit": "TB/s", "source": "test"},
+        "scale_up_bandwidth": {"value": 100, "unit": "GB/s", "source": "test"},
+        "scale_up_domain": {"value": 8, "source": "test"},
+        "scale_out_bandwidth": {"value": 200, "unit": "Gb/s", "source": "test"},
+        "collective_latency": {"shared": "ALPHA"},
+    }}
+
+
+def test_a_hand_written_file_loads(tmp_path):
+    path = tmp_path / "test.json"
+    path.write_text(json.dumps(_good()))
+    chip = presets.load(path)
+    assert chip.vector_flops == Fraction(25, 4) * TERA and chip.hbm_bandwidth == 800 * GIGA
+    assert chip.scale_out_bandwidth == 25 * GIGA and chip.collective_latency == presets.ALPHA
+
+
+@pytest.mark.parametrize(("field", "entry", "message"), [
+    ("hbm_capacity", {"value": 16, "unit": "GB"}, "test.json: hbm_capacity has no source"),
+    ("hbm_capacity", {"value": 16.0, "unit": "GB", "source": "x"}, "test.json: hbm_capacity must be an integer"),
+    ("hbm_capacity", {"value": "16 GB", "source": "x"}, "test.json: hbm_capacity must be an integer"),
+    ("hbm_capacity", {"value": 16, "unit": "GByte", "source": "x"}, "test.json: hbm_capacity: unknown unit"),
+    ("hbm_capacity", {"value": 16, "source": "x", "cite": "y"}, "test.json: hbm_capacity: unknown key(s) cite"),
+    ("hbm_size", {"value": 16, "source": "x"}, "test.json: unknown field 'hbm_size'"),
+    ("collective_latency", {"shared": "BETA"}, "test.json: collective_latency: \"shared\" must"),
+    ("memory_efficiency", {"value": "3/2", "source": "x"}, "test.json: memory_efficiency: memory_efficiency must"),
+])
+def test_a_malformed_file_is_one_clear_error(tmp_path, field, entry, message):
+    """Missing source, float value, unknown unit, key or field, unknown shared fact, a value against
+    the field's rule: one ConfigError line naming the file and the field."""
+    data = _good()
+    data["fields"][field] = entry
+    path = tmp_path / "test.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError) as err:
+        presets.load(path)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_a_float_in_the_shared_file_is_rejected(tmp_path):
+    path = tmp_path / "shared.json"
+    path.write_text(json.dumps({"constants": {"ALPHA": {"value": 6e-7, "unit": "s", "source": "x"}}}))
+    with pytest.raises(ConfigError, match=r"^shared.json: ALPHA must be an integer"):
+        presets.load_shared(path)
