@@ -42,13 +42,16 @@ expression; with numbers it is exact.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, cast
+from typing import Any, Callable, Optional, Sequence, cast
 
 import sympy as sp
 
 from ..core import symbols as sym
 from ..core._expr import check_divides, dim, exact
+from ..core.assumptions import collecting, merge
+from ..core.compiled import Program, normal
 from ..core.dtypes import DataType
 from ..core.metrics import LayerMetrics
 from ..core.ops import AttentionCore, Collective, CollectiveKind
@@ -57,15 +60,16 @@ from ..errors import ConfigError
 from ..hardware import Hardware
 from ..hardware import get as get_hardware
 from ..hardware.timing import collective_time, op_time
-from ..layers.base import Recompute
+from ..layers.base import Recompute, is_numeric
 from ..models.model import Model, register_steps
 
-__all__ = ["GRADIENT_BYTES", "OPTIMIZER_BYTES", "InferenceStep", "TrainingStep", "check_expert_parallel",
-           "check_zero_stage", "inference_step", "pipeline_stages", "resolve_parallelism", "stage_layout",
-           "training_step"]
+__all__ = ["GRADIENT_BYTES", "OPTIMIZER_BYTES", "CompiledStep", "InferenceStep", "TrainingStep",
+           "check_expert_parallel", "check_zero_stage", "compile_step", "inference_step", "pipeline_stages",
+           "resolve_parallelism", "stage_layout", "training_step"]
 
 # NB: Megatron-LM accumulates gradients in fp32 "main grads" and keeps Adam's fp32 master weights,
 # first and second moments: 4 and 4 + 4 + 4 bytes per parameter beside the weights themselves.
+_exact_value = exact  # the steps' ``exact`` argument shadows the function there
 GRADIENT_BYTES = sp.Integer(4)
 OPTIMIZER_BYTES = sp.Integer(12)
 
@@ -484,12 +488,7 @@ def _fullest_stage(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any,
                    m: Any, v: Any) -> tuple[Any, Any, Any, Any, Any, Any]:
     """Every stage syncs its own parameters at once: the slowest sync and the fullest stage count.
     Returns the sync time, the weight, gradient, optimizer and activation bytes and their total."""
-    per_stage = []
-    for st in values:
-        at = {_PARAMS: st["weight"] / e, _EXPERT: st.get("expert_weight", 0) / e}
-        terms = [sp.sympify(x).xreplace(at) for x in per_params]
-        terms.append(st["activation"] * _in_flight(st["index"], p, m, v))
-        per_stage.append(terms)
+    per_stage = _stage_terms(values, per_params, e=e, p=p, m=m, v=v)
     totals = [w + g + o + a for w, g, o, _, a in per_stage]
     dp_comm = _max_all([x[3] for x in per_stage])
     if all(sp.sympify(x).is_number for x in totals):
@@ -500,6 +499,18 @@ def _fullest_stage(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any,
         weights, gradients, optimizer, activations = (_max_all([x[i] for x in per_stage]) for i in (0, 1, 2, 4))
         memory = _max_all(totals)
     return dp_comm, weights, gradients, optimizer, activations, memory
+
+
+def _stage_terms(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any, Any, Any], *, e: Any, p: Any,
+                 m: Any, v: Any) -> list[list[Any]]:
+    """Each stage's ``[weights, gradients, optimizer, dp sync, activations]``."""
+    per_stage = []
+    for st in values:
+        at = {_PARAMS: st["weight"] / e, _EXPERT: st.get("expert_weight", 0) / e}
+        terms = [sp.sympify(x).xreplace(at) for x in per_params]
+        terms.append(st["activation"] * _in_flight(st["index"], p, m, v))
+        per_stage.append(terms)
+    return per_stage
 
 
 def check_zero_stage(zero_stage: int, pipeline_parallel: Any) -> None:
@@ -516,18 +527,24 @@ def check_zero_stage(zero_stage: int, pipeline_parallel: Any) -> None:
 def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global_batch: Any,
                   micro_batch: Any = 1, dtype: Any = "bf16", parallelism: ParallelismLike = None,
                   recompute: str = "none", interleave: Any = 1, zero_stage: int = 1,
-                  overlap: bool = False, *, stage_layers: Optional[Sequence[int]] = None) -> TrainingStep:
+                  overlap: bool = False, *, stage_layers: Optional[Sequence[int]] = None,
+                  exact: bool = True) -> TrainingStep:
     """Time, memory and MFU of one training step (see the module docstring for the model).
 
     ``parallelism`` adds to the model's own (:func:`resolve_parallelism`); ``stage_layers`` gives
     the blocks per pipeline stage (default :func:`pipeline_stages`; the split used is
-    ``result.stage_layers``)."""
+    ``result.stage_layers``). With positive int sizes the step is evaluated by a program compiled
+    once per configuration (:func:`compile_step`); ``exact=False`` returns its float64 values."""
+    sizes = _sizes(seq_len, global_batch, micro_batch) if USE_COMPILED else None
+    result = _run(None if sizes is None else _training_front(model, hardware, dtype, parallelism, recompute,
+                                                             interleave, zero_stage, overlap, stage_layers),
+                  sizes, exact)
+    if result is not None:
+        return result
     chip = get_hardware(hardware)
     par = resolve_parallelism(model, parallelism)
     datatype = DataType.parse(dtype)
-    if isinstance(zero_stage, bool) or zero_stage not in (0, 1, 2, 3):
-        raise ConfigError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
-    check_zero_stage(zero_stage, par.pp)
+    _check_zero(zero_stage, par)
     s, B, b, v = (dim(seq_len, "seq_len"), dim(global_batch, "global_batch"),
                   dim(micro_batch, "micro_batch"), dim(interleave, "interleave"))
     check_divides(B, par.dp * b, "global_batch must be divisible by data_parallel * micro_batch")
@@ -542,7 +559,7 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
                                hidden_size=sharded.blocks[0][0].hidden_size,
                                flops_per_sequence=flops_per_sequence(model, s, datatype),
                                peak=chip.peak_flops_expr(datatype), ep=par.ep)
-    return TrainingStep(hardware=chip, stage_layers=split, **{k: exact(v) for k, v in fields.items()})
+    return TrainingStep(hardware=chip, stage_layers=split, **{k: _exact_value(v) for k, v in fields.items()})
 
 
 def flops_per_sequence(model: "Model", s: Any, datatype: DataType) -> Any:
@@ -652,7 +669,7 @@ def _stage_memory(sharded: "Model", decode_rows: list, datatype: DataType, p: An
 def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, seq_len: Any,
                    dtype: Any = "bf16", parallelism: ParallelismLike = None,
                    overlap: bool = False, prefill_chunk: Any = None, *,
-                   stage_layers: Optional[Sequence[int]] = None) -> InferenceStep:
+                   stage_layers: Optional[Sequence[int]] = None, exact: bool = True) -> InferenceStep:
     """Prefill of ``seq_len`` tokens (TTFT) and one decode step attending to ``seq_len`` keys
     (TPOT) for ``batch_size`` sequences. With ``p`` pipeline stages a token passes every stage in
     turn (plus one send between stages); memory is the fullest stage's weights and KV cache (stage
@@ -675,7 +692,12 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
     >>> # one chunk's peak: a block's residual 2h plus its MLP's input and output 4h, gate and up 4f
     >>> step.num_prefill_chunks, step.activation_memory == (2 * 4096 + 4 * 4096 + 4 * 14336) * 8192
     (4, True)
-    """
+
+    Positive int sizes without ``prefill_chunk`` run a program compiled once (:func:`compile_step`);
+    ``exact=False``: its float64 values."""
+    if (fast := _inference_fast(model, hardware, batch_size, seq_len, dtype, parallelism, overlap, prefill_chunk,
+                                stage_layers, exact)) is not None:
+        return fast
     chip = get_hardware(hardware)
     par = resolve_parallelism(model, parallelism)
     check_expert_parallel(par)
@@ -683,8 +705,7 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
     datatype = DataType.parse(dtype)
     b, s = (sym.batch_size if batch_size is None else dim(batch_size, "batch_size"),
             sym.seq_len if seq_len is None else dim(seq_len, "seq_len"))
-    chunk = _prefill_chunk(prefill_chunk, par.sp)
-    _check_chunked(s, chunk, overlap)
+    chunk = _check_chunked(s, _prefill_chunk(prefill_chunk, par.sp), overlap)
     p = par.pp
     sharded = model.with_parallelism(par)
     decode_rows = sharded.breakdown(b, s, "decode", datatype, chip, "none", overlap)
@@ -696,25 +717,25 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
 
     ttft, act, prefill_rows, n_chunks = _prefill(sharded, model, b, s, chunk, datatype, chip, overlap, send)
     tpot = _stages(values_from_rows(decode_rows), "latency", 1)[0] + send(1, par.tp)
-    # the engine's own time per step (scheduling, sampling, host work; docs/conventions.md §17):
-    # a chunked prefill runs one engine step per chunk, as vLLM's and SGLang's schedulers do
+    # the engine's own time per step (docs/conventions.md §17), once per chunk (vLLM's, SGLang's schedulers)
     ttft += n_chunks * chip.runtime.step_overhead
     tpot += chip.runtime.step_overhead
     weights, kv, memory = _stage_memory(sharded, decode_rows, datatype, p, split, act)
-    return InferenceStep(ttft=exact(ttft), tpot=exact(tpot), kv_cache_memory=exact(kv),
-                         weight_memory=exact(weights), activation_memory=exact(act),
-                         memory_per_chip=exact(memory), tokens_per_second=exact(b / tpot),
-                         prefill_rows=tuple(prefill_rows), decode_rows=tuple(decode_rows), hardware=chip,
-                         prefill_chunk=None if chunk is None else int(chunk), num_prefill_chunks=n_chunks,
-                         stage_layers=split)
+    values = dict(ttft=ttft, tpot=tpot, kv_cache_memory=kv, weight_memory=weights, activation_memory=act,
+                  memory_per_chip=memory, tokens_per_second=b / tpot)
+    return InferenceStep(**{k: _exact_value(x) for k, x in values.items()}, prefill_rows=tuple(prefill_rows),
+                         decode_rows=tuple(decode_rows), hardware=chip, stage_layers=split,
+                         prefill_chunk=None if chunk is None else int(chunk), num_prefill_chunks=n_chunks)
 
 
-def _check_chunked(s: Any, chunk: Any, overlap: bool) -> None:
+def _check_chunked(s: Any, chunk: Any, overlap: bool) -> Any:
+    """``chunk``, once checked against ``s`` and ``overlap``."""
     if chunk is not None and not (s.is_Integer and chunk.is_Integer):
         raise ConfigError(f"prefill_chunk: a chunked prefill needs a numeric seq_len and prefill_chunk "
                          f"(got {s} and {chunk}); its TTFT is a sum over ceil(seq_len/prefill_chunk) chunks")
     if chunk is not None and overlap:
         raise ConfigError("prefill_chunk: a chunked prefill with overlap=True is not modelled")
+    return chunk
 
 
 def _prefill(sharded: "Model", model: "Model", b: Any, s: Any, chunk: Any, datatype: DataType, chip: Hardware,
@@ -823,3 +844,318 @@ def max_context(model: "Model", hardware: Hardware | str, batch_size: Any = 1, d
 
 # Model.training_step, .inference_step, .max_batch_size and .max_context delegate to these.
 register_steps(training_step, inference_step, max_batch_size, max_context)
+
+
+# -- compiled steps ------------------------------------------------------------------------------
+#
+# A step of one (model, chip, parallelism, dtype, options) is compiled once with the batch and
+# sequence sizes free (symcost.core.compiled.Program): the same expressions as the symbolic step,
+# evaluated exactly (ints and Fractions) or in float64. The fullest stage is chosen in Python, as
+# the numeric step chooses it. The configuration is validated when its program is built (the
+# symbolic step runs then); a call checks only its sizes: an input that is not a positive int,
+# or that breaks a divisibility rule, takes the uncompiled path, which raises its own error.
+
+_GLOBAL = sp.Symbol("B", positive=True, integer=True)  # the global batch, free in training programs
+_FRONT: dict[tuple, tuple[tuple, Any]] = {}
+_FRONT_SIZE = 256
+USE_COMPILED = True
+"""Whether the steps take their compiled programs for int sizes (tests switch it off to compare)."""
+
+
+@dataclass(frozen=True)
+class CompiledStep:
+    """One compiled step configuration; call it with the sizes (see :func:`compile_step`)."""
+
+    kind: str
+    program: Program
+    stages: int
+    """Distinct pipeline stages whose memory terms the program returns."""
+    chip: Hardware
+    split: Optional[tuple[int, ...]]
+    rows: Callable[..., list]
+    """``rows(*sizes)``: the step's breakdown rows (inference: prefill and decode), built lazily."""
+
+    def __call__(self, *sizes: Any, exact: bool = True) -> Any:
+        """The step at ``sizes`` (inference: batch_size, seq_len; training: seq_len, global_batch,
+        micro_batch): exact ints/Fractions, or floats with ``exact=False``."""
+        if not (all(type(x) is int and x > 0 for x in sizes) and self.program.holds(*sizes)):
+            return None
+        if exact:
+            values = tuple(normal(x) for x in self.program.exact(*sizes))
+        else:
+            values = tuple(float(x) for x in self.program.floats(*sizes))
+        return (_inference_result if self.kind == "inference" else _training_result)(self, sizes, values)
+
+
+def _sizes(*values: Any) -> Optional[tuple[int, ...]]:
+    """The sizes as ints when each is a positive whole number (int or SymPy Integer), else None."""
+    out = []
+    for x in values:
+        if type(x) is int and x > 0:
+            out.append(x)
+        elif isinstance(x, sp.Integer) and x > 0:
+            out.append(int(x))
+        else:
+            return None
+    return tuple(out)
+
+
+def _token(value: Any) -> tuple[Any, bool]:
+    """A cache-key part for ``value`` and whether it stands for the object's identity."""
+    if isinstance(value, bool):
+        return ("bool", value), False
+    if value is None or isinstance(value, (str, int, sp.Basic)):
+        return value, False
+    if isinstance(value, tuple) and all(isinstance(x, (int, str)) for x in value):
+        return value, False
+    if isinstance(value, dict):
+        try:
+            return ("dict", tuple(sorted(value.items(), key=lambda kv: kv[0]))), False
+        except TypeError:
+            pass
+    return ("id", id(value)), True
+
+
+def _front(kind: str, build: Callable[[], Optional[CompiledStep]], *objs: Any) -> Optional[CompiledStep]:
+    """The compiled step of ``objs`` (the call's own arguments), looked up without hashing models
+    or chips (their identity; the entry keeps them alive) and built by ``build`` on a miss."""
+    tokens = [_token(o) for o in objs]
+    key = (kind, *(t for t, _ in tokens))
+    refs = tuple(o for o, (_, by_id) in zip(objs, tokens) if by_id)
+    hit = _FRONT.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], refs)):
+        return hit[1]
+    compiled = build()
+    if len(_FRONT) >= _FRONT_SIZE:
+        _FRONT.clear()
+    _FRONT[key] = (refs, compiled)
+    return compiled
+
+
+def _compilable(model: "Model", par: Parallelism, chip: Hardware) -> bool:
+    degrees = (par.tp, par.sp, par.pp, par.dp, par.ep)
+    return (not chip.is_symbolic and all(sp.sympify(x).is_Integer for x in degrees)
+            and all(is_numeric(layer) for _, layer, _ in model.parts()))
+
+
+@functools.lru_cache(maxsize=64)
+def _inference_program(model: "Model", chip: Hardware, par: Parallelism, datatype: DataType, overlap: bool,
+                       stage_layers: Optional[tuple[int, ...]]) -> Optional[CompiledStep]:
+    if not _compilable(model, par, chip):
+        return None
+    b, s = sym.batch_size, sym.seq_len
+    with collecting() as rules:
+        step = inference_step(model, chip, b, s, datatype, par, overlap, stage_layers=stage_layers)
+    sharded = model.with_parallelism(par)
+    stages = stages_from_parts(model_parts(sharded, list(step.decode_rows), datatype), par.pp, step.stage_layers)
+    exprs = {"ttft": step.ttft, "tpot": step.tpot, "activation": step.activation_memory,
+             "tokens_per_second": step.tokens_per_second,
+             **{f"weight{i}": st["weight"] for i, st in enumerate(stages)},
+             **{f"kv{i}": st["kv"] for i, st in enumerate(stages)}}
+    found = merge(rules, *(m.assumptions for _, _, m in (*step.prefill_rows, *step.decode_rows)))
+
+    def rows(b: int, s: int) -> list:
+        return [sharded.breakdown(b, s, phase, datatype, chip, "none", overlap) for phase in ("prefill", "decode")]
+
+    return CompiledStep("inference", Program.build("inference", (b, s), exprs, found), len(stages), chip,
+                        step.stage_layers, rows)
+
+
+def _inference_result(compiled: CompiledStep, sizes: tuple, values: tuple) -> "InferenceStep":
+    ttft, tpot, act, tps = values[:4]
+    n = compiled.stages
+    weights, kv = values[4:4 + n], values[4 + n:4 + 2 * n]
+    held = [w + k for w, k in zip(weights, kv)]
+    i = max(range(n), key=held.__getitem__)
+    rows = _LazyRows(compiled.rows, sizes)
+    return InferenceStep(ttft=ttft, tpot=tpot, kv_cache_memory=kv[i], weight_memory=weights[i],
+                         activation_memory=act, memory_per_chip=held[i] + act, tokens_per_second=tps,
+                         prefill_rows=cast(tuple, rows.part(0)), decode_rows=cast(tuple, rows.part(1)),
+                         hardware=compiled.chip, stage_layers=compiled.split)
+
+
+class _LazyRows:
+    """Breakdown rows built on first use (a compiled step rarely needs them)."""
+
+    def __init__(self, make: Callable[..., list], sizes: tuple) -> None:
+        self._make, self._sizes = make, sizes
+        self._rows: Optional[list] = None
+
+    def get(self) -> list:
+        if self._rows is None:
+            self._rows = self._make(*self._sizes)
+        return self._rows
+
+    def part(self, i: int) -> "_RowsView":
+        return _RowsView(self, i)
+
+
+class _RowsView(Sequence):
+    """One list of a :class:`_LazyRows`: a read-only sequence equal to the tuple of its rows."""
+
+    def __init__(self, lazy: _LazyRows, i: int) -> None:
+        self._lazy, self._i = lazy, i
+
+    def _rows(self) -> tuple:
+        return tuple(self._lazy.get()[self._i])
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._rows()[i]
+
+    def __len__(self) -> int:
+        return len(self._rows())
+
+    def __eq__(self, other: object) -> bool:
+        return self._rows() == (other._rows() if isinstance(other, _RowsView) else other)
+
+    def __hash__(self) -> int:
+        return hash(self._rows())
+
+    def __repr__(self) -> str:
+        return repr(self._rows())
+
+
+_MEMORY = ("weight_memory", "gradient_memory", "optimizer_memory", "activation_memory", "memory_per_chip")
+
+
+@functools.lru_cache(maxsize=64)
+def _training_program(model: "Model", chip: Hardware, par: Parallelism, datatype: DataType, recompute: str,
+                      v: int, zero_stage: int, overlap: bool,
+                      stage_layers: Optional[tuple[int, ...]]) -> Optional[CompiledStep]:
+    if not _compilable(model, par, chip):
+        return None
+    s, B, b = sym.seq_len, _GLOBAL, sym.batch_size
+    split = _split(model, par.pp, v, stage_layers)
+    sharded = model.with_parallelism(par)
+    with collecting() as rules:
+        check_divides(B, par.dp * b, "global_batch must be divisible by data_parallel * micro_batch")
+        rows = sharded.breakdown(b, s, "training", datatype, chip, cast(Recompute, recompute), overlap)
+    values = stages_from_parts(model_parts(sharded, rows, datatype), par.pp, split)
+    e, m = datatype.bytes, B / (par.dp * b)
+    fields = assemble_training(values, chip=chip, e=e, s=s, B=B, b=b, t=par.tp, u=par.sp, p=par.pp, d=par.dp,
+                               v=v, zero_stage=zero_stage, hidden_size=sharded.blocks[0][0].hidden_size,
+                               flops_per_sequence=flops_per_sequence(model, s, datatype),
+                               peak=chip.peak_flops_expr(datatype), ep=par.ep)
+    per_params = _data_parallel(values, chip=chip, e=e, m=m, d=par.dp, stride=par.tp * par.sp, ep=par.ep,
+                                zero_stage=zero_stage)
+    terms = _stage_terms(values, per_params, e=e, p=par.pp, m=m, v=v)
+    exprs = {k: x for k, x in fields.items() if k not in _MEMORY}
+    exprs.update({f"stage{i}.{j}": x for i, st in enumerate(terms) for j, x in enumerate(st) if j != 3})
+    found = merge(rules, *(metrics.assumptions for _, _, metrics in rows))
+    return CompiledStep("training", Program.build("training", (s, B, b), exprs, found), len(terms), chip, split,
+                        lambda *sizes: [])
+
+
+def _training_result(compiled: CompiledStep, sizes: tuple, values: tuple) -> "TrainingStep":
+    names = compiled.program.names
+    n = len(names) - 4 * compiled.stages
+    fields = dict(zip(names[:n], values[:n]))
+    per_stage = [values[n + 4 * i:n + 4 * i + 4] for i in range(compiled.stages)]
+    totals = [w + g + o + a for w, g, o, a in per_stage]
+    i = max(range(compiled.stages), key=totals.__getitem__)
+    w, g, o, a = per_stage[i]
+    return TrainingStep(hardware=compiled.chip, stage_layers=compiled.split, weight_memory=w, gradient_memory=g,
+                        optimizer_memory=o, activation_memory=a, memory_per_chip=totals[i], **fields)
+
+
+def _inference_compiled(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
+                        overlap: bool, stage_layers: Optional[Sequence[int]]) -> Optional[CompiledStep]:
+    chip = get_hardware(hardware)
+    par = resolve_parallelism(model, parallelism)
+    check_expert_parallel(par)
+    return _inference_program(model, chip, par, DataType.parse(dtype), bool(overlap),
+                              None if stage_layers is None else tuple(stage_layers))
+
+
+def _training_compiled(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
+                       recompute: str, interleave: Any, zero_stage: int, overlap: bool,
+                       stage_layers: Optional[Sequence[int]]) -> Optional[CompiledStep]:
+    chip = get_hardware(hardware)
+    par = resolve_parallelism(model, parallelism)
+    datatype = DataType.parse(dtype)
+    _check_zero(zero_stage, par)
+    if recompute not in ("none", "selective", "full"):
+        return None  # the uncompiled step raises the layer's own error
+    check_expert_parallel(par)
+    return _training_program(model, chip, par, datatype, recompute, int(interleave), zero_stage, bool(overlap),
+                             None if stage_layers is None else tuple(stage_layers))
+
+
+def _inference_front(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
+                     overlap: bool, stage_layers: Optional[Sequence[int]]) -> Optional[CompiledStep]:
+    return _front("inference", lambda: _inference_compiled(model, hardware, dtype, parallelism, overlap, stage_layers),
+                  model, hardware, dtype, parallelism, overlap, stage_layers)
+
+
+def _training_front(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
+                    recompute: str, interleave: Any, zero_stage: int, overlap: bool,
+                    stage_layers: Optional[Sequence[int]]) -> Optional[CompiledStep]:
+    if _sizes(interleave) is None:
+        return None
+    return _front("training", lambda: _training_compiled(model, hardware, dtype, parallelism, recompute, interleave,
+                                                         zero_stage, overlap, stage_layers),
+                  model, hardware, dtype, parallelism, recompute, interleave, zero_stage, overlap, stage_layers)
+
+
+def _check_zero(zero_stage: Any, par: Parallelism) -> None:
+    if isinstance(zero_stage, bool) or zero_stage not in (0, 1, 2, 3):
+        raise ConfigError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
+    check_zero_stage(zero_stage, par.pp)
+
+
+def _inference_fast(model: "Model", hardware: Hardware | str, batch_size: Any, seq_len: Any, dtype: Any,
+                    parallelism: ParallelismLike, overlap: bool, prefill_chunk: Any,
+                    stage_layers: Optional[Sequence[int]], exact: bool) -> Optional["InferenceStep"]:
+    sizes = _sizes(batch_size, seq_len) if prefill_chunk is None and USE_COMPILED else None
+    compiled = None if sizes is None else _inference_front(model, hardware, dtype, parallelism, overlap,
+                                                           stage_layers)
+    return _run(compiled, sizes, exact)
+
+
+def _run(compiled: Optional[CompiledStep], sizes: Optional[tuple], exact: bool) -> Any:
+    """The compiled step at ``sizes``, or ``None`` (then the uncompiled step runs: ``exact`` only)."""
+    result = None if compiled is None or sizes is None else compiled(*sizes, exact=exact)
+    if result is None and not exact:
+        raise ConfigError("exact=False (the float path) needs a compiled step: positive int sizes, numeric model, "
+                          "parallelism and chip, and no prefill_chunk")
+    return result
+
+
+def compile_step(model: "Model", hardware: Hardware | str, phase: str = "inference", dtype: Any = "bf16",
+                 parallelism: ParallelismLike = None, **options: Any) -> Callable[..., Any]:
+    """The step of ``model`` on ``hardware`` compiled once, as a function of its sizes.
+
+    ``phase="inference"``: ``f(batch_size, seq_len, exact=True)`` -> :class:`InferenceStep`
+    (``options``: ``overlap``, ``stage_layers``); ``phase="training"``: ``f(seq_len,
+    global_batch, micro_batch=1, exact=True)`` -> :class:`TrainingStep` (``options``:
+    ``recompute``, ``interleave``, ``zero_stage``, ``overlap``, ``stage_layers``). The
+    configuration is validated here, once; each call evaluates compiled code: exact ints and
+    Fractions (equal to the uncompiled step), or float64 with ``exact=False`` (agreeing to 1e-12).
+    :func:`training_step` and :func:`inference_step` use the same compiled programs whenever
+    their sizes are positive ints; a wrong size gets the uncompiled step's error.
+
+    >>> from symcost import models
+    >>> f = compile_step(models.get("llama-2-7b"), "H100_SXM", "inference")
+    >>> exact, fast = f(8, 2048), f(8, 2048, exact=False)
+    >>> abs(fast.ttft - exact.ttft) <= 1e-12 * exact.ttft
+    True
+    """
+    if phase == "inference":
+        _inference_front(model, hardware, dtype, parallelism, options.get("overlap", False),
+                         options.get("stage_layers"))
+
+        def infer(batch_size: Any, seq_len: Any, *, exact: bool = True) -> InferenceStep:
+            return inference_step(model, hardware, batch_size, seq_len, dtype, parallelism, exact=exact, **options)
+        return infer
+    if phase != "training":
+        raise ConfigError(f"phase: 'training' or 'inference', got {phase!r}")
+    known = {"recompute": "none", "interleave": 1, "zero_stage": 1, "overlap": False, "stage_layers": None}
+    unknown = set(options) - set(known)
+    if unknown:
+        raise ConfigError(f"compile_step: unknown training options {sorted(unknown)}; valid: {sorted(known)}")
+    _training_front(model, hardware, dtype, parallelism, *({**known, **options}[k] for k in known))
+
+    def train(seq_len: Any, global_batch: Any, micro_batch: Any = 1, *, exact: bool = True) -> TrainingStep:
+        return training_step(model, hardware, seq_len, global_batch, micro_batch, dtype, parallelism, exact=exact,
+                             **options)
+    return train
