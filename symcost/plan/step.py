@@ -900,35 +900,43 @@ def _sizes(*values: Any) -> Optional[tuple[int, ...]]:
     return tuple(out)
 
 
+_PLAIN = frozenset({str, int, type(None)})
+
+
 def _token(value: Any) -> tuple[Any, bool]:
     """A cache-key part for ``value`` and whether it stands for the object's identity."""
-    if isinstance(value, bool):
+    kind = type(value)
+    if kind in _PLAIN:
+        return value, False
+    if kind is bool:
         return ("bool", value), False
-    if value is None or isinstance(value, (str, int, sp.Basic)):
-        return value, False
-    if isinstance(value, tuple) and all(isinstance(x, (int, str)) for x in value):
-        return value, False
-    if isinstance(value, dict):
+    if kind is dict:
         try:
             return ("dict", tuple(sorted(value.items(), key=lambda kv: kv[0]))), False
         except TypeError:
-            pass
+            return ("id", id(value)), True
+    if kind is tuple and all(type(x) in _PLAIN for x in value) or isinstance(value, sp.Basic):
+        return value, False
     return ("id", id(value)), True
 
 
 def _front(kind: str, build: Callable[[], Optional[CompiledStep]], *objs: Any) -> Optional[CompiledStep]:
     """The compiled step of ``objs`` (the call's own arguments), looked up without hashing models
     or chips (their identity; the entry keeps them alive) and built by ``build`` on a miss."""
-    tokens = [_token(o) for o in objs]
-    key = (kind, *(t for t, _ in tokens))
-    refs = tuple(o for o, (_, by_id) in zip(objs, tokens) if by_id)
-    hit = _FRONT.get(key)
+    key: list[Any] = [kind]
+    refs = []
+    for o in objs:
+        token, by_id = _token(o)
+        key.append(token)
+        if by_id:
+            refs.append(o)
+    hit = _FRONT.get(tuple(key))
     if hit is not None and all(a is b for a, b in zip(hit[0], refs)):
         return hit[1]
     compiled = build()
     if len(_FRONT) >= _FRONT_SIZE:
         _FRONT.clear()
-    _FRONT[key] = (refs, compiled)
+    _FRONT[tuple(key)] = (tuple(refs), compiled)
     return compiled
 
 
