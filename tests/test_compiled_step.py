@@ -164,3 +164,20 @@ def test_compile_step_validates_once():
         steps.compile_step(small_model(), "H100_SXM", "training", zero_stage=5)
     with pytest.raises(ConfigError, match="unknown training options"):
         steps.compile_step(small_model(), "H100_SXM", "training", micro=2)
+
+
+def test_scaled_integers_give_the_exact_values():
+    import sympy as sp
+
+    from symcost.core._expr import Ceil
+    from symcost.core.compiled import compile_scaled
+
+    x, y = sp.symbols("x y", positive=True, integer=True)
+    exprs = [x / 3 + y / 6, Ceil(sp.Rational(7, 4) * x), sp.Max(x / 3, y / 5), x / (y + 1),
+             sp.floor(sp.Rational(5, 2) * y)]
+    f = compile_scaled([x, y], exprs)
+    # x = 4, y = 2: 4/3 + 1/3; ceil(7); max(4/3, 2/5); 4/3; floor(5)
+    assert f(4, 2) == (Fraction(5, 3), 7, Fraction(4, 3), Fraction(4, 3), 5)
+    # x = 3, y = 6: 1 + 1 (an int); ceil(21/4); max(1, 6/5); 3/7; floor(15)
+    got = f(3, 6)
+    assert got == (2, 6, Fraction(6, 5), Fraction(3, 7), 15) and type(got[0]) is int

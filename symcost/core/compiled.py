@@ -13,12 +13,15 @@ with them, so a call can tell whether its inputs break one without SymPy.
 from __future__ import annotations
 
 import collections
+import itertools
+import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence, cast
 
 import sympy as sp
 
+from ._expr import Ceil
 from .assumptions import Assumption
 from .compile import compile_exact
 
@@ -57,7 +60,11 @@ class Program:
         kept = [r for r in rules if r.free_symbols and r.free_symbols <= free]
         pairs = [x for r in kept for m, d in r.pairs for x in (m, d)]
         floats = sp.lambdify(list(args), values, modules="math", cse=True)
-        return cls(tuple(args), tuple(exprs), compile_exact(list(args), values), floats,
+        try:
+            exact = compile_scaled(list(args), values)
+        except NotImplementedError:  # a node without a fixed denominator: Fractions throughout
+            exact = compile_exact(list(args), values)
+        return cls(tuple(args), tuple(exprs), exact, floats,
                    compile_exact(list(args), pairs) if pairs else (lambda *a: ()),
                    tuple(len(r.pairs) for r in kept))
 
@@ -71,3 +78,113 @@ class Program:
             if not any(Fraction(pairs[j]) % pairs[j + 1] == 0 for j in range(0, 2 * size, 2)):
                 return False
         return True
+
+
+# -- exact evaluation on scaled integers ---------------------------------------------------------
+#
+# Fractions are slow (a gcd per operation). A step's expressions are mostly sums, products, max,
+# min and ceilings of rational constants and the sizes, so each sub-expression ``x`` is computed
+# as the integer ``x * D`` for a denominator ``D`` fixed at compile time (the least common
+# multiple of its terms', the product of its factors'); one Fraction is made per output. A node
+# dividing by an expression (``b / tpot``) is evaluated in Fractions from its scaled parts.
+
+
+class _Scaled:
+    """Python source for expressions over scaled integers: ``tr(expr) -> (code, D)``, the code's
+    value ``expr * D`` (an int) or, with ``D`` None, ``expr`` itself (int or Fraction)."""
+
+    def __init__(self, env: dict) -> None:
+        self.env = env
+
+    def exact(self, code: str, d: Optional[int]) -> str:
+        return code if d in (None, 1) else f"_Fraction({code}, {d})"
+
+    def tr(self, expr: sp.Expr) -> tuple[str, Optional[int]]:
+        if expr in self.env:
+            return self.env[expr]
+        if expr.is_Integer:
+            return f"({int(expr)})", 1
+        if expr.is_Rational:
+            return f"({int(expr.p)})", int(expr.q)
+        handler = {sp.Add: self.add, sp.Mul: self.mul, sp.Pow: self.pow, sp.Max: self.extreme,
+                   sp.Min: self.extreme, sp.ceiling: self.rounding, sp.floor: self.rounding,
+                   Ceil: self.rounding}.get(type(expr))
+        if handler is None:
+            raise NotImplementedError(type(expr).__name__)
+        return handler(expr)
+
+    def _common(self, parts: list[tuple[str, Optional[int]]]) -> Optional[tuple[list[str], int]]:
+        """The parts scaled to one denominator, or None when one is a Fraction."""
+        if any(d is None for _, d in parts):
+            return None
+        scale = math.lcm(*(cast(int, d) for _, d in parts))
+        return [c if scale == d else f"{c}*{scale // cast(int, d)}" for c, d in parts], scale
+
+    def add(self, expr: sp.Expr) -> tuple[str, Optional[int]]:
+        parts = [self.tr(a) for a in expr.args]
+        common = self._common(parts)
+        if common is None:
+            return "(" + " + ".join(self.exact(c, d) for c, d in parts) + ")", None
+        return "(" + " + ".join(common[0]) + ")", common[1]
+
+    def mul(self, expr: sp.Expr) -> tuple[str, Optional[int]]:
+        parts = [self.tr(a) for a in expr.args]
+        if any(d is None for _, d in parts):
+            return "(" + "*".join(self.exact(c, d) for c, d in parts) + ")", None
+        return "(" + "*".join(c for c, _ in parts) + ")", math.prod(cast(int, d) for _, d in parts)
+
+    def pow(self, expr: sp.Expr) -> tuple[str, Optional[int]]:
+        base, power = expr.as_base_exp()
+        if not power.is_Integer:
+            raise NotImplementedError(f"power {power}")
+        code, d = self.tr(base)
+        if power > 0:
+            return f"({code})**{int(power)}", None if d is None else d ** int(power)
+        return f"(1 / _Fraction({self.exact(code, d)})**{-int(power)})", None
+
+    def extreme(self, expr: sp.Expr) -> tuple[str, Optional[int]]:
+        name = "max" if isinstance(expr, sp.Max) else "min"
+        parts = [self.tr(a) for a in expr.args]
+        common = self._common(parts)
+        if common is None:
+            return f"{name}(" + ", ".join(self.exact(c, d) for c, d in parts) + ")", None
+        return f"{name}(" + ", ".join(common[0]) + ")", common[1]
+
+    def rounding(self, expr: sp.Expr) -> tuple[str, Optional[int]]:
+        code, d = self.tr(expr.args[0])
+        up = isinstance(expr, (sp.ceiling, Ceil))
+        if d is None:
+            return f"{'_ceil' if up else '_floor'}({code})", 1
+        if d == 1:
+            return code, 1
+        return (f"(-((-{code}) // {d}))" if up else f"({code} // {d})"), 1
+
+
+def _out(value: int, d: int) -> Any:
+    return value if d == 1 else (value // d if value % d == 0 else Fraction(value, d))
+
+
+def compile_scaled(args: Sequence[sp.Symbol], exprs: Sequence[sp.Expr]) -> Callable[..., tuple]:
+    """Like :func:`~symcost.core.compile.compile_exact` (ints and Fractions, the same values),
+    computed on scaled integers; raises ``NotImplementedError`` for a node it does not scale."""
+    replacements, reduced = sp.cse(list(exprs), optimizations=None)
+    names = [f"_a{i}" for i in range(len(args))]
+    env: dict = {a: (n, 1) for a, n in zip(args, names)}
+    scaled = _Scaled(env)
+    lines = [f"def _f({', '.join(names)}):"]
+    for i, (symbol, value) in enumerate(replacements):
+        code, d = scaled.tr(sp.sympify(value))
+        lines.append(f"    _x{i} = {code}")
+        env[symbol] = (f"_x{i}", d)
+    outs = []
+    for e in reduced:
+        code, d = scaled.tr(sp.sympify(e))
+        outs.append(f"_normal({code})" if d is None else f"_out({code}, {d})")
+    lines.append(f"    return ({', '.join(outs)},)")
+    namespace = {"_Fraction": Fraction, "_ceil": math.ceil, "_floor": math.floor, "_out": _out,
+                 "_normal": normal}
+    exec(compile("\n".join(lines), f"<symcost-scaled-{next(_COUNTER)}>", "exec"), namespace)
+    return cast(Callable[..., tuple], namespace["_f"])
+
+
+_COUNTER = itertools.count()
