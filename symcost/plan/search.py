@@ -177,11 +177,19 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     N, B, s = int(num_chips), int(global_batch), int(seq_len)
     space = _Space(model, N, B, s, max_micro_batch, max_interleave, tuple(recompute), tuple(zero_stages),
                    tuple(overlap))
+    return _training(space, chip, datatype, limits, progress or (lambda fraction, stage: None), start)
+
+
+def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Constraints",
+              report: Callable[[float, str], None], start: float) -> SearchResult:
+    """The training search over ``space``: enumerate, evaluate as arrays, keep what fits, rank."""
+    import time
+
+    N, B, s = space.N, space.B, space.s
     rows, candidates = space.rows()
     if not rows:
         return SearchResult({c: np.array([]) for c in _COLUMNS}, candidates, 0, 0, time.perf_counter() - start)
     cols = _Columns.of(rows)
-    report = progress or (lambda fraction, stage: None)
     report(0.1, f"{candidates:,} candidates enumerated")
     quantities = _QUANTITIES + (("expert_weight",) if space.moe else ())  # routed experts: DP over dp/ep only
     values = _layer_values(space, cols, chip, datatype, quantities, report)
