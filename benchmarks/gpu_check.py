@@ -1,29 +1,41 @@
 """Measured kernel times on a real GPU against symcost's predictions (optional; needs CUDA).
 
     python benchmarks/gpu_check.py [--out results.json]
+    python benchmarks/gpu_check.py --micro --out h200_micro.csv      (raw microbenchmarks)
+    python benchmarks/gpu_check.py --micro --dry-run --out x.csv      (every path, tiny, on the CPU)
 
 Runs bf16 PyTorch versions of the seed layers (eager ops, flash SDPA) on the GPU, times them with
 CUDA events, and prints symcost's predicted latency for the same shapes on the matching preset
 (H100_SXM or H200_SXM), with the ratio measured / predicted. A ratio above 1 is time the
 roofline does not see (kernel efficiency, launch overhead); the first two rows measure the
 chip's achieved matmul FLOP/s and HBM bandwidth against the datasheet. Never run by the tests.
+
+``--micro`` (issue 10) measures what the efficiency model is fitted to and writes one CSV row per
+case (date, gpu, benchmark, dtype, params, seconds, rate, rate_unit), in under ~4 minutes on an
+H200: GEMM time against (M, N, K) in BF16 and FP8 (``torch._scaled_mm``, compute capability
+>= 8.9) for decode-like M = 1..256 and prefill-like M = 512..16384 on Llama-3-8B's projection
+shapes; HBM copy and GEMV bandwidth; the minimum kernel time (eager launches and a CUDA graph);
+flash attention (SDPA, flash backend) prefill and decode over long KV caches. Inputs smaller than
+the L2 cache rotate through enough copies to read from HBM. A kernel that is unavailable is
+skipped with one line saying why. Uses torch only.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import datetime
+import functools
 import json
+import math
+import time
 from fractions import Fraction
-
-import torch
-import torch.nn.functional as F
-
-import symcost as sc
-from symcost import hardware
 
 
 def timed(fn, warmup=5, iters=20):
     """Mean seconds per call, by CUDA events (or wall clock on the CPU)."""
+    import torch
+
     for _ in range(warmup):
         fn()
     if torch.cuda.is_available():
@@ -35,23 +47,41 @@ def timed(fn, warmup=5, iters=20):
         end.record()
         torch.cuda.synchronize()
         return start.elapsed_time(end) / 1e3 / iters
-    import time
     t = time.perf_counter()
     for _ in range(iters):
         fn()
     return (time.perf_counter() - t) / iters
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", default=None)
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=None,
+                        help="JSON of the layer checks, or with --micro the CSV of the microbenchmarks")
     parser.add_argument("--small", action="store_true", help="tiny shapes, to check the script on a CPU")
-    args = parser.parse_args()
+    parser.add_argument("--micro", action="store_true",
+                        help="raw microbenchmarks (GEMM BF16/FP8, copy, GEMV, kernel time, flash attention)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="with --micro: every benchmark at tiny sizes on the CPU (checks the code paths)")
+    args = parser.parse_args(argv)
+    if args.micro:
+        micro(args.out, dry_run=args.dry_run)
+        return
+    check(args.out, args.small)
+
+
+def check(out, small_only) -> None:
+    """The layer checks: measured against predicted (see the module docstring)."""
+    import torch
+    import torch.nn.functional as F
+
+    import symcost as sc
+    from symcost import hardware
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     chip = hardware.H200_SXM if "H200" in name else hardware.H100_SXM
     dt = torch.bfloat16 if device == "cuda" else torch.float32
-    small = args.small or device == "cpu"
+    small = small_only or device == "cpu"
     h, f, a, g, d = (256, 512, 4, 2, 64) if small else (4096, 14336, 32, 8, 128)
     s_pre, s_dec, b_dec = (128, 256, 2) if small else (4096, 8192, 8)
     n_gemm = 512 if small else 8192
@@ -126,9 +156,222 @@ def main() -> None:
     m = mlp.compute_metrics(batch_size=1, seq_len=s_pre, phase="training", dtype="bf16", hardware=chip)
     row(f"gated MLP training fwd+bwd ({s_pre} tokens)", timed(train_step), m.latency, m.bound)
 
-    if args.out:
-        with open(args.out, "w") as fh:
+    if out:
+        with open(out, "w") as fh:
             json.dump({"device": name, "preset": chip.name, "rows": rows}, fh, indent=2)
+
+
+# -- microbenchmarks (--micro) ------------------------------------------------------------------
+
+L2_DEFEAT_BYTES = 256 * 2**20
+"""Inputs smaller than this rotate through copies adding up to it (H200 L2: 50 MB), so each
+timed call reads from HBM, not from the cache the previous call filled."""
+
+LLAMA3_8B_PROJECTIONS = ((6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336))
+"""(N, K) of Llama-3-8B's matmuls: fused QKV (32 + 2 * 8 heads of 128), output, fused gate + up
+(2 * 14336), down."""
+
+
+def _timer(torch, device, dry_run):
+    """``measure(fns)``: mean seconds per call of the callables called in turn (CUDA events on the
+    GPU); warm-ups first, then enough calls for ~50 ms (5 to 500; 2 in a dry run)."""
+
+    def clock(fns, n):
+        if device == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for i in range(n):
+                fns[i % len(fns)]()
+            end.record()
+            torch.cuda.synchronize()
+            return start.elapsed_time(end) / 1e3
+        t = time.perf_counter()
+        for i in range(n):
+            fns[i % len(fns)]()
+        return time.perf_counter() - t
+
+    def measure(fns):
+        if callable(fns):
+            fns = [fns]
+        if dry_run:
+            clock(fns, 1)
+            return clock(fns, 2) / 2
+        clock(fns, max(3, len(fns)))
+        estimate = clock(fns, 3) / 3
+        n = min(500, max(5, int(0.05 / max(estimate, 1e-7))))
+        return clock(fns, n) / n
+
+    return measure
+
+
+def _copies(make, nbytes, dry_run):
+    """Enough copies of ``make()`` (``nbytes`` each) to defeat the L2 cache, at most 64."""
+    count = 1 if dry_run else min(64, max(1, math.ceil(L2_DEFEAT_BYTES / nbytes)))
+    return [make() for _ in range(count)]
+
+
+def micro(out, dry_run=False) -> None:
+    """Run the microbenchmarks; print one line per case and write the CSV to ``out``."""
+    import torch
+    import torch.nn.functional as F
+
+    device = "cuda" if torch.cuda.is_available() and not dry_run else "cpu"
+    if device == "cpu" and not dry_run:
+        raise SystemExit("--micro needs a CUDA GPU (use --dry-run to check the code paths on the CPU)")
+    gpu = torch.cuda.get_device_name() if device == "cuda" else "cpu (dry run)"
+    date = datetime.date.today().isoformat()
+    measure = _timer(torch, device, dry_run)
+    bf16 = torch.bfloat16
+    rows = []
+
+    def row(benchmark, dtype, params, seconds, amount, unit):
+        rate = amount / seconds
+        rows.append({"date": date, "gpu": gpu, "benchmark": benchmark, "dtype": dtype, "params": params,
+                     "seconds": f"{seconds:.6e}", "rate": f"{rate:.6e}", "rate_unit": unit})
+        print(f"{benchmark:14s} {dtype:9s} {params:38s} {seconds * 1e6:12.2f} us  {rate:11.4e} {unit}")
+
+    def skip(what, error):
+        print(f"skipped {what}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+
+    started = time.perf_counter()
+    print(f"device: {gpu}; torch {torch.__version__}; {date}")
+    if dry_run:
+        projections, decode_m, prefill_m = ((32, 64),), (1, 16), (32,)
+        copy_bytes, gemv_shapes = (2**16,), ((64, 64),)
+        prefill_s, decode_b, decode_l = (64,), (1, 2), (128,)
+        heads, kv_heads, head_dim = 4, 2, 16
+    else:
+        projections = LLAMA3_8B_PROJECTIONS
+        decode_m, prefill_m = (1, 2, 4, 8, 16, 32, 64, 128, 256), (512, 1024, 2048, 4096, 8192, 16384)
+        copy_bytes = (2**20, 2**24, 2**28, 2**31)
+        gemv_shapes = ((4096, 4096), (14336, 4096), (4096, 14336), (28672, 8192), (32768, 32768))
+        prefill_s, decode_b, decode_l = (1024, 4096, 16384, 65536), (1, 8, 32), (4096, 32768, 131072)
+        heads, kv_heads, head_dim = 32, 8, 128
+
+    with torch.no_grad():
+        # GEMM: y[M, N] = x[M, K] @ w[N, K]^T, BF16 and FP8 (per-tensor scales, BF16 out)
+        fp8 = hasattr(torch, "float8_e4m3fn") and hasattr(torch, "_scaled_mm")
+        if device == "cuda" and torch.cuda.get_device_capability() < (8, 9):
+            fp8 = False
+            print(f"skipped fp8 gemm: compute capability {torch.cuda.get_device_capability()} < (8, 9)")
+        for n, k in projections + ((8192, 8192),) * (not dry_run):
+            ws = _copies(functools.partial(torch.randn, n, k, device=device, dtype=bf16), 2 * n * k, dry_run)
+            ws8 = [w.to(torch.float8_e4m3fn) for w in ws] if fp8 else []
+            one = torch.ones((), device=device, dtype=torch.float32)
+            for m in decode_m + prefill_m if (n, k) != (8192, 8192) else (8192,):
+                x = torch.randn(m, k, device=device, dtype=bf16)
+                params = f"m={m} n={n} k={k}"
+                t = measure([functools.partial(torch.matmul, x, w.t()) for w in ws])
+                row("gemm", "bf16", params, t, 2 * m * n * k, "FLOP/s")
+                if not ws8:
+                    continue
+                x8 = x.to(torch.float8_e4m3fn)
+                try:
+                    torch._scaled_mm(x8, ws8[0].t(), scale_a=one, scale_b=one, out_dtype=bf16)
+                except (RuntimeError, NotImplementedError) as error:
+                    skip(f"fp8 gemm {params}", error)
+                    continue
+                t = measure([functools.partial(torch._scaled_mm, x8, w.t(), scale_a=one, scale_b=one,
+                                               out_dtype=bf16) for w in ws8])
+                row("gemm", "fp8_e4m3", params, t, 2 * m * n * k, "FLOP/s")
+            del ws, ws8
+
+        # HBM copy: bytes counted read + written
+        for nbytes in copy_bytes:
+            src_ = torch.empty(nbytes, device=device, dtype=torch.uint8)
+            dst = torch.empty_like(src_)
+            t = measure(functools.partial(dst.copy_, src_))
+            row("copy", "uint8", f"bytes={nbytes}", t, 2 * nbytes, "B/s")
+            del src_, dst
+
+        # GEMV: y[N] = w[N, K] @ x[K], rate = weight bytes read per second
+        for n, k in gemv_shapes:
+            ws = _copies(functools.partial(torch.randn, n, k, device=device, dtype=bf16), 2 * n * k, dry_run)
+            x = torch.randn(k, device=device, dtype=bf16)
+            t = measure([functools.partial(torch.mv, w, x) for w in ws])
+            row("gemv", "bf16", f"n={n} k={k}", t, 2 * n * k, "B/s")
+            del ws
+
+        # minimum kernel time: back-to-back one-element kernels, eager and replayed from a graph
+        tiny = torch.zeros(1, device=device)
+        t = measure(lambda: tiny.add_(1))
+        row("kernel_eager", "fp32", "numel=1", t, 1, "kernels/s")
+        if device == "cuda":
+            try:
+                graph, per_graph = torch.cuda.CUDAGraph(), 100
+                stream = torch.cuda.Stream()
+                stream.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(stream):
+                    tiny.add_(1)
+                torch.cuda.current_stream().wait_stream(stream)
+                with torch.cuda.graph(graph):
+                    for _ in range(per_graph):
+                        tiny.add_(1)
+                t = measure(graph.replay) / per_graph
+                row("kernel_graph", "fp32", f"numel=1 kernels_per_graph={per_graph}", t, 1, "kernels/s")
+            except RuntimeError as error:
+                skip("kernel_graph", error)
+        else:
+            print("skipped kernel_graph: CUDA graphs need a GPU")
+
+        # flash attention (SDPA, flash backend), GQA
+        try:
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+        except ImportError as error:
+            skip("flash attention", error)
+        else:
+            def attention(q, k, v, causal):
+                with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+                    return F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True)
+
+            def flash(what, q, kvs, causal):
+                """The callables to time (one per K/V pair) and a note, or None with a line why not:
+                grouped K/V heads first; expanded to every query head where the kernel refuses them."""
+                try:
+                    attention(q, *kvs[0], causal)
+                    return [functools.partial(attention, q, k, v, causal) for k, v in kvs], ""
+                except RuntimeError as error:
+                    skip(f"{what} with grouped KV heads (enable_gqa)", error)
+                group = q.shape[1] // kvs[0][0].shape[1]
+                kvs = [tuple(x.repeat_interleave(group, dim=1) for x in kv) for kv in kvs]
+                try:
+                    attention(q, *kvs[0], causal)
+                except RuntimeError as error:
+                    skip(what, error)
+                    return None
+                return [functools.partial(attention, q, k, v, causal) for k, v in kvs], " kv_expanded"
+
+            h, g, d = heads, kv_heads, head_dim
+            for s in prefill_s:
+                q = torch.randn(1, h, s, d, device=device, dtype=bf16)
+                kv = tuple(torch.randn(1, g, s, d, device=device, dtype=bf16) for _ in range(2))
+                params = f"b=1 s={s} h={h} g={g} d={d} causal"
+                timed_fns = flash(f"flash prefill {params}", q, [kv], True)
+                if timed_fns is not None:
+                    # causal: QK^T and PV, 2 * s^2 * d FLOPs each per head, half the square
+                    row("flash_prefill", "bf16", params + timed_fns[1], measure(timed_fns[0]),
+                        2 * h * s * s * d, "FLOP/s")
+                del q, kv, timed_fns
+            for b in decode_b:
+                for length in decode_l:
+                    kv_bytes = 2 * b * g * length * d * 2  # K and V, bf16
+                    shape = (b, g, length, d)
+                    caches = _copies(lambda shape=shape: tuple(torch.randn(*shape, device=device, dtype=bf16)
+                                                               for _ in range(2)), kv_bytes, dry_run)
+                    q = torch.randn(b, h, 1, d, device=device, dtype=bf16)
+                    params = f"b={b} kv_len={length} h={h} g={g} d={d}"
+                    timed_fns = flash(f"flash decode {params}", q, caches, False)
+                    if timed_fns is not None:
+                        read = kv_bytes * (h // g if timed_fns[1] else 1)  # K and V bytes read per call
+                        row("flash_decode", "bf16", params + timed_fns[1], measure(timed_fns[0]), read, "B/s")
+                    del caches, q, timed_fns
+
+    print(f"{len(rows)} cases in {time.perf_counter() - started:.1f} s")
+    if out:
+        with open(out, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["date"])
+            writer.writeheader()
+            writer.writerows(rows)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
     python benchmarks/run.py            (add --quick for a smaller, faster pass)
 
 Prints (1) the cost of building a GQA + gated-MLP block's symbolic metrics and compiling its
-latency and memory, (2) configurations per second of a compiled sweep over >= 10^6
-configurations, (3) the same per point with ``subs`` and ``xreplace``, and the ratios,
+latency and memory, (2) configurations per second of a compiled sweep over >= 10^6 random
+configurations on the realistic chip and on its roofline (median of several runs; the default
+blocked evaluation against whole arrays at once, in the same run) and over a broadcast grid,
+(3) the same per point with ``subs`` and ``xreplace`` (the peer), and the ratios,
 (4) the warm latency of one numeric ``compute_metrics`` call, (5) the parallelism search rate for
 Llama-2-70B on 64 GPUs, and (6) whole Llama-2-7B inference and training steps, exact and float,
 with their ratios to ``llm-analysis`` (PyPI 0.2.2) measured in the same run when it is installed.
@@ -30,24 +32,38 @@ from symcost import symbols as S
 H100 = hardware.H100_SXM
 
 
-def best_of(fn, repeat=3):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def block_metrics(phase="decode"):
+def block_metrics(phase="decode", realistic=True):
     """Llama-3-8B's GQA + gated MLP with symbolic b, s and TP, on the realistic symbolic chip (every
-    efficiency, overhead and the SM count a symbol: tile and wave quantization included)."""
+    efficiency, overhead and the SM count a symbol: tile and wave quantization included), or on
+    its roofline (``realistic=False``: efficiencies 1, no overheads)."""
     par = {"parallelism": {"tensor_parallel": S.tp}}
-    chip = sc.Hardware.symbolic(realistic=True)
+    chip = sc.Hardware.symbolic(realistic=realistic)
     attn = sc.GroupedQueryAttentionLayer(hidden_size=4096, num_heads=32, num_kv_heads=8, **par)
     mlp = sc.GatedMLPLayer(hidden_size=4096, intermediate_size=14336, **par)
     return (attn.compute_metrics(phase=phase, dtype="bf16", hardware=chip)
             + mlp.compute_metrics(phase=phase, dtype="bf16", hardware=chip))
+
+
+def median_rates(fns: dict, points: int, repeat: int) -> dict:
+    """Configurations per second of each callable: the median of ``repeat`` timings, the callables
+    interleaved so that a shared machine's load falls on all of them alike."""
+    times: dict = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: points / statistics.median(t) for name, t in times.items()}
+
+
+def random_configs(m: int, rates: dict) -> dict:
+    """``m`` random configurations as flat float64 arrays: batch, context, TP, HBM bandwidth and
+    peak FLOP/s drawn per point, the chip's other rates fixed."""
+    rng = np.random.default_rng(1)
+    return {**rates, S.batch_size: rng.integers(1, 65, m).astype(np.float64),
+            S.seq_len: rng.integers(512, 131073, m).astype(np.float64),
+            S.tp: rng.choice([1.0, 2, 4, 8], m), S.hbm_bandwidth: rng.uniform(2e12, 8e12, m),
+            S.peak_flops: rng.uniform(5e14, 2.5e15, m)}
 
 
 def main() -> None:
@@ -56,6 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"NumPy {np.__version__}")
+    repeat = 3 if args.quick else 7
 
     # (1) build and compile
     start = time.perf_counter()
@@ -76,40 +93,51 @@ def main() -> None:
     peak = np.linspace(5e14, 2.5e15, 4)[None, None, None, None, :]
     grid = {**rates, S.batch_size: b, S.seq_len: s, S.tp: t, S.hbm_bandwidth: bw, S.peak_flops: peak}
     n = b.size * s.size * t.size * bw.size * peak.size
-    seconds = best_of(lambda: sweeper(grid), 2 if args.quick else 3)
-    rate = n / seconds
-    print(f"sweep, broadcast grid: {n:,} configurations in {seconds * 1e3:.1f} ms = "
-          f"{n / seconds:,.0f} configurations/s (shared sub-expressions computed once per axis)")
-    # the honest figure: every input a full-length array of random configurations
+    grid_rate = median_rates({"grid": lambda: sweeper(grid)}, n, repeat)["grid"]
+    print(f"sweep, broadcast grid: {n:,} configurations: {grid_rate:,.0f} configurations/s "
+          f"(shared sub-expressions computed once per axis; median of {repeat})")
+    # the honest figure: every input a full-length array of random configurations, the realistic
+    # chip (tile and wave quantization) and its roofline; blocked (the default) against the whole
+    # arrays at once (chunk_size=0, the evaluation before blocking), interleaved in this run
     m = 1_000_000
-    rng = np.random.default_rng(1)
-    flat = {**rates, S.batch_size: rng.integers(1, 65, m).astype(np.float64),
-            S.seq_len: rng.integers(512, 131073, m).astype(np.float64),
-            S.tp: rng.choice([1.0, 2, 4, 8], m), S.hbm_bandwidth: rng.uniform(2e12, 8e12, m),
-            S.peak_flops: rng.uniform(5e14, 2.5e15, m)}
-    seconds = best_of(lambda: sweeper(flat), 2 if args.quick else 3)
-    rate = m / seconds
-    print(f"sweep, {m:,} random configurations (flat arrays): {seconds * 1e3:.1f} ms = "
-          f"{rate:,.0f} configurations/s [target >= 5,000,000: {'met' if rate >= 5e6 else 'MISSED'}]")
+    flat = random_configs(m, rates)
+    roofline = block_metrics(realistic=False)
+    rate = {}
+    for label, metrics in (("realistic", block), ("roofline", roofline)):
+        fields = {"latency": metrics.latency, "memory_per_chip": metrics.memory_per_chip}
+        blocked = sc.Sweeper(fields, metrics.assumptions)
+        whole = sc.Sweeper(fields, metrics.assumptions, chunk_size=0)
+        got = median_rates({"blocked": lambda f=blocked: f(flat), "whole": lambda f=whole: f(flat)},
+                           m, repeat)
+        rate[label] = got["blocked"]
+        print(f"sweep, {m:,} random configurations (flat arrays), {label} chip: "
+              f"{got['blocked']:,.0f} configurations/s in blocks of {blocked.chunk_size:,} "
+              f"[target >= 5,000,000: {'met' if got['blocked'] >= 5e6 else 'MISSED'}]; whole arrays "
+              f"{got['whole']:,.0f}/s (blocked/whole {got['blocked'] / got['whole']:.2f}x; "
+              f"median of {repeat})")
 
-    # (3) per point with subs / xreplace on the same expressions
-    exprs = [block.latency, block.memory_per_chip]
+    # (3) per point with subs / xreplace on the same expressions (the peer: one configuration at
+    # a time, exact); subs takes seconds per point on the realistic block, so it gets fewer points
     points = 20 if args.quick else 100
+    subs_points = 2 if args.quick else 5
     rng = np.random.default_rng(0)
     samples = [{**H100.symbol_values("bf16"), S.batch_size: int(rng.integers(1, 65)),
                 S.seq_len: int(rng.integers(512, 131072)), S.tp: int(rng.choice([1, 2, 4, 8]))}
                for _ in range(points)]
-    start = time.perf_counter()
-    for p in samples:
-        [e.subs(p) for e in exprs]
-    subs_rate = points / (time.perf_counter() - start)
-    start = time.perf_counter()
-    for p in samples:
-        [e.xreplace(p) for e in exprs]
-    xreplace_rate = points / (time.perf_counter() - start)
-    print(f"per-point subs:     {subs_rate:12,.0f} configurations/s  (sweep is {rate / subs_rate:,.0f}x faster)")
-    print(f"per-point xreplace: {xreplace_rate:12,.0f} configurations/s  "
-          f"(sweep is {rate / xreplace_rate:,.0f}x faster)")
+    for label, metrics in (("realistic", block), ("roofline", roofline)):
+        exprs = [metrics.latency, metrics.memory_per_chip]
+        start = time.perf_counter()
+        for p in samples[:subs_points]:
+            [e.subs(p) for e in exprs]
+        subs_rate = subs_points / (time.perf_counter() - start)
+        start = time.perf_counter()
+        for p in samples:
+            [e.xreplace(p) for e in exprs]
+        xreplace_rate = points / (time.perf_counter() - start)
+        print(f"per-point subs, {label}:     {subs_rate:12,.1f} configurations/s  "
+              f"(sweep is {rate[label] / subs_rate:,.0f}x faster)")
+        print(f"per-point xreplace, {label}: {xreplace_rate:12,.1f} configurations/s  "
+              f"(sweep is {rate[label] / xreplace_rate:,.0f}x faster)")
 
     # (4) warm numeric compute_metrics
     layer = sc.GroupedQueryAttentionLayer(hidden_size=4096, num_heads=32, num_kv_heads=8,
@@ -148,7 +176,13 @@ def main() -> None:
 def per_call(fn, reps):
     """Seconds per call of ``fn(i)``, warm (one call first), the best of three passes."""
     fn(0)
-    return min(best_of(lambda: [fn(i) for i in range(reps)], 1) / reps for _ in range(3))
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for i in range(reps):
+            fn(i)
+        times.append((time.perf_counter() - start) / reps)
+    return min(times)
 
 
 def verdict(ratio, target):
@@ -184,15 +218,15 @@ def whole_model_steps(reps):
 
 def uncompiled_steps(llama, tp8, reps):
     """The same steps assembled in SymPy each call (the path before compiled steps), for the ratio."""
-    from symcost.plan import step
+    from symcost.plan import compiled
 
-    step.USE_COMPILED = False
+    compiled.USE_COMPILED = False
     try:
         return {"inference": per_call(lambda i: llama.inference_step(H100, 8, 2048 + i % 2), reps),
                 "training": per_call(lambda i: llama.training_step(H100, 2048 + i % 2, 64, 1, parallelism=tp8),
                                      reps)}
     finally:
-        step.USE_COMPILED = True
+        compiled.USE_COMPILED = True
 
 
 def llm_analysis_steps(reps):

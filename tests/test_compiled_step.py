@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from symcost import Model
 from symcost.core.compiled import BUILDS
 from symcost.errors import ConfigError
+from symcost.plan import compiled
 from symcost.plan import step as steps
 
 CHIPS = st.sampled_from(["H100_SXM", "A100_SXM_80GB", "MI300X", "TPU_V5P"])
@@ -29,11 +30,11 @@ TRAINING_FIELDS = ("step_time", "compute_time", "bubble_time", "pipeline_comm_ti
 
 
 def uncompiled(fn, *args, **kwargs):
-    old, steps.USE_COMPILED = steps.USE_COMPILED, False
+    old, compiled.USE_COMPILED = compiled.USE_COMPILED, False
     try:
         return fn(*args, **kwargs)
     finally:
-        steps.USE_COMPILED = old
+        compiled.USE_COMPILED = old
 
 
 @st.composite

@@ -54,3 +54,29 @@ def test_model_step_methods_delegate_to_symcost_step():
 
     assert model._STEPS == {"training_step": step.training_step, "inference_step": step.inference_step,
                             "max_batch_size": step.max_batch_size, "max_context": step.max_context}
+
+
+OLD_PATHS = {
+    "symcost.symbols": "symcost.core.symbols", "symcost.dtypes": "symcost.core.dtypes",
+    "symcost.phase": "symcost.core.phase", "symcost.parallel": "symcost.core.parallelism",
+    "symcost.assumptions": "symcost.core.assumptions", "symcost.sweep": "symcost.core.sweep",
+    "symcost.ops": "symcost.core.ops", "symcost.metrics": "symcost.core.metrics",
+    "symcost.model": "symcost.models.model", "symcost.model_moe": "symcost.models.builders",
+    "symcost.step": "symcost.plan.step", "symcost.search": "symcost.plan.search",
+    "symcost.calibration": "symcost.plan.calibration",
+    "symcost.calibration_inference": "symcost.plan.calibration_inference",
+    "symcost.solve": "symcost.analysis.solve", "symcost.latex": "symcost.report.latex",
+    "symcost.plots": "symcost.report.plots", "symcost.roofline": "symcost.hardware.timing",
+}
+
+
+@pytest.mark.parametrize("old, new", sorted(OLD_PATHS.items()))
+def test_old_module_paths_offer_every_name(old, new):
+    """Each module moved by the restructure (issue 9) is importable at its old path with every public
+    name of the moved module, the very same objects."""
+    moved = importlib.import_module(new)
+    names = [n for n in getattr(moved, "__all__", dir(moved)) if not n.startswith("_")]
+    at_old = importlib.import_module(old)
+    if old == "symcost.roofline":
+        names = at_old.__all__
+    assert [n for n in names if getattr(at_old, n, None) is not getattr(moved, n)] == []

@@ -88,6 +88,17 @@ class Assumption:
             raise AssumptionError(self.message())
         return verdict
 
+    def holds(self, arrays: list) -> bool:
+        """Whether the rule holds at every point, given ``multiple, divisor`` for each pair in
+        turn (float64 arrays or numbers): the test of :meth:`check_arrays`, with no error and
+        the fewest passes (a sweep checks its inputs block by block with it)."""
+        ok = None
+        for m, d in zip(arrays[0::2], arrays[1::2]):
+            q = np.asarray(m, dtype=np.float64) / np.asarray(d, dtype=np.float64)
+            divides = np.equal(q, np.rint(q))
+            ok = divides if ok is None else ok | divides
+        return bool(np.all(ok))
+
     def check_arrays(self, arrays: list) -> np.ndarray:
         """Where the rule holds over a sweep, given float64 arrays of ``multiple, divisor`` for
         each pair in turn; raises :class:`AssumptionError` at the first point that breaks it."""

@@ -3,7 +3,9 @@
 Compilation uses ``sympy.lambdify(cse=True)`` with arguments ordered by symbol name (the order of
 ``free_symbols`` changes between processes) and is cached, so a sweep of a million points costs
 one compile and a few vectorized passes. Inputs are cast to float64: int64 would wrap silently
-above 9.2e18 and real FLOP counts pass that.
+above 9.2e18 and real FLOP counts pass that. A long flat list of configurations is evaluated in
+blocks of :attr:`Sweeper.chunk_size` points, so the compiled arithmetic works in the CPU cache;
+elementwise arithmetic gives the same bits either way (the tests compare both paths).
 
 >>> import numpy as np
 >>> from symcost import symbols as S, sweep
@@ -15,12 +17,16 @@ array([[2048., 4096.],
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping, Sequence
+import itertools
+import math
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.precedence import PRECEDENCE
 
-from . import symbols as S
+from . import symbols as sym
 from ._expr import as_expr
 from .assumptions import Assumption
 
@@ -39,6 +45,9 @@ def _heaviside(x, h0=0.5):
     return np.heaviside(x, h0)
 
 
+_MAX_DYNAMIC_THRESHOLD = 32 * 2**20 - 2**16
+"""Bytes: below glibc's DEFAULT_MMAP_THRESHOLD_MAX (32 MiB on 64-bit), so freeing raises it."""
+
 _MODULES = [{"Max": _maximum, "Min": _minimum, "Heaviside": _heaviside}, "numpy"]
 
 
@@ -46,10 +55,32 @@ def _ordered(symbols) -> tuple[sp.Symbol, ...]:
     return tuple(sorted(symbols, key=lambda s: (s.name, str(s.assumptions0))))
 
 
+class _SweepPrinter(NumPyPrinter):
+    """NumPy source for float64 sweeps: ``1/x`` for ``x**-1`` (NumPy's ``power`` takes 3x the time
+    of a division; both round the exact reciprocal, so the values agree to the last bit where
+    ``pow`` is correctly rounded and within 1 ulp where it is not), and ``where`` for a two-way
+    ``Piecewise`` that ends in ``True`` (instead of ``select`` over stacked lists)."""
+
+    def _print_Pow(self, expr, rational=False):
+        if expr.exp == -1:
+            return f"1/{self.parenthesize(expr.base, PRECEDENCE['Pow'])}"
+        return super()._print_Pow(expr, rational=rational)
+
+    def _print_Piecewise(self, expr):
+        if len(expr.args) != 2 or expr.args[-1].cond is not sp.true:
+            return super()._print_Piecewise(expr)
+        (value, cond), (otherwise, _) = expr.args
+        return (f"{self._module_format('numpy.where')}({self._print(cond)}, {self._print(value)}, "
+                f"{self._print(otherwise)})")
+
+
 @functools.lru_cache(maxsize=256)
 def compile_numpy(exprs: tuple[sp.Expr, ...], args: tuple[sp.Symbol, ...]):
     """``lambdify(args, exprs, cse=True)`` for NumPy, cached by (exprs, args)."""
-    return sp.lambdify(args, list(exprs), modules=_MODULES, cse=True)
+    return sp.lambdify(args, list(exprs), modules=_MODULES, cse=True,
+                       printer=_SweepPrinter({"fully_qualified_modules": False, "inline": True,
+                                              "allow_unknown_functions": True,
+                                              "user_functions": {k: k for k in _MODULES[0]}}))
 
 
 class SweepResult:
@@ -91,7 +122,17 @@ class Sweeper:
     array([20., 40.])
     """
 
-    def __init__(self, exprs: Mapping[str, Any], assumptions: Sequence[Assumption] = ()):
+    chunk_size: int = 1 << 14
+    """Points per block of a large sweep: the compiled arithmetic runs block by block, so its
+    intermediates stay in the CPU cache (2^14 float64 = 128 KiB each) instead of allocating
+    full-size temporaries; 0 evaluates the whole grid at once. Same values either way."""
+
+    def __init__(self, exprs: Mapping[str, Any], assumptions: Sequence[Assumption] = (),
+                 chunk_size: int | None = None):
+        if chunk_size is not None:
+            if chunk_size < 0:
+                raise ValueError(f"Sweeper: chunk_size must be >= 0, got {chunk_size}")
+            self.chunk_size = chunk_size
         if not exprs:
             raise ValueError("Sweeper needs at least one expression")
         self.assumptions = tuple(assumptions)
@@ -103,30 +144,105 @@ class Sweeper:
     def __call__(self, mapping: Mapping[Any, Any] | None = None, **arrays: Any) -> SweepResult:
         given: dict[sp.Symbol, Any] = {}
         for key, value in list((mapping or {}).items()) + list(arrays.items()):
-            symbol = S.lookup(key) if isinstance(key, str) else key
+            symbol = sym.lookup(key) if isinstance(key, str) else key
             given[symbol] = value
         missing = [s for s in self.args if s not in given]
         if missing:
-            raise ValueError("sweep: no values for " + ", ".join(S.describe(s) for s in missing))
+            raise ValueError("sweep: no values for " + ", ".join(sym.describe(s) for s in missing))
         # values for symbols the expressions do not use are allowed (a chip's whole table, say);
         # they still shape the result, so a swept axis never silently disappears
         arrays_in = {s: np.asarray(v, dtype=np.float64) for s, v in given.items()}
-        self._check(arrays_in)
-        inputs = [arrays_in[s] for s in self.args]
         shape = np.broadcast_shapes(*(a.shape for a in arrays_in.values())) if arrays_in else ()
+        self._check(arrays_in)
+        # NB: a single value goes in as a NumPy scalar, not a 0-d array: its arithmetic is the same
+        # float64 arithmetic at a tenth of the call cost, paid once per block
+        inputs = [a[()] if a.ndim == 0 else a for a in (arrays_in[s] for s in self.args)]
+        chunk = self.chunk_size
+        # NB: block by block only when some input is itself longer than a block (a flat list of
+        # configurations); an outer product of short axes is cheaper whole, since its shared
+        # sub-expressions are computed once per axis and only the last steps are full-size
+        if chunk and max((np.size(a) for a in inputs), default=0) > chunk and math.prod(shape):
+            return SweepResult(dict(zip(self.names, _chunked(self._function, inputs, shape, chunk))))
         outputs = self._function(*inputs)
         return SweepResult({
             name: np.broadcast_to(np.asarray(out, dtype=np.float64), shape)
             for name, out in zip(self.names, outputs)})
 
-
     def _check(self, arrays: dict[sp.Symbol, np.ndarray]) -> None:
+        seen = set()
         for rule in self.assumptions:
             symbols = _ordered(rule.free_symbols)
-            if not all(s in arrays for s in symbols):
-                continue  # the swept fields do not depend on the values this rule needs
-            exprs = tuple(e for pair in rule.pairs for e in pair)
-            rule.check_arrays(compile_numpy(exprs, symbols)(*(arrays[s] for s in symbols)))
+            if rule.pairs in seen or not all(s in arrays for s in symbols):
+                continue  # checked already, or the swept fields do not need this rule's values
+            seen.add(rule.pairs)
+            function = compile_numpy(tuple(e for pair in rule.pairs for e in pair), symbols)
+            inputs = [arrays[s] for s in symbols]
+            shape = np.broadcast_shapes(*(a.shape for a in inputs))
+            chunk = self.chunk_size
+            if chunk and math.prod(shape) > chunk:
+                blocks = (function(*(_take(a, index, len(shape)) for a in inputs))
+                          for index in _blocks(shape, chunk))
+                if all(rule.holds(values) for values in blocks):
+                    continue
+            # broken somewhere (or small): the whole check names the first point that breaks it
+            rule.check_arrays(function(*inputs))
+
+
+def _blocks(shape: tuple[int, ...], chunk: int) -> Iterator[tuple[slice, ...]]:
+    """Index tuples (one slice per leading axis) that tile a non-empty ``shape`` in C order:
+    the trailing axes that fit in ``chunk`` points are taken whole, the next axis is cut into
+    steps that fit, and the axes before it go one index at a time (every block keeps all its
+    axes, so it broadcasts like the whole)."""
+    k, inner = len(shape) - 1, 1
+    while k > 0 and inner * shape[k] <= chunk:
+        inner *= shape[k]
+        k -= 1
+    step = max(1, chunk // inner)
+    for outer in itertools.product(*(range(n) for n in shape[:k])):
+        head = tuple(slice(i, i + 1) for i in outer)
+        for j in range(0, shape[k], step):
+            yield head + (slice(j, j + step),)
+
+
+def _take(array: Any, index: tuple[slice, ...], ndim: int) -> Any:
+    """The block ``index`` of an input that broadcasts to ``ndim`` dimensions (axes of length
+    one, and missing leading axes, are kept whole; a scalar as it is)."""
+    if np.ndim(array) == 0:
+        return array
+    lead = ndim - array.ndim
+    return array[tuple(slice(None) if array.shape[i - lead] == 1 else index[i]
+                       for i in range(lead, min(len(index), ndim)))]
+
+
+@functools.lru_cache(maxsize=None)
+def _keep_freed_blocks(nbytes: int) -> None:
+    """Allocate and free one ``nbytes`` array, once per size.
+
+    NB: glibc's malloc gives the top of its heap back to the OS whenever more than its trim
+    threshold (128 KiB at start) lies free there, and raises that threshold to twice the size of
+    the largest block it has unmapped (up to 32 MiB). A block's temporaries (a few MiB) are freed
+    together at the end of each block, so with the starting threshold every block pays for fresh
+    pages again (3x the arithmetic on a 2-core VM). Freeing one array of the size of a block's
+    temporaries raises the threshold, as freeing any large NumPy array does; elsewhere it is a
+    harmless allocation.
+    """
+    scratch = np.empty(nbytes // 8)
+    del scratch
+
+
+def _chunked(function, inputs: list[Any], shape: tuple[int, ...], chunk: int) -> list[np.ndarray]:
+    """``function(*inputs)`` broadcast to ``shape``, evaluated block by block so that the
+    intermediates of the compiled expressions stay in cache (each block <= ``chunk`` points)."""
+    _keep_freed_blocks(min(64 * 8 * chunk, _MAX_DYNAMIC_THRESHOLD))
+    ndim = len(shape)
+    outputs: list[np.ndarray] = []
+    for index in _blocks(shape, chunk):
+        values = function(*(_take(a, index, ndim) for a in inputs))
+        if not outputs:
+            outputs = [np.empty(shape, dtype=np.float64) for _ in values]
+        for out, value in zip(outputs, values):
+            out[index] = value
+    return outputs
 
 
 def sweep(expr: Any, mapping: Mapping[Any, Any] | None = None, **arrays: Any) -> np.ndarray:

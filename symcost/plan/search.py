@@ -35,7 +35,8 @@ from ..hardware import Hardware
 from ..hardware import get as get_hardware
 from ..layers.base import Recompute
 from ..models.model import Model
-from .step import assemble_training, flops_per_sequence, model_parts, pipeline_stages, stage_layout
+from .pipeline import model_parts, pipeline_stages, stage_layout
+from .training import assemble_training, flops_per_sequence
 
 __all__ = ["Constraints", "SearchResult", "parallelism"]
 

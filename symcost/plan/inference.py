@@ -1,0 +1,359 @@
+"""The inference step: TTFT (prefill, chunked or not) and TPOT (one decode step), and the largest
+batch or context that fits (see :mod:`symcost.plan.step` for the model)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Optional, Sequence
+
+import sympy as sp
+
+from ..core import symbols as sym
+from ..core._expr import check_divides, dim, exact
+from ..core.assumptions import collecting, merge
+from ..core.compiled import Program
+from ..core.dtypes import DataType
+from ..core.ops import AttentionCore
+from ..core.parallelism import Parallelism, ParallelismLike
+from ..errors import ConfigError
+from ..hardware import Hardware
+from ..hardware import get as get_hardware
+from ..hardware.timing import op_time
+from ..models.model import Model
+from . import compiled as csteps
+from .pipeline import (
+    InferenceStep,
+    _max_all,
+    _span_time,
+    _split,
+    _stages,
+    check_expert_parallel,
+    model_parts,
+    resolve_parallelism,
+    stages_from_parts,
+    values_from_rows,
+)
+
+_exact_value = exact  # the steps' ``exact`` argument shadows the function there
+
+
+def _prefill_chunk(prefill_chunk: Any, sp_degree: Any) -> Optional[sp.Expr]:
+    """The chunk length in tokens per sequence, or ``None`` for an unchunked prefill."""
+    if prefill_chunk is None:
+        return None
+    chunk = dim(prefill_chunk, "prefill_chunk")
+    check_divides(chunk, sp_degree, "prefill_chunk must be divisible by sequence_parallel")
+    return chunk
+
+
+def _rows_latency(rows: list, skip: tuple[str, ...] = ()) -> Any:
+    return sp.Add(*(n * sp.sympify(m.latency) for name, n, m in rows if name not in skip))
+
+
+def _core_ops(rows: list) -> list[tuple[AttentionCore, Any]]:
+    """Every attention core of a prefill breakdown with its count (layers x ops)."""
+    cores = []
+    for _, n, m in rows:
+        for op, mult in m.ops:
+            if isinstance(op, AttentionCore):
+                cores.append((op, n * mult))
+    return cores
+
+
+def _check_flash(rows: list, model: "Model") -> None:
+    for op, _ in _core_ops(rows):
+        if not op.flash:
+            raise ConfigError(f"prefill_chunk: chunked prefill is modelled with flash attention only (as vLLM and "
+                             f"SGLang run it); {model.name} uses eager attention (flash_attention=False)")
+
+
+def _sum_max_affine(c0: Any, c1: Any, m0: Any, m1: Any, count: int) -> Any:
+    """``sum(max(c0 + c1*i, m0 + m1*i) for i in range(count))``, exactly, in O(1)."""
+    if count <= 0:
+        return sp.Integer(0)
+
+    def total(a: Any, b: Any, lo: int, hi: int) -> Any:  # sum of a + b*i for lo <= i < hi
+        k = hi - lo
+        return k * a + b * sp.Rational((lo + hi - 1) * k, 2) if k > 0 else sp.Integer(0)
+
+    slope, gap = c1 - m1, c0 - m0  # compute - memory = gap + slope * i
+    if slope == 0:
+        return total(c0, c1, 0, count) if gap >= 0 else total(m0, m1, 0, count)
+    cross = -gap / slope  # where the two lines meet
+    if slope > 0:  # compute wins from ceil(cross) on
+        k = min(max(int(sp.ceiling(cross)), 0), count)
+        return total(m0, m1, 0, k) + total(c0, c1, k, count)
+    k = min(max(int(sp.floor(cross)) + 1, 0), count)  # compute wins while i <= cross
+    return total(c0, c1, 0, k) + total(m0, m1, k, count)
+
+
+def _chunk_attention_time(rows: list, prefix: int, count: int, chunk: int, chip: Hardware, peak: Any,
+                          datatype: Optional[DataType] = None) -> Any:
+    """Extra time of ``count`` chunks (the i-th after ``prefix + i*chunk`` earlier tokens) over the
+    same chunks alone: each attention core also attends to the earlier tokens' keys (read from
+    the KV cache). Each core's compute and memory terms are affine in the keys, so the sum of
+    their ``max`` over the chunks is exact in O(1)."""
+    extra = sp.Integer(0)
+    for op, n in _core_ops(rows):
+        base = op_time(op, chip, peak, datatype)
+
+        def at(k: Any, op: AttentionCore = op) -> Any:  # the core after k more earlier keys
+            return op_time(dataclasses.replace(op, kv_len=op.kv_len + k), chip, peak, datatype)
+
+        first, second, third = at(prefix), at(prefix + chunk), at(prefix + 2 * chunk)
+        c0, m0 = sp.sympify(first.compute), sp.sympify(first.memory)
+        c1, m1 = sp.sympify(second.compute) - c0, sp.sympify(second.memory) - m0
+        if not (c0.is_number and m0.is_number):  # symbolic batch: one term per chunk
+            times = [at(prefix + i * chunk).time for i in range(count)]
+            extra += n * (sp.Add(*times) - count * base.time)
+            continue
+        if (sp.sympify(third.compute) - c0 - 2 * c1, sp.sympify(third.memory) - m0 - 2 * m1) != (0, 0):
+            raise ConfigError("prefill_chunk: an attention core's time is not affine in its keys")  # pragma: no cover
+        # each chunk's core: max(compute, memory) + its kernels' fixed time, as op_time adds it
+        extra += n * (_sum_max_affine(c0, c1, m0, m1, count) + count * sp.sympify(base.overhead) - count * base.time)
+    return extra
+
+
+def _activation_peak(rows: list) -> Any:
+    # inference activations are a transient peak: the largest layer's, whatever the depth
+    peaks = [m.activation_memory_per_chip for _, _, m in rows]
+    return max(peaks) if not any(isinstance(x, sp.Basic) for x in peaks) else exact(sp.Max(*peaks))
+
+
+def _stage_memory(sharded: "Model", decode_rows: list, datatype: DataType, p: Any, split: Any,
+                  act: Any) -> tuple[Any, Any, Any]:
+    """(weights, KV cache, total) of the fullest pipeline stage (``split``: blocks per stage),
+    activations ``act`` on top."""
+    stages = stages_from_parts(model_parts(sharded, decode_rows, datatype), p, split)
+    held = [st["weight"] + st["kv"] for st in stages]
+    if all(x.is_number for x in held):
+        fullest = stages[max(range(len(held)), key=lambda i: held[i])]
+        return fullest["weight"], fullest["kv"], max(held) + act
+    # symbolic: the largest of each term; memory the largest stage
+    return (_max_all([st["weight"] for st in stages]), _max_all([st["kv"] for st in stages]),
+            _max_all(held) + act)
+
+
+def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, seq_len: Any,
+                   dtype: Any = "bf16", parallelism: ParallelismLike = None,
+                   overlap: bool = False, prefill_chunk: Any = None, *,
+                   stage_layers: Optional[Sequence[int]] = None, exact: bool = True) -> InferenceStep:
+    """Prefill of ``seq_len`` tokens (TTFT) and one decode step attending to ``seq_len`` keys
+    (TPOT) for ``batch_size`` sequences. With ``p`` pipeline stages a token passes every stage in
+    turn (plus one send between stages); memory is the fullest stage's weights and KV cache (stage
+    ``k`` holds ``stage_layers[k]`` blocks, default :func:`pipeline_stages`, stated in
+    ``result.stage_layers``) plus the largest layer's activation peak. ``parallelism`` adds to the
+    model's own (:func:`resolve_parallelism`). Each step also carries the engine's own time per
+    step, ``hardware.runtime.step_overhead`` (docs/conventions.md §17).
+
+    ``prefill_chunk`` C (tokens per sequence) runs the prefill as vLLM and SGLang's chunked
+    prefill does: ``n = ceil(s/C)`` chunks in turn, each attending to every earlier token's keys
+    (read from the KV cache) as well as its own. TTFT is the sum of the chunk times (and of their
+    stage-to-stage sends); only the last chunk computes logits; the activation peak is one
+    chunk's (``b*C`` tokens) while the KV cache holds the whole prompt. Modelled with flash
+    attention only (the kernels those engines chunk with); ``seq_len`` and C must be numbers.
+    NB: the earlier keys are read at the activations' bytes per element, and multi-head latent
+    attention's re-expansion of the cached prefix latents is not counted. ``None``: one chunk.
+
+    >>> from symcost import models
+    >>> step = models.get("llama-3-8b").inference_step("H100_SXM", 1, 32768, prefill_chunk=8192)
+    >>> # one chunk's peak: a block's residual 2h plus its MLP's input and output 4h, gate and up 4f
+    >>> step.num_prefill_chunks, step.activation_memory == (2 * 4096 + 4 * 4096 + 4 * 14336) * 8192
+    (4, True)
+
+    Positive int sizes without ``prefill_chunk`` run a program compiled once (:func:`compile_step`);
+    ``exact=False``: its float64 values."""
+    if (fast := _inference_fast(model, hardware, batch_size, seq_len, dtype, parallelism, overlap, prefill_chunk,
+                                stage_layers, exact)) is not None:
+        return fast
+    chip = get_hardware(hardware)
+    par = resolve_parallelism(model, parallelism)
+    check_expert_parallel(par)
+    split = _split(model, par.pp, 1, stage_layers)
+    datatype = DataType.parse(dtype)
+    b, s = (sym.batch_size if batch_size is None else dim(batch_size, "batch_size"),
+            sym.seq_len if seq_len is None else dim(seq_len, "seq_len"))
+    chunk = _check_chunked(s, _prefill_chunk(prefill_chunk, par.sp), overlap)
+    p = par.pp
+    sharded = model.with_parallelism(par)
+    decode_rows = sharded.breakdown(b, s, "decode", datatype, chip, "none", overlap)
+    h = sharded.blocks[0][0].hidden_size
+    hops, stride = (p - 1) if p != 1 else 0, par.tp * par.sp * par.dp
+
+    def send(tokens: Any, ranks: Any = par.tp * par.sp) -> Any:  # one stage boundary's activations, split over ranks
+        return hops * _span_time("p2p", 2, b * tokens * h * datatype.bytes / ranks, chip, stride) if p != 1 else 0
+
+    ttft, act, prefill_rows, n_chunks = _prefill(sharded, model, b, s, chunk, datatype, chip, overlap, send)
+    tpot = _stages(values_from_rows(decode_rows), "latency", 1)[0] + send(1, par.tp)
+    # the engine's own time per step (docs/conventions.md §17), once per chunk (vLLM's, SGLang's schedulers)
+    ttft += n_chunks * chip.runtime.step_overhead
+    tpot += chip.runtime.step_overhead
+    weights, kv, memory = _stage_memory(sharded, decode_rows, datatype, p, split, act)
+    values = dict(ttft=ttft, tpot=tpot, kv_cache_memory=kv, weight_memory=weights, activation_memory=act,
+                  memory_per_chip=memory, tokens_per_second=b / tpot)
+    return InferenceStep(**{k: _exact_value(x) for k, x in values.items()}, prefill_rows=tuple(prefill_rows),
+                         decode_rows=tuple(decode_rows), hardware=chip, stage_layers=split,
+                         prefill_chunk=None if chunk is None else int(chunk), num_prefill_chunks=n_chunks)
+
+
+def _check_chunked(s: Any, chunk: Any, overlap: bool) -> Any:
+    """``chunk``, once checked against ``s`` and ``overlap``."""
+    if chunk is not None and not (s.is_Integer and chunk.is_Integer):
+        raise ConfigError(f"prefill_chunk: a chunked prefill needs a numeric seq_len and prefill_chunk "
+                         f"(got {s} and {chunk}); its TTFT is a sum over ceil(seq_len/prefill_chunk) chunks")
+    if chunk is not None and overlap:
+        raise ConfigError("prefill_chunk: a chunked prefill with overlap=True is not modelled")
+    return chunk
+
+
+def _prefill(sharded: "Model", model: "Model", b: Any, s: Any, chunk: Any, datatype: DataType, chip: Hardware,
+             overlap: bool, send: Any) -> tuple[Any, Any, list, int]:
+    """TTFT (before the engine's overhead), the activation peak, the rows and the chunk count of
+    the prefill: one pass, or ``ceil(s/C)`` chunks each attending to the earlier keys."""
+    if chunk is None or chunk >= s:
+        prefill_rows = sharded.breakdown(b, s, "prefill", datatype, chip, "none", overlap)
+        return _rows_latency(prefill_rows) + send(s), _activation_peak(prefill_rows), prefill_rows, 1
+    C, total_len = int(chunk), int(s)
+    full, rest = divmod(total_len, C)
+    n_chunks = full + (1 if rest else 0)
+    rows_c = sharded.breakdown(b, C, "prefill", datatype, chip, "none", overlap)
+    _check_flash(rows_c, model)
+    peak = chip.effective_peak(datatype)
+    # every chunk but the last skips the LM head (no token is sampled from it)
+    lm_head = sp.Add(*(n * sp.sympify(m.latency) for name, n, m in rows_c if name == "lm_head"))
+    ttft = (full * (_rows_latency(rows_c) + send(C)) - (n_chunks - 1) * lm_head
+            + _chunk_attention_time(rows_c, 0, full, C, chip, peak, datatype))
+    if rest:
+        rows_r = sharded.breakdown(b, rest, "prefill", datatype, chip, "none", overlap)
+        ttft += (_rows_latency(rows_r) + send(rest)
+                 + _chunk_attention_time(rows_r, full * C, 1, C, chip, peak, datatype))
+    return ttft, _activation_peak(rows_c), rows_c, n_chunks
+
+
+def _memory_expr(model: "Model", chip: Hardware, b: Any, s: Any, q: Any, datatype: DataType,
+                 par: Parallelism) -> Any:
+    """Memory per chip serving ``b`` sequences of ``s`` tokens whose prefill runs ``q`` tokens per
+    sequence at a time (``q = s`` unchunked)."""
+    sharded = model.with_parallelism(par)
+    rows = sharded.breakdown(b, q, "prefill", datatype, chip, "none", False)
+    if q is not s:
+        _check_flash(rows, model)
+    decode_rows = sharded.breakdown(b, s, "decode", datatype, chip, "none", False)
+    split = _split(model, par.pp, 1, None)
+    return _stage_memory(sharded, decode_rows, datatype, par.pp, split, _activation_peak(rows))[2]
+
+
+def max_batch_size(model: "Model", hardware: Hardware | str, seq_len: Any, dtype: Any = "bf16",
+                   parallelism: ParallelismLike = None, prefill_chunk: Any = None):
+    """The largest batch whose weights, KV cache at ``seq_len`` and activations fit one chip's
+    HBM (a :class:`~symcost.solve.IntegerSolution`, verified at n and n + 1). With
+    ``prefill_chunk`` C the activations are one chunk's (``min(C, seq_len)`` tokens per sequence).
+
+    >>> from symcost import models
+    >>> models.get("llama-3-70b").max_batch_size("H100_SXM", 32768, parallelism={"tensor_parallel": 8},
+    ...                                          prefill_chunk=2048).value
+    42
+    """
+    from ..analysis.solve import max_integer
+
+    chip = get_hardware(hardware)
+    if prefill_chunk is None:
+        step = inference_step(model, chip, None, seq_len, dtype, parallelism)
+        return max_integer(step.memory_per_chip, sym.batch_size, chip.hbm_capacity)
+    par = resolve_parallelism(model, parallelism)
+    s = dim(seq_len, "seq_len")
+    chunk = _prefill_chunk(prefill_chunk, par.sp)
+    q = chunk if (s - chunk).is_nonnegative else s
+    if q is not chunk and (s - chunk).is_negative is not True:
+        raise ConfigError(f"prefill_chunk: cannot tell whether seq_len {s} exceeds prefill_chunk {chunk}")
+    memory = _memory_expr(model, chip, sym.batch_size, s, q, DataType.parse(dtype), par)
+    return max_integer(memory, sym.batch_size, chip.hbm_capacity)
+
+
+def max_context(model: "Model", hardware: Hardware | str, batch_size: Any = 1, dtype: Any = "bf16",
+                parallelism: ParallelismLike = None, prefill_chunk: Any = None):
+    """The longest context (``seq_len``) whose weights, KV cache and activations fit one chip's
+    HBM for ``batch_size`` sequences, verified at n and n + 1 (a multiple of the Ulysses degree).
+
+    With ``prefill_chunk`` C (see :func:`inference_step`) the activations are those of one chunk
+    of ``min(C, s)`` tokens, so past C only the KV cache grows: the limit is solved for
+    ``s <= C`` (the unchunked memory) and, when C itself fits, for ``s >= C`` (weights + KV cache
+    at s + one chunk's activations); memory grows with s, so the two regimes meet at C.
+
+    >>> from symcost import models
+    >>> m = models.get("llama-3-70b")
+    >>> m.max_context("H100_SXM", parallelism={"tensor_parallel": 8}).value      # prefill activations bind
+    597036
+    >>> m.max_context("H100_SXM", parallelism={"tensor_parallel": 8}, prefill_chunk=8192).value
+    1509745
+    """
+    from ..analysis.solve import max_integer
+
+    chip = get_hardware(hardware)
+    par = resolve_parallelism(model, parallelism)
+    if not par.sp.is_Integer:
+        raise ConfigError(f"max_context: sequence_parallel must be a number, got {par.sp}")
+    if prefill_chunk is None:
+        step = inference_step(model, chip, batch_size, None, dtype, par)
+        return max_integer(step.memory_per_chip, sym.seq_len, chip.hbm_capacity, multiple_of=int(par.sp))
+    chunk = _prefill_chunk(prefill_chunk, par.sp)
+    if chunk is None or not chunk.is_Integer:
+        raise ConfigError(f"prefill_chunk must be a number for max_context, got {chunk}")
+    b = dim(batch_size, "batch_size")
+    datatype = DataType.parse(dtype)
+    s, multiple = sym.seq_len, int(par.sp)
+    whole = _memory_expr(model, chip, b, s, s, datatype, par)
+    short = max_integer(whole, s, chip.hbm_capacity, upper=int(chunk), multiple_of=multiple)
+    if short.value is None or short.value < chunk:
+        return short  # nothing fits, or the limit lies within one chunk
+    chunked = _memory_expr(model, chip, b, s, chunk, datatype, par)
+    return max_integer(chunked, s, chip.hbm_capacity, lower=int(chunk), multiple_of=multiple)
+
+
+@functools.lru_cache(maxsize=64)
+def _inference_program(model: "Model", chip: Hardware, par: Parallelism, datatype: DataType, overlap: bool,
+                       stage_layers: Optional[tuple[int, ...]]) -> Optional[csteps.CompiledStep]:
+    if not csteps.compilable(model, par, chip):
+        return None
+    b, s = sym.batch_size, sym.seq_len
+    with collecting() as rules:
+        step = inference_step(model, chip, b, s, datatype, par, overlap, stage_layers=stage_layers)
+    sharded = model.with_parallelism(par)
+    stages = stages_from_parts(model_parts(sharded, list(step.decode_rows), datatype), par.pp, step.stage_layers)
+    exprs = {"ttft": step.ttft, "tpot": step.tpot, "activation": step.activation_memory,
+             "tokens_per_second": step.tokens_per_second,
+             **{f"weight{i}": st["weight"] for i, st in enumerate(stages)},
+             **{f"kv{i}": st["kv"] for i, st in enumerate(stages)}}
+    found = merge(rules, *(m.assumptions for _, _, m in (*step.prefill_rows, *step.decode_rows)))
+
+    def rows(b: int, s: int) -> list:
+        return [sharded.breakdown(b, s, phase, datatype, chip, "none", overlap) for phase in ("prefill", "decode")]
+
+    return csteps.CompiledStep("inference", Program.build("inference", (b, s), exprs, found), len(stages), chip,
+                        step.stage_layers, rows)
+
+
+def _inference_compiled(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
+                        overlap: bool, stage_layers: Optional[Sequence[int]]) -> Optional[csteps.CompiledStep]:
+    chip = get_hardware(hardware)
+    par = resolve_parallelism(model, parallelism)
+    check_expert_parallel(par)
+    return _inference_program(model, chip, par, DataType.parse(dtype), bool(overlap),
+                              None if stage_layers is None else tuple(stage_layers))
+
+
+def _inference_front(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
+                     overlap: bool, stage_layers: Optional[Sequence[int]]) -> Optional[csteps.CompiledStep]:
+    return csteps.front("inference",
+                        lambda: _inference_compiled(model, hardware, dtype, parallelism, overlap, stage_layers),
+                  model, hardware, dtype, parallelism, overlap, stage_layers)
+
+
+def _inference_fast(model: "Model", hardware: Hardware | str, batch_size: Any, seq_len: Any, dtype: Any,
+                    parallelism: ParallelismLike, overlap: bool, prefill_chunk: Any,
+                    stage_layers: Optional[Sequence[int]], exact: bool) -> Optional["InferenceStep"]:
+    sizes = csteps.sizes(batch_size, seq_len) if prefill_chunk is None and csteps.USE_COMPILED else None
+    compiled = None if sizes is None else _inference_front(model, hardware, dtype, parallelism, overlap,
+                                                           stage_layers)
+    return csteps.run(compiled, sizes, exact)

@@ -1,0 +1,365 @@
+"""What the training and the inference steps share: the step records, per-layer values of a model's
+parts, the parallelism a step runs under, pipeline stages and their layout (see :mod:`symcost.plan.step`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import sympy as sp
+
+from ..core._expr import check_divides, exact
+from ..core.dtypes import DataType
+from ..core.metrics import LayerMetrics
+from ..core.ops import Collective, CollectiveKind
+from ..core.parallelism import Parallelism, ParallelismLike
+from ..errors import ConfigError
+from ..hardware import Hardware
+from ..hardware.timing import collective_time
+from ..models.model import Model
+
+# NB: Megatron-LM accumulates gradients in fp32 "main grads" and keeps Adam's fp32 master weights,
+# first and second moments: 4 and 4 + 4 + 4 bytes per parameter beside the weights themselves.
+GRADIENT_BYTES = sp.Integer(4)
+OPTIMIZER_BYTES = sp.Integer(12)
+
+
+def _fits(memory: Any, chip: Hardware) -> Optional[bool]:
+    verdict = sp.Le(sp.sympify(memory), sp.sympify(chip.hbm_capacity))
+    return None if verdict not in (sp.true, sp.false) else bool(verdict)
+
+
+def _min(a: Any, b: Any) -> Any:
+    return exact(sp.Min(a, b))
+
+
+def _max(a: Any, b: Any) -> Any:
+    return exact(sp.Max(a, b))
+
+
+def _max_all(values: Sequence[Any]) -> Any:
+    """The largest of a few stage values (distinct ones only; plain ``max`` for numbers)."""
+    distinct = list(dict.fromkeys(sp.sympify(x) for x in values))
+    if len(distinct) == 1:
+        return exact(distinct[0])
+    if all(x.is_number for x in distinct):
+        return exact(max(distinct))
+    return exact(sp.Max(*distinct))
+
+
+@dataclass(frozen=True)
+class TrainingStep:
+    """One optimizer step: times in seconds, memory in bytes per chip (the fullest chip)."""
+
+    step_time: Any
+    compute_time: Any
+    bubble_time: Any
+    pipeline_comm_time: Any
+    dp_comm_time: Any
+    memory_per_chip: Any
+    weight_memory: Any
+    gradient_memory: Any
+    optimizer_memory: Any
+    activation_memory: Any
+    model_flops: Any
+    mfu: Any
+    """``model_flops / (step_time * chips * peak)``: the model's own counted training matmul FLOPs
+    under its ``causal`` setting (PaLM's 6N + 12 L h s per token only for eager, non-causal
+    attention; see the module docstring)."""
+    tokens_per_second: Any
+    num_microbatches: Any
+    num_chips: Any
+    microbatch_time: Any
+    hardware: Hardware
+    stage_layers: Optional[tuple] = None
+    """Blocks on each pipeline stage (``None`` while the depth or the degree is symbolic)."""
+
+    @property
+    def fits(self) -> Optional[bool]:
+        """Whether ``memory_per_chip`` fits the chip's HBM (``None`` while symbolic)."""
+        return _fits(self.memory_per_chip, self.hardware)
+
+    def breakdown(self) -> dict[str, Any]:
+        """Step time and memory, term by term (for display)."""
+        return {"compute": self.compute_time - self.bubble_time, "bubble": self.bubble_time,
+                "pipeline_comm": self.pipeline_comm_time, "dp_comm": self.dp_comm_time,
+                "weights": self.weight_memory, "gradients": self.gradient_memory,
+                "optimizer": self.optimizer_memory, "activations": self.activation_memory}
+
+
+@dataclass(frozen=True)
+class InferenceStep:
+    """Serving one batch: time to first token, time per output token, memory and throughput."""
+
+    ttft: Any
+    tpot: Any
+    kv_cache_memory: Any
+    weight_memory: Any
+    activation_memory: Any
+    memory_per_chip: Any
+    tokens_per_second: Any
+    prefill_rows: tuple
+    """The prefill's breakdown rows: of the whole prompt, or of one full chunk when chunked."""
+    decode_rows: tuple
+    hardware: Hardware
+    stage_layers: Optional[tuple] = None
+    """Blocks on each pipeline stage (``None`` while the depth or the degree is symbolic)."""
+    prefill_chunk: Optional[int] = None
+    """Prefill tokens per sequence per chunk; ``None``: the whole prompt at once."""
+    num_prefill_chunks: Any = 1
+    """Chunks the prefill ran in: ``ceil(seq_len / prefill_chunk)``, 1 unchunked."""
+
+    @property
+    def prefill(self) -> LayerMetrics:
+        """The whole model's prefill metrics (all layers on one chip)."""
+        return sum((m if n == 1 else m * n for _, n, m in self.prefill_rows), 0)
+
+    @property
+    def decode(self) -> LayerMetrics:
+        """The whole model's decode metrics (all layers on one chip)."""
+        return sum((m if n == 1 else m * n for _, n, m in self.decode_rows), 0)
+
+    @property
+    def fits(self) -> Optional[bool]:
+        """Whether ``memory_per_chip`` fits the chip's HBM (``None`` while symbolic)."""
+        return _fits(self.memory_per_chip, self.hardware)
+
+
+_FIELDS = {"latency": "latency", "weight": "weight_memory_per_chip",
+           "activation": "activation_memory_per_chip", "kv": "kv_cache_memory_per_chip"}
+
+
+def values_from_rows(rows: list[tuple[str, Any, LayerMetrics]]) -> dict[tuple[str, str], Any]:
+    """``{(part, quantity): value}`` (part: embedding, blocks summed with their counts, tail) from
+    a model's :meth:`~symcost.model.Model.breakdown` rows."""
+    values: dict[tuple[str, str], Any] = {}
+    for key, field in _FIELDS.items():
+        get = {name: (n, sp.sympify(getattr(m, field))) for name, n, m in rows}
+        values[("embedding", key)] = get["embedding"][1]
+        values[("blocks", key)] = sp.Add(*(n * x for name, (n, x) in get.items() if name.startswith("blocks")))
+        values[("tail", key)] = get["final_norm"][1] + get["lm_head"][1]
+    return values
+
+
+def _stages(values: dict[tuple[str, str], Any], key: str, p: Any) -> tuple[Any, Any]:
+    """(first stage, last stage) of one quantity; the whole model when p = 1."""
+    emb, blocks, tail = values[("embedding", key)], values[("blocks", key)], values[("tail", key)]
+    if p == 1:
+        whole = emb + blocks + tail
+        return whole, whole
+    return emb + blocks / p, blocks / p + tail
+
+
+def _span_time(kind: CollectiveKind, n: Any, payload: Any, chip: Hardware, stride: Any, count: Any = 1) -> Any:
+    if n == 1:
+        return sp.Integer(0)
+    return collective_time(Collective(kind, "dp", n, payload, count, span=stride * n), chip)
+
+
+def resolve_parallelism(model: "Model", parallelism: ParallelismLike) -> Parallelism:
+    """The parallelism a step of ``model`` runs under: the model's own (from its builder or
+    :meth:`~symcost.model.Model.with_parallelism`), plus the degrees given in ``parallelism``.
+
+    Rule, per degree: not given -> the model's; given and the model sets none (1) -> the given
+    one; given and equal to the model's -> that; given and different -> a ``ValueError`` naming
+    the degree (the model would be costed under a sharding it does not have).
+
+    >>> from symcost import models
+    >>> tp8 = models.get("llama-3-8b").with_parallelism({"tensor_parallel": 8})
+    >>> par = resolve_parallelism(tp8, {"pipeline_parallel": 2})
+    >>> par.tp, par.pp
+    (8, 2)
+    """
+    own = model.parallelism
+    if parallelism is None:
+        return own
+    given = Parallelism.coerce(parallelism)
+    merged: dict[str, Any] = {}
+    for field in type(given).model_fields:
+        mine, theirs = getattr(own, field), getattr(given, field)
+        if field not in given.model_fields_set:
+            merged[field] = mine
+            continue
+        if mine != 1 and mine != theirs:
+            raise ConfigError(f"parallelism: {field}={theirs} conflicts with the model's own {field}={mine} "
+                             f"(set when it was built or by with_parallelism); give the same degree or leave it out")
+        merged[field] = theirs
+    return Parallelism(**merged)
+
+
+def check_expert_parallel(par: Parallelism) -> None:
+    """One expert-parallel rule for training and inference: ``expert_parallel`` divides
+    ``data_parallel``.
+
+    symcost splits every expert's width ``tensor_parallel`` ways (the MoE layer's model), so the
+    expert grid is Megatron-Core's with ``expert_tensor_parallel = tensor_parallel``, its default:
+    ``initialize_model_parallel`` requires ``world % (ETP * EP * PP) == 0``, i.e. EP divides the
+    data-parallel (and context-parallel) ranks, and the routed experts are data-parallel over
+    ``dp/ep`` replicas. vLLM's ``--enable-expert-parallel`` (EP = TP x DP) and SGLang's ``--ep-size``
+    instead keep each expert whole (expert TP 1); that needs an expert-TP degree the MoE layer does
+    not have, so it is refused here rather than costed as a 64-way shard on 8 chips.
+
+    >>> check_expert_parallel(Parallelism(expert_parallel=8, data_parallel=8))
+    >>> check_expert_parallel(Parallelism(expert_parallel=8))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    symcost.errors.AssumptionError: data_parallel must be divisible by expert_parallel (...) (got 1 and 8)
+    """
+    check_divides(par.dp, par.ep, "data_parallel must be divisible by expert_parallel (experts are sharded over the "
+                  "data-parallel replicas, each split tensor_parallel ways, as Megatron-Core's default "
+                  "expert_tensor_parallel = tensor_parallel)")
+
+
+def pipeline_stages(num_layers: int, pipeline_parallel: int, first: Optional[int] = None,
+                    last: Optional[int] = None) -> tuple[int, ...]:
+    """Transformer blocks on each of the ``p`` pipeline stages (consecutive blocks, first to last).
+
+    - ``first`` / ``last`` given: Megatron-LM's ``--decoder-first-pipeline-num-layers`` /
+      ``--decoder-last-pipeline-num-layers`` (``num_layers_in_first/last_pipeline_stage``): those
+      stages hold that many, the other stages split the rest evenly (it must divide).
+    - neither: ``L // p`` blocks each and the remainder ``r = L mod p`` one each to the ``r``
+      stages before the last, counting from the back (vLLM's ``get_pp_indices``; the first stage
+      carries the embedding, the last the head). 126 layers on 16 stages: ``(7, 8 x 14, 7)``, the
+      Llama 3 paper's "one layer less on the first and the last stage".
+
+    Every stage needs at least one block, so ``p <= L``.
+
+    >>> pipeline_stages(80, 4), pipeline_stages(80, 3)
+    ((20, 20, 20, 20), (27, 27, 26))
+    >>> pipeline_stages(61, 16, first=3, last=2) == (3,) + (4,) * 14 + (2,)
+    True
+    """
+    L, p = int(num_layers), int(pipeline_parallel)
+    if p < 1:
+        raise ConfigError(f"pipeline_parallel must be positive, got {p}")
+    if p > L:
+        raise ConfigError(f"pipeline_parallel must not exceed num_layers: every stage holds at least one block "
+                         f"(got {p} stages for {L} layers)")
+    if first is None and last is None:
+        q, r = divmod(L, p)
+        stages = [q] * p
+        for i in range(2, r + 2):
+            stages[-i] += 1
+        return tuple(stages)
+    ends = [n for n in (first, last) if n is not None]
+    if p == 1 and ends != [L]:
+        raise ConfigError(f"first/last stage layers must equal num_layers ({L}) with one stage, got {ends}")
+    if p == 1:
+        return (L,)
+    rest, left = L - sum(ends), p - len(ends)
+    if left == 0 and rest != 0 or left and rest % left:
+        raise ConfigError(f"num_layers - first - last ({rest}) must be divisible by the other {left} pipeline "
+                         f"stages (Megatron-LM's uneven pipeline rule)")
+    middle = rest // left if left else 0
+    stages = ([first] if first is not None else []) + [middle] * left + ([last] if last is not None else [])
+    if min(stages) < 1:
+        raise ConfigError(f"every pipeline stage needs at least one block, got {tuple(stages)}")
+    return tuple(stages)
+
+
+def _split(model: "Model", p: Any, v: Any, stage_layers: Optional[Sequence[int]]) -> Optional[tuple[int, ...]]:
+    """The blocks per stage of ``model`` under ``p`` stages and ``v`` chunks per stage, checked;
+    ``None`` while the depth or ``p`` is symbolic (then ``p * v`` must divide ``L``: even stages)."""
+    L = model.num_layers
+    numeric = all(sp.sympify(x).is_Integer for x in (L, p, v))
+    if stage_layers is None and not numeric:
+        check_divides(L, p * v, "num_layers must be divisible by pipeline_parallel * interleave")
+        return None
+    if not numeric:
+        raise ConfigError("stage_layers needs a numeric num_layers, pipeline_parallel and interleave")
+    if stage_layers is None:
+        split = pipeline_stages(int(L), int(p))
+    else:
+        split = tuple(stage_layers)
+        if (len(split) != int(p) or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in split)
+                or sum(split) != int(L)):
+            raise ConfigError(f"stage_layers must be {int(p)} positive ints (one per pipeline stage) adding up to "
+                             f"num_layers {int(L)}, got {split}")
+    if int(v) > 1 and any(n % int(v) for n in split):
+        raise ConfigError(f"interleave ({int(v)}) must divide every pipeline stage's blocks, got stages {split}")
+    return split
+
+
+def model_parts(model: "Model", rows: Sequence[tuple[str, Any, LayerMetrics]], dtype: Any) -> dict[str, Any]:
+    """Per-layer values the steps assemble stages from, given ``model.breakdown(...)`` rows:
+    ``{"embedding": q, "blocks": [(count, q), ...], "tail": q}`` with ``q`` = ``{quantity: value
+    of one layer}`` for latency, weight, activation, kv and expert_weight (routed-expert weight
+    bytes; MoE blocks only); the tail is the final norm plus the LM head."""
+    e = DataType.parse(dtype).bytes
+
+    def quantities(metrics: LayerMetrics) -> dict[str, Any]:
+        return {key: sp.sympify(getattr(metrics, field)) for key, field in _FIELDS.items()}
+
+    by_name = {name: (n, m) for name, n, m in rows}
+    tail = quantities(by_name["final_norm"][1])
+    tail = {k: tail[k] + x for k, x in quantities(by_name["lm_head"][1]).items()}
+    blocks = []
+    for i, (blk, n) in enumerate(model.blocks):
+        q = quantities(by_name[f"blocks[{i}]"][1])
+        if blk.mlp.num_routed_experts is not None:
+            q["expert_weight"] = sp.sympify(blk.mlp.expert_params_per_chip * e)
+        blocks.append((n, q))
+    return {"embedding": quantities(by_name["embedding"][1]), "blocks": blocks, "tail": tail}
+
+
+def stage_layout(counts: Sequence[Any], p: Any,
+                 split: Optional[tuple[int, ...]]) -> list[tuple[Any, tuple, bool, bool]]:
+    """The distinct pipeline stages as ``(k, blocks of each group, holds the embedding, holds the
+    tail)``: stage ``k`` holds ``split[k]`` consecutive blocks, group by group (``counts``: the
+    model's block groups), the embedding when ``k = 0`` and the tail when ``k = p - 1``. Stages
+    alike in content are listed once, at their lowest ``k`` (which holds the most in-flight
+    micro-batches). ``split=None`` (symbolic depth): the first and last stages, each with ``1/p``
+    of every group."""
+    if split is None:
+        if p == 1:
+            return [(0, tuple(counts), True, True)]
+        per = tuple(n / p for n in counts)
+        return [(0, per, True, False), (p - 1, per, False, True)]
+    offsets, start = [], 0
+    for n in counts:
+        offsets.append((start, start + int(n)))
+        start += int(n)
+    seen: dict[tuple, tuple[Any, tuple, bool, bool]] = {}
+    lo = 0
+    for k, size in enumerate(split):
+        hi = lo + size
+        held = tuple(max(0, min(hi, b) - max(lo, a)) for a, b in offsets)
+        key = (k == 0, k == len(split) - 1, held)
+        seen.setdefault(key, (k, held, key[0], key[1]))
+        lo = hi
+    return list(seen.values())
+
+
+def stages_from_parts(parts: dict[str, Any], p: Any, split: Optional[tuple[int, ...]]) -> list[dict[str, Any]]:
+    """Each distinct stage of :func:`stage_layout` as ``{quantity: the stage's total, "index": k}``
+    from :func:`model_parts`."""
+    emb, tail, blocks = parts["embedding"], parts["tail"], parts["blocks"]
+    keys = list(dict.fromkeys([*emb, *tail, *(k for _, q in blocks for k in q)]))
+    out = []
+    for k, held, first, last in stage_layout([n for n, _ in blocks], p, split):
+        stage: dict[str, Any] = {}
+        for key in keys:
+            terms = [c * q[key] for c, (_, q) in zip(held, blocks) if key in q and c != 0]
+            if first and key in emb:
+                terms.append(emb[key])
+            if last and key in tail:
+                terms.append(tail[key])
+            stage[key] = sp.Add(*terms)
+        stage["index"] = sp.sympify(k)
+        out.append(stage)
+    return out
+
+
+def _in_flight(k: Any, p: Any, m: Any, v: Any) -> Any:
+    """Micro-batches of activations stage ``k`` holds at its peak: 1F1B ``min(p - k, m)``;
+    interleaved, Megatron-LM's warm-up ``2(p - k - 1) + (v - 1)p`` chunks plus one, at most all
+    ``m v``, each chunk ``1/v`` of the stage."""
+    if p == 1:
+        return sp.Integer(1)
+    if v == 1:
+        return _min(p - k, m)
+    return _min(2 * (p - k - 1) + (v - 1) * p + 1, m * v) / v
+
+
+# placeholders for one stage's parameters (all, and routed experts): the ZeRO/DP terms are affine
+# in them, built once and evaluated per stage
