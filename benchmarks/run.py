@@ -203,6 +203,11 @@ def whole_model_steps(reps):
                      per_call(lambda i: llama.training_step(H100, 2048 + i % 2, 64, 1, parallelism=tp8, exact=False),
                               reps)),
     }
+    from symcost.step import compile_step
+
+    serve, train = compile_step(llama, H100, "inference"), compile_step(llama, H100, "training", parallelism=tp8)
+    direct = {"inference": per_call(lambda i: serve(8, 2048 + i % 2, exact=False), reps),
+              "training": per_call(lambda i: train(2048 + i % 2, 64, 1, exact=False), reps)}
     before = uncompiled_steps(llama, tp8, max(reps // 10, 3))
     theirs = llm_analysis_steps(reps)
     for phase, (exact, fast) in ours.items():
@@ -212,8 +217,9 @@ def whole_model_steps(reps):
             print(line + "; llm-analysis not installed: ratios skipped (pip install llm-analysis==0.2.2)")
             continue
         other = theirs[phase]
-        print(f"{line}; llm-analysis 0.2.2 {other * 1e6:,.1f} us; exact {verdict(exact / other, 0.5)}; "
-              f"float {verdict(fast / other, 0.05)}")
+        print(f"{line}, compile_step float {direct[phase] * 1e6:,.1f} us; llm-analysis 0.2.2 {other * 1e6:,.1f} us; "
+              f"exact {verdict(exact / other, 0.5)}; float {verdict(fast / other, 0.05)}; compile_step float "
+              f"{verdict(direct[phase] / other, 0.05)}")
 
 
 def uncompiled_steps(llama, tp8, reps):

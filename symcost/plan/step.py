@@ -47,6 +47,7 @@ from ..core.parallelism import ParallelismLike
 from ..errors import ConfigError
 from ..hardware import Hardware
 from ..models.model import Model, register_steps
+from . import compiled as csteps
 from . import inference, training
 from .compiled import CompiledStep as CompiledStep
 from .inference import inference_step as inference_step
@@ -93,11 +94,15 @@ def compile_step(model: "Model", hardware: Hardware | str, phase: str = "inferen
     True
     """
     if phase == "inference":
-        inference._inference_front(model, hardware, dtype, parallelism, options.get("overlap", False),
-                         options.get("stage_layers"))
+        program = inference._inference_front(model, hardware, dtype, parallelism, options.get("overlap", False),
+                                             options.get("stage_layers"))
+        if options.get("prefill_chunk") is not None:
+            program = None  # a chunked prefill is not compiled
 
         def infer(batch_size: Any, seq_len: Any, *, exact: bool = True) -> InferenceStep:
-            return inference_step(model, hardware, batch_size, seq_len, dtype, parallelism, exact=exact, **options)
+            fast = program(batch_size, seq_len, exact=exact) if program is not None and csteps.USE_COMPILED else None
+            return fast if fast is not None else inference_step(model, hardware, batch_size, seq_len, dtype,
+                                                                parallelism, exact=exact, **options)
         return infer
     if phase != "training":
         raise ConfigError(f"phase: 'training' or 'inference', got {phase!r}")
@@ -105,11 +110,14 @@ def compile_step(model: "Model", hardware: Hardware | str, phase: str = "inferen
     unknown = set(options) - set(known)
     if unknown:
         raise ConfigError(f"compile_step: unknown training options {sorted(unknown)}; valid: {sorted(known)}")
-    training._training_front(model, hardware, dtype, parallelism, *({**known, **options}[k] for k in known))
+    trained = training._training_front(model, hardware, dtype, parallelism, *({**known, **options}[k] for k in known))
 
     def train(seq_len: Any, global_batch: Any, micro_batch: Any = 1, *, exact: bool = True) -> TrainingStep:
-        return training_step(model, hardware, seq_len, global_batch, micro_batch, dtype, parallelism, exact=exact,
-                             **options)
+        fast = None
+        if trained is not None and csteps.USE_COMPILED:
+            fast = trained(seq_len, global_batch, micro_batch, exact=exact)
+        return fast if fast is not None else training_step(model, hardware, seq_len, global_batch, micro_batch,
+                                                           dtype, parallelism, exact=exact, **options)
     return train
 
 
