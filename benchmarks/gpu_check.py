@@ -30,6 +30,7 @@ import json
 import math
 import time
 from fractions import Fraction
+from typing import NamedTuple
 
 
 def timed(fn, warmup=5, iters=20):
@@ -210,168 +211,251 @@ def _copies(make, nbytes, dry_run):
     return [make() for _ in range(count)]
 
 
+class _Sizes(NamedTuple):
+    """The shapes the microbenchmarks sweep: Llama-3-8B's on the GPU, tiny in a dry run."""
+
+    projections: tuple
+    decode_m: tuple
+    prefill_m: tuple
+    copy_bytes: tuple
+    gemv_shapes: tuple
+    prefill_s: tuple
+    decode_b: tuple
+    decode_l: tuple
+    heads: int
+    kv_heads: int
+    head_dim: int
+
+
+def _sizes(dry_run) -> _Sizes:
+    if dry_run:
+        return _Sizes(projections=((32, 64),), decode_m=(1, 16), prefill_m=(32,),
+                      copy_bytes=(2**16,), gemv_shapes=((64, 64),),
+                      prefill_s=(64,), decode_b=(1, 2), decode_l=(128,),
+                      heads=4, kv_heads=2, head_dim=16)
+    return _Sizes(projections=LLAMA3_8B_PROJECTIONS,
+                  decode_m=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+                  prefill_m=(512, 1024, 2048, 4096, 8192, 16384),
+                  copy_bytes=(2**20, 2**24, 2**28, 2**31),
+                  gemv_shapes=((4096, 4096), (14336, 4096), (4096, 14336), (28672, 8192), (32768, 32768)),
+                  prefill_s=(1024, 4096, 16384, 65536), decode_b=(1, 8, 32), decode_l=(4096, 32768, 131072),
+                  heads=32, kv_heads=8, head_dim=128)
+
+
+class _Micro:
+    """What every microbenchmark shares: torch, the device, the timer, and the CSV rows so far.
+    (A plain class: the tests load this script without registering it in ``sys.modules``, which
+    ``dataclasses`` needs.)"""
+
+    def __init__(self, torch, device, gpu, date, measure, dry_run):
+        self.torch, self.device, self.gpu, self.date = torch, device, gpu, date
+        self.measure, self.dry_run = measure, dry_run
+        self.rows = []
+
+    def row(self, benchmark, dtype, params, seconds, amount, unit):
+        rate = amount / seconds
+        self.rows.append({"date": self.date, "gpu": self.gpu, "benchmark": benchmark, "dtype": dtype,
+                          "params": params, "seconds": f"{seconds:.6e}", "rate": f"{rate:.6e}",
+                          "rate_unit": unit})
+        print(f"{benchmark:14s} {dtype:9s} {params:38s} {seconds * 1e6:12.2f} us  {rate:11.4e} {unit}")
+
+    def skip(self, what, error):
+        print(f"skipped {what}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+
+    def copies(self, make, nbytes):
+        return _copies(make, nbytes, self.dry_run)
+
+
 def micro(out, dry_run=False) -> None:
     """Run the microbenchmarks; print one line per case and write the CSV to ``out``."""
     import torch
-    import torch.nn.functional as F
 
     device = "cuda" if torch.cuda.is_available() and not dry_run else "cpu"
     if device == "cpu" and not dry_run:
         raise SystemExit("--micro needs a CUDA GPU (use --dry-run to check the code paths on the CPU)")
     gpu = torch.cuda.get_device_name() if device == "cuda" else "cpu (dry run)"
     date = datetime.date.today().isoformat()
-    measure = _timer(torch, device, dry_run)
-    bf16 = torch.bfloat16
-    rows = []
-
-    def row(benchmark, dtype, params, seconds, amount, unit):
-        rate = amount / seconds
-        rows.append({"date": date, "gpu": gpu, "benchmark": benchmark, "dtype": dtype, "params": params,
-                     "seconds": f"{seconds:.6e}", "rate": f"{rate:.6e}", "rate_unit": unit})
-        print(f"{benchmark:14s} {dtype:9s} {params:38s} {seconds * 1e6:12.2f} us  {rate:11.4e} {unit}")
-
-    def skip(what, error):
-        print(f"skipped {what}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+    run = _Micro(torch, device, gpu, date, _timer(torch, device, dry_run), dry_run)
+    sizes = _sizes(dry_run)
 
     started = time.perf_counter()
     print(f"device: {gpu}; torch {torch.__version__}; {date}")
-    if dry_run:
-        projections, decode_m, prefill_m = ((32, 64),), (1, 16), (32,)
-        copy_bytes, gemv_shapes = (2**16,), ((64, 64),)
-        prefill_s, decode_b, decode_l = (64,), (1, 2), (128,)
-        heads, kv_heads, head_dim = 4, 2, 16
-    else:
-        projections = LLAMA3_8B_PROJECTIONS
-        decode_m, prefill_m = (1, 2, 4, 8, 16, 32, 64, 128, 256), (512, 1024, 2048, 4096, 8192, 16384)
-        copy_bytes = (2**20, 2**24, 2**28, 2**31)
-        gemv_shapes = ((4096, 4096), (14336, 4096), (4096, 14336), (28672, 8192), (32768, 32768))
-        prefill_s, decode_b, decode_l = (1024, 4096, 16384, 65536), (1, 8, 32), (4096, 32768, 131072)
-        heads, kv_heads, head_dim = 32, 8, 128
-
     with torch.no_grad():
-        # GEMM: y[M, N] = x[M, K] @ w[N, K]^T, BF16 and FP8 (per-tensor scales, BF16 out)
-        fp8 = hasattr(torch, "float8_e4m3fn") and hasattr(torch, "_scaled_mm")
-        if device == "cuda" and torch.cuda.get_device_capability() < (8, 9):
-            fp8 = False
-            print(f"skipped fp8 gemm: compute capability {torch.cuda.get_device_capability()} < (8, 9)")
-        for n, k in projections + ((8192, 8192),) * (not dry_run):
-            ws = _copies(functools.partial(torch.randn, n, k, device=device, dtype=bf16), 2 * n * k, dry_run)
-            ws8 = [w.to(torch.float8_e4m3fn) for w in ws] if fp8 else []
-            one = torch.ones((), device=device, dtype=torch.float32)
-            for m in decode_m + prefill_m if (n, k) != (8192, 8192) else (8192,):
-                x = torch.randn(m, k, device=device, dtype=bf16)
-                params = f"m={m} n={n} k={k}"
-                t = measure([functools.partial(torch.matmul, x, w.t()) for w in ws])
-                row("gemm", "bf16", params, t, 2 * m * n * k, "FLOP/s")
-                if not ws8:
-                    continue
-                x8 = x.to(torch.float8_e4m3fn)
-                try:
-                    torch._scaled_mm(x8, ws8[0].t(), scale_a=one, scale_b=one, out_dtype=bf16)
-                except (RuntimeError, NotImplementedError) as error:
-                    skip(f"fp8 gemm {params}", error)
-                    continue
-                t = measure([functools.partial(torch._scaled_mm, x8, w.t(), scale_a=one, scale_b=one,
-                                               out_dtype=bf16) for w in ws8])
-                row("gemm", "fp8_e4m3", params, t, 2 * m * n * k, "FLOP/s")
-            del ws, ws8
+        _gemm(run, sizes)
+        _copy(run, sizes)
+        _gemv(run, sizes)
+        _kernel_time(run)
+        _flash(run, sizes)
 
-        # HBM copy: bytes counted read + written
-        for nbytes in copy_bytes:
-            src_ = torch.empty(nbytes, device=device, dtype=torch.uint8)
-            dst = torch.empty_like(src_)
-            t = measure(functools.partial(dst.copy_, src_))
-            row("copy", "uint8", f"bytes={nbytes}", t, 2 * nbytes, "B/s")
-            del src_, dst
-
-        # GEMV: y[N] = w[N, K] @ x[K], rate = weight bytes read per second
-        for n, k in gemv_shapes:
-            ws = _copies(functools.partial(torch.randn, n, k, device=device, dtype=bf16), 2 * n * k, dry_run)
-            x = torch.randn(k, device=device, dtype=bf16)
-            t = measure([functools.partial(torch.mv, w, x) for w in ws])
-            row("gemv", "bf16", f"n={n} k={k}", t, 2 * n * k, "B/s")
-            del ws
-
-        # minimum kernel time: back-to-back one-element kernels, eager and replayed from a graph
-        tiny = torch.zeros(1, device=device)
-        t = measure(lambda: tiny.add_(1))
-        row("kernel_eager", "fp32", "numel=1", t, 1, "kernels/s")
-        if device == "cuda":
-            try:
-                graph, per_graph = torch.cuda.CUDAGraph(), 100
-                stream = torch.cuda.Stream()
-                stream.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(stream):
-                    tiny.add_(1)
-                torch.cuda.current_stream().wait_stream(stream)
-                with torch.cuda.graph(graph):
-                    for _ in range(per_graph):
-                        tiny.add_(1)
-                t = measure(graph.replay) / per_graph
-                row("kernel_graph", "fp32", f"numel=1 kernels_per_graph={per_graph}", t, 1, "kernels/s")
-            except RuntimeError as error:
-                skip("kernel_graph", error)
-        else:
-            print("skipped kernel_graph: CUDA graphs need a GPU")
-
-        # flash attention (SDPA, flash backend), GQA
-        try:
-            from torch.nn.attention import SDPBackend, sdpa_kernel
-        except ImportError as error:
-            skip("flash attention", error)
-        else:
-            def attention(q, k, v, causal):
-                with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-                    return F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True)
-
-            def flash(what, q, kvs, causal):
-                """The callables to time (one per K/V pair) and a note, or None with a line why not:
-                grouped K/V heads first; expanded to every query head where the kernel refuses them."""
-                try:
-                    attention(q, *kvs[0], causal)
-                    return [functools.partial(attention, q, k, v, causal) for k, v in kvs], ""
-                except RuntimeError as error:
-                    skip(f"{what} with grouped KV heads (enable_gqa)", error)
-                group = q.shape[1] // kvs[0][0].shape[1]
-                kvs = [tuple(x.repeat_interleave(group, dim=1) for x in kv) for kv in kvs]
-                try:
-                    attention(q, *kvs[0], causal)
-                except RuntimeError as error:
-                    skip(what, error)
-                    return None
-                return [functools.partial(attention, q, k, v, causal) for k, v in kvs], " kv_expanded"
-
-            h, g, d = heads, kv_heads, head_dim
-            for s in prefill_s:
-                q = torch.randn(1, h, s, d, device=device, dtype=bf16)
-                kv = tuple(torch.randn(1, g, s, d, device=device, dtype=bf16) for _ in range(2))
-                params = f"b=1 s={s} h={h} g={g} d={d} causal"
-                timed_fns = flash(f"flash prefill {params}", q, [kv], True)
-                if timed_fns is not None:
-                    # causal: QK^T and PV, 2 * s^2 * d FLOPs each per head, half the square
-                    row("flash_prefill", "bf16", params + timed_fns[1], measure(timed_fns[0]),
-                        2 * h * s * s * d, "FLOP/s")
-                del q, kv, timed_fns
-            for b in decode_b:
-                for length in decode_l:
-                    kv_bytes = 2 * b * g * length * d * 2  # K and V, bf16
-                    shape = (b, g, length, d)
-                    caches = _copies(lambda shape=shape: tuple(torch.randn(*shape, device=device, dtype=bf16)
-                                                               for _ in range(2)), kv_bytes, dry_run)
-                    q = torch.randn(b, h, 1, d, device=device, dtype=bf16)
-                    params = f"b={b} kv_len={length} h={h} g={g} d={d}"
-                    timed_fns = flash(f"flash decode {params}", q, caches, False)
-                    if timed_fns is not None:
-                        read = kv_bytes * (h // g if timed_fns[1] else 1)  # K and V bytes read per call
-                        row("flash_decode", "bf16", params + timed_fns[1], measure(timed_fns[0]), read, "B/s")
-                    del caches, q, timed_fns
-
-    print(f"{len(rows)} cases in {time.perf_counter() - started:.1f} s")
+    print(f"{len(run.rows)} cases in {time.perf_counter() - started:.1f} s")
     if out:
-        with open(out, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["date"])
-            writer.writeheader()
-            writer.writerows(rows)
+        _write_csv(out, run.rows)
+
+
+def _gemm(run, sizes) -> None:
+    # GEMM: y[M, N] = x[M, K] @ w[N, K]^T, BF16 and FP8 (per-tensor scales, BF16 out)
+    torch, device, bf16 = run.torch, run.device, run.torch.bfloat16
+    fp8 = _fp8_available(run)
+    for n, k in sizes.projections + ((8192, 8192),) * (not run.dry_run):
+        ws = run.copies(functools.partial(torch.randn, n, k, device=device, dtype=bf16), 2 * n * k)
+        ws8 = [w.to(torch.float8_e4m3fn) for w in ws] if fp8 else []
+        one = torch.ones((), device=device, dtype=torch.float32)
+        for m in sizes.decode_m + sizes.prefill_m if (n, k) != (8192, 8192) else (8192,):
+            x = torch.randn(m, k, device=device, dtype=bf16)
+            params = f"m={m} n={n} k={k}"
+            t = run.measure([functools.partial(torch.matmul, x, w.t()) for w in ws])
+            run.row("gemm", "bf16", params, t, 2 * m * n * k, "FLOP/s")
+            if ws8:
+                _gemm_fp8(run, x, ws8, one, params, 2 * m * n * k)
+        del ws, ws8
+
+
+def _fp8_available(run) -> bool:
+    torch = run.torch
+    fp8 = hasattr(torch, "float8_e4m3fn") and hasattr(torch, "_scaled_mm")
+    if run.device == "cuda" and torch.cuda.get_device_capability() < (8, 9):
+        fp8 = False
+        print(f"skipped fp8 gemm: compute capability {torch.cuda.get_device_capability()} < (8, 9)")
+    return fp8
+
+
+def _gemm_fp8(run, x, ws8, one, params, flops) -> None:
+    torch, bf16 = run.torch, run.torch.bfloat16
+    x8 = x.to(torch.float8_e4m3fn)
+    try:
+        torch._scaled_mm(x8, ws8[0].t(), scale_a=one, scale_b=one, out_dtype=bf16)
+    except (RuntimeError, NotImplementedError) as error:
+        run.skip(f"fp8 gemm {params}", error)
+        return
+    t = run.measure([functools.partial(torch._scaled_mm, x8, w.t(), scale_a=one, scale_b=one,
+                                       out_dtype=bf16) for w in ws8])
+    run.row("gemm", "fp8_e4m3", params, t, flops, "FLOP/s")
+
+
+def _copy(run, sizes) -> None:
+    # HBM copy: bytes counted read + written
+    torch = run.torch
+    for nbytes in sizes.copy_bytes:
+        src_ = torch.empty(nbytes, device=run.device, dtype=torch.uint8)
+        dst = torch.empty_like(src_)
+        t = run.measure(functools.partial(dst.copy_, src_))
+        run.row("copy", "uint8", f"bytes={nbytes}", t, 2 * nbytes, "B/s")
+        del src_, dst
+
+
+def _gemv(run, sizes) -> None:
+    # GEMV: y[N] = w[N, K] @ x[K], rate = weight bytes read per second
+    torch, device, bf16 = run.torch, run.device, run.torch.bfloat16
+    for n, k in sizes.gemv_shapes:
+        ws = run.copies(functools.partial(torch.randn, n, k, device=device, dtype=bf16), 2 * n * k)
+        x = torch.randn(k, device=device, dtype=bf16)
+        t = run.measure([functools.partial(torch.mv, w, x) for w in ws])
+        run.row("gemv", "bf16", f"n={n} k={k}", t, 2 * n * k, "B/s")
+        del ws
+
+
+def _kernel_time(run) -> None:
+    # minimum kernel time: back-to-back one-element kernels, eager and replayed from a graph
+    tiny = run.torch.zeros(1, device=run.device)
+    t = run.measure(lambda: tiny.add_(1))
+    run.row("kernel_eager", "fp32", "numel=1", t, 1, "kernels/s")
+    if run.device == "cuda":
+        try:
+            _kernel_graph(run, tiny)
+        except RuntimeError as error:
+            run.skip("kernel_graph", error)
+    else:
+        print("skipped kernel_graph: CUDA graphs need a GPU")
+
+
+def _kernel_graph(run, tiny) -> None:
+    torch = run.torch
+    graph, per_graph = torch.cuda.CUDAGraph(), 100
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        tiny.add_(1)
+    torch.cuda.current_stream().wait_stream(stream)
+    with torch.cuda.graph(graph):
+        for _ in range(per_graph):
+            tiny.add_(1)
+    t = run.measure(graph.replay) / per_graph
+    run.row("kernel_graph", "fp32", f"numel=1 kernels_per_graph={per_graph}", t, 1, "kernels/s")
+
+
+def _flash(run, sizes) -> None:
+    # flash attention (SDPA, flash backend), GQA
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError as error:
+        run.skip("flash attention", error)
+        return
+    import torch.nn.functional as F
+
+    def attention(q, k, v, causal):
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True)
+
+    _flash_prefill(run, sizes, attention)
+    _flash_decode(run, sizes, attention)
+
+
+def _flash_fns(run, attention, what, q, kvs, causal):
+    """The callables to time (one per K/V pair) and a note, or None with a line why not:
+    grouped K/V heads first; expanded to every query head where the kernel refuses them."""
+    try:
+        attention(q, *kvs[0], causal)
+        return [functools.partial(attention, q, k, v, causal) for k, v in kvs], ""
+    except RuntimeError as error:
+        run.skip(f"{what} with grouped KV heads (enable_gqa)", error)
+    group = q.shape[1] // kvs[0][0].shape[1]
+    kvs = [tuple(x.repeat_interleave(group, dim=1) for x in kv) for kv in kvs]
+    try:
+        attention(q, *kvs[0], causal)
+    except RuntimeError as error:
+        run.skip(what, error)
+        return None
+    return [functools.partial(attention, q, k, v, causal) for k, v in kvs], " kv_expanded"
+
+
+def _flash_prefill(run, sizes, attention) -> None:
+    torch, device, bf16 = run.torch, run.device, run.torch.bfloat16
+    h, g, d = sizes.heads, sizes.kv_heads, sizes.head_dim
+    for s in sizes.prefill_s:
+        q = torch.randn(1, h, s, d, device=device, dtype=bf16)
+        kv = tuple(torch.randn(1, g, s, d, device=device, dtype=bf16) for _ in range(2))
+        params = f"b=1 s={s} h={h} g={g} d={d} causal"
+        timed_fns = _flash_fns(run, attention, f"flash prefill {params}", q, [kv], True)
+        if timed_fns is not None:
+            # causal: QK^T and PV, 2 * s^2 * d FLOPs each per head, half the square
+            run.row("flash_prefill", "bf16", params + timed_fns[1], run.measure(timed_fns[0]),
+                    2 * h * s * s * d, "FLOP/s")
+        del q, kv, timed_fns
+
+
+def _flash_decode(run, sizes, attention) -> None:
+    torch, device, bf16 = run.torch, run.device, run.torch.bfloat16
+    h, g, d = sizes.heads, sizes.kv_heads, sizes.head_dim
+    for b in sizes.decode_b:
+        for length in sizes.decode_l:
+            kv_bytes = 2 * b * g * length * d * 2  # K and V, bf16
+            shape = (b, g, length, d)
+            caches = run.copies(lambda shape=shape: tuple(torch.randn(*shape, device=device, dtype=bf16)
+                                                          for _ in range(2)), kv_bytes)
+            q = torch.randn(b, h, 1, d, device=device, dtype=bf16)
+            params = f"b={b} kv_len={length} h={h} g={g} d={d}"
+            timed_fns = _flash_fns(run, attention, f"flash decode {params}", q, caches, False)
+            if timed_fns is not None:
+                read = kv_bytes * (h // g if timed_fns[1] else 1)  # K and V bytes read per call
+                run.row("flash_decode", "bf16", params + timed_fns[1], run.measure(timed_fns[0]), read, "B/s")
+            del caches, q, timed_fns
+
+
+def _write_csv(out, rows) -> None:
+    with open(out, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["date"])
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 if __name__ == "__main__":

@@ -30,3 +30,10 @@ def test_calibration_is_explicit_in_hardware_fields():
     assert chip.matmul_efficiency == calibration.MEGATRON_A100_EFFICIENCY["matmul"]
     assert {k: v for k, v in chip.to_dict().items() if not k.endswith("efficiency")} == {
         k: v for k, v in base.to_dict().items() if not k.endswith("efficiency")}
+
+
+def test_calibrated_mean_error_at_most_three_percent():
+    """Issue target: mean absolute error of the achieved TFLOP/s per GPU at most 3 % over Table 1."""
+    chip = calibration.megatron_a100()
+    errors = [abs(calibration.predict(row, chip).relative_error) for row in calibration.load_table()]
+    assert sum(errors) / len(errors) <= 0.03

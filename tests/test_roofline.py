@@ -18,7 +18,10 @@ FP32_UNITS = Fraction("66.9") * 10**12  # H100 SXM FP32 (vector) FLOP/s
 HBM = Fraction("3.35") * 10**12  # H100 SXM HBM3 bytes/s
 NVLINK = 450 * 10**9  # per direction
 IB = 50 * 10**9  # 400 Gb/s per GPU
-ALPHA = Fraction(1, 10**6)
+# NVIDIA/nccl v2.30.7 src/graph/tuning.cc, hwLatencies (LL protocol): 0.6 us per ring hop over
+# NVLink, 2.7 us per ring hop over the network (between nodes)
+ALPHA = Fraction(6, 10**7)
+ALPHA_NET = Fraction(27, 10**7)
 
 
 def test_decode_gqa_is_memory_bound_on_h100():
@@ -78,15 +81,19 @@ def test_collective_alpha_beta_on_nvlink(kind, n, steps, sent_fraction):
 
 
 @pytest.mark.parametrize(
-    ("kind", "steps", "sent_fraction"),
-    [("all_reduce", 30, Fraction(30, 16)), ("all_gather", 15, Fraction(15, 16)),
-     ("reduce_scatter", 15, Fraction(15, 16)), ("all_to_all", 15, Fraction(15, 16))],
+    ("kind", "intra", "inter", "sent_fraction", "link"),
+    [("all_reduce", 28, 2, Fraction(30, 16), 8 * IB), ("all_gather", 14, 1, Fraction(15, 16), 8 * IB),
+     ("reduce_scatter", 14, 1, Fraction(15, 16), 8 * IB), ("all_to_all", 14, 1, Fraction(15, 16), IB)],
 )
-def test_collective_alpha_beta_across_nodes(kind, steps, sent_fraction):
-    """A group of 16 H100s spans two nodes: the scale-out link (50 GB/s per GPU) carries it."""
+def test_collective_alpha_beta_across_nodes(kind, intra, inter, sent_fraction, link):
+    """A group of 16 H100s spans two nodes: the scale-out network (50 GB/s per GPU) carries it.
+    The ring crosses between the nodes twice per pass: an all-reduce's 30 steps (two passes)
+    are 2 network hops and 28 NVLink hops; the one-pass collectives' 15 are 1 and 14. A ring
+    collective runs one channel through each of the node's 8 GPUs' NICs: 8 * 50 = 400 GB/s
+    (under NVLink's 450); an all-to-all sends each GPU's bytes over its own NIC: 50 GB/s."""
     M = 10**9
     t = collective_time(Collective(kind, "dp", 16, M), H100)
-    assert t == steps * ALPHA + sent_fraction * M / IB
+    assert t == intra * ALPHA + inter * ALPHA_NET + sent_fraction * M / link
 
 
 def test_group_of_one_costs_nothing():
@@ -108,8 +115,10 @@ def test_ulysses_group_strided_by_tp_uses_its_span():
     qkv = T * (8 + 2 * 2) * 128 * 2  # a/t = 8 query heads, g/t = 2 KV heads
     out = T * 8 * 128 * 2
     tp = T * 4096 * 2
-    want = (6 * ALPHA + Fraction(3, 4) * (qkv + out) / IB  # two all-to-alls over 4, scale-out
-            + 6 * ALPHA + Fraction(6, 4) * tp / NVLINK)  # the TP all-reduce over 4, NVLink
+    # two all-to-alls over 4 chips in two nodes (chips 0, 4 | 8, 12): of each ring's 3 steps one
+    # crosses between the nodes; the TP all-reduce over 4, NVLink: 6 steps
+    want = (2 * (2 * ALPHA + ALPHA_NET) + Fraction(3, 4) * (qkv + out) / IB
+            + 6 * ALPHA + Fraction(6, 4) * tp / NVLINK)
     assert m.comm_time == want
 
 
@@ -129,8 +138,10 @@ def test_communication_bound_decode_across_nodes():
     m = sc.MLPLayer(hidden_size=4096, intermediate_size=16384,
                     parallelism={"tensor_parallel": 64}).compute_metrics(
         batch_size=1, seq_len=1, phase="decode", dtype="bf16", hardware=H100)
-    # 126 steps of 1 µs dwarf reading 2 MB of weights (0.6 µs)
-    assert m.comm_time == 126 * ALPHA + Fraction(126, 64) * 4096 * 2 / IB
+    # 126 ring steps over 8 nodes: 2 * (8 - 1) = 14 between nodes (2.7 µs), 112 on NVLink
+    # (0.6 µs): 105 µs dwarf reading 2 MB of weights (0.6 µs); 8 of the group's GPUs share each
+    # node's traffic over their 8 NICs: 400 GB/s
+    assert m.comm_time == 112 * ALPHA + 14 * ALPHA_NET + Fraction(126, 64) * 4096 * 2 / (8 * IB)
     assert m.bound == "communication"
 
 

@@ -10,7 +10,9 @@ from symcost import symbols as S
 from symcost.model import Model
 
 H100 = hardware.H100_SXM.ideal()  # step assembly derived by hand on the roofline (ideal) chip
-ALPHA = Fraction(1, 10**6)
+# NVIDIA/nccl v2.30.7 src/graph/tuning.cc, hwLatencies, LL: 0.6 us per ring hop on NVLink, 2.7 us
+# per ring hop between nodes
+ALPHA, ALPHA_NET = Fraction(6, 10**7), Fraction(27, 10**7)
 NVLINK, IB = 450 * 10**9, 50 * 10**9
 
 
@@ -77,10 +79,11 @@ def test_dp_gradient_all_reduce_by_hand():
     st = model.training_step(H100, seq_len=512, global_batch=8, parallelism={"data_parallel": 4},
                              zero_stage=0)
     assert st.dp_comm_time == 6 * ALPHA + Fraction(6, 4) * 4 * P / NVLINK
-    # d = 16 spans two nodes: the scale-out link
+    # d = 16 spans two nodes: the ring crosses between them twice per pass, so 2 of its 30 steps
+    # are network hops; each node's 8 GPUs send over their 8 NICs, 8 * 50 = 400 GB/s
     st = model.training_step(H100, seq_len=512, global_batch=16, parallelism={"data_parallel": 16},
                              zero_stage=0)
-    assert st.dp_comm_time == 30 * ALPHA + Fraction(30, 16) * 4 * P / IB
+    assert st.dp_comm_time == 28 * ALPHA + 2 * ALPHA_NET + Fraction(30, 16) * 4 * P / (8 * IB)
 
 
 def test_first_stage_holds_in_flight_microbatches():

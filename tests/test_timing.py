@@ -10,7 +10,7 @@ import symcost as sc
 from symcost import hardware
 from symcost import symbols as S
 from symcost.hardware import Hardware, Runtime
-from symcost.hardware.timing import collective_time, kernels, matmul_compute_flops, op_time
+from symcost.hardware.timing import collective_algorithms, collective_time, kernels, matmul_compute_flops, op_time
 from symcost.ops import AttentionCore, Collective, Matmul, Vector
 
 US = Fraction(1, 10**6)
@@ -102,6 +102,97 @@ def test_collective_base_latency_steps_and_bus_bandwidth():
     assert collective_time(sym, ROUND).xreplace({S.tp: 8}) == sp.Rational(54, 10**6)
 
 
+# ROUND with every collective algorithm, round numbers of our own: 4 us per network hop, 10 us per
+# tree hop, tree bandwidth 1/2 of the ring's, NVLink SHARP 20 us per call at 3/4 (times 2 for an
+# all-reduce). Effective links (eta_net = 1/2): 50 GB/s inside the 8-chip domain, 5 GB/s beyond.
+COLL = ROUND.model_copy(update=dict(scale_out_latency=4 * US, tree_latency=10 * US, tree_efficiency=Fraction(1, 2),
+                                    nvls_latency=20 * US, nvls_efficiency=Fraction(3, 4)))
+COLL = Hardware(**{f: getattr(COLL, f) for f in Hardware.model_fields})  # validated, hashed afresh
+UP, OUT = 5 * 10**10, 5 * 10**9
+
+
+def test_nvls_all_reduce_wins_large_messages_ring_small_ones():
+    """All-reduce over the 8-chip domain: ring 5 + 14 * 1 = 19 us + 2 * 7/8 M at 50 GB/s; NVLink
+    SHARP 20 us + 7/4 M at 50 GB/s * 2 * 3/4 (no tree inside one domain). Equal at
+    7/4 M (1/UP - 1/(3/2 UP)) = 1 us, M = 85,714 bytes: below, the ring's lower latency wins;
+    above, NVLink SHARP's bandwidth."""
+    for M, winner in ((8000, "ring"), (10**8, "nvls")):
+        c = Collective("all_reduce", "tp", 8, M)
+        want = {"ring": 19 * US + Fraction(7, 4) * M / UP,
+                "nvls": 20 * US + Fraction(7, 4) * M / (Fraction(3, 2) * UP)}
+        assert collective_algorithms(c, COLL) == want
+        assert collective_time(c, COLL) == want[winner]
+    # 8000 bytes: ring 19.28 us < NVLS 20.18667 us; 10^8 bytes: ring 3519 us > NVLS 2353.3 us
+    assert collective_time(Collective("all_reduce", "tp", 8, 8000), COLL) == Fraction(1928, 10**8)
+
+
+def test_nvls_all_gather_never_beats_the_ring_in_nccls_model():
+    """All-gather of M over 8: ring 5 + 7 = 12 us + 7/8 M at 50 GB/s; NVLink SHARP 20 us + M at
+    50 GB/s * 3/4 * 7/8 (NCCL: bus bandwidth times (n-1)/n, the whole payload): more latency and
+    8/7 * 8/7 * 4/3 times the bytes' time."""
+    M = 10**8
+    c = Collective("all_gather", "tp", 8, M)
+    want = {"ring": 12 * US + Fraction(7, 8) * M / UP, "nvls": 20 * US + M / (Fraction(3, 4) * Fraction(7, 8) * UP)}
+    assert collective_algorithms(c, COLL) == want
+    assert collective_time(c, COLL) == want["ring"]
+
+
+def test_tree_beats_ring_on_small_messages_across_many_nodes():
+    """A data-parallel all-reduce over 64 chips 8 apart (span 512): one chip in each of 64 domains.
+    Ring: 5 + 126 network hops * 4 = 509 us + 2 * 63/64 M at 5 GB/s. Tree: 5 + 2 * (0 * 1 +
+    log2(64) * 10) = 125 us + 2 M at 5 GB/s * 1/2. 1 KB: the tree (125.8 us) beats the ring
+    (509.39 us); 1 GB: the ring (0.394 s) beats the tree (0.8 s)."""
+    for M, winner in ((1000, "tree"), (10**9, "ring")):
+        c = Collective("all_reduce", "dp", 64, M, span=512)
+        want = {"ring": 509 * US + Fraction(126, 64) * M / OUT, "tree": 125 * US + 2 * M / Fraction(OUT, 2)}
+        assert collective_algorithms(c, COLL) == want
+        assert collective_time(c, COLL) == want[winner]
+    assert collective_time(Collective("all_reduce", "dp", 64, 1000, span=512), COLL) == Fraction(1258, 10**7)
+
+
+def test_ring_across_two_nodes_and_p2p_hop():
+    """16 chips in two domains: a ring all-reduce's 30 steps cross between the nodes twice:
+    5 + 28 * 1 + 2 * 4 = 41 us; the tree: 5 + 2 * (7 * 1 + 1 * 10) = 39 us. A p2p to a chip in the
+    next domain: 5 + 4 = 9 us + M at 5 GB/s."""
+    c = Collective("all_reduce", "dp", 16, 0)
+    assert collective_algorithms(c, COLL) == {"ring": 41 * US, "tree": 39 * US}
+    assert collective_time(Collective("p2p", "pp", 2, 10**6, span=16), COLL) == 9 * US + Fraction(10**6, OUT)
+
+
+def test_group_of_one_costs_nothing_with_every_algorithm():
+    """n = 1 (numeric or bound later): the ring costs 0 and NCCL skips the call."""
+    for kind in ("all_reduce", "all_gather", "reduce_scatter"):
+        assert collective_time(Collective(kind, "tp", 1, 10**6), COLL) == 0
+        sym = collective_time(Collective(kind, "tp", S.tp, 10**6), COLL)
+        assert sym.xreplace({S.tp: 1}) == 0
+        assert sym.xreplace({S.tp: 8}) == collective_time(Collective(kind, "tp", 8, 10**6), COLL)
+
+
+def test_nvls_only_on_chips_with_nvlink_sharp_and_binding_stays_exact():
+    """NVLink SHARP on H100, H200, B200 (NVSwitch 3+), not on A100, MI300X or TPUs; the realistic
+    symbolic chip binds to each preset exactly (an algorithm a chip lacks binds to oo and loses)."""
+    c = Collective("all_reduce", "tp", 8, 10**7)
+    has = {name: "nvls" in collective_algorithms(c, hardware.get(name)) for name in hardware.PRESETS}
+    assert has == {"A100_SXM_80GB": False, "H100_SXM": True, "H200_SXM": True, "B200": True, "MI300X": False,
+                   "TPU_V5E": False, "TPU_V5P": False, "TPU_V6E": False}
+    symbolic = Hardware.symbolic(realistic=True)
+    for kind, n, span in (("all_reduce", 8, 8), ("all_reduce", 32, 256), ("all_gather", 4, 4), ("p2p", 2, 16)):
+        c = Collective(kind, "dp", n, 10**6, span=span)
+        for name in hardware.PRESETS:
+            chip = hardware.get(name)
+            bound = collective_time(c, symbolic).xreplace(chip.symbol_values("bf16"))
+            assert bound == collective_time(c, chip), (kind, n, name)
+    # the ideal chip keeps the ring only
+    assert list(collective_algorithms(c, hardware.get("H100_SXM").ideal())) == ["ring"]
+
+
+def test_h100_small_all_reduce_is_nccls_ll_ring_latency():
+    """8 H100s, 1 KB all-reduce, the realistic preset (neutral engine): NCCL's tuning.cc LL ring
+    latency, baseLat 6.6 us + 14 hops * 0.6 us = 15.0 us, plus 1750 bytes at 450 GB/s."""
+    t = collective_time(Collective("all_reduce", "tp", 8, 1000), hardware.get("H100_SXM"))
+    assert t == Fraction(15, 10**6) + Fraction(1750, 450 * 10**9)
+
+
 def test_decode_of_a_small_mlp_by_hand_symbolic_and_numeric():
     """GELU MLP h=256, f=1024, batch 1, bf16, decode on ROUND:
     fc1 (1 x 256 @ 256 x 1024): 8 tiles = 2 waves, 2*256*128*128*4*2 = 67,108,864 FLOPs at
@@ -119,6 +210,31 @@ def test_decode_of_a_small_mlp_by_hand_symbolic_and_numeric():
     bound = symbolic.evaluate({S.batch_size: 1, S.seq_len: 7, S.hidden_size: 256, S.intermediate_size: 1024},
                               dtype="bf16", hardware=ROUND)
     assert bound.latency == m.latency
+
+
+def test_bound_is_the_rooflines_verdict_while_latency_stays_realistic():
+    """The same decode MLP on ROUND (see above). Realistic terms: compute 2 * 67,108,864 / (5 *
+    10^13) (the GEMMs padded to 128-row tiles) + 8192 / 10^13 = 2.685 us > memory (2 * 526,848 +
+    4096) bytes / (5 * 10^11) = 2.116 us: by those terms "compute". The roofline (ideal chip): the
+    GEMMs' own 2 * 524,288 FLOPs at 10^14 + 8192 at 10^13 = 11.3 ns, memory 1,057,792 bytes at
+    10^12 = 1.058 us: memory-bound, which is what bound reports."""
+    m = sc.MLPLayer(hidden_size=256, intermediate_size=1024).compute_metrics(
+        batch_size=1, seq_len=7, phase="decode", dtype="bf16", hardware=ROUND)
+    assert m.compute_time == Fraction(2 * 67108864, 5 * 10**13) + Fraction(8192, 10**13)
+    assert m.memory_time == Fraction(1057792, 5 * 10**11)
+    assert m.compute_time > m.memory_time
+    assert m.roofline == (Fraction(2 * 524288, 10**14) + Fraction(8192, 10**13), Fraction(1057792, 10**12), 0)
+    assert m.bound == "memory"
+    ideal = sc.MLPLayer(hidden_size=256, intermediate_size=1024).compute_metrics(
+        batch_size=1, seq_len=7, phase="decode", dtype="bf16", hardware=ROUND.ideal())
+    assert ideal.roofline is None and ideal.bound == "memory"
+    assert (ideal.compute_time, ideal.memory_time, ideal.comm_time) == m.roofline
+    # sums and repeats keep the roofline terms; binding the realistic symbolic chip gives the same
+    assert (m + m * 2).roofline == tuple(3 * v for v in m.roofline) and (m * 3).bound == "memory"
+    symbolic = sc.MLPLayer(hidden_size=256, intermediate_size=1024).compute_metrics(
+        batch_size=1, seq_len=7, phase="decode", dtype="bf16",
+        hardware=Hardware.symbolic(realistic=True, matmul_tile=(128, 128)))
+    assert symbolic.evaluate(dtype="bf16", hardware=ROUND).roofline == m.roofline
 
 
 def test_step_overhead_is_added_once_per_inference_step():
@@ -181,3 +297,44 @@ def test_ideal_chip_is_an_ordinary_chip(tmp_path):
     realistic = hardware.get("H100_SXM")
     realistic.to_file(tmp_path / "h100.yaml")
     assert Hardware.from_file(tmp_path / "h100.yaml") == realistic
+
+
+def test_ring_across_domains_shares_the_nics_of_the_groups_chips_in_a_domain():
+    """All-reduce of 10^9 bytes over 32 chips on ROUND (10 GB/s scale-out per chip, 100 GB/s
+    scale-up, eta_net 1/2, 8 chips per domain). Contiguous (span 32): 4 domains of 8 chips, each
+    domain's traffic leaves over its 8 NICs, min(100, 8 * 10) = 80 GB/s; strided 4 apart (span
+    128): ceil(128/8) = 16 domains of 2 chips, 20 GB/s; 8 apart (span 256): 32 domains of one
+    chip, 10 GB/s; each times 1/2. Bytes sent 2 * 31/32 * 10^9; 62 ring steps, 2(nodes - 1) of
+    them between domains, all at 1 us on ROUND (alpha_net unset: alpha); 5 us per call."""
+    sent = Fraction(62, 32) * 10**9
+    for span, nodes, link in ((32, 4, 80 * 10**9), (128, 16, 20 * 10**9), (256, 32, 10**10)):
+        c = Collective("all_reduce", "dp", 32, 10**9, span=span)
+        assert collective_algorithms(c, ROUND)["ring"] == 5 * US + 62 * US + sent / (link * Fraction(1, 2))
+        # with alpha_net = 4 us (COLL), the 2(nodes - 1) network hops cost 4 us each
+        hops = (62 - 2 * (nodes - 1)) * US + 2 * (nodes - 1) * 4 * US
+        assert collective_algorithms(c, COLL)["ring"] == 5 * US + hops + sent / (link * Fraction(1, 2))
+
+
+def test_collective_algorithms_symbolic_by_hand():
+    """On the realistic symbolic chip with D_up = 8, an all-reduce of M bytes over 8 chips:
+    ring alpha_0 + t_coll + 14 alpha + (7/4) M / (B_up eta_net); NVLink SHARP alpha_nvls + t_coll
+    + (7/4) M / (2 eta_nvls B_up eta_net). Over 64 chips 8 apart (one per domain, D_up = 8):
+    ring alpha_0 + t_coll + 126 alpha_net + (63/32) M / (min(B_up, 1 * B_out) eta_net); tree
+    alpha_0 + t_coll + 2 * 6 alpha_tree + 2 M / (min(B_up, B_out) eta_net eta_tree)."""
+    M = sp.Symbol("M", positive=True)
+    chip = Hardware.symbolic(realistic=True)
+    at = {S.scale_up_domain: 8}
+    got = {k: v.xreplace(at) for k, v in collective_algorithms(Collective("all_reduce", "tp", 8, M), chip).items()}
+    base = S.collective_base_latency + S.collective_overhead
+    up, out = S.scale_up_bandwidth * S.network_efficiency, S.scale_out_bandwidth * S.network_efficiency
+    want = {"ring": base + 14 * S.collective_latency + sp.Rational(7, 4) * M / up,
+            "nvls": S.nvls_latency + S.collective_overhead + sp.Rational(7, 4) * M / (2 * S.nvls_efficiency * up)}
+    assert sp.expand(got["ring"] - want["ring"]) == 0
+    assert sp.expand(got["nvls"] - want["nvls"]) == 0
+    assert got["tree"] == sp.oo  # no tree inside one domain
+    wide = {k: v.xreplace(at) for k, v in
+            collective_algorithms(Collective("all_reduce", "dp", 64, M, span=512), chip).items()}
+    assert wide["nvls"] == sp.oo  # no NVLink SHARP across domains
+    out = sp.Min(S.scale_up_bandwidth, S.scale_out_bandwidth) * S.network_efficiency  # one chip per domain
+    assert sp.expand(wide["ring"] - (base + 126 * S.scale_out_latency + sp.Rational(63, 32) * M / out)) == 0
+    assert sp.expand(wide["tree"] - (base + 12 * S.tree_latency + 2 * M / (out * S.tree_efficiency))) == 0

@@ -34,19 +34,21 @@ import symcost as sc
 PARAMS_PER_CHIP = 262_668_288 + 8_557_690_880 + 8_192  # 8,820,367,360
 
 # The chip the derivations use: the ideal H100 SXM (docs/conventions.md §17: alpha-beta
-# collectives, no per-call base latency alpha_0), alpha 1 us per ring step, 50 GB/s per GPU
+# collectives, ring only, no per-call base latency alpha_0), alpha 1 us per ring step inside a
+# node and alpha_net 3 us per step between nodes (round numbers of our own), 50 GB/s per GPU
 # scale-out (400 Gb/s ConnectX-7), 8 GPUs per NVLink domain, no network derating.
 CHIP = sc.hardware.H100_SXM.ideal().model_copy(update={
-    "collective_latency": Fraction(1, 10**6), "scale_out_bandwidth": 50 * 10**9,
-    "scale_up_domain": 8, "network_efficiency": 1})
+    "collective_latency": Fraction(1, 10**6), "scale_out_latency": Fraction(3, 10**6),
+    "scale_out_bandwidth": 50 * 10**9, "scale_up_domain": 8, "network_efficiency": 1})
 
 TP8_DP4 = {"tensor_parallel": 8, "data_parallel": 4}
 
 
 def _reduce_scatter_seconds(payload):
-    """Ring reduce-scatter over 4 ranks: 3 steps of alpha, 3/4 of the payload sent. The DP
-    group of a TP-8 job spans 8 * 4 = 32 GPUs, more than one NVLink domain: scale-out link."""
-    return Fraction(3, 10**6) + Fraction(3, 4) * payload / (50 * 10**9)
+    """Ring reduce-scatter over 4 ranks: 3 steps, 3/4 of the payload sent. The DP group of a
+    TP-8 job spans 8 * 4 = 32 GPUs, one rank in each of 4 NVLink domains: the scale-out link,
+    and every step crosses between nodes (3 steps of alpha_net = 3 us)."""
+    return Fraction(9, 10**6) + Fraction(3, 4) * payload / (50 * 10**9)
 
 
 def _step(zero_stage, microbatches, parallelism=TP8_DP4):

@@ -69,6 +69,8 @@ def _layer_table(model: Model, phase: str, batch: int, seq: int, dtype: DataType
                  recompute: str, lines: list[str]) -> list[dict[str, Any]]:
     """Per-layer rows of one phase (per chip, one copy of each layer) into ``lines``; JSON rows back."""
     peak = chip.effective_peak(dtype)
+    ideal = chip.ideal()  # "bound" is the pure roofline's verdict (docs/conventions.md §17)
+    ideal_peak = ideal.effective_peak(dtype)
     lines.append(f"{'layer':24s} {'x':>4s} {'FLOPs/chip':>12s} {'HBM bytes':>12s} {'latency':>10s} "
                  f"{'bound':>13s}  FLOPs formula (b, s free)")
     rows_out = []
@@ -78,11 +80,12 @@ def _layer_table(model: Model, phase: str, batch: int, seq: int, dtype: DataType
         formula = layer.compute_metrics(sym.batch_size, sym.seq_len, phase, dtype, chip, recompute=mode).flops_per_chip
         ops = []
         for op, n in m.ops:
-            ot = op_time(op, chip, peak, dtype)
+            ot, rt = op_time(op, chip, peak, dtype), op_time(op, ideal, ideal_peak, dtype)
             c, mem = float(sp.sympify(ot.compute)), float(sp.sympify(ot.memory))
             if c == 0 and mem == 0:
                 continue
-            ops.append({"op": op.name, "count": num(n), "bound": "compute" if c >= mem else "memory",
+            verdict = "compute" if float(sp.sympify(rt.compute)) >= float(sp.sympify(rt.memory)) else "memory"
+            ops.append({"op": op.name, "count": num(n), "bound": verdict,
                         "time_s": max(c, mem) * float(sp.sympify(n))})
         rows_out.append({"layer": label, "count": num(count), "flops_per_chip": num(m.flops_per_chip),
                          "hbm_bytes_per_chip": num(m.hbm_bytes_per_chip), "latency_s": num(m.latency),

@@ -79,6 +79,13 @@ class TimeModel(Protocol):
         """The summed op and collective times of one layer on ``chip``."""
         ...
 
+    def roofline_times(self, ops: Iterable[tuple[Op, Any]], collectives: Iterable[Collective], chip: Chip,
+                       peak: sp.Expr, overlap: bool = False,
+                       datatype: Optional[DataType] = None) -> Optional[LayerTimes]:
+        """The same layer's times on the pure roofline of ``chip`` (``peak`` without the matmul
+        efficiency), or ``None`` when ``chip`` already is the roofline: what ``bound`` classifies by."""
+        ...
+
 
 _REGISTERED: list[TimeModel] = []
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import sympy as sp
 
@@ -53,11 +53,12 @@ METRIC_FIELDS = (
 
 _HARDWARE_SYMBOLS = {sym.peak_flops, sym.vector_flops, sym.hbm_capacity, sym.hbm_bandwidth,
                      sym.scale_up_bandwidth, sym.scale_up_domain, sym.scale_out_bandwidth,
-                     sym.collective_latency} | set()
+                     sym.collective_latency, sym.scale_out_latency} | set()
 _MODEL_SYMBOLS = {sym.compute_units, sym.matmul_efficiency, sym.matmul_efficiency_8bit,
                   sym.memory_efficiency, sym.attention_memory_efficiency, sym.attention_efficiency,
                   sym.network_efficiency, sym.kernel_time, sym.launch_time, sym.collective_base_latency,
-                  sym.step_overhead, sym.collective_overhead}
+                  sym.step_overhead, sym.collective_overhead, sym.tree_latency, sym.tree_efficiency,
+                  sym.nvls_latency, sym.nvls_efficiency}
 """The efficiency model's symbols (the realistic symbolic chip, docs/conventions.md §17)."""
 _HARDWARE_SYMBOLS |= _MODEL_SYMBOLS | {sym.peak_flops_16bit}
 
@@ -115,6 +116,10 @@ class LayerMetrics:
     """The ops as ``(op, multiplicity)`` pairs, or a function producing them on first use."""
     assumptions: tuple[Assumption, ...] = ()
     """Divisibility rules the expressions rely on (see :mod:`symcost.assumptions`)."""
+    roofline: Optional[tuple[Value, ...]] = dataclasses.field(default=None, repr=False)
+    """``(compute, memory, comm)`` times of the same ops on the ideal chip (the pure roofline,
+    :meth:`~symcost.hardware.Hardware.ideal`), what :attr:`bound` compares; ``None`` when the
+    metrics were timed on an ideal chip (the fields themselves are the roofline)."""
 
     @classmethod
     def from_ops(
@@ -137,7 +142,12 @@ class LayerMetrics:
         collectives = merge_collectives(c for c in ops if isinstance(c, Collective))
         matmul = total(op.matmul_flops * n for op, n in compute)
         vector = total(op.vector_flops * n for op, n in compute)
-        times = time_model().layer_times(compute, collectives, hardware, peak_flops, overlap, datatype)
+        model = time_model()
+        times = model.layer_times(compute, collectives, hardware, peak_flops, overlap, datatype)
+        # bound classifies by the pure roofline (docs/conventions.md §17)
+        rt = model.roofline_times(compute, collectives, hardware, peak_flops, overlap, datatype)
+        roofline = None if rt is None else tuple(
+            exact(sp.sympify(v)) for v in (rt.compute_time, rt.memory_time, rt.comm_time))
         fields = _exact_all({
             "flops_per_chip": matmul + vector,
             "matmul_flops_per_chip": matmul,
@@ -152,7 +162,8 @@ class LayerMetrics:
             "latency": times.latency,
         })
         return cls(phase=phase, collectives=collectives, op_source=compute,
-                   peak_flops=exact(sp.sympify(peak_flops)), assumptions=tuple(assumptions), **fields)
+                   peak_flops=exact(sp.sympify(peak_flops)), assumptions=tuple(assumptions),
+                   roofline=roofline, **fields)
 
     # -- derived -----------------------------------------------------------------------------
 
@@ -165,11 +176,18 @@ class LayerMetrics:
             object.__setattr__(self, "op_source", source)
         return source
 
+    def _roofline_terms(self) -> tuple[Any, ...]:
+        if self.roofline is not None:
+            return self.roofline
+        return (self.compute_time, self.memory_time, self.comm_time)
+
     @property
     def bound(self) -> str | None:
-        """``"compute"``, ``"memory"`` or ``"communication"``: the largest of ``compute_time``,
-        ``memory_time`` and ``comm_time``; ``None`` while SymPy cannot order them."""
-        terms = {name: sp.sympify(getattr(self, name)) for name in BOUNDS}
+        """``"compute"``, ``"memory"`` or ``"communication"``: the largest of the compute,
+        memory and communication times of the pure roofline (the ideal chip's, :attr:`roofline`;
+        the fields themselves on an ideal chip), while ``latency`` stays the realistic chip's;
+        ``None`` while SymPy cannot order them."""
+        terms = dict(zip(BOUNDS, (sp.sympify(v) for v in self._roofline_terms())))
         if not all(v.is_number for v in terms.values()):
             return None
         return BOUNDS[max(terms, key=lambda name: terms[name])]
@@ -238,6 +256,8 @@ class LayerMetrics:
             op_source=lambda: _merge_ops(self.ops + other.ops),
             peak_flops=self.peak_flops,
             assumptions=merge(self.assumptions, other.assumptions),
+            roofline=None if self.roofline is None and other.roofline is None else tuple(
+                exact(sp.sympify(a) + sp.sympify(b)) for a, b in zip(self._roofline_terms(), other._roofline_terms())),
             **_exact_all(fields),
         )
 
@@ -257,6 +277,7 @@ class LayerMetrics:
             op_source=lambda: tuple((op, mult * n) for op, mult in self.ops),
             peak_flops=self.peak_flops,
             assumptions=self.assumptions,
+            roofline=None if self.roofline is None else tuple(exact(sp.sympify(v) * n) for v in self.roofline),
             **_exact_all(fields),
         )
 
@@ -320,6 +341,8 @@ class LayerMetrics:
                                          for op, m in self.ops),
             peak_flops=exact(peak.xreplace(table)) if isinstance(peak, sp.Basic) else peak,
             assumptions=assumptions,
+            roofline=None if self.roofline is None else tuple(
+                exact(v.xreplace(table)) if isinstance(v, sp.Basic) else v for v in self.roofline),
             **_exact_all(fields),
         )
 

@@ -48,6 +48,7 @@ __all__ = [
     "scale_up_domain",
     "scale_out_bandwidth",
     "collective_latency",
+    "scale_out_latency",
     "peak_flops_16bit",
     "compute_units",
     "matmul_efficiency",
@@ -61,6 +62,10 @@ __all__ = [
     "collective_base_latency",
     "step_overhead",
     "collective_overhead",
+    "tree_latency",
+    "tree_efficiency",
+    "nvls_latency",
+    "nvls_efficiency",
 ]
 
 
@@ -112,8 +117,10 @@ _ROWS = (
     _row("scale_up_domain", "D_up", r"D_{\mathrm{up}}", "chips in one scale-up domain"),
     _row("scale_out_bandwidth", "B_out", r"B_{\mathrm{out}}",
          "scale-out bandwidth per chip (bytes/s)", positive=True),
-    _row("collective_latency", "alpha", r"\alpha", "latency of one collective step (s)",
-         positive=True),
+    _row("collective_latency", "alpha", r"\alpha",
+         "latency of one collective step (hop) inside the scale-up domain (s)", positive=True),
+    _row("scale_out_latency", "alpha_net", r"\alpha_{\mathrm{net}}",
+         "latency of one collective hop over the scale-out network (s)", positive=True),
     # the realistic chip's efficiency model (docs/conventions.md §17)
     _row("peak_flops_16bit", "F_16", r"F_{16}",
          "16-bit peak FLOP/s (attention kernels of 8-bit models run at it)", positive=True),
@@ -139,6 +146,14 @@ _ROWS = (
          "engine time per inference step outside the model (s)", nonnegative=True),
     _row("collective_overhead", "t_coll", r"t_{\mathrm{coll}}",
          "engine time per collective call beyond the chip's (s)", nonnegative=True),
+    _row("tree_latency", "alpha_tree", r"\alpha_{\mathrm{tree}}",
+         "latency of one tree hop over the scale-out network (s)", positive=True),
+    _row("tree_efficiency", "eta_tree", r"\eta_{\mathrm{tree}}",
+         "tree all-reduce bus bandwidth over the ring's", positive=True),
+    _row("nvls_latency", "alpha_nvls", r"\alpha_{\mathrm{nvls}}",
+         "latency of one NVLink SHARP collective call (s)", positive=True),
+    _row("nvls_efficiency", "eta_nvls", r"\eta_{\mathrm{nvls}}",
+         "NVLink SHARP bandwidth factor", positive=True),
 )
 
 TABLE: dict[str, SymbolInfo] = {row.name: row for row in _ROWS}
@@ -170,6 +185,7 @@ scale_up_bandwidth = TABLE["scale_up_bandwidth"].symbol
 scale_up_domain = TABLE["scale_up_domain"].symbol
 scale_out_bandwidth = TABLE["scale_out_bandwidth"].symbol
 collective_latency = TABLE["collective_latency"].symbol
+scale_out_latency = TABLE["scale_out_latency"].symbol
 peak_flops_16bit = TABLE["peak_flops_16bit"].symbol
 compute_units = TABLE["compute_units"].symbol
 matmul_efficiency = TABLE["matmul_efficiency"].symbol
@@ -183,6 +199,10 @@ launch_time = TABLE["launch_time"].symbol
 collective_base_latency = TABLE["collective_base_latency"].symbol
 step_overhead = TABLE["step_overhead"].symbol
 collective_overhead = TABLE["collective_overhead"].symbol
+tree_latency = TABLE["tree_latency"].symbol
+tree_efficiency = TABLE["tree_efficiency"].symbol
+nvls_latency = TABLE["nvls_latency"].symbol
+nvls_efficiency = TABLE["nvls_efficiency"].symbol
 
 
 def lookup(name: str) -> sympy.Symbol:

@@ -30,3 +30,11 @@ class HardwareTimeModel:
     def layer_times(self, ops: Iterable[tuple[Op, Any]], collectives: Iterable[Collective], chip: Any,
                     peak: sp.Expr, overlap: bool = False, datatype: Optional[DataType] = None) -> Times:
         return layer_times(ops, collectives, chip, peak, overlap, datatype)
+
+    def roofline_times(self, ops: Iterable[tuple[Op, Any]], collectives: Iterable[Collective], chip: Any,
+                       peak: sp.Expr, overlap: bool = False,
+                       datatype: Optional[DataType] = None) -> Optional[Times]:
+        if chip.is_ideal:
+            return None
+        ideal_peak = sp.sympify(peak) / chip.matmul_efficiency_for(datatype)
+        return layer_times(ops, collectives, chip.ideal(), ideal_peak, overlap, datatype)

@@ -41,7 +41,8 @@ KILO, MEGA, GIGA, TERA, PETA = 10**3, 10**6, 10**9, 10**12, 10**15
 
 _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "memory_efficiency", "attention_memory_efficiency",
                  "attention_efficiency", "network_efficiency", "kernel_time", "launch_time",
-                 "collective_base_latency", "compute_units")
+                 "collective_base_latency", "compute_units", "tree_latency", "tree_efficiency", "nvls_latency",
+                 "nvls_efficiency")
 """The efficiency model's fields (docs/conventions.md §17)."""
 
 
@@ -52,7 +53,8 @@ class Hardware(BaseModel):
     ``vector_flops`` is the vector units' FLOP/s. Links: ``scale_up_bandwidth`` per chip and
     direction inside a ``scale_up_domain`` of chips (NVLink, Infinity Fabric, ICI),
     ``scale_out_bandwidth`` per chip beyond it. ``collective_latency`` is the α of one
-    collective step.
+    collective step (hop) inside the scale-up domain, ``scale_out_latency`` the α_net of one hop
+    over the scale-out network (``None``: α).
 
     The efficiency model (docs/conventions.md §17; every field defaults to the ideal chip):
     ``matmul_efficiency`` (16-bit and wider GEMMs) and ``matmul_efficiency_8bit`` (FP8/INT8
@@ -64,6 +66,11 @@ class Hardware(BaseModel):
     kernel on the GPU, ``launch_time`` per kernel on the host (paces the GPU only without CUDA
     graphs), ``collective_base_latency`` per collective call. ``compute_units`` (SMs or CUs) and
     ``matmul_tile`` quantize GEMMs into tiles and waves (``None``: no quantization).
+    Collective algorithms beyond the ring (docs/conventions.md §17): ``tree_latency`` is the
+    α_tree of one double-binary-tree hop over the scale-out network (``None``: no tree algorithm)
+    and ``tree_efficiency`` the tree's bus bandwidth over the ring's; ``nvls_latency`` is the
+    time of one NVLink SHARP call (``None``: the scale-up domain has no NVLink SHARP) and
+    ``nvls_efficiency`` its bandwidth factor.
     ``runtime`` is the engine profile. :meth:`ideal` returns the pure roofline.
     """
 
@@ -78,6 +85,7 @@ class Hardware(BaseModel):
     scale_up_domain: Annotated[Any, BeforeValidator(_domain)]
     scale_out_bandwidth: Rate
     collective_latency: Seconds
+    scale_out_latency: Optional[Seconds] = None
     matmul_efficiency: Efficiency = sp.Integer(1)
     matmul_efficiency_8bit: Optional[Efficiency] = None
     memory_efficiency: Efficiency = sp.Integer(1)
@@ -88,6 +96,10 @@ class Hardware(BaseModel):
     launch_time: Seconds = sp.Integer(0)
     collective_base_latency: Seconds = sp.Integer(0)
     compute_units: Optional[Annotated[Any, BeforeValidator(_domain)]] = None
+    tree_latency: Optional[Seconds] = None
+    tree_efficiency: Efficiency = sp.Integer(1)
+    nvls_latency: Optional[Seconds] = None
+    nvls_efficiency: Efficiency = sp.Integer(1)
     matmul_tile: tuple[int, int] = (64, 128)
     runtime: Runtime = Runtime(name="ideal")
 
@@ -145,7 +157,7 @@ class Hardware(BaseModel):
         yield from self.peak_flops.values()
         yield from (self.vector_flops, self.hbm_capacity, self.hbm_bandwidth,
                     self.scale_up_bandwidth, self.scale_up_domain, self.scale_out_bandwidth,
-                    self.collective_latency)
+                    self.collective_latency, self.scale_out_latency)
 
     def peak(self, dtype: DataType | str) -> Any:
         """Dense peak matrix FLOP/s for ``dtype``, as the datasheet gives it.
@@ -224,10 +236,18 @@ class Hardware(BaseModel):
             return out
         return sp.Piecewise((up, fits), (out, True))
 
+    @property
+    def net_latency(self) -> sp.Expr:
+        """α_net: seconds of one collective hop over the scale-out network
+        (``scale_out_latency``, else ``collective_latency``)."""
+        return self.collective_latency if self.scale_out_latency is None else self.scale_out_latency
+
     def symbol_values(self, dtype: DataType | str) -> dict[sp.Symbol, sp.Expr]:
         """Values of the hardware symbols for this chip and ``dtype``: substitute them into
         metrics computed on the symbolic chip to bind this one. The efficiency model's symbols
         (:meth:`symbolic` with ``realistic=True``) take this chip's values; the rates stay raw.
+        A collective algorithm the chip lacks (no tree, no NVLink SHARP) takes ``oo`` seconds per
+        call, so the ``Min`` over algorithms never picks it.
 
         >>> from symcost import hardware, symbols as S
         >>> hardware.get("H100_SXM").symbol_values("fp8_e4m3")[S.peak_flops]
@@ -246,6 +266,11 @@ class Hardware(BaseModel):
             S.scale_up_domain: self.scale_up_domain,
             S.scale_out_bandwidth: self.scale_out_bandwidth,
             S.collective_latency: self.collective_latency,
+            S.scale_out_latency: self.net_latency,
+            S.tree_latency: sp.oo if self.tree_latency is None else self.tree_latency,
+            S.tree_efficiency: self.tree_efficiency,
+            S.nvls_latency: sp.oo if self.nvls_latency is None else self.nvls_latency,
+            S.nvls_efficiency: self.nvls_efficiency,
             S.matmul_efficiency: self.matmul_efficiency_for(dt),
             S.matmul_efficiency_8bit: self.matmul_efficiency_for(dt),
             S.memory_efficiency: self.memory_efficiency,
@@ -281,6 +306,7 @@ class Hardware(BaseModel):
             scale_up_domain=S.scale_up_domain,
             scale_out_bandwidth=S.scale_out_bandwidth,
             collective_latency=S.collective_latency,
+            scale_out_latency=S.scale_out_latency,
         )
         if realistic:
             fields.update(matmul_efficiency=S.matmul_efficiency, matmul_efficiency_8bit=S.matmul_efficiency_8bit,
@@ -290,13 +316,16 @@ class Hardware(BaseModel):
                           network_efficiency=S.network_efficiency, kernel_time=S.kernel_time,
                           launch_time=S.launch_time, collective_base_latency=S.collective_base_latency,
                           compute_units=S.compute_units, matmul_tile=matmul_tile,
+                          tree_latency=S.tree_latency, tree_efficiency=S.tree_efficiency,
+                          nvls_latency=S.nvls_latency, nvls_efficiency=S.nvls_efficiency,
                           runtime=Runtime(name="symbolic", cuda_graphs=False, step_overhead=S.step_overhead,
                                           collective_overhead=S.collective_overhead))
         return cls(**fields)
 
     def ideal(self) -> "Hardware":
         """The pure roofline of this chip: efficiencies 1, no overheads, no tile quantization,
-        the ideal runtime (what ``bound`` analyses use; docs/conventions.md §14).
+        ring collectives only (α per hop kept), the ideal runtime (what ``bound`` analyses use;
+        docs/conventions.md §14).
 
         >>> from symcost import hardware
         >>> ideal = hardware.get("H100_SXM").ideal()
@@ -309,6 +338,7 @@ class Hardware(BaseModel):
             name=name, matmul_efficiency=one, matmul_efficiency_8bit=None, memory_efficiency=one,
             attention_memory_efficiency=None, attention_efficiency=one, network_efficiency=one,
             kernel_time=zero, launch_time=zero, collective_base_latency=zero, compute_units=None,
+            tree_latency=None, tree_efficiency=one, nvls_latency=None, nvls_efficiency=one,
             runtime=Runtime(name="ideal"))})
 
     @property
@@ -318,7 +348,9 @@ class Hardware(BaseModel):
                 and self.memory_efficiency == 1 and self.attention_memory_efficiency in (None, 1)
                 and self.attention_efficiency == 1 and self.network_efficiency == 1
                 and self.kernel_time == 0 and self.collective_base_latency == 0
-                and self.compute_units is None and self.runtime.step_overhead == 0
+                and self.compute_units is None and self.tree_latency is None and self.nvls_latency is None
+                and self.tree_efficiency == 1 and self.nvls_efficiency == 1
+                and self.runtime.step_overhead == 0
                 and self.runtime.collective_overhead == 0
                 and (self.runtime.cuda_graphs or self.launch_time == 0))
 

@@ -6,10 +6,10 @@ bytes; NVIDIA's "80GB" is taken at its printed value although the parts carry 80
 is slightly conservative); link bandwidth per chip **per direction** (NVLink and Infinity Fabric
 figures are bidirectional totals and are halved); scale-out per chip is one NIC's line rate.
 
-Collective latency α (per ring step) is not a datasheet figure. We take 1 µs, from NCCL's own
-tuning model (NVIDIA/nccl, src/graph/tuning.cc: ring per-hop latency over NVLink 0.6 µs (LL) to
-3.4 µs (Simple) on top of a per-call base latency of 6.6–8.4 µs), rounded; it is a field, so a
-measured value can replace it.
+Collective latencies and algorithm factors are not datasheet figures: they are NCCL's own tuning
+model (NVIDIA/nccl v2.30.7, commit 5067397, src/graph/tuning.cc, ``ncclTunerConstantsDefaults``
+and ``nvlsEfficiency``), cited next to each value below; they are fields, so measured values can
+replace them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,22 @@ from ..core.dtypes import DataType as D
 from .chip import GIGA, TERA, Hardware
 from .runtime import runtime
 
-ALPHA = Fraction(1, 10**6)  # 1 µs per ring step: see the module docstring
+# [NCCL] NVIDIA/nccl v2.30.7 (commit 5067397), src/graph/tuning.cc. Latencies in us there.
+# Latency figures are the LL protocol's (NCCL's choice for the small messages where latency
+# matters), bandwidth figures the Simple protocol's (its choice for large ones); docs/conventions.md §17.
+ALPHA = Fraction(3, 5 * 10**6)  # [NCCL] hwLatencies NVLINK, Ring and Tree, LL: 0.6 us per hop
+NET_ALPHA = Fraction(27, 10**7)  # [NCCL] hwLatencies NET, Ring, LL: 2.7 us per hop between nodes
+TREE_ALPHA = Fraction(5, 10**6)  # [NCCL] hwLatencies NET, Tree, LL: 5.0 us per tree hop between nodes
+TREE_EFFICIENCY = Fraction(23, 25)  # [NCCL] tree all-reduce bus bandwidth: busBw * .92
+NVLS_LATENCY = Fraction(25, 10**6)  # [NCCL] hwLatencies NVLINK, NVLS, Simple: 25 us (its baseLatency is 0)
+# NVLS bandwidth factor: nvlsEfficiency (Hopper 0.85, Blackwell 0.74) times (nChannels - 1) / nChannels
+# with NCCL's NVLS channels on one node (src/transport/nvls.cc: NVLS_NCHANNELS_SM90 16,
+# NVLS_NCHANNELS_SM100_NVL 24): 17/20 * 15/16 = 51/64 and 37/50 * 23/24 = 851/1200.
+# NVLink SHARP is in the third-generation NVSwitch of HGX/DGX H100 and H200 ([HOPPER]: "NVLink
+# SHARP", in-network reductions) and in B200's NVSwitch; A100's NVSwitch has none, nor MI300X's
+# Infinity Fabric or a TPU's ICI. MI300X collectives run RCCL: NCCL's figures are an assumption there.
+NVLS_HOPPER = Fraction(51, 64)  # [NCCL]
+NVLS_BLACKWELL = Fraction(851, 1200)  # [NCCL]
 
 # -- the efficiency model (docs/conventions.md §17) -----------------------------------------------
 # Fitted on symcost/data/inference_calibration.csv by symcost.calibration_inference.fit()
@@ -30,8 +45,8 @@ ALPHA = Fraction(1, 10**6)  # 1 µs per ring step: see the module docstring
 # (an assumption beyond the H100).
 FIT = {
     "matmul_efficiency": Fraction(37, 50),
-    "matmul_efficiency_8bit": Fraction(53, 100),
-    "kernel_time": Fraction(13, 1000000),
+    "matmul_efficiency_8bit": Fraction(13, 25),
+    "kernel_time": Fraction(131, 10**7),
 }
 # NCCL's own per-call base latency of a ring all-reduce over NVLink (NVIDIA/nccl,
 # src/graph/tuning.cc, ring base latencies {LL, LL128, Simple} = {6.6, 14.0, 8.4} us; we take LL's,
@@ -61,9 +76,14 @@ ATTENTION_OTHER = Fraction(3, 5)  # assumption: see above
 # batch) is padded to 64 rows.
 
 
-def _realistic(compute_units: int, attention: Fraction, matmul: Fraction = HOPPER_MATMUL_EFFICIENCY) -> dict:
+def _realistic(compute_units: int, attention: Fraction, matmul: Fraction = HOPPER_MATMUL_EFFICIENCY,
+               nvls: Fraction | None = None) -> dict:
+    """The realistic chip's fields; ``nvls``: the NVLink SHARP bandwidth factor of a scale-up
+    domain with NVLink SHARP (NVSwitch 3 and later: H100, H200, B200), ``None`` without."""
     return dict(FIT, matmul_efficiency=matmul, memory_efficiency=MEMORY_EFFICIENCY, compute_units=compute_units,
-                collective_base_latency=COLLECTIVE_BASE_LATENCY,
+                collective_base_latency=COLLECTIVE_BASE_LATENCY, tree_latency=TREE_ALPHA,
+                tree_efficiency=TREE_EFFICIENCY, nvls_latency=None if nvls is None else NVLS_LATENCY,
+                nvls_efficiency=1 if nvls is None else nvls,
                 attention_efficiency=attention, runtime=runtime("neutral"))
 
 
@@ -114,6 +134,7 @@ A100_SXM_80GB = Hardware(
     scale_up_domain=8,  # [HGX-A100]
     scale_out_bandwidth=25 * GIGA,  # [DGX-A100] 200 Gb/s per GPU
     collective_latency=ALPHA,
+    scale_out_latency=NET_ALPHA,
     **_realistic(108, ATTENTION_A100, FIT["matmul_efficiency"]),  # [A100-WP] 108 SMs
 )
 
@@ -133,7 +154,8 @@ H100_SXM = Hardware(
     scale_up_domain=8,  # [DGX-POD]
     scale_out_bandwidth=50 * GIGA,  # [DGX-POD] 400 Gb/s ConnectX-7 per GPU
     collective_latency=ALPHA,
-    **_realistic(132, ATTENTION_HOPPER),  # [HOPPER] 132 SMs (SXM5)
+    scale_out_latency=NET_ALPHA,
+    **_realistic(132, ATTENTION_HOPPER, nvls=NVLS_HOPPER),  # [HOPPER] 132 SMs (SXM5)
 )
 
 H200_SXM = Hardware(
@@ -146,7 +168,8 @@ H200_SXM = Hardware(
     scale_up_domain=8,  # [DGX-POD]
     scale_out_bandwidth=50 * GIGA,  # [DGX-POD] 400 Gb/s per GPU
     collective_latency=ALPHA,
-    **_realistic(132, ATTENTION_HOPPER),  # [H200-RUN] PyTorch reported 132 multiprocessors
+    scale_out_latency=NET_ALPHA,
+    **_realistic(132, ATTENTION_HOPPER, nvls=NVLS_HOPPER),  # [H200-RUN] PyTorch reported 132 multiprocessors
 )
 
 B200 = Hardware(
@@ -165,7 +188,9 @@ B200 = Hardware(
     scale_up_domain=8,  # [DGX-POD] HGX/DGX B200
     scale_out_bandwidth=50 * GIGA,  # [DGX-POD] 400 Gb/s ConnectX-7 per GPU
     collective_latency=ALPHA,
-    **_realistic(148, ATTENTION_OTHER),  # assumption: 148 SMs, widely reported for B200; no datasheet lists it
+    scale_out_latency=NET_ALPHA,
+    # assumption: 148 SMs, widely reported for B200; no datasheet lists it
+    **_realistic(148, ATTENTION_OTHER, nvls=NVLS_BLACKWELL),
 )
 
 MI300X = Hardware(
@@ -184,6 +209,7 @@ MI300X = Hardware(
     scale_up_domain=8,  # [MI300-ROCm] fully connected 8-GPU node
     scale_out_bandwidth=50 * GIGA,  # [AZURE-MI300] 400 Gb/s NDR per GPU
     collective_latency=ALPHA,
+    scale_out_latency=NET_ALPHA,
     **_realistic(304, ATTENTION_OTHER),  # [MI300-ROCm] 304 compute units
 )
 
@@ -199,6 +225,7 @@ TPU_V5E = Hardware(
     scale_up_domain=256,  # [V5E] pod of 256 chips, 2D torus
     scale_out_bandwidth=Fraction(25, 8) * GIGA,  # [V5E] 2x100 Gbps per 8 chips = 25 Gb/s
     collective_latency=ALPHA,
+    scale_out_latency=NET_ALPHA,
 )
 
 TPU_V5P = Hardware(
@@ -214,6 +241,7 @@ TPU_V5P = Hardware(
     scale_up_domain=8960,  # [V5P] 8960 chips per pod, 3D torus
     scale_out_bandwidth=Fraction(50, 8) * GIGA,  # [V5P] DCN 50 Gbps per chip
     collective_latency=ALPHA,
+    scale_out_latency=NET_ALPHA,
 )
 
 TPU_V6E = Hardware(
@@ -226,6 +254,7 @@ TPU_V6E = Hardware(
     scale_up_domain=256,  # [V6E] pod of 256 chips, 2D torus
     scale_out_bandwidth=Fraction(100, 8) * GIGA,  # [V6E] 4x200 Gbps per 8 chips = 100 Gb/s
     collective_latency=ALPHA,
+    scale_out_latency=NET_ALPHA,
 )
 
 PRESETS: dict[str, Hardware] = {

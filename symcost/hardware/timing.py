@@ -14,18 +14,21 @@ Per op, on a chip whose fields give the efficiencies (all 1 and overheads 0 on t
   ``kernels * t_launch`` (the host launches each kernel), where ``kernels`` is the op's kernel
   count in a fusing engine (:data:`FUSED_OPS` run inside another op's kernel).
 
-Collectives, per call: ``alpha_0 + t_coll + alpha * steps + bytes_sent / (link * eta_net)`` (``t_coll``
-the engine's own time per call, :class:`~symcost.hardware.Runtime`) with ring
-steps (all-reduce ``2(n-1)``, all-gather, reduce-scatter and all-to-all ``n-1``, p2p 1) on the
-scale-up link when the group fits in one scale-up domain, else on the scale-out link.
+Collectives: NCCL's own cost model (NVIDIA/nccl v2.30.7, src/graph/tuning.cc), the fastest of
+the algorithms the chip offers (:func:`collective_algorithms`): ring (every collective; per call
+``alpha_0 + t_coll`` plus ``alpha`` per hop inside a scale-up domain and ``alpha_net`` per hop
+between domains, plus ``bytes_sent / (link * eta_net)``), double binary tree (all-reduce across
+domains) and NVLink SHARP (inside a domain whose switches reduce). ``t_coll`` is the engine's
+own time per call (:class:`~symcost.hardware.Runtime`); the link is the scale-up link when the
+group fits in one scale-up domain, else the scale-out link.
 
 Communication adds to the compute time unless ``overlap=True`` (``max(op time, comm time)``).
 
 >>> from symcost.ops import Collective
 >>> from symcost import hardware
 >>> c = Collective("all_reduce", "tp", 8, 10**9)          # 1 GB over 8 H100s (NVLink)
->>> t = collective_time(c, hardware.H100_SXM.ideal())     # 14 steps * 1 us + 1.75 GB / 450 GB/s
->>> t == sp.Rational(14, 10**6) + sp.Rational(7 * 10**9 // 4, 450 * 10**9)
+>>> t = collective_time(c, hardware.H100_SXM.ideal())     # ring: 14 hops * 0.6 us + 1.75 GB / 450 GB/s
+>>> t == 14 * sp.Rational(6, 10**7) + sp.Rational(7 * 10**9 // 4, 450 * 10**9)
 True
 """
 
@@ -41,8 +44,8 @@ from ..core.dtypes import DataType
 from ..core.ops import AttentionCore, AttentionCoreBackward, Collective, Matmul, Op
 from .chip import Hardware
 
-__all__ = ["FUSED_OPS", "OpTime", "Times", "collective_steps", "collective_time", "kernels", "layer_times",
-           "matmul_compute_flops", "op_time"]
+__all__ = ["FUSED_OPS", "OpTime", "Times", "collective_algorithms", "collective_steps", "collective_time", "kernels",
+           "layer_times", "matmul_compute_flops", "op_time"]
 
 FUSED_OPS = frozenset({
     # NB: what a fusing engine (TensorRT-LLM, vLLM, FasterTransformer) runs inside another
@@ -120,7 +123,9 @@ def op_time(op: Op, hardware: Hardware, peak: sp.Expr, datatype: Optional[DataTy
 
 
 def collective_steps(kind: str, n: Any) -> sp.Expr:
-    """Latency-bound steps of one ring collective over ``n`` chips."""
+    """Latency-bound steps (hops) of one ring collective over ``n`` chips: all-reduce
+    ``2(n-1)``, all-gather, reduce-scatter and all-to-all ``n-1``, p2p 1 (NVIDIA/nccl
+    src/graph/tuning.cc, ``nsteps``)."""
     n = as_expr(n, "group_size")
     if kind == "all_reduce":
         return 2 * (n - 1)
@@ -129,18 +134,103 @@ def collective_steps(kind: str, n: Any) -> sp.Expr:
     return sp.Integer(1)
 
 
-def collective_time(c: Collective, hardware: Hardware) -> sp.Expr:
-    """Seconds of all ``c.count`` calls: ``count * ((alpha_0 + t_coll) * min(1, n - 1) + alpha *
-    steps) + bytes_sent / (link bandwidth * eta_net)`` (a group of one costs nothing)."""
+def _inter_steps(kind: str, nodes: sp.Expr) -> sp.Expr:
+    """Of a ring's steps, those that cross the scale-out network between ``nodes`` scale-up
+    domains (tuning.cc ``nInterSteps``: all-reduce ``2(nodes-1)``, the others ``nodes-1``)."""
+    return 2 * (nodes - 1) if kind == "all_reduce" else nodes - 1
+
+
+def collective_algorithms(c: Collective, hardware: Hardware) -> dict[str, sp.Expr]:
+    """Seconds of all ``c.count`` calls under each algorithm the chip offers for ``c``: NCCL's
+    own cost model (NVIDIA/nccl v2.30.7, src/graph/tuning.cc), ``count * latency +
+    bytes / bandwidth`` per algorithm, with latency figures of the LL protocol and bandwidth
+    figures of the Simple protocol (docs/conventions.md §17):
+
+    - ``ring`` (every kind): ``(alpha_0 + t_coll) * min(1, n - 1) + alpha * (steps - inter) +
+      alpha_net * inter`` per call, plus ``bytes_sent / (link * eta_net)``; ``inter`` the steps
+      between scale-up domains (:func:`collective_steps`);
+    - ``tree`` (all-reduce over more than one scale-up domain, chips with ``tree_latency``): a
+      double binary tree, ``alpha_0 + t_coll + 2 ((n/nodes - 1) alpha + floor(log2 nodes)
+      alpha_tree)`` per call, plus ``2 M count / (link * eta_net * eta_tree)`` (tuning.cc:
+      bus bandwidth times ``.92``, algorithm bandwidth half of it). Inside one domain NCCL's tree
+      is a chain as slow as the ring per hop and sends more bytes, so it is left out there;
+    - ``nvls`` (all-reduce, all-gather, reduce-scatter inside one scale-up domain with NVLink
+      SHARP): ``alpha_nvls + t_coll`` per call (tuning.cc: NVLS has no base latency, its hop
+      latency is the whole), plus all-reduce ``bytes_sent / (2 eta_nvls link eta_net)`` (the
+      switch reduces; NCCL pipelines two operations) or all-gather / reduce-scatter
+      ``M count / (eta_nvls (n-1)/n link eta_net)``.
+
+    ``nodes``, the scale-up domains the group touches, is ``min(n, ceil(span / D_up))``.
+    """
+    fits = sp.Le(as_expr(c.span, "span"), hardware.scale_up_domain)
+    if fits is sp.true:
+        return _algorithms(c, hardware, inside=True)
+    if fits is sp.false:
+        return _algorithms(c, hardware, inside=False)
+    # a symbolic span: one Piecewise per algorithm over the two placements (an algorithm one
+    # placement lacks costs oo there)
+    inside, across = _algorithms(c, hardware, inside=True), _algorithms(c, hardware, inside=False)
+    return {name: sp.Piecewise((inside.get(name, sp.oo), fits), (across.get(name, sp.oo), True))
+            for name in dict.fromkeys([*inside, *across])}
+
+
+def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp.Expr]:
+    """:func:`collective_algorithms` for a group inside one scale-up domain (``inside``) or
+    spread over several."""
     count = as_expr(c.count, "count")
-    steps = collective_steps(c.kind, c.group_size)
-    sent = as_expr(c.bytes_sent_per_chip, "bytes_sent_per_chip")
-    # a group of one sends nothing and waits for nothing: min(1, n - 1) switches the base off
     n = as_expr(c.group_size, "group_size")
-    base = hardware.collective_base_latency + hardware.runtime.collective_overhead
+    payload = as_expr(c.payload_bytes, "payload_bytes")
+    overhead = hardware.runtime.collective_overhead
+    base = hardware.collective_base_latency + overhead
+    nodes = sp.Integer(1) if inside else sp.Min(n, Ceil(as_expr(c.span, "span") / hardware.scale_up_domain))
+    # the link: the scale-up link inside one domain; across domains, a ring or tree collective
+    # runs one NCCL channel through the NIC of each of the group's n/nodes chips in a domain, so
+    # a domain's traffic shares n/nodes scale-out links (at most the scale-up link's rate: every
+    # channel also crosses it); an all-to-all or p2p sends each chip's bytes over its own link
+    if inside:
+        link = hardware.scale_up_bandwidth
+    elif c.kind in ("all_reduce", "all_gather", "reduce_scatter"):
+        link = sp.Min(hardware.scale_up_bandwidth, n / nodes * hardware.scale_out_bandwidth)
+    else:
+        link = hardware.scale_out_bandwidth
+    link = link * hardware.network_efficiency
+    # a group of one sends nothing and waits for nothing: min(1, n - 1) switches the base off
     calls = sp.Min(1, n - 1) if base != 0 else 0
-    latency = base * calls + hardware.collective_latency * steps
-    return count * latency + sent / hardware.link_bandwidth(c.span)
+    steps = collective_steps(c.kind, n)
+    if inside:
+        hops = hardware.collective_latency * steps
+    else:
+        inter = _inter_steps(c.kind, nodes) if c.kind != "p2p" else sp.Min(1, nodes - 1)
+        hops = hardware.collective_latency * (steps - inter) + hardware.net_latency * inter
+    sent = as_expr(c.bytes_sent_per_chip, "bytes_sent_per_chip")
+    out = {"ring": count * (base * calls + hops) + sent / link}
+    if c.kind == "all_reduce" and hardware.tree_latency is not None and not inside:
+        # NB: floor(log2 nodes) is NCCL's log2i; max(1, .) only where nodes = 1 (a group of
+        # one), where the ring costs nothing and wins the Min anyway, so that an absent tree
+        # bound to alpha_tree = oo stays oo, never 0 * oo
+        depth = sp.Max(1, sp.floor(sp.log(nodes, 2)))
+        tree = base + 2 * ((n / nodes - 1) * hardware.collective_latency + depth * hardware.tree_latency)
+        out["tree"] = count * tree + 2 * payload * count / (link * hardware.tree_efficiency)
+    if c.kind in ("all_reduce", "all_gather", "reduce_scatter") and hardware.nvls_latency is not None and inside:
+        if c.kind == "all_reduce":
+            moved = sent / (2 * hardware.nvls_efficiency * link)
+        else:
+            # NB: max(n - 1, 1) only guards n = 1, where the ring (no cost) wins the Min
+            moved = payload * count * n / (sp.Max(n - 1, 1) * hardware.nvls_efficiency * link)
+        out["nvls"] = count * (hardware.nvls_latency + overhead) + moved
+    return out
+
+
+def collective_time(c: Collective, hardware: Hardware) -> sp.Expr:
+    """Seconds of all ``c.count`` calls: the fastest of :func:`collective_algorithms`, as NCCL's
+    tuner picks it (a group of one costs nothing)."""
+    fits = sp.Le(as_expr(c.span, "span"), hardware.scale_up_domain)
+    if fits is sp.true or fits is sp.false:
+        times = _algorithms(c, hardware, inside=fits is sp.true)
+        return times["ring"] if len(times) == 1 else sp.Min(*times.values())
+    # a symbolic span: the fastest algorithm of each placement
+    inside, across = (_algorithms(c, hardware, inside=flag) for flag in (True, False))
+    return sp.Piecewise((sp.Min(*inside.values()), fits), (sp.Min(*across.values()), True))
 
 
 @dataclass(frozen=True)

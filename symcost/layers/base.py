@@ -375,15 +375,17 @@ class _Template:
         values = self.function(b, s)
         n = len(METRIC_FIELDS)
         fields = dict(zip(METRIC_FIELDS, values[:n]))
+        k = len(self.symbolic.collectives)
         collectives = tuple(
             dataclasses.replace(c, payload_bytes=payload)
-            for c, payload in zip(self.symbolic.collectives, values[n:]))
+            for c, payload in zip(self.symbolic.collectives, values[n:n + k]))
+        roofline = None if self.symbolic.roofline is None else tuple(values[n + k:])
         point = {sym.batch_size: sp.Integer(b), sym.seq_len: sp.Integer(s)}
         symbolic = self.symbolic
         return LayerMetrics(
             phase=symbolic.phase, collectives=collectives, peak_flops=symbolic.peak_flops,
             op_source=lambda: tuple((op.xreplace(point), mult) for op, mult in symbolic.ops),
-            **fields)
+            roofline=roofline, **fields)
 
 
 @functools.lru_cache(maxsize=256)
@@ -394,4 +396,5 @@ def _template(layer: Layer, phase: Phase, datatype: DataType, recompute: Recompu
     symbolic = layer._metrics(ctx, chip, datatype, overlap)
     exprs = [sp.sympify(getattr(symbolic, f)) for f in METRIC_FIELDS]
     exprs += [sp.sympify(c.payload_bytes) for c in symbolic.collectives]
+    exprs += [sp.sympify(v) for v in symbolic.roofline or ()]
     return _Template(symbolic, compile_exact([sym.batch_size, sym.seq_len], exprs))

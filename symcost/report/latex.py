@@ -384,7 +384,7 @@ def model_document(target: "Model | Layer | None" = None, phase: Phase | str = "
     >>> from symcost import GatedMLPLayer
     >>> tex = model_document(GatedMLPLayer(), phase="decode", notation="scaling-book")
     >>> r"\mathrm{FLOPs}_{\mathrm{matmul}} &= 6 B F D" in tex, tex.count("\\newcommand")
-    (True, 37)
+    (True, 42)
     """
     from ..layers.base import Layer
     from ..models.model import Model

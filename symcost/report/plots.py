@@ -143,7 +143,7 @@ def _names(symbols: Iterable[sp.Symbol]) -> str:
 
 def _hint(symbols: set[sp.Symbol]) -> str:
     chip = {sym.peak_flops, sym.vector_flops, sym.hbm_capacity, sym.hbm_bandwidth, sym.scale_up_bandwidth,
-            sym.scale_up_domain, sym.scale_out_bandwidth, sym.collective_latency}
+            sym.scale_up_domain, sym.scale_out_bandwidth, sym.collective_latency, sym.scale_out_latency}
     return " (pass hardware= and dtype= to bind the chip)" if symbols & chip else ""
 
 
