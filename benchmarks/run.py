@@ -9,10 +9,10 @@ configurations on the realistic chip and on its roofline (median of several runs
 blocked evaluation against whole arrays at once, in the same run) and over a broadcast grid,
 (3) the same per point with ``subs`` and ``xreplace`` (the peer), and the ratios,
 (4) the warm latency of one numeric ``compute_metrics`` call, (5) the parallelism search rate for
-Llama-2-70B on 64 GPUs, and (6) when ``llm-analysis``
-(PyPI 0.2.2) is installed, its ``LLMAnalysis(...).inference(...)`` call side by side.
-Targets (from the issue): >= 5e6 configurations/s on one core; a warm numeric compute_metrics
-<= 0.2 ms.
+Llama-2-70B on 64 GPUs, and (6) whole Llama-2-7B inference and training steps, exact and float,
+with their ratios to ``llm-analysis`` (PyPI 0.2.2) measured in the same run when it is installed.
+Targets (from the issues): >= 5e6 configurations/s on one core; a warm numeric compute_metrics
+<= 0.2 ms; whole-model steps exact <= 0.5x and float <= 0.05x llm-analysis's time.
 """
 
 from __future__ import annotations
@@ -204,32 +204,89 @@ def main() -> None:
           f"{table.num_fit:,} fit) in {seconds:.2f} s = {table.num_candidates / seconds:,.0f} candidates/s "
           f"[target < 10 s: {'met' if seconds < 10 else 'MISSED'}; Calculon: ~100/s per core]")
 
-    # (6) llm-analysis side by side, if installed
+    # (6) whole-model steps, warm, against llm-analysis when installed (measured in this run)
+    whole_model_steps(20 if args.quick else 100)
+
+
+def per_call(fn, reps):
+    """Seconds per call of ``fn(i)``, warm (one call first), the best of three passes."""
+    fn(0)
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for i in range(reps):
+            fn(i)
+        times.append((time.perf_counter() - start) / reps)
+    return min(times)
+
+
+def verdict(ratio, target):
+    return f"ratio {ratio:.3f} [target <= {target}: {'met' if ratio <= target else 'MISSED'}]"
+
+
+def whole_model_steps(reps):
+    """Llama-2-7B inference (batch 8, prefill 2048 + one decode step) and training (TP 8): the
+    exact compiled step, the float path (exact=False) and llm-analysis 0.2.2's call, warm."""
+    from symcost import models
+
+    llama = models.get("llama-2-7b")
+    tp8 = {"tensor_parallel": 8}
+    ours = {
+        "inference": (per_call(lambda i: llama.inference_step(H100, 8, 2048 + i % 2), reps),
+                      per_call(lambda i: llama.inference_step(H100, 8, 2048 + i % 2, exact=False), reps)),
+        "training": (per_call(lambda i: llama.training_step(H100, 2048 + i % 2, 64, 1, parallelism=tp8), reps),
+                     per_call(lambda i: llama.training_step(H100, 2048 + i % 2, 64, 1, parallelism=tp8, exact=False),
+                              reps)),
+    }
+    from symcost.step import compile_step
+
+    serve, train = compile_step(llama, H100, "inference"), compile_step(llama, H100, "training", parallelism=tp8)
+    direct = {"inference": per_call(lambda i: serve(8, 2048 + i % 2, exact=False), reps),
+              "training": per_call(lambda i: train(2048 + i % 2, 64, 1, exact=False), reps)}
+    before = uncompiled_steps(llama, tp8, max(reps // 10, 3))
+    theirs = llm_analysis_steps(reps)
+    for phase, (exact, fast) in ours.items():
+        line = (f"whole Llama-2-7B {phase}: symcost uncompiled {before[phase] * 1e6:,.1f} us, exact "
+                f"{exact * 1e6:,.1f} us, float {fast * 1e6:,.1f} us")
+        if theirs is None:
+            print(line + "; llm-analysis not installed: ratios skipped (pip install llm-analysis==0.2.2)")
+            continue
+        other = theirs[phase]
+        print(f"{line}, compile_step float {direct[phase] * 1e6:,.1f} us; llm-analysis 0.2.2 {other * 1e6:,.1f} us; "
+              f"exact {verdict(exact / other, 0.5)}; float {verdict(fast / other, 0.05)}; compile_step float "
+              f"{verdict(direct[phase] / other, 0.05)}")
+
+
+def uncompiled_steps(llama, tp8, reps):
+    """The same steps assembled in SymPy each call (the path before compiled steps), for the ratio."""
+    from symcost.plan import compiled
+
+    compiled.USE_COMPILED = False
+    try:
+        return {"inference": per_call(lambda i: llama.inference_step(H100, 8, 2048 + i % 2), reps),
+                "training": per_call(lambda i: llama.training_step(H100, 2048 + i % 2, 64, 1, parallelism=tp8),
+                                     reps)}
+    finally:
+        compiled.USE_COMPILED = True
+
+
+def llm_analysis_steps(reps):
+    """llm-analysis 0.2.2's inference and training calls for the same model and phases, or None."""
     try:
         from llm_analysis.analysis import LLMAnalysis
-        from llm_analysis.config import get_gpu_config_by_name, get_model_config_by_name
+        from llm_analysis.config import ParallelismConfig, get_gpu_config_by_name, get_model_config_by_name
     except ImportError:
-        print("llm-analysis not installed: skipped (pip install llm-analysis==0.2.2)")
-        return
+        return None
     logging.disable(logging.CRITICAL)
-    analysis = LLMAnalysis(get_model_config_by_name("NousResearch_Llama-2-7b-hf"),
-                           get_gpu_config_by_name("h100-sxm-80gb"))
-    analysis.inference(batch_size_per_gpu=1, seq_len=1024, num_tokens_to_generate=1)
-    reps = 20 if args.quick else 100
-    start = time.perf_counter()
-    for i in range(reps):
-        analysis.inference(batch_size_per_gpu=1 + i % 8, seq_len=1024 + i, num_tokens_to_generate=1)
-    theirs = (time.perf_counter() - start) / reps
-    llama = models.get("llama-2-7b")
-    llama.inference_step(H100, batch_size=1, seq_len=1024)
-    start = time.perf_counter()
-    for i in range(reps):
-        llama.inference_step(H100, batch_size=1 + i % 8, seq_len=1024 + i)
-    ours = (time.perf_counter() - start) / reps
-    print(f"whole Llama-2-7B, prefill + one decode step: llm-analysis 0.2.2 LLMAnalysis.inference "
-          f"{theirs * 1e6:,.0f} us (floats); symcost inference_step {ours * 1e6:,.0f} us (exact rationals); "
-          f"ratio symcost/llm-analysis {ours / theirs:.2f}")
-
+    model, gpu = get_model_config_by_name("NousResearch_Llama-2-7b-hf"), get_gpu_config_by_name("h100-sxm-80gb")
+    serve = LLMAnalysis(model, gpu)
+    train = LLMAnalysis(model, gpu, parallelism_config=ParallelismConfig(tp_size=8))
+    return {
+        "inference": per_call(lambda i: serve.inference(batch_size_per_gpu=8, seq_len=2048 + i % 2,
+                                                        num_tokens_to_generate=1), reps),
+        "training": per_call(lambda i: train.training(batch_size_per_gpu=1, global_batch_size=64,
+                                                      seq_len=2048 + i % 2), reps),
+    }
 
 if __name__ == "__main__":
     main()

@@ -297,7 +297,7 @@ class Layer(BaseModel):
         with collecting() as rules:
             self.check(ctx)
         if (datatype is not None and ctx.batch_size.is_Integer and ctx.seq_len.is_Integer
-                and not chip.is_symbolic and _is_numeric(self)):
+                and not chip.is_symbolic and is_numeric(self)):
             # every input is a number: evaluate this layer's compiled formulas (the same
             # expressions as the symbolic path, with b and s left free) exactly
             template = _template(self, ctx.phase, datatype, recompute, chip, overlap)
@@ -347,7 +347,7 @@ class Layer(BaseModel):
 
 
 @functools.lru_cache(maxsize=1024)
-def _is_numeric(layer: Layer) -> bool:
+def is_numeric(layer: Layer) -> bool:
     """True when no field of ``layer`` (parallel degrees included) holds a symbol."""
     values = list(layer.__dict__.values()) + list(layer.parallelism.__dict__.values())
     return not any(isinstance(v, sp.Basic) and v.free_symbols for v in values)

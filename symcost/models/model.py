@@ -327,9 +327,10 @@ class Model(BaseModel):
     def training_step(self, hardware: Hardware | str, seq_len: Any, global_batch: Any, micro_batch: Any = 1,
                       dtype: DtypeLike = "bf16", parallelism: ParallelismLike = None,
                       recompute: Recompute = "none", interleave: Any = 1, zero_stage: int = 1,
-                      overlap: bool = False, *, stage_layers: Optional[Sequence[int]] = None):
+                      overlap: bool = False, *, stage_layers: Optional[Sequence[int]] = None, exact: bool = True):
         """One training step on ``hardware``: see :func:`symcost.step.training_step`
-        (``parallelism`` adds to the model's own; ``stage_layers``: blocks per pipeline stage).
+        (``parallelism`` adds to the model's own; ``stage_layers``: blocks per pipeline stage;
+        ``exact=False``: float64 values, the compiled fast path).
 
         >>> from symcost import models
         >>> step = models.get("llama-3-8b").training_step("H100_SXM", seq_len=8192, global_batch=64,
@@ -339,18 +340,19 @@ class Model(BaseModel):
         (64, 8, True)
         """
         return _step("training_step")(self, hardware, seq_len, global_batch, micro_batch, dtype, parallelism,
-                                      recompute, interleave, zero_stage, overlap, stage_layers=stage_layers)
+                                      recompute, interleave, zero_stage, overlap, stage_layers=stage_layers,
+                                      exact=exact)
 
     def inference_step(self, hardware: Hardware | str, batch_size: Any, seq_len: Any,
                        dtype: DtypeLike = "bf16", parallelism: ParallelismLike = None,
                        overlap: bool = False, prefill_chunk: Any = None, *,
-                       stage_layers: Optional[Sequence[int]] = None):
+                       stage_layers: Optional[Sequence[int]] = None, exact: bool = True):
         """Serving ``batch_size`` sequences of ``seq_len`` tokens: see
         :func:`symcost.step.inference_step` (``ttft``, ``tpot``, memory, throughput; ``parallelism``
         adds to the model's own; chunked prefill with ``prefill_chunk``; ``stage_layers``: blocks
-        per pipeline stage)."""
+        per pipeline stage; ``exact=False``: float64 values, the compiled fast path)."""
         return _step("inference_step")(self, hardware, batch_size, seq_len, dtype, parallelism, overlap,
-                                       prefill_chunk, stage_layers=stage_layers)
+                                       prefill_chunk, stage_layers=stage_layers, exact=exact)
 
     def max_batch_size(self, hardware: Hardware | str, seq_len: Any, dtype: DtypeLike = "bf16",
                        parallelism: ParallelismLike = None, prefill_chunk: Any = None):
@@ -370,17 +372,22 @@ class Model(BaseModel):
         return _step("max_context")(self, hardware, batch_size, dtype, parallelism, prefill_chunk)
 
     def with_parallelism(self, parallelism: ParallelismLike) -> "Model":
-        """The same model with every layer under ``parallelism``."""
-        par = Parallelism.coerce(parallelism)
+        """The same model with every layer under ``parallelism`` (memoized: the same model and
+        parallelism give the same object)."""
+        return _with_parallelism(self, Parallelism.coerce(parallelism))
 
-        def re(layer: Layer) -> Layer:
-            update: dict[str, Any] = {"parallelism": par}
-            if isinstance(layer, TransformerBlock):
-                update["attention"] = re(layer.attention)
-                update["mlp"] = re(layer.mlp)
-            return type(layer)(**{**dict(layer), **update})
 
-        return Model(name=self.name, embedding=re(self.embedding),
-                     blocks=tuple((re(blk), n) for blk, n in self.blocks),
-                     final_norm=re(self.final_norm), lm_head=re(self.lm_head))
+@functools.lru_cache(maxsize=256)
+def _with_parallelism(model: "Model", par: Parallelism) -> "Model":
+    """:meth:`Model.with_parallelism`, once per (model, parallelism)."""
+    def re(layer: Layer) -> Layer:
+        update: dict[str, Any] = {"parallelism": par}
+        if isinstance(layer, TransformerBlock):
+            update["attention"] = re(layer.attention)
+            update["mlp"] = re(layer.mlp)
+        return type(layer)(**{**dict(layer), **update})
+
+    return Model(name=model.name, embedding=re(model.embedding),
+                 blocks=tuple((re(blk), n) for blk, n in model.blocks),
+                 final_norm=re(model.final_norm), lm_head=re(model.lm_head))
 

@@ -4,12 +4,15 @@ batch or context that fits (see :mod:`symcost.plan.step` for the model)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Optional, Sequence
 
 import sympy as sp
 
 from ..core import symbols as sym
 from ..core._expr import check_divides, dim, exact
+from ..core.assumptions import collecting, merge
+from ..core.compiled import Program
 from ..core.dtypes import DataType
 from ..core.ops import AttentionCore
 from ..core.parallelism import Parallelism, ParallelismLike
@@ -18,6 +21,7 @@ from ..hardware import Hardware
 from ..hardware import get as get_hardware
 from ..hardware.timing import op_time
 from ..models.model import Model
+from . import compiled as csteps
 from .pipeline import (
     InferenceStep,
     _max_all,
@@ -30,6 +34,8 @@ from .pipeline import (
     stages_from_parts,
     values_from_rows,
 )
+
+_exact_value = exact  # the steps' ``exact`` argument shadows the function there
 
 
 def _prefill_chunk(prefill_chunk: Any, sp_degree: Any) -> Optional[sp.Expr]:
@@ -132,7 +138,7 @@ def _stage_memory(sharded: "Model", decode_rows: list, datatype: DataType, p: An
 def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, seq_len: Any,
                    dtype: Any = "bf16", parallelism: ParallelismLike = None,
                    overlap: bool = False, prefill_chunk: Any = None, *,
-                   stage_layers: Optional[Sequence[int]] = None) -> InferenceStep:
+                   stage_layers: Optional[Sequence[int]] = None, exact: bool = True) -> InferenceStep:
     """Prefill of ``seq_len`` tokens (TTFT) and one decode step attending to ``seq_len`` keys
     (TPOT) for ``batch_size`` sequences. With ``p`` pipeline stages a token passes every stage in
     turn (plus one send between stages); memory is the fullest stage's weights and KV cache (stage
@@ -155,7 +161,12 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
     >>> # one chunk's peak: a block's residual 2h plus its MLP's input and output 4h, gate and up 4f
     >>> step.num_prefill_chunks, step.activation_memory == (2 * 4096 + 4 * 4096 + 4 * 14336) * 8192
     (4, True)
-    """
+
+    Positive int sizes without ``prefill_chunk`` run a program compiled once (:func:`compile_step`);
+    ``exact=False``: its float64 values."""
+    if (fast := _inference_fast(model, hardware, batch_size, seq_len, dtype, parallelism, overlap, prefill_chunk,
+                                stage_layers, exact)) is not None:
+        return fast
     chip = get_hardware(hardware)
     par = resolve_parallelism(model, parallelism)
     check_expert_parallel(par)
@@ -163,8 +174,7 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
     datatype = DataType.parse(dtype)
     b, s = (sym.batch_size if batch_size is None else dim(batch_size, "batch_size"),
             sym.seq_len if seq_len is None else dim(seq_len, "seq_len"))
-    chunk = _prefill_chunk(prefill_chunk, par.sp)
-    _check_chunked(s, chunk, overlap)
+    chunk = _check_chunked(s, _prefill_chunk(prefill_chunk, par.sp), overlap)
     p = par.pp
     sharded = model.with_parallelism(par)
     decode_rows = sharded.breakdown(b, s, "decode", datatype, chip, "none", overlap)
@@ -176,25 +186,25 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
 
     ttft, act, prefill_rows, n_chunks = _prefill(sharded, model, b, s, chunk, datatype, chip, overlap, send)
     tpot = _stages(values_from_rows(decode_rows), "latency", 1)[0] + send(1, par.tp)
-    # the engine's own time per step (scheduling, sampling, host work; docs/conventions.md §17):
-    # a chunked prefill runs one engine step per chunk, as vLLM's and SGLang's schedulers do
+    # the engine's own time per step (docs/conventions.md §17), once per chunk (vLLM's, SGLang's schedulers)
     ttft += n_chunks * chip.runtime.step_overhead
     tpot += chip.runtime.step_overhead
     weights, kv, memory = _stage_memory(sharded, decode_rows, datatype, p, split, act)
-    return InferenceStep(ttft=exact(ttft), tpot=exact(tpot), kv_cache_memory=exact(kv),
-                         weight_memory=exact(weights), activation_memory=exact(act),
-                         memory_per_chip=exact(memory), tokens_per_second=exact(b / tpot),
-                         prefill_rows=tuple(prefill_rows), decode_rows=tuple(decode_rows), hardware=chip,
-                         prefill_chunk=None if chunk is None else int(chunk), num_prefill_chunks=n_chunks,
-                         stage_layers=split)
+    values = dict(ttft=ttft, tpot=tpot, kv_cache_memory=kv, weight_memory=weights, activation_memory=act,
+                  memory_per_chip=memory, tokens_per_second=b / tpot)
+    return InferenceStep(**{k: _exact_value(x) for k, x in values.items()}, prefill_rows=tuple(prefill_rows),
+                         decode_rows=tuple(decode_rows), hardware=chip, stage_layers=split,
+                         prefill_chunk=None if chunk is None else int(chunk), num_prefill_chunks=n_chunks)
 
 
-def _check_chunked(s: Any, chunk: Any, overlap: bool) -> None:
+def _check_chunked(s: Any, chunk: Any, overlap: bool) -> Any:
+    """``chunk``, once checked against ``s`` and ``overlap``."""
     if chunk is not None and not (s.is_Integer and chunk.is_Integer):
         raise ConfigError(f"prefill_chunk: a chunked prefill needs a numeric seq_len and prefill_chunk "
                          f"(got {s} and {chunk}); its TTFT is a sum over ceil(seq_len/prefill_chunk) chunks")
     if chunk is not None and overlap:
         raise ConfigError("prefill_chunk: a chunked prefill with overlap=True is not modelled")
+    return chunk
 
 
 def _prefill(sharded: "Model", model: "Model", b: Any, s: Any, chunk: Any, datatype: DataType, chip: Hardware,
@@ -299,3 +309,51 @@ def max_context(model: "Model", hardware: Hardware | str, batch_size: Any = 1, d
         return short  # nothing fits, or the limit lies within one chunk
     chunked = _memory_expr(model, chip, b, s, chunk, datatype, par)
     return max_integer(chunked, s, chip.hbm_capacity, lower=int(chunk), multiple_of=multiple)
+
+
+@functools.lru_cache(maxsize=64)
+def _inference_program(model: "Model", chip: Hardware, par: Parallelism, datatype: DataType, overlap: bool,
+                       stage_layers: Optional[tuple[int, ...]]) -> Optional[csteps.CompiledStep]:
+    if not csteps.compilable(model, par, chip):
+        return None
+    b, s = sym.batch_size, sym.seq_len
+    with collecting() as rules:
+        step = inference_step(model, chip, b, s, datatype, par, overlap, stage_layers=stage_layers)
+    sharded = model.with_parallelism(par)
+    stages = stages_from_parts(model_parts(sharded, list(step.decode_rows), datatype), par.pp, step.stage_layers)
+    exprs = {"ttft": step.ttft, "tpot": step.tpot, "activation": step.activation_memory,
+             "tokens_per_second": step.tokens_per_second,
+             **{f"weight{i}": st["weight"] for i, st in enumerate(stages)},
+             **{f"kv{i}": st["kv"] for i, st in enumerate(stages)}}
+    found = merge(rules, *(m.assumptions for _, _, m in (*step.prefill_rows, *step.decode_rows)))
+
+    def rows(b: int, s: int) -> list:
+        return [sharded.breakdown(b, s, phase, datatype, chip, "none", overlap) for phase in ("prefill", "decode")]
+
+    return csteps.CompiledStep("inference", Program.build("inference", (b, s), exprs, found), len(stages), chip,
+                        step.stage_layers, rows)
+
+
+def _inference_compiled(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
+                        overlap: bool, stage_layers: Optional[Sequence[int]]) -> Optional[csteps.CompiledStep]:
+    chip = get_hardware(hardware)
+    par = resolve_parallelism(model, parallelism)
+    check_expert_parallel(par)
+    return _inference_program(model, chip, par, DataType.parse(dtype), bool(overlap),
+                              None if stage_layers is None else tuple(stage_layers))
+
+
+def _inference_front(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
+                     overlap: bool, stage_layers: Optional[Sequence[int]]) -> Optional[csteps.CompiledStep]:
+    return csteps.front("inference",
+                        lambda: _inference_compiled(model, hardware, dtype, parallelism, overlap, stage_layers),
+                  model, hardware, dtype, parallelism, overlap, stage_layers)
+
+
+def _inference_fast(model: "Model", hardware: Hardware | str, batch_size: Any, seq_len: Any, dtype: Any,
+                    parallelism: ParallelismLike, overlap: bool, prefill_chunk: Any,
+                    stage_layers: Optional[Sequence[int]], exact: bool) -> Optional["InferenceStep"]:
+    sizes = csteps.sizes(batch_size, seq_len) if prefill_chunk is None and csteps.USE_COMPILED else None
+    compiled = None if sizes is None else _inference_front(model, hardware, dtype, parallelism, overlap,
+                                                           stage_layers)
+    return csteps.run(compiled, sizes, exact)

@@ -38,7 +38,7 @@ from ..models.model import Model
 from .pipeline import model_parts, pipeline_stages, stage_layout
 from .training import assemble_training, flops_per_sequence
 
-__all__ = ["SearchResult", "parallelism"]
+__all__ = ["Constraints", "SearchResult", "parallelism"]
 
 _COLUMNS = ("tp", "pp", "dp", "sp", "megatron_sp", "ep", "micro_batch", "interleave", "overlap", "recompute",
             "zero_stage", "step_time", "memory_per_chip", "mfu", "tokens_per_second")
@@ -152,7 +152,9 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
                 max_interleave: int = 8, recompute: Sequence[str] = ("none", "selective", "full"),
                 zero_stages: Sequence[int] = (0, 1, 2, 3),
                 overlap: Sequence[bool] = (False,), objective: str = "tpot",
-                progress: Optional[Callable[[float, str], None]] = None) -> SearchResult:
+                progress: Optional[Callable[[float, str], None]] = None, max_tp: Optional[int] = None,
+                min_mfu: Optional[float] = None, memory_headroom: float = 0.0,
+                price_per_hour: Optional[float] = None) -> SearchResult:
     """Rank every training configuration of ``model`` on ``num_chips`` chips by step time.
 
     Discards configurations that do not divide (heads, KV heads, FFN width, vocabulary, batch,
@@ -167,14 +169,22 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     With ``phase="inference"``: every (t, p, d) serving ``global_batch`` sequences of ``seq_len``
     tokens (``global_batch / d`` per replica), ranked by ``objective`` (``"tpot"`` or ``"ttft"``).
     ``progress(fraction, stage)`` is called as the search advances (the CLI draws its bar with it).
+
+    Constraints (:class:`Constraints`): ``max_tp`` drops the candidates with a larger tensor-parallel
+    degree; ``min_mfu`` (training) those whose MFU is lower; ``memory_headroom`` h keeps that
+    fraction of HBM free (a candidate fits when its memory per chip is at most ``(1 - h)`` x HBM).
+    ``price_per_hour`` (the price of one chip for one hour, in any currency) adds the column
+    ``cost_per_token``: ``price_per_hour * num_chips / 3600 / tokens_per_second``, that currency per
+    token. ``num_fit`` counts the candidates that fit and meet the constraints.
     """
     import time
 
     start = time.perf_counter()
     model = model.with_parallelism(None)  # the search sets every degree itself
+    limits = Constraints.of(max_tp, min_mfu, memory_headroom, price_per_hour, phase)
     if phase == "inference":
         return _inference(model, get_hardware(hardware), int(num_chips), int(global_batch), int(seq_len),
-                          DataType.parse(dtype), objective, start)
+                          DataType.parse(dtype), objective, start, limits)
     if phase != "training":
         raise ConfigError(f"phase: 'training' or 'inference', got {phase!r}")
     chip = get_hardware(hardware)
@@ -182,18 +192,26 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     N, B, s = int(num_chips), int(global_batch), int(seq_len)
     space = _Space(model, N, B, s, max_micro_batch, max_interleave, tuple(recompute), tuple(zero_stages),
                    tuple(overlap))
+    return _training(space, chip, datatype, limits, progress or (lambda fraction, stage: None), start)
+
+
+def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Constraints",
+              report: Callable[[float, str], None], start: float) -> SearchResult:
+    """The training search over ``space``: enumerate, evaluate as arrays, keep what fits, rank."""
+    import time
+
+    N, B, s = space.N, space.B, space.s
     rows, candidates = space.rows()
     if not rows:
         return SearchResult({c: np.array([]) for c in _COLUMNS}, candidates, 0, 0, time.perf_counter() - start)
     cols = _Columns.of(rows)
-    report = progress or (lambda fraction, stage: None)
     report(0.1, f"{candidates:,} candidates enumerated")
     quantities = _QUANTITIES + (("expert_weight",) if space.moe else ())  # routed experts: DP over dp/ep only
     values = _layer_values(space, cols, chip, datatype, quantities, report)
     slots = _Slots.of(space, cols, values, quantities)
     step, memory, mfu = _assemble(space, cols, slots, chip, datatype, quantities)
     report(1.0, "ranked")
-    fit = memory <= float(chip.hbm_capacity)
+    fit = limits.keep(cols.t, memory, mfu, chip)
     order = np.argsort(np.where(fit, step, np.inf), kind="stable")[: int(fit.sum())]
     columns = {
         "tp": cols.t[order], "pp": cols.p[order], "dp": cols.d[order], "sp": cols.u[order],
@@ -202,7 +220,46 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
         "zero_stage": cols.z[order], "step_time": step[order], "memory_per_chip": memory[order], "mfu": mfu[order],
         "tokens_per_second": B * s / step[order],
     }
+    limits.add_cost(columns, N)
     return SearchResult(columns, candidates, len(rows), int(fit.sum()), time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """What a configuration must meet besides dividing and fitting (see :func:`parallelism`)."""
+
+    max_tp: Optional[int] = None
+    min_mfu: Optional[float] = None
+    memory_headroom: float = 0.0
+    price_per_hour: Optional[float] = None
+
+    @classmethod
+    def of(cls, max_tp: Optional[int], min_mfu: Optional[float], memory_headroom: float,
+           price_per_hour: Optional[float], phase: str) -> "Constraints":
+        """The constraints, checked once."""
+        if max_tp is not None and (isinstance(max_tp, bool) or int(max_tp) != max_tp or max_tp < 1):
+            raise ConfigError(f"max_tp must be a positive int, got {max_tp!r}")
+        if not 0 <= memory_headroom < 1:
+            raise ConfigError(f"memory_headroom is the fraction of HBM kept free, in [0, 1), got {memory_headroom!r}")
+        if price_per_hour is not None and not price_per_hour > 0:
+            raise ConfigError(f"price_per_hour (one chip for one hour) must be positive, got {price_per_hour!r}")
+        if min_mfu is not None and phase == "inference":
+            raise ConfigError("min_mfu constrains training searches only (an inference step has no MFU)")
+        return cls(max_tp, min_mfu, float(memory_headroom), price_per_hour)
+
+    def keep(self, tp: np.ndarray, memory: np.ndarray, mfu: Optional[np.ndarray], chip: Hardware) -> np.ndarray:
+        """Where a candidate fits within the headroom and meets the constraints."""
+        ok = memory <= (1 - self.memory_headroom) * float(chip.hbm_capacity)
+        if self.max_tp is not None:
+            ok &= tp <= self.max_tp
+        if self.min_mfu is not None and mfu is not None:
+            ok &= mfu >= self.min_mfu
+        return ok
+
+    def add_cost(self, columns: dict[str, np.ndarray], num_chips: int) -> None:
+        """The ``cost_per_token`` column when a price is given."""
+        if self.price_per_hour is not None:
+            columns["cost_per_token"] = self.price_per_hour * num_chips / 3600 / columns["tokens_per_second"]
 
 
 @dataclass(frozen=True)
@@ -400,7 +457,7 @@ def _assemble(space: _Space, cols: _Columns, slots: _Slots, chip: Hardware, data
 
 
 def _inference(model: Model, chip: Hardware, N: int, batch: int, s: int, datatype: DataType, objective: str,
-               start: float) -> SearchResult:
+               start: float, limits: Constraints = Constraints()) -> SearchResult:
     """The inference search: few candidates, each evaluated exactly."""
     import time
 
@@ -419,10 +476,11 @@ def _inference(model: Model, chip: Hardware, N: int, batch: int, s: int, datatyp
             except ValueError:
                 continue  # heads, KV heads, FFN width or vocabulary do not divide
             valid += 1
-            if step.fits:
+            if limits.keep(np.array([t]), np.array([float(step.memory_per_chip)]), None, chip)[0]:
                 rows.append((t, p, d, batch // d, float(step.ttft), float(step.tpot),
                              float(step.memory_per_chip), batch / float(step.tpot)))
     rows.sort(key=lambda r: r[5] if objective == "tpot" else r[4])
     names = ("tp", "pp", "dp", "micro_batch", "ttft", "tpot", "memory_per_chip", "tokens_per_second")
     columns = {n: np.array([r[i] for r in rows]) for i, n in enumerate(names)}
+    limits.add_cost(columns, N)
     return SearchResult(columns, candidates, valid, len(rows), time.perf_counter() - start)

@@ -41,7 +41,15 @@ expression; with numbers it is exact.
 
 from __future__ import annotations
 
-from ..models.model import register_steps
+from typing import Any, Callable
+
+from ..core.parallelism import ParallelismLike
+from ..errors import ConfigError
+from ..hardware import Hardware
+from ..models.model import Model, register_steps
+from . import compiled as csteps
+from . import inference, training
+from .compiled import CompiledStep as CompiledStep
 from .inference import inference_step as inference_step
 from .inference import max_batch_size as max_batch_size
 from .inference import max_context as max_context
@@ -61,9 +69,56 @@ from .training import check_zero_stage as check_zero_stage
 from .training import flops_per_sequence as flops_per_sequence
 from .training import training_step as training_step
 
-__all__ = ["GRADIENT_BYTES", "OPTIMIZER_BYTES", "InferenceStep", "TrainingStep", "check_expert_parallel",
-           "check_zero_stage", "inference_step", "pipeline_stages", "resolve_parallelism", "stage_layout",
-           "training_step"]
+__all__ = ["GRADIENT_BYTES", "OPTIMIZER_BYTES", "CompiledStep", "InferenceStep", "TrainingStep",
+           "check_expert_parallel", "check_zero_stage", "compile_step", "inference_step", "pipeline_stages",
+           "resolve_parallelism", "stage_layout", "training_step"]
+
+
+def compile_step(model: "Model", hardware: Hardware | str, phase: str = "inference", dtype: Any = "bf16",
+                 parallelism: ParallelismLike = None, **options: Any) -> Callable[..., Any]:
+    """The step of ``model`` on ``hardware`` compiled once, as a function of its sizes.
+
+    ``phase="inference"``: ``f(batch_size, seq_len, exact=True)`` -> :class:`InferenceStep`
+    (``options``: ``overlap``, ``stage_layers``); ``phase="training"``: ``f(seq_len,
+    global_batch, micro_batch=1, exact=True)`` -> :class:`TrainingStep` (``options``:
+    ``recompute``, ``interleave``, ``zero_stage``, ``overlap``, ``stage_layers``). The
+    configuration is validated here, once; each call evaluates compiled code: exact ints and
+    Fractions (equal to the uncompiled step), or float64 with ``exact=False`` (agreeing to 1e-12).
+    :func:`training_step` and :func:`inference_step` use the same compiled programs whenever
+    their sizes are positive ints; a wrong size gets the uncompiled step's error.
+
+    >>> from symcost import models
+    >>> f = compile_step(models.get("llama-2-7b"), "H100_SXM", "inference")
+    >>> exact, fast = f(8, 2048), f(8, 2048, exact=False)
+    >>> abs(fast.ttft - exact.ttft) <= 1e-12 * exact.ttft
+    True
+    """
+    if phase == "inference":
+        program = inference._inference_front(model, hardware, dtype, parallelism, options.get("overlap", False),
+                                             options.get("stage_layers"))
+        if options.get("prefill_chunk") is not None:
+            program = None  # a chunked prefill is not compiled
+
+        def infer(batch_size: Any, seq_len: Any, *, exact: bool = True) -> InferenceStep:
+            fast = program(batch_size, seq_len, exact=exact) if program is not None and csteps.USE_COMPILED else None
+            return fast if fast is not None else inference_step(model, hardware, batch_size, seq_len, dtype,
+                                                                parallelism, exact=exact, **options)
+        return infer
+    if phase != "training":
+        raise ConfigError(f"phase: 'training' or 'inference', got {phase!r}")
+    known = {"recompute": "none", "interleave": 1, "zero_stage": 1, "overlap": False, "stage_layers": None}
+    unknown = set(options) - set(known)
+    if unknown:
+        raise ConfigError(f"compile_step: unknown training options {sorted(unknown)}; valid: {sorted(known)}")
+    trained = training._training_front(model, hardware, dtype, parallelism, *({**known, **options}[k] for k in known))
+
+    def train(seq_len: Any, global_batch: Any, micro_batch: Any = 1, *, exact: bool = True) -> TrainingStep:
+        fast = None
+        if trained is not None and csteps.USE_COMPILED:
+            fast = trained(seq_len, global_batch, micro_batch, exact=exact)
+        return fast if fast is not None else training_step(model, hardware, seq_len, global_batch, micro_batch,
+                                                           dtype, parallelism, exact=exact, **options)
+    return train
 
 
 # Model.training_step, .inference_step, .max_batch_size and .max_context delegate to these.

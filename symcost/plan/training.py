@@ -3,18 +3,23 @@ the per-stage values (see :mod:`symcost.plan.step` for the model)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional, Sequence, cast
 
 import sympy as sp
 
+from ..core import symbols as sym
 from ..core._expr import check_divides, dim, exact
+from ..core.assumptions import collecting, merge
+from ..core.compiled import Program
 from ..core.dtypes import DataType
-from ..core.parallelism import ParallelismLike
+from ..core.parallelism import Parallelism, ParallelismLike
 from ..errors import ConfigError
 from ..hardware import Hardware
 from ..hardware import get as get_hardware
 from ..layers.base import Recompute
 from ..models.model import Model
+from . import compiled as csteps
 from .pipeline import (
     GRADIENT_BYTES,
     OPTIMIZER_BYTES,
@@ -31,6 +36,8 @@ from .pipeline import (
 
 _PARAMS = sp.Symbol("_stage_params", positive=True)
 _EXPERT = sp.Symbol("_stage_expert_params", positive=True)
+
+_exact_value = exact  # the steps' ``exact`` argument shadows the function there
 
 
 def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, s: Any, B: Any,
@@ -104,12 +111,7 @@ def _fullest_stage(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any,
                    m: Any, v: Any) -> tuple[Any, Any, Any, Any, Any, Any]:
     """Every stage syncs its own parameters at once: the slowest sync and the fullest stage count.
     Returns the sync time, the weight, gradient, optimizer and activation bytes and their total."""
-    per_stage = []
-    for st in values:
-        at = {_PARAMS: st["weight"] / e, _EXPERT: st.get("expert_weight", 0) / e}
-        terms = [sp.sympify(x).xreplace(at) for x in per_params]
-        terms.append(st["activation"] * _in_flight(st["index"], p, m, v))
-        per_stage.append(terms)
+    per_stage = _stage_terms(values, per_params, e=e, p=p, m=m, v=v)
     totals = [w + g + o + a for w, g, o, _, a in per_stage]
     dp_comm = _max_all([x[3] for x in per_stage])
     if all(sp.sympify(x).is_number for x in totals):
@@ -120,6 +122,18 @@ def _fullest_stage(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any,
         weights, gradients, optimizer, activations = (_max_all([x[i] for x in per_stage]) for i in (0, 1, 2, 4))
         memory = _max_all(totals)
     return dp_comm, weights, gradients, optimizer, activations, memory
+
+
+def _stage_terms(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any, Any, Any], *, e: Any, p: Any,
+                 m: Any, v: Any) -> list[list[Any]]:
+    """Each stage's ``[weights, gradients, optimizer, dp sync, activations]``."""
+    per_stage = []
+    for st in values:
+        at = {_PARAMS: st["weight"] / e, _EXPERT: st.get("expert_weight", 0) / e}
+        terms = [sp.sympify(x).xreplace(at) for x in per_params]
+        terms.append(st["activation"] * _in_flight(st["index"], p, m, v))
+        per_stage.append(terms)
+    return per_stage
 
 
 def check_zero_stage(zero_stage: int, pipeline_parallel: Any) -> None:
@@ -136,18 +150,24 @@ def check_zero_stage(zero_stage: int, pipeline_parallel: Any) -> None:
 def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global_batch: Any,
                   micro_batch: Any = 1, dtype: Any = "bf16", parallelism: ParallelismLike = None,
                   recompute: str = "none", interleave: Any = 1, zero_stage: int = 1,
-                  overlap: bool = False, *, stage_layers: Optional[Sequence[int]] = None) -> TrainingStep:
+                  overlap: bool = False, *, stage_layers: Optional[Sequence[int]] = None,
+                  exact: bool = True) -> TrainingStep:
     """Time, memory and MFU of one training step (see the module docstring for the model).
 
     ``parallelism`` adds to the model's own (:func:`resolve_parallelism`); ``stage_layers`` gives
     the blocks per pipeline stage (default :func:`pipeline_stages`; the split used is
-    ``result.stage_layers``)."""
+    ``result.stage_layers``). With positive int sizes the step is evaluated by a program compiled
+    once per configuration (:func:`compile_step`); ``exact=False`` returns its float64 values."""
+    sizes = csteps.sizes(seq_len, global_batch, micro_batch) if csteps.USE_COMPILED else None
+    result = csteps.run(None if sizes is None else _training_front(model, hardware, dtype, parallelism, recompute,
+                                                             interleave, zero_stage, overlap, stage_layers),
+                  sizes, exact)
+    if result is not None:
+        return result
     chip = get_hardware(hardware)
     par = resolve_parallelism(model, parallelism)
     datatype = DataType.parse(dtype)
-    if isinstance(zero_stage, bool) or zero_stage not in (0, 1, 2, 3):
-        raise ConfigError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
-    check_zero_stage(zero_stage, par.pp)
+    _check_zero(zero_stage, par)
     s, B, b, v = (dim(seq_len, "seq_len"), dim(global_batch, "global_batch"),
                   dim(micro_batch, "micro_batch"), dim(interleave, "interleave"))
     check_divides(B, par.dp * b, "global_batch must be divisible by data_parallel * micro_batch")
@@ -162,7 +182,7 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
                                hidden_size=sharded.blocks[0][0].hidden_size,
                                flops_per_sequence=flops_per_sequence(model, s, datatype),
                                peak=chip.peak_flops_expr(datatype), ep=par.ep)
-    return TrainingStep(hardware=chip, stage_layers=split, **{k: exact(v) for k, v in fields.items()})
+    return TrainingStep(hardware=chip, stage_layers=split, **{k: _exact_value(v) for k, v in fields.items()})
 
 
 def flops_per_sequence(model: "Model", s: Any, datatype: DataType) -> Any:
@@ -170,3 +190,68 @@ def flops_per_sequence(model: "Model", s: Any, datatype: DataType) -> Any:
     the whole model's, whatever parallelism ``model`` was built with."""
     one = model.with_parallelism(None).compute_metrics(batch_size=1, seq_len=s, phase="training", dtype=datatype)
     return sp.sympify(one.matmul_flops_per_chip)
+
+
+_GLOBAL = sp.Symbol("B", positive=True, integer=True)  # the global batch, free in training programs
+_MEMORY = ("weight_memory", "gradient_memory", "optimizer_memory", "activation_memory", "memory_per_chip")
+
+
+@functools.lru_cache(maxsize=64)
+def _training_program(model: "Model", chip: Hardware, par: Parallelism, datatype: DataType, recompute: str,
+                      v: int, zero_stage: int, overlap: bool,
+                      stage_layers: Optional[tuple[int, ...]]) -> Optional[csteps.CompiledStep]:
+    if not csteps.compilable(model, par, chip):
+        return None
+    s, B, b = sym.seq_len, _GLOBAL, sym.batch_size
+    split = _split(model, par.pp, v, stage_layers)
+    sharded = model.with_parallelism(par)
+    with collecting() as rules:
+        check_divides(B, par.dp * b, "global_batch must be divisible by data_parallel * micro_batch")
+        rows = sharded.breakdown(b, s, "training", datatype, chip, cast(Recompute, recompute), overlap)
+    values = stages_from_parts(model_parts(sharded, rows, datatype), par.pp, split)
+    e, m = datatype.bytes, B / (par.dp * b)
+    fields = assemble_training(values, chip=chip, e=e, s=s, B=B, b=b, t=par.tp, u=par.sp, p=par.pp, d=par.dp,
+                               v=v, zero_stage=zero_stage, hidden_size=sharded.blocks[0][0].hidden_size,
+                               flops_per_sequence=flops_per_sequence(model, s, datatype),
+                               peak=chip.peak_flops_expr(datatype), ep=par.ep)
+    per_params = _data_parallel(values, chip=chip, e=e, m=m, d=par.dp, stride=par.tp * par.sp, ep=par.ep,
+                                zero_stage=zero_stage)
+    terms = _stage_terms(values, per_params, e=e, p=par.pp, m=m, v=v)
+    exprs = {k: x for k, x in fields.items() if k not in _MEMORY}
+    exprs.update({f"stage{i}.{j}": x for i, st in enumerate(terms) for j, x in enumerate(st) if j != 3})
+    found = merge(rules, *(metrics.assumptions for _, _, metrics in rows))
+    return csteps.CompiledStep("training", Program.build("training", (s, B, b), exprs, found), len(terms), chip, split,
+                        lambda *sizes: [])
+
+
+def _training_compiled(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
+                       recompute: str, interleave: Any, zero_stage: int, overlap: bool,
+                       stage_layers: Optional[Sequence[int]]) -> Optional[csteps.CompiledStep]:
+    chip = get_hardware(hardware)
+    par = resolve_parallelism(model, parallelism)
+    datatype = DataType.parse(dtype)
+    _check_zero(zero_stage, par)
+    if recompute not in ("none", "selective", "full"):
+        return None  # the uncompiled step raises the layer's own error
+    check_expert_parallel(par)
+    return _training_program(model, chip, par, datatype, recompute, int(interleave), zero_stage, bool(overlap),
+                             None if stage_layers is None else tuple(stage_layers))
+
+
+def _training_front(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
+                    recompute: str, interleave: Any, zero_stage: int, overlap: bool,
+                    stage_layers: Optional[Sequence[int]]) -> Optional[csteps.CompiledStep]:
+    if csteps.sizes(interleave) is None:
+        return None
+    def build() -> Optional[csteps.CompiledStep]:
+        return _training_compiled(model, hardware, dtype, parallelism, recompute, interleave, zero_stage, overlap,
+                                  stage_layers)
+
+    return csteps.front("training", build, model, hardware, dtype, parallelism, recompute, interleave, zero_stage,
+                        overlap, stage_layers)
+
+
+def _check_zero(zero_stage: Any, par: Parallelism) -> None:
+    if isinstance(zero_stage, bool) or zero_stage not in (0, 1, 2, 3):
+        raise ConfigError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
+    check_zero_stage(zero_stage, par.pp)

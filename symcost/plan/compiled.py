@@ -1,0 +1,192 @@
+"""Compiled whole-model steps: one program per (model, chip, parallelism, dtype, options).
+
+A step of one configuration is compiled once with the batch and sequence sizes free
+(:class:`symcost.core.compiled.Program`): the same expressions as the symbolic step, evaluated
+exactly (ints and Fractions) or in float64. The fullest stage is chosen in Python, as the numeric
+step chooses it. The configuration is validated when its program is built (the symbolic step runs
+then); a call checks only its sizes: an input that is not a positive int, or that breaks a
+divisibility rule, takes the uncompiled path, which raises its own error. The programs are built
+by :mod:`symcost.plan.inference` and :mod:`symcost.plan.training`; this module holds what both
+share: the cache in front of them, the call and the results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, cast
+
+import sympy as sp
+
+from ..core.compiled import Program, normal
+from ..core.parallelism import Parallelism
+from ..errors import ConfigError
+from ..hardware import Hardware
+from ..layers.base import is_numeric
+from ..models.model import Model
+from .pipeline import InferenceStep, TrainingStep
+
+__all__ = ["USE_COMPILED", "CompiledStep", "LazyRows", "compilable", "front", "run", "sizes"]
+
+_FRONT: dict[tuple, tuple[tuple, Any]] = {}
+_FRONT_SIZE = 256
+USE_COMPILED = True
+"""Whether the steps take their compiled programs for int sizes (tests switch it off to compare)."""
+
+@dataclass(frozen=True)
+class CompiledStep:
+    """One compiled step configuration; call it with the sizes (see :func:`compile_step`)."""
+
+    kind: str
+    program: Program
+    stages: int
+    """Distinct pipeline stages whose memory terms the program returns."""
+    chip: Hardware
+    split: Optional[tuple[int, ...]]
+    rows: Callable[..., list]
+    """``rows(*sizes)``: the step's breakdown rows (inference: prefill and decode), built lazily."""
+
+    def __call__(self, *sizes: Any, exact: bool = True) -> Any:
+        """The step at ``sizes`` (inference: batch_size, seq_len; training: seq_len, global_batch,
+        micro_batch): exact ints/Fractions, or floats with ``exact=False``."""
+        if not (all(type(x) is int and x > 0 for x in sizes) and self.program.holds(*sizes)):
+            return None
+        if exact:
+            values = tuple(normal(x) for x in self.program.exact(*sizes))
+        else:
+            values = tuple(float(x) for x in self.program.floats(*sizes))
+        return (_inference_result if self.kind == "inference" else _training_result)(self, sizes, values)
+
+
+def sizes(*values: Any) -> Optional[tuple[int, ...]]:
+    """The sizes as ints when each is a positive whole number (int or SymPy Integer), else None."""
+    out = []
+    for x in values:
+        if type(x) is int and x > 0:
+            out.append(x)
+        elif isinstance(x, sp.Integer) and x > 0:
+            out.append(int(x))
+        else:
+            return None
+    return tuple(out)
+
+
+_PLAIN = frozenset({str, int, type(None)})
+
+
+def _token(value: Any) -> tuple[Any, bool]:
+    """A cache-key part for ``value`` and whether it stands for the object's identity."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value, False
+    if kind is bool:
+        return ("bool", value), False
+    if kind is dict:
+        try:
+            return ("dict", tuple(sorted(value.items(), key=lambda kv: kv[0]))), False
+        except TypeError:
+            return ("id", id(value)), True
+    if kind is tuple and all(type(x) in _PLAIN for x in value) or isinstance(value, sp.Basic):
+        return value, False
+    return ("id", id(value)), True
+
+
+def front(kind: str, build: Callable[[], Optional[CompiledStep]], *objs: Any) -> Optional[CompiledStep]:
+    """The compiled step of ``objs`` (the call's own arguments), looked up without hashing models
+    or chips (their identity; the entry keeps them alive) and built by ``build`` on a miss."""
+    key: list[Any] = [kind]
+    refs = []
+    for o in objs:
+        token, by_id = _token(o)
+        key.append(token)
+        if by_id:
+            refs.append(o)
+    hit = _FRONT.get(tuple(key))
+    if hit is not None and all(a is b for a, b in zip(hit[0], refs)):
+        return hit[1]
+    compiled = build()
+    if len(_FRONT) >= _FRONT_SIZE:
+        _FRONT.clear()
+    _FRONT[tuple(key)] = (tuple(refs), compiled)
+    return compiled
+
+
+def compilable(model: Model, par: Parallelism, chip: Hardware) -> bool:
+    degrees = (par.tp, par.sp, par.pp, par.dp, par.ep)
+    return (not chip.is_symbolic and all(sp.sympify(x).is_Integer for x in degrees)
+            and all(is_numeric(layer) for _, layer, _ in model.parts()))
+
+
+def _inference_result(compiled: CompiledStep, sizes: tuple, values: tuple) -> InferenceStep:
+    ttft, tpot, act, tps = values[:4]
+    n = compiled.stages
+    weights, kv = values[4:4 + n], values[4 + n:4 + 2 * n]
+    held = [w + k for w, k in zip(weights, kv)]
+    i = max(range(n), key=held.__getitem__)
+    rows = LazyRows(compiled.rows, sizes)
+    return InferenceStep(ttft=ttft, tpot=tpot, kv_cache_memory=kv[i], weight_memory=weights[i],
+                         activation_memory=act, memory_per_chip=held[i] + act, tokens_per_second=tps,
+                         prefill_rows=cast(tuple, rows.part(0)), decode_rows=cast(tuple, rows.part(1)),
+                         hardware=compiled.chip, stage_layers=compiled.split)
+
+
+class LazyRows:
+    """Breakdown rows built on first use (a compiled step rarely needs them)."""
+
+    def __init__(self, make: Callable[..., list], sizes: tuple) -> None:
+        self._make, self.sizes = make, sizes
+        self._rows: Optional[list] = None
+
+    def get(self) -> list:
+        if self._rows is None:
+            self._rows = self._make(*self.sizes)
+        return self._rows
+
+    def part(self, i: int) -> "_RowsView":
+        return _RowsView(self, i)
+
+
+class _RowsView(Sequence):
+    """One list of a :class:`LazyRows`: a read-only sequence equal to the tuple of its rows."""
+
+    def __init__(self, lazy: LazyRows, i: int) -> None:
+        self._lazy, self._i = lazy, i
+
+    def _rows(self) -> tuple:
+        return tuple(self._lazy.get()[self._i])
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._rows()[i]
+
+    def __len__(self) -> int:
+        return len(self._rows())
+
+    def __eq__(self, other: object) -> bool:
+        return self._rows() == (other._rows() if isinstance(other, _RowsView) else other)
+
+    def __hash__(self) -> int:
+        return hash(self._rows())
+
+    def __repr__(self) -> str:
+        return repr(self._rows())
+
+
+def _training_result(compiled: CompiledStep, sizes: tuple, values: tuple) -> TrainingStep:
+    names = compiled.program.names
+    n = len(names) - 4 * compiled.stages
+    fields = dict(zip(names[:n], values[:n]))
+    per_stage = [values[n + 4 * i:n + 4 * i + 4] for i in range(compiled.stages)]
+    totals = [w + g + o + a for w, g, o, a in per_stage]
+    i = max(range(compiled.stages), key=totals.__getitem__)
+    w, g, o, a = per_stage[i]
+    return TrainingStep(hardware=compiled.chip, stage_layers=compiled.split, weight_memory=w, gradient_memory=g,
+                        optimizer_memory=o, activation_memory=a, memory_per_chip=totals[i], **fields)
+
+
+def run(compiled: Optional[CompiledStep], sizes: Optional[tuple], exact: bool) -> Any:
+    """The compiled step at ``sizes``, or ``None`` (then the uncompiled step runs: ``exact`` only)."""
+    result = None if compiled is None or sizes is None else compiled(*sizes, exact=exact)
+    if result is None and not exact:
+        raise ConfigError("exact=False (the float path) needs a compiled step: positive int sizes, numeric model, "
+                          "parallelism and chip, and no prefill_chunk")
+    return result
