@@ -98,7 +98,7 @@ class SweepResult:
 
     def to_pandas(self) -> Any:
         """One row per swept point (C order): a column per input, then a column per result.
-        Needs the ``pandas`` extra (so this example is not a doctest; tests/test_sweep_dask.py
+        Needs the ``pandas`` extra (so this example is not a doctest; tests/core/test_sweep_dask.py
         checks it); a Dask sweep is computed first (all of it, into memory)::
 
             Sweeper({"flops": 2 * S.batch_size * S.seq_len})(batch_size=[1, 2], seq_len=8).to_pandas()

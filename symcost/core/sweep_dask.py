@@ -7,7 +7,7 @@ float64, with the assumption checks applied to it, so a point that breaks one ra
 of the broadcast shape and the chunks of the inputs; nothing runs until ``.compute()`` (or
 ``dask.compute`` of several, which shares the blocks between them).
 
-Dask is an optional extra, so the example is not a doctest (tests/test_sweep_dask.py runs it)::
+Dask is an optional extra, so the example is not a doctest (tests/core/test_sweep_dask.py runs it)::
 
     import dask.array as da
     from symcost import symbols as S, sweep

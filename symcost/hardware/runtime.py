@@ -54,7 +54,7 @@ class Runtime(BaseModel):
 
 
 # Named profiles: those of the engines in symcost/data/inference_calibration.csv, whose terms are
-# fitted by symcost.calibration_inference (benchmarks/calibrate.py; tests/test_calibration_inference.py).
+# fitted by symcost.calibration_inference (benchmarks/calibrate.py; tests/plan/test_calibration_inference.py).
 RUNTIMES: dict[str, Runtime] = {}
 
 
@@ -67,7 +67,7 @@ IDEAL = _register(Runtime(name="ideal"))
 """No engine: the roofline's runtime."""
 
 # The calibration engines' fitted terms (symcost.calibration_inference.fit(); benchmarks/calibrate.py
-# refits them and tests/test_calibration_inference.py checks that the fit reproduces them).
+# refits them and tests/plan/test_calibration_inference.py checks that the fit reproduces them).
 ENGINE_FIT = {"step_overhead": Fraction(7, 2500), "collective_overhead": Fraction(199, 2000000)}
 
 # NB: TensorRT-LLM's gptSessionBenchmark (v0.5/v0.6.1, the runs of the calibration data) launches

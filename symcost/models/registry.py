@@ -1,6 +1,6 @@
 """Model presets: one data file each (``symcost/models/presets/<name>.json``), every number
 beside its source (the model's ``config.json`` on the Hugging Face Hub, or the paper for GPT-3),
-built by the builder the file names; ``tests/test_models.py`` checks every parameter count
+built by the builder the file names; ``tests/models/test_models.py`` checks every parameter count
 against the published figure.
 
 >>> from symcost import models

@@ -167,7 +167,7 @@ FIT = {
     "kernel_time": SHARED["FIT_KERNEL_TIME"],
 }
 """The efficiency model's fitted terms (symcost.plan.calibration_inference.fit();
-tests/test_calibration_inference.py checks that the fit reproduces them exactly)."""
+tests/plan/test_calibration_inference.py checks that the fit reproduces them exactly)."""
 
 PRESETS: dict[str, Hardware] = {}
 """Every preset chip by name, in the order of ``presets/index.json``."""

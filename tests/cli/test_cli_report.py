@@ -17,7 +17,7 @@ from symcost import hardware, models
 from symcost.cli import main
 from symcost.ops import VECTOR_FLOPS
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 # llama-3-8b (Meta's model card / config.json): h 4096, 32 heads, 8 KV heads, d 128, f 14336,
 # 32 layers, vocabulary 128256; llama-3-70b: h 8192, 64 heads, 8 KV heads, f 28672, 80 layers.

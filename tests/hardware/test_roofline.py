@@ -27,7 +27,7 @@ ALPHA_NET = Fraction(27, 10**7)
 def test_decode_gqa_is_memory_bound_on_h100():
     """Llama-3-8B attention, one decode step over 2048 keys, batch 1, bf16, on an H100.
 
-    Per op (bytes from tests/test_attention.py::test_gqa_decode_by_hand):
+    Per op (bytes from tests/layers/test_attention.py::test_gqa_decode_by_hand):
       qkv   50,331,648 FLOPs (51 ns at 989.4 TFLOP/s) vs 50,352,128 bytes (15.0 µs at 3.35 TB/s)
       core  33,554,432 + 327,680 vector FLOPs (~39 ns) vs 8,404,992 bytes (2.5 µs)
       out   33,554,432 FLOPs (34 ns) vs 33,570,816 bytes (10.0 µs)

@@ -2,7 +2,7 @@
 
 The configs below are the published ``config.json`` files on the Hugging Face Hub (whole, not
 abridged), so every key a real file carries is exercised. Expected values are derived by hand
-in the comments, or are the published parameter counts of ``tests/test_models.py``.
+in the comments, or are the published parameter counts of ``tests/models/test_models.py``.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ DEEPSEEK_V3 = {
     "transformers_version": "4.33.1", "use_cache": True, "v_head_dim": 128, "vocab_size": 129280,
 }
 
-# Published parameter counts (tests/test_models.py cites each)
+# Published parameter counts (tests/models/test_models.py cites each)
 PUBLISHED = {"llama-3-8b": 8_030_261_248, "mistral-7b": 7_241_732_096, "qwen2.5-72b": 72_706_203_648,
              "mixtral-8x7b": 46_702_792_704, "deepseek-v3": 671_026_419_200}
 
