@@ -58,19 +58,17 @@ SHIMS = {
 }
 """The old import paths kept as files (re-exports of the moved modules); see CHANGELOG.md."""
 
-ALIASES = {
-    "symcost.symbols": "symcost.core.symbols",
-    "symcost.sweep": "symcost.core.sweep",
-    "symcost.metrics": "symcost.core.metrics",
-    "symcost.calibration": "symcost.plan.calibration",
-    "symcost.calibration_inference": "symcost.plan.calibration_inference",
-    "symcost._expr": "symcost.core._expr",
-    "symcost._compile": "symcost.core.compile",
-    "symcost._notation": "symcost.core.notation",
-    "symcost.latex": "symcost.report.latex",
-    "symcost.plots": "symcost.report.plots",
-    "symcost.assumptions": "symcost.core.assumptions",
-}
+
+def _package_aliases() -> dict[str, str]:
+    """``symcost/__init__``'s ``_ALIASES`` table, read from the source (one table, stated once)."""
+    tree = ast.parse((PACKAGE / "__init__.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_ALIASES" for t in node.targets):
+            return dict(ast.literal_eval(node.value))
+    raise AssertionError("symcost/__init__.py defines no _ALIASES table")
+
+
+ALIASES = _package_aliases()
 """The old import paths registered by ``symcost/__init__`` as the moved module itself."""
 
 CONTRACT = {"symcost.layers.base", "symcost.layers.catalogue"}
