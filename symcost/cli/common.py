@@ -89,12 +89,11 @@ def model_arg(name: str) -> Model:
 
 def hardware_arg(name: str) -> Hardware:
     from .. import hardware
-    from ..hardware import Hardware
 
     path = Path(name)
     if path.suffix.lower() in (".json", ".yaml", ".yml"):
         try:
-            return Hardware.from_file(path)
+            return hardware.load_file(path)
         except ValueError as err:  # ValidationError included
             raise UsageError(f"argument --hardware: {one_line(err)}") from None
     try:

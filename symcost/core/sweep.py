@@ -186,12 +186,13 @@ class Sweeper:
         # NB: block by block only when some input is itself longer than a block (a flat list of
         # configurations); an outer product of short axes is cheaper whole, since its shared
         # sub-expressions are computed once per axis and only the last steps are full-size
+        columns = {_column(s): v for s, v in given.items()}
         if chunk and max((np.size(a) for a in inputs), default=0) > chunk and math.prod(shape):
-            return SweepResult(dict(zip(self.names, _chunked(self._function, inputs, shape, chunk))))
+            return SweepResult(dict(zip(self.names, _chunked(self._function, inputs, shape, chunk))), columns)
         outputs = self._function(*inputs)
         return SweepResult({
             name: np.broadcast_to(np.asarray(out, dtype=np.float64), shape)
-            for name, out in zip(self.names, outputs)}, {_column(s): v for s, v in given.items()})
+            for name, out in zip(self.names, outputs)}, columns)
 
     def _check(self, arrays: dict[sp.Symbol, np.ndarray]) -> None:
         seen = set()

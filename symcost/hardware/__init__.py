@@ -20,15 +20,19 @@ defaults); ``get(name).ideal()`` is the pure roofline bound.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from ..core import binding as _core_binding
 from ..errors import HardwareError
 from .binding import HardwareTimeModel
 from .chip import GIGA, KILO, MEGA, PETA, TERA, Hardware
 from .presets import PRESETS
+from .presets import load as load_preset
 from .runtime import RUNTIMES, Runtime, runtime, runtimes
 
 __all__ = ["GIGA", "KILO", "MEGA", "PETA", "PRESETS", "RUNTIMES", "TERA", "Hardware", "Runtime", "get",
-           "names", "runtime", "runtimes"]
+           "load_file", "names", "runtime", "runtimes"]
 
 for _preset in PRESETS.values():
     globals()[_preset.name] = _preset
@@ -55,6 +59,24 @@ _ALIASES = {
     "v5e": "TPU_V5E", "tpuv5litepod": "TPU_V5E", "v5p": "TPU_V5P", "v6e": "TPU_V6E",
     "trillium": "TPU_V6E",
 }
+
+
+def load_file(path: "str | Path") -> Hardware:
+    """A chip from a file: a preset data file (``name``, ``note``, ``fields`` with a value and a
+    source per number, as ``symcost/hardware/presets/*.json``) or a flat mapping of
+    :class:`Hardware` fields (JSON or YAML, :meth:`Hardware.from_file`).
+
+    Raises :class:`~symcost.errors.HardwareError`, one line naming the file and the field.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        try:
+            preset_format = "fields" in json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError):
+            preset_format = False  # from_file reports what is wrong with the file
+        if preset_format:
+            return load_preset(path)
+    return Hardware.from_file(path)
 
 
 def get(name: "str | Hardware") -> Hardware:

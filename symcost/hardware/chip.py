@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Iterator, Mapping, Optional
 
 import sympy as sp
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, ValidationError, field_validator
 
 from ..core import symbols as sym
 from ..core._expr import as_expr, exact
@@ -442,7 +442,15 @@ class Hardware(BaseModel):
             raise HardwareError(f"{path}: malformed {kind.upper()} ({err})") from None
         if not isinstance(data, dict):
             raise HardwareError(f"{path}: expected a mapping of hardware fields, got {type(data).__name__}")
-        return cls(**data)
+        if "fields" in data:
+            raise HardwareError(f"{path}: a preset data file (name, fields): load it with "
+                                "symcost.hardware.load_file or symcost.hardware.presets.load")
+        try:
+            return cls(**data)
+        except ValidationError as err:
+            first = err.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or "hardware"
+            raise HardwareError(f"{path}: {field}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
 def _file_kind(path: Path) -> str:

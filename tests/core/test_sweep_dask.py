@@ -103,6 +103,17 @@ def test_sweep_result_to_pandas():
     assert frame["tokens"].tolist() == [8, 16, 24, 16, 32, 48]
 
 
+def test_blocked_sweep_keeps_its_input_columns():
+    """A sweep longer than one block (evaluated block by block) keeps its inputs in the frame."""
+    pytest.importorskip("pandas")
+    sweeper = sc.Sweeper({"flops": 2 * S.batch_size * S.seq_len}, chunk_size=4)
+    frame = sweeper(batch_size=np.arange(1, 11), seq_len=8).to_pandas()
+    assert list(frame.columns) == ["batch_size", "seq_len", "flops"]
+    assert frame["flops"].tolist() == [16 * b for b in range(1, 11)]  # 2 b s with s = 8, by hand
+    long = sc.sweep(S.batch_size + 1, batch_size=np.arange(20_000), as_frame=True)  # > 2^14 points
+    assert list(long.columns) == ["batch_size", "value"] and long["value"].iloc[-1] == 20_000
+
+
 def test_sweep_as_frame_keeps_the_array_default():
     pytest.importorskip("pandas")
     assert isinstance(sc.sweep(S.batch_size + 1, batch_size=[1, 2]), np.ndarray)

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from symcost import DataType, hardware
 from symcost import symbols as S
+from symcost.errors import HardwareError
 from symcost.hardware import Hardware
 
 TERA = 10**12
@@ -141,8 +142,33 @@ def test_incomplete_file(tmp_path):
     data = hardware.H100_SXM.to_dict()
     del data["hbm_bandwidth"]
     path.write_text(json.dumps(data))
-    with pytest.raises(ValidationError, match="hbm_bandwidth"):
+    with pytest.raises(HardwareError, match=r"chip\.json: hbm_bandwidth: ") as info:
         Hardware.from_file(path)
+    assert "\n" not in str(info.value)  # one line, not pydantic's report
+
+
+def test_file_with_a_bad_value_is_one_line_naming_the_field(tmp_path):
+    path = tmp_path / "chip.json"
+    path.write_text(json.dumps({**hardware.H100_SXM.to_dict(), "hbm_capacity": -1}))
+    with pytest.raises(HardwareError, match=r"chip\.json: hbm_capacity: ") as info:
+        Hardware.from_file(path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_preset_data_file_loads_through_load_file(tmp_path):
+    """``hardware.load_file`` reads the preset format (a value and a source per number) as well as
+    the flat one; ``Hardware.from_file`` points at it instead of failing on a missing field."""
+    from importlib import resources
+
+    preset = resources.files("symcost.hardware").joinpath("presets", "h100-sxm.json").read_text()
+    path = tmp_path / "my-h100.json"
+    path.write_text(preset)
+    assert hardware.load_file(path) == hardware.H100_SXM
+    with pytest.raises(HardwareError, match="preset data file"):
+        Hardware.from_file(path)
+    flat = tmp_path / "flat.json"
+    hardware.H100_SXM.to_file(flat)
+    assert hardware.load_file(flat) == hardware.H100_SXM
 
 
 def test_symbolic_chip():
