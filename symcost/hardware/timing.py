@@ -186,7 +186,9 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
     # the link: the scale-up link inside one domain; across domains, a ring or tree collective
     # runs one NCCL channel through the NIC of each of the group's n/nodes chips in a domain, so
     # a domain's traffic shares n/nodes scale-out links (at most the scale-up link's rate: every
-    # channel also crosses it); an all-to-all or p2p sends each chip's bytes over its own link
+    # channel also crosses it); an all-to-all or p2p sends each chip's bytes over its own link.
+    # NB: n/nodes assumes the group spreads evenly over its domains; an uneven split (10 chips as
+    # 8 + 2) is paced by its smallest domain's NICs, which this overstates (docs/conventions.md §17)
     if inside:
         link = hardware.scale_up_bandwidth
     elif c.kind in ("all_reduce", "all_gather", "reduce_scatter"):
@@ -223,7 +225,8 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
 
 def collective_time(c: Collective, hardware: Hardware) -> sp.Expr:
     """Seconds of all ``c.count`` calls: the fastest of :func:`collective_algorithms`, as NCCL's
-    tuner picks it (a group of one costs nothing)."""
+    tuner picks it (a collective over a group of one costs nothing; a ``p2p`` is one send
+    between two chips, whatever its ``group_size``)."""
     fits = sp.Le(as_expr(c.span, "span"), hardware.scale_up_domain)
     if fits is sp.true or fits is sp.false:
         times = _algorithms(c, hardware, inside=fits is sp.true)
