@@ -10,18 +10,24 @@ from .common import (
     DEFAULT_HARDWARE,
     DEFAULT_MODEL,
     DTYPES,
+    UsageError,
     check_out,
     emit,
+    fraction,
     guarded_write,
     hardware_arg,
     model_arg,
     positive,
+    positive_number,
+    unit_fraction,
 )
 
 
 def search_cmd(args: argparse.Namespace) -> int:
     from ..plan import search
 
+    if args.min_mfu is not None and args.phase == "inference":
+        raise UsageError("argument --min-mfu: constrains training searches only (an inference step has no MFU)")
     model = model_arg(args.model)
     chip = hardware_arg(args.hardware)
     if args.plot:
@@ -36,7 +42,8 @@ def search_cmd(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"searching {model.name} on {args.chips} x {chip.name}", file=sys.stderr, flush=True)
     table = search.parallelism(model, chip, args.chips, args.global_batch, args.seq, phase=args.phase,
-                               dtype=args.dtype, progress=bar)
+                               dtype=args.dtype, progress=bar, max_tp=args.max_tp, min_mfu=args.min_mfu,
+                               memory_headroom=args.memory_headroom, price_per_hour=args.price_per_hour)
     if not args.json:
         bar(1.0, "done")
         print(f"\n{table.num_candidates:,} candidates in {table.seconds:.2f} s", file=sys.stderr)
@@ -78,6 +85,12 @@ def register(sub: Any) -> None:
     p.add_argument("--phase", choices=["training", "inference"], default="training")
     p.add_argument("--dtype", choices=DTYPES, default="bf16")
     p.add_argument("--top", type=positive, default=10)
+    p.add_argument("--max-tp", type=positive, default=None, help="the largest tensor-parallel degree")
+    p.add_argument("--min-mfu", type=unit_fraction, default=None, help="the lowest MFU (training), e.g. 0.4")
+    p.add_argument("--memory-headroom", type=fraction, default=0.0,
+                   help="the fraction of HBM kept free, e.g. 0.1 (default 0)")
+    p.add_argument("--price-per-hour", type=positive_number, default=None,
+                   help="the price of one chip for one hour: adds cost_per_token (that currency per token)")
     p.add_argument("--plot", default=None, help="also write a chart (.png, .svg or .pdf): training, the 3 best "
                    "steps' breakdown; inference, memory against context of the best")
     p.add_argument("--json", action="store_true")

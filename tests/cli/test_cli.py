@@ -83,6 +83,14 @@ def test_search_and_lists():
         (["report", "--tp", "0"], "argument --tp: expected a positive integer, got 0"),
         (["report", "--tp", "3"], "num_heads must be divisible by tensor_parallel"),
         (["solve", "max-width"], "argument quantity: invalid choice: 'max-width'"),
+        (["search", "--chips", "8", "--global-batch", "16", "--min-mfu", "1.5"],
+         "argument --min-mfu: expected a fraction in (0, 1], got '1.5'"),
+        (["search", "--chips", "8", "--global-batch", "16", "--memory-headroom", "1"],
+         "argument --memory-headroom: expected a fraction in [0, 1), got '1'"),
+        (["search", "--chips", "8", "--global-batch", "16", "--price-per-hour", "-2"],
+         "argument --price-per-hour: expected a positive number, got '-2'"),
+        (["search", "--chips", "8", "--global-batch", "16", "--phase", "inference", "--min-mfu", "0.4"],
+         "argument --min-mfu: constrains training searches only"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
@@ -92,6 +100,18 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("symcost: error: ")
     assert message in result.stderr
+
+
+def test_search_constraints_from_the_command_line():
+    """--max-tp, --memory-headroom and --price-per-hour reach the search: every ranked row keeps
+    TP <= 2 and memory <= 0.9 x 80 GB (H100's HBM), and cost per token is the price of the 8 chips
+    for one second over the tokens of that second: 2.5 * 8 / 3600 / tokens_per_second."""
+    data = json.loads(run("search", "--chips", "8", "--global-batch", "16", "--seq", "2048", "--json",
+                          "--max-tp", "2", "--memory-headroom", "0.1", "--price-per-hour", "2.5").stdout)
+    assert data["rows"]
+    for row in data["rows"]:
+        assert row["tp"] <= 2 and row["memory_per_chip"] <= 0.9 * 80e9
+        assert row["cost_per_token"] == pytest.approx(2.5 * 8 / 3600 / row["tokens_per_second"], rel=1e-12)
 
 
 def test_help_everywhere():
