@@ -51,9 +51,9 @@ PHASES = ("prefill", "decode", "training")
 
 MFU_DEFINITION = ("MFU = the model's training matmul FLOPs per step (forward and backward, no recomputation) / "
                   "(step time × chips × dense datasheet peak)")
-CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'unsafe-inline'"
-"""The page's Content-Security-Policy: nothing is fetched; inline style, data images and the
-optional inline script of a test harness run."""
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+"""The page's Content-Security-Policy: nothing is fetched and no script runs; inline style and
+``data:`` images only."""
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
