@@ -33,7 +33,6 @@ from typing import Any, Callable, Optional, Sequence, Union
 import sympy as sp
 from sympy.printing.mathml import mathml
 
-from .. import __version__
 from ..core import symbols as sym
 from ..core.dtypes import DataType, DtypeLike
 from ..core.parallelism import Parallelism, ParallelismLike
@@ -41,7 +40,7 @@ from ..errors import ConfigError
 from ..hardware import Hardware
 from ..hardware import get as get_hardware
 from ..hardware.presets import PRESETS, REFERENCES, field_sources
-from ..layers.base import Layer
+from ..layers.base import Layer, Recompute
 from ..models.model import Model
 
 __all__ = ["html_report", "write_html_report", "PHASES"]
@@ -147,7 +146,7 @@ class _Page:
     seq: int
     chunk: Optional[int]
     global_batch: int
-    recompute: str
+    recompute: Recompute
     zero_stage: int
     phases: tuple[str, ...]
     inference: Any = None
@@ -257,7 +256,7 @@ def _layer_rows(page: _Page, phase: str) -> list[list[str]]:
     length = page.chunk if phase == "prefill" and page.chunk is not None and page.chunk < page.seq else page.seq
     rows = []
     for label, layer, count in _expanded(page.sharded):
-        mode = page.recompute if phase == "training" and label.startswith("blocks") else "none"
+        mode: Recompute = page.recompute if phase == "training" and label.startswith("blocks") else "none"
         m = layer.compute_metrics(page.batch, length, phase, page.dtype, page.chip, recompute=mode)
         symbolic = layer.compute_metrics(sym.batch_size, sym.seq_len, phase, page.dtype, page.chip,
                                          recompute=mode).flops_per_chip
@@ -277,7 +276,8 @@ def _phase_section(page: _Page, phase: str) -> str:
     if phase == "prefill" and page.chunk is not None and page.chunk < page.seq:
         title = f"per layer, per chip, one chunk: batch {page.batch}, {page.chunk:,} tokens"
     elif phase == "training":
-        title = f"per layer, per chip, one micro-batch of {page.batch}, seq_len {page.seq:,}, recompute {page.recompute}"
+        title = (f"per layer, per chip, one micro-batch of {page.batch}, seq_len {page.seq:,}, "
+                 f"recompute {page.recompute}")
     body = _table(header, _layer_rows(page, phase), (1, 3, 4, 5))
     return f"<section id='{phase}'><h2>{_e(phase.capitalize())}</h2><p class='note'>{_e(title)}</p>{body}" + (
         _phase_total(page, phase) + "</section>")
@@ -299,27 +299,33 @@ def _phase_total(page: _Page, phase: str) -> str:
 
 def _breakdown_section(page: _Page) -> str:
     """The serving and training steps' time and memory, part by part, and the longest context."""
-    chip, parts = page.chip, []
-    if page.inference is not None:
-        s = page.inference
-        memory = [("weights", s.weight_memory), ("KV cache", s.kv_cache_memory),
-                  ("activations", s.activation_memory), ("total", s.memory_per_chip)]
-        rows = [[_e(k), _e(quantity(v, "B"))] for k, v in memory]
-        ctx = page.model.max_context(chip, page.batch, page.dtype, page.par, prefill_chunk=page.chunk)
-        answer = f"{ctx.value:,} tokens" if ctx.value is not None else ctx.status
-        parts.append("<h3>Serving: memory per chip (fullest stage)</h3>" + _table(["part", "bytes"], rows, (1,))
-                     + f"<p>{_fits(s.fits)} in {_e(quantity(chip.hbm_capacity, 'B'))} of HBM; longest context "
-                     f"that fits (batch {page.batch}): <b>{_e(answer)}</b></p>")
-    if page.training is not None:
-        b = page.training.breakdown()
-        time = [[_e(k.replace("_", " ")), _e(quantity(b[k], "s"))] for k in ("compute", "bubble", "pipeline_comm",
-                                                                               "dp_comm")]
-        memory = [[_e(k), _e(quantity(b[k], "B"))] for k in ("weights", "gradients", "optimizer", "activations")]
-        parts.append("<h3>Training step: time</h3>" + _table(["part", "time per step"], time, (1,))
-                     + f"<p>step time {_e(quantity(page.training.step_time, 's'))}</p>"
-                     + "<h3>Training: memory per chip (fullest stage)</h3>" + _table(["part", "bytes"], memory, (1,))
-                     + f"<p>total {_e(quantity(page.training.memory_per_chip, 'B'))}: {_fits(page.training.fits)}</p>")
+    parts = [] if page.inference is None else [_serving_breakdown(page)]
+    parts += [] if page.training is None else [_training_breakdown(page)]
     return "<section id='breakdown'><h2>Step breakdowns</h2>" + "".join(parts) + "</section>"
+
+
+def _serving_breakdown(page: _Page) -> str:
+    s, chip = page.inference, page.chip
+    memory = [("weights", s.weight_memory), ("KV cache", s.kv_cache_memory),
+              ("activations", s.activation_memory), ("total", s.memory_per_chip)]
+    rows = [[_e(k), _e(quantity(v, "B"))] for k, v in memory]
+    ctx = page.model.max_context(chip, page.batch, page.dtype, page.par, prefill_chunk=page.chunk)
+    answer = f"{ctx.value:,} tokens" if ctx.value is not None else ctx.status
+    return ("<h3>Serving: memory per chip (fullest stage)</h3>" + _table(["part", "bytes"], rows, (1,))
+            + f"<p>{_fits(s.fits)} in {_e(quantity(chip.hbm_capacity, 'B'))} of HBM; longest context "
+            f"that fits (batch {page.batch}): <b>{_e(answer)}</b></p>")
+
+
+def _training_breakdown(page: _Page) -> str:
+    t = page.training
+    b = t.breakdown()
+    time = [[_e(k.replace("_", " ")), _e(quantity(b[k], "s"))] for k in ("compute", "bubble", "pipeline_comm",
+                                                                           "dp_comm")]
+    memory = [[_e(k), _e(quantity(b[k], "B"))] for k in ("weights", "gradients", "optimizer", "activations")]
+    return ("<h3>Training step: time</h3>" + _table(["part", "time per step"], time, (1,))
+            + f"<p>step time {_e(quantity(t.step_time, 's'))}</p>"
+            + "<h3>Training: memory per chip (fullest stage)</h3>" + _table(["part", "bytes"], memory, (1,))
+            + f"<p>total {_e(quantity(t.memory_per_chip, 'B'))}: {_fits(t.fits)}</p>")
 
 
 def _assumptions_section(page: _Page) -> str:
@@ -393,13 +399,24 @@ def _charts_section(page: _Page) -> str:
     return f"<section id='charts'><h2>Charts</h2>{body}</section>"
 
 
+def _version() -> str:
+    """The installed distribution's version (``symcost.__version__`` would be an import of the
+    package root from below it: a cycle)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("symcost")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
 # -- the page ---------------------------------------------------------------------------------------
 
 
 def html_report(model: Model, hardware: Union[Hardware, str], *, batch_size: int = 1, seq_len: int = 8192,
                 dtype: DtypeLike = "bf16", parallelism: ParallelismLike = None,
                 prefill_chunk: Optional[int] = None, global_batch: Optional[int] = None,
-                recompute: str = "none", zero_stage: int = 1, phases: Sequence[str] = PHASES,
+                recompute: Recompute = "none", zero_stage: int = 1, phases: Sequence[str] = PHASES,
                 plots: bool = True) -> str:
     """The HTML page of ``model`` on ``hardware`` (the text report's numbers, with charts).
 
@@ -428,7 +445,7 @@ def html_report(model: Model, hardware: Union[Hardware, str], *, batch_size: int
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
             f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>"
-            f"<h1>{_e(title)}</h1><p class='note'>symcost {_e(__version__)}; {_e(page.dtype.value)}, "
+            f"<h1>{_e(title)}</h1><p class='note'>symcost {_e(_version())}; {_e(page.dtype.value)}, "
             f"{_e(_par_text(par))}</p>" + "\n".join(sections) + "</body></html>\n")
 
 

@@ -6,16 +6,13 @@ import html
 import re
 import sys
 from html.parser import HTMLParser
-from pathlib import Path
 
+import chromium_page  # tests/report/chromium_page.py: pytest puts this folder on sys.path
 import pytest
 
 from symcost.cli import main
 from symcost.model import Model
 from symcost.report import html as report_html
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import chromium_page  # noqa: E402
 
 VOID = {"meta", "br", "hr", "img", "input", "link", "col", "area", "base", "wbr", "source"}
 
