@@ -17,7 +17,7 @@ Numbers are shown with units: times in s, ms, µs or ns; bytes with decimal pref
 >>> tiny = Model.llama(hidden_size=256, num_heads=4, num_kv_heads=2, num_layers=2,
 ...                    vocab_size=1000, intermediate_size=512)
 >>> page = html_report(tiny, "h100", seq_len=128, plots=False)
->>> page.startswith("<!DOCTYPE html>") and "1.69 M" in page     # 1,692,928 parameters
+>>> page.startswith("<!DOCTYPE html>") and "1.69 million" in page     # 1,692,928 parameters
 True
 """
 
@@ -102,6 +102,15 @@ def _count(x: Any) -> str:
     return f"{int(value):,}" if value.is_Integer else f"{float(value):.3g}"
 
 
+def _words(x: Any) -> str:
+    """A count in words, as model cards write parameters: ``8.03 billion``."""
+    value = _value(x)
+    for scale, word in ((10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (10**3, "thousand")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {word}"
+    return f"{value:.3g}"
+
+
 # -- HTML pieces ----------------------------------------------------------------------------------
 
 
@@ -152,6 +161,7 @@ class _Page:
     inference: Any = None
     training: Any = None
     training_error: Optional[str] = None
+    context: Any = None  # the longest context that fits (Model.max_context), with the inference step
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -165,6 +175,7 @@ def _steps(page: _Page) -> None:
     if "prefill" in page.phases or "decode" in page.phases:
         page.inference = page.model.inference_step(page.chip, page.batch, page.seq, page.dtype, page.par,
                                                    prefill_chunk=page.chunk)
+        page.context = page.model.max_context(page.chip, page.batch, page.dtype, page.par, prefill_chunk=page.chunk)
     if "training" in page.phases:
         try:
             page.training = page.model.training_step(page.chip, page.seq, page.global_batch, page.batch,
@@ -174,6 +185,22 @@ def _steps(page: _Page) -> None:
 
 
 # -- sections ------------------------------------------------------------------------------------
+
+
+def _summary_section(page: _Page) -> str:
+    """The headline numbers: the model served and trained, the longest context."""
+    rows = []
+    if page.inference is not None:
+        s, ctx = page.inference, page.context
+        rows += [["TTFT (prefill of the prompt)", _e(quantity(s.ttft, "s"))],
+                 ["TPOT (one decode step)", _e(quantity(s.tpot, "s"))],
+                 ["serving memory per chip", f"{_e(quantity(s.memory_per_chip, 'B'))}: {_fits(s.fits)}"],
+                 ["longest context that fits", _e(f"{ctx.value:,} tokens" if ctx.value is not None else ctx.status)]]
+    if page.training is not None:
+        t = page.training
+        rows += [["training step time", _e(quantity(t.step_time, "s"))], ["MFU", _e(f"{_value(t.mfu):.3f}")],
+                 ["training memory per chip", f"{_e(quantity(t.memory_per_chip, 'B'))}: {_fits(t.fits)}"]]
+    return ("<section id='summary'><h2>Summary</h2>" + _table(["", "value"], rows, (1,)) + "</section>")
 
 
 def _layer_fields(layer: Layer) -> str:
@@ -188,7 +215,7 @@ def _model_section(page: _Page) -> str:
     rows = [[_e(name), _e(type(layer).__name__), _e(_count(count)), _layer_fields(layer),
              _e(_count(layer.num_params))] for name, layer, count in _expanded(model)]
     summary = (f"<p><b>{_e(model.name)}</b>: {_e(_count(model.parameter_count))} parameters "
-               f"({_e(quantity(model.parameter_count, ''))}), {_e(_count(model.num_layers))} blocks.</p>")
+               f"({_e(_words(model.parameter_count))}), {_e(_count(model.num_layers))} blocks.</p>")
     return ("<section id='model'><h2>Model</h2>" + summary
             + _table(["layer", "type", "count", "shape", "parameters (one copy)"], rows, (2, 4)) + "</section>")
 
@@ -309,7 +336,7 @@ def _serving_breakdown(page: _Page) -> str:
     memory = [("weights", s.weight_memory), ("KV cache", s.kv_cache_memory),
               ("activations", s.activation_memory), ("total", s.memory_per_chip)]
     rows = [[_e(k), _e(quantity(v, "B"))] for k, v in memory]
-    ctx = page.model.max_context(chip, page.batch, page.dtype, page.par, prefill_chunk=page.chunk)
+    ctx = page.context
     answer = f"{ctx.value:,} tokens" if ctx.value is not None else ctx.status
     return ("<h3>Serving: memory per chip (fullest stage)</h3>" + _table(["part", "bytes"], rows, (1,))
             + f"<p>{_fits(s.fits)} in {_e(quantity(chip.hbm_capacity, 'B'))} of HBM; longest context "
@@ -438,7 +465,7 @@ def html_report(model: Model, hardware: Union[Hardware, str], *, batch_size: int
     page = _Page(model, get_hardware(hardware), DataType.parse(dtype), par, batch_size, seq_len, prefill_chunk,
                  gb, recompute, zero_stage, chosen)
     _steps(page)
-    sections = [_model_section(page), _chip_section(page)]
+    sections = [_summary_section(page), _model_section(page), _chip_section(page)]
     sections += [_phase_section(page, p) for p in page.phases]
     sections += [_breakdown_section(page), _charts_section(page) if plots else "", _assumptions_section(page)]
     title = f"{model.name} on {page.chip.name}: symcost report"

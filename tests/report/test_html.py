@@ -95,18 +95,19 @@ def plain():
 
 def test_page_parses_with_every_section(plain):
     tree = parse(plain)
-    assert list(tree.sections) == ["model", "chip", "prefill", "decode", "training", "breakdown", "assumptions"]
+    assert list(tree.sections) == ["summary", "model", "chip", "prefill", "decode", "training", "breakdown",
+                                   "assumptions"]
     # one FLOPs formula per layer row: embedding, norm, attention, mlp, final norm, LM head, 3 phases
     assert tree.maths == 6 * 3
     assert tree.fetching == []
 
 
 def test_model_and_chip_numbers_with_units(plain):
-    """Hand-derived (see ``tiny``): 1,692,928 parameters, 1.69 M. The H100 SXM datasheet
+    """Hand-derived (see ``tiny``): 1,692,928 parameters, 1.69 million. The H100 SXM datasheet
     (NVIDIA, SXM column): 80 GB HBM3, 3.35 TB/s; the Hopper whitepaper's dense bf16 peak 989.4
     TFLOP/s shows as 989 TFLOP/s; NVLink 900 GB/s both ways is 450 GB/s per direction."""
     text = parse(plain).sections
-    assert "1,692,928 parameters (1.69 M)" in text["model"]
+    assert "1,692,928 parameters (1.69 million)" in text["model"]
     assert "393,216" in text["model"]  # the gated MLP's parameters: 3 x 256 x 512
     for figure in ("989 TFLOP/s", "80 GB", "3.35 TB/s", "450 GB/s", "8 chips", "[H100-DS] 80GB HBM3"):
         assert figure in text["chip"], figure
@@ -229,3 +230,11 @@ def test_png_decoder_agrees_with_pil(tmp_path):
     assert (chromium_page.decode_png(path.read_bytes()) == image).all()
     blank = np.full((8, 8, 3), 255, dtype=np.uint8)
     assert chromium_page.ink(blank) == (0.0, 0.0)
+
+
+def test_summary_states_units(plain):
+    """The headline rows carry their units: times in s/ms/µs, memory in (decimal) bytes."""
+    text = parse(plain).sections["summary"]
+    for label in ("TTFT (prefill of the prompt)", "TPOT (one decode step)", "training step time"):
+        assert re.search(re.escape(label) + r"\d+(\.\d+)? (s|ms|µs)", text), label
+    assert re.search(r"serving memory per chip3\.\d+ MB: fits", text)  # weights 3.39 MB + KV + activations
