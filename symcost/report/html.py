@@ -253,8 +253,8 @@ def _sources(chip: Hardware) -> Callable[[str, Any], str]:
             getattr(preset, key, None) if preset is not None else None)
         if preset is not None and theirs == value and name in found:
             return found[name]
-        if preset is not None and key in _EFFICIENCY:
-            return "the ideal chip: pure roofline (no efficiency derating, no overheads)"
+        if key in _EFFICIENCY and value == Hardware.model_fields[key].default:
+            return "not set: the ideal default (no derating, no overhead)"
         return "as given (not a preset's figure)"
 
     return source
@@ -358,7 +358,7 @@ def _training_breakdown(page: _Page) -> str:
 def _assumptions_section(page: _Page) -> str:
     chip = page.chip
     eff = [[_e(k.replace("_", " ")), _e(quantity(getattr(chip, k), "s") if k.endswith(("time", "latency"))
-                                        else _count(getattr(chip, k)) + f" ({_value(getattr(chip, k)):.3g})"),
+                                        else f"{getattr(chip, k)} ({_value(getattr(chip, k)):.3g})"),
             _e(_sources(chip)(k, getattr(chip, k)))] for k in _EFFICIENCY]
     items = [
         f"workload: batch {page.batch} per replica, seq_len {page.seq:,}, {page.dtype.value}, "

@@ -238,3 +238,19 @@ def test_summary_states_units(plain):
     for label in ("TTFT (prefill of the prompt)", "TPOT (one decode step)", "training step time"):
         assert re.search(re.escape(label) + r"\d+(\.\d+)? (s|ms|µs)", text), label
     assert re.search(r"serving memory per chip3\.\d+ MB: fits", text)  # weights 3.39 MB + KV + activations
+
+
+def test_sources_follow_the_chip():
+    """A preset's own figures cite its data file; the ideal chip's efficiencies are the defaults;
+    a figure changed by the user is said to be given, not cited."""
+    real = parse(report_html.html_report(tiny(), "h100", seq_len=64, phases=["decode"], plots=False))
+    assert "matmul efficiency4/5 (0.8)[H200-RUN]" in real.sections["assumptions"]
+    ideal = parse(report_html.html_report(tiny(), "h100-ideal", seq_len=64, phases=["decode"], plots=False))
+    assert "matmul efficiency1 (1)not set: the ideal default" in ideal.sections["assumptions"]
+    assert "HBM capacity80 GB[H100-DS] 80GB HBM3" in ideal.sections["chip"]  # the datasheet still
+    from symcost import hardware
+
+    big = hardware.H100_SXM.model_copy(update={"hbm_capacity": 96 * 10**9})
+    mine = parse(report_html.html_report(tiny(), big, seq_len=64, phases=["decode"], plots=False))
+    assert "HBM capacity96 GBas given (not a preset's figure)" in mine.sections["chip"]
+    assert "HBM bandwidth3.35 TB/s[H100-DS] 3.35 TB/s" in mine.sections["chip"]
