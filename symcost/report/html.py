@@ -2,7 +2,7 @@
 
 The page needs no network: its charts are inline SVG drawn by matplotlib's SVG backend (the
 optional ``plot`` extra; without it the page says so where the charts would be), its formulas
-presentation MathML (:func:`sympy.printing.mathml.mathml`, which browsers render natively), its
+presentation MathML (SymPy's presentation printer, which browsers render natively), its
 style one inline ``<style>``; a ``Content-Security-Policy`` of ``default-src 'none'`` (inline
 styles and ``data:`` images allowed) proves it. Every string that reaches the page is escaped
 (:func:`html.escape`). Sections: the model (shape table, parameter count), the chip (its key
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 import sympy as sp
-from sympy.printing.mathml import mathml
+from sympy.printing.mathml import MathMLPresentationPrinter
 
 from ..core import symbols as sym
 from ..core.dtypes import DataType, DtypeLike
@@ -126,13 +126,33 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequen
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+_ENTITY = re.compile(r"&(#\d+|#x[0-9a-fA-F]+|[A-Za-z]+);")
+
+
+def _text(data: str) -> str:
+    """Escape MathML text, keeping the entities SymPy writes (``&InvisibleTimes;``)."""
+    parts = _ENTITY.split(data)  # text, entity name, text, ...
+    return "".join(html.escape(part, quote=False) if i % 2 == 0 else f"&{part};" for i, part in enumerate(parts))
+
+
+def _serialize(node: Any) -> str:
+    """A DOM node as XML, its text escaped (SymPy's own writer leaves ``<`` and ``&`` raw)."""
+    if node.nodeType == node.TEXT_NODE:
+        return _text(node.data)
+    attrs = "".join(f' {k}="{html.escape(v)}"' for k, v in sorted(node.attributes.items())) if node.attributes else ""
+    inner = "".join(_serialize(child) for child in node.childNodes)
+    return f"<{node.tagName}{attrs}>{inner}</{node.tagName}>"
+
+
 def formula(expr: Any) -> str:
-    """``expr`` as inline presentation MathML.
+    """``expr`` as inline presentation MathML (SymPy's presentation printer), its text escaped.
 
     >>> formula(2 * sym.batch_size)
     '<math><mrow><mn>2</mn><mo>&InvisibleTimes;</mo><mi>b</mi></mrow></math>'
+    >>> formula(sp.Symbol("a<b&c"))
+    '<math><mi>a&lt;b&amp;c</mi></math>'
     """
-    return f"<math>{mathml(sp.sympify(expr), printer='presentation')}</math>"
+    return f"<math>{_serialize(MathMLPresentationPrinter()._print(sp.sympify(expr)))}</math>"
 
 
 def _fits(fits: Optional[bool]) -> str:
@@ -460,9 +480,16 @@ def html_report(model: Model, hardware: Union[Hardware, str], *, batch_size: int
     for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"html_report: {name} must be a positive integer, got {value!r}")
+    free = sp.sympify(model.parameter_count).free_symbols
+    if free:
+        raise ConfigError(f"html_report: the model's shapes must be numbers; free: "
+                          f"{', '.join(sorted(sym.describe(x) for x in free))}")
+    chip = get_hardware(hardware)
+    if chip.is_symbolic:
+        raise ConfigError("html_report: hardware must be a numeric chip (a preset name or a Hardware of numbers)")
     par = Parallelism.coerce(parallelism)
     gb = global_batch if global_batch is not None else batch_size * int(par.dp) * int(par.pp)
-    page = _Page(model, get_hardware(hardware), DataType.parse(dtype), par, batch_size, seq_len, prefill_chunk,
+    page = _Page(model, chip, DataType.parse(dtype), par, batch_size, seq_len, prefill_chunk,
                  gb, recompute, zero_stage, chosen)
     _steps(page)
     sections = [_summary_section(page), _model_section(page), _chip_section(page)]

@@ -161,9 +161,30 @@ def test_charts_are_inline_svg_with_distinct_ids(page):
     assert "TP 1, SP 1, PP 1, EP 1, DP 1" in page  # the memory chart's title (text as SVG paths aside)
 
 
-def test_bad_phase_is_one_line():
-    with pytest.raises(ValueError, match="phases must be among prefill, decode, training"):
+def test_refusals_are_one_line():
+    """A page needs numbers: unknown phases, symbolic shapes and the symbolic chip are refused."""
+    from symcost import ConfigError, Hardware
+
+    with pytest.raises(ConfigError, match="phases must be among prefill, decode, training"):
         report_html.html_report(tiny(), "h100", phases=["serve"])
+    with pytest.raises(ConfigError, match=r"shapes must be numbers; free: hidden_size \(h\), intermediate_size"):
+        report_html.html_report(Model.llama(), "h100")
+    with pytest.raises(ConfigError, match="hardware must be a numeric chip"):
+        report_html.html_report(tiny(), Hardware.symbolic())
+    with pytest.raises(ConfigError, match="seq_len must be a positive integer"):
+        report_html.html_report(tiny(), "h100", seq_len=0)
+
+
+def test_formulas_escape_their_text():
+    """SymPy's MathML writer leaves '<' raw in text; the page's formulas escape it and keep the
+    entities SymPy writes."""
+    import sympy as sp
+
+    from symcost.core import symbols as sym
+
+    math = report_html.formula(sp.Piecewise((sym.seq_len, sym.seq_len < 4), (sym.batch_size, True)))
+    assert "<mo>&lt;</mo>" in math and "<mo><</mo>" not in math
+    parse(f"<html><body>{math}</body></html>")
 
 
 def test_cli_writes_the_page(tmp_path, capsys, monkeypatch):
