@@ -33,9 +33,10 @@ import numpy as np
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 """Executables tried in turn (Debian's package is ``chromium``)."""
 
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-         "--disable-extensions", "--mute-audio")
-# NB: --no-sandbox because CI runs as root, where Chromium refuses to start sandboxed.
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+         "--no-first-run", "--disable-extensions", "--mute-audio")
+# NB: --no-sandbox because CI runs as root, where Chromium refuses to start sandboxed;
+# --disable-dev-shm-usage because containers give /dev/shm 64 MB, too little for a renderer.
 TIMEOUT_S = 60
 
 COLLECTOR = """<script>
@@ -69,6 +70,21 @@ def find_chromium() -> str | None:
         if path is not None:
             return path
     return None
+
+
+def usable_chromium() -> tuple[str | None, str]:
+    """(the path of a Chromium that renders a trivial page, "") or (None, why not)."""
+    browser = find_chromium()
+    if browser is None:
+        return None, "headless Chromium not installed (Debian: apt-get install chromium; .ci/run installs it)"
+    with tempfile.TemporaryDirectory() as folder:
+        probe = Path(folder) / "probe.html"
+        probe.write_text("<!DOCTYPE html><html><body>ok</body></html>", encoding="utf-8")
+        try:
+            dump_dom(browser, probe)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as err:
+            return None, f"{browser} cannot render a page here: {str(err)[-300:]}"
+    return browser, ""
 
 
 def with_collector(page: str) -> str:

@@ -207,9 +207,9 @@ def test_cli_refuses_a_missing_folder(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def browser():
-    path = chromium_page.find_chromium()
+    path, why = chromium_page.usable_chromium()
     if path is None:
-        pytest.skip("headless Chromium not installed (Debian: apt-get install chromium; .ci/run installs it)")
+        pytest.skip(why)
     return path
 
 
@@ -275,3 +275,10 @@ def test_sources_follow_the_chip():
     mine = parse(report_html.html_report(tiny(), big, seq_len=64, phases=["decode"], plots=False))
     assert "HBM capacity96 GBas given (not a preset's figure)" in mine.sections["chip"]
     assert "HBM bandwidth3.35 TB/s[H100-DS] 3.35 TB/s" in mine.sections["chip"]
+
+
+def test_without_chromium_the_browser_tests_say_why(monkeypatch):
+    """No browser on PATH: the fixture's reason names the package to install."""
+    monkeypatch.setenv("PATH", "")
+    assert chromium_page.usable_chromium() == (
+        None, "headless Chromium not installed (Debian: apt-get install chromium; .ci/run installs it)")
