@@ -26,7 +26,7 @@ from __future__ import annotations
 import html
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -182,7 +182,6 @@ class _Page:
     training: Any = None
     training_error: Optional[str] = None
     context: Any = None  # the longest context that fits (Model.max_context), with the inference step
-    notes: list[str] = field(default_factory=list)
 
     @property
     def sharded(self) -> Model:
@@ -392,7 +391,7 @@ def _assumptions_section(page: _Page) -> str:
         MFU_DEFINITION,
         "counting conventions: docs/conventions.md (a matmul of m×k by k×n is 2mkn FLOPs; decimal prefixes, "
         "GB = 10^9 bytes; the 'bound' column is the pure roofline's verdict)",
-    ] + page.notes
+    ]
     return ("<section id='assumptions'><h2>Assumptions</h2><h3>Efficiency model (docs/conventions.md §17)</h3>"
             + _table(["field", "value", "source"], eff, (1,))
             + "<ul>" + "".join(f"<li>{_e(t)}</li>" for t in items) + "</ul></section>")
@@ -470,6 +469,15 @@ def html_report(model: Model, hardware: Union[Hardware, str], *, batch_size: int
     ``global_batch`` defaults to ``batch_size × dp × pp`` (one micro-batch per stage); ``phases``
     picks among prefill, decode and training; ``plots=False`` leaves the charts out.
     Raises :class:`~symcost.errors.ConfigError` for an unknown phase or a symbolic workload.
+
+    The serving memory it tables is ``weights + KV cache + activations`` per chip; the KV cache
+    is ``2 (K, V) × L × g × d × s × b × bytes``:
+
+    >>> tiny = Model.llama(hidden_size=256, num_heads=4, num_kv_heads=2, num_layers=2,
+    ...                    vocab_size=1000, intermediate_size=512)
+    >>> page = html_report(tiny, "h100", seq_len=128, phases=["decode"], plots=False)
+    >>> "<td>KV cache</td><td class='n'>131 kB</td>" in page      # 2*2*2*64*128*1*2 = 131,072 B
+    True
     """
     if not isinstance(model, Model):
         raise TypeError(f"html_report: expected a Model, got {type(model).__name__}")
