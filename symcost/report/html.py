@@ -17,13 +17,14 @@ Numbers are shown with units: times in s, ms, µs or ns; bytes with decimal pref
 >>> tiny = Model.llama(hidden_size=256, num_heads=4, num_kv_heads=2, num_layers=2,
 ...                    vocab_size=1000, intermediate_size=512)
 >>> page = html_report(tiny, "h100", seq_len=128, plots=False)
->>> page.startswith("<!DOCTYPE html>") and "1.69 million" in page     # 1,692,928 parameters
+>>> page.startswith("<!DOCTYPE html>") and "1.693 million" in page     # 1,692,928 parameters
 True
 """
 
 from __future__ import annotations
 
 import html
+import math
 import re
 import tempfile
 from dataclasses import dataclass
@@ -68,32 +69,52 @@ math{font-size:1.05em}
 
 # -- numbers with units ------------------------------------------------------------------------
 
-_PREFIXES = ((10**15, "P"), (10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k"))
-_TIME_UNITS = ((1, "s"), (sp.Rational(1, 10**3), "ms"), (sp.Rational(1, 10**6), "µs"),
-               (sp.Rational(1, 10**9), "ns"))
+# NB: a private formatter until symcost.core.units lands (same rules: 4 significant digits,
+# trailing zeros dropped, the unit chosen on the rounded value, decimal prefixes, 0 in the base unit).
+DIGITS = 4
+_PREFIXES = tuple((sp.Integer(10) ** (3 * i), p) for i, p in enumerate(("", "k", "M", "G", "T", "P", "E")))
+_TIME_UNITS = ((sp.Rational(1, 10**9), "ns"), (sp.Rational(1, 10**6), "µs"), (sp.Rational(1, 10**3), "ms"),
+               (sp.Integer(1), "s"))
+_WORDS = ((1, ""), (10**6, " million"), (10**9, " billion"), (10**12, " trillion"))
 
 
 def _value(x: Any) -> float:
     return float(sp.sympify(x))
 
 
+def _digits(x: float) -> str:
+    """``x`` with :data:`DIGITS` significant digits, no exponent, no trailing zeros."""
+    if x == 0:
+        return "0"
+    r = round(x, DIGITS - 1 - math.floor(math.log10(abs(x))))
+    if abs(r) >= 10**DIGITS:
+        return f"{round(x):,}"  # whole, with separators: 123,456 s
+    decimals = max(0, DIGITS - 1 - math.floor(math.log10(abs(r))))
+    text = f"{r:,.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _scaled(x: Any, units: Sequence[tuple[Any, str]]) -> str:
+    """``x`` in the largest of ``units`` (smallest first) it reaches once rounded; 0 in the unit 1."""
+    value = _value(x)
+    chosen = units[0] if value else next(u for u in units if u[0] == 1)
+    for factor, name in units:
+        if value and abs(float(_digits(value / float(factor)).replace(",", ""))) >= 1:
+            chosen = (factor, name)
+    return f"{_digits(value / float(chosen[0]))}{chosen[1]}"
+
+
 def quantity(x: Any, unit: str) -> str:
-    """``x`` with a decimal prefix and ``unit``, three significant digits; seconds as s, ms, µs, ns.
+    """``x`` with a decimal prefix and ``unit`` (seconds as ns, µs, ms, s), 4 significant digits.
 
     >>> quantity(80 * 10**9, "B"), quantity(sp.Rational(22948, 654296875), "s"), quantity(0, "s")
-    ('80 GB', '35.1 µs', '0 s')
+    ('80 GB', '35.07 µs', '0 s')
+    >>> quantity(989_400 * 10**9, "FLOP/s"), quantity(sp.Rational(9999, 10**7), "s")   # 999.9 µs
+    ('989.4 TFLOP/s', '999.9 µs')
     """
-    value = _value(x)
-    if value == 0:
-        return f"0 {unit}"
     if unit == "s":
-        for scale, name in _TIME_UNITS:
-            if abs(value) >= scale or name == "ns":
-                return f"{value / float(scale):.3g} {name}"
-    for scale, prefix in _PREFIXES:
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
+        return _scaled(x, [(f, f" {n}") for f, n in _TIME_UNITS])
+    return _scaled(x, [(f, f" {p}{unit}") for f, p in _PREFIXES])
 
 
 def _count(x: Any) -> str:
@@ -104,11 +125,7 @@ def _count(x: Any) -> str:
 
 def _words(x: Any) -> str:
     """A count in words, as model cards write parameters: ``8.03 billion``."""
-    value = _value(x)
-    for scale, word in ((10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (10**3, "thousand")):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {word}"
-    return f"{value:.3g}"
+    return _scaled(x, _WORDS)
 
 
 # -- HTML pieces ----------------------------------------------------------------------------------
@@ -476,7 +493,7 @@ def html_report(model: Model, hardware: Union[Hardware, str], *, batch_size: int
     >>> tiny = Model.llama(hidden_size=256, num_heads=4, num_kv_heads=2, num_layers=2,
     ...                    vocab_size=1000, intermediate_size=512)
     >>> page = html_report(tiny, "h100", seq_len=128, phases=["decode"], plots=False)
-    >>> "<td>KV cache</td><td class='n'>131 kB</td>" in page      # 2*2*2*64*128*1*2 = 131,072 B
+    >>> "<td>KV cache</td><td class='n'>131.1 kB</td>" in page      # 2*2*2*64*128*1*2 = 131,072 B
     True
     """
     if not isinstance(model, Model):

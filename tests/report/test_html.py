@@ -103,23 +103,23 @@ def test_page_parses_with_every_section(plain):
 
 
 def test_model_and_chip_numbers_with_units(plain):
-    """Hand-derived (see ``tiny``): 1,692,928 parameters, 1.69 million. The H100 SXM datasheet
-    (NVIDIA, SXM column): 80 GB HBM3, 3.35 TB/s; the Hopper whitepaper's dense bf16 peak 989.4
-    TFLOP/s shows as 989 TFLOP/s; NVLink 900 GB/s both ways is 450 GB/s per direction."""
+    """Hand-derived (see ``tiny``): 1,692,928 parameters, 1.693 million (4 significant digits).
+    The H100 SXM datasheet (NVIDIA, SXM column): 80 GB HBM3, 3.35 TB/s; the Hopper whitepaper's
+    dense bf16 peak 989.4 TFLOP/s; NVLink 900 GB/s both ways is 450 GB/s per direction."""
     text = parse(plain).sections
-    assert "1,692,928 parameters (1.69 million)" in text["model"]
+    assert "1,692,928 parameters (1.693 million)" in text["model"]
     assert "393,216" in text["model"]  # the gated MLP's parameters: 3 x 256 x 512
-    for figure in ("989 TFLOP/s", "80 GB", "3.35 TB/s", "450 GB/s", "8 chips", "[H100-DS] 80GB HBM3"):
+    for figure in ("989.4 TFLOP/s", "80 GB", "3.35 TB/s", "450 GB/s", "8 chips", "[H100-DS] 80GB HBM3"):
         assert figure in text["chip"], figure
 
 
 def test_memory_numbers_with_units(plain):
-    """Serving, bf16 (2 bytes): weights 2 x 1,692,928 = 3,385,856 B = 3.39 MB; KV cache
-    K and V x 2 layers x 2 KV heads x 64 dims x 128 tokens x 2 bytes = 131,072 B = 131 kB.
+    """Serving, bf16 (2 bytes): weights 2 x 1,692,928 = 3,385,856 B = 3.386 MB; KV cache
+    K and V x 2 layers x 2 KV heads x 64 dims x 128 tokens x 2 bytes = 131,072 B = 131.1 kB.
     Training with Adam, ZeRO stage 1 on one chip: fp32 gradients 4 x 1,692,928 = 6,771,712 B
-    = 6.77 MB; fp32 master weights, m and v 12 x 1,692,928 = 20,315,136 B = 20.3 MB."""
+    = 6.772 MB; fp32 master weights, m and v 12 x 1,692,928 = 20,315,136 B = 20.32 MB."""
     text = parse(plain).sections["breakdown"]
-    for number in ("weights3.39 MB", "KV cache131 kB", "gradients6.77 MB", "optimizer20.3 MB", "80 GB"):
+    for number in ("weights3.386 MB", "KV cache131.1 kB", "gradients6.772 MB", "optimizer20.32 MB", "80 GB"):
         assert number in text, number
 
 
@@ -258,7 +258,7 @@ def test_summary_states_units(plain):
     text = parse(plain).sections["summary"]
     for label in ("TTFT (prefill of the prompt)", "TPOT (one decode step)", "training step time"):
         assert re.search(re.escape(label) + r"\d+(\.\d+)? (s|ms|µs)", text), label
-    assert re.search(r"serving memory per chip3\.\d+ MB: fits", text)  # weights 3.39 MB + KV + activations
+    assert re.search(r"serving memory per chip3\.\d+ MB: fits", text)  # weights 3.386 MB + KV + activations
 
 
 def test_sources_follow_the_chip():
