@@ -318,7 +318,6 @@ def parallelism_label(parallelism: ParallelismLike) -> str:
     return f"TP {par.tp}, SP {seq}, PP {par.pp}, EP {par.ep}, DP {par.dp}"
 
 
-
 @dataclass(frozen=True)
 class _MemoryTerms:
     """Memory per chip as expressions in ``seq_len``: the three parts, their total, the solution."""
@@ -389,6 +388,8 @@ def memory_vs_seq_len(model_or_layer: Model | Layer, hardware: Hardware | str, p
     ``memory_per_chip`` of ``compute_metrics`` in ``phase`` and the line is
     :func:`symcost.solve.max_integer` on it. Both are exact and verified at ``n`` and ``n + 1``.
 
+    The title names the model or layer, the phase, batch, dtype and chip, and on a second line
+    the parallelism (:func:`parallelism_label`); the axes are in tokens and GB (10^9 bytes).
     The grid runs from 1 to ``max_seq_len``, or to twice the solved context when not given.
     Raises ``ValueError`` when anything but ``seq_len`` stays symbolic, or for a suffix other
     than ``.png``/``.svg``.
