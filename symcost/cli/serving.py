@@ -173,7 +173,8 @@ def pd_ratio(args: argparse.Namespace) -> int:
                        "context, Little's law at the largest batch meeting TPOT and memory"}
     lines = [f"pd_ratio for {model.name}: {plan.num_prefill} prefill ({pchip.name}, TP {ppar['tensor_parallel']}) : "
              f"{plan.num_decode} decode ({dchip.name}, TP {dpar['tensor_parallel']}) instances, {plan.num_chips} chips",
-             f"  prefill: {human(plan.prefill_time, 's')} per prompt, utilization {float(plan.prefill_utilization):.3g}, "
+             f"  prefill: {human(plan.prefill_time, 's')} per prompt, "
+             f"utilization {float(plan.prefill_utilization):.3g}, "
              f"KV transfer {human(plan.kv_transfer_bytes, 'B')} per chip in {human(plan.kv_transfer_time, 's')}, "
              f"mean TTFT {human(plan.ttft, 's')} (target {human(args.ttft, 's')})",
              f"  decode: batch {plan.decode_batch} ({plan.decode_limit}-bound) at TPOT {human(plan.decode_tpot, 's')} "

@@ -105,8 +105,8 @@ def speculative_tpot(k: Any = sym.spec_k, alpha: Any = sym.spec_alpha, draft_tim
 def tpot_latex(k: Any = sym.spec_k) -> str:
     """The TPOT formula in LaTeX, the tokens per round as the sum ``sum_{i=0}^{k} alpha^i``.
 
-    >>> print(tpot_latex(2))
-    \\mathrm{TPOT} = \\frac{2 T_{\\mathrm{draft}} + T_{\\mathrm{verify}}}{\\alpha_{\\mathrm{acc}}^{2} + \\alpha_{\\mathrm{acc}} + 1}
+    >>> print(tpot_latex(1))
+    \\mathrm{TPOT} = \\frac{T_{\\mathrm{draft}} + T_{\\mathrm{verify}}}{\\alpha_{\\mathrm{acc}} + 1}
     """
     names = sym.latex_names()
     k_ = dim(k, "spec_k")

@@ -2,7 +2,9 @@
 in-process through the command's ``main``: the numbers are the library's, bad input one line."""
 
 import json
+import re
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +85,33 @@ def test_solve_pd_ratio_bad_input(capsys, argv, message):
     code, _, err = run(capsys, "solve", *argv)
     assert code == 2 and err.count("\n") == 1
     assert message in err
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _sessions(title):
+    """``(argv, expected lines)`` of each ``$ symcost`` line in the README subsection ``title``."""
+    section = README.read_text().split(f"### {title}\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    sessions = []
+    for block in re.findall(r"```console\n(.*?)```", section, flags=re.S):
+        for line in block.splitlines():
+            if line.startswith("$ symcost"):
+                sessions.append((line.split()[2:], []))
+            elif line.strip():
+                sessions[-1][1].append(line)
+    return sessions
+
+
+@pytest.mark.parametrize("title", ["Speculative decoding", "Disaggregated serving"])
+def test_readme_examples_print_what_the_readme_says(capsys, title):
+    """Every ``$ symcost`` line of the subsection runs and prints each line shown (``...``: any text)."""
+    sessions = _sessions(title)
+    assert len(sessions) >= 2
+    for argv, expected in sessions:
+        code, out, err = run(capsys, *argv)
+        failing = any(line.startswith("symcost: error:") for line in expected)
+        assert code == (2 if failing else 0), (argv, err)
+        for line in expected:
+            pattern = ".*".join(re.escape(part) for part in line.strip().split("..."))
+            assert re.search(pattern, out + err), f"{argv}: {line!r} not in\n{out}{err}"
