@@ -287,7 +287,9 @@ def speculative_step(model: Model, hardware: Hardware | str, batch_size: Any, se
         raise ConfigError(f"pipeline_parallel: speculative decoding is modelled without pipeline parallelism, "
                           f"got {par.pp}")
     datatype = DataType.parse(dtype)
-    b, s, k_, a = dim(batch_size, "batch_size"), dim(seq_len, "seq_len"), dim(k, "spec_k"), _alpha(alpha)
+    b = sym.batch_size if batch_size is None else dim(batch_size, "batch_size")
+    s = sym.seq_len if seq_len is None else dim(seq_len, "seq_len")
+    k_, a = dim(k, "spec_k"), _alpha(alpha)
     plain = inference_step(model, chip, b, s, datatype, par)
     sharded = model.with_parallelism(par)
     verify = _verify_time(sharded, chip, b, s, k_, datatype)

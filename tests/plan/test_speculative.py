@@ -184,3 +184,10 @@ def test_latex():
     assert tpot_latex() == (r"\mathrm{TPOT} = \frac{T_{\mathrm{draft}} k + T_{\mathrm{verify}}}"
                             r"{\sum_{i=0}^{k} \alpha_{\mathrm{acc}}^{i}}")
     assert r"\alpha_{\mathrm{acc}}^{2} + \alpha_{\mathrm{acc}} + 1" in tpot_latex(2)
+
+
+def test_symbolic_batch_agrees_with_numeric():
+    """batch_size=None keeps b symbolic; at b = 4 it is the numeric step."""
+    symbolic = speculative_step(LLAMA, "H100_SXM", None, 2048, k=2, alpha=Fraction(1, 2))
+    numeric = speculative_step(LLAMA, "H100_SXM", 4, 2048, k=2, alpha=Fraction(1, 2))
+    assert sp.cancel(symbolic.tpot.xreplace({S.batch_size: 4}) - numeric.tpot) == 0
