@@ -10,7 +10,7 @@ quotient for every ``alpha`` (so the ``alpha -> 1`` limit ``k + 1`` is its plain
 0/0 that a sweep would turn into NaN), and the break-even equation ``E(alpha) = r`` is then a
 polynomial of degree ``k`` in ``alpha``, which SymPy solves exactly. For a symbolic ``k`` the sum
 has no finite expansion, so ``E`` is the quotient as a ``Piecewise`` with the exact value
-``k + 1`` at ``alpha = 1``.
+``k + 1`` at ``alpha = 1``. Where this departs from the counting rules: docs/conventions.md §16.
 
 One round costs ``k`` draft decode steps plus one target forward over ``k + 1`` query tokens (the
 last accepted token and the ``k`` proposals) against the context, and
