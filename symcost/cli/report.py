@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from .. import __version__
+from . import serving
 from .common import (
     CHUNK_HELP,
     add_common,
@@ -145,6 +146,7 @@ def report(args: argparse.Namespace) -> int:
     if args.html:
         check_out(args.html, "--html")
     par = parallelism_arg(args)
+    speculative = serving.check_speculative(args)
     model.with_parallelism(par)  # a degree that does not divide: one line, exit 2
     run = _Run(args, model, chip, dtype, par, [args.phase] if args.phase else ["prefill", "decode", "training"])
     parallelism = Parallelism.coerce(par)
@@ -167,6 +169,8 @@ def report(args: argparse.Namespace) -> int:
         _phase_section(run, phase, inference, training, training_error, lines, out)
     if inference is not None:
         _serving_summary(run, inference, lines, out)
+    if speculative:
+        serving.speculative_section(run, lines, out)
     if args.plot:
         _roofline_plot(run, lines)
     if args.html:
@@ -330,4 +334,5 @@ def register(sub: Any) -> None:
     p.add_argument("--plot", default=None, help="also write a roofline chart (.png, .svg or .pdf)")
     p.add_argument("--html", default=None, metavar="FILE",
                    help="also write one self-contained HTML page: tables, formulas, charts (charts need matplotlib)")
+    serving.add_speculative(p)
     p.set_defaults(func=report)
