@@ -348,9 +348,20 @@ class Layer(BaseModel):
 
 @functools.lru_cache(maxsize=1024)
 def is_numeric(layer: Layer) -> bool:
-    """True when no field of ``layer`` (parallel degrees included) holds a symbol."""
+    """True when no field of ``layer`` (parallel degrees included), nor of a layer it holds
+    (a block's attention and MLP, directly or in a tuple), holds a symbol."""
     values = list(layer.__dict__.values()) + list(layer.parallelism.__dict__.values())
-    return not any(isinstance(v, sp.Basic) and v.free_symbols for v in values)
+    return all(_numeric_value(v) for v in values)
+
+
+def _numeric_value(value: Any) -> bool:
+    if isinstance(value, sp.Basic):
+        return not value.free_symbols
+    if isinstance(value, Layer):
+        return is_numeric(value)
+    if isinstance(value, (tuple, list)):
+        return all(_numeric_value(v) for v in value)
+    return True
 
 
 @functools.lru_cache(maxsize=1024)
