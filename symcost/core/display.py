@@ -1,0 +1,197 @@
+r"""What people read: quantities with units (text, LaTeX, HTML), readable formulas and HTML tables.
+
+Every result object's ``__str__``, ``__repr__``, ``_repr_latex_`` and ``_repr_html_`` is built from
+these helpers; the objects keep their exact values in their fields. A quantity has a *kind* (one of
+:data:`KINDS`) naming its unit; a numeric value is shown with :mod:`symcost.core.units` (the exact
+value stays in the HTML cell's ``title``), a symbolic one as its formula.
+
+This module sits in ``core`` so that every stage may use it (``plan`` must not import ``report``);
+it imports SymPy only inside the functions that print formulas.
+
+>>> from fractions import Fraction
+>>> text(Fraction(22948, 654296875), "time"), latex(80 * 10**9, "bytes")
+('35.07 µs', '80\\,\\mathrm{GB}')
+>>> print(html_table(["x", "T"], [["a", html(Fraction(1, 8), "time")]], highlight=0))
+<table class="symcost"><thead><tr><th>x</th><th>T</th></tr></thead><tbody><tr class="chosen" style="background:#fff3b0;font-weight:bold"><td>a</td><td><span title="1/8 s">125 ms</span></td></tr></tbody></table>
+"""
+
+from __future__ import annotations
+
+import html as _html
+import numbers
+from typing import Any, Callable, Optional, Sequence
+
+from . import units
+
+__all__ = ["KINDS", "is_numeric", "text", "latex", "html", "formula", "readable", "html_table", "html_section",
+           "short_repr", "FIELD_KINDS"]
+
+KINDS: dict[str, Callable[[Any], str]] = {
+    "time": units.format_time,
+    "bytes": units.format_bytes,
+    "flops": units.format_flops,
+    "flop_rate": lambda x: units.format_rate(x, "FLOP"),
+    "byte_rate": lambda x: units.format_rate(x, "B"),
+    "token_rate": lambda x: units.format_rate(x, "token"),
+    "count": units.format_count,
+    "percent": units.format_percent,
+    "plain": lambda x: units.format_scaled(x, [(1, "")]),
+}
+"""The kinds of quantity and how a number of each kind is written."""
+
+_UNIT_OF = {"time": "s", "bytes": "B", "flops": "FLOP", "flop_rate": "FLOP/s", "byte_rate": "B/s",
+            "token_rate": "token/s", "count": "", "percent": "", "plain": ""}
+
+FIELD_KINDS = {
+    "flops_per_chip": "flops", "matmul_flops_per_chip": "flops", "hbm_bytes_per_chip": "bytes",
+    "weight_memory_per_chip": "bytes", "activation_memory_per_chip": "bytes",
+    "kv_cache_memory_per_chip": "bytes", "comm_bytes_per_chip": "bytes", "compute_time": "time",
+    "memory_time": "time", "comm_time": "time", "latency": "time",
+}
+"""The kind of each :data:`~symcost.core.metrics.METRIC_FIELDS` field."""
+
+
+def is_numeric(value: Any) -> bool:
+    """Whether ``value`` is a number (Python or SymPy), not a formula.
+
+    >>> import sympy as sp
+    >>> is_numeric(3), is_numeric(sp.Rational(1, 2)), is_numeric(sp.Symbol("b")), is_numeric(None)
+    (True, True, False, False)
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return False
+    if isinstance(value, numbers.Number):
+        return True
+    return bool(getattr(value, "is_number", False))
+
+
+def text(value: Any, kind: str) -> str:
+    """``value`` for plain text: a number with its unit, a formula as SymPy prints it, ``-`` for ``None``."""
+    if value is None:
+        return "-"
+    if is_numeric(value):
+        return KINDS[kind](value)
+    unit = _UNIT_OF[kind]
+    return f"{value} {unit}".rstrip() if unit else str(value)
+
+
+def _latex_unit(unit_text: str) -> str:
+    number, _, unit = unit_text.partition(" ")
+    number = number.replace(",", "{,}")
+    if not unit:
+        return number
+    if unit == "%":
+        return number + r"\,\%"
+    if unit.startswith("µ"):
+        return rf"{number}\,\mu\mathrm{{{unit[1:]}}}"
+    return rf"{number}\,\mathrm{{{unit}}}"
+
+
+def latex(value: Any, kind: str, notation: str = "megatron") -> str:
+    """``value`` as LaTeX math: a number with its unit (``35.07\\,\\mu\\mathrm{s}``), else its formula."""
+    if value is None:
+        return r"\text{--}"
+    if is_numeric(value):
+        return _latex_unit(KINDS[kind](value))
+    return formula(value, notation=notation)
+
+
+def html(value: Any, kind: str) -> str:
+    """``value`` for an HTML cell: a number with its unit, the exact value in the ``title``
+    (shown on hover), or a formula in ``<code>``."""
+    if value is None:
+        return "-"
+    if is_numeric(value):
+        unit = _UNIT_OF[kind]
+        exact = f"{value} {unit}".rstrip() if kind != "percent" else str(value)
+        return f'<span title="{_html.escape(exact)}">{_html.escape(KINDS[kind](value))}</span>'
+    return f"<code>{_html.escape(text(value, kind))}</code>"
+
+
+COLLECT_BY = {"flops": ("seq_len",), "bytes": ("seq_len", "hidden_size"), "time": ()}
+"""The canonical form of a formula, chosen per kind: after :func:`symcost.core.notation.present`
+(expand, then the common factor out), the sum left is collected in these symbols, in order: FLOPs
+and traffic by the sequence length (the ``s`` and ``s²`` terms apart), memory by the sequence
+length then the hidden size."""
+
+_LEAVE = 200
+"""A formula with more terms than this once expanded is shown as stored (expansion would not help)."""
+
+
+def readable(value: Any, kind: str = "plain") -> Any:
+    """The display form of a formula: expanded, the common factor out, the rest collected in the
+    symbols of :data:`COLLECT_BY` for ``kind``; the same value (``expand(readable(x) - x) == 0``).
+    A ``Max`` or ``Min`` at the top (a peak) has each branch made readable; formulas with one
+    inside (times: a sum of per-op rooflines) are shown as stored.
+
+    >>> from symcost import symbols as S
+    >>> L, e, h = S.num_layers, S.dtype_bytes, S.hidden_size
+    >>> readable(L * (4*e*h + e*(4*h**2 + 4*h) + e*(8*h**2 + 5*h)), "bytes")
+    L*e*h*(12*h + 13)
+    """
+    import sympy as sp
+
+    from . import symbols as sym
+
+    if not isinstance(value, sp.Expr) or value.is_number:
+        return value
+    if isinstance(value, (sp.Max, sp.Min)):  # a peak or a cap: each branch readable
+        return value.func(*(readable(arg, kind) for arg in value.args), evaluate=False)
+    if value.has(sp.Max, sp.Min, sp.Piecewise):
+        return value
+    expanded = sp.expand(value)
+    if len(sp.Add.make_args(expanded)) > _LEAVE:
+        return value
+    out = sp.factor_terms(expanded)
+    symbols = [getattr(sym, n) for n in COLLECT_BY.get(kind, ())]
+    if not symbols:
+        return out
+    return out.replace(lambda x: isinstance(x, sp.Add), lambda x: sp.collect(x, symbols, func=sp.factor_terms))
+
+
+def formula(value: Any, kind: str = "plain", notation: str = "megatron") -> str:
+    """The LaTeX of :func:`readable` (``value``) with the notation's symbol names."""
+    import sympy as sp
+
+    from .notation import names
+
+    return sp.latex(readable(value, kind), symbol_names=dict(names(notation)))
+
+
+def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], highlight: Optional[int] = None,
+               caption: Optional[str] = None) -> str:
+    """An HTML table; ``headers`` are escaped, cells are HTML already (see :func:`html`); row
+    ``highlight`` (0-based) is marked ``class="chosen"`` and highlighted."""
+    head = "".join(f"<th>{_html.escape(h)}</th>" for h in headers)
+    body = []
+    for i, row in enumerate(rows):
+        mark = ' class="chosen" style="background:#fff3b0;font-weight:bold"' if i == highlight else ""
+        body.append(f"<tr{mark}>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
+    cap = f"<caption>{_html.escape(caption)}</caption>" if caption else ""
+    return f'<table class="symcost">{cap}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def html_section(title: str, parts: Sequence[str]) -> str:
+    """A titled block of HTML parts (tables, paragraphs) for ``_repr_html_``."""
+    inner = "".join(parts)
+    return f'<div class="symcost"><strong>{_html.escape(title)}</strong>{inner}</div>'
+
+
+def html_text(s: str) -> str:
+    """``s`` escaped as an HTML paragraph."""
+    return f"<p>{_html.escape(s)}</p>"
+
+
+def short_repr(name: str, items: Sequence[tuple[str, str]], limit: int = 200) -> str:
+    """``name(key=value, ...)``, cut to ``limit`` characters with ``...`` when longer.
+
+    >>> short_repr("Step", [("T", "1 s"), ("fits", "True")])
+    'Step(T=1 s, fits=True)'
+    """
+    out = f"{name}(" + ", ".join(f"{k}={v}" for k, v in items) + ")"
+    return out if len(out) <= limit else out[:limit - 4] + "...)"
+
+
+def fits_text(fits: Optional[bool]) -> str:
+    """``fits`` for people: ``yes``, ``no`` or ``unknown (symbolic)``."""
+    return "unknown (symbolic)" if fits is None else ("yes" if fits else "no")
