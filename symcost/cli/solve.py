@@ -57,7 +57,7 @@ def solve(args: argparse.Namespace) -> int:
             except ValueError:
                 continue
             candidates.append(t)
-        r = min_degree(memory, None, chip.hbm_capacity, candidates)
+        r = min_degree(memory, None, chip.hbm_capacity, candidates, kind="bytes")
         data = {"quantity": "min_tp", "value": r.value, "status": r.status,
                 "checked": [{"tp": n, "memory_per_chip": num(v), "fits": f} for n, v, f in r.checked]}
         given = f"batch {args.batch}, seq_len {args.seq:,}"

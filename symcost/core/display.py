@@ -182,16 +182,18 @@ def html_text(s: str) -> str:
     return f"<p>{_html.escape(s)}</p>"
 
 
-def short_repr(name: str, items: Sequence[tuple[str, str]], limit: int = 200) -> str:
-    """``name(key=value, ...)``, cut to ``limit`` characters with ``...`` when longer.
+def short_repr(name: str, items: Sequence[tuple[str, str]], limit: int = 200, item_limit: int = 48) -> str:
+    """``name(key=value, ...)``, each value cut to ``item_limit`` characters and the whole to
+    ``limit``, with ``...`` where cut (a symbolic step time can run to thousands of characters).
 
     >>> short_repr("Step", [("T", "1 s"), ("fits", "True")])
     'Step(T=1 s, fits=True)'
     """
-    out = f"{name}(" + ", ".join(f"{k}={v}" for k, v in items) + ")"
+    cut = [(k, v if len(v) <= item_limit else v[:item_limit - 3] + "...") for k, v in items]
+    out = f"{name}(" + ", ".join(f"{k}={v}" for k, v in cut) + ")"
     return out if len(out) <= limit else out[:limit - 4] + "...)"
 
 
 def fits_text(fits: Optional[bool]) -> str:
-    """``fits`` for people: ``yes``, ``no`` or ``unknown (symbolic)``."""
-    return "unknown (symbolic)" if fits is None else ("yes" if fits else "no")
+    """``fits`` for people: ``fits``, ``does not fit`` or ``fit unknown (symbolic)``."""
+    return "fit unknown (symbolic)" if fits is None else ("fits" if fits else "does not fit")

@@ -121,13 +121,13 @@ def format_scaled(value: Any, units: Sequence[tuple[Any, str]], digits: int = DI
     """``value`` in the largest unit of ``units`` (``(factor, name)``, smallest first) it reaches.
 
     The unit is chosen on the rounded value, so 999.96 µs reads ``1 ms``, not ``1000 µs``;
-    values below the smallest unit stay in it.
+    values below the smallest unit stay in it; zero is written in the unit of factor 1 (``0 s``).
 
     >>> format_scaled(1500, [(1, " m"), (1000, " km")])
     '1.5 km'
     """
     number = to_number(value)
-    chosen = units[0]
+    chosen = units[0] if number else next((u for u in units if u[0] == 1), units[0])  # 0 s, not 0 ns
     for factor, name in units:
         if number and abs(_round(_ratio(number, factor), digits)) >= 1:
             chosen = (factor, name)
@@ -146,7 +146,7 @@ def format_time(seconds: Any, digits: int = DIGITS) -> str:
     """A duration in s, ms, µs or ns.
 
     >>> format_time(2), format_time(0.0125), format_time(Fraction(1, 4_000_000)), format_time(0)
-    ('2 s', '12.5 ms', '250 ns', '0 ns')
+    ('2 s', '12.5 ms', '250 ns', '0 s')
     >>> format_time(12345.6)
     '12,346 s'
     """
