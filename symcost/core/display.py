@@ -73,7 +73,8 @@ def text(value: Any, kind: str) -> str:
     if is_numeric(value):
         return KINDS[kind](value)
     unit = _UNIT_OF[kind]
-    return f"{value} {unit}".rstrip() if unit else str(value)
+    shown = readable(value, kind)
+    return f"{shown} {unit}".rstrip() if unit else str(shown)
 
 
 def _latex_unit(unit_text: str) -> str:
@@ -94,7 +95,7 @@ def latex(value: Any, kind: str, notation: str = "megatron") -> str:
         return r"\text{--}"
     if is_numeric(value):
         return _latex_unit(KINDS[kind](value))
-    return formula(value, notation=notation)
+    return formula(value, kind, notation)
 
 
 def html(value: Any, kind: str) -> str:
@@ -198,3 +199,62 @@ def short_repr(name: str, items: Sequence[tuple[str, str]], limit: int = 200, it
 def fits_text(fits: Optional[bool]) -> str:
     """``fits`` for people: ``fits``, ``does not fit`` or ``fit unknown (symbolic)``."""
     return "fit unknown (symbolic)" if fits is None else ("fits" if fits else "does not fit")
+
+
+# -- metrics --------------------------------------------------------------------------------------
+
+def _metric_fields(m: Any) -> list[str]:
+    """The fields worth showing: every field, the times only once a chip is bound."""
+    timed = any(getattr(m, f) != 0 for f in ("compute_time", "memory_time", "comm_time", "latency"))
+    return [f for f in FIELD_KINDS if timed or FIELD_KINDS[f] != "time"]
+
+
+def metrics_repr(m: Any) -> str:
+    """``LayerMetrics(phase=..., flops=..., memory=..., latency=..., bound=...)`` in 200 characters,
+    the undecided assumptions last."""
+    def shown(value: Any, kind: str) -> str:
+        return text(value if is_numeric(value) else readable(value, kind), kind)
+
+    items = [("phase", str(m.phase)), ("flops", shown(m.flops_per_chip, "flops")),
+             ("hbm", shown(m.hbm_bytes_per_chip, "bytes")), ("memory", shown(m.memory_per_chip, "bytes"))]
+    if "latency" in _metric_fields(m):
+        items += [("latency", shown(m.latency, "time")), ("bound", str(m.bound))]
+    if m.assumptions:
+        items.append(("assuming", "; ".join(a.rule for a in m.assumptions)))
+    return short_repr("LayerMetrics", items, limit=400 if m.assumptions else 200, item_limit=120)
+
+
+def metrics_text(m: Any) -> str:
+    """One line per field: a number with its unit, or the readable formula."""
+    lines = [f"{m.phase} metrics per chip:"]
+    for f in _metric_fields(m):
+        value = getattr(m, f)
+        shown = text(value, FIELD_KINDS[f]) if is_numeric(value) else text(readable(value, FIELD_KINDS[f]), "plain")
+        lines.append(f"  {f}: {shown}")
+    if m.assumptions:
+        lines.append("  assuming " + "; ".join(a.rule for a in m.assumptions))
+    return "\n".join(lines)
+
+
+def metrics_latex(m: Any, notation: str = "megatron") -> str:
+    """The fields as an ``aligned`` block: readable formulas (:func:`readable`), numbers with units."""
+    from .notation import label
+    from .notation import text as latex_text
+
+    rows = [f"{label(f, notation)} &= {latex(getattr(m, f), FIELD_KINDS[f], notation)}" for f in _metric_fields(m)]
+    tail = ""
+    if m.assumptions:
+        tail = "\\quad\\text{(assuming " + "; ".join(latex_text(a.rule) for a in m.assumptions) + ")}"
+    return "$\\displaystyle \\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}" + tail + "$"
+
+
+def metrics_html(m: Any) -> str:
+    """A table of the fields: the readable formula, or the number with its unit (exact in ``title``)."""
+    rows = [[_html.escape(f), html(readable(getattr(m, f), FIELD_KINDS[f]), FIELD_KINDS[f])]
+            for f in _metric_fields(m)]
+    if "latency" in _metric_fields(m):
+        rows.append(["bound", _html.escape(str(m.bound))])
+    parts = [html_table(["per chip", "value"], rows)]
+    if m.assumptions:
+        parts.append(html_text("assuming " + "; ".join(a.rule for a in m.assumptions)))
+    return html_section(f"{m.phase} metrics", parts)

@@ -53,7 +53,7 @@ _TIME: tuple[tuple[Fraction, str], ...] = (
     (Fraction(1, 10**9), "ns"), (Fraction(1, 10**6), "µs"), (Fraction(1, 10**3), "ms"), (Fraction(1), "s"),
 )
 _COUNT: tuple[tuple[int, str], ...] = (
-    (1, ""), (10**3, " thousand"), (10**6, " million"), (10**9, " billion"), (10**12, " trillion"),
+    (1, ""), (10**6, " million"), (10**9, " billion"), (10**12, " trillion"),
 )
 _PREFIXED_UNITS = {"FLOP", "B"}
 """Units :func:`format_rate` gives an SI (or IEC) prefix; other units get thousands separators."""
@@ -187,10 +187,11 @@ def format_rate(x: Any, unit: str, binary: bool = False, digits: int = DIGITS) -
 
 
 def format_count(n: Any, digits: int = DIGITS) -> str:
-    """A plain count (parameters, tokens) in thousands, millions, billions or trillions.
+    """A plain count (parameters, tokens): whole below a million (``262,144``), else in millions,
+    billions or trillions.
 
-    >>> format_count(6_738_415_616), format_count(512)
-    ('6.738 billion', '512')
+    >>> format_count(6_738_415_616), format_count(512), format_count(262_144)
+    ('6.738 billion', '512', '262,144')
     """
     return format_scaled(n, _COUNT, digits)
 
