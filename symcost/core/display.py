@@ -36,9 +36,17 @@ KINDS: dict[str, Callable[[Any], str]] = {
     "token_rate": lambda x: units.format_rate(x, "token"),
     "count": units.format_count,
     "percent": units.format_percent,
-    "plain": lambda x: units.format_scaled(x, [(1, "")]),
+    "plain": lambda x: _plain(x),
 }
 """The kinds of quantity and how a number of each kind is written."""
+
+def _plain(x: Any) -> str:
+    """A unitless number: 4 significant digits, thousands separators, ``1.234e-05`` below 0.001."""
+    number = units.to_number(x)
+    if number and abs(float(number)) < 1e-3:  # display only
+        return f"{float(number):.4g}"
+    return units.format_scaled(number, [(1, "")])
+
 
 _UNIT_OF = {"time": "s", "bytes": "B", "flops": "FLOP", "flop_rate": "FLOP/s", "byte_rate": "B/s",
             "token_rate": "token/s", "count": "", "percent": "", "plain": ""}
