@@ -40,6 +40,7 @@ KINDS: dict[str, Callable[[Any], str]] = {
 }
 """The kinds of quantity and how a number of each kind is written."""
 
+
 def _plain(x: Any) -> str:
     """A unitless number: 4 significant digits, thousands separators, ``1.234e-05`` below 0.001."""
     number = units.to_number(x)
