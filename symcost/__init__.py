@@ -29,7 +29,7 @@ _SUBMODULES = {
     "analysis": "symcost.analysis", "core": "symcost.core", "errors": "symcost.errors",
     "hardware": "symcost.hardware", "layers": "symcost.layers", "models": "symcost.models",
     "plan": "symcost.plan", "report": "symcost.report", "search": "symcost.search",
-    "solve": "symcost.solve", "step": "symcost.step",
+    "solve": "symcost.solve", "step": "symcost.step", "units": "symcost.core.units",
 }
 _NAMES = {
     "DegreeSolution": "symcost.analysis.solve", "IntegerSolution": "symcost.analysis.solve",
@@ -135,6 +135,7 @@ if TYPE_CHECKING:
     from .analysis.solve import DegreeSolution as DegreeSolution
     from .analysis.solve import IntegerSolution as IntegerSolution
     from .core import symbols as symbols
+    from .core import units as units
     from .core.dtypes import DataType as DataType
     from .core.metrics import LayerMetrics as LayerMetrics
     from .core.ops import Collective as Collective
@@ -224,4 +225,5 @@ __all__ = [
     "sweep",
     "symbols",
     "write_html_report",
+    "units",
 ]

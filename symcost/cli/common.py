@@ -237,18 +237,20 @@ def num(x: Any) -> Any:
 
 
 def human(x: Any, unit: str) -> str:
-    import sympy as sp
+    """``x`` with its unit for the text output (3 significant digits, :mod:`symcost.core.units`):
+    ``unit`` is ``"s"``, ``"B"`` (decimal GB), ``"FLOP"``, ``"FLOP/s"`` or ``"B/s"``; a formula is
+    printed as it is."""
+    from ..core import display, units
 
-    value = float(sp.sympify(x))
+    if not display.is_numeric(x):
+        return f"{x} {unit}"
     if unit == "s":
-        for scale, name in ((1, "s"), (1e-3, "ms"), (1e-6, "us"), (1e-9, "ns")):
-            if abs(value) >= scale or scale == 1e-9:
-                return f"{value / scale:.3g} {name}"
-    prefixes = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""))
-    for scale, name in prefixes:
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {name}{unit}"
-    return f"{value:.3g} {unit}"
+        return units.format_time(x, digits=3)
+    if unit == "B":
+        return units.format_bytes(x, digits=3)
+    if unit == "FLOP":
+        return units.format_flops(x, digits=3)
+    return units.format_rate(x, unit[:-2], digits=3)  # "FLOP/s", "B/s"
 
 
 def emit(args: argparse.Namespace, data: dict, lines: Sequence[str]) -> None:

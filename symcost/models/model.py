@@ -22,7 +22,7 @@ from typing import Any, Callable, Literal, Optional, Sequence, Union
 import sympy as sp
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from ..core import binding
+from ..core import binding, display
 from ..core import symbols as sym
 from ..core._expr import dim, exact
 from ..core.dtypes import DtypeLike
@@ -213,8 +213,37 @@ class Model(BaseModel):
         $\displaystyle \text{gpt}:\quad N_{\mathrm{params}} = h \left(12 L h + 13 L + V + 2050\right),\quad
         N_{\mathrm{layers}} = L$
         """
+        count = self.parameter_count
+        readable = "" if not isinstance(count, int) else \
+            f" \\approx {display.latex(count, 'count')}"
         return (f"$\\displaystyle \\text{{{_text(self.name)}}}:\\quad N_{{\\mathrm{{params}}}} = "
-                f"{expression(self.parameter_count)},\\quad N_{{\\mathrm{{layers}}}} = {expression(self.num_layers)}$")
+                f"{expression(count)}{readable},\\quad N_{{\\mathrm{{layers}}}} = {expression(self.num_layers)}$")
+
+    def _layer_rows(self) -> list[tuple[str, Layer, Any]]:
+        """:meth:`parts` with each block split into its layer types (for the shape table)."""
+        rows: list[tuple[str, Layer, Any]] = []
+        for name, layer, count in self.parts():
+            if not isinstance(layer, TransformerBlock):
+                rows.append((name, layer, count))
+                continue
+            seen: dict[str, list[Any]] = {}
+            for sub in layer.parts:
+                seen.setdefault(type(sub).__name__, [sub, 0])[1] += 1
+            rows += [(f"{name} {kind}", sub, count * times) for kind, (sub, times) in seen.items()]
+        return rows
+
+    # NB: for people (symcost.models.display): a shape table and the parameter count
+    def _repr_html_(self) -> str:
+        from .display import model_html
+        return model_html(self)
+
+    def __repr__(self) -> str:
+        from .display import model_repr
+        return model_repr(self)
+
+    def __str__(self) -> str:
+        from .display import model_text
+        return model_text(self)
 
     def parts(self) -> list[tuple[str, Layer, Any]]:
         """``(name, layer, count)`` for every distinct layer of the model."""

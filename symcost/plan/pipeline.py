@@ -86,6 +86,23 @@ class TrainingStep:
                 "weights": self.weight_memory, "gradients": self.gradient_memory,
                 "optimizer": self.optimizer_memory, "activations": self.activation_memory}
 
+    # NB: for people (symcost.plan.display): times, bytes and MFU with units; the fields stay exact
+    def __repr__(self) -> str:
+        from .display import training_repr
+        return training_repr(self)
+
+    def __str__(self) -> str:
+        from .display import training_text
+        return training_text(self)
+
+    def _repr_latex_(self) -> str:
+        from .display import training_latex
+        return training_latex(self)
+
+    def _repr_html_(self) -> str:
+        from .display import training_html
+        return training_html(self)
+
 
 @dataclass(frozen=True)
 class InferenceStep:
@@ -123,6 +140,23 @@ class InferenceStep:
     def fits(self) -> Optional[bool]:
         """Whether ``memory_per_chip`` fits the chip's HBM (``None`` while symbolic)."""
         return _fits(self.memory_per_chip, self.hardware)
+
+    # NB: for people (symcost.plan.display): times and bytes with units; the fields stay exact
+    def __repr__(self) -> str:
+        from .display import inference_repr
+        return inference_repr(self)
+
+    def __str__(self) -> str:
+        from .display import inference_text
+        return inference_text(self)
+
+    def _repr_latex_(self) -> str:
+        from .display import inference_latex
+        return inference_latex(self)
+
+    def _repr_html_(self) -> str:
+        from .display import inference_html
+        return inference_html(self)
 
 
 _FIELDS = {"latency": "latency", "weight": "weight_memory_per_chip",

@@ -100,27 +100,25 @@ class SearchResult:
     def __str__(self) -> str:
         return self.format(10)
 
+    def __repr__(self) -> str:
+        from .display import search_repr
+        return search_repr(self)
+
+    def _repr_html_(self) -> str:
+        """The ten best rows, ranked, with units; the chosen (fastest) row highlighted."""
+        from .display import search_html
+        return search_html(self, 10)
+
     def format(self, n: int = 10) -> str:
-        """The counts and the ``n`` best rows as a text table."""
+        """The counts and the ``n`` best rows as a text table (times, bytes, MFU with units)."""
+        from .display import search_cell, search_columns
+
         head = (f"{self.num_candidates:,} candidates, {self.num_valid:,} divide, {self.num_fit:,} fit "
                 f"({self.seconds:.2f} s)\n")
-        cols = [c for c in ("tp", "pp", "dp", "sp", "ep", "micro_batch", "interleave", "recompute", "zero_stage",
-                            "step_time", "ttft", "tpot", "memory_per_chip", "mfu") if c in self.columns]
+        cols = search_columns(self)
         lines = ["  ".join(f"{c:>11}" for c in cols)]
         for r in self.rows(n):
-            cells = []
-            for c in cols:
-                value = r[c]
-                if c == "sp" and r.get("megatron_sp"):
-                    value = "tp"
-                elif c in ("step_time", "ttft", "tpot"):
-                    value = f"{value:.4g} s"
-                elif c == "memory_per_chip":
-                    value = f"{value / 1e9:.1f} GB"
-                elif c == "mfu":
-                    value = f"{value:.3f}"
-                cells.append(value)
-            lines.append("  ".join(f"{str(c):>11}" for c in cells))
+            lines.append("  ".join(f"{search_cell(r, c):>11}" for c in cols))
         return head + "\n".join(lines)
 
 
