@@ -224,6 +224,6 @@ __all__ = [
     "step",
     "sweep",
     "symbols",
-    "write_html_report",
     "units",
+    "write_html_report",
 ]
