@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "llama-3-8b"
 DEFAULT_HARDWARE = "H100_SXM"
-DTYPES = ["fp32", "tf32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "int8", "int4"]
+DTYPES = ["fp32", "tf32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "int8", "int4", "nvfp4", "mxfp4",
+          "mxfp8"]
 """The values of :class:`~symcost.core.dtypes.DataType`, in its order (a test keeps them equal)."""
 CHUNK_HELP = ("prefill in chunks of N tokens per sequence, as vLLM and SGLang run it (default: the whole "
               "prompt at once)")
