@@ -23,7 +23,7 @@ from .common import (
 
 
 def solve(args: argparse.Namespace) -> int:
-    model = model_arg(args.model)
+    model = model_arg(args.model, args)
     chip = hardware_arg(args.hardware)
     par = parallelism_arg(args)
     chunk = args.prefill_chunk

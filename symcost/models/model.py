@@ -231,10 +231,15 @@ class Model(BaseModel):
                   recompute: Recompute = "none", overlap: bool = False) -> list[tuple[str, Any, LayerMetrics]]:
         """``(name, count, metrics of one)`` per distinct layer; ``recompute`` applies to blocks."""
         rows = []
+        # NB: equal layers in several groups (a hybrid local/global model alternates two blocks in
+        # L groups) are costed once: metrics are immutable, the rows share them
+        seen: dict[Layer, LayerMetrics] = {}
         for name, layer, count in self.parts():
-            mode = recompute if isinstance(layer, TransformerBlock) else "none"
-            rows.append((name, count, layer.compute_metrics(batch_size, seq_len, phase, dtype, hardware,
-                                                            recompute=mode, overlap=overlap)))
+            if layer not in seen:
+                mode = recompute if isinstance(layer, TransformerBlock) else "none"
+                seen[layer] = layer.compute_metrics(batch_size, seq_len, phase, dtype, hardware,
+                                                    recompute=mode, overlap=overlap)
+            rows.append((name, count, seen[layer]))
         return rows
 
     def compute_metrics(self, batch_size: Any = None, seq_len: Any = None,
