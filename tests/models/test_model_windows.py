@@ -103,3 +103,16 @@ def test_layer_windows_match_the_hf_qwen2_reader():
 def test_bad_windows_are_one_clear_error(call, message):
     with pytest.raises(sc.errors.ConfigError, match=message):
         call()
+
+
+@pytest.mark.parametrize(("notation", "want"), [
+    ("megatron", r"M_{\mathrm{KV}} &= 128 b e \left(s + \min\left(s, w\right)\right)"),
+    ("scaling-book", r"M_{\mathrm{KV}} &= 128 B e \left(T + \min\left(T, w\right)\right)"),
+])
+def test_latex_prints_the_window_in_min(notation, want):
+    """Hybrid k = 2 on 4 layers: 2 global layers of s tokens and 2 local of min(s, w), 64 elements
+    each per token: 128 b e (s + min(s, w)); the window symbol is w in both notations."""
+    from symcost.report import latex
+
+    model = small().with_window(S.window, global_every=2)
+    assert want in latex.align(model.compute_metrics(phase="decode"), ["kv_cache_memory_per_chip"], notation=notation)
