@@ -16,6 +16,8 @@ from fractions import Fraction
 
 import pytest
 import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import symcost as sc
 from symcost import hardware
@@ -127,3 +129,23 @@ def test_cli_dtype_nvfp4():
     assert bad.returncode == 2
     assert bad.stderr.startswith("symcost: error: H100_SXM has no peak FLOP/s for mxfp4")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+@settings(max_examples=10, deadline=None, database=None)
+@given(fmt=st.sampled_from(sorted(BLOCK_BYTES)), phase=st.sampled_from(["prefill", "decode", "training"]),
+       b=st.integers(1, 8), s=st.integers(1, 512), heads=st.sampled_from([(4, 1), (4, 2), (8, 8)]),
+       d=st.integers(1, 32))
+def test_bytes_scale_with_the_format(fmt, phase, b, s, heads, d):
+    """Relation: weights and KV cache in a format are the bf16 figures times bytes(format) / 2,
+    and so is inference HBM traffic (training traffic is not: flash attention's backward reads
+    an fp32 log-sum-exp whatever the format); FLOPs do not change."""
+    a, g = heads
+    layer = sc.GroupedQueryAttentionLayer(hidden_size=a * d, num_heads=a, num_kv_heads=g)
+    ref = layer.compute_metrics(batch_size=b, seq_len=s, phase=phase, dtype="bf16")
+    got = layer.compute_metrics(batch_size=b, seq_len=s, phase=phase, dtype=fmt)
+    ratio = BLOCK_BYTES[fmt] / 2
+    fields = ["weight_memory_per_chip", "kv_cache_memory_per_chip"]
+    fields += ["hbm_bytes_per_chip"] if phase != "training" else []
+    for field in fields:
+        assert getattr(got, field) == getattr(ref, field) * ratio, field
+    assert got.flops_per_chip == ref.flops_per_chip
