@@ -66,9 +66,19 @@ def _preset_key(name: str) -> str:
 
 
 def model_arg(name: str, args: Optional[argparse.Namespace] = None) -> Model:
-    """The model ``--model`` names, with ``--window``/``--global-every`` applied when ``args`` has them."""
+    """The model ``--model`` names, with ``--window``/``--global-every`` and ``--kv-dtype``
+    applied when ``args`` has them."""
     model = _model(name)
-    return model if args is None else windowed(model, args)
+    if args is None:
+        return model
+    model = windowed(model, args)
+    kv = getattr(args, "kv_dtype", None)
+    if kv is None:
+        return model
+    try:
+        return model.with_kv_cache_dtype(kv)
+    except ValueError as err:
+        raise UsageError(f"argument --kv-dtype: {one_line(err).removeprefix('kv_cache_dtype: ')}") from None
 
 
 def windowed(model: Model, args: argparse.Namespace) -> Model:
@@ -214,7 +224,8 @@ def window_value(text: str) -> Any:
 
 
 def add_window(p: argparse.ArgumentParser, symbolic: bool = False) -> None:
-    """``--window`` and ``--global-every`` (hybrid local/global attention, Gemma 2's pattern);
+    """``--window`` and ``--global-every`` (hybrid local/global attention, Gemma 2's pattern) and
+    ``--kv-dtype``;
     ``symbolic``: ``--window w`` keeps the window a symbol (for formulas)."""
     note = " ('w': the symbol)" if symbolic else ""
     p.add_argument("--window", type=window_value if symbolic else positive, default=None, metavar="W",
@@ -222,6 +233,8 @@ def add_window(p: argparse.ArgumentParser, symbolic: bool = False) -> None:
     p.add_argument("--global-every", type=positive, default=None, metavar="K",
                    help="with --window: every K-th layer keeps full attention (layer i is global "
                         "when K divides i + 1; Gemma 2: K = 2)")
+    p.add_argument("--kv-dtype", choices=DTYPES, default=None,
+                   help="the KV cache's own format (default: --dtype)")
 
 
 def int_list(text: str) -> list[int]:

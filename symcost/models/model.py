@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from ..core import binding
 from ..core import symbols as sym
 from ..core._expr import dim, exact
-from ..core.dtypes import DtypeLike
+from ..core.dtypes import DataType, DtypeLike
 from ..core.metrics import LayerMetrics
 from ..core.notation import expression
 from ..core.notation import text as _text
@@ -423,6 +423,23 @@ class Model(BaseModel):
             raise ConfigError(f"windows: one window per layer, {len(layers)} in all; got {len(windows)}")
         return _with_windows(self, [(blk, 1, w) for blk, w in zip(layers, windows)])
 
+    def with_kv_cache_dtype(self, dtype: Optional[str]) -> "Model":
+        """The same model with every attention layer's KV cache stored in ``dtype`` (a
+        :class:`~symcost.core.dtypes.DataType` or its name, e.g. ``"fp8_e4m3"`` or ``"nvfp4"``;
+        ``None``: the activations' format), whatever the compute ``dtype`` of a call.
+
+        >>> from symcost import Model
+        >>> m = Model.llama(hidden_size=64, num_heads=4, num_kv_heads=2, num_layers=4, vocab_size=128,
+        ...                 intermediate_size=128).with_kv_cache_dtype("nvfp4")
+        >>> m.compute_metrics(batch_size=1, seq_len=64, phase="decode", dtype="bf16").kv_cache_memory_per_chip
+        9216
+
+        (4 layers x 64 tokens x 64 K and V elements x 9/16 byte.)
+        """
+        value = None if dtype is None else DataType.parse(dtype)
+        blocks = tuple((_with_attention(blk, "kv_cache_dtype", value), n) for blk, n in self.blocks)
+        return self.model_copy(update={"blocks": blocks})
+
     def with_parallelism(self, parallelism: ParallelismLike) -> "Model":
         """The same model with every layer under ``parallelism`` (memoized: the same model and
         parallelism give the same object)."""
@@ -475,7 +492,7 @@ def _with_windows(model: Model, layers: Sequence[tuple[TransformerBlock, Any, An
     for blk, n, window in layers:
         key = (id(blk), window)
         if key not in built:
-            built[key] = _windowed(blk, window)
+            built[key] = _with_attention(blk, "window", window)
         new = built[key]
         if runs and runs[-1][0] == new:
             runs[-1] = (new, runs[-1][1] + n)
@@ -484,11 +501,15 @@ def _with_windows(model: Model, layers: Sequence[tuple[TransformerBlock, Any, An
     return model.model_copy(update={"blocks": tuple(runs)})
 
 
-def _windowed(blk: TransformerBlock, window: Any) -> TransformerBlock:
+_ATTENTION_OPTIONS = {"window": "sliding window", "kv_cache_dtype": "KV-cache format of its own"}
+
+
+def _with_attention(blk: TransformerBlock, field: str, value: Any) -> TransformerBlock:
+    """``blk`` with its attention's ``field`` set to ``value`` (the same block when unchanged)."""
     attention = blk.attention
-    if "window" not in type(attention).model_fields:
-        raise ConfigError(f"window: the model's {type(attention).__name__} has no sliding window")
-    if attention.window == window:  # type: ignore[attr-defined]
+    if field not in type(attention).model_fields:
+        raise ConfigError(f"{field}: the model's {type(attention).__name__} has no {_ATTENTION_OPTIONS[field]}")
+    if getattr(attention, field) == value:
         return blk
-    new = type(attention)(**{**dict(attention), "window": window})
+    new = type(attention)(**{**dict(attention), field: value})
     return type(blk)(**{**dict(blk), "attention": new})

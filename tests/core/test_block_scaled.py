@@ -149,3 +149,26 @@ def test_bytes_scale_with_the_format(fmt, phase, b, s, heads, d):
     for field in fields:
         assert getattr(got, field) == getattr(ref, field) * ratio, field
     assert got.flops_per_chip == ref.flops_per_chip
+
+
+def test_with_kv_cache_dtype_on_a_preset():
+    """llama-3-8b with its cache in MXFP8, computing in bf16: KV 32 layers * 2 * 8192 * 8 * 128 =
+    536,870,912 elements * 33/32 = 553,648,128 bytes; weights stay 2 bytes * 8,030,261,248."""
+    model = sc.models.get("llama-3-8b").with_kv_cache_dtype("mxfp8")
+    m = model.compute_metrics(batch_size=1, seq_len=8192, phase="decode", dtype="bf16")
+    assert m.kv_cache_memory_per_chip == 536870912 * 33 // 32 == 553648128
+    assert m.weight_memory_per_chip == 2 * 8030261248
+    assert model.with_kv_cache_dtype(None) == sc.models.get("llama-3-8b")
+    with pytest.raises(sc.errors.ConfigError, match="MLALayer has no KV-cache format of its own"):
+        sc.models.get("deepseek-v3").with_kv_cache_dtype("nvfp4")
+
+
+def test_cli_kv_dtype(capsys):
+    """`--dtype fp8_e4m3 --kv-dtype nvfp4` on B200: weights 1 byte each (8,030,261,248), cache
+    at 9/16 byte (301,989,888, as above)."""
+    from symcost.cli.main import main
+
+    assert main(["report", "--hardware", "B200", "--dtype", "fp8_e4m3", "--kv-dtype", "nvfp4",
+                 "--phase", "decode", "--json"]) == 0
+    memory = json.loads(capsys.readouterr().out)["inference"]["memory_per_chip"]
+    assert (memory["weights"], memory["kv_cache"]) == (8030261248, 301989888)
