@@ -223,10 +223,10 @@ def window_value(text: str) -> Any:
     return "w" if text == "w" else positive(text)
 
 
-def add_window(p: argparse.ArgumentParser, symbolic: bool = False) -> None:
+def add_model_options(p: argparse.ArgumentParser, symbolic: bool = False) -> None:
     """``--window`` and ``--global-every`` (hybrid local/global attention, Gemma 2's pattern) and
-    ``--kv-dtype``;
-    ``symbolic``: ``--window w`` keeps the window a symbol (for formulas)."""
+    ``--kv-dtype`` (the KV cache's own format); ``symbolic``: ``--window w`` keeps the window a
+    symbol (for formulas)."""
     note = " ('w': the symbol)" if symbolic else ""
     p.add_argument("--window", type=window_value if symbolic else positive, default=None, metavar="W",
                    help=f"sliding window of W tokens on every attention layer{note}")
@@ -251,7 +251,7 @@ def add_common(p: argparse.ArgumentParser, phase: bool = True) -> None:
     p.add_argument("--sp", type=seq_degree, default=1, help='Ulysses sequence degree, or "tp" for Megatron SP')
     p.add_argument("--ep", type=positive, default=1, help="expert-parallel degree")
     p.add_argument("--dtype", choices=DTYPES, default="bf16", help="data type (default bf16)")
-    add_window(p)
+    add_model_options(p)
     p.add_argument("--json", action="store_true", help="machine-readable JSON output")
     if phase:
         p.add_argument("--phase", choices=["prefill", "decode", "training"], default=None,

@@ -11,7 +11,7 @@ from .common import (
     DEFAULT_MODEL,
     DTYPES,
     UsageError,
-    add_window,
+    add_model_options,
     check_out,
     emit,
     fraction,
@@ -85,7 +85,7 @@ def register(sub: Any) -> None:
     p.add_argument("--seq", type=positive, default=4096)
     p.add_argument("--phase", choices=["training", "inference"], default="training")
     p.add_argument("--dtype", choices=DTYPES, default="bf16")
-    add_window(p)
+    add_model_options(p)
     p.add_argument("--top", type=positive, default=10)
     p.add_argument("--max-tp", type=positive, default=None, help="the largest tensor-parallel degree")
     p.add_argument("--min-mfu", type=unit_fraction, default=None, help="the lowest MFU (training), e.g. 0.4")
