@@ -44,6 +44,7 @@ _NAMES = {
     "MoELayer": "symcost.layers", "NormLayer": "symcost.layers", "Model": "symcost.models.model",
     "TransformerBlock": "symcost.models.model", "SearchResult": "symcost.plan.search",
     "InferenceStep": "symcost.plan.step", "TrainingStep": "symcost.plan.step",
+    "html_report": "symcost.report.html", "write_html_report": "symcost.report.html",
     "SpeculativeStep": "symcost.plan.speculative", "speculative_step": "symcost.plan.speculative",
     "DisaggregatedPlan": "symcost.plan.disaggregated", "pd_ratio": "symcost.plan.disaggregated",
 }
@@ -171,6 +172,8 @@ if TYPE_CHECKING:
     from .plan.step import TrainingStep as TrainingStep
     from .report import latex as latex
     from .report import plots as plots
+    from .report.html import html_report as html_report
+    from .report.html import write_html_report as write_html_report
 
 __all__ = [
     "AttentionLayer",
@@ -209,6 +212,7 @@ __all__ = [
     "calibration",
     "errors",
     "hardware",
+    "html_report",
     "latex",
     "models",
     "pd_ratio",
@@ -219,4 +223,5 @@ __all__ = [
     "step",
     "sweep",
     "symbols",
+    "write_html_report",
 ]
