@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "llama-3-8b"
 DEFAULT_HARDWARE = "H100_SXM"
-DTYPES = ["fp32", "tf32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "int8", "int4"]
+DTYPES = ["fp32", "tf32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "int8", "int4", "nvfp4", "mxfp4",
+          "mxfp8"]
 """The values of :class:`~symcost.core.dtypes.DataType`, in its order (a test keeps them equal)."""
 CHUNK_HELP = ("prefill in chunks of N tokens per sequence, as vLLM and SGLang run it (default: the whole "
               "prompt at once)")
@@ -64,7 +65,41 @@ def _preset_key(name: str) -> str:
     return name.strip().lower().replace("_", "-")  # as models.registry matches a name
 
 
-def model_arg(name: str) -> Model:
+def model_arg(name: str, args: Optional[argparse.Namespace] = None) -> Model:
+    """The model ``--model`` names, with ``--window``/``--global-every`` and ``--kv-dtype``
+    applied when ``args`` has them."""
+    model = _model(name)
+    if args is None:
+        return model
+    model = windowed(model, args)
+    kv = getattr(args, "kv_dtype", None)
+    if kv is None:
+        return model
+    try:
+        return model.with_kv_cache_dtype(kv)
+    except ValueError as err:
+        raise UsageError(f"argument --kv-dtype: {one_line(err).removeprefix('kv_cache_dtype: ')}") from None
+
+
+def windowed(model: Model, args: argparse.Namespace) -> Model:
+    """``model`` with the sliding window of ``--window`` (on every attention layer, or every layer
+    but each ``--global-every``-th: :meth:`symcost.models.model.Model.with_window`)."""
+    window, every = getattr(args, "window", None), getattr(args, "global_every", None)
+    if window is None:
+        if every is not None:
+            raise UsageError("argument --global-every: needs --window (the local layers' window)")
+        return model
+    if window == "w":
+        from ..core import symbols as sym
+
+        window = sym.window
+    try:
+        return model.with_window(window, global_every=every)
+    except ValueError as err:
+        raise UsageError(f"argument --window: {one_line(err).removeprefix('window: ')}") from None
+
+
+def _model(name: str) -> Model:
     path = Path(name)
     if path.suffix == ".json" or path.exists():
         if not path.exists():
@@ -183,6 +218,25 @@ def seq_degree(text: str) -> Any:
     return "tp" if text == "tp" else positive(text)
 
 
+def window_value(text: str) -> Any:
+    """``--window``: a positive number of tokens, or ``w`` (the window symbol, for formulas)."""
+    return "w" if text == "w" else positive(text)
+
+
+def add_model_options(p: argparse.ArgumentParser, symbolic: bool = False) -> None:
+    """``--window`` and ``--global-every`` (hybrid local/global attention, Gemma 2's pattern) and
+    ``--kv-dtype`` (the KV cache's own format); ``symbolic``: ``--window w`` keeps the window a
+    symbol (for formulas)."""
+    note = " ('w': the symbol)" if symbolic else ""
+    p.add_argument("--window", type=window_value if symbolic else positive, default=None, metavar="W",
+                   help=f"sliding window of W tokens on every attention layer{note}")
+    p.add_argument("--global-every", type=positive, default=None, metavar="K",
+                   help="with --window: every K-th layer keeps full attention (layer i is global "
+                        "when K divides i + 1; Gemma 2: K = 2)")
+    p.add_argument("--kv-dtype", choices=DTYPES, default=None,
+                   help="the KV cache's own format (default: --dtype)")
+
+
 def int_list(text: str) -> list[int]:
     return [positive(x) for x in text.split(",") if x]
 
@@ -197,6 +251,7 @@ def add_common(p: argparse.ArgumentParser, phase: bool = True) -> None:
     p.add_argument("--sp", type=seq_degree, default=1, help='Ulysses sequence degree, or "tp" for Megatron SP')
     p.add_argument("--ep", type=positive, default=1, help="expert-parallel degree")
     p.add_argument("--dtype", choices=DTYPES, default="bf16", help="data type (default bf16)")
+    add_model_options(p)
     p.add_argument("--json", action="store_true", help="machine-readable JSON output")
     if phase:
         p.add_argument("--phase", choices=["prefill", "decode", "training"], default=None,

@@ -135,7 +135,7 @@ _TRAINING_ASSUMES = (
 def report(args: argparse.Namespace) -> int:
     """The report: per-layer tables, then the whole model served (``inference_step``) and
     trained (``training_step``) under the given parallelism, with every assumption stated."""
-    model = model_arg(args.model)  # a bad name is answered before the library loads
+    model = model_arg(args.model, args)  # a bad name is answered before the library loads
     from ..core.dtypes import DataType
     from ..core.parallelism import Parallelism
 

@@ -27,7 +27,7 @@ def solve(args: argparse.Namespace) -> int:
     if args.quantity == "pd-ratio":
         return serving.pd_ratio(args)
     serving.check_pd_options(args)
-    model = model_arg(args.model)
+    model = model_arg(args.model, args)
     chip = hardware_arg(args.hardware)
     par = parallelism_arg(args)
     chunk = args.prefill_chunk

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from ..core import binding, display
 from ..core import symbols as sym
 from ..core._expr import dim, exact
-from ..core.dtypes import DtypeLike
+from ..core.dtypes import DataType, DtypeLike
 from ..core.metrics import LayerMetrics
 from ..core.notation import expression
 from ..core.notation import text as _text
@@ -40,7 +40,7 @@ from ..layers.embedding import EmbeddingLayer, LMHeadLayer
 from ..layers.mlp import Activation, GatedMLPLayer, MLPLayer
 from ..layers.norm import NormLayer
 
-__all__ = ["Model", "TransformerBlock", "register_steps", "resolve_causal"]
+__all__ = ["Model", "TransformerBlock", "register_steps", "resolve_causal", "window_pattern"]
 
 # NB: the training and inference steps (symcost.step) are built on Model, so this module must not
 # import them (no import cycle, no upward import). symcost.step registers its functions here when
@@ -260,10 +260,15 @@ class Model(BaseModel):
                   recompute: Recompute = "none", overlap: bool = False) -> list[tuple[str, Any, LayerMetrics]]:
         """``(name, count, metrics of one)`` per distinct layer; ``recompute`` applies to blocks."""
         rows = []
+        # NB: equal layers in several groups (a hybrid local/global model alternates two blocks in
+        # L groups) are costed once: metrics are immutable, the rows share them
+        seen: dict[Layer, LayerMetrics] = {}
         for name, layer, count in self.parts():
-            mode = recompute if isinstance(layer, TransformerBlock) else "none"
-            rows.append((name, count, layer.compute_metrics(batch_size, seq_len, phase, dtype, hardware,
-                                                            recompute=mode, overlap=overlap)))
+            if layer not in seen:
+                mode = recompute if isinstance(layer, TransformerBlock) else "none"
+                seen[layer] = layer.compute_metrics(batch_size, seq_len, phase, dtype, hardware,
+                                                    recompute=mode, overlap=overlap)
+            rows.append((name, count, seen[layer]))
         return rows
 
     def compute_metrics(self, batch_size: Any = None, seq_len: Any = None,
@@ -400,6 +405,70 @@ class Model(BaseModel):
         """
         return _step("max_context")(self, hardware, batch_size, dtype, parallelism, prefill_chunk)
 
+    def with_window(self, window: Any, global_every: Optional[int] = None) -> "Model":
+        """The same model with a sliding ``window`` on its attention layers: on every one, or,
+        with ``global_every=k``, hybrid local/global as Gemma 2 (k = 2) and Gemma 3 (k = 6) are:
+        layer ``i`` (0-based) is global (full attention) when ``k`` divides ``i + 1``, local
+        otherwise (:func:`window_pattern`). Windows the model had are replaced; ``window=None``
+        removes them. Consecutive equal layers stay one ``(block, count)`` group.
+
+        A local layer's KV cache holds ``min(s, w)`` tokens, a global one's ``s``: below, 2 local
+        and 2 global layers at 2 (K, V) x 2 KV heads x 16 x 2 bytes = 128 bytes per token each.
+
+        >>> from symcost import Model, symbols as S
+        >>> m = Model.llama(hidden_size=64, num_heads=4, num_kv_heads=2, num_layers=4, vocab_size=128,
+        ...                 intermediate_size=128).with_window(S.window, global_every=2)
+        >>> [(blk.attention.window, n) for blk, n in m.blocks]
+        [(w, 1), (None, 1), (w, 1), (None, 1)]
+        >>> m.compute_metrics(batch_size=1, phase="decode", dtype="bf16").kv_cache_memory_per_chip
+        256*s + 256*Min(s, w)
+        """
+        if global_every is None:
+            if window is not None:
+                dim(window, "window")  # one ConfigError here, not a ValidationError per block
+            return _with_windows(self, [(blk, n, window) for blk, n in self.blocks])
+        if window is None:
+            raise ConfigError("global_every: needs a window (the local layers' sliding window)")
+        return self.with_layer_windows(window_pattern(self.num_layers, window, global_every))
+
+    def with_layer_windows(self, windows: Sequence[Any]) -> "Model":
+        """The same model with ``windows[i]`` the sliding window of layer ``i`` (``None``: full
+        attention), one entry per layer; consecutive layers of the same block and window are
+        grouped into one ``(block, count)``. What a config's per-layer ``layer_types`` builds.
+
+        >>> from symcost import Model
+        >>> m = Model.llama(hidden_size=64, num_heads=4, num_kv_heads=2, num_layers=3, vocab_size=128,
+        ...                 intermediate_size=128).with_layer_windows([512, 512, None])
+        >>> [(blk.attention.window, n) for blk, n in m.blocks]
+        [(512, 2), (None, 1)]
+        """
+        layers = []
+        for i, (blk, n) in enumerate(self.blocks):
+            if not isinstance(exact(n), int):
+                raise ConfigError(f"windows: per-layer windows need a whole number of layers; "
+                                  f"blocks[{i}] repeats {n} times")
+            layers += [blk] * int(n)
+        if len(windows) != len(layers):
+            raise ConfigError(f"windows: one window per layer, {len(layers)} in all; got {len(windows)}")
+        return _with_windows(self, [(blk, 1, w) for blk, w in zip(layers, windows)])
+
+    def with_kv_cache_dtype(self, dtype: Optional[str]) -> "Model":
+        """The same model with every attention layer's KV cache stored in ``dtype`` (a
+        :class:`~symcost.core.dtypes.DataType` or its name, e.g. ``"fp8_e4m3"`` or ``"nvfp4"``;
+        ``None``: the activations' format), whatever the compute ``dtype`` of a call.
+
+        >>> from symcost import Model
+        >>> m = Model.llama(hidden_size=64, num_heads=4, num_kv_heads=2, num_layers=4, vocab_size=128,
+        ...                 intermediate_size=128).with_kv_cache_dtype("nvfp4")
+        >>> m.compute_metrics(batch_size=1, seq_len=64, phase="decode", dtype="bf16").kv_cache_memory_per_chip
+        9216
+
+        (4 layers x 64 tokens x 64 K and V elements x 9/16 byte.)
+        """
+        value = None if dtype is None else DataType.parse(dtype)
+        blocks = tuple((_with_attention(blk, "kv_cache_dtype", value), n) for blk, n in self.blocks)
+        return self.model_copy(update={"blocks": blocks})
+
     def with_parallelism(self, parallelism: ParallelismLike) -> "Model":
         """The same model with every layer under ``parallelism`` (memoized: the same model and
         parallelism give the same object)."""
@@ -420,3 +489,56 @@ def _with_parallelism(model: "Model", par: Parallelism) -> "Model":
                  blocks=tuple((re(blk), n) for blk, n in model.blocks),
                  final_norm=re(model.final_norm), lm_head=re(model.lm_head))
 
+
+
+def window_pattern(num_layers: Any, window: Any, global_every: int) -> list[Any]:
+    """Per-layer windows of a hybrid local/global model: layer ``i`` (0-based) is global
+    (``None``) when ``global_every`` divides ``i + 1``, else local with ``window``.
+
+    NB: this is Hugging Face transformers' convention: ``Gemma2Config`` builds ``layer_types`` as
+    ``"sliding_attention" if bool((i + 1) % 2) else "full_attention"`` and ``Gemma3Config`` the
+    same with ``sliding_window_pattern`` (6) for 2
+    (transformers/models/gemma2/configuration_gemma2.py, gemma3/configuration_gemma3.py): even
+    layers slide, odd layers are global, for k = 2.
+
+    >>> window_pattern(6, 4096, 3)
+    [4096, 4096, None, 4096, 4096, None]
+    """
+    if isinstance(global_every, bool) or not isinstance(global_every, int) or global_every < 1:
+        raise ConfigError(f"global_every must be a positive integer, got {global_every!r}")
+    layers = exact(num_layers)
+    if not isinstance(layers, int):
+        raise ConfigError(f"global_every: a hybrid pattern needs a whole number of layers, got {layers}")
+    dim(window, "window")  # validated once here, not per layer
+    return [None if (i + 1) % global_every == 0 else window for i in range(layers)]
+
+
+def _with_windows(model: Model, layers: Sequence[tuple[TransformerBlock, Any, Any]]) -> Model:
+    """``model`` with ``(block, count, window)`` in order: each block's attention takes the window,
+    consecutive equal results merge into one ``(block, count)`` group."""
+    runs: list[tuple[TransformerBlock, Any]] = []
+    built: dict[tuple[int, Any], TransformerBlock] = {}
+    for blk, n, window in layers:
+        key = (id(blk), window)
+        if key not in built:
+            built[key] = _with_attention(blk, "window", window)
+        new = built[key]
+        if runs and runs[-1][0] == new:
+            runs[-1] = (new, runs[-1][1] + n)
+        else:
+            runs.append((new, n))
+    return model.model_copy(update={"blocks": tuple(runs)})
+
+
+_ATTENTION_OPTIONS = {"window": "sliding window", "kv_cache_dtype": "KV-cache format of its own"}
+
+
+def _with_attention(blk: TransformerBlock, field: str, value: Any) -> TransformerBlock:
+    """``blk`` with its attention's ``field`` set to ``value`` (the same block when unchanged)."""
+    attention = blk.attention
+    if field not in type(attention).model_fields:
+        raise ConfigError(f"{field}: the model's {type(attention).__name__} has no {_ATTENTION_OPTIONS[field]}")
+    if getattr(attention, field) == value:
+        return blk
+    new = type(attention)(**{**dict(attention), field: value})
+    return type(blk)(**{**dict(blk), "attention": new})
