@@ -40,9 +40,9 @@ _NAMES = {
     "SolveError": "symcost.errors", "SymcostError": "symcost.errors", "UnboundSymbolError": "symcost.errors",
     "Hardware": "symcost.hardware", "AttentionLayer": "symcost.layers", "EmbeddingLayer": "symcost.layers",
     "GatedMLPLayer": "symcost.layers", "GroupedQueryAttentionLayer": "symcost.layers", "Layer": "symcost.layers",
-    "LMHeadLayer": "symcost.layers", "MLALayer": "symcost.layers", "MLPLayer": "symcost.layers",
+    "LMHeadLayer": "symcost.layers", "Mamba2Layer": "symcost.layers", "MLALayer": "symcost.layers", "MLPLayer": "symcost.layers",
     "MoELayer": "symcost.layers", "NormLayer": "symcost.layers", "Model": "symcost.models.model",
-    "TransformerBlock": "symcost.models.model", "SearchResult": "symcost.plan.search",
+    "TransformerBlock": "symcost.models.model", "MixerBlock": "symcost.models.model", "SearchResult": "symcost.plan.search",
     "InferenceStep": "symcost.plan.step", "TrainingStep": "symcost.plan.step",
 }
 
@@ -153,10 +153,12 @@ if TYPE_CHECKING:
     from .layers import GroupedQueryAttentionLayer as GroupedQueryAttentionLayer
     from .layers import Layer as Layer
     from .layers import LMHeadLayer as LMHeadLayer
+    from .layers import Mamba2Layer as Mamba2Layer
     from .layers import MLALayer as MLALayer
     from .layers import MLPLayer as MLPLayer
     from .layers import MoELayer as MoELayer
     from .layers import NormLayer as NormLayer
+    from .models.model import MixerBlock as MixerBlock
     from .models.model import Model as Model
     from .models.model import TransformerBlock as TransformerBlock
     from .plan import calibration as calibration
@@ -185,6 +187,8 @@ __all__ = [
     "LayerMetrics",
     "MLALayer",
     "MLPLayer",
+    "Mamba2Layer",
+    "MixerBlock",
     "MoELayer",
     "Model",
     "NormLayer",
