@@ -186,7 +186,9 @@ class Mamba2Layer(Layer):
     @model_validator(mode="after")
     def _check_shapes(self) -> "Mamba2Layer":
         par = self.parallelism
-        if not par.megatron_sp and par.sp != 1:
+        # NB: a symbolic degree (the search's) passes; the search runs no Ulysses degree on a
+        # model whose first headed block has no KV heads to split
+        if not par.megatron_sp and sp.sympify(par.sp).is_number and par.sp != 1:
             raise ConfigError(
                 f'sequence_parallel must be 1 or "tp" for Mamba2Layer, got {par.sp}: Ulysses '
                 "sequence parallelism of a state-space scan is not modelled")
