@@ -112,7 +112,7 @@ STEP_OUTPUT_FLOPS = sp.Integer(3)
 
 
 def chunk_split(seq_len: Any, chunk_size: Any) -> tuple[sp.Expr, sp.Expr, sp.Expr]:
-    """``(c_f, r, c)``: the full chunks ``floor(s/Q)``, the last chunk's length ``s - Q*c_f`` and
+    """``(c_f, r, c)``: the full chunks ``floor(s/Q)``, the last chunk's length ``s mod Q`` and
     the chunks in all ``ceil(s/Q)`` of a sequence of ``s`` tokens cut into chunks of ``Q``.
 
     >>> chunk_split(1000, 256)
@@ -121,8 +121,7 @@ def chunk_split(seq_len: Any, chunk_size: Any) -> tuple[sp.Expr, sp.Expr, sp.Exp
     floor(s/256)
     """
     s, q = sp.sympify(seq_len), sp.sympify(chunk_size)
-    full = sp.floor(s / q)
-    return full, s - q * full, sp.ceiling(s / q)
+    return sp.floor(s / q), sp.Mod(s, q), sp.ceiling(s / q)
 
 
 @dataclass(frozen=True)

@@ -115,5 +115,5 @@ def test_training_and_search_run_on_a_hybrid():
     assert step.fits
     from symcost import search
 
-    result = search.parallelism(model, "H100_SXM", num_chips=4, global_batch=8, seq_len=64, phase="training")
+    result = search.parallelism(model, "H100_SXM", num_chips=2, global_batch=8, seq_len=64, phase="training")
     assert result.num_candidates > 0
