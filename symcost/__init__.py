@@ -40,10 +40,11 @@ _NAMES = {
     "SolveError": "symcost.errors", "SymcostError": "symcost.errors", "UnboundSymbolError": "symcost.errors",
     "Hardware": "symcost.hardware", "AttentionLayer": "symcost.layers", "EmbeddingLayer": "symcost.layers",
     "GatedMLPLayer": "symcost.layers", "GroupedQueryAttentionLayer": "symcost.layers", "Layer": "symcost.layers",
-    "LMHeadLayer": "symcost.layers", "Mamba2Layer": "symcost.layers", "MLALayer": "symcost.layers", "MLPLayer": "symcost.layers",
+    "LMHeadLayer": "symcost.layers", "MLALayer": "symcost.layers", "MLPLayer": "symcost.layers",
     "MoELayer": "symcost.layers", "NormLayer": "symcost.layers", "Model": "symcost.models.model",
-    "TransformerBlock": "symcost.models.model", "MixerBlock": "symcost.models.model", "SearchResult": "symcost.plan.search",
+    "TransformerBlock": "symcost.models.model", "SearchResult": "symcost.plan.search",
     "InferenceStep": "symcost.plan.step", "TrainingStep": "symcost.plan.step",
+    "Mamba2Layer": "symcost.layers", "MixerBlock": "symcost.models.model",
 }
 
 # NB: the old paths of the modules that moved while other branches were editing them are the same

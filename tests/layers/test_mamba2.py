@@ -286,14 +286,14 @@ def reference_mamba2(h_=HID, nh=NH, hd=HD, n=NS, g=NG, k=K, q=Q):
             out = []
             for start in range(0, sl, q):
                 xc, Bc, Cc = x[:, start:start + q], B[:, start:start + q], C[:, start:start + q]
-                l = xc.shape[1]
-                dA = (dt[:, start:start + q] * A).view(bsz, l, g, nh // g)
+                n_l = xc.shape[1]
+                dA = (dt[:, start:start + q] * A).view(bsz, n_l, g, nh // g)
                 cs = torch.cumsum(dA, dim=1)                             # (b, l, G, H/G)
-                xdt = xc * dt[:, start:start + q].view(bsz, l, g, nh // g, 1)
+                xdt = xc * dt[:, start:start + q].view(bsz, n_l, g, nh // g, 1)
                 # step 1: C Bᵀ per group, masked by L = exp(segsum), times X per head
                 cb = torch.einsum("blgn,bsgn->bgls", Cc, Bc)
                 seg = cs.permute(0, 2, 3, 1)[..., :, None] - cs.permute(0, 2, 3, 1)[..., None, :]
-                L = torch.exp(seg) * torch.tril(torch.ones(l, l, dtype=x.dtype))
+                L = torch.exp(seg) * torch.tril(torch.ones(n_l, n_l, dtype=x.dtype))
                 y_diag = torch.einsum("bgels,bsgep->blgep", cb[:, :, None] * L, xdt)
                 # step 2: the chunk's state, X scaled by the decay to the chunk's end
                 decay = torch.exp(cs[:, -1:] - cs)[..., None]
