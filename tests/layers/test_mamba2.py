@@ -143,6 +143,17 @@ def test_all_fields_symbolic_evaluate_to_the_numeric_call():
         assert got.collectives == want.collectives
 
 
+def test_float64_sweep_agrees_with_the_exact_counts():
+    """The chunk count (floor, Mod) sweeps in float64 to the exact numbers at s = 16, 20, 5."""
+    np = pytest.importorskip("numpy")
+    from symcost import sweep
+
+    m = layer().compute_metrics(batch_size=BATCH, phase="prefill", dtype="bf16")
+    got = sweep(m.matmul_flops_per_chip, seq_len=np.array([16, 20, 5]))
+    want = [metrics(layer(), "prefill", sl=x).matmul_flops_per_chip for x in (16, 20, 5)]
+    assert list(got) == [float(w) for w in want] and want[1] == PREFILL_MATMUL
+
+
 # -- the state cache ---------------------------------------------------------------------------
 
 def test_state_cache_by_hand():
