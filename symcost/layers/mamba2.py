@@ -12,7 +12,7 @@ released checkpoint): ``in_proj`` h*(2d + 2GN + H) (z, x, B, C, dt), the depthwi
 d weights, ``out_proj`` d*h.
 
 Prefill and training (the SSD algorithm, ``ssd_minimal.py``'s four steps; a sequence of s tokens
-cut into ``c_f = floor(s/Q)`` full chunks and a last chunk of ``r = s - Q*c_f`` tokens, so
+cut into ``c_f = floor(s/Q)`` full chunks and a last chunk of ``r = s mod Q`` tokens, so
 ``Σl² = c_f*Q² + r²`` summed over chunk lengths l and ``c = ceil(s/Q)`` chunks):
 
 - ``in_proj`` (T x h) @ (h x (2d_t + 2G_tN + H_t)), column-parallel;
@@ -32,7 +32,9 @@ cut into ``c_f = floor(s/Q)`` full chunks and a last chunk of ``r = s - Q*c_f`` 
 - ``out_proj`` (T x d_t) @ (d_t x h), row-parallel, then the TP all-reduce.
 
 So the scan's matmul FLOPs are ``2*b*Σl²*(G_t*N + H_t*P) + 4*T*H_t*P*N``: for s a multiple of Q,
-``2*T*Q*(G_t*N + H_t*P) + 4*T*H_t*P*N``, linear in s (docs/conventions.md §16).
+``2*T*Q*(G_t*N + H_t*P) + 4*T*H_t*P*N``, linear in s (docs/conventions.md §16, item 13). Each
+step's products over a sequence's chunks are one op (the short last chunk of step 1 a separate
+``_last`` op); those of steps 2 and 4 sum to one product over the s tokens.
 
 NB: step 3 is counted as the kernels run it (``_state_passing_fwd``: a sequential scan, vector
 work), not as ``ssd_minimal``'s (c+1) x (c+1) matrix product over chunks, which would add
