@@ -111,9 +111,9 @@ _ROWS = (
     # arXiv:2405.21060): H heads of P channels, state size N, G groups of B and C, chunk length Q
     _row("ssm_heads", "H", "H", "SSM (Mamba-2) heads"),
     _row("ssm_head_dim", "P", "P", "channels of one SSM head (Mamba-2 headdim)"),
-    _row("ssm_state_size", "N", "N", "SSM state size per channel (Mamba-2 d_state)"),
+    _row("ssm_state_size", "N", "N", "SSM state size per channel (Mamba-2 d-state)"),
     _row("ssm_groups", "G", "G", "groups sharing B and C (Mamba-2 ngroups)"),
-    _row("conv_kernel", "k_conv", r"k_{\mathrm{conv}}", "width of the causal depthwise convolution (d_conv)"),
+    _row("conv_kernel", "k_conv", r"k_{\mathrm{conv}}", "width of the causal depthwise convolution (Mamba-2 d-conv)"),
     _row("chunk_size", "Q", "Q", "chunk length of the SSD chunked scan"),
     _row("tp", "t", "t", "tensor-parallel degree"),
     _row("sp", "sp", r"n_{\mathrm{sp}}", "sequence-parallel (Ulysses) degree"),
