@@ -32,7 +32,7 @@ cut into ``c_f = floor(s/Q)`` full chunks and a last chunk of ``r = s mod Q`` to
 - ``out_proj`` (T x d_t) @ (d_t x h), row-parallel, then the TP all-reduce.
 
 So the scan's matmul FLOPs are ``2*b*Σl²*(G_t*N + H_t*P) + 4*T*H_t*P*N``: for s a multiple of Q,
-``2*T*Q*(G_t*N + H_t*P) + 4*T*H_t*P*N``, linear in s (docs/conventions.md §16, item 13). Each
+``2*T*Q*(G_t*N + H_t*P) + 4*T*H_t*P*N``, linear in s (docs/conventions.md §16, item 14). Each
 step's products over a sequence's chunks are one op (the short last chunk of step 1 a separate
 ``_last`` op); those of steps 2 and 4 sum to one product over the s tokens.
 
