@@ -45,6 +45,7 @@ _NAMES = {
     "TransformerBlock": "symcost.models.model", "SearchResult": "symcost.plan.search",
     "InferenceStep": "symcost.plan.step", "TrainingStep": "symcost.plan.step",
     "html_report": "symcost.report.html", "write_html_report": "symcost.report.html",
+    "Mamba2Layer": "symcost.layers", "MixerBlock": "symcost.models.model",
     "SpeculativeStep": "symcost.plan.speculative", "speculative_step": "symcost.plan.speculative",
     "DisaggregatedPlan": "symcost.plan.disaggregated", "pd_ratio": "symcost.plan.disaggregated",
 }
@@ -157,10 +158,12 @@ if TYPE_CHECKING:
     from .layers import GroupedQueryAttentionLayer as GroupedQueryAttentionLayer
     from .layers import Layer as Layer
     from .layers import LMHeadLayer as LMHeadLayer
+    from .layers import Mamba2Layer as Mamba2Layer
     from .layers import MLALayer as MLALayer
     from .layers import MLPLayer as MLPLayer
     from .layers import MoELayer as MoELayer
     from .layers import NormLayer as NormLayer
+    from .models.model import MixerBlock as MixerBlock
     from .models.model import Model as Model
     from .models.model import TransformerBlock as TransformerBlock
     from .plan import calibration as calibration
@@ -196,6 +199,8 @@ __all__ = [
     "LayerMetrics",
     "MLALayer",
     "MLPLayer",
+    "Mamba2Layer",
+    "MixerBlock",
     "MoELayer",
     "Model",
     "NormLayer",

@@ -12,7 +12,7 @@ from .common import (
     model_arg,
 )
 
-LAYER_CHOICES = ("mlp", "gated-mlp", "attention", "gqa", "norm", "rmsnorm")
+LAYER_CHOICES = ("mlp", "gated-mlp", "attention", "gqa", "norm", "rmsnorm", "mamba2")
 
 
 def latex_cmd(args: argparse.Namespace) -> int:

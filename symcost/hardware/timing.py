@@ -53,6 +53,10 @@ FUSED_OPS = frozenset({
     # projection inside one gate_up GEMM, the gate multiply inside the activation (SiLU·gate),
     # bias adds in the GEMM epilogue, position embeddings inside the embedding gather.
     "residual", "up", "gate_multiply", "out_bias", "down_bias", "positions",
+    # Mamba-2 (symcost/layers/mamba2.py): the SSD kernels' elementwise work (decay, scaling, the
+    # D skip) inside the chunk-state and chunk-scan kernels, the decode readout inside the
+    # state update (mamba_ssm's selective_state_update)
+    "ssd_decay", "ssd_scale_x", "ssd_output", "ssm_dt", "ssm_readout", "ssm_output",
 })
 """Op names (before any ``.`` suffix) that add no kernel of their own."""
 

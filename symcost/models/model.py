@@ -40,7 +40,7 @@ from ..layers.embedding import EmbeddingLayer, LMHeadLayer
 from ..layers.mlp import Activation, GatedMLPLayer, MLPLayer
 from ..layers.norm import NormLayer
 
-__all__ = ["Model", "TransformerBlock", "register_steps", "resolve_causal", "window_pattern"]
+__all__ = ["MixerBlock", "Model", "TransformerBlock", "register_steps", "resolve_causal", "window_pattern"]
 
 # NB: the training and inference steps (symcost.step) are built on Model, so this module must not
 # import them (no import cycle, no upward import). symcost.step registers its functions here when
@@ -142,8 +142,113 @@ class TransformerBlock(Layer):
     def kv_cache_memory(self, ctx: Context) -> sp.Expr:
         return self.attention.kv_cache_memory(ctx) + self.mlp.kv_cache_memory(ctx)
 
+    # the layer contract, answered by the block's parts (the steps and the search ask blocks)
+    @property
+    def query_heads(self) -> Optional[sp.Expr]:
+        return self.attention.query_heads
+
+    @property
+    def kv_heads(self) -> Optional[sp.Expr]:
+        return self.attention.kv_heads
+
+    @property
+    def num_routed_experts(self) -> Optional[sp.Expr]:
+        return self.mlp.num_routed_experts
+
+    @property
+    def expert_params_per_chip(self) -> sp.Expr:
+        return self.mlp.expert_params_per_chip
+
+
+class MixerBlock(Layer):
+    """A pre-norm residual block around one layer: ``x + mixer(norm(x))``.
+
+    The blocks of state-space and hybrid stacks that are not attention + MLP pairs: a Mamba-2
+    layer (mamba_ssm's ``Block`` with ``d_intermediate=0``: pure Mamba-2 models), or, in
+    Nemotron-H-like hybrids, an attention-only or MLP-only layer. Its contract is its mixer's
+    plus the norm and the residual add; under ``recompute="full"`` it keeps only its input.
+
+    >>> from symcost import MixerBlock, Mamba2Layer
+    >>> block = MixerBlock(mixer=Mamba2Layer(hidden_size=64, num_heads=4, head_dim=32,
+    ...                                      state_size=16, num_groups=1, conv_kernel=4,
+    ...                                      chunk_size=8))
+    >>> block.num_params - block.mixer.num_params       # the RMSNorm's weight
+    64
+    """
+
+    mixer: Layer
+    norm_kind: Literal["layernorm", "rmsnorm"] = "rmsnorm"
+
+    @model_validator(mode="after")
+    def _check_parts(self) -> "MixerBlock":
+        if self.mixer.parallelism != self.parallelism:
+            raise ConfigError(f"{type(self.mixer).__name__}.parallelism must equal the block's "
+                              f"({self.mixer.parallelism} vs {self.parallelism})")
+        return self
+
+    @property
+    def hidden_size(self) -> sp.Expr:
+        return self.mixer.hidden_size  # type: ignore[attr-defined]
+
+    @property
+    def norm(self) -> NormLayer:
+        """The block's norm."""
+        return NormLayer(hidden_size=self.hidden_size, kind=self.norm_kind, parallelism=self.parallelism)
+
+    @property
+    def parts(self) -> tuple[Layer, ...]:
+        return (self.norm, self.mixer)
+
+    @property
+    def num_params(self) -> sp.Expr:
+        return self.norm.num_params + self.mixer.num_params
+
+    def check(self, ctx: Context) -> None:
+        self.mixer.check(ctx)
+
+    def forward_ops(self, ctx: Context):
+        n, e = ctx.sharded_tokens * self.hidden_size, ctx.e
+        residual = Vector("residual", elements=n, flops_per_element=VECTOR_FLOPS["bias"],
+                          read_bytes=2 * n * e, write_bytes=n * e)
+        return [*self.norm.forward_ops(ctx), *self.mixer.forward_ops(ctx), residual]
+
+    def selective_recompute_ops(self, ctx: Context):
+        return self.mixer.selective_recompute_ops(ctx)
+
+    def weight_memory(self, ctx: Context) -> sp.Expr:
+        return self.norm.weight_memory(ctx) + self.mixer.weight_memory(ctx)
+
+    def saved_activations(self, ctx: Context) -> sp.Expr:
+        if ctx.recompute == "full":
+            return ctx.sharded_tokens * self.hidden_size * ctx.e  # the block's input
+        return self.norm.saved_activations(ctx) + self.mixer.saved_activations(ctx)
+
+    def peak_activations(self, ctx: Context) -> sp.Expr:
+        residual = ctx.sharded_tokens * self.hidden_size * ctx.e
+        return residual + sp.Max(self.norm.peak_activations(ctx), self.mixer.peak_activations(ctx))
+
+    def kv_cache_memory(self, ctx: Context) -> sp.Expr:
+        return self.mixer.kv_cache_memory(ctx)
+
+    @property
+    def query_heads(self) -> Optional[sp.Expr]:
+        return self.mixer.query_heads
+
+    @property
+    def kv_heads(self) -> Optional[sp.Expr]:
+        return self.mixer.kv_heads
+
+    @property
+    def num_routed_experts(self) -> Optional[sp.Expr]:
+        return self.mixer.num_routed_experts
+
+    @property
+    def expert_params_per_chip(self) -> sp.Expr:
+        return self.mixer.expert_params_per_chip
+
 
 Count = Any
+Block = Union[TransformerBlock, MixerBlock]
 
 def resolve_causal(causal: Optional[bool], flash_attention: bool) -> bool:
     """The attention layers' ``causal`` for a builder's ``causal`` argument.
@@ -176,7 +281,7 @@ class Model(BaseModel):
 
     name: str = "model"
     embedding: EmbeddingLayer
-    blocks: tuple[tuple[TransformerBlock, Count], ...]
+    blocks: tuple[tuple[Block, Count], ...]
     final_norm: NormLayer
     lm_head: LMHeadLayer
 
@@ -265,7 +370,7 @@ class Model(BaseModel):
         seen: dict[Layer, LayerMetrics] = {}
         for name, layer, count in self.parts():
             if layer not in seen:
-                mode = recompute if isinstance(layer, TransformerBlock) else "none"
+                mode = recompute if isinstance(layer, (TransformerBlock, MixerBlock)) else "none"
                 seen[layer] = layer.compute_metrics(batch_size, seq_len, phase, dtype, hardware,
                                                     recompute=mode, overlap=overlap)
             rows.append((name, count, seen[layer]))
@@ -483,6 +588,8 @@ def _with_parallelism(model: "Model", par: Parallelism) -> "Model":
         if isinstance(layer, TransformerBlock):
             update["attention"] = re(layer.attention)
             update["mlp"] = re(layer.mlp)
+        elif isinstance(layer, MixerBlock):
+            update["mixer"] = re(layer.mixer)
         return type(layer)(**{**dict(layer), **update})
 
     return Model(name=model.name, embedding=re(model.embedding),

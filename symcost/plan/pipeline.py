@@ -330,8 +330,8 @@ def model_parts(model: "Model", rows: Sequence[tuple[str, Any, LayerMetrics]], d
     blocks = []
     for i, (blk, n) in enumerate(model.blocks):
         q = quantities(by_name[f"blocks[{i}]"][1])
-        if blk.mlp.num_routed_experts is not None:
-            q["expert_weight"] = sp.sympify(blk.mlp.expert_params_per_chip * e)
+        if blk.num_routed_experts is not None:
+            q["expert_weight"] = sp.sympify(blk.expert_params_per_chip * e)
         blocks.append((n, q))
     return {"embedding": quantities(by_name["embedding"][1]), "blocks": blocks, "tail": tail}
 

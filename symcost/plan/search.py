@@ -127,9 +127,10 @@ def _divisors(n: int) -> list[int]:
 
 
 def _heads(model: Model) -> tuple[int, Optional[int]]:
-    attn = model.blocks[0][0].attention
-    a = int(cast(Any, attn.query_heads))
-    g = None if attn.kv_heads is None else int(attn.kv_heads)
+    # the first block with heads (a hybrid's may start with a mixer-less MLP block)
+    blk = next(b for b, _ in model.blocks if b.query_heads is not None)
+    a = int(cast(Any, blk.query_heads))
+    g = None if blk.kv_heads is None else int(blk.kv_heads)
     return a, g
 
 
@@ -276,7 +277,7 @@ class _Space:
 
     @property
     def moe(self) -> list[int]:
-        return [int(n) for n in (blk.mlp.num_routed_experts for blk, _ in self.model.blocks) if n is not None]
+        return [int(n) for n in (blk.num_routed_experts for blk, _ in self.model.blocks) if n is not None]
 
     @property
     def splits(self) -> dict[int, Any]:

@@ -239,5 +239,5 @@ def test_preset_files_cite_every_number():
     assert files == sorted(f"{n}.json" for n in listed)
     for name in listed:
         data = json.loads(folder.joinpath(f"{name}.json").read_text())
-        assert data["name"] == name and data["source"] and data["builder"] in ("llama", "gpt", "mixtral", "deepseek_v3")
+        assert data["name"] == name and data["source"] and data["builder"] in models.registry.BUILDERS
         assert all(entry["source"] for entry in data["fields"].values()), name
