@@ -273,3 +273,12 @@ def test_transformers_counts_the_same(config, count):
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(hf_config)
     assert sum(p.numel() for p in model.parameters()) == count
+
+
+@pytest.mark.parametrize(("preset", "config"), [("gpt2", GPT2), ("qwen3-8b", QWEN3_8B), ("phi-3-mini", PHI3_MINI_4K)])
+def test_presets_are_the_published_configs(preset, config):
+    """The presets (models/presets/*.json) cost what their config.json costs: a training step of
+    2 x 1024 tokens, FLOPs and saved activations alike."""
+    kw = {"batch_size": 2, "seq_len": 1024, "phase": "training", "dtype": "bf16"}
+    a, b = models.get(preset).compute_metrics(**kw), models.from_hf_config(config).compute_metrics(**kw)
+    assert (a.flops_per_chip, a.activation_memory_per_chip) == (b.flops_per_chip, b.activation_memory_per_chip)
