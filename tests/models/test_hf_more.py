@@ -282,3 +282,73 @@ def test_presets_are_the_published_configs(preset, config):
     kw = {"batch_size": 2, "seq_len": 1024, "phase": "training", "dtype": "bf16"}
     a, b = models.get(preset).compute_metrics(**kw), models.from_hf_config(config).compute_metrics(**kw)
     assert (a.flops_per_chip, a.activation_memory_per_chip) == (b.flops_per_chip, b.activation_memory_per_chip)
+
+
+# -- optional: FlopCounterMode on tiny variants of the published configs ----------------------
+
+SMALL = {"hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 128,
+         "intermediate_size": 96, "_attn_implementation": "eager"}
+TINY = {
+    "gpt2": {**GPT2, "n_embd": 64, "n_head": 4, "n_layer": 2, "vocab_size": 128, "n_positions": 32,
+             "attn_pdrop": 0.0, "resid_pdrop": 0.0, "embd_pdrop": 0.0, "_attn_implementation": "eager"},
+    "qwen3": {**QWEN3_8B, **SMALL, "num_key_value_heads": 2, "head_dim": 16},
+    "phi3": {**PHI3_MINI_4K, **SMALL, "num_key_value_heads": 4, "sliding_window": None, "pad_token_id": None,
+             "eos_token_id": 1},
+    "gemma2": {**GEMMA2_9B, **SMALL, "num_key_value_heads": 2, "head_dim": 32, "query_pre_attn_scalar": 32},
+    "gpt_neox": {**GPT_NEOX_20B, **SMALL},
+    "falcon-7b": {**FALCON_7B, **{k: v for k, v in SMALL.items() if k != "intermediate_size"}},
+    "falcon-40b": {**FALCON_40B, **{k: v for k, v in SMALL.items() if k != "intermediate_size"}, "num_kv_heads": 2},
+    "qwen3_moe": {**QWEN3_30B_A3B, **SMALL, "num_key_value_heads": 2, "head_dim": 16, "moe_intermediate_size": 32,
+                  "num_experts": 4, "num_experts_per_tok": 2},
+    "deepseek_v2": {**DEEPSEEK_V2_LITE, **{k: v for k, v in SMALL.items() if k != "_attn_implementation"},
+                    "moe_intermediate_size": 32, "n_routed_experts": 4, "num_experts_per_tok": 2,
+                    "n_shared_experts": 1, "kv_lora_rank": 16, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8,
+                    "v_head_dim": 16, "num_key_value_heads": 4, "rope_scaling": None},
+}
+
+
+def _torch_flops(config, torch, transformers):
+    """FlopCounterMode totals of one forward, and of a forward and backward of the LM loss, of
+    the transformers model for ``config`` (b = 1, s = 16; eager attention and eager experts)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    fields = {k: v for k, v in config.items() if k not in ("model_type", "auto_map", "_attn_implementation")}
+    try:
+        hf_config = transformers.AutoConfig.for_model(config["model_type"], **fields)
+    except (KeyError, ValueError):
+        pytest.skip(f"transformers {transformers.__version__} does not know {config['model_type']}")
+    try:  # transformers >= 5 picks the attention and the experts' kernels here
+        model = transformers.AutoModelForCausalLM.from_config(hf_config, attn_implementation="eager",
+                                                              experts_implementation="eager")
+    except (TypeError, ValueError):
+        if config["model_type"] == "falcon":  # before attn_implementation, Falcon ran sdpa, whose
+            # masked path FlopCounterMode did not see (transformers 4.31: the core's FLOPs missing)
+            pytest.skip(f"transformers {transformers.__version__} cannot run Falcon's eager attention")
+        model = transformers.AutoModelForCausalLM.from_config(hf_config)
+    ids = torch.randint(0, 128, (1, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), FlopCounterMode(display=False) as forward:
+        model(input_ids=ids)
+    with FlopCounterMode(display=False) as training:
+        model(input_ids=ids, labels=ids).loss.backward()
+    return forward.get_total_flops(), training.get_total_flops()
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_flop_counter_matches_on_tiny_variants(name):
+    """Tiny variants of each published config (same keys, small sizes): symcost's matmul FLOPs
+    (full square, causal=False, as eager attention computes it) equal FlopCounterMode's, for a
+    forward (transformers computes logits for all 16 tokens, symcost's prefill for the last one:
+    2 x 15 x h x V added) and, but for MLA, forward and backward: symcost's MLA is a flash kernel,
+    whose backward recomputes Q K^T (docs/conventions.md §16), the eager one does not.
+    Development run (transformers 5.24.0, torch 2.13.0): all nine equal."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    config = TINY[name]
+    forward, training = _torch_flops(config, torch, transformers)
+    model = models.from_hf_config(config, causal=False)
+    h, V = 64, 128
+    ours = model.compute_metrics(batch_size=1, seq_len=16, phase="prefill", dtype="fp32").matmul_flops_per_chip
+    assert ours + 2 * 15 * h * V == forward
+    if name != "deepseek_v2":
+        assert model.compute_metrics(batch_size=1, seq_len=16, phase="training",
+                                     dtype="fp32").matmul_flops_per_chip == training
