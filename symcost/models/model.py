@@ -170,7 +170,7 @@ class TransformerBlock(Layer):
     def peak_activations(self, ctx: Context) -> sp.Expr:
         residual = ctx.sharded_tokens * self.hidden_size * ctx.e
         if self.parallel:
-            residual += ctx.tokens * self.hidden_size * ctx.e  # the attention's output, kept for the sum
+            residual *= 2  # the attention's output (reduced, sequence-sharded like x), kept for the sum
         # the norms are alike: Max over three layers (STYLE rule 5)
         return residual + sp.Max(*(part.peak_activations(ctx) for part in (self.norm, self.attention, self.mlp)))
 

@@ -72,3 +72,13 @@ def test_tensor_parallel_collectives_are_those_of_two_layers():
                            mlp=MLPLayer(hidden_size=H, intermediate_size=256, parallelism=par), parallelism=par)
     both = seq.model_copy(update={"parallel": True})
     assert metrics(both).comm_bytes_per_chip == metrics(seq).comm_bytes_per_chip != 0
+
+
+def test_parallel_block_holds_the_sequence_sharded_output_under_megatron_sp():
+    """TP 2 with Megatron SP: the attention's output leaves its reduce-scatter sharded over the
+    sequence, 8 / 2 x 64 x 2 = 512 bytes held while the MLP runs."""
+    par = {"tensor_parallel": 2, "sequence_parallel": "tp"}
+    seq = TransformerBlock(attention=AttentionLayer(hidden_size=H, num_heads=4, parallelism=par),
+                           mlp=MLPLayer(hidden_size=H, intermediate_size=256, parallelism=par), parallelism=par)
+    both = seq.model_copy(update={"parallel": True})
+    assert metrics(both).activation_memory_per_chip - metrics(seq).activation_memory_per_chip == 512
