@@ -99,10 +99,10 @@ _DEEPSEEK_FREE = {
                                 "does not build either: not part of the model",
 }
 _SCORE_SCALE = ("a scale of the attention scores inside the attention kernel, as the 1/sqrt(d) scale is: "
-                "not counted (docs/conventions.md §16, item 13)")
+                "not counted (docs/conventions.md §16, item 14)")
 _SOFTCAP = ("tanh soft-capping, cap * tanh(x / cap): elementwise, 3 FLOPs per score (inside the flash kernel, "
             "as the score scale) or per logit (about 3 / (2h) of the LM head's matmul FLOPs, 0.04 % at "
-            "h = 3584); not counted, as the score scale and RoPE are not (docs/conventions.md §16, item 13)")
+            "h = 3584); not counted, as the score scale and RoPE are not (docs/conventions.md §16, item 14)")
 COST_FREE_FOR: dict[str, dict[str, str]] = {
     "deepseek_v2": _DEEPSEEK_FREE,
     "deepseek_v3": _DEEPSEEK_FREE,
