@@ -40,11 +40,10 @@ def _layer_rows(model: Model) -> list[tuple[str, Any, Any]]:
     rows: list[tuple[str, Any, Any]] = []
     for name, layer, count in model.parts():
         if isinstance(layer, TransformerBlock):
-            parts = layer.parts
-            for label, part in zip(("norm", "attention", "norm", "mlp"), parts):
+            for label, part in layer.labelled_parts:
                 if label == "norm" and any(r[0] == f"{name}.norm" for r in rows):
-                    continue  # the two norms are identical: listed once, counted twice
-                rows.append((f"{name}.{label}", part, 2 * count if label == "norm" else count))
+                    continue  # the block's norms are identical: listed once, counted num_norms times
+                rows.append((f"{name}.{label}", part, layer.num_norms * count if label == "norm" else count))
         else:
             rows.append((name, layer, count))
     return rows

@@ -71,15 +71,24 @@ def _step(name: str) -> Callable[..., Any]:
 class TransformerBlock(Layer):
     """A pre-norm transformer block: ``x + attn(norm(x))`` then ``x + mlp(norm(x))``.
 
-    ``attention`` and ``mlp`` are layers with the block's parallelism; the two norms are of
+    ``attention`` and ``mlp`` are layers with the block's parallelism; the norms are of
     ``norm_kind`` over the attention's hidden size. Under ``recompute="full"`` the block keeps
     only its input (Korthikanti et al.'s ``2sbh`` per layer at e = 2); otherwise it keeps what
     its layers keep. Its inference peak is the residual stream plus the largest layer's peak.
+
+    Variants: ``parallel`` (GPT-J, GPT-NeoX, Falcon): ``x + attn(norm(x)) + mlp(norm(x))``, the
+    same ops (two norms, two residual adds) with the attention's output held while the MLP runs
+    (one more ``T*h*e`` in the peak); ``shared_norm`` (Falcon-7B, needs ``parallel``): one norm
+    feeds both; ``post_norms`` (Gemma 2): a norm on the attention's and the MLP's outputs before
+    each residual add. Norms per block: ``(1 if shared_norm else 2) + (2 if post_norms else 0)``.
     """
 
     attention: Layer
     mlp: Layer
     norm_kind: Literal["layernorm", "rmsnorm"] = "rmsnorm"
+    parallel: bool = False
+    shared_norm: bool = False
+    post_norms: bool = False
 
     @model_validator(mode="after")
     def _check_parts(self) -> "TransformerBlock":
@@ -90,6 +99,8 @@ class TransformerBlock(Layer):
         # NB: hidden_size is not declared by the Layer contract yet (issue 9); every layer has it
         if self.attention.hidden_size != self.mlp.hidden_size:  # type: ignore[attr-defined]
             raise ConfigError("attention and mlp must share hidden_size")
+        if self.shared_norm and not self.parallel:
+            raise ConfigError("shared_norm needs parallel=True (one norm feeding attention and mlp side by side)")
         return self
 
     @property
@@ -102,12 +113,26 @@ class TransformerBlock(Layer):
         return NormLayer(hidden_size=self.hidden_size, kind=self.norm_kind, parallelism=self.parallelism)
 
     @property
+    def num_norms(self) -> int:
+        """Norms per block: 2 (pre-norm), 1 (``shared_norm``), plus 2 with ``post_norms``."""
+        return (1 if self.shared_norm else 2) + (2 if self.post_norms else 0)
+
+    @property
+    def labelled_parts(self) -> tuple[tuple[str, Layer], ...]:
+        """``(label, layer)`` for every layer of the block in execution order (``"norm"``,
+        ``"attention"``, ``"mlp"``)."""
+        norm = ("norm", self.norm)
+        post = (norm,) if self.post_norms else ()
+        second = () if self.shared_norm else (norm,)
+        return (norm, ("attention", self.attention), *post, *second, ("mlp", self.mlp), *post)
+
+    @property
     def parts(self) -> tuple[Layer, ...]:
-        return (self.norm, self.attention, self.norm, self.mlp)
+        return tuple(layer for _, layer in self.labelled_parts)
 
     @property
     def num_params(self) -> sp.Expr:
-        return 2 * self.norm.num_params + self.attention.num_params + self.mlp.num_params
+        return self.num_norms * self.norm.num_params + self.attention.num_params + self.mlp.num_params
 
     def check(self, ctx: Context) -> None:
         for part in (self.attention, self.mlp):
@@ -119,9 +144,17 @@ class TransformerBlock(Layer):
                       read_bytes=2 * n * e, write_bytes=n * e)
 
     def forward_ops(self, ctx: Context):
-        norm = self.norm
-        return [*norm.forward_ops(ctx), *self.attention.forward_ops(ctx), self._residual(ctx),
-                *norm.forward_ops(ctx), *self.mlp.forward_ops(ctx), self._residual(ctx)]
+        def norm() -> list:
+            return self.norm.forward_ops(ctx)
+
+        def post() -> list:
+            return norm() if self.post_norms else []
+
+        attention, mlp = [*self.attention.forward_ops(ctx), *post()], [*self.mlp.forward_ops(ctx), *post()]
+        if self.parallel:  # x + attn(norm(x)) + mlp(norm(x)): two residual adds after both branches
+            second = [] if self.shared_norm else norm()
+            return [*norm(), *attention, *second, *mlp, self._residual(ctx), self._residual(ctx)]
+        return [*norm(), *attention, self._residual(ctx), *norm(), *mlp, self._residual(ctx)]
 
     def selective_recompute_ops(self, ctx: Context):
         return self.attention.selective_recompute_ops(ctx) + self.mlp.selective_recompute_ops(ctx)
@@ -136,7 +169,9 @@ class TransformerBlock(Layer):
 
     def peak_activations(self, ctx: Context) -> sp.Expr:
         residual = ctx.sharded_tokens * self.hidden_size * ctx.e
-        # the two norms are alike: Max over three layers (STYLE rule 5)
+        if self.parallel:
+            residual *= 2  # the attention's output (reduced, sequence-sharded like x), kept for the sum
+        # the norms are alike: Max over three layers (STYLE rule 5)
         return residual + sp.Max(*(part.peak_activations(ctx) for part in (self.norm, self.attention, self.mlp)))
 
     def kv_cache_memory(self, ctx: Context) -> sp.Expr:
@@ -436,12 +471,14 @@ class Model(BaseModel):
               attention_bias: Union[bool, Literal["qkv"]] = False, flash_attention: bool = True,
               kv_cache_dtype: Optional[str] = None, causal: Optional[bool] = None,
               window: Any = None, activation: Activation = "silu", mlp_bias: bool = False,
-              name: str = "llama") -> "Model":
+              qk_norm: bool = False, post_norms: bool = False, name: str = "llama") -> "Model":
         """Llama-style: RoPE (no position parameters), RMSNorm, GQA and a gated MLP without
         biases (``attention_bias="qkv"`` for Qwen2, ``True`` on every projection; ``mlp_bias``
         on the MLP's), untied LM head unless ``tied``; ``activation`` on the gate (SwiGLU's
         ``"silu"``; ``"gelu"`` makes GeGLU); ``window`` a sliding window (Mistral-7B-v0.1);
-        ``kv_cache_dtype`` stores the KV cache in another format (e.g. ``"fp8_e4m3"``).
+        ``kv_cache_dtype`` stores the KV cache in another format (e.g. ``"fp8_e4m3"``);
+        ``qk_norm`` an RMSNorm on each Q and K head (Qwen3), ``post_norms`` a norm after the
+        attention and after the MLP (Gemma 2).
 
         Attention is flash by default, so ``causal`` resolves to ``True``: only the unmasked
         pairs are counted (see :func:`resolve_causal`)."""
@@ -451,10 +488,11 @@ class Model(BaseModel):
                                                  num_kv_heads=num_kv_heads, head_dim=head_dim,
                                                  bias=attention_bias, flash_attention=flash_attention,
                                                  causal=resolve_causal(causal, flash_attention), window=window,
-                                                 kv_cache_dtype=kv_cache_dtype, parallelism=par),
+                                                 kv_cache_dtype=kv_cache_dtype, qk_norm=qk_norm,
+                                                 parallelism=par),
             mlp=GatedMLPLayer(hidden_size=hidden_size, intermediate_size=intermediate_size,
                               activation=activation, bias=mlp_bias, parallelism=par),
-            norm_kind="rmsnorm", parallelism=par)
+            norm_kind="rmsnorm", post_norms=post_norms, parallelism=par)
         return cls(
             name=name,
             embedding=EmbeddingLayer(vocab_size=vocab_size, hidden_size=hidden_size, parallelism=par),
