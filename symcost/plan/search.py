@@ -18,6 +18,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -373,22 +374,28 @@ def _layer_values(space: _Space, cols: _Columns, chip: Hardware, datatype: DataT
         mask = (cols.msp == msp) & (cols.rc == rc) & (cols.ov == ov)
         if not mask.any():
             continue
-        par = {"tensor_parallel": sym.tp, "expert_parallel": sym.ep,
-               "sequence_parallel": "tp" if msp else sym.sp}
-        sym_model = space.model.with_parallelism(par)
-        rows_ = sym_model.breakdown(sym.batch_size, space.s, "training", datatype, chip, cast(Recompute, rc),
-                                    bool(ov))
-        parts = model_parts(sym_model, rows_, datatype)
-        named = {"embedding": parts["embedding"], "tail": parts["tail"],
-                 **{f"blocks[{j}]": q for j, (_, q) in enumerate(parts["blocks"])}}
-        exprs = {f"{part}.{q}": named[part][q] for part in part_names for q in quantities if q in named[part]}
-        sweeper = Sweeper(exprs)
+        sweeper = _layer_program(space.model, chip, datatype, space.s, msp, rc, ov, quantities)
         inputs = {sym.batch_size: cols.b[mask], sym.tp: cols.t[mask], sym.sp: cols.u[mask], sym.ep: cols.e[mask]}
         out = sweeper({k: v for k, v in inputs.items() if k in sweeper.args})
-        for name in exprs:
+        for name in sweeper.names:
             part, q = name.split(".")
             values[(part, q)][mask] = out[name]
     return values
+
+
+@functools.lru_cache(maxsize=64)
+def _layer_program(model: Model, chip: Hardware, datatype: DataType, s: int, msp: bool, rc: str, ov: bool,
+                   quantities: tuple[str, ...]) -> Sweeper:
+    """The quantities of every part of ``model`` with ``b``, ``t``, ``u`` and ``e`` free, compiled
+    once per (model, chip, dtype, sequence length, sequence mode, recompute, overlap)."""
+    par = {"tensor_parallel": sym.tp, "expert_parallel": sym.ep, "sequence_parallel": "tp" if msp else sym.sp}
+    sym_model = model.with_parallelism(par)
+    rows_ = sym_model.breakdown(sym.batch_size, s, "training", datatype, chip, cast(Recompute, rc), bool(ov))
+    parts = model_parts(sym_model, rows_, datatype)
+    named = {"embedding": parts["embedding"], "tail": parts["tail"],
+             **{f"blocks[{j}]": q for j, (_, q) in enumerate(parts["blocks"])}}
+    exprs = {f"{part}.{q}": named[part][q] for part in _part_names(model) for q in quantities if q in named[part]}
+    return Sweeper(exprs, fast_compile=True)
 
 
 @dataclass(frozen=True)
@@ -428,32 +435,44 @@ def _assemble(space: _Space, cols: _Columns, slots: _Slots, chip: Hardware, data
               quantities: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Step time, memory per chip and MFU of every candidate, the step assembled symbolically and
     compiled per (ZeRO stage, p = 1?, v = 1?)."""
-    slot_symbols = {(j, q): sp.Symbol(f"_s{j}_{q}") for j in range(slots.K) for q in quantities}
-    index_symbols = {j: sp.Symbol(f"_k{j}", integer=True, nonnegative=True) for j in range(slots.K)}
-    h = space.model.blocks[0][0].hidden_size
-    flops_seq = flops_per_sequence(space.model, space.s, datatype)
     step, memory, mfu = np.empty(len(cols)), np.empty(len(cols)), np.empty(len(cols))
     for z, p1, v1 in itertools.product(space.zero_stages, (True, False), (True, False)):
         mask = (cols.z == z) & ((cols.p == 1) == p1) & ((cols.v == 1) == v1)
         if not mask.any() or (p1 and not v1):
             continue
         used = range(1 if p1 else slots.K)
-        stages = [{**{q: slot_symbols[(j, q)] for q in quantities}, "index": 0 if p1 else index_symbols[j]}
-                  for j in used]
-        fields = assemble_training(
-            stages, chip=chip, e=datatype.bytes, s=space.s, B=space.B, b=sym.batch_size, t=sym.tp, u=sym.sp,
-            ep=sym.ep, p=1 if p1 else _P, d=_D, v=1 if v1 else _V, zero_stage=z, hidden_size=h,
-            flops_per_sequence=flops_seq, peak=chip.peak_flops_expr(datatype))
-        sweeper = Sweeper({k: fields[k] for k in ("step_time", "memory_per_chip", "mfu")})
+        sweeper = _assemble_program(space.model, chip, datatype, space.s, space.B, z, p1, v1, len(used), quantities)
         inputs = {sym.batch_size: cols.b[mask], sym.tp: cols.t[mask], sym.sp: cols.u[mask], _P: cols.p[mask],
                   _D: cols.d[mask], _V: cols.v[mask], sym.ep: cols.e[mask],
-                  **{slot_symbols[(j, q)]: slots.values[(j, q)][mask] for j in used for q in quantities},
-                  **{index_symbols[j]: slots.index[j][mask] for j in used}}
+                  **{_slot_symbol(j, q): slots.values[(j, q)][mask] for j in used for q in quantities},
+                  **{_index_symbol(j): slots.index[j][mask] for j in used}}
         out = sweeper({k: v for k, v in inputs.items() if k in sweeper.args})
         step[mask], memory[mask], mfu[mask] = out["step_time"], out["memory_per_chip"], out["mfu"]
     return step, memory, mfu
 
 
+def _slot_symbol(j: int, q: str) -> sp.Symbol:
+    return sp.Symbol(f"_s{j}_{q}")
+
+
+def _index_symbol(j: int) -> sp.Symbol:
+    return sp.Symbol(f"_k{j}", integer=True, nonnegative=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _assemble_program(model: Model, chip: Hardware, datatype: DataType, s: int, B: int, z: int, p1: bool, v1: bool,
+                      K: int, quantities: tuple[str, ...]) -> Sweeper:
+    """Step time, memory per chip and MFU from ``K`` stage slots (their quantities and layer
+    indices free) and the free degrees, compiled once per (model, chip, dtype, sizes, ZeRO
+    stage, p = 1?, v = 1?, K)."""
+    stages = [{**{q: _slot_symbol(j, q) for q in quantities}, "index": 0 if p1 else _index_symbol(j)}
+              for j in range(K)]
+    fields = assemble_training(
+        stages, chip=chip, e=datatype.bytes, s=s, B=B, b=sym.batch_size, t=sym.tp, u=sym.sp,
+        ep=sym.ep, p=1 if p1 else _P, d=_D, v=1 if v1 else _V, zero_stage=z,
+        hidden_size=model.blocks[0][0].hidden_size, flops_per_sequence=flops_per_sequence(model, s, datatype),
+        peak=chip.peak_flops_expr(datatype))
+    return Sweeper({k: fields[k] for k in ("step_time", "memory_per_chip", "mfu")}, fast_compile=True)
 
 
 def _inference(model: Model, chip: Hardware, N: int, batch: int, s: int, datatype: DataType, objective: str,
