@@ -89,6 +89,32 @@ def exact(value: Value) -> Value:
     return value
 
 
+def extreme(kind: type, *args: Any) -> sp.Expr:
+    """``kind(*args)`` for ``kind`` ``sympy.Max`` or ``sympy.Min``, its arguments compared only
+    when every one is a number.
+
+    SymPy's ``Max`` drops an argument it can prove dominated, comparing every pair of symbolic
+    arguments (milliseconds each for the rational functions of a step, and it rarely succeeds).
+    Dropping a dominated argument never changes the value, so the extreme is built unevaluated
+    over the distinct arguments, nested extremes of the same kind flattened; it evaluates once
+    numbers are substituted.
+
+    >>> from symcost.symbols import batch_size as b
+    >>> extreme(sp.Max, 2 * b, sp.Max(b, 3), b)
+    Max(3, b, 2*b)
+    >>> extreme(sp.Max, 2, 3), extreme(sp.Max, 2 * b, 2 * b)
+    (3, 2*b)
+    """
+    flat: dict[sp.Expr, None] = {}
+    for a in args:
+        a = sp.sympify(a)
+        flat.update(dict.fromkeys(a.args if type(a) is kind else (a,)))
+    flat.pop(kind.identity, None)  # Max(x, -oo) = x
+    if len(flat) <= 1 or kind.zero in flat or all(a.is_number for a in flat):
+        return kind(*flat)
+    return kind(*flat, evaluate=False)
+
+
 def total(terms: Iterable[Any]) -> sp.Expr:
     """The sum of ``terms`` in one ``sympy.Add`` (``sum()`` is quadratic in SymPy)."""
     return sp.Add(*terms)
