@@ -18,11 +18,12 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence, cast
+from typing import Any, Callable, Iterator, Optional, Sequence, cast
 
 import numpy as np
 import sympy as sp
@@ -202,10 +203,9 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
     import time
 
     N, B, s = space.N, space.B, space.s
-    rows, candidates = space.rows()
-    if not rows:
+    cols, candidates = space.rows()
+    if cols is None:
         return SearchResult({c: np.array([]) for c in _COLUMNS}, candidates, 0, 0, time.perf_counter() - start)
-    cols = _Columns.of(rows)
     report(0.1, f"{candidates:,} candidates enumerated")
     quantities = _QUANTITIES + (("expert_weight",) if space.moe else ())  # routed experts: DP over dp/ep only
     values = _layer_values(space, cols, chip, datatype, quantities, report)
@@ -222,7 +222,7 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
         "tokens_per_second": B * s / step[order],
     }
     limits.add_cost(columns, N)
-    return SearchResult(columns, candidates, len(rows), int(fit.sum()), time.perf_counter() - start)
+    return SearchResult(columns, candidates, len(cols), int(fit.sum()), time.perf_counter() - start)
 
 
 @dataclass(frozen=True)
@@ -286,24 +286,36 @@ class _Space:
         L = int(self.model.num_layers)
         return {p: pipeline_stages(L, p) for p in _divisors(self.N) if p <= L}
 
-    def rows(self) -> tuple[list[tuple], int]:
-        """The configurations that divide, as ``(t, u, p, d, e, b, v, msp, ov, rc, z)``, and how many
-        were enumerated."""
-        rows: list[tuple] = []
-        candidates = 0
-        tp_ok = {t: _valid_tp(self.model, t) for t in _divisors(self.N)}
-        splits = self.splits
+    def degrees(self) -> Iterator[tuple[int, int, int, int]]:
+        """Every ``(t, u, p, d)`` with ``t * u * p * d = N``.
+
+        NB: a further degree (context parallelism, say) is one more loop here, a field of
+        :class:`_Columns` and an input of the compiled programs; the options of each degree
+        tuple are enumerated by :meth:`group`."""
         for t in _divisors(self.N):
             for u in _divisors(self.N // t):
                 for p in _divisors(self.N // (t * u)):
-                    d = self.N // (t * u * p)
-                    combos = self._combos(t, p, d, splits)
-                    candidates += len(combos)
-                    if tp_ok[t] and p in splits and not self.B % d and self._ulysses_ok(t, u):
-                        rows += [(t, u, p, d, *c[:4], c[6], c[4], c[5]) for c in combos if self._keep(t, u, p, d, c)]
-        return rows, candidates
+                    yield t, u, p, self.N // (t * u * p)
 
-    def _combos(self, t: int, p: int, d: int, splits: dict[int, Any]) -> list[tuple]:
+    def rows(self) -> tuple[Optional["_Columns"], int]:
+        """The configurations that divide, as columns (``None`` when none does), and how many
+        were enumerated (every degree tuple times its options)."""
+        groups: list[_Columns] = []
+        candidates = 0
+        tp_ok = {t: _valid_tp(self.model, t) for t in _divisors(self.N)}
+        splits = self.splits
+        for t, u, p, d in self.degrees():
+            axes = self._axes(t, p, d, splits)
+            candidates += math.prod(len(a) for a in axes)
+            if tp_ok[t] and p in splits and not self.B % d and self._ulysses_ok(t, u):
+                groups.append(self.group(t, u, p, d, axes))
+        kept = [g for g in groups if len(g)]
+        return (_Columns.concat(kept) if kept else None), candidates
+
+    def _axes(self, t: int, p: int, d: int, splits: dict[int, Any]) -> list[np.ndarray]:
+        """The options of one degree tuple: expert degrees, micro-batches, interleaving degrees,
+        Megatron SP off/on, recompute modes (indices into :attr:`recompute`), ZeRO stages,
+        overlap off/on; the candidates are their product, in C order."""
         experts = self.moe[0] if self.moe else 1
         eps = [e for e in _divisors(d) if experts % e == 0] if self.moe else [1]
         micro = [b for b in _divisors(max(self.B // d, 1)) if b <= self.max_micro_batch]
@@ -311,22 +323,28 @@ class _Space:
         whole = math.gcd(*splits[p]) if p in splits else 1
         inter = [v for v in _divisors(whole) if v <= self.max_interleave] if p > 1 else [1]
         sp_modes = (False, True) if t > 1 else (False,)
-        return list(itertools.product(eps, micro, inter, sp_modes, self.recompute, self.zero_stages, self.overlap))
+        return [np.array(x, dtype=np.int64) for x in (eps, micro, inter, sp_modes, range(len(self.recompute)),
+                                                      self.zero_stages, self.overlap)]
+
+    def group(self, t: int, u: int, p: int, d: int, axes: list[np.ndarray]) -> "_Columns":
+        """The candidates of one degree tuple that divide, as columns."""
+        index = [i.ravel() for i in np.meshgrid(*(np.arange(len(a)) for a in axes), indexing="ij")]
+        e, b, v, msp, rc, z, ov = (a[i] for a, i in zip(axes, index))
+        keep = ~((u > 1) & (msp == 1))  # one sequence mode at a time
+        keep &= ~((msp == 1) & (self.s % t != 0)) & ((self.B // d) % b == 0)
+        if d == 1:
+            keep &= z == self.zero_stages[0]  # without data parallelism every ZeRO stage is the same
+        if p > 1:
+            keep &= z < 2  # no framework runs ZeRO-2/3 with pipelines (step.check_zero_stage)
+        n = int(keep.sum())
+        full = functools.partial(np.full, n, dtype=np.int64)
+        return _Columns(full(t), full(u), full(p), full(d), e[keep], b[keep], v[keep], msp[keep], ov[keep],
+                        np.array(self.recompute)[rc[keep]], z[keep])
 
     def _ulysses_ok(self, t: int, u: int) -> bool:
         """Ulysses needs the heads (and KV heads) to split ``t * u`` ways."""
         a, g = _heads(self.model)
         return u == 1 or not (a % (t * u) or g is None or g % (t * u) or self.s % u)
-
-    def _keep(self, t: int, u: int, p: int, d: int, combo: tuple) -> bool:
-        _, b, _, msp, _, z, _ = combo
-        if u > 1 and msp:
-            return False  # one sequence mode at a time
-        if (msp and self.s % t) or (self.B // d) % b:
-            return False
-        if d == 1 and z != self.zero_stages[0]:
-            return False  # without data parallelism every ZeRO stage is the same configuration
-        return not (z >= 2 and p > 1)  # no framework runs ZeRO-2/3 with pipelines (step.check_zero_stage)
 
 
 @dataclass(frozen=True)
@@ -346,11 +364,9 @@ class _Columns:
     z: np.ndarray
 
     @classmethod
-    def of(cls, rows: list[tuple]) -> "_Columns":
-        arr = np.array([r[:9] for r in rows], dtype=np.int64)
-        t, u, p, d, e, b, v, msp, ov = (arr[:, i] for i in range(9))
-        return cls(t, u, p, d, e, b, v, msp, ov, rc=np.array([r[9] for r in rows]),
-                   z=np.array([r[10] for r in rows], dtype=np.int64))
+    def concat(cls, groups: Sequence["_Columns"]) -> "_Columns":
+        """The groups' candidates one after the other."""
+        return cls(*(np.concatenate([getattr(g, f.name) for g in groups]) for f in dataclasses.fields(cls)))
 
     def __len__(self) -> int:
         return len(self.t)
