@@ -217,7 +217,7 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
     columns = {
         "tp": cols.t[order], "pp": cols.p[order], "dp": cols.d[order], "sp": cols.u[order],
         "megatron_sp": cols.msp[order].astype(bool), "ep": cols.e[order], "micro_batch": cols.b[order],
-        "interleave": cols.v[order], "overlap": cols.ov[order].astype(bool), "recompute": cols.rc[order],
+        "interleave": cols.v[order], "overlap": cols.ov[order].astype(bool), "recompute": np.array(space.recompute)[cols.rc[order]],
         "zero_stage": cols.z[order], "step_time": step[order], "memory_per_chip": memory[order], "mfu": mfu[order],
         "tokens_per_second": B * s / step[order],
     }
@@ -339,7 +339,7 @@ class _Space:
         n = int(keep.sum())
         full = functools.partial(np.full, n, dtype=np.int64)
         return _Columns(full(t), full(u), full(p), full(d), e[keep], b[keep], v[keep], msp[keep], ov[keep],
-                        np.array(self.recompute)[rc[keep]], z[keep])
+                        rc[keep], z[keep])
 
     def _ulysses_ok(self, t: int, u: int) -> bool:
         """Ulysses needs the heads (and KV heads) to split ``t * u`` ways."""
@@ -361,6 +361,7 @@ class _Columns:
     msp: np.ndarray
     ov: np.ndarray
     rc: np.ndarray
+    """The recompute mode, an index into the space's ``recompute``."""
     z: np.ndarray
 
     @classmethod
@@ -384,10 +385,10 @@ def _layer_values(space: _Space, cols: _Columns, chip: Hardware, datatype: DataT
     values = {(part, q): np.zeros(len(cols)) for part in part_names for q in quantities}
     # NB: one variant serves t <= g and t > g alike: KV heads per chip are g/Min(g, t)
     # (symcost.layers.base.shard_heads), one whole KV head per chip past g as Megatron keeps it
-    variants = list(itertools.product((False, True), space.recompute, space.overlap))
-    for i, (msp, rc, ov) in enumerate(variants):
+    variants = list(itertools.product((False, True), enumerate(space.recompute), space.overlap))
+    for i, (msp, (code, rc), ov) in enumerate(variants):
         report(0.1 + 0.7 * i / len(variants), "compiling layer variants")
-        mask = (cols.msp == msp) & (cols.rc == rc) & (cols.ov == ov)
+        mask = (cols.msp == msp) & (cols.rc == code) & (cols.ov == ov)
         if not mask.any():
             continue
         sweeper = _layer_program(space.model, chip, datatype, space.s, msp, rc, ov, quantities)
@@ -429,21 +430,28 @@ class _Slots:
         counts = [int(n) for _, n in space.model.blocks]
         part_names = _part_names(space.model)
         layouts = {p: stage_layout(counts, p, split) for p, split in space.splits.items()}
-        K = max(len(layouts[p]) for p in set(cols.p.tolist()))
-        slot_values = {(j, q): np.zeros(len(cols)) for j in range(K) for q in quantities}
-        slot_index = {j: np.zeros(len(cols)) for j in range(K)}
-        for p in set(cols.p.tolist()):
-            mask = cols.p == p
-            layout = layouts[p]
-            for j in range(K):
-                k, held, first, last = layout[j] if j < len(layout) else layout[0]
-                slot_index[j][mask] = k
-                for q in quantities:
-                    total = np.zeros(int(mask.sum()))
-                    for c, part in zip(held, part_names[1:-1]):
-                        total += c * values[(part, q)][mask]
-                    total += values[("embedding", q)][mask] * first + values[("tail", q)][mask] * last
-                    slot_values[(j, q)][mask] = total
+        ps = sorted(set(cols.p.tolist()))
+        K = max(len(layouts[p]) for p in ps)
+        which = np.searchsorted(np.array(ps), cols.p)  # each candidate's p, as an index into ps
+
+        def per_candidate(pick: Callable[[tuple], Any]) -> np.ndarray:
+            """A stage-layout number per candidate, gathered from one value per p."""
+            return np.array([pick(layouts[p]) for p in ps], dtype=np.float64)[which]
+
+        slot_values, slot_index = {}, {}
+        for j in range(K):
+            def stage(layout: list, j: int = j) -> tuple:
+                return layout[j] if j < len(layout) else layout[0]
+
+            slot_index[j] = per_candidate(lambda layout: stage(layout)[0])
+            held = [per_candidate(lambda layout, i=i: stage(layout)[1][i]) for i in range(len(part_names) - 2)]
+            first, last = per_candidate(lambda layout: stage(layout)[2]), per_candidate(lambda layout: stage(layout)[3])
+            for q in quantities:
+                total = np.zeros(len(cols))
+                for c, part in zip(held, part_names[1:-1]):
+                    total += c * values[(part, q)]
+                total += values[("embedding", q)] * first + values[("tail", q)] * last
+                slot_values[(j, q)] = total
         return cls(K, slot_values, slot_index)
 
 
