@@ -115,6 +115,38 @@ def extreme(kind: type, *args: Any) -> sp.Expr:
     return kind(*flat, evaluate=False)
 
 
+def substitute(expr: Any, mapping: dict) -> Any:
+    """``expr.xreplace(mapping)`` with every ``Max`` and ``Min`` it rebuilds built by
+    :func:`extreme` (not compared while symbolic): the same value, without SymPy's order search.
+
+    >>> from symcost.symbols import batch_size as b, seq_len as s
+    >>> substitute(sp.Max(b, s) + 1, {s: 2 * b})
+    Max(b, 2*b) + 1
+    >>> substitute(sp.Max(b, s) + 1, {s: 2, b: 3})
+    4
+    """
+    memo: dict = {}
+
+    def go(node: Any) -> Any:
+        if node in mapping:
+            return mapping[node]
+        if node.is_Atom or not node.args:
+            return node
+        done = memo.get(node)
+        if done is None:
+            args = [go(a) for a in node.args]
+            if all(a is b for a, b in zip(args, node.args)):
+                done = node
+            elif type(node) in (sp.Max, sp.Min):
+                done = extreme(type(node), *args)
+            else:
+                done = node.func(*args)
+            memo[node] = done
+        return done
+
+    return go(sp.sympify(expr))
+
+
 def total(terms: Iterable[Any]) -> sp.Expr:
     """The sum of ``terms`` in one ``sympy.Add`` (``sum()`` is quadratic in SymPy)."""
     return sp.Add(*terms)
