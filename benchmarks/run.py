@@ -9,10 +9,12 @@ configurations on the realistic chip and on its roofline (median of several runs
 blocked evaluation against whole arrays at once, in the same run) and over a broadcast grid,
 (3) the same per point with ``subs`` and ``xreplace`` (the peer), and the ratios,
 (4) the warm latency of one numeric ``compute_metrics`` call, (5) the parallelism search rate for
-Llama-2-70B on 64 GPUs, and (6) whole Llama-2-7B inference and training steps, exact and float,
-with their ratios to ``llm-analysis`` (PyPI 0.2.2) measured in the same run when it is installed.
+Llama-2-70B on 64 GPUs, cold and warm, against the rates before issue 11, and (6) whole
+Llama-2-7B inference and training steps, exact and float, with their ratios to ``llm-analysis``
+(PyPI 0.2.2) measured in the same run when it is installed.
 Targets (from the issues): >= 5e6 configurations/s on one core; a warm numeric compute_metrics
-<= 0.2 ms; whole-model steps exact <= 0.5x and float <= 0.05x llm-analysis's time.
+<= 0.2 ms; whole-model steps exact <= 0.5x and float <= 0.05x llm-analysis's time; the search
+>= 5x its candidates/s before issue 11, cold and warm. Each line prints its target and verdict.
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ H100 = hardware.H100_SXM
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _start_seconds(code: str, runs: int) -> tuple[float, str]:
-    """The median wall time of ``python -c code`` in fresh interpreters, and the last run's output."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
+def _start_seconds(code: str, runs: int, root: str = ROOT) -> tuple[float, str]:
+    """The median wall time of ``python -c code`` in fresh interpreters (symcost from ``root``),
+    and the last run's output."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+           "PYTHONDONTWRITEBYTECODE": "1"}
     times, out = [], ""
     for _ in range(runs):
         start = time.perf_counter()
@@ -103,10 +107,18 @@ def random_configs(m: int, rates: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and points")
+    parser.add_argument("--only", choices=("search", "steps"), help="run one part: (5) or (6)")
+    parser.add_argument("--baseline", metavar="CHECKOUT", help="an earlier symcost checkout whose search runs "
+                        "interleaved with this one's, for a ratio measured in the same run")
     args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"NumPy {np.__version__}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {load:.1f} at start, "
+          f"Python {platform.python_version()}, NumPy {np.__version__}")
     repeat = 3 if args.quick else 7
+    if args.only:
+        search_rates(1 if args.quick else 3, args.baseline) if args.only == "search" else whole_model_steps(
+            20 if args.quick else 100)
+        return
     import_times(repeat)
 
     # (1) build and compile
@@ -191,21 +203,60 @@ def main() -> None:
     print(f"warm numeric compute_metrics (GQA layer, decode, H100): {warm * 1e6:.1f} us "
           f"[target <= 200 us: {'met' if warm <= 2e-4 else 'MISSED'}]")
 
-    # (5) parallelism search: Llama-2-70B on 64 H100s, a Calculon-sized space (cold: includes
-    # building and compiling the layer variants)
-    from symcost import models, search
-
-    start = time.perf_counter()
-    table = search.parallelism(models.get("llama-2-70b"), H100, num_chips=64, seq_len=4096,
-                               global_batch=30720, max_micro_batch=30720, max_interleave=80,
-                               overlap=(False, True))
-    seconds = time.perf_counter() - start
-    print(f"search llama-2-70b on 64 H100: {table.num_candidates:,} candidates ({table.num_valid:,} divide, "
-          f"{table.num_fit:,} fit) in {seconds:.2f} s = {table.num_candidates / seconds:,.0f} candidates/s "
-          f"[target < 10 s: {'met' if seconds < 10 else 'MISSED'}; Calculon: ~100/s per core]")
+    # (5) parallelism search: Llama-2-70B on 64 H100s, a Calculon-sized space: cold (the first
+    # search of a fresh interpreter: building and compiling every program) and warm (the same
+    # search again), against the rates issue 11 measured before on this machine
+    search_rates(1 if args.quick else 3, args.baseline)
 
     # (6) whole-model steps, warm, against llm-analysis when installed (measured in this run)
     whole_model_steps(20 if args.quick else 100)
+
+
+SEARCH_BASELINE = {"cold": 64_000, "warm": 105_000}
+"""Candidates/s of the 70B / 64-chip search when issue 11 was filed (this 2-core machine, the
+code before the compiled search); the target is 5x each."""
+
+_SEARCH = """
+import json, time
+from symcost import hardware, models, search
+model, chip = models.get("llama-2-70b"), hardware.H100_SXM
+times = []
+for _ in range(2):
+    start = time.perf_counter()
+    table = search.parallelism(model, chip, num_chips=64, seq_len=4096, global_batch=30720,
+                               max_micro_batch=30720, max_interleave=80, overlap=(False, True))
+    times.append(time.perf_counter() - start)
+print(json.dumps({"candidates": table.num_candidates, "valid": table.num_valid, "fit": table.num_fit,
+                  "cold": times[0], "warm": times[1]}))
+"""
+
+
+def search_rates(runs: int, baseline: str | None = None) -> None:
+    """(5) the search's candidates per second, cold and warm, each the median of ``runs`` fresh
+    interpreters (import and model loading not counted), and the ratio to the issue's rates; with
+    ``baseline`` (a checkout of an earlier symcost, e.g. ``git worktree add /tmp/before 1b57eda``)
+    that version runs interleaved with this one and the ratio is the one measured in this run."""
+    import json
+
+    ours, theirs = [], []
+    for _ in range(runs):
+        ours.append(json.loads(_start_seconds(_SEARCH, 1)[1]))
+        if baseline:
+            theirs.append(json.loads(_start_seconds(_SEARCH, 1, baseline)[1]))
+    n = ours[0]["candidates"]
+    print(f"search llama-2-70b on 64 H100: {n:,} candidates ({ours[0]['valid']:,} divide, "
+          f"{ours[0]['fit']:,} fit), median of {runs} fresh interpreters")
+    for phase in ("cold", "warm"):
+        seconds = statistics.median(r[phase] for r in ours)
+        ratio = n / seconds / SEARCH_BASELINE[phase]
+        line = (f"  {phase}: {seconds:.2f} s = {n / seconds:,.0f} candidates/s, {ratio:.1f}x the issue's "
+                f"{SEARCH_BASELINE[phase]:,}/s [target >= 5x: {'met' if ratio >= 5 else 'MISSED'}]")
+        if theirs:
+            before = statistics.median(r[phase] for r in theirs)
+            same = before / seconds * n / theirs[0]["candidates"]
+            line += (f"; the baseline checkout in this run: {before:.2f} s = {theirs[0]['candidates'] / before:,.0f}"
+                     f"/s, ratio {same:.1f}x [target >= 5x: {'met' if same >= 5 else 'MISSED'}]")
+        print(line)
 
 
 def per_call(fn, reps):

@@ -111,7 +111,7 @@ def front(kind: str, build: Callable[[], Optional[CompiledStep]], *objs: Any) ->
         try:
             if last[0] == objs:
                 return last[2]
-        except Exception:  # noqa: BLE001 -- an argument without a plain equality: the keyed lookup decides
+        except Exception:  # an argument without a plain equality: the keyed lookup decides
             pass
     compiled = _keyed(kind, build, objs)
     _LAST[kind] = (tuple(dict(o) if type(o) is dict else o for o in objs), types, compiled)

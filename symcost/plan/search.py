@@ -217,7 +217,8 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
     columns = {
         "tp": cols.t[order], "pp": cols.p[order], "dp": cols.d[order], "sp": cols.u[order],
         "megatron_sp": cols.msp[order].astype(bool), "ep": cols.e[order], "micro_batch": cols.b[order],
-        "interleave": cols.v[order], "overlap": cols.ov[order].astype(bool), "recompute": np.array(space.recompute)[cols.rc[order]],
+        "interleave": cols.v[order], "overlap": cols.ov[order].astype(bool),
+        "recompute": np.array(space.recompute)[cols.rc[order]],
         "zero_stage": cols.z[order], "step_time": step[order], "memory_per_chip": memory[order], "mfu": mfu[order],
         "tokens_per_second": B * s / step[order],
     }

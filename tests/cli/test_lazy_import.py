@@ -135,7 +135,8 @@ def test_cli_chip_names_are_the_presets_and_a_bad_one_loads_no_sympy():
         from symcost.cli import main
         err = io.StringIO()
         with contextlib.redirect_stderr(err):
-            codes = [main([*cmd, '--hardware', 'h800']) for cmd in (['report'], ['search', '--chips', '8', '--global-batch', '8'])]
+            commands = (['report'], ['search', '--chips', '8', '--global-batch', '8'])
+            codes = [main([*cmd, '--hardware', 'h800']) for cmd in commands]
         lines = err.getvalue().splitlines()
         print(codes, 'sympy' in sys.modules, len(lines), all("unknown chip 'h800' (choose from A100_SXM_80GB" in x
                                                              for x in lines))
