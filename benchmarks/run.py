@@ -46,8 +46,9 @@ def _start_seconds(code: str, runs: int, root: str = ROOT) -> tuple[float, str]:
     times, out = [], ""
     for _ in range(runs):
         start = time.perf_counter()
+        # NB: run in ``root``: ``python -c`` puts the working directory first on sys.path
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                             check=True).stdout.strip()
+                             check=True, cwd=root).stdout.strip()
         times.append(time.perf_counter() - start)
     return statistics.median(times), out
 

@@ -89,7 +89,7 @@ def exact(value: Value) -> Value:
     return value
 
 
-def extreme(kind: type, *args: Any) -> sp.Expr:
+def extreme(kind: Any, *args: Any) -> sp.Expr:
     """``kind(*args)`` for ``kind`` ``sympy.Max`` or ``sympy.Min``, its arguments compared only
     when every one is a number.
 
@@ -105,9 +105,9 @@ def extreme(kind: type, *args: Any) -> sp.Expr:
     >>> extreme(sp.Max, 2, 3), extreme(sp.Max, 2 * b, 2 * b)
     (3, 2*b)
     """
-    flat: dict[sp.Expr, None] = {}
-    for a in args:
-        a = sp.sympify(a)
+    flat: dict[Any, None] = {}
+    for arg in args:
+        a: Any = sp.sympify(arg)
         flat.update(dict.fromkeys(a.args if type(a) is kind else (a,)))
     flat.pop(kind.identity, None)  # Max(x, -oo) = x
     if len(flat) <= 1 or kind.zero in flat or all(a.is_number for a in flat):

@@ -150,7 +150,7 @@ _DEFAULTS: dict[type, dict[str, Any]] = {
 def _make(cls: type, fields: dict[str, Any]) -> Any:
     """``cls(**fields)`` for the frozen result dataclasses without their per-field ``__setattr__``
     (a third of a float call): the instance's ``__dict__`` filled at once, defaults first."""
-    obj = object.__new__(cls)
+    obj: Any = object.__new__(cls)
     obj.__dict__.update(_DEFAULTS[cls])
     obj.__dict__.update(fields)
     return obj

@@ -435,18 +435,17 @@ class _Slots:
         K = max(len(layouts[p]) for p in ps)
         which = np.searchsorted(np.array(ps), cols.p)  # each candidate's p, as an index into ps
 
-        def per_candidate(pick: Callable[[tuple], Any]) -> np.ndarray:
-            """A stage-layout number per candidate, gathered from one value per p."""
-            return np.array([pick(layouts[p]) for p in ps], dtype=np.float64)[which]
-
         slot_values, slot_index = {}, {}
         for j in range(K):
-            def stage(layout: list, j: int = j) -> tuple:
-                return layout[j] if j < len(layout) else layout[0]
+            # stage j of each p's layout (the first stage past the end), one row per p, then gathered
+            rows = [layouts[p][j] if j < len(layouts[p]) else layouts[p][0] for p in ps]
 
-            slot_index[j] = per_candidate(lambda layout: stage(layout)[0])
-            held = [per_candidate(lambda layout, i=i: stage(layout)[1][i]) for i in range(len(part_names) - 2)]
-            first, last = per_candidate(lambda layout: stage(layout)[2]), per_candidate(lambda layout: stage(layout)[3])
+            def column(values_per_p: list) -> np.ndarray:
+                return np.array(values_per_p, dtype=np.float64)[which]
+
+            slot_index[j] = column([r[0] for r in rows])
+            held = [column([r[1][i] for r in rows]) for i in range(len(part_names) - 2)]
+            first, last = column([r[2] for r in rows]), column([r[3] for r in rows])
             for q in quantities:
                 total = np.zeros(len(cols))
                 for c, part in zip(held, part_names[1:-1]):
