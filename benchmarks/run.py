@@ -276,37 +276,65 @@ def verdict(ratio, target):
     return f"ratio {ratio:.3f} [target <= {target}: {'met' if ratio <= target else 'MISSED'}]"
 
 
+def interleaved(fns: dict, rounds: int, budget: float = 0.04) -> dict:
+    """Seconds per call of each ``fn(i)``, warm: every callable runs about ``budget`` seconds per
+    round, the callables take turns, and each gets the median of its rounds, so that a shared
+    machine's load falls on all of them alike (short loops of a fast callable would otherwise
+    catch the quiet moments a slow one cannot)."""
+    counts = {}
+    for name, fn in fns.items():
+        fn(0)
+        start, n = time.perf_counter(), 0
+        while time.perf_counter() - start < budget / 4:
+            fn(n)
+            n += 1
+        counts[name] = 4 * n
+    times: dict = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for i in range(counts[name]):
+                fn(i)
+            times[name].append((time.perf_counter() - start) / counts[name])
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def whole_model_steps(reps):
     """Llama-2-7B inference (batch 8, prefill 2048 + one decode step) and training (TP 8): the
-    exact compiled step, the float path (exact=False) and llm-analysis 0.2.2's call, warm."""
+    exact compiled step, the float path (exact=False), ``compile_step``'s function in floats and
+    llm-analysis 0.2.2's call, warm, interleaved (:func:`interleaved`, ``reps // 5`` rounds)."""
     from symcost import models
+    from symcost.step import compile_step
 
     llama = models.get("llama-2-7b")
     tp8 = {"tensor_parallel": 8}
-    ours = {
-        "inference": (per_call(lambda i: llama.inference_step(H100, 8, 2048 + i % 2), reps),
-                      per_call(lambda i: llama.inference_step(H100, 8, 2048 + i % 2, exact=False), reps)),
-        "training": (per_call(lambda i: llama.training_step(H100, 2048 + i % 2, 64, 1, parallelism=tp8), reps),
-                     per_call(lambda i: llama.training_step(H100, 2048 + i % 2, 64, 1, parallelism=tp8, exact=False),
-                              reps)),
-    }
-    from symcost.step import compile_step
-
     serve, train = compile_step(llama, H100, "inference"), compile_step(llama, H100, "training", parallelism=tp8)
-    direct = {"inference": per_call(lambda i: serve(8, 2048 + i % 2, exact=False), reps),
-              "training": per_call(lambda i: train(2048 + i % 2, 64, 1, exact=False), reps)}
+    calls = {
+        "inference": {
+            "exact": lambda i: llama.inference_step(H100, 8, 2048 + i % 2),
+            "float": lambda i: llama.inference_step(H100, 8, 2048 + i % 2, exact=False),
+            "compile_step float": lambda i: serve(8, 2048 + i % 2, exact=False)},
+        "training": {
+            "exact": lambda i: llama.training_step(H100, 2048 + i % 2, 64, 1, parallelism=tp8),
+            "float": lambda i: llama.training_step(H100, 2048 + i % 2, 64, 1, parallelism=tp8, exact=False),
+            "compile_step float": lambda i: train(2048 + i % 2, 64, 1, exact=False)},
+    }
     before = uncompiled_steps(llama, tp8, max(reps // 10, 3))
-    theirs = llm_analysis_steps(reps)
-    for phase, (exact, fast) in ours.items():
+    theirs = llm_analysis_calls()
+    for phase, fns in calls.items():
+        if theirs is not None:
+            fns = {**fns, "llm-analysis": theirs[phase]}
+        t = interleaved(fns, max(reps // 5, 5))
         line = (f"whole Llama-2-7B {phase}: symcost uncompiled {before[phase] * 1e6:,.1f} us, exact "
-                f"{exact * 1e6:,.1f} us, float {fast * 1e6:,.1f} us")
+                f"{t['exact'] * 1e6:,.1f} us, float {t['float'] * 1e6:,.1f} us, compile_step float "
+                f"{t['compile_step float'] * 1e6:,.1f} us")
         if theirs is None:
             print(line + "; llm-analysis not installed: ratios skipped (pip install llm-analysis==0.2.2)")
             continue
-        other = theirs[phase]
-        print(f"{line}, compile_step float {direct[phase] * 1e6:,.1f} us; llm-analysis 0.2.2 {other * 1e6:,.1f} us; "
-              f"exact {verdict(exact / other, 0.5)}; float {verdict(fast / other, 0.05)}; compile_step float "
-              f"{verdict(direct[phase] / other, 0.05)}")
+        other = t["llm-analysis"]
+        print(f"{line}; llm-analysis 0.2.2 {other * 1e6:,.1f} us (interleaved, median of rounds); "
+              f"exact {verdict(t['exact'] / other, 0.5)}; float {verdict(t['float'] / other, 0.05)}; "
+              f"compile_step float {verdict(t['compile_step float'] / other, 0.05)}")
 
 
 def uncompiled_steps(llama, tp8, reps):
@@ -322,8 +350,9 @@ def uncompiled_steps(llama, tp8, reps):
         compiled.USE_COMPILED = True
 
 
-def llm_analysis_steps(reps):
-    """llm-analysis 0.2.2's inference and training calls for the same model and phases, or None."""
+def llm_analysis_calls():
+    """llm-analysis 0.2.2's inference and training calls for the same model and phases (functions
+    of a call index), or None."""
     try:
         from llm_analysis.analysis import LLMAnalysis
         from llm_analysis.config import ParallelismConfig, get_gpu_config_by_name, get_model_config_by_name
@@ -334,11 +363,10 @@ def llm_analysis_steps(reps):
     serve = LLMAnalysis(model, gpu)
     train = LLMAnalysis(model, gpu, parallelism_config=ParallelismConfig(tp_size=8))
     return {
-        "inference": per_call(lambda i: serve.inference(batch_size_per_gpu=8, seq_len=2048 + i % 2,
-                                                        num_tokens_to_generate=1), reps),
-        "training": per_call(lambda i: train.training(batch_size_per_gpu=1, global_batch_size=64,
-                                                      seq_len=2048 + i % 2), reps),
+        "inference": lambda i: serve.inference(batch_size_per_gpu=8, seq_len=2048 + i % 2, num_tokens_to_generate=1),
+        "training": lambda i: train.training(batch_size_per_gpu=1, global_batch_size=64, seq_len=2048 + i % 2),
     }
+
 
 if __name__ == "__main__":
     main()
