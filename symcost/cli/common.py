@@ -65,6 +65,22 @@ def _preset_key(name: str) -> str:
     return name.strip().lower().replace("_", "-")  # as models.registry matches a name
 
 
+def _check_model_name(name: str) -> None:
+    if _preset_key(name) not in model_names():
+        raise UsageError(f"argument --model: unknown model {name!r} (choose from {', '.join(model_names())}, "
+                         "or a config.json path)")
+
+
+def check_names(args: argparse.Namespace) -> None:
+    """The ``--model`` and ``--hardware`` preset names of a parsed command, checked from the
+    presets' index files before anything loads SymPy (a file path is checked when it is read)."""
+    model, chip = getattr(args, "model", None), getattr(args, "hardware", None)
+    if isinstance(model, str) and not (Path(model).suffix == ".json" or Path(model).exists()):
+        _check_model_name(model)
+    if isinstance(chip, str):
+        _check_chip_name(chip)
+
+
 def model_arg(name: str, args: Optional[argparse.Namespace] = None) -> Model:
     """The model ``--model`` names, with ``--window``/``--global-every`` and ``--kv-dtype``
     applied when ``args`` has them."""
@@ -114,18 +130,44 @@ def _model(name: str) -> Model:
                 message = re.sub(rf"\b{field}\b", key, message)
             prefix = "" if message.startswith(str(path)) else f"{path}: "
             raise UsageError(f"argument --model: {prefix}{message}") from None
-    if _preset_key(name) not in model_names():  # answered without loading the library
-        raise UsageError(f"argument --model: unknown model {name!r} (choose from {', '.join(model_names())}, "
-                         "or a config.json path)")
+    _check_model_name(name)  # answered without loading the library
     from .. import models
 
     return models.get(name)
 
 
+def hardware_names() -> tuple[list[str], dict[str, str]]:
+    """The chip presets' names and their aliases, read from ``hardware/presets`` (its
+    ``index.json`` and each preset's ``name``; no SymPy: a test keeps them equal to
+    :func:`symcost.hardware.names`)."""
+    folder = Path(__file__).resolve().parent.parent / "hardware" / "presets"
+    index = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+    names = [json.loads((folder / f"{file}.json").read_text(encoding="utf-8"))["name"] for file in index["presets"]]
+    return names, dict(index["aliases"])
+
+
+def known_chip(name: str) -> bool:
+    """Whether :func:`symcost.hardware.get` knows ``name``: a preset's name or an alias, case and
+    punctuation ignored, with an optional ``-ideal``/``:ideal``/`` (ideal)`` suffix."""
+    text = name.strip()
+    if text.lower().endswith(("-ideal", ":ideal", " (ideal)")):
+        text = text[: text.lower().rfind("ideal") - 1].rstrip(" (")
+    names, aliases = hardware_names()
+    key = "".join(ch for ch in text.lower() if ch.isalnum())
+    return key in aliases or key in {"".join(ch for ch in n.lower() if ch.isalnum()) for n in names}
+
+
+def _check_chip_name(name: str) -> None:
+    if Path(name).suffix.lower() not in (".json", ".yaml", ".yml") and not known_chip(name):
+        raise UsageError(f"argument --hardware: unknown chip {name!r} (choose from {', '.join(hardware_names()[0])}, "
+                         "or a .json/.yaml file)")
+
+
 def hardware_arg(name: str) -> Hardware:
+    _check_chip_name(name)  # answered without loading the library
+    path = Path(name)
     from .. import hardware
 
-    path = Path(name)
     if path.suffix.lower() in (".json", ".yaml", ".yml"):
         try:
             return hardware.load_file(path)

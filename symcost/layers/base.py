@@ -18,7 +18,7 @@ import sympy as sp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from ..core import symbols as sym
-from ..core._expr import check_divides, dim
+from ..core._expr import check_divides, dim, extreme
 from ..core.assumptions import Assumption, collecting, merge
 from ..core.binding import Chip, time_model
 from ..core.compile import compile_exact
@@ -149,7 +149,7 @@ def shard_heads(heads: sp.Expr, degree: sp.Expr) -> sp.Expr:
         return sp.Integer(1)
     if (heads - degree).is_nonnegative:
         return heads / degree
-    return heads / sp.Min(heads, degree)
+    return heads / extreme(sp.Min, heads, degree)  # undecided above: not compared again
 
 
 class Layer(BaseModel):

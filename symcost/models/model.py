@@ -658,11 +658,11 @@ def window_pattern(num_layers: Any, window: Any, global_every: int) -> list[Any]
     return [None if (i + 1) % global_every == 0 else window for i in range(layers)]
 
 
-def _with_windows(model: Model, layers: Sequence[tuple[TransformerBlock, Any, Any]]) -> Model:
+def _with_windows(model: Model, layers: Sequence[tuple[Block, Any, Any]]) -> Model:
     """``model`` with ``(block, count, window)`` in order: each block's attention takes the window,
     consecutive equal results merge into one ``(block, count)`` group."""
-    runs: list[tuple[TransformerBlock, Any]] = []
-    built: dict[tuple[int, Any], TransformerBlock] = {}
+    runs: list[tuple[Block, Any]] = []
+    built: dict[tuple[int, Any], Block] = {}
     for blk, n, window in layers:
         key = (id(blk), window)
         if key not in built:
@@ -678,8 +678,15 @@ def _with_windows(model: Model, layers: Sequence[tuple[TransformerBlock, Any, An
 _ATTENTION_OPTIONS = {"window": "sliding window", "kv_cache_dtype": "KV-cache format of its own"}
 
 
-def _with_attention(blk: TransformerBlock, field: str, value: Any) -> TransformerBlock:
-    """``blk`` with its attention's ``field`` set to ``value`` (the same block when unchanged)."""
+def _with_attention(blk: Block, field: str, value: Any) -> Block:
+    """``blk`` with its attention's ``field`` set to ``value`` (the same block when unchanged).
+    A :class:`MixerBlock` takes it on its mixer when that is an attention layer (one with the
+    field) and is returned unchanged otherwise (a Mamba-2 or MLP mixer: no KV cache to window)."""
+    if isinstance(blk, MixerBlock):
+        mixer = blk.mixer
+        if field not in type(mixer).model_fields or getattr(mixer, field) == value:
+            return blk
+        return type(blk)(**{**dict(blk), "mixer": type(mixer)(**{**dict(mixer), field: value})})
     attention = blk.attention
     if field not in type(attention).model_fields:
         raise ConfigError(f"{field}: the model's {type(attention).__name__} has no {_ATTENTION_OPTIONS[field]}")

@@ -8,7 +8,7 @@ from typing import Any, Optional, Sequence
 
 import sympy as sp
 
-from ..core._expr import check_divides, exact
+from ..core._expr import check_divides, exact, extreme
 from ..core.dtypes import DataType
 from ..core.metrics import LayerMetrics
 from ..core.ops import Collective, CollectiveKind
@@ -44,7 +44,7 @@ def _max_all(values: Sequence[Any]) -> Any:
         return exact(distinct[0])
     if all(x.is_number for x in distinct):
         return exact(max(distinct))
-    return exact(sp.Max(*distinct))
+    return exact(extreme(sp.Max, *distinct))  # not compared: SymPy's search costs seconds per step
 
 
 @dataclass(frozen=True)

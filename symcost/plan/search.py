@@ -18,10 +18,12 @@ True
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence, cast
+from typing import Any, Callable, Iterator, Optional, Sequence, cast
 
 import numpy as np
 import sympy as sp
@@ -200,10 +202,9 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
     import time
 
     N, B, s = space.N, space.B, space.s
-    rows, candidates = space.rows()
-    if not rows:
+    cols, candidates = space.rows()
+    if cols is None:
         return SearchResult({c: np.array([]) for c in _COLUMNS}, candidates, 0, 0, time.perf_counter() - start)
-    cols = _Columns.of(rows)
     report(0.1, f"{candidates:,} candidates enumerated")
     quantities = _QUANTITIES + (("expert_weight",) if space.moe else ())  # routed experts: DP over dp/ep only
     values = _layer_values(space, cols, chip, datatype, quantities, report)
@@ -215,12 +216,13 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
     columns = {
         "tp": cols.t[order], "pp": cols.p[order], "dp": cols.d[order], "sp": cols.u[order],
         "megatron_sp": cols.msp[order].astype(bool), "ep": cols.e[order], "micro_batch": cols.b[order],
-        "interleave": cols.v[order], "overlap": cols.ov[order].astype(bool), "recompute": cols.rc[order],
+        "interleave": cols.v[order], "overlap": cols.ov[order].astype(bool),
+        "recompute": np.array(space.recompute)[cols.rc[order]],
         "zero_stage": cols.z[order], "step_time": step[order], "memory_per_chip": memory[order], "mfu": mfu[order],
         "tokens_per_second": B * s / step[order],
     }
     limits.add_cost(columns, N)
-    return SearchResult(columns, candidates, len(rows), int(fit.sum()), time.perf_counter() - start)
+    return SearchResult(columns, candidates, len(cols), int(fit.sum()), time.perf_counter() - start)
 
 
 @dataclass(frozen=True)
@@ -284,24 +286,36 @@ class _Space:
         L = int(self.model.num_layers)
         return {p: pipeline_stages(L, p) for p in _divisors(self.N) if p <= L}
 
-    def rows(self) -> tuple[list[tuple], int]:
-        """The configurations that divide, as ``(t, u, p, d, e, b, v, msp, ov, rc, z)``, and how many
-        were enumerated."""
-        rows: list[tuple] = []
-        candidates = 0
-        tp_ok = {t: _valid_tp(self.model, t) for t in _divisors(self.N)}
-        splits = self.splits
+    def degrees(self) -> Iterator[tuple[int, int, int, int]]:
+        """Every ``(t, u, p, d)`` with ``t * u * p * d = N``.
+
+        NB: a further degree (context parallelism, say) is one more loop here, a field of
+        :class:`_Columns` and an input of the compiled programs; the options of each degree
+        tuple are enumerated by :meth:`group`."""
         for t in _divisors(self.N):
             for u in _divisors(self.N // t):
                 for p in _divisors(self.N // (t * u)):
-                    d = self.N // (t * u * p)
-                    combos = self._combos(t, p, d, splits)
-                    candidates += len(combos)
-                    if tp_ok[t] and p in splits and not self.B % d and self._ulysses_ok(t, u):
-                        rows += [(t, u, p, d, *c[:4], c[6], c[4], c[5]) for c in combos if self._keep(t, u, p, d, c)]
-        return rows, candidates
+                    yield t, u, p, self.N // (t * u * p)
 
-    def _combos(self, t: int, p: int, d: int, splits: dict[int, Any]) -> list[tuple]:
+    def rows(self) -> tuple[Optional["_Columns"], int]:
+        """The configurations that divide, as columns (``None`` when none does), and how many
+        were enumerated (every degree tuple times its options)."""
+        groups: list[_Columns] = []
+        candidates = 0
+        tp_ok = {t: _valid_tp(self.model, t) for t in _divisors(self.N)}
+        splits = self.splits
+        for t, u, p, d in self.degrees():
+            axes = self._axes(t, p, d, splits)
+            candidates += math.prod(len(a) for a in axes)
+            if tp_ok[t] and p in splits and not self.B % d and self._ulysses_ok(t, u):
+                groups.append(self.group(t, u, p, d, axes))
+        kept = [g for g in groups if len(g)]
+        return (_Columns.concat(kept) if kept else None), candidates
+
+    def _axes(self, t: int, p: int, d: int, splits: dict[int, Any]) -> list[np.ndarray]:
+        """The options of one degree tuple: expert degrees, micro-batches, interleaving degrees,
+        Megatron SP off/on, recompute modes (indices into :attr:`recompute`), ZeRO stages,
+        overlap off/on; the candidates are their product, in C order."""
         experts = self.moe[0] if self.moe else 1
         eps = [e for e in _divisors(d) if experts % e == 0] if self.moe else [1]
         micro = [b for b in _divisors(max(self.B // d, 1)) if b <= self.max_micro_batch]
@@ -309,22 +323,28 @@ class _Space:
         whole = math.gcd(*splits[p]) if p in splits else 1
         inter = [v for v in _divisors(whole) if v <= self.max_interleave] if p > 1 else [1]
         sp_modes = (False, True) if t > 1 else (False,)
-        return list(itertools.product(eps, micro, inter, sp_modes, self.recompute, self.zero_stages, self.overlap))
+        return [np.array(x, dtype=np.int64) for x in (eps, micro, inter, sp_modes, range(len(self.recompute)),
+                                                      self.zero_stages, self.overlap)]
+
+    def group(self, t: int, u: int, p: int, d: int, axes: list[np.ndarray]) -> "_Columns":
+        """The candidates of one degree tuple that divide, as columns."""
+        index = [i.ravel() for i in np.meshgrid(*(np.arange(len(a)) for a in axes), indexing="ij")]
+        e, b, v, msp, rc, z, ov = (a[i] for a, i in zip(axes, index))
+        keep = ~((u > 1) & (msp == 1))  # one sequence mode at a time
+        keep &= ~((msp == 1) & (self.s % t != 0)) & ((self.B // d) % b == 0)
+        if d == 1:
+            keep &= z == self.zero_stages[0]  # without data parallelism every ZeRO stage is the same
+        if p > 1:
+            keep &= z < 2  # no framework runs ZeRO-2/3 with pipelines (step.check_zero_stage)
+        n = int(keep.sum())
+        full = functools.partial(np.full, n, dtype=np.int64)
+        return _Columns(full(t), full(u), full(p), full(d), e[keep], b[keep], v[keep], msp[keep], ov[keep],
+                        rc[keep], z[keep])
 
     def _ulysses_ok(self, t: int, u: int) -> bool:
         """Ulysses needs the heads (and KV heads) to split ``t * u`` ways."""
         a, g = _heads(self.model)
         return u == 1 or not (a % (t * u) or g is None or g % (t * u) or self.s % u)
-
-    def _keep(self, t: int, u: int, p: int, d: int, combo: tuple) -> bool:
-        _, b, _, msp, _, z, _ = combo
-        if u > 1 and msp:
-            return False  # one sequence mode at a time
-        if (msp and self.s % t) or (self.B // d) % b:
-            return False
-        if d == 1 and z != self.zero_stages[0]:
-            return False  # without data parallelism every ZeRO stage is the same configuration
-        return not (z >= 2 and p > 1)  # no framework runs ZeRO-2/3 with pipelines (step.check_zero_stage)
 
 
 @dataclass(frozen=True)
@@ -341,14 +361,13 @@ class _Columns:
     msp: np.ndarray
     ov: np.ndarray
     rc: np.ndarray
+    """The recompute mode, an index into the space's ``recompute``."""
     z: np.ndarray
 
     @classmethod
-    def of(cls, rows: list[tuple]) -> "_Columns":
-        arr = np.array([r[:9] for r in rows], dtype=np.int64)
-        t, u, p, d, e, b, v, msp, ov = (arr[:, i] for i in range(9))
-        return cls(t, u, p, d, e, b, v, msp, ov, rc=np.array([r[9] for r in rows]),
-                   z=np.array([r[10] for r in rows], dtype=np.int64))
+    def concat(cls, groups: Sequence["_Columns"]) -> "_Columns":
+        """The groups' candidates one after the other."""
+        return cls(*(np.concatenate([getattr(g, f.name) for g in groups]) for f in dataclasses.fields(cls)))
 
     def __len__(self) -> int:
         return len(self.t)
@@ -366,28 +385,34 @@ def _layer_values(space: _Space, cols: _Columns, chip: Hardware, datatype: DataT
     values = {(part, q): np.zeros(len(cols)) for part in part_names for q in quantities}
     # NB: one variant serves t <= g and t > g alike: KV heads per chip are g/Min(g, t)
     # (symcost.layers.base.shard_heads), one whole KV head per chip past g as Megatron keeps it
-    variants = list(itertools.product((False, True), space.recompute, space.overlap))
-    for i, (msp, rc, ov) in enumerate(variants):
+    variants = list(itertools.product((False, True), enumerate(space.recompute), space.overlap))
+    for i, (msp, (code, rc), ov) in enumerate(variants):
         report(0.1 + 0.7 * i / len(variants), "compiling layer variants")
-        mask = (cols.msp == msp) & (cols.rc == rc) & (cols.ov == ov)
+        mask = (cols.msp == msp) & (cols.rc == code) & (cols.ov == ov)
         if not mask.any():
             continue
-        par = {"tensor_parallel": sym.tp, "expert_parallel": sym.ep,
-               "sequence_parallel": "tp" if msp else sym.sp}
-        sym_model = space.model.with_parallelism(par)
-        rows_ = sym_model.breakdown(sym.batch_size, space.s, "training", datatype, chip, cast(Recompute, rc),
-                                    bool(ov))
-        parts = model_parts(sym_model, rows_, datatype)
-        named = {"embedding": parts["embedding"], "tail": parts["tail"],
-                 **{f"blocks[{j}]": q for j, (_, q) in enumerate(parts["blocks"])}}
-        exprs = {f"{part}.{q}": named[part][q] for part in part_names for q in quantities if q in named[part]}
-        sweeper = Sweeper(exprs)
+        sweeper = _layer_program(space.model, chip, datatype, space.s, msp, rc, ov, quantities)
         inputs = {sym.batch_size: cols.b[mask], sym.tp: cols.t[mask], sym.sp: cols.u[mask], sym.ep: cols.e[mask]}
         out = sweeper({k: v for k, v in inputs.items() if k in sweeper.args})
-        for name in exprs:
+        for name in sweeper.names:
             part, q = name.split(".")
             values[(part, q)][mask] = out[name]
     return values
+
+
+@functools.lru_cache(maxsize=64)
+def _layer_program(model: Model, chip: Hardware, datatype: DataType, s: int, msp: bool, rc: str, ov: bool,
+                   quantities: tuple[str, ...]) -> Sweeper:
+    """The quantities of every part of ``model`` with ``b``, ``t``, ``u`` and ``e`` free, compiled
+    once per (model, chip, dtype, sequence length, sequence mode, recompute, overlap)."""
+    par = {"tensor_parallel": sym.tp, "expert_parallel": sym.ep, "sequence_parallel": "tp" if msp else sym.sp}
+    sym_model = model.with_parallelism(par)
+    rows_ = sym_model.breakdown(sym.batch_size, s, "training", datatype, chip, cast(Recompute, rc), bool(ov))
+    parts = model_parts(sym_model, rows_, datatype)
+    named = {"embedding": parts["embedding"], "tail": parts["tail"],
+             **{f"blocks[{j}]": q for j, (_, q) in enumerate(parts["blocks"])}}
+    exprs = {f"{part}.{q}": named[part][q] for part in _part_names(model) for q in quantities if q in named[part]}
+    return Sweeper(exprs, fast_compile=True)
 
 
 @dataclass(frozen=True)
@@ -405,21 +430,27 @@ class _Slots:
         counts = [int(n) for _, n in space.model.blocks]
         part_names = _part_names(space.model)
         layouts = {p: stage_layout(counts, p, split) for p, split in space.splits.items()}
-        K = max(len(layouts[p]) for p in set(cols.p.tolist()))
-        slot_values = {(j, q): np.zeros(len(cols)) for j in range(K) for q in quantities}
-        slot_index = {j: np.zeros(len(cols)) for j in range(K)}
-        for p in set(cols.p.tolist()):
-            mask = cols.p == p
-            layout = layouts[p]
-            for j in range(K):
-                k, held, first, last = layout[j] if j < len(layout) else layout[0]
-                slot_index[j][mask] = k
-                for q in quantities:
-                    total = np.zeros(int(mask.sum()))
-                    for c, part in zip(held, part_names[1:-1]):
-                        total += c * values[(part, q)][mask]
-                    total += values[("embedding", q)][mask] * first + values[("tail", q)][mask] * last
-                    slot_values[(j, q)][mask] = total
+        ps = sorted(set(cols.p.tolist()))
+        K = max(len(layouts[p]) for p in ps)
+        which = np.searchsorted(np.array(ps), cols.p)  # each candidate's p, as an index into ps
+
+        slot_values, slot_index = {}, {}
+        for j in range(K):
+            # stage j of each p's layout (the first stage past the end), one row per p, then gathered
+            rows = [layouts[p][j] if j < len(layouts[p]) else layouts[p][0] for p in ps]
+
+            def column(values_per_p: list) -> np.ndarray:
+                return np.array(values_per_p, dtype=np.float64)[which]
+
+            slot_index[j] = column([r[0] for r in rows])
+            held = [column([r[1][i] for r in rows]) for i in range(len(part_names) - 2)]
+            first, last = column([r[2] for r in rows]), column([r[3] for r in rows])
+            for q in quantities:
+                total = np.zeros(len(cols))
+                for c, part in zip(held, part_names[1:-1]):
+                    total += c * values[(part, q)]
+                total += values[("embedding", q)] * first + values[("tail", q)] * last
+                slot_values[(j, q)] = total
         return cls(K, slot_values, slot_index)
 
 
@@ -427,32 +458,44 @@ def _assemble(space: _Space, cols: _Columns, slots: _Slots, chip: Hardware, data
               quantities: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Step time, memory per chip and MFU of every candidate, the step assembled symbolically and
     compiled per (ZeRO stage, p = 1?, v = 1?)."""
-    slot_symbols = {(j, q): sp.Symbol(f"_s{j}_{q}") for j in range(slots.K) for q in quantities}
-    index_symbols = {j: sp.Symbol(f"_k{j}", integer=True, nonnegative=True) for j in range(slots.K)}
-    h = space.model.blocks[0][0].hidden_size
-    flops_seq = flops_per_sequence(space.model, space.s, datatype)
     step, memory, mfu = np.empty(len(cols)), np.empty(len(cols)), np.empty(len(cols))
     for z, p1, v1 in itertools.product(space.zero_stages, (True, False), (True, False)):
         mask = (cols.z == z) & ((cols.p == 1) == p1) & ((cols.v == 1) == v1)
         if not mask.any() or (p1 and not v1):
             continue
         used = range(1 if p1 else slots.K)
-        stages = [{**{q: slot_symbols[(j, q)] for q in quantities}, "index": 0 if p1 else index_symbols[j]}
-                  for j in used]
-        fields = assemble_training(
-            stages, chip=chip, e=datatype.bytes, s=space.s, B=space.B, b=sym.batch_size, t=sym.tp, u=sym.sp,
-            ep=sym.ep, p=1 if p1 else _P, d=_D, v=1 if v1 else _V, zero_stage=z, hidden_size=h,
-            flops_per_sequence=flops_seq, peak=chip.peak_flops_expr(datatype))
-        sweeper = Sweeper({k: fields[k] for k in ("step_time", "memory_per_chip", "mfu")})
+        sweeper = _assemble_program(space.model, chip, datatype, space.s, space.B, z, p1, v1, len(used), quantities)
         inputs = {sym.batch_size: cols.b[mask], sym.tp: cols.t[mask], sym.sp: cols.u[mask], _P: cols.p[mask],
                   _D: cols.d[mask], _V: cols.v[mask], sym.ep: cols.e[mask],
-                  **{slot_symbols[(j, q)]: slots.values[(j, q)][mask] for j in used for q in quantities},
-                  **{index_symbols[j]: slots.index[j][mask] for j in used}}
+                  **{_slot_symbol(j, q): slots.values[(j, q)][mask] for j in used for q in quantities},
+                  **{_index_symbol(j): slots.index[j][mask] for j in used}}
         out = sweeper({k: v for k, v in inputs.items() if k in sweeper.args})
         step[mask], memory[mask], mfu[mask] = out["step_time"], out["memory_per_chip"], out["mfu"]
     return step, memory, mfu
 
 
+def _slot_symbol(j: int, q: str) -> sp.Symbol:
+    return sp.Symbol(f"_s{j}_{q}")
+
+
+def _index_symbol(j: int) -> sp.Symbol:
+    return sp.Symbol(f"_k{j}", integer=True, nonnegative=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _assemble_program(model: Model, chip: Hardware, datatype: DataType, s: int, B: int, z: int, p1: bool, v1: bool,
+                      K: int, quantities: tuple[str, ...]) -> Sweeper:
+    """Step time, memory per chip and MFU from ``K`` stage slots (their quantities and layer
+    indices free) and the free degrees, compiled once per (model, chip, dtype, sizes, ZeRO
+    stage, p = 1?, v = 1?, K)."""
+    stages = [{**{q: _slot_symbol(j, q) for q in quantities}, "index": 0 if p1 else _index_symbol(j)}
+              for j in range(K)]
+    fields = assemble_training(
+        stages, chip=chip, e=datatype.bytes, s=s, B=B, b=sym.batch_size, t=sym.tp, u=sym.sp,
+        ep=sym.ep, p=1 if p1 else _P, d=_D, v=1 if v1 else _V, zero_stage=z,
+        hidden_size=model.blocks[0][0].hidden_size, flops_per_sequence=flops_per_sequence(model, s, datatype),
+        peak=chip.peak_flops_expr(datatype))
+    return Sweeper({k: fields[k] for k in ("step_time", "memory_per_chip", "mfu")}, fast_compile=True)
 
 
 def _inference(model: Model, chip: Hardware, N: int, batch: int, s: int, datatype: DataType, objective: str,

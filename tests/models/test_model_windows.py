@@ -116,3 +116,23 @@ def test_latex_prints_the_window_in_min(notation, want):
 
     model = small().with_window(S.window, global_every=2)
     assert want in latex.align(model.compute_metrics(phase="decode"), ["kv_cache_memory_per_chip"], notation=notation)
+
+
+def test_window_on_a_hybrid_reaches_its_attention_mixers_only():
+    """A Nemotron-H-like hybrid: the window lands on the attention mixer; Mamba-2 and MLP mixers
+    are unchanged. Its decode KV cache at s = 1024, w = 256 is then, for the one attention block
+    (g = 2 KV heads of 64/4 = 16 dims, bf16): 2 (K and V) * 256 tokens * 2 * 16 * 2 bytes =
+    32768 bytes, plus the Mamba-2 blocks' state caches, which the window leaves as they were."""
+    from symcost.models import ssm
+
+    kw = dict(hidden_size=64, vocab_size=100, mamba_layers=4, attention_layers=1, mlp_layers=5,
+              num_heads=4, num_kv_heads=2, intermediate_size=256, ssm_head_dim=32, state_size=16,
+              chunk_size=8)
+    plain, windowed = ssm.hybrid(**kw), ssm.hybrid(**kw).with_window(256)
+    kinds = [(type(b.mixer).__name__, getattr(b.mixer, "window", "-")) for b, _ in windowed.blocks]
+    assert kinds == [("Mamba2Layer", "-"), ("GroupedQueryAttentionLayer", 256), ("MLPLayer", "-")]
+    kv = [m.kv_cache_memory_per_chip for m in (
+        model.compute_metrics(batch_size=1, seq_len=1024, phase="decode", dtype="bf16")
+        for model in (plain, windowed))]
+    # without the window the attention block holds 1024 tokens: 4 times 32768
+    assert kv[0] - kv[1] == 4 * 32768 - 32768
