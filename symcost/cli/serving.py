@@ -179,6 +179,8 @@ def pd_ratio(args: argparse.Namespace) -> int:
              f"mean TTFT {human(plan.ttft, 's')} (target {human(args.ttft, 's')})",
              f"  decode: batch {plan.decode_batch} ({plan.decode_limit}-bound) at TPOT {human(plan.decode_tpot, 's')} "
              f"(target {human(args.tpot, 's')})",
-             f"  ({data['assumes']})"]
+             f"  ({data['assumes']})",
+             "LaTeX: " + " ".join(plan.to_latex().splitlines())]
+    data["latex"] = plan.to_latex()
     emit(args, data, lines)
     return 0

@@ -134,6 +134,38 @@ class DisaggregatedPlan:
     ttft_target: Any
     tpot_target: Any
 
+    def to_latex(self) -> str:
+        r"""The plan's three relations in LaTeX (an ``aligned`` block), each with its value:
+        the M/D/1 mean TTFT at ``n_p`` prefill instances, the closed form for ``n_p`` and Little's
+        law for ``n_d``, with :math:`T' = \mathrm{TTFT}^{*} - D - T_{\mathrm{kv}}`.
+
+        >>> from symcost import models
+        >>> plan = pd_ratio(models.get("llama-3-8b"), rate=50, prompt_len=2048, output_len=256,
+        ...                 ttft=0.2, tpot=0.05)
+        >>> print(plan.to_latex().splitlines()[3])
+        n_p &= \left\lceil \frac{\lambda D (D + 2 T')}{2 T'} \right\rceil = 3 \\
+        """
+        def value(x: Any) -> str:
+            return sp.latex(sp.Float(sp.sympify(x), 4))
+
+        return "\n".join([
+            r"\begin{aligned}",
+            r"\mathrm{TTFT}(n_p) &= D + T_{\mathrm{kv}} + \frac{\rho D}{2 (1 - \rho)}, \quad"
+            rf" \rho = \frac{{\lambda D}}{{n_p}} = {value(self.prefill_utilization)}, \quad"
+            rf" \mathrm{{TTFT}} = {value(self.ttft)}\,\mathrm{{s}} \\",
+            rf"D &= {value(self.prefill_time)}\,\mathrm{{s}}, \quad T_{{\mathrm{{kv}}}} = "
+            rf"{value(self.kv_transfer_time)}\,\mathrm{{s}}, \quad"
+            rf" \lambda = {value(self.rate)}\,\mathrm{{s}}^{{-1}} \\",
+            r"n_p &= \left\lceil \frac{\lambda D (D + 2 T')}{2 T'} \right\rceil"
+            rf" = {self.num_prefill} \\",
+            r"n_d &= \left\lceil \frac{\lambda (O - 1)\, \mathrm{TPOT}(B)}{B} \right\rceil"
+            rf" = {self.num_decode}, \quad B = {self.decode_batch}, \quad O = {self.output_len}",
+            r"\end{aligned}",
+        ])
+
+    def _repr_latex_(self) -> str:
+        return f"$\\displaystyle {self.to_latex()}$"
+
     def meets_ttft(self, num_prefill: int) -> bool:
         """Whether ``num_prefill`` instances keep the mean TTFT within the target."""
         if num_prefill < 1:

@@ -66,6 +66,7 @@ def test_solve_pd_ratio_json(capsys):
         plan.num_prefill, plan.num_decode, plan.decode_batch)
     assert data["num_chips"] == 2 * plan.num_prefill + plan.num_decode
     assert data["kv_transfer_bytes"] == 2 * 32 * 8 * 128 * 2 * 2048 // 2  # K, V; layers; KV heads; d; bf16; TP 2
+    assert data["latex"].startswith(r"\begin{aligned}") and rf"= {plan.num_prefill} \\" in data["latex"]
 
 
 @pytest.mark.parametrize("argv, message", [
