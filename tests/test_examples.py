@@ -71,6 +71,14 @@ def test_notebook_executes_and_prints_its_numbers():
     html_outputs = [out["data"]["text/html"] for cell in nb.cells if cell.cell_type == "code"
                     for out in cell.get("outputs", []) if "text/html" in out.get("data", {})]
     assert any("TPOT (one decode step)" in "".join(h) for h in html_outputs)  # the HTML report's summary
+    # the rich displays: a step's repr is one short line with units, its HTML a breakdown table,
+    # the search's HTML its ranked table; the solver result shows the value, not a floor of it
+    reprs = [line for line in text.splitlines() if line.startswith("InferenceStep(")]
+    assert reprs and len(reprs[0]) <= 200 and " µs" in reprs[0]
+    assert any("<strong>Inference step" in "".join(h) and "time per output token (TPOT)" in "".join(h)
+               for h in html_outputs)
+    assert any("Parallelism search" in "".join(h) and 'class="chosen"' in "".join(h) for h in html_outputs)
+    assert not any("lfloor" in "".join(out["data"]["text/latex"]) for out in latex_outputs)
 
 
 def test_paper_table_example_compiles(tmp_path):

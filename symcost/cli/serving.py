@@ -89,8 +89,8 @@ def speculative_section(run: Any, lines: list[str], out: dict[str, Any]) -> None
                  f"verification of {args.spec_k + 1} tokens {human(st.verify_time, 's')} = {human(st.round_time, 's')}")
     lines.append(f"TPOT {human(st.tpot, 's')} (plain decoding {human(st.plain_tpot, 's')}): speedup "
                  f"{float(st.speedup):.3g}x, {float(st.tokens_per_second):,.0f} tokens/s per replica")
-    verdict = {"found": f"pays off above alpha = {float(be.alpha):.4g}", "always": "pays off at any alpha",
-               "never": "never pays off (even alpha = 1)", "symbolic": "break-even symbolic"}[be.status]
+    verdict = {"always": "pays off at any alpha", "never": "never pays off (even alpha = 1)",
+               "symbolic": "break-even symbolic"}.get(be.status) or f"pays off above alpha = {float(be.alpha):.4g}"
     lines.append(f"break-even: {verdict}; memory per chip with the draft {human(st.memory_per_chip, 'B')}")
     lines.append(f"LaTeX: {tpot_latex()}")
     out["speculative"] = {
@@ -179,6 +179,8 @@ def pd_ratio(args: argparse.Namespace) -> int:
              f"mean TTFT {human(plan.ttft, 's')} (target {human(args.ttft, 's')})",
              f"  decode: batch {plan.decode_batch} ({plan.decode_limit}-bound) at TPOT {human(plan.decode_tpot, 's')} "
              f"(target {human(args.tpot, 's')})",
-             f"  ({data['assumes']})"]
+             f"  ({data['assumes']})",
+             "LaTeX: " + " ".join(plan.to_latex().splitlines())]
+    data["latex"] = plan.to_latex()
     emit(args, data, lines)
     return 0

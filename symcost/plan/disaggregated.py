@@ -21,11 +21,14 @@ stream the first token before the transfer ends). Solving ``TTFT <= target`` giv
 KV transfer: each prefill chip sends its shard of the prompt's KV cache (the fullest pipeline
 stage's, per chip) to a decode instance in another scale-up domain, one point-to-point send over
 its own scale-out link, timed by the chip's link model (:func:`symcost.hardware.timing.collective_time`,
-NCCL's cost model): ``alpha_0 + t_coll + alpha_net + bytes / (B_out eta_net)``.
+NCCL's cost model): ``alpha_0 + t_coll + alpha_net + bytes / (B_out eta_net)``; each decode chip
+receives its own shard at the decode parallelism over its link the same way, and ``T_kv`` is the
+slower of the two (a decode instance with fewer chips receives several prefill chips' shards each).
 
 Decode (a batch): the largest batch ``B`` whose TPOT at ``P + O - 1`` keys (the last step, the
 longest context: NB conservative for every earlier step) meets the TPOT target and whose memory
-fits (:func:`~symcost.plan.inference.max_batch_size`). By Little's law the decode pool holds
+fits: weights, the KV cache and one decode step's activations (:func:`~symcost.plan.inference.max_batch_size`
+with a prefill chunk of 1: the decode instance never prefills). By Little's law the decode pool holds
 ``lam (O - 1) TPOT(B)`` requests on average; ``n_d`` instances hold ``n_d B``, so
 ``n_d = ceil(lam (O - 1) TPOT(B) / B)`` (NB: a steady-state mean, with every running request
 stepping at the full batch's TPOT).
@@ -66,6 +69,13 @@ def _positive(value: Any, field: str) -> sp.Expr:
     return x
 
 
+def _non_negative(value: Any, field: str) -> sp.Expr:
+    """A number at least 0 (``_positive``'s rules otherwise)."""
+    if isinstance(value, (int, Fraction)) and value == 0 or isinstance(value, sp.Expr) and value == 0:
+        return sp.Integer(0)
+    return _positive(value, field)
+
+
 def kv_transfer(model: Model, hardware: Hardware | str, prompt_len: Any, dtype: Any = "bf16",
                 parallelism: ParallelismLike = None) -> tuple[Any, Any]:
     """``(bytes, seconds)`` of handing one prompt's KV cache from a prefill instance to a decode
@@ -96,8 +106,8 @@ def mean_ttft(prefill_time: Any, transfer_time: Any, rate: Any, num_prefill: int
     """
     if num_prefill < 1:
         raise ConfigError(f"num_prefill must be at least 1, got {num_prefill}")
-    d, t = as_expr(prefill_time, "prefill_time"), as_expr(transfer_time, "transfer_time")
-    rho = as_expr(rate, "rate") * d / num_prefill
+    d, t = _positive(prefill_time, "prefill_time"), _non_negative(transfer_time, "transfer_time")
+    rho = _positive(rate, "rate") * d / num_prefill
     if rho >= 1:
         return sp.oo
     return d + t + rho * d / (2 * (1 - rho))
@@ -134,6 +144,38 @@ class DisaggregatedPlan:
     ttft_target: Any
     tpot_target: Any
 
+    def to_latex(self) -> str:
+        r"""The plan's three relations in LaTeX (an ``aligned`` block), each with its value:
+        the M/D/1 mean TTFT at ``n_p`` prefill instances, the closed form for ``n_p`` and Little's
+        law for ``n_d``, with :math:`T' = \mathrm{TTFT}^{*} - D - T_{\mathrm{kv}}`.
+
+        >>> from symcost import models
+        >>> plan = pd_ratio(models.get("llama-3-8b"), rate=50, prompt_len=2048, output_len=256,
+        ...                 ttft=0.2, tpot=0.05)
+        >>> print(plan.to_latex().splitlines()[3])
+        n_p &= \left\lceil \frac{\lambda D (D + 2 T')}{2 T'} \right\rceil = 3 \\
+        """
+        def value(x: Any) -> str:
+            return sp.latex(sp.Float(sp.sympify(x), 4))
+
+        return "\n".join([
+            r"\begin{aligned}",
+            r"\mathrm{TTFT}(n_p) &= D + T_{\mathrm{kv}} + \frac{\rho D}{2 (1 - \rho)}, \quad"
+            rf" \rho = \frac{{\lambda D}}{{n_p}} = {value(self.prefill_utilization)}, \quad"
+            rf" \mathrm{{TTFT}} = {value(self.ttft)}\,\mathrm{{s}} \\",
+            rf"D &= {value(self.prefill_time)}\,\mathrm{{s}}, \quad T_{{\mathrm{{kv}}}} = "
+            rf"{value(self.kv_transfer_time)}\,\mathrm{{s}}, \quad"
+            rf" \lambda = {value(self.rate)}\,\mathrm{{s}}^{{-1}} \\",
+            r"n_p &= \left\lceil \frac{\lambda D (D + 2 T')}{2 T'} \right\rceil"
+            rf" = {self.num_prefill} \\",
+            r"n_d &= \left\lceil \frac{\lambda (O - 1)\, \mathrm{TPOT}(B)}{B} \right\rceil"
+            rf" = {self.num_decode}, \quad B = {self.decode_batch}, \quad O = {self.output_len}",
+            r"\end{aligned}",
+        ])
+
+    def _repr_latex_(self) -> str:
+        return f"$\\displaystyle {self.to_latex()}$"
+
     def meets_ttft(self, num_prefill: int) -> bool:
         """Whether ``num_prefill`` instances keep the mean TTFT within the target."""
         if num_prefill < 1:
@@ -169,7 +211,9 @@ def _decode_batch(model: Model, chip: Hardware, keys: int, dtype: Any, par: Para
     and its TPOT."""
     from ..analysis.solve import max_integer
 
-    memory = max_batch_size(model, chip, keys, dtype, par)
+    # NB: a decode instance never prefills (the KV cache arrives over the network): its
+    # activations are one token per sequence, a prefill chunk of 1
+    memory = max_batch_size(model, chip, keys, dtype, par, prefill_chunk=1)
     if memory.value is None:
         raise ConfigError(f"decode: {model.name} with {keys:,} keys of context does not fit {chip.name} even at "
                           "batch 1 under the decode parallelism")
@@ -195,8 +239,8 @@ def pd_ratio(model: Model, rate: Any, prompt_len: Any, output_len: Any, ttft: An
     >>> plan = pd_ratio(models.get("llama-3-8b"), rate=50, prompt_len=2048, output_len=256,
     ...                 ttft=0.2, tpot=0.05)
     >>> plan.num_prefill, plan.num_decode, plan.decode_batch, plan.decode_limit
-    (3, 3, 130, 'memory')
-    >>> plan.meets_ttft(2), plan.meets_decode(2)
+    (3, 2, 211, 'memory')
+    >>> plan.meets_ttft(2), plan.meets_decode(1)
     (False, False)
     """
     lam, target_ttft, target_tpot = _positive(rate, "rate"), _positive(ttft, "ttft"), _positive(tpot, "tpot")
@@ -209,8 +253,10 @@ def pd_ratio(model: Model, rate: Any, prompt_len: Any, output_len: Any, ttft: An
     dchip = pchip if decode_hardware is None else get_hardware(decode_hardware)
     ppar, dpar = resolve_parallelism(model, prefill_parallelism), resolve_parallelism(model, decode_parallelism)
     d = sp.sympify(inference_step(model, pchip, 1, p, dtype, ppar).ttft)
-    nbytes, t_kv = kv_transfer(model, pchip, p, dtype, ppar)
-    t_kv = sp.sympify(t_kv)
+    nbytes, t_send = kv_transfer(model, pchip, p, dtype, ppar)
+    # each decode chip receives its own shard at the decode parallelism over its link: with fewer
+    # decode chips than prefill chips it takes several prefill chips' shards, so the slower side binds
+    t_kv = sp.Max(sp.sympify(t_send), sp.sympify(kv_transfer(model, dchip, p, dtype, dpar)[1]))
     n_p = _num_prefill(lam, d, t_kv, target_ttft)
     keys = int(p + o - 1)
     batch, limit, step_tpot = _decode_batch(model, dchip, keys, dtype, dpar, target_tpot)

@@ -294,7 +294,8 @@ def speculative_step(model: Model, hardware: Hardware | str, batch_size: Any, se
     sharded = model.with_parallelism(par)
     verify = _verify_time(sharded, chip, b, s, k_, datatype)
     if draft is None:
-        draft_time, draft_memory = _mtp_head(plain, sharded, b, datatype, chip)
+        draft_time, head_memory = _mtp_head(plain, sharded, b, datatype, chip)
+        draft_memory = k_ * head_memory  # k heads, each its own block, norms and projection
         shared, name = True, MTP
     else:
         draft_chip = chip if draft_hardware is None else get_hardware(draft_hardware)

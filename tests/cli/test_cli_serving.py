@@ -40,6 +40,16 @@ def test_report_speculative_text_with_a_draft_model(capsys):
     assert "verification of 3 tokens" in out and "LaTeX: \\mathrm{TPOT}" in out
 
 
+def test_report_speculative_that_never_pays_off(capsys):
+    """A llama-2-7b draft for llama-3-8b at TP 8: the draft step costs about as much as the
+    target's, so even alpha = 1 (k + 1 = 4 tokens for 3 draft steps and a verification) does not
+    pay off; the report says so in a line instead of failing on a missing alpha."""
+    code, out, err = run(capsys, "report", "--spec-k", "3", "--spec-alpha", "0.8", "--draft-model", "llama-2-7b",
+                         "--tp", "8", "--phase", "decode")
+    assert code == 0, err
+    assert "break-even: never pays off (even alpha = 1)" in out
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--spec-k", "3"], "argument --spec-alpha: --spec-k and --spec-alpha go together"),
     (["--spec-alpha", "0.5"], "argument --spec-k: --spec-k and --spec-alpha go together"),
@@ -66,6 +76,7 @@ def test_solve_pd_ratio_json(capsys):
         plan.num_prefill, plan.num_decode, plan.decode_batch)
     assert data["num_chips"] == 2 * plan.num_prefill + plan.num_decode
     assert data["kv_transfer_bytes"] == 2 * 32 * 8 * 128 * 2 * 2048 // 2  # K, V; layers; KV heads; d; bf16; TP 2
+    assert data["latex"].startswith(r"\begin{aligned}") and rf"= {plan.num_prefill} \\" in data["latex"]
 
 
 @pytest.mark.parametrize("argv, message", [

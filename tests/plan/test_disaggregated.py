@@ -71,8 +71,10 @@ def test_solved_counts_meet_the_targets_and_one_fewer_does_not(case):
     # decode: the batch meets TPOT and fits; one more misses TPOT or does not fit
     chip = hardware.get(case.get("decode_hardware", "H100_SXM"))
     keys = case["prompt_len"] + case["output_len"] - 1
-    at = inference_step(LLAMA, chip, plan.decode_batch, keys)
-    more = inference_step(LLAMA, chip, plan.decode_batch + 1, keys)
+    # a decode instance never prefills: its memory is the weights, the KV cache and one token's
+    # activations per sequence, a step whose prefill chunk is 1
+    at = inference_step(LLAMA, chip, plan.decode_batch, keys, prefill_chunk=1)
+    more = inference_step(LLAMA, chip, plan.decode_batch + 1, keys, prefill_chunk=1)
     assert at.tpot <= tpot_target and at.fits
     assert more.tpot > tpot_target or not more.fits
     assert {"tpot": more.tpot > tpot_target, "memory": not more.fits}[plan.decode_limit]
@@ -86,12 +88,21 @@ def test_solved_counts_meet_the_targets_and_one_fewer_does_not(case):
 
 def test_counts_of_the_first_case():
     """50 requests/s of 2048 + 256 tokens on H100s: D = 47.5 ms per prompt, so rho per instance
-    must stay below 1 (at least 3 instances: 50 * 0.0475 = 2.38); the decode batch is memory-bound
-    at 130, its TPOT 22.1 ms, so 50 * 255 * 0.0221 / 130 = 2.17 instances' load: 3."""
+    must stay below 1 (at least 3 instances: 50 * 0.0475 = 2.38).
+
+    Decode memory by hand, at the longest context 2048 + 256 - 1 = 2303 keys: weights are
+    8,030,261,248 parameters x 2 bytes = 16,060,522,496 B; the KV cache is 2 (K, V) x 32 layers
+    x 8 heads x 128 x 2 bytes = 131,072 B per token, 301,858,816 B per sequence. 80e9 - weights
+    = 63,939,477,504 B holds 211 sequences' KV (63,692,210,176 B, leaving 1.17 MB per sequence
+    for one decode token's activations) and not 212 (63,994,068,992 B > 63,939,477,504 B even with
+    no activations): B = 211, memory-bound. (Before the decode pool was sized on decode memory
+    it was sized on a whole prefill's activations and came out at 130, 1.6x too few.) Its TPOT is
+    30.7 ms < 50 ms, so the pool's load is 50 * 255 * 0.0307 / 211 = 1.86 instances: 2."""
     plan = pd_ratio(LLAMA, **CASES[0])
-    assert (plan.num_prefill, plan.num_decode, plan.decode_batch, plan.decode_limit) == (3, 3, 130, "memory")
+    assert (plan.num_prefill, plan.num_decode, plan.decode_batch, plan.decode_limit) == (3, 2, 211, "memory")
     assert float(plan.prefill_time) == pytest.approx(0.04755, abs=1e-5)
-    assert plan.num_chips == 6
+    assert float(plan.decode_tpot) == pytest.approx(0.0307, abs=1e-4)
+    assert plan.num_chips == 5
 
 
 def test_pools_with_their_own_chips_and_parallelism():
@@ -100,6 +111,13 @@ def test_pools_with_their_own_chips_and_parallelism():
     assert plan.num_chips == 2 * plan.num_prefill + plan.num_decode
     # the prefill runs at TP 2: its D is the TP-2 prefill of one prompt
     assert plan.prefill_time == inference_step(LLAMA, H100, 1, 4096, parallelism={"tensor_parallel": 2}).ttft
+    # the prompt's KV cache is 2 (K, V) x 32 layers x 8 heads x 128 x 2 bytes x 4096 tokens =
+    # 536,870,912 bytes; each TP-2 prefill chip sends half, the TP-1 decode chip receives it all
+    # over its own link: the receive is the slower side and sets T_kv
+    sent, t_send = kv_transfer(LLAMA, H100, 4096, parallelism={"tensor_parallel": 2})
+    got, t_recv = kv_transfer(LLAMA, "H200", 4096)
+    assert (sent, got) == (268435456, 536870912)
+    assert t_recv > t_send and plan.kv_transfer_time == t_recv
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -118,3 +136,31 @@ def test_bad_input(kwargs, match):
 def test_decode_that_does_not_fit():
     with pytest.raises(ConfigError, match="does not fit"):
         pd_ratio(models.get("llama-3-70b"), rate=1, prompt_len=1024, output_len=64, ttft=5, tpot=1)
+
+
+def test_plan_latex_states_the_relations_and_compiles(tmp_path):
+    """The plan's LaTeX: the M/D/1 TTFT, the closed form for n_p and Little's law for n_d, each
+    with its value. The values it prints agree with the relations recomputed here from the
+    plan's inputs by hand: rho = lam D / n_p and TTFT = D + T_kv + rho D / (2 (1 - rho))."""
+    import re
+    import shutil
+    import subprocess
+
+    plan = pd_ratio(LLAMA, **CASES[0])
+    tex = plan.to_latex()
+    assert tex.startswith(r"\begin{aligned}") and tex.endswith(r"\end{aligned}")
+    lam, d, t_kv = float(CASES[0]["rate"]), float(plan.prefill_time), float(plan.kv_transfer_time)
+    rho = lam * d / plan.num_prefill
+    ttft = d + t_kv + rho * d / (2 * (1 - rho))
+    shown_rho = float(re.search(r"\\rho = \\frac\{\\lambda D\}\{n_p\} = ([0-9.]+)", tex).group(1))
+    shown_ttft = float(re.search(r"\\mathrm\{TTFT\} = ([0-9.]+)", tex).group(1))
+    assert shown_rho == pytest.approx(rho, rel=1e-3) and shown_ttft == pytest.approx(ttft, rel=1e-3)
+    assert rf"\right\rceil = {plan.num_prefill} \\" in tex and f"B = {plan.decode_batch}" in tex
+    pdflatex = shutil.which("pdflatex")
+    if pdflatex is None:
+        pytest.skip("pdflatex not installed (apt: texlive-latex-base texlive-latex-recommended)")
+    doc = "\\documentclass{article}\\usepackage{amsmath}\\begin{document}\n\\[" + tex + "\\]\n\\end{document}\n"
+    (tmp_path / "plan.tex").write_text(doc)
+    result = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "plan.tex"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:]

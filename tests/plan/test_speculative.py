@@ -114,6 +114,10 @@ def test_mtp_draft_costs_a_block_and_the_head():
     assert st.draft_memory == (block.weight_memory_per_chip + block.kv_cache_memory_per_chip + norms
                                + 2 * 4096 * 4096 * 2)
     assert st.draft == "mtp"
+    # k = 3 heads are three such modules (each its own block, norms and projection): 3x the memory,
+    # and each of the k draft steps costs one head's time
+    three = speculative_step(LLAMA, "H100_SXM", 1, 4096, k=3, alpha=0)
+    assert three.draft_memory == 3 * st.draft_memory and three.draft_time == st.draft_time
 
 
 def test_draft_model_time_and_memory():
