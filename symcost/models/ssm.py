@@ -24,9 +24,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import sympy as sp
-
-from ..core._expr import check_divides
+from ..core._expr import as_expr, check_divides
 from ..core.parallelism import Parallelism, ParallelismLike
 from ..layers.attention import GroupedQueryAttentionLayer
 from ..layers.embedding import EmbeddingLayer, LMHeadLayer
@@ -42,8 +40,18 @@ def mamba2_layer(hidden_size: Any, expand: Any = 2, head_dim: Any = 64, state_si
                  num_groups: Any = 1, conv_kernel: Any = 4, chunk_size: Any = 256,
                  ssm_state_dtype: Optional[str] = None, parallelism: ParallelismLike = None) -> Mamba2Layer:
     """A Mamba-2 mixer from mamba_ssm's arguments: ``d_inner = expand * hidden_size`` split into
-    ``d_inner / head_dim`` heads (the defaults are ``mamba_ssm.modules.mamba2.Mamba2``'s)."""
-    inner = sp.sympify(expand) * hidden_size
+    ``d_inner / head_dim`` heads (the defaults are ``mamba_ssm.modules.mamba2.Mamba2``'s).
+    ``expand`` is exact (an int, a ``Fraction`` or SymPy): a float is refused in one line.
+
+    >>> layer = mamba2_layer(2560)            # mamba2-2.7b: d_inner 5120, 80 heads of 64
+    >>> layer.num_heads, layer.head_dim
+    (80, 64)
+    >>> mamba2_layer(2560, expand=1.5)
+    Traceback (most recent call last):
+    ...
+    symcost.errors.ConfigError: expand must be exact (int, fractions.Fraction or SymPy), got the float 1.5
+    """
+    inner = as_expr(expand, "expand") * hidden_size
     check_divides(inner, head_dim, "expand * hidden_size must be divisible by head_dim")
     return Mamba2Layer(hidden_size=hidden_size, num_heads=inner / head_dim, head_dim=head_dim,
                        state_size=state_size, num_groups=num_groups, conv_kernel=conv_kernel,
@@ -70,6 +78,10 @@ def mamba2(hidden_size: Any, num_layers: Any, vocab_size: Any, expand: Any = 2, 
 
     Parameters ``V h + L (h + P_mixer) + h`` (tied), ``P_mixer`` as in
     :attr:`Mamba2Layer.num_params`.
+
+    >>> m = mamba2(hidden_size=2560, num_layers=64, vocab_size=50288)   # mamba2-2.7b's config.json
+    >>> int(m.parameter_count)                # 64 x 40,216,560 + 50,288 x 2,560 + 2,560
+    2702599680
     """
     del causal  # no attention: nothing is masked
     par = Parallelism.coerce(parallelism)

@@ -133,6 +133,11 @@ class BreakEven:
     ``None``) or ``"found"`` (``alpha`` the exact root of ``E = r`` in [0, 1); with a numeric
     ``r`` every ``k`` has one), ``"symbolic"`` when ``r`` has symbols (``alpha`` is then the
     closed form, known for ``k <= 2``). ``closed_form``: the root as radicals in ``r`` (k <= 2).
+
+    >>> breakeven_alpha(2, 1, 2, 1).status     # r = (2 + 2)/1 = 4 >= k + 1 = 3: never
+    'never'
+    >>> breakeven_alpha(1, 1, 1, 4).alpha      # r = 2/4 < 1: speculation always pays off
+    0
     """
 
     k: int

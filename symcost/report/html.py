@@ -529,7 +529,17 @@ def html_report(model: Model, hardware: Union[Hardware, str], *, batch_size: int
 
 
 def write_html_report(path: Union[str, Path], model: Model, hardware: Union[Hardware, str], **options: Any) -> Path:
-    """Write :func:`html_report` (``options`` are its keywords) to ``path`` as UTF-8; the path back."""
+    """Write :func:`html_report` (``options`` are its keywords) to ``path`` as UTF-8; the path back.
+
+    >>> import tempfile, pathlib
+    >>> from symcost import Model
+    >>> tiny = Model.llama(hidden_size=64, num_heads=4, num_kv_heads=2, num_layers=1, vocab_size=128,
+    ...                    intermediate_size=128, name="tiny")
+    >>> out = write_html_report(pathlib.Path(tempfile.mkdtemp()) / "tiny.html", tiny, "h100",
+    ...                         seq_len=64, phases=["decode"], plots=False)
+    >>> out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    True
+    """
     out = Path(path)
     out.write_text(html_report(model, hardware, **options), encoding="utf-8")
     return out
