@@ -75,6 +75,22 @@ class _SweepPrinter(NumPyPrinter):
                 f"{self._print(otherwise)})")
 
 
+def _node_counts(exprs: Sequence[sp.Expr]) -> dict[sp.Basic, int]:
+    """How many times each non-atomic node is reached from ``exprs`` (a shared node's children
+    are walked once), the input of :func:`tree_cse` and :func:`_compile_dag`."""
+    counts: dict[sp.Basic, int] = {}
+    stack = list(exprs)
+    while stack:
+        node = stack.pop()
+        if node.is_Atom:
+            continue
+        seen = counts.get(node, 0)
+        counts[node] = seen + 1
+        if not seen:
+            stack.extend(node.args)
+    return counts
+
+
 def tree_cse(exprs: Sequence[sp.Expr]) -> tuple[list[tuple[sp.Symbol, sp.Expr]], list[sp.Expr]]:
     """Common sub-expressions of ``exprs`` as ``(replacements, reduced)`` (the signature of
     ``sympy.cse``): every compound node that occurs more than once becomes one variable.
@@ -87,16 +103,7 @@ def tree_cse(exprs: Sequence[sp.Expr]) -> tuple[list[tuple[sp.Symbol, sp.Expr]],
     >>> tree_cse([sp.Max(x + y, 1) + (x + y) ** 2])
     ([(_c, x + y)], [_c**2 + Max(1, _c)])
     """
-    counts: dict[sp.Basic, int] = {}
-    stack = list(exprs)
-    while stack:
-        node = stack.pop()
-        if node.is_Atom:
-            continue
-        seen = counts.get(node, 0)
-        counts[node] = seen + 1
-        if not seen:
-            stack.extend(node.args)
+    counts = _node_counts(exprs)
     replacements: list[tuple[sp.Symbol, sp.Expr]] = []
     built: dict[sp.Basic, sp.Basic] = {}
 
@@ -217,16 +224,7 @@ class _Source:
 
 def _compile_dag(exprs: Sequence[sp.Expr], args: Sequence[sp.Symbol]) -> Callable[..., list]:
     """:class:`_Source` compiled: a function of ``args`` returning the list of ``exprs``."""
-    counts: dict[sp.Basic, int] = {}
-    stack = list(exprs)
-    while stack:
-        node = stack.pop()
-        if node.is_Atom:
-            continue
-        seen = counts.get(node, 0)
-        counts[node] = seen + 1
-        if not seen:
-            stack.extend(node.args)
+    counts = _node_counts(exprs)
     source = _Source(args, counts)
     outs = [source.code(sp.sympify(e)) for e in exprs]
     text = "\n".join([f"def _f({', '.join(source.names[a] for a in args)}):", *source.lines,
