@@ -37,6 +37,7 @@ __all__ = [
     "dtype_bytes",
     "tp",
     "sp",
+    "cp",
     "pp",
     "ep",
     "dp",
@@ -103,6 +104,7 @@ _ROWS = (
     _row("dtype_bytes", "e", "e", "bytes per element", positive=True, rational=True),
     _row("tp", "t", "t", "tensor-parallel degree"),
     _row("sp", "sp", r"n_{\mathrm{sp}}", "sequence-parallel (Ulysses) degree"),
+    _row("cp", "cp", r"n_{\mathrm{cp}}", "context-parallel (Megatron CP, ring attention) degree"),
     _row("pp", "pp", "p", "pipeline-parallel degree"),
     _row("ep", "ep", r"n_{\mathrm{ep}}", "expert-parallel degree"),
     _row("dp", "dp", r"n_{\mathrm{dp}}", "data-parallel degree"),
@@ -174,6 +176,7 @@ window = TABLE["window"].symbol
 dtype_bytes = TABLE["dtype_bytes"].symbol
 tp = TABLE["tp"].symbol
 sp = TABLE["sp"].symbol
+cp = TABLE["cp"].symbol
 pp = TABLE["pp"].symbol
 ep = TABLE["ep"].symbol
 dp = TABLE["dp"].symbol
