@@ -40,7 +40,7 @@ from .training import assemble_training, flops_per_sequence
 
 __all__ = ["Constraints", "SearchResult", "parallelism"]
 
-_COLUMNS = ("tp", "pp", "dp", "sp", "megatron_sp", "ep", "micro_batch", "interleave", "overlap", "recompute",
+_COLUMNS = ("tp", "pp", "dp", "sp", "cp", "megatron_sp", "ep", "micro_batch", "interleave", "overlap", "recompute",
             "zero_stage", "step_time", "memory_per_chip", "mfu", "tokens_per_second")
 _QUANTITIES = ("latency", "weight", "activation")
 
@@ -95,7 +95,7 @@ class SearchResult:
         r = self.row(i)
         seq = "tp" if r["megatron_sp"] else r["sp"]
         return Parallelism(tensor_parallel=r["tp"], pipeline_parallel=r["pp"], data_parallel=r["dp"],
-                           sequence_parallel=seq, expert_parallel=r["ep"])
+                           sequence_parallel=seq, expert_parallel=r["ep"], context_parallel=r.get("cp", 1))
 
     def __str__(self) -> str:
         return self.format(10)
@@ -104,7 +104,8 @@ class SearchResult:
         """The counts and the ``n`` best rows as a text table."""
         head = (f"{self.num_candidates:,} candidates, {self.num_valid:,} divide, {self.num_fit:,} fit "
                 f"({self.seconds:.2f} s)\n")
-        cols = [c for c in ("tp", "pp", "dp", "sp", "ep", "micro_batch", "interleave", "recompute", "zero_stage",
+        context = "cp" in self.columns and bool((self.columns["cp"] != 1).any())
+        cols = [c for c in ("tp", "pp", "dp", "sp", *(("cp",) if context else ()), "ep", "micro_batch", "interleave", "recompute", "zero_stage",
                             "step_time", "ttft", "tpot", "memory_per_chip", "mfu") if c in self.columns]
         lines = ["  ".join(f"{c:>11}" for c in cols)]
         for r in self.rows(n):
@@ -145,6 +146,15 @@ def _valid_tp(model: Model, t: int) -> bool:
 
 _P, _D, _V = sp.Symbol("_p", positive=True, integer=True), sp.Symbol("_d", positive=True, integer=True), \
     sp.Symbol("_v", positive=True, integer=True)
+_C = sp.Symbol("_c", positive=True, integer=True)
+
+
+def _context_degrees(values: Sequence[int]) -> tuple[int, ...]:
+    """The context-parallel degrees to try, checked: positive ints, at least one."""
+    degrees = tuple(values)
+    if not degrees or any(isinstance(c, bool) or int(c) != c or c < 1 for c in degrees):
+        raise ConfigError(f"context_parallel must be positive int degrees to try, got {values!r}")
+    return tuple(sorted(set(int(c) for c in degrees)))
 
 
 def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_batch: int, seq_len: int,
@@ -154,7 +164,8 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
                 overlap: Sequence[bool] = (False,), objective: str = "tpot",
                 progress: Optional[Callable[[float, str], None]] = None, max_tp: Optional[int] = None,
                 min_mfu: Optional[float] = None, memory_headroom: float = 0.0,
-                price_per_hour: Optional[float] = None) -> SearchResult:
+                price_per_hour: Optional[float] = None,
+                context_parallel: Sequence[int] = (1,)) -> SearchResult:
     """Rank every training configuration of ``model`` on ``num_chips`` chips by step time.
 
     Discards configurations that do not divide (heads, KV heads, FFN width, vocabulary, batch,
@@ -176,22 +187,27 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     ``price_per_hour`` (the price of one chip for one hour, in any currency) adds the column
     ``cost_per_token``: ``price_per_hour * num_chips / 3600 / tokens_per_second``, that currency per
     token. ``num_fit`` counts the candidates that fit and meet the constraints.
+
+    ``context_parallel``: the context-parallel degrees tried (default only 1); each degree c joins
+    the product ``t * u * c * p * d = num_chips`` where it divides and ``seq_len`` splits into
+    ``2 * c * u`` chunks, and adds the column ``cp``.
     """
     import time
 
     start = time.perf_counter()
     model = model.with_parallelism(None)  # the search sets every degree itself
     limits = Constraints.of(max_tp, min_mfu, memory_headroom, price_per_hour, phase)
+    cps = _context_degrees(context_parallel)
     if phase == "inference":
         return _inference(model, get_hardware(hardware), int(num_chips), int(global_batch), int(seq_len),
-                          DataType.parse(dtype), objective, start, limits)
+                          DataType.parse(dtype), objective, start, limits, cps)
     if phase != "training":
         raise ConfigError(f"phase: 'training' or 'inference', got {phase!r}")
     chip = get_hardware(hardware)
     datatype = DataType.parse(dtype)
     N, B, s = int(num_chips), int(global_batch), int(seq_len)
     space = _Space(model, N, B, s, max_micro_batch, max_interleave, tuple(recompute), tuple(zero_stages),
-                   tuple(overlap))
+                   tuple(overlap), cps)
     return _training(space, chip, datatype, limits, progress or (lambda fraction, stage: None), start)
 
 
@@ -214,7 +230,7 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
     fit = limits.keep(cols.t, memory, mfu, chip)
     order = np.argsort(np.where(fit, step, np.inf), kind="stable")[: int(fit.sum())]
     columns = {
-        "tp": cols.t[order], "pp": cols.p[order], "dp": cols.d[order], "sp": cols.u[order],
+        "tp": cols.t[order], "pp": cols.p[order], "dp": cols.d[order], "sp": cols.u[order], "cp": cols.c[order],
         "megatron_sp": cols.msp[order].astype(bool), "ep": cols.e[order], "micro_batch": cols.b[order],
         "interleave": cols.v[order], "overlap": cols.ov[order].astype(bool), "recompute": cols.rc[order],
         "zero_stage": cols.z[order], "step_time": step[order], "memory_per_chip": memory[order], "mfu": mfu[order],
@@ -275,6 +291,7 @@ class _Space:
     recompute: tuple[str, ...]
     zero_stages: tuple[int, ...]
     overlap: tuple[bool, ...]
+    cps: tuple[int, ...] = (1,)
 
     @property
     def moe(self) -> list[int]:
@@ -286,20 +303,24 @@ class _Space:
         return {p: pipeline_stages(L, p) for p in _divisors(self.N) if p <= L}
 
     def rows(self) -> tuple[list[tuple], int]:
-        """The configurations that divide, as ``(t, u, p, d, e, b, v, msp, ov, rc, z)``, and how many
+        """The configurations that divide, as ``(t, u, p, d, e, b, v, msp, ov, rc, z, c)``, and how many
         were enumerated."""
         rows: list[tuple] = []
         candidates = 0
         tp_ok = {t: _valid_tp(self.model, t) for t in _divisors(self.N)}
         splits = self.splits
         for t in _divisors(self.N):
-            for u in _divisors(self.N // t):
-                for p in _divisors(self.N // (t * u)):
-                    d = self.N // (t * u * p)
+            for u, cp in itertools.product(_divisors(self.N // t), self.cps):
+                if (self.N // t) % (u * cp):
+                    continue
+                for p in _divisors(self.N // (t * u * cp)):
+                    d = self.N // (t * u * cp * p)
                     combos = self._combos(t, p, d, splits)
                     candidates += len(combos)
-                    if tp_ok[t] and p in splits and not self.B % d and self._ulysses_ok(t, u):
-                        rows += [(t, u, p, d, *c[:4], c[6], c[4], c[5]) for c in combos if self._keep(t, u, p, d, c)]
+                    if (tp_ok[t] and p in splits and not self.B % d and self._ulysses_ok(t, u)
+                            and (cp == 1 or not self.s % (2 * cp * u))):
+                        rows += [(t, u, p, d, *c[:4], c[6], c[4], c[5], cp) for c in combos
+                                 if self._keep(t, u, p, d, c)]
         return rows, candidates
 
     def _combos(self, t: int, p: int, d: int, splits: dict[int, Any]) -> list[tuple]:
@@ -343,13 +364,14 @@ class _Columns:
     ov: np.ndarray
     rc: np.ndarray
     z: np.ndarray
+    c: np.ndarray
 
     @classmethod
     def of(cls, rows: list[tuple]) -> "_Columns":
         arr = np.array([r[:9] for r in rows], dtype=np.int64)
         t, u, p, d, e, b, v, msp, ov = (arr[:, i] for i in range(9))
         return cls(t, u, p, d, e, b, v, msp, ov, rc=np.array([r[9] for r in rows]),
-                   z=np.array([r[10] for r in rows], dtype=np.int64))
+                   z=np.array([r[10] for r in rows], dtype=np.int64), c=np.array([r[11] for r in rows], dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.t)
@@ -367,14 +389,15 @@ def _layer_values(space: _Space, cols: _Columns, chip: Hardware, datatype: DataT
     values = {(part, q): np.zeros(len(cols)) for part in part_names for q in quantities}
     # NB: one variant serves t <= g and t > g alike: KV heads per chip are g/Min(g, t)
     # (symcost.layers.base.shard_heads), one whole KV head per chip past g as Megatron keeps it
-    variants = list(itertools.product((False, True), space.recompute, space.overlap))
-    for i, (msp, rc, ov) in enumerate(variants):
+    # NB: one variant per context-parallel degree, numeric: cp = 1 is then exactly the plain layers
+    variants = list(itertools.product((False, True), space.recompute, space.overlap, space.cps))
+    for i, (msp, rc, ov, cp) in enumerate(variants):
         report(0.1 + 0.7 * i / len(variants), "compiling layer variants")
-        mask = (cols.msp == msp) & (cols.rc == rc) & (cols.ov == ov)
+        mask = (cols.msp == msp) & (cols.rc == rc) & (cols.ov == ov) & (cols.c == cp)
         if not mask.any():
             continue
         par = {"tensor_parallel": sym.tp, "expert_parallel": sym.ep,
-               "sequence_parallel": "tp" if msp else sym.sp}
+               "sequence_parallel": "tp" if msp else sym.sp, "context_parallel": cp}
         sym_model = space.model.with_parallelism(par)
         rows_ = sym_model.breakdown(sym.batch_size, space.s, "training", datatype, chip, cast(Recompute, rc),
                                     bool(ov))
@@ -433,6 +456,7 @@ def _assemble(space: _Space, cols: _Columns, slots: _Slots, chip: Hardware, data
     h = space.model.blocks[0][0].hidden_size
     flops_seq = flops_per_sequence(space.model, space.s, datatype)
     step, memory, mfu = np.empty(len(cols)), np.empty(len(cols)), np.empty(len(cols))
+    c = _C if space.cps != (1,) else 1  # the context-parallel degree: chips, DP group (assemble_training)
     for z, p1, v1 in itertools.product(space.zero_stages, (True, False), (True, False)):
         mask = (cols.z == z) & ((cols.p == 1) == p1) & ((cols.v == 1) == v1)
         if not mask.any() or (p1 and not v1):
@@ -443,10 +467,10 @@ def _assemble(space: _Space, cols: _Columns, slots: _Slots, chip: Hardware, data
         fields = assemble_training(
             stages, chip=chip, e=datatype.bytes, s=space.s, B=space.B, b=sym.batch_size, t=sym.tp, u=sym.sp,
             ep=sym.ep, p=1 if p1 else _P, d=_D, v=1 if v1 else _V, zero_stage=z, hidden_size=h,
-            flops_per_sequence=flops_seq, peak=chip.peak_flops_expr(datatype))
+            flops_per_sequence=flops_seq, peak=chip.peak_flops_expr(datatype), c=c)
         sweeper = Sweeper({k: fields[k] for k in ("step_time", "memory_per_chip", "mfu")})
         inputs = {sym.batch_size: cols.b[mask], sym.tp: cols.t[mask], sym.sp: cols.u[mask], _P: cols.p[mask],
-                  _D: cols.d[mask], _V: cols.v[mask], sym.ep: cols.e[mask],
+                  _D: cols.d[mask], _V: cols.v[mask], sym.ep: cols.e[mask], _C: cols.c[mask],
                   **{slot_symbols[(j, q)]: slots.values[(j, q)][mask] for j in used for q in quantities},
                   **{index_symbols[j]: slots.index[j][mask] for j in used}}
         out = sweeper({k: v for k, v in inputs.items() if k in sweeper.args})
@@ -457,20 +481,22 @@ def _assemble(space: _Space, cols: _Columns, slots: _Slots, chip: Hardware, data
 
 
 def _inference(model: Model, chip: Hardware, N: int, batch: int, s: int, datatype: DataType, objective: str,
-               start: float, limits: Constraints = Constraints()) -> SearchResult:
+               start: float, limits: Constraints = Constraints(), cps: tuple[int, ...] = (1,)) -> SearchResult:
     """The inference search: few candidates, each evaluated exactly."""
     import time
 
     if objective not in ("tpot", "ttft"):
         raise ConfigError(f"objective must be 'tpot' or 'ttft', got {objective!r}")
     rows, candidates, valid = [], 0, 0
-    for t in _divisors(N):
-        for p in _divisors(N // t):
-            d = N // (t * p)
+    for t, cp in itertools.product(_divisors(N), cps):
+        if (N // t) % cp:
+            continue
+        for p in _divisors(N // (t * cp)):
+            d = N // (t * cp * p)
             candidates += 1
             if batch % d or p > int(model.num_layers):
                 continue  # uneven stages are fine; more stages than layers is not
-            par = {"tensor_parallel": t, "pipeline_parallel": p, "data_parallel": d}
+            par = {"tensor_parallel": t, "pipeline_parallel": p, "data_parallel": d, "context_parallel": cp}
             try:
                 step = model.inference_step(chip, batch // d, s, datatype, par)
             except ValueError:
@@ -478,9 +504,9 @@ def _inference(model: Model, chip: Hardware, N: int, batch: int, s: int, datatyp
             valid += 1
             if limits.keep(np.array([t]), np.array([float(step.memory_per_chip)]), None, chip)[0]:
                 rows.append((t, p, d, batch // d, float(step.ttft), float(step.tpot),
-                             float(step.memory_per_chip), batch / float(step.tpot)))
+                             float(step.memory_per_chip), batch / float(step.tpot), cp))
     rows.sort(key=lambda r: r[5] if objective == "tpot" else r[4])
-    names = ("tp", "pp", "dp", "micro_batch", "ttft", "tpot", "memory_per_chip", "tokens_per_second")
+    names = ("tp", "pp", "dp", "micro_batch", "ttft", "tpot", "memory_per_chip", "tokens_per_second", "cp")
     columns = {n: np.array([r[i] for r in rows]) for i, n in enumerate(names)}
     limits.add_cost(columns, N)
     return SearchResult(columns, candidates, valid, len(rows), time.perf_counter() - start)
