@@ -313,13 +313,13 @@ def recomputed_exchange(ctx: Context, core: AttentionCore) -> list:
 
 
 def kv_exchange_buffers(ctx: Context, core: AttentionCore) -> sp.Expr:
-    """Inference peak: bytes of other ranks' K and V a chip holds while its core runs: two chunks
-    of ``kv_bytes/cp`` with ``"p2p"`` (the one in use and the one arriving), the other ``cp - 1``
-    chunks with ``"all_gather"``; zero without CP."""
+    """Inference peak: bytes of other ranks' K and V a chip holds while its core runs, in chunks of
+    ``kv_bytes/cp``: with ``"p2p"`` ``Min(2, cp - 1)`` (the one in use and the one arriving; at
+    cp = 2 there is only one other), with ``"all_gather"`` the other ``cp - 1``; zero without CP."""
     c = ctx.cp
     if c == 1 or ctx.decode:
         return sp.Integer(0)
-    chunks = c - 1 if ctx.parallelism.cp_comm_type == "all_gather" else sp.Integer(2)
+    chunks = c - 1 if ctx.parallelism.cp_comm_type == "all_gather" else sp.Min(2, c - 1)
     return chunks * core.kv_bytes / c
 
 
