@@ -292,8 +292,8 @@ def kv_exchange(ctx: Context, core: AttentionCore) -> list:
     ...               recompute="none")
     >>> core = AttentionCore("c", batch=1, heads=1, kv_heads=1, q_len=8, kv_len=8, head_dim=4,
     ...                      context_parallel=2)
-    >>> [(c.kind, c.count, c.payload_bytes) for c in kv_exchange(ctx, core)[:1]]   # 4 tokens of K, V
-    [('p2p', 1, 32)]
+    >>> [(c.kind, c.count, c.payload_bytes) for c in kv_exchange(ctx, core)[:1]]   # 4 tokens * (4 + 4) * 2
+    [('p2p', 1, 64)]
     """
     c = ctx.cp
     if c == 1 or ctx.decode:

@@ -184,7 +184,7 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
     h = sharded.blocks[0][0].hidden_size
     hops, stride = (p - 1) if p != 1 else 0, par.chips_per_replica * par.dp
 
-    def send(tokens: Any, ranks: Any = par.chips_per_replica) -> Any:  # one stage boundary's activations, split over ranks
+    def send(tokens: Any, ranks: Any = par.chips_per_replica) -> Any:  # a stage boundary's activations / ranks
         return hops * _span_time("p2p", 2, b * tokens * h * datatype.bytes / ranks, chip, stride) if p != 1 else 0
 
     ttft, act, prefill_rows, n_chunks = _prefill(sharded, model, b, s, chunk, datatype, chip, overlap, send)

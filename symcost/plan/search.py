@@ -105,7 +105,8 @@ class SearchResult:
         head = (f"{self.num_candidates:,} candidates, {self.num_valid:,} divide, {self.num_fit:,} fit "
                 f"({self.seconds:.2f} s)\n")
         context = "cp" in self.columns and bool((self.columns["cp"] != 1).any())
-        cols = [c for c in ("tp", "pp", "dp", "sp", *(("cp",) if context else ()), "ep", "micro_batch", "interleave", "recompute", "zero_stage",
+        cols = [c for c in ("tp", "pp", "dp", "sp", *(("cp",) if context else ()), "ep", "micro_batch", "interleave",
+                            "recompute", "zero_stage",
                             "step_time", "ttft", "tpot", "memory_per_chip", "mfu") if c in self.columns]
         lines = ["  ".join(f"{c:>11}" for c in cols)]
         for r in self.rows(n):

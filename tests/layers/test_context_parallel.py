@@ -124,7 +124,8 @@ def test_all_gather_communication_by_hand():
 def test_memory_by_hand():
     """Prefill KV cache 2*b*(s/cp)*g*d*e = 2*2*8*2*8*2 = 1,024 (half of cp = 1's 2,048). Peak
     activations: 2*T*h + T*(2a+2g)*d = 1,024 + 1,536 elements = 5,120 bytes, plus the other
-    rank's KV chunk (1,024; Min(2, cp-1) = 1 chunk in flight at cp = 2). Training saves the input T*h*e = 1,024, Q, K, V, O T*(2a+2g)*d*e = 3,072
+    rank's KV chunk (1,024; Min(2, cp-1) = 1 chunk in flight at cp = 2). Training saves the input
+    T*h*e = 1,024, Q, K, V, O T*(2a+2g)*d*e = 3,072
     and the fp32 log-sum-exp 4*b*a*(s/cp) = 256: 4,352, half of cp = 1's."""
     prefill = _gqa(2).compute_metrics(batch_size=B, seq_len=SEQ, phase="prefill", dtype="bf16")
     assert prefill.kv_cache_memory_per_chip == 1024

@@ -46,8 +46,8 @@ from torch.distributed.tensor.debug import CommDebugMode  # noqa: E402
 from torch.testing._internal.distributed.fake_pg import FakeStore  # noqa: E402
 
 try:
-    from torch.distributed.tensor.experimental import context_parallel  # noqa: E402
-    from torch.distributed.tensor.experimental._context_parallel._attention import (  # noqa: E402
+    from torch.distributed.tensor.experimental import context_parallel
+    from torch.distributed.tensor.experimental._context_parallel._attention import (
         _templated_ring_attention,
         _templated_ring_attention_backward,
         set_rotate_method,
