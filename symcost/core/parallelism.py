@@ -134,6 +134,12 @@ class Parallelism(BaseModel):
         return self.tp * self.sp * self.cp
 
     @property
+    def seq_multiple(self) -> sympy.Expr:
+        """What a prefill's ``seq_len`` must be a multiple of: ``sp``, or ``2 * cp * sp`` with
+        context parallelism (the load-balanced chunks)."""
+        return self.sp if self.cp == 1 else 2 * self.cp * self.sp
+
+    @property
     def sequence_shards(self) -> sympy.Expr:
         """Ways the tokens of a sequence are split outside attention: ``sp * cp``."""
         return self.sp * self.cp

@@ -300,9 +300,7 @@ def max_context(model: "Model", hardware: Hardware | str, batch_size: Any = 1, d
                           f"and {par.cp}")
     if prefill_chunk is None:
         step = inference_step(model, chip, batch_size, None, dtype, par)
-        # the prefill's chunks: sp ways, and 2*cp load-balanced CP chunks each split sp ways
-        multiple = int(par.sp) * (2 * int(par.cp) if par.cp != 1 else 1)
-        return max_integer(step.memory_per_chip, sym.seq_len, chip.hbm_capacity, multiple_of=multiple)
+        return max_integer(step.memory_per_chip, sym.seq_len, chip.hbm_capacity, multiple_of=int(par.seq_multiple))
     chunk = _prefill_chunk(prefill_chunk, par)
     if chunk is None or not chunk.is_Integer:
         raise ConfigError(f"prefill_chunk must be a number for max_context, got {chunk}")

@@ -308,3 +308,27 @@ def test_all_combinations_of_small_degrees_divide_flops():
         m = _gqa(c, tensor_parallel=t, sequence_parallel=u).compute_metrics(
             batch_size=B, seq_len=SEQ, phase="prefill", dtype="bf16")
         assert m.matmul_flops_per_chip * t * u * c == whole, (t, u, c)
+
+
+def test_core_hbm_bytes_by_hand():
+    """The flash core's traffic at cp = 2 (prefill): Q and O of the chip's s/cp = 8 queries,
+    e*b*a*8*d = 2*2*4*8*8 = 1,024 bytes each, and K, V of all s = 16 keys it streams (its own
+    and the received chunk), 2*(e*b*g*16*d) = 2*(2*2*2*16*8) = 2,048: 4,096 (cp = 1: 6,144)."""
+    def core(cp):
+        m = _gqa(cp).compute_metrics(batch_size=B, seq_len=SEQ, phase="prefill", dtype="bf16")
+        return [op for op, _ in m.ops if isinstance(op, AttentionCore)][0]
+
+    assert core(2).hbm_bytes == 1024 + 1024 + 2048
+    assert core(1).hbm_bytes == 2048 + 2048 + 2048
+
+
+def test_symbolic_kv_cache_and_training_activations():
+    """Symbolic GQA: the prefill KV cache 2*b*s*g*d*e/cp with d = h/a, and the flash training
+    activations the plain layer's over cp (every saved tensor holds s/cp tokens)."""
+    b, s, h, a, g, e, c = S.batch_size, S.seq_len, S.hidden_size, S.num_heads, S.num_kv_heads, S.dtype_bytes, S.cp
+    split = sc.GroupedQueryAttentionLayer(causal=True, parallelism={"context_parallel": c})
+    plain = sc.GroupedQueryAttentionLayer(causal=True)
+    kv = split.compute_metrics(phase="prefill").kv_cache_memory_per_chip
+    assert sp.cancel(kv - 2 * b * s * g * (h / a) * e / c) == 0
+    saved = split.compute_metrics(phase="training").activation_memory_per_chip
+    assert sp.cancel(saved - plain.compute_metrics(phase="training").activation_memory_per_chip / c) == 0
