@@ -205,6 +205,9 @@ def test_latex_prints_cp():
     """The canonical symbol prints as n_cp."""
     assert sp.latex(S.cp, symbol_names=S.latex_names()) == r"n_{\mathrm{cp}}"
     assert S.cp.is_integer and S.cp.is_positive
+    m = sc.GroupedQueryAttentionLayer(causal=True, parallelism={"context_parallel": S.cp}).compute_metrics(
+        phase="prefill")
+    assert r"2 n_{\mathrm{cp}}" in m.to_latex()  # the causal core's s(s+1)/(2 cp)
 
 
 # -- MLA -------------------------------------------------------------------------------------------
