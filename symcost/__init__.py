@@ -44,6 +44,8 @@ _NAMES = {
     "MoELayer": "symcost.layers", "NormLayer": "symcost.layers", "Model": "symcost.models.model",
     "TransformerBlock": "symcost.models.model", "SearchResult": "symcost.plan.search",
     "InferenceStep": "symcost.plan.step", "TrainingStep": "symcost.plan.step",
+    "SpeculativeStep": "symcost.plan.speculative", "speculative_step": "symcost.plan.speculative",
+    "DisaggregatedPlan": "symcost.plan.disaggregated", "pd_ratio": "symcost.plan.disaggregated",
 }
 
 # NB: the old paths of the modules that moved while other branches were editing them are the same
@@ -160,7 +162,11 @@ if TYPE_CHECKING:
     from .models.model import Model as Model
     from .models.model import TransformerBlock as TransformerBlock
     from .plan import calibration as calibration
+    from .plan.disaggregated import DisaggregatedPlan as DisaggregatedPlan
+    from .plan.disaggregated import pd_ratio as pd_ratio
     from .plan.search import SearchResult as SearchResult
+    from .plan.speculative import SpeculativeStep as SpeculativeStep
+    from .plan.speculative import speculative_step as speculative_step
     from .plan.step import InferenceStep as InferenceStep
     from .plan.step import TrainingStep as TrainingStep
     from .report import latex as latex
@@ -172,6 +178,7 @@ __all__ = [
     "ConfigError",
     "DataType",
     "DegreeSolution",
+    "DisaggregatedPlan",
     "DivisibilityError",
     "EmbeddingLayer",
     "GatedMLPLayer",
@@ -192,6 +199,7 @@ __all__ = [
     "Phase",
     "SearchResult",
     "SolveError",
+    "SpeculativeStep",
     "SweepResult",
     "Sweeper",
     "SymcostError",
@@ -203,9 +211,11 @@ __all__ = [
     "hardware",
     "latex",
     "models",
+    "pd_ratio",
     "plots",
     "search",
     "solve",
+    "speculative_step",
     "step",
     "sweep",
     "symbols",

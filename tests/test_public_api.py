@@ -24,6 +24,8 @@ def test_every_name_in_all_exists():
     ("DegreeSolution", "symcost.solve"),
     ("SearchResult", "symcost.search"),
     ("SweepResult", "symcost.sweep"),
+    ("SpeculativeStep", "symcost.plan.speculative"),
+    ("DisaggregatedPlan", "symcost.plan.disaggregated"),
 ])
 def test_result_types_are_exported(name, module):
     """What the steps, the solvers, the search and the sweeps return is importable from symcost."""

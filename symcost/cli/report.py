@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from .. import __version__
+from . import serving
 from .common import (
     CHUNK_HELP,
     add_common,
@@ -143,6 +144,7 @@ def report(args: argparse.Namespace) -> int:
     if args.plot:
         check_out(args.plot, "--plot", plot=True)
     par = parallelism_arg(args)
+    speculative = serving.check_speculative(args)
     model.with_parallelism(par)  # a degree that does not divide: one line, exit 2
     run = _Run(args, model, chip, dtype, par, [args.phase] if args.phase else ["prefill", "decode", "training"])
     parallelism = Parallelism.coerce(par)
@@ -165,6 +167,8 @@ def report(args: argparse.Namespace) -> int:
         _phase_section(run, phase, inference, training, training_error, lines, out)
     if inference is not None:
         _serving_summary(run, inference, lines, out)
+    if speculative:
+        serving.speculative_section(run, lines, out)
     if args.plot:
         _roofline_plot(run, lines)
     emit(args, out, lines)
@@ -313,4 +317,5 @@ def register(sub: Any) -> None:
     p.add_argument("--zero-stage", type=int, choices=[0, 1, 2, 3], default=1,
                    help="ZeRO stage of the data-parallel optimizer (default 1, Megatron's distributed optimizer)")
     p.add_argument("--plot", default=None, help="also write a roofline chart (.png, .svg or .pdf)")
+    serving.add_speculative(p)
     p.set_defaults(func=report)

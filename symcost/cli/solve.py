@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from . import serving
 from .common import (
     CHUNK_HELP,
     UsageError,
@@ -23,6 +24,9 @@ from .common import (
 
 
 def solve(args: argparse.Namespace) -> int:
+    if args.quantity == "pd-ratio":
+        return serving.pd_ratio(args)
+    serving.check_pd_options(args)
     model = model_arg(args.model)
     chip = hardware_arg(args.hardware)
     par = parallelism_arg(args)
@@ -80,11 +84,13 @@ def solve(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     """Add the subcommand's parser to ``sub`` (the command's subparsers)."""
     chunk_help = CHUNK_HELP
-    p = sub.add_parser("solve", help="max-seq-len, max-batch or min-tp that fits in HBM")
-    p.add_argument("quantity", choices=["max-seq-len", "max-batch", "min-tp"])
+    p = sub.add_parser("solve", help="max-seq-len, max-batch or min-tp that fits in HBM; pd-ratio: the prefill "
+                       "and decode instances of disaggregated serving")
+    p.add_argument("quantity", choices=["max-seq-len", "max-batch", "min-tp", "pd-ratio"])
     add_common(p, phase=False)
     p.add_argument("--batch", type=positive, default=1)
     p.add_argument("--seq", type=positive, default=8192)
     p.add_argument("--prefill-chunk", type=positive, default=None, help=chunk_help)
     p.add_argument("--plot", default=None, help="also write memory vs sequence length (.png, .svg or .pdf)")
+    serving.add_pd_ratio(p)
     p.set_defaults(func=solve)

@@ -67,6 +67,10 @@ __all__ = [
     "tree_efficiency",
     "nvls_latency",
     "nvls_efficiency",
+    "spec_k",
+    "spec_alpha",
+    "draft_time",
+    "verify_time",
 ]
 
 
@@ -156,6 +160,14 @@ _ROWS = (
          "latency of one NVLink SHARP collective call (s)", positive=True),
     _row("nvls_efficiency", "eta_nvls", r"\eta_{\mathrm{nvls}}",
          "NVLink SHARP bandwidth factor", positive=True),
+    # speculative decoding (Leviathan et al. 2023, "Fast Inference from Transformers via
+    # Speculative Decoding"): alpha in [0, 1] is a probability, so only nonnegative is an assumption
+    _row("spec_k", "k", "k", "draft tokens proposed per speculation round"),
+    _row("spec_alpha", "alpha_acc", r"\alpha_{\mathrm{acc}}",
+         "probability that the target accepts one draft token (in [0, 1])", real=True, nonnegative=True),
+    _row("draft_time", "T_draft", r"T_{\mathrm{draft}}", "time of one draft decode step (s)", positive=True),
+    _row("verify_time", "T_verify", r"T_{\mathrm{verify}}",
+         "time of the target's verification forward over k + 1 tokens (s)", positive=True),
 )
 
 TABLE: dict[str, SymbolInfo] = {row.name: row for row in _ROWS}
@@ -206,6 +218,10 @@ tree_latency = TABLE["tree_latency"].symbol
 tree_efficiency = TABLE["tree_efficiency"].symbol
 nvls_latency = TABLE["nvls_latency"].symbol
 nvls_efficiency = TABLE["nvls_efficiency"].symbol
+spec_k = TABLE["spec_k"].symbol
+spec_alpha = TABLE["spec_alpha"].symbol
+draft_time = TABLE["draft_time"].symbol
+verify_time = TABLE["verify_time"].symbol
 
 
 def lookup(name: str) -> sympy.Symbol:

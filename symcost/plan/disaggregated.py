@@ -1,0 +1,226 @@
+"""Disaggregated serving: prefill and decode pools on their own chips, and how many of each.
+
+Prefill instances run each prompt (batch 1) and send its KV cache to a decode instance over the
+scale-out network; decode instances run a continuous batch. Given a request rate ``lam``
+(requests/s, Poisson arrivals), a prompt of ``P`` tokens, ``O`` output tokens (the first from
+the prefill, the other ``O - 1`` from the decode pool) and TTFT and TPOT targets,
+:func:`pd_ratio` finds the fewest instances of each kind that meet them.
+
+Prefill (a queue): requests split evenly over ``n_p`` instances, each one M/D/1 queue (Poisson
+arrivals at ``lam / n_p``, a deterministic service time ``D``, the prefill of one prompt), as
+DistServe models a prefill instance (Zhong et al., OSDI 2024, "DistServe: Disaggregating Prefill
+and Decoding for Goodput-optimized Large Language Model Serving", §3.1, eq. 1, the
+Pollaczek-Khinchine mean wait with zero service variance):
+
+    TTFT(n_p) = D + T_kv + rho D / (2 (1 - rho)),    rho = lam D / n_p < 1,
+
+the mean TTFT, with the KV transfer ``T_kv`` counted in it (NB: conservative: an engine may
+stream the first token before the transfer ends). Solving ``TTFT <= target`` gives
+``n_p >= lam D (D + 2 T') / (2 T')`` with ``T' = target - D - T_kv``.
+
+KV transfer: each prefill chip sends its shard of the prompt's KV cache (the fullest pipeline
+stage's, per chip) to a decode instance in another scale-up domain, one point-to-point send over
+its own scale-out link, timed by the chip's link model (:func:`symcost.hardware.timing.collective_time`,
+NCCL's cost model): ``alpha_0 + t_coll + alpha_net + bytes / (B_out eta_net)``.
+
+Decode (a batch): the largest batch ``B`` whose TPOT at ``P + O - 1`` keys (the last step, the
+longest context: NB conservative for every earlier step) meets the TPOT target and whose memory
+fits (:func:`~symcost.plan.inference.max_batch_size`). By Little's law the decode pool holds
+``lam (O - 1) TPOT(B)`` requests on average; ``n_d`` instances hold ``n_d B``, so
+``n_d = ceil(lam (O - 1) TPOT(B) / B)`` (NB: a steady-state mean, with every running request
+stepping at the full batch's TPOT).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Literal
+
+import sympy as sp
+
+from ..core import symbols as sym
+from ..core._expr import as_expr, dim, exact
+from ..core.ops import Collective
+from ..core.parallelism import Parallelism, ParallelismLike
+from ..errors import ConfigError
+from ..hardware import Hardware
+from ..hardware import get as get_hardware
+from ..hardware.timing import collective_time
+from ..models.model import Model
+from .inference import inference_step, max_batch_size
+from .pipeline import resolve_parallelism
+
+__all__ = ["DisaggregatedPlan", "kv_transfer", "mean_ttft", "pd_ratio"]
+
+
+def _positive(value: Any, field: str) -> sp.Expr:
+    """A positive exact number (a float by its decimal digits)."""
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{field} must be a finite number, got {value}")
+        value = Fraction(repr(value))
+    x = as_expr(value, field)
+    if not x.is_number or not x > 0:
+        raise ConfigError(f"{field} must be a positive number, got {x}")
+    return x
+
+
+def kv_transfer(model: Model, hardware: Hardware | str, prompt_len: Any, dtype: Any = "bf16",
+                parallelism: ParallelismLike = None) -> tuple[Any, Any]:
+    """``(bytes, seconds)`` of handing one prompt's KV cache from a prefill instance to a decode
+    instance: each prefill chip's shard (the fullest stage's, per chip) in one point-to-point
+    send over its scale-out link to another scale-up domain (the chip's link model).
+
+    >>> from symcost import models, hardware
+    >>> chip = hardware.get("H100_SXM")
+    >>> nbytes, seconds = kv_transfer(models.get("llama-3-8b"), chip, 4096)
+    >>> nbytes == 2 * 32 * 8 * 128 * 2 * 4096     # K and V, 32 layers, 8 KV heads of 128, bf16
+    True
+    """
+    chip = get_hardware(hardware)
+    step = inference_step(model, chip, 1, prompt_len, dtype, parallelism)
+    nbytes = step.kv_cache_memory
+    # NB: span one chip past the scale-up domain: the decode instance is in another domain
+    send = Collective("p2p", "dp", 2, nbytes, 1, span=chip.scale_up_domain + 1)
+    return nbytes, exact(sp.sympify(collective_time(send, chip)))
+
+
+def mean_ttft(prefill_time: Any, transfer_time: Any, rate: Any, num_prefill: int) -> Any:
+    """Mean TTFT of ``num_prefill`` M/D/1 prefill instances sharing Poisson arrivals at ``rate``:
+    ``D + T_kv + rho D / (2 (1 - rho))``, ``rho = rate D / num_prefill`` (DistServe, eq. 1);
+    ``oo`` when ``rho >= 1`` (the queue grows without bound).
+
+    >>> mean_ttft(1, 0, 1, 2)     # rho = 1/2: wait 1/2 * 1 / (2 * 1/2) = 1/2
+    3/2
+    """
+    if num_prefill < 1:
+        raise ConfigError(f"num_prefill must be at least 1, got {num_prefill}")
+    d, t = as_expr(prefill_time, "prefill_time"), as_expr(transfer_time, "transfer_time")
+    rho = as_expr(rate, "rate") * d / num_prefill
+    if rho >= 1:
+        return sp.oo
+    return d + t + rho * d / (2 * (1 - rho))
+
+
+@dataclass(frozen=True)
+class DisaggregatedPlan:
+    """The fewest prefill and decode instances that meet the targets (:func:`pd_ratio`).
+
+    ``prefill_time`` D and ``kv_transfer_time`` per prompt; ``ttft`` the mean TTFT at
+    ``num_prefill``; ``decode_batch`` the largest batch meeting the TPOT target and memory
+    (``decode_limit`` names which bound it), ``decode_tpot`` its TPOT; ``ratio`` is
+    ``num_prefill / num_decode``; ``num_chips`` both pools' chips.
+    """
+
+    num_prefill: int
+    num_decode: int
+    ratio: Any
+    prefill_time: Any
+    kv_transfer_bytes: Any
+    kv_transfer_time: Any
+    ttft: Any
+    prefill_utilization: Any
+    decode_batch: int
+    decode_limit: Literal["tpot", "memory"]
+    decode_tpot: Any
+    decode_load: Any
+    prefill_chips: int
+    decode_chips: int
+    num_chips: int
+    rate: Any
+    prompt_len: int
+    output_len: int
+    ttft_target: Any
+    tpot_target: Any
+
+    def meets_ttft(self, num_prefill: int) -> bool:
+        """Whether ``num_prefill`` instances keep the mean TTFT within the target."""
+        if num_prefill < 1:
+            return False
+        ttft = mean_ttft(self.prefill_time, self.kv_transfer_time, self.rate, num_prefill)
+        return bool(ttft <= as_expr(self.ttft_target, "ttft"))
+
+    def meets_decode(self, num_decode: int) -> bool:
+        """Whether ``num_decode`` instances hold the decode pool's mean load at ``decode_batch``
+        each: ``rate (O - 1) TPOT(B) <= num_decode B`` (Little's law)."""
+        need = as_expr(self.rate, "rate") * (self.output_len - 1) * as_expr(self.decode_tpot, "tpot")
+        return bool(need <= num_decode * self.decode_batch)
+
+
+def _num_prefill(rate: sp.Expr, d: sp.Expr, t_kv: sp.Expr, target: sp.Expr) -> int:
+    slack = target - d - t_kv
+    if not slack > 0:
+        raise ConfigError(f"ttft: the target {float(target):.4g} s does not exceed one prompt's prefill "
+                          f"({float(d):.4g} s) plus its KV transfer ({float(t_kv):.4g} s); no number of "
+                          "prefill instances meets it")
+    n = max(1, int(sp.ceiling(rate * d * (d + 2 * slack) / (2 * slack))))
+    # the closed form, verified exactly at n (meets) and n - 1 (does not)
+    while mean_ttft(d, t_kv, rate, n) > target:  # pragma: no cover (the ceiling is exact)
+        n += 1
+    while n > 1 and mean_ttft(d, t_kv, rate, n - 1) <= target:  # pragma: no cover
+        n -= 1
+    return n
+
+
+def _decode_batch(model: Model, chip: Hardware, keys: int, dtype: Any, par: Parallelism,
+                  target: sp.Expr) -> tuple[int, str, Any]:
+    """The largest decode batch meeting the TPOT target and fitting memory, which bound binds,
+    and its TPOT."""
+    from ..analysis.solve import max_integer
+
+    memory = max_batch_size(model, chip, keys, dtype, par)
+    if memory.value is None:
+        raise ConfigError(f"decode: {model.name} with {keys:,} keys of context does not fit {chip.name} even at "
+                          "batch 1 under the decode parallelism")
+    symbolic = inference_step(model, chip, None, keys, dtype, par)
+    fast = max_integer(symbolic.tpot, sym.batch_size, target)
+    if fast.value is None:
+        one = inference_step(model, chip, 1, keys, dtype, par).tpot
+        raise ConfigError(f"tpot: the target {float(target):.4g} s is below one decode step at batch 1 "
+                          f"({float(one):.4g} s) on {chip.name}")
+    batch, limit = (fast.value, "tpot") if fast.value <= memory.value else (memory.value, "memory")
+    return batch, limit, inference_step(model, chip, batch, keys, dtype, par).tpot
+
+
+def pd_ratio(model: Model, rate: Any, prompt_len: Any, output_len: Any, ttft: Any, tpot: Any,
+             prefill_hardware: Hardware | str = "H100_SXM", decode_hardware: Hardware | str | None = None,
+             prefill_parallelism: ParallelismLike = None, decode_parallelism: ParallelismLike = None,
+             dtype: Any = "bf16") -> DisaggregatedPlan:
+    """The fewest prefill instances (M/D/1 mean TTFT within ``ttft``) and decode instances
+    (Little's law at the largest batch meeting ``tpot`` and memory) serving ``rate`` requests/s
+    of ``prompt_len`` prompt and ``output_len`` output tokens; see the module's docstring.
+
+    >>> from symcost import models
+    >>> plan = pd_ratio(models.get("llama-3-8b"), rate=50, prompt_len=2048, output_len=256,
+    ...                 ttft=0.2, tpot=0.05)
+    >>> plan.num_prefill, plan.num_decode, plan.decode_batch, plan.decode_limit
+    (3, 3, 130, 'memory')
+    >>> plan.meets_ttft(2), plan.meets_decode(2)
+    (False, False)
+    """
+    lam, target_ttft, target_tpot = _positive(rate, "rate"), _positive(ttft, "ttft"), _positive(tpot, "tpot")
+    p, o = dim(prompt_len, "prompt_len"), dim(output_len, "output_len")
+    if not (p.is_Integer and o.is_Integer):
+        raise ConfigError(f"prompt_len and output_len must be numbers, got {p} and {o}")
+    if o < 2:
+        raise ConfigError(f"output_len must be at least 2 (the prefill emits the first token), got {o}")
+    pchip = get_hardware(prefill_hardware)
+    dchip = pchip if decode_hardware is None else get_hardware(decode_hardware)
+    ppar, dpar = resolve_parallelism(model, prefill_parallelism), resolve_parallelism(model, decode_parallelism)
+    d = sp.sympify(inference_step(model, pchip, 1, p, dtype, ppar).ttft)
+    nbytes, t_kv = kv_transfer(model, pchip, p, dtype, ppar)
+    t_kv = sp.sympify(t_kv)
+    n_p = _num_prefill(lam, d, t_kv, target_ttft)
+    keys = int(p + o - 1)
+    batch, limit, step_tpot = _decode_batch(model, dchip, keys, dtype, dpar, target_tpot)
+    load = lam * (o - 1) * sp.sympify(step_tpot) / batch  # decode instances' worth of mean load
+    n_d = max(1, int(sp.ceiling(load)))
+    chips_p, chips_d = (int(par.chips_per_replica * par.pp) for par in (ppar, dpar))
+    values = dict(ratio=sp.Rational(n_p, n_d), prefill_time=d, kv_transfer_bytes=nbytes, kv_transfer_time=t_kv,
+                  ttft=mean_ttft(d, t_kv, lam, n_p), prefill_utilization=lam * d / n_p, decode_tpot=step_tpot,
+                  decode_load=load, rate=lam, ttft_target=target_ttft, tpot_target=target_tpot)
+    return DisaggregatedPlan(num_prefill=n_p, num_decode=n_d, decode_batch=batch, decode_limit=limit,  # type: ignore[arg-type]
+                             prefill_chips=chips_p, decode_chips=chips_d, num_chips=n_p * chips_p + n_d * chips_d,
+                             prompt_len=int(p), output_len=int(o),
+                             **{k: exact(sp.sympify(v)) for k, v in values.items()})

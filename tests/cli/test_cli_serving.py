@@ -1,0 +1,117 @@
+"""``symcost report --spec-k/--spec-alpha/--draft-model`` and ``symcost solve pd-ratio``, run
+in-process through the command's ``main``: the numbers are the library's, bad input one line."""
+
+import json
+import re
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from symcost import models
+from symcost.cli.main import main
+from symcost.plan.disaggregated import pd_ratio
+from symcost.plan.speculative import speculative_step
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_report_speculative_json(capsys):
+    """k 3, alpha 0.8 (exactly 4/5): E = 1 + 0.8 + 0.64 + 0.512 = 2.952 tokens per round."""
+    code, out, _ = run(capsys, "report", "--phase", "decode", "--spec-k", "3", "--spec-alpha", "0.8", "--json")
+    assert code == 0
+    spec = json.loads(out)["speculative"]
+    assert spec["expected_tokens"] == pytest.approx(2.952, abs=1e-15)
+    st = speculative_step(models.get("llama-3-8b"), "H100_SXM", 1, 8192, k=3, alpha=Fraction(4, 5))
+    assert spec["tpot_s"] == float(st.tpot) and spec["draft"] == "mtp"
+    assert spec["breakeven_status"] == "found" and 0 < spec["breakeven_alpha"] < 0.8
+    assert spec["latex"].startswith(r"\mathrm{TPOT} = \frac{")
+
+
+def test_report_speculative_text_with_a_draft_model(capsys):
+    code, out, _ = run(capsys, "report", "--phase", "decode", "--spec-k", "2", "--spec-alpha", "0.5",
+                       "--draft-model", "llama-2-7b", "--seq", "2048")
+    assert code == 0
+    assert "== speculative decoding ==" in out and "draft: llama-2-7b" in out
+    assert "verification of 3 tokens" in out and "LaTeX: \\mathrm{TPOT}" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--spec-k", "3"], "argument --spec-alpha: --spec-k and --spec-alpha go together"),
+    (["--spec-alpha", "0.5"], "argument --spec-k: --spec-k and --spec-alpha go together"),
+    (["--spec-k", "3", "--spec-alpha", "1.5"], "argument --spec-alpha: expected a probability in [0, 1], got '1.5'"),
+    (["--spec-k", "0", "--spec-alpha", "0.5"], "argument --spec-k: expected a positive integer, got 0"),
+    (["--draft-model", "llama-2-7b"], "argument --draft-model: needs --spec-k and --spec-alpha"),
+    (["--spec-k", "2", "--spec-alpha", "0.5", "--phase", "prefill"], "argument --spec-k: speculative decoding"),
+    (["--spec-k", "2", "--spec-alpha", "0.5", "--draft-model", "nope"], "argument --model: unknown model 'nope'"),
+])
+def test_report_speculative_bad_input(capsys, argv, message):
+    code, _, err = run(capsys, "report", *argv)
+    assert code == 2 and err.count("\n") == 1
+    assert message in err
+
+
+def test_solve_pd_ratio_json(capsys):
+    code, out, _ = run(capsys, "solve", "pd-ratio", "--rate", "50", "--prompt", "2048", "--output", "256",
+                       "--ttft", "0.2", "--tpot", "0.05", "--decode-hardware", "H200", "--prefill-tp", "2", "--json")
+    assert code == 0
+    data = json.loads(out)
+    plan = pd_ratio(models.get("llama-3-8b"), 50, 2048, 256, Fraction(1, 5), Fraction(1, 20), "H100_SXM", "H200",
+                    {"tensor_parallel": 2}, {"tensor_parallel": 1})
+    assert (data["num_prefill"], data["num_decode"], data["decode_batch"]) == (
+        plan.num_prefill, plan.num_decode, plan.decode_batch)
+    assert data["num_chips"] == 2 * plan.num_prefill + plan.num_decode
+    assert data["kv_transfer_bytes"] == 2 * 32 * 8 * 128 * 2 * 2048 // 2  # K, V; layers; KV heads; d; bf16; TP 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["pd-ratio", "--prompt", "2048", "--output", "256", "--ttft", "1", "--tpot", "0.05"],
+     "argument --rate: required for solve pd-ratio"),
+    (["pd-ratio", "--rate", "-3", "--prompt", "2048", "--output", "256", "--ttft", "1", "--tpot", "0.05"],
+     "argument --rate: expected a positive number, got '-3'"),
+    (["pd-ratio", "--rate", "1", "--prompt", "2048", "--output", "256", "--ttft", "0.001", "--tpot", "0.05"],
+     "ttft: the target 0.001 s does not exceed one prompt's prefill"),
+    (["pd-ratio", "--rate", "1", "--prompt", "2048", "--output", "1", "--ttft", "1", "--tpot", "0.05"],
+     "output_len must be at least 2"),
+    (["max-batch", "--rate", "5"], "argument --rate: only for solve pd-ratio"),
+    (["pd-ratio", "--rate", "1", "--prompt", "2048", "--output", "256", "--ttft", "1", "--tpot", "0.05",
+      "--decode-hardware", "nope"], "argument --decode-hardware: unknown chip 'nope'"),
+])
+def test_solve_pd_ratio_bad_input(capsys, argv, message):
+    code, _, err = run(capsys, "solve", *argv)
+    assert code == 2 and err.count("\n") == 1
+    assert message in err
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _sessions(title):
+    """``(argv, expected lines)`` of each ``$ symcost`` line in the README subsection ``title``."""
+    section = README.read_text().split(f"### {title}\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    sessions = []
+    for block in re.findall(r"```console\n(.*?)```", section, flags=re.S):
+        for line in block.splitlines():
+            if line.startswith("$ symcost"):
+                sessions.append((line.split()[2:], []))
+            elif line.strip():
+                sessions[-1][1].append(line)
+    return sessions
+
+
+@pytest.mark.parametrize("title", ["Speculative decoding", "Disaggregated serving"])
+def test_readme_examples_print_what_the_readme_says(capsys, title):
+    """Every ``$ symcost`` line of the subsection runs and prints each line shown (``...``: any text)."""
+    sessions = _sessions(title)
+    assert len(sessions) >= 2
+    for argv, expected in sessions:
+        code, out, err = run(capsys, *argv)
+        failing = any(line.startswith("symcost: error:") for line in expected)
+        assert code == (2 if failing else 0), (argv, err)
+        for line in expected:
+            pattern = ".*".join(re.escape(part) for part in line.strip().split("..."))
+            assert re.search(pattern, out + err), f"{argv}: {line!r} not in\n{out}{err}"

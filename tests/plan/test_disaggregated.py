@@ -1,0 +1,120 @@
+"""Disaggregated serving (symcost.plan.disaggregated): the KV transfer by hand, the M/D/1 prefill
+pool and the decode pool, the solved counts meeting the targets and one fewer not."""
+
+from fractions import Fraction
+
+import pytest
+import sympy as sp
+
+from symcost import hardware, models
+from symcost.errors import ConfigError
+from symcost.plan.disaggregated import kv_transfer, mean_ttft, pd_ratio
+from symcost.plan.inference import inference_step
+
+LLAMA = models.get("llama-3-8b")
+H100 = hardware.get("H100_SXM")
+
+
+def test_kv_transfer_by_hand():
+    """llama-3-8b, 4096-token prompt, bf16: K and V x 32 layers x 8 KV heads x 128 x 2 bytes x
+    4096 = 536,870,912 bytes on one chip, half per chip at TP 2 (4 KV heads each). Over H100's
+    scale-out link (hardware/presets/h100-sxm.json: 50 GB/s, ConnectX-7 400 Gb/s; NCCL's base
+    latency alpha_0 = 6.6 us and network hop alpha_net = 2.7 us, eta_net = 1): one p2p send,
+    alpha_0 + t_coll + alpha_net + bytes / (B_out eta_net)."""
+    nbytes, seconds = kv_transfer(LLAMA, H100, 4096)
+    assert nbytes == 2 * 32 * 8 * 128 * 2 * 4096 == 536_870_912
+    assert seconds == Fraction(66, 10**7) + 0 + Fraction(27, 10**7) + Fraction(536_870_912, 50 * 10**9)
+    half, t2 = kv_transfer(LLAMA, H100, 4096, parallelism={"tensor_parallel": 2})
+    assert half == nbytes // 2
+    assert t2 == Fraction(93, 10**7) + Fraction(268_435_456, 50 * 10**9)
+
+
+def test_mean_ttft_is_md1():
+    """M/D/1 (Pollaczek-Khinchine with zero service variance): mean wait rho D / (2 (1 - rho)).
+    D = 1 s, 3 requests/s over 4 instances: rho = 3/4, wait 3/4 / (2 * 1/4) = 3/2; TTFT =
+    1 + 1/10 (transfer) + 3/2. rho >= 1: unbounded."""
+    assert mean_ttft(1, Fraction(1, 10), 3, 4) == sp.Rational(1, 1) + sp.Rational(1, 10) + sp.Rational(3, 2)
+    assert mean_ttft(1, 0, 4, 4) == sp.oo
+    with pytest.raises(ConfigError, match="num_prefill"):
+        mean_ttft(1, 0, 1, 0)
+
+
+CASES = [
+    dict(rate=50, prompt_len=2048, output_len=256, ttft=0.2, tpot=0.05),          # memory binds the batch
+    dict(rate=20, prompt_len=1024, output_len=1024, ttft=Fraction(1, 25), tpot=Fraction(1, 100)),  # TPOT binds
+    dict(rate=30, prompt_len=4096, output_len=512, ttft=0.5, tpot=0.03,
+         prefill_parallelism={"tensor_parallel": 2}, decode_hardware="H200"),
+]
+
+
+def _brute_force_prefill(d, t_kv, rate, target):
+    """The fewest instances with mean TTFT <= target, trying n = 1, 2, ...; the M/D/1 mean
+    written out again here: D + T_kv + (rate D / n) D / (2 (1 - rate D / n))."""
+    for n in range(1, 10_000):
+        rho = rate * d / n
+        if rho < 1 and d + t_kv + rho * d / (2 * (1 - rho)) <= target:
+            return n
+    raise AssertionError("no n found")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_solved_counts_meet_the_targets_and_one_fewer_does_not(case):
+    plan = pd_ratio(LLAMA, **case)
+    ttft_target, tpot_target = Fraction(repr(case["ttft"])) if isinstance(case["ttft"], float) else case["ttft"], \
+        Fraction(repr(case["tpot"])) if isinstance(case["tpot"], float) else case["tpot"]
+    rate = Fraction(case["rate"])
+    # prefill: the closed form equals a brute-force search over n
+    d, t_kv = Fraction(plan.prefill_time), Fraction(plan.kv_transfer_time)
+    assert plan.num_prefill == _brute_force_prefill(d, t_kv, rate, ttft_target)
+    assert plan.ttft <= ttft_target and plan.meets_ttft(plan.num_prefill)
+    assert not plan.meets_ttft(plan.num_prefill - 1)
+    # decode: the batch meets TPOT and fits; one more misses TPOT or does not fit
+    chip = hardware.get(case.get("decode_hardware", "H100_SXM"))
+    keys = case["prompt_len"] + case["output_len"] - 1
+    at = inference_step(LLAMA, chip, plan.decode_batch, keys)
+    more = inference_step(LLAMA, chip, plan.decode_batch + 1, keys)
+    assert at.tpot <= tpot_target and at.fits
+    assert more.tpot > tpot_target or not more.fits
+    assert {"tpot": more.tpot > tpot_target, "memory": not more.fits}[plan.decode_limit]
+    # Little's law: mean requests in the decode pool rate * (O - 1) * TPOT fit n_d batches, not n_d - 1
+    load = rate * (case["output_len"] - 1) * Fraction(at.tpot)
+    assert load <= plan.num_decode * plan.decode_batch
+    assert plan.num_decode == 1 or load > (plan.num_decode - 1) * plan.decode_batch
+    assert plan.meets_decode(plan.num_decode) and not plan.meets_decode(plan.num_decode - 1)
+    assert plan.ratio == Fraction(plan.num_prefill, plan.num_decode)
+
+
+def test_counts_of_the_first_case():
+    """50 requests/s of 2048 + 256 tokens on H100s: D = 47.5 ms per prompt, so rho per instance
+    must stay below 1 (at least 3 instances: 50 * 0.0475 = 2.38); the decode batch is memory-bound
+    at 130, its TPOT 22.1 ms, so 50 * 255 * 0.0221 / 130 = 2.17 instances' load: 3."""
+    plan = pd_ratio(LLAMA, **CASES[0])
+    assert (plan.num_prefill, plan.num_decode, plan.decode_batch, plan.decode_limit) == (3, 3, 130, "memory")
+    assert float(plan.prefill_time) == pytest.approx(0.04755, abs=1e-5)
+    assert plan.num_chips == 6
+
+
+def test_pools_with_their_own_chips_and_parallelism():
+    plan = pd_ratio(LLAMA, **CASES[2])
+    assert plan.prefill_chips == 2 and plan.decode_chips == 1
+    assert plan.num_chips == 2 * plan.num_prefill + plan.num_decode
+    # the prefill runs at TP 2: its D is the TP-2 prefill of one prompt
+    assert plan.prefill_time == inference_step(LLAMA, H100, 1, 4096, parallelism={"tensor_parallel": 2}).ttft
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(ttft=0.01), "ttft: the target"),
+    (dict(tpot=0.001), "tpot: the target"),
+    (dict(output_len=1), "output_len must be at least 2"),
+    (dict(rate=-1), "rate must be a positive number"),
+    (dict(rate=float("nan")), "rate must be a finite number"),
+])
+def test_bad_input(kwargs, match):
+    args = dict(rate=10, prompt_len=2048, output_len=128, ttft=0.5, tpot=0.05) | kwargs
+    with pytest.raises(ConfigError, match=match):
+        pd_ratio(LLAMA, **args)
+
+
+def test_decode_that_does_not_fit():
+    with pytest.raises(ConfigError, match="does not fit"):
+        pd_ratio(models.get("llama-3-70b"), rate=1, prompt_len=1024, output_len=64, ttft=5, tpot=1)
