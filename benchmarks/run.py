@@ -9,10 +9,12 @@ configurations on the realistic chip and on its roofline (median of several runs
 blocked evaluation against whole arrays at once, in the same run) and over a broadcast grid,
 (3) the same per point with ``subs`` and ``xreplace`` (the peer), and the ratios,
 (4) the warm latency of one numeric ``compute_metrics`` call, (5) the parallelism search rate for
-Llama-2-70B on 64 GPUs, and (6) whole Llama-2-7B inference and training steps, exact and float,
-with their ratios to ``llm-analysis`` (PyPI 0.2.2) measured in the same run when it is installed.
+Llama-2-70B on 64 GPUs, cold and warm, against the rates before issue 11, and (6) whole
+Llama-2-7B inference and training steps, exact and float, with their ratios to ``llm-analysis``
+(PyPI 0.2.2) measured in the same run when it is installed.
 Targets (from the issues): >= 5e6 configurations/s on one core; a warm numeric compute_metrics
-<= 0.2 ms; whole-model steps exact <= 0.5x and float <= 0.05x llm-analysis's time.
+<= 0.2 ms; whole-model steps exact <= 0.5x and float <= 0.05x llm-analysis's time; the search
+>= 5x its candidates/s before issue 11, cold and warm. Each line prints its target and verdict.
 """
 
 from __future__ import annotations
@@ -36,14 +38,17 @@ H100 = hardware.H100_SXM
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _start_seconds(code: str, runs: int) -> tuple[float, str]:
-    """The median wall time of ``python -c code`` in fresh interpreters, and the last run's output."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
+def _start_seconds(code: str, runs: int, root: str = ROOT) -> tuple[float, str]:
+    """The median wall time of ``python -c code`` in fresh interpreters (symcost from ``root``),
+    and the last run's output."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+           "PYTHONDONTWRITEBYTECODE": "1"}
     times, out = [], ""
     for _ in range(runs):
         start = time.perf_counter()
+        # NB: run in ``root``: ``python -c`` puts the working directory first on sys.path
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                             check=True).stdout.strip()
+                             check=True, cwd=root).stdout.strip()
         times.append(time.perf_counter() - start)
     return statistics.median(times), out
 
@@ -103,10 +108,18 @@ def random_configs(m: int, rates: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and points")
+    parser.add_argument("--only", choices=("search", "steps"), help="run one part: (5) or (6)")
+    parser.add_argument("--baseline", metavar="CHECKOUT", help="an earlier symcost checkout whose search runs "
+                        "interleaved with this one's, for a ratio measured in the same run")
     args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"NumPy {np.__version__}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {load:.1f} at start, "
+          f"Python {platform.python_version()}, NumPy {np.__version__}")
     repeat = 3 if args.quick else 7
+    if args.only:
+        search_rates(1 if args.quick else 3, args.baseline) if args.only == "search" else whole_model_steps(
+            20 if args.quick else 100)
+        return
     import_times(repeat)
 
     # (1) build and compile
@@ -191,21 +204,60 @@ def main() -> None:
     print(f"warm numeric compute_metrics (GQA layer, decode, H100): {warm * 1e6:.1f} us "
           f"[target <= 200 us: {'met' if warm <= 2e-4 else 'MISSED'}]")
 
-    # (5) parallelism search: Llama-2-70B on 64 H100s, a Calculon-sized space (cold: includes
-    # building and compiling the layer variants)
-    from symcost import models, search
-
-    start = time.perf_counter()
-    table = search.parallelism(models.get("llama-2-70b"), H100, num_chips=64, seq_len=4096,
-                               global_batch=30720, max_micro_batch=30720, max_interleave=80,
-                               overlap=(False, True))
-    seconds = time.perf_counter() - start
-    print(f"search llama-2-70b on 64 H100: {table.num_candidates:,} candidates ({table.num_valid:,} divide, "
-          f"{table.num_fit:,} fit) in {seconds:.2f} s = {table.num_candidates / seconds:,.0f} candidates/s "
-          f"[target < 10 s: {'met' if seconds < 10 else 'MISSED'}; Calculon: ~100/s per core]")
+    # (5) parallelism search: Llama-2-70B on 64 H100s, a Calculon-sized space: cold (the first
+    # search of a fresh interpreter: building and compiling every program) and warm (the same
+    # search again), against the rates issue 11 measured before on this machine
+    search_rates(1 if args.quick else 3, args.baseline)
 
     # (6) whole-model steps, warm, against llm-analysis when installed (measured in this run)
     whole_model_steps(20 if args.quick else 100)
+
+
+SEARCH_BASELINE = {"cold": 64_000, "warm": 105_000}
+"""Candidates/s of the 70B / 64-chip search when issue 11 was filed (this 2-core machine, the
+code before the compiled search); the target is 5x each."""
+
+_SEARCH = """
+import json, time
+from symcost import hardware, models, search
+model, chip = models.get("llama-2-70b"), hardware.H100_SXM
+times = []
+for _ in range(2):
+    start = time.perf_counter()
+    table = search.parallelism(model, chip, num_chips=64, seq_len=4096, global_batch=30720,
+                               max_micro_batch=30720, max_interleave=80, overlap=(False, True))
+    times.append(time.perf_counter() - start)
+print(json.dumps({"candidates": table.num_candidates, "valid": table.num_valid, "fit": table.num_fit,
+                  "cold": times[0], "warm": times[1]}))
+"""
+
+
+def search_rates(runs: int, baseline: str | None = None) -> None:
+    """(5) the search's candidates per second, cold and warm, each the median of ``runs`` fresh
+    interpreters (import and model loading not counted), and the ratio to the issue's rates; with
+    ``baseline`` (a checkout of an earlier symcost, e.g. ``git worktree add /tmp/before 1b57eda``)
+    that version runs interleaved with this one and the ratio is the one measured in this run."""
+    import json
+
+    ours, theirs = [], []
+    for _ in range(runs):
+        ours.append(json.loads(_start_seconds(_SEARCH, 1)[1]))
+        if baseline:
+            theirs.append(json.loads(_start_seconds(_SEARCH, 1, baseline)[1]))
+    n = ours[0]["candidates"]
+    print(f"search llama-2-70b on 64 H100: {n:,} candidates ({ours[0]['valid']:,} divide, "
+          f"{ours[0]['fit']:,} fit), median of {runs} fresh interpreters")
+    for phase in ("cold", "warm"):
+        seconds = statistics.median(r[phase] for r in ours)
+        ratio = n / seconds / SEARCH_BASELINE[phase]
+        line = (f"  {phase}: {seconds:.2f} s = {n / seconds:,.0f} candidates/s, {ratio:.1f}x the issue's "
+                f"{SEARCH_BASELINE[phase]:,}/s [target >= 5x: {'met' if ratio >= 5 else 'MISSED'}]")
+        if theirs:
+            before = statistics.median(r[phase] for r in theirs)
+            same = before / seconds * n / theirs[0]["candidates"]
+            line += (f"; the baseline checkout in this run: {before:.2f} s = {theirs[0]['candidates'] / before:,.0f}"
+                     f"/s, ratio {same:.1f}x [target >= 5x: {'met' if same >= 5 else 'MISSED'}]")
+        print(line)
 
 
 def per_call(fn, reps):
@@ -224,37 +276,65 @@ def verdict(ratio, target):
     return f"ratio {ratio:.3f} [target <= {target}: {'met' if ratio <= target else 'MISSED'}]"
 
 
+def interleaved(fns: dict, rounds: int, budget: float = 0.04) -> dict:
+    """Seconds per call of each ``fn(i)``, warm: every callable runs about ``budget`` seconds per
+    round, the callables take turns, and each gets the median of its rounds, so that a shared
+    machine's load falls on all of them alike (short loops of a fast callable would otherwise
+    catch the quiet moments a slow one cannot)."""
+    counts = {}
+    for name, fn in fns.items():
+        fn(0)
+        start, n = time.perf_counter(), 0
+        while time.perf_counter() - start < budget / 4:
+            fn(n)
+            n += 1
+        counts[name] = 4 * n
+    times: dict = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for i in range(counts[name]):
+                fn(i)
+            times[name].append((time.perf_counter() - start) / counts[name])
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def whole_model_steps(reps):
     """Llama-2-7B inference (batch 8, prefill 2048 + one decode step) and training (TP 8): the
-    exact compiled step, the float path (exact=False) and llm-analysis 0.2.2's call, warm."""
+    exact compiled step, the float path (exact=False), ``compile_step``'s function in floats and
+    llm-analysis 0.2.2's call, warm, interleaved (:func:`interleaved`, ``reps // 5`` rounds)."""
     from symcost import models
+    from symcost.step import compile_step
 
     llama = models.get("llama-2-7b")
     tp8 = {"tensor_parallel": 8}
-    ours = {
-        "inference": (per_call(lambda i: llama.inference_step(H100, 8, 2048 + i % 2), reps),
-                      per_call(lambda i: llama.inference_step(H100, 8, 2048 + i % 2, exact=False), reps)),
-        "training": (per_call(lambda i: llama.training_step(H100, 2048 + i % 2, 64, 1, parallelism=tp8), reps),
-                     per_call(lambda i: llama.training_step(H100, 2048 + i % 2, 64, 1, parallelism=tp8, exact=False),
-                              reps)),
-    }
-    from symcost.step import compile_step
-
     serve, train = compile_step(llama, H100, "inference"), compile_step(llama, H100, "training", parallelism=tp8)
-    direct = {"inference": per_call(lambda i: serve(8, 2048 + i % 2, exact=False), reps),
-              "training": per_call(lambda i: train(2048 + i % 2, 64, 1, exact=False), reps)}
+    calls = {
+        "inference": {
+            "exact": lambda i: llama.inference_step(H100, 8, 2048 + i % 2),
+            "float": lambda i: llama.inference_step(H100, 8, 2048 + i % 2, exact=False),
+            "compile_step float": lambda i: serve(8, 2048 + i % 2, exact=False)},
+        "training": {
+            "exact": lambda i: llama.training_step(H100, 2048 + i % 2, 64, 1, parallelism=tp8),
+            "float": lambda i: llama.training_step(H100, 2048 + i % 2, 64, 1, parallelism=tp8, exact=False),
+            "compile_step float": lambda i: train(2048 + i % 2, 64, 1, exact=False)},
+    }
     before = uncompiled_steps(llama, tp8, max(reps // 10, 3))
-    theirs = llm_analysis_steps(reps)
-    for phase, (exact, fast) in ours.items():
+    theirs = llm_analysis_calls()
+    for phase, fns in calls.items():
+        if theirs is not None:
+            fns = {**fns, "llm-analysis": theirs[phase]}
+        t = interleaved(fns, max(reps // 5, 5))
         line = (f"whole Llama-2-7B {phase}: symcost uncompiled {before[phase] * 1e6:,.1f} us, exact "
-                f"{exact * 1e6:,.1f} us, float {fast * 1e6:,.1f} us")
+                f"{t['exact'] * 1e6:,.1f} us, float {t['float'] * 1e6:,.1f} us, compile_step float "
+                f"{t['compile_step float'] * 1e6:,.1f} us")
         if theirs is None:
             print(line + "; llm-analysis not installed: ratios skipped (pip install llm-analysis==0.2.2)")
             continue
-        other = theirs[phase]
-        print(f"{line}, compile_step float {direct[phase] * 1e6:,.1f} us; llm-analysis 0.2.2 {other * 1e6:,.1f} us; "
-              f"exact {verdict(exact / other, 0.5)}; float {verdict(fast / other, 0.05)}; compile_step float "
-              f"{verdict(direct[phase] / other, 0.05)}")
+        other = t["llm-analysis"]
+        print(f"{line}; llm-analysis 0.2.2 {other * 1e6:,.1f} us (interleaved, median of rounds); "
+              f"exact {verdict(t['exact'] / other, 0.5)}; float {verdict(t['float'] / other, 0.05)}; "
+              f"compile_step float {verdict(t['compile_step float'] / other, 0.05)}")
 
 
 def uncompiled_steps(llama, tp8, reps):
@@ -270,8 +350,9 @@ def uncompiled_steps(llama, tp8, reps):
         compiled.USE_COMPILED = True
 
 
-def llm_analysis_steps(reps):
-    """llm-analysis 0.2.2's inference and training calls for the same model and phases, or None."""
+def llm_analysis_calls():
+    """llm-analysis 0.2.2's inference and training calls for the same model and phases (functions
+    of a call index), or None."""
     try:
         from llm_analysis.analysis import LLMAnalysis
         from llm_analysis.config import ParallelismConfig, get_gpu_config_by_name, get_model_config_by_name
@@ -282,11 +363,10 @@ def llm_analysis_steps(reps):
     serve = LLMAnalysis(model, gpu)
     train = LLMAnalysis(model, gpu, parallelism_config=ParallelismConfig(tp_size=8))
     return {
-        "inference": per_call(lambda i: serve.inference(batch_size_per_gpu=8, seq_len=2048 + i % 2,
-                                                        num_tokens_to_generate=1), reps),
-        "training": per_call(lambda i: train.training(batch_size_per_gpu=1, global_batch_size=64,
-                                                      seq_len=2048 + i % 2), reps),
+        "inference": lambda i: serve.inference(batch_size_per_gpu=8, seq_len=2048 + i % 2, num_tokens_to_generate=1),
+        "training": lambda i: train.training(batch_size_per_gpu=1, global_batch_size=64, seq_len=2048 + i % 2),
     }
+
 
 if __name__ == "__main__":
     main()

@@ -29,7 +29,7 @@ _SUBMODULES = {
     "analysis": "symcost.analysis", "core": "symcost.core", "errors": "symcost.errors",
     "hardware": "symcost.hardware", "layers": "symcost.layers", "models": "symcost.models",
     "plan": "symcost.plan", "report": "symcost.report", "search": "symcost.search",
-    "solve": "symcost.solve", "step": "symcost.step",
+    "solve": "symcost.solve", "step": "symcost.step", "units": "symcost.core.units",
 }
 _NAMES = {
     "DegreeSolution": "symcost.analysis.solve", "IntegerSolution": "symcost.analysis.solve",
@@ -44,6 +44,8 @@ _NAMES = {
     "MoELayer": "symcost.layers", "NormLayer": "symcost.layers", "Model": "symcost.models.model",
     "TransformerBlock": "symcost.models.model", "SearchResult": "symcost.plan.search",
     "InferenceStep": "symcost.plan.step", "TrainingStep": "symcost.plan.step",
+    "html_report": "symcost.report.html", "write_html_report": "symcost.report.html",
+    "Mamba2Layer": "symcost.layers", "MixerBlock": "symcost.models.model",
     "SpeculativeStep": "symcost.plan.speculative", "speculative_step": "symcost.plan.speculative",
     "DisaggregatedPlan": "symcost.plan.disaggregated", "pd_ratio": "symcost.plan.disaggregated",
 }
@@ -134,6 +136,7 @@ if TYPE_CHECKING:
     from .analysis.solve import DegreeSolution as DegreeSolution
     from .analysis.solve import IntegerSolution as IntegerSolution
     from .core import symbols as symbols
+    from .core import units as units
     from .core.dtypes import DataType as DataType
     from .core.metrics import LayerMetrics as LayerMetrics
     from .core.ops import Collective as Collective
@@ -155,10 +158,12 @@ if TYPE_CHECKING:
     from .layers import GroupedQueryAttentionLayer as GroupedQueryAttentionLayer
     from .layers import Layer as Layer
     from .layers import LMHeadLayer as LMHeadLayer
+    from .layers import Mamba2Layer as Mamba2Layer
     from .layers import MLALayer as MLALayer
     from .layers import MLPLayer as MLPLayer
     from .layers import MoELayer as MoELayer
     from .layers import NormLayer as NormLayer
+    from .models.model import MixerBlock as MixerBlock
     from .models.model import Model as Model
     from .models.model import TransformerBlock as TransformerBlock
     from .plan import calibration as calibration
@@ -171,6 +176,8 @@ if TYPE_CHECKING:
     from .plan.step import TrainingStep as TrainingStep
     from .report import latex as latex
     from .report import plots as plots
+    from .report.html import html_report as html_report
+    from .report.html import write_html_report as write_html_report
 
 __all__ = [
     "AttentionLayer",
@@ -192,6 +199,8 @@ __all__ = [
     "LayerMetrics",
     "MLALayer",
     "MLPLayer",
+    "Mamba2Layer",
+    "MixerBlock",
     "MoELayer",
     "Model",
     "NormLayer",
@@ -209,6 +218,7 @@ __all__ = [
     "calibration",
     "errors",
     "hardware",
+    "html_report",
     "latex",
     "models",
     "pd_ratio",
@@ -219,4 +229,6 @@ __all__ = [
     "step",
     "sweep",
     "symbols",
+    "units",
+    "write_html_report",
 ]

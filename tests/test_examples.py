@@ -68,6 +68,9 @@ def test_notebook_executes_and_prints_its_numbers():
     latex_outputs = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
                      if "text/latex" in out.get("data", {})]
     assert len(latex_outputs) >= 3  # metrics, model and solver result render as LaTeX
+    html_outputs = [out["data"]["text/html"] for cell in nb.cells if cell.cell_type == "code"
+                    for out in cell.get("outputs", []) if "text/html" in out.get("data", {})]
+    assert any("TPOT (one decode step)" in "".join(h) for h in html_outputs)  # the HTML report's summary
 
 
 def test_paper_table_example_compiles(tmp_path):

@@ -43,6 +43,7 @@ def test_result_types_are_exported(name, module):
     ("symcost.latex", "expression"), ("symcost.latex", "present"), ("symcost.latex", "NOTATIONS"),
     ("symcost.step", "training_step"), ("symcost.step", "inference_step"), ("symcost.model", "Model"),
     ("symcost.model_moe", "mixtral"), ("symcost.testing", "assert_expr_equal"),
+    ("symcost", "html_report"), ("symcost", "write_html_report"), ("symcost.report.html", "html_report"),
 ])
 def test_documented_import_paths(path, name):
     """The seed API and the documented module paths keep working."""

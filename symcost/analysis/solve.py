@@ -25,6 +25,7 @@ take the floor, and verify (STYLE rule 8). The metric is assumed non-decreasing 
 
 from __future__ import annotations
 
+import html
 import itertools
 from dataclasses import dataclass
 from fractions import Fraction
@@ -32,6 +33,7 @@ from typing import Any, Callable, Iterable, Literal, Optional
 
 import sympy as sp
 
+from ..core import display
 from ..core import symbols as sym
 from ..core._expr import as_expr, exact
 from ..errors import ConfigError, SolveError, UnboundSymbolError
@@ -75,12 +77,83 @@ class IntegerSolution:
             return ((piecewise, sp.true),)
         return tuple((value, condition) for value, condition in piecewise.args)
 
+    kind: str = "plain"
+    """What the limit measures, for display (a kind of :data:`symcost.core.display.KINDS`: ``"bytes"``
+    for a memory limit)."""
+
+    def __str__(self) -> str:
+        closed = None if self.closed_form is None or self.closed_form.is_number else f"floor({self.closed_form})"
+        value = {"nothing_fits": "nothing fits", "unbounded": "unbounded"}.get(self.status) or (
+            ", ".join(x for x in (None if self.value is None else _count(self.value), closed) if x))
+        return f"largest {self.symbol} = {value} with {_condition_text(self)}"
+
+    def __repr__(self) -> str:
+        return display.short_repr("IntegerSolution", [
+            (str(self.symbol), str(self.value)), ("status", self.status),
+            ("limit", display.text(self.limit, self.kind))])
+
     def _repr_latex_(self) -> str:
-        name = sp.latex(self.symbol, symbol_names=sym.latex_names())
-        if self.closed_form is not None:
-            root = sp.latex(self.closed_form, symbol_names=sym.latex_names())
-            return f"${name}_{{\\max}} = \\left\\lfloor {root} \\right\\rfloor$"
-        return f"${name}_{{\\max}} = {self.value if self.value is not None else self.status}$"
+        r"""The largest value, its closed form (``\lfloor root \rfloor``, one case per branch) and
+        the condition it holds under; a numeric integer root is the value itself."""
+        return _integer_latex(self)
+
+    def _repr_html_(self) -> str:
+        return _integer_html(self)
+
+
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _condition_text(r: "IntegerSolution") -> str:
+    """``expr <= limit`` in words (the metric written out when it is short)."""
+    metric = str(display.readable(r.expr, r.kind))
+    metric = metric if len(metric) <= 80 else "the metric"
+    return f"{metric} <= {display.text(r.limit, r.kind)}"
+
+
+def _floor(root: sp.Expr) -> str:
+    return f"\\left\\lfloor {display.formula(root)} \\right\\rfloor"
+
+
+def _integer_latex(r: "IntegerSolution") -> str:
+    name = sp.latex(r.symbol, symbol_names=sym.latex_names()) + "_{\\max}"
+    value = {"nothing_fits": "\\text{nothing fits}", "unbounded": "\\infty"}.get(
+        r.status, "" if r.value is None else latex_count(r.value))
+    branches = r.branches
+    if r.closed_form is None or (r.closed_form.is_Integer and r.value is not None):
+        body = value
+    elif r.closed_form.is_number:
+        body = f"{value} \\quad (\\text{{root }} {display.formula(r.closed_form)})"
+    elif len(branches) == 1:
+        body = _floor(r.closed_form) + (f" = {value}" if value else "")
+    else:
+        cases = " \\\\ ".join(f"{_floor(root)} & {sp.latex(cond, symbol_names=sym.latex_names())}"
+                              for root, cond in branches)
+        body = f"\\begin{{cases}} {cases} \\end{{cases}}"
+    metric = display.formula(r.expr, r.kind)
+    metric = metric if len(metric) <= 300 else "\\text{metric}"
+    limit = display.latex(r.limit, r.kind)
+    return f"${name} = {body} \\quad \\text{{where }} {metric} \\le {limit}$"
+
+
+def latex_count(value: int) -> str:
+    """An integer with thousands separators, for LaTeX math (``19{,}531{,}250``)."""
+    return f"{value:,}".replace(",", "{,}")
+
+
+def _integer_html(r: "IntegerSolution") -> str:
+    rows = [["value", _count(r.value) if r.value is not None else r.status.replace("_", " ")],
+            ["status", r.status]]
+    if r.closed_form is not None:
+        rows.append(["closed form", f"<code>{html.escape(str(r.closed_form))}</code>"])
+    rows.append(["holds under", html.escape(_condition_text(r))])
+    parts = [display.html_table(["", str(r.symbol)], rows)]
+    if len(r.branches) > 1:
+        parts.append(display.html_table(["root", "when"], [
+            [f"<code>floor({html.escape(str(root))})</code>", f"<code>{html.escape(str(cond))}</code>"]
+            for root, cond in r.branches]))
+    return display.html_section(f"largest {r.symbol}", parts)
 
 
 @dataclass(frozen=True)
@@ -91,6 +164,33 @@ class DegreeSolution:
     value: Optional[int]
     status: Literal["found", "nothing_fits"]
     checked: tuple[tuple[int, Any, bool], ...]
+    limit: Any = None
+    kind: str = "plain"
+    """What the metric measures, for display (see :attr:`IntegerSolution.kind`)."""
+
+    def __str__(self) -> str:
+        tried = ", ".join(f"{n}: {display.text(v, self.kind)} {'fits' if ok else 'no'}" for n, v, ok in self.checked)
+        head = "nothing fits" if self.value is None else f"smallest degree {self.value}"
+        return f"{head} (limit {display.text(self.limit, self.kind)}; tried {tried})"
+
+    def __repr__(self) -> str:
+        return display.short_repr("DegreeSolution", [("value", str(self.value)), ("status", self.status),
+                                                     ("checked", str(len(self.checked)))])
+
+    def _repr_latex_(self) -> str:
+        limit = display.latex(self.limit, self.kind)
+        if self.value is None:
+            return f"$n_{{\\min}}: \\text{{nothing fits }} {limit}$"
+        metric = next(v for n, v, _ in self.checked if n == self.value)
+        return (f"$n_{{\\min}} = {self.value} \\quad \\text{{where }} \\text{{metric}}(n_{{\\min}}) = "
+                f"{display.latex(metric, self.kind)} \\le {limit}$")
+
+    def _repr_html_(self) -> str:
+        chosen = next((i for i, (n, _, _) in enumerate(self.checked) if n == self.value), None)
+        rows = [[str(n), display.html(v, self.kind), "yes" if ok else "no"] for n, v, ok in self.checked]
+        head = "nothing fits" if self.value is None else f"smallest degree: {self.value}"
+        return display.html_section(f"{head} (limit {display.text(self.limit, self.kind)})",
+                                    [display.html_table(["degree", "metric", "fits"], rows, highlight=chosen)])
 
 
 def _limit(limit: Any) -> sp.Expr:
@@ -210,13 +310,14 @@ def _fits(expr: sp.Expr, x: sp.Symbol, n: int, limit: sp.Expr) -> bool:
 
 
 def max_integer(expr: Any, symbol: Any, limit: Any, *, lower: int = 1, upper: Optional[int] = None,
-                multiple_of: int = 1) -> IntegerSolution:
+                multiple_of: int = 1, kind: str = "plain") -> IntegerSolution:
     """The largest integer ``n`` (a multiple of ``multiple_of``, ``lower <= n <= upper``) with
     ``expr(n) <= limit``, verified at ``n`` and ``n + multiple_of``.
 
     ``expr`` must depend on no symbol but ``symbol`` for a numeric ``value``; otherwise only the
     ``closed_form`` is returned (``value`` ``None``, status ``"found"``) if SymPy finds one.
-    ``limit`` is an exact number (floats are read by their decimal digits) or an expression.
+    ``limit`` is an exact number (floats are read by their decimal digits) or an expression;
+    ``kind`` says what it measures for display (``"bytes"``, ``"time"``, ...: :data:`symcost.core.display.KINDS`).
 
     >>> from symcost import symbols as S
     >>> r = max_integer(3 * S.seq_len**2 + 10 * S.seq_len, S.seq_len, 1000)
@@ -228,6 +329,7 @@ def max_integer(expr: Any, symbol: Any, limit: Any, *, lower: int = 1, upper: Op
     x = _symbol(symbol)
     expr = as_expr(expr, "expr")
     lim = _limit(limit)
+    _check_kind(kind)
     if lower < 1 or multiple_of < 1 or (upper is not None and upper < lower):
         raise ConfigError("need 1 <= lower <= upper and multiple_of >= 1")
     root = _closed_form(expr, x, lim) if x in expr.free_symbols else None
@@ -236,14 +338,14 @@ def max_integer(expr: Any, symbol: Any, limit: Any, *, lower: int = 1, upper: Op
         if root is None:
             raise SolveError(f"no closed form for {x} and other symbols remain "
                              f"({', '.join(sorted(map(str, other)))}): bind them to get a value")
-        return IntegerSolution(x, None, "found", root, expr, lim)
+        return IntegerSolution(x, None, "found", root, expr, lim, kind)
 
     step = multiple_of
     start = -(-lower // step) * step  # the first multiple of step >= lower
     if upper is not None and start > upper:
         raise ConfigError(f"no multiple of {step} lies in [{lower}, {upper}]")
     if not _fits(expr, x, start, lim):
-        return IntegerSolution(x, None, "nothing_fits", root, expr, lim)
+        return IntegerSolution(x, None, "nothing_fits", root, expr, lim, kind)
     cap = upper if upper is not None else _SEARCH_CAP
 
     # a guess from the closed form, verified exactly; else doubling then bisection
@@ -251,9 +353,14 @@ def max_integer(expr: Any, symbol: Any, limit: Any, *, lower: int = 1, upper: Op
         guess = int(sp.floor(root)) // step * step
         if start <= guess <= cap and _fits(expr, x, guess, lim) and (
                 guess + step > cap or not _fits(expr, x, guess + step, lim)):
-            return IntegerSolution(x, guess, "found", root, expr, lim)
+            return IntegerSolution(x, guess, "found", root, expr, lim, kind)
     value = _search(lambda n: _fits(expr, x, n, lim), start, step, cap, bounded=upper is not None)
-    return IntegerSolution(x, value, "unbounded" if value is None else "found", root, expr, lim)
+    return IntegerSolution(x, value, "unbounded" if value is None else "found", root, expr, lim, kind)
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in display.KINDS:
+        raise ConfigError(f"kind must be one of {', '.join(display.KINDS)}, got {kind!r}")
 
 
 def _search(fits: Callable[[int], bool], start: int, step: int, cap: int, bounded: bool) -> Optional[int]:
@@ -277,7 +384,8 @@ def _search(fits: Callable[[int], bool], start: int, step: int, cap: int, bounde
     return lo * step
 
 
-def min_degree(expr: Any, symbol: Any, limit: Any, candidates: Iterable[int]) -> DegreeSolution:
+def min_degree(expr: Any, symbol: Any, limit: Any, candidates: Iterable[int], *,
+               kind: str = "plain") -> DegreeSolution:
     """The smallest candidate degree ``n`` with ``expr(n) <= limit``.
 
     ``expr`` is an expression in ``symbol`` or a callable ``n -> value`` (for metrics whose
@@ -289,6 +397,7 @@ def min_degree(expr: Any, symbol: Any, limit: Any, candidates: Iterable[int]) ->
     8
     """
     lim = _limit(limit)
+    _check_kind(kind)
     evaluate: Callable[[int], Any]
     if callable(expr) and not isinstance(expr, sp.Basic):
         evaluate = expr
@@ -307,8 +416,8 @@ def min_degree(expr: Any, symbol: Any, limit: Any, candidates: Iterable[int]) ->
             raise UnboundSymbolError(f"cannot compare {value} with the limit {lim}: bind every symbol")
         checked.append((n, exact(value), verdict is sp.true))
         if verdict is sp.true:
-            return DegreeSolution(n, "found", tuple(checked))
-    return DegreeSolution(None, "nothing_fits", tuple(checked))
+            return DegreeSolution(n, "found", tuple(checked), lim, kind)
+    return DegreeSolution(None, "nothing_fits", tuple(checked), lim, kind)
 
 
 def common_divisors(*sizes: int, limit: Optional[int] = None) -> list[int]:

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "llama-3-8b"
 DEFAULT_HARDWARE = "H100_SXM"
-DTYPES = ["fp32", "tf32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "int8", "int4"]
+DTYPES = ["fp32", "tf32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "int8", "int4", "nvfp4", "mxfp4",
+          "mxfp8"]
 """The values of :class:`~symcost.core.dtypes.DataType`, in its order (a test keeps them equal)."""
 CHUNK_HELP = ("prefill in chunks of N tokens per sequence, as vLLM and SGLang run it (default: the whole "
               "prompt at once)")
@@ -64,7 +65,57 @@ def _preset_key(name: str) -> str:
     return name.strip().lower().replace("_", "-")  # as models.registry matches a name
 
 
-def model_arg(name: str) -> Model:
+def _check_model_name(name: str) -> None:
+    if _preset_key(name) not in model_names():
+        raise UsageError(f"argument --model: unknown model {name!r} (choose from {', '.join(model_names())}, "
+                         "or a config.json path)")
+
+
+def check_names(args: argparse.Namespace) -> None:
+    """The ``--model`` and ``--hardware`` preset names of a parsed command, checked from the
+    presets' index files before anything loads SymPy (a file path is checked when it is read)."""
+    model, chip = getattr(args, "model", None), getattr(args, "hardware", None)
+    if isinstance(model, str) and not (Path(model).suffix == ".json" or Path(model).exists()):
+        _check_model_name(model)
+    if isinstance(chip, str):
+        _check_chip_name(chip)
+
+
+def model_arg(name: str, args: Optional[argparse.Namespace] = None) -> Model:
+    """The model ``--model`` names, with ``--window``/``--global-every`` and ``--kv-dtype``
+    applied when ``args`` has them."""
+    model = _model(name)
+    if args is None:
+        return model
+    model = windowed(model, args)
+    kv = getattr(args, "kv_dtype", None)
+    if kv is None:
+        return model
+    try:
+        return model.with_kv_cache_dtype(kv)
+    except ValueError as err:
+        raise UsageError(f"argument --kv-dtype: {one_line(err).removeprefix('kv_cache_dtype: ')}") from None
+
+
+def windowed(model: Model, args: argparse.Namespace) -> Model:
+    """``model`` with the sliding window of ``--window`` (on every attention layer, or every layer
+    but each ``--global-every``-th: :meth:`symcost.models.model.Model.with_window`)."""
+    window, every = getattr(args, "window", None), getattr(args, "global_every", None)
+    if window is None:
+        if every is not None:
+            raise UsageError("argument --global-every: needs --window (the local layers' window)")
+        return model
+    if window == "w":
+        from ..core import symbols as sym
+
+        window = sym.window
+    try:
+        return model.with_window(window, global_every=every)
+    except ValueError as err:
+        raise UsageError(f"argument --window: {one_line(err).removeprefix('window: ')}") from None
+
+
+def _model(name: str) -> Model:
     path = Path(name)
     if path.suffix == ".json" or path.exists():
         if not path.exists():
@@ -79,18 +130,44 @@ def model_arg(name: str) -> Model:
                 message = re.sub(rf"\b{field}\b", key, message)
             prefix = "" if message.startswith(str(path)) else f"{path}: "
             raise UsageError(f"argument --model: {prefix}{message}") from None
-    if _preset_key(name) not in model_names():  # answered without loading the library
-        raise UsageError(f"argument --model: unknown model {name!r} (choose from {', '.join(model_names())}, "
-                         "or a config.json path)")
+    _check_model_name(name)  # answered without loading the library
     from .. import models
 
     return models.get(name)
 
 
+def hardware_names() -> tuple[list[str], dict[str, str]]:
+    """The chip presets' names and their aliases, read from ``hardware/presets`` (its
+    ``index.json`` and each preset's ``name``; no SymPy: a test keeps them equal to
+    :func:`symcost.hardware.names`)."""
+    folder = Path(__file__).resolve().parent.parent / "hardware" / "presets"
+    index = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+    names = [json.loads((folder / f"{file}.json").read_text(encoding="utf-8"))["name"] for file in index["presets"]]
+    return names, dict(index["aliases"])
+
+
+def known_chip(name: str) -> bool:
+    """Whether :func:`symcost.hardware.get` knows ``name``: a preset's name or an alias, case and
+    punctuation ignored, with an optional ``-ideal``/``:ideal``/`` (ideal)`` suffix."""
+    text = name.strip()
+    if text.lower().endswith(("-ideal", ":ideal", " (ideal)")):
+        text = text[: text.lower().rfind("ideal") - 1].rstrip(" (")
+    names, aliases = hardware_names()
+    key = "".join(ch for ch in text.lower() if ch.isalnum())
+    return key in aliases or key in {"".join(ch for ch in n.lower() if ch.isalnum()) for n in names}
+
+
+def _check_chip_name(name: str) -> None:
+    if Path(name).suffix.lower() not in (".json", ".yaml", ".yml") and not known_chip(name):
+        raise UsageError(f"argument --hardware: unknown chip {name!r} (choose from {', '.join(hardware_names()[0])}, "
+                         "or a .json/.yaml file)")
+
+
 def hardware_arg(name: str) -> Hardware:
+    _check_chip_name(name)  # answered without loading the library
+    path = Path(name)
     from .. import hardware
 
-    path = Path(name)
     if path.suffix.lower() in (".json", ".yaml", ".yml"):
         try:
             return hardware.load_file(path)
@@ -184,6 +261,25 @@ def seq_degree(text: str) -> Any:
     return "tp" if text == "tp" else positive(text)
 
 
+def window_value(text: str) -> Any:
+    """``--window``: a positive number of tokens, or ``w`` (the window symbol, for formulas)."""
+    return "w" if text == "w" else positive(text)
+
+
+def add_model_options(p: argparse.ArgumentParser, symbolic: bool = False) -> None:
+    """``--window`` and ``--global-every`` (hybrid local/global attention, Gemma 2's pattern) and
+    ``--kv-dtype`` (the KV cache's own format); ``symbolic``: ``--window w`` keeps the window a
+    symbol (for formulas)."""
+    note = " ('w': the symbol)" if symbolic else ""
+    p.add_argument("--window", type=window_value if symbolic else positive, default=None, metavar="W",
+                   help=f"sliding window of W tokens on every attention layer{note}")
+    p.add_argument("--global-every", type=positive, default=None, metavar="K",
+                   help="with --window: every K-th layer keeps full attention (layer i is global "
+                        "when K divides i + 1; Gemma 2: K = 2)")
+    p.add_argument("--kv-dtype", choices=DTYPES, default=None,
+                   help="the KV cache's own format (default: --dtype)")
+
+
 def int_list(text: str) -> list[int]:
     return [positive(x) for x in text.split(",") if x]
 
@@ -202,6 +298,7 @@ def add_common(p: argparse.ArgumentParser, phase: bool = True) -> None:
     p.add_argument("--cp-comm", choices=["p2p", "all_gather"], default="p2p",
                    help="how CP attention exchanges K and V (default p2p, a ring)")
     p.add_argument("--dtype", choices=DTYPES, default="bf16", help="data type (default bf16)")
+    add_model_options(p)
     p.add_argument("--json", action="store_true", help="machine-readable JSON output")
     if phase:
         p.add_argument("--phase", choices=["prefill", "decode", "training"], default=None,
@@ -242,18 +339,20 @@ def num(x: Any) -> Any:
 
 
 def human(x: Any, unit: str) -> str:
-    import sympy as sp
+    """``x`` with its unit for the text output (3 significant digits, :mod:`symcost.core.units`):
+    ``unit`` is ``"s"``, ``"B"`` (decimal GB), ``"FLOP"``, ``"FLOP/s"`` or ``"B/s"``; a formula is
+    printed as it is."""
+    from ..core import display, units
 
-    value = float(sp.sympify(x))
+    if not display.is_numeric(x):
+        return f"{x} {unit}"
     if unit == "s":
-        for scale, name in ((1, "s"), (1e-3, "ms"), (1e-6, "us"), (1e-9, "ns")):
-            if abs(value) >= scale or scale == 1e-9:
-                return f"{value / scale:.3g} {name}"
-    prefixes = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""))
-    for scale, name in prefixes:
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {name}{unit}"
-    return f"{value:.3g} {unit}"
+        return units.format_time(x, digits=3)
+    if unit == "B":
+        return units.format_bytes(x, digits=3)
+    if unit == "FLOP":
+        return units.format_flops(x, digits=3)
+    return units.format_rate(x, unit[:-2], digits=3)  # "FLOP/s", "B/s"
 
 
 def emit(args: argparse.Namespace, data: dict, lines: Sequence[str]) -> None:

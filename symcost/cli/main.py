@@ -17,6 +17,7 @@ from . import latex, lists, report, search, solve, sweep
 from .common import (
     Parser,
     UsageError,
+    check_names,
     one_line,
 )
 
@@ -39,6 +40,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             args = parser.parse_args(["report", *([] if argv is None else argv)])
+        check_names(args)  # a misspelt preset is answered before the library loads
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code

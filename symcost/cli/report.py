@@ -40,11 +40,10 @@ def _layer_rows(model: Model) -> list[tuple[str, Any, Any]]:
     rows: list[tuple[str, Any, Any]] = []
     for name, layer, count in model.parts():
         if isinstance(layer, TransformerBlock):
-            parts = layer.parts
-            for label, part in zip(("norm", "attention", "norm", "mlp"), parts):
+            for label, part in layer.labelled_parts:
                 if label == "norm" and any(r[0] == f"{name}.norm" for r in rows):
-                    continue  # the two norms are identical: listed once, counted twice
-                rows.append((f"{name}.{label}", part, 2 * count if label == "norm" else count))
+                    continue  # the block's norms are identical: listed once, counted num_norms times
+                rows.append((f"{name}.{label}", part, layer.num_norms * count if label == "norm" else count))
         else:
             rows.append((name, layer, count))
     return rows
@@ -135,7 +134,7 @@ _TRAINING_ASSUMES = (
 def report(args: argparse.Namespace) -> int:
     """The report: per-layer tables, then the whole model served (``inference_step``) and
     trained (``training_step``) under the given parallelism, with every assumption stated."""
-    model = model_arg(args.model)  # a bad name is answered before the library loads
+    model = model_arg(args.model, args)  # a bad name is answered before the library loads
     from ..core.dtypes import DataType
     from ..core.parallelism import Parallelism
 
@@ -143,6 +142,8 @@ def report(args: argparse.Namespace) -> int:
     dtype = DataType.parse(args.dtype)
     if args.plot:
         check_out(args.plot, "--plot", plot=True)
+    if args.html:
+        check_out(args.html, "--html")
     par = parallelism_arg(args)
     speculative = serving.check_speculative(args)
     model.with_parallelism(par)  # a degree that does not divide: one line, exit 2
@@ -171,6 +172,8 @@ def report(args: argparse.Namespace) -> int:
         serving.speculative_section(run, lines, out)
     if args.plot:
         _roofline_plot(run, lines)
+    if args.html:
+        _html_page(run, lines)
     emit(args, out, lines)
     return 0
 
@@ -300,6 +303,17 @@ def _roofline_plot(run: _Run, lines: list[str]) -> None:
     lines.append(f"roofline plot ({phase}, one block) written to {args.plot}")
 
 
+def _html_page(run: _Run, lines: list[str]) -> None:
+    from ..report.html import write_html_report
+
+    args = run.args
+    guarded_write(lambda: write_html_report(
+        args.html, run.model, run.chip, batch_size=args.batch, seq_len=args.seq, dtype=run.dtype,
+        parallelism=run.par, prefill_chunk=args.prefill_chunk, global_batch=run.global_batch,
+        recompute=args.recompute, zero_stage=args.zero_stage, phases=run.phases), "--html", args.html)
+    lines.append(f"HTML report written to {args.html}")
+
+
 def register(sub: Any) -> None:
     """Add the subcommand's parser to ``sub`` (the command's subparsers)."""
     chunk_help = CHUNK_HELP
@@ -317,5 +331,7 @@ def register(sub: Any) -> None:
     p.add_argument("--zero-stage", type=int, choices=[0, 1, 2, 3], default=1,
                    help="ZeRO stage of the data-parallel optimizer (default 1, Megatron's distributed optimizer)")
     p.add_argument("--plot", default=None, help="also write a roofline chart (.png, .svg or .pdf)")
+    p.add_argument("--html", default=None, metavar="FILE",
+                   help="also write one self-contained HTML page: tables, formulas, charts (charts need matplotlib)")
     serving.add_speculative(p)
     p.set_defaults(func=report)

@@ -11,6 +11,7 @@ from .common import (
     DEFAULT_MODEL,
     DTYPES,
     UsageError,
+    add_model_options,
     check_out,
     emit,
     fraction,
@@ -29,7 +30,7 @@ def search_cmd(args: argparse.Namespace) -> int:
 
     if args.min_mfu is not None and args.phase == "inference":
         raise UsageError("argument --min-mfu: constrains training searches only (an inference step has no MFU)")
-    model = model_arg(args.model)
+    model = model_arg(args.model, args)
     chip = hardware_arg(args.hardware)
     if args.plot:
         check_out(args.plot, "--plot", plot=True)
@@ -86,6 +87,7 @@ def register(sub: Any) -> None:
     p.add_argument("--seq", type=positive, default=4096)
     p.add_argument("--phase", choices=["training", "inference"], default="training")
     p.add_argument("--dtype", choices=DTYPES, default="bf16")
+    add_model_options(p)
     p.add_argument("--top", type=positive, default=10)
     p.add_argument("--max-tp", type=positive, default=None, help="the largest tensor-parallel degree")
     p.add_argument("--cp", type=int_list, default=[1],

@@ -155,7 +155,7 @@ def pd_ratio(args: argparse.Namespace) -> int:
                          "(--rate, --prompt, --output, --ttft, --tpot)")
     if args.plot or args.prefill_chunk is not None:
         raise UsageError(f"argument {'--plot' if args.plot else '--prefill-chunk'}: not used by solve pd-ratio")
-    model = model_arg(args.model)
+    model = model_arg(args.model, args)  # with --window, --global-every, --kv-dtype
     pchip, dchip = (_chip(args, option) for option in ("prefill_hardware", "decode_hardware"))
     ppar, dpar = _pd_par(args, args.prefill_tp), _pd_par(args, args.decode_tp)
     from ..plan.disaggregated import pd_ratio as solve_pd

@@ -27,7 +27,7 @@ def solve(args: argparse.Namespace) -> int:
     if args.quantity == "pd-ratio":
         return serving.pd_ratio(args)
     serving.check_pd_options(args)
-    model = model_arg(args.model)
+    model = model_arg(args.model, args)
     chip = hardware_arg(args.hardware)
     par = parallelism_arg(args)
     chunk = args.prefill_chunk
@@ -61,14 +61,15 @@ def solve(args: argparse.Namespace) -> int:
             except ValueError:
                 continue
             candidates.append(t)
-        r = min_degree(memory, None, chip.hbm_capacity, candidates)
+        r = min_degree(memory, None, chip.hbm_capacity, candidates, kind="bytes")
         data = {"quantity": "min_tp", "value": r.value, "status": r.status,
                 "checked": [{"tp": n, "memory_per_chip": num(v), "fits": f} for n, v, f in r.checked]}
         given = f"batch {args.batch}, seq_len {args.seq:,}"
     data.update({"parallelism": par, "prefill_chunk": chunk,
                  "assumes": "weights and KV cache of the fullest pipeline stage plus the largest layer's "
                             "activation peak (one chunk's when chunked) fit the chip's HBM"})
-    answer = data["value"] if data["value"] is not None else data["status"]
+    unit = {"max_seq_len": " tokens", "max_batch": " sequences", "min_tp": "-way TP"}[data["quantity"]]
+    answer = f"{data['value']:,}{unit}" if data["value"] is not None else data["status"].replace("_", " ")
     lines = [f"{data['quantity']} for {model.name} on {chip.name}: {answer}",
              f"  ({given}, {par_text(par)}, {args.dtype}, {chunk_text(chunk)}; {data['assumes']})"]
     if args.plot:

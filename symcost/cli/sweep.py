@@ -12,6 +12,7 @@ from .common import (
     DEFAULT_MODEL,
     DTYPES,
     UsageError,
+    add_model_options,
     check_out,
     emit,
     guarded_write,
@@ -26,7 +27,7 @@ from .common import (
 def sweep_cmd(args: argparse.Namespace) -> int:
     import sympy as sp
 
-    model = model_arg(args.model)
+    model = model_arg(args.model, args)
     chip = hardware_arg(args.hardware)
     out = check_out(args.out, "--out")
     rows = []
@@ -65,6 +66,7 @@ def register(sub: Any) -> None:
                    help="comma-separated context-parallel degrees (default 1)")
     p.add_argument("--phase", choices=["prefill", "decode", "training"], default="decode")
     p.add_argument("--dtype", choices=DTYPES, default="bf16")
+    add_model_options(p)
     p.add_argument("--out", required=True, help="CSV file to write")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=sweep_cmd)

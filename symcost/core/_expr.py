@@ -89,6 +89,64 @@ def exact(value: Value) -> Value:
     return value
 
 
+def extreme(kind: Any, *args: Any) -> sp.Expr:
+    """``kind(*args)`` for ``kind`` ``sympy.Max`` or ``sympy.Min``, its arguments compared only
+    when every one is a number.
+
+    SymPy's ``Max`` drops an argument it can prove dominated, comparing every pair of symbolic
+    arguments (milliseconds each for the rational functions of a step, and it rarely succeeds).
+    Dropping a dominated argument never changes the value, so the extreme is built unevaluated
+    over the distinct arguments, nested extremes of the same kind flattened; it evaluates once
+    numbers are substituted.
+
+    >>> from symcost.symbols import batch_size as b
+    >>> extreme(sp.Max, 2 * b, sp.Max(b, 3), b)
+    Max(3, b, 2*b)
+    >>> extreme(sp.Max, 2, 3), extreme(sp.Max, 2 * b, 2 * b)
+    (3, 2*b)
+    """
+    flat: dict[Any, None] = {}
+    for arg in args:
+        a: Any = sp.sympify(arg)
+        flat.update(dict.fromkeys(a.args if type(a) is kind else (a,)))
+    flat.pop(kind.identity, None)  # Max(x, -oo) = x
+    if len(flat) <= 1 or kind.zero in flat or all(a.is_number for a in flat):
+        return kind(*flat)
+    return kind(*flat, evaluate=False)
+
+
+def substitute(expr: Any, mapping: dict) -> Any:
+    """``expr.xreplace(mapping)`` with every ``Max`` and ``Min`` it rebuilds built by
+    :func:`extreme` (not compared while symbolic): the same value, without SymPy's order search.
+
+    >>> from symcost.symbols import batch_size as b, seq_len as s
+    >>> substitute(sp.Max(b, s) + 1, {s: 2 * b})
+    Max(b, 2*b) + 1
+    >>> substitute(sp.Max(b, s) + 1, {s: 2, b: 3})
+    4
+    """
+    memo: dict = {}
+
+    def go(node: Any) -> Any:
+        if node in mapping:
+            return mapping[node]
+        if node.is_Atom or not node.args:
+            return node
+        done = memo.get(node)
+        if done is None:
+            args = [go(a) for a in node.args]
+            if all(a is b for a, b in zip(args, node.args)):
+                done = node
+            elif type(node) in (sp.Max, sp.Min):
+                done = extreme(type(node), *args)
+            else:
+                done = node.func(*args)
+            memo[node] = done
+        return done
+
+    return go(sp.sympify(expr))
+
+
 def total(terms: Iterable[Any]) -> sp.Expr:
     """The sum of ``terms`` in one ``sympy.Add`` (``sum()`` is quadratic in SymPy)."""
     return sp.Add(*terms)

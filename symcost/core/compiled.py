@@ -64,8 +64,7 @@ class Program:
             exact = compile_scaled(list(args), values)
         except NotImplementedError:  # a node without a fixed denominator: Fractions throughout
             exact = compile_exact(list(args), values)
-        return cls(tuple(args), tuple(exprs), exact, floats,
-                   compile_exact(list(args), pairs) if pairs else (lambda *a: ()),
+        return cls(tuple(args), tuple(exprs), exact, floats, _rule_function(list(args), pairs),
                    tuple(len(r.pairs) for r in kept))
 
     def holds(self, *values: Any) -> bool:
@@ -73,11 +72,25 @@ class Program:
         flat = self.rule_values(*values)
         i = 0
         for size in self.rule_sizes:
-            pairs = flat[i:i + 2 * size]
-            i += 2 * size
-            if not any(Fraction(pairs[j]) % pairs[j + 1] == 0 for j in range(0, 2 * size, 2)):
+            end = i + 2 * size
+            for j in range(i, end, 2):
+                m, d = flat[j], flat[j + 1]
+                if (m % d == 0) if type(m) is int and type(d) is int else (Fraction(m) % d == 0):
+                    break
+            else:
                 return False
+            i = end
         return True
+
+
+def _rule_function(args: list[sp.Symbol], pairs: list[Any]) -> Callable[..., tuple]:
+    """The rules' (multiple, divisor) pairs as one exact function (scaled integers where it can)."""
+    if not pairs:
+        return lambda *a: ()
+    try:
+        return compile_scaled(args, pairs)
+    except NotImplementedError:
+        return compile_exact(args, pairs)
 
 
 # -- exact evaluation on scaled integers ---------------------------------------------------------

@@ -3,6 +3,8 @@
 >>> from symcost import DataType
 >>> DataType("bf16").bytes, DataType.INT4.bytes
 (2, 1/2)
+>>> DataType("nvfp4").bytes, DataType.MXFP4.bytes, DataType.MXFP8.bytes   # block scales included
+(9/16, 17/32, 33/32)
 >>> DataType.parse("bfloat16") is DataType.BF16
 True
 """
@@ -32,11 +34,20 @@ class DataType(str, enum.Enum):
     FP8_E5M2 = "fp8_e5m2"
     INT8 = "int8"
     INT4 = "int4"
+    NVFP4 = "nvfp4"
+    MXFP4 = "mxfp4"
+    MXFP8 = "mxfp8"
 
     @property
     def bytes(self) -> sp.Rational:
         """Storage bytes per element: an exact SymPy number (int4 is 1/2)."""
         return _BYTES[self]
+
+    @property
+    def is_block_scaled(self) -> bool:
+        """True for the block-scaled formats (NVFP4, MXFP4, MXFP8): ``bytes`` includes the
+        per-block scale."""
+        return self in _BLOCK_SCALED
 
     @classmethod
     def parse(cls, value: Any) -> "DataType":
@@ -70,7 +81,26 @@ _BYTES = {
     DataType.FP8_E5M2: sp.Integer(1),
     DataType.INT8: sp.Integer(1),
     DataType.INT4: sp.Rational(1, 2),
+    # Block-scaled formats: the element bits plus one scale per block, spread over the block:
+    # bytes = (element_bits + scale_bits / block) / 8.
+    # NVFP4 (NVIDIA, "Introducing NVFP4 for efficient and accurate low-precision inference",
+    # developer.nvidia.com/blog, 2025; Blackwell tensor cores): FP4 E2M1 elements in blocks of 16
+    # with one FP8 E4M3 scale each: (4 + 8/16) / 8 = 9/16 byte.
+    # NB: NVFP4 adds one FP32 scale per tensor. It is not counted: symcost prices elements, not
+    # tensors, and 4 bytes on a tensor of 16 x 16 elements or more is under 1/36 of its bytes
+    # (under 3e-7 of a 4096 x 4096 weight) -- docs/conventions.md §15.
+    DataType.NVFP4: sp.Rational(9, 16),
+    # MXFP4 and MXFP8 (OCP Microscaling Formats (MX) Specification v1.0, 2023, §5 "Concrete MX-
+    # compliant formats", Table 1): blocks of k = 32 elements sharing one 8-bit E8M0 scale.
+    # MXFP4: FP4 E2M1 elements, (4 + 8/32) / 8 = 17/32 byte.
+    DataType.MXFP4: sp.Rational(17, 32),
+    # MXFP8: FP8 E4M3 (or E5M2) elements, (8 + 8/32) / 8 = 33/32 byte.
+    DataType.MXFP8: sp.Rational(33, 32),
 }
+
+# NB: a tensor whose dimension is not a multiple of the block is padded to whole blocks by the
+# kernels; the bytes above are the per-element average of full blocks (padding not counted).
+_BLOCK_SCALED = frozenset({DataType.NVFP4, DataType.MXFP4, DataType.MXFP8})
 
 _ALIASES = {
     "float32": "fp32",
@@ -82,6 +112,10 @@ _ALIASES = {
     "e5m2": "fp8_e5m2",
     "float8_e4m3fn": "fp8_e4m3",
     "float8_e5m2": "fp8_e5m2",
+    "nv_fp4": "nvfp4",
+    "mx_fp4": "mxfp4",
+    "mx_fp8": "mxfp8",
+    "mxfp8_e4m3": "mxfp8",
 }
 
 DtypeLike = Union[DataType, str, sp.Expr, None]

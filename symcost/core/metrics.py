@@ -24,13 +24,13 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import sympy as sp
 
 from ..errors import ConfigError, UnboundSymbolError
+from . import display
 from . import symbols as sym
 from ._expr import Value, as_expr, exact, total
 from .assumptions import Assumption, check_all, merge
 from .binding import Chip, time_model
 from .dtypes import DataType
 from .notation import aligned
-from .notation import text as latex_text
 from .ops import Collective, Op, merge_collectives
 from .phase import Phase
 
@@ -432,12 +432,19 @@ class LayerMetrics:
             raise ConfigError(f"to_latex: unknown fields {unknown}; valid: {', '.join(METRIC_FIELDS)}")
         return aligned([(f, getattr(self, f)) for f in chosen], notation)
 
+    # NB: for people (symcost.core.display): readable formulas (expanded, common factor out,
+    # collected), numbers with units; the fields and to_latex() stay as stored
     def _repr_latex_(self) -> str:
-        tail = ""
-        if self.assumptions:
-            rules = "; ".join(latex_text(a.rule) for a in self.assumptions)
-            tail = f"\\quad\\text{{(assuming {rules})}}"
-        return "$\\displaystyle " + self.to_latex() + tail + "$"
+        return display.metrics_latex(self)
+
+    def _repr_html_(self) -> str:
+        return display.metrics_html(self)
+
+    def __repr__(self) -> str:
+        return display.metrics_repr(self)
+
+    def __str__(self) -> str:
+        return display.metrics_text(self)
 
 
 def _resolve_key(key: Any) -> sp.Symbol:

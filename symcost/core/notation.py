@@ -45,6 +45,9 @@ SCALING_BOOK: dict[sp.Symbol, str] = {
     sym.head_dim: "H",
     sym.num_layers: "L",
     sym.vocab_size: "V",
+    # the book's H and N are the head width and the query heads: the Mamba-2 letters move aside
+    sym.ssm_heads: r"H_{\mathrm{ssm}}",
+    sym.ssm_state_size: r"N_{\mathrm{ssm}}",
 }
 
 NOTATIONS: Mapping[str, Mapping[sp.Symbol, str]] = MappingProxyType({

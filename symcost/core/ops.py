@@ -54,6 +54,8 @@ __all__ = [
 #   rmsnorm: square (1), sum (1), normalize (1), *gamma (1)    -> 4
 #   dropout: mask multiply (1), 1/(1-p) scale (1)              -> 2
 #   bias: add                                                  -> 1
+#   softplus: log(1 + exp(x)): exp (1), + (1), log (1)         -> 3
+#   exp: one exponential                                       -> 1
 VECTOR_FLOPS: dict[str, sp.Integer] = {
     "relu": sp.Integer(1),
     "gelu": sp.Integer(8),
@@ -64,6 +66,8 @@ VECTOR_FLOPS: dict[str, sp.Integer] = {
     "rmsnorm": sp.Integer(4),
     "dropout": sp.Integer(2),
     "bias": sp.Integer(1),
+    "softplus": sp.Integer(3),
+    "exp": sp.Integer(1),
 }
 
 # NB: the backward of an elementwise pass computes the local derivative and multiplies it into the

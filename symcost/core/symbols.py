@@ -35,6 +35,12 @@ __all__ = [
     "vocab_size",
     "num_layers",
     "dtype_bytes",
+    "ssm_heads",
+    "ssm_head_dim",
+    "ssm_state_size",
+    "ssm_groups",
+    "conv_kernel",
+    "chunk_size",
     "tp",
     "sp",
     "cp",
@@ -106,6 +112,14 @@ _ROWS = (
     _row("num_layers", "L", "L", "transformer layers"),
     _row("window", "w", "w", "sliding-window length (keys one query may attend)"),
     _row("dtype_bytes", "e", "e", "bytes per element", positive=True, rational=True),
+    # state-space (Mamba-2) mixers: the letters of Dao & Gu 2024 ("Transformers are SSMs",
+    # arXiv:2405.21060): H heads of P channels, state size N, G groups of B and C, chunk length Q
+    _row("ssm_heads", "H", "H", "SSM (Mamba-2) heads"),
+    _row("ssm_head_dim", "P", "P", "channels of one SSM head (Mamba-2 headdim)"),
+    _row("ssm_state_size", "N", "N", "SSM state size per channel (Mamba-2 d-state)"),
+    _row("ssm_groups", "G", "G", "groups sharing B and C (Mamba-2 ngroups)"),
+    _row("conv_kernel", "k_conv", r"k_{\mathrm{conv}}", "width of the causal depthwise convolution (Mamba-2 d-conv)"),
+    _row("chunk_size", "Q", "Q", "chunk length of the SSD chunked scan"),
     _row("tp", "t", "t", "tensor-parallel degree"),
     _row("sp", "sp", r"n_{\mathrm{sp}}", "sequence-parallel (Ulysses) degree"),
     _row("cp", "cp", r"n_{\mathrm{cp}}", "context-parallel (Megatron CP, ring attention) degree"),
@@ -186,6 +200,12 @@ vocab_size = TABLE["vocab_size"].symbol
 num_layers = TABLE["num_layers"].symbol
 window = TABLE["window"].symbol
 dtype_bytes = TABLE["dtype_bytes"].symbol
+ssm_heads = TABLE["ssm_heads"].symbol
+ssm_head_dim = TABLE["ssm_head_dim"].symbol
+ssm_state_size = TABLE["ssm_state_size"].symbol
+ssm_groups = TABLE["ssm_groups"].symbol
+conv_kernel = TABLE["conv_kernel"].symbol
+chunk_size = TABLE["chunk_size"].symbol
 tp = TABLE["tp"].symbol
 sp = TABLE["sp"].symbol
 cp = TABLE["cp"].symbol

@@ -50,15 +50,9 @@ def _key(name: str) -> str:
 
 _BY_KEY = {_key(n): n for n in PRESETS}
 
-_ALIASES = {
-    "a100": "A100_SXM_80GB", "a10080gb": "A100_SXM_80GB", "a100sxm": "A100_SXM_80GB",
-    "h100": "H100_SXM", "h100sxm5": "H100_SXM",
-    "h200": "H200_SXM",
-    "b200": "B200",
-    "mi300x": "MI300X",
-    "v5e": "TPU_V5E", "tpuv5litepod": "TPU_V5E", "v5p": "TPU_V5P", "v6e": "TPU_V6E",
-    "trillium": "TPU_V6E",
-}
+_ALIASES: dict[str, str] = json.loads((Path(__file__).parent / "presets" / "index.json").read_text(encoding="utf-8"))[
+    "aliases"]
+"""Other spellings of the presets' names (``presets/index.json``; the command reads them there)."""
 
 
 def load_file(path: "str | Path") -> Hardware:

@@ -175,12 +175,27 @@ class Hardware(BaseModel):
             return exact(self.peak_flops[dt])
         except KeyError:
             known = ", ".join(d.value for d in self.peak_flops)
+            # NB: refused, not computed in another format: a block-scaled matmul on a chip whose
+            # tensor cores take no block scales (H100, H200, A100) would run dequantized at some
+            # other rate with other bytes, which the caller should choose (dtype="fp8_e4m3").
+            hint = (" (its matrix units take no block-scaled formats; cost it in a format it lists, "
+                    "or on a chip that has them, e.g. B200)" if dt.is_block_scaled else "")
             raise HardwareError(
-                f"{self.name} has no peak FLOP/s for {dt.value}; it lists: {known}") from None
+                f"{self.name} has no peak FLOP/s for {dt.value}; it lists: {known}{hint}") from None
 
     def matmul_efficiency_for(self, dtype: DataType | str | None) -> sp.Expr:
         """The GEMM efficiency for ``dtype``: ``matmul_efficiency_8bit`` for 8-bit and narrower
-        formats when given, else ``matmul_efficiency``."""
+        formats when given, else ``matmul_efficiency``.
+
+        NB: the block-scaled formats (NVFP4, MXFP4 below a byte; MXFP8 at 33/32 byte) take the
+        8-bit efficiency too: no shipped measurement fits an FP4 GEMM, so the FP8 fit stands in
+        (an assumption, stated in presets/shared.json).
+
+        >>> from symcost import hardware
+        >>> b200 = hardware.get("B200")
+        >>> b200.matmul_efficiency_for("nvfp4") == b200.matmul_efficiency_for("fp8_e4m3")
+        True
+        """
         if (dtype is not None and self.matmul_efficiency_8bit is not None
                 and DataType.parse(dtype).bytes < 2):
             return self.matmul_efficiency_8bit

@@ -39,7 +39,7 @@ from typing import Any, Iterable, Optional
 
 import sympy as sp
 
-from ..core._expr import Ceil, as_expr, total
+from ..core._expr import Ceil, as_expr, extreme, total
 from ..core.dtypes import DataType
 from ..core.ops import AttentionCore, AttentionCoreBackward, Collective, Matmul, Op
 from .chip import Hardware
@@ -53,6 +53,10 @@ FUSED_OPS = frozenset({
     # projection inside one gate_up GEMM, the gate multiply inside the activation (SiLU·gate),
     # bias adds in the GEMM epilogue, position embeddings inside the embedding gather.
     "residual", "up", "gate_multiply", "out_bias", "down_bias", "positions",
+    # Mamba-2 (symcost/layers/mamba2.py): the SSD kernels' elementwise work (decay, scaling, the
+    # D skip) inside the chunk-state and chunk-scan kernels, the decode readout inside the
+    # state update (mamba_ssm's selective_state_update)
+    "ssd_decay", "ssd_scale_x", "ssd_output", "ssm_dt", "ssm_readout", "ssm_output",
 })
 """Op names (before any ``.`` suffix) that add no kernel of their own."""
 
@@ -98,7 +102,7 @@ def matmul_compute_flops(op: Matmul, hardware: Hardware) -> sp.Expr:
     tiles = op.batch * Ceil(op.m / tm) * Ceil(op.n / tn)
     # waves = tiles/U below one full wave (split-K spreads the tiles over every unit), else
     # ceil(tiles/U); written without a Piecewise: min(tiles/U, 1) + ceil(max(tiles - U, 0)/U)
-    waves = sp.Min(tiles / units, 1) + Ceil(sp.Max(tiles - units, 0) / units)
+    waves = extreme(sp.Min, tiles / units, 1) + Ceil(extreme(sp.Max, tiles - units, 0) / units)
     # each wave: every unit computes one T_M x T_N tile over the whole k
     return 2 * op.k * tm * tn * units * waves
 
@@ -183,7 +187,7 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
     payload = as_expr(c.payload_bytes, "payload_bytes")
     overhead = hardware.runtime.collective_overhead
     base = hardware.collective_base_latency + overhead
-    nodes = sp.Integer(1) if inside else sp.Min(n, Ceil(as_expr(c.span, "span") / hardware.scale_up_domain))
+    nodes = sp.Integer(1) if inside else extreme(sp.Min, n, Ceil(as_expr(c.span, "span") / hardware.scale_up_domain))
     # the link: the scale-up link inside one domain; across domains, a ring or tree collective
     # runs one NCCL channel through the NIC of each of the group's n/nodes chips in a domain, so
     # a domain's traffic shares n/nodes scale-out links (at most the scale-up link's rate: every
@@ -193,17 +197,17 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
     if inside:
         link = hardware.scale_up_bandwidth
     elif c.kind in ("all_reduce", "all_gather", "reduce_scatter"):
-        link = sp.Min(hardware.scale_up_bandwidth, n / nodes * hardware.scale_out_bandwidth)
+        link = extreme(sp.Min, hardware.scale_up_bandwidth, n / nodes * hardware.scale_out_bandwidth)
     else:
         link = hardware.scale_out_bandwidth
     link = link * hardware.network_efficiency
     # a group of one sends nothing and waits for nothing: min(1, n - 1) switches the base off
-    calls = sp.Min(1, n - 1) if base != 0 else 0
+    calls = extreme(sp.Min, 1, n - 1) if base != 0 else 0
     steps = collective_steps(c.kind, n)
     if inside:
         hops = hardware.collective_latency * steps
     else:
-        inter = _inter_steps(c.kind, nodes) if c.kind != "p2p" else sp.Min(1, nodes - 1)
+        inter = _inter_steps(c.kind, nodes) if c.kind != "p2p" else extreme(sp.Min, 1, nodes - 1)
         hops = hardware.collective_latency * (steps - inter) + hardware.net_latency * inter
     sent = as_expr(c.bytes_sent_per_chip, "bytes_sent_per_chip")
     out = {"ring": count * (base * calls + hops) + sent / link}
@@ -211,7 +215,7 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
         # NB: floor(log2 nodes) is NCCL's log2i; max(1, .) only where nodes = 1 (a group of
         # one), where the ring costs nothing and wins the Min anyway, so that an absent tree
         # bound to alpha_tree = oo stays oo, never 0 * oo
-        depth = sp.Max(1, sp.floor(sp.log(nodes, 2)))
+        depth = extreme(sp.Max, 1, sp.floor(sp.log(nodes, 2)))
         tree = base + 2 * ((n / nodes - 1) * hardware.collective_latency + depth * hardware.tree_latency)
         out["tree"] = count * tree + 2 * payload * count / (link * hardware.tree_efficiency)
     if c.kind in ("all_reduce", "all_gather", "reduce_scatter") and hardware.nvls_latency is not None and inside:
@@ -219,7 +223,7 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
             moved = sent / (2 * hardware.nvls_efficiency * link)
         else:
             # NB: max(n - 1, 1) only guards n = 1, where the ring (no cost) wins the Min
-            moved = payload * count * n / (sp.Max(n - 1, 1) * hardware.nvls_efficiency * link)
+            moved = payload * count * n / (extreme(sp.Max, n - 1, 1) * hardware.nvls_efficiency * link)
         out["nvls"] = count * (hardware.nvls_latency + overhead) + moved
     return out
 
@@ -231,10 +235,11 @@ def collective_time(c: Collective, hardware: Hardware) -> sp.Expr:
     fits = sp.Le(as_expr(c.span, "span"), hardware.scale_up_domain)
     if fits is sp.true or fits is sp.false:
         times = _algorithms(c, hardware, inside=fits is sp.true)
-        return times["ring"] if len(times) == 1 else sp.Min(*times.values())
-    # a symbolic span: the fastest algorithm of each placement
+        return times["ring"] if len(times) == 1 else extreme(sp.Min, *times.values())
+    # a symbolic span: the fastest algorithm of each placement (NB: extreme leaves the Min
+    # unevaluated while the times are symbolic: SymPy's pairwise order search rarely succeeds)
     inside, across = (_algorithms(c, hardware, inside=flag) for flag in (True, False))
-    return sp.Piecewise((sp.Min(*inside.values()), fits), (sp.Min(*across.values()), True))
+    return sp.Piecewise((extreme(sp.Min, *inside.values()), fits), (extreme(sp.Min, *across.values()), True))
 
 
 @dataclass(frozen=True)

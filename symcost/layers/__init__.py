@@ -7,6 +7,7 @@ from .base import Layer as Layer
 from .base import Phase as Phase
 from .embedding import EmbeddingLayer as EmbeddingLayer
 from .embedding import LMHeadLayer as LMHeadLayer
+from .mamba2 import Mamba2Layer as Mamba2Layer
 from .mla import MLALayer as MLALayer
 from .mlp import GatedMLPLayer as GatedMLPLayer
 from .mlp import MLPLayer as MLPLayer
@@ -21,6 +22,7 @@ __all__ = [
     "GatedMLPLayer",
     "GroupedQueryAttentionLayer",
     "Layer",
+    "Mamba2Layer",
     "MLALayer",
     "MLPLayer",
     "MoELayer",

@@ -59,6 +59,10 @@ class _Attention(Layer):
     bias: Union[bool, Literal["qkv"]] = False
     """Biases on every projection (``True``, GPT), on Q, K and V only (``"qkv"``, Qwen2), or none."""
     dropout: bool = False
+    qk_norm: bool = False
+    """RMSNorm over each query and key head's ``head_dim`` (Qwen3's ``q_norm`` and ``k_norm``):
+    ``2d`` weights (one ``d``-vector for Q, one for K, shared by the heads) and 4 FLOPs per element
+    of Q and K (``T*(a_t + g_t)*d`` elements per chip)."""
 
     @field_validator("kv_cache_dtype", mode="before")
     @classmethod
@@ -146,7 +150,8 @@ class _Attention(Layer):
         ``h`` output bias."""
         h, a, g, d = self.hidden_size, self.num_heads, self.kv_heads, self.d
         qkv_bias = (a + 2 * g) * d if self.bias else 0
-        return 2 * h * a * d + 2 * h * g * d + qkv_bias + (h if self.bias is True else 0)
+        qk_norm = 2 * d if self.qk_norm else 0
+        return 2 * h * a * d + 2 * h * g * d + qkv_bias + (h if self.bias is True else 0) + qk_norm
 
     def forward_ops(self, ctx: Context):
         h, d, e, T = self.hidden_size, self.d, ctx.e, ctx.tokens
@@ -155,6 +160,11 @@ class _Attention(Layer):
         ops: list = list(self.tp_enter(ctx, T * h * e))
         # (T x h) @ (h x (a_t + 2 g_t) d): Q, K and V in one column-parallel matmul
         ops.append(Matmul("qkv", m=T, n=(a_t + 2 * g_t) * d, k=h, dtype_bytes=e, bias=bool(self.bias)))
+        if self.qk_norm:
+            # RMSNorm over each Q and K head: read Q, K and the 2d weights, write them back
+            qk = T * (a_t + g_t) * d
+            ops.append(Vector("qk_norm", elements=qk, flops_per_element=VECTOR_FLOPS["rmsnorm"],
+                              read_bytes=(qk + 2 * d) * e, write_bytes=qk * e))
         if ulysses and not ctx.decode:
             # sequence-sharded -> head-sharded: each chip's Q, K, V buffer
             ops.append(Collective("all_to_all", "sp", ctx.sp, T * (a_t + 2 * g_t) * d * e,
@@ -189,6 +199,8 @@ class _Attention(Layer):
             params += (a_t + 2 * g_t) * d  # column biases sharded
         if self.bias is True:
             params += h  # the output bias, replicated
+        if self.qk_norm:
+            params += 2 * d  # the Q and K norm weights, replicated
         return params * ctx.e
 
     def saved_activations(self, ctx: Context) -> sp.Expr:
@@ -201,6 +213,8 @@ class _Attention(Layer):
         if ctx.recompute == "full":
             return saved
         saved += T * (2 * a_t + 2 * g_t) * d * e  # Q, K, V and the core's output
+        if self.qk_norm:
+            saved += T * (a_t + g_t) * d * e  # Q and K before their norms (a norm keeps its input)
         return saved + core_saved_activations(self._core(ctx), ctx, self.dropout, h)
 
     def peak_activations(self, ctx: Context) -> sp.Expr:
@@ -208,6 +222,8 @@ class _Attention(Layer):
         h, d, e, T = self.hidden_size, self.d, ctx.e, ctx.tokens
         a_t, g_t = self._heads(ctx)
         elements = 2 * T * h + T * (2 * a_t + 2 * g_t) * d
+        if self.qk_norm:
+            elements += T * (a_t + g_t) * d  # the normed copies of Q and K
         core = self._core(ctx)
         if not self.flash_attention:
             elements += core.score_elements

@@ -18,7 +18,7 @@ import sympy as sp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from ..core import symbols as sym
-from ..core._expr import check_divides, dim
+from ..core._expr import check_divides, dim, extreme
 from ..core.assumptions import Assumption, collecting, merge
 from ..core.binding import Chip, time_model
 from ..core.compile import compile_exact
@@ -160,7 +160,7 @@ def shard_heads(heads: sp.Expr, degree: sp.Expr) -> sp.Expr:
         return sp.Integer(1)
     if (heads - degree).is_nonnegative:
         return heads / degree
-    return heads / sp.Min(heads, degree)
+    return heads / extreme(sp.Min, heads, degree)  # undecided above: not compared again
 
 
 class Layer(BaseModel):
@@ -368,9 +368,20 @@ class Layer(BaseModel):
 
 @functools.lru_cache(maxsize=1024)
 def is_numeric(layer: Layer) -> bool:
-    """True when no field of ``layer`` (parallel degrees included) holds a symbol."""
+    """True when no field of ``layer`` (parallel degrees included), nor of a layer it holds
+    (a block's attention and MLP, directly or in a tuple), holds a symbol."""
     values = list(layer.__dict__.values()) + list(layer.parallelism.__dict__.values())
-    return not any(isinstance(v, sp.Basic) and v.free_symbols for v in values)
+    return all(_numeric_value(v) for v in values)
+
+
+def _numeric_value(value: Any) -> bool:
+    if isinstance(value, sp.Basic):
+        return not value.free_symbols
+    if isinstance(value, Layer):
+        return is_numeric(value)
+    if isinstance(value, (tuple, list)):
+        return all(_numeric_value(v) for v in value)
+    return True
 
 
 @functools.lru_cache(maxsize=1024)

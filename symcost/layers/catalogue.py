@@ -19,6 +19,7 @@ from ..errors import ConfigError
 from .attention import AttentionLayer, GroupedQueryAttentionLayer
 from .base import Layer
 from .embedding import EmbeddingLayer, LMHeadLayer
+from .mamba2 import Mamba2Layer
 from .mla import MLALayer
 from .mlp import GatedMLPLayer, MLPLayer
 from .moe import MoELayer
@@ -37,6 +38,7 @@ LAYER_TYPES: dict[str, Callable[..., Layer]] = {
     "rmsnorm": functools.partial(NormLayer, kind="rmsnorm"),
     "embedding": EmbeddingLayer,
     "lm-head": LMHeadLayer,
+    "mamba2": Mamba2Layer,
 }
 """Every layer type by its name (``rmsnorm`` is :class:`NormLayer` with ``kind="rmsnorm"``)."""
 

@@ -1,4 +1,4 @@
-"""Builders for mixture-of-experts and latent-attention models (Mixtral, DeepSeek-V3)."""
+"""Builders for mixture-of-experts and latent-attention models (Mixtral, Qwen3-MoE, DeepSeek-V2/V3)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ..layers.moe import MoELayer
 from ..layers.norm import NormLayer
 from .model import Model, TransformerBlock, resolve_causal
 
-__all__ = ["deepseek_v3", "from_moe_config", "mixtral"]
+__all__ = ["deepseek_v3", "from_moe_config", "mixtral", "qwen3_moe"]
 
 
 def _ends(par: Parallelism, hidden_size: Any, vocab_size: Any, tied: bool) -> dict[str, Any]:
@@ -51,9 +51,10 @@ def deepseek_v3(hidden_size: Any, num_heads: Any, num_layers: Any, vocab_size: A
                 first_dense_layers: Any, q_lora_rank: Any, kv_lora_rank: Any, qk_nope_head_dim: Any,
                 qk_rope_head_dim: Any, v_head_dim: Any, parallelism: ParallelismLike = None,
                 tied: bool = False, causal: Optional[bool] = None, activation: Activation = "silu",
-                name: str = "deepseek-v3") -> Model:
+                router_bias: bool = True, name: str = "deepseek-v3") -> Model:
     """DeepSeek-V3: MLA attention; the first ``first_dense_layers`` blocks with a dense SwiGLU MLP,
-    the rest with a MoE of routed and shared experts (router score bias included). The
+    the rest with a MoE of routed and shared experts (router score bias included; DeepSeek-V2
+    has none: ``router_bias=False``). The
     multi-token-prediction module is not part of the model. Flash attention, so ``causal``
     resolves to ``True`` (see :func:`symcost.model.resolve_causal`)."""
     par = Parallelism.coerce(parallelism)
@@ -67,7 +68,7 @@ def deepseek_v3(hidden_size: Any, num_heads: Any, num_layers: Any, vocab_size: A
     moe = TransformerBlock(attention=attention, norm_kind="rmsnorm", parallelism=par,
                            mlp=MoELayer(hidden_size=hidden_size, expert_intermediate_size=moe_intermediate_size,
                                         num_experts=num_experts, top_k=top_k,
-                                        num_shared_experts=num_shared_experts, router_bias=True,
+                                        num_shared_experts=num_shared_experts, router_bias=router_bias,
                                         activation=activation, parallelism=par))
     # a group of provably no layers is left out (a config may have no dense or no MoE layer)
     blocks = tuple((blk, n) for blk, n in ((dense, first_dense_layers), (moe, num_layers - first_dense_layers))
@@ -75,9 +76,61 @@ def deepseek_v3(hidden_size: Any, num_heads: Any, num_layers: Any, vocab_size: A
     return Model(name=name, blocks=blocks, **_ends(par, hidden_size, vocab_size, tied))
 
 
+def qwen3_moe(hidden_size: Any, num_heads: Any, num_kv_heads: Any, head_dim: Any, vocab_size: Any,
+              intermediate_size: Any, moe_intermediate_size: Any, num_experts: Any, top_k: Any,
+              moe_layers: list[bool], attention_bias: bool = False, tied: bool = False,
+              causal: Optional[bool] = None, activation: Activation = "silu", flash_attention: bool = True,
+              name: str = "qwen3-moe") -> Model:
+    """Qwen3-MoE: Qwen3's attention (GQA, RMSNorm on each Q and K head) and, on the layers
+    ``moe_layers`` marks, a top-k MoE of SwiGLU experts without shared experts (a dense SwiGLU
+    MLP of ``intermediate_size`` on the others). Flash attention by default, so ``causal``
+    resolves to ``True``."""
+    par = Parallelism.coerce(None)
+    attention = GroupedQueryAttentionLayer(hidden_size=hidden_size, num_heads=num_heads, num_kv_heads=num_kv_heads,
+                                           head_dim=head_dim, bias=attention_bias, qk_norm=True,
+                                           flash_attention=flash_attention,
+                                           causal=resolve_causal(causal, flash_attention), parallelism=par)
+    moe = MoELayer(hidden_size=hidden_size, expert_intermediate_size=moe_intermediate_size, num_experts=num_experts,
+                   top_k=top_k, activation=activation, parallelism=par)
+    dense = GatedMLPLayer(hidden_size=hidden_size, intermediate_size=intermediate_size, activation=activation,
+                          parallelism=par)
+    runs: list[list[Any]] = []
+    for is_moe in moe_layers:  # consecutive layers of one kind: one (block, count) group
+        if runs and runs[-1][0] == is_moe:
+            runs[-1][1] += 1
+        else:
+            runs.append([is_moe, 1])
+    blocks = tuple((TransformerBlock(attention=attention, mlp=moe if is_moe else dense, norm_kind="rmsnorm",
+                                     parallelism=par), n) for is_moe, n in runs)
+    return Model(name=name, blocks=blocks, **_ends(par, hidden_size, vocab_size, tied))
+
+
+def _qwen3_moe_config(reader: Any, common: dict[str, Any]) -> Model:
+    """The qwen3_moe branch: HF Qwen3MoeDecoderLayer puts the MoE on layer i unless i is in
+    ``mlp_only_layers`` and ``(i + 1) % decoder_sparse_step == 0`` (``num_experts`` 0, which would
+    make every layer dense, is refused)."""
+    experts, top_k = reader.positive("num_experts"), reader.positive("num_experts_per_tok")
+    if top_k > experts:
+        raise reader.error(f"num_experts_per_tok ({top_k}) must not exceed num_experts ({experts})")
+    step = reader.positive("decoder_sparse_step", 1)
+    dense_only = reader._get("mlp_only_layers", [])
+    if not isinstance(dense_only, list) or not all(type(i) is int for i in dense_only):
+        raise reader.error(f"mlp_only_layers must be a list of layer indices, got {dense_only!r}")
+    if reader.flag("use_sliding_window"):
+        raise reader.error("use_sliding_window = true is not modelled for qwen3_moe")
+    reader.read.update({"sliding_window", "max_window_layers", "layer_types"})  # no window without it
+    moe_layers = [i not in dense_only and (i + 1) % step == 0 for i in range(common["num_layers"])]
+    del common["num_layers"]
+    return qwen3_moe(moe_intermediate_size=reader.positive("moe_intermediate_size"), num_experts=experts,
+                     top_k=top_k, moe_layers=moe_layers, attention_bias=reader.flag("attention_bias"), **common)
+
+
 def from_moe_config(model_type: str, reader: Any, common: dict[str, Any]) -> Model:
-    """The mixtral and deepseek_v3 branches of :func:`symcost.models.from_hf_config` (``reader``
-    reads keys with one-line errors; ``common`` holds what every type shares)."""
+    """The mixtral, qwen3_moe, deepseek_v2 and deepseek_v3 branches of
+    :func:`symcost.models.from_hf_config` (``reader`` reads keys with one-line errors; ``common``
+    holds what every type shares)."""
+    if model_type == "qwen3_moe":
+        return _qwen3_moe_config(reader, common)
     if model_type == "mixtral":
         experts, top_k = reader.positive("num_local_experts"), reader.positive("num_experts_per_tok")
         if top_k > experts:
@@ -103,4 +156,4 @@ def from_moe_config(model_type: str, reader: Any, common: dict[str, Any]) -> Mod
         q_lora_rank=reader.positive("q_lora_rank", None, nullable=True),
         kv_lora_rank=reader.positive("kv_lora_rank"), qk_nope_head_dim=reader.positive("qk_nope_head_dim"),
         qk_rope_head_dim=reader.positive("qk_rope_head_dim"), v_head_dim=reader.positive("v_head_dim"),
-        **common)
+        router_bias=model_type == "deepseek_v3", **common)

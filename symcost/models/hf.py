@@ -23,15 +23,32 @@ __all__ = ["from_hf_config", "ConfigError", "MODELLED", "COST_FREE", "COST_FREE_
 _SIZES = ("hidden_size", "num_attention_heads", "num_hidden_layers", "vocab_size", "intermediate_size")
 _COMMON = ("model_type", "_name_or_path", *_SIZES, "tie_word_embeddings", "hidden_act", "attention_dropout")
 _GQA = ("num_key_value_heads", "head_dim", "_attn_implementation")
+_QWEN_WINDOWS = ("sliding_window", "use_sliding_window", "max_window_layers", "layer_types")
+_DEEPSEEK = ("moe_intermediate_size", "n_routed_experts", "n_shared_experts", "num_experts_per_tok",
+             "first_k_dense_replace", "moe_layer_freq", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim",
+             "qk_rope_head_dim", "v_head_dim", "attention_bias")
 MODELLED: dict[str, tuple[str, ...]] = {
     "llama": (*_COMMON, *_GQA, "attention_bias", "mlp_bias"),
     "mistral": (*_COMMON, *_GQA, "sliding_window"),
     "mixtral": (*_COMMON, *_GQA, "sliding_window", "num_local_experts", "num_experts_per_tok",
                 "router_jitter_noise"),
-    "qwen2": (*_COMMON, *_GQA, "sliding_window", "use_sliding_window", "max_window_layers", "layer_types"),
-    "deepseek_v3": (*_COMMON, "moe_intermediate_size", "n_routed_experts", "n_shared_experts",
-                    "num_experts_per_tok", "first_k_dense_replace", "moe_layer_freq", "q_lora_rank",
-                    "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "attention_bias"),
+    "qwen2": (*_COMMON, *_GQA, *_QWEN_WINDOWS),
+    "qwen3": (*_COMMON, *_GQA, *_QWEN_WINDOWS, "attention_bias"),
+    "qwen3_moe": (*_COMMON, *_GQA, *_QWEN_WINDOWS, "attention_bias", "moe_intermediate_size", "num_experts",
+                  "num_experts_per_tok", "decoder_sparse_step", "mlp_only_layers"),
+    "phi3": (*_COMMON, *_GQA, "sliding_window", "resid_pdrop", "embd_pdrop"),
+    "gemma2": (*(k for k in _COMMON if k != "hidden_act"), "hidden_activation", *_GQA, "attention_bias",
+               "sliding_window", "layer_types"),
+    "deepseek_v2": (*_COMMON, *_DEEPSEEK),
+    "deepseek_v3": (*_COMMON, *_DEEPSEEK),
+    "gpt2": ("model_type", "_name_or_path", "n_embd", "n_head", "n_layer", "n_positions", "n_inner", "vocab_size",
+             "activation_function", "attn_pdrop", "embd_pdrop", "resid_pdrop", "tie_word_embeddings",
+             "add_cross_attention", "_attn_implementation"),
+    "gpt_neox": (*_COMMON, "use_parallel_residual", "attention_bias", "hidden_dropout", "_attn_implementation"),
+    "falcon": ("model_type", "_name_or_path", "hidden_size", "num_attention_heads", "num_hidden_layers",
+               "vocab_size", "ffn_hidden_size", "activation", "bias", "multi_query", "num_kv_heads",
+               "new_decoder_architecture", "parallel_attn", "num_ln_in_parallel_attn", "alibi",
+               "tie_word_embeddings", "attention_dropout", "hidden_dropout", "_attn_implementation"),
 }
 """The keys each ``model_type`` reads into the model; its keys are the supported model types."""
 
@@ -59,9 +76,12 @@ COST_FREE: dict[str, str] = {
                      "early_stopping"), "generation settings (older transformers save them in config.json): "
                                        "symcost costs the batch and lengths each call passes"),
     **dict.fromkeys(("torch_dtype", "dtype", "quantization_config", "use_bfloat16"), _PRECISION),
-    **dict.fromkeys(("rope_theta", "rope_scaling", "rope_interleave", "rope_parameters"), _ROPE),
+    **dict.fromkeys(("rope_theta", "rope_scaling", "rope_interleave", "rope_parameters", "partial_rotary_factor",
+                     "rotary_pct", "rotary_emb_base", "original_max_position_embeddings"), _ROPE),
     "max_position_embeddings": "RoPE has no position table; the context length is the caller's seq_len",
-    "rms_norm_eps": "a constant inside RMSNorm: the same arithmetic for any epsilon",
+    **dict.fromkeys(("rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon"),
+                    "a constant inside the norm: the same arithmetic for any epsilon"),
+    "classifier_dropout": "the sequence-classification head's dropout: that head is not part of the LM",
     "pretraining_tp": "HF's reference code slices each projection into this many matmuls: the same FLOPs",
     "router_aux_loss_coef": _AUX_LOSS,
     "aux_loss_alpha": _AUX_LOSS,
@@ -69,15 +89,45 @@ COST_FREE: dict[str, str] = {
 }
 """Keys that change no cost symcost counts, with the reason (any model_type)."""
 
+_DEEPSEEK_FREE = {
+    **dict.fromkeys(("n_group", "topk_group", "topk_method", "norm_topk_prob", "scoring_func",
+                     "routed_scaling_factor"), _ROUTING),
+    "num_key_value_heads": "multi-head latent attention has no KV-head count: K and V come from the latent",
+    "head_dim": "the RoPE width (HF sets it to qk_rope_head_dim); the head widths are the qk_*/v_head_dim keys",
+    "ep_size": "parallelism: symcost takes it per call (parallelism=...)",
+    "num_nextn_predict_layers": "the multi-token-prediction module, which HF's DeepseekV3ForCausalLM "
+                                "does not build either: not part of the model",
+}
+_SCORE_SCALE = ("a scale of the attention scores inside the attention kernel, as the 1/sqrt(d) scale is: "
+                "not counted (docs/conventions.md §16, item 15)")
+_SOFTCAP = ("tanh soft-capping, cap * tanh(x / cap): elementwise, 3 FLOPs per score (inside the flash kernel, "
+            "as the score scale) or per logit (about 3 / (2h) of the LM head's matmul FLOPs, 0.04 % at "
+            "h = 3584); not counted, as the score scale and RoPE are not (docs/conventions.md §16, item 15)")
 COST_FREE_FOR: dict[str, dict[str, str]] = {
-    "deepseek_v3": {
-        **dict.fromkeys(("n_group", "topk_group", "topk_method", "norm_topk_prob", "scoring_func",
-                         "routed_scaling_factor"), _ROUTING),
-        "num_key_value_heads": "multi-head latent attention has no KV-head count: K and V come from the latent",
-        "head_dim": "the RoPE width (HF sets it to qk_rope_head_dim); the head widths are the qk_*/v_head_dim keys",
-        "ep_size": "parallelism: symcost takes it per call (parallelism=...)",
-        "num_nextn_predict_layers": "the multi-token-prediction module, which HF's DeepseekV3ForCausalLM "
-                                    "does not build either: not part of the model",
+    "deepseek_v2": _DEEPSEEK_FREE,
+    "deepseek_v3": _DEEPSEEK_FREE,
+    "qwen3_moe": {"norm_topk_prob": _ROUTING},
+    "gemma2": {
+        "attn_logit_softcapping": _SOFTCAP, "final_logit_softcapping": _SOFTCAP,
+        "query_pre_attn_scalar": _SCORE_SCALE,
+        "hidden_act": "not read by transformers' Gemma 2 MLP, which applies hidden_activation (modelled)",
+        "sliding_window_size": "an older duplicate of sliding_window that Gemma2Config does not read "
+                               "(sliding_window is modelled)",
+        "cache_implementation": "generation's cache class (a hybrid sliding/static cache): the KV cache "
+                                "sizes come from the per-layer windows, which are modelled",
+    },
+    "gpt2": {
+        "n_ctx": "the original release's context length, which GPT2Config keeps but does not read "
+                 "(n_positions sizes the position table and is modelled)",
+        **dict.fromkeys(("scale_attn_weights", "scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"),
+                        _SCORE_SCALE),
+        **dict.fromkeys(("summary_type", "summary_use_proj", "summary_activation", "summary_proj_to_labels",
+                         "summary_first_dropout"), "the sequence-summary head of GPT2DoubleHeadsModel and the "
+                                                   "classifiers: not part of GPT2LMHeadModel"),
+    },
+    "falcon": {
+        "apply_residual_connection_post_layernorm": "which tensor the residual adds (the norm's input or "
+                                                    "output): the same ops either way",
     },
 }
 """Per ``model_type``: keys that change no cost for that type only, with the reason."""
@@ -86,14 +136,21 @@ COST_FREE_FOR: dict[str, dict[str, str]] = {
 # exact erf form; it is priced as the table's GELU (the tanh form's 8 FLOPs per element).
 HF_ACTIVATIONS: dict[str, str] = {"silu": "silu", "swish": "silu", "gelu": "gelu", "gelu_new": "gelu",
                                   "gelu_pytorch_tanh": "gelu", "gelu_fast": "gelu", "relu": "relu"}
+# what the config class assumes when hidden_act (or the type's own key) is absent
+_ACTIVATION_KEY = {"gemma2": ("hidden_activation", "gelu_pytorch_tanh"), "gpt2": ("activation_function", "gelu_new"),
+                   "gpt_neox": ("hidden_act", "gelu"), "falcon": ("activation", "gelu")}
+# tie_word_embeddings' default where the config class does not take PretrainedConfig's True as
+# False (Gemma2Config, GPT2Config and FalconConfig keep True; the others set False)
+_TIED_BY_DEFAULT = ("gemma2", "gpt2", "falcon")
 
 # Defaults of transformers' config classes for keys a file may omit, where they change cost
 # (transformers/models/<type>/configuration_<type>.py): MistralConfig(sliding_window=4096),
-# Qwen2Config(use_sliding_window=False, max_window_layers=28). A missing num_key_value_heads means
+# Qwen2Config and Qwen3Config(use_sliding_window=False, max_window_layers=28). A missing num_key_value_heads means
 # multi-head attention for llama (LlamaConfig: None -> num_attention_heads) and is an error for the
 # others, whose classes default to a fixed count (8 or 32) no file would mean.
 MISTRAL_DEFAULT_WINDOW = 4096
 QWEN2_DEFAULT_MAX_WINDOW_LAYERS = 28
+GEMMA2_DEFAULT_WINDOW = 4096  # Gemma2Config(sliding_window=4096)
 
 # transformers' attention implementations: "eager" computes and stores the whole score matrix;
 # the others are fused kernels that do not (flash_attention=True)
@@ -156,12 +213,22 @@ class _Reader:
         if value != 0:
             raise self.error(f"{key} = {value!r} is not modelled ({what}); only 0 is")
 
-    def activation(self) -> str:
-        value = self._get("hidden_act", "silu")  # every supported config class defaults to silu
+    def rate(self, key: str, default: float = 0.0) -> bool:
+        """A dropout rate: whether it is non-zero (absent: ``default``, the config class's; null: 0)."""
+        value = self._get(key, default)
+        if value is None:
+            return False
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise self.error(f"{key} must be a number in [0, 1), got {value!r}")
+        return value != 0
+
+    def activation(self, key: str = "hidden_act", default: str = "silu") -> str:
+        """The activation ``key`` names (absent: ``default``, the config class's)."""
+        value = self._get(key, default)
         if not isinstance(value, str):
-            raise self.error(f"hidden_act must be a string, got {value!r}")
+            raise self.error(f"{key} must be a string, got {value!r}")
         if value not in HF_ACTIVATIONS:
-            raise self.error(f"hidden_act {value!r} is not modelled; known: {', '.join(HF_ACTIVATIONS)}")
+            raise self.error(f"{key} {value!r} is not modelled; known: {', '.join(HF_ACTIVATIONS)}")
         return HF_ACTIVATIONS[value]
 
     def divides(self, big: str, small: str) -> None:
@@ -210,11 +277,14 @@ def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], *, name: str | 
                    causal: Optional[bool] = None, ignore_keys: Iterable[str] = ()) -> Model:
     """A :class:`Model` from a Hugging Face ``config.json``: a path, its folder, or the parsed dict.
 
-    Supported ``model_type``: llama, mistral, mixtral, qwen2, deepseek_v3. Every key is modelled
-    (:data:`MODELLED`: sizes, KV heads, head_dim, biases, hidden_act, tied embeddings, sliding
-    windows -- Qwen2's per layer -- and the MoE/MLA shapes), known to be cost-free
-    (:data:`COST_FREE`, each with its reason: RoPE settings, max_position_embeddings, token ids,
-    precision, ...), or refused with a one-line :class:`ConfigError` naming the key; so is a
+    Supported ``model_type``: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, phi3, gemma2,
+    deepseek_v2, deepseek_v3, gpt2, gpt_neox, falcon. Every key is modelled (:data:`MODELLED`:
+    sizes, KV heads, head_dim, biases, the activation, tied embeddings, sliding windows -- Qwen2's
+    and Qwen3's per layer, Gemma 2's alternating -- Qwen3's Q/K norms, Gemma 2's post-norms,
+    GPT-2's learned positions and dropout, GPT-NeoX's and Falcon's parallel attention and MLP,
+    Falcon's KV heads and shared norm, and the MoE/MLA shapes), known to be cost-free
+    (:data:`COST_FREE`, per type :data:`COST_FREE_FOR`, each with its reason: RoPE settings, token ids,
+    precision, soft-capping, ...), or refused with a one-line :class:`ConfigError` naming the key; so is a
     wrong type or value. ``ignore_keys`` acknowledges extra keys as cost-free. The model is
     named ``name``, else ``_name_or_path``, else the folder's name, else the model_type.
     ``causal`` as in :func:`symcost.model.resolve_causal`: ``None`` follows the kernel, a fused
@@ -256,15 +326,25 @@ def _one_line(err: ValueError) -> str:
 
 
 def _build(reader: _Reader, model_type: str, causal: Optional[bool]) -> Model:
+    if model_type in ("gpt2", "falcon"):  # their own size keys
+        from .hf_builders import falcon, gpt2
+
+        return (gpt2 if model_type == "gpt2" else falcon)(reader, causal, _kernel(reader))
     sizes = {key: reader.positive(key) for key in _SIZES}
     common = {
         "hidden_size": sizes["hidden_size"], "num_heads": sizes["num_attention_heads"],
         "num_layers": sizes["num_hidden_layers"], "vocab_size": sizes["vocab_size"],
-        "intermediate_size": sizes["intermediate_size"], "tied": reader.flag("tie_word_embeddings"),
-        "activation": reader.activation(), "causal": causal,
+        "intermediate_size": sizes["intermediate_size"],
+        "tied": reader.flag("tie_word_embeddings", model_type in _TIED_BY_DEFAULT),
+        "activation": reader.activation(*_ACTIVATION_KEY.get(model_type, ("hidden_act", "silu"))),
+        "causal": causal,
     }
     reader.zero("attention_dropout", "dropout on the attention probabilities in training")
-    if model_type == "deepseek_v3":
+    if model_type == "gpt_neox":
+        from .hf_builders import gpt_neox
+
+        return gpt_neox(reader, common, _kernel(reader))
+    if model_type in ("deepseek_v2", "deepseek_v3"):
         from .builders import from_moe_config
 
         return from_moe_config(model_type, reader, common)
@@ -276,18 +356,24 @@ def _build(reader: _Reader, model_type: str, causal: Optional[bool]) -> Model:
     if head_dim is None:
         reader.divides("hidden_size", "num_attention_heads")
     common.update(num_kv_heads=kv, head_dim=head_dim, flash_attention=_kernel(reader))
-    if model_type == "mixtral":
+    if model_type in ("mixtral", "qwen3_moe"):
         from .builders import from_moe_config
 
         return from_moe_config(model_type, reader, common)
     bias: Any = False
-    if model_type == "llama":
+    if model_type in ("llama", "qwen3", "gemma2"):
         bias = reader.flag("attention_bias")
+    if model_type == "llama":
         common["mlp_bias"] = reader.flag("mlp_bias")
     elif model_type == "qwen2":
         bias = "qkv"  # HF Qwen2Attention: biases on q_proj, k_proj, v_proj always, none on o_proj
+    elif model_type == "phi3":  # dropout on the residual branches and the embedding, in training
+        reader.zero("resid_pdrop", "dropout on the attention's and MLP's outputs in training")
+        reader.zero("embd_pdrop", "dropout on the embedding's output in training")
     windows = _layer_windows(reader, model_type, sizes["num_hidden_layers"])
-    return _llama_with_windows(windows, attention_bias=bias, **common)
+    # Qwen3's q_norm/k_norm (RMSNorm per head); Gemma 2's norms after attention and MLP
+    extra = {"qk_norm": model_type == "qwen3", "post_norms": model_type == "gemma2"}
+    return _llama_with_windows(windows, attention_bias=bias, **extra, **common)
 
 
 def _kernel(reader: _Reader) -> bool:
@@ -304,17 +390,30 @@ def _layer_windows(reader: _Reader, model_type: str, num_layers: int) -> list[Op
     """The sliding window of each layer (None: full attention), as transformers builds them."""
     if model_type == "llama":
         return [None] * num_layers
-    if model_type == "mistral":
-        return [reader.positive("sliding_window", MISTRAL_DEFAULT_WINDOW, nullable=True)] * num_layers
-    # qwen2: Qwen2Config drops sliding_window unless use_sliding_window; layer i slides when
-    # layer_types says so, by default when i >= max_window_layers
+    if model_type in ("mistral", "phi3"):  # one window on every layer (Phi3Config's default: none)
+        default = MISTRAL_DEFAULT_WINDOW if model_type == "mistral" else None
+        return [reader.positive("sliding_window", default, nullable=True)] * num_layers
+    if model_type == "gemma2":
+        # Gemma2DecoderLayer: even layers slide, odd ones attend globally (unless layer_types says)
+        window = reader.positive("sliding_window", GEMMA2_DEFAULT_WINDOW, nullable=True)
+        alternating = [_LAYER_TYPES[1 - i % 2] for i in range(num_layers)]
+        return _typed_windows(reader, window, num_layers, alternating)
+    # qwen2, qwen3: the config class drops sliding_window unless use_sliding_window; layer i
+    # slides when layer_types says so, by default when i >= max_window_layers
     window = reader.positive("sliding_window", None, nullable=True)
     window = window if reader.flag("use_sliding_window") else None
-    types = reader._get("layer_types", None)
-    if types is None:
+    if reader.config.get("layer_types") is None:
         first = reader.count("max_window_layers", QWEN2_DEFAULT_MAX_WINDOW_LAYERS)
         return [window if i >= first else None for i in range(num_layers)]
     reader.read.add("max_window_layers")  # layer_types overrides it
+    return _typed_windows(reader, window, num_layers, None)
+
+
+def _typed_windows(reader: _Reader, window: Optional[int], num_layers: int,
+                   default: Optional[list[str]]) -> list[Optional[int]]:
+    """``window`` on the layers ``layer_types`` (else ``default``) calls sliding_attention."""
+    types = reader._get("layer_types", None)
+    types = default if types is None else types
     if not isinstance(types, list) or len(types) != num_layers:
         raise reader.error(f"layer_types must list {num_layers} entries (one per layer), got {types!r}")
     for kind in types:

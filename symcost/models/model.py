@@ -22,10 +22,10 @@ from typing import Any, Callable, Literal, Optional, Sequence, Union
 import sympy as sp
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from ..core import binding
+from ..core import binding, display
 from ..core import symbols as sym
 from ..core._expr import dim, exact
-from ..core.dtypes import DtypeLike
+from ..core.dtypes import DataType, DtypeLike
 from ..core.metrics import LayerMetrics
 from ..core.notation import expression
 from ..core.notation import text as _text
@@ -40,7 +40,7 @@ from ..layers.embedding import EmbeddingLayer, LMHeadLayer
 from ..layers.mlp import Activation, GatedMLPLayer, MLPLayer
 from ..layers.norm import NormLayer
 
-__all__ = ["Model", "TransformerBlock", "register_steps", "resolve_causal"]
+__all__ = ["MixerBlock", "Model", "TransformerBlock", "register_steps", "resolve_causal", "window_pattern"]
 
 # NB: the training and inference steps (symcost.step) are built on Model, so this module must not
 # import them (no import cycle, no upward import). symcost.step registers its functions here when
@@ -71,15 +71,24 @@ def _step(name: str) -> Callable[..., Any]:
 class TransformerBlock(Layer):
     """A pre-norm transformer block: ``x + attn(norm(x))`` then ``x + mlp(norm(x))``.
 
-    ``attention`` and ``mlp`` are layers with the block's parallelism; the two norms are of
+    ``attention`` and ``mlp`` are layers with the block's parallelism; the norms are of
     ``norm_kind`` over the attention's hidden size. Under ``recompute="full"`` the block keeps
     only its input (Korthikanti et al.'s ``2sbh`` per layer at e = 2); otherwise it keeps what
     its layers keep. Its inference peak is the residual stream plus the largest layer's peak.
+
+    Variants: ``parallel`` (GPT-J, GPT-NeoX, Falcon): ``x + attn(norm(x)) + mlp(norm(x))``, the
+    same ops (two norms, two residual adds) with the attention's output held while the MLP runs
+    (one more ``T*h*e`` in the peak); ``shared_norm`` (Falcon-7B, needs ``parallel``): one norm
+    feeds both; ``post_norms`` (Gemma 2): a norm on the attention's and the MLP's outputs before
+    each residual add. Norms per block: ``(1 if shared_norm else 2) + (2 if post_norms else 0)``.
     """
 
     attention: Layer
     mlp: Layer
     norm_kind: Literal["layernorm", "rmsnorm"] = "rmsnorm"
+    parallel: bool = False
+    shared_norm: bool = False
+    post_norms: bool = False
 
     @model_validator(mode="after")
     def _check_parts(self) -> "TransformerBlock":
@@ -90,6 +99,8 @@ class TransformerBlock(Layer):
         # NB: hidden_size is not declared by the Layer contract yet (issue 9); every layer has it
         if self.attention.hidden_size != self.mlp.hidden_size:  # type: ignore[attr-defined]
             raise ConfigError("attention and mlp must share hidden_size")
+        if self.shared_norm and not self.parallel:
+            raise ConfigError("shared_norm needs parallel=True (one norm feeding attention and mlp side by side)")
         return self
 
     @property
@@ -102,12 +113,26 @@ class TransformerBlock(Layer):
         return NormLayer(hidden_size=self.hidden_size, kind=self.norm_kind, parallelism=self.parallelism)
 
     @property
+    def num_norms(self) -> int:
+        """Norms per block: 2 (pre-norm), 1 (``shared_norm``), plus 2 with ``post_norms``."""
+        return (1 if self.shared_norm else 2) + (2 if self.post_norms else 0)
+
+    @property
+    def labelled_parts(self) -> tuple[tuple[str, Layer], ...]:
+        """``(label, layer)`` for every layer of the block in execution order (``"norm"``,
+        ``"attention"``, ``"mlp"``)."""
+        norm = ("norm", self.norm)
+        post = (norm,) if self.post_norms else ()
+        second = () if self.shared_norm else (norm,)
+        return (norm, ("attention", self.attention), *post, *second, ("mlp", self.mlp), *post)
+
+    @property
     def parts(self) -> tuple[Layer, ...]:
-        return (self.norm, self.attention, self.norm, self.mlp)
+        return tuple(layer for _, layer in self.labelled_parts)
 
     @property
     def num_params(self) -> sp.Expr:
-        return 2 * self.norm.num_params + self.attention.num_params + self.mlp.num_params
+        return self.num_norms * self.norm.num_params + self.attention.num_params + self.mlp.num_params
 
     def check(self, ctx: Context) -> None:
         for part in (self.attention, self.mlp):
@@ -119,9 +144,17 @@ class TransformerBlock(Layer):
                       read_bytes=2 * n * e, write_bytes=n * e)
 
     def forward_ops(self, ctx: Context):
-        norm = self.norm
-        return [*norm.forward_ops(ctx), *self.attention.forward_ops(ctx), self._residual(ctx),
-                *norm.forward_ops(ctx), *self.mlp.forward_ops(ctx), self._residual(ctx)]
+        def norm() -> list:
+            return self.norm.forward_ops(ctx)
+
+        def post() -> list:
+            return norm() if self.post_norms else []
+
+        attention, mlp = [*self.attention.forward_ops(ctx), *post()], [*self.mlp.forward_ops(ctx), *post()]
+        if self.parallel:  # x + attn(norm(x)) + mlp(norm(x)): two residual adds after both branches
+            second = [] if self.shared_norm else norm()
+            return [*norm(), *attention, *second, *mlp, self._residual(ctx), self._residual(ctx)]
+        return [*norm(), *attention, self._residual(ctx), *norm(), *mlp, self._residual(ctx)]
 
     def selective_recompute_ops(self, ctx: Context):
         return self.attention.selective_recompute_ops(ctx) + self.mlp.selective_recompute_ops(ctx)
@@ -136,14 +169,121 @@ class TransformerBlock(Layer):
 
     def peak_activations(self, ctx: Context) -> sp.Expr:
         residual = ctx.sharded_tokens * self.hidden_size * ctx.e
-        # the two norms are alike: Max over three layers (STYLE rule 5)
+        if self.parallel:
+            residual *= 2  # the attention's output (reduced, sequence-sharded like x), kept for the sum
+        # the norms are alike: Max over three layers (STYLE rule 5)
         return residual + sp.Max(*(part.peak_activations(ctx) for part in (self.norm, self.attention, self.mlp)))
 
     def kv_cache_memory(self, ctx: Context) -> sp.Expr:
         return self.attention.kv_cache_memory(ctx) + self.mlp.kv_cache_memory(ctx)
 
+    # the layer contract, answered by the block's parts (the steps and the search ask blocks)
+    @property
+    def query_heads(self) -> Optional[sp.Expr]:
+        return self.attention.query_heads
+
+    @property
+    def kv_heads(self) -> Optional[sp.Expr]:
+        return self.attention.kv_heads
+
+    @property
+    def num_routed_experts(self) -> Optional[sp.Expr]:
+        return self.mlp.num_routed_experts
+
+    @property
+    def expert_params_per_chip(self) -> sp.Expr:
+        return self.mlp.expert_params_per_chip
+
+
+class MixerBlock(Layer):
+    """A pre-norm residual block around one layer: ``x + mixer(norm(x))``.
+
+    The blocks of state-space and hybrid stacks that are not attention + MLP pairs: a Mamba-2
+    layer (mamba_ssm's ``Block`` with ``d_intermediate=0``: pure Mamba-2 models), or, in
+    Nemotron-H-like hybrids, an attention-only or MLP-only layer. Its contract is its mixer's
+    plus the norm and the residual add; under ``recompute="full"`` it keeps only its input.
+
+    >>> from symcost import MixerBlock, Mamba2Layer
+    >>> block = MixerBlock(mixer=Mamba2Layer(hidden_size=64, num_heads=4, head_dim=32,
+    ...                                      state_size=16, num_groups=1, conv_kernel=4,
+    ...                                      chunk_size=8))
+    >>> block.num_params - block.mixer.num_params       # the RMSNorm's weight
+    64
+    """
+
+    mixer: Layer
+    norm_kind: Literal["layernorm", "rmsnorm"] = "rmsnorm"
+
+    @model_validator(mode="after")
+    def _check_parts(self) -> "MixerBlock":
+        if self.mixer.parallelism != self.parallelism:
+            raise ConfigError(f"{type(self.mixer).__name__}.parallelism must equal the block's "
+                              f"({self.mixer.parallelism} vs {self.parallelism})")
+        return self
+
+    @property
+    def hidden_size(self) -> sp.Expr:
+        return self.mixer.hidden_size  # type: ignore[attr-defined]
+
+    @property
+    def norm(self) -> NormLayer:
+        """The block's norm."""
+        return NormLayer(hidden_size=self.hidden_size, kind=self.norm_kind, parallelism=self.parallelism)
+
+    @property
+    def parts(self) -> tuple[Layer, ...]:
+        return (self.norm, self.mixer)
+
+    @property
+    def num_params(self) -> sp.Expr:
+        return self.norm.num_params + self.mixer.num_params
+
+    def check(self, ctx: Context) -> None:
+        self.mixer.check(ctx)
+
+    def forward_ops(self, ctx: Context):
+        n, e = ctx.sharded_tokens * self.hidden_size, ctx.e
+        residual = Vector("residual", elements=n, flops_per_element=VECTOR_FLOPS["bias"],
+                          read_bytes=2 * n * e, write_bytes=n * e)
+        return [*self.norm.forward_ops(ctx), *self.mixer.forward_ops(ctx), residual]
+
+    def selective_recompute_ops(self, ctx: Context):
+        return self.mixer.selective_recompute_ops(ctx)
+
+    def weight_memory(self, ctx: Context) -> sp.Expr:
+        return self.norm.weight_memory(ctx) + self.mixer.weight_memory(ctx)
+
+    def saved_activations(self, ctx: Context) -> sp.Expr:
+        if ctx.recompute == "full":
+            return ctx.sharded_tokens * self.hidden_size * ctx.e  # the block's input
+        return self.norm.saved_activations(ctx) + self.mixer.saved_activations(ctx)
+
+    def peak_activations(self, ctx: Context) -> sp.Expr:
+        residual = ctx.sharded_tokens * self.hidden_size * ctx.e
+        return residual + sp.Max(self.norm.peak_activations(ctx), self.mixer.peak_activations(ctx))
+
+    def kv_cache_memory(self, ctx: Context) -> sp.Expr:
+        return self.mixer.kv_cache_memory(ctx)
+
+    @property
+    def query_heads(self) -> Optional[sp.Expr]:
+        return self.mixer.query_heads
+
+    @property
+    def kv_heads(self) -> Optional[sp.Expr]:
+        return self.mixer.kv_heads
+
+    @property
+    def num_routed_experts(self) -> Optional[sp.Expr]:
+        return self.mixer.num_routed_experts
+
+    @property
+    def expert_params_per_chip(self) -> sp.Expr:
+        return self.mixer.expert_params_per_chip
+
 
 Count = Any
+Block = Union[TransformerBlock, MixerBlock]
 
 def resolve_causal(causal: Optional[bool], flash_attention: bool) -> bool:
     """The attention layers' ``causal`` for a builder's ``causal`` argument.
@@ -176,7 +316,7 @@ class Model(BaseModel):
 
     name: str = "model"
     embedding: EmbeddingLayer
-    blocks: tuple[tuple[TransformerBlock, Count], ...]
+    blocks: tuple[tuple[Block, Count], ...]
     final_norm: NormLayer
     lm_head: LMHeadLayer
 
@@ -213,8 +353,37 @@ class Model(BaseModel):
         $\displaystyle \text{gpt}:\quad N_{\mathrm{params}} = h \left(12 L h + 13 L + V + 2050\right),\quad
         N_{\mathrm{layers}} = L$
         """
+        count = self.parameter_count
+        readable = "" if not isinstance(count, int) else \
+            f" \\approx {display.latex(count, 'count')}"
         return (f"$\\displaystyle \\text{{{_text(self.name)}}}:\\quad N_{{\\mathrm{{params}}}} = "
-                f"{expression(self.parameter_count)},\\quad N_{{\\mathrm{{layers}}}} = {expression(self.num_layers)}$")
+                f"{expression(count)}{readable},\\quad N_{{\\mathrm{{layers}}}} = {expression(self.num_layers)}$")
+
+    def _layer_rows(self) -> list[tuple[str, Layer, Any]]:
+        """:meth:`parts` with each block split into its layer types (for the shape table)."""
+        rows: list[tuple[str, Layer, Any]] = []
+        for name, layer, count in self.parts():
+            if not isinstance(layer, TransformerBlock):
+                rows.append((name, layer, count))
+                continue
+            seen: dict[str, list[Any]] = {}
+            for sub in layer.parts:
+                seen.setdefault(type(sub).__name__, [sub, 0])[1] += 1
+            rows += [(f"{name} {kind}", sub, count * times) for kind, (sub, times) in seen.items()]
+        return rows
+
+    # NB: for people (symcost.models.display): a shape table and the parameter count
+    def _repr_html_(self) -> str:
+        from .display import model_html
+        return model_html(self)
+
+    def __repr__(self) -> str:
+        from .display import model_repr
+        return model_repr(self)
+
+    def __str__(self) -> str:
+        from .display import model_text
+        return model_text(self)
 
     def parts(self) -> list[tuple[str, Layer, Any]]:
         """``(name, layer, count)`` for every distinct layer of the model."""
@@ -231,10 +400,15 @@ class Model(BaseModel):
                   recompute: Recompute = "none", overlap: bool = False) -> list[tuple[str, Any, LayerMetrics]]:
         """``(name, count, metrics of one)`` per distinct layer; ``recompute`` applies to blocks."""
         rows = []
+        # NB: equal layers in several groups (a hybrid local/global model alternates two blocks in
+        # L groups) are costed once: metrics are immutable, the rows share them
+        seen: dict[Layer, LayerMetrics] = {}
         for name, layer, count in self.parts():
-            mode = recompute if isinstance(layer, TransformerBlock) else "none"
-            rows.append((name, count, layer.compute_metrics(batch_size, seq_len, phase, dtype, hardware,
-                                                            recompute=mode, overlap=overlap)))
+            if layer not in seen:
+                mode = recompute if isinstance(layer, (TransformerBlock, MixerBlock)) else "none"
+                seen[layer] = layer.compute_metrics(batch_size, seq_len, phase, dtype, hardware,
+                                                    recompute=mode, overlap=overlap)
+            rows.append((name, count, seen[layer]))
         return rows
 
     def compute_metrics(self, batch_size: Any = None, seq_len: Any = None,
@@ -297,12 +471,14 @@ class Model(BaseModel):
               attention_bias: Union[bool, Literal["qkv"]] = False, flash_attention: bool = True,
               kv_cache_dtype: Optional[str] = None, causal: Optional[bool] = None,
               window: Any = None, activation: Activation = "silu", mlp_bias: bool = False,
-              name: str = "llama") -> "Model":
+              qk_norm: bool = False, post_norms: bool = False, name: str = "llama") -> "Model":
         """Llama-style: RoPE (no position parameters), RMSNorm, GQA and a gated MLP without
         biases (``attention_bias="qkv"`` for Qwen2, ``True`` on every projection; ``mlp_bias``
         on the MLP's), untied LM head unless ``tied``; ``activation`` on the gate (SwiGLU's
         ``"silu"``; ``"gelu"`` makes GeGLU); ``window`` a sliding window (Mistral-7B-v0.1);
-        ``kv_cache_dtype`` stores the KV cache in another format (e.g. ``"fp8_e4m3"``).
+        ``kv_cache_dtype`` stores the KV cache in another format (e.g. ``"fp8_e4m3"``);
+        ``qk_norm`` an RMSNorm on each Q and K head (Qwen3), ``post_norms`` a norm after the
+        attention and after the MLP (Gemma 2).
 
         Attention is flash by default, so ``causal`` resolves to ``True``: only the unmasked
         pairs are counted (see :func:`resolve_causal`)."""
@@ -312,10 +488,11 @@ class Model(BaseModel):
                                                  num_kv_heads=num_kv_heads, head_dim=head_dim,
                                                  bias=attention_bias, flash_attention=flash_attention,
                                                  causal=resolve_causal(causal, flash_attention), window=window,
-                                                 kv_cache_dtype=kv_cache_dtype, parallelism=par),
+                                                 kv_cache_dtype=kv_cache_dtype, qk_norm=qk_norm,
+                                                 parallelism=par),
             mlp=GatedMLPLayer(hidden_size=hidden_size, intermediate_size=intermediate_size,
                               activation=activation, bias=mlp_bias, parallelism=par),
-            norm_kind="rmsnorm", parallelism=par)
+            norm_kind="rmsnorm", post_norms=post_norms, parallelism=par)
         return cls(
             name=name,
             embedding=EmbeddingLayer(vocab_size=vocab_size, hidden_size=hidden_size, parallelism=par),
@@ -371,6 +548,70 @@ class Model(BaseModel):
         """
         return _step("max_context")(self, hardware, batch_size, dtype, parallelism, prefill_chunk)
 
+    def with_window(self, window: Any, global_every: Optional[int] = None) -> "Model":
+        """The same model with a sliding ``window`` on its attention layers: on every one, or,
+        with ``global_every=k``, hybrid local/global as Gemma 2 (k = 2) and Gemma 3 (k = 6) are:
+        layer ``i`` (0-based) is global (full attention) when ``k`` divides ``i + 1``, local
+        otherwise (:func:`window_pattern`). Windows the model had are replaced; ``window=None``
+        removes them. Consecutive equal layers stay one ``(block, count)`` group.
+
+        A local layer's KV cache holds ``min(s, w)`` tokens, a global one's ``s``: below, 2 local
+        and 2 global layers at 2 (K, V) x 2 KV heads x 16 x 2 bytes = 128 bytes per token each.
+
+        >>> from symcost import Model, symbols as S
+        >>> m = Model.llama(hidden_size=64, num_heads=4, num_kv_heads=2, num_layers=4, vocab_size=128,
+        ...                 intermediate_size=128).with_window(S.window, global_every=2)
+        >>> [(blk.attention.window, n) for blk, n in m.blocks]
+        [(w, 1), (None, 1), (w, 1), (None, 1)]
+        >>> m.compute_metrics(batch_size=1, phase="decode", dtype="bf16").kv_cache_memory_per_chip
+        256*s + 256*Min(s, w)
+        """
+        if global_every is None:
+            if window is not None:
+                dim(window, "window")  # one ConfigError here, not a ValidationError per block
+            return _with_windows(self, [(blk, n, window) for blk, n in self.blocks])
+        if window is None:
+            raise ConfigError("global_every: needs a window (the local layers' sliding window)")
+        return self.with_layer_windows(window_pattern(self.num_layers, window, global_every))
+
+    def with_layer_windows(self, windows: Sequence[Any]) -> "Model":
+        """The same model with ``windows[i]`` the sliding window of layer ``i`` (``None``: full
+        attention), one entry per layer; consecutive layers of the same block and window are
+        grouped into one ``(block, count)``. What a config's per-layer ``layer_types`` builds.
+
+        >>> from symcost import Model
+        >>> m = Model.llama(hidden_size=64, num_heads=4, num_kv_heads=2, num_layers=3, vocab_size=128,
+        ...                 intermediate_size=128).with_layer_windows([512, 512, None])
+        >>> [(blk.attention.window, n) for blk, n in m.blocks]
+        [(512, 2), (None, 1)]
+        """
+        layers = []
+        for i, (blk, n) in enumerate(self.blocks):
+            if not isinstance(exact(n), int):
+                raise ConfigError(f"windows: per-layer windows need a whole number of layers; "
+                                  f"blocks[{i}] repeats {n} times")
+            layers += [blk] * int(n)
+        if len(windows) != len(layers):
+            raise ConfigError(f"windows: one window per layer, {len(layers)} in all; got {len(windows)}")
+        return _with_windows(self, [(blk, 1, w) for blk, w in zip(layers, windows)])
+
+    def with_kv_cache_dtype(self, dtype: Optional[str]) -> "Model":
+        """The same model with every attention layer's KV cache stored in ``dtype`` (a
+        :class:`~symcost.core.dtypes.DataType` or its name, e.g. ``"fp8_e4m3"`` or ``"nvfp4"``;
+        ``None``: the activations' format), whatever the compute ``dtype`` of a call.
+
+        >>> from symcost import Model
+        >>> m = Model.llama(hidden_size=64, num_heads=4, num_kv_heads=2, num_layers=4, vocab_size=128,
+        ...                 intermediate_size=128).with_kv_cache_dtype("nvfp4")
+        >>> m.compute_metrics(batch_size=1, seq_len=64, phase="decode", dtype="bf16").kv_cache_memory_per_chip
+        9216
+
+        (4 layers x 64 tokens x 64 K and V elements x 9/16 byte.)
+        """
+        value = None if dtype is None else DataType.parse(dtype)
+        blocks = tuple((_with_attention(blk, "kv_cache_dtype", value), n) for blk, n in self.blocks)
+        return self.model_copy(update={"blocks": blocks})
+
     def with_parallelism(self, parallelism: ParallelismLike) -> "Model":
         """The same model with every layer under ``parallelism`` (memoized: the same model and
         parallelism give the same object)."""
@@ -385,9 +626,71 @@ def _with_parallelism(model: "Model", par: Parallelism) -> "Model":
         if isinstance(layer, TransformerBlock):
             update["attention"] = re(layer.attention)
             update["mlp"] = re(layer.mlp)
+        elif isinstance(layer, MixerBlock):
+            update["mixer"] = re(layer.mixer)
         return type(layer)(**{**dict(layer), **update})
 
     return Model(name=model.name, embedding=re(model.embedding),
                  blocks=tuple((re(blk), n) for blk, n in model.blocks),
                  final_norm=re(model.final_norm), lm_head=re(model.lm_head))
 
+
+
+def window_pattern(num_layers: Any, window: Any, global_every: int) -> list[Any]:
+    """Per-layer windows of a hybrid local/global model: layer ``i`` (0-based) is global
+    (``None``) when ``global_every`` divides ``i + 1``, else local with ``window``.
+
+    NB: this is Hugging Face transformers' convention: ``Gemma2Config`` builds ``layer_types`` as
+    ``"sliding_attention" if bool((i + 1) % 2) else "full_attention"`` and ``Gemma3Config`` the
+    same with ``sliding_window_pattern`` (6) for 2
+    (transformers/models/gemma2/configuration_gemma2.py, gemma3/configuration_gemma3.py): even
+    layers slide, odd layers are global, for k = 2.
+
+    >>> window_pattern(6, 4096, 3)
+    [4096, 4096, None, 4096, 4096, None]
+    """
+    if isinstance(global_every, bool) or not isinstance(global_every, int) or global_every < 1:
+        raise ConfigError(f"global_every must be a positive integer, got {global_every!r}")
+    layers = exact(num_layers)
+    if not isinstance(layers, int):
+        raise ConfigError(f"global_every: a hybrid pattern needs a whole number of layers, got {layers}")
+    dim(window, "window")  # validated once here, not per layer
+    return [None if (i + 1) % global_every == 0 else window for i in range(layers)]
+
+
+def _with_windows(model: Model, layers: Sequence[tuple[Block, Any, Any]]) -> Model:
+    """``model`` with ``(block, count, window)`` in order: each block's attention takes the window,
+    consecutive equal results merge into one ``(block, count)`` group."""
+    runs: list[tuple[Block, Any]] = []
+    built: dict[tuple[int, Any], Block] = {}
+    for blk, n, window in layers:
+        key = (id(blk), window)
+        if key not in built:
+            built[key] = _with_attention(blk, "window", window)
+        new = built[key]
+        if runs and runs[-1][0] == new:
+            runs[-1] = (new, runs[-1][1] + n)
+        else:
+            runs.append((new, n))
+    return model.model_copy(update={"blocks": tuple(runs)})
+
+
+_ATTENTION_OPTIONS = {"window": "sliding window", "kv_cache_dtype": "KV-cache format of its own"}
+
+
+def _with_attention(blk: Block, field: str, value: Any) -> Block:
+    """``blk`` with its attention's ``field`` set to ``value`` (the same block when unchanged).
+    A :class:`MixerBlock` takes it on its mixer when that is an attention layer (one with the
+    field) and is returned unchanged otherwise (a Mamba-2 or MLP mixer: no KV cache to window)."""
+    if isinstance(blk, MixerBlock):
+        mixer = blk.mixer
+        if field not in type(mixer).model_fields or getattr(mixer, field) == value:
+            return blk
+        return type(blk)(**{**dict(blk), "mixer": type(mixer)(**{**dict(mixer), field: value})})
+    attention = blk.attention
+    if field not in type(attention).model_fields:
+        raise ConfigError(f"{field}: the model's {type(attention).__name__} has no {_ATTENTION_OPTIONS[field]}")
+    if getattr(attention, field) == value:
+        return blk
+    new = type(attention)(**{**dict(attention), field: value})
+    return type(blk)(**{**dict(blk), "attention": new})

@@ -18,7 +18,7 @@ from importlib import resources
 from typing import Any, Callable, Optional
 
 from ..errors import ConfigError
-from . import builders
+from . import builders, ssm
 from .model import Model
 
 __all__ = ["BUILDERS", "PRESETS", "get", "load", "names"]
@@ -28,6 +28,7 @@ BUILDERS: dict[str, Callable[..., Model]] = {
     "gpt": Model.gpt,
     "mixtral": builders.mixtral,
     "deepseek_v3": builders.deepseek_v3,
+    "mamba2": ssm.mamba2,
 }
 """The builders a preset file may name. Each takes ``causal`` (``None``: the kernel's default, see
 :func:`symcost.models.model.resolve_causal`: every preset but gpt3-175b runs flash attention, so

@@ -263,7 +263,7 @@ def max_batch_size(model: "Model", hardware: Hardware | str, seq_len: Any, dtype
     chip = get_hardware(hardware)
     if prefill_chunk is None:
         step = inference_step(model, chip, None, seq_len, dtype, parallelism)
-        return max_integer(step.memory_per_chip, sym.batch_size, chip.hbm_capacity)
+        return max_integer(step.memory_per_chip, sym.batch_size, chip.hbm_capacity, kind="bytes")
     par = resolve_parallelism(model, parallelism)
     s = dim(seq_len, "seq_len")
     chunk = _prefill_chunk(prefill_chunk, par)
@@ -271,7 +271,7 @@ def max_batch_size(model: "Model", hardware: Hardware | str, seq_len: Any, dtype
     if q is not chunk and (s - chunk).is_negative is not True:
         raise ConfigError(f"prefill_chunk: cannot tell whether seq_len {s} exceeds prefill_chunk {chunk}")
     memory = _memory_expr(model, chip, sym.batch_size, s, q, DataType.parse(dtype), par)
-    return max_integer(memory, sym.batch_size, chip.hbm_capacity)
+    return max_integer(memory, sym.batch_size, chip.hbm_capacity, kind="bytes")
 
 
 def max_context(model: "Model", hardware: Hardware | str, batch_size: Any = 1, dtype: Any = "bf16",
@@ -300,7 +300,8 @@ def max_context(model: "Model", hardware: Hardware | str, batch_size: Any = 1, d
                           f"and {par.cp}")
     if prefill_chunk is None:
         step = inference_step(model, chip, batch_size, None, dtype, par)
-        return max_integer(step.memory_per_chip, sym.seq_len, chip.hbm_capacity, multiple_of=int(par.seq_multiple))
+        return max_integer(step.memory_per_chip, sym.seq_len, chip.hbm_capacity, multiple_of=int(par.seq_multiple),
+                           kind="bytes")
     chunk = _prefill_chunk(prefill_chunk, par)
     if chunk is None or not chunk.is_Integer:
         raise ConfigError(f"prefill_chunk must be a number for max_context, got {chunk}")
@@ -308,11 +309,11 @@ def max_context(model: "Model", hardware: Hardware | str, batch_size: Any = 1, d
     datatype = DataType.parse(dtype)
     s, multiple = sym.seq_len, int(par.sp)
     whole = _memory_expr(model, chip, b, s, s, datatype, par)
-    short = max_integer(whole, s, chip.hbm_capacity, upper=int(chunk), multiple_of=multiple)
+    short = max_integer(whole, s, chip.hbm_capacity, upper=int(chunk), multiple_of=multiple, kind="bytes")
     if short.value is None or short.value < chunk:
         return short  # nothing fits, or the limit lies within one chunk
     chunked = _memory_expr(model, chip, b, s, chunk, datatype, par)
-    return max_integer(chunked, s, chip.hbm_capacity, lower=int(chunk), multiple_of=multiple)
+    return max_integer(chunked, s, chip.hbm_capacity, lower=int(chunk), multiple_of=multiple, kind="bytes")
 
 
 @functools.lru_cache(maxsize=64)

@@ -8,7 +8,7 @@ from typing import Any, Optional, Sequence
 
 import sympy as sp
 
-from ..core._expr import check_divides, exact
+from ..core._expr import check_divides, exact, extreme
 from ..core.dtypes import DataType
 from ..core.metrics import LayerMetrics
 from ..core.ops import Collective, CollectiveKind
@@ -44,7 +44,7 @@ def _max_all(values: Sequence[Any]) -> Any:
         return exact(distinct[0])
     if all(x.is_number for x in distinct):
         return exact(max(distinct))
-    return exact(sp.Max(*distinct))
+    return exact(extreme(sp.Max, *distinct))  # not compared: SymPy's search costs seconds per step
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,23 @@ class TrainingStep:
                 "weights": self.weight_memory, "gradients": self.gradient_memory,
                 "optimizer": self.optimizer_memory, "activations": self.activation_memory}
 
+    # NB: for people (symcost.plan.display): times, bytes and MFU with units; the fields stay exact
+    def __repr__(self) -> str:
+        from .display import training_repr
+        return training_repr(self)
+
+    def __str__(self) -> str:
+        from .display import training_text
+        return training_text(self)
+
+    def _repr_latex_(self) -> str:
+        from .display import training_latex
+        return training_latex(self)
+
+    def _repr_html_(self) -> str:
+        from .display import training_html
+        return training_html(self)
+
 
 @dataclass(frozen=True)
 class InferenceStep:
@@ -123,6 +140,23 @@ class InferenceStep:
     def fits(self) -> Optional[bool]:
         """Whether ``memory_per_chip`` fits the chip's HBM (``None`` while symbolic)."""
         return _fits(self.memory_per_chip, self.hardware)
+
+    # NB: for people (symcost.plan.display): times and bytes with units; the fields stay exact
+    def __repr__(self) -> str:
+        from .display import inference_repr
+        return inference_repr(self)
+
+    def __str__(self) -> str:
+        from .display import inference_text
+        return inference_text(self)
+
+    def _repr_latex_(self) -> str:
+        from .display import inference_latex
+        return inference_latex(self)
+
+    def _repr_html_(self) -> str:
+        from .display import inference_html
+        return inference_html(self)
 
 
 _FIELDS = {"latency": "latency", "weight": "weight_memory_per_chip",
@@ -297,8 +331,8 @@ def model_parts(model: "Model", rows: Sequence[tuple[str, Any, LayerMetrics]], d
     blocks = []
     for i, (blk, n) in enumerate(model.blocks):
         q = quantities(by_name[f"blocks[{i}]"][1])
-        if blk.mlp.num_routed_experts is not None:
-            q["expert_weight"] = sp.sympify(blk.mlp.expert_params_per_chip * e)
+        if blk.num_routed_experts is not None:
+            q["expert_weight"] = sp.sympify(blk.expert_params_per_chip * e)
         blocks.append((n, q))
     return {"embedding": quantities(by_name["embedding"][1]), "blocks": blocks, "tail": tail}
 

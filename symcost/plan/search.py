@@ -1,11 +1,12 @@
 """Parallelism search: enumerate, discard what does not divide or fit, rank by time.
 
 For a training job the candidates are every combination of tensor (t), pipeline (p), data (d),
-sequence (Megatron ``"tp"`` or a Ulysses degree u) and expert (e) parallelism with
-``t * u * p * d = num_chips``, a micro-batch size, an interleaving degree, a recompute mode and a
-ZeRO stage. Layer costs are compiled once per (sequence mode, recompute mode) with
-``b``, ``t``, ``u`` and ``e`` free, the pipeline/DP/memory assembly once per (ZeRO stage, p = 1?,
-v = 1?), and all candidates are evaluated as NumPy arrays — the same expressions as
+sequence (Megatron ``"tp"`` or a Ulysses degree u), context (cp, only the degrees asked for) and
+expert (e) parallelism with ``t * u * cp * p * d = num_chips``, a micro-batch size, an
+interleaving degree, a recompute mode and a ZeRO stage. Layer costs are compiled once per
+(sequence mode, recompute mode, overlap, cp) with ``b``, ``t``, ``u`` and ``e`` free, the
+pipeline/DP/memory assembly once per (ZeRO stage, p = 1?, v = 1?) with ``cp`` free when a degree
+other than 1 is tried, and all candidates are evaluated as NumPy arrays — the same expressions as
 :meth:`Model.training_step`, in float64.
 
 >>> from symcost import models, search
@@ -18,10 +19,12 @@ True
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence, cast
+from typing import Any, Callable, Iterator, Optional, Sequence, cast
 
 import numpy as np
 import sympy as sp
@@ -100,29 +103,25 @@ class SearchResult:
     def __str__(self) -> str:
         return self.format(10)
 
+    def __repr__(self) -> str:
+        from .display import search_repr
+        return search_repr(self)
+
+    def _repr_html_(self) -> str:
+        """The ten best rows, ranked, with units; the chosen (fastest) row highlighted."""
+        from .display import search_html
+        return search_html(self, 10)
+
     def format(self, n: int = 10) -> str:
-        """The counts and the ``n`` best rows as a text table."""
+        """The counts and the ``n`` best rows as a text table (times, bytes, MFU with units)."""
+        from .display import search_cell, search_columns
+
         head = (f"{self.num_candidates:,} candidates, {self.num_valid:,} divide, {self.num_fit:,} fit "
                 f"({self.seconds:.2f} s)\n")
-        context = "cp" in self.columns and bool((self.columns["cp"] != 1).any())
-        cols = [c for c in ("tp", "pp", "dp", "sp", *(("cp",) if context else ()), "ep", "micro_batch", "interleave",
-                            "recompute", "zero_stage",
-                            "step_time", "ttft", "tpot", "memory_per_chip", "mfu") if c in self.columns]
+        cols = search_columns(self)
         lines = ["  ".join(f"{c:>11}" for c in cols)]
         for r in self.rows(n):
-            cells = []
-            for c in cols:
-                value = r[c]
-                if c == "sp" and r.get("megatron_sp"):
-                    value = "tp"
-                elif c in ("step_time", "ttft", "tpot"):
-                    value = f"{value:.4g} s"
-                elif c == "memory_per_chip":
-                    value = f"{value / 1e9:.1f} GB"
-                elif c == "mfu":
-                    value = f"{value:.3f}"
-                cells.append(value)
-            lines.append("  ".join(f"{str(c):>11}" for c in cells))
+            lines.append("  ".join(f"{search_cell(r, c):>11}" for c in cols))
         return head + "\n".join(lines)
 
 
@@ -131,15 +130,22 @@ def _divisors(n: int) -> list[int]:
 
 
 def _heads(model: Model) -> tuple[int, Optional[int]]:
-    attn = model.blocks[0][0].attention
-    a = int(cast(Any, attn.query_heads))
-    g = None if attn.kv_heads is None else int(attn.kv_heads)
+    # the first block with heads (a hybrid's may start with a mixer-less MLP block)
+    blk = next(b for b, _ in model.blocks if b.query_heads is not None)
+    a = int(cast(Any, blk.query_heads))
+    g = None if blk.kv_heads is None else int(blk.kv_heads)
     return a, g
 
 
 def _valid_tp(model: Model, t: int) -> bool:
+    return _accepts(model, {"tensor_parallel": t})
+
+
+def _accepts(model: Model, par: dict[str, int]) -> bool:
+    """Whether every layer of ``model`` accepts the degrees ``par`` (a Mamba-2 layer refuses
+    context parallelism, say)."""
     try:
-        model.with_parallelism({"tensor_parallel": t})
+        model.with_parallelism(par)
     except ValueError:
         return False
     return True
@@ -147,7 +153,6 @@ def _valid_tp(model: Model, t: int) -> bool:
 
 _P, _D, _V = sp.Symbol("_p", positive=True, integer=True), sp.Symbol("_d", positive=True, integer=True), \
     sp.Symbol("_v", positive=True, integer=True)
-_C = sp.Symbol("_c", positive=True, integer=True)
 
 
 def _context_degrees(values: Sequence[int]) -> tuple[int, ...]:
@@ -191,7 +196,7 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
 
     ``context_parallel``: the context-parallel degrees tried (default only 1); each degree c joins
     the product ``t * u * c * p * d = num_chips`` where it divides and ``seq_len`` splits into
-    ``2 * c * u`` chunks, and adds the column ``cp``.
+    ``2 * c * u`` chunks (docs/conventions.md §3b), and fills the column ``cp``.
     """
     import time
 
@@ -218,10 +223,9 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
     import time
 
     N, B, s = space.N, space.B, space.s
-    rows, candidates = space.rows()
-    if not rows:
+    cols, candidates = space.rows()
+    if cols is None:
         return SearchResult({c: np.array([]) for c in _COLUMNS}, candidates, 0, 0, time.perf_counter() - start)
-    cols = _Columns.of(rows)
     report(0.1, f"{candidates:,} candidates enumerated")
     quantities = _QUANTITIES + (("expert_weight",) if space.moe else ())  # routed experts: DP over dp/ep only
     values = _layer_values(space, cols, chip, datatype, quantities, report)
@@ -233,12 +237,13 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
     columns = {
         "tp": cols.t[order], "pp": cols.p[order], "dp": cols.d[order], "sp": cols.u[order], "cp": cols.c[order],
         "megatron_sp": cols.msp[order].astype(bool), "ep": cols.e[order], "micro_batch": cols.b[order],
-        "interleave": cols.v[order], "overlap": cols.ov[order].astype(bool), "recompute": cols.rc[order],
+        "interleave": cols.v[order], "overlap": cols.ov[order].astype(bool),
+        "recompute": np.array(space.recompute)[cols.rc[order]],
         "zero_stage": cols.z[order], "step_time": step[order], "memory_per_chip": memory[order], "mfu": mfu[order],
         "tokens_per_second": B * s / step[order],
     }
     limits.add_cost(columns, N)
-    return SearchResult(columns, candidates, len(rows), int(fit.sum()), time.perf_counter() - start)
+    return SearchResult(columns, candidates, len(cols), int(fit.sum()), time.perf_counter() - start)
 
 
 @dataclass(frozen=True)
@@ -293,38 +298,49 @@ class _Space:
     zero_stages: tuple[int, ...]
     overlap: tuple[bool, ...]
     cps: tuple[int, ...] = (1,)
+    """The context-parallel degrees tried."""
 
     @property
     def moe(self) -> list[int]:
-        return [int(n) for n in (blk.mlp.num_routed_experts for blk, _ in self.model.blocks) if n is not None]
+        return [int(n) for n in (blk.num_routed_experts for blk, _ in self.model.blocks) if n is not None]
 
     @property
     def splits(self) -> dict[int, Any]:
         L = int(self.model.num_layers)
         return {p: pipeline_stages(L, p) for p in _divisors(self.N) if p <= L}
 
-    def rows(self) -> tuple[list[tuple], int]:
-        """The configurations that divide, as ``(t, u, p, d, e, b, v, msp, ov, rc, z, c)``, and how many
-        were enumerated."""
-        rows: list[tuple] = []
+    def degrees(self) -> Iterator[tuple[int, int, int, int, int]]:
+        """Every ``(t, u, cp, p, d)`` with ``t * u * cp * p * d = N`` and ``cp`` one of :attr:`cps`.
+
+        NB: a further degree is one more loop here, a field of :class:`_Columns` and an input of
+        the compiled programs; the options of each degree tuple are enumerated by :meth:`group`."""
+        for t in _divisors(self.N):
+            for u in _divisors(self.N // t):
+                for cp in (c for c in self.cps if (self.N // (t * u)) % c == 0):
+                    for p in _divisors(self.N // (t * u * cp)):
+                        yield t, u, cp, p, self.N // (t * u * cp * p)
+
+    def rows(self) -> tuple[Optional["_Columns"], int]:
+        """The configurations that divide, as columns (``None`` when none does), and how many
+        were enumerated (every degree tuple times its options)."""
+        groups: list[_Columns] = []
         candidates = 0
         tp_ok = {t: _valid_tp(self.model, t) for t in _divisors(self.N)}
+        cp_ok = {c: c == 1 or _accepts(self.model, {"context_parallel": c}) for c in self.cps}
         splits = self.splits
-        for t in _divisors(self.N):
-            for u, cp in itertools.product(_divisors(self.N // t), self.cps):
-                if (self.N // t) % (u * cp):
-                    continue
-                for p in _divisors(self.N // (t * u * cp)):
-                    d = self.N // (t * u * cp * p)
-                    combos = self._combos(t, p, d, splits)
-                    candidates += len(combos)
-                    if (tp_ok[t] and p in splits and not self.B % d and self._ulysses_ok(t, u)
-                            and (cp == 1 or not self.s % (2 * cp * u))):
-                        rows += [(t, u, p, d, *c[:4], c[6], c[4], c[5], cp) for c in combos
-                                 if self._keep(t, u, p, d, c)]
-        return rows, candidates
+        for t, u, cp, p, d in self.degrees():
+            axes = self._axes(t, p, d, splits)
+            candidates += math.prod(len(a) for a in axes)
+            if (tp_ok[t] and cp_ok[cp] and p in splits and not self.B % d and self._ulysses_ok(t, u)
+                    and self._context_ok(u, cp)):
+                groups.append(self.group(t, u, cp, p, d, axes))
+        kept = [g for g in groups if len(g)]
+        return (_Columns.concat(kept) if kept else None), candidates
 
-    def _combos(self, t: int, p: int, d: int, splits: dict[int, Any]) -> list[tuple]:
+    def _axes(self, t: int, p: int, d: int, splits: dict[int, Any]) -> list[np.ndarray]:
+        """The options of one degree tuple: expert degrees, micro-batches, interleaving degrees,
+        Megatron SP off/on, recompute modes (indices into :attr:`recompute`), ZeRO stages,
+        overlap off/on; the candidates are their product, in C order."""
         experts = self.moe[0] if self.moe else 1
         eps = [e for e in _divisors(d) if experts % e == 0] if self.moe else [1]
         micro = [b for b in _divisors(max(self.B // d, 1)) if b <= self.max_micro_batch]
@@ -332,22 +348,33 @@ class _Space:
         whole = math.gcd(*splits[p]) if p in splits else 1
         inter = [v for v in _divisors(whole) if v <= self.max_interleave] if p > 1 else [1]
         sp_modes = (False, True) if t > 1 else (False,)
-        return list(itertools.product(eps, micro, inter, sp_modes, self.recompute, self.zero_stages, self.overlap))
+        return [np.array(x, dtype=np.int64) for x in (eps, micro, inter, sp_modes, range(len(self.recompute)),
+                                                      self.zero_stages, self.overlap)]
+
+    def group(self, t: int, u: int, cp: int, p: int, d: int, axes: list[np.ndarray]) -> "_Columns":
+        """The candidates of one degree tuple that divide, as columns."""
+        index = [i.ravel() for i in np.meshgrid(*(np.arange(len(a)) for a in axes), indexing="ij")]
+        e, b, v, msp, rc, z, ov = (a[i] for a, i in zip(axes, index))
+        keep = ~((u > 1) & (msp == 1))  # one sequence mode at a time
+        keep &= ~((msp == 1) & (self.s % t != 0)) & ((self.B // d) % b == 0)
+        if d == 1:
+            keep &= z == self.zero_stages[0]  # without data parallelism every ZeRO stage is the same
+        if p > 1:
+            keep &= z < 2  # no framework runs ZeRO-2/3 with pipelines (step.check_zero_stage)
+        n = int(keep.sum())
+        full = functools.partial(np.full, n, dtype=np.int64)
+        return _Columns(full(t), full(u), full(p), full(d), e[keep], b[keep], v[keep], msp[keep], ov[keep],
+                        rc[keep], z[keep], full(cp))
 
     def _ulysses_ok(self, t: int, u: int) -> bool:
         """Ulysses needs the heads (and KV heads) to split ``t * u`` ways."""
         a, g = _heads(self.model)
         return u == 1 or not (a % (t * u) or g is None or g % (t * u) or self.s % u)
 
-    def _keep(self, t: int, u: int, p: int, d: int, combo: tuple) -> bool:
-        _, b, _, msp, _, z, _ = combo
-        if u > 1 and msp:
-            return False  # one sequence mode at a time
-        if (msp and self.s % t) or (self.B // d) % b:
-            return False
-        if d == 1 and z != self.zero_stages[0]:
-            return False  # without data parallelism every ZeRO stage is the same configuration
-        return not (z >= 2 and p > 1)  # no framework runs ZeRO-2/3 with pipelines (step.check_zero_stage)
+    def _context_ok(self, u: int, cp: int) -> bool:
+        """Context parallelism cuts the sequence into ``2 * cp`` load-balanced chunks, each split
+        ``u`` ways (Layer.validate; docs/conventions.md §3b)."""
+        return cp == 1 or not self.s % (2 * cp * u)
 
 
 @dataclass(frozen=True)
@@ -364,15 +391,15 @@ class _Columns:
     msp: np.ndarray
     ov: np.ndarray
     rc: np.ndarray
+    """The recompute mode, an index into the space's ``recompute``."""
     z: np.ndarray
     c: np.ndarray
+    """The context-parallel degree."""
 
     @classmethod
-    def of(cls, rows: list[tuple]) -> "_Columns":
-        arr = np.array([r[:9] for r in rows], dtype=np.int64)
-        t, u, p, d, e, b, v, msp, ov = (arr[:, i] for i in range(9))
-        return cls(t, u, p, d, e, b, v, msp, ov, rc=np.array([r[9] for r in rows]),
-                   z=np.array([r[10] for r in rows], dtype=np.int64), c=np.array([r[11] for r in rows], dtype=np.int64))
+    def concat(cls, groups: Sequence["_Columns"]) -> "_Columns":
+        """The groups' candidates one after the other."""
+        return cls(*(np.concatenate([getattr(g, f.name) for g in groups]) for f in dataclasses.fields(cls)))
 
     def __len__(self) -> int:
         return len(self.t)
@@ -385,34 +412,42 @@ def _part_names(model: Model) -> list[str]:
 def _layer_values(space: _Space, cols: _Columns, chip: Hardware, datatype: DataType, quantities: tuple[str, ...],
                   report: Callable[[float, str], None]) -> dict[tuple[str, str], np.ndarray]:
     """Per candidate, each quantity of the embedding, one block of each group and the tail (final
-    norm + head), compiled per (sequence mode, recompute, overlap)."""
+    norm + head), compiled per (sequence mode, recompute, overlap, context-parallel degree)."""
     part_names = _part_names(space.model)
     values = {(part, q): np.zeros(len(cols)) for part in part_names for q in quantities}
     # NB: one variant serves t <= g and t > g alike: KV heads per chip are g/Min(g, t)
     # (symcost.layers.base.shard_heads), one whole KV head per chip past g as Megatron keeps it
-    # NB: one variant per context-parallel degree, numeric: cp = 1 is then exactly the plain layers
-    variants = list(itertools.product((False, True), space.recompute, space.overlap, space.cps))
-    for i, (msp, rc, ov, cp) in enumerate(variants):
+    # NB: the context-parallel degree is a number in each variant, not a free symbol: cp = 1 is then
+    # exactly the layers without CP, and the default search compiles nothing more
+    variants = list(itertools.product((False, True), enumerate(space.recompute), space.overlap, space.cps))
+    for i, (msp, (code, rc), ov, cp) in enumerate(variants):
         report(0.1 + 0.7 * i / len(variants), "compiling layer variants")
-        mask = (cols.msp == msp) & (cols.rc == rc) & (cols.ov == ov) & (cols.c == cp)
+        mask = (cols.msp == msp) & (cols.rc == code) & (cols.ov == ov) & (cols.c == cp)
         if not mask.any():
             continue
-        par = {"tensor_parallel": sym.tp, "expert_parallel": sym.ep,
-               "sequence_parallel": "tp" if msp else sym.sp, "context_parallel": cp}
-        sym_model = space.model.with_parallelism(par)
-        rows_ = sym_model.breakdown(sym.batch_size, space.s, "training", datatype, chip, cast(Recompute, rc),
-                                    bool(ov))
-        parts = model_parts(sym_model, rows_, datatype)
-        named = {"embedding": parts["embedding"], "tail": parts["tail"],
-                 **{f"blocks[{j}]": q for j, (_, q) in enumerate(parts["blocks"])}}
-        exprs = {f"{part}.{q}": named[part][q] for part in part_names for q in quantities if q in named[part]}
-        sweeper = Sweeper(exprs)
+        sweeper = _layer_program(space.model, chip, datatype, space.s, msp, rc, ov, quantities, cp)
         inputs = {sym.batch_size: cols.b[mask], sym.tp: cols.t[mask], sym.sp: cols.u[mask], sym.ep: cols.e[mask]}
         out = sweeper({k: v for k, v in inputs.items() if k in sweeper.args})
-        for name in exprs:
+        for name in sweeper.names:
             part, q = name.split(".")
             values[(part, q)][mask] = out[name]
     return values
+
+
+@functools.lru_cache(maxsize=64)
+def _layer_program(model: Model, chip: Hardware, datatype: DataType, s: int, msp: bool, rc: str, ov: bool,
+                   quantities: tuple[str, ...], cp: int = 1) -> Sweeper:
+    """The quantities of every part of ``model`` with ``b``, ``t``, ``u`` and ``e`` free, compiled
+    once per (model, chip, dtype, sequence length, sequence mode, recompute, overlap, cp)."""
+    par = {"tensor_parallel": sym.tp, "expert_parallel": sym.ep, "sequence_parallel": "tp" if msp else sym.sp,
+           "context_parallel": cp}
+    sym_model = model.with_parallelism(par)
+    rows_ = sym_model.breakdown(sym.batch_size, s, "training", datatype, chip, cast(Recompute, rc), bool(ov))
+    parts = model_parts(sym_model, rows_, datatype)
+    named = {"embedding": parts["embedding"], "tail": parts["tail"],
+             **{f"blocks[{j}]": q for j, (_, q) in enumerate(parts["blocks"])}}
+    exprs = {f"{part}.{q}": named[part][q] for part in _part_names(model) for q in quantities if q in named[part]}
+    return Sweeper(exprs, fast_compile=True)
 
 
 @dataclass(frozen=True)
@@ -430,55 +465,76 @@ class _Slots:
         counts = [int(n) for _, n in space.model.blocks]
         part_names = _part_names(space.model)
         layouts = {p: stage_layout(counts, p, split) for p, split in space.splits.items()}
-        K = max(len(layouts[p]) for p in set(cols.p.tolist()))
-        slot_values = {(j, q): np.zeros(len(cols)) for j in range(K) for q in quantities}
-        slot_index = {j: np.zeros(len(cols)) for j in range(K)}
-        for p in set(cols.p.tolist()):
-            mask = cols.p == p
-            layout = layouts[p]
-            for j in range(K):
-                k, held, first, last = layout[j] if j < len(layout) else layout[0]
-                slot_index[j][mask] = k
-                for q in quantities:
-                    total = np.zeros(int(mask.sum()))
-                    for c, part in zip(held, part_names[1:-1]):
-                        total += c * values[(part, q)][mask]
-                    total += values[("embedding", q)][mask] * first + values[("tail", q)][mask] * last
-                    slot_values[(j, q)][mask] = total
+        ps = sorted(set(cols.p.tolist()))
+        K = max(len(layouts[p]) for p in ps)
+        which = np.searchsorted(np.array(ps), cols.p)  # each candidate's p, as an index into ps
+
+        slot_values, slot_index = {}, {}
+        for j in range(K):
+            # stage j of each p's layout (the first stage past the end), one row per p, then gathered
+            rows = [layouts[p][j] if j < len(layouts[p]) else layouts[p][0] for p in ps]
+
+            def column(values_per_p: list) -> np.ndarray:
+                return np.array(values_per_p, dtype=np.float64)[which]
+
+            slot_index[j] = column([r[0] for r in rows])
+            held = [column([r[1][i] for r in rows]) for i in range(len(part_names) - 2)]
+            first, last = column([r[2] for r in rows]), column([r[3] for r in rows])
+            for q in quantities:
+                total = np.zeros(len(cols))
+                for c, part in zip(held, part_names[1:-1]):
+                    total += c * values[(part, q)]
+                total += values[("embedding", q)] * first + values[("tail", q)] * last
+                slot_values[(j, q)] = total
         return cls(K, slot_values, slot_index)
 
 
 def _assemble(space: _Space, cols: _Columns, slots: _Slots, chip: Hardware, datatype: DataType,
               quantities: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Step time, memory per chip and MFU of every candidate, the step assembled symbolically and
-    compiled per (ZeRO stage, p = 1?, v = 1?)."""
-    slot_symbols = {(j, q): sp.Symbol(f"_s{j}_{q}") for j in range(slots.K) for q in quantities}
-    index_symbols = {j: sp.Symbol(f"_k{j}", integer=True, nonnegative=True) for j in range(slots.K)}
-    h = space.model.blocks[0][0].hidden_size
-    flops_seq = flops_per_sequence(space.model, space.s, datatype)
+    compiled per (ZeRO stage, p = 1?, v = 1?); the context-parallel degree is free when one other
+    than 1 is tried."""
     step, memory, mfu = np.empty(len(cols)), np.empty(len(cols)), np.empty(len(cols))
-    c = _C if space.cps != (1,) else 1  # the context-parallel degree: chips, DP group (assemble_training)
+    cp_free = space.cps != (1,)
     for z, p1, v1 in itertools.product(space.zero_stages, (True, False), (True, False)):
         mask = (cols.z == z) & ((cols.p == 1) == p1) & ((cols.v == 1) == v1)
         if not mask.any() or (p1 and not v1):
             continue
         used = range(1 if p1 else slots.K)
-        stages = [{**{q: slot_symbols[(j, q)] for q in quantities}, "index": 0 if p1 else index_symbols[j]}
-                  for j in used]
-        fields = assemble_training(
-            stages, chip=chip, e=datatype.bytes, s=space.s, B=space.B, b=sym.batch_size, t=sym.tp, u=sym.sp,
-            ep=sym.ep, p=1 if p1 else _P, d=_D, v=1 if v1 else _V, zero_stage=z, hidden_size=h,
-            flops_per_sequence=flops_seq, peak=chip.peak_flops_expr(datatype), c=c)
-        sweeper = Sweeper({k: fields[k] for k in ("step_time", "memory_per_chip", "mfu")})
+        sweeper = _assemble_program(space.model, chip, datatype, space.s, space.B, z, p1, v1, len(used), quantities,
+                                    cp_free)
         inputs = {sym.batch_size: cols.b[mask], sym.tp: cols.t[mask], sym.sp: cols.u[mask], _P: cols.p[mask],
-                  _D: cols.d[mask], _V: cols.v[mask], sym.ep: cols.e[mask], _C: cols.c[mask],
-                  **{slot_symbols[(j, q)]: slots.values[(j, q)][mask] for j in used for q in quantities},
-                  **{index_symbols[j]: slots.index[j][mask] for j in used}}
+                  _D: cols.d[mask], _V: cols.v[mask], sym.ep: cols.e[mask], sym.cp: cols.c[mask],
+                  **{_slot_symbol(j, q): slots.values[(j, q)][mask] for j in used for q in quantities},
+                  **{_index_symbol(j): slots.index[j][mask] for j in used}}
         out = sweeper({k: v for k, v in inputs.items() if k in sweeper.args})
         step[mask], memory[mask], mfu[mask] = out["step_time"], out["memory_per_chip"], out["mfu"]
     return step, memory, mfu
 
 
+def _slot_symbol(j: int, q: str) -> sp.Symbol:
+    return sp.Symbol(f"_s{j}_{q}")
+
+
+def _index_symbol(j: int) -> sp.Symbol:
+    return sp.Symbol(f"_k{j}", integer=True, nonnegative=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _assemble_program(model: Model, chip: Hardware, datatype: DataType, s: int, B: int, z: int, p1: bool, v1: bool,
+                      K: int, quantities: tuple[str, ...], cp_free: bool = False) -> Sweeper:
+    """Step time, memory per chip and MFU from ``K`` stage slots (their quantities and layer
+    indices free) and the free degrees, compiled once per (model, chip, dtype, sizes, ZeRO
+    stage, p = 1?, v = 1?, K, cp free?). The context-parallel degree counts the chips, the
+    stage-to-stage payload and the data-parallel group (:func:`assemble_training`'s ``c``)."""
+    stages = [{**{q: _slot_symbol(j, q) for q in quantities}, "index": 0 if p1 else _index_symbol(j)}
+              for j in range(K)]
+    fields = assemble_training(
+        stages, chip=chip, e=datatype.bytes, s=s, B=B, b=sym.batch_size, t=sym.tp, u=sym.sp,
+        ep=sym.ep, p=1 if p1 else _P, d=_D, v=1 if v1 else _V, zero_stage=z,
+        hidden_size=model.blocks[0][0].hidden_size, flops_per_sequence=flops_per_sequence(model, s, datatype),
+        peak=chip.peak_flops_expr(datatype), c=sym.cp if cp_free else 1)
+    return Sweeper({k: fields[k] for k in ("step_time", "memory_per_chip", "mfu")}, fast_compile=True)
 
 
 def _inference(model: Model, chip: Hardware, N: int, batch: int, s: int, datatype: DataType, objective: str,

@@ -9,7 +9,7 @@ from typing import Any, Optional, Sequence, cast
 import sympy as sp
 
 from ..core import symbols as sym
-from ..core._expr import check_divides, dim, exact
+from ..core._expr import check_divides, dim, exact, substitute
 from ..core.assumptions import collecting, merge
 from ..core.compiled import Program
 from ..core.dtypes import DataType
@@ -135,7 +135,7 @@ def _stage_terms(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any, A
     per_stage = []
     for st in values:
         at = {_PARAMS: st["weight"] / e, _EXPERT: st.get("expert_weight", 0) / e}
-        terms = [sp.sympify(x).xreplace(at) for x in per_params]
+        terms = [substitute(x, at) for x in per_params]  # NB: Max/Min left unevaluated (extreme)
         terms.append(st["activation"] * _in_flight(st["index"], p, m, v))
         per_stage.append(terms)
     return per_stage

@@ -46,7 +46,7 @@ from ..layers.base import Layer
 from ..models.model import Model
 from ..plan.step import TrainingStep
 
-__all__ = ["roofline", "memory_vs_seq_len", "step_breakdown", "FORMATS"]
+__all__ = ["roofline", "memory_vs_seq_len", "step_breakdown", "parallelism_label", "FORMATS"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -307,6 +307,17 @@ def _draw_ops(ax: Any, points: list, lo: float, hi: float) -> None:
 # -- memory against context length -------------------------------------------------------------
 
 
+def parallelism_label(parallelism: ParallelismLike) -> str:
+    """The degrees of a parallelism, as the memory chart's title names them.
+
+    >>> parallelism_label({"tensor_parallel": 2, "sequence_parallel": "tp"})
+    'TP 2, SP Megatron (over TP), PP 1, EP 1, DP 1'
+    """
+    par = Parallelism.coerce(parallelism)
+    seq = "Megatron (over TP)" if par.megatron_sp else f"{par.sp}"
+    return f"TP {par.tp}, SP {seq}, PP {par.pp}, EP {par.ep}, DP {par.dp}"
+
+
 @dataclass(frozen=True)
 class _MemoryTerms:
     """Memory per chip as expressions in ``seq_len``: the three parts, their total, the solution."""
@@ -318,6 +329,7 @@ class _MemoryTerms:
     total: Any
     solution: IntegerSolution
     multiple_of: int
+    parallelism: Parallelism
 
 
 def _memory_terms(subject: Model | Layer, chip: Hardware, phase: Phase, batch_size: Any,
@@ -346,10 +358,11 @@ def _memory_terms(subject: Model | Layer, chip: Hardware, phase: Phase, batch_si
         _check_only_seq_len(terms)
         multiple = int(subject.parallelism.seq_multiple)
         solution = max_integer(terms[3], sym.seq_len, chip.hbm_capacity, multiple_of=multiple)
+        par = subject.parallelism
     else:
         raise TypeError(f"memory_vs_seq_len: expected a Model or a Layer, got {type(subject).__name__}")
     name = subject.name or type(subject).__name__  # layers may be unnamed
-    return _MemoryTerms(name, *terms, solution=solution, multiple_of=multiple)
+    return _MemoryTerms(name, *terms, solution=solution, multiple_of=multiple, parallelism=par)
 
 
 def _check_only_seq_len(terms: Sequence[Any]) -> None:
@@ -375,6 +388,8 @@ def memory_vs_seq_len(model_or_layer: Model | Layer, hardware: Hardware | str, p
     ``memory_per_chip`` of ``compute_metrics`` in ``phase`` and the line is
     :func:`symcost.solve.max_integer` on it. Both are exact and verified at ``n`` and ``n + 1``.
 
+    The title names the model or layer, the phase, batch, dtype and chip, and on a second line
+    the parallelism (:func:`parallelism_label`); the axes are in tokens and GB (10^9 bytes).
     The grid runs from 1 to ``max_seq_len``, or to twice the solved context when not given.
     Raises ``ValueError`` when anything but ``seq_len`` stays symbolic, or for a suffix other
     than ``.png``/``.svg``.
@@ -410,7 +425,8 @@ def memory_vs_seq_len(model_or_layer: Model | Layer, hardware: Hardware | str, p
     ax = fig.add_subplot()
     _draw_memory(ax, grid, terms, _number(chip.hbm_capacity))
     ax.set_title(f"{terms.name}: {'serving' if isinstance(model_or_layer, Model) else stage.value}, "
-                 f"batch {batch_size}, {datatype.value} on {chip.name}", fontsize=10)
+                 f"batch {batch_size}, {datatype.value} on {chip.name}\n{parallelism_label(terms.parallelism)}",
+                 fontsize=10)
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(True, which="major", lw=0.3)
     return _save(fig, out, kind, dpi)

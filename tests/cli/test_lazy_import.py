@@ -112,3 +112,33 @@ def test_cli_model_names_are_the_presets_and_a_bad_one_loads_no_sympy():
         print(code, 'sympy' in sys.modules, 'choose from llama-2-7b' in err.getvalue())
     """)
     assert out == "2 False True"
+
+
+def test_cli_chip_names_are_the_presets_and_a_bad_one_loads_no_sympy():
+    """The command answers an unknown ``--hardware`` from ``hardware/presets`` (index and files)
+    without SymPy, and accepts exactly the spellings :func:`symcost.hardware.get` accepts."""
+    from symcost import hardware
+    from symcost.cli.common import hardware_names, known_chip
+
+    assert hardware_names()[0] == hardware.names()
+    spellings = ["H100_SXM", "h100", "H100-SXM5", " tpu-v5e ", "trillium", "a100:ideal", "B200 (ideal)",
+                 "mi300x-ideal", "h800", "Z9000", "h100-real", "ideal", "v5", ""]
+    for name in spellings:
+        try:
+            hardware.get(name)
+            known = True
+        except ValueError:
+            known = False
+        assert known_chip(name) is known, name
+    out = _run("""
+        import contextlib, io, sys
+        from symcost.cli import main
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            commands = (['report'], ['search', '--chips', '8', '--global-batch', '8'])
+            codes = [main([*cmd, '--hardware', 'h800']) for cmd in commands]
+        lines = err.getvalue().splitlines()
+        print(codes, 'sympy' in sys.modules, len(lines), all("unknown chip 'h800' (choose from A100_SXM_80GB" in x
+                                                             for x in lines))
+    """)
+    assert out == "[2, 2] False 2 True"

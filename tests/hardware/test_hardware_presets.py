@@ -13,7 +13,7 @@ from symcost.errors import ConfigError
 from symcost.hardware import presets
 
 FOLDER = resources.files("symcost.hardware").joinpath("presets")
-TERA, GIGA = 10**12, 10**9
+PETA, TERA, GIGA = 10**15, 10**12, 10**9
 
 
 def _json(name):
@@ -93,7 +93,7 @@ def test_a100_and_tpu_v5p_are_the_datasheet_chips():
 def test_h200_and_b200_are_the_datasheet_chips():
     """[H200-DS] H200 SXM: 1,979 TFLOPS bf16/fp16, 3,958 fp8/int8, 989 tf32 (all "with sparsity"), 67
     fp32, 141 GB HBM3e, 4.8 TB/s, NVLink 900 GB/s; [HOPPER] the same GH100 compute, dense 989.4.
-    [BW-DS] HGX B200 per GPU: 4.5 PFLOPS bf16/fp16, 9 fp8/int8, 2.2 tf32 (sparse; dense is 1/2), 75
+    [BW-DS] HGX B200 per GPU: 18 PFLOPS fp4, 4.5 PFLOPS bf16/fp16, 9 fp8/int8, 2.2 tf32 (sparse; dense is 1/2), 75
     TFLOPS fp32, 180 GB HBM3e, NVLink 1.8 TB/s. [DGX-POD] 8 GPUs on NVSwitch, one 400 Gb/s NIC each."""
     h200 = hardware.get("h200")
     # [H200-DS] 1,979 TFLOPS sparse / 2 = [HOPPER] 989.4 dense
@@ -113,6 +113,10 @@ def test_h200_and_b200_are_the_datasheet_chips():
     assert b200.peak("fp8_e4m3") == b200.peak("int8") == 4_500 * TERA  # [BW-DS] 9 PFLOPS sparse / 2
     assert b200.peak("tf32") == 1_100 * TERA  # [BW-DS] 2.2 PFLOPS sparse / 2
     assert b200.peak("fp32") == b200.vector_flops == 75 * TERA  # [BW-DS] FP32 75 TFLOPS
+    # [BW-DS] FP4 18 PFLOPS sparse / 2 = [DGX-B200-DS] 144 PFLOPS FP4 sparse / 8 GPUs / 2; both FP4
+    # formats at that rate, MXFP8 at the FP8 rate ([PTX-MMA])
+    assert b200.peak("nvfp4") == b200.peak("mxfp4") == 144 * PETA // 8 // 2 == 9_000 * TERA
+    assert b200.peak("mxfp8") == 4_500 * TERA
     assert b200.hbm_capacity == 180 * GIGA  # [BW-DS] 180 GB HBM3e, decimal
     # hbm_bandwidth left out: [BW-DS] 7.7 TB/s (the file's value) against 8 TB/s elsewhere (DGX B200)
     assert b200.scale_up_bandwidth == 900 * GIGA  # [BW-DS] 1.8 TB/s bidirectional NVLink 5 / 2

@@ -274,7 +274,7 @@ BAD = [
     ({**MIXTRAL_8X7B, "num_experts_per_tok": 9}, "num_experts_per_tok"),
     ({**DEEPSEEK_V3, "moe_layer_freq": 2}, "moe_layer_freq"),
     ({**DEEPSEEK_V3, "attention_bias": True}, "attention_bias"),
-    ({"model_type": "gpt2"}, "unsupported model_type 'gpt2'"),
+    ({"model_type": "t5"}, "unsupported model_type 't5'"),
     ({k: v for k, v in LLAMA_3_8B.items() if k != "vocab_size"}, "no 'vocab_size'"),
 ]
 

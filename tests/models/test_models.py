@@ -28,6 +28,11 @@ PUBLISHED = {
     # DeepSeek-V3 report: 671B; exactly, the safetensors total (684,531,386,000, "685B") less the
     # multi-token-prediction module, which is not part of the inference model
     "deepseek-v3": 671_026_419_200,
+    # the model cards: Qwen3-8B 8.2B, Phi-3-mini 3.8B, GPT-2 124M; exactly (transformers' own count
+    # of the published configs, tests/models/test_hf_more.py)
+    "qwen3-8b": 8_190_735_360,
+    "phi-3-mini": 3_821_079_552,
+    "gpt2": 124_439_808,
 }
 
 
@@ -186,7 +191,7 @@ def test_from_hf_config_equals_the_preset(config, preset, tmp_path):
 
 @pytest.mark.parametrize(
     ("config", "message"),
-    [({"model_type": "gpt2"}, "unsupported model_type 'gpt2'; supported: llama, mistral, mixtral, qwen2"),
+    [({"model_type": "t5"}, "unsupported model_type 't5'; supported: llama, mistral, mixtral, qwen2"),
      ({**LLAMA_3_8B_CONFIG, "hidden_size": "4096"}, "hidden_size must be a positive integer"),
      ({k: v for k, v in LLAMA_3_8B_CONFIG.items() if k != "vocab_size"}, "no 'vocab_size'")],
 )
@@ -239,5 +244,5 @@ def test_preset_files_cite_every_number():
     assert files == sorted(f"{n}.json" for n in listed)
     for name in listed:
         data = json.loads(folder.joinpath(f"{name}.json").read_text())
-        assert data["name"] == name and data["source"] and data["builder"] in ("llama", "gpt", "mixtral", "deepseek_v3")
+        assert data["name"] == name and data["source"] and data["builder"] in models.registry.BUILDERS
         assert all(entry["source"] for entry in data["fields"].values()), name

@@ -182,3 +182,20 @@ def test_scaled_integers_give_the_exact_values():
     # x = 3, y = 6: 1 + 1 (an int); ceil(21/4); max(1, 6/5); 3/7; floor(15)
     got = f(3, 6)
     assert got == (2, 6, Fraction(6, 5), Fraction(3, 7), 15) and type(got[0]) is int
+
+
+def test_a_repeated_call_sees_a_changed_dict_and_a_changed_type():
+    """The compiled steps' last-call shortcut compares the arguments' values and types: a
+    parallelism dict changed in place gives the new configuration (4 chips, not the 8 of the
+    call before), and ``zero_stage=True`` (a bool, refused) is not taken for the ``1`` before."""
+    from symcost import models
+
+    model = models.get("llama-3-8b")
+    par = {"tensor_parallel": 8}
+    first = model.training_step("H100_SXM", 4096, 8, 1, parallelism=par, exact=False)
+    par["tensor_parallel"] = 4
+    second = model.training_step("H100_SXM", 4096, 8, 1, parallelism=par, exact=False)
+    assert (first.num_chips, second.num_chips) == (8, 4)
+    model.training_step("H100_SXM", 4096, 8, 1, zero_stage=1)
+    with pytest.raises(ConfigError, match="zero_stage"):
+        model.training_step("H100_SXM", 4096, 8, 1, zero_stage=True)

@@ -64,3 +64,22 @@ def test_inference_search_with_cp(tiny):
     step = tiny.inference_step("H100_SXM", r["micro_batch"], 4096, parallelism={
         "tensor_parallel": r["tp"], "pipeline_parallel": r["pp"], "data_parallel": r["dp"], "context_parallel": 2})
     assert r["tpot"] == pytest.approx(float(step.tpot), rel=1e-12)
+
+
+def test_cp_degrees_a_model_refuses_are_skipped():
+    """A hybrid with Mamba-2 layers refuses context parallelism (the scan's state would pass between
+    ranks, not modelled): the search counts its cp = 2 candidates but keeps only cp = 1 rows, in
+    training and in inference."""
+    from symcost.models import ssm
+
+    hybrid = ssm.hybrid(hidden_size=64, vocab_size=100, mamba_layers=2, attention_layers=1, mlp_layers=1,
+                        num_heads=4, num_kv_heads=2, intermediate_size=256, ssm_head_dim=32, state_size=16,
+                        chunk_size=8)
+    kw = dict(num_chips=2, global_batch=4, seq_len=64, context_parallel=(1, 2))
+    only_one = search.parallelism(hybrid, "H100_SXM", recompute=("none",), zero_stages=(1,), **kw)
+    plain = search.parallelism(hybrid, "H100_SXM", recompute=("none",), zero_stages=(1,), **{**kw,
+                                                                                           "context_parallel": (1,)})
+    assert set(only_one.columns["cp"].tolist()) == {1}
+    assert only_one.num_valid == plain.num_valid and only_one.num_candidates > plain.num_candidates
+    served = search.parallelism(hybrid, "H100_SXM", phase="inference", **kw)
+    assert len(served) and set(served.columns["cp"].tolist()) == {1}

@@ -81,7 +81,10 @@ def test_to_latex_default_notation_is_unchanged():
         "\\begin{aligned}\nM_{\\mathrm{weights}} &= 2 h \\\\\n\\mathrm{FLOPs} &= 4 b h s\n\\end{aligned}")
     assert m.to_latex(fields, notation="scaling-book") == (
         "\\begin{aligned}\nM_{\\mathrm{weights}} &= 2 D \\\\\n\\mathrm{FLOPs} &= 4 B D T\n\\end{aligned}")
-    assert m._repr_latex_() == "$\\displaystyle " + m.to_latex() + "$"
+    # the notebook view shows the readable forms (issue 13), here the same as stored
+    tex = m._repr_latex_()
+    assert tex.startswith("$\\displaystyle \\begin{aligned}") and tex.endswith("\\end{aligned}$")
+    assert "M_{\\mathrm{weights}} &= 2 h \\\\" in tex and "\\mathrm{FLOPs} &= 4 b h s \\\\" in tex
 
 
 def test_model_repr_latex_shows_parameter_count():

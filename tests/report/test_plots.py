@@ -1,5 +1,6 @@
 """Charts: each writes a PNG of exactly size × dpi pixels or an SVG, and refuses what it can't draw."""
 
+import re
 import struct
 import sys
 from fractions import Fraction
@@ -200,3 +201,70 @@ def test_missing_matplotlib_says_what_to_install(tmp_path, mlp_metrics, monkeypa
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r"pip install symcost\[plot\]"):
         plots.roofline(mlp_metrics, H100, tmp_path / "x.png")
+
+
+# -- formats, titles and axis units (issue 13 item 4) ------------------------------------------
+
+UNIT = re.compile(r"\((FLOP / HBM byte|TFLOP/s|tokens|GB|s)\)$")
+"""An axis label ends with its unit in parentheses."""
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the charts save, kept (plots._save is wrapped; the files are written as usual)."""
+    figures, save = [], plots._save
+
+    def keep(fig, out, kind, dpi):
+        figures.append(fig)
+        return save(fig, out, kind, dpi)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return figures
+
+
+def _is_pdf(path):
+    """A PDF file starts with "%PDF-" and ends with "%%EOF" (ISO 32000-1, 7.5.2 and 7.5.5)."""
+    data = path.read_bytes()
+    return data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
+
+
+def test_every_chart_writes_pdf(tmp_path, mlp_metrics, steps):
+    """The .pdf suffix gives a PDF from each chart (matplotlib's vector PDF backend)."""
+    outs = [plots.roofline(mlp_metrics, H100, tmp_path / "roof.pdf", size=SMALL),
+            plots.memory_vs_seq_len(small_llama(2), H100, tmp_path / "mem.pdf", size=SMALL),
+            plots.step_breakdown(steps[0], tmp_path / "step.PDF", size=SMALL)]
+    assert all(_is_pdf(out) for out in outs)
+    assert plots.FORMATS == ("png", "svg", "pdf")
+
+
+def test_every_chart_writes_svg(tmp_path, mlp_metrics, steps):
+    outs = [plots.roofline(mlp_metrics, H100, tmp_path / "roof.svg", size=SMALL),
+            plots.memory_vs_seq_len(small_llama(2), H100, tmp_path / "mem.svg", size=SMALL),
+            plots.step_breakdown(steps[0], tmp_path / "step.svg", size=SMALL)]
+    assert all("<svg" in out.read_text()[:2000] for out in outs)
+
+
+def test_every_axis_has_a_unit(tmp_path, mlp_metrics, steps, drawn):
+    """Each value axis of each chart names its unit; the step chart's x axis is categorical (the
+    steps), so its labels are the steps' names instead."""
+    plots.roofline(mlp_metrics, H100, tmp_path / "a.png", size=SMALL, dpi=30)
+    plots.memory_vs_seq_len(small_llama(2), H100, tmp_path / "b.png", size=SMALL, dpi=30)
+    plots.step_breakdown(steps, tmp_path / "c.png", size=SMALL, dpi=30)
+    roof, memory, step = drawn
+    labels = [roof.axes[0].get_xlabel(), roof.axes[0].get_ylabel(), memory.axes[0].get_xlabel(),
+              memory.axes[0].get_ylabel()] + [ax.get_ylabel() for ax in step.axes]
+    assert [bool(UNIT.search(label)) for label in labels] == [True] * 6, labels
+    assert [t.get_text() for t in step.axes[0].get_xticklabels()] == ["1: 8× H100_SXM (ideal)",
+                                                                     "2: 8× H100_SXM (ideal)"]
+
+
+def test_memory_title_names_the_parallelism(tmp_path, drawn):
+    """A model under TP 2 with Megatron sequence parallelism, and a layer with its own TP 4."""
+    plots.memory_vs_seq_len(small_llama(2), H100, tmp_path / "m.png", size=SMALL, dpi=30,
+                            parallelism={"tensor_parallel": 2, "sequence_parallel": "tp"})
+    layer = sc.GroupedQueryAttentionLayer(hidden_size=1024, num_heads=16, num_kv_heads=4,
+                                          parallelism={"tensor_parallel": 4})
+    plots.memory_vs_seq_len(layer, H100, tmp_path / "l.png", size=SMALL, dpi=30, max_seq_len=4096)
+    model_title, layer_title = (fig.axes[0].get_title() for fig in drawn)
+    assert model_title.endswith("\nTP 2, SP Megatron (over TP), PP 1, EP 1, DP 1")
+    assert layer_title.endswith("\nTP 4, SP 1, PP 1, EP 1, DP 1")

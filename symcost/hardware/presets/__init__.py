@@ -35,7 +35,7 @@ from ..chip import GIGA, MEGA, TERA, Hardware
 if TYPE_CHECKING:
     from importlib.abc import Traversable
 
-__all__ = ["PRESETS", "SHARED", "UNITS", "load", "load_shared"]
+__all__ = ["PRESETS", "REFERENCES", "SHARED", "UNITS", "field_sources", "load", "load_shared"]
 
 UNITS: dict[str, Fraction] = {
     "TFLOP/s": Fraction(TERA), "GB": Fraction(GIGA), "GiB": Fraction(2**30), "GB/s": Fraction(GIGA),
@@ -144,8 +144,34 @@ def load(file: Traversable | Path, shared: Mapping[str, Any] | None = None) -> H
         raise HardwareError(f"{file.name}: {field}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
+def field_sources(name: str) -> dict[str, str]:
+    """The source written beside each number of the preset chip ``name`` (its ``name`` in the data
+    file, e.g. ``"H100_SXM"``), by field; a dtype's peak is ``"peak_flops[bf16]"``; a shared fact
+    is its ``shared.json`` source. Raises :class:`~symcost.errors.HardwareError` for another name.
+
+    >>> field_sources("H100_SXM")["hbm_capacity"]
+    '[H100-DS] 80GB HBM3'
+    """
+    shared = _read(_FOLDER.joinpath("shared.json"))["constants"]
+    for file in _read(_FOLDER.joinpath("index.json"))["presets"]:
+        data = _read(_FOLDER.joinpath(f"{file}.json"))
+        if data.get("name") != name:
+            continue
+        out: dict[str, str] = {}
+        for field, entry in data["fields"].items():
+            items = entry.items() if field == "peak_flops" else [(None, entry)]
+            for dtype, one in items:
+                key = field if dtype is None else f"{field}[{dtype}]"
+                one = shared[one["shared"]] if "shared" in one else one
+                out[key] = one["source"]
+        return out
+    raise HardwareError(f"field_sources: no preset chip is named {name!r}; known: {', '.join(PRESETS)}")
+
+
 SHARED: dict[str, Any] = load_shared()
 """The facts several presets share (``presets/shared.json``), by name."""
+REFERENCES: dict[str, str] = dict(_read(_FOLDER.joinpath("shared.json"))["references"])
+"""What each bracketed citation key of a source (``[H100-DS]``) stands for (``shared.json``)."""
 
 # The shared facts under the names the library and its tests use.
 ALPHA = SHARED["ALPHA"]

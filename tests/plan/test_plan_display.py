@@ -1,0 +1,136 @@
+"""How steps and search results read (issue 13): units, breakdown tables, fits, MFU, the chosen row.
+
+The fixed small model: GPT (Megatron: eager, non-causal attention, LayerNorm, GELU MLP, dropout, tied
+LM head) with h = 64, a = 4, L = 2, V = 128, 32 positions, in bf16 (e = 2), on a toy chip whose
+only finite rate is the matmul peak (10^12 FLOP/s): vector FLOP/s and every bandwidth are 10^24, so
+every time below is the matmul FLOPs / 10^12 to far better than the 4 digits shown.
+"""
+
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import pytest
+
+import symcost as sc
+from symcost import search
+from symcost.hardware import Hardware
+
+BIG = 10**24
+TOY = Hardware(name="toy", peak_flops={"bf16": 10**12}, vector_flops=BIG, hbm_capacity=10**9, hbm_bandwidth=BIG,
+               scale_up_bandwidth=BIG, scale_up_domain=8, scale_out_bandwidth=BIG, collective_latency=0)
+GPT = sc.Model.gpt(hidden_size=64, num_heads=4, num_layers=2, vocab_size=128, seq_len=32)
+# parameters: h (12 L h + 13 L + V + s + 2) = 64 * (1536 + 26 + 128 + 32 + 2) = 110,336
+
+
+class _Cells(HTMLParser):
+    """The text of every <td>, and whether the markup is balanced."""
+
+    def __init__(self):
+        super().__init__()
+        self.cells, self.open, self._in = [], [], False
+
+    def handle_starttag(self, tag, attrs):
+        self.open.append(tag)
+        self._in = self._in or tag == "td"
+        if tag == "td":
+            self.cells.append("")
+
+    def handle_endtag(self, tag):
+        assert self.open and self.open.pop() == tag, f"unbalanced </{tag}>"
+        if tag == "td":
+            self._in = False
+
+    def handle_data(self, data):
+        if self._in:
+            self.cells[-1] += data
+
+
+def _cells(page):
+    parser = _Cells()
+    parser.feed(page)
+    assert parser.open == []
+    return parser.cells
+
+
+def _training():
+    return GPT.training_step(TOY, seq_len=32, global_batch=4, micro_batch=1)
+
+
+def _inference():
+    return GPT.inference_step(TOY, batch_size=2, seq_len=32)
+
+
+def test_training_step_display():
+    step = _training()
+    # matmul FLOPs per sequence (Narayanan et al. 2021): 72 s L h^2 (1 + s/(6h) + V/(12 L h))
+    #   = 72 * 32 * 2 * 4096 * (1 + 1/12 + 1/12) = 22,020,096; 4 sequences: 88,080,384 FLOPs
+    #   / 10^12 FLOP/s = 88.08 µs; MFU = model FLOPs / (time * peak) = 100 %
+    # memory: weights 2 B x 110,336 = 220,672 B; fp32 gradients 4 B x = 441,344 B; Adam 12 B x = 1,324,032 B
+    # activations (Korthikanti et al. 2022, e = 2): per layer s b h (34 + 5 a s / h) = 2048 * 44 = 90,112 B,
+    #   x 2 layers = 180,224; plus embedding dropout mask (1 B), final-norm and LM-head inputs (2 B each)
+    #   = 5 s b h = 10,240 and the logits 2 s b V = 8,192: 198,656 B. Total 2,184,704 B = 2.185 MB.
+    cells = _cells(step._repr_html_())
+    for want in ("88.08 µs", "100 %", "220.7 kB", "441.3 kB", "1.324 MB", "198.7 kB", "2.185 MB", "1 GB", "fits",
+                 "88.08 MFLOP"):
+        assert want in cells, want
+    assert "compute" in cells and "data-parallel sync" in cells
+    text = str(step)
+    assert "88.08 µs" in text and "MFU 100 %" in text and "2.185 MB of 1 GB HBM: fits" in text
+    assert repr(step) == "TrainingStep(step_time=88.08 µs, mfu=100 %, memory_per_chip=2.185 MB, fits=True, chips=1)"
+    assert step.weight_memory == 220672 and step.model_flops == 88080384   # the exact values are kept
+
+
+def test_inference_step_display():
+    step = _inference()
+    # TTFT, b = 2, s = 32: matmul FLOPs 24 L b s h^2 + 4 L b s^2 h + 2 b V h (LM head on the last token)
+    #   = 12,582,912 + 1,048,576 + 32,768 = 13,664,256 -> 13.66 µs
+    # TPOT: b (24 L h^2 + 4 L s h + 2 V h) = 2 * (196,608 + 16,384 + 16,384) = 458,752 -> 458.8 ns
+    # KV cache 2 b s h L e = 2*2*32*64*2*2 = 32,768 B; activation peak (eager prefill scores):
+    #   b e s (a s + 7 h) = 2*2*32*(128 + 448) = 73,728 B; with weights 220,672 B: 327,168 B
+    cells = _cells(step._repr_html_())
+    for want in ("13.66 µs", "458.8 ns", "32.77 kB", "73.73 kB", "220.7 kB", "327.2 kB", "fits"):
+        assert want in cells, want
+    assert "blocks[0]" in cells                                   # the per-layer breakdown
+    assert repr(step) == "InferenceStep(ttft=13.66 µs, tpot=458.8 ns, memory_per_chip=327.2 kB, fits=True)"
+    assert "TTFT 13.66 µs, TPOT 458.8 ns" in str(step)
+
+
+def test_repr_is_short_for_a_real_model():
+    """repr(InferenceStep) was about 5,000 characters (issue 13)."""
+    step = sc.models.get("llama-2-7b").inference_step("H100_SXM", 8, 2048)
+    assert len(repr(step)) <= 200 and "ms" in repr(step)
+
+
+def test_symbolic_step_repr_stays_short():
+    step = GPT.training_step(TOY, seq_len=sc.symbols.seq_len, global_batch=4, micro_batch=1)
+    assert len(repr(step)) <= 200
+    assert "fits=None" in repr(step) or "fits=True" in repr(step)
+    _cells(step._repr_html_())
+
+
+def test_search_display_highlights_the_chosen_row():
+    result = search.parallelism(GPT, TOY, num_chips=2, global_batch=4, seq_len=32)
+    # the best split halves the work per chip: 2 sequences (or half of each matmul) per chip,
+    # 2 * 22,020,096 FLOPs / 10^12 = 44.04 µs; communication is free on the toy chip
+    page = result._repr_html_()
+    _cells(page)
+    body = page.split("<tbody>", 1)[1]
+    first = body.split("</tr>", 1)[0]
+    assert first.startswith('<tr class="chosen"') and "44.04 µs" in first and "100 %" in first
+    assert body.count('class="chosen"') == 1
+    assert "44.04 µs" in str(result) and len(repr(result)) <= 200 and "44.04 µs" in repr(result)
+
+
+@pytest.mark.parametrize("which", ["training", "inference"])
+def test_step_latex_compiles(tmp_path, which):
+    pdflatex = shutil.which("pdflatex")
+    if pdflatex is None:
+        pytest.skip("pdflatex not installed (apt: texlive-latex-base texlive-latex-recommended)")
+    body = (_training() if which == "training" else _inference())._repr_latex_()
+    assert ("88.08\\,\\mu\\mathrm{s}" if which == "training" else "13.66\\,\\mu\\mathrm{s}") in body
+    doc = "\\documentclass{article}\\usepackage{amsmath}\\begin{document}\n" + body + "\n\\end{document}\n"
+    (tmp_path / "doc.tex").write_text(doc)
+    result = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:]
