@@ -59,7 +59,8 @@ NB: HF and mamba_ssm allocate k conv columns, vLLM k - 1; we count the k - 1 the
 Tensor parallelism as in Megatron-core's ``MambaMixer``: heads and groups split t ways (so t must
 divide both H and G; replicated groups are not modelled), ``in_proj`` column-parallel, the
 convolution, the scan and the gated norm local (the norm is per group, ``group_size = d/G``),
-``out_proj`` row-parallel with one all-reduce. A Ulysses ``sequence_parallel`` degree is refused.
+``out_proj`` row-parallel with one all-reduce. A Ulysses ``sequence_parallel`` degree and a
+``context_parallel`` degree are refused (either would pass the scan's state between ranks).
 
 >>> layer = Mamba2Layer(hidden_size=64, num_heads=4, head_dim=32, state_size=16, num_groups=1,
 ...                     conv_kernel=4, chunk_size=8)
