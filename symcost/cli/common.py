@@ -185,7 +185,8 @@ def parallelism_arg(args: argparse.Namespace) -> dict[str, Any]:
     if isinstance(seq, str):
         seq = "tp" if seq == "tp" else int(seq)
     return {"tensor_parallel": args.tp, "pipeline_parallel": args.pp, "data_parallel": args.dp,
-            "sequence_parallel": seq, "expert_parallel": args.ep}
+            "sequence_parallel": seq, "expert_parallel": args.ep, "context_parallel": args.cp,
+            "cp_comm_type": args.cp_comm}
 
 
 def check_out(path: str, option: str, plot: bool = False) -> Path:
@@ -292,6 +293,10 @@ def add_common(p: argparse.ArgumentParser, phase: bool = True) -> None:
     p.add_argument("--dp", type=positive, default=1, help="data-parallel degree")
     p.add_argument("--sp", type=seq_degree, default=1, help='Ulysses sequence degree, or "tp" for Megatron SP')
     p.add_argument("--ep", type=positive, default=1, help="expert-parallel degree")
+    p.add_argument("--cp", type=positive, default=1,
+                   help="context-parallel degree (Megatron CP: the sequence split over a KV ring)")
+    p.add_argument("--cp-comm", choices=["p2p", "all_gather"], default="p2p",
+                   help="how CP attention exchanges K and V (default p2p, a ring)")
     p.add_argument("--dtype", choices=DTYPES, default="bf16", help="data type (default bf16)")
     add_model_options(p)
     p.add_argument("--json", action="store_true", help="machine-readable JSON output")
@@ -358,8 +363,10 @@ def emit(args: argparse.Namespace, data: dict, lines: Sequence[str]) -> None:
 
 
 def par_text(par: dict[str, Any]) -> str:
+    cp = par.get("context_parallel", 1)
+    context = f", CP {cp} ({par.get('cp_comm_type', 'p2p')})" if cp != 1 else ""
     return (f"TP {par['tensor_parallel']}, PP {par['pipeline_parallel']}, DP {par['data_parallel']}, "
-            f"SP {par['sequence_parallel']}, EP {par['expert_parallel']}")
+            f"SP {par['sequence_parallel']}, EP {par['expert_parallel']}{context}")
 
 
 def chunk_text(chunk: Optional[int], n: Any = None) -> str:

@@ -17,6 +17,7 @@ from .common import (
     fraction,
     guarded_write,
     hardware_arg,
+    int_list,
     model_arg,
     positive,
     positive_number,
@@ -44,7 +45,8 @@ def search_cmd(args: argparse.Namespace) -> int:
         print(f"searching {model.name} on {args.chips} x {chip.name}", file=sys.stderr, flush=True)
     table = search.parallelism(model, chip, args.chips, args.global_batch, args.seq, phase=args.phase,
                                dtype=args.dtype, progress=bar, max_tp=args.max_tp, min_mfu=args.min_mfu,
-                               memory_headroom=args.memory_headroom, price_per_hour=args.price_per_hour)
+                               memory_headroom=args.memory_headroom, price_per_hour=args.price_per_hour,
+                               context_parallel=args.cp)
     if not args.json:
         bar(1.0, "done")
         print(f"\n{table.num_candidates:,} candidates in {table.seconds:.2f} s", file=sys.stderr)
@@ -88,6 +90,8 @@ def register(sub: Any) -> None:
     add_model_options(p)
     p.add_argument("--top", type=positive, default=10)
     p.add_argument("--max-tp", type=positive, default=None, help="the largest tensor-parallel degree")
+    p.add_argument("--cp", type=int_list, default=[1],
+                   help="comma-separated context-parallel degrees to try (training; default 1)")
     p.add_argument("--min-mfu", type=unit_fraction, default=None, help="the lowest MFU (training), e.g. 0.4")
     p.add_argument("--memory-headroom", type=fraction, default=0.0,
                    help="the fraction of HBM kept free, e.g. 0.1 (default 0)")

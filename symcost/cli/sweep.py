@@ -31,12 +31,14 @@ def sweep_cmd(args: argparse.Namespace) -> int:
     chip = hardware_arg(args.hardware)
     out = check_out(args.out, "--out")
     rows = []
-    for b, s, t in itertools.product(args.batch, args.seq, args.tp_list):
+    for b, s, t, c in itertools.product(args.batch, args.seq, args.tp_list, args.cp_list):
         try:
-            m = model.with_parallelism({"tensor_parallel": t}).compute_metrics(b, s, args.phase, args.dtype, chip)
+            m = model.with_parallelism({"tensor_parallel": t, "context_parallel": c}).compute_metrics(
+                b, s, args.phase, args.dtype, chip)
         except ValueError as err:
-            raise UsageError(f"argument --tp: {one_line(err)}") from None
-        rows.append({"batch_size": b, "seq_len": s, "tp": t, "latency_s": float(sp.sympify(m.latency)),
+            raise UsageError(f"argument {'--cp' if c != 1 else '--tp'}: {one_line(err)}") from None
+        rows.append({"batch_size": b, "seq_len": s, "tp": t, "cp": c,
+                     "latency_s": float(sp.sympify(m.latency)),
                      "flops_per_chip": num(m.flops_per_chip), "memory_per_chip": num(m.memory_per_chip),
                      "bound": m.bound})
 
@@ -48,7 +50,7 @@ def sweep_cmd(args: argparse.Namespace) -> int:
 
     guarded_write(write_csv, "--out", args.out)
     emit(args, {"rows": len(rows), "path": str(out)},
-         [f"wrote {len(rows)} rows to {out} (per chip, one layer stack on one chip: TP only, no PP)"])
+         [f"wrote {len(rows)} rows to {out} (per chip, one layer stack on one chip: TP and CP only, no PP)"])
     return 0
 
 
@@ -60,6 +62,8 @@ def register(sub: Any) -> None:
     p.add_argument("--batch", type=int_list, default=[1], help="comma-separated batch sizes")
     p.add_argument("--seq", type=int_list, default=[2048], help="comma-separated sequence lengths")
     p.add_argument("--tp", dest="tp_list", type=int_list, default=[1], help="comma-separated TP degrees")
+    p.add_argument("--cp", dest="cp_list", type=int_list, default=[1],
+                   help="comma-separated context-parallel degrees (default 1)")
     p.add_argument("--phase", choices=["prefill", "decode", "training"], default="decode")
     p.add_argument("--dtype", choices=DTYPES, default="bf16")
     add_model_options(p)

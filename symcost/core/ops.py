@@ -83,7 +83,7 @@ DROPOUT_MASK_BYTES = sp.Integer(1)
 LSE_BYTES = sp.Integer(4)
 
 CollectiveKind = Literal["all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p"]
-Axis = Literal["tp", "sp", "pp", "ep", "dp"]
+Axis = Literal["tp", "sp", "cp", "pp", "ep", "dp"]
 
 _ZERO = sp.Integer(0)
 
@@ -252,6 +252,12 @@ class AttentionCore(Op):
     window: sp.Expr | None = None
     """Sliding window: each query attends at most ``window`` keys, itself and the ``window - 1``
     before it (Mistral). Only ``causal`` counting discounts the pairs outside it; ``None``: no window."""
+    context_parallel: sp.Expr = sp.Integer(1)
+    """cp: this chip's share of a core whose sequence is split over ``cp`` context-parallel ranks
+    (docs/conventions.md §3b). ``q_len`` and ``kv_len`` stay the whole lengths; the chip holds
+    ``q_len/cp`` queries (two load-balanced chunks of ``q_len/(2 cp)``), scores them against all
+    ``kv_len`` keys (its own and the ``cp - 1`` chunks it receives), and computes exactly
+    ``pairs/cp`` of the (query, key) pairs, causal or not."""
 
     @property
     def e_kv(self) -> sp.Expr:
@@ -276,6 +282,11 @@ class AttentionCore(Op):
         ...               window=sp.Integer(2)).pairs      # 1 + 2 + 2 + 2 + 2 + 2
         11
         """
+        return self._whole_pairs / self.context_parallel
+
+    @property
+    def _whole_pairs(self) -> sp.Expr:
+        """The pairs of the whole core, before a context-parallel split."""
         q_len, kv_len = sp.sympify(self.q_len), sp.sympify(self.kv_len)
         if not self.causal:
             return q_len * kv_len
@@ -283,6 +294,11 @@ class AttentionCore(Op):
             return window_pairs(q_len, kv_len, sp.sympify(self.window))
         # query i (0-based) sits at position kv_len - q_len + i and sees keys 0..that position
         return q_len * (kv_len - q_len) + q_len * (q_len + 1) / 2
+
+    @property
+    def local_q_len(self) -> sp.Expr:
+        """Queries per sequence on this chip: ``q_len / cp``."""
+        return self.q_len / self.context_parallel
 
     @property
     def qk_flops(self) -> sp.Expr:
@@ -302,12 +318,12 @@ class AttentionCore(Op):
     @property
     def q_bytes(self) -> sp.Expr:
         """Bytes of Q (and of O, which has Q's shape unless ``v_head_dim`` differs)."""
-        return self.dtype_bytes * self.batch * self.heads * self.q_len * self.head_dim
+        return self.dtype_bytes * self.batch * self.heads * self.local_q_len * self.head_dim
 
     @property
     def o_bytes(self) -> sp.Expr:
         """Bytes of O: Q's shape with ``d_v`` per head."""
-        return self.dtype_bytes * self.batch * self.heads * self.q_len * self.d_v
+        return self.dtype_bytes * self.batch * self.heads * self.local_q_len * self.d_v
 
     @property
     def v_bytes(self) -> sp.Expr:
@@ -326,13 +342,14 @@ class AttentionCore(Op):
 
     @property
     def score_elements(self) -> sp.Expr:
-        """Elements of one materialized score matrix (eager computes masked entries too)."""
-        return self.batch * self.heads * self.q_len * self.kv_len
+        """Elements of one materialized score matrix (eager computes masked entries too); under
+        context parallelism the chip's ``q_len/cp`` rows against all ``kv_len`` keys."""
+        return self.batch * self.heads * self.local_q_len * self.kv_len
 
     @property
     def lse_bytes(self) -> sp.Expr:
         """The fp32 log-sum-exp flash attention keeps for its backward."""
-        return LSE_BYTES * self.batch * self.heads * self.q_len if self.save_lse else _ZERO
+        return LSE_BYTES * self.batch * self.heads * self.local_q_len if self.save_lse else _ZERO
 
     @property
     def hbm_bytes(self) -> sp.Expr:
@@ -424,7 +441,8 @@ def _ring_fraction(kind: str, n: sp.Expr) -> sp.Expr:
         return 2 * (n - 1) / n
     if kind in ("all_gather", "reduce_scatter", "all_to_all"):
         return (n - 1) / n
-    return sp.Integer(1)  # p2p: the whole payload
+    # p2p: the whole payload, nothing in a group of one (a context-parallel ring of one rank)
+    return sp.Integer(1) if n.is_number and n > 1 else sp.Min(1, n - 1)
 
 
 @dataclass(frozen=True)
@@ -452,7 +470,7 @@ class Collective:
     def __post_init__(self) -> None:
         if self.kind not in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p"):
             raise ConfigError(f"Collective.kind: unknown collective {self.kind!r}")
-        if self.axis not in ("tp", "sp", "pp", "ep", "dp"):
+        if self.axis not in ("tp", "sp", "cp", "pp", "ep", "dp"):
             raise ConfigError(f"Collective.axis: unknown axis {self.axis!r}")
         if self.span is None:
             object.__setattr__(self, "span", self.group_size)

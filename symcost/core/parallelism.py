@@ -9,6 +9,13 @@ Semantics (``../shared/DESIGN.md``):
   spans ``t * sp`` chips. The string ``"tp"`` is Megatron-LM sequence parallelism over the TP
   group: no extra chips, each TP all-reduce becomes an all-gather plus a reduce-scatter, and
   norm/dropout activations shrink by *t*.
+- ``context_parallel`` *cp* (Megatron-LM context parallelism): every activation of every layer
+  holds ``s/cp`` tokens per chip (the sequence cut into ``2 cp`` chunks, chip i keeping chunks i
+  and ``2cp - 1 - i``, so causal attention is load-balanced); attention exchanges K and V around
+  the CP ring (``cp_comm_type="p2p"``, ``cp - 1`` sends of each chip's KV chunk) or all-gathers
+  them (``"all_gather"``). A replica spans ``t * sp * cp`` chips; CP ranks hold the same weights,
+  so the data-parallel gradient reduction spans ``dp * cp`` ranks. (Megatron's ``"a2a"`` is
+  the Ulysses ``sequence_parallel`` degree above.)
 - ``pipeline_parallel``, ``expert_parallel``, ``data_parallel``: recorded here; they change no
   per-layer metric of a dense layer (models use them).
 
@@ -16,6 +23,8 @@ Semantics (``../shared/DESIGN.md``):
 >>> p = Parallelism(tensor_parallel=2, sequence_parallel=4)
 >>> p.tp, p.sp, p.megatron_sp, p.chips_per_replica
 (2, 4, False, 8)
+>>> Parallelism(tensor_parallel=2, context_parallel=4).chips_per_replica
+8
 >>> Parallelism(tensor_parallel=8, sequence_parallel="tp").sp
 1
 """
@@ -54,6 +63,13 @@ def _sequence_degree(value: Any, info: ValidationInfo) -> Any:
     return _degree(value, info)
 
 
+def _cp_comm_type(value: Any) -> str:
+    if value in ("p2p", "all_gather"):
+        return value
+    hint = ' (Megatron\'s "a2a" is Ulysses: use sequence_parallel)' if value in ("a2a", "a2a+p2p") else ""
+    raise ConfigError(f'cp_comm_type must be "p2p" or "all_gather", got {value!r}{hint}')
+
+
 Degree = Annotated[Any, BeforeValidator(_degree)]
 
 
@@ -67,6 +83,10 @@ class Parallelism(BaseModel):
 
     tensor_parallel: Degree = sp.Integer(1)
     sequence_parallel: Annotated[Union[Literal["tp"], Any], BeforeValidator(_sequence_degree)] = sp.Integer(1)
+    context_parallel: Degree = sp.Integer(1)
+    cp_comm_type: Annotated[Literal["p2p", "all_gather"], BeforeValidator(_cp_comm_type)] = "p2p"
+    """How attention gets the other CP ranks' K and V: around a ring (``"p2p"``, Megatron's
+    default) or in one all-gather (``"all_gather"``)."""
     pipeline_parallel: Degree = sp.Integer(1)
     expert_parallel: Degree = sp.Integer(1)
     data_parallel: Degree = sp.Integer(1)
@@ -89,6 +109,11 @@ class Parallelism(BaseModel):
         return sp.Integer(1) if self.megatron_sp else self.sequence_parallel
 
     @property
+    def cp(self) -> sympy.Expr:
+        """Context-parallel degree (Megatron CP / ring attention)."""
+        return self.context_parallel
+
+    @property
     def pp(self) -> sympy.Expr:
         """Pipeline-parallel degree."""
         return self.pipeline_parallel
@@ -105,8 +130,19 @@ class Parallelism(BaseModel):
 
     @property
     def chips_per_replica(self) -> sympy.Expr:
-        """Chips that hold one copy of a dense layer: ``t * sp``."""
-        return self.tp * self.sp
+        """Chips that hold one copy of a dense layer: ``t * sp * cp``."""
+        return self.tp * self.sp * self.cp
+
+    @property
+    def seq_multiple(self) -> sympy.Expr:
+        """What a prefill's ``seq_len`` must be a multiple of: ``sp``, or ``2 * cp * sp`` with
+        context parallelism (the load-balanced chunks)."""
+        return self.sp if self.cp == 1 else 2 * self.cp * self.sp
+
+    @property
+    def sequence_shards(self) -> sympy.Expr:
+        """Ways the tokens of a sequence are split outside attention: ``sp * cp``."""
+        return self.sp * self.cp
 
     @classmethod
     def coerce(cls, value: "ParallelismLike") -> "Parallelism":

@@ -43,6 +43,7 @@ __all__ = [
     "chunk_size",
     "tp",
     "sp",
+    "cp",
     "pp",
     "ep",
     "dp",
@@ -121,6 +122,7 @@ _ROWS = (
     _row("chunk_size", "Q", "Q", "chunk length of the SSD chunked scan"),
     _row("tp", "t", "t", "tensor-parallel degree"),
     _row("sp", "sp", r"n_{\mathrm{sp}}", "sequence-parallel (Ulysses) degree"),
+    _row("cp", "cp", r"n_{\mathrm{cp}}", "context-parallel (Megatron CP, ring attention) degree"),
     _row("pp", "pp", "p", "pipeline-parallel degree"),
     _row("ep", "ep", r"n_{\mathrm{ep}}", "expert-parallel degree"),
     _row("dp", "dp", r"n_{\mathrm{dp}}", "data-parallel degree"),
@@ -206,6 +208,7 @@ conv_kernel = TABLE["conv_kernel"].symbol
 chunk_size = TABLE["chunk_size"].symbol
 tp = TABLE["tp"].symbol
 sp = TABLE["sp"].symbol
+cp = TABLE["cp"].symbol
 pp = TABLE["pp"].symbol
 ep = TABLE["ep"].symbol
 dp = TABLE["dp"].symbol

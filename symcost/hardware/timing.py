@@ -129,13 +129,14 @@ def op_time(op: Op, hardware: Hardware, peak: sp.Expr, datatype: Optional[DataTy
 def collective_steps(kind: str, n: Any) -> sp.Expr:
     """Latency-bound steps (hops) of one ring collective over ``n`` chips: all-reduce
     ``2(n-1)``, all-gather, reduce-scatter and all-to-all ``n-1``, p2p 1 (NVIDIA/nccl
-    src/graph/tuning.cc, ``nsteps``)."""
+    src/graph/tuning.cc, ``nsteps``; a p2p in a group of one: 0)."""
     n = as_expr(n, "group_size")
     if kind == "all_reduce":
         return 2 * (n - 1)
     if kind in ("all_gather", "reduce_scatter", "all_to_all"):
         return n - 1
-    return sp.Integer(1)
+    # p2p: one send, none in a group of one (a context-parallel ring of one rank)
+    return sp.Integer(1) if n.is_number and n > 1 else sp.Min(1, n - 1)
 
 
 def _inter_steps(kind: str, nodes: sp.Expr) -> sp.Expr:

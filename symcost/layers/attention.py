@@ -30,10 +30,11 @@ from ..core import symbols as sym
 from ..core._expr import check_divides
 from ..core.assumptions import Assumption, record
 from ..core.dtypes import DataType
-from ..core.ops import DROPOUT_MASK_BYTES, VECTOR_FLOPS, AttentionCore, Collective, Matmul, Vector, dropout
-from .base import Context, Dim, Layer, shard_heads
+from ..core.ops import DROPOUT_MASK_BYTES, VECTOR_FLOPS, AttentionCore, Axis, Collective, Matmul, Vector, dropout
+from .base import Context, Dim, GradientCollective, Layer, shard_heads
 
-__all__ = ["AttentionLayer", "GroupedQueryAttentionLayer"]
+__all__ = ["AttentionLayer", "GroupedQueryAttentionLayer", "kv_exchange", "kv_exchange_buffers", "recomputed_exchange",
+           "combine_partials"]
 
 
 class _Attention(Layer):
@@ -118,17 +119,19 @@ class _Attention(Layer):
 
     def _core(self, ctx: Context) -> AttentionCore:
         window = None
+        cp = sp.Integer(1)
         if ctx.decode:
             # one new token per sequence over this chip's share of the cached keys (with a
             # window, the last min(s, w): the one query sees all of them, so no mask remains)
             heads, kv_heads = self._heads(ctx)
-            q_len, kv_len = sp.Integer(1), self._cached_tokens(ctx) / ctx.sp
+            q_len, kv_len = sp.Integer(1), self._cached_tokens(ctx) / ctx.seq_shards
         else:
-            # after the Ulysses all-to-all: the whole sequence, heads split t * sp ways
+            # after the Ulysses all-to-all: the whole sequence, heads split t * sp ways; under
+            # context parallelism this chip's 1/cp share of it (docs/conventions.md §3b)
             heads = self.num_heads / (ctx.tp * ctx.sp)
             kv_heads = self._kv_heads_over(ctx.tp * ctx.sp)
             q_len = kv_len = ctx.seq_len
-            window = self.window
+            window, cp = self.window, ctx.cp
         return AttentionCore(
             "attention_core", batch=ctx.batch_size, heads=heads, kv_heads=kv_heads,
             q_len=q_len, kv_len=kv_len, head_dim=self.d, dtype_bytes=ctx.e,
@@ -136,6 +139,7 @@ class _Attention(Layer):
             dropout=self.dropout and ctx.training, save_lse=self.flash_attention and ctx.training,
             # decode reads K and V from the cache, in the cache's format
             kv_dtype_bytes=self._e_kv(ctx) if ctx.decode and self.kv_cache_dtype is not None else None,
+            context_parallel=cp,
         )
 
     # -- the layer contract ------------------------------------------------------------------
@@ -165,14 +169,13 @@ class _Attention(Layer):
             # sequence-sharded -> head-sharded: each chip's Q, K, V buffer
             ops.append(Collective("all_to_all", "sp", ctx.sp, T * (a_t + 2 * g_t) * d * e,
                                   span=ctx.tp * ctx.sp))
-        ops.append(self._core(ctx))
+        core = self._core(ctx)
+        ops.extend(kv_exchange(ctx, core))
+        ops.append(core)
         if ulysses and not ctx.decode:
             # head-sharded -> sequence-sharded: the core's output
             ops.append(Collective("all_to_all", "sp", ctx.sp, T * a_t * d * e, span=ctx.tp * ctx.sp))
-        if ulysses and ctx.decode:
-            # NB: each sequence rank attended to s/sp keys; combining the partial outputs
-            # (rescaled by their log-sum-exp, whose few bytes we neglect) is one all-reduce
-            ops.append(Collective("all_reduce", "sp", ctx.sp, T * a_t * d * e, span=ctx.tp * ctx.sp))
+        ops.extend(combine_partials(ctx, T * a_t * d * e))
         # (T x a_t d) @ (a_t d x h): row-parallel
         ops.append(Matmul("out", m=T, n=h, k=a_t * d, dtype_bytes=e))
         ops.extend(self.tp_exit(ctx, T * h * e))
@@ -185,7 +188,8 @@ class _Attention(Layer):
         return ops
 
     def selective_recompute_ops(self, ctx: Context):
-        return [self._core(ctx)]
+        core = self._core(ctx)
+        return [*recomputed_exchange(ctx, core), core]
 
     def weight_memory(self, ctx: Context) -> sp.Expr:
         h, d = self.hidden_size, self.d
@@ -220,17 +224,19 @@ class _Attention(Layer):
         elements = 2 * T * h + T * (2 * a_t + 2 * g_t) * d
         if self.qk_norm:
             elements += T * (a_t + g_t) * d  # the normed copies of Q and K
+        core = self._core(ctx)
         if not self.flash_attention:
-            elements += self._core(ctx).score_elements
-        return elements * e
+            elements += core.score_elements
+        return elements * e + kv_exchange_buffers(ctx, core)
 
     def kv_cache_memory(self, ctx: Context) -> sp.Expr:
         # docs/conventions.md §9: 2 * b * s * (KV heads per chip) * d * e_kv, split by the sequence
-        # degree; with a sliding window only the last min(s, window) tokens are kept
+        # and context degrees; with a sliding window only the last min(s, window) tokens are kept
         if ctx.training:
             return sp.Integer(0)
         _, g_t = self._heads(ctx)
-        return 2 * ctx.batch_size * self._cached_tokens(ctx) / ctx.sp * g_t * self.d * self._e_kv(ctx)
+        tokens = self._cached_tokens(ctx) / ctx.seq_shards
+        return 2 * ctx.batch_size * tokens * g_t * self.d * self._e_kv(ctx)
 
 
 def _check_kv_split(g: sp.Expr, degree: sp.Expr, what: str) -> None:
@@ -278,3 +284,67 @@ def core_saved_activations(core: AttentionCore, ctx: Context, dropout: bool, hid
         return saved + core.lse_bytes
     score, e = core.score_elements, ctx.e
     return saved + score * (2 * e + DROPOUT_MASK_BYTES if dropout else e)
+
+
+# -- context parallelism (docs/conventions.md §3b) ------------------------------------------------
+
+
+def kv_exchange(ctx: Context, core: AttentionCore) -> list:
+    """The forward's context-parallel KV exchange for ``core`` (empty without CP, or in decode).
+
+    With ``cp_comm_type="p2p"`` (Megatron-LM / Transformer Engine ``AttnFuncWithCPAndKVP2P``,
+    PyTorch's ring attention): each chip's K and V chunk, ``M = kv_bytes/cp`` (``core.kv_bytes``
+    is the whole sequence's K and V of the chip's heads), travels ``cp - 1`` hops around the ring
+    in the forward; the backward sends K and V around again (``cp - 1``, the transpose) and the
+    accumulating dK, dV ``cp`` times (each chunk's gradient visits every rank and returns home;
+    PyTorch 2.13 ``_templated_ring_attention_backward``). With ``"all_gather"``
+    (``AttnFuncWithCPAndKVAllGather``): one all-gather of the whole K and V forward; the backward
+    re-gathers them and reduce-scatters dK, dV (the transpose).
+
+    >>> from symcost.core.parallelism import Parallelism
+    >>> from symcost.core.phase import Phase
+    >>> ctx = Context(batch_size=sp.Integer(1), seq_len=sp.Integer(8), phase=Phase.PREFILL,
+    ...               dtype_bytes=sp.Integer(2), parallelism=Parallelism(context_parallel=2),
+    ...               recompute="none")
+    >>> core = AttentionCore("c", batch=1, heads=1, kv_heads=1, q_len=8, kv_len=8, head_dim=4,
+    ...                      context_parallel=2)
+    >>> [(c.kind, c.count, c.payload_bytes) for c in kv_exchange(ctx, core)[:1]]   # 4 tokens * (4 + 4) * 2
+    [('p2p', 1, 64)]
+    """
+    c = ctx.cp
+    if c == 1 or ctx.decode:
+        return []
+    span = ctx.tp * ctx.sp * c  # CP ranks sit next to the TP and Ulysses ranks (Megatron's order)
+    if ctx.parallelism.cp_comm_type == "all_gather":
+        whole = Collective("all_gather", "cp", c, core.kv_bytes, span=span)
+        return [whole, GradientCollective("kv_regather", collective=whole)]
+    chunk = core.kv_bytes / c
+    return [Collective("p2p", "cp", c, chunk, count=c - 1, span=span),
+            GradientCollective("dkv_ring", collective=Collective("p2p", "cp", c, chunk, count=c, span=span))]
+
+
+def recomputed_exchange(ctx: Context, core: AttentionCore) -> list:
+    """Selective recomputation re-runs the core, and with it the forward's KV exchange."""
+    return [op for op in kv_exchange(ctx, core) if not isinstance(op, GradientCollective)]
+
+
+def kv_exchange_buffers(ctx: Context, core: AttentionCore) -> sp.Expr:
+    """Inference peak: bytes of other ranks' K and V a chip holds while its core runs, in chunks of
+    ``kv_bytes/cp``: with ``"p2p"`` ``Min(2, cp - 1)`` (the one in use and the one arriving; at
+    cp = 2 there is only one other), with ``"all_gather"`` the other ``cp - 1``; zero without CP."""
+    c = ctx.cp
+    if c == 1 or ctx.decode:
+        return sp.Integer(0)
+    chunks = c - 1 if ctx.parallelism.cp_comm_type == "all_gather" else sp.Min(2, c - 1)
+    return chunks * core.kv_bytes / c
+
+
+def combine_partials(ctx: Context, payload: sp.Expr) -> list:
+    """Decode with the keys split ``sp * cp`` ways: each rank attended to its share of the cache,
+    and combining the partial outputs (rescaled by their log-sum-exp, whose few bytes we neglect)
+    is one all-reduce of ``payload`` (the core's output) over those ranks."""
+    n = ctx.seq_shards
+    if not ctx.decode or n == 1:
+        return []
+    axis: Axis = "sp" if ctx.cp == 1 else "cp"
+    return [Collective("all_reduce", axis, n, payload, span=ctx.tp * n)]

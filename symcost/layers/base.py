@@ -96,6 +96,16 @@ class Context:
         return self.parallelism.sp
 
     @property
+    def cp(self) -> sympy.Expr:
+        """The context-parallel degree (1 without one)."""
+        return self.parallelism.cp
+
+    @property
+    def seq_shards(self) -> sympy.Expr:
+        """Ways a sequence's tokens are split outside attention: ``sp * cp``."""
+        return self.sp * self.cp
+
+    @property
     def megatron_sp(self) -> bool:
         """Megatron sequence parallelism is in effect (it has no token axis to split in decode)."""
         return self.parallelism.megatron_sp and not self.decode
@@ -107,14 +117,15 @@ class Context:
 
     @property
     def tokens(self) -> sympy.Expr:
-        """Tokens a chip's projections process: ``b*s/sp``, or ``b`` in decode.
+        """Tokens a chip's projections process: ``b*s/(sp*cp)``, or ``b`` in decode.
 
-        NB: in decode, a Ulysses sequence degree splits only the keys (KV cache and attention
-        core); every sequence-parallel rank runs the projections of the one new token.
+        NB: in decode, a Ulysses or context-parallel degree splits only the keys (KV cache and
+        attention core); every sequence- and context-parallel rank runs the projections of the
+        one new token (docs/conventions.md §3b).
         """
         if self.decode:
             return self.batch_size
-        return self.batch_size * self.seq_len / self.sp
+        return self.batch_size * self.seq_len / (self.sp * self.cp)
 
     @property
     def sharded_tokens(self) -> sympy.Expr:
@@ -189,8 +200,9 @@ class Layer(BaseModel):
         """Bytes of KV cache one chip keeps (zero for layers without one)."""
         return _ZERO
 
-    def selective_recompute_ops(self, ctx: Context) -> list[Op]:
-        """Ops re-run in the backward under ``recompute="selective"`` (the attention core)."""
+    def selective_recompute_ops(self, ctx: Context) -> list[Op | Collective]:
+        """Ops re-run in the backward under ``recompute="selective"`` (the attention core, and
+        under context parallelism the KV exchange it needs)."""
         return []
 
     # -- what the steps and the search ask of a layer (declared here: nothing above layers/
@@ -227,9 +239,16 @@ class Layer(BaseModel):
             if ctx.megatron_sp:
                 check_divides(ctx.seq_len, ctx.tp, 'seq_len must be divisible by tensor_parallel '
                               'under sequence_parallel="tp"')
+            if ctx.cp != 1:
+                # Megatron's load-balanced chunking: 2*cp chunks, each split further sp ways
+                check_divides(ctx.seq_len, 2 * ctx.cp * ctx.sp, "seq_len must be divisible by "
+                              "2 * context_parallel * sequence_parallel (load-balanced CP chunks)")
         else:
             check_divides(ctx.seq_len, ctx.sp,
                           "seq_len (keys attended) must be divisible by sequence_parallel")
+            if ctx.cp != 1:
+                check_divides(ctx.seq_len, ctx.sp * ctx.cp, "seq_len (keys attended) must be "
+                              "divisible by sequence_parallel * context_parallel")
 
     # -- derived, the same for every layer ---------------------------------------------------
 
@@ -244,7 +263,8 @@ class Layer(BaseModel):
         if ctx.recompute == "full":
             recompute = [op.renamed(".recompute") if isinstance(op, Op) else op for op in forward]
         elif ctx.recompute == "selective":
-            recompute = [op.renamed(".recompute") for op in self.selective_recompute_ops(ctx)]
+            recompute = [op.renamed(".recompute") if isinstance(op, Op) else op
+                         for op in self.selective_recompute_ops(ctx)]
         backward: list[Op | Collective] = []
         for op in reversed(declared):
             if isinstance(op, Collective):

@@ -59,7 +59,8 @@ NB: HF and mamba_ssm allocate k conv columns, vLLM k - 1; we count the k - 1 the
 Tensor parallelism as in Megatron-core's ``MambaMixer``: heads and groups split t ways (so t must
 divide both H and G; replicated groups are not modelled), ``in_proj`` column-parallel, the
 convolution, the scan and the gated norm local (the norm is per group, ``group_size = d/G``),
-``out_proj`` row-parallel with one all-reduce. A Ulysses ``sequence_parallel`` degree is refused.
+``out_proj`` row-parallel with one all-reduce. A Ulysses ``sequence_parallel`` degree and a
+``context_parallel`` degree are refused (either would pass the scan's state between ranks).
 
 >>> layer = Mamba2Layer(hidden_size=64, num_heads=4, head_dim=32, state_size=16, num_groups=1,
 ...                     conv_kernel=4, chunk_size=8)
@@ -193,6 +194,10 @@ class Mamba2Layer(Layer):
             raise ConfigError(
                 f'sequence_parallel must be 1 or "tp" for Mamba2Layer, got {par.sp}: Ulysses '
                 "sequence parallelism of a state-space scan is not modelled")
+        if sp.sympify(par.cp).is_number and par.cp != 1:
+            raise ConfigError(
+                f"context_parallel must be 1 for Mamba2Layer, got {par.cp}: context parallelism of a "
+                "state-space scan (passing the state between ranks) is not modelled")
         check_divides(self.num_heads, self.num_groups, "num_heads must be divisible by num_groups")
         check_divides(self.num_heads, par.tp, "num_heads must be divisible by tensor_parallel")
         check_divides(self.num_groups, par.tp, "num_groups must be divisible by tensor_parallel "

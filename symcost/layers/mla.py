@@ -62,7 +62,7 @@ from ..core import symbols as sym
 from ..core._expr import check_divides
 from ..core.ops import VECTOR_FLOPS, AttentionCore, Matmul, Op, Vector, dropout
 from ..errors import ConfigError
-from .attention import core_saved_activations
+from .attention import combine_partials, core_saved_activations, kv_exchange, kv_exchange_buffers, recomputed_exchange
 from .base import Context, Dim, Layer
 
 __all__ = ["MLALayer"]
@@ -199,6 +199,7 @@ class MLALayer(Layer):
             kv_len=ctx.seq_len, head_dim=self.qk_head_dim, v_head_dim=self.v_head_dim,
             dtype_bytes=ctx.e, flash=self.flash_attention, causal=self.causal,
             dropout=self.dropout and ctx.training, save_lse=self.flash_attention and ctx.training,
+            context_parallel=ctx.cp,  # this chip's 1/cp share (docs/conventions.md §3b)
         )
 
     def _latent_core(self, ctx: Context) -> _LatentCore:
@@ -206,7 +207,7 @@ class MLALayer(Layer):
         Q Kᵀ at width r_kv + d_R, P V at r_kv (one shared latent "KV head")."""
         core = AttentionCore(
             "latent_attention_core", batch=ctx.batch_size, heads=self.num_heads / ctx.tp,
-            kv_heads=sp.Integer(1), q_len=sp.Integer(1), kv_len=ctx.seq_len,
+            kv_heads=sp.Integer(1), q_len=sp.Integer(1), kv_len=ctx.seq_len / ctx.cp,
             head_dim=self.latent_dim, v_head_dim=self.kv_lora_rank, dtype_bytes=ctx.e,
             flash=self.flash_attention, causal=self.causal)
         return _LatentCore(core.name, core=core)
@@ -226,12 +227,18 @@ class MLALayer(Layer):
             # a_t x [(b x d_n) @ (d_n x r_kv)]: each head's nope query into the latent space
             ops.append(Matmul("k_absorb", m=T, n=r_kv, k=d_n, dtype_bytes=e, batch=a_t))
             ops.append(self._latent_core(ctx))
+            # each CP rank attended to s/cp latents: combine the partial latent outputs
+            ops.extend(combine_partials(ctx, T * a_t * r_kv * e))
             # a_t x [(b x r_kv) @ (r_kv x d_v)]: each head's latent output to its value width
             ops.append(Matmul("v_absorb", m=T, n=d_v, k=r_kv, dtype_bytes=e, batch=a_t))
         else:
             # (T x r_kv) @ (r_kv x a_t (d_n + d_v)): column-parallel K (nope part) and V
             ops.append(Matmul("kv_up", m=T, n=a_t * (d_n + d_v), k=r_kv, dtype_bytes=e))
-            ops.append(self._core(ctx))
+            # under CP the ring carries the expanded per-head K and V (Megatron-core's MLA hands
+            # them to Transformer Engine's CP attention)
+            core = self._core(ctx)
+            ops.extend(kv_exchange(ctx, core))
+            ops.append(core)
         # (T x a_t d_v) @ (a_t d_v x h): row-parallel
         ops.append(Matmul("out", m=T, n=h, k=a_t * d_v, dtype_bytes=e))
         ops.extend(self.tp_exit(ctx, T * h * e))
@@ -240,7 +247,8 @@ class MLALayer(Layer):
         return ops
 
     def selective_recompute_ops(self, ctx: Context):
-        return [self._core(ctx)]
+        core = self._core(ctx)
+        return [*recomputed_exchange(ctx, core), core]
 
     # -- the layer contract ------------------------------------------------------------------
 
@@ -287,11 +295,11 @@ class MLALayer(Layer):
         elements = 2 * T * h + latents + heads
         if not self.flash_attention:
             elements += core.score_elements
-        return elements * e
+        return elements * e + kv_exchange_buffers(ctx, core)
 
     def kv_cache_memory(self, ctx: Context) -> sp.Expr:
         # b * s * (r_kv + d_R) * e: one latent per token, shared by all heads, whole on every
         # TP rank (the latent is not split by heads)
         if ctx.training:
             return sp.Integer(0)
-        return ctx.batch_size * ctx.seq_len * self.latent_dim * ctx.e
+        return ctx.batch_size * ctx.seq_len / ctx.cp * self.latent_dim * ctx.e  # s/cp per CP rank

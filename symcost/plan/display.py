@@ -148,8 +148,8 @@ def inference_html(step: Any) -> str:
 
 _SEARCH_KINDS = {"step_time": "time", "ttft": "time", "tpot": "time", "memory_per_chip": "bytes",
                  "mfu": "percent", "tokens_per_second": "token_rate", "cost_per_token": "plain"}
-_SEARCH_SHOWN = ("tp", "pp", "dp", "sp", "ep", "micro_batch", "interleave", "recompute", "zero_stage", "step_time",
-                 "ttft", "tpot", "memory_per_chip", "mfu", "tokens_per_second", "cost_per_token")
+_SEARCH_SHOWN = ("tp", "pp", "dp", "sp", "cp", "ep", "micro_batch", "interleave", "recompute", "zero_stage",
+                 "step_time", "ttft", "tpot", "memory_per_chip", "mfu", "tokens_per_second", "cost_per_token")
 
 
 def search_cell(row: dict[str, Any], column: str, markup: bool = False) -> str:
@@ -164,7 +164,9 @@ def search_cell(row: dict[str, Any], column: str, markup: bool = False) -> str:
 
 
 def search_columns(result: Any) -> list[str]:
-    return [c for c in _SEARCH_SHOWN if c in result.columns]
+    # the context-parallel degree only when some row uses one (searches try cp = 1 alone by default)
+    context = "cp" in result.columns and any(c != 1 for c in result.columns["cp"])
+    return [c for c in _SEARCH_SHOWN if c in result.columns and (c != "cp" or context)]
 
 
 def search_repr(result: Any) -> str:

@@ -38,12 +38,15 @@ from .pipeline import (
 _exact_value = exact  # the steps' ``exact`` argument shadows the function there
 
 
-def _prefill_chunk(prefill_chunk: Any, sp_degree: Any) -> Optional[sp.Expr]:
+def _prefill_chunk(prefill_chunk: Any, par: Parallelism) -> Optional[sp.Expr]:
     """The chunk length in tokens per sequence, or ``None`` for an unchunked prefill."""
     if prefill_chunk is None:
         return None
+    if par.cp != 1:
+        raise ConfigError(f"prefill_chunk: a chunked prefill under context_parallel={par.cp} is not modelled "
+                          "(each chunk would attend to keys spread over the CP ranks)")
     chunk = dim(prefill_chunk, "prefill_chunk")
-    check_divides(chunk, sp_degree, "prefill_chunk must be divisible by sequence_parallel")
+    check_divides(chunk, par.sp, "prefill_chunk must be divisible by sequence_parallel")
     return chunk
 
 
@@ -174,14 +177,14 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
     datatype = DataType.parse(dtype)
     b, s = (sym.batch_size if batch_size is None else dim(batch_size, "batch_size"),
             sym.seq_len if seq_len is None else dim(seq_len, "seq_len"))
-    chunk = _check_chunked(s, _prefill_chunk(prefill_chunk, par.sp), overlap)
+    chunk = _check_chunked(s, _prefill_chunk(prefill_chunk, par), overlap)
     p = par.pp
     sharded = model.with_parallelism(par)
     decode_rows = sharded.breakdown(b, s, "decode", datatype, chip, "none", overlap)
     h = sharded.blocks[0][0].hidden_size
-    hops, stride = (p - 1) if p != 1 else 0, par.tp * par.sp * par.dp
+    hops, stride = (p - 1) if p != 1 else 0, par.chips_per_replica * par.dp
 
-    def send(tokens: Any, ranks: Any = par.tp * par.sp) -> Any:  # one stage boundary's activations, split over ranks
+    def send(tokens: Any, ranks: Any = par.chips_per_replica) -> Any:  # a stage boundary's activations / ranks
         return hops * _span_time("p2p", 2, b * tokens * h * datatype.bytes / ranks, chip, stride) if p != 1 else 0
 
     ttft, act, prefill_rows, n_chunks = _prefill(sharded, model, b, s, chunk, datatype, chip, overlap, send)
@@ -263,7 +266,7 @@ def max_batch_size(model: "Model", hardware: Hardware | str, seq_len: Any, dtype
         return max_integer(step.memory_per_chip, sym.batch_size, chip.hbm_capacity, kind="bytes")
     par = resolve_parallelism(model, parallelism)
     s = dim(seq_len, "seq_len")
-    chunk = _prefill_chunk(prefill_chunk, par.sp)
+    chunk = _prefill_chunk(prefill_chunk, par)
     q = chunk if (s - chunk).is_nonnegative else s
     if q is not chunk and (s - chunk).is_negative is not True:
         raise ConfigError(f"prefill_chunk: cannot tell whether seq_len {s} exceeds prefill_chunk {chunk}")
@@ -292,13 +295,14 @@ def max_context(model: "Model", hardware: Hardware | str, batch_size: Any = 1, d
 
     chip = get_hardware(hardware)
     par = resolve_parallelism(model, parallelism)
-    if not par.sp.is_Integer:
-        raise ConfigError(f"max_context: sequence_parallel must be a number, got {par.sp}")
+    if not (par.sp.is_Integer and par.cp.is_Integer):
+        raise ConfigError(f"max_context: sequence_parallel and context_parallel must be numbers, got {par.sp} "
+                          f"and {par.cp}")
     if prefill_chunk is None:
         step = inference_step(model, chip, batch_size, None, dtype, par)
-        return max_integer(step.memory_per_chip, sym.seq_len, chip.hbm_capacity, multiple_of=int(par.sp),
+        return max_integer(step.memory_per_chip, sym.seq_len, chip.hbm_capacity, multiple_of=int(par.seq_multiple),
                            kind="bytes")
-    chunk = _prefill_chunk(prefill_chunk, par.sp)
+    chunk = _prefill_chunk(prefill_chunk, par)
     if chunk is None or not chunk.is_Integer:
         raise ConfigError(f"prefill_chunk must be a number for max_context, got {chunk}")
     b = dim(batch_size, "batch_size")

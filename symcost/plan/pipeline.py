@@ -214,7 +214,8 @@ def resolve_parallelism(model: "Model", parallelism: ParallelismLike) -> Paralle
         if field not in given.model_fields_set:
             merged[field] = mine
             continue
-        if mine != 1 and mine != theirs:
+        # the model sets none: a degree of 1, or an option at its default (cp_comm_type "p2p")
+        if mine != type(own).model_fields[field].default and mine != theirs:
             raise ConfigError(f"parallelism: {field}={theirs} conflicts with the model's own {field}={mine} "
                              f"(set when it was built or by with_parallelism); give the same degree or leave it out")
         merged[field] = theirs

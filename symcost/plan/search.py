@@ -1,11 +1,12 @@
 """Parallelism search: enumerate, discard what does not divide or fit, rank by time.
 
 For a training job the candidates are every combination of tensor (t), pipeline (p), data (d),
-sequence (Megatron ``"tp"`` or a Ulysses degree u) and expert (e) parallelism with
-``t * u * p * d = num_chips``, a micro-batch size, an interleaving degree, a recompute mode and a
-ZeRO stage. Layer costs are compiled once per (sequence mode, recompute mode) with
-``b``, ``t``, ``u`` and ``e`` free, the pipeline/DP/memory assembly once per (ZeRO stage, p = 1?,
-v = 1?), and all candidates are evaluated as NumPy arrays — the same expressions as
+sequence (Megatron ``"tp"`` or a Ulysses degree u), context (cp, only the degrees asked for) and
+expert (e) parallelism with ``t * u * cp * p * d = num_chips``, a micro-batch size, an
+interleaving degree, a recompute mode and a ZeRO stage. Layer costs are compiled once per
+(sequence mode, recompute mode, overlap, cp) with ``b``, ``t``, ``u`` and ``e`` free, the
+pipeline/DP/memory assembly once per (ZeRO stage, p = 1?, v = 1?) with ``cp`` free when a degree
+other than 1 is tried, and all candidates are evaluated as NumPy arrays — the same expressions as
 :meth:`Model.training_step`, in float64.
 
 >>> from symcost import models, search
@@ -42,7 +43,7 @@ from .training import assemble_training, flops_per_sequence
 
 __all__ = ["Constraints", "SearchResult", "parallelism"]
 
-_COLUMNS = ("tp", "pp", "dp", "sp", "megatron_sp", "ep", "micro_batch", "interleave", "overlap", "recompute",
+_COLUMNS = ("tp", "pp", "dp", "sp", "cp", "megatron_sp", "ep", "micro_batch", "interleave", "overlap", "recompute",
             "zero_stage", "step_time", "memory_per_chip", "mfu", "tokens_per_second")
 _QUANTITIES = ("latency", "weight", "activation")
 
@@ -97,7 +98,7 @@ class SearchResult:
         r = self.row(i)
         seq = "tp" if r["megatron_sp"] else r["sp"]
         return Parallelism(tensor_parallel=r["tp"], pipeline_parallel=r["pp"], data_parallel=r["dp"],
-                           sequence_parallel=seq, expert_parallel=r["ep"])
+                           sequence_parallel=seq, expert_parallel=r["ep"], context_parallel=r.get("cp", 1))
 
     def __str__(self) -> str:
         return self.format(10)
@@ -137,8 +138,14 @@ def _heads(model: Model) -> tuple[int, Optional[int]]:
 
 
 def _valid_tp(model: Model, t: int) -> bool:
+    return _accepts(model, {"tensor_parallel": t})
+
+
+def _accepts(model: Model, par: dict[str, int]) -> bool:
+    """Whether every layer of ``model`` accepts the degrees ``par`` (a Mamba-2 layer refuses
+    context parallelism, say)."""
     try:
-        model.with_parallelism({"tensor_parallel": t})
+        model.with_parallelism(par)
     except ValueError:
         return False
     return True
@@ -148,6 +155,14 @@ _P, _D, _V = sp.Symbol("_p", positive=True, integer=True), sp.Symbol("_d", posit
     sp.Symbol("_v", positive=True, integer=True)
 
 
+def _context_degrees(values: Sequence[int]) -> tuple[int, ...]:
+    """The context-parallel degrees to try, checked: positive ints, at least one."""
+    degrees = tuple(values)
+    if not degrees or any(isinstance(c, bool) or int(c) != c or c < 1 for c in degrees):
+        raise ConfigError(f"context_parallel must be positive int degrees to try, got {values!r}")
+    return tuple(sorted(set(int(c) for c in degrees)))
+
+
 def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_batch: int, seq_len: int,
                 phase: str = "training", dtype: str = "bf16", *, max_micro_batch: int = 16,
                 max_interleave: int = 8, recompute: Sequence[str] = ("none", "selective", "full"),
@@ -155,7 +170,8 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
                 overlap: Sequence[bool] = (False,), objective: str = "tpot",
                 progress: Optional[Callable[[float, str], None]] = None, max_tp: Optional[int] = None,
                 min_mfu: Optional[float] = None, memory_headroom: float = 0.0,
-                price_per_hour: Optional[float] = None) -> SearchResult:
+                price_per_hour: Optional[float] = None,
+                context_parallel: Sequence[int] = (1,)) -> SearchResult:
     """Rank every training configuration of ``model`` on ``num_chips`` chips by step time.
 
     Discards configurations that do not divide (heads, KV heads, FFN width, vocabulary, batch,
@@ -177,22 +193,27 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     ``price_per_hour`` (the price of one chip for one hour, in any currency) adds the column
     ``cost_per_token``: ``price_per_hour * num_chips / 3600 / tokens_per_second``, that currency per
     token. ``num_fit`` counts the candidates that fit and meet the constraints.
+
+    ``context_parallel``: the context-parallel degrees tried (default only 1); each degree c joins
+    the product ``t * u * c * p * d = num_chips`` where it divides and ``seq_len`` splits into
+    ``2 * c * u`` chunks (docs/conventions.md §3b), and fills the column ``cp``.
     """
     import time
 
     start = time.perf_counter()
     model = model.with_parallelism(None)  # the search sets every degree itself
     limits = Constraints.of(max_tp, min_mfu, memory_headroom, price_per_hour, phase)
+    cps = _context_degrees(context_parallel)
     if phase == "inference":
         return _inference(model, get_hardware(hardware), int(num_chips), int(global_batch), int(seq_len),
-                          DataType.parse(dtype), objective, start, limits)
+                          DataType.parse(dtype), objective, start, limits, cps)
     if phase != "training":
         raise ConfigError(f"phase: 'training' or 'inference', got {phase!r}")
     chip = get_hardware(hardware)
     datatype = DataType.parse(dtype)
     N, B, s = int(num_chips), int(global_batch), int(seq_len)
     space = _Space(model, N, B, s, max_micro_batch, max_interleave, tuple(recompute), tuple(zero_stages),
-                   tuple(overlap))
+                   tuple(overlap), cps)
     return _training(space, chip, datatype, limits, progress or (lambda fraction, stage: None), start)
 
 
@@ -214,7 +235,7 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
     fit = limits.keep(cols.t, memory, mfu, chip)
     order = np.argsort(np.where(fit, step, np.inf), kind="stable")[: int(fit.sum())]
     columns = {
-        "tp": cols.t[order], "pp": cols.p[order], "dp": cols.d[order], "sp": cols.u[order],
+        "tp": cols.t[order], "pp": cols.p[order], "dp": cols.d[order], "sp": cols.u[order], "cp": cols.c[order],
         "megatron_sp": cols.msp[order].astype(bool), "ep": cols.e[order], "micro_batch": cols.b[order],
         "interleave": cols.v[order], "overlap": cols.ov[order].astype(bool),
         "recompute": np.array(space.recompute)[cols.rc[order]],
@@ -276,6 +297,8 @@ class _Space:
     recompute: tuple[str, ...]
     zero_stages: tuple[int, ...]
     overlap: tuple[bool, ...]
+    cps: tuple[int, ...] = (1,)
+    """The context-parallel degrees tried."""
 
     @property
     def moe(self) -> list[int]:
@@ -286,16 +309,16 @@ class _Space:
         L = int(self.model.num_layers)
         return {p: pipeline_stages(L, p) for p in _divisors(self.N) if p <= L}
 
-    def degrees(self) -> Iterator[tuple[int, int, int, int]]:
-        """Every ``(t, u, p, d)`` with ``t * u * p * d = N``.
+    def degrees(self) -> Iterator[tuple[int, int, int, int, int]]:
+        """Every ``(t, u, cp, p, d)`` with ``t * u * cp * p * d = N`` and ``cp`` one of :attr:`cps`.
 
-        NB: a further degree (context parallelism, say) is one more loop here, a field of
-        :class:`_Columns` and an input of the compiled programs; the options of each degree
-        tuple are enumerated by :meth:`group`."""
+        NB: a further degree is one more loop here, a field of :class:`_Columns` and an input of
+        the compiled programs; the options of each degree tuple are enumerated by :meth:`group`."""
         for t in _divisors(self.N):
             for u in _divisors(self.N // t):
-                for p in _divisors(self.N // (t * u)):
-                    yield t, u, p, self.N // (t * u * p)
+                for cp in (c for c in self.cps if (self.N // (t * u)) % c == 0):
+                    for p in _divisors(self.N // (t * u * cp)):
+                        yield t, u, cp, p, self.N // (t * u * cp * p)
 
     def rows(self) -> tuple[Optional["_Columns"], int]:
         """The configurations that divide, as columns (``None`` when none does), and how many
@@ -303,12 +326,14 @@ class _Space:
         groups: list[_Columns] = []
         candidates = 0
         tp_ok = {t: _valid_tp(self.model, t) for t in _divisors(self.N)}
+        cp_ok = {c: c == 1 or _accepts(self.model, {"context_parallel": c}) for c in self.cps}
         splits = self.splits
-        for t, u, p, d in self.degrees():
+        for t, u, cp, p, d in self.degrees():
             axes = self._axes(t, p, d, splits)
             candidates += math.prod(len(a) for a in axes)
-            if tp_ok[t] and p in splits and not self.B % d and self._ulysses_ok(t, u):
-                groups.append(self.group(t, u, p, d, axes))
+            if (tp_ok[t] and cp_ok[cp] and p in splits and not self.B % d and self._ulysses_ok(t, u)
+                    and self._context_ok(u, cp)):
+                groups.append(self.group(t, u, cp, p, d, axes))
         kept = [g for g in groups if len(g)]
         return (_Columns.concat(kept) if kept else None), candidates
 
@@ -326,7 +351,7 @@ class _Space:
         return [np.array(x, dtype=np.int64) for x in (eps, micro, inter, sp_modes, range(len(self.recompute)),
                                                       self.zero_stages, self.overlap)]
 
-    def group(self, t: int, u: int, p: int, d: int, axes: list[np.ndarray]) -> "_Columns":
+    def group(self, t: int, u: int, cp: int, p: int, d: int, axes: list[np.ndarray]) -> "_Columns":
         """The candidates of one degree tuple that divide, as columns."""
         index = [i.ravel() for i in np.meshgrid(*(np.arange(len(a)) for a in axes), indexing="ij")]
         e, b, v, msp, rc, z, ov = (a[i] for a, i in zip(axes, index))
@@ -339,12 +364,17 @@ class _Space:
         n = int(keep.sum())
         full = functools.partial(np.full, n, dtype=np.int64)
         return _Columns(full(t), full(u), full(p), full(d), e[keep], b[keep], v[keep], msp[keep], ov[keep],
-                        rc[keep], z[keep])
+                        rc[keep], z[keep], full(cp))
 
     def _ulysses_ok(self, t: int, u: int) -> bool:
         """Ulysses needs the heads (and KV heads) to split ``t * u`` ways."""
         a, g = _heads(self.model)
         return u == 1 or not (a % (t * u) or g is None or g % (t * u) or self.s % u)
+
+    def _context_ok(self, u: int, cp: int) -> bool:
+        """Context parallelism cuts the sequence into ``2 * cp`` load-balanced chunks, each split
+        ``u`` ways (Layer.validate; docs/conventions.md §3b)."""
+        return cp == 1 or not self.s % (2 * cp * u)
 
 
 @dataclass(frozen=True)
@@ -363,6 +393,8 @@ class _Columns:
     rc: np.ndarray
     """The recompute mode, an index into the space's ``recompute``."""
     z: np.ndarray
+    c: np.ndarray
+    """The context-parallel degree."""
 
     @classmethod
     def concat(cls, groups: Sequence["_Columns"]) -> "_Columns":
@@ -380,18 +412,20 @@ def _part_names(model: Model) -> list[str]:
 def _layer_values(space: _Space, cols: _Columns, chip: Hardware, datatype: DataType, quantities: tuple[str, ...],
                   report: Callable[[float, str], None]) -> dict[tuple[str, str], np.ndarray]:
     """Per candidate, each quantity of the embedding, one block of each group and the tail (final
-    norm + head), compiled per (sequence mode, recompute, overlap)."""
+    norm + head), compiled per (sequence mode, recompute, overlap, context-parallel degree)."""
     part_names = _part_names(space.model)
     values = {(part, q): np.zeros(len(cols)) for part in part_names for q in quantities}
     # NB: one variant serves t <= g and t > g alike: KV heads per chip are g/Min(g, t)
     # (symcost.layers.base.shard_heads), one whole KV head per chip past g as Megatron keeps it
-    variants = list(itertools.product((False, True), enumerate(space.recompute), space.overlap))
-    for i, (msp, (code, rc), ov) in enumerate(variants):
+    # NB: the context-parallel degree is a number in each variant, not a free symbol: cp = 1 is then
+    # exactly the layers without CP, and the default search compiles nothing more
+    variants = list(itertools.product((False, True), enumerate(space.recompute), space.overlap, space.cps))
+    for i, (msp, (code, rc), ov, cp) in enumerate(variants):
         report(0.1 + 0.7 * i / len(variants), "compiling layer variants")
-        mask = (cols.msp == msp) & (cols.rc == code) & (cols.ov == ov)
+        mask = (cols.msp == msp) & (cols.rc == code) & (cols.ov == ov) & (cols.c == cp)
         if not mask.any():
             continue
-        sweeper = _layer_program(space.model, chip, datatype, space.s, msp, rc, ov, quantities)
+        sweeper = _layer_program(space.model, chip, datatype, space.s, msp, rc, ov, quantities, cp)
         inputs = {sym.batch_size: cols.b[mask], sym.tp: cols.t[mask], sym.sp: cols.u[mask], sym.ep: cols.e[mask]}
         out = sweeper({k: v for k, v in inputs.items() if k in sweeper.args})
         for name in sweeper.names:
@@ -402,10 +436,11 @@ def _layer_values(space: _Space, cols: _Columns, chip: Hardware, datatype: DataT
 
 @functools.lru_cache(maxsize=64)
 def _layer_program(model: Model, chip: Hardware, datatype: DataType, s: int, msp: bool, rc: str, ov: bool,
-                   quantities: tuple[str, ...]) -> Sweeper:
+                   quantities: tuple[str, ...], cp: int = 1) -> Sweeper:
     """The quantities of every part of ``model`` with ``b``, ``t``, ``u`` and ``e`` free, compiled
-    once per (model, chip, dtype, sequence length, sequence mode, recompute, overlap)."""
-    par = {"tensor_parallel": sym.tp, "expert_parallel": sym.ep, "sequence_parallel": "tp" if msp else sym.sp}
+    once per (model, chip, dtype, sequence length, sequence mode, recompute, overlap, cp)."""
+    par = {"tensor_parallel": sym.tp, "expert_parallel": sym.ep, "sequence_parallel": "tp" if msp else sym.sp,
+           "context_parallel": cp}
     sym_model = model.with_parallelism(par)
     rows_ = sym_model.breakdown(sym.batch_size, s, "training", datatype, chip, cast(Recompute, rc), bool(ov))
     parts = model_parts(sym_model, rows_, datatype)
@@ -457,16 +492,19 @@ class _Slots:
 def _assemble(space: _Space, cols: _Columns, slots: _Slots, chip: Hardware, datatype: DataType,
               quantities: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Step time, memory per chip and MFU of every candidate, the step assembled symbolically and
-    compiled per (ZeRO stage, p = 1?, v = 1?)."""
+    compiled per (ZeRO stage, p = 1?, v = 1?); the context-parallel degree is free when one other
+    than 1 is tried."""
     step, memory, mfu = np.empty(len(cols)), np.empty(len(cols)), np.empty(len(cols))
+    cp_free = space.cps != (1,)
     for z, p1, v1 in itertools.product(space.zero_stages, (True, False), (True, False)):
         mask = (cols.z == z) & ((cols.p == 1) == p1) & ((cols.v == 1) == v1)
         if not mask.any() or (p1 and not v1):
             continue
         used = range(1 if p1 else slots.K)
-        sweeper = _assemble_program(space.model, chip, datatype, space.s, space.B, z, p1, v1, len(used), quantities)
+        sweeper = _assemble_program(space.model, chip, datatype, space.s, space.B, z, p1, v1, len(used), quantities,
+                                    cp_free)
         inputs = {sym.batch_size: cols.b[mask], sym.tp: cols.t[mask], sym.sp: cols.u[mask], _P: cols.p[mask],
-                  _D: cols.d[mask], _V: cols.v[mask], sym.ep: cols.e[mask],
+                  _D: cols.d[mask], _V: cols.v[mask], sym.ep: cols.e[mask], sym.cp: cols.c[mask],
                   **{_slot_symbol(j, q): slots.values[(j, q)][mask] for j in used for q in quantities},
                   **{_index_symbol(j): slots.index[j][mask] for j in used}}
         out = sweeper({k: v for k, v in inputs.items() if k in sweeper.args})
@@ -484,35 +522,38 @@ def _index_symbol(j: int) -> sp.Symbol:
 
 @functools.lru_cache(maxsize=64)
 def _assemble_program(model: Model, chip: Hardware, datatype: DataType, s: int, B: int, z: int, p1: bool, v1: bool,
-                      K: int, quantities: tuple[str, ...]) -> Sweeper:
+                      K: int, quantities: tuple[str, ...], cp_free: bool = False) -> Sweeper:
     """Step time, memory per chip and MFU from ``K`` stage slots (their quantities and layer
     indices free) and the free degrees, compiled once per (model, chip, dtype, sizes, ZeRO
-    stage, p = 1?, v = 1?, K)."""
+    stage, p = 1?, v = 1?, K, cp free?). The context-parallel degree counts the chips, the
+    stage-to-stage payload and the data-parallel group (:func:`assemble_training`'s ``c``)."""
     stages = [{**{q: _slot_symbol(j, q) for q in quantities}, "index": 0 if p1 else _index_symbol(j)}
               for j in range(K)]
     fields = assemble_training(
         stages, chip=chip, e=datatype.bytes, s=s, B=B, b=sym.batch_size, t=sym.tp, u=sym.sp,
         ep=sym.ep, p=1 if p1 else _P, d=_D, v=1 if v1 else _V, zero_stage=z,
         hidden_size=model.blocks[0][0].hidden_size, flops_per_sequence=flops_per_sequence(model, s, datatype),
-        peak=chip.peak_flops_expr(datatype))
+        peak=chip.peak_flops_expr(datatype), c=sym.cp if cp_free else 1)
     return Sweeper({k: fields[k] for k in ("step_time", "memory_per_chip", "mfu")}, fast_compile=True)
 
 
 def _inference(model: Model, chip: Hardware, N: int, batch: int, s: int, datatype: DataType, objective: str,
-               start: float, limits: Constraints = Constraints()) -> SearchResult:
+               start: float, limits: Constraints = Constraints(), cps: tuple[int, ...] = (1,)) -> SearchResult:
     """The inference search: few candidates, each evaluated exactly."""
     import time
 
     if objective not in ("tpot", "ttft"):
         raise ConfigError(f"objective must be 'tpot' or 'ttft', got {objective!r}")
     rows, candidates, valid = [], 0, 0
-    for t in _divisors(N):
-        for p in _divisors(N // t):
-            d = N // (t * p)
+    for t, cp in itertools.product(_divisors(N), cps):
+        if (N // t) % cp:
+            continue
+        for p in _divisors(N // (t * cp)):
+            d = N // (t * cp * p)
             candidates += 1
             if batch % d or p > int(model.num_layers):
                 continue  # uneven stages are fine; more stages than layers is not
-            par = {"tensor_parallel": t, "pipeline_parallel": p, "data_parallel": d}
+            par = {"tensor_parallel": t, "pipeline_parallel": p, "data_parallel": d, "context_parallel": cp}
             try:
                 step = model.inference_step(chip, batch // d, s, datatype, par)
             except ValueError:
@@ -520,9 +561,9 @@ def _inference(model: Model, chip: Hardware, N: int, batch: int, s: int, datatyp
             valid += 1
             if limits.keep(np.array([t]), np.array([float(step.memory_per_chip)]), None, chip)[0]:
                 rows.append((t, p, d, batch // d, float(step.ttft), float(step.tpot),
-                             float(step.memory_per_chip), batch / float(step.tpot)))
+                             float(step.memory_per_chip), batch / float(step.tpot), cp))
     rows.sort(key=lambda r: r[5] if objective == "tpot" else r[4])
-    names = ("tp", "pp", "dp", "micro_batch", "ttft", "tpot", "memory_per_chip", "tokens_per_second")
+    names = ("tp", "pp", "dp", "micro_batch", "ttft", "tpot", "memory_per_chip", "tokens_per_second", "cp")
     columns = {n: np.array([r[i] for r in rows]) for i, n in enumerate(names)}
     limits.add_cost(columns, N)
     return SearchResult(columns, candidates, valid, len(rows), time.perf_counter() - start)

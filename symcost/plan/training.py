@@ -42,25 +42,30 @@ _exact_value = exact  # the steps' ``exact`` argument shadows the function there
 
 def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, s: Any, B: Any,
                       b: Any, t: Any, u: Any, p: Any, d: Any, v: Any, zero_stage: int, hidden_size: Any,
-                      flops_per_sequence: Any, peak: Any, ep: Any = 1) -> dict[str, Any]:
+                      flops_per_sequence: Any, peak: Any, ep: Any = 1, c: Any = 1) -> dict[str, Any]:
     """The step's time and memory from its pipeline stages' per-micro-batch values (``values``:
     :func:`stages_from_parts`; see the module docstring); every argument may be a number or a
     symbol (``p == 1`` and ``v == 1`` decide the pipeline's form, so symbols there mean p > 1 and
-    v > 1). The slowest stage sets ``T_mb``; the fullest stage sets the memory and its terms."""
+    v > 1). The slowest stage sets ``T_mb``; the fullest stage sets the memory and its terms.
+
+    ``c`` is the context-parallel degree: a replica spans ``t*u*c`` chips, each holding ``s/(u*c)``
+    tokens, and the CP ranks, which hold the same weights, join the data-parallel gradient
+    reduction and ZeRO sharding (Megatron-LM's data-parallel group with context parallelism:
+    ``d*c`` ranks). The micro-batches per replica stay ``B/(d*b)``: CP ranks share sequences."""
     m = B / (d * b)
-    chips = t * u * p * d
+    chips = t * u * c * p * d
     t_mb = _max_all([st["latency"] for st in values])
     bubble = (p - 1) / v * t_mb
     compute = m * t_mb + bubble
 
-    # stage-to-stage sends: 2 per micro-batch and chunk, 1/(t*sp) of the b x s x h activations
+    # stage-to-stage sends: 2 per micro-batch and chunk, 1/(t*sp*cp) of the b x s x h activations
     sends = sp.Integer(0)
     if p != 1:
-        payload = b * s * hidden_size * e / (t * u)
-        sends = 2 * v * m * _span_time("p2p", 2, payload, chip, t * u * d)
+        payload = b * s * hidden_size * e / (t * u * c)
+        sends = 2 * v * m * _span_time("p2p", 2, payload, chip, t * u * c * d)
 
-    weights, gradients, optimizer, dp_comm = _data_parallel(values, chip=chip, e=e, m=m, d=d, stride=t * u, ep=ep,
-                                                            zero_stage=zero_stage)
+    weights, gradients, optimizer, dp_comm = _data_parallel(values, chip=chip, e=e, m=m, d=d * c, stride=t * u,
+                                                            ep=ep, zero_stage=zero_stage)
     dp_comm, weights, gradients, optimizer, activations, memory = _fullest_stage(
         values, (weights, gradients, optimizer, dp_comm), e=e, p=p, m=m, v=v)
     step = compute + sends + dp_comm
@@ -181,7 +186,7 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
                                p=par.pp, d=par.dp, v=v, zero_stage=zero_stage,
                                hidden_size=sharded.blocks[0][0].hidden_size,
                                flops_per_sequence=flops_per_sequence(model, s, datatype),
-                               peak=chip.peak_flops_expr(datatype), ep=par.ep)
+                               peak=chip.peak_flops_expr(datatype), ep=par.ep, c=par.cp)
     return TrainingStep(hardware=chip, stage_layers=split, **{k: _exact_value(v) for k, v in fields.items()})
 
 
@@ -213,8 +218,8 @@ def _training_program(model: "Model", chip: Hardware, par: Parallelism, datatype
     fields = assemble_training(values, chip=chip, e=e, s=s, B=B, b=b, t=par.tp, u=par.sp, p=par.pp, d=par.dp,
                                v=v, zero_stage=zero_stage, hidden_size=sharded.blocks[0][0].hidden_size,
                                flops_per_sequence=flops_per_sequence(model, s, datatype),
-                               peak=chip.peak_flops_expr(datatype), ep=par.ep)
-    per_params = _data_parallel(values, chip=chip, e=e, m=m, d=par.dp, stride=par.tp * par.sp, ep=par.ep,
+                               peak=chip.peak_flops_expr(datatype), ep=par.ep, c=par.cp)
+    per_params = _data_parallel(values, chip=chip, e=e, m=m, d=par.dp * par.cp, stride=par.tp * par.sp, ep=par.ep,
                                 zero_stage=zero_stage)
     terms = _stage_terms(values, per_params, e=e, p=par.pp, m=m, v=v)
     exprs = {k: x for k, x in fields.items() if k not in _MEMORY}

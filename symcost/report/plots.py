@@ -347,7 +347,7 @@ def _memory_terms(subject: Model | Layer, chip: Hardware, phase: Phase, batch_si
                  step.memory_per_chip)
         _check_only_seq_len(terms)
         solution = subject.max_context(chip, batch_size, datatype, par)
-        multiple = int(par.sp)
+        multiple = int(par.seq_multiple)
     elif isinstance(subject, Layer):
         if parallelism is not None:
             raise ConfigError("memory_vs_seq_len: a layer carries its own parallelism; build it with "
@@ -356,7 +356,7 @@ def _memory_terms(subject: Model | Layer, chip: Hardware, phase: Phase, batch_si
         terms = (m.weight_memory_per_chip, m.kv_cache_memory_per_chip,
                  m.activation_memory_per_chip, m.memory_per_chip)
         _check_only_seq_len(terms)
-        multiple = int(subject.parallelism.sp)
+        multiple = int(subject.parallelism.seq_multiple)
         solution = max_integer(terms[3], sym.seq_len, chip.hbm_capacity, multiple_of=multiple)
         par = subject.parallelism
     else:

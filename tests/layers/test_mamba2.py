@@ -254,6 +254,13 @@ def test_ulysses_is_refused():
         layer(parallelism={"sequence_parallel": 2})
 
 
+def test_context_parallel_is_refused():
+    """A CP split of the scan would need the state passed between ranks, which is not counted."""
+    with pytest.raises(ValueError, match="context_parallel must be 1 for Mamba2Layer"):
+        layer(parallelism={"context_parallel": 2})
+    assert layer(parallelism={"context_parallel": 1}).parallelism.cp == 1
+
+
 # -- PyTorch FlopCounterMode on a plain-torch Mamba-2 --------------------------------------------
 #
 # The module below follows mamba_ssm/modules/mamba2.py (in_proj, causal depthwise conv, SiLU,

@@ -1,0 +1,173 @@
+"""symcost's context-parallel collectives checked against PyTorch's own ring attention.
+
+PyTorch 2.13's public API, ``torch.distributed.tensor.experimental.context_parallel``, cannot
+run on CPU: it dispatches SDPA through DTensor, and the CPU kernel
+``aten._scaled_dot_product_flash_attention_for_cpu`` has no sharding strategy registered (it
+raises ``NotImplementedError``; only the CUDA flash, efficient and cuDNN kernels are mapped to the
+ring), and it cannot shard inputs that require grad. ``test_public_api_cannot_run_on_cpu``
+records that as a skip with torch's own message.
+
+The ring itself can: ``_templated_ring_attention`` and ``_templated_ring_attention_backward``
+(the functions the public API calls, in ``torch.distributed.tensor.experimental._context_parallel
+._attention``) take the attention kernel as an argument, so they run here with the CPU flash
+kernel on a *fake* process group (one process plays rank 0 of ``cp``; the fake backend moves no
+data, as in ``test_torch_tp_comm.py``). Each collective is recorded as symcost's ``(kind, axis,
+group size, payload bytes)`` (docs/conventions.md §11): PyTorch's KV rotation by
+``permute_tensor`` (an ``all_to_all_single`` whose whole buffer goes to the next rank) is a
+point-to-point send of its buffer; an ``all_gather_into_tensor`` has its output as payload.
+
+What PyTorch does, per rank, and how it compares with symcost's ``cp_comm_type``:
+
+- ``"alltoall"`` rotation (the ring, symcost's ``"p2p"``): forward cp - 1 sends of the K, V chunk;
+  backward cp - 1 sends of K, V and cp sends of dK, dV. Equal to symcost, payloads included
+  (fp32 here: PyTorch accumulates dK, dV in fp32, symcost at the activations' e, which is 4).
+- ``"allgather"`` (PyTorch's default): forward one all-gather of K, V, equal to symcost's
+  ``"all_gather"``; backward one all-gather of K, V (as symcost) but the dK, dV go around the ring
+  (cp sends) where Megatron/Transformer Engine, and symcost, reduce-scatter them once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+torch = pytest.importorskip("torch")
+if not torch.distributed.is_available():
+    pytest.skip("torch was built without torch.distributed", allow_module_level=True)
+
+import torch.distributed as dist  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.distributed.device_mesh import init_device_mesh  # noqa: E402
+from torch.distributed.distributed_c10d import _resolve_process_group  # noqa: E402
+from torch.distributed.tensor.debug import CommDebugMode  # noqa: E402
+
+# importing fake_pg registers the "fake" backend
+from torch.testing._internal.distributed.fake_pg import FakeStore  # noqa: E402
+
+try:
+    from torch.distributed.tensor.experimental import context_parallel
+    from torch.distributed.tensor.experimental._context_parallel._attention import (
+        _templated_ring_attention,
+        _templated_ring_attention_backward,
+        set_rotate_method,
+    )
+except ImportError as err:  # pragma: no cover - another torch
+    pytest.skip(f"torch {torch.__version__} has no ring attention to check against: {err}", allow_module_level=True)
+
+import symcost as sc  # noqa: E402
+
+B, A, S, D = 2, 4, 16, 8  # batch, heads (MHA: a = g), sequence, head dim
+E = 4  # fp32, torch's default dtype
+_FWD = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default
+_BWD = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward.default
+_FUNCOL = ("_c10d_functional", "c10d_functional", "_c10d_functional_autograd")
+
+
+@pytest.fixture(scope="module", params=[2, 4], ids=lambda c: f"cp{c}")
+def mesh(request):
+    """A 1-D CP mesh of ``cp`` ranks on a fake process group, this process being rank 0."""
+    assert not dist.is_initialized(), "a process group is already initialised"
+    dist.init_process_group("fake", rank=0, world_size=request.param, store=FakeStore())
+    try:
+        torch.manual_seed(0)
+        yield init_device_mesh("cpu", (request.param,))
+    finally:
+        set_rotate_method("allgather")  # torch's default, restored for any later user
+        dist.destroy_process_group()
+
+
+class _Records(CommDebugMode):
+    """``CommDebugMode`` that also keeps symcost's record of each collective it counts."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[tuple] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        counted = self.get_total_counts()
+        out = super().__torch_dispatch__(func, types, args, kwargs)
+        if out is not NotImplemented and self.get_total_counts() > counted:
+            self.records.append(_record(func, args, kwargs, out))
+        return out
+
+
+def _record(func, args, kwargs, out) -> tuple:
+    assert func.namespace in _FUNCOL, func
+    bound = dict(zip((a.name for a in func._schema.arguments), args)) | dict(kwargs or {})
+    group = _resolve_process_group(bound["group_name"]).size()
+    in_bytes = bound["input"].numel() * bound["input"].element_size()
+    if func._opname == "all_to_all_single":
+        # permute_tensor: the whole buffer to one rank (split sizes: all of it to one peer)
+        splits = list(bound["input_split_sizes"])
+        assert sorted(splits) == [0] * (group - 1) + [bound["input"].shape[0]], splits
+        return ("p2p", "cp", group, in_bytes)
+    if func._opname == "all_gather_into_tensor":
+        return ("all_gather", "cp", group, out.numel() * out.element_size())
+    raise AssertionError(f"unexpected collective {func}")
+
+
+def _ring(mesh, method: str) -> tuple[Counter, Counter]:
+    """PyTorch's ring attention on rank 0's chunks (b, a, s/cp, d), causal and load-balanced:
+    the collectives of the forward and of the backward."""
+    set_rotate_method(method)
+    cp = mesh.size()
+    q, k, v = (torch.randn(B, A, S // cp, D) for _ in range(3))
+    group = mesh.get_group()
+    with _Records() as fw:
+        out, lse = _templated_ring_attention(group, 2, _FWD, q, k, v, is_causal=True)[:2]
+    with _Records() as bw:
+        _templated_ring_attention_backward(group, 2, _BWD, torch.ones_like(out), "grad_out", q, k, v, out, lse,
+                                           is_causal=True, dropout_p=0.0)
+    return Counter(fw.records), Counter(bw.records)
+
+
+def _symcost(cp: int, comm: str) -> tuple[Counter, Counter]:
+    """symcost's collectives of the attention layer (t = 1: the CP exchange only), fp32: prefill
+    (the forward) and training minus prefill (the backward)."""
+    layer = sc.AttentionLayer(hidden_size=A * D, num_heads=A, causal=True,
+                              parallelism={"context_parallel": cp, "cp_comm_type": comm})
+
+    def calls(phase):
+        m = layer.compute_metrics(batch_size=B, seq_len=S, phase=phase, dtype="fp32")
+        return Counter({(c.kind, c.axis, int(c.group_size), int(c.payload_bytes)): int(c.count)
+                        for c in m.collectives})
+
+    fw = calls("prefill")
+    return fw, calls("training") - fw
+
+
+def test_ring_p2p_matches(mesh):
+    """The ring: forward cp-1 sends, backward cp-1 + cp, of the K, V chunk
+    M = b*a*(s/cp)*d*2*4 bytes (cp = 2: 2*4*8*8*2*4 = 4,096), as symcost's ``"p2p"``."""
+    cp = mesh.size()
+    chunk = B * A * (S // cp) * D * 2 * E
+    fw, bw = _ring(mesh, "alltoall")
+    assert fw == Counter({("p2p", "cp", cp, chunk): cp - 1})
+    assert bw == Counter({("p2p", "cp", cp, chunk): (cp - 1) + cp})
+    assert (fw, bw) == _symcost(cp, "p2p")
+
+
+def test_all_gather_forward_matches(mesh):
+    """PyTorch's default rotation: one all-gather of the whole K, V, b*a*s*d*2*4 bytes, forward and
+    again backward, as symcost's ``"all_gather"``; its dK, dV go around the ring (cp sends) where
+    symcost (Megatron/TE) reduce-scatters them once."""
+    cp = mesh.size()
+    whole, chunk = B * A * S * D * 2 * E, B * A * (S // cp) * D * 2 * E
+    fw, bw = _ring(mesh, "allgather")
+    assert fw == Counter({("all_gather", "cp", cp, whole): 1})
+    assert bw == Counter({("all_gather", "cp", cp, whole): 1, ("p2p", "cp", cp, chunk): cp})
+    ours_fw, ours_bw = _symcost(cp, "all_gather")
+    assert fw == ours_fw
+    assert ours_bw == Counter({("all_gather", "cp", cp, whole): 1, ("reduce_scatter", "cp", cp, whole): 1})
+
+
+def test_public_api_cannot_run_on_cpu(mesh):
+    """``context_parallel`` itself on CPU: skipped with torch's own reason."""
+    q, k, v = (torch.randn(B, A, S, D) for _ in range(3))
+    try:
+        with context_parallel(mesh, buffers=[q, k, v], buffer_seq_dims=[2, 2, 2]):
+            F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    except (NotImplementedError, RuntimeError) as err:
+        pytest.skip(f"torch.distributed.tensor.experimental.context_parallel cannot run on CPU: {err}")
+    pytest.fail("context_parallel ran on CPU: count its collectives here too")
