@@ -40,10 +40,10 @@ import torch.distributed as dist  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.distributed.device_mesh import init_device_mesh  # noqa: E402
 from torch.distributed.distributed_c10d import _resolve_process_group  # noqa: E402
-from torch.distributed.tensor.debug import CommDebugMode  # noqa: E402
 
 # importing fake_pg registers the "fake" backend
 from torch.testing._internal.distributed.fake_pg import FakeStore  # noqa: E402
+from torch_comm import RecordingCommMode  # noqa: E402
 
 try:
     from torch.distributed.tensor.experimental import context_parallel
@@ -77,21 +77,6 @@ def mesh(request):
         dist.destroy_process_group()
 
 
-class _Records(CommDebugMode):
-    """``CommDebugMode`` that also keeps symcost's record of each collective it counts."""
-
-    def __init__(self):
-        super().__init__()
-        self.records: list[tuple] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        counted = self.get_total_counts()
-        out = super().__torch_dispatch__(func, types, args, kwargs)
-        if out is not NotImplemented and self.get_total_counts() > counted:
-            self.records.append(_record(func, args, kwargs, out))
-        return out
-
-
 def _record(func, args, kwargs, out) -> tuple:
     assert func.namespace in _FUNCOL, func
     bound = dict(zip((a.name for a in func._schema.arguments), args)) | dict(kwargs or {})
@@ -114,9 +99,9 @@ def _ring(mesh, method: str) -> tuple[Counter, Counter]:
     cp = mesh.size()
     q, k, v = (torch.randn(B, A, S // cp, D) for _ in range(3))
     group = mesh.get_group()
-    with _Records() as fw:
+    with RecordingCommMode(_record) as fw:
         out, lse = _templated_ring_attention(group, 2, _FWD, q, k, v, is_causal=True)[:2]
-    with _Records() as bw:
+    with RecordingCommMode(_record) as bw:
         _templated_ring_attention_backward(group, 2, _BWD, torch.ones_like(out), "grad_out", q, k, v, out, lse,
                                            is_causal=True, dropout_p=0.0)
     return Counter(fw.records), Counter(bw.records)

@@ -39,7 +39,6 @@ from torch import nn  # noqa: E402
 from torch.distributed.device_mesh import init_device_mesh  # noqa: E402
 from torch.distributed.distributed_c10d import _resolve_process_group  # noqa: E402
 from torch.distributed.tensor import Partial, Replicate, Shard  # noqa: E402
-from torch.distributed.tensor.debug import CommDebugMode  # noqa: E402
 from torch.distributed.tensor.parallel import (  # noqa: E402
     ColwiseParallel,
     PrepareModuleInput,
@@ -50,6 +49,7 @@ from torch.distributed.tensor.parallel import (  # noqa: E402
 
 # importing fake_pg registers the "fake" backend
 from torch.testing._internal.distributed.fake_pg import FakeStore  # noqa: E402
+from torch_comm import RecordingCommMode  # noqa: E402
 
 import symcost as sc  # noqa: E402
 from symcost.layers.base import Context  # noqa: E402
@@ -108,20 +108,11 @@ def _record(func, args, kwargs, out) -> tuple:
     return (kind, "tp", group, payload)  # every mesh here is the TP group
 
 
-class _PayloadCommMode(CommDebugMode):
-    """``CommDebugMode`` that also keeps symcost's record of each collective it counts."""
+class _PayloadCommMode(RecordingCommMode):
+    """:class:`RecordingCommMode` with this file's record of a TP collective."""
 
     def __init__(self):
-        super().__init__()
-        self.records: list[tuple] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        counted = self.get_total_counts()
-        out = super().__torch_dispatch__(func, types, args, kwargs)
-        # NotImplemented: a DTensor op, which DTensor then desugars into plain-tensor ops
-        if out is not NotImplemented and self.get_total_counts() > counted:
-            self.records.append(_record(func, args, kwargs, out))
-        return out
+        super().__init__(_record)
 
     def counts(self) -> Counter:
         """Calls per ``(kind, axis, group size, payload bytes)``, checked against torch's own
