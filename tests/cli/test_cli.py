@@ -2,19 +2,11 @@
 
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
+from cli_run import subprocess_run as run
 
 from symcost import hardware, models
-
-
-def run(*args, check=True):
-    result = subprocess.run([sys.executable, "-m", "symcost", *args], capture_output=True, text=True, timeout=120)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
 
 
 def test_default_report_is_llama_3_8b_on_h100():

@@ -1,15 +1,8 @@
 """``--cp`` on the command line (context parallelism, docs/conventions.md §3b)."""
 
 import json
-import subprocess
-import sys
 
-
-def run(*args, check=True):
-    result = subprocess.run([sys.executable, "-m", "symcost", *args], capture_output=True, text=True, timeout=300)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
+from cli_run import subprocess_run as run
 
 
 def test_report_cp_halves_the_kv_cache():

@@ -7,17 +7,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from cli_run import main_run as run
 
 from symcost import models
-from symcost.cli.main import main
 from symcost.plan.disaggregated import pd_ratio
 from symcost.plan.speculative import speculative_step
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_report_speculative_json(capsys):

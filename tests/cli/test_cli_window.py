@@ -6,14 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from symcost.cli.main import main
-
-
-def run(capsys, *args):
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from cli_run import main_run as run
 
 
 def test_report_hybrid_window_kv_cache(capsys):
