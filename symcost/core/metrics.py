@@ -92,6 +92,12 @@ class _Deferred:
         self.build = build
 
 
+def _later(build: Callable[[], Optional[tuple[Value, ...]]]) -> Any:
+    """``build()`` as the value of :attr:`LayerMetrics.roofline`, built on first read (typed
+    ``Any``: readers of the field get what ``build`` returns)."""
+    return _Deferred(build)
+
+
 class _DeferredField:
     """The descriptor of a dataclass field that also takes a :class:`_Deferred`: built on first
     read and kept, so that equality, hashing and every reader see the built value."""
@@ -186,7 +192,7 @@ class LayerMetrics:
         model = time_model()
         times = model.layer_times(compute, collectives, hardware, peak_flops, overlap, datatype)
         # bound classifies by the pure roofline (docs/conventions.md §17), built when read
-        roofline = _Deferred(functools.partial(_ideal_terms, compute, collectives, hardware, peak_flops, overlap,
+        roofline = _later(functools.partial(_ideal_terms, compute, collectives, hardware, peak_flops, overlap,
                                                datatype))
         fields = _exact_all({
             "flops_per_chip": matmul + vector,
@@ -296,7 +302,7 @@ class LayerMetrics:
             op_source=lambda: _merge_ops(self.ops + other.ops),
             peak_flops=self.peak_flops,
             assumptions=merge(self.assumptions, other.assumptions),
-            roofline=_Deferred(lambda: None if self.roofline is None and other.roofline is None else tuple(
+            roofline=_later(lambda: None if self.roofline is None and other.roofline is None else tuple(
                 exact(sp.sympify(a) + sp.sympify(b)) for a, b in zip(self._roofline_terms(), other._roofline_terms()))),
             **_exact_all(fields),
         )
@@ -317,7 +323,7 @@ class LayerMetrics:
             op_source=lambda: tuple((op, mult * n) for op, mult in self.ops),
             peak_flops=self.peak_flops,
             assumptions=self.assumptions,
-            roofline=_Deferred(lambda: None if self.roofline is None else tuple(
+            roofline=_later(lambda: None if self.roofline is None else tuple(
                 exact(sp.sympify(v) * n) for v in self.roofline)),
             **_exact_all(fields),
         )
@@ -382,7 +388,7 @@ class LayerMetrics:
                                          for op, m in self.ops),
             peak_flops=exact(peak.xreplace(table)) if isinstance(peak, sp.Basic) else peak,
             assumptions=assumptions,
-            roofline=_Deferred(lambda: None if self.roofline is None else tuple(
+            roofline=_later(lambda: None if self.roofline is None else tuple(
                 exact(v.xreplace(table)) if isinstance(v, sp.Basic) else v for v in self.roofline)),
             **_exact_all(fields),
         )
@@ -488,7 +494,8 @@ class LayerMetrics:
         return display.metrics_text(self)
 
 
-setattr(LayerMetrics, "roofline", _DeferredField("roofline"))  # NB: after @dataclass, which reads the default
+# NB: installed after @dataclass, which reads the field's default (None) from the class
+setattr(LayerMetrics, "roofline", _DeferredField("roofline"))  # noqa: B010 (the field keeps its declared type)
 
 
 def _resolve_key(key: Any) -> sp.Symbol:

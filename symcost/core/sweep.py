@@ -94,10 +94,16 @@ def _node_counts(exprs: Sequence[sp.Expr]) -> dict[sp.Basic, int]:
 _BASIC_FREE = sp.Basic.__dict__["free_symbols"]
 
 
-@functools.lru_cache(maxsize=None)
+_PLAIN_FREE: dict[type, bool] = {}
+
+
 def _plain_free(kind: type) -> bool:
     """Whether ``kind``'s free symbols are those of its arguments (no bound variables)."""
-    return next(k.__dict__["free_symbols"] for k in kind.__mro__ if "free_symbols" in k.__dict__) is _BASIC_FREE
+    plain = _PLAIN_FREE.get(kind)
+    if plain is None:
+        plain = _PLAIN_FREE[kind] = next(
+            k.__dict__["free_symbols"] for k in kind.__mro__ if "free_symbols" in k.__dict__) is _BASIC_FREE
+    return plain
 
 
 def _scan(exprs: Sequence[sp.Basic]) -> tuple[set, bool]:
