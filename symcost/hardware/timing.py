@@ -107,16 +107,15 @@ def matmul_compute_flops(op: Matmul, hardware: Hardware) -> sp.Expr:
     return 2 * op.k * tm * tn * units * waves
 
 
-_CACHE_SIZE = 4096
 _OP_TIMES: dict[tuple, OpTime] = {}
 _COLLECTIVE_TIMES: dict[tuple, sp.Expr] = {}
 
 
-def _cached(cache: dict[tuple, Any], key: tuple, build: Any) -> Any:
-    """``cache[key]``, built by ``build()`` on a miss (the cache emptied when full)."""
+def _cached(cache: dict[tuple, Any], key: tuple, build: Any, size: int = 4096) -> Any:
+    """``cache[key]``, built by ``build()`` on a miss (the cache emptied once it holds ``size``)."""
     hit = cache.get(key)
     if hit is None:
-        if len(cache) >= _CACHE_SIZE:
+        if len(cache) >= size:
             cache.clear()
         hit = cache[key] = build()
     return hit
@@ -289,7 +288,7 @@ def layer_times(ops: Iterable[tuple[Op, Any]], collectives: Iterable[Collective]
     layer timed with and without overlap shares them."""
     ops, collectives = tuple(ops), tuple(collectives)
     compute, memory, ops_time, comm = _cached(_LAYER_SUMS, (ops, collectives, hardware, peak, datatype),
-                                              lambda: _sums(ops, collectives, hardware, peak, datatype))
+                                              lambda: _sums(ops, collectives, hardware, peak, datatype), 512)
     if overlap:
         latency = sp.Max(ops_time, comm, evaluate=bool(ops_time.is_number and comm.is_number))
     else:

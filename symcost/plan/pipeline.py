@@ -31,7 +31,7 @@ def _fits(memory: Any, chip: Hardware) -> Optional[bool]:
 
 def _min(a: Any, b: Any) -> Any:
     # NB: not compared while symbolic (extreme): SymPy's evaluated Min searches for an order
-    # between the in-flight count and p - k (a quarter of a cold search) and rarely finds one
+    # between the in-flight count and p - k (a tenth of a cold search) and rarely finds one
     return exact(extreme(sp.Min, a, b))
 
 
