@@ -1,4 +1,4 @@
-"""The float programs of compiled steps (symcost.core.compile_float): tighter extremes, exact ceilings.
+"""Float programs (symcost.core.compile_float; the sweeps' ceilings): tighter extremes, exact ceilings.
 
 References are SymPy's own evaluation of the untouched expressions at the same integers (exact),
 and hand derivations written next to each case.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import sympy as sp
 from hypothesis import given, settings
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from symcost.core._expr import extreme
 from symcost.core.compile_float import compile_float, dominates, tighten
 from symcost.core.compiled import Program
+from symcost.core.sweep import Sweeper
 from symcost.symbols import batch_size as b
 from symcost.symbols import seq_len as s
 
@@ -113,3 +115,14 @@ def test_tighten_and_float_programs_equal_sympy(expr, bv, sv):
     assert tighten([expr])[0].xreplace(point).doit() == want
     got = compile_float([b, s], tighten([expr]))(bv, sv)[0]
     assert type(got) is float and abs(got - float(want)) <= 1e-12 * abs(float(want)) + 1e-300
+
+
+def test_sweeps_divide_inside_ceilings():
+    # the same 525 / 75 in a float64 sweep, both compilers: 525/75 = 7 (ceil 7, floor 7), 526/75 =
+    # 7.01 (ceil 8, floor 7); 525/3 + 525/7 + 1/2 = 250.5 -> 251, 21/3 + 21/7 + 1/2 = 10.5 -> 11
+    sizes = np.array([525.0, 526.0, 21.0])
+    exprs = {"c": sp.ceiling(b / 75), "f": sp.floor(b / 75), "g": sp.ceiling(b / 3 + b / 7 + sp.Rational(1, 2))}
+    for fast in (False, True):
+        got = Sweeper(exprs, fast_compile=fast)(batch_size=sizes)
+        assert got.c.tolist() == [7.0, 8.0, 1.0] and got.f.tolist() == [7.0, 7.0, 0.0], fast
+        assert got.g.tolist() == [251.0, 251.0, 11.0], fast
