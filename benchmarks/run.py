@@ -20,6 +20,7 @@ Targets (from the issues): >= 5e6 configurations/s on one core; a warm numeric c
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import platform
@@ -51,6 +52,18 @@ def _start_seconds(code: str, runs: int, root: str = ROOT) -> tuple[float, str]:
                              check=True, cwd=root).stdout.strip()
         times.append(time.perf_counter() - start)
     return statistics.median(times), out
+
+
+def _revision() -> str:
+    """The checkout's commit (with ``+changes`` when the tree differs), or ``unknown``."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
 
 
 def import_times(runs: int) -> None:
@@ -111,10 +124,76 @@ def main() -> None:
     parser.add_argument("--only", choices=("search", "steps"), help="run one part: (5) or (6)")
     parser.add_argument("--baseline", metavar="CHECKOUT", help="an earlier symcost checkout whose search runs "
                         "interleaved with this one's, for a ratio measured in the same run")
+    parser.add_argument("--readme", action="store_true", help="also write this run's output into README.md "
+                        "(between its benchmark markers), with the date and the command")
     args = parser.parse_args()
+    if args.readme:
+        tee = _Tee(sys.stdout)
+        sys.stdout = tee
+        try:
+            run(args)
+        finally:
+            sys.stdout = tee.stream
+        command = "python benchmarks/run.py " + " ".join(a for a in sys.argv[1:] if a != "--readme")
+        write_readme(os.path.join(ROOT, "README.md"), tee.text(), command.strip())
+        return
+    run(args)
+
+
+class _Tee(io.TextIOBase):
+    """``stream`` that also keeps what was written."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.parts = stream, []
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+README_BEGIN = "<!-- benchmarks:begin (written by python benchmarks/run.py --readme) -->"
+README_END = "<!-- benchmarks:end -->"
+
+
+def write_readme(path: str, output: str, command: str, today: str | None = None) -> None:
+    """Replace the block between :data:`README_BEGIN` and :data:`README_END` in ``path`` with
+    ``output`` (one run's printed lines) in a code block, under the date and ``command``."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if text.count(README_BEGIN) != 1 or text.count(README_END) != 1:
+        raise SystemExit(f"{path}: needs exactly one {README_BEGIN!r} and one {README_END!r} line")
+    head, rest = text.split(README_BEGIN)
+    _, tail = rest.split(README_END)
+    day = today or time.strftime("%Y-%m-%d")
+    block = (f"{README_BEGIN}\n`{command}` on {day}, one run (every ratio measured in that run):\n\n"
+             f"```text\n{output.strip()}\n```\n{README_END}")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(head + block + tail)
+
+
+def machine_name() -> str:
+    """The CPU model (Linux: /proc/cpuinfo), else the platform's processor string."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run(args: argparse.Namespace) -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {load:.1f} at start, "
-          f"Python {platform.python_version()}, NumPy {np.__version__}")
+    print(f"machine: {machine_name()} ({platform.machine()}), {os.cpu_count()} cores, load average {load:.1f} "
+          f"at start, Python {platform.python_version()}, NumPy {np.__version__}, symcost at "
+          f"{_revision()}")
     repeat = 3 if args.quick else 7
     if args.only:
         search_rates(1 if args.quick else 3, args.baseline) if args.only == "search" else whole_model_steps(

@@ -1,11 +1,13 @@
 """Named expressions compiled once into an exact and a float function of a few free symbols.
 
 A whole training or inference step is a few dozen expressions in the batch and sequence sizes
-once the model, chip, parallelism and options are fixed. :class:`Program` compiles them twice:
-:func:`~symcost.core.compile.compile_exact` (ints and ``fractions.Fraction``, equal to evaluating
-the expressions in SymPy) and ``sympy.lambdify(..., cse=True)`` over ``math`` (float64, the fast
-path). The divisibility rules the expressions rely on (:mod:`symcost.core.assumptions`) compile
-with them, so a call can tell whether its inputs break one without SymPy.
+once the model, chip, parallelism and options are fixed. :class:`Program` drops the extremes'
+provably dominated arguments (:func:`~symcost.core.compile_float.tighten`, values unchanged) and
+compiles them twice: exactly (scaled integers, or :func:`~symcost.core.compile.compile_exact`'s
+ints and ``fractions.Fraction``; equal to evaluating the expressions in SymPy) and in float64
+(:func:`~symcost.core.compile_float.compile_float`, the fast path). The divisibility rules the
+expressions rely on (:mod:`symcost.core.assumptions`) compile with them, so a call can tell
+whether its inputs break one without SymPy.
 
 :data:`BUILDS` counts the programs built per kind (the tests count cache misses with it).
 """
@@ -24,6 +26,7 @@ import sympy as sp
 from ._expr import Ceil
 from .assumptions import Assumption
 from .compile import compile_exact
+from .compile_float import compile_float, tighten
 
 __all__ = ["BUILDS", "Program", "normal"]
 
@@ -55,11 +58,15 @@ class Program:
               rules: Sequence[Assumption] = ()) -> "Program":
         """Compile ``exprs`` (name -> expression in ``args``) and the pairs of ``rules``."""
         BUILDS[kind] += 1
-        values = [sp.sympify(e) for e in exprs.values()]
+        values = tighten(list(exprs.values()))
         free = set(args)
         kept = [r for r in rules if r.free_symbols and r.free_symbols <= free]
         pairs = [x for r in kept for m, d in r.pairs for x in (m, d)]
-        floats = sp.lambdify(list(args), values, modules="math", cse=True)
+        try:
+            floats = compile_float(list(args), values)
+        except NotImplementedError:  # a node it does not print: SymPy's printer, floats after
+            lambdified = sp.lambdify(list(args), values, modules="math", cse=True)
+            floats = lambda *a: tuple(map(float, lambdified(*a)))  # noqa: E731
         try:
             exact = compile_scaled(list(args), values)
         except NotImplementedError:  # a node without a fixed denominator: Fractions throughout

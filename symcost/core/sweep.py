@@ -67,12 +67,81 @@ class _SweepPrinter(NumPyPrinter):
             return f"1/{self.parenthesize(expr.base, PRECEDENCE['Pow'])}"
         return super()._print_Pow(expr, rational=rational)
 
+    def _print_CeilDiv(self, expr):
+        top, scale = expr.args
+        return f"{self._module_format('numpy.ceil')}({self.parenthesize(top, PRECEDENCE['Mul'])}/{scale})"
+
+    def _print_FloorDiv(self, expr):
+        top, scale = expr.args
+        return f"{self._module_format('numpy.floor')}({self.parenthesize(top, PRECEDENCE['Mul'])}/{scale})"
+
     def _print_Piecewise(self, expr):
         if len(expr.args) != 2 or expr.args[-1].cond is not sp.true:
             return super()._print_Piecewise(expr)
         (value, cond), (otherwise, _) = expr.args
         return (f"{self._module_format('numpy.where')}({self._print(cond)}, {self._print(value)}, "
                 f"{self._print(otherwise)})")
+
+
+class CeilDiv(sp.Function):
+    """``ceil(N / L)`` for an integer ``L``, kept whole (not evaluated, not split by CSE) so the
+    compiled sweep divides by ``L`` (see :func:`over_common_denominator`)."""
+
+    nargs = 2
+
+
+class FloorDiv(sp.Function):
+    """``floor(N / L)``, as :class:`CeilDiv`."""
+
+    nargs = 2
+
+
+def exact_rounding(exprs: Sequence[sp.Expr]) -> list[sp.Expr]:
+    """``exprs`` with every ceiling and floor of a rational combination written as
+    :class:`CeilDiv`/:class:`FloorDiv` of its integer combination and common denominator."""
+    memo: dict = {}
+
+    def walk(node: Any) -> Any:
+        done = memo.get(node)
+        if done is not None:
+            return done
+        if node.is_Atom or not node.args:
+            done = node
+        else:
+            args = [walk(a) for a in node.args]
+            if type(node) in (sp.ceiling, sp.floor, Ceil):
+                top, scale = over_common_denominator(args[0])
+                if scale == 1:
+                    done = node if args[0] is node.args[0] else type(node)(args[0])
+                else:
+                    done = (FloorDiv if type(node) is sp.floor else CeilDiv)(top, scale)
+            elif all(x is y for x, y in zip(args, node.args)):
+                done = node
+            else:
+                done = _unevaluated(node, args)
+        memo[node] = done
+        return done
+
+    return [walk(sp.sympify(e)) for e in exprs]
+
+
+def over_common_denominator(expr: sp.Expr) -> tuple[sp.Expr, int]:
+    """``(N, L)`` with ``expr = N / L``: ``L`` the least common multiple of the denominators of
+    the terms' rational coefficients, ``N`` their sum with integer coefficients. A ceiling or floor
+    prints as ``ceil(N / L)``: a division by an integer rounds correctly, so an integer quotient is
+    exact, where ``x * (1/75)`` is not (``ceil(525 * (1/75))`` is 8 in float64; ``525 / 75`` is 7).
+
+    >>> from symcost.symbols import batch_size as b, seq_len as s
+    >>> over_common_denominator(b / 3 + s / 7 + 1)
+    (7*b + 3*s + 21, 21)
+    """
+    terms = [t.as_coeff_Mul() for t in sp.Add.make_args(expr)]
+    if not all(c.is_Rational for c, _ in terms):
+        return expr, 1
+    scale = math.lcm(*(int(c.q) for c, _ in terms))
+    if scale == 1:
+        return expr, 1
+    return sp.Add(*(c * scale * rest for c, rest in terms)), scale
 
 
 def _node_counts(exprs: Sequence[sp.Expr]) -> dict[sp.Basic, int]:
@@ -212,6 +281,9 @@ class _Source:
             return self._piecewise(node)
         if kind in self._RELATIONS:
             return f"({self.code(node.args[0])} {self._RELATIONS[kind]} {self.code(node.args[1])})"
+        if kind in (CeilDiv, FloorDiv):
+            top, scale = node.args
+            return f"{'ceil' if kind is CeilDiv else 'floor'}({self.code(top)}/{int(scale)})"
         call = self._CALLS.get(kind)
         if call is None:
             raise NotImplementedError(kind.__name__)
@@ -284,6 +356,7 @@ def compile_numpy(exprs: tuple[sp.Expr, ...], args: tuple[sp.Symbol, ...], fast:
     :func:`tree_cse` instead of ``sympy.cse`` and prints sums and products in their stored
     order, unsorted (a build in linear time for large expressions; a little more arithmetic per
     point, and sums added in another order: the same values to a few ulps)."""
+    exprs = tuple(exact_rounding(exprs))
     settings = {"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True,
                 "user_functions": {k: k for k in _MODULES[0]}}
     if fast:

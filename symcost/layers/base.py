@@ -22,6 +22,8 @@ from ..core._expr import check_divides, dim, extreme
 from ..core.assumptions import Assumption, collecting, merge
 from ..core.binding import Chip, time_model
 from ..core.compile import compile_exact
+from ..core.compile_float import tighten
+from ..core.compiled import compile_scaled
 from ..core.dtypes import DataType, DtypeLike, bytes_per_element
 from ..core.metrics import METRIC_FIELDS, LayerMetrics
 from ..core.ops import Collective, CollectiveKind, Op
@@ -428,4 +430,9 @@ def _template(layer: Layer, phase: Phase, datatype: DataType, recompute: Recompu
     exprs = [sp.sympify(getattr(symbolic, f)) for f in METRIC_FIELDS]
     exprs += [sp.sympify(c.payload_bytes) for c in symbolic.collectives]
     exprs += [sp.sympify(v) for v in symbolic.roofline or ()]
-    return _Template(symbolic, compile_exact([sym.batch_size, sym.seq_len], exprs))
+    args = [sym.batch_size, sym.seq_len]
+    try:  # scaled integers (one Fraction per output), else Fractions throughout: the same values
+        function = compile_scaled(args, tighten(exprs))
+    except NotImplementedError:
+        function = compile_exact(args, exprs)
+    return _Template(symbolic, function)

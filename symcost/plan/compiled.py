@@ -47,6 +47,19 @@ class CompiledStep:
     rows: Callable[..., list]
     """``rows(*sizes)``: the step's breakdown rows (inference: prefill and decode), built lazily."""
 
+    def __post_init__(self) -> None:
+        # NB: what every result of this step shares, laid out once: the defaults and fixed fields
+        # (``static``) and the result's field names in the order of the program's values (``keys``)
+        training = self.kind == "training"
+        static = {**_DEFAULTS[TrainingStep if training else InferenceStep], "hardware": self.chip,
+                  "stage_layers": self.split}
+        if training:
+            keys = self.program.names[:len(self.program.names) - 4 * self.stages] + _TRAINING_MEMORY
+        else:
+            keys = ("ttft", "tpot", "activation_memory", "tokens_per_second") + _INFERENCE_MEMORY
+        object.__setattr__(self, "_static", static)
+        object.__setattr__(self, "_keys", keys)
+
     def __call__(self, *sizes: Any, exact: bool = True) -> Any:
         """The step at ``sizes`` (inference: batch_size, seq_len; training: seq_len, global_batch,
         micro_batch): exact ints/Fractions, or floats with ``exact=False``."""
@@ -58,8 +71,12 @@ class CompiledStep:
         if exact:
             values = tuple(map(normal, self.program.exact(*sizes)))
         else:
-            values = tuple(map(float, self.program.floats(*sizes)))
+            values = self.program.floats(*sizes)
         return (_inference_result if self.kind == "inference" else _training_result)(self, sizes, values)
+
+
+_TRAINING_MEMORY = ("weight_memory", "gradient_memory", "optimizer_memory", "activation_memory")
+_INFERENCE_MEMORY = ("weight_memory", "kv_cache_memory")
 
 
 def sizes(*values: Any) -> Optional[tuple[int, ...]]:
@@ -147,30 +164,22 @@ _DEFAULTS: dict[type, dict[str, Any]] = {
     for cls in (InferenceStep, TrainingStep)}
 
 
-def _make(cls: type, fields: dict[str, Any]) -> Any:
-    """``cls(**fields)`` for the frozen result dataclasses without their per-field ``__setattr__``
-    (a third of a float call): the instance's ``__dict__`` filled at once, defaults first."""
-    obj: Any = object.__new__(cls)
-    obj.__dict__.update(_DEFAULTS[cls])
-    obj.__dict__.update(fields)
-    return obj
-
-
 def _inference_result(compiled: CompiledStep, sizes: tuple, values: tuple) -> InferenceStep:
-    ttft, tpot, act, tps = values[:4]
     n = compiled.stages
     if n == 1:
-        i, weights, kv = 0, values[4:5], values[5:6]
-        held = [weights[0] + kv[0]]
-    else:
+        fields = values
+    else:  # the fullest stage's weights and KV cache (the first of equals, as max gives it)
         weights, kv = values[4:4 + n], values[4 + n:4 + 2 * n]
-        held = [w + k for w, k in zip(weights, kv)]
-        i = max(range(n), key=held.__getitem__)
+        i = max(range(n), key=lambda j: weights[j] + kv[j])
+        fields = values[:4] + (weights[i], kv[i])
+    obj: Any = object.__new__(InferenceStep)
+    state = obj.__dict__
+    state.update(compiled._static)  # type: ignore[attr-defined]
+    state.update(zip(compiled._keys, fields))  # type: ignore[attr-defined]
+    state["memory_per_chip"] = fields[4] + fields[5] + fields[2]  # (weights + KV) + activations
     rows = LazyRows(compiled.rows, sizes)
-    return cast(InferenceStep, _make(InferenceStep, {
-        "ttft": ttft, "tpot": tpot, "kv_cache_memory": kv[i], "weight_memory": weights[i], "activation_memory": act,
-        "memory_per_chip": held[i] + act, "tokens_per_second": tps, "prefill_rows": _RowsView(rows, 0),
-        "decode_rows": _RowsView(rows, 1), "hardware": compiled.chip, "stage_layers": compiled.split}))
+    state["prefill_rows"], state["decode_rows"] = _RowsView(rows, 0), _RowsView(rows, 1)
+    return cast(InferenceStep, obj)
 
 
 class LazyRows:
@@ -215,16 +224,20 @@ class _RowsView(Sequence):
 
 
 def _training_result(compiled: CompiledStep, sizes: tuple, values: tuple) -> TrainingStep:
-    names = compiled.program.names
-    n = len(names) - 4 * compiled.stages
-    fields = dict(zip(names[:n], values[:n]))
-    per_stage = [values[n + 4 * i:n + 4 * i + 4] for i in range(compiled.stages)]
-    totals = [w + g + o + a for w, g, o, a in per_stage]
-    i = max(range(compiled.stages), key=totals.__getitem__)
-    w, g, o, a = per_stage[i]
-    fields.update(hardware=compiled.chip, stage_layers=compiled.split, weight_memory=w, gradient_memory=g,
-                  optimizer_memory=o, activation_memory=a, memory_per_chip=totals[i])
-    return cast(TrainingStep, _make(TrainingStep, fields))
+    n = compiled.stages
+    if n == 1:
+        fields = values
+    else:  # the fullest stage's four memory terms (the first of equals, as max gives it)
+        first = len(values) - 4 * n
+        per_stage = [values[first + 4 * i:first + 4 * i + 4] for i in range(n)]
+        i = max(range(n), key=lambda j: per_stage[j][0] + per_stage[j][1] + per_stage[j][2] + per_stage[j][3])
+        fields = values[:first] + per_stage[i]
+    obj: Any = object.__new__(TrainingStep)
+    state = obj.__dict__
+    state.update(compiled._static)  # type: ignore[attr-defined]
+    state.update(zip(compiled._keys, fields))  # type: ignore[attr-defined]
+    state["memory_per_chip"] = fields[-4] + fields[-3] + fields[-2] + fields[-1]
+    return cast(TrainingStep, obj)
 
 
 def run(compiled: Optional[CompiledStep], sizes: Optional[tuple], exact: bool) -> Any:

@@ -1,0 +1,241 @@
+"""Float64 programs of exact expressions: fewer extremes, no calls in the hot path.
+
+A compiled step's float path (:class:`symcost.core.compiled.Program`) evaluates a few dozen
+expressions in the batch and sequence sizes: sums of rational multiples of the sizes, extremes
+(``Max``/``Min``) of roofline terms and ceilings of wave and tile counts. Two steps make that fast:
+
+* :func:`tighten` drops an argument of an extreme that another argument provably dominates for
+  every value the symbols allow: the difference ``a - b`` is a sum of terms, each a non-negative
+  rational times a product SymPy proves non-negative (the sizes are positive symbols). The extreme
+  is unchanged, exactly: ``max(a, b) = a`` when ``a - b >= 0``. ``Max(2 c x, 3 c x)`` becomes
+  ``3 c x`` and the terms it leaves merge with their neighbours. SymPy's own ``Max`` compares
+  every pair on construction, which is why the library builds extremes unevaluated
+  (:func:`symcost.core._expr.extreme`); this pass runs once per program, not per expression built.
+* :func:`compile_float` prints Python source without ``max``/``min``/``ceil`` calls: an extreme
+  is a conditional expression over its arguments (each computed once), and a ceiling of a sum of
+  rational multiples of integers is an integer floor division ``-(-N // L)`` (``L`` the
+  denominators' least common multiple), exact where ``math.ceil`` of a rounded float could be one
+  too high. Sizes stay Python ints until a rational coefficient (a float literal) or a division
+  meets them; every output is a float.
+
+A node it does not know (a non-integer power, a function) raises ``NotImplementedError``; the
+caller then falls back to ``sympy.lambdify``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, Callable, Sequence, cast
+
+import sympy as sp
+
+from ._expr import Ceil
+
+__all__ = ["compile_float", "dominates", "tighten"]
+
+_COUNTER = itertools.count()
+
+
+def _nonnegative(expr: sp.Expr) -> bool:
+    return expr.is_nonnegative is True
+
+
+def dominates(a: sp.Expr, b: sp.Expr) -> bool:
+    """Whether ``a >= b`` for every value the symbols' assumptions allow, shown term by term:
+    ``a - b`` is a non-negative number or a sum of non-negative rationals times products SymPy
+    proves non-negative (``False`` means *not shown*, not ``a < b``).
+
+    >>> from symcost.symbols import batch_size as b, seq_len as s
+    >>> dominates(3 * b * s + 2, 2 * b * s), dominates(3 * b * s, 2 * b * s + 1)
+    (True, False)
+    """
+    diff = sp.Add(a, -b)
+    if diff.is_Number:
+        return bool(diff >= 0)
+    for term in sp.Add.make_args(diff):
+        coeff, rest = term.as_coeff_Mul()
+        if not coeff.is_Rational or coeff < 0 or not _nonnegative(rest):
+            return False
+    return True
+
+
+def _extreme(kind: Any, args: Sequence[sp.Expr]) -> sp.Expr:
+    """``kind(*args)`` (Max or Min) without the arguments another one provably dominates."""
+    flat: list[sp.Expr] = []
+    for a in args:
+        flat.extend(a.args if type(a) is kind else (a,))
+    big = kind is sp.Max
+    kept: list[sp.Expr] = []
+    for a in flat:
+        if any(dominates(o, a) if big else dominates(a, o) for o in kept):
+            continue
+        kept = [o for o in kept if not (dominates(a, o) if big else dominates(o, a))]
+        kept.append(a)
+    if len(kept) == 1:
+        return kept[0]
+    return cast(sp.Expr, kind(*kept, evaluate=False))
+
+
+def tighten(exprs: Sequence[Any]) -> list[sp.Expr]:
+    """``exprs`` with every extreme's provably dominated arguments dropped (:func:`dominates`),
+    bottom up, each shared sub-expression once; the values are unchanged.
+
+    >>> import sympy as sp
+    >>> from symcost.symbols import batch_size as b, seq_len as s
+    >>> tighten([sp.Max(2 * b * s, 3 * b * s, evaluate=False) + b * s])
+    [4*b*s]
+    """
+    memo: dict[Any, sp.Expr] = {}
+
+    def walk(node: Any) -> Any:
+        done = memo.get(node)
+        if done is not None:
+            return done
+        if node.is_Atom or not node.args:
+            done = node
+        else:
+            args = tuple(walk(a) for a in node.args)
+            if type(node) in (sp.Max, sp.Min):
+                done = _extreme(type(node), args)
+            elif all(x is y for x, y in zip(args, node.args)):
+                done = node
+            else:
+                done = node.func(*args)
+        memo[node] = done
+        return done
+
+    return [walk(sp.sympify(e)) for e in exprs]
+
+
+class _Printer:
+    """Python float source for one function: ``tr(expr) -> (code, kind)``, ``kind`` "i" when the
+    code's value is always a Python int, "f" always a float, "m" either (an extreme of both)."""
+
+    def __init__(self, env: dict) -> None:
+        self.env = env
+        self.temps = itertools.count()
+        self.defs: dict = {}
+        """A common sub-expression's symbol -> its value (a ceiling's argument is unfolded)."""
+
+    def tr(self, expr: Any) -> tuple[str, str]:
+        if expr in self.env:
+            return self.env[expr]
+        if expr.is_Integer:
+            return f"({int(expr)})", "i"
+        if expr.is_Rational:
+            return f"({float(expr)!r})", "f"
+        handler = {sp.Add: self.add, sp.Mul: self.mul, sp.Pow: self.pow, sp.Max: self.extreme,
+                   sp.Min: self.extreme, sp.ceiling: self.rounding, sp.floor: self.rounding,
+                   Ceil: self.rounding}.get(type(expr))
+        if handler is None:
+            raise NotImplementedError(type(expr).__name__)
+        return handler(expr)
+
+    @staticmethod
+    def _kind(kinds: list[str]) -> str:
+        return "f" if "f" in kinds else "m" if "m" in kinds else "i"
+
+    def add(self, expr: sp.Expr) -> tuple[str, str]:
+        parts = [self.tr(a) for a in expr.args]
+        return "(" + " + ".join(c for c, _ in parts) + ")", self._kind([k for _, k in parts])
+
+    def mul(self, expr: sp.Expr) -> tuple[str, str]:
+        parts = [self.tr(a) for a in expr.args]
+        return "(" + "*".join(c for c, _ in parts) + ")", self._kind([k for _, k in parts])
+
+    def pow(self, expr: sp.Expr) -> tuple[str, str]:
+        base, power = expr.as_base_exp()
+        if not power.is_Integer:
+            raise NotImplementedError(f"power {power}")
+        code, kind = self.tr(base)
+        if power > 0:
+            return f"({code})**{int(power)}", kind
+        return f"(1 / ({code})**{-int(power)})", "f"
+
+    def extreme(self, expr: sp.Expr) -> tuple[str, str]:
+        """``max(a, b)`` as ``(t if (t := a) >= (u := b) else u)``, folded left over the
+        arguments: no call, each argument computed once."""
+        op = ">=" if isinstance(expr, sp.Max) else "<="
+        parts = [self.tr(a) for a in expr.args]
+        code, kind = parts[0]
+        for other, other_kind in parts[1:]:
+            t, u = f"_t{next(self.temps)}", f"_t{next(self.temps)}"
+            code = f"({t} if ({t} := {code}) {op} ({u} := {other}) else {u})"
+            kind = kind if kind == other_kind else "m"
+        return code, kind
+
+    def _linear(self, expr: sp.Expr) -> list[sp.Expr]:
+        """The terms of ``expr``, a common sub-expression that is not an integer unfolded
+        (``sympy.cse`` hoists ``x/75`` out of ``ceiling(x/75)`` and ``floor(x/75)``)."""
+        out = []
+        for term in sp.Add.make_args(expr):
+            coeff, rest = term.as_coeff_Mul()
+            if rest in self.defs and self.env[rest][1] != "i":
+                out.extend(self._linear(sp.Mul(coeff, self.defs[rest])))
+            else:
+                out.append(term)
+        return out
+
+    def rounding(self, expr: sp.Expr) -> tuple[str, str]:
+        """``ceil(x)`` of ``x = sum(c_i t_i)`` with rational ``c_i`` and integer ``t_i`` as
+        ``-(-N // L)``, ``L`` the lcm of the denominators and ``N = L x`` an integer; of an
+        extreme, the extreme of the ceilings (a ceiling is monotone); otherwise ``math.ceil``
+        (``floor`` alike)."""
+        up = isinstance(expr, (sp.ceiling, Ceil))
+        inner = self._linear(expr.args[0])
+        if len(inner) == 1 and type(inner[0]) in (sp.Max, sp.Min):  # ceil(max(x, y)) = max(ceil x, ceil y)
+            return self.tr(type(inner[0])(*(expr.func(a) for a in inner[0].args), evaluate=False))
+        terms = []
+        for term in inner:
+            coeff, rest = term.as_coeff_Mul()
+            if not coeff.is_Rational:
+                break
+            code, kind = ("1", "i") if rest == 1 else self.tr(rest)
+            if kind != "i":
+                break
+            terms.append((coeff, code))
+        else:
+            scale = math.lcm(*(int(c.q) for c, _ in terms))
+            total = " + ".join(f"{int(c * scale)}*{code}" for c, code in terms)
+            if scale == 1:
+                return f"({total})", "i"
+            return (f"(-(-({total}) // {scale}))" if up else f"(({total}) // {scale})"), "i"
+        code, _ = self.tr(expr.args[0])
+        return f"{'_ceil' if up else '_floor'}({code})", "i"
+
+
+def compile_float(args: Sequence[sp.Symbol], exprs: Sequence[Any]) -> Callable[..., tuple]:
+    """One Python function of ``args`` (ints) returning the floats of ``exprs`` (pass them
+    through :func:`tighten` first); ``NotImplementedError`` for a node it cannot print.
+
+    >>> from symcost.symbols import batch_size as b, seq_len as s
+    >>> import sympy as sp
+    >>> f = compile_float([b, s], [sp.ceiling(b * s / 3), sp.Max(b, s / 2, evaluate=False), 7])
+    >>> f(2, 3), f(2, 5)
+    ((2.0, 2.0, 7.0), (4.0, 2.5, 7.0))
+    """
+    replacements, reduced = sp.cse([sp.sympify(e) for e in exprs], optimizations=None)
+    names = [f"_a{i}" for i in range(len(args))]
+    env: dict = {a: (n, "i") for a, n in zip(args, names)}
+    printer = _Printer(env)
+    lines = [f"def _f({', '.join(names)}):"]
+    for i, (symbol, value) in enumerate(replacements):
+        code, kind = printer.tr(value)
+        lines.append(f"    _x{i} = {code}")
+        env[symbol] = (f"_x{i}", kind)
+        printer.defs[symbol] = value
+    outs = []
+    for e in reduced:
+        e = sp.sympify(e)
+        if e.is_Number:
+            outs.append(repr(float(e)))
+            continue
+        code, kind = printer.tr(e)
+        outs.append(code if kind == "f" else f"float({code})")
+    lines.append(f"    return ({', '.join(outs)},)")
+    namespace: dict[str, Any] = {"_ceil": math.ceil, "_floor": math.floor}
+    exec(compile("\n".join(lines), f"<symcost-float-{next(_COUNTER)}>", "exec"), namespace)
+    function = cast(Callable[..., tuple], namespace["_f"])
+    function.source = "\n".join(lines)  # type: ignore[attr-defined]
+    return function
