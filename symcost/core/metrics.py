@@ -18,8 +18,9 @@ True
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import sympy as sp
 
@@ -82,6 +83,48 @@ def _merge_ops(ops: Iterable[tuple[Op, Any]]) -> tuple[tuple[Op, Any], ...]:
     return tuple(merged.items())
 
 
+class _Deferred:
+    """A field value built on first read (see :class:`_DeferredField`)."""
+
+    __slots__ = ("build",)
+
+    def __init__(self, build: Callable[[], Any]):
+        self.build = build
+
+
+def _later(build: Callable[[], Optional[tuple[Value, ...]]]) -> Any:
+    """``build()`` as the value of :attr:`LayerMetrics.roofline`, built on first read (typed
+    ``Any``: readers of the field get what ``build`` returns)."""
+    return _Deferred(build)
+
+
+class _DeferredField:
+    """The descriptor of a dataclass field that also takes a :class:`_Deferred`: built on first
+    read and kept, so that equality, hashing and every reader see the built value."""
+
+    def __init__(self, name: str):
+        self.slot = f"_{name}_value"
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return None
+        value = obj.__dict__[self.slot]
+        if type(value) is _Deferred:
+            value = obj.__dict__[self.slot] = value.build()
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.slot] = value
+
+
+def _ideal_terms(compute: tuple[tuple[Op, Any], ...], collectives: tuple[Collective, ...], hardware: Chip,
+                 peak_flops: sp.Expr, overlap: bool, datatype: DataType | None) -> Optional[tuple[Value, ...]]:
+    """:attr:`LayerMetrics.roofline` of :meth:`LayerMetrics.from_ops`."""
+    rt = time_model().roofline_times(compute, collectives, hardware, peak_flops, overlap, datatype)
+    return None if rt is None else tuple(exact(sp.sympify(v)) for v in (rt.compute_time, rt.memory_time,
+                                                                        rt.comm_time))
+
+
 @dataclass(frozen=True)
 class LayerMetrics:
     """Per-chip costs of one layer, a block or a model, for one phase.
@@ -119,7 +162,11 @@ class LayerMetrics:
     roofline: Optional[tuple[Value, ...]] = dataclasses.field(default=None, repr=False)
     """``(compute, memory, comm)`` times of the same ops on the ideal chip (the pure roofline,
     :meth:`~symcost.hardware.Hardware.ideal`), what :attr:`bound` compares; ``None`` when the
-    metrics were timed on an ideal chip (the fields themselves are the roofline)."""
+    metrics were timed on an ideal chip (the fields themselves are the roofline).
+
+    NB: built on first read (from :meth:`from_ops`, sums, repeats and substitutions): only
+    :attr:`bound` and reports need it, and the ideal chip's timing is a third of a symbolic
+    layer's cost (the parallelism search never reads it)."""
 
     @classmethod
     def from_ops(
@@ -144,10 +191,9 @@ class LayerMetrics:
         vector = total(op.vector_flops * n for op, n in compute)
         model = time_model()
         times = model.layer_times(compute, collectives, hardware, peak_flops, overlap, datatype)
-        # bound classifies by the pure roofline (docs/conventions.md §17)
-        rt = model.roofline_times(compute, collectives, hardware, peak_flops, overlap, datatype)
-        roofline = None if rt is None else tuple(
-            exact(sp.sympify(v)) for v in (rt.compute_time, rt.memory_time, rt.comm_time))
+        # bound classifies by the pure roofline (docs/conventions.md §17), built when read
+        roofline = _later(functools.partial(_ideal_terms, compute, collectives, hardware, peak_flops, overlap,
+                                               datatype))
         fields = _exact_all({
             "flops_per_chip": matmul + vector,
             "matmul_flops_per_chip": matmul,
@@ -256,8 +302,8 @@ class LayerMetrics:
             op_source=lambda: _merge_ops(self.ops + other.ops),
             peak_flops=self.peak_flops,
             assumptions=merge(self.assumptions, other.assumptions),
-            roofline=None if self.roofline is None and other.roofline is None else tuple(
-                exact(sp.sympify(a) + sp.sympify(b)) for a, b in zip(self._roofline_terms(), other._roofline_terms())),
+            roofline=_later(lambda: None if self.roofline is None and other.roofline is None else tuple(
+                exact(sp.sympify(a) + sp.sympify(b)) for a, b in zip(self._roofline_terms(), other._roofline_terms()))),
             **_exact_all(fields),
         )
 
@@ -277,7 +323,8 @@ class LayerMetrics:
             op_source=lambda: tuple((op, mult * n) for op, mult in self.ops),
             peak_flops=self.peak_flops,
             assumptions=self.assumptions,
-            roofline=None if self.roofline is None else tuple(exact(sp.sympify(v) * n) for v in self.roofline),
+            roofline=_later(lambda: None if self.roofline is None else tuple(
+                exact(sp.sympify(v) * n) for v in self.roofline)),
             **_exact_all(fields),
         )
 
@@ -341,8 +388,8 @@ class LayerMetrics:
                                          for op, m in self.ops),
             peak_flops=exact(peak.xreplace(table)) if isinstance(peak, sp.Basic) else peak,
             assumptions=assumptions,
-            roofline=None if self.roofline is None else tuple(
-                exact(v.xreplace(table)) if isinstance(v, sp.Basic) else v for v in self.roofline),
+            roofline=_later(lambda: None if self.roofline is None else tuple(
+                exact(v.xreplace(table)) if isinstance(v, sp.Basic) else v for v in self.roofline)),
             **_exact_all(fields),
         )
 
@@ -445,6 +492,10 @@ class LayerMetrics:
 
     def __str__(self) -> str:
         return display.metrics_text(self)
+
+
+# NB: installed after @dataclass, which reads the field's default (None) from the class
+setattr(LayerMetrics, "roofline", _DeferredField("roofline"))  # noqa: B010 (the field keeps its declared type)
 
 
 def _resolve_key(key: Any) -> sp.Symbol:

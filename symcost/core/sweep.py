@@ -160,6 +160,43 @@ def _node_counts(exprs: Sequence[sp.Expr]) -> dict[sp.Basic, int]:
     return counts
 
 
+_BASIC_FREE = sp.Basic.__dict__["free_symbols"]
+
+
+_PLAIN_FREE: dict[type, bool] = {}
+
+
+def _plain_free(kind: type) -> bool:
+    """Whether ``kind``'s free symbols are those of its arguments (no bound variables)."""
+    plain = _PLAIN_FREE.get(kind)
+    if plain is None:
+        plain = _PLAIN_FREE[kind] = next(
+            k.__dict__["free_symbols"] for k in kind.__mro__ if "free_symbols" in k.__dict__) is _BASIC_FREE
+    return plain
+
+
+def _scan(exprs: Sequence[sp.Basic]) -> tuple[set, bool]:
+    """The free symbols of ``exprs`` and whether a ``Float`` occurs in them, each shared node
+    walked once (``free_symbols`` and ``has`` walk the tree: a step's is several times its DAG)."""
+    symbols: set = set()
+    seen: set = set()
+    floats = False
+    stack = list(exprs)
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if node.is_Float:
+            floats = True
+        elif not _plain_free(type(node)):  # a symbol, or a node that binds variables: walked by SymPy
+            symbols |= node.free_symbols
+            floats = floats or node.has(sp.Float)
+        else:
+            stack.extend(node.args)
+    return symbols, floats
+
+
 def tree_cse(exprs: Sequence[sp.Expr]) -> tuple[list[tuple[sp.Symbol, sp.Expr]], list[sp.Expr]]:
     """Common sub-expressions of ``exprs`` as ``(replacements, reduced)`` (the signature of
     ``sympy.cse``): every compound node that occurs more than once becomes one variable.
@@ -406,8 +443,13 @@ class Sweeper:
             raise ValueError("Sweeper needs at least one expression")
         self.assumptions = tuple(assumptions)
         self.names = tuple(exprs)
-        self.exprs = tuple(as_expr(e, name) for name, e in exprs.items())
-        self.args = _ordered(set().union(*(e.free_symbols for e in self.exprs)))
+        # NB: as_expr's checks, with the Float search and the free symbols in one walk of the DAG
+        self.exprs = tuple(e if isinstance(e, sp.Expr) else as_expr(e, name) for name, e in exprs.items())
+        symbols, floats = _scan(self.exprs)
+        if floats:
+            for name, e in zip(self.names, self.exprs):
+                as_expr(e, name)  # raises, naming the field
+        self.args = _ordered(symbols)
         self._fast = fast_compile
         self._function = compile_numpy(self.exprs, self.args, fast_compile)
 

@@ -12,6 +12,7 @@ F*eta_mm
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Mapping, Optional
@@ -353,6 +354,9 @@ class Hardware(BaseModel):
         >>> ideal.memory_efficiency, ideal.kernel_time, ideal.name
         (1, 0, 'H100_SXM (ideal)')
         """
+        return _ideal(self)
+
+    def _build_ideal(self) -> "Hardware":
         one, zero = sp.Integer(1), sp.Integer(0)
         name = self.name if self.name.endswith("(ideal)") else f"{self.name} (ideal)"
         return Hardware(**{**self._fields(), **dict(
@@ -475,3 +479,9 @@ def _file_kind(path: Path) -> str:
     if suffix in (".yaml", ".yml"):
         return "yaml"
     raise HardwareError(f"{path}: hardware files are .json, .yaml or .yml")
+
+
+@functools.lru_cache(maxsize=64)
+def _ideal(chip: Hardware) -> Hardware:
+    """:meth:`Hardware.ideal`, built once per chip (every layer's roofline asks for it)."""
+    return chip._build_ideal()

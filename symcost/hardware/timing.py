@@ -107,9 +107,30 @@ def matmul_compute_flops(op: Matmul, hardware: Hardware) -> sp.Expr:
     return 2 * op.k * tm * tn * units * waves
 
 
+_OP_TIMES: dict[tuple, OpTime] = {}
+_COLLECTIVE_TIMES: dict[tuple, sp.Expr] = {}
+
+
+def _cached(cache: dict[tuple, Any], key: tuple, build: Any, size: int = 4096) -> Any:
+    """``cache[key]``, built by ``build()`` on a miss (the cache emptied once it holds ``size``)."""
+    hit = cache.get(key)
+    if hit is None:
+        if len(cache) >= size:
+            cache.clear()
+        hit = cache[key] = build()
+    return hit
+
+
 def op_time(op: Op, hardware: Hardware, peak: sp.Expr, datatype: Optional[DataType] = None) -> OpTime:
     """Time terms of ``op`` on ``hardware`` with matmul FLOP/s ``peak`` (efficiency applied);
-    ``datatype`` picks the attention kernels' rate (the 16-bit peak for 8-bit models)."""
+    ``datatype`` picks the attention kernels' rate (the 16-bit peak for 8-bit models).
+
+    NB: memoized per (op, chip, peak, dtype), all immutable: the layer variants of a search (sequence
+    mode, recompute, overlap) and the roofline share most ops."""
+    return _cached(_OP_TIMES, (op, hardware, peak, datatype), lambda: _op_time(op, hardware, peak, datatype))
+
+
+def _op_time(op: Op, hardware: Hardware, peak: sp.Expr, datatype: Optional[DataType]) -> OpTime:
     bandwidth = hardware.effective_hbm_bandwidth
     if isinstance(op, Matmul):
         compute = matmul_compute_flops(op, hardware) / peak
@@ -231,7 +252,12 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
 def collective_time(c: Collective, hardware: Hardware) -> sp.Expr:
     """Seconds of all ``c.count`` calls: the fastest of :func:`collective_algorithms`, as NCCL's
     tuner picks it (a collective over a group of one costs nothing; a ``p2p`` is one send
-    between two chips, whatever its ``group_size``)."""
+    between two chips, whatever its ``group_size``). Memoized per (collective, chip), as
+    :func:`op_time`."""
+    return _cached(_COLLECTIVE_TIMES, (c, hardware), lambda: _collective_time(c, hardware))
+
+
+def _collective_time(c: Collective, hardware: Hardware) -> sp.Expr:
     fits = sp.Le(as_expr(c.span, "span"), hardware.scale_up_domain)
     if fits is sp.true or fits is sp.false:
         times = _algorithms(c, hardware, inside=fits is sp.true)
@@ -256,14 +282,29 @@ def layer_times(ops: Iterable[tuple[Op, Any]], collectives: Iterable[Collective]
                 hardware: Hardware, peak: sp.Expr, overlap: bool = False,
                 datatype: Optional[DataType] = None) -> Times:
     """Sum the per-op times and collective times; ``latency`` adds communication unless
-    ``overlap``."""
-    terms = [(op_time(op, hardware, peak, datatype), n) for op, n in ops]
-    compute = total(t.compute * n for t, n in terms)
-    memory = total(t.memory * n for t, n in terms)
-    ops_time = total(t.time * n for t, n in terms)
-    comm = total(collective_time(c, hardware) for c in collectives)
+    ``overlap``.
+
+    NB: the sums are memoized per (ops, collectives, chip, peak, dtype), as :func:`op_time`: a
+    layer timed with and without overlap shares them."""
+    ops, collectives = tuple(ops), tuple(collectives)
+    compute, memory, ops_time, comm = _cached(_LAYER_SUMS, (ops, collectives, hardware, peak, datatype),
+                                              lambda: _sums(ops, collectives, hardware, peak, datatype), 512)
     if overlap:
         latency = sp.Max(ops_time, comm, evaluate=bool(ops_time.is_number and comm.is_number))
     else:
         latency = ops_time + comm
     return Times(compute, memory, comm, latency)
+
+
+_LAYER_SUMS: dict[tuple, tuple[sp.Expr, sp.Expr, sp.Expr, sp.Expr]] = {}
+
+
+def _sums(ops: tuple[tuple[Op, Any], ...], collectives: tuple[Collective, ...], hardware: Hardware, peak: sp.Expr,
+          datatype: Optional[DataType]) -> tuple[sp.Expr, sp.Expr, sp.Expr, sp.Expr]:
+    """The compute, memory, op and communication time sums of :func:`layer_times`."""
+    terms = [(op_time(op, hardware, peak, datatype), n) for op, n in ops]
+    compute = total(t.compute * n for t, n in terms)
+    memory = total(t.memory * n for t, n in terms)
+    ops_time = total(t.time * n for t, n in terms)
+    comm = total(collective_time(c, hardware) for c in collectives)
+    return compute, memory, ops_time, comm

@@ -30,11 +30,9 @@ def _fits(memory: Any, chip: Hardware) -> Optional[bool]:
 
 
 def _min(a: Any, b: Any) -> Any:
-    return exact(sp.Min(a, b))
-
-
-def _max(a: Any, b: Any) -> Any:
-    return exact(sp.Max(a, b))
+    # NB: not compared while symbolic (extreme): SymPy's evaluated Min searches for an order
+    # between the in-flight count and p - k (a tenth of a cold search) and rarely finds one
+    return exact(extreme(sp.Min, a, b))
 
 
 def _max_all(values: Sequence[Any]) -> Any:

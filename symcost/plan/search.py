@@ -412,41 +412,56 @@ def _part_names(model: Model) -> list[str]:
 def _layer_values(space: _Space, cols: _Columns, chip: Hardware, datatype: DataType, quantities: tuple[str, ...],
                   report: Callable[[float, str], None]) -> dict[tuple[str, str], np.ndarray]:
     """Per candidate, each quantity of the embedding, one block of each group and the tail (final
-    norm + head), compiled per (sequence mode, recompute, overlap, context-parallel degree)."""
+    norm + head), compiled per (sequence mode, recompute, context-parallel degree) with the
+    latency once per overlap mode (the only quantity overlap changes)."""
     part_names = _part_names(space.model)
     values = {(part, q): np.zeros(len(cols)) for part in part_names for q in quantities}
     # NB: one variant serves t <= g and t > g alike: KV heads per chip are g/Min(g, t)
     # (symcost.layers.base.shard_heads), one whole KV head per chip past g as Megatron keeps it
     # NB: the context-parallel degree is a number in each variant, not a free symbol: cp = 1 is then
     # exactly the layers without CP, and the default search compiles nothing more
-    variants = list(itertools.product((False, True), enumerate(space.recompute), space.overlap, space.cps))
-    for i, (msp, (code, rc), ov, cp) in enumerate(variants):
+    variants = list(itertools.product((False, True), enumerate(space.recompute), space.cps))
+    for i, (msp, (code, rc), cp) in enumerate(variants):
         report(0.1 + 0.7 * i / len(variants), "compiling layer variants")
-        mask = (cols.msp == msp) & (cols.rc == code) & (cols.ov == ov) & (cols.c == cp)
+        mask = (cols.msp == msp) & (cols.rc == code) & (cols.c == cp)
         if not mask.any():
             continue
-        sweeper = _layer_program(space.model, chip, datatype, space.s, msp, rc, ov, quantities, cp)
+        sweeper = _layer_program(space.model, chip, datatype, space.s, msp, rc, space.overlap, quantities, cp)
         inputs = {sym.batch_size: cols.b[mask], sym.tp: cols.t[mask], sym.sp: cols.u[mask], sym.ep: cols.e[mask]}
         out = sweeper({k: v for k, v in inputs.items() if k in sweeper.args})
+        index = np.flatnonzero(mask)
+        overlapped = cols.ov[index] == 1
         for name in sweeper.names:
-            part, q = name.split(".")
-            values[(part, q)][mask] = out[name]
+            part, q, *mode = name.split(".")
+            if not mode:
+                values[(part, q)][index] = out[name]
+            else:  # the latency with overlap off ("0") or on ("1"), where the candidate has that mode
+                on = overlapped if mode == ["1"] else ~overlapped
+                values[(part, q)][index[on]] = out[name][on]
     return values
 
 
 @functools.lru_cache(maxsize=64)
-def _layer_program(model: Model, chip: Hardware, datatype: DataType, s: int, msp: bool, rc: str, ov: bool,
-                   quantities: tuple[str, ...], cp: int = 1) -> Sweeper:
+def _layer_program(model: Model, chip: Hardware, datatype: DataType, s: int, msp: bool, rc: str,
+                   overlaps: tuple[bool, ...], quantities: tuple[str, ...], cp: int = 1) -> Sweeper:
     """The quantities of every part of ``model`` with ``b``, ``t``, ``u`` and ``e`` free, compiled
-    once per (model, chip, dtype, sequence length, sequence mode, recompute, overlap, cp)."""
+    once per (model, chip, dtype, sequence length, sequence mode, recompute, cp): the latency as
+    ``part.latency.0`` and ``part.latency.1`` for each of ``overlaps`` (overlap off and on), the
+    other quantities, which overlap does not change, once."""
     par = {"tensor_parallel": sym.tp, "expert_parallel": sym.ep, "sequence_parallel": "tp" if msp else sym.sp,
            "context_parallel": cp}
     sym_model = model.with_parallelism(par)
-    rows_ = sym_model.breakdown(sym.batch_size, s, "training", datatype, chip, cast(Recompute, rc), bool(ov))
-    parts = model_parts(sym_model, rows_, datatype)
-    named = {"embedding": parts["embedding"], "tail": parts["tail"],
-             **{f"blocks[{j}]": q for j, (_, q) in enumerate(parts["blocks"])}}
-    exprs = {f"{part}.{q}": named[part][q] for part in _part_names(model) for q in quantities if q in named[part]}
+    exprs: dict[str, Any] = {}
+    for ov in overlaps:
+        rows_ = sym_model.breakdown(sym.batch_size, s, "training", datatype, chip, cast(Recompute, rc), bool(ov))
+        parts = model_parts(sym_model, rows_, datatype)
+        named = {"embedding": parts["embedding"], "tail": parts["tail"],
+                 **{f"blocks[{j}]": q for j, (_, q) in enumerate(parts["blocks"])}}
+        for part in _part_names(model):
+            for q in (q for q in quantities if q in named[part]):
+                # NB: overlap changes the latency only (hardware.timing.layer_times), so the other
+                # quantities are taken from the first mode
+                exprs.setdefault(f"{part}.{q}" + (f".{int(ov)}" if q == "latency" else ""), named[part][q])
     return Sweeper(exprs, fast_compile=True)
 
 

@@ -193,7 +193,13 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
 def flops_per_sequence(model: "Model", s: Any, datatype: DataType) -> Any:
     """The model's training matmul FLOPs for one sequence, without recomputation (MFU's numerator):
     the whole model's, whatever parallelism ``model`` was built with."""
-    one = model.with_parallelism(None).compute_metrics(batch_size=1, seq_len=s, phase="training", dtype=datatype)
+    return _flops_per_sequence(model.with_parallelism(None), sp.sympify(s), datatype)
+
+
+@functools.lru_cache(maxsize=64)
+def _flops_per_sequence(model: "Model", s: sp.Expr, datatype: DataType) -> Any:
+    # NB: cached: a search assembles up to eight programs of one model and sequence length
+    one = model.compute_metrics(batch_size=1, seq_len=s, phase="training", dtype=datatype)
     return sp.sympify(one.matmul_flops_per_chip)
 
 
