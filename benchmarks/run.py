@@ -171,7 +171,8 @@ def write_readme(path: str, output: str, command: str, today: str | None = None)
     head, rest = text.split(README_BEGIN)
     _, tail = rest.split(README_END)
     day = today or time.strftime("%Y-%m-%d")
-    block = (f"{README_BEGIN}\n`{command}` on {day}, one run (every ratio measured in that run):\n\n"
+    block = (f"{README_BEGIN}\n`{command}` on {day}, one run (a ratio compares two figures of this run, "
+             "except against \"the issue's\" rates, recorded when issue 11 was filed):\n\n"
              f"```text\n{output.strip()}\n```\n{README_END}")
     with open(path, "w", encoding="utf-8") as f:
         f.write(head + block + tail)
