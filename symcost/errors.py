@@ -31,7 +31,23 @@ __all__ = [
     "SolveError",
     "SymcostError",
     "UnboundSymbolError",
+    "one_line",
 ]
+
+
+def one_line(err: BaseException) -> str:
+    """``err``'s message as one line; for pydantic's ``ValidationError`` (a layer's rule checked
+    in its validator) the first error's own message, without pydantic's ``Value error,`` prefix.
+
+    >>> one_line(ValueError("tp must divide heads\nmore detail"))
+    'tp must divide heads'
+    """
+    errors = getattr(err, "errors", None)
+    if callable(errors):
+        message = str(errors()[0].get("msg", err)).removeprefix("Value error, ")
+    else:
+        message = str(err)
+    return (message.splitlines() or [type(err).__name__])[0]
 
 
 class SymcostError(ValueError):

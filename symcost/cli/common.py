@@ -10,6 +10,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional, Sequence
 
+from .. import errors as symcost_errors
+
 if TYPE_CHECKING:
     from ..hardware import Hardware
     from ..models.model import Model
@@ -33,12 +35,11 @@ class UsageError(Exception):
 def one_line(err: Exception) -> str:
     """An error as one line; a pydantic ValidationError as its first error's field and message."""
     errors = getattr(err, "errors", None)
+    msg = symcost_errors.one_line(err)
     if callable(errors):
-        first = errors()[0]
-        msg = str(first.get("msg", "")).removeprefix("Value error, ")
-        loc = ".".join(str(x) for x in first.get("loc", ()))
+        loc = ".".join(str(x) for x in errors()[0].get("loc", ()))
         return f"{loc}: {msg}" if loc and loc not in msg else msg
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
+    return msg
 
 
 class Parser(argparse.ArgumentParser):

@@ -8,6 +8,7 @@ import argparse
 from fractions import Fraction
 from typing import Any
 
+from ..errors import ConfigError
 from .common import (
     UsageError,
     emit,
@@ -160,8 +161,15 @@ def pd_ratio(args: argparse.Namespace) -> int:
     ppar, dpar = _pd_par(args, args.prefill_tp), _pd_par(args, args.decode_tp)
     from ..plan.disaggregated import pd_ratio as solve_pd
 
-    plan = solve_pd(model, args.rate, args.prompt, args.output, args.ttft, args.tpot, pchip, dchip, ppar, dpar,
-                    args.dtype)
+    try:
+        plan = solve_pd(model, args.rate, args.prompt, args.output, args.ttft, args.tpot, pchip, dchip, ppar, dpar,
+                        args.dtype)
+    except ConfigError as error:  # a pool's parallelism: the option that set it
+        pool, _, rest = str(error).partition("_parallelism: ")
+        if pool not in ("prefill", "decode") or "tensor_parallel" not in rest:
+            raise
+        given = args.prefill_tp if pool == "prefill" else args.decode_tp
+        raise UsageError(f"argument --{pool + '-tp' if given is not None else 'tp'}: {rest}") from None
     data = {"quantity": "pd_ratio", "num_prefill": plan.num_prefill, "num_decode": plan.num_decode,
             "ratio": num(plan.ratio), "num_chips": plan.num_chips, "prefill_chips": plan.prefill_chips,
             "decode_chips": plan.decode_chips, "prefill_time_s": num(plan.prefill_time),

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
-from ..errors import ConfigError
+from ..errors import ConfigError, one_line
 from .model import Model
 
 __all__ = ["from_hf_config", "ConfigError", "MODELLED", "COST_FREE", "COST_FREE_FOR", "HF_ACTIVATIONS"]
@@ -313,16 +313,8 @@ def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], *, name: str | 
     except ConfigError:
         raise
     except ValueError as err:  # a layer's own rule (pydantic's ValidationError is a ValueError)
-        raise reader.error(_one_line(err)) from None
+        raise reader.error(one_line(err)) from None
     return model.model_copy(update={"name": name or label or folder or model_type})
-
-
-def _one_line(err: ValueError) -> str:
-    errors = getattr(err, "errors", None)
-    if callable(errors):  # pydantic: the first error's message, without its "Value error, " prefix
-        message = str(errors()[0].get("msg", err))
-        return message.removeprefix("Value error, ").splitlines()[0]
-    return (str(err).splitlines() or [type(err).__name__])[0]
 
 
 def _build(reader: _Reader, model_type: str, causal: Optional[bool]) -> Model:

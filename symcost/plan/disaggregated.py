@@ -46,7 +46,7 @@ from ..core import symbols as sym
 from ..core._expr import as_expr, dim, exact
 from ..core.ops import Collective
 from ..core.parallelism import Parallelism, ParallelismLike
-from ..errors import ConfigError
+from ..errors import ConfigError, one_line
 from ..hardware import Hardware
 from ..hardware import get as get_hardware
 from ..hardware.timing import collective_time
@@ -227,6 +227,17 @@ def _decode_batch(model: Model, chip: Hardware, keys: int, dtype: Any, par: Para
     return batch, limit, inference_step(model, chip, batch, keys, dtype, par).tpot
 
 
+def _pool_parallelism(model: Model, parallelism: ParallelismLike, name: str) -> Any:
+    """One pool's parallelism, resolved and checked against the model's shape; an error names the
+    pool (``prefill_parallelism: num_heads must be divisible ...``)."""
+    try:
+        par = resolve_parallelism(model, parallelism)
+        model.with_parallelism(par)
+    except ValueError as error:  # pydantic's ValidationError for a layer's rule, or a ConfigError
+        raise ConfigError(f"{name}: {one_line(error)}") from None
+    return par
+
+
 def pd_ratio(model: Model, rate: Any, prompt_len: Any, output_len: Any, ttft: Any, tpot: Any,
              prefill_hardware: Hardware | str = "H100_SXM", decode_hardware: Hardware | str | None = None,
              prefill_parallelism: ParallelismLike = None, decode_parallelism: ParallelismLike = None,
@@ -251,7 +262,8 @@ def pd_ratio(model: Model, rate: Any, prompt_len: Any, output_len: Any, ttft: An
         raise ConfigError(f"output_len must be at least 2 (the prefill emits the first token), got {o}")
     pchip = get_hardware(prefill_hardware)
     dchip = pchip if decode_hardware is None else get_hardware(decode_hardware)
-    ppar, dpar = resolve_parallelism(model, prefill_parallelism), resolve_parallelism(model, decode_parallelism)
+    ppar, dpar = (_pool_parallelism(model, par, name) for par, name in ((prefill_parallelism, "prefill_parallelism"),
+                                                                        (decode_parallelism, "decode_parallelism")))
     d = sp.sympify(inference_step(model, pchip, 1, p, dtype, ppar).ttft)
     nbytes, t_send = kv_transfer(model, pchip, p, dtype, ppar)
     # each decode chip receives its own shard at the decode parallelism over its link: with fewer

@@ -85,6 +85,13 @@ def test_solve_pd_ratio_json(capsys):
     (["max-batch", "--rate", "5"], "argument --rate: only for solve pd-ratio"),
     (["pd-ratio", "--rate", "1", "--prompt", "2048", "--output", "256", "--ttft", "1", "--tpot", "0.05",
       "--decode-hardware", "nope"], "argument --decode-hardware: unknown chip 'nope'"),
+    # Llama-3-8B has 32 heads: TP 3 does not divide them; the line names the option that set it
+    (["pd-ratio", "--rate", "1", "--prompt", "2048", "--output", "256", "--ttft", "1", "--tpot", "0.05",
+      "--decode-tp", "3"], "argument --decode-tp: num_heads must be divisible by tensor_parallel (got 32 and 3)"),
+    (["pd-ratio", "--rate", "1", "--prompt", "2048", "--output", "256", "--ttft", "1", "--tpot", "0.05",
+      "--prefill-tp", "3"], "argument --prefill-tp: num_heads must be divisible by tensor_parallel (got 32 and 3)"),
+    (["pd-ratio", "--rate", "1", "--prompt", "2048", "--output", "256", "--ttft", "1", "--tpot", "0.05",
+      "--tp", "3", "--decode-tp", "2"], "argument --tp: num_heads must be divisible by tensor_parallel (got 32 and 3)"),
 ])
 def test_solve_pd_ratio_bad_input(capsys, argv, message):
     code, _, err = run(capsys, "solve", *argv)

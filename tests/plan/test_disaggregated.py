@@ -129,6 +129,10 @@ def test_pools_with_their_own_chips_and_parallelism():
     (dict(output_len=1), "output_len must be at least 2"),
     (dict(rate=-1), "rate must be a positive number"),
     (dict(rate=float("nan")), "rate must be a finite number"),
+    # LLAMA has 32 heads: TP 3 cannot split them; the error names the pool whose parallelism broke it
+    (dict(decode_parallelism={"tensor_parallel": 3}),
+     r"^decode_parallelism: num_heads must be divisible by tensor_parallel \(got 32 and 3\)$"),
+    (dict(prefill_parallelism={"tensor_parallel": 3}), r"^prefill_parallelism: num_heads must be divisible"),
 ])
 def test_bad_input(kwargs, match):
     args = dict(rate=10, prompt_len=2048, output_len=128, ttft=0.5, tpot=0.05) | kwargs
