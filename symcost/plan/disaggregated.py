@@ -176,6 +176,22 @@ class DisaggregatedPlan:
     def _repr_latex_(self) -> str:
         return f"$\\displaystyle {self.to_latex()}$"
 
+    # NB: for people (symcost.plan.display): times, bytes and ratios with units; the fields stay exact
+    def __repr__(self) -> str:
+        from . import display
+
+        return display.disaggregated_repr(self)
+
+    def __str__(self) -> str:
+        from . import display
+
+        return display.disaggregated_text(self)
+
+    def _repr_html_(self) -> str:
+        from . import display
+
+        return display.disaggregated_html(self)
+
     def meets_ttft(self, num_prefill: int) -> bool:
         """Whether ``num_prefill`` instances keep the mean TTFT within the target."""
         if num_prefill < 1:

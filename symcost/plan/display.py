@@ -1,7 +1,8 @@
 """How the steps and the search read for people: text, LaTeX and HTML with units.
 
-:class:`~symcost.plan.pipeline.TrainingStep`, :class:`~symcost.plan.pipeline.InferenceStep` and
-:class:`~symcost.plan.search.SearchResult` call these from their ``__str__``, ``__repr__``,
+:class:`~symcost.plan.pipeline.TrainingStep`, :class:`~symcost.plan.pipeline.InferenceStep`,
+:class:`~symcost.plan.search.SearchResult`, :class:`~symcost.plan.speculative.SpeculativeStep` and
+:class:`~symcost.plan.disaggregated.DisaggregatedPlan` call these from their ``__str__``, ``__repr__``,
 ``_repr_latex_`` and ``_repr_html_``; their fields keep the exact values. Built on
 :mod:`symcost.core.display` (``plan`` may not import ``report``).
 """
@@ -15,7 +16,8 @@ from ..core import display as d
 from ..core import units
 
 __all__ = ["training_text", "training_repr", "training_latex", "training_html", "inference_text",
-           "inference_repr", "inference_latex", "inference_html", "search_repr", "search_html"]
+           "inference_repr", "inference_latex", "inference_html", "search_repr", "search_html", "speculative_repr",
+           "speculative_text", "speculative_html", "disaggregated_repr", "disaggregated_text", "disaggregated_html"]
 
 _TRAIN_TIME = (("compute", "compute"), ("bubble", "pipeline bubble"), ("pipeline_comm", "pipeline sends"),
                ("dp_comm", "data-parallel sync"))
@@ -188,3 +190,90 @@ def search_html(result: Any, n: int = 10) -> str:
     if not rows:
         return d.html_section(title, [d.html_text("no configuration fits")])
     return d.html_section(title, [d.html_table(["rank"] + cols, rows, highlight=0)])
+
+
+# -- speculative decoding -------------------------------------------------------------------------
+
+def _times(x: Any) -> str:
+    """A speed-up factor: ``2.37x``; a formula as SymPy prints it."""
+    return f"{d.text(x, 'plain')}x" if d.is_numeric(x) else d.text(x, "plain")
+
+
+def speculative_repr(st: Any) -> str:
+    return d.short_repr("SpeculativeStep", [
+        ("k", d.text(st.k, "plain")), ("alpha", d.text(st.alpha, "plain")), ("tpot", d.text(st.tpot, "time")),
+        ("plain_tpot", d.text(st.plain_tpot, "time")), ("speedup", _times(st.speedup))])
+
+
+def _speculative_rows(st: Any) -> list[tuple[str, str, str]]:
+    """``(label, text, html)`` of each figure of a speculation round."""
+    figures = [("tokens per round E = sum of alpha^i, i = 0..k", st.expected_tokens, "plain"),
+               ("one draft step", st.draft_time, "time"), ("verification of k + 1 tokens", st.verify_time, "time"),
+               ("round = k draft steps + verification", st.round_time, "time"), ("TPOT = round / E", st.tpot, "time"),
+               ("plain decoding TPOT", st.plain_tpot, "time"), ("throughput", st.tokens_per_second, "token_rate"),
+               ("draft memory per chip", st.draft_memory, "bytes"), ("memory per chip", st.memory_per_chip, "bytes")]
+    rows = [(label, d.text(x, kind), d.html(x, kind)) for label, x, kind in figures]
+    rows.insert(6, ("speed-up", _times(st.speedup), _html.escape(_times(st.speedup))))
+    return rows
+
+
+def speculative_text(st: Any) -> str:
+    rows = {label: shown for label, shown, _ in _speculative_rows(st)}
+    steps = d.text(st.k, "plain")
+    return "\n".join([
+        f"speculative decoding on {st.hardware.name} (draft: {st.draft}): k {steps}, alpha "
+        f"{d.text(st.alpha, 'plain')}, {rows['tokens per round E = sum of alpha^i, i = 0..k']} tokens per round",
+        f"  round: {steps} draft steps x {rows['one draft step']} + verification "
+        f"{rows['verification of k + 1 tokens']} = {rows['round = k draft steps + verification']}",
+        f"  TPOT {rows['TPOT = round / E']} (plain decoding {rows['plain decoding TPOT']}): speed-up "
+        f"{rows['speed-up']}, {rows['throughput']}; memory per chip {rows['memory per chip']} "
+        f"(draft {rows['draft memory per chip']})"])
+
+
+def speculative_html(st: Any) -> str:
+    rows = [[_html.escape(label), shown] for label, _, shown in _speculative_rows(st)]
+    title = (f"Speculative decoding: k = {d.text(st.k, 'plain')}, alpha = {d.text(st.alpha, 'plain')}, "
+             f"draft {st.draft}, {st.hardware.name}")
+    return d.html_section(title, [d.html_table(["", "value"], rows)])
+
+
+# -- disaggregated serving ------------------------------------------------------------------------
+
+def disaggregated_repr(plan: Any) -> str:
+    return d.short_repr("DisaggregatedPlan", [
+        ("prefill", str(plan.num_prefill)), ("decode", str(plan.num_decode)), ("chips", str(plan.num_chips)),
+        ("ttft", d.text(plan.ttft, "time")), ("tpot", d.text(plan.decode_tpot, "time")),
+        ("decode_batch", str(plan.decode_batch))])
+
+
+def _disaggregated_rows(plan: Any) -> list[tuple[str, Any, str]]:
+    return [("prefill time per prompt D", plan.prefill_time, "time"),
+            ("KV transfer per chip", plan.kv_transfer_bytes, "bytes"),
+            ("KV transfer time", plan.kv_transfer_time, "time"),
+            ("prefill utilization rho", plan.prefill_utilization, "percent"),
+            ("mean TTFT (M/D/1)", plan.ttft, "time"), ("TTFT target", plan.ttft_target, "time"),
+            ("decode batch", plan.decode_batch, "plain"), ("decode TPOT", plan.decode_tpot, "time"),
+            ("TPOT target", plan.tpot_target, "time"), ("decode load (instances)", plan.decode_load, "plain")]
+
+
+def _pools(plan: Any) -> str:
+    return (f"{plan.num_prefill} prefill : {plan.num_decode} decode instances, {plan.num_chips} chips "
+            f"({plan.prefill_chips} per prefill, {plan.decode_chips} per decode instance)")
+
+
+def disaggregated_text(plan: Any) -> str:
+    rows = {label: d.text(x, kind) for label, x, kind in _disaggregated_rows(plan)}
+    return "\n".join([
+        f"disaggregated serving at {d.text(plan.rate, 'plain')} requests/s of {plan.prompt_len} + "
+        f"{plan.output_len} tokens: {_pools(plan)}",
+        f"  prefill: {rows['prefill time per prompt D']} per prompt, utilization "
+        f"{rows['prefill utilization rho']}, KV transfer {rows['KV transfer per chip']} per chip in "
+        f"{rows['KV transfer time']}, mean TTFT {rows['mean TTFT (M/D/1)']} (target {rows['TTFT target']})",
+        f"  decode: batch {plan.decode_batch} ({plan.decode_limit}-bound) at TPOT {rows['decode TPOT']} "
+        f"(target {rows['TPOT target']})"])
+
+
+def disaggregated_html(plan: Any) -> str:
+    rows = [[_html.escape(label), d.html(x, kind)] for label, x, kind in _disaggregated_rows(plan)]
+    rows.insert(7, ["decode batch bound", _html.escape(plan.decode_limit)])
+    return d.html_section(f"Disaggregated serving: {_pools(plan)}", [d.html_table(["", "value"], rows)])

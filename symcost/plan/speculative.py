@@ -220,6 +220,22 @@ class SpeculativeStep:
         """:attr:`formula` in LaTeX, ``E`` written as ``sum_{i=0}^{k} alpha^i``."""
         return tpot_latex()
 
+    # NB: for people (symcost.plan.display): times, bytes and ratios with units; the fields stay exact
+    def __repr__(self) -> str:
+        from . import display
+
+        return display.speculative_repr(self)
+
+    def __str__(self) -> str:
+        from . import display
+
+        return display.speculative_text(self)
+
+    def _repr_html_(self) -> str:
+        from . import display
+
+        return display.speculative_html(self)
+
 
 def _verify_time(model: Model, chip: Hardware, b: Any, s: Any, k: Any, datatype: DataType) -> sp.Expr:
     """The target's forward over ``q = k + 1`` tokens per sequence after ``s - 1`` cached ones:

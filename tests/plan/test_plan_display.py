@@ -134,3 +134,53 @@ def test_step_latex_compiles(tmp_path, which):
     result = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_speculative_step_display():
+    from fractions import Fraction
+
+    from symcost.plan.speculative import SpeculativeStep
+
+    # by hand: k = 3, alpha = 4/5: E = 1 + 0.8 + 0.64 + 0.512 = 2.952; draft step 1 ms, verification
+    # 9 ms: round 3 + 9 = 12 ms, TPOT 12 / 2.952 = 4.065 ms; plain 8 ms: speed-up 8 / 4.065 = 1.968x;
+    # batch 1: 1 / 4.065 ms = 246 tokens/s; memory 16 GB + a 1 GB draft = 17 GB
+    e = 1 + Fraction(4, 5) + Fraction(4, 5) ** 2 + Fraction(4, 5) ** 3
+    tpot = Fraction(12, 1000) / e
+    st = SpeculativeStep(k=3, alpha=Fraction(4, 5), expected_tokens=e, draft_time=Fraction(1, 1000),
+                         verify_time=Fraction(9, 1000), round_time=Fraction(12, 1000), tpot=tpot,
+                         plain_tpot=Fraction(8, 1000), tokens_per_second=1 / tpot, speedup=Fraction(8, 1000) / tpot,
+                         draft_memory=10**9, memory_per_chip=17 * 10**9, draft="tiny", hardware=TOY)
+    assert repr(st) == "SpeculativeStep(k=3, alpha=0.8, tpot=4.065 ms, plain_tpot=8 ms, speedup=1.968x)"
+    text = str(st)
+    assert text.splitlines()[0] == "speculative decoding on toy (draft: tiny): k 3, alpha 0.8, 2.952 tokens per round"
+    assert "3 draft steps x 1 ms + verification 9 ms = 12 ms" in text
+    assert "TPOT 4.065 ms (plain decoding 8 ms): speed-up 1.968x, 246 token/s" in text
+    assert "memory per chip 17 GB (draft 1 GB)" in text
+    cells = _cells(st._repr_html_())
+    for want in ("2.952", "1 ms", "9 ms", "12 ms", "4.065 ms", "8 ms", "1.968x", "246 token/s", "1 GB", "17 GB"):
+        assert want in cells, want
+
+
+def test_disaggregated_plan_display():
+    from fractions import Fraction
+
+    from symcost.plan.disaggregated import DisaggregatedPlan
+
+    # by hand: 10 requests/s, D = 50 ms: rho = 10 * 0.05 / 2 = 25 % on 2 prefill instances; M/D/1
+    # TTFT = D + T_kv + rho D / (2 (1 - rho)) = 50 + 5 + 0.25 * 50 / 1.5 = 63.33 ms
+    plan = DisaggregatedPlan(
+        num_prefill=2, num_decode=1, ratio=2, prefill_time=Fraction(1, 20), kv_transfer_bytes=5 * 10**8,
+        kv_transfer_time=Fraction(1, 200), ttft=Fraction(1, 20) + Fraction(1, 200) + Fraction(1, 4) * Fraction(
+            1, 20) / Fraction(3, 2), prefill_utilization=Fraction(1, 4), decode_batch=64, decode_limit="tpot",
+        decode_tpot=Fraction(3, 100), decode_load=Fraction(1, 2), prefill_chips=8, decode_chips=4, num_chips=20,
+        rate=10, prompt_len=4096, output_len=512, ttft_target=Fraction(1, 2), tpot_target=Fraction(1, 25))
+    assert repr(plan) == "DisaggregatedPlan(prefill=2, decode=1, chips=20, ttft=63.33 ms, tpot=30 ms, decode_batch=64)"
+    lines = str(plan).splitlines()
+    assert lines[0] == ("disaggregated serving at 10 requests/s of 4096 + 512 tokens: 2 prefill : 1 decode "
+                        "instances, 20 chips (8 per prefill, 4 per decode instance)")
+    assert lines[1] == ("  prefill: 50 ms per prompt, utilization 25 %, KV transfer 500 MB per chip in 5 ms, "
+                        "mean TTFT 63.33 ms (target 500 ms)")
+    assert lines[2] == "  decode: batch 64 (tpot-bound) at TPOT 30 ms (target 40 ms)"
+    cells = _cells(plan._repr_html_())
+    for want in ("50 ms", "500 MB", "5 ms", "25 %", "63.33 ms", "64", "tpot", "30 ms", "40 ms", "0.5"):
+        assert want in cells, want
