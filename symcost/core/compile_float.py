@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence, cast
 import sympy as sp
 
 from ._expr import Ceil
+from .cse import tree_cse
 
 __all__ = ["compile_float", "dominates", "tighten"]
 
@@ -167,7 +168,7 @@ class _Printer:
 
     def _linear(self, expr: sp.Expr) -> list[sp.Expr]:
         """The terms of ``expr``, a common sub-expression that is not an integer unfolded
-        (``sympy.cse`` hoists ``x/75`` out of ``ceiling(x/75)`` and ``floor(x/75)``)."""
+        (common sub-expression elimination hoists ``x/75`` out of ``ceiling(x/75)`` and ``floor(x/75)``)."""
         out = []
         for term in sp.Add.make_args(expr):
             coeff, rest = term.as_coeff_Mul()
@@ -215,7 +216,7 @@ def compile_float(args: Sequence[sp.Symbol], exprs: Sequence[Any]) -> Callable[.
     >>> f(2, 3), f(2, 5)
     ((2.0, 2.0, 7.0), (4.0, 2.5, 7.0))
     """
-    replacements, reduced = sp.cse([sp.sympify(e) for e in exprs], optimizations=None)
+    replacements, reduced = tree_cse([sp.sympify(e) for e in exprs])
     names = [f"_a{i}" for i in range(len(args))]
     env: dict = {a: (n, "i") for a, n in zip(args, names)}
     printer = _Printer(env)

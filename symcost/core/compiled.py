@@ -27,6 +27,7 @@ from ._expr import Ceil
 from .assumptions import Assumption
 from .compile import compile_exact
 from .compile_float import compile_float, tighten
+from .cse import tree_cse
 
 __all__ = ["BUILDS", "Program", "normal"]
 
@@ -187,7 +188,7 @@ def _out(value: int, d: int) -> Any:
 def compile_scaled(args: Sequence[sp.Symbol], exprs: Sequence[sp.Expr]) -> Callable[..., tuple]:
     """Like :func:`~symcost.core.compile.compile_exact` (ints and Fractions, the same values),
     computed on scaled integers; raises ``NotImplementedError`` for a node it does not scale."""
-    replacements, reduced = sp.cse(list(exprs), optimizations=None)
+    replacements, reduced = tree_cse([sp.sympify(e) for e in exprs])
     names = [f"_a{i}" for i in range(len(args))]
     env: dict = {a: (n, 1) for a, n in zip(args, names)}
     scaled = _Scaled(env)

@@ -30,6 +30,7 @@ from . import sweep_dask
 from . import symbols as sym
 from ._expr import Ceil, as_expr
 from .assumptions import Assumption
+from .cse import node_counts, tree_cse, unevaluated
 
 __all__ = ["sweep", "Sweeper", "SweepResult", "compile_numpy"]
 
@@ -118,7 +119,7 @@ def exact_rounding(exprs: Sequence[sp.Expr]) -> list[sp.Expr]:
             elif all(x is y for x, y in zip(args, node.args)):
                 done = node
             else:
-                done = _unevaluated(node, args)
+                done = unevaluated(node, args)
         memo[node] = done
         return done
 
@@ -143,21 +144,6 @@ def over_common_denominator(expr: sp.Expr) -> tuple[sp.Expr, int]:
         return expr, 1
     return sp.Add(*(c * scale * rest for c, rest in terms)), scale
 
-
-def _node_counts(exprs: Sequence[sp.Expr]) -> dict[sp.Basic, int]:
-    """How many times each non-atomic node is reached from ``exprs`` (a shared node's children
-    are walked once), the input of :func:`tree_cse` and :func:`_compile_dag`."""
-    counts: dict[sp.Basic, int] = {}
-    stack = list(exprs)
-    while stack:
-        node = stack.pop()
-        if node.is_Atom:
-            continue
-        seen = counts.get(node, 0)
-        counts[node] = seen + 1
-        if not seen:
-            stack.extend(node.args)
-    return counts
 
 
 _BASIC_FREE = sp.Basic.__dict__["free_symbols"]
@@ -196,47 +182,6 @@ def _scan(exprs: Sequence[sp.Basic]) -> tuple[set, bool]:
             stack.extend(node.args)
     return symbols, floats
 
-
-def tree_cse(exprs: Sequence[sp.Expr]) -> tuple[list[tuple[sp.Symbol, sp.Expr]], list[sp.Expr]]:
-    """Common sub-expressions of ``exprs`` as ``(replacements, reduced)`` (the signature of
-    ``sympy.cse``): every compound node that occurs more than once becomes one variable.
-
-    Linear in the size of the expression DAG: nodes are matched whole (no search for common
-    subsets of sums and products, as ``sympy.cse`` does) and rebuilt with ``evaluate=False``, so
-    no ``Max`` or ``Min`` compares its arguments again. The values are those of the expressions.
-
-    >>> x, y = sp.symbols("x y", positive=True)
-    >>> tree_cse([sp.Max(x + y, 1) + (x + y) ** 2])
-    ([(_c, x + y)], [_c**2 + Max(1, _c)])
-    """
-    counts = _node_counts(exprs)
-    replacements: list[tuple[sp.Symbol, sp.Expr]] = []
-    built: dict[sp.Basic, sp.Basic] = {}
-
-    def rebuild(node: sp.Basic) -> sp.Basic:
-        if node.is_Atom:
-            return node
-        done = built.get(node)
-        if done is not None:
-            return done
-        args = [rebuild(a) for a in node.args]
-        new = node if all(a is b for a, b in zip(args, node.args)) else _unevaluated(node, args)
-        if counts[node] > 1:
-            symbol = sp.Dummy("c")
-            replacements.append((symbol, new))
-            new = symbol
-        built[node] = new
-        return new
-
-    return replacements, [rebuild(sp.sympify(e)) for e in exprs]
-
-
-def _unevaluated(node: sp.Basic, args: list[sp.Basic]) -> sp.Basic:
-    """``node`` with ``args``, not evaluated again (the printers take unevaluated nodes alike)."""
-    try:
-        return node.func(*args, evaluate=False)
-    except TypeError:  # a node that takes no evaluate flag (Piecewise pairs, And, ...)
-        return node.func(*args)
 
 
 class _Source:
@@ -333,7 +278,7 @@ class _Source:
 
 def _compile_dag(exprs: Sequence[sp.Expr], args: Sequence[sp.Symbol]) -> Callable[..., list]:
     """:class:`_Source` compiled: a function of ``args`` returning the list of ``exprs``."""
-    counts = _node_counts(exprs)
+    counts = node_counts(exprs)
     source = _Source(args, counts)
     outs = [source.code(sp.sympify(e)) for e in exprs]
     text = "\n".join([f"def _f({', '.join(source.names[a] for a in args)}):", *source.lines,
