@@ -26,20 +26,43 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any, Callable, Sequence, cast
+from typing import Any, Callable, Optional, Sequence, cast
 
 import sympy as sp
 
-from ._expr import Ceil
-from .cse import tree_cse
+from ._expr import Ceil, substitute
+from .cse import tree_cse, unevaluated
 
 __all__ = ["compile_float", "dominates", "tighten"]
 
 _COUNTER = itertools.count()
 
 
-def _nonnegative(expr: sp.Expr) -> bool:
-    return expr.is_nonnegative is True
+def _signed(expr: Any, strict: bool) -> bool:
+    """Whether ``expr >= 0`` (``strict``: ``> 0``) follows from its symbols' declared signs, by
+    the sign of each node (SymPy's assumption system is not asked: SymPy 1.14 believes
+    ``Min(8, 2*b)/66`` an integer, hence ``Min(8, 2*b)/66 - 1 >= 0``). ``False`` means not shown."""
+    if expr.is_Number:
+        return bool(expr > 0) if strict else bool(expr >= 0)
+    if expr.is_Symbol:
+        return (expr.is_positive if strict else expr.is_nonnegative) is True
+    kind, args = type(expr), expr.args
+    if kind is sp.Add:
+        return all(_signed(a, False) for a in args) and (not strict or any(_signed(a, True) for a in args))
+    if kind is sp.Mul:
+        return all(_signed(a, strict) for a in args)
+    if kind is sp.Pow:
+        base, power = expr.as_base_exp()
+        return power.is_Integer and _signed(base, bool(strict or power < 0))
+    if kind is sp.Max:
+        return any(_signed(a, strict) for a in args)
+    if kind is sp.Min:
+        return all(_signed(a, strict) for a in args)
+    if kind in (sp.ceiling, Ceil):  # ceil(x) >= x, and ceil(x) >= 1 when x > 0
+        return _signed(args[0], strict)
+    if kind is sp.floor:  # floor(x) >= 0 when x >= 0
+        return not strict and _signed(args[0], False)
+    return False
 
 
 def dominates(a: sp.Expr, b: sp.Expr) -> bool:
@@ -56,7 +79,7 @@ def dominates(a: sp.Expr, b: sp.Expr) -> bool:
         return bool(diff >= 0)
     for term in sp.Add.make_args(diff):
         coeff, rest = term.as_coeff_Mul()
-        if not coeff.is_Rational or coeff < 0 or not _nonnegative(rest):
+        if not coeff.is_Rational or coeff < 0 or not _signed(rest, False):
             return False
     return True
 
@@ -101,8 +124,10 @@ def tighten(exprs: Sequence[Any]) -> list[sp.Expr]:
                 done = _extreme(type(node), args)
             elif all(x is y for x, y in zip(args, node.args)):
                 done = node
-            else:
+            elif type(node) in (sp.Add, sp.Mul):  # evaluated: the terms left merge
                 done = node.func(*args)
+            else:  # NB: SymPy's ceiling drops itself over an argument it wrongly takes for an integer
+                done = unevaluated(node, list(args))
         memo[node] = done
         return done
 
@@ -166,42 +191,57 @@ class _Printer:
             kind = kind if kind == other_kind else "m"
         return code, kind
 
-    def _linear(self, expr: sp.Expr) -> list[sp.Expr]:
-        """The terms of ``expr``, a common sub-expression that is not an integer unfolded
-        (common sub-expression elimination hoists ``x/75`` out of ``ceiling(x/75)`` and ``floor(x/75)``)."""
-        out = []
+    def _unfold(self, expr: Any) -> Any:
+        """``expr`` with every common sub-expression that is not an integer written out, at any
+        depth (tree CSE hoists ``x/75`` out of ``ceiling(x/75)`` and ``floor(x/75)``)."""
+        hidden = {x for x in expr.free_symbols if x in self.defs and self.env[x][1] != "i"}
+        if not hidden:
+            return expr
+        return substitute(expr, {x: self._unfold(self.defs[x]) for x in hidden})
+
+    def _fraction(self, expr: Any) -> Optional[tuple[str, str]]:
+        """``(N, D)``, Python source of integers with ``expr = N / D``, when ``expr`` is a sum of
+        rational multiples of integer products over one integer denominator; else ``None``."""
+        terms, below = [], None
         for term in sp.Add.make_args(expr):
             coeff, rest = term.as_coeff_Mul()
-            if rest in self.defs and self.env[rest][1] != "i":
-                out.extend(self._linear(sp.Mul(coeff, self.defs[rest])))
-            else:
-                out.append(term)
-        return out
+            if not coeff.is_Rational:
+                return None
+            top: list[tuple[Any, str]] = []
+            bottom: list[tuple[Any, str]] = []
+            for factor in sp.Mul.make_args(rest):
+                base, power = factor.as_base_exp()
+                negative = power.is_Integer and power < 0
+                code, kind = self.tr(base ** -power if negative else factor) if factor != 1 else ("1", "i")
+                if kind != "i":
+                    return None
+                (bottom if negative else top).append((base ** -power if negative else factor, code))
+            shared = sp.Mul(*(f for f, _ in bottom))
+            if below is not None and shared != below[0]:
+                return None
+            below = below or (shared, "*".join(c for _, c in bottom) or "1")
+            terms.append((coeff, "*".join(c for _, c in top) or "1"))
+        scale = math.lcm(*(int(c.q) for c, _ in terms))
+        numerator = " + ".join(f"{int(c * scale)}*{code}" for c, code in terms)
+        denominator = below[1] if below is not None else "1"
+        return numerator, denominator if scale == 1 else f"{scale}*{denominator}"
 
     def rounding(self, expr: sp.Expr) -> tuple[str, str]:
-        """``ceil(x)`` of ``x = sum(c_i t_i)`` with rational ``c_i`` and integer ``t_i`` as
-        ``-(-N // L)``, ``L`` the lcm of the denominators and ``N = L x`` an integer; of an
-        extreme, the extreme of the ceilings (a ceiling is monotone); otherwise ``math.ceil``
-        (``floor`` alike)."""
+        """``ceil(x)`` of ``x = sum(c_i t_i) / d`` (rational ``c_i``, integer ``t_i`` and ``d``)
+        as ``-(-N // D)`` with ``N = L sum(c_i t_i)`` and ``D = L d`` integers (``L`` the lcm of
+        the denominators): exact. Of ``c`` times an extreme (``c > 0``), the extreme of the
+        ceilings (a ceiling is monotone). Otherwise ``math.ceil`` of the float (``floor`` alike)."""
         up = isinstance(expr, (sp.ceiling, Ceil))
-        inner = self._linear(expr.args[0])
-        if len(inner) == 1 and type(inner[0]) in (sp.Max, sp.Min):  # ceil(max(x, y)) = max(ceil x, ceil y)
-            return self.tr(type(inner[0])(*(expr.func(a) for a in inner[0].args), evaluate=False))
-        terms = []
-        for term in inner:
-            coeff, rest = term.as_coeff_Mul()
-            if not coeff.is_Rational:
-                break
-            code, kind = ("1", "i") if rest == 1 else self.tr(rest)
-            if kind != "i":
-                break
-            terms.append((coeff, code))
-        else:
-            scale = math.lcm(*(int(c.q) for c, _ in terms))
-            total = " + ".join(f"{int(c * scale)}*{code}" for c, code in terms)
-            if scale == 1:
-                return f"({total})", "i"
-            return (f"(-(-({total}) // {scale}))" if up else f"(({total}) // {scale})"), "i"
+        arg = self._unfold(expr.args[0])
+        coeff, rest = arg.as_coeff_Mul()
+        if type(rest) in (sp.Max, sp.Min) and coeff > 0:  # ceil(c max(x, y)) = max(ceil(c x), ceil(c y))
+            return self.tr(type(rest)(*(expr.func(coeff * a, evaluate=False) for a in rest.args), evaluate=False))
+        fraction = self._fraction(arg)
+        if fraction is not None:
+            top, bottom = fraction
+            if bottom == "1":
+                return f"({top})", "i"
+            return (f"(-(-({top}) // ({bottom})))" if up else f"(({top}) // ({bottom}))"), "i"
         code, _ = self.tr(expr.args[0])
         return f"{'_ceil' if up else '_floor'}({code})", "i"
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, cast
 
 import sympy as sp
 
@@ -84,18 +84,40 @@ def _merge_ops(ops: Iterable[tuple[Op, Any]]) -> tuple[tuple[Op, Any], ...]:
 
 
 class _Deferred:
-    """A field value built on first read (see :class:`_DeferredField`)."""
+    """A value built on first read: :attr:`LayerMetrics.roofline` (see :class:`_DeferredField`)
+    and :attr:`LayerMetrics.op_source`. ``deps`` are the metrics whose own deferred value of the
+    same slot ``build`` reads (a sum's operands), built first by :func:`_settle`."""
 
-    __slots__ = ("build",)
+    __slots__ = ("build", "deps")
 
-    def __init__(self, build: Callable[[], Any]):
-        self.build = build
+    def __init__(self, build: Callable[[], Any], deps: tuple = ()):
+        self.build, self.deps = build, deps
 
 
-def _later(build: Callable[[], Optional[tuple[Value, ...]]]) -> Any:
-    """``build()`` as the value of :attr:`LayerMetrics.roofline`, built on first read (typed
+def _later(build: Callable[[], Any], *deps: Any) -> Any:
+    """``build()`` as the value of a deferred slot, built on first read after ``deps``' (typed
     ``Any``: readers of the field get what ``build`` returns)."""
-    return _Deferred(build)
+    return _Deferred(build, tuple(d for d in deps if isinstance(d, LayerMetrics)))
+
+
+def _settle(obj: Any, slot: str) -> Any:
+    """Build ``obj``'s deferred ``slot``, the deferred slots it reads first, with a stack instead
+    of recursion: a sum of 1,000 metrics nests 1,000 deferred values."""
+    stack = [obj]
+    while stack:
+        top = stack[-1]
+        pending = top.__dict__[slot]
+        if type(pending) is not _Deferred:
+            stack.pop()
+            continue
+        waiting = [d for d in pending.deps if type(d.__dict__[slot]) is _Deferred]
+        if waiting:
+            stack.extend(waiting)
+            continue
+        value = pending.build()
+        top.__dict__[slot] = tuple(value) if slot == "op_source" else value
+        stack.pop()
+    return obj.__dict__[slot]
 
 
 class _DeferredField:
@@ -110,17 +132,19 @@ class _DeferredField:
             return None
         value = obj.__dict__[self.slot]
         if type(value) is _Deferred:
-            value = obj.__dict__[self.slot] = value.build()
+            value = _settle(obj, self.slot)
         return value
 
     def __set__(self, obj: Any, value: Any) -> None:
         obj.__dict__[self.slot] = value
 
 
-def _ideal_terms(compute: tuple[tuple[Op, Any], ...], collectives: tuple[Collective, ...], hardware: Chip,
-                 peak_flops: sp.Expr, overlap: bool, datatype: DataType | None) -> Optional[tuple[Value, ...]]:
-    """:attr:`LayerMetrics.roofline` of :meth:`LayerMetrics.from_ops`."""
-    rt = time_model().roofline_times(compute, collectives, hardware, peak_flops, overlap, datatype)
+def _ideal_terms(model: Any, compute: tuple[tuple[Op, Any], ...], collectives: tuple[Collective, ...],
+                 hardware: Chip, peak_flops: sp.Expr, overlap: bool,
+                 datatype: DataType | None) -> Optional[tuple[Value, ...]]:
+    """:attr:`LayerMetrics.roofline` of :meth:`LayerMetrics.from_ops`, by the time model that
+    timed the layer (the one registered when the metrics were built, not when this is read)."""
+    rt = model.roofline_times(compute, collectives, hardware, peak_flops, overlap, datatype)
     return None if rt is None else tuple(exact(sp.sympify(v)) for v in (rt.compute_time, rt.memory_time,
                                                                         rt.comm_time))
 
@@ -192,8 +216,8 @@ class LayerMetrics:
         model = time_model()
         times = model.layer_times(compute, collectives, hardware, peak_flops, overlap, datatype)
         # bound classifies by the pure roofline (docs/conventions.md §17), built when read
-        roofline = _later(functools.partial(_ideal_terms, compute, collectives, hardware, peak_flops, overlap,
-                                               datatype))
+        roofline = _later(functools.partial(_ideal_terms, model, compute, collectives, hardware, peak_flops,
+                                            overlap, datatype))
         fields = _exact_all({
             "flops_per_chip": matmul + vector,
             "matmul_flops_per_chip": matmul,
@@ -217,10 +241,22 @@ class LayerMetrics:
     def ops(self) -> tuple[tuple[Op, Any], ...]:
         """Every op with its multiplicity (computed on first use for compiled metrics)."""
         source = self.op_source
+        if type(source) is _Deferred:
+            return cast(tuple, _settle(self, "op_source"))
         if callable(source):
             source = tuple(source())
             object.__setattr__(self, "op_source", source)
         return source
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The fields with every deferred value built (a deferred value holds a closure)."""
+        _ = (self.ops, self.roofline)  # built on read
+        return dict(self.__dict__)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "roofline" in state:  # pickled before the roofline was deferred
+            state["_roofline_value"] = state.pop("roofline")
+        self.__dict__.update(state)
 
     def _roofline_terms(self) -> tuple[Any, ...]:
         if self.roofline is not None:
@@ -299,11 +335,12 @@ class LayerMetrics:
         return LayerMetrics(
             phase=self.phase,
             collectives=merge_collectives(self.collectives + other.collectives),
-            op_source=lambda: _merge_ops(self.ops + other.ops),
+            op_source=_later(lambda: _merge_ops(self.ops + other.ops), self, other),
             peak_flops=self.peak_flops,
             assumptions=merge(self.assumptions, other.assumptions),
             roofline=_later(lambda: None if self.roofline is None and other.roofline is None else tuple(
-                exact(sp.sympify(a) + sp.sympify(b)) for a, b in zip(self._roofline_terms(), other._roofline_terms()))),
+                exact(sp.sympify(a) + sp.sympify(b)) for a, b in zip(self._roofline_terms(), other._roofline_terms())),
+                self, other),
             **_exact_all(fields),
         )
 
@@ -320,11 +357,11 @@ class LayerMetrics:
         return LayerMetrics(
             phase=self.phase,
             collectives=tuple(c.scaled(n) for c in self.collectives),
-            op_source=lambda: tuple((op, mult * n) for op, mult in self.ops),
+            op_source=_later(lambda: tuple((op, mult * n) for op, mult in self.ops), self),
             peak_flops=self.peak_flops,
             assumptions=self.assumptions,
             roofline=_later(lambda: None if self.roofline is None else tuple(
-                exact(sp.sympify(v) * n) for v in self.roofline)),
+                exact(sp.sympify(v) * n) for v in self.roofline), self),
             **_exact_all(fields),
         )
 
@@ -384,12 +421,12 @@ class LayerMetrics:
         return LayerMetrics(
             phase=self.phase,
             collectives=merge_collectives(c.xreplace(table) for c in self.collectives),
-            op_source=lambda: _merge_ops((op.xreplace(table), sp.sympify(m).xreplace(table))
-                                         for op, m in self.ops),
+            op_source=_later(lambda: _merge_ops((op.xreplace(table), sp.sympify(m).xreplace(table))
+                                                for op, m in self.ops), self),
             peak_flops=exact(peak.xreplace(table)) if isinstance(peak, sp.Basic) else peak,
             assumptions=assumptions,
             roofline=_later(lambda: None if self.roofline is None else tuple(
-                exact(v.xreplace(table)) if isinstance(v, sp.Basic) else v for v in self.roofline)),
+                exact(v.xreplace(table)) if isinstance(v, sp.Basic) else v for v in self.roofline), self),
             **_exact_all(fields),
         )
 

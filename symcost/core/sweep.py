@@ -113,7 +113,7 @@ def exact_rounding(exprs: Sequence[sp.Expr]) -> list[sp.Expr]:
             if type(node) in (sp.ceiling, sp.floor, Ceil):
                 top, scale = over_common_denominator(args[0])
                 if scale == 1:
-                    done = node if args[0] is node.args[0] else type(node)(args[0])
+                    done = node if args[0] is node.args[0] else type(node)(args[0], evaluate=False)
                 else:
                     done = (FloorDiv if type(node) is sp.floor else CeilDiv)(top, scale)
             elif all(x is y for x, y in zip(args, node.args)):

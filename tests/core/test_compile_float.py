@@ -14,7 +14,7 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from symcost.core._expr import extreme
+from symcost.core._expr import Ceil, extreme
 from symcost.core.compile_float import compile_float, dominates, tighten
 from symcost.core.compiled import Program
 from symcost.core.sweep import Sweeper
@@ -23,6 +23,8 @@ from symcost.symbols import seq_len as s
 
 X = sp.Symbol("x", positive=True, integer=True)
 FREE = sp.Symbol("y")  # no assumptions: its sign is unknown
+# SymPy 1.14 takes Min(8, 2*b)/66 for an integer (so "Min(8, 2*b)/66 - 1 >= 0" and "ceiling(it) = it")
+TRAP = sp.Min(8, 2 * b, evaluate=False) / 66
 
 
 def test_dominated_arguments_are_dropped():
@@ -92,7 +94,8 @@ def expressions(draw, depth=3):
     ceilings, the nodes a step's programs are made of."""
     if depth == 0:
         coeff = sp.Rational(draw(st.integers(0, 50)), draw(st.integers(1, 97)))
-        return coeff * draw(st.sampled_from([sp.Integer(1), b, s, b * s, s * (s + 1)]))
+        return coeff * draw(st.sampled_from([sp.Integer(1), b, s, b * s, s * (s + 1), s / (b + 2), TRAP * s,
+                                             b * s / sp.Min(75, 3 * b, evaluate=False)]))
     kind = draw(st.sampled_from(["add", "mul", "max", "min", "ceil"]))
     parts = [draw(expressions(depth - 1)) for _ in range(draw(st.integers(2, 3)))]
     if kind == "add":
@@ -100,7 +103,7 @@ def expressions(draw, depth=3):
     if kind == "mul":
         return parts[0] * (parts[1] + 1)
     if kind == "ceil":
-        return sp.ceiling(parts[0] / draw(st.integers(1, 97)))
+        return draw(st.sampled_from([sp.ceiling, Ceil]))(parts[0] / draw(st.integers(1, 97)))
     # as the library builds them: unevaluated over symbols, evaluated over numbers (SymPy's own
     # rebuild of an unevaluated all-number extreme inside another goes wrong: with b = 1,
     # Min(2*b, Max(1, Min(0, 1))) built unevaluated xreplaces to 2, not 1)
@@ -126,3 +129,29 @@ def test_sweeps_divide_inside_ceilings():
         got = Sweeper(exprs, fast_compile=fast)(batch_size=sizes)
         assert got.c.tolist() == [7.0, 8.0, 1.0] and got.f.tolist() == [7.0, 7.0, 0.0], fast
         assert got.g.tolist() == [251.0, 251.0, 11.0], fast
+
+
+
+def test_signs_are_not_taken_from_sympys_assumptions():
+    # Max(s (c - 1) + s, s) = Max(s c, s) = s when c = Min(8, 2b)/66 < 1: at b = 1, s = 5 it is 5
+    expr = sp.Max(s * (TRAP - 1) + s, s, evaluate=False)
+    assert tighten([expr])[0].xreplace({b: 1, s: 5}).doit() == 5
+    assert compile_float([b, s], tighten([expr]))(1, 5) == (5.0,)
+
+
+def test_ceilings_stay_ceilings():
+    # ceil(Max(c, c/2)) = ceil(2/66) = 1 at b = 1; ceil(Max(c, b/100 - 1)) = 1 too
+    for expr in (sp.ceiling(sp.Max(TRAP, TRAP / 2, evaluate=False)), sp.ceiling(sp.Max(TRAP, b / 100 - 1,
+                                                                                         evaluate=False))):
+        assert tighten([expr])[0].xreplace({b: 1}).doit() == 1
+        assert compile_float([b, s], tighten([expr]))(1, 1) == (1.0,)
+    got = Sweeper({"c": Ceil(TRAP * s)})(batch_size=np.array([1.0]), seq_len=np.array([33.0]))
+    assert got.c.tolist() == [1.0]  # ceil(2/66 * 33) = 1
+
+
+def test_ceilings_of_divisions_and_scaled_extremes_are_exact():
+    # 4800 tokens over Min(75, 14 b) experts' worth at b = 14: ceil(4800 / 75) = 64 exactly
+    f = compile_float([b, s], [Ceil(s / sp.Min(75, 14 * b, evaluate=False)),
+                               Ceil(sp.Max(s / 3, b * s**2, evaluate=False) / 75)])
+    # Max(128/3, 525 * 128^2) / 75 = 8,601,600 / 75 = 114,688 exactly (a float product rounds above)
+    assert f(14, 4800)[0] == 64.0 and f(525, 128)[1] == 114688.0
