@@ -31,9 +31,9 @@ from typing import Any, Callable, Optional, Sequence, cast
 import sympy as sp
 
 from ._expr import Ceil, substitute
-from .cse import tree_cse, unevaluated
+from .cse import rewrite, tree_cse, unevaluated
 
-__all__ = ["compile_float", "dominates", "tighten"]
+__all__ = ["SourceWriter", "compile_float", "dominates", "tighten"]
 
 _COUNTER = itertools.count()
 
@@ -110,53 +110,59 @@ def tighten(exprs: Sequence[Any]) -> list[sp.Expr]:
     >>> tighten([sp.Max(2 * b * s, 3 * b * s, evaluate=False) + b * s])
     [4*b*s]
     """
-    memo: dict[Any, sp.Expr] = {}
 
-    def walk(node: Any) -> Any:
-        done = memo.get(node)
-        if done is not None:
-            return done
-        if node.is_Atom or not node.args:
-            done = node
-        else:
-            args = tuple(walk(a) for a in node.args)
-            if type(node) in (sp.Max, sp.Min):
-                done = _extreme(type(node), args)
-            elif all(x is y for x, y in zip(args, node.args)):
-                done = node
-            elif type(node) in (sp.Add, sp.Mul):  # evaluated: the terms left merge
-                done = node.func(*args)
-            else:  # NB: SymPy's ceiling drops itself over an argument it wrongly takes for an integer
-                done = unevaluated(node, list(args))
-        memo[node] = done
-        return done
+    def rule(node: Any, args: list) -> Any:
+        if type(node) in (sp.Max, sp.Min):
+            return _extreme(type(node), args)
+        if all(x is y for x, y in zip(args, node.args)):
+            return node
+        if type(node) in (sp.Add, sp.Mul):  # evaluated: the terms left merge
+            return node.func(*args)
+        # NB: unevaluated: SymPy's ceiling drops itself over an argument it wrongly takes for an integer
+        return unevaluated(node, args)
 
-    return [walk(sp.sympify(e)) for e in exprs]
+    return rewrite(exprs, rule)
 
 
-class _Printer:
+_HANDLERS = {sp.Add: "add", sp.Mul: "mul", sp.Pow: "pow", sp.Max: "extreme", sp.Min: "extreme",
+             sp.ceiling: "rounding", sp.floor: "rounding", Ceil: "rounding"}
+
+
+class SourceWriter:
+    """Python source of an expression node by node: ``tr(expr) -> (code, tag)``, a node already
+    written taken from ``env``; a subclass writes numbers (``number``) and each kind of node
+    (``add``, ``mul``, ``pow``, ``extreme``, ``rounding``); another node raises
+    ``NotImplementedError``."""
+
+    def __init__(self, env: dict) -> None:
+        self.env = env
+
+    def number(self, expr: Any) -> tuple[str, Any]:
+        raise NotImplementedError
+
+    def tr(self, expr: Any) -> tuple[str, Any]:
+        if expr in self.env:
+            return self.env[expr]
+        if expr.is_Rational:
+            return self.number(expr)
+        name = _HANDLERS.get(type(expr))
+        if name is None:
+            raise NotImplementedError(type(expr).__name__)
+        return cast(tuple[str, Any], getattr(self, name)(expr))
+
+
+class _Printer(SourceWriter):
     """Python float source for one function: ``tr(expr) -> (code, kind)``, ``kind`` "i" when the
     code's value is always a Python int, "f" always a float, "m" either (an extreme of both)."""
 
     def __init__(self, env: dict) -> None:
-        self.env = env
+        super().__init__(env)
         self.temps = itertools.count()
         self.defs: dict = {}
         """A common sub-expression's symbol -> its value (a ceiling's argument is unfolded)."""
 
-    def tr(self, expr: Any) -> tuple[str, str]:
-        if expr in self.env:
-            return self.env[expr]
-        if expr.is_Integer:
-            return f"({int(expr)})", "i"
-        if expr.is_Rational:
-            return f"({float(expr)!r})", "f"
-        handler = {sp.Add: self.add, sp.Mul: self.mul, sp.Pow: self.pow, sp.Max: self.extreme,
-                   sp.Min: self.extreme, sp.ceiling: self.rounding, sp.floor: self.rounding,
-                   Ceil: self.rounding}.get(type(expr))
-        if handler is None:
-            raise NotImplementedError(type(expr).__name__)
-        return handler(expr)
+    def number(self, expr: Any) -> tuple[str, str]:
+        return (f"({int(expr)})", "i") if expr.is_Integer else (f"({float(expr)!r})", "f")
 
     @staticmethod
     def _kind(kinds: list[str]) -> str:

@@ -26,7 +26,7 @@ import sympy as sp
 from ._expr import Ceil
 from .assumptions import Assumption
 from .compile import compile_exact
-from .compile_float import compile_float, tighten
+from .compile_float import SourceWriter, compile_float, tighten
 from .cse import tree_cse
 
 __all__ = ["BUILDS", "Program", "normal"]
@@ -110,29 +110,15 @@ def _rule_function(args: list[sp.Symbol], pairs: list[Any]) -> Callable[..., tup
 # dividing by an expression (``b / tpot``) is evaluated in Fractions from its scaled parts.
 
 
-class _Scaled:
+class _Scaled(SourceWriter):
     """Python source for expressions over scaled integers: ``tr(expr) -> (code, D)``, the code's
     value ``expr * D`` (an int) or, with ``D`` None, ``expr`` itself (int or Fraction)."""
-
-    def __init__(self, env: dict) -> None:
-        self.env = env
 
     def exact(self, code: str, d: Optional[int]) -> str:
         return code if d in (None, 1) else f"_Fraction({code}, {d})"
 
-    def tr(self, expr: sp.Expr) -> tuple[str, Optional[int]]:
-        if expr in self.env:
-            return self.env[expr]
-        if expr.is_Integer:
-            return f"({int(expr)})", 1
-        if expr.is_Rational:
-            return f"({int(expr.p)})", int(expr.q)
-        handler = {sp.Add: self.add, sp.Mul: self.mul, sp.Pow: self.pow, sp.Max: self.extreme,
-                   sp.Min: self.extreme, sp.ceiling: self.rounding, sp.floor: self.rounding,
-                   Ceil: self.rounding}.get(type(expr))
-        if handler is None:
-            raise NotImplementedError(type(expr).__name__)
-        return handler(expr)
+    def number(self, expr: Any) -> tuple[str, Optional[int]]:
+        return f"({int(expr.p)})", int(expr.q)
 
     def _common(self, parts: list[tuple[str, Optional[int]]]) -> Optional[tuple[list[str], int]]:
         """The parts scaled to one denominator, or None when one is a Fraction."""

@@ -10,11 +10,11 @@ same values, a build linear in the size of the expression DAG. The sweeps
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import sympy as sp
 
-__all__ = ["node_counts", "tree_cse", "unevaluated"]
+__all__ = ["node_counts", "rewrite", "tree_cse", "unevaluated"]
 
 
 def unevaluated(node: sp.Basic, args: list[sp.Basic]) -> sp.Basic:
@@ -73,3 +73,23 @@ def tree_cse(exprs: Sequence[sp.Expr]) -> tuple[list[tuple[sp.Symbol, sp.Expr]],
         return new
 
     return replacements, [rebuild(sp.sympify(e)) for e in exprs]
+
+
+def rewrite(exprs: Sequence[Any], rule: Callable[[sp.Basic, list], Any]) -> list[Any]:
+    """``exprs`` rebuilt bottom up, each shared node once: ``rule(node, args)`` gives every
+    compound node over its rewritten ``args`` (``node`` itself when it keeps it).
+
+    >>> x = sp.Symbol("x")
+    >>> rewrite([sp.sin(x) + 1], lambda n, a: sp.cos(*a) if type(n) is sp.sin else n.func(*a))
+    [cos(x) + 1]
+    """
+    memo: dict = {}
+
+    def walk(node: Any) -> Any:
+        done = memo.get(node)
+        if done is None:
+            done = node if node.is_Atom or not node.args else rule(node, [walk(a) for a in node.args])
+            memo[node] = done
+        return done
+
+    return [walk(sp.sympify(e)) for e in exprs]

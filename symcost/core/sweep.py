@@ -30,7 +30,7 @@ from . import sweep_dask
 from . import symbols as sym
 from ._expr import Ceil, as_expr
 from .assumptions import Assumption
-from .cse import node_counts, tree_cse, unevaluated
+from .cse import node_counts, rewrite, tree_cse, unevaluated
 
 __all__ = ["sweep", "Sweeper", "SweepResult", "compile_numpy"]
 
@@ -100,30 +100,16 @@ class FloorDiv(sp.Function):
 def exact_rounding(exprs: Sequence[sp.Expr]) -> list[sp.Expr]:
     """``exprs`` with every ceiling and floor of a rational combination written as
     :class:`CeilDiv`/:class:`FloorDiv` of its integer combination and common denominator."""
-    memo: dict = {}
+    def rule(node: Any, args: list) -> Any:
+        if type(node) in (sp.ceiling, sp.floor, Ceil):
+            top, scale = over_common_denominator(args[0])
+            if scale != 1:
+                return (FloorDiv if type(node) is sp.floor else CeilDiv)(top, scale)
+        if all(x is y for x, y in zip(args, node.args)):
+            return node
+        return unevaluated(node, args)
 
-    def walk(node: Any) -> Any:
-        done = memo.get(node)
-        if done is not None:
-            return done
-        if node.is_Atom or not node.args:
-            done = node
-        else:
-            args = [walk(a) for a in node.args]
-            if type(node) in (sp.ceiling, sp.floor, Ceil):
-                top, scale = over_common_denominator(args[0])
-                if scale == 1:
-                    done = node if args[0] is node.args[0] else type(node)(args[0], evaluate=False)
-                else:
-                    done = (FloorDiv if type(node) is sp.floor else CeilDiv)(top, scale)
-            elif all(x is y for x, y in zip(args, node.args)):
-                done = node
-            else:
-                done = unevaluated(node, args)
-        memo[node] = done
-        return done
-
-    return [walk(sp.sympify(e)) for e in exprs]
+    return rewrite(exprs, rule)
 
 
 def over_common_denominator(expr: sp.Expr) -> tuple[sp.Expr, int]:
