@@ -112,8 +112,12 @@ _COLLECTIVE_TIMES: dict[tuple, sp.Expr] = {}
 
 
 def _cached(cache: dict[tuple, Any], key: tuple, build: Any, size: int = 4096) -> Any:
-    """``cache[key]``, built by ``build()`` on a miss (the cache emptied once it holds ``size``)."""
-    hit = cache.get(key)
+    """``cache[key]``, built by ``build()`` on a miss (the cache emptied once it holds ``size``);
+    a key that cannot be hashed (a user's op with a list field) is built every time."""
+    try:
+        hit = cache.get(key)
+    except TypeError:
+        return build()
     if hit is None:
         if len(cache) >= size:
             cache.clear()

@@ -338,3 +338,17 @@ def test_collective_algorithms_symbolic_by_hand():
     out = sp.Min(S.scale_up_bandwidth, S.scale_out_bandwidth) * S.network_efficiency  # one chip per domain
     assert sp.expand(wide["ring"] - (base + 126 * S.scale_out_latency + sp.Rational(63, 32) * M / out)) == 0
     assert sp.expand(wide["tree"] - (base + 12 * S.tree_latency + 2 * M / (out * S.tree_efficiency))) == 0
+
+
+def test_an_op_with_an_unhashable_field_is_timed_uncached():
+    """op_time memoizes per (op, chip, peak, dtype); a user's op whose field is a list cannot be a
+    key and is timed each call, the same as its plain twin (the first test's GEMM)."""
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class TaggedMatmul(Matmul):
+        tags: list = dataclasses.field(default_factory=list)
+
+    tagged = TaggedMatmul("w", m=1, n=256, k=1024, dtype_bytes=2, tags=["lora"])
+    plain = op_time(Matmul("w", m=1, n=256, k=1024, dtype_bytes=2), ROUND, PEAK, sc.DataType.BF16)
+    assert op_time(tagged, ROUND, PEAK, sc.DataType.BF16) == plain
