@@ -36,7 +36,7 @@ __all__ = [
 
 
 def one_line(err: BaseException) -> str:
-    """``err``'s message as one line; for pydantic's ``ValidationError`` (a layer's rule checked
+    r"""``err``'s message as one line; for pydantic's ``ValidationError`` (a layer's rule checked
     in its validator) the first error's own message, without pydantic's ``Value error,`` prefix.
 
     >>> one_line(ValueError("tp must divide heads\nmore detail"))
