@@ -7,6 +7,7 @@ documented assumption.
 
 from __future__ import annotations
 
+import copyreg
 import numbers
 from fractions import Fraction
 from typing import Any, Iterable, Union
@@ -113,6 +114,23 @@ def extreme(kind: Any, *args: Any) -> sp.Expr:
     if len(flat) <= 1 or kind.zero in flat or all(a.is_number for a in flat):
         return kind(*flat)
     return kind(*flat, evaluate=False)
+
+
+def _rebuilt(kind: Any, args: tuple) -> Any:
+    return kind(*args, evaluate=False)
+
+
+def _pickled_unevaluated(node: Any) -> tuple:
+    return _rebuilt, (type(node), node.args)
+
+
+# NB: SymPy unpickles (and deep-copies) a node by calling its class on its arguments, evaluated:
+# an unevaluated Max or Min compares its arguments again and a ceiling or floor drops itself over
+# an argument SymPy takes for an integer, and SymPy 1.14 wrongly takes Min(8, 2*b)/66 for one (a
+# pickled MoE layer's compute time came back 3.2x its value at b = 1). These four are rebuilt as
+# they were stored: an evaluated one's arguments are already its evaluated form, so it is equal.
+for _kind in (sp.Max, sp.Min, sp.ceiling, sp.floor):
+    copyreg.pickle(_kind, _pickled_unevaluated)
 
 
 def substitute(expr: Any, mapping: dict) -> Any:

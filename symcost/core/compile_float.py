@@ -6,7 +6,8 @@ expressions in the batch and sequence sizes: sums of rational multiples of the s
 
 * :func:`tighten` drops an argument of an extreme that another argument provably dominates for
   every value the symbols allow: the difference ``a - b`` is a sum of terms, each a non-negative
-  rational times a product SymPy proves non-negative (the sizes are positive symbols). The extreme
+  rational times a product shown non-negative node by node from the symbols' declared signs (the
+  sizes are positive symbols; SymPy's assumption system is not asked, see :func:`dominates`). The extreme
   is unchanged, exactly: ``max(a, b) = a`` when ``a - b >= 0``. ``Max(2 c x, 3 c x)`` becomes
   ``3 c x`` and the terms it leaves merge with their neighbours. SymPy's own ``Max`` compares
   every pair on construction, which is why the library builds extremes unevaluated
@@ -30,7 +31,7 @@ from typing import Any, Callable, Optional, Sequence, cast
 
 import sympy as sp
 
-from ._expr import Ceil, substitute
+from ._expr import Ceil
 from .cse import rewrite, tree_cse, unevaluated
 
 __all__ = ["SourceWriter", "compile_float", "dominates", "tighten"]
@@ -67,8 +68,8 @@ def _signed(expr: Any, strict: bool) -> bool:
 
 def dominates(a: sp.Expr, b: sp.Expr) -> bool:
     """Whether ``a >= b`` for every value the symbols' assumptions allow, shown term by term:
-    ``a - b`` is a non-negative number or a sum of non-negative rationals times products SymPy
-    proves non-negative (``False`` means *not shown*, not ``a < b``).
+    ``a - b`` is a non-negative number or a sum of non-negative rationals times products shown
+    non-negative node by node (``False`` means *not shown*, not ``a < b``).
 
     >>> from symcost.symbols import batch_size as b, seq_len as s
     >>> dominates(3 * b * s + 2, 2 * b * s), dominates(3 * b * s, 2 * b * s + 1)
@@ -199,11 +200,18 @@ class _Printer(SourceWriter):
 
     def _unfold(self, expr: Any) -> Any:
         """``expr`` with every common sub-expression that is not an integer written out, at any
-        depth (tree CSE hoists ``x/75`` out of ``ceiling(x/75)`` and ``floor(x/75)``)."""
+        depth (tree CSE hoists ``x/75`` out of ``ceiling(x/75)`` and ``floor(x/75)``); sums and
+        products re-evaluated (their terms merge), every other node rebuilt unevaluated."""
         hidden = {x for x in expr.free_symbols if x in self.defs and self.env[x][1] != "i"}
         if not hidden:
             return expr
-        return substitute(expr, {x: self._unfold(self.defs[x]) for x in hidden})
+
+        def rule(node: Any, args: list) -> Any:
+            if all(x is y for x, y in zip(args, node.args)):
+                return node
+            return node.func(*args) if type(node) in (sp.Add, sp.Mul) else unevaluated(node, args)
+
+        return rewrite([expr], rule, {x: self._unfold(self.defs[x]) for x in hidden})[0]
 
     def _fraction(self, expr: Any) -> Optional[tuple[str, str]]:
         """``(N, D)``, Python source of integers with ``expr = N / D``, when ``expr`` is a sum of

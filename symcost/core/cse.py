@@ -4,13 +4,14 @@
 with evaluation: a ``Max`` rebuilt that way compares its arguments pairwise again, seconds for a
 whole model's step. :func:`tree_cse` matches whole nodes only and rebuilds them unevaluated: the
 same values, a build linear in the size of the expression DAG. The sweeps
-(:mod:`symcost.core.sweep`), the compiled steps (:mod:`symcost.core.compiled`,
-:mod:`symcost.core.compile_float`) and the layer templates (:mod:`symcost.core.compile`) use it.
+(:mod:`symcost.core.sweep`) and the compiled programs of steps and layer templates
+(:mod:`symcost.core.compiled`, :mod:`symcost.core.compile_float`) use it; the Fraction
+fallback (:mod:`symcost.core.compile`) keeps ``sympy.cse``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import sympy as sp
 
@@ -75,9 +76,11 @@ def tree_cse(exprs: Sequence[sp.Expr]) -> tuple[list[tuple[sp.Symbol, sp.Expr]],
     return replacements, [rebuild(sp.sympify(e)) for e in exprs]
 
 
-def rewrite(exprs: Sequence[Any], rule: Callable[[sp.Basic, list], Any]) -> list[Any]:
-    """``exprs`` rebuilt bottom up, each shared node once: ``rule(node, args)`` gives every
-    compound node over its rewritten ``args`` (``node`` itself when it keeps it).
+def rewrite(exprs: Sequence[Any], rule: Callable[[sp.Basic, list], Any],
+            atoms: Optional[Mapping[Any, Any]] = None) -> list[Any]:
+    """``exprs`` rebuilt bottom up, each shared node once: an atom replaced by ``atoms`` (when
+    given), and ``rule(node, args)`` gives every compound node over its rewritten ``args``
+    (``node`` itself when it keeps it).
 
     >>> x = sp.Symbol("x")
     >>> rewrite([sp.sin(x) + 1], lambda n, a: sp.cos(*a) if type(n) is sp.sin else n.func(*a))
@@ -88,7 +91,10 @@ def rewrite(exprs: Sequence[Any], rule: Callable[[sp.Basic, list], Any]) -> list
     def walk(node: Any) -> Any:
         done = memo.get(node)
         if done is None:
-            done = node if node.is_Atom or not node.args else rule(node, [walk(a) for a in node.args])
+            if node.is_Atom or not node.args:
+                done = node if atoms is None else atoms.get(node, node)
+            else:
+                done = rule(node, [walk(a) for a in node.args])
             memo[node] = done
         return done
 

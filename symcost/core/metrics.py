@@ -180,7 +180,8 @@ class LayerMetrics:
     collectives: tuple[Collective, ...] = ()
     peak_flops: Value = dataclasses.field(default=sym.peak_flops, repr=False)
     op_source: Any = dataclasses.field(default=(), repr=False, compare=False)
-    """The ops as ``(op, multiplicity)`` pairs, or a function producing them on first use."""
+    """The ops as ``(op, multiplicity)`` pairs, or what produces them on first read (a function,
+    or a deferred value of a sum's or repeat's operands): read :attr:`ops`."""
     assumptions: tuple[Assumption, ...] = ()
     """Divisibility rules the expressions rely on (see :mod:`symcost.assumptions`)."""
     roofline: Optional[tuple[Value, ...]] = dataclasses.field(default=None, repr=False)

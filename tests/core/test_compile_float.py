@@ -149,6 +149,15 @@ def test_ceilings_stay_ceilings():
     assert got.c.tolist() == [1.0]  # ceil(2/66 * 33) = 1
 
 
+def test_ceilings_inside_a_ceilings_argument_stay():
+    # c = s Min(8, 2b)/66; ceil(c + ceil(c)) at (b, s) = (1, 1): c = 1/33, ceil(1/33 + 1) = 2;
+    # (1, 40): c = 40/33, ceil(40/33 + 2) = 4; (3, 70): c = 70*6/66 = 70/11, ceil(70/11 + 7) = 14
+    c = TRAP * s
+    expr = sp.ceiling(sp.ceiling(c, evaluate=False) + c, evaluate=False)
+    f = compile_float([b, s], tighten([expr]))
+    assert [f(1, 1)[0], f(1, 40)[0], f(3, 70)[0]] == [2.0, 4.0, 14.0]
+
+
 def test_ceilings_of_divisions_and_scaled_extremes_are_exact():
     # 4800 tokens over Min(75, 14 b) experts' worth at b = 14: ceil(4800 / 75) = 64 exactly
     f = compile_float([b, s], [Ceil(s / sp.Min(75, 14 * b, evaluate=False)),

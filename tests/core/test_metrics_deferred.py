@@ -4,13 +4,18 @@ A sum of n equal metrics has n times each roofline term and each op's multiplici
 the sum); the roofline belongs to the time model that timed the layer.
 """
 
+import copy
 import pickle
 
+import numpy as np
 import pytest
+import sympy as sp
 
-from symcost import MLPLayer
+from symcost import MLPLayer, models
 from symcost import symbols as S
 from symcost.core import binding
+from symcost.core._expr import Ceil
+from symcost.core.sweep import Sweeper
 
 LAYER = MLPLayer(hidden_size=1024, intermediate_size=4096)
 
@@ -33,12 +38,32 @@ def test_long_sums_and_repeats_build_without_recursion(n):
 
 
 def test_derived_metrics_pickle():
-    # NB: numbers, not formulas: SymPy rebuilds an unpickled unevaluated Max evaluated (the same
-    # value in another form), which equality of expressions tells apart
     one, symbolic = _numeric(), LAYER.compute_metrics(phase="training", dtype="bf16", hardware="H100_SXM")
-    for metrics in (one + one, one * 3, (symbolic + symbolic).subs({S.batch_size: 2, S.seq_len: 512})):
+    for metrics in (one + one, one * 3, symbolic + symbolic, symbolic * 3,
+                    (symbolic + symbolic).subs({S.batch_size: 2, S.seq_len: 512})):
         back = pickle.loads(pickle.dumps(metrics))
         assert back == metrics and back.roofline == metrics.roofline and back.ops == metrics.ops
+
+
+def test_pickled_and_copied_formulas_keep_their_values():
+    # SymPy rebuilds an unpickled node evaluated, and takes Min(8, 2b)/66 for an integer: a Min over
+    # it lost its live argument. By hand at b = 1: Min(8, 2) = 2, Ceil(1 / 64) = 1, so
+    # Min(1, 7 * 1 * 2 / 66) = 7/33 (the dropped form gave 1)
+    m = sp.Min(8, 2 * S.batch_size, evaluate=False)
+    expr = sp.Min(1, 7 * Ceil(S.batch_size / (32 * m)) * m / 66, evaluate=False)
+    for back in (pickle.loads(pickle.dumps(expr)), copy.deepcopy(expr)):
+        assert back == expr and back.xreplace({S.batch_size: 1}) == sp.Rational(7, 33)
+    # a whole MoE layer's decode compute time, pickled, at b = 1..16 (the router's Min is in it)
+    metrics = models.get("mixtral-8x7b").with_parallelism({"tensor_parallel": 8}).compute_metrics(
+        phase="decode", dtype="bf16", hardware="H100_SXM")
+    back = pickle.loads(pickle.dumps(metrics))
+    for b in (1, 2, 3, 16):
+        point = {S.batch_size: b, S.seq_len: 512}
+        assert back.compute_time.xreplace(point) == metrics.compute_time.xreplace(point)
+    # a compiled sweep travels to Dask workers pickled: the same numbers there
+    sweeper = Sweeper({"t": metrics.compute_time})
+    sizes = {"batch_size": np.array([1.0, 2.0, 3.0, 16.0]), "seq_len": 512.0}
+    assert pickle.loads(pickle.dumps(sweeper))(**sizes).t.tolist() == sweeper(**sizes).t.tolist()
 
 
 def test_the_roofline_is_the_time_model_that_timed_the_layer():
