@@ -1,8 +1,6 @@
 """symcost.core.display and the metrics' displays: readable formulas equal to the stored ones,
 numbers with units, HTML that parses, LaTeX that compiles."""
 
-import shutil
-import subprocess
 from fractions import Fraction
 from html.parser import HTMLParser
 
@@ -73,16 +71,9 @@ def test_quantity_helpers():
     assert display.html(None, "time") == "-" and display.text(Fraction(1, 4), "percent") == "25 %"
 
 
-def test_metrics_latex_compiles(tmp_path):
-    pdflatex = shutil.which("pdflatex")
-    if pdflatex is None:
-        pytest.skip("pdflatex not installed (apt: texlive-latex-base texlive-latex-recommended)")
+def test_metrics_latex_compiles(latex_pdf):
     numeric = sc.MLPLayer(hidden_size=4096, intermediate_size=16384).compute_metrics(
         batch_size=1, seq_len=2048, phase="prefill", dtype="bf16", hardware="H100_SXM")
     symbolic = sc.GroupedQueryAttentionLayer(parallelism={"tensor_parallel": S.tp}).compute_metrics(phase="decode")
     body = "\n\n".join(x._repr_latex_() for x in (numeric, symbolic, sc.models.get("llama-2-7b")))
-    doc = "\\documentclass{article}\\usepackage{amsmath}\\begin{document}\n" + body + "\n\\end{document}\n"
-    (tmp_path / "doc.tex").write_text(doc)
-    result = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout[-3000:]
+    latex_pdf(body, wrap=True)

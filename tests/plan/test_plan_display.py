@@ -6,8 +6,6 @@ only finite rate is the matmul peak (10^12 FLOP/s): vector FLOP/s and every band
 every time below is the matmul FLOPs / 10^12 to far better than the 4 digits shown.
 """
 
-import shutil
-import subprocess
 from html.parser import HTMLParser
 
 import pytest
@@ -123,17 +121,10 @@ def test_search_display_highlights_the_chosen_row():
 
 
 @pytest.mark.parametrize("which", ["training", "inference"])
-def test_step_latex_compiles(tmp_path, which):
-    pdflatex = shutil.which("pdflatex")
-    if pdflatex is None:
-        pytest.skip("pdflatex not installed (apt: texlive-latex-base texlive-latex-recommended)")
+def test_step_latex_compiles(latex_pdf, which):
     body = (_training() if which == "training" else _inference())._repr_latex_()
     assert ("88.08\\,\\mu\\mathrm{s}" if which == "training" else "13.66\\,\\mu\\mathrm{s}") in body
-    doc = "\\documentclass{article}\\usepackage{amsmath}\\begin{document}\n" + body + "\n\\end{document}\n"
-    (tmp_path / "doc.tex").write_text(doc)
-    result = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout[-3000:]
+    latex_pdf(body, wrap=True)
 
 
 def test_speculative_step_display():

@@ -1,8 +1,6 @@
 """Tests of symcost.latex: exact formulas in both notations, structure, macros, compilation."""
 
 import re
-import shutil
-import subprocess
 
 import pytest
 import sympy as sp
@@ -239,13 +237,6 @@ def _documents():
 
 
 @pytest.mark.parametrize("name", ["parts", "model", "symbolic"])
-def test_documents_compile_with_pdflatex(tmp_path, name):
+def test_documents_compile_with_pdflatex(latex_pdf, name):
     """document(...) and model_document(...) compile with pdflatex (skipped without it)."""
-    pdflatex = shutil.which("pdflatex")
-    if pdflatex is None:
-        pytest.skip("pdflatex not installed (apt: texlive-latex-base texlive-latex-recommended)")
-    (tmp_path / "doc.tex").write_text(_documents()[name])
-    result = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert (tmp_path / "doc.pdf").stat().st_size > 0
+    assert latex_pdf(_documents()[name]).stat().st_size > 0
