@@ -46,6 +46,8 @@ class CompiledStep:
     split: Optional[tuple[int, ...]]
     rows: Callable[..., list]
     """``rows(*sizes)``: the step's breakdown rows (inference: prefill and decode), built lazily."""
+    _static: dict[str, Any] = dataclasses.field(init=False, repr=False, compare=False)
+    _keys: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # NB: what every result of this step shares, laid out once: the defaults and fixed fields
@@ -174,8 +176,8 @@ def _inference_result(compiled: CompiledStep, sizes: tuple, values: tuple) -> In
         fields = values[:4] + (weights[i], kv[i])
     obj: Any = object.__new__(InferenceStep)
     state = obj.__dict__
-    state.update(compiled._static)  # type: ignore[attr-defined]
-    state.update(zip(compiled._keys, fields))  # type: ignore[attr-defined]
+    state.update(compiled._static)
+    state.update(zip(compiled._keys, fields))
     state["memory_per_chip"] = fields[4] + fields[5] + fields[2]  # (weights + KV) + activations
     rows = LazyRows(compiled.rows, sizes)
     state["prefill_rows"], state["decode_rows"] = _RowsView(rows, 0), _RowsView(rows, 1)
@@ -234,8 +236,8 @@ def _training_result(compiled: CompiledStep, sizes: tuple, values: tuple) -> Tra
         fields = values[:first] + per_stage[i]
     obj: Any = object.__new__(TrainingStep)
     state = obj.__dict__
-    state.update(compiled._static)  # type: ignore[attr-defined]
-    state.update(zip(compiled._keys, fields))  # type: ignore[attr-defined]
+    state.update(compiled._static)
+    state.update(zip(compiled._keys, fields))
     state["memory_per_chip"] = fields[-4] + fields[-3] + fields[-2] + fields[-1]
     return cast(TrainingStep, obj)
 
