@@ -116,6 +116,12 @@ class Op:
         """Bytes read from and written to HBM, each input and output once."""
         return _ZERO
 
+    @property
+    def kernel(self) -> str:
+        """The kernel class that times this op (``symcost.hardware.kernels``): ``"elementwise"``
+        here; a GEMM, an attention core and its backward say their own."""
+        return "elementwise"
+
     def backward(self) -> list["Op"]:
         """The ops of this op's backward pass."""
         raise NotImplementedError
@@ -155,6 +161,13 @@ class Matmul(Op):
     batch: sp.Expr = sp.Integer(1)
     weight: bool = True
     bias: bool = False
+    grouped: bool = False
+    """A grouped GEMM (MoE experts: ``batch`` experts, each its own weight and ``m`` tokens)."""
+
+    @property
+    def kernel(self) -> str:
+        """``"gemm.grouped"`` for a grouped GEMM, else ``"gemm"``."""
+        return "gemm.grouped" if self.grouped else "gemm"
 
     @property
     def matmul_flops(self) -> sp.Expr:
@@ -177,10 +190,10 @@ class Matmul(Op):
         ops: list[Op] = [
             # dX = dY @ B^T: (m x n) @ (n x k)
             Matmul(self.name + ".dgrad", m=self.m, n=self.k, k=self.n, dtype_bytes=self.dtype_bytes,
-                   batch=self.batch, weight=self.weight),
+                   batch=self.batch, weight=self.weight, grouped=self.grouped),
             # dB = A^T @ dY: (k x m) @ (m x n)
             Matmul(self.name + ".wgrad", m=self.k, n=self.n, k=self.m, dtype_bytes=self.dtype_bytes,
-                   batch=self.batch, weight=False),
+                   batch=self.batch, weight=False, grouped=self.grouped),
         ]
         if self.bias:
             # d(bias) = column sums of dY: m*n adds, read dY, write n
@@ -258,6 +271,12 @@ class AttentionCore(Op):
     ``q_len/cp`` queries (two load-balanced chunks of ``q_len/(2 cp)``), scores them against all
     ``kv_len`` keys (its own and the ``cp - 1`` chunks it receives), and computes exactly
     ``pairs/cp`` of the (query, key) pairs, causal or not."""
+
+    @property
+    def kernel(self) -> str:
+        """``"attn.decode"`` for one query per sequence (decode streams the KV cache), else
+        ``"attn.prefill"`` (context attention, chunks and speculative verification included)."""
+        return "attn.decode" if self.q_len == 1 else "attn.prefill"
 
     @property
     def e_kv(self) -> sp.Expr:
@@ -401,6 +420,11 @@ class AttentionCoreBackward(Op):
     """
 
     forward: AttentionCore = None  # type: ignore[assignment]
+
+    @property
+    def kernel(self) -> str:
+        """``"attn.backward"``."""
+        return "attn.backward"
 
     @property
     def matmul_flops(self) -> sp.Expr:

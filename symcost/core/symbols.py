@@ -73,6 +73,17 @@ __all__ = [
     "tree_efficiency",
     "nvls_latency",
     "nvls_efficiency",
+    "gemm_time",
+    "quantize_bytes",
+    "gemm_memory_efficiency",
+    "attention_time",
+    "attention_io_efficiency",
+    "attention_decode_time",
+    "ll_base_latency",
+    "ll_latency",
+    "ll_efficiency",
+    "custom_allreduce_latency",
+    "custom_allreduce_efficiency",
     "spec_k",
     "spec_alpha",
     "draft_time",
@@ -174,6 +185,32 @@ _ROWS = (
          "latency of one NVLink SHARP collective call (s)", positive=True),
     _row("nvls_efficiency", "eta_nvls", r"\eta_{\mathrm{nvls}}",
          "NVLink SHARP bandwidth factor", positive=True),
+    # the kernel classes' terms (symcost/hardware/kernels.py, docs/conventions.md §17)
+    _row("gemm_time", "t_gemm", r"t_{\mathrm{gemm}}",
+         "fixed time of one GEMM for the dtype in use, its input quantization kernels included (s)",
+         nonnegative=True),
+    _row("quantize_bytes", "q_quant", r"q_{\mathrm{quant}}",
+         "HBM bytes per input element that quantizing a GEMM's input moves (0 at 16 bits)",
+         nonnegative=True, rational=True),
+    _row("gemm_memory_efficiency", "eta_gmem", r"\eta_{\mathrm{gmem}}",
+         "achieved fraction of HBM bandwidth in bandwidth-bound GEMMs", positive=True),
+    _row("attention_time", "t_attn", r"t_{\mathrm{attn}}",
+         "fixed time of one prefill (context) attention call (s)", nonnegative=True),
+    _row("attention_io_efficiency", "eta_aio", r"\eta_{\mathrm{aio}}",
+         "fraction of HBM bandwidth at which prefill attention moves Q, K, V and O outside its core",
+         positive=True),
+    _row("attention_decode_time", "t_dec", r"t_{\mathrm{dec}}",
+         "fixed time of one decode attention call (s)", nonnegative=True),
+    _row("ll_base_latency", "alpha_LL0", r"\alpha_{\mathrm{LL},0}",
+         "fixed latency of one collective call under the low-latency protocol (s)", nonnegative=True),
+    _row("ll_latency", "alpha_LL", r"\alpha_{\mathrm{LL}}",
+         "latency of one ring step under the low-latency protocol (s)", nonnegative=True),
+    _row("ll_efficiency", "eta_LL", r"\eta_{\mathrm{LL}}",
+         "bus bandwidth of the low-latency protocol over the link's", positive=True),
+    _row("custom_allreduce_latency", "alpha_c", r"\alpha_{\mathrm{c}}",
+         "fixed latency of one call of an engine's own (one-shot) all-reduce (s)", positive=True),
+    _row("custom_allreduce_efficiency", "eta_c", r"\eta_{\mathrm{c}}",
+         "bandwidth of an engine's own all-reduce over the link's", positive=True),
     # speculative decoding (Leviathan et al. 2023, "Fast Inference from Transformers via
     # Speculative Decoding"): alpha in [0, 1] is a probability, so only nonnegative is an assumption
     _row("spec_k", "k", "k", "draft tokens proposed per speculation round"),
@@ -238,6 +275,17 @@ tree_latency = TABLE["tree_latency"].symbol
 tree_efficiency = TABLE["tree_efficiency"].symbol
 nvls_latency = TABLE["nvls_latency"].symbol
 nvls_efficiency = TABLE["nvls_efficiency"].symbol
+gemm_time = TABLE["gemm_time"].symbol
+quantize_bytes = TABLE["quantize_bytes"].symbol
+gemm_memory_efficiency = TABLE["gemm_memory_efficiency"].symbol
+attention_time = TABLE["attention_time"].symbol
+attention_io_efficiency = TABLE["attention_io_efficiency"].symbol
+attention_decode_time = TABLE["attention_decode_time"].symbol
+ll_base_latency = TABLE["ll_base_latency"].symbol
+ll_latency = TABLE["ll_latency"].symbol
+ll_efficiency = TABLE["ll_efficiency"].symbol
+custom_allreduce_latency = TABLE["custom_allreduce_latency"].symbol
+custom_allreduce_efficiency = TABLE["custom_allreduce_efficiency"].symbol
 spec_k = TABLE["spec_k"].symbol
 spec_alpha = TABLE["spec_alpha"].symbol
 draft_time = TABLE["draft_time"].symbol

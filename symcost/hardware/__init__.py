@@ -1,9 +1,10 @@
 """Hardware: chips, engine profiles and the time model that binds costs to them.
 
 Stages (each imports only the ones before it): ``validate`` (exact field values), ``runtime``
-(engine profiles), ``chip`` (:class:`Hardware`), ``presets`` (the chips: one data file each, a
-source per number), ``timing`` (per-op roofline plus the efficiency model, docs/conventions.md
-§13, §14, §17).
+(the engine profile type), ``chip`` (:class:`Hardware`), ``datafile`` (reading the data files),
+``engines`` (the engine profiles: one data file per backend and version), ``presets`` (the chips:
+one data file each, a source per number), ``kernels`` (one time function per kernel class),
+``timing`` (per-op times and collectives, docs/conventions.md §13, §14, §17).
 
 ``get(name)`` returns the realistic chip (the efficiency model with its cited or fitted
 defaults); ``get(name).ideal()`` is the pure roofline bound.

@@ -41,10 +41,13 @@ KILO, MEGA, GIGA, TERA, PETA = 10**3, 10**6, 10**9, 10**12, 10**15
 """Decimal prefixes (GB means 10^9 bytes, docs/conventions.md §14)."""
 
 
-_MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "memory_efficiency", "attention_memory_efficiency",
-                 "attention_efficiency", "network_efficiency", "kernel_time", "launch_time",
-                 "collective_base_latency", "compute_units", "tree_latency", "tree_efficiency", "nvls_latency",
-                 "nvls_efficiency")
+_MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficiency_4bit", "memory_efficiency",
+                 "attention_memory_efficiency", "attention_efficiency", "network_efficiency", "kernel_time",
+                 "launch_time", "collective_base_latency", "compute_units", "tree_latency", "tree_efficiency",
+                 "nvls_latency", "nvls_efficiency", "gemm_time", "gemm_time_8bit", "gemm_time_4bit",
+                 "quantize_bytes_8bit", "quantize_bytes_4bit", "gemm_memory_efficiency", "attention_time",
+                 "attention_io_efficiency", "attention_decode_time", "ll_base_latency",
+                 "ll_latency", "ll_efficiency", "custom_allreduce_latency", "custom_allreduce_efficiency")
 """The efficiency model's fields (docs/conventions.md §17)."""
 
 
@@ -102,6 +105,22 @@ class Hardware(BaseModel):
     tree_efficiency: Efficiency = sp.Integer(1)
     nvls_latency: Optional[Seconds] = None
     nvls_efficiency: Efficiency = sp.Integer(1)
+    # kernel classes (symcost/hardware/kernels.py, docs/conventions.md §17)
+    matmul_efficiency_4bit: Optional[Efficiency] = None
+    gemm_time: Seconds = sp.Integer(0)
+    gemm_time_8bit: Optional[Seconds] = None
+    gemm_time_4bit: Optional[Seconds] = None
+    quantize_bytes_8bit: Seconds = sp.Integer(0)
+    quantize_bytes_4bit: Optional[Seconds] = None
+    gemm_memory_efficiency: Optional[Efficiency] = None
+    attention_time: Seconds = sp.Integer(0)
+    attention_io_efficiency: Optional[Efficiency] = None
+    attention_decode_time: Seconds = sp.Integer(0)
+    ll_base_latency: Optional[Seconds] = None
+    ll_latency: Seconds = sp.Integer(0)
+    ll_efficiency: Efficiency = sp.Integer(1)
+    custom_allreduce_latency: Optional[Seconds] = None
+    custom_allreduce_efficiency: Efficiency = sp.Integer(1)
     # GEMM tiles: 64 x 128 output tiles (M x N), an assumption: one of the threadblock tiles CUTLASS
     # instantiates for tensor-op GEMMs (GemmShape<64, 128, ...>), chosen small in M so that decode GEMMs
     # are not padded 128-fold; 128 x 128 padded a batch-1 decode GEMM into compute-bound, which no
@@ -139,6 +158,7 @@ class Hardware(BaseModel):
 
     _hash: int = PrivateAttr(default=0)
     _symbolic: bool = PrivateAttr(default=False)
+    _base: Optional["Hardware"] = PrivateAttr(default=None)  # the chip before an engine profile's fields
 
     def model_post_init(self, __context: Any) -> None:
         # frozen: derived once here (hashing and this test sit on the numeric hot path)
@@ -152,6 +172,14 @@ class Hardware(BaseModel):
 
     def __hash__(self) -> int:
         return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        # NB: the fields only (pydantic's own also compares private attributes, such as the chip
+        # an engine profile was applied to)
+        if self is other:
+            return True
+        return (isinstance(other, Hardware) and self._hash == other._hash
+                and all(getattr(self, f) == getattr(other, f) for f in type(self).model_fields))
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -197,10 +225,48 @@ class Hardware(BaseModel):
         >>> b200.matmul_efficiency_for("nvfp4") == b200.matmul_efficiency_for("fp8_e4m3")
         True
         """
-        if (dtype is not None and self.matmul_efficiency_8bit is not None
-                and DataType.parse(dtype).bytes < 2):
-            return self.matmul_efficiency_8bit
-        return self.matmul_efficiency
+        return self._by_format(dtype, self.matmul_efficiency, self.matmul_efficiency_8bit,
+                               self.matmul_efficiency_4bit)
+
+    @staticmethod
+    def format_class(dtype: DataType | str | None) -> str:
+        """The GEMM format class of ``dtype``: ``"16bit"`` (2 bytes and wider), ``"8bit"`` (FP8,
+        INT8, MXFP8 at 33/32 byte) or ``"4bit"`` (below a byte: NVFP4, MXFP4, INT4).
+
+        >>> Hardware.format_class("nvfp4"), Hardware.format_class("mxfp8"), Hardware.format_class(None)
+        ('4bit', '8bit', '16bit')
+        """
+        if dtype is None:
+            return "16bit"
+        size = DataType.parse(dtype).bytes
+        return "16bit" if size >= 2 else "8bit" if size >= 1 else "4bit"
+
+    def _by_format(self, dtype: DataType | str | None, wide: Any, eight: Any, four: Any) -> Any:
+        """``wide`` for 16-bit formats, ``eight`` (``None``: ``wide``) for 8-bit ones, ``four``
+        (``None``: the 8-bit value) below a byte."""
+        kind = self.format_class(dtype)
+        if kind == "16bit":
+            return wide
+        eight = wide if eight is None else eight
+        return eight if kind == "8bit" or four is None else four
+
+    def gemm_time_for(self, dtype: DataType | str | None) -> sp.Expr:
+        """Fixed seconds of one GEMM in ``dtype``'s format class (``gemm_time``, ``gemm_time_8bit``,
+        ``gemm_time_4bit``; an unset narrower class takes the wider one's)."""
+        return self._by_format(dtype, self.gemm_time, self.gemm_time_8bit, self.gemm_time_4bit)
+
+    def quantize_bytes_for(self, dtype: DataType | str | None) -> sp.Expr:
+        """HBM bytes per input element that quantizing a GEMM input to ``dtype`` moves: 0 for
+        16-bit formats, ``quantize_bytes_8bit`` for 8-bit ones, ``quantize_bytes_4bit`` (``None``:
+        the 8-bit value) below a byte."""
+        return self._by_format(dtype, sp.Integer(0), self.quantize_bytes_8bit, self.quantize_bytes_4bit)
+
+    @property
+    def gemm_hbm_bandwidth(self) -> sp.Expr:
+        """HBM bytes/s of bandwidth-bound GEMMs: ``hbm_bandwidth * gemm_memory_efficiency``
+        (``memory_efficiency`` when unset)."""
+        eff = self.memory_efficiency if self.gemm_memory_efficiency is None else self.gemm_memory_efficiency
+        return self.hbm_bandwidth * eff
 
     def effective_peak(self, dtype: DataType | str | None) -> sp.Expr:
         """Matmul FLOP/s the time model uses: ``peak(dtype) * matmul_efficiency_for(dtype)``."""
@@ -305,9 +371,31 @@ class Hardware(BaseModel):
             sym.step_overhead: self.runtime.step_overhead,
             sym.collective_overhead: self.runtime.collective_overhead,
         }
+        values.update(self._kernel_symbol_values(dt))
         if self.compute_units is not None:  # none: no tile quantization, nothing to bind N_cu to
             values[sym.compute_units] = self.compute_units
         return values
+
+    def _kernel_symbol_values(self, dt: DataType) -> dict[sp.Symbol, Any]:
+        """The kernel classes' symbols for ``dt`` (:meth:`symbol_values`); a term the chip lacks
+        (no low-latency protocol, no custom all-reduce under its engine, no separate attention
+        input/output pass) is ``oo``, so it drops out of its ``Min`` or divides to 0."""
+        custom = self.custom_allreduce_latency if self.runtime.allreduce == "custom" else None
+        return {
+            sym.gemm_time: self.gemm_time_for(dt),
+            sym.quantize_bytes: self.quantize_bytes_for(dt),
+            sym.gemm_memory_efficiency: (self.memory_efficiency if self.gemm_memory_efficiency is None
+                                         else self.gemm_memory_efficiency),
+            sym.attention_time: self.attention_time,
+            sym.attention_io_efficiency: sp.oo if self.attention_io_efficiency is None
+            else self.attention_io_efficiency,
+            sym.attention_decode_time: self.attention_decode_time,
+            sym.ll_base_latency: sp.oo if self.ll_base_latency is None else self.ll_base_latency,
+            sym.ll_latency: self.ll_latency,
+            sym.ll_efficiency: self.ll_efficiency,
+            sym.custom_allreduce_latency: sp.oo if custom is None else custom,
+            sym.custom_allreduce_efficiency: self.custom_allreduce_efficiency,
+        }
 
     # -- construction and files --------------------------------------------------------------
 
@@ -340,8 +428,16 @@ class Hardware(BaseModel):
                           compute_units=sym.compute_units, matmul_tile=matmul_tile,
                           tree_latency=sym.tree_latency, tree_efficiency=sym.tree_efficiency,
                           nvls_latency=sym.nvls_latency, nvls_efficiency=sym.nvls_efficiency,
+                          gemm_time=sym.gemm_time, quantize_bytes_8bit=sym.quantize_bytes,
+                          gemm_memory_efficiency=sym.gemm_memory_efficiency, attention_time=sym.attention_time,
+                          attention_io_efficiency=sym.attention_io_efficiency,
+                          attention_decode_time=sym.attention_decode_time,
+                          ll_base_latency=sym.ll_base_latency,
+                          ll_latency=sym.ll_latency, ll_efficiency=sym.ll_efficiency,
+                          custom_allreduce_latency=sym.custom_allreduce_latency,
+                          custom_allreduce_efficiency=sym.custom_allreduce_efficiency,
                           runtime=Runtime(name="symbolic", cuda_graphs=False, step_overhead=sym.step_overhead,
-                                          collective_overhead=sym.collective_overhead))
+                                          collective_overhead=sym.collective_overhead, allreduce="custom"))
         return cls(**fields)
 
     def ideal(self) -> "Hardware":
@@ -364,7 +460,11 @@ class Hardware(BaseModel):
             attention_memory_efficiency=None, attention_efficiency=one, network_efficiency=one,
             kernel_time=zero, launch_time=zero, collective_base_latency=zero, compute_units=None,
             tree_latency=None, tree_efficiency=one, nvls_latency=None, nvls_efficiency=one,
-            runtime=Runtime(name="ideal"))})
+            matmul_efficiency_4bit=None, gemm_time=zero, gemm_time_8bit=None, gemm_time_4bit=None,
+            quantize_bytes_8bit=zero, quantize_bytes_4bit=None, gemm_memory_efficiency=None, attention_time=zero,
+            attention_io_efficiency=None, attention_decode_time=zero,
+            ll_base_latency=None, ll_latency=zero, ll_efficiency=one, custom_allreduce_latency=None,
+            custom_allreduce_efficiency=one, runtime=Runtime(name="ideal"))})
 
     @property
     def is_ideal(self) -> bool:
@@ -375,14 +475,37 @@ class Hardware(BaseModel):
                 and self.kernel_time == 0 and self.collective_base_latency == 0
                 and self.compute_units is None and self.tree_latency is None and self.nvls_latency is None
                 and self.tree_efficiency == 1 and self.nvls_efficiency == 1
+                and self.matmul_efficiency_4bit in (None, 1) and self.gemm_time == 0
+                and self.gemm_time_8bit in (None, 0) and self.gemm_time_4bit in (None, 0)
+                and self.quantize_bytes_8bit == 0 and self.quantize_bytes_4bit in (None, 0)
+                and self.gemm_memory_efficiency in (None, 1) and self.attention_time == 0
+                and self.attention_io_efficiency is None and self.attention_decode_time == 0
+                and self.ll_base_latency is None
+                and (self.custom_allreduce_latency is None or self.runtime.allreduce != "custom")
                 and self.runtime.step_overhead == 0
                 and self.runtime.collective_overhead == 0
                 and (self.runtime.cuda_graphs or self.launch_time == 0))
 
-    def with_runtime(self, runtime: "Runtime | str") -> "Hardware":
+    def with_runtime(self, profile: "Runtime | str") -> "Hardware":
         """A copy running under another engine profile (a :class:`Runtime` or a name from
-        :func:`symcost.hardware.runtimes`)."""
-        return Hardware(**{**self._fields(), "runtime": runtime})
+        :func:`symcost.hardware.runtimes`), with the chip fields the profile measured for this
+        chip (:meth:`Runtime.overrides_for`) in place of the chip's own. Switching profiles
+        starts from the chip as it was before any profile's fields.
+
+        >>> from symcost import hardware
+        >>> h100 = hardware.get("H100_SXM")
+        >>> h100.with_runtime("tensorrt-llm").runtime.allreduce
+        'custom'
+        >>> h100.with_runtime("tensorrt-llm").with_runtime("neutral") == h100
+        True
+        """
+        engine = runtime(profile)
+        base = self._base if self._base is not None else self
+        fields = {**base._fields(), **engine.overrides_for(base.name), "runtime": engine}
+        chip = Hardware(**fields)
+        if chip != base:
+            chip._base = base
+        return chip
 
     def with_efficiency(self, *, matmul: Any = None, memory: Any = None,
                         network: Any = None, **fields: Any) -> "Hardware":
@@ -417,10 +540,13 @@ class Hardware(BaseModel):
             elif isinstance(value, tuple):
                 out[field] = list(value)
             elif isinstance(value, Runtime):
-                out[field] = {"name": value.name, "cuda_graphs": value.cuda_graphs,
+                # NB: the profile's chip fields are already this chip's fields; not written twice
+                out[field] = {"name": value.name, "backend": value.backend, "version": value.version,
+                              "cuda_graphs": value.cuda_graphs,
                               "step_overhead": plain(value.step_overhead),
                               "collective_overhead": plain(value.collective_overhead),
-                              "prefill_emits_first_token": value.prefill_emits_first_token}
+                              "prefill_emits_first_token": value.prefill_emits_first_token,
+                              "allreduce": value.allreduce}
             else:
                 out[field] = plain(value)
         return out

@@ -1,26 +1,44 @@
 """Engine profiles: what a serving or training engine adds around the kernels.
 
 A :class:`Runtime` says whether kernels are replayed from CUDA graphs, how long each inference
-step spends outside the model, and how the engine counts decode steps. Named profiles describe
-the engines of the shipped calibration data (docs/conventions.md §17); ``"neutral"`` is the
-default of the realistic chips.
+step spends outside the model, how the engine counts decode steps, which all-reduce it runs and
+the chip fields its own kernels were measured at. Named profiles are data files, one per backend
+and version (``symcost/hardware/engines/``, read by :mod:`symcost.hardware.engines`);
+``"neutral"`` is the default of the realistic chips.
 
->>> runtime("tensorrt-llm").prefill_emits_first_token
+>>> runtime("ideal").cuda_graphs
 True
 """
 
 from __future__ import annotations
 
-from fractions import Fraction
-from typing import Any
+from typing import Annotated, Any, Literal, Mapping
 
 import sympy as sp
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from ..errors import ConfigError
 from .validate import Seconds
 
-__all__ = ["Runtime", "RUNTIMES", "runtime", "runtimes"]
+__all__ = ["IDEAL", "Overrides", "Runtime", "RUNTIMES", "register", "runtime", "runtimes"]
+
+
+Overrides = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+"""Chip fields an engine profile replaces: ``((chip name or "*", ((field, value), ...)), ...)``."""
+
+
+def _overrides(value: Any) -> Overrides:
+    """A mapping ``{chip: {field: value}}`` (or the frozen form) as the frozen, hashable form."""
+    if isinstance(value, tuple):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"overrides must map a chip name (or \"*\") to {{field: value}}, got {value!r}")
+    out = []
+    for chip, fields in value.items():
+        if not isinstance(fields, Mapping):
+            raise ConfigError(f"overrides[{chip!r}] must map chip fields to values, got {fields!r}")
+        out.append((str(chip), tuple(sorted(fields.items()))))
+    return tuple(out)
 
 
 class Runtime(BaseModel):
@@ -35,58 +53,59 @@ class Runtime(BaseModel):
     ``prefill_emits_first_token``: how many decode steps an engine runs to produce ``n``
     output tokens is ``n - 1`` when the prefill emits the first token (TensorRT-LLM, vLLM), or
     ``n`` when its generation loop runs once per output token (FasterTransformer).
+    ``allreduce``: ``"nccl"``, or ``"custom"`` when the engine runs its own one-shot all-reduce
+    inside a scale-up domain (TensorRT-LLM, vLLM, SGLang) and NCCL's only where that is faster
+    (the chip's ``custom_allreduce_*`` fields). ``overrides``: the chip fields this engine's own
+    kernels were measured at, per chip name (``"*"``: every chip); :meth:`Hardware.with_runtime`
+    applies them. ``backend`` and ``version`` name what the values were measured on.
 
     >>> Runtime(name="mine", step_overhead="0.002").step_overhead
     1/500
+    >>> Runtime(name="mine", overrides={"H100_SXM": {"gemm_time": "0.000003"}}).overrides_for("H100_SXM")
+    {'gemm_time': '0.000003'}
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     name: str
+    backend: str = ""
+    version: str = ""
     cuda_graphs: bool = True
     step_overhead: Seconds = sp.Integer(0)
     collective_overhead: Seconds = sp.Integer(0)
     prefill_emits_first_token: bool = True
+    allreduce: Literal["nccl", "custom"] = "nccl"
+    overrides: Annotated[Overrides, BeforeValidator(_overrides)] = ()
 
     def decode_steps(self, output_len: Any) -> Any:
         """Decode steps that produce ``output_len`` tokens after the prefill."""
         return output_len - 1 if self.prefill_emits_first_token else output_len
 
+    def overrides_for(self, chip: str) -> dict[str, Any]:
+        """The chip fields this profile sets on the chip called ``chip``: those for every chip
+        (``"*"``), then the chip's own."""
+        table = dict(self.overrides)
+        return {**dict(table.get("*", ())), **dict(table.get(chip, ()))}
 
-# Named profiles: those of the engines in symcost/data/inference_calibration.csv, whose terms are
-# fitted by symcost.calibration_inference (benchmarks/calibrate.py; tests/plan/test_calibration_inference.py).
+    @property
+    def label(self) -> str:
+        """``name`` with the backend version its values were measured on, e.g. ``"vllm (0.24.0)"``."""
+        return f"{self.name} ({self.version})" if self.version else self.name
+
+
 RUNTIMES: dict[str, Runtime] = {}
+"""Every named engine profile by name: :data:`IDEAL` here, the others read from the data files of
+``symcost/hardware/engines/`` (one per backend and version, a source per value)."""
 
 
-def _register(profile: Runtime) -> Runtime:
-    RUNTIMES[profile.name] = profile
+def register(profile: Runtime) -> Runtime:
+    """Make ``profile`` known by its name to :func:`runtime` (a later profile of the same name replaces it)."""
+    RUNTIMES[profile.name.lower()] = profile
     return profile
 
 
-IDEAL = _register(Runtime(name="ideal"))
+IDEAL = register(Runtime(name="ideal"))
 """No engine: the roofline's runtime."""
-
-# The calibration engines' fitted terms (symcost.calibration_inference.fit(); benchmarks/calibrate.py
-# refits them and tests/plan/test_calibration_inference.py checks that the fit reproduces them).
-ENGINE_FIT = {"step_overhead": Fraction(7, 2500), "collective_overhead": Fraction(199, 2000000)}
-
-# NB: TensorRT-LLM's gptSessionBenchmark (v0.5/v0.6.1, the runs of the calibration data) launches
-# without CUDA graphs unless --enable_cuda_graph is given, and its context phase emits the first
-# output token.
-TENSORRT_LLM = _register(Runtime(name="tensorrt-llm", cuda_graphs=False, prefill_emits_first_token=True,
-                                 **ENGINE_FIT))
-# NB: FasterTransformer (v5.x) launches from the host (no CUDA graphs) and its generation loop runs
-# one decoder step per output token after the context phase (ParallelGpt's step loop); it has no
-# scheduler, so it has no step overhead; its collective calls cost what TensorRT-LLM's do (a
-# separate fit gave the same value).
-FASTERTRANSFORMER = _register(Runtime(name="fastertransformer", cuda_graphs=False, prefill_emits_first_token=False,
-                                      collective_overhead=ENGINE_FIT["collective_overhead"]))
-# The default of the realistic chips: CUDA graphs on, no engine time per step and no time per
-# collective call beyond NCCL's own (the chip's collective_base_latency): neutral, i.e. only the
-# chip's own terms, among them the fitted time per kernel (which on the calibration engines, run
-# without graphs, also holds what a host launch costs). Engine-specific costs come with a named
-# profile (with_runtime("tensorrt-llm")) or a Runtime of the user's.
-NEUTRAL = _register(Runtime(name="neutral", cuda_graphs=True, prefill_emits_first_token=True))
 
 
 def runtime(name: "str | Runtime") -> Runtime:

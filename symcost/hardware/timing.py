@@ -41,71 +41,12 @@ import sympy as sp
 
 from ..core._expr import Ceil, as_expr, extreme, total
 from ..core.dtypes import DataType
-from ..core.ops import AttentionCore, AttentionCoreBackward, Collective, Matmul, Op
+from ..core.ops import Collective, Op
 from .chip import Hardware
+from .kernels import FUSED_OPS, KERNELS, OpTime, kernel, kernels, matmul_compute_flops, time_of
 
-__all__ = ["FUSED_OPS", "OpTime", "Times", "collective_algorithms", "collective_steps", "collective_time", "kernels",
-           "layer_times", "matmul_compute_flops", "op_time"]
-
-FUSED_OPS = frozenset({
-    # NB: what a fusing engine (TensorRT-LLM, vLLM, FasterTransformer) runs inside another
-    # kernel: the residual add inside the next norm (fused add + RMSNorm/LayerNorm), the up
-    # projection inside one gate_up GEMM, the gate multiply inside the activation (SiLU·gate),
-    # bias adds in the GEMM epilogue, position embeddings inside the embedding gather.
-    "residual", "up", "gate_multiply", "out_bias", "down_bias", "positions",
-    # Mamba-2 (symcost/layers/mamba2.py): the SSD kernels' elementwise work (decay, scaling, the
-    # D skip) inside the chunk-state and chunk-scan kernels, the decode readout inside the
-    # state update (mamba_ssm's selective_state_update)
-    "ssd_decay", "ssd_scale_x", "ssd_output", "ssm_dt", "ssm_readout", "ssm_output",
-})
-"""Op names (before any ``.`` suffix) that add no kernel of their own."""
-
-
-def kernels(op: Op) -> int:
-    """Kernels ``op`` launches: 0 when fused into another op's kernel (:data:`FUSED_OPS`), else 1."""
-    return 0 if op.name.split(".")[0] in FUSED_OPS else 1
-
-
-@dataclass(frozen=True)
-class OpTime:
-    """One op's time terms in seconds: roofline terms and the fixed overhead of its kernels."""
-
-    compute: sp.Expr
-    memory: sp.Expr
-    overhead: sp.Expr = sp.Integer(0)
-    launch: sp.Expr = sp.Integer(0)
-
-    @property
-    def time(self) -> sp.Expr:
-        """``max(compute, memory) + overhead``, at least ``launch``: the op waits for the slower of
-        its units, then for its kernels' fixed cost; without CUDA graphs the host's launches
-        can pace it.
-
-        NB: with symbols the ``Max`` is left unevaluated: SymPy's search for a provable order
-        between two rational functions costs milliseconds per op and rarely succeeds; it
-        evaluates as soon as numbers are substituted.
-        """
-        evaluate = self.compute.is_number and self.memory.is_number
-        busy = sp.Max(self.compute, self.memory, evaluate=evaluate) + self.overhead
-        if self.launch == 0:
-            return busy
-        return sp.Max(busy, self.launch, evaluate=evaluate and self.overhead.is_number)
-
-
-def matmul_compute_flops(op: Matmul, hardware: Hardware) -> sp.Expr:
-    """FLOPs the matrix units spend on ``op``, tiles and waves included (the op's own FLOPs on
-    a chip without ``compute_units``)."""
-    if hardware.compute_units is None:
-        return op.matmul_flops
-    tm, tn = hardware.matmul_tile
-    units = hardware.compute_units
-    tiles = op.batch * Ceil(op.m / tm) * Ceil(op.n / tn)
-    # waves = tiles/U below one full wave (split-K spreads the tiles over every unit), else
-    # ceil(tiles/U); written without a Piecewise: min(tiles/U, 1) + ceil(max(tiles - U, 0)/U)
-    waves = extreme(sp.Min, tiles / units, 1) + Ceil(extreme(sp.Max, tiles - units, 0) / units)
-    # each wave: every unit computes one T_M x T_N tile over the whole k
-    return 2 * op.k * tm * tn * units * waves
-
+__all__ = ["FUSED_OPS", "KERNELS", "OpTime", "Times", "collective_algorithms", "collective_steps", "collective_time",
+           "kernel", "kernels", "layer_times", "matmul_compute_flops", "op_time"]
 
 _OP_TIMES: dict[tuple, OpTime] = {}
 _COLLECTIVE_TIMES: dict[tuple, sp.Expr] = {}
@@ -135,20 +76,7 @@ def op_time(op: Op, hardware: Hardware, peak: sp.Expr, datatype: Optional[DataTy
 
 
 def _op_time(op: Op, hardware: Hardware, peak: sp.Expr, datatype: Optional[DataType]) -> OpTime:
-    bandwidth = hardware.effective_hbm_bandwidth
-    if isinstance(op, Matmul):
-        compute = matmul_compute_flops(op, hardware) / peak
-    elif isinstance(op, (AttentionCore, AttentionCoreBackward)):
-        compute = op.matmul_flops / hardware.attention_peak(datatype)
-        core = op.forward if isinstance(op, AttentionCoreBackward) else op
-        if core.q_len == 1:  # decode: streams the KV cache
-            bandwidth = hardware.attention_hbm_bandwidth
-    else:
-        compute = op.matmul_flops / peak
-    compute = compute + op.vector_flops / hardware.vector_flops
-    n = kernels(op)
-    launch = 0 if hardware.runtime.cuda_graphs else n * hardware.launch_time
-    return OpTime(compute, op.hbm_bytes / bandwidth, n * hardware.kernel_time, sp.sympify(launch))
+    return time_of(op, hardware, peak, datatype)
 
 
 def collective_steps(kind: str, n: Any) -> sp.Expr:
@@ -229,13 +157,25 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
     # a group of one sends nothing and waits for nothing: min(1, n - 1) switches the base off
     calls = extreme(sp.Min, 1, n - 1) if base != 0 else 0
     steps = collective_steps(c.kind, n)
-    if inside:
-        hops = hardware.collective_latency * steps
-    else:
+    inter = sp.Integer(0)
+    if not inside:
         inter = _inter_steps(c.kind, nodes) if c.kind != "p2p" else extreme(sp.Min, 1, nodes - 1)
-        hops = hardware.collective_latency * (steps - inter) + hardware.net_latency * inter
+    hops = hardware.collective_latency * (steps - inter) + hardware.net_latency * inter
     sent = as_expr(c.bytes_sent_per_chip, "bytes_sent_per_chip")
     out = {"ring": count * (base * calls + hops) + sent / link}
+    if hardware.ll_base_latency is not None:
+        # NCCL's low-latency protocol: its own latencies, a fraction of the bus bandwidth
+        # (NB: no min(1, n - 1) switch: a group of one costs nothing on the ring, which wins the Min)
+        ll_hops = hardware.ll_latency * (steps - inter) + hardware.net_latency * inter
+        out["ll"] = (count * (hardware.ll_base_latency + overhead + ll_hops)
+                     + sent / (link * hardware.ll_efficiency))
+    if (c.kind == "all_reduce" and inside and hardware.runtime.allreduce == "custom"
+            and hardware.custom_allreduce_latency is not None):
+        # the engine's own one-shot all-reduce: each chip reads the other n - 1 buffers over its
+        # scale-up link (TensorRT-LLM, vLLM, SGLang); where NCCL is faster the engine calls it
+        out["custom"] = count * (hardware.custom_allreduce_latency
+                                 + (n - 1) * payload / (hardware.scale_up_bandwidth
+                                                        * hardware.custom_allreduce_efficiency))
     if c.kind == "all_reduce" and hardware.tree_latency is not None and not inside:
         # NB: floor(log2 nodes) is NCCL's log2i; max(1, .) only where nodes = 1 (a group of
         # one), where the ring costs nothing and wins the Min anyway, so that an absent tree

@@ -83,6 +83,15 @@ class _LatentCore(Op):
     core: AttentionCore = None  # type: ignore[assignment]
 
     @property
+    def kernel(self) -> str:
+        return self.core.kernel
+
+    @property
+    def io_bytes(self) -> sp.Expr:
+        """The wrapped core's Q, K and O bytes (V is K's first columns)."""
+        return self.core.io_bytes - self.core.v_bytes
+
+    @property
     def matmul_flops(self) -> sp.Expr:
         return self.core.matmul_flops
 

@@ -21,8 +21,6 @@ raises :class:`~symcost.errors.HardwareError` (a ``ConfigError``) naming the fil
 
 from __future__ import annotations
 
-import json
-from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -30,80 +28,28 @@ from typing import TYPE_CHECKING, Any, Mapping
 from pydantic import ValidationError
 
 from ...errors import HardwareError
-from ..chip import GIGA, MEGA, TERA, Hardware
+from .. import engines as _engines  # noqa: F401  (registers the engine profiles the presets name)
+from ..chip import Hardware
+from ..datafile import UNITS, read, resolve, value
 
 if TYPE_CHECKING:
     from importlib.abc import Traversable
 
 __all__ = ["PRESETS", "REFERENCES", "SHARED", "UNITS", "field_sources", "load", "load_shared"]
 
-UNITS: dict[str, Fraction] = {
-    "TFLOP/s": Fraction(TERA), "GB": Fraction(GIGA), "GiB": Fraction(2**30), "GB/s": Fraction(GIGA),
-    "TB/s": Fraction(TERA), "Gb/s": Fraction(GIGA, 8), "us": Fraction(1, MEGA), "s": Fraction(1),
-}
-"""The units a preset value may carry, in base units (decimal prefixes, docs/conventions.md §14;
-``Gb/s`` is bits: one byte per 8)."""
-
 _FOLDER = resources.files(__name__)
 _NAME_FIELDS = ("runtime",)  # fields whose value is a name, not a number
-
-
-def _read(file: Traversable | Path) -> dict[str, Any]:
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise HardwareError(f"{file.name}: not a readable JSON file ({err})") from None
-    if not isinstance(data, dict):
-        raise HardwareError(f"{file.name}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def _value(entry: Any, where: str, name_field: bool = False) -> Any:
-    """The exact value of one ``{"value", "unit", "source"}`` entry; ``where``: "file: field"."""
-    if not isinstance(entry, dict):
-        raise HardwareError(f"{where} must be {{\"value\", \"source\"}} or {{\"shared\"}}, got {entry!r}")
-    unknown = set(entry) - {"value", "unit", "source"}
-    if unknown:
-        raise HardwareError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: value, unit, source")
-    if not isinstance(entry.get("source"), str) or not entry["source"].strip():
-        raise HardwareError(f"{where} has no source")
-    if "value" not in entry:
-        raise HardwareError(f"{where} has no value")
-    value, unit = entry["value"], entry.get("unit")
-    if unit is not None and unit not in UNITS:
-        raise HardwareError(f"{where}: unknown unit {unit!r}; known: {', '.join(UNITS)}")
-    if value is None or name_field:
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise HardwareError(f"{where} must be an integer or an exact string such as \"37/50\", "
-                            f"got {value!r} (no floats)")
-    try:
-        number = Fraction(value.strip()) if isinstance(value, str) else Fraction(value)
-    except (ValueError, ZeroDivisionError):
-        raise HardwareError(f"{where} must be an integer or an exact string such as \"37/50\", "
-                            f"got {value!r}") from None
-    return number * UNITS[unit] if unit is not None else number
-
-
-def _entry(entry: Any, where: str, shared: Mapping[str, Any], name_field: bool = False) -> Any:
-    """A field's value: a shared fact by name, or the entry's own value."""
-    if isinstance(entry, dict) and "shared" in entry:
-        if set(entry) != {"shared"} or entry["shared"] not in shared:
-            raise HardwareError(f"{where}: \"shared\" must be the only key and name a constant of shared.json, "
-                                f"got {entry!r}")
-        return shared[entry["shared"]]
-    return _value(entry, where, name_field)
 
 
 def load_shared(file: Traversable | Path | None = None) -> dict[str, Any]:
     """The shared facts of ``shared.json`` (or ``file``) by name, exact."""
     file = _FOLDER.joinpath("shared.json") if file is None else file
-    data = _read(file)
+    data = read(file)
     unknown = set(data) - {"note", "references", "constants"}
     if unknown or not isinstance(data.get("constants"), dict):
         raise HardwareError(f"{file.name}: expected keys note, references, constants (an object); "
                             f"got {', '.join(sorted(data))}")
-    return {name: _value(entry, f"{file.name}: {name}") for name, entry in data["constants"].items()}
+    return {name: value(entry, f"{file.name}: {name}") for name, entry in data["constants"].items()}
 
 
 def _fields(raw: Any, where: str, shared: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,9 +63,9 @@ def _fields(raw: Any, where: str, shared: Mapping[str, Any]) -> dict[str, Any]:
         if field == "peak_flops":
             if not isinstance(entry, dict):
                 raise HardwareError(f"{where}: peak_flops must be an object of dtype to entry")
-            fields[field] = {dt: _entry(e, f"{where}: peak_flops[{dt}]", shared) for dt, e in entry.items()}
+            fields[field] = {dt: resolve(e, f"{where}: peak_flops[{dt}]", shared) for dt, e in entry.items()}
         else:
-            fields[field] = _entry(entry, f"{where}: {field}", shared, field in _NAME_FIELDS)
+            fields[field] = resolve(entry, f"{where}: {field}", shared, field in _NAME_FIELDS)
     return fields
 
 
@@ -131,7 +77,7 @@ def load(file: Traversable | Path, shared: Mapping[str, Any] | None = None) -> H
     'B200'
     """
     shared = SHARED if shared is None else shared
-    data = _read(file)
+    data = read(file)
     unknown = set(data) - {"name", "note", "fields"}
     if unknown or not isinstance(data.get("name"), str):
         raise HardwareError(f"{file.name}: expected keys name (a string), note, fields; got {', '.join(sorted(data))}")
@@ -152,9 +98,9 @@ def field_sources(name: str) -> dict[str, str]:
     >>> field_sources("H100_SXM")["hbm_capacity"]
     '[H100-DS] 80GB HBM3'
     """
-    shared = _read(_FOLDER.joinpath("shared.json"))["constants"]
-    for file in _read(_FOLDER.joinpath("index.json"))["presets"]:
-        data = _read(_FOLDER.joinpath(f"{file}.json"))
+    shared = read(_FOLDER.joinpath("shared.json"))["constants"]
+    for file in read(_FOLDER.joinpath("index.json"))["presets"]:
+        data = read(_FOLDER.joinpath(f"{file}.json"))
         if data.get("name") != name:
             continue
         out: dict[str, str] = {}
@@ -170,7 +116,7 @@ def field_sources(name: str) -> dict[str, str]:
 
 SHARED: dict[str, Any] = load_shared()
 """The facts several presets share (``presets/shared.json``), by name."""
-REFERENCES: dict[str, str] = dict(_read(_FOLDER.joinpath("shared.json"))["references"])
+REFERENCES: dict[str, str] = dict(read(_FOLDER.joinpath("shared.json"))["references"])
 """What each bracketed citation key of a source (``[H100-DS]``) stands for (``shared.json``)."""
 
 # The shared facts under the names the library and its tests use.
@@ -197,7 +143,7 @@ tests/plan/test_calibration_inference.py checks that the fit reproduces them exa
 
 PRESETS: dict[str, Hardware] = {}
 """Every preset chip by name, in the order of ``presets/index.json``."""
-for _file in _read(_FOLDER.joinpath("index.json"))["presets"]:
+for _file in read(_FOLDER.joinpath("index.json"))["presets"]:
     _chip = load(_FOLDER.joinpath(f"{_file}.json"))
     PRESETS[_chip.name] = _chip
     globals()[_chip.name] = _chip

@@ -1,0 +1,94 @@
+"""Engine profiles as data: one file per backend and version (``engines/<name>.json``), read in the
+order of ``engines/index.json`` and registered by name (:func:`symcost.hardware.runtime`).
+
+A file holds ``name``, ``backend``, ``version``, an optional ``note``, ``fields`` (the
+:class:`~symcost.hardware.Runtime` terms: ``cuda_graphs``, ``step_overhead``,
+``collective_overhead``, ``prefill_emits_first_token``, ``allreduce``) and ``chips``: per chip name
+(or ``"*"`` for every chip) the :class:`~symcost.hardware.Hardware` fields measured with this
+engine's own kernels, which :meth:`~symcost.hardware.Hardware.with_runtime` puts in place of the
+chip's. Every value is an entry with a source (:mod:`symcost.hardware.datafile`); the fitted ones
+are written by ``symcost.hardware.fit`` (``benchmarks/calibrate_ops.py``), never by hand.
+
+>>> from symcost.hardware import runtime
+>>> runtime("vllm").backend, runtime("fastertransformer").cuda_graphs
+('vllm', False)
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from ...errors import HardwareError
+from ..chip import Hardware
+from ..datafile import read, resolve
+from ..runtime import Runtime, register
+
+if TYPE_CHECKING:
+    from importlib.abc import Traversable
+
+__all__ = ["ENGINES", "field_sources", "load"]
+
+_FOLDER = resources.files(__name__)
+_TERMS = ("cuda_graphs", "step_overhead", "collective_overhead", "prefill_emits_first_token", "allreduce")
+_NAMES = ("cuda_graphs", "prefill_emits_first_token", "allreduce")  # values that are not numbers
+
+
+def _chips(raw: Any, where: str, shared: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    if not isinstance(raw, dict):
+        raise HardwareError(f"{where}: chips must map a chip name (or \"*\") to an object of chip fields")
+    out: dict[str, dict[str, Any]] = {}
+    for chip, fields in raw.items():
+        if not isinstance(fields, dict):
+            raise HardwareError(f"{where}: chips[{chip!r}] must be an object of chip fields")
+        for field in fields:
+            if field not in Hardware.model_fields or field in ("name", "runtime", "peak_flops"):
+                raise HardwareError(f"{where}: chips[{chip!r}]: {field!r} is not a chip field an engine sets")
+        out[chip] = {f: resolve(e, f"{where}: chips[{chip!r}].{f}", shared) for f, e in fields.items()}
+    return out
+
+
+def load(file: "Traversable | Path", shared: dict[str, Any] | None = None) -> Runtime:
+    """The profile of one engine data file, checked: known terms and chip fields, a source for
+    every value; one-line :class:`~symcost.errors.HardwareError` naming the file otherwise."""
+    data = read(file)
+    unknown = set(data) - {"name", "backend", "version", "note", "fields", "chips"}
+    if unknown or not isinstance(data.get("name"), str):
+        raise HardwareError(f"{file.name}: expected keys name (a string), backend, version, note, fields, chips; "
+                            f"got {', '.join(sorted(data))}")
+    shared = {} if shared is None else shared
+    terms = data.get("fields", {})
+    if not isinstance(terms, dict) or set(terms) - set(_TERMS):
+        raise HardwareError(f"{file.name}: fields must be an object of {', '.join(_TERMS)}")
+    values = {t: resolve(e, f"{file.name}: {t}", shared, t in _NAMES) for t, e in terms.items()}
+    try:
+        return Runtime(name=data["name"], backend=str(data.get("backend", "")), version=str(data.get("version", "")),
+                       overrides=_chips(data.get("chips", {}), file.name, shared), **values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise HardwareError(f"{file.name}: {field}: {first['msg'].removeprefix('Value error, ')}") from None
+
+
+def field_sources(name: str) -> dict[str, str]:
+    """The source written beside each value of the engine profile ``name``: its terms by name,
+    its chip fields as ``"CHIP.field"``."""
+    for file in read(_FOLDER.joinpath("index.json"))["engines"]:
+        data = read(_FOLDER.joinpath(f"{file}.json"))
+        if data.get("name") != name:
+            continue
+        out = {t: e["source"] for t, e in data.get("fields", {}).items()}
+        for chip, fields in data.get("chips", {}).items():
+            out.update({f"{chip}.{f}": e["source"] for f, e in fields.items()})
+        return out
+    raise HardwareError(f"field_sources: no engine profile is named {name!r}")
+
+
+ENGINES: dict[str, Runtime] = {}
+"""Every engine profile read from the data files, by name, in the order of ``engines/index.json``."""
+for _file in read(_FOLDER.joinpath("index.json"))["engines"]:
+    _profile = register(load(_FOLDER.joinpath(f"{_file}.json")))
+    ENGINES[_profile.name] = _profile

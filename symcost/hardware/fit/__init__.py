@@ -1,0 +1,217 @@
+"""Fitting the kernel classes' terms on NVIDIA's per-op tables (offline; the ``calibration`` extra).
+
+The time model's kernel terms (``symcost.hardware.kernels``) are fitted per chip on the measured
+tables of AIConfigurator (``aiconfigurator-core``; :mod:`~symcost.hardware.fit.tables`), each op
+family on its own table (:mod:`~symcost.hardware.fit.families`), in the order of :func:`plan`:
+
+1. elementwise (``memory_efficiency``, ``kernel_time``) on the FP8 quantization kernel;
+2. 16-bit GEMMs (``matmul_efficiency``, ``gemm_time``, ``gemm_memory_efficiency``);
+3. FP8 GEMMs (``matmul_efficiency_8bit``, ``gemm_time_8bit``, ``quantize_bytes_8bit``), NVFP4 ones
+   on Blackwell (the ``_4bit`` fields), at the 16-bit GEMMs' memory efficiency;
+4. prefill attention (``attention_efficiency``, ``attention_time``, ``attention_io_efficiency``);
+5. decode attention (``attention_memory_efficiency``, ``attention_decode_time``);
+6. NCCL's collectives (the Simple ring ``collective_base_latency``, ``collective_latency``,
+   ``network_efficiency``; the low-latency ring ``ll_*``; NVLink SHARP ``nvls_*`` where the chip
+   has it);
+7. each engine's own all-reduce (``custom_allreduce_latency``, ``custom_allreduce_efficiency``),
+   written into the engine profile for that chip, NCCL's terms fixed.
+
+``benchmarks/calibrate_ops.py`` runs it, prints every value and the per-op error tables, and with
+``--write`` puts the values into ``hardware/presets/*.json`` and ``hardware/engines/*.json``, each
+with a source naming the package version, GPU, backend version and table;
+``tests/hardware/test_fit.py`` checks that the shipped values are what the fit gives. The library
+never imports this package at run time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from .families import (FitResult, collective_family, decode_family, elementwise_family, fit, gemm_family,
+                       prefill_family)
+from .tables import CHIPS, Table, package_version
+
+__all__ = ["CHIPS", "ENGINE_TABLES", "VERSIONS", "ChipFit", "fit_chip", "plan", "package_version"]
+
+VERSIONS: dict[str, dict[str, str]] = {
+    "a100_sxm": {"trtllm": "1.0.0", "nccl": "2.27.3", "vllm": "0.14.0", "sglang": "0.5.10"},
+    "h100_sxm": {"trtllm": "1.3.0rc20", "nccl": "2.29.2", "vllm": "0.24.0", "sglang": "0.5.14"},
+    "h200_sxm": {"trtllm": "1.3.0rc20", "nccl": "2.29.2", "vllm": "0.24.0", "sglang": "0.5.14"},
+    "b200_sxm": {"trtllm": "1.3.0rc20", "nccl": "2.29.2", "vllm": "0.24.0", "sglang": "0.5.14"},
+}
+"""Per GPU folder: the newest collected version of each backend's tables (the engine profiles'
+versions) and of NCCL's."""
+
+ENGINE_TABLES = {"tensorrt-llm": "trtllm", "vllm": "vllm", "sglang": "sglang"}
+"""Engine profile -> the backend folder whose custom all-reduce table it is fitted on."""
+
+# NB: the Simple protocol's time per ring step is not identifiable next to its base latency on 2
+# to 8 GPUs (the fit drives it to 0); it stays NCCL's own figure (collective_latency, [NCCL])
+_NCCL_FIELDS = ("collective_base_latency", "network_efficiency", "ll_base_latency", "ll_latency", "ll_efficiency")
+_NVLS_FIELDS = ("nvls_latency", "nvls_efficiency")
+
+
+@dataclass(frozen=True)
+class ChipFit:
+    """Every family fitted on one chip: the chip's fields, and each engine's fields for it."""
+
+    gpu: str
+    results: tuple[FitResult, ...]
+
+    @property
+    def preset(self) -> str:
+        """The symcost preset the tables are fitted for."""
+        return CHIPS[self.gpu]
+
+    @property
+    def chip_values(self) -> dict[str, Fraction]:
+        """The fitted chip fields (those of the chip's own preset file), with the table each comes from."""
+        return {k: v for r in self.results if r.family.runtime is None for k, v in r.values.items()}
+
+    def engine_values(self) -> dict[str, dict[str, Fraction]]:
+        """Per engine profile, the fields fitted on its own tables for this chip."""
+        out: dict[str, dict[str, Fraction]] = {}
+        for r in self.results:
+            if r.family.runtime is not None:
+                out.setdefault(r.family.runtime, {}).update(r.values)
+        return out
+
+    def sources(self) -> dict[tuple[str | None, str], str]:
+        """``(engine or None, field) -> source`` of every fitted value."""
+        return {(r.family.runtime, name): f"fit: {r.family.name} on {r.family.table.source}; "
+                f"symcost.hardware.fit (benchmarks/calibrate_ops.py)" for r in self.results for name in r.values}
+
+
+def plan(gpu: str) -> list[str]:
+    """The families fitted on ``gpu``, in order (names as :func:`fit_chip` reports them)."""
+    return [r for r in ("elementwise", "gemm bfloat16", "gemm fp8", "gemm nvfp4", "prefill", "decode", "nccl",
+                        *(f"allreduce {e}" for e in ENGINE_TABLES)) if _has(gpu, r)]
+
+
+def _table(gpu: str, step: str) -> Table:
+    v = VERSIONS[gpu]
+    if step == "elementwise":
+        return Table(gpu, "quantize", "trtllm", v["trtllm"], "scale_matrix_perf")
+    if step.startswith("gemm"):
+        return Table(gpu, "gemm", "trtllm", v["trtllm"], "gemm_perf")
+    if step in ("prefill", "decode"):
+        return Table(gpu, "attention", "trtllm", v["trtllm"],
+                     "context_attention_perf" if step == "prefill" else "generation_attention_perf")
+    if step == "nccl":
+        return Table(gpu, "comm", "nccl", v["nccl"], "nccl_perf")
+    backend = ENGINE_TABLES[step.split(" ", 1)[1]]
+    return Table(gpu, "comm", backend, v[backend], "custom_allreduce_perf")
+
+
+def _has(gpu: str, step: str) -> bool:
+    table = _table(gpu, step)
+    if not table.path.exists():
+        return False
+    if step.startswith("gemm"):
+        from .tables import read
+
+        return bool((read(table)["gemm_dtype"] == step.split(" ", 1)[1]).any())
+    return True
+
+
+def fit_chip(gpu: str, preset: Any = None) -> ChipFit:
+    """Fit every family of :func:`plan` on ``gpu``'s tables, each with the values fitted before it."""
+    from .. import get
+
+    chip = get(CHIPS[gpu]) if preset is None else preset
+    values: dict[str, Fraction] = {}
+    results: list[FitResult] = []
+    nvls = chip.nvls_latency is not None
+    for step in plan(gpu):
+        table = _table(gpu, step)
+        if step == "elementwise":
+            family = elementwise_family(gpu, table, (0.9, 2.5))
+        elif step == "gemm bfloat16":
+            family = gemm_family(gpu, table, "bfloat16", ("matmul_efficiency", "gemm_time", "gemm_memory_efficiency"),
+                                 (0.8, 3.0, 0.8), values)
+        elif step == "gemm fp8":
+            family = gemm_family(gpu, table, "fp8", ("matmul_efficiency_8bit", "gemm_time_8bit",
+                                                     "quantize_bytes_8bit"), (0.7, 12.0, 8.0), values)
+        elif step == "gemm nvfp4":
+            family = gemm_family(gpu, table, "nvfp4", ("matmul_efficiency_4bit", "gemm_time_4bit",
+                                                       "quantize_bytes_4bit"), (0.6, 10.0, 6.0), values)
+        elif step == "prefill":
+            family = prefill_family(gpu, table, (0.6, 15.0, 0.4), values)
+        elif step == "decode":
+            family = decode_family(gpu, table, (0.8, 8.0), values)
+        elif step == "nccl":
+            fields = _NCCL_FIELDS + (_NVLS_FIELDS if nvls else ())
+            family = collective_family(gpu, table, ("all_reduce", "all_gather", "reduce_scatter", "alltoall"),
+                                       fields, (8.0, 0.8, 5.0, 0.5, 0.3) + ((30.0, 0.6) if nvls else ()),
+                                       values)
+        else:
+            engine = step.split(" ", 1)[1]
+            family = collective_family(gpu, table, ("all_reduce",), ("custom_allreduce_latency",
+                                                                     "custom_allreduce_efficiency"),
+                                       (3.0, 0.5), values, runtime=engine, name=f"{engine} all-reduce")
+        result = fit(family, chip)
+        results.append(result)
+        if family.runtime is None:
+            values.update(result.values)
+    return ChipFit(gpu, tuple(results))
+
+
+def _entry(name: str, value: Fraction, source: str) -> dict[str, Any]:
+    """A data-file entry for a fitted value: seconds in microseconds, exact decimals."""
+    from decimal import Decimal
+
+    from .families import PARAMETERS
+
+    unit = PARAMETERS[name][1]
+    scaled = value / unit
+    text = str((Decimal(scaled.numerator) / Decimal(scaled.denominator)).normalize())
+    if "E" in text:
+        text = format(Decimal(scaled.numerator) / Decimal(scaled.denominator), "f")
+    entry: dict[str, Any] = {"value": text}
+    if unit != 1:
+        entry["unit"] = "us"
+    entry["source"] = source
+    return entry
+
+
+def write(fits: "list[ChipFit]", root: Any = None) -> list[str]:
+    """Put the fitted values into the chip presets and the engine profiles (under ``root``,
+    default the installed ``symcost/hardware``), each with its source; the names of the files written."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent if root is None else Path(root)
+    written = []
+    engines: dict[str, dict[str, Any]] = {}
+    for chip_fit in fits:
+        sources = chip_fit.sources()
+        path = root / "presets" / _preset_file(root, chip_fit.preset)
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for name, value in chip_fit.chip_values.items():
+            data["fields"][name] = _entry(name, value, sources[(None, name)])
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        written.append(str(path))
+        for engine, values in chip_fit.engine_values().items():
+            if engine not in engines:
+                epath = root / "engines" / f"{engine}.json"
+                engines[engine] = json.loads(epath.read_text(encoding="utf-8"))
+            chips = engines[engine].setdefault("chips", {})
+            chips[chip_fit.preset] = {n: _entry(n, v, sources[(engine, n)]) for n, v in values.items()}
+    for engine, data in engines.items():
+        epath = root / "engines" / f"{engine}.json"
+        epath.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        written.append(str(epath))
+    return written
+
+
+def _preset_file(root: Any, name: str) -> str:
+    """The preset data file whose ``name`` is ``name``."""
+    import json
+
+    index = json.loads((root / "presets" / "index.json").read_text(encoding="utf-8"))
+    for stem in index["presets"]:
+        if json.loads((root / "presets" / f"{stem}.json").read_text(encoding="utf-8"))["name"] == name:
+            return f"{stem}.json"
+    raise KeyError(name)

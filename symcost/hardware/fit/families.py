@@ -1,0 +1,337 @@
+"""The op families the time model is fitted on, each against the measured rows of its table.
+
+A family names its table, the rows it uses, the chip fields it fits and how a row becomes a
+symcost op. The prediction is the library's own formula: the op is built with SymPy symbols for
+the row's sizes, timed by :func:`symcost.hardware.timing.op_time` (or ``collective_time``) on the
+preset chip with the fitted fields as symbols, and compiled once with
+:func:`symcost.core.sweep.compile_numpy`; the fit (:func:`fit`) minimises the squared log error
+over the rows with ``scipy.optimize.least_squares`` and rounds each value to three significant
+digits (an exact decimal, so the presets stay exact).
+
+Rows ("LLM-shaped" subsets of the full grids, where the time model is used; the error tables also
+report the full grids):
+
+- GEMM: ``n, k >= 1024`` and ``m`` a power of two from 1 to 16384;
+- prefill attention: causal, no window, ``h`` a multiple of ``g``, ``b s <= 65536``, ``s >= 512``;
+- decode attention: no window, grouped-query attention with 4 or 8 query heads per KV head and at
+  most 8 KV heads per GPU, ``d = 128``, ``b <= 256``, 1 k to 16 k keys;
+- elementwise: quantizing an ``m x k`` 16-bit matrix to FP8 (read 2, write 1 byte per element), the
+  passes of at most 65,536 elements and those of 100 MB and more (beyond the L2 cache);
+- collectives: every measured size and GPU count (2 KB to 512 MB, 2 to 8 GPUs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import sympy as sp
+
+from ...core.dtypes import DataType
+from ...core.ops import AttentionCore, Collective, Matmul, Vector
+from ..chip import Hardware
+from ..timing import collective_time, op_time
+from .tables import Table, read
+
+__all__ = ["Family", "FitResult", "GEMM_DTYPES", "SIZES", "fit", "predict"]
+
+GEMM_DTYPES = {"bfloat16": "bf16", "fp8": "fp8_e4m3", "nvfp4": "nvfp4"}
+"""The tables' GEMM dtypes and the symcost dtype each measures."""
+
+_M = tuple(2**i for i in range(15))
+SIZES = {name: sp.Symbol(name, positive=True, integer=True) for name in ("m", "n", "k", "b", "s", "h", "g", "d")}
+"""The row sizes as symbols (positive integers), what the compiled predictions take."""
+_E_KV = sp.Symbol("e_kv", positive=True, rational=True)
+_BYTES = sp.Symbol("M", positive=True, integer=True)
+
+# fitted fields: (symbol, scale of the fit's variable, lower bound, upper bound) -- times in us
+_US = Fraction(1, 10**6)
+PARAMETERS: dict[str, tuple[sp.Symbol, Fraction, float, float]] = {
+    "matmul_efficiency": (sp.Symbol("eta_p0", positive=True), Fraction(1), 0.05, 1.0),
+    "matmul_efficiency_8bit": (sp.Symbol("eta_p1", positive=True), Fraction(1), 0.05, 1.0),
+    "matmul_efficiency_4bit": (sp.Symbol("eta_p2", positive=True), Fraction(1), 0.05, 1.0),
+    "gemm_time": (sp.Symbol("t_p0", nonnegative=True), _US, 0.0, 100.0),
+    "gemm_time_8bit": (sp.Symbol("t_p1", nonnegative=True), _US, 0.0, 100.0),
+    "gemm_time_4bit": (sp.Symbol("t_p2", nonnegative=True), _US, 0.0, 100.0),
+    "quantize_bytes_8bit": (sp.Symbol("q_p1", nonnegative=True), Fraction(1), 0.0, 40.0),
+    "quantize_bytes_4bit": (sp.Symbol("q_p2", nonnegative=True), Fraction(1), 0.0, 40.0),
+    "gemm_memory_efficiency": (sp.Symbol("eta_p3", positive=True), Fraction(1), 0.05, 1.0),
+    "attention_efficiency": (sp.Symbol("eta_p4", positive=True), Fraction(1), 0.05, 1.0),
+    "attention_time": (sp.Symbol("t_p3", nonnegative=True), _US, 0.0, 100.0),
+    "attention_io_efficiency": (sp.Symbol("eta_p5", positive=True), Fraction(1), 0.02, 1.0),
+    "attention_memory_efficiency": (sp.Symbol("eta_p6", positive=True), Fraction(1), 0.05, 1.0),
+    "attention_decode_time": (sp.Symbol("t_p4", nonnegative=True), _US, 0.0, 100.0),
+    "memory_efficiency": (sp.Symbol("eta_p7", positive=True), Fraction(1), 0.05, 1.0),
+    "kernel_time": (sp.Symbol("t_p6", nonnegative=True), _US, 0.0, 100.0),
+    "collective_base_latency": (sp.Symbol("t_p7", nonnegative=True), _US, 0.0, 100.0),
+    "collective_latency": (sp.Symbol("t_p8", positive=True), _US, 0.01, 20.0),
+    "network_efficiency": (sp.Symbol("eta_p8", positive=True), Fraction(1), 0.05, 1.0),
+    "ll_base_latency": (sp.Symbol("t_p9", nonnegative=True), _US, 0.0, 100.0),
+    "ll_latency": (sp.Symbol("t_p10", nonnegative=True), _US, 0.0, 20.0),
+    "ll_efficiency": (sp.Symbol("eta_p9", positive=True), Fraction(1), 0.01, 1.0),
+    "nvls_latency": (sp.Symbol("t_p12", positive=True), _US, 0.1, 200.0),
+    "nvls_efficiency": (sp.Symbol("eta_p11", positive=True), Fraction(1), 0.05, 1.0),
+    "custom_allreduce_latency": (sp.Symbol("t_p11", positive=True), _US, 0.1, 100.0),
+    "custom_allreduce_efficiency": (sp.Symbol("eta_p10", positive=True), Fraction(1), 0.02, 1.0),
+}
+"""Every fittable chip field: the stand-in symbol the fit varies, the unit of its variable
+(seconds are fitted in microseconds), and its bounds in that unit."""
+
+
+@dataclass(frozen=True)
+class Family:
+    """One op family on one chip: the table, the rows' filter, the fitted chip fields and, for the
+    fields fitted before it, their values (``fixed``)."""
+
+    name: str
+    chip: str
+    table: Table
+    fields: tuple[str, ...]
+    build: Callable[[Any, Hardware], dict[tuple, tuple[sp.Expr, tuple[sp.Symbol, ...], Any]]]
+    select: Callable[[Any], Any]
+    start: tuple[float, ...]
+    dtype: str = "bf16"
+    runtime: str | None = None
+    fixed: Mapping[str, Fraction] = field(default_factory=dict)
+
+    def rows(self, everything: bool = False) -> Any:
+        """The table rows this family fits (``everything``: the whole table)."""
+        frame = read(self.table)
+        return frame if everything else self.select(frame)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """A family's fitted values (exact), and the predicted-over-measured ratio of each row."""
+
+    family: Family
+    values: dict[str, Fraction]
+    ratios: Any
+    grid_ratios: Any
+    rows: Any = None
+    """The fitted rows (a DataFrame) with their ``ratio`` column."""
+
+    @staticmethod
+    def summary(ratios: Any) -> dict[str, float]:
+        """Rows, median ratio, mean absolute error ``mean |ratio - 1|``, 90th percentile of it."""
+        r = np.asarray(ratios, dtype=float)
+        return {"rows": float(r.size), "median": float(np.median(r)), "mae": float(np.mean(np.abs(r - 1))),
+                "p90": float(np.quantile(np.abs(r - 1), 0.9))}
+
+
+def _chip(preset: Hardware, family: Family, values: Mapping[str, Any] | None = None) -> Hardware:
+    """The preset with the family's fields as the fit's symbols (or ``values``) and the fixed ones in place."""
+    update: dict[str, Any] = dict(family.fixed)
+    for name in family.fields:
+        update[name] = PARAMETERS[name][0] if values is None else values[name]
+    chip = Hardware(**{**{f: getattr(preset, f) for f in type(preset).model_fields}, **update})
+    return chip.with_runtime(family.runtime) if family.runtime else chip
+
+
+def _compiled(family: Family, preset: Hardware) -> list[tuple[Any, Callable[..., Any], tuple[sp.Symbol, ...]]]:
+    """The family's predictions compiled per group of rows: (row mask, function, its row symbols)."""
+    from ...core.sweep import compile_numpy
+
+    params = tuple(PARAMETERS[name][0] for name in family.fields)
+    out = []
+    for _, (expr, row_symbols, mask) in family.build(family.rows(everything=True), _chip(preset, family)).items():
+        out.append((mask, compile_numpy((expr,), tuple(row_symbols) + params), row_symbols))
+    return out
+
+
+def predict(family: Family, preset: Hardware, values: Mapping[str, Fraction], everything: bool = False) -> Any:
+    """Predicted seconds of the family's rows (``everything``: every row of its table) with ``values``."""
+    frame = family.rows(everything=True)
+    chosen = frame.index.isin(family.rows().index) if not everything else np.ones(len(frame), dtype=bool)
+    x = [float(values[name]) for name in family.fields]
+    out = np.full(len(frame), np.nan)
+    for mask, function, row_symbols in _compiled(family, preset):
+        pick = mask & chosen
+        if pick.any():
+            columns = [frame.loc[pick, str(s)].to_numpy(dtype=float) for s in row_symbols]
+            out[pick] = function(*columns, *x)[0]
+    return out[chosen]
+
+
+def _round(value: float, unit: Fraction) -> Fraction:
+    """``value`` (in ``unit``) to three significant digits, exactly, in base units."""
+    if value == 0:
+        return Fraction(0)
+    return Fraction(f"{value:.3g}") * unit
+
+
+def fit(family: Family, preset: Hardware) -> FitResult:
+    """Least squares on the log ratio over the family's rows, values rounded to three significant
+    digits; the ratios of the rounded values on the fitted rows and on the whole grid."""
+    from scipy.optimize import least_squares
+
+    frame = family.rows(everything=True)
+    chosen = frame.index.isin(family.rows().index)
+    measured = frame["seconds"].to_numpy(dtype=float)
+    groups = []
+    for mask, function, row_symbols in _compiled(family, preset):
+        pick = mask & chosen
+        if pick.any():
+            groups.append((function, [frame.loc[pick, str(s)].to_numpy(dtype=float) for s in row_symbols],
+                           measured[pick]))
+    units = [float(PARAMETERS[name][1]) for name in family.fields]
+
+    def residuals(x: Sequence[float]) -> Any:
+        scaled = [v * u for v, u in zip(x, units)]
+        return np.concatenate([np.log(function(*cols, *scaled)[0] / y) for function, cols, y in groups])
+
+    lower = [PARAMETERS[name][2] for name in family.fields]
+    upper = [PARAMETERS[name][3] for name in family.fields]
+    start = [min(max(s, lo), hi) for s, lo, hi in zip(family.start, lower, upper)]
+    solution = least_squares(residuals, start, bounds=(lower, upper), x_scale="jac")
+    values = {name: min(_round(float(v), PARAMETERS[name][1]), Fraction(1)) if PARAMETERS[name][1] == 1
+              and name.endswith("efficiency") else _round(float(v), PARAMETERS[name][1])
+              for name, v in zip(family.fields, solution.x)}
+    ratios = predict(family, preset, values) / frame.loc[chosen, "seconds"].to_numpy(dtype=float)
+    grid = predict(family, preset, values, everything=True) / measured
+    fitted = frame.loc[chosen].copy()
+    fitted["ratio"] = ratios
+    return FitResult(family, values, ratios, grid[np.isfinite(grid)], fitted)
+
+
+# -- the families -------------------------------------------------------------------------------
+
+def _gemm_rows(frame: Any, dtype: str) -> Any:
+    pick = (frame["gemm_dtype"] == dtype) & (frame["n"] >= 1024) & (frame["k"] >= 1024) & frame["m"].isin(_M)
+    return frame[pick]
+
+
+def gemm_family(chip: str, table: Table, dtype: str, fields: tuple[str, ...], start: tuple[float, ...],
+                fixed: Mapping[str, Fraction]) -> Family:
+    """GEMMs of one table dtype (``bfloat16``, ``fp8``, ``nvfp4``): ``(m x k) @ (k x n)``."""
+    ours = GEMM_DTYPES[dtype]
+    e = DataType.parse(ours).bytes
+    m, n, k = SIZES["m"], SIZES["n"], SIZES["k"]
+
+    def build(frame: Any, hw: Hardware) -> dict:
+        op = Matmul("gemm", m=m, n=n, k=k, dtype_bytes=e)
+        expr = op_time(op, hw, hw.effective_peak(ours), DataType.parse(ours)).time
+        return {(): (expr, (m, n, k), (frame["gemm_dtype"] == dtype).to_numpy())}
+
+    return Family(f"GEMM {ours}", chip, table, fields, build, lambda f: _gemm_rows(f, dtype), start, ours,
+                  fixed=dict(fixed))
+
+
+def _prefill_rows(frame: Any) -> Any:
+    pick = ((frame["window_size"] == 0) & (frame["attn_dtype"] == "bfloat16") & (frame["kv_cache_dtype"] == "bfloat16")
+            & (frame["num_heads"] % frame["num_key_value_heads"] == 0) & (frame["batch_size"] * frame["isl"] <= 65536)
+            & (frame["isl"] >= 512))
+    return frame[pick]
+
+
+def _prefill_frame(frame: Any) -> Any:
+    for ours, theirs in (("b", "batch_size"), ("s", "isl"), ("h", "num_heads"), ("g", "num_key_value_heads"),
+                         ("d", "head_dim")):
+        frame[ours] = frame[theirs]
+    return frame
+
+
+def prefill_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping[str, Fraction]) -> Family:
+    """Causal context attention in 16 bits over ``s`` tokens per sequence, no cache before them."""
+    b, s, h, g, d = (SIZES[x] for x in "bshgd")
+
+    def build(frame: Any, hw: Hardware) -> dict:
+        _prefill_frame(frame)
+        core = AttentionCore("core", batch=b, heads=h, kv_heads=g, q_len=s, kv_len=s, head_dim=d, dtype_bytes=2,
+                             causal=True, flash=True)
+        expr = op_time(core, hw, hw.effective_peak("bf16"), DataType.BF16).time
+        rows = ((frame["window_size"] == 0) & (frame["attn_dtype"] == "bfloat16")).to_numpy()
+        return {(): (expr, (b, s, h, g, d), rows)}
+
+    return Family("prefill attention", chip, table, ("attention_efficiency", "attention_time",
+                                                      "attention_io_efficiency"),
+                  build, lambda f: _prefill_rows(_prefill_frame(f)), start, fixed=dict(fixed))
+
+
+def _decode_frame(frame: Any) -> Any:
+    frame["b"], frame["h"], frame["g"], frame["d"] = (frame["batch_size"], frame["num_heads"],
+                                                      frame["num_key_value_heads"], frame["head_dim"])
+    frame["s"] = frame["step"] + frame["isl"]  # keys attended: the cached ones and the new token's
+    frame["e_kv"] = np.where(frame["kv_cache_dtype"] == "fp8", 1.0, 2.0)
+    return frame
+
+
+def _decode_rows(frame: Any) -> Any:
+    # grouped-query attention as the models in use shard it: 4 or 8 query heads per KV head, at
+    # most 8 KV heads per GPU (Llama 3, Qwen 2.5/3, Mistral at TP 1 to 8)
+    group = frame["num_heads"] // frame["num_key_value_heads"]
+    pick = ((frame["window_size"] == 0) & (frame["num_heads"] % frame["num_key_value_heads"] == 0)
+            & group.isin([4, 8]) & (frame["num_key_value_heads"] <= 8) & (frame["head_dim"] == 128)
+            & (frame["batch_size"] <= 256) & (frame["s"] >= 1024) & (frame["s"] <= 16384))
+    return frame[pick]
+
+
+def decode_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping[str, Fraction]) -> Family:
+    """Decode attention: one query per sequence over ``s`` cached keys, a 16-bit or FP8 cache."""
+    b, s, h, g, d = (SIZES[x] for x in "bshgd")
+
+    def build(frame: Any, hw: Hardware) -> dict:
+        _decode_frame(frame)
+        core = AttentionCore("core", batch=b, heads=h, kv_heads=g, q_len=1, kv_len=s, head_dim=d, dtype_bytes=2,
+                             kv_dtype_bytes=_E_KV, flash=True)
+        expr = op_time(core, hw, hw.effective_peak("bf16"), DataType.BF16).time
+        return {(): (expr, (b, s, h, g, d, _E_KV), (frame["window_size"] == 0).to_numpy())}
+
+    return Family("decode attention", chip, table, ("attention_memory_efficiency", "attention_decode_time"),
+                  build, lambda f: _decode_rows(_decode_frame(f)), start, fixed=dict(fixed))
+
+
+def elementwise_family(chip: str, table: Table, start: tuple[float, ...]) -> Family:
+    """An elementwise pass: quantizing an ``m x k`` 16-bit matrix to FP8 (read 2, write 1 byte)."""
+    m, k = SIZES["m"], SIZES["k"]
+
+    def build(frame: Any, hw: Hardware) -> dict:
+        op = Vector("quantize", elements=m * k, flops_per_element=sp.Integer(1), read_bytes=2 * m * k,
+                    write_bytes=m * k)
+        expr = op_time(op, hw, hw.effective_peak("bf16"), DataType.BF16).time
+        return {(): (expr, (m, k), np.ones(len(frame), dtype=bool))}
+
+    def rows(frame: Any) -> Any:
+        # NB: its floor from the smallest passes, its bandwidth from passes of 100 MB and more, past
+        # the 50 MB L2 cache that serves the mid-sized ones from SRAM
+        size = frame["m"] * frame["k"]
+        return frame[(3 * size >= 10**8) | (size <= 2**16)]
+
+    return Family("elementwise", chip, table, ("memory_efficiency", "kernel_time"), build, rows, start)
+
+
+_KINDS = {"all_reduce": "all_reduce", "all_gather": "all_gather", "reduce_scatter": "reduce_scatter",
+          "alltoall": "all_to_all"}
+
+
+def collective_family(chip: str, table: Table, kinds: tuple[str, ...], fields: tuple[str, ...],
+                      start: tuple[float, ...], fixed: Mapping[str, Fraction], runtime: str | None = None,
+                      name: str = "NCCL") -> Family:
+    """Collectives of the table's ``kinds`` over 2 to 8 GPUs; ``message_size`` counts 16-bit elements."""
+    column = "op_name"
+
+    def usable(frame: Any) -> Any:
+        frame["M"] = frame["message_size"] * 2
+        dtype = frame["nccl_dtype"] if "nccl_dtype" in frame else frame["allreduce_dtype"]
+        pick = dtype.isin(["half", "bfloat16"])
+        if "backend" in frame:  # vLLM and SGLang time graph-captured and eager calls; engines replay graphs
+            pick &= frame["backend"].str.endswith("_graph")
+        return pick
+
+    def rows(frame: Any) -> Any:
+        return frame[usable(frame) & frame[column].isin(kinds)]
+
+    def build(frame: Any, hw: Hardware) -> dict:
+        out = {}
+        ok = usable(frame)
+        for kind in kinds:
+            for n in sorted(frame["num_gpus"].unique()):
+                c = Collective(_KINDS[kind], "tp", int(n), _BYTES)
+                mask = (ok & (frame[column] == kind) & (frame["num_gpus"] == n)).to_numpy()
+                out[(kind, int(n))] = (collective_time(c, hw), (_BYTES,), mask)
+        return out
+
+    return Family(f"{name} {', '.join(_KINDS[k] for k in kinds)}", chip, table, fields, build, rows, start,
+                  runtime=runtime, fixed=dict(fixed))

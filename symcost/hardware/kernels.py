@@ -1,0 +1,208 @@
+"""Kernel classes: one time function per class of GPU kernel (docs/conventions.md §17).
+
+Every op says its class (:attr:`symcost.core.ops.Op.kernel`); :func:`time_of` looks the class up
+in :data:`KERNELS` and calls its function, which turns the op's FLOPs and bytes into an
+:class:`OpTime` on a chip. Each class has its own fixed time (its floor) and efficiency terms,
+fitted on measurements of that class of kernel (``symcost.hardware.fit``); on the ideal chip
+every term is the roofline's. A user adds a class with :func:`kernel`:
+
+>>> @kernel("my.scan")
+... def my_scan(op, chip, peak, dtype):
+...     return OpTime(compute=op.vector_flops / chip.vector_flops, memory=op.hbm_bytes / chip.hbm_bandwidth)
+>>> "my.scan" in KERNELS
+True
+>>> del KERNELS["my.scan"]
+
+The classes shipped here, per op on a chip with matmul FLOP/s ``peak`` (efficiency applied):
+
+- ``gemm`` (and ``gemm.grouped``): ``max(C / peak, bytes / (B eta_gmem)) + q m k / B + t_gemm``
+  with ``C`` the FLOPs the matrix units spend, tiles and waves included
+  (:func:`matmul_compute_flops`); ``q`` the HBM bytes per input element that quantizing an
+  8-bit (or narrower) GEMM's input moves, ``t_gemm`` the floor of the dtype's format class;
+- ``attn.prefill``: ``max(F / (F_16 eta_attn) + V / F_vec, bytes / (B eta_mem)) + io /
+  (B eta_aio) + t_attn``: the core's FLOPs at a fraction of the 16-bit peak, its softmax on the
+  vector units, and the Q, K, V, O traffic of the kernels around the core (RoPE, the KV-cache
+  write) as a pass of its own;
+- ``attn.decode``: ``max(F / (F_16 eta_attn) + V / F_vec, bytes / (B eta_kv)) + t_dec``:
+  streaming the KV cache;
+- ``attn.backward``: the prefill form without the extra pass;
+- ``elementwise``: ``max(V / F_vec, bytes / (B eta_mem)) + t_k``.
+
+Without CUDA graphs an op takes at least its kernels' host launch time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import sympy as sp
+
+from ..core._expr import Ceil, extreme
+from ..core.dtypes import DataType
+from ..core.ops import Matmul, Op
+from ..errors import ConfigError
+from .chip import Hardware
+
+__all__ = ["FUSED_OPS", "KERNELS", "KernelTime", "OpTime", "kernel", "kernels", "matmul_compute_flops",
+           "time_of"]
+
+FUSED_OPS = frozenset({
+    # NB: what a fusing engine (TensorRT-LLM, vLLM, FasterTransformer) runs inside another
+    # kernel: the residual add inside the next norm (fused add + RMSNorm/LayerNorm), the up
+    # projection inside one gate_up GEMM, the gate multiply inside the activation (SiLU·gate),
+    # bias adds in the GEMM epilogue, position embeddings inside the embedding gather.
+    "residual", "up", "gate_multiply", "out_bias", "down_bias", "positions",
+    # Mamba-2 (symcost/layers/mamba2.py): the SSD kernels' elementwise work (decay, scaling, the
+    # D skip) inside the chunk-state and chunk-scan kernels, the decode readout inside the
+    # state update (mamba_ssm's selective_state_update)
+    "ssd_decay", "ssd_scale_x", "ssd_output", "ssm_dt", "ssm_readout", "ssm_output",
+})
+"""Op names (before any ``.`` suffix) that add no kernel of their own."""
+
+
+def kernels(op: Op) -> int:
+    """Kernels ``op`` launches: 0 when fused into another op's kernel (:data:`FUSED_OPS`), else 1."""
+    return 0 if op.name.split(".")[0] in FUSED_OPS else 1
+
+
+@dataclass(frozen=True)
+class OpTime:
+    """One op's time terms in seconds: the roofline terms (``compute``, ``memory``, which overlap),
+    ``serial`` work in kernels of its own that overlaps neither (an FP8 GEMM quantizing its input,
+    prefill attention's RoPE and KV-cache write), the fixed
+    ``overhead`` of its kernels, and the host's ``launch`` time that paces it without CUDA graphs."""
+
+    compute: sp.Expr
+    memory: sp.Expr
+    overhead: sp.Expr = sp.Integer(0)
+    launch: sp.Expr = sp.Integer(0)
+    serial: sp.Expr = sp.Integer(0)
+
+    @property
+    def time(self) -> sp.Expr:
+        """``max(compute, memory) + serial + overhead``, at least ``launch``: the op waits for
+        the slower of its units, then for its separate passes and its kernels' fixed cost;
+        without CUDA graphs the host's launches can pace it.
+
+        NB: with symbols the ``Max`` is left unevaluated: SymPy's search for a provable order
+        between two rational functions costs milliseconds per op and rarely succeeds; it
+        evaluates as soon as numbers are substituted.
+        """
+        evaluate = bool(self.compute.is_number and self.memory.is_number)
+        busy = sp.Max(self.compute, self.memory, evaluate=evaluate) + self.serial + self.overhead
+        if self.launch == 0:
+            return busy
+        return sp.Max(busy, self.launch, evaluate=evaluate and bool(self.overhead.is_number)
+                      and bool(sp.sympify(self.serial).is_number))
+
+
+KernelTime = Callable[[Op, Hardware, sp.Expr, Optional[DataType]], OpTime]
+"""A kernel class's time function: ``(op, chip, peak, dtype) -> OpTime``, SymPy in and out."""
+
+KERNELS: dict[str, KernelTime] = {}
+"""The kernel classes by name (the value of :attr:`Op.kernel`), each with its time function."""
+
+
+def kernel(name: str) -> Callable[[KernelTime], KernelTime]:
+    """Register the decorated function as the time of kernel class ``name``; a second
+    registration of the same name raises :class:`~symcost.errors.ConfigError` (one source of truth)."""
+    def register(function: KernelTime) -> KernelTime:
+        if name in KERNELS:
+            raise ConfigError(f"kernel class {name!r} is registered already ({KERNELS[name].__name__})")
+        KERNELS[name] = function
+        return function
+    return register
+
+
+def time_of(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType] = None) -> OpTime:
+    """``op``'s time terms on ``chip`` by its kernel class; an unknown class is a one-line
+    :class:`~symcost.errors.ConfigError` listing the known ones."""
+    try:
+        function = KERNELS[op.kernel]
+    except KeyError:
+        raise ConfigError(f"op {op.name!r}: unknown kernel class {op.kernel!r}; known: {', '.join(KERNELS)}") from None
+    return function(op, chip, peak, dtype)
+
+
+def matmul_compute_flops(op: Matmul, hardware: Hardware) -> sp.Expr:
+    """FLOPs the matrix units spend on ``op``, tiles and waves included (the op's own FLOPs on
+    a chip without ``compute_units``)."""
+    if hardware.compute_units is None:
+        return op.matmul_flops
+    tm, tn = hardware.matmul_tile
+    units = hardware.compute_units
+    tiles = op.batch * Ceil(op.m / tm) * Ceil(op.n / tn)
+    # waves = tiles/U below one full wave (split-K spreads the tiles over every unit), else
+    # ceil(tiles/U); written without a Piecewise: min(tiles/U, 1) + ceil(max(tiles - U, 0)/U)
+    waves = extreme(sp.Min, tiles / units, 1) + Ceil(extreme(sp.Max, tiles - units, 0) / units)
+    # each wave: every unit computes one T_M x T_N tile over the whole k
+    return 2 * op.k * tm * tn * units * waves
+
+
+def _launch(n: int, chip: Hardware) -> sp.Expr:
+    """Host time that paces ``n`` kernels without CUDA graphs (0 with them)."""
+    return sp.Integer(0) if chip.runtime.cuda_graphs else n * chip.launch_time
+
+
+@kernel("gemm")
+def gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
+    """A GEMM: ``max(C / peak + V / F_vec, bytes / (B eta_gmem)) + n q m k / B + n t_gemm``
+    (``C`` from :func:`matmul_compute_flops`, ``n`` its kernels, ``q`` and ``t_gemm`` of the
+    dtype's format class)."""
+    assert isinstance(op, Matmul)
+    n = kernels(op)
+    compute = matmul_compute_flops(op, chip) / peak + op.vector_flops / chip.vector_flops
+    memory = op.hbm_bytes / chip.gemm_hbm_bandwidth
+    # NB: the input (m x k per product) is quantized once per kernel: a fused op (the up
+    # projection inside gate_up) shares its partner's quantized input
+    quantize = n * chip.quantize_bytes_for(dtype) * op.batch * op.m * op.k / chip.hbm_bandwidth
+    return OpTime(compute, memory, n * chip.gemm_time_for(dtype), _launch(n, chip), quantize)
+
+
+KERNELS["gemm.grouped"] = gemm
+
+
+def _attention_compute(op: Op, chip: Hardware, dtype: Optional[DataType]) -> sp.Expr:
+    """The core's matmul FLOPs at the attention kernels' rate, its softmax on the vector units."""
+    return op.matmul_flops / chip.attention_peak(dtype) + op.vector_flops / chip.vector_flops
+
+
+@kernel("attn.prefill")
+def attention_prefill(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
+    """Prefill (context) attention: ``max(F / (F_16 eta_attn) + V / F_vec, bytes / (B eta_mem))
+    + io / (B eta_aio) + t_attn``; without ``attention_io_efficiency`` no separate pass."""
+    n = kernels(op)
+    io = sp.Integer(0)
+    if chip.attention_io_efficiency is not None:
+        io = n * op.io_bytes / (chip.hbm_bandwidth * chip.attention_io_efficiency)  # type: ignore[attr-defined]
+    return OpTime(_attention_compute(op, chip, dtype), op.hbm_bytes / chip.effective_hbm_bandwidth,
+                  n * chip.attention_time, _launch(n, chip), io)
+
+
+@kernel("attn.decode")
+def attention_decode(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
+    """Decode attention over the KV cache: ``max(F / (F_16 eta_attn) + V / F_vec, bytes /
+    (B eta_kv)) + t_dec``."""
+    n = kernels(op)
+    return OpTime(_attention_compute(op, chip, dtype), op.hbm_bytes / chip.attention_hbm_bandwidth,
+                  n * chip.attention_decode_time, _launch(n, chip))
+
+
+@kernel("attn.backward")
+def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
+    """The attention core's backward: ``max(F / (F_16 eta_attn) + V / F_vec, bytes / (B eta_mem))
+    + t_attn``."""
+    n = kernels(op)
+    return OpTime(_attention_compute(op, chip, dtype), op.hbm_bytes / chip.effective_hbm_bandwidth,
+                  n * chip.attention_time, _launch(n, chip))
+
+
+@kernel("elementwise")
+def elementwise(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
+    """An elementwise or reduction pass (norms, activations, softmax of eager attention, the MoE
+    permutations): ``max(M / peak + V / F_vec, bytes / (B eta_mem)) + t_k``, ``M`` any matmul
+    FLOPs it carries."""
+    n = kernels(op)
+    compute = op.matmul_flops / peak + op.vector_flops / chip.vector_flops
+    return OpTime(compute, op.hbm_bytes / chip.effective_hbm_bandwidth, n * chip.kernel_time, _launch(n, chip))
