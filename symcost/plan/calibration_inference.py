@@ -38,29 +38,31 @@ from ..hardware import get as get_hardware
 from ..models.model import Model
 
 __all__ = ["PARAMETERS", "START", "Fit", "InferenceRow", "build_model", "engine", "fit", "leave_one_source_out",
-           "load_rows", "predict", "regime", "row_time_expr", "validation_table"]
+           "load_rows", "predict", "regime", "row_time_expr", "shipped", "validation_table", "write_profiles"]
 
-# The fitted parameters: the symbol each stands for and its grid (exact rationals).
-_ETA = tuple(Fraction(k, 100) for k in range(20, 101))
+# The fitted parameters: the symbol each stands for and its grid (exact rationals). Every kernel
+# term comes from the per-op tables (symcost.hardware.fit); these runs fit only what per-op tables
+# cannot show: the engines' time outside the kernels.
 _MICRO = tuple(Fraction(k, 10**7) for k in range(0, 301))      # 0 .. 30 us in 0.1 us steps
 _COLL = tuple(Fraction(k, 2 * 10**6) for k in range(0, 201))   # 0 .. 100 us in 0.5 us steps
 _MILLI = tuple(Fraction(k, 10**4) for k in range(0, 51))       # 0 .. 5 ms in 0.1 ms steps
 PARAMETERS: dict[str, tuple[sp.Symbol, tuple[Fraction, ...]]] = {
-    "matmul_efficiency": (sym.matmul_efficiency, _ETA),
-    "matmul_efficiency_8bit": (sym.matmul_efficiency_8bit, _ETA),
-    "kernel_time": (sym.kernel_time, _MICRO),
+    "launch_time": (sym.launch_time, _MICRO),
+    "matmul_efficiency_8bit": (sym.matmul_efficiency_8bit, tuple(Fraction(k, 100) for k in range(20, 101))),
     "collective_overhead": (sym.collective_overhead, _COLL),
     "step_overhead": (sym.step_overhead, _MILLI),
 }
 """Name -> (symbol, grid) of every fitted parameter."""
 
 _GPU = {"A100_SXM_80GB": "A100_SXM_80GB", "H100_SXM_80GB": "H100_SXM"}
-_ENGINE_PARAMETERS = {"step_overhead": ("tensorrt-llm",),
-                      "collective_overhead": ("tensorrt-llm", "fastertransformer")}
-"""The engine-profile parameters and the engines whose rows fit them: TensorRT-LLM's step overhead
+_ENGINE_PARAMETERS = {"step_overhead": ("tensorrt-llm-0.x",),
+                      "collective_overhead": ("tensorrt-llm-0.x", "fastertransformer"),
+                      "launch_time": ("tensorrt-llm-0.x", "fastertransformer"),
+                      "matmul_efficiency_8bit": ("tensorrt-llm-0.x",)}
+"""The parameters and the engines whose rows fit them: TensorRT-LLM's step overhead
 (FasterTransformer has no scheduler); both engines' time per collective call beyond NCCL's own
-base latency (the chip's ``collective_base_latency``): one shared value, since a separate
-FasterTransformer value fitted the same."""
+base latency and their host time per kernel launch (both launch from C++ without CUDA graphs):
+one shared value each."""
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,8 @@ def load_rows() -> list[InferenceRow]:
 
 
 def engine(row: InferenceRow) -> str:
-    """The engine profile of ``row``'s framework."""
-    return "fastertransformer" if row.framework.startswith("FasterTransformer") else "tensorrt-llm"
+    """The engine profile of ``row``'s framework (its version's)."""
+    return "fastertransformer" if row.framework.startswith("FasterTransformer") else "tensorrt-llm-0.x"
 
 
 def dtype(row: InferenceRow) -> str:
@@ -136,12 +138,14 @@ def build_model(row: InferenceRow) -> Model:
 
 
 def _chip(row: InferenceRow, values: Mapping[str, Any]) -> Hardware:
-    """The row's realistic chip with the fitted parameters ``values`` (numbers or symbols) in place."""
-    base = get_hardware(_GPU[row.gpu])
-    fields = {k: v for k, v in values.items() if k not in _ENGINE_PARAMETERS}
+    """The row's realistic chip under its engine profile, with the fitted parameters ``values``
+    (numbers or symbols) in place of the profile's."""
     name = engine(row)
-    update = {k: v for k, v in values.items() if k in _ENGINE_PARAMETERS and name in _ENGINE_PARAMETERS[k]}
-    return base.with_efficiency(**fields, runtime=runtime(name).model_copy(update=update))
+    chip = get_hardware(_GPU[row.gpu]).with_runtime(name)
+    mine = {k: v for k, v in values.items() if name in _ENGINE_PARAMETERS[k]}
+    terms = {k: v for k, v in mine.items() if k in ("step_overhead", "collective_overhead")}
+    fields = {k: v for k, v in mine.items() if k not in terms}
+    return chip.with_efficiency(**fields, runtime=chip.runtime.model_copy(update=terms))
 
 
 def row_time_expr(row: InferenceRow, chip: Hardware) -> sp.Expr:
@@ -198,12 +202,10 @@ def _loss(functions: Mapping[int, Callable[..., float]], rows: Sequence[Inferenc
 
 
 START: dict[str, Fraction] = {
-    "matmul_efficiency": Fraction(7, 10), "matmul_efficiency_8bit": Fraction(7, 10),
-    "kernel_time": Fraction(3, 10**6),
-    "collective_overhead": Fraction(0), "step_overhead": Fraction(1, 1000),
+    "launch_time": Fraction(5, 10**6), "matmul_efficiency_8bit": Fraction(7, 10), "collective_overhead": Fraction(0), "step_overhead": Fraction(1, 1000),
 }
-"""Where the descent starts: mid-range efficiencies, no engine time per collective call beyond
-NCCL's, a few microseconds per kernel and a millisecond per step."""
+"""Where the descent starts: a few microseconds per host launch, no engine time per collective
+call beyond NCCL's and a millisecond per step."""
 
 
 def fit(rows: Sequence[InferenceRow] | None = None, start: Mapping[str, Fraction] | None = None,
@@ -283,3 +285,52 @@ def validation_table(result: Fit | None = None, loso: Mapping[str, Fit] | None =
         lines.append(f"| {key} | {len(errs)} | {sum(map(abs, errs)) / len(errs):.1%} | "
                      f"{_pct(sum(errs) / len(errs))} |")
     return "\n".join(lines)
+
+
+_SOURCE = ("fitted on symcost/data/inference_calibration.csv by symcost.plan.calibration_inference.fit() "
+           "(benchmarks/calibrate.py)")
+_IN_US = ("launch_time", "collective_overhead")
+
+
+def shipped() -> dict[str, Fraction]:
+    """The fitted parameters as the engine profiles ship them (what :func:`fit` must reproduce)."""
+    values: dict[str, Fraction] = {}
+    for name, engines in _ENGINE_PARAMETERS.items():
+        profile = runtime(engines[0])
+        value = profile.overrides_for("*").get(name, getattr(profile, name, None))
+        values[name] = Fraction(str(sp.Rational(value)))
+    return values
+
+
+def write_profiles(result: Fit, folder: Any = None) -> list[str]:
+    """Write ``result``'s values into the engine profiles that fit them
+    (``symcost/hardware/engines/<engine>.json``): the profiles' terms, and the chip fields for every
+    chip (``"*"``); the names of the files written."""
+    import json
+    from decimal import Decimal
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "hardware" / "engines" if folder is None else Path(folder)
+    written = []
+    for name in dict.fromkeys(e for engines in _ENGINE_PARAMETERS.values() for e in engines):
+        path = folder / f"{name}.json"
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for field, engines in _ENGINE_PARAMETERS.items():
+            if name not in engines:
+                continue
+            value = result.values[field] * (10**6 if field in _IN_US else 1)
+            text = str((Decimal(value.numerator) / Decimal(value.denominator)).normalize())
+            entry: dict[str, Any] = {"value": format(Decimal(text), "f")}
+            if field in _IN_US:
+                entry["unit"] = "us"
+            elif field == "step_overhead":
+                entry["unit"] = "s"
+            entry["source"] = _SOURCE
+            if field in ("step_overhead", "collective_overhead"):
+                data["fields"][field] = entry
+            else:
+                data.setdefault("chips", {}).setdefault("*", {})[field] = entry
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        written.append(str(path))
+    return written
+

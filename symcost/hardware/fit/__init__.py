@@ -199,11 +199,38 @@ def write(fits: "list[ChipFit]", root: Any = None) -> list[str]:
                 engines[engine] = json.loads(epath.read_text(encoding="utf-8"))
             chips = engines[engine].setdefault("chips", {})
             chips[chip_fit.preset] = {n: _entry(n, v, sources[(engine, n)]) for n, v in values.items()}
+    for chip_fit in fits:
+        if chip_fit.gpu == ASSUMED_FROM:
+            written.append(_write_assumed(root, chip_fit))
     for engine, data in engines.items():
         epath = root / "engines" / f"{engine}.json"
         epath.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         written.append(str(epath))
     return written
+
+
+ASSUMED_FROM = "h100_sxm"
+"""The chip whose fitted kernel floors stand in for chips without per-op tables (A100's elementwise
+floor, MI300X's floors and FP8 GEMM terms): ``presets/shared.json`` constants ``ASSUMED_<FIELD>``."""
+ASSUMED = ("kernel_time", "gemm_time", "gemm_time_8bit", "quantize_bytes_8bit", "matmul_efficiency_8bit",
+           "attention_time", "attention_decode_time")
+"""The fields assumed from :data:`ASSUMED_FROM` where a chip has no table of its own."""
+
+
+def _write_assumed(root: Any, chip_fit: ChipFit) -> str:
+    """``shared.json``'s ``ASSUMED_<FIELD>`` constants: the fitted values of :data:`ASSUMED_FROM`."""
+    import json
+
+    path = root / "presets" / "shared.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    sources = chip_fit.sources()
+    for name in ASSUMED:
+        entry = _entry(name, chip_fit.chip_values[name], sources[(None, name)])
+        entry["source"] = (f"assumption for chips without per-op tables of their own: the {chip_fit.preset} value "
+                           f"({entry['source']})")
+        data["constants"][f"ASSUMED_{name.upper()}"] = entry
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return str(path)
 
 
 def _preset_file(root: Any, name: str) -> str:

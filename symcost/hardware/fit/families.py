@@ -14,7 +14,8 @@ report the full grids):
 - GEMM: ``n, k >= 1024`` and ``m`` a power of two from 1 to 16384;
 - prefill attention: causal, no window, ``h`` a multiple of ``g``, ``b s <= 65536``, ``s >= 512``;
 - decode attention: no window, grouped-query attention with 4 or 8 query heads per KV head and at
-  most 8 KV heads per GPU, ``d = 128``, ``b <= 256``, 1 k to 16 k keys;
+  most 8 KV heads per GPU, or multi-head attention with at most 64 heads per GPU; ``d = 128``,
+  ``b <= 256``, 1 k to 16 k keys;
 - elementwise: quantizing an ``m x k`` 16-bit matrix to FP8 (read 2, write 1 byte per element), the
   passes of at most 65,536 elements and those of 100 MB and more (beyond the L2 cache);
 - collectives: every measured size and GPU count (2 KB to 512 MB, 2 to 8 GPUs).
@@ -259,12 +260,14 @@ def _decode_frame(frame: Any) -> Any:
 
 
 def _decode_rows(frame: Any) -> Any:
-    # grouped-query attention as the models in use shard it: 4 or 8 query heads per KV head, at
-    # most 8 KV heads per GPU (Llama 3, Qwen 2.5/3, Mistral at TP 1 to 8)
+    # attention as the models in use shard it: grouped-query with 4 or 8 query heads per KV head
+    # and at most 8 KV heads per GPU (Llama 3, Qwen 2.5/3, Mistral at TP 1 to 8), or multi-head
+    # with at most 64 heads per GPU (Llama 2 7B/13B, GPT-3 shapes)
     group = frame["num_heads"] // frame["num_key_value_heads"]
-    pick = ((frame["window_size"] == 0) & (frame["num_heads"] % frame["num_key_value_heads"] == 0)
-            & group.isin([4, 8]) & (frame["num_key_value_heads"] <= 8) & (frame["head_dim"] == 128)
-            & (frame["batch_size"] <= 256) & (frame["s"] >= 1024) & (frame["s"] <= 16384))
+    shaped = (group.isin([4, 8]) & (frame["num_key_value_heads"] <= 8)) | ((group == 1) & (frame["num_heads"] <= 64))
+    pick = ((frame["window_size"] == 0) & (frame["num_heads"] % frame["num_key_value_heads"] == 0) & shaped
+            & (frame["head_dim"] == 128) & (frame["batch_size"] <= 256) & (frame["s"] >= 1024)
+            & (frame["s"] <= 16384))
     return frame[pick]
 
 
