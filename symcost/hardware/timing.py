@@ -171,11 +171,15 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
                      + sent / (link * hardware.ll_efficiency))
     if (c.kind == "all_reduce" and inside and hardware.runtime.allreduce == "custom"
             and hardware.custom_allreduce_latency is not None):
-        # the engine's own one-shot all-reduce: each chip reads the other n - 1 buffers over its
-        # scale-up link (TensorRT-LLM, vLLM, SGLang); where NCCL is faster the engine calls it
-        out["custom"] = count * (hardware.custom_allreduce_latency
-                                 + (n - 1) * payload / (hardware.scale_up_bandwidth
-                                                        * hardware.custom_allreduce_efficiency))
+        # the engine's own all-reduce (TensorRT-LLM, vLLM, SGLang) over the scale-up link, the
+        # fastest of its two forms, and NCCL's where that is faster still: one-shot, each chip
+        # reads the other n - 1 buffers; two-shot, a reduce-scatter then an all-gather of
+        # (n - 1)/n of the buffer each, two synchronisations (NB: twice the one-shot's latency,
+        # an assumption: the tables time the engines' choice between the two, not each form)
+        custom_link = hardware.scale_up_bandwidth * hardware.custom_allreduce_efficiency
+        out["custom"] = count * (hardware.custom_allreduce_latency + (n - 1) * payload / custom_link)
+        out["custom_two_shot"] = count * (2 * hardware.custom_allreduce_latency
+                                          + 2 * (n - 1) * payload / (n * custom_link))
     if c.kind == "all_reduce" and hardware.tree_latency is not None and not inside:
         # NB: floor(log2 nodes) is NCCL's log2i; max(1, .) only where nodes = 1 (a group of
         # one), where the ring costs nothing and wins the Min anyway, so that an absent tree

@@ -127,8 +127,9 @@ def _chip(preset: Hardware, family: Family, values: Mapping[str, Any] | None = N
     update: dict[str, Any] = dict(family.fixed)
     for name in family.fields:
         update[name] = PARAMETERS[name][0] if values is None else values[name]
-    chip = Hardware(**{**{f: getattr(preset, f) for f in type(preset).model_fields}, **update})
-    return chip.with_runtime(family.runtime) if family.runtime else chip
+    # NB: the engine profile first (its own fields for this chip), then the fitted and fixed ones
+    chip = preset.with_runtime(family.runtime) if family.runtime else preset
+    return Hardware(**{**{f: getattr(chip, f) for f in type(chip).model_fields}, **update})
 
 
 def _compiled(family: Family, preset: Hardware) -> list[tuple[Any, Callable[..., Any], tuple[sp.Symbol, ...]]]:

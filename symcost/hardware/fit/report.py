@@ -1,0 +1,134 @@
+"""The per-op error tables: the shipped time model against the measured rows, per op family, chip
+and dtype, and how it carries to chips and backend versions it was not fitted on.
+
+Every ratio is the library's predicted time over the measured one, with the chip as it ships
+(:func:`shipped_values`), through the same compiled formula the fit used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from fractions import Fraction
+from typing import Any, Iterable
+
+import numpy as np
+
+from .. import get
+from . import ChipFit, fit_chip
+from .families import FitResult, Family, predict
+from .tables import CHIPS, Table
+
+__all__ = ["error_table", "generalization_table", "shipped_values", "version_table"]
+
+_HEADER = ("| family | chip | rows | median ratio | mean abs error | p90 abs error | full grid: rows | "
+           "mean abs error |\n|---|---|---:|---:|---:|---:|---:|---:|")
+
+
+def shipped_values(family: Family) -> dict[str, Fraction]:
+    """The family's fields as the chip (under the family's engine profile) ships them."""
+    chip = get(CHIPS[family.chip])
+    if family.runtime:
+        chip = chip.with_runtime(family.runtime)
+    return {name: Fraction(str(getattr(chip, name))) for name in family.fields}
+
+
+def _line(label: str, chip: str, ratios: Any, grid: Any) -> str:
+    s, g = FitResult.summary(ratios), FitResult.summary(grid)
+    return (f"| {label} | {chip} | {int(s['rows'])} | {s['median']:.3f} | {s['mae']:.1%} | {s['p90']:.1%} | "
+            f"{int(g['rows'])} | {g['mae']:.1%} |")
+
+
+def _shipped_ratios(family: Family) -> tuple[Any, Any]:
+    preset = get(CHIPS[family.chip])
+    values = shipped_values(family)
+    frame = family.rows(everything=True)
+    chosen = frame.index.isin(family.rows().index)
+    measured = frame["seconds"].to_numpy(dtype=float)
+    ratios = predict(family, preset, values) / measured[chosen]
+    grid = predict(family, preset, values, everything=True) / measured
+    return ratios, grid[np.isfinite(grid)]
+
+
+def error_table(fits: Iterable[ChipFit]) -> str:
+    """Markdown: per family and chip (collectives per kind), the shipped model's ratios on the
+    fitted rows and its mean absolute error on the table's full grid."""
+    lines = [_HEADER]
+    for chip_fit in fits:
+        for result in chip_fit.results:
+            family = result.family
+            ratios, grid = _shipped_ratios(family)
+            rows = result.rows
+            if "op_name" in rows and rows["op_name"].nunique() > 1:
+                for kind, part in rows.groupby("op_name"):
+                    pick = rows.index.get_indexer(part.index)
+                    lines.append(_line(f"{family.name.split(' ')[0]} {kind}", chip_fit.preset, ratios[pick],
+                                       ratios[pick]))
+            else:
+                lines.append(_line(family.name, chip_fit.preset, ratios, grid))
+    return "\n".join(lines)
+
+
+def generalization_table(source: str = "h100_sxm", targets: tuple[str, ...] = ("h200_sxm", "b200_sxm")) -> str:
+    """Markdown: each family fitted on ``source``'s tables only, its values applied to each target
+    chip's datasheet figures, against the target's measured rows (next to the target's own fit)."""
+    fitted = fit_chip(source)
+    lines = ["| family | fitted on | predicts | rows | median ratio | mean abs error | its own fit: mean abs error |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for target in targets:
+        own = {r.family.name: r for r in fit_chip(target).results}
+        values: dict[str, Fraction] = {}
+        for result in fitted.results:
+            family = result.family
+            if family.runtime is None:
+                values.update(result.values)
+            if family.name not in own:
+                continue
+            theirs = own[family.name].family
+            moved = replace(theirs, fixed={k: v for k, v in values.items() if k not in theirs.fields})
+            ratios = predict(moved, get(CHIPS[target]), {**values, **result.values})
+            ratios = ratios / moved.rows()["seconds"].to_numpy(dtype=float)
+            s = FitResult.summary(ratios)
+            mine = FitResult.summary(own[family.name].ratios)
+            lines.append(f"| {family.name} | {CHIPS[source]} | {CHIPS[target]} | {int(s['rows'])} | "
+                         f"{s['median']:.3f} | {s['mae']:.1%} | {mine['mae']:.1%} |")
+    return "\n".join(lines)
+
+
+VERSION_PAIRS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("h100_sxm", "comm", "nccl", "2.27.3", "2.29.2"),
+    ("h100_sxm", "comm", "trtllm", "1.2.0rc5", "1.3.0rc20"),
+    ("h100_sxm", "comm", "vllm", "0.19.0", "0.24.0"),
+    ("h100_sxm", "comm", "sglang", "0.5.10", "0.5.14"),
+)
+"""(GPU, family folder, backend, the version fitted on, the next version predicted)."""
+
+
+def version_table() -> str:
+    """Markdown: collectives fitted on one backend version, predicting the next one's table."""
+    from . import _NCCL_FIELDS, _NVLS_FIELDS
+    from .families import collective_family, fit
+
+    lines = ["| backend | GPU | fitted on | predicts | rows | median ratio | mean abs error | next version's own fit |",
+             "|---|---|---|---|---:|---:|---:|---:|"]
+    for gpu, folder, backend, old, new in VERSION_PAIRS:
+        preset = get(CHIPS[gpu])
+        nccl = backend == "nccl"
+        name = "nccl_perf" if nccl else "custom_allreduce_perf"
+        before, after = Table(gpu, folder, backend, old, name), Table(gpu, folder, backend, new, name)
+        if not (before.path.exists() and after.path.exists()):
+            continue
+        kinds = ("all_reduce", "all_gather", "reduce_scatter", "alltoall") if nccl else ("all_reduce",)
+        fields = (_NCCL_FIELDS + (_NVLS_FIELDS if preset.nvls_latency is not None else ())) if nccl else (
+            "custom_allreduce_latency", "custom_allreduce_efficiency")
+        start = (8.0, 0.8, 5.0, 0.5, 0.3, 30.0, 0.6)[:len(fields)] if nccl else (3.0, 0.5)
+        engine = None if nccl else {"trtllm": "tensorrt-llm", "vllm": "vllm", "sglang": "sglang"}[backend]
+        fixed = {} if nccl else {k: Fraction(str(getattr(preset, k))) for k in
+                                 _NCCL_FIELDS + (_NVLS_FIELDS if preset.nvls_latency is not None else ())}
+        old_fit = fit(collective_family(gpu, before, kinds, fields, start, fixed, engine), preset)
+        new_family = collective_family(gpu, after, kinds, fields, start, fixed, engine)
+        ratios = predict(new_family, preset, old_fit.values) / new_family.rows()["seconds"].to_numpy(dtype=float)
+        s = FitResult.summary(ratios)
+        own = FitResult.summary(fit(new_family, preset).ratios)
+        lines.append(f"| {backend} | {CHIPS[gpu]} | {old} | {new} | {int(s['rows'])} | {s['median']:.3f} | "
+                     f"{s['mae']:.1%} | {own['mae']:.1%} |")
+    return "\n".join(lines)
