@@ -107,15 +107,15 @@ class Hardware(BaseModel):
     nvls_efficiency: Efficiency = sp.Integer(1)
     # kernel classes (symcost/hardware/kernels.py, docs/conventions.md §17)
     matmul_efficiency_4bit: Optional[Efficiency] = None
-    gemm_time: Seconds = sp.Integer(0)
+    gemm_time: Optional[Seconds] = None
     gemm_time_8bit: Optional[Seconds] = None
     gemm_time_4bit: Optional[Seconds] = None
     quantize_bytes_8bit: Seconds = sp.Integer(0)
     quantize_bytes_4bit: Optional[Seconds] = None
     gemm_memory_efficiency: Optional[Efficiency] = None
-    attention_time: Seconds = sp.Integer(0)
+    attention_time: Optional[Seconds] = None
     attention_io_efficiency: Optional[Efficiency] = None
-    attention_decode_time: Seconds = sp.Integer(0)
+    attention_decode_time: Optional[Seconds] = None
     ll_base_latency: Optional[Seconds] = None
     ll_latency: Seconds = sp.Integer(0)
     ll_efficiency: Efficiency = sp.Integer(1)
@@ -252,8 +252,22 @@ class Hardware(BaseModel):
 
     def gemm_time_for(self, dtype: DataType | str | None) -> sp.Expr:
         """Fixed seconds of one GEMM in ``dtype``'s format class (``gemm_time``, ``gemm_time_8bit``,
-        ``gemm_time_4bit``; an unset narrower class takes the wider one's)."""
-        return self._by_format(dtype, self.gemm_time, self.gemm_time_8bit, self.gemm_time_4bit)
+        ``gemm_time_4bit``; an unset narrower class takes the wider one's, an unset ``gemm_time``
+        the chip's ``kernel_time``)."""
+        wide = self.kernel_time if self.gemm_time is None else self.gemm_time
+        return self._by_format(dtype, wide, self.gemm_time_8bit, self.gemm_time_4bit)
+
+    @property
+    def prefill_attention_time(self) -> sp.Expr:
+        """Fixed seconds of one prefill (or backward) attention kernel: ``attention_time``, the
+        chip's ``kernel_time`` when unset."""
+        return self.kernel_time if self.attention_time is None else self.attention_time
+
+    @property
+    def decode_attention_time(self) -> sp.Expr:
+        """Fixed seconds of one decode attention kernel: ``attention_decode_time``, the chip's
+        ``kernel_time`` when unset."""
+        return self.kernel_time if self.attention_decode_time is None else self.attention_decode_time
 
     def quantize_bytes_for(self, dtype: DataType | str | None) -> sp.Expr:
         """HBM bytes per input element that quantizing a GEMM input to ``dtype`` moves: 0 for
@@ -386,10 +400,10 @@ class Hardware(BaseModel):
             sym.quantize_bytes: self.quantize_bytes_for(dt),
             sym.gemm_memory_efficiency: (self.memory_efficiency if self.gemm_memory_efficiency is None
                                          else self.gemm_memory_efficiency),
-            sym.attention_time: self.attention_time,
+            sym.attention_time: self.prefill_attention_time,
             sym.attention_io_efficiency: sp.oo if self.attention_io_efficiency is None
             else self.attention_io_efficiency,
-            sym.attention_decode_time: self.attention_decode_time,
+            sym.attention_decode_time: self.decode_attention_time,
             sym.ll_base_latency: sp.oo if self.ll_base_latency is None else self.ll_base_latency,
             sym.ll_latency: self.ll_latency,
             sym.ll_efficiency: self.ll_efficiency,
@@ -460,9 +474,9 @@ class Hardware(BaseModel):
             attention_memory_efficiency=None, attention_efficiency=one, network_efficiency=one,
             kernel_time=zero, launch_time=zero, collective_base_latency=zero, compute_units=None,
             tree_latency=None, tree_efficiency=one, nvls_latency=None, nvls_efficiency=one,
-            matmul_efficiency_4bit=None, gemm_time=zero, gemm_time_8bit=None, gemm_time_4bit=None,
-            quantize_bytes_8bit=zero, quantize_bytes_4bit=None, gemm_memory_efficiency=None, attention_time=zero,
-            attention_io_efficiency=None, attention_decode_time=zero,
+            matmul_efficiency_4bit=None, gemm_time=None, gemm_time_8bit=None, gemm_time_4bit=None,
+            quantize_bytes_8bit=zero, quantize_bytes_4bit=None, gemm_memory_efficiency=None, attention_time=None,
+            attention_io_efficiency=None, attention_decode_time=None,
             ll_base_latency=None, ll_latency=zero, ll_efficiency=one, custom_allreduce_latency=None,
             custom_allreduce_efficiency=one, runtime=Runtime(name="ideal"))})
 
@@ -475,11 +489,11 @@ class Hardware(BaseModel):
                 and self.kernel_time == 0 and self.collective_base_latency == 0
                 and self.compute_units is None and self.tree_latency is None and self.nvls_latency is None
                 and self.tree_efficiency == 1 and self.nvls_efficiency == 1
-                and self.matmul_efficiency_4bit in (None, 1) and self.gemm_time == 0
+                and self.matmul_efficiency_4bit in (None, 1) and self.gemm_time in (None, 0)
                 and self.gemm_time_8bit in (None, 0) and self.gemm_time_4bit in (None, 0)
                 and self.quantize_bytes_8bit == 0 and self.quantize_bytes_4bit in (None, 0)
-                and self.gemm_memory_efficiency in (None, 1) and self.attention_time == 0
-                and self.attention_io_efficiency is None and self.attention_decode_time == 0
+                and self.gemm_memory_efficiency in (None, 1) and self.attention_time in (None, 0)
+                and self.attention_io_efficiency is None and self.attention_decode_time in (None, 0)
                 and self.ll_base_latency is None
                 and (self.custom_allreduce_latency is None or self.runtime.allreduce != "custom")
                 and self.runtime.step_overhead == 0

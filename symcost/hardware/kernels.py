@@ -177,7 +177,7 @@ def attention_prefill(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[Dat
     if chip.attention_io_efficiency is not None:
         io = n * op.io_bytes / (chip.hbm_bandwidth * chip.attention_io_efficiency)  # type: ignore[attr-defined]
     return OpTime(_attention_compute(op, chip, dtype), op.hbm_bytes / chip.effective_hbm_bandwidth,
-                  n * chip.attention_time, _launch(n, chip), io)
+                  n * chip.prefill_attention_time, _launch(n, chip), io)
 
 
 @kernel("attn.decode")
@@ -186,7 +186,7 @@ def attention_decode(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[Data
     (B eta_kv)) + t_dec``."""
     n = kernels(op)
     return OpTime(_attention_compute(op, chip, dtype), op.hbm_bytes / chip.attention_hbm_bandwidth,
-                  n * chip.attention_decode_time, _launch(n, chip))
+                  n * chip.decode_attention_time, _launch(n, chip))
 
 
 @kernel("attn.backward")
@@ -195,7 +195,7 @@ def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[Da
     + t_attn``."""
     n = kernels(op)
     return OpTime(_attention_compute(op, chip, dtype), op.hbm_bytes / chip.effective_hbm_bandwidth,
-                  n * chip.attention_time, _launch(n, chip))
+                  n * chip.prefill_attention_time, _launch(n, chip))
 
 
 @kernel("elementwise")

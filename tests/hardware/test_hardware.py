@@ -181,7 +181,10 @@ def test_symbolic_chip():
 
 
 def test_link_tier_symbolic_span_is_piecewise():
-    """A span SymPy cannot compare with the domain keeps both tiers in a Piecewise."""
-    bw = hardware.H100_SXM.link_bandwidth(S.tp)
+    """A span SymPy cannot compare with the domain keeps both tiers in a Piecewise: NVLink's 450 GB/s
+    inside the 8-GPU domain, one 50 GB/s NIC beyond it, each at the network efficiency."""
+    chip = hardware.H100_SXM
+    bw = chip.link_bandwidth(S.tp)
     assert isinstance(bw, sp.Piecewise)
-    assert bw.xreplace({S.tp: 8}) == 450 * 10**9 and bw.xreplace({S.tp: 16}) == 50 * 10**9
+    eta = chip.network_efficiency
+    assert bw.xreplace({S.tp: 8}) == 450 * 10**9 * eta and bw.xreplace({S.tp: 16}) == 50 * 10**9 * eta

@@ -124,23 +124,10 @@ ALPHA = SHARED["ALPHA"]
 NET_ALPHA = SHARED["NET_ALPHA"]
 TREE_ALPHA = SHARED["TREE_ALPHA"]
 TREE_EFFICIENCY = SHARED["TREE_EFFICIENCY"]
-NVLS_LATENCY = SHARED["NVLS_LATENCY"]
-NVLS_HOPPER = SHARED["NVLS_HOPPER"]
-NVLS_BLACKWELL = SHARED["NVLS_BLACKWELL"]
 COLLECTIVE_BASE_LATENCY = SHARED["COLLECTIVE_BASE_LATENCY"]
 MEMORY_EFFICIENCY = SHARED["MEMORY_EFFICIENCY"]
 HOPPER_MATMUL_EFFICIENCY = SHARED["HOPPER_MATMUL_EFFICIENCY"]
-ATTENTION_A100 = SHARED["ATTENTION_A100"]
-ATTENTION_HOPPER = SHARED["ATTENTION_HOPPER"]
 ATTENTION_OTHER = SHARED["ATTENTION_OTHER"]
-FIT = {
-    "matmul_efficiency": SHARED["FIT_MATMUL_EFFICIENCY"],
-    "matmul_efficiency_8bit": SHARED["FIT_MATMUL_EFFICIENCY_8BIT"],
-    "kernel_time": SHARED["FIT_KERNEL_TIME"],
-}
-"""The efficiency model's fitted terms (symcost.plan.calibration_inference.fit();
-tests/plan/test_calibration_inference.py checks that the fit reproduces them exactly)."""
-
 PRESETS: dict[str, Hardware] = {}
 """Every preset chip by name, in the order of ``presets/index.json``."""
 for _file in read(_FOLDER.joinpath("index.json"))["presets"]:
