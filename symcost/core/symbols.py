@@ -64,6 +64,7 @@ __all__ = [
     "attention_memory_efficiency",
     "attention_efficiency",
     "network_efficiency",
+    "scale_out_efficiency",
     "kernel_time",
     "launch_time",
     "collective_base_latency",
@@ -168,6 +169,8 @@ _ROWS = (
          "achieved fraction of the 16-bit peak in flash-attention kernels", positive=True),
     _row("network_efficiency", "eta_net", r"\eta_{\mathrm{net}}",
          "achieved fraction of link bandwidth in collectives (bus bandwidth)", positive=True),
+    _row("scale_out_efficiency", "eta_out", r"\eta_{\mathrm{out}}",
+         "achieved fraction of the scale-out link's bandwidth in collectives", positive=True),
     _row("kernel_time", "t_k", r"t_{\mathrm{k}}", "fixed GPU time per kernel (s)", nonnegative=True),
     _row("launch_time", "t_launch", r"t_{\mathrm{launch}}",
          "host time to launch one kernel without CUDA graphs (s)", nonnegative=True),
@@ -266,6 +269,7 @@ memory_efficiency = TABLE["memory_efficiency"].symbol
 attention_memory_efficiency = TABLE["attention_memory_efficiency"].symbol
 attention_efficiency = TABLE["attention_efficiency"].symbol
 network_efficiency = TABLE["network_efficiency"].symbol
+scale_out_efficiency = TABLE["scale_out_efficiency"].symbol
 kernel_time = TABLE["kernel_time"].symbol
 launch_time = TABLE["launch_time"].symbol
 collective_base_latency = TABLE["collective_base_latency"].symbol

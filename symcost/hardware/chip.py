@@ -42,7 +42,8 @@ KILO, MEGA, GIGA, TERA, PETA = 10**3, 10**6, 10**9, 10**12, 10**15
 
 
 _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficiency_4bit", "memory_efficiency",
-                 "attention_memory_efficiency", "attention_efficiency", "network_efficiency", "kernel_time",
+                 "attention_memory_efficiency", "attention_efficiency", "network_efficiency", "scale_out_efficiency",
+                 "kernel_time",
                  "launch_time", "collective_base_latency", "compute_units", "tree_latency", "tree_efficiency",
                  "nvls_latency", "nvls_efficiency", "gemm_time", "gemm_time_8bit", "gemm_time_4bit",
                  "quantize_bytes_8bit", "quantize_bytes_4bit", "gemm_memory_efficiency", "attention_time",
@@ -67,7 +68,8 @@ class Hardware(BaseModel):
     fraction of HBM bandwidth in streaming kernels, ``attention_memory_efficiency`` the one of
     decode attention over the KV cache (``None``: the same); ``attention_efficiency`` the
     fraction of the 16-bit peak that flash-attention kernels reach; ``network_efficiency`` the
-    collectives' bus bandwidth over link bandwidth. Overheads in seconds: ``kernel_time`` per
+    collectives' bus bandwidth over link bandwidth, ``scale_out_efficiency`` the same over the
+    scale-out link (``None``: ``network_efficiency``). Overheads in seconds: ``kernel_time`` per
     kernel on the GPU, ``launch_time`` per kernel on the host (paces the GPU only without CUDA
     graphs), ``collective_base_latency`` per collective call. ``compute_units`` (SMs or CUs) and
     ``matmul_tile`` quantize GEMMs into tiles and waves (``None``: no quantization).
@@ -97,6 +99,7 @@ class Hardware(BaseModel):
     attention_memory_efficiency: Optional[Efficiency] = None
     attention_efficiency: Efficiency = sp.Integer(1)
     network_efficiency: Efficiency = sp.Integer(1)
+    scale_out_efficiency: Optional[Efficiency] = None
     kernel_time: Seconds = sp.Integer(0)
     launch_time: Seconds = sp.Integer(0)
     collective_base_latency: Seconds = sp.Integer(0)
@@ -213,16 +216,16 @@ class Hardware(BaseModel):
                 f"{self.name} has no peak FLOP/s for {dt.value}; it lists: {known}{hint}") from None
 
     def matmul_efficiency_for(self, dtype: DataType | str | None) -> sp.Expr:
-        """The GEMM efficiency for ``dtype``: ``matmul_efficiency_8bit`` for 8-bit and narrower
-        formats when given, else ``matmul_efficiency``.
-
-        NB: the block-scaled formats (NVFP4, MXFP4 below a byte; MXFP8 at 33/32 byte) take the
-        8-bit efficiency too: no shipped measurement fits an FP4 GEMM, so the FP8 fit stands in
-        (an assumption, stated in presets/shared.json).
+        """The GEMM efficiency for ``dtype``'s format class (:meth:`format_class`):
+        ``matmul_efficiency`` for 16-bit and wider formats, ``matmul_efficiency_8bit`` for 8-bit
+        ones, ``matmul_efficiency_4bit`` below a byte; an unset narrower class takes the wider
+        one's (MXFP8, at 33/32 byte, is an 8-bit format).
 
         >>> from symcost import hardware
-        >>> b200 = hardware.get("B200")
-        >>> b200.matmul_efficiency_for("nvfp4") == b200.matmul_efficiency_for("fp8_e4m3")
+        >>> b200, h100 = hardware.get("B200"), hardware.get("H100_SXM")
+        >>> b200.matmul_efficiency_for("nvfp4") == b200.matmul_efficiency_4bit  # B200's NVFP4 table
+        True
+        >>> h100.matmul_efficiency_for("fp8_e4m3") < h100.matmul_efficiency_for("bf16") < 1
         True
         """
         return self._by_format(dtype, self.matmul_efficiency, self.matmul_efficiency_8bit,
@@ -272,7 +275,10 @@ class Hardware(BaseModel):
     def quantize_bytes_for(self, dtype: DataType | str | None) -> sp.Expr:
         """HBM bytes per input element that quantizing a GEMM input to ``dtype`` moves: 0 for
         16-bit formats, ``quantize_bytes_8bit`` for 8-bit ones, ``quantize_bytes_4bit`` (``None``:
-        the 8-bit value) below a byte."""
+        the 8-bit value) below a byte. The symbolic chip's, for no dtype, is its symbol ``q``,
+        which :meth:`symbol_values` binds to the dtype's value (0 for 16-bit formats)."""
+        if dtype is None and self.is_symbolic:
+            return self.quantize_bytes_8bit
         return self._by_format(dtype, sp.Integer(0), self.quantize_bytes_8bit, self.quantize_bytes_4bit)
 
     @property
@@ -325,13 +331,19 @@ class Hardware(BaseModel):
         eff = self.memory_efficiency if self.attention_memory_efficiency is None else self.attention_memory_efficiency
         return self.hbm_bandwidth * eff
 
+    @property
+    def out_efficiency(self) -> sp.Expr:
+        """The collectives' fraction of the scale-out link: ``scale_out_efficiency``, else
+        ``network_efficiency``."""
+        return self.network_efficiency if self.scale_out_efficiency is None else self.scale_out_efficiency
+
     def link_bandwidth(self, span: Any) -> sp.Expr:
         """Bytes/s per chip for a group spread over ``span`` chips: the scale-up link when the
         group fits in one scale-up domain, else the scale-out link; times the network
         efficiency. A comparison SymPy cannot decide stays a ``Piecewise``."""
         fits = sp.Le(as_expr(span, "span"), self.scale_up_domain)
         up = self.scale_up_bandwidth * self.network_efficiency
-        out = self.scale_out_bandwidth * self.network_efficiency
+        out = self.scale_out_bandwidth * self.out_efficiency
         if fits is sp.true:
             return up
         if fits is sp.false:
@@ -379,6 +391,7 @@ class Hardware(BaseModel):
             sym.attention_memory_efficiency: eff,
             sym.attention_efficiency: self.attention_efficiency,
             sym.network_efficiency: self.network_efficiency,
+            sym.scale_out_efficiency: self.out_efficiency,
             sym.kernel_time: self.kernel_time,
             sym.launch_time: 0 if self.runtime.cuda_graphs else self.launch_time,
             sym.collective_base_latency: self.collective_base_latency,
@@ -437,7 +450,8 @@ class Hardware(BaseModel):
                           memory_efficiency=sym.memory_efficiency,
                           attention_memory_efficiency=sym.attention_memory_efficiency,
                           attention_efficiency=sym.attention_efficiency,
-                          network_efficiency=sym.network_efficiency, kernel_time=sym.kernel_time,
+                          network_efficiency=sym.network_efficiency,
+                          scale_out_efficiency=sym.scale_out_efficiency, kernel_time=sym.kernel_time,
                           launch_time=sym.launch_time, collective_base_latency=sym.collective_base_latency,
                           compute_units=sym.compute_units, matmul_tile=matmul_tile,
                           tree_latency=sym.tree_latency, tree_efficiency=sym.tree_efficiency,
@@ -471,7 +485,7 @@ class Hardware(BaseModel):
         name = self.name if self.name.endswith("(ideal)") else f"{self.name} (ideal)"
         return Hardware(**{**self._fields(), **dict(
             name=name, matmul_efficiency=one, matmul_efficiency_8bit=None, memory_efficiency=one,
-            attention_memory_efficiency=None, attention_efficiency=one, network_efficiency=one,
+            attention_memory_efficiency=None, attention_efficiency=one, network_efficiency=one, scale_out_efficiency=None,
             kernel_time=zero, launch_time=zero, collective_base_latency=zero, compute_units=None,
             tree_latency=None, tree_efficiency=one, nvls_latency=None, nvls_efficiency=one,
             matmul_efficiency_4bit=None, gemm_time=None, gemm_time_8bit=None, gemm_time_4bit=None,
@@ -486,6 +500,7 @@ class Hardware(BaseModel):
         return (self.matmul_efficiency == 1 and self.matmul_efficiency_8bit in (None, 1)
                 and self.memory_efficiency == 1 and self.attention_memory_efficiency in (None, 1)
                 and self.attention_efficiency == 1 and self.network_efficiency == 1
+                and self.scale_out_efficiency in (None, 1)
                 and self.kernel_time == 0 and self.collective_base_latency == 0
                 and self.compute_units is None and self.tree_latency is None and self.nvls_latency is None
                 and self.tree_efficiency == 1 and self.nvls_efficiency == 1

@@ -17,8 +17,9 @@ Per op, on a chip whose fields give the efficiencies (all 1 and overheads 0 on t
 Collectives: NCCL's own cost model (NVIDIA/nccl v2.30.7, src/graph/tuning.cc), the fastest of
 the algorithms the chip offers (:func:`collective_algorithms`): ring (every collective; per call
 ``alpha_0 + t_coll`` plus ``alpha`` per hop inside a scale-up domain and ``alpha_net`` per hop
-between domains, plus ``bytes_sent / (link * eta_net)``), double binary tree (all-reduce across
-domains) and NVLink SHARP (inside a domain whose switches reduce). ``t_coll`` is the engine's
+between domains, plus ``bytes_sent / link``, the link at ``eta_net`` inside a domain and at
+``eta_out`` beyond it), NCCL's low-latency protocol, an engine's own all-reduce, double binary
+tree (all-reduce across domains) and NVLink SHARP (inside a domain whose switches reduce). ``t_coll`` is the engine's
 own time per call (:class:`~symcost.hardware.Runtime`); the link is the scale-up link when the
 group fits in one scale-up domain, else the scale-out link.
 
@@ -105,18 +106,23 @@ def collective_algorithms(c: Collective, hardware: Hardware) -> dict[str, sp.Exp
     figures of the Simple protocol (docs/conventions.md §17):
 
     - ``ring`` (every kind): ``(alpha_0 + t_coll) * min(1, n - 1) + alpha * (steps - inter) +
-      alpha_net * inter`` per call, plus ``bytes_sent / (link * eta_net)``; ``inter`` the steps
-      between scale-up domains (:func:`collective_steps`);
+      alpha_net * inter`` per call, plus ``bytes_sent / link`` (:func:`_link`: the scale-up link
+      at ``eta_net``, the scale-out link at ``eta_out``); ``inter`` the steps between scale-up
+      domains (:func:`collective_steps`);
+    - ``ll`` (chips with ``ll_base_latency``): NCCL's low-latency protocol, ``alpha_LL0 + t_coll +
+      alpha_LL (steps - inter) + alpha_net inter`` per call, plus ``bytes_sent / (link eta_LL)``;
+    - ``custom`` and ``custom_two_shot`` (all-reduce inside one domain under an engine profile
+      with ``allreduce = "custom"``): the engine's own all-reduce (:func:`_custom_allreduce`);
     - ``tree`` (all-reduce over more than one scale-up domain, chips with ``tree_latency``): a
       double binary tree, ``alpha_0 + t_coll + 2 ((n/nodes - 1) alpha + floor(log2 nodes)
-      alpha_tree)`` per call, plus ``2 M count / (link * eta_net * eta_tree)`` (tuning.cc:
+      alpha_tree)`` per call, plus ``2 M count / (link * eta_tree)`` (tuning.cc:
       bus bandwidth times ``.92``, algorithm bandwidth half of it). Inside one domain NCCL's tree
       is a chain as slow as the ring per hop and sends more bytes, so it is left out there;
     - ``nvls`` (all-reduce, all-gather, reduce-scatter inside one scale-up domain with NVLink
       SHARP): ``alpha_nvls + t_coll`` per call (tuning.cc: NVLS has no base latency, its hop
-      latency is the whole), plus all-reduce ``bytes_sent / (2 eta_nvls link eta_net)`` (the
+      latency is the whole), plus all-reduce ``bytes_sent / (2 eta_nvls link)`` (the
       switch reduces; NCCL pipelines two operations) or all-gather / reduce-scatter
-      ``M count / (eta_nvls (n-1)/n link eta_net)``.
+      ``M count / (eta_nvls (n-1)/n link)``.
 
     ``nodes``, the scale-up domains the group touches, is ``min(n, ceil(span / D_up))``.
     """
@@ -132,6 +138,37 @@ def collective_algorithms(c: Collective, hardware: Hardware) -> dict[str, sp.Exp
             for name in dict.fromkeys([*inside, *across])}
 
 
+def _link(kind: str, hardware: Hardware, inside: bool, n: sp.Expr, nodes: sp.Expr) -> sp.Expr:
+    """Bytes/s per chip a collective moves: the scale-up link at ``eta_net`` inside one domain;
+    across domains, a ring or tree collective runs one NCCL channel through the NIC of each of
+    the group's n/nodes chips in a domain, so a domain's traffic shares n/nodes scale-out links
+    at ``eta_out`` (at most the scale-up link's rate: every channel also crosses it); an
+    all-to-all or p2p sends each chip's bytes over its own scale-out link.
+
+    NB: n/nodes assumes the group spreads evenly over its domains; an uneven split (10 chips as
+    8 + 2) is paced by its smallest domain's NICs, which this overstates (docs/conventions.md §17)."""
+    up = hardware.scale_up_bandwidth * hardware.network_efficiency
+    out = hardware.scale_out_bandwidth * hardware.out_efficiency
+    if inside:
+        return up
+    if kind in ("all_reduce", "all_gather", "reduce_scatter"):
+        return extreme(sp.Min, up, n / nodes * out)
+    return out
+
+
+def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Hardware) -> dict[str, sp.Expr]:
+    """The engine's own all-reduce (TensorRT-LLM, vLLM, SGLang) over the scale-up link, both its
+    forms (the ``Min`` picks the faster, or NCCL's where that is faster still): one-shot, each
+    chip reads the other n - 1 buffers, ``alpha_c + (n - 1) M / (B_up eta_c)``; two-shot, a
+    reduce-scatter then an all-gather of (n - 1)/n of the buffer each, ``2 alpha_c + 2 (n - 1) M
+    / (n B_up eta_c)`` (NB: twice the one-shot's synchronisation, an assumption: the tables time
+    the engines' choice between the two, not each form)."""
+    custom_link = hardware.scale_up_bandwidth * hardware.custom_allreduce_efficiency
+    return {"custom": count * (hardware.custom_allreduce_latency + (n - 1) * payload / custom_link),
+            "custom_two_shot": count * (2 * hardware.custom_allreduce_latency
+                                        + 2 * (n - 1) * payload / (n * custom_link))}
+
+
 def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp.Expr]:
     """:func:`collective_algorithms` for a group inside one scale-up domain (``inside``) or
     spread over several."""
@@ -141,19 +178,7 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
     overhead = hardware.runtime.collective_overhead
     base = hardware.collective_base_latency + overhead
     nodes = sp.Integer(1) if inside else extreme(sp.Min, n, Ceil(as_expr(c.span, "span") / hardware.scale_up_domain))
-    # the link: the scale-up link inside one domain; across domains, a ring or tree collective
-    # runs one NCCL channel through the NIC of each of the group's n/nodes chips in a domain, so
-    # a domain's traffic shares n/nodes scale-out links (at most the scale-up link's rate: every
-    # channel also crosses it); an all-to-all or p2p sends each chip's bytes over its own link.
-    # NB: n/nodes assumes the group spreads evenly over its domains; an uneven split (10 chips as
-    # 8 + 2) is paced by its smallest domain's NICs, which this overstates (docs/conventions.md §17)
-    if inside:
-        link = hardware.scale_up_bandwidth
-    elif c.kind in ("all_reduce", "all_gather", "reduce_scatter"):
-        link = extreme(sp.Min, hardware.scale_up_bandwidth, n / nodes * hardware.scale_out_bandwidth)
-    else:
-        link = hardware.scale_out_bandwidth
-    link = link * hardware.network_efficiency
+    link = _link(c.kind, hardware, inside, n, nodes)
     # a group of one sends nothing and waits for nothing: min(1, n - 1) switches the base off
     calls = extreme(sp.Min, 1, n - 1) if base != 0 else 0
     steps = collective_steps(c.kind, n)
@@ -171,15 +196,7 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
                      + sent / (link * hardware.ll_efficiency))
     if (c.kind == "all_reduce" and inside and hardware.runtime.allreduce == "custom"
             and hardware.custom_allreduce_latency is not None):
-        # the engine's own all-reduce (TensorRT-LLM, vLLM, SGLang) over the scale-up link, the
-        # fastest of its two forms, and NCCL's where that is faster still: one-shot, each chip
-        # reads the other n - 1 buffers; two-shot, a reduce-scatter then an all-gather of
-        # (n - 1)/n of the buffer each, two synchronisations (NB: twice the one-shot's latency,
-        # an assumption: the tables time the engines' choice between the two, not each form)
-        custom_link = hardware.scale_up_bandwidth * hardware.custom_allreduce_efficiency
-        out["custom"] = count * (hardware.custom_allreduce_latency + (n - 1) * payload / custom_link)
-        out["custom_two_shot"] = count * (2 * hardware.custom_allreduce_latency
-                                          + 2 * (n - 1) * payload / (n * custom_link))
+        out.update(_custom_allreduce(count, n, payload, hardware))
     if c.kind == "all_reduce" and hardware.tree_latency is not None and not inside:
         # NB: floor(log2 nodes) is NCCL's log2i; max(1, .) only where nodes = 1 (a group of
         # one), where the ring costs nothing and wins the Min anyway, so that an absent tree

@@ -322,8 +322,8 @@ def test_collective_algorithms_symbolic_by_hand():
     """On the realistic symbolic chip with D_up = 8, an all-reduce of M bytes over 8 chips:
     ring alpha_0 + t_coll + 14 alpha + (7/4) M / (B_up eta_net); NVLink SHARP alpha_nvls + t_coll
     + (7/4) M / (2 eta_nvls B_up eta_net). Over 64 chips 8 apart (one per domain, D_up = 8):
-    ring alpha_0 + t_coll + 126 alpha_net + (63/32) M / (min(B_up, 1 * B_out) eta_net); tree
-    alpha_0 + t_coll + 2 * 6 alpha_tree + 2 M / (min(B_up, B_out) eta_net eta_tree)."""
+    ring alpha_0 + t_coll + 126 alpha_net + (63/32) M / min(B_up eta_net, 1 * B_out eta_out); tree
+    alpha_0 + t_coll + 2 * 6 alpha_tree + 2 M / (min(B_up eta_net, B_out eta_out) eta_tree)."""
     M = sp.Symbol("M", positive=True)
     chip = Hardware.symbolic(realistic=True)
     at = {S.scale_up_domain: 8}
@@ -338,7 +338,8 @@ def test_collective_algorithms_symbolic_by_hand():
     wide = {k: v.xreplace(at) for k, v in
             collective_algorithms(Collective("all_reduce", "dp", 64, M, span=512), chip).items()}
     assert wide["nvls"] == sp.oo  # no NVLink SHARP across domains
-    out = sp.Min(S.scale_up_bandwidth, S.scale_out_bandwidth) * S.network_efficiency  # one chip per domain
+    # one chip per domain: its NVLink at eta_net or its NIC at eta_out, the slower
+    out = sp.Min(S.scale_up_bandwidth * S.network_efficiency, S.scale_out_bandwidth * S.scale_out_efficiency)
     assert sp.expand(wide["ring"] - (base + 126 * S.scale_out_latency + sp.Rational(63, 32) * M / out)) == 0
     assert sp.expand(wide["tree"] - (base + 12 * S.tree_latency + 2 * M / (out * S.tree_efficiency))) == 0
 

@@ -5,7 +5,7 @@ from fractions import Fraction
 import pytest
 
 from symcost import hardware
-from symcost.hardware import presets, runtime
+from symcost.hardware import runtime
 from symcost.plan import calibration_inference as ci
 
 
@@ -37,17 +37,16 @@ def fit():
 
 
 def test_the_fit_reproduces_the_shipped_defaults(fit):
-    """benchmarks/calibrate.py's fit equals what the presets and profiles ship, exactly."""
-    from symcost.hardware.runtime import ENGINE_FIT
-
-    assert fit.values == dict(presets.FIT, **ENGINE_FIT)
-    a100, h100 = hardware.get("A100_SXM_80GB"), hardware.get("H100_SXM")
-    assert a100.matmul_efficiency == fit.values["matmul_efficiency"]
+    """benchmarks/calibrate.py's fit equals what the 2023 engine profiles ship, exactly: their
+    launch time and FP8 GEMM efficiency for every chip, their step and collective overheads."""
+    assert fit.values == ci.shipped()
+    old, ft = runtime("tensorrt-llm-0.x"), runtime("fastertransformer")
+    h100 = hardware.get("H100_SXM").with_runtime(old)
+    assert h100.launch_time == fit.values["launch_time"]
     assert h100.matmul_efficiency_8bit == fit.values["matmul_efficiency_8bit"]
-    assert h100.kernel_time == a100.kernel_time == fit.values["kernel_time"]
-    trt, ft = runtime("tensorrt-llm"), runtime("fastertransformer")
-    assert trt.step_overhead == fit.values["step_overhead"]
-    assert trt.collective_overhead == ft.collective_overhead == fit.values["collective_overhead"]
+    assert hardware.get("A100_SXM_80GB").with_runtime(ft).launch_time == fit.values["launch_time"]
+    assert old.step_overhead == fit.values["step_overhead"]
+    assert old.collective_overhead == ft.collective_overhead == fit.values["collective_overhead"]
 
 
 def test_the_fit_is_a_local_minimum_on_its_grids(fit):
