@@ -52,7 +52,9 @@ class _Attention(Layer):
     itself and the ``window - 1`` before it. The KV cache keeps ``min(s, window)`` tokens (a
     rolling buffer) and a decode step reads and scores that many; in prefill and training
     ``causal=True`` counts only the pairs inside the causal window (``causal=False`` still counts
-    the whole score matrix). ``None``: no window."""
+    the whole score matrix). Queries after cached keys (a prefill chunk, a speculative
+    verification) read only the keys their windows reach (docs/conventions.md §16, item 17).
+    ``None``: no window."""
     kv_cache_dtype: Optional[DataType] = None
     """The KV cache's format when it differs from the activations' (e.g. ``"fp8_e4m3"``): its
     bytes per element ``e_kv`` size the cache and the decode step's reads of it."""
