@@ -39,6 +39,7 @@ __all__ = [
     "Axis",
     "dropout",
     "merge_collectives",
+    "substitute_collectives",
 ]
 
 # FLOPs per element of vector (non-matmul) work, forward. FlopCounterMode counts all of these as 0;
@@ -541,6 +542,23 @@ class Collective:
     def scaled(self, factor: sp.Expr) -> "Collective":
         """The same record with ``count`` multiplied by ``factor``."""
         return dataclasses.replace(self, count=as_expr(self.count, "count") * factor)
+
+
+def substitute_collectives(collectives, mapping: dict) -> tuple[Collective, ...]:
+    """``collectives`` with ``mapping`` applied (``Collective.xreplace``), merged as
+    :func:`merge_collectives` merges them. A record whose group becomes one chip is dropped before it
+    is rebuilt: a group of one sends nothing (docs/conventions.md §11), and its count may reach 0
+    there (a context-parallel ring's ``cp - 1`` sends at cp = 1), which a record refuses.
+
+    >>> from symcost import symbols as S
+    >>> ring = Collective("p2p", "cp", S.cp, 64, count=S.cp - 1)
+    >>> substitute_collectives([ring], {S.cp: sp.Integer(1)})
+    ()
+    >>> substitute_collectives([ring], {S.cp: sp.Integer(4)})[0].count
+    3
+    """
+    kept = (c for c in collectives if sp.sympify(c.group_size).xreplace(mapping) != 1)
+    return merge_collectives(c.xreplace(mapping) for c in kept)
 
 
 def merge_collectives(collectives) -> tuple[Collective, ...]:

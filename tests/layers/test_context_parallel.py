@@ -16,6 +16,7 @@ import sympy as sp
 
 import symcost as sc
 from symcost import symbols as S
+from symcost.core.metrics import METRIC_FIELDS
 from symcost.core.ops import AttentionCore
 from symcost.errors import ConfigError
 from symcost.hardware.timing import collective_time
@@ -179,6 +180,34 @@ def test_symbolic_cp_at_one_is_the_plain_layer(phase):
                   "kv_cache_memory_per_chip", "comm_bytes_per_chip", "latency"):
         got = sp.sympify(getattr(symbolic, field)).xreplace({S.cp: sp.Integer(1)})
         assert got == getattr(plain, field), field
+
+
+@pytest.mark.parametrize("comm", ["p2p", "all_gather"])
+@pytest.mark.parametrize("phase", ["prefill", "decode", "training"])
+def test_symbolic_cp_subs_one_is_the_numeric_build(phase, comm):
+    """`.subs(cp=1)` and `.evaluate(cp=1)` of metrics built with cp = S.cp give the values of the
+    numeric cp = 1 build, field by field, and no collective: the ring's cp - 1 sends are none and a
+    group of one sends nothing (it raised "Collective.count must be a positive integer, got 0")."""
+    chip = sc.hardware.H100_SXM
+    plain = _gqa(1, comm).compute_metrics(batch_size=B, seq_len=SEQ, phase=phase, dtype="bf16", hardware=chip)
+    symbolic = _gqa(S.cp, comm).compute_metrics(batch_size=B, seq_len=SEQ, phase=phase, dtype="bf16",
+                                                hardware=chip)
+    for at_one in (symbolic.subs(cp=1), symbolic.evaluate(cp=1)):
+        assert {f: getattr(at_one, f) for f in METRIC_FIELDS} == {f: getattr(plain, f) for f in METRIC_FIELDS}
+        assert at_one.collectives == plain.collectives == ()
+        assert at_one.bound == plain.bound
+
+
+def test_symbolic_cp_subs_one_on_a_model(tiny):
+    """The same for a whole model's metrics (2 layers, TP 2): subs(cp=1) is the numeric cp = 1
+    build, its TP all-reduces kept and nothing on the cp axis."""
+    chip = sc.hardware.H100_SXM
+    kw = dict(batch_size=1, seq_len=1024, phase="prefill", dtype="bf16", hardware=chip)
+    plain = tiny.with_parallelism({"tensor_parallel": 2}).compute_metrics(**kw)
+    symbolic = tiny.with_parallelism({"tensor_parallel": 2, "context_parallel": S.cp}).compute_metrics(**kw)
+    at_one = symbolic.subs(cp=1)
+    assert {f: getattr(at_one, f) for f in METRIC_FIELDS} == {f: getattr(plain, f) for f in METRIC_FIELDS}
+    assert at_one.collectives == plain.collectives and {c.axis for c in plain.collectives} == {"tp"}
 
 
 def test_default_parallelism_has_no_cp():
