@@ -320,6 +320,42 @@ def test_seq_len_must_split_into_2cp_chunks():
         _gqa(4).compute_metrics(batch_size=1, seq_len=12, phase="prefill", dtype="bf16")
 
 
+def _megatron_sp_cp(cp=4, **kw):
+    # t = 8 with Megatron sequence parallelism (sequence_parallel="tp"); 8 query heads, 2 KV heads
+    return sc.GroupedQueryAttentionLayer(hidden_size=256, num_heads=8, num_kv_heads=2, causal=True, parallelism={
+        "tensor_parallel": 8, "sequence_parallel": "tp", "context_parallel": cp, **kw})
+
+
+@pytest.mark.parametrize("phase", ["prefill", "training"])
+def test_megatron_sp_with_cp_needs_2cp_t_to_divide_seq_len(phase):
+    """TP 8 with sequence_parallel="tp" and cp 4: each of the 2*cp = 8 load-balanced chunks is split
+    over the 8 TP ranks, so s must be a multiple of 2*4*8 = 64 (NVIDIA NeMo-RL pads packed
+    sequences to cp_size * 2 * tp_size when both are on). s = 40 would give 40/(4*8) = 5/4 tokens
+    per chip: refused in one line naming the rule and the numbers; s = 64 gives 2 tokens per chip."""
+    with pytest.raises(ValueError, match=r'2 \* context_parallel \* tensor_parallel under sequence_parallel="tp"'
+                                         r".*\(got 40 and 64\)$"):
+        _megatron_sp_cp().compute_metrics(batch_size=1, seq_len=40, phase=phase, dtype="bf16")
+    with pytest.raises(ValueError, match=r"\(got 96 and 64\)$"):  # 96 = 12 * 8: divisible by 2*cp and by cp*t
+        _megatron_sp_cp().compute_metrics(batch_size=1, seq_len=96, phase=phase, dtype="bf16")
+    ok = _megatron_sp_cp().compute_metrics(batch_size=1, seq_len=64, phase="prefill", dtype="bf16")
+    # the sequence-sharded output all-gather: b * (s/cp) * h * e = 1 * 16 * 256 * 2 bytes, 2 tokens per chip
+    assert ("all_gather", "tp", 8, 16 * 256 * 2) in _records(ok)
+
+
+def test_megatron_sp_with_symbolic_cp_carries_the_rule():
+    """With cp and s symbols the rule is an assumption of the metrics: subs(cp=4, seq_len=40)
+    raises it, seq_len=64 satisfies it; decode (no token split under Megatron SP) does not need it."""
+    m = _megatron_sp_cp(S.cp).compute_metrics(batch_size=1, phase="prefill", dtype="bf16")
+    rules = [a for a in m.assumptions if "2 * context_parallel * tensor_parallel" in a.rule]
+    assert [a.pairs for a in rules] == [((S.seq_len, 16 * S.cp),)]
+    with pytest.raises(ValueError, match=r"tensor_parallel under sequence_parallel=\"tp\".*\(got 40 and 64\)$"):
+        m.subs(cp=4, seq_len=40)
+    assert m.subs(cp=4, seq_len=64).matmul_flops_per_chip == _megatron_sp_cp().compute_metrics(
+        batch_size=1, seq_len=64, phase="prefill", dtype="bf16").matmul_flops_per_chip
+    decode = _megatron_sp_cp(S.cp).compute_metrics(batch_size=1, phase="decode", dtype="bf16")
+    assert not [a for a in decode.assumptions if "tensor_parallel under" in a.rule]
+
+
 def test_bad_cp_comm_type():
     """An unknown exchange is one line; Megatron's a2a points to the Ulysses degree."""
     with pytest.raises(ValueError, match="use sequence_parallel"):
