@@ -335,6 +335,9 @@ def max_context(model: "Model", hardware: Hardware | str, batch_size: Any = 1, d
     if not (par.sp.is_Integer and par.cp.is_Integer):
         raise ConfigError(f"max_context: sequence_parallel and context_parallel must be numbers, got {par.sp} "
                           f"and {par.cp}")
+    if not par.seq_multiple.is_Integer:  # Megatron SP splits the prompt t ways
+        raise ConfigError(f'max_context: tensor_parallel must be a number under sequence_parallel="tp" (it splits '
+                          f"the prompt), got {par.tp}")
     if prefill_chunk is None:
         step = inference_step(model, chip, batch_size, None, dtype, par)
         return max_integer(step.memory_per_chip, sym.seq_len, chip.hbm_capacity, multiple_of=int(par.seq_multiple),

@@ -400,3 +400,23 @@ def test_symbolic_kv_cache_and_training_activations():
     assert sp.cancel(kv - 2 * b * s * g * (h / a) * e / c) == 0
     saved = split.compute_metrics(phase="training").activation_memory_per_chip
     assert sp.cancel(saved - plain.compute_metrics(phase="training").activation_memory_per_chip / c) == 0
+
+
+@pytest.mark.parametrize(("cp", "multiple"), [(4, 64), (1, 8)])
+def test_longest_context_under_megatron_sp_splits(cp, multiple):
+    """llama-3-8b, TP 8 with sequence_parallel="tp": the longest context is a prefill length the
+    layout can split, a multiple of 2*cp*t = 64 with cp = 4 (of t = 8 without CP), verified at n
+    (fits) and n + multiple (does not)."""
+    model = sc.models.get("llama-3-8b")
+    par = {"tensor_parallel": 8, "sequence_parallel": "tp", "context_parallel": cp}
+    n = model.max_context("H100_SXM", parallelism=par).value
+    assert n % multiple == 0
+    assert model.inference_step("H100_SXM", 1, n, parallelism=par).memory_per_chip <= 80 * 10**9
+    assert model.inference_step("H100_SXM", 1, n + multiple, parallelism=par).memory_per_chip > 80 * 10**9
+
+
+def test_longest_context_needs_a_numeric_tp_under_megatron_sp():
+    """A symbolic t under Megatron SP leaves the prompt's split unknown: one line naming the field."""
+    with pytest.raises(ConfigError, match='tensor_parallel must be a number under sequence_parallel="tp"'):
+        sc.models.get("llama-3-8b").max_context("H100_SXM", parallelism={"tensor_parallel": S.tp,
+                                                                         "sequence_parallel": "tp"})
