@@ -188,13 +188,12 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
 
     ``prefill_chunk`` C (tokens per sequence) runs the prefill as vLLM and SGLang's chunked
     prefill does: ``n = ceil(s/C)`` chunks in turn, each attending to every earlier token's keys
-    (read from the KV cache; a sliding-window layer reads only those its queries' windows reach,
-    docs/conventions.md §16, item 17) as well as its own. TTFT is the sum of the chunk times (and of their
-    stage-to-stage sends); only the last chunk computes logits; the activation peak is one
-    chunk's (``b*C`` tokens) while the KV cache holds the whole prompt. Modelled with flash
-    attention only (the kernels those engines chunk with); ``seq_len`` and C must be numbers.
-    NB: the earlier keys are read at the activations' bytes per element, and multi-head latent
-    attention's re-expansion of the cached prefix latents is not counted. ``None``: one chunk.
+    (from the KV cache; a window layer's: those its windows reach, docs/conventions.md §16 item 17)
+    and its own. TTFT sums the chunk times (and their stage-to-stage sends); only the last chunk
+    computes logits; the activation peak is one chunk's (``b*C`` tokens) while the KV cache holds
+    the whole prompt. Flash attention only (the kernels those engines chunk with); ``seq_len`` and
+    C must be numbers. NB: the earlier keys are read at the activations' bytes per element, and
+    multi-head latent attention's re-expansion of the cached prefix latents is not counted. ``None``: one chunk.
 
     >>> from symcost import models
     >>> step = models.get("llama-3-8b").inference_step("H100_SXM", 1, 32768, prefill_chunk=8192)
