@@ -32,7 +32,7 @@ from .assumptions import Assumption, check_all, merge
 from .binding import Chip, time_model
 from .dtypes import DataType
 from .notation import aligned
-from .ops import Collective, Op, merge_collectives
+from .ops import Collective, Op, merge_collectives, substitute_collectives
 from .phase import Phase
 
 __all__ = ["LayerMetrics", "METRIC_FIELDS"]
@@ -421,7 +421,7 @@ class LayerMetrics:
         peak = self.peak_flops
         return LayerMetrics(
             phase=self.phase,
-            collectives=merge_collectives(c.xreplace(table) for c in self.collectives),
+            collectives=substitute_collectives(self.collectives, table),
             op_source=_later(lambda: _merge_ops((op.xreplace(table), sp.sympify(m).xreplace(table))
                                                 for op, m in self.ops), self),
             peak_flops=exact(peak.xreplace(table)) if isinstance(peak, sp.Basic) else peak,

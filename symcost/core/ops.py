@@ -39,6 +39,7 @@ __all__ = [
     "Axis",
     "dropout",
     "merge_collectives",
+    "substitute_collectives",
 ]
 
 # FLOPs per element of vector (non-matmul) work, forward. FlopCounterMode counts all of these as 0;
@@ -264,7 +265,9 @@ class AttentionCore(Op):
     """Bytes per element of K and V as read (a quantized KV cache in decode); ``None``: ``dtype_bytes``."""
     window: sp.Expr | None = None
     """Sliding window: each query attends at most ``window`` keys, itself and the ``window - 1``
-    before it (Mistral). Only ``causal`` counting discounts the pairs outside it; ``None``: no window."""
+    before it (Mistral). The core reads only the keys some query's window reaches
+    (:attr:`keys_read`); ``causal`` counting also discounts the pairs outside each query's window.
+    ``None``: no window."""
     context_parallel: sp.Expr = sp.Integer(1)
     """cp: this chip's share of a core whose sequence is split over ``cp`` context-parallel ranks
     (docs/conventions.md §3b). ``q_len`` and ``kv_len`` stay the whole lengths; the chip holds
@@ -304,11 +307,47 @@ class AttentionCore(Op):
         return self._whole_pairs / self.context_parallel
 
     @property
+    def keys_read(self) -> sp.Expr:
+        """Keys per sequence the core reads (and, without ``causal``, scores every query against):
+        ``kv_len``, or with a ``window`` w only those some query's window reaches,
+        ``Min(kv_len, q_len + w - 1)``.
+
+        Derivation: the queries sit at positions ``kv_len - q_len .. kv_len - 1``; the first one
+        reaches back to ``kv_len - q_len - w + 1``, the last one to itself, so the keys read are the
+        last ``q_len + w - 1`` (or all ``kv_len``, when fewer exist). A prefill (``q_len = kv_len``)
+        reads them all; a chunk or a speculative verification after cached keys reads what a
+        rolling-buffer cache of ``w - 1`` tokens plus the new ones holds, and one decode query
+        ``Min(kv_len, w)``, as the decode step does (docs/conventions.md §16).
+
+        >>> AttentionCore("c", q_len=sp.Integer(2), kv_len=sp.Integer(100), window=sp.Integer(8)).keys_read
+        9
+        """
+        kv_len = sp.sympify(self.kv_len)
+        if self.window is None or self.q_len == self.kv_len:
+            return kv_len
+        return sp.Min(kv_len, self.q_len + self.window - 1)
+
+    @property
+    def key_kinks(self) -> tuple[sp.Expr, ...]:
+        """Cached keys ``k = kv_len - q_len`` where :attr:`pairs` or :attr:`keys_read` change
+        formula as ``k`` grows (a chunked prefill's later chunks): none without a window; with a
+        window w and q queries, ``(w - q, w - 1)``.
+
+        Derivation: ``keys_read = Min(k + q, q + w - 1)`` is affine for ``k <= w - 1`` and constant
+        beyond. The causal pairs ``F(k + q) - F(k)`` (:func:`window_pairs`; F is ``n(n+1)/2`` for
+        ``n <= w`` and ``w(w+1)/2 + (n - w)w`` for ``n >= w - 1``, the two agreeing on both) are
+        ``q k + q(q+1)/2`` for ``k <= w - q`` and ``q w`` for ``k >= w - 1``. Between the two kinks,
+        where the pairs are quadratic in k, lie fewer than q integers: at most one chunk of q."""
+        if self.window is None:
+            return ()
+        return (self.window - self.q_len, self.window - 1)
+
+    @property
     def _whole_pairs(self) -> sp.Expr:
         """The pairs of the whole core, before a context-parallel split."""
         q_len, kv_len = sp.sympify(self.q_len), sp.sympify(self.kv_len)
         if not self.causal:
-            return q_len * kv_len
+            return q_len * self.keys_read
         if self.window is not None:
             return window_pairs(q_len, kv_len, sp.sympify(self.window))
         # query i (0-based) sits at position kv_len - q_len + i and sees keys 0..that position
@@ -346,13 +385,13 @@ class AttentionCore(Op):
 
     @property
     def v_bytes(self) -> sp.Expr:
-        """Bytes of V alone."""
-        return self.e_kv * self.batch * self.kv_heads * self.kv_len * self.d_v
+        """Bytes of V alone (the :attr:`keys_read` keys)."""
+        return self.e_kv * self.batch * self.kv_heads * self.keys_read * self.d_v
 
     @property
     def kv_bytes(self) -> sp.Expr:
-        """Bytes of K and V together."""
-        return self.e_kv * self.batch * self.kv_heads * self.kv_len * self.head_dim + self.v_bytes
+        """Bytes of K and V together (the :attr:`keys_read` keys)."""
+        return self.e_kv * self.batch * self.kv_heads * self.keys_read * self.head_dim + self.v_bytes
 
     @property
     def io_bytes(self) -> sp.Expr:
@@ -362,8 +401,9 @@ class AttentionCore(Op):
     @property
     def score_elements(self) -> sp.Expr:
         """Elements of one materialized score matrix (eager computes masked entries too); under
-        context parallelism the chip's ``q_len/cp`` rows against all ``kv_len`` keys."""
-        return self.batch * self.heads * self.local_q_len * self.kv_len
+        context parallelism the chip's ``q_len/cp`` rows against all ``kv_len`` keys (with a window,
+        the :attr:`keys_read`)."""
+        return self.batch * self.heads * self.local_q_len * self.keys_read
 
     @property
     def lse_bytes(self) -> sp.Expr:
@@ -526,6 +566,23 @@ class Collective:
     def scaled(self, factor: sp.Expr) -> "Collective":
         """The same record with ``count`` multiplied by ``factor``."""
         return dataclasses.replace(self, count=as_expr(self.count, "count") * factor)
+
+
+def substitute_collectives(collectives, mapping: dict) -> tuple[Collective, ...]:
+    """``collectives`` with ``mapping`` applied (``Collective.xreplace``), merged as
+    :func:`merge_collectives` merges them. A record whose group becomes one chip is dropped before it
+    is rebuilt: a group of one sends nothing (docs/conventions.md §11), and its count may reach 0
+    there (a context-parallel ring's ``cp - 1`` sends at cp = 1), which a record refuses.
+
+    >>> from symcost import symbols as S
+    >>> ring = Collective("p2p", "cp", S.cp, 64, count=S.cp - 1)
+    >>> substitute_collectives([ring], {S.cp: sp.Integer(1)})
+    ()
+    >>> substitute_collectives([ring], {S.cp: sp.Integer(4)})[0].count
+    3
+    """
+    kept = (c for c in collectives if sp.sympify(c.group_size).xreplace(mapping) != 1)
+    return merge_collectives(c.xreplace(mapping) for c in kept)
 
 
 def merge_collectives(collectives) -> tuple[Collective, ...]:

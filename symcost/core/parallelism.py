@@ -135,9 +135,15 @@ class Parallelism(BaseModel):
 
     @property
     def seq_multiple(self) -> sympy.Expr:
-        """What a prefill's ``seq_len`` must be a multiple of: ``sp``, or ``2 * cp * sp`` with
-        context parallelism (the load-balanced chunks)."""
-        return self.sp if self.cp == 1 else 2 * self.cp * self.sp
+        """What a prefill's ``seq_len`` must be a multiple of: the tokens' split, ``sp`` (``t``
+        under Megatron sequence parallelism), times ``2 * cp`` with context parallelism (the
+        load-balanced chunks, each split that way; docs/conventions.md §3b).
+
+        >>> Parallelism(tensor_parallel=8, sequence_parallel="tp", context_parallel=4).seq_multiple
+        64
+        """
+        split = self.tp if self.megatron_sp else self.sp
+        return split if self.cp == 1 else 2 * self.cp * split
 
     @property
     def sequence_shards(self) -> sympy.Expr:

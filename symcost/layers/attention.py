@@ -52,7 +52,9 @@ class _Attention(Layer):
     itself and the ``window - 1`` before it. The KV cache keeps ``min(s, window)`` tokens (a
     rolling buffer) and a decode step reads and scores that many; in prefill and training
     ``causal=True`` counts only the pairs inside the causal window (``causal=False`` still counts
-    the whole score matrix). ``None``: no window."""
+    the whole score matrix). Queries after cached keys (a prefill chunk, a speculative
+    verification) read only the keys their windows reach (docs/conventions.md §16, item 17).
+    ``None``: no window."""
     kv_cache_dtype: Optional[DataType] = None
     """The KV cache's format when it differs from the activations' (e.g. ``"fp8_e4m3"``): its
     bytes per element ``e_kv`` size the cache and the decode step's reads of it."""
@@ -166,8 +168,13 @@ class _Attention(Layer):
             ops.append(Vector("qk_norm", elements=qk, flops_per_element=VECTOR_FLOPS["rmsnorm"],
                               read_bytes=(qk + 2 * d) * e, write_bytes=qk * e))
         if ulysses and not ctx.decode:
-            # sequence-sharded -> head-sharded: each chip's Q, K, V buffer
-            ops.append(Collective("all_to_all", "sp", ctx.sp, T * (a_t + 2 * g_t) * d * e,
+            # sequence-sharded -> head-sharded: each chip's Q, K, V buffer, its T tokens of Q for
+            # the a_t heads and of K and V for the KV heads each of the sp ranks needs (the core's
+            # kv_heads): g_t/sp each, or with more ranks t*sp than KV heads g one head each, so
+            # sp heads in all, a KV head replicated to every rank that reads it (DeepSpeed-Ulysses,
+            # UlyssesSPAttentionHF: kv_replication_factor = sp // g, repeat_interleave first)
+            kv_sent = ctx.sp * self._kv_heads_over(ctx.tp * ctx.sp)
+            ops.append(Collective("all_to_all", "sp", ctx.sp, T * (a_t + 2 * kv_sent) * d * e,
                                   span=ctx.tp * ctx.sp))
         core = self._core(ctx)
         ops.extend(kv_exchange(ctx, core))

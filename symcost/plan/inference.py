@@ -19,7 +19,7 @@ from ..core.parallelism import Parallelism, ParallelismLike
 from ..errors import ConfigError
 from ..hardware import Hardware
 from ..hardware import get as get_hardware
-from ..hardware.timing import op_time
+from ..hardware.timing import OpTime, op_time
 from ..models.model import Model
 from . import compiled as csteps
 from .pipeline import (
@@ -91,31 +91,67 @@ def _sum_max_affine(c0: Any, c1: Any, m0: Any, m1: Any, count: int) -> Any:
     return total(c0, c1, 0, k) + total(m0, m1, k, count)
 
 
-def _chunk_attention_time(rows: list, prefix: int, count: int, chunk: int, chip: Hardware, peak: Any,
+def _chunk_runs(prefix: int, count: int, chunk: int, kinks: tuple[int, ...]) -> list[tuple[int, int]]:
+    """The chunks ``i < count`` (the i-th after ``prefix + i*chunk`` earlier keys) cut into runs
+    ``[lo, hi)``, a run ending after the last chunk whose earlier keys are ``<= kink`` for each
+    kink (:attr:`~symcost.core.ops.AttentionCore.key_kinks`): within a run the core's counts are
+    affine in the earlier keys, or the run holds one chunk.
+
+    >>> _chunk_runs(0, 13, 8, (16, 23))   # window 24, chunks of 8: keys 0, 8, 16 | 24, 32, ...
+    [(0, 3), (3, 13)]
+    """
+    cuts = {0, count}
+    for kink in kinks:
+        after = int(sp.floor((kink - prefix) / sp.Integer(chunk))) + 1  # chunks with prefix + i*chunk <= kink
+        if 0 < after < count:
+            cuts.add(after)
+    bounds = sorted(cuts)
+    return list(zip(bounds, bounds[1:]))
+
+
+def _chunk_attention_time(rows: list, prefix: Any, count: int, chunk: int, chip: Hardware, peak: Any,
                           datatype: Optional[DataType] = None) -> Any:
     """Extra time of ``count`` chunks (the i-th after ``prefix + i*chunk`` earlier tokens) over the
     same chunks alone: each attention core also attends to the earlier tokens' keys (read from
-    the KV cache). Each core's compute and memory terms are affine in the keys, so the sum of
-    their ``max`` over the chunks is exact in O(1)."""
+    the KV cache). A core's compute and memory terms are affine in the earlier keys between its
+    :attr:`~symcost.core.ops.AttentionCore.key_kinks` (a sliding window's; none without one), so
+    the sum of their ``max`` over each run of chunks between kinks is exact in O(1)
+    (docs/conventions.md §16, item 17)."""
     extra = sp.Integer(0)
     for op, n in _core_ops(rows):
         base = op_time(op, chip, peak, datatype)
 
-        def at(k: Any, op: AttentionCore = op) -> Any:  # the core after k more earlier keys
+        def at(k: Any, op: AttentionCore = op) -> OpTime:  # the core after k more earlier keys
             return op_time(dataclasses.replace(op, kv_len=op.kv_len + k), chip, peak, datatype)
 
-        first, second, third = at(prefix), at(prefix + chunk), at(prefix + 2 * chunk)
-        c0, m0 = sp.sympify(first.compute), sp.sympify(first.memory)
-        c1, m1 = sp.sympify(second.compute) - c0, sp.sympify(second.memory) - m0
-        if not (c0.is_number and m0.is_number):  # symbolic batch: one term per chunk
+        first = at(prefix)
+        if count <= 2 or not (sp.sympify(first.compute).is_number and sp.sympify(first.memory).is_number):
+            # few chunks, or a symbolic batch or context: one term per chunk
             times = [at(prefix + i * chunk).time for i in range(count)]
             extra += n * (sp.Add(*times) - count * base.time)
             continue
-        if (sp.sympify(third.compute) - c0 - 2 * c1, sp.sympify(third.memory) - m0 - 2 * m1) != (0, 0):
-            raise ConfigError("prefill_chunk: an attention core's time is not affine in its keys")  # pragma: no cover
+        runs = _chunk_runs(int(prefix), count, chunk, tuple(int(k) for k in op.key_kinks))
+        busy = sp.Add(*(_run_busy(at, prefix + lo * chunk, hi - lo, chunk) for lo, hi in runs))
         # each chunk's core: max(compute, memory) + its kernels' fixed time, as op_time adds it
-        extra += n * (_sum_max_affine(c0, c1, m0, m1, count) + count * sp.sympify(base.overhead) - count * base.time)
+        extra += n * (busy + count * sp.sympify(base.overhead) - count * base.time)
     return extra
+
+
+def _run_busy(at: Any, start: Any, count: int, chunk: int) -> Any:
+    """``sum(max(compute, memory))`` of ``at(start + i*chunk)`` for ``i < count``, the terms affine in
+    ``i`` (a run of :func:`_chunk_runs`); O(1) through :func:`_sum_max_affine`."""
+    first = at(start)
+    c0, m0 = sp.sympify(first.compute), sp.sympify(first.memory)
+    if count == 1:
+        return sp.Max(c0, m0)
+    second = at(start + chunk)
+    c1, m1 = sp.sympify(second.compute) - c0, sp.sympify(second.memory) - m0
+    last = at(start + (count - 1) * chunk)
+    if (sp.sympify(last.compute) - c0 - (count - 1) * c1, sp.sympify(last.memory) - m0 - (count - 1) * m1) != (0, 0):
+        # key_kinks bound the pieces where a core's counts are affine in its keys: a core whose
+        # time is not affine between them is a bug in its key_kinks, not a user error
+        raise ConfigError("prefill_chunk: an attention core's time is not affine between its kinks")  # pragma: no cover
+    return _sum_max_affine(c0, c1, m0, m1, count)
 
 
 def _activation_peak(rows: list) -> Any:
@@ -152,12 +188,12 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
 
     ``prefill_chunk`` C (tokens per sequence) runs the prefill as vLLM and SGLang's chunked
     prefill does: ``n = ceil(s/C)`` chunks in turn, each attending to every earlier token's keys
-    (read from the KV cache) as well as its own. TTFT is the sum of the chunk times (and of their
-    stage-to-stage sends); only the last chunk computes logits; the activation peak is one
-    chunk's (``b*C`` tokens) while the KV cache holds the whole prompt. Modelled with flash
-    attention only (the kernels those engines chunk with); ``seq_len`` and C must be numbers.
-    NB: the earlier keys are read at the activations' bytes per element, and multi-head latent
-    attention's re-expansion of the cached prefix latents is not counted. ``None``: one chunk.
+    (from the KV cache; a window layer's: those its windows reach, docs/conventions.md §16 item 17)
+    and its own. TTFT sums the chunk times (and their stage-to-stage sends); only the last chunk
+    computes logits; the activation peak is one chunk's (``b*C`` tokens) while the KV cache holds
+    the whole prompt. Flash attention only (the kernels those engines chunk with); ``seq_len`` and
+    C must be numbers. NB: the earlier keys are read at the activations' bytes per element, and
+    multi-head latent attention's re-expansion of the cached prefix latents is not counted. ``None``: one chunk.
 
     >>> from symcost import models
     >>> step = models.get("llama-3-8b").inference_step("H100_SXM", 1, 32768, prefill_chunk=8192)
@@ -298,6 +334,9 @@ def max_context(model: "Model", hardware: Hardware | str, batch_size: Any = 1, d
     if not (par.sp.is_Integer and par.cp.is_Integer):
         raise ConfigError(f"max_context: sequence_parallel and context_parallel must be numbers, got {par.sp} "
                           f"and {par.cp}")
+    if not par.seq_multiple.is_Integer:  # Megatron SP splits the prompt t ways
+        raise ConfigError(f'max_context: tensor_parallel must be a number under sequence_parallel="tp" (it splits '
+                          f"the prompt), got {par.tp}")
     if prefill_chunk is None:
         step = inference_step(model, chip, batch_size, None, dtype, par)
         return max_integer(step.memory_per_chip, sym.seq_len, chip.hbm_capacity, multiple_of=int(par.seq_multiple),

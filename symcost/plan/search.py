@@ -356,7 +356,9 @@ class _Space:
         index = [i.ravel() for i in np.meshgrid(*(np.arange(len(a)) for a in axes), indexing="ij")]
         e, b, v, msp, rc, z, ov = (a[i] for a, i in zip(axes, index))
         keep = ~((u > 1) & (msp == 1))  # one sequence mode at a time
-        keep &= ~((msp == 1) & (self.s % t != 0)) & ((self.B // d) % b == 0)
+        # Megatron SP splits the tokens t ways, each of the 2*cp load-balanced chunks under CP
+        # (Layer.check; docs/conventions.md §3b)
+        keep &= ~((msp == 1) & (self.s % (t if cp == 1 else 2 * cp * t) != 0)) & ((self.B // d) % b == 0)
         if d == 1:
             keep &= z == self.zero_stages[0]  # without data parallelism every ZeRO stage is the same
         if p > 1:

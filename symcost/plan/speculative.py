@@ -20,11 +20,12 @@ last accepted token and the ``k`` proposals) against the context, and
 The verification forward is costed like one chunk of a chunked prefill
 (:func:`symcost.plan.inference.inference_step`): ``k + 1`` tokens per sequence attending to the
 ``seq_len - 1`` cached keys and to each other (so ``k = 0`` is a decode step attending to
-``seq_len`` keys), with logits for all ``k + 1`` tokens. The draft is a :class:`Model` (its own
-decode step, its own KV cache, on the target's chips or on its own), or, by default, ``k``
-multi-token-prediction heads as in DeepSeek-V3 (arXiv:2412.19437, §2.2): each head is one more
-transformer block of the target, two RMSNorms, a ``2h -> h`` projection, and the target's shared
-embedding, final norm and LM head.
+``seq_len`` keys; a sliding-window layer reads only the last ``min(seq_len, window) + k`` of
+them, as the decode step reads ``min(seq_len, window)``), with logits for all ``k + 1`` tokens.
+The draft is a :class:`Model` (its own decode step, its own KV cache, on the target's chips or on
+its own), or, by default, ``k`` multi-token-prediction heads as in DeepSeek-V3 (arXiv:2412.19437,
+§2.2): each head is one more transformer block of the target, two RMSNorms, a ``2h -> h``
+projection, and the target's shared embedding, final norm and LM head.
 
 NB: what is not counted: the draft re-reading the accepted tokens after a rejection (vLLM folds it
 into the next round's first draft step), the rejection sampling itself (a few vector ops on

@@ -42,3 +42,14 @@ def test_bad_window_options_are_one_line(capsys, args, message):
     code, _, err = run(capsys, *args)
     assert code == 2
     assert err.startswith(f"symcost: error: {message}") and len(err.strip().splitlines()) == 1
+
+
+def test_report_prefill_chunk_on_a_window_model(capsys):
+    """`symcost report --model mistral-7b --prefill-chunk 2048` runs (it raised "an attention core's
+    time is not affine in its keys"); the 8,192-token default prompt takes 4 chunks."""
+    code, out, err = run(capsys, "report", "--model", "mistral-7b", "--prefill-chunk", "2048", "--phase", "prefill",
+                         "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["assumptions"]["prefill_chunk"] == 2048
+    assert data["inference"]["num_prefill_chunks"] == 4

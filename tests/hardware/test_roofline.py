@@ -112,7 +112,9 @@ def test_ulysses_group_strided_by_tp_uses_its_span():
                                       ).compute_metrics(batch_size=1, seq_len=4096, dtype="bf16",
                                                         hardware=H100)
     T = 1024  # tokens per chip
-    qkv = T * (8 + 2 * 2) * 128 * 2  # a/t = 8 query heads, g/t = 2 KV heads
+    # a/t = 8 query heads; t*sp = 16 ranks over g = 8 KV heads: one KV head per rank, each of the
+    # TP rank's g/t = 2 sent to the 2 Ulysses ranks that read it (docs/conventions.md §16)
+    qkv = T * (8 + 2 * 4) * 128 * 2
     out = T * 8 * 128 * 2
     tp = T * 4096 * 2
     # two all-to-alls over 4 chips in two nodes (chips 0, 4 | 8, 12): of each ring's 3 steps one

@@ -117,6 +117,49 @@ def test_ulysses_prefill_all_to_alls():
     assert m.kv_cache_memory_per_chip == 2 * (4096 // 4) * 4 * 128 * 2
 
 
+def ulysses_qkv_buffer(a_: int, g_: int, t_: int, u: int, tokens: int, d: int, e_: int) -> int:
+    """The bytes one chip puts into the forward Q, K, V all-to-all, counted destination by
+    destination. The chips of TP rank i (i = 0 here; all alike) hold query heads
+    [i*a/t, (i+1)*a/t); after the all-to-all, Ulysses rank j holds a/(t*u) of them, and query head
+    q reads KV head q // (a/g). Each chip sends to each rank j' of its group (itself included)
+    its ``tokens`` tokens of Q for j''s query heads and of K and V for every KV head j' needs:
+    with fewer KV heads than ranks, a KV head goes to every rank that needs it (DeepSpeed-Ulysses
+    replicates it: ``UlyssesSPAttentionHF.kv_replication_factor = world_size // kv_head_count``,
+    ``repeat_interleave`` before the all-to-all)."""
+    per_rank = a_ // (t_ * u)
+    total = 0
+    for j in range(u):
+        queries = range(j * per_rank, (j + 1) * per_rank)
+        kv_needed = {q // (a_ // g_) for q in queries}
+        total += tokens * (len(queries) + 2 * len(kv_needed)) * d * e_
+    return total
+
+
+@pytest.mark.parametrize(("heads", "kv", "tp", "sp_"), [
+    (32, 8, 4, 4),   # t*sp = 16 > g = 8: each KV head goes to two ranks
+    (32, 8, 1, 16),  # no TP, 16 Ulysses ranks, 8 KV heads
+    (32, 2, 2, 4),   # 8 ranks over 2 KV heads
+    (32, 4, 8, 2),   # g < t: each TP rank keeps one KV head, sent to both Ulysses ranks
+    (8, 1, 1, 8),    # MQA
+    (32, 8, 2, 4),   # t*sp = g: no replication
+    (32, 32, 2, 4),  # MHA
+])
+def test_ulysses_all_to_all_replicates_kv_heads(heads, kv, tp, sp_):
+    """The Q, K, V all-to-all's payload is the brute-force count of ulysses_qkv_buffer: with more
+    attention ranks t*sp than KV heads g, K and V travel at one head per rank (t = 4, sp = 4,
+    g = 8: 16 heads' worth per TP group, not 8); the backward all-to-all is the same size."""
+    s_, d = 4096, 128
+    layer = sc.GroupedQueryAttentionLayer(hidden_size=heads * d, num_heads=heads, num_kv_heads=kv,
+                                          parallelism={"tensor_parallel": tp, "sequence_parallel": sp_})
+    want = ulysses_qkv_buffer(heads, kv, tp, sp_, s_ // sp_, d, 2)
+    out = (s_ // sp_) * (heads // tp) * d * 2
+    for phase in ("prefill", "training"):
+        m = layer.compute_metrics(batch_size=1, seq_len=s_, phase=phase, dtype="bf16")
+        a2a = {c.payload_bytes: c.count for c in m.collectives if c.kind == "all_to_all"}
+        forward_and_backward = 1 if phase == "prefill" else 2
+        assert a2a == {want: forward_and_backward, out: forward_and_backward}
+
+
 def test_ulysses_decode_splits_keys():
     """Decode with sp = 2: each chip attends to s/2 keys with all its heads, then one all-reduce
     over sp combines the partial outputs."""

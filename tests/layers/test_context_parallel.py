@@ -16,6 +16,7 @@ import sympy as sp
 
 import symcost as sc
 from symcost import symbols as S
+from symcost.core.metrics import METRIC_FIELDS
 from symcost.core.ops import AttentionCore
 from symcost.errors import ConfigError
 from symcost.hardware.timing import collective_time
@@ -181,6 +182,34 @@ def test_symbolic_cp_at_one_is_the_plain_layer(phase):
         assert got == getattr(plain, field), field
 
 
+@pytest.mark.parametrize("comm", ["p2p", "all_gather"])
+@pytest.mark.parametrize("phase", ["prefill", "decode", "training"])
+def test_symbolic_cp_subs_one_is_the_numeric_build(phase, comm):
+    """`.subs(cp=1)` and `.evaluate(cp=1)` of metrics built with cp = S.cp give the values of the
+    numeric cp = 1 build, field by field, and no collective: the ring's cp - 1 sends are none and a
+    group of one sends nothing (it raised "Collective.count must be a positive integer, got 0")."""
+    chip = sc.hardware.H100_SXM
+    plain = _gqa(1, comm).compute_metrics(batch_size=B, seq_len=SEQ, phase=phase, dtype="bf16", hardware=chip)
+    symbolic = _gqa(S.cp, comm).compute_metrics(batch_size=B, seq_len=SEQ, phase=phase, dtype="bf16",
+                                                hardware=chip)
+    for at_one in (symbolic.subs(cp=1), symbolic.evaluate(cp=1)):
+        assert {f: getattr(at_one, f) for f in METRIC_FIELDS} == {f: getattr(plain, f) for f in METRIC_FIELDS}
+        assert at_one.collectives == plain.collectives == ()
+        assert at_one.bound == plain.bound
+
+
+def test_symbolic_cp_subs_one_on_a_model(tiny):
+    """The same for a whole model's metrics (2 layers, TP 2): subs(cp=1) is the numeric cp = 1
+    build, its TP all-reduces kept and nothing on the cp axis."""
+    chip = sc.hardware.H100_SXM
+    kw = dict(batch_size=1, seq_len=1024, phase="prefill", dtype="bf16", hardware=chip)
+    plain = tiny.with_parallelism({"tensor_parallel": 2}).compute_metrics(**kw)
+    symbolic = tiny.with_parallelism({"tensor_parallel": 2, "context_parallel": S.cp}).compute_metrics(**kw)
+    at_one = symbolic.subs(cp=1)
+    assert {f: getattr(at_one, f) for f in METRIC_FIELDS} == {f: getattr(plain, f) for f in METRIC_FIELDS}
+    assert at_one.collectives == plain.collectives and {c.axis for c in plain.collectives} == {"tp"}
+
+
 def test_default_parallelism_has_no_cp():
     """Parallelism() has cp = 1 and the p2p ring: chips per replica t*sp as before."""
     p = sc.Parallelism(tensor_parallel=4, sequence_parallel=2)
@@ -291,6 +320,42 @@ def test_seq_len_must_split_into_2cp_chunks():
         _gqa(4).compute_metrics(batch_size=1, seq_len=12, phase="prefill", dtype="bf16")
 
 
+def _megatron_sp_cp(cp=4, **kw):
+    # t = 8 with Megatron sequence parallelism (sequence_parallel="tp"); 8 query heads, 2 KV heads
+    return sc.GroupedQueryAttentionLayer(hidden_size=256, num_heads=8, num_kv_heads=2, causal=True, parallelism={
+        "tensor_parallel": 8, "sequence_parallel": "tp", "context_parallel": cp, **kw})
+
+
+@pytest.mark.parametrize("phase", ["prefill", "training"])
+def test_megatron_sp_with_cp_needs_2cp_t_to_divide_seq_len(phase):
+    """TP 8 with sequence_parallel="tp" and cp 4: each of the 2*cp = 8 load-balanced chunks is split
+    over the 8 TP ranks, so s must be a multiple of 2*4*8 = 64 (NVIDIA NeMo-RL pads packed
+    sequences to cp_size * 2 * tp_size when both are on). s = 40 would give 40/(4*8) = 5/4 tokens
+    per chip: refused in one line naming the rule and the numbers; s = 64 gives 2 tokens per chip."""
+    with pytest.raises(ValueError, match=r'2 \* context_parallel \* tensor_parallel under sequence_parallel="tp"'
+                                         r".*\(got 40 and 64\)$"):
+        _megatron_sp_cp().compute_metrics(batch_size=1, seq_len=40, phase=phase, dtype="bf16")
+    with pytest.raises(ValueError, match=r"\(got 96 and 64\)$"):  # 96 = 12 * 8: divisible by 2*cp and by cp*t
+        _megatron_sp_cp().compute_metrics(batch_size=1, seq_len=96, phase=phase, dtype="bf16")
+    ok = _megatron_sp_cp().compute_metrics(batch_size=1, seq_len=64, phase="prefill", dtype="bf16")
+    # the sequence-sharded output all-gather: b * (s/cp) * h * e = 1 * 16 * 256 * 2 bytes, 2 tokens per chip
+    assert ("all_gather", "tp", 8, 16 * 256 * 2) in _records(ok)
+
+
+def test_megatron_sp_with_symbolic_cp_carries_the_rule():
+    """With cp and s symbols the rule is an assumption of the metrics: subs(cp=4, seq_len=40)
+    raises it, seq_len=64 satisfies it; decode (no token split under Megatron SP) does not need it."""
+    m = _megatron_sp_cp(S.cp).compute_metrics(batch_size=1, phase="prefill", dtype="bf16")
+    rules = [a for a in m.assumptions if "2 * context_parallel * tensor_parallel" in a.rule]
+    assert [a.pairs for a in rules] == [((S.seq_len, 16 * S.cp),)]
+    with pytest.raises(ValueError, match=r"tensor_parallel under sequence_parallel=\"tp\".*\(got 40 and 64\)$"):
+        m.subs(cp=4, seq_len=40)
+    assert m.subs(cp=4, seq_len=64).matmul_flops_per_chip == _megatron_sp_cp().compute_metrics(
+        batch_size=1, seq_len=64, phase="prefill", dtype="bf16").matmul_flops_per_chip
+    decode = _megatron_sp_cp(S.cp).compute_metrics(batch_size=1, phase="decode", dtype="bf16")
+    assert not [a for a in decode.assumptions if "tensor_parallel under" in a.rule]
+
+
 def test_bad_cp_comm_type():
     """An unknown exchange is one line; Megatron's a2a points to the Ulysses degree."""
     with pytest.raises(ValueError, match="use sequence_parallel"):
@@ -335,3 +400,23 @@ def test_symbolic_kv_cache_and_training_activations():
     assert sp.cancel(kv - 2 * b * s * g * (h / a) * e / c) == 0
     saved = split.compute_metrics(phase="training").activation_memory_per_chip
     assert sp.cancel(saved - plain.compute_metrics(phase="training").activation_memory_per_chip / c) == 0
+
+
+@pytest.mark.parametrize(("cp", "multiple"), [(4, 64), (1, 8)])
+def test_longest_context_under_megatron_sp_splits(cp, multiple):
+    """llama-3-8b, TP 8 with sequence_parallel="tp": the longest context is a prefill length the
+    layout can split, a multiple of 2*cp*t = 64 with cp = 4 (of t = 8 without CP), verified at n
+    (fits) and n + multiple (does not)."""
+    model = sc.models.get("llama-3-8b")
+    par = {"tensor_parallel": 8, "sequence_parallel": "tp", "context_parallel": cp}
+    n = model.max_context("H100_SXM", parallelism=par).value
+    assert n % multiple == 0
+    assert model.inference_step("H100_SXM", 1, n, parallelism=par).memory_per_chip <= 80 * 10**9
+    assert model.inference_step("H100_SXM", 1, n + multiple, parallelism=par).memory_per_chip > 80 * 10**9
+
+
+def test_longest_context_needs_a_numeric_tp_under_megatron_sp():
+    """A symbolic t under Megatron SP leaves the prompt's split unknown: one line naming the field."""
+    with pytest.raises(ConfigError, match='tensor_parallel must be a number under sequence_parallel="tp"'):
+        sc.models.get("llama-3-8b").max_context("H100_SXM", parallelism={"tensor_parallel": S.tp,
+                                                                         "sequence_parallel": "tp"})

@@ -190,3 +190,30 @@ def test_windowed_decode_matches_flop_counter_mode_on_a_rolling_cache():
         layer = sc.GroupedQueryAttentionLayer(hidden_size=64, num_heads=4, num_kv_heads=2, window=8, causal=causal)
         m = layer.compute_metrics(batch_size=2, seq_len=40, phase="decode", dtype="fp32")
         assert m.matmul_flops_per_chip == flops
+
+
+# -- queries after cached keys: a chunk, a verification (issue 20, items 1 and 2) -------------------
+
+def brute_force_keys(q_len: int, kv_len: int, window: int) -> int:
+    """Keys some query's window reaches, counted one by one: query i at position
+    kv_len - q_len + i reaches keys pos - window + 1 .. pos (those that exist)."""
+    seen = set()
+    for i in range(q_len):
+        pos = kv_len - q_len + i
+        seen.update(j for j in range(kv_len) if pos - window < j <= pos)
+    return len(seen)
+
+
+@pytest.mark.parametrize("window", [1, 2, 5, 8])
+@pytest.mark.parametrize(("q_len", "kv_len"), [(1, 1), (1, 9), (2, 9), (3, 10), (4, 20), (8, 8), (9, 12)])
+def test_windowed_core_reads_only_the_keys_its_windows_reach(q_len, kv_len, window):
+    """q queries after kv - q cached keys read min(kv, q + w - 1) keys of K and V (a rolling
+    buffer: the first query's window starts w - 1 keys before it), by brute force; without the
+    causal discount every query is scored against all of them."""
+    keys = brute_force_keys(q_len, kv_len, window)
+    for causal in (False, True):
+        core = AttentionCore("c", batch=1, heads=1, kv_heads=1, q_len=q_len, kv_len=kv_len, head_dim=1,
+                             dtype_bytes=1, causal=causal, window=window)
+        assert core.kv_bytes == 2 * keys  # K and V: one byte per element, d = 1
+        assert core.pairs == (brute_force_pairs(q_len, kv_len, window, True) if causal else q_len * keys)
+        assert core.score_elements == q_len * keys

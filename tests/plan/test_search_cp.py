@@ -83,3 +83,15 @@ def test_cp_degrees_a_model_refuses_are_skipped():
     assert only_one.num_valid == plain.num_valid and only_one.num_candidates > plain.num_candidates
     served = search.parallelism(hybrid, "H100_SXM", phase="inference", **kw)
     assert len(served) and set(served.columns["cp"].tolist()) == {1}
+
+
+def test_megatron_sp_with_cp_rows_split_the_sequence(tiny):
+    """s = 24 on 8 chips with cp in (1, 2): Megatron SP with cp = 2 needs s divisible by 2*cp*t
+    (docs/conventions.md §3b): t = 2 (8 | 24) is a candidate, t = 4 (16) is not, though 24
+    divides by t and by 2*cp; every such row is a layout the training step accepts."""
+    table = search.parallelism(tiny, "H100_SXM", num_chips=8, global_batch=8, seq_len=24, recompute=("none",),
+                               zero_stages=(1,), max_interleave=1, context_parallel=(1, 2))
+    both = [(i, r) for i, r in enumerate(table.rows()) if r["megatron_sp"] and r["cp"] == 2]
+    assert {r["tp"] for _, r in both} == {2}
+    i, r = both[0]
+    tiny.training_step("H100_SXM", 24, 8, r["micro_batch"], "bf16", table.parallelism(i))
