@@ -274,12 +274,20 @@ class AttentionCore(Op):
     ``q_len/cp`` queries (two load-balanced chunks of ``q_len/(2 cp)``), scores them against all
     ``kv_len`` keys (its own and the ``cp - 1`` chunks it receives), and computes exactly
     ``pairs/cp`` of the (query, key) pairs, causal or not."""
+    decode: bool | None = None
+    """Whether a decode (generation) kernel runs the core: the engines' kernels over the KV cache,
+    speculative verification's few queries per sequence included, as against context (prefill)
+    attention. The layers set it by phase; ``None``: decode for one query per sequence."""
 
     @property
     def kernel(self) -> str:
-        """``"attn.decode"`` for one query per sequence (decode streams the KV cache), else
-        ``"attn.prefill"`` (context attention, chunks and speculative verification included)."""
-        return "attn.decode" if self.q_len == 1 else "attn.prefill"
+        """``"attn.decode"`` for a decode core (:attr:`decode`), else ``"attn.prefill"`` (context
+        attention, prefill chunks included).
+
+        NB: by phase, not by ``q_len``: a prefill of one token is context attention, and a
+        symbolic ``q_len`` bound to 1 later picks the same kernel as the number 1 would."""
+        decode = self.q_len == 1 if self.decode is None else self.decode
+        return "attn.decode" if decode else "attn.prefill"
 
     @property
     def e_kv(self) -> sp.Expr:
@@ -397,6 +405,19 @@ class AttentionCore(Op):
     def io_bytes(self) -> sp.Expr:
         """Bytes of Q, K, V and O: read Q, K, V once, write O once."""
         return self.q_bytes + self.o_bytes + self.kv_bytes
+
+    @property
+    def new_io_bytes(self) -> sp.Expr:
+        """Bytes of Q, O and the K and V of this chip's own ``q_len/cp`` new tokens, not of cached
+        keys: what a pass of its own over the new tokens touches (RoPE, the KV-cache write).
+        Without cached keys, window or context parallelism it equals :attr:`io_bytes`.
+
+        >>> core = AttentionCore("c", batch=1, heads=2, kv_heads=1, q_len=4, kv_len=100, head_dim=8)
+        >>> core.new_io_bytes == 2 * (2 * 4 * 8 + 2 * 4 * 8 + 2 * 4 * 8)   # Q, O; K and V of 4 tokens
+        True
+        """
+        new_kv = self.e_kv * self.batch * self.kv_heads * self.local_q_len * (self.head_dim + self.d_v)
+        return self.q_bytes + self.o_bytes + new_kv
 
     @property
     def score_elements(self) -> sp.Expr:

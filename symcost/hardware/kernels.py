@@ -171,11 +171,12 @@ def _attention_compute(op: Op, chip: Hardware, dtype: Optional[DataType]) -> sp.
 @kernel("attn.prefill")
 def attention_prefill(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
     """Prefill (context) attention: ``max(F / (F_16 eta_attn) + V / F_vec, bytes / (B eta_mem))
-    + io / (B eta_aio) + t_attn``; without ``attention_io_efficiency`` no separate pass."""
+    + io / (B eta_aio) + t_attn``, ``io`` the new tokens' Q, K, V and O bytes (a pass of its own: RoPE and the
+    KV-cache write); without ``attention_io_efficiency`` no separate pass."""
     n = kernels(op)
     io = sp.Integer(0)
     if chip.attention_io_efficiency is not None:
-        io = n * op.io_bytes / (chip.hbm_bandwidth * chip.attention_io_efficiency)  # type: ignore[attr-defined]
+        io = n * op.new_io_bytes / (chip.hbm_bandwidth * chip.attention_io_efficiency)  # type: ignore[attr-defined]
     return OpTime(_attention_compute(op, chip, dtype), op.hbm_bytes / chip.effective_hbm_bandwidth,
                   n * chip.prefill_attention_time, _launch(n, chip), io)
 

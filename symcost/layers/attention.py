@@ -141,7 +141,7 @@ class _Attention(Layer):
             dropout=self.dropout and ctx.training, save_lse=self.flash_attention and ctx.training,
             # decode reads K and V from the cache, in the cache's format
             kv_dtype_bytes=self._e_kv(ctx) if ctx.decode and self.kv_cache_dtype is not None else None,
-            context_parallel=cp,
+            context_parallel=cp, decode=bool(ctx.decode),
         )
 
     # -- the layer contract ------------------------------------------------------------------

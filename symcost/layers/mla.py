@@ -209,6 +209,7 @@ class MLALayer(Layer):
             dtype_bytes=ctx.e, flash=self.flash_attention, causal=self.causal,
             dropout=self.dropout and ctx.training, save_lse=self.flash_attention and ctx.training,
             context_parallel=ctx.cp,  # this chip's 1/cp share (docs/conventions.md §3b)
+            decode=False,
         )
 
     def _latent_core(self, ctx: Context) -> _LatentCore:
@@ -218,7 +219,7 @@ class MLALayer(Layer):
             "latent_attention_core", batch=ctx.batch_size, heads=self.num_heads / ctx.tp,
             kv_heads=sp.Integer(1), q_len=sp.Integer(1), kv_len=ctx.seq_len / ctx.cp,
             head_dim=self.latent_dim, v_head_dim=self.kv_lora_rank, dtype_bytes=ctx.e,
-            flash=self.flash_attention, causal=self.causal)
+            flash=self.flash_attention, causal=self.causal, decode=True)
         return _LatentCore(core.name, core=core)
 
     def forward_ops(self, ctx: Context):

@@ -110,48 +110,63 @@ def _chunk_runs(prefix: int, count: int, chunk: int, kinks: tuple[int, ...]) -> 
 
 
 def _chunk_attention_time(rows: list, prefix: Any, count: int, chunk: int, chip: Hardware, peak: Any,
-                          datatype: Optional[DataType] = None) -> Any:
+                          datatype: Optional[DataType] = None, decode: bool = False) -> Any:
     """Extra time of ``count`` chunks (the i-th after ``prefix + i*chunk`` earlier tokens) over the
     same chunks alone: each attention core also attends to the earlier tokens' keys (read from
     the KV cache). A core's compute and memory terms are affine in the earlier keys between its
     :attr:`~symcost.core.ops.AttentionCore.key_kinks` (a sliding window's; none without one), so
     the sum of their ``max`` over each run of chunks between kinks is exact in O(1)
-    (docs/conventions.md §16, item 17)."""
+    (docs/conventions.md §16, item 17). ``decode``: the chunks' cores run the engine's decode
+    kernels (speculative verification's few queries over the cache), not context attention."""
     extra = sp.Integer(0)
     for op, n in _core_ops(rows):
         base = op_time(op, chip, peak, datatype)
 
         def at(k: Any, op: AttentionCore = op) -> OpTime:  # the core after k more earlier keys
-            return op_time(dataclasses.replace(op, kv_len=op.kv_len + k), chip, peak, datatype)
+            return op_time(dataclasses.replace(op, kv_len=op.kv_len + k, decode=decode or op.decode), chip, peak,
+                           datatype)
 
         first = at(prefix)
-        if count <= 2 or not (sp.sympify(first.compute).is_number and sp.sympify(first.memory).is_number):
-            # few chunks, or a symbolic batch or context: one term per chunk
+        if count <= 2 or not _affine_form(first):
+            # few chunks, a symbolic batch or context, or a core paced by its host launches (no
+            # CUDA graphs; its time grows with the keys, so the first chunk's says): one term per chunk
             times = [at(prefix + i * chunk).time for i in range(count)]
             extra += n * (sp.Add(*times) - count * base.time)
             continue
         runs = _chunk_runs(int(prefix), count, chunk, tuple(int(k) for k in op.key_kinks))
         busy = sp.Add(*(_run_busy(at, prefix + lo * chunk, hi - lo, chunk) for lo, hi in runs))
-        # each chunk's core: max(compute, memory) + its kernels' fixed time, as op_time adds it
+        # each chunk's core: max(compute, memory) + its separate passes + its kernels' fixed
+        # time, as OpTime.time adds them
         extra += n * (busy + count * sp.sympify(base.overhead) - count * base.time)
     return extra
 
 
+def _affine_form(t: OpTime) -> bool:
+    """Whether ``t`` is numeric and its time is ``max(compute, memory) + serial + overhead``
+    (no launch floor binding), the form :func:`_run_busy` sums in closed form."""
+    terms = [sp.sympify(x) for x in (t.compute, t.memory, t.serial, t.overhead)]
+    if not all(x.is_number for x in terms):
+        return False
+    return bool(sp.sympify(t.time) == sp.Max(terms[0], terms[1]) + terms[2] + terms[3])
+
+
 def _run_busy(at: Any, start: Any, count: int, chunk: int) -> Any:
-    """``sum(max(compute, memory))`` of ``at(start + i*chunk)`` for ``i < count``, the terms affine in
-    ``i`` (a run of :func:`_chunk_runs`); O(1) through :func:`_sum_max_affine`."""
+    """``sum(max(compute, memory) + serial)`` of ``at(start + i*chunk)`` for ``i < count``, the
+    terms affine in ``i`` (a run of :func:`_chunk_runs`); O(1) through :func:`_sum_max_affine`."""
     first = at(start)
-    c0, m0 = sp.sympify(first.compute), sp.sympify(first.memory)
+    c0, m0, s0 = (sp.sympify(x) for x in (first.compute, first.memory, first.serial))
     if count == 1:
-        return sp.Max(c0, m0)
+        return sp.Max(c0, m0) + s0
     second = at(start + chunk)
-    c1, m1 = sp.sympify(second.compute) - c0, sp.sympify(second.memory) - m0
+    c1, m1, s1 = (sp.sympify(x) - y for x, y in zip((second.compute, second.memory, second.serial), (c0, m0, s0)))
     last = at(start + (count - 1) * chunk)
-    if (sp.sympify(last.compute) - c0 - (count - 1) * c1, sp.sympify(last.memory) - m0 - (count - 1) * m1) != (0, 0):
+    ends = (sp.sympify(x) - y - (count - 1) * z for x, y, z in
+            zip((last.compute, last.memory, last.serial), (c0, m0, s0), (c1, m1, s1)))
+    if any(e != 0 for e in ends):
         # key_kinks bound the pieces where a core's counts are affine in its keys: a core whose
         # time is not affine between them is a bug in its key_kinks, not a user error
         raise ConfigError("prefill_chunk: an attention core's time is not affine between its kinks")  # pragma: no cover
-    return _sum_max_affine(c0, c1, m0, m1, count)
+    return _sum_max_affine(c0, c1, m0, m1, count) + count * s0 + s1 * sp.Rational(count * (count - 1), 2)
 
 
 def _activation_peak(rows: list) -> Any:

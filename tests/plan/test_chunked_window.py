@@ -35,11 +35,13 @@ def core_time(chip, q: int, k: int, w: int, *, b: int, heads: int, kv_heads: int
     """One window layer's flash core (prefill, causal) for q queries after k keys, by hand:
     compute 4 b a d pairs at the attention peak plus softmax's 5 FLOPs per pair at the vector rate
     (docs/conventions.md §3, §17); memory Q and O (b a q d) plus K and V of the keys read
-    (b g keys d), e bytes each. Its fixed kernel time is the same for every k and cancels."""
+    (b g keys d), e bytes each, at the streaming kernels' HBM fraction (a prefill chunk is context
+    attention, one token or many). Its fixed kernel time and its pass over the q new tokens (RoPE,
+    the KV-cache write) are the same for every k and cancel."""
     pairs, keys = brute_pairs(q, k, w), brute_keys(q, k, w)
     compute = (4 * b * heads * pairs * d / chip.attention_peak("bf16")
                + VECTOR_FLOPS["softmax"] * b * heads * pairs / chip.vector_flops)
-    bandwidth = chip.attention_hbm_bandwidth if q == 1 else chip.effective_hbm_bandwidth
+    bandwidth = chip.effective_hbm_bandwidth
     memory = e * b * (2 * heads * q * d + 2 * kv_heads * keys * d) / bandwidth
     return sp.Max(compute, memory)
 

@@ -68,14 +68,28 @@ def test_verify_of_one_token_is_the_decode_step(chip):
 
 def test_verify_without_context_is_a_prefill_with_every_logit():
     """With s = 1 (no cached keys) the verification is the prefill of k + 1 tokens, except that
-    the LM head computes the logits of all k + 1 tokens instead of the last one."""
+    the LM head computes the logits of all k + 1 tokens instead of the last one, and that each
+    layer's attention core runs the engine's decode kernel (verification is part of generation:
+    TensorRT-LLM's multi-token generation kernels) instead of context attention."""
+    import dataclasses
+
+    from symcost.hardware.timing import op_time
+
     chip, k, b = hardware.get("H100_SXM"), 3, 2
-    verify = _verify_time(LLAMA, chip, b, 1, sp.Integer(k), DataType.parse("bf16"))
+    bf16 = DataType.parse("bf16")
+    verify = _verify_time(LLAMA, chip, b, 1, sp.Integer(k), bf16)
     prefill = sp.sympify(inference_step(LLAMA, chip, b, k + 1).ttft)
     head = dict((name, layer) for name, layer, _ in LLAMA.parts())["lm_head"]
     swap = (head.compute_metrics(b * (k + 1), 1, "decode", "bf16", chip).latency
             - head.compute_metrics(b, 1, "decode", "bf16", chip).latency)
-    assert sp.cancel(verify - prefill - swap) == 0
+    block = LLAMA.blocks[0][0].compute_metrics(b, k + 1, "prefill", "bf16", chip)
+    core = next(op for op, _ in block.ops if op.name == "attention_core")
+    assert core.kernel == "attn.prefill"
+    as_decode = dataclasses.replace(core, decode=True)
+    kernels = LLAMA.num_layers * (op_time(as_decode, chip, chip.effective_peak(bf16), bf16).time
+                                  - op_time(core, chip, chip.effective_peak(bf16), bf16).time)
+    assert kernels < 0  # the decode kernel has the lower fixed time (H100: 12 vs 25.6 us, fitted)
+    assert sp.cancel(verify - prefill - swap - kernels) == 0
 
 
 def test_alpha_zero_is_plain_decoding_plus_the_draft():

@@ -242,7 +242,7 @@ def prefill_family(chip: str, table: Table, start: tuple[float, ...], fixed: Map
     def build(frame: Any, hw: Hardware) -> dict:
         _prefill_frame(frame)
         core = AttentionCore("core", batch=b, heads=h, kv_heads=g, q_len=s, kv_len=s, head_dim=d, dtype_bytes=2,
-                             causal=True, flash=True)
+                             causal=True, flash=True, decode=False)
         expr = op_time(core, hw, hw.effective_peak("bf16"), DataType.BF16).time
         rows = ((frame["window_size"] == 0) & (frame["attn_dtype"] == "bfloat16")).to_numpy()
         return {(): (expr, (b, s, h, g, d), rows)}
@@ -279,7 +279,7 @@ def decode_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapp
     def build(frame: Any, hw: Hardware) -> dict:
         _decode_frame(frame)
         core = AttentionCore("core", batch=b, heads=h, kv_heads=g, q_len=1, kv_len=s, head_dim=d, dtype_bytes=2,
-                             kv_dtype_bytes=_E_KV, flash=True)
+                             kv_dtype_bytes=_E_KV, flash=True, decode=True)
         expr = op_time(core, hw, hw.effective_peak("bf16"), DataType.BF16).time
         return {(): (expr, (b, s, h, g, d, _E_KV), (frame["window_size"] == 0).to_numpy())}
 
