@@ -83,6 +83,15 @@ class Context:
         return self.phase.is_training
 
     @property
+    def wire_bytes(self) -> sp.Expr:
+        """Bytes per element of the activations TP collectives carry: ``max(e, 2)``. A model in
+        an 8-bit or 4-bit format quantizes each GEMM's input and keeps its activations, and so
+        its all-reduces and all-gathers, in bf16 (TensorRT-LLM, vLLM and SGLang FP8 checkpoints;
+        Transformer Engine's FP8 recipes); 16- and 32-bit models send what they compute in."""
+        e = self.dtype_bytes
+        return e if e.is_number and e >= 2 else sp.Integer(2) if e.is_number else sp.Max(e, 2)
+
+    @property
     def decode(self) -> bool:
         return self.phase is Phase.DECODE
 
@@ -354,10 +363,12 @@ class Layer(BaseModel):
     @staticmethod
     def tp_enter(ctx: Context, payload: sp.Expr) -> list[Op | Collective]:
         """Communication entering a Megatron TP block: under sequence parallelism the all-gather
-        of the sequence-sharded input (``payload`` bytes gathered); else Megatron's f, nothing
-        forward and an all-reduce of the input gradient in the backward."""
+        of the sequence-sharded input (``payload`` bytes gathered at ``e`` bytes per element, sent
+        at :attr:`Context.wire_bytes`); else Megatron's f, nothing forward and an all-reduce of the
+        input gradient in the backward."""
         if ctx.tp == 1:
             return []
+        payload = payload * ctx.wire_bytes / ctx.dtype_bytes
         if ctx.megatron_sp:
             return [Collective("all_gather", "tp", ctx.tp, payload)]
         return [GradientCollective("f", collective=Collective("all_reduce", "tp", ctx.tp, payload))]
@@ -365,9 +376,11 @@ class Layer(BaseModel):
     @staticmethod
     def tp_exit(ctx: Context, payload: sp.Expr) -> list[Collective]:
         """Communication leaving a Megatron TP block (docs/conventions.md §12): one all-reduce of
-        the partial sums (``payload`` bytes), or a reduce-scatter under sequence parallelism."""
+        the partial sums (``payload`` bytes at ``e`` per element, sent at :attr:`Context.wire_bytes`),
+        or a reduce-scatter under sequence parallelism."""
         if ctx.tp == 1:
             return []
+        payload = payload * ctx.wire_bytes / ctx.dtype_bytes
         kind: CollectiveKind = "reduce_scatter" if ctx.megatron_sp else "all_reduce"
         return [Collective(kind, "tp", ctx.tp, payload)]
 

@@ -1,0 +1,150 @@
+"""The kernel classes' own terms (symcost/hardware/kernels.py, docs/conventions.md §17), by hand on
+a chip whose fields are round numbers: a GEMM's floor and its quantizing pass, prefill attention's
+pass over the new tokens and its floor, decode attention's floor, NCCL's low-latency protocol, an
+engine's own all-reduce and its one-shot/two-shot switch, engine profiles' chip fields, the wire
+format of an FP8 model's TP collectives, and the kernel registry."""
+
+import dataclasses
+from fractions import Fraction
+
+import pytest
+import sympy as sp
+
+import symcost as sc
+from symcost import hardware
+from symcost.errors import ConfigError
+from symcost.hardware import Hardware, Runtime
+from symcost.hardware.kernels import KERNELS, kernel
+from symcost.hardware.timing import collective_algorithms, collective_time, op_time
+from symcost.ops import AttentionCore, Collective, Matmul
+
+US = Fraction(1, 10**6)
+
+# 100 TFLOP/s bf16, 200 fp8; 1 TB/s HBM; 100 GB/s scale-up; no tiles (compute_units unset).
+CHIP = Hardware(
+    name="round-kernels", peak_flops={"bf16": 10**14, "fp8_e4m3": 2 * 10**14}, vector_flops=10**13,
+    hbm_capacity=10**11, hbm_bandwidth=10**12, scale_up_bandwidth=10**11, scale_up_domain=8,
+    scale_out_bandwidth=10**10, collective_latency=US,
+    matmul_efficiency=Fraction(1, 2), matmul_efficiency_8bit=Fraction(1, 4), memory_efficiency=Fraction(1, 2),
+    kernel_time=US, gemm_time=2 * US, gemm_time_8bit=10 * US, quantize_bytes_8bit=8,
+    gemm_memory_efficiency=Fraction(4, 5), attention_efficiency=Fraction(1, 2), attention_time=15 * US,
+    attention_io_efficiency=Fraction(1, 4), attention_memory_efficiency=Fraction(1, 2), attention_decode_time=5 * US,
+    collective_base_latency=10 * US, ll_base_latency=5 * US, ll_latency=Fraction(1, 2) * US,
+    ll_efficiency=Fraction(1, 4), custom_allreduce_latency=3 * US, custom_allreduce_efficiency=Fraction(1, 2),
+    runtime=Runtime(name="round-custom", cuda_graphs=True, allreduce="custom"))
+BF16, FP8 = sc.DataType.BF16, sc.DataType.FP8_E4M3
+
+
+def test_bf16_gemm_floor_and_its_own_bandwidth():
+    """m = 8, n = k = 4096, bf16: compute 2*8*4096^2 = 268,435,456 FLOPs at 5*10^13 = 5.37 us;
+    bytes 2 (8*4096 + 4096^2 + 8*4096) = 33,685,504 at 10^12 * 4/5 = 42.1 us (GEMMs stream their
+    weights at gemm_memory_efficiency, not memory_efficiency); + gemm_time 2 us; no quantizing pass."""
+    mm = Matmul("w", m=8, n=4096, k=4096, dtype_bytes=2)
+    t = op_time(mm, CHIP, CHIP.effective_peak(BF16), BF16)
+    assert t.compute == sp.Rational(268435456, 5 * 10**13)
+    assert t.memory == sp.Rational(33685504 * 5, 4 * 10**12)
+    assert t.serial == 0 and t.overhead == 2 * US
+    assert t.time == sp.Rational(33685504 * 5, 4 * 10**12) + 2 * US
+
+
+def test_fp8_gemm_quantizes_its_input_in_a_pass_of_its_own():
+    """The same GEMM in FP8 (TensorRT-LLM quantizes the bf16 activation before each FP8 GEMM): 8 bytes
+    per input element over HBM, 8 * 8 * 4096 = 262,144 B at 10^12 = 0.262 us, not overlapped; its
+    floor gemm_time_8bit 10 us; compute at 2*10^14 * 1/4; bytes 8*4096 + 4096^2 + 8*4096 (1 B each)."""
+    mm = Matmul("w", m=8, n=4096, k=4096, dtype_bytes=1)
+    t = op_time(mm, CHIP, CHIP.effective_peak(FP8), FP8)
+    assert t.serial == sp.Rational(8 * 8 * 4096, 10**12)
+    assert t.overhead == 10 * US
+    assert t.compute == sp.Rational(268435456, 5 * 10**13)
+    assert t.time == sp.Rational(16842752 * 5, 4 * 10**12) + sp.Rational(262144, 10**12) + 10 * US
+
+
+def test_an_unset_class_floor_is_the_kernel_time():
+    """A chip file with only kernel_time (a user's chip) keeps a floor on every kernel class."""
+    plain = CHIP.with_efficiency(gemm_time=None, gemm_time_8bit=None, attention_time=None, attention_decode_time=None)
+    assert plain.gemm_time_for(BF16) == plain.gemm_time_for(FP8) == US
+    assert plain.prefill_attention_time == plain.decode_attention_time == US
+
+
+def test_prefill_attention_pass_over_the_new_tokens_and_floor():
+    """Causal flash prefill, b 1, 8 heads of 128 (8 KV heads), 1024 tokens, bf16:
+    pairs 1024*1025/2 = 524,800; compute 4*8*128*524,800 = 2,149,580,800 FLOPs at 10^14 * 1/2 =
+    42.99 us, softmax 5 * 8 * 524,800 = 20,992,000 at 10^13 = 2.10 us; bytes Q, K, V, O 4 * 2 * 8 *
+    1024 * 128 = 8,388,608 at 0.5 TB/s = 16.8 us; the separate pass over the same 8,388,608 bytes
+    at 10^12 * 1/4 = 33.55 us; floor 15 us. After 3072 cached keys the pass still touches only the
+    1024 new tokens' Q, K, V, O."""
+    core = AttentionCore("c", batch=1, heads=8, kv_heads=8, q_len=1024, kv_len=1024, head_dim=128, causal=True,
+                         decode=False)
+    t = op_time(core, CHIP, CHIP.effective_peak(BF16), BF16)
+    assert core.kernel == "attn.prefill"
+    assert t.compute == sp.Rational(2149580800, 5 * 10**13) + sp.Rational(20992000, 10**13)
+    assert t.serial == sp.Rational(8388608 * 4, 10**12)
+    assert t.time == t.compute + t.serial + 15 * US
+    later = op_time(dataclasses.replace(core, kv_len=4096), CHIP, CHIP.effective_peak(BF16), BF16)
+    assert later.serial == t.serial
+
+
+def test_decode_attention_floor_and_kernel_by_phase():
+    """One query per sequence over 4096 keys, b 8, 8 heads of 128: K and V 2 * 8 * 8 * 4096 * 128 *
+    2 = 134,217,728 B plus Q and O 2 * 8 * 8 * 128 * 2 = 32,768 B at 10^12 * 1/2 = 268.5 us; + 5 us.
+    A prefill core of one token is context attention (its kernel by phase, not by q_len)."""
+    core = AttentionCore("c", batch=8, heads=8, kv_heads=8, q_len=1, kv_len=4096, head_dim=128, decode=True)
+    t = op_time(core, CHIP, CHIP.effective_peak(BF16), BF16)
+    assert t.time == sp.Rational(134217728 + 32768, 5 * 10**11) + 5 * US
+    assert dataclasses.replace(core, decode=False).kernel == "attn.prefill"
+    assert dataclasses.replace(core, decode=None).kernel == "attn.decode"  # unset: one query means decode
+
+
+def test_nccl_low_latency_protocol_wins_small_messages():
+    """An all-reduce of 1 KB over 8 chips, NCCL only (the neutral runtime): ring 10 + 14 * 1 = 24 us
+    + 1750 B at 100 GB/s; LL 5 + 14 * 0.5 = 12 us + 1750 B at 100 GB/s * 1/4 = 12.07 us; at 100 MB
+    the ring's bandwidth wins: 10 + 14 + 1.75e8/1e11 = 1774 us against LL's 12 + 7000 us."""
+    nccl = CHIP.with_runtime(Runtime(name="n", cuda_graphs=True))
+    small = collective_algorithms(Collective("all_reduce", "tp", 8, 1000), nccl)
+    assert small["ll"] == 12 * US + Fraction(1750, 25 * 10**9)
+    assert collective_time(Collective("all_reduce", "tp", 8, 1000), nccl) == small["ll"]
+    assert collective_time(Collective("all_reduce", "tp", 8, 10**8), nccl) == 24 * US + Fraction(175, 10**5)
+
+
+def test_custom_all_reduce_one_shot_two_shot_switch():
+    """The engine's own all-reduce over 8 chips at 100 GB/s * 1/2: one-shot 3 us + 7 M / 5e10,
+    two-shot 6 us + 2 * 7/8 M / 5e10. They cross where 3 us = (7 - 7/4) M / 5e10: M = 28,571 B.
+    At 16 KB the one-shot wins (5.29 us), at 1 MB the two-shot (41 us against 143 us), beating
+    NCCL's ring there too (24 us + 1.75 MB / 100 GB/s = 41.5 us)."""
+    small, large = Collective("all_reduce", "tp", 8, 16384), Collective("all_reduce", "tp", 8, 10**6)
+    assert collective_time(small, CHIP) == 3 * US + Fraction(7 * 16384, 5 * 10**10)
+    assert collective_time(large, CHIP) == 6 * US + Fraction(2 * 7 * 10**6, 8 * 5 * 10**10)
+    algorithms = collective_algorithms(large, CHIP)
+    assert algorithms["ring"] == 24 * US + Fraction(175, 10**7) > algorithms["custom_two_shot"]
+    # across scale-up domains the engine falls back to NCCL: no custom branch
+    assert "custom" not in collective_algorithms(Collective("all_reduce", "tp", 16, 10**6, span=16), CHIP)
+
+
+def test_engine_profiles_set_their_own_chip_fields():
+    """A profile's per-chip fields apply under it and leave with it (tensorrt-llm's custom
+    all-reduce terms on the H100, fitted on its 1.3.0rc20 table; the neutral profile has none)."""
+    h100 = hardware.get("H100_SXM")
+    trt = h100.with_runtime("tensorrt-llm")
+    assert h100.custom_allreduce_latency is None and trt.custom_allreduce_latency is not None
+    assert trt.runtime.allreduce == "custom" and trt.runtime.version == "1.3.0rc20"
+    assert trt.with_runtime("neutral") == h100
+    mine = Runtime(name="mine", cuda_graphs=True, overrides={"H100_SXM": {"gemm_time": "0.000003"}})
+    assert h100.with_runtime(mine).gemm_time == 3 * US and h100.with_runtime(mine).with_runtime("neutral") == h100
+    # the old 2023 engines: their launch time and FP8 GEMM efficiency on every chip ("*")
+    old = h100.with_runtime("tensorrt-llm-0.x")
+    assert old.launch_time == old.runtime.overrides_for("H100_SXM")["launch_time"] != h100.launch_time
+
+
+def test_fp8_models_send_tp_activations_in_bf16():
+    """An MLP (h 4096) under TP 2 in FP8: its all-reduce carries 4 * 128 tokens * 4096 * 2 bytes
+    (bf16), as in bf16; fp32 sends 4 bytes per element."""
+    layer = sc.MLPLayer(hidden_size=4096, intermediate_size=16384, parallelism={"tensor_parallel": 2})
+    for dtype, size in (("fp8_e4m3", 2), ("bf16", 2), ("fp32", 4)):
+        m = layer.compute_metrics(batch_size=4, seq_len=128, phase="prefill", dtype=dtype, hardware="H100_SXM")
+        assert [(c.kind, c.payload_bytes) for c in m.collectives] == [("all_reduce", 4 * 128 * 4096 * size)]
+
+
+def test_kernel_registry_refuses_a_second_definition():
+    """One source of truth per kernel class: registering ``gemm`` again is one line."""
+    with pytest.raises(ConfigError, match="kernel class 'gemm' is registered already"):
+        kernel("gemm")(KERNELS["gemm"])
