@@ -85,14 +85,19 @@ def test_gqa_with_all_kv_heads_is_mha(phase, recompute, shape, opts, sequence_pa
 @given(phase=PHASES, recompute=RECOMPUTE, dtype=st.sampled_from(["fp32", "bf16", "fp8_e4m3"]),
        b=st.integers(1, 8), s=st.integers(1, 64), shape=attention_shapes(),
        opts=attention_options(), ffn=st.integers(1, 8), overlap=st.booleans(),
-       chip=st.sampled_from(["H100_SXM", "MI300X", "B200"]), realistic=st.booleans())
+       chip=st.sampled_from(["H100_SXM", "MI300X", "B200", "H100_SXM:tensorrt-llm", "B200:vllm",
+                             "H200_SXM:tensorrt-llm-0.x"]), realistic=st.booleans())
 def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape, opts, ffn,
                                            overlap, chip, realistic):
     """Symbolic metrics on the symbolic chip, evaluated at a point and bound to a chip, equal
     the numeric call on that chip: every field, times included. The ideal symbolic chip binds
-    the ideal chip; the realistic symbolic chip (every efficiency a symbol) the realistic one."""
+    the ideal chip; the realistic symbolic chip (every efficiency a symbol) the realistic one,
+    under the neutral engine or another profile (its own chip fields, custom all-reduce, launch
+    times without CUDA graphs)."""
     symbolic_chip = sc.hardware.Hardware.symbolic(realistic=True) if realistic else None
-    chip = sc.hardware.get(chip) if realistic else sc.hardware.get(chip).ideal()
+    name, _, engine = chip.partition(":")
+    preset = sc.hardware.get(name).with_runtime(engine) if engine else sc.hardware.get(name)
+    chip = preset if realistic else preset.ideal()
     h, a, g, t = shape
     s = s * t
     values = {S.batch_size: b, S.seq_len: s, S.hidden_size: h, S.num_heads: a,
