@@ -485,7 +485,8 @@ class Hardware(BaseModel):
         name = self.name if self.name.endswith("(ideal)") else f"{self.name} (ideal)"
         return Hardware(**{**self._fields(), **dict(
             name=name, matmul_efficiency=one, matmul_efficiency_8bit=None, memory_efficiency=one,
-            attention_memory_efficiency=None, attention_efficiency=one, network_efficiency=one, scale_out_efficiency=None,
+            attention_memory_efficiency=None, attention_efficiency=one, network_efficiency=one,
+            scale_out_efficiency=None,
             kernel_time=zero, launch_time=zero, collective_base_latency=zero, compute_units=None,
             tree_latency=None, tree_efficiency=one, nvls_latency=None, nvls_efficiency=one,
             matmul_efficiency_4bit=None, gemm_time=None, gemm_time_8bit=None, gemm_time_4bit=None,

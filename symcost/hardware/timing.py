@@ -163,9 +163,11 @@ def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Ha
     reduce-scatter then an all-gather of (n - 1)/n of the buffer each, ``2 alpha_c + 2 (n - 1) M
     / (n B_up eta_c)`` (NB: twice the one-shot's synchronisation, an assumption: the tables time
     the engines' choice between the two, not each form)."""
+    alpha = hardware.custom_allreduce_latency
+    assert alpha is not None  # the caller checked
     custom_link = hardware.scale_up_bandwidth * hardware.custom_allreduce_efficiency
-    return {"custom": count * (hardware.custom_allreduce_latency + (n - 1) * payload / custom_link),
-            "custom_two_shot": count * (2 * hardware.custom_allreduce_latency
+    return {"custom": count * (alpha + (n - 1) * payload / custom_link),
+            "custom_two_shot": count * (2 * alpha
                                         + 2 * (n - 1) * payload / (n * custom_link))}
 
 

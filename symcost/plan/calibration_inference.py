@@ -202,7 +202,8 @@ def _loss(functions: Mapping[int, Callable[..., float]], rows: Sequence[Inferenc
 
 
 START: dict[str, Fraction] = {
-    "launch_time": Fraction(5, 10**6), "matmul_efficiency_8bit": Fraction(7, 10), "collective_overhead": Fraction(0), "step_overhead": Fraction(1, 1000),
+    "launch_time": Fraction(5, 10**6), "matmul_efficiency_8bit": Fraction(7, 10), "collective_overhead": Fraction(0),
+    "step_overhead": Fraction(1, 1000),
 }
 """Where the descent starts: a few microseconds per host launch, no engine time per collective
 call beyond NCCL's and a millisecond per step."""

@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from .families import (FitResult, collective_family, decode_family, elementwise_family, fit, gemm_family,
-                       prefill_family)
+from .families import FitResult, collective_family, decode_family, elementwise_family, fit, gemm_family, prefill_family
 from .tables import CHIPS, Table, package_version
 
 __all__ = ["CHIPS", "ENGINE_TABLES", "VERSIONS", "ChipFit", "fit_chip", "plan", "package_version"]

@@ -31,7 +31,7 @@ import numpy as np
 import sympy as sp
 
 from ...core.dtypes import DataType
-from ...core.ops import AttentionCore, Collective, Matmul, Vector
+from ...core.ops import AttentionCore, Collective, CollectiveKind, Matmul, Vector
 from ..chip import Hardware
 from ..timing import collective_time, op_time
 from .tables import Table, read
@@ -306,7 +306,8 @@ def elementwise_family(chip: str, table: Table, start: tuple[float, ...]) -> Fam
     return Family("elementwise", chip, table, ("memory_efficiency", "kernel_time"), build, rows, start)
 
 
-_KINDS = {"all_reduce": "all_reduce", "all_gather": "all_gather", "reduce_scatter": "reduce_scatter",
+_KINDS: dict[str, CollectiveKind] = {"all_reduce": "all_reduce", "all_gather": "all_gather",
+                                     "reduce_scatter": "reduce_scatter",
           "alltoall": "all_to_all"}
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import get
 from . import ChipFit, fit_chip
-from .families import FitResult, Family, predict
+from .families import Family, FitResult, predict
 from .tables import CHIPS, Table
 
 __all__ = ["error_table", "generalization_table", "shipped_values", "version_table"]
