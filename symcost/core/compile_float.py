@@ -243,14 +243,18 @@ class _Printer(SourceWriter):
     def rounding(self, expr: sp.Expr) -> tuple[str, str]:
         """``ceil(x)`` of ``x = sum(c_i t_i) / d`` (rational ``c_i``, integer ``t_i`` and ``d``)
         as ``-(-N // D)`` with ``N = L sum(c_i t_i)`` and ``D = L d`` integers (``L`` the lcm of
-        the denominators): exact. Of ``c`` times an extreme (``c > 0``), the extreme of the
-        ceilings (a ceiling is monotone). Otherwise ``math.ceil`` of the float (``floor`` alike)."""
+        the denominators): exact, products of sums expanded first (``ceil(4 s (b/44 + 1)/5)`` is
+        ``-(-(b s + 44 s) // 55)``; the float product of the factors can round past a whole
+        number). Of ``c`` times an extreme (``c > 0``), the extreme of the ceilings (a ceiling is
+        monotone). Otherwise ``math.ceil`` of the float (``floor`` alike)."""
         up = isinstance(expr, (sp.ceiling, Ceil))
         arg = self._unfold(expr.args[0])
         coeff, rest = arg.as_coeff_Mul()
         if type(rest) in (sp.Max, sp.Min) and coeff > 0:  # ceil(c max(x, y)) = max(ceil(c x), ceil(c y))
             return self.tr(type(rest)(*(expr.func(coeff * a, evaluate=False) for a in rest.args), evaluate=False))
         fraction = self._fraction(arg)
+        if fraction is None and _has_sum_factor(arg):  # c s (b/44 + 1): (c b s/44 + c s), exact once expanded
+            fraction = self._fraction(sp.expand_mul(arg))
         if fraction is not None:
             top, bottom = fraction
             if bottom == "1":
@@ -258,6 +262,17 @@ class _Printer(SourceWriter):
             return (f"(-(-({top}) // ({bottom})))" if up else f"(({top}) // ({bottom}))"), "i"
         code, _ = self.tr(expr.args[0])
         return f"{'_ceil' if up else '_floor'}({code})", "i"
+
+
+def _has_sum_factor(expr: Any) -> bool:
+    """Whether a term of ``expr`` has a sum as a factor (not a denominator): the sums of rational
+    multiples of products :meth:`_Printer._fraction` reads appear once it is expanded.
+
+    >>> from symcost.symbols import batch_size as b, seq_len as s
+    >>> _has_sum_factor(s * (b / 44 + 1)), _has_sum_factor(s / (b + 2) + b)
+    (True, False)
+    """
+    return any(isinstance(factor, sp.Add) for term in sp.Add.make_args(expr) for factor in sp.Mul.make_args(term))
 
 
 def compile_float(args: Sequence[sp.Symbol], exprs: Sequence[Any]) -> Callable[..., tuple]:

@@ -66,6 +66,21 @@ def test_ceiling_is_exact_where_a_float_ceiling_is_not():
     assert all(type(v) is float for v in f(525))
 
 
+def test_ceiling_of_a_product_with_a_sum_is_exact():
+    # ceil(4 s (b/44 + 1) / 5) at b = 1, s = 671: 4 * 671 * 45 / (44 * 5) = 120,780 / 220 = 549
+    # exactly (220 * 549 = 120,780), but the float product 4/5 * 671 * (1/44 + 1) rounds above 549
+    # and math.ceil gave 550 (found by the property test below). Expanded, the argument is
+    # (b s + 44 s) / 55, an integer floor division.
+    expr = sp.ceiling(4 * s * (b / 44 + 1) / 5)
+    assert expr.xreplace({b: 1, s: 671}) == 549
+    assert math.ceil(0.8 * 671 * (1 / 44 + 1)) == 550
+    f = compile_float([b, s], [expr, sp.floor(4 * s * (b / 44 + 1) / 5), sp.ceiling(s * (b + 1) * (b / 3 + 1) / 7)])
+    # floor: 549; ceil(s (b + 1)(b/3 + 1)/7) at b = 2, s = 7: 7 * 3 * (5/3) / 7 = 5; at s = 8: 40/7 -> 6
+    assert f(1, 671)[:2] == (549.0, 549.0)
+    assert f(2, 7)[2] == 5.0 and f(2, 8)[2] == 6.0
+    assert "_ceil(" not in f.source and "_floor(" not in f.source  # type: ignore[attr-defined]
+
+
 def test_extremes_compute_each_argument_once_and_pick_right():
     # Max(b, s/2): b = 2, s = 5 -> 2.5; b = 3, s = 5 -> 3; Min of the same -> 2 and 2.5
     f = compile_float([b, s], [sp.Max(b, s / 2, evaluate=False), sp.Min(b, s / 2, evaluate=False)])
