@@ -330,7 +330,9 @@ def _inference_program(model: "Model", chip: Hardware, par: Parallelism, datatyp
              "tokens_per_second": step.tokens_per_second,
              **{f"weight{i}": st["weight"] for i, st in enumerate(stages)},
              **{f"kv{i}": st["kv"] for i, st in enumerate(stages)}}
-    found = merge(rules, *(m.assumptions for _, _, m in (*step.prefill_rows, *step.decode_rows)))
+    # NB: the decode rows' rules first, as the uncompiled step checks them (a float call that breaks
+    # one raises the same message: csteps.run)
+    found = merge(rules, *(m.assumptions for _, _, m in (*step.decode_rows, *step.prefill_rows)))
 
     def rows(b: int, s: int) -> list:
         return [sharded.breakdown(b, s, phase, datatype, chip, "none", overlap) for phase in ("prefill", "decode")]
