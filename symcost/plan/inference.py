@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import sympy as sp
 
@@ -181,11 +181,11 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
     p = par.pp
     sharded = model.with_parallelism(par)
     decode_rows = sharded.breakdown(b, s, "decode", datatype, chip, "none", overlap)
-    h = sharded.blocks[0][0].hidden_size
-    hops, stride = (p - 1) if p != 1 else 0, par.chips_per_replica * par.dp
+    hops = (p - 1) if p != 1 else 0
+    one = _boundary_send(par, chip, b, sharded.blocks[0][0].hidden_size, datatype)
 
-    def send(tokens: Any, ranks: Any = par.chips_per_replica) -> Any:  # a stage boundary's activations / ranks
-        return hops * _span_time("p2p", 2, b * tokens * h * datatype.bytes / ranks, chip, stride) if p != 1 else 0
+    def send(tokens: Any, ranks: Any = par.chips_per_replica) -> Any:  # every stage boundary's send
+        return hops * one(tokens, ranks) if p != 1 else 0
 
     ttft, act, prefill_rows, n_chunks = _prefill(sharded, model, b, s, chunk, datatype, chip, overlap, send)
     tpot = _stages(values_from_rows(decode_rows), "latency", 1)[0] + send(1, par.tp)
@@ -198,6 +198,53 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
     return InferenceStep(**{k: _exact_value(x) for k, x in values.items()}, prefill_rows=tuple(prefill_rows),
                          decode_rows=tuple(decode_rows), hardware=chip, stage_layers=split,
                          prefill_chunk=None if chunk is None else int(chunk), num_prefill_chunks=n_chunks)
+
+
+def _boundary_send(par: Parallelism, chip: Hardware, b: Any, h: Any, datatype: DataType) -> Callable[..., Any]:
+    """``one(tokens, ranks)``: the time of one stage boundary's send, the ``b * tokens * h``
+    activations split over ``ranks`` chips (default: a replica's), to the next stage's chips
+    (``stride`` chips on); 0 with one stage."""
+    stride = par.chips_per_replica * par.dp
+
+    def one(tokens: Any, ranks: Any = par.chips_per_replica) -> Any:
+        if par.pp == 1:
+            return sp.Integer(0)
+        return _span_time("p2p", 2, b * tokens * h * datatype.bytes / ranks, chip, stride)
+    return one
+
+
+def prefill_stage_time(model: "Model", hardware: Hardware | str, batch_size: Any, seq_len: Any, dtype: Any = "bf16",
+                       parallelism: ParallelismLike = None, *, stage_layers: Optional[Sequence[int]] = None) -> Any:
+    """The slowest pipeline stage's part of one (unchunked) prefill of ``batch_size`` sequences of
+    ``seq_len`` tokens: the stage's layers plus its send to the next stage (none from the last),
+    plus the engine's own time per step (docs/conventions.md §17); with one stage, the TTFT of
+    :func:`inference_step`.
+
+    A pipelined instance admits the next prefill once its first stage is free and keeps the
+    slowest one busy for this long per prefill, so this is the service time of its queue
+    (DistServe's ``D_m``, Zhong et al. 2024 §3.1 eq. 2), while a prompt's TTFT (``D_s``) passes
+    every stage in turn: the stages' sum. NB: the engine's step time stays serial with the stage,
+    as it is with the whole prefill without stages, so ``D_m = D_s`` at one stage.
+
+    >>> from symcost import models
+    >>> m, tp = models.get("llama-3-8b"), {"tensor_parallel": 2}
+    >>> prefill_stage_time(m, "H100_SXM", 1, 4096, parallelism=tp) == m.inference_step("H100_SXM", 1, 4096,
+    ...                                                                                   parallelism=tp).ttft
+    True
+    """
+    chip = get_hardware(hardware)
+    par = resolve_parallelism(model, parallelism)
+    check_expert_parallel(par)
+    split = _split(model, par.pp, 1, stage_layers)
+    datatype = DataType.parse(dtype)
+    b, s = dim(batch_size, "batch_size"), dim(seq_len, "seq_len")
+    sharded = model.with_parallelism(par)
+    rows = sharded.breakdown(b, s, "prefill", datatype, chip, "none", False)
+    one = _boundary_send(par, chip, b, sharded.blocks[0][0].hidden_size, datatype)
+    # each distinct stage: its layers, and its send unless it is the last (index p - 1)
+    times = [st["latency"] + (one(s) if st["index"] != par.pp - 1 else 0)
+             for st in stages_from_parts(model_parts(sharded, rows, datatype), par.pp, split)]
+    return _exact_value(_max_all(times) + chip.runtime.step_overhead)
 
 
 def _check_chunked(s: Any, chunk: Any, overlap: bool) -> Any:
