@@ -317,7 +317,9 @@ def model_parts(model: "Model", rows: Sequence[tuple[str, Any, LayerMetrics]], d
     """Per-layer values the steps assemble stages from, given ``model.breakdown(...)`` rows:
     ``{"embedding": q, "blocks": [(count, q), ...], "tail": q}`` with ``q`` = ``{quantity: value
     of one layer}`` for latency, weight, activation, kv and expert_weight (routed-expert weight
-    bytes; MoE blocks only); the tail is the final norm plus the LM head."""
+    bytes; MoE blocks only); the tail is the final norm plus the LM head, and with a tied LM head
+    ``tied_weight``, the bytes of the table's copy a last pipeline stage holds
+    (:func:`stages_from_parts`)."""
     e = DataType.parse(dtype).bytes
 
     def quantities(metrics: LayerMetrics) -> dict[str, Any]:
@@ -326,6 +328,8 @@ def model_parts(model: "Model", rows: Sequence[tuple[str, Any, LayerMetrics]], d
     by_name = {name: (n, m) for name, n, m in rows}
     tail = quantities(by_name["final_norm"][1])
     tail = {k: tail[k] + x for k, x in quantities(by_name["lm_head"][1]).items()}
+    if model.lm_head.tied:
+        tail["tied_weight"] = sp.sympify(model.lm_head.table_memory(e))
     blocks = []
     for i, (blk, n) in enumerate(model.blocks):
         q = quantities(by_name[f"blocks[{i}]"][1])
@@ -363,11 +367,24 @@ def stage_layout(counts: Sequence[Any], p: Any,
     return list(seen.values())
 
 
+_ZERO = sp.Integer(0)
+
+
 def stages_from_parts(parts: dict[str, Any], p: Any, split: Optional[tuple[int, ...]]) -> list[dict[str, Any]]:
     """Each distinct stage of :func:`stage_layout` as ``{quantity: the stage's total, "index": k}``
-    from :func:`model_parts`."""
+    from :func:`model_parts`.
+
+    A tied LM head (``tail["tied_weight"]``) under pipeline parallelism: the last stage holds a
+    copy of the embedding's table for its head, as Megatron-LM does
+    (``LanguageModule.setup_embeddings_and_output_layer``: a second copy of the word embeddings
+    on the last stage, a parameter there) and vLLM (its last PP rank builds ``embed_tokens`` when
+    ``tie_word_embeddings``); its bytes join the stage's ``weight``. The first and the last stage
+    then keep the two copies equal by all-reducing their gradients (Megatron's embedding group,
+    ``finalize_model_grads``): each stage states it as ``embedding_group`` (1 or 0) and the
+    table's bytes it syncs as ``shared_weight``. One stage holds one table: no copy, no group."""
     emb, tail, blocks = parts["embedding"], parts["tail"], parts["blocks"]
-    keys = list(dict.fromkeys([*emb, *tail, *(k for _, q in blocks for k in q)]))
+    tied = tail.get("tied_weight")
+    keys = [key for key in dict.fromkeys([*emb, *tail, *(k for _, q in blocks for k in q)]) if key != "tied_weight"]
     out = []
     for k, held, first, last in stage_layout([n for n, _ in blocks], p, split):
         stage: dict[str, Any] = {}
@@ -378,6 +395,10 @@ def stages_from_parts(parts: dict[str, Any], p: Any, split: Optional[tuple[int, 
             if last and key in tail:
                 terms.append(tail[key])
             stage[key] = sp.Add(*terms)
+        if tied is not None:
+            grouped = first != last  # the first or the last of several stages (p = 1: both)
+            stage["weight"] += tied if last and not first else 0
+            stage["shared_weight"], stage["embedding_group"] = (tied, sp.Integer(1)) if grouped else (_ZERO, _ZERO)
         stage["index"] = sp.sympify(k)
         out.append(stage)
     return out
