@@ -31,8 +31,10 @@ slower of the two (a decode instance with fewer chips receives several prefill c
 
 Decode (a batch): the largest batch ``B`` whose TPOT at ``P + O - 1`` keys (the last step, the
 longest context: NB conservative for every earlier step) meets the TPOT target and whose memory
-fits: weights, the KV cache and one decode step's activations (:func:`~symcost.plan.inference.max_batch_size`
-with a prefill chunk of 1: the decode instance never prefills). By Little's law the decode pool holds
+fits: weights, the KV cache and one decode step's activations (:func:`~symcost.plan.inference.decode_step`:
+the decode instance never prefills, so no prefill rule applies to it). Under context or Ulysses
+parallelism the cache is split ``n = sp * cp`` ways by keys, so the fullest rank's
+``ceil((P + O - 1) / n)`` keys are costed (and ``ceil(P / n)`` received). By Little's law the decode pool holds
 ``lam (O - 1) TPOT(B)`` requests on average; ``n_d`` instances hold ``n_d B``, so
 ``n_d = ceil(lam (O - 1) TPOT(B) / B)`` (NB: a steady-state mean, with every running request
 stepping at the full batch's TPOT).
@@ -50,12 +52,12 @@ from ..core import symbols as sym
 from ..core._expr import as_expr, dim, exact
 from ..core.ops import Collective
 from ..core.parallelism import Parallelism, ParallelismLike
-from ..errors import ConfigError, one_line
+from ..errors import AssumptionError, ConfigError, one_line
 from ..hardware import Hardware
 from ..hardware import get as get_hardware
 from ..hardware.timing import collective_time
 from ..models.model import Model
-from .inference import inference_step, max_batch_size, prefill_stage_time
+from .inference import decode_step, inference_step, prefill_stage_time
 from .pipeline import resolve_parallelism
 
 __all__ = ["DisaggregatedPlan", "kv_transfer", "mean_ttft", "pd_ratio"]
@@ -93,11 +95,8 @@ def kv_transfer(model: Model, hardware: Hardware | str, prompt_len: Any, dtype: 
     True
     """
     chip = get_hardware(hardware)
-    step = inference_step(model, chip, 1, prompt_len, dtype, parallelism)
-    nbytes = step.kv_cache_memory
-    # NB: span one chip past the scale-up domain: the decode instance is in another domain
-    send = Collective("p2p", "dp", 2, nbytes, 1, span=chip.scale_up_domain + 1)
-    return nbytes, exact(sp.sympify(collective_time(send, chip)))
+    nbytes = inference_step(model, chip, 1, prompt_len, dtype, parallelism).kv_cache_memory
+    return nbytes, _send_time(nbytes, chip)
 
 
 def mean_ttft(prefill_time: Any, transfer_time: Any, rate: Any, num_prefill: int, stage_time: Any = None) -> Any:
@@ -239,26 +238,61 @@ def _num_prefill(rate: sp.Expr, d: sp.Expr, d_m: sp.Expr, t_kv: sp.Expr, target:
     return n
 
 
+def _decode_keys(keys: int, par: Parallelism) -> int:
+    """``keys`` as the decode pool costs them: under context or Ulysses parallelism the cache is
+    split ``n = sp * cp`` ways by keys, new tokens appended round-robin (docs/conventions.md §3b),
+    so the fullest rank holds ``ceil(keys / n)`` and every rank waits for it; a step at
+    ``n * ceil(keys / n)`` keys is exactly that rank's (its cache, its attention core)."""
+    n = sp.sympify(par.sp * par.cp)
+    if not n.is_Integer:
+        raise ConfigError(f"decode_parallelism: sequence_parallel and context_parallel must be numbers, got "
+                          f"{par.sp} and {par.cp}")
+    return -(-keys // int(n)) * int(n)
+
+
 def _decode_batch(model: Model, chip: Hardware, keys: int, dtype: Any, par: Parallelism,
                   target: sp.Expr) -> tuple[int, str, Any]:
     """The largest decode batch meeting the TPOT target and fitting memory, which bound binds,
     and its TPOT."""
     from ..analysis.solve import max_integer
 
-    # NB: a decode instance never prefills (the KV cache arrives over the network): its
-    # activations are one token per sequence, a prefill chunk of 1
-    memory = max_batch_size(model, chip, keys, dtype, par, prefill_chunk=1)
+    # NB: a decode instance never prefills (the KV cache arrives over the network): its memory
+    # holds one decode step's activations, and no prefill rule applies (decode_step)
+    step = decode_step(model, chip, None, _decode_keys(keys, par), dtype, par)
+    memory = max_integer(step.memory_per_chip, sym.batch_size, chip.hbm_capacity, kind="bytes")
     if memory.value is None:
         raise ConfigError(f"decode: {model.name} with {keys:,} keys of context does not fit {chip.name} even at "
                           "batch 1 under the decode parallelism")
-    symbolic = inference_step(model, chip, None, keys, dtype, par)
-    fast = max_integer(symbolic.tpot, sym.batch_size, target)
+    fast = max_integer(step.tpot, sym.batch_size, target)
     if fast.value is None:
-        one = inference_step(model, chip, 1, keys, dtype, par).tpot
+        one = sp.sympify(step.tpot).xreplace({sym.batch_size: 1})
         raise ConfigError(f"tpot: the target {float(target):.4g} s is below one decode step at batch 1 "
                           f"({float(one):.4g} s) on {chip.name}")
     batch, limit = (fast.value, "tpot") if fast.value <= memory.value else (memory.value, "memory")
-    return batch, limit, inference_step(model, chip, batch, keys, dtype, par).tpot
+    return batch, limit, exact(sp.sympify(step.tpot).xreplace({sym.batch_size: batch}))
+
+
+def _send_time(nbytes: Any, chip: Hardware) -> Any:
+    """One point-to-point send of ``nbytes`` over the chip's scale-out link to another scale-up
+    domain (the chip's link model)."""
+    # NB: span one chip past the scale-up domain: the other instance is in another domain
+    send = Collective("p2p", "dp", 2, nbytes, 1, span=chip.scale_up_domain + 1)
+    return exact(sp.sympify(collective_time(send, chip)))
+
+
+def _prefill_pool(model: Model, chip: Hardware, prompt_len: Any, dtype: Any, par: Parallelism) -> tuple[Any, ...]:
+    """``(D_s, D_m, KV bytes sent per chip, send time)`` of one prompt on a prefill instance; a
+    rule the prompt breaks under the pool's parallelism (a CP or Ulysses split) names both."""
+    try:
+        # the queue's service time: the slowest stage's (DistServe eq. 2), the whole prefill with one
+        # stage; first, so that a prompt the pool cannot split breaks the prefill's own rule
+        d_m = sp.sympify(prefill_stage_time(model, chip, 1, prompt_len, dtype, par))
+        d = sp.sympify(inference_step(model, chip, 1, prompt_len, dtype, par).ttft)
+        nbytes, t_send = kv_transfer(model, chip, prompt_len, dtype, par)
+    except AssumptionError as error:
+        raise ConfigError(f"prefill: a prompt of {prompt_len} tokens under prefill_parallelism: "
+                          f"{one_line(error)}") from None
+    return d, d_m, nbytes, t_send
 
 
 def _pool_parallelism(model: Model, parallelism: ParallelismLike, name: str) -> Any:
@@ -298,13 +332,12 @@ def pd_ratio(model: Model, rate: Any, prompt_len: Any, output_len: Any, ttft: An
     dchip = pchip if decode_hardware is None else get_hardware(decode_hardware)
     ppar, dpar = (_pool_parallelism(model, par, name) for par, name in ((prefill_parallelism, "prefill_parallelism"),
                                                                         (decode_parallelism, "decode_parallelism")))
-    d = sp.sympify(inference_step(model, pchip, 1, p, dtype, ppar).ttft)
-    # the queue's service time: the slowest stage's (DistServe eq. 2); d itself with one stage
-    d_m = d if ppar.pp == 1 else sp.sympify(prefill_stage_time(model, pchip, 1, p, dtype, ppar))
-    nbytes, t_send = kv_transfer(model, pchip, p, dtype, ppar)
-    # each decode chip receives its own shard at the decode parallelism over its link: with fewer
-    # decode chips than prefill chips it takes several prefill chips' shards, so the slower side binds
-    t_kv = sp.Max(sp.sympify(t_send), sp.sympify(kv_transfer(model, dchip, p, dtype, dpar)[1]))
+    d, d_m, nbytes, t_send = _prefill_pool(model, pchip, p, dtype, ppar)
+    # each decode chip receives its own shard at the decode parallelism over its link (the fullest
+    # rank's under CP or Ulysses: _decode_keys): with fewer decode chips than prefill chips it takes
+    # several prefill chips' shards, so the slower side binds
+    received = decode_step(model, dchip, 1, _decode_keys(int(p), dpar), dtype, dpar).kv_cache_memory
+    t_kv = sp.Max(sp.sympify(t_send), sp.sympify(_send_time(received, dchip)))
     n_p = _num_prefill(lam, d, d_m, t_kv, target_ttft)
     keys = int(p + o - 1)
     batch, limit, step_tpot = _decode_batch(model, dchip, keys, dtype, dpar, target_tpot)

@@ -23,6 +23,7 @@ from ..hardware.timing import op_time
 from ..models.model import Model
 from . import compiled as csteps
 from .pipeline import (
+    DecodeStep,
     InferenceStep,
     _max_all,
     _span_time,
@@ -188,10 +189,9 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
         return hops * one(tokens, ranks) if p != 1 else 0
 
     ttft, act, prefill_rows, n_chunks = _prefill(sharded, model, b, s, chunk, datatype, chip, overlap, send)
-    tpot = _stages(values_from_rows(decode_rows), "latency", 1)[0] + send(1, par.tp)
+    tpot = _decode_time(decode_rows, send, chip, par.tp)
     # the engine's own time per step (docs/conventions.md §17), once per chunk (vLLM's, SGLang's schedulers)
     ttft += n_chunks * chip.runtime.step_overhead
-    tpot += chip.runtime.step_overhead
     weights, kv, memory = _stage_memory(sharded, decode_rows, datatype, p, split, act)
     values = dict(ttft=ttft, tpot=tpot, kv_cache_memory=kv, weight_memory=weights, activation_memory=act,
                   memory_per_chip=memory, tokens_per_second=b / tpot)
@@ -245,6 +245,53 @@ def prefill_stage_time(model: "Model", hardware: Hardware | str, batch_size: Any
     times = [st["latency"] + (one(s) if st["index"] != par.pp - 1 else 0)
              for st in stages_from_parts(model_parts(sharded, rows, datatype), par.pp, split)]
     return _exact_value(_max_all(times) + chip.runtime.step_overhead)
+
+
+def _decode_time(decode_rows: list, send: Callable[..., Any], chip: Hardware, tp: Any) -> Any:
+    """One decode step: the new token passes every layer (every stage in turn), each stage
+    boundary's send of its activations (split over the TP ranks: ``send(1, tp)``), and the
+    engine's own time per step (docs/conventions.md §17)."""
+    tpot = _stages(values_from_rows(decode_rows), "latency", 1)[0] + send(1, tp)
+    return tpot + chip.runtime.step_overhead
+
+
+def decode_step(model: "Model", hardware: Hardware | str, batch_size: Any, seq_len: Any, dtype: Any = "bf16",
+                parallelism: ParallelismLike = None) -> DecodeStep:
+    """One decode step of ``batch_size`` sequences attending to ``seq_len`` keys on an instance that
+    only decodes (a disaggregated decode pool: the KV cache arrives over the network and nothing is
+    prefilled there, so no prefill rule applies): the TPOT as :func:`inference_step` times it, and
+    memory per chip as the fullest stage's weights and KV cache plus the decode step's activation
+    peak (one new token per sequence), not a prefill's.
+
+    Under context or Ulysses parallelism the keys are split ``n = sp * cp`` ways
+    (docs/conventions.md §3b), so ``seq_len`` must be a multiple of n: a caller costing a context of
+    ``k`` keys on the fullest rank passes ``n * ceil(k / n)``.
+
+    >>> from symcost import models
+    >>> m = models.get("llama-3-8b")
+    >>> decode_step(m, "H100_SXM", 8, 4096).tpot == m.inference_step("H100_SXM", 8, 4096).tpot
+    True
+    """
+    chip = get_hardware(hardware)
+    par = resolve_parallelism(model, parallelism)
+    check_expert_parallel(par)
+    split = _split(model, par.pp, 1, None)
+    datatype = DataType.parse(dtype)
+    b, s = (sym.batch_size if batch_size is None else dim(batch_size, "batch_size"),
+            sym.seq_len if seq_len is None else dim(seq_len, "seq_len"))
+    sharded = model.with_parallelism(par)
+    rows = sharded.breakdown(b, s, "decode", datatype, chip, "none", False)
+    one = _boundary_send(par, chip, b, sharded.blocks[0][0].hidden_size, datatype)
+    hops = (par.pp - 1) if par.pp != 1 else 0
+
+    def send(tokens: Any, ranks: Any) -> Any:  # as inference_step sends
+        return hops * one(tokens, ranks) if par.pp != 1 else 0
+
+    act = _activation_peak(rows)
+    weights, kv, memory = _stage_memory(sharded, rows, datatype, par.pp, split, act)
+    values = dict(tpot=_decode_time(rows, send, chip, par.tp), weight_memory=weights, kv_cache_memory=kv,
+                  activation_memory=act, memory_per_chip=memory)
+    return DecodeStep(**{k: _exact_value(x) for k, x in values.items()}, hardware=chip)
 
 
 def _check_chunked(s: Any, chunk: Any, overlap: bool) -> Any:

@@ -157,6 +157,25 @@ class InferenceStep:
         return inference_html(self)
 
 
+@dataclass(frozen=True)
+class DecodeStep:
+    """One decode step on an instance that only decodes (:func:`~symcost.plan.inference.decode_step`):
+    its time per output token and memory per chip (the fullest stage), in seconds and bytes."""
+
+    tpot: Any
+    weight_memory: Any
+    kv_cache_memory: Any
+    activation_memory: Any
+    """The decode step's activation peak (one new token per sequence), not a prefill's."""
+    memory_per_chip: Any
+    hardware: Hardware
+
+    @property
+    def fits(self) -> Optional[bool]:
+        """Whether ``memory_per_chip`` fits the chip's HBM (``None`` while symbolic)."""
+        return _fits(self.memory_per_chip, self.hardware)
+
+
 _FIELDS = {"latency": "latency", "weight": "weight_memory_per_chip",
            "activation": "activation_memory_per_chip", "kv": "kv_cache_memory_per_chip"}
 

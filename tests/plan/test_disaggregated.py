@@ -9,7 +9,7 @@ import sympy as sp
 from symcost import hardware, models
 from symcost.errors import ConfigError
 from symcost.plan.disaggregated import kv_transfer, mean_ttft, pd_ratio
-from symcost.plan.inference import inference_step
+from symcost.plan.inference import decode_step, inference_step
 
 LLAMA = models.get("llama-3-8b")
 H100 = hardware.get("H100_SXM")
@@ -223,3 +223,58 @@ def test_plan_latex_states_the_relations_and_compiles(latex_pdf):
     assert shown_rho == pytest.approx(rho, rel=1e-3) and shown_ttft == pytest.approx(ttft, rel=1e-3)
     assert rf"\right\rceil = {plan.num_prefill} \\" in tex and f"B = {plan.decode_batch}" in tex
     latex_pdf("\\[" + tex + "\\]", wrap=True)
+
+
+# a decode pool under context or Ulysses sequence parallelism, or Megatron SP (issue 20, item 4)
+SHARDED_DECODE = [({"context_parallel": 2}, 2), ({"sequence_parallel": 2}, 2),
+                  ({"tensor_parallel": 2, "sequence_parallel": "tp"}, 1)]
+
+
+@pytest.mark.parametrize("dpar, n", SHARDED_DECODE)
+def test_decode_pool_under_cp_or_sp(dpar, n):
+    """A decode instance never prefills, so no prefill rule applies to it (it failed on "chunked
+    prefill under context_parallel=2 is not modelled" and "prefill_chunk must be divisible by
+    sequence_parallel (got 1 and 2)"). Its KV cache is split n = sp * cp ways by keys
+    (docs/conventions.md §3b), new tokens appended round-robin: of the longest context's
+    2048 + 256 - 1 = 2303 keys the fullest rank holds ceil(2303/n), 1152 at n = 2, and every
+    rank waits for it. Llama-3-8B's KV cache is 2 x 32 layers x 8 heads x 128 x 2 bytes = 131,072
+    bytes per token, 150,994,944 per sequence on that rank; weights 16,060,522,496 bytes, whole
+    on every CP or Ulysses rank. Megatron SP has no token axis in decode: TP 2's pool exactly."""
+    case = dict(CASES[0], decode_parallelism=dpar)
+    plan = pd_ratio(LLAMA, **case)
+    keys = -(-2303 // n) * n
+    at = decode_step(LLAMA, H100, plan.decode_batch, keys, parallelism=dpar)
+    more = decode_step(LLAMA, H100, plan.decode_batch + 1, keys, parallelism=dpar)
+    assert at.tpot == plan.decode_tpot and at.tpot <= Fraction(1, 20) and at.fits
+    assert more.tpot > Fraction(1, 20) or not more.fits
+    if n == 2:
+        assert at.kv_cache_memory == plan.decode_batch * 131_072 * 1152 and at.weight_memory == 16_060_522_496
+        # the prompt's 2048 tokens arrive split 2 ways: 1024 x 131,072 bytes per decode chip, half
+        # of what the TP-1 prefill chip sends; the send is the slower side
+        assert decode_step(LLAMA, H100, 1, 2048, parallelism=dpar).kv_cache_memory == 1024 * 131_072
+        assert plan.kv_transfer_time == kv_transfer(LLAMA, H100, 2048)[1]
+    else:
+        tp2 = pd_ratio(LLAMA, **dict(CASES[0], decode_parallelism={"tensor_parallel": 2}))
+        assert (plan.decode_batch, plan.decode_tpot, plan.num_decode) == (tp2.decode_batch, tp2.decode_tpot,
+                                                                           tp2.num_decode)
+
+
+def test_decode_step_is_the_inference_steps_decode():
+    """decode_step times a decode step as inference_step does; its memory holds the decode
+    step's activations, not a prefill's: at a whole prefill the two differ, at one token not."""
+    par = {"tensor_parallel": 2}
+    plain = inference_step(LLAMA, H100, 8, 4096, parallelism=par)
+    dec = decode_step(LLAMA, H100, 8, 4096, parallelism=par)
+    assert (dec.tpot, dec.weight_memory, dec.kv_cache_memory) == (plain.tpot, plain.weight_memory,
+                                                                   plain.kv_cache_memory)
+    assert dec.memory_per_chip < plain.memory_per_chip
+    one = inference_step(LLAMA, H100, 8, 4096, parallelism=par, prefill_chunk=1)
+    assert dec.memory_per_chip == one.memory_per_chip
+
+
+def test_prefill_pool_rule_names_the_prompt():
+    """A prefill pool under CP splits the prompt into 2 cp chunks: a 2047-token prompt at cp 2
+    cannot be split; the error says it is the prompt, under the prefill pool's parallelism."""
+    with pytest.raises(ConfigError, match=r"^prefill: a prompt of 2047 tokens under prefill_parallelism: seq_len "
+                                          r"must be divisible by 2 \* context_parallel"):
+        pd_ratio(LLAMA, **dict(CASES[0], prompt_len=2047, prefill_parallelism={"context_parallel": 2}))
