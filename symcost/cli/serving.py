@@ -148,6 +148,13 @@ def _chip(args: argparse.Namespace, option: str) -> Any:
         raise UsageError(str(err).replace("argument --hardware", f"argument --{option.replace('_', '-')}", 1)) from None
 
 
+def _layout(par: dict[str, Any]) -> str:
+    """A pool's degrees for the header: ``TP 4``, ``TP 4 x PP 2``, ``TP 2 x SP tp`` (the ones not 1)."""
+    names = (("tensor_parallel", "TP"), ("pipeline_parallel", "PP"), ("context_parallel", "CP"),
+             ("sequence_parallel", "SP"))
+    return " x ".join(f"{label} {par[key]}" for key, label in names if key == "tensor_parallel" or par[key] != 1)
+
+
 def pd_ratio(args: argparse.Namespace) -> int:
     """``symcost solve pd-ratio``: the fewest prefill and decode instances meeting the targets."""
     missing = [o for o in _PD_OPTIONS if getattr(args, o) is None]
@@ -173,15 +180,19 @@ def pd_ratio(args: argparse.Namespace) -> int:
     data = {"quantity": "pd_ratio", "num_prefill": plan.num_prefill, "num_decode": plan.num_decode,
             "ratio": num(plan.ratio), "num_chips": plan.num_chips, "prefill_chips": plan.prefill_chips,
             "decode_chips": plan.decode_chips, "prefill_time_s": num(plan.prefill_time),
+            "prefill_stage_time_s": num(plan.prefill_stage_time),
             "kv_transfer_bytes": num(plan.kv_transfer_bytes), "kv_transfer_time_s": num(plan.kv_transfer_time),
             "ttft_s": num(plan.ttft), "prefill_utilization": num(plan.prefill_utilization),
             "decode_batch": plan.decode_batch, "decode_limit": plan.decode_limit, "tpot_s": num(plan.decode_tpot),
             "assumes": "Poisson arrivals split evenly; each prefill instance an M/D/1 queue of batch-1 prompts "
-                       "(DistServe, Zhong et al. 2024, eq. 1), KV transfer counted in TTFT; decode at the longest "
-                       "context, Little's law at the largest batch meeting TPOT and memory"}
-    lines = [f"pd_ratio for {model.name}: {plan.num_prefill} prefill ({pchip.name}, TP {ppar['tensor_parallel']}) : "
-             f"{plan.num_decode} decode ({dchip.name}, TP {dpar['tensor_parallel']}) instances, {plan.num_chips} chips",
-             f"  prefill: {human(plan.prefill_time, 's')} per prompt, "
+                       "served at its slowest pipeline stage's pace (DistServe, Zhong et al. 2024, eq. 2), KV "
+                       "transfer counted in TTFT; decode at the longest context, Little's law at the largest batch "
+                       "meeting TPOT and memory"}
+    stage = ("" if plan.prefill_stage_time == plan.prefill_time
+             else f" (slowest stage {human(plan.prefill_stage_time, 's')})")
+    lines = [f"pd_ratio for {model.name}: {plan.num_prefill} prefill ({pchip.name}, {_layout(ppar)}) : "
+             f"{plan.num_decode} decode ({dchip.name}, {_layout(dpar)}) instances, {plan.num_chips} chips",
+             f"  prefill: {human(plan.prefill_time, 's')} per prompt{stage}, "
              f"utilization {float(plan.prefill_utilization):.3g}, "
              f"KV transfer {human(plan.kv_transfer_bytes, 'B')} per chip in {human(plan.kv_transfer_time, 's')}, "
              f"mean TTFT {human(plan.ttft, 's')} (target {human(args.ttft, 's')})",

@@ -53,6 +53,8 @@ class Program:
     floats: Callable[..., tuple]
     rule_values: Callable[..., tuple]
     rule_sizes: tuple[int, ...]
+    rules: tuple[Assumption, ...] = ()
+    """The rules whose pairs :attr:`rule_values` computes, in order (their sentences name a break)."""
 
     @classmethod
     def build(cls, kind: str, args: Sequence[sp.Symbol], exprs: Mapping[str, Any],
@@ -73,7 +75,7 @@ class Program:
         except NotImplementedError:  # a node without a fixed denominator: Fractions throughout
             exact = compile_exact(list(args), values)
         return cls(tuple(args), tuple(exprs), exact, floats, _rule_function(list(args), pairs),
-                   tuple(len(r.pairs) for r in kept))
+                   tuple(len(r.pairs) for r in kept), tuple(kept))
 
     def holds(self, *values: Any) -> bool:
         """Whether every rule holds at ``values`` (some pair of each rule divides)."""
@@ -89,6 +91,24 @@ class Program:
                 return False
             i = end
         return True
+
+    def broken(self, *values: Any) -> Optional[str]:
+        """The one-line message of the first rule broken at ``values`` (the rule's sentence and its
+        first pair's values, as :meth:`Assumption.message` gives it), or ``None`` when all hold.
+
+        >>> x = sp.Symbol("x", positive=True, integer=True)
+        >>> prog = Program.build("doc", [x], {"half": x / 2}, [Assumption(((x, 2),), "x must be even")])
+        >>> prog.broken(4), prog.broken(3)
+        (None, 'x must be even (got 3 and 2)')
+        """
+        flat = self.rule_values(*values)
+        i = 0
+        for rule, size in zip(self.rules, self.rule_sizes):
+            pairs = [(flat[j], flat[j + 1]) for j in range(i, i + 2 * size, 2)]
+            if not any(Fraction(m) % d == 0 for m, d in pairs):
+                return rule.message(pairs[0])
+            i += 2 * size
+        return None
 
 
 def _rule_function(args: list[sp.Symbol], pairs: list[Any]) -> Callable[..., tuple]:

@@ -128,10 +128,20 @@ class LMHeadLayer(Layer):
             ops.append(Collective("all_gather", "tp", ctx.tp, rows * self.vocab_size * e))
         return ops
 
+    def table_memory(self, dtype_bytes: sp.Expr) -> sp.Expr:
+        """Bytes of the ``V/t x h`` output table on one chip, whether its own or the tied
+        embedding's (a pipeline's last stage holds a copy of a tied one: symcost.plan.pipeline).
+
+        >>> LMHeadLayer(vocab_size=32000, hidden_size=4096, tied=True,
+        ...             parallelism={"tensor_parallel": 8}).table_memory(2) == 32000 // 8 * 4096 * 2
+        True
+        """
+        return self.vocab_size / self.parallelism.tp * self.hidden_size * dtype_bytes
+
     def weight_memory(self, ctx: Context) -> sp.Expr:
         if self.tied:
             return sp.Integer(0)  # the embedding's table, counted there
-        return self.vocab_size / ctx.tp * self.hidden_size * ctx.e
+        return self.table_memory(ctx.e)
 
     def saved_activations(self, ctx: Context) -> sp.Expr:
         # the input (for dW) and the logits (for the cross-entropy's backward), per chip

@@ -21,7 +21,7 @@ import sympy as sp
 
 from ..core.compiled import Program, normal
 from ..core.parallelism import Parallelism
-from ..errors import ConfigError
+from ..errors import AssumptionError, ConfigError
 from ..hardware import Hardware
 from ..layers.base import is_numeric
 from ..models.model import Model
@@ -243,9 +243,14 @@ def _training_result(compiled: CompiledStep, sizes: tuple, values: tuple) -> Tra
 
 
 def run(compiled: Optional[CompiledStep], sizes: Optional[tuple], exact: bool) -> Any:
-    """The compiled step at ``sizes``, or ``None`` (then the uncompiled step runs: ``exact`` only)."""
+    """The compiled step at ``sizes``, or ``None`` (then the uncompiled step runs: ``exact`` only).
+    ``exact=False`` with sizes that break one of the program's rules raises that rule's own message
+    (the exact path's error), not the float path's."""
     result = None if compiled is None or sizes is None else compiled(*sizes, exact=exact)
     if result is None and not exact:
+        broken = None if compiled is None or sizes is None else compiled.program.broken(*sizes)
+        if broken is not None:
+            raise AssumptionError(broken)
         raise ConfigError("exact=False (the float path) needs a compiled step: positive int sizes, numeric model, "
                           "parallelism and chip, and no prefill_chunk")
     return result

@@ -7,16 +7,20 @@ the prefill, the other ``O - 1`` from the decode pool) and TTFT and TPOT targets
 :func:`pd_ratio` finds the fewest instances of each kind that meet them.
 
 Prefill (a queue): requests split evenly over ``n_p`` instances, each one M/D/1 queue (Poisson
-arrivals at ``lam / n_p``, a deterministic service time ``D``, the prefill of one prompt), as
-DistServe models a prefill instance (Zhong et al., OSDI 2024, "DistServe: Disaggregating Prefill
-and Decoding for Goodput-optimized Large Language Model Serving", §3.1, eq. 1, the
-Pollaczek-Khinchine mean wait with zero service variance):
+arrivals at ``lam / n_p``, a deterministic service time, the Pollaczek-Khinchine mean wait with
+zero service variance), as DistServe models a prefill instance (Zhong et al., OSDI 2024,
+"DistServe: Disaggregating Prefill and Decoding for Goodput-optimized Large Language Model
+Serving", §3.1). A prompt's prefill takes ``D_s`` (every pipeline stage in turn and the sends
+between them); a pipelined instance admits the next prompt once a stage is free, so its queue's
+service time is the slowest stage's ``D_m`` (:func:`~symcost.plan.inference.prefill_stage_time`;
+``D_m = D_s`` with one stage). DistServe's eq. 2 (eq. 1 at ``D_m = D_s``):
 
-    TTFT(n_p) = D + T_kv + rho D / (2 (1 - rho)),    rho = lam D / n_p < 1,
+    TTFT(n_p) = D_s + T_kv + rho D_m / (2 (1 - rho)),    rho = lam D_m / n_p < 1,
 
 the mean TTFT, with the KV transfer ``T_kv`` counted in it (NB: conservative: an engine may
-stream the first token before the transfer ends). Solving ``TTFT <= target`` gives
-``n_p >= lam D (D + 2 T') / (2 T')`` with ``T' = target - D - T_kv``.
+stream the first token before the transfer ends). Solving ``TTFT <= target``:
+``rho D_m <= 2 T' (1 - rho)``, i.e. ``n_p >= lam D_m (D_m + 2 T') / (2 T')`` with
+``T' = target - D_s - T_kv``.
 
 KV transfer: each prefill chip sends its shard of the prompt's KV cache (the fullest pipeline
 stage's, per chip) to a decode instance in another scale-up domain, one point-to-point send over
@@ -27,8 +31,10 @@ slower of the two (a decode instance with fewer chips receives several prefill c
 
 Decode (a batch): the largest batch ``B`` whose TPOT at ``P + O - 1`` keys (the last step, the
 longest context: NB conservative for every earlier step) meets the TPOT target and whose memory
-fits: weights, the KV cache and one decode step's activations (:func:`~symcost.plan.inference.max_batch_size`
-with a prefill chunk of 1: the decode instance never prefills). By Little's law the decode pool holds
+fits: weights, the KV cache and one decode step's activations (:func:`~symcost.plan.inference.decode_step`:
+the decode instance never prefills, so no prefill rule applies to it). Under context or Ulysses
+parallelism the cache is split ``n = sp * cp`` ways by keys, so the fullest rank's
+``ceil((P + O - 1) / n)`` keys are costed (and ``ceil(P / n)`` received). By Little's law the decode pool holds
 ``lam (O - 1) TPOT(B)`` requests on average; ``n_d`` instances hold ``n_d B``, so
 ``n_d = ceil(lam (O - 1) TPOT(B) / B)`` (NB: a steady-state mean, with every running request
 stepping at the full batch's TPOT).
@@ -46,12 +52,12 @@ from ..core import symbols as sym
 from ..core._expr import as_expr, dim, exact
 from ..core.ops import Collective
 from ..core.parallelism import Parallelism, ParallelismLike
-from ..errors import ConfigError, one_line
+from ..errors import AssumptionError, ConfigError, one_line
 from ..hardware import Hardware
 from ..hardware import get as get_hardware
 from ..hardware.timing import collective_time
 from ..models.model import Model
-from .inference import inference_step, max_batch_size
+from .inference import decode_step, inference_step, prefill_stage_time
 from .pipeline import resolve_parallelism
 
 __all__ = ["DisaggregatedPlan", "kv_transfer", "mean_ttft", "pd_ratio"]
@@ -89,37 +95,44 @@ def kv_transfer(model: Model, hardware: Hardware | str, prompt_len: Any, dtype: 
     True
     """
     chip = get_hardware(hardware)
-    step = inference_step(model, chip, 1, prompt_len, dtype, parallelism)
-    nbytes = step.kv_cache_memory
-    # NB: span one chip past the scale-up domain: the decode instance is in another domain
-    send = Collective("p2p", "dp", 2, nbytes, 1, span=chip.scale_up_domain + 1)
-    return nbytes, exact(sp.sympify(collective_time(send, chip)))
+    nbytes = inference_step(model, chip, 1, prompt_len, dtype, parallelism).kv_cache_memory
+    return nbytes, _send_time(nbytes, chip)
 
 
-def mean_ttft(prefill_time: Any, transfer_time: Any, rate: Any, num_prefill: int) -> Any:
+def mean_ttft(prefill_time: Any, transfer_time: Any, rate: Any, num_prefill: int, stage_time: Any = None) -> Any:
     """Mean TTFT of ``num_prefill`` M/D/1 prefill instances sharing Poisson arrivals at ``rate``:
-    ``D + T_kv + rho D / (2 (1 - rho))``, ``rho = rate D / num_prefill`` (DistServe, eq. 1);
-    ``oo`` when ``rho >= 1`` (the queue grows without bound).
+    ``D_s + T_kv + rho D_m / (2 (1 - rho))``, ``rho = rate D_m / num_prefill`` (DistServe, eq. 2),
+    with ``D_s`` the whole prefill (``prefill_time``) and ``D_m`` its slowest pipeline stage
+    (``stage_time``; ``None``: ``D_s``, one stage, eq. 1); ``oo`` when ``rho >= 1`` (the queue grows
+    without bound).
 
     >>> mean_ttft(1, 0, 1, 2)     # rho = 1/2: wait 1/2 * 1 / (2 * 1/2) = 1/2
     3/2
+    >>> mean_ttft(1, 0, 1, 2, stage_time=sp.Rational(1, 2))     # rho = 1/4: wait 1/4 * 1/2 / (3/2) = 1/12
+    13/12
     """
     if num_prefill < 1:
         raise ConfigError(f"num_prefill must be at least 1, got {num_prefill}")
     d, t = _positive(prefill_time, "prefill_time"), _non_negative(transfer_time, "transfer_time")
-    rho = _positive(rate, "rate") * d / num_prefill
+    d_m = d if stage_time is None else _positive(stage_time, "stage_time")
+    if d_m > d:
+        raise ConfigError(f"stage_time ({d_m}) must not exceed prefill_time ({d}): a pipeline stage is part of the "
+                          "prefill")
+    rho = _positive(rate, "rate") * d_m / num_prefill
     if rho >= 1:
         return sp.oo
-    return d + t + rho * d / (2 * (1 - rho))
+    return d + t + rho * d_m / (2 * (1 - rho))
 
 
 @dataclass(frozen=True)
 class DisaggregatedPlan:
     """The fewest prefill and decode instances that meet the targets (:func:`pd_ratio`).
 
-    ``prefill_time`` D and ``kv_transfer_time`` per prompt; ``ttft`` the mean TTFT at
-    ``num_prefill``; ``decode_batch`` the largest batch meeting the TPOT target and memory
-    (``decode_limit`` names which bound it), ``decode_tpot`` its TPOT; ``ratio`` is
+    ``prefill_time`` D_s (a prompt's whole prefill), ``prefill_stage_time`` D_m (its slowest
+    pipeline stage, the prefill queue's service time; D_s with one stage) and ``kv_transfer_time``
+    per prompt; ``ttft`` the mean TTFT at ``num_prefill``; ``decode_batch`` the largest batch
+    meeting the TPOT target and memory (``decode_limit`` names which bound it), ``decode_tpot``
+    its TPOT; ``ratio`` is
     ``num_prefill / num_decode``; ``num_chips`` both pools' chips.
     """
 
@@ -127,6 +140,7 @@ class DisaggregatedPlan:
     num_decode: int
     ratio: Any
     prefill_time: Any
+    prefill_stage_time: Any
     kv_transfer_bytes: Any
     kv_transfer_time: Any
     ttft: Any
@@ -146,27 +160,28 @@ class DisaggregatedPlan:
 
     def to_latex(self) -> str:
         r"""The plan's three relations in LaTeX (an ``aligned`` block), each with its value:
-        the M/D/1 mean TTFT at ``n_p`` prefill instances, the closed form for ``n_p`` and Little's
-        law for ``n_d``, with :math:`T' = \mathrm{TTFT}^{*} - D - T_{\mathrm{kv}}`.
+        the M/D/1 mean TTFT at ``n_p`` prefill instances (DistServe eq. 2: :math:`D_s` the whole
+        prefill, :math:`D_m` its slowest stage), the closed form for ``n_p`` and Little's law for
+        ``n_d``, with :math:`T' = \mathrm{TTFT}^{*} - D_s - T_{\mathrm{kv}}`.
 
         >>> from symcost import models
         >>> plan = pd_ratio(models.get("llama-3-8b"), rate=50, prompt_len=2048, output_len=256,
         ...                 ttft=0.2, tpot=0.05)
         >>> print(plan.to_latex().splitlines()[3])
-        n_p &= \left\lceil \frac{\lambda D (D + 2 T')}{2 T'} \right\rceil = 3 \\
+        n_p &= \left\lceil \frac{\lambda D_m (D_m + 2 T')}{2 T'} \right\rceil = 3 \\
         """
         def value(x: Any) -> str:
             return sp.latex(sp.Float(sp.sympify(x), 4))
 
         return "\n".join([
             r"\begin{aligned}",
-            r"\mathrm{TTFT}(n_p) &= D + T_{\mathrm{kv}} + \frac{\rho D}{2 (1 - \rho)}, \quad"
-            rf" \rho = \frac{{\lambda D}}{{n_p}} = {value(self.prefill_utilization)}, \quad"
+            r"\mathrm{TTFT}(n_p) &= D_s + T_{\mathrm{kv}} + \frac{\rho D_m}{2 (1 - \rho)}, \quad"
+            rf" \rho = \frac{{\lambda D_m}}{{n_p}} = {value(self.prefill_utilization)}, \quad"
             rf" \mathrm{{TTFT}} = {value(self.ttft)}\,\mathrm{{s}} \\",
-            rf"D &= {value(self.prefill_time)}\,\mathrm{{s}}, \quad T_{{\mathrm{{kv}}}} = "
-            rf"{value(self.kv_transfer_time)}\,\mathrm{{s}}, \quad"
+            rf"D_s &= {value(self.prefill_time)}\,\mathrm{{s}}, \quad D_m = {value(self.prefill_stage_time)}"
+            rf"\,\mathrm{{s}}, \quad T_{{\mathrm{{kv}}}} = {value(self.kv_transfer_time)}\,\mathrm{{s}}, \quad"
             rf" \lambda = {value(self.rate)}\,\mathrm{{s}}^{{-1}} \\",
-            r"n_p &= \left\lceil \frac{\lambda D (D + 2 T')}{2 T'} \right\rceil"
+            r"n_p &= \left\lceil \frac{\lambda D_m (D_m + 2 T')}{2 T'} \right\rceil"
             rf" = {self.num_prefill} \\",
             r"n_d &= \left\lceil \frac{\lambda (O - 1)\, \mathrm{TPOT}(B)}{B} \right\rceil"
             rf" = {self.num_decode}, \quad B = {self.decode_batch}, \quad O = {self.output_len}",
@@ -196,7 +211,7 @@ class DisaggregatedPlan:
         """Whether ``num_prefill`` instances keep the mean TTFT within the target."""
         if num_prefill < 1:
             return False
-        ttft = mean_ttft(self.prefill_time, self.kv_transfer_time, self.rate, num_prefill)
+        ttft = mean_ttft(self.prefill_time, self.kv_transfer_time, self.rate, num_prefill, self.prefill_stage_time)
         return bool(ttft <= as_expr(self.ttft_target, "ttft"))
 
     def meets_decode(self, num_decode: int) -> bool:
@@ -206,19 +221,33 @@ class DisaggregatedPlan:
         return bool(need <= num_decode * self.decode_batch)
 
 
-def _num_prefill(rate: sp.Expr, d: sp.Expr, t_kv: sp.Expr, target: sp.Expr) -> int:
+def _num_prefill(rate: sp.Expr, d: sp.Expr, d_m: sp.Expr, t_kv: sp.Expr, target: sp.Expr) -> int:
+    """The fewest instances whose mean TTFT (eq. 2: ``d`` the whole prefill, ``d_m`` its slowest
+    stage) meets ``target``: ``ceil(rate d_m (d_m + 2 T') / (2 T'))``, ``T' = target - d - t_kv``."""
     slack = target - d - t_kv
     if not slack > 0:
         raise ConfigError(f"ttft: the target {float(target):.4g} s does not exceed one prompt's prefill "
                           f"({float(d):.4g} s) plus its KV transfer ({float(t_kv):.4g} s); no number of "
                           "prefill instances meets it")
-    n = max(1, int(sp.ceiling(rate * d * (d + 2 * slack) / (2 * slack))))
+    n = max(1, int(sp.ceiling(rate * d_m * (d_m + 2 * slack) / (2 * slack))))
     # the closed form, verified exactly at n (meets) and n - 1 (does not)
-    while mean_ttft(d, t_kv, rate, n) > target:  # pragma: no cover (the ceiling is exact)
+    while mean_ttft(d, t_kv, rate, n, d_m) > target:  # pragma: no cover (the ceiling is exact)
         n += 1
-    while n > 1 and mean_ttft(d, t_kv, rate, n - 1) <= target:  # pragma: no cover
+    while n > 1 and mean_ttft(d, t_kv, rate, n - 1, d_m) <= target:  # pragma: no cover
         n -= 1
     return n
+
+
+def _decode_keys(keys: int, par: Parallelism) -> int:
+    """``keys`` as the decode pool costs them: under context or Ulysses parallelism the cache is
+    split ``n = sp * cp`` ways by keys, new tokens appended round-robin (docs/conventions.md §3b),
+    so the fullest rank holds ``ceil(keys / n)`` and every rank waits for it; a step at
+    ``n * ceil(keys / n)`` keys is exactly that rank's (its cache, its attention core)."""
+    n = sp.sympify(par.sp * par.cp)
+    if not n.is_Integer:
+        raise ConfigError(f"decode_parallelism: sequence_parallel and context_parallel must be numbers, got "
+                          f"{par.sp} and {par.cp}")
+    return -(-keys // int(n)) * int(n)
 
 
 def _decode_batch(model: Model, chip: Hardware, keys: int, dtype: Any, par: Parallelism,
@@ -227,20 +256,43 @@ def _decode_batch(model: Model, chip: Hardware, keys: int, dtype: Any, par: Para
     and its TPOT."""
     from ..analysis.solve import max_integer
 
-    # NB: a decode instance never prefills (the KV cache arrives over the network): its
-    # activations are one token per sequence, a prefill chunk of 1
-    memory = max_batch_size(model, chip, keys, dtype, par, prefill_chunk=1)
+    # NB: a decode instance never prefills (the KV cache arrives over the network): its memory
+    # holds one decode step's activations, and no prefill rule applies (decode_step)
+    step = decode_step(model, chip, None, _decode_keys(keys, par), dtype, par)
+    memory = max_integer(step.memory_per_chip, sym.batch_size, chip.hbm_capacity, kind="bytes")
     if memory.value is None:
         raise ConfigError(f"decode: {model.name} with {keys:,} keys of context does not fit {chip.name} even at "
                           "batch 1 under the decode parallelism")
-    symbolic = inference_step(model, chip, None, keys, dtype, par)
-    fast = max_integer(symbolic.tpot, sym.batch_size, target)
+    fast = max_integer(step.tpot, sym.batch_size, target)
     if fast.value is None:
-        one = inference_step(model, chip, 1, keys, dtype, par).tpot
+        one = sp.sympify(step.tpot).xreplace({sym.batch_size: 1})
         raise ConfigError(f"tpot: the target {float(target):.4g} s is below one decode step at batch 1 "
                           f"({float(one):.4g} s) on {chip.name}")
     batch, limit = (fast.value, "tpot") if fast.value <= memory.value else (memory.value, "memory")
-    return batch, limit, inference_step(model, chip, batch, keys, dtype, par).tpot
+    return batch, limit, exact(sp.sympify(step.tpot).xreplace({sym.batch_size: batch}))
+
+
+def _send_time(nbytes: Any, chip: Hardware) -> Any:
+    """One point-to-point send of ``nbytes`` over the chip's scale-out link to another scale-up
+    domain (the chip's link model)."""
+    # NB: span one chip past the scale-up domain: the other instance is in another domain
+    send = Collective("p2p", "dp", 2, nbytes, 1, span=chip.scale_up_domain + 1)
+    return exact(sp.sympify(collective_time(send, chip)))
+
+
+def _prefill_pool(model: Model, chip: Hardware, prompt_len: Any, dtype: Any, par: Parallelism) -> tuple[Any, ...]:
+    """``(D_s, D_m, KV bytes sent per chip, send time)`` of one prompt on a prefill instance; a
+    rule the prompt breaks under the pool's parallelism (a CP or Ulysses split) names both."""
+    try:
+        # the queue's service time: the slowest stage's (DistServe eq. 2), the whole prefill with one
+        # stage; first, so that a prompt the pool cannot split breaks the prefill's own rule
+        d_m = sp.sympify(prefill_stage_time(model, chip, 1, prompt_len, dtype, par))
+        d = sp.sympify(inference_step(model, chip, 1, prompt_len, dtype, par).ttft)
+        nbytes, t_send = kv_transfer(model, chip, prompt_len, dtype, par)
+    except AssumptionError as error:
+        raise ConfigError(f"prefill: a prompt of {prompt_len} tokens under prefill_parallelism: "
+                          f"{one_line(error)}") from None
+    return d, d_m, nbytes, t_send
 
 
 def _pool_parallelism(model: Model, parallelism: ParallelismLike, name: str) -> Any:
@@ -280,19 +332,21 @@ def pd_ratio(model: Model, rate: Any, prompt_len: Any, output_len: Any, ttft: An
     dchip = pchip if decode_hardware is None else get_hardware(decode_hardware)
     ppar, dpar = (_pool_parallelism(model, par, name) for par, name in ((prefill_parallelism, "prefill_parallelism"),
                                                                         (decode_parallelism, "decode_parallelism")))
-    d = sp.sympify(inference_step(model, pchip, 1, p, dtype, ppar).ttft)
-    nbytes, t_send = kv_transfer(model, pchip, p, dtype, ppar)
-    # each decode chip receives its own shard at the decode parallelism over its link: with fewer
-    # decode chips than prefill chips it takes several prefill chips' shards, so the slower side binds
-    t_kv = sp.Max(sp.sympify(t_send), sp.sympify(kv_transfer(model, dchip, p, dtype, dpar)[1]))
-    n_p = _num_prefill(lam, d, t_kv, target_ttft)
+    d, d_m, nbytes, t_send = _prefill_pool(model, pchip, p, dtype, ppar)
+    # each decode chip receives its own shard at the decode parallelism over its link (the fullest
+    # rank's under CP or Ulysses: _decode_keys): with fewer decode chips than prefill chips it takes
+    # several prefill chips' shards, so the slower side binds
+    received = decode_step(model, dchip, 1, _decode_keys(int(p), dpar), dtype, dpar).kv_cache_memory
+    t_kv = sp.Max(sp.sympify(t_send), sp.sympify(_send_time(received, dchip)))
+    n_p = _num_prefill(lam, d, d_m, t_kv, target_ttft)
     keys = int(p + o - 1)
     batch, limit, step_tpot = _decode_batch(model, dchip, keys, dtype, dpar, target_tpot)
     load = lam * (o - 1) * sp.sympify(step_tpot) / batch  # decode instances' worth of mean load
     n_d = max(1, int(sp.ceiling(load)))
     chips_p, chips_d = (int(par.chips_per_replica * par.pp) for par in (ppar, dpar))
-    values = dict(ratio=sp.Rational(n_p, n_d), prefill_time=d, kv_transfer_bytes=nbytes, kv_transfer_time=t_kv,
-                  ttft=mean_ttft(d, t_kv, lam, n_p), prefill_utilization=lam * d / n_p, decode_tpot=step_tpot,
+    values = dict(ratio=sp.Rational(n_p, n_d), prefill_time=d, prefill_stage_time=d_m, kv_transfer_bytes=nbytes,
+                  kv_transfer_time=t_kv, ttft=mean_ttft(d, t_kv, lam, n_p, d_m), prefill_utilization=lam * d_m / n_p,
+                  decode_tpot=step_tpot,
                   decode_load=load, rate=lam, ttft_target=target_ttft, tpot_target=target_tpot)
     return DisaggregatedPlan(num_prefill=n_p, num_decode=n_d, decode_batch=batch, decode_limit=limit,  # type: ignore[arg-type]
                              prefill_chips=chips_p, decode_chips=chips_d, num_chips=n_p * chips_p + n_d * chips_d,

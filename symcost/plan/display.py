@@ -248,6 +248,7 @@ def disaggregated_repr(plan: Any) -> str:
 
 def _disaggregated_rows(plan: Any) -> list[tuple[str, Any, str]]:
     return [("prefill time per prompt D", plan.prefill_time, "time"),
+            ("slowest prefill stage D_m", plan.prefill_stage_time, "time"),
             ("KV transfer per chip", plan.kv_transfer_bytes, "bytes"),
             ("KV transfer time", plan.kv_transfer_time, "time"),
             ("prefill utilization rho", plan.prefill_utilization, "percent"),
@@ -261,12 +262,19 @@ def _pools(plan: Any) -> str:
             f"({plan.prefill_chips} per prefill, {plan.decode_chips} per decode instance)")
 
 
+def _stage(plan: Any, rows: dict[str, str]) -> str:
+    """``" (slowest stage ...)"`` for a pipelined prefill, the queue's service time; else empty."""
+    if plan.prefill_stage_time == plan.prefill_time:
+        return ""
+    return f" (slowest stage {rows['slowest prefill stage D_m']})"
+
+
 def disaggregated_text(plan: Any) -> str:
     rows = {label: d.text(x, kind) for label, x, kind in _disaggregated_rows(plan)}
     return "\n".join([
         f"disaggregated serving at {d.text(plan.rate, 'plain')} requests/s of {plan.prompt_len} + "
         f"{plan.output_len} tokens: {_pools(plan)}",
-        f"  prefill: {rows['prefill time per prompt D']} per prompt, utilization "
+        f"  prefill: {rows['prefill time per prompt D']} per prompt{_stage(plan, rows)}, utilization "
         f"{rows['prefill utilization rho']}, KV transfer {rows['KV transfer per chip']} per chip in "
         f"{rows['KV transfer time']}, mean TTFT {rows['mean TTFT (M/D/1)']} (target {rows['TTFT target']})",
         f"  decode: batch {plan.decode_batch} ({plan.decode_limit}-bound) at TPOT {rows['decode TPOT']} "
@@ -275,5 +283,5 @@ def disaggregated_text(plan: Any) -> str:
 
 def disaggregated_html(plan: Any) -> str:
     rows = [[_html.escape(label), d.html(x, kind)] for label, x, kind in _disaggregated_rows(plan)]
-    rows.insert(7, ["decode batch bound", _html.escape(plan.decode_limit)])
+    rows.insert(8, ["decode batch bound", _html.escape(plan.decode_limit)])
     return d.html_section(f"Disaggregated serving: {_pools(plan)}", [d.html_table(["", "value"], rows)])

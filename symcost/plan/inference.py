@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import sympy as sp
 
@@ -23,6 +23,7 @@ from ..hardware.timing import OpTime, op_time
 from ..models.model import Model
 from . import compiled as csteps
 from .pipeline import (
+    DecodeStep,
     InferenceStep,
     _max_all,
     _span_time,
@@ -232,23 +233,116 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
     p = par.pp
     sharded = model.with_parallelism(par)
     decode_rows = sharded.breakdown(b, s, "decode", datatype, chip, "none", overlap)
-    h = sharded.blocks[0][0].hidden_size
-    hops, stride = (p - 1) if p != 1 else 0, par.chips_per_replica * par.dp
+    hops = (p - 1) if p != 1 else 0
+    one = _boundary_send(par, chip, b, sharded.blocks[0][0].hidden_size, datatype)
 
-    def send(tokens: Any, ranks: Any = par.chips_per_replica) -> Any:  # a stage boundary's activations / ranks
-        return hops * _span_time("p2p", 2, b * tokens * h * datatype.bytes / ranks, chip, stride) if p != 1 else 0
+    def send(tokens: Any, ranks: Any = par.chips_per_replica) -> Any:  # every stage boundary's send
+        return hops * one(tokens, ranks) if p != 1 else 0
 
     ttft, act, prefill_rows, n_chunks = _prefill(sharded, model, b, s, chunk, datatype, chip, overlap, send)
-    tpot = _stages(values_from_rows(decode_rows), "latency", 1)[0] + send(1, par.tp)
+    tpot = _decode_time(decode_rows, send, chip, par.tp)
     # the engine's own time per step (docs/conventions.md §17), once per chunk (vLLM's, SGLang's schedulers)
     ttft += n_chunks * chip.runtime.step_overhead
-    tpot += chip.runtime.step_overhead
     weights, kv, memory = _stage_memory(sharded, decode_rows, datatype, p, split, act)
     values = dict(ttft=ttft, tpot=tpot, kv_cache_memory=kv, weight_memory=weights, activation_memory=act,
                   memory_per_chip=memory, tokens_per_second=b / tpot)
     return InferenceStep(**{k: _exact_value(x) for k, x in values.items()}, prefill_rows=tuple(prefill_rows),
                          decode_rows=tuple(decode_rows), hardware=chip, stage_layers=split,
                          prefill_chunk=None if chunk is None else int(chunk), num_prefill_chunks=n_chunks)
+
+
+def _boundary_send(par: Parallelism, chip: Hardware, b: Any, h: Any, datatype: DataType) -> Callable[..., Any]:
+    """``one(tokens, ranks)``: the time of one stage boundary's send, the ``b * tokens * h``
+    activations split over ``ranks`` chips (default: a replica's), to the next stage's chips
+    (``stride`` chips on); 0 with one stage."""
+    stride = par.chips_per_replica * par.dp
+
+    def one(tokens: Any, ranks: Any = par.chips_per_replica) -> Any:
+        if par.pp == 1:
+            return sp.Integer(0)
+        return _span_time("p2p", 2, b * tokens * h * datatype.bytes / ranks, chip, stride)
+    return one
+
+
+def prefill_stage_time(model: "Model", hardware: Hardware | str, batch_size: Any, seq_len: Any, dtype: Any = "bf16",
+                       parallelism: ParallelismLike = None, *, stage_layers: Optional[Sequence[int]] = None) -> Any:
+    """The slowest pipeline stage's part of one (unchunked) prefill of ``batch_size`` sequences of
+    ``seq_len`` tokens: the stage's layers plus its send to the next stage (none from the last),
+    plus the engine's own time per step (docs/conventions.md §17); with one stage, the TTFT of
+    :func:`inference_step`.
+
+    A pipelined instance admits the next prefill once its first stage is free and keeps the
+    slowest one busy for this long per prefill, so this is the service time of its queue
+    (DistServe's ``D_m``, Zhong et al. 2024 §3.1 eq. 2), while a prompt's TTFT (``D_s``) passes
+    every stage in turn: the stages' sum. NB: the engine's step time stays serial with the stage,
+    as it is with the whole prefill without stages, so ``D_m = D_s`` at one stage.
+
+    >>> from symcost import models
+    >>> m, tp = models.get("llama-3-8b"), {"tensor_parallel": 2}
+    >>> prefill_stage_time(m, "H100_SXM", 1, 4096, parallelism=tp) == m.inference_step("H100_SXM", 1, 4096,
+    ...                                                                                   parallelism=tp).ttft
+    True
+    """
+    chip = get_hardware(hardware)
+    par = resolve_parallelism(model, parallelism)
+    check_expert_parallel(par)
+    split = _split(model, par.pp, 1, stage_layers)
+    datatype = DataType.parse(dtype)
+    b, s = dim(batch_size, "batch_size"), dim(seq_len, "seq_len")
+    sharded = model.with_parallelism(par)
+    rows = sharded.breakdown(b, s, "prefill", datatype, chip, "none", False)
+    one = _boundary_send(par, chip, b, sharded.blocks[0][0].hidden_size, datatype)
+    # each distinct stage: its layers, and its send unless it is the last (index p - 1)
+    times = [st["latency"] + (one(s) if st["index"] != par.pp - 1 else 0)
+             for st in stages_from_parts(model_parts(sharded, rows, datatype), par.pp, split)]
+    return _exact_value(_max_all(times) + chip.runtime.step_overhead)
+
+
+def _decode_time(decode_rows: list, send: Callable[..., Any], chip: Hardware, tp: Any) -> Any:
+    """One decode step: the new token passes every layer (every stage in turn), each stage
+    boundary's send of its activations (split over the TP ranks: ``send(1, tp)``), and the
+    engine's own time per step (docs/conventions.md §17)."""
+    tpot = _stages(values_from_rows(decode_rows), "latency", 1)[0] + send(1, tp)
+    return tpot + chip.runtime.step_overhead
+
+
+def decode_step(model: "Model", hardware: Hardware | str, batch_size: Any, seq_len: Any, dtype: Any = "bf16",
+                parallelism: ParallelismLike = None) -> DecodeStep:
+    """One decode step of ``batch_size`` sequences attending to ``seq_len`` keys on an instance that
+    only decodes (a disaggregated decode pool: the KV cache arrives over the network and nothing is
+    prefilled there, so no prefill rule applies): the TPOT as :func:`inference_step` times it, and
+    memory per chip as the fullest stage's weights and KV cache plus the decode step's activation
+    peak (one new token per sequence), not a prefill's.
+
+    Under context or Ulysses parallelism the keys are split ``n = sp * cp`` ways
+    (docs/conventions.md §3b), so ``seq_len`` must be a multiple of n: a caller costing a context of
+    ``k`` keys on the fullest rank passes ``n * ceil(k / n)``.
+
+    >>> from symcost import models
+    >>> m = models.get("llama-3-8b")
+    >>> decode_step(m, "H100_SXM", 8, 4096).tpot == m.inference_step("H100_SXM", 8, 4096).tpot
+    True
+    """
+    chip = get_hardware(hardware)
+    par = resolve_parallelism(model, parallelism)
+    check_expert_parallel(par)
+    split = _split(model, par.pp, 1, None)
+    datatype = DataType.parse(dtype)
+    b, s = (sym.batch_size if batch_size is None else dim(batch_size, "batch_size"),
+            sym.seq_len if seq_len is None else dim(seq_len, "seq_len"))
+    sharded = model.with_parallelism(par)
+    rows = sharded.breakdown(b, s, "decode", datatype, chip, "none", False)
+    one = _boundary_send(par, chip, b, sharded.blocks[0][0].hidden_size, datatype)
+    hops = (par.pp - 1) if par.pp != 1 else 0
+
+    def send(tokens: Any, ranks: Any) -> Any:  # as inference_step sends
+        return hops * one(tokens, ranks) if par.pp != 1 else 0
+
+    act = _activation_peak(rows)
+    weights, kv, memory = _stage_memory(sharded, rows, datatype, par.pp, split, act)
+    values = dict(tpot=_decode_time(rows, send, chip, par.tp), weight_memory=weights, kv_cache_memory=kv,
+                  activation_memory=act, memory_per_chip=memory)
+    return DecodeStep(**{k: _exact_value(x) for k, x in values.items()}, hardware=chip)
 
 
 def _check_chunked(s: Any, chunk: Any, overlap: bool) -> Any:
@@ -384,7 +478,9 @@ def _inference_program(model: "Model", chip: Hardware, par: Parallelism, datatyp
              "tokens_per_second": step.tokens_per_second,
              **{f"weight{i}": st["weight"] for i, st in enumerate(stages)},
              **{f"kv{i}": st["kv"] for i, st in enumerate(stages)}}
-    found = merge(rules, *(m.assumptions for _, _, m in (*step.prefill_rows, *step.decode_rows)))
+    # NB: the decode rows' rules first, as the uncompiled step checks them (a float call that breaks
+    # one raises the same message: csteps.run)
+    found = merge(rules, *(m.assumptions for _, _, m in (*step.decode_rows, *step.prefill_rows)))
 
     def rows(b: int, s: int) -> list:
         return [sharded.breakdown(b, s, phase, datatype, chip, "none", overlap) for phase in ("prefill", "decode")]

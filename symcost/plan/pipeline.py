@@ -157,6 +157,25 @@ class InferenceStep:
         return inference_html(self)
 
 
+@dataclass(frozen=True)
+class DecodeStep:
+    """One decode step on an instance that only decodes (:func:`~symcost.plan.inference.decode_step`):
+    its time per output token and memory per chip (the fullest stage), in seconds and bytes."""
+
+    tpot: Any
+    weight_memory: Any
+    kv_cache_memory: Any
+    activation_memory: Any
+    """The decode step's activation peak (one new token per sequence), not a prefill's."""
+    memory_per_chip: Any
+    hardware: Hardware
+
+    @property
+    def fits(self) -> Optional[bool]:
+        """Whether ``memory_per_chip`` fits the chip's HBM (``None`` while symbolic)."""
+        return _fits(self.memory_per_chip, self.hardware)
+
+
 _FIELDS = {"latency": "latency", "weight": "weight_memory_per_chip",
            "activation": "activation_memory_per_chip", "kv": "kv_cache_memory_per_chip"}
 
@@ -317,7 +336,9 @@ def model_parts(model: "Model", rows: Sequence[tuple[str, Any, LayerMetrics]], d
     """Per-layer values the steps assemble stages from, given ``model.breakdown(...)`` rows:
     ``{"embedding": q, "blocks": [(count, q), ...], "tail": q}`` with ``q`` = ``{quantity: value
     of one layer}`` for latency, weight, activation, kv and expert_weight (routed-expert weight
-    bytes; MoE blocks only); the tail is the final norm plus the LM head."""
+    bytes; MoE blocks only); the tail is the final norm plus the LM head, and with a tied LM head
+    ``tied_weight``, the bytes of the table's copy a last pipeline stage holds
+    (:func:`stages_from_parts`)."""
     e = DataType.parse(dtype).bytes
 
     def quantities(metrics: LayerMetrics) -> dict[str, Any]:
@@ -326,6 +347,8 @@ def model_parts(model: "Model", rows: Sequence[tuple[str, Any, LayerMetrics]], d
     by_name = {name: (n, m) for name, n, m in rows}
     tail = quantities(by_name["final_norm"][1])
     tail = {k: tail[k] + x for k, x in quantities(by_name["lm_head"][1]).items()}
+    if model.lm_head.tied:
+        tail["tied_weight"] = sp.sympify(model.lm_head.table_memory(e))
     blocks = []
     for i, (blk, n) in enumerate(model.blocks):
         q = quantities(by_name[f"blocks[{i}]"][1])
@@ -363,11 +386,24 @@ def stage_layout(counts: Sequence[Any], p: Any,
     return list(seen.values())
 
 
+_ZERO = sp.Integer(0)
+
+
 def stages_from_parts(parts: dict[str, Any], p: Any, split: Optional[tuple[int, ...]]) -> list[dict[str, Any]]:
     """Each distinct stage of :func:`stage_layout` as ``{quantity: the stage's total, "index": k}``
-    from :func:`model_parts`."""
+    from :func:`model_parts`.
+
+    A tied LM head (``tail["tied_weight"]``) under pipeline parallelism: the last stage holds a
+    copy of the embedding's table for its head, as Megatron-LM does
+    (``LanguageModule.setup_embeddings_and_output_layer``: a second copy of the word embeddings
+    on the last stage, a parameter there) and vLLM (its last PP rank builds ``embed_tokens`` when
+    ``tie_word_embeddings``); its bytes join the stage's ``weight``. The first and the last stage
+    then keep the two copies equal by all-reducing their gradients (Megatron's embedding group,
+    ``finalize_model_grads``): each stage states it as ``embedding_group`` (1 or 0) and the
+    table's bytes it syncs as ``shared_weight``. One stage holds one table: no copy, no group."""
     emb, tail, blocks = parts["embedding"], parts["tail"], parts["blocks"]
-    keys = list(dict.fromkeys([*emb, *tail, *(k for _, q in blocks for k in q)]))
+    tied = tail.get("tied_weight")
+    keys = [key for key in dict.fromkeys([*emb, *tail, *(k for _, q in blocks for k in q)]) if key != "tied_weight"]
     out = []
     for k, held, first, last in stage_layout([n for n, _ in blocks], p, split):
         stage: dict[str, Any] = {}
@@ -378,6 +414,10 @@ def stages_from_parts(parts: dict[str, Any], p: Any, split: Optional[tuple[int, 
             if last and key in tail:
                 terms.append(tail[key])
             stage[key] = sp.Add(*terms)
+        if tied is not None:
+            grouped = first != last  # the first or the last of several stages (p = 1: both)
+            stage["weight"] += tied if last and not first else 0
+            stage["shared_weight"], stage["embedding_group"] = (tied, sp.Integer(1)) if grouped else (_ZERO, _ZERO)
         stage["index"] = sp.sympify(k)
         out.append(stage)
     return out

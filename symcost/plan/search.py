@@ -46,6 +46,8 @@ __all__ = ["Constraints", "SearchResult", "parallelism"]
 _COLUMNS = ("tp", "pp", "dp", "sp", "cp", "megatron_sp", "ep", "micro_batch", "interleave", "overlap", "recompute",
             "zero_stage", "step_time", "memory_per_chip", "mfu", "tokens_per_second")
 _QUANTITIES = ("latency", "weight", "activation")
+_TIED = ("shared_weight", "embedding_group")
+"""A tied LM head's stage quantities under pipeline parallelism (:func:`.pipeline.stages_from_parts`)."""
 
 
 @dataclass(frozen=True)
@@ -228,9 +230,10 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
         return SearchResult({c: np.array([]) for c in _COLUMNS}, candidates, 0, 0, time.perf_counter() - start)
     report(0.1, f"{candidates:,} candidates enumerated")
     quantities = _QUANTITIES + (("expert_weight",) if space.moe else ())  # routed experts: DP over dp/ep only
-    values = _layer_values(space, cols, chip, datatype, quantities, report)
-    slots = _Slots.of(space, cols, values, quantities)
-    step, memory, mfu = _assemble(space, cols, slots, chip, datatype, quantities)
+    tied = bool(space.model.lm_head.tied)  # the last stage's copy of the table and its sync (stages_from_parts)
+    values = _layer_values(space, cols, chip, datatype, quantities + (("tied_weight",) if tied else ()), report)
+    slots = _Slots.of(space, cols, values, quantities, tied)
+    step, memory, mfu = _assemble(space, cols, slots, chip, datatype, quantities + (_TIED if tied else ()))
     report(1.0, "ranked")
     fit = limits.keep(cols.t, memory, mfu, chip)
     order = np.argsort(np.where(fit, step, np.inf), kind="stable")[: int(fit.sum())]
@@ -478,7 +481,7 @@ class _Slots:
 
     @classmethod
     def of(cls, space: _Space, cols: _Columns, values: dict[tuple[str, str], np.ndarray],
-           quantities: tuple[str, ...]) -> "_Slots":
+           quantities: tuple[str, ...], tied: bool = False) -> "_Slots":
         counts = [int(n) for _, n in space.model.blocks]
         part_names = _part_names(space.model)
         layouts = {p: stage_layout(counts, p, split) for p, split in space.splits.items()}
@@ -503,7 +506,20 @@ class _Slots:
                     total += c * values[(part, q)]
                 total += values[("embedding", q)] * first + values[("tail", q)] * last
                 slot_values[(j, q)] = total
+            if tied:
+                _tied_slot(slot_values, j, values[("tail", "tied_weight")], first, last)
         return cls(K, slot_values, slot_index)
+
+
+def _tied_slot(slot_values: dict[tuple[int, str], np.ndarray], j: int, table: np.ndarray, first: np.ndarray,
+               last: np.ndarray) -> None:
+    """A tied LM head, as :func:`~symcost.plan.pipeline.stages_from_parts` stages it: a last stage
+    that is not also the first holds the table's copy; the first and the last of several stages
+    (``first != last``) form the embedding group and sync the table."""
+    grouped = first != last
+    slot_values[(j, "weight")] = slot_values[(j, "weight")] + table * (last * (1 - first))
+    slot_values[(j, "shared_weight")] = table * grouped
+    slot_values[(j, "embedding_group")] = grouped.astype(np.float64)
 
 
 def _assemble(space: _Space, cols: _Columns, slots: _Slots, chip: Hardware, datatype: DataType,

@@ -21,11 +21,15 @@ The verification forward is costed like one chunk of a chunked prefill
 (:func:`symcost.plan.inference.inference_step`): ``k + 1`` tokens per sequence attending to the
 ``seq_len - 1`` cached keys and to each other (so ``k = 0`` is a decode step attending to
 ``seq_len`` keys; a sliding-window layer reads only the last ``min(seq_len, window) + k`` of
-them, as the decode step reads ``min(seq_len, window)``), with logits for all ``k + 1`` tokens.
-The draft is a :class:`Model` (its own decode step, its own KV cache, on the target's chips or on
-its own), or, by default, ``k`` multi-token-prediction heads as in DeepSeek-V3 (arXiv:2412.19437,
-§2.2): each head is one more transformer block of the target, two RMSNorms, a ``2h -> h``
-projection, and the target's shared embedding, final norm and LM head.
+them, as the decode step reads ``min(seq_len, window)``), with logits for all ``k + 1`` tokens;
+its attention cores run the engine's decode kernels (verification is part of generation). Under
+context or Ulysses parallelism or Megatron SP, which shard a prefill's tokens but not a decode
+step's, it is costed in the decode layout instead (the cache split by keys, every rank running
+every new token; the two forms agree where neither shards). The draft is a :class:`Model` (its
+own decode step, its own KV cache, on the target's chips or on its own), or, by default, ``k``
+multi-token-prediction heads as in DeepSeek-V3 (arXiv:2412.19437, §2.2): each head is one more
+transformer block of the target, two RMSNorms, a ``2h -> h`` projection, and the target's shared
+embedding, final norm and LM head.
 
 NB: what is not counted: the draft re-reading the accepted tokens after a rejection (vLLM folds it
 into the next round's first draft step), the rejection sampling itself (a few vector ops on
@@ -35,6 +39,7 @@ verification (``k`` more tokens than the context). Pipeline parallelism is not m
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal, Optional
@@ -42,9 +47,9 @@ from typing import Any, Literal, Optional
 import sympy as sp
 
 from ..core import symbols as sym
-from ..core._expr import as_expr, dim, exact
+from ..core._expr import Ceil, as_expr, dim, exact
 from ..core.dtypes import DataType
-from ..core.ops import Matmul
+from ..core.ops import AttentionCore, Matmul
 from ..core.parallelism import ParallelismLike
 from ..errors import ConfigError
 from ..hardware import Hardware
@@ -242,7 +247,11 @@ def _verify_time(model: Model, chip: Hardware, b: Any, s: Any, k: Any, datatype:
     """The target's forward over ``q = k + 1`` tokens per sequence after ``s - 1`` cached ones:
     a prefill chunk of ``q`` tokens, its attention cores also attending to the cached keys in the
     engine's decode kernels (:func:`~symcost.plan.inference._chunk_attention_time`), logits for
-    all ``q`` tokens, plus one engine step (docs/conventions.md §17)."""
+    all ``q`` tokens, plus one engine step (docs/conventions.md §17). Under a layout that shards a
+    prefill's tokens (context or Ulysses parallelism, Megatron SP), :func:`_verify_decode_layout`."""
+    par = model.parallelism
+    if par.sp != 1 or par.cp != 1 or par.megatron_sp:
+        return _verify_decode_layout(model, chip, b, s, k, datatype)
     q = k + 1
     rows = model.breakdown(b, q, "prefill", datatype, chip, "none", False)
     heads = [(n, layer) for name, layer, n in model.parts() if name == "lm_head"]
@@ -252,6 +261,35 @@ def _verify_time(model: Model, chip: Hardware, b: Any, s: Any, k: Any, datatype:
     skip = ("lm_head",) if heads else ()
     attend = _chunk_attention_time(rows, s - 1, 1, q, chip, chip.effective_peak(datatype), datatype, decode=True)
     return _rows_latency(rows, skip) + logits + attend + chip.runtime.step_overhead
+
+
+def _verify_decode_layout(model: Model, chip: Hardware, b: Any, s: Any, k: Any, datatype: DataType) -> sp.Expr:
+    """The verification in the decode layout: a decode-time forward over the cache a decode step
+    reads, which context and Ulysses parallelism split by keys over ``n = sp * cp`` ranks while
+    every rank runs the projections of every new token (docs/conventions.md §3b; Megatron SP has
+    no token axis in decode). So: the layers of a decode step of ``b * q`` tokens at ``s`` keys
+    (MLPs, norms, projections, the partial outputs' combine and the LM head's logits for every
+    token), each attention core then scoring a sequence's ``q`` queries against this rank's keys
+    once instead of ``q`` one-query decodes: ``s/n`` cached keys (``s`` divisible by ``n``, the
+    decode rule) plus ``ceil(k/n)`` of the ``k`` proposals', appended round-robin (the fullest
+    rank). NB: with ``n > 1`` the mask among the proposals' keys on a rank is not discounted
+    (at most ``q ceil(k/n)`` pairs more than it keeps, beside ``q s/n``); with ``n = 1`` the
+    core counts as the layer does (``causal``), and this equals the chunked-prefill form."""
+    par = model.parallelism
+    q, n = k + 1, par.sp * par.cp
+    rows = model.breakdown(b * q, s, "decode", datatype, chip, "none", False)
+    peak = chip.effective_peak(datatype)
+    swap = []
+    for _, count, metrics in rows:
+        for op, mult in metrics.ops:
+            if isinstance(op, AttentionCore):
+                # b*q one-query decodes over kv_len = s/n keys -> b sequences of q queries over the
+                # rank's kv_len + ceil(k/n) keys, read once
+                mine = dataclasses.replace(op, batch=op.batch / q, q_len=q, kv_len=op.kv_len + Ceil(k / n),
+                                           causal=op.causal and n == 1)
+                swap.append(count * mult * (op_time(mine, chip, peak, datatype).time
+                                            - op_time(op, chip, peak, datatype).time))
+    return _rows_latency(rows) + sp.Add(*swap) + chip.runtime.step_overhead
 
 
 def _row(rows: tuple, prefix: str) -> tuple[Any, Any]:

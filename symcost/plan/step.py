@@ -19,6 +19,9 @@ Training (Megatron-LM conventions, Narayanan et al. 2021; Korthikanti et al. 202
   Rajbhandari et al. 2020, section 7.2.2). ZeRO-2/3 with pipeline parallelism is refused: no
   framework runs it (DeepSpeed's pipeline engine asserts "ZeRO-2 and ZeRO-3 are incompatible
   with pipeline parallelism"; Megatron-LM pairs its pipelines with the distributed optimizer);
+- a tied LM head under pipeline parallelism: the last stage holds a copy of the embedding table,
+  and the first and the last stage all-reduce its fp32 gradient after the data-parallel
+  reduction (Megatron-LM's embedding group; docs/conventions.md §6);
 - memory per chip: weights (activation dtype), fp32 gradients, Adam's fp32 master weights and two
   moments (12 bytes per parameter), sharded over ``dp`` by ZeRO stage (stage 1 is Megatron's
   distributed optimizer: ``6 + 12/d`` bytes per parameter), and the stage's in-flight

@@ -13,10 +13,12 @@ from ..core._expr import check_divides, dim, exact, substitute
 from ..core.assumptions import collecting, merge
 from ..core.compiled import Program
 from ..core.dtypes import DataType
+from ..core.ops import Collective
 from ..core.parallelism import Parallelism, ParallelismLike
 from ..errors import ConfigError
 from ..hardware import Hardware
 from ..hardware import get as get_hardware
+from ..hardware.timing import collective_time
 from ..layers.base import Recompute
 from ..models.model import Model
 from . import compiled as csteps
@@ -36,6 +38,8 @@ from .pipeline import (
 
 _PARAMS = sp.Symbol("_stage_params", positive=True)
 _EXPERT = sp.Symbol("_stage_expert_params", positive=True)
+_SHARED = sp.Symbol("_stage_shared_params", nonnegative=True)
+_GROUP = sp.Symbol("_stage_in_embedding_group", nonnegative=True)
 
 _exact_value = exact  # the steps' ``exact`` argument shadows the function there
 
@@ -65,7 +69,7 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
         sends = 2 * v * m * _span_time("p2p", 2, payload, chip, t * u * c * d)
 
     weights, gradients, optimizer, dp_comm = _data_parallel(values, chip=chip, e=e, m=m, d=d * c, stride=t * u,
-                                                            ep=ep, zero_stage=zero_stage)
+                                                            ep=ep, zero_stage=zero_stage, p=p)
     dp_comm, weights, gradients, optimizer, activations, memory = _fullest_stage(
         values, (weights, gradients, optimizer, dp_comm), e=e, p=p, m=m, v=v)
     step = compute + sends + dp_comm
@@ -81,9 +85,16 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
 
 
 def _data_parallel(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, m: Any, d: Any, stride: Any,
-                   ep: Any, zero_stage: int) -> tuple[Any, Any, Any, Any]:
-    """One stage's weight, gradient and optimizer bytes and its data-parallel sync time, in the
-    placeholders ``_PARAMS`` and ``_EXPERT`` (each stage's parameters are substituted later)."""
+                   ep: Any, zero_stage: int, p: Any = 1) -> tuple[Any, Any, Any, Any]:
+    """One stage's weight, gradient and optimizer bytes and its gradient sync time, in the
+    placeholders ``_PARAMS``, ``_EXPERT``, ``_SHARED`` and ``_GROUP`` (each stage's values are
+    substituted later).
+
+    A tied embedding under pipeline parallelism (stages with ``embedding_group``: see
+    :func:`~symcost.plan.pipeline.stages_from_parts`): after the data-parallel reduction the first
+    and the last stage all-reduce the table's fp32 gradient between them, Megatron-LM's
+    ``finalize_model_grads`` -> ``_allreduce_word_embedding_grads`` over its embedding group: two
+    ranks, the ends of one pipeline, ``p`` stages of ``stride * d`` chips apart at most."""
     params = _PARAMS
     # routed-expert parameters (MoE) are data-parallel over d/ep ranks only; the rest over d
     expert = _EXPERT if any(st.get("expert_weight", 0) != 0 for st in values) else 0
@@ -109,6 +120,9 @@ def _data_parallel(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, 
         weights += n_params * e / (n if zero_stage == 3 else 1)
         gradients += n_params * GRADIENT_BYTES / (n if zero_stage >= 2 else 1)
         optimizer += n_params * OPTIMIZER_BYTES / (n if zero_stage >= 1 else 1)
+    if any(st.get("embedding_group", 0) != 0 for st in values):
+        group = Collective("all_reduce", "pp", 2, _SHARED * GRADIENT_BYTES, span=p * stride * d)
+        dp_comm += _GROUP * collective_time(group, chip)
     return weights, gradients, optimizer, dp_comm
 
 
@@ -134,7 +148,8 @@ def _stage_terms(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any, A
     """Each stage's ``[weights, gradients, optimizer, dp sync, activations]``."""
     per_stage = []
     for st in values:
-        at = {_PARAMS: st["weight"] / e, _EXPERT: st.get("expert_weight", 0) / e}
+        at = {_PARAMS: st["weight"] / e, _EXPERT: st.get("expert_weight", 0) / e,
+              _SHARED: st.get("shared_weight", 0) / e, _GROUP: st.get("embedding_group", 0)}
         terms = [substitute(x, at) for x in per_params]  # NB: Max/Min left unevaluated (extreme)
         terms.append(st["activation"] * _in_flight(st["index"], p, m, v))
         per_stage.append(terms)
@@ -226,7 +241,7 @@ def _training_program(model: "Model", chip: Hardware, par: Parallelism, datatype
                                flops_per_sequence=flops_per_sequence(model, s, datatype),
                                peak=chip.peak_flops_expr(datatype), ep=par.ep, c=par.cp)
     per_params = _data_parallel(values, chip=chip, e=e, m=m, d=par.dp * par.cp, stride=par.tp * par.sp, ep=par.ep,
-                                zero_stage=zero_stage)
+                                zero_stage=zero_stage, p=par.pp)
     terms = _stage_terms(values, per_params, e=e, p=par.pp, m=m, v=v)
     exprs = {k: x for k, x in fields.items() if k not in _MEMORY}
     exprs.update({f"stage{i}.{j}": x for i, st in enumerate(terms) for j, x in enumerate(st) if j != 3})

@@ -73,6 +73,45 @@ def test_solve_pd_ratio_json(capsys):
     assert data["latex"].startswith(r"\begin{aligned}") and rf"= {plan.num_prefill} \\" in data["latex"]
 
 
+def test_solve_pd_ratio_with_pipelined_pools(capsys):
+    """``--pp 2`` pipelines both pools (issue 20, item 3): the header names each pool's layout,
+    the prefill line the slowest stage D_m (the queue's service time, DistServe eq. 2), and the
+    JSON carries it; the counts are the library's."""
+    argv = ["solve", "pd-ratio", "--model", "llama-3-70b", "--tp", "4", "--pp", "2", "--decode-tp", "8", "--rate", "12",
+            "--prompt", "4096", "--output", "512", "--ttft", "0.5", "--tpot", "0.04"]
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    assert "2 prefill (H100_SXM, TP 4 x PP 2) : 1 decode (H100_SXM, TP 8 x PP 2) instances, 32 chips" in out
+    assert re.search(r"prefill: 252 ms per prompt \(slowest stage 126 ms\)", out)
+    code, out, _ = run(capsys, *argv, "--json")
+    data = json.loads(out)
+    plan = pd_ratio(models.get("llama-3-70b"), 12, 4096, 512, Fraction(1, 2), Fraction(1, 25),
+                    prefill_parallelism={"tensor_parallel": 4, "pipeline_parallel": 2},
+                    decode_parallelism={"tensor_parallel": 8, "pipeline_parallel": 2})
+    assert data["prefill_stage_time_s"] == float(plan.prefill_stage_time) < data["prefill_time_s"]
+    assert (data["num_prefill"], data["num_chips"]) == (plan.num_prefill, plan.num_chips) == (2, 32)
+
+
+@pytest.mark.parametrize("layout, name", [(["--cp", "2"], "TP 8 x CP 2"), (["--sp", "2"], "TP 8 x SP 2"),
+                                          (["--sp", "tp"], "TP 8 x SP tp")])
+def test_solve_pd_ratio_with_sequence_sharded_pools(capsys, layout, name):
+    """Context, Ulysses or Megatron sequence parallelism on both pools (issue 20, item 4): the
+    decode pool never prefills, so it is costed (no error about a prefill chunk), as the library."""
+    code, out, err = run(capsys, "solve", "pd-ratio", "--model", "llama-3-70b", "--tp", "8", *layout, "--rate", "12",
+                         "--prompt", "4096", "--output", "512", "--ttft", "0.5", "--tpot", "0.04", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    seq = {"--cp": {"context_parallel": 2}, "--sp": {"sequence_parallel": "tp" if layout[1] == "tp" else 2}}[layout[0]]
+    par = {"tensor_parallel": 8, **seq}
+    plan = pd_ratio(models.get("llama-3-70b"), 12, 4096, 512, Fraction(1, 2), Fraction(1, 25),
+                    prefill_parallelism=par, decode_parallelism=par)
+    assert (data["num_prefill"], data["num_decode"], data["decode_batch"]) == (
+        plan.num_prefill, plan.num_decode, plan.decode_batch)
+    code, out, _ = run(capsys, "solve", "pd-ratio", "--model", "llama-3-70b", "--tp", "8", *layout, "--rate", "12",
+                       "--prompt", "4096", "--output", "512", "--ttft", "0.5", "--tpot", "0.04")
+    assert f"prefill (H100_SXM, {name}) : " in out
+
+
 @pytest.mark.parametrize("argv, message", [
     (["pd-ratio", "--prompt", "2048", "--output", "256", "--ttft", "1", "--tpot", "0.05"],
      "argument --rate: required for solve pd-ratio"),

@@ -153,6 +153,29 @@ def test_wrong_training_input_same_error(s, B, b):
     assert "\n" not in want
 
 
+WRONG_SIZES = [
+    ("inference", (2, 127), {"sequence_parallel": 2}),            # Ulysses: s must be even
+    ("training", (128, 6, 4), {"data_parallel": 2, "tensor_parallel": 2, "sequence_parallel": "tp"}),  # 6 % 8
+    ("training", (127, 8, 1), {"data_parallel": 2, "tensor_parallel": 2, "sequence_parallel": "tp"}),  # 127 % 2
+    ("training", (130, 8, 1), {"context_parallel": 2}),            # 130 % (2 * 2)
+]
+
+
+@pytest.mark.parametrize("kind, sizes, par", WRONG_SIZES)
+def test_float_path_raises_the_broken_rule(kind, sizes, par):
+    """``exact=False`` with sizes that break a divisibility rule raises that rule's own one-line
+    message, the one the exact path raises, not "exact=False needs a compiled step" (issue 20,
+    item 10): the configuration compiles, only these sizes break it."""
+    model = small_model()
+    fn = model.inference_step if kind == "inference" else model.training_step
+    want = error_of(fn, "H100_SXM", *sizes, parallelism=par)
+    assert "divisible" in want and "\n" not in want
+    assert error_of(fn, "H100_SXM", *sizes, parallelism=par, exact=False) == want
+    phase = "inference" if kind == "inference" else "training"
+    f = steps.compile_step(model, "H100_SXM", phase, parallelism=par)
+    assert error_of(f, *sizes, exact=False) == want
+
+
 def test_float_path_needs_numbers():
     from symcost import symbols as S
 

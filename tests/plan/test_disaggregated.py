@@ -9,7 +9,7 @@ import sympy as sp
 from symcost import hardware, models
 from symcost.errors import ConfigError
 from symcost.plan.disaggregated import kv_transfer, mean_ttft, pd_ratio
-from symcost.plan.inference import inference_step
+from symcost.plan.inference import decode_step, inference_step
 
 LLAMA = models.get("llama-3-8b")
 H100 = hardware.get("H100_SXM")
@@ -38,6 +38,65 @@ def test_mean_ttft_is_md1():
     assert mean_ttft(1, 0, 4, 4) == sp.oo
     with pytest.raises(ConfigError, match="num_prefill"):
         mean_ttft(1, 0, 1, 0)
+
+
+def test_mean_ttft_of_a_pipelined_instance_is_distserve_eq_2():
+    """DistServe (Zhong et al. 2024, §3.1, eq. 2): a pipelined instance answers a prompt after the
+    whole prefill D_s but admits the next one as soon as its slowest stage (D_m) is free, so its
+    queue is M/D/1 with service time D_m: TTFT = D_s + T_kv + R D_m^2 / (2 (1 - R D_m)), R the
+    instance's rate. D_s = 1, D_m = 1/2, 1 request/s on one instance: R D_m = 1/2, wait
+    (1/2)(1/2) / (2 * 1/2) = 1/4, so TTFT = 1 + 1/10 + 1/4. R D_m = 1: unbounded. D_m = D_s: eq. 1."""
+    assert mean_ttft(1, Fraction(1, 10), 1, 1, stage_time=Fraction(1, 2)) == sp.Rational(27, 20)
+    assert mean_ttft(1, 0, 2, 1, stage_time=Fraction(1, 2)) == sp.oo
+    assert mean_ttft(1, 0, 1, 2, stage_time=1) == mean_ttft(1, 0, 1, 2)
+    with pytest.raises(ConfigError, match="stage_time"):
+        mean_ttft(1, 0, 1, 2, stage_time=2)  # a stage cannot take longer than the whole prefill
+
+
+LLAMA_70B = models.get("llama-3-70b")
+PIPELINED = dict(rate=12, prompt_len=4096, output_len=512, ttft=0.5, tpot=0.04,
+                 prefill_parallelism={"tensor_parallel": 4, "pipeline_parallel": 2},
+                 decode_parallelism={"tensor_parallel": 8})
+
+
+def test_pipelined_prefill_pool_is_sized_by_the_slowest_stage():
+    """Llama-3-70B, prefill at TP 4 x PP 2 (80 blocks, 40 per stage), 12 requests/s of 4096 + 512
+    tokens, mean TTFT 0.5 s (issue 20, item 3). D_s is the prompt's whole prefill (both stages and
+    the send between them); D_m the slower stage: stage 0 the embedding, 40 blocks and its send to
+    stage 1, stage 1 40 blocks, the final norm and the LM head; each plus the engine's own step time.
+    With D_s ~ 0.252 s and D_m ~ 0.126 s, n_p >= 12 D_m (D_m + 2T') / (2T') ~ 1.9 gives 2
+    instances (16 chips) at TTFT ~ 0.45 s; sizing the queue on D_s (eq. 1) gave 5 (40 chips)."""
+    ppar = PIPELINED["prefill_parallelism"]
+    plan = pd_ratio(LLAMA_70B, **PIPELINED)
+    step = inference_step(LLAMA_70B, H100, 1, 4096, parallelism=ppar)
+    assert step.stage_layers == (40, 40) and plan.prefill_time == step.ttft
+    lat = {name: sp.sympify(m.latency) * n for name, n, m in step.prefill_rows}
+    overhead = H100.runtime.step_overhead
+    # the TTFT is every layer, one stage-to-stage send and one engine step: the send is what is left
+    send = sp.sympify(step.ttft) - sp.Add(*lat.values()) - overhead
+    assert send > 0
+    block = lat["blocks[0]"] / 2  # 40 of the 80 blocks
+    d_m = max(lat["embedding"] + block + send, block + lat["final_norm"] + lat["lm_head"]) + overhead
+    assert plan.prefill_stage_time == d_m
+    assert 0.45 < float(d_m / plan.prefill_time) < 0.55
+    # eq. 2 written out again, brute force over n: 2 instances, one does not do
+    lam, target = sp.Integer(12), sp.Rational(1, 2)
+
+    def ttft(n):
+        r = lam / n
+        return sp.oo if r * d_m >= 1 else plan.prefill_time + plan.kv_transfer_time + r * d_m**2 / (2 * (1 - r * d_m))
+
+    assert [n for n in range(1, 10) if ttft(n) <= target][0] == plan.num_prefill == 2
+    assert plan.ttft == ttft(2) and 0.44 < float(plan.ttft) < 0.46
+    assert plan.meets_ttft(2) and not plan.meets_ttft(1)
+    assert plan.prefill_utilization == lam * d_m / 2
+    assert plan.prefill_chips == 8 and plan.num_chips == 2 * 8 + plan.num_decode * 8
+
+
+def test_an_unpipelined_prefill_stage_is_the_whole_prefill():
+    """Without pipeline stages D_m = D_s (eq. 2 is eq. 1)."""
+    plan = pd_ratio(LLAMA, **CASES[0])
+    assert plan.prefill_stage_time == plan.prefill_time
 
 
 CASES = [
@@ -150,19 +209,76 @@ def test_decode_that_does_not_fit():
 
 
 def test_plan_latex_states_the_relations_and_compiles(latex_pdf):
-    """The plan's LaTeX: the M/D/1 TTFT, the closed form for n_p and Little's law for n_d, each
-    with its value. The values it prints agree with the relations recomputed here from the
-    plan's inputs by hand: rho = lam D / n_p and TTFT = D + T_kv + rho D / (2 (1 - rho))."""
+    """The plan's LaTeX: the M/D/1 TTFT (DistServe eq. 2: whole prefill D_s, slowest stage D_m),
+    the closed form for n_p and Little's law for n_d, each with its value. The values it prints
+    agree with the relations recomputed here from the plan's inputs by hand: rho = lam D_m / n_p
+    and TTFT = D_s + T_kv + rho D_m / (2 (1 - rho))."""
     import re
 
     plan = pd_ratio(LLAMA, **CASES[0])
     tex = plan.to_latex()
     assert tex.startswith(r"\begin{aligned}") and tex.endswith(r"\end{aligned}")
     lam, d, t_kv = float(CASES[0]["rate"]), float(plan.prefill_time), float(plan.kv_transfer_time)
-    rho = lam * d / plan.num_prefill
-    ttft = d + t_kv + rho * d / (2 * (1 - rho))
-    shown_rho = float(re.search(r"\\rho = \\frac\{\\lambda D\}\{n_p\} = ([0-9.]+)", tex).group(1))
+    d_m = float(plan.prefill_stage_time)
+    rho = lam * d_m / plan.num_prefill
+    ttft = d + t_kv + rho * d_m / (2 * (1 - rho))
+    shown_rho = float(re.search(r"\\rho = \\frac\{\\lambda D_m\}\{n_p\} = ([0-9.]+)", tex).group(1))
     shown_ttft = float(re.search(r"\\mathrm\{TTFT\} = ([0-9.]+)", tex).group(1))
     assert shown_rho == pytest.approx(rho, rel=1e-3) and shown_ttft == pytest.approx(ttft, rel=1e-3)
     assert rf"\right\rceil = {plan.num_prefill} \\" in tex and f"B = {plan.decode_batch}" in tex
     latex_pdf("\\[" + tex + "\\]", wrap=True)
+
+
+# a decode pool under context or Ulysses sequence parallelism, or Megatron SP (issue 20, item 4)
+SHARDED_DECODE = [({"context_parallel": 2}, 2), ({"sequence_parallel": 2}, 2),
+                  ({"tensor_parallel": 2, "sequence_parallel": "tp"}, 1)]
+
+
+@pytest.mark.parametrize("dpar, n", SHARDED_DECODE)
+def test_decode_pool_under_cp_or_sp(dpar, n):
+    """A decode instance never prefills, so no prefill rule applies to it (it failed on "chunked
+    prefill under context_parallel=2 is not modelled" and "prefill_chunk must be divisible by
+    sequence_parallel (got 1 and 2)"). Its KV cache is split n = sp * cp ways by keys
+    (docs/conventions.md §3b), new tokens appended round-robin: of the longest context's
+    2048 + 256 - 1 = 2303 keys the fullest rank holds ceil(2303/n), 1152 at n = 2, and every
+    rank waits for it. Llama-3-8B's KV cache is 2 x 32 layers x 8 heads x 128 x 2 bytes = 131,072
+    bytes per token, 150,994,944 per sequence on that rank; weights 16,060,522,496 bytes, whole
+    on every CP or Ulysses rank. Megatron SP has no token axis in decode: TP 2's pool exactly."""
+    case = dict(CASES[0], decode_parallelism=dpar)
+    plan = pd_ratio(LLAMA, **case)
+    keys = -(-2303 // n) * n
+    at = decode_step(LLAMA, H100, plan.decode_batch, keys, parallelism=dpar)
+    more = decode_step(LLAMA, H100, plan.decode_batch + 1, keys, parallelism=dpar)
+    assert at.tpot == plan.decode_tpot and at.tpot <= Fraction(1, 20) and at.fits
+    assert more.tpot > Fraction(1, 20) or not more.fits
+    if n == 2:
+        assert at.kv_cache_memory == plan.decode_batch * 131_072 * 1152 and at.weight_memory == 16_060_522_496
+        # the prompt's 2048 tokens arrive split 2 ways: 1024 x 131,072 bytes per decode chip, half
+        # of what the TP-1 prefill chip sends; the send is the slower side
+        assert decode_step(LLAMA, H100, 1, 2048, parallelism=dpar).kv_cache_memory == 1024 * 131_072
+        assert plan.kv_transfer_time == kv_transfer(LLAMA, H100, 2048)[1]
+    else:
+        tp2 = pd_ratio(LLAMA, **dict(CASES[0], decode_parallelism={"tensor_parallel": 2}))
+        assert (plan.decode_batch, plan.decode_tpot, plan.num_decode) == (tp2.decode_batch, tp2.decode_tpot,
+                                                                           tp2.num_decode)
+
+
+def test_decode_step_is_the_inference_steps_decode():
+    """decode_step times a decode step as inference_step does; its memory holds the decode
+    step's activations, not a prefill's: at a whole prefill the two differ, at one token not."""
+    par = {"tensor_parallel": 2}
+    plain = inference_step(LLAMA, H100, 8, 4096, parallelism=par)
+    dec = decode_step(LLAMA, H100, 8, 4096, parallelism=par)
+    assert (dec.tpot, dec.weight_memory, dec.kv_cache_memory) == (plain.tpot, plain.weight_memory,
+                                                                   plain.kv_cache_memory)
+    assert dec.memory_per_chip < plain.memory_per_chip
+    one = inference_step(LLAMA, H100, 8, 4096, parallelism=par, prefill_chunk=1)
+    assert dec.memory_per_chip == one.memory_per_chip
+
+
+def test_prefill_pool_rule_names_the_prompt():
+    """A prefill pool under CP splits the prompt into 2 cp chunks: a 2047-token prompt at cp 2
+    cannot be split; the error says it is the prompt, under the prefill pool's parallelism."""
+    with pytest.raises(ConfigError, match=r"^prefill: a prompt of 2047 tokens under prefill_parallelism: seq_len "
+                                          r"must be divisible by 2 \* context_parallel"):
+        pd_ratio(LLAMA, **dict(CASES[0], prompt_len=2047, prefill_parallelism={"context_parallel": 2}))

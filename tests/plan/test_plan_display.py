@@ -160,7 +160,8 @@ def test_disaggregated_plan_display():
     # by hand: 10 requests/s, D = 50 ms: rho = 10 * 0.05 / 2 = 25 % on 2 prefill instances; M/D/1
     # TTFT = D + T_kv + rho D / (2 (1 - rho)) = 50 + 5 + 0.25 * 50 / 1.5 = 63.33 ms
     plan = DisaggregatedPlan(
-        num_prefill=2, num_decode=1, ratio=2, prefill_time=Fraction(1, 20), kv_transfer_bytes=5 * 10**8,
+        num_prefill=2, num_decode=1, ratio=2, prefill_time=Fraction(1, 20), prefill_stage_time=Fraction(1, 20),
+        kv_transfer_bytes=5 * 10**8,
         kv_transfer_time=Fraction(1, 200), ttft=Fraction(1, 20) + Fraction(1, 200) + Fraction(1, 4) * Fraction(
             1, 20) / Fraction(3, 2), prefill_utilization=Fraction(1, 4), decode_batch=64, decode_limit="tpot",
         decode_tpot=Fraction(3, 100), decode_load=Fraction(1, 2), prefill_chips=8, decode_chips=4, num_chips=20,
@@ -175,3 +176,9 @@ def test_disaggregated_plan_display():
     cells = _cells(plan._repr_html_())
     for want in ("50 ms", "500 MB", "5 ms", "25 %", "63.33 ms", "64", "tpot", "30 ms", "40 ms", "0.5"):
         assert want in cells, want
+    # pipelined: the queue's service time is the slowest stage's, shown beside the whole prefill
+    import dataclasses
+
+    staged = dataclasses.replace(plan, prefill_stage_time=Fraction(1, 40))
+    assert str(staged).splitlines()[1].startswith("  prefill: 50 ms per prompt (slowest stage 25 ms), utilization")
+    assert "25 ms" in _cells(staged._repr_html_())

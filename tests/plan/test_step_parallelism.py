@@ -328,3 +328,107 @@ def test_uneven_stages_symbolic_numeric_and_sweep_agree_or_all_raise(layers, p, 
         assert expr.xreplace({S.batch_size: b}) == getattr(numeric, field), field
     sweep = sc.sweep(symbolic.memory_per_chip, batch_size=np.array([float(b)]))
     assert float(sweep[0]) == pytest.approx(float(numeric.memory_per_chip), rel=1e-12)
+
+
+# -- a tied LM head under pipeline parallelism (issue 20, item 7) ---------------------------------
+#
+# Megatron-LM keeps a copy of a tied embedding table on the last pipeline stage for its output
+# layer (LanguageModule.setup_embeddings_and_output_layer: "Create a second copy of word_embeddings
+# on the last stage"), a parameter there like any other (fp32 main grad, optimizer state), and
+# all-reduces the two copies' gradients between the first and the last stage before the
+# optimizer step (finalize_model_grads -> _allreduce_word_embedding_grads over the embedding
+# group); vLLM's last PP rank builds embed_tokens when tie_word_embeddings is set.
+
+
+def test_tied_head_last_stage_holds_the_table():
+    """Gemma-2-9B (h 3584, 16 heads of 256, 8 KV heads, FFN 14336, vocab 256000, 42 layers, tied)
+    on stages (20, 22), bf16. Table 256000 * 3584 = 917,504,000 parameters; a block: Q and O
+    2 * 3584 * 16 * 256, K and V 2 * 3584 * 8 * 256, gated MLP 3 * 3584 * 14336, four RMSNorms
+    4 * 3584: 198,195,200. First stage: table + 20 blocks = 4,881,408,000 parameters, 9.76 GB;
+    last: 22 blocks + final norm 3584 + the table's copy = 5,277,801,984, 10.56 GB, the fullest.
+    Stages (22, 20) make the first the fullest (table + 22 blocks); one stage holds one table."""
+    import importlib.util
+    from pathlib import Path
+
+    # the published config.json, kept whole in tests/models/hf_configs.py
+    spec = importlib.util.spec_from_file_location("hf_configs", Path(__file__).parents[1] / "models" / "hf_configs.py")
+    configs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(configs)
+    gemma = sc.models.from_hf_config(configs.GEMMA2_9B)
+    table, block = 256000 * 3584, 2 * 3584 * 16 * 256 + 2 * 3584 * 8 * 256 + 3 * 3584 * 14336 + 4 * 3584
+    assert (table, block) == (917_504_000, 198_195_200) and gemma.lm_head.tied
+    par = {"pipeline_parallel": 2}
+    last = gemma.inference_step(H100, 1, 4096, parallelism=par, stage_layers=(20, 22))
+    assert last.weight_memory == 2 * (22 * block + 3584 + table) == 10_555_603_968
+    first = gemma.inference_step(H100, 1, 4096, parallelism=par, stage_layers=(22, 20))
+    assert first.weight_memory == 2 * (table + 22 * block) == 10_555_596_800
+    whole = gemma.inference_step(H100, 1, 4096)
+    assert whole.weight_memory == 2 * (table + 42 * block + 3584) == 2 * gemma.parameter_count
+
+
+def _tied_pair():
+    kw = dict(hidden_size=256, num_heads=8, num_kv_heads=2, num_layers=4, vocab_size=1000, intermediate_size=512)
+    return Model.llama(**kw, tied=True, name="tied-small"), Model.llama(**kw, name="untied-small")
+
+
+@pytest.mark.parametrize("d", [1, 2])
+def test_tied_head_training_syncs_the_embedding_group(d):
+    """A small tied Llama (h 256, vocab 1000, 4 layers) at TP 2 x PP 2 x DP d, ZeRO-1. The last
+    stage holds the table's copy (1000/2 * 256 parameters per chip) as a parameter: weights,
+    fp32 gradients and Adam state as its untied twin holds its own LM head, so memory is the
+    twin's. The tied model also all-reduces the fp32 gradient of the table (V/t * h * 4 =
+    512,000 bytes per chip) between the first and the last stage, after the data-parallel
+    reduction: each of those stages' gradient sync takes that much longer. The two stages are
+    t * d chips apart, so the group of 2 spans p * t * d chips. One stage: no copy, no sync."""
+    from symcost.core.ops import Collective
+    from symcost.hardware.timing import collective_time
+
+    tied, untied = _tied_pair()
+    par = {"tensor_parallel": 2, "pipeline_parallel": 2, "data_parallel": d}
+    # stages (1, 3): the last stage is the fullest, so its weights are the ones reported
+    a, b = (m.training_step(H100, 256, 8 * d, 1, parallelism=par, stage_layers=(1, 3)) for m in (tied, untied))
+    # a block: 557,568 parameters, its two RMSNorms (2 * 256) whole on each TP rank, the rest / 2:
+    # 279,040 per chip; the last stage 3 blocks + the final norm 256 + the table's copy 500 * 256
+    assert tied.blocks[0][0].num_params == 557_568
+    assert a.weight_memory == 2 * (3 * ((557_568 - 512) // 2 + 512) + 256 + 500 * 256) == 1_930_752
+    assert (a.memory_per_chip, a.weight_memory, a.gradient_memory, a.optimizer_memory) == (
+        b.memory_per_chip, b.weight_memory, b.gradient_memory, b.optimizer_memory)
+    sync = collective_time(Collective("all_reduce", "pp", 2, 1000 // 2 * 256 * 4, span=2 * 2 * d), H100)
+    assert sp.sympify(sync) > 0
+    assert a.dp_comm_time - b.dp_comm_time == sync  # both stages sync the same parameter count plus it
+    assert a.step_time - b.step_time == sync
+    one = {"tensor_parallel": 2, "data_parallel": d}
+    a1, b1 = (m.training_step(H100, 256, 8 * d, 1, parallelism=one) for m in (tied, untied))
+    assert a1.dp_comm_time <= b1.dp_comm_time and a1.weight_memory < b1.weight_memory  # one table, no sync
+
+
+def test_tied_head_compiled_uncompiled_and_search_agree():
+    """The compiled step (exact and float) and the search's vectorized assembly count the copy and
+    the embedding group's all-reduce as the uncompiled step does."""
+    from symcost.plan import compiled
+
+    tied, _ = _tied_pair()
+    par = {"tensor_parallel": 2, "pipeline_parallel": 2, "data_parallel": 2}
+    old, compiled.USE_COMPILED = compiled.USE_COMPILED, False
+    try:
+        want = tied.training_step(H100, 256, 16, 1, parallelism=par)
+        want_inf = tied.inference_step(H100, 2, 256, parallelism={"pipeline_parallel": 2})
+    finally:
+        compiled.USE_COMPILED = old
+    got = tied.training_step(H100, 256, 16, 1, parallelism=par)
+    assert (got.step_time, got.memory_per_chip, got.dp_comm_time) == (
+        want.step_time, want.memory_per_chip, want.dp_comm_time)
+    fast = tied.training_step(H100, 256, 16, 1, parallelism=par, exact=False)
+    assert fast.step_time == pytest.approx(float(want.step_time), rel=1e-12)
+    assert tied.inference_step(H100, 2, 256, parallelism={"pipeline_parallel": 2}).weight_memory == \
+        want_inf.weight_memory
+    table = search.parallelism(tied, H100, num_chips=8, global_batch=16, seq_len=256)
+    rows = [i for i in range(len(table)) if table.row(i)["pp"] > 1][:6]
+    assert rows
+    for i in rows:
+        row = table.row(i)
+        st = tied.training_step(H100, 256, 16, row["micro_batch"], parallelism=table.parallelism(i),
+                                recompute=row["recompute"], interleave=row["interleave"],
+                                zero_stage=row["zero_stage"])
+        assert row["step_time"] == pytest.approx(float(st.step_time), rel=1e-12)
+        assert row["memory_per_chip"] == pytest.approx(float(st.memory_per_chip), rel=1e-12)
