@@ -109,9 +109,10 @@ def _qwen3_moe_config(reader: Any, common: dict[str, Any]) -> Model:
     """The qwen3_moe branch: HF Qwen3MoeDecoderLayer puts the MoE on layer i unless i is in
     ``mlp_only_layers`` and ``(i + 1) % decoder_sparse_step == 0`` (``num_experts`` 0, which would
     make every layer dense, is refused)."""
-    experts, top_k = reader.positive("num_experts"), reader.positive("num_experts_per_tok")
+    experts = reader.spelled(("num_experts", "num_local_experts"))  # transformers 5.x: num_local_experts
+    top_k = reader.positive("num_experts_per_tok")
     if top_k > experts:
-        raise reader.error(f"num_experts_per_tok ({top_k}) must not exceed num_experts ({experts})")
+        raise reader.error(f"num_experts_per_tok ({top_k}) must not exceed the experts ({experts})")
     step = reader.positive("decoder_sparse_step", 1)
     dense_only = reader._get("mlp_only_layers", [])
     if not isinstance(dense_only, list) or not all(type(i) is int for i in dense_only):
@@ -150,10 +151,12 @@ def from_moe_config(model_type: str, reader: Any, common: dict[str, Any]) -> Mod
     if first_dense > common["num_layers"]:
         raise reader.error(f"first_k_dense_replace ({first_dense}) must not exceed num_hidden_layers "
                            f"({common['num_layers']})")
+    nope, rope = reader.positive("qk_nope_head_dim"), reader.positive("qk_rope_head_dim")
+    reader.derived("qk_head_dim", nope + rope, "qk_nope_head_dim + qk_rope_head_dim")  # written by transformers 5.x
     return deepseek_v3(
         moe_intermediate_size=reader.positive("moe_intermediate_size"), num_experts=experts, top_k=top_k,
         num_shared_experts=reader.count("n_shared_experts"), first_dense_layers=first_dense,
         q_lora_rank=reader.positive("q_lora_rank", None, nullable=True),
-        kv_lora_rank=reader.positive("kv_lora_rank"), qk_nope_head_dim=reader.positive("qk_nope_head_dim"),
-        qk_rope_head_dim=reader.positive("qk_rope_head_dim"), v_head_dim=reader.positive("v_head_dim"),
+        kv_lora_rank=reader.positive("kv_lora_rank"), qk_nope_head_dim=nope,
+        qk_rope_head_dim=rope, v_head_dim=reader.positive("v_head_dim"),
         router_bias=model_type == "deepseek_v3", **common)

@@ -26,7 +26,7 @@ _GQA = ("num_key_value_heads", "head_dim", "_attn_implementation")
 _QWEN_WINDOWS = ("sliding_window", "use_sliding_window", "max_window_layers", "layer_types")
 _DEEPSEEK = ("moe_intermediate_size", "n_routed_experts", "n_shared_experts", "num_experts_per_tok",
              "first_k_dense_replace", "moe_layer_freq", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim",
-             "qk_rope_head_dim", "v_head_dim", "attention_bias")
+             "qk_rope_head_dim", "v_head_dim", "attention_bias", "qk_head_dim")
 MODELLED: dict[str, tuple[str, ...]] = {
     "llama": (*_COMMON, *_GQA, "attention_bias", "mlp_bias"),
     "mistral": (*_COMMON, *_GQA, "sliding_window"),
@@ -35,7 +35,7 @@ MODELLED: dict[str, tuple[str, ...]] = {
     "qwen2": (*_COMMON, *_GQA, *_QWEN_WINDOWS),
     "qwen3": (*_COMMON, *_GQA, *_QWEN_WINDOWS, "attention_bias"),
     "qwen3_moe": (*_COMMON, *_GQA, *_QWEN_WINDOWS, "attention_bias", "moe_intermediate_size", "num_experts",
-                  "num_experts_per_tok", "decoder_sparse_step", "mlp_only_layers"),
+                  "num_local_experts", "num_experts_per_tok", "decoder_sparse_step", "mlp_only_layers"),
     "phi3": (*_COMMON, *_GQA, "sliding_window", "resid_pdrop", "embd_pdrop"),
     "gemma2": (*(k for k in _COMMON if k != "hidden_act"), "hidden_activation", *_GQA, "attention_bias",
                "sliding_window", "layer_types"),
@@ -47,7 +47,7 @@ MODELLED: dict[str, tuple[str, ...]] = {
     "gpt_neox": (*_COMMON, "use_parallel_residual", "attention_bias", "hidden_dropout", "_attn_implementation"),
     "falcon": ("model_type", "_name_or_path", "hidden_size", "num_attention_heads", "num_hidden_layers",
                "vocab_size", "ffn_hidden_size", "activation", "bias", "multi_query", "num_kv_heads",
-               "new_decoder_architecture", "parallel_attn", "num_ln_in_parallel_attn", "alibi",
+               "num_key_value_heads", "new_decoder_architecture", "parallel_attn", "num_ln_in_parallel_attn", "alibi",
                "tie_word_embeddings", "attention_dropout", "hidden_dropout", "_attn_implementation"),
 }
 """The keys each ``model_type`` reads into the model; its keys are the supported model types."""
@@ -230,6 +230,23 @@ class _Reader:
         if value not in HF_ACTIVATIONS:
             raise self.error(f"{key} {value!r} is not modelled; known: {', '.join(HF_ACTIVATIONS)}")
         return HF_ACTIVATIONS[value]
+
+    def spelled(self, keys: tuple[str, str], default: Any = _REQUIRED) -> Any:
+        """A positive integer saved under either of two names (transformers 4.x's and 5.x's); both
+        present must agree."""
+        old, new = keys
+        if old in self.config and new in self.config and self.config[old] != self.config[new]:
+            raise self.error(f"{old} ({self.config[old]!r}) and {new} ({self.config[new]!r}) name the same "
+                             "value and must agree")
+        self.read.add(old)
+        return self.positive(new if new in self.config else old, default)
+
+    def derived(self, key: str, value: Any, rule: str) -> None:
+        """A key transformers derives from others and writes too: when present, it must equal ``value``."""
+        self.read.add(key)
+        given = self.config.get(key)
+        if given is not None and given != value:
+            raise self.error(f"{key} is {given!r}, but {rule} gives {value!r}")
 
     def divides(self, big: str, small: str) -> None:
         a, b = self.config[big], self.config[small]

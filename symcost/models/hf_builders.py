@@ -91,7 +91,9 @@ def falcon(reader: Any, causal: Optional[bool], flash: bool) -> Model:
     if new and not parallel:
         raise reader.error("new_decoder_architecture with parallel_attn = false is not modelled")
     kv = reader.positive("num_kv_heads", None, nullable=True) or a
-    kv = kv if new or not reader.flag("multi_query", True) else 1
+    multi_query = reader.flag("multi_query", True)  # FalconConfig writes it even where new overrides it
+    kv = kv if new or not multi_query else 1
+    reader.derived("num_key_value_heads", kv, "num_kv_heads with new_decoder_architecture and multi_query")
     if a % kv:
         raise reader.error(f"num_attention_heads ({a}) must be divisible by num_kv_heads ({kv})")
     norms = reader.positive("num_ln_in_parallel_attn", None, nullable=True) or (2 if new else 1)
