@@ -114,7 +114,8 @@ def _qwen3_moe_config(reader: Any, common: dict[str, Any]) -> Model:
     if top_k > experts:
         raise reader.error(f"num_experts_per_tok ({top_k}) must not exceed the experts ({experts})")
     step = reader.positive("decoder_sparse_step", 1)
-    dense_only = reader._get("mlp_only_layers", [])
+    dense_only = reader._get("mlp_only_layers", None)
+    dense_only = [] if dense_only is None else dense_only  # Qwen3MoeConfig: None -> []
     if not isinstance(dense_only, list) or not all(type(i) is int for i in dense_only):
         raise reader.error(f"mlp_only_layers must be a list of layer indices, got {dense_only!r}")
     if reader.flag("use_sliding_window"):
@@ -147,10 +148,8 @@ def from_moe_config(model_type: str, reader: Any, common: dict[str, Any]) -> Mod
                            "only 1 (every layer after first_k_dense_replace is MoE)")
     if reader.flag("attention_bias"):
         raise reader.error("attention_bias = true is not modelled for multi-head latent attention")
-    first_dense = reader.count("first_k_dense_replace")
-    if first_dense > common["num_layers"]:
-        raise reader.error(f"first_k_dense_replace ({first_dense}) must not exceed num_hidden_layers "
-                           f"({common['num_layers']})")
+    # DeepseekV3DecoderLayer: the MoE on layer i >= first_k_dense_replace (every layer dense past L)
+    first_dense = min(reader.count("first_k_dense_replace"), common["num_layers"])
     nope, rope = reader.positive("qk_nope_head_dim"), reader.positive("qk_rope_head_dim")
     reader.derived("qk_head_dim", nope + rope, "qk_nope_head_dim + qk_rope_head_dim")  # written by transformers 5.x
     return deepseek_v3(

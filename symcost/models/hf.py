@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
 from ..errors import ConfigError, one_line
+from .hf_defaults import CLASS_DEFAULTS
 from .model import Model
 
 __all__ = ["from_hf_config", "ConfigError", "MODELLED", "COST_FREE", "COST_FREE_FOR", "HF_ACTIVATIONS"]
@@ -136,21 +137,8 @@ COST_FREE_FOR: dict[str, dict[str, str]] = {
 # exact erf form; it is priced as the table's GELU (the tanh form's 8 FLOPs per element).
 HF_ACTIVATIONS: dict[str, str] = {"silu": "silu", "swish": "silu", "gelu": "gelu", "gelu_new": "gelu",
                                   "gelu_pytorch_tanh": "gelu", "gelu_fast": "gelu", "relu": "relu"}
-# what the config class assumes when hidden_act (or the type's own key) is absent
-_ACTIVATION_KEY = {"gemma2": ("hidden_activation", "gelu_pytorch_tanh"), "gpt2": ("activation_function", "gelu_new"),
-                   "gpt_neox": ("hidden_act", "gelu"), "falcon": ("activation", "gelu")}
-# tie_word_embeddings' default where the config class does not take PretrainedConfig's True as
-# False (Gemma2Config, GPT2Config and FalconConfig keep True; the others set False)
-_TIED_BY_DEFAULT = ("gemma2", "gpt2", "falcon")
-
-# Defaults of transformers' config classes for keys a file may omit, where they change cost
-# (transformers/models/<type>/configuration_<type>.py): MistralConfig(sliding_window=4096),
-# Qwen2Config and Qwen3Config(use_sliding_window=False, max_window_layers=28). A missing num_key_value_heads means
-# multi-head attention for llama (LlamaConfig: None -> num_attention_heads) and is an error for the
-# others, whose classes default to a fixed count (8 or 32) no file would mean.
-MISTRAL_DEFAULT_WINDOW = 4096
-QWEN2_DEFAULT_MAX_WINDOW_LAYERS = 28
-GEMMA2_DEFAULT_WINDOW = 4096  # Gemma2Config(sliding_window=4096)
+# the key that names the activation where it is not hidden_act
+_ACTIVATION_KEY = {"gemma2": "hidden_activation", "gpt2": "activation_function", "falcon": "activation"}
 
 # transformers' attention implementations: "eager" computes and stores the whole score matrix;
 # the others are fused kernels that do not (flash_attention=True)
@@ -163,16 +151,19 @@ _REQUIRED = object()
 class _Reader:
     """Reads keys of one config with one-line errors, and remembers which it read."""
 
-    def __init__(self, config: Mapping[str, Any], source: str):
-        self.config, self.source = config, source
+    def __init__(self, config: Mapping[str, Any], source: str, defaults: Mapping[str, Any] = {}):
+        self.config, self.source, self.defaults = config, source, defaults
         self.read: set[str] = set()
 
     def error(self, message: str) -> ConfigError:
         return ConfigError(f"{self.source}: {message}")
 
     def _get(self, key: str, default: Any) -> Any:
+        """``key``'s value; absent, the config class's default (hf_defaults), else ``default``."""
         self.read.add(key)
         if key not in self.config:
+            if key in self.defaults:
+                return self.defaults[key]
             if default is _REQUIRED:
                 raise self.error(f"config.json has no {key!r}")
             return default
@@ -222,9 +213,9 @@ class _Reader:
             raise self.error(f"{key} must be a number in [0, 1), got {value!r}")
         return value != 0
 
-    def activation(self, key: str = "hidden_act", default: str = "silu") -> str:
-        """The activation ``key`` names (absent: ``default``, the config class's)."""
-        value = self._get(key, default)
+    def activation(self, key: str = "hidden_act") -> str:
+        """The activation ``key`` names (absent: the config class's default)."""
+        value = self._get(key, _REQUIRED)
         if not isinstance(value, str):
             raise self.error(f"{key} must be a string, got {value!r}")
         if value not in HF_ACTIVATIONS:
@@ -319,7 +310,7 @@ def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], *, name: str | 
         raise ConfigError(f"{source}: unsupported model_type {model_type!r}; supported: {', '.join(_SUPPORTED)}")
     if causal is not None and not isinstance(causal, bool):
         raise ConfigError(f"{source}: causal must be True, False or None, got {causal!r}")
-    reader = _Reader(config, source)
+    reader = _Reader(config, source, CLASS_DEFAULTS[model_type])
     reader.read.update({"model_type", "_name_or_path"})
     label = config.get("_name_or_path")
     if label is not None and not isinstance(label, str):
@@ -344,8 +335,8 @@ def _build(reader: _Reader, model_type: str, causal: Optional[bool]) -> Model:
         "hidden_size": sizes["hidden_size"], "num_heads": sizes["num_attention_heads"],
         "num_layers": sizes["num_hidden_layers"], "vocab_size": sizes["vocab_size"],
         "intermediate_size": sizes["intermediate_size"],
-        "tied": reader.flag("tie_word_embeddings", model_type in _TIED_BY_DEFAULT),
-        "activation": reader.activation(*_ACTIVATION_KEY.get(model_type, ("hidden_act", "silu"))),
+        "tied": reader.flag("tie_word_embeddings"),
+        "activation": reader.activation(_ACTIVATION_KEY.get(model_type, "hidden_act")),
         "causal": causal,
     }
     reader.zero("attention_dropout", "dropout on the attention probabilities in training")
@@ -357,10 +348,11 @@ def _build(reader: _Reader, model_type: str, causal: Optional[bool]) -> Model:
         from .builders import from_moe_config
 
         return from_moe_config(model_type, reader, common)
-    kv = reader.positive("num_key_value_heads", None if model_type == "llama" else _REQUIRED, nullable=True)
+    kv = reader.positive("num_key_value_heads", None, nullable=True)  # None: multi-head, as the classes do
     kv = sizes["num_attention_heads"] if kv is None else kv
-    if reader.config.get("num_key_value_heads") is not None:
-        reader.divides("num_attention_heads", "num_key_value_heads")
+    if sizes["num_attention_heads"] % kv:
+        raise reader.error(f"num_attention_heads ({sizes['num_attention_heads']}) must be divisible by "
+                           f"num_key_value_heads ({kv})")
     head_dim = reader.positive("head_dim", None, nullable=True)
     if head_dim is None:
         reader.divides("hidden_size", "num_attention_heads")
@@ -399,20 +391,19 @@ def _layer_windows(reader: _Reader, model_type: str, num_layers: int) -> list[Op
     """The sliding window of each layer (None: full attention), as transformers builds them."""
     if model_type == "llama":
         return [None] * num_layers
-    if model_type in ("mistral", "phi3"):  # one window on every layer (Phi3Config's default: none)
-        default = MISTRAL_DEFAULT_WINDOW if model_type == "mistral" else None
-        return [reader.positive("sliding_window", default, nullable=True)] * num_layers
+    if model_type in ("mistral", "phi3"):  # one window on every layer (absent: the class's default)
+        return [reader.positive("sliding_window", None, nullable=True)] * num_layers
     if model_type == "gemma2":
         # Gemma2DecoderLayer: even layers slide, odd ones attend globally (unless layer_types says)
-        window = reader.positive("sliding_window", GEMMA2_DEFAULT_WINDOW, nullable=True)
+        window = reader.positive("sliding_window", None, nullable=True)
         alternating = [_LAYER_TYPES[1 - i % 2] for i in range(num_layers)]
         return _typed_windows(reader, window, num_layers, alternating)
-    # qwen2, qwen3: the config class drops sliding_window unless use_sliding_window; layer i
-    # slides when layer_types says so, by default when i >= max_window_layers
+    # qwen2, qwen3: the config class drops sliding_window (absent: 4096) unless use_sliding_window;
+    # layer i slides when layer_types says so, by default when i >= max_window_layers (absent: 28)
     window = reader.positive("sliding_window", None, nullable=True)
     window = window if reader.flag("use_sliding_window") else None
     if reader.config.get("layer_types") is None:
-        first = reader.count("max_window_layers", QWEN2_DEFAULT_MAX_WINDOW_LAYERS)
+        first = reader.count("max_window_layers")
         return [window if i >= first else None for i in range(num_layers)]
     reader.read.add("max_window_layers")  # layer_types overrides it
     return _typed_windows(reader, window, num_layers, None)

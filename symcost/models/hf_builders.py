@@ -18,10 +18,6 @@ from .model import Model, TransformerBlock, resolve_causal
 
 __all__ = ["falcon", "gpt2", "gpt_neox"]
 
-# GPT2Config's defaults for the dropout rates a file may omit
-GPT2_DEFAULT_DROPOUT = 0.1
-
-
 def _layernorm_model(block: TransformerBlock, num_layers: int, vocab_size: int, hidden_size: int, tied: bool,
                      max_positions: Optional[int] = None, embedding_dropout: bool = False) -> Model:
     """Embedding (learned positions when ``max_positions``), ``num_layers`` blocks, a final
@@ -46,7 +42,7 @@ def gpt2(reader: Any, causal: Optional[bool], flash: bool) -> Model:
     f = reader.positive("n_inner", None, nullable=True) or 4 * h
     if reader.flag("add_cross_attention"):
         raise reader.error("add_cross_attention = true is not modelled (an encoder-decoder's cross-attention)")
-    attn_p, resid_p = (reader.rate(k, GPT2_DEFAULT_DROPOUT) for k in ("attn_pdrop", "resid_pdrop"))
+    attn_p, resid_p = (reader.rate(k) for k in ("attn_pdrop", "resid_pdrop"))
     if attn_p != resid_p:
         raise reader.error("attn_pdrop and resid_pdrop must be both zero or both non-zero (dropout on the "
                            "attention probabilities without dropout on its output, or the reverse, is not modelled)")
@@ -54,10 +50,10 @@ def gpt2(reader: Any, causal: Optional[bool], flash: bool) -> Model:
         attention=AttentionLayer(hidden_size=h, num_heads=a, bias=True, dropout=attn_p, flash_attention=flash,
                                  causal=resolve_causal(causal, flash)),
         mlp=MLPLayer(hidden_size=h, intermediate_size=f, bias=True, dropout=resid_p,
-                     activation=reader.activation("activation_function", "gelu_new")),
+                     activation=reader.activation("activation_function")),
         norm_kind="layernorm")
     return _layernorm_model(block, L, vocab, h, reader.flag("tie_word_embeddings", True), max_positions=positions,
-                            embedding_dropout=reader.rate("embd_pdrop", GPT2_DEFAULT_DROPOUT))
+                            embedding_dropout=reader.rate("embd_pdrop"))
 
 
 def gpt_neox(reader: Any, common: dict[str, Any], flash: bool) -> Model:
@@ -108,6 +104,6 @@ def falcon(reader: Any, causal: Optional[bool], flash: bool) -> Model:
         attention=GroupedQueryAttentionLayer(hidden_size=h, num_heads=a, num_kv_heads=kv, bias=bias,
                                              flash_attention=flash, causal=resolve_causal(causal, flash)),
         mlp=MLPLayer(hidden_size=h, intermediate_size=reader.positive("ffn_hidden_size", None, nullable=True) or 4 * h,
-                     bias=bias, activation=reader.activation("activation", "gelu")),
+                     bias=bias, activation=reader.activation("activation")),
         norm_kind="layernorm", parallel=parallel, shared_norm=parallel and norms == 1)
     return _layernorm_model(block, layers, vocab, h, reader.flag("tie_word_embeddings", True))
