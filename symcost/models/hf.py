@@ -256,8 +256,9 @@ class _Reader:
                     continue  # switches nothing on
                 raise self.error(f"{key} is not read by model_type {model_type!r} (transformers would "
                                  f"ignore it, so its cost would be dropped); remove it or fix model_type")
-            raise self.error(f"unknown key {key!r} for model_type {model_type!r}: not known to be cost-free "
-                             f"(pass ignore_keys=({key!r},) if it changes no cost)")
+            raise self.error(f"unknown key {key!r} for model_type {model_type!r}: not known to be cost-free; "
+                             f"if it changes no cost, pass ignore_keys=({key!r},) (command line: "
+                             f"--ignore-hf-keys {key})")
 
 
 def _read_config(path_or_dict: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], str, Optional[str]]:
