@@ -104,7 +104,10 @@ _SCORE_SCALE = ("a scale of the attention scores inside the attention kernel, as
 _SOFTCAP = ("tanh soft-capping, cap * tanh(x / cap): elementwise, 3 FLOPs per score (inside the flash kernel, "
             "as the score scale) or per logit (about 3 / (2h) of the LM head's matmul FLOPs, 0.04 % at "
             "h = 3584); not counted, as the score scale and RoPE are not (docs/conventions.md §16, item 15)")
+_MROPE = ("Qwen2-VL's multimodal RoPE switch (M-RoPE splits the rotary angles over time, height and width), "
+          "written into Qwen2.5's text configs as false; Qwen2Config does not read it, and no RoPE is counted")
 COST_FREE_FOR: dict[str, dict[str, str]] = {
+    "qwen2": {"use_mrope": _MROPE},
     "deepseek_v2": _DEEPSEEK_FREE,
     "deepseek_v3": _DEEPSEEK_FREE,
     "qwen3_moe": {"norm_topk_prob": _ROUTING},
