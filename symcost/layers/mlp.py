@@ -18,10 +18,10 @@ Per chip, with T tokens on the chip (``b*s/sp``; ``b`` in decode), t-way TP and 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import sympy as sp
-from pydantic import model_validator
+from pydantic import BeforeValidator, model_validator
 
 from ..core import symbols as sym
 from ..core._expr import check_divides
@@ -30,7 +30,18 @@ from .base import Context, Dim, Layer
 
 __all__ = ["MLPLayer", "GatedMLPLayer"]
 
-Activation = Literal["gelu", "relu", "silu"]
+# NB: transformers' names for the tanh GELU ("gelu_new", GPT-2's and GPT-J's; "gelu_pytorch_tanh",
+# Gemma's) are the GELU the vector table prices (8 FLOPs per element): a layer takes them and
+# stores "gelu"
+_ACTIVATION_ALIASES = {"gelu_new": "gelu", "gelu_pytorch_tanh": "gelu"}
+
+
+def _canonical_activation(value: object) -> object:
+    return _ACTIVATION_ALIASES.get(value, value) if isinstance(value, str) else value
+
+
+Activation = Annotated[Literal["gelu", "relu", "silu"], BeforeValidator(_canonical_activation)]
+"""The activation: gelu (tanh form; also named gelu_new, gelu_pytorch_tanh), relu or silu."""
 
 
 class MLPLayer(Layer):

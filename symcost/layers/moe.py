@@ -59,6 +59,9 @@ ROUTER_BYTES = sp.Integer(4)
 # bias add): 2 FLOPs per element of the T x k x h routed outputs. The accumulation starts from
 # the shared experts' output (or from zero without shared experts), so adding it costs nothing more.
 COMBINE_FLOPS = VECTOR_FLOPS["gate_multiply"] + VECTOR_FLOPS["bias"]
+# the shared experts' gate (Qwen2-MoE): sigmoid(x) = 1/(1 + exp(-x)): exp (1), + (1), / (1) -> 3;
+# its T gate values, like the router's indices, are not counted among the saved activations
+SIGMOID_FLOPS = sp.Integer(3)
 
 _ZERO = sp.Integer(0)
 
@@ -116,6 +119,10 @@ class MoELayer(Layer):
     router_bias: bool = False
     """A per-expert bias on the router's scores (DeepSeek-V3's ``e_score_correction_bias``):
     ``E`` parameters, replicated; it steers the top-k choice only."""
+    shared_gate: bool = False
+    """A sigmoid gate on the shared experts' output (Qwen2-MoE's ``shared_expert_gate``): ``h``
+    weights, replicated; per token a (1 x h) @ (h x 1) matmul and a sigmoid, then a scale of the
+    shared output (T x h)."""
 
     @model_validator(mode="after")
     def _check_shapes(self) -> "MoELayer":
@@ -172,7 +179,12 @@ class MoELayer(Layer):
         h, p = self.hidden_size, self.num_projections
         return (self.num_experts * p * h * self.expert_intermediate_size
                 + self.num_shared_experts * p * h * self.f_shared
-                + (h + (1 if self.router_bias else 0)) * self.num_experts)
+                + (h + (1 if self.router_bias else 0)) * self.num_experts + self._gate_params)
+
+    @property
+    def _gate_params(self) -> sp.Expr:
+        """The shared experts' gate: ``h`` weights with ``shared_gate``."""
+        return self.hidden_size if self.shared_gate else _ZERO
 
     def _ffn(self, prefix: str, batch: sp.Expr, rows: sp.Expr, width: sp.Expr,
              e: sp.Expr) -> list[Op]:
@@ -211,6 +223,8 @@ class MoELayer(Layer):
             # it overlaps the dispatch in practice
             ops.extend(self._ffn("shared", sp.Integer(1), T,
                                  self.num_shared_experts * self.f_shared / ctx.tp, e))
+        if self.shared_gate:
+            ops.extend(self._shared_gate_ops(T, e))
         active = self._active_experts(ctx)
         # grouped GEMMs: ``active`` local experts with P/active pairs each
         ops.extend(self._ffn("experts", active, P / active,
@@ -225,6 +239,16 @@ class MoELayer(Layer):
         # routed and shared partial sums leave through one TP collective
         ops.extend(self.tp_exit(ctx, T * h * e))
         return ops
+
+    def _shared_gate_ops(self, T: sp.Expr, e: sp.Expr) -> list:
+        """Qwen2-MoE's gate: (T x h) @ (h x 1), a sigmoid per token, the shared output (T x h, per
+        TP rank a partial sum, which the scale commutes with) scaled in place."""
+        h = self.hidden_size
+        return [Matmul("shared_gate", m=T, n=sp.Integer(1), k=h, dtype_bytes=e),
+                Vector("shared_gate_sigmoid", elements=T, flops_per_element=SIGMOID_FLOPS, read_bytes=T * e,
+                       write_bytes=T * e),
+                Vector("shared_gate_scale", elements=T * h, flops_per_element=VECTOR_FLOPS["gate_multiply"],
+                       read_bytes=T * h * e + T * e, write_bytes=T * h * e)]
 
     @property
     def num_routed_experts(self) -> sp.Expr:
@@ -242,7 +266,7 @@ class MoELayer(Layer):
         h, p, t = self.hidden_size, self.num_projections, ctx.tp
         experts = self.expert_params_per_chip
         shared = self.num_shared_experts * p * h * self.f_shared / t
-        router = (h + (1 if self.router_bias else 0)) * self.num_experts  # replicated
+        router = (h + (1 if self.router_bias else 0)) * self.num_experts + self._gate_params  # replicated
         return (experts + shared + router) * ctx.e
 
     def _wide(self, ctx: Context) -> tuple[sp.Expr, sp.Expr]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Literal, Optional, Union
 
 import sympy as sp
 
@@ -78,20 +78,23 @@ def deepseek_v3(hidden_size: Any, num_heads: Any, num_layers: Any, vocab_size: A
 
 def qwen3_moe(hidden_size: Any, num_heads: Any, num_kv_heads: Any, head_dim: Any, vocab_size: Any,
               intermediate_size: Any, moe_intermediate_size: Any, num_experts: Any, top_k: Any,
-              moe_layers: list[bool], attention_bias: bool = False, tied: bool = False,
+              moe_layers: list[bool], attention_bias: Union[bool, Literal["qkv"]] = False, tied: bool = False,
               causal: Optional[bool] = None, activation: Activation = "silu", flash_attention: bool = True,
-              name: str = "qwen3-moe") -> Model:
+              qk_norm: bool = True, shared_intermediate_size: Any = None, name: str = "qwen3-moe") -> Model:
     """Qwen3-MoE: Qwen3's attention (GQA, RMSNorm on each Q and K head) and, on the layers
     ``moe_layers`` marks, a top-k MoE of SwiGLU experts without shared experts (a dense SwiGLU
     MLP of ``intermediate_size`` on the others). Flash attention by default, so ``causal``
-    resolves to ``True``."""
+    resolves to ``True``. Qwen2-MoE: ``qk_norm=False``, ``attention_bias="qkv"`` and one shared
+    expert of ``shared_intermediate_size`` behind a sigmoid gate."""
     par = Parallelism.coerce(None)
     attention = GroupedQueryAttentionLayer(hidden_size=hidden_size, num_heads=num_heads, num_kv_heads=num_kv_heads,
-                                           head_dim=head_dim, bias=attention_bias, qk_norm=True,
+                                           head_dim=head_dim, bias=attention_bias, qk_norm=qk_norm,
                                            flash_attention=flash_attention,
                                            causal=resolve_causal(causal, flash_attention), parallelism=par)
+    shared = {} if shared_intermediate_size is None else {
+        "num_shared_experts": 1, "shared_intermediate_size": shared_intermediate_size, "shared_gate": True}
     moe = MoELayer(hidden_size=hidden_size, expert_intermediate_size=moe_intermediate_size, num_experts=num_experts,
-                   top_k=top_k, activation=activation, parallelism=par)
+                   top_k=top_k, activation=activation, parallelism=par, **shared)
     dense = GatedMLPLayer(hidden_size=hidden_size, intermediate_size=intermediate_size, activation=activation,
                           parallelism=par)
     runs: list[list[Any]] = []
@@ -105,10 +108,11 @@ def qwen3_moe(hidden_size: Any, num_heads: Any, num_kv_heads: Any, head_dim: Any
     return Model(name=name, blocks=blocks, **_ends(par, hidden_size, vocab_size, tied))
 
 
-def _qwen3_moe_config(reader: Any, common: dict[str, Any]) -> Model:
-    """The qwen3_moe branch: HF Qwen3MoeDecoderLayer puts the MoE on layer i unless i is in
-    ``mlp_only_layers`` and ``(i + 1) % decoder_sparse_step == 0`` (``num_experts`` 0, which would
-    make every layer dense, is refused)."""
+def _qwen3_moe_config(reader: Any, common: dict[str, Any], qwen2: bool = False) -> Model:
+    """The qwen3_moe and qwen2_moe branches: HF Qwen3MoeDecoderLayer puts the MoE on layer i
+    unless i is in ``mlp_only_layers`` and ``(i + 1) % decoder_sparse_step == 0`` (``num_experts``
+    0, which would make every layer dense, is refused). Qwen2-MoE adds a gated shared expert and
+    Q, K, V biases (``qkv_bias``), without Q/K norms."""
     experts = reader.spelled(("num_experts", "num_local_experts"))  # transformers 5.x: num_local_experts
     top_k = reader.positive("num_experts_per_tok")
     if top_k > experts:
@@ -119,20 +123,24 @@ def _qwen3_moe_config(reader: Any, common: dict[str, Any]) -> Model:
     if not isinstance(dense_only, list) or not all(type(i) is int for i in dense_only):
         raise reader.error(f"mlp_only_layers must be a list of layer indices, got {dense_only!r}")
     if reader.flag("use_sliding_window"):
-        raise reader.error("use_sliding_window = true is not modelled for qwen3_moe")
+        raise reader.error(f"use_sliding_window = true is not modelled for {'qwen2' if qwen2 else 'qwen3'}_moe")
     reader.read.update({"sliding_window", "max_window_layers", "layer_types"})  # no window without it
     moe_layers = [i not in dense_only and (i + 1) % step == 0 for i in range(common["num_layers"])]
     del common["num_layers"]
+    extra: dict[str, Any] = {"attention_bias": reader.flag("attention_bias")}
+    if qwen2:  # Qwen2MoeAttention: biases on q, k, v (qkv_bias), none on o; no Q/K norms
+        extra = {"attention_bias": "qkv" if reader.flag("qkv_bias", True) else False, "qk_norm": False,
+                 "shared_intermediate_size": reader.positive("shared_expert_intermediate_size")}
     return qwen3_moe(moe_intermediate_size=reader.positive("moe_intermediate_size"), num_experts=experts,
-                     top_k=top_k, moe_layers=moe_layers, attention_bias=reader.flag("attention_bias"), **common)
+                     top_k=top_k, moe_layers=moe_layers, **extra, **common)
 
 
 def from_moe_config(model_type: str, reader: Any, common: dict[str, Any]) -> Model:
     """The mixtral, qwen3_moe, deepseek_v2 and deepseek_v3 branches of
     :func:`symcost.models.from_hf_config` (``reader`` reads keys with one-line errors; ``common``
     holds what every type shares)."""
-    if model_type == "qwen3_moe":
-        return _qwen3_moe_config(reader, common)
+    if model_type in ("qwen3_moe", "qwen2_moe"):
+        return _qwen3_moe_config(reader, common, qwen2=model_type == "qwen2_moe")
     if model_type == "mixtral":
         experts, top_k = reader.positive("num_local_experts"), reader.positive("num_experts_per_tok")
         if top_k > experts:

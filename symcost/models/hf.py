@@ -37,6 +37,9 @@ MODELLED: dict[str, tuple[str, ...]] = {
     "qwen3": (*_COMMON, *_GQA, *_QWEN_WINDOWS, "attention_bias"),
     "qwen3_moe": (*_COMMON, *_GQA, *_QWEN_WINDOWS, "attention_bias", "moe_intermediate_size", "num_experts",
                   "num_local_experts", "num_experts_per_tok", "decoder_sparse_step", "mlp_only_layers"),
+    "qwen2_moe": (*_COMMON, *_GQA, *_QWEN_WINDOWS, "qkv_bias", "moe_intermediate_size", "num_experts",
+                  "num_local_experts", "num_experts_per_tok", "decoder_sparse_step", "mlp_only_layers",
+                  "shared_expert_intermediate_size"),
     "phi3": (*_COMMON, *_GQA, "sliding_window", "resid_pdrop", "embd_pdrop"),
     "gemma2": (*(k for k in _COMMON if k != "hidden_act"), "hidden_activation", *_GQA, "attention_bias",
                "sliding_window", "layer_types"),
@@ -45,6 +48,9 @@ MODELLED: dict[str, tuple[str, ...]] = {
     "gpt2": ("model_type", "_name_or_path", "n_embd", "n_head", "n_layer", "n_positions", "n_inner", "vocab_size",
              "activation_function", "attn_pdrop", "embd_pdrop", "resid_pdrop", "tie_word_embeddings",
              "add_cross_attention", "_attn_implementation"),
+    "gptj": ("model_type", "_name_or_path", "n_embd", "n_head", "n_layer", "n_inner", "vocab_size",
+             "activation_function", "attn_pdrop", "embd_pdrop", "resid_pdrop", "tie_word_embeddings",
+             "_attn_implementation"),
     "gpt_neox": (*_COMMON, "use_parallel_residual", "attention_bias", "hidden_dropout", "_attn_implementation"),
     "falcon": ("model_type", "_name_or_path", "hidden_size", "num_attention_heads", "num_hidden_layers",
                "vocab_size", "ffn_hidden_size", "activation", "bias", "multi_query", "num_kv_heads",
@@ -111,6 +117,7 @@ COST_FREE_FOR: dict[str, dict[str, str]] = {
     "deepseek_v2": _DEEPSEEK_FREE,
     "deepseek_v3": _DEEPSEEK_FREE,
     "qwen3_moe": {"norm_topk_prob": _ROUTING},
+    "qwen2_moe": {"norm_topk_prob": _ROUTING, "use_mrope": _MROPE},
     "gemma2": {
         "attn_logit_softcapping": _SOFTCAP, "final_logit_softcapping": _SOFTCAP,
         "query_pre_attn_scalar": _SCORE_SCALE,
@@ -129,6 +136,15 @@ COST_FREE_FOR: dict[str, dict[str, str]] = {
                          "summary_first_dropout"), "the sequence-summary head of GPT2DoubleHeadsModel and the "
                                                    "classifiers: not part of GPT2LMHeadModel"),
     },
+    "gptj": {
+        **dict.fromkeys(("rotary_dim", "rotary"), _ROPE),
+        "n_positions": "RoPE has no position table; the context length is the caller's seq_len",
+        "scale_attn_weights": _SCORE_SCALE,
+        "gradient_checkpointing": "a training switch of older transformers: symcost takes recompute per call",
+        **dict.fromkeys(("summary_type", "summary_use_proj", "summary_activation", "summary_proj_to_labels",
+                         "summary_first_dropout"), "the sequence-summary head of the classifiers: not part of "
+                                                   "GPTJForCausalLM"),
+    },
     "falcon": {
         "apply_residual_connection_post_layernorm": "which tensor the residual adds (the norm's input or "
                                                     "output): the same ops either way",
@@ -141,7 +157,8 @@ COST_FREE_FOR: dict[str, dict[str, str]] = {
 HF_ACTIVATIONS: dict[str, str] = {"silu": "silu", "swish": "silu", "gelu": "gelu", "gelu_new": "gelu",
                                   "gelu_pytorch_tanh": "gelu", "gelu_fast": "gelu", "relu": "relu"}
 # the key that names the activation where it is not hidden_act
-_ACTIVATION_KEY = {"gemma2": "hidden_activation", "gpt2": "activation_function", "falcon": "activation"}
+_ACTIVATION_KEY = {"gemma2": "hidden_activation", "gpt2": "activation_function", "gptj": "activation_function",
+                   "falcon": "activation"}
 
 # transformers' attention implementations: "eager" computes and stores the whole score matrix;
 # the others are fused kernels that do not (flash_attention=True)
@@ -289,8 +306,10 @@ def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], *, name: str | 
                    causal: Optional[bool] = None, ignore_keys: Iterable[str] = ()) -> Model:
     """A :class:`Model` from a Hugging Face ``config.json``: a path, its folder, or the parsed dict.
 
-    Supported ``model_type``: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, phi3, gemma2,
-    deepseek_v2, deepseek_v3, gpt2, gpt_neox, falcon. Every key is modelled (:data:`MODELLED`:
+    Supported ``model_type``: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, qwen2_moe, phi3,
+    gemma2, deepseek_v2, deepseek_v3, gpt2, gpt_neox, falcon, gptj. A key the file leaves out takes
+    the default of transformers' config class (:data:`~symcost.models.hf_defaults.CLASS_DEFAULTS`),
+    the sizes excepted, which are required. Every key is modelled (:data:`MODELLED`:
     sizes, KV heads, head_dim, biases, the activation, tied embeddings, sliding windows -- Qwen2's
     and Qwen3's per layer, Gemma 2's alternating -- Qwen3's Q/K norms, Gemma 2's post-norms,
     GPT-2's learned positions and dropout, GPT-NeoX's and Falcon's parallel attention and MLP,
@@ -330,10 +349,10 @@ def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], *, name: str | 
 
 
 def _build(reader: _Reader, model_type: str, causal: Optional[bool]) -> Model:
-    if model_type in ("gpt2", "falcon"):  # their own size keys
-        from .hf_builders import falcon, gpt2
+    if model_type in ("gpt2", "falcon", "gptj"):  # their own size keys
+        from .hf_builders import falcon, gpt2, gptj
 
-        return (gpt2 if model_type == "gpt2" else falcon)(reader, causal, _kernel(reader))
+        return {"gpt2": gpt2, "falcon": falcon, "gptj": gptj}[model_type](reader, causal, _kernel(reader))
     sizes = {key: reader.positive(key) for key in _SIZES}
     common = {
         "hidden_size": sizes["hidden_size"], "num_heads": sizes["num_attention_heads"],
@@ -361,7 +380,7 @@ def _build(reader: _Reader, model_type: str, causal: Optional[bool]) -> Model:
     if head_dim is None:
         reader.divides("hidden_size", "num_attention_heads")
     common.update(num_kv_heads=kv, head_dim=head_dim, flash_attention=_kernel(reader))
-    if model_type in ("mixtral", "qwen3_moe"):
+    if model_type in ("mixtral", "qwen3_moe", "qwen2_moe"):
         from .builders import from_moe_config
 
         return from_moe_config(model_type, reader, common)

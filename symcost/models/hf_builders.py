@@ -16,18 +16,19 @@ from ..layers.mlp import MLPLayer
 from ..layers.norm import NormLayer
 from .model import Model, TransformerBlock, resolve_causal
 
-__all__ = ["falcon", "gpt2", "gpt_neox"]
+__all__ = ["falcon", "gpt2", "gpt_neox", "gptj"]
 
 def _layernorm_model(block: TransformerBlock, num_layers: int, vocab_size: int, hidden_size: int, tied: bool,
-                     max_positions: Optional[int] = None, embedding_dropout: bool = False) -> Model:
+                     max_positions: Optional[int] = None, embedding_dropout: bool = False,
+                     head_bias: bool = False) -> Model:
     """Embedding (learned positions when ``max_positions``), ``num_layers`` blocks, a final
-    LayerNorm (scale and bias) and the LM head (no bias)."""
+    LayerNorm (scale and bias) and the LM head (a bias with ``head_bias``)."""
     return Model(
         embedding=EmbeddingLayer(vocab_size=vocab_size, hidden_size=hidden_size, max_positions=max_positions,
                                  dropout=embedding_dropout),
         blocks=((block, num_layers),),
         final_norm=NormLayer(hidden_size=hidden_size, kind="layernorm"),
-        lm_head=LMHeadLayer(vocab_size=vocab_size, hidden_size=hidden_size, tied=tied))
+        lm_head=LMHeadLayer(vocab_size=vocab_size, hidden_size=hidden_size, tied=tied, bias=head_bias))
 
 
 def gpt2(reader: Any, causal: Optional[bool], flash: bool) -> Model:
@@ -107,3 +108,23 @@ def falcon(reader: Any, causal: Optional[bool], flash: bool) -> Model:
                      bias=bias, activation=reader.activation("activation")),
         norm_kind="layernorm", parallel=parallel, shared_norm=parallel and norms == 1)
     return _layernorm_model(block, layers, vocab, h, reader.flag("tie_word_embeddings", True))
+
+
+def gptj(reader: Any, causal: Optional[bool], flash: bool) -> Model:
+    """GPT-J (HF ``GPTJForCausalLM``): one LayerNorm feeding attention and MLP side by side,
+    multi-head attention without biases, a GELU MLP (``n_inner``, default ``4h``) with biases, an
+    untied LM head with a bias; the partial rotary embedding (``rotary_dim``) is not counted, as
+    no RoPE is. Parameters ``L (12 h^2 + 7h) + 2 V h + V + 2h`` at ``n_inner = 4h``."""
+    h, a, L = reader.positive("n_embd"), reader.positive("n_head"), reader.positive("n_layer")
+    vocab = reader.positive("vocab_size")
+    reader.divides("n_embd", "n_head")
+    f = reader.positive("n_inner", None, nullable=True) or 4 * h
+    for key in ("attn_pdrop", "resid_pdrop", "embd_pdrop"):
+        reader.zero(key, "dropout in training")
+    block = TransformerBlock(
+        attention=AttentionLayer(hidden_size=h, num_heads=a, flash_attention=flash,
+                                 causal=resolve_causal(causal, flash)),
+        mlp=MLPLayer(hidden_size=h, intermediate_size=f, bias=True,
+                     activation=reader.activation("activation_function")),
+        norm_kind="layernorm", parallel=True, shared_norm=True)
+    return _layernorm_model(block, L, vocab, h, reader.flag("tie_word_embeddings"), head_bias=True)

@@ -23,6 +23,8 @@ ONLY_SIZES = {
     "deepseek_v2": {**SIZES, "num_experts_per_tok": 2}, "deepseek_v3": SIZES,
     "gpt2": {"n_embd": 64, "n_head": 8, "n_layer": 2, "vocab_size": 128},
     "gpt_neox": SIZES, "falcon": {k: v for k, v in SIZES.items() if k != "intermediate_size"},
+    "qwen2_moe": {**SIZES, "num_attention_heads": 16},
+    "gptj": {"n_embd": 64, "n_head": 8, "n_layer": 2, "vocab_size": 128},
 }
 
 
