@@ -1,4 +1,5 @@
-"""Builders for mixture-of-experts and latent-attention models (Mixtral, Qwen3-MoE, DeepSeek-V2/V3)."""
+"""Builders for mixture-of-experts and latent-attention models (Mixtral, Qwen3-MoE, DeepSeek-V2/V3,
+gpt-oss)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ..layers.moe import MoELayer
 from ..layers.norm import NormLayer
 from .model import Model, TransformerBlock, resolve_causal
 
-__all__ = ["deepseek_v3", "from_moe_config", "mixtral", "qwen3_moe"]
+__all__ = ["deepseek_v3", "from_moe_config", "gpt_oss", "mixtral", "qwen3_moe"]
 
 
 def _ends(par: Parallelism, hidden_size: Any, vocab_size: Any, tied: bool) -> dict[str, Any]:
@@ -108,6 +109,56 @@ def qwen3_moe(hidden_size: Any, num_heads: Any, num_kv_heads: Any, head_dim: Any
     return Model(name=name, blocks=blocks, **_ends(par, hidden_size, vocab_size, tied))
 
 
+def gpt_oss(hidden_size: Any, num_heads: Any, num_kv_heads: Any, head_dim: Any, vocab_size: Any,
+            intermediate_size: Any, num_experts: Any, top_k: Any, windows: list[Any], tied: bool = False,
+            causal: Optional[bool] = None, flash_attention: bool = True, name: str = "gpt-oss") -> Model:
+    """gpt-oss (HF ``GptOssForCausalLM``): per layer GQA with biases on Q, K, V and O and a sink
+    logit per head, over the window ``windows`` gives that layer (``None``: all keys), and a top-k
+    MoE of gated experts with biases, behind a router with a bias; no shared expert. The experts'
+    clamped SwiGLU, ``(clamp(up) + 1) * g * sigmoid(1.702 g)`` with ``g = clamp(gate)``, is
+    priced as SiLU and its gate multiply (the clamps, the scale and the ``+ 1`` are elementwise
+    passes left out, docs/conventions.md §16, item 15). Layers of one window in a row form one
+    ``(block, count)`` group.
+
+    Parameters per layer ``2h(a + g)d + (a + 2g)d + h + a + E(3hf + 2f + h) + E(h + 1) + 2h``."""
+    par = Parallelism.coerce(None)
+    moe = MoELayer(hidden_size=hidden_size, expert_intermediate_size=intermediate_size, num_experts=num_experts,
+                   top_k=top_k, router_bias=True, expert_bias=True, parallelism=par)
+
+    def block(window: Any) -> TransformerBlock:
+        attention = GroupedQueryAttentionLayer(
+            hidden_size=hidden_size, num_heads=num_heads, num_kv_heads=num_kv_heads, head_dim=head_dim,
+            window=window, bias=True, sinks=True, flash_attention=flash_attention,
+            causal=resolve_causal(causal, flash_attention), parallelism=par)
+        return TransformerBlock(attention=attention, mlp=moe, norm_kind="rmsnorm", parallelism=par)
+
+    runs: list[list[Any]] = []
+    for window in windows:
+        if runs and runs[-1][0] == window:
+            runs[-1][1] += 1
+        else:
+            runs.append([window, 1])
+    built = {window: block(window) for window, _ in runs}
+    return Model(name=name, blocks=tuple((built[window], n) for window, n in runs),
+                 **_ends(par, hidden_size, vocab_size, tied))
+
+
+def _gpt_oss_config(reader: Any, common: dict[str, Any], windows: list[Any]) -> Model:
+    """The gpt_oss branch: ``num_local_experts`` (or its alias ``num_experts``), top-k, biases on
+    the attention (``attention_bias``, GptOssConfig's default true; false is not modelled) and
+    ``experts_per_token``, the original release's name of ``num_experts_per_tok``, which must agree."""
+    experts = reader.spelled(("num_local_experts", "num_experts"))  # GptOssConfig's attribute_map alias
+    top_k = reader.positive("num_experts_per_tok")
+    if top_k > experts:
+        raise reader.error(f"num_experts_per_tok ({top_k}) must not exceed num_local_experts ({experts})")
+    reader.derived("experts_per_token", top_k, "num_experts_per_tok")
+    if not reader.flag("attention_bias", True):
+        raise reader.error("attention_bias = false is not modelled for gpt_oss")
+    kw = {k: common[k] for k in ("hidden_size", "num_heads", "num_kv_heads", "head_dim", "vocab_size",
+                                 "intermediate_size", "tied", "causal", "flash_attention")}
+    return gpt_oss(num_experts=experts, top_k=top_k, windows=windows, **kw)
+
+
 def _qwen3_moe_config(reader: Any, common: dict[str, Any], qwen2: bool = False) -> Model:
     """The qwen3_moe and qwen2_moe branches: HF Qwen3MoeDecoderLayer puts the MoE on layer i
     unless i is in ``mlp_only_layers`` and ``(i + 1) % decoder_sparse_step == 0`` (``num_experts``
@@ -136,11 +187,13 @@ def _qwen3_moe_config(reader: Any, common: dict[str, Any], qwen2: bool = False) 
 
 
 def from_moe_config(model_type: str, reader: Any, common: dict[str, Any]) -> Model:
-    """The mixtral, qwen3_moe, deepseek_v2 and deepseek_v3 branches of
+    """The mixtral, qwen3_moe, qwen2_moe, gpt_oss, deepseek_v2 and deepseek_v3 branches of
     :func:`symcost.models.from_hf_config` (``reader`` reads keys with one-line errors; ``common``
     holds what every type shares)."""
     if model_type in ("qwen3_moe", "qwen2_moe"):
         return _qwen3_moe_config(reader, common, qwen2=model_type == "qwen2_moe")
+    if model_type == "gpt_oss":
+        return _gpt_oss_config(reader, common, common.pop("windows"))
     if model_type == "mixtral":
         experts, top_k = reader.positive("num_local_experts"), reader.positive("num_experts_per_tok")
         if top_k > experts:

