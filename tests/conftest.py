@@ -1,9 +1,45 @@
-"""Fixtures shared by the whole suite."""
+"""Fixtures shared by the whole suite, and what it does where an optional package is missing."""
 
+import importlib.util
+import re
 import shutil
 import subprocess
+from collections import Counter
 
 import pytest
+
+# The evidence each optional package gives. The test extra installs transformers; torch is
+# installed by the command CI and the README run (pip install -e '.[test]' torch==2.13.0).
+OPTIONAL_EVIDENCE = {
+    "torch": "PyTorch's own counters: FlopCounterMode FLOPs, CommDebugMode collectives, meta-device parameter "
+             "counts (pip install torch==2.13.0)",
+    "transformers": "transformers' models and config classes: parameter counts and defaults of the HF configs "
+                    "(pip install -e '.[test]')",
+}
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a None in sys.modules: the package is blocked
+        return False
+
+
+# modules that import torch at the top and hold no test of their own (helpers the torch tests
+# import after pytest.importorskip): not collected by --doctest-modules without torch
+collect_ignore = [] if _importable("torch") else ["layers/torch_comm.py"]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line per optional package a run lacked: how many tests skipped, and what they check."""
+    missing: Counter = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
+        found = re.search(r"could not import '([\w.]+)'", reason)
+        if found and found.group(1).split(".")[0] in OPTIONAL_EVIDENCE:
+            missing[found.group(1).split(".")[0]] += 1
+    for package, count in sorted(missing.items()):
+        terminalreporter.write_line(f"skipped evidence: {count} tests need {package}: {OPTIONAL_EVIDENCE[package]}")
 
 ARTICLE = "\\documentclass{article}\\usepackage{amsmath}\\begin{document}\n{}\n\\end{document}\n"
 

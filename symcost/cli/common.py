@@ -82,11 +82,11 @@ def check_names(args: argparse.Namespace) -> None:
         _check_chip_name(chip)
 
 
-def model_arg(name: str, args: Optional[argparse.Namespace] = None) -> Model:
-    """The model ``--model`` names, with ``--window``/``--global-every`` and ``--kv-dtype``
-    applied when ``args`` has them."""
-    model = _model(name)
-    if args is None:
+def model_arg(name: str, args: argparse.Namespace, option: str = "--model") -> Model:
+    """The model ``option`` names (a preset or a config.json read with ``--ignore-hf-keys``), with
+    ``--window``/``--global-every`` and ``--kv-dtype`` applied for ``--model``."""
+    model = _model(name, getattr(args, "ignore_hf_keys", None) or [], option)
+    if option != "--model":
         return model
     model = windowed(model, args)
     kv = getattr(args, "kv_dtype", None)
@@ -116,21 +116,21 @@ def windowed(model: Model, args: argparse.Namespace) -> Model:
         raise UsageError(f"argument --window: {one_line(err).removeprefix('window: ')}") from None
 
 
-def _model(name: str) -> Model:
+def _model(name: str, ignore: list[str], option: str) -> Model:
     path = Path(name)
     if path.suffix == ".json" or path.exists():
         if not path.exists():
-            raise UsageError(f"argument --model: no such file {name!r}")
+            raise UsageError(f"argument {option}: no such file {name!r}")
         try:
             from .. import models
 
-            return models.from_hf_config(path)
+            return models.from_hf_config(path, ignore_keys=ignore)
         except ValueError as err:
             message = one_line(err)
             for field, key in _HF_KEYS.items():
                 message = re.sub(rf"\b{field}\b", key, message)
             prefix = "" if message.startswith(str(path)) else f"{path}: "
-            raise UsageError(f"argument --model: {prefix}{message}") from None
+            raise UsageError(f"argument {option}: {prefix}{message}") from None
     _check_model_name(name)  # answered without loading the library
     from .. import models
 
@@ -279,6 +279,17 @@ def add_model_options(p: argparse.ArgumentParser, symbolic: bool = False) -> Non
                         "when K divides i + 1; Gemma 2: K = 2)")
     p.add_argument("--kv-dtype", choices=DTYPES, default=None,
                    help="the KV cache's own format (default: --dtype)")
+    p.add_argument("--ignore-hf-keys", type=key_list, default=None, metavar="KEYS",
+                   help="comma-separated config.json keys to take as cost-free (a --model file's keys "
+                        "symcost does not know)")
+
+
+def key_list(text: str) -> list[str]:
+    """``a,b`` -> ``["a", "b"]`` (config.json key names)."""
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    if not keys:
+        raise argparse.ArgumentTypeError("expected comma-separated key names")
+    return keys
 
 
 def int_list(text: str) -> list[int]:

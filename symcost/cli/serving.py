@@ -78,7 +78,7 @@ def speculative_section(run: Any, lines: list[str], out: dict[str, Any]) -> None
     from ..plan.speculative import speculative_step, tpot_latex
 
     args = run.args
-    draft = None if args.draft_model is None else model_arg(args.draft_model)
+    draft = None if args.draft_model is None else model_arg(args.draft_model, args, "--draft-model")
     st = speculative_step(run.model, run.chip, args.batch, args.seq, k=args.spec_k, alpha=args.spec_alpha,
                           draft=draft, dtype=run.dtype, parallelism=run.par)
     be = st.breakeven()

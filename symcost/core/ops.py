@@ -184,7 +184,7 @@ class Matmul(Op):
         # read A (m x k) and B (k x n), write C (m x n); NB: a weight shared across the batch
         # dimension would be read once, but our batched products (attention) have no weights.
         elements = self.batch * (self.m * self.k + self.k * self.n + self.m * self.n)
-        bias = self.n if self.bias else _ZERO
+        bias = self.batch * self.n if self.bias else _ZERO  # one bias vector per weight set (experts)
         return self.dtype_bytes * (elements + bias)
 
     def backward(self) -> list[Op]:

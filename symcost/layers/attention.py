@@ -65,6 +65,10 @@ class _Attention(Layer):
     """RMSNorm over each query and key head's ``head_dim`` (Qwen3's ``q_norm`` and ``k_norm``):
     ``2d`` weights (one ``d``-vector for Q, one for K, shared by the heads) and 4 FLOPs per element
     of Q and K (``T*(a_t + g_t)*d`` elements per chip)."""
+    sinks: bool = False
+    """A learned logit per query head in each softmax's denominator (gpt-oss's ``sinks``):
+    ``a`` parameters, ``a_t`` per chip. Its softmax term, one more logit per query row, is not
+    counted (docs/conventions.md §16, item 15)."""
 
     @field_validator("kv_cache_dtype", mode="before")
     @classmethod
@@ -149,11 +153,12 @@ class _Attention(Layer):
     @property
     def num_params(self) -> sp.Expr:
         """Q and O ``2*h*a*d``, K and V ``2*h*g*d``, plus ``(a + 2g)*d`` Q/K/V biases and an
-        ``h`` output bias."""
+        ``h`` output bias, ``2d`` Q/K norm weights and ``a`` sink logits where present."""
         h, a, g, d = self.hidden_size, self.num_heads, self.kv_heads, self.d
         qkv_bias = (a + 2 * g) * d if self.bias else 0
         qk_norm = 2 * d if self.qk_norm else 0
-        return 2 * h * a * d + 2 * h * g * d + qkv_bias + (h if self.bias is True else 0) + qk_norm
+        sinks = a if self.sinks else 0
+        return 2 * h * a * d + 2 * h * g * d + qkv_bias + (h if self.bias is True else 0) + qk_norm + sinks
 
     def forward_ops(self, ctx: Context):
         h, d, e, T = self.hidden_size, self.d, ctx.e, ctx.tokens
@@ -208,6 +213,8 @@ class _Attention(Layer):
             params += h  # the output bias, replicated
         if self.qk_norm:
             params += 2 * d  # the Q and K norm weights, replicated
+        if self.sinks:
+            params += a_t  # one sink logit per local query head
         return params * ctx.e
 
     def saved_activations(self, ctx: Context) -> sp.Expr:

@@ -94,6 +94,8 @@ class LMHeadLayer(Layer):
     vocab_size: Dim = sym.vocab_size
     hidden_size: Dim = sym.hidden_size
     tied: bool = False
+    bias: bool = False
+    """A bias on the logits (GPT-J's ``lm_head``): ``V`` parameters of its own, tied or not."""
 
     @model_validator(mode="after")
     def _check_sharding(self) -> "LMHeadLayer":
@@ -103,7 +105,11 @@ class LMHeadLayer(Layer):
 
     @property
     def num_params(self) -> sp.Expr:
-        return sp.Integer(0) if self.tied else self.vocab_size * self.hidden_size
+        return (sp.Integer(0) if self.tied else self.vocab_size * self.hidden_size) + self._bias_params
+
+    @property
+    def _bias_params(self) -> sp.Expr:
+        return self.vocab_size if self.bias else sp.Integer(0)
 
     def _rows(self, ctx: Context) -> sp.Expr:
         """Tokens whose logits are computed: all in training, the last per sequence otherwise."""
@@ -115,7 +121,7 @@ class LMHeadLayer(Layer):
         # under Megatron SP the hidden states arrive sequence-sharded: gather them first
         ops: list = list(self.tp_enter(ctx, ctx.tokens * h * e))
         # (rows x h) @ (h x V/t)
-        ops.append(Matmul("logits", m=rows, n=V_t, k=h, dtype_bytes=e))
+        ops.append(Matmul("logits", m=rows, n=V_t, k=h, dtype_bytes=e, bias=self.bias))
         if ctx.training:
             # softmax cross-entropy over the chip's V/t logits: read the logits, write the loss
             ops.append(Vector("cross_entropy", elements=rows * V_t, flops_per_element=VECTOR_FLOPS["softmax"],
@@ -139,9 +145,10 @@ class LMHeadLayer(Layer):
         return self.vocab_size / self.parallelism.tp * self.hidden_size * dtype_bytes
 
     def weight_memory(self, ctx: Context) -> sp.Expr:
+        bias = self._bias_params / ctx.tp * ctx.e
         if self.tied:
-            return sp.Integer(0)  # the embedding's table, counted there
-        return self.table_memory(ctx.e)
+            return bias  # the embedding's table, counted there
+        return self.table_memory(ctx.e) + bias
 
     def saved_activations(self, ctx: Context) -> sp.Expr:
         # the input (for dW) and the logits (for the cross-entropy's backward), per chip

@@ -18,10 +18,10 @@ Per chip, with T tokens on the chip (``b*s/sp``; ``b`` in decode), t-way TP and 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import sympy as sp
-from pydantic import model_validator
+from pydantic import BeforeValidator, model_validator
 
 from ..core import symbols as sym
 from ..core._expr import check_divides
@@ -30,7 +30,18 @@ from .base import Context, Dim, Layer
 
 __all__ = ["MLPLayer", "GatedMLPLayer"]
 
-Activation = Literal["gelu", "relu", "silu"]
+# NB: transformers' names for the tanh GELU ("gelu_new", GPT-2's and GPT-J's; "gelu_pytorch_tanh",
+# Gemma's) are the GELU the vector table prices (8 FLOPs per element): a layer takes them and
+# stores "gelu"
+_ACTIVATION_ALIASES = {"gelu_new": "gelu", "gelu_pytorch_tanh": "gelu"}
+
+
+def _canonical_activation(value: object) -> object:
+    return _ACTIVATION_ALIASES.get(value, value) if isinstance(value, str) else value
+
+
+Activation = Annotated[Literal["gelu", "relu", "silu"], BeforeValidator(_canonical_activation)]
+"""The activation: gelu (tanh form; also named gelu_new, gelu_pytorch_tanh), relu or silu."""
 
 
 class MLPLayer(Layer):
@@ -120,11 +131,13 @@ class GatedMLPLayer(MLPLayer):
 
 
 def ffn_ops(prefix: str, *, rows: sp.Expr, hidden: sp.Expr, width: sp.Expr, dtype_bytes: sp.Expr,
-            gated: bool, activation: str, batch: sp.Expr = 1, bias: bool = False) -> list:
+            gated: bool, activation: str, batch: sp.Expr = 1, bias: bool = False,
+            down_bias: bool = False) -> list:
     """One feed-forward pass on a chip: ``batch`` weight sets (experts), each applied to ``rows``
     tokens, of per-chip width ``width`` — up projection(s) ``(rows x h) @ (h x width)``
     (column-parallel; with ``bias``), the activation, the gate multiply when ``gated``, and the
-    row-parallel down projection ``(rows x width) @ (width x h)`` (its partial sums unreduced).
+    row-parallel down projection ``(rows x width) @ (width x h)`` (its partial sums unreduced;
+    with ``down_bias`` its bias added per row, as each expert's is before the routing weight).
     Op names are ``prefix.name`` (just ``name`` without a prefix)."""
     e, h = dtype_bytes, hidden
 
@@ -140,5 +153,6 @@ def ffn_ops(prefix: str, *, rows: sp.Expr, hidden: sp.Expr, width: sp.Expr, dtyp
         # act(gate) * up: read two, write one
         ops.append(Vector(name("gate_multiply"), elements=wide, flops_per_element=VECTOR_FLOPS["gate_multiply"],
                           read_bytes=2 * wide * e, write_bytes=wide * e))
-    ops.append(Matmul(name("down" if gated else "fc2"), m=rows, n=h, k=width, dtype_bytes=e, batch=batch))
+    ops.append(Matmul(name("down" if gated else "fc2"), m=rows, n=h, k=width, dtype_bytes=e, batch=batch,
+                      bias=down_bias))
     return ops

@@ -59,6 +59,9 @@ ROUTER_BYTES = sp.Integer(4)
 # bias add): 2 FLOPs per element of the T x k x h routed outputs. The accumulation starts from
 # the shared experts' output (or from zero without shared experts), so adding it costs nothing more.
 COMBINE_FLOPS = VECTOR_FLOPS["gate_multiply"] + VECTOR_FLOPS["bias"]
+# the shared experts' gate (Qwen2-MoE): sigmoid(x) = 1/(1 + exp(-x)): exp (1), + (1), / (1) -> 3;
+# its T gate values, like the router's indices, are not counted among the saved activations
+SIGMOID_FLOPS = sp.Integer(3)
 
 _ZERO = sp.Integer(0)
 
@@ -114,8 +117,18 @@ class MoELayer(Layer):
     activation: Activation = "silu"
     gated: bool = True
     router_bias: bool = False
-    """A per-expert bias on the router's scores (DeepSeek-V3's ``e_score_correction_bias``):
-    ``E`` parameters, replicated; it steers the top-k choice only."""
+    """A per-expert bias on the router's scores (DeepSeek-V3's ``e_score_correction_bias``,
+    gpt-oss's router bias): ``E`` parameters, replicated; its ``T*E`` adds are folded into the
+    softmax-and-top-k pass's 5 FLOPs per logit, as the top-k selection is."""
+    expert_bias: bool = False
+    """Biases on every expert's projections (gpt-oss's ``gate_up_proj_bias`` and
+    ``down_proj_bias``): ``(p-1)*f_e + h`` per expert, the up biases split by TP, the down bias
+    whole on each TP rank; one add per element of each projection's output, per pair (the
+    down bias before the routing weight scales it)."""
+    shared_gate: bool = False
+    """A sigmoid gate on the shared experts' output (Qwen2-MoE's ``shared_expert_gate``): ``h``
+    weights, replicated; per token a (1 x h) @ (h x 1) matmul and a sigmoid, then a scale of the
+    shared output (T x h)."""
 
     @model_validator(mode="after")
     def _check_shapes(self) -> "MoELayer":
@@ -167,19 +180,31 @@ class MoELayer(Layer):
 
     @property
     def num_params(self) -> sp.Expr:
-        """``E*p*h*f_e`` expert weights, ``n_s*p*h*f_s`` shared-expert weights and ``h*E``
-        router weights (plus ``E`` with ``router_bias``)."""
+        """``E*p*h*f_e`` expert weights (plus ``E*((p-1)*f_e + h)`` with ``expert_bias``),
+        ``n_s*p*h*f_s`` shared-expert weights and ``h*E`` router weights (plus ``E`` with
+        ``router_bias``)."""
         h, p = self.hidden_size, self.num_projections
-        return (self.num_experts * p * h * self.expert_intermediate_size
+        return (self.num_experts * (p * h * self.expert_intermediate_size + self._expert_biases(1))
                 + self.num_shared_experts * p * h * self.f_shared
-                + (h + (1 if self.router_bias else 0)) * self.num_experts)
+                + (h + (1 if self.router_bias else 0)) * self.num_experts + self._gate_params)
+
+    def _expert_biases(self, tp: sp.Expr) -> sp.Expr:
+        """One expert's biases on a chip of a ``tp``-way group: ``(p-1)*f_e/tp + h``."""
+        if not self.expert_bias:
+            return _ZERO
+        return (self.num_projections - 1) * self.expert_intermediate_size / tp + self.hidden_size
+
+    @property
+    def _gate_params(self) -> sp.Expr:
+        """The shared experts' gate: ``h`` weights with ``shared_gate``."""
+        return self.hidden_size if self.shared_gate else _ZERO
 
     def _ffn(self, prefix: str, batch: sp.Expr, rows: sp.Expr, width: sp.Expr,
-             e: sp.Expr) -> list[Op]:
+             e: sp.Expr, bias: bool = False) -> list[Op]:
         """One (grouped) MLP: ``batch`` weight sets, each applied to ``rows`` tokens, of
-        per-chip width ``width``."""
+        per-chip width ``width`` (biases on every projection with ``bias``)."""
         return ffn_ops(prefix, rows=rows, hidden=self.hidden_size, width=width, dtype_bytes=e,
-                       gated=self.gated, activation=self.activation, batch=batch)
+                       gated=self.gated, activation=self.activation, batch=batch, bias=bias, down_bias=bias)
 
     def _all_to_all(self, ctx: Context, payload: sp.Expr) -> list[Collective]:
         # NB: EP groups are laid out outside TP, across data-parallel ranks (Megatron-LM's MoE
@@ -211,10 +236,12 @@ class MoELayer(Layer):
             # it overlaps the dispatch in practice
             ops.extend(self._ffn("shared", sp.Integer(1), T,
                                  self.num_shared_experts * self.f_shared / ctx.tp, e))
+        if self.shared_gate:
+            ops.extend(self._shared_gate_ops(T, e))
         active = self._active_experts(ctx)
         # grouped GEMMs: ``active`` local experts with P/active pairs each
         ops.extend(self._ffn("experts", active, P / active,
-                             self.expert_intermediate_size / ctx.tp, e))
+                             self.expert_intermediate_size / ctx.tp, e, bias=self.expert_bias))
         ops.extend(self._all_to_all(ctx, P * h * e))  # combine: the same buffer back
         # gather each token's k outputs (padding slots are dropped), scale by the routing
         # weights (fp32) and accumulate, onto the shared experts' output when there is one
@@ -226,23 +253,34 @@ class MoELayer(Layer):
         ops.extend(self.tp_exit(ctx, T * h * e))
         return ops
 
+    def _shared_gate_ops(self, T: sp.Expr, e: sp.Expr) -> list:
+        """Qwen2-MoE's gate: (T x h) @ (h x 1), a sigmoid per token, the shared output (T x h, per
+        TP rank a partial sum, which the scale commutes with) scaled in place."""
+        h = self.hidden_size
+        return [Matmul("shared_gate", m=T, n=sp.Integer(1), k=h, dtype_bytes=e),
+                Vector("shared_gate_sigmoid", elements=T, flops_per_element=SIGMOID_FLOPS, read_bytes=T * e,
+                       write_bytes=T * e),
+                Vector("shared_gate_scale", elements=T * h, flops_per_element=VECTOR_FLOPS["gate_multiply"],
+                       read_bytes=T * h * e + T * e, write_bytes=T * h * e)]
+
     @property
     def num_routed_experts(self) -> sp.Expr:
         return self.num_experts
 
     @property
     def expert_params_per_chip(self) -> sp.Expr:
-        """Routed-expert parameters one chip holds: ``E/ep * p*h*f_e/t``. They are replicated
-        over ``dp/ep`` data-parallel ranks only (the training step shards and syncs them there)."""
+        """Routed-expert parameters one chip holds: ``E/ep * p*h*f_e/t`` (plus ``E/ep *
+        ((p-1)*f_e/t + h)`` with ``expert_bias``). They are replicated over ``dp/ep``
+        data-parallel ranks only (the training step shards and syncs them there)."""
         par = self.parallelism
-        return (self.num_experts / par.ep * self.num_projections * self.hidden_size
-                * self.expert_intermediate_size / par.tp)
+        return self.num_experts / par.ep * (self.num_projections * self.hidden_size
+                                            * self.expert_intermediate_size / par.tp + self._expert_biases(par.tp))
 
     def weight_memory(self, ctx: Context) -> sp.Expr:
         h, p, t = self.hidden_size, self.num_projections, ctx.tp
         experts = self.expert_params_per_chip
         shared = self.num_shared_experts * p * h * self.f_shared / t
-        router = (h + (1 if self.router_bias else 0)) * self.num_experts  # replicated
+        router = (h + (1 if self.router_bias else 0)) * self.num_experts + self._gate_params  # replicated
         return (experts + shared + router) * ctx.e
 
     def _wide(self, ctx: Context) -> tuple[sp.Expr, sp.Expr]:

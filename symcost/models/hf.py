@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
 from ..errors import ConfigError, one_line
+from .hf_defaults import CLASS_DEFAULTS
 from .model import Model
 
 __all__ = ["from_hf_config", "ConfigError", "MODELLED", "COST_FREE", "COST_FREE_FOR", "HF_ACTIVATIONS"]
@@ -26,7 +27,7 @@ _GQA = ("num_key_value_heads", "head_dim", "_attn_implementation")
 _QWEN_WINDOWS = ("sliding_window", "use_sliding_window", "max_window_layers", "layer_types")
 _DEEPSEEK = ("moe_intermediate_size", "n_routed_experts", "n_shared_experts", "num_experts_per_tok",
              "first_k_dense_replace", "moe_layer_freq", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim",
-             "qk_rope_head_dim", "v_head_dim", "attention_bias")
+             "qk_rope_head_dim", "v_head_dim", "attention_bias", "qk_head_dim")
 MODELLED: dict[str, tuple[str, ...]] = {
     "llama": (*_COMMON, *_GQA, "attention_bias", "mlp_bias"),
     "mistral": (*_COMMON, *_GQA, "sliding_window"),
@@ -35,8 +36,13 @@ MODELLED: dict[str, tuple[str, ...]] = {
     "qwen2": (*_COMMON, *_GQA, *_QWEN_WINDOWS),
     "qwen3": (*_COMMON, *_GQA, *_QWEN_WINDOWS, "attention_bias"),
     "qwen3_moe": (*_COMMON, *_GQA, *_QWEN_WINDOWS, "attention_bias", "moe_intermediate_size", "num_experts",
-                  "num_experts_per_tok", "decoder_sparse_step", "mlp_only_layers"),
+                  "num_local_experts", "num_experts_per_tok", "decoder_sparse_step", "mlp_only_layers"),
+    "qwen2_moe": (*_COMMON, *_GQA, *_QWEN_WINDOWS, "qkv_bias", "moe_intermediate_size", "num_experts",
+                  "num_local_experts", "num_experts_per_tok", "decoder_sparse_step", "mlp_only_layers",
+                  "shared_expert_intermediate_size"),
     "phi3": (*_COMMON, *_GQA, "sliding_window", "resid_pdrop", "embd_pdrop"),
+    "gpt_oss": (*(k for k in _COMMON if k != "hidden_act"), *_GQA, "attention_bias", "sliding_window", "layer_types",
+                "num_local_experts", "num_experts", "num_experts_per_tok", "experts_per_token"),
     "gemma2": (*(k for k in _COMMON if k != "hidden_act"), "hidden_activation", *_GQA, "attention_bias",
                "sliding_window", "layer_types"),
     "deepseek_v2": (*_COMMON, *_DEEPSEEK),
@@ -44,10 +50,13 @@ MODELLED: dict[str, tuple[str, ...]] = {
     "gpt2": ("model_type", "_name_or_path", "n_embd", "n_head", "n_layer", "n_positions", "n_inner", "vocab_size",
              "activation_function", "attn_pdrop", "embd_pdrop", "resid_pdrop", "tie_word_embeddings",
              "add_cross_attention", "_attn_implementation"),
+    "gptj": ("model_type", "_name_or_path", "n_embd", "n_head", "n_layer", "n_inner", "vocab_size",
+             "activation_function", "attn_pdrop", "embd_pdrop", "resid_pdrop", "tie_word_embeddings",
+             "_attn_implementation"),
     "gpt_neox": (*_COMMON, "use_parallel_residual", "attention_bias", "hidden_dropout", "_attn_implementation"),
     "falcon": ("model_type", "_name_or_path", "hidden_size", "num_attention_heads", "num_hidden_layers",
                "vocab_size", "ffn_hidden_size", "activation", "bias", "multi_query", "num_kv_heads",
-               "new_decoder_architecture", "parallel_attn", "num_ln_in_parallel_attn", "alibi",
+               "num_key_value_heads", "new_decoder_architecture", "parallel_attn", "num_ln_in_parallel_attn", "alibi",
                "tie_word_embeddings", "attention_dropout", "hidden_dropout", "_attn_implementation"),
 }
 """The keys each ``model_type`` reads into the model; its keys are the supported model types."""
@@ -103,10 +112,23 @@ _SCORE_SCALE = ("a scale of the attention scores inside the attention kernel, as
 _SOFTCAP = ("tanh soft-capping, cap * tanh(x / cap): elementwise, 3 FLOPs per score (inside the flash kernel, "
             "as the score scale) or per logit (about 3 / (2h) of the LM head's matmul FLOPs, 0.04 % at "
             "h = 3584); not counted, as the score scale and RoPE are not (docs/conventions.md §16, item 15)")
+_MROPE = ("Qwen2-VL's multimodal RoPE switch (M-RoPE splits the rotary angles over time, height and width), "
+          "written into Qwen2.5's text configs as false; Qwen2Config does not read it, and no RoPE is counted")
 COST_FREE_FOR: dict[str, dict[str, str]] = {
+    "qwen2": {"use_mrope": _MROPE},
     "deepseek_v2": _DEEPSEEK_FREE,
     "deepseek_v3": _DEEPSEEK_FREE,
     "qwen3_moe": {"norm_topk_prob": _ROUTING},
+    "qwen2_moe": {"norm_topk_prob": _ROUTING, "use_mrope": _MROPE},
+    "gpt_oss": {
+        "hidden_act": "not read by transformers' GptOssExperts, which apply their clamped SwiGLU (priced as "
+                      "SiLU, builders.gpt_oss)",
+        **dict.fromkeys(("swiglu_limit", "swiglu_alpha"),
+                        "the clamps and the sigmoid's scale inside gpt-oss's SwiGLU: elementwise, about 5 FLOPs per "
+                        "element of the experts' intermediate (0.03 % of their matmul FLOPs at h = 2880); not "
+                        "counted, as RoPE and the score scale are not (docs/conventions.md §16, item 15)"),
+        "initial_context_length": _ROPE,
+    },
     "gemma2": {
         "attn_logit_softcapping": _SOFTCAP, "final_logit_softcapping": _SOFTCAP,
         "query_pre_attn_scalar": _SCORE_SCALE,
@@ -125,6 +147,15 @@ COST_FREE_FOR: dict[str, dict[str, str]] = {
                          "summary_first_dropout"), "the sequence-summary head of GPT2DoubleHeadsModel and the "
                                                    "classifiers: not part of GPT2LMHeadModel"),
     },
+    "gptj": {
+        **dict.fromkeys(("rotary_dim", "rotary"), _ROPE),
+        "n_positions": "RoPE has no position table; the context length is the caller's seq_len",
+        "scale_attn_weights": _SCORE_SCALE,
+        "gradient_checkpointing": "a training switch of older transformers: symcost takes recompute per call",
+        **dict.fromkeys(("summary_type", "summary_use_proj", "summary_activation", "summary_proj_to_labels",
+                         "summary_first_dropout"), "the sequence-summary head of the classifiers: not part of "
+                                                   "GPTJForCausalLM"),
+    },
     "falcon": {
         "apply_residual_connection_post_layernorm": "which tensor the residual adds (the norm's input or "
                                                     "output): the same ops either way",
@@ -136,21 +167,9 @@ COST_FREE_FOR: dict[str, dict[str, str]] = {
 # exact erf form; it is priced as the table's GELU (the tanh form's 8 FLOPs per element).
 HF_ACTIVATIONS: dict[str, str] = {"silu": "silu", "swish": "silu", "gelu": "gelu", "gelu_new": "gelu",
                                   "gelu_pytorch_tanh": "gelu", "gelu_fast": "gelu", "relu": "relu"}
-# what the config class assumes when hidden_act (or the type's own key) is absent
-_ACTIVATION_KEY = {"gemma2": ("hidden_activation", "gelu_pytorch_tanh"), "gpt2": ("activation_function", "gelu_new"),
-                   "gpt_neox": ("hidden_act", "gelu"), "falcon": ("activation", "gelu")}
-# tie_word_embeddings' default where the config class does not take PretrainedConfig's True as
-# False (Gemma2Config, GPT2Config and FalconConfig keep True; the others set False)
-_TIED_BY_DEFAULT = ("gemma2", "gpt2", "falcon")
-
-# Defaults of transformers' config classes for keys a file may omit, where they change cost
-# (transformers/models/<type>/configuration_<type>.py): MistralConfig(sliding_window=4096),
-# Qwen2Config and Qwen3Config(use_sliding_window=False, max_window_layers=28). A missing num_key_value_heads means
-# multi-head attention for llama (LlamaConfig: None -> num_attention_heads) and is an error for the
-# others, whose classes default to a fixed count (8 or 32) no file would mean.
-MISTRAL_DEFAULT_WINDOW = 4096
-QWEN2_DEFAULT_MAX_WINDOW_LAYERS = 28
-GEMMA2_DEFAULT_WINDOW = 4096  # Gemma2Config(sliding_window=4096)
+# the key that names the activation where it is not hidden_act
+_ACTIVATION_KEY = {"gemma2": "hidden_activation", "gpt2": "activation_function", "gptj": "activation_function",
+                   "falcon": "activation"}
 
 # transformers' attention implementations: "eager" computes and stores the whole score matrix;
 # the others are fused kernels that do not (flash_attention=True)
@@ -163,16 +182,19 @@ _REQUIRED = object()
 class _Reader:
     """Reads keys of one config with one-line errors, and remembers which it read."""
 
-    def __init__(self, config: Mapping[str, Any], source: str):
-        self.config, self.source = config, source
+    def __init__(self, config: Mapping[str, Any], source: str, defaults: Mapping[str, Any] = {}):
+        self.config, self.source, self.defaults = config, source, defaults
         self.read: set[str] = set()
 
     def error(self, message: str) -> ConfigError:
         return ConfigError(f"{self.source}: {message}")
 
     def _get(self, key: str, default: Any) -> Any:
+        """``key``'s value; absent, the config class's default (hf_defaults), else ``default``."""
         self.read.add(key)
         if key not in self.config:
+            if key in self.defaults:
+                return self.defaults[key]
             if default is _REQUIRED:
                 raise self.error(f"config.json has no {key!r}")
             return default
@@ -222,14 +244,31 @@ class _Reader:
             raise self.error(f"{key} must be a number in [0, 1), got {value!r}")
         return value != 0
 
-    def activation(self, key: str = "hidden_act", default: str = "silu") -> str:
-        """The activation ``key`` names (absent: ``default``, the config class's)."""
-        value = self._get(key, default)
+    def activation(self, key: str = "hidden_act") -> str:
+        """The activation ``key`` names (absent: the config class's default)."""
+        value = self._get(key, _REQUIRED)
         if not isinstance(value, str):
             raise self.error(f"{key} must be a string, got {value!r}")
         if value not in HF_ACTIVATIONS:
             raise self.error(f"{key} {value!r} is not modelled; known: {', '.join(HF_ACTIVATIONS)}")
         return HF_ACTIVATIONS[value]
+
+    def spelled(self, keys: tuple[str, str], default: Any = _REQUIRED) -> Any:
+        """A positive integer saved under either of two names (transformers 4.x's and 5.x's); both
+        present must agree."""
+        old, new = keys
+        if old in self.config and new in self.config and self.config[old] != self.config[new]:
+            raise self.error(f"{old} ({self.config[old]!r}) and {new} ({self.config[new]!r}) name the same "
+                             "value and must agree")
+        self.read.add(old)
+        return self.positive(new if new in self.config else old, default)
+
+    def derived(self, key: str, value: Any, rule: str) -> None:
+        """A key transformers derives from others and writes too: when present, it must equal ``value``."""
+        self.read.add(key)
+        given = self.config.get(key)
+        if given is not None and given != value:
+            raise self.error(f"{key} is {given!r}, but {rule} gives {value!r}")
 
     def divides(self, big: str, small: str) -> None:
         a, b = self.config[big], self.config[small]
@@ -248,8 +287,9 @@ class _Reader:
                     continue  # switches nothing on
                 raise self.error(f"{key} is not read by model_type {model_type!r} (transformers would "
                                  f"ignore it, so its cost would be dropped); remove it or fix model_type")
-            raise self.error(f"unknown key {key!r} for model_type {model_type!r}: not known to be cost-free "
-                             f"(pass ignore_keys=({key!r},) if it changes no cost)")
+            raise self.error(f"unknown key {key!r} for model_type {model_type!r}: not known to be cost-free; "
+                             f"if it changes no cost, pass ignore_keys=({key!r},) (command line: "
+                             f"--ignore-hf-keys {key})")
 
 
 def _read_config(path_or_dict: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], str, Optional[str]]:
@@ -277,10 +317,13 @@ def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], *, name: str | 
                    causal: Optional[bool] = None, ignore_keys: Iterable[str] = ()) -> Model:
     """A :class:`Model` from a Hugging Face ``config.json``: a path, its folder, or the parsed dict.
 
-    Supported ``model_type``: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, phi3, gemma2,
-    deepseek_v2, deepseek_v3, gpt2, gpt_neox, falcon. Every key is modelled (:data:`MODELLED`:
+    Supported ``model_type``: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, qwen2_moe, phi3,
+    gemma2, gpt_oss, deepseek_v2, deepseek_v3, gpt2, gpt_neox, falcon, gptj. A key the file leaves out takes
+    the default of transformers' config class (:data:`~symcost.models.hf_defaults.CLASS_DEFAULTS`),
+    the sizes excepted, which are required. Every key is modelled (:data:`MODELLED`:
     sizes, KV heads, head_dim, biases, the activation, tied embeddings, sliding windows -- Qwen2's
-    and Qwen3's per layer, Gemma 2's alternating -- Qwen3's Q/K norms, Gemma 2's post-norms,
+    and Qwen3's per layer, Gemma 2's and gpt-oss's alternating -- gpt-oss's attention sinks and
+    biased experts, Qwen3's Q/K norms, Gemma 2's post-norms,
     GPT-2's learned positions and dropout, GPT-NeoX's and Falcon's parallel attention and MLP,
     Falcon's KV heads and shared norm, and the MoE/MLA shapes), known to be cost-free
     (:data:`COST_FREE`, per type :data:`COST_FREE_FOR`, each with its reason: RoPE settings, token ids,
@@ -302,7 +345,7 @@ def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], *, name: str | 
         raise ConfigError(f"{source}: unsupported model_type {model_type!r}; supported: {', '.join(_SUPPORTED)}")
     if causal is not None and not isinstance(causal, bool):
         raise ConfigError(f"{source}: causal must be True, False or None, got {causal!r}")
-    reader = _Reader(config, source)
+    reader = _Reader(config, source, CLASS_DEFAULTS[model_type])
     reader.read.update({"model_type", "_name_or_path"})
     label = config.get("_name_or_path")
     if label is not None and not isinstance(label, str):
@@ -318,17 +361,18 @@ def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], *, name: str | 
 
 
 def _build(reader: _Reader, model_type: str, causal: Optional[bool]) -> Model:
-    if model_type in ("gpt2", "falcon"):  # their own size keys
-        from .hf_builders import falcon, gpt2
+    if model_type in ("gpt2", "falcon", "gptj"):  # their own size keys
+        from .hf_builders import falcon, gpt2, gptj
 
-        return (gpt2 if model_type == "gpt2" else falcon)(reader, causal, _kernel(reader))
+        return {"gpt2": gpt2, "falcon": falcon, "gptj": gptj}[model_type](reader, causal, _kernel(reader))
     sizes = {key: reader.positive(key) for key in _SIZES}
     common = {
         "hidden_size": sizes["hidden_size"], "num_heads": sizes["num_attention_heads"],
         "num_layers": sizes["num_hidden_layers"], "vocab_size": sizes["vocab_size"],
         "intermediate_size": sizes["intermediate_size"],
-        "tied": reader.flag("tie_word_embeddings", model_type in _TIED_BY_DEFAULT),
-        "activation": reader.activation(*_ACTIVATION_KEY.get(model_type, ("hidden_act", "silu"))),
+        "tied": reader.flag("tie_word_embeddings"),
+        "activation": "silu" if model_type == "gpt_oss" else reader.activation(_ACTIVATION_KEY.get(model_type,
+                                                                                                   "hidden_act")),
         "causal": causal,
     }
     reader.zero("attention_dropout", "dropout on the attention probabilities in training")
@@ -340,17 +384,23 @@ def _build(reader: _Reader, model_type: str, causal: Optional[bool]) -> Model:
         from .builders import from_moe_config
 
         return from_moe_config(model_type, reader, common)
-    kv = reader.positive("num_key_value_heads", None if model_type == "llama" else _REQUIRED, nullable=True)
+    kv = reader.positive("num_key_value_heads", None, nullable=True)  # None: multi-head, as the classes do
     kv = sizes["num_attention_heads"] if kv is None else kv
-    if reader.config.get("num_key_value_heads") is not None:
-        reader.divides("num_attention_heads", "num_key_value_heads")
+    if sizes["num_attention_heads"] % kv:
+        raise reader.error(f"num_attention_heads ({sizes['num_attention_heads']}) must be divisible by "
+                           f"num_key_value_heads ({kv})")
     head_dim = reader.positive("head_dim", None, nullable=True)
     if head_dim is None:
         reader.divides("hidden_size", "num_attention_heads")
     common.update(num_kv_heads=kv, head_dim=head_dim, flash_attention=_kernel(reader))
-    if model_type in ("mixtral", "qwen3_moe"):
+    if model_type in ("mixtral", "qwen3_moe", "qwen2_moe"):
         from .builders import from_moe_config
 
+        return from_moe_config(model_type, reader, common)
+    if model_type == "gpt_oss":
+        from .builders import from_moe_config
+
+        common["windows"] = _layer_windows(reader, model_type, sizes["num_hidden_layers"])
         return from_moe_config(model_type, reader, common)
     bias: Any = False
     if model_type in ("llama", "qwen3", "gemma2"):
@@ -382,20 +432,20 @@ def _layer_windows(reader: _Reader, model_type: str, num_layers: int) -> list[Op
     """The sliding window of each layer (None: full attention), as transformers builds them."""
     if model_type == "llama":
         return [None] * num_layers
-    if model_type in ("mistral", "phi3"):  # one window on every layer (Phi3Config's default: none)
-        default = MISTRAL_DEFAULT_WINDOW if model_type == "mistral" else None
-        return [reader.positive("sliding_window", default, nullable=True)] * num_layers
-    if model_type == "gemma2":
-        # Gemma2DecoderLayer: even layers slide, odd ones attend globally (unless layer_types says)
-        window = reader.positive("sliding_window", GEMMA2_DEFAULT_WINDOW, nullable=True)
+    if model_type in ("mistral", "phi3"):  # one window on every layer (absent: the class's default)
+        return [reader.positive("sliding_window", None, nullable=True)] * num_layers
+    if model_type in ("gemma2", "gpt_oss"):
+        # Gemma2DecoderLayer, GptOssConfig: even layers slide, odd ones attend globally (unless
+        # layer_types says)
+        window = reader.positive("sliding_window", None, nullable=True)
         alternating = [_LAYER_TYPES[1 - i % 2] for i in range(num_layers)]
         return _typed_windows(reader, window, num_layers, alternating)
-    # qwen2, qwen3: the config class drops sliding_window unless use_sliding_window; layer i
-    # slides when layer_types says so, by default when i >= max_window_layers
+    # qwen2, qwen3: the config class drops sliding_window (absent: 4096) unless use_sliding_window;
+    # layer i slides when layer_types says so, by default when i >= max_window_layers (absent: 28)
     window = reader.positive("sliding_window", None, nullable=True)
     window = window if reader.flag("use_sliding_window") else None
     if reader.config.get("layer_types") is None:
-        first = reader.count("max_window_layers", QWEN2_DEFAULT_MAX_WINDOW_LAYERS)
+        first = reader.count("max_window_layers")
         return [window if i >= first else None for i in range(num_layers)]
     reader.read.add("max_window_layers")  # layer_types overrides it
     return _typed_windows(reader, window, num_layers, None)

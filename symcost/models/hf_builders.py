@@ -16,22 +16,19 @@ from ..layers.mlp import MLPLayer
 from ..layers.norm import NormLayer
 from .model import Model, TransformerBlock, resolve_causal
 
-__all__ = ["falcon", "gpt2", "gpt_neox"]
-
-# GPT2Config's defaults for the dropout rates a file may omit
-GPT2_DEFAULT_DROPOUT = 0.1
-
+__all__ = ["falcon", "gpt2", "gpt_neox", "gptj"]
 
 def _layernorm_model(block: TransformerBlock, num_layers: int, vocab_size: int, hidden_size: int, tied: bool,
-                     max_positions: Optional[int] = None, embedding_dropout: bool = False) -> Model:
+                     max_positions: Optional[int] = None, embedding_dropout: bool = False,
+                     head_bias: bool = False) -> Model:
     """Embedding (learned positions when ``max_positions``), ``num_layers`` blocks, a final
-    LayerNorm (scale and bias) and the LM head (no bias)."""
+    LayerNorm (scale and bias) and the LM head (a bias with ``head_bias``)."""
     return Model(
         embedding=EmbeddingLayer(vocab_size=vocab_size, hidden_size=hidden_size, max_positions=max_positions,
                                  dropout=embedding_dropout),
         blocks=((block, num_layers),),
         final_norm=NormLayer(hidden_size=hidden_size, kind="layernorm"),
-        lm_head=LMHeadLayer(vocab_size=vocab_size, hidden_size=hidden_size, tied=tied))
+        lm_head=LMHeadLayer(vocab_size=vocab_size, hidden_size=hidden_size, tied=tied, bias=head_bias))
 
 
 def gpt2(reader: Any, causal: Optional[bool], flash: bool) -> Model:
@@ -46,7 +43,7 @@ def gpt2(reader: Any, causal: Optional[bool], flash: bool) -> Model:
     f = reader.positive("n_inner", None, nullable=True) or 4 * h
     if reader.flag("add_cross_attention"):
         raise reader.error("add_cross_attention = true is not modelled (an encoder-decoder's cross-attention)")
-    attn_p, resid_p = (reader.rate(k, GPT2_DEFAULT_DROPOUT) for k in ("attn_pdrop", "resid_pdrop"))
+    attn_p, resid_p = (reader.rate(k) for k in ("attn_pdrop", "resid_pdrop"))
     if attn_p != resid_p:
         raise reader.error("attn_pdrop and resid_pdrop must be both zero or both non-zero (dropout on the "
                            "attention probabilities without dropout on its output, or the reverse, is not modelled)")
@@ -54,10 +51,10 @@ def gpt2(reader: Any, causal: Optional[bool], flash: bool) -> Model:
         attention=AttentionLayer(hidden_size=h, num_heads=a, bias=True, dropout=attn_p, flash_attention=flash,
                                  causal=resolve_causal(causal, flash)),
         mlp=MLPLayer(hidden_size=h, intermediate_size=f, bias=True, dropout=resid_p,
-                     activation=reader.activation("activation_function", "gelu_new")),
+                     activation=reader.activation("activation_function")),
         norm_kind="layernorm")
     return _layernorm_model(block, L, vocab, h, reader.flag("tie_word_embeddings", True), max_positions=positions,
-                            embedding_dropout=reader.rate("embd_pdrop", GPT2_DEFAULT_DROPOUT))
+                            embedding_dropout=reader.rate("embd_pdrop"))
 
 
 def gpt_neox(reader: Any, common: dict[str, Any], flash: bool) -> Model:
@@ -91,7 +88,9 @@ def falcon(reader: Any, causal: Optional[bool], flash: bool) -> Model:
     if new and not parallel:
         raise reader.error("new_decoder_architecture with parallel_attn = false is not modelled")
     kv = reader.positive("num_kv_heads", None, nullable=True) or a
-    kv = kv if new or not reader.flag("multi_query", True) else 1
+    multi_query = reader.flag("multi_query", True)  # FalconConfig writes it even where new overrides it
+    kv = kv if new or not multi_query else 1
+    reader.derived("num_key_value_heads", kv, "num_kv_heads with new_decoder_architecture and multi_query")
     if a % kv:
         raise reader.error(f"num_attention_heads ({a}) must be divisible by num_kv_heads ({kv})")
     norms = reader.positive("num_ln_in_parallel_attn", None, nullable=True) or (2 if new else 1)
@@ -106,6 +105,26 @@ def falcon(reader: Any, causal: Optional[bool], flash: bool) -> Model:
         attention=GroupedQueryAttentionLayer(hidden_size=h, num_heads=a, num_kv_heads=kv, bias=bias,
                                              flash_attention=flash, causal=resolve_causal(causal, flash)),
         mlp=MLPLayer(hidden_size=h, intermediate_size=reader.positive("ffn_hidden_size", None, nullable=True) or 4 * h,
-                     bias=bias, activation=reader.activation("activation", "gelu")),
+                     bias=bias, activation=reader.activation("activation")),
         norm_kind="layernorm", parallel=parallel, shared_norm=parallel and norms == 1)
     return _layernorm_model(block, layers, vocab, h, reader.flag("tie_word_embeddings", True))
+
+
+def gptj(reader: Any, causal: Optional[bool], flash: bool) -> Model:
+    """GPT-J (HF ``GPTJForCausalLM``): one LayerNorm feeding attention and MLP side by side,
+    multi-head attention without biases, a GELU MLP (``n_inner``, default ``4h``) with biases, an
+    untied LM head with a bias; the partial rotary embedding (``rotary_dim``) is not counted, as
+    no RoPE is. Parameters ``L (12 h^2 + 7h) + 2 V h + V + 2h`` at ``n_inner = 4h``."""
+    h, a, L = reader.positive("n_embd"), reader.positive("n_head"), reader.positive("n_layer")
+    vocab = reader.positive("vocab_size")
+    reader.divides("n_embd", "n_head")
+    f = reader.positive("n_inner", None, nullable=True) or 4 * h
+    for key in ("attn_pdrop", "resid_pdrop", "embd_pdrop"):
+        reader.zero(key, "dropout in training")
+    block = TransformerBlock(
+        attention=AttentionLayer(hidden_size=h, num_heads=a, flash_attention=flash,
+                                 causal=resolve_causal(causal, flash)),
+        mlp=MLPLayer(hidden_size=h, intermediate_size=f, bias=True,
+                     activation=reader.activation("activation_function")),
+        norm_kind="layernorm", parallel=True, shared_norm=True)
+    return _layernorm_model(block, L, vocab, h, reader.flag("tie_word_embeddings"), head_bias=True)

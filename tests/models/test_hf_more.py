@@ -254,7 +254,8 @@ def test_unknown_model_type_lists_the_supported_ones_on_one_line():
     with pytest.raises(ConfigError) as info:
         models.from_hf_config({"model_type": "t5"})
     assert str(info.value) == ("config: unsupported model_type 't5'; supported: llama, mistral, mixtral, qwen2, "
-                               "qwen3, qwen3_moe, phi3, gemma2, deepseek_v2, deepseek_v3, gpt2, gpt_neox, falcon")
+                               "qwen3, qwen3_moe, qwen2_moe, phi3, gpt_oss, gemma2, deepseek_v2, deepseek_v3, "
+                               "gpt2, gptj, gpt_neox, falcon")
 
 
 # -- optional: transformers' own count --------------------------------------------------------
@@ -352,3 +353,59 @@ def test_flop_counter_matches_on_tiny_variants(name):
     if name != "deepseek_v2":
         assert model.compute_metrics(batch_size=1, seq_len=16, phase="training",
                                      dtype="fp32").matmul_flops_per_chip == training
+
+
+# -- configs as transformers writes them (issue 20, items 13 and 14) ----------------------------
+
+# tiiuae/falcon-180B's config.json as FalconConfig (transformers 4.32) writes it: the new decoder
+# architecture and multi_query together. Sizes from the model card (80 layers, h 14,848, 232 query
+# heads, 8 KV heads, V 65,024); the FalconConfig fields it writes with them.
+FALCON_180B = {
+    "alibi": False, "architectures": ["FalconForCausalLM"], "attention_dropout": 0.0, "bias": False,
+    "bos_token_id": 11, "eos_token_id": 11, "hidden_dropout": 0.0, "hidden_size": 14848, "initializer_range": 0.02,
+    "layer_norm_epsilon": 1e-05, "model_type": "falcon", "multi_query": True, "new_decoder_architecture": True,
+    "num_attention_heads": 232, "num_hidden_layers": 80, "num_kv_heads": 8, "parallel_attn": True,
+    "torch_dtype": "bfloat16", "transformers_version": "4.32.0", "use_cache": True, "vocab_size": 65024,
+}
+
+
+def test_falcon_new_architecture_reads_multi_query():
+    """FalconConfig writes multi_query beside new_decoder_architecture, which overrides it (the
+    KV heads are num_kv_heads): falcon-40b with multi_query true keeps 8 KV heads and its count.
+    Falcon-180B: per layer 2 LayerNorms (4h), Q K V (h x (232 + 16) x 64), dense (h^2) and a
+    4h MLP (8 h^2); with the tied embedding (V h) and final LayerNorm (2h):
+    80 x (4h + 248 x 64 h + 9 h^2) + V h + 2h = 178,557,088,768 at h = 14,848
+    (transformers 5.25 on the meta device: the same)."""
+    assert models.from_hf_config({**FALCON_40B, "multi_query": True}).parameter_count == 41_303_293_952
+    h = 14848
+    model = models.from_hf_config(FALCON_180B)
+    assert model.parameter_count == 80 * (4 * h + 248 * 64 * h + 9 * h * h) + 65024 * h + 2 * h == 178_557_088_768
+    assert model.blocks[0][0].attention.num_kv_heads == 8
+
+
+def test_transformers_5_spellings_load():
+    """transformers 5.x writes qwen3_moe's num_experts as num_local_experts, deepseek_v2's
+    qk_head_dim (= qk_nope_head_dim + qk_rope_head_dim) and falcon's num_key_value_heads (what
+    FalconConfig derives: 1 for multi-query); each loads to the same count, and a value that
+    contradicts the other keys is refused."""
+    moe = {k: v for k, v in QWEN3_30B_A3B.items() if k != "num_experts"}
+    assert models.from_hf_config({**moe, "num_local_experts": 128}).parameter_count == 30_532_122_624
+    assert models.from_hf_config({**DEEPSEEK_V2_LITE, "qk_head_dim": 192}).parameter_count == 15_706_484_224
+    assert models.from_hf_config({**FALCON_7B, "num_key_value_heads": 1}).parameter_count == 6_921_720_704
+    assert models.from_hf_config({**FALCON_40B, "num_key_value_heads": 8}).parameter_count == 41_303_293_952
+    for bad, key in [({**QWEN3_30B_A3B, "num_local_experts": 64}, "num_local_experts"),
+                     ({**DEEPSEEK_V2_LITE, "qk_head_dim": 128}, "qk_head_dim"),
+                     ({**FALCON_7B, "num_key_value_heads": 71}, "num_key_value_heads")]:
+        with pytest.raises(ConfigError, match=key):
+            models.from_hf_config(bad)
+
+
+@pytest.mark.parametrize(("config", "count"), [*PUBLISHED, (FALCON_180B, 178_557_088_768)],
+                         ids=[*IDS, "falcon-180b"])
+def test_configs_saved_by_the_installed_transformers_load(config, count, tmp_path):
+    """Each published config, read by the installed transformers' config class and written back
+    with save_pretrained (5.x renames and adds keys), loads to the same count."""
+    transformers = pytest.importorskip("transformers")
+    fields = {k: v for k, v in config.items() if k not in ("model_type", "auto_map")}
+    transformers.AutoConfig.for_model(config["model_type"], **fields).save_pretrained(tmp_path)
+    assert models.from_hf_config(tmp_path / "config.json").parameter_count == count
