@@ -14,6 +14,7 @@ from .common import (
     add_common,
     check_out,
     chunk_text,
+    count_text,
     emit,
     fits_text,
     guarded_write,
@@ -186,7 +187,7 @@ def _steps(run: _Run, assumptions: dict[str, Any], lines: list[str]) -> tuple[An
     if "prefill" in run.phases or "decode" in run.phases:
         inference = run.model.inference_step(run.chip, batch, seq, run.dtype, run.par, prefill_chunk=chunk)
         assumptions["num_prefill_chunks"] = num(inference.num_prefill_chunks)
-        lines.append(f"inference: batch {batch} per replica, prompt {seq:,} tokens, decode at {seq:,} keys, "
+        lines.append(f"inference: batch {batch:,} per replica, prompt {seq:,} tokens, decode at {seq:,} keys, "
                      f"{chunk_text(chunk, inference.num_prefill_chunks if chunk else None)}")
     training_error = None
     if "training" in run.phases:
@@ -200,7 +201,7 @@ def _steps(run: _Run, assumptions: dict[str, Any], lines: list[str]) -> tuple[An
         if training is not None:
             assumptions["num_microbatches"] = num(training.num_microbatches)
             m = training.num_microbatches
-            lines.append(f"training: micro-batch {batch}, global batch {run.global_batch} ({m} "
+            lines.append(f"training: micro-batch {batch:,}, global batch {run.global_batch:,} ({count_text(m)} "
                          f"micro-batch{'es' if m != 1 else ''} per replica per step), seq {seq:,}, "
                          f"recompute {args.recompute}, ZeRO stage {args.zero_stage}, no interleaving, "
                          "communication not overlapped")
@@ -212,14 +213,14 @@ def _phase_section(run: _Run, phase: str, inference: Any, training: Any, trainin
     """One phase: its per-layer table, then the whole model's numbers for it."""
     batch, seq, chunk = run.args.batch, run.args.seq, run.args.prefill_chunk
     length = seq
-    title = f"per layer, per chip, batch {batch}, seq_len {seq:,}"
+    title = f"per layer, per chip, batch {batch:,}, seq_len {seq:,}"
     if run.par["pipeline_parallel"] != 1:
         pp = run.par["pipeline_parallel"]
         title += f"; x counts the whole model, each of the {pp} stages holds 1/{pp} of the blocks"
     if phase == "prefill" and chunk is not None and chunk < seq:
-        length, title = chunk, f"per layer, per chip, one chunk: batch {batch}, {chunk:,} tokens"
+        length, title = chunk, f"per layer, per chip, one chunk: batch {batch:,}, {chunk:,} tokens"
     elif phase == "training":
-        title = f"per layer, per chip, one micro-batch of {batch}, seq_len {seq:,}"
+        title = f"per layer, per chip, one micro-batch of {batch:,}, seq_len {seq:,}"
     lines.append(f"\n== {phase} ==")
     lines.append(f"({title})")
     rows = _layer_table(run.sharded, phase, batch, length, run.dtype, run.chip,

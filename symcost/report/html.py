@@ -239,11 +239,26 @@ def _summary_section(page: _Page) -> str:
     return ("<section id='summary'><h2>Summary</h2>" + _table(["", "value"], rows, (1,)) + "</section>")
 
 
+_DERIVED = {"head_dim": ("d", "hidden_size / num_heads")}
+"""Fields whose unset value stands for a derived one: the layer's property and the rule, shown instead."""
+
+
 def _layer_fields(layer: Layer) -> str:
-    """A layer's own fields (its shape), ``name = value`` joined; parallelism and names left out."""
+    """A layer's own fields (its shape), ``name = value`` joined; parallelism and names left out,
+    options left unset (``None``) too, except those standing for a derived value, shown with
+    their rule (``head_dim = 128 (hidden_size / num_heads)``)."""
     skip = {"name", "layer_idx", "parallelism", "attention", "mlp"}
-    items = [(k, getattr(layer, k)) for k in type(layer).model_fields if k not in skip]
-    return ", ".join(f"{_e(k)} = {_e(v)}" for k, v in items)
+    items = []
+    for key in type(layer).model_fields:
+        value = getattr(layer, key)
+        if key in skip:
+            continue
+        if value is None and key in _DERIVED:
+            prop, rule = _DERIVED[key]
+            items.append(f"{_e(key)} = {_e(getattr(layer, prop))} ({_e(rule)})")
+        elif value is not None:
+            items.append(f"{_e(key)} = {_e(value)}")
+    return ", ".join(items)
 
 
 def _model_section(page: _Page) -> str:

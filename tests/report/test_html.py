@@ -282,3 +282,11 @@ def test_without_chromium_the_browser_tests_say_why(monkeypatch):
     monkeypatch.setenv("PATH", "")
     assert chromium_page.usable_chromium() == (
         None, "headless Chromium not installed (Debian: apt-get install chromium; .ci/run installs it)")
+
+
+def test_model_table_states_the_head_dim_it_uses(plain):
+    """A layer built without ``head_dim`` uses h / a = 256 / 4 = 64: the table says so instead of
+    printing the unset field (``head_dim = None``); unset options print nothing."""
+    model = parse(plain).sections["model"]
+    assert "head_dim = None" not in model and "= None" not in model
+    assert "head_dim = 64 (hidden_size / num_heads)" in model
