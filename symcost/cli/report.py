@@ -187,8 +187,8 @@ def _steps(run: _Run, assumptions: dict[str, Any], lines: list[str]) -> tuple[An
     if "prefill" in run.phases or "decode" in run.phases:
         inference = run.model.inference_step(run.chip, batch, seq, run.dtype, run.par, prefill_chunk=chunk)
         assumptions["num_prefill_chunks"] = num(inference.num_prefill_chunks)
-        lines.append(f"inference: batch {batch:,} per replica, prompt {seq:,} tokens, decode at {seq:,} keys, "
-                     f"{chunk_text(chunk, inference.num_prefill_chunks if chunk else None)}")
+        lines.append(f"inference: batch {batch:,} per replica, prompt {seq:,} tokens{_beyond(run)}, decode at "
+                     f"{seq:,} keys, {chunk_text(chunk, inference.num_prefill_chunks if chunk else None)}")
     training_error = None
     if "training" in run.phases:
         try:
@@ -202,10 +202,18 @@ def _steps(run: _Run, assumptions: dict[str, Any], lines: list[str]) -> tuple[An
             assumptions["num_microbatches"] = num(training.num_microbatches)
             m = training.num_microbatches
             lines.append(f"training: micro-batch {batch:,}, global batch {run.global_batch:,} ({count_text(m)} "
-                         f"micro-batch{'es' if m != 1 else ''} per replica per step), seq {seq:,}, "
+                         f"micro-batch{'es' if m != 1 else ''} per replica per step), seq {seq:,}{_beyond(run)}, "
                          f"recompute {args.recompute}, ZeRO stage {args.zero_stage}, no interleaving, "
                          "communication not overlapped")
     return inference, training, training_error
+
+
+def _beyond(run: _Run) -> str:
+    """A note when the sequence is longer than the model was trained for (it is costed all the same)."""
+    trained = run.model.max_position_embeddings
+    if trained is None or run.args.seq <= trained:
+        return ""
+    return f" (longer than the model's trained length, {trained:,} tokens)"
 
 
 def _phase_section(run: _Run, phase: str, inference: Any, training: Any, training_error: Optional[str],
@@ -277,7 +285,10 @@ def _inference_total(run: _Run, phase: str, inference: Any, lines: list[str]) ->
 
 
 def _serving_summary(run: _Run, inference: Any, lines: list[str], out: dict[str, Any]) -> None:
-    """The serving memory and the longest context that fits."""
+    """The serving memory and the longest context: what fits in HBM and the model's trained
+    length, the smaller and which binds."""
+    from ..models.display import context_binds, context_text
+
     batch, chunk, chip = run.args.batch, run.args.prefill_chunk, run.chip
     memory = _serving_memory(inference)
     lines.append("\n" + _memory_line("inference memory per chip (fullest stage)", memory, chip, inference.fits))
@@ -287,10 +298,15 @@ def _serving_summary(run: _Run, inference: Any, lines: list[str], out: dict[str,
         "tokens_per_second": float(inference.tokens_per_second),
         "memory_per_chip": {k: num(v) for k, v in memory.items()}, "hbm_capacity": num(chip.hbm_capacity),
         "fits": inference.fits, "prefill_chunk": chunk, "num_prefill_chunks": num(inference.num_prefill_chunks)}
-    out["max_context"] = ctx.value
+    trained = run.model.max_position_embeddings
+    binds = context_binds(ctx.value, trained)
+    out["max_context"] = ctx.value  # what fits in HBM (Model.max_context)
     out["max_context_status"] = ctx.status
-    answer = f"{ctx.value:,} tokens" if ctx.value is not None else ctx.status
-    lines.append(f"longest context that fits (batch {batch}, {par_text(run.par)}, {chunk_text(chunk)}): {answer}")
+    out["max_position_embeddings"] = trained
+    out["longest_context"] = None if ctx.value is None else min(ctx.value, trained or ctx.value)
+    out["longest_context_binds"] = binds
+    lines.append(f"longest context (batch {batch:,}, {par_text(run.par)}, {chunk_text(chunk)}): "
+                 f"{context_text(ctx.value, ctx.status, trained)}")
 
 
 def _roofline_plot(run: _Run, lines: list[str]) -> None:

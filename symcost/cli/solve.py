@@ -39,7 +39,8 @@ def solve(args: argparse.Namespace) -> int:
     if args.quantity == "max-seq-len":
         r = model.max_context(chip, batch_size=args.batch, dtype=args.dtype, parallelism=par, prefill_chunk=chunk)
         data = {"quantity": "max_seq_len", "value": r.value, "status": r.status,
-                "closed_form": None if r.closed_form is None else str(r.closed_form)}
+                "closed_form": None if r.closed_form is None else str(r.closed_form),
+                "max_position_embeddings": model.max_position_embeddings}
         given = f"batch {args.batch:,}"
     elif args.quantity == "max-batch":
         r = model.max_batch_size(chip, seq_len=args.seq, dtype=args.dtype, parallelism=par, prefill_chunk=chunk)
@@ -55,6 +56,8 @@ def solve(args: argparse.Namespace) -> int:
                             "activation peak (one chunk's when chunked) fit the chip's HBM"})
     unit = {"max_seq_len": " tokens", "max_batch": " sequences", "min_tp": "-way TP"}[data["quantity"]]
     answer = f"{data['value']:,}{unit}" if data["value"] is not None else data["status"].replace("_", " ")
+    if data["quantity"] == "max_seq_len":
+        answer += _trained(data["value"], model.max_position_embeddings)
     shown = par if data["value"] is not None or data["quantity"] != "min_tp" else {**par, "tensor_parallel": "none"}
     lines = [f"{data['quantity']} for {model.name} on {chip.name}: {answer}",
              f"  ({given}, {par_text(shown)}, {args.dtype}, {chunk_text(chunk)}{refused}; {data['assumes']})"]
@@ -89,6 +92,21 @@ def _min_tp(args: argparse.Namespace, model: Any, chip: Any, par: dict[str, Any]
     data = {"quantity": "min_tp", "value": r.value, "status": r.status,
             "checked": [{"tp": n, "memory_per_chip": num(v), "fits": f} for n, v, f in r.checked]}
     return data, f"batch {args.batch:,}, seq_len {args.seq:,}", _not_fitting([n for n, _, f in r.checked if f is False])
+
+
+def _trained(memory: Any, trained: Any) -> str:
+    """After the tokens that fit in HBM: the model's trained length, and whether it binds."""
+    from ..models.display import context_binds
+
+    name = "the model's trained length (max_position_embeddings)"
+    binds = context_binds(memory, trained)
+    if memory is None:
+        return ""
+    if trained is None:
+        return " fit in HBM; the model states no trained length"
+    if binds == "trained length":
+        return f" fit in HBM; {name}, {trained:,} tokens, binds"
+    return f" fit in HBM, {'as many as' if binds == 'both' else 'fewer than'} {name}, {trained:,}"
 
 
 def _not_fitting(degrees: list[int]) -> str:

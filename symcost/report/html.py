@@ -42,6 +42,7 @@ from ..hardware import Hardware
 from ..hardware import get as get_hardware
 from ..hardware.presets import PRESETS, REFERENCES, field_sources
 from ..layers.base import Layer, Recompute
+from ..models.display import context_text
 from ..models.model import Model
 
 __all__ = ["html_report", "write_html_report", "PHASES"]
@@ -231,7 +232,8 @@ def _summary_section(page: _Page) -> str:
         rows += [["TTFT (prefill of the prompt)", _e(quantity(s.ttft, "s"))],
                  ["TPOT (one decode step)", _e(quantity(s.tpot, "s"))],
                  ["serving memory per chip", f"{_e(quantity(s.memory_per_chip, 'B'))}: {_fits(s.fits)}"],
-                 ["longest context that fits", _e(f"{ctx.value:,} tokens" if ctx.value is not None else ctx.status)]]
+                 ["longest context (HBM and the trained length)",
+                  _e(context_text(ctx.value, ctx.status, page.model.max_position_embeddings))]]
     if page.training is not None:
         t = page.training
         rows += [["training step time", _e(quantity(t.step_time, "s"))], ["MFU", _e(f"{_value(t.mfu):.3f}")],
@@ -388,10 +390,10 @@ def _serving_breakdown(page: _Page) -> str:
               ("activations", s.activation_memory), ("total", s.memory_per_chip)]
     rows = [[_e(k), _e(quantity(v, "B"))] for k, v in memory]
     ctx = page.context
-    answer = f"{ctx.value:,} tokens" if ctx.value is not None else ctx.status
+    answer = context_text(ctx.value, ctx.status, page.model.max_position_embeddings)
     return ("<h3>Serving: memory per chip (fullest stage)</h3>" + _table(["part", "bytes"], rows, (1,))
             + f"<p>{_fits(s.fits)} in {_e(quantity(chip.hbm_capacity, 'B'))} of HBM; longest context "
-            f"that fits (batch {page.batch}): <b>{_e(answer)}</b></p>")
+            f"(batch {page.batch:,}): <b>{_e(answer)}</b></p>")
 
 
 def _training_breakdown(page: _Page) -> str:

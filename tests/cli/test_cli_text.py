@@ -1,6 +1,7 @@
 """What the command's text output says, line by line: each number where it belongs, in one format
 (issue 20 items 16-19)."""
 
+import json
 import re
 from pathlib import Path
 
@@ -51,3 +52,55 @@ def test_counts_are_written_with_thousands_separators(capsys):
     assert "prefill in chunks of 8,192 tokens (4 chunks)" in out
     assert "prompt 32,768 tokens" in out
     assert not re.search(r"\b8192 tokens", out)
+
+
+# -- item 18: the longest context and the trained length ---------------------------------------------
+
+
+def test_report_states_both_limits_and_which_binds(capsys):
+    """llama-3-8b on one H100, batch 1: memory holds 300,196 tokens (Model.max_context), the model was
+    trained to 8,192: the trained length binds, and the line says so, with both numbers."""
+    from symcost import models
+
+    assert models.get("llama-3-8b").max_context("H100_SXM").value == 300196
+    _, out, _ = main_run(capsys, "report", "--phase", "decode")
+    line = next(x for x in out.splitlines() if x.startswith("longest context"))
+    assert line.endswith("): 8,192 tokens, the model's trained length (max_position_embeddings) binds; "
+                         "300,196 fit in HBM"), line
+    _, out, _ = main_run(capsys, "report", "--phase", "decode", "--json")
+    data = json.loads(out)
+    assert (data["max_context"], data["max_position_embeddings"], data["longest_context"],
+            data["longest_context_binds"]) == (300196, 8192, 8192, "trained length")
+
+
+def test_report_says_when_memory_binds(capsys):
+    """qwen3-8b (trained to 40,960) at batch 64: the KV cache of 64 sequences, 2 x 36 layers x 8 KV
+    heads x 128 x 2 bytes = 147,456 bytes per token each, fills HBM long before 40,960 tokens."""
+    from symcost import models
+
+    memory = models.get("qwen3-8b").max_context("H100_SXM", batch_size=64).value
+    assert memory < 40960
+    _, out, _ = main_run(capsys, "report", "--model", "qwen3-8b", "--batch", "64", "--phase", "decode")
+    line = next(x for x in out.splitlines() if x.startswith("longest context"))
+    assert line.endswith(f"): {memory:,} tokens, HBM binds (the model's trained length is 40,960)"), line
+
+
+def test_solve_max_seq_len_states_the_trained_length(capsys):
+    """llama-3-70b at TP 8: 597,036 tokens fit (the README's figure); trained to 8,192."""
+    _, out, _ = main_run(capsys, "solve", "max-seq-len", "--model", "llama-3-70b", "--tp", "8")
+    assert out.splitlines()[0] == ("max_seq_len for llama-3-70b on H100_SXM: 597,036 tokens fit in HBM; "
+                                   "the model's trained length (max_position_embeddings), 8,192 tokens, binds")
+    _, out, _ = main_run(capsys, "solve", "max-seq-len", "--model", "llama-3-70b", "--tp", "8", "--json")
+    data = json.loads(out)
+    assert (data["value"], data["max_position_embeddings"]) == (597036, 8192)
+
+
+def test_a_sequence_beyond_the_trained_length_is_flagged(capsys):
+    """llama-3-70b was trained to 8,192 tokens: a 32,768-token prompt is costed, and the workload
+    line says it runs past the trained length; 8,192 itself is not flagged."""
+    _, out, _ = main_run(capsys, "report", "--model", "llama-3-70b", "--tp", "8", "--seq", "32768")
+    note = "(longer than the model's trained length, 8,192 tokens)"
+    lines = [x for x in out.splitlines() if x.startswith(("inference:", "training:"))]
+    assert len(lines) == 2 and all(note in x for x in lines), lines
+    _, out, _ = main_run(capsys, "report", "--model", "llama-3-70b", "--tp", "8", "--phase", "decode")
+    assert "longer than the model's trained length" not in out

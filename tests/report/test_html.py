@@ -290,3 +290,11 @@ def test_model_table_states_the_head_dim_it_uses(plain):
     model = parse(plain).sections["model"]
     assert "head_dim = None" not in model and "= None" not in model
     assert "head_dim = 64 (hidden_size / num_heads)" in model
+
+
+def test_html_summary_states_both_limits():
+    """llama-3-8b on an H100, batch 1: 300,196 tokens fit in HBM; it was trained to 8,192."""
+    from symcost import models
+
+    page = report_html.html_report(models.get("llama-3-8b"), "h100", phases=["decode"], plots=False)
+    assert "8,192 tokens, the model&#x27;s trained length (max_position_embeddings) binds; 300,196 fit in HBM" in page
