@@ -158,11 +158,13 @@ def report(args: argparse.Namespace) -> int:
         "recompute": args.recompute, "zero_stage": args.zero_stage, "interleave": 1,
         "mfu_definition": MFU_DEFINITION, "inference": _INFERENCE_ASSUMES, "training": _TRAINING_ASSUMES,
     }
-    out: dict[str, Any] = {"model": model.name, "hardware": chip.name, "dtype": dtype.value,
+    out: dict[str, Any] = {"model": model.name, "hardware": chip.name, "efficiency_from": chip.efficiency_from,
+                           "dtype": dtype.value,
                            "batch_size": batch, "seq_len": seq, "parallelism": par, "num_chips": chips,
                            "parameters": num(model.parameter_count), "assumptions": assumptions, "phases": {}}
+    origin = f"; efficiency model: {chip.efficiency_from}" if chip.efficiency_from else ""
     lines = [f"symcost {__version__} report: {model.name} ({model.parameter_count:,} parameters) on {chip.name} "
-             f"({human(chip.hbm_capacity, 'B')} HBM), {dtype.value}",
+             f"({human(chip.hbm_capacity, 'B')} HBM{origin}), {dtype.value}",
              f"parallelism: {par_text(par)}: {chips} chip{'s' if chips != 1 else ''}"]
     inference, training, training_error = _steps(run, assumptions, lines)
     for phase in run.phases:

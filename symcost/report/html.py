@@ -295,10 +295,15 @@ _EFFICIENCY = ("matmul_efficiency", "memory_efficiency", "attention_efficiency",
 
 
 def _sources(chip: Hardware) -> Callable[[str, Any], str]:
-    """``source(field, value)``: the preset's source when ``value`` is the preset's own, else a note."""
+    """``source(field, value)``: the preset's source when ``value`` is the preset's own; for a chip
+    read from a file with a ``base``, the base preset's source (so marked) for a field the file left
+    out and the base supplied; else a note."""
     base = chip.name.removesuffix(" (ideal)")
     preset = PRESETS.get(base)
     found = field_sources(base) if preset is not None else {}
+    taken = (chip.efficiency_from or "").removeprefix("base ")
+    supplier = PRESETS.get(taken) if (chip.efficiency_from or "").startswith("base ") else None
+    supplied = field_sources(taken) if supplier is not None else {}
 
     def source(name: str, value: Any) -> str:
         key = name.split("[")[0]
@@ -306,6 +311,9 @@ def _sources(chip: Hardware) -> Callable[[str, Any], str]:
             getattr(preset, key, None) if preset is not None else None)
         if preset is not None and theirs == value and name in found:
             return found[name]
+        if (supplier is not None and not Hardware.model_fields[key].is_required()
+                and getattr(supplier, key) == value and name in supplied):
+            return f"{taken}'s (the file's base): {supplied[name]}"
         if key in _EFFICIENCY and value == Hardware.model_fields[key].default:
             return "not set: the ideal default (no derating, no overhead)"
         return "as given (not a preset's figure)"
@@ -324,7 +332,7 @@ def _chip_section(page: _Page) -> str:
         rows.append([_e(label), _e(shown), _e(source(name, value))])
     cited = sorted({k for r in rows for k in re.findall(r"\[([A-Z0-9-]+)\]", html.unescape(r[2]))})
     refs = "".join(f"<li>[{_e(k)}] {_e(REFERENCES[k])}</li>" for k in cited if k in REFERENCES)
-    return ("<section id='chip'><h2>Chip</h2>" + f"<p><b>{_e(chip.name)}</b></p>"
+    return ("<section id='chip'><h2>Chip</h2>" + f"<p><b>{_e(chip.name)}</b>{_e(_origin(chip))}</p>"
             + _table(["figure", "value", "source"], rows, (1,))
             + (f"<p class='note'>References:</p><ul class='note'>{refs}</ul>" if refs else "") + "</section>")
 
@@ -429,6 +437,11 @@ def _assumptions_section(page: _Page) -> str:
     return ("<section id='assumptions'><h2>Assumptions</h2><h3>Efficiency model (docs/conventions.md §17)</h3>"
             + _table(["field", "value", "source"], eff, (1,))
             + "<ul>" + "".join(f"<li>{_e(t)}</li>" for t in items) + "</ul></section>")
+
+
+def _origin(chip: Hardware) -> str:
+    """The header's note on a chip read from a file: where its efficiency model comes from."""
+    return f"; efficiency model: {chip.efficiency_from}" if chip.efficiency_from else ""
 
 
 def _par_text(par: Parallelism) -> str:
@@ -542,7 +555,7 @@ def html_report(model: Model, hardware: Union[Hardware, str], *, batch_size: int
             f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
             f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>"
             f"<h1>{_e(title)}</h1><p class='note'>symcost {_e(_version())}; {_e(page.dtype.value)}, "
-            f"{_e(_par_text(par))}</p>" + "\n".join(sections) + "</body></html>\n")
+            f"{_e(_par_text(par))}{_e(_origin(page.chip))}</p>" + "\n".join(sections) + "</body></html>\n")
 
 
 def write_html_report(path: Union[str, Path], model: Model, hardware: Union[Hardware, str], **options: Any) -> Path:

@@ -298,3 +298,19 @@ def test_html_summary_states_both_limits():
 
     page = report_html.html_report(models.get("llama-3-8b"), "h100", phases=["decode"], plots=False)
     assert "8,192 tokens, the model&#x27;s trained length (max_position_embeddings) binds; 300,196 fit in HBM" in page
+
+
+def test_a_chip_file_with_a_base_is_stated_and_sourced():
+    """examples/chips/nvidia-h100-pcie.yaml (base: h100): the page's header and chip section say
+    where the efficiency model comes from, and each field the base supplied cites the H100 preset's
+    source, marked as the base's."""
+    from pathlib import Path
+
+    from symcost import hardware
+
+    chip = hardware.load_file(Path(__file__).resolve().parents[2] / "examples" / "chips" / "nvidia-h100-pcie.yaml")
+    page = report_html.html_report(tiny(), chip, seq_len=128, plots=False)
+    text = parse(page).sections
+    assert "efficiency model: base H100_SXM" in html.unescape(page.split("<section")[0])
+    assert "H100_PCIe; efficiency model: base H100_SXM" in text["chip"]
+    assert "H100_SXM's (the file's base): [H200-RUN]" in text["assumptions"]  # memory_efficiency's source
