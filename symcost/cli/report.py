@@ -245,13 +245,27 @@ def _phase_section(run: _Run, phase: str, inference: Any, training: Any, trainin
         out["phases"][phase] = {"layers": rows, "total": _training_total(run, training, lines, out)}
 
 
+def _training_memory(training: Any) -> dict[str, Any]:
+    return {"weights": training.weight_memory, "gradients": training.gradient_memory,
+            "optimizer_states": training.optimizer_memory, "activations": training.activation_memory,
+            "total": training.memory_per_chip}
+
+
+def _step_line(training: Any, chip: Hardware) -> str:
+    """The step time, throughput and MFU; led by the verdict when the layout does not fit (the
+    numbers are what the step would take with the memory it lacks)."""
+    numbers = (f"step time {human(training.step_time, 's')} (bubble {human(training.bubble_time, 's')}, "
+               f"DP communication {human(training.dp_comm_time, 's')}), "
+               f"{float(training.tokens_per_second):,.0f} tokens/s, MFU {float(training.mfu):.3f}")
+    if training.fits is False:
+        return (f"does not fit ({human(training.memory_per_chip, 'B')} per chip of {human(chip.hbm_capacity, 'B')} "
+                f"HBM); if it did: {numbers}")
+    return numbers
+
+
 def _training_total(run: _Run, training: Any, lines: list[str], out: dict[str, Any]) -> dict[str, Any]:
-    memory = {"weights": training.weight_memory, "gradients": training.gradient_memory,
-              "optimizer_states": training.optimizer_memory, "activations": training.activation_memory,
-              "total": training.memory_per_chip}
-    lines.append(f"step time {human(training.step_time, 's')} (bubble {human(training.bubble_time, 's')}, "
-                 f"DP communication {human(training.dp_comm_time, 's')}), "
-                 f"{float(training.tokens_per_second):,.0f} tokens/s, MFU {float(training.mfu):.3f}")
+    memory = _training_memory(training)
+    lines.append(_step_line(training, run.chip))
     lines.append(f"  ({MFU_DEFINITION})")
     lines.append(_memory_line("training memory per chip (fullest stage)", memory, run.chip, training.fits))
     total = {"step_time_s": num(training.step_time), "memory_per_chip": {k: num(v) for k, v in memory.items()}}
@@ -264,7 +278,54 @@ def _training_total(run: _Run, training: Any, lines: list[str], out: dict[str, A
         "hbm_capacity": num(run.chip.hbm_capacity), "fits": training.fits, "global_batch": run.global_batch,
         "micro_batch": run.args.batch, "num_microbatches": num(training.num_microbatches),
         "recompute": run.args.recompute, "zero_stage": run.args.zero_stage, "interleave": 1}
+    out["training_that_fits"] = None if training.fits is not False else _smallest_fitting(run, lines)
     return total
+
+
+SEARCH_CHIPS = tuple(2**k for k in range(13))
+"""The chip counts the report searches, in turn, for a training layout that fits when the one asked
+for does not: 1, 2, 4, ..., 4,096."""
+
+
+def _smallest_fitting(run: _Run, lines: list[str]) -> Optional[dict[str, Any]]:
+    """The fastest training layout on the fewest chips (of :data:`SEARCH_CHIPS`) that fits, for the
+    same model, chip, global batch and sequence (:func:`symcost.search.parallelism`: every TP, PP,
+    DP, SP degree, micro-batch, interleaving, recompute mode and ZeRO stage); its step and memory
+    lines into ``lines``, its numbers back (``None`` when no count fits or the search refuses)."""
+    from ..plan import search
+
+    args = run.args
+    tried = ", ".join(f"{n:,}" for n in SEARCH_CHIPS[:3]) + f", ..., {SEARCH_CHIPS[-1]:,}"
+    head = (f"smallest training layout that fits on {run.chip.name} (the fewest of {tried} chips, the fastest "
+            "there, searched over TP, PP, DP, SP, micro-batch, interleaving, recompute and ZeRO stage; global batch "
+            f"{run.global_batch:,}, seq {args.seq:,})")
+    try:
+        for chips in SEARCH_CHIPS:
+            table = search.parallelism(run.model, run.chip, chips, run.global_batch, args.seq, dtype=run.dtype.value)
+            if len(table):
+                break
+        else:
+            lines.append(f"{head}: none")
+            return None
+    except ValueError as err:
+        lines.append(f"{head}: not searched: {one_line(err)}")
+        return None
+    best, par = table.row(0), table.parallelism(0)
+    step = run.model.training_step(run.chip, args.seq, run.global_batch, best["micro_batch"], run.dtype, par,
+                                   best["recompute"], best["interleave"], best["zero_stage"], best["overlap"])
+    layout = {"tensor_parallel": best["tp"], "pipeline_parallel": best["pp"], "data_parallel": best["dp"],
+              "sequence_parallel": "tp" if best["megatron_sp"] else best["sp"], "expert_parallel": best["ep"],
+              "context_parallel": best["cp"], "cp_comm_type": par.cp_comm_type}
+    interleave = f", interleave {best['interleave']}" if best["interleave"] != 1 else ""
+    memory = _training_memory(step)
+    lines.append(f"{head}: {chips:,} chip{'s' if chips != 1 else ''}, {par_text(layout)}, micro-batch "
+                 f"{best['micro_batch']:,}{interleave}, recompute {best['recompute']}, ZeRO stage {best['zero_stage']}")
+    lines.append(f"  {_step_line(step, run.chip)}")
+    lines.append("  " + _memory_line("training memory per chip (fullest stage)", memory, run.chip, step.fits))
+    return {"num_chips": chips, "parallelism": layout, "micro_batch": best["micro_batch"],
+            "interleave": best["interleave"], "recompute": best["recompute"], "zero_stage": best["zero_stage"],
+            "step_time_s": float(step.step_time), "tokens_per_second": float(step.tokens_per_second),
+            "mfu": float(step.mfu), "memory_per_chip": {k: num(v) for k, v in memory.items()}, "fits": step.fits}
 
 
 def _serving_memory(inference: Any) -> dict[str, Any]:

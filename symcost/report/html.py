@@ -235,8 +235,9 @@ def _summary_section(page: _Page) -> str:
                  ["longest context (HBM and the trained length)",
                   _e(context_text(ctx.value, ctx.status, page.model.max_position_embeddings))]]
     if page.training is not None:
-        t = page.training
-        rows += [["training step time", _e(quantity(t.step_time, "s"))], ["MFU", _e(f"{_value(t.mfu):.3f}")],
+        t, unfit = page.training, _e(_unfit(page.training, page.chip))
+        rows += [["training step time", _e(quantity(t.step_time, "s")) + unfit],
+                 ["MFU", _e(f"{_value(t.mfu):.3f}") + unfit],
                  ["training memory per chip", f"{_e(quantity(t.memory_per_chip, 'B'))}: {_fits(t.fits)}"]]
     return ("<section id='summary'><h2>Summary</h2>" + _table(["", "value"], rows, (1,)) + "</section>")
 
@@ -382,7 +383,15 @@ def _phase_total(page: _Page, phase: str) -> str:
         return f"<p>Training step: not computed: {_e(page.training_error)}</p>"
     t = page.training
     return (f"<p>Step time <b>{_e(quantity(t.step_time, 's'))}</b>, {_e(f'{_value(t.tokens_per_second):,.0f}')} "
-            f"tokens/s, MFU {_e(f'{_value(t.mfu):.3f}')}</p>")
+            f"tokens/s, MFU {_e(f'{_value(t.mfu):.3f}')}{_e(_unfit(t, page.chip))}</p>")
+
+
+def _unfit(step: Any, chip: Hardware) -> str:
+    """Beside a training step's numbers: that its layout does not fit, and by how much (empty when it fits)."""
+    if step.fits is not False:
+        return ""
+    return (f" (does not fit: {quantity(step.memory_per_chip, 'B')} per chip of {quantity(chip.hbm_capacity, 'B')} "
+            "HBM)")
 
 
 def _breakdown_section(page: _Page) -> str:
@@ -411,7 +420,7 @@ def _training_breakdown(page: _Page) -> str:
                                                                            "dp_comm")]
     memory = [[_e(k), _e(quantity(b[k], "B"))] for k in ("weights", "gradients", "optimizer", "activations")]
     return ("<h3>Training step: time</h3>" + _table(["part", "time per step"], time, (1,))
-            + f"<p>step time {_e(quantity(t.step_time, 's'))}</p>"
+            + f"<p>step time {_e(quantity(t.step_time, 's'))}{_e(_unfit(t, page.chip))}</p>"
             + "<h3>Training: memory per chip (fullest stage)</h3>" + _table(["part", "bytes"], memory, (1,))
             + f"<p>total {_e(quantity(t.memory_per_chip, 'B'))}: {_fits(t.fits)}</p>")
 

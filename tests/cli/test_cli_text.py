@@ -104,3 +104,43 @@ def test_a_sequence_beyond_the_trained_length_is_flagged(capsys):
     assert len(lines) == 2 and all(note in x for x in lines), lines
     _, out, _ = main_run(capsys, "report", "--model", "llama-3-70b", "--tp", "8", "--phase", "decode")
     assert "longer than the model's trained length" not in out
+
+
+# -- item 16: a training layout that does not fit, and one that does ---------------------------------
+
+
+def test_numbers_of_a_layout_that_does_not_fit_say_so_on_their_line(capsys):
+    """llama-3-8b on one H100 (the default report): 8,030,261,248 parameters x (2 bf16 weights + 4 fp32
+    gradients + 12 Adam bytes) = 144.5 GB before activations, over 80 GB. The step time and MFU line
+    itself starts by saying the layout does not fit."""
+    _, out, _ = main_run(capsys, "report", "--phase", "training")
+    line = next(x for x in out.splitlines() if "MFU" in x and "step time" in x)
+    assert line.startswith("does not fit (191 GB per chip of 80 GB HBM); if it did: step time 627 ms"), line
+    data = json.loads(main_run(capsys, "report", "--phase", "training", "--json")[1])
+    assert data["training"]["fits"] is False
+
+
+def test_the_report_adds_the_smallest_training_layout_that_fits(capsys):
+    """One chip cannot hold llama-3-8b's training state (144.5 GB, above); two can, at TP 2 (72.3 GB
+    of weights, gradients and Adam states per chip) with the activations recomputed. The report
+    states the search it ran and the layout it found, with its step time and memory, which fits."""
+    _, out, _ = main_run(capsys, "report", "--phase", "training")
+    lines = out.splitlines()
+    i = next(i for i, x in enumerate(lines) if x.startswith("smallest training layout that fits"))
+    head, step, memory = lines[i:i + 3]
+    assert "on H100_SXM" in head and "global batch 1, seq 8,192" in head and "1, 2, 4" in head
+    assert head.endswith(": 2 chips, TP 2, PP 1, DP 1, SP tp, EP 1, micro-batch 1, recompute full, ZeRO stage 0")
+    assert step.strip().startswith("step time ") and "MFU" in step and "does not fit" not in step
+    assert memory.strip().startswith("training memory per chip") and memory.endswith("of 80 GB HBM: fits")
+    data = json.loads(main_run(capsys, "report", "--phase", "training", "--json")[1])
+    fit = data["training_that_fits"]
+    assert fit["num_chips"] == 2 and fit["parallelism"]["tensor_parallel"] == 2 and fit["fits"] is True
+    assert fit["memory_per_chip"]["total"] <= 80 * 10**9 < data["training"]["memory_per_chip"]["total"]
+
+
+def test_a_layout_that_fits_gets_no_alternative(capsys):
+    """At TP 8 the training state is 144.5 / 8 = 18.1 GB per chip: it fits; nothing is added."""
+    _, out, _ = main_run(capsys, "report", "--phase", "training", "--tp", "8")
+    assert "smallest training layout" not in out and "does not fit" not in out
+    data = json.loads(main_run(capsys, "report", "--phase", "training", "--tp", "8", "--json")[1])
+    assert data["training"]["fits"] is True and data["training_that_fits"] is None

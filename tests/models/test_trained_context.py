@@ -1,7 +1,6 @@
 """The context length a model was trained for (its config's ``max_position_embeddings``), carried by
 the model and stated next to the longest context that fits in memory (issue 20 item 18)."""
 
-import json
 
 import pytest
 

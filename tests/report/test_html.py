@@ -314,3 +314,17 @@ def test_a_chip_file_with_a_base_is_stated_and_sourced():
     assert "efficiency model: base H100_SXM" in html.unescape(page.split("<section")[0])
     assert "H100_PCIe; efficiency model: base H100_SXM" in text["chip"]
     assert "H100_SXM's (the file's base): [H200-RUN]" in text["assumptions"]  # memory_efficiency's source
+
+
+def test_training_numbers_of_a_layout_that_does_not_fit_say_so():
+    """llama-3-8b training on one H100 does not fit (190.8 GB of 80 GB, the page's 4 digits): the
+    summary's step time and MFU, and the training section's step line, carry the verdict beside the
+    number."""
+    from symcost import models
+
+    page = report_html.html_report(models.get("llama-3-8b"), "h100", phases=["training"], plots=False)
+    text = parse(page).sections
+    summary = text["summary"]
+    assert "training step time626.6 ms (does not fit: 190.8 GB per chip of 80 GB HBM)" in summary
+    assert "MFU0.694 (does not fit" in summary
+    assert text["training"].count("does not fit") >= 1
