@@ -50,10 +50,9 @@ _NAMES = {
     "DisaggregatedPlan": "symcost.plan.disaggregated", "pd_ratio": "symcost.plan.disaggregated",
 }
 
-# NB: the old paths of the modules that moved while other branches were editing them are the same
-# module objects registered under their old names (no file there, so git's rename detection can
-# carry those edits to the new files); the other old paths are re-export files. See CHANGELOG.md.
-# They are registered when first imported (by _AliasFinder), not by ``import symcost``.
+# NB: each short path below has no file: importing it gives the module it names, the same object
+# (registered by _AliasFinder on first import, not by ``import symcost``); the other short paths
+# (symcost/model.py, step.py, ...) are files that re-export. See CHANGELOG.md.
 _ALIASES = {
     "symcost.symbols": "symcost.core.symbols",
     "symcost.sweep": "symcost.core.sweep",
@@ -110,7 +109,7 @@ def __getattr__(name: str) -> Any:
     elif name in _SUBMODULES:
         value = _importlib.import_module(_SUBMODULES[name])
     elif f"symcost.{name}" in _ALIASES:
-        value = _importlib.import_module(f"symcost.{name}")  # the moved module, as its old import bound it
+        value = _importlib.import_module(f"symcost.{name}")  # the aliased module, as importing its short path binds it
     else:
         raise AttributeError(f"module 'symcost' has no attribute {name!r}")
     globals()[name] = value

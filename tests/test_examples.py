@@ -1,17 +1,22 @@
 """The examples run and print the numbers they promise."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
 
 
 def run(name: str) -> str:
+    """The example's output, run against this checkout's symcost (a script's own folder comes first
+    on its path, so without PYTHONPATH it would import whichever symcost is installed)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))))
     result = subprocess.run([sys.executable, str(EXAMPLES / name)], capture_output=True, text=True,
-                            timeout=120, check=True)
+                            timeout=120, check=True, env=env)
     return result.stdout
 
 

@@ -14,8 +14,6 @@ Importing ``a.b.c`` runs the ``__init__`` of ``a`` and ``a.b`` first; those impl
 drawn (``symcost/__init__`` imports nearly everything, so every module would be on a cycle
 through it), only the statements the code writes.
 
-:data:`KNOWN_CYCLES` lists the cycles still tolerated; it must be emptied, not grown.
-
 The stages (:data:`STAGES`, lowest first) are the folders data flows through; a module imports
 only its own stage and the ones below it. ``symcost/__init__`` may import everything; the old
 import paths (:data:`SHIMS`) are exempt only while they are pure re-exports. From ``plan/`` up
@@ -28,15 +26,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parent.parent / "symcost"
-
-# NB: hardware <-> _presets: the presets need the Hardware class and hardware.get needs the
-# presets (an import at the bottom of hardware.py, behind noqa: E402). The hardware module is
-# being rebuilt (presets as data files loaded by a registry); that rebuild must empty this set.
-KNOWN_CYCLES: set[frozenset[str]] = set()  # the hardware <-> presets cycle is gone (symcost/hardware/)
-
 
 STAGES: tuple[tuple[str, ...], ...] = (
     ("symcost.errors", "symcost.testing", "symcost.data"),
@@ -177,15 +167,9 @@ def test_reader_on_a_known_cycle():
 
 
 def test_no_import_cycles():
-    """No module reaches itself through imports, except the allow-listed cycles."""
-    cycles = [c for c in strongly_connected(graph()) if frozenset(c) not in KNOWN_CYCLES]
+    """No module reaches itself through imports."""
+    cycles = strongly_connected(graph())
     assert cycles == [], f"import cycles: {[sorted(c) for c in cycles]}"
-
-
-@pytest.mark.parametrize("cycle", sorted(KNOWN_CYCLES, key=sorted))
-def test_known_cycles_are_still_there(cycle):
-    """An allow-listed cycle that has been removed must leave the list too."""
-    assert set(cycle) in strongly_connected(graph()), f"{sorted(cycle)} is gone: remove it from KNOWN_CYCLES"
 
 
 def stage(module: str) -> int | None:

@@ -381,10 +381,17 @@ def par_text(par: dict[str, Any]) -> str:
             f"SP {par['sequence_parallel']}, EP {par['expert_parallel']}{context}")
 
 
+def count_text(x: Any) -> str:
+    """A whole number with thousands separators (``8,192``), whether an int or a SymPy Integer;
+    anything else as it prints."""
+    value = num(x)
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
 def chunk_text(chunk: Optional[int], n: Any = None) -> str:
     if chunk is None:
         return "prefill unchunked (the whole prompt at once)"
-    return f"prefill in chunks of {chunk} tokens" + (f" ({n} chunks)" if n is not None else "")
+    return f"prefill in chunks of {count_text(chunk)} tokens" + (f" ({count_text(n)} chunks)" if n is not None else "")
 
 
 def fits_text(fits: Optional[bool]) -> str:

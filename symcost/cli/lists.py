@@ -17,13 +17,16 @@ def hardware_list(args: argparse.Namespace) -> int:
     from .. import hardware
 
     rows = []
-    lines = [f"{'name':15s} {'bf16 peak':>12s} {'HBM':>9s} {'HBM bw':>10s} {'scale-up':>11s} {'domain':>6s}"]
+    # one name per column, two spaces at least between columns (the scale-up link per direction, the
+    # chips in its domain)
+    lines = [f"{'name':15s} {'bf16 peak':>12s} {'HBM':>9s} {'HBM bw':>10s} {'scale-up bw':>12s} "
+             f"{'domain (chips)':>15s}"]
     for name in hardware.names():
         hw = hardware.get(name)
         rows.append(num(hw.to_dict()))
         lines.append(f"{name:15s} {human(hw.peak('bf16'), 'FLOP/s'):>12s} {human(hw.hbm_capacity, 'B'):>9s} "
-                     f"{human(hw.hbm_bandwidth, 'B/s'):>10s} {human(hw.scale_up_bandwidth, 'B/s'):>11s} "
-                     f"{int(hw.scale_up_domain):>6d}")
+                     f"{human(hw.hbm_bandwidth, 'B/s'):>10s} {human(hw.scale_up_bandwidth, 'B/s'):>12s} "
+                     f"{int(hw.scale_up_domain):>15,d}")
     emit(args, {"hardware": rows}, lines)
     return 0
 

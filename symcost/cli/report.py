@@ -14,6 +14,7 @@ from .common import (
     add_common,
     check_out,
     chunk_text,
+    count_text,
     emit,
     fits_text,
     guarded_write,
@@ -157,11 +158,13 @@ def report(args: argparse.Namespace) -> int:
         "recompute": args.recompute, "zero_stage": args.zero_stage, "interleave": 1,
         "mfu_definition": MFU_DEFINITION, "inference": _INFERENCE_ASSUMES, "training": _TRAINING_ASSUMES,
     }
-    out: dict[str, Any] = {"model": model.name, "hardware": chip.name, "dtype": dtype.value,
+    out: dict[str, Any] = {"model": model.name, "hardware": chip.name, "efficiency_from": chip.efficiency_from,
+                           "dtype": dtype.value,
                            "batch_size": batch, "seq_len": seq, "parallelism": par, "num_chips": chips,
                            "parameters": num(model.parameter_count), "assumptions": assumptions, "phases": {}}
+    origin = f"; efficiency model: {chip.efficiency_from}" if chip.efficiency_from else ""
     lines = [f"symcost {__version__} report: {model.name} ({model.parameter_count:,} parameters) on {chip.name} "
-             f"({human(chip.hbm_capacity, 'B')} HBM), {dtype.value}",
+             f"({human(chip.hbm_capacity, 'B')} HBM{origin}), {dtype.value}",
              f"parallelism: {par_text(par)}: {chips} chip{'s' if chips != 1 else ''}"]
     inference, training, training_error = _steps(run, assumptions, lines)
     for phase in run.phases:
@@ -186,8 +189,8 @@ def _steps(run: _Run, assumptions: dict[str, Any], lines: list[str]) -> tuple[An
     if "prefill" in run.phases or "decode" in run.phases:
         inference = run.model.inference_step(run.chip, batch, seq, run.dtype, run.par, prefill_chunk=chunk)
         assumptions["num_prefill_chunks"] = num(inference.num_prefill_chunks)
-        lines.append(f"inference: batch {batch} per replica, prompt {seq:,} tokens, decode at {seq:,} keys, "
-                     f"{chunk_text(chunk, inference.num_prefill_chunks if chunk else None)}")
+        lines.append(f"inference: batch {batch:,} per replica, prompt {seq:,} tokens{_beyond(run)}, decode at "
+                     f"{seq:,} keys, {chunk_text(chunk, inference.num_prefill_chunks if chunk else None)}")
     training_error = None
     if "training" in run.phases:
         try:
@@ -200,11 +203,19 @@ def _steps(run: _Run, assumptions: dict[str, Any], lines: list[str]) -> tuple[An
         if training is not None:
             assumptions["num_microbatches"] = num(training.num_microbatches)
             m = training.num_microbatches
-            lines.append(f"training: micro-batch {batch}, global batch {run.global_batch} ({m} "
-                         f"micro-batch{'es' if m != 1 else ''} per replica per step), seq {seq:,}, "
+            lines.append(f"training: micro-batch {batch:,}, global batch {run.global_batch:,} ({count_text(m)} "
+                         f"micro-batch{'es' if m != 1 else ''} per replica per step), seq {seq:,}{_beyond(run)}, "
                          f"recompute {args.recompute}, ZeRO stage {args.zero_stage}, no interleaving, "
                          "communication not overlapped")
     return inference, training, training_error
+
+
+def _beyond(run: _Run) -> str:
+    """A note when the sequence is longer than the model was trained for (it is costed all the same)."""
+    trained = run.model.max_position_embeddings
+    if trained is None or run.args.seq <= trained:
+        return ""
+    return f" (longer than the model's trained length, {trained:,} tokens)"
 
 
 def _phase_section(run: _Run, phase: str, inference: Any, training: Any, training_error: Optional[str],
@@ -212,14 +223,14 @@ def _phase_section(run: _Run, phase: str, inference: Any, training: Any, trainin
     """One phase: its per-layer table, then the whole model's numbers for it."""
     batch, seq, chunk = run.args.batch, run.args.seq, run.args.prefill_chunk
     length = seq
-    title = f"per layer, per chip, batch {batch}, seq_len {seq:,}"
+    title = f"per layer, per chip, batch {batch:,}, seq_len {seq:,}"
     if run.par["pipeline_parallel"] != 1:
         pp = run.par["pipeline_parallel"]
         title += f"; x counts the whole model, each of the {pp} stages holds 1/{pp} of the blocks"
     if phase == "prefill" and chunk is not None and chunk < seq:
-        length, title = chunk, f"per layer, per chip, one chunk: batch {batch}, {chunk:,} tokens"
+        length, title = chunk, f"per layer, per chip, one chunk: batch {batch:,}, {chunk:,} tokens"
     elif phase == "training":
-        title = f"per layer, per chip, one micro-batch of {batch}, seq_len {seq:,}"
+        title = f"per layer, per chip, one micro-batch of {batch:,}, seq_len {seq:,}"
     lines.append(f"\n== {phase} ==")
     lines.append(f"({title})")
     rows = _layer_table(run.sharded, phase, batch, length, run.dtype, run.chip,
@@ -234,13 +245,27 @@ def _phase_section(run: _Run, phase: str, inference: Any, training: Any, trainin
         out["phases"][phase] = {"layers": rows, "total": _training_total(run, training, lines, out)}
 
 
+def _training_memory(training: Any) -> dict[str, Any]:
+    return {"weights": training.weight_memory, "gradients": training.gradient_memory,
+            "optimizer_states": training.optimizer_memory, "activations": training.activation_memory,
+            "total": training.memory_per_chip}
+
+
+def _step_line(training: Any, chip: Hardware) -> str:
+    """The step time, throughput and MFU; led by the verdict when the layout does not fit (the
+    numbers are what the step would take with the memory it lacks)."""
+    numbers = (f"step time {human(training.step_time, 's')} (bubble {human(training.bubble_time, 's')}, "
+               f"DP communication {human(training.dp_comm_time, 's')}), "
+               f"{float(training.tokens_per_second):,.0f} tokens/s, MFU {float(training.mfu):.3f}")
+    if training.fits is False:
+        return (f"does not fit ({human(training.memory_per_chip, 'B')} per chip of {human(chip.hbm_capacity, 'B')} "
+                f"HBM); if it did: {numbers}")
+    return numbers
+
+
 def _training_total(run: _Run, training: Any, lines: list[str], out: dict[str, Any]) -> dict[str, Any]:
-    memory = {"weights": training.weight_memory, "gradients": training.gradient_memory,
-              "optimizer_states": training.optimizer_memory, "activations": training.activation_memory,
-              "total": training.memory_per_chip}
-    lines.append(f"step time {human(training.step_time, 's')} (bubble {human(training.bubble_time, 's')}, "
-                 f"DP communication {human(training.dp_comm_time, 's')}), "
-                 f"{float(training.tokens_per_second):,.0f} tokens/s, MFU {float(training.mfu):.3f}")
+    memory = _training_memory(training)
+    lines.append(_step_line(training, run.chip))
     lines.append(f"  ({MFU_DEFINITION})")
     lines.append(_memory_line("training memory per chip (fullest stage)", memory, run.chip, training.fits))
     total = {"step_time_s": num(training.step_time), "memory_per_chip": {k: num(v) for k, v in memory.items()}}
@@ -253,7 +278,54 @@ def _training_total(run: _Run, training: Any, lines: list[str], out: dict[str, A
         "hbm_capacity": num(run.chip.hbm_capacity), "fits": training.fits, "global_batch": run.global_batch,
         "micro_batch": run.args.batch, "num_microbatches": num(training.num_microbatches),
         "recompute": run.args.recompute, "zero_stage": run.args.zero_stage, "interleave": 1}
+    out["training_that_fits"] = None if training.fits is not False else _smallest_fitting(run, lines)
     return total
+
+
+SEARCH_CHIPS = tuple(2**k for k in range(13))
+"""The chip counts the report searches, in turn, for a training layout that fits when the one asked
+for does not: 1, 2, 4, ..., 4,096."""
+
+
+def _smallest_fitting(run: _Run, lines: list[str]) -> Optional[dict[str, Any]]:
+    """The fastest training layout on the fewest chips (of :data:`SEARCH_CHIPS`) that fits, for the
+    same model, chip, global batch and sequence (:func:`symcost.search.parallelism`: every TP, PP,
+    DP, SP degree, micro-batch, interleaving, recompute mode and ZeRO stage); its step and memory
+    lines into ``lines``, its numbers back (``None`` when no count fits or the search refuses)."""
+    from ..plan import search
+
+    args = run.args
+    tried = ", ".join(f"{n:,}" for n in SEARCH_CHIPS[:3]) + f", ..., {SEARCH_CHIPS[-1]:,}"
+    head = (f"smallest training layout that fits on {run.chip.name} (the fewest of {tried} chips, the fastest "
+            "there, searched over TP, PP, DP, SP, micro-batch, interleaving, recompute and ZeRO stage; global batch "
+            f"{run.global_batch:,}, seq {args.seq:,})")
+    try:
+        for chips in SEARCH_CHIPS:
+            table = search.parallelism(run.model, run.chip, chips, run.global_batch, args.seq, dtype=run.dtype.value)
+            if len(table):
+                break
+        else:
+            lines.append(f"{head}: none")
+            return None
+    except ValueError as err:
+        lines.append(f"{head}: not searched: {one_line(err)}")
+        return None
+    best, par = table.row(0), table.parallelism(0)
+    step = run.model.training_step(run.chip, args.seq, run.global_batch, best["micro_batch"], run.dtype, par,
+                                   best["recompute"], best["interleave"], best["zero_stage"], best["overlap"])
+    layout = {"tensor_parallel": best["tp"], "pipeline_parallel": best["pp"], "data_parallel": best["dp"],
+              "sequence_parallel": "tp" if best["megatron_sp"] else best["sp"], "expert_parallel": best["ep"],
+              "context_parallel": best["cp"], "cp_comm_type": par.cp_comm_type}
+    interleave = f", interleave {best['interleave']}" if best["interleave"] != 1 else ""
+    memory = _training_memory(step)
+    lines.append(f"{head}: {chips:,} chip{'s' if chips != 1 else ''}, {par_text(layout)}, micro-batch "
+                 f"{best['micro_batch']:,}{interleave}, recompute {best['recompute']}, ZeRO stage {best['zero_stage']}")
+    lines.append(f"  {_step_line(step, run.chip)}")
+    lines.append("  " + _memory_line("training memory per chip (fullest stage)", memory, run.chip, step.fits))
+    return {"num_chips": chips, "parallelism": layout, "micro_batch": best["micro_batch"],
+            "interleave": best["interleave"], "recompute": best["recompute"], "zero_stage": best["zero_stage"],
+            "step_time_s": float(step.step_time), "tokens_per_second": float(step.tokens_per_second),
+            "mfu": float(step.mfu), "memory_per_chip": {k: num(v) for k, v in memory.items()}, "fits": step.fits}
 
 
 def _serving_memory(inference: Any) -> dict[str, Any]:
@@ -276,7 +348,10 @@ def _inference_total(run: _Run, phase: str, inference: Any, lines: list[str]) ->
 
 
 def _serving_summary(run: _Run, inference: Any, lines: list[str], out: dict[str, Any]) -> None:
-    """The serving memory and the longest context that fits."""
+    """The serving memory and the longest context: what fits in HBM and the model's trained
+    length, the smaller and which binds."""
+    from ..models.display import context_binds, context_text
+
     batch, chunk, chip = run.args.batch, run.args.prefill_chunk, run.chip
     memory = _serving_memory(inference)
     lines.append("\n" + _memory_line("inference memory per chip (fullest stage)", memory, chip, inference.fits))
@@ -286,10 +361,15 @@ def _serving_summary(run: _Run, inference: Any, lines: list[str], out: dict[str,
         "tokens_per_second": float(inference.tokens_per_second),
         "memory_per_chip": {k: num(v) for k, v in memory.items()}, "hbm_capacity": num(chip.hbm_capacity),
         "fits": inference.fits, "prefill_chunk": chunk, "num_prefill_chunks": num(inference.num_prefill_chunks)}
-    out["max_context"] = ctx.value
+    trained = run.model.max_position_embeddings
+    binds = context_binds(ctx.value, trained)
+    out["max_context"] = ctx.value  # what fits in HBM (Model.max_context)
     out["max_context_status"] = ctx.status
-    answer = f"{ctx.value:,} tokens" if ctx.value is not None else ctx.status
-    lines.append(f"longest context that fits (batch {batch}, {par_text(run.par)}, {chunk_text(chunk)}): {answer}")
+    out["max_position_embeddings"] = trained
+    out["longest_context"] = None if ctx.value is None else min(ctx.value, trained or ctx.value)
+    out["longest_context_binds"] = binds
+    lines.append(f"longest context (batch {batch:,}, {par_text(run.par)}, {chunk_text(chunk)}): "
+                 f"{context_text(ctx.value, ctx.status, trained)}")
 
 
 def _roofline_plot(run: _Run, lines: list[str]) -> None:

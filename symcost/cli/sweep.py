@@ -23,6 +23,9 @@ from .common import (
     one_line,
 )
 
+SCOPE = "per chip, the whole layer stack on one chip: TP and CP only, no PP"
+"""What a sweep row covers (printed with the result; the README's CLI section says the same)."""
+
 
 def sweep_cmd(args: argparse.Namespace) -> int:
     import sympy as sp
@@ -50,7 +53,7 @@ def sweep_cmd(args: argparse.Namespace) -> int:
 
     guarded_write(write_csv, "--out", args.out)
     emit(args, {"rows": len(rows), "path": str(out)},
-         [f"wrote {len(rows)} rows to {out} (per chip, one layer stack on one chip: TP and CP only, no PP)"])
+         [f"wrote {len(rows):,} rows to {out} ({SCOPE})"])
     return 0
 
 

@@ -255,8 +255,6 @@ class LayerMetrics:
         return dict(self.__dict__)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        if "roofline" in state:  # pickled before the roofline was deferred
-            state["_roofline_value"] = state.pop("roofline")
         self.__dict__.update(state)
 
     def _roofline_terms(self) -> tuple[Any, ...]:

@@ -162,6 +162,7 @@ class Hardware(BaseModel):
     _hash: int = PrivateAttr(default=0)
     _symbolic: bool = PrivateAttr(default=False)
     _base: Optional["Hardware"] = PrivateAttr(default=None)  # the chip before an engine profile's fields
+    _efficiency_from: Optional[str] = PrivateAttr(default=None)
 
     def model_post_init(self, __context: Any) -> None:
         # frozen: derived once here (hashing and this test sit on the numeric hot path)
@@ -190,6 +191,13 @@ class Hardware(BaseModel):
     def is_symbolic(self) -> bool:
         """True when any rate is a symbol (the unbound chip)."""
         return self._symbolic
+
+    @property
+    def efficiency_from(self) -> Optional[str]:
+        """Where a chip read from a file (:meth:`from_file`) took the fields the file leaves out:
+        ``"base <preset>"`` or ``"ideal"``; ``None`` for a file that sets every field, a preset or
+        a chip built in code."""
+        return self._efficiency_from
 
     def _rates(self) -> Iterator[Any]:
         yield from self.peak_flops.values()
@@ -595,10 +603,11 @@ class Hardware(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Hardware":
-        """Read a chip from a JSON or YAML file written by :meth:`to_file` (or by hand).
+        """Read a chip from a JSON or YAML file: a flat mapping of its fields, as :meth:`to_file`
+        writes them or by hand (``examples/chips/`` holds one per family), read by :meth:`from_mapping`.
 
-        Raises :class:`~symcost.errors.HardwareError` naming the file for unreadable or malformed content; fields are
-        validated like the constructor's.
+        Raises :class:`~symcost.errors.HardwareError`, one line naming the file: unreadable or
+        malformed content, every missing field, every bad value.
         """
         path = Path(path)
         kind = _file_kind(path)
@@ -620,12 +629,82 @@ class Hardware(BaseModel):
         if "fields" in data:
             raise HardwareError(f"{path}: a preset data file (name, fields): load it with "
                                 "symcost.hardware.load_file or symcost.hardware.presets.load")
+        return cls.from_mapping(data, str(path))
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], source: str = "hardware") -> "Hardware":
+        """A chip from a flat mapping of its fields, plus one of two keys saying what the fields it
+        leaves out are: ``base: <preset>`` (e.g. ``h100``) takes them from that preset, the realistic
+        chip (its efficiency model, engine profile, tiles, ...), whatever fields :class:`Hardware`
+        has; ``ideal: true`` leaves them at their defaults, the pure roofline (efficiencies 1, no
+        overheads). A mapping that sets every field needs neither.
+
+        The datasheet fields (those without a default: ``name``, ``peak_flops``, ``vector_flops``,
+        ``hbm_capacity``, ``hbm_bandwidth``, ``scale_up_bandwidth``, ``scale_up_domain``,
+        ``scale_out_bandwidth``, ``collective_latency``) are always the mapping's own.
+        Raises :class:`~symcost.errors.HardwareError`, one line starting with ``source``: every
+        missing datasheet field, an efficiency model neither given nor chosen, every bad value.
+
+        >>> from symcost import hardware
+        >>> sheet = {k: v for k, v in hardware.get("h100").to_dict().items() if Hardware.model_fields[k].is_required()}
+        >>> slow = Hardware.from_mapping({**sheet, "name": "slow-h100", "hbm_bandwidth": "2e12", "base": "h100"},
+        ...                              "slow.yaml")
+        >>> slow.hbm_bandwidth, slow.memory_efficiency, slow.efficiency_from
+        (2000000000000, 9/10, 'base H100_SXM')
+        >>> Hardware.from_mapping({"name": "x", "ideal": True}, "x.yaml")
+        Traceback (most recent call last):
+        ...
+        symcost.errors.HardwareError: x.yaml: missing peak_flops, vector_flops, hbm_capacity, hbm_bandwidth,
+        scale_up_bandwidth, scale_up_domain, scale_out_bandwidth, collective_latency (every chip file gives the
+        datasheet's figures; examples/chips/ has one per family)
+        """
+        fields = dict(data)
+        base, ideal = fields.pop("base", None), fields.pop("ideal", False)
+        if not isinstance(ideal, bool):
+            raise HardwareError(f"{source}: ideal must be true or false, got {ideal!r}")
+        if base is not None and ideal:
+            raise HardwareError(f"{source}: give one of base and ideal (got base: {base} and ideal: true)")
+        required = [name for name, field in cls.model_fields.items() if field.is_required()]
+        missing = [name for name in required if name not in fields]
+        if missing:
+            raise HardwareError(f"{source}: missing {', '.join(missing)} (every chip file gives the datasheet's "
+                                "figures; examples/chips/ has one per family)")
+        unset = [name for name in cls.model_fields if name not in fields]
+        origin = None
+        if base is not None:
+            chip = _base_chip(base, source)
+            fields.update({name: getattr(chip, name) for name in unset})
+            origin = f"base {chip.name}"
+        elif ideal:
+            origin = "ideal"
+        elif unset:
+            raise HardwareError(
+                f"{source}: no efficiency model: {', '.join(unset)} not set; add 'base: h100' (or another preset) "
+                "to take a preset's, or 'ideal: true' for the pure roofline")
         try:
-            return cls(**data)
+            chip = cls(**fields)
         except ValidationError as err:
-            first = err.errors()[0]
-            field = ".".join(str(part) for part in first["loc"]) or "hardware"
-            raise HardwareError(f"{path}: {field}: {first['msg'].removeprefix('Value error, ')}") from None
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'hardware'}: "
+                                 f"{e['msg'].removeprefix('Value error, ')}" for e in err.errors())
+            raise HardwareError(f"{source}: {problems}") from None
+        chip._efficiency_from = origin
+        return chip
+
+
+def _base_chip(name: Any, source: str) -> Hardware:
+    """The preset a chip file names as its ``base`` (through the registry :mod:`symcost.hardware`
+    registers in :mod:`symcost.core.binding`: the presets sit above this module)."""
+    from ..core import binding
+
+    if not isinstance(name, str):
+        raise HardwareError(f"{source}: base must be a preset's name, got {name!r}")
+    try:
+        chip = binding.time_model().resolve(name)
+    except HardwareError as err:
+        raise HardwareError(f"{source}: base: {str(err).removeprefix('hardware: ')}") from None
+    if not isinstance(chip, Hardware):
+        raise HardwareError(f"{source}: base {name!r} is not a chip preset")
+    return chip
 
 
 def _file_kind(path: Path) -> str:

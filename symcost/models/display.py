@@ -6,14 +6,14 @@ Built on :mod:`symcost.core.display`; the model's fields stay as they are.
 from __future__ import annotations
 
 import html as _html
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from pydantic import BaseModel
 
 from ..core import display as d
 from ..core import units
 
-__all__ = ["model_repr", "model_text", "model_html", "shape_rows"]
+__all__ = ["model_repr", "model_text", "model_html", "shape_rows", "context_text", "context_binds"]
 
 _SKIP = {"name", "layer_idx", "parallelism"}
 
@@ -60,3 +60,40 @@ def model_html(model: Any) -> str:
     title = f"{model.name}: {d.text(total, 'count')} parameters, {d.text(model.num_layers, 'plain')} blocks"
     return d.html_section(title, [d.html_table(
         ["part", "layer", "count", "shape", "parameters (one)", "parameters (all)", "share"], rows)])
+
+
+def context_binds(memory: Optional[int], trained: Optional[int]) -> Optional[str]:
+    """What limits the context: ``"HBM"`` (the memory limit ``memory`` is the smaller),
+    ``"trained length"`` (the model's ``max_position_embeddings`` is), ``"both"`` (equal);
+    ``None`` when memory holds no token or either is unknown.
+
+    >>> context_binds(300196, 8192), context_binds(6000, 40960), context_binds(8192, 8192)
+    ('trained length', 'HBM', 'both')
+    """
+    if memory is None or trained is None:
+        return None
+    return "both" if memory == trained else "trained length" if trained < memory else "HBM"
+
+
+def context_text(memory: Optional[int], status: str, trained: Optional[int]) -> str:
+    """The longest context as reports state it: the smaller of the tokens that fit in HBM
+    (``memory``, :meth:`Model.max_context`'s value; ``status`` when there is none) and the model's
+    trained length (``trained``, ``max_position_embeddings``), saying which binds.
+
+    >>> context_text(300196, "found", 8192)
+    "8,192 tokens, the model's trained length (max_position_embeddings) binds; 300,196 fit in HBM"
+    >>> context_text(6000, "found", 40960)
+    "6,000 tokens, HBM binds (the model's trained length is 40,960)"
+    >>> context_text(6000, "found", None), context_text(None, "nothing_fits", 8192)
+    ('6,000 tokens, HBM binds (the model states no trained length)', 'nothing fits')
+    """
+    binds = context_binds(memory, trained)
+    if memory is None:
+        return status.replace("_", " ")
+    if trained is None:
+        return f"{memory:,} tokens, HBM binds (the model states no trained length)"
+    if binds == "trained length":
+        return f"{trained:,} tokens, the model's trained length (max_position_embeddings) binds; {memory:,} fit in HBM"
+    if binds == "both":
+        return f"{memory:,} tokens, HBM and the model's trained length (max_position_embeddings) alike"
+    return f"{memory:,} tokens, HBM binds (the model's trained length is {trained:,})"

@@ -87,7 +87,6 @@ COST_FREE: dict[str, str] = {
     **dict.fromkeys(("torch_dtype", "dtype", "quantization_config", "use_bfloat16"), _PRECISION),
     **dict.fromkeys(("rope_theta", "rope_scaling", "rope_interleave", "rope_parameters", "partial_rotary_factor",
                      "rotary_pct", "rotary_emb_base", "original_max_position_embeddings"), _ROPE),
-    "max_position_embeddings": "RoPE has no position table; the context length is the caller's seq_len",
     **dict.fromkeys(("rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon"),
                     "a constant inside the norm: the same arithmetic for any epsilon"),
     "classifier_dropout": "the sequence-classification head's dropout: that head is not part of the LM",
@@ -175,6 +174,9 @@ _ACTIVATION_KEY = {"gemma2": "hidden_activation", "gpt2": "activation_function",
 # the others are fused kernels that do not (flash_attention=True)
 HF_ATTENTION_KERNELS: dict[str, bool] = {"eager": False, "sdpa": True, "flash_attention_2": True,
                                          "flash_attention_3": True, "flex_attention": True}
+_TRAINED_LENGTH = {"gpt2": "n_positions"}
+"""The key holding the trained length where it is not ``max_position_embeddings`` (GPT-2's position
+table; GPT2Config maps max_position_embeddings to it)."""
 _LAYER_TYPES = ("full_attention", "sliding_attention")
 _REQUIRED = object()
 
@@ -325,7 +327,8 @@ def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], *, name: str | 
     and Qwen3's per layer, Gemma 2's and gpt-oss's alternating -- gpt-oss's attention sinks and
     biased experts, Qwen3's Q/K norms, Gemma 2's post-norms,
     GPT-2's learned positions and dropout, GPT-NeoX's and Falcon's parallel attention and MLP,
-    Falcon's KV heads and shared norm, and the MoE/MLA shapes), known to be cost-free
+    Falcon's KV heads and shared norm, the MoE/MLA shapes, and the trained length
+    ``max_position_embeddings``: :attr:`Model.max_position_embeddings`), known to be cost-free
     (:data:`COST_FREE`, per type :data:`COST_FREE_FOR`, each with its reason: RoPE settings, token ids,
     precision, soft-capping, ...), or refused with a one-line :class:`ConfigError` naming the key; so is a
     wrong type or value. ``ignore_keys`` acknowledges extra keys as cost-free. The model is
@@ -352,12 +355,15 @@ def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], *, name: str | 
         raise reader.error(f"_name_or_path must be a string, got {label!r}")
     try:
         model = _build(reader, model_type, causal)
+        # the trained length (not a cost: the limit Model.max_position_embeddings states)
+        trained = reader.positive(_TRAINED_LENGTH.get(model_type, "max_position_embeddings"), None, nullable=True)
         reader.check_unread(model_type, set(ignore_keys))
     except ConfigError:
         raise
     except ValueError as err:  # a layer's own rule (pydantic's ValidationError is a ValueError)
         raise reader.error(one_line(err)) from None
-    return model.model_copy(update={"name": name or label or folder or model_type})
+    return model.model_copy(update={"name": name or label or folder or model_type,
+                                    "max_position_embeddings": trained})
 
 
 def _build(reader: _Reader, model_type: str, causal: Optional[bool]) -> Model:

@@ -310,6 +310,10 @@ class Model(BaseModel):
 
     ``compute_metrics`` has the layer contract, summed over the model (every layer on the chip:
     pipeline parallelism is applied by the training and inference steps).
+
+    ``max_position_embeddings`` is the longest sequence the model was trained for (its config's key
+    of that name, GPT-2's ``n_positions``; ``None`` when the model states none): a limit beside
+    the memory's, which :meth:`max_context` does not apply (it solves memory alone).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -319,6 +323,14 @@ class Model(BaseModel):
     blocks: tuple[tuple[Block, Count], ...]
     final_norm: NormLayer
     lm_head: LMHeadLayer
+    max_position_embeddings: Optional[int] = None
+
+    @field_validator("max_position_embeddings", mode="before")
+    @classmethod
+    def _trained_length(cls, value: Any) -> Optional[int]:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"max_position_embeddings must be a positive integer, got {value!r}")
+        return value
 
     @field_validator("blocks", mode="before")
     @classmethod
@@ -632,7 +644,8 @@ def _with_parallelism(model: "Model", par: Parallelism) -> "Model":
 
     return Model(name=model.name, embedding=re(model.embedding),
                  blocks=tuple((re(blk), n) for blk, n in model.blocks),
-                 final_norm=re(model.final_norm), lm_head=re(model.lm_head))
+                 final_norm=re(model.final_norm), lm_head=re(model.lm_head),
+                 max_position_embeddings=model.max_position_embeddings)
 
 
 

@@ -41,7 +41,8 @@ def _read(name: str) -> Any:
 
 def load(name: str) -> Callable[..., Model]:
     """The builder of preset ``name`` (its data file's fields bound), checked: a known builder and
-    a source for every number."""
+    a source for every number. ``max_position_embeddings``, the trained length, is the model's own
+    field (:class:`Model`), set on what the builder returns."""
     data = _read(f"{name}.json")
     if data.get("builder") not in BUILDERS:
         raise ConfigError(f"{name}.json: builder must be one of {', '.join(BUILDERS)}, got {data.get('builder')!r}")
@@ -50,7 +51,13 @@ def load(name: str) -> Callable[..., Model]:
         if not entry.get("source"):
             raise ConfigError(f"{name}.json: {key} has no source")
         fields[key] = entry["value"]
-    return functools.partial(BUILDERS[data["builder"]], name=data["name"], **fields)
+    trained = fields.pop("max_position_embeddings", None)
+    return functools.partial(_build, BUILDERS[data["builder"]], trained, name=data["name"], **fields)
+
+
+def _build(builder: Callable[..., Model], trained: Optional[int], **fields: Any) -> Model:
+    model = builder(**fields)
+    return Model.model_validate({**dict(model), "max_position_embeddings": trained})
 
 
 PRESETS: dict[str, Callable[..., Model]] = {name: load(name) for name in _read("index.json")["presets"]}

@@ -432,7 +432,3 @@ def _in_flight(k: Any, p: Any, m: Any, v: Any) -> Any:
     if v == 1:
         return _min(p - k, m)
     return _min(2 * (p - k - 1) + (v - 1) * p + 1, m * v) / v
-
-
-# placeholders for one stage's parameters (all, and routed experts): the ZeRO/DP terms are affine
-# in them, built once and evaluated per stage

@@ -36,6 +36,8 @@ from .pipeline import (
     stages_from_parts,
 )
 
+# placeholders for one stage's parameters (all, and routed experts): the ZeRO/DP terms are affine
+# in them, built once and evaluated per stage
 _PARAMS = sp.Symbol("_stage_params", positive=True)
 _EXPERT = sp.Symbol("_stage_expert_params", positive=True)
 _SHARED = sp.Symbol("_stage_shared_params", nonnegative=True)

@@ -42,6 +42,7 @@ from ..hardware import Hardware
 from ..hardware import get as get_hardware
 from ..hardware.presets import PRESETS, REFERENCES, field_sources
 from ..layers.base import Layer, Recompute
+from ..models.display import context_text
 from ..models.model import Model
 
 __all__ = ["html_report", "write_html_report", "PHASES"]
@@ -231,19 +232,36 @@ def _summary_section(page: _Page) -> str:
         rows += [["TTFT (prefill of the prompt)", _e(quantity(s.ttft, "s"))],
                  ["TPOT (one decode step)", _e(quantity(s.tpot, "s"))],
                  ["serving memory per chip", f"{_e(quantity(s.memory_per_chip, 'B'))}: {_fits(s.fits)}"],
-                 ["longest context that fits", _e(f"{ctx.value:,} tokens" if ctx.value is not None else ctx.status)]]
+                 ["longest context (HBM and the trained length)",
+                  _e(context_text(ctx.value, ctx.status, page.model.max_position_embeddings))]]
     if page.training is not None:
-        t = page.training
-        rows += [["training step time", _e(quantity(t.step_time, "s"))], ["MFU", _e(f"{_value(t.mfu):.3f}")],
+        t, unfit = page.training, _e(_unfit(page.training, page.chip))
+        rows += [["training step time", _e(quantity(t.step_time, "s")) + unfit],
+                 ["MFU", _e(f"{_value(t.mfu):.3f}") + unfit],
                  ["training memory per chip", f"{_e(quantity(t.memory_per_chip, 'B'))}: {_fits(t.fits)}"]]
     return ("<section id='summary'><h2>Summary</h2>" + _table(["", "value"], rows, (1,)) + "</section>")
 
 
+_DERIVED = {"head_dim": ("d", "hidden_size / num_heads")}
+"""Fields whose unset value stands for a derived one: the layer's property and the rule, shown instead."""
+
+
 def _layer_fields(layer: Layer) -> str:
-    """A layer's own fields (its shape), ``name = value`` joined; parallelism and names left out."""
+    """A layer's own fields (its shape), ``name = value`` joined; parallelism and names left out,
+    options left unset (``None``) too, except those standing for a derived value, shown with
+    their rule (``head_dim = 128 (hidden_size / num_heads)``)."""
     skip = {"name", "layer_idx", "parallelism", "attention", "mlp"}
-    items = [(k, getattr(layer, k)) for k in type(layer).model_fields if k not in skip]
-    return ", ".join(f"{_e(k)} = {_e(v)}" for k, v in items)
+    items = []
+    for key in type(layer).model_fields:
+        value = getattr(layer, key)
+        if key in skip:
+            continue
+        if value is None and key in _DERIVED:
+            prop, rule = _DERIVED[key]
+            items.append(f"{_e(key)} = {_e(getattr(layer, prop))} ({_e(rule)})")
+        elif value is not None:
+            items.append(f"{_e(key)} = {_e(value)}")
+    return ", ".join(items)
 
 
 def _model_section(page: _Page) -> str:
@@ -278,10 +296,15 @@ _EFFICIENCY = ("matmul_efficiency", "memory_efficiency", "attention_efficiency",
 
 
 def _sources(chip: Hardware) -> Callable[[str, Any], str]:
-    """``source(field, value)``: the preset's source when ``value`` is the preset's own, else a note."""
+    """``source(field, value)``: the preset's source when ``value`` is the preset's own; for a chip
+    read from a file with a ``base``, the base preset's source (so marked) for a field the file left
+    out and the base supplied; else a note."""
     base = chip.name.removesuffix(" (ideal)")
     preset = PRESETS.get(base)
     found = field_sources(base) if preset is not None else {}
+    taken = (chip.efficiency_from or "").removeprefix("base ")
+    supplier = PRESETS.get(taken) if (chip.efficiency_from or "").startswith("base ") else None
+    supplied = field_sources(taken) if supplier is not None else {}
 
     def source(name: str, value: Any) -> str:
         key = name.split("[")[0]
@@ -289,6 +312,9 @@ def _sources(chip: Hardware) -> Callable[[str, Any], str]:
             getattr(preset, key, None) if preset is not None else None)
         if preset is not None and theirs == value and name in found:
             return found[name]
+        if (supplier is not None and not Hardware.model_fields[key].is_required()
+                and getattr(supplier, key) == value and name in supplied):
+            return f"{taken}'s (the file's base): {supplied[name]}"
         if key in _EFFICIENCY and value == Hardware.model_fields[key].default:
             return "not set: the ideal default (no derating, no overhead)"
         return "as given (not a preset's figure)"
@@ -307,7 +333,7 @@ def _chip_section(page: _Page) -> str:
         rows.append([_e(label), _e(shown), _e(source(name, value))])
     cited = sorted({k for r in rows for k in re.findall(r"\[([A-Z0-9-]+)\]", html.unescape(r[2]))})
     refs = "".join(f"<li>[{_e(k)}] {_e(REFERENCES[k])}</li>" for k in cited if k in REFERENCES)
-    return ("<section id='chip'><h2>Chip</h2>" + f"<p><b>{_e(chip.name)}</b></p>"
+    return ("<section id='chip'><h2>Chip</h2>" + f"<p><b>{_e(chip.name)}</b>{_e(_origin(chip))}</p>"
             + _table(["figure", "value", "source"], rows, (1,))
             + (f"<p class='note'>References:</p><ul class='note'>{refs}</ul>" if refs else "") + "</section>")
 
@@ -357,7 +383,15 @@ def _phase_total(page: _Page, phase: str) -> str:
         return f"<p>Training step: not computed: {_e(page.training_error)}</p>"
     t = page.training
     return (f"<p>Step time <b>{_e(quantity(t.step_time, 's'))}</b>, {_e(f'{_value(t.tokens_per_second):,.0f}')} "
-            f"tokens/s, MFU {_e(f'{_value(t.mfu):.3f}')}</p>")
+            f"tokens/s, MFU {_e(f'{_value(t.mfu):.3f}')}{_e(_unfit(t, page.chip))}</p>")
+
+
+def _unfit(step: Any, chip: Hardware) -> str:
+    """Beside a training step's numbers: that its layout does not fit, and by how much (empty when it fits)."""
+    if step.fits is not False:
+        return ""
+    return (f" (does not fit: {quantity(step.memory_per_chip, 'B')} per chip of {quantity(chip.hbm_capacity, 'B')} "
+            "HBM)")
 
 
 def _breakdown_section(page: _Page) -> str:
@@ -373,10 +407,10 @@ def _serving_breakdown(page: _Page) -> str:
               ("activations", s.activation_memory), ("total", s.memory_per_chip)]
     rows = [[_e(k), _e(quantity(v, "B"))] for k, v in memory]
     ctx = page.context
-    answer = f"{ctx.value:,} tokens" if ctx.value is not None else ctx.status
+    answer = context_text(ctx.value, ctx.status, page.model.max_position_embeddings)
     return ("<h3>Serving: memory per chip (fullest stage)</h3>" + _table(["part", "bytes"], rows, (1,))
             + f"<p>{_fits(s.fits)} in {_e(quantity(chip.hbm_capacity, 'B'))} of HBM; longest context "
-            f"that fits (batch {page.batch}): <b>{_e(answer)}</b></p>")
+            f"(batch {page.batch:,}): <b>{_e(answer)}</b></p>")
 
 
 def _training_breakdown(page: _Page) -> str:
@@ -386,7 +420,7 @@ def _training_breakdown(page: _Page) -> str:
                                                                            "dp_comm")]
     memory = [[_e(k), _e(quantity(b[k], "B"))] for k in ("weights", "gradients", "optimizer", "activations")]
     return ("<h3>Training step: time</h3>" + _table(["part", "time per step"], time, (1,))
-            + f"<p>step time {_e(quantity(t.step_time, 's'))}</p>"
+            + f"<p>step time {_e(quantity(t.step_time, 's'))}{_e(_unfit(t, page.chip))}</p>"
             + "<h3>Training: memory per chip (fullest stage)</h3>" + _table(["part", "bytes"], memory, (1,))
             + f"<p>total {_e(quantity(t.memory_per_chip, 'B'))}: {_fits(t.fits)}</p>")
 
@@ -412,6 +446,11 @@ def _assumptions_section(page: _Page) -> str:
     return ("<section id='assumptions'><h2>Assumptions</h2><h3>Efficiency model (docs/conventions.md §17)</h3>"
             + _table(["field", "value", "source"], eff, (1,))
             + "<ul>" + "".join(f"<li>{_e(t)}</li>" for t in items) + "</ul></section>")
+
+
+def _origin(chip: Hardware) -> str:
+    """The header's note on a chip read from a file: where its efficiency model comes from."""
+    return f"; efficiency model: {chip.efficiency_from}" if chip.efficiency_from else ""
 
 
 def _par_text(par: Parallelism) -> str:
@@ -525,7 +564,7 @@ def html_report(model: Model, hardware: Union[Hardware, str], *, batch_size: int
             f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
             f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>"
             f"<h1>{_e(title)}</h1><p class='note'>symcost {_e(_version())}; {_e(page.dtype.value)}, "
-            f"{_e(_par_text(par))}</p>" + "\n".join(sections) + "</body></html>\n")
+            f"{_e(_par_text(par))}{_e(_origin(page.chip))}</p>" + "\n".join(sections) + "</body></html>\n")
 
 
 def write_html_report(path: Union[str, Path], model: Model, hardware: Union[Hardware, str], **options: Any) -> Path:

@@ -66,9 +66,11 @@ SEQ_LEN_POINTS = 200
 CONTEXT_HEADROOM = 2
 FALLBACK_MAX_SEQ_LEN = 2**17
 
-# Roofline labels: one closer than this (in decades of intensity and of FLOP/s) to an earlier
-# label moves LABEL_STEP points further down, so clustered ops stay readable.
-LABEL_NEAR_X, LABEL_NEAR_Y, LABEL_STEP = 0.6, 0.15, 8
+# Roofline labels: each op's label takes the first place, in this order, where it overlaps no other
+# label, no marker and not the legend, inside the axes: beside its marker (the side facing the middle
+# of the chart first, then the other), level with it, then LABEL_STEP points lower or higher, a
+# step further each time, up to LABEL_TRIES steps each way.
+LABEL_STEP, LABEL_TRIES, LABEL_GAP = 9, 12, 2
 LABEL_NAMES = 3  # names shown per point ("gate, up, down +5"); more would run off the chart
 RIGHT_SIDE = 0.6  # points beyond this fraction of the (log) x range are labelled to their left
 
@@ -239,13 +241,14 @@ def roofline(metrics: LayerMetrics, hardware: Hardware | str, path: PathLike, *,
     ax.set_xscale("log")
     ax.set_yscale("log")
     _draw_roofs(ax, np.geomspace(lo, hi, 256), p, bw, vec, ridge)
-    _draw_ops(ax, points, lo, hi)
+    labels = _draw_ops(ax, points, lo, hi)
     ax.set_xlabel("arithmetic intensity (FLOP / HBM byte)")
     ax.set_ylabel("achieved (TFLOP/s)")
     ax.set_title(title if title is not None else
                  f"roofline: {metrics.phase.value} on {chip.name} ({datatype.value})")
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(True, which="major", lw=0.3)
+    _place_labels(fig, ax, labels)
     return _save(fig, out, kind, dpi)
 
 
@@ -286,22 +289,61 @@ def _draw_roofs(ax: Any, grid: Any, p: float, bw: float, vec: float, ridge: floa
             color="gray", va="bottom", transform=ax.get_xaxis_transform())
 
 
-def _draw_ops(ax: Any, points: list, lo: float, hi: float) -> None:
-    placed: list[tuple[float, float]] = []
+def _draw_ops(ax: Any, points: list, lo: float, hi: float) -> list[tuple[Any, float, float, float, bool]]:
+    """A marker and a label per point; returns ``(label, x, y, marker radius in points, right
+    side)`` for :func:`_place_labels`."""
+    labels = []
     for pt in sorted(points, key=lambda q: (-_number(q.achieved), _number(q.intensity))):
         x, y = _number(pt.intensity), _number(pt.achieved) / TERA
-        ax.scatter([x], [y], s=16 + 240 * _number(pt.share), alpha=0.8, zorder=3)
-        # NB: ops crowd near the roof; a label near earlier ones (in decades) steps down a line
-        near = sum(abs(math.log10(x) - u) < LABEL_NEAR_X and abs(math.log10(y) - v) < LABEL_NEAR_Y
-                   for u, v in placed)
-        placed.append((math.log10(x), math.log10(y)))
+        size = 16 + 240 * _number(pt.share)  # points squared: the marker is sqrt(size) points across
+        ax.scatter([x], [y], s=size, alpha=0.8, zorder=3)
         names = ", ".join(pt.names[:LABEL_NAMES])
         if len(pt.names) > LABEL_NAMES:
             names += f" +{len(pt.names) - LABEL_NAMES}"
         right = math.log(x / lo) > RIGHT_SIDE * math.log(hi / lo)  # label leftwards at the edge
-        label = ax.annotate(names, (x, y), xytext=(-5 if right else 5, 3 - LABEL_STEP * near),
-                            textcoords="offset points", fontsize=7, ha="right" if right else "left")
+        label = ax.annotate(names, (x, y), xytext=(0, 0), textcoords="offset points", fontsize=7)
         label.set_in_layout(False)  # long labels must not shrink the axes
+        labels.append((label, x, y, math.sqrt(size) / 2, right))
+    return labels
+
+
+def _place_labels(fig: Any, ax: Any, labels: list[tuple[Any, float, float, float, bool]]) -> None:
+    """Put each label where it overlaps no earlier label, no marker and not the legend, inside the
+    axes (candidates in the order of the constants above); the first candidate when none is free."""
+    fig.draw_without_rendering()  # the constrained layout fixes the axes first
+    renderer = fig.canvas.get_renderer()
+    markers = [(*ax.transData.transform((x, y)), radius * fig.dpi / 72) for _, x, y, radius, _ in labels]
+    legend = ax.get_legend()
+    taken = [legend.get_window_extent(renderer)] if legend is not None else []
+    inside = ax.patch.get_window_extent(renderer)
+    steps = [0] + [k * sign for k in range(1, LABEL_TRIES + 1) for sign in (-1, 1)]
+    for label, _, _, radius, right in labels:
+        candidates = [(side, step) for step in steps for side in ((-1, 1) if right else (1, -1))]
+        for side, step in candidates:
+            _offset(label, side, step, radius)
+            box = label.get_window_extent(renderer)
+            if (inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
+                    and not any(box.overlaps(other) for other in taken)
+                    and not any(_reaches(box, m) for m in markers)):
+                break
+        else:  # nowhere free: beside the marker, where it would have been
+            _offset(label, *candidates[0], radius=radius)
+        taken.append(label.get_window_extent(renderer))
+
+
+def _offset(label: Any, side: int, step: int, radius: float) -> None:
+    """Place ``label`` beside its marker, on the right (``side`` 1) or the left (-1), ``step``
+    label heights up (positive) or down, vertically centred on the point at step 0."""
+    label.set_horizontalalignment("left" if side > 0 else "right")
+    label.set_verticalalignment("center")
+    label.xyann = (side * (radius + LABEL_GAP), step * LABEL_STEP)
+
+
+def _reaches(box: Any, marker: tuple[float, float, float]) -> bool:
+    """Whether the circular ``marker`` (x, y, radius in pixels) reaches into ``box``."""
+    x, y, radius = marker
+    dx, dy = max(box.x0 - x, 0, x - box.x1), max(box.y0 - y, 0, y - box.y1)
+    return dx * dx + dy * dy < radius * radius
 
 
 # -- memory against context length -------------------------------------------------------------
@@ -427,7 +469,9 @@ def memory_vs_seq_len(model_or_layer: Model | Layer, hardware: Hardware | str, p
     ax.set_title(f"{terms.name}: {'serving' if isinstance(model_or_layer, Model) else stage.value}, "
                  f"batch {batch_size}, {datatype.value} on {chip.name}\n{parallelism_label(terms.parallelism)}",
                  fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
+    # NB: below the axes, not in them: a legend inside covered the HBM line whenever the weights
+    # alone came near the capacity (the line then runs high, under an upper-left legend)
+    fig.legend(fontsize=7, loc="outside lower center", ncols=3)
     ax.grid(True, which="major", lw=0.3)
     return _save(fig, out, kind, dpi)
 
@@ -441,7 +485,7 @@ def _draw_memory(ax: Any, grid: Any, terms: _MemoryTerms, capacity: float) -> No
     ax.stackplot(grid, values.weights / GIGA, values.kv / GIGA, values.act / GIGA,
                  labels=["weights", "KV cache", "activations"], alpha=0.75)
     ax.plot(grid, values.total / GIGA, color="black", lw=1, label="memory per chip")
-    ax.axhline(capacity / GIGA, color="red", ls="--", lw=1,
+    ax.axhline(capacity / GIGA, color="red", ls="--", lw=1, zorder=3,  # over the stacked areas
                label=f"HBM capacity {capacity / GIGA:.4g} GB")
     if best.status == "found" and best.value is not None:
         ax.axvline(best.value, color="red", ls=":", lw=1)
@@ -459,6 +503,8 @@ def _draw_memory(ax: Any, grid: Any, terms: _MemoryTerms, capacity: float) -> No
 
 # -- training step breakdown -------------------------------------------------------------------
 
+STEP_HEADROOM = 1.15
+"""The bar charts' value axes run to this multiple of the tallest bar: room for its label."""
 _TIME_PARTS = (("compute", "compute"), ("bubble", "pipeline bubble"),
                ("pipeline_comm", "pipeline comm"), ("dp_comm", "DP comm"))
 _MEMORY_PARTS = (("weights", "weights"), ("gradients", "gradients"),
@@ -503,10 +549,14 @@ def step_breakdown(step_or_steps: TrainingStep | Sequence[TrainingStep], path: P
     for xi, t in zip(x, bottom):
         ax_time.annotate(f"{t:.3g} s", (xi, t), xytext=(0, 2), textcoords="offset points",
                          ha="center", fontsize=7)
+    # NB: the limits are set, not left to the margins: the empty parts of a bar (no bubble, no
+    # communication) stack at its top, and their sticky edges would pin the axis to it, under the title
+    ax_time.set_ylim(0, max(bottom) * STEP_HEADROOM)
     ax_time.set_ylabel("time per step (s)")
     ax_time.set_title("step time", fontsize=10)
-    _stacked_bars(ax_mem, x, rows, _MEMORY_PARTS, GIGA)
+    memory = _stacked_bars(ax_mem, x, rows, _MEMORY_PARTS, GIGA)
     capacity = np.array([_number(s.hardware.hbm_capacity) for s in steps]) / GIGA
+    ax_mem.set_ylim(0, max(max(memory), max(capacity)) * STEP_HEADROOM)
     ax_mem.hlines(capacity, x - 0.4, x + 0.4, colors="red", linestyles="--", lw=1,
                   label="HBM capacity")
     ax_mem.set_ylabel("memory per chip (GB)")
@@ -514,7 +564,6 @@ def step_breakdown(step_or_steps: TrainingStep | Sequence[TrainingStep], path: P
     for ax in (ax_time, ax_mem):
         ax.set_xticks(x, names, fontsize=7, rotation=20 if len(steps) > 2 else 0)
         ax.legend(fontsize=6)
-        ax.margins(y=0.12)
     return _save(fig, out, kind, dpi)
 
 

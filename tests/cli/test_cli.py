@@ -16,7 +16,7 @@ def test_default_report_is_llama_3_8b_on_h100():
     for phase in ("== prefill ==", "== decode ==", "== training =="):
         assert phase in out
     assert "memory-bound" in out and "compute-bound" in out
-    assert "longest context that fits" in out
+    assert "longest context (batch 1" in out
 
 
 def test_report_json_numbers():

@@ -86,7 +86,7 @@ def test_report_longest_context_uses_the_parallelism():
     solved = json.loads(run("solve", "max-seq-len", "--tp", "8", "--json").stdout)
     assert solved["value"] == data["max_context"]
     text = run("report", "--tp", "8", "--phase", "decode").stdout
-    assert "1,620,511 tokens" in text and "300,196" not in text
+    assert "1,620,511 fit in HBM" in text and "300,196" not in text
 
 
 def test_report_training_memory_has_every_component():
@@ -263,9 +263,9 @@ def test_cli_prefill_chunk_is_applied_and_stated():
     data = report_json(*args, "--phase", "decode")
     assert data["max_context"] == 1_509_745 and data["assumptions"]["prefill_chunk"] == 8192
     text = run("report", *args, "--phase", "decode").stdout
-    assert "1,509,745 tokens" in text and "prefill in chunks of 8192 tokens" in text
+    assert "1,509,745 fit in HBM" in text and "prefill in chunks of 8,192 tokens" in text
     solved = run("solve", "max-seq-len", *args)
-    assert "1,509,745 tokens" in solved.stdout and "chunks of 8192" in solved.stdout
+    assert "1,509,745 tokens" in solved.stdout and "chunks of 8,192" in solved.stdout
     data = json.loads(run("solve", "max-batch", "--seq", "32768", "--model", "llama-3-70b", "--tp", "8",
                           "--prefill-chunk", "2048", "--json").stdout)
     assert data["value"] == 42 and data["prefill_chunk"] == 2048

@@ -1,20 +1,25 @@
 """symcost's context-parallel collectives checked against PyTorch's own ring attention.
 
-PyTorch 2.13's public API, ``torch.distributed.tensor.experimental.context_parallel``, cannot
-run on CPU: it dispatches SDPA through DTensor, and the CPU kernel
-``aten._scaled_dot_product_flash_attention_for_cpu`` has no sharding strategy registered (it
-raises ``NotImplementedError``; only the CUDA flash, efficient and cuDNN kernels are mapped to the
-ring), and it cannot shard inputs that require grad. ``test_public_api_cannot_run_on_cpu``
-records that as a skip with torch's own message.
+PyTorch 2.13's public API, ``torch.distributed.tensor.experimental.context_parallel``, runs on
+CPU with the math SDPA backend (``sdpa_kernel(SDPBackend.MATH)``): its ring handlers are mapped
+only to the CUDA flash, efficient and cuDNN kernels (the CPU flash kernel
+``aten._scaled_dot_product_flash_attention_for_cpu`` has no sharding strategy), but the math
+backend decomposes SDPA into matmuls and a softmax over DTensors, which DTensor itself shards: it
+all-gathers K and V for the forward and again for the backward, and reduce-scatters dK and dV --
+symcost's ``"all_gather"`` exchange, call by call split in two (K, then V). The math backend builds
+a causal mask as a plain tensor, which DTensor refuses to add, so that check is non-causal (the
+exchange is the same either way); and the sharded inputs take ``requires_grad`` inside the context
+and are not restored after it (a tensor that requires grad cannot be resized back).
 
-The ring itself can: ``_templated_ring_attention`` and ``_templated_ring_attention_backward``
-(the functions the public API calls, in ``torch.distributed.tensor.experimental._context_parallel
-._attention``) take the attention kernel as an argument, so they run here with the CPU flash
-kernel on a *fake* process group (one process plays rank 0 of ``cp``; the fake backend moves no
-data, as in ``test_torch_tp_comm.py``). Each collective is recorded as symcost's ``(kind, axis,
-group size, payload bytes)`` (docs/conventions.md §11): PyTorch's KV rotation by
-``permute_tensor`` (an ``all_to_all_single`` whose whole buffer goes to the next rank) is a
-point-to-point send of its buffer; an ``all_gather_into_tensor`` has its output as payload.
+The ring itself (not what the math backend runs) is checked directly: ``_templated_ring_attention``
+and ``_templated_ring_attention_backward`` (the functions the public API calls on CUDA, in
+``torch.distributed.tensor.experimental._context_parallel._attention``) take the attention kernel as
+an argument, so they run here with the CPU flash kernel on a *fake* process group (one process plays
+rank 0 of ``cp``; the fake backend moves no data, as in ``test_torch_tp_comm.py``). Each collective
+is recorded as symcost's ``(kind, axis, group size, payload bytes)`` (docs/conventions.md §11):
+PyTorch's KV rotation by ``permute_tensor`` (an ``all_to_all_single`` whose whole buffer goes to the
+next rank) is a point-to-point send of its buffer; an ``all_gather_into_tensor`` has its output as
+payload.
 
 What PyTorch does, per rank, and how it compares with symcost's ``cp_comm_type``:
 
@@ -40,6 +45,7 @@ import torch.distributed as dist  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.distributed.device_mesh import init_device_mesh  # noqa: E402
 from torch.distributed.distributed_c10d import _resolve_process_group  # noqa: E402
+from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 
 # importing fake_pg registers the "fake" backend
 from torch.testing._internal.distributed.fake_pg import FakeStore  # noqa: E402
@@ -89,6 +95,8 @@ def _record(func, args, kwargs, out) -> tuple:
         return ("p2p", "cp", group, in_bytes)
     if func._opname == "all_gather_into_tensor":
         return ("all_gather", "cp", group, out.numel() * out.element_size())
+    if func._opname == "reduce_scatter_tensor":  # the payload is the input (docs/conventions.md §11)
+        return ("reduce_scatter", "cp", group, in_bytes)
     raise AssertionError(f"unexpected collective {func}")
 
 
@@ -107,10 +115,10 @@ def _ring(mesh, method: str) -> tuple[Counter, Counter]:
     return Counter(fw.records), Counter(bw.records)
 
 
-def _symcost(cp: int, comm: str) -> tuple[Counter, Counter]:
+def _symcost(cp: int, comm: str, causal: bool = True) -> tuple[Counter, Counter]:
     """symcost's collectives of the attention layer (t = 1: the CP exchange only), fp32: prefill
     (the forward) and training minus prefill (the backward)."""
-    layer = sc.AttentionLayer(hidden_size=A * D, num_heads=A, causal=True,
+    layer = sc.AttentionLayer(hidden_size=A * D, num_heads=A, causal=causal,
                               parallelism={"context_parallel": cp, "cp_comm_type": comm})
 
     def calls(phase):
@@ -147,12 +155,32 @@ def test_all_gather_forward_matches(mesh):
     assert ours_bw == Counter({("all_gather", "cp", cp, whole): 1, ("reduce_scatter", "cp", cp, whole): 1})
 
 
-def test_public_api_cannot_run_on_cpu(mesh):
-    """``context_parallel`` itself on CPU: skipped with torch's own reason."""
+def test_public_api_on_cpu_matches_all_gather(mesh):
+    """``context_parallel`` itself on CPU (math SDPA, non-causal): forward all-gathers of K and of V,
+    b*a*s*d*4 bytes each (cp = 2: 2*4*16*8*4 = 4,096), whose sum is symcost's one all-gather of K and
+    V together (8,192); backward the same all-gathers again plus reduce-scatters of dK and of dV,
+    summing to symcost's one all-gather and one reduce-scatter of K, V and of dK, dV."""
+    cp = mesh.size()
+    one = B * A * S * D * E  # K (or V) over the whole sequence, fp32
     q, k, v = (torch.randn(B, A, S, D) for _ in range(3))
-    try:
-        with context_parallel(mesh, buffers=[q, k, v], buffer_seq_dims=[2, 2, 2]):
-            F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    except (NotImplementedError, RuntimeError) as err:
-        pytest.skip(f"torch.distributed.tensor.experimental.context_parallel cannot run on CPU: {err}")
-    pytest.fail("context_parallel ran on CPU: count its collectives here too")
+    with sdpa_kernel(SDPBackend.MATH), context_parallel(mesh, buffers=[q, k, v], buffer_seq_dims=[2, 2, 2],
+                                                       no_restore_buffers={q, k, v}):
+        for t in (q, k, v):
+            t.requires_grad_()
+        with RecordingCommMode(_record) as fw:
+            out = F.scaled_dot_product_attention(q, k, v)
+        with RecordingCommMode(_record) as bw:
+            out.sum().backward()
+    assert Counter(fw.records) == Counter({("all_gather", "cp", cp, one): 2})
+    assert Counter(bw.records) == Counter({("all_gather", "cp", cp, one): 2, ("reduce_scatter", "cp", cp, one): 2})
+    ours_fw, ours_bw = _symcost(cp, "all_gather", causal=False)
+    assert _bytes(fw.records) == _bytes(ours_fw) and _bytes(bw.records) == _bytes(ours_bw)
+
+
+def _bytes(calls) -> Counter:
+    """Payload bytes by (kind, axis, group size): records (one per call) or symcost's counted calls."""
+    counted = calls if isinstance(calls, Counter) else Counter(calls)
+    out: Counter = Counter()
+    for (kind, axis, group, payload), n in counted.items():
+        out[kind, axis, group] += payload * n
+    return out

@@ -1,5 +1,7 @@
 """Fidelity: the calibrated time model against Narayanan et al. 2021, Table 1."""
 
+from fractions import Fraction
+
 import pytest
 
 from symcost import calibration, hardware
@@ -15,9 +17,9 @@ def test_table_loads_with_the_papers_flop_count():
 
 
 @pytest.mark.parametrize("index", range(10))
-def test_calibrated_predictions_within_ten_percent(index):
-    """With the calibrated efficiencies each row's achieved TFLOP/s per GPU is predicted within
-    10 % (the full table, recomputed by benchmarks/calibrate.py, is in the README)."""
+def test_in_sample_predictions_within_ten_percent(index):
+    """In sample (the efficiencies were fitted on these rows): each row's achieved TFLOP/s per GPU
+    is predicted within 10 % (the full table, recomputed by benchmarks/calibrate.py, is in the README)."""
     row = calibration.load_table()[index]
     prediction = calibration.predict(row, calibration.megatron_a100())
     assert abs(prediction.relative_error) < 0.10
@@ -32,8 +34,24 @@ def test_calibration_is_explicit_in_hardware_fields():
         k: v for k, v in base.to_dict().items() if not k.endswith("efficiency")}
 
 
-def test_calibrated_mean_error_at_most_three_percent():
-    """Issue target: mean absolute error of the achieved TFLOP/s per GPU at most 3 % over Table 1."""
+def test_in_sample_mean_error_at_most_three_percent():
+    """In sample: mean absolute error of the achieved TFLOP/s per GPU at most 3 % over Table 1, the
+    rows the efficiencies were fitted on."""
     chip = calibration.megatron_a100()
     errors = [abs(calibration.predict(row, chip).relative_error) for row in calibration.load_table()]
     assert sum(errors) / len(errors) <= 0.03
+
+
+@pytest.mark.parametrize("half", [0, 1])
+def test_held_out_half_mean_error_at_most_three_percent(half):
+    """Out of sample (the README's check): refitted on alternate rows of Table 1, the GEMM efficiency
+    is again 67/100 (inside the grid tried, not at its edge), and the other half, which the fit never
+    saw, is predicted with a mean absolute error of at most 3 % (2.2 % and 2.6 %). The grid is the
+    shipped one's middle, 63/100 to 71/100, to keep the test short."""
+    rows = calibration.load_table()
+    grid = tuple(Fraction(k, 100) for k in range(63, 72))
+    chip, _ = calibration.calibrate(rows[half::2], matmul=grid)
+    assert chip.matmul_efficiency == Fraction(67, 100) and grid[0] < chip.matmul_efficiency < grid[-1]
+    held_out = [calibration.predict(row, chip) for row in rows[1 - half::2]]
+    errors = [abs(p.relative_error) for p in held_out]
+    assert len(errors) == 5 and sum(errors) / len(errors) <= 0.03

@@ -283,3 +283,49 @@ def test_without_chromium_the_browser_tests_say_why(monkeypatch):
     monkeypatch.setenv("PATH", "")
     assert chromium_page.usable_chromium() == (
         None, "headless Chromium not installed (Debian: apt-get install chromium; .ci/run installs it)")
+
+
+def test_model_table_states_the_head_dim_it_uses(plain):
+    """A layer built without ``head_dim`` uses h / a = 256 / 4 = 64: the table says so instead of
+    printing the unset field (``head_dim = None``); unset options print nothing."""
+    model = parse(plain).sections["model"]
+    assert "head_dim = None" not in model and "= None" not in model
+    assert "head_dim = 64 (hidden_size / num_heads)" in model
+
+
+def test_html_summary_states_both_limits():
+    """llama-3-8b on an H100, batch 1: 300,196 tokens fit in HBM; it was trained to 8,192."""
+    from symcost import models
+
+    page = report_html.html_report(models.get("llama-3-8b"), "h100", phases=["decode"], plots=False)
+    assert "8,192 tokens, the model&#x27;s trained length (max_position_embeddings) binds; 300,196 fit in HBM" in page
+
+
+def test_a_chip_file_with_a_base_is_stated_and_sourced():
+    """examples/chips/nvidia-h100-pcie.yaml (base: h100): the page's header and chip section say
+    where the efficiency model comes from, and each field the base supplied cites the H100 preset's
+    source, marked as the base's."""
+    from pathlib import Path
+
+    from symcost import hardware
+
+    chip = hardware.load_file(Path(__file__).resolve().parents[2] / "examples" / "chips" / "nvidia-h100-pcie.yaml")
+    page = report_html.html_report(tiny(), chip, seq_len=128, plots=False)
+    text = parse(page).sections
+    assert "efficiency model: base H100_SXM" in html.unescape(page.split("<section")[0])
+    assert "H100_PCIe; efficiency model: base H100_SXM" in text["chip"]
+    assert "H100_SXM's (the file's base): [H200-RUN]" in text["assumptions"]  # memory_efficiency's source
+
+
+def test_training_numbers_of_a_layout_that_does_not_fit_say_so():
+    """llama-3-8b training on one H100 does not fit (190.8 GB of 80 GB, the page's 4 digits): the
+    summary's step time and MFU, and the training section's step line, carry the verdict beside the
+    number."""
+    from symcost import models
+
+    page = report_html.html_report(models.get("llama-3-8b"), "h100", phases=["training"], plots=False)
+    text = parse(page).sections
+    summary = text["summary"]
+    assert "training step time626.6 ms (does not fit: 190.8 GB per chip of 80 GB HBM)" in summary
+    assert "MFU0.694 (does not fit" in summary
+    assert text["training"].count("does not fit") >= 1

@@ -268,3 +268,82 @@ def test_memory_title_names_the_parallelism(tmp_path, drawn):
     model_title, layer_title = (fig.axes[0].get_title() for fig in drawn)
     assert model_title.endswith("\nTP 2, SP Megatron (over TP), PP 1, EP 1, DP 1")
     assert layer_title.endswith("\nTP 4, SP 1, PP 1, EP 1, DP 1")
+
+
+# -- nothing hides anything: labels, legends and lines laid out apart (issue 20 item 19) -----------
+
+
+def _extent(artist, fig):
+    return artist.get_window_extent(fig.canvas.get_renderer())
+
+
+def test_step_time_label_clears_the_title(tmp_path, steps, drawn):
+    """The step time printed above each bar stays inside its panel, below the title: also for a step
+    of compute alone, whose empty bubble and communication bars sit at the top of the compute bar."""
+    alone = small_llama().training_step(H100, seq_len=1024, global_batch=1)  # one chip: compute only
+    plots.step_breakdown(alone, tmp_path / "one.png", size=(8, 4))
+    plots.step_breakdown(steps, tmp_path / "two.png", size=(8, 4))
+    for fig, count in zip(drawn, (1, len(steps))):
+        ax = fig.axes[0]
+        labels = [t for t in ax.texts if t.get_text().endswith(" s")]
+        assert len(labels) == count
+        for label in labels:
+            assert not _extent(label, fig).overlaps(_extent(ax.title, fig))
+            assert _extent(label, fig).y1 <= _extent(ax.patch, fig).y1
+
+
+def test_memory_legend_leaves_the_hbm_line_visible(tmp_path, drawn):
+    """Weights near the capacity (llama-3-70b at TP 2 on an H100: 70.6 of 80 GB) put the HBM line
+    high on the chart, where an in-plot legend covered its left end: the legend sits outside the
+    plotting area, so no line can hide under it."""
+    from symcost import models
+
+    plots.memory_vs_seq_len(models.get("llama-3-70b"), "h100", tmp_path / "m.png",
+                            parallelism={"tensor_parallel": 2})
+    fig = drawn[0]
+    ax = fig.axes[0]
+    legend = ax.get_legend() or fig.legends[0]
+    assert not _extent(legend, fig).overlaps(_extent(ax.patch, fig))
+    hbm = next(line for line in ax.lines if line.get_label().startswith("HBM capacity"))
+    assert hbm.get_zorder() > max(c.get_zorder() for c in ax.collections)  # drawn over the stacked areas
+
+
+def _markers(ax):
+    """(x, y, radius) in pixels of every scatter marker: a marker of size s (points squared) is a
+    circle sqrt(s) points across."""
+    out = []
+    for coll in ax.collections:
+        offsets = coll.get_offsets()
+        if len(offsets) == 0:
+            continue
+        radius = coll.get_sizes()[0] ** 0.5 / 2 * ax.figure.dpi / 72
+        out += [(x, y, radius) for x, y in ax.transData.transform(offsets)]
+    return out
+
+
+def _covers(box, marker):
+    """Whether the circle ``marker`` reaches into ``box`` (nearest point of the box within the radius)."""
+    x, y, radius = marker
+    dx, dy = max(box.x0 - x, 0, x - box.x1), max(box.y0 - y, 0, y - box.y1)
+    return dx * dx + dy * dy < radius * radius
+
+
+@pytest.mark.parametrize("phase", ["decode", "prefill", "training"])
+def test_roofline_labels_overlap_nothing(tmp_path, drawn, phase):
+    """Llama-3-8B's block on an H100 at 8,192 tokens: its ops crowd near the roofs (decode: qkv,
+    out, gate, up and down at one FLOP per byte; prefill: every GEMM just under the compute roof).
+    No op label overlaps another, a marker or the legend."""
+    from symcost import models
+
+    block = models.get("llama-3-8b").blocks[0][0].compute_metrics(1, 8192, phase, "bf16", "h100")
+    plots.roofline(block, "h100", tmp_path / "r.png")
+    fig = drawn[0]
+    ax = fig.axes[0]
+    labels = [t for t in ax.texts if not t.get_text().startswith(" ridge")]
+    boxes = [_extent(t, fig) for t in labels]
+    assert len(boxes) >= 5
+    clashes = [(labels[i].get_text(), labels[j].get_text()) for i in range(len(boxes)) for j in range(i)
+               if boxes[i].overlaps(boxes[j])]
+    covered = [t.get_text() for t, box in zip(labels, boxes) if any(_covers(box, m) for m in _markers(ax))]
+    under_legend = [t.get_text() for t, box in zip(labels, boxes) if box.overlaps(_extent(ax.get_legend(), fig))]
+    assert (clashes, covered, under_legend) == ([], [], [])
