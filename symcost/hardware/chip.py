@@ -541,6 +541,7 @@ class Hardware(BaseModel):
         base = self._base if self._base is not None else self
         fields = {**base._fields(), **engine.overrides_for(base.name), "runtime": engine}
         chip = Hardware(**fields)
+        chip._efficiency_from = base._efficiency_from
         if chip != base:
             chip._base = base
         return chip
