@@ -99,7 +99,7 @@ def _extreme(kind: Any, args: Sequence[sp.Expr]) -> sp.Expr:
         kept.append(a)
     if len(kept) == 1:
         return kept[0]
-    return cast(sp.Expr, kind(*kept, evaluate=False))
+    return cast(sp.Expr, kind(*kept, evaluate=all(a.is_number for a in kept)))
 
 
 def tighten(exprs: Sequence[Any]) -> list[sp.Expr]:
@@ -117,7 +117,8 @@ def tighten(exprs: Sequence[Any]) -> list[sp.Expr]:
             return _extreme(type(node), args)
         if all(x is y for x, y in zip(args, node.args)):
             return node
-        if type(node) in (sp.Add, sp.Mul):  # evaluated: the terms left merge
+        if type(node) in (sp.Add, sp.Mul) or all(a.is_number for a in args):
+            # evaluated: the terms left merge; a ceiling of a number is that number's
             return node.func(*args)
         # NB: unevaluated: SymPy's ceiling drops itself over an argument it wrongly takes for an integer
         return unevaluated(node, args)

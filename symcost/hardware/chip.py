@@ -651,7 +651,7 @@ class Hardware(BaseModel):
         >>> slow = Hardware.from_mapping({**sheet, "name": "slow-h100", "hbm_bandwidth": "2e12", "base": "h100"},
         ...                              "slow.yaml")
         >>> slow.hbm_bandwidth, slow.memory_efficiency, slow.efficiency_from
-        (2000000000000, 9/10, 'base H100_SXM')
+        (2000000000000, 183/200, 'base H100_SXM')
         >>> Hardware.from_mapping({"name": "x", "ideal": True}, "x.yaml")
         Traceback (most recent call last):
         ...

@@ -81,15 +81,15 @@ def test_solve_pd_ratio_with_pipelined_pools(capsys):
             "--prompt", "4096", "--output", "512", "--ttft", "0.5", "--tpot", "0.04"]
     code, out, _ = run(capsys, *argv)
     assert code == 0
-    assert "2 prefill (H100_SXM, TP 4 x PP 2) : 1 decode (H100_SXM, TP 8 x PP 2) instances, 32 chips" in out
-    assert re.search(r"prefill: 252 ms per prompt \(slowest stage 126 ms\)", out)
+    assert "3 prefill (H100_SXM, TP 4 x PP 2) : 1 decode (H100_SXM, TP 8 x PP 2) instances, 40 chips" in out
+    assert re.search(r"prefill: 276 ms per prompt \(slowest stage 138 ms\)", out)
     code, out, _ = run(capsys, *argv, "--json")
     data = json.loads(out)
     plan = pd_ratio(models.get("llama-3-70b"), 12, 4096, 512, Fraction(1, 2), Fraction(1, 25),
                     prefill_parallelism={"tensor_parallel": 4, "pipeline_parallel": 2},
                     decode_parallelism={"tensor_parallel": 8, "pipeline_parallel": 2})
     assert data["prefill_stage_time_s"] == float(plan.prefill_stage_time) < data["prefill_time_s"]
-    assert (data["num_prefill"], data["num_chips"]) == (plan.num_prefill, plan.num_chips) == (2, 32)
+    assert (data["num_prefill"], data["num_chips"]) == (plan.num_prefill, plan.num_chips) == (3, 40)
 
 
 @pytest.mark.parametrize("layout, name", [(["--cp", "2"], "TP 8 x CP 2"), (["--sp", "2"], "TP 8 x SP 2"),

@@ -179,3 +179,11 @@ def test_ceilings_of_divisions_and_scaled_extremes_are_exact():
                                Ceil(sp.Max(s / 3, b * s**2, evaluate=False) / 75)])
     # Max(128/3, 525 * 128^2) / 75 = 8,601,600 / 75 = 114,688 exactly (a float product rounds above)
     assert f(14, 4800)[0] == 64.0 and f(525, 128)[1] == 114688.0
+
+
+def test_tighten_evaluates_a_ceiling_whose_argument_becomes_a_number():
+    """Min(0, b) over positive b tightens to 0: the ceiling around it must become 0 too, not an
+    unevaluated Ceil(0) that an outer Max cannot compare (found by the property test above)."""
+    expr = extreme(sp.Max, b, Ceil(extreme(sp.Min, 0, b)))
+    tight = tighten([expr])[0]
+    assert tight == b and tight.xreplace({b: 1}) == 1

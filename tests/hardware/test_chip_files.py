@@ -99,7 +99,8 @@ def test_every_example_runs_in_the_report(capsys):
 def test_the_2_tb_s_chip_no_longer_beats_the_h100():
     """Decode at batch 1 reads every weight: with the H100's efficiency model, the PCIe part's
     2 TB/s is slower than the SXM's 3.35 TB/s. The same datasheet left ideal (what leaving the
-    efficiency fields out used to give, silently) beat the realistic SXM preset."""
+    efficiency fields out used to give, silently) is faster than itself with them: 16 GB of
+    weights at 2 TB/s is 8.0 ms, at the fitted GEMM share of it more."""
     model = models.get("llama-3-8b")
     pcie = hardware.load_file(EXAMPLES / "nvidia-h100-pcie.yaml")
     sheet = {k: v for k, v in pcie.to_dict().items() if k in DATASHEET}
@@ -108,7 +109,8 @@ def test_the_2_tb_s_chip_no_longer_beats_the_h100():
     def tpot(chip):
         return float(model.inference_step(chip, 1, 8192).tpot)
 
-    assert tpot(roofline) < tpot(hardware.H100_SXM) < tpot(pcie)
+    assert tpot(hardware.H100_SXM) < tpot(pcie) and tpot(roofline) < tpot(pcie)
+    assert 2 * 8.03e9 / 2e12 < tpot(roofline) < 1.1 * 2 * 8.03e9 / 2e12
 
 
 # -- what a file must say -----------------------------------------------------------------------------
