@@ -164,21 +164,36 @@ def _check_chip_name(name: str) -> None:
                          "or a .json/.yaml file)")
 
 
-def hardware_arg(name: str) -> Hardware:
+def hardware_arg(name: str, engine: str | None = None) -> Hardware:
+    """The chip ``--hardware`` names, under the ``--engine`` profile when one is given."""
     _check_chip_name(name)  # answered without loading the library
     path = Path(name)
     from .. import hardware
 
     if path.suffix.lower() in (".json", ".yaml", ".yml"):
         try:
-            return hardware.load_file(path)
+            chip = hardware.load_file(path)
         except ValueError as err:  # ValidationError included
             raise UsageError(f"argument --hardware: {one_line(err)}") from None
-    try:
-        return hardware.get(name)
-    except ValueError:
-        raise UsageError(f"argument --hardware: unknown chip {name!r} (choose from {', '.join(hardware.names())}, "
-                         "or a .json/.yaml file)") from None
+    else:
+        try:
+            chip = hardware.get(name)
+        except ValueError:
+            raise UsageError(f"argument --hardware: unknown chip {name!r} (choose from {', '.join(hardware.names())}, "
+                             "or a .json/.yaml file)") from None
+    if engine is None:
+        return chip
+    if engine.lower() not in hardware.runtimes():
+        raise UsageError(f"argument --engine: unknown engine profile {engine!r} (choose from "
+                         f"{', '.join(hardware.runtimes())})")
+    return chip.with_runtime(engine)
+
+
+def add_engine(p: argparse.ArgumentParser) -> None:
+    """``--engine``: the engine profile the chip runs under (symcost/hardware/engines)."""
+    p.add_argument("--engine", default=None,
+                   help="engine profile: neutral (default), tensorrt-llm, vllm, sglang, tensorrt-llm-0.x, "
+                        "fastertransformer")
 
 
 def parallelism_arg(args: argparse.Namespace) -> dict[str, Any]:
@@ -300,6 +315,7 @@ def add_common(p: argparse.ArgumentParser, phase: bool = True) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"preset name or config.json (default {DEFAULT_MODEL})")
     p.add_argument("--hardware", default=DEFAULT_HARDWARE,
                    help=f"preset name or .json/.yaml (default {DEFAULT_HARDWARE})")
+    add_engine(p)
     p.add_argument("--tp", type=positive, default=1, help="tensor-parallel degree")
     p.add_argument("--pp", type=positive, default=1, help="pipeline-parallel degree")
     p.add_argument("--dp", type=positive, default=1, help="data-parallel degree")

@@ -139,7 +139,7 @@ def report(args: argparse.Namespace) -> int:
     from ..core.dtypes import DataType
     from ..core.parallelism import Parallelism
 
-    chip = hardware_arg(args.hardware)
+    chip = hardware_arg(args.hardware, args.engine)
     dtype = DataType.parse(args.dtype)
     if args.plot:
         check_out(args.plot, "--plot", plot=True)
@@ -158,11 +158,14 @@ def report(args: argparse.Namespace) -> int:
         "recompute": args.recompute, "zero_stage": args.zero_stage, "interleave": 1,
         "mfu_definition": MFU_DEFINITION, "inference": _INFERENCE_ASSUMES, "training": _TRAINING_ASSUMES,
     }
+    engine = chip.runtime.label if chip.runtime.name != "neutral" else None
     out: dict[str, Any] = {"model": model.name, "hardware": chip.name, "efficiency_from": chip.efficiency_from,
+                           "engine": chip.runtime.label,
                            "dtype": dtype.value,
                            "batch_size": batch, "seq_len": seq, "parallelism": par, "num_chips": chips,
                            "parameters": num(model.parameter_count), "assumptions": assumptions, "phases": {}}
     origin = f"; efficiency model: {chip.efficiency_from}" if chip.efficiency_from else ""
+    origin += f"; engine {engine}" if engine else ""
     lines = [f"symcost {__version__} report: {model.name} ({model.parameter_count:,} parameters) on {chip.name} "
              f"({human(chip.hbm_capacity, 'B')} HBM{origin}), {dtype.value}",
              f"parallelism: {par_text(par)}: {chips} chip{'s' if chips != 1 else ''}"]

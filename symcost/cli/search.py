@@ -11,6 +11,7 @@ from .common import (
     DEFAULT_MODEL,
     DTYPES,
     UsageError,
+    add_engine,
     add_model_options,
     check_out,
     emit,
@@ -31,7 +32,7 @@ def search_cmd(args: argparse.Namespace) -> int:
     if args.min_mfu is not None and args.phase == "inference":
         raise UsageError("argument --min-mfu: constrains training searches only (an inference step has no MFU)")
     model = model_arg(args.model, args)
-    chip = hardware_arg(args.hardware)
+    chip = hardware_arg(args.hardware, args.engine)
     if args.plot:
         check_out(args.plot, "--plot", plot=True)
 
@@ -82,6 +83,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("search", help="rank parallelism configurations")
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--hardware", default=DEFAULT_HARDWARE)
+    add_engine(p)
     p.add_argument("--chips", type=positive, required=True)
     p.add_argument("--global-batch", type=positive, required=True)
     p.add_argument("--seq", type=positive, default=4096)

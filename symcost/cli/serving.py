@@ -141,9 +141,9 @@ def _chip(args: argparse.Namespace, option: str) -> Any:
     name is one line naming the option given."""
     name = getattr(args, option)
     if name is None:
-        return hardware_arg(args.hardware)
+        return hardware_arg(args.hardware, args.engine)
     try:
-        return hardware_arg(name)
+        return hardware_arg(name, args.engine)
     except UsageError as err:
         raise UsageError(str(err).replace("argument --hardware", f"argument --{option.replace('_', '-')}", 1)) from None
 

@@ -28,7 +28,7 @@ def solve(args: argparse.Namespace) -> int:
         return serving.pd_ratio(args)
     serving.check_pd_options(args)
     model = model_arg(args.model, args)
-    chip = hardware_arg(args.hardware)
+    chip = hardware_arg(args.hardware, args.engine)
     par = parallelism_arg(args)
     chunk, refused = args.prefill_chunk, ""
     if args.plot:

@@ -12,6 +12,7 @@ from .common import (
     DEFAULT_MODEL,
     DTYPES,
     UsageError,
+    add_engine,
     add_model_options,
     check_out,
     emit,
@@ -31,7 +32,7 @@ def sweep_cmd(args: argparse.Namespace) -> int:
     import sympy as sp
 
     model = model_arg(args.model, args)
-    chip = hardware_arg(args.hardware)
+    chip = hardware_arg(args.hardware, args.engine)
     out = check_out(args.out, "--out")
     rows = []
     for b, s, t, c in itertools.product(args.batch, args.seq, args.tp_list, args.cp_list):
@@ -62,6 +63,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("sweep", help="evaluate a grid and write CSV")
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--hardware", default=DEFAULT_HARDWARE)
+    add_engine(p)
     p.add_argument("--batch", type=int_list, default=[1], help="comma-separated batch sizes")
     p.add_argument("--seq", type=int_list, default=[2048], help="comma-separated sequence lengths")
     p.add_argument("--tp", dest="tp_list", type=int_list, default=[1], help="comma-separated TP degrees")
