@@ -3,7 +3,7 @@
     python benchmarks/calibrate.py              inference fit (~1 min) + training table at the shipped value
     python benchmarks/calibrate.py --refit-training   also refit Megatron's GEMM efficiency (~8 min on 2 cores)
 
-Inference: symcost.calibration_inference.fit() on symcost/data/inference_calibration.csv, the
+Inference: symcost.plan.calibration_inference.fit() on symcost/data/inference_calibration.csv, the
 README's validation tables (per row, per regime, leave-one-source-out). Training: Narayanan et al.
 2021, Table 1 (symcost/data/narayanan2021_table1.csv) on the realistic A100 with the Megatron GEMM
 efficiency. The fitted values must equal the shipped defaults (tests/plan/test_calibration_inference.py
@@ -13,7 +13,7 @@ checks the inference fit on every run).
 import sys
 import time
 
-from symcost import calibration, calibration_inference
+from symcost.plan import calibration, calibration_inference
 
 
 def inference() -> None:

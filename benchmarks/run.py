@@ -384,7 +384,7 @@ def whole_model_steps(reps):
     exact compiled step, the float path (exact=False), ``compile_step``'s function in floats and
     llm-analysis 0.2.2's call, warm, interleaved (:func:`interleaved`, ``reps // 5`` rounds)."""
     from symcost import models
-    from symcost.step import compile_step
+    from symcost.plan.step import compile_step
 
     llama = models.get("llama-2-7b")
     tp8 = {"tensor_parallel": 8}

@@ -6,7 +6,7 @@ Run: python examples/decode_roofline.py
 import sympy as sp
 
 from symcost import DataType, hardware, models
-from symcost.roofline import op_time
+from symcost.hardware.timing import op_time
 
 chip = hardware.H100_SXM.ideal()  # the roofline itself (docs/conventions.md §17: the ideal chip)
 peak = chip.effective_peak("bf16")

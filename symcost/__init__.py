@@ -13,10 +13,6 @@ bytes per element; with numbers for every input, the same expressions collapse t
 from __future__ import annotations
 
 import importlib as _importlib
-import importlib.abc as _abc
-import importlib.util as _util
-import sys as _sys
-import types as _types
 from typing import TYPE_CHECKING, Any
 
 from .core import binding as _binding  # light: the time model's protocol, no SymPy
@@ -25,11 +21,17 @@ __version__ = "0.1.0"
 
 # NB: nothing heavy is imported here: ``import symcost`` (and with it ``symcost --help``) loads no
 # SymPy. Every name below is imported on first use (PEP 562), from the module that defines it.
+# The public facade is this package's attributes: the names of ``_NAMES``, the stage packages, and
+# a few modules as namespaces (``sc.symbols``, ``sc.solve``, ``sc.search``, ``sc.step``, ...). A
+# namespace is an attribute, not an import path: ``from symcost import solve`` works,
+# ``import symcost.solve`` does not (the module is ``symcost.analysis.solve``).
 _SUBMODULES = {
     "analysis": "symcost.analysis", "core": "symcost.core", "errors": "symcost.errors",
     "hardware": "symcost.hardware", "layers": "symcost.layers", "models": "symcost.models",
-    "plan": "symcost.plan", "report": "symcost.report", "search": "symcost.search",
-    "solve": "symcost.solve", "step": "symcost.step", "units": "symcost.core.units",
+    "plan": "symcost.plan", "report": "symcost.report",
+    "symbols": "symcost.core.symbols", "units": "symcost.core.units", "solve": "symcost.analysis.solve",
+    "search": "symcost.plan.search", "step": "symcost.plan.step", "calibration": "symcost.plan.calibration",
+    "latex": "symcost.report.latex", "plots": "symcost.report.plots",
 }
 _NAMES = {
     "DegreeSolution": "symcost.analysis.solve", "IntegerSolution": "symcost.analysis.solve",
@@ -50,45 +52,6 @@ _NAMES = {
     "DisaggregatedPlan": "symcost.plan.disaggregated", "pd_ratio": "symcost.plan.disaggregated",
 }
 
-# NB: each short path below has no file: importing it gives the module it names, the same object
-# (registered by _AliasFinder on first import, not by ``import symcost``); the other short paths
-# (symcost/model.py, step.py, ...) are files that re-export. See CHANGELOG.md.
-_ALIASES = {
-    "symcost.symbols": "symcost.core.symbols",
-    "symcost.sweep": "symcost.core.sweep",
-    "symcost.metrics": "symcost.core.metrics",
-    "symcost.calibration": "symcost.plan.calibration",
-    "symcost.calibration_inference": "symcost.plan.calibration_inference",
-    "symcost._expr": "symcost.core._expr",
-    "symcost._compile": "symcost.core.compile",
-    "symcost._notation": "symcost.core.notation",
-    "symcost.latex": "symcost.report.latex",
-    "symcost.plots": "symcost.report.plots",
-    "symcost.assumptions": "symcost.core.assumptions",
-}
-
-
-class _AliasFinder(_abc.MetaPathFinder, _abc.Loader):
-    """Imports an old path of :data:`_ALIASES` as the moved module itself (the same object)."""
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        return _util.spec_from_loader(fullname, self) if fullname in _ALIASES else None
-
-    def create_module(self, spec: Any) -> Any:
-        module = _importlib.import_module(_ALIASES[spec.name])
-        spec.loader_state = module.__spec__
-        return module
-
-    def exec_module(self, module: Any) -> None:
-        module.__spec__ = module.__spec__.loader_state  # the import set the alias's spec on it
-
-
-class _Package(_types.ModuleType):
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "sweep" and isinstance(value, _types.ModuleType):
-            return  # ``import symcost.sweep`` binds the module; symcost.sweep stays the function
-        super().__setattr__(name, value)
-
 
 def _load_registrations() -> None:
     """The layers reach the chips through the time model ``symcost.hardware`` registers on import;
@@ -98,9 +61,6 @@ def _load_registrations() -> None:
 
 
 _binding.register_loader(_load_registrations)
-if not any(isinstance(f, _AliasFinder) for f in _sys.meta_path):
-    _sys.meta_path.insert(0, _AliasFinder())
-_sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:
@@ -108,8 +68,6 @@ def __getattr__(name: str) -> Any:
         value = getattr(_importlib.import_module(_NAMES[name]), name)
     elif name in _SUBMODULES:
         value = _importlib.import_module(_SUBMODULES[name])
-    elif f"symcost.{name}" in _ALIASES:
-        value = _importlib.import_module(f"symcost.{name}")  # the aliased module, as importing its short path binds it
     else:
         raise AttributeError(f"module 'symcost' has no attribute {name!r}")
     globals()[name] = value
@@ -129,9 +87,7 @@ if TYPE_CHECKING:
     from . import models as models
     from . import plan as plan
     from . import report as report
-    from . import search as search
-    from . import solve as solve
-    from . import step as step
+    from .analysis import solve as solve
     from .analysis.solve import DegreeSolution as DegreeSolution
     from .analysis.solve import IntegerSolution as IntegerSolution
     from .core import symbols as symbols
@@ -166,6 +122,8 @@ if TYPE_CHECKING:
     from .models.model import Model as Model
     from .models.model import TransformerBlock as TransformerBlock
     from .plan import calibration as calibration
+    from .plan import search as search
+    from .plan import step as step
     from .plan.disaggregated import DisaggregatedPlan as DisaggregatedPlan
     from .plan.disaggregated import pd_ratio as pd_ratio
     from .plan.search import SearchResult as SearchResult

@@ -12,7 +12,7 @@ breaks. The classes say which kind of rule, so a caller can catch exactly what i
     └── SolveError             a solver cannot answer (no closed form in the symbol solved for)
 
 Because the base is a ``ValueError``, ``except ValueError`` keeps working. NB: a rule checked
-inside a pydantic validator (a layer's or :class:`~symcost.parallel.Parallelism`'s fields)
+inside a pydantic validator (a layer's or :class:`~symcost.core.parallelism.Parallelism`'s fields)
 reaches the caller as pydantic's ``ValidationError`` (also a ``ValueError``) whose message is
 ours; pydantic wraps every ``ValueError`` a validator raises.
 
@@ -57,7 +57,7 @@ class SymcostError(ValueError):
 class ConfigError(SymcostError):
     """A field's value breaks its rule: not positive, not an integer, inexact, unknown name, wrong type.
 
-    >>> from symcost.dtypes import DataType
+    >>> from symcost.core.dtypes import DataType
     >>> try:
     ...     DataType.parse("fp7")
     ... except ConfigError as err:

@@ -7,8 +7,8 @@ import sympy as sp
 import symcost as sc
 from symcost import errors
 from symcost.core._expr import as_expr, check_divides, dim
-from symcost.dtypes import DataType, bytes_per_element
-from symcost.parallel import Parallelism
+from symcost.core.dtypes import DataType, bytes_per_element
+from symcost.core.parallelism import Parallelism
 
 
 def test_hierarchy_is_rooted_in_value_error():

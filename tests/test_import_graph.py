@@ -15,8 +15,8 @@ drawn (``symcost/__init__`` imports nearly everything, so every module would be 
 through it), only the statements the code writes.
 
 The stages (:data:`STAGES`, lowest first) are the folders data flows through; a module imports
-only its own stage and the ones below it. ``symcost/__init__`` may import everything; the old
-import paths (:data:`SHIMS`) are exempt only while they are pure re-exports. From ``plan/`` up
+only its own stage and the ones below it. ``symcost/__init__`` may import everything (it is the
+facade, and imports lazily); no other module stands outside the stages. From ``plan/`` up
 nothing names a concrete layer type (only ``layers.base``, the contract, and
 ``layers.catalogue``), and nothing above ``layers/`` asks a layer its type.
 """
@@ -40,26 +40,6 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("symcost.cli", "symcost.__main__"),
 )
 """The stages, lowest first; a module belongs to the first stage one of whose prefixes it has."""
-
-SHIMS = {
-    "symcost.dtypes", "symcost.phase", "symcost.parallel", "symcost.ops",
-    "symcost.model", "symcost.model_moe", "symcost.step", "symcost.search", "symcost.solve",
-    "symcost.roofline",
-}
-"""The old import paths kept as files (re-exports of the moved modules); see CHANGELOG.md."""
-
-
-def _package_aliases() -> dict[str, str]:
-    """``symcost/__init__``'s ``_ALIASES`` table, read from the source (one table, stated once)."""
-    tree = ast.parse((PACKAGE / "__init__.py").read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_ALIASES" for t in node.targets):
-            return dict(ast.literal_eval(node.value))
-    raise AssertionError("symcost/__init__.py defines no _ALIASES table")
-
-
-ALIASES = _package_aliases()
-"""The old import paths registered by ``symcost/__init__`` as the moved module itself."""
 
 CONTRACT = {"symcost.layers.base", "symcost.layers.catalogue"}
 """What of ``layers/`` the stages from ``plan/`` up may import."""
@@ -173,54 +153,17 @@ def test_no_import_cycles():
 
 
 def stage(module: str) -> int | None:
-    """The index of ``module``'s stage in :data:`STAGES`; ``None`` for the top package and shims."""
+    """The index of ``module``'s stage in :data:`STAGES`; ``None`` for the top package."""
     for i, prefixes in enumerate(STAGES):
         if any(module == p or module.startswith(p + ".") for p in prefixes):
             return i
     return None
 
 
-def _is_pure_reexport(path: Path) -> bool:
-    """Only a docstring, imports, ``__all__`` taken from the module re-exported, and a
-    ``__getattr__`` that imports it and returns ``getattr`` of it."""
-    body = ast.parse(path.read_text(encoding="utf-8")).body
-    for node in body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            continue
-        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and node is body[0]:
-            continue
-        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["__all__"]:
-            continue
-        if (isinstance(node, ast.FunctionDef) and node.name == "__getattr__"
-                and all(isinstance(n, (ast.Import, ast.ImportFrom, ast.Return)) for n in node.body)):
-            continue
-        return False
-    return True
-
-
 def test_every_module_has_a_stage():
-    """Every module is in a stage, or is the top package or a listed old path."""
-    loose = [m for m in modules() if stage(m) is None and m != "symcost" and m not in SHIMS]
+    """Every module is in a stage, or is the top package."""
+    loose = [m for m in modules() if stage(m) is None and m != "symcost"]
     assert loose == [], f"modules outside every stage: {loose}"
-
-
-def test_old_paths_are_pure_reexports():
-    """The files at old import paths only re-export (so they may import across the stages)."""
-    mods = modules()
-    assert SHIMS <= set(mods)
-    impure = [m for m in sorted(SHIMS) if not _is_pure_reexport(mods[m])]
-    assert impure == [], f"old-path modules that do more than re-export: {impure}"
-
-
-def test_old_paths_that_are_aliases_are_the_moved_modules():
-    """``import symcost.symbols`` and kin give the moved module itself, with no file left behind."""
-    import importlib
-
-    import symcost  # noqa: F401
-
-    for old, new in ALIASES.items():
-        assert old not in modules()
-        assert importlib.import_module(old) is importlib.import_module(new)
 
 
 def test_no_upward_imports():
@@ -237,7 +180,7 @@ def test_stage_reader_finds_an_upward_import():
     """The rule sees a core module that imports a hardware module."""
     assert stage("symcost.core.metrics") < stage("symcost.hardware.timing")  # type: ignore[operator]
     assert stage("symcost.analysis.solve") < stage("symcost.plan.step")  # type: ignore[operator]
-    assert stage("symcost.step") is None and stage("symcost") is None
+    assert stage("symcost") is None
 
 
 def _layer_names_imported(path: Path, name: str, known: set[str]) -> set[str]:

@@ -1,5 +1,6 @@
 """The top-level namespace: ``__all__`` sorted and complete, the result types exported, the
-documented names importable from the paths the README and DESIGN use."""
+documented names reachable from the facade (``symcost`` and its namespaces) and importable from
+the modules that define them; the old flat import paths are gone."""
 
 import importlib
 
@@ -18,12 +19,12 @@ def test_every_name_in_all_exists():
 
 
 @pytest.mark.parametrize("name, module", [
-    ("TrainingStep", "symcost.step"),
-    ("InferenceStep", "symcost.step"),
-    ("IntegerSolution", "symcost.solve"),
-    ("DegreeSolution", "symcost.solve"),
-    ("SearchResult", "symcost.search"),
-    ("SweepResult", "symcost.sweep"),
+    ("TrainingStep", "symcost.plan.step"),
+    ("InferenceStep", "symcost.plan.step"),
+    ("IntegerSolution", "symcost.analysis.solve"),
+    ("DegreeSolution", "symcost.analysis.solve"),
+    ("SearchResult", "symcost.plan.search"),
+    ("SweepResult", "symcost.core.sweep"),
     ("SpeculativeStep", "symcost.plan.speculative"),
     ("DisaggregatedPlan", "symcost.plan.disaggregated"),
 ])
@@ -37,21 +38,49 @@ def test_result_types_are_exported(name, module):
     ("symcost", "MLPLayer"), ("symcost", "GatedMLPLayer"), ("symcost", "AttentionLayer"),
     ("symcost", "GroupedQueryAttentionLayer"), ("symcost", "NormLayer"), ("symcost", "Layer"),
     ("symcost", "Phase"), ("symcost", "DataType"), ("symcost", "LayerMetrics"),
-    ("symcost.layers", "MLPLayer"), ("symcost.metrics", "LayerMetrics"), ("symcost.hardware", "H100_SXM"),
-    ("symcost.hardware", "get"), ("symcost.solve", "max_integer"), ("symcost.solve", "min_degree"),
-    ("symcost.models", "get"), ("symcost.models", "from_hf_config"), ("symcost.search", "parallelism"),
-    ("symcost.latex", "expression"), ("symcost.latex", "present"), ("symcost.latex", "NOTATIONS"),
-    ("symcost.step", "training_step"), ("symcost.step", "inference_step"), ("symcost.model", "Model"),
-    ("symcost.model_moe", "mixtral"), ("symcost.testing", "assert_expr_equal"),
+    ("symcost.layers", "MLPLayer"), ("symcost.core.metrics", "LayerMetrics"), ("symcost.hardware", "H100_SXM"),
+    ("symcost.hardware", "get"), ("symcost.analysis.solve", "max_integer"),
+    ("symcost.analysis.solve", "min_degree"), ("symcost.models", "get"), ("symcost.models", "from_hf_config"),
+    ("symcost.plan.search", "parallelism"), ("symcost.report.latex", "expression"),
+    ("symcost.report.latex", "present"), ("symcost.report.latex", "NOTATIONS"),
+    ("symcost.plan.step", "training_step"), ("symcost.plan.step", "inference_step"),
+    ("symcost.models.model", "Model"), ("symcost.models.builders", "mixtral"),
+    ("symcost.testing", "assert_expr_equal"), ("symcost.core.symbols", "seq_len"),
     ("symcost", "html_report"), ("symcost", "write_html_report"), ("symcost.report.html", "html_report"),
 ])
 def test_documented_import_paths(path, name):
-    """The seed API and the documented module paths keep working."""
+    """The seed API and the documented module paths work."""
     assert hasattr(importlib.import_module(path), name)
 
 
+NAMESPACES = {
+    "symbols": "symcost.core.symbols", "units": "symcost.core.units", "solve": "symcost.analysis.solve",
+    "search": "symcost.plan.search", "step": "symcost.plan.step", "calibration": "symcost.plan.calibration",
+    "latex": "symcost.report.latex", "plots": "symcost.report.plots",
+}
+"""The facade's namespaces: attributes of ``symcost`` (``sc.solve.max_integer``, ``from symcost
+import symbols as S``) that are the defining modules themselves."""
+
+
+@pytest.mark.parametrize("name, module", sorted(NAMESPACES.items()))
+def test_facade_namespaces_are_the_defining_modules(name, module):
+    """``sc.<namespace>`` is the module that defines its names, not a copy or a re-export."""
+    assert name in sc.__all__
+    assert getattr(sc, name) is importlib.import_module(module)
+
+
+def test_facade_names_of_design():
+    """The calls DESIGN.md fixes reach their functions through the facade."""
+    from symcost import symbols as S
+
+    assert sc.solve.max_integer is importlib.import_module("symcost.analysis.solve").max_integer
+    assert sc.search.parallelism is importlib.import_module("symcost.plan.search").parallelism
+    assert sc.sweep is importlib.import_module("symcost.core.sweep").sweep
+    assert S.seq_len is importlib.import_module("symcost.core.symbols").seq_len
+
+
 def test_model_step_methods_delegate_to_symcost_step():
-    """Model.training_step and its siblings run the functions symcost.step registers."""
+    """Model.training_step and its siblings run the functions symcost.plan.step registers."""
     from symcost.models import model
     from symcost.plan import step
 
@@ -59,27 +88,22 @@ def test_model_step_methods_delegate_to_symcost_step():
                             "max_batch_size": step.max_batch_size, "max_context": step.max_context}
 
 
-OLD_PATHS = {
-    "symcost.symbols": "symcost.core.symbols", "symcost.dtypes": "symcost.core.dtypes",
-    "symcost.phase": "symcost.core.phase", "symcost.parallel": "symcost.core.parallelism",
-    "symcost.assumptions": "symcost.core.assumptions", "symcost.sweep": "symcost.core.sweep",
-    "symcost.ops": "symcost.core.ops", "symcost.metrics": "symcost.core.metrics",
-    "symcost.model": "symcost.models.model", "symcost.model_moe": "symcost.models.builders",
-    "symcost.step": "symcost.plan.step", "symcost.search": "symcost.plan.search",
-    "symcost.calibration": "symcost.plan.calibration",
-    "symcost.calibration_inference": "symcost.plan.calibration_inference",
-    "symcost.solve": "symcost.analysis.solve", "symcost.latex": "symcost.report.latex",
-    "symcost.plots": "symcost.report.plots", "symcost.roofline": "symcost.hardware.timing",
-}
+OLD_PATHS = (
+    "symcost.symbols", "symcost.dtypes", "symcost.phase", "symcost.parallel", "symcost.assumptions",
+    "symcost.sweep", "symcost.ops", "symcost.metrics", "symcost.model", "symcost.model_moe", "symcost.step",
+    "symcost.search", "symcost.calibration", "symcost.calibration_inference", "symcost.solve",
+    "symcost.latex", "symcost.plots", "symcost.roofline", "symcost._expr", "symcost._compile",
+    "symcost._notation",
+)
+"""The flat import paths of the first layout, removed (issue 21; CHANGELOG.md)."""
 
 
-@pytest.mark.parametrize("old, new", sorted(OLD_PATHS.items()))
-def test_old_module_paths_offer_every_name(old, new):
-    """Each module moved by the restructure (issue 9) is importable at its old path with every public
-    name of the moved module, the very same objects."""
-    moved = importlib.import_module(new)
-    names = [n for n in getattr(moved, "__all__", dir(moved)) if not n.startswith("_")]
-    at_old = importlib.import_module(old)
-    if old == "symcost.roofline":
-        names = at_old.__all__
-    assert [n for n in names if getattr(at_old, n, None) is not getattr(moved, n)] == []
+@pytest.mark.parametrize("old", OLD_PATHS)
+def test_old_module_paths_are_gone(old):
+    """No file and no import hook answers an old flat path: the package's own finder finds nothing
+    (NB: the package's path only, so a second checkout's editable install cannot answer for it)."""
+    import importlib.machinery
+    import sys
+
+    assert importlib.machinery.PathFinder.find_spec(old, sc.__path__) is None
+    assert [f for f in sys.meta_path if str(getattr(f, "__module__", "")).startswith("symcost")] == []

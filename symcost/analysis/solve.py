@@ -15,7 +15,7 @@ take the floor, and verify (STYLE rule 8). The metric is assumed non-decreasing 
 (every size in symcost is); the verification at ``n`` and ``n + 1`` is exact either way.
 
 >>> from symcost import GroupedQueryAttentionLayer, symbols as S
->>> from symcost.solve import max_integer
+>>> from symcost.analysis.solve import max_integer
 >>> m = GroupedQueryAttentionLayer(hidden_size=4096, num_heads=32, num_kv_heads=8).compute_metrics(
 ...     batch_size=1, phase="decode", dtype="bf16")
 >>> r = max_integer(m.kv_cache_memory_per_chip, S.seq_len, 80 * 10**9)   # 4096 bytes per token

@@ -52,7 +52,7 @@ def _layer_rows(model: Model) -> list[tuple[str, Any, Any]]:
 
 MFU_DEFINITION = ("MFU = the model's training matmul FLOPs per step (forward and backward, no recomputation, "
                   "counted as torch's FlopCounterMode counts them) / (step time x chips x dense datasheet peak)")
-"""The MFU the report prints (:mod:`symcost.step`): not PaLM's 6N + 12*L*h*s per token estimate."""
+"""The MFU the report prints (:mod:`symcost.plan.step`): not PaLM's 6N + 12*L*h*s per token estimate."""
 
 
 _LABELS = {"weights": "weights", "kv_cache": "KV cache", "activations": "activations", "gradients": "gradients",
@@ -292,7 +292,7 @@ for does not: 1, 2, 4, ..., 4,096."""
 
 def _smallest_fitting(run: _Run, lines: list[str]) -> Optional[dict[str, Any]]:
     """The fastest training layout on the fewest chips (of :data:`SEARCH_CHIPS`) that fits, for the
-    same model, chip, global batch and sequence (:func:`symcost.search.parallelism`: every TP, PP,
+    same model, chip, global batch and sequence (:func:`symcost.plan.search.parallelism`: every TP, PP,
     DP, SP degree, micro-batch, interleaving, recompute mode and ZeRO stage); its step and memory
     lines into ``lines``, its numbers back (``None`` when no count fits or the search refuses)."""
     from ..plan import search

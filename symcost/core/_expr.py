@@ -67,7 +67,7 @@ def dim(value: Any, field: str) -> sp.Expr:
 
 def check_divides(numerator: sp.Expr, divisor: sp.Expr, what: str) -> None:
     """Raise ``ValueError`` when ``divisor`` provably does not divide ``numerator``; when
-    undecided, record the rule (:func:`symcost.assumptions.record`).
+    undecided, record the rule (:func:`symcost.core.assumptions.record`).
 
     ``what`` states the rule, e.g. ``"num_heads must be divisible by tensor_parallel"``.
     """
@@ -100,7 +100,7 @@ def extreme(kind: Any, *args: Any) -> sp.Expr:
     over the distinct arguments, nested extremes of the same kind flattened; it evaluates once
     numbers are substituted.
 
-    >>> from symcost.symbols import batch_size as b
+    >>> from symcost.core.symbols import batch_size as b
     >>> extreme(sp.Max, 2 * b, sp.Max(b, 3), b)
     Max(3, b, 2*b)
     >>> extreme(sp.Max, 2, 3), extreme(sp.Max, 2 * b, 2 * b)
@@ -137,7 +137,7 @@ def substitute(expr: Any, mapping: dict) -> Any:
     """``expr.xreplace(mapping)`` with every ``Max`` and ``Min`` it rebuilds built by
     :func:`extreme` (not compared while symbolic): the same value, without SymPy's order search.
 
-    >>> from symcost.symbols import batch_size as b, seq_len as s
+    >>> from symcost.core.symbols import batch_size as b, seq_len as s
     >>> substitute(sp.Max(b, s) + 1, {s: 2 * b})
     Max(b, 2*b) + 1
     >>> substitute(sp.Max(b, s) + 1, {s: 2, b: 3})
@@ -179,7 +179,7 @@ class Ceil(sp.Function):
     the tile and wave counts of the time model (symcost.hardware.timing) need a ceiling that stays
     unevaluated until its argument is a number.
 
-    >>> from symcost.symbols import batch_size as b
+    >>> from symcost.core.symbols import batch_size as b
     >>> Ceil(sp.Min(8, 2 * b) / 66).xreplace({b: 1})
     1
     >>> Ceil(sp.Rational(7, 2)), Ceil(3)

@@ -2,7 +2,7 @@
 
 A layer built with symbols (``tensor_parallel=S.tp``) cannot decide whether ``t`` divides the
 heads; validation is three-valued (raise only when a rule is provably broken), so an undecided
-rule is *recorded* instead: every :class:`~symcost.metrics.LayerMetrics` carries the
+rule is *recorded* instead: every :class:`~symcost.core.metrics.LayerMetrics` carries the
 :class:`Assumption` objects its expressions need, and ``subs``, ``evaluate`` and the compiled
 sweeps check them, raising :class:`AssumptionError` (a ``ValueError``) with one line naming the
 rule as soon as a value breaks one.

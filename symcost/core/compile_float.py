@@ -71,7 +71,7 @@ def dominates(a: sp.Expr, b: sp.Expr) -> bool:
     ``a - b`` is a non-negative number or a sum of non-negative rationals times products shown
     non-negative node by node (``False`` means *not shown*, not ``a < b``).
 
-    >>> from symcost.symbols import batch_size as b, seq_len as s
+    >>> from symcost.core.symbols import batch_size as b, seq_len as s
     >>> dominates(3 * b * s + 2, 2 * b * s), dominates(3 * b * s, 2 * b * s + 1)
     (True, False)
     """
@@ -107,7 +107,7 @@ def tighten(exprs: Sequence[Any]) -> list[sp.Expr]:
     bottom up, each shared sub-expression once; the values are unchanged.
 
     >>> import sympy as sp
-    >>> from symcost.symbols import batch_size as b, seq_len as s
+    >>> from symcost.core.symbols import batch_size as b, seq_len as s
     >>> tighten([sp.Max(2 * b * s, 3 * b * s, evaluate=False) + b * s])
     [4*b*s]
     """
@@ -269,7 +269,7 @@ def _has_sum_factor(expr: Any) -> bool:
     """Whether a term of ``expr`` has a sum as a factor (not a denominator): the sums of rational
     multiples of products :meth:`_Printer._fraction` reads appear once it is expanded.
 
-    >>> from symcost.symbols import batch_size as b, seq_len as s
+    >>> from symcost.core.symbols import batch_size as b, seq_len as s
     >>> _has_sum_factor(s * (b / 44 + 1)), _has_sum_factor(s / (b + 2) + b)
     (True, False)
     """
@@ -280,7 +280,7 @@ def compile_float(args: Sequence[sp.Symbol], exprs: Sequence[Any]) -> Callable[.
     """One Python function of ``args`` (ints) returning the floats of ``exprs`` (pass them
     through :func:`tighten` first); ``NotImplementedError`` for a node it cannot print.
 
-    >>> from symcost.symbols import batch_size as b, seq_len as s
+    >>> from symcost.core.symbols import batch_size as b, seq_len as s
     >>> import sympy as sp
     >>> f = compile_float([b, s], [sp.ceiling(b * s / 3), sp.Max(b, s / 2, evaluate=False), 7])
     >>> f(2, 3), f(2, 5)

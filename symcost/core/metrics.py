@@ -161,7 +161,7 @@ class LayerMetrics:
 
     ``assumptions`` lists the divisibility rules symbols left undecided (e.g. "num_heads must be
     divisible by tensor_parallel" for a symbolic ``t``); :meth:`subs`, :meth:`evaluate` and
-    :meth:`lambdify` check them and raise :class:`~symcost.assumptions.AssumptionError` (a
+    :meth:`lambdify` check them and raise :class:`~symcost.core.assumptions.AssumptionError` (a
     ``ValueError``) when a value breaks one. They are empty when every input is a number.
     """
 
@@ -183,7 +183,7 @@ class LayerMetrics:
     """The ops as ``(op, multiplicity)`` pairs, or what produces them on first read (a function,
     or a deferred value of a sum's or repeat's operands): read :attr:`ops`."""
     assumptions: tuple[Assumption, ...] = ()
-    """Divisibility rules the expressions rely on (see :mod:`symcost.assumptions`)."""
+    """Divisibility rules the expressions rely on (see :mod:`symcost.core.assumptions`)."""
     roofline: Optional[tuple[Value, ...]] = dataclasses.field(default=None, repr=False)
     """``(compute, memory, comm)`` times of the same ops on the ideal chip (the pure roofline,
     :meth:`~symcost.hardware.Hardware.ideal`), what :attr:`bound` compares; ``None`` when the
@@ -386,7 +386,7 @@ class LayerMetrics:
         ``Fraction``s or SymPy expressions, never floats or strings. ``dtype`` binds the bytes
         per element ``e``; ``hardware`` (a :class:`~symcost.hardware.Hardware` or preset name)
         binds the symbolic chip's rates for that ``dtype``. Raises
-        :class:`~symcost.assumptions.AssumptionError` when the values break one of
+        :class:`~symcost.core.assumptions.AssumptionError` when the values break one of
         :attr:`assumptions` (``tp=3`` for 32 heads); those the values settle are dropped.
 
         >>> from symcost import NormLayer, symbols as S
@@ -475,7 +475,7 @@ class LayerMetrics:
                             **_exact_all(fields))
 
     def lambdify(self, fields: Sequence[str] = ("latency", "memory_per_chip")):
-        """A compiled :class:`~symcost.sweep.Sweeper` of the named fields (or derived
+        """A compiled :class:`~symcost.core.sweep.Sweeper` of the named fields (or derived
         quantities such as ``memory_per_chip``) for NumPy sweeps in float64; a swept value that
         breaks one of :attr:`assumptions` raises.
 
@@ -496,7 +496,7 @@ class LayerMetrics:
 
     def to_latex(self, fields: Sequence[str] = METRIC_FIELDS, notation: str = "megatron") -> str:
         """The fields as one LaTeX ``aligned`` block, as stored, canonical symbols named by
-        ``notation`` (see :mod:`symcost.latex`, whose ``align`` also presents and breaks them).
+        ``notation`` (see :mod:`symcost.report.latex`, whose ``align`` also presents and breaks them).
 
         >>> from symcost import NormLayer
         >>> m = NormLayer(kind="rmsnorm").compute_metrics(phase="prefill", dtype="bf16")

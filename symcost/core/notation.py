@@ -1,9 +1,9 @@
-r"""Notations and the two LaTeX printers every stage may use (metrics, models, :mod:`symcost.latex`).
+r"""Notations and the two LaTeX printers every stage may use (metrics, models, :mod:`symcost.report.latex`).
 
 This is the bottom of the LaTeX stack: it knows the canonical symbols and the metric field names,
-and nothing of layers, models or reports, so :class:`~symcost.metrics.LayerMetrics` and
-:class:`~symcost.model.Model` print themselves without importing :mod:`symcost.latex` (which
-imports them). :mod:`symcost.latex` re-exports :data:`NOTATIONS`, :func:`present` and
+and nothing of layers, models or reports, so :class:`~symcost.core.metrics.LayerMetrics` and
+:class:`~symcost.models.model.Model` print themselves without importing :mod:`symcost.report.latex` (which
+imports them). :mod:`symcost.report.latex` re-exports :data:`NOTATIONS`, :func:`present` and
 :func:`expression`; use them from there.
 
 >>> from symcost import symbols as S

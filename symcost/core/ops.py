@@ -3,7 +3,7 @@
 Every formula is one small property with a shape comment. The per-element costs of vector work
 are in :data:`VECTOR_FLOPS`, the single table the layers read.
 
->>> from symcost.ops import Matmul
+>>> from symcost.core.ops import Matmul
 >>> mm = Matmul("fc1", m=2048, n=16384, k=4096, dtype_bytes=2)   # (2048x4096) @ (4096x16384)
 >>> mm.matmul_flops == 2 * 2048 * 16384 * 4096
 True

@@ -118,7 +118,7 @@ def over_common_denominator(expr: sp.Expr) -> tuple[sp.Expr, int]:
     prints as ``ceil(N / L)``: a division by an integer rounds correctly, so an integer quotient is
     exact, where ``x * (1/75)`` is not (``ceil(525 * (1/75))`` is 8 in float64; ``525 / 75`` is 7).
 
-    >>> from symcost.symbols import batch_size as b, seq_len as s
+    >>> from symcost.core.symbols import batch_size as b, seq_len as s
     >>> over_common_denominator(b / 3 + s / 7 + 1)
     (7*b + 3*s + 21, 21)
     """
@@ -346,7 +346,7 @@ class Sweeper:
     """Named expressions compiled once; call it with arrays (broadcast together) for each free
     symbol, by canonical name or by symbol. ``assumptions`` (a metrics object's divisibility
     rules) are checked on every swept point whose symbols are given; a point that breaks one
-    raises :class:`~symcost.assumptions.AssumptionError`. ``fast_compile=True`` finds common
+    raises :class:`~symcost.core.assumptions.AssumptionError`. ``fast_compile=True`` finds common
     sub-expressions with :func:`tree_cse` (whole nodes, linear time) instead of ``sympy.cse``:
     for a whole model's step with free degrees (the parallelism search) a build in a fraction of
     the time, for a little more arithmetic per point.

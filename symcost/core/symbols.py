@@ -1,7 +1,7 @@
 """The canonical symbol table.
 
 Every symbol symcost emits comes from this table, created once with its assumptions, so that
-``symcost.symbols.seq_len`` in one formula is the very same object as in another. Never build a
+``symcost.core.symbols.seq_len`` in one formula is the very same object as in another. Never build a
 symbol from a string: ``sympy.sympify("S*E")`` turns ``S`` into ``sympy.S`` and ``E`` into Euler's
 number.
 

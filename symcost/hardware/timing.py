@@ -25,7 +25,7 @@ group fits in one scale-up domain, else the scale-out link.
 
 Communication adds to the compute time unless ``overlap=True`` (``max(op time, comm time)``).
 
->>> from symcost.ops import Collective
+>>> from symcost.core.ops import Collective
 >>> from symcost import hardware
 >>> c = Collective("all_reduce", "tp", 8, 10**9)          # 1 GB over 8 H100s (NVLink)
 >>> t = collective_time(c, hardware.H100_SXM.ideal())     # ring: 14 hops * 0.6 us + 1.75 GB / 450 GB/s

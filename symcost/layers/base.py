@@ -409,7 +409,7 @@ def _numeric_value(value: Any) -> bool:
 @functools.lru_cache(maxsize=1024)
 def _shape_assumptions(layer: Layer) -> tuple[Assumption, ...]:
     """The divisibility rules of ``layer``'s shape that symbols leave undecided: its validators
-    re-run while recording (:mod:`symcost.assumptions`), and those of the layers it holds."""
+    re-run while recording (:mod:`symcost.core.assumptions`), and those of the layers it holds."""
     with collecting() as found:
         type(layer).model_validate(dict(layer))
     nested = [_shape_assumptions(v) for v in layer.__dict__.values() if isinstance(v, Layer)]

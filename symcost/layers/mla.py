@@ -33,7 +33,7 @@ cache, ``b*s*(r_kv + d_R)*e`` per layer, is *not* divided by t: every rank keeps
 latent. RoPE, like in :mod:`symcost.layers.attention`, is not counted.
 
 NB: the training backward follows the base contract: each matmul 2x, the flash core 2x its
-forward plus the recomputed Q Kᵀ (:class:`symcost.ops.AttentionCoreBackward`; 5/2x only when
+forward plus the recomputed Q Kᵀ (:class:`symcost.core.ops.AttentionCoreBackward`; 5/2x only when
 d_v = d_qk), and the exit all-reduce transposed into one of ``b*s*h*e`` (docs/conventions.md §12).
 Megatron-core differs in two places we do not model: its column-parallel up-projections
 all-reduce the latents' gradients (``b*s*(r_q + r_kv)*e``, 0.29x of ``b*s*h*e`` for DeepSeek-V3),

@@ -2,7 +2,7 @@
 
 Per chip, over the chip's tokens T (``b*s/sp``, divided by t under Megatron sequence
 parallelism; ``b`` in decode): FLOPs ``T*h*c`` with c = 7 (LayerNorm) or 4 (RMSNorm) from
-:data:`symcost.ops.VECTOR_FLOPS`; weights are replicated across TP.
+:data:`symcost.core.ops.VECTOR_FLOPS`; weights are replicated across TP.
 
 >>> from symcost import NormLayer
 >>> m = NormLayer(hidden_size=4096).compute_metrics(batch_size=1, seq_len=2048,

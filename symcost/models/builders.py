@@ -33,7 +33,7 @@ def mixtral(hidden_size: Any, num_heads: Any, num_kv_heads: Any, num_layers: Any
             activation: Activation = "silu", flash_attention: bool = True, name: str = "mixtral") -> Model:
     """Mixtral: a Llama/Mistral block whose SwiGLU MLP is a top-k mixture of experts.
 
-    Flash attention by default, so ``causal`` resolves to ``True`` (see :func:`symcost.model.resolve_causal`);
+    Flash attention by default, so ``causal`` resolves to ``True`` (see :func:`symcost.models.model.resolve_causal`);
     ``window`` a sliding window as Mistral's (Mixtral-8x7B has none)."""
     par = Parallelism.coerce(parallelism)
     block = TransformerBlock(
@@ -57,7 +57,7 @@ def deepseek_v3(hidden_size: Any, num_heads: Any, num_layers: Any, vocab_size: A
     the rest with a MoE of routed and shared experts (router score bias included; DeepSeek-V2
     has none: ``router_bias=False``). The
     multi-token-prediction module is not part of the model. Flash attention, so ``causal``
-    resolves to ``True`` (see :func:`symcost.model.resolve_causal`)."""
+    resolves to ``True`` (see :func:`symcost.models.model.resolve_causal`)."""
     par = Parallelism.coerce(parallelism)
     attention = MLALayer(hidden_size=hidden_size, num_heads=num_heads, q_lora_rank=q_lora_rank,
                          kv_lora_rank=kv_lora_rank, qk_nope_head_dim=qk_nope_head_dim,

@@ -333,7 +333,7 @@ def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], *, name: str | 
     precision, soft-capping, ...), or refused with a one-line :class:`ConfigError` naming the key; so is a
     wrong type or value. ``ignore_keys`` acknowledges extra keys as cost-free. The model is
     named ``name``, else ``_name_or_path``, else the folder's name, else the model_type.
-    ``causal`` as in :func:`symcost.model.resolve_causal`: ``None`` follows the kernel, a fused
+    ``causal`` as in :func:`symcost.models.model.resolve_causal`: ``None`` follows the kernel, a fused
     one unless ``_attn_implementation`` is ``"eager"``, so it counts only the unmasked pairs.
 
     >>> m = from_hf_config({"model_type": "mistral", "hidden_size": 4096, "intermediate_size": 14336,

@@ -42,8 +42,8 @@ from ..layers.norm import NormLayer
 
 __all__ = ["MixerBlock", "Model", "TransformerBlock", "register_steps", "resolve_causal", "window_pattern"]
 
-# NB: the training and inference steps (symcost.step) are built on Model, so this module must not
-# import them (no import cycle, no upward import). symcost.step registers its functions here when
+# NB: the training and inference steps (symcost.plan.step) are built on Model, so this module must not
+# import them (no import cycle, no upward import). symcost.plan.step registers its functions here when
 # it loads, and ``import symcost`` loads it; Model.training_step and its siblings delegate to them.
 _STEPS: dict[str, Callable[..., Any]] = {}
 
@@ -52,8 +52,8 @@ def register_steps(*functions: Callable[..., Any]) -> None:
     """Make ``functions`` (keyed by ``__name__``) the implementations behind :meth:`Model.training_step`,
     :meth:`Model.inference_step`, :meth:`Model.max_batch_size` and :meth:`Model.max_context`.
 
-    >>> import symcost.step
-    >>> _STEPS["training_step"] is symcost.step.training_step
+    >>> import symcost.plan.step
+    >>> _STEPS["training_step"] is symcost.plan.step.training_step
     True
     """
     for fn in functions:
@@ -61,10 +61,10 @@ def register_steps(*functions: Callable[..., Any]) -> None:
 
 
 def _step(name: str) -> Callable[..., Any]:
-    if name not in _STEPS:  # symcost.step not imported yet: ``import symcost`` registered its loader
+    if name not in _STEPS:  # symcost.plan.step not imported yet: ``import symcost`` registered its loader
         binding.load_registrations()
     if name not in _STEPS:  # only when symcost itself has not been imported
-        raise RuntimeError(f"Model.{name} needs symcost.step: import symcost first")
+        raise RuntimeError(f"Model.{name} needs symcost.plan.step: import symcost first")
     return _STEPS[name]
 
 
@@ -358,7 +358,7 @@ class Model(BaseModel):
                      + self.lm_head.num_params)
 
     def _repr_latex_(self) -> str:
-        r"""The name, parameter count and depth, for notebooks (see :mod:`symcost.latex`).
+        r"""The name, parameter count and depth, for notebooks (see :mod:`symcost.report.latex`).
 
         >>> from symcost import Model
         >>> print(Model.gpt(seq_len=2048)._repr_latex_())    # 12 L h^2 + 13 L h + (V + s) h + 2h
@@ -517,7 +517,7 @@ class Model(BaseModel):
                       dtype: DtypeLike = "bf16", parallelism: ParallelismLike = None,
                       recompute: Recompute = "none", interleave: Any = 1, zero_stage: int = 1,
                       overlap: bool = False, *, stage_layers: Optional[Sequence[int]] = None, exact: bool = True):
-        """One training step on ``hardware``: see :func:`symcost.step.training_step`
+        """One training step on ``hardware``: see :func:`symcost.plan.step.training_step`
         (``parallelism`` adds to the model's own; ``stage_layers``: blocks per pipeline stage;
         ``exact=False``: float64 values, the compiled fast path).
 
@@ -537,7 +537,7 @@ class Model(BaseModel):
                        overlap: bool = False, prefill_chunk: Any = None, *,
                        stage_layers: Optional[Sequence[int]] = None, exact: bool = True):
         """Serving ``batch_size`` sequences of ``seq_len`` tokens: see
-        :func:`symcost.step.inference_step` (``ttft``, ``tpot``, memory, throughput; ``parallelism``
+        :func:`symcost.plan.step.inference_step` (``ttft``, ``tpot``, memory, throughput; ``parallelism``
         adds to the model's own; chunked prefill with ``prefill_chunk``; ``stage_layers``: blocks
         per pipeline stage; ``exact=False``: float64 values, the compiled fast path)."""
         return _step("inference_step")(self, hardware, batch_size, seq_len, dtype, parallelism, overlap,
@@ -545,13 +545,13 @@ class Model(BaseModel):
 
     def max_batch_size(self, hardware: Hardware | str, seq_len: Any, dtype: DtypeLike = "bf16",
                        parallelism: ParallelismLike = None, prefill_chunk: Any = None):
-        """The largest serving batch that fits at ``seq_len`` (see :func:`symcost.step.max_batch_size`)."""
+        """The largest serving batch that fits at ``seq_len`` (see :func:`symcost.plan.step.max_batch_size`)."""
         return _step("max_batch_size")(self, hardware, seq_len, dtype, parallelism, prefill_chunk)
 
     def max_context(self, hardware: Hardware | str, batch_size: Any = 1, dtype: DtypeLike = "bf16",
                     parallelism: ParallelismLike = None, prefill_chunk: Any = None):
         """The longest context that fits for ``batch_size`` sequences (see
-        :func:`symcost.step.max_context`).
+        :func:`symcost.plan.step.max_context`).
 
         >>> from symcost import models
         >>> r = models.get("llama-3-8b").max_context("H100_SXM")     # prefill activations bind first

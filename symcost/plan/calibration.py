@@ -14,7 +14,7 @@ achieved teraFLOP/s per GPU the paper reports: ``F / (step time * GPUs)`` with t
 :class:`~symcost.hardware.Hardware` fields, never constants inside formulas.
 
 The base chip is the realistic ``A100_SXM_80GB`` (its memory, kernel and collective terms fitted on
-the inference measurements, :mod:`symcost.calibration_inference`); only the 16-bit GEMM efficiency is
+the inference measurements, :mod:`symcost.plan.calibration_inference`); only the 16-bit GEMM efficiency is
 refitted here, since Megatron-LM 2021's GEMMs (cuBLAS of its day, training shapes) reach a lower
 fraction of the peak than the 2022-23 inference engines' (docs/conventions.md, time model).
 """

@@ -5,7 +5,7 @@ documents, each with its source and the source's own definition of the metric: T
 performance tables (static-batching throughput on A100 FP16 and H100 FP8; batch-1 first-token
 latency) and FasterTransformer's GPT-175B and GPT-6.7B end-to-end latencies on A100.
 
-Each row is predicted with :meth:`~symcost.model.Model.inference_step` on the realistic chip under
+Each row is predicted with :meth:`~symcost.models.model.Model.inference_step` on the realistic chip under
 the row's engine profile: a request batch takes ``TTFT + n * TPOT`` where ``n`` is the engine's
 decode-step count (:meth:`~symcost.hardware.Runtime.decode_steps`) and TPOT is the mean over the
 contexts the steps attend to (exact where the step time is affine in the context, as it is when

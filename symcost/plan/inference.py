@@ -395,7 +395,7 @@ def _memory_expr(model: "Model", chip: Hardware, b: Any, s: Any, q: Any, datatyp
 def max_batch_size(model: "Model", hardware: Hardware | str, seq_len: Any, dtype: Any = "bf16",
                    parallelism: ParallelismLike = None, prefill_chunk: Any = None):
     """The largest batch whose weights, KV cache at ``seq_len`` and activations fit one chip's
-    HBM (a :class:`~symcost.solve.IntegerSolution`, verified at n and n + 1). With
+    HBM (a :class:`~symcost.analysis.solve.IntegerSolution`, verified at n and n + 1). With
     ``prefill_chunk`` C the activations are one chunk's (``min(C, seq_len)`` tokens per sequence).
 
     >>> from symcost import models

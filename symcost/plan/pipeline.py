@@ -182,7 +182,7 @@ _FIELDS = {"latency": "latency", "weight": "weight_memory_per_chip",
 
 def values_from_rows(rows: list[tuple[str, Any, LayerMetrics]]) -> dict[tuple[str, str], Any]:
     """``{(part, quantity): value}`` (part: embedding, blocks summed with their counts, tail) from
-    a model's :meth:`~symcost.model.Model.breakdown` rows."""
+    a model's :meth:`~symcost.models.model.Model.breakdown` rows."""
     values: dict[tuple[str, str], Any] = {}
     for key, field in _FIELDS.items():
         get = {name: (n, sp.sympify(getattr(m, field))) for name, n, m in rows}
@@ -209,7 +209,7 @@ def _span_time(kind: CollectiveKind, n: Any, payload: Any, chip: Hardware, strid
 
 def resolve_parallelism(model: "Model", parallelism: ParallelismLike) -> Parallelism:
     """The parallelism a step of ``model`` runs under: the model's own (from its builder or
-    :meth:`~symcost.model.Model.with_parallelism`), plus the degrees given in ``parallelism``.
+    :meth:`~symcost.models.model.Model.with_parallelism`), plus the degrees given in ``parallelism``.
 
     Rule, per degree: not given -> the model's; given and the model sets none (1) -> the given
     one; given and equal to the model's -> that; given and different -> a ``ValueError`` naming

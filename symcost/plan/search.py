@@ -179,10 +179,10 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     Discards configurations that do not divide (heads, KV heads, FFN width, vocabulary, batch,
     sequence, experts), that have more pipeline stages than layers or an interleaving degree that
     does not divide every stage, or that do not fit the chip's HBM. Pipeline stages are split as
-    :func:`~symcost.step.pipeline_stages` does (uneven when ``p`` does not divide the layers: the
+    :func:`~symcost.plan.step.pipeline_stages` does (uneven when ``p`` does not divide the layers: the
     slowest stage sets the pace, the fullest the memory). The model's own parallelism is ignored:
     the search chooses every degree. Configurations that no framework runs (ZeRO-2/3 with pipeline
-    stages: see :func:`symcost.step.check_zero_stage`) are skipped. ``overlap=(False, True)`` also tries
+    stages: see :func:`symcost.plan.step.check_zero_stage`) are skipped. ``overlap=(False, True)`` also tries
     hiding TP/SP communication behind compute. Returns a :class:`SearchResult`.
 
     With ``phase="inference"``: every (t, p, d) serving ``global_batch`` sequences of ``seq_len``

@@ -29,7 +29,7 @@ Training (Megatron-LM conventions, Narayanan et al. 2021; Korthikanti et al. 202
   ``min(2(p - k - 1) + (v - 1)p + 1, m v)`` chunks of ``n_k/v`` blocks (Megatron-LM's warm-up
   count plus one; ``p(1 + (p - 1)/(p v))`` micro-batches on the first stage). The fullest stage
   (the largest sum of those terms) sets the memory per chip, and its terms are reported.
-- parallelism: the model's own (set by its builder or :meth:`~symcost.model.Model.with_parallelism`)
+- parallelism: the model's own (set by its builder or :meth:`~symcost.models.model.Model.with_parallelism`)
   with the degrees given to the step added (:func:`resolve_parallelism`); expert parallelism
   follows one rule in training and inference (:func:`check_expert_parallel`).
 

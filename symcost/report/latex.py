@@ -1,7 +1,7 @@
 r"""LaTeX export for papers: formulas, ``align*`` blocks, booktabs tables, glossaries, macros.
 
 Two notations name the canonical symbols (:data:`NOTATIONS`): ``"megatron"``, the letters of the
-Megatron-LM papers that :mod:`symcost.symbols` carries (b, s, h, f, a, g, d, e, t, p, L, V), and
+Megatron-LM papers that :mod:`symcost.core.symbols` carries (b, s, h, f, a, g, d, e, t, p, L, V), and
 ``"scaling-book"``, the letters of *How to Scale Your Model* (B batch, T sequence, D model width,
 F feed-forward width, N query heads, K KV heads, H head dimension, L layers, V vocabulary).
 
@@ -154,8 +154,8 @@ def _broken_sum(total: sp.Add, names: dict, width: int, opening: str) -> list[st
 def align(metrics: Metrics, fields: Sequence[str] | None = None, notation: str = "megatron") -> str:
     r"""An ``align*`` environment, one line per field: ``label &= formula``.
 
-    ``metrics`` is a :class:`~symcost.metrics.LayerMetrics` (``fields`` defaults to every field of
-    :data:`~symcost.metrics.METRIC_FIELDS`) or a mapping from field names to values (default: all
+    ``metrics`` is a :class:`~symcost.core.metrics.LayerMetrics` (``fields`` defaults to every field of
+    :data:`~symcost.core.metrics.METRIC_FIELDS`) or a mapping from field names to values (default: all
     of its keys). A sum longer than a line continues on the next lines (``&\quad + ...``).
 
     >>> from symcost import NormLayer
@@ -299,7 +299,7 @@ def _rows_for(symbols: Iterable[sp.Symbol | str] | None) -> list[sym.SymbolInfo]
 
 
 def glossary(symbols: Iterable[sp.Symbol | str] | None = None, notation: str = "megatron") -> str:
-    r"""A booktabs ``tabular`` of symbols and their meanings (from :data:`symcost.symbols.TABLE`),
+    r"""A booktabs ``tabular`` of symbols and their meanings (from :data:`symcost.core.symbols.TABLE`),
     in the table's order. ``symbols`` are canonical symbols or their names (default: all).
 
     >>> from symcost import symbols as S
@@ -373,7 +373,7 @@ def model_document(target: "Model | Layer | None" = None, phase: Phase | str = "
     complete document when ``standalone`` (what ``symcost latex --standalone`` prints), else the
     body alone. Batch, sequence length and bytes per element stay symbols.
 
-    - a :class:`~symcost.model.Model`: its parameter count, a table of its distinct layers
+    - a :class:`~symcost.models.model.Model`: its parameter count, a table of its distinct layers
       (each with its count) and an ``align*`` of the whole model's per-chip metrics;
     - a :class:`~symcost.layers.base.Layer`: an ``align*`` of its metrics;
     - ``None``: :func:`layer_table` of MLP, gated MLP, MHA, GQA and LayerNorm.

@@ -210,12 +210,12 @@ def roofline(metrics: LayerMetrics, hardware: Hardware | str, path: PathLike, *,
     bandwidth (``hardware.effective_hbm_bandwidth``); the ridge point ``I* = P / B`` is marked,
     and the vector units' roof ``min(F_vec, I × B)`` is dashed beneath. Each op of ``metrics.ops``
     sits at ``I = FLOPs / HBM bytes`` and achieved ``FLOPs / max(compute, memory)`` — its own
-    roofline time, as :func:`symcost.roofline.op_time` prices it — labelled by name; its marker
+    roofline time, as :func:`symcost.hardware.timing.op_time` prices it — labelled by name; its marker
     area grows with its share of the summed op time. Ops with zero FLOPs or zero bytes have no
     place on log axes and are left out.
 
     ``metrics`` must be numbers: computed with every input numeric and ``hardware=`` (or bound
-    with :meth:`~symcost.metrics.LayerMetrics.evaluate`), on the same chip and ``dtype``.
+    with :meth:`~symcost.core.metrics.LayerMetrics.evaluate`), on the same chip and ``dtype``.
     Raises ``ValueError`` naming the symbols to bind, a peak that does not match, or a suffix
     other than ``.png``/``.svg``.
 
@@ -423,12 +423,12 @@ def memory_vs_seq_len(model_or_layer: Model | Layer, hardware: Hardware | str, p
     Stacked over a log-spaced ``seq_len`` grid: weights, KV cache and activations, whose sum
     (drawn as a line) is the memory per chip ``M(s)``; the chip's HBM capacity ``C`` is a
     horizontal line, and the largest ``s`` with ``M(s) <= C`` a vertical one. For a
-    :class:`~symcost.model.Model` ``M(s)`` is the serving memory of
-    :func:`~symcost.step.inference_step` under ``parallelism`` and the line is
-    :meth:`Model.max_context <symcost.model.Model.max_context>` (only the inference phases, which
+    :class:`~symcost.models.model.Model` ``M(s)`` is the serving memory of
+    :func:`~symcost.plan.step.inference_step` under ``parallelism`` and the line is
+    :meth:`Model.max_context <symcost.models.model.Model.max_context>` (only the inference phases, which
     give the same memory); for a :class:`~symcost.layers.base.Layer` (its own parallelism) it is
     ``memory_per_chip`` of ``compute_metrics`` in ``phase`` and the line is
-    :func:`symcost.solve.max_integer` on it. Both are exact and verified at ``n`` and ``n + 1``.
+    :func:`symcost.analysis.solve.max_integer` on it. Both are exact and verified at ``n`` and ``n + 1``.
 
     The title names the model or layer, the phase, batch, dtype and chip, and on a second line
     the parallelism (:func:`parallelism_label`); the axes are in tokens and GB (10^9 bytes).
@@ -516,7 +516,7 @@ def step_breakdown(step_or_steps: TrainingStep | Sequence[TrainingStep], path: P
                    dpi: float = DEFAULT_DPI) -> Path:
     """Stacked bars of training steps' time and memory, one bar per step, side by side.
 
-    Left panel, seconds per step (:meth:`~symcost.step.TrainingStep.breakdown`): compute
+    Left panel, seconds per step (:meth:`~symcost.plan.step.TrainingStep.breakdown`): compute
     ``m × T_mb``, the pipeline bubble ``(p - 1)/v × T_mb``, stage-to-stage sends and data-parallel
     communication, summing to ``step_time`` (printed above each bar). Right panel, bytes on the
     fullest chip: weights, fp32 gradients, optimizer states and activations, summing to
@@ -568,7 +568,7 @@ def step_breakdown(step_or_steps: TrainingStep | Sequence[TrainingStep], path: P
 
 
 def _step_rows(steps: list) -> list[dict[str, float]]:
-    """Each step's :meth:`~symcost.step.TrainingStep.breakdown` as numbers, or a one-line error."""
+    """Each step's :meth:`~symcost.plan.step.TrainingStep.breakdown` as numbers, or a one-line error."""
     if not steps:
         raise ConfigError("step_breakdown: no steps given")
     rows = []

@@ -1,4 +1,4 @@
-"""symcost.solve: largest integers and smallest degrees that fit, verified at n and n + 1."""
+"""symcost.analysis.solve: largest integers and smallest degrees that fit, verified at n and n + 1."""
 
 import pytest
 import sympy as sp
@@ -6,7 +6,7 @@ import sympy as sp
 import symcost as sc
 from symcost import hardware
 from symcost import symbols as S
-from symcost.solve import common_divisors, max_integer, min_degree
+from symcost.analysis.solve import common_divisors, max_integer, min_degree
 
 H100_HBM = hardware.H100_SXM.hbm_capacity  # 80 * 10**9 bytes
 

@@ -7,7 +7,7 @@ import sympy as sp
 
 from symcost import GroupedQueryAttentionLayer
 from symcost import symbols as S
-from symcost.solve import max_integer, min_degree
+from symcost.analysis.solve import max_integer, min_degree
 
 
 def _kv_solution():

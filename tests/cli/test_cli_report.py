@@ -15,7 +15,7 @@ import pytest
 
 from symcost import hardware, models
 from symcost.cli import main
-from symcost.ops import VECTOR_FLOPS
+from symcost.core.ops import VECTOR_FLOPS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

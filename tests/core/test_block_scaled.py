@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import symcost as sc
 from symcost import hardware
-from symcost.ops import Matmul
+from symcost.core.ops import Matmul
 
 BLOCK_BYTES = {  # (bits per block) / 8 / (elements per block), from the layouts above
     "nvfp4": Fraction(16 * 4 + 8, 8 * 16),

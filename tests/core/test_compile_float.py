@@ -18,8 +18,8 @@ from symcost.core._expr import Ceil, extreme
 from symcost.core.compile_float import compile_float, dominates, tighten
 from symcost.core.compiled import Program
 from symcost.core.sweep import Sweeper
-from symcost.symbols import batch_size as b
-from symcost.symbols import seq_len as s
+from symcost.core.symbols import batch_size as b
+from symcost.core.symbols import seq_len as s
 
 X = sp.Symbol("x", positive=True, integer=True)
 FREE = sp.Symbol("y")  # no assumptions: its sign is unknown

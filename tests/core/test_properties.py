@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 import symcost as sc
 from symcost import symbols as S
-from symcost.metrics import METRIC_FIELDS
+from symcost.core.metrics import METRIC_FIELDS
 
 PHASES = st.sampled_from(["prefill", "decode", "training"])
 DTYPES = st.sampled_from(["fp32", "bf16", "fp8_e4m3", "int4"])

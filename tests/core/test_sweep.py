@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import symcost as sc
 from symcost import hardware
 from symcost import symbols as S
-from symcost._expr import Ceil
+from symcost.core._expr import Ceil
 
 H100 = hardware.H100_SXM
 # the sweep module's private helpers, found wherever the package layout puts the module
@@ -204,7 +204,7 @@ def test_blocked_sweep_raises_the_same_one_line_error(bad, expected):
     data[S.tp][[517, 900]] = bad
     messages = []
     for f in (plain, blocked):
-        with pytest.raises(sc.assumptions.AssumptionError) as info:
+        with pytest.raises(sc.errors.AssumptionError) as info:
             f(data)
         messages.append(str(info.value))
     assert messages[0] == messages[1]

@@ -121,7 +121,7 @@ def test_max_integer_solves_each_branch_of_a_max():
 def test_max_batch_closed_form_of_decode_memory_matches_exact_search():
     """Llama-3-8B decode memory at symbolic s has a Max of two linear terms in b; the closed form
     for the largest batch agrees with an exact search at every s (both branches exercised)."""
-    from symcost.step import inference_step
+    from symcost.plan.step import inference_step
 
     mem = sp.sympify(inference_step(sc.models.get("llama-3-8b"), "H100_SXM", None, None).memory_per_chip)
     assert mem.has(sp.Max)

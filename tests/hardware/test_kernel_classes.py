@@ -12,11 +12,11 @@ import sympy as sp
 
 import symcost as sc
 from symcost import hardware
+from symcost.core.ops import AttentionCore, Collective, Matmul
 from symcost.errors import ConfigError
 from symcost.hardware import Hardware, Runtime
 from symcost.hardware.kernels import KERNELS, kernel
 from symcost.hardware.timing import collective_algorithms, collective_time, op_time
-from symcost.ops import AttentionCore, Collective, Matmul
 
 US = Fraction(1, 10**6)
 

@@ -8,8 +8,8 @@ import sympy as sp
 import symcost as sc
 from symcost import hardware
 from symcost import symbols as S
-from symcost.ops import Collective
-from symcost.roofline import collective_time
+from symcost.core.ops import Collective
+from symcost.hardware.timing import collective_time
 from symcost.testing import assert_expr_equal
 
 H100 = hardware.H100_SXM.ideal()  # these tests derive the roofline by hand: the ideal chip

@@ -7,8 +7,8 @@ import pytest
 import sympy as sp
 
 from symcost import symbols as S
+from symcost.core.metrics import METRIC_FIELDS
 from symcost.layers.mamba2 import Mamba2Layer, chunk_split
-from symcost.metrics import METRIC_FIELDS
 from symcost.testing import assert_expr_equal
 
 b, s, h, t, e = S.batch_size, S.seq_len, S.hidden_size, S.tp, S.dtype_bytes

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from symcost import symbols as S
+from symcost.core.metrics import METRIC_FIELDS
 from symcost.layers.mla import MLALayer
-from symcost.metrics import METRIC_FIELDS
 from symcost.testing import assert_expr_equal
 
 b, s, h, a, t, e = S.batch_size, S.seq_len, S.hidden_size, S.num_heads, S.tp, S.dtype_bytes

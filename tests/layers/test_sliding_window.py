@@ -13,7 +13,7 @@ import sympy as sp
 
 import symcost as sc
 from symcost import symbols as S
-from symcost.ops import AttentionCore
+from symcost.core.ops import AttentionCore
 from symcost.testing import assert_expr_equal
 
 b, s, h, a, g = S.batch_size, S.seq_len, S.hidden_size, S.num_heads, S.num_kv_heads

@@ -17,8 +17,8 @@ import pytest
 
 from symcost import models
 from symcost import symbols as S
-from symcost.model import Model
-from symcost.model_moe import deepseek_v3, mixtral
+from symcost.models.builders import deepseek_v3, mixtral
+from symcost.models.model import Model
 from symcost.testing import assert_expr_equal
 
 b, s, h, L = S.batch_size, S.seq_len, S.hidden_size, S.num_layers

@@ -8,7 +8,7 @@ import sympy as sp
 import symcost as sc
 from symcost import models
 from symcost import symbols as S
-from symcost.model import Model, TransformerBlock
+from symcost.models.model import Model, TransformerBlock
 from symcost.testing import assert_expr_equal
 
 b, s, h, a, L, V, t = (S.batch_size, S.seq_len, S.hidden_size, S.num_heads, S.num_layers,

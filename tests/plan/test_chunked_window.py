@@ -14,8 +14,8 @@ import pytest
 import sympy as sp
 
 from symcost import hardware, models
+from symcost.core.ops import VECTOR_FLOPS
 from symcost.models.model import Model
-from symcost.ops import VECTOR_FLOPS
 
 H100 = hardware.get("H100_SXM")
 

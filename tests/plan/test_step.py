@@ -7,7 +7,7 @@ import sympy as sp
 
 from symcost import hardware, models
 from symcost import symbols as S
-from symcost.model import Model
+from symcost.models.model import Model
 
 H100 = hardware.H100_SXM.ideal()  # step assembly derived by hand on the roofline (ideal) chip
 # NVIDIA/nccl v2.30.7 src/graph/tuning.cc, hwLatencies, LL: 0.6 us per ring hop on NVLink, 2.7 us

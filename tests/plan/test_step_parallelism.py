@@ -13,7 +13,7 @@ import symcost as sc
 from symcost import hardware, models, search
 from symcost import step as steps
 from symcost import symbols as S
-from symcost.model import Model
+from symcost.models.model import Model
 
 H100 = hardware.H100_SXM
 

@@ -11,7 +11,7 @@ import chromium_page  # tests/report/chromium_page.py: pytest puts this folder o
 import pytest
 
 from symcost.cli import main
-from symcost.model import Model
+from symcost.models.model import Model
 from symcost.report import html as report_html
 
 VOID = {"meta", "br", "hr", "img", "input", "link", "col", "area", "base", "wbr", "source"}
@@ -126,7 +126,7 @@ def test_memory_numbers_with_units(plain):
 def test_mlp_formula_and_flops(plain):
     """The gated MLP's forward FLOPs per token: three matmuls 3 x 2 x 256 x 512 = 786,432 plus
     SiLU (4) and the gate multiply (1) per element of f = 512 (docs/conventions.md §2,
-    symcost.ops.VECTOR_FLOPS): 2,560; 788,992 b s. At b = 1, s = 128: 100,990,976 = 101 MFLOP."""
+    symcost.core.ops.VECTOR_FLOPS): 2,560; 788,992 b s. At b = 1, s = 128: 100,990,976 = 101 MFLOP."""
     prefill = plain[plain.index("<section id='prefill'>"):plain.index("<section id='decode'>")]
     row = re.search(r"<tr><td>blocks\[0\]\.mlp</td>.*?</tr>", prefill).group(0)
     assert "<mn>788992</mn>" in row and "101 MFLOP" in row

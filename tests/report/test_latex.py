@@ -1,4 +1,4 @@
-"""Tests of symcost.latex: exact formulas in both notations, structure, macros, compilation."""
+"""Tests of symcost.report.latex: exact formulas in both notations, structure, macros, compilation."""
 
 import re
 
@@ -8,7 +8,7 @@ import sympy as sp
 import symcost as sc
 from symcost import models
 from symcost import symbols as S
-from symcost.metrics import METRIC_FIELDS
+from symcost.core.metrics import METRIC_FIELDS
 from symcost.report import latex
 
 TP = {"tensor_parallel": S.tp}

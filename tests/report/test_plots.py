@@ -10,7 +10,7 @@ import pytest
 import symcost as sc
 from symcost import hardware
 from symcost import symbols as S
-from symcost.model import Model
+from symcost.models.model import Model
 from symcost.report import plots
 
 pytest.importorskip("matplotlib")
