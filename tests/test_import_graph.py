@@ -19,6 +19,14 @@ only its own stage and the ones below it. ``symcost/__init__`` may import everyt
 facade, and imports lazily); no other module stands outside the stages. From ``plan/`` up
 nothing names a concrete layer type (only ``layers.base``, the contract, and
 ``layers.catalogue``), and nothing above ``layers/`` asks a layer its type.
+
+A ``_name`` stays inside its file: no module imports a ``_private`` name of another symcost module
+(``from .pipeline import _split``), and none reads a ``_private`` attribute it does not define
+itself (``reader._get(...)``, ``plots._matplotlib()``, ``model._layer_rows()``). What modules share
+is API, with a public name. Read from the source like the graph: an attribute counts as defined
+by a module when that module defines, assigns or binds the name anywhere. Not counted: dunders,
+a private *module*'s public names (``from ..core._expr import total``: ``_expr`` is symcost's own,
+not its users'), and :data:`FOREIGN_PROTOCOLS`, another library's names for extending it.
 """
 
 from __future__ import annotations
@@ -40,6 +48,16 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("symcost.cli", "symcost.__main__"),
 )
 """The stages, lowest first; a module belongs to the first stage one of whose prefixes it has."""
+
+FOREIGN_PROTOCOLS = {"_print", "_module_format"}
+"""SymPy's printer protocol: ``Printer._print`` (dispatch to ``_print_<Class>``) and
+``PythonCodePrinter._module_format``, the methods a custom printer calls on itself and its kin."""
+
+PRIVATE_EXEMPT = {
+    ("symcost.hardware.fit.report", "_NCCL_FIELDS"), ("symcost.hardware.fit.report", "_NVLS_FIELDS"),
+}
+"""``(module, name)`` pairs not yet renamed: ``hardware/fit/`` is being reworked elsewhere; the next
+change of it makes these public and empties this set."""
 
 CONTRACT = {"symcost.layers.base", "symcost.layers.catalogue"}
 """What of ``layers/`` the stages from ``plan/`` up may import."""
@@ -158,6 +176,77 @@ def stage(module: str) -> int | None:
         if any(module == p or module.startswith(p + ".") for p in prefixes):
             return i
     return None
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _defined(tree: ast.AST) -> set[str]:
+    """Every name ``tree`` defines, assigns or binds: functions, classes, targets, attributes it
+    stores, arguments, imported names."""
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            out.add(node.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            out.add(node.attr)
+        elif isinstance(node, ast.arg):
+            out.add(node.arg)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            out |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return out
+
+
+def private_uses(name: str, source: str, is_package: bool = False) -> list[str]:
+    """``"line: what"`` for each ``_private`` name of another module that ``name``'s source uses:
+    imported from another symcost module, or read as an attribute it does not define."""
+    tree = ast.parse(source)
+    own = _defined(tree)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = _resolve(name, is_package, node.level, node.module)
+            if base.split(".")[0] == "symcost" and base != name:
+                found += [f"{node.lineno}: from {base} import {a.name}" for a in node.names if _private(a.name)]
+        elif (isinstance(node, ast.Attribute) and _private(node.attr) and node.attr not in own
+              and node.attr not in FOREIGN_PROTOCOLS):
+            found.append(f"{node.lineno}: {ast.unparse(node.value)}.{node.attr}")
+    return found
+
+
+def test_private_reader_finds_imports_and_attributes():
+    """The rule sees a private import from a sibling, an attribute another module defines, and lets
+    a module's own private names, dunders and a private module's public names through."""
+    source = (
+        "from .pipeline import _split, stages_from_parts\n"
+        "from ..core._expr import total\n"
+        "from . import _mine\n"
+        "class _Own:\n"
+        "    _cache = None\n"
+        "    def _get(self): return self._cache, self.__dict__\n"
+        "def f(reader, plots):\n"
+        "    return reader._get(), plots._matplotlib(), _Own()._get(), reader.__class__\n"
+    )
+    assert private_uses("symcost.plan.inference", source) == [
+        "1: from symcost.plan.pipeline import _split", "3: from symcost.plan import _mine",
+        "8: plots._matplotlib"]
+
+
+def test_no_private_names_across_modules():
+    """No module uses another module's ``_private`` names: what modules share has a public name."""
+    found, exempt = [], set()
+    for m, path in modules().items():
+        for use in private_uses(m, path.read_text(encoding="utf-8"), path.name == "__init__.py"):
+            key = (m, use.rsplit(" ", 1)[-1].rsplit(".", 1)[-1])
+            if key in PRIVATE_EXEMPT:
+                exempt.add(key)
+            else:
+                found.append(f"{m}:{use}")
+    assert found == [], f"private names used across modules: {found}"
+    assert exempt == PRIVATE_EXEMPT, f"exemptions no longer needed: {sorted(PRIVATE_EXEMPT - exempt)}"
 
 
 def test_every_module_has_a_stage():

@@ -15,17 +15,17 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 import sympy as sp
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator
 
 from ..core import symbols as sym
 from ..core._expr import as_expr, exact
 from ..core.dtypes import DataType
 from ..errors import ConfigError, HardwareError
 from .runtime import Runtime, runtime
-from .validate import Efficiency, Rate, Seconds, _domain, _number
+from .validate import Chips, Efficiency, Rate, Seconds, exact_number
 
 __all__ = [
     "Hardware",
@@ -89,7 +89,7 @@ class Hardware(BaseModel):
     hbm_capacity: Rate
     hbm_bandwidth: Rate
     scale_up_bandwidth: Rate
-    scale_up_domain: Annotated[Any, BeforeValidator(_domain)]
+    scale_up_domain: Chips
     scale_out_bandwidth: Rate
     collective_latency: Seconds
     scale_out_latency: Optional[Seconds] = None
@@ -103,7 +103,7 @@ class Hardware(BaseModel):
     kernel_time: Seconds = sp.Integer(0)
     launch_time: Seconds = sp.Integer(0)
     collective_base_latency: Seconds = sp.Integer(0)
-    compute_units: Optional[Annotated[Any, BeforeValidator(_domain)]] = None
+    compute_units: Optional[Chips] = None
     tree_latency: Optional[Seconds] = None
     tree_efficiency: Efficiency = sp.Integer(1)
     nvls_latency: Optional[Seconds] = None
@@ -140,7 +140,7 @@ class Hardware(BaseModel):
         peaks = {}
         for key, rate in value.items():
             dtype = DataType.parse(key)
-            expr = _number(rate, f"peak_flops[{dtype.value}]")
+            expr = exact_number(rate, f"peak_flops[{dtype.value}]")
             if expr.is_positive is False:
                 raise HardwareError(f"peak_flops[{dtype.value}] must be positive, got {expr}")
             peaks[dtype] = expr

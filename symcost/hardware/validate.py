@@ -13,7 +13,7 @@ from ..core._expr import as_expr
 from ..errors import ConfigError
 
 
-def _number(value: Any, field: str) -> sp.Expr:
+def exact_number(value: Any, field: str) -> sp.Expr:
     """An exact number from an int, Fraction, SymPy value, decimal string or float.
 
     Floats and strings are read by their decimal digits (``Fraction("989.4e12")``), so
@@ -32,14 +32,14 @@ def _number(value: Any, field: str) -> sp.Expr:
 
 
 def _positive(value: Any, info: ValidationInfo) -> sp.Expr:
-    expr = _number(value, str(info.field_name))
+    expr = exact_number(value, str(info.field_name))
     if expr.is_positive is False:
         raise ConfigError(f"{info.field_name} must be positive, got {expr}")
     return expr
 
 
 def _non_negative(value: Any, info: ValidationInfo) -> sp.Expr:
-    expr = _number(value, str(info.field_name))
+    expr = exact_number(value, str(info.field_name))
     if expr.is_negative:
         raise ConfigError(f"{info.field_name} must be non-negative, got {expr}")
     return expr
@@ -62,5 +62,6 @@ def _domain(value: Any, info: ValidationInfo) -> sp.Expr:
 Rate = Annotated[Any, BeforeValidator(_positive)]
 Efficiency = Annotated[Any, BeforeValidator(_efficiency)]
 Seconds = Annotated[Any, BeforeValidator(_non_negative)]
+Chips = Annotated[Any, BeforeValidator(_domain)]
 
 

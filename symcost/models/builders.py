@@ -169,7 +169,7 @@ def _qwen3_moe_config(reader: Any, common: dict[str, Any], qwen2: bool = False) 
     if top_k > experts:
         raise reader.error(f"num_experts_per_tok ({top_k}) must not exceed the experts ({experts})")
     step = reader.positive("decoder_sparse_step", 1)
-    dense_only = reader._get("mlp_only_layers", None)
+    dense_only = reader.get("mlp_only_layers", None)
     dense_only = [] if dense_only is None else dense_only  # Qwen3MoeConfig: None -> []
     if not isinstance(dense_only, list) or not all(type(i) is int for i in dense_only):
         raise reader.error(f"mlp_only_layers must be a list of layer indices, got {dense_only!r}")

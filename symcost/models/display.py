@@ -31,7 +31,7 @@ def _shape(layer: Any) -> str:
 
 def shape_rows(parts: Sequence[tuple[str, Any, Any]]) -> list[tuple[str, str, Any, str, Any]]:
     """``(part, layer type, count, shape, parameters of one)`` for ``(name, layer, count)`` triples
-    (``Model.parts()`` with each block split into its layers, as :meth:`Model._layer_rows` gives them)."""
+    (``Model.parts()`` with each block split into its layers, as :meth:`Model.layer_rows` gives them)."""
     return [(name, type(layer).__name__, count, _shape(layer), layer.num_params) for name, layer, count in parts]
 
 
@@ -43,7 +43,7 @@ def model_repr(model: Any) -> str:
 def model_text(model: Any) -> str:
     lines = [f"{model.name}: {d.text(model.parameter_count, 'count')} parameters, "
              f"{d.text(model.num_layers, 'plain')} blocks"]
-    for part, _kind, count, shape, params in shape_rows(model._layer_rows()):
+    for part, _kind, count, shape, params in shape_rows(model.layer_rows()):
         lines.append(f"  {part:28s} x{str(count):>4s}  {shape}  ({d.text(params, 'count')} parameters each)")
     return "\n".join(lines)
 
@@ -51,7 +51,7 @@ def model_text(model: Any) -> str:
 def model_html(model: Any) -> str:
     total = model.parameter_count
     rows = []
-    for part, kind, count, shape, params in shape_rows(model._layer_rows()):
+    for part, kind, count, shape, params in shape_rows(model.layer_rows()):
         all_copies = count * params
         share = (units.format_percent(units.to_number(all_copies) / units.to_number(total))
                  if d.is_numeric(all_copies) and d.is_numeric(total) and total else "-")

@@ -181,7 +181,7 @@ _LAYER_TYPES = ("full_attention", "sliding_attention")
 _REQUIRED = object()
 
 
-class _Reader:
+class ConfigReader:
     """Reads keys of one config with one-line errors, and remembers which it read."""
 
     def __init__(self, config: Mapping[str, Any], source: str, defaults: Mapping[str, Any] = {}):
@@ -191,7 +191,7 @@ class _Reader:
     def error(self, message: str) -> ConfigError:
         return ConfigError(f"{self.source}: {message}")
 
-    def _get(self, key: str, default: Any) -> Any:
+    def get(self, key: str, default: Any) -> Any:
         """``key``'s value; absent, the config class's default (hf_defaults), else ``default``."""
         self.read.add(key)
         if key not in self.config:
@@ -204,7 +204,7 @@ class _Reader:
 
     def positive(self, key: str, default: Any = _REQUIRED, nullable: bool = False) -> Any:
         """A positive integer (``null`` allowed only when ``nullable``: then ``None``)."""
-        value = self._get(key, default)
+        value = self.get(key, default)
         if value is None and (nullable or key not in self.config):
             return None
         if type(value) is not int or value <= 0:
@@ -213,14 +213,14 @@ class _Reader:
 
     def count(self, key: str, default: Any = _REQUIRED) -> int:
         """A non-negative integer."""
-        value = self._get(key, default)
+        value = self.get(key, default)
         if type(value) is not int or value < 0:
             raise self.error(f"{key} must be a non-negative integer, got {value!r}")
         return value
 
     def flag(self, key: str, default: bool = False) -> bool:
         """true or false (never a string's truthiness); ``null`` is the default."""
-        value = self._get(key, None)
+        value = self.get(key, None)
         if value is None:
             return default
         if not isinstance(value, bool):
@@ -229,7 +229,7 @@ class _Reader:
 
     def zero(self, key: str, what: str) -> None:
         """A rate that symcost models only at 0 (``what`` it would add otherwise)."""
-        value = self._get(key, None)
+        value = self.get(key, None)
         if value is None:
             return
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -239,7 +239,7 @@ class _Reader:
 
     def rate(self, key: str, default: float = 0.0) -> bool:
         """A dropout rate: whether it is non-zero (absent: ``default``, the config class's; null: 0)."""
-        value = self._get(key, default)
+        value = self.get(key, default)
         if value is None:
             return False
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
@@ -248,7 +248,7 @@ class _Reader:
 
     def activation(self, key: str = "hidden_act") -> str:
         """The activation ``key`` names (absent: the config class's default)."""
-        value = self._get(key, _REQUIRED)
+        value = self.get(key, _REQUIRED)
         if not isinstance(value, str):
             raise self.error(f"{key} must be a string, got {value!r}")
         if value not in HF_ACTIVATIONS:
@@ -348,7 +348,7 @@ def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], *, name: str | 
         raise ConfigError(f"{source}: unsupported model_type {model_type!r}; supported: {', '.join(_SUPPORTED)}")
     if causal is not None and not isinstance(causal, bool):
         raise ConfigError(f"{source}: causal must be True, False or None, got {causal!r}")
-    reader = _Reader(config, source, CLASS_DEFAULTS[model_type])
+    reader = ConfigReader(config, source, CLASS_DEFAULTS[model_type])
     reader.read.update({"model_type", "_name_or_path"})
     label = config.get("_name_or_path")
     if label is not None and not isinstance(label, str):
@@ -366,7 +366,7 @@ def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], *, name: str | 
                                     "max_position_embeddings": trained})
 
 
-def _build(reader: _Reader, model_type: str, causal: Optional[bool]) -> Model:
+def _build(reader: ConfigReader, model_type: str, causal: Optional[bool]) -> Model:
     if model_type in ("gpt2", "falcon", "gptj"):  # their own size keys
         from .hf_builders import falcon, gpt2, gptj
 
@@ -424,9 +424,9 @@ def _build(reader: _Reader, model_type: str, causal: Optional[bool]) -> Model:
     return _llama_with_windows(windows, attention_bias=bias, **extra, **common)
 
 
-def _kernel(reader: _Reader) -> bool:
+def _kernel(reader: ConfigReader) -> bool:
     """flash_attention from ``_attn_implementation`` (absent: a fused kernel, transformers' sdpa)."""
-    value = reader._get("_attn_implementation", None)
+    value = reader.get("_attn_implementation", None)
     if value is None:
         return True
     if value not in HF_ATTENTION_KERNELS:
@@ -434,7 +434,7 @@ def _kernel(reader: _Reader) -> bool:
     return HF_ATTENTION_KERNELS[value]
 
 
-def _layer_windows(reader: _Reader, model_type: str, num_layers: int) -> list[Optional[int]]:
+def _layer_windows(reader: ConfigReader, model_type: str, num_layers: int) -> list[Optional[int]]:
     """The sliding window of each layer (None: full attention), as transformers builds them."""
     if model_type == "llama":
         return [None] * num_layers
@@ -457,10 +457,10 @@ def _layer_windows(reader: _Reader, model_type: str, num_layers: int) -> list[Op
     return _typed_windows(reader, window, num_layers, None)
 
 
-def _typed_windows(reader: _Reader, window: Optional[int], num_layers: int,
+def _typed_windows(reader: ConfigReader, window: Optional[int], num_layers: int,
                    default: Optional[list[str]]) -> list[Optional[int]]:
     """``window`` on the layers ``layer_types`` (else ``default``) calls sliding_attention."""
-    types = reader._get("layer_types", None)
+    types = reader.get("layer_types", None)
     types = default if types is None else types
     if not isinstance(types, list) or len(types) != num_layers:
         raise reader.error(f"layer_types must list {num_layers} entries (one per layer), got {types!r}")

@@ -371,7 +371,7 @@ class Model(BaseModel):
         return (f"$\\displaystyle \\text{{{_text(self.name)}}}:\\quad N_{{\\mathrm{{params}}}} = "
                 f"{expression(count)}{readable},\\quad N_{{\\mathrm{{layers}}}} = {expression(self.num_layers)}$")
 
-    def _layer_rows(self) -> list[tuple[str, Layer, Any]]:
+    def layer_rows(self) -> list[tuple[str, Layer, Any]]:
         """:meth:`parts` with each block split into its layer types (for the shape table)."""
         rows: list[tuple[str, Layer, Any]] = []
         for name, layer, count in self.parts():

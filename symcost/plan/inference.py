@@ -25,13 +25,13 @@ from . import compiled as csteps
 from .pipeline import (
     DecodeStep,
     InferenceStep,
-    _max_all,
-    _span_time,
-    _split,
-    _stages,
     check_expert_parallel,
+    end_stages,
+    max_all,
     model_parts,
     resolve_parallelism,
+    span_time,
+    stage_split,
     stages_from_parts,
     values_from_rows,
 )
@@ -51,7 +51,8 @@ def _prefill_chunk(prefill_chunk: Any, par: Parallelism) -> Optional[sp.Expr]:
     return chunk
 
 
-def _rows_latency(rows: list, skip: tuple[str, ...] = ()) -> Any:
+def rows_latency(rows: list, skip: tuple[str, ...] = ()) -> Any:
+    """Σ count · latency over a model's ``(name, count, metrics)`` rows, less the names in ``skip``."""
     return sp.Add(*(n * sp.sympify(m.latency) for name, n, m in rows if name not in skip))
 
 
@@ -110,7 +111,7 @@ def _chunk_runs(prefix: int, count: int, chunk: int, kinks: tuple[int, ...]) -> 
     return list(zip(bounds, bounds[1:]))
 
 
-def _chunk_attention_time(rows: list, prefix: Any, count: int, chunk: int, chip: Hardware, peak: Any,
+def chunk_attention_time(rows: list, prefix: Any, count: int, chunk: int, chip: Hardware, peak: Any,
                           datatype: Optional[DataType] = None, decode: bool = False) -> Any:
     """Extra time of ``count`` chunks (the i-th after ``prefix + i*chunk`` earlier tokens) over the
     same chunks alone: each attention core also attends to the earlier tokens' keys (read from
@@ -186,8 +187,8 @@ def _stage_memory(sharded: "Model", decode_rows: list, datatype: DataType, p: An
         fullest = stages[max(range(len(held)), key=lambda i: held[i])]
         return fullest["weight"], fullest["kv"], max(held) + act
     # symbolic: the largest of each term; memory the largest stage
-    return (_max_all([st["weight"] for st in stages]), _max_all([st["kv"] for st in stages]),
-            _max_all(held) + act)
+    return (max_all([st["weight"] for st in stages]), max_all([st["kv"] for st in stages]),
+            max_all(held) + act)
 
 
 def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, seq_len: Any,
@@ -225,7 +226,7 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
     chip = get_hardware(hardware)
     par = resolve_parallelism(model, parallelism)
     check_expert_parallel(par)
-    split = _split(model, par.pp, 1, stage_layers)
+    split = stage_split(model, par.pp, 1, stage_layers)
     datatype = DataType.parse(dtype)
     b, s = (sym.batch_size if batch_size is None else dim(batch_size, "batch_size"),
             sym.seq_len if seq_len is None else dim(seq_len, "seq_len"))
@@ -260,7 +261,7 @@ def _boundary_send(par: Parallelism, chip: Hardware, b: Any, h: Any, datatype: D
     def one(tokens: Any, ranks: Any = par.chips_per_replica) -> Any:
         if par.pp == 1:
             return sp.Integer(0)
-        return _span_time("p2p", 2, b * tokens * h * datatype.bytes / ranks, chip, stride)
+        return span_time("p2p", 2, b * tokens * h * datatype.bytes / ranks, chip, stride)
     return one
 
 
@@ -286,7 +287,7 @@ def prefill_stage_time(model: "Model", hardware: Hardware | str, batch_size: Any
     chip = get_hardware(hardware)
     par = resolve_parallelism(model, parallelism)
     check_expert_parallel(par)
-    split = _split(model, par.pp, 1, stage_layers)
+    split = stage_split(model, par.pp, 1, stage_layers)
     datatype = DataType.parse(dtype)
     b, s = dim(batch_size, "batch_size"), dim(seq_len, "seq_len")
     sharded = model.with_parallelism(par)
@@ -295,14 +296,14 @@ def prefill_stage_time(model: "Model", hardware: Hardware | str, batch_size: Any
     # each distinct stage: its layers, and its send unless it is the last (index p - 1)
     times = [st["latency"] + (one(s) if st["index"] != par.pp - 1 else 0)
              for st in stages_from_parts(model_parts(sharded, rows, datatype), par.pp, split)]
-    return _exact_value(_max_all(times) + chip.runtime.step_overhead)
+    return _exact_value(max_all(times) + chip.runtime.step_overhead)
 
 
 def _decode_time(decode_rows: list, send: Callable[..., Any], chip: Hardware, tp: Any) -> Any:
     """One decode step: the new token passes every layer (every stage in turn), each stage
     boundary's send of its activations (split over the TP ranks: ``send(1, tp)``), and the
     engine's own time per step (docs/conventions.md §17)."""
-    tpot = _stages(values_from_rows(decode_rows), "latency", 1)[0] + send(1, tp)
+    tpot = end_stages(values_from_rows(decode_rows), "latency", 1)[0] + send(1, tp)
     return tpot + chip.runtime.step_overhead
 
 
@@ -326,7 +327,7 @@ def decode_step(model: "Model", hardware: Hardware | str, batch_size: Any, seq_l
     chip = get_hardware(hardware)
     par = resolve_parallelism(model, parallelism)
     check_expert_parallel(par)
-    split = _split(model, par.pp, 1, None)
+    split = stage_split(model, par.pp, 1, None)
     datatype = DataType.parse(dtype)
     b, s = (sym.batch_size if batch_size is None else dim(batch_size, "batch_size"),
             sym.seq_len if seq_len is None else dim(seq_len, "seq_len"))
@@ -361,7 +362,7 @@ def _prefill(sharded: "Model", model: "Model", b: Any, s: Any, chunk: Any, datat
     the prefill: one pass, or ``ceil(s/C)`` chunks each attending to the earlier keys."""
     if chunk is None or chunk >= s:
         prefill_rows = sharded.breakdown(b, s, "prefill", datatype, chip, "none", overlap)
-        return _rows_latency(prefill_rows) + send(s), _activation_peak(prefill_rows), prefill_rows, 1
+        return rows_latency(prefill_rows) + send(s), _activation_peak(prefill_rows), prefill_rows, 1
     C, total_len = int(chunk), int(s)
     full, rest = divmod(total_len, C)
     n_chunks = full + (1 if rest else 0)
@@ -370,12 +371,12 @@ def _prefill(sharded: "Model", model: "Model", b: Any, s: Any, chunk: Any, datat
     peak = chip.effective_peak(datatype)
     # every chunk but the last skips the LM head (no token is sampled from it)
     lm_head = sp.Add(*(n * sp.sympify(m.latency) for name, n, m in rows_c if name == "lm_head"))
-    ttft = (full * (_rows_latency(rows_c) + send(C)) - (n_chunks - 1) * lm_head
-            + _chunk_attention_time(rows_c, 0, full, C, chip, peak, datatype))
+    ttft = (full * (rows_latency(rows_c) + send(C)) - (n_chunks - 1) * lm_head
+            + chunk_attention_time(rows_c, 0, full, C, chip, peak, datatype))
     if rest:
         rows_r = sharded.breakdown(b, rest, "prefill", datatype, chip, "none", overlap)
-        ttft += (_rows_latency(rows_r) + send(rest)
-                 + _chunk_attention_time(rows_r, full * C, 1, C, chip, peak, datatype))
+        ttft += (rows_latency(rows_r) + send(rest)
+                 + chunk_attention_time(rows_r, full * C, 1, C, chip, peak, datatype))
     return ttft, _activation_peak(rows_c), rows_c, n_chunks
 
 
@@ -388,7 +389,7 @@ def _memory_expr(model: "Model", chip: Hardware, b: Any, s: Any, q: Any, datatyp
     if q is not s:
         _check_flash(rows, model)
     decode_rows = sharded.breakdown(b, s, "decode", datatype, chip, "none", False)
-    split = _split(model, par.pp, 1, None)
+    split = stage_split(model, par.pp, 1, None)
     return _stage_memory(sharded, decode_rows, datatype, par.pp, split, _activation_peak(rows))[2]
 
 
@@ -498,8 +499,9 @@ def _inference_compiled(model: "Model", hardware: Hardware | str, dtype: Any, pa
                               None if stage_layers is None else tuple(stage_layers))
 
 
-def _inference_front(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
+def inference_front(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
                      overlap: bool, stage_layers: Optional[Sequence[int]]) -> Optional[csteps.CompiledStep]:
+    """The inference step compiled once for this configuration (``None`` where it cannot be)."""
     return csteps.front("inference",
                         lambda: _inference_compiled(model, hardware, dtype, parallelism, overlap, stage_layers),
                   model, hardware, dtype, parallelism, overlap, stage_layers)
@@ -509,6 +511,6 @@ def _inference_fast(model: "Model", hardware: Hardware | str, batch_size: Any, s
                     parallelism: ParallelismLike, overlap: bool, prefill_chunk: Any,
                     stage_layers: Optional[Sequence[int]], exact: bool) -> Optional["InferenceStep"]:
     sizes = csteps.sizes(batch_size, seq_len) if prefill_chunk is None and csteps.USE_COMPILED else None
-    compiled = None if sizes is None else _inference_front(model, hardware, dtype, parallelism, overlap,
+    compiled = None if sizes is None else inference_front(model, hardware, dtype, parallelism, overlap,
                                                            stage_layers)
     return csteps.run(compiled, sizes, exact)

@@ -1,5 +1,7 @@
 """What the training and the inference steps share: the step records, per-layer values of a model's
-parts, the parallelism a step runs under, pipeline stages and their layout (see :mod:`symcost.plan.step`)."""
+parts, the parallelism a step runs under, pipeline stages and their layout (see :mod:`symcost.plan.step`),
+and the helpers both steps call (:func:`max_all`, :func:`end_stages`, :func:`span_time`,
+:func:`stage_split`, :func:`in_flight`)."""
 
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ def _min(a: Any, b: Any) -> Any:
     return exact(extreme(sp.Min, a, b))
 
 
-def _max_all(values: Sequence[Any]) -> Any:
+def max_all(values: Sequence[Any]) -> Any:
     """The largest of a few stage values (distinct ones only; plain ``max`` for numbers)."""
     distinct = list(dict.fromkeys(sp.sympify(x) for x in values))
     if len(distinct) == 1:
@@ -192,7 +194,7 @@ def values_from_rows(rows: list[tuple[str, Any, LayerMetrics]]) -> dict[tuple[st
     return values
 
 
-def _stages(values: dict[tuple[str, str], Any], key: str, p: Any) -> tuple[Any, Any]:
+def end_stages(values: dict[tuple[str, str], Any], key: str, p: Any) -> tuple[Any, Any]:
     """(first stage, last stage) of one quantity; the whole model when p = 1."""
     emb, blocks, tail = values[("embedding", key)], values[("blocks", key)], values[("tail", key)]
     if p == 1:
@@ -201,7 +203,9 @@ def _stages(values: dict[tuple[str, str], Any], key: str, p: Any) -> tuple[Any, 
     return emb + blocks / p, blocks / p + tail
 
 
-def _span_time(kind: CollectiveKind, n: Any, payload: Any, chip: Hardware, stride: Any, count: Any = 1) -> Any:
+def span_time(kind: CollectiveKind, n: Any, payload: Any, chip: Hardware, stride: Any, count: Any = 1) -> Any:
+    """Seconds of ``count`` collectives of ``payload`` bytes over ``n`` chips ``stride`` apart
+    (the group spans ``stride * n`` chips, which picks the link tier); 0 for one chip."""
     if n == 1:
         return sp.Integer(0)
     return collective_time(Collective(kind, "dp", n, payload, count, span=stride * n), chip)
@@ -309,7 +313,7 @@ def pipeline_stages(num_layers: int, pipeline_parallel: int, first: Optional[int
     return tuple(stages)
 
 
-def _split(model: "Model", p: Any, v: Any, stage_layers: Optional[Sequence[int]]) -> Optional[tuple[int, ...]]:
+def stage_split(model: "Model", p: Any, v: Any, stage_layers: Optional[Sequence[int]]) -> Optional[tuple[int, ...]]:
     """The blocks per stage of ``model`` under ``p`` stages and ``v`` chunks per stage, checked;
     ``None`` while the depth or ``p`` is symbolic (then ``p * v`` must divide ``L``: even stages)."""
     L = model.num_layers
@@ -423,7 +427,7 @@ def stages_from_parts(parts: dict[str, Any], p: Any, split: Optional[tuple[int, 
     return out
 
 
-def _in_flight(k: Any, p: Any, m: Any, v: Any) -> Any:
+def in_flight(k: Any, p: Any, m: Any, v: Any) -> Any:
     """Micro-batches of activations stage ``k`` holds at its peak: 1F1B ``min(p - k, m)``;
     interleaved, Megatron-LM's warm-up ``2(p - k - 1) + (v - 1)p`` chunks plus one, at most all
     ``m v``, each chunk ``1/v`` of the stage."""

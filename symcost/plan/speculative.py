@@ -56,7 +56,7 @@ from ..hardware import Hardware
 from ..hardware import get as get_hardware
 from ..hardware.timing import op_time
 from ..models.model import Model
-from .inference import _chunk_attention_time, _rows_latency, inference_step
+from .inference import chunk_attention_time, inference_step, rows_latency
 from .pipeline import check_expert_parallel, resolve_parallelism
 
 __all__ = ["SpeculativeStep", "BreakEven", "expected_tokens", "speculative_tpot", "tpot_latex", "breakeven_alpha",
@@ -246,7 +246,7 @@ class SpeculativeStep:
 def _verify_time(model: Model, chip: Hardware, b: Any, s: Any, k: Any, datatype: DataType) -> sp.Expr:
     """The target's forward over ``q = k + 1`` tokens per sequence after ``s - 1`` cached ones:
     a prefill chunk of ``q`` tokens, its attention cores also attending to the cached keys in the
-    engine's decode kernels (:func:`~symcost.plan.inference._chunk_attention_time`), logits for
+    engine's decode kernels (:func:`~symcost.plan.inference.chunk_attention_time`), logits for
     all ``q`` tokens, plus one engine step (docs/conventions.md §17). Under a layout that shards a
     prefill's tokens (context or Ulysses parallelism, Megatron SP), :func:`_verify_decode_layout`."""
     par = model.parallelism
@@ -259,8 +259,8 @@ def _verify_time(model: Model, chip: Hardware, b: Any, s: Any, k: Any, datatype:
     logits = sp.Add(*(n * sp.sympify(layer.compute_metrics(b * q, 1, "decode", datatype, chip).latency)
                       for n, layer in heads))
     skip = ("lm_head",) if heads else ()
-    attend = _chunk_attention_time(rows, s - 1, 1, q, chip, chip.effective_peak(datatype), datatype, decode=True)
-    return _rows_latency(rows, skip) + logits + attend + chip.runtime.step_overhead
+    attend = chunk_attention_time(rows, s - 1, 1, q, chip, chip.effective_peak(datatype), datatype, decode=True)
+    return rows_latency(rows, skip) + logits + attend + chip.runtime.step_overhead
 
 
 def _verify_decode_layout(model: Model, chip: Hardware, b: Any, s: Any, k: Any, datatype: DataType) -> sp.Expr:
@@ -289,7 +289,7 @@ def _verify_decode_layout(model: Model, chip: Hardware, b: Any, s: Any, k: Any, 
                                            causal=op.causal and n == 1)
                 swap.append(count * mult * (op_time(mine, chip, peak, datatype).time
                                             - op_time(op, chip, peak, datatype).time))
-    return _rows_latency(rows) + sp.Add(*swap) + chip.runtime.step_overhead
+    return rows_latency(rows) + sp.Add(*swap) + chip.runtime.step_overhead
 
 
 def _row(rows: tuple, prefix: str) -> tuple[Any, Any]:

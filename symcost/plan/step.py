@@ -97,7 +97,7 @@ def compile_step(model: "Model", hardware: Hardware | str, phase: str = "inferen
     True
     """
     if phase == "inference":
-        program = inference._inference_front(model, hardware, dtype, parallelism, options.get("overlap", False),
+        program = inference.inference_front(model, hardware, dtype, parallelism, options.get("overlap", False),
                                              options.get("stage_layers"))
         if options.get("prefill_chunk") is not None:
             program = None  # a chunked prefill is not compiled
@@ -113,7 +113,7 @@ def compile_step(model: "Model", hardware: Hardware | str, phase: str = "inferen
     unknown = set(options) - set(known)
     if unknown:
         raise ConfigError(f"compile_step: unknown training options {sorted(unknown)}; valid: {sorted(known)}")
-    trained = training._training_front(model, hardware, dtype, parallelism, *({**known, **options}[k] for k in known))
+    trained = training.training_front(model, hardware, dtype, parallelism, *({**known, **options}[k] for k in known))
 
     def train(seq_len: Any, global_batch: Any, micro_batch: Any = 1, *, exact: bool = True) -> TrainingStep:
         fast = None

@@ -26,13 +26,13 @@ from .pipeline import (
     GRADIENT_BYTES,
     OPTIMIZER_BYTES,
     TrainingStep,
-    _in_flight,
-    _max_all,
-    _span_time,
-    _split,
     check_expert_parallel,
+    in_flight,
+    max_all,
     model_parts,
     resolve_parallelism,
+    span_time,
+    stage_split,
     stages_from_parts,
 )
 
@@ -60,7 +60,7 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
     ``d*c`` ranks). The micro-batches per replica stay ``B/(d*b)``: CP ranks share sequences."""
     m = B / (d * b)
     chips = t * u * c * p * d
-    t_mb = _max_all([st["latency"] for st in values])
+    t_mb = max_all([st["latency"] for st in values])
     bubble = (p - 1) / v * t_mb
     compute = m * t_mb + bubble
 
@@ -68,7 +68,7 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
     sends = sp.Integer(0)
     if p != 1:
         payload = b * s * hidden_size * e / (t * u * c)
-        sends = 2 * v * m * _span_time("p2p", 2, payload, chip, t * u * c * d)
+        sends = 2 * v * m * span_time("p2p", 2, payload, chip, t * u * c * d)
 
     weights, gradients, optimizer, dp_comm = _data_parallel(values, chip=chip, e=e, m=m, d=d * c, stride=t * u,
                                                             ep=ep, zero_stage=zero_stage, p=p)
@@ -107,18 +107,18 @@ def _data_parallel(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, 
     weights = gradients = optimizer = sp.Integer(0)
     for n_params, n, step in groups:
         if zero_stage == 0:
-            dp_comm += _span_time("all_reduce", n, n_params * GRADIENT_BYTES, chip, step)
+            dp_comm += span_time("all_reduce", n, n_params * GRADIENT_BYTES, chip, step)
         else:
             # ZeRO-1 keeps whole gradients and reduce-scatters them once, at the accumulation
             # boundary; ZeRO-2/3 keep a shard, so every micro-batch's backward reduce-scatters
             # (DeepSpeed stage_1_and_2.py reduces "if partition_gradients or at the boundary")
             reductions = 1 if zero_stage == 1 else m
-            dp_comm += _span_time("reduce_scatter", n, n_params * GRADIENT_BYTES, chip, step,
+            dp_comm += span_time("reduce_scatter", n, n_params * GRADIENT_BYTES, chip, step,
                                   count=reductions)
             if zero_stage == 3:  # each micro-batch gathers the weights for its forward and backward
-                dp_comm += _span_time("all_gather", n, n_params * e, chip, step, count=2 * m)
+                dp_comm += span_time("all_gather", n, n_params * e, chip, step, count=2 * m)
             else:  # the updated weights, gathered once after the optimizer step
-                dp_comm += _span_time("all_gather", n, n_params * e, chip, step)
+                dp_comm += span_time("all_gather", n, n_params * e, chip, step)
         weights += n_params * e / (n if zero_stage == 3 else 1)
         gradients += n_params * GRADIENT_BYTES / (n if zero_stage >= 2 else 1)
         optimizer += n_params * OPTIMIZER_BYTES / (n if zero_stage >= 1 else 1)
@@ -134,14 +134,14 @@ def _fullest_stage(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any,
     Returns the sync time, the weight, gradient, optimizer and activation bytes and their total."""
     per_stage = _stage_terms(values, per_params, e=e, p=p, m=m, v=v)
     totals = [w + g + o + a for w, g, o, _, a in per_stage]
-    dp_comm = _max_all([x[3] for x in per_stage])
+    dp_comm = max_all([x[3] for x in per_stage])
     if all(sp.sympify(x).is_number for x in totals):
         fullest = per_stage[max(range(len(totals)), key=lambda i: totals[i])]
         weights, gradients, optimizer, activations = (exact(fullest[i]) for i in (0, 1, 2, 4))
         memory = max(totals)
     else:  # symbolic: each term's largest over the stages; memory the largest stage total
-        weights, gradients, optimizer, activations = (_max_all([x[i] for x in per_stage]) for i in (0, 1, 2, 4))
-        memory = _max_all(totals)
+        weights, gradients, optimizer, activations = (max_all([x[i] for x in per_stage]) for i in (0, 1, 2, 4))
+        memory = max_all(totals)
     return dp_comm, weights, gradients, optimizer, activations, memory
 
 
@@ -153,7 +153,7 @@ def _stage_terms(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any, A
         at = {_PARAMS: st["weight"] / e, _EXPERT: st.get("expert_weight", 0) / e,
               _SHARED: st.get("shared_weight", 0) / e, _GROUP: st.get("embedding_group", 0)}
         terms = [substitute(x, at) for x in per_params]  # NB: Max/Min left unevaluated (extreme)
-        terms.append(st["activation"] * _in_flight(st["index"], p, m, v))
+        terms.append(st["activation"] * in_flight(st["index"], p, m, v))
         per_stage.append(terms)
     return per_stage
 
@@ -181,7 +181,7 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     ``result.stage_layers``). With positive int sizes the step is evaluated by a program compiled
     once per configuration (:func:`compile_step`); ``exact=False`` returns its float64 values."""
     sizes = csteps.sizes(seq_len, global_batch, micro_batch) if csteps.USE_COMPILED else None
-    result = csteps.run(None if sizes is None else _training_front(model, hardware, dtype, parallelism, recompute,
+    result = csteps.run(None if sizes is None else training_front(model, hardware, dtype, parallelism, recompute,
                                                              interleave, zero_stage, overlap, stage_layers),
                   sizes, exact)
     if result is not None:
@@ -193,7 +193,7 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     s, B, b, v = (dim(seq_len, "seq_len"), dim(global_batch, "global_batch"),
                   dim(micro_batch, "micro_batch"), dim(interleave, "interleave"))
     check_divides(B, par.dp * b, "global_batch must be divisible by data_parallel * micro_batch")
-    split = _split(model, par.pp, v, stage_layers)
+    split = stage_split(model, par.pp, v, stage_layers)
     check_expert_parallel(par)
     sharded = model.with_parallelism(par)
     rows = sharded.breakdown(b, s, "training", datatype, chip, cast(Recompute, recompute), overlap)
@@ -231,7 +231,7 @@ def _training_program(model: "Model", chip: Hardware, par: Parallelism, datatype
     if not csteps.compilable(model, par, chip):
         return None
     s, B, b = sym.seq_len, _GLOBAL, sym.batch_size
-    split = _split(model, par.pp, v, stage_layers)
+    split = stage_split(model, par.pp, v, stage_layers)
     sharded = model.with_parallelism(par)
     with collecting() as rules:
         check_divides(B, par.dp * b, "global_batch must be divisible by data_parallel * micro_batch")
@@ -266,7 +266,7 @@ def _training_compiled(model: "Model", hardware: Hardware | str, dtype: Any, par
                              None if stage_layers is None else tuple(stage_layers))
 
 
-def _training_front(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
+def training_front(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
                     recompute: str, interleave: Any, zero_stage: int, overlap: bool,
                     stage_layers: Optional[Sequence[int]]) -> Optional[csteps.CompiledStep]:
     if csteps.sizes(interleave) is None:

@@ -480,7 +480,7 @@ def _charts_section(page: _Page) -> str:
     from . import plots
 
     try:
-        plots._matplotlib()
+        plots.require_matplotlib()
     except ImportError:
         return ("<section id='charts'><h2>Charts</h2><p class='note'>The charts need matplotlib: "
                 "<code>pip install symcost[plot]</code>.</p></section>")

@@ -80,7 +80,7 @@ _INSTALL_HINT = "symcost.plots needs matplotlib: pip install symcost[plot]"
 # -- shared plumbing ---------------------------------------------------------------------------
 
 
-def _matplotlib() -> Any:
+def require_matplotlib() -> Any:
     """The matplotlib module, imported on first use, or an ImportError saying what to install."""
     try:
         import matplotlib
@@ -115,7 +115,7 @@ def _check_size(size: Any, dpi: Any, caller: str) -> tuple[tuple[float, float], 
 
 def _figure(size: tuple[float, float], dpi: float) -> Any:
     """A figure drawn by Agg, never registered with pyplot (so no display, no global state)."""
-    _matplotlib()
+    require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
