@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 import sympy
 import sympy as sp
@@ -218,6 +218,23 @@ class Layer(BaseModel):
 
     # -- what the steps and the search ask of a layer (declared here: nothing above layers/
     #    inspects a layer's type) ------------------------------------------------------------
+
+    if TYPE_CHECKING:
+        # NB: declared for the type checker only: a layer type declares it as a shape field (a
+        # base property of that name would be shadowed by the field); __pydantic_init_subclass__
+        # checks every layer type does, when its class statement runs
+        @property
+        def hidden_size(self) -> Any:
+            """The width of the residual stream the layer reads and writes."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """A layer type declares ``hidden_size``: a shape field, or a property (a block's, read
+        from its parts); the class statement of one that does not raises ``TypeError``."""
+        super().__pydantic_init_subclass__(**kwargs)
+        if "hidden_size" not in cls.model_fields and not isinstance(getattr(cls, "hidden_size", None), property):
+            raise TypeError(f"{cls.__name__} declares no hidden_size: the Layer contract needs one "
+                            "(a shape field, or a property)")
 
     @property
     def query_heads(self) -> Optional[sp.Expr]:

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import functools
 import operator
-from typing import Any, Callable, Literal, Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Literal, Optional, Sequence, TypeVar, Union
 
 import sympy as sp
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
@@ -40,7 +41,7 @@ from ..layers.embedding import EmbeddingLayer, LMHeadLayer
 from ..layers.mlp import Activation, GatedMLPLayer, MLPLayer
 from ..layers.norm import NormLayer
 
-__all__ = ["MixerBlock", "Model", "TransformerBlock", "register_steps", "resolve_causal", "window_pattern"]
+__all__ = ["ByPart", "MixerBlock", "Model", "TransformerBlock", "register_steps", "resolve_causal", "window_pattern"]
 
 # NB: the training and inference steps (symcost.plan.step) are built on Model, so this module must not
 # import them (no import cycle, no upward import). symcost.plan.step registers its functions here when
@@ -96,8 +97,7 @@ class TransformerBlock(Layer):
             if part.parallelism != self.parallelism:
                 raise ConfigError(f"{type(part).__name__}.parallelism must equal the block's "
                                  f"({part.parallelism} vs {self.parallelism})")
-        # NB: hidden_size is not declared by the Layer contract yet (issue 9); every layer has it
-        if self.attention.hidden_size != self.mlp.hidden_size:  # type: ignore[attr-defined]
+        if self.attention.hidden_size != self.mlp.hidden_size:
             raise ConfigError("attention and mlp must share hidden_size")
         if self.shared_norm and not self.parallel:
             raise ConfigError("shared_norm needs parallel=True (one norm feeding attention and mlp side by side)")
@@ -105,7 +105,7 @@ class TransformerBlock(Layer):
 
     @property
     def hidden_size(self) -> sp.Expr:
-        return self.attention.hidden_size  # type: ignore[attr-defined]
+        return self.attention.hidden_size
 
     @property
     def norm(self) -> NormLayer:
@@ -223,7 +223,7 @@ class MixerBlock(Layer):
 
     @property
     def hidden_size(self) -> sp.Expr:
-        return self.mixer.hidden_size  # type: ignore[attr-defined]
+        return self.mixer.hidden_size
 
     @property
     def norm(self) -> NormLayer:
@@ -284,6 +284,39 @@ class MixerBlock(Layer):
 
 Count = Any
 Block = Union[TransformerBlock, MixerBlock]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ByPart(Generic[T]):
+    """One value per part of a model, by what the part is: the embedding, each block group (in
+    order), the final norm and the LM head. The order of :meth:`Model.parts` and
+    :meth:`Model.breakdown` is :meth:`labelled`'s, so a step reads rows by part, never by label.
+
+    >>> from symcost import Model
+    >>> parts = ByPart.of(Model.gpt().parts())
+    >>> parts.lm_head[0], len(parts.blocks), [name for name, _ in parts.labelled()]
+    ('lm_head', 1, ['embedding', 'blocks[0]', 'final_norm', 'lm_head'])
+    """
+
+    embedding: T
+    blocks: tuple[T, ...]
+    final_norm: T
+    lm_head: T
+
+    @classmethod
+    def of(cls, values: Sequence[T]) -> "ByPart[T]":
+        """``values``, one per part in :meth:`Model.parts` order, by part."""
+        if len(values) < 4:
+            raise ValueError(f"one per part (embedding, blocks, final norm, LM head) needs at least 4 values, "
+                             f"got {len(values)}")
+        return cls(values[0], tuple(values[1:-2]), values[-2], values[-1])
+
+    def labelled(self) -> list[tuple[str, T]]:
+        """``(label, value)`` in order; the labels are those of :meth:`Model.parts` (``embedding``,
+        ``blocks[i]``, ``final_norm``, ``lm_head``)."""
+        return [("embedding", self.embedding), *((f"blocks[{i}]", v) for i, v in enumerate(self.blocks)),
+                ("final_norm", self.final_norm), ("lm_head", self.lm_head)]
 
 def resolve_causal(causal: Optional[bool], flash_attention: bool) -> bool:
     """The attention layers' ``causal`` for a builder's ``causal`` argument.
@@ -346,6 +379,12 @@ class Model(BaseModel):
         return self.embedding.parallelism
 
     @property
+    def hidden_size(self) -> Any:
+        """The width of the residual stream (its first block's ``hidden_size``, which every part
+        reads and writes)."""
+        return self.blocks[0][0].hidden_size
+
+    @property
     def num_layers(self) -> sp.Expr:
         """Transformer blocks in all."""
         return exact(sp.Add(*(n for _, n in self.blocks)))
@@ -398,12 +437,11 @@ class Model(BaseModel):
         return model_text(self)
 
     def parts(self) -> list[tuple[str, Layer, Any]]:
-        """``(name, layer, count)`` for every distinct layer of the model."""
-        out: list[tuple[str, Layer, Any]] = [("embedding", self.embedding, 1)]
-        for i, (blk, n) in enumerate(self.blocks):
-            out.append((f"blocks[{i}]", blk, n))
-        out += [("final_norm", self.final_norm, 1), ("lm_head", self.lm_head, 1)]
-        return out
+        """``(name, layer, count)`` for every distinct layer of the model, in :class:`ByPart` order
+        (``ByPart.of(model.parts())`` reads them by part)."""
+        layers: ByPart[tuple[Layer, Any]] = ByPart((self.embedding, 1), tuple(self.blocks), (self.final_norm, 1),
+                                                   (self.lm_head, 1))
+        return [(name, layer, n) for name, (layer, n) in layers.labelled()]
 
     # -- metrics -----------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from ..hardware import Hardware
 from ..hardware import get as get_hardware
 from ..hardware.timing import OpTime, op_time
-from ..models.model import Model
+from ..models.model import ByPart, Model
 from . import compiled as csteps
 from .pipeline import (
     DecodeStep,
@@ -51,9 +51,9 @@ def _prefill_chunk(prefill_chunk: Any, par: Parallelism) -> Optional[sp.Expr]:
     return chunk
 
 
-def rows_latency(rows: list, skip: tuple[str, ...] = ()) -> Any:
-    """Σ count · latency over a model's ``(name, count, metrics)`` rows, less the names in ``skip``."""
-    return sp.Add(*(n * sp.sympify(m.latency) for name, n, m in rows if name not in skip))
+def rows_latency(rows: Sequence[tuple[str, Any, Any]]) -> Any:
+    """Σ count · latency over ``(name, count, metrics)`` rows of a model's breakdown."""
+    return sp.Add(*(n * sp.sympify(m.latency) for _, n, m in rows))
 
 
 def _core_ops(rows: list) -> list[tuple[AttentionCore, Any]]:
@@ -235,7 +235,7 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
     sharded = model.with_parallelism(par)
     decode_rows = sharded.breakdown(b, s, "decode", datatype, chip, "none", overlap)
     hops = (p - 1) if p != 1 else 0
-    one = _boundary_send(par, chip, b, sharded.blocks[0][0].hidden_size, datatype)
+    one = _boundary_send(par, chip, b, sharded.hidden_size, datatype)
 
     def send(tokens: Any, ranks: Any = par.chips_per_replica) -> Any:  # every stage boundary's send
         return hops * one(tokens, ranks) if p != 1 else 0
@@ -292,7 +292,7 @@ def prefill_stage_time(model: "Model", hardware: Hardware | str, batch_size: Any
     b, s = dim(batch_size, "batch_size"), dim(seq_len, "seq_len")
     sharded = model.with_parallelism(par)
     rows = sharded.breakdown(b, s, "prefill", datatype, chip, "none", False)
-    one = _boundary_send(par, chip, b, sharded.blocks[0][0].hidden_size, datatype)
+    one = _boundary_send(par, chip, b, sharded.hidden_size, datatype)
     # each distinct stage: its layers, and its send unless it is the last (index p - 1)
     times = [st["latency"] + (one(s) if st["index"] != par.pp - 1 else 0)
              for st in stages_from_parts(model_parts(sharded, rows, datatype), par.pp, split)]
@@ -333,7 +333,7 @@ def decode_step(model: "Model", hardware: Hardware | str, batch_size: Any, seq_l
             sym.seq_len if seq_len is None else dim(seq_len, "seq_len"))
     sharded = model.with_parallelism(par)
     rows = sharded.breakdown(b, s, "decode", datatype, chip, "none", False)
-    one = _boundary_send(par, chip, b, sharded.blocks[0][0].hidden_size, datatype)
+    one = _boundary_send(par, chip, b, sharded.hidden_size, datatype)
     hops = (par.pp - 1) if par.pp != 1 else 0
 
     def send(tokens: Any, ranks: Any) -> Any:  # as inference_step sends
@@ -370,7 +370,8 @@ def _prefill(sharded: "Model", model: "Model", b: Any, s: Any, chunk: Any, datat
     _check_flash(rows_c, model)
     peak = chip.effective_peak(datatype)
     # every chunk but the last skips the LM head (no token is sampled from it)
-    lm_head = sp.Add(*(n * sp.sympify(m.latency) for name, n, m in rows_c if name == "lm_head"))
+    _, heads, head = ByPart.of(rows_c).lm_head
+    lm_head = heads * sp.sympify(head.latency)
     ttft = (full * (rows_latency(rows_c) + send(C)) - (n_chunks - 1) * lm_head
             + chunk_attention_time(rows_c, 0, full, C, chip, peak, datatype))
     if rest:

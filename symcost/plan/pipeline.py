@@ -18,7 +18,7 @@ from ..core.parallelism import Parallelism, ParallelismLike
 from ..errors import ConfigError
 from ..hardware import Hardware
 from ..hardware.timing import collective_time
-from ..models.model import Model
+from ..models.model import ByPart, Model
 
 # NB: Megatron-LM accumulates gradients in fp32 "main grads" and keeps Adam's fp32 master weights,
 # first and second moments: 4 and 4 + 4 + 4 bytes per parameter beside the weights themselves.
@@ -187,10 +187,10 @@ def values_from_rows(rows: list[tuple[str, Any, LayerMetrics]]) -> dict[tuple[st
     a model's :meth:`~symcost.models.model.Model.breakdown` rows."""
     values: dict[tuple[str, str], Any] = {}
     for key, field in _FIELDS.items():
-        get = {name: (n, sp.sympify(getattr(m, field))) for name, n, m in rows}
-        values[("embedding", key)] = get["embedding"][1]
-        values[("blocks", key)] = sp.Add(*(n * x for name, (n, x) in get.items() if name.startswith("blocks")))
-        values[("tail", key)] = get["final_norm"][1] + get["lm_head"][1]
+        part = ByPart.of([(n, sp.sympify(getattr(m, field))) for _, n, m in rows])
+        values[("embedding", key)] = part.embedding[1]
+        values[("blocks", key)] = sp.Add(*(n * x for n, x in part.blocks))
+        values[("tail", key)] = part.final_norm[1] + part.lm_head[1]
     return values
 
 
@@ -348,18 +348,18 @@ def model_parts(model: "Model", rows: Sequence[tuple[str, Any, LayerMetrics]], d
     def quantities(metrics: LayerMetrics) -> dict[str, Any]:
         return {key: sp.sympify(getattr(metrics, field)) for key, field in _FIELDS.items()}
 
-    by_name = {name: (n, m) for name, n, m in rows}
-    tail = quantities(by_name["final_norm"][1])
-    tail = {k: tail[k] + x for k, x in quantities(by_name["lm_head"][1]).items()}
+    part = ByPart.of([m for _, _, m in rows])
+    tail = quantities(part.final_norm)
+    tail = {k: tail[k] + x for k, x in quantities(part.lm_head).items()}
     if model.lm_head.tied:
         tail["tied_weight"] = sp.sympify(model.lm_head.table_memory(e))
     blocks = []
-    for i, (blk, n) in enumerate(model.blocks):
-        q = quantities(by_name[f"blocks[{i}]"][1])
+    for (blk, n), metrics in zip(model.blocks, part.blocks, strict=True):
+        q = quantities(metrics)
         if blk.num_routed_experts is not None:
             q["expert_weight"] = sp.sympify(blk.expert_params_per_chip * e)
         blocks.append((n, q))
-    return {"embedding": quantities(by_name["embedding"][1]), "blocks": blocks, "tail": tail}
+    return {"embedding": quantities(part.embedding), "blocks": blocks, "tail": tail}
 
 
 def stage_layout(counts: Sequence[Any], p: Any,

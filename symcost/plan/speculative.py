@@ -55,7 +55,7 @@ from ..errors import ConfigError
 from ..hardware import Hardware
 from ..hardware import get as get_hardware
 from ..hardware.timing import op_time
-from ..models.model import Model
+from ..models.model import ByPart, Model
 from .inference import chunk_attention_time, inference_step, rows_latency
 from .pipeline import check_expert_parallel, resolve_parallelism
 
@@ -254,13 +254,13 @@ def _verify_time(model: Model, chip: Hardware, b: Any, s: Any, k: Any, datatype:
         return _verify_decode_layout(model, chip, b, s, k, datatype)
     q = k + 1
     rows = model.breakdown(b, q, "prefill", datatype, chip, "none", False)
-    heads = [(n, layer) for name, layer, n in model.parts() if name == "lm_head"]
+    part = ByPart.of(rows)
     # the prefill LM head computes the last token's logits; verification needs all q tokens'
-    logits = sp.Add(*(n * sp.sympify(layer.compute_metrics(b * q, 1, "decode", datatype, chip).latency)
-                      for n, layer in heads))
-    skip = ("lm_head",) if heads else ()
+    _, heads, _ = part.lm_head
+    logits = heads * sp.sympify(model.lm_head.compute_metrics(b * q, 1, "decode", datatype, chip).latency)
     attend = chunk_attention_time(rows, s - 1, 1, q, chip, chip.effective_peak(datatype), datatype, decode=True)
-    return rows_latency(rows, skip) + logits + attend + chip.runtime.step_overhead
+    body = [part.embedding, *part.blocks, part.final_norm]
+    return rows_latency(body) + logits + attend + chip.runtime.step_overhead
 
 
 def _verify_decode_layout(model: Model, chip: Hardware, b: Any, s: Any, k: Any, datatype: DataType) -> sp.Expr:
@@ -292,28 +292,20 @@ def _verify_decode_layout(model: Model, chip: Hardware, b: Any, s: Any, k: Any, 
     return rows_latency(rows) + sp.Add(*swap) + chip.runtime.step_overhead
 
 
-def _row(rows: tuple, prefix: str) -> tuple[Any, Any]:
-    """``(count, metrics)`` of the last breakdown row named ``prefix...``, or ``(0, None)``."""
-    found = [(n, m) for name, n, m in rows if name.startswith(prefix)]
-    return found[-1] if found else (0, None)
-
-
 def _mtp_head(plain: Any, model: Model, b: Any, datatype: DataType, chip: Hardware) -> tuple[Any, Any]:
     """(time, weights + KV cache per chip) of one DeepSeek-V3 MTP module's decode step: the
     shared embedding, RMSNorms of the hidden state and of the embedding, the ``2h -> h``
     projection, one transformer block (the target's last kind), the shared final norm and LM
     head. NB: the projection is counted unsharded on every TP rank (DeepSeek-V3 gives no TP
     layout for it): ``2 * b * 2h * h`` FLOPs and ``2h^2`` weights."""
-    rows = plain.decode_rows
-    parts = {name: _row(rows, name) for name in ("embedding", "blocks", "final_norm", "lm_head")}
-    _, block = parts["blocks"]
-    _, norm = parts["final_norm"]
-    h = model.blocks[0][0].hidden_size
+    part = ByPart.of([m for _, _, m in plain.decode_rows])
+    block, norm = part.blocks[-1], part.final_norm
+    h = model.hidden_size
     projection = Matmul("mtp_projection", m=b, n=h, k=2 * h, dtype_bytes=datatype.bytes)
     proj_time = op_time(projection, chip, chip.effective_peak(datatype), datatype).time
-    used = [m for _, m in parts.values() if m is not None]
-    time = sp.Add(*(sp.sympify(m.latency) for m in used), 2 * sp.sympify(norm.latency) if norm else 0, proj_time)
-    norms = 2 * sp.sympify(norm.weight_memory_per_chip) if norm else 0
+    used = (part.embedding, block, norm, part.lm_head)
+    time = sp.Add(*(sp.sympify(m.latency) for m in used), 2 * sp.sympify(norm.latency), proj_time)
+    norms = 2 * sp.sympify(norm.weight_memory_per_chip)
     memory = (sp.sympify(block.weight_memory_per_chip) + sp.sympify(block.kv_cache_memory_per_chip) + norms
               + 2 * h * h * datatype.bytes)
     return time, memory

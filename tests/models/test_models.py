@@ -246,3 +246,31 @@ def test_preset_files_cite_every_number():
         data = json.loads(folder.joinpath(f"{name}.json").read_text())
         assert data["name"] == name and data["source"] and data["builder"] in models.registry.BUILDERS
         assert all(entry["source"] for entry in data["fields"].values()), name
+
+
+def test_model_declares_its_hidden_size():
+    """``Model.hidden_size`` is the residual stream's width, read without reaching into a block:
+    Llama-3-8B 4096, DeepSeek-V3 7168 (their config.json's ``hidden_size``), Mamba2-2.7B 2560
+    (``d_model``); the symbol ``h`` where the builder leaves it free."""
+    assert models.get("llama-3-8b").hidden_size == 4096
+    assert models.get("deepseek-v3").hidden_size == 7168
+    assert models.get("mamba2-2.7b").hidden_size == 2560
+    assert Model.gpt().hidden_size == S.hidden_size
+
+
+def test_rows_by_part():
+    """``ByPart.of`` reads one row per part by what the part is, in ``Model.parts`` order:
+    DeepSeek-V3 has the embedding, two block groups (3 dense blocks, then 58 MoE: its model card's
+    ``first_k_dense_replace = 3`` of 61 layers), the final norm and the LM head."""
+    from symcost.models.model import ByPart
+
+    m = models.get("deepseek-v3")
+    parts = ByPart.of(m.parts())
+    assert parts.embedding == ("embedding", m.embedding, 1)
+    assert [(name, n) for name, _, n in parts.blocks] == [("blocks[0]", 3), ("blocks[1]", 58)]
+    assert parts.final_norm[1] is m.final_norm and parts.lm_head[1] is m.lm_head
+    assert [name for name, _ in parts.labelled()] == ["embedding", "blocks[0]", "blocks[1]", "final_norm", "lm_head"]
+    rows = ByPart.of(m.breakdown(1, 16, "decode", "bf16"))
+    assert rows.lm_head[0] == "lm_head" and [r[1] for r in rows.blocks] == [3, 58]
+    with pytest.raises(ValueError, match="one per part"):
+        ByPart.of(m.parts()[:3])
