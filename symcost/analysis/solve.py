@@ -35,7 +35,7 @@ import sympy as sp
 
 from ..core import display
 from ..core import symbols as sym
-from ..core._expr import as_expr, exact
+from ..core._expr import as_expr, exact_value
 from ..errors import ConfigError, SolveError, UnboundSymbolError
 
 __all__ = ["IntegerSolution", "DegreeSolution", "max_integer", "min_degree", "common_divisors"]
@@ -414,7 +414,7 @@ def min_degree(expr: Any, symbol: Any, limit: Any, candidates: Iterable[int], *,
         verdict = sp.Le(value, lim)
         if verdict not in (sp.true, sp.false):
             raise UnboundSymbolError(f"cannot compare {value} with the limit {lim}: bind every symbol")
-        checked.append((n, exact(value), verdict is sp.true))
+        checked.append((n, exact_value(value), verdict is sp.true))
         if verdict is sp.true:
             return DegreeSolution(n, "found", tuple(checked), lim, kind)
     return DegreeSolution(None, "nothing_fits", tuple(checked), lim, kind)

@@ -77,10 +77,10 @@ def check_divides(numerator: sp.Expr, divisor: sp.Expr, what: str) -> None:
     record(Assumption(((numerator, divisor),), what))
 
 
-def exact(value: Value) -> Value:
+def exact_value(value: Value) -> Value:
     """A SymPy number as a plain exact Python number (``int`` or ``Fraction``); other values as is.
 
-    >>> exact(sp.Integer(6)), exact(sp.Rational(1, 2)), exact(sp.Symbol("x") + 1)
+    >>> exact_value(sp.Integer(6)), exact_value(sp.Rational(1, 2)), exact_value(sp.Symbol("x") + 1)
     (6, Fraction(1, 2), x + 1)
     """
     if isinstance(value, sp.Integer):

@@ -36,7 +36,7 @@ BUILDS: collections.Counter = collections.Counter()
 
 
 def normal(value: Any) -> Any:
-    """An exact result as :func:`symcost.core._expr.exact` gives it: an integral Fraction as int."""
+    """An exact result as :func:`symcost.core._expr.exact_value` gives it: an integral Fraction as int."""
     if type(value) is Fraction and value.denominator == 1:
         return value.numerator
     return value

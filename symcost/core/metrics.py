@@ -27,7 +27,7 @@ import sympy as sp
 from ..errors import ConfigError, UnboundSymbolError
 from . import display
 from . import symbols as sym
-from ._expr import Value, as_expr, exact, total
+from ._expr import Value, as_expr, exact_value, total
 from .assumptions import Assumption, check_all, merge
 from .binding import Chip, time_model
 from .dtypes import DataType
@@ -68,12 +68,12 @@ BOUNDS = {"compute_time": "compute", "memory_time": "memory", "comm_time": "comm
 
 def _peak(a: Value, b: Value) -> Value:
     if isinstance(a, sp.Basic) or isinstance(b, sp.Basic):
-        return exact(sp.Max(a, b))
+        return exact_value(sp.Max(a, b))
     return max(a, b)
 
 
 def _exact_all(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: exact(sp.sympify(v)) if not isinstance(v, int) else v for k, v in values.items()}
+    return {k: exact_value(sp.sympify(v)) if not isinstance(v, int) else v for k, v in values.items()}
 
 
 def _merge_ops(ops: Iterable[tuple[Op, Any]]) -> tuple[tuple[Op, Any], ...]:
@@ -145,7 +145,7 @@ def _ideal_terms(model: Any, compute: tuple[tuple[Op, Any], ...], collectives: t
     """:attr:`LayerMetrics.roofline` of :meth:`LayerMetrics.from_ops`, by the time model that
     timed the layer (the one registered when the metrics were built, not when this is read)."""
     rt = model.roofline_times(compute, collectives, hardware, peak_flops, overlap, datatype)
-    return None if rt is None else tuple(exact(sp.sympify(v)) for v in (rt.compute_time, rt.memory_time,
+    return None if rt is None else tuple(exact_value(sp.sympify(v)) for v in (rt.compute_time, rt.memory_time,
                                                                         rt.comm_time))
 
 
@@ -233,7 +233,7 @@ class LayerMetrics:
             "latency": times.latency,
         })
         return cls(phase=phase, collectives=collectives, op_source=compute,
-                   peak_flops=exact(sp.sympify(peak_flops)), assumptions=tuple(assumptions),
+                   peak_flops=exact_value(sp.sympify(peak_flops)), assumptions=tuple(assumptions),
                    roofline=roofline, **fields)
 
     # -- derived -----------------------------------------------------------------------------
@@ -276,25 +276,25 @@ class LayerMetrics:
     @property
     def memory_per_chip(self) -> Value:
         """Bytes that must fit in HBM: weights + activations + KV cache."""
-        return exact(sp.sympify(self.weight_memory_per_chip)
+        return exact_value(sp.sympify(self.weight_memory_per_chip)
                      + sp.sympify(self.activation_memory_per_chip)
                      + sp.sympify(self.kv_cache_memory_per_chip))
 
     @property
     def arithmetic_intensity(self) -> Value:
         """FLOPs per byte of HBM traffic: ``flops_per_chip / hbm_bytes_per_chip``."""
-        return exact(sp.sympify(self.flops_per_chip) / sp.sympify(self.hbm_bytes_per_chip))
+        return exact_value(sp.sympify(self.flops_per_chip) / sp.sympify(self.hbm_bytes_per_chip))
 
     @property
     def achieved_flops(self) -> Value:
         """FLOP/s the chip sustains: ``flops_per_chip / latency``."""
-        return exact(sp.sympify(self.flops_per_chip) / sp.sympify(self.latency))
+        return exact_value(sp.sympify(self.flops_per_chip) / sp.sympify(self.latency))
 
     @property
     def flops_utilization(self) -> Value:
         """Matmul FLOP/s achieved as a fraction of the peak used for timing:
         ``matmul_flops_per_chip / (latency * peak_flops)`` (MFU for one layer)."""
-        return exact(sp.sympify(self.matmul_flops_per_chip)
+        return exact_value(sp.sympify(self.matmul_flops_per_chip)
                      / (sp.sympify(self.latency) * sp.sympify(self.peak_flops)))
 
     def elasticity(self, field: str, x: sp.Symbol | str) -> sp.Expr:
@@ -313,7 +313,7 @@ class LayerMetrics:
             raise ConfigError(f"elasticity: unknown field {field!r}; valid: {', '.join(METRIC_FIELDS)}")
         symbol = _resolve_key(x)
         y = sp.sympify(getattr(self, field))
-        return exact(sp.cancel(sp.diff(y, symbol) * symbol / y))
+        return exact_value(sp.cancel(sp.diff(y, symbol) * symbol / y))
 
     # -- composition -------------------------------------------------------------------------
 
@@ -338,7 +338,8 @@ class LayerMetrics:
             peak_flops=self.peak_flops,
             assumptions=merge(self.assumptions, other.assumptions),
             roofline=_later(lambda: None if self.roofline is None and other.roofline is None else tuple(
-                exact(sp.sympify(a) + sp.sympify(b)) for a, b in zip(self._roofline_terms(), other._roofline_terms())),
+                exact_value(sp.sympify(a) + sp.sympify(b))
+                for a, b in zip(self._roofline_terms(), other._roofline_terms())),
                 self, other),
             **_exact_all(fields),
         )
@@ -360,7 +361,7 @@ class LayerMetrics:
             peak_flops=self.peak_flops,
             assumptions=self.assumptions,
             roofline=_later(lambda: None if self.roofline is None else tuple(
-                exact(sp.sympify(v) * n) for v in self.roofline), self),
+                exact_value(sp.sympify(v) * n) for v in self.roofline), self),
             **_exact_all(fields),
         )
 
@@ -422,10 +423,10 @@ class LayerMetrics:
             collectives=substitute_collectives(self.collectives, table),
             op_source=_later(lambda: _merge_ops((op.xreplace(table), sp.sympify(m).xreplace(table))
                                                 for op, m in self.ops), self),
-            peak_flops=exact(peak.xreplace(table)) if isinstance(peak, sp.Basic) else peak,
+            peak_flops=exact_value(peak.xreplace(table)) if isinstance(peak, sp.Basic) else peak,
             assumptions=assumptions,
             roofline=_later(lambda: None if self.roofline is None else tuple(
-                exact(v.xreplace(table)) if isinstance(v, sp.Basic) else v for v in self.roofline), self),
+                exact_value(v.xreplace(table)) if isinstance(v, sp.Basic) else v for v in self.roofline), self),
             **_exact_all(fields),
         )
 

@@ -20,7 +20,7 @@ from typing import Literal, TypeVar
 import sympy as sp
 
 from ..errors import ConfigError
-from ._expr import Value, as_expr, exact
+from ._expr import Value, as_expr, exact_value
 
 __all__ = [
     "VECTOR_FLOPS",
@@ -560,7 +560,7 @@ class Collective:
         if self.span is None:
             object.__setattr__(self, "span", self.group_size)
         for name in ("group_size", "payload_bytes", "count", "span"):
-            object.__setattr__(self, name, exact(as_expr(getattr(self, name), f"Collective.{name}")))
+            object.__setattr__(self, name, exact_value(as_expr(getattr(self, name), f"Collective.{name}")))
         for name in ("group_size", "count", "span"):
             value = sp.sympify(getattr(self, name))
             if value.is_positive is False or value.is_integer is False:
@@ -572,7 +572,7 @@ class Collective:
     def bytes_sent_per_chip(self) -> Value:
         """Bytes one chip sends over all ``count`` calls, ring algorithms."""
         n = as_expr(self.group_size, "group_size")
-        return exact(as_expr(self.count, "count") * _ring_fraction(self.kind, n)
+        return exact_value(as_expr(self.count, "count") * _ring_fraction(self.kind, n)
                      * as_expr(self.payload_bytes, "payload_bytes"))
 
     @property

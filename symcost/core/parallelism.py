@@ -34,7 +34,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, Union
 
 import sympy
-import sympy as sp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo
 
 from ..errors import ConfigError
@@ -43,7 +42,7 @@ from ._expr import dim
 __all__ = ["Parallelism", "ParallelismLike", "Degree"]
 
 
-def _degree(value: Any, info: ValidationInfo) -> sp.Expr:
+def _degree(value: Any, info: ValidationInfo) -> sympy.Expr:
     if isinstance(value, bool):
         hint = ""
         if info.field_name == "sequence_parallel":
@@ -81,18 +80,18 @@ class Parallelism(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
-    tensor_parallel: Degree = sp.Integer(1)
-    sequence_parallel: Annotated[Union[Literal["tp"], Any], BeforeValidator(_sequence_degree)] = sp.Integer(1)
-    context_parallel: Degree = sp.Integer(1)
+    tensor_parallel: Degree = sympy.Integer(1)
+    sequence_parallel: Annotated[Union[Literal["tp"], Any], BeforeValidator(_sequence_degree)] = sympy.Integer(1)
+    context_parallel: Degree = sympy.Integer(1)
     cp_comm_type: Annotated[Literal["p2p", "all_gather"], BeforeValidator(_cp_comm_type)] = "p2p"
     """How attention gets the other CP ranks' K and V: around a ring (``"p2p"``, Megatron's
     default) or in one all-gather (``"all_gather"``)."""
-    pipeline_parallel: Degree = sp.Integer(1)
-    expert_parallel: Degree = sp.Integer(1)
-    data_parallel: Degree = sp.Integer(1)
+    pipeline_parallel: Degree = sympy.Integer(1)
+    expert_parallel: Degree = sympy.Integer(1)
+    data_parallel: Degree = sympy.Integer(1)
 
     @property
-    def tp(self) -> sp.Expr:
+    def tp(self) -> sympy.Expr:
         """Tensor-parallel degree *t*."""
         return self.tensor_parallel
 
@@ -101,12 +100,10 @@ class Parallelism(BaseModel):
         """True for Megatron-LM sequence parallelism over the TP group (``"tp"``)."""
         return isinstance(self.sequence_parallel, str)
 
-    # NB: below this property, `sp` in the class body names it, not the sympy module, so the
-    # annotations that follow say `sympy.Expr`.
     @property
-    def sp(self) -> sp.Expr:
+    def sp(self) -> sympy.Expr:
         """The independent (Ulysses) sequence degree; 1 under Megatron sequence parallelism."""
-        return sp.Integer(1) if self.megatron_sp else self.sequence_parallel
+        return sympy.Integer(1) if self.megatron_sp else self.sequence_parallel
 
     @property
     def cp(self) -> sympy.Expr:

@@ -21,7 +21,7 @@ import sympy as sp
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator
 
 from ..core import symbols as sym
-from ..core._expr import as_expr, exact
+from ..core._expr import as_expr, exact_value
 from ..core.dtypes import DataType
 from ..errors import ConfigError, HardwareError
 from .runtime import Runtime, runtime
@@ -212,7 +212,7 @@ class Hardware(BaseModel):
         """
         dt = DataType.parse(dtype)
         try:
-            return exact(self.peak_flops[dt])
+            return exact_value(self.peak_flops[dt])
         except KeyError:
             known = ", ".join(d.value for d in self.peak_flops)
             # NB: refused, not computed in another format: a block-scaled matmul on a chip whose
@@ -565,7 +565,7 @@ class Hardware(BaseModel):
             raise HardwareError(f"{self.name}: a symbolic chip cannot be saved")
 
         def plain(value: Any) -> Any:
-            value = exact(value)
+            value = exact_value(value)
             return value if isinstance(value, int) else str(value)
 
         out: dict[str, Any] = {"name": self.name,

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 import sympy
-import sympy as sp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from ..core import symbols as sym
@@ -36,7 +35,7 @@ __all__ = ["Layer", "Phase", "Context", "Dim", "Recompute", "shard_heads"]
 Recompute = Literal["none", "selective", "full"]
 
 
-def _dim_field(value: Any, info: ValidationInfo) -> sp.Expr:
+def _dim_field(value: Any, info: ValidationInfo) -> sympy.Expr:
     return dim(value, str(info.field_name))
 
 
@@ -50,7 +49,7 @@ Dim = Annotated[Any, BeforeValidator(_dim_field)]
 _TRANSPOSE: dict[str, Optional[CollectiveKind]] = {"all_gather": "reduce_scatter", "reduce_scatter": "all_gather",
               "all_to_all": "all_to_all", "p2p": "p2p", "all_reduce": None}
 
-_ZERO = sp.Integer(0)
+_ZERO = sympy.Integer(0)
 
 
 @dataclass(frozen=True)
@@ -71,10 +70,10 @@ class GradientCollective(Op):
 class Context:
     """The workload one ``compute_metrics`` call costs: sizes, phase, bytes and degrees."""
 
-    batch_size: sp.Expr
-    seq_len: sp.Expr
+    batch_size: sympy.Expr
+    seq_len: sympy.Expr
     phase: Phase
-    dtype_bytes: sp.Expr
+    dtype_bytes: sympy.Expr
     parallelism: Parallelism
     recompute: Recompute
 
@@ -83,26 +82,24 @@ class Context:
         return self.phase.is_training
 
     @property
-    def wire_bytes(self) -> sp.Expr:
+    def wire_bytes(self) -> sympy.Expr:
         """Bytes per element of the activations TP collectives carry: ``max(e, 2)``. A model in
         an 8-bit or 4-bit format quantizes each GEMM's input and keeps its activations, and so
         its all-reduces and all-gathers, in bf16 (TensorRT-LLM, vLLM and SGLang FP8 checkpoints;
         Transformer Engine's FP8 recipes); 16- and 32-bit models send what they compute in."""
         e = self.dtype_bytes
-        return e if e.is_number and e >= 2 else sp.Integer(2) if e.is_number else sp.Max(e, 2)
+        return e if e.is_number and e >= 2 else sympy.Integer(2) if e.is_number else sympy.Max(e, 2)
 
     @property
     def decode(self) -> bool:
         return self.phase is Phase.DECODE
 
     @property
-    def tp(self) -> sp.Expr:
+    def tp(self) -> sympy.Expr:
         return self.parallelism.tp
 
-    # NB: below this property, `sp` in the class body names it, not the sympy module, so the
-    # annotations that follow say `sympy.Expr`.
     @property
-    def sp(self) -> sp.Expr:
+    def sp(self) -> sympy.Expr:
         """The Ulysses sequence degree (1 without one)."""
         return self.parallelism.sp
 
@@ -124,7 +121,7 @@ class Context:
     @property
     def q_len(self) -> sympy.Expr:
         """New tokens per sequence: ``seq_len``, or 1 in decode."""
-        return sp.Integer(1) if self.decode else self.seq_len
+        return sympy.Integer(1) if self.decode else self.seq_len
 
     @property
     def tokens(self) -> sympy.Expr:
@@ -149,7 +146,7 @@ class Context:
         return self.dtype_bytes
 
 
-def shard_heads(heads: sp.Expr, degree: sp.Expr) -> sp.Expr:
+def shard_heads(heads: sympy.Expr, degree: sympy.Expr) -> sympy.Expr:
     """Heads per chip when ``heads`` are split ``degree`` ways; fewer heads than chips are
     replicated, one whole head per chip (Megatron's rule for KV heads).
 
@@ -162,16 +159,16 @@ def shard_heads(heads: sp.Expr, degree: sp.Expr) -> sp.Expr:
     compares the sizes themselves.
 
     >>> from symcost import symbols as S
-    >>> shard_heads(sp.Integer(8), sp.Integer(4)), shard_heads(sp.Integer(2), sp.Integer(8))
+    >>> shard_heads(sympy.Integer(8), sympy.Integer(4)), shard_heads(sympy.Integer(2), sympy.Integer(8))
     (2, 1)
-    >>> shard_heads(sp.Integer(8), S.tp)
+    >>> shard_heads(sympy.Integer(8), S.tp)
     8/Min(8, t)
     """
     if (heads - degree).is_negative:
-        return sp.Integer(1)
+        return sympy.Integer(1)
     if (heads - degree).is_nonnegative:
         return heads / degree
-    return heads / extreme(sp.Min, heads, degree)  # undecided above: not compared again
+    return heads / extreme(sympy.Min, heads, degree)  # undecided above: not compared again
 
 
 class Layer(BaseModel):
@@ -187,7 +184,7 @@ class Layer(BaseModel):
     # -- what a layer type implements -------------------------------------------------------
 
     @property
-    def num_params(self) -> sp.Expr:
+    def num_params(self) -> sympy.Expr:
         """Parameters of the whole layer (all chips together, before any sharding)."""
         raise NotImplementedError
 
@@ -195,19 +192,19 @@ class Layer(BaseModel):
         """The forward ops on one chip, collectives included, in execution order."""
         raise NotImplementedError
 
-    def weight_memory(self, ctx: Context) -> sp.Expr:
+    def weight_memory(self, ctx: Context) -> sympy.Expr:
         """Bytes of parameters resident on one chip."""
         raise NotImplementedError
 
-    def saved_activations(self, ctx: Context) -> sp.Expr:
+    def saved_activations(self, ctx: Context) -> sympy.Expr:
         """Training: bytes one chip saves for the backward (honouring ``ctx.recompute``)."""
         raise NotImplementedError
 
-    def peak_activations(self, ctx: Context) -> sp.Expr:
+    def peak_activations(self, ctx: Context) -> sympy.Expr:
         """Inference: bytes of the input, intermediates and output alive while the layer runs."""
         raise NotImplementedError
 
-    def kv_cache_memory(self, ctx: Context) -> sp.Expr:
+    def kv_cache_memory(self, ctx: Context) -> sympy.Expr:
         """Bytes of KV cache one chip keeps (zero for layers without one)."""
         return _ZERO
 
@@ -237,24 +234,24 @@ class Layer(BaseModel):
                             "(a shape field, or a property)")
 
     @property
-    def query_heads(self) -> Optional[sp.Expr]:
+    def query_heads(self) -> Optional[sympy.Expr]:
         """Query heads of an attention layer (tensor parallelism splits them); ``None`` for others."""
         return None
 
     @property
-    def kv_heads(self) -> Optional[sp.Expr]:
+    def kv_heads(self) -> Optional[sympy.Expr]:
         """K/V heads of a (grouped-query) attention layer, which bound useful tensor parallelism;
         ``None`` when the layer has none to respect (not attention, or a latent KV cache)."""
         return None
 
     @property
-    def num_routed_experts(self) -> Optional[sp.Expr]:
+    def num_routed_experts(self) -> Optional[sympy.Expr]:
         """Routed experts of a mixture-of-experts layer (expert parallelism splits them); ``None``
         for a dense layer."""
         return None
 
     @property
-    def expert_params_per_chip(self) -> sp.Expr:
+    def expert_params_per_chip(self) -> sympy.Expr:
         """Routed-expert parameters one chip holds, sharded and synchronised over the
         expert-parallel ranks only (zero for a dense layer)."""
         return _ZERO
@@ -378,7 +375,7 @@ class Layer(BaseModel):
     # -- helpers for layer types -------------------------------------------------------------
 
     @staticmethod
-    def tp_enter(ctx: Context, payload: sp.Expr) -> list[Op | Collective]:
+    def tp_enter(ctx: Context, payload: sympy.Expr) -> list[Op | Collective]:
         """Communication entering a Megatron TP block: under sequence parallelism the all-gather
         of the sequence-sharded input (``payload`` bytes gathered at ``e`` bytes per element, sent
         at :attr:`Context.wire_bytes`); else Megatron's f, nothing forward and an all-reduce of the
@@ -391,7 +388,7 @@ class Layer(BaseModel):
         return [GradientCollective("f", collective=Collective("all_reduce", "tp", ctx.tp, payload))]
 
     @staticmethod
-    def tp_exit(ctx: Context, payload: sp.Expr) -> list[Collective]:
+    def tp_exit(ctx: Context, payload: sympy.Expr) -> list[Collective]:
         """Communication leaving a Megatron TP block (docs/conventions.md §12): one all-reduce of
         the partial sums (``payload`` bytes at ``e`` per element, sent at :attr:`Context.wire_bytes`),
         or a reduce-scatter under sequence parallelism."""
@@ -414,7 +411,7 @@ def is_numeric(layer: Layer) -> bool:
 
 
 def _numeric_value(value: Any) -> bool:
-    if isinstance(value, sp.Basic):
+    if isinstance(value, sympy.Basic):
         return not value.free_symbols
     if isinstance(value, Layer):
         return is_numeric(value)
@@ -450,7 +447,7 @@ class _Template:
             dataclasses.replace(c, payload_bytes=payload)
             for c, payload in zip(self.symbolic.collectives, values[n:n + k]))
         roofline = None if self.symbolic.roofline is None else tuple(values[n + k:])
-        point = {sym.batch_size: sp.Integer(b), sym.seq_len: sp.Integer(s)}
+        point = {sym.batch_size: sympy.Integer(b), sym.seq_len: sympy.Integer(s)}
         symbolic = self.symbolic
         return LayerMetrics(
             phase=symbolic.phase, collectives=collectives, peak_flops=symbolic.peak_flops,
@@ -464,9 +461,9 @@ def _template(layer: Layer, phase: Phase, datatype: DataType, recompute: Recompu
     ctx = Context(batch_size=sym.batch_size, seq_len=sym.seq_len, phase=phase,
                   dtype_bytes=datatype.bytes, parallelism=layer.parallelism, recompute=recompute)
     symbolic = layer._metrics(ctx, chip, datatype, overlap)
-    exprs = [sp.sympify(getattr(symbolic, f)) for f in METRIC_FIELDS]
-    exprs += [sp.sympify(c.payload_bytes) for c in symbolic.collectives]
-    exprs += [sp.sympify(v) for v in symbolic.roofline or ()]
+    exprs = [sympy.sympify(getattr(symbolic, f)) for f in METRIC_FIELDS]
+    exprs += [sympy.sympify(c.payload_bytes) for c in symbolic.collectives]
+    exprs += [sympy.sympify(v) for v in symbolic.roofline or ()]
     args = [sym.batch_size, sym.seq_len]
     try:  # scaled integers (one Fraction per output), else Fractions throughout: the same values
         function = compile_scaled(args, tighten(exprs))

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from ..core import binding, display
 from ..core import symbols as sym
-from ..core._expr import dim, exact
+from ..core._expr import dim, exact_value
 from ..core.dtypes import DataType, DtypeLike
 from ..core.metrics import LayerMetrics
 from ..core.notation import expression
@@ -387,13 +387,13 @@ class Model(BaseModel):
     @property
     def num_layers(self) -> sp.Expr:
         """Transformer blocks in all."""
-        return exact(sp.Add(*(n for _, n in self.blocks)))
+        return exact_value(sp.Add(*(n for _, n in self.blocks)))
 
     @property
     def parameter_count(self) -> Any:
         """Every parameter, counted once (a tied LM head adds none)."""
         blocks = sp.Add(*(n * blk.num_params for blk, n in self.blocks))
-        return exact(self.embedding.num_params + blocks + self.final_norm.num_params
+        return exact_value(self.embedding.num_params + blocks + self.final_norm.num_params
                      + self.lm_head.num_params)
 
     def _repr_latex_(self) -> str:
@@ -637,7 +637,7 @@ class Model(BaseModel):
         """
         layers = []
         for i, (blk, n) in enumerate(self.blocks):
-            if not isinstance(exact(n), int):
+            if not isinstance(exact_value(n), int):
                 raise ConfigError(f"windows: per-layer windows need a whole number of layers; "
                                   f"blocks[{i}] repeats {n} times")
             layers += [blk] * int(n)
@@ -702,7 +702,7 @@ def window_pattern(num_layers: Any, window: Any, global_every: int) -> list[Any]
     """
     if isinstance(global_every, bool) or not isinstance(global_every, int) or global_every < 1:
         raise ConfigError(f"global_every must be a positive integer, got {global_every!r}")
-    layers = exact(num_layers)
+    layers = exact_value(num_layers)
     if not isinstance(layers, int):
         raise ConfigError(f"global_every: a hybrid pattern needs a whole number of layers, got {layers}")
     dim(window, "window")  # validated once here, not per layer

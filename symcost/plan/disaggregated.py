@@ -49,7 +49,7 @@ from typing import Any, Literal
 import sympy as sp
 
 from ..core import symbols as sym
-from ..core._expr import as_expr, dim, exact
+from ..core._expr import as_expr, dim, exact_value
 from ..core.ops import Collective
 from ..core.parallelism import Parallelism, ParallelismLike
 from ..errors import AssumptionError, ConfigError, one_line
@@ -269,7 +269,7 @@ def _decode_batch(model: Model, chip: Hardware, keys: int, dtype: Any, par: Para
         raise ConfigError(f"tpot: the target {float(target):.4g} s is below one decode step at batch 1 "
                           f"({float(one):.4g} s) on {chip.name}")
     batch, limit = (fast.value, "tpot") if fast.value <= memory.value else (memory.value, "memory")
-    return batch, limit, exact(sp.sympify(step.tpot).xreplace({sym.batch_size: batch}))
+    return batch, limit, exact_value(sp.sympify(step.tpot).xreplace({sym.batch_size: batch}))
 
 
 def _send_time(nbytes: Any, chip: Hardware) -> Any:
@@ -277,7 +277,7 @@ def _send_time(nbytes: Any, chip: Hardware) -> Any:
     domain (the chip's link model)."""
     # NB: span one chip past the scale-up domain: the other instance is in another domain
     send = Collective("p2p", "dp", 2, nbytes, 1, span=chip.scale_up_domain + 1)
-    return exact(sp.sympify(collective_time(send, chip)))
+    return exact_value(sp.sympify(collective_time(send, chip)))
 
 
 def _prefill_pool(model: Model, chip: Hardware, prompt_len: Any, dtype: Any, par: Parallelism) -> tuple[Any, ...]:
@@ -351,4 +351,4 @@ def pd_ratio(model: Model, rate: Any, prompt_len: Any, output_len: Any, ttft: An
     return DisaggregatedPlan(num_prefill=n_p, num_decode=n_d, decode_batch=batch, decode_limit=limit,  # type: ignore[arg-type]
                              prefill_chips=chips_p, decode_chips=chips_d, num_chips=n_p * chips_p + n_d * chips_d,
                              prompt_len=int(p), output_len=int(o),
-                             **{k: exact(sp.sympify(v)) for k, v in values.items()})
+                             **{k: exact_value(sp.sympify(v)) for k, v in values.items()})

@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional, Sequence
 import sympy as sp
 
 from ..core import symbols as sym
-from ..core._expr import check_divides, dim, exact
+from ..core._expr import check_divides, dim, exact_value
 from ..core.assumptions import collecting, merge
 from ..core.compiled import Program
 from ..core.dtypes import DataType
@@ -35,8 +35,6 @@ from .pipeline import (
     stages_from_parts,
     values_from_rows,
 )
-
-_exact_value = exact  # the steps' ``exact`` argument shadows the function there
 
 
 def _prefill_chunk(prefill_chunk: Any, par: Parallelism) -> Optional[sp.Expr]:
@@ -174,7 +172,7 @@ def _run_busy(at: Any, start: Any, count: int, chunk: int) -> Any:
 def _activation_peak(rows: list) -> Any:
     # inference activations are a transient peak: the largest layer's, whatever the depth
     peaks = [m.activation_memory_per_chip for _, _, m in rows]
-    return max(peaks) if not any(isinstance(x, sp.Basic) for x in peaks) else exact(sp.Max(*peaks))
+    return max(peaks) if not any(isinstance(x, sp.Basic) for x in peaks) else exact_value(sp.Max(*peaks))
 
 
 def _stage_memory(sharded: "Model", decode_rows: list, datatype: DataType, p: Any, split: Any,
@@ -247,7 +245,7 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
     weights, kv, memory = _stage_memory(sharded, decode_rows, datatype, p, split, act)
     values = dict(ttft=ttft, tpot=tpot, kv_cache_memory=kv, weight_memory=weights, activation_memory=act,
                   memory_per_chip=memory, tokens_per_second=b / tpot)
-    return InferenceStep(**{k: _exact_value(x) for k, x in values.items()}, prefill_rows=tuple(prefill_rows),
+    return InferenceStep(**{k: exact_value(x) for k, x in values.items()}, prefill_rows=tuple(prefill_rows),
                          decode_rows=tuple(decode_rows), hardware=chip, stage_layers=split,
                          prefill_chunk=None if chunk is None else int(chunk), num_prefill_chunks=n_chunks)
 
@@ -296,7 +294,7 @@ def prefill_stage_time(model: "Model", hardware: Hardware | str, batch_size: Any
     # each distinct stage: its layers, and its send unless it is the last (index p - 1)
     times = [st["latency"] + (one(s) if st["index"] != par.pp - 1 else 0)
              for st in stages_from_parts(model_parts(sharded, rows, datatype), par.pp, split)]
-    return _exact_value(max_all(times) + chip.runtime.step_overhead)
+    return exact_value(max_all(times) + chip.runtime.step_overhead)
 
 
 def _decode_time(decode_rows: list, send: Callable[..., Any], chip: Hardware, tp: Any) -> Any:
@@ -343,7 +341,7 @@ def decode_step(model: "Model", hardware: Hardware | str, batch_size: Any, seq_l
     weights, kv, memory = _stage_memory(sharded, rows, datatype, par.pp, split, act)
     values = dict(tpot=_decode_time(rows, send, chip, par.tp), weight_memory=weights, kv_cache_memory=kv,
                   activation_memory=act, memory_per_chip=memory)
-    return DecodeStep(**{k: _exact_value(x) for k, x in values.items()}, hardware=chip)
+    return DecodeStep(**{k: exact_value(x) for k, x in values.items()}, hardware=chip)
 
 
 def _check_chunked(s: Any, chunk: Any, overlap: bool) -> Any:

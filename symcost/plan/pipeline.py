@@ -10,7 +10,7 @@ from typing import Any, Optional, Sequence
 
 import sympy as sp
 
-from ..core._expr import check_divides, exact, extreme
+from ..core._expr import check_divides, exact_value, extreme
 from ..core.dtypes import DataType
 from ..core.metrics import LayerMetrics
 from ..core.ops import Collective, CollectiveKind
@@ -34,17 +34,17 @@ def _fits(memory: Any, chip: Hardware) -> Optional[bool]:
 def _min(a: Any, b: Any) -> Any:
     # NB: not compared while symbolic (extreme): SymPy's evaluated Min searches for an order
     # between the in-flight count and p - k (a tenth of a cold search) and rarely finds one
-    return exact(extreme(sp.Min, a, b))
+    return exact_value(extreme(sp.Min, a, b))
 
 
 def max_all(values: Sequence[Any]) -> Any:
     """The largest of a few stage values (distinct ones only; plain ``max`` for numbers)."""
     distinct = list(dict.fromkeys(sp.sympify(x) for x in values))
     if len(distinct) == 1:
-        return exact(distinct[0])
+        return exact_value(distinct[0])
     if all(x.is_number for x in distinct):
-        return exact(max(distinct))
-    return exact(extreme(sp.Max, *distinct))  # not compared: SymPy's search costs seconds per step
+        return exact_value(max(distinct))
+    return exact_value(extreme(sp.Max, *distinct))  # not compared: SymPy's search costs seconds per step
 
 
 @dataclass(frozen=True)

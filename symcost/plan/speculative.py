@@ -47,7 +47,7 @@ from typing import Any, Literal, Optional
 import sympy as sp
 
 from ..core import symbols as sym
-from ..core._expr import Ceil, as_expr, dim, exact
+from ..core._expr import Ceil, as_expr, dim, exact_value
 from ..core.dtypes import DataType
 from ..core.ops import AttentionCore, Matmul
 from ..core.parallelism import ParallelismLike
@@ -362,4 +362,4 @@ def speculative_step(model: Model, hardware: Hardware | str, batch_size: Any, se
     values = dict(k=k_, alpha=a, expected_tokens=e, draft_time=draft_time, verify_time=verify, round_time=round_time,
                   tpot=tpot, plain_tpot=plain.tpot, tokens_per_second=b / tpot, speedup=sp.sympify(plain.tpot) / tpot,
                   draft_memory=draft_memory, memory_per_chip=memory)
-    return SpeculativeStep(**{key: exact(sp.sympify(v)) for key, v in values.items()}, draft=name, hardware=chip)
+    return SpeculativeStep(**{key: exact_value(sp.sympify(v)) for key, v in values.items()}, draft=name, hardware=chip)

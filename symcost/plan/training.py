@@ -9,7 +9,7 @@ from typing import Any, Optional, Sequence, cast
 import sympy as sp
 
 from ..core import symbols as sym
-from ..core._expr import check_divides, dim, exact, substitute
+from ..core._expr import check_divides, dim, exact_value, substitute
 from ..core.assumptions import collecting, merge
 from ..core.compiled import Program
 from ..core.dtypes import DataType
@@ -42,8 +42,6 @@ _PARAMS = sp.Symbol("_stage_params", positive=True)
 _EXPERT = sp.Symbol("_stage_expert_params", positive=True)
 _SHARED = sp.Symbol("_stage_shared_params", nonnegative=True)
 _GROUP = sp.Symbol("_stage_in_embedding_group", nonnegative=True)
-
-_exact_value = exact  # the steps' ``exact`` argument shadows the function there
 
 
 def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, s: Any, B: Any,
@@ -137,7 +135,7 @@ def _fullest_stage(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any,
     dp_comm = max_all([x[3] for x in per_stage])
     if all(sp.sympify(x).is_number for x in totals):
         fullest = per_stage[max(range(len(totals)), key=lambda i: totals[i])]
-        weights, gradients, optimizer, activations = (exact(fullest[i]) for i in (0, 1, 2, 4))
+        weights, gradients, optimizer, activations = (exact_value(fullest[i]) for i in (0, 1, 2, 4))
         memory = max(totals)
     else:  # symbolic: each term's largest over the stages; memory the largest stage total
         weights, gradients, optimizer, activations = (max_all([x[i] for x in per_stage]) for i in (0, 1, 2, 4))
@@ -204,7 +202,7 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
                                hidden_size=sharded.blocks[0][0].hidden_size,
                                flops_per_sequence=flops_per_sequence(model, s, datatype),
                                peak=chip.peak_flops_expr(datatype), ep=par.ep, c=par.cp)
-    return TrainingStep(hardware=chip, stage_layers=split, **{k: _exact_value(v) for k, v in fields.items()})
+    return TrainingStep(hardware=chip, stage_layers=split, **{k: exact_value(v) for k, v in fields.items()})
 
 
 def flops_per_sequence(model: "Model", s: Any, datatype: DataType) -> Any:
