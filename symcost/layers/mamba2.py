@@ -89,15 +89,14 @@ from .base import Context, Dim, Layer
 __all__ = ["Mamba2Layer", "chunk_split"]
 
 _ZERO = sp.Integer(0)
-_F = VECTOR_FLOPS
 
 # Vector FLOPs per element of the scan's elementwise work (per docs/conventions.md §2 a
 # straightforward kernel's arithmetic, from the per-element table :data:`VECTOR_FLOPS`):
 # per (token, head): dt + dt_bias (1), softplus (3), dA = dt*A (1), cumsum (1), the decay to the
 # chunk's end exp(A_end - A_cs) (2), its product with dt (1), the output decay exp(A_cs) (1)
-DT_FLOPS = _F["bias"] + _F["softplus"] + 1 + 1 + (1 + _F["exp"]) + 1 + _F["exp"]
+DT_FLOPS = VECTOR_FLOPS["bias"] + VECTOR_FLOPS["softplus"] + 1 + 1 + (1 + VECTOR_FLOPS["exp"]) + 1 + VECTOR_FLOPS["exp"]
 # per (pair, head) of a diagonal block: A_cs[i] - A_cs[j] (1), exp (1), times CB (1), times dt_j (1)
-DECAY_FLOPS = 1 + _F["exp"] + 1 + 1
+DECAY_FLOPS = 1 + VECTOR_FLOPS["exp"] + 1 + 1
 # per (token, channel) of step 2: x times (dt * decay) (1)
 SCALE_X_FLOPS = sp.Integer(1)
 # per state element and chunk of step 3: exp(ΣdA)*h (1) + s_c (1)
@@ -105,9 +104,9 @@ STATE_PASSING_FLOPS = sp.Integer(2)
 # per (token, channel) of step 4: Y_off*exp(A_cs) (1), + Y_diag (1), D*x (1), + (1)
 OUTPUT_FLOPS = sp.Integer(4)
 # per (token, channel): SiLU(z) (4), the gate multiply (1), RMSNorm (4)
-GATED_NORM_FLOPS = _F["silu"] + _F["gate_multiply"] + _F["rmsnorm"]
+GATED_NORM_FLOPS = VECTOR_FLOPS["silu"] + VECTOR_FLOPS["gate_multiply"] + VECTOR_FLOPS["rmsnorm"]
 # decode, per (sequence, head): dt + dt_bias (1), softplus (3), dt*A (1), exp (1)
-STEP_DT_FLOPS = _F["bias"] + _F["softplus"] + 1 + _F["exp"]
+STEP_DT_FLOPS = VECTOR_FLOPS["bias"] + VECTOR_FLOPS["softplus"] + 1 + VECTOR_FLOPS["exp"]
 # decode, per state element: exp(dt*A)*h (1), (dt*x)*B (1), + (1)
 STEP_UPDATE_FLOPS = sp.Integer(3)
 # decode, per channel: dt*x (1), D*x (1), + (1)
@@ -286,7 +285,7 @@ class Mamba2Layer(Layer):
         reads the k - 1 cached inputs and writes them back shifted."""
         T, e, k = ctx.tokens, ctx.e, self.conv_kernel
         _, _, _, C_t, _ = self._widths(ctx.tp)
-        per = 2 * k + (_F["bias"] if self.conv_bias else 0) + _F["silu"]
+        per = 2 * k + (VECTOR_FLOPS["bias"] if self.conv_bias else 0) + VECTOR_FLOPS["silu"]
         weights = C_t * (k + (1 if self.conv_bias else 0)) * e
         cache = ctx.batch_size * (k - 1) * C_t * e if ctx.decode else _ZERO
         name = "conv1d_step" if ctx.decode else "conv1d"
