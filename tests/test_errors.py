@@ -139,3 +139,83 @@ def test_latex_unknown_field_is_a_config_error():
 def test_search_unknown_phase_is_a_config_error():
     with pytest.raises(errors.ConfigError, match="phase: 'training' or 'inference', got 'decode'"):
         sc.search.parallelism(sc.models.get("llama-3-8b"), "H100_SXM", 8, 8, 2048, phase="decode")
+
+
+# -- structured errors (issue 21, item 6): the field, the rule and the values, the line formatted from them
+
+
+def test_a_layer_rule_carries_its_field_rule_and_values():
+    """10 FFN columns do not split over 4 TP ranks: the error says which field, which rule and
+    which values, inside pydantic's ValidationError too (symcost_error unwraps it)."""
+    with pytest.raises(ValueError) as info:
+        sc.MLPLayer(hidden_size=8, intermediate_size=10, parallelism={"tensor_parallel": 4})
+    err = errors.symcost_error(info.value)
+    assert isinstance(err, errors.DivisibilityError)
+    assert (err.field, err.divisor, err.rule, err.values) == (
+        "intermediate_size", "tensor_parallel", "must be divisible by tensor_parallel", (10, 4))
+    assert err.names == ("intermediate_size", "tensor_parallel")
+    assert str(err) == "intermediate_size must be divisible by tensor_parallel (got 10 and 4)"
+
+
+def test_the_line_is_formatted_from_the_fields():
+    """A field's rule reads ``field: rule``; a divisibility rule ``field must be divisible by
+    divisor (got m and d)``; renaming a field and adding a context change the line, nothing else."""
+    err = errors.ConfigError(field="window", rule="the model's MLALayer has no sliding window")
+    assert str(err) == "window: the model's MLALayer has no sliding window"
+    assert err.line(field=False) == "the model's MLALayer has no sliding window"
+    div = errors.DivisibilityError(field="num_heads", divisor="num_kv_heads", values=(32, 5))
+    hf = div.renamed({"num_heads": "num_attention_heads", "num_kv_heads": "num_key_value_heads"})
+    assert (hf.field, hf.divisor) == ("num_attention_heads", "num_key_value_heads") and div.field == "num_heads"
+    pool = hf.inside("prefill_parallelism")
+    assert pool.context == ("prefill_parallelism",) and isinstance(pool, errors.DivisibilityError)
+    line = "num_attention_heads must be divisible by num_key_value_heads (got 32 and 5)"
+    assert str(pool) == f"prefill_parallelism: {line}" and pool.line(context=False) == line
+    kv = errors.DivisibilityError(field="num_kv_heads", divisor="tensor_parallel", mutual=True, values=(3, 2))
+    assert str(kv) == "num_kv_heads and tensor_parallel must divide one another (got 3 and 2)"
+
+
+def test_a_sentence_alone_keeps_its_line_and_names_nothing():
+    err = errors.ConfigError("zero_stage must be 0, 1, 2 or 3, got 4")
+    assert str(err) == "zero_stage must be 0, 1, 2 or 3, got 4" and err.field is None and err.names == ()
+    assert str(err.renamed({"zero_stage": "x"})) == str(err)
+
+
+def test_errors_keep_their_fields_through_pickle():
+    """What a process pool sends back is the same error, fields and line."""
+    import pickle
+
+    err = errors.AssumptionError(field="seq_len", divisor="sequence_parallel", values=(5, 2)).inside("prefill")
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is errors.AssumptionError and back.__dict__ == err.__dict__ and str(back) == str(err)
+
+
+def test_a_sweep_reports_the_numbers_that_break_the_rule():
+    """num_heads 32 over tensor_parallel 3 found in a float64 sweep: the values are the ints 32 and 3."""
+    m = sc.GroupedQueryAttentionLayer(hidden_size=4096, num_heads=32, num_kv_heads=8,
+                                      parallelism={"tensor_parallel": sc.symbols.tp}).compute_metrics(
+        batch_size=1, seq_len=8, phase="decode", dtype="bf16")
+    with pytest.raises(errors.AssumptionError) as info:
+        m.lambdify(["flops_per_chip"])(tp=[1.0, 3.0])
+    assert info.value.field == "num_heads" and info.value.values == (32, 3)
+    assert all(type(v) is int for v in info.value.values)
+
+
+def test_unknown_chip_and_data_type_name_their_field():
+    with pytest.raises(errors.HardwareError) as chip:
+        sc.hardware.get("Z9000")
+    with pytest.raises(errors.ConfigError) as dtype:
+        DataType.parse("fp7")
+    assert (chip.value.field, dtype.value.field) == ("hardware", "dtype")
+    assert chip.value.rule.startswith("unknown chip 'Z9000'; known: A100")
+
+
+def test_the_command_renames_fields_in_a_configs_words():
+    """The command names a config's keys (``num_attention_heads``) where the library names its
+    fields (``num_heads``), from the error's fields."""
+    from symcost.cli.common import _HF_KEYS, one_line
+
+    with pytest.raises(ValueError) as info:
+        sc.GroupedQueryAttentionLayer(hidden_size=64, num_heads=8, num_kv_heads=3)
+    hf = one_line(info.value, _HF_KEYS)
+    assert hf == "num_attention_heads must be divisible by num_key_value_heads (got 8 and 3)"
+    assert one_line(info.value) == "num_heads must be divisible by num_kv_heads (got 8 and 3)"

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NoReturn, Optional, Sequence
 
 from .. import errors as symcost_errors
+from ..core.names import keyed, lookup
 
 if TYPE_CHECKING:
     from ..hardware import Hardware
@@ -32,14 +32,25 @@ class UsageError(Exception):
     """A bad option: printed as one line, exit code 2."""
 
 
-def one_line(err: Exception) -> str:
-    """An error as one line; a pydantic ValidationError as its first error's field and message."""
+def one_line(err: Exception, names: Mapping[str, str] | None = None) -> str:
+    """An error as one line; a pydantic ValidationError as its first error's field and message.
+    ``names`` renames the fields a symcost error names (:meth:`~symcost.errors.SymcostError.renamed`)."""
     errors = getattr(err, "errors", None)
-    msg = symcost_errors.one_line(err)
+    cause = symcost_errors.symcost_error(err)
+    msg = cause.renamed(names).line() if cause is not None and names else symcost_errors.one_line(err)
     if callable(errors):
         loc = ".".join(str(x) for x in errors()[0].get("loc", ()))
         return f"{loc}: {msg}" if loc and loc not in msg else msg
     return msg
+
+
+def option_message(err: Exception, field: str) -> str:
+    """``err`` as one line for the option that set ``field``: without naming the field when the
+    error is about it (the option names it), else as :func:`one_line` gives it."""
+    cause = symcost_errors.symcost_error(err)
+    if cause is not None and cause.field == field and not cause.context:
+        return cause.line(field=False)
+    return one_line(err)
 
 
 class Parser(argparse.ArgumentParser):
@@ -95,7 +106,7 @@ def model_arg(name: str, args: argparse.Namespace, option: str = "--model") -> M
     try:
         return model.with_kv_cache_dtype(kv)
     except ValueError as err:
-        raise UsageError(f"argument --kv-dtype: {one_line(err).removeprefix('kv_cache_dtype: ')}") from None
+        raise UsageError(f"argument --kv-dtype: {option_message(err, 'kv_cache_dtype')}") from None
 
 
 def windowed(model: Model, args: argparse.Namespace) -> Model:
@@ -113,7 +124,7 @@ def windowed(model: Model, args: argparse.Namespace) -> Model:
     try:
         return model.with_window(window, global_every=every)
     except ValueError as err:
-        raise UsageError(f"argument --window: {one_line(err).removeprefix('window: ')}") from None
+        raise UsageError(f"argument --window: {option_message(err, 'window')}") from None
 
 
 def _model(name: str, ignore: list[str], option: str) -> Model:
@@ -126,9 +137,7 @@ def _model(name: str, ignore: list[str], option: str) -> Model:
 
             return models.from_hf_config(path, ignore_keys=ignore)
         except ValueError as err:
-            message = one_line(err)
-            for field, key in _HF_KEYS.items():
-                message = re.sub(rf"\b{field}\b", key, message)
+            message = one_line(err, _HF_KEYS)
             prefix = "" if message.startswith(str(path)) else f"{path}: "
             raise UsageError(f"argument {option}: {prefix}{message}") from None
     _check_model_name(name)  # answered without loading the library
@@ -148,25 +157,21 @@ def hardware_names() -> tuple[list[str], dict[str, str]]:
 
 
 def known_chip(name: str) -> bool:
-    """Whether :func:`symcost.hardware.get` knows ``name``: a preset's name or an alias, case and
-    punctuation ignored, with an optional ``-ideal``/``:ideal``/`` (ideal)`` suffix."""
-    text = name.strip()
-    if text.lower().endswith(("-ideal", ":ideal", " (ideal)")):
-        text = text[: text.lower().rfind("ideal") - 1].rstrip(" (")
+    """Whether :func:`symcost.hardware.get` knows ``name``: the same lookup
+    (:func:`symcost.core.names.lookup`) over the presets' names and aliases read from their files."""
     names, aliases = hardware_names()
-    key = "".join(ch for ch in text.lower() if ch.isalnum())
-    return key in aliases or key in {"".join(ch for ch in n.lower() if ch.isalnum()) for n in names}
+    return lookup(name, keyed(names), aliases) is not None
 
 
-def _check_chip_name(name: str) -> None:
+def _check_chip_name(name: str, option: str = "--hardware") -> None:
     if Path(name).suffix.lower() not in (".json", ".yaml", ".yml") and not known_chip(name):
-        raise UsageError(f"argument --hardware: unknown chip {name!r} (choose from {', '.join(hardware_names()[0])}, "
+        raise UsageError(f"argument {option}: unknown chip {name!r} (choose from {', '.join(hardware_names()[0])}, "
                          "or a .json/.yaml file)")
 
 
-def hardware_arg(name: str, engine: str | None = None) -> Hardware:
-    """The chip ``--hardware`` names, under the ``--engine`` profile when one is given."""
-    _check_chip_name(name)  # answered without loading the library
+def hardware_arg(name: str, engine: str | None = None, option: str = "--hardware") -> Hardware:
+    """The chip ``option`` (``--hardware``) names, under the ``--engine`` profile when one is given."""
+    _check_chip_name(name, option)  # answered without loading the library
     path = Path(name)
     from .. import hardware
 
@@ -174,12 +179,12 @@ def hardware_arg(name: str, engine: str | None = None) -> Hardware:
         try:
             chip = hardware.load_file(path)
         except ValueError as err:  # ValidationError included
-            raise UsageError(f"argument --hardware: {one_line(err)}") from None
+            raise UsageError(f"argument {option}: {one_line(err)}") from None
     else:
         try:
             chip = hardware.get(name)
         except ValueError:
-            raise UsageError(f"argument --hardware: unknown chip {name!r} (choose from {', '.join(hardware.names())}, "
+            raise UsageError(f"argument {option}: unknown chip {name!r} (choose from {', '.join(hardware.names())}, "
                              "or a .json/.yaml file)") from None
     if engine is None:
         return chip

@@ -142,10 +142,7 @@ def _chip(args: argparse.Namespace, option: str) -> Any:
     name = getattr(args, option)
     if name is None:
         return hardware_arg(args.hardware, args.engine)
-    try:
-        return hardware_arg(name, args.engine)
-    except UsageError as err:
-        raise UsageError(str(err).replace("argument --hardware", f"argument --{option.replace('_', '-')}", 1)) from None
+    return hardware_arg(name, args.engine, f"--{option.replace('_', '-')}")
 
 
 def _layout(par: dict[str, Any]) -> str:
@@ -172,11 +169,12 @@ def pd_ratio(args: argparse.Namespace) -> int:
         plan = solve_pd(model, args.rate, args.prompt, args.output, args.ttft, args.tpot, pchip, dchip, ppar, dpar,
                         args.dtype)
     except ConfigError as error:  # a pool's parallelism: the option that set it
-        pool, _, rest = str(error).partition("_parallelism: ")
-        if pool not in ("prefill", "decode") or "tensor_parallel" not in rest:
+        pool = error.context[0].removesuffix("_parallelism") if len(error.context) == 1 else None
+        if pool not in ("prefill", "decode") or not any("tensor_parallel" in name for name in error.names):
             raise
         given = args.prefill_tp if pool == "prefill" else args.decode_tp
-        raise UsageError(f"argument --{pool + '-tp' if given is not None else 'tp'}: {rest}") from None
+        option = f"--{pool}-tp" if given is not None else "--tp"
+        raise UsageError(f"argument {option}: {error.line(context=False)}") from None
     data = {"quantity": "pd_ratio", "num_prefill": plan.num_prefill, "num_decode": plan.num_decode,
             "ratio": num(plan.ratio), "num_chips": plan.num_chips, "prefill_chips": plan.prefill_chips,
             "decode_chips": plan.decode_chips, "prefill_time_s": num(plan.prefill_time),

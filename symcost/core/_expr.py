@@ -10,7 +10,7 @@ from __future__ import annotations
 import copyreg
 import numbers
 from fractions import Fraction
-from typing import Any, Iterable, Union
+from typing import Any, Iterable, Optional, Union
 
 import sympy as sp
 
@@ -65,16 +65,24 @@ def dim(value: Any, field: str) -> sp.Expr:
     return expr
 
 
-def check_divides(numerator: sp.Expr, divisor: sp.Expr, what: str) -> None:
-    """Raise ``ValueError`` when ``divisor`` provably does not divide ``numerator``; when
-    undecided, record the rule (:func:`symcost.core.assumptions.record`).
+def check_divides(numerator: sp.Expr, divisor: sp.Expr, field: str, by: Optional[str] = None, note: str = "") -> None:
+    """Raise :class:`~symcost.errors.DivisibilityError` when ``divisor`` provably does not divide
+    ``numerator``; when undecided, record the rule (:func:`symcost.core.assumptions.record`).
 
-    ``what`` states the rule, e.g. ``"num_heads must be divisible by tensor_parallel"``.
+    The rule: ``field`` must be divisible by ``by`` (names, the error's fields; ``note`` qualifies
+    it), e.g. ``check_divides(a, t, "num_heads", by="tensor_parallel")``. Without ``by``, ``field``
+    is the rule's whole sentence, and the error names no fields.
+
+    >>> check_divides(sp.Integer(32), sp.Integer(3), "num_heads", by="tensor_parallel")
+    Traceback (most recent call last):
+    ...
+    symcost.errors.AssumptionError: num_heads must be divisible by tensor_parallel (got 32 and 3)
     """
     if divisor == 1:
         return
     # provably broken: raise; undecided (symbols): recorded as an assumption of the metrics
-    record(Assumption(((numerator, divisor),), what))
+    pairs = ((numerator, divisor),)
+    record(Assumption(pairs, field) if by is None else Assumption.divisible(pairs, field, by, note))
 
 
 def exact_value(value: Value) -> Value:

@@ -12,7 +12,7 @@ pair; Megatron's KV-head rule has two (``t`` divides ``g``, or ``g`` divides ``t
 keeps one whole KV head).
 
 >>> from symcost import symbols as S
->>> rule = Assumption(((32, S.tp),), "num_heads must be divisible by tensor_parallel")
+>>> rule = Assumption.divisible(((32, S.tp),), "num_heads", "tensor_parallel")
 >>> rule
 Assumption(num_heads must be divisible by tensor_parallel: t | 32)
 >>> rule.xreplace({S.tp: sp.Integer(8)}).verdict
@@ -27,29 +27,46 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 import sympy as sp
 
-from ..errors import AssumptionError
+from ..errors import AssumptionError, DivisibilityError
 
 __all__ = ["Assumption", "AssumptionError", "collecting", "record", "merge", "check_all"]
 
 
-def _fmt(value: Any) -> str:
-    return str(int(value)) if isinstance(value, (float, np.floating)) and float(value).is_integer() \
-        else str(value)
+def _number(value: Any) -> Any:
+    """A value as the number it stands for: a SymPy integer or an integral float (a sweep's) as an
+    ``int``."""
+    if isinstance(value, sp.Integer) or (isinstance(value, (float, np.floating)) and float(value).is_integer()):
+        return int(value)
+    return value
 
 
 @dataclass(frozen=True)
 class Assumption:
     """``rule`` holds when some ``(multiple, divisor)`` pair of ``pairs`` divides exactly
-    (``multiple / divisor`` is an integer); ``rule`` is the sentence an error prints."""
+    (``multiple / divisor`` is an integer); ``rule`` is the sentence an error prints. A rule made
+    by :meth:`divisible` also names its parts (``field``, ``divisor``, ``note``, ``mutual``: those
+    of :class:`~symcost.errors.DivisibilityError`), which its error carries."""
 
     pairs: tuple[tuple[Any, Any], ...]
     rule: str
+    field: Optional[str] = None
+    divisor: Optional[str] = None
+    note: str = ""
+    mutual: bool = False
+
+    @classmethod
+    def divisible(cls, pairs: tuple[tuple[Any, Any], ...], field: str, divisor: str, note: str = "",
+                  mutual: bool = False) -> "Assumption":
+        """``field`` must be divisible by ``divisor`` (names; with ``mutual``, the two must divide
+        one another), its sentence as its error prints it."""
+        return cls(pairs, DivisibilityError.sentence(field, divisor, note, mutual), field, divisor, note, mutual)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pairs", tuple((sp.sympify(m), sp.sympify(d)) for m, d in self.pairs))
@@ -73,19 +90,21 @@ class Assumption:
         return None
 
     def xreplace(self, mapping: dict) -> "Assumption":
-        return Assumption(tuple((m.xreplace(mapping), d.xreplace(mapping)) for m, d in self.pairs),
-                          self.rule)
+        return dataclasses.replace(self, pairs=tuple((m.xreplace(mapping), d.xreplace(mapping)) for m, d in self.pairs))
 
-    def message(self, values: Optional[tuple[Any, Any]] = None) -> str:
-        """The one-line error: the rule and the offending values (those of the first pair)."""
-        m, d = values if values is not None else self.pairs[0]
-        return f"{self.rule} (got {_fmt(m)} and {_fmt(d)})"
+    def error(self, values: Optional[tuple[Any, Any]] = None) -> AssumptionError:
+        """The error of the broken rule at ``values`` (default: the first pair's), one line."""
+        m, d = (_number(v) for v in (values if values is not None else self.pairs[0]))
+        if self.field is None or self.divisor is None:  # a rule given as a sentence only
+            return AssumptionError(f"{self.rule} (got {m} and {d})")
+        return AssumptionError(field=self.field, divisor=self.divisor, note=self.note, mutual=self.mutual,
+                               values=(m, d))
 
     def check(self) -> Optional[bool]:
         """Raise :class:`AssumptionError` when the rule is provably broken; else its verdict."""
         verdict = self.verdict
         if verdict is False:
-            raise AssumptionError(self.message())
+            raise self.error()
         return verdict
 
     def holds(self, arrays: list) -> bool:
@@ -109,7 +128,7 @@ class Assumption:
             ok |= q == np.round(q)
         if not ok.all():
             index = np.unravel_index(int(np.argmin(ok)), ok.shape)
-            raise AssumptionError(self.message((grid[0][index], grid[1][index])))
+            raise self.error((grid[0][index], grid[1][index]))
         return ok
 
 

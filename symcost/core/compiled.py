@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, cast
 
 import sympy as sp
 
+from ..errors import AssumptionError
 from ._expr import Ceil
 from .assumptions import Assumption
 from .compile import compile_exact
@@ -92,21 +93,21 @@ class Program:
             i = end
         return True
 
-    def broken(self, *values: Any) -> Optional[str]:
-        """The one-line message of the first rule broken at ``values`` (the rule's sentence and its
-        first pair's values, as :meth:`Assumption.message` gives it), or ``None`` when all hold.
+    def broken(self, *values: Any) -> Optional[AssumptionError]:
+        """The error of the first rule broken at ``values`` (its first pair's values, as
+        :meth:`Assumption.error` gives it), or ``None`` when all hold.
 
         >>> x = sp.Symbol("x", positive=True, integer=True)
-        >>> prog = Program.build("doc", [x], {"half": x / 2}, [Assumption(((x, 2),), "x must be even")])
-        >>> prog.broken(4), prog.broken(3)
-        (None, 'x must be even (got 3 and 2)')
+        >>> prog = Program.build("doc", [x], {"half": x / 2}, [Assumption.divisible(((x, 2),), "x", "2")])
+        >>> prog.broken(4), str(prog.broken(3))
+        (None, 'x must be divisible by 2 (got 3 and 2)')
         """
         flat = self.rule_values(*values)
         i = 0
         for rule, size in zip(self.rules, self.rule_sizes):
             pairs = [(flat[j], flat[j + 1]) for j in range(i, i + 2 * size, 2)]
             if not any(Fraction(m) % d == 0 for m, d in pairs):
-                return rule.message(pairs[0])
+                return rule.error(pairs[0])
             i += 2 * size
         return None
 

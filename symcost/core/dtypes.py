@@ -64,7 +64,7 @@ class DataType(str, enum.Enum):
                 if member.value == key:
                     return member
         valid = ", ".join(m.value for m in cls)
-        raise ConfigError(f"dtype: unknown data type {value!r}; valid: {valid}")
+        raise ConfigError(field="dtype", rule=f"unknown data type {value!r}; valid: {valid}")
 
     def __str__(self) -> str:
         return self.value

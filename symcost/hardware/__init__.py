@@ -25,6 +25,7 @@ import json
 from pathlib import Path
 
 from ..core import binding as _core_binding
+from ..core.names import keyed, lookup
 from ..errors import HardwareError
 from .binding import HardwareTimeModel
 from .chip import GIGA, KILO, MEGA, PETA, TERA, Hardware
@@ -45,11 +46,7 @@ def names() -> list[str]:
     return list(PRESETS)
 
 
-def _key(name: str) -> str:
-    return "".join(ch for ch in name.lower() if ch.isalnum())
-
-
-_BY_KEY = {_key(n): n for n in PRESETS}
+_BY_KEY = keyed(PRESETS)
 
 _ALIASES: dict[str, str] = json.loads((Path(__file__).parent / "presets" / "index.json").read_text(encoding="utf-8"))[
     "aliases"]
@@ -82,16 +79,11 @@ def get(name: "str | Hardware") -> Hardware:
     """
     if isinstance(name, Hardware):
         return name
-    text = str(name).strip()
-    ideal = text.lower().endswith(("-ideal", ":ideal", " (ideal)"))
-    if ideal:
-        text = text[: text.lower().rfind("ideal") - 1].rstrip(" (")
-    key = _key(text)
-    target = _BY_KEY.get(key) or _ALIASES.get(key)
-    if target is None:
-        raise HardwareError(f"hardware: unknown chip {name!r}; known: {', '.join(PRESETS)}")
-    chip = PRESETS[target]
-    return chip.ideal() if ideal else chip
+    found = lookup(str(name), _BY_KEY, _ALIASES)
+    if found is None:
+        raise HardwareError(field="hardware", rule=f"unknown chip {name!r}; known: {', '.join(PRESETS)}")
+    chip = PRESETS[found[0]]
+    return chip.ideal() if found[1] else chip
 
 
 # NB: the layers and the metrics reach the chips through this registration, never by import

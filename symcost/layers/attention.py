@@ -97,11 +97,10 @@ class _Attention(Layer):
         a, g = self.num_heads, self.kv_heads
         t, u = self.parallelism.tp, self.parallelism.sp
         if self.head_dim is None:
-            check_divides(self.hidden_size, a,
-                          "hidden_size must be divisible by num_heads when head_dim is not given")
-        check_divides(a, g, "num_heads must be divisible by num_kv_heads")
-        check_divides(a, t, "num_heads must be divisible by tensor_parallel")
-        check_divides(a, t * u, "num_heads must be divisible by tensor_parallel * sequence_parallel")
+            check_divides(self.hidden_size, a, "hidden_size", by="num_heads", note=" when head_dim is not given")
+        check_divides(a, g, "num_heads", by="num_kv_heads")
+        check_divides(a, t, "num_heads", by="tensor_parallel")
+        check_divides(a, t * u, "num_heads", by="tensor_parallel * sequence_parallel")
         for degree, what in ((t, "tensor_parallel"), (t * u, "tensor_parallel * sequence_parallel")):
             _check_kv_split(g, degree, what)
         return self
@@ -258,13 +257,12 @@ def _check_kv_split(g: sp.Expr, degree: sp.Expr, what: str) -> None:
     ``g`` divides ``degree`` (one whole KV head per chip). When SymPy cannot order ``g`` and
     ``degree``, either one is recorded as an assumption (see :func:`.base.shard_heads`)."""
     if (g - degree).is_negative:
-        check_divides(degree, g, f"{what} must be divisible by num_kv_heads when it exceeds them")
+        check_divides(degree, g, what, by="num_kv_heads", note=" when it exceeds them")
     elif (g - degree).is_nonnegative or degree == 1:
-        check_divides(g, degree, f"num_kv_heads must be divisible by {what}")
+        check_divides(g, degree, "num_kv_heads", by=what)
     else:
-        record(Assumption(((g, degree), (degree, g)),
-                          f"num_kv_heads and {what} must divide one another (KV heads split, or "
-                          "one replicated per chip)"))
+        record(Assumption.divisible(((g, degree), (degree, g)), "num_kv_heads", what,
+                                    note=" (KV heads split, or one replicated per chip)", mutual=True))
 
 
 class AttentionLayer(_Attention):

@@ -259,28 +259,26 @@ class Layer(BaseModel):
     def check(self, ctx: Context) -> None:
         """Raise ``ValueError`` when the workload provably breaks a divisibility rule."""
         if not ctx.decode:
-            check_divides(ctx.seq_len, ctx.sp,
-                          "seq_len must be divisible by sequence_parallel")
+            check_divides(ctx.seq_len, ctx.sp, "seq_len", by="sequence_parallel")
             if ctx.megatron_sp:
-                check_divides(ctx.seq_len, ctx.tp, 'seq_len must be divisible by tensor_parallel '
-                              'under sequence_parallel="tp"')
+                check_divides(ctx.seq_len, ctx.tp, "seq_len", by="tensor_parallel",
+                              note=' under sequence_parallel="tp"')
             if ctx.cp != 1:
                 # Megatron's load-balanced chunking: 2*cp chunks, each split further sp ways
-                check_divides(ctx.seq_len, 2 * ctx.cp * ctx.sp, "seq_len must be divisible by "
-                              "2 * context_parallel * sequence_parallel (load-balanced CP chunks)")
+                check_divides(ctx.seq_len, 2 * ctx.cp * ctx.sp, "seq_len",
+                              by="2 * context_parallel * sequence_parallel", note=" (load-balanced CP chunks)")
             if ctx.cp != 1 and ctx.megatron_sp:
                 # and under Megatron SP each chunk is split over the t TP ranks: s a multiple of
                 # 2*cp*t (NVIDIA NeMo-RL pads packed sequences to cp_size * 2 * tp_size when both
                 # are on, nemo_rl/models/megatron); tp 8, cp 4: 64, so s = 40 is refused
-                check_divides(ctx.seq_len, 2 * ctx.cp * ctx.tp, "seq_len must be divisible by "
-                              '2 * context_parallel * tensor_parallel under sequence_parallel="tp" '
-                              "(load-balanced CP chunks, each split over the TP ranks)")
+                check_divides(ctx.seq_len, 2 * ctx.cp * ctx.tp, "seq_len", by="2 * context_parallel * tensor_parallel",
+                              note=' under sequence_parallel="tp" (load-balanced CP chunks, each split over '
+                              'the TP ranks)')
         else:
-            check_divides(ctx.seq_len, ctx.sp,
-                          "seq_len (keys attended) must be divisible by sequence_parallel")
+            check_divides(ctx.seq_len, ctx.sp, "seq_len", by="sequence_parallel", note=" (keys attended)")
             if ctx.cp != 1:
-                check_divides(ctx.seq_len, ctx.sp * ctx.cp, "seq_len (keys attended) must be "
-                              "divisible by sequence_parallel * context_parallel")
+                check_divides(ctx.seq_len, ctx.sp * ctx.cp, "seq_len", by="sequence_parallel * context_parallel",
+                              note=" (keys attended)")
 
     # -- derived, the same for every layer ---------------------------------------------------
 

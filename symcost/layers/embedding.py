@@ -46,8 +46,7 @@ class EmbeddingLayer(Layer):
 
     @model_validator(mode="after")
     def _check_sharding(self) -> "EmbeddingLayer":
-        check_divides(self.vocab_size, self.parallelism.tp,
-                      "vocab_size must be divisible by tensor_parallel")
+        check_divides(self.vocab_size, self.parallelism.tp, "vocab_size", by="tensor_parallel")
         return self
 
     @property
@@ -99,8 +98,7 @@ class LMHeadLayer(Layer):
 
     @model_validator(mode="after")
     def _check_sharding(self) -> "LMHeadLayer":
-        check_divides(self.vocab_size, self.parallelism.tp,
-                      "vocab_size must be divisible by tensor_parallel")
+        check_divides(self.vocab_size, self.parallelism.tp, "vocab_size", by="tensor_parallel")
         return self
 
     @property

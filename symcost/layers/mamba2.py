@@ -197,10 +197,10 @@ class Mamba2Layer(Layer):
             raise ConfigError(
                 f"context_parallel must be 1 for Mamba2Layer, got {par.cp}: context parallelism of a "
                 "state-space scan (passing the state between ranks) is not modelled")
-        check_divides(self.num_heads, self.num_groups, "num_heads must be divisible by num_groups")
-        check_divides(self.num_heads, par.tp, "num_heads must be divisible by tensor_parallel")
-        check_divides(self.num_groups, par.tp, "num_groups must be divisible by tensor_parallel "
-                      "(Megatron's Mamba mixer splits the B/C groups across TP ranks)")
+        check_divides(self.num_heads, self.num_groups, "num_heads", by="num_groups")
+        check_divides(self.num_heads, par.tp, "num_heads", by="tensor_parallel")
+        check_divides(self.num_groups, par.tp, "num_groups", by="tensor_parallel",
+                      note=" (Megatron's Mamba mixer splits the B/C groups across TP ranks)")
         return self
 
     # -- shapes ------------------------------------------------------------------------------

@@ -148,7 +148,7 @@ class MLALayer(Layer):
             raise ConfigError(
                 f'sequence_parallel must be 1 or "tp" for MLALayer, got {par.sp}: Ulysses '
                 "sequence parallelism with multi-head latent attention is not modelled")
-        check_divides(self.num_heads, par.tp, "num_heads must be divisible by tensor_parallel")
+        check_divides(self.num_heads, par.tp, "num_heads", by="tensor_parallel")
         return self
 
     # -- shapes ------------------------------------------------------------------------------

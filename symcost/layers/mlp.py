@@ -61,8 +61,7 @@ class MLPLayer(Layer):
 
     @model_validator(mode="after")
     def _check_sharding(self) -> "MLPLayer":
-        check_divides(self.intermediate_size, self.parallelism.tp,
-                      "intermediate_size must be divisible by tensor_parallel")
+        check_divides(self.intermediate_size, self.parallelism.tp, "intermediate_size", by="tensor_parallel")
         return self
 
     @property

@@ -135,12 +135,11 @@ class MoELayer(Layer):
         E, k = self.num_experts, self.top_k
         if (k - E).is_positive:
             raise ConfigError(f"top_k must not exceed num_experts (got {k} and {E})")
-        check_divides(E, self.parallelism.ep, "num_experts must be divisible by expert_parallel")
-        check_divides(self.expert_intermediate_size, self.parallelism.tp,
-                      "expert_intermediate_size must be divisible by tensor_parallel")
+        check_divides(E, self.parallelism.ep, "num_experts", by="expert_parallel")
+        check_divides(self.expert_intermediate_size, self.parallelism.tp, "expert_intermediate_size",
+                      by="tensor_parallel")
         if self.num_shared_experts != 0:
-            check_divides(self.f_shared, self.parallelism.tp,
-                          "shared_intermediate_size must be divisible by tensor_parallel")
+            check_divides(self.f_shared, self.parallelism.tp, "shared_intermediate_size", by="tensor_parallel")
         return self
 
     # -- derived sizes -----------------------------------------------------------------------

@@ -740,7 +740,8 @@ def _with_attention(blk: Block, field: str, value: Any) -> Block:
         return type(blk)(**{**dict(blk), "mixer": type(mixer)(**{**dict(mixer), field: value})})
     attention = blk.attention
     if field not in type(attention).model_fields:
-        raise ConfigError(f"{field}: the model's {type(attention).__name__} has no {_ATTENTION_OPTIONS[field]}")
+        raise ConfigError(field=field,
+                          rule=f"the model's {type(attention).__name__} has no {_ATTENTION_OPTIONS[field]}")
     if getattr(attention, field) == value:
         return blk
     new = type(attention)(**{**dict(attention), field: value})

@@ -52,7 +52,7 @@ def mamba2_layer(hidden_size: Any, expand: Any = 2, head_dim: Any = 64, state_si
     symcost.errors.ConfigError: expand must be exact (int, fractions.Fraction or SymPy), got the float 1.5
     """
     inner = as_expr(expand, "expand") * hidden_size
-    check_divides(inner, head_dim, "expand * hidden_size must be divisible by head_dim")
+    check_divides(inner, head_dim, "expand * hidden_size", by="head_dim")
     return Mamba2Layer(hidden_size=hidden_size, num_heads=inner / head_dim, head_dim=head_dim,
                        state_size=state_size, num_groups=num_groups, conv_kernel=conv_kernel,
                        chunk_size=chunk_size, ssm_state_dtype=ssm_state_dtype,

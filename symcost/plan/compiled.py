@@ -21,7 +21,7 @@ import sympy as sp
 
 from ..core.compiled import Program, normal
 from ..core.parallelism import Parallelism
-from ..errors import AssumptionError, ConfigError
+from ..errors import ConfigError
 from ..hardware import Hardware
 from ..layers.base import is_numeric
 from ..models.model import Model
@@ -250,7 +250,7 @@ def run(compiled: Optional[CompiledStep], sizes: Optional[tuple], exact: bool) -
     if result is None and not exact:
         broken = None if compiled is None or sizes is None else compiled.program.broken(*sizes)
         if broken is not None:
-            raise AssumptionError(broken)
+            raise broken
         raise ConfigError("exact=False (the float path) needs a compiled step: positive int sizes, numeric model, "
                           "parallelism and chip, and no prefill_chunk")
     return result

@@ -52,7 +52,7 @@ from ..core import symbols as sym
 from ..core._expr import as_expr, dim, exact_value
 from ..core.ops import Collective
 from ..core.parallelism import Parallelism, ParallelismLike
-from ..errors import AssumptionError, ConfigError, one_line
+from ..errors import AssumptionError, ConfigError, one_line, symcost_error
 from ..hardware import Hardware
 from ..hardware import get as get_hardware
 from ..hardware.timing import collective_time
@@ -302,7 +302,8 @@ def _pool_parallelism(model: Model, parallelism: ParallelismLike, name: str) -> 
         par = resolve_parallelism(model, parallelism)
         model.with_parallelism(par)
     except ValueError as error:  # pydantic's ValidationError for a layer's rule, or a ConfigError
-        raise ConfigError(f"{name}: {one_line(error)}") from None
+        cause = symcost_error(error)
+        raise (ConfigError(f"{name}: {one_line(error)}") if cause is None else cause.inside(name)) from None
     return par
 
 

@@ -45,7 +45,7 @@ def _prefill_chunk(prefill_chunk: Any, par: Parallelism) -> Optional[sp.Expr]:
         raise ConfigError(f"prefill_chunk: a chunked prefill under context_parallel={par.cp} is not modelled "
                           "(each chunk would attend to keys spread over the CP ranks)")
     chunk = dim(prefill_chunk, "prefill_chunk")
-    check_divides(chunk, par.sp, "prefill_chunk must be divisible by sequence_parallel")
+    check_divides(chunk, par.sp, "prefill_chunk", by="sequence_parallel")
     return chunk
 
 

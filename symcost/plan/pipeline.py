@@ -238,7 +238,8 @@ def resolve_parallelism(model: "Model", parallelism: ParallelismLike) -> Paralle
         # the model sets none: a degree of 1, or an option at its default (cp_comm_type "p2p")
         if mine != type(own).model_fields[field].default and mine != theirs:
             raise ConfigError(f"parallelism: {field}={theirs} conflicts with the model's own {field}={mine} "
-                             f"(set when it was built or by with_parallelism); give the same degree or leave it out")
+                             f"(set when it was built or by with_parallelism); give the same degree or leave it out",
+                             field=field)
         merged[field] = theirs
     return Parallelism(**merged)
 
@@ -261,9 +262,9 @@ def check_expert_parallel(par: Parallelism) -> None:
     ...
     symcost.errors.AssumptionError: data_parallel must be divisible by expert_parallel (...) (got 1 and 8)
     """
-    check_divides(par.dp, par.ep, "data_parallel must be divisible by expert_parallel (experts are sharded over the "
-                  "data-parallel replicas, each split tensor_parallel ways, as Megatron-Core's default "
-                  "expert_tensor_parallel = tensor_parallel)")
+    check_divides(par.dp, par.ep, "data_parallel", by="expert_parallel",
+                  note=" (experts are sharded over the data-parallel replicas, each split tensor_parallel "
+                  "ways, as Megatron-Core's default expert_tensor_parallel = tensor_parallel)")
 
 
 def pipeline_stages(num_layers: int, pipeline_parallel: int, first: Optional[int] = None,
@@ -319,7 +320,7 @@ def stage_split(model: "Model", p: Any, v: Any, stage_layers: Optional[Sequence[
     L = model.num_layers
     numeric = all(sp.sympify(x).is_Integer for x in (L, p, v))
     if stage_layers is None and not numeric:
-        check_divides(L, p * v, "num_layers must be divisible by pipeline_parallel * interleave")
+        check_divides(L, p * v, "num_layers", by="pipeline_parallel * interleave")
         return None
     if not numeric:
         raise ConfigError("stage_layers needs a numeric num_layers, pipeline_parallel and interleave")

@@ -190,7 +190,7 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     _check_zero(zero_stage, par)
     s, B, b, v = (dim(seq_len, "seq_len"), dim(global_batch, "global_batch"),
                   dim(micro_batch, "micro_batch"), dim(interleave, "interleave"))
-    check_divides(B, par.dp * b, "global_batch must be divisible by data_parallel * micro_batch")
+    check_divides(B, par.dp * b, "global_batch", by="data_parallel * micro_batch")
     split = stage_split(model, par.pp, v, stage_layers)
     check_expert_parallel(par)
     sharded = model.with_parallelism(par)
@@ -232,7 +232,7 @@ def _training_program(model: "Model", chip: Hardware, par: Parallelism, datatype
     split = stage_split(model, par.pp, v, stage_layers)
     sharded = model.with_parallelism(par)
     with collecting() as rules:
-        check_divides(B, par.dp * b, "global_batch must be divisible by data_parallel * micro_batch")
+        check_divides(B, par.dp * b, "global_batch", by="data_parallel * micro_batch")
         rows = sharded.breakdown(b, s, "training", datatype, chip, cast(Recompute, recompute), overlap)
     values = stages_from_parts(model_parts(sharded, rows, datatype), par.pp, split)
     e, m = datatype.bytes, B / (par.dp * b)
