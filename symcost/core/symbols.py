@@ -53,6 +53,7 @@ __all__ = [
     "hbm_bandwidth",
     "scale_up_bandwidth",
     "scale_up_domain",
+    "scale_up_peer_bandwidth",
     "scale_out_bandwidth",
     "collective_latency",
     "scale_out_latency",
@@ -147,6 +148,8 @@ _ROWS = (
     _row("scale_up_bandwidth", "B_up", r"B_{\mathrm{up}}",
          "scale-up link bandwidth per chip and direction (bytes/s)", positive=True),
     _row("scale_up_domain", "D_up", r"D_{\mathrm{up}}", "chips in one scale-up domain"),
+    _row("scale_up_peer_bandwidth", "B_peer", r"B_{\mathrm{peer}}",
+         "scale-up bandwidth between one pair of chips, per direction (bytes/s)", positive=True),
     _row("scale_out_bandwidth", "B_out", r"B_{\mathrm{out}}",
          "scale-out bandwidth per chip (bytes/s)", positive=True),
     _row("collective_latency", "alpha", r"\alpha",
@@ -257,6 +260,7 @@ vector_flops = TABLE["vector_flops"].symbol
 hbm_capacity = TABLE["hbm_capacity"].symbol
 hbm_bandwidth = TABLE["hbm_bandwidth"].symbol
 scale_up_bandwidth = TABLE["scale_up_bandwidth"].symbol
+scale_up_peer_bandwidth = TABLE["scale_up_peer_bandwidth"].symbol
 scale_up_domain = TABLE["scale_up_domain"].symbol
 scale_out_bandwidth = TABLE["scale_out_bandwidth"].symbol
 collective_latency = TABLE["collective_latency"].symbol

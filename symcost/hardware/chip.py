@@ -58,7 +58,9 @@ class Hardware(BaseModel):
     ``peak_flops`` maps each :class:`DataType` the matrix units run to its dense peak;
     ``vector_flops`` is the vector units' FLOP/s. Links: ``scale_up_bandwidth`` per chip and
     direction inside a ``scale_up_domain`` of chips (NVLink, Infinity Fabric, ICI),
-    ``scale_out_bandwidth`` per chip beyond it. ``collective_latency`` is the α of one
+    ``scale_up_peer_bandwidth`` between one pair of them where a direct mesh or torus joins a pair
+    by one of its links (``None``: all of it, as a switch does), ``scale_out_bandwidth`` per chip
+    beyond it. ``collective_latency`` is the α of one
     collective step (hop) inside the scale-up domain, ``scale_out_latency`` the α_net of one hop
     over the scale-out network (``None``: α).
 
@@ -91,6 +93,7 @@ class Hardware(BaseModel):
     scale_up_bandwidth: Rate
     scale_up_domain: Annotated[Any, BeforeValidator(_domain)]
     scale_out_bandwidth: Rate
+    scale_up_peer_bandwidth: Optional[Rate] = None
     collective_latency: Seconds
     scale_out_latency: Optional[Seconds] = None
     matmul_efficiency: Efficiency = sp.Integer(1)
@@ -203,7 +206,7 @@ class Hardware(BaseModel):
         yield from self.peak_flops.values()
         yield from (self.vector_flops, self.hbm_capacity, self.hbm_bandwidth,
                     self.scale_up_bandwidth, self.scale_up_domain, self.scale_out_bandwidth,
-                    self.collective_latency, self.scale_out_latency)
+                    self.collective_latency, self.scale_out_latency, self.scale_up_peer_bandwidth)
 
     def peak(self, dtype: DataType | str) -> Any:
         """Dense peak matrix FLOP/s for ``dtype``, as the datasheet gives it.
@@ -340,6 +343,13 @@ class Hardware(BaseModel):
         return self.hbm_bandwidth * eff
 
     @property
+    def peer_bandwidth(self) -> sp.Expr:
+        """Bytes/s per direction between one pair of chips inside the scale-up domain:
+        ``scale_up_peer_bandwidth``, else ``scale_up_bandwidth`` (a switch, NVSwitch, gives a
+        chip its whole link to any peer; a direct mesh or torus one of its links)."""
+        return self.scale_up_bandwidth if self.scale_up_peer_bandwidth is None else self.scale_up_peer_bandwidth
+
+    @property
     def out_efficiency(self) -> sp.Expr:
         """The collectives' fraction of the scale-out link: ``scale_out_efficiency``, else
         ``network_efficiency``."""
@@ -386,6 +396,7 @@ class Hardware(BaseModel):
             sym.hbm_bandwidth: self.hbm_bandwidth,
             sym.scale_up_bandwidth: self.scale_up_bandwidth,
             sym.scale_up_domain: self.scale_up_domain,
+            sym.scale_up_peer_bandwidth: self.peer_bandwidth,
             sym.scale_out_bandwidth: self.scale_out_bandwidth,
             sym.collective_latency: self.collective_latency,
             sym.scale_out_latency: self.net_latency,
@@ -449,6 +460,7 @@ class Hardware(BaseModel):
             hbm_bandwidth=sym.hbm_bandwidth,
             scale_up_bandwidth=sym.scale_up_bandwidth,
             scale_up_domain=sym.scale_up_domain,
+            scale_up_peer_bandwidth=sym.scale_up_peer_bandwidth,
             scale_out_bandwidth=sym.scale_out_bandwidth,
             collective_latency=sym.collective_latency,
             scale_out_latency=sym.scale_out_latency,

@@ -143,14 +143,16 @@ def _link(kind: str, hardware: Hardware, inside: bool, n: sp.Expr, nodes: sp.Exp
     across domains, a ring or tree collective runs one NCCL channel through the NIC of each of
     the group's n/nodes chips in a domain, so a domain's traffic shares n/nodes scale-out links
     at ``eta_out`` (at most the scale-up link's rate: every channel also crosses it); an
-    all-to-all or p2p sends each chip's bytes over its own scale-out link.
+    all-to-all or p2p sends each chip's bytes over its own scale-out link. Inside a domain a p2p
+    send takes the link between its two chips, ``peer_bandwidth``.
 
     NB: n/nodes assumes the group spreads evenly over its domains; an uneven split (10 chips as
     8 + 2) is paced by its smallest domain's NICs, which this overstates (docs/conventions.md §17)."""
     up = hardware.scale_up_bandwidth * hardware.network_efficiency
     out = hardware.scale_out_bandwidth * hardware.out_efficiency
     if inside:
-        return up
+        # a send between two chips crosses one link of a mesh or torus (all of a switch's)
+        return hardware.peer_bandwidth * hardware.network_efficiency if kind == "p2p" else up
     if kind in ("all_reduce", "all_gather", "reduce_scatter"):
         return extreme(sp.Min, up, n / nodes * out)
     return out

@@ -148,3 +148,22 @@ def test_kernel_registry_refuses_a_second_definition():
     """One source of truth per kernel class: registering ``gemm`` again is one line."""
     with pytest.raises(ConfigError, match="kernel class 'gemm' is registered already"):
         kernel("gemm")(KERNELS["gemm"])
+
+
+def test_point_to_point_sends_inside_a_mesh_take_one_link():
+    """MI300X (issue 20, item 8): eight GPUs fully connected by seven Infinity Fabric links, 64 GB/s
+    per direction each ([MI300-PP]); a send between two of them crosses one link, not the 448 GB/s
+    aggregate. 100 MB: alpha_0 + alpha + 1e8 / (64e9 * eta_net). An NVSwitch gives each H100 its full
+    450 GB/s to any peer; TPU tori one of their 4 (2D) or 6 (3D) neighbour links."""
+    mi = hardware.get("MI300X")
+    send = Collective("p2p", "pp", 2, 10**8)
+    assert mi.scale_up_peer_bandwidth == 64 * 10**9
+    want = mi.collective_base_latency + mi.collective_latency + Fraction(10**8) / (64 * 10**9 * mi.network_efficiency)
+    assert collective_time(send, mi) == want
+    h100 = hardware.get("H100_SXM")
+    assert h100.scale_up_peer_bandwidth is None and h100.peer_bandwidth == h100.scale_up_bandwidth
+    assert hardware.get("TPU_V5E").peer_bandwidth == 50 * 10**9  # 200 GB/s over 4 links
+    assert hardware.get("TPU_V5P").peer_bandwidth == 100 * 10**9  # 600 GB/s over 6 links
+    # the ring and the all-to-all use every link: the aggregate stays theirs
+    assert collective_time(Collective("all_to_all", "ep", 8, 10**8), mi) < collective_time(
+        Collective("all_to_all", "ep", 8, 10**8), mi.with_efficiency(scale_up_bandwidth=64 * 10**9))
