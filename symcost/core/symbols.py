@@ -78,6 +78,9 @@ __all__ = [
     "gemm_time",
     "quantize_bytes",
     "gemm_memory_efficiency",
+    "grouped_gemm_efficiency",
+    "grouped_gemm_time",
+    "grouped_gemm_memory_efficiency",
     "attention_time",
     "attention_io_efficiency",
     "attention_decode_time",
@@ -200,6 +203,12 @@ _ROWS = (
          nonnegative=True, rational=True),
     _row("gemm_memory_efficiency", "eta_gmem", r"\eta_{\mathrm{gmem}}",
          "achieved fraction of HBM bandwidth in bandwidth-bound GEMMs", positive=True),
+    _row("grouped_gemm_efficiency", "eta_gg", r"\eta_{\mathrm{gg}}",
+         "grouped GEMMs (MoE experts): their fraction of the dense GEMM's rates", positive=True),
+    _row("grouped_gemm_memory_efficiency", "eta_ggmem", r"\eta_{\mathrm{gg,mem}}",
+         "achieved fraction of HBM bandwidth of grouped GEMMs streaming their experts' weights", positive=True),
+    _row("grouped_gemm_time", "t_gg", r"t_{\mathrm{gg}}", "fixed time of one grouped GEMM kernel (s)",
+         nonnegative=True),
     _row("attention_time", "t_attn", r"t_{\mathrm{attn}}",
          "fixed time of one prefill (context) attention call (s)", nonnegative=True),
     _row("attention_io_efficiency", "eta_aio", r"\eta_{\mathrm{aio}}",
@@ -286,6 +295,9 @@ nvls_efficiency = TABLE["nvls_efficiency"].symbol
 gemm_time = TABLE["gemm_time"].symbol
 quantize_bytes = TABLE["quantize_bytes"].symbol
 gemm_memory_efficiency = TABLE["gemm_memory_efficiency"].symbol
+grouped_gemm_efficiency = TABLE["grouped_gemm_efficiency"].symbol
+grouped_gemm_time = TABLE["grouped_gemm_time"].symbol
+grouped_gemm_memory_efficiency = TABLE["grouped_gemm_memory_efficiency"].symbol
 attention_time = TABLE["attention_time"].symbol
 attention_io_efficiency = TABLE["attention_io_efficiency"].symbol
 attention_decode_time = TABLE["attention_decode_time"].symbol

@@ -46,7 +46,8 @@ _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficien
                  "kernel_time",
                  "launch_time", "collective_base_latency", "compute_units", "tree_latency", "tree_efficiency",
                  "nvls_latency", "nvls_efficiency", "gemm_time", "gemm_time_8bit", "gemm_time_4bit",
-                 "quantize_bytes_8bit", "quantize_bytes_4bit", "gemm_memory_efficiency", "attention_time",
+                 "quantize_bytes_8bit", "quantize_bytes_4bit", "gemm_memory_efficiency", "grouped_gemm_efficiency",
+                 "grouped_gemm_time", "grouped_gemm_memory_efficiency", "attention_time",
                  "attention_io_efficiency", "attention_decode_time", "ll_base_latency",
                  "ll_latency", "ll_efficiency", "custom_allreduce_latency", "custom_allreduce_efficiency")
 """The efficiency model's fields (docs/conventions.md §17)."""
@@ -119,6 +120,9 @@ class Hardware(BaseModel):
     quantize_bytes_8bit: Seconds = sp.Integer(0)
     quantize_bytes_4bit: Optional[Seconds] = None
     gemm_memory_efficiency: Optional[Efficiency] = None
+    grouped_gemm_efficiency: Optional[Efficiency] = None
+    grouped_gemm_time: Optional[Seconds] = None
+    grouped_gemm_memory_efficiency: Optional[Efficiency] = None
     attention_time: Optional[Seconds] = None
     attention_io_efficiency: Optional[Efficiency] = None
     attention_decode_time: Optional[Seconds] = None
@@ -270,6 +274,19 @@ class Hardware(BaseModel):
         the chip's ``kernel_time``)."""
         wide = self.kernel_time if self.gemm_time is None else self.gemm_time
         return self._by_format(dtype, wide, self.gemm_time_8bit, self.gemm_time_4bit)
+
+    @property
+    def grouped_memory_efficiency(self) -> sp.Expr:
+        """HBM fraction of grouped GEMMs: ``grouped_gemm_memory_efficiency``, else the dense GEMMs'
+        (``gemm_memory_efficiency``, else ``memory_efficiency``)."""
+        if self.grouped_gemm_memory_efficiency is not None:
+            return self.grouped_gemm_memory_efficiency
+        return self.memory_efficiency if self.gemm_memory_efficiency is None else self.gemm_memory_efficiency
+
+    def grouped_gemm_time_for(self, dtype: DataType | str | None) -> sp.Expr:
+        """Fixed seconds of one grouped GEMM kernel: ``grouped_gemm_time``, else the dense GEMM's
+        of ``dtype``'s format class (:meth:`gemm_time_for`)."""
+        return self.gemm_time_for(dtype) if self.grouped_gemm_time is None else self.grouped_gemm_time
 
     @property
     def prefill_attention_time(self) -> sp.Expr:
@@ -432,6 +449,9 @@ class Hardware(BaseModel):
             sym.quantize_bytes: self.quantize_bytes_for(dt),
             sym.gemm_memory_efficiency: (self.memory_efficiency if self.gemm_memory_efficiency is None
                                          else self.gemm_memory_efficiency),
+            sym.grouped_gemm_efficiency: 1 if self.grouped_gemm_efficiency is None else self.grouped_gemm_efficiency,
+            sym.grouped_gemm_time: self.grouped_gemm_time_for(dt),
+            sym.grouped_gemm_memory_efficiency: self.grouped_memory_efficiency,
             sym.attention_time: self.prefill_attention_time,
             sym.attention_io_efficiency: sp.oo if self.attention_io_efficiency is None
             else self.attention_io_efficiency,
@@ -478,6 +498,9 @@ class Hardware(BaseModel):
                           nvls_latency=sym.nvls_latency, nvls_efficiency=sym.nvls_efficiency,
                           gemm_time=sym.gemm_time, quantize_bytes_8bit=sym.quantize_bytes,
                           gemm_memory_efficiency=sym.gemm_memory_efficiency, attention_time=sym.attention_time,
+                          grouped_gemm_efficiency=sym.grouped_gemm_efficiency,
+                          grouped_gemm_time=sym.grouped_gemm_time,
+                          grouped_gemm_memory_efficiency=sym.grouped_gemm_memory_efficiency,
                           attention_io_efficiency=sym.attention_io_efficiency,
                           attention_decode_time=sym.attention_decode_time,
                           ll_base_latency=sym.ll_base_latency,
@@ -510,7 +533,9 @@ class Hardware(BaseModel):
             kernel_time=zero, launch_time=zero, collective_base_latency=zero, compute_units=None,
             tree_latency=None, tree_efficiency=one, nvls_latency=None, nvls_efficiency=one,
             matmul_efficiency_4bit=None, gemm_time=None, gemm_time_8bit=None, gemm_time_4bit=None,
-            quantize_bytes_8bit=zero, quantize_bytes_4bit=None, gemm_memory_efficiency=None, attention_time=None,
+            quantize_bytes_8bit=zero, quantize_bytes_4bit=None, gemm_memory_efficiency=None,
+            grouped_gemm_efficiency=None,
+            grouped_gemm_time=None, grouped_gemm_memory_efficiency=None, attention_time=None,
             attention_io_efficiency=None, attention_decode_time=None,
             ll_base_latency=None, ll_latency=zero, ll_efficiency=one, custom_allreduce_latency=None,
             custom_allreduce_efficiency=one, runtime=Runtime(name="ideal"))})
@@ -528,7 +553,9 @@ class Hardware(BaseModel):
                 and self.matmul_efficiency_4bit in (None, 1) and self.gemm_time in (None, 0)
                 and self.gemm_time_8bit in (None, 0) and self.gemm_time_4bit in (None, 0)
                 and self.quantize_bytes_8bit == 0 and self.quantize_bytes_4bit in (None, 0)
-                and self.gemm_memory_efficiency in (None, 1) and self.attention_time in (None, 0)
+                and self.gemm_memory_efficiency in (None, 1)
+                and self.grouped_gemm_efficiency in (None, 1) and self.grouped_gemm_time in (None, 0)
+                and self.grouped_gemm_memory_efficiency in (None, 1) and self.attention_time in (None, 0)
                 and self.attention_io_efficiency is None and self.attention_decode_time in (None, 0)
                 and self.ll_base_latency is None
                 and (self.custom_allreduce_latency is None or self.runtime.allreduce != "custom")

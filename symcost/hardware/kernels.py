@@ -160,7 +160,17 @@ def gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> Op
     return OpTime(compute, memory, n * chip.gemm_time_for(dtype), _launch(n, chip), quantize)
 
 
-KERNELS["gemm.grouped"] = gemm
+@kernel("gemm.grouped")
+def grouped_gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
+    """A grouped GEMM (MoE experts, one kernel over every local expert): the dense GEMM's compute
+    at ``eta_gg`` of its rate, its bytes at the grouped kernels' own HBM fraction,
+    ``max(C / eta_gg, bytes / (B eta_ggmem)) + serial + n t_gg``."""
+    assert isinstance(op, Matmul)
+    dense = gemm(op, chip, peak, dtype)
+    eta = sp.Integer(1) if chip.grouped_gemm_efficiency is None else chip.grouped_gemm_efficiency
+    memory = op.hbm_bytes / (chip.hbm_bandwidth * chip.grouped_memory_efficiency)
+    return OpTime(dense.compute / eta, memory, kernels(op) * chip.grouped_gemm_time_for(dtype), dense.launch,
+                  dense.serial)
 
 
 def _attention_compute(op: Op, chip: Hardware, dtype: Optional[DataType]) -> sp.Expr:

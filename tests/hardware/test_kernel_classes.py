@@ -167,3 +167,23 @@ def test_point_to_point_sends_inside_a_mesh_take_one_link():
     # the ring and the all-to-all use every link: the aggregate stays theirs
     assert collective_time(Collective("all_to_all", "ep", 8, 10**8), mi) < collective_time(
         Collective("all_to_all", "ep", 8, 10**8), mi.with_efficiency(scale_up_bandwidth=64 * 10**9))
+
+
+def test_grouped_gemm_of_moe_experts_by_hand():
+    """8 local experts, 4 tokens each, h 4096 -> 1024, bf16, on CHIP with grouped terms: compute the
+    dense GEMM's (2 * 8 * 4 * 1024 * 4096 = 268,435,456 FLOPs at 5e13, no tiles) at 1/2 of it;
+    bytes 2 * 8 * (4*4096 + 4096*1024 + 4*1024) = 67,436,544 at 1e12 * 3/4; + 4 us. The MoE layer's
+    expert GEMMs are of this class whatever the local expert count (one expert included)."""
+    chip = CHIP.with_efficiency(grouped_gemm_efficiency=Fraction(1, 2), grouped_gemm_memory_efficiency=Fraction(3, 4),
+                                grouped_gemm_time=4 * US)
+    mm = Matmul("experts.up", m=4, n=1024, k=4096, dtype_bytes=2, batch=8, grouped=True)
+    t = op_time(mm, chip, chip.effective_peak(BF16), BF16)
+    assert mm.kernel == "gemm.grouped"
+    assert t.compute == sp.Rational(268435456, 5 * 10**13) * 2
+    assert t.memory == sp.Rational(67436544 * 4, 3 * 10**12)
+    assert t.time == t.memory + 4 * US
+    moe = sc.MoELayer(hidden_size=4096, num_experts=8, top_k=2, expert_intermediate_size=1024,
+                      parallelism={"expert_parallel": 8})
+    m = moe.compute_metrics(batch_size=1, seq_len=4, phase="prefill", dtype="bf16", hardware="H100_SXM")
+    kinds = {op.name: op.kernel for op, _ in m.ops if isinstance(op, Matmul)}
+    assert kinds["experts.up"] == kinds["experts.down"] == "gemm.grouped" and kinds["router"] == "gemm"
