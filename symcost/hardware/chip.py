@@ -43,13 +43,12 @@ KILO, MEGA, GIGA, TERA, PETA = 10**3, 10**6, 10**9, 10**12, 10**15
 
 _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficiency_4bit", "memory_efficiency",
                  "attention_memory_efficiency", "attention_efficiency", "network_efficiency", "scale_out_efficiency",
-                 "kernel_time",
-                 "launch_time", "collective_base_latency", "compute_units", "tree_latency", "tree_efficiency",
-                 "nvls_latency", "nvls_efficiency", "gemm_time", "gemm_time_8bit", "gemm_time_4bit",
+                 "kernel_time", "launch_time", "collective_base_latency", "compute_units", "tree_latency",
+                 "tree_efficiency", "nvls_latency", "nvls_efficiency", "gemm_time", "gemm_time_8bit", "gemm_time_4bit",
                  "quantize_bytes_8bit", "quantize_bytes_4bit", "gemm_memory_efficiency", "grouped_gemm_efficiency",
-                 "grouped_gemm_time", "grouped_gemm_memory_efficiency", "attention_time",
-                 "attention_io_efficiency", "attention_decode_time", "ll_base_latency",
-                 "ll_latency", "ll_efficiency", "custom_allreduce_latency", "custom_allreduce_efficiency")
+                 "grouped_gemm_time", "grouped_gemm_memory_efficiency", "attention_time", "attention_io_efficiency",
+                 "attention_decode_time", "ll_base_latency", "ll_latency", "ll_efficiency", "custom_allreduce_latency",
+                 "custom_allreduce_efficiency")
 """The efficiency model's fields (docs/conventions.md §17)."""
 
 
@@ -486,27 +485,10 @@ class Hardware(BaseModel):
             scale_out_latency=sym.scale_out_latency,
         )
         if realistic:
-            fields.update(matmul_efficiency=sym.matmul_efficiency, matmul_efficiency_8bit=sym.matmul_efficiency_8bit,
-                          memory_efficiency=sym.memory_efficiency,
-                          attention_memory_efficiency=sym.attention_memory_efficiency,
-                          attention_efficiency=sym.attention_efficiency,
-                          network_efficiency=sym.network_efficiency,
-                          scale_out_efficiency=sym.scale_out_efficiency, kernel_time=sym.kernel_time,
-                          launch_time=sym.launch_time, collective_base_latency=sym.collective_base_latency,
-                          compute_units=sym.compute_units, matmul_tile=matmul_tile,
-                          tree_latency=sym.tree_latency, tree_efficiency=sym.tree_efficiency,
-                          nvls_latency=sym.nvls_latency, nvls_efficiency=sym.nvls_efficiency,
-                          gemm_time=sym.gemm_time, quantize_bytes_8bit=sym.quantize_bytes,
-                          gemm_memory_efficiency=sym.gemm_memory_efficiency, attention_time=sym.attention_time,
-                          grouped_gemm_efficiency=sym.grouped_gemm_efficiency,
-                          grouped_gemm_time=sym.grouped_gemm_time,
-                          grouped_gemm_memory_efficiency=sym.grouped_gemm_memory_efficiency,
-                          attention_io_efficiency=sym.attention_io_efficiency,
-                          attention_decode_time=sym.attention_decode_time,
-                          ll_base_latency=sym.ll_base_latency,
-                          ll_latency=sym.ll_latency, ll_efficiency=sym.ll_efficiency,
-                          custom_allreduce_latency=sym.custom_allreduce_latency,
-                          custom_allreduce_efficiency=sym.custom_allreduce_efficiency,
+            # every efficiency-model field is the symbol of its name (quantize_bytes_8bit: q), but
+            # those only a format class or an engine profile sets, which bind through it
+            fields.update({name: getattr(sym, name) for name in _MODEL_FIELDS if hasattr(sym, name)})
+            fields.update(quantize_bytes_8bit=sym.quantize_bytes, matmul_tile=matmul_tile,
                           runtime=Runtime(name="symbolic", cuda_graphs=False, step_overhead=sym.step_overhead,
                                           collective_overhead=sym.collective_overhead, allreduce="custom"))
         return cls(**fields)
