@@ -24,7 +24,7 @@ from ..core import symbols as sym
 from ..core._expr import as_expr, exact
 from ..core.dtypes import DataType
 from ..errors import ConfigError, HardwareError
-from .runtime import Runtime, runtime
+from .runtime import RUNTIMES, Runtime, runtime
 from .validate import Efficiency, Rate, Seconds, _domain, _number
 
 __all__ = [
@@ -569,13 +569,19 @@ class Hardware(BaseModel):
 
     def with_efficiency(self, *, matmul: Any = None, memory: Any = None,
                         network: Any = None, **fields: Any) -> "Hardware":
-        """A copy with the given efficiency factors (or any other fields) replaced."""
+        """A copy with the given efficiency factors (or any other fields) replaced. Under an
+        engine profile (:meth:`with_runtime`) the chip before the profile changes alike, so
+        switching profiles afterwards keeps the change and drops the profile's fields."""
         update = dict(fields)
         for field, value in (("matmul_efficiency", matmul), ("memory_efficiency", memory),
                              ("network_efficiency", network)):
             if value is not None:
                 update[field] = value
-        return Hardware(**{**self._fields(), **update})
+        chip = Hardware(**{**self._fields(), **update})
+        chip._efficiency_from = self._efficiency_from
+        if self._base is not None:
+            chip._base = self._base.with_efficiency(**{k: v for k, v in update.items() if k != "runtime"})
+        return chip
 
     def _fields(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in type(self).model_fields}
@@ -589,10 +595,14 @@ class Hardware(BaseModel):
             value = exact(value)
             return value if isinstance(value, int) else str(value)
 
+        # NB: a chip under an engine profile is written as the chip before the profile and the
+        # profile, which reading it back applies again (from_mapping): switching profiles works
+        # on the reloaded chip as on this one
+        own = self._base if self._base is not None else self
         out: dict[str, Any] = {"name": self.name,
-                               "peak_flops": {d.value: plain(v) for d, v in self.peak_flops.items()}}
+                               "peak_flops": {d.value: plain(v) for d, v in own.peak_flops.items()}}
         for field in type(self).model_fields:
-            value = getattr(self, field)
+            value = self.runtime if field == "runtime" else getattr(own, field)
             if field in out:
                 continue
             if value is None or isinstance(value, bool):
@@ -710,6 +720,11 @@ class Hardware(BaseModel):
                                  f"{e['msg'].removeprefix('Value error, ')}" for e in err.errors())
             raise HardwareError(f"{source}: {problems}") from None
         chip._efficiency_from = origin
+        registered = RUNTIMES.get(chip.runtime.name.lower())
+        if registered is not None and registered.overrides_for(chip.name) and (
+                registered.model_copy(update={"overrides": ()}) == chip.runtime):
+            # a registered profile, as to_dict writes it: its own fields for this chip with it
+            chip = chip.with_runtime(registered)
         return chip
 
 

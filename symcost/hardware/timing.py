@@ -7,10 +7,12 @@ Per op, on a chip whose fields give the efficiencies (all 1 and overheads 0 on t
   (``waves = ceil(tiles/U)``; fewer tiles than compute units are spread over the chip by
   split-K, ``waves = tiles/U``): tile and wave quantization, and the small-M regime of decode
   GEMMs, whose M is padded to a whole tile;
-- attention core: FLOPs at the 16-bit peak times ``eta_attn`` (flash kernels), its bytes at
-  ``hbm_bandwidth * eta_attn_mem`` when it streams a KV cache (decode);
-- every op: bytes at ``hbm_bandwidth * eta_mem``; vector FLOPs at the vector units' rate;
-- time ``max(compute, memory) + kernels * t_k``, and without CUDA graphs at least
+- attention core: FLOPs at the 16-bit peak times ``eta_attn`` (flash kernels);
+- bytes and fixed times by the op's kernel class (:mod:`symcost.hardware.kernels`: GEMMs at
+  ``eta_gmem`` with a quantizing pass in 8- and 4-bit formats, grouped GEMMs, prefill attention
+  with a pass over its new tokens, decode attention at ``eta_kv``, elementwise at ``eta_mem``),
+  vector FLOPs at the vector units' rate;
+- time ``max(compute, memory) + serial + kernels * t_class``, and without CUDA graphs at least
   ``kernels * t_launch`` (the host launches each kernel), where ``kernels`` is the op's kernel
   count in a fusing engine (:data:`FUSED_OPS` run inside another op's kernel).
 
@@ -168,6 +170,8 @@ def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Ha
     alpha = hardware.custom_allreduce_latency
     assert alpha is not None  # the caller checked
     custom_link = hardware.scale_up_bandwidth * hardware.custom_allreduce_efficiency
+    # the engine's own time per call (t_coll) around its kernel, as around NCCL's
+    alpha = alpha + hardware.runtime.collective_overhead
     return {"custom": count * (alpha + (n - 1) * payload / custom_link),
             "custom_two_shot": count * (2 * alpha
                                         + 2 * (n - 1) * payload / (n * custom_link))}

@@ -116,6 +116,10 @@ def test_custom_all_reduce_one_shot_two_shot_switch():
     assert collective_time(large, CHIP) == 6 * US + Fraction(2 * 7 * 10**6, 8 * 5 * 10**10)
     algorithms = collective_algorithms(large, CHIP)
     assert algorithms["ring"] == 24 * US + Fraction(175, 10**7) > algorithms["custom_two_shot"]
+    # the engine's own time per call (t_coll) is around its all-reduce as around NCCL's
+    slow = CHIP.with_runtime(Runtime(name="round-custom-slow", cuda_graphs=True, allreduce="custom",
+                                     collective_overhead=2 * US))
+    assert collective_time(small, slow) == 5 * US + Fraction(7 * 16384, 5 * 10**10)
     # across scale-up domains the engine falls back to NCCL: no custom branch
     assert "custom" not in collective_algorithms(Collective("all_reduce", "tp", 16, 10**6, span=16), CHIP)
 
@@ -187,3 +191,37 @@ def test_grouped_gemm_of_moe_experts_by_hand():
     m = moe.compute_metrics(batch_size=1, seq_len=4, phase="prefill", dtype="bf16", hardware="H100_SXM")
     kinds = {op.name: op.kernel for op, _ in m.ops if isinstance(op, Matmul)}
     assert kinds["experts.up"] == kinds["experts.down"] == "gemm.grouped" and kinds["router"] == "gemm"
+
+
+def test_profile_fields_leave_with_the_profile_after_edits_and_files(tmp_path):
+    """(review) with_efficiency on a chip under a profile changes the chip before the profile
+    too, so switching to neutral drops the profile's fields and keeps the edit; a profiled chip
+    written to a file and read back is the same profiled chip, and switching profiles works there."""
+    h100 = hardware.get("H100_SXM")
+    old = h100.with_runtime("tensorrt-llm-0.x")
+    edited = old.with_efficiency(memory=Fraction(9, 10))
+    back = edited.with_runtime("neutral")
+    assert back == h100.with_efficiency(memory=Fraction(9, 10))
+    assert back.launch_time == h100.launch_time and back.quantize_bytes_8bit == h100.quantize_bytes_8bit
+    path = tmp_path / "chip.json"
+    old.to_file(path)
+    loaded = Hardware.from_file(path)
+    assert loaded == old and loaded.with_runtime("neutral") == h100
+
+
+def test_pipeline_sends_of_an_fp8_model_travel_in_bf16():
+    """(review) Llama-3-70B prefill at TP 4 x PP 2: the one stage-to-stage send (what the TTFT
+    holds beyond its layers and the engine's step) is the same in FP8 as in bf16: 4096 tokens x
+    8192 x 2 bytes / 4 ranks per chip, not 1 byte per element."""
+    model = sc.models.get("llama-3-70b")
+    h100 = hardware.get("H100_SXM")
+    par = {"tensor_parallel": 4, "pipeline_parallel": 2}
+
+    def send(dtype):
+        step = model.inference_step(h100, 1, 4096, dtype=dtype, parallelism=par)
+        layers = sp.Add(*(sp.sympify(m.latency) * n for _, n, m in step.prefill_rows))
+        return sp.sympify(step.ttft) - layers - h100.runtime.step_overhead
+
+    assert send("fp8_e4m3") == send("bf16") > 0
+    alone = collective_time(Collective("p2p", "pp", 2, 4096 * 8192 * 2 // 4, span=8), h100)
+    assert send("bf16") == alone
