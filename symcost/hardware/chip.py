@@ -487,7 +487,7 @@ class Hardware(BaseModel):
         if realistic:
             # every efficiency-model field is the symbol of its name (quantize_bytes_8bit: q), but
             # those only a format class or an engine profile sets, which bind through it
-            fields.update({name: getattr(sym, name) for name in _MODEL_FIELDS if hasattr(sym, name)})
+            fields.update({name: sym.TABLE[name].symbol for name in _MODEL_FIELDS if name in sym.TABLE})
             fields.update(quantize_bytes_8bit=sym.quantize_bytes, matmul_tile=matmul_tile,
                           runtime=Runtime(name="symbolic", cuda_graphs=False, step_overhead=sym.step_overhead,
                                           collective_overhead=sym.collective_overhead, allreduce="custom"))
@@ -720,12 +720,18 @@ class Hardware(BaseModel):
                                  f"{e['msg'].removeprefix('Value error, ')}" for e in err.errors())
             raise HardwareError(f"{source}: {problems}") from None
         chip._efficiency_from = origin
-        registered = RUNTIMES.get(chip.runtime.name.lower())
-        if registered is not None and registered.overrides_for(chip.name) and (
-                registered.model_copy(update={"overrides": ()}) == chip.runtime):
-            # a registered profile, as to_dict writes it: its own fields for this chip with it
-            chip = chip.with_runtime(registered)
-        return chip
+        return _with_registered_profile(chip)
+
+
+def _with_registered_profile(chip: Hardware) -> Hardware:
+    """``chip`` under its runtime's registered profile when the runtime is one, as
+    :meth:`Hardware.to_dict` writes it (without its chip fields): that profile's own fields for
+    this chip applied, so that a profiled chip read back from a file is the chip it was."""
+    registered = RUNTIMES.get(chip.runtime.name.lower())
+    if registered is not None and registered.overrides_for(chip.name) and (
+            registered.model_copy(update={"overrides": ()}) == chip.runtime):
+        return chip.with_runtime(registered)
+    return chip
 
 
 def _base_chip(name: Any, source: str) -> Hardware:
