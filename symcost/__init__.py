@@ -50,6 +50,7 @@ _NAMES = {
     "DisaggregatedPlan": "symcost.plan.disaggregated", "pd_ratio": "symcost.plan.disaggregated",
     "ServingCurve": "symcost.plan.serving", "ServingPoint": "symcost.plan.serving", "Workload": "symcost.plan.serving",
     "continuous_batching": "symcost.plan.serving", "serving_curve": "symcost.plan.serving",
+    "DeploymentPlan": "symcost.plan.serving", "plan_deployment": "symcost.plan.serving",
 }
 
 # NB: each short path below has no file: importing it gives the module it names, the same object
@@ -171,10 +172,12 @@ if TYPE_CHECKING:
     from .plan.disaggregated import DisaggregatedPlan as DisaggregatedPlan
     from .plan.disaggregated import pd_ratio as pd_ratio
     from .plan.search import SearchResult as SearchResult
+    from .plan.serving import DeploymentPlan as DeploymentPlan
     from .plan.serving import ServingCurve as ServingCurve
     from .plan.serving import ServingPoint as ServingPoint
     from .plan.serving import Workload as Workload
     from .plan.serving import continuous_batching as continuous_batching
+    from .plan.serving import plan_deployment as plan_deployment
     from .plan.serving import serving_curve as serving_curve
     from .plan.speculative import SpeculativeStep as SpeculativeStep
     from .plan.speculative import speculative_step as speculative_step
@@ -191,6 +194,7 @@ __all__ = [
     "ConfigError",
     "DataType",
     "DegreeSolution",
+    "DeploymentPlan",
     "DisaggregatedPlan",
     "DivisibilityError",
     "EmbeddingLayer",
@@ -232,6 +236,7 @@ __all__ = [
     "latex",
     "models",
     "pd_ratio",
+    "plan_deployment",
     "plots",
     "search",
     "serving_curve",

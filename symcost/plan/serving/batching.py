@@ -344,7 +344,7 @@ class ServingCurve:
 
         names = ("ttft", "tpot", "request_rate", "tokens_per_second", "tokens_per_second_per_gpu",
                  "tokens_per_second_per_user")
-        return Sweeper({k: getattr(self, k) for k in names})
+        return Sweeper({k: getattr(self, k) for k in names}, fast_compile=True)
 
     def at_rate(self, rate: Any) -> ServingPoint:
         """The steady state at ``rate`` Poisson arrivals per second: the fewest running requests

@@ -57,6 +57,16 @@ def _cores(rows: tuple, chip: Hardware, datatype: DataType) -> list[tuple[Attent
     return found
 
 
+def _bind(expr: Any, mapping: dict) -> Any:
+    """``expr.xreplace(mapping)``; with symbolic values the rebuilt nodes stay unevaluated (a
+    ``Max`` of expressions in the concurrency costs SymPy pairwise comparisons to simplify, and
+    substituting numbers later evaluates every node it rebuilds, exactly as here)."""
+    if all(sp.sympify(v).is_number for v in mapping.values()):
+        return expr.xreplace(mapping)
+    with sp.evaluate(False):
+        return expr.xreplace(mapping)
+
+
 def _core_time(cores: list[tuple[AttentionCore, Any]], chip: Hardware, datatype: DataType,
                prefix: Any = 0) -> Any:
     """The cores' time, each also attending to ``prefix`` earlier keys (read from the KV cache)."""
@@ -104,8 +114,8 @@ class EngineSteps:
         True
         """
         at = {sym.batch_size: tokens, sym.seq_len: keys}
-        return (self.linear.xreplace({sym.seq_len: tokens}) + self.decode_attention.xreplace(at)
-                + (self.head + self.decode_sends).xreplace({sym.batch_size: tokens}) + self.overhead)
+        return (_bind(self.linear, {sym.seq_len: tokens}) + _bind(self.decode_attention, at)
+                + _bind(self.head + self.decode_sends, {sym.batch_size: tokens}) + self.overhead)
 
     def mixed(self, tokens: Any, keys: Any, rows: Any, length: Any, prefix: Any = 0, logits: Any = None) -> Any:
         """A step of ``tokens`` decode tokens at ``keys`` keys (0: none) and ``rows`` prompt rows of
@@ -121,12 +131,12 @@ class EngineSteps:
         tokens, rows, length = (sp.sympify(x) for x in (tokens, rows, length))
         logits = tokens + rows if logits is None else sp.sympify(logits)
         pre = _core_time(list(self.prefill_cores), self.chip, self.datatype, sp.sympify(prefix))
-        total = ((self.linear + self.prefill_sends).xreplace({sym.seq_len: tokens + rows * length})
-                 + self.head.xreplace({sym.batch_size: logits})
-                 + pre.xreplace({sym.batch_size: rows, sym.seq_len: length}) + self.overhead)
+        total = (_bind(self.linear + self.prefill_sends, {sym.seq_len: tokens + rows * length})
+                 + _bind(self.head, {sym.batch_size: logits})
+                 + _bind(pre, {sym.batch_size: rows, sym.seq_len: length}) + self.overhead)
         if tokens == 0:
             return total
-        decode = self.decode_attention.xreplace({sym.batch_size: tokens, sym.seq_len: keys})
+        decode = _bind(self.decode_attention, {sym.batch_size: tokens, sym.seq_len: keys})
         if tokens.is_number:
             return total + decode
         # a symbolic count of decode tokens may be 0 (one chunked prompt and nothing else running)
