@@ -238,6 +238,23 @@ def test_pipeline_stages_run_micro_batches():
     assert c.chips == 2 and one.tokens_per_second_per_gpu == 8 * one.request_rate / 2
 
 
+def test_first_wave_by_hand():
+    """All c requests sent at once to an idle engine (a benchmark's start). c = 4 prompts of 5 fit
+    one step of 40: the synchronized prefill, as the steady state. c = 20: the prompts queue for
+    the budget, Q = T - c/2 = 30 prefill tokens (6 prompts) per step beside the 10 decode tokens of
+    those served before (half of them on average, at I + 1 = 6 keys); the j-th request (j = 1 ..
+    20) gets its first token after ceil(5 j/30) steps, 21 * 5/60 + 1/2 = 9/4 on average as the
+    model counts them (the exact mean of ceil(j/6) is 2.2)."""
+    c = curve()
+    four = c.at(4)
+    assert four.first_wave_ttft == four.ttft == TINY.inference_step(ROUND, 4, 5).ttft
+    tau = engine_steps(TINY, ROUND).mixed(10, 6, 6, 5, 0, logits=16)
+    assert c.at(20).first_wave_ttft == sp.Rational(9, 4) * tau
+    # steps alternating prefill and decode: Q = T = 40, no decode tokens beside
+    alt = curve(mixed=False).at(20)
+    assert alt.first_wave_ttft == (sp.Rational(21 * 5, 80) + sp.Rational(1, 2)) * TINY.inference_step(ROUND, 8, 5).ttft
+
+
 # -- closed forms, sweeps, the open loop --------------------------------------------------------
 
 

@@ -38,6 +38,14 @@ engine runs ``c_kv`` and the others queue. In every regime Little's law closes t
 included). With ``p`` pipeline stages the engine runs ``p`` micro-batches of ``c/p`` requests
 (vLLM's virtual engines), each stepping through every stage: ``X = min(c, p) X_1(max(1, c/p))``.
 
+A benchmark at a fixed concurrency starts its ``c`` clients at once: their first requests queue
+for the budget behind each other (``first_wave_ttft``): the prompts are served ``Q`` tokens per
+step, ``Q = T - c/2`` beside the decode tokens of those served before (half of them on average;
+``Q = T`` on an engine that alternates), so the ``j``-th gets its first token after
+``ceil(j I/Q)`` steps, ``(c + 1) I/(2 Q) + 1/2`` on average; a synchronized batch's TTFT is its
+one step's. Measured mean TTFTs mix that first wave with the steady state's, in proportions the
+runs' lengths set.
+
 At an arrival rate ``lambda`` (Poisson; an open loop) the running requests are the fewest whose
 closed-loop throughput reaches ``lambda`` (mean-value analysis), and a prompt also queues for
 admission as in an M/D/1 queue served at the engine's peak throughput ``X_max``: mean wait
@@ -103,6 +111,7 @@ class _Regime:
     prefill_step: Any
     decode_step: Any
     running: Any
+    first_wave: Any = None
 
 
 @dataclass(frozen=True)
@@ -190,15 +199,33 @@ def _capped(regimes: list[_Regime], limit: Any, u: sp.Symbol, decode: Any) -> li
     kept = []
     for r in regimes:
         if r.upper >= limit:
-            kept.append(_Regime(r.name, limit, r.ttft, r.tpot, r.throughput, r.prefill_step, r.decode_step,
-                                r.running))
+            kept.append(dataclasses.replace(r, upper=limit))
             at = {u: limit}
             tpot, throughput = r.tpot.xreplace(at), r.throughput.xreplace(at)
+            # the first wave's requests past the limit wait for a slot: the k-th of them 1/X per
+            # earlier one, (u - limit)(u - limit + 1)/(2 X) in all, shared by the u requests
+            excess = u - limit
+            wave = sp.sympify(r.first_wave).xreplace(at) + excess * (excess + 1) / (2 * u * throughput)
             kept.append(_Regime("kv-bound", sp.oo, u / throughput - decode * tpot, tpot, throughput,
-                                r.prefill_step.xreplace(at), r.decode_step.xreplace(at), limit))
+                                r.prefill_step.xreplace(at), r.decode_step.xreplace(at), limit, wave))
             return kept
         kept.append(r)
     return kept  # pragma: no cover (the last regime's upper is oo)
+
+
+def _first_wave(steps: EngineSteps, load: _Load, regimes: list[_Regime], u: sp.Symbol, mixed: bool) -> list[_Regime]:
+    """Each regime with the mean TTFT of the first ``u`` requests, sent together to an idle engine:
+    a synchronized batch's TTFT; else the prompts queue for the budget, ``Q`` prefill tokens per
+    step beside the ``u/2`` decode tokens of those served so far on average (``Q = T - u/2``; none
+    and ``Q = T`` without mixed steps), the ``j``-th served after ``ceil(j I/Q)`` steps, on
+    average ``(u + 1) I/(2 Q) + 1/2`` (the module's docstring)."""
+    isl, T = load.prompt, load.budget
+    decoders = u / 2 if mixed else sp.Integer(0)
+    prefill = T - decoders
+    length = sp.Min(prefill, isl)
+    step = steps.mixed(decoders, isl + 1, prefill / length, length, (isl - length) / 2, logits=decoders + prefill / isl)
+    burst = ((u + 1) * isl / (2 * prefill) + sp.Rational(1, 2)) * step
+    return [dataclasses.replace(r, first_wave=r.ttft if r.name == "synchronized" else burst) for r in regimes]
 
 
 def _piecewise(regimes: list[_Regime], field: str, u: sp.Symbol) -> Any:
@@ -217,7 +244,9 @@ class ServingPoint:
     (the module's docstring); ``request_rate``: requests served per second; ``tokens_per_second``:
     output tokens per second of the engine, ``tokens_per_second_per_gpu`` over its ``chips``,
     ``tokens_per_second_per_user`` ``1/TPOT``; ``prefill_step`` and ``decode_step``: the step that
-    carries prefill and a decode-only step; ``queue``: how TTFT's wait is modelled.
+    carries prefill and a decode-only step; ``queue``: how TTFT's wait is modelled;
+    ``first_wave_ttft``: the mean TTFT of the first ``concurrency`` requests sent at once to an
+    idle engine (a closed loop only).
     """
 
     concurrency: Any
@@ -235,6 +264,7 @@ class ServingPoint:
     kv_limit: int
     chips: int
     queue: str
+    first_wave_ttft: Any = None
 
     def __str__(self) -> str:
         from ...core import units
@@ -306,6 +336,9 @@ class ServingCurve:
     decode_step: Any
     running: Any
     """The requests the engine runs (decoding or in prefill); the others of ``c`` wait."""
+    first_wave_ttft: Any
+    """The mean TTFT of the first ``c`` requests when all are sent at once to an idle engine (a
+    benchmark's start), against ``ttft``, the steady state's."""
 
     @property
     def kv_limit(self) -> int:
@@ -323,7 +356,7 @@ class ServingCurve:
         at = {sym.concurrency: c}
         value = {k: exact(getattr(self, k).xreplace(at)) for k in
                  ("ttft", "tpot", "request_rate", "tokens_per_second", "tokens_per_second_per_gpu",
-                  "tokens_per_second_per_user", "prefill_step", "decode_step", "running")}
+                  "tokens_per_second_per_user", "prefill_step", "decode_step", "running", "first_wave_ttft")}
         return ServingPoint(concurrency=c, rate=None, regime=self.regime(c),
                             kv_limit=self.kv_limit, chips=self.chips,
                             queue="closed loop: TTFT = c/X - D TPOT (Little's law)", **value)
@@ -343,7 +376,7 @@ class ServingCurve:
         from ...core.sweep import Sweeper
 
         names = ("ttft", "tpot", "request_rate", "tokens_per_second", "tokens_per_second_per_gpu",
-                 "tokens_per_second_per_user")
+                 "tokens_per_second_per_user", "first_wave_ttft")
         return Sweeper({k: getattr(self, k) for k in names}, fast_compile=True)
 
     def at_rate(self, rate: Any) -> ServingPoint:
@@ -354,13 +387,14 @@ class ServingCurve:
         peak = self.at(self.kv_limit)
         if lam >= peak.request_rate:
             return dataclasses.replace(peak, concurrency=None, rate=lam, regime="overloaded", ttft=sp.oo,
+                                       first_wave_ttft=None,
                                        queue="open loop: the arrivals exceed the engine's peak throughput")
         point = self.at(self._running(lam))
         rho = lam / peak.request_rate
         wait = rho / (2 * peak.request_rate * (1 - rho))
         tokens = lam * self.workload.output_len
         return dataclasses.replace(point, concurrency=None, rate=lam, ttft=exact(point.ttft + wait),
-                                   request_rate=lam, tokens_per_second=exact(tokens),
+                                   first_wave_ttft=None, request_rate=lam, tokens_per_second=exact(tokens),
                                    tokens_per_second_per_gpu=exact(tokens / self.chips),
                                    queue="open loop: M/D/1 admission at the engine's peak throughput X_max, mean "
                                          "wait rho/(2 X_max (1 - rho))")
@@ -414,9 +448,10 @@ def serving_curve(model: Model, hardware: Hardware | str, workload: Workload | t
     batched = chip.runtime.backend not in SEPARATE_PREFILL if mixed is None else bool(mixed)
     u = sym.concurrency
     regimes = (_mixed_regimes if batched else _alternating_regimes)(steps, means, u)
+    regimes = _first_wave(steps, means, regimes, u, batched)
     regimes = _capped(regimes, sp.Rational(memory.kv_limit, stages), u, means.decode)
     curve = {f: _piecewise(regimes, f, u) for f in ("ttft", "tpot", "throughput", "prefill_step", "decode_step",
-                                                      "running")}
+                                                      "running", "first_wave")}
     if stages != 1:  # p micro-batches of c/p requests (the module's docstring)
         per = {u: sp.Max(1, u / stages)}
         curve = {f: e.xreplace(per) for f, e in curve.items()}
@@ -426,7 +461,7 @@ def serving_curve(model: Model, hardware: Hardware | str, workload: Workload | t
     return ServingCurve(model, chip, steps, load, budget, fraction, batched, memory,
                         tuple((r.name, r.upper * stages) for r in regimes), chips, curve["ttft"], curve["tpot"],
                         curve["throughput"], tokens, tokens / chips, 1 / curve["tpot"], curve["prefill_step"],
-                        curve["decode_step"], curve["running"])
+                        curve["decode_step"], curve["running"], curve["first_wave"])
 
 
 def _budget(value: Any) -> int:
