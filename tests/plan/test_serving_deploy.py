@@ -96,6 +96,20 @@ def test_disaggregated_rate_and_ttft_by_hand(plan):
         assert best.ttft == TTFT
 
 
+def test_pd_ratio_sizes_the_prefill_pool_as_the_plan_does(plan):
+    """The plan's best disaggregated deployment is prefill-bound: at its rate, pd_ratio (the same
+    M/D/1 pool, solved for the fewest instances) needs exactly its prefill instances."""
+    from symcost.plan.disaggregated import pd_ratio
+
+    best = plan.best_disaggregated
+    n_p, tp_p, n_d, tp_d = (int(w) for w in best.layout.replace("prefill", "").replace("decode", "")
+                            .replace("+", "").replace("x TP", "").split())
+    assert best.ttft == TTFT  # the prefill pool binds
+    sized = pd_ratio(TINY, best.tokens_per_second / 8, 5, 8, TTFT, TPOT, ROUND, ROUND,
+                     {"tensor_parallel": tp_p}, {"tensor_parallel": tp_d})
+    assert sized.num_prefill == n_p and sized.ttft == best.ttft
+
+
 def test_a_replica_never_lowers_tokens_per_second():
     """Twice the GPUs: every aggregated layout runs twice the replicas, each at the same state, so
     the same concurrency per replica serves twice the tokens/s at the same tokens/s/GPU."""
