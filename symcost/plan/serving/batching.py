@@ -124,7 +124,7 @@ class _Load:
     budget: sp.Expr
 
 
-def _cycle(steps: EngineSteps, load: _Load, u: Any, mixed: Any, decode: Any, m: Any, own: Any) -> tuple[Any, Any, Any]:
+def _cycle(load: _Load, u: Any, mixed: Any, decode: Any, m: Any, own: Any) -> tuple[Any, Any, Any]:
     """``(TTFT, TPOT, X)`` of a cycle of ``m`` prefill-carrying steps (``mixed`` each; the request's
     own prefill takes ``own`` of them) and decode steps (``decode`` each) for ``u`` requests."""
     D = load.decode
@@ -161,7 +161,7 @@ def _regime(steps: EngineSteps, load: _Load, name: str, upper: Any, u: Any, pref
     isl = load.prompt
     tokens = u - rows
     mixed = steps.mixed(tokens, load.context, rows, length, prefix, logits=tokens + prefill / isl)
-    ttft, tpot, throughput = _cycle(steps, load, u, mixed, decode, u * isl / prefill, own)
+    ttft, tpot, throughput = _cycle(load, u, mixed, decode, u * isl / prefill, own)
     return _Regime(name, upper, ttft, tpot, throughput, mixed, decode, u)
 
 
@@ -216,11 +216,11 @@ def _capped(regimes: list[_Regime], limit: Any, u: sp.Symbol, decode: Any) -> li
 def _first_wave(steps: EngineSteps, load: _Load, regimes: list[_Regime], u: sp.Symbol, mixed: bool) -> list[_Regime]:
     """Each regime with the mean TTFT of the first ``u`` requests, sent together to an idle engine:
     a synchronized batch's TTFT; else the prompts queue for the budget, ``Q`` prefill tokens per
-    step beside the ``u/2`` decode tokens of those served so far on average (``Q = T - u/2``; none
-    and ``Q = T`` without mixed steps), the ``j``-th served after ``ceil(j I/Q)`` steps, on
-    average ``(u + 1) I/(2 Q) + 1/2`` (the module's docstring)."""
+    step beside the ``u/2`` decode tokens of those served so far on average (``Q = T - u/2``, at
+    least half the budget; none and ``Q = T`` without mixed steps), the ``j``-th served after
+    ``ceil(j I/Q)`` steps, on average ``(u + 1) I/(2 Q) + 1/2`` (the module's docstring)."""
     isl, T = load.prompt, load.budget
-    decoders = u / 2 if mixed else sp.Integer(0)
+    decoders = sp.Min(u / 2, T / 2) if mixed else sp.Integer(0)
     prefill = T - decoders
     length = sp.Min(prefill, isl)
     step = steps.mixed(decoders, isl + 1, prefill / length, length, (isl - length) / 2, logits=decoders + prefill / isl)
