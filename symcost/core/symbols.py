@@ -93,6 +93,7 @@ __all__ = [
     "spec_alpha",
     "draft_time",
     "verify_time",
+    "concurrency",
 ]
 
 
@@ -234,6 +235,9 @@ _ROWS = (
     _row("draft_time", "T_draft", r"T_{\mathrm{draft}}", "time of one draft decode step (s)", positive=True),
     _row("verify_time", "T_verify", r"T_{\mathrm{verify}}",
          "time of the target's verification forward over k + 1 tokens (s)", positive=True),
+    # continuous batching (symcost/plan/serving): the running requests of a closed loop; a real
+    # number, since a pipeline's micro-batches (and a mean-field steady state) hold fractions
+    _row("concurrency", "c", "c", "requests in a serving engine at once (a closed loop)", positive=True),
 )
 
 TABLE: dict[str, SymbolInfo] = {row.name: row for row in _ROWS}
@@ -310,6 +314,7 @@ spec_k = TABLE["spec_k"].symbol
 spec_alpha = TABLE["spec_alpha"].symbol
 draft_time = TABLE["draft_time"].symbol
 verify_time = TABLE["verify_time"].symbol
+concurrency = TABLE["concurrency"].symbol
 
 
 def lookup(name: str) -> sympy.Symbol:
