@@ -50,6 +50,9 @@ _NAMES = {
     "Mamba2Layer": "symcost.layers", "MixerBlock": "symcost.models.model",
     "SpeculativeStep": "symcost.plan.speculative", "speculative_step": "symcost.plan.speculative",
     "DisaggregatedPlan": "symcost.plan.disaggregated", "pd_ratio": "symcost.plan.disaggregated",
+    "ServingCurve": "symcost.plan.serving", "ServingPoint": "symcost.plan.serving", "Workload": "symcost.plan.serving",
+    "continuous_batching": "symcost.plan.serving", "serving_curve": "symcost.plan.serving",
+    "DeploymentPlan": "symcost.plan.serving", "plan_deployment": "symcost.plan.serving",
 }
 
 
@@ -127,6 +130,13 @@ if TYPE_CHECKING:
     from .plan.disaggregated import DisaggregatedPlan as DisaggregatedPlan
     from .plan.disaggregated import pd_ratio as pd_ratio
     from .plan.search import SearchResult as SearchResult
+    from .plan.serving import DeploymentPlan as DeploymentPlan
+    from .plan.serving import ServingCurve as ServingCurve
+    from .plan.serving import ServingPoint as ServingPoint
+    from .plan.serving import Workload as Workload
+    from .plan.serving import continuous_batching as continuous_batching
+    from .plan.serving import plan_deployment as plan_deployment
+    from .plan.serving import serving_curve as serving_curve
     from .plan.speculative import SpeculativeStep as SpeculativeStep
     from .plan.speculative import speculative_step as speculative_step
     from .plan.step import InferenceStep as InferenceStep
@@ -142,6 +152,7 @@ __all__ = [
     "ConfigError",
     "DataType",
     "DegreeSolution",
+    "DeploymentPlan",
     "DisaggregatedPlan",
     "DivisibilityError",
     "EmbeddingLayer",
@@ -164,6 +175,8 @@ __all__ = [
     "Parallelism",
     "Phase",
     "SearchResult",
+    "ServingCurve",
+    "ServingPoint",
     "SolveError",
     "SpeculativeStep",
     "SweepResult",
@@ -172,15 +185,19 @@ __all__ = [
     "TrainingStep",
     "TransformerBlock",
     "UnboundSymbolError",
+    "Workload",
     "calibration",
+    "continuous_batching",
     "errors",
     "hardware",
     "html_report",
     "latex",
     "models",
     "pd_ratio",
+    "plan_deployment",
     "plots",
     "search",
+    "serving_curve",
     "solve",
     "speculative_step",
     "step",

@@ -13,7 +13,7 @@ import sys
 from typing import Optional, Sequence
 
 from .. import __version__
-from . import latex, lists, report, search, solve, sweep
+from . import latex, lists, plan, report, search, solve, sweep
 from .common import (
     Parser,
     UsageError,
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"symcost {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
 
-    for module in (report, solve, sweep, search, latex, lists):
+    for module in (report, solve, sweep, search, plan, latex, lists):
         module.register(sub)
     return parser
 

@@ -53,6 +53,7 @@ __all__ = [
     "hbm_bandwidth",
     "scale_up_bandwidth",
     "scale_up_domain",
+    "scale_up_peer_bandwidth",
     "scale_out_bandwidth",
     "collective_latency",
     "scale_out_latency",
@@ -77,6 +78,9 @@ __all__ = [
     "gemm_time",
     "quantize_bytes",
     "gemm_memory_efficiency",
+    "grouped_gemm_efficiency",
+    "grouped_gemm_time",
+    "grouped_gemm_memory_efficiency",
     "attention_time",
     "attention_io_efficiency",
     "attention_decode_time",
@@ -89,6 +93,7 @@ __all__ = [
     "spec_alpha",
     "draft_time",
     "verify_time",
+    "concurrency",
 ]
 
 
@@ -147,6 +152,8 @@ _ROWS = (
     _row("scale_up_bandwidth", "B_up", r"B_{\mathrm{up}}",
          "scale-up link bandwidth per chip and direction (bytes/s)", positive=True),
     _row("scale_up_domain", "D_up", r"D_{\mathrm{up}}", "chips in one scale-up domain"),
+    _row("scale_up_peer_bandwidth", "B_peer", r"B_{\mathrm{peer}}",
+         "scale-up bandwidth between one pair of chips, per direction (bytes/s)", positive=True),
     _row("scale_out_bandwidth", "B_out", r"B_{\mathrm{out}}",
          "scale-out bandwidth per chip (bytes/s)", positive=True),
     _row("collective_latency", "alpha", r"\alpha",
@@ -197,6 +204,12 @@ _ROWS = (
          nonnegative=True, rational=True),
     _row("gemm_memory_efficiency", "eta_gmem", r"\eta_{\mathrm{gmem}}",
          "achieved fraction of HBM bandwidth in bandwidth-bound GEMMs", positive=True),
+    _row("grouped_gemm_efficiency", "eta_gg", r"\eta_{\mathrm{gg}}",
+         "grouped GEMMs (MoE experts): their fraction of the dense GEMM's rates", positive=True),
+    _row("grouped_gemm_memory_efficiency", "eta_ggmem", r"\eta_{\mathrm{gg,mem}}",
+         "achieved fraction of HBM bandwidth of grouped GEMMs streaming their experts' weights", positive=True),
+    _row("grouped_gemm_time", "t_gg", r"t_{\mathrm{gg}}", "fixed time of one grouped GEMM kernel (s)",
+         nonnegative=True),
     _row("attention_time", "t_attn", r"t_{\mathrm{attn}}",
          "fixed time of one prefill (context) attention call (s)", nonnegative=True),
     _row("attention_io_efficiency", "eta_aio", r"\eta_{\mathrm{aio}}",
@@ -222,6 +235,9 @@ _ROWS = (
     _row("draft_time", "T_draft", r"T_{\mathrm{draft}}", "time of one draft decode step (s)", positive=True),
     _row("verify_time", "T_verify", r"T_{\mathrm{verify}}",
          "time of the target's verification forward over k + 1 tokens (s)", positive=True),
+    # continuous batching (symcost/plan/serving): the running requests of a closed loop; a real
+    # number, since a pipeline's micro-batches (and a mean-field steady state) hold fractions
+    _row("concurrency", "c", "c", "requests in a serving engine at once (a closed loop)", positive=True),
 )
 
 TABLE: dict[str, SymbolInfo] = {row.name: row for row in _ROWS}
@@ -257,6 +273,7 @@ vector_flops = TABLE["vector_flops"].symbol
 hbm_capacity = TABLE["hbm_capacity"].symbol
 hbm_bandwidth = TABLE["hbm_bandwidth"].symbol
 scale_up_bandwidth = TABLE["scale_up_bandwidth"].symbol
+scale_up_peer_bandwidth = TABLE["scale_up_peer_bandwidth"].symbol
 scale_up_domain = TABLE["scale_up_domain"].symbol
 scale_out_bandwidth = TABLE["scale_out_bandwidth"].symbol
 collective_latency = TABLE["collective_latency"].symbol
@@ -282,6 +299,9 @@ nvls_efficiency = TABLE["nvls_efficiency"].symbol
 gemm_time = TABLE["gemm_time"].symbol
 quantize_bytes = TABLE["quantize_bytes"].symbol
 gemm_memory_efficiency = TABLE["gemm_memory_efficiency"].symbol
+grouped_gemm_efficiency = TABLE["grouped_gemm_efficiency"].symbol
+grouped_gemm_time = TABLE["grouped_gemm_time"].symbol
+grouped_gemm_memory_efficiency = TABLE["grouped_gemm_memory_efficiency"].symbol
 attention_time = TABLE["attention_time"].symbol
 attention_io_efficiency = TABLE["attention_io_efficiency"].symbol
 attention_decode_time = TABLE["attention_decode_time"].symbol
@@ -294,6 +314,7 @@ spec_k = TABLE["spec_k"].symbol
 spec_alpha = TABLE["spec_alpha"].symbol
 draft_time = TABLE["draft_time"].symbol
 verify_time = TABLE["verify_time"].symbol
+concurrency = TABLE["concurrency"].symbol
 
 
 def lookup(name: str) -> sympy.Symbol:

@@ -24,7 +24,7 @@ from ..core import symbols as sym
 from ..core._expr import as_expr, exact_value
 from ..core.dtypes import DataType
 from ..errors import ConfigError, HardwareError
-from .runtime import Runtime, runtime
+from .runtime import RUNTIMES, Runtime, runtime
 from .validate import Chips, Efficiency, Rate, Seconds, exact_number
 
 __all__ = [
@@ -43,12 +43,12 @@ KILO, MEGA, GIGA, TERA, PETA = 10**3, 10**6, 10**9, 10**12, 10**15
 
 _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficiency_4bit", "memory_efficiency",
                  "attention_memory_efficiency", "attention_efficiency", "network_efficiency", "scale_out_efficiency",
-                 "kernel_time",
-                 "launch_time", "collective_base_latency", "compute_units", "tree_latency", "tree_efficiency",
-                 "nvls_latency", "nvls_efficiency", "gemm_time", "gemm_time_8bit", "gemm_time_4bit",
-                 "quantize_bytes_8bit", "quantize_bytes_4bit", "gemm_memory_efficiency", "attention_time",
-                 "attention_io_efficiency", "attention_decode_time", "ll_base_latency",
-                 "ll_latency", "ll_efficiency", "custom_allreduce_latency", "custom_allreduce_efficiency")
+                 "kernel_time", "launch_time", "collective_base_latency", "compute_units", "tree_latency",
+                 "tree_efficiency", "nvls_latency", "nvls_efficiency", "gemm_time", "gemm_time_8bit", "gemm_time_4bit",
+                 "quantize_bytes_8bit", "quantize_bytes_4bit", "gemm_memory_efficiency", "grouped_gemm_efficiency",
+                 "grouped_gemm_time", "grouped_gemm_memory_efficiency", "attention_time", "attention_io_efficiency",
+                 "attention_decode_time", "ll_base_latency", "ll_latency", "ll_efficiency", "custom_allreduce_latency",
+                 "custom_allreduce_efficiency")
 """The efficiency model's fields (docs/conventions.md §17)."""
 
 
@@ -58,7 +58,9 @@ class Hardware(BaseModel):
     ``peak_flops`` maps each :class:`DataType` the matrix units run to its dense peak;
     ``vector_flops`` is the vector units' FLOP/s. Links: ``scale_up_bandwidth`` per chip and
     direction inside a ``scale_up_domain`` of chips (NVLink, Infinity Fabric, ICI),
-    ``scale_out_bandwidth`` per chip beyond it. ``collective_latency`` is the α of one
+    ``scale_up_peer_bandwidth`` between one pair of them where a direct mesh or torus joins a pair
+    by one of its links (``None``: all of it, as a switch does), ``scale_out_bandwidth`` per chip
+    beyond it. ``collective_latency`` is the α of one
     collective step (hop) inside the scale-up domain, ``scale_out_latency`` the α_net of one hop
     over the scale-out network (``None``: α).
 
@@ -91,6 +93,7 @@ class Hardware(BaseModel):
     scale_up_bandwidth: Rate
     scale_up_domain: Chips
     scale_out_bandwidth: Rate
+    scale_up_peer_bandwidth: Optional[Rate] = None
     collective_latency: Seconds
     scale_out_latency: Optional[Seconds] = None
     matmul_efficiency: Efficiency = sp.Integer(1)
@@ -116,6 +119,9 @@ class Hardware(BaseModel):
     quantize_bytes_8bit: Seconds = sp.Integer(0)
     quantize_bytes_4bit: Optional[Seconds] = None
     gemm_memory_efficiency: Optional[Efficiency] = None
+    grouped_gemm_efficiency: Optional[Efficiency] = None
+    grouped_gemm_time: Optional[Seconds] = None
+    grouped_gemm_memory_efficiency: Optional[Efficiency] = None
     attention_time: Optional[Seconds] = None
     attention_io_efficiency: Optional[Efficiency] = None
     attention_decode_time: Optional[Seconds] = None
@@ -203,7 +209,7 @@ class Hardware(BaseModel):
         yield from self.peak_flops.values()
         yield from (self.vector_flops, self.hbm_capacity, self.hbm_bandwidth,
                     self.scale_up_bandwidth, self.scale_up_domain, self.scale_out_bandwidth,
-                    self.collective_latency, self.scale_out_latency)
+                    self.collective_latency, self.scale_out_latency, self.scale_up_peer_bandwidth)
 
     def peak(self, dtype: DataType | str) -> Any:
         """Dense peak matrix FLOP/s for ``dtype``, as the datasheet gives it.
@@ -267,6 +273,19 @@ class Hardware(BaseModel):
         the chip's ``kernel_time``)."""
         wide = self.kernel_time if self.gemm_time is None else self.gemm_time
         return self._by_format(dtype, wide, self.gemm_time_8bit, self.gemm_time_4bit)
+
+    @property
+    def grouped_memory_efficiency(self) -> sp.Expr:
+        """HBM fraction of grouped GEMMs: ``grouped_gemm_memory_efficiency``, else the dense GEMMs'
+        (``gemm_memory_efficiency``, else ``memory_efficiency``)."""
+        if self.grouped_gemm_memory_efficiency is not None:
+            return self.grouped_gemm_memory_efficiency
+        return self.memory_efficiency if self.gemm_memory_efficiency is None else self.gemm_memory_efficiency
+
+    def grouped_gemm_time_for(self, dtype: DataType | str | None) -> sp.Expr:
+        """Fixed seconds of one grouped GEMM kernel: ``grouped_gemm_time``, else the dense GEMM's
+        of ``dtype``'s format class (:meth:`gemm_time_for`)."""
+        return self.gemm_time_for(dtype) if self.grouped_gemm_time is None else self.grouped_gemm_time
 
     @property
     def prefill_attention_time(self) -> sp.Expr:
@@ -340,6 +359,13 @@ class Hardware(BaseModel):
         return self.hbm_bandwidth * eff
 
     @property
+    def peer_bandwidth(self) -> sp.Expr:
+        """Bytes/s per direction between one pair of chips inside the scale-up domain:
+        ``scale_up_peer_bandwidth``, else ``scale_up_bandwidth`` (a switch, NVSwitch, gives a
+        chip its whole link to any peer; a direct mesh or torus one of its links)."""
+        return self.scale_up_bandwidth if self.scale_up_peer_bandwidth is None else self.scale_up_peer_bandwidth
+
+    @property
     def out_efficiency(self) -> sp.Expr:
         """The collectives' fraction of the scale-out link: ``scale_out_efficiency``, else
         ``network_efficiency``."""
@@ -386,6 +412,7 @@ class Hardware(BaseModel):
             sym.hbm_bandwidth: self.hbm_bandwidth,
             sym.scale_up_bandwidth: self.scale_up_bandwidth,
             sym.scale_up_domain: self.scale_up_domain,
+            sym.scale_up_peer_bandwidth: self.peer_bandwidth,
             sym.scale_out_bandwidth: self.scale_out_bandwidth,
             sym.collective_latency: self.collective_latency,
             sym.scale_out_latency: self.net_latency,
@@ -421,6 +448,9 @@ class Hardware(BaseModel):
             sym.quantize_bytes: self.quantize_bytes_for(dt),
             sym.gemm_memory_efficiency: (self.memory_efficiency if self.gemm_memory_efficiency is None
                                          else self.gemm_memory_efficiency),
+            sym.grouped_gemm_efficiency: 1 if self.grouped_gemm_efficiency is None else self.grouped_gemm_efficiency,
+            sym.grouped_gemm_time: self.grouped_gemm_time_for(dt),
+            sym.grouped_gemm_memory_efficiency: self.grouped_memory_efficiency,
             sym.attention_time: self.prefill_attention_time,
             sym.attention_io_efficiency: sp.oo if self.attention_io_efficiency is None
             else self.attention_io_efficiency,
@@ -449,29 +479,16 @@ class Hardware(BaseModel):
             hbm_bandwidth=sym.hbm_bandwidth,
             scale_up_bandwidth=sym.scale_up_bandwidth,
             scale_up_domain=sym.scale_up_domain,
+            scale_up_peer_bandwidth=sym.scale_up_peer_bandwidth,
             scale_out_bandwidth=sym.scale_out_bandwidth,
             collective_latency=sym.collective_latency,
             scale_out_latency=sym.scale_out_latency,
         )
         if realistic:
-            fields.update(matmul_efficiency=sym.matmul_efficiency, matmul_efficiency_8bit=sym.matmul_efficiency_8bit,
-                          memory_efficiency=sym.memory_efficiency,
-                          attention_memory_efficiency=sym.attention_memory_efficiency,
-                          attention_efficiency=sym.attention_efficiency,
-                          network_efficiency=sym.network_efficiency,
-                          scale_out_efficiency=sym.scale_out_efficiency, kernel_time=sym.kernel_time,
-                          launch_time=sym.launch_time, collective_base_latency=sym.collective_base_latency,
-                          compute_units=sym.compute_units, matmul_tile=matmul_tile,
-                          tree_latency=sym.tree_latency, tree_efficiency=sym.tree_efficiency,
-                          nvls_latency=sym.nvls_latency, nvls_efficiency=sym.nvls_efficiency,
-                          gemm_time=sym.gemm_time, quantize_bytes_8bit=sym.quantize_bytes,
-                          gemm_memory_efficiency=sym.gemm_memory_efficiency, attention_time=sym.attention_time,
-                          attention_io_efficiency=sym.attention_io_efficiency,
-                          attention_decode_time=sym.attention_decode_time,
-                          ll_base_latency=sym.ll_base_latency,
-                          ll_latency=sym.ll_latency, ll_efficiency=sym.ll_efficiency,
-                          custom_allreduce_latency=sym.custom_allreduce_latency,
-                          custom_allreduce_efficiency=sym.custom_allreduce_efficiency,
+            # every efficiency-model field is the symbol of its name (quantize_bytes_8bit: q), but
+            # those only a format class or an engine profile sets, which bind through it
+            fields.update({name: sym.TABLE[name].symbol for name in _MODEL_FIELDS if name in sym.TABLE})
+            fields.update(quantize_bytes_8bit=sym.quantize_bytes, matmul_tile=matmul_tile,
                           runtime=Runtime(name="symbolic", cuda_graphs=False, step_overhead=sym.step_overhead,
                                           collective_overhead=sym.collective_overhead, allreduce="custom"))
         return cls(**fields)
@@ -498,7 +515,9 @@ class Hardware(BaseModel):
             kernel_time=zero, launch_time=zero, collective_base_latency=zero, compute_units=None,
             tree_latency=None, tree_efficiency=one, nvls_latency=None, nvls_efficiency=one,
             matmul_efficiency_4bit=None, gemm_time=None, gemm_time_8bit=None, gemm_time_4bit=None,
-            quantize_bytes_8bit=zero, quantize_bytes_4bit=None, gemm_memory_efficiency=None, attention_time=None,
+            quantize_bytes_8bit=zero, quantize_bytes_4bit=None, gemm_memory_efficiency=None,
+            grouped_gemm_efficiency=None,
+            grouped_gemm_time=None, grouped_gemm_memory_efficiency=None, attention_time=None,
             attention_io_efficiency=None, attention_decode_time=None,
             ll_base_latency=None, ll_latency=zero, ll_efficiency=one, custom_allreduce_latency=None,
             custom_allreduce_efficiency=one, runtime=Runtime(name="ideal"))})
@@ -516,7 +535,9 @@ class Hardware(BaseModel):
                 and self.matmul_efficiency_4bit in (None, 1) and self.gemm_time in (None, 0)
                 and self.gemm_time_8bit in (None, 0) and self.gemm_time_4bit in (None, 0)
                 and self.quantize_bytes_8bit == 0 and self.quantize_bytes_4bit in (None, 0)
-                and self.gemm_memory_efficiency in (None, 1) and self.attention_time in (None, 0)
+                and self.gemm_memory_efficiency in (None, 1)
+                and self.grouped_gemm_efficiency in (None, 1) and self.grouped_gemm_time in (None, 0)
+                and self.grouped_gemm_memory_efficiency in (None, 1) and self.attention_time in (None, 0)
                 and self.attention_io_efficiency is None and self.attention_decode_time in (None, 0)
                 and self.ll_base_latency is None
                 and (self.custom_allreduce_latency is None or self.runtime.allreduce != "custom")
@@ -548,13 +569,19 @@ class Hardware(BaseModel):
 
     def with_efficiency(self, *, matmul: Any = None, memory: Any = None,
                         network: Any = None, **fields: Any) -> "Hardware":
-        """A copy with the given efficiency factors (or any other fields) replaced."""
+        """A copy with the given efficiency factors (or any other fields) replaced. Under an
+        engine profile (:meth:`with_runtime`) the chip before the profile changes alike, so
+        switching profiles afterwards keeps the change and drops the profile's fields."""
         update = dict(fields)
         for field, value in (("matmul_efficiency", matmul), ("memory_efficiency", memory),
                              ("network_efficiency", network)):
             if value is not None:
                 update[field] = value
-        return Hardware(**{**self._fields(), **update})
+        chip = Hardware(**{**self._fields(), **update})
+        chip._efficiency_from = self._efficiency_from
+        if self._base is not None:
+            chip._base = self._base.with_efficiency(**{k: v for k, v in update.items() if k != "runtime"})
+        return chip
 
     def _fields(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in type(self).model_fields}
@@ -568,10 +595,14 @@ class Hardware(BaseModel):
             value = exact_value(value)
             return value if isinstance(value, int) else str(value)
 
+        # NB: a chip under an engine profile is written as the chip before the profile and the
+        # profile, which reading it back applies again (from_mapping): switching profiles works
+        # on the reloaded chip as on this one
+        own = self._base if self._base is not None else self
         out: dict[str, Any] = {"name": self.name,
-                               "peak_flops": {d.value: plain(v) for d, v in self.peak_flops.items()}}
+                               "peak_flops": {d.value: plain(v) for d, v in own.peak_flops.items()}}
         for field in type(self).model_fields:
-            value = getattr(self, field)
+            value = self.runtime if field == "runtime" else getattr(own, field)
             if field in out:
                 continue
             if value is None or isinstance(value, bool):
@@ -689,7 +720,18 @@ class Hardware(BaseModel):
                                  f"{e['msg'].removeprefix('Value error, ')}" for e in err.errors())
             raise HardwareError(f"{source}: {problems}") from None
         chip._efficiency_from = origin
-        return chip
+        return _with_registered_profile(chip)
+
+
+def _with_registered_profile(chip: Hardware) -> Hardware:
+    """``chip`` under its runtime's registered profile when the runtime is one, as
+    :meth:`Hardware.to_dict` writes it (without its chip fields): that profile's own fields for
+    this chip applied, so that a profiled chip read back from a file is the chip it was."""
+    registered = RUNTIMES.get(chip.runtime.name.lower())
+    if registered is not None and registered.overrides_for(chip.name) and (
+            registered.model_copy(update={"overrides": ()}) == chip.runtime):
+        return chip.with_runtime(registered)
+    return chip
 
 
 def _base_chip(name: Any, source: str) -> Hardware:

@@ -154,13 +154,28 @@ def gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> Op
     n = kernels(op)
     compute = matmul_compute_flops(op, chip) / peak + op.vector_flops / chip.vector_flops
     memory = op.hbm_bytes / chip.gemm_hbm_bandwidth
+    # NB: every GEMM of an 8-bit model is costed as an 8-bit one, its fixed time and quantizing
+    # pass included, products of two activations (weight=False) and the router and LM head too,
+    # which engines often keep in bf16 (docs/conventions.md §17); the symbolic chip binds one
+    # GEMM class per dtype
+    fmt = dtype
     # NB: the input (m x k per product) is quantized once per kernel: a fused op (the up
     # projection inside gate_up) shares its partner's quantized input
-    quantize = n * chip.quantize_bytes_for(dtype) * op.batch * op.m * op.k / chip.hbm_bandwidth
-    return OpTime(compute, memory, n * chip.gemm_time_for(dtype), _launch(n, chip), quantize)
+    quantize = n * chip.quantize_bytes_for(fmt) * op.batch * op.m * op.k / chip.hbm_bandwidth
+    return OpTime(compute, memory, n * chip.gemm_time_for(fmt), _launch(n, chip), quantize)
 
 
-KERNELS["gemm.grouped"] = gemm
+@kernel("gemm.grouped")
+def grouped_gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
+    """A grouped GEMM (MoE experts, one kernel over every local expert): the dense GEMM's compute
+    at ``eta_gg`` of its rate, its bytes at the grouped kernels' own HBM fraction,
+    ``max(C / eta_gg, bytes / (B eta_ggmem)) + serial + n t_gg``."""
+    assert isinstance(op, Matmul)
+    dense = gemm(op, chip, peak, dtype)
+    eta = sp.Integer(1) if chip.grouped_gemm_efficiency is None else chip.grouped_gemm_efficiency
+    memory = op.hbm_bytes / (chip.hbm_bandwidth * chip.grouped_memory_efficiency)
+    return OpTime(dense.compute / eta, memory, kernels(op) * chip.grouped_gemm_time_for(dtype), dense.launch,
+                  dense.serial)
 
 
 def _attention_compute(op: Op, chip: Hardware, dtype: Optional[DataType]) -> sp.Expr:

@@ -7,10 +7,12 @@ Per op, on a chip whose fields give the efficiencies (all 1 and overheads 0 on t
   (``waves = ceil(tiles/U)``; fewer tiles than compute units are spread over the chip by
   split-K, ``waves = tiles/U``): tile and wave quantization, and the small-M regime of decode
   GEMMs, whose M is padded to a whole tile;
-- attention core: FLOPs at the 16-bit peak times ``eta_attn`` (flash kernels), its bytes at
-  ``hbm_bandwidth * eta_attn_mem`` when it streams a KV cache (decode);
-- every op: bytes at ``hbm_bandwidth * eta_mem``; vector FLOPs at the vector units' rate;
-- time ``max(compute, memory) + kernels * t_k``, and without CUDA graphs at least
+- attention core: FLOPs at the 16-bit peak times ``eta_attn`` (flash kernels);
+- bytes and fixed times by the op's kernel class (:mod:`symcost.hardware.kernels`: GEMMs at
+  ``eta_gmem`` with a quantizing pass in 8- and 4-bit formats, grouped GEMMs, prefill attention
+  with a pass over its new tokens, decode attention at ``eta_kv``, elementwise at ``eta_mem``),
+  vector FLOPs at the vector units' rate;
+- time ``max(compute, memory) + serial + kernels * t_class``, and without CUDA graphs at least
   ``kernels * t_launch`` (the host launches each kernel), where ``kernels`` is the op's kernel
   count in a fusing engine (:data:`FUSED_OPS` run inside another op's kernel).
 
@@ -143,14 +145,16 @@ def _link(kind: str, hardware: Hardware, inside: bool, n: sp.Expr, nodes: sp.Exp
     across domains, a ring or tree collective runs one NCCL channel through the NIC of each of
     the group's n/nodes chips in a domain, so a domain's traffic shares n/nodes scale-out links
     at ``eta_out`` (at most the scale-up link's rate: every channel also crosses it); an
-    all-to-all or p2p sends each chip's bytes over its own scale-out link.
+    all-to-all or p2p sends each chip's bytes over its own scale-out link. Inside a domain a p2p
+    send takes the link between its two chips, ``peer_bandwidth``.
 
     NB: n/nodes assumes the group spreads evenly over its domains; an uneven split (10 chips as
     8 + 2) is paced by its smallest domain's NICs, which this overstates (docs/conventions.md §17)."""
     up = hardware.scale_up_bandwidth * hardware.network_efficiency
     out = hardware.scale_out_bandwidth * hardware.out_efficiency
     if inside:
-        return up
+        # a send between two chips crosses one link of a mesh or torus (all of a switch's)
+        return hardware.peer_bandwidth * hardware.network_efficiency if kind == "p2p" else up
     if kind in ("all_reduce", "all_gather", "reduce_scatter"):
         return extreme(sp.Min, up, n / nodes * out)
     return out
@@ -166,6 +170,8 @@ def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Ha
     alpha = hardware.custom_allreduce_latency
     assert alpha is not None  # the caller checked
     custom_link = hardware.scale_up_bandwidth * hardware.custom_allreduce_efficiency
+    # the engine's own time per call (t_coll) around its kernel, as around NCCL's
+    alpha = alpha + hardware.runtime.collective_overhead
     return {"custom": count * (alpha + (n - 1) * payload / custom_link),
             "custom_two_shot": count * (2 * alpha
                                         + 2 * (n - 1) * payload / (n * custom_link))}

@@ -199,11 +199,12 @@ class MoELayer(Layer):
         return self.hidden_size if self.shared_gate else _ZERO
 
     def _ffn(self, prefix: str, batch: sp.Expr, rows: sp.Expr, width: sp.Expr,
-             e: sp.Expr, bias: bool = False) -> list[Op]:
+             e: sp.Expr, bias: bool = False, grouped: bool = False) -> list[Op]:
         """One (grouped) MLP: ``batch`` weight sets, each applied to ``rows`` tokens, of
         per-chip width ``width`` (biases on every projection with ``bias``)."""
         return ffn_ops(prefix, rows=rows, hidden=self.hidden_size, width=width, dtype_bytes=e,
-                       gated=self.gated, activation=self.activation, batch=batch, bias=bias, down_bias=bias)
+                       gated=self.gated, activation=self.activation, batch=batch, bias=bias, down_bias=bias,
+                       grouped=grouped)
 
     def _all_to_all(self, ctx: Context, payload: sp.Expr) -> list[Collective]:
         # NB: EP groups are laid out outside TP, across data-parallel ranks (Megatron-LM's MoE
@@ -240,7 +241,7 @@ class MoELayer(Layer):
         active = self._active_experts(ctx)
         # grouped GEMMs: ``active`` local experts with P/active pairs each
         ops.extend(self._ffn("experts", active, P / active,
-                             self.expert_intermediate_size / ctx.tp, e, bias=self.expert_bias))
+                             self.expert_intermediate_size / ctx.tp, e, bias=self.expert_bias, grouped=True))
         ops.extend(self._all_to_all(ctx, P * h * e))  # combine: the same buffer back
         # gather each token's k outputs (padding slots are dropped), scale by the routing
         # weights (fp32) and accumulate, onto the shared experts' output when there is one

@@ -46,7 +46,7 @@ from ..layers.base import Layer
 from ..models.model import Model
 from ..plan.step import TrainingStep
 
-__all__ = ["roofline", "memory_vs_seq_len", "step_breakdown", "parallelism_label", "FORMATS"]
+__all__ = ["roofline", "memory_vs_seq_len", "step_breakdown", "parallelism_label", "pareto_front", "FORMATS"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -593,3 +593,43 @@ def _stacked_bars(ax: Any, x: Any, rows: list[dict[str, float]], parts: Sequence
         ax.bar(x, heights, bottom=bottom, label=label, width=0.6)
         bottom = bottom + heights
     return bottom
+
+
+def pareto_front(plan: Any, path: PathLike, *, size: tuple[float, float] = DEFAULT_SIZE,
+                 dpi: float = DEFAULT_DPI) -> Path:
+    """Chart a :class:`~symcost.plan.serving.deploy.DeploymentPlan`: tokens/s/GPU against
+    tokens/s/user of every deployment evaluated (faint, by kind), those meeting the targets
+    (solid) and the Pareto front (a line), with the best of each kind marked and the TPOT target
+    as a vertical line (``1/TPOT`` tokens/s/user).
+
+    >>> pareto_front(None, "front.txt")
+    Traceback (most recent call last):
+    symcost.errors.ConfigError: pareto_front: cannot write 'front.txt': the suffix must be .png or .svg or .pdf
+    """
+    out, kind = _output(path, "pareto_front")
+    (width, height), dpi = _check_size(size, dpi, "pareto_front")
+    cols = plan.columns
+    fig = _figure((width, height), dpi)
+    ax = fig.add_subplot()
+    colors = {"aggregated": "tab:blue", "disaggregated": "tab:orange"}
+    for name, color in colors.items():
+        mine = cols["kind"] == name
+        for meets, alpha in ((False, 0.15), (True, 0.6)):
+            pick = mine & (cols["meets_sla"] == meets)
+            ax.scatter(cols["tokens_per_second_per_user"][pick], cols["tokens_per_second_per_gpu"][pick], s=8,
+                       color=color, alpha=alpha, label=f"{name}" if meets else None)
+    front = plan.front
+    ax.plot([float(d.tokens_per_second_per_user) for d in front], [float(d.tokens_per_second_per_gpu) for d in front],
+            color="black", linewidth=1.2, label="Pareto front")
+    for best, marker in ((plan.best_aggregated, "o"), (plan.best_disaggregated, "s")):
+        if best is not None:
+            ax.scatter([float(best.tokens_per_second_per_user)], [float(best.tokens_per_second_per_gpu)], s=70,
+                       marker=marker, facecolors="none", edgecolors="black", label=f"best {best.kind}")
+    ax.axvline(1 / float(plan.tpot_target), color="gray", linestyle="--", linewidth=1, label="TPOT target")
+    ax.set_xlabel("tokens/s/user (1/TPOT)")
+    ax.set_ylabel("tokens/s/GPU")
+    ax.set_title(f"{plan.model} on {plan.gpus} x {plan.hardware} ({plan.engine}), {plan.workload.label()}",
+                 fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(True, alpha=0.3)
+    return _save(fig, out, kind, dpi)

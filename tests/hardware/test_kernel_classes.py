@@ -116,6 +116,10 @@ def test_custom_all_reduce_one_shot_two_shot_switch():
     assert collective_time(large, CHIP) == 6 * US + Fraction(2 * 7 * 10**6, 8 * 5 * 10**10)
     algorithms = collective_algorithms(large, CHIP)
     assert algorithms["ring"] == 24 * US + Fraction(175, 10**7) > algorithms["custom_two_shot"]
+    # the engine's own time per call (t_coll) is around its all-reduce as around NCCL's
+    slow = CHIP.with_runtime(Runtime(name="round-custom-slow", cuda_graphs=True, allreduce="custom",
+                                     collective_overhead=2 * US))
+    assert collective_time(small, slow) == 5 * US + Fraction(7 * 16384, 5 * 10**10)
     # across scale-up domains the engine falls back to NCCL: no custom branch
     assert "custom" not in collective_algorithms(Collective("all_reduce", "tp", 16, 10**6, span=16), CHIP)
 
@@ -148,3 +152,76 @@ def test_kernel_registry_refuses_a_second_definition():
     """One source of truth per kernel class: registering ``gemm`` again is one line."""
     with pytest.raises(ConfigError, match="kernel class 'gemm' is registered already"):
         kernel("gemm")(KERNELS["gemm"])
+
+
+def test_point_to_point_sends_inside_a_mesh_take_one_link():
+    """MI300X (issue 20, item 8): eight GPUs fully connected by seven Infinity Fabric links, 64 GB/s
+    per direction each ([MI300-PP]); a send between two of them crosses one link, not the 448 GB/s
+    aggregate. 100 MB: alpha_0 + alpha + 1e8 / (64e9 * eta_net). An NVSwitch gives each H100 its full
+    450 GB/s to any peer; TPU tori one of their 4 (2D) or 6 (3D) neighbour links."""
+    mi = hardware.get("MI300X")
+    send = Collective("p2p", "pp", 2, 10**8)
+    assert mi.scale_up_peer_bandwidth == 64 * 10**9
+    want = mi.collective_base_latency + mi.collective_latency + Fraction(10**8) / (64 * 10**9 * mi.network_efficiency)
+    assert collective_time(send, mi) == want
+    h100 = hardware.get("H100_SXM")
+    assert h100.scale_up_peer_bandwidth is None and h100.peer_bandwidth == h100.scale_up_bandwidth
+    assert hardware.get("TPU_V5E").peer_bandwidth == 50 * 10**9  # 200 GB/s over 4 links
+    assert hardware.get("TPU_V5P").peer_bandwidth == 100 * 10**9  # 600 GB/s over 6 links
+    # the ring and the all-to-all use every link: the aggregate stays theirs
+    assert collective_time(Collective("all_to_all", "ep", 8, 10**8), mi) < collective_time(
+        Collective("all_to_all", "ep", 8, 10**8), mi.with_efficiency(scale_up_bandwidth=64 * 10**9))
+
+
+def test_grouped_gemm_of_moe_experts_by_hand():
+    """8 local experts, 4 tokens each, h 4096 -> 1024, bf16, on CHIP with grouped terms: compute the
+    dense GEMM's (2 * 8 * 4 * 1024 * 4096 = 268,435,456 FLOPs at 5e13, no tiles) at 1/2 of it;
+    bytes 2 * 8 * (4*4096 + 4096*1024 + 4*1024) = 67,436,544 at 1e12 * 3/4; + 4 us. The MoE layer's
+    expert GEMMs are of this class whatever the local expert count (one expert included)."""
+    chip = CHIP.with_efficiency(grouped_gemm_efficiency=Fraction(1, 2), grouped_gemm_memory_efficiency=Fraction(3, 4),
+                                grouped_gemm_time=4 * US)
+    mm = Matmul("experts.up", m=4, n=1024, k=4096, dtype_bytes=2, batch=8, grouped=True)
+    t = op_time(mm, chip, chip.effective_peak(BF16), BF16)
+    assert mm.kernel == "gemm.grouped"
+    assert t.compute == sp.Rational(268435456, 5 * 10**13) * 2
+    assert t.memory == sp.Rational(67436544 * 4, 3 * 10**12)
+    assert t.time == t.memory + 4 * US
+    moe = sc.MoELayer(hidden_size=4096, num_experts=8, top_k=2, expert_intermediate_size=1024,
+                      parallelism={"expert_parallel": 8})
+    m = moe.compute_metrics(batch_size=1, seq_len=4, phase="prefill", dtype="bf16", hardware="H100_SXM")
+    kinds = {op.name: op.kernel for op, _ in m.ops if isinstance(op, Matmul)}
+    assert kinds["experts.up"] == kinds["experts.down"] == "gemm.grouped" and kinds["router"] == "gemm"
+
+
+def test_profile_fields_leave_with_the_profile_after_edits_and_files(tmp_path):
+    """(review) with_efficiency on a chip under a profile changes the chip before the profile
+    too, so switching to neutral drops the profile's fields and keeps the edit; a profiled chip
+    written to a file and read back is the same profiled chip, and switching profiles works there."""
+    h100 = hardware.get("H100_SXM")
+    old = h100.with_runtime("tensorrt-llm-0.x")
+    edited = old.with_efficiency(memory=Fraction(9, 10))
+    back = edited.with_runtime("neutral")
+    assert back == h100.with_efficiency(memory=Fraction(9, 10))
+    assert back.launch_time == h100.launch_time and back.quantize_bytes_8bit == h100.quantize_bytes_8bit
+    path = tmp_path / "chip.json"
+    old.to_file(path)
+    loaded = Hardware.from_file(path)
+    assert loaded == old and loaded.with_runtime("neutral") == h100
+
+
+def test_pipeline_sends_of_an_fp8_model_travel_in_bf16():
+    """(review) Llama-3-70B prefill at TP 4 x PP 2: the one stage-to-stage send (what the TTFT
+    holds beyond its layers and the engine's step) is the same in FP8 as in bf16: 4096 tokens x
+    8192 x 2 bytes / 4 ranks per chip, not 1 byte per element."""
+    model = sc.models.get("llama-3-70b")
+    h100 = hardware.get("H100_SXM")
+    par = {"tensor_parallel": 4, "pipeline_parallel": 2}
+
+    def send(dtype):
+        step = model.inference_step(h100, 1, 4096, dtype=dtype, parallelism=par)
+        layers = sp.Add(*(sp.sympify(m.latency) * n for _, n, m in step.prefill_rows))
+        return sp.sympify(step.ttft) - layers - h100.runtime.step_overhead
+
+    assert send("fp8_e4m3") == send("bf16") > 0
+    alone = collective_time(Collective("p2p", "pp", 2, 4096 * 8192 * 2 // 4, span=8), h100)
+    assert send("bf16") == alone

@@ -29,7 +29,16 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from .families import FitResult, collective_family, decode_family, elementwise_family, fit, gemm_family, prefill_family
+from .families import (
+    FitResult,
+    collective_family,
+    decode_family,
+    elementwise_family,
+    fit,
+    gemm_family,
+    moe_family,
+    prefill_family,
+)
 from .tables import CHIPS, Table, package_version
 
 __all__ = ["CHIPS", "ENGINE_TABLES", "VERSIONS", "ChipFit", "fit_chip", "plan", "package_version"]
@@ -85,7 +94,7 @@ class ChipFit:
 
 def plan(gpu: str) -> list[str]:
     """The families fitted on ``gpu``, in order (names as :func:`fit_chip` reports them)."""
-    return [r for r in ("elementwise", "gemm bfloat16", "gemm fp8", "gemm nvfp4", "prefill", "decode", "nccl",
+    return [r for r in ("elementwise", "gemm bfloat16", "gemm fp8", "gemm nvfp4", "moe", "prefill", "decode", "nccl",
                         *(f"allreduce {e}" for e in ENGINE_TABLES)) if _has(gpu, r)]
 
 
@@ -95,6 +104,8 @@ def _table(gpu: str, step: str) -> Table:
         return Table(gpu, "quantize", "trtllm", v["trtllm"], "scale_matrix_perf")
     if step.startswith("gemm"):
         return Table(gpu, "gemm", "trtllm", v["trtllm"], "gemm_perf")
+    if step == "moe":
+        return Table(gpu, "moe", "trtllm", v["trtllm"], "moe_perf")
     if step in ("prefill", "decode"):
         return Table(gpu, "attention", "trtllm", v["trtllm"],
                      "context_attention_perf" if step == "prefill" else "generation_attention_perf")
@@ -112,6 +123,10 @@ def _has(gpu: str, step: str) -> bool:
         from .tables import read
 
         return bool((read(table)["gemm_dtype"] == step.split(" ", 1)[1]).any())
+    if step == "moe":
+        from .families import moe_family
+
+        return len(moe_family(gpu, table, (), {}).rows()) > 0
     return True
 
 
@@ -136,6 +151,8 @@ def fit_chip(gpu: str, preset: Any = None) -> ChipFit:
         elif step == "gemm nvfp4":
             family = gemm_family(gpu, table, "nvfp4", ("matmul_efficiency_4bit", "gemm_time_4bit",
                                                        "quantize_bytes_4bit"), (0.6, 10.0, 6.0), values)
+        elif step == "moe":
+            family = moe_family(gpu, table, (0.9, 0.9, 5.0), values)
         elif step == "prefill":
             family = prefill_family(gpu, table, (0.6, 15.0, 0.4), values)
         elif step == "decode":

@@ -31,7 +31,7 @@ import numpy as np
 import sympy as sp
 
 from ...core.dtypes import DataType
-from ...core.ops import AttentionCore, Collective, CollectiveKind, Matmul, Vector
+from ...core.ops import VECTOR_FLOPS, AttentionCore, Collective, CollectiveKind, Matmul, Vector
 from ..chip import Hardware
 from ..timing import collective_time, op_time
 from .tables import Table, read
@@ -74,6 +74,9 @@ PARAMETERS: dict[str, tuple[sp.Symbol, Fraction, float, float]] = {
     "ll_efficiency": (sp.Symbol("eta_p9", positive=True), Fraction(1), 0.01, 1.0),
     "nvls_latency": (sp.Symbol("t_p12", positive=True), _US, 0.1, 200.0),
     "nvls_efficiency": (sp.Symbol("eta_p11", positive=True), Fraction(1), 0.05, 1.0),
+    "grouped_gemm_efficiency": (sp.Symbol("eta_p12", positive=True), Fraction(1), 0.05, 1.25),
+    "grouped_gemm_memory_efficiency": (sp.Symbol("eta_p13", positive=True), Fraction(1), 0.05, 1.0),
+    "grouped_gemm_time": (sp.Symbol("t_p13", nonnegative=True), _US, 0.0, 200.0),
     "custom_allreduce_latency": (sp.Symbol("t_p11", positive=True), _US, 0.1, 100.0),
     "custom_allreduce_efficiency": (sp.Symbol("eta_p10", positive=True), Fraction(1), 0.02, 1.0),
 }
@@ -96,6 +99,9 @@ class Family:
     dtype: str = "bf16"
     runtime: str | None = None
     fixed: Mapping[str, Fraction] = field(default_factory=dict)
+    robust: bool = False
+    """Fit with a robust loss (``soft_l1`` on the log ratio, scale 0.1): a table whose rows hold
+    a minority of kernel outliers the model's form does not describe (the MoE table's)."""
 
     def rows(self, everything: bool = False) -> Any:
         """The table rows this family fits (``everything``: the whole table)."""
@@ -187,7 +193,8 @@ def fit(family: Family, preset: Hardware) -> FitResult:
     lower = [PARAMETERS[name][2] for name in family.fields]
     upper = [PARAMETERS[name][3] for name in family.fields]
     start = [min(max(s, lo), hi) for s, lo, hi in zip(family.start, lower, upper)]
-    solution = least_squares(residuals, start, bounds=(lower, upper), x_scale="jac")
+    robust = {"loss": "soft_l1", "f_scale": 0.1} if family.robust else {}
+    solution = least_squares(residuals, start, bounds=(lower, upper), x_scale="jac", **robust)
     values = {name: min(_round(float(v), PARAMETERS[name][1]), Fraction(1)) if PARAMETERS[name][1] == 1
               and name.endswith("efficiency") else _round(float(v), PARAMETERS[name][1])
               for name, v in zip(family.fields, solution.x)}
@@ -285,6 +292,54 @@ def decode_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapp
 
     return Family("decode attention", chip, table, ("attention_memory_efficiency", "attention_decode_time"),
                   build, lambda f: _decode_rows(_decode_frame(f)), start, fixed=dict(fixed))
+
+
+def _moe_frame(frame: Any) -> None:
+    """The MoE table's columns under the names of the family's symbols."""
+    frame["T"], frame["h"], frame["f"] = frame["num_tokens"], frame["hidden_size"], frame["inter_size"]
+    frame["E"], frame["tp"], frame["ep"] = frame["num_experts"], frame["moe_tp_size"], frame["moe_ep_size"]
+
+
+_MOE = {name: sp.Symbol(name, positive=True, integer=True) for name in ("T", "f", "topk", "E", "tp", "ep")}
+
+
+def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping[str, Fraction]) -> Family:
+    """A MoE layer's expert computation on one GPU (TensorRT-LLM's fused MoE, bf16, balanced
+    routing): ``T`` tokens routed over ``E`` experts, ``E/ep`` of them local at ``f/tp`` width, so
+    ``P = T k / ep`` token-expert pairs over ``min(E/ep, P)`` active experts; the routing top-k,
+    the permutation, the grouped gate/up and down GEMMs with SiLU and the gate multiply, and the
+    weighted combine, as :class:`~symcost.layers.MoELayer` costs them."""
+    from ...layers.mlp import ffn_ops
+    from ...layers.moe import COMBINE_FLOPS, ROUTER_BYTES
+
+    T, f, k, E, t, p = (_MOE[x] for x in ("T", "f", "topk", "E", "tp", "ep"))
+    h = SIZES["h"]
+
+    def build(frame: Any, hw: Hardware) -> dict:
+        _moe_frame(frame)
+        e = sp.Integer(2)
+        pairs = T * k / p
+        active = sp.Min(E / p, pairs)
+        ops = [Vector("router_softmax_topk", elements=T * E, flops_per_element=VECTOR_FLOPS["softmax"],
+                      read_bytes=T * E * e,
+                      write_bytes=T * E * ROUTER_BYTES),
+               Vector("dispatch_permute", elements=pairs * h, read_bytes=T * h * e, write_bytes=pairs * h * e),
+               *ffn_ops("experts", rows=pairs / active, hidden=h, width=f / t, dtype_bytes=e, gated=True,
+                        activation="silu", batch=active, grouped=True),
+               Vector("combine", elements=pairs * h, flops_per_element=COMBINE_FLOPS,
+                      read_bytes=pairs * h * e + pairs * ROUTER_BYTES, write_bytes=T * h * e)]
+        expr = sp.Add(*(op_time(op, hw, hw.effective_peak("bf16"), DataType.BF16).time for op in ops))
+        return {(): (expr, (T, h, f, k, E, t, p), np.ones(len(frame), dtype=bool))}
+
+    def rows(frame: Any) -> Any:
+        _moe_frame(frame)
+        return frame[(frame["moe_dtype"] == "bfloat16") & (frame["distribution"] == "balanced")
+                     & (frame["kernel_source"] == "moe_torch_flow_cutlass") & (frame["hidden_size"] >= 2048)
+                     & (frame["moe_ep_size"] <= 64) & (frame["moe_tp_size"] <= 4)]
+
+    return Family("MoE experts bf16", chip, table, ("grouped_gemm_efficiency", "grouped_gemm_memory_efficiency",
+                                                                 "grouped_gemm_time"), build,
+                  rows, start, fixed=dict(fixed), robust=True)
 
 
 def elementwise_family(chip: str, table: Table, start: tuple[float, ...]) -> Family:

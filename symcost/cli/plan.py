@@ -1,0 +1,141 @@
+"""``symcost plan``: which deployment, at which concurrency, meets the TTFT and TPOT targets with the
+most tokens/s per GPU, aggregated or disaggregated, and the Pareto front."""
+
+from __future__ import annotations
+
+import argparse
+from fractions import Fraction
+from typing import Any
+
+from .common import (
+    DEFAULT_HARDWARE,
+    DEFAULT_MODEL,
+    DTYPES,
+    UsageError,
+    add_engine,
+    add_model_options,
+    check_out,
+    emit,
+    guarded_write,
+    hardware_arg,
+    int_list,
+    model_arg,
+    num,
+    positive,
+)
+
+_UNITS = (("ms", Fraction(1, 1000)), ("us", Fraction(1, 10**6)), ("s", Fraction(1)))
+
+
+def duration(text: str) -> Fraction:
+    """Seconds, exactly as written: ``1s``, ``30ms``, ``500us`` or a bare number of seconds."""
+    value = text.strip().lower()
+    scale = Fraction(1)
+    for suffix, factor in _UNITS:
+        if value.endswith(suffix):
+            value, scale = value[: -len(suffix)].strip(), factor
+            break
+    try:
+        seconds = Fraction(value) * scale
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a time such as 1s, 30ms or 0.03, got {text!r}") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive time, got {text!r}")
+    return seconds
+
+
+def memory_fraction(text: str) -> Fraction:
+    try:
+        value = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text!r}")
+    return value
+
+
+def _deployment(d: Any) -> dict[str, Any]:
+    if d is None:
+        return None  # type: ignore[return-value]
+    return {"kind": d.kind, "layout": d.layout, "gpus": d.gpus, "concurrency": num(d.concurrency),
+            "ttft_s": num(d.ttft), "tpot_s": num(d.tpot), "tokens_per_second": num(d.tokens_per_second),
+            "tokens_per_second_per_gpu": num(d.tokens_per_second_per_gpu),
+            "tokens_per_second_per_user": num(d.tokens_per_second_per_user), "memory_per_chip": num(d.memory_per_chip)}
+
+
+ASSUMES = ("aggregated: replicas of one engine at a fixed concurrency, continuous batching at steady state "
+           "(closed loop, Little's law TTFT); disaggregated: M/D/1 prefill instances of batch-1 prompts "
+           "(DistServe eq. 2), KV cache sent over the scale-out link, decode instances batching B requests at "
+           "the mean context")
+
+
+def plan_cmd(args: argparse.Namespace) -> int:
+    """Print the best deployment of each kind and the Pareto front (``--json``: the same as data)."""
+    model = model_arg(args.model, args)
+    chip = hardware_arg(args.hardware, args.engine)
+    if args.plot:
+        check_out(args.plot, "--plot", plot=True)
+    from ..errors import ConfigError
+    from ..plan.serving import Workload
+    from ..plan.serving.deploy import plan_deployment
+
+    try:
+        workload = Workload.of(args.isl, args.osl)
+    except ConfigError as err:  # isl or osl: the option that set it
+        raise UsageError(f"argument --{str(err).split()[0]}: {str(err).split(' ', 1)[1]}") from None
+    try:
+        plan = plan_deployment(model, chip, workload, args.gpus, args.ttft, args.tpot,
+                               dtype=args.dtype, tp=args.tp, pp=args.pp, max_concurrency=args.max_concurrency,
+                               disaggregated=not args.no_disaggregated, token_budget=args.token_budget,
+                               memory_fraction=args.memory_fraction)
+    except ConfigError as err:  # no layout: the options that chose them
+        if not str(err).startswith("layouts: "):
+            raise
+        raise UsageError(f"argument --tp/--pp: {str(err).removeprefix('layouts: ')}") from None
+    gain = plan.disaggregation_gain
+    data = {"model": model.name, "hardware": chip.name, "engine": plan.engine, "gpus": args.gpus, "isl": args.isl,
+            "osl": args.osl, "ttft_target_s": num(plan.ttft_target), "tpot_target_s": num(plan.tpot_target),
+            "best_aggregated": _deployment(plan.best_aggregated),
+            "best_disaggregated": _deployment(plan.best_disaggregated),
+            "disaggregation_gain": None if gain is None else num(gain),
+            "front": [_deployment(d) for d in plan.front], "evaluated": len(plan.columns["ttft"]),
+            "assumes": ASSUMES}
+    lines = [str(plan), f"  ({ASSUMES})"]
+    if args.plot:
+        from ..report.plots import pareto_front as draw
+
+        guarded_write(lambda: draw(plan, args.plot), "--plot", args.plot)
+        lines.append(f"Pareto front plot written to {args.plot}")
+    emit(args, data, lines)
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add the subcommand's parser to ``sub`` (the command's subparsers)."""
+    p = sub.add_parser("plan", help="the deployment (layout, concurrency, aggregated or disaggregated) that meets "
+                       "TTFT and TPOT targets with the most tokens/s per GPU, and the Pareto front")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"preset name or config.json (default {DEFAULT_MODEL})")
+    p.add_argument("--hardware", default=DEFAULT_HARDWARE,
+                   help=f"preset name or .json/.yaml (default {DEFAULT_HARDWARE})")
+    add_engine(p)
+    p.add_argument("--dtype", choices=DTYPES, default="bf16", help="data type (default bf16)")
+    add_model_options(p)
+    p.add_argument("--gpus", type=positive, required=True, help="GPUs to deploy on")
+    p.add_argument("--isl", type=positive, required=True, help="prompt tokens per request")
+    p.add_argument("--osl", type=positive, required=True, help="output tokens per request (the first from the prefill)")
+    p.add_argument("--ttft", type=duration, required=True, help="mean TTFT target: 1s, 500ms, 0.5")
+    p.add_argument("--tpot", type=duration, required=True, help="TPOT target: 30ms, 0.03")
+    p.add_argument("--tp", type=int_list, default=None, help="TP degrees to try, e.g. 1,2,4,8 (default: powers of 2 "
+                   "up to the scale-up domain)")
+    p.add_argument("--pp", type=int_list, default=[1], help="PP degrees to try (default 1)")
+    p.add_argument("--max-concurrency", type=positive, default=512,
+                   help="largest concurrency per engine (and decode batch) tried (default 512)")
+    p.add_argument("--token-budget", type=positive, default=8192,
+                   help="tokens per engine step, max_num_batched_tokens (default 8192)")
+    p.add_argument("--memory-fraction", type=memory_fraction, default=Fraction(9, 10),
+                   help="share of HBM the engine fills (default 0.9)")
+    p.add_argument("--no-disaggregated", action="store_true", help="aggregated deployments only")
+    p.add_argument("--plot", default=None, help="also draw the Pareto front (.png, .svg or .pdf)")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    p.set_defaults(func=plan_cmd)
+

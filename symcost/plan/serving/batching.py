@@ -1,0 +1,487 @@
+"""Continuous (in-flight) batching at steady state: TTFT, TPOT and tokens/s of one serving engine
+at a concurrency or an arrival rate, in closed form in the concurrency.
+
+The engine (vLLM, SGLang, TensorRT-LLM) runs one step after another; each step batches one
+decode token of every running request with chunks of waiting prompts, up to a token budget ``T``
+per step (``max_num_batched_tokens``), each step timed by :mod:`~symcost.plan.serving.steps`.
+The load is a closed loop of ``c`` requests (a client sends its next request when the last one
+ends, as benchmark clients at a fixed concurrency do) of the :class:`Workload`'s mean ``I``
+prompt tokens and ``D`` decode steps, decode steps attending to ``K`` keys on average (the mean
+running context). Requests that start together finish together, so prompts arrive in groups and
+are packed into as few steps as the budget allows. Per cycle (every request served once) the
+engine runs ``m`` steps that carry prefill and the others decode only:
+
+- **synchronized** (``c I <= T``): all ``c`` prompts in one step, then ``D`` decode steps of
+  ``c`` tokens: a static batch, ``TTFT = tau_pre(c x I)``, ``TPOT = tau_dec(c, K)``.
+- **interleaved** (mixed steps): a mixed step holds ``r = (T - c)/(I - 1)`` whole prompts
+  beside the ``c - r`` others' decode tokens (``c - r + r I = T``); ``m = c/r`` of the ``L = D + 1``
+  steps per cycle are mixed, one is the request's own prefill, so
+
+      TPOT = ((m - 1) tau_mix + (L - m) tau_dec) / D,    TTFT = tau_mix,    X = c / (m tau_mix + (L - m) tau_dec).
+
+- **chunked**: a prompt longer than what the budget leaves, ``I > T - c + 1``, is prefilled one
+  chunk of ``Q = T - c + 1`` tokens per step over ``I/Q`` steps (its chunks after ``(I - Q)/2``
+  earlier keys on average), with ``m = c I/Q`` and ``L = D + I/Q``.
+- **saturated**: past ``c* = T (D + 1)/(I + D)`` (``T >= I + D``; else ``(I + D (T + 1))/(I + D)``)
+  prefill cannot keep up: every step is mixed at the flow balance of the budget, ``T I/(I + D)``
+  prefill and ``T D/(I + D)`` decode tokens, the throughput stays ``X = T/((I + D) tau_mix)`` and
+  the others wait.
+- **alternating** (SGLang's default, no mixed steps): steps carry either prefill (``Q = min(c I, T)``
+  tokens, the decoders wait) or decode (``c`` tokens); ``m = c I/Q`` prefill steps per cycle,
+  ``TPOT = (D tau_dec + (m - 1) tau_pre)/D``.
+
+KV capacity bounds the running requests: ``c_kv = floor((phi M - W - A)/kv)``, with ``phi`` the
+engine's memory fraction of HBM ``M``, ``W`` the weights and ``A`` the activations of a step of
+``T`` tokens on the fullest chip, ``kv`` a request's KV cache at its last step; past ``c_kv`` the
+engine runs ``c_kv`` and the others queue. In every regime Little's law closes the loop:
+``c = X (TTFT + D TPOT)``, so ``TTFT = c/X - D TPOT`` (the wait for the budget or for KV space
+included). With ``p`` pipeline stages the engine runs ``p`` micro-batches of ``c/p`` requests
+(vLLM's virtual engines), each stepping through every stage: ``X = min(c, p) X_1(max(1, c/p))``.
+
+A benchmark at a fixed concurrency starts its ``c`` clients at once: their first requests queue
+for the budget behind each other (``first_wave_ttft``): the prompts are served ``Q`` tokens per
+step, ``Q = T - c/2`` beside the decode tokens of those served before (half of them on average;
+``Q = T`` on an engine that alternates), so the ``j``-th gets its first token after
+``ceil(j I/Q)`` steps, ``(c + 1) I/(2 Q) + 1/2`` on average; a synchronized batch's TTFT is its
+one step's. Measured mean TTFTs mix that first wave with the steady state's, in proportions the
+runs' lengths set.
+
+At an arrival rate ``lambda`` (Poisson; an open loop) the running requests are the fewest whose
+closed-loop throughput reaches ``lambda`` (mean-value analysis), and a prompt also queues for
+admission as in an M/D/1 queue served at the engine's peak throughput ``X_max``: mean wait
+``rho/(2 X_max (1 - rho))``, ``rho = lambda/X_max`` (Pollaczek-Khinchine with a deterministic
+service time).
+
+NB: a mean-field steady state: every step of a regime alike, lengths at their mean (a mix's
+spread enters only ``K`` and the KV bound); the prefill-emitted first token counts in TTFT, not in
+TPOT (as serving benchmarks measure TPOT: ``(E2E - TTFT)/(O - 1)``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import sympy as sp
+
+from ...core import symbols as sym
+from ...core._expr import exact_value
+from ...errors import ConfigError
+from ...hardware import Hardware
+from ...hardware import get as get_hardware
+from ...models.model import Model
+from ..inference import inference_step
+from .steps import EngineSteps, engine_steps
+from .workload import Workload, exact_number
+
+__all__ = ["DEFAULT_MEMORY_FRACTION", "DEFAULT_TOKEN_BUDGET", "SEPARATE_PREFILL", "ServingCurve", "ServingMemory",
+           "ServingPoint",
+           "continuous_batching", "serving_curve"]
+
+DEFAULT_TOKEN_BUDGET = 8192
+"""Tokens per engine step (``max_num_batched_tokens``): vLLM's default for its OpenAI server on GPUs
+of 70 GiB or more (``vllm/engine/arg_utils.py``, ``EngineArgs`` batch defaults), TensorRT-LLM's
+``max_num_tokens`` (``BuildConfig``) and SGLang's ``chunked_prefill_size`` on GPUs under 160 GB
+(``sglang/srt/server_args.py``); SGLang takes 16384 on larger ones (B200)."""
+
+DEFAULT_MEMORY_FRACTION = sp.Rational(9, 10)
+"""Share of HBM the engine may fill (weights, activations, KV cache): vLLM's
+``gpu_memory_utilization`` default 0.9 (``EngineArgs``). TensorRT-LLM's
+``KvCacheConfig.free_gpu_memory_fraction`` is 0.9 of what the weights leave; SGLang's
+``mem_fraction_static`` 0.88 at TP 1."""
+
+SEPARATE_PREFILL = frozenset({"sglang"})
+"""Engine backends whose steps carry prefill or decode, never both: SGLang unless
+``--enable-mixed-chunk`` (``ServerArgs.enable_mixed_chunk = False``). vLLM V1 and TensorRT-LLM's
+in-flight batching put prefill chunks and decode tokens in one step."""
+
+
+@dataclass(frozen=True)
+class _Regime:
+    """One regime of the steady state for ``u`` requests per micro-batch: it holds for
+    ``u <= upper``; times in seconds, ``throughput`` in requests/s of one micro-batch."""
+
+    name: str
+    upper: Any
+    ttft: Any
+    tpot: Any
+    throughput: Any
+    prefill_step: Any
+    decode_step: Any
+    running: Any
+    first_wave: Any = None
+
+
+@dataclass(frozen=True)
+class _Load:
+    """The workload's means and the budget: ``I``, ``D``, ``K``, ``T`` (exact numbers)."""
+
+    prompt: sp.Expr
+    decode: sp.Expr
+    context: sp.Expr
+    budget: sp.Expr
+
+
+def _cycle(load: _Load, u: Any, mixed: Any, decode: Any, m: Any, own: Any) -> tuple[Any, Any, Any]:
+    """``(TTFT, TPOT, X)`` of a cycle of ``m`` prefill-carrying steps (``mixed`` each; the request's
+    own prefill takes ``own`` of them) and decode steps (``decode`` each) for ``u`` requests."""
+    D = load.decode
+    rest = D + own - m  # decode-only steps per cycle
+    tpot = ((m - own) * mixed + rest * decode) / D
+    return own * mixed, tpot, u / (m * mixed + rest * decode)
+
+
+def _mixed_regimes(steps: EngineSteps, load: _Load, u: sp.Symbol) -> list[_Regime]:
+    """The regimes of an engine that batches prefill chunks and decode tokens in one step."""
+    isl, D, K, T = load.prompt, load.decode, load.context, load.budget
+    whole = T / isl  # synchronized up to here
+    fits = T - isl + 1  # a whole prompt fits beside u - 1 decode tokens up to here
+    saturation = T * (D + 1) / (isl + D) if T >= isl + D else (isl + D * (T + 1)) / (isl + D)
+    decode = steps.decode(u, K)
+    regimes = [_regime(steps, load, "synchronized", whole, u, u * isl, u, isl, 0, decode, 1)]
+    if min(fits, saturation) > whole:
+        rows = (T - u) / (isl - 1)
+        regimes.append(_regime(steps, load, "interleaved", min(fits, saturation), u, isl * rows, rows, isl, 0, decode,
+                               1))
+    if saturation > max(whole, fits):
+        chunk = T - u + 1
+        regimes.append(_regime(steps, load, "chunked", saturation, u, chunk, 1, chunk, (isl - chunk) / 2, decode,
+                               isl / chunk))
+    regimes.append(_saturated(steps, load, u))
+    return regimes
+
+
+def _regime(steps: EngineSteps, load: _Load, name: str, upper: Any, u: Any, prefill: Any, rows: Any, length: Any,
+            prefix: Any, decode: Any, own: Any) -> _Regime:
+    """A regime whose prefill-carrying steps hold ``prefill`` tokens: ``rows`` prompt rows of
+    ``length`` tokens after ``prefix`` earlier ones, beside the ``u - rows`` others' decode
+    tokens; a request's own prefill takes ``own`` of them."""
+    isl = load.prompt
+    tokens = u - rows
+    mixed = steps.mixed(tokens, load.context, rows, length, prefix, logits=tokens + prefill / isl)
+    ttft, tpot, throughput = _cycle(load, u, mixed, decode, u * isl / prefill, own)
+    return _Regime(name, upper, ttft, tpot, throughput, mixed, decode, u)
+
+
+def _saturated(steps: EngineSteps, load: _Load, u: Any) -> _Regime:
+    """Every step mixed at the budget's flow balance: ``T I/(I + D)`` prefill tokens and
+    ``T D/(I + D)`` decode tokens; the others wait (Little's law gives their TTFT)."""
+    isl, D, K, T = load.prompt, load.decode, load.context, load.budget
+    prefill, tokens = T * isl / (isl + D), T * D / (isl + D)
+    length = min(prefill, isl)
+    mixed = steps.mixed(tokens, K, prefill / length, length, (isl - length) / 2, logits=tokens + prefill / isl)
+    throughput = prefill / isl / mixed
+    # running: the decoding requests and the prompts in the step, T (D + 1)/(I + D)
+    return _Regime("saturated", sp.oo, u / throughput - D * mixed, mixed, throughput, mixed, mixed,
+                   tokens + prefill / isl)
+
+
+def _alternating_regimes(steps: EngineSteps, load: _Load, u: sp.Symbol) -> list[_Regime]:
+    """The regimes of an engine whose steps carry prefill or decode (SGLang's default)."""
+    isl, D, K, T = load.prompt, load.decode, load.context, load.budget
+    decode = steps.decode(u, K)
+    regimes = [_regime(steps, load, "synchronized", T / isl, u, u * isl, u, isl, 0, decode, 1)]
+    length = min(T, isl)
+    prefill = steps.mixed(0, 0, T / length, length, (isl - length) / 2, logits=T / isl)
+    # a prefill step emits no decode token: the cycle is m prefill steps and D decode steps
+    own, m = sp.Max(1, isl / T), u * isl / T
+    tpot = (D * decode + (m - own) * prefill) / D
+    throughput = u / (m * prefill + D * decode)
+    regimes.append(_Regime("alternating", sp.oo, own * prefill, tpot, throughput, prefill, decode, u))
+    return regimes
+
+
+def _capped(regimes: list[_Regime], limit: Any, u: sp.Symbol, decode: Any) -> list[_Regime]:
+    """``regimes`` up to ``limit`` running requests per micro-batch, then a ``kv-bound`` regime
+    that runs ``limit`` and queues the others (Little's law: ``TTFT = u/X - D TPOT``)."""
+    kept = []
+    for r in regimes:
+        if r.upper >= limit:
+            kept.append(dataclasses.replace(r, upper=limit))
+            at = {u: limit}
+            tpot, throughput = r.tpot.xreplace(at), r.throughput.xreplace(at)
+            # the first wave's requests past the limit wait for a slot: the k-th of them 1/X per
+            # earlier one, (u - limit)(u - limit + 1)/(2 X) in all, shared by the u requests
+            excess = u - limit
+            wave = sp.sympify(r.first_wave).xreplace(at) + excess * (excess + 1) / (2 * u * throughput)
+            kept.append(_Regime("kv-bound", sp.oo, u / throughput - decode * tpot, tpot, throughput,
+                                r.prefill_step.xreplace(at), r.decode_step.xreplace(at), limit, wave))
+            return kept
+        kept.append(r)
+    return kept  # pragma: no cover (the last regime's upper is oo)
+
+
+def _first_wave(steps: EngineSteps, load: _Load, regimes: list[_Regime], u: sp.Symbol, mixed: bool) -> list[_Regime]:
+    """Each regime with the mean TTFT of the first ``u`` requests, sent together to an idle engine:
+    a synchronized batch's TTFT; else the prompts queue for the budget, ``Q`` prefill tokens per
+    step beside the ``u/2`` decode tokens of those served so far on average (``Q = T - u/2``, at
+    least half the budget; none and ``Q = T`` without mixed steps), the ``j``-th served after
+    ``ceil(j I/Q)`` steps, on average ``(u + 1) I/(2 Q) + 1/2`` (the module's docstring)."""
+    isl, T = load.prompt, load.budget
+    decoders = sp.Min(u / 2, T / 2) if mixed else sp.Integer(0)
+    prefill = T - decoders
+    length = sp.Min(prefill, isl)
+    step = steps.mixed(decoders, isl + 1, prefill / length, length, (isl - length) / 2, logits=decoders + prefill / isl)
+    burst = ((u + 1) * isl / (2 * prefill) + sp.Rational(1, 2)) * step
+    return [dataclasses.replace(r, first_wave=r.ttft if r.name == "synchronized" else burst) for r in regimes]
+
+
+def _piecewise(regimes: list[_Regime], field: str, u: sp.Symbol) -> Any:
+    """One quantity over every regime, as a ``Piecewise`` in ``u`` (one piece: the expression)."""
+    pieces = [(getattr(r, field), True if r.upper == sp.oo else sp.Le(u, r.upper)) for r in regimes]
+    return pieces[0][0] if len(pieces) == 1 else sp.Piecewise(*pieces)
+
+
+@dataclass(frozen=True)
+class ServingPoint:
+    """The steady state of one engine at one load (:func:`continuous_batching`); times in seconds,
+    rates per second, exact numbers (``oo`` where an arrival rate exceeds what the engine serves).
+
+    ``concurrency``: the requests in the closed loop (``None`` at an arrival ``rate``);
+    ``running``: those the engine runs (at most ``kv_limit``); ``regime``: which steady state
+    (the module's docstring); ``request_rate``: requests served per second; ``tokens_per_second``:
+    output tokens per second of the engine, ``tokens_per_second_per_gpu`` over its ``chips``,
+    ``tokens_per_second_per_user`` ``1/TPOT``; ``prefill_step`` and ``decode_step``: the step that
+    carries prefill and a decode-only step; ``queue``: how TTFT's wait is modelled;
+    ``first_wave_ttft``: the mean TTFT of the first ``concurrency`` requests sent at once to an
+    idle engine (a closed loop only).
+    """
+
+    concurrency: Any
+    rate: Any
+    running: Any
+    regime: str
+    ttft: Any
+    tpot: Any
+    request_rate: Any
+    tokens_per_second: Any
+    tokens_per_second_per_gpu: Any
+    tokens_per_second_per_user: Any
+    prefill_step: Any
+    decode_step: Any
+    kv_limit: int
+    chips: int
+    queue: str
+    first_wave_ttft: Any = None
+
+    def __str__(self) -> str:
+        from ...core import units
+
+        load = f"concurrency {self.concurrency}" if self.rate is None else f"rate {float(self.rate):.4g}/s"
+        if self.ttft == sp.oo:
+            return f"{load}: overloaded (the engine serves at most {float(self.request_rate):.4g} requests/s)"
+        return (f"{load} ({self.regime}, {self.running} running, KV room for {self.kv_limit}): "
+                f"TTFT {units.format_time(self.ttft, digits=3)}, TPOT {units.format_time(self.tpot, digits=3)}, "
+                f"{float(self.tokens_per_second_per_gpu):,.0f} tokens/s/GPU, "
+                f"{float(self.tokens_per_second_per_user):,.1f} tokens/s/user")
+
+
+@dataclass(frozen=True)
+class ServingMemory:
+    """What bounds the running requests, per chip of the fullest pipeline stage (bytes)."""
+
+    budget: Any
+    weights: Any
+    activations: Any
+    kv_per_request: Any
+    kv_limit: int
+
+
+def _memory(model: Model, chip: Hardware, workload: Workload, budget: Any, fraction: Any, dtype: Any,
+            par: Any) -> ServingMemory:
+    """The KV capacity in requests: ``floor((phi M - W - A)/kv)`` (the module's docstring)."""
+    empty = inference_step(model, chip, 1, 1, dtype, par)
+    step = inference_step(model, chip, 1, int(budget), dtype, par)  # the activations of a full step
+    kv = sp.Add(*(w * inference_step(model, chip, 1, keys, dtype, par).kv_cache_memory
+                  for keys, w in workload.final_contexts(chip.runtime)))
+    room = fraction * chip.hbm_capacity - empty.weight_memory - step.activation_memory
+    limit = int(sp.floor(room / kv)) if room > 0 else 0
+    if limit < 1:
+        raise ConfigError(f"memory: {model.name} on {chip.name} leaves {float(room) / 1e9:.3g} GB per chip of "
+                          f"{fraction} of its HBM for the KV cache, less than one request's "
+                          f"{float(kv) / 1e9:.3g} GB ({workload.label()})")
+    return ServingMemory(fraction * chip.hbm_capacity, empty.weight_memory, step.activation_memory, exact_value(kv),
+                         limit)
+
+
+@dataclass(frozen=True)
+class ServingCurve:
+    """One engine's steady state as a function of its concurrency ``c``
+    (:data:`~symcost.core.symbols.concurrency`): ``ttft``, ``tpot``, ``request_rate`` (requests/s),
+    ``tokens_per_second`` (output tokens/s of the engine), ``tokens_per_second_per_gpu`` and
+    ``tokens_per_second_per_user`` are SymPy expressions in ``c``, piecewise over the
+    :attr:`regimes` (the module's docstring). :meth:`at` evaluates them exactly, :meth:`sweep` in
+    float64 over arrays, :meth:`at_rate` at a Poisson arrival rate.
+    """
+
+    model: Model
+    chip: Hardware
+    steps: EngineSteps
+    workload: Workload
+    token_budget: int
+    memory_fraction: Any
+    mixed: bool
+    memory: ServingMemory
+    regimes: tuple
+    """``(name, largest c)`` of each regime in turn (the last up to ``oo``)."""
+    chips: int
+    ttft: Any
+    tpot: Any
+    request_rate: Any
+    tokens_per_second: Any
+    tokens_per_second_per_gpu: Any
+    tokens_per_second_per_user: Any
+    prefill_step: Any
+    decode_step: Any
+    running: Any
+    """The requests the engine runs (decoding or in prefill); the others of ``c`` wait."""
+    first_wave_ttft: Any
+    """The mean TTFT of the first ``c`` requests when all are sent at once to an idle engine (a
+    benchmark's start), against ``ttft``, the steady state's."""
+
+    @property
+    def kv_limit(self) -> int:
+        """The requests the KV cache holds (all micro-batches together)."""
+        return self.memory.kv_limit
+
+    def regime(self, concurrency: Any) -> str:
+        """The name of the regime ``concurrency`` falls in."""
+        c = exact_number(concurrency, "concurrency")
+        return next(name for name, upper in self.regimes if c <= upper)
+
+    def at(self, concurrency: Any) -> ServingPoint:
+        """The steady state of a closed loop of ``concurrency`` requests, exactly."""
+        c = exact_number(concurrency, "concurrency")
+        at = {sym.concurrency: c}
+        value = {k: exact_value(getattr(self, k).xreplace(at)) for k in
+                 ("ttft", "tpot", "request_rate", "tokens_per_second", "tokens_per_second_per_gpu",
+                  "tokens_per_second_per_user", "prefill_step", "decode_step", "running", "first_wave_ttft")}
+        return ServingPoint(concurrency=c, rate=None, regime=self.regime(c),
+                            kv_limit=self.kv_limit, chips=self.chips,
+                            queue="closed loop: TTFT = c/X - D TPOT (Little's law)", **value)
+
+    def sweep(self, concurrency: Any) -> Any:
+        """The curve's quantities in float64 over an array of concurrencies (a
+        :class:`~symcost.core.sweep.SweepResult`; ``to_pandas()`` gives a table)."""
+        import numpy as np
+
+        # NB: a Piecewise evaluates every piece at every point; a piece's pole outside its own
+        # range (a division by T - c past the budget) is not a value the sweep returns
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self._sweeper(concurrency=concurrency)
+
+    @functools.cached_property
+    def _sweeper(self) -> Any:
+        from ...core.sweep import Sweeper
+
+        names = ("ttft", "tpot", "request_rate", "tokens_per_second", "tokens_per_second_per_gpu",
+                 "tokens_per_second_per_user", "first_wave_ttft")
+        return Sweeper({k: getattr(self, k) for k in names}, fast_compile=True)
+
+    def at_rate(self, rate: Any) -> ServingPoint:
+        """The steady state at ``rate`` Poisson arrivals per second: the fewest running requests
+        whose closed-loop throughput reaches ``rate``, and an M/D/1 wait for admission at the
+        engine's peak throughput (the module's docstring); overloaded (``oo``) at or past it."""
+        lam = exact_number(rate, "rate")
+        peak = self.at(self.kv_limit)
+        if lam >= peak.request_rate:
+            return dataclasses.replace(peak, concurrency=None, rate=lam, regime="overloaded", ttft=sp.oo,
+                                       first_wave_ttft=None,
+                                       queue="open loop: the arrivals exceed the engine's peak throughput")
+        point = self.at(self._running(lam))
+        rho = lam / peak.request_rate
+        wait = rho / (2 * peak.request_rate * (1 - rho))
+        tokens = lam * self.workload.output_len
+        return dataclasses.replace(point, concurrency=None, rate=lam, ttft=exact_value(point.ttft + wait),
+                                   first_wave_ttft=None, request_rate=lam, tokens_per_second=exact_value(tokens),
+                                   tokens_per_second_per_gpu=exact_value(tokens / self.chips),
+                                   queue="open loop: M/D/1 admission at the engine's peak throughput X_max, mean "
+                                         "wait rho/(2 X_max (1 - rho))")
+
+    def _running(self, rate: Any) -> int:
+        """The fewest requests (1 .. kv_limit) whose throughput reaches ``rate``: located in float64,
+        settled exactly."""
+        import numpy as np
+
+        grid = np.arange(1, self.kv_limit + 1, dtype=np.float64)
+        reached = np.nonzero(self.sweep(grid).request_rate >= float(rate))[0]
+        n = int(reached[0]) + 1 if reached.size else self.kv_limit
+        rates = lambda k: self.request_rate.xreplace({sym.concurrency: k})  # noqa: E731
+        while n < self.kv_limit and rates(n) < rate:  # float64 rounding, either way
+            n += 1
+        while n > 1 and rates(n - 1) >= rate:
+            n -= 1
+        return n
+
+
+def serving_curve(model: Model, hardware: Hardware | str, workload: Workload | tuple, *, dtype: Any = "bf16",
+                  parallelism: Any = None, token_budget: int = DEFAULT_TOKEN_BUDGET,
+                  memory_fraction: Any = DEFAULT_MEMORY_FRACTION, mixed: Optional[bool] = None) -> ServingCurve:
+    """The steady state of one engine of ``model`` on ``hardware`` (under its engine profile,
+    e.g. ``hardware.get("H200").with_runtime("vllm")``) serving ``workload`` (a :class:`Workload`
+    or ``(isl, osl)``), as closed forms in the concurrency ``c`` (see the module's docstring).
+    ``token_budget``: tokens per step; ``memory_fraction``: the share of HBM the engine fills;
+    ``mixed``: whether a step batches prefill and decode (default: by the engine's backend,
+    :data:`SEPARATE_PREFILL`).
+
+    >>> from symcost import models, symbols as S
+    >>> m = models.get("llama-3-8b")
+    >>> curve = serving_curve(m, "H100_SXM", (1024, 130))     # 129 decode steps: 1025 ... 1153 keys
+    >>> curve.regimes[0]                                      # all prompts in one step up to 8192/1024
+    ('synchronized', 8)
+    >>> curve.tpot.xreplace({S.concurrency: 1}) == m.inference_step("H100_SXM", 1, 1089).tpot
+    True
+    """
+    chip = get_hardware(hardware)
+    load = workload if isinstance(workload, Workload) else Workload.of(*workload)
+    budget = int(_budget(token_budget))
+    fraction = exact_number(memory_fraction, "memory_fraction")
+    if fraction > 1:
+        raise ConfigError(f"memory_fraction must be at most 1, got {fraction}")
+    steps = engine_steps(model, chip, dtype, parallelism)
+    par = steps.parallelism
+    stages, chips = int(par.pp), int(par.chips_per_replica * par.pp)
+    memory = _memory(model, chip, load, budget, fraction, dtype, par)
+    means = _Load(load.prompt_len, load.decode_steps(chip.runtime), load.decode_context(chip.runtime),
+                  sp.Integer(budget))
+    batched = chip.runtime.backend not in SEPARATE_PREFILL if mixed is None else bool(mixed)
+    u = sym.concurrency
+    regimes = (_mixed_regimes if batched else _alternating_regimes)(steps, means, u)
+    regimes = _first_wave(steps, means, regimes, u, batched)
+    regimes = _capped(regimes, sp.Rational(memory.kv_limit, stages), u, means.decode)
+    curve = {f: _piecewise(regimes, f, u) for f in ("ttft", "tpot", "throughput", "prefill_step", "decode_step",
+                                                      "running", "first_wave")}
+    if stages != 1:  # p micro-batches of c/p requests (the module's docstring)
+        per = {u: sp.Max(1, u / stages)}
+        curve = {f: e.xreplace(per) for f, e in curve.items()}
+        curve["throughput"] = sp.Min(u, stages) * curve["throughput"]
+        curve["running"] = sp.Min(u, stages) * curve["running"]
+    tokens = curve["throughput"] * load.output_len
+    return ServingCurve(model, chip, steps, load, budget, fraction, batched, memory,
+                        tuple((r.name, r.upper * stages) for r in regimes), chips, curve["ttft"], curve["tpot"],
+                        curve["throughput"], tokens, tokens / chips, 1 / curve["tpot"], curve["prefill_step"],
+                        curve["decode_step"], curve["running"], curve["first_wave"])
+
+
+def _budget(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, sp.Integer)) or int(value) < 1:
+        raise ConfigError(f"token_budget must be a positive whole number of tokens, got {value!r}")
+    return int(value)
+
+
+def continuous_batching(model: Model, hardware: Hardware | str, workload: Workload | tuple,
+                        concurrency: Any = None, *, rate: Any = None, **options: Any) -> ServingPoint:
+    """The steady state of one engine at ``concurrency`` requests (a closed loop) or at ``rate``
+    Poisson arrivals per second (one of the two); ``options`` as :func:`serving_curve`.
+
+    >>> from symcost import models
+    >>> p = continuous_batching(models.get("llama-3-8b"), "H100_SXM", (1024, 129), 1)
+    >>> p.regime, p.ttft == models.get("llama-3-8b").inference_step("H100_SXM", 1, 1024).ttft
+    ('synchronized', True)
+    """
+    if (concurrency is None) == (rate is None):
+        raise ConfigError("continuous_batching: give a concurrency or a rate (one of the two)")
+    curve = serving_curve(model, hardware, workload, **options)
+    return curve.at(concurrency) if rate is None else curve.at_rate(rate)

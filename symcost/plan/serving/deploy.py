@@ -1,0 +1,426 @@
+"""Plan a deployment: which layout, at which concurrency, meets the TTFT and TPOT targets with the
+most tokens/s per GPU, aggregated or disaggregated, and the Pareto front of tokens/s/user
+against tokens/s/GPU.
+
+**Aggregated**: ``r = floor(G / (t p))`` replicas of one engine at TP ``t`` x PP ``p``, each at
+concurrency ``c`` (its :func:`~symcost.plan.serving.batching.serving_curve`, swept over
+``c = 1 .. max_concurrency``). A replica's TTFT and TPOT are the deployment's; its tokens/s per
+GPU too (``r`` replicas serve ``r`` times the tokens on ``r`` times the GPUs).
+
+**Disaggregated** (DistServe, Zhong et al. 2024): ``n_p`` prefill instances (TP x PP layout of
+their own) and ``n_d`` decode instances (another), ``n_p t_p p_p + n_d t_d p_d <= G``. A decode
+instance runs a continuous batch of ``B`` requests, decode only (no prefill interference):
+``TPOT(B)`` is the static decode step at the mean context (:meth:`EngineSteps.decode`), and it
+serves ``B / (D TPOT(B))`` requests/s, its KV cache bounding ``B`` (as the aggregated engine's,
+:data:`DEFAULT_MEMORY_FRACTION` of HBM). A prefill instance is
+:mod:`~symcost.plan.disaggregated`'s M/D/1 queue of batch-1 prompts, its KV cache sent over the
+scale-out link (:func:`~symcost.plan.disaggregated.kv_transfer` on both sides): the TTFT target
+``X`` allows a utilization ``rho <= 2 T'/(D_m + 2 T')``, ``T' = X - D_s - T_kv`` (solving
+:func:`~symcost.plan.disaggregated.mean_ttft` ``<= X``), so ``n_p rho/D_m`` requests/s. The
+deployment serves ``lambda = min(n_p rho/D_m, n_d B/(D TPOT(B)))`` requests/s, ``lambda O`` tokens/s
+over its GPUs; its TPOT is ``TPOT(B)`` (NB: conservative when the decode pool is not the bound).
+
+A point meets the SLA when its TTFT and TPOT are within the targets; the front keeps the points
+meeting it that no other point beats on both tokens/s/user (``1/TPOT``) and tokens/s/GPU. The
+search is a float64 sweep; the best point of each kind is evaluated again exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import sympy as sp
+
+from ...core import symbols as sym
+from ...errors import ConfigError, SymcostError
+from ...hardware import Hardware
+from ...hardware import get as get_hardware
+from ...models.model import Model
+from ..disaggregated import kv_transfer
+from ..inference import decode_step, inference_step, prefill_stage_time
+from .batching import DEFAULT_MEMORY_FRACTION, DEFAULT_TOKEN_BUDGET, serving_curve
+from .steps import engine_steps
+from .workload import Workload, exact_number
+
+__all__ = ["Deployment", "DeploymentPlan", "pareto_front", "plan_deployment"]
+
+COLUMNS = ("kind", "layout", "gpus", "concurrency", "ttft", "tpot", "tokens_per_second", "tokens_per_second_per_gpu",
+           "tokens_per_second_per_user", "memory_per_chip", "meets_sla")
+"""The columns of :meth:`DeploymentPlan.to_pandas`, one row per evaluated deployment."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One deployment at one load: ``kind`` ``"aggregated"`` or ``"disaggregated"``; ``layout``
+    says its instances (``"2 x TP 4"``, ``"prefill 1 x TP 4 + decode 1 x TP 4"``); ``gpus`` it
+    uses; ``concurrency`` the requests in flight over all of it; times in seconds, rates per
+    second (float64 from the sweep, exact for :attr:`DeploymentPlan.best`); ``memory_per_chip``
+    the fullest chip's bytes at that load (weights, KV cache, activations)."""
+
+    kind: str
+    layout: str
+    gpus: int
+    concurrency: Any
+    ttft: Any
+    tpot: Any
+    tokens_per_second: Any
+    tokens_per_second_per_gpu: Any
+    tokens_per_second_per_user: Any
+    memory_per_chip: Any
+    meets_sla: bool
+
+    def __str__(self) -> str:
+        from ...core import units
+
+        return (f"{self.kind} {self.layout} ({self.gpus} GPUs) at concurrency {float(self.concurrency):.4g}: "
+                f"{float(self.tokens_per_second_per_gpu):,.0f} tokens/s/GPU, "
+                f"{float(self.tokens_per_second_per_user):,.1f} tokens/s/user, TTFT "
+                f"{units.format_time(self.ttft, digits=3)}, TPOT {units.format_time(self.tpot, digits=3)}")
+
+
+def pareto_front(user: Any, gpu: Any) -> np.ndarray:
+    """The indices of the points no other point beats on both ``user`` and ``gpu`` (higher is
+    better; of equal points the first), ordered by ``user`` descending.
+
+    >>> pareto_front([3, 2, 1, 2], [1, 2, 3, 1]).tolist()
+    [0, 1, 2]
+    """
+    user, gpu = np.asarray(user, dtype=float), np.asarray(gpu, dtype=float)
+    order = np.lexsort((-gpu, -user))  # user descending, then gpu descending
+    front, best = [], -np.inf
+    for i in order:
+        if gpu[i] > best:
+            front.append(i)
+            best = gpu[i]
+    return np.asarray(front, dtype=int)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """What every engine of the plan shares."""
+
+    model: Model
+    chip: Hardware
+    workload: Workload
+    gpus: int
+    dtype: Any
+    ttft: sp.Expr
+    tpot: sp.Expr
+    token_budget: int
+    memory_fraction: Any
+    max_concurrency: int
+
+
+def _layout(tp: int, pp: int) -> str:
+    return f"TP {tp}" + (f" x PP {pp}" if pp != 1 else "")
+
+
+def _par(tp: int, pp: int) -> dict[str, int]:
+    return {"tensor_parallel": tp, "pipeline_parallel": pp}
+
+
+def layouts(model: Model, chip: Hardware, gpus: int, tp: Optional[Sequence[int]] = None,
+            pp: Sequence[int] = (1,)) -> list[tuple[int, int]]:
+    """The ``(tp, pp)`` layouts the search tries: TP degrees of ``tp`` (default 1, 2, 4, ... up
+    to the scale-up domain) and PP degrees of ``pp`` whose product fits ``gpus`` and whose
+    sharding the model allows.
+
+    >>> from symcost import models
+    >>> layouts(models.get("llama-3-8b"), get_hardware("H100_SXM"), 8)
+    [(1, 1), (2, 1), (4, 1), (8, 1)]
+    """
+    domain = int(chip.scale_up_domain)
+    tps = tp if tp is not None else [2**k for k in range(8) if 2**k <= min(gpus, domain)]
+    found = []
+    for t in tps:
+        for p in pp:
+            if t * p > gpus:
+                continue
+            try:
+                model.with_parallelism(_par(t, p))
+            except ValueError:
+                continue  # heads or widths the degree does not divide
+            found.append((int(t), int(p)))
+    return found
+
+
+def _aggregated(opts: _Options, layout: tuple[int, int]) -> Optional[dict[str, Any]]:
+    """Every concurrency of ``r`` replicas of one layout, as columns (``None`` when it does not fit)."""
+    tp, pp = layout
+    try:
+        curve = serving_curve(opts.model, opts.chip, opts.workload, dtype=opts.dtype, parallelism=_par(tp, pp),
+                              token_budget=opts.token_budget, memory_fraction=opts.memory_fraction)
+    except SymcostError:
+        return None  # the weights leave no room for one request's KV cache
+    replicas = opts.gpus // curve.chips
+    grid = np.arange(1, opts.max_concurrency + 1, dtype=np.float64)
+    s = curve.sweep(grid)
+    mem = curve.memory
+    running = np.minimum(grid, curve.kv_limit)
+    return {"kind": "aggregated", "layout": f"{replicas} x {_layout(tp, pp)}", "gpus": replicas * curve.chips,
+            "concurrency": replicas * grid, "ttft": s.ttft, "tpot": s.tpot,
+            "tokens_per_second": replicas * s.tokens_per_second,
+            "tokens_per_second_per_gpu": s.tokens_per_second_per_gpu,
+            "tokens_per_second_per_user": s.tokens_per_second_per_user,
+            "memory_per_chip": float(mem.weights + mem.activations) + running * float(mem.kv_per_request),
+            "curve": curve, "replicas": replicas}
+
+
+def batch_grid(largest: int) -> list[int]:
+    """Decode batches the disaggregated search tries: 1, 2, 3, 4, 6, 8, 12, ... (powers of two and
+    1.5 times them) up to ``largest``.
+
+    >>> batch_grid(20)
+    [1, 2, 3, 4, 6, 8, 12, 16]
+    """
+    values = sorted({v for k in range(20) for v in (2**k, 3 * 2**k // 2) if 1 <= v <= largest})
+    return values
+
+
+@dataclass(frozen=True)
+class _Prefill:
+    """One prefill instance of a layout: ``D_s``, ``D_m``, its KV send and its memory per chip."""
+
+    layout: tuple[int, int]
+    chips: int
+    whole: Any
+    stage: Any
+    send: Any
+    memory: Any
+
+
+@dataclass(frozen=True)
+class _Decode:
+    """One decode instance of a layout: its TPOT over the batches ``batches``, the KV receive."""
+
+    layout: tuple[int, int]
+    chips: int
+    batches: np.ndarray
+    tpot: np.ndarray
+    receive: Any
+    memory: np.ndarray
+
+
+def _mean(workload: Workload, value: Any) -> Any:
+    """``sum(w * value(isl, osl))`` over the workload's points."""
+    return sp.Add(*(w * sp.sympify(value(isl, osl)) for isl, osl, w in workload.points))
+
+
+def _prefill(opts: _Options, layout: tuple[int, int]) -> Optional[_Prefill]:
+    """A prefill instance (batch-1 prompts), or ``None`` when one prompt does not fit it."""
+    model, chip, par = opts.model, opts.chip, _par(*layout)
+    try:
+        memory = max(inference_step(model, chip, 1, isl, opts.dtype, par).memory_per_chip
+                     for isl, _, _ in opts.workload.points)
+        if memory > opts.memory_fraction * chip.hbm_capacity:
+            return None
+        whole = _mean(opts.workload, lambda isl, _: inference_step(model, chip, 1, isl, opts.dtype, par).ttft)
+        stage = _mean(opts.workload, lambda isl, _: prefill_stage_time(model, chip, 1, isl, opts.dtype, par))
+        send = _mean(opts.workload, lambda isl, _: kv_transfer(model, chip, isl, opts.dtype, par)[1])
+    except SymcostError:
+        return None
+    return _Prefill(layout, layout[0] * layout[1], whole, stage, send, memory)
+
+
+def _decode(opts: _Options, layout: tuple[int, int]) -> Optional[_Decode]:
+    """A decode instance over the batches that fit its KV cache, or ``None`` when none does."""
+    from ...analysis.solve import max_integer
+
+    model, chip, par = opts.model, opts.chip, _par(*layout)
+    runtime, b = chip.runtime, sym.batch_size
+    try:
+        memory = sp.Add(*(w * sp.sympify(decode_step(model, chip, b, keys, opts.dtype, par).memory_per_chip)
+                          for keys, w in opts.workload.final_contexts(runtime)))
+        fits = max_integer(memory, b, opts.memory_fraction * chip.hbm_capacity, upper=opts.max_concurrency,
+                           kind="bytes").value
+        steps = engine_steps(model, chip, opts.dtype, par)
+        receive = _mean(opts.workload, lambda isl, _: kv_transfer(model, chip, isl, opts.dtype, par)[1])
+    except SymcostError:
+        return None
+    if not fits:
+        return None
+    from ...core.sweep import Sweeper
+
+    stages = layout[1]
+    # a pipelined decode instance runs its batch as p micro-batches, as the aggregated engine does
+    per = sp.Max(1, b / stages) if stages != 1 else b
+    context = opts.workload.decode_context(runtime)
+    batches = np.asarray(batch_grid(fits), dtype=np.float64)
+    swept = Sweeper({"tpot": steps.decode(per, context), "memory": memory})(batch_size=batches)
+    return _Decode(layout, layout[0] * stages, batches, swept.tpot, receive, swept.memory)
+
+
+def _disaggregated(opts: _Options, pre: _Prefill, dec: _Decode) -> list[dict[str, Any]]:
+    """Every count of prefill and decode instances of two layouts over the decode batches."""
+    t_kv = sp.Max(sp.sympify(pre.send), sp.sympify(dec.receive))
+    slack = opts.ttft - pre.whole - t_kv
+    if not slack > 0:
+        return []  # one prompt's prefill and transfer already miss the TTFT target
+    d_s, d_m, t_kv_f = float(pre.whole), float(pre.stage), float(t_kv)
+    rho = float(2 * slack / (pre.stage + 2 * slack))  # the utilization that meets the TTFT target
+    steps, tokens = float(opts.workload.decode_steps(opts.chip.runtime)), float(opts.workload.output_len)
+    serve = dec.batches / (steps * dec.tpot)  # requests/s of one decode instance
+    out = []
+    for n_p in range(1, (opts.gpus - dec.chips) // pre.chips + 1):
+        for n_d in range(1, (opts.gpus - n_p * pre.chips) // dec.chips + 1):
+            rate = np.minimum(n_p * rho / d_m, n_d * serve)
+            load = rate * d_m / n_p
+            ttft = d_s + t_kv_f + load * d_m / (2 * (1 - load))  # M/D/1 (mean_ttft), load <= rho < 1
+            gpus = n_p * pre.chips + n_d * dec.chips
+            out.append({"kind": "disaggregated", "gpus": gpus,
+                        "layout": f"prefill {n_p} x {_layout(*pre.layout)} + decode {n_d} x {_layout(*dec.layout)}",
+                        "concurrency": rate * (ttft + steps * dec.tpot), "ttft": ttft, "tpot": dec.tpot,
+                        "tokens_per_second": rate * tokens, "tokens_per_second_per_gpu": rate * tokens / gpus,
+                        "tokens_per_second_per_user": 1 / dec.tpot,
+                        "memory_per_chip": np.maximum(dec.memory, float(pre.memory)),
+                        "counts": (n_p, n_d), "pools": (pre, dec), "batch": dec.batches})
+    return out
+
+
+@dataclass(frozen=True)
+class DeploymentPlan:
+    """Every deployment the search evaluated (:meth:`to_pandas`, :attr:`columns`), the ones that
+    meet the targets and beat every other on tokens/s/user or tokens/s/GPU (:attr:`front`, by
+    tokens/s/user descending), and the best of each kind by tokens/s/GPU, evaluated exactly
+    (``None`` when no deployment of that kind meets the targets); see the module's docstring."""
+
+    model: str
+    hardware: str
+    engine: str
+    workload: Workload
+    gpus: int
+    ttft_target: Any
+    tpot_target: Any
+    columns: dict
+    front: tuple
+    best_aggregated: Optional[Deployment]
+    best_disaggregated: Optional[Deployment]
+
+    @property
+    def disaggregation_gain(self) -> Any:
+        """The best disaggregated tokens/s/GPU over the best aggregated (``None`` unless both exist)."""
+        if self.best_aggregated is None or self.best_disaggregated is None:
+            return None
+        return self.best_disaggregated.tokens_per_second_per_gpu / self.best_aggregated.tokens_per_second_per_gpu
+
+    def to_pandas(self) -> Any:
+        """One row per evaluated deployment, the :data:`COLUMNS` (needs pandas)."""
+        import pandas as pd
+
+        return pd.DataFrame({k: self.columns[k] for k in COLUMNS})
+
+    def __str__(self) -> str:
+        from .display import plan_text
+
+        return plan_text(self)
+
+
+def _flatten(groups: list[dict[str, Any]], ttft: float, tpot: float) -> tuple[dict, list]:
+    """The groups' columns as flat arrays, and ``(group, index)`` of each row."""
+    columns: dict[str, list] = {k: [] for k in COLUMNS}
+    where: list[tuple[dict[str, Any], int]] = []
+    for g in groups:
+        n = len(np.atleast_1d(g["ttft"]))
+        for k in COLUMNS[:-1]:
+            columns[k].extend(np.broadcast_to(np.asarray(g[k]), (n,)).tolist())
+        where.extend((g, i) for i in range(n))
+    arrays = {k: np.asarray(v) for k, v in columns.items() if k != "meets_sla"}
+    with np.errstate(invalid="ignore"):
+        arrays["meets_sla"] = (arrays["ttft"] <= ttft * (1 + 1e-12)) & (arrays["tpot"] <= tpot * (1 + 1e-12))
+    return arrays, where
+
+
+def _row(columns: dict, i: int) -> Deployment:
+    """Row ``i`` of the columns as a :class:`Deployment` (NumPy scalars as Python numbers)."""
+    return Deployment(**{k: v[i].item() for k, v in columns.items()})
+
+
+def _exact_aggregated(group: dict[str, Any], index: int) -> Deployment:
+    """The aggregated row ``index`` of ``group`` evaluated exactly (its curve at that concurrency)."""
+    curve, replicas = group["curve"], group["replicas"]
+    point = curve.at(index + 1)
+    mem = curve.memory
+    memory = mem.weights + mem.activations + point.running * mem.kv_per_request
+    return Deployment("aggregated", group["layout"], group["gpus"], replicas * point.concurrency, point.ttft,
+                      point.tpot, replicas * point.tokens_per_second, point.tokens_per_second_per_gpu,
+                      point.tokens_per_second_per_user, memory, True)
+
+
+def _exact_disaggregated(opts: _Options, group: dict[str, Any], index: int) -> Deployment:
+    """The disaggregated row ``index`` of ``group`` evaluated exactly (M/D/1 by
+    :func:`~symcost.plan.disaggregated.mean_ttft`)."""
+    from ..disaggregated import mean_ttft
+
+    pre, dec = group["pools"]
+    n_p, n_d = group["counts"]
+    batch = int(dec.batches[index])
+    steps = engine_steps(opts.model, opts.chip, opts.dtype, _par(*dec.layout))
+    context = opts.workload.decode_context(opts.chip.runtime)
+    tpot = sp.sympify(steps.decode(sp.Max(1, sp.Rational(batch, dec.layout[1])), context))
+    d = opts.workload.decode_steps(opts.chip.runtime)
+    t_kv = sp.Max(sp.sympify(pre.send), sp.sympify(dec.receive))
+    slack = opts.ttft - pre.whole - t_kv
+    rate = sp.Min(n_p * 2 * slack / (pre.stage + 2 * slack) / pre.stage, n_d * batch / (d * tpot))
+    ttft = mean_ttft(pre.whole, t_kv, rate, n_p, pre.stage)
+    tokens = rate * opts.workload.output_len
+    gpus = group["gpus"]
+    return Deployment("disaggregated", group["layout"], gpus, rate * (ttft + d * tpot), ttft, tpot, tokens,
+                      tokens / gpus, 1 / tpot, max(sp.sympify(dec.memory[index]), pre.memory), True)
+
+
+def _best(opts: _Options, columns: dict, where: list, kind: str) -> Optional[Deployment]:
+    """The row of ``kind`` with the most tokens/s/GPU meeting the targets, evaluated exactly (the
+    next one when the exact values miss a target the float64 sweep met by rounding)."""
+    rows = np.nonzero((columns["kind"] == kind) & columns["meets_sla"])[0]
+    for i in rows[np.argsort(-columns["tokens_per_second_per_gpu"][rows], kind="stable")]:
+        group, index = where[i]
+        exact = (_exact_aggregated(group, index) if kind == "aggregated"
+                 else _exact_disaggregated(opts, group, index))
+        if exact.ttft <= opts.ttft and exact.tpot <= opts.tpot:
+            return exact
+    return None
+
+
+def plan_deployment(model: Model, hardware: Hardware | str, workload: Workload | tuple, gpus: int, ttft: Any,
+                    tpot: Any, *, dtype: Any = "bf16", tp: Optional[Sequence[int]] = None, pp: Sequence[int] = (1,),
+                    max_concurrency: int = 512, disaggregated: bool = True, token_budget: int = DEFAULT_TOKEN_BUDGET,
+                    memory_fraction: Any = DEFAULT_MEMORY_FRACTION) -> DeploymentPlan:
+    """The deployments of ``model`` on ``gpus`` chips of ``hardware`` (under its engine profile)
+    serving ``workload`` within a mean ``ttft`` and a ``tpot`` target (seconds): aggregated replicas
+    at every concurrency up to ``max_concurrency`` and, with ``disaggregated``, every count of
+    prefill and decode instances; layouts of :func:`layouts` (``tp``, ``pp``). See the module's
+    docstring.
+
+    >>> from symcost import models
+    >>> plan = plan_deployment(models.get("llama-3-8b"), "H100_SXM", (1024, 130), 2, ttft=1, tpot=0.02, tp=[1])
+    >>> plan.best_aggregated.layout, plan.best_disaggregated.layout
+    ('2 x TP 1', 'prefill 1 x TP 1 + decode 1 x TP 1')
+    """
+    chip = get_hardware(hardware)
+    load = workload if isinstance(workload, Workload) else Workload.of(*workload)
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1:
+        raise ConfigError(f"gpus must be a positive whole number, got {gpus!r}")
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
+        raise ConfigError(f"max_concurrency must be a positive whole number, got {max_concurrency!r}")
+    opts = _Options(model, chip, load, gpus, dtype, exact_number(ttft, "ttft"), exact_number(tpot, "tpot"),
+                    token_budget, exact_number(memory_fraction, "memory_fraction"), max_concurrency)
+    tried = layouts(model, chip, gpus, tp, pp)
+    if not tried:
+        raise ConfigError(f"layouts: no TP x PP layout of {model.name} fits {gpus} GPUs (tp {tp}, pp {list(pp)})")
+    groups = [g for g in (_aggregated(opts, lay) for lay in tried) if g is not None]
+    if disaggregated:
+        prefill = [p for p in (_prefill(opts, lay) for lay in tried) if p is not None]
+        decode = [d for d in (_decode(opts, lay) for lay in tried) if d is not None]
+        groups += [g for p in prefill for d in decode if p.chips + d.chips <= gpus for g in _disaggregated(opts, p, d)]
+    if not groups:
+        raise ConfigError(f"memory: no layout of {model.name} on {gpus} x {chip.name} holds one request of "
+                          f"{load.label()}")
+    columns, where = _flatten(groups, float(opts.ttft), float(opts.tpot))
+    meets = np.nonzero(columns["meets_sla"])[0]
+    user, gpu = columns["tokens_per_second_per_user"], columns["tokens_per_second_per_gpu"]
+    front = meets[pareto_front(user[meets], gpu[meets])]
+    return DeploymentPlan(model.name, chip.name, chip.runtime.label, load, gpus, opts.ttft, opts.tpot, columns,
+                          tuple(_row(columns, int(i)) for i in front), _best(opts, columns, where, "aggregated"),
+                          _best(opts, columns, where, "disaggregated") if disaggregated else None)

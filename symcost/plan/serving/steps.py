@@ -1,0 +1,186 @@
+"""One engine step of continuous batching: decode tokens of the running requests and prefill
+chunks in the same forward pass, costed from the model's own inference rows.
+
+A step that batches ``n`` decode tokens (one per running request, each attending to ``k`` keys)
+with ``r`` prompt rows of ``q`` tokens each (a whole prompt, or one chunk of it after ``P``
+earlier tokens) runs every linear op once over all ``N = n + r q`` tokens (the GEMMs, norms,
+activations, the KV-cache writes and the all-reduces: an engine flattens the batch into one
+token dimension), the decode attention of the ``n`` tokens, the context attention of the ``r``
+rows (each also attending to its ``P`` earlier keys from the KV cache), the LM head over the
+rows that sample a token, and the engine's own time per step:
+
+    tau(n, k; r, q, P; l) = Lin(N) + A_dec(n, k) + A_pre(r, q, P) + Head(l) + t_step (+ sends),
+
+each term read off :func:`~symcost.plan.inference.inference_step`'s breakdown rows (a prefill
+of one sequence of ``s`` tokens for ``Lin``, its attention cores for ``A_pre``, the decode rows
+for ``A_dec`` and ``Head``), so a step with no prefill rows is exactly the static decode step
+(``inference_step(n, k).tpot``) and a step of ``r`` whole prompts and no decode tokens is exactly
+the static prefill (``inference_step(r, q).ttft``). With pipeline stages a step passes every
+stage in turn with the stage-to-stage sends of :func:`inference_step` (its prefill's for ``N``
+tokens).
+
+NB: ``Lin`` of ``N`` tokens is the same whether the tokens come from one sequence or many (the
+linear ops see only the token count; the tests check it against the decode rows).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import sympy as sp
+
+from ...core import symbols as sym
+from ...core.dtypes import DataType
+from ...core.ops import AttentionCore
+from ...core.parallelism import Parallelism
+from ...errors import ConfigError
+from ...hardware import Hardware
+from ...hardware.timing import op_time
+from ...models.model import Model
+from ..inference import inference_step
+
+__all__ = ["EngineSteps", "engine_steps"]
+
+_LM_HEAD = "lm_head"
+"""The breakdown row of the LM head (:meth:`symcost.models.model.Model.parts`)."""
+
+
+def _cores(rows: tuple, chip: Hardware, datatype: DataType) -> list[tuple[AttentionCore, Any]]:
+    """Every attention core of ``rows`` with its count (layers x ops), as the rows time it."""
+    found = []
+    for _, n, metrics in rows:
+        for op, mult in metrics.ops:
+            if isinstance(op, AttentionCore):
+                found.append((op, n * mult))
+    return found
+
+
+def _bind(expr: Any, mapping: dict) -> Any:
+    """``expr.xreplace(mapping)``; with symbolic values the rebuilt nodes stay unevaluated (a
+    ``Max`` of expressions in the concurrency costs SymPy pairwise comparisons to simplify, and
+    substituting numbers later evaluates every node it rebuilds, exactly as here)."""
+    if all(sp.sympify(v).is_number for v in mapping.values()):
+        return expr.xreplace(mapping)
+    with sp.evaluate(False):
+        return expr.xreplace(mapping)
+
+
+def _core_time(cores: list[tuple[AttentionCore, Any]], chip: Hardware, datatype: DataType,
+               prefix: Any = 0) -> Any:
+    """The cores' time, each also attending to ``prefix`` earlier keys (read from the KV cache)."""
+    peak = chip.effective_peak(datatype)
+    terms = []
+    for op, count in cores:
+        core = op if prefix == 0 else dataclasses.replace(op, kv_len=op.kv_len + prefix)
+        terms.append(count * sp.sympify(op_time(core, chip, peak, datatype).time))
+    return sp.Add(*terms)
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineSteps:
+    """The parts of one engine step's time for ``model`` on ``chip`` (see the module's docstring):
+    SymPy expressions in the canonical ``b`` (:data:`~symcost.core.symbols.batch_size`) and ``s``
+    (:data:`~symcost.core.symbols.seq_len`), each bound by :meth:`decode` and :meth:`mixed`.
+
+    ``linear``: ``Lin(s)``, every op of a prefill of ``s`` tokens but the attention cores and the
+    LM head; ``decode_attention``: ``A_dec(b, s)``; ``head``: the LM head over ``b`` rows;
+    ``prefill_cores``: the context attention cores of a prefill of ``b`` sequences of ``s``
+    tokens, with their counts; ``prefill_sends`` and ``decode_sends``: the stage-to-stage sends of
+    a step of ``s`` prefill tokens and of ``b`` decode tokens (0 without pipeline stages);
+    ``overhead``: the engine's time per step.
+    """
+
+    model: Model
+    chip: Hardware
+    parallelism: Parallelism
+    datatype: DataType
+    linear: Any
+    decode_attention: Any
+    head: Any
+    prefill_sends: Any
+    decode_sends: Any
+    prefill_cores: tuple
+    overhead: Any
+
+    def decode(self, tokens: Any, keys: Any) -> Any:
+        """A step of ``tokens`` decode tokens attending to ``keys`` keys each and no prefill: the
+        static decode step (``inference_step(tokens, keys).tpot``).
+
+        >>> from symcost import models
+        >>> m = models.get("llama-3-8b")
+        >>> engine_steps(m, "H100_SXM").decode(8, 4096) == m.inference_step("H100_SXM", 8, 4096).tpot
+        True
+        """
+        at = {sym.batch_size: tokens, sym.seq_len: keys}
+        return (_bind(self.linear, {sym.seq_len: tokens}) + _bind(self.decode_attention, at)
+                + _bind(self.head + self.decode_sends, {sym.batch_size: tokens}) + self.overhead)
+
+    def mixed(self, tokens: Any, keys: Any, rows: Any, length: Any, prefix: Any = 0, logits: Any = None) -> Any:
+        """A step of ``tokens`` decode tokens at ``keys`` keys (0: none) and ``rows`` prompt rows of
+        ``length`` tokens each after ``prefix`` earlier tokens; the LM head computes ``logits`` rows
+        (default ``tokens + rows``). With no decode tokens and whole prompts it is the static
+        prefill (``inference_step(rows, length).ttft``).
+
+        >>> from symcost import models
+        >>> m = models.get("llama-3-8b")
+        >>> engine_steps(m, "H100_SXM").mixed(0, 0, 4, 1024) == m.inference_step("H100_SXM", 4, 1024).ttft
+        True
+        """
+        tokens, rows, length = (sp.sympify(x) for x in (tokens, rows, length))
+        logits = tokens + rows if logits is None else sp.sympify(logits)
+        pre = _core_time(list(self.prefill_cores), self.chip, self.datatype, sp.sympify(prefix))
+        total = (_bind(self.linear + self.prefill_sends, {sym.seq_len: tokens + rows * length})
+                 + _bind(self.head, {sym.batch_size: logits})
+                 + _bind(pre, {sym.batch_size: rows, sym.seq_len: length}) + self.overhead)
+        if tokens == 0:
+            return total
+        decode = _bind(self.decode_attention, {sym.batch_size: tokens, sym.seq_len: keys})
+        if tokens.is_number:
+            return total + decode
+        # a symbolic count of decode tokens may be 0 (one chunked prompt and nothing else running)
+        return total + sp.Piecewise((0, sp.Le(tokens, 0)), (decode, True))
+
+
+def engine_steps(model: Model, hardware: Hardware | str, dtype: Any = "bf16", parallelism: Any = None) -> EngineSteps:
+    """The parts of one engine step of ``model`` on ``hardware`` (:class:`EngineSteps`), read off
+    the symbolic :func:`~symcost.plan.inference.inference_step` rows; memoized per model, chip,
+    parallelism and dtype.
+
+    >>> from symcost import models
+    >>> steps = engine_steps(models.get("llama-3-8b"), "H100_SXM")
+    >>> sorted(str(x) for x in steps.linear.free_symbols)
+    ['s']
+    """
+    from ...hardware import get as get_hardware
+    from ..pipeline import resolve_parallelism
+
+    chip = get_hardware(hardware)
+    par = resolve_parallelism(model, parallelism)
+    if par.cp != 1 or par.sp != 1:
+        raise ConfigError(f"parallelism: continuous batching is modelled without context or sequence parallelism "
+                          f"(got context_parallel={par.cp}, sequence_parallel={par.sp})")
+    return _engine_steps(model, chip, par, DataType.parse(dtype))
+
+
+@functools.lru_cache(maxsize=64)
+def _engine_steps(model: Model, chip: Hardware, par: Parallelism, datatype: DataType) -> EngineSteps:
+    b, s = sym.batch_size, sym.seq_len
+    step = inference_step(model, chip, b, s, datatype, par, exact=True)
+    overhead = sp.sympify(chip.runtime.step_overhead)
+    prefill_cores = _cores(step.prefill_rows, chip, datatype)
+    decode_cores = _cores(step.decode_rows, chip, datatype)
+
+    def latency(rows: tuple, skip_head: bool = False) -> Any:
+        return sp.Add(*(n * sp.sympify(m.latency) for name, n, m in rows if not (skip_head and name == _LM_HEAD)))
+
+    one = {b: 1}
+    # every op of a one-sequence prefill but its cores and its LM head; the sends are what the
+    # step's TTFT and TPOT add to their rows (and to the engine's time)
+    linear = (latency(step.prefill_rows, skip_head=True) - _core_time(prefill_cores, chip, datatype)).xreplace(one)
+    prefill_sends = (sp.sympify(step.ttft) - latency(step.prefill_rows) - overhead).xreplace(one)
+    decode_sends = sp.sympify(step.tpot) - latency(step.decode_rows) - overhead
+    head = sp.Add(*(n * sp.sympify(m.latency) for name, n, m in step.decode_rows if name == _LM_HEAD))
+    return EngineSteps(model, chip, par, datatype, linear, _core_time(decode_cores, chip, datatype), head,
+                       prefill_sends, decode_sends, tuple(prefill_cores), overhead)

@@ -1,0 +1,88 @@
+"""``symcost plan``: the deployment search from the shell (symcost/cli/plan.py): the JSON is the
+library's plan, times parse with their units, bad options are one line, the README's session
+prints what the README says."""
+
+import json
+import re
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from cli_run import main_run as run
+
+from symcost import hardware, models
+from symcost.cli.plan import duration
+from symcost.plan.serving.deploy import plan_deployment
+
+ARGS = ["plan", "--model", "llama-3-8b", "--hardware", "H100", "--engine", "vllm", "--gpus", "2", "--isl", "1000",
+        "--osl", "100", "--ttft", "500ms", "--tpot", "0.02", "--tp", "1,2", "--max-concurrency", "64"]
+
+
+def test_json_is_the_librarys_plan(capsys):
+    code, out, _ = run(capsys, *ARGS, "--json")
+    assert code == 0
+    data = json.loads(out)
+    plan = plan_deployment(models.get("llama-3-8b"), hardware.get("H100").with_runtime("vllm"), (1000, 100), 2,
+                           Fraction(1, 2), Fraction(1, 50), tp=[1, 2], max_concurrency=64)
+    for kind in ("aggregated", "disaggregated"):
+        best = getattr(plan, f"best_{kind}")
+        got = data[f"best_{kind}"]
+        assert got["layout"] == best.layout and got["gpus"] == best.gpus
+        assert got["tokens_per_second_per_gpu"] == pytest.approx(float(best.tokens_per_second_per_gpu), rel=1e-12)
+        assert got["ttft_s"] <= 0.5 and got["tpot_s"] <= 0.02
+    assert len(data["front"]) == len(plan.front) and data["evaluated"] == len(plan.columns["ttft"])
+    assert data["engine"] == "vllm (0.24.0)" and data["ttft_target_s"] == 0.5 and "M/D/1" in data["assumes"]
+
+
+def test_text_names_the_best_of_each_kind_and_the_front(capsys, tmp_path):
+    png = tmp_path / "front.png"
+    code, out, _ = run(capsys, *ARGS, "--no-disaggregated", "--plot", str(png))
+    assert code == 0
+    assert "best aggregated: " in out and "best disaggregated: none meets the targets" in out
+    assert "Pareto front (" in out and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("text, seconds", [("1s", 1), ("30ms", Fraction(3, 100)), ("500us", Fraction(1, 2000)),
+                                           ("0.25", Fraction(1, 4)), (" 2 S ", 2)])
+def test_times_parse_exactly_with_their_units(text, seconds):
+    assert duration(text) == seconds
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--ttft", "1x"], "argument --ttft: expected a time such as 1s, 30ms or 0.03, got '1x'"),
+    (["--tpot", "0ms"], "argument --tpot: expected a positive time, got '0ms'"),
+    (["--isl", "1"], "argument --isl: must be at least 2, got 1"),
+    (["--tp", "3"], "argument --tp/--pp: no TP x PP layout of llama-3-8b fits 2 GPUs (tp [3], pp [1])"),
+    (["--memory-fraction", "1.5"], "argument --memory-fraction: expected a fraction in (0, 1]"),
+    (["--gpus", "0"], "argument --gpus: expected a positive integer, got 0"),
+])
+def test_bad_options_are_one_line(capsys, argv, message):
+    base = {a: b for a, b in zip(ARGS[1::2], ARGS[2::2])}
+    for option, value in zip(argv[::2], argv[1::2]):
+        base[option] = value
+    code, _, err = run(capsys, "plan", *[x for kv in base.items() for x in kv])
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_session_prints_what_the_readme_says(capsys):
+    """Every ``$ symcost plan`` line of the README's "Planning a deployment" runs and prints each
+    line shown (``...``: any text)."""
+    section = README.read_text().split("### Planning a deployment\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```console\n(.*?)```", section, flags=re.S)
+    sessions = []
+    for block in blocks:
+        for line in block.splitlines():
+            if line.startswith("$ symcost"):
+                sessions.append((line.split()[2:], []))
+            elif line.strip():
+                sessions[-1][1].append(line)
+    assert sessions
+    for argv, expected in sessions:
+        code, out, err = run(capsys, *argv)
+        assert code == (2 if any(e.startswith("symcost: error:") for e in expected) else 0), err
+        for line in expected:
+            pattern = ".*".join(re.escape(part) for part in line.strip().split("..."))
+            assert re.search(pattern, out + err), f"{argv}: {line!r} not in\n{out}{err}"

@@ -1,0 +1,162 @@
+"""Planning a deployment (symcost.plan.serving.deploy): the Pareto front checked by brute force,
+the disaggregated rate and TTFT by hand, the best points exact, replicas, layouts and errors."""
+
+import itertools
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import sympy as sp
+from test_serving import ROUND, TINY
+
+from symcost.errors import ConfigError
+from symcost.plan.disaggregated import kv_transfer, mean_ttft
+from symcost.plan.inference import inference_step, prefill_stage_time
+from symcost.plan.serving import engine_steps, serving_curve
+from symcost.plan.serving.deploy import batch_grid, layouts, pareto_front, plan_deployment
+
+OPTIONS = dict(token_budget=40, memory_fraction=Fraction(1, 2), max_concurrency=64)
+TTFT, TPOT = Fraction(1, 2000), Fraction(4, 10**5)  # 500 us, 40 us: some rows of each kind miss them
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return plan_deployment(TINY, ROUND, (5, 8), 4, TTFT, TPOT, **OPTIONS)
+
+
+def _dominated(i, user, gpu):
+    return any(user[j] >= user[i] and gpu[j] >= gpu[i] and (user[j] > user[i] or gpu[j] > gpu[i])
+               for j in range(len(user)))
+
+
+def test_pareto_front_is_the_non_dominated_set_by_brute_force():
+    """On random points (with ties): a point is on the front iff no other point is at least as good
+    on both axes and better on one (equal points: the first kept)."""
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        user, gpu = rng.integers(0, 8, 40).astype(float), rng.integers(0, 8, 40).astype(float)
+        front = set(pareto_front(user, gpu).tolist())
+        undominated = {i for i in range(40) if not _dominated(i, user, gpu)}
+        # of equal undominated points the front keeps one
+        assert {(user[i], gpu[i]) for i in front} == {(user[i], gpu[i]) for i in undominated}
+        assert len(front) == len({(user[i], gpu[i]) for i in undominated})
+
+
+def test_the_plans_front_meets_the_targets_and_nothing_meeting_them_beats_it(plan):
+    cols = plan.columns
+    meets = np.nonzero(cols["meets_sla"])[0]
+    user, gpu = cols["tokens_per_second_per_user"][meets], cols["tokens_per_second_per_gpu"][meets]
+    assert plan.front
+    for d in plan.front:
+        assert d.meets_sla and d.ttft <= TTFT * (1 + 1e-12) and d.tpot <= TPOT * (1 + 1e-12)
+        assert not any(u >= d.tokens_per_second_per_user and g >= d.tokens_per_second_per_gpu
+                       and (u > d.tokens_per_second_per_user or g > d.tokens_per_second_per_gpu)
+                       for u, g in zip(user, gpu))
+    users = [d.tokens_per_second_per_user for d in plan.front]
+    assert users == sorted(users, reverse=True)
+
+
+def test_the_best_aggregated_is_the_curve_exactly(plan):
+    """The row with the most tokens/s/GPU among the aggregated ones meeting the targets, evaluated
+    exactly: its replica's serving curve at its concurrency."""
+    best = plan.best_aggregated
+    cols = plan.columns
+    mine = (cols["kind"] == "aggregated") & cols["meets_sla"]
+    assert float(best.tokens_per_second_per_gpu) == pytest.approx(cols["tokens_per_second_per_gpu"][mine].max(),
+                                                                  rel=1e-12)
+    replicas, tp = (int(x) for x in best.layout.replace(" x TP", "").split())
+    point = serving_curve(TINY, ROUND, (5, 8), parallelism={"tensor_parallel": tp}, token_budget=40,
+                          memory_fraction=Fraction(1, 2)).at(best.concurrency / replicas)
+    assert (best.ttft, best.tpot) == (point.ttft, point.tpot)
+    assert best.tokens_per_second == replicas * point.tokens_per_second and best.gpus == replicas * tp
+    assert best.ttft <= TTFT and best.tpot <= TPOT
+
+
+def test_disaggregated_rate_and_ttft_by_hand(plan):
+    """Prefill instances are M/D/1 queues of batch-1 prompts: the TTFT target X allows a utilization
+    rho = 2T'/(D_m + 2T'), T' = X - D_s - T_kv, so n_p rho/D_m requests/s; n_d decode instances of
+    batch B serve n_d B/(D TPOT(B)); the deployment the smaller. Where the prefill binds, the mean
+    TTFT (DistServe eq. 2, mean_ttft) is the target exactly."""
+    best = plan.best_disaggregated
+    assert best is not None
+    n_p, tp_p, n_d, tp_d = (int(w) for w in best.layout.replace("prefill", "").replace("decode", "")
+                            .replace("+", "").replace("x TP", "").split())
+    d_s = inference_step(TINY, ROUND, 1, 5, parallelism={"tensor_parallel": tp_p}).ttft
+    d_m = prefill_stage_time(TINY, ROUND, 1, 5, parallelism={"tensor_parallel": tp_p})
+    t_kv = max(kv_transfer(TINY, ROUND, 5, parallelism={"tensor_parallel": tp_p})[1],
+               kv_transfer(TINY, ROUND, 5, parallelism={"tensor_parallel": tp_d})[1])
+    slack = TTFT - d_s - t_kv
+    rho = 2 * slack / (d_m + 2 * slack)
+    steps = engine_steps(TINY, ROUND, parallelism={"tensor_parallel": tp_d})
+    batch = next(b for b in batch_grid(64) if steps.decode(b, 9) == best.tpot)
+    rate = min(n_p * rho / d_m, n_d * sp.Rational(batch) / (7 * best.tpot))
+    assert best.tokens_per_second == 8 * rate and best.tokens_per_second_per_gpu == 8 * rate / best.gpus
+    assert best.ttft == mean_ttft(d_s, t_kv, rate, n_p, d_m) <= TTFT
+    if rate == n_p * rho / d_m:
+        assert best.ttft == TTFT
+
+
+def test_pd_ratio_sizes_the_prefill_pool_as_the_plan_does(plan):
+    """The plan's best disaggregated deployment is prefill-bound: at its rate, pd_ratio (the same
+    M/D/1 pool, solved for the fewest instances) needs exactly its prefill instances."""
+    from symcost.plan.disaggregated import pd_ratio
+
+    best = plan.best_disaggregated
+    n_p, tp_p, n_d, tp_d = (int(w) for w in best.layout.replace("prefill", "").replace("decode", "")
+                            .replace("+", "").replace("x TP", "").split())
+    assert best.ttft == TTFT  # the prefill pool binds
+    sized = pd_ratio(TINY, best.tokens_per_second / 8, 5, 8, TTFT, TPOT, ROUND, ROUND,
+                     {"tensor_parallel": tp_p}, {"tensor_parallel": tp_d})
+    assert sized.num_prefill == n_p and sized.ttft == best.ttft
+
+
+def test_a_replica_never_lowers_tokens_per_second():
+    """Twice the GPUs: every aggregated layout runs twice the replicas, each at the same state, so
+    the same concurrency per replica serves twice the tokens/s at the same tokens/s/GPU."""
+    small = plan_deployment(TINY, ROUND, (5, 8), 2, TTFT, TPOT, disaggregated=False, **OPTIONS)
+    large = plan_deployment(TINY, ROUND, (5, 8), 4, TTFT, TPOT, disaggregated=False, **OPTIONS)
+    for layout in ("TP 1", "TP 2"):
+        a = small.columns["layout"] == f"{2 // int(layout[-1])} x {layout}"
+        b = large.columns["layout"] == f"{4 // int(layout[-1])} x {layout}"
+        np.testing.assert_allclose(2 * small.columns["tokens_per_second"][a], large.columns["tokens_per_second"][b])
+        np.testing.assert_allclose(small.columns["tokens_per_second_per_gpu"][a],
+                                   large.columns["tokens_per_second_per_gpu"][b])
+    assert large.best_aggregated.tokens_per_second >= small.best_aggregated.tokens_per_second
+
+
+def test_layouts_are_those_the_model_divides():
+    """TINY has 4 heads (2 KV heads): TP 8 does not divide them; TP x PP must fit the GPUs."""
+    assert layouts(TINY, ROUND, 8) == [(1, 1), (2, 1), (4, 1)]
+    assert layouts(TINY, ROUND, 4, pp=(1, 2)) == [(1, 1), (1, 2), (2, 1), (2, 2), (4, 1)]
+    assert batch_grid(7) == [1, 2, 3, 4, 6]
+
+
+def test_every_evaluated_row_is_a_column_and_the_table_lists_them(plan):
+    pd = pytest.importorskip("pandas")
+    frame = plan.to_pandas()
+    assert isinstance(frame, pd.DataFrame) and len(frame) == len(plan.columns["ttft"])
+    assert set(frame["kind"]) == {"aggregated", "disaggregated"}
+    assert "best aggregated" in str(plan) and "Pareto front" in str(plan)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: plan_deployment(TINY, ROUND, (5, 8), 0, TTFT, TPOT), "gpus must be a positive whole number"),
+    (lambda: plan_deployment(TINY, ROUND, (5, 8), 2, -1, TPOT), "ttft must be a positive number"),
+    (lambda: plan_deployment(TINY, ROUND, (5, 8), 2, TTFT, TPOT, tp=[3]), "no TP x PP layout"),
+    (lambda: plan_deployment(TINY, ROUND, (5, 8), 2, TTFT, TPOT, memory_fraction=Fraction(1, 10)),
+     "memory: no layout of tiny"),
+    (lambda: plan_deployment(TINY, ROUND, (5, 8), 2, TTFT, TPOT, max_concurrency=0), "max_concurrency"),
+])
+def test_bad_input_is_one_line(call, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        call()
+    assert "\n" not in str(err.value)
+
+
+def test_brute_force_front_on_all_rows_of_a_small_plan(plan):
+    """Every row meeting the targets and not on the front is beaten by a front point."""
+    cols = plan.columns
+    front = [(d.tokens_per_second_per_user, d.tokens_per_second_per_gpu) for d in plan.front]
+    for i in itertools.compress(range(len(cols["ttft"])), cols["meets_sla"]):
+        u, g = cols["tokens_per_second_per_user"][i], cols["tokens_per_second_per_gpu"][i]
+        assert any(fu >= u and fg >= g for fu, fg in front)
