@@ -38,13 +38,10 @@ from ...core.parallelism import Parallelism
 from ...errors import ConfigError
 from ...hardware import Hardware
 from ...hardware.timing import op_time
-from ...models.model import Model
-from ..inference import inference_step
+from ...models.model import ByPart, Model
+from ..inference import inference_step, rows_latency
 
 __all__ = ["EngineSteps", "engine_steps"]
-
-_LM_HEAD = "lm_head"
-"""The breakdown row of the LM head (:meth:`symcost.models.model.Model.parts`)."""
 
 
 def _cores(rows: tuple, chip: Hardware, datatype: DataType) -> list[tuple[AttentionCore, Any]]:
@@ -173,7 +170,8 @@ def _engine_steps(model: Model, chip: Hardware, par: Parallelism, datatype: Data
     decode_cores = _cores(step.decode_rows, chip, datatype)
 
     def latency(rows: tuple, skip_head: bool = False) -> Any:
-        return sp.Add(*(n * sp.sympify(m.latency) for name, n, m in rows if not (skip_head and name == _LM_HEAD)))
+        part = ByPart.of(rows)
+        return rows_latency([part.embedding, *part.blocks, part.final_norm, *(() if skip_head else (part.lm_head,))])
 
     one = {b: 1}
     # every op of a one-sequence prefill but its cores and its LM head; the sends are what the
@@ -181,6 +179,7 @@ def _engine_steps(model: Model, chip: Hardware, par: Parallelism, datatype: Data
     linear = (latency(step.prefill_rows, skip_head=True) - _core_time(prefill_cores, chip, datatype)).xreplace(one)
     prefill_sends = (sp.sympify(step.ttft) - latency(step.prefill_rows) - overhead).xreplace(one)
     decode_sends = sp.sympify(step.tpot) - latency(step.decode_rows) - overhead
-    head = sp.Add(*(n * sp.sympify(m.latency) for name, n, m in step.decode_rows if name == _LM_HEAD))
+    _, heads, lm_head = ByPart.of(step.decode_rows).lm_head
+    head = heads * sp.sympify(lm_head.latency)
     return EngineSteps(model, chip, par, datatype, linear, _core_time(decode_cores, chip, datatype), head,
                        prefill_sends, decode_sends, tuple(prefill_cores), overhead)
