@@ -1,0 +1,266 @@
+"""Validating the training step on published Megatron-Core runs (H100 and B200, dense and MoE).
+
+The data, ``symcost/data/training_calibration.csv``, holds 21 runs of NVIDIA's Megatron-Bridge
+performance summaries (NeMo containers 25.09 to 26.06; each row with its source, commit and
+table): Llama 3 8B, 70B and 3.1 405B and Qwen3-30B-A3B and 235B-A22B pre-training and SFT on
+DGX-H100 and DGX-B200, with their tensor, pipeline (and virtual pipeline), data, context and
+expert parallel degrees, global and micro-batch, tokens/s per GPU and model TFLOP/s per GPU.
+
+Each row is predicted with :meth:`~symcost.model.Model.training_step` on the realistic chip
+(``hardware.get(name)``) under the row's own settings: its model (a preset, or its Hugging Face
+``config.json`` fields), its degrees (Megatron sequence parallelism over the TP group where
+``tensor_parallel > 1``, as every Megatron-Bridge recipe with TP sets it), its virtual pipeline
+degree as ``interleave``, its batch sizes and sequence length, and the distributed optimizer
+(``zero_stage=1``; ``zero_stage=3`` for the run the table marks as FSDP). What the tables leave
+unpublished, activation recomputation, is chosen as :mod:`~symcost.plan.calibration` does for
+Narayanan's table: the fastest of ``none``, ``selective`` and ``full`` that fits in HBM (the
+chosen mode is printed). Every row in the file is FP8 (the Transformer Engine recipes:
+current scaling, Hopper block scaling, Blackwell MXFP8; the token-drop rows are FP8 per their
+table's note), costed as ``dtype="fp8_e4m3"``.
+
+A row's published model TFLOP/s per GPU is its tokens/s per GPU times Megatron-Bridge's own
+FLOPs per token (``training/utils/flop_utils.py``: causal attention counted at half the pairs,
+no recomputation, no router), so the predicted TFLOP/s is the predicted tokens/s times the row's
+published ratio: its error is the tokens/s error (tests/plan/test_calibration_training.py checks
+the ratio against the formula, by hand, for one dense and one MoE row).
+
+Errors are predicted over measured tokens/s per GPU, minus one (positive: the model is too
+fast). A row the library refuses (a layout it cannot cost) is listed with the library's reason.
+
+>>> rows = load_rows()
+>>> len(rows), rows[0].model, rows[0].group
+(21, 'LLAMA3_8B', ('dense', 'FP8', 'H100_SXM'))
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from fractions import Fraction
+from importlib import resources
+from typing import Any, Mapping, Optional, Sequence
+
+from ..errors import SymcostError
+from ..hardware import Hardware
+from ..hardware import get as get_hardware
+from ..layers.base import Recompute
+from ..models import from_hf_config
+from ..models import get as get_model
+from ..models.model import Model
+
+__all__ = ["RECOMPUTE", "Prediction", "TrainingRow", "build_model", "group_summary", "load_rows", "options",
+           "parallelism", "predict", "predict_all", "validation_table"]
+
+RECOMPUTE: tuple[Recompute, ...] = ("none", "selective", "full")
+"""The recomputation modes tried, fastest first (the tables do not publish theirs)."""
+
+_CHIPS = {"H100_SXM": "H100_SXM", "B200": "B200"}
+
+
+@dataclass(frozen=True)
+class TrainingRow:
+    """One published run of ``training_calibration.csv``."""
+
+    id: str
+    model: str
+    architecture: str
+    chip: str
+    gpus: int
+    precision: str
+    tp: int
+    pp: int
+    dp: int
+    cp: int
+    ep: int
+    vp: int
+    global_batch: int
+    micro_batch: int
+    seq_len: int
+    tokens_per_gpu: Fraction
+    """Published tokens/s per GPU."""
+    tflops_per_gpu: Fraction
+    """Published model TFLOP/s per GPU (Megatron-Bridge's count)."""
+    container: str
+    notes: str
+
+    @property
+    def moe(self) -> bool:
+        """A mixture-of-experts model (the HF configs of the Qwen3 MoE rows)."""
+        return "num_experts" in json.loads(self.architecture)
+
+    @property
+    def kind(self) -> str:
+        return "MoE" if self.moe else "dense"
+
+    @property
+    def precision_class(self) -> str:
+        """``"BF16"`` or ``"FP8"`` (FP8-CS, Hopper block-scaled FP8, MXFP8; the token-drop rows'
+        tables state none, their FP8 recipes are in the same tables)."""
+        return "BF16" if self.precision.upper().startswith("BF16") else "FP8"
+
+    @property
+    def group(self) -> tuple[str, str, str]:
+        """``(kind, precision class, chip)``: what the summary averages over."""
+        return (self.kind, self.precision_class, self.chip)
+
+    @property
+    def family(self) -> str:
+        """``"Llama"`` or ``"Qwen3"``: what leave-one-family-out holds out."""
+        return "Qwen3" if self.model.lower().startswith("qwen") else "Llama"
+
+    @property
+    def token_drop(self) -> bool:
+        """A capacity-factor run (``notes`` say "token drop"); the others are dropless."""
+        return "token drop" in self.notes
+
+    @property
+    def fsdp(self) -> bool:
+        """The run shards parameters, gradients and optimizer state (Megatron FSDP)."""
+        return "fsdp" in self.id
+
+    @property
+    def flops_per_token(self) -> Fraction:
+        """The source's model FLOPs per token: published TFLOP/s over tokens/s (per GPU)."""
+        return self.tflops_per_gpu * 10**12 / self.tokens_per_gpu
+
+
+def load_rows() -> list[TrainingRow]:
+    """The 21 rows of ``training_calibration.csv``, in file order."""
+    text = resources.files("symcost.data").joinpath("training_calibration.csv").read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    ints = ("gpus", "tensor_parallel", "pipeline_parallel", "data_parallel", "context_parallel", "expert_parallel",
+            "virtual_pipeline", "global_batch", "micro_batch", "seq_len")
+    rows = []
+    for r in csv.DictReader(lines):
+        gpus, tp, pp, dp, cp, ep, vp, batch, micro, seq = (int(r[k]) for k in ints)
+        rows.append(TrainingRow(r["id"], r["model"], r["architecture"], r["chip"], gpus, r["precision"], tp, pp, dp,
+                                cp, ep, vp, batch, micro, seq, Fraction(r["value"]),
+                                Fraction(r["model_tflops_per_gpu"]), r["container"], r["notes"]))
+    return rows
+
+
+def build_model(row: TrainingRow) -> Model:
+    """The row's model: its preset, or the HF ``config.json`` fields the row gives."""
+    arch = json.loads(row.architecture)
+    if "preset" in arch:
+        return get_model(arch["preset"])
+    return from_hf_config(arch, name=row.model)
+
+
+def parallelism(row: TrainingRow) -> dict[str, Any]:
+    """The row's degrees; Megatron sequence parallelism over the TP group where ``tp > 1``."""
+    par: dict[str, Any] = {"tensor_parallel": row.tp, "pipeline_parallel": row.pp, "data_parallel": row.dp,
+                           "context_parallel": row.cp, "expert_parallel": row.ep}
+    if row.tp > 1:
+        par["sequence_parallel"] = "tp"
+    return par
+
+
+def options(row: TrainingRow) -> dict[str, Any]:
+    """The step options a row sets: its dtype, interleaving and ZeRO stage."""
+    return {"dtype": "bf16" if row.precision_class == "BF16" else "fp8_e4m3", "interleave": row.vp,
+            "zero_stage": 3 if row.fsdp else 1}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The step's prediction for one row, or why the library refused the row."""
+
+    row: TrainingRow
+    tokens_per_gpu: Optional[float] = None
+    recompute: Optional[Recompute] = None
+    memory_per_chip: Optional[float] = None
+    refused: Optional[str] = None
+    breakdown: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def tflops_per_gpu(self) -> Optional[float]:
+        """Predicted model TFLOP/s per GPU, by the source's own FLOPs per token."""
+        if self.tokens_per_gpu is None:
+            return None
+        return self.tokens_per_gpu * float(self.row.flops_per_token) / 10**12
+
+    @property
+    def relative_error(self) -> Optional[float]:
+        """Predicted over published tokens/s per GPU, minus one (positive: too fast)."""
+        if self.tokens_per_gpu is None:
+            return None
+        return self.tokens_per_gpu / float(self.row.tokens_per_gpu) - 1
+
+
+def predict(row: TrainingRow, chip: Hardware | str | None = None, **overrides: Any) -> Prediction:
+    """The row on ``chip`` (default: the realistic preset of its GPU): the fastest recomputation
+    mode that fits, or the library's reason for refusing the row. ``overrides`` replace the step
+    options of :func:`options` (e.g. ``overlap``)."""
+    hw = get_hardware(_CHIPS[row.chip] if chip is None else chip)
+    model = build_model(row)
+    kwargs = {**options(row), **overrides}
+    needed = float("inf")
+    for mode in RECOMPUTE:
+        try:
+            step = model.training_step(hw, seq_len=row.seq_len, global_batch=row.global_batch,
+                                       micro_batch=row.micro_batch, parallelism=parallelism(row), recompute=mode,
+                                       **kwargs)
+        except SymcostError as err:
+            return Prediction(row, refused=str(err))
+        if step.fits:
+            tokens = float(step.tokens_per_second) / row.gpus
+            parts = {k: float(v) for k, v in step.breakdown().items()}
+            return Prediction(row, tokens, mode, float(step.memory_per_chip), breakdown=parts)
+        needed = min(needed, float(step.memory_per_chip))
+    return Prediction(row, refused=f"no recompute mode fits: {needed / 1e9:.1f} GB per chip at best, "
+                                   f"{float(hw.hbm_capacity) / 1e9:.0f} GB of HBM")
+
+
+def predict_all(rows: Optional[Sequence[TrainingRow]] = None, chips: Optional[Mapping[str, Hardware]] = None,
+                **overrides: Any) -> list[Prediction]:
+    """Every row (default: all shipped) on its chip (``chips`` by the row's chip name, default
+    the realistic presets)."""
+    rows = load_rows() if rows is None else rows
+    return [predict(r, None if chips is None else chips.get(r.chip), **overrides) for r in rows]
+
+
+def _mean(errors: Sequence[float]) -> tuple[float, float]:
+    return sum(map(abs, errors)) / len(errors), sum(errors) / len(errors)
+
+
+def group_summary(predictions: Sequence[Prediction]) -> dict[tuple[str, ...], tuple[int, float, float]]:
+    """``{group: (rows, mean abs error, mean signed error)}`` over the predicted rows, per
+    ``(kind, precision, chip)``, per kind, and ``("all",)``."""
+    groups: dict[tuple[str, ...], list[float]] = {}
+    for p in predictions:
+        if p.relative_error is None:
+            continue
+        for key in (p.row.group, (p.row.kind,), ("all",)):
+            groups.setdefault(key, []).append(p.relative_error)
+    order = sorted(k for k in groups if len(k) == 3) + sorted(k for k in groups if len(k) == 1 and k != ("all",))
+    return {k: (len(groups[k]), *_mean(groups[k])) for k in [*order, ("all",)] if k in groups}
+
+
+def _row_line(p: Prediction) -> str:
+    r = p.row
+    layout = f"{r.tp}/{r.pp}/{r.dp}/{r.cp}/{r.ep}/{r.vp}"
+    head = f"| {r.id} | {r.chip.split('_')[0]} | {r.gpus} | {layout} | {r.global_batch}/{r.micro_batch} | {r.seq_len} |"
+    if p.tokens_per_gpu is None:
+        return f"{head} {r.tokens_per_gpu} | refused | | | | |"
+    return (f"{head} {r.tokens_per_gpu} | {p.tokens_per_gpu:.0f} | {r.tflops_per_gpu} | {p.tflops_per_gpu:.0f} | "
+            f"{p.relative_error:+.1%} | {p.recompute} |")
+
+
+def validation_table(predictions: Optional[Sequence[Prediction]] = None) -> str:
+    """The README's tables (markdown): each row published vs predicted, the mean absolute and
+    signed error per group, and the rows the library refuses with its reason."""
+    preds = predict_all() if predictions is None else list(predictions)
+    lines = ["| run | GPU | GPUs | TP/PP/DP/CP/EP/VP | batch/micro | seq | tokens/s/GPU | predicted | "
+             "TFLOP/s/GPU | predicted | error | recompute |",
+             "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines += [_row_line(p) for p in preds]
+    lines += ["", "| group | rows | mean abs error | mean signed error |", "|---|---:|---:|---:|"]
+    for key, (n, mae, signed) in group_summary(preds).items():
+        lines.append(f"| {', '.join(key)} | {n} | {mae:.1%} | {signed:+.1%} |")
+    refused = [p for p in preds if p.refused is not None]
+    if refused:
+        lines += ["", "Refused by the library:", ""]
+        lines += [f"- {p.row.id}: {p.refused}" for p in refused]
+    return "\n".join(lines)
