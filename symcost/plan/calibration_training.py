@@ -41,7 +41,7 @@ from fractions import Fraction
 from importlib import resources
 from typing import Any, Mapping, Optional, Sequence
 
-from ..errors import SymcostError
+from ..errors import one_line
 from ..hardware import Hardware
 from ..hardware import get as get_hardware
 from ..layers.base import Recompute
@@ -149,11 +149,15 @@ def build_model(row: TrainingRow) -> Model:
 
 
 def parallelism(row: TrainingRow) -> dict[str, Any]:
-    """The row's degrees; Megatron sequence parallelism over the TP group where ``tp > 1``."""
+    """The row's degrees; Megatron sequence parallelism over the TP group where ``tp > 1``; MoE
+    rows on Megatron's expert grid with expert TP 1, as Megatron-Bridge's Qwen3 MoE recipes set
+    ``expert_tensor_parallel_size = 1`` (src/megatron/bridge/recipes/qwen/h100/qwen3_moe.py)."""
     par: dict[str, Any] = {"tensor_parallel": row.tp, "pipeline_parallel": row.pp, "data_parallel": row.dp,
                            "context_parallel": row.cp, "expert_parallel": row.ep}
     if row.tp > 1:
         par["sequence_parallel"] = "tp"
+    if row.moe:
+        par["expert_tensor_parallel"] = 1
     return par
 
 
@@ -202,8 +206,8 @@ def predict(row: TrainingRow, chip: Hardware | str | None = None, **overrides: A
             step = model.training_step(hw, seq_len=row.seq_len, global_batch=row.global_batch,
                                        micro_batch=row.micro_batch, parallelism=parallelism(row), recompute=mode,
                                        **kwargs)
-        except SymcostError as err:
-            return Prediction(row, refused=str(err))
+        except ValueError as err:  # SymcostError, or a layer's rule in its pydantic validator
+            return Prediction(row, refused=one_line(err))
         if step.fits:
             tokens = float(step.tokens_per_second) / row.gpus
             parts = {k: float(v) for k, v in step.breakdown().items()}

@@ -48,7 +48,8 @@ _exact_value = exact  # the steps' ``exact`` argument shadows the function there
 
 def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, s: Any, B: Any,
                       b: Any, t: Any, u: Any, p: Any, d: Any, v: Any, zero_stage: int, hidden_size: Any,
-                      flops_per_sequence: Any, peak: Any, ep: Any = 1, c: Any = 1) -> dict[str, Any]:
+                      flops_per_sequence: Any, peak: Any, ep: Any = 1, c: Any = 1,
+                      etp: Any = None) -> dict[str, Any]:
     """The step's time and memory from its pipeline stages' per-micro-batch values (``values``:
     :func:`stages_from_parts`; see the module docstring); every argument may be a number or a
     symbol (``p == 1`` and ``v == 1`` decide the pipeline's form, so symbols there mean p > 1 and
@@ -57,7 +58,8 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
     ``c`` is the context-parallel degree: a replica spans ``t*u*c`` chips, each holding ``s/(u*c)``
     tokens, and the CP ranks, which hold the same weights, join the data-parallel gradient
     reduction and ZeRO sharding (Megatron-LM's data-parallel group with context parallelism:
-    ``d*c`` ranks). The micro-batches per replica stay ``B/(d*b)``: CP ranks share sequences."""
+    ``d*c`` ranks). The micro-batches per replica stay ``B/(d*b)``: CP ranks share sequences.
+    ``etp`` is the expert-TP degree of Megatron's expert grid (``None``: ``t``)."""
     m = B / (d * b)
     chips = t * u * c * p * d
     t_mb = _max_all([st["latency"] for st in values])
@@ -71,7 +73,8 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
         sends = 2 * v * m * _span_time("p2p", 2, payload, chip, t * u * c * d)
 
     weights, gradients, optimizer, dp_comm = _data_parallel(values, chip=chip, e=e, m=m, d=d * c, stride=t * u,
-                                                            ep=ep, zero_stage=zero_stage, p=p)
+                                                            ep=ep, zero_stage=zero_stage, p=p,
+                                                            expert_tp=t if etp is None else etp, t=t)
     dp_comm, weights, gradients, optimizer, activations, memory = _fullest_stage(
         values, (weights, gradients, optimizer, dp_comm), e=e, p=p, m=m, v=v)
     step = compute + sends + dp_comm
@@ -87,7 +90,7 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
 
 
 def _data_parallel(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, m: Any, d: Any, stride: Any,
-                   ep: Any, zero_stage: int, p: Any = 1) -> tuple[Any, Any, Any, Any]:
+                   ep: Any, zero_stage: int, p: Any = 1, expert_tp: Any = 1, t: Any = 1) -> tuple[Any, Any, Any, Any]:
     """One stage's weight, gradient and optimizer bytes and its gradient sync time, in the
     placeholders ``_PARAMS``, ``_EXPERT``, ``_SHARED`` and ``_GROUP`` (each stage's values are
     substituted later).
@@ -96,13 +99,17 @@ def _data_parallel(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, 
     :func:`~symcost.plan.pipeline.stages_from_parts`): after the data-parallel reduction the first
     and the last stage all-reduce the table's fp32 gradient between them, Megatron-LM's
     ``finalize_model_grads`` -> ``_allreduce_word_embedding_grads`` over its embedding group: two
-    ranks, the ends of one pipeline, ``p`` stages of ``stride * d`` chips apart at most."""
+    ranks, the ends of one pipeline, ``p`` stages of ``stride * d`` chips apart at most.
+
+    Routed-expert parameters are data-parallel over the ranks the expert grid leaves: ``t*d /
+    (expert_tp*ep)`` (``d/ep`` when ``expert_tp = t``), ``expert_tp*ep`` ranks apart (Megatron's
+    expert rank order, expert-TP innermost, then EP, then expert-DP)."""
     params = _PARAMS
-    # routed-expert parameters (MoE) are data-parallel over d/ep ranks only; the rest over d
+    # routed-expert parameters (MoE) are data-parallel over the expert-DP ranks only; the rest over d
     expert = _EXPERT if any(st.get("expert_weight", 0) != 0 for st in values) else 0
     groups = [(params - expert, d, stride)]
     if expert != 0:
-        groups.append((expert, d / ep, stride * ep))
+        groups.append((expert, d * t / (expert_tp * ep), stride / t * expert_tp * ep))
     dp_comm = sp.Integer(0)
     weights = gradients = optimizer = sp.Integer(0)
     for n_params, n, step in groups:
@@ -203,7 +210,7 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
                                p=par.pp, d=par.dp, v=v, zero_stage=zero_stage,
                                hidden_size=sharded.blocks[0][0].hidden_size,
                                flops_per_sequence=flops_per_sequence(model, s, datatype),
-                               peak=chip.peak_flops_expr(datatype), ep=par.ep, c=par.cp)
+                               peak=chip.peak_flops_expr(datatype), ep=par.ep, c=par.cp, etp=par.etp)
     return TrainingStep(hardware=chip, stage_layers=split, **{k: _exact_value(v) for k, v in fields.items()})
 
 
@@ -241,9 +248,9 @@ def _training_program(model: "Model", chip: Hardware, par: Parallelism, datatype
     fields = assemble_training(values, chip=chip, e=e, s=s, B=B, b=b, t=par.tp, u=par.sp, p=par.pp, d=par.dp,
                                v=v, zero_stage=zero_stage, hidden_size=sharded.blocks[0][0].hidden_size,
                                flops_per_sequence=flops_per_sequence(model, s, datatype),
-                               peak=chip.peak_flops_expr(datatype), ep=par.ep, c=par.cp)
+                               peak=chip.peak_flops_expr(datatype), ep=par.ep, c=par.cp, etp=par.etp)
     per_params = _data_parallel(values, chip=chip, e=e, m=m, d=par.dp * par.cp, stride=par.tp * par.sp, ep=par.ep,
-                                zero_stage=zero_stage, p=par.pp)
+                                zero_stage=zero_stage, p=par.pp, expert_tp=par.etp, t=par.tp)
     terms = _stage_terms(values, per_params, e=e, p=par.pp, m=m, v=v)
     exprs = {k: x for k, x in fields.items() if k not in _MEMORY}
     exprs.update({f"stage{i}.{j}": x for i, st in enumerate(terms) for j, x in enumerate(st) if j != 3})
