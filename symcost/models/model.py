@@ -516,10 +516,13 @@ class Model(BaseModel):
     def training_step(self, hardware: Hardware | str, seq_len: Any, global_batch: Any, micro_batch: Any = 1,
                       dtype: DtypeLike = "bf16", parallelism: ParallelismLike = None,
                       recompute: Recompute = "none", interleave: Any = 1, zero_stage: int = 1,
-                      overlap: bool = False, *, stage_layers: Optional[Sequence[int]] = None, exact: bool = True):
+                      overlap: bool = False, *, stage_layers: Optional[Sequence[int]] = None,
+                      dp_overlap: bool = True, exact: bool = True):
         """One training step on ``hardware``: see :func:`symcost.step.training_step`
         (``parallelism`` adds to the model's own; ``stage_layers``: blocks per pipeline stage;
-        ``exact=False``: float64 values, the compiled fast path).
+        ``dp_overlap``: the data-parallel sync hidden bucket by bucket, as Megatron-Core's
+        ``overlap_grad_reduce`` / ``overlap_param_gather``; ``exact=False``: float64 values, the
+        compiled fast path).
 
         >>> from symcost import models
         >>> step = models.get("llama-3-8b").training_step("H100_SXM", seq_len=8192, global_batch=64,
@@ -530,7 +533,7 @@ class Model(BaseModel):
         """
         return _step("training_step")(self, hardware, seq_len, global_batch, micro_batch, dtype, parallelism,
                                       recompute, interleave, zero_stage, overlap, stage_layers=stage_layers,
-                                      exact=exact)
+                                      dp_overlap=dp_overlap, exact=exact)
 
     def inference_step(self, hardware: Hardware | str, batch_size: Any, seq_len: Any,
                        dtype: DtypeLike = "bf16", parallelism: ParallelismLike = None,

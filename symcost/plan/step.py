@@ -84,7 +84,7 @@ def compile_step(model: "Model", hardware: Hardware | str, phase: str = "inferen
     ``phase="inference"``: ``f(batch_size, seq_len, exact=True)`` -> :class:`InferenceStep`
     (``options``: ``overlap``, ``stage_layers``); ``phase="training"``: ``f(seq_len,
     global_batch, micro_batch=1, exact=True)`` -> :class:`TrainingStep` (``options``:
-    ``recompute``, ``interleave``, ``zero_stage``, ``overlap``, ``stage_layers``). The
+    ``recompute``, ``interleave``, ``zero_stage``, ``overlap``, ``stage_layers``, ``dp_overlap``). The
     configuration is validated here, once; each call evaluates compiled code: exact ints and
     Fractions (equal to the uncompiled step), or float64 with ``exact=False`` (agreeing to 1e-12).
     :func:`training_step` and :func:`inference_step` use the same compiled programs whenever
@@ -109,7 +109,8 @@ def compile_step(model: "Model", hardware: Hardware | str, phase: str = "inferen
         return infer
     if phase != "training":
         raise ConfigError(f"phase: 'training' or 'inference', got {phase!r}")
-    known = {"recompute": "none", "interleave": 1, "zero_stage": 1, "overlap": False, "stage_layers": None}
+    known = {"recompute": "none", "interleave": 1, "zero_stage": 1, "overlap": False, "stage_layers": None,
+             "dp_overlap": True}
     unknown = set(options) - set(known)
     if unknown:
         raise ConfigError(f"compile_step: unknown training options {sorted(unknown)}; valid: {sorted(known)}")

@@ -9,7 +9,7 @@ from typing import Any, Optional, Sequence, cast
 import sympy as sp
 
 from ..core import symbols as sym
-from ..core._expr import check_divides, dim, exact, substitute
+from ..core._expr import check_divides, dim, exact, extreme, substitute
 from ..core.assumptions import collecting, merge
 from ..core.compiled import Program
 from ..core.dtypes import DataType
@@ -42,6 +42,18 @@ _PARAMS = sp.Symbol("_stage_params", positive=True)
 _EXPERT = sp.Symbol("_stage_expert_params", positive=True)
 _SHARED = sp.Symbol("_stage_shared_params", nonnegative=True)
 _GROUP = sp.Symbol("_stage_in_embedding_group", nonnegative=True)
+_LATENCY = sp.Symbol("_stage_latency", positive=True)
+
+# NB: Megatron-Core's default bucket: max(40,000,000, 1,000,000 * dp) parameters
+# (megatron/core/distributed/distributed_data_parallel_config.py, ``bucket_size``: "larger DP
+# sizes need larger buckets to ensure collectives do not become latency-bound")
+BUCKET_PARAMS = sp.Integer(40_000_000)
+BUCKET_PARAMS_PER_RANK = sp.Integer(1_000_000)
+# NB: the share of a micro-batch's time its backward takes (recomputation included) and its
+# forward: 2/3 and 1/3, the matmul FLOPs' split (docs/conventions.md §4: backward = 2 x forward);
+# with full recomputation the backward's share is 3/4, so 2/3 is the smaller window
+BACKWARD_SHARE = sp.Rational(2, 3)
+FORWARD_SHARE = sp.Rational(1, 3)
 
 _exact_value = exact  # the steps' ``exact`` argument shadows the function there
 
@@ -49,7 +61,7 @@ _exact_value = exact  # the steps' ``exact`` argument shadows the function there
 def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, s: Any, B: Any,
                       b: Any, t: Any, u: Any, p: Any, d: Any, v: Any, zero_stage: int, hidden_size: Any,
                       flops_per_sequence: Any, peak: Any, ep: Any = 1, c: Any = 1,
-                      etp: Any = None) -> dict[str, Any]:
+                      etp: Any = None, dp_overlap: bool = True) -> dict[str, Any]:
     """The step's time and memory from its pipeline stages' per-micro-batch values (``values``:
     :func:`stages_from_parts`; see the module docstring); every argument may be a number or a
     symbol (``p == 1`` and ``v == 1`` decide the pipeline's form, so symbols there mean p > 1 and
@@ -59,7 +71,8 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
     tokens, and the CP ranks, which hold the same weights, join the data-parallel gradient
     reduction and ZeRO sharding (Megatron-LM's data-parallel group with context parallelism:
     ``d*c`` ranks). The micro-batches per replica stay ``B/(d*b)``: CP ranks share sequences.
-    ``etp`` is the expert-TP degree of Megatron's expert grid (``None``: ``t``)."""
+    ``etp`` is the expert-TP degree of Megatron's expert grid (``None``: ``t``); ``dp_overlap``
+    hides the data-parallel sync behind the backward and forward (:func:`_data_parallel`)."""
     m = B / (d * b)
     chips = t * u * c * p * d
     t_mb = _max_all([st["latency"] for st in values])
@@ -74,7 +87,8 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
 
     weights, gradients, optimizer, dp_comm = _data_parallel(values, chip=chip, e=e, m=m, d=d * c, stride=t * u,
                                                             ep=ep, zero_stage=zero_stage, p=p,
-                                                            expert_tp=t if etp is None else etp, t=t)
+                                                            expert_tp=t if etp is None else etp, t=t,
+                                                            dp_overlap=dp_overlap)
     dp_comm, weights, gradients, optimizer, activations, memory = _fullest_stage(
         values, (weights, gradients, optimizer, dp_comm), e=e, p=p, m=m, v=v)
     step = compute + sends + dp_comm
@@ -90,7 +104,8 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
 
 
 def _data_parallel(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, m: Any, d: Any, stride: Any,
-                   ep: Any, zero_stage: int, p: Any = 1, expert_tp: Any = 1, t: Any = 1) -> tuple[Any, Any, Any, Any]:
+                   ep: Any, zero_stage: int, p: Any = 1, expert_tp: Any = 1, t: Any = 1,
+                   dp_overlap: bool = False) -> tuple[Any, Any, Any, Any]:
     """One stage's weight, gradient and optimizer bytes and its gradient sync time, in the
     placeholders ``_PARAMS``, ``_EXPERT``, ``_SHARED`` and ``_GROUP`` (each stage's values are
     substituted later).
@@ -103,36 +118,67 @@ def _data_parallel(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, 
 
     Routed-expert parameters are data-parallel over the ranks the expert grid leaves: ``t*d /
     (expert_tp*ep)`` (``d/ep`` when ``expert_tp = t``), ``expert_tp*ep`` ranks apart (Megatron's
-    expert rank order, expert-TP innermost, then EP, then expert-DP)."""
+    expert rank order, expert-TP innermost, then EP, then expert-DP).
+
+    ``dp_overlap`` (Megatron-Core's ``overlap_grad_reduce`` and ``overlap_param_gather``; see
+    :func:`_sync_phases`): each phase's traffic costs ``max(one bucket's, all of it - the compute
+    it hides behind)``, the backward ``2/3`` and the forward ``1/3`` of the stage's micro-batch
+    time; without it, all of it."""
     params = _PARAMS
     # routed-expert parameters (MoE) are data-parallel over the expert-DP ranks only; the rest over d
     expert = _EXPERT if any(st.get("expert_weight", 0) != 0 for st in values) else 0
     groups = [(params - expert, d, stride)]
     if expert != 0:
         groups.append((expert, d * t / (expert_tp * ep), stride / t * expert_tp * ep))
-    dp_comm = sp.Integer(0)
     weights = gradients = optimizer = sp.Integer(0)
-    for n_params, n, step in groups:
-        if zero_stage == 0:
-            dp_comm += _span_time("all_reduce", n, n_params * GRADIENT_BYTES, chip, step)
-        else:
-            # ZeRO-1 keeps whole gradients and reduce-scatters them once, at the accumulation
-            # boundary; ZeRO-2/3 keep a shard, so every micro-batch's backward reduce-scatters
-            # (DeepSpeed stage_1_and_2.py reduces "if partition_gradients or at the boundary")
-            reductions = 1 if zero_stage == 1 else m
-            dp_comm += _span_time("reduce_scatter", n, n_params * GRADIENT_BYTES, chip, step,
-                                  count=reductions)
-            if zero_stage == 3:  # each micro-batch gathers the weights for its forward and backward
-                dp_comm += _span_time("all_gather", n, n_params * e, chip, step, count=2 * m)
-            else:  # the updated weights, gathered once after the optimizer step
-                dp_comm += _span_time("all_gather", n, n_params * e, chip, step)
+    for n_params, n, _ in groups:
         weights += n_params * e / (n if zero_stage == 3 else 1)
         gradients += n_params * GRADIENT_BYTES / (n if zero_stage >= 2 else 1)
         optimizer += n_params * OPTIMIZER_BYTES / (n if zero_stage >= 1 else 1)
+    dp_comm = sp.Integer(0)
+    for count, share, traffic in _sync_phases(groups, e=e, m=m, zero_stage=zero_stage):
+        whole = sp.Add(*(_span_time(kind, n, size * nbytes, chip, step) for kind, n, size, nbytes, step in traffic))
+        if not dp_overlap:
+            dp_comm += count * whole
+            continue
+        bucket = sp.Add(*(_span_time(kind, n, extreme(sp.Min, size, _bucket(n)) * nbytes, chip, step)
+                          for kind, n, size, nbytes, step in traffic))
+        dp_comm += count * extreme(sp.Max, bucket, whole - share * _LATENCY)
     if any(st.get("embedding_group", 0) != 0 for st in values):
         group = Collective("all_reduce", "pp", 2, _SHARED * GRADIENT_BYTES, span=p * stride * d)
         dp_comm += _GROUP * collective_time(group, chip)
     return weights, gradients, optimizer, dp_comm
+
+
+def _bucket(n: Any) -> Any:
+    """Megatron-Core's default bucket over a data-parallel group of ``n``: ``max(4e7, 1e6 n)`` parameters."""
+    return extreme(sp.Max, BUCKET_PARAMS, BUCKET_PARAMS_PER_RANK * n)
+
+
+def _sync_phases(groups: Sequence[tuple[Any, Any, Any]], *, e: Any, m: Any,
+                 zero_stage: int) -> list[tuple[Any, Any, list[tuple[str, Any, Any, Any, Any]]]]:
+    """The data-parallel traffic of a step by the compute it can hide behind: ``(times per step,
+    share of the micro-batch time that hides it, [(kind, ranks, parameters, bytes per parameter,
+    rank stride)])``.
+
+    - ZeRO-0: one all-reduce of the fp32 gradients, in the last micro-batch's backward;
+    - ZeRO-1 (Megatron's distributed optimizer) keeps whole gradients and reduce-scatters them once,
+      at the accumulation boundary (the last backward); ZeRO-2/3 keep a shard, so every
+      micro-batch's backward reduce-scatters (DeepSpeed stage_1_and_2.py reduces "if
+      partition_gradients or at the boundary");
+    - ZeRO-1/2 gather the updated weights once, waited for in the next step's first forward;
+      ZeRO-3 gathers them for each micro-batch's forward and again in its backward (3 Psi per
+      micro-batch, Rajbhandari et al. 2020, section 7.2.2)."""
+    def traffic(kind: str, nbytes: Any) -> list[tuple[str, Any, Any, Any, Any]]:
+        return [(kind, n, size, nbytes, step) for size, n, step in groups]
+
+    if zero_stage == 0:
+        return [(1, BACKWARD_SHARE, traffic("all_reduce", GRADIENT_BYTES))]
+    reduce = traffic("reduce_scatter", GRADIENT_BYTES)
+    if zero_stage == 3:
+        gather = traffic("all_gather", e)
+        return [(m, FORWARD_SHARE, gather), (m, BACKWARD_SHARE, gather + reduce)]
+    return [(1 if zero_stage == 1 else m, BACKWARD_SHARE, reduce), (1, FORWARD_SHARE, traffic("all_gather", e))]
 
 
 def _fullest_stage(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any, Any, Any], *, e: Any, p: Any,
@@ -158,7 +204,8 @@ def _stage_terms(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any, A
     per_stage = []
     for st in values:
         at = {_PARAMS: st["weight"] / e, _EXPERT: st.get("expert_weight", 0) / e,
-              _SHARED: st.get("shared_weight", 0) / e, _GROUP: st.get("embedding_group", 0)}
+              _SHARED: st.get("shared_weight", 0) / e, _GROUP: st.get("embedding_group", 0),
+              _LATENCY: st["latency"]}
         terms = [substitute(x, at) for x in per_params]  # NB: Max/Min left unevaluated (extreme)
         terms.append(st["activation"] * _in_flight(st["index"], p, m, v))
         per_stage.append(terms)
@@ -180,8 +227,13 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
                   micro_batch: Any = 1, dtype: Any = "bf16", parallelism: ParallelismLike = None,
                   recompute: str = "none", interleave: Any = 1, zero_stage: int = 1,
                   overlap: bool = False, *, stage_layers: Optional[Sequence[int]] = None,
-                  exact: bool = True) -> TrainingStep:
+                  dp_overlap: bool = True, exact: bool = True) -> TrainingStep:
     """Time, memory and MFU of one training step (see the module docstring for the model).
+
+    ``dp_overlap`` hides the data-parallel gradient reduction behind the backward and the weights'
+    gather behind the forward, bucket by bucket, as Megatron-Core's ``overlap_grad_reduce`` and
+    ``overlap_param_gather`` do (on in Megatron-Bridge's and NeMo's recipes); ``False`` exposes
+    the whole sync (Megatron-LM 2021, Narayanan et al.).
 
     ``parallelism`` adds to the model's own (:func:`resolve_parallelism`); ``stage_layers`` gives
     the blocks per pipeline stage (default :func:`pipeline_stages`; the split used is
@@ -189,7 +241,8 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     once per configuration (:func:`compile_step`); ``exact=False`` returns its float64 values."""
     sizes = csteps.sizes(seq_len, global_batch, micro_batch) if csteps.USE_COMPILED else None
     result = csteps.run(None if sizes is None else _training_front(model, hardware, dtype, parallelism, recompute,
-                                                             interleave, zero_stage, overlap, stage_layers),
+                                                             interleave, zero_stage, overlap, stage_layers,
+                                                             dp_overlap),
                   sizes, exact)
     if result is not None:
         return result
@@ -210,7 +263,8 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
                                p=par.pp, d=par.dp, v=v, zero_stage=zero_stage,
                                hidden_size=sharded.blocks[0][0].hidden_size,
                                flops_per_sequence=flops_per_sequence(model, s, datatype),
-                               peak=chip.peak_flops_expr(datatype), ep=par.ep, c=par.cp, etp=par.etp)
+                               peak=chip.peak_flops_expr(datatype), ep=par.ep, c=par.cp, etp=par.etp,
+                               dp_overlap=dp_overlap)
     return TrainingStep(hardware=chip, stage_layers=split, **{k: _exact_value(v) for k, v in fields.items()})
 
 
@@ -234,7 +288,8 @@ _MEMORY = ("weight_memory", "gradient_memory", "optimizer_memory", "activation_m
 @functools.lru_cache(maxsize=64)
 def _training_program(model: "Model", chip: Hardware, par: Parallelism, datatype: DataType, recompute: str,
                       v: int, zero_stage: int, overlap: bool,
-                      stage_layers: Optional[tuple[int, ...]]) -> Optional[csteps.CompiledStep]:
+                      stage_layers: Optional[tuple[int, ...]],
+                      dp_overlap: bool = True) -> Optional[csteps.CompiledStep]:
     if not csteps.compilable(model, par, chip):
         return None
     s, B, b = sym.seq_len, _GLOBAL, sym.batch_size
@@ -248,9 +303,10 @@ def _training_program(model: "Model", chip: Hardware, par: Parallelism, datatype
     fields = assemble_training(values, chip=chip, e=e, s=s, B=B, b=b, t=par.tp, u=par.sp, p=par.pp, d=par.dp,
                                v=v, zero_stage=zero_stage, hidden_size=sharded.blocks[0][0].hidden_size,
                                flops_per_sequence=flops_per_sequence(model, s, datatype),
-                               peak=chip.peak_flops_expr(datatype), ep=par.ep, c=par.cp, etp=par.etp)
+                               peak=chip.peak_flops_expr(datatype), ep=par.ep, c=par.cp, etp=par.etp,
+                               dp_overlap=dp_overlap)
     per_params = _data_parallel(values, chip=chip, e=e, m=m, d=par.dp * par.cp, stride=par.tp * par.sp, ep=par.ep,
-                                zero_stage=zero_stage, p=par.pp, expert_tp=par.etp, t=par.tp)
+                                zero_stage=zero_stage, p=par.pp, expert_tp=par.etp, t=par.tp, dp_overlap=dp_overlap)
     terms = _stage_terms(values, per_params, e=e, p=par.pp, m=m, v=v)
     exprs = {k: x for k, x in fields.items() if k not in _MEMORY}
     exprs.update({f"stage{i}.{j}": x for i, st in enumerate(terms) for j, x in enumerate(st) if j != 3})
@@ -261,7 +317,8 @@ def _training_program(model: "Model", chip: Hardware, par: Parallelism, datatype
 
 def _training_compiled(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
                        recompute: str, interleave: Any, zero_stage: int, overlap: bool,
-                       stage_layers: Optional[Sequence[int]]) -> Optional[csteps.CompiledStep]:
+                       stage_layers: Optional[Sequence[int]],
+                       dp_overlap: bool = True) -> Optional[csteps.CompiledStep]:
     chip = get_hardware(hardware)
     par = resolve_parallelism(model, parallelism)
     datatype = DataType.parse(dtype)
@@ -270,20 +327,21 @@ def _training_compiled(model: "Model", hardware: Hardware | str, dtype: Any, par
         return None  # the uncompiled step raises the layer's own error
     check_expert_parallel(par)
     return _training_program(model, chip, par, datatype, recompute, int(interleave), zero_stage, bool(overlap),
-                             None if stage_layers is None else tuple(stage_layers))
+                             None if stage_layers is None else tuple(stage_layers), bool(dp_overlap))
 
 
 def _training_front(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
                     recompute: str, interleave: Any, zero_stage: int, overlap: bool,
-                    stage_layers: Optional[Sequence[int]]) -> Optional[csteps.CompiledStep]:
+                    stage_layers: Optional[Sequence[int]],
+                    dp_overlap: bool = True) -> Optional[csteps.CompiledStep]:
     if csteps.sizes(interleave) is None:
         return None
     def build() -> Optional[csteps.CompiledStep]:
         return _training_compiled(model, hardware, dtype, parallelism, recompute, interleave, zero_stage, overlap,
-                                  stage_layers)
+                                  stage_layers, dp_overlap)
 
     return csteps.front("training", build, model, hardware, dtype, parallelism, recompute, interleave, zero_stage,
-                        overlap, stage_layers)
+                        overlap, stage_layers, bool(dp_overlap))
 
 
 def _check_zero(zero_stage: Any, par: Parallelism) -> None:

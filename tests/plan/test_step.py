@@ -72,17 +72,17 @@ def test_distributed_optimizer_is_six_plus_twelve_over_d_bytes_per_parameter():
 
 
 def test_dp_gradient_all_reduce_by_hand():
-    """ZeRO-0: one ring all-reduce of 4 bytes per parameter over d = 4 (NVLink):
-    α * 2(d - 1) + 2(d - 1)/d * 4P / 450 GB/s."""
+    """ZeRO-0 without overlap (Megatron-LM 2021): one ring all-reduce of 4 bytes per parameter
+    over d = 4 (NVLink): α * 2(d - 1) + 2(d - 1)/d * 4P / 450 GB/s."""
     model = small_llama()
     P = model.parameter_count
     st = model.training_step(H100, seq_len=512, global_batch=8, parallelism={"data_parallel": 4},
-                             zero_stage=0)
+                             zero_stage=0, dp_overlap=False)
     assert st.dp_comm_time == 6 * ALPHA + Fraction(6, 4) * 4 * P / NVLINK
     # d = 16 spans two nodes: the ring crosses between them twice per pass, so 2 of its 30 steps
     # are network hops; each node's 8 GPUs send over their 8 NICs, 8 * 50 = 400 GB/s
     st = model.training_step(H100, seq_len=512, global_batch=16, parallelism={"data_parallel": 16},
-                             zero_stage=0)
+                             zero_stage=0, dp_overlap=False)
     assert st.dp_comm_time == 28 * ALPHA + 2 * ALPHA_NET + Fraction(30, 16) * 4 * P / (8 * IB)
 
 
