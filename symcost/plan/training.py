@@ -13,7 +13,7 @@ from ..core._expr import check_divides, dim, exact, extreme, substitute
 from ..core.assumptions import collecting, merge
 from ..core.compiled import Program
 from ..core.dtypes import DataType
-from ..core.ops import Collective
+from ..core.ops import Collective, CollectiveKind
 from ..core.parallelism import Parallelism, ParallelismLike
 from ..errors import ConfigError
 from ..hardware import Hardware
@@ -156,7 +156,7 @@ def _bucket(n: Any) -> Any:
 
 
 def _sync_phases(groups: Sequence[tuple[Any, Any, Any]], *, e: Any, m: Any,
-                 zero_stage: int) -> list[tuple[Any, Any, list[tuple[str, Any, Any, Any, Any]]]]:
+                 zero_stage: int) -> list[tuple[Any, Any, list[tuple[CollectiveKind, Any, Any, Any, Any]]]]:
     """The data-parallel traffic of a step by the compute it can hide behind: ``(times per step,
     share of the micro-batch time that hides it, [(kind, ranks, parameters, bytes per parameter,
     rank stride)])``.
@@ -169,7 +169,7 @@ def _sync_phases(groups: Sequence[tuple[Any, Any, Any]], *, e: Any, m: Any,
     - ZeRO-1/2 gather the updated weights once, waited for in the next step's first forward;
       ZeRO-3 gathers them for each micro-batch's forward and again in its backward (3 Psi per
       micro-batch, Rajbhandari et al. 2020, section 7.2.2)."""
-    def traffic(kind: str, nbytes: Any) -> list[tuple[str, Any, Any, Any, Any]]:
+    def traffic(kind: CollectiveKind, nbytes: Any) -> list[tuple[CollectiveKind, Any, Any, Any, Any]]:
         return [(kind, n, size, nbytes, step) for size, n, step in groups]
 
     if zero_stage == 0:
