@@ -79,6 +79,7 @@ __all__ = [
     "gemm_memory_efficiency",
     "attention_time",
     "attention_io_efficiency",
+    "attention_backward_efficiency",
     "attention_decode_time",
     "ll_base_latency",
     "ll_latency",
@@ -202,6 +203,8 @@ _ROWS = (
     _row("attention_io_efficiency", "eta_aio", r"\eta_{\mathrm{aio}}",
          "fraction of HBM bandwidth at which prefill attention moves Q, K, V and O outside its core",
          positive=True),
+    _row("attention_backward_efficiency", "eta_abwd", r"\eta_{\mathrm{attn,bwd}}",
+         "the attention backward kernels' FLOP/s as a fraction of the forward kernels'", positive=True),
     _row("attention_decode_time", "t_dec", r"t_{\mathrm{dec}}",
          "fixed time of one decode attention call (s)", nonnegative=True),
     _row("ll_base_latency", "alpha_LL0", r"\alpha_{\mathrm{LL},0}",
@@ -284,6 +287,7 @@ quantize_bytes = TABLE["quantize_bytes"].symbol
 gemm_memory_efficiency = TABLE["gemm_memory_efficiency"].symbol
 attention_time = TABLE["attention_time"].symbol
 attention_io_efficiency = TABLE["attention_io_efficiency"].symbol
+attention_backward_efficiency = TABLE["attention_backward_efficiency"].symbol
 attention_decode_time = TABLE["attention_decode_time"].symbol
 ll_base_latency = TABLE["ll_base_latency"].symbol
 ll_latency = TABLE["ll_latency"].symbol

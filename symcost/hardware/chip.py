@@ -47,7 +47,8 @@ _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficien
                  "launch_time", "collective_base_latency", "compute_units", "tree_latency", "tree_efficiency",
                  "nvls_latency", "nvls_efficiency", "gemm_time", "gemm_time_8bit", "gemm_time_4bit",
                  "quantize_bytes_8bit", "quantize_bytes_4bit", "gemm_memory_efficiency", "attention_time",
-                 "attention_io_efficiency", "attention_decode_time", "ll_base_latency",
+                 "attention_io_efficiency", "attention_backward_efficiency", "attention_decode_time",
+                 "ll_base_latency",
                  "ll_latency", "ll_efficiency", "custom_allreduce_latency", "custom_allreduce_efficiency")
 """The efficiency model's fields (docs/conventions.md §17)."""
 
@@ -118,6 +119,9 @@ class Hardware(BaseModel):
     gemm_memory_efficiency: Optional[Efficiency] = None
     attention_time: Optional[Seconds] = None
     attention_io_efficiency: Optional[Efficiency] = None
+    attention_backward_efficiency: Efficiency = sp.Integer(1)
+    """The attention backward kernels' FLOP/s as a fraction of the forward kernels' (the
+    ``attn.backward`` class runs at ``F_16 * attention_efficiency * attention_backward_efficiency``)."""
     attention_decode_time: Optional[Seconds] = None
     ll_base_latency: Optional[Seconds] = None
     ll_latency: Seconds = sp.Integer(0)
@@ -424,6 +428,7 @@ class Hardware(BaseModel):
             sym.attention_time: self.prefill_attention_time,
             sym.attention_io_efficiency: sp.oo if self.attention_io_efficiency is None
             else self.attention_io_efficiency,
+            sym.attention_backward_efficiency: self.attention_backward_efficiency,
             sym.attention_decode_time: self.decode_attention_time,
             sym.ll_base_latency: sp.oo if self.ll_base_latency is None else self.ll_base_latency,
             sym.ll_latency: self.ll_latency,
@@ -467,6 +472,7 @@ class Hardware(BaseModel):
                           gemm_time=sym.gemm_time, quantize_bytes_8bit=sym.quantize_bytes,
                           gemm_memory_efficiency=sym.gemm_memory_efficiency, attention_time=sym.attention_time,
                           attention_io_efficiency=sym.attention_io_efficiency,
+                          attention_backward_efficiency=sym.attention_backward_efficiency,
                           attention_decode_time=sym.attention_decode_time,
                           ll_base_latency=sym.ll_base_latency,
                           ll_latency=sym.ll_latency, ll_efficiency=sym.ll_efficiency,
@@ -499,7 +505,7 @@ class Hardware(BaseModel):
             tree_latency=None, tree_efficiency=one, nvls_latency=None, nvls_efficiency=one,
             matmul_efficiency_4bit=None, gemm_time=None, gemm_time_8bit=None, gemm_time_4bit=None,
             quantize_bytes_8bit=zero, quantize_bytes_4bit=None, gemm_memory_efficiency=None, attention_time=None,
-            attention_io_efficiency=None, attention_decode_time=None,
+            attention_io_efficiency=None, attention_backward_efficiency=one, attention_decode_time=None,
             ll_base_latency=None, ll_latency=zero, ll_efficiency=one, custom_allreduce_latency=None,
             custom_allreduce_efficiency=one, runtime=Runtime(name="ideal"))})
 
@@ -518,6 +524,7 @@ class Hardware(BaseModel):
                 and self.quantize_bytes_8bit == 0 and self.quantize_bytes_4bit in (None, 0)
                 and self.gemm_memory_efficiency in (None, 1) and self.attention_time in (None, 0)
                 and self.attention_io_efficiency is None and self.attention_decode_time in (None, 0)
+                and self.attention_backward_efficiency == 1
                 and self.ll_base_latency is None
                 and (self.custom_allreduce_latency is None or self.runtime.allreduce != "custom")
                 and self.runtime.step_overhead == 0

@@ -25,7 +25,8 @@ The classes shipped here, per op on a chip with matmul FLOP/s ``peak`` (efficien
   write) as a pass of its own;
 - ``attn.decode``: ``max(F / (F_16 eta_attn) + V / F_vec, bytes / (B eta_kv)) + t_dec``:
   streaming the KV cache;
-- ``attn.backward``: the prefill form without the extra pass;
+- ``attn.backward``: the prefill form without the extra pass, its core at ``F_16 eta_attn
+  eta_abwd`` (the backward kernels' own fraction of the forward's rate);
 - ``elementwise``: ``max(V / F_vec, bytes / (B eta_mem)) + t_k``.
 
 Without CUDA graphs an op takes at least its kernels' host launch time.
@@ -192,11 +193,13 @@ def attention_decode(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[Data
 
 @kernel("attn.backward")
 def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
-    """The attention core's backward: ``max(F / (F_16 eta_attn) + V / F_vec, bytes / (B eta_mem))
-    + t_attn``."""
+    """The attention core's backward: ``max(F / (F_16 eta_attn eta_abwd) + V / F_vec, bytes /
+    (B eta_mem)) + t_attn``."""
     n = kernels(op)
-    return OpTime(_attention_compute(op, chip, dtype), op.hbm_bytes / chip.effective_hbm_bandwidth,
-                  n * chip.prefill_attention_time, _launch(n, chip))
+    compute = (op.matmul_flops / (chip.attention_peak(dtype) * chip.attention_backward_efficiency)
+               + op.vector_flops / chip.vector_flops)
+    return OpTime(compute, op.hbm_bytes / chip.effective_hbm_bandwidth, n * chip.prefill_attention_time,
+                  _launch(n, chip))
 
 
 @kernel("elementwise")
