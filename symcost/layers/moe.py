@@ -370,16 +370,22 @@ class MoELayer(Layer):
         # 2 x f_e/t); the k expert outputs per token the weighted combine multiplies (T x k x h,
         # for the routing weights' gradient); the shared experts as a gated MLP on the same
         # input. Top-k indices, like norm statistics, are ignored.
+        # Under Transformer Engine's FP8 training the experts' GEMM inputs are saved as their FP8
+        # casts (the dispatched tokens, the product) and fc1's bf16 outputs for the fused
+        # activation's backward, as the MLP layer does; the router stays a bf16 GEMM.
         h, e = self.hidden_size, ctx.e
         input_bytes = ctx.sharded_tokens * h * e
         if ctx.recompute == "full":
             return input_bytes
-        per_wide = 4 if self.gated else 2
-        routed, shared = self._wide(ctx)
+        routed, shared = self._wide(ctx)  # at e bytes
+        if ctx.gemm_bytes is None:
+            per_wide: Any = 4 if self.gated else 2
+        else:
+            per_wide = (self.num_projections - 1) + ctx.gemm_bytes / e
         t_in = self._routed_tokens(ctx)
         return (input_bytes
                 + t_in * self.num_experts * ROUTER_BYTES
-                + self._pairs(ctx) * h * e
+                + self._pairs(ctx) * h * ctx.saved_gemm_input_bytes
                 + per_wide * routed
                 + t_in * self.top_k * h * e
                 + per_wide * shared)

@@ -11,7 +11,8 @@ Each row is predicted with :meth:`~symcost.model.Model.training_step` on the rea
 ``config.json`` fields), its degrees (Megatron sequence parallelism over the TP group where
 ``tensor_parallel > 1``, as every Megatron-Bridge recipe with TP sets it), its virtual pipeline
 degree as ``interleave``, its batch sizes and sequence length, and the distributed optimizer
-(``zero_stage=1``; ``zero_stage=3`` for the run the table marks as FSDP). What the tables leave
+(``zero_stage=1``; ``zero_stage=3`` for the run the table marks as FSDP) with bf16 gradients and
+the data-parallel sync overlapped (the recipes' settings). What the tables leave
 unpublished, activation recomputation, is chosen as :mod:`~symcost.plan.calibration` does for
 Narayanan's table: the fastest of ``none``, ``selective`` and ``full`` that fits in HBM (the
 chosen mode is printed). Every row in the file is FP8 (the Transformer Engine recipes:
@@ -162,9 +163,11 @@ def parallelism(row: TrainingRow) -> dict[str, Any]:
 
 
 def options(row: TrainingRow) -> dict[str, Any]:
-    """The step options a row sets: its dtype, interleaving and ZeRO stage."""
+    """The step options a row sets: its dtype, interleaving and ZeRO stage, and bf16 gradients
+    (Megatron-Bridge's performance recipes set ``grad_reduce_in_fp32 = False``,
+    src/megatron/bridge/perf_recipes/_common.py ``_benchmark_common``)."""
     return {"dtype": "bf16" if row.precision_class == "BF16" else "fp8_e4m3", "interleave": row.vp,
-            "zero_stage": 3 if row.fsdp else 1}
+            "zero_stage": 3 if row.fsdp else 1, "grad_reduce_in_fp32": False}
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ the per-stage values (see :mod:`symcost.plan.step` for the model)."""
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence, cast
 
 import sympy as sp
@@ -19,7 +20,7 @@ from ..errors import ConfigError
 from ..hardware import Hardware
 from ..hardware import get as get_hardware
 from ..hardware.timing import collective_time
-from ..layers.base import Recompute
+from ..layers.base import TRAINING_TENSOR_BYTES, Recompute
 from ..models.model import Model
 from . import compiled as csteps
 from .pipeline import (
@@ -58,10 +59,33 @@ FORWARD_SHARE = sp.Rational(1, 3)
 _exact_value = exact  # the steps' ``exact`` argument shadows the function there
 
 
+@dataclass(frozen=True)
+class DataParallelSync:
+    """How a step's data-parallel sync runs: ``overlap`` hides it behind the backward and the
+    forward (Megatron-Core's ``overlap_grad_reduce`` and ``overlap_param_gather``, see
+    :func:`_data_parallel`); ``grad_reduce_in_fp32`` keeps and reduces the gradients in fp32
+    (Megatron-LM's ``--accumulate-allreduce-grads-in-fp32``, its default for bf16 training), else
+    in the weights' bf16 (Megatron-Bridge's performance recipes set ``grad_reduce_in_fp32 =
+    False``).
+
+    >>> DataParallelSync().gradient_bytes, DataParallelSync(grad_reduce_in_fp32=False).gradient_bytes
+    (4, 2)
+    """
+
+    overlap: bool = True
+    grad_reduce_in_fp32: bool = True
+
+    @property
+    def gradient_bytes(self) -> sp.Expr:
+        """Bytes per parameter of the gradient buffer and of its reduction: 4 (fp32), or 2."""
+        return GRADIENT_BYTES if self.grad_reduce_in_fp32 else TRAINING_TENSOR_BYTES
+
+
 def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, s: Any, B: Any,
                       b: Any, t: Any, u: Any, p: Any, d: Any, v: Any, zero_stage: int, hidden_size: Any,
                       flops_per_sequence: Any, peak: Any, ep: Any = 1, c: Any = 1,
-                      etp: Any = None, dp_overlap: bool = True) -> dict[str, Any]:
+                      etp: Any = None, sync: DataParallelSync = DataParallelSync(),
+                      weight_copy: Any = 0) -> dict[str, Any]:
     """The step's time and memory from its pipeline stages' per-micro-batch values (``values``:
     :func:`stages_from_parts`; see the module docstring); every argument may be a number or a
     symbol (``p == 1`` and ``v == 1`` decide the pipeline's form, so symbols there mean p > 1 and
@@ -71,8 +95,10 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
     tokens, and the CP ranks, which hold the same weights, join the data-parallel gradient
     reduction and ZeRO sharding (Megatron-LM's data-parallel group with context parallelism:
     ``d*c`` ranks). The micro-batches per replica stay ``B/(d*b)``: CP ranks share sequences.
-    ``etp`` is the expert-TP degree of Megatron's expert grid (``None``: ``t``); ``dp_overlap``
-    hides the data-parallel sync behind the backward and forward (:func:`_data_parallel`)."""
+    ``etp`` is the expert-TP degree of Megatron's expert grid (``None``: ``t``); ``sync`` how the
+    data-parallel sync runs (:class:`DataParallelSync`);
+    ``weight_copy`` bytes per parameter of a narrow-format copy of the weights cached for the step
+    (:func:`tensor_format`)."""
     m = B / (d * b)
     chips = t * u * c * p * d
     t_mb = _max_all([st["latency"] for st in values])
@@ -88,7 +114,7 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
     weights, gradients, optimizer, dp_comm = _data_parallel(values, chip=chip, e=e, m=m, d=d * c, stride=t * u,
                                                             ep=ep, zero_stage=zero_stage, p=p,
                                                             expert_tp=t if etp is None else etp, t=t,
-                                                            dp_overlap=dp_overlap)
+                                                            sync=sync, weight_copy=weight_copy)
     dp_comm, weights, gradients, optimizer, activations, memory = _fullest_stage(
         values, (weights, gradients, optimizer, dp_comm), e=e, p=p, m=m, v=v)
     step = compute + sends + dp_comm
@@ -105,7 +131,8 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
 
 def _data_parallel(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, m: Any, d: Any, stride: Any,
                    ep: Any, zero_stage: int, p: Any = 1, expert_tp: Any = 1, t: Any = 1,
-                   dp_overlap: bool = False) -> tuple[Any, Any, Any, Any]:
+                   sync: DataParallelSync = DataParallelSync(overlap=False),
+                   weight_copy: Any = 0) -> tuple[Any, Any, Any, Any]:
     """One stage's weight, gradient and optimizer bytes and its gradient sync time, in the
     placeholders ``_PARAMS``, ``_EXPERT``, ``_SHARED`` and ``_GROUP`` (each stage's values are
     substituted later).
@@ -120,7 +147,7 @@ def _data_parallel(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, 
     (expert_tp*ep)`` (``d/ep`` when ``expert_tp = t``), ``expert_tp*ep`` ranks apart (Megatron's
     expert rank order, expert-TP innermost, then EP, then expert-DP).
 
-    ``dp_overlap`` (Megatron-Core's ``overlap_grad_reduce`` and ``overlap_param_gather``; see
+    ``sync.overlap`` (Megatron-Core's ``overlap_grad_reduce`` and ``overlap_param_gather``; see
     :func:`_sync_phases`): each phase's traffic costs ``max(one bucket's, all of it - the compute
     it hides behind)``, the backward ``2/3`` and the forward ``1/3`` of the stage's micro-batch
     time; without it, all of it."""
@@ -132,20 +159,20 @@ def _data_parallel(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, 
         groups.append((expert, d * t / (expert_tp * ep), stride / t * expert_tp * ep))
     weights = gradients = optimizer = sp.Integer(0)
     for n_params, n, _ in groups:
-        weights += n_params * e / (n if zero_stage == 3 else 1)
-        gradients += n_params * GRADIENT_BYTES / (n if zero_stage >= 2 else 1)
+        weights += n_params * (e + weight_copy) / (n if zero_stage == 3 else 1)
+        gradients += n_params * sync.gradient_bytes / (n if zero_stage >= 2 else 1)
         optimizer += n_params * OPTIMIZER_BYTES / (n if zero_stage >= 1 else 1)
     dp_comm = sp.Integer(0)
-    for count, share, traffic in _sync_phases(groups, e=e, m=m, zero_stage=zero_stage):
+    for count, share, traffic in _sync_phases(groups, e=e, m=m, zero_stage=zero_stage, grad=sync.gradient_bytes):
         whole = sp.Add(*(_span_time(kind, n, size * nbytes, chip, step) for kind, n, size, nbytes, step in traffic))
-        if not dp_overlap:
+        if not sync.overlap:
             dp_comm += count * whole
             continue
         bucket = sp.Add(*(_span_time(kind, n, extreme(sp.Min, size, _bucket(n)) * nbytes, chip, step)
                           for kind, n, size, nbytes, step in traffic))
         dp_comm += count * extreme(sp.Max, bucket, whole - share * _LATENCY)
     if any(st.get("embedding_group", 0) != 0 for st in values):
-        group = Collective("all_reduce", "pp", 2, _SHARED * GRADIENT_BYTES, span=p * stride * d)
+        group = Collective("all_reduce", "pp", 2, _SHARED * sync.gradient_bytes, span=p * stride * d)
         dp_comm += _GROUP * collective_time(group, chip)
     return weights, gradients, optimizer, dp_comm
 
@@ -155,13 +182,13 @@ def _bucket(n: Any) -> Any:
     return extreme(sp.Max, BUCKET_PARAMS, BUCKET_PARAMS_PER_RANK * n)
 
 
-def _sync_phases(groups: Sequence[tuple[Any, Any, Any]], *, e: Any, m: Any,
-                 zero_stage: int) -> list[tuple[Any, Any, list[tuple[CollectiveKind, Any, Any, Any, Any]]]]:
+def _sync_phases(groups: Sequence[tuple[Any, Any, Any]], *, e: Any, m: Any, zero_stage: int,
+                 grad: Any = GRADIENT_BYTES) -> list[tuple[Any, Any, list[tuple[CollectiveKind, Any, Any, Any, Any]]]]:
     """The data-parallel traffic of a step by the compute it can hide behind: ``(times per step,
     share of the micro-batch time that hides it, [(kind, ranks, parameters, bytes per parameter,
     rank stride)])``.
 
-    - ZeRO-0: one all-reduce of the fp32 gradients, in the last micro-batch's backward;
+    - ZeRO-0: one all-reduce of the gradients (``grad`` bytes each), in the last micro-batch's backward;
     - ZeRO-1 (Megatron's distributed optimizer) keeps whole gradients and reduce-scatters them once,
       at the accumulation boundary (the last backward); ZeRO-2/3 keep a shard, so every
       micro-batch's backward reduce-scatters (DeepSpeed stage_1_and_2.py reduces "if
@@ -173,8 +200,8 @@ def _sync_phases(groups: Sequence[tuple[Any, Any, Any]], *, e: Any, m: Any,
         return [(kind, n, size, nbytes, step) for size, n, step in groups]
 
     if zero_stage == 0:
-        return [(1, BACKWARD_SHARE, traffic("all_reduce", GRADIENT_BYTES))]
-    reduce = traffic("reduce_scatter", GRADIENT_BYTES)
+        return [(1, BACKWARD_SHARE, traffic("all_reduce", grad))]
+    reduce = traffic("reduce_scatter", grad)
     if zero_stage == 3:
         gather = traffic("all_gather", e)
         return [(m, FORWARD_SHARE, gather), (m, BACKWARD_SHARE, gather + reduce)]
@@ -212,6 +239,21 @@ def _stage_terms(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any, A
     return per_stage
 
 
+def tensor_format(datatype: DataType) -> tuple[DataType, Any]:
+    """``(the format of the tensors a training step keeps and sends, bytes per parameter of a
+    weight copy in the GEMMs' format)``: ``(datatype, 0)``, or for a format narrower than 2 bytes
+    ``(bf16, its bytes)``: Transformer Engine keeps bf16 weights, activations and communication
+    and caches an FP8 copy of each weight for the step's micro-batches (its ``is_first_microbatch``
+    weight cache; docs/conventions.md §16).
+
+    >>> tensor_format(DataType.FP8_E4M3), tensor_format(DataType.BF16)
+    ((<DataType.BF16: 'bf16'>, 1), (<DataType.BF16: 'bf16'>, 0))
+    """
+    if datatype.bytes < TRAINING_TENSOR_BYTES:
+        return DataType.BF16, datatype.bytes
+    return datatype, sp.Integer(0)
+
+
 def check_zero_stage(zero_stage: int, pipeline_parallel: Any) -> None:
     """Refuse ZeRO-2/3 with pipeline stages (a symbolic degree counts as p > 1): DeepSpeed's
     pipeline engine asserts "ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism" and
@@ -227,13 +269,15 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
                   micro_batch: Any = 1, dtype: Any = "bf16", parallelism: ParallelismLike = None,
                   recompute: str = "none", interleave: Any = 1, zero_stage: int = 1,
                   overlap: bool = False, *, stage_layers: Optional[Sequence[int]] = None,
-                  dp_overlap: bool = True, exact: bool = True) -> TrainingStep:
+                  dp_overlap: bool = True, grad_reduce_in_fp32: bool = True, exact: bool = True) -> TrainingStep:
     """Time, memory and MFU of one training step (see the module docstring for the model).
 
     ``dp_overlap`` hides the data-parallel gradient reduction behind the backward and the weights'
     gather behind the forward, bucket by bucket, as Megatron-Core's ``overlap_grad_reduce`` and
     ``overlap_param_gather`` do (on in Megatron-Bridge's and NeMo's recipes); ``False`` exposes
-    the whole sync (Megatron-LM 2021, Narayanan et al.).
+    the whole sync (Megatron-LM 2021, Narayanan et al.). ``grad_reduce_in_fp32=False`` keeps the
+    gradients in bf16, 2 bytes per parameter in memory and in the reduction (Megatron-Bridge's
+    performance recipes), instead of fp32 (:class:`DataParallelSync`).
 
     ``parallelism`` adds to the model's own (:func:`resolve_parallelism`); ``stage_layers`` gives
     the blocks per pipeline stage (default :func:`pipeline_stages`; the split used is
@@ -242,7 +286,7 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     sizes = csteps.sizes(seq_len, global_batch, micro_batch) if csteps.USE_COMPILED else None
     result = csteps.run(None if sizes is None else _training_front(model, hardware, dtype, parallelism, recompute,
                                                              interleave, zero_stage, overlap, stage_layers,
-                                                             dp_overlap),
+                                                             DataParallelSync(dp_overlap, grad_reduce_in_fp32)),
                   sizes, exact)
     if result is not None:
         return result
@@ -257,14 +301,15 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     check_expert_parallel(par)
     sharded = model.with_parallelism(par)
     rows = sharded.breakdown(b, s, "training", datatype, chip, cast(Recompute, recompute), overlap)
-    parts = model_parts(sharded, rows, datatype)
+    tensors, copy = tensor_format(datatype)
+    parts = model_parts(sharded, rows, tensors)
     values = stages_from_parts(parts, par.pp, split)
-    fields = assemble_training(values, chip=chip, e=datatype.bytes, s=s, B=B, b=b, t=par.tp, u=par.sp,
+    fields = assemble_training(values, chip=chip, e=tensors.bytes, s=s, B=B, b=b, t=par.tp, u=par.sp,
                                p=par.pp, d=par.dp, v=v, zero_stage=zero_stage,
                                hidden_size=sharded.blocks[0][0].hidden_size,
                                flops_per_sequence=flops_per_sequence(model, s, datatype),
                                peak=chip.peak_flops_expr(datatype), ep=par.ep, c=par.cp, etp=par.etp,
-                               dp_overlap=dp_overlap)
+                               sync=DataParallelSync(bool(dp_overlap), bool(grad_reduce_in_fp32)), weight_copy=copy)
     return TrainingStep(hardware=chip, stage_layers=split, **{k: _exact_value(v) for k, v in fields.items()})
 
 
@@ -289,7 +334,7 @@ _MEMORY = ("weight_memory", "gradient_memory", "optimizer_memory", "activation_m
 def _training_program(model: "Model", chip: Hardware, par: Parallelism, datatype: DataType, recompute: str,
                       v: int, zero_stage: int, overlap: bool,
                       stage_layers: Optional[tuple[int, ...]],
-                      dp_overlap: bool = True) -> Optional[csteps.CompiledStep]:
+                      sync: DataParallelSync = DataParallelSync()) -> Optional[csteps.CompiledStep]:
     if not csteps.compilable(model, par, chip):
         return None
     s, B, b = sym.seq_len, _GLOBAL, sym.batch_size
@@ -298,15 +343,17 @@ def _training_program(model: "Model", chip: Hardware, par: Parallelism, datatype
     with collecting() as rules:
         check_divides(B, par.dp * b, "global_batch must be divisible by data_parallel * micro_batch")
         rows = sharded.breakdown(b, s, "training", datatype, chip, cast(Recompute, recompute), overlap)
-    values = stages_from_parts(model_parts(sharded, rows, datatype), par.pp, split)
-    e, m = datatype.bytes, B / (par.dp * b)
+    tensors, copy = tensor_format(datatype)
+    values = stages_from_parts(model_parts(sharded, rows, tensors), par.pp, split)
+    e, m = tensors.bytes, B / (par.dp * b)
     fields = assemble_training(values, chip=chip, e=e, s=s, B=B, b=b, t=par.tp, u=par.sp, p=par.pp, d=par.dp,
                                v=v, zero_stage=zero_stage, hidden_size=sharded.blocks[0][0].hidden_size,
                                flops_per_sequence=flops_per_sequence(model, s, datatype),
                                peak=chip.peak_flops_expr(datatype), ep=par.ep, c=par.cp, etp=par.etp,
-                               dp_overlap=dp_overlap)
+                               sync=sync, weight_copy=copy)
     per_params = _data_parallel(values, chip=chip, e=e, m=m, d=par.dp * par.cp, stride=par.tp * par.sp, ep=par.ep,
-                                zero_stage=zero_stage, p=par.pp, expert_tp=par.etp, t=par.tp, dp_overlap=dp_overlap)
+                                zero_stage=zero_stage, p=par.pp, expert_tp=par.etp, t=par.tp, sync=sync,
+                                weight_copy=copy)
     terms = _stage_terms(values, per_params, e=e, p=par.pp, m=m, v=v)
     exprs = {k: x for k, x in fields.items() if k not in _MEMORY}
     exprs.update({f"stage{i}.{j}": x for i, st in enumerate(terms) for j, x in enumerate(st) if j != 3})
@@ -318,7 +365,7 @@ def _training_program(model: "Model", chip: Hardware, par: Parallelism, datatype
 def _training_compiled(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
                        recompute: str, interleave: Any, zero_stage: int, overlap: bool,
                        stage_layers: Optional[Sequence[int]],
-                       dp_overlap: bool = True) -> Optional[csteps.CompiledStep]:
+                       sync: DataParallelSync = DataParallelSync()) -> Optional[csteps.CompiledStep]:
     chip = get_hardware(hardware)
     par = resolve_parallelism(model, parallelism)
     datatype = DataType.parse(dtype)
@@ -327,21 +374,21 @@ def _training_compiled(model: "Model", hardware: Hardware | str, dtype: Any, par
         return None  # the uncompiled step raises the layer's own error
     check_expert_parallel(par)
     return _training_program(model, chip, par, datatype, recompute, int(interleave), zero_stage, bool(overlap),
-                             None if stage_layers is None else tuple(stage_layers), bool(dp_overlap))
+                             None if stage_layers is None else tuple(stage_layers), sync)
 
 
 def _training_front(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
                     recompute: str, interleave: Any, zero_stage: int, overlap: bool,
                     stage_layers: Optional[Sequence[int]],
-                    dp_overlap: bool = True) -> Optional[csteps.CompiledStep]:
+                    sync: DataParallelSync = DataParallelSync()) -> Optional[csteps.CompiledStep]:
     if csteps.sizes(interleave) is None:
         return None
     def build() -> Optional[csteps.CompiledStep]:
         return _training_compiled(model, hardware, dtype, parallelism, recompute, interleave, zero_stage, overlap,
-                                  stage_layers, dp_overlap)
+                                  stage_layers, sync)
 
     return csteps.front("training", build, model, hardware, dtype, parallelism, recompute, interleave, zero_stage,
-                        overlap, stage_layers, bool(dp_overlap))
+                        overlap, stage_layers, bool(sync.overlap), bool(sync.grad_reduce_in_fp32))
 
 
 def _check_zero(zero_stage: Any, par: Parallelism) -> None:

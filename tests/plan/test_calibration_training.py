@@ -69,7 +69,7 @@ def test_each_row_gets_its_own_settings(rows):
                    "expert_parallel": 1, "sequence_parallel": "tp"}
     assert "sequence_parallel" not in ct.parallelism(rows["bridge-H100-qwen3-30b-ep16-gbs1024"])
     assert ct.options(rows["bridge-H100-llama3-70b-gbs128"]) == {"dtype": "fp8_e4m3", "interleave": 5,
-                                                                  "zero_stage": 1}
+                                                                  "zero_stage": 1, "grad_reduce_in_fp32": False}
     assert ct.options(rows["bridge-H100-llama3-8b-fsdp8-gbs128"])["zero_stage"] == 3
     qwen = ct.build_model(rows["bridge-H100-qwen3-235b-gbs8192"])
     assert qwen.num_layers == 94 and qwen.blocks[0][0].num_routed_experts == 128

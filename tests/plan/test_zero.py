@@ -167,3 +167,14 @@ def test_dp_overlap_is_on_by_default_as_megatron_bridge_runs_it():
     assert default.dp_comm_time == _step(1, 1, dp_overlap=True, micro_batch=8).dp_comm_time
     assert _step(1, 1, micro_batch=8).dp_comm_time == (_reduce_scatter_seconds(4 * PARAMS_PER_CHIP)
                                                        + _reduce_scatter_seconds(2 * PARAMS_PER_CHIP))
+
+
+def test_bf16_gradients_halve_the_gradient_buffer_and_its_reduction():
+    """grad_reduce_in_fp32=False (Megatron-Bridge's performance recipes): the gradients are kept
+    and reduce-scattered in bf16, 2 bytes per parameter: gradient memory 2 P, the reduce-scatter
+    of 2 P bytes (the all-gather of the bf16 weights unchanged)."""
+    model = sc.models.get("llama-3-70b")
+    step = model.training_step(CHIP, 4096, 4, 1, parallelism=TP8_DP4, zero_stage=1, dp_overlap=False,
+                               grad_reduce_in_fp32=False)
+    assert step.gradient_memory == 2 * PARAMS_PER_CHIP
+    assert step.dp_comm_time == 2 * _reduce_scatter_seconds(2 * PARAMS_PER_CHIP)
