@@ -70,6 +70,7 @@ __all__ = [
     "collective_base_latency",
     "step_overhead",
     "collective_overhead",
+    "moe_sync_time",
     "tree_latency",
     "tree_efficiency",
     "nvls_latency",
@@ -181,6 +182,8 @@ _ROWS = (
          "engine time per inference step outside the model (s)", nonnegative=True),
     _row("collective_overhead", "t_coll", r"t_{\mathrm{coll}}",
          "engine time per collective call beyond the chip's (s)", nonnegative=True),
+    _row("moe_sync_time", "t_sync", r"t_{\mathrm{sync}}",
+         "time a dropless MoE layer's forward loses to its device-to-host sync (s)", nonnegative=True),
     _row("tree_latency", "alpha_tree", r"\alpha_{\mathrm{tree}}",
          "latency of one tree hop over the scale-out network (s)", positive=True),
     _row("tree_efficiency", "eta_tree", r"\eta_{\mathrm{tree}}",
@@ -278,6 +281,7 @@ launch_time = TABLE["launch_time"].symbol
 collective_base_latency = TABLE["collective_base_latency"].symbol
 step_overhead = TABLE["step_overhead"].symbol
 collective_overhead = TABLE["collective_overhead"].symbol
+moe_sync_time = TABLE["moe_sync_time"].symbol
 tree_latency = TABLE["tree_latency"].symbol
 tree_efficiency = TABLE["tree_efficiency"].symbol
 nvls_latency = TABLE["nvls_latency"].symbol

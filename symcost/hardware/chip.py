@@ -176,7 +176,7 @@ class Hardware(BaseModel):
         self._symbolic = self._symbolic or any(
             isinstance(v, sp.Basic) and v.free_symbols
             for v in (*(getattr(self, f) for f in _MODEL_FIELDS), self.runtime.step_overhead,
-                      self.runtime.collective_overhead))
+                      self.runtime.collective_overhead, self.runtime.moe_sync_time))
 
     def __hash__(self) -> int:
         return self._hash
@@ -409,6 +409,7 @@ class Hardware(BaseModel):
             sym.collective_base_latency: self.collective_base_latency,
             sym.step_overhead: self.runtime.step_overhead,
             sym.collective_overhead: self.runtime.collective_overhead,
+            sym.moe_sync_time: self.runtime.moe_sync_time,
         }
         values.update(self._kernel_symbol_values(dt))
         if self.compute_units is not None:  # none: no tile quantization, nothing to bind N_cu to
@@ -479,7 +480,8 @@ class Hardware(BaseModel):
                           custom_allreduce_latency=sym.custom_allreduce_latency,
                           custom_allreduce_efficiency=sym.custom_allreduce_efficiency,
                           runtime=Runtime(name="symbolic", cuda_graphs=False, step_overhead=sym.step_overhead,
-                                          collective_overhead=sym.collective_overhead, allreduce="custom"))
+                                          collective_overhead=sym.collective_overhead, allreduce="custom",
+                                          moe_sync_time=sym.moe_sync_time))
         return cls(**fields)
 
     def ideal(self) -> "Hardware":
@@ -528,7 +530,7 @@ class Hardware(BaseModel):
                 and self.ll_base_latency is None
                 and (self.custom_allreduce_latency is None or self.runtime.allreduce != "custom")
                 and self.runtime.step_overhead == 0
-                and self.runtime.collective_overhead == 0
+                and self.runtime.collective_overhead == 0 and self.runtime.moe_sync_time == 0
                 and (self.runtime.cuda_graphs or self.launch_time == 0))
 
     def with_runtime(self, profile: "Runtime | str") -> "Hardware":
@@ -592,7 +594,8 @@ class Hardware(BaseModel):
                               "step_overhead": plain(value.step_overhead),
                               "collective_overhead": plain(value.collective_overhead),
                               "prefill_emits_first_token": value.prefill_emits_first_token,
-                              "allreduce": value.allreduce}
+                              "allreduce": value.allreduce, "grouped_gemm": value.grouped_gemm,
+                              "moe_sync_time": plain(value.moe_sync_time)}
             else:
                 out[field] = plain(value)
         return out

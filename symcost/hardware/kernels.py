@@ -15,7 +15,8 @@ True
 
 The classes shipped here, per op on a chip with matmul FLOP/s ``peak`` (efficiency applied):
 
-- ``gemm`` (and ``gemm.grouped``): ``max(C / peak, bytes / (B eta_gmem)) + q m k / B + t_gemm``
+- ``gemm`` (and ``gemm.grouped``, whose floor an engine running one GEMM per expert pays per
+  expert): ``max(C / peak, bytes / (B eta_gmem)) + q m k / B + t_gemm``
   with ``C`` the FLOPs the matrix units spend, tiles and waves included
   (:func:`matmul_compute_flops`); ``q`` the HBM bytes per input element that quantizing an
   8-bit (or narrower) GEMM's input moves, ``t_gemm`` the floor of the dtype's format class;
@@ -27,7 +28,8 @@ The classes shipped here, per op on a chip with matmul FLOP/s ``peak`` (efficien
   streaming the KV cache;
 - ``attn.backward``: the prefill form without the extra pass, its core at ``F_16 eta_attn
   eta_abwd`` (the backward kernels' own fraction of the forward's rate);
-- ``elementwise``: ``max(V / F_vec, bytes / (B eta_mem)) + t_k``.
+- ``elementwise``: ``max(V / F_vec, bytes / (B eta_mem)) + t_k``;
+- ``host.sync``: the engine's ``moe_sync_time`` (a dropless MoE dispatcher's device-to-host sync).
 
 Without CUDA graphs an op takes at least its kernels' host launch time.
 """
@@ -161,7 +163,19 @@ def gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> Op
     return OpTime(compute, memory, n * chip.gemm_time_for(dtype), _launch(n, chip), quantize)
 
 
-KERNELS["gemm.grouped"] = gemm
+@kernel("gemm.grouped")
+def grouped_gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
+    """A grouped GEMM (MoE experts): :func:`gemm`, except under an engine that runs one GEMM per
+    expert (``Runtime.grouped_gemm == "per_expert"``), which pays the floor and the host's
+    launch ``batch`` times; an op fused into its partner's kernel (the ``up`` half of a
+    gate-and-up fc1, in any part of its name) adds none."""
+    timed = gemm(op, chip, peak, dtype)
+    if chip.runtime.grouped_gemm != "per_expert":
+        return timed
+    assert isinstance(op, Matmul)
+    n = 0 if any(part in FUSED_OPS for part in op.name.split(".")) else op.batch
+    serial = timed.serial if n != 0 else sp.Integer(0)
+    return OpTime(timed.compute, timed.memory, n * chip.gemm_time_for(dtype), _launch(1, chip) * n, serial)
 
 
 def _attention_compute(op: Op, chip: Hardware, dtype: Optional[DataType]) -> sp.Expr:
@@ -200,6 +214,12 @@ def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[Da
                + op.vector_flops / chip.vector_flops)
     return OpTime(compute, op.hbm_bytes / chip.effective_hbm_bandwidth, n * chip.prefill_attention_time,
                   _launch(n, chip))
+
+
+@kernel("host.sync")
+def host_sync(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
+    """A device-to-host synchronisation: the engine's ``moe_sync_time``, nothing else."""
+    return OpTime(sp.Integer(0), sp.Integer(0), chip.runtime.moe_sync_time)
 
 
 @kernel("elementwise")

@@ -140,19 +140,20 @@ class GatedMLPLayer(MLPLayer):
 
 def ffn_ops(prefix: str, *, rows: sp.Expr, hidden: sp.Expr, width: sp.Expr, dtype_bytes: sp.Expr,
             gated: bool, activation: str, batch: sp.Expr = 1, bias: bool = False,
-            down_bias: bool = False) -> list:
+            down_bias: bool = False, grouped: bool = False) -> list:
     """One feed-forward pass on a chip: ``batch`` weight sets (experts), each applied to ``rows``
     tokens, of per-chip width ``width`` — up projection(s) ``(rows x h) @ (h x width)``
     (column-parallel; with ``bias``), the activation, the gate multiply when ``gated``, and the
     row-parallel down projection ``(rows x width) @ (width x h)`` (its partial sums unreduced;
     with ``down_bias`` its bias added per row, as each expert's is before the routing weight).
-    Op names are ``prefix.name`` (just ``name`` without a prefix)."""
+    Op names are ``prefix.name`` (just ``name`` without a prefix); ``grouped``: the projections
+    are grouped GEMMs (MoE experts, kernel class ``gemm.grouped``)."""
     e, h = dtype_bytes, hidden
 
     def name(op: str) -> str:
         return f"{prefix}.{op}" if prefix else op
 
-    ops: list = [Matmul(name(up), m=rows, n=width, k=h, dtype_bytes=e, batch=batch, bias=bias)
+    ops: list = [Matmul(name(up), m=rows, n=width, k=h, dtype_bytes=e, batch=batch, bias=bias, grouped=grouped)
                  for up in (("gate", "up") if gated else ("fc1",))]
     wide = batch * rows * width
     ops.append(Vector(name(activation), elements=wide, flops_per_element=VECTOR_FLOPS[activation],
@@ -162,5 +163,5 @@ def ffn_ops(prefix: str, *, rows: sp.Expr, hidden: sp.Expr, width: sp.Expr, dtyp
         ops.append(Vector(name("gate_multiply"), elements=wide, flops_per_element=VECTOR_FLOPS["gate_multiply"],
                           read_bytes=2 * wide * e, write_bytes=wide * e))
     ops.append(Matmul(name("down" if gated else "fc2"), m=rows, n=h, k=width, dtype_bytes=e, batch=batch,
-                      bias=down_bias))
+                      bias=down_bias, grouped=grouped))
     return ops

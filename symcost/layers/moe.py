@@ -53,7 +53,7 @@ from pydantic import BeforeValidator, ValidationInfo, model_validator
 
 from ..core import symbols as sym
 from ..core._expr import as_expr, check_divides
-from ..core.ops import VECTOR_FLOPS, Collective, Matmul, Op, Vector
+from ..core.ops import VECTOR_FLOPS, Collective, HostSync, Matmul, Op, Vector
 from ..errors import ConfigError
 from .base import Context, Dim, Layer
 from .mlp import Activation, ffn_ops
@@ -229,11 +229,12 @@ class MoELayer(Layer):
         return self.hidden_size if self.shared_gate else _ZERO
 
     def _ffn(self, prefix: str, batch: sp.Expr, rows: sp.Expr, width: sp.Expr,
-             e: sp.Expr, bias: bool = False) -> list[Op]:
+             e: sp.Expr, bias: bool = False, grouped: bool = False) -> list[Op]:
         """One (grouped) MLP: ``batch`` weight sets, each applied to ``rows`` tokens, of
         per-chip width ``width`` (biases on every projection with ``bias``)."""
         return ffn_ops(prefix, rows=rows, hidden=self.hidden_size, width=width, dtype_bytes=e,
-                       gated=self.gated, activation=self.activation, batch=batch, bias=bias, down_bias=bias)
+                       gated=self.gated, activation=self.activation, batch=batch, bias=bias, down_bias=bias,
+                       grouped=grouped)
 
     def _all_to_all(self, ctx: Context, payload: sp.Expr) -> list[Collective]:
         # NB: EP groups are laid out outside TP, across data-parallel ranks (Megatron-LM's MoE
@@ -267,6 +268,7 @@ class MoELayer(Layer):
         ops.append(Vector("router_softmax_topk", elements=T * E,
                           flops_per_element=VECTOR_FLOPS["softmax"],
                           read_bytes=T * E * e, write_bytes=T * E * ROUTER_BYTES))
+        ops.extend(self._sync(ctx))
         # permute: read each token once, write the (padded) dispatch buffer of P rows
         ops.append(Vector("dispatch_permute", elements=P * h, read_bytes=T * h * e,
                           write_bytes=P * h * e))
@@ -281,7 +283,7 @@ class MoELayer(Layer):
         active = self._active_experts(ctx)
         # grouped GEMMs: ``active`` local experts with P/active pairs each
         ops.extend(self._ffn("experts", active, P / active,
-                             self.expert_intermediate_size / ctx.tp, e, bias=self.expert_bias))
+                             self.expert_intermediate_size / ctx.tp, e, bias=self.expert_bias, grouped=True))
         ops.extend(self._all_to_all(ctx, P * h * e))  # combine: the same buffer back
         # gather each token's k outputs (padding slots are dropped), scale by the routing
         # weights (fp32) and accumulate, onto the shared experts' output when there is one
@@ -293,6 +295,12 @@ class MoELayer(Layer):
         ops.extend(self.tp_exit(ctx, T * h * e))
         return ops
 
+    def _sync(self, ctx: Context) -> list[Op]:
+        """Training, dropless: the dispatcher's device-to-host sync of the routing counts
+        (Megatron-Core's all-to-all dispatcher, ``_maybe_dtoh_and_synchronize``; none when padding
+        to capacity, where the counts are known)."""
+        return [HostSync("dispatch_sync")] if ctx.training and self.capacity_factor is None else []
+
     def _grid_forward_ops(self, ctx: Context) -> list:
         """The forward on Megatron-Core's expert grid (module docstring): route the chip's own
         ``T_in`` tokens, all-to-all over EP, all-gather over the expert-TP group, experts at
@@ -303,6 +311,7 @@ class MoELayer(Layer):
         ops: list = [Matmul("router", m=t_in, n=E, k=h, dtype_bytes=e),
                      Vector("router_softmax_topk", elements=t_in * E, flops_per_element=VECTOR_FLOPS["softmax"],
                             read_bytes=t_in * E * e, write_bytes=t_in * E * ROUTER_BYTES),
+                     *self._sync(ctx),
                      Vector("dispatch_permute", elements=sent * h, read_bytes=t_in * h * e, write_bytes=sent * h * e)]
         ops.extend(self._all_to_all(ctx, sent * h * e))
         gathered = [Collective("all_gather", "tp", etp, P * h * wire)] if etp != 1 else []
@@ -315,7 +324,7 @@ class MoELayer(Layer):
             ops.extend(self.tp_exit(ctx, T * h * e))
         active = self._active_experts(ctx)
         ops.extend(self._ffn("experts", active, P / active, self.expert_intermediate_size / etp, e,
-                             bias=self.expert_bias))
+                             bias=self.expert_bias, grouped=True))
         ops.extend([dataclasses.replace(c, kind="reduce_scatter") for c in gathered])
         ops.extend(self._all_to_all(ctx, sent * h * e))
         shared_read = t_in * h * e if self.num_shared_experts != 0 else _ZERO

@@ -627,6 +627,29 @@ class Model(BaseModel):
         blocks = tuple((_with_attention(blk, "kv_cache_dtype", value), n) for blk, n in self.blocks)
         return self.model_copy(update={"blocks": blocks})
 
+    def with_capacity_factor(self, factor: Any) -> "Model":
+        """The same model with every mixture-of-experts layer's ``capacity_factor`` set to
+        ``factor`` (each expert's buffer padded to ``factor * T*k/E`` tokens, those beyond
+        dropped: Megatron-Core's ``moe_expert_capacity_factor`` with
+        ``moe_pad_expert_input_to_capacity``); ``None``: dropless. A model without one is an error.
+
+        >>> from symcost.models.builders import mixtral
+        >>> m = mixtral(hidden_size=64, num_heads=4, num_kv_heads=2, num_layers=2, vocab_size=128,
+        ...             intermediate_size=128, num_experts=4, top_k=2).with_capacity_factor(1)
+        >>> m.blocks[0][0].mlp.capacity_factor
+        1
+        """
+        blocks, found = [], False
+        for blk, n in self.blocks:
+            if isinstance(blk, TransformerBlock) and "capacity_factor" in type(blk.mlp).model_fields:
+                found = True
+                mlp = type(blk.mlp)(**{**dict(blk.mlp), "capacity_factor": factor})
+                blk = type(blk)(**{**dict(blk), "mlp": mlp})
+            blocks.append((blk, n))
+        if not found:
+            raise ConfigError("capacity_factor: the model has no mixture-of-experts layer")
+        return self.model_copy(update={"blocks": tuple(blocks)})
+
     def with_parallelism(self, parallelism: ParallelismLike) -> "Model":
         """The same model with every layer under ``parallelism`` (memoized: the same model and
         parallelism give the same object)."""

@@ -7,7 +7,8 @@ DGX-H100 and DGX-B200, with their tensor, pipeline (and virtual pipeline), data,
 expert parallel degrees, global and micro-batch, tokens/s per GPU and model TFLOP/s per GPU.
 
 Each row is predicted with :meth:`~symcost.model.Model.training_step` on the realistic chip
-(``hardware.get(name)``) under the row's own settings: its model (a preset, or its Hugging Face
+(``hardware.get(name)``) under the ``megatron-core`` engine profile (Transformer Engine's FP8 grouped
+GEMMs run one GEMM per expert) and the row's own settings: its model (a preset, or its Hugging Face
 ``config.json`` fields), its degrees (Megatron sequence parallelism over the TP group where
 ``tensor_parallel > 1``, as every Megatron-Bridge recipe with TP sets it), its virtual pipeline
 degree as ``interleave``, its batch sizes and sequence length, and the distributed optimizer
@@ -28,6 +29,13 @@ the ratio against the formula, by hand, for one dense and one MoE row).
 Errors are predicted over measured tokens/s per GPU, minus one (positive: the model is too
 fast). A row the library refuses (a layout it cannot cost) is listed with the library's reason.
 
+The kernels are the per-op fit's; the ``megatron-core`` profile states how Megatron-Core runs them
+(Transformer Engine's FP8 grouped GEMMs: one GEMM per expert) and carries one term fitted here,
+:data:`PARAMETERS`: ``moe_sync_time``, what a dropless MoE layer's forward loses to its
+dispatcher's device-to-host sync (the token-drop rows, padded to capacity, have none), on an exact
+grid by least squares on the log of the predicted tokens/s. :func:`held_out` refits without a
+group or a model family and predicts it.
+
 >>> rows = load_rows()
 >>> len(rows), rows[0].model, rows[0].group
 (21, 'LLAMA3_8B', ('dense', 'FP8', 'H100_SXM'))
@@ -36,27 +44,35 @@ fast). A row the library refuses (a layout it cannot cost) is listed with the li
 from __future__ import annotations
 
 import csv
+import functools
 import json
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from importlib import resources
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
+import sympy as sp
+
+from ..core import symbols as sym
 from ..errors import one_line
-from ..hardware import Hardware
+from ..hardware import Hardware, runtime
 from ..hardware import get as get_hardware
 from ..layers.base import Recompute
 from ..models import from_hf_config
 from ..models import get as get_model
 from ..models.model import Model
 
-__all__ = ["RECOMPUTE", "Prediction", "TrainingRow", "build_model", "group_summary", "load_rows", "options",
-           "parallelism", "predict", "predict_all", "validation_table"]
+__all__ = ["ENGINE", "PARAMETERS", "RECOMPUTE", "Fit", "Prediction", "TrainingRow", "build_model", "fit",
+           "group_summary", "held_out", "load_rows", "options", "parallelism", "predict", "predict_all", "shipped",
+           "validation_table", "write_profile"]
 
 RECOMPUTE: tuple[Recompute, ...] = ("none", "selective", "full")
 """The recomputation modes tried, fastest first (the tables do not publish theirs)."""
 
 _CHIPS = {"H100_SXM": "H100_SXM", "B200": "B200"}
+ENGINE = "megatron-core"
+"""The engine profile the rows run under (``symcost/hardware/engines/megatron-core.json``)."""
 
 
 @dataclass(frozen=True)
@@ -142,11 +158,14 @@ def load_rows() -> list[TrainingRow]:
 
 
 def build_model(row: TrainingRow) -> Model:
-    """The row's model: its preset, or the HF ``config.json`` fields the row gives."""
+    """The row's model: its preset, or the HF ``config.json`` fields the row gives; a token-drop
+    row pads every expert to capacity factor 1 (Megatron-Bridge's ``apply_moe_token_drop``
+    defaults: ``moe_expert_capacity_factor=1.0``, ``moe_pad_expert_input_to_capacity=True``)."""
     arch = json.loads(row.architecture)
     if "preset" in arch:
         return get_model(arch["preset"])
-    return from_hf_config(arch, name=row.model)
+    model = from_hf_config(arch, name=row.model)
+    return model.with_capacity_factor(1) if row.token_drop else model
 
 
 def parallelism(row: TrainingRow) -> dict[str, Any]:
@@ -197,10 +216,10 @@ class Prediction:
 
 
 def predict(row: TrainingRow, chip: Hardware | str | None = None, **overrides: Any) -> Prediction:
-    """The row on ``chip`` (default: the realistic preset of its GPU): the fastest recomputation
+    """The row on ``chip`` (default: the realistic preset of its GPU under :data:`ENGINE`): the fastest recomputation
     mode that fits, or the library's reason for refusing the row. ``overrides`` replace the step
     options of :func:`options` (e.g. ``overlap``)."""
-    hw = get_hardware(_CHIPS[row.chip] if chip is None else chip)
+    hw = get_hardware(_CHIPS[row.chip]).with_runtime(ENGINE) if chip is None else get_hardware(chip)
     model = build_model(row)
     kwargs = {**options(row), **overrides}
     needed = float("inf")
@@ -255,9 +274,129 @@ def _row_line(p: Prediction) -> str:
             f"{p.relative_error:+.1%} | {p.recompute} |")
 
 
-def validation_table(predictions: Optional[Sequence[Prediction]] = None) -> str:
+# -- the fit: the engine's terms no per-op table shows -------------------------------------------
+
+PARAMETERS: dict[str, tuple[sp.Symbol, tuple[Fraction, ...]]] = {
+    "moe_sync_time": (sym.moe_sync_time, tuple(Fraction(k, 10**4) for k in range(0, 101))),  # 0 .. 10 ms
+}
+"""Name -> (symbol, grid) of every term of the ``megatron-core`` profile fitted on these runs."""
+
+
+def _chip(row: TrainingRow, values: Mapping[str, Any]) -> Hardware:
+    """The row's realistic chip under :data:`ENGINE`, with the profile's fitted terms replaced by
+    ``values`` (numbers or symbols)."""
+    chip = get_hardware(_CHIPS[row.chip]).with_runtime(ENGINE)
+    return chip.with_efficiency(runtime=chip.runtime.model_copy(update=dict(values)))
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled() -> dict[str, Callable[..., float]]:
+    """Every costed row's predicted tokens/s per GPU as a compiled function of :data:`PARAMETERS`
+    (the recomputation mode is the shipped prediction's: memory does not depend on them)."""
+    names = tuple(PARAMETERS)
+    symbols = [PARAMETERS[n][0] for n in names]
+    out = {}
+    for row in load_rows():
+        chosen = predict(row)
+        if chosen.recompute is None:
+            continue
+        step = build_model(row).training_step(
+            _chip(row, dict(zip(names, symbols))), seq_len=row.seq_len, global_batch=row.global_batch,
+            micro_batch=row.micro_batch, parallelism=parallelism(row), recompute=chosen.recompute, **options(row))
+        out[row.id] = sp.lambdify(symbols, sp.sympify(step.tokens_per_second) / row.gpus, modules="math")
+    return out
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Fitted values of :data:`PARAMETERS` with every costed row's predicted tokens/s per GPU."""
+
+    values: dict[str, Fraction]
+    predicted: dict[str, float]
+
+    def relative_error(self, row: TrainingRow) -> float:
+        """Predicted over published tokens/s per GPU, minus one."""
+        return self.predicted[row.id] / float(row.tokens_per_gpu) - 1
+
+
+def _loss(functions: Mapping[str, Callable[..., float]], rows: Sequence[TrainingRow], x: Sequence[float]) -> float:
+    return sum(math.log(functions[r.id](*x) / float(r.tokens_per_gpu)) ** 2 for r in rows if r.id in functions)
+
+
+def fit(rows: Optional[Sequence[TrainingRow]] = None) -> Fit:
+    """Coordinate descent over the exact grids of :data:`PARAMETERS` (from 0) until no single
+    change lowers the sum of squared log errors of the tokens/s of ``rows`` (default: all);
+    deterministic. Every costed row is predicted with the result."""
+    rows = list(load_rows() if rows is None else rows)
+    functions, names = _compiled(), tuple(PARAMETERS)
+    current = {n: Fraction(0) for n in names}
+    x = [0.0] * len(names)
+    best, changed = _loss(functions, rows, x), True
+    while changed:
+        changed = False
+        for j, name in enumerate(names):
+            for value in PARAMETERS[name][1]:
+                trial = x.copy()
+                trial[j] = float(value)
+                score = _loss(functions, rows, trial)
+                if score < best - 1e-12:
+                    best, x, current[name], changed = score, trial, value, True
+    return Fit(current, {key: f(*x) for key, f in functions.items()})
+
+
+def held_out(key: Callable[[TrainingRow], Any]) -> dict[Any, Fit]:
+    """For each value of ``key`` (``lambda r: r.group``, ``lambda r: r.family``): the fit on the
+    rows without it (which then predicts every row)."""
+    rows = load_rows()
+    return {k: fit([r for r in rows if key(r) != k]) for k in dict.fromkeys(key(r) for r in rows)}
+
+
+def shipped() -> dict[str, Fraction]:
+    """The fitted terms as the ``megatron-core`` profile ships them (what :func:`fit` must give)."""
+    profile = runtime(ENGINE)
+    return {name: Fraction(str(sp.Rational(getattr(profile, name)))) for name in PARAMETERS}
+
+
+_SOURCE = ("fitted on symcost/data/training_calibration.csv by symcost.plan.calibration_training.fit() "
+           "(benchmarks/calibrate_training.py): the one term per-op tables cannot show, least squares on the log "
+           "of the predicted tokens/s of the 21 runs")
+
+
+def write_profile(result: Fit, folder: Any = None) -> str:
+    """Write ``result``'s values into the ``megatron-core`` profile
+    (``symcost/hardware/engines/megatron-core.json``, in microseconds) and return its path."""
+    from decimal import Decimal
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "hardware" / "engines" if folder is None else Path(folder)
+    path = folder / f"{ENGINE}.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    for name, value in result.values.items():
+        micro = value * 10**6
+        text = format((Decimal(micro.numerator) / Decimal(micro.denominator)).normalize(), "f")
+        data["fields"][name] = {"value": text, "unit": "us", "source": _SOURCE}
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def _held_lines(title: str, fits: Mapping[Any, Fit], key: Callable[[TrainingRow], Any]) -> list[str]:
+    lines = ["", f"| held-out {title} | rows | fitted | mean abs error | mean signed error |",
+             "|---|---:|---|---:|---:|"]
+    for k, result in fits.items():
+        errs = [result.relative_error(r) for r in load_rows() if key(r) == k and r.id in result.predicted]
+        if not errs:
+            continue
+        values = ", ".join(f"{n} = {float(v) * 1e3:g} ms" for n, v in result.values.items())
+        mae, signed = _mean(errs)
+        lines.append(f"| {', '.join(k) if isinstance(k, tuple) else k} | {len(errs)} | {values} | {mae:.1%} | "
+                     f"{signed:+.1%} |")
+    return lines
+
+
+def validation_table(predictions: Optional[Sequence[Prediction]] = None, held: bool = True) -> str:
     """The README's tables (markdown): each row published vs predicted, the mean absolute and
-    signed error per group, and the rows the library refuses with its reason."""
+    signed error per group, the rows the library refuses with its reason, and (``held``) each
+    group and each model family predicted by the fit on the others."""
     preds = predict_all() if predictions is None else list(predictions)
     lines = ["| run | GPU | GPUs | TP/PP/DP/CP/EP/VP | batch/micro | seq | tokens/s/GPU | predicted | "
              "TFLOP/s/GPU | predicted | error | recompute |",
@@ -270,4 +409,7 @@ def validation_table(predictions: Optional[Sequence[Prediction]] = None) -> str:
     if refused:
         lines += ["", "Refused by the library:", ""]
         lines += [f"- {p.row.id}: {p.refused}" for p in refused]
+    if held:
+        lines += _held_lines("group", held_out(lambda r: r.group), lambda r: r.group)
+        lines += _held_lines("family", held_out(lambda r: r.family), lambda r: r.family)
     return "\n".join(lines)

@@ -177,3 +177,20 @@ def test_nvidia_presets_take_the_papers_backward_fraction():
     for name in ("A100_SXM_80GB", "H100_SXM", "H200_SXM", "B200"):
         assert hardware.get(name).attention_backward_efficiency == Fraction(43, 50)
         assert hardware.get(name).ideal().attention_backward_efficiency == 1
+
+
+def test_grouped_gemm_per_expert_pays_each_experts_floor():
+    """Transformer Engine runs an FP8 grouped GEMM as one cuBLAS GEMM per expert, spread over its
+    compute streams (transformer_engine/common/gemm/cublaslt_gemm.cu: ``multi_stream_cublas_gemm``;
+    its CUTLASS grouped GEMM takes only FP16/BF16): an engine with ``grouped_gemm="per_expert"``
+    pays the FP8 floor (10 us here) and the input's quantizing pass once per expert. 16 experts
+    of 128 tokens, 1024 x 768, FP8: 16 floors, 160 us, where one fused grouped kernel pays one."""
+    mm = Matmul("experts.gate", m=128, n=768, k=1024, dtype_bytes=1, batch=16, grouped=True)
+    fused = op_time(mm, CHIP, CHIP.effective_peak(FP8), FP8)
+    per_expert_chip = CHIP.with_runtime(Runtime(name="te", grouped_gemm="per_expert"))
+    per_expert = op_time(mm, per_expert_chip, per_expert_chip.effective_peak(FP8), FP8)
+    assert fused.overhead == 10 * US and per_expert.overhead == 16 * 10 * US
+    assert per_expert.compute == fused.compute and per_expert.serial == fused.serial
+    # gate and up run as one fused fc1 (its "up" half adds no kernel), as TE's GroupedLinear does
+    up = Matmul("experts.up.dgrad", m=128, n=1024, k=768, dtype_bytes=1, batch=16, grouped=True)
+    assert op_time(up, per_expert_chip, per_expert_chip.effective_peak(FP8), FP8).overhead == 0

@@ -91,3 +91,29 @@ def test_at_tp_1_expert_tp_1_changes_nothing():
     for field in ("flops_per_chip", "matmul_flops_per_chip", "hbm_bytes_per_chip", "weight_memory_per_chip",
                   "activation_memory_per_chip", "comm_bytes_per_chip"):
         assert sp.sympify(getattr(base, field)) == sp.sympify(getattr(grid, field)), field
+
+
+def test_a_dropless_moe_forward_waits_for_its_host_sync():
+    """Megatron-Core's all-to-all dispatcher copies the routing counts to the host and
+    synchronizes once per dropless MoE forward (token_dispatcher.py ``_maybe_dtoh_and_synchronize``:
+    skipped when ``moe_pad_expert_input_to_capacity``, the token-drop runs). One ``dispatch_sync``
+    op in the training forward (none in the backward, where the splits are known), costing the
+    engine's ``moe_sync_time``: 3 ms under an engine that sets it adds exactly 3 ms to the layer;
+    a capacity factor (padding) removes it; under the neutral engine it costs nothing."""
+    from fractions import Fraction
+
+    from symcost import hardware
+    from symcost.hardware import Runtime
+
+    chip = hardware.get("H100_SXM")
+    synced = chip.with_runtime(Runtime(name="sync", moe_sync_time=Fraction(3, 1000)))
+    moe = _moe(expert_parallel=1)
+    kw = dict(batch_size=1, seq_len=128, phase="training", dtype="bf16")
+    names = [op.name for op, _ in moe.compute_metrics(**kw).ops]
+    assert names.count("dispatch_sync") == 1 and not any(n.startswith("dispatch_sync.") for n in names)
+    base, slow = moe.compute_metrics(hardware=chip, **kw), moe.compute_metrics(hardware=synced, **kw)
+    assert slow.latency - base.latency == Fraction(3, 1000)
+    padded = MoELayer(hidden_size=H, expert_intermediate_size=F, num_experts=E, top_k=K, capacity_factor=1)
+    assert "dispatch_sync" not in [op.name for op, _ in padded.compute_metrics(**kw).ops]
+    full = moe.compute_metrics(hardware=synced, recompute="full", **kw)
+    assert full.latency - moe.compute_metrics(hardware=chip, recompute="full", **kw).latency == Fraction(6, 1000)

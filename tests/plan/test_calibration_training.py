@@ -124,3 +124,40 @@ def test_readme_block_is_the_scripts_output(predictions):
     assert readme.count(script.BEGIN) == 1 and readme.count(script.END) == 1
     shipped = readme.split(script.BEGIN)[1].split(script.END)[0].strip()
     assert shipped == ct.validation_table(predictions).strip()
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return ct.fit()
+
+
+def test_the_fit_reproduces_the_shipped_profile(fitted):
+    """benchmarks/calibrate_training.py's fit equals what the megatron-core profile ships, exactly."""
+    assert fitted.values == ct.shipped()
+    from symcost.hardware import runtime
+
+    assert runtime("megatron-core").moe_sync_time == fitted.values["moe_sync_time"]
+
+
+def test_the_fit_is_a_local_minimum_on_its_grid(fitted):
+    """No grid step of the sync time lowers the sum of squared log errors."""
+    functions, rows = ct._compiled(), ct.load_rows()
+    grid = ct.PARAMETERS["moe_sync_time"][1]
+    i = grid.index(fitted.values["moe_sync_time"])
+    best = ct._loss(functions, rows, [float(grid[i])])
+    assert all(ct._loss(functions, rows, [float(grid[k])]) >= best for k in (i - 1, i + 1) if 0 <= k < len(grid))
+
+
+def test_the_exact_step_gives_the_fits_numbers(fitted, predictions):
+    """The shipped chip through training_step (exact) and the fit's compiled expressions agree."""
+    for p in predictions:
+        assert p.tokens_per_gpu == pytest.approx(fitted.predicted[p.row.id], rel=1e-9)
+
+
+def test_the_sync_time_touches_only_dropless_moe_rows(rows):
+    """Dense rows and token-drop rows (capacity factor 1: no device-to-host sync) do not depend on
+    the fitted term: the compiled prediction is the same at 0 and at 10 ms."""
+    functions = ct._compiled()
+    for row in rows.values():
+        moved = functions[row.id](0.0) != functions[row.id](0.01)
+        assert moved == (row.moe and not row.token_drop), row.id
