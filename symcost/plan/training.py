@@ -60,20 +60,25 @@ _exact_value = exact  # the steps' ``exact`` argument shadows the function there
 
 
 @dataclass(frozen=True)
-class DataParallelSync:
-    """How a step's data-parallel sync runs: ``overlap`` hides it behind the backward and the
-    forward (Megatron-Core's ``overlap_grad_reduce`` and ``overlap_param_gather``, see
+class StepComm:
+    """How a step's data-parallel and pipeline communication runs.
+
+    ``dp_overlap`` hides the data-parallel sync behind the backward and the forward
+    (Megatron-Core's ``overlap_grad_reduce`` and ``overlap_param_gather``, see
     :func:`_data_parallel`); ``grad_reduce_in_fp32`` keeps and reduces the gradients in fp32
     (Megatron-LM's ``--accumulate-allreduce-grads-in-fp32``, its default for bf16 training), else
     in the weights' bf16 (Megatron-Bridge's performance recipes set ``grad_reduce_in_fp32 =
-    False``).
+    False``); ``pp_overlap`` hides an interleaved pipeline's stage-to-stage sends behind its
+    chunks' compute (Megatron's ``overlap_p2p_comm``, which Megatron-LM and Megatron-Bridge turn on
+    with virtual stages), leaving exposed only the ``2 (p - 1)`` of the fill and the drain.
 
-    >>> DataParallelSync().gradient_bytes, DataParallelSync(grad_reduce_in_fp32=False).gradient_bytes
+    >>> StepComm().gradient_bytes, StepComm(grad_reduce_in_fp32=False).gradient_bytes
     (4, 2)
     """
 
-    overlap: bool = True
+    dp_overlap: bool = True
     grad_reduce_in_fp32: bool = True
+    pp_overlap: bool = True
 
     @property
     def gradient_bytes(self) -> sp.Expr:
@@ -84,7 +89,7 @@ class DataParallelSync:
 def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, s: Any, B: Any,
                       b: Any, t: Any, u: Any, p: Any, d: Any, v: Any, zero_stage: int, hidden_size: Any,
                       flops_per_sequence: Any, peak: Any, ep: Any = 1, c: Any = 1,
-                      etp: Any = None, sync: DataParallelSync = DataParallelSync(),
+                      etp: Any = None, sync: StepComm = StepComm(),
                       weight_copy: Any = 0) -> dict[str, Any]:
     """The step's time and memory from its pipeline stages' per-micro-batch values (``values``:
     :func:`stages_from_parts`; see the module docstring); every argument may be a number or a
@@ -96,7 +101,7 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
     reduction and ZeRO sharding (Megatron-LM's data-parallel group with context parallelism:
     ``d*c`` ranks). The micro-batches per replica stay ``B/(d*b)``: CP ranks share sequences.
     ``etp`` is the expert-TP degree of Megatron's expert grid (``None``: ``t``); ``sync`` how the
-    data-parallel sync runs (:class:`DataParallelSync`);
+    data-parallel sync runs (:class:`StepComm`);
     ``weight_copy`` bytes per parameter of a narrow-format copy of the weights cached for the step
     (:func:`tensor_format`)."""
     m = B / (d * b)
@@ -109,7 +114,9 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
     sends = sp.Integer(0)
     if p != 1:
         payload = b * s * hidden_size * e / (t * u * c)
-        sends = 2 * v * m * _span_time("p2p", 2, payload, chip, t * u * c * d)
+        # interleaved with overlap_p2p_comm: only the fill's and the drain's p - 1 sends each wait
+        count = 2 * (p - 1) if v != 1 and sync.pp_overlap else 2 * v * m
+        sends = count * _span_time("p2p", 2, payload, chip, t * u * c * d)
 
     weights, gradients, optimizer, dp_comm = _data_parallel(values, chip=chip, e=e, m=m, d=d * c, stride=t * u,
                                                             ep=ep, zero_stage=zero_stage, p=p,
@@ -131,7 +138,7 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
 
 def _data_parallel(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, m: Any, d: Any, stride: Any,
                    ep: Any, zero_stage: int, p: Any = 1, expert_tp: Any = 1, t: Any = 1,
-                   sync: DataParallelSync = DataParallelSync(overlap=False),
+                   sync: StepComm = StepComm(dp_overlap=False),
                    weight_copy: Any = 0) -> tuple[Any, Any, Any, Any]:
     """One stage's weight, gradient and optimizer bytes and its gradient sync time, in the
     placeholders ``_PARAMS``, ``_EXPERT``, ``_SHARED`` and ``_GROUP`` (each stage's values are
@@ -147,7 +154,7 @@ def _data_parallel(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, 
     (expert_tp*ep)`` (``d/ep`` when ``expert_tp = t``), ``expert_tp*ep`` ranks apart (Megatron's
     expert rank order, expert-TP innermost, then EP, then expert-DP).
 
-    ``sync.overlap`` (Megatron-Core's ``overlap_grad_reduce`` and ``overlap_param_gather``; see
+    ``sync.dp_overlap`` (Megatron-Core's ``overlap_grad_reduce`` and ``overlap_param_gather``; see
     :func:`_sync_phases`): each phase's traffic costs ``max(one bucket's, all of it - the compute
     it hides behind)``, the backward ``2/3`` and the forward ``1/3`` of the stage's micro-batch
     time; without it, all of it."""
@@ -165,7 +172,7 @@ def _data_parallel(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, 
     dp_comm = sp.Integer(0)
     for count, share, traffic in _sync_phases(groups, e=e, m=m, zero_stage=zero_stage, grad=sync.gradient_bytes):
         whole = sp.Add(*(_span_time(kind, n, size * nbytes, chip, step) for kind, n, size, nbytes, step in traffic))
-        if not sync.overlap:
+        if not sync.dp_overlap:
             dp_comm += count * whole
             continue
         bucket = sp.Add(*(_span_time(kind, n, extreme(sp.Min, size, _bucket(n)) * nbytes, chip, step)
@@ -269,7 +276,8 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
                   micro_batch: Any = 1, dtype: Any = "bf16", parallelism: ParallelismLike = None,
                   recompute: str = "none", interleave: Any = 1, zero_stage: int = 1,
                   overlap: bool = False, *, stage_layers: Optional[Sequence[int]] = None,
-                  dp_overlap: bool = True, grad_reduce_in_fp32: bool = True, exact: bool = True) -> TrainingStep:
+                  dp_overlap: bool = True, grad_reduce_in_fp32: bool = True, pp_overlap: bool = True,
+                  exact: bool = True) -> TrainingStep:
     """Time, memory and MFU of one training step (see the module docstring for the model).
 
     ``dp_overlap`` hides the data-parallel gradient reduction behind the backward and the weights'
@@ -277,7 +285,8 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     ``overlap_param_gather`` do (on in Megatron-Bridge's and NeMo's recipes); ``False`` exposes
     the whole sync (Megatron-LM 2021, Narayanan et al.). ``grad_reduce_in_fp32=False`` keeps the
     gradients in bf16, 2 bytes per parameter in memory and in the reduction (Megatron-Bridge's
-    performance recipes), instead of fp32 (:class:`DataParallelSync`).
+    performance recipes), instead of fp32; ``pp_overlap=False`` exposes every stage-to-stage send
+    of an interleaved pipeline (:class:`StepComm`).
 
     ``parallelism`` adds to the model's own (:func:`resolve_parallelism`); ``stage_layers`` gives
     the blocks per pipeline stage (default :func:`pipeline_stages`; the split used is
@@ -286,7 +295,7 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     sizes = csteps.sizes(seq_len, global_batch, micro_batch) if csteps.USE_COMPILED else None
     result = csteps.run(None if sizes is None else _training_front(model, hardware, dtype, parallelism, recompute,
                                                              interleave, zero_stage, overlap, stage_layers,
-                                                             DataParallelSync(dp_overlap, grad_reduce_in_fp32)),
+                                                             StepComm(dp_overlap, grad_reduce_in_fp32, pp_overlap)),
                   sizes, exact)
     if result is not None:
         return result
@@ -309,7 +318,8 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
                                hidden_size=sharded.blocks[0][0].hidden_size,
                                flops_per_sequence=flops_per_sequence(model, s, datatype),
                                peak=chip.peak_flops_expr(datatype), ep=par.ep, c=par.cp, etp=par.etp,
-                               sync=DataParallelSync(bool(dp_overlap), bool(grad_reduce_in_fp32)), weight_copy=copy)
+                               sync=StepComm(bool(dp_overlap), bool(grad_reduce_in_fp32), bool(pp_overlap)),
+                               weight_copy=copy)
     return TrainingStep(hardware=chip, stage_layers=split, **{k: _exact_value(v) for k, v in fields.items()})
 
 
@@ -334,7 +344,7 @@ _MEMORY = ("weight_memory", "gradient_memory", "optimizer_memory", "activation_m
 def _training_program(model: "Model", chip: Hardware, par: Parallelism, datatype: DataType, recompute: str,
                       v: int, zero_stage: int, overlap: bool,
                       stage_layers: Optional[tuple[int, ...]],
-                      sync: DataParallelSync = DataParallelSync()) -> Optional[csteps.CompiledStep]:
+                      sync: StepComm = StepComm()) -> Optional[csteps.CompiledStep]:
     if not csteps.compilable(model, par, chip):
         return None
     s, B, b = sym.seq_len, _GLOBAL, sym.batch_size
@@ -365,7 +375,7 @@ def _training_program(model: "Model", chip: Hardware, par: Parallelism, datatype
 def _training_compiled(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
                        recompute: str, interleave: Any, zero_stage: int, overlap: bool,
                        stage_layers: Optional[Sequence[int]],
-                       sync: DataParallelSync = DataParallelSync()) -> Optional[csteps.CompiledStep]:
+                       sync: StepComm = StepComm()) -> Optional[csteps.CompiledStep]:
     chip = get_hardware(hardware)
     par = resolve_parallelism(model, parallelism)
     datatype = DataType.parse(dtype)
@@ -380,7 +390,7 @@ def _training_compiled(model: "Model", hardware: Hardware | str, dtype: Any, par
 def _training_front(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
                     recompute: str, interleave: Any, zero_stage: int, overlap: bool,
                     stage_layers: Optional[Sequence[int]],
-                    sync: DataParallelSync = DataParallelSync()) -> Optional[csteps.CompiledStep]:
+                    sync: StepComm = StepComm()) -> Optional[csteps.CompiledStep]:
     if csteps.sizes(interleave) is None:
         return None
     def build() -> Optional[csteps.CompiledStep]:
@@ -388,7 +398,8 @@ def _training_front(model: "Model", hardware: Hardware | str, dtype: Any, parall
                                   stage_layers, sync)
 
     return csteps.front("training", build, model, hardware, dtype, parallelism, recompute, interleave, zero_stage,
-                        overlap, stage_layers, bool(sync.overlap), bool(sync.grad_reduce_in_fp32))
+                        overlap, stage_layers, bool(sync.dp_overlap), bool(sync.grad_reduce_in_fp32),
+                        bool(sync.pp_overlap))
 
 
 def _check_zero(zero_stage: Any, par: Parallelism) -> None:
