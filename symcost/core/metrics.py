@@ -58,7 +58,7 @@ _HARDWARE_SYMBOLS = {sym.peak_flops, sym.vector_flops, sym.hbm_capacity, sym.hbm
 _MODEL_SYMBOLS = {sym.compute_units, sym.matmul_efficiency, sym.matmul_efficiency_8bit,
                   sym.memory_efficiency, sym.attention_memory_efficiency, sym.attention_efficiency,
                   sym.network_efficiency, sym.kernel_time, sym.launch_time, sym.collective_base_latency,
-                  sym.step_overhead, sym.collective_overhead, sym.tree_latency, sym.tree_efficiency,
+                  sym.step_overhead, sym.collective_overhead, sym.moe_sync_time, sym.tree_latency, sym.tree_efficiency,
                   sym.nvls_latency, sym.nvls_efficiency}
 """The efficiency model's symbols (the realistic symbolic chip, docs/conventions.md §17)."""
 _HARDWARE_SYMBOLS |= _MODEL_SYMBOLS | {sym.peak_flops_16bit}
@@ -379,6 +379,16 @@ class LayerMetrics:
                 out |= value.free_symbols
         return out
 
+    def _check_training_dtype(self, dtype: DataType, table: Mapping[Any, Any]) -> None:
+        """Refuse to bind one symbolic ``e`` to a training format narrower than 2 bytes: FP8
+        training keeps bf16 tensors and runs FP8 GEMMs (docs/conventions.md §16), two byte counts."""
+        if not self.phase.is_training or dtype.bytes >= 2 or sym.dtype_bytes in table:
+            return
+        if any(sym.dtype_bytes in sp.sympify(getattr(self, f)).free_symbols for f in METRIC_FIELDS):
+            raise ConfigError(f"subs: training in {dtype.value} keeps bf16 tensors and runs {dtype.value} GEMMs "
+                              "(Transformer Engine's recipes): two byte counts, not one e; compute the metrics "
+                              "with that dtype instead")
+
     def subs(self, mapping: Mapping[Any, Any] | None = None, *, hardware: Any = None,
              dtype: Any = None, **values: Any) -> "LayerMetrics":
         """Replace symbols by values (numbers or expressions), exactly, with ``xreplace``.
@@ -400,6 +410,7 @@ class LayerMetrics:
         """
         table = _substitutions(mapping, values)
         if dtype is not None:
+            self._check_training_dtype(DataType.parse(dtype), table)
             table.setdefault(sym.dtype_bytes, DataType.parse(dtype).bytes)
         if hardware is not None:
             if dtype is None:

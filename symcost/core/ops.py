@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from ._expr import Value, as_expr, exact_value
 
 __all__ = [
+    "HostSync",
     "VECTOR_FLOPS",
     "BACKWARD_VECTOR_FACTOR",
     "EAGER_ATTENTION_BACKWARD_FACTOR",
@@ -230,6 +231,22 @@ class Vector(Op):
         return [Vector(self.name + ".bwd", elements=self.elements,
                        flops_per_element=BACKWARD_VECTOR_FACTOR * self.flops_per_element,
                        read_bytes=self.write_bytes + self.read_bytes, write_bytes=self.read_bytes)]
+
+
+@dataclass(frozen=True)
+class HostSync(Op):
+    """The device waiting for the host: a device-to-host synchronisation (a dropless MoE
+    dispatcher reading its routing counts) after which the GPU idles until the host launches the
+    next kernels. No FLOPs, no bytes; its time is the engine's (kernel class ``host.sync``); the
+    backward has none."""
+
+    @property
+    def kernel(self) -> str:
+        """``"host.sync"``."""
+        return "host.sync"
+
+    def backward(self) -> list[Op]:
+        return []
 
 
 @dataclass(frozen=True)

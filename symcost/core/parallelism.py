@@ -18,6 +18,11 @@ Semantics (``../shared/DESIGN.md``):
   the Ulysses ``sequence_parallel`` degree above.)
 - ``pipeline_parallel``, ``expert_parallel``, ``data_parallel``: recorded here; they change no
   per-layer metric of a dense layer (models use them).
+- ``expert_tensor_parallel`` (Megatron-Core's ``expert_tensor_parallel_size``): the degree that
+  splits each routed expert's width, ``None`` meaning ``tensor_parallel`` (Megatron's default).
+  Given, the MoE layer runs on Megatron's expert grid: ETP x EP x expert-DP laid over the
+  TP x CP x DP ranks of a pipeline stage, so TP 2 x EP 32 x DP 16 with ETP 1 is a layout
+  (:class:`~symcost.layers.moe.MoELayer`).
 
 >>> from symcost import Parallelism
 >>> p = Parallelism(tensor_parallel=2, sequence_parallel=4)
@@ -72,6 +77,10 @@ def _cp_comm_type(value: Any) -> str:
 Degree = Annotated[Any, BeforeValidator(_degree)]
 
 
+def _optional_degree(value: Any, info: ValidationInfo) -> Any:
+    return None if value is None else _degree(value, info)
+
+
 class Parallelism(BaseModel):
     """How one layer replica is split across chips; every degree is an int or an expression.
 
@@ -89,11 +98,29 @@ class Parallelism(BaseModel):
     pipeline_parallel: Degree = sympy.Integer(1)
     expert_parallel: Degree = sympy.Integer(1)
     data_parallel: Degree = sympy.Integer(1)
+    expert_tensor_parallel: Annotated[Any, BeforeValidator(_optional_degree)] = None
+    """Megatron-Core's ``expert_tensor_parallel_size``: the degree splitting each routed expert's
+    width; ``None``: ``tensor_parallel``, with the MoE layer's default token flow (see
+    :class:`~symcost.layers.moe.MoELayer`)."""
 
     @property
     def tp(self) -> sympy.Expr:
         """Tensor-parallel degree *t*."""
         return self.tensor_parallel
+
+    @property
+    def etp(self) -> sympy.Expr:
+        """Expert tensor-parallel degree: ``expert_tensor_parallel``, else *t*.
+
+        >>> Parallelism(tensor_parallel=2).etp, Parallelism(tensor_parallel=2, expert_tensor_parallel=1).etp
+        (2, 1)
+        """
+        return self.tensor_parallel if self.expert_tensor_parallel is None else self.expert_tensor_parallel
+
+    @property
+    def expert_grid(self) -> bool:
+        """The routed experts run on Megatron-Core's expert grid: ``expert_tensor_parallel`` is given."""
+        return self.expert_tensor_parallel is not None
 
     @property
     def megatron_sp(self) -> bool:

@@ -71,6 +71,7 @@ __all__ = [
     "collective_base_latency",
     "step_overhead",
     "collective_overhead",
+    "moe_sync_time",
     "tree_latency",
     "tree_efficiency",
     "nvls_latency",
@@ -83,6 +84,7 @@ __all__ = [
     "grouped_gemm_memory_efficiency",
     "attention_time",
     "attention_io_efficiency",
+    "attention_backward_efficiency",
     "attention_decode_time",
     "ll_base_latency",
     "ll_latency",
@@ -187,6 +189,8 @@ _ROWS = (
          "engine time per inference step outside the model (s)", nonnegative=True),
     _row("collective_overhead", "t_coll", r"t_{\mathrm{coll}}",
          "engine time per collective call beyond the chip's (s)", nonnegative=True),
+    _row("moe_sync_time", "t_sync", r"t_{\mathrm{sync}}",
+         "time a dropless MoE layer's forward loses to its device-to-host sync (s)", nonnegative=True),
     _row("tree_latency", "alpha_tree", r"\alpha_{\mathrm{tree}}",
          "latency of one tree hop over the scale-out network (s)", positive=True),
     _row("tree_efficiency", "eta_tree", r"\eta_{\mathrm{tree}}",
@@ -215,6 +219,8 @@ _ROWS = (
     _row("attention_io_efficiency", "eta_aio", r"\eta_{\mathrm{aio}}",
          "fraction of HBM bandwidth at which prefill attention moves Q, K, V and O outside its core",
          positive=True),
+    _row("attention_backward_efficiency", "eta_abwd", r"\eta_{\mathrm{attn,bwd}}",
+         "the attention backward kernels' FLOP/s as a fraction of the forward kernels'", positive=True),
     _row("attention_decode_time", "t_dec", r"t_{\mathrm{dec}}",
          "fixed time of one decode attention call (s)", nonnegative=True),
     _row("ll_base_latency", "alpha_LL0", r"\alpha_{\mathrm{LL},0}",
@@ -292,6 +298,7 @@ launch_time = TABLE["launch_time"].symbol
 collective_base_latency = TABLE["collective_base_latency"].symbol
 step_overhead = TABLE["step_overhead"].symbol
 collective_overhead = TABLE["collective_overhead"].symbol
+moe_sync_time = TABLE["moe_sync_time"].symbol
 tree_latency = TABLE["tree_latency"].symbol
 tree_efficiency = TABLE["tree_efficiency"].symbol
 nvls_latency = TABLE["nvls_latency"].symbol
@@ -304,6 +311,7 @@ grouped_gemm_time = TABLE["grouped_gemm_time"].symbol
 grouped_gemm_memory_efficiency = TABLE["grouped_gemm_memory_efficiency"].symbol
 attention_time = TABLE["attention_time"].symbol
 attention_io_efficiency = TABLE["attention_io_efficiency"].symbol
+attention_backward_efficiency = TABLE["attention_backward_efficiency"].symbol
 attention_decode_time = TABLE["attention_decode_time"].symbol
 ll_base_latency = TABLE["ll_base_latency"].symbol
 ll_latency = TABLE["ll_latency"].symbol

@@ -47,6 +47,7 @@ _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficien
                  "tree_efficiency", "nvls_latency", "nvls_efficiency", "gemm_time", "gemm_time_8bit", "gemm_time_4bit",
                  "quantize_bytes_8bit", "quantize_bytes_4bit", "gemm_memory_efficiency", "grouped_gemm_efficiency",
                  "grouped_gemm_time", "grouped_gemm_memory_efficiency", "attention_time", "attention_io_efficiency",
+                 "attention_backward_efficiency",
                  "attention_decode_time", "ll_base_latency", "ll_latency", "ll_efficiency", "custom_allreduce_latency",
                  "custom_allreduce_efficiency")
 """The efficiency model's fields (docs/conventions.md §17)."""
@@ -124,6 +125,9 @@ class Hardware(BaseModel):
     grouped_gemm_memory_efficiency: Optional[Efficiency] = None
     attention_time: Optional[Seconds] = None
     attention_io_efficiency: Optional[Efficiency] = None
+    attention_backward_efficiency: Efficiency = sp.Integer(1)
+    """The attention backward kernels' FLOP/s as a fraction of the forward kernels' (the
+    ``attn.backward`` class runs at ``F_16 * attention_efficiency * attention_backward_efficiency``)."""
     attention_decode_time: Optional[Seconds] = None
     ll_base_latency: Optional[Seconds] = None
     ll_latency: Seconds = sp.Integer(0)
@@ -178,7 +182,7 @@ class Hardware(BaseModel):
         self._symbolic = self._symbolic or any(
             isinstance(v, sp.Basic) and v.free_symbols
             for v in (*(getattr(self, f) for f in _MODEL_FIELDS), self.runtime.step_overhead,
-                      self.runtime.collective_overhead))
+                      self.runtime.collective_overhead, self.runtime.moe_sync_time))
 
     def __hash__(self) -> int:
         return self._hash
@@ -432,6 +436,7 @@ class Hardware(BaseModel):
             sym.collective_base_latency: self.collective_base_latency,
             sym.step_overhead: self.runtime.step_overhead,
             sym.collective_overhead: self.runtime.collective_overhead,
+            sym.moe_sync_time: self.runtime.moe_sync_time,
         }
         values.update(self._kernel_symbol_values(dt))
         if self.compute_units is not None:  # none: no tile quantization, nothing to bind N_cu to
@@ -454,6 +459,7 @@ class Hardware(BaseModel):
             sym.attention_time: self.prefill_attention_time,
             sym.attention_io_efficiency: sp.oo if self.attention_io_efficiency is None
             else self.attention_io_efficiency,
+            sym.attention_backward_efficiency: self.attention_backward_efficiency,
             sym.attention_decode_time: self.decode_attention_time,
             sym.ll_base_latency: sp.oo if self.ll_base_latency is None else self.ll_base_latency,
             sym.ll_latency: self.ll_latency,
@@ -490,7 +496,8 @@ class Hardware(BaseModel):
             fields.update({name: sym.TABLE[name].symbol for name in _MODEL_FIELDS if name in sym.TABLE})
             fields.update(quantize_bytes_8bit=sym.quantize_bytes, matmul_tile=matmul_tile,
                           runtime=Runtime(name="symbolic", cuda_graphs=False, step_overhead=sym.step_overhead,
-                                          collective_overhead=sym.collective_overhead, allreduce="custom"))
+                                          collective_overhead=sym.collective_overhead, allreduce="custom",
+                                          moe_sync_time=sym.moe_sync_time))
         return cls(**fields)
 
     def ideal(self) -> "Hardware":
@@ -518,7 +525,7 @@ class Hardware(BaseModel):
             quantize_bytes_8bit=zero, quantize_bytes_4bit=None, gemm_memory_efficiency=None,
             grouped_gemm_efficiency=None,
             grouped_gemm_time=None, grouped_gemm_memory_efficiency=None, attention_time=None,
-            attention_io_efficiency=None, attention_decode_time=None,
+            attention_io_efficiency=None, attention_backward_efficiency=one, attention_decode_time=None,
             ll_base_latency=None, ll_latency=zero, ll_efficiency=one, custom_allreduce_latency=None,
             custom_allreduce_efficiency=one, runtime=Runtime(name="ideal"))})
 
@@ -539,10 +546,11 @@ class Hardware(BaseModel):
                 and self.grouped_gemm_efficiency in (None, 1) and self.grouped_gemm_time in (None, 0)
                 and self.grouped_gemm_memory_efficiency in (None, 1) and self.attention_time in (None, 0)
                 and self.attention_io_efficiency is None and self.attention_decode_time in (None, 0)
+                and self.attention_backward_efficiency == 1
                 and self.ll_base_latency is None
                 and (self.custom_allreduce_latency is None or self.runtime.allreduce != "custom")
                 and self.runtime.step_overhead == 0
-                and self.runtime.collective_overhead == 0
+                and self.runtime.collective_overhead == 0 and self.runtime.moe_sync_time == 0
                 and (self.runtime.cuda_graphs or self.launch_time == 0))
 
     def with_runtime(self, profile: "Runtime | str") -> "Hardware":
@@ -616,7 +624,8 @@ class Hardware(BaseModel):
                               "step_overhead": plain(value.step_overhead),
                               "collective_overhead": plain(value.collective_overhead),
                               "prefill_emits_first_token": value.prefill_emits_first_token,
-                              "allreduce": value.allreduce}
+                              "allreduce": value.allreduce, "grouped_gemm": value.grouped_gemm,
+                              "moe_sync_time": plain(value.moe_sync_time)}
             else:
                 out[field] = plain(value)
         return out

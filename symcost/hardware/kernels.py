@@ -15,7 +15,8 @@ True
 
 The classes shipped here, per op on a chip with matmul FLOP/s ``peak`` (efficiency applied):
 
-- ``gemm`` (and ``gemm.grouped``): ``max(C / peak, bytes / (B eta_gmem)) + q m k / B + t_gemm``
+- ``gemm`` (and ``gemm.grouped``, whose floor an engine running one GEMM per expert pays per
+  expert): ``max(C / peak, bytes / (B eta_gmem)) + q m k / B + t_gemm``
   with ``C`` the FLOPs the matrix units spend, tiles and waves included
   (:func:`matmul_compute_flops`); ``q`` the HBM bytes per input element that quantizing an
   8-bit (or narrower) GEMM's input moves, ``t_gemm`` the floor of the dtype's format class;
@@ -25,8 +26,10 @@ The classes shipped here, per op on a chip with matmul FLOP/s ``peak`` (efficien
   write) as a pass of its own;
 - ``attn.decode``: ``max(F / (F_16 eta_attn) + V / F_vec, bytes / (B eta_kv)) + t_dec``:
   streaming the KV cache;
-- ``attn.backward``: the prefill form without the extra pass;
-- ``elementwise``: ``max(V / F_vec, bytes / (B eta_mem)) + t_k``.
+- ``attn.backward``: the prefill form without the extra pass, its core at ``F_16 eta_attn
+  eta_abwd`` (the backward kernels' own fraction of the forward's rate);
+- ``elementwise``: ``max(V / F_vec, bytes / (B eta_mem)) + t_k``;
+- ``host.sync``: the engine's ``moe_sync_time`` (a dropless MoE dispatcher's device-to-host sync).
 
 Without CUDA graphs an op takes at least its kernels' host launch time.
 """
@@ -169,9 +172,16 @@ def gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> Op
 def grouped_gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
     """A grouped GEMM (MoE experts, one kernel over every local expert): the dense GEMM's compute
     at ``eta_gg`` of its rate, its bytes at the grouped kernels' own HBM fraction,
-    ``max(C / eta_gg, bytes / (B eta_ggmem)) + serial + n t_gg``."""
+    ``max(C / eta_gg, bytes / (B eta_ggmem)) + serial + n t_gg``; under an engine that runs one
+    GEMM per expert (``Runtime.grouped_gemm == "per_expert"``), the dense GEMM's terms with the
+    floor and the host's launch paid ``batch`` times (an op fused into its partner's kernel, the
+    ``up`` half of a gate-and-up fc1, adds none)."""
     assert isinstance(op, Matmul)
     dense = gemm(op, chip, peak, dtype)
+    if chip.runtime.grouped_gemm == "per_expert":
+        n = 0 if any(part in FUSED_OPS for part in op.name.split(".")) else op.batch
+        serial = dense.serial if n != 0 else sp.Integer(0)
+        return OpTime(dense.compute, dense.memory, n * chip.gemm_time_for(dtype), _launch(1, chip) * n, serial)
     eta = sp.Integer(1) if chip.grouped_gemm_efficiency is None else chip.grouped_gemm_efficiency
     memory = op.hbm_bytes / (chip.hbm_bandwidth * chip.grouped_memory_efficiency)
     return OpTime(dense.compute / eta, memory, kernels(op) * chip.grouped_gemm_time_for(dtype), dense.launch,
@@ -207,11 +217,19 @@ def attention_decode(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[Data
 
 @kernel("attn.backward")
 def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
-    """The attention core's backward: ``max(F / (F_16 eta_attn) + V / F_vec, bytes / (B eta_mem))
-    + t_attn``."""
+    """The attention core's backward: ``max(F / (F_16 eta_attn eta_abwd) + V / F_vec, bytes /
+    (B eta_mem)) + t_attn``."""
     n = kernels(op)
-    return OpTime(_attention_compute(op, chip, dtype), op.hbm_bytes / chip.effective_hbm_bandwidth,
-                  n * chip.prefill_attention_time, _launch(n, chip))
+    compute = (op.matmul_flops / (chip.attention_peak(dtype) * chip.attention_backward_efficiency)
+               + op.vector_flops / chip.vector_flops)
+    return OpTime(compute, op.hbm_bytes / chip.effective_hbm_bandwidth, n * chip.prefill_attention_time,
+                  _launch(n, chip))
+
+
+@kernel("host.sync")
+def host_sync(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
+    """A device-to-host synchronisation: the engine's ``moe_sync_time``, nothing else."""
+    return OpTime(sp.Integer(0), sp.Integer(0), chip.runtime.moe_sync_time)
 
 
 @kernel("elementwise")

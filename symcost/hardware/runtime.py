@@ -75,6 +75,15 @@ class Runtime(BaseModel):
     collective_overhead: Seconds = sp.Integer(0)
     prefill_emits_first_token: bool = True
     allreduce: Literal["nccl", "custom"] = "nccl"
+    moe_sync_time: Seconds = sp.Integer(0)
+    """Seconds a dropless MoE layer's forward loses to its device-to-host synchronisation (the
+    host reads the routing counts; the GPU then idles until the host has launched what follows):
+    the ``host.sync`` kernel class (Megatron-Core's all-to-all dispatcher; 0 for engines without)."""
+    grouped_gemm: Literal["fused", "per_expert"] = "fused"
+    """How the engine runs a grouped GEMM (MoE experts): one kernel for every expert (``"fused"``:
+    CUTLASS/Triton grouped kernels of the serving engines), or one GEMM per expert, each with its
+    own fixed time (``"per_expert"``: Transformer Engine's FP8 ``GroupedLinear``, one cuBLAS GEMM
+    per expert over its compute streams)."""
     overrides: Annotated[Overrides, BeforeValidator(_overrides)] = ()
 
     def decode_steps(self, output_len: Any) -> Any:

@@ -160,6 +160,19 @@ def _link(kind: str, hardware: Hardware, inside: bool, n: sp.Expr, nodes: sp.Exp
     return out
 
 
+def _moved(kind: str, sent: sp.Expr, n: sp.Expr, nodes: sp.Expr, link: sp.Expr, hardware: Hardware,
+           inside: bool) -> sp.Expr:
+    """Seconds a chip's ``sent`` bytes take over its links: ``sent / link``; an all-to-all over
+    several scale-up domains sends to every peer at once (NCCL's grouped send and receive), the
+    share bound for other domains, ``(n - n/nodes)/(n - 1)`` of ``sent``, over the chip's
+    scale-out link while the rest crosses the scale-up link: the slower of the two."""
+    if kind != "all_to_all" or inside:
+        return sent / link
+    outside = sent * (n - n / nodes) / (n - 1)
+    up = hardware.scale_up_bandwidth * hardware.network_efficiency
+    return extreme(sp.Max, outside / link, (sent - outside) / up)
+
+
 def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Hardware) -> dict[str, sp.Expr]:
     """The engine's own all-reduce (TensorRT-LLM, vLLM, SGLang) over the scale-up link, both its
     forms (the ``Min`` picks the faster, or NCCL's where that is faster still): one-shot, each
@@ -195,7 +208,7 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
         inter = _inter_steps(c.kind, nodes) if c.kind != "p2p" else extreme(sp.Min, 1, nodes - 1)
     hops = hardware.collective_latency * (steps - inter) + hardware.net_latency * inter
     sent = as_expr(c.bytes_sent_per_chip, "bytes_sent_per_chip")
-    out = {"ring": count * (base * calls + hops) + sent / link}
+    out = {"ring": count * (base * calls + hops) + _moved(c.kind, sent, n, nodes, link, hardware, inside)}
     if hardware.ll_base_latency is not None:
         # NCCL's low-latency protocol: its own latencies, a fraction of the bus bandwidth
         # (NB: no min(1, n - 1) switch: a group of one costs nothing on the ring, which wins the Min)

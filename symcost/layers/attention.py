@@ -220,12 +220,17 @@ class _Attention(Layer):
         # Korthikanti et al. 2022, section 4.2: the input (2sbh), Q and K (4sbh), V (2sbh), the
         # softmax output (2as^2b), its dropout mask (as^2b) and output (2as^2b), the output
         # projection's input (2sbh) and its dropout mask (sbh): 11sbh + 5as^2b at e = 2.
+        # Under Transformer Engine's FP8 training the QKV GEMM's input is saved as its FP8 cast, and
+        # the output projection's input, the core's output, once more as its FP8 cast (the core's
+        # backward keeps the bf16 one).
         h, d, e, T = self.hidden_size, self.d, ctx.e, ctx.tokens
         a_t, g_t = self._heads(ctx)
-        saved = ctx.sharded_tokens * h * e  # the input, sequence-sharded under Megatron SP
+        saved = ctx.sharded_tokens * h * ctx.saved_gemm_input_bytes  # the input, sequence-sharded under SP
         if ctx.recompute == "full":
             return saved
         saved += T * (2 * a_t + 2 * g_t) * d * e  # Q, K, V and the core's output
+        if ctx.gemm_bytes is not None:
+            saved += T * a_t * d * ctx.gemm_bytes
         if self.qk_norm:
             saved += T * (a_t + g_t) * d * e  # Q and K before their norms (a norm keeps its input)
         return saved + core_saved_activations(self._core(ctx), ctx, self.dropout, h)

@@ -30,7 +30,8 @@ from ..core.parallelism import Parallelism
 from ..core.phase import Phase
 from ..errors import ConfigError
 
-__all__ = ["Layer", "Phase", "Context", "Dim", "Recompute", "shard_heads"]
+__all__ = ["Layer", "Phase", "Context", "Dim", "Recompute", "TRAINING_TENSOR_BYTES", "narrow_gemm_bytes", "shard_heads",
+           "tensor_bytes"]
 
 Recompute = Literal["none", "selective", "full"]
 
@@ -76,10 +77,22 @@ class Context:
     dtype_bytes: sympy.Expr
     parallelism: Parallelism
     recompute: Recompute
+    gemm_bytes: Optional[sympy.Expr] = None
+    """Training in a format narrower than its tensors (Transformer Engine's FP8 recipes,
+    :func:`tensor_bytes`): the GEMMs' format's bytes per element; ``None`` otherwise."""
 
     @property
     def training(self) -> bool:
         return self.phase.is_training
+
+    @property
+    def saved_gemm_input_bytes(self) -> sympy.Expr:
+        """Bytes per element a layer saves of a GEMM's input for the backward: ``e``; under
+        Transformer Engine's FP8 training the FP8 cast the GEMM read (TE's linear layers save
+        it for the weight gradient), except under full recomputation (the block's bf16 input)."""
+        if self.gemm_bytes is None or self.recompute == "full":
+            return self.dtype_bytes
+        return self.gemm_bytes
 
     @property
     def wire_bytes(self) -> sympy.Expr:
@@ -144,6 +157,39 @@ class Context:
     @property
     def e(self) -> sympy.Expr:
         return self.dtype_bytes
+
+
+# NB: Transformer Engine trains in FP8 (and MXFP8, NVFP4) by running the GEMMs in the narrow format,
+# each input cast to it in a pass of its own, while the tensors between kernels -- the
+# activations saved for the backward, the weights, what TP, CP, EP and PP send -- stay bf16
+# (``fp8_autocast`` changes the GEMMs only). TE keeps the GEMM inputs it saves in FP8; they are
+# counted at 2 bytes here, an overestimate of the saved activations (docs/conventions.md §16).
+TRAINING_TENSOR_BYTES = sympy.Integer(2)
+
+
+def tensor_bytes(dtype: DtypeLike, phase: Phase) -> sympy.Expr:
+    """Bytes per element of the tensors a layer keeps and sends: the dtype's own, except in
+    training in a format narrower than 2 bytes, whose tensors are bf16 (Transformer Engine's FP8
+    recipes); the GEMMs still run in ``dtype``.
+
+    >>> tensor_bytes("fp8_e4m3", Phase.TRAINING), tensor_bytes("fp8_e4m3", Phase.PREFILL)
+    (2, 1)
+    """
+    e = bytes_per_element(dtype)
+    if phase.is_training and isinstance(dtype, (DataType, str)) and e < TRAINING_TENSOR_BYTES:
+        return TRAINING_TENSOR_BYTES
+    return e
+
+
+def narrow_gemm_bytes(dtype: DtypeLike, phase: Phase) -> Optional[sympy.Expr]:
+    """The GEMMs' bytes per element when training runs them narrower than its bf16 tensors
+    (:func:`tensor_bytes`), else ``None``.
+
+    >>> narrow_gemm_bytes("fp8_e4m3", Phase.TRAINING), narrow_gemm_bytes("bf16", Phase.TRAINING)
+    (1, None)
+    """
+    e = bytes_per_element(dtype)
+    return e if tensor_bytes(dtype, phase) != e else None
 
 
 def shard_heads(heads: sympy.Expr, degree: sympy.Expr) -> sympy.Expr:
@@ -340,9 +386,10 @@ class Layer(BaseModel):
             batch_size=sym.batch_size if batch_size is None else dim(batch_size, "batch_size"),
             seq_len=sym.seq_len if seq_len is None else dim(seq_len, "seq_len"),
             phase=Phase.parse(phase),
-            dtype_bytes=bytes_per_element(dtype),
+            dtype_bytes=tensor_bytes(dtype, Phase.parse(phase)),
             parallelism=self.parallelism,
             recompute=recompute,
+            gemm_bytes=narrow_gemm_bytes(dtype, Phase.parse(phase)),
         )
         with collecting() as rules:
             self.check(ctx)
@@ -457,7 +504,8 @@ class _Template:
 def _template(layer: Layer, phase: Phase, datatype: DataType, recompute: Recompute, chip: Chip,
               overlap: bool) -> _Template:
     ctx = Context(batch_size=sym.batch_size, seq_len=sym.seq_len, phase=phase,
-                  dtype_bytes=datatype.bytes, parallelism=layer.parallelism, recompute=recompute)
+                  dtype_bytes=tensor_bytes(datatype, phase), parallelism=layer.parallelism, recompute=recompute,
+                  gemm_bytes=narrow_gemm_bytes(datatype, phase))
     symbolic = layer._metrics(ctx, chip, datatype, overlap)
     exprs = [sympy.sympify(getattr(symbolic, f)) for f in METRIC_FIELDS]
     exprs += [sympy.sympify(c.payload_bytes) for c in symbolic.collectives]

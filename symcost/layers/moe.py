@@ -18,6 +18,16 @@ and p = 3 projections (gated) or 2:
 
 Prefill matmul FLOPs per chip: ``2*T*h*E + 2*p*T*k*h*f_e/t + 2*p*T*h*n_s*f_s/t``.
 
+Megatron-Core's expert grid (``expert_tensor_parallel`` given, ``t_e`` = its degree): the routed
+experts leave the TP group. Each chip routes its own ``T_in`` tokens (``T/t`` under Megatron
+sequence parallelism, ``T`` with ``t = 1``); dispatch is an all-to-all over EP of the ``T_in*k``
+pairs (``capacity_factor`` times with padding), then an all-gather over the expert-TP group
+(``t_e`` consecutive ranks), so a chip computes ``P = t_e*T_in*k`` pairs at width ``f_e/t_e``;
+the outputs are reduce-scattered over the expert-TP group and all-to-all'd back, and the combine
+is on the chip's ``T_in`` tokens (NVIDIA/Megatron-LM megatron/core/transformer/moe/token_dispatcher.py,
+``MoEAlltoAllTokenDispatcher``: its ``tp_group`` is the expert-TP group). Shared experts stay a
+TP-parallel dense MLP on all ``T`` tokens. At ``t = 1`` and ``t_e = 1`` this is the default flow.
+
 Memory per chip (e bytes per element): weights ``(E/n_ep * p*h*f_e/t + n_s*p*h*f_s/t + h*E)*e``
 (the router is replicated); training saves the input, the fp32 router
 probabilities ``4*T*E``, the dispatched tokens ``P*h*e``, ``4*P*f_e/t*e`` per the gated MLP
@@ -35,6 +45,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any, Optional
 
 import sympy as sp
@@ -42,7 +53,7 @@ from pydantic import BeforeValidator, ValidationInfo, model_validator
 
 from ..core import symbols as sym
 from ..core._expr import as_expr, check_divides
-from ..core.ops import VECTOR_FLOPS, Collective, Matmul, Op, Vector
+from ..core.ops import VECTOR_FLOPS, Collective, HostSync, Matmul, Op, Vector
 from ..errors import ConfigError
 from .base import Context, Dim, Layer
 from .mlp import Activation, ffn_ops
@@ -136,8 +147,12 @@ class MoELayer(Layer):
         if (k - E).is_positive:
             raise ConfigError(f"top_k must not exceed num_experts (got {k} and {E})")
         check_divides(E, self.parallelism.ep, "num_experts", by="expert_parallel")
-        check_divides(self.expert_intermediate_size, self.parallelism.tp, "expert_intermediate_size",
-                      by="tensor_parallel")
+        if self.parallelism.expert_grid:
+            check_divides(self.expert_intermediate_size, self.parallelism.etp, "expert_intermediate_size",
+                          by="expert_tensor_parallel")
+        else:
+            check_divides(self.expert_intermediate_size, self.parallelism.tp, "expert_intermediate_size",
+                          by="tensor_parallel")
         if self.num_shared_experts != 0:
             check_divides(self.f_shared, self.parallelism.tp, "shared_intermediate_size", by="tensor_parallel")
         return self
@@ -156,15 +171,29 @@ class MoELayer(Layer):
         """3 for gated experts, 2 otherwise."""
         return 3 if self.gated else 2
 
+    def _routed_tokens(self, ctx: Context) -> sp.Expr:
+        """Tokens one chip routes: ``T``; on the expert grid the chip's own shard ``T_in``."""
+        return ctx.sharded_tokens if ctx.parallelism.expert_grid else ctx.tokens
+
+    def _sent(self, ctx: Context) -> sp.Expr:
+        """Token-expert pairs one chip dispatches: ``T_in*k``, times ``capacity_factor`` if given."""
+        pairs = self._routed_tokens(ctx) * self.top_k
+        return pairs if self.capacity_factor is None else self.capacity_factor * pairs
+
     def _pairs(self, ctx: Context) -> sp.Expr:
-        """Token-expert pairs one chip computes: ``T*k``, times ``capacity_factor`` if given.
+        """Token-expert pairs one chip computes: ``T*k``, times ``capacity_factor`` if given; on
+        the expert grid ``t_e*T_in*k`` (the expert-TP group's pairs gathered).
 
         With uniform routing the n_ep chips of an EP group send n_ep*T*k pairs to E experts,
         E/n_ep of them on each chip: T*k per chip, whatever n_ep. NB: capacity is not rounded to whole tokens
         (real routers round ``capacity_factor * T*k/E`` up per expert).
         """
-        pairs = ctx.tokens * self.top_k
-        return pairs if self.capacity_factor is None else self.capacity_factor * pairs
+        sent = self._sent(ctx)
+        return ctx.parallelism.etp * sent if ctx.parallelism.expert_grid else sent
+
+    def _expert_tp(self, ctx: Context) -> sp.Expr:
+        """The degree splitting each routed expert's width: ``t``, or ``t_e`` on the expert grid."""
+        return ctx.parallelism.etp
 
     def _active_experts(self, ctx: Context) -> sp.Expr:
         """Local experts that run (and whose weights are read): all E/n_ep with capacity padding;
@@ -213,9 +242,20 @@ class MoELayer(Layer):
         ep = ctx.parallelism.ep
         if ep == 1:
             return []
-        return [Collective("all_to_all", "ep", ep, payload, span=ctx.tp * ep)]
+        return [Collective("all_to_all", "ep", ep, payload, span=ctx.parallelism.etp * ep)]
+
+    def check(self, ctx: Context) -> None:
+        super().check(ctx)
+        if ctx.parallelism.expert_grid and ctx.tp != 1 and not ctx.megatron_sp:
+            raise ConfigError(
+                "expert_tensor_parallel with tensor_parallel > 1 needs sequence_parallel=\"tp\" (and a phase with "
+                "a token axis: training or prefill): the expert grid routes each TP rank's sequence shard "
+                "(Megatron-Core: \"When using expert parallelism and tensor parallelism for training, sequence "
+                "parallelism must be used\")")
 
     def forward_ops(self, ctx: Context):
+        if ctx.parallelism.expert_grid:
+            return self._grid_forward_ops(ctx)
         h, E, k, e, T = self.hidden_size, self.num_experts, self.top_k, ctx.e, ctx.tokens
         P = self._pairs(ctx)
         ops: list = list(self.tp_enter(ctx, T * h * e))
@@ -227,6 +267,7 @@ class MoELayer(Layer):
         ops.append(Vector("router_softmax_topk", elements=T * E,
                           flops_per_element=VECTOR_FLOPS["softmax"],
                           read_bytes=T * E * e, write_bytes=T * E * ROUTER_BYTES))
+        ops.extend(self._sync(ctx))
         # permute: read each token once, write the (padded) dispatch buffer of P rows
         ops.append(Vector("dispatch_permute", elements=P * h, read_bytes=T * h * e,
                           write_bytes=P * h * e))
@@ -253,6 +294,44 @@ class MoELayer(Layer):
         ops.extend(self.tp_exit(ctx, T * h * e))
         return ops
 
+    def _sync(self, ctx: Context) -> list[Op]:
+        """Training, dropless: the dispatcher's device-to-host sync of the routing counts
+        (Megatron-Core's all-to-all dispatcher, ``_maybe_dtoh_and_synchronize``; none when padding
+        to capacity, where the counts are known)."""
+        return [HostSync("dispatch_sync")] if ctx.training and self.capacity_factor is None else []
+
+    def _grid_forward_ops(self, ctx: Context) -> list:
+        """The forward on Megatron-Core's expert grid (module docstring): route the chip's own
+        ``T_in`` tokens, all-to-all over EP, all-gather over the expert-TP group, experts at
+        ``f_e/t_e``, and back; shared experts as a TP-parallel dense MLP on all ``T`` tokens."""
+        h, E, k, e, T = self.hidden_size, self.num_experts, self.top_k, ctx.e, ctx.tokens
+        t_in, sent, P, etp = self._routed_tokens(ctx), self._sent(ctx), self._pairs(ctx), ctx.parallelism.etp
+        wire = ctx.wire_bytes
+        ops: list = [Matmul("router", m=t_in, n=E, k=h, dtype_bytes=e),
+                     Vector("router_softmax_topk", elements=t_in * E, flops_per_element=VECTOR_FLOPS["softmax"],
+                            read_bytes=t_in * E * e, write_bytes=t_in * E * ROUTER_BYTES),
+                     *self._sync(ctx),
+                     Vector("dispatch_permute", elements=sent * h, read_bytes=t_in * h * e, write_bytes=sent * h * e)]
+        ops.extend(self._all_to_all(ctx, sent * h * e))
+        gathered = [Collective("all_gather", "tp", etp, P * h * wire)] if etp != 1 else []
+        ops.extend(gathered)
+        if self.num_shared_experts != 0:
+            ops.extend(self.tp_enter(ctx, T * h * e))
+            ops.extend(self._ffn("shared", sp.Integer(1), T, self.num_shared_experts * self.f_shared / ctx.tp, e))
+            if self.shared_gate:
+                ops.extend(self._shared_gate_ops(T, e))
+            ops.extend(self.tp_exit(ctx, T * h * e))
+        active = self._active_experts(ctx)
+        ops.extend(self._ffn("experts", active, P / active, self.expert_intermediate_size / etp, e,
+                             bias=self.expert_bias, grouped=True))
+        ops.extend([dataclasses.replace(c, kind="reduce_scatter") for c in gathered])
+        ops.extend(self._all_to_all(ctx, sent * h * e))
+        shared_read = t_in * h * e if self.num_shared_experts != 0 else _ZERO
+        ops.append(Vector("combine", elements=t_in * k * h, flops_per_element=COMBINE_FLOPS,
+                          read_bytes=t_in * k * h * e + t_in * k * ROUTER_BYTES + shared_read,
+                          write_bytes=t_in * h * e))
+        return ops
+
     def _shared_gate_ops(self, T: sp.Expr, e: sp.Expr) -> list:
         """Qwen2-MoE's gate: (T x h) @ (h x 1), a sigmoid per token, the shared output (T x h, per
         TP rank a partial sum, which the scale commutes with) scaled in place."""
@@ -274,7 +353,7 @@ class MoELayer(Layer):
         data-parallel ranks only (the training step shards and syncs them there)."""
         par = self.parallelism
         return self.num_experts / par.ep * (self.num_projections * self.hidden_size
-                                            * self.expert_intermediate_size / par.tp + self._expert_biases(par.tp))
+                                            * self.expert_intermediate_size / par.etp + self._expert_biases(par.etp))
 
     def weight_memory(self, ctx: Context) -> sp.Expr:
         h, p, t = self.hidden_size, self.num_projections, ctx.tp
@@ -286,7 +365,7 @@ class MoELayer(Layer):
     def _wide(self, ctx: Context) -> tuple[sp.Expr, sp.Expr]:
         """Bytes of one intermediate-width tensor: routed experts (P x f_e/t), shared (T x n_s f_s/t)."""
         e = ctx.e
-        routed = self._pairs(ctx) * self.expert_intermediate_size / ctx.tp * e
+        routed = self._pairs(ctx) * self.expert_intermediate_size / self._expert_tp(ctx) * e
         shared = ctx.tokens * self.num_shared_experts * self.f_shared / ctx.tp * e
         return routed, shared
 
@@ -299,17 +378,24 @@ class MoELayer(Layer):
         # 2 x f_e/t); the k expert outputs per token the weighted combine multiplies (T x k x h,
         # for the routing weights' gradient); the shared experts as a gated MLP on the same
         # input. Top-k indices, like norm statistics, are ignored.
-        h, e, T = self.hidden_size, ctx.e, ctx.tokens
+        # Under Transformer Engine's FP8 training the experts' GEMM inputs are saved as their FP8
+        # casts (the dispatched tokens, the product) and fc1's bf16 outputs for the fused
+        # activation's backward, as the MLP layer does; the router stays a bf16 GEMM.
+        h, e = self.hidden_size, ctx.e
         input_bytes = ctx.sharded_tokens * h * e
         if ctx.recompute == "full":
             return input_bytes
-        per_wide = 4 if self.gated else 2
-        routed, shared = self._wide(ctx)
+        routed, shared = self._wide(ctx)  # at e bytes
+        if ctx.gemm_bytes is None:
+            per_wide: Any = 4 if self.gated else 2
+        else:
+            per_wide = (self.num_projections - 1) + ctx.gemm_bytes / e
+        t_in = self._routed_tokens(ctx)
         return (input_bytes
-                + T * self.num_experts * ROUTER_BYTES
-                + self._pairs(ctx) * h * e
+                + t_in * self.num_experts * ROUTER_BYTES
+                + self._pairs(ctx) * h * ctx.saved_gemm_input_bytes
                 + per_wide * routed
-                + T * self.top_k * h * e
+                + t_in * self.top_k * h * e
                 + per_wide * shared)
 
     def peak_activations(self, ctx: Context) -> sp.Expr:
@@ -318,9 +404,9 @@ class MoELayer(Layer):
         # -- the product in place, and the expert outputs that go back: 2 x P x h + 2 x P x f_e/t)
         # or the shared experts (their gate and up outputs). The router's probabilities are
         # freed after top-k. NB: a sum of tensors alive together, as in the gated MLP.
-        h, e, T = self.hidden_size, ctx.e, ctx.tokens
+        h, e = self.hidden_size, ctx.e
         per_wide = 2 if self.gated else 1
         routed, shared = self._wide(ctx)
         experts = 2 * self._pairs(ctx) * h * e + per_wide * routed
         busiest = experts if self.num_shared_experts == 0 else sp.Max(experts, per_wide * shared)
-        return 2 * T * h * e + busiest
+        return 2 * self._routed_tokens(ctx) * h * e + busiest

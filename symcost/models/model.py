@@ -554,10 +554,15 @@ class Model(BaseModel):
     def training_step(self, hardware: Hardware | str, seq_len: Any, global_batch: Any, micro_batch: Any = 1,
                       dtype: DtypeLike = "bf16", parallelism: ParallelismLike = None,
                       recompute: Recompute = "none", interleave: Any = 1, zero_stage: int = 1,
-                      overlap: bool = False, *, stage_layers: Optional[Sequence[int]] = None, exact: bool = True):
+                      overlap: bool = False, *, stage_layers: Optional[Sequence[int]] = None,
+                      dp_overlap: bool = True, grad_reduce_in_fp32: bool = True, pp_overlap: bool = True,
+                      exact: bool = True):
         """One training step on ``hardware``: see :func:`symcost.plan.step.training_step`
         (``parallelism`` adds to the model's own; ``stage_layers``: blocks per pipeline stage;
-        ``exact=False``: float64 values, the compiled fast path).
+        ``dp_overlap``: the data-parallel sync hidden bucket by bucket, as Megatron-Core's
+        ``overlap_grad_reduce`` / ``overlap_param_gather``; ``grad_reduce_in_fp32=False``: bf16
+        gradients; ``pp_overlap``: an interleaved pipeline's sends hidden, Megatron's
+        ``overlap_p2p_comm``; ``exact=False``: float64 values, the compiled fast path).
 
         >>> from symcost import models
         >>> step = models.get("llama-3-8b").training_step("H100_SXM", seq_len=8192, global_batch=64,
@@ -568,7 +573,8 @@ class Model(BaseModel):
         """
         return _step("training_step")(self, hardware, seq_len, global_batch, micro_batch, dtype, parallelism,
                                       recompute, interleave, zero_stage, overlap, stage_layers=stage_layers,
-                                      exact=exact)
+                                      dp_overlap=dp_overlap, grad_reduce_in_fp32=grad_reduce_in_fp32,
+                                      pp_overlap=pp_overlap, exact=exact)
 
     def inference_step(self, hardware: Hardware | str, batch_size: Any, seq_len: Any,
                        dtype: DtypeLike = "bf16", parallelism: ParallelismLike = None,
@@ -661,6 +667,29 @@ class Model(BaseModel):
         value = None if dtype is None else DataType.parse(dtype)
         blocks = tuple((_with_attention(blk, "kv_cache_dtype", value), n) for blk, n in self.blocks)
         return self.model_copy(update={"blocks": blocks})
+
+    def with_capacity_factor(self, factor: Any) -> "Model":
+        """The same model with every mixture-of-experts layer's ``capacity_factor`` set to
+        ``factor`` (each expert's buffer padded to ``factor * T*k/E`` tokens, those beyond
+        dropped: Megatron-Core's ``moe_expert_capacity_factor`` with
+        ``moe_pad_expert_input_to_capacity``); ``None``: dropless. A model without one is an error.
+
+        >>> from symcost.models.builders import mixtral
+        >>> m = mixtral(hidden_size=64, num_heads=4, num_kv_heads=2, num_layers=2, vocab_size=128,
+        ...             intermediate_size=128, num_experts=4, top_k=2).with_capacity_factor(1)
+        >>> m.blocks[0][0].mlp.capacity_factor
+        1
+        """
+        blocks, found = [], False
+        for blk, n in self.blocks:
+            if isinstance(blk, TransformerBlock) and "capacity_factor" in type(blk.mlp).model_fields:
+                found = True
+                mlp = type(blk.mlp)(**{**dict(blk.mlp), "capacity_factor": factor})
+                blk = type(blk)(**{**dict(blk), "mlp": mlp})
+            blocks.append((blk, n))
+        if not found:
+            raise ConfigError("capacity_factor: the model has no mixture-of-experts layer")
+        return self.model_copy(update={"blocks": tuple(blocks)})
 
     def with_parallelism(self, parallelism: ParallelismLike) -> "Model":
         """The same model with every layer under ``parallelism`` (memoized: the same model and

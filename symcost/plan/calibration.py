@@ -8,8 +8,10 @@ sequence 2048, vocabulary 51200, mixed precision, full activation recomputation,
 For each row we build the Megatron GPT model, take the row's tensor, pipeline and data-parallel
 degrees and global batch on ``A100_SXM_80GB``, choose what the table leaves open (micro-batch size
 and interleaving degree) as the fastest configuration that fits in memory, and predict the
-achieved teraFLOP/s per GPU the paper reports: ``F / (step time * GPUs)`` with the paper's count
-``F = 96 B s l h^2 (1 + s/(6h) + V/(16 l h))``. The efficiency factors are the exact fractions
+achieved teraFLOP/s per GPU the paper reports (Megatron-LM 2021 overlapped neither the
+data-parallel all-reduce with the backward nor its pipeline sends with compute: ``dp_overlap=False``,
+``pp_overlap=False``): ``F / (step time * GPUs)`` with the paper's count ``F = 96
+B s l h^2 (1 + s/(6h) + V/(16 l h))``. The efficiency factors are the exact fractions
 (on a 1/100 grid) minimizing the mean squared relative error; they are explicit
 :class:`~symcost.hardware.Hardware` fields, never constants inside formulas.
 
@@ -103,7 +105,7 @@ def predict(row: Row, chip: Hardware) -> Optional[Prediction]:
             continue
         step = model.training_step(chip, seq_len=SEQ_LEN, global_batch=row.global_batch, micro_batch=b,
                                    dtype="fp16", parallelism=par, recompute="full", interleave=v,
-                                   zero_stage=0)
+                                   zero_stage=0, dp_overlap=False, pp_overlap=False)
         if not step.fits:
             continue
         tflops = row.paper_flops / float(step.step_time) / row.gpus / 1e12

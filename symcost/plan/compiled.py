@@ -156,7 +156,7 @@ def _keyed(kind: str, build: Callable[[], Optional[CompiledStep]], objs: tuple) 
 
 
 def compilable(model: Model, par: Parallelism, chip: Hardware) -> bool:
-    degrees = (par.tp, par.sp, par.cp, par.pp, par.dp, par.ep)
+    degrees = (par.tp, par.sp, par.cp, par.pp, par.dp, par.ep, par.etp)
     return (not chip.is_symbolic and all(sp.sympify(x).is_Integer for x in degrees)
             and all(is_numeric(layer) for _, layer, _ in model.parts()))
 

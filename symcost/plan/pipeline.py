@@ -256,12 +256,23 @@ def check_expert_parallel(par: Parallelism) -> None:
     instead keep each expert whole (expert TP 1); that needs an expert-TP degree the MoE layer does
     not have, so it is refused here rather than costed as a 64-way shard on 8 chips.
 
+    With ``expert_tensor_parallel`` given (Megatron's expert grid), the rule is Megatron-Core's own
+    (``initialize_model_parallel``: ``world_size % (ETP * EP * PP) == 0``): ETP x EP divides a
+    pipeline stage's ``TP x CP x DP`` ranks; the routed experts are then data-parallel over
+    ``TP x CP x DP / (ETP x EP)`` ranks.
+
     >>> check_expert_parallel(Parallelism(expert_parallel=8, data_parallel=8))
     >>> check_expert_parallel(Parallelism(expert_parallel=8))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     symcost.errors.AssumptionError: data_parallel must be divisible by expert_parallel (...) (got 1 and 8)
+    >>> check_expert_parallel(Parallelism(tensor_parallel=2, data_parallel=16, expert_parallel=32,
+    ...                                   expert_tensor_parallel=1))
     """
+    if par.expert_grid:
+        check_divides(par.tp * par.cp * par.dp, par.etp * par.ep, "tensor_parallel * context_parallel * data_parallel",
+                      by="expert_tensor_parallel * expert_parallel", note=" (Megatron-Core's expert grid)")
+        return
     check_divides(par.dp, par.ep, "data_parallel", by="expert_parallel",
                   note=" (experts are sharded over the data-parallel replicas, each split tensor_parallel "
                   "ways, as Megatron-Core's default expert_tensor_parallel = tensor_parallel)")
@@ -333,7 +344,14 @@ def stage_split(model: "Model", p: Any, v: Any, stage_layers: Optional[Sequence[
             raise ConfigError(f"stage_layers must be {int(p)} positive ints (one per pipeline stage) adding up to "
                              f"num_layers {int(L)}, got {split}")
     if int(v) > 1 and any(n % int(v) for n in split):
-        raise ConfigError(f"interleave ({int(v)}) must divide every pipeline stage's blocks, got stages {split}")
+        # NB: Megatron-LM's account_for_embedding_in_pipeline_split / account_for_loss_in_pipeline_split
+        # count the embedding as a layer of the first virtual stage and the loss as one of the last
+        # (Megatron-Bridge runs Llama 3.1 405B so: 126 + 2 layers in 8 x 8 chunks of 2)
+        ends = [n + (k == 0) + (k == len(split) - 1) for k, n in enumerate(split)]
+        if any(n % int(v) for n in ends):
+            raise ConfigError(f"interleave ({int(v)}) must divide every pipeline stage's blocks (or, counting the "
+                              f"embedding and the loss as one layer each, Megatron's accounting, the first and last "
+                              f"stage's blocks + 1), got stages {split}")
     return split
 
 

@@ -39,7 +39,7 @@ from ..hardware import get as get_hardware
 from ..layers.base import Recompute
 from ..models.model import Model
 from .pipeline import model_parts, pipeline_stages, stage_layout
-from .training import assemble_training, flops_per_sequence
+from .training import assemble_training, flops_per_sequence, tensor_format
 
 __all__ = ["Constraints", "SearchResult", "parallelism"]
 
@@ -459,7 +459,7 @@ def _layer_program(model: Model, chip: Hardware, datatype: DataType, s: int, msp
     exprs: dict[str, Any] = {}
     for ov in overlaps:
         rows_ = sym_model.breakdown(sym.batch_size, s, "training", datatype, chip, cast(Recompute, rc), bool(ov))
-        parts = model_parts(sym_model, rows_, datatype)
+        parts = model_parts(sym_model, rows_, tensor_format(datatype)[0])
         named = {"embedding": parts["embedding"], "tail": parts["tail"],
                  **{f"blocks[{j}]": q for j, (_, q) in enumerate(parts["blocks"])}}
         for part in _part_names(model):
@@ -563,7 +563,8 @@ def _assemble_program(model: Model, chip: Hardware, datatype: DataType, s: int, 
     stages = [{**{q: _slot_symbol(j, q) for q in quantities}, "index": 0 if p1 else _index_symbol(j)}
               for j in range(K)]
     fields = assemble_training(
-        stages, chip=chip, e=datatype.bytes, s=s, B=B, b=sym.batch_size, t=sym.tp, u=sym.sp,
+        stages, chip=chip, e=tensor_format(datatype)[0].bytes, weight_copy=tensor_format(datatype)[1], s=s, B=B,
+        b=sym.batch_size, t=sym.tp, u=sym.sp,
         ep=sym.ep, p=1 if p1 else _P, d=_D, v=1 if v1 else _V, zero_stage=z,
         hidden_size=model.blocks[0][0].hidden_size, flops_per_sequence=flops_per_sequence(model, s, datatype),
         peak=chip.peak_flops_expr(datatype), c=sym.cp if cp_free else 1)

@@ -84,7 +84,8 @@ def compile_step(model: "Model", hardware: Hardware | str, phase: str = "inferen
     ``phase="inference"``: ``f(batch_size, seq_len, exact=True)`` -> :class:`InferenceStep`
     (``options``: ``overlap``, ``stage_layers``); ``phase="training"``: ``f(seq_len,
     global_batch, micro_batch=1, exact=True)`` -> :class:`TrainingStep` (``options``:
-    ``recompute``, ``interleave``, ``zero_stage``, ``overlap``, ``stage_layers``). The
+    ``recompute``, ``interleave``, ``zero_stage``, ``overlap``, ``stage_layers``, ``dp_overlap``,
+    ``grad_reduce_in_fp32``, ``pp_overlap``). The
     configuration is validated here, once; each call evaluates compiled code: exact ints and
     Fractions (equal to the uncompiled step), or float64 with ``exact=False`` (agreeing to 1e-12).
     :func:`training_step` and :func:`inference_step` use the same compiled programs whenever
@@ -109,11 +110,16 @@ def compile_step(model: "Model", hardware: Hardware | str, phase: str = "inferen
         return infer
     if phase != "training":
         raise ConfigError(f"phase: 'training' or 'inference', got {phase!r}")
-    known = {"recompute": "none", "interleave": 1, "zero_stage": 1, "overlap": False, "stage_layers": None}
+    known = {"recompute": "none", "interleave": 1, "zero_stage": 1, "overlap": False, "stage_layers": None,
+             "dp_overlap": True, "grad_reduce_in_fp32": True, "pp_overlap": True}
     unknown = set(options) - set(known)
     if unknown:
         raise ConfigError(f"compile_step: unknown training options {sorted(unknown)}; valid: {sorted(known)}")
-    trained = training.training_front(model, hardware, dtype, parallelism, *({**known, **options}[k] for k in known))
+    chosen = {**known, **options}
+    sync = training.StepComm(bool(chosen.pop("dp_overlap")), bool(chosen.pop("grad_reduce_in_fp32")),
+                             bool(chosen.pop("pp_overlap")))
+    trained = training.training_front(model, hardware, dtype, parallelism, chosen["recompute"], chosen["interleave"],
+                                       chosen["zero_stage"], chosen["overlap"], chosen["stage_layers"], sync)
 
     def train(seq_len: Any, global_batch: Any, micro_batch: Any = 1, *, exact: bool = True) -> TrainingStep:
         fast = None

@@ -4,22 +4,23 @@ the per-stage values (see :mod:`symcost.plan.step` for the model)."""
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence, cast
 
 import sympy as sp
 
 from ..core import symbols as sym
-from ..core._expr import check_divides, dim, exact_value, substitute
+from ..core._expr import check_divides, dim, exact_value, extreme, substitute
 from ..core.assumptions import collecting, merge
 from ..core.compiled import Program
 from ..core.dtypes import DataType
-from ..core.ops import Collective
+from ..core.ops import Collective, CollectiveKind
 from ..core.parallelism import Parallelism, ParallelismLike
 from ..errors import ConfigError
 from ..hardware import Hardware
 from ..hardware import get as get_hardware
 from ..hardware.timing import collective_time
-from ..layers.base import Recompute
+from ..layers.base import TRAINING_TENSOR_BYTES, Recompute
 from ..models.model import Model
 from . import compiled as csteps
 from .pipeline import (
@@ -42,11 +43,52 @@ _PARAMS = sp.Symbol("_stage_params", positive=True)
 _EXPERT = sp.Symbol("_stage_expert_params", positive=True)
 _SHARED = sp.Symbol("_stage_shared_params", nonnegative=True)
 _GROUP = sp.Symbol("_stage_in_embedding_group", nonnegative=True)
+_LATENCY = sp.Symbol("_stage_latency", positive=True)
+
+# NB: Megatron-Core's default bucket: max(40,000,000, 1,000,000 * dp) parameters
+# (megatron/core/distributed/distributed_data_parallel_config.py, ``bucket_size``: "larger DP
+# sizes need larger buckets to ensure collectives do not become latency-bound")
+BUCKET_PARAMS = sp.Integer(40_000_000)
+BUCKET_PARAMS_PER_RANK = sp.Integer(1_000_000)
+# NB: the share of a micro-batch's time its backward takes (recomputation included) and its
+# forward: 2/3 and 1/3, the matmul FLOPs' split (docs/conventions.md §4: backward = 2 x forward);
+# with full recomputation the backward's share is 3/4, so 2/3 is the smaller window
+BACKWARD_SHARE = sp.Rational(2, 3)
+FORWARD_SHARE = sp.Rational(1, 3)
+
+
+@dataclass(frozen=True)
+class StepComm:
+    """How a step's data-parallel and pipeline communication runs.
+
+    ``dp_overlap`` hides the data-parallel sync behind the backward and the forward
+    (Megatron-Core's ``overlap_grad_reduce`` and ``overlap_param_gather``, see
+    :func:`_data_parallel`); ``grad_reduce_in_fp32`` keeps and reduces the gradients in fp32
+    (Megatron-LM's ``--accumulate-allreduce-grads-in-fp32``, its default for bf16 training), else
+    in the weights' bf16 (Megatron-Bridge's performance recipes set ``grad_reduce_in_fp32 =
+    False``); ``pp_overlap`` hides an interleaved pipeline's stage-to-stage sends behind its
+    chunks' compute (Megatron's ``overlap_p2p_comm``, which Megatron-LM and Megatron-Bridge turn on
+    with virtual stages), leaving exposed only the ``2 (p - 1)`` of the fill and the drain.
+
+    >>> StepComm().gradient_bytes, StepComm(grad_reduce_in_fp32=False).gradient_bytes
+    (4, 2)
+    """
+
+    dp_overlap: bool = True
+    grad_reduce_in_fp32: bool = True
+    pp_overlap: bool = True
+
+    @property
+    def gradient_bytes(self) -> sp.Expr:
+        """Bytes per parameter of the gradient buffer and of its reduction: 4 (fp32), or 2."""
+        return GRADIENT_BYTES if self.grad_reduce_in_fp32 else TRAINING_TENSOR_BYTES
 
 
 def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, s: Any, B: Any,
                       b: Any, t: Any, u: Any, p: Any, d: Any, v: Any, zero_stage: int, hidden_size: Any,
-                      flops_per_sequence: Any, peak: Any, ep: Any = 1, c: Any = 1) -> dict[str, Any]:
+                      flops_per_sequence: Any, peak: Any, ep: Any = 1, c: Any = 1,
+                      etp: Any = None, sync: StepComm = StepComm(),
+                      weight_copy: Any = 0) -> dict[str, Any]:
     """The step's time and memory from its pipeline stages' per-micro-batch values (``values``:
     :func:`stages_from_parts`; see the module docstring); every argument may be a number or a
     symbol (``p == 1`` and ``v == 1`` decide the pipeline's form, so symbols there mean p > 1 and
@@ -55,7 +97,11 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
     ``c`` is the context-parallel degree: a replica spans ``t*u*c`` chips, each holding ``s/(u*c)``
     tokens, and the CP ranks, which hold the same weights, join the data-parallel gradient
     reduction and ZeRO sharding (Megatron-LM's data-parallel group with context parallelism:
-    ``d*c`` ranks). The micro-batches per replica stay ``B/(d*b)``: CP ranks share sequences."""
+    ``d*c`` ranks). The micro-batches per replica stay ``B/(d*b)``: CP ranks share sequences.
+    ``etp`` is the expert-TP degree of Megatron's expert grid (``None``: ``t``); ``sync`` how the
+    data-parallel sync runs (:class:`StepComm`);
+    ``weight_copy`` bytes per parameter of a narrow-format copy of the weights cached for the step
+    (:func:`tensor_format`)."""
     m = B / (d * b)
     chips = t * u * c * p * d
     t_mb = max_all([st["latency"] for st in values])
@@ -66,10 +112,14 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
     sends = sp.Integer(0)
     if p != 1:
         payload = b * s * hidden_size * e / (t * u * c)
-        sends = 2 * v * m * span_time("p2p", 2, payload, chip, t * u * c * d)
+        # interleaved with overlap_p2p_comm: only the fill's and the drain's p - 1 sends each wait
+        count = 2 * (p - 1) if v != 1 and sync.pp_overlap else 2 * v * m
+        sends = count * span_time("p2p", 2, payload, chip, t * u * c * d)
 
     weights, gradients, optimizer, dp_comm = _data_parallel(values, chip=chip, e=e, m=m, d=d * c, stride=t * u,
-                                                            ep=ep, zero_stage=zero_stage, p=p)
+                                                            ep=ep, zero_stage=zero_stage, p=p,
+                                                            expert_tp=t if etp is None else etp, t=t,
+                                                            sync=sync, weight_copy=weight_copy)
     dp_comm, weights, gradients, optimizer, activations, memory = _fullest_stage(
         values, (weights, gradients, optimizer, dp_comm), e=e, p=p, m=m, v=v)
     step = compute + sends + dp_comm
@@ -85,7 +135,9 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
 
 
 def _data_parallel(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, m: Any, d: Any, stride: Any,
-                   ep: Any, zero_stage: int, p: Any = 1) -> tuple[Any, Any, Any, Any]:
+                   ep: Any, zero_stage: int, p: Any = 1, expert_tp: Any = 1, t: Any = 1,
+                   sync: StepComm = StepComm(dp_overlap=False),
+                   weight_copy: Any = 0) -> tuple[Any, Any, Any, Any]:
     """One stage's weight, gradient and optimizer bytes and its gradient sync time, in the
     placeholders ``_PARAMS``, ``_EXPERT``, ``_SHARED`` and ``_GROUP`` (each stage's values are
     substituted later).
@@ -94,36 +146,71 @@ def _data_parallel(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, 
     :func:`~symcost.plan.pipeline.stages_from_parts`): after the data-parallel reduction the first
     and the last stage all-reduce the table's fp32 gradient between them, Megatron-LM's
     ``finalize_model_grads`` -> ``_allreduce_word_embedding_grads`` over its embedding group: two
-    ranks, the ends of one pipeline, ``p`` stages of ``stride * d`` chips apart at most."""
+    ranks, the ends of one pipeline, ``p`` stages of ``stride * d`` chips apart at most.
+
+    Routed-expert parameters are data-parallel over the ranks the expert grid leaves: ``t*d /
+    (expert_tp*ep)`` (``d/ep`` when ``expert_tp = t``), ``expert_tp*ep`` ranks apart (Megatron's
+    expert rank order, expert-TP innermost, then EP, then expert-DP).
+
+    ``sync.dp_overlap`` (Megatron-Core's ``overlap_grad_reduce`` and ``overlap_param_gather``; see
+    :func:`_sync_phases`): each phase's traffic costs ``max(one bucket's, all of it - the compute
+    it hides behind)``, the backward ``2/3`` and the forward ``1/3`` of the stage's micro-batch
+    time; without it, all of it."""
     params = _PARAMS
-    # routed-expert parameters (MoE) are data-parallel over d/ep ranks only; the rest over d
+    # routed-expert parameters (MoE) are data-parallel over the expert-DP ranks only; the rest over d
     expert = _EXPERT if any(st.get("expert_weight", 0) != 0 for st in values) else 0
     groups = [(params - expert, d, stride)]
     if expert != 0:
-        groups.append((expert, d / ep, stride * ep))
-    dp_comm = sp.Integer(0)
+        groups.append((expert, d * t / (expert_tp * ep), stride / t * expert_tp * ep))
     weights = gradients = optimizer = sp.Integer(0)
-    for n_params, n, step in groups:
-        if zero_stage == 0:
-            dp_comm += span_time("all_reduce", n, n_params * GRADIENT_BYTES, chip, step)
-        else:
-            # ZeRO-1 keeps whole gradients and reduce-scatters them once, at the accumulation
-            # boundary; ZeRO-2/3 keep a shard, so every micro-batch's backward reduce-scatters
-            # (DeepSpeed stage_1_and_2.py reduces "if partition_gradients or at the boundary")
-            reductions = 1 if zero_stage == 1 else m
-            dp_comm += span_time("reduce_scatter", n, n_params * GRADIENT_BYTES, chip, step,
-                                  count=reductions)
-            if zero_stage == 3:  # each micro-batch gathers the weights for its forward and backward
-                dp_comm += span_time("all_gather", n, n_params * e, chip, step, count=2 * m)
-            else:  # the updated weights, gathered once after the optimizer step
-                dp_comm += span_time("all_gather", n, n_params * e, chip, step)
-        weights += n_params * e / (n if zero_stage == 3 else 1)
-        gradients += n_params * GRADIENT_BYTES / (n if zero_stage >= 2 else 1)
+    for n_params, n, _ in groups:
+        weights += n_params * (e + weight_copy) / (n if zero_stage == 3 else 1)
+        gradients += n_params * sync.gradient_bytes / (n if zero_stage >= 2 else 1)
         optimizer += n_params * OPTIMIZER_BYTES / (n if zero_stage >= 1 else 1)
+    dp_comm = sp.Integer(0)
+    for count, share, traffic in _sync_phases(groups, e=e, m=m, zero_stage=zero_stage, grad=sync.gradient_bytes):
+        whole = sp.Add(*(span_time(kind, n, size * nbytes, chip, step) for kind, n, size, nbytes, step in traffic))
+        if not sync.dp_overlap:
+            dp_comm += count * whole
+            continue
+        bucket = sp.Add(*(span_time(kind, n, extreme(sp.Min, size, _bucket(n)) * nbytes, chip, step)
+                          for kind, n, size, nbytes, step in traffic))
+        dp_comm += count * extreme(sp.Max, bucket, whole - share * _LATENCY)
     if any(st.get("embedding_group", 0) != 0 for st in values):
-        group = Collective("all_reduce", "pp", 2, _SHARED * GRADIENT_BYTES, span=p * stride * d)
+        group = Collective("all_reduce", "pp", 2, _SHARED * sync.gradient_bytes, span=p * stride * d)
         dp_comm += _GROUP * collective_time(group, chip)
     return weights, gradients, optimizer, dp_comm
+
+
+def _bucket(n: Any) -> Any:
+    """Megatron-Core's default bucket over a data-parallel group of ``n``: ``max(4e7, 1e6 n)`` parameters."""
+    return extreme(sp.Max, BUCKET_PARAMS, BUCKET_PARAMS_PER_RANK * n)
+
+
+def _sync_phases(groups: Sequence[tuple[Any, Any, Any]], *, e: Any, m: Any, zero_stage: int,
+                 grad: Any = GRADIENT_BYTES) -> list[tuple[Any, Any, list[tuple[CollectiveKind, Any, Any, Any, Any]]]]:
+    """The data-parallel traffic of a step by the compute it can hide behind: ``(times per step,
+    share of the micro-batch time that hides it, [(kind, ranks, parameters, bytes per parameter,
+    rank stride)])``.
+
+    - ZeRO-0: one all-reduce of the gradients (``grad`` bytes each), in the last micro-batch's backward;
+    - ZeRO-1 (Megatron's distributed optimizer) keeps whole gradients and reduce-scatters them once,
+      at the accumulation boundary (the last backward); ZeRO-2/3 keep a shard, so every
+      micro-batch's backward reduce-scatters (DeepSpeed stage_1_and_2.py reduces "if
+      partition_gradients or at the boundary");
+    - ZeRO-1/2 gather the updated weights once, waited for in the next step's first forward;
+      ZeRO-3 gathers them for each micro-batch's forward and again in its backward (3 Psi per
+      micro-batch, Rajbhandari et al. 2020, section 7.2.2)."""
+    def traffic(kind: CollectiveKind, nbytes: Any) -> list[tuple[CollectiveKind, Any, Any, Any, Any]]:
+        return [(kind, n, size, nbytes, step) for size, n, step in groups]
+
+    if zero_stage == 0:
+        return [(1, BACKWARD_SHARE, traffic("all_reduce", grad))]
+    reduce = traffic("reduce_scatter", grad)
+    if zero_stage == 3:
+        gather = traffic("all_gather", e)
+        return [(m, FORWARD_SHARE, gather), (m, BACKWARD_SHARE, gather + reduce)]
+    return [(1 if zero_stage == 1 else m, BACKWARD_SHARE, reduce), (1, FORWARD_SHARE, traffic("all_gather", e))]
 
 
 def _fullest_stage(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any, Any, Any], *, e: Any, p: Any,
@@ -149,11 +236,27 @@ def _stage_terms(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any, A
     per_stage = []
     for st in values:
         at = {_PARAMS: st["weight"] / e, _EXPERT: st.get("expert_weight", 0) / e,
-              _SHARED: st.get("shared_weight", 0) / e, _GROUP: st.get("embedding_group", 0)}
+              _SHARED: st.get("shared_weight", 0) / e, _GROUP: st.get("embedding_group", 0),
+              _LATENCY: st["latency"]}
         terms = [substitute(x, at) for x in per_params]  # NB: Max/Min left unevaluated (extreme)
         terms.append(st["activation"] * in_flight(st["index"], p, m, v))
         per_stage.append(terms)
     return per_stage
+
+
+def tensor_format(datatype: DataType) -> tuple[DataType, Any]:
+    """``(the format of the tensors a training step keeps and sends, bytes per parameter of a
+    weight copy in the GEMMs' format)``: ``(datatype, 0)``, or for a format narrower than 2 bytes
+    ``(bf16, its bytes)``: Transformer Engine keeps bf16 weights, activations and communication
+    and caches an FP8 copy of each weight for the step's micro-batches (its ``is_first_microbatch``
+    weight cache; docs/conventions.md §16).
+
+    >>> tensor_format(DataType.FP8_E4M3), tensor_format(DataType.BF16)
+    ((<DataType.BF16: 'bf16'>, 1), (<DataType.BF16: 'bf16'>, 0))
+    """
+    if datatype.bytes < TRAINING_TENSOR_BYTES:
+        return DataType.BF16, datatype.bytes
+    return datatype, sp.Integer(0)
 
 
 def check_zero_stage(zero_stage: int, pipeline_parallel: Any) -> None:
@@ -171,8 +274,17 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
                   micro_batch: Any = 1, dtype: Any = "bf16", parallelism: ParallelismLike = None,
                   recompute: str = "none", interleave: Any = 1, zero_stage: int = 1,
                   overlap: bool = False, *, stage_layers: Optional[Sequence[int]] = None,
+                  dp_overlap: bool = True, grad_reduce_in_fp32: bool = True, pp_overlap: bool = True,
                   exact: bool = True) -> TrainingStep:
     """Time, memory and MFU of one training step (see the module docstring for the model).
+
+    ``dp_overlap`` hides the data-parallel gradient reduction behind the backward and the weights'
+    gather behind the forward, bucket by bucket, as Megatron-Core's ``overlap_grad_reduce`` and
+    ``overlap_param_gather`` do (on in Megatron-Bridge's and NeMo's recipes); ``False`` exposes
+    the whole sync (Megatron-LM 2021, Narayanan et al.). ``grad_reduce_in_fp32=False`` keeps the
+    gradients in bf16, 2 bytes per parameter in memory and in the reduction (Megatron-Bridge's
+    performance recipes), instead of fp32; ``pp_overlap=False`` exposes every stage-to-stage send
+    of an interleaved pipeline (:class:`StepComm`).
 
     ``parallelism`` adds to the model's own (:func:`resolve_parallelism`); ``stage_layers`` gives
     the blocks per pipeline stage (default :func:`pipeline_stages`; the split used is
@@ -180,7 +292,8 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     once per configuration (:func:`compile_step`); ``exact=False`` returns its float64 values."""
     sizes = csteps.sizes(seq_len, global_batch, micro_batch) if csteps.USE_COMPILED else None
     result = csteps.run(None if sizes is None else training_front(model, hardware, dtype, parallelism, recompute,
-                                                             interleave, zero_stage, overlap, stage_layers),
+                                                             interleave, zero_stage, overlap, stage_layers,
+                                                             StepComm(dp_overlap, grad_reduce_in_fp32, pp_overlap)),
                   sizes, exact)
     if result is not None:
         return result
@@ -195,13 +308,16 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     check_expert_parallel(par)
     sharded = model.with_parallelism(par)
     rows = sharded.breakdown(b, s, "training", datatype, chip, cast(Recompute, recompute), overlap)
-    parts = model_parts(sharded, rows, datatype)
+    tensors, copy = tensor_format(datatype)
+    parts = model_parts(sharded, rows, tensors)
     values = stages_from_parts(parts, par.pp, split)
-    fields = assemble_training(values, chip=chip, e=datatype.bytes, s=s, B=B, b=b, t=par.tp, u=par.sp,
+    fields = assemble_training(values, chip=chip, e=tensors.bytes, s=s, B=B, b=b, t=par.tp, u=par.sp,
                                p=par.pp, d=par.dp, v=v, zero_stage=zero_stage,
                                hidden_size=sharded.blocks[0][0].hidden_size,
                                flops_per_sequence=flops_per_sequence(model, s, datatype),
-                               peak=chip.peak_flops_expr(datatype), ep=par.ep, c=par.cp)
+                               peak=chip.peak_flops_expr(datatype), ep=par.ep, c=par.cp, etp=par.etp,
+                               sync=StepComm(bool(dp_overlap), bool(grad_reduce_in_fp32), bool(pp_overlap)),
+                               weight_copy=copy)
     return TrainingStep(hardware=chip, stage_layers=split, **{k: exact_value(v) for k, v in fields.items()})
 
 
@@ -225,7 +341,8 @@ _MEMORY = ("weight_memory", "gradient_memory", "optimizer_memory", "activation_m
 @functools.lru_cache(maxsize=64)
 def _training_program(model: "Model", chip: Hardware, par: Parallelism, datatype: DataType, recompute: str,
                       v: int, zero_stage: int, overlap: bool,
-                      stage_layers: Optional[tuple[int, ...]]) -> Optional[csteps.CompiledStep]:
+                      stage_layers: Optional[tuple[int, ...]],
+                      sync: StepComm = StepComm()) -> Optional[csteps.CompiledStep]:
     if not csteps.compilable(model, par, chip):
         return None
     s, B, b = sym.seq_len, _GLOBAL, sym.batch_size
@@ -234,14 +351,17 @@ def _training_program(model: "Model", chip: Hardware, par: Parallelism, datatype
     with collecting() as rules:
         check_divides(B, par.dp * b, "global_batch", by="data_parallel * micro_batch")
         rows = sharded.breakdown(b, s, "training", datatype, chip, cast(Recompute, recompute), overlap)
-    values = stages_from_parts(model_parts(sharded, rows, datatype), par.pp, split)
-    e, m = datatype.bytes, B / (par.dp * b)
+    tensors, copy = tensor_format(datatype)
+    values = stages_from_parts(model_parts(sharded, rows, tensors), par.pp, split)
+    e, m = tensors.bytes, B / (par.dp * b)
     fields = assemble_training(values, chip=chip, e=e, s=s, B=B, b=b, t=par.tp, u=par.sp, p=par.pp, d=par.dp,
                                v=v, zero_stage=zero_stage, hidden_size=sharded.blocks[0][0].hidden_size,
                                flops_per_sequence=flops_per_sequence(model, s, datatype),
-                               peak=chip.peak_flops_expr(datatype), ep=par.ep, c=par.cp)
+                               peak=chip.peak_flops_expr(datatype), ep=par.ep, c=par.cp, etp=par.etp,
+                               sync=sync, weight_copy=copy)
     per_params = _data_parallel(values, chip=chip, e=e, m=m, d=par.dp * par.cp, stride=par.tp * par.sp, ep=par.ep,
-                                zero_stage=zero_stage, p=par.pp)
+                                zero_stage=zero_stage, p=par.pp, expert_tp=par.etp, t=par.tp, sync=sync,
+                                weight_copy=copy)
     terms = _stage_terms(values, per_params, e=e, p=par.pp, m=m, v=v)
     exprs = {k: x for k, x in fields.items() if k not in _MEMORY}
     exprs.update({f"stage{i}.{j}": x for i, st in enumerate(terms) for j, x in enumerate(st) if j != 3})
@@ -252,7 +372,8 @@ def _training_program(model: "Model", chip: Hardware, par: Parallelism, datatype
 
 def _training_compiled(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
                        recompute: str, interleave: Any, zero_stage: int, overlap: bool,
-                       stage_layers: Optional[Sequence[int]]) -> Optional[csteps.CompiledStep]:
+                       stage_layers: Optional[Sequence[int]],
+                       sync: StepComm = StepComm()) -> Optional[csteps.CompiledStep]:
     chip = get_hardware(hardware)
     par = resolve_parallelism(model, parallelism)
     datatype = DataType.parse(dtype)
@@ -261,20 +382,22 @@ def _training_compiled(model: "Model", hardware: Hardware | str, dtype: Any, par
         return None  # the uncompiled step raises the layer's own error
     check_expert_parallel(par)
     return _training_program(model, chip, par, datatype, recompute, int(interleave), zero_stage, bool(overlap),
-                             None if stage_layers is None else tuple(stage_layers))
+                             None if stage_layers is None else tuple(stage_layers), sync)
 
 
 def training_front(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
                     recompute: str, interleave: Any, zero_stage: int, overlap: bool,
-                    stage_layers: Optional[Sequence[int]]) -> Optional[csteps.CompiledStep]:
+                    stage_layers: Optional[Sequence[int]],
+                    sync: StepComm = StepComm()) -> Optional[csteps.CompiledStep]:
     if csteps.sizes(interleave) is None:
         return None
     def build() -> Optional[csteps.CompiledStep]:
         return _training_compiled(model, hardware, dtype, parallelism, recompute, interleave, zero_stage, overlap,
-                                  stage_layers)
+                                  stage_layers, sync)
 
     return csteps.front("training", build, model, hardware, dtype, parallelism, recompute, interleave, zero_stage,
-                        overlap, stage_layers)
+                        overlap, stage_layers, bool(sync.dp_overlap), bool(sync.grad_reduce_in_fp32),
+                        bool(sync.pp_overlap))
 
 
 def _check_zero(zero_stage: Any, par: Parallelism) -> None:

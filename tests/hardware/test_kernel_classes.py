@@ -225,3 +225,49 @@ def test_pipeline_sends_of_an_fp8_model_travel_in_bf16():
     assert send("fp8_e4m3") == send("bf16") > 0
     alone = collective_time(Collective("p2p", "pp", 2, 4096 * 8192 * 2 // 4, span=8), h100)
     assert send("bf16") == alone
+
+
+def test_attention_backward_runs_at_its_own_fraction_of_the_forward_rate():
+    """Flash attention's backward reaches a lower rate than its forward: FlashAttention-2 (Dao 2023,
+    A100) up to 73 % of the peak forward and 63 % backward; FlashAttention-3 (Shah et al. 2024, H100
+    SXM5, BF16, head dim 128, sequence 8k) 646 TFLOP/s forward and 559 backward (cuDNN: 600 and 518):
+    0.86 of the forward in each. One core, b 1, 8 heads of 128, s = 1024, causal: pairs 1024*1025/2 =
+    524,800; forward 4*8*524,800*128 = 2,149,580,800 FLOPs, backward 5/2 of it, 5,373,952,000,
+    at 10^14 * 1/2 (attention_efficiency) * 43/50 (the backward's own): 124.976 us."""
+    core = AttentionCore("core", batch=1, heads=8, kv_heads=8, q_len=1024, kv_len=1024, head_dim=128,
+                         causal=True, flash=True, dtype_bytes=2)
+    (bwd,) = core.backward()
+    assert bwd.matmul_flops == 5_373_952_000
+    chip = CHIP.model_copy(update={"attention_backward_efficiency": Fraction(43, 50)})
+    t = op_time(bwd, chip, chip.effective_peak(BF16), BF16)
+    assert t.compute == sp.Rational(5_373_952_000, 10**14 // 2 * Fraction(43, 50)) + sp.sympify(
+        bwd.vector_flops) / chip.vector_flops
+    # the forward is untouched; without the field the backward runs at the forward's rate
+    assert op_time(core, chip, chip.effective_peak(BF16), BF16) == op_time(core, CHIP, CHIP.effective_peak(BF16),
+                                                                          BF16)
+    plain = op_time(bwd, CHIP, CHIP.effective_peak(BF16), BF16)
+    assert plain.compute == sp.Rational(5_373_952_000, 10**14 // 2) + sp.sympify(bwd.vector_flops) / CHIP.vector_flops
+
+
+def test_nvidia_presets_take_the_papers_backward_fraction():
+    """The A100, H100, H200 and B200 presets: 43/50 (0.86, [FA2] and [FA3]); the ideal chip 1."""
+    for name in ("A100_SXM_80GB", "H100_SXM", "H200_SXM", "B200"):
+        assert hardware.get(name).attention_backward_efficiency == Fraction(43, 50)
+        assert hardware.get(name).ideal().attention_backward_efficiency == 1
+
+
+def test_grouped_gemm_per_expert_pays_each_experts_floor():
+    """Transformer Engine runs an FP8 grouped GEMM as one cuBLAS GEMM per expert, spread over its
+    compute streams (transformer_engine/common/gemm/cublaslt_gemm.cu: ``multi_stream_cublas_gemm``;
+    its CUTLASS grouped GEMM takes only FP16/BF16): an engine with ``grouped_gemm="per_expert"``
+    pays the FP8 floor (10 us here) and the input's quantizing pass once per expert. 16 experts
+    of 128 tokens, 1024 x 768, FP8: 16 floors, 160 us, where one fused grouped kernel pays one."""
+    mm = Matmul("experts.gate", m=128, n=768, k=1024, dtype_bytes=1, batch=16, grouped=True)
+    fused = op_time(mm, CHIP, CHIP.effective_peak(FP8), FP8)
+    per_expert_chip = CHIP.with_runtime(Runtime(name="te", grouped_gemm="per_expert"))
+    per_expert = op_time(mm, per_expert_chip, per_expert_chip.effective_peak(FP8), FP8)
+    assert fused.overhead == 10 * US and per_expert.overhead == 16 * 10 * US
+    assert per_expert.compute == fused.compute and per_expert.serial == fused.serial
+    # gate and up run as one fused fc1 (its "up" half adds no kernel), as TE's GroupedLinear does
+    up = Matmul("experts.up.dgrad", m=128, n=1024, k=768, dtype_bytes=1, batch=16, grouped=True)
+    assert op_time(up, per_expert_chip, per_expert_chip.effective_peak(FP8), FP8).overhead == 0

@@ -83,14 +83,17 @@ def test_collective_alpha_beta_on_nvlink(kind, n, steps, sent_fraction):
 @pytest.mark.parametrize(
     ("kind", "intra", "inter", "sent_fraction", "link"),
     [("all_reduce", 28, 2, Fraction(30, 16), 8 * IB), ("all_gather", 14, 1, Fraction(15, 16), 8 * IB),
-     ("reduce_scatter", 14, 1, Fraction(15, 16), 8 * IB), ("all_to_all", 14, 1, Fraction(15, 16), IB)],
+     ("reduce_scatter", 14, 1, Fraction(15, 16), 8 * IB), ("all_to_all", 14, 1, Fraction(8, 16), IB)],
 )
 def test_collective_alpha_beta_across_nodes(kind, intra, inter, sent_fraction, link):
     """A group of 16 H100s spans two nodes: the scale-out network (50 GB/s per GPU) carries it.
     The ring crosses between the nodes twice per pass: an all-reduce's 30 steps (two passes)
     are 2 network hops and 28 NVLink hops; the one-pass collectives' 15 are 1 and 14. A ring
     collective runs one channel through each of the node's 8 GPUs' NICs: 8 * 50 = 400 GB/s
-    (under NVLink's 450); an all-to-all sends each GPU's bytes over its own NIC: 50 GB/s."""
+    (under NVLink's 450). An all-to-all sends each GPU's bytes to every peer at once (NCCL's
+    grouped send/recv): the 8/16 of its buffer bound for the other node over its own NIC (50 GB/s),
+    the 7/16 for its own node's peers over NVLink at the same time (7/16 M / 450 GB/s is the
+    shorter): 8/16 M / 50 GB/s."""
     M = 10**9
     t = collective_time(Collective(kind, "dp", 16, M), H100)
     assert t == intra * ALPHA + inter * ALPHA_NET + sent_fraction * M / link
@@ -118,8 +121,10 @@ def test_ulysses_group_strided_by_tp_uses_its_span():
     out = T * 8 * 128 * 2
     tp = T * 4096 * 2
     # two all-to-alls over 4 chips in two nodes (chips 0, 4 | 8, 12): of each ring's 3 steps one
-    # crosses between the nodes; the TP all-reduce over 4, NVLink: 6 steps
-    want = (2 * (2 * ALPHA + ALPHA_NET) + Fraction(3, 4) * (qkv + out) / IB
+    # crosses between the nodes; half of each buffer goes to the other node's 2 chips over the
+    # NIC (the quarter for the node's other chip crosses NVLink meanwhile); the TP all-reduce
+    # over 4, NVLink: 6 steps
+    want = (2 * (2 * ALPHA + ALPHA_NET) + Fraction(1, 2) * (qkv + out) / IB
             + 6 * ALPHA + Fraction(6, 4) * tp / NVLINK)
     assert m.comm_time == want
 

@@ -58,6 +58,21 @@ def test_stage_sends_by_hand():
     assert st.pipeline_comm_time == 2 * m * (ALPHA + Fraction(payload, NVLINK))
 
 
+def test_interleaved_sends_overlap_but_the_fill_and_the_drain():
+    """The same with v = 2 chunks per stage, m = 2: 2 v m = 8 sends without overlap; with Megatron's
+    overlap_p2p_comm (on with virtual stages in Megatron-LM and Megatron-Bridge; pp_overlap, the
+    default) each waits behind a chunk's compute but those of the fill and the drain: 2 (p - 1) = 2."""
+    model = small_llama(layers=4)
+    kw = dict(seq_len=1024, global_batch=8, micro_batch=2, interleave=2,
+              parallelism={"tensor_parallel": 2, "pipeline_parallel": 2, "data_parallel": 2})
+    send = ALPHA + Fraction(2 * 1024 * 1024 * 2 // 2, NVLINK)
+    assert model.training_step(H100, **kw).pipeline_comm_time == 2 * send
+    assert model.training_step(H100, pp_overlap=False, **kw).pipeline_comm_time == 8 * send
+    # 1F1B without chunks: every send waits (Megatron batches them, synchronously)
+    plain = dict(kw, interleave=1)
+    assert model.training_step(H100, **plain).pipeline_comm_time == 2 * 2 * send
+
+
 def test_distributed_optimizer_is_six_plus_twelve_over_d_bytes_per_parameter():
     """ZeRO-1 (Megatron's distributed optimizer): weights 2 + fp32 grads 4 + Adam 12/d bytes per
     parameter; ZeRO-0: 18; ZeRO-2: 2 + 16/d; ZeRO-3: 18/d."""
@@ -72,17 +87,17 @@ def test_distributed_optimizer_is_six_plus_twelve_over_d_bytes_per_parameter():
 
 
 def test_dp_gradient_all_reduce_by_hand():
-    """ZeRO-0: one ring all-reduce of 4 bytes per parameter over d = 4 (NVLink):
-    α * 2(d - 1) + 2(d - 1)/d * 4P / 450 GB/s."""
+    """ZeRO-0 without overlap (Megatron-LM 2021): one ring all-reduce of 4 bytes per parameter
+    over d = 4 (NVLink): α * 2(d - 1) + 2(d - 1)/d * 4P / 450 GB/s."""
     model = small_llama()
     P = model.parameter_count
     st = model.training_step(H100, seq_len=512, global_batch=8, parallelism={"data_parallel": 4},
-                             zero_stage=0)
+                             zero_stage=0, dp_overlap=False)
     assert st.dp_comm_time == 6 * ALPHA + Fraction(6, 4) * 4 * P / NVLINK
     # d = 16 spans two nodes: the ring crosses between them twice per pass, so 2 of its 30 steps
     # are network hops; each node's 8 GPUs send over their 8 NICs, 8 * 50 = 400 GB/s
     st = model.training_step(H100, seq_len=512, global_batch=16, parallelism={"data_parallel": 16},
-                             zero_stage=0)
+                             zero_stage=0, dp_overlap=False)
     assert st.dp_comm_time == 28 * ALPHA + 2 * ALPHA_NET + Fraction(30, 16) * 4 * P / (8 * IB)
 
 

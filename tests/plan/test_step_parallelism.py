@@ -139,6 +139,20 @@ def test_interleave_must_divide_every_stage():
                                                 interleave=2)
 
 
+def test_interleave_counts_the_embedding_and_the_loss_as_megatron_can():
+    """Megatron-LM's account_for_embedding_in_pipeline_split and account_for_loss_in_pipeline_split
+    count the embedding as one layer of the first virtual stage and the loss as one of the last:
+    Llama 3.1 405B (126 blocks) on 8 stages with 8 chunks each is (126 + 2)/64 = 2 layers per
+    chunk, stages of (15, 16 x 6, 15) blocks: 15 + 1 = 16 on each end divides by 8 (Megatron-Bridge
+    runs this layout, recipes/llama/h100/llama3.py llama31_405b). 3 chunks divide neither way."""
+    model = models.get("llama-3.1-405b")
+    par = {"tensor_parallel": 8, "sequence_parallel": "tp", "pipeline_parallel": 8, "data_parallel": 2}
+    step = model.training_step("H100_SXM", 4096, 32, parallelism=par, recompute="full", interleave=8)
+    assert step.stage_layers == (15,) + (16,) * 6 + (15,)
+    with pytest.raises(ValueError, match="interleave"):
+        model.training_step("H100_SXM", 4096, 32, parallelism=par, recompute="full", interleave=3)
+
+
 # -- item 7: uneven stages ---------------------------------------------------------------------
 
 def test_stage_split_rules():

@@ -51,10 +51,12 @@ def _reduce_scatter_seconds(payload):
     return Fraction(9, 10**6) + Fraction(3, 4) * payload / (50 * 10**9)
 
 
-def _step(zero_stage, microbatches, parallelism=TP8_DP4):
+def _step(zero_stage, microbatches, parallelism=TP8_DP4, dp_overlap=False, micro_batch=1):
+    """The step without overlapping the data-parallel traffic (what these accounting tests pin
+    down), unless ``dp_overlap``."""
     model = sc.models.get("llama-3-70b")
-    return model.training_step(CHIP, 4096, 4 * microbatches, 1, parallelism=parallelism,
-                               zero_stage=zero_stage)
+    return model.training_step(CHIP, 4096, 4 * microbatches * micro_batch, micro_batch, parallelism=parallelism,
+                               zero_stage=zero_stage, dp_overlap=dp_overlap)
 
 
 def test_parameters_per_chip_as_derived():
@@ -105,3 +107,74 @@ def test_search_never_recommends_zero2_or_3_with_pipelines():
     assert rows
     assert all(r["zero_stage"] < 2 for r in rows if r["pp"] > 1)
     assert any(r["zero_stage"] >= 2 for r in rows)  # still offered without pipelines
+
+
+# -- overlapped with the backward and forward (Megatron-Core's overlap_grad_reduce and
+#    overlap_param_gather, which Megatron-Bridge's recipes turn on) ------------------------------
+#
+# Megatron-Core (NVIDIA/Megatron-LM megatron/core/distributed/distributed_data_parallel.py and
+# distributed_data_parallel_config.py): parameters are grouped into buckets of
+# max(40,000,000, 1,000,000 * dp) parameters; with overlap_grad_reduce each bucket's
+# reduce-scatter is launched as soon as its gradients are ready in the last micro-batch's
+# backward, so all but the last bucket overlap the backward that remains; with
+# overlap_param_gather the next step's all-gathers are waited for bucket by bucket in the first
+# micro-batch's forward, so all but the first bucket's gather overlap it. symcost: each is
+# max(one bucket's collective, the whole collective - the compute it hides behind), the backward
+# two thirds and the forward one third of the micro-batch's time (conventions §4: the backward
+# computes twice the forward's matmul FLOPs).
+BUCKET = 40_000_000  # max(4e7, 1e6 * 4) parameters
+
+
+def test_overlapped_sync_exposes_one_bucket_when_compute_hides_the_rest():
+    """Micro-batch 8 of 4096 tokens (about 1.7 s on the ideal H100 at TP 8): the whole gradient
+    reduce-scatter (35.3 GB over 4 nodes: 0.53 s) fits behind two thirds of it, the weights'
+    gather (0.26 s) behind one third; exposed: one bucket each, the reduce-scatter of 4e7 fp32
+    gradients (9 us + 3/4 * 160 MB / 50 GB/s = 2.409 ms) and the gather of 4e7 bf16 weights
+    (1.209 ms)."""
+    step = _step(1, 1, dp_overlap=True, micro_batch=8)
+    rs_all, ag_all = _reduce_scatter_seconds(4 * PARAMS_PER_CHIP), _reduce_scatter_seconds(2 * PARAMS_PER_CHIP)
+    assert rs_all < 2 * step.microbatch_time / 3 and ag_all < step.microbatch_time / 3
+    assert step.dp_comm_time == _reduce_scatter_seconds(4 * BUCKET) + _reduce_scatter_seconds(2 * BUCKET)
+    assert step.dp_comm_time == Fraction(9, 10**6) * 2 + Fraction(36, 10**4)
+
+
+def test_overlapped_sync_exposes_what_the_compute_cannot_hide():
+    """Micro-batch 1 (about 0.22 s): the reduce-scatter outlasts two thirds of it and the gather
+    one third: exposed is the rest of each, rs - 2/3 T_mb and ag - 1/3 T_mb; the sum is what the
+    step adds over its compute."""
+    step = _step(1, 1, dp_overlap=True)
+    t_mb = step.microbatch_time
+    rs_all, ag_all = _reduce_scatter_seconds(4 * PARAMS_PER_CHIP), _reduce_scatter_seconds(2 * PARAMS_PER_CHIP)
+    assert rs_all - 2 * t_mb / 3 > _reduce_scatter_seconds(4 * BUCKET)
+    assert step.dp_comm_time == (rs_all - 2 * t_mb / 3) + (ag_all - t_mb / 3)
+    assert step.step_time == step.compute_time + step.dp_comm_time
+
+
+def test_overlapped_zero3_hides_each_microbatchs_gathers_and_reduce_scatter():
+    """ZeRO-3 (FSDP) with m = 2 micro-batches of 8: per micro-batch the forward's gather hides
+    behind the forward, the backward's gather and reduce-scatter behind the backward: one bucket
+    each exposed, m times: 2 * (ag_b + ag_b + rs_b)."""
+    step = _step(3, 2, dp_overlap=True, micro_batch=8)
+    ag_b, rs_b = _reduce_scatter_seconds(2 * BUCKET), _reduce_scatter_seconds(4 * BUCKET)
+    assert step.dp_comm_time == 2 * (ag_b + ag_b + rs_b)
+
+
+def test_dp_overlap_is_on_by_default_as_megatron_bridge_runs_it():
+    """The default step overlaps (Megatron-Bridge's recipes set overlap_grad_reduce and
+    overlap_param_gather); dp_overlap=False exposes the whole sync."""
+    model = sc.models.get("llama-3-70b")
+    default = model.training_step(CHIP, 4096, 32, 8, parallelism=TP8_DP4, zero_stage=1)
+    assert default.dp_comm_time == _step(1, 1, dp_overlap=True, micro_batch=8).dp_comm_time
+    assert _step(1, 1, micro_batch=8).dp_comm_time == (_reduce_scatter_seconds(4 * PARAMS_PER_CHIP)
+                                                       + _reduce_scatter_seconds(2 * PARAMS_PER_CHIP))
+
+
+def test_bf16_gradients_halve_the_gradient_buffer_and_its_reduction():
+    """grad_reduce_in_fp32=False (Megatron-Bridge's performance recipes): the gradients are kept
+    and reduce-scattered in bf16, 2 bytes per parameter: gradient memory 2 P, the reduce-scatter
+    of 2 P bytes (the all-gather of the bf16 weights unchanged)."""
+    model = sc.models.get("llama-3-70b")
+    step = model.training_step(CHIP, 4096, 4, 1, parallelism=TP8_DP4, zero_stage=1, dp_overlap=False,
+                               grad_reduce_in_fp32=False)
+    assert step.gradient_memory == 2 * PARAMS_PER_CHIP
+    assert step.dp_comm_time == 2 * _reduce_scatter_seconds(2 * PARAMS_PER_CHIP)

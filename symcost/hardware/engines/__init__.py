@@ -3,11 +3,12 @@ order of ``engines/index.json`` and registered by name (:func:`symcost.hardware.
 
 A file holds ``name``, ``backend``, ``version``, an optional ``note``, ``fields`` (the
 :class:`~symcost.hardware.Runtime` terms: ``cuda_graphs``, ``step_overhead``,
-``collective_overhead``, ``prefill_emits_first_token``, ``allreduce``) and ``chips``: per chip name
-(or ``"*"`` for every chip) the :class:`~symcost.hardware.Hardware` fields measured with this
-engine's own kernels, which :meth:`~symcost.hardware.Hardware.with_runtime` puts in place of the
-chip's. Every value is an entry with a source (:mod:`symcost.hardware.datafile`); the fitted ones
-are written by ``symcost.hardware.fit`` (``benchmarks/calibrate_ops.py``), never by hand.
+``collective_overhead``, ``prefill_emits_first_token``, ``allreduce``, ``grouped_gemm``,
+``moe_sync_time``) and ``chips``: per chip name (or ``"*"`` for every chip) the
+:class:`~symcost.hardware.Hardware` fields measured with this engine's own kernels, which
+:meth:`~symcost.hardware.Hardware.with_runtime` puts in place of the chip's. Every value is an
+entry with a source (:mod:`symcost.hardware.datafile`); the fitted ones are written by
+``symcost.hardware.fit`` (``benchmarks/calibrate_ops.py``), never by hand.
 
 >>> from symcost.hardware import runtime
 >>> runtime("vllm").backend, runtime("fastertransformer").cuda_graphs
@@ -33,8 +34,9 @@ if TYPE_CHECKING:
 __all__ = ["ENGINES", "field_sources", "load"]
 
 _FOLDER = resources.files(__name__)
-_TERMS = ("cuda_graphs", "step_overhead", "collective_overhead", "prefill_emits_first_token", "allreduce")
-_NAMES = ("cuda_graphs", "prefill_emits_first_token", "allreduce")  # values that are not numbers
+_TERMS = ("cuda_graphs", "step_overhead", "collective_overhead", "prefill_emits_first_token", "allreduce",
+          "grouped_gemm", "moe_sync_time")
+_NAMES = ("cuda_graphs", "prefill_emits_first_token", "allreduce", "grouped_gemm")  # values that are not numbers
 
 
 def _chips(raw: Any, where: str, shared: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,415 @@
+"""Validating the training step on published Megatron-Core runs (H100 and B200, dense and MoE).
+
+The data, ``symcost/data/training_calibration.csv``, holds 21 runs of NVIDIA's Megatron-Bridge
+performance summaries (NeMo containers 25.09 to 26.06; each row with its source, commit and
+table): Llama 3 8B, 70B and 3.1 405B and Qwen3-30B-A3B and 235B-A22B pre-training and SFT on
+DGX-H100 and DGX-B200, with their tensor, pipeline (and virtual pipeline), data, context and
+expert parallel degrees, global and micro-batch, tokens/s per GPU and model TFLOP/s per GPU.
+
+Each row is predicted with :meth:`~symcost.model.Model.training_step` on the realistic chip
+(``hardware.get(name)``) under the ``megatron-core`` engine profile (Transformer Engine's FP8 grouped
+GEMMs run one GEMM per expert) and the row's own settings: its model (a preset, or its Hugging Face
+``config.json`` fields), its degrees (Megatron sequence parallelism over the TP group where
+``tensor_parallel > 1``, as every Megatron-Bridge recipe with TP sets it), its virtual pipeline
+degree as ``interleave``, its batch sizes and sequence length, and the distributed optimizer
+(``zero_stage=1``; ``zero_stage=3`` for the run the table marks as FSDP) with bf16 gradients and
+the data-parallel sync overlapped (the recipes' settings). What the tables leave
+unpublished, activation recomputation, is chosen as :mod:`~symcost.plan.calibration` does for
+Narayanan's table: the fastest of ``none``, ``selective`` and ``full`` that fits in HBM (the
+chosen mode is printed). Every row in the file is FP8 (the Transformer Engine recipes:
+current scaling, Hopper block scaling, Blackwell MXFP8; the token-drop rows are FP8 per their
+table's note), costed as ``dtype="fp8_e4m3"``.
+
+A row's published model TFLOP/s per GPU is its tokens/s per GPU times Megatron-Bridge's own
+FLOPs per token (``training/utils/flop_utils.py``: causal attention counted at half the pairs,
+no recomputation, no router), so the predicted TFLOP/s is the predicted tokens/s times the row's
+published ratio: its error is the tokens/s error (tests/plan/test_calibration_training.py checks
+the ratio against the formula, by hand, for one dense and one MoE row).
+
+Errors are predicted over measured tokens/s per GPU, minus one (positive: the model is too
+fast). A row the library refuses (a layout it cannot cost) is listed with the library's reason.
+
+The kernels are the per-op fit's; the ``megatron-core`` profile states how Megatron-Core runs them
+(Transformer Engine's FP8 grouped GEMMs: one GEMM per expert) and carries one term fitted here,
+:data:`PARAMETERS`: ``moe_sync_time``, what a dropless MoE layer's forward loses to its
+dispatcher's device-to-host sync (the token-drop rows, padded to capacity, have none), on an exact
+grid by least squares on the log of the predicted tokens/s. :func:`held_out` refits without a
+group or a model family and predicts it.
+
+>>> rows = load_rows()
+>>> len(rows), rows[0].model, rows[0].group
+(21, 'LLAMA3_8B', ('dense', 'FP8', 'H100_SXM'))
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from importlib import resources
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import sympy as sp
+
+from ..core import symbols as sym
+from ..errors import one_line
+from ..hardware import Hardware, runtime
+from ..hardware import get as get_hardware
+from ..layers.base import Recompute
+from ..models import from_hf_config
+from ..models import get as get_model
+from ..models.model import Model
+
+__all__ = ["ENGINE", "PARAMETERS", "RECOMPUTE", "Fit", "Prediction", "TrainingRow", "build_model", "fit",
+           "group_summary", "held_out", "load_rows", "options", "parallelism", "predict", "predict_all", "shipped",
+           "validation_table", "write_profile"]
+
+RECOMPUTE: tuple[Recompute, ...] = ("none", "selective", "full")
+"""The recomputation modes tried, fastest first (the tables do not publish theirs)."""
+
+_CHIPS = {"H100_SXM": "H100_SXM", "B200": "B200"}
+ENGINE = "megatron-core"
+"""The engine profile the rows run under (``symcost/hardware/engines/megatron-core.json``)."""
+
+
+@dataclass(frozen=True)
+class TrainingRow:
+    """One published run of ``training_calibration.csv``."""
+
+    id: str
+    model: str
+    architecture: str
+    chip: str
+    gpus: int
+    precision: str
+    tp: int
+    pp: int
+    dp: int
+    cp: int
+    ep: int
+    vp: int
+    global_batch: int
+    micro_batch: int
+    seq_len: int
+    tokens_per_gpu: Fraction
+    """Published tokens/s per GPU."""
+    tflops_per_gpu: Fraction
+    """Published model TFLOP/s per GPU (Megatron-Bridge's count)."""
+    container: str
+    notes: str
+
+    @property
+    def moe(self) -> bool:
+        """A mixture-of-experts model (the HF configs of the Qwen3 MoE rows)."""
+        return "num_experts" in json.loads(self.architecture)
+
+    @property
+    def kind(self) -> str:
+        return "MoE" if self.moe else "dense"
+
+    @property
+    def precision_class(self) -> str:
+        """``"BF16"`` or ``"FP8"`` (FP8-CS, Hopper block-scaled FP8, MXFP8; the token-drop rows'
+        tables state none, their FP8 recipes are in the same tables)."""
+        return "BF16" if self.precision.upper().startswith("BF16") else "FP8"
+
+    @property
+    def group(self) -> tuple[str, str, str]:
+        """``(kind, precision class, chip)``: what the summary averages over."""
+        return (self.kind, self.precision_class, self.chip)
+
+    @property
+    def family(self) -> str:
+        """``"Llama"`` or ``"Qwen3"``: what leave-one-family-out holds out."""
+        return "Qwen3" if self.model.lower().startswith("qwen") else "Llama"
+
+    @property
+    def token_drop(self) -> bool:
+        """A capacity-factor run (``notes`` say "token drop"); the others are dropless."""
+        return "token drop" in self.notes
+
+    @property
+    def fsdp(self) -> bool:
+        """The run shards parameters, gradients and optimizer state (Megatron FSDP)."""
+        return "fsdp" in self.id
+
+    @property
+    def flops_per_token(self) -> Fraction:
+        """The source's model FLOPs per token: published TFLOP/s over tokens/s (per GPU)."""
+        return self.tflops_per_gpu * 10**12 / self.tokens_per_gpu
+
+
+def load_rows() -> list[TrainingRow]:
+    """The 21 rows of ``training_calibration.csv``, in file order."""
+    text = resources.files("symcost.data").joinpath("training_calibration.csv").read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    ints = ("gpus", "tensor_parallel", "pipeline_parallel", "data_parallel", "context_parallel", "expert_parallel",
+            "virtual_pipeline", "global_batch", "micro_batch", "seq_len")
+    rows = []
+    for r in csv.DictReader(lines):
+        gpus, tp, pp, dp, cp, ep, vp, batch, micro, seq = (int(r[k]) for k in ints)
+        rows.append(TrainingRow(r["id"], r["model"], r["architecture"], r["chip"], gpus, r["precision"], tp, pp, dp,
+                                cp, ep, vp, batch, micro, seq, Fraction(r["value"]),
+                                Fraction(r["model_tflops_per_gpu"]), r["container"], r["notes"]))
+    return rows
+
+
+def build_model(row: TrainingRow) -> Model:
+    """The row's model: its preset, or the HF ``config.json`` fields the row gives; a token-drop
+    row pads every expert to capacity factor 1 (Megatron-Bridge's ``apply_moe_token_drop``
+    defaults: ``moe_expert_capacity_factor=1.0``, ``moe_pad_expert_input_to_capacity=True``)."""
+    arch = json.loads(row.architecture)
+    if "preset" in arch:
+        return get_model(arch["preset"])
+    model = from_hf_config(arch, name=row.model)
+    return model.with_capacity_factor(1) if row.token_drop else model
+
+
+def parallelism(row: TrainingRow) -> dict[str, Any]:
+    """The row's degrees; Megatron sequence parallelism over the TP group where ``tp > 1``; MoE
+    rows on Megatron's expert grid with expert TP 1, as Megatron-Bridge's Qwen3 MoE recipes set
+    ``expert_tensor_parallel_size = 1`` (src/megatron/bridge/recipes/qwen/h100/qwen3_moe.py)."""
+    par: dict[str, Any] = {"tensor_parallel": row.tp, "pipeline_parallel": row.pp, "data_parallel": row.dp,
+                           "context_parallel": row.cp, "expert_parallel": row.ep}
+    if row.tp > 1:
+        par["sequence_parallel"] = "tp"
+    if row.moe:
+        par["expert_tensor_parallel"] = 1
+    return par
+
+
+def options(row: TrainingRow) -> dict[str, Any]:
+    """The step options a row sets: its dtype, interleaving and ZeRO stage, and bf16 gradients
+    (Megatron-Bridge's performance recipes set ``grad_reduce_in_fp32 = False``,
+    src/megatron/bridge/perf_recipes/_common.py ``_benchmark_common``)."""
+    return {"dtype": "bf16" if row.precision_class == "BF16" else "fp8_e4m3", "interleave": row.vp,
+            "zero_stage": 3 if row.fsdp else 1, "grad_reduce_in_fp32": False}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The step's prediction for one row, or why the library refused the row."""
+
+    row: TrainingRow
+    tokens_per_gpu: Optional[float] = None
+    recompute: Optional[Recompute] = None
+    memory_per_chip: Optional[float] = None
+    refused: Optional[str] = None
+    breakdown: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def tflops_per_gpu(self) -> Optional[float]:
+        """Predicted model TFLOP/s per GPU, by the source's own FLOPs per token."""
+        if self.tokens_per_gpu is None:
+            return None
+        return self.tokens_per_gpu * float(self.row.flops_per_token) / 10**12
+
+    @property
+    def relative_error(self) -> Optional[float]:
+        """Predicted over published tokens/s per GPU, minus one (positive: too fast)."""
+        if self.tokens_per_gpu is None:
+            return None
+        return self.tokens_per_gpu / float(self.row.tokens_per_gpu) - 1
+
+
+def predict(row: TrainingRow, chip: Hardware | str | None = None, **overrides: Any) -> Prediction:
+    """The row on ``chip`` (default: the realistic preset of its GPU under :data:`ENGINE`): the fastest recomputation
+    mode that fits, or the library's reason for refusing the row. ``overrides`` replace the step
+    options of :func:`options` (e.g. ``overlap``)."""
+    hw = get_hardware(_CHIPS[row.chip]).with_runtime(ENGINE) if chip is None else get_hardware(chip)
+    model = build_model(row)
+    kwargs = {**options(row), **overrides}
+    needed = float("inf")
+    for mode in RECOMPUTE:
+        try:
+            step = model.training_step(hw, seq_len=row.seq_len, global_batch=row.global_batch,
+                                       micro_batch=row.micro_batch, parallelism=parallelism(row), recompute=mode,
+                                       **kwargs)
+        except ValueError as err:  # SymcostError, or a layer's rule in its pydantic validator
+            return Prediction(row, refused=one_line(err))
+        if step.fits:
+            tokens = float(step.tokens_per_second) / row.gpus
+            parts = {k: float(v) for k, v in step.breakdown().items()}
+            return Prediction(row, tokens, mode, float(step.memory_per_chip), breakdown=parts)
+        needed = min(needed, float(step.memory_per_chip))
+    return Prediction(row, refused=f"no recompute mode fits: {needed / 1e9:.1f} GB per chip at best, "
+                                   f"{float(hw.hbm_capacity) / 1e9:.0f} GB of HBM")
+
+
+def predict_all(rows: Optional[Sequence[TrainingRow]] = None, chips: Optional[Mapping[str, Hardware]] = None,
+                **overrides: Any) -> list[Prediction]:
+    """Every row (default: all shipped) on its chip (``chips`` by the row's chip name, default
+    the realistic presets)."""
+    rows = load_rows() if rows is None else rows
+    return [predict(r, None if chips is None else chips.get(r.chip), **overrides) for r in rows]
+
+
+def _mean(errors: Sequence[float]) -> tuple[float, float]:
+    return sum(map(abs, errors)) / len(errors), sum(errors) / len(errors)
+
+
+def group_summary(predictions: Sequence[Prediction]) -> dict[tuple[str, ...], tuple[int, float, float]]:
+    """``{group: (rows, mean abs error, mean signed error)}`` over the predicted rows, per
+    ``(kind, precision, chip)``, per kind, and ``("all",)``."""
+    groups: dict[tuple[str, ...], list[float]] = {}
+    for p in predictions:
+        if p.relative_error is None:
+            continue
+        for key in (p.row.group, (p.row.kind,), ("all",)):
+            groups.setdefault(key, []).append(p.relative_error)
+    order = sorted(k for k in groups if len(k) == 3) + sorted(k for k in groups if len(k) == 1 and k != ("all",))
+    return {k: (len(groups[k]), *_mean(groups[k])) for k in [*order, ("all",)] if k in groups}
+
+
+def _row_line(p: Prediction) -> str:
+    r = p.row
+    layout = f"{r.tp}/{r.pp}/{r.dp}/{r.cp}/{r.ep}/{r.vp}"
+    head = f"| {r.id} | {r.chip.split('_')[0]} | {r.gpus} | {layout} | {r.global_batch}/{r.micro_batch} | {r.seq_len} |"
+    if p.tokens_per_gpu is None:
+        return f"{head} {r.tokens_per_gpu} | refused | | | | |"
+    return (f"{head} {r.tokens_per_gpu} | {p.tokens_per_gpu:.0f} | {r.tflops_per_gpu} | {p.tflops_per_gpu:.0f} | "
+            f"{p.relative_error:+.1%} | {p.recompute} |")
+
+
+# -- the fit: the engine's terms no per-op table shows -------------------------------------------
+
+PARAMETERS: dict[str, tuple[sp.Symbol, tuple[Fraction, ...]]] = {
+    "moe_sync_time": (sym.moe_sync_time, tuple(Fraction(k, 10**4) for k in range(0, 101))),  # 0 .. 10 ms
+}
+"""Name -> (symbol, grid) of every term of the ``megatron-core`` profile fitted on these runs."""
+
+
+def _chip(row: TrainingRow, values: Mapping[str, Any]) -> Hardware:
+    """The row's realistic chip under :data:`ENGINE`, with the profile's fitted terms replaced by
+    ``values`` (numbers or symbols)."""
+    chip = get_hardware(_CHIPS[row.chip]).with_runtime(ENGINE)
+    return chip.with_efficiency(runtime=chip.runtime.model_copy(update=dict(values)))
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled() -> dict[str, Callable[..., float]]:
+    """Every costed row's predicted tokens/s per GPU as a compiled function of :data:`PARAMETERS`
+    (the recomputation mode is the shipped prediction's: memory does not depend on them)."""
+    names = tuple(PARAMETERS)
+    symbols = [PARAMETERS[n][0] for n in names]
+    out = {}
+    for row in load_rows():
+        chosen = predict(row)
+        if chosen.recompute is None:
+            continue
+        step = build_model(row).training_step(
+            _chip(row, dict(zip(names, symbols))), seq_len=row.seq_len, global_batch=row.global_batch,
+            micro_batch=row.micro_batch, parallelism=parallelism(row), recompute=chosen.recompute, **options(row))
+        out[row.id] = sp.lambdify(symbols, sp.sympify(step.tokens_per_second) / row.gpus, modules="math")
+    return out
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Fitted values of :data:`PARAMETERS` with every costed row's predicted tokens/s per GPU."""
+
+    values: dict[str, Fraction]
+    predicted: dict[str, float]
+
+    def relative_error(self, row: TrainingRow) -> float:
+        """Predicted over published tokens/s per GPU, minus one."""
+        return self.predicted[row.id] / float(row.tokens_per_gpu) - 1
+
+
+def _loss(functions: Mapping[str, Callable[..., float]], rows: Sequence[TrainingRow], x: Sequence[float]) -> float:
+    return sum(math.log(functions[r.id](*x) / float(r.tokens_per_gpu)) ** 2 for r in rows if r.id in functions)
+
+
+def fit(rows: Optional[Sequence[TrainingRow]] = None) -> Fit:
+    """Coordinate descent over the exact grids of :data:`PARAMETERS` (from 0) until no single
+    change lowers the sum of squared log errors of the tokens/s of ``rows`` (default: all);
+    deterministic. Every costed row is predicted with the result."""
+    rows = list(load_rows() if rows is None else rows)
+    functions, names = _compiled(), tuple(PARAMETERS)
+    current = {n: Fraction(0) for n in names}
+    x = [0.0] * len(names)
+    best, changed = _loss(functions, rows, x), True
+    while changed:
+        changed = False
+        for j, name in enumerate(names):
+            for value in PARAMETERS[name][1]:
+                trial = x.copy()
+                trial[j] = float(value)
+                score = _loss(functions, rows, trial)
+                if score < best - 1e-12:
+                    best, x, current[name], changed = score, trial, value, True
+    return Fit(current, {key: f(*x) for key, f in functions.items()})
+
+
+def held_out(key: Callable[[TrainingRow], Any]) -> dict[Any, Fit]:
+    """For each value of ``key`` (``lambda r: r.group``, ``lambda r: r.family``): the fit on the
+    rows without it (which then predicts every row)."""
+    rows = load_rows()
+    return {k: fit([r for r in rows if key(r) != k]) for k in dict.fromkeys(key(r) for r in rows)}
+
+
+def shipped() -> dict[str, Fraction]:
+    """The fitted terms as the ``megatron-core`` profile ships them (what :func:`fit` must give)."""
+    profile = runtime(ENGINE)
+    return {name: Fraction(str(sp.Rational(getattr(profile, name)))) for name in PARAMETERS}
+
+
+_SOURCE = ("fitted on symcost/data/training_calibration.csv by symcost.plan.calibration_training.fit() "
+           "(benchmarks/calibrate_training.py): the one term per-op tables cannot show, least squares on the log "
+           "of the predicted tokens/s of the 21 runs")
+
+
+def write_profile(result: Fit, folder: Any = None) -> str:
+    """Write ``result``'s values into the ``megatron-core`` profile
+    (``symcost/hardware/engines/megatron-core.json``, in microseconds) and return its path."""
+    from decimal import Decimal
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "hardware" / "engines" if folder is None else Path(folder)
+    path = folder / f"{ENGINE}.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    for name, value in result.values.items():
+        micro = value * 10**6
+        text = format((Decimal(micro.numerator) / Decimal(micro.denominator)).normalize(), "f")
+        data["fields"][name] = {"value": text, "unit": "us", "source": _SOURCE}
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def _held_lines(title: str, fits: Mapping[Any, Fit], key: Callable[[TrainingRow], Any]) -> list[str]:
+    lines = ["", f"| held-out {title} | rows | fitted | mean abs error | mean signed error |",
+             "|---|---:|---|---:|---:|"]
+    for k, result in fits.items():
+        errs = [result.relative_error(r) for r in load_rows() if key(r) == k and r.id in result.predicted]
+        if not errs:
+            continue
+        values = ", ".join(f"{n} = {float(v) * 1e3:g} ms" for n, v in result.values.items())
+        mae, signed = _mean(errs)
+        lines.append(f"| {', '.join(k) if isinstance(k, tuple) else k} | {len(errs)} | {values} | {mae:.1%} | "
+                     f"{signed:+.1%} |")
+    return lines
+
+
+def validation_table(predictions: Optional[Sequence[Prediction]] = None, held: bool = True) -> str:
+    """The README's tables (markdown): each row published vs predicted, the mean absolute and
+    signed error per group, the rows the library refuses with its reason, and (``held``) each
+    group and each model family predicted by the fit on the others."""
+    preds = predict_all() if predictions is None else list(predictions)
+    lines = ["| run | GPU | GPUs | TP/PP/DP/CP/EP/VP | batch/micro | seq | tokens/s/GPU | predicted | "
+             "TFLOP/s/GPU | predicted | error | recompute |",
+             "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines += [_row_line(p) for p in preds]
+    lines += ["", "| group | rows | mean abs error | mean signed error |", "|---|---:|---:|---:|"]
+    for key, (n, mae, signed) in group_summary(preds).items():
+        lines.append(f"| {', '.join(key)} | {n} | {mae:.1%} | {signed:+.1%} |")
+    refused = [p for p in preds if p.refused is not None]
+    if refused:
+        lines += ["", "Refused by the library:", ""]
+        lines += [f"- {p.row.id}: {p.refused}" for p in refused]
+    if held:
+        lines += _held_lines("group", held_out(lambda r: r.group), lambda r: r.group)
+        lines += _held_lines("family", held_out(lambda r: r.family), lambda r: r.family)
+    return "\n".join(lines)

@@ -1,0 +1,163 @@
+"""The training step against the published Megatron-Core runs (symcost/plan/calibration_training.py)."""
+
+import importlib.util
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from symcost.plan import calibration_training as ct
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return {r.id: r for r in ct.load_rows()}
+
+
+@pytest.fixture(scope="module")
+def predictions():
+    return ct.predict_all()
+
+
+def test_rows_load_with_their_layouts(rows):
+    """21 runs; every row's GPUs are TP x PP x DP x CP (EP shares the data-parallel ranks); 5 dense
+    and 8 MoE of H100 and B200 each, as the file lists them (every row FP8)."""
+    assert len(rows) == 21
+    assert all(r.gpus == r.tp * r.pp * r.dp * r.cp for r in rows.values())
+    r = rows["bridge-H100-qwen3-235b-gbs8192"]
+    assert (r.tp, r.pp, r.dp, r.cp, r.ep, r.vp, r.global_batch, r.micro_batch, r.seq_len) == (
+        2, 8, 16, 1, 32, 4, 8192, 1, 4096)
+    assert r.tokens_per_gpu == 1712 and r.tflops_per_gpu == 253 and r.group == ("MoE", "FP8", "H100_SXM")
+    assert sum(r.moe for r in rows.values()) == 13 and {r.precision_class for r in rows.values()} == {"FP8"}
+    assert [r.id for r in rows.values() if r.token_drop] == [
+        "bridge-H100-qwen3-30b-tokendrop-gbs512", "bridge-B200-qwen3-30b-tokendrop-gbs512",
+        "bridge-H100-qwen3-235b-tokendrop-gbs2048", "bridge-B200-qwen3-235b-tokendrop-gbs1024"]
+    assert [r.id for r in rows.values() if r.fsdp] == ["bridge-H100-llama3-8b-fsdp8-gbs128"]
+
+
+def _megatron_flops_per_token(h, q, kv, ffn_params, layers, vocab, s):
+    """Megatron-Bridge's count (training/utils/flop_utils.py, transformer_flops), per token:
+    3 (forward + backward) x 2 FLOPs per weight of every projection, MLP or routed expert and the
+    logits, plus the causal attention core, QK^T and PV over s/2 keys on average: 3 x 2 x 2 x
+    (s/2) x q = 6 s q per layer."""
+    per_layer = h * (q + 2 * kv) + q * h + ffn_params
+    return 6 * (layers * per_layer + h * vocab) + 6 * layers * s * q
+
+
+def test_the_published_tflops_are_megatrons_flops_per_token(rows):
+    """A row's model TFLOP/s is its tokens/s times Megatron-Bridge's FLOPs per token, within the
+    rounding of the published TFLOP/s (3 digits). Llama 3 8B at s = 8192: h = q = 4096,
+    kv = 8 x 128, SwiGLU 3 x 4096 x 14336, 32 layers, V = 128256: 51,470,401,536 FLOPs per token;
+    744 TFLOP/s / 14451 tokens/s = 51,484,326,344. Qwen3-30B-A3B at s = 4096: h = 2048,
+    q = 32 x 128, kv = 4 x 128, 8 routed experts of 3 x 2048 x 768, 48 layers, V = 151936:
+    23,006,281,728; 203 / 8826 = 23,000,226,603."""
+    llama = _megatron_flops_per_token(4096, 4096, 1024, 3 * 4096 * 14336, 32, 128256, 8192)
+    qwen = _megatron_flops_per_token(2048, 4096, 512, 8 * 3 * 2048 * 768, 48, 151936, 4096)
+    assert (llama, qwen) == (51_470_401_536, 23_006_281_728)
+    for key, flops in (("bridge-H100-llama3-8b-fsdp8-gbs128", llama), ("bridge-H100-qwen3-30b-ep16-gbs1024", qwen)):
+        row = rows[key]
+        assert row.flops_per_token == Fraction(row.tflops_per_gpu * 10**12, row.tokens_per_gpu)
+        assert abs(float(row.flops_per_token) / flops - 1) < Fraction(1, 2) / row.tflops_per_gpu
+
+
+def test_each_row_gets_its_own_settings(rows):
+    """Megatron SP where TP > 1, the virtual pipeline as interleave, ZeRO-3 for the FSDP run, FP8."""
+    par = ct.parallelism(rows["bridge-H100-llama3.1-405b-gbs512"])
+    assert par == {"tensor_parallel": 8, "pipeline_parallel": 8, "data_parallel": 8, "context_parallel": 2,
+                   "expert_parallel": 1, "sequence_parallel": "tp"}
+    assert "sequence_parallel" not in ct.parallelism(rows["bridge-H100-qwen3-30b-ep16-gbs1024"])
+    assert ct.options(rows["bridge-H100-llama3-70b-gbs128"]) == {"dtype": "fp8_e4m3", "interleave": 5,
+                                                                  "zero_stage": 1, "grad_reduce_in_fp32": False}
+    assert ct.options(rows["bridge-H100-llama3-8b-fsdp8-gbs128"])["zero_stage"] == 3
+    qwen = ct.build_model(rows["bridge-H100-qwen3-235b-gbs8192"])
+    assert qwen.num_layers == 94 and qwen.blocks[0][0].num_routed_experts == 128
+
+
+def test_the_fastest_fitting_recompute_mode_is_chosen(rows):
+    """The chosen mode fits; every faster mode does not (or the chosen one is the fastest)."""
+    for key in ("bridge-H100-llama3-70b-gbs128", "bridge-H100-qwen3-30b-ep16-gbs1024"):
+        p = ct.predict(rows[key])
+        assert p.memory_per_chip <= 80e9
+        for mode in ct.RECOMPUTE[:ct.RECOMPUTE.index(p.recompute)]:
+            step = ct.build_model(rows[key]).training_step(
+                "H100_SXM", rows[key].seq_len, rows[key].global_batch, rows[key].micro_batch,
+                parallelism=ct.parallelism(rows[key]), recompute=mode, **ct.options(rows[key]))
+            assert not step.fits
+
+
+def test_every_shipped_row_is_costed(predictions):
+    """No row is refused: the TP 2 x EP 32 x DP 16 layouts run on the expert grid (expert TP 1) and
+    the 405B and 235B interleaved layouts count the embedding and the loss as Megatron does."""
+    assert [p.row.id for p in predictions if p.refused is not None] == []
+
+
+def test_a_refused_row_carries_the_librarys_reason(rows):
+    """A row the library cannot cost is listed with the library's own one-line reason: EP 3 does not
+    divide Qwen3-30B's 128 experts."""
+    import dataclasses
+
+    bad = dataclasses.replace(rows["bridge-B200-qwen3-30b-mb1-gbs512"], ep=3, dp=6, id="bad")
+    p = ct.predict(bad)
+    assert p.tokens_per_gpu is None and p.relative_error is None
+    assert "num_experts must be divisible by expert_parallel" in p.refused and "\n" not in p.refused
+    assert "- bad: " in ct.validation_table([p])
+
+
+def test_group_summary_is_the_mean_of_its_rows(predictions):
+    """Each group's mean absolute and signed error are the plain means over its predicted rows."""
+    summary = ct.group_summary(predictions)
+    for key, (n, mae, signed) in summary.items():
+        errs = [p.relative_error for p in predictions if p.relative_error is not None
+                and (key == ("all",) or p.row.group == key or (p.row.kind,) == key)]
+        assert n == len(errs) and mae == pytest.approx(sum(map(abs, errs)) / n)
+        assert signed == pytest.approx(sum(errs) / n)
+
+
+def test_readme_block_is_the_scripts_output(predictions):
+    """The README's block between the training-validation markers is benchmarks/calibrate_training.py's."""
+    spec = importlib.util.spec_from_file_location("calibrate_training", ROOT / "benchmarks" / "calibrate_training.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme.count(script.BEGIN) == 1 and readme.count(script.END) == 1
+    shipped = readme.split(script.BEGIN)[1].split(script.END)[0].strip()
+    assert shipped == ct.validation_table(predictions).strip()
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return ct.fit()
+
+
+def test_the_fit_reproduces_the_shipped_profile(fitted):
+    """benchmarks/calibrate_training.py's fit equals what the megatron-core profile ships, exactly."""
+    assert fitted.values == ct.shipped()
+    from symcost.hardware import runtime
+
+    assert runtime("megatron-core").moe_sync_time == fitted.values["moe_sync_time"]
+
+
+def test_the_fit_is_a_local_minimum_on_its_grid(fitted):
+    """No grid step of the sync time lowers the sum of squared log errors."""
+    functions, rows = ct._compiled(), ct.load_rows()
+    grid = ct.PARAMETERS["moe_sync_time"][1]
+    i = grid.index(fitted.values["moe_sync_time"])
+    best = ct._loss(functions, rows, [float(grid[i])])
+    assert all(ct._loss(functions, rows, [float(grid[k])]) >= best for k in (i - 1, i + 1) if 0 <= k < len(grid))
+
+
+def test_the_exact_step_gives_the_fits_numbers(fitted, predictions):
+    """The shipped chip through training_step (exact) and the fit's compiled expressions agree."""
+    for p in predictions:
+        assert p.tokens_per_gpu == pytest.approx(fitted.predicted[p.row.id], rel=1e-9)
+
+
+def test_the_sync_time_touches_only_dropless_moe_rows(rows):
+    """Dense rows and token-drop rows (capacity factor 1: no device-to-host sync) do not depend on
+    the fitted term: the compiled prediction is the same at 0 and at 10 ms."""
+    functions = ct._compiled()
+    for row in rows.values():
+        moved = functions[row.id](0.0) != functions[row.id](0.01)
+        assert moved == (row.moe and not row.token_drop), row.id

@@ -1,0 +1,68 @@
+"""FP8 training as Transformer Engine runs it (issue 22, item 3): the GEMMs in FP8, each input
+cast in a pass of its own; the activations kept for the backward, the weights and every tensor
+sent between chips in bf16 (TE's recipes: ``fp8_autocast`` changes the GEMMs, not the tensors
+around them; Megatron-Core's pipeline sends and TP collectives carry bf16), and an FP8 copy of
+each weight cached for the step's micro-batches (TE's ``is_first_microbatch`` weight cache)."""
+
+from symcost import GatedMLPLayer, GroupedQueryAttentionLayer, hardware
+from symcost.models.model import Model
+
+H100 = hardware.get("H100_SXM")
+
+
+def test_one_gated_mlp_layer_keeps_bf16_tensors_under_fp8():
+    """h 1024, f 4096, TP 2 with Megatron SP, b 1, s 512. Transformer Engine's FP8 MLP saves the
+    FP8 casts of its GEMMs' inputs (fc1's input, sequence-sharded: 256 x 1024 x 1 = 262,144 bytes;
+    fc2's input, the product: 512 x 2048 x 1 = 1,048,576) and fc1's bf16 outputs, gate and up, for
+    the fused SwiGLU's backward, which recomputes SiLU (2 x 512 x 2048 x 2 = 4,194,304): 5,505,024
+    bytes; the bf16 layer (PyTorch's autograd: input, gate, up, SiLU output, product, all bf16)
+    saves 2*512*1024/2 + 8*512*4096/2 = 8,912,896. Weights bf16 either way: 3*1024*4096/2 * 2 =
+    12,582,912 bytes. The SP all-gather and reduce-scatter carry the tokens in bf16: 512 x 1024 x 2 =
+    1,048,576 bytes each. The GEMMs run at the FP8 rate: less compute time than bf16."""
+    mlp = GatedMLPLayer(hidden_size=1024, intermediate_size=4096,
+                        parallelism={"tensor_parallel": 2, "sequence_parallel": "tp"})
+    fp8 = mlp.compute_metrics(batch_size=1, seq_len=512, phase="training", dtype="fp8_e4m3", hardware=H100)
+    bf16 = mlp.compute_metrics(batch_size=1, seq_len=512, phase="training", dtype="bf16", hardware=H100)
+    assert fp8.activation_memory_per_chip == 262_144 + 1_048_576 + 4_194_304 == 5_505_024
+    assert bf16.activation_memory_per_chip == 8_912_896
+    assert fp8.weight_memory_per_chip == bf16.weight_memory_per_chip == 12_582_912
+    assert {(c.kind, c.payload_bytes) for c in fp8.collectives} == {("all_gather", 1_048_576),
+                                                                   ("reduce_scatter", 1_048_576)}
+    assert fp8.compute_time < bf16.compute_time
+    # full recomputation keeps the layer's bf16 input, as bf16 training does
+    full = mlp.compute_metrics(batch_size=1, seq_len=512, phase="training", dtype="fp8_e4m3", recompute="full")
+    assert full.activation_memory_per_chip == 256 * 1024 * 2
+    # inference keeps an FP8 model's own bytes: FP8 weights
+    prefill = mlp.compute_metrics(batch_size=1, seq_len=512, phase="prefill", dtype="fp8_e4m3")
+    assert prefill.weight_memory_per_chip == 12_582_912 // 2
+
+
+def test_one_attention_layer_under_fp8():
+    """GQA, h 1024, 16 heads of 64, 4 KV heads, TP 2 with Megatron SP, flash, causal, b 1, s 512:
+    per chip 8 query and 2 KV heads. Saved: the QKV GEMM's FP8 input (256 x 1024 x 1 = 262,144),
+    the flash kernel's bf16 Q, K, V and O (512 x (8 + 2 + 2 + 8) x 64 x 2 = 1,310,720), the output
+    projection's FP8 input, O cast (512 x 8 x 64 x 1 = 262,144), and the fp32 log-sum-exp
+    (4 x 8 x 512 = 16,384): 1,851,392 bytes."""
+    attn = GroupedQueryAttentionLayer(hidden_size=1024, num_heads=16, num_kv_heads=4, causal=True,
+                                      parallelism={"tensor_parallel": 2, "sequence_parallel": "tp"})
+    fp8 = attn.compute_metrics(batch_size=1, seq_len=512, phase="training", dtype="fp8_e4m3")
+    assert fp8.activation_memory_per_chip == 262_144 + 1_310_720 + 262_144 + 16_384 == 1_851_392
+
+
+def test_training_step_holds_bf16_weights_and_an_fp8_copy():
+    """A small Llama (h 1024, 16 heads, 4 KV heads, 8 layers, V 32000, f 4096) on one H100:
+    P = 2 * 32000*1024 (embedding, head) + 8 * (1024*(1024 + 2*256) + 1024*1024 + 3*1024*4096
+    + 2*1024) + 1024 = 65,536,000 + 8 * 15,206,400 + 1,024 = 187,188,224 parameters; weights
+    in bf16 and their FP8 copy: 3 bytes each, 561,564,672 bytes. Fewer activations than the bf16
+    step's (FP8 GEMM inputs); the pipeline sends carry bf16 (the same time as the bf16 step's)."""
+    model = Model.llama(hidden_size=1024, num_heads=16, num_kv_heads=4, num_layers=8, vocab_size=32000,
+                        intermediate_size=4096)
+    assert model.parameter_count == 187_188_224
+    kw = dict(seq_len=2048, global_batch=8, micro_batch=1, parallelism={"pipeline_parallel": 2})
+    fp8 = model.training_step(H100, dtype="fp8_e4m3", **kw)
+    bf16 = model.training_step(H100, dtype="bf16", **kw)
+    assert fp8.activation_memory < bf16.activation_memory
+    assert fp8.pipeline_comm_time == bf16.pipeline_comm_time
+    one = model.training_step(H100, seq_len=2048, global_batch=1, dtype="fp8_e4m3")
+    assert one.weight_memory == 3 * 187_188_224
+    assert one.gradient_memory == 4 * 187_188_224
