@@ -4,10 +4,10 @@ TP x CP x DP / (ETP x EP) ranks (NVIDIA/Megatron-LM megatron/core/parallel_state
 
 import pytest
 
+from symcost.core.ops import Collective
 from symcost.hardware import get as get_hardware
 from symcost.hardware.timing import collective_time
 from symcost.models.builders import mixtral
-from symcost.core.ops import Collective
 
 # A tiny Mixtral: h 256, 4 heads of 64 (4 KV heads), 2 layers, vocabulary 1024, 8 experts of width
 # 512, top 2. Per chip under TP 2 (vocabulary-parallel embedding and head, heads split):
