@@ -136,7 +136,7 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
 
 def _data_parallel(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, m: Any, d: Any, stride: Any,
                    ep: Any, zero_stage: int, p: Any = 1, expert_tp: Any = 1, t: Any = 1,
-                   sync: StepComm = StepComm(dp_overlap=False),
+                   sync: StepComm = StepComm(),
                    weight_copy: Any = 0) -> tuple[Any, Any, Any, Any]:
     """One stage's weight, gradient and optimizer bytes and its gradient sync time, in the
     placeholders ``_PARAMS``, ``_EXPERT``, ``_SHARED`` and ``_GROUP`` (each stage's values are

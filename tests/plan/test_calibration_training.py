@@ -22,8 +22,8 @@ def predictions():
 
 
 def test_rows_load_with_their_layouts(rows):
-    """21 runs; every row's GPUs are TP x PP x DP x CP (EP shares the data-parallel ranks); 5 dense
-    and 8 MoE of H100 and B200 each, as the file lists them (every row FP8)."""
+    """21 runs; every row's GPUs are TP x PP x DP x CP (EP shares the data-parallel ranks); 8 dense
+    and 13 MoE over H100 and B200, as the file lists them (every row FP8)."""
     assert len(rows) == 21
     assert all(r.gpus == r.tp * r.pp * r.dp * r.cp for r in rows.values())
     r = rows["bridge-H100-qwen3-235b-gbs8192"]

@@ -20,8 +20,10 @@ MODEL = mixtral(hidden_size=256, num_heads=4, num_kv_heads=4, num_layers=2, voca
 
 
 def _step(**par):
+    # the whole data-parallel sync exposed (dp_overlap=False): these tests count its collectives
     return MODEL.training_step("H100_SXM", seq_len=128, global_batch=8, micro_batch=1, dtype="bf16",
-                               parallelism={"tensor_parallel": 2, "sequence_parallel": "tp", **par}, zero_stage=1)
+                               parallelism={"tensor_parallel": 2, "sequence_parallel": "tp", **par}, zero_stage=1,
+                               dp_overlap=False)
 
 
 def test_tp2_ep4_dp2_with_expert_tp_1_is_a_layout_without_expert_replicas():

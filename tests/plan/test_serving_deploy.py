@@ -11,7 +11,7 @@ from test_serving import ROUND, TINY
 
 from symcost.errors import ConfigError
 from symcost.plan.disaggregated import kv_transfer, mean_ttft
-from symcost.plan.inference import inference_step, prefill_stage_time
+from symcost.plan.inference import decode_step, inference_step, prefill_stage_time
 from symcost.plan.serving import engine_steps, serving_curve
 from symcost.plan.serving.deploy import batch_grid, layouts, pareto_front, plan_deployment
 
@@ -94,6 +94,13 @@ def test_disaggregated_rate_and_ttft_by_hand(plan):
     assert best.ttft == mean_ttft(d_s, t_kv, rate, n_p, d_m) <= TTFT
     if rate == n_p * rho / d_m:
         assert best.ttft == TTFT
+    # (review) its memory per chip is exact, the larger pool's: the decode instance's at that batch
+    # holding each request's final context (ISL 5 + the 7 decode steps of OSL 8 = 12 keys), not the
+    # float64 sweep's
+    decode_memory = decode_step(TINY, ROUND, batch, 12, parallelism={"tensor_parallel": tp_d}).memory_per_chip
+    prefill_memory = inference_step(TINY, ROUND, 1, 5, parallelism={"tensor_parallel": tp_p}).memory_per_chip
+    assert best.memory_per_chip == max(sp.sympify(decode_memory), sp.sympify(prefill_memory))
+    assert isinstance(sp.sympify(best.memory_per_chip), sp.Rational)
 
 
 def test_pd_ratio_sizes_the_prefill_pool_as_the_plan_does(plan):

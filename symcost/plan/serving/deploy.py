@@ -201,6 +201,8 @@ class _Decode:
     tpot: np.ndarray
     receive: Any
     memory: np.ndarray
+    memory_per_chip: Any = None
+    """The memory per chip as an exact expression in the batch (``memory`` is its float64 sweep)."""
 
 
 def _mean(workload: Workload, value: Any) -> Any:
@@ -249,7 +251,7 @@ def _decode(opts: _Options, layout: tuple[int, int]) -> Optional[_Decode]:
     context = opts.workload.decode_context(runtime)
     batches = np.asarray(batch_grid(fits), dtype=np.float64)
     swept = Sweeper({"tpot": steps.decode(per, context), "memory": memory})(batch_size=batches)
-    return _Decode(layout, layout[0] * stages, batches, swept.tpot, receive, swept.memory)
+    return _Decode(layout, layout[0] * stages, batches, swept.tpot, receive, swept.memory, memory)
 
 
 def _disaggregated(opts: _Options, pre: _Prefill, dec: _Decode) -> list[dict[str, Any]]:
@@ -367,7 +369,8 @@ def _exact_disaggregated(opts: _Options, group: dict[str, Any], index: int) -> D
     tokens = rate * opts.workload.output_len
     gpus = group["gpus"]
     return Deployment("disaggregated", group["layout"], gpus, rate * (ttft + d * tpot), ttft, tpot, tokens,
-                      tokens / gpus, 1 / tpot, max(sp.sympify(dec.memory[index]), pre.memory), True)
+                      tokens / gpus, 1 / tpot,
+                      max(sp.sympify(dec.memory_per_chip).xreplace({sym.batch_size: batch}), pre.memory), True)
 
 
 def _best(opts: _Options, columns: dict, where: list, kind: str) -> Optional[Deployment]:
