@@ -34,6 +34,9 @@ import time
 from collections import Counter
 from typing import Any, Callable, Iterable, Optional, Sequence
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling module readme_blocks
+from readme_blocks import dated_run, replace_between
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # benchmark the checkout this script is in, not an installed symcost
 
@@ -356,16 +359,7 @@ README_END = "<!-- aic-compare:end -->"
 def write_readme(path: str, output: str, command: str, today: Optional[str] = None) -> None:
     """Replace the block between :data:`README_BEGIN` and :data:`README_END` in ``path`` with
     ``output`` (one run's printed summary), under the date and ``command``."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    if text.count(README_BEGIN) != 1 or text.count(README_END) != 1:
-        raise SystemExit(f"{path}: needs exactly one {README_BEGIN!r} and one {README_END!r} line")
-    head, rest = text.split(README_BEGIN)
-    _, tail = rest.split(README_END)
-    day = today or time.strftime("%Y-%m-%d")
-    block = f"{README_BEGIN}\n`{command}` on {day}, one run:\n\n{output.strip()}\n{README_END}"
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(head + block + tail)
+    replace_between(path, README_BEGIN, README_END, dated_run(output, command, today))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

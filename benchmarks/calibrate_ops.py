@@ -24,6 +24,9 @@ import time
 from symcost.hardware import fit as F
 from symcost.hardware.fit import report
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling module readme_blocks
+from readme_blocks import replace_between
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN = "<!-- per-op-errors:begin (written by python benchmarks/calibrate_ops.py --readme) -->"
 END = "<!-- per-op-errors:end -->"
@@ -43,9 +46,7 @@ def tables(fits: list[F.ChipFit]) -> str:
 
 def write_readme(path: str, block: str) -> None:
     """Replace the text between :data:`BEGIN` and :data:`END` in ``path`` with ``block``."""
-    text = open(path, encoding="utf-8").read()
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    open(path, "w", encoding="utf-8").write(text[:start] + "\n" + block + "\n" + text[end:])
+    replace_between(path, BEGIN, END, block)
 
 
 def main(argv: list[str]) -> int:

@@ -21,6 +21,9 @@ import time
 
 from symcost.plan import calibration_training
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling module readme_blocks
+from readme_blocks import replace_between
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN = "<!-- training-validation:begin (written by python benchmarks/calibrate_training.py --readme) -->"
 END = "<!-- training-validation:end -->"
@@ -28,11 +31,7 @@ END = "<!-- training-validation:end -->"
 
 def write_readme(path: str, block: str) -> None:
     """Replace the text between :data:`BEGIN` and :data:`END` in ``path`` with ``block``."""
-    text = open(path, encoding="utf-8").read()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{path}: no {BEGIN} ... {END} markers")
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    open(path, "w", encoding="utf-8").write(text[:start] + "\n" + block + "\n" + text[end:])
+    replace_between(path, BEGIN, END, block)
 
 
 def main(argv: list[str]) -> int:

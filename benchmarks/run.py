@@ -35,6 +35,9 @@ import symcost as sc
 from symcost import hardware
 from symcost import symbols as S
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling module readme_blocks
+from readme_blocks import dated_run, replace_between
+
 H100 = hardware.H100_SXM
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -164,18 +167,9 @@ README_END = "<!-- benchmarks:end -->"
 def write_readme(path: str, output: str, command: str, today: str | None = None) -> None:
     """Replace the block between :data:`README_BEGIN` and :data:`README_END` in ``path`` with
     ``output`` (one run's printed lines) in a code block, under the date and ``command``."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    if text.count(README_BEGIN) != 1 or text.count(README_END) != 1:
-        raise SystemExit(f"{path}: needs exactly one {README_BEGIN!r} and one {README_END!r} line")
-    head, rest = text.split(README_BEGIN)
-    _, tail = rest.split(README_END)
-    day = today or time.strftime("%Y-%m-%d")
-    block = (f"{README_BEGIN}\n`{command}` on {day}, one run (a ratio compares two figures of this run, "
-             "except against \"the issue's\" rates, recorded when issue 11 was filed):\n\n"
-             f"```text\n{output.strip()}\n```\n{README_END}")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(head + block + tail)
+    note = (" (a ratio compares two figures of this run, except against \"the issue's\" rates, recorded when "
+            "issue 11 was filed)")
+    replace_between(path, README_BEGIN, README_END, dated_run(f"```text\n{output.strip()}\n```", command, today, note))
 
 
 def machine_name() -> str:
