@@ -36,6 +36,7 @@ from ..core import symbols as sym
 from ..hardware import Hardware, runtime
 from ..hardware import get as get_hardware
 from ..models.model import Model
+from .descent import coordinate_descent
 
 __all__ = ["PARAMETERS", "START", "Fit", "InferenceRow", "build_model", "engine", "fit", "leave_one_source_out",
            "load_rows", "predict", "regime", "row_time_expr", "shipped", "validation_table", "write_profiles"]
@@ -217,19 +218,8 @@ def fit(rows: Sequence[InferenceRow] | None = None, start: Mapping[str, Fraction
     rows = list(load_rows() if rows is None else rows)
     functions = _compiled(tuple(names))
     start = dict(START, **(start or {}))
-    current = {n: Fraction(start[n]) for n in names}
-    x = [float(current[n]) for n in names]
-    best = _loss(functions, rows, x)
-    changed = True
-    while changed:
-        changed = False
-        for j, name in enumerate(names):
-            for value in PARAMETERS[name][1]:
-                trial = x.copy()
-                trial[j] = float(value)
-                score = _loss(functions, rows, trial)
-                if score < best - 1e-12:
-                    best, x, current[name], changed = score, trial, value, True
+    current, x = coordinate_descent({n: PARAMETERS[n][1] for n in names}, start,
+                                    lambda trial: _loss(functions, rows, trial))
     predicted = {row.id: functions[row.id](*x) for row in load_rows()}
     return Fit(current, predicted, tuple(load_rows()))
 

@@ -62,6 +62,7 @@ from ..layers.base import Recompute
 from ..models import from_hf_config
 from ..models import get as get_model
 from ..models.model import Model
+from .descent import coordinate_descent
 
 __all__ = ["ENGINE", "PARAMETERS", "RECOMPUTE", "Fit", "Prediction", "TrainingRow", "build_model", "fit",
            "group_summary", "held_out", "load_rows", "options", "parallelism", "predict", "predict_all", "shipped",
@@ -328,19 +329,9 @@ def fit(rows: Optional[Sequence[TrainingRow]] = None) -> Fit:
     change lowers the sum of squared log errors of the tokens/s of ``rows`` (default: all);
     deterministic. Every costed row is predicted with the result."""
     rows = list(load_rows() if rows is None else rows)
-    functions, names = _compiled(), tuple(PARAMETERS)
-    current = {n: Fraction(0) for n in names}
-    x = [0.0] * len(names)
-    best, changed = _loss(functions, rows, x), True
-    while changed:
-        changed = False
-        for j, name in enumerate(names):
-            for value in PARAMETERS[name][1]:
-                trial = x.copy()
-                trial[j] = float(value)
-                score = _loss(functions, rows, trial)
-                if score < best - 1e-12:
-                    best, x, current[name], changed = score, trial, value, True
+    functions = _compiled()
+    current, x = coordinate_descent({n: PARAMETERS[n][1] for n in PARAMETERS}, {n: Fraction(0) for n in PARAMETERS},
+                                    lambda trial: _loss(functions, rows, trial))
     return Fit(current, {key: f(*x) for key, f in functions.items()})
 
 
