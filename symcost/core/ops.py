@@ -342,7 +342,8 @@ class AttentionCore(Op):
     def keys_read(self) -> sp.Expr:
         """Keys per sequence the core reads (and, without ``causal``, scores every query against):
         ``kv_len``, or with a ``window`` w only those some query's window reaches,
-        ``Min(kv_len, q_len + w - 1)``.
+        ``Min(kv_len, q_len + w - 1)``; with an ``attention_chunk`` those from the first query's
+        chunk start (:func:`chunk_keys_read`).
 
         Derivation: the queries sit at positions ``kv_len - q_len .. kv_len - 1``; the first one
         reaches back to ``kv_len - q_len - w + 1``, the last one to itself, so the keys read are the

@@ -187,7 +187,7 @@ def vision_parameters(reader: Any, text_hidden: int) -> int:
     embed = v["num_channels"] * v["patch_size"] ** 2 * h + h + patches * h + 4 * h
     layer = 4 * (h * h + h) + 2 * h * f + f + h + 4 * h
     adapter = f * v["projector_input_dim"] + v["projector_output_dim"] ** 2
-    return embed + v["num_hidden_layers"] * layer + adapter + v["vision_output_dim"] * text_hidden
+    return int(embed + v["num_hidden_layers"] * layer + adapter + v["vision_output_dim"] * int(text_hidden))
 
 
 def sub_config(reader: Any, key: str, model_type: str) -> Mapping[str, Any]:

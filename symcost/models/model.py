@@ -363,6 +363,13 @@ class Model(BaseModel):
     text path only, so they are in no cost and not in :attr:`parameter_count`;
     :attr:`checkpoint_parameter_count` adds them. ``None``: the checkpoint has no vision part."""
 
+    @field_validator("vision_parameters", mode="before")
+    @classmethod
+    def _vision(cls, value: Any) -> Optional[int]:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, sp.Integer)) or value < 0):
+            raise ConfigError(f"vision_parameters must be a non-negative integer, got {value!r}")
+        return None if value is None else int(value)
+
     @field_validator("max_position_embeddings", mode="before")
     @classmethod
     def _trained_length(cls, value: Any) -> Optional[int]:

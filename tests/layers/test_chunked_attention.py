@@ -117,3 +117,27 @@ def test_weightless_qk_norm_has_no_parameters_and_the_same_flops():
     assert weightless.num_params == plain.num_params == weighted.num_params - 2 * 16
     m = dict(batch_size=1, seq_len=8, phase="prefill", dtype="bf16")
     assert weightless.compute_metrics(**m).flops_per_chip == weighted.compute_metrics(**m).flops_per_chip
+
+
+@pytest.mark.parametrize(("total", "piece", "chunk"), [(37, 5, 8), (64, 8, 8), (50, 12, 7), (30, 30, 4), (9, 1, 4)])
+def test_prefill_pieces_keep_the_whole_prefills_pairs(total, piece, chunk):
+    """A chunked prefill (pieces of ``piece`` queries after the earlier ones' keys) scores exactly the
+    pairs of the whole prefill, and each piece reads the keys its mask reaches."""
+    done, pairs = 0, 0
+    while done < total:
+        q = min(piece, total - done)
+        core = AttentionCore("c", batch=1, heads=1, kv_heads=1, q_len=q, kv_len=done + q, head_dim=1, causal=True,
+                             attention_chunk=chunk)
+        assert core.keys_read == mask_keys(q, done + q, chunk)
+        pairs += core.pairs
+        done += q
+    assert pairs == mask_pairs(total, total, chunk)
+
+
+def test_speculative_verification_reads_the_current_chunk():
+    """Verifying k = 3 drafted tokens at s = 8192 + 10 (queries at positions 8201..8204, all in
+    chunk 2): the core reads the 13 keys of that chunk, not the 8,205 a global layer reads."""
+    core = AttentionCore("c", batch=1, heads=1, kv_heads=1, q_len=4, kv_len=8205, head_dim=1, causal=True,
+                         attention_chunk=8192)
+    assert core.keys_read == 13 == mask_keys(4, 8205, 8192)
+    assert core.pairs == 10 + 11 + 12 + 13
