@@ -543,8 +543,10 @@ def chunk_keys_read(q_len: sp.Expr, kv_len: sp.Expr, chunk: sp.Expr) -> sp.Expr:
 
     >>> chunk_keys_read(sp.Integer(1), sp.Integer(8193), sp.Integer(8192))   # first token of chunk 2
     1
-    >>> chunk_keys_read(sp.Integer(3), sp.Integer(8194), sp.Integer(8192))   # queries 8191..8193
+    >>> chunk_keys_read(sp.Integer(3), sp.Integer(8196), sp.Integer(8192))   # queries 8193..8195
     4
+    >>> chunk_keys_read(sp.Integer(3), sp.Integer(8194), sp.Integer(8192))   # 8191 in chunk 1: keys 0..8193
+    8194
     """
     return kv_len - chunk * sp.floor((kv_len - q_len) / chunk)
 
