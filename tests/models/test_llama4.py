@@ -214,3 +214,19 @@ def test_flop_counter_matches_on_a_tiny_variant():
     assert ours + 2 * 15 * 64 * 128 + dense_experts == forward
     train = model.compute_metrics(batch_size=1, seq_len=16, phase="training", dtype="fp32").matmul_flops_per_chip
     assert train + 3 * dense_experts == training
+
+
+def test_vision_defaults_are_the_config_class():
+    """hf_defaults.VISION_DEFAULTS equals Llama4VisionConfig's field defaults, and a llama4 config
+    without vision_config counts transformers' default encoder."""
+    import dataclasses
+
+    transformers = pytest.importorskip("transformers")
+    from symcost.models.hf_defaults import VISION_DEFAULTS
+
+    fields = {f.name: f.default for f in dataclasses.fields(transformers.Llama4VisionConfig)}
+    assert {k: fields[k] for k in VISION_DEFAULTS} == VISION_DEFAULTS
+    bare = {k: v for k, v in SCOUT.items() if k != "vision_config"}
+    bare["text_config"] = {**SCOUT_TEXT, "num_hidden_layers": 2}
+    whole, _ = _meta_counts(bare)
+    assert models.from_hf_config(bare).checkpoint_parameter_count == whole
