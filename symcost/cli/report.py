@@ -166,7 +166,12 @@ def report(args: argparse.Namespace) -> int:
                            "parameters": num(model.parameter_count), "assumptions": assumptions, "phases": {}}
     origin = f"; efficiency model: {chip.efficiency_from}" if chip.efficiency_from else ""
     origin += f"; engine {engine}" if engine else ""
-    lines = [f"symcost {__version__} report: {model.name} ({model.parameter_count:,} parameters) on {chip.name} "
+    if model.vision_parameters:
+        out["vision_parameters_not_costed"] = model.vision_parameters
+    text_only = (f"; text only, the vision encoder's {model.vision_parameters:,} not costed"
+                 if model.vision_parameters else "")
+    lines = [f"symcost {__version__} report: {model.name} ({model.parameter_count:,} parameters{text_only}) "
+             f"on {chip.name} "
              f"({human(chip.hbm_capacity, 'B')} HBM{origin}), {dtype.value}",
              f"parallelism: {par_text(par)}: {chips} chip{'s' if chips != 1 else ''}"]
     inference, training, training_error = _steps(run, assumptions, lines)

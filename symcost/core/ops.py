@@ -35,6 +35,8 @@ __all__ = [
     "AttentionCore",
     "AttentionCoreBackward",
     "window_pairs",
+    "chunk_pairs",
+    "chunk_keys_read",
     "Collective",
     "CollectiveKind",
     "Axis",
@@ -285,6 +287,11 @@ class AttentionCore(Op):
     before it (Mistral). The core reads only the keys some query's window reaches
     (:attr:`keys_read`); ``causal`` counting also discounts the pairs outside each query's window.
     ``None``: no window."""
+    attention_chunk: sp.Expr | None = None
+    """Chunked local attention (Llama 4's ``attention_chunk_size`` c): the sequence is cut into
+    chunks of c positions and each query attends only to the keys of its own chunk, itself and
+    those before it (:func:`chunk_pairs`, :func:`chunk_keys_read`). ``None``: no chunking; a
+    core has a ``window`` or an ``attention_chunk``, not both."""
     context_parallel: sp.Expr = sp.Integer(1)
     """cp: this chip's share of a core whose sequence is split over ``cp`` context-parallel ranks
     (docs/conventions.md §3b). ``q_len`` and ``kv_len`` stay the whole lengths; the chip holds
@@ -335,7 +342,8 @@ class AttentionCore(Op):
     def keys_read(self) -> sp.Expr:
         """Keys per sequence the core reads (and, without ``causal``, scores every query against):
         ``kv_len``, or with a ``window`` w only those some query's window reaches,
-        ``Min(kv_len, q_len + w - 1)``.
+        ``Min(kv_len, q_len + w - 1)``; with an ``attention_chunk`` those from the first query's
+        chunk start (:func:`chunk_keys_read`).
 
         Derivation: the queries sit at positions ``kv_len - q_len .. kv_len - 1``; the first one
         reaches back to ``kv_len - q_len - w + 1``, the last one to itself, so the keys read are the
@@ -348,8 +356,10 @@ class AttentionCore(Op):
         9
         """
         kv_len = sp.sympify(self.kv_len)
-        if self.window is None or self.q_len == self.kv_len:
+        if self.q_len == self.kv_len or (self.window is None and self.attention_chunk is None):
             return kv_len
+        if self.attention_chunk is not None:
+            return chunk_keys_read(sp.sympify(self.q_len), kv_len, sp.sympify(self.attention_chunk))
         return sp.Min(kv_len, self.q_len + self.window - 1)
 
     @property
@@ -362,7 +372,11 @@ class AttentionCore(Op):
         beyond. The causal pairs ``F(k + q) - F(k)`` (:func:`window_pairs`; F is ``n(n+1)/2`` for
         ``n <= w`` and ``w(w+1)/2 + (n - w)w`` for ``n >= w - 1``, the two agreeing on both) are
         ``q k + q(q+1)/2`` for ``k <= w - q`` and ``q w`` for ``k >= w - 1``. Between the two kinks,
-        where the pairs are quadratic in k, lie fewer than q integers: at most one chunk of q."""
+        where the pairs are quadratic in k, lie fewer than q integers: at most one chunk of q.
+
+        NB: a chunked-attention core's counts have a kink at every attention chunk's start
+        (periodic in k), so :attr:`key_kinks` does not list them; the chunked prefill costs such
+        a core chunk by chunk (:func:`symcost.plan.inference.chunk_attention_time`)."""
         if self.window is None:
             return ()
         return (self.window - self.q_len, self.window - 1)
@@ -375,6 +389,8 @@ class AttentionCore(Op):
             return q_len * self.keys_read
         if self.window is not None:
             return window_pairs(q_len, kv_len, sp.sympify(self.window))
+        if self.attention_chunk is not None:
+            return chunk_pairs(q_len, kv_len, sp.sympify(self.attention_chunk))
         # query i (0-based) sits at position kv_len - q_len + i and sees keys 0..that position
         return q_len * (kv_len - q_len) + q_len * (q_len + 1) / 2
 
@@ -483,6 +499,56 @@ def window_pairs(q_len: sp.Expr, kv_len: sp.Expr, window: sp.Expr) -> sp.Expr:
     if q_len == kv_len:
         return seen(kv_len)
     return seen(kv_len) - seen(kv_len - q_len)
+
+
+def chunk_pairs(q_len: sp.Expr, kv_len: sp.Expr, chunk: sp.Expr) -> sp.Expr:
+    """(query, key) pairs a causal chunked-local mask keeps (Llama 4's ``attention_chunk_size``
+    c; transformers' ``chunked_causal_mask``: key j is visible to query p when ``j <= p`` and
+    ``j // c == p // c``): the last ``q_len`` of ``kv_len`` positions each see the keys of their
+    own chunk up to themselves.
+
+    Derivation: the query at position p (0-based) sees keys ``c*floor(p/c) .. p``, that is
+    ``(p mod c) + 1`` keys. Over the first n positions, ``G(n) = sum_{p<n} ((p mod c) + 1)``:
+    each of the ``floor(n/c)`` whole chunks gives ``1 + 2 + ... + c = c(c+1)/2``, the last
+    partial one of ``r = n - c*floor(n/c)`` positions ``r(r+1)/2``. The queries occupy positions
+    ``kv_len - q_len .. kv_len - 1``, so the pairs are ``G(kv_len) - G(kv_len - q_len)``; for a
+    prefill ``q_len = kv_len = s`` that is ``G(s)`` (``s(s+1)/2`` when s <= c). Unlike a sliding
+    window (:func:`window_pairs`) the count restarts at every chunk: at s = 2c a window of c
+    keeps ``c(c+1)/2 + c*c`` pairs, the chunks ``c(c+1)``. The tests check it pair by pair.
+
+    >>> chunk_pairs(sp.Integer(6), sp.Integer(6), sp.Integer(4))   # 1 + 2 + 3 + 4 | 1 + 2
+    13
+    >>> chunk_pairs(sp.Integer(1), sp.Integer(9), sp.Integer(4))   # one decode query at position 8
+    1
+    """
+    def seen(n: sp.Expr) -> sp.Expr:
+        whole = sp.floor(n / chunk)
+        rest = n - chunk * whole
+        return whole * chunk * (chunk + 1) / 2 + rest * (rest + 1) / 2
+
+    if q_len == kv_len:
+        return seen(kv_len)
+    return seen(kv_len) - seen(kv_len - q_len)
+
+
+def chunk_keys_read(q_len: sp.Expr, kv_len: sp.Expr, chunk: sp.Expr) -> sp.Expr:
+    """Keys per sequence the last ``q_len`` of ``kv_len`` positions reach under chunked-local
+    attention of chunk c: from the start of the first query's chunk to the last query,
+    ``kv_len - c*floor((kv_len - q_len)/c)``.
+
+    Derivation: the first query sits at ``p0 = kv_len - q_len`` and reaches back to
+    ``c*floor(p0/c)``; the last query is at ``kv_len - 1``, so the keys read are
+    ``kv_len - c*floor(p0/c)``. A prefill (``q_len = kv_len``) reads all of them; one decode
+    query at position ``s - 1`` reads ``((s - 1) mod c) + 1``, the keys of its own chunk.
+
+    >>> chunk_keys_read(sp.Integer(1), sp.Integer(8193), sp.Integer(8192))   # first token of chunk 2
+    1
+    >>> chunk_keys_read(sp.Integer(3), sp.Integer(8196), sp.Integer(8192))   # queries 8193..8195
+    4
+    >>> chunk_keys_read(sp.Integer(3), sp.Integer(8194), sp.Integer(8192))   # 8191 in chunk 1: keys 0..8193
+    8194
+    """
+    return kv_len - chunk * sp.floor((kv_len - q_len) / chunk)
 
 
 @dataclass(frozen=True)

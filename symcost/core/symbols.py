@@ -130,6 +130,7 @@ _ROWS = (
     _row("vocab_size", "V", "V", "vocabulary size"),
     _row("num_layers", "L", "L", "transformer layers"),
     _row("window", "w", "w", "sliding-window length (keys one query may attend)"),
+    _row("attention_chunk", "c_a", r"c_{\mathrm{a}}", "chunked-local attention's chunk length (Llama 4)"),
     _row("dtype_bytes", "e", "e", "bytes per element", positive=True, rational=True),
     # state-space (Mamba-2) mixers: the letters of Dao & Gu 2024 ("Transformers are SSMs",
     # arXiv:2405.21060): H heads of P channels, state size N, G groups of B and C, chunk length Q
@@ -261,6 +262,7 @@ head_dim = TABLE["head_dim"].symbol
 vocab_size = TABLE["vocab_size"].symbol
 num_layers = TABLE["num_layers"].symbol
 window = TABLE["window"].symbol
+attention_chunk = TABLE["attention_chunk"].symbol
 dtype_bytes = TABLE["dtype_bytes"].symbol
 ssm_heads = TABLE["ssm_heads"].symbol
 ssm_head_dim = TABLE["ssm_head_dim"].symbol

@@ -30,7 +30,18 @@ from ..core import symbols as sym
 from ..core._expr import check_divides
 from ..core.assumptions import Assumption, record
 from ..core.dtypes import DataType
-from ..core.ops import DROPOUT_MASK_BYTES, VECTOR_FLOPS, AttentionCore, Axis, Collective, Matmul, Vector, dropout
+from ..core.ops import (
+    DROPOUT_MASK_BYTES,
+    VECTOR_FLOPS,
+    AttentionCore,
+    Axis,
+    Collective,
+    Matmul,
+    Vector,
+    chunk_keys_read,
+    dropout,
+)
+from ..errors import ConfigError
 from .base import Context, Dim, GradientCollective, Layer, shard_heads
 
 __all__ = ["AttentionLayer", "GroupedQueryAttentionLayer", "kv_exchange", "kv_exchange_buffers", "recomputed_exchange",
@@ -55,16 +66,27 @@ class _Attention(Layer):
     the whole score matrix). Queries after cached keys (a prefill chunk, a speculative
     verification) read only the keys their windows reach (docs/conventions.md §16, item 17).
     ``None``: no window."""
+    attention_chunk: Optional[Dim] = None
+    """Chunked local attention (Llama 4's ``attention_chunk_size`` c on its RoPE layers): the
+    sequence is cut into chunks of c positions and each query attends only to the keys of its
+    own chunk up to itself, so ``causal=True`` counts ``sum over chunks of L(L+1)/2`` pairs
+    (:func:`~symcost.core.ops.chunk_pairs`). A decode step at length s reads and scores the
+    ``((s - 1) mod c) + 1`` keys of the current chunk; the KV cache keeps ``min(s, c)`` tokens
+    per sequence, the most a chunk holds (transformers' chunked cache layer and vLLM's
+    chunked-local KV manager keep one chunk per chunked layer; docs/conventions.md §16, item 21).
+    ``None``: no chunking. Not together with ``window``."""
     kv_cache_dtype: Optional[DataType] = None
     """The KV cache's format when it differs from the activations' (e.g. ``"fp8_e4m3"``): its
     bytes per element ``e_kv`` size the cache and the decode step's reads of it."""
     bias: Union[bool, Literal["qkv"]] = False
     """Biases on every projection (``True``, GPT), on Q, K and V only (``"qkv"``, Qwen2), or none."""
     dropout: bool = False
-    qk_norm: bool = False
+    qk_norm: Union[bool, Literal["weightless"]] = False
     """RMSNorm over each query and key head's ``head_dim`` (Qwen3's ``q_norm`` and ``k_norm``):
     ``2d`` weights (one ``d``-vector for Q, one for K, shared by the heads) and 4 FLOPs per element
-    of Q and K (``T*(a_t + g_t)*d`` elements per chip)."""
+    of Q and K (``T*(a_t + g_t)*d`` elements per chip). ``"weightless"``: the same pass without
+    weights (Llama 4's ``Llama4TextWeightlessRMSNorm`` on its RoPE layers): no parameters, the
+    same FLOPs (the table's multiply by the weight stays in, an upper bound of 1 FLOP per element)."""
     sinks: bool = False
     """A learned logit per query head in each softmax's denominator (gpt-oss's ``sinks``):
     ``a`` parameters, ``a_t`` per chip. Its softmax term, one more logit per query row, is not
@@ -101,6 +123,9 @@ class _Attention(Layer):
         check_divides(a, g, "num_heads", by="num_kv_heads")
         check_divides(a, t, "num_heads", by="tensor_parallel")
         check_divides(a, t * u, "num_heads", by="tensor_parallel * sequence_parallel")
+        if self.window is not None and self.attention_chunk is not None:
+            raise ConfigError("attention_chunk: a layer has a sliding window or chunked attention, not both "
+                              f"(window {self.window}, attention_chunk {self.attention_chunk})")
         for degree, what in ((t, "tensor_parallel"), (t * u, "tensor_parallel * sequence_parallel")):
             _check_kv_split(g, degree, what)
         return self
@@ -119,17 +144,26 @@ class _Attention(Layer):
         return shard_heads(self.kv_heads, degree)
 
     def _cached_tokens(self, ctx: Context) -> sp.Expr:
-        """Tokens per sequence the KV cache keeps: ``s``, or ``Min(s, window)`` with a window."""
-        return ctx.seq_len if self.window is None else sp.Min(ctx.seq_len, self.window)
+        """Tokens per sequence the KV cache keeps: ``s``, or ``Min(s, window)`` with a window,
+        ``Min(s, attention_chunk)`` with chunked attention (one chunk's worth)."""
+        limit = self.window if self.attention_chunk is None else self.attention_chunk
+        return ctx.seq_len if limit is None else sp.Min(ctx.seq_len, limit)
+
+    def _decode_keys(self, ctx: Context) -> sp.Expr:
+        """Keys one decode query reads per sequence: the cached tokens, or with chunked attention
+        those of the current chunk, ``s - c*floor((s - 1)/c)`` (``((s - 1) mod c) + 1``)."""
+        if self.attention_chunk is None:
+            return self._cached_tokens(ctx)
+        return chunk_keys_read(sp.Integer(1), ctx.seq_len, sp.sympify(self.attention_chunk))
 
     def _core(self, ctx: Context) -> AttentionCore:
-        window = None
+        window = chunk = None
         cp = sp.Integer(1)
         if ctx.decode:
             # one new token per sequence over this chip's share of the cached keys (with a
             # window, the last min(s, w): the one query sees all of them, so no mask remains)
             heads, kv_heads = self._heads(ctx)
-            q_len, kv_len = sp.Integer(1), self._cached_tokens(ctx) / ctx.seq_shards
+            q_len, kv_len = sp.Integer(1), self._decode_keys(ctx) / ctx.seq_shards
         else:
             # after the Ulysses all-to-all: the whole sequence, heads split t * sp ways; under
             # context parallelism this chip's 1/cp share of it (docs/conventions.md §3b)
@@ -137,10 +171,11 @@ class _Attention(Layer):
             kv_heads = self._kv_heads_over(ctx.tp * ctx.sp)
             q_len = kv_len = ctx.seq_len
             window, cp = self.window, ctx.cp
+            chunk = self.attention_chunk
         return AttentionCore(
             "attention_core", batch=ctx.batch_size, heads=heads, kv_heads=kv_heads,
             q_len=q_len, kv_len=kv_len, head_dim=self.d, dtype_bytes=ctx.e,
-            flash=self.flash_attention, causal=self.causal, window=window,
+            flash=self.flash_attention, causal=self.causal, window=window, attention_chunk=chunk,
             dropout=self.dropout and ctx.training, save_lse=self.flash_attention and ctx.training,
             # decode reads K and V from the cache, in the cache's format
             kv_dtype_bytes=self._e_kv(ctx) if ctx.decode and self.kv_cache_dtype is not None else None,
@@ -155,7 +190,7 @@ class _Attention(Layer):
         ``h`` output bias, ``2d`` Q/K norm weights and ``a`` sink logits where present."""
         h, a, g, d = self.hidden_size, self.num_heads, self.kv_heads, self.d
         qkv_bias = (a + 2 * g) * d if self.bias else 0
-        qk_norm = 2 * d if self.qk_norm else 0
+        qk_norm = 2 * d if self.qk_norm is True else 0
         sinks = a if self.sinks else 0
         return 2 * h * a * d + 2 * h * g * d + qkv_bias + (h if self.bias is True else 0) + qk_norm + sinks
 
@@ -169,8 +204,9 @@ class _Attention(Layer):
         if self.qk_norm:
             # RMSNorm over each Q and K head: read Q, K and the 2d weights, write them back
             qk = T * (a_t + g_t) * d
+            weights = 2 * d if self.qk_norm is True else 0
             ops.append(Vector("qk_norm", elements=qk, flops_per_element=VECTOR_FLOPS["rmsnorm"],
-                              read_bytes=(qk + 2 * d) * e, write_bytes=qk * e))
+                              read_bytes=(qk + weights) * e, write_bytes=qk * e))
         if ulysses and not ctx.decode:
             # sequence-sharded -> head-sharded: each chip's Q, K, V buffer, its T tokens of Q for
             # the a_t heads and of K and V for the KV heads each of the sp ranks needs (the core's
@@ -210,7 +246,7 @@ class _Attention(Layer):
             params += (a_t + 2 * g_t) * d  # column biases sharded
         if self.bias is True:
             params += h  # the output bias, replicated
-        if self.qk_norm:
+        if self.qk_norm is True:
             params += 2 * d  # the Q and K norm weights, replicated
         if self.sinks:
             params += a_t  # one sink logit per local query head

@@ -40,9 +40,17 @@ def model_repr(model: Any) -> str:
                                   ("parameters", d.text(model.parameter_count, "count"))])
 
 
+def vision_note(model: Any) -> str:
+    """``"; text only: ..."`` for a model whose checkpoint has a vision part the costs leave out."""
+    if not getattr(model, "vision_parameters", None):
+        return ""
+    return (f" (text only: the checkpoint's vision encoder and projector, "
+            f"{d.text(model.vision_parameters, 'count')} parameters, are not costed)")
+
+
 def model_text(model: Any) -> str:
     lines = [f"{model.name}: {d.text(model.parameter_count, 'count')} parameters, "
-             f"{d.text(model.num_layers, 'plain')} blocks"]
+             f"{d.text(model.num_layers, 'plain')} blocks{vision_note(model)}"]
     for part, _kind, count, shape, params in shape_rows(model.layer_rows()):
         lines.append(f"  {part:28s} x{str(count):>4s}  {shape}  ({d.text(params, 'count')} parameters each)")
     return "\n".join(lines)
@@ -57,7 +65,8 @@ def model_html(model: Any) -> str:
                  if d.is_numeric(all_copies) and d.is_numeric(total) and total else "-")
         rows.append([_html.escape(part), _html.escape(kind), d.html(count, "plain"), _html.escape(shape),
                      d.html(params, "count"), d.html(all_copies, "count"), share])
-    title = f"{model.name}: {d.text(total, 'count')} parameters, {d.text(model.num_layers, 'plain')} blocks"
+    title = (f"{model.name}: {d.text(total, 'count')} parameters, {d.text(model.num_layers, 'plain')} blocks"
+             f"{vision_note(model)}")
     return d.html_section(title, [d.html_table(
         ["part", "layer", "count", "shape", "parameters (one)", "parameters (all)", "share"], rows)])
 

@@ -53,6 +53,10 @@ MODELLED: dict[str, tuple[str, ...]] = {
     "gptj": ("model_type", "_name_or_path", "n_embd", "n_head", "n_layer", "n_inner", "vocab_size",
              "activation_function", "attn_pdrop", "embd_pdrop", "resid_pdrop", "tie_word_embeddings",
              "_attn_implementation"),
+    "llama4_text": (*_COMMON, *_GQA, "attention_bias", "intermediate_size_mlp", "num_local_experts",
+                    "num_experts_per_tok", "moe_layers", "interleave_moe_layer_step", "use_qk_norm", "no_rope_layers",
+                    "no_rope_layer_interval", "attention_chunk_size", "layer_types", "router_jitter_noise"),
+    "llama4": ("model_type", "_name_or_path", "text_config", "vision_config", "tie_word_embeddings"),
     "gpt_neox": (*_COMMON, "use_parallel_residual", "attention_bias", "hidden_dropout", "_attn_implementation"),
     "falcon": ("model_type", "_name_or_path", "hidden_size", "num_attention_heads", "num_hidden_layers",
                "vocab_size", "ffn_hidden_size", "activation", "bias", "multi_query", "num_kv_heads",
@@ -127,6 +131,18 @@ COST_FREE_FOR: dict[str, dict[str, str]] = {
                         "element of the experts' intermediate (0.03 % of their matmul FLOPs at h = 2880); not "
                         "counted, as RoPE and the score scale are not (docs/conventions.md §16, item 15)"),
         "initial_context_length": _ROPE,
+    },
+    "llama4_text": {
+        **dict.fromkeys(("attn_temperature_tuning", "floor_scale", "attn_scale"),
+                        "Llama 4's temperature tuning of the queries on its NoPE layers (arXiv:2501.19399): a scale "
+                        "per position, one multiply per element of Q, as the score scale is not counted "
+                        "(docs/conventions.md §16, item 15)"),
+        "cache_implementation": "generation's cache class (a hybrid chunked/static cache): the KV cache sizes "
+                                "come from the per-layer attention chunks, which are modelled",
+        "for_llm_compressor": "a switch of the llm-compressor export: the same modules and shapes",
+    },
+    "llama4": {
+        **dict.fromkeys(("boi_token_index", "eoi_token_index", "image_token_index"), _METADATA),
     },
     "gemma2": {
         "attn_logit_softcapping": _SOFTCAP, "final_logit_softcapping": _SOFTCAP,
@@ -320,7 +336,10 @@ def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], *, name: str | 
     """A :class:`Model` from a Hugging Face ``config.json``: a path, its folder, or the parsed dict.
 
     Supported ``model_type``: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, qwen2_moe, phi3,
-    gemma2, gpt_oss, deepseek_v2, deepseek_v3, gpt2, gpt_neox, falcon, gptj. A key the file leaves out takes
+    gemma2, gpt_oss, deepseek_v2, deepseek_v3, gpt2, gpt_neox, falcon, gptj, llama4_text and llama4
+    (Llama 4's chunked local attention, NoPE layers and interleaved MoE; of a ``llama4`` config the
+    text model is costed, the vision encoder's parameters kept in :attr:`Model.vision_parameters`,
+    :mod:`symcost.models.llama4`). A key the file leaves out takes
     the default of transformers' config class (:data:`~symcost.models.hf_defaults.CLASS_DEFAULTS`),
     the sizes excepted, which are required. Every key is modelled (:data:`MODELLED`:
     sizes, KV heads, head_dim, biases, the activation, tied embeddings, sliding windows -- Qwen2's
@@ -354,16 +373,46 @@ def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], *, name: str | 
     if label is not None and not isinstance(label, str):
         raise reader.error(f"_name_or_path must be a string, got {label!r}")
     try:
-        model = _build(reader, model_type, causal)
-        # the trained length (not a cost: the limit Model.max_position_embeddings states)
-        trained = reader.positive(_TRAINED_LENGTH.get(model_type, "max_position_embeddings"), None, nullable=True)
+        if model_type == "llama4":
+            model = _llama4_conditional(reader, causal, set(ignore_keys))
+        else:
+            model = _build(reader, model_type, causal)
+            # the trained length (not a cost: the limit Model.max_position_embeddings states)
+            trained = reader.positive(_TRAINED_LENGTH.get(model_type, "max_position_embeddings"), None, nullable=True)
+            model = model.model_copy(update={"max_position_embeddings": trained})
         reader.check_unread(model_type, set(ignore_keys))
     except ConfigError:
         raise
     except ValueError as err:  # a layer's own rule (pydantic's ValidationError is a ValueError)
         raise reader.error(one_line(err)) from None
-    return model.model_copy(update={"name": name or label or folder or model_type,
-                                    "max_position_embeddings": trained})
+    return model.model_copy(update={"name": name or label or folder or model_type})
+
+
+def _llama4_conditional(reader: ConfigReader, causal: Optional[bool], ignore: set[str]) -> Model:
+    """``llama4`` (``Llama4ForConditionalGeneration``): the ``text_config``'s model, costed alone
+    (text only), with the vision encoder's and projector's parameters in ``vision_parameters``
+    (:mod:`symcost.models.llama4`). Each nested config's keys are checked as a top-level one's."""
+    from .hf_defaults import VISION_DEFAULTS
+    from .llama4 import VISION_FREE, sub_config, vision_parameters
+
+    if reader.flag("tie_word_embeddings"):
+        raise reader.error("tie_word_embeddings = true on the llama4 config is not modelled (the text_config's is)")
+    text = ConfigReader(sub_config(reader, "text_config", "llama4_text"), f"{reader.source}: text_config",
+                        CLASS_DEFAULTS["llama4_text"])
+    text.read.add("model_type")
+    model = _build(text, "llama4_text", causal)
+    trained = text.positive("max_position_embeddings", None, nullable=True)
+    text.check_unread("llama4_text", ignore)
+    vision = ConfigReader(sub_config(reader, "vision_config", "llama4_vision_model"),
+                          f"{reader.source}: vision_config", VISION_DEFAULTS)
+    vision.read.add("model_type")
+    params = vision_parameters(vision, model.hidden_size)
+    for key in vision.config:
+        if key not in vision.read and key not in VISION_FREE and key not in COST_FREE and key not in ignore:
+            raise vision.error(f"unknown key {key!r} for the llama4 vision_config: not known to be cost-free; "
+                               f"if it changes no cost, pass ignore_keys=({key!r},) (command line: "
+                               f"--ignore-hf-keys {key})")
+    return model.model_copy(update={"max_position_embeddings": trained, "vision_parameters": params})
 
 
 def _build(reader: ConfigReader, model_type: str, causal: Optional[bool]) -> Model:
@@ -390,19 +439,15 @@ def _build(reader: ConfigReader, model_type: str, causal: Optional[bool]) -> Mod
         from .builders import from_moe_config
 
         return from_moe_config(model_type, reader, common)
-    kv = reader.positive("num_key_value_heads", None, nullable=True)  # None: multi-head, as the classes do
-    kv = sizes["num_attention_heads"] if kv is None else kv
-    if sizes["num_attention_heads"] % kv:
-        raise reader.error(f"num_attention_heads ({sizes['num_attention_heads']}) must be divisible by "
-                           f"num_key_value_heads ({kv})")
-    head_dim = reader.positive("head_dim", None, nullable=True)
-    if head_dim is None:
-        reader.divides("hidden_size", "num_attention_heads")
-    common.update(num_kv_heads=kv, head_dim=head_dim, flash_attention=_kernel(reader))
+    common.update(_heads(reader, sizes["num_attention_heads"]), flash_attention=_kernel(reader))
     if model_type in ("mixtral", "qwen3_moe", "qwen2_moe"):
         from .builders import from_moe_config
 
         return from_moe_config(model_type, reader, common)
+    if model_type == "llama4_text":
+        from .llama4 import text_config
+
+        return text_config(reader, common)
     if model_type == "gpt_oss":
         from .builders import from_moe_config
 
@@ -422,6 +467,19 @@ def _build(reader: ConfigReader, model_type: str, causal: Optional[bool]) -> Mod
     # Qwen3's q_norm/k_norm (RMSNorm per head); Gemma 2's norms after attention and MLP
     extra = {"qk_norm": model_type == "qwen3", "post_norms": model_type == "gemma2"}
     return _llama_with_windows(windows, attention_bias=bias, **extra, **common)
+
+
+def _heads(reader: ConfigReader, heads: int) -> dict[str, Any]:
+    """``num_kv_heads`` (absent or null: ``heads``, multi-head, as the classes do) and ``head_dim``
+    (null: ``hidden_size / heads``, which must divide)."""
+    kv = reader.positive("num_key_value_heads", None, nullable=True)
+    kv = heads if kv is None else kv
+    if heads % kv:
+        raise reader.error(f"num_attention_heads ({heads}) must be divisible by num_key_value_heads ({kv})")
+    head_dim = reader.positive("head_dim", None, nullable=True)
+    if head_dim is None:
+        reader.divides("hidden_size", "num_attention_heads")
+    return {"num_kv_heads": kv, "head_dim": head_dim}
 
 
 def _kernel(reader: ConfigReader) -> bool:

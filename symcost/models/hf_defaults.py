@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CLASS_DEFAULTS"]
+__all__ = ["CLASS_DEFAULTS", "VISION_DEFAULTS"]
 
 _WINDOWS = {"use_sliding_window": False, "sliding_window": 4096, "max_window_layers": 28, "layer_types": None}
 _LLAMA_LIKE = {"tie_word_embeddings": False, "hidden_act": "silu", "attention_dropout": 0.0}
@@ -57,6 +57,13 @@ CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
                     "moe_intermediate_size": 1407},
     "deepseek_v3": {**_DEEPSEEK, "first_k_dense_replace": 3, "n_routed_experts": 256, "n_shared_experts": 1,
                     "moe_intermediate_size": 2048, "num_experts_per_tok": 8},
+    "llama4_text": {"tie_word_embeddings": False, "hidden_act": "silu", "attention_dropout": 0.0,
+                    "num_key_value_heads": 8, "head_dim": 128, "attention_bias": False, "intermediate_size_mlp": 16384,
+                    "num_local_experts": 16, "num_experts_per_tok": 1, "moe_layers": None,
+                    "interleave_moe_layer_step": 1, "use_qk_norm": True, "no_rope_layers": None,
+                    "no_rope_layer_interval": 4, "attention_chunk_size": 8192, "layer_types": None,
+                    "router_jitter_noise": 0.0},
+    "llama4": {"tie_word_embeddings": False, "text_config": None, "vision_config": None},
     "gpt2": {"n_positions": 1024, "n_inner": None, "activation_function": "gelu_new", "attn_pdrop": 0.1,
              "resid_pdrop": 0.1, "embd_pdrop": 0.1, "tie_word_embeddings": True, "add_cross_attention": False},
     "gptj": {"n_inner": None, "activation_function": "gelu_new", "attn_pdrop": 0.0, "resid_pdrop": 0.0,
@@ -68,3 +75,11 @@ CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
                "num_ln_in_parallel_attn": None, "alibi": False, "hidden_dropout": 0.0, "attention_dropout": 0.0},
 }
 """Per ``model_type``: the config class's default of each key symcost reads (sizes excepted)."""
+
+VISION_DEFAULTS: dict[str, Any] = {
+    "hidden_size": 768, "num_hidden_layers": 34, "num_attention_heads": 16, "num_channels": 3,
+    "intermediate_size": 5632, "vision_output_dim": 7680, "image_size": 448, "patch_size": 14,
+    "projector_input_dim": 4096, "projector_output_dim": 4096,
+}
+"""``Llama4VisionConfig``'s defaults of the keys that size the Llama 4 vision encoder (its sizes
+too: a ``llama4`` config without ``vision_config`` builds the class's default encoder)."""

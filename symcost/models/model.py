@@ -357,6 +357,18 @@ class Model(BaseModel):
     final_norm: NormLayer
     lm_head: LMHeadLayer
     max_position_embeddings: Optional[int] = None
+    vision_parameters: Optional[int] = None
+    """Parameters of the checkpoint's vision encoder and multimodal projector (Llama 4's
+    ``Llama4ForConditionalGeneration``) that a text-only request never runs: the model costs the
+    text path only, so they are in no cost and not in :attr:`parameter_count`;
+    :attr:`checkpoint_parameter_count` adds them. ``None``: the checkpoint has no vision part."""
+
+    @field_validator("vision_parameters", mode="before")
+    @classmethod
+    def _vision(cls, value: Any) -> Optional[int]:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, sp.Integer)) or value < 0):
+            raise ConfigError(f"vision_parameters must be a non-negative integer, got {value!r}")
+        return None if value is None else int(value)
 
     @field_validator("max_position_embeddings", mode="before")
     @classmethod
@@ -395,6 +407,19 @@ class Model(BaseModel):
         blocks = sp.Add(*(n * blk.num_params for blk, n in self.blocks))
         return exact_value(self.embedding.num_params + blocks + self.final_norm.num_params
                      + self.lm_head.num_params)
+
+    @property
+    def checkpoint_parameter_count(self) -> Any:
+        """Every parameter of the checkpoint: :attr:`parameter_count` plus the
+        :attr:`vision_parameters` the text-only costs leave out (transformers' count of the whole
+        ``Llama4ForConditionalGeneration``).
+
+        >>> from symcost import models
+        >>> m = models.get("llama-3-8b")
+        >>> m.checkpoint_parameter_count == m.parameter_count   # no vision part
+        True
+        """
+        return self.parameter_count + (self.vision_parameters or 0)
 
     def _repr_latex_(self) -> str:
         r"""The name, parameter count and depth, for notebooks (see :mod:`symcost.report.latex`).
@@ -709,10 +734,9 @@ def _with_parallelism(model: "Model", par: Parallelism) -> "Model":
             update["mixer"] = re(layer.mixer)
         return type(layer)(**{**dict(layer), **update})
 
-    return Model(name=model.name, embedding=re(model.embedding),
-                 blocks=tuple((re(blk), n) for blk, n in model.blocks),
-                 final_norm=re(model.final_norm), lm_head=re(model.lm_head),
-                 max_position_embeddings=model.max_position_embeddings)
+    return model.model_copy(update={"embedding": re(model.embedding),
+                                    "blocks": tuple((re(blk), n) for blk, n in model.blocks),
+                                    "final_norm": re(model.final_norm), "lm_head": re(model.lm_head)})
 
 
 

@@ -127,8 +127,9 @@ def chunk_attention_time(rows: list, prefix: Any, count: int, chunk: int, chip: 
                            datatype)
 
         first = at(prefix)
-        if count <= 2 or not _affine_form(first):
-            # few chunks, a symbolic batch or context, or a core paced by its host launches (no
+        if count <= 2 or op.attention_chunk is not None or not _affine_form(first):
+            # few chunks, a symbolic batch or context, a chunked-attention core (its counts kink at
+            # every attention chunk, key_kinks), or a core paced by its host launches (no
             # CUDA graphs; its time grows with the keys, so the first chunk's says): one term per chunk
             times = [at(prefix + i * chunk).time for i in range(count)]
             extra += n * (sp.Add(*times) - count * base.time)

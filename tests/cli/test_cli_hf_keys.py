@@ -47,3 +47,23 @@ def test_draft_model_takes_the_same_keys(capsys, config):
     assert code == 2 and "--ignore-hf-keys" in err
     code, _, err = main_run(capsys, *args, "--ignore-hf-keys", "mystery_flag,other_flag")
     assert code == 0, err
+
+
+def test_llama4_report_says_text_only(capsys, tmp_path):
+    """A Llama 4 config (Llama4ForConditionalGeneration): the report's header states that the
+    costs are the text model's and how many vision parameters they leave out (871,932,416 at the
+    published vision_config, tests/models/test_llama4.py)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "models"))
+    from test_llama4 import SCOUT
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**SCOUT, "text_config": {**SCOUT["text_config"], "num_hidden_layers": 4}}))
+    code, out, err = main_run(capsys, "report", "--phase", "decode", "--model", str(path), "--json")
+    assert code == 0, err
+    assert json.loads(out)["vision_parameters_not_costed"] == 871_932_416
+    code, out, err = main_run(capsys, "report", "--phase", "decode", "--model", str(path))
+    assert code == 0, err
+    assert "text only, the vision encoder's 871,932,416 not costed" in out.splitlines()[0]

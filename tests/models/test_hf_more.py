@@ -255,7 +255,7 @@ def test_unknown_model_type_lists_the_supported_ones_on_one_line():
         models.from_hf_config({"model_type": "t5"})
     assert str(info.value) == ("config: unsupported model_type 't5'; supported: llama, mistral, mixtral, qwen2, "
                                "qwen3, qwen3_moe, qwen2_moe, phi3, gpt_oss, gemma2, deepseek_v2, deepseek_v3, "
-                               "gpt2, gptj, gpt_neox, falcon")
+                               "gpt2, gptj, llama4_text, llama4, gpt_neox, falcon")
 
 
 # -- optional: transformers' own count --------------------------------------------------------
