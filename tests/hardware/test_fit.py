@@ -52,12 +52,13 @@ def test_every_fitted_value_cites_its_table(fits):
 
 
 def test_readme_per_op_tables_are_what_the_script_prints(fits):
-    """The README's block between the per-op-errors markers is benchmarks/calibrate_ops.py's output."""
+    """The fidelity page's block between the per-op-errors markers is benchmarks/calibrate_ops.py's output."""
     spec = importlib.util.spec_from_file_location("calibrate_ops", ROOT / "benchmarks" / "calibrate_ops.py")
     assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "docs" / "explanation" / "fidelity.md").read_text(encoding="utf-8")
+    assert script.page("per-op-errors") == str(ROOT / "docs" / "explanation" / "fidelity.md")
     assert script.BEGIN in readme and script.END in readme
     shipped = readme.split(script.BEGIN)[1].split(script.END)[0].strip()
     assert shipped == script.tables(fits).strip()
