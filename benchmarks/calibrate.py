@@ -6,8 +6,8 @@
 Inference: symcost.plan.calibration_inference.fit() on symcost/data/inference_calibration.csv, the
 validation tables of docs/explanation/fidelity.md (per row, per regime, leave-one-source-out).
 Training: Narayanan et al. 2021, Table 1 (symcost/data/narayanan2021_table1.csv) on the realistic
-A100 with the Megatron GEMM efficiency. The fitted values must equal the shipped defaults (tests/plan/test_calibration_inference.py
-checks the inference fit on every run).
+A100 with the Megatron GEMM efficiency. The fitted values must equal the shipped defaults
+(tests/plan/test_calibration_inference.py checks the inference fit on every run).
 """
 
 import sys

@@ -3,7 +3,8 @@ build time so they cannot go stale. A page asks for one with a marker line:
 
 - ``<!-- generated: cli -->``: every ``symcost`` subcommand's ``--help``, from the argparse parser;
 - ``<!-- generated: symbols -->``: the canonical symbol table (``symcost.core.symbols``);
-- ``<!-- generated: chips -->``: the preset chips (``symcost.hardware.PRESETS``).
+- ``<!-- generated: chips -->``: the preset chips (``symcost.hardware.PRESETS``);
+- ``<!-- generated: fitted -->``: every field of the H100 SXM preset with its value and source.
 
 tests/test_docs.py checks that they cover every subcommand, option, symbol and chip."""
 
@@ -14,7 +15,7 @@ import os
 from typing import Any
 
 MARKERS = {"<!-- generated: cli -->": "cli_reference", "<!-- generated: symbols -->": "symbol_table",
-           "<!-- generated: chips -->": "chip_table"}
+           "<!-- generated: chips -->": "chip_table", "<!-- generated: fitted -->": "fitted_table"}
 
 
 def _commands(parser: argparse.ArgumentParser, prefix: str) -> list[tuple[str, argparse.ArgumentParser]]:
@@ -82,6 +83,24 @@ def chip_table() -> str:
         rows.append(f"| `{name}` | {format_rate(peak, 'FLOP') if peak else '-'} | {format_bytes(chip.hbm_capacity)} "
                     f"| {format_rate(chip.hbm_bandwidth, 'B')} | {format_rate(chip.scale_up_bandwidth, 'B')} "
                     f"| {chip.scale_up_domain} |")
+    return "\n".join(rows) + "\n"
+
+
+def fitted_table(name: str = "H100_SXM") -> str:
+    """One row per field of the preset ``name``: its exact value and the source beside it."""
+    from symcost.hardware import PRESETS
+    from symcost.hardware.presets import field_sources
+
+    chip = PRESETS[name]
+    rows = ["| field | value | source |", "|---|---|---|"]
+    for field, source in field_sources(name).items():
+        if "[" in field:
+            base, dtype = field.rstrip("]").split("[")
+            value = next(v for k, v in getattr(chip, base).items() if k.value == dtype)
+        else:
+            value = getattr(chip, field)
+        text = source.replace("|", "\\|")
+        rows.append(f"| `{field}` | `{value}` | {text} |")
     return "\n".join(rows) + "\n"
 
 
