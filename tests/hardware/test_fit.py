@@ -1,6 +1,6 @@
 """The per-op fit (symcost.hardware.fit, benchmarks/calibrate_ops.py) on NVIDIA's measured tables
 (aiconfigurator-core, the calibration extra): the shipped presets and engine profiles are what
-the fit gives, the README's per-op tables are what the script prints, and the families the fit
+the fit gives, the fidelity page's per-op tables are what the script prints, and the families the fit
 holds to the issue's target (mean absolute error at most 10 %, median ratio 0.92 to 1.08) do."""
 
 import importlib.util
@@ -68,7 +68,7 @@ def test_readme_per_op_tables_are_what_the_script_prints(fits):
 @pytest.mark.parametrize("gpu", ["h100_sxm", "h200_sxm"])
 def test_families_within_the_target_on_hopper(fits, family, gpu):
     """On H100 and H200 these families meet the target on their fitted rows: mean absolute error
-    at most 10 % and median ratio within 0.92 to 1.08 (the others are reported in the README)."""
+    at most 10 % and median ratio within 0.92 to 1.08 (the others are reported on the fidelity page)."""
     from symcost.hardware.fit.families import FitResult
 
     chip_fit = next(f for f in fits if f.gpu == gpu)
