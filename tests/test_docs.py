@@ -67,9 +67,11 @@ def blocks(text: str) -> list[tuple[str, str | None, str]]:
     return [(m.group(1), m.group(2), m.group(3)) for m in FENCE.finditer(text)]
 
 
-def _cases(paths):
+def _cases(paths, language):
+    """A case per section of ``paths`` holding a block in ``language``."""
     return [pytest.param(path, title, line, text, id=f"{_name(path)}::{title}")
-            for path in paths for title, line, text in sections(path)]
+            for path in paths for title, line, text in sections(path)
+            if any(lang == language for lang, _, _ in blocks(text))]
 
 
 def _write_files(text: str, folder: Path) -> None:
@@ -95,13 +97,11 @@ def pycon_only(text: str) -> str:
     return "\n".join(kept)
 
 
-@pytest.mark.parametrize("path, title, line, text", _cases(PAGES))
+@pytest.mark.parametrize("path, title, line, text", _cases(PAGES, "pycon"))
 def test_pycon_examples_run(path, title, line, text, tmp_path, monkeypatch):
     """The section's ``pycon`` blocks, as one doctest in a fresh namespace (run in a scratch
     folder that holds the section's titled files)."""
     source = pycon_only(text)
-    if not source.strip():
-        pytest.skip("no pycon block in this section")
     for package in OPTIONAL:
         if re.search(rf"^>>> (import|from) {package}\b", source, flags=re.M):
             pytest.importorskip(package)
@@ -161,13 +161,12 @@ def check_session(command: str, expected: list[str]) -> None:
         assert re.search(pattern, output), f"{command}: {line!r} not in\n{output}"
 
 
-@pytest.mark.parametrize("path, title, line, text", _cases([*PAGES, ROOT / "README.md"]))
+@pytest.mark.parametrize("path, title, line, text", _cases([*PAGES, ROOT / "README.md"], "console"))
 def test_console_examples_print_what_the_page_shows(path, title, line, text, tmp_path, monkeypatch):
     """Every ``$ symcost ...`` line of the section runs (in a scratch folder holding the section's
     titled files) and prints each output line the page shows."""
     found = sessions(text)
-    if not found:
-        pytest.skip("no console block in this section")
+    assert found, "a console block without a $ symcost line"
     _write_files(text, tmp_path)
     monkeypatch.chdir(tmp_path)
     for command, expected in found:
