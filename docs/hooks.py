@@ -54,7 +54,7 @@ def symbol_names() -> list[str]:
 def _assumptions(symbol: Any) -> str:
     """What SymPy assumes of ``symbol``, in the words of the symbols module."""
     known = symbol.assumptions0
-    kind = "integer" if known.get("integer") else "rational" if known.get("rational") else "real" if known.get("real") else ""
+    kind = next((k for k in ("integer", "rational", "real") if known.get(k)), "")
     sign = "positive" if known.get("positive") else "nonnegative" if known.get("nonnegative") else ""
     return " ".join(w for w in (sign, kind) if w) or "none"
 
