@@ -4,7 +4,7 @@
                                      never a symcost dependency)
     python benchmarks/aiconfigurator_compare.py            every point, tables on stdout
     python benchmarks/aiconfigurator_compare.py --quick    H100, TensorRT-LLM only (seconds)
-    python benchmarks/aiconfigurator_compare.py --readme   also writes the summary into README.md
+    python benchmarks/aiconfigurator_compare.py --docs     also writes the summary into docs/explanation/fidelity.md
 
 AIConfigurator (PyPI ``aiconfigurator``) estimates serving latency from NVIDIA's measured per-op
 tables. Its single-point static estimate, ``aiconfigurator.cli.api.cli_estimate(mode="static")``
@@ -35,7 +35,7 @@ from collections import Counter
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling module readme_blocks
-from readme_blocks import dated_run, replace_between
+from readme_blocks import dated_run, page, replace_between
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # benchmark the checkout this script is in, not an installed symcost
@@ -350,9 +350,9 @@ def _axes_table(rows: Sequence[Row]) -> str:
     return "\n".join([tables[0]] + [t.split("\n", 2)[2] for t in tables[1:]])
 
 
-# -- README --------------------------------------------------------------------------------------
+# -- the docs page ---------------------------------------------------------------------------------
 
-README_BEGIN = "<!-- aic-compare:begin (written by python benchmarks/aiconfigurator_compare.py --readme) -->"
+README_BEGIN = "<!-- aic-compare:begin (written by python benchmarks/aiconfigurator_compare.py --docs) -->"
 README_END = "<!-- aic-compare:end -->"
 
 
@@ -367,8 +367,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--quick", action="store_true", help="H100 and TensorRT-LLM only")
     parser.add_argument("--runtime", metavar="PROFILE", help="run every backend under this symcost engine "
                         f"profile instead of BACKEND_PROFILES (one of: {', '.join(hardware.runtimes())})")
-    parser.add_argument("--readme", action="store_true", help="also write the summary (not the per-point "
-                        "table) into README.md between its aic-compare markers")
+    parser.add_argument("--docs", "--readme", dest="readme", action="store_true", help="also write the summary "
+                        "(not the per-point table) into docs/explanation/fidelity.md between its aic-compare markers")
     args = parser.parse_args(argv)
     if args.runtime and args.runtime not in hardware.runtimes():
         parser.error(f"--runtime: unknown profile {args.runtime!r}; known: {', '.join(hardware.runtimes())}")
@@ -376,8 +376,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     print(report(out), end="")
     if args.readme:
         command = " ".join(["python benchmarks/aiconfigurator_compare.py",
-                            *(a for a in (argv if argv is not None else sys.argv[1:]) if a != "--readme")])
-        write_readme(os.path.join(ROOT, "README.md"), report(out, points=False), command)
+                            *(a for a in (argv if argv is not None else sys.argv[1:])
+                              if a not in ("--docs", "--readme"))])
+        write_readme(page("aic-compare"), report(out, points=False), command)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,10 @@
     python benchmarks/calibrate.py --refit-training   also refit Megatron's GEMM efficiency (~8 min on 2 cores)
 
 Inference: symcost.plan.calibration_inference.fit() on symcost/data/inference_calibration.csv, the
-README's validation tables (per row, per regime, leave-one-source-out). Training: Narayanan et al.
-2021, Table 1 (symcost/data/narayanan2021_table1.csv) on the realistic A100 with the Megatron GEMM
-efficiency. The fitted values must equal the shipped defaults (tests/plan/test_calibration_inference.py
-checks the inference fit on every run).
+validation tables of docs/explanation/fidelity.md (per row, per regime, leave-one-source-out).
+Training: Narayanan et al. 2021, Table 1 (symcost/data/narayanan2021_table1.csv) on the realistic
+A100 with the Megatron GEMM efficiency. The fitted values must equal the shipped defaults
+(tests/plan/test_calibration_inference.py checks the inference fit on every run).
 """
 
 import sys

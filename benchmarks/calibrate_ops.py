@@ -3,14 +3,14 @@
     pip install -e '.[calibration]'
     python benchmarks/calibrate_ops.py              fit, compare with the shipped values, print the tables
     python benchmarks/calibrate_ops.py --write      also write the values into hardware/presets and engines
-    python benchmarks/calibrate_ops.py --readme     also put the tables into README.md (between markers)
+    python benchmarks/calibrate_ops.py --docs       also put the tables into docs/explanation/fidelity.md
 
 The fit is symcost.hardware.fit (aiconfigurator-core's per-op tables: GEMM, attention, NCCL and each
 engine's own all-reduce, per GPU and backend version). The tables: the shipped model against every
 fitted row and each table's full grid, per family and chip; the model fitted on H100 only against
 H200's and B200's rows; collectives fitted on one backend version against the next. A test
 (tests/hardware/test_fit.py) checks that the shipped values are what this fit gives and that the
-README's block is what this script prints.
+docs page's block is what this script prints.
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ from symcost.hardware import fit as F
 from symcost.hardware.fit import report
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling module readme_blocks
-from readme_blocks import replace_between
+from readme_blocks import page, replace_between
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BEGIN = "<!-- per-op-errors:begin (written by python benchmarks/calibrate_ops.py --readme) -->"
+BEGIN = "<!-- per-op-errors:begin (written by python benchmarks/calibrate_ops.py --docs) -->"
 END = "<!-- per-op-errors:end -->"
 
 
 def tables(fits: list[F.ChipFit]) -> str:
-    """The README block: the three tables with their headings."""
+    """The docs block: the three tables with their headings."""
     return "\n".join([
         f"Per-op tables of {F.tables.PACKAGE} {F.package_version()} (the fitted rows: LLM-shaped subsets, "
         "symcost.hardware.fit.families; ratio = predicted / measured):", "",
@@ -52,7 +52,8 @@ def write_readme(path: str, block: str) -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--write", action="store_true", help="write the fitted values into the data files")
-    parser.add_argument("--readme", action="store_true", help="write the tables into README.md")
+    parser.add_argument("--docs", "--readme", dest="readme", action="store_true",
+                        help="write the tables into docs/explanation/fidelity.md")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     fits = [F.fit_chip(gpu) for gpu in F.CHIPS]
@@ -84,7 +85,7 @@ def main(argv: list[str]) -> int:
     print()
     print(block)
     if args.readme:
-        write_readme(os.path.join(ROOT, "README.md"), block)
+        write_readme(page("per-op-errors"), block)
     return 0
 
 

@@ -1,15 +1,15 @@
-"""Predict the published Megatron-Core training runs and print the README's validation tables.
+"""Predict the published Megatron-Core training runs and print the validation tables of docs/explanation/fidelity.md.
 
     python benchmarks/calibrate_training.py             fit, compare with the shipped value, print the tables
     python benchmarks/calibrate_training.py --write     also write the fitted value into the megatron-core profile
-    python benchmarks/calibrate_training.py --readme    also put the tables into README.md (between markers)
+    python benchmarks/calibrate_training.py --docs      also put the tables into docs/explanation/fidelity.md
 
 The runs are symcost/data/training_calibration.csv (Megatron-Bridge performance summaries: Llama 3
 and Qwen3 MoE on DGX-H100 and DGX-B200); each is predicted by symcost.plan.calibration_training with
 Model.training_step on the realistic chip under the megatron-core engine profile and the run's own
 settings; the profile's one fitted term (moe_sync_time) is fitted here. A test
 (tests/plan/test_calibration_training.py) checks that the shipped value is the fit's and that the
-README's block is what this script prints.
+docs page's block is what this script prints.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import time
 from symcost.plan import calibration_training
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling module readme_blocks
-from readme_blocks import replace_between
+from readme_blocks import page, replace_between
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BEGIN = "<!-- training-validation:begin (written by python benchmarks/calibrate_training.py --readme) -->"
+BEGIN = "<!-- training-validation:begin (written by python benchmarks/calibrate_training.py --docs) -->"
 END = "<!-- training-validation:end -->"
 
 
@@ -36,7 +36,8 @@ def write_readme(path: str, block: str) -> None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--readme", action="store_true", help="write the tables into README.md")
+    parser.add_argument("--docs", "--readme", dest="readme", action="store_true",
+                        help="write the tables into docs/explanation/fidelity.md")
     parser.add_argument("--write", action="store_true", help="write the fitted value into the engine profile")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -55,7 +56,7 @@ def main(argv: list[str]) -> int:
     print(f"predicted {len(calibration_training.load_rows())} runs in {time.perf_counter() - start:.0f} s\n")
     print(block)
     if args.readme:
-        write_readme(os.path.join(ROOT, "README.md"), block)
+        write_readme(page("training-validation"), block)
     return 0
 
 

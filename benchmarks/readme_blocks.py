@@ -1,9 +1,27 @@
-"""The README blocks the benchmark scripts write: one place that replaces the text between a
+"""The documentation blocks the benchmark scripts write (once the README's; now the site's pages
+under docs/): one place that names the page each block lives on and replaces the text between a
 script's two marker lines, so every script checks its markers and dates its run alike."""
 
 from __future__ import annotations
 
+import os
 import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAGES = {
+    "benchmarks": "docs/explanation/performance.md",
+    "aic-compare": "docs/explanation/fidelity.md",
+    "serving-silicon": "docs/explanation/fidelity.md",
+    "per-op-errors": "docs/explanation/fidelity.md",
+    "inference-validation": "docs/explanation/fidelity.md",
+    "training-validation": "docs/explanation/fidelity.md",
+}
+"""The page (relative to the repository) that holds each block, by the name in its markers."""
+
+
+def page(block: str) -> str:
+    """The absolute path of the page holding ``block`` (a key of :data:`PAGES`)."""
+    return os.path.join(ROOT, PAGES[block])
 
 
 def replace_between(path: str, begin: str, end: str, block: str) -> None:

@@ -36,7 +36,7 @@ from symcost import hardware
 from symcost import symbols as S
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling module readme_blocks
-from readme_blocks import dated_run, replace_between
+from readme_blocks import dated_run, page, replace_between
 
 H100 = hardware.H100_SXM
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,8 +127,9 @@ def main() -> None:
     parser.add_argument("--only", choices=("search", "steps"), help="run one part: (5) or (6)")
     parser.add_argument("--baseline", metavar="CHECKOUT", help="an earlier symcost checkout whose search runs "
                         "interleaved with this one's, for a ratio measured in the same run")
-    parser.add_argument("--readme", action="store_true", help="also write this run's output into README.md "
-                        "(between its benchmark markers), with the date and the command")
+    parser.add_argument("--docs", "--readme", dest="readme", action="store_true", help="also write this run's "
+                        "output into docs/explanation/performance.md (between its benchmark markers), with the "
+                        "date and the command")
     args = parser.parse_args()
     if args.readme:
         tee = _Tee(sys.stdout)
@@ -137,8 +138,8 @@ def main() -> None:
             run(args)
         finally:
             sys.stdout = tee.stream
-        command = "python benchmarks/run.py " + " ".join(a for a in sys.argv[1:] if a != "--readme")
-        write_readme(os.path.join(ROOT, "README.md"), tee.text(), command.strip())
+        command = "python benchmarks/run.py " + " ".join(a for a in sys.argv[1:] if a not in ("--docs", "--readme"))
+        write_readme(page("benchmarks"), tee.text(), command.strip())
         return
     run(args)
 
@@ -160,7 +161,7 @@ class _Tee(io.TextIOBase):
         return "".join(self.parts)
 
 
-README_BEGIN = "<!-- benchmarks:begin (written by python benchmarks/run.py --readme) -->"
+README_BEGIN = "<!-- benchmarks:begin (written by python benchmarks/run.py --docs) -->"
 README_END = "<!-- benchmarks:end -->"
 
 

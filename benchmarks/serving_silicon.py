@@ -2,7 +2,7 @@
 
     python benchmarks/serving_silicon.py            every run, tables on stdout
     python benchmarks/serving_silicon.py --quick    Llama-3.1-8B on H100 (TensorRT-LLM) only
-    python benchmarks/serving_silicon.py --readme   also writes the summary into README.md
+    python benchmarks/serving_silicon.py --docs     also writes the summary into docs/explanation/fidelity.md
 
 The runs are the aggregated (one engine, in-flight batching) end-to-end serving benchmarks that
 NVIDIA ships with AIConfigurator, ``aiconfigurator_core/systems/silicon_sample.csv`` (PyPI
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling module readme_blocks
-from readme_blocks import dated_run, replace_between
+from readme_blocks import dated_run, page, replace_between
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # benchmark the checkout this script is in, not an installed symcost
@@ -268,7 +268,7 @@ def _version(name: str) -> str:
         return "?"
 
 
-README_BEGIN = "<!-- serving-silicon:begin (written by python benchmarks/serving_silicon.py --readme) -->"
+README_BEGIN = "<!-- serving-silicon:begin (written by python benchmarks/serving_silicon.py --docs) -->"
 README_END = "<!-- serving-silicon:end -->"
 
 
@@ -281,8 +281,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Llama-3.1-8B on H100 (TensorRT-LLM) only")
     parser.add_argument("--runs", action="store_true", help="also print every run")
-    parser.add_argument("--readme", action="store_true", help="also write the summary into README.md between its "
-                        "serving-silicon markers")
+    parser.add_argument("--docs", "--readme", dest="readme", action="store_true", help="also write the summary "
+                        "into docs/explanation/fidelity.md between its serving-silicon markers")
     args = parser.parse_args(argv)
     path = silicon_csv()
     runs, left = read_runs(path)
@@ -293,8 +293,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     print(report(out, path, args.runs), end="")
     if args.readme:
         command = " ".join(["python benchmarks/serving_silicon.py",
-                            *(a for a in (argv if argv is not None else sys.argv[1:]) if a != "--readme")])
-        write_readme(os.path.join(ROOT, "README.md"), report(out, path), command)
+                            *(a for a in (argv if argv is not None else sys.argv[1:])
+                              if a not in ("--docs", "--readme"))])
+        write_readme(page("serving-silicon"), report(out, path), command)
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ def test_a_readme_without_the_markers_is_refused(tmp_path):
 
 def test_the_project_readme_holds_one_written_block():
     bench = _load()
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = pathlib.Path(bench.page("aic-compare")).read_text(encoding="utf-8")
     assert text.count(bench.README_BEGIN) == 1 and text.count(bench.README_END) == 1
     block = text.split(bench.README_BEGIN)[1].split(bench.README_END)[0]
     # written by a run: the versions of both tools, the times, and the summary tables

@@ -1,4 +1,5 @@
-"""benchmarks/run.py --readme: the README's benchmark block is one run's output, replaced whole.
+"""benchmarks/run.py --docs: the benchmark block of docs/explanation/performance.md is one run's
+output, replaced whole.
 
 Only the writer runs here (the benchmark itself takes minutes and is never a timed test)."""
 
@@ -41,9 +42,10 @@ def test_a_readme_without_the_markers_is_refused(tmp_path):
     assert readme.read_text() == "# no markers\n"
 
 
-def test_the_project_readme_holds_one_block_with_the_machine_named():
+def test_the_docs_page_holds_one_block_with_the_machine_named():
     run = _load()
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert run.page("benchmarks") == str(ROOT / "docs" / "explanation" / "performance.md")
+    text = pathlib.Path(run.page("benchmarks")).read_text(encoding="utf-8")
     assert text.count(run.README_BEGIN) == 1 and text.count(run.README_END) == 1
     block = text.split(run.README_BEGIN)[1].split(run.README_END)[0]
     # written by a run: it names the machine and the commit, and prints every verdict

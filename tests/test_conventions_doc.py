@@ -1,5 +1,6 @@
-"""``docs/conventions.md``: every citation ``docs/conventions.md §N`` in the code, the tests and the
-README names a section that exists, and nothing cites the conventions file outside the repository."""
+"""``docs/conventions.md``: every citation ``docs/conventions.md §N`` in the code, the tests, the
+README and the documentation pages names a section that exists, and nothing cites the conventions
+file outside the repository."""
 
 import re
 from pathlib import Path
@@ -10,7 +11,8 @@ CITATION = re.compile(r"docs/conventions\.md §(\d+)((?:(?:–| and |, )§\d+)*)
 
 
 def _sources() -> list[Path]:
-    return [*sorted((ROOT / "symcost").rglob("*.py")), *sorted((ROOT / "tests").rglob("*.py")), ROOT / "README.md"]
+    return [*sorted((ROOT / "symcost").rglob("*.py")), *sorted((ROOT / "tests").rglob("*.py")), ROOT / "README.md",
+            *sorted(p for p in (ROOT / "docs").rglob("*.md") if p.name != "conventions.md")]
 
 
 def _sections() -> set[int]:

@@ -47,7 +47,7 @@ def test_the_readme_block_is_replaced_and_the_rest_kept(tmp_path):
 
 def test_the_project_readme_holds_one_block_written_by_a_run():
     bench = _load()
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = pathlib.Path(bench.page("serving-silicon")).read_text(encoding="utf-8")
     assert text.count(bench.README_BEGIN) == 1 and text.count(bench.README_END) == 1
     block = text.split(bench.README_BEGIN)[1].split(bench.README_END)[0]
     assert "runs: silicon_sample.csv of aiconfigurator-core " in block and "| every run | 1042 |" in block

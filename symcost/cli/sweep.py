@@ -25,7 +25,7 @@ from .common import (
 )
 
 SCOPE = "per chip, the whole layer stack on one chip: TP and CP only, no PP"
-"""What a sweep row covers (printed with the result; the README's CLI section says the same)."""
+"""What a sweep row covers (printed with the result; docs/reference/cli.md says the same)."""
 
 
 def sweep_cmd(args: argparse.Namespace) -> int:

@@ -37,8 +37,17 @@ __all__ = [
     "PETA",
 ]
 
-KILO, MEGA, GIGA, TERA, PETA = 10**3, 10**6, 10**9, 10**12, 10**15
-"""Decimal prefixes (GB means 10^9 bytes, docs/conventions.md §14)."""
+# one name per line, so that the API reference (griffe) sees each
+KILO = 10**3
+"""10³, for numbers in base units."""
+MEGA = 10**6
+"""10⁶."""
+GIGA = 10**9
+"""10⁹ (a GB is 10⁹ bytes, docs/conventions.md §14)."""
+TERA = 10**12
+"""10¹²."""
+PETA = 10**15
+"""10¹⁵."""
 
 
 _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficiency_4bit", "memory_efficiency",

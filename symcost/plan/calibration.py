@@ -141,7 +141,7 @@ def calibrate(rows: Sequence[Row], base: Hardware = _A100,
 
 
 # The result of calibrate(load_table()) on the realistic A100_SXM_80GB: `python benchmarks/calibrate.py`
-# recomputes it (about 8 minutes on 2 cores) and prints the README's fidelity table.
+# recomputes it (about 8 minutes on 2 cores) and prints the fidelity table (docs/explanation/fidelity.md).
 MEGATRON_A100_EFFICIENCY = {"matmul": Fraction(67, 100), "network": Fraction(1, 1)}
 
 

@@ -251,8 +251,9 @@ def _pct(x: float) -> str:
 
 
 def validation_table(result: Fit | None = None, loso: Mapping[str, Fit] | None = None) -> str:
-    """The README's validation tables (markdown): each row measured vs predicted by the shipped
-    defaults (the fit), the mean absolute and signed error per regime, and leave-one-source-out."""
+    """The validation tables of docs/explanation/fidelity.md (markdown): each row measured vs
+    predicted by the shipped defaults (the fit), the mean absolute and signed error per regime, and
+    leave-one-source-out."""
     result = fit() if result is None else result
     loso = leave_one_source_out() if loso is None else loso
     lines = ["| id | model | GPU | TP | batch | in/out | dtype | engine | measured | predicted | error |",

@@ -385,7 +385,7 @@ def _held_lines(title: str, fits: Mapping[Any, Fit], key: Callable[[TrainingRow]
 
 
 def validation_table(predictions: Optional[Sequence[Prediction]] = None, held: bool = True) -> str:
-    """The README's tables (markdown): each row published vs predicted, the mean absolute and
+    """The tables of docs/explanation/fidelity.md (markdown): each row published vs predicted, the mean absolute and
     signed error per group, the rows the library refuses with its reason, and (``held``) each
     group and each model family predicted by the fit on the others."""
     preds = predict_all() if predictions is None else list(predictions)

@@ -1,6 +1,6 @@
 """``symcost plan``: the deployment search from the shell (symcost/cli/plan.py): the JSON is the
-library's plan, times parse with their units, bad options are one line, the README's session
-prints what the README says."""
+library's plan, times parse with their units, bad options are one line; the how-to page's session
+(run and checked by tests/test_docs.py) is a plan session."""
 
 import json
 import re
@@ -64,25 +64,14 @@ def test_bad_options_are_one_line(capsys, argv, message):
     assert code == 2 and err.count("\n") == 1 and message in err, err
 
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "how-to" / "serving.md"
 
 
-def test_readme_session_prints_what_the_readme_says(capsys):
-    """Every ``$ symcost plan`` line of the README's "Planning a deployment" runs and prints each
-    line shown (``...``: any text)."""
-    section = README.read_text().split("### Planning a deployment\n", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```console\n(.*?)```", section, flags=re.S)
-    sessions = []
-    for block in blocks:
-        for line in block.splitlines():
-            if line.startswith("$ symcost"):
-                sessions.append((line.split()[2:], []))
-            elif line.strip():
-                sessions[-1][1].append(line)
-    assert sessions
-    for argv, expected in sessions:
-        code, out, err = run(capsys, *argv)
-        assert code == (2 if any(e.startswith("symcost: error:") for e in expected) else 0), err
-        for line in expected:
-            pattern = ".*".join(re.escape(part) for part in line.strip().split("..."))
-            assert re.search(pattern, out + err), f"{argv}: {line!r} not in\n{out}{err}"
+def test_the_how_to_page_shows_a_plan_and_a_refused_layout():
+    """"Plan a deployment" on docs/how-to/serving.md shows ``symcost plan`` answering and refusing
+    (tests/test_docs.py runs each line and checks every output line shown)."""
+    section = PAGE.read_text().split("## Plan a deployment\n", 1)[1].split("\n## ", 1)[0]
+    commands = [line for block in re.findall(r"```console\n(.*?)```", section, flags=re.S)
+                for line in block.splitlines() if line.startswith("$ symcost plan")]
+    assert len(commands) >= 2
+    assert "best aggregated:" in section and "symcost: error: argument --tp/--pp" in section

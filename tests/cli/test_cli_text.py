@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cli_run import main_run
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+CLI_PAGE = Path(__file__).resolve().parents[2] / "docs" / "reference" / "cli.md"
 
 
 def _columns(line):
@@ -34,14 +34,14 @@ def test_hardware_list_has_one_header_per_column(capsys):
 
 
 def test_sweep_scope_is_the_same_in_the_command_and_the_readme(capsys, tmp_path):
-    """The sweep's output states what it covers; the README's description of it says the same."""
+    """The sweep's output states what it covers; the CLI page's description of it says the same."""
     from symcost.cli.sweep import SCOPE
 
     _, out, _ = main_run(capsys, "sweep", "--batch", "1", "--seq", "1024", "--tp", "1,2", "--cp", "1,2",
                          "--out", str(tmp_path / "g.csv"))
     assert SCOPE in out
-    readme = README.read_text()
-    line = next(x for x in readme.splitlines() if x.startswith("- **sweep**"))
+    page = CLI_PAGE.read_text()
+    line = next(x for x in page.splitlines() if x.startswith("- **sweep**"))
     assert SCOPE in line, line
 
 
@@ -86,7 +86,7 @@ def test_report_says_when_memory_binds(capsys):
 
 
 def test_solve_max_seq_len_states_the_trained_length(capsys):
-    """llama-3-70b at TP 8: 597,036 tokens fit (the README's figure); trained to 8,192."""
+    """llama-3-70b at TP 8: 597,036 tokens fit (the figure the README and the CLI page show); trained to 8,192."""
     _, out, _ = main_run(capsys, "solve", "max-seq-len", "--model", "llama-3-70b", "--tp", "8")
     assert out.splitlines()[0] == ("max_seq_len for llama-3-70b on H100_SXM: 597,036 tokens fit in HBM; "
                                    "the model's trained length (max_position_embeddings), 8,192 tokens, binds")

@@ -1,6 +1,6 @@
 """The per-op fit (symcost.hardware.fit, benchmarks/calibrate_ops.py) on NVIDIA's measured tables
 (aiconfigurator-core, the calibration extra): the shipped presets and engine profiles are what
-the fit gives, the README's per-op tables are what the script prints, and the families the fit
+the fit gives, the fidelity page's per-op tables are what the script prints, and the families the fit
 holds to the issue's target (mean absolute error at most 10 %, median ratio 0.92 to 1.08) do."""
 
 import importlib.util
@@ -52,12 +52,13 @@ def test_every_fitted_value_cites_its_table(fits):
 
 
 def test_readme_per_op_tables_are_what_the_script_prints(fits):
-    """The README's block between the per-op-errors markers is benchmarks/calibrate_ops.py's output."""
+    """The fidelity page's block between the per-op-errors markers is benchmarks/calibrate_ops.py's output."""
     spec = importlib.util.spec_from_file_location("calibrate_ops", ROOT / "benchmarks" / "calibrate_ops.py")
     assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "docs" / "explanation" / "fidelity.md").read_text(encoding="utf-8")
+    assert script.page("per-op-errors") == str(ROOT / "docs" / "explanation" / "fidelity.md")
     assert script.BEGIN in readme and script.END in readme
     shipped = readme.split(script.BEGIN)[1].split(script.END)[0].strip()
     assert shipped == script.tables(fits).strip()
@@ -67,7 +68,7 @@ def test_readme_per_op_tables_are_what_the_script_prints(fits):
 @pytest.mark.parametrize("gpu", ["h100_sxm", "h200_sxm"])
 def test_families_within_the_target_on_hopper(fits, family, gpu):
     """On H100 and H200 these families meet the target on their fitted rows: mean absolute error
-    at most 10 % and median ratio within 0.92 to 1.08 (the others are reported in the README)."""
+    at most 10 % and median ratio within 0.92 to 1.08 (the others are reported on the fidelity page)."""
     from symcost.hardware.fit.families import FitResult
 
     chip_fit = next(f for f in fits if f.gpu == gpu)

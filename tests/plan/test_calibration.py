@@ -19,7 +19,8 @@ def test_table_loads_with_the_papers_flop_count():
 @pytest.mark.parametrize("index", range(10))
 def test_in_sample_predictions_within_ten_percent(index):
     """In sample (the efficiencies were fitted on these rows): each row's achieved TFLOP/s per GPU
-    is predicted within 10 % (the full table, recomputed by benchmarks/calibrate.py, is in the README)."""
+    is predicted within 10 % (the full table, recomputed by benchmarks/calibrate.py, is on
+    docs/explanation/fidelity.md)."""
     row = calibration.load_table()[index]
     prediction = calibration.predict(row, calibration.megatron_a100())
     assert abs(prediction.relative_error) < 0.10
@@ -44,7 +45,7 @@ def test_in_sample_mean_error_at_most_three_percent():
 
 @pytest.mark.parametrize("half", [0, 1])
 def test_held_out_half_mean_error_at_most_three_percent(half):
-    """Out of sample (the README's check): refitted on alternate rows of Table 1, the GEMM efficiency
+    """Out of sample (the fidelity page's check): refitted on alternate rows of Table 1, the GEMM efficiency
     is again 67/100 (inside the grid tried, not at its edge), and the other half, which the fit never
     saw, is predicted with a mean absolute error of at most 3 % (2.2 % and 2.6 %). The grid is the
     shipped one's middle, 63/100 to 71/100, to keep the test short."""

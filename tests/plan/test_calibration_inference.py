@@ -91,10 +91,11 @@ def test_held_out_half_mean_error_at_most_twelve_percent(half):
 
 
 def test_readme_validation_table_is_generated_by_this_code(fit):
-    """The README's validation tables are exactly what validation_table() prints."""
+    """The fidelity page's validation tables are exactly what validation_table() prints."""
     from pathlib import Path
 
-    readme = Path(__file__).resolve().parents[2].joinpath("README.md").read_text(encoding="utf-8")
+    page = Path(__file__).resolve().parents[2].joinpath("docs", "explanation", "fidelity.md")
+    readme = page.read_text(encoding="utf-8")
     begin, end = "<!-- inference-validation:begin -->\n", "<!-- inference-validation:end -->"
     assert begin in readme and end in readme
     shipped = readme.split(begin)[1].split(end)[0].strip()

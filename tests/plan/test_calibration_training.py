@@ -116,11 +116,11 @@ def test_group_summary_is_the_mean_of_its_rows(predictions):
 
 
 def test_readme_block_is_the_scripts_output(predictions):
-    """The README's block between the training-validation markers is benchmarks/calibrate_training.py's."""
+    """The fidelity page's block between the training-validation markers is benchmarks/calibrate_training.py's."""
     spec = importlib.util.spec_from_file_location("calibrate_training", ROOT / "benchmarks" / "calibrate_training.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = Path(script.page("training-validation")).read_text(encoding="utf-8")
     assert readme.count(script.BEGIN) == 1 and readme.count(script.END) == 1
     shipped = readme.split(script.BEGIN)[1].split(script.END)[0].strip()
     assert shipped == ct.validation_table(predictions).strip()
