@@ -86,3 +86,27 @@ def test_readme_session_prints_what_the_readme_says(capsys):
         for line in expected:
             pattern = ".*".join(re.escape(part) for part in line.strip().split("..."))
             assert re.search(pattern, out + err), f"{argv}: {line!r} not in\n{out}{err}"
+
+
+def test_a_budget_and_a_price_give_the_gpus_and_the_costs(capsys):
+    """--budget 5 at --gpu-price 2.5 buys 2 GPUs (the ARGS' --gpus 2): the same plan, each deployment
+    with 2.5 x 2 x 10^6/(3600 X) per million tokens."""
+    argv = [a for a in ARGS if a not in ("--gpus", "2")]
+    code, out, _ = run(capsys, *argv, "--budget", "5", "--gpu-price", "2.5", "--objective", "cost", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["gpus"] == 2 and data["gpu_price_per_hour"] == 2.5 and data["objective"] == "cost"
+    best = data["best_aggregated"]
+    assert best["cost_per_million_tokens"] == pytest.approx(5e6 / 3600 / best["tokens_per_second"], rel=1e-12)
+    code, out, _ = run(capsys, *ARGS, "--gpu-price", "2.5", "--objective", "cost")
+    assert code == 0 and "cheapest aggregated: " in out and " per 1M tokens" in out
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--objective", "cost"], "argument --gpu-price: needed with --objective cost"),
+    (["--budget", "5"], "argument --gpus/--budget: give one of the two"),
+    (["--gpu-price", "-1"], "argument --gpu-price: expected a positive amount such as 2.5, got '-1'"),
+])
+def test_bad_cost_options_are_one_line(capsys, extra, message):
+    code, _, err = run(capsys, *ARGS, *extra)
+    assert code == 2 and err.count("\n") == 1 and message in err, err

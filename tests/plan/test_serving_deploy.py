@@ -167,3 +167,50 @@ def test_brute_force_front_on_all_rows_of_a_small_plan(plan):
     for i in itertools.compress(range(len(cols["ttft"])), cols["meets_sla"]):
         u, g = cols["tokens_per_second_per_user"][i], cols["tokens_per_second_per_gpu"][i]
         assert any(fu >= u and fg >= g for fu, fg in front)
+
+
+# -- cost ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def priced():
+    """The module's plan at 3 per GPU-hour, on 3 GPUs (TP 1 and TP 2 layouts: some deployments
+    leave a GPU idle, which is still paid for), under each objective."""
+    return {objective: plan_deployment(TINY, ROUND, (5, 8), 3, TTFT, TPOT, gpu_price=3, objective=objective,
+                                       **OPTIONS) for objective in ("throughput", "cost")}
+
+
+def test_cost_per_million_tokens_by_hand(priced):
+    """3 GPUs at 3 per hour cost 9/3600 per second; at X output tokens/s a million tokens take
+    10^6/X seconds: 9 x 10^6/(3600 X) = 2500/X (exact for the best, float64 for every row)."""
+    plan = priced["throughput"]
+    for best in (plan.best_aggregated, plan.best_disaggregated):
+        assert best.cost_per_million_tokens == sp.Rational(2500) / best.tokens_per_second
+    cols = plan.columns
+    assert np.allclose(cols["cost_per_million_tokens"], 2500 / cols["tokens_per_second"], rtol=1e-15)
+
+
+def test_the_cost_objective_takes_the_most_tokens_over_the_gpus_paid_for(priced):
+    """By brute force over the rows meeting the targets: the cheapest of each kind is the row with
+    the most tokens/s (all 3 GPUs paid for); the throughput objective's, the most tokens/s/GPU."""
+    for objective, key in (("cost", "tokens_per_second"), ("throughput", "tokens_per_second_per_gpu")):
+        plan = priced[objective]
+        cols = plan.columns
+        for kind in ("aggregated", "disaggregated"):
+            mine = (cols["kind"] == kind) & cols["meets_sla"]
+            best = getattr(plan, f"best_{kind}")
+            assert float(getattr(best, key)) == pytest.approx(cols[key][mine].max(), rel=1e-12)
+    # the cheapest never costs more than the best per GPU used, nor serves more tokens per GPU used
+    cheap, fast = priced["cost"].best_aggregated, priced["throughput"].best_aggregated
+    assert cheap.cost_per_million_tokens <= fast.cost_per_million_tokens
+    assert fast.tokens_per_second_per_gpu >= cheap.tokens_per_second_per_gpu
+
+
+def test_a_budget_buys_whole_gpus():
+    from symcost.plan.serving.deploy import gpus_for_budget
+
+    assert gpus_for_budget(20, Fraction(5, 2)) == 8 and gpus_for_budget(Fraction(99, 10), 1) == 9
+    with pytest.raises(ConfigError, match="budget: 1 per hour buys no GPU at 2 per GPU-hour"):
+        gpus_for_budget(1, 2)
+    with pytest.raises(ConfigError, match="objective: 'cost' needs gpu_price"):
+        plan_deployment(TINY, ROUND, (5, 8), 2, TTFT, TPOT, objective="cost", **OPTIONS)
