@@ -88,6 +88,8 @@ def plan_cmd(args: argparse.Namespace) -> int:
     chip = hardware_arg(args.hardware, args.engine)
     if args.plot:
         check_out(args.plot, "--plot", plot=True)
+    if args.html:
+        check_out(args.html, "--html")
     from ..errors import ConfigError
     from ..plan.serving import Workload
     from ..plan.serving.deploy import gpus_for_budget, plan_deployment
@@ -129,6 +131,12 @@ def plan_cmd(args: argparse.Namespace) -> int:
 
         guarded_write(lambda: draw(plan, args.plot), "--plot", args.plot)
         lines.append(f"Pareto front plot written to {args.plot}")
+    if args.html:
+        from ..report.html import write_html_report
+
+        guarded_write(lambda: write_html_report(args.html, model, chip, seq_len=args.isl, dtype=args.dtype,
+                                                phases=("prefill", "decode"), serving_plan=plan), "--html", args.html)
+        lines.append(f"HTML report written to {args.html}")
     emit(args, data, lines)
     return 0
 
@@ -168,6 +176,8 @@ def register(sub: Any) -> None:
                    "vLLM 0.9 of HBM, else 0.9)")
     p.add_argument("--no-disaggregated", action="store_true", help="aggregated deployments only")
     p.add_argument("--plot", default=None, help="also draw the Pareto front (.png, .svg or .pdf)")
+    p.add_argument("--html", default=None, metavar="FILE", help="also write an HTML report with a serving section "
+                   "(the best deployments, the front and its chart)")
     p.add_argument("--json", action="store_true", help="machine-readable JSON output")
     p.set_defaults(func=plan_cmd)
 

@@ -110,3 +110,13 @@ def test_a_budget_and_a_price_give_the_gpus_and_the_costs(capsys):
 def test_bad_cost_options_are_one_line(capsys, extra, message):
     code, _, err = run(capsys, *ARGS, *extra)
     assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_html_writes_the_report_with_its_serving_section(capsys, tmp_path):
+    page = tmp_path / "plan.html"
+    code, out, _ = run(capsys, *ARGS, "--html", str(page))
+    assert code == 0 and f"HTML report written to {page}" in out
+    text = page.read_text(encoding="utf-8")
+    assert "<section id='serving'><h2>Serving plan</h2>" in text and "ISL 1000 / OSL 100 on 2 x H100_SXM" in text
+    code, _, err = run(capsys, *ARGS, "--html", str(tmp_path / "missing" / "plan.html"))
+    assert code == 2 and "argument --html: cannot write" in err
