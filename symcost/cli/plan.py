@@ -111,7 +111,7 @@ def plan_cmd(args: argparse.Namespace) -> int:
                                dtype=args.dtype, tp=args.tp, pp=args.pp, max_concurrency=args.max_concurrency,
                                disaggregated=not args.no_disaggregated, token_budget=args.token_budget,
                                memory_fraction=args.memory_fraction, gpu_price=args.gpu_price,
-                               objective=args.objective)
+                               objective=args.objective, ep=args.ep)
     except ConfigError as err:  # no layout: the options that chose them
         if not str(err).startswith("layouts: "):
             raise
@@ -166,6 +166,8 @@ def register(sub: Any) -> None:
     p.add_argument("--tp", type=int_list, default=None, help="TP degrees to try, e.g. 1,2,4,8 (default: powers of 2 "
                    "up to the scale-up domain)")
     p.add_argument("--pp", type=int_list, default=[1], help="PP degrees to try (default 1)")
+    p.add_argument("--ep", type=int_list, default=None, help="for a MoE model, attention-DP x EP degrees to try, "
+                   "e.g. 4,8 (default: 2, 4, ... up to the scale-up domain; 1: none)")
     p.add_argument("--max-concurrency", type=positive, default=512,
                    help="largest concurrency per engine (and decode batch) tried (default 512)")
     p.add_argument("--token-budget", type=positive, default=None,

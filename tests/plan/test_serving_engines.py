@@ -88,9 +88,9 @@ def test_the_disaggregated_decode_pool_uses_the_engines_rule():
     the HBM, (5,000,000 - 3,385,856)/16,384 = 98 requests; the batch grid's largest up to 98 is 96."""
     chip = _engine("static", 16)
     opts = _Options(TINY, chip, Workload.of(5, 8), 1, "bf16", sp.Integer(1), sp.Integer(1), None, None, 512)
-    dec = _decode(opts, (1, 1))
+    dec = _decode(opts, (1, 1, 1))
     assert int(dec.batches[-1]) == 96
-    below = _decode(opts.__class__(**{**opts.__dict__, "max_concurrency": 98}), (1, 1))
+    below = _decode(opts.__class__(**{**opts.__dict__, "max_concurrency": 98}), (1, 1, 1))
     assert int(below.batches[-1]) == 96
 
 

@@ -7,6 +7,14 @@ concurrency ``c`` (its :func:`~symcost.plan.serving.batching.serving_curve`, swe
 ``c = 1 .. max_concurrency``). A replica's TTFT and TPOT are the deployment's; its tokens/s per
 GPU too (``r`` replicas serve ``r`` times the tokens on ``r`` times the GPUs).
 
+**Attention data-parallelism with expert parallelism** (a mixture-of-experts model; SGLang's
+``--enable-dp-attention``, the wide-EP deployments of DeepSeek-V3): ``d`` ranks each run attention,
+KV cache and the dense parts for their own requests and hold ``1/d`` of the experts, the tokens
+crossing to their experts and back in the all-to-alls of the core's expert grid (EP ``d`` over DP
+``d``, :func:`_par`). One rank's curve is an engine's (its chip, its concurrency); a replica is
+``d`` ranks. NB: every rank at the same load; the engine's memory defaults are a TP 1 rank's
+(SGLang adds to its reserve with DP attention, not modelled); prefill pools stay TP x PP.
+
 **Disaggregated** (DistServe, Zhong et al. 2024): ``n_p`` prefill instances (TP x PP layout of
 their own) and ``n_d`` decode instances (another), ``n_p t_p p_p + n_d t_d p_d <= G``. A decode
 instance runs a continuous batch of ``B`` requests, decode only (no prefill interference):
@@ -131,65 +139,90 @@ class _Options:
             return None
         return self.gpu_price * self.gpus * 10**6 / (3600 * tokens_per_second)
 
-    def engine(self, layout: tuple[int, int]) -> Any:
+    def engine(self, layout: tuple[int, int, int]) -> Any:
         """The engine's budget, memory fraction and rule, KV block on ``layout``
         (:func:`~symcost.plan.serving.batching.engine_defaults`)."""
         return engine_defaults(self.chip, layout[0] * layout[1], self.token_budget, self.memory_fraction)
 
 
-def _layout(tp: int, pp: int) -> str:
+def _layout(tp: int, pp: int, dp: int = 1) -> str:
+    if dp != 1:
+        return f"DP-attention {dp} x EP {dp}"
     return f"TP {tp}" + (f" x PP {pp}" if pp != 1 else "")
 
 
-def _par(tp: int, pp: int) -> dict[str, int]:
+def _par(tp: int, pp: int, dp: int = 1) -> dict[str, int]:
+    """The parallelism of a layout: TP x PP, or (``dp > 1``) attention data-parallel over ``dp``
+    ranks with the experts split ``dp`` ways (the core's expert grid: EP ``dp`` over DP ``dp``,
+    ETP 1), each rank running attention for its own requests."""
+    if dp != 1:
+        return {"data_parallel": dp, "expert_parallel": dp, "expert_tensor_parallel": 1}
     return {"tensor_parallel": tp, "pipeline_parallel": pp}
 
 
+def _is_moe(model: Model) -> bool:
+    """Whether a block of ``model`` runs a mixture of experts (its MLP has ``num_experts``)."""
+    return any(hasattr(getattr(blk, "mlp", None), "num_experts") for blk, _ in model.blocks)
+
+
+def _powers(gpus: int, chip: Hardware, least: int = 1) -> list[int]:
+    return [2**k for k in range(8) if least <= 2**k <= min(gpus, int(chip.scale_up_domain))]
+
+
 def layouts(model: Model, chip: Hardware, gpus: int, tp: Optional[Sequence[int]] = None,
-            pp: Sequence[int] = (1,)) -> list[tuple[int, int]]:
-    """The ``(tp, pp)`` layouts the search tries: TP degrees of ``tp`` (default 1, 2, 4, ... up
+            pp: Sequence[int] = (1,), ep: Optional[Sequence[int]] = None) -> list[tuple[int, int, int]]:
+    """The ``(tp, pp, dp)`` layouts the search tries: TP degrees of ``tp`` (default 1, 2, 4, ... up
     to the scale-up domain) and PP degrees of ``pp`` whose product fits ``gpus`` and whose
-    sharding the model allows.
+    sharding the model allows (``dp = 1``); for a mixture-of-experts model also attention
+    data-parallelism with expert parallelism, ``(1, 1, d)`` for ``d`` of ``ep`` (default 2, 4, ...
+    up to the scale-up domain; degrees below 2 are none) that divide its experts (:func:`_par`).
 
     >>> from symcost import models
     >>> layouts(models.get("llama-3-8b"), get_hardware("H100_SXM"), 8)
-    [(1, 1), (2, 1), (4, 1), (8, 1)]
+    [(1, 1, 1), (2, 1, 1), (4, 1, 1), (8, 1, 1)]
+    >>> layouts(models.get("mixtral-8x7b"), get_hardware("H100_SXM"), 8, tp=[8])
+    [(8, 1, 1), (1, 1, 2), (1, 1, 4), (1, 1, 8)]
     """
-    domain = int(chip.scale_up_domain)
-    tps = tp if tp is not None else [2**k for k in range(8) if 2**k <= min(gpus, domain)]
+    tps = tp if tp is not None else _powers(gpus, chip)
+    candidates = [(int(t), int(p), 1) for t in tps for p in pp if t * p <= gpus]
+    if _is_moe(model):
+        eps = ep if ep is not None else _powers(gpus, chip, 2)
+        candidates += [(1, 1, int(d)) for d in eps if 2 <= d <= gpus]
     found = []
-    for t in tps:
-        for p in pp:
-            if t * p > gpus:
-                continue
-            try:
-                model.with_parallelism(_par(t, p))
-            except ValueError:
-                continue  # heads or widths the degree does not divide
-            found.append((int(t), int(p)))
+    for lay in candidates:
+        try:
+            model.with_parallelism(_par(*lay))
+        except (ValueError, SymcostError):
+            continue  # heads, widths or experts the degree does not divide
+        found.append(lay)
     return found
 
 
-def _aggregated(opts: _Options, layout: tuple[int, int]) -> Optional[dict[str, Any]]:
-    """Every concurrency of ``r`` replicas of one layout, as columns (``None`` when it does not fit)."""
-    tp, pp = layout
+def _aggregated(opts: _Options, layout: tuple[int, int, int]) -> Optional[dict[str, Any]]:
+    """Every concurrency of ``r`` replicas of one layout, as columns (``None`` when it does not fit).
+    An attention-DP layout's curve is one rank's (its own requests, ``concurrency`` each; the
+    experts' all-to-all with the other ranks at the same load): ``r d`` such engines."""
+    tp, pp, dp = layout
     try:
-        curve = serving_curve(opts.model, opts.chip, opts.workload, dtype=opts.dtype, parallelism=_par(tp, pp),
+        curve = serving_curve(opts.model, opts.chip, opts.workload, dtype=opts.dtype, parallelism=_par(*layout),
                               token_budget=opts.token_budget, memory_fraction=opts.memory_fraction)
     except SymcostError:
         return None  # the weights leave no room for one request's KV cache
-    replicas = opts.gpus // curve.chips
+    replicas = opts.gpus // (curve.chips * dp)
+    if replicas < 1:
+        return None
+    engines = replicas * dp
     grid = np.arange(1, opts.max_concurrency + 1, dtype=np.float64)
     s = curve.sweep(grid)
     mem = curve.memory
     running = np.minimum(grid, curve.kv_limit)
-    return {"kind": "aggregated", "layout": f"{replicas} x {_layout(tp, pp)}", "gpus": replicas * curve.chips,
-            "concurrency": replicas * grid, "ttft": s.ttft, "tpot": s.tpot,
-            "tokens_per_second": replicas * s.tokens_per_second,
+    return {"kind": "aggregated", "layout": f"{replicas} x {_layout(tp, pp, dp)}", "gpus": engines * curve.chips,
+            "concurrency": engines * grid, "ttft": s.ttft, "tpot": s.tpot,
+            "tokens_per_second": engines * s.tokens_per_second,
             "tokens_per_second_per_gpu": s.tokens_per_second_per_gpu,
             "tokens_per_second_per_user": s.tokens_per_second_per_user,
             "memory_per_chip": float(mem.weights + mem.activations) + running * float(mem.kv_per_request),
-            "curve": curve, "replicas": replicas}
+            "curve": curve, "replicas": engines}
 
 
 def batch_grid(largest: int) -> list[int]:
@@ -207,7 +240,7 @@ def batch_grid(largest: int) -> list[int]:
 class _Prefill:
     """One prefill instance of a layout: ``D_s``, ``D_m``, its KV send and its memory per chip."""
 
-    layout: tuple[int, int]
+    layout: tuple[int, int, int]
     chips: int
     whole: Any
     stage: Any
@@ -219,7 +252,7 @@ class _Prefill:
 class _Decode:
     """One decode instance of a layout: its TPOT over the batches ``batches``, the KV receive."""
 
-    layout: tuple[int, int]
+    layout: tuple[int, int, int]
     chips: int
     batches: np.ndarray
     tpot: np.ndarray
@@ -234,8 +267,10 @@ def _mean(workload: Workload, value: Any) -> Any:
     return sp.Add(*(w * sp.sympify(value(isl, osl)) for isl, osl, w in workload.points))
 
 
-def _prefill(opts: _Options, layout: tuple[int, int]) -> Optional[_Prefill]:
+def _prefill(opts: _Options, layout: tuple[int, int, int]) -> Optional[_Prefill]:
     """A prefill instance (batch-1 prompts), or ``None`` when one prompt does not fit it."""
+    if layout[2] != 1:
+        return None  # prefill pools run TP x PP layouts (attention data-parallelism is for decode)
     model, chip, par = opts.model, opts.chip, _par(*layout)
     try:
         engine = opts.engine(layout)
@@ -252,7 +287,7 @@ def _prefill(opts: _Options, layout: tuple[int, int]) -> Optional[_Prefill]:
     return _Prefill(layout, layout[0] * layout[1], whole, stage, send, memory)
 
 
-def _decode(opts: _Options, layout: tuple[int, int]) -> Optional[_Decode]:
+def _decode(opts: _Options, layout: tuple[int, int, int]) -> Optional[_Decode]:
     """A decode instance over the batches that fit its KV cache, or ``None`` when none does."""
     from ...analysis.solve import max_integer
 
@@ -278,13 +313,14 @@ def _decode(opts: _Options, layout: tuple[int, int]) -> Optional[_Decode]:
         return None
     from ...core.sweep import Sweeper
 
-    stages = layout[1]
-    # a pipelined decode instance runs its batch as p micro-batches, as the aggregated engine does
+    stages, ranks = layout[1], layout[2]
+    # a pipelined decode instance runs its batch as p micro-batches, as the aggregated engine does;
+    # an attention-DP instance runs d ranks of its own b requests each (b: one rank's batch here)
     per = sp.Max(1, b / stages) if stages != 1 else b
     context = opts.workload.decode_context(runtime)
     batches = np.asarray(batch_grid(fits), dtype=np.float64)
     swept = Sweeper({"tpot": steps.decode(per, context), "memory": memory})(batch_size=batches)
-    return _Decode(layout, layout[0] * stages, batches, swept.tpot, receive, swept.memory, memory)
+    return _Decode(layout, layout[0] * stages * ranks, ranks * batches, swept.tpot, receive, swept.memory, memory)
 
 
 def _disaggregated(opts: _Options, pre: _Prefill, dec: _Decode) -> list[dict[str, Any]]:
@@ -399,10 +435,10 @@ def _exact_disaggregated(opts: _Options, group: dict[str, Any], index: int) -> D
 
     pre, dec = group["pools"]
     n_p, n_d = group["counts"]
-    batch = int(dec.batches[index])
+    batch, ranks = int(dec.batches[index]), dec.layout[2]
     steps = engine_steps(opts.model, opts.chip, opts.dtype, _par(*dec.layout))
     context = opts.workload.decode_context(opts.chip.runtime)
-    tpot = sp.sympify(steps.decode(sp.Max(1, sp.Rational(batch, dec.layout[1])), context))
+    tpot = sp.sympify(steps.decode(sp.Max(1, sp.Rational(batch, dec.layout[1] * ranks)), context))
     d = opts.workload.decode_steps(opts.chip.runtime)
     t_kv = sp.Max(sp.sympify(pre.send), sp.sympify(dec.receive))
     slack = opts.ttft - pre.whole - t_kv
@@ -412,7 +448,8 @@ def _exact_disaggregated(opts: _Options, group: dict[str, Any], index: int) -> D
     gpus = group["gpus"]
     return Deployment("disaggregated", group["layout"], gpus, rate * (ttft + d * tpot), ttft, tpot, tokens,
                       tokens / gpus, 1 / tpot,
-                      max(sp.sympify(dec.memory_per_chip).xreplace({sym.batch_size: batch}), pre.memory),
+                      max(sp.sympify(dec.memory_per_chip).xreplace({sym.batch_size: sp.Rational(batch, ranks)}),
+                          pre.memory),
                       opts.cost(tokens), True)
 
 
@@ -434,12 +471,13 @@ def _best(opts: _Options, columns: dict, where: list, kind: str) -> Optional[Dep
 def plan_deployment(model: Model, hardware: Hardware | str, workload: Workload | tuple, gpus: int, ttft: Any,
                     tpot: Any, *, dtype: Any = "bf16", tp: Optional[Sequence[int]] = None, pp: Sequence[int] = (1,),
                     max_concurrency: int = 512, disaggregated: bool = True, token_budget: Optional[int] = None,
-                    memory_fraction: Any = None, gpu_price: Any = None, objective: str = "throughput"
-                    ) -> DeploymentPlan:
+                    memory_fraction: Any = None, gpu_price: Any = None, objective: str = "throughput",
+                    ep: Optional[Sequence[int]] = None) -> DeploymentPlan:
     """The deployments of ``model`` on ``gpus`` chips of ``hardware`` (under its engine profile)
     serving ``workload`` within a mean ``ttft`` and a ``tpot`` target (seconds): aggregated replicas
     at every concurrency up to ``max_concurrency`` and, with ``disaggregated``, every count of
-    prefill and decode instances; layouts of :func:`layouts` (``tp``, ``pp``). ``gpu_price`` (per
+    prefill and decode instances; layouts of :func:`layouts` (``tp``, ``pp``; for a MoE model
+    also attention-DP x EP degrees ``ep``, aggregated and as decode pools). ``gpu_price`` (per
     GPU-hour) adds each deployment's cost per million output tokens; ``objective`` ``"cost"``
     picks the cheapest of each kind instead of the most tokens/s/GPU. See the module's docstring.
 
@@ -461,7 +499,7 @@ def plan_deployment(model: Model, hardware: Hardware | str, workload: Workload |
     opts = _Options(model, chip, load, gpus, dtype, exact_number(ttft, "ttft"), exact_number(tpot, "tpot"),
                     token_budget, None if memory_fraction is None else exact_number(memory_fraction, "memory_fraction"),
                     max_concurrency, None if gpu_price is None else exact_number(gpu_price, "gpu_price"), objective)
-    tried = layouts(model, chip, gpus, tp, pp)
+    tried = layouts(model, chip, gpus, tp, pp, ep)
     if not tried:
         raise ConfigError(f"layouts: no TP x PP layout of {model.name} fits {gpus} GPUs (tp {tp}, pp {list(pp)})")
     groups = [g for g in (_aggregated(opts, lay) for lay in tried) if g is not None]
