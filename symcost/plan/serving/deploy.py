@@ -161,8 +161,8 @@ def _par(tp: int, pp: int, dp: int = 1) -> dict[str, int]:
 
 
 def _is_moe(model: Model) -> bool:
-    """Whether a block of ``model`` runs a mixture of experts (its MLP has ``num_experts``)."""
-    return any(hasattr(getattr(blk, "mlp", None), "num_experts") for blk, _ in model.blocks)
+    """Whether a block of ``model`` runs a mixture of experts (the layer contract's ``num_routed_experts``)."""
+    return any(blk.num_routed_experts is not None for blk, _ in model.blocks)
 
 
 def _powers(gpus: int, chip: Hardware, least: int = 1) -> list[int]:
