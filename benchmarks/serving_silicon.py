@@ -16,8 +16,9 @@ Compared: Llama-3.1-8B, Llama-3.1-70B and Qwen3-32B on H100 SXM, H200 SXM and B2
 vLLM and SGLang, the runs symcost has a model, a chip and a format for (bf16, FP8, FP8 block
 scaling costed as FP8, NVFP4), with the KV cache in bf16 (the runs do not say; the engines'
 default for these checkpoints). symcost's estimate is the run's engine at its concurrency
-(:func:`symcost.plan.serving.serving_curve`, under the engine profile of the backend, the engine's
-default token budget 8192 and memory fraction 0.9); beside it the static batch the issue
+(:func:`symcost.plan.serving.serving_curve`, under the engine profile of the backend, with that
+profile's token budget, memory fraction and rule and KV block size for the chip, e.g. SGLang's
+16384 tokens on B200); beside it the static batch the issue
 measured first: TTFT the prefill of ``c`` prompts, TPOT one decode step of ``c`` sequences at the
 mean context (``inference_step``). A ratio is symcost's over the measured value.
 """

@@ -54,13 +54,26 @@ def memory_fraction(text: str) -> Fraction:
     return value
 
 
+def price(text: str) -> Fraction:
+    """A positive amount of money, exactly as written (``2.5``, ``10``)."""
+    try:
+        value = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a positive amount such as 2.5, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive amount such as 2.5, got {text!r}")
+    return value
+
+
 def _deployment(d: Any) -> dict[str, Any]:
     if d is None:
         return None  # type: ignore[return-value]
     return {"kind": d.kind, "layout": d.layout, "gpus": d.gpus, "concurrency": num(d.concurrency),
             "ttft_s": num(d.ttft), "tpot_s": num(d.tpot), "tokens_per_second": num(d.tokens_per_second),
             "tokens_per_second_per_gpu": num(d.tokens_per_second_per_gpu),
-            "tokens_per_second_per_user": num(d.tokens_per_second_per_user), "memory_per_chip": num(d.memory_per_chip)}
+            "tokens_per_second_per_user": num(d.tokens_per_second_per_user), "memory_per_chip": num(d.memory_per_chip),
+            "cost_per_million_tokens": None if d.cost_per_million_tokens != d.cost_per_million_tokens  # NaN
+            else num(d.cost_per_million_tokens)}
 
 
 ASSUMES = ("aggregated: replicas of one engine at a fixed concurrency, continuous batching at steady state "
@@ -75,30 +88,42 @@ def plan_cmd(args: argparse.Namespace) -> int:
     chip = hardware_arg(args.hardware, args.engine)
     if args.plot:
         check_out(args.plot, "--plot", plot=True)
+    if args.html:
+        check_out(args.html, "--html")
     from ..errors import ConfigError
     from ..plan.serving import Workload
-    from ..plan.serving.deploy import plan_deployment
+    from ..plan.serving.deploy import gpus_for_budget, plan_deployment
 
+    if (args.gpus is None) == (args.budget is None):
+        raise UsageError("argument --gpus/--budget: give one of the two")
+    if args.gpu_price is None and (args.budget is not None or args.objective == "cost"):
+        raise UsageError(f"argument --gpu-price: needed with {'--budget' if args.budget else '--objective cost'}")
+    try:
+        gpus = args.gpus if args.budget is None else gpus_for_budget(args.budget, args.gpu_price)
+    except ConfigError as err:
+        raise UsageError(f"argument --budget: {str(err).removeprefix('budget: ')}") from None
     try:
         workload = Workload.of(args.isl, args.osl)
     except ConfigError as err:  # isl or osl: the option that set it
         raise UsageError(f"argument --{str(err).split()[0]}: {str(err).split(' ', 1)[1]}") from None
     try:
-        plan = plan_deployment(model, chip, workload, args.gpus, args.ttft, args.tpot,
+        plan = plan_deployment(model, chip, workload, gpus, args.ttft, args.tpot,
                                dtype=args.dtype, tp=args.tp, pp=args.pp, max_concurrency=args.max_concurrency,
                                disaggregated=not args.no_disaggregated, token_budget=args.token_budget,
-                               memory_fraction=args.memory_fraction)
+                               memory_fraction=args.memory_fraction, gpu_price=args.gpu_price,
+                               objective=args.objective, ep=args.ep)
     except ConfigError as err:  # no layout: the options that chose them
         if not str(err).startswith("layouts: "):
             raise
         raise UsageError(f"argument --tp/--pp: {str(err).removeprefix('layouts: ')}") from None
     gain = plan.disaggregation_gain
-    data = {"model": model.name, "hardware": chip.name, "engine": plan.engine, "gpus": args.gpus, "isl": args.isl,
+    data = {"model": model.name, "hardware": chip.name, "engine": plan.engine, "gpus": gpus, "isl": args.isl,
             "osl": args.osl, "ttft_target_s": num(plan.ttft_target), "tpot_target_s": num(plan.tpot_target),
             "best_aggregated": _deployment(plan.best_aggregated),
             "best_disaggregated": _deployment(plan.best_disaggregated),
             "disaggregation_gain": None if gain is None else num(gain),
             "front": [_deployment(d) for d in plan.front], "evaluated": len(plan.columns["ttft"]),
+            "gpu_price_per_hour": None if plan.gpu_price is None else num(plan.gpu_price), "objective": plan.objective,
             "assumes": ASSUMES}
     lines = [str(plan), f"  ({ASSUMES})"]
     if args.plot:
@@ -106,6 +131,12 @@ def plan_cmd(args: argparse.Namespace) -> int:
 
         guarded_write(lambda: draw(plan, args.plot), "--plot", args.plot)
         lines.append(f"Pareto front plot written to {args.plot}")
+    if args.html:
+        from ..report.html import write_html_report
+
+        guarded_write(lambda: write_html_report(args.html, model, chip, seq_len=args.isl, dtype=args.dtype,
+                                                phases=("prefill", "decode"), serving_plan=plan), "--html", args.html)
+        lines.append(f"HTML report written to {args.html}")
     emit(args, data, lines)
     return 0
 
@@ -120,7 +151,14 @@ def register(sub: Any) -> None:
     add_engine(p)
     p.add_argument("--dtype", choices=DTYPES, default="bf16", help="data type (default bf16)")
     add_model_options(p)
-    p.add_argument("--gpus", type=positive, required=True, help="GPUs to deploy on")
+    p.add_argument("--gpus", type=positive, default=None, help="GPUs to deploy on (or --budget)")
+    p.add_argument("--gpu-price", type=price, default=None,
+                   help="price per GPU-hour: adds each deployment's cost per million output tokens")
+    p.add_argument("--budget", type=price, default=None,
+                   help="money per hour instead of --gpus: buys floor(budget / gpu price) GPUs (needs --gpu-price)")
+    p.add_argument("--objective", choices=("throughput", "cost"), default="throughput",
+                   help="best = most tokens/s per GPU used (default), or cost = least per million tokens on "
+                   "the GPUs paid for (needs --gpu-price)")
     p.add_argument("--isl", type=positive, required=True, help="prompt tokens per request")
     p.add_argument("--osl", type=positive, required=True, help="output tokens per request (the first from the prefill)")
     p.add_argument("--ttft", type=duration, required=True, help="mean TTFT target: 1s, 500ms, 0.5")
@@ -128,14 +166,20 @@ def register(sub: Any) -> None:
     p.add_argument("--tp", type=int_list, default=None, help="TP degrees to try, e.g. 1,2,4,8 (default: powers of 2 "
                    "up to the scale-up domain)")
     p.add_argument("--pp", type=int_list, default=[1], help="PP degrees to try (default 1)")
+    p.add_argument("--ep", type=int_list, default=None, help="for a MoE model, attention-DP x EP degrees to try, "
+                   "e.g. 4,8 (default: 2, 4, ... up to the scale-up domain; 1: none)")
     p.add_argument("--max-concurrency", type=positive, default=512,
                    help="largest concurrency per engine (and decode batch) tried (default 512)")
-    p.add_argument("--token-budget", type=positive, default=8192,
-                   help="tokens per engine step, max_num_batched_tokens (default 8192)")
-    p.add_argument("--memory-fraction", type=memory_fraction, default=Fraction(9, 10),
-                   help="share of HBM the engine fills (default 0.9)")
+    p.add_argument("--token-budget", type=positive, default=None,
+                   help="tokens per engine step, max_num_batched_tokens (default: the engine profile's for the "
+                   "chip, else 8192)")
+    p.add_argument("--memory-fraction", type=memory_fraction, default=None,
+                   help="the engine's memory fraction, counted by its rule (default: the engine profile's, e.g. "
+                   "vLLM 0.9 of HBM, else 0.9)")
     p.add_argument("--no-disaggregated", action="store_true", help="aggregated deployments only")
     p.add_argument("--plot", default=None, help="also draw the Pareto front (.png, .svg or .pdf)")
+    p.add_argument("--html", default=None, metavar="FILE", help="also write an HTML report with a serving section "
+                   "(the best deployments, the front and its chart)")
     p.add_argument("--json", action="store_true", help="machine-readable JSON output")
     p.set_defaults(func=plan_cmd)
 

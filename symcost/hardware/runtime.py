@@ -18,6 +18,7 @@ import sympy as sp
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from ..errors import ConfigError
+from .serving import ServingDefaults
 from .validate import Seconds
 
 __all__ = ["IDEAL", "Overrides", "Runtime", "RUNTIMES", "register", "runtime", "runtimes"]
@@ -85,6 +86,10 @@ class Runtime(BaseModel):
     own fixed time (``"per_expert"``: Transformer Engine's FP8 ``GroupedLinear``, one cuBLAS GEMM
     per expert over its compute streams)."""
     overrides: Annotated[Overrides, BeforeValidator(_overrides)] = ()
+    serving: ServingDefaults = ServingDefaults()
+    """What the engine does by default with the chip's memory and its steps when it serves: token
+    budget, memory fraction and rule, KV block size (:class:`~symcost.hardware.serving.ServingDefaults`;
+    empty: the planner's own defaults)."""
 
     def decode_steps(self, output_len: Any) -> Any:
         """Decode steps that produce ``output_len`` tokens after the prefill."""

@@ -448,6 +448,48 @@ def _assumptions_section(page: _Page) -> str:
             + "<ul>" + "".join(f"<li>{_e(t)}</li>" for t in items) + "</ul></section>")
 
 
+def _deployment_cells(d: Any, priced: bool) -> list[str]:
+    cells = [_e(d.kind), _e(d.layout), str(d.gpus), _e(f"{float(d.concurrency):.4g}"),
+             _e(f"{float(d.tokens_per_second_per_gpu):,.0f}"), _e(f"{float(d.tokens_per_second_per_user):,.1f}"),
+             _e(quantity(d.ttft, "s")), _e(quantity(d.tpot, "s")), _e(quantity(d.memory_per_chip, "B"))]
+    return cells + ([_e(f"{float(d.cost_per_million_tokens):,.4g}")] if priced else [])
+
+
+def _serving_section(plan: Any, plots: bool, front: int = 12) -> str:
+    """A :class:`~symcost.plan.serving.deploy.DeploymentPlan`: its question, the best deployment of
+    each kind, the disaggregation gain, the Pareto front (at most ``front`` rows, evenly spaced)
+    and its chart."""
+    priced = plan.gpu_price is not None
+    header = ["kind", "layout", "GPUs", "concurrency", "tokens/s/GPU", "tokens/s/user", "TTFT", "TPOT",
+              "memory per chip"] + (["cost per 1M tokens"] if priced else [])
+    numeric = tuple(range(2, len(header)))
+    best = [b for b in (plan.best_aggregated, plan.best_disaggregated) if b is not None]
+    question = (f"{plan.workload.label()} on {plan.gpus} x {plan.hardware} ({plan.engine}); mean TTFT <= "
+                f"{quantity(plan.ttft_target, 's')}, TPOT <= {quantity(plan.tpot_target, 's')}; best = "
+                + ("least cost per million tokens at " + f"{float(plan.gpu_price):g} per GPU-hour"
+                   if plan.objective == "cost" else "most tokens/s per GPU"))
+    gain = plan.disaggregation_gain
+    ratio = "" if gain is None else f"<p>disaggregated / aggregated tokens/s/GPU: {_e(f'{float(gain):.3g}')}</p>"
+    shown = plan.front if len(plan.front) <= front else plan.front[:: -(-len(plan.front) // front)]
+    body = (f"<p class='note'>{_e(question)}</p><h3>Best of each kind</h3>"
+            + (_table(header, [_deployment_cells(d, priced) for d in best], numeric) if best
+               else "<p>No deployment meets the targets.</p>")
+            + ratio
+            + f"<h3>Pareto front ({len(plan.front)} deployments meeting the targets)</h3>"
+            + _table(header, [_deployment_cells(d, priced) for d in shown], numeric))
+    if plots:
+        from . import plots as charts
+
+        try:
+            charts.require_matplotlib()
+            body += (f"<figure>{_inline_svg(lambda p: charts.pareto_front(plan, p), 'front')}"
+                     "<figcaption>tokens/s/GPU against tokens/s/user: every deployment evaluated, the front, "
+                     "the best of each kind</figcaption></figure>")
+        except ImportError:
+            body += "<p class='note'>The chart needs matplotlib: <code>pip install symcost[plot]</code>.</p>"
+    return f"<section id='serving'><h2>Serving plan</h2>{body}</section>"
+
+
 def _origin(chip: Hardware) -> str:
     """The header's note on a chip read from a file: where its efficiency model comes from."""
     return f"; efficiency model: {chip.efficiency_from}" if chip.efficiency_from else ""
@@ -519,11 +561,13 @@ def html_report(model: Model, hardware: Union[Hardware, str], *, batch_size: int
                 dtype: DtypeLike = "bf16", parallelism: ParallelismLike = None,
                 prefill_chunk: Optional[int] = None, global_batch: Optional[int] = None,
                 recompute: Recompute = "none", zero_stage: int = 1, phases: Sequence[str] = PHASES,
-                plots: bool = True) -> str:
+                plots: bool = True, serving_plan: Any = None) -> str:
     """The HTML page of ``model`` on ``hardware`` (the text report's numbers, with charts).
 
     ``global_batch`` defaults to ``batch_size × dp × pp`` (one micro-batch per stage); ``phases``
-    picks among prefill, decode and training; ``plots=False`` leaves the charts out.
+    picks among prefill, decode and training; ``plots=False`` leaves the charts out;
+    ``serving_plan`` (a :class:`~symcost.plan.serving.deploy.DeploymentPlan`) adds a serving section:
+    the best deployment of each kind, the Pareto front and its chart.
     Raises :class:`~symcost.errors.ConfigError` for an unknown phase or a symbolic workload.
 
     The serving memory it tables is ``weights + KV cache + activations`` per chip; the KV cache
@@ -558,7 +602,8 @@ def html_report(model: Model, hardware: Union[Hardware, str], *, batch_size: int
     _steps(page)
     sections = [_summary_section(page), _model_section(page), _chip_section(page)]
     sections += [_phase_section(page, p) for p in page.phases]
-    sections += [_breakdown_section(page), _charts_section(page) if plots else "", _assumptions_section(page)]
+    sections += [_breakdown_section(page), _charts_section(page) if plots else ""]
+    sections += [_serving_section(serving_plan, plots) if serving_plan is not None else "", _assumptions_section(page)]
     title = f"{model.name} on {page.chip.name}: symcost report"
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"

@@ -75,3 +75,37 @@ def test_the_how_to_page_shows_a_plan_and_a_refused_layout():
                 for line in block.splitlines() if line.startswith("$ symcost plan")]
     assert len(commands) >= 2
     assert "best aggregated:" in section and "symcost: error: argument --tp/--pp" in section
+
+
+def test_a_budget_and_a_price_give_the_gpus_and_the_costs(capsys):
+    """--budget 5 at --gpu-price 2.5 buys 2 GPUs (the ARGS' --gpus 2): the same plan, each deployment
+    with 2.5 x 2 x 10^6/(3600 X) per million tokens."""
+    argv = [a for a in ARGS if a not in ("--gpus", "2")]
+    code, out, _ = run(capsys, *argv, "--budget", "5", "--gpu-price", "2.5", "--objective", "cost", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["gpus"] == 2 and data["gpu_price_per_hour"] == 2.5 and data["objective"] == "cost"
+    best = data["best_aggregated"]
+    assert best["cost_per_million_tokens"] == pytest.approx(5e6 / 3600 / best["tokens_per_second"], rel=1e-12)
+    code, out, _ = run(capsys, *ARGS, "--gpu-price", "2.5", "--objective", "cost")
+    assert code == 0 and "cheapest aggregated: " in out and " per 1M tokens" in out
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--objective", "cost"], "argument --gpu-price: needed with --objective cost"),
+    (["--budget", "5"], "argument --gpus/--budget: give one of the two"),
+    (["--gpu-price", "-1"], "argument --gpu-price: expected a positive amount such as 2.5, got '-1'"),
+])
+def test_bad_cost_options_are_one_line(capsys, extra, message):
+    code, _, err = run(capsys, *ARGS, *extra)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_html_writes_the_report_with_its_serving_section(capsys, tmp_path):
+    page = tmp_path / "plan.html"
+    code, out, _ = run(capsys, *ARGS, "--html", str(page))
+    assert code == 0 and f"HTML report written to {page}" in out
+    text = page.read_text(encoding="utf-8")
+    assert "<section id='serving'><h2>Serving plan</h2>" in text and "ISL 1000 / OSL 100 on 2 x H100_SXM" in text
+    code, _, err = run(capsys, *ARGS, "--html", str(tmp_path / "missing" / "plan.html"))
+    assert code == 2 and "argument --html: cannot write" in err

@@ -133,8 +133,10 @@ def test_a_replica_never_lowers_tokens_per_second():
 
 def test_layouts_are_those_the_model_divides():
     """TINY has 4 heads (2 KV heads): TP 8 does not divide them; TP x PP must fit the GPUs."""
-    assert layouts(TINY, ROUND, 8) == [(1, 1), (2, 1), (4, 1)]
-    assert layouts(TINY, ROUND, 4, pp=(1, 2)) == [(1, 1), (1, 2), (2, 1), (2, 2), (4, 1)]
+    assert layouts(TINY, ROUND, 8) == [(1, 1, 1), (2, 1, 1), (4, 1, 1)]
+    assert layouts(TINY, ROUND, 4, pp=(1, 2)) == [(1, 1, 1), (1, 2, 1), (2, 1, 1), (2, 2, 1), (4, 1, 1)]
+    # a dense model has no attention-DP x EP layout, even when asked
+    assert layouts(TINY, ROUND, 8, ep=[2]) == [(1, 1, 1), (2, 1, 1), (4, 1, 1)]
     assert batch_grid(7) == [1, 2, 3, 4, 6]
 
 
@@ -167,3 +169,107 @@ def test_brute_force_front_on_all_rows_of_a_small_plan(plan):
     for i in itertools.compress(range(len(cols["ttft"])), cols["meets_sla"]):
         u, g = cols["tokens_per_second_per_user"][i], cols["tokens_per_second_per_gpu"][i]
         assert any(fu >= u and fg >= g for fu, fg in front)
+
+
+# -- cost ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def priced():
+    """The module's plan at 3 per GPU-hour, on 3 GPUs (TP 1 and TP 2 layouts: some deployments
+    leave a GPU idle, which is still paid for), under each objective."""
+    return {objective: plan_deployment(TINY, ROUND, (5, 8), 3, TTFT, TPOT, gpu_price=3, objective=objective,
+                                       **OPTIONS) for objective in ("throughput", "cost")}
+
+
+def test_cost_per_million_tokens_by_hand(priced):
+    """3 GPUs at 3 per hour cost 9/3600 per second; at X output tokens/s a million tokens take
+    10^6/X seconds: 9 x 10^6/(3600 X) = 2500/X (exact for the best, float64 for every row)."""
+    plan = priced["throughput"]
+    for best in (plan.best_aggregated, plan.best_disaggregated):
+        assert best.cost_per_million_tokens == sp.Rational(2500) / best.tokens_per_second
+    cols = plan.columns
+    assert np.allclose(cols["cost_per_million_tokens"], 2500 / cols["tokens_per_second"], rtol=1e-15)
+
+
+def test_the_cost_objective_takes_the_most_tokens_over_the_gpus_paid_for(priced):
+    """By brute force over the rows meeting the targets: the cheapest of each kind is the row with
+    the most tokens/s (all 3 GPUs paid for); the throughput objective's, the most tokens/s/GPU."""
+    for objective, key in (("cost", "tokens_per_second"), ("throughput", "tokens_per_second_per_gpu")):
+        plan = priced[objective]
+        cols = plan.columns
+        for kind in ("aggregated", "disaggregated"):
+            mine = (cols["kind"] == kind) & cols["meets_sla"]
+            best = getattr(plan, f"best_{kind}")
+            assert float(getattr(best, key)) == pytest.approx(cols[key][mine].max(), rel=1e-12)
+    # the cheapest never costs more than the best per GPU used, nor serves more tokens per GPU used
+    cheap, fast = priced["cost"].best_aggregated, priced["throughput"].best_aggregated
+    assert cheap.cost_per_million_tokens <= fast.cost_per_million_tokens
+    assert fast.tokens_per_second_per_gpu >= cheap.tokens_per_second_per_gpu
+
+
+def test_a_budget_buys_whole_gpus():
+    from symcost.plan.serving.deploy import gpus_for_budget
+
+    assert gpus_for_budget(20, Fraction(5, 2)) == 8 and gpus_for_budget(Fraction(99, 10), 1) == 9
+    with pytest.raises(ConfigError, match="budget: 1 per hour buys no GPU at 2 per GPU-hour"):
+        gpus_for_budget(1, 2)
+    with pytest.raises(ConfigError, match="objective: 'cost' needs gpu_price"):
+        plan_deployment(TINY, ROUND, (5, 8), 2, TTFT, TPOT, objective="cost", **OPTIONS)
+
+
+# -- attention data-parallelism with expert parallelism (MoE) --------------------------------
+
+
+def _tiny_moe():
+    from symcost.models.builders import mixtral
+
+    return mixtral(hidden_size=128, num_heads=4, num_kv_heads=2, num_layers=2, vocab_size=1000,
+                   intermediate_size=256, num_experts=4, top_k=2, name="tiny-moe")
+
+
+def test_moe_layouts_add_attention_dp_with_ep_degrees_that_divide_the_experts():
+    """4 experts: EP 2 and 4 divide them, 8 does not; TP 8 does not divide the 4 heads."""
+    moe = _tiny_moe()
+    assert layouts(moe, ROUND, 8) == [(1, 1, 1), (2, 1, 1), (4, 1, 1), (1, 1, 2), (1, 1, 4)]
+    assert layouts(moe, ROUND, 8, tp=[1], ep=[1, 4]) == [(1, 1, 1), (1, 1, 4)]
+
+
+def test_an_attention_dp_rank_holds_its_share_of_the_experts_and_replicas_count_ranks():
+    """A rank of DP-attention 2 x EP 2 holds half the experts: each expert 3 x 128 x 256 = 98,304
+    parameters, 4 per layer, 2 layers = 786,432; half of them, 393,216 x 2 bytes = 786,432 bytes
+    fewer than TP 1 (attention and the rest whole on every rank). On 4 GPUs: 2 replicas of 2
+    ranks, 4 engines: concurrency and tokens/s 4 times a rank's, tokens/s/GPU a rank's."""
+    moe = _tiny_moe()
+    options = dict(token_budget=40, memory_fraction=Fraction(1, 2))
+    dense = serving_curve(moe, ROUND, (5, 8), parallelism={"tensor_parallel": 1}, **options)
+    rank = serving_curve(moe, ROUND, (5, 8), parallelism={"data_parallel": 2, "expert_parallel": 2,
+                                                           "expert_tensor_parallel": 1}, **options)
+    assert dense.memory.weights - rank.memory.weights == 786_432 and rank.chips == 1
+    plan = plan_deployment(moe, ROUND, (5, 8), 4, 1, 1, tp=[1], ep=[2], disaggregated=False, max_concurrency=8,
+                           **options)
+    cols = plan.columns
+    mine = cols["layout"] == "2 x DP-attention 2 x EP 2"
+    assert set(cols["gpus"][mine]) == {4}
+    assert cols["concurrency"][mine].tolist() == [4.0 * c for c in range(1, 9)]
+    at3 = rank.at(3)
+    row = np.nonzero(mine)[0][2]
+    assert cols["tokens_per_second"][row] == pytest.approx(4 * float(at3.tokens_per_second), rel=1e-12)
+    assert cols["tokens_per_second_per_gpu"][row] == pytest.approx(float(at3.tokens_per_second_per_gpu), rel=1e-12)
+
+
+def test_an_attention_dp_decode_pool_batches_per_rank():
+    """A decode instance of DP-attention 2 x EP 2: 2 GPUs, a batch B of B/2 per rank, its TPOT the
+    rank's decode step at B/2 requests (engine_steps), its KV bound a rank's."""
+    from symcost.plan.serving.deploy import _decode, _Options
+    from symcost.plan.serving.workload import Workload
+
+    moe = _tiny_moe()
+    opts = _Options(moe, ROUND, Workload.of(5, 8), 4, "bf16", sp.Integer(1), sp.Integer(1), 40, Fraction(1, 2), 64)
+    dec = _decode(opts, (1, 1, 2))
+    steps = engine_steps(moe, ROUND, parallelism={"data_parallel": 2, "expert_parallel": 2,
+                                                   "expert_tensor_parallel": 1})
+    context = opts.workload.decode_context(ROUND.runtime)
+    assert dec.chips == 2 and dec.batches.tolist() == [2.0 * b for b in batch_grid(64)]
+    for k, b in enumerate(batch_grid(64)):
+        assert dec.tpot[k] == pytest.approx(float(steps.decode(b, context)), rel=1e-12)

@@ -27,6 +27,7 @@ from ...errors import HardwareError
 from ..chip import Hardware
 from ..datafile import read, resolve
 from ..runtime import Runtime, register
+from ..serving import MEMORY_RULES, ServingDefaults, Tier
 
 if TYPE_CHECKING:
     from importlib.abc import Traversable
@@ -37,6 +38,50 @@ _FOLDER = resources.files(__name__)
 _TERMS = ("cuda_graphs", "step_overhead", "collective_overhead", "prefill_emits_first_token", "allreduce",
           "grouped_gemm", "moe_sync_time")
 _NAMES = ("cuda_graphs", "prefill_emits_first_token", "allreduce", "grouped_gemm")  # values that are not numbers
+_TIERED = ("token_budget", "memory_fraction", "memory_reserve")
+_SERVING = (*_TIERED, "memory_reserve_per_gpu", "memory_fraction_digits", "memory_rule", "kv_block_tokens")
+_TIER_KEYS = {"value", "hbm_below_gib", "name_contains", "gpus_below"}
+
+
+def _tiers(entry: Any, where: str) -> tuple[Tier, ...]:
+    """A ``serving`` entry whose value is a number or a list of tiers (``{"value", "hbm_below_gib",
+    "name_contains", "gpus_below"}``, the first that matches a chip applies), the entry's unit on
+    every value."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("value"), list):
+        return (Tier(resolve(entry, where, {})),)
+    out = []
+    for i, tier in enumerate(entry["value"]):
+        if not isinstance(tier, dict) or set(tier) - _TIER_KEYS or "value" not in tier:
+            raise HardwareError(f"{where}[{i}]: a tier is an object of {', '.join(sorted(_TIER_KEYS))} "
+                                "(value required)")
+        number = resolve({"value": tier["value"], "unit": entry.get("unit"), "source": entry.get("source")},
+                         f"{where}[{i}]", {})
+        below = tier.get("hbm_below_gib")
+        out.append(Tier(number, None if below is None else resolve({"value": below, "unit": "GiB", "source": "-"},
+                                                                    f"{where}[{i}].hbm_below_gib", {}),
+                        tier.get("name_contains"), tier.get("gpus_below")))
+    if entry.get("source") is None:
+        raise HardwareError(f"{where} has no source")
+    return tuple(out)
+
+
+def _serving(raw: Any, where: str) -> ServingDefaults:
+    """The ``serving`` object of a profile file (:class:`~symcost.hardware.serving.ServingDefaults`)."""
+    if not isinstance(raw, dict) or set(raw) - set(_SERVING):
+        raise HardwareError(f"{where}: serving must be an object of {', '.join(_SERVING)}")
+    values: dict[str, Any] = {}
+    for field, entry in raw.items():
+        here = f"{where}: serving.{field}"
+        if field in _TIERED:
+            values[field] = _tiers(entry, here)
+        elif field == "memory_rule":
+            values[field] = resolve(entry, here, {}, name_field=True)
+            if values[field] not in MEMORY_RULES:
+                raise HardwareError(f"{here} must be one of {', '.join(MEMORY_RULES)}, got {values[field]!r}")
+        else:
+            number = resolve(entry, here, {})
+            values[field] = number if field == "memory_reserve_per_gpu" else int(number)
+    return ServingDefaults(**values)
 
 
 def _chips(raw: Any, where: str, shared: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -57,9 +102,10 @@ def load(file: "Traversable | Path", shared: dict[str, Any] | None = None) -> Ru
     """The profile of one engine data file, checked: known terms and chip fields, a source for
     every value; one-line :class:`~symcost.errors.HardwareError` naming the file otherwise."""
     data = read(file)
-    unknown = set(data) - {"name", "backend", "version", "note", "fields", "chips"}
+    unknown = set(data) - {"name", "backend", "version", "note", "fields", "chips", "serving"}
     if unknown or not isinstance(data.get("name"), str):
-        raise HardwareError(f"{file.name}: expected keys name (a string), backend, version, note, fields, chips; "
+        raise HardwareError(f"{file.name}: expected keys name (a string), backend, version, note, fields, chips, "
+                            "serving; "
                             f"got {', '.join(sorted(data))}")
     shared = {} if shared is None else shared
     terms = data.get("fields", {})
@@ -68,7 +114,8 @@ def load(file: "Traversable | Path", shared: dict[str, Any] | None = None) -> Ru
     values = {t: resolve(e, f"{file.name}: {t}", shared, t in _NAMES) for t, e in terms.items()}
     try:
         return Runtime(name=data["name"], backend=str(data.get("backend", "")), version=str(data.get("version", "")),
-                       overrides=_chips(data.get("chips", {}), file.name, shared), **values)
+                       overrides=_chips(data.get("chips", {}), file.name, shared),
+                       serving=_serving(data.get("serving", {}), file.name), **values)
     except ValidationError as err:
         first = err.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
@@ -83,6 +130,7 @@ def field_sources(name: str) -> dict[str, str]:
         if data.get("name") != name:
             continue
         out = {t: e["source"] for t, e in data.get("fields", {}).items()}
+        out.update({f"serving.{t}": e["source"] for t, e in data.get("serving", {}).items()})
         for chip, fields in data.get("chips", {}).items():
             out.update({f"{chip}.{f}": e["source"] for f, e in fields.items()})
         return out

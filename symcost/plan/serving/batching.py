@@ -30,12 +30,17 @@ engine runs ``m`` steps that carry prefill and the others decode only:
   tokens, the decoders wait) or decode (``c`` tokens); ``m = c I/Q`` prefill steps per cycle,
   ``TPOT = (D tau_dec + (m - 1) tau_pre)/D``.
 
-KV capacity bounds the running requests: ``c_kv = floor((phi M - W - A)/kv)``, with ``phi`` the
-engine's memory fraction of HBM ``M``, ``W`` the weights and ``A`` the activations of a step of
-``T`` tokens on the fullest chip, ``kv`` a request's KV cache at its last step; past ``c_kv`` the
-engine runs ``c_kv`` and the others queue. In every regime Little's law closes the loop:
-``c = X (TTFT + D TPOT)``, so ``TTFT = c/X - D TPOT`` (the wait for the budget or for KV space
-included). With ``p`` pipeline stages the engine runs ``p`` micro-batches of ``c/p`` requests
+KV capacity bounds the running requests: ``c_kv = floor(R/kv)``, with ``R`` the KV room the
+engine leaves on the fullest chip of HBM ``M`` holding weights ``W`` and the activations ``A`` of a
+step of ``T`` tokens, by the engine's memory rule and fraction ``phi``
+(:mod:`symcost.hardware.serving`: ``phi M - W - A`` for vLLM, ``phi (M - W - A)`` for
+TensorRT-LLM, ``phi M - W`` for SGLang), and ``kv`` a request's KV cache at its last step, its
+``n`` tokens held in blocks of ``B``: ``ceil(n/B) B`` tokens' worth (vLLM 16, TensorRT-LLM 32,
+SGLang 1); past ``c_kv`` the engine runs ``c_kv`` and the others queue. ``T``, ``phi``, the rule
+and ``B`` are the engine profile's (``Runtime.serving``), or :data:`DEFAULT_TOKEN_BUDGET`,
+:data:`DEFAULT_MEMORY_FRACTION`, ``"total"`` and 1 for a profile without them. In every regime
+Little's law closes the loop: ``c = X (TTFT + D TPOT)``, so ``TTFT = c/X - D TPOT`` (the wait for
+the budget or for KV space included). With ``p`` pipeline stages the engine runs ``p`` micro-batches of ``c/p`` requests
 (vLLM's virtual engines), each stepping through every stage: ``X = min(c, p) X_1(max(1, c/p))``.
 
 A benchmark at a fixed concurrency starts its ``c`` clients at once: their first requests queue
@@ -71,26 +76,27 @@ from ...core._expr import exact_value
 from ...errors import ConfigError
 from ...hardware import Hardware
 from ...hardware import get as get_hardware
+from ...hardware.serving import memory_bound, paged_tokens
 from ...models.model import Model
 from ..inference import inference_step
+from .queueing import PERCENTILES, md1_wait_quantile
 from .steps import EngineSteps, engine_steps
 from .workload import Workload, exact_number
 
-__all__ = ["DEFAULT_MEMORY_FRACTION", "DEFAULT_TOKEN_BUDGET", "SEPARATE_PREFILL", "ServingCurve", "ServingMemory",
-           "ServingPoint",
-           "continuous_batching", "serving_curve"]
+__all__ = ["DEFAULT_MEMORY_FRACTION", "DEFAULT_TOKEN_BUDGET", "SEPARATE_PREFILL", "EngineDefaults", "ServingCurve",
+           "ServingMemory", "ServingPoint", "continuous_batching", "engine_defaults", "serving_curve"]
 
 DEFAULT_TOKEN_BUDGET = 8192
-"""Tokens per engine step (``max_num_batched_tokens``): vLLM's default for its OpenAI server on GPUs
-of 70 GiB or more (``vllm/engine/arg_utils.py``, ``EngineArgs`` batch defaults), TensorRT-LLM's
-``max_num_tokens`` (``BuildConfig``) and SGLang's ``chunked_prefill_size`` on GPUs under 160 GB
-(``sglang/srt/server_args.py``); SGLang takes 16384 on larger ones (B200)."""
+"""Tokens per engine step (``max_num_batched_tokens``) under a profile that sets none (``neutral``):
+vLLM's default for its OpenAI server on GPUs of 70 GiB or more (``vllm/engine/arg_utils.py``,
+``EngineArgs`` batch defaults), TensorRT-LLM's ``max_num_tokens`` and SGLang's
+``chunked_prefill_size`` on H100 and H200 (``sglang/srt/server_args.py``). The named profiles carry
+their own, per chip (``symcost/hardware/engines/*.json``, ``serving.token_budget``)."""
 
 DEFAULT_MEMORY_FRACTION = sp.Rational(9, 10)
-"""Share of HBM the engine may fill (weights, activations, KV cache): vLLM's
-``gpu_memory_utilization`` default 0.9 (``EngineArgs``). TensorRT-LLM's
-``KvCacheConfig.free_gpu_memory_fraction`` is 0.9 of what the weights leave; SGLang's
-``mem_fraction_static`` 0.88 at TP 1."""
+"""Share of HBM the engine may fill (weights, activations, KV cache) under a profile that sets
+none: vLLM's ``gpu_memory_utilization`` default 0.9 (``vllm/config/cache.py``). The named profiles
+carry their own fraction and how it is counted (``serving.memory_fraction``, ``memory_rule``)."""
 
 SEPARATE_PREFILL = frozenset({"sglang"})
 """Engine backends whose steps carry prefill or decode, never both: SGLang unless
@@ -246,7 +252,10 @@ class ServingPoint:
     ``tokens_per_second_per_user`` ``1/TPOT``; ``prefill_step`` and ``decode_step``: the step that
     carries prefill and a decode-only step; ``queue``: how TTFT's wait is modelled;
     ``first_wave_ttft``: the mean TTFT of the first ``concurrency`` requests sent at once to an
-    idle engine (a closed loop only).
+    idle engine (a closed loop only); ``ttft_percentiles``: at an arrival rate, ``{p: TTFT}`` for
+    ``p`` of :data:`~symcost.plan.serving.queueing.PERCENTILES`, the steady TTFT plus the M/D/1
+    wait's percentile (:func:`~symcost.plan.serving.queueing.md1_wait_quantile`; a number, not a
+    closed form); ``None`` in a closed loop, whose mean-field TTFT is the same for every request.
     """
 
     concurrency: Any
@@ -265,6 +274,7 @@ class ServingPoint:
     chips: int
     queue: str
     first_wave_ttft: Any = None
+    ttft_percentiles: Any = None
 
     def __str__(self) -> str:
         from ...core import units
@@ -280,30 +290,72 @@ class ServingPoint:
 
 @dataclass(frozen=True)
 class ServingMemory:
-    """What bounds the running requests, per chip of the fullest pipeline stage (bytes)."""
+    """What bounds the running requests, per chip of the fullest pipeline stage (bytes):
+    ``budget`` the bytes weights, activations and KV cache may reach together under the engine's
+    ``rule`` (:func:`~symcost.hardware.serving.memory_bound`), ``kv_per_request`` a request's KV
+    cache at its end in blocks of ``block_tokens``."""
 
     budget: Any
     weights: Any
     activations: Any
     kv_per_request: Any
     kv_limit: int
+    rule: str = "total"
+    block_tokens: int = 1
 
 
-def _memory(model: Model, chip: Hardware, workload: Workload, budget: Any, fraction: Any, dtype: Any,
+@dataclass(frozen=True)
+class EngineDefaults:
+    """The token budget ``T``, memory fraction ``phi``, memory rule and KV block size an engine
+    runs with on a chip and layout (:func:`engine_defaults`)."""
+
+    token_budget: int
+    memory_fraction: Any
+    memory_rule: str
+    kv_block_tokens: int
+
+
+def engine_defaults(chip: Hardware, gpus: int, token_budget: Optional[int] = None,
+                    memory_fraction: Any = None) -> EngineDefaults:
+    """What the engine of ``chip.runtime`` runs with on ``chip`` in a replica of ``gpus`` chips
+    (TP x PP): the given ``token_budget`` and ``memory_fraction``, else the profile's for this chip
+    (``Runtime.serving``), else :data:`DEFAULT_TOKEN_BUDGET` and :data:`DEFAULT_MEMORY_FRACTION`.
+
+    >>> from symcost import hardware
+    >>> d = engine_defaults(hardware.get("B200").with_runtime("sglang"), 1)
+    >>> d.token_budget, d.memory_fraction, d.memory_rule    # 1 - (26,112 + 128) MiB / 180 GB, to 3 digits
+    (16384, 847/1000, 'static')
+    """
+    serving = chip.runtime.serving
+    budget = _budget(token_budget if token_budget is not None else
+                     serving.budget(chip.name, chip.hbm_capacity, gpus) or DEFAULT_TOKEN_BUDGET)
+    if memory_fraction is None:
+        memory_fraction = serving.fraction(chip.name, chip.hbm_capacity, gpus)
+    fraction = exact_number(DEFAULT_MEMORY_FRACTION if memory_fraction is None else memory_fraction,
+                            "memory_fraction")
+    if fraction > 1:
+        raise ConfigError(f"memory_fraction must be at most 1, got {fraction}")
+    return EngineDefaults(budget, fraction, serving.memory_rule, int(serving.kv_block_tokens))
+
+
+def _memory(model: Model, chip: Hardware, workload: Workload, engine: EngineDefaults, dtype: Any,
             par: Any) -> ServingMemory:
-    """The KV capacity in requests: ``floor((phi M - W - A)/kv)`` (the module's docstring)."""
+    """The KV capacity in requests: ``floor(R/kv)`` (the module's docstring)."""
     empty = inference_step(model, chip, 1, 1, dtype, par)
-    step = inference_step(model, chip, 1, int(budget), dtype, par)  # the activations of a full step
-    kv = sp.Add(*(w * inference_step(model, chip, 1, keys, dtype, par).kv_cache_memory
+    step = inference_step(model, chip, 1, engine.token_budget, dtype, par)  # the activations of a full step
+    block = engine.kv_block_tokens
+    kv = sp.Add(*(w * inference_step(model, chip, 1, int(paged_tokens(keys, block)), dtype, par).kv_cache_memory
                   for keys, w in workload.final_contexts(chip.runtime)))
-    room = fraction * chip.hbm_capacity - empty.weight_memory - step.activation_memory
+    bound = memory_bound(engine.memory_rule, engine.memory_fraction, chip.hbm_capacity, empty.weight_memory,
+                         step.activation_memory)
+    room = bound - empty.weight_memory - step.activation_memory
     limit = int(sp.floor(room / kv)) if room > 0 else 0
     if limit < 1:
-        raise ConfigError(f"memory: {model.name} on {chip.name} leaves {float(room) / 1e9:.3g} GB per chip of "
-                          f"{fraction} of its HBM for the KV cache, less than one request's "
-                          f"{float(kv) / 1e9:.3g} GB ({workload.label()})")
-    return ServingMemory(fraction * chip.hbm_capacity, empty.weight_memory, step.activation_memory, exact_value(kv),
-                         limit)
+        raise ConfigError(f"memory: {model.name} on {chip.name} leaves {float(room) / 1e9:.3g} GB per chip for the "
+                          f"KV cache ({engine.memory_rule} rule, fraction {engine.memory_fraction}), less than one "
+                          f"request's {float(kv) / 1e9:.3g} GB ({workload.label()})")
+    return ServingMemory(exact_value(bound), empty.weight_memory, step.activation_memory, exact_value(kv), limit,
+                         engine.memory_rule, block)
 
 
 @dataclass(frozen=True)
@@ -383,18 +435,22 @@ class ServingCurve:
     def at_rate(self, rate: Any) -> ServingPoint:
         """The steady state at ``rate`` Poisson arrivals per second: the fewest running requests
         whose closed-loop throughput reaches ``rate``, and an M/D/1 wait for admission at the
-        engine's peak throughput (the module's docstring); overloaded (``oo``) at or past it."""
+        engine's peak throughput (the module's docstring), its mean in ``ttft`` and its
+        percentiles in ``ttft_percentiles``; overloaded (``oo``) at or past it."""
         lam = exact_number(rate, "rate")
         peak = self.at(self.kv_limit)
         if lam >= peak.request_rate:
             return dataclasses.replace(peak, concurrency=None, rate=lam, regime="overloaded", ttft=sp.oo,
-                                       first_wave_ttft=None,
+                                       first_wave_ttft=None, ttft_percentiles={p: sp.oo for p in PERCENTILES},
                                        queue="open loop: the arrivals exceed the engine's peak throughput")
         point = self.at(self._running(lam))
         rho = lam / peak.request_rate
         wait = rho / (2 * peak.request_rate * (1 - rho))
         tokens = lam * self.workload.output_len
+        service = 1 / peak.request_rate
+        percentiles = {p: point.ttft + md1_wait_quantile(lam, service, sp.Rational(p, 100)) for p in PERCENTILES}
         return dataclasses.replace(point, concurrency=None, rate=lam, ttft=exact_value(point.ttft + wait),
+                                   ttft_percentiles=percentiles,
                                    first_wave_ttft=None, request_rate=lam, tokens_per_second=exact_value(tokens),
                                    tokens_per_second_per_gpu=exact_value(tokens / self.chips),
                                    queue="open loop: M/D/1 admission at the engine's peak throughput X_max, mean "
@@ -417,12 +473,13 @@ class ServingCurve:
 
 
 def serving_curve(model: Model, hardware: Hardware | str, workload: Workload | tuple, *, dtype: Any = "bf16",
-                  parallelism: Any = None, token_budget: int = DEFAULT_TOKEN_BUDGET,
-                  memory_fraction: Any = DEFAULT_MEMORY_FRACTION, mixed: Optional[bool] = None) -> ServingCurve:
+                  parallelism: Any = None, token_budget: Optional[int] = None,
+                  memory_fraction: Any = None, mixed: Optional[bool] = None) -> ServingCurve:
     """The steady state of one engine of ``model`` on ``hardware`` (under its engine profile,
     e.g. ``hardware.get("H200").with_runtime("vllm")``) serving ``workload`` (a :class:`Workload`
     or ``(isl, osl)``), as closed forms in the concurrency ``c`` (see the module's docstring).
-    ``token_budget``: tokens per step; ``memory_fraction``: the share of HBM the engine fills;
+    ``token_budget``: tokens per step; ``memory_fraction``: the engine's memory fraction ``phi``
+    (both by default the engine profile's for the chip and layout: :func:`engine_defaults`);
     ``mixed``: whether a step batches prefill and decode (default: by the engine's backend,
     :data:`SEPARATE_PREFILL`).
 
@@ -436,14 +493,12 @@ def serving_curve(model: Model, hardware: Hardware | str, workload: Workload | t
     """
     chip = get_hardware(hardware)
     load = workload if isinstance(workload, Workload) else Workload.of(*workload)
-    budget = int(_budget(token_budget))
-    fraction = exact_number(memory_fraction, "memory_fraction")
-    if fraction > 1:
-        raise ConfigError(f"memory_fraction must be at most 1, got {fraction}")
     steps = engine_steps(model, chip, dtype, parallelism)
     par = steps.parallelism
+    engine = engine_defaults(chip, int(par.tp * par.pp), token_budget, memory_fraction)
+    budget, fraction = engine.token_budget, engine.memory_fraction
     stages, chips = int(par.pp), int(par.chips_per_replica * par.pp)
-    memory = _memory(model, chip, load, budget, fraction, dtype, par)
+    memory = _memory(model, chip, load, engine, dtype, par)
     means = _Load(load.prompt_len, load.decode_steps(chip.runtime), load.decode_context(chip.runtime),
                   sp.Integer(budget))
     batched = chip.runtime.backend not in SEPARATE_PREFILL if mixed is None else bool(mixed)

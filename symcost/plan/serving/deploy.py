@@ -7,12 +7,20 @@ concurrency ``c`` (its :func:`~symcost.plan.serving.batching.serving_curve`, swe
 ``c = 1 .. max_concurrency``). A replica's TTFT and TPOT are the deployment's; its tokens/s per
 GPU too (``r`` replicas serve ``r`` times the tokens on ``r`` times the GPUs).
 
+**Attention data-parallelism with expert parallelism** (a mixture-of-experts model; SGLang's
+``--enable-dp-attention``, the wide-EP deployments of DeepSeek-V3): ``d`` ranks each run attention,
+KV cache and the dense parts for their own requests and hold ``1/d`` of the experts, the tokens
+crossing to their experts and back in the all-to-alls of the core's expert grid (EP ``d`` over DP
+``d``, :func:`_par`). One rank's curve is an engine's (its chip, its concurrency); a replica is
+``d`` ranks. NB: every rank at the same load; the engine's memory defaults are a TP 1 rank's
+(SGLang adds to its reserve with DP attention, not modelled); prefill pools stay TP x PP.
+
 **Disaggregated** (DistServe, Zhong et al. 2024): ``n_p`` prefill instances (TP x PP layout of
 their own) and ``n_d`` decode instances (another), ``n_p t_p p_p + n_d t_d p_d <= G``. A decode
 instance runs a continuous batch of ``B`` requests, decode only (no prefill interference):
 ``TPOT(B)`` is the static decode step at the mean context (:meth:`EngineSteps.decode`), and it
-serves ``B / (D TPOT(B))`` requests/s, its KV cache bounding ``B`` (as the aggregated engine's,
-:data:`DEFAULT_MEMORY_FRACTION` of HBM). A prefill instance is
+serves ``B / (D TPOT(B))`` requests/s, its KV cache bounding ``B`` (as the aggregated engine's:
+the engine's memory rule and fraction, paged KV blocks). A prefill instance is
 :mod:`~symcost.plan.disaggregated`'s M/D/1 queue of batch-1 prompts, its KV cache sent over the
 scale-out link (:func:`~symcost.plan.disaggregated.kv_transfer` on both sides): the TTFT target
 ``X`` allows a utilization ``rho <= 2 T'/(D_m + 2 T')``, ``T' = X - D_s - T_kv`` (solving
@@ -23,6 +31,13 @@ over its GPUs; its TPOT is ``TPOT(B)`` (NB: conservative when the decode pool is
 A point meets the SLA when its TTFT and TPOT are within the targets; the front keeps the points
 meeting it that no other point beats on both tokens/s/user (``1/TPOT``) and tokens/s/GPU. The
 search is a float64 sweep; the best point of each kind is evaluated again exactly.
+
+**Cost**: at a price ``P`` per GPU-hour, the plan's ``G`` GPUs cost ``P G`` per hour whether a
+deployment uses them all or not, so a deployment serving ``X`` output tokens/s costs
+``P G 10^6/(3600 X)`` per million output tokens (``cost_per_million_tokens``). The objective
+``"cost"`` takes the cheapest (the most tokens/s over all GPUs); ``"throughput"`` (the default) the
+most tokens/s per GPU it uses (per GPU used, the cost would rank the deployments the same way).
+A budget ``B`` per hour buys ``floor(B/P)`` GPUs.
 """
 
 from __future__ import annotations
@@ -37,17 +52,18 @@ from ...core import symbols as sym
 from ...errors import ConfigError, SymcostError
 from ...hardware import Hardware
 from ...hardware import get as get_hardware
+from ...hardware.serving import memory_bound, paged_tokens
 from ...models.model import Model
 from ..disaggregated import kv_transfer
 from ..inference import decode_step, inference_step, prefill_stage_time
-from .batching import DEFAULT_MEMORY_FRACTION, DEFAULT_TOKEN_BUDGET, serving_curve
+from .batching import engine_defaults, serving_curve
 from .steps import engine_steps
 from .workload import Workload, exact_number
 
-__all__ = ["Deployment", "DeploymentPlan", "pareto_front", "plan_deployment"]
+__all__ = ["Deployment", "DeploymentPlan", "gpus_for_budget", "pareto_front", "plan_deployment"]
 
 COLUMNS = ("kind", "layout", "gpus", "concurrency", "ttft", "tpot", "tokens_per_second", "tokens_per_second_per_gpu",
-           "tokens_per_second_per_user", "memory_per_chip", "meets_sla")
+           "tokens_per_second_per_user", "memory_per_chip", "cost_per_million_tokens", "meets_sla")
 """The columns of :meth:`DeploymentPlan.to_pandas`, one row per evaluated deployment."""
 
 
@@ -57,7 +73,9 @@ class Deployment:
     says its instances (``"2 x TP 4"``, ``"prefill 1 x TP 4 + decode 1 x TP 4"``); ``gpus`` it
     uses; ``concurrency`` the requests in flight over all of it; times in seconds, rates per
     second (float64 from the sweep, exact for :attr:`DeploymentPlan.best`); ``memory_per_chip``
-    the fullest chip's bytes at that load (weights, KV cache, activations)."""
+    the fullest chip's bytes at that load (weights, KV cache, activations);
+    ``cost_per_million_tokens`` the plan's GPUs' price per million output tokens (NaN, or ``None``
+    exactly, without a price; the module's docstring)."""
 
     kind: str
     layout: str
@@ -69,6 +87,7 @@ class Deployment:
     tokens_per_second_per_gpu: Any
     tokens_per_second_per_user: Any
     memory_per_chip: Any
+    cost_per_million_tokens: Any
     meets_sla: bool
 
     def __str__(self) -> str:
@@ -108,64 +127,102 @@ class _Options:
     dtype: Any
     ttft: sp.Expr
     tpot: sp.Expr
-    token_budget: int
+    token_budget: Optional[int]
     memory_fraction: Any
     max_concurrency: int
+    gpu_price: Any = None
+    objective: str = "throughput"
+
+    def cost(self, tokens_per_second: Any) -> Any:
+        """``P G 10^6/(3600 X)`` (``None`` without a price): the module's docstring."""
+        if self.gpu_price is None:
+            return None
+        return self.gpu_price * self.gpus * 10**6 / (3600 * tokens_per_second)
+
+    def engine(self, layout: tuple[int, int, int]) -> Any:
+        """The engine's budget, memory fraction and rule, KV block on ``layout``
+        (:func:`~symcost.plan.serving.batching.engine_defaults`)."""
+        return engine_defaults(self.chip, layout[0] * layout[1], self.token_budget, self.memory_fraction)
 
 
-def _layout(tp: int, pp: int) -> str:
+def _layout(tp: int, pp: int, dp: int = 1) -> str:
+    if dp != 1:
+        return f"DP-attention {dp} x EP {dp}"
     return f"TP {tp}" + (f" x PP {pp}" if pp != 1 else "")
 
 
-def _par(tp: int, pp: int) -> dict[str, int]:
+def _par(tp: int, pp: int, dp: int = 1) -> dict[str, int]:
+    """The parallelism of a layout: TP x PP, or (``dp > 1``) attention data-parallel over ``dp``
+    ranks with the experts split ``dp`` ways (the core's expert grid: EP ``dp`` over DP ``dp``,
+    ETP 1), each rank running attention for its own requests."""
+    if dp != 1:
+        return {"data_parallel": dp, "expert_parallel": dp, "expert_tensor_parallel": 1}
     return {"tensor_parallel": tp, "pipeline_parallel": pp}
 
 
+def _is_moe(model: Model) -> bool:
+    """Whether a block of ``model`` runs a mixture of experts (the layer contract's ``num_routed_experts``)."""
+    return any(blk.num_routed_experts is not None for blk, _ in model.blocks)
+
+
+def _powers(gpus: int, chip: Hardware, least: int = 1) -> list[int]:
+    return [2**k for k in range(8) if least <= 2**k <= min(gpus, int(chip.scale_up_domain))]
+
+
 def layouts(model: Model, chip: Hardware, gpus: int, tp: Optional[Sequence[int]] = None,
-            pp: Sequence[int] = (1,)) -> list[tuple[int, int]]:
-    """The ``(tp, pp)`` layouts the search tries: TP degrees of ``tp`` (default 1, 2, 4, ... up
+            pp: Sequence[int] = (1,), ep: Optional[Sequence[int]] = None) -> list[tuple[int, int, int]]:
+    """The ``(tp, pp, dp)`` layouts the search tries: TP degrees of ``tp`` (default 1, 2, 4, ... up
     to the scale-up domain) and PP degrees of ``pp`` whose product fits ``gpus`` and whose
-    sharding the model allows.
+    sharding the model allows (``dp = 1``); for a mixture-of-experts model also attention
+    data-parallelism with expert parallelism, ``(1, 1, d)`` for ``d`` of ``ep`` (default 2, 4, ...
+    up to the scale-up domain; degrees below 2 are none) that divide its experts (:func:`_par`).
 
     >>> from symcost import models
     >>> layouts(models.get("llama-3-8b"), get_hardware("H100_SXM"), 8)
-    [(1, 1), (2, 1), (4, 1), (8, 1)]
+    [(1, 1, 1), (2, 1, 1), (4, 1, 1), (8, 1, 1)]
+    >>> layouts(models.get("mixtral-8x7b"), get_hardware("H100_SXM"), 8, tp=[8])
+    [(8, 1, 1), (1, 1, 2), (1, 1, 4), (1, 1, 8)]
     """
-    domain = int(chip.scale_up_domain)
-    tps = tp if tp is not None else [2**k for k in range(8) if 2**k <= min(gpus, domain)]
+    tps = tp if tp is not None else _powers(gpus, chip)
+    candidates = [(int(t), int(p), 1) for t in tps for p in pp if t * p <= gpus]
+    if _is_moe(model):
+        eps = ep if ep is not None else _powers(gpus, chip, 2)
+        candidates += [(1, 1, int(d)) for d in eps if 2 <= d <= gpus]
     found = []
-    for t in tps:
-        for p in pp:
-            if t * p > gpus:
-                continue
-            try:
-                model.with_parallelism(_par(t, p))
-            except ValueError:
-                continue  # heads or widths the degree does not divide
-            found.append((int(t), int(p)))
+    for lay in candidates:
+        try:
+            model.with_parallelism(_par(*lay))
+        except (ValueError, SymcostError):
+            continue  # heads, widths or experts the degree does not divide
+        found.append(lay)
     return found
 
 
-def _aggregated(opts: _Options, layout: tuple[int, int]) -> Optional[dict[str, Any]]:
-    """Every concurrency of ``r`` replicas of one layout, as columns (``None`` when it does not fit)."""
-    tp, pp = layout
+def _aggregated(opts: _Options, layout: tuple[int, int, int]) -> Optional[dict[str, Any]]:
+    """Every concurrency of ``r`` replicas of one layout, as columns (``None`` when it does not fit).
+    An attention-DP layout's curve is one rank's (its own requests, ``concurrency`` each; the
+    experts' all-to-all with the other ranks at the same load): ``r d`` such engines."""
+    tp, pp, dp = layout
     try:
-        curve = serving_curve(opts.model, opts.chip, opts.workload, dtype=opts.dtype, parallelism=_par(tp, pp),
+        curve = serving_curve(opts.model, opts.chip, opts.workload, dtype=opts.dtype, parallelism=_par(*layout),
                               token_budget=opts.token_budget, memory_fraction=opts.memory_fraction)
     except SymcostError:
         return None  # the weights leave no room for one request's KV cache
-    replicas = opts.gpus // curve.chips
+    replicas = opts.gpus // (curve.chips * dp)
+    if replicas < 1:
+        return None
+    engines = replicas * dp
     grid = np.arange(1, opts.max_concurrency + 1, dtype=np.float64)
     s = curve.sweep(grid)
     mem = curve.memory
     running = np.minimum(grid, curve.kv_limit)
-    return {"kind": "aggregated", "layout": f"{replicas} x {_layout(tp, pp)}", "gpus": replicas * curve.chips,
-            "concurrency": replicas * grid, "ttft": s.ttft, "tpot": s.tpot,
-            "tokens_per_second": replicas * s.tokens_per_second,
+    return {"kind": "aggregated", "layout": f"{replicas} x {_layout(tp, pp, dp)}", "gpus": engines * curve.chips,
+            "concurrency": engines * grid, "ttft": s.ttft, "tpot": s.tpot,
+            "tokens_per_second": engines * s.tokens_per_second,
             "tokens_per_second_per_gpu": s.tokens_per_second_per_gpu,
             "tokens_per_second_per_user": s.tokens_per_second_per_user,
             "memory_per_chip": float(mem.weights + mem.activations) + running * float(mem.kv_per_request),
-            "curve": curve, "replicas": replicas}
+            "curve": curve, "replicas": engines}
 
 
 def batch_grid(largest: int) -> list[int]:
@@ -183,7 +240,7 @@ def batch_grid(largest: int) -> list[int]:
 class _Prefill:
     """One prefill instance of a layout: ``D_s``, ``D_m``, its KV send and its memory per chip."""
 
-    layout: tuple[int, int]
+    layout: tuple[int, int, int]
     chips: int
     whole: Any
     stage: Any
@@ -195,7 +252,7 @@ class _Prefill:
 class _Decode:
     """One decode instance of a layout: its TPOT over the batches ``batches``, the KV receive."""
 
-    layout: tuple[int, int]
+    layout: tuple[int, int, int]
     chips: int
     batches: np.ndarray
     tpot: np.ndarray
@@ -210,13 +267,17 @@ def _mean(workload: Workload, value: Any) -> Any:
     return sp.Add(*(w * sp.sympify(value(isl, osl)) for isl, osl, w in workload.points))
 
 
-def _prefill(opts: _Options, layout: tuple[int, int]) -> Optional[_Prefill]:
+def _prefill(opts: _Options, layout: tuple[int, int, int]) -> Optional[_Prefill]:
     """A prefill instance (batch-1 prompts), or ``None`` when one prompt does not fit it."""
+    if layout[2] != 1:
+        return None  # prefill pools run TP x PP layouts (attention data-parallelism is for decode)
     model, chip, par = opts.model, opts.chip, _par(*layout)
     try:
-        memory = max(inference_step(model, chip, 1, isl, opts.dtype, par).memory_per_chip
-                     for isl, _, _ in opts.workload.points)
-        if memory > opts.memory_fraction * chip.hbm_capacity:
+        engine = opts.engine(layout)
+        steps = [inference_step(model, chip, 1, isl, opts.dtype, par) for isl, _, _ in opts.workload.points]
+        memory = max(s.memory_per_chip for s in steps)
+        if any(s.memory_per_chip > memory_bound(engine.memory_rule, engine.memory_fraction, chip.hbm_capacity,
+                                                s.weight_memory, s.activation_memory) for s in steps):
             return None
         whole = _mean(opts.workload, lambda isl, _: inference_step(model, chip, 1, isl, opts.dtype, par).ttft)
         stage = _mean(opts.workload, lambda isl, _: prefill_stage_time(model, chip, 1, isl, opts.dtype, par))
@@ -226,16 +287,23 @@ def _prefill(opts: _Options, layout: tuple[int, int]) -> Optional[_Prefill]:
     return _Prefill(layout, layout[0] * layout[1], whole, stage, send, memory)
 
 
-def _decode(opts: _Options, layout: tuple[int, int]) -> Optional[_Decode]:
+def _decode(opts: _Options, layout: tuple[int, int, int]) -> Optional[_Decode]:
     """A decode instance over the batches that fit its KV cache, or ``None`` when none does."""
     from ...analysis.solve import max_integer
 
     model, chip, par = opts.model, opts.chip, _par(*layout)
     runtime, b = chip.runtime, sym.batch_size
     try:
-        memory = sp.Add(*(w * sp.sympify(decode_step(model, chip, b, keys, opts.dtype, par).memory_per_chip)
-                          for keys, w in opts.workload.final_contexts(runtime)))
-        fits = max_integer(memory, b, opts.memory_fraction * chip.hbm_capacity, upper=opts.max_concurrency,
+        engine = opts.engine(layout)
+        # the KV cache of each request in blocks (paged_tokens); the bound by the engine's rule
+        rows = [(decode_step(model, chip, b, int(paged_tokens(keys, engine.kv_block_tokens)), opts.dtype, par), w)
+                for keys, w in opts.workload.final_contexts(runtime)]
+        memory = sp.Add(*(w * sp.sympify(row.memory_per_chip) for row, w in rows))
+        weights = sp.Add(*(w * sp.sympify(row.weight_memory) for row, w in rows))
+        activations = sp.Add(*(w * sp.sympify(row.activation_memory) for row, w in rows))
+        extra = memory_bound(engine.memory_rule, engine.memory_fraction, chip.hbm_capacity, weights, activations) \
+            - engine.memory_fraction * chip.hbm_capacity
+        fits = max_integer(memory - extra, b, engine.memory_fraction * chip.hbm_capacity, upper=opts.max_concurrency,
                            kind="bytes").value
         steps = engine_steps(model, chip, opts.dtype, par)
         receive = _mean(opts.workload, lambda isl, _: kv_transfer(model, chip, isl, opts.dtype, par)[1])
@@ -245,13 +313,14 @@ def _decode(opts: _Options, layout: tuple[int, int]) -> Optional[_Decode]:
         return None
     from ...core.sweep import Sweeper
 
-    stages = layout[1]
-    # a pipelined decode instance runs its batch as p micro-batches, as the aggregated engine does
+    stages, ranks = layout[1], layout[2]
+    # a pipelined decode instance runs its batch as p micro-batches, as the aggregated engine does;
+    # an attention-DP instance runs d ranks of its own b requests each (b: one rank's batch here)
     per = sp.Max(1, b / stages) if stages != 1 else b
     context = opts.workload.decode_context(runtime)
     batches = np.asarray(batch_grid(fits), dtype=np.float64)
     swept = Sweeper({"tpot": steps.decode(per, context), "memory": memory})(batch_size=batches)
-    return _Decode(layout, layout[0] * stages, batches, swept.tpot, receive, swept.memory, memory)
+    return _Decode(layout, layout[0] * stages * ranks, ranks * batches, swept.tpot, receive, swept.memory, memory)
 
 
 def _disaggregated(opts: _Options, pre: _Prefill, dec: _Decode) -> list[dict[str, Any]]:
@@ -299,6 +368,11 @@ class DeploymentPlan:
     front: tuple
     best_aggregated: Optional[Deployment]
     best_disaggregated: Optional[Deployment]
+    gpu_price: Any = None
+    """The price per GPU-hour the costs are at (``None``: no costs)."""
+    objective: str = "throughput"
+    """What :attr:`best_aggregated` and :attr:`best_disaggregated` are best at: ``"throughput"``
+    (tokens/s per GPU used) or ``"cost"`` (per million tokens on the plan's GPUs)."""
 
     @property
     def disaggregation_gain(self) -> Any:
@@ -319,16 +393,19 @@ class DeploymentPlan:
         return plan_text(self)
 
 
-def _flatten(groups: list[dict[str, Any]], ttft: float, tpot: float) -> tuple[dict, list]:
+def _flatten(groups: list[dict[str, Any]], ttft: float, tpot: float, opts: "_Options") -> tuple[dict, list]:
     """The groups' columns as flat arrays, and ``(group, index)`` of each row."""
     columns: dict[str, list] = {k: [] for k in COLUMNS}
     where: list[tuple[dict[str, Any], int]] = []
     for g in groups:
         n = len(np.atleast_1d(g["ttft"]))
-        for k in COLUMNS[:-1]:
+        for k in COLUMNS[:-2]:
             columns[k].extend(np.broadcast_to(np.asarray(g[k]), (n,)).tolist())
         where.extend((g, i) for i in range(n))
-    arrays = {k: np.asarray(v) for k, v in columns.items() if k != "meets_sla"}
+    arrays = {k: np.asarray(v) for k, v in columns.items() if k not in ("meets_sla", "cost_per_million_tokens")}
+    with np.errstate(divide="ignore"):
+        arrays["cost_per_million_tokens"] = (np.full(len(arrays["ttft"]), np.nan) if opts.gpu_price is None else
+                                             float(opts.cost(1)) / arrays["tokens_per_second"])
     with np.errstate(invalid="ignore"):
         arrays["meets_sla"] = (arrays["ttft"] <= ttft * (1 + 1e-12)) & (arrays["tpot"] <= tpot * (1 + 1e-12))
     return arrays, where
@@ -339,15 +416,16 @@ def _row(columns: dict, i: int) -> Deployment:
     return Deployment(**{k: v[i].item() for k, v in columns.items()})
 
 
-def _exact_aggregated(group: dict[str, Any], index: int) -> Deployment:
+def _exact_aggregated(opts: "_Options", group: dict[str, Any], index: int) -> Deployment:
     """The aggregated row ``index`` of ``group`` evaluated exactly (its curve at that concurrency)."""
     curve, replicas = group["curve"], group["replicas"]
     point = curve.at(index + 1)
     mem = curve.memory
     memory = mem.weights + mem.activations + point.running * mem.kv_per_request
+    tokens = replicas * point.tokens_per_second
     return Deployment("aggregated", group["layout"], group["gpus"], replicas * point.concurrency, point.ttft,
-                      point.tpot, replicas * point.tokens_per_second, point.tokens_per_second_per_gpu,
-                      point.tokens_per_second_per_user, memory, True)
+                      point.tpot, tokens, point.tokens_per_second_per_gpu,
+                      point.tokens_per_second_per_user, memory, opts.cost(tokens), True)
 
 
 def _exact_disaggregated(opts: _Options, group: dict[str, Any], index: int) -> Deployment:
@@ -357,10 +435,10 @@ def _exact_disaggregated(opts: _Options, group: dict[str, Any], index: int) -> D
 
     pre, dec = group["pools"]
     n_p, n_d = group["counts"]
-    batch = int(dec.batches[index])
+    batch, ranks = int(dec.batches[index]), dec.layout[2]
     steps = engine_steps(opts.model, opts.chip, opts.dtype, _par(*dec.layout))
     context = opts.workload.decode_context(opts.chip.runtime)
-    tpot = sp.sympify(steps.decode(sp.Max(1, sp.Rational(batch, dec.layout[1])), context))
+    tpot = sp.sympify(steps.decode(sp.Max(1, sp.Rational(batch, dec.layout[1] * ranks)), context))
     d = opts.workload.decode_steps(opts.chip.runtime)
     t_kv = sp.Max(sp.sympify(pre.send), sp.sympify(dec.receive))
     slack = opts.ttft - pre.whole - t_kv
@@ -370,16 +448,20 @@ def _exact_disaggregated(opts: _Options, group: dict[str, Any], index: int) -> D
     gpus = group["gpus"]
     return Deployment("disaggregated", group["layout"], gpus, rate * (ttft + d * tpot), ttft, tpot, tokens,
                       tokens / gpus, 1 / tpot,
-                      max(sp.sympify(dec.memory_per_chip).xreplace({sym.batch_size: batch}), pre.memory), True)
+                      max(sp.sympify(dec.memory_per_chip).xreplace({sym.batch_size: sp.Rational(batch, ranks)}),
+                          pre.memory),
+                      opts.cost(tokens), True)
 
 
 def _best(opts: _Options, columns: dict, where: list, kind: str) -> Optional[Deployment]:
-    """The row of ``kind`` with the most tokens/s/GPU meeting the targets, evaluated exactly (the
+    """The row of ``kind`` meeting the targets with the most tokens/s/GPU (objective
+    ``"throughput"``) or the least cost (``"cost"``: the most tokens/s), evaluated exactly (the
     next one when the exact values miss a target the float64 sweep met by rounding)."""
     rows = np.nonzero((columns["kind"] == kind) & columns["meets_sla"])[0]
-    for i in rows[np.argsort(-columns["tokens_per_second_per_gpu"][rows], kind="stable")]:
+    key = columns["tokens_per_second_per_gpu" if opts.objective == "throughput" else "tokens_per_second"]
+    for i in rows[np.argsort(-key[rows], kind="stable")]:
         group, index = where[i]
-        exact = (_exact_aggregated(group, index) if kind == "aggregated"
+        exact = (_exact_aggregated(opts, group, index) if kind == "aggregated"
                  else _exact_disaggregated(opts, group, index))
         if exact.ttft <= opts.ttft and exact.tpot <= opts.tpot:
             return exact
@@ -388,13 +470,16 @@ def _best(opts: _Options, columns: dict, where: list, kind: str) -> Optional[Dep
 
 def plan_deployment(model: Model, hardware: Hardware | str, workload: Workload | tuple, gpus: int, ttft: Any,
                     tpot: Any, *, dtype: Any = "bf16", tp: Optional[Sequence[int]] = None, pp: Sequence[int] = (1,),
-                    max_concurrency: int = 512, disaggregated: bool = True, token_budget: int = DEFAULT_TOKEN_BUDGET,
-                    memory_fraction: Any = DEFAULT_MEMORY_FRACTION) -> DeploymentPlan:
+                    max_concurrency: int = 512, disaggregated: bool = True, token_budget: Optional[int] = None,
+                    memory_fraction: Any = None, gpu_price: Any = None, objective: str = "throughput",
+                    ep: Optional[Sequence[int]] = None) -> DeploymentPlan:
     """The deployments of ``model`` on ``gpus`` chips of ``hardware`` (under its engine profile)
     serving ``workload`` within a mean ``ttft`` and a ``tpot`` target (seconds): aggregated replicas
     at every concurrency up to ``max_concurrency`` and, with ``disaggregated``, every count of
-    prefill and decode instances; layouts of :func:`layouts` (``tp``, ``pp``). See the module's
-    docstring.
+    prefill and decode instances; layouts of :func:`layouts` (``tp``, ``pp``; for a MoE model
+    also attention-DP x EP degrees ``ep``, aggregated and as decode pools). ``gpu_price`` (per
+    GPU-hour) adds each deployment's cost per million output tokens; ``objective`` ``"cost"``
+    picks the cheapest of each kind instead of the most tokens/s/GPU. See the module's docstring.
 
     >>> from symcost import models
     >>> plan = plan_deployment(models.get("llama-3-8b"), "H100_SXM", (1024, 130), 2, ttft=1, tpot=0.02, tp=[1])
@@ -407,9 +492,14 @@ def plan_deployment(model: Model, hardware: Hardware | str, workload: Workload |
         raise ConfigError(f"gpus must be a positive whole number, got {gpus!r}")
     if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
         raise ConfigError(f"max_concurrency must be a positive whole number, got {max_concurrency!r}")
+    if objective not in ("throughput", "cost"):
+        raise ConfigError(f"objective must be 'throughput' or 'cost', got {objective!r}")
+    if objective == "cost" and gpu_price is None:
+        raise ConfigError("objective: 'cost' needs gpu_price (per GPU-hour)")
     opts = _Options(model, chip, load, gpus, dtype, exact_number(ttft, "ttft"), exact_number(tpot, "tpot"),
-                    token_budget, exact_number(memory_fraction, "memory_fraction"), max_concurrency)
-    tried = layouts(model, chip, gpus, tp, pp)
+                    token_budget, None if memory_fraction is None else exact_number(memory_fraction, "memory_fraction"),
+                    max_concurrency, None if gpu_price is None else exact_number(gpu_price, "gpu_price"), objective)
+    tried = layouts(model, chip, gpus, tp, pp, ep)
     if not tried:
         raise ConfigError(f"layouts: no TP x PP layout of {model.name} fits {gpus} GPUs (tp {tp}, pp {list(pp)})")
     groups = [g for g in (_aggregated(opts, lay) for lay in tried) if g is not None]
@@ -420,10 +510,23 @@ def plan_deployment(model: Model, hardware: Hardware | str, workload: Workload |
     if not groups:
         raise ConfigError(f"memory: no layout of {model.name} on {gpus} x {chip.name} holds one request of "
                           f"{load.label()}")
-    columns, where = _flatten(groups, float(opts.ttft), float(opts.tpot))
+    columns, where = _flatten(groups, float(opts.ttft), float(opts.tpot), opts)
     meets = np.nonzero(columns["meets_sla"])[0]
     user, gpu = columns["tokens_per_second_per_user"], columns["tokens_per_second_per_gpu"]
     front = meets[pareto_front(user[meets], gpu[meets])]
     return DeploymentPlan(model.name, chip.name, chip.runtime.label, load, gpus, opts.ttft, opts.tpot, columns,
                           tuple(_row(columns, int(i)) for i in front), _best(opts, columns, where, "aggregated"),
-                          _best(opts, columns, where, "disaggregated") if disaggregated else None)
+                          _best(opts, columns, where, "disaggregated") if disaggregated else None, opts.gpu_price,
+                          objective)
+
+
+def gpus_for_budget(budget: Any, gpu_price: Any) -> int:
+    """The GPUs a ``budget`` per hour buys at ``gpu_price`` per GPU-hour: ``floor(B/P)``.
+
+    >>> gpus_for_budget(20, 2.5)                    # a float by its decimal digits: 5/2
+    8
+    """
+    n = int(sp.floor(exact_number(budget, "budget") / exact_number(gpu_price, "gpu_price")))
+    if n < 1:
+        raise ConfigError(f"budget: {budget} per hour buys no GPU at {gpu_price} per GPU-hour")
+    return n

@@ -11,9 +11,12 @@ __all__ = ["deployment_line", "plan_text"]
 
 def deployment_line(d: Any) -> str:
     """One deployment: layout, GPUs, concurrency, tokens/s/GPU and /user, TTFT, TPOT."""
+    cost = d.cost_per_million_tokens
+    priced = "" if cost is None or cost != cost else f", {float(cost):,.3g} per 1M tokens"  # NaN: no price
     return (f"{d.layout} ({d.gpus} GPUs), concurrency {float(d.concurrency):.4g}: "
             f"{float(d.tokens_per_second_per_gpu):,.0f} tokens/s/GPU, {float(d.tokens_per_second_per_user):,.1f} "
-            f"tokens/s/user, TTFT {units.format_time(d.ttft, digits=3)}, TPOT {units.format_time(d.tpot, digits=3)}")
+            f"tokens/s/user, TTFT {units.format_time(d.ttft, digits=3)}, TPOT {units.format_time(d.tpot, digits=3)}"
+            + priced)
 
 
 def plan_text(plan: Any, front: int = 12) -> str:
@@ -22,7 +25,8 @@ def plan_text(plan: Any, front: int = 12) -> str:
              f"TTFT <= {units.format_time(plan.ttft_target, digits=3)}, TPOT <= "
              f"{units.format_time(plan.tpot_target, digits=3)}"]
     for kind, best in (("aggregated", plan.best_aggregated), ("disaggregated", plan.best_disaggregated)):
-        lines.append(f"  best {kind}: " + (deployment_line(best) if best is not None else "none meets the targets"))
+        lines.append(f"  {'cheapest' if plan.objective == 'cost' else 'best'} {kind}: "
+                     + (deployment_line(best) if best is not None else "none meets the targets"))
     gain = plan.disaggregation_gain
     if gain is not None:
         lines.append(f"  disaggregated / aggregated tokens/s/GPU: {float(gain):.3g}")

@@ -1,0 +1,114 @@
+"""The engines' own serving defaults (symcost.hardware.serving, the profiles' ``serving`` entries):
+token budget per chip, memory fraction and how each engine counts it, paged KV blocks; the
+planner's KV capacity under each, derived by hand on the tiny model and the round chip of
+test_serving."""
+
+from fractions import Fraction
+
+import pytest
+import sympy as sp
+from test_serving import ROUND, TINY
+
+from symcost import hardware
+from symcost.errors import HardwareError
+from symcost.hardware import Runtime
+from symcost.hardware.engines import field_sources, load
+from symcost.hardware.serving import ServingDefaults, Tier, paged_tokens
+from symcost.plan.serving import serving_curve
+from symcost.plan.serving.batching import engine_defaults
+from symcost.plan.serving.deploy import _decode, _Options
+from symcost.plan.serving.workload import Workload
+
+
+@pytest.mark.parametrize("engine, chip, gpus, budget, fraction, rule, block", [
+    # vLLM: 8192 tokens on GPUs of 70 GiB or more (80 GB = 74.5 GiB) unless an A100, 0.9 of HBM, blocks of 16
+    ("vllm", "H100_SXM", 1, 8192, Fraction(9, 10), "total", 16),
+    ("vllm", "A100_SXM_80GB", 1, 2048, Fraction(9, 10), "total", 16),
+    # TensorRT-LLM: max_num_tokens 8192, 0.9 of the free memory, 32 tokens per block
+    ("tensorrt-llm", "B200", 8, 8192, Fraction(9, 10), "free", 32),
+    # SGLang on H100 at TP 1: reserve 512 + 1.5 x 8192 + 2 x 256 = 13,312 MiB plus 128 MiB per GPU:
+    # 1 - 13,440 x 2^20 / 80e9 = 1 - 0.17616 = 0.82384, rounded to 0.824
+    ("sglang", "H100_SXM", 1, 8192, Fraction(824, 1000), "static", 1),
+    # at TP 8 the CUDA graphs go to 512 (13,824 MiB) and the GPUs add 1,024: 1 - 0.19462 -> 0.805
+    ("sglang", "H100_SXM", 8, 8192, Fraction(805, 1000), "static", 1),
+    # H200 141 GB = 131.3 GiB, under 160 GiB: 8192; 1 - 13,440 x 2^20 / 141e9 = 0.90005 -> 0.900
+    ("sglang", "H200_SXM", 1, 8192, Fraction(9, 10), "static", 1),
+    # B200 180 GB = 167.6 GiB: 16,384 tokens, reserve 512 + 24,576 + 1,024 + 128 = 26,240 MiB:
+    # 1 - 0.15286 = 0.84714 -> 0.847
+    ("sglang", "B200", 1, 16384, Fraction(847, 1000), "static", 1),
+])
+def test_each_engine_runs_with_its_own_defaults_per_chip(engine, chip, gpus, budget, fraction, rule, block):
+    d = engine_defaults(hardware.get(chip).with_runtime(engine), gpus)
+    assert (d.token_budget, d.memory_fraction, d.memory_rule, d.kv_block_tokens) == (budget, fraction, rule, block)
+
+
+def test_every_serving_default_cites_its_source():
+    for engine in ("vllm", "sglang", "tensorrt-llm"):
+        sources = {k: v for k, v in field_sources(engine).items() if k.startswith("serving.")}
+        assert {"serving.token_budget", "serving.memory_rule", "serving.kv_block_tokens"} <= set(sources)
+        assert all(".py" in v for v in sources.values()), sources
+
+
+def test_given_values_win_over_the_profile():
+    d = engine_defaults(hardware.get("H100_SXM").with_runtime("sglang"), 1, 1024, Fraction(1, 2))
+    assert (d.token_budget, d.memory_fraction, d.memory_rule) == (1024, Fraction(1, 2), "static")
+
+
+def test_paged_tokens_round_up_to_whole_blocks():
+    assert [paged_tokens(n, 16) for n in (1, 16, 17, 1012)] == [16, 16, 32, 1024]
+    assert paged_tokens(1013, 1) == 1013
+
+
+def _engine(rule, block=1):
+    serving = ServingDefaults(token_budget=(Tier(Fraction(40)),), memory_fraction=(Tier(Fraction(1, 2)),),
+                              memory_rule=rule, kv_block_tokens=block)
+    return ROUND.model_copy(update={"runtime": Runtime(name=f"round-{rule}", cuda_graphs=True,
+                                                       step_overhead=ROUND.runtime.step_overhead, serving=serving)})
+
+
+@pytest.mark.parametrize("rule, block, limit", [
+    # test_serving's hand numbers: weights W 3,385,856 bytes, activations A of a 40-token step 143,360,
+    # a request's KV 1,024 bytes per token x 12 tokens = 12,288, HBM M 10^7, phi 1/2
+    ("total", 1, (5_000_000 - 3_385_856 - 143_360) // 12_288),           # phi M - W - A: 119
+    ("free", 1, (10**7 - 3_385_856 - 143_360) // 2 // 12_288),           # phi (M - W - A): 263
+    ("static", 1, (5_000_000 - 3_385_856) // 12_288),                    # phi M - W: 131
+    # blocks of 16: the 12 tokens take one block, 16,384 bytes
+    ("total", 16, (5_000_000 - 3_385_856 - 143_360) // 16_384),          # 89
+    ("static", 16, (5_000_000 - 3_385_856) // 16_384),                   # 98
+])
+def test_kv_capacity_by_each_rule_and_block_by_hand(rule, block, limit):
+    c = serving_curve(TINY, _engine(rule, block), (5, 8))  # budget and fraction from the profile
+    assert c.token_budget == 40 and c.memory_fraction == Fraction(1, 2)
+    assert c.kv_limit == limit
+    assert c.memory.kv_per_request == 1024 * paged_tokens(12, block)
+
+
+def test_the_disaggregated_decode_pool_uses_the_engines_rule():
+    """A decode instance of TP 1 under the static rule with blocks of 16: weights and KV within half
+    the HBM, (5,000,000 - 3,385,856)/16,384 = 98 requests; the batch grid's largest up to 98 is 96."""
+    chip = _engine("static", 16)
+    opts = _Options(TINY, chip, Workload.of(5, 8), 1, "bf16", sp.Integer(1), sp.Integer(1), None, None, 512)
+    dec = _decode(opts, (1, 1, 1))
+    assert int(dec.batches[-1]) == 96
+    below = _decode(opts.__class__(**{**opts.__dict__, "max_concurrency": 98}), (1, 1, 1))
+    assert int(below.batches[-1]) == 96
+
+
+def test_a_profile_with_a_bad_serving_entry_is_one_line(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"name": "bad", "serving": {"memory_rule": {"value": "most", "source": "x"}}}')
+    with pytest.raises(HardwareError, match="bad.json: serving.memory_rule must be one of total, free, static"):
+        load(bad)
+    bad.write_text('{"name": "bad", "serving": {"token_budget": {"value": [{"tokens": 1}], "source": "x"}}}')
+    with pytest.raises(HardwareError, match=r"bad.json: serving.token_budget\[0\]: a tier is an object"):
+        load(bad)
+
+
+def test_the_engines_defaults_change_the_kv_bound_on_a_real_chip():
+    """Llama-3-8B on one H100 under vLLM (blocks of 16): a request of 1,024 + 129 = 1,153 tokens holds
+    73 blocks, 1,168 tokens x 131,072 bytes (32 layers x 2 x 8 KV heads x 128 x 2 bytes)."""
+    from symcost import models
+
+    c = serving_curve(models.get("llama-3-8b"), hardware.get("H100_SXM").with_runtime("vllm"), (1024, 130))
+    assert c.memory.kv_per_request == 1168 * 131_072 and c.token_budget == 8192
+    assert c.memory.budget == Fraction(9, 10) * 80 * 10**9

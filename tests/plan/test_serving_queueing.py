@@ -1,0 +1,77 @@
+"""TTFT percentiles from the M/D/1 queue (symcost.plan.serving.queueing): Erlang's waiting-time
+distribution checked by hand on its first two intervals, against Pollaczek-Khinchine's mean, and
+at an arrival rate of a serving curve."""
+
+import math
+
+import pytest
+import sympy as sp
+from test_serving import curve
+
+from symcost.errors import ConfigError
+from symcost.plan.serving.queueing import md1_wait_cdf, md1_wait_quantile
+
+HALF = sp.Rational(1, 2)
+
+
+def _bisect(f, lo, hi, target):
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if f(mid) >= target else (mid, hi)
+    return hi
+
+
+def test_the_wait_distribution_by_hand_on_its_first_two_intervals():
+    """lambda 1/2, S 1 (rho 1/2). On [0, 1): W(t) = (1 - rho) e^(lambda t); on [1, 2):
+    (1 - rho) (e^(lambda t) - lambda (t - 1) e^(lambda (t - 1))) (the k = 0 and k = 1 terms)."""
+    for t in (0, 0.25, 0.99):
+        assert float(md1_wait_cdf(HALF, 1, sp.Rational(str(t)))) == pytest.approx(0.5 * math.exp(0.5 * t), rel=1e-14)
+    for t in (1, 1.5, 1.99):
+        hand = 0.5 * (math.exp(0.5 * t) - 0.5 * (t - 1) * math.exp(0.5 * (t - 1)))
+        assert float(md1_wait_cdf(HALF, 1, sp.Rational(str(t)))) == pytest.approx(hand, rel=1e-14)
+
+
+def test_quantiles_by_hand():
+    """p50: half the arrivals find the server idle (1 - rho = 1/2): 0. p80 lies in [0, 1) (W(1^-) =
+    0.5 e^0.5 = 0.824): ln(0.8/0.5)/0.5. p90 lies in [1, 2) (W(2) = 0.5 (e - 0.5 e^0.5) = 0.947):
+    the root of the two-term form, by bisection here."""
+    assert md1_wait_quantile(HALF, 1, HALF) == 0
+    assert float(md1_wait_quantile(HALF, 1, sp.Rational(4, 5))) == pytest.approx(2 * math.log(1.6), rel=1e-13)
+    two = lambda t: 0.5 * (math.exp(0.5 * t) - 0.5 * (t - 1) * math.exp(0.5 * (t - 1)))  # noqa: E731
+    assert float(md1_wait_quantile(HALF, 1, sp.Rational(9, 10))) == pytest.approx(_bisect(two, 1.0, 2.0, 0.9),
+                                                                                   rel=1e-12)
+
+
+def test_the_mean_of_the_distribution_is_pollaczek_khinchine():
+    """integral_0^oo (1 - W(t)) dt = rho S/(2 (1 - rho)): at rho 0.8, S 2 ms, 4 ms (trapezoid rule
+    on a fine grid, the tail past 40 S below 1e-6)."""
+    lam, s = sp.Rational(400), sp.Rational(1, 500)
+    n, top = 4000, 40 * 0.002
+    h = top / n
+    values = [1 - float(md1_wait_cdf(lam, s, sp.Rational(k, n) * sp.Rational(2, 25))) for k in range(n + 1)]
+    integral = h * (sum(values) - (values[0] + values[-1]) / 2)
+    assert integral == pytest.approx(0.8 * 0.002 / (2 * 0.2), rel=2e-4)
+
+
+def test_an_arrival_rate_reports_ttft_percentiles():
+    """At lambda = X_max/3 (rho 1/3, S = 1/X_max): p50 adds nothing (2/3 find the queue empty),
+    p90 adds the wait's p90, within [0, S): ln(0.9/(2/3))/lambda; the mean is test_serving's."""
+    c = curve()
+    peak = c.at(c.kv_limit).request_rate
+    lam = peak / 3
+    point = c.at_rate(lam)
+    steady = c.at(point.running).ttft
+    assert point.ttft_percentiles[50] == steady
+    assert float(point.ttft_percentiles[90] - steady) == pytest.approx(math.log(0.9 * 1.5) / float(lam), rel=1e-12)
+    assert point.ttft_percentiles[50] < point.ttft < point.ttft_percentiles[99]
+    assert c.at(3).ttft_percentiles is None and c.at_rate(2 * peak).ttft_percentiles[99] == sp.oo
+
+
+@pytest.mark.parametrize("args, message", [
+    ((1, 1, HALF), "the load rho = rate x service time must be below 1"),
+    ((HALF, 1, 1), "a quantile must be between 0 and 1"),
+    ((0, 1, HALF), "the rate and the service time must be positive"),
+])
+def test_bad_input_is_one_line(args, message):
+    with pytest.raises(ConfigError, match=message):
+        md1_wait_quantile(*args)
