@@ -86,6 +86,8 @@ __all__ = [
     "attention_io_efficiency",
     "attention_backward_efficiency",
     "attention_decode_time",
+    "grouped_decode_time_8bit",
+    "mha_decode_efficiency",
     "ll_base_latency",
     "ll_latency",
     "ll_efficiency",
@@ -223,6 +225,12 @@ _ROWS = (
          "the attention backward kernels' FLOP/s as a fraction of the forward kernels'", positive=True),
     _row("attention_decode_time", "t_dec", r"t_{\mathrm{dec}}",
          "fixed time of one decode attention call (s)", nonnegative=True),
+    _row("grouped_decode_time_8bit", "t_dec8", r"t_{\mathrm{dec,g8}}",
+         "fixed time of one decode attention call grouping query heads over an 8-bit KV cache (s)",
+         nonnegative=True),
+    _row("mha_decode_efficiency", "eta_mha", r"\eta_{\mathrm{mha}}",
+         "fraction of the vector FLOP/s at which multi-head decode attention computes its dot products",
+         positive=True),
     _row("ll_base_latency", "alpha_LL0", r"\alpha_{\mathrm{LL},0}",
          "fixed latency of one collective call under the low-latency protocol (s)", nonnegative=True),
     _row("ll_latency", "alpha_LL", r"\alpha_{\mathrm{LL}}",
@@ -313,6 +321,8 @@ attention_time = TABLE["attention_time"].symbol
 attention_io_efficiency = TABLE["attention_io_efficiency"].symbol
 attention_backward_efficiency = TABLE["attention_backward_efficiency"].symbol
 attention_decode_time = TABLE["attention_decode_time"].symbol
+grouped_decode_time_8bit = TABLE["grouped_decode_time_8bit"].symbol
+mha_decode_efficiency = TABLE["mha_decode_efficiency"].symbol
 ll_base_latency = TABLE["ll_base_latency"].symbol
 ll_latency = TABLE["ll_latency"].symbol
 ll_efficiency = TABLE["ll_efficiency"].symbol

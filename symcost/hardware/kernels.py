@@ -24,8 +24,11 @@ The classes shipped here, per op on a chip with matmul FLOP/s ``peak`` (efficien
   (B eta_aio) + t_attn``: the core's FLOPs at a fraction of the 16-bit peak, its softmax on the
   vector units, and the Q, K, V, O traffic of the kernels around the core (RoPE, the KV-cache
   write) as a pass of its own;
-- ``attn.decode``: ``max(F / (F_16 eta_attn) + V / F_vec, bytes / (B eta_kv)) + t_dec``:
-  streaming the KV cache;
+- ``attn.decode``: ``max(F / (F_16 eta_attn) + V / F_vec + (1 - G) F / (F_vec eta_mha), bytes /
+  (B eta_kv)) + (1 - G E) t_dec + G E t_dec8``: streaming the KV cache, with ``G`` 1 when the
+  core groups several query heads per KV head (0 for multi-head attention, whose kernel computes
+  its dot products on the CUDA cores at ``F_vec eta_mha``) and ``E`` 1 for an 8-bit (or narrower)
+  KV cache, whose grouped kernel has its own floor ``t_dec8``;
 - ``attn.backward``: the prefill form without the extra pass, its core at ``F_16 eta_attn
   eta_abwd`` (the backward kernels' own fraction of the forward's rate);
 - ``elementwise``: ``max(V / F_vec, bytes / (B eta_mem)) + t_k``;
@@ -47,7 +50,8 @@ from ..core.ops import Matmul, Op
 from ..errors import ConfigError
 from .chip import Hardware
 
-__all__ = ["FUSED_OPS", "KERNELS", "KernelTime", "OpTime", "kernel", "kernels", "matmul_compute_flops",
+__all__ = ["FUSED_OPS", "KERNELS", "KernelTime", "OpTime", "eight_bit_cache", "grouped_heads", "kernel", "kernels",
+           "matmul_compute_flops",
            "time_of"]
 
 FUSED_OPS = frozenset({
@@ -206,13 +210,47 @@ def attention_prefill(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[Dat
                   n * chip.prefill_attention_time, _launch(n, chip), io)
 
 
+def grouped_heads(op: Op) -> sp.Expr:
+    """``G``: 1 when the attention core groups several query heads per KV head (grouped-query or
+    multi-query attention), 0 when each query head has its own (multi-head attention):
+    ``Min(heads / kv_heads - 1, 1)``, exact for a whole number of query heads per KV head.
+
+    >>> from symcost.core.ops import AttentionCore
+    >>> grouped_heads(AttentionCore("c", heads=32, kv_heads=8)), grouped_heads(AttentionCore("c", heads=8, kv_heads=8))
+    (1, 0)
+    """
+    return extreme(sp.Min, sp.sympify(op.heads) / op.kv_heads - 1, 1)  # type: ignore[attr-defined]
+
+
+def eight_bit_cache(op: Op) -> sp.Expr:
+    """``E``: 1 for a KV cache of at most one byte per element, 0 for 16 bits and wider:
+    ``Min(Max(2 - e_kv, 0), 1)``, exact for the cache dtypes (1/2, 1, 2 or 4 bytes).
+
+    >>> from symcost.core.ops import AttentionCore
+    >>> eight_bit_cache(AttentionCore("c", kv_dtype_bytes=1)), eight_bit_cache(AttentionCore("c"))
+    (1, 0)
+    """
+    return extreme(sp.Min, extreme(sp.Max, 2 - sp.sympify(op.e_kv), 0), 1)  # type: ignore[attr-defined]
+
+
 @kernel("attn.decode")
 def attention_decode(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
-    """Decode attention over the KV cache: ``max(F / (F_16 eta_attn) + V / F_vec, bytes /
-    (B eta_kv)) + t_dec``."""
+    """Decode attention over the KV cache: ``max(F / (F_16 eta_attn) + V / F_vec + (1 - G) F /
+    (F_vec eta_mha), bytes / (B eta_kv)) + (1 - G E) t_dec + G E t_dec8`` (:func:`grouped_heads`
+    ``G``, :func:`eight_bit_cache` ``E``); without ``mha_decode_efficiency`` no CUDA-core term,
+    without ``grouped_decode_time_8bit`` every decode kernel's floor is ``t_dec``."""
     n = kernels(op)
-    return OpTime(_attention_compute(op, chip, dtype), op.hbm_bytes / chip.attention_hbm_bandwidth,
-                  n * chip.decode_attention_time, _launch(n, chip))
+    compute = _attention_compute(op, chip, dtype)
+    if chip.mha_decode_efficiency is not None:
+        # NB: the multi-head kernel's dot products on the CUDA cores, beside (not instead of) the
+        # matrix units' term, which is negligible at one query per sequence; a term the symbolic
+        # chip binds to 0 (eta_mha = oo) where the chip has none
+        compute += (1 - grouped_heads(op)) * op.matmul_flops / (chip.vector_flops * chip.mha_decode_efficiency)
+    floor = chip.decode_attention_time
+    if chip.grouped_decode_time_8bit is not None:
+        grouped_8bit = grouped_heads(op) * eight_bit_cache(op)
+        floor = (1 - grouped_8bit) * floor + grouped_8bit * chip.grouped_decode_time_8bit
+    return OpTime(compute, op.hbm_bytes / chip.attention_hbm_bandwidth, n * floor, _launch(n, chip))
 
 
 @kernel("attn.backward")

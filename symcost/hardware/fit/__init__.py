@@ -9,7 +9,9 @@ family on its own table (:mod:`~symcost.hardware.fit.families`), in the order of
 3. FP8 GEMMs (``matmul_efficiency_8bit``, ``gemm_time_8bit``, ``quantize_bytes_8bit``), NVFP4 ones
    on Blackwell (the ``_4bit`` fields), at the 16-bit GEMMs' memory efficiency;
 4. prefill attention (``attention_efficiency``, ``attention_time``, ``attention_io_efficiency``);
-5. decode attention (``attention_memory_efficiency``, ``attention_decode_time``);
+5. decode attention (``attention_memory_efficiency``, ``attention_decode_time``,
+   ``mha_decode_efficiency``; ``grouped_decode_time_8bit`` where the table has grouped-query
+   rows over an FP8 cache);
 6. NCCL's collectives (the Simple ring ``collective_base_latency``, ``collective_latency``,
    ``network_efficiency``; the low-latency ring ``ll_*``; NVLink SHARP ``nvls_*`` where the chip
    has it);
@@ -115,6 +117,16 @@ def _table(gpu: str, step: str) -> Table:
     return Table(gpu, "comm", backend, v[backend], "custom_allreduce_perf")
 
 
+def _decode_fields(gpu: str, table: Table) -> tuple[str, ...]:
+    """The decode family's fields on ``gpu``: ``grouped_decode_time_8bit`` only where its fitted
+    rows hold grouped-query attention over an FP8 cache (A100's table has no FP8 cache)."""
+    from .families import DECODE_FIELDS
+
+    rows = decode_family(gpu, table, (), {}).rows()
+    grouped_fp8 = (rows["kv_cache_dtype"] == "fp8") & (rows["num_heads"] > rows["num_key_value_heads"])
+    return DECODE_FIELDS if bool(grouped_fp8.any()) else DECODE_FIELDS[:-1]
+
+
 def _has(gpu: str, step: str) -> bool:
     table = _table(gpu, step)
     if not table.path.exists():
@@ -156,7 +168,8 @@ def fit_chip(gpu: str, preset: Any = None) -> ChipFit:
         elif step == "prefill":
             family = prefill_family(gpu, table, (0.6, 15.0, 0.4), values)
         elif step == "decode":
-            family = decode_family(gpu, table, (0.8, 8.0), values)
+            fields = _decode_fields(gpu, table)
+            family = decode_family(gpu, table, (0.8, 15.0, 0.07, 8.0)[:len(fields)], values, fields)
         elif step == "nccl":
             fields = _NCCL_FIELDS + (_NVLS_FIELDS if nvls else ())
             family = collective_family(gpu, table, ("all_reduce", "all_gather", "reduce_scatter", "alltoall"),

@@ -64,6 +64,8 @@ PARAMETERS: dict[str, tuple[sp.Symbol, Fraction, float, float]] = {
     "attention_io_efficiency": (sp.Symbol("eta_p5", positive=True), Fraction(1), 0.02, 1.0),
     "attention_memory_efficiency": (sp.Symbol("eta_p6", positive=True), Fraction(1), 0.05, 1.0),
     "attention_decode_time": (sp.Symbol("t_p4", nonnegative=True), _US, 0.0, 100.0),
+    "grouped_decode_time_8bit": (sp.Symbol("t_p14", nonnegative=True), _US, 0.0, 100.0),
+    "mha_decode_efficiency": (sp.Symbol("eta_p14", positive=True), Fraction(1), 0.005, 1.0),
     "memory_efficiency": (sp.Symbol("eta_p7", positive=True), Fraction(1), 0.05, 1.0),
     "kernel_time": (sp.Symbol("t_p6", nonnegative=True), _US, 0.0, 100.0),
     "collective_base_latency": (sp.Symbol("t_p7", nonnegative=True), _US, 0.0, 100.0),
@@ -279,8 +281,15 @@ def _decode_rows(frame: Any) -> Any:
     return frame[pick]
 
 
-def decode_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping[str, Fraction]) -> Family:
-    """Decode attention: one query per sequence over ``s`` cached keys, a 16-bit or FP8 cache."""
+DECODE_FIELDS = ("attention_memory_efficiency", "attention_decode_time", "mha_decode_efficiency",
+                 "grouped_decode_time_8bit")
+"""The decode family's fields (the last only where the table has grouped-query rows over an FP8 cache)."""
+
+
+def decode_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping[str, Fraction],
+                  fields: tuple[str, ...] = DECODE_FIELDS) -> Family:
+    """Decode attention: one query per sequence over ``s`` cached keys, a 16-bit or FP8 cache;
+    multi-head (one query head per KV head) or grouped."""
     b, s, h, g, d = (SIZES[x] for x in "bshgd")
 
     def build(frame: Any, hw: Hardware) -> dict:
@@ -290,8 +299,8 @@ def decode_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapp
         expr = op_time(core, hw, hw.effective_peak("bf16"), DataType.BF16).time
         return {(): (expr, (b, s, h, g, d, _E_KV), (frame["window_size"] == 0).to_numpy())}
 
-    return Family("decode attention", chip, table, ("attention_memory_efficiency", "attention_decode_time"),
-                  build, lambda f: _decode_rows(_decode_frame(f)), start, fixed=dict(fixed))
+    return Family("decode attention", chip, table, fields, build, lambda f: _decode_rows(_decode_frame(f)), start,
+                  fixed=dict(fixed))
 
 
 def _moe_frame(frame: Any) -> None:
