@@ -87,7 +87,6 @@ __all__ = [
     "attention_backward_efficiency",
     "attention_decode_time",
     "grouped_decode_time_8bit",
-    "mha_decode_efficiency",
     "ll_base_latency",
     "ll_latency",
     "ll_efficiency",
@@ -228,9 +227,6 @@ _ROWS = (
     _row("grouped_decode_time_8bit", "t_dec8", r"t_{\mathrm{dec,g8}}",
          "fixed time of one decode attention call grouping query heads over an 8-bit KV cache (s)",
          nonnegative=True),
-    _row("mha_decode_efficiency", "eta_mha", r"\eta_{\mathrm{mha}}",
-         "fraction of the vector FLOP/s at which multi-head decode attention computes its dot products",
-         positive=True),
     _row("ll_base_latency", "alpha_LL0", r"\alpha_{\mathrm{LL},0}",
          "fixed latency of one collective call under the low-latency protocol (s)", nonnegative=True),
     _row("ll_latency", "alpha_LL", r"\alpha_{\mathrm{LL}}",
@@ -322,7 +318,6 @@ attention_io_efficiency = TABLE["attention_io_efficiency"].symbol
 attention_backward_efficiency = TABLE["attention_backward_efficiency"].symbol
 attention_decode_time = TABLE["attention_decode_time"].symbol
 grouped_decode_time_8bit = TABLE["grouped_decode_time_8bit"].symbol
-mha_decode_efficiency = TABLE["mha_decode_efficiency"].symbol
 ll_base_latency = TABLE["ll_base_latency"].symbol
 ll_latency = TABLE["ll_latency"].symbol
 ll_efficiency = TABLE["ll_efficiency"].symbol

@@ -48,7 +48,7 @@ _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficien
                  "quantize_bytes_8bit", "quantize_bytes_4bit", "gemm_memory_efficiency", "grouped_gemm_efficiency",
                  "grouped_gemm_time", "grouped_gemm_memory_efficiency", "attention_time", "attention_io_efficiency",
                  "attention_backward_efficiency",
-                 "attention_decode_time", "grouped_decode_time_8bit", "mha_decode_efficiency",
+                 "attention_decode_time", "grouped_decode_time_8bit",
                  "ll_base_latency", "ll_latency", "ll_efficiency", "custom_allreduce_latency",
                  "custom_allreduce_efficiency")
 """The efficiency model's fields (docs/conventions.md §17)."""
@@ -134,11 +134,6 @@ class Hardware(BaseModel):
     """Fixed seconds of one decode attention kernel that groups several query heads per KV head
     over an 8-bit KV cache (TensorRT-LLM runs these in its XQA kernels; ``None``: the other decode
     kernels' ``attention_decode_time``)."""
-    mha_decode_efficiency: Optional[Efficiency] = None
-    """Multi-head decode attention (one query head per KV head): the fraction of ``vector_flops`` at
-    which its kernel computes the scores and the weighted sum on the CUDA cores (TensorRT-LLM's
-    masked multi-head attention kernel), a compute term beside its KV stream; ``None``: no such
-    term (the dot products on the matrix units, as for grouped heads)."""
     ll_base_latency: Optional[Seconds] = None
     ll_latency: Seconds = sp.Integer(0)
     ll_efficiency: Efficiency = sp.Integer(1)
@@ -478,7 +473,6 @@ class Hardware(BaseModel):
             sym.attention_backward_efficiency: self.attention_backward_efficiency,
             sym.attention_decode_time: self.decode_attention_time,
             sym.grouped_decode_time_8bit: self.grouped_decode_attention_time,
-            sym.mha_decode_efficiency: sp.oo if self.mha_decode_efficiency is None else self.mha_decode_efficiency,
             sym.ll_base_latency: sp.oo if self.ll_base_latency is None else self.ll_base_latency,
             sym.ll_latency: self.ll_latency,
             sym.ll_efficiency: self.ll_efficiency,
@@ -544,7 +538,7 @@ class Hardware(BaseModel):
             grouped_gemm_efficiency=None,
             grouped_gemm_time=None, grouped_gemm_memory_efficiency=None, attention_time=None,
             attention_io_efficiency=None, attention_backward_efficiency=one, attention_decode_time=None,
-            grouped_decode_time_8bit=None, mha_decode_efficiency=None,
+            grouped_decode_time_8bit=None,
             ll_base_latency=None, ll_latency=zero, ll_efficiency=one, custom_allreduce_latency=None,
             custom_allreduce_efficiency=one, runtime=Runtime(name="ideal"))})
 
@@ -565,7 +559,7 @@ class Hardware(BaseModel):
                 and self.grouped_gemm_efficiency in (None, 1) and self.grouped_gemm_time in (None, 0)
                 and self.grouped_gemm_memory_efficiency in (None, 1) and self.attention_time in (None, 0)
                 and self.attention_io_efficiency is None and self.attention_decode_time in (None, 0)
-                and self.grouped_decode_time_8bit in (None, 0) and self.mha_decode_efficiency is None
+                and self.grouped_decode_time_8bit in (None, 0)
                 and self.attention_backward_efficiency == 1
                 and self.ll_base_latency is None
                 and (self.custom_allreduce_latency is None or self.runtime.allreduce != "custom")

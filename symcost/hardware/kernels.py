@@ -24,11 +24,10 @@ The classes shipped here, per op on a chip with matmul FLOP/s ``peak`` (efficien
   (B eta_aio) + t_attn``: the core's FLOPs at a fraction of the 16-bit peak, its softmax on the
   vector units, and the Q, K, V, O traffic of the kernels around the core (RoPE, the KV-cache
   write) as a pass of its own;
-- ``attn.decode``: ``max(F / (F_16 eta_attn) + V / F_vec + (1 - G) F / (F_vec eta_mha), bytes /
-  (B eta_kv)) + (1 - G E) t_dec + G E t_dec8``: streaming the KV cache, with ``G`` 1 when the
-  core groups several query heads per KV head (0 for multi-head attention, whose kernel computes
-  its dot products on the CUDA cores at ``F_vec eta_mha``) and ``E`` 1 for an 8-bit (or narrower)
-  KV cache, whose grouped kernel has its own floor ``t_dec8``;
+- ``attn.decode``: ``max(F / (F_16 eta_attn) + V / F_vec, bytes / (B eta_kv)) + (1 - G E) t_dec
+  + G E t_dec8``: streaming the KV cache, with ``G`` 1 when the core groups several query heads
+  per KV head (0 for multi-head attention) and ``E`` 1 for an 8-bit (or narrower) KV cache: the
+  grouped kernel over an 8-bit cache has its own floor ``t_dec8``;
 - ``attn.backward``: the prefill form without the extra pass, its core at ``F_16 eta_attn
   eta_abwd`` (the backward kernels' own fraction of the forward's rate);
 - ``elementwise``: ``max(V / F_vec, bytes / (B eta_mem)) + t_k``;
@@ -235,22 +234,16 @@ def eight_bit_cache(op: Op) -> sp.Expr:
 
 @kernel("attn.decode")
 def attention_decode(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
-    """Decode attention over the KV cache: ``max(F / (F_16 eta_attn) + V / F_vec + (1 - G) F /
-    (F_vec eta_mha), bytes / (B eta_kv)) + (1 - G E) t_dec + G E t_dec8`` (:func:`grouped_heads`
-    ``G``, :func:`eight_bit_cache` ``E``); without ``mha_decode_efficiency`` no CUDA-core term,
+    """Decode attention over the KV cache: ``max(F / (F_16 eta_attn) + V / F_vec, bytes / (B eta_kv))
+    + (1 - G E) t_dec + G E t_dec8`` (:func:`grouped_heads` ``G``, :func:`eight_bit_cache` ``E``);
     without ``grouped_decode_time_8bit`` every decode kernel's floor is ``t_dec``."""
     n = kernels(op)
-    compute = _attention_compute(op, chip, dtype)
-    if chip.mha_decode_efficiency is not None:
-        # NB: the multi-head kernel's dot products on the CUDA cores, beside (not instead of) the
-        # matrix units' term, which is negligible at one query per sequence; a term the symbolic
-        # chip binds to 0 (eta_mha = oo) where the chip has none
-        compute += (1 - grouped_heads(op)) * op.matmul_flops / (chip.vector_flops * chip.mha_decode_efficiency)
     floor = chip.decode_attention_time
     if chip.grouped_decode_time_8bit is not None:
         grouped_8bit = grouped_heads(op) * eight_bit_cache(op)
         floor = (1 - grouped_8bit) * floor + grouped_8bit * chip.grouped_decode_time_8bit
-    return OpTime(compute, op.hbm_bytes / chip.attention_hbm_bandwidth, n * floor, _launch(n, chip))
+    return OpTime(_attention_compute(op, chip, dtype), op.hbm_bytes / chip.attention_hbm_bandwidth, n * floor,
+                  _launch(n, chip))
 
 
 @kernel("attn.backward")

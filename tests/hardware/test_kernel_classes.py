@@ -1,7 +1,7 @@
 """The kernel classes' own terms (symcost/hardware/kernels.py, docs/conventions.md §17), by hand on
 a chip whose fields are round numbers: a GEMM's floor and its quantizing pass, prefill attention's
 pass over the new tokens and its floor, decode attention's floor (and the grouped kernel's over an 8-bit
-cache), multi-head decode attention's CUDA-core term, NCCL's low-latency protocol, an
+cache), NCCL's low-latency protocol, an
 engine's own all-reduce and its one-shot/two-shot switch, engine profiles' chip fields, the wire
 format of an FP8 model's TP collectives, and the kernel registry."""
 
@@ -96,24 +96,6 @@ def test_decode_attention_floor_and_kernel_by_phase():
     assert dataclasses.replace(core, decode=None).kernel == "attn.decode"  # unset: one query means decode
 
 
-def test_multi_head_decode_computes_its_dot_products_on_the_cuda_cores():
-    """mha_decode_efficiency 1/10 of vector_flops 10^13 = 10^12 FLOP/s. A multi-head decode core
-    (8 query heads, 8 KV heads), b 8, 4096 keys of 128, FP8 cache: its dot products are
-    4 * 8 * 8 * 4096 * 128 = 134,217,728 FLOPs, 134.2 us on the CUDA cores, added to its compute
-    term; its K and V 2 * 8 * 8 * 4096 * 128 * 1 = 67,108,864 B plus Q and O 32,768 B at 5 * 10^11
-    B/s take 134.28 us, so with the tensor-core term (134,217,728 / (10^14 * 1/2) = 2.68 us) it is
-    compute-bound. A grouped core (32 query heads on the same 8 KV heads) has no such term."""
-    chip = CHIP.with_efficiency(mha_decode_efficiency=Fraction(1, 10))
-    mha = AttentionCore("c", batch=8, heads=8, kv_heads=8, q_len=1, kv_len=4096, head_dim=128, kv_dtype_bytes=1,
-                        decode=True)
-    plain, cuda = (op_time(mha, c, c.effective_peak(BF16), BF16) for c in (CHIP, chip))
-    assert cuda.compute - plain.compute == sp.Rational(134217728, 10**12)
-    assert cuda.memory == plain.memory == sp.Rational(67108864 + 32768, 5 * 10**11)
-    assert cuda.time == cuda.compute + 5 * US and cuda.compute > cuda.memory
-    gqa = dataclasses.replace(mha, heads=32)
-    assert op_time(gqa, chip, chip.effective_peak(BF16), BF16) == op_time(gqa, CHIP, CHIP.effective_peak(BF16), BF16)
-
-
 def test_grouped_decode_over_an_8bit_cache_has_its_own_floor():
     """grouped_decode_time_8bit 2 us: a grouped-query decode core (32 query heads over 8 KV heads)
     over an FP8 cache pays 2 us, over a bf16 cache attention_decode_time's 5 us, and a multi-head
@@ -128,11 +110,10 @@ def test_grouped_decode_over_an_8bit_cache_has_its_own_floor():
 
 
 @pytest.mark.parametrize("heads,kv_bytes", [(8, 1), (8, 2), (32, 1), (32, 2)])
-@pytest.mark.parametrize("fields", [{}, {"mha_decode_efficiency": Fraction(1, 10), "grouped_decode_time_8bit": 2 * US}])
+@pytest.mark.parametrize("fields", [{}, {"grouped_decode_time_8bit": 2 * US}])
 def test_decode_terms_bind_on_the_symbolic_chip(heads, kv_bytes, fields):
     """The realistic symbolic chip's decode time, bound to a chip's values (symbol_values), equals
-    the numeric time on that chip, with and without the two decode terms (unset: eta_mha = oo,
-    t_dec8 = t_dec)."""
+    the numeric time on that chip, with and without the grouped kernel's floor (unset: t_dec8 = t_dec)."""
     chip = CHIP.with_efficiency(**fields)
     symbolic = Hardware.symbolic(realistic=True)
     core = AttentionCore("c", batch=8, heads=heads, kv_heads=8, q_len=1, kv_len=4096, head_dim=128,

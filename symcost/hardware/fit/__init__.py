@@ -9,9 +9,8 @@ family on its own table (:mod:`~symcost.hardware.fit.families`), in the order of
 3. FP8 GEMMs (``matmul_efficiency_8bit``, ``gemm_time_8bit``, ``quantize_bytes_8bit``), NVFP4 ones
    on Blackwell (the ``_4bit`` fields), at the 16-bit GEMMs' memory efficiency;
 4. prefill attention (``attention_efficiency``, ``attention_time``, ``attention_io_efficiency``);
-5. decode attention (``attention_memory_efficiency``, ``attention_decode_time``,
-   ``mha_decode_efficiency``; ``grouped_decode_time_8bit`` where the table has grouped-query
-   rows over an FP8 cache);
+5. decode attention (``attention_memory_efficiency``, ``attention_decode_time``;
+   ``grouped_decode_time_8bit`` where the table has grouped-query rows over an FP8 cache);
 6. NCCL's collectives (the Simple ring ``collective_base_latency``, ``collective_latency``,
    ``network_efficiency``; the low-latency ring ``ll_*``; NVLink SHARP ``nvls_*`` where the chip
    has it);
@@ -169,7 +168,7 @@ def fit_chip(gpu: str, preset: Any = None) -> ChipFit:
             family = prefill_family(gpu, table, (0.6, 15.0, 0.4), values)
         elif step == "decode":
             fields = _decode_fields(gpu, table)
-            family = decode_family(gpu, table, (0.8, 15.0, 0.07, 8.0)[:len(fields)], values, fields)
+            family = decode_family(gpu, table, (0.8, 15.0, 8.0)[:len(fields)], values, fields)
         elif step == "nccl":
             fields = _NCCL_FIELDS + (_NVLS_FIELDS if nvls else ())
             family = collective_family(gpu, table, ("all_reduce", "all_gather", "reduce_scatter", "alltoall"),

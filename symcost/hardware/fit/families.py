@@ -65,7 +65,6 @@ PARAMETERS: dict[str, tuple[sp.Symbol, Fraction, float, float]] = {
     "attention_memory_efficiency": (sp.Symbol("eta_p6", positive=True), Fraction(1), 0.05, 1.0),
     "attention_decode_time": (sp.Symbol("t_p4", nonnegative=True), _US, 0.0, 100.0),
     "grouped_decode_time_8bit": (sp.Symbol("t_p14", nonnegative=True), _US, 0.0, 100.0),
-    "mha_decode_efficiency": (sp.Symbol("eta_p14", positive=True), Fraction(1), 0.005, 1.0),
     "memory_efficiency": (sp.Symbol("eta_p7", positive=True), Fraction(1), 0.05, 1.0),
     "kernel_time": (sp.Symbol("t_p6", nonnegative=True), _US, 0.0, 100.0),
     "collective_base_latency": (sp.Symbol("t_p7", nonnegative=True), _US, 0.0, 100.0),
@@ -281,8 +280,7 @@ def _decode_rows(frame: Any) -> Any:
     return frame[pick]
 
 
-DECODE_FIELDS = ("attention_memory_efficiency", "attention_decode_time", "mha_decode_efficiency",
-                 "grouped_decode_time_8bit")
+DECODE_FIELDS = ("attention_memory_efficiency", "attention_decode_time", "grouped_decode_time_8bit")
 """The decode family's fields (the last only where the table has grouped-query rows over an FP8 cache)."""
 
 
