@@ -49,7 +49,7 @@ _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficien
                  "grouped_gemm_time", "grouped_gemm_memory_efficiency", "attention_time", "attention_io_efficiency",
                  "attention_backward_efficiency",
                  "attention_decode_time", "grouped_decode_time_8bit",
-                 "ll_base_latency", "ll_latency", "ll_efficiency", "custom_allreduce_latency",
+                 "attention_exp_rate", "ll_base_latency", "ll_latency", "ll_efficiency", "custom_allreduce_latency",
                  "custom_allreduce_efficiency")
 """The efficiency model's fields (docs/conventions.md §17)."""
 
@@ -134,6 +134,13 @@ class Hardware(BaseModel):
     """Fixed seconds of one decode attention kernel that groups several query heads per KV head
     over an 8-bit KV cache (TensorRT-LLM runs these in its XQA kernels; ``None``: the other decode
     kernels' ``attention_decode_time``)."""
+    attention_exp_rate: Optional[Rate] = None
+    """Exponentials per second of the attention kernels' softmax: one per scored (query, key)
+    pair on the special-function units (FlashAttention-3, Shah et al. 2024, section 3: the H100
+    SXM5 has 989 TFLOPS of FP16 matmul but 3.9 TFLOPS of special functions), a time of its own
+    beside the matmuls in prefill and flash-backward attention; ``None``: no such term. The fitted
+    rates (5.4 to 5.8 per ns on H100, H200, B200) are effective ones, above that peak: the kernels
+    hide part of the exponentials behind the matmuls."""
     ll_base_latency: Optional[Seconds] = None
     ll_latency: Seconds = sp.Integer(0)
     ll_efficiency: Efficiency = sp.Integer(1)
@@ -473,6 +480,7 @@ class Hardware(BaseModel):
             sym.attention_backward_efficiency: self.attention_backward_efficiency,
             sym.attention_decode_time: self.decode_attention_time,
             sym.grouped_decode_time_8bit: self.grouped_decode_attention_time,
+            sym.attention_exp_rate: sp.oo if self.attention_exp_rate is None else self.attention_exp_rate,
             sym.ll_base_latency: sp.oo if self.ll_base_latency is None else self.ll_base_latency,
             sym.ll_latency: self.ll_latency,
             sym.ll_efficiency: self.ll_efficiency,
@@ -538,7 +546,7 @@ class Hardware(BaseModel):
             grouped_gemm_efficiency=None,
             grouped_gemm_time=None, grouped_gemm_memory_efficiency=None, attention_time=None,
             attention_io_efficiency=None, attention_backward_efficiency=one, attention_decode_time=None,
-            grouped_decode_time_8bit=None,
+            grouped_decode_time_8bit=None, attention_exp_rate=None,
             ll_base_latency=None, ll_latency=zero, ll_efficiency=one, custom_allreduce_latency=None,
             custom_allreduce_efficiency=one, runtime=Runtime(name="ideal"))})
 
@@ -559,7 +567,7 @@ class Hardware(BaseModel):
                 and self.grouped_gemm_efficiency in (None, 1) and self.grouped_gemm_time in (None, 0)
                 and self.grouped_gemm_memory_efficiency in (None, 1) and self.attention_time in (None, 0)
                 and self.attention_io_efficiency is None and self.attention_decode_time in (None, 0)
-                and self.grouped_decode_time_8bit in (None, 0)
+                and self.grouped_decode_time_8bit in (None, 0) and self.attention_exp_rate is None
                 and self.attention_backward_efficiency == 1
                 and self.ll_base_latency is None
                 and (self.custom_allreduce_latency is None or self.runtime.allreduce != "custom")

@@ -85,6 +85,28 @@ def test_prefill_attention_pass_over_the_new_tokens_and_floor():
     assert later.serial == t.serial
 
 
+def test_attention_exponentials_on_the_special_function_units():
+    """attention_exp_rate 10^12 per second: the causal prefill above (b 1, 8 heads, 1024 tokens)
+    scores 8 * 1024 * 1025 / 2 = 4,198,400 pairs, one exponential each, 4.1984 us added to its
+    compute; its flash backward, 5/2 the forward's matmul FLOPs, spends the forward's time per FLOP
+    at eta_abwd (1 on this chip, 4/5 below): 5/2 * 4.1984 = 10.496 us, 13.12 us at 4/5; an eager
+    backward reads the stored probabilities (none); a chip without the field adds nothing."""
+    from symcost.core.ops import AttentionCoreBackward
+
+    chip = CHIP.with_efficiency(attention_exp_rate=10**12)
+    core = AttentionCore("c", batch=1, heads=8, kv_heads=8, q_len=1024, kv_len=1024, head_dim=128, causal=True,
+                         decode=False)
+    slower = chip.with_efficiency(attention_backward_efficiency=Fraction(4, 5))
+    for op, c, added in ((core, chip, sp.Rational(4198400, 10**12)),
+                         (AttentionCoreBackward("c.bwd", forward=core), chip, sp.Rational(10496, 10**9)),
+                         (AttentionCoreBackward("c.bwd", forward=core), slower, sp.Rational(13120, 10**9))):
+        plain = op_time(op, c.with_efficiency(attention_exp_rate=None), c.effective_peak(BF16), BF16)
+        assert op_time(op, c, c.effective_peak(BF16), BF16).compute - plain.compute == added
+    eager = AttentionCoreBackward("c.bwd", forward=dataclasses.replace(core, flash=False))
+    assert op_time(eager, chip, chip.effective_peak(BF16), BF16) == op_time(eager, CHIP, CHIP.effective_peak(BF16),
+                                                                          BF16)
+
+
 def test_decode_attention_floor_and_kernel_by_phase():
     """One query per sequence over 4096 keys, b 8, 8 heads of 128: K and V 2 * 8 * 8 * 4096 * 128 *
     2 = 134,217,728 B plus Q and O 2 * 8 * 8 * 128 * 2 = 32,768 B at 10^12 * 1/2 = 268.5 us; + 5 us.
@@ -110,17 +132,19 @@ def test_grouped_decode_over_an_8bit_cache_has_its_own_floor():
 
 
 @pytest.mark.parametrize("heads,kv_bytes", [(8, 1), (8, 2), (32, 1), (32, 2)])
-@pytest.mark.parametrize("fields", [{}, {"grouped_decode_time_8bit": 2 * US}])
+@pytest.mark.parametrize("fields", [{}, {"grouped_decode_time_8bit": 2 * US, "attention_exp_rate": 10**12}])
 def test_decode_terms_bind_on_the_symbolic_chip(heads, kv_bytes, fields):
     """The realistic symbolic chip's decode time, bound to a chip's values (symbol_values), equals
-    the numeric time on that chip, with and without the grouped kernel's floor (unset: t_dec8 = t_dec)."""
+    the numeric time on that chip, with and without the grouped kernel's floor (unset: t_dec8 = t_dec),
+    and a prefill core's time with and without its exponentials (unset: F_exp = oo)."""
     chip = CHIP.with_efficiency(**fields)
     symbolic = Hardware.symbolic(realistic=True)
     core = AttentionCore("c", batch=8, heads=heads, kv_heads=8, q_len=1, kv_len=4096, head_dim=128,
                          kv_dtype_bytes=kv_bytes, decode=True)
-    numeric = op_time(core, chip, chip.effective_peak(BF16), BF16).time
-    bound = op_time(core, symbolic, symbolic.effective_peak(None), None).time.xreplace(chip.symbol_values(BF16))
-    assert bound == numeric
+    for op in (core, dataclasses.replace(core, q_len=64, kv_len=64, causal=True, decode=False)):
+        numeric = op_time(op, chip, chip.effective_peak(BF16), BF16).time
+        bound = op_time(op, symbolic, symbolic.effective_peak(None), None).time.xreplace(chip.symbol_values(BF16))
+        assert bound == numeric
 
 
 def test_nccl_low_latency_protocol_wins_small_messages():
