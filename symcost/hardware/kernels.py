@@ -47,13 +47,12 @@ import sympy as sp
 
 from ..core._expr import Ceil, extreme
 from ..core.dtypes import DataType
-from ..core.ops import Matmul, Op
+from ..core.ops import AttentionCore, Matmul, Op
 from ..errors import ConfigError
 from .chip import Hardware
 
-__all__ = ["FUSED_OPS", "KERNELS", "KernelTime", "OpTime", "eight_bit_cache", "grouped_heads", "kernel", "kernels",
-           "matmul_compute_flops",
-           "time_of"]
+__all__ = ["FUSED_OPS", "KERNELS", "KernelTime", "OpTime", "attention_core", "eight_bit_cache", "grouped_heads",
+           "kernel", "kernels", "matmul_compute_flops", "time_of"]
 
 FUSED_OPS = frozenset({
     # NB: what a fusing engine (TensorRT-LLM, vLLM, FasterTransformer) runs inside another
@@ -198,12 +197,26 @@ def _attention_compute(op: Op, chip: Hardware, dtype: Optional[DataType]) -> sp.
     return op.matmul_flops / chip.attention_peak(dtype) + op.vector_flops / chip.vector_flops
 
 
-def _exponentials(core: Op, chip: Hardware) -> sp.Expr:
+def attention_core(op: Op) -> AttentionCore:
+    """The :class:`~symcost.core.ops.AttentionCore` an attention kernel runs: ``op`` itself, or the
+    core a wrapper delegates to (``core``: MLA's absorbed decode core; ``forward``: a backward);
+    an op of an attention class with neither is a one-line
+    :class:`~symcost.errors.ConfigError` (its heads and pairs set terms of the class)."""
+    for core in (op, getattr(op, "core", None), getattr(op, "forward", None)):
+        if isinstance(core, AttentionCore):
+            return core
+    raise ConfigError(f"op {op.name!r}: kernel class {op.kernel!r} needs an AttentionCore (or an op wrapping one "
+                      "as .core or .forward) for its heads and pairs")
+
+
+def _exponentials(op: Op, chip: Hardware) -> sp.Expr:
     """Seconds of the softmax's exponentials on the special-function units: one per scored
-    (query, key) pair, ``batch * heads * pairs / F_exp`` (0 without ``attention_exp_rate``)."""
+    (query, key) pair of ``op``'s core, ``batch * heads * pairs / F_exp`` (0 without
+    ``attention_exp_rate``)."""
     if chip.attention_exp_rate is None:
         return sp.Integer(0)
-    return core.batch * core.heads * core.pairs / chip.attention_exp_rate  # type: ignore[attr-defined]
+    core = attention_core(op)
+    return core.batch * core.heads * core.pairs / chip.attention_exp_rate
 
 
 @kernel("attn.prefill")
@@ -221,26 +234,29 @@ def attention_prefill(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[Dat
 
 
 def grouped_heads(op: Op) -> sp.Expr:
-    """``G``: 1 when the attention core groups several query heads per KV head (grouped-query or
-    multi-query attention), 0 when each query head has its own (multi-head attention):
-    ``Min(heads / kv_heads - 1, 1)``, exact for a whole number of query heads per KV head.
+    """``G``: 1 when the attention core (:func:`attention_core`) groups several query heads per KV
+    head (grouped-query, multi-query or MLA's absorbed attention), 0 when each query head has its
+    own (multi-head attention): ``Min(heads / kv_heads - 1, 1)``, exact for a whole number of query
+    heads per KV head.
 
     >>> from symcost.core.ops import AttentionCore
     >>> grouped_heads(AttentionCore("c", heads=32, kv_heads=8)), grouped_heads(AttentionCore("c", heads=8, kv_heads=8))
     (1, 0)
     """
-    return extreme(sp.Min, sp.sympify(op.heads) / op.kv_heads - 1, 1)  # type: ignore[attr-defined]
+    core = attention_core(op)
+    return extreme(sp.Min, sp.sympify(core.heads) / core.kv_heads - 1, 1)
 
 
 def eight_bit_cache(op: Op) -> sp.Expr:
-    """``E``: 1 for a KV cache of at most one byte per element, 0 for 16 bits and wider:
+    """``E``: 1 for a KV cache (:func:`attention_core`'s) of at most one byte per element, 0 for 16
+    bits and wider:
     ``Min(Max(2 - e_kv, 0), 1)``, exact for the cache dtypes (1/2, 1, 2 or 4 bytes).
 
     >>> from symcost.core.ops import AttentionCore
     >>> eight_bit_cache(AttentionCore("c", kv_dtype_bytes=1)), eight_bit_cache(AttentionCore("c"))
     (1, 0)
     """
-    return extreme(sp.Min, extreme(sp.Max, 2 - sp.sympify(op.e_kv), 0), 1)  # type: ignore[attr-defined]
+    return extreme(sp.Min, extreme(sp.Max, 2 - sp.sympify(attention_core(op).e_kv), 0), 1)
 
 
 @kernel("attn.decode")
@@ -264,7 +280,7 @@ def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[Da
     time per matmul FLOP (``F_f`` the forward's), exponentials included, at ``eta_abwd`` of its
     rate; an eager backward reads the stored probabilities (no exponential term)."""
     n = kernels(op)
-    forward = op.forward  # type: ignore[attr-defined]
+    forward = attention_core(op)
     eta = chip.attention_backward_efficiency
     # NB: eta_abwd is a whole-kernel ratio (FlashAttention-3's backward over forward FLOP/s), so
     # the backward spends the forward's time per matmul FLOP, its exponentials' included, over eta_abwd:

@@ -131,6 +131,30 @@ def test_grouped_decode_over_an_8bit_cache_has_its_own_floor():
     assert op_time(fp8, CHIP, CHIP.effective_peak(BF16), BF16).overhead == 5 * US
 
 
+def test_wrapped_attention_cores_take_their_cores_heads():
+    """(bug found by the suite) MLA's absorbed decode core wraps an AttentionCore (``.core``): 128
+    query heads over the one cached latent, grouped, so over an FP8 cache it pays
+    grouped_decode_time_8bit's 2 us, over bf16 attention_decode_time's 5 us. An op of an attention
+    class with no core is refused in one line, naming the op."""
+    from symcost.layers.mla import _LatentCore
+
+    chip = CHIP.with_efficiency(grouped_decode_time_8bit=2 * US)
+    core = AttentionCore("c", batch=4, heads=128, kv_heads=1, q_len=1, kv_len=4096, head_dim=576, v_head_dim=512,
+                         decode=True)
+    for kv_bytes, floor in ((1, 2 * US), (2, 5 * US)):
+        latent = _LatentCore("latent", core=dataclasses.replace(core, kv_dtype_bytes=kv_bytes))
+        assert op_time(latent, chip, chip.effective_peak(BF16), BF16).overhead == floor
+
+    @dataclasses.dataclass(frozen=True)
+    class Bare(Matmul):
+        @property
+        def kernel(self) -> str:
+            return "attn.decode"
+
+    with pytest.raises(ConfigError, match="op 'bare': kernel class 'attn.decode' needs an AttentionCore"):
+        op_time(Bare("bare", m=1, n=1, k=1), chip, chip.effective_peak(BF16), BF16)
+
+
 @pytest.mark.parametrize("heads,kv_bytes", [(8, 1), (8, 2), (32, 1), (32, 2)])
 @pytest.mark.parametrize("fields", [{}, {"grouped_decode_time_8bit": 2 * US, "attention_exp_rate": 10**12}])
 def test_decode_terms_bind_on_the_symbolic_chip(heads, kv_bytes, fields):
