@@ -86,6 +86,8 @@ __all__ = [
     "attention_io_efficiency",
     "attention_backward_efficiency",
     "attention_decode_time",
+    "grouped_decode_time_8bit",
+    "attention_exp_rate",
     "ll_base_latency",
     "ll_latency",
     "ll_efficiency",
@@ -224,6 +226,12 @@ _ROWS = (
          "the attention backward kernels' FLOP/s as a fraction of the forward kernels'", positive=True),
     _row("attention_decode_time", "t_dec", r"t_{\mathrm{dec}}",
          "fixed time of one decode attention call (s)", nonnegative=True),
+    _row("attention_exp_rate", "F_exp", r"F_{\mathrm{exp}}",
+         "exponentials per second of the attention kernels' softmax (special-function units), one per scored pair",
+         positive=True),
+    _row("grouped_decode_time_8bit", "t_dec8", r"t_{\mathrm{dec,g8}}",
+         "fixed time of one decode attention call grouping query heads over an 8-bit KV cache (s)",
+         nonnegative=True),
     _row("ll_base_latency", "alpha_LL0", r"\alpha_{\mathrm{LL},0}",
          "fixed latency of one collective call under the low-latency protocol (s)", nonnegative=True),
     _row("ll_latency", "alpha_LL", r"\alpha_{\mathrm{LL}}",
@@ -315,6 +323,8 @@ attention_time = TABLE["attention_time"].symbol
 attention_io_efficiency = TABLE["attention_io_efficiency"].symbol
 attention_backward_efficiency = TABLE["attention_backward_efficiency"].symbol
 attention_decode_time = TABLE["attention_decode_time"].symbol
+grouped_decode_time_8bit = TABLE["grouped_decode_time_8bit"].symbol
+attention_exp_rate = TABLE["attention_exp_rate"].symbol
 ll_base_latency = TABLE["ll_base_latency"].symbol
 ll_latency = TABLE["ll_latency"].symbol
 ll_efficiency = TABLE["ll_efficiency"].symbol

@@ -57,7 +57,8 @@ _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficien
                  "quantize_bytes_8bit", "quantize_bytes_4bit", "gemm_memory_efficiency", "grouped_gemm_efficiency",
                  "grouped_gemm_time", "grouped_gemm_memory_efficiency", "attention_time", "attention_io_efficiency",
                  "attention_backward_efficiency",
-                 "attention_decode_time", "ll_base_latency", "ll_latency", "ll_efficiency", "custom_allreduce_latency",
+                 "attention_decode_time", "grouped_decode_time_8bit",
+                 "attention_exp_rate", "ll_base_latency", "ll_latency", "ll_efficiency", "custom_allreduce_latency",
                  "custom_allreduce_efficiency")
 """The efficiency model's fields (docs/conventions.md §17)."""
 
@@ -138,6 +139,17 @@ class Hardware(BaseModel):
     """The attention backward kernels' FLOP/s as a fraction of the forward kernels' (the
     ``attn.backward`` class runs at ``F_16 * attention_efficiency * attention_backward_efficiency``)."""
     attention_decode_time: Optional[Seconds] = None
+    grouped_decode_time_8bit: Optional[Seconds] = None
+    """Fixed seconds of one decode attention kernel that groups several query heads per KV head
+    over an 8-bit KV cache (TensorRT-LLM runs these in its XQA kernels; ``None``: the other decode
+    kernels' ``attention_decode_time``)."""
+    attention_exp_rate: Optional[Rate] = None
+    """Exponentials per second of the attention kernels' softmax: one per scored (query, key)
+    pair on the special-function units (FlashAttention-3, Shah et al. 2024, section 3: the H100
+    SXM5 has 989 TFLOPS of FP16 matmul but 3.9 TFLOPS of special functions), a time of its own
+    beside the matmuls in prefill and flash-backward attention; ``None``: no such term. The fitted
+    rates (5.4 to 5.8 per ns on H100, H200, B200) are effective ones, above that peak: the kernels
+    hide part of the exponentials behind the matmuls."""
     ll_base_latency: Optional[Seconds] = None
     ll_latency: Seconds = sp.Integer(0)
     ll_efficiency: Efficiency = sp.Integer(1)
@@ -312,6 +324,12 @@ class Hardware(BaseModel):
         ``kernel_time`` when unset."""
         return self.kernel_time if self.attention_decode_time is None else self.attention_decode_time
 
+    @property
+    def grouped_decode_attention_time(self) -> sp.Expr:
+        """Fixed seconds of one grouped-query decode attention kernel over an 8-bit KV cache:
+        ``grouped_decode_time_8bit``, else :attr:`decode_attention_time`."""
+        return self.decode_attention_time if self.grouped_decode_time_8bit is None else self.grouped_decode_time_8bit
+
     def quantize_bytes_for(self, dtype: DataType | str | None) -> sp.Expr:
         """HBM bytes per input element that quantizing a GEMM input to ``dtype`` moves: 0 for
         16-bit formats, ``quantize_bytes_8bit`` for 8-bit ones, ``quantize_bytes_4bit`` (``None``:
@@ -470,6 +488,8 @@ class Hardware(BaseModel):
             else self.attention_io_efficiency,
             sym.attention_backward_efficiency: self.attention_backward_efficiency,
             sym.attention_decode_time: self.decode_attention_time,
+            sym.grouped_decode_time_8bit: self.grouped_decode_attention_time,
+            sym.attention_exp_rate: sp.oo if self.attention_exp_rate is None else self.attention_exp_rate,
             sym.ll_base_latency: sp.oo if self.ll_base_latency is None else self.ll_base_latency,
             sym.ll_latency: self.ll_latency,
             sym.ll_efficiency: self.ll_efficiency,
@@ -535,6 +555,7 @@ class Hardware(BaseModel):
             grouped_gemm_efficiency=None,
             grouped_gemm_time=None, grouped_gemm_memory_efficiency=None, attention_time=None,
             attention_io_efficiency=None, attention_backward_efficiency=one, attention_decode_time=None,
+            grouped_decode_time_8bit=None, attention_exp_rate=None,
             ll_base_latency=None, ll_latency=zero, ll_efficiency=one, custom_allreduce_latency=None,
             custom_allreduce_efficiency=one, runtime=Runtime(name="ideal"))})
 
@@ -555,6 +576,7 @@ class Hardware(BaseModel):
                 and self.grouped_gemm_efficiency in (None, 1) and self.grouped_gemm_time in (None, 0)
                 and self.grouped_gemm_memory_efficiency in (None, 1) and self.attention_time in (None, 0)
                 and self.attention_io_efficiency is None and self.attention_decode_time in (None, 0)
+                and self.grouped_decode_time_8bit in (None, 0) and self.attention_exp_rate is None
                 and self.attention_backward_efficiency == 1
                 and self.ll_base_latency is None
                 and (self.custom_allreduce_latency is None or self.runtime.allreduce != "custom")

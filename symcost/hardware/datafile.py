@@ -26,8 +26,8 @@ __all__ = ["UNITS", "read", "resolve", "value"]
 
 UNITS: dict[str, Fraction] = {
     "TFLOP/s": Fraction(TERA), "GB": Fraction(GIGA), "GiB": Fraction(2**30), "MiB": Fraction(2**20),
-    "GB/s": Fraction(GIGA),
-    "TB/s": Fraction(TERA), "Gb/s": Fraction(GIGA, 8), "us": Fraction(1, MEGA), "s": Fraction(1),
+    "GB/s": Fraction(GIGA), "TB/s": Fraction(TERA), "T/s": Fraction(TERA), "Gb/s": Fraction(GIGA, 8),
+    "us": Fraction(1, MEGA), "s": Fraction(1),
 }
 """The units a preset value may carry, in base units (decimal prefixes, docs/conventions.md §14;
 ``Gb/s`` is bits: one byte per 8)."""

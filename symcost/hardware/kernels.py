@@ -20,14 +20,18 @@ The classes shipped here, per op on a chip with matmul FLOP/s ``peak`` (efficien
   with ``C`` the FLOPs the matrix units spend, tiles and waves included
   (:func:`matmul_compute_flops`); ``q`` the HBM bytes per input element that quantizing an
   8-bit (or narrower) GEMM's input moves, ``t_gemm`` the floor of the dtype's format class;
-- ``attn.prefill``: ``max(F / (F_16 eta_attn) + V / F_vec, bytes / (B eta_mem)) + io /
+- ``attn.prefill``: ``max(F / (F_16 eta_attn) + V / F_vec + P / F_exp, bytes / (B eta_mem)) + io /
   (B eta_aio) + t_attn``: the core's FLOPs at a fraction of the 16-bit peak, its softmax on the
-  vector units, and the Q, K, V, O traffic of the kernels around the core (RoPE, the KV-cache
-  write) as a pass of its own;
-- ``attn.decode``: ``max(F / (F_16 eta_attn) + V / F_vec, bytes / (B eta_kv)) + t_dec``:
-  streaming the KV cache;
+  vector units and its ``P`` exponentials (one per scored pair) on the special-function units,
+  and the Q, K, V, O traffic of the kernels around the core (RoPE, the KV-cache write) as a pass
+  of its own;
+- ``attn.decode``: ``max(F / (F_16 eta_attn) + V / F_vec, bytes / (B eta_kv)) + (1 - G E) t_dec
+  + G E t_dec8``: streaming the KV cache, with ``G`` 1 when the core groups several query heads
+  per KV head (0 for multi-head attention) and ``E`` 1 for an 8-bit (or narrower) KV cache: the
+  grouped kernel over an 8-bit cache has its own floor ``t_dec8``;
 - ``attn.backward``: the prefill form without the extra pass, its core at ``F_16 eta_attn
-  eta_abwd`` (the backward kernels' own fraction of the forward's rate);
+  eta_abwd`` (the backward kernels' own fraction of the forward's rate), and for flash the
+  forward's exponentials per matmul FLOP at the same fraction;
 - ``elementwise``: ``max(V / F_vec, bytes / (B eta_mem)) + t_k``;
 - ``host.sync``: the engine's ``moe_sync_time`` (a dropless MoE dispatcher's device-to-host sync).
 
@@ -43,12 +47,12 @@ import sympy as sp
 
 from ..core._expr import Ceil, extreme
 from ..core.dtypes import DataType
-from ..core.ops import Matmul, Op
+from ..core.ops import AttentionCore, Matmul, Op
 from ..errors import ConfigError
 from .chip import Hardware
 
-__all__ = ["FUSED_OPS", "KERNELS", "KernelTime", "OpTime", "kernel", "kernels", "matmul_compute_flops",
-           "time_of"]
+__all__ = ["FUSED_OPS", "KERNELS", "KernelTime", "OpTime", "attention_core", "eight_bit_cache", "grouped_heads",
+           "kernel", "kernels", "matmul_compute_flops", "time_of"]
 
 FUSED_OPS = frozenset({
     # NB: what a fusing engine (TensorRT-LLM, vLLM, FasterTransformer) runs inside another
@@ -193,35 +197,97 @@ def _attention_compute(op: Op, chip: Hardware, dtype: Optional[DataType]) -> sp.
     return op.matmul_flops / chip.attention_peak(dtype) + op.vector_flops / chip.vector_flops
 
 
+def attention_core(op: Op) -> AttentionCore:
+    """The :class:`~symcost.core.ops.AttentionCore` an attention kernel runs: ``op`` itself, or the
+    core a wrapper delegates to (``core``: MLA's absorbed decode core; ``forward``: a backward);
+    an op of an attention class with neither is a one-line
+    :class:`~symcost.errors.ConfigError` (its heads and pairs set terms of the class)."""
+    for core in (op, getattr(op, "core", None), getattr(op, "forward", None)):
+        if isinstance(core, AttentionCore):
+            return core
+    raise ConfigError(f"op {op.name!r}: kernel class {op.kernel!r} needs an AttentionCore (or an op wrapping one "
+                      "as .core or .forward) for its heads and pairs")
+
+
+def _exponentials(op: Op, chip: Hardware) -> sp.Expr:
+    """Seconds of the softmax's exponentials on the special-function units: one per scored
+    (query, key) pair of ``op``'s core, ``batch * heads * pairs / F_exp`` (0 without
+    ``attention_exp_rate``)."""
+    if chip.attention_exp_rate is None:
+        return sp.Integer(0)
+    core = attention_core(op)
+    return core.batch * core.heads * core.pairs / chip.attention_exp_rate
+
+
 @kernel("attn.prefill")
 def attention_prefill(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
-    """Prefill (context) attention: ``max(F / (F_16 eta_attn) + V / F_vec, bytes / (B eta_mem))
-    + io / (B eta_aio) + t_attn``, ``io`` the new tokens' Q, K, V and O bytes (a pass of its own: RoPE and the
-    KV-cache write); without ``attention_io_efficiency`` no separate pass."""
+    """Prefill (context) attention: ``max(F / (F_16 eta_attn) + V / F_vec + P / F_exp, bytes /
+    (B eta_mem)) + io / (B eta_aio) + t_attn`` (:func:`_exponentials` ``P / F_exp``), ``io`` the
+    new tokens' Q, K, V and O bytes (a pass of its own: RoPE and the KV-cache write); without
+    ``attention_io_efficiency`` no separate pass."""
     n = kernels(op)
     io = sp.Integer(0)
     if chip.attention_io_efficiency is not None:
         io = n * op.new_io_bytes / (chip.hbm_bandwidth * chip.attention_io_efficiency)  # type: ignore[attr-defined]
-    return OpTime(_attention_compute(op, chip, dtype), op.hbm_bytes / chip.effective_hbm_bandwidth,
-                  n * chip.prefill_attention_time, _launch(n, chip), io)
+    return OpTime(_attention_compute(op, chip, dtype) + _exponentials(op, chip),
+                  op.hbm_bytes / chip.effective_hbm_bandwidth, n * chip.prefill_attention_time, _launch(n, chip), io)
+
+
+def grouped_heads(op: Op) -> sp.Expr:
+    """``G``: 1 when the attention core (:func:`attention_core`) groups several query heads per KV
+    head (grouped-query, multi-query or MLA's absorbed attention), 0 when each query head has its
+    own (multi-head attention): ``Min(heads / kv_heads - 1, 1)``, exact for a whole number of query
+    heads per KV head.
+
+    >>> from symcost.core.ops import AttentionCore
+    >>> grouped_heads(AttentionCore("c", heads=32, kv_heads=8)), grouped_heads(AttentionCore("c", heads=8, kv_heads=8))
+    (1, 0)
+    """
+    core = attention_core(op)
+    return extreme(sp.Min, sp.sympify(core.heads) / core.kv_heads - 1, 1)
+
+
+def eight_bit_cache(op: Op) -> sp.Expr:
+    """``E``: 1 for a KV cache (:func:`attention_core`'s) of at most one byte per element, 0 for 16
+    bits and wider:
+    ``Min(Max(2 - e_kv, 0), 1)``, exact for the cache dtypes (1/2, 1, 2 or 4 bytes).
+
+    >>> from symcost.core.ops import AttentionCore
+    >>> eight_bit_cache(AttentionCore("c", kv_dtype_bytes=1)), eight_bit_cache(AttentionCore("c"))
+    (1, 0)
+    """
+    return extreme(sp.Min, extreme(sp.Max, 2 - sp.sympify(attention_core(op).e_kv), 0), 1)
 
 
 @kernel("attn.decode")
 def attention_decode(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
-    """Decode attention over the KV cache: ``max(F / (F_16 eta_attn) + V / F_vec, bytes /
-    (B eta_kv)) + t_dec``."""
+    """Decode attention over the KV cache: ``max(F / (F_16 eta_attn) + V / F_vec, bytes / (B eta_kv))
+    + (1 - G E) t_dec + G E t_dec8`` (:func:`grouped_heads` ``G``, :func:`eight_bit_cache` ``E``);
+    without ``grouped_decode_time_8bit`` every decode kernel's floor is ``t_dec``."""
     n = kernels(op)
-    return OpTime(_attention_compute(op, chip, dtype), op.hbm_bytes / chip.attention_hbm_bandwidth,
-                  n * chip.decode_attention_time, _launch(n, chip))
+    floor = chip.decode_attention_time
+    if chip.grouped_decode_time_8bit is not None:
+        grouped_8bit = grouped_heads(op) * eight_bit_cache(op)
+        floor = (1 - grouped_8bit) * floor + grouped_8bit * chip.grouped_decode_time_8bit
+    return OpTime(_attention_compute(op, chip, dtype), op.hbm_bytes / chip.attention_hbm_bandwidth, n * floor,
+                  _launch(n, chip))
 
 
 @kernel("attn.backward")
 def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
-    """The attention core's backward: ``max(F / (F_16 eta_attn eta_abwd) + V / F_vec, bytes /
-    (B eta_mem)) + t_attn``."""
+    """The attention core's backward: ``max(F_b / (F_16 eta_attn eta_abwd) + V / F_vec + (F_b / F_f)
+    P / (F_exp eta_abwd), bytes / (B eta_mem)) + t_attn``: a flash backward runs the forward's
+    time per matmul FLOP (``F_f`` the forward's), exponentials included, at ``eta_abwd`` of its
+    rate; an eager backward reads the stored probabilities (no exponential term)."""
     n = kernels(op)
-    compute = (op.matmul_flops / (chip.attention_peak(dtype) * chip.attention_backward_efficiency)
-               + op.vector_flops / chip.vector_flops)
+    forward = attention_core(op)
+    eta = chip.attention_backward_efficiency
+    # NB: eta_abwd is a whole-kernel ratio (FlashAttention-3's backward over forward FLOP/s), so
+    # the backward spends the forward's time per matmul FLOP, its exponentials' included, over eta_abwd:
+    # F_b / F_f times the forward's P / F_exp; an eager backward reads the stored probabilities
+    exps = (op.matmul_flops / forward.matmul_flops * _exponentials(forward, chip) / eta if forward.flash
+            else sp.Integer(0))
+    compute = (op.matmul_flops / (chip.attention_peak(dtype) * eta) + op.vector_flops / chip.vector_flops + exps)
     return OpTime(compute, op.hbm_bytes / chip.effective_hbm_bandwidth, n * chip.prefill_attention_time,
                   _launch(n, chip))
 

@@ -1,6 +1,7 @@
 """The kernel classes' own terms (symcost/hardware/kernels.py, docs/conventions.md §17), by hand on
 a chip whose fields are round numbers: a GEMM's floor and its quantizing pass, prefill attention's
-pass over the new tokens and its floor, decode attention's floor, NCCL's low-latency protocol, an
+pass over the new tokens and its floor, decode attention's floor (and the grouped kernel's over an 8-bit
+cache), NCCL's low-latency protocol, an
 engine's own all-reduce and its one-shot/two-shot switch, engine profiles' chip fields, the wire
 format of an FP8 model's TP collectives, and the kernel registry."""
 
@@ -84,6 +85,28 @@ def test_prefill_attention_pass_over_the_new_tokens_and_floor():
     assert later.serial == t.serial
 
 
+def test_attention_exponentials_on_the_special_function_units():
+    """attention_exp_rate 10^12 per second: the causal prefill above (b 1, 8 heads, 1024 tokens)
+    scores 8 * 1024 * 1025 / 2 = 4,198,400 pairs, one exponential each, 4.1984 us added to its
+    compute; its flash backward, 5/2 the forward's matmul FLOPs, spends the forward's time per FLOP
+    at eta_abwd (1 on this chip, 4/5 below): 5/2 * 4.1984 = 10.496 us, 13.12 us at 4/5; an eager
+    backward reads the stored probabilities (none); a chip without the field adds nothing."""
+    from symcost.core.ops import AttentionCoreBackward
+
+    chip = CHIP.with_efficiency(attention_exp_rate=10**12)
+    core = AttentionCore("c", batch=1, heads=8, kv_heads=8, q_len=1024, kv_len=1024, head_dim=128, causal=True,
+                         decode=False)
+    slower = chip.with_efficiency(attention_backward_efficiency=Fraction(4, 5))
+    for op, c, added in ((core, chip, sp.Rational(4198400, 10**12)),
+                         (AttentionCoreBackward("c.bwd", forward=core), chip, sp.Rational(10496, 10**9)),
+                         (AttentionCoreBackward("c.bwd", forward=core), slower, sp.Rational(13120, 10**9))):
+        plain = op_time(op, c.with_efficiency(attention_exp_rate=None), c.effective_peak(BF16), BF16)
+        assert op_time(op, c, c.effective_peak(BF16), BF16).compute - plain.compute == added
+    eager = AttentionCoreBackward("c.bwd", forward=dataclasses.replace(core, flash=False))
+    assert op_time(eager, chip, chip.effective_peak(BF16), BF16) == op_time(eager, CHIP, CHIP.effective_peak(BF16),
+                                                                          BF16)
+
+
 def test_decode_attention_floor_and_kernel_by_phase():
     """One query per sequence over 4096 keys, b 8, 8 heads of 128: K and V 2 * 8 * 8 * 4096 * 128 *
     2 = 134,217,728 B plus Q and O 2 * 8 * 8 * 128 * 2 = 32,768 B at 10^12 * 1/2 = 268.5 us; + 5 us.
@@ -93,6 +116,59 @@ def test_decode_attention_floor_and_kernel_by_phase():
     assert t.time == sp.Rational(134217728 + 32768, 5 * 10**11) + 5 * US
     assert dataclasses.replace(core, decode=False).kernel == "attn.prefill"
     assert dataclasses.replace(core, decode=None).kernel == "attn.decode"  # unset: one query means decode
+
+
+def test_grouped_decode_over_an_8bit_cache_has_its_own_floor():
+    """grouped_decode_time_8bit 2 us: a grouped-query decode core (32 query heads over 8 KV heads)
+    over an FP8 cache pays 2 us, over a bf16 cache attention_decode_time's 5 us, and a multi-head
+    core (8 over 8) over an FP8 cache 5 us too; unset, every decode kernel pays 5 us."""
+    chip = CHIP.with_efficiency(grouped_decode_time_8bit=2 * US)
+    core = AttentionCore("c", batch=8, heads=32, kv_heads=8, q_len=1, kv_len=4096, head_dim=128, decode=True)
+    fp8 = dataclasses.replace(core, kv_dtype_bytes=1)
+    mha_fp8 = dataclasses.replace(fp8, heads=8)
+    assert [op_time(c, chip, chip.effective_peak(BF16), BF16).overhead for c in (fp8, core, mha_fp8)] == [
+        2 * US, 5 * US, 5 * US]
+    assert op_time(fp8, CHIP, CHIP.effective_peak(BF16), BF16).overhead == 5 * US
+
+
+def test_wrapped_attention_cores_take_their_cores_heads():
+    """(bug found by the suite) MLA's absorbed decode core wraps an AttentionCore (``.core``): 128
+    query heads over the one cached latent, grouped, so over an FP8 cache it pays
+    grouped_decode_time_8bit's 2 us, over bf16 attention_decode_time's 5 us. An op of an attention
+    class with no core is refused in one line, naming the op."""
+    from symcost.layers.mla import _LatentCore
+
+    chip = CHIP.with_efficiency(grouped_decode_time_8bit=2 * US)
+    core = AttentionCore("c", batch=4, heads=128, kv_heads=1, q_len=1, kv_len=4096, head_dim=576, v_head_dim=512,
+                         decode=True)
+    for kv_bytes, floor in ((1, 2 * US), (2, 5 * US)):
+        latent = _LatentCore("latent", core=dataclasses.replace(core, kv_dtype_bytes=kv_bytes))
+        assert op_time(latent, chip, chip.effective_peak(BF16), BF16).overhead == floor
+
+    @dataclasses.dataclass(frozen=True)
+    class Bare(Matmul):
+        @property
+        def kernel(self) -> str:
+            return "attn.decode"
+
+    with pytest.raises(ConfigError, match="op 'bare': kernel class 'attn.decode' needs an AttentionCore"):
+        op_time(Bare("bare", m=1, n=1, k=1), chip, chip.effective_peak(BF16), BF16)
+
+
+@pytest.mark.parametrize("heads,kv_bytes", [(8, 1), (8, 2), (32, 1), (32, 2)])
+@pytest.mark.parametrize("fields", [{}, {"grouped_decode_time_8bit": 2 * US, "attention_exp_rate": 10**12}])
+def test_decode_terms_bind_on_the_symbolic_chip(heads, kv_bytes, fields):
+    """The realistic symbolic chip's decode time, bound to a chip's values (symbol_values), equals
+    the numeric time on that chip, with and without the grouped kernel's floor (unset: t_dec8 = t_dec),
+    and a prefill core's time with and without its exponentials (unset: F_exp = oo)."""
+    chip = CHIP.with_efficiency(**fields)
+    symbolic = Hardware.symbolic(realistic=True)
+    core = AttentionCore("c", batch=8, heads=heads, kv_heads=8, q_len=1, kv_len=4096, head_dim=128,
+                         kv_dtype_bytes=kv_bytes, decode=True)
+    for op in (core, dataclasses.replace(core, q_len=64, kv_len=64, causal=True, decode=False)):
+        numeric = op_time(op, chip, chip.effective_peak(BF16), BF16).time
+        bound = op_time(op, symbolic, symbolic.effective_peak(None), None).time.xreplace(chip.symbol_values(BF16))
+        assert bound == numeric
 
 
 def test_nccl_low_latency_protocol_wins_small_messages():

@@ -8,8 +8,10 @@ family on its own table (:mod:`~symcost.hardware.fit.families`), in the order of
 2. 16-bit GEMMs (``matmul_efficiency``, ``gemm_time``, ``gemm_memory_efficiency``);
 3. FP8 GEMMs (``matmul_efficiency_8bit``, ``gemm_time_8bit``, ``quantize_bytes_8bit``), NVFP4 ones
    on Blackwell (the ``_4bit`` fields), at the 16-bit GEMMs' memory efficiency;
-4. prefill attention (``attention_efficiency``, ``attention_time``, ``attention_io_efficiency``);
-5. decode attention (``attention_memory_efficiency``, ``attention_decode_time``);
+4. prefill attention (``attention_efficiency``, ``attention_time``, ``attention_io_efficiency``;
+   ``attention_exp_rate`` where the table's rows hold several head dimensions);
+5. decode attention (``attention_memory_efficiency``, ``attention_decode_time``;
+   ``grouped_decode_time_8bit`` where the table has grouped-query rows over an FP8 cache);
 6. NCCL's collectives (the Simple ring ``collective_base_latency``, ``collective_latency``,
    ``network_efficiency``; the low-latency ring ``ll_*``; NVLink SHARP ``nvls_*`` where the chip
    has it);
@@ -115,6 +117,25 @@ def _table(gpu: str, step: str) -> Table:
     return Table(gpu, "comm", backend, v[backend], "custom_allreduce_perf")
 
 
+def _decode_fields(gpu: str, table: Table) -> tuple[str, ...]:
+    """The decode family's fields on ``gpu``: ``grouped_decode_time_8bit`` only where its fitted
+    rows hold grouped-query attention over an FP8 cache (A100's table has no FP8 cache)."""
+    from .families import DECODE_FIELDS
+
+    rows = decode_family(gpu, table, (), {}).rows()
+    grouped_fp8 = (rows["kv_cache_dtype"] == "fp8") & (rows["num_heads"] > rows["num_key_value_heads"])
+    return DECODE_FIELDS if bool(grouped_fp8.any()) else DECODE_FIELDS[:-1]
+
+
+def _prefill_fields(gpu: str, table: Table) -> tuple[str, ...]:
+    """The prefill family's fields on ``gpu``: ``attention_exp_rate`` only where its fitted rows
+    hold more than one head dimension (A100's table has 128 only)."""
+    from .families import PREFILL_FIELDS
+
+    rows = prefill_family(gpu, table, (), {}).rows()
+    return PREFILL_FIELDS if rows["head_dim"].nunique() > 1 else PREFILL_FIELDS[:-1]
+
+
 def _has(gpu: str, step: str) -> bool:
     table = _table(gpu, step)
     if not table.path.exists():
@@ -154,9 +175,11 @@ def fit_chip(gpu: str, preset: Any = None) -> ChipFit:
         elif step == "moe":
             family = moe_family(gpu, table, (0.9, 0.9, 5.0), values)
         elif step == "prefill":
-            family = prefill_family(gpu, table, (0.6, 15.0, 0.4), values)
+            fields = _prefill_fields(gpu, table)
+            family = prefill_family(gpu, table, (0.6, 15.0, 0.4, 4.0)[:len(fields)], values, fields)
         elif step == "decode":
-            family = decode_family(gpu, table, (0.8, 8.0), values)
+            fields = _decode_fields(gpu, table)
+            family = decode_family(gpu, table, (0.8, 15.0, 8.0)[:len(fields)], values, fields)
         elif step == "nccl":
             fields = _NCCL_FIELDS + (_NVLS_FIELDS if nvls else ())
             family = collective_family(gpu, table, ("all_reduce", "all_gather", "reduce_scatter", "alltoall"),
@@ -187,7 +210,7 @@ def _entry(name: str, value: Fraction, source: str) -> dict[str, Any]:
         text = format(Decimal(scaled.numerator) / Decimal(scaled.denominator), "f")
     entry: dict[str, Any] = {"value": text}
     if unit != 1:
-        entry["unit"] = "us"
+        entry["unit"] = "us" if unit < 1 else "T/s"
     entry["source"] = source
     return entry
 

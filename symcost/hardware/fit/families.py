@@ -64,6 +64,8 @@ PARAMETERS: dict[str, tuple[sp.Symbol, Fraction, float, float]] = {
     "attention_io_efficiency": (sp.Symbol("eta_p5", positive=True), Fraction(1), 0.02, 1.0),
     "attention_memory_efficiency": (sp.Symbol("eta_p6", positive=True), Fraction(1), 0.05, 1.0),
     "attention_decode_time": (sp.Symbol("t_p4", nonnegative=True), _US, 0.0, 100.0),
+    "grouped_decode_time_8bit": (sp.Symbol("t_p14", nonnegative=True), _US, 0.0, 100.0),
+    "attention_exp_rate": (sp.Symbol("F_p0", positive=True), Fraction(10**12), 0.1, 100.0),
     "memory_efficiency": (sp.Symbol("eta_p7", positive=True), Fraction(1), 0.05, 1.0),
     "kernel_time": (sp.Symbol("t_p6", nonnegative=True), _US, 0.0, 100.0),
     "collective_base_latency": (sp.Symbol("t_p7", nonnegative=True), _US, 0.0, 100.0),
@@ -81,7 +83,7 @@ PARAMETERS: dict[str, tuple[sp.Symbol, Fraction, float, float]] = {
     "custom_allreduce_efficiency": (sp.Symbol("eta_p10", positive=True), Fraction(1), 0.02, 1.0),
 }
 """Every fittable chip field: the stand-in symbol the fit varies, the unit of its variable
-(seconds are fitted in microseconds), and its bounds in that unit."""
+(seconds are fitted in microseconds, rates in 10^12 per second), and its bounds in that unit."""
 
 
 @dataclass(frozen=True)
@@ -242,7 +244,13 @@ def _prefill_frame(frame: Any) -> Any:
     return frame
 
 
-def prefill_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping[str, Fraction]) -> Family:
+PREFILL_FIELDS = ("attention_efficiency", "attention_time", "attention_io_efficiency", "attention_exp_rate")
+"""The prefill family's fields (the last only where the rows hold more than one head dimension:
+with one, the exponentials' time per pair and the matmuls' are proportional)."""
+
+
+def prefill_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping[str, Fraction],
+                   fields: tuple[str, ...] = PREFILL_FIELDS) -> Family:
     """Causal context attention in 16 bits over ``s`` tokens per sequence, no cache before them."""
     b, s, h, g, d = (SIZES[x] for x in "bshgd")
 
@@ -254,9 +262,8 @@ def prefill_family(chip: str, table: Table, start: tuple[float, ...], fixed: Map
         rows = ((frame["window_size"] == 0) & (frame["attn_dtype"] == "bfloat16")).to_numpy()
         return {(): (expr, (b, s, h, g, d), rows)}
 
-    return Family("prefill attention", chip, table, ("attention_efficiency", "attention_time",
-                                                      "attention_io_efficiency"),
-                  build, lambda f: _prefill_rows(_prefill_frame(f)), start, fixed=dict(fixed))
+    return Family("prefill attention", chip, table, fields, build, lambda f: _prefill_rows(_prefill_frame(f)), start,
+                  fixed=dict(fixed))
 
 
 def _decode_frame(frame: Any) -> Any:
@@ -279,8 +286,14 @@ def _decode_rows(frame: Any) -> Any:
     return frame[pick]
 
 
-def decode_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping[str, Fraction]) -> Family:
-    """Decode attention: one query per sequence over ``s`` cached keys, a 16-bit or FP8 cache."""
+DECODE_FIELDS = ("attention_memory_efficiency", "attention_decode_time", "grouped_decode_time_8bit")
+"""The decode family's fields (the last only where the table has grouped-query rows over an FP8 cache)."""
+
+
+def decode_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping[str, Fraction],
+                  fields: tuple[str, ...] = DECODE_FIELDS) -> Family:
+    """Decode attention: one query per sequence over ``s`` cached keys, a 16-bit or FP8 cache;
+    multi-head (one query head per KV head) or grouped."""
     b, s, h, g, d = (SIZES[x] for x in "bshgd")
 
     def build(frame: Any, hw: Hardware) -> dict:
@@ -290,8 +303,8 @@ def decode_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapp
         expr = op_time(core, hw, hw.effective_peak("bf16"), DataType.BF16).time
         return {(): (expr, (b, s, h, g, d, _E_KV), (frame["window_size"] == 0).to_numpy())}
 
-    return Family("decode attention", chip, table, ("attention_memory_efficiency", "attention_decode_time"),
-                  build, lambda f: _decode_rows(_decode_frame(f)), start, fixed=dict(fixed))
+    return Family("decode attention", chip, table, fields, build, lambda f: _decode_rows(_decode_frame(f)), start,
+                  fixed=dict(fixed))
 
 
 def _moe_frame(frame: Any) -> None:
