@@ -96,6 +96,7 @@ __all__ = [
     "all_to_all_ll_latency",
     "all_to_all_ll_efficiency",
     "all_to_all_efficiency",
+    "routing_imbalance",
     "spec_k",
     "spec_alpha",
     "draft_time",
@@ -245,6 +246,9 @@ _ROWS = (
     _row("all_to_all_ll_latency", "alpha_A2ALL", r"\alpha_{\mathrm{A2A,LL}}",
          "fixed latency of one all-to-all call whose messages take the low-latency protocol (s)",
          nonnegative=True),
+    _row("routing_imbalance", "iota_r", r"\iota_{r}",
+         "token-expert pairs of the busiest expert-parallel rank over the balanced T k / n_ep (1: balanced)",
+         positive=True),
     _row("all_to_all_efficiency", "eta_A2A", r"\eta_{\mathrm{A2A}}",
          "bandwidth of an all-to-all's grouped sends over the rings' bus bandwidth", positive=True),
     _row("all_to_all_ll_efficiency", "eta_A2ALL", r"\eta_{\mathrm{A2A,LL}}",
@@ -339,6 +343,7 @@ all_to_all_peer_latency = TABLE["all_to_all_peer_latency"].symbol
 all_to_all_ll_latency = TABLE["all_to_all_ll_latency"].symbol
 all_to_all_ll_efficiency = TABLE["all_to_all_ll_efficiency"].symbol
 all_to_all_efficiency = TABLE["all_to_all_efficiency"].symbol
+routing_imbalance = TABLE["routing_imbalance"].symbol
 spec_k = TABLE["spec_k"].symbol
 spec_alpha = TABLE["spec_alpha"].symbol
 draft_time = TABLE["draft_time"].symbol

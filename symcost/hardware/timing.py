@@ -211,7 +211,7 @@ def _all_to_all(count: sp.Expr, n: sp.Expr, payload: sp.Expr, sent: sp.Expr, lin
     - ``ll`` (``M/n <= 16384``, chips with ``all_to_all_ll_latency``): ``alpha_A2A,LL + t_coll +
       (n - 1) alpha_A2A,p`` per call, plus ``(M/n) count / (link eta_A2A,LL)``: the peers' messages
       move in parallel, each at the low-latency protocol's rate for one peer. Above the threshold
-      NCCL never takes it (``oo``).
+      NCCL never takes it: there this entry is the Simple form.
 
     With the all-to-all terms unset (``alpha_A2A = alpha_0``, ``alpha_A2A,p = alpha``, ``eta_A2A = 1``, no LL) this
     is NCCL's ring formula, the roofline's ``alpha (n - 1) + bytes_sent / B_up`` on the ideal chip."""
@@ -224,7 +224,9 @@ def _all_to_all(count: sp.Expr, n: sp.Expr, payload: sp.Expr, sent: sp.Expr, lin
         per_peer = payload / n
         ll = (count * (hardware.all_to_all_ll_latency + overhead + peers)
               + count * per_peer / (link * hardware.all_to_all_ll_efficiency))
-        out["ll"] = sp.Piecewise((ll, sp.Le(per_peer, P2P_LL_THRESHOLD)), (sp.oo, True))
+        # NB: above the threshold NCCL sends Simple: the ring's time (not oo, which the exact
+        # compiler cannot print)
+        out["ll"] = sp.Piecewise((ll, sp.Le(per_peer, P2P_LL_THRESHOLD)), (out["ring"], True))
     return out
 
 

@@ -319,4 +319,4 @@ def test_all_to_all_symbolic_by_hand():
           + M / 8 / (link * S.all_to_all_ll_efficiency))
     assert sp.expand(got["ring"] - simple) == 0
     assert got["ll"].xreplace({M: 8 * 16384}) == ll.xreplace({M: 8 * 16384})
-    assert got["ll"].xreplace({M: 8 * 16385}) == sp.oo
+    assert got["ll"].xreplace({M: 8 * 16385}) == got["ring"].xreplace({M: 8 * 16385})  # NCCL sends Simple there

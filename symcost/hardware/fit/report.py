@@ -65,7 +65,25 @@ def error_table(fits: Iterable[ChipFit]) -> str:
                                        ratios[pick]))
             else:
                 lines.append(_line(family.name, chip_fit.preset, ratios, grid))
+            if family.name.startswith("MoE"):
+                lines.extend(_power_law_lines(family, chip_fit.preset))
     return "\n".join(lines)
+
+
+def _power_law_lines(family: Family, preset: str) -> list[str]:
+    """The MoE family's shipped terms on the table's power-law rows (not fitted on them): the
+    busiest rank's pairs from :func:`~symcost.hardware.fit.families.power_law_share`."""
+    from .families import moe_rows
+
+    frame = family.rows(everything=True)
+    predicted = predict(family, get(CHIPS[family.chip]), shipped_values(family), everything=True)
+    lines = []
+    for distribution in ("power_law_1.01", "power_law_1.2"):
+        rows = moe_rows(frame, distribution)
+        ratios = predicted[frame.index.get_indexer(rows.index)] / rows["seconds"].to_numpy(dtype=float)
+        lines.append(_line(f"{family.name} {distribution.replace('_', '-')} (checked, not fitted)", preset, ratios,
+                           ratios))
+    return lines
 
 
 def generalization_table(source: str = "h100_sxm", targets: tuple[str, ...] = ("h200_sxm", "b200_sxm")) -> str:
