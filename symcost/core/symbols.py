@@ -247,7 +247,7 @@ _ROWS = (
          "fixed latency of one all-to-all call whose messages take the low-latency protocol (s)",
          nonnegative=True),
     _row("routing_imbalance", "iota_r", r"\iota_{r}",
-         "token-expert pairs of the busiest expert-parallel rank over the balanced T k / n_ep (1: balanced)",
+         "token-expert pairs of the busiest expert-parallel rank over the balanced T k per rank (1: balanced)",
          positive=True),
     _row("all_to_all_efficiency", "eta_A2A", r"\eta_{\mathrm{A2A}}",
          "bandwidth of an all-to-all's grouped sends over the rings' bus bandwidth", positive=True),
