@@ -93,6 +93,12 @@ __all__ = [
     "ll_efficiency",
     "custom_allreduce_latency",
     "custom_allreduce_efficiency",
+    "all_to_all_latency",
+    "all_to_all_peer_latency",
+    "all_to_all_ll_latency",
+    "all_to_all_ll_efficiency",
+    "all_to_all_efficiency",
+    "routing_imbalance",
     "spec_k",
     "spec_alpha",
     "draft_time",
@@ -242,6 +248,20 @@ _ROWS = (
          "fixed latency of one call of an engine's own (one-shot) all-reduce (s)", positive=True),
     _row("custom_allreduce_efficiency", "eta_c", r"\eta_{\mathrm{c}}",
          "bandwidth of an engine's own all-reduce over the link's", positive=True),
+    _row("all_to_all_latency", "alpha_A2A", r"\alpha_{\mathrm{A2A}}",
+         "fixed latency of one all-to-all call (NCCL's grouped sends, Simple protocol) (s)", nonnegative=True),
+    _row("all_to_all_peer_latency", "alpha_A2Ap", r"\alpha_{\mathrm{A2A},p}",
+         "latency an all-to-all adds per peer it sends to (s)", nonnegative=True),
+    _row("all_to_all_ll_latency", "alpha_A2ALL", r"\alpha_{\mathrm{A2A,LL}}",
+         "fixed latency of one all-to-all call whose messages take the low-latency protocol (s)",
+         nonnegative=True),
+    _row("routing_imbalance", "iota_r", r"\iota_{r}",
+         "token-expert pairs of the busiest expert-parallel rank over the balanced T k per rank (1: balanced)",
+         positive=True),
+    _row("all_to_all_efficiency", "eta_A2A", r"\eta_{\mathrm{A2A}}",
+         "bandwidth of an all-to-all's grouped sends over the rings' bus bandwidth", positive=True),
+    _row("all_to_all_ll_efficiency", "eta_A2ALL", r"\eta_{\mathrm{A2A,LL}}",
+         "bandwidth of one peer's low-latency message over the link's bus bandwidth", positive=True),
     # speculative decoding (Leviathan et al. 2023, "Fast Inference from Transformers via
     # Speculative Decoding"): alpha in [0, 1] is a probability, so only nonnegative is an assumption
     _row("spec_k", "k", "k", "draft tokens proposed per speculation round"),
@@ -330,6 +350,12 @@ ll_latency = TABLE["ll_latency"].symbol
 ll_efficiency = TABLE["ll_efficiency"].symbol
 custom_allreduce_latency = TABLE["custom_allreduce_latency"].symbol
 custom_allreduce_efficiency = TABLE["custom_allreduce_efficiency"].symbol
+all_to_all_latency = TABLE["all_to_all_latency"].symbol
+all_to_all_peer_latency = TABLE["all_to_all_peer_latency"].symbol
+all_to_all_ll_latency = TABLE["all_to_all_ll_latency"].symbol
+all_to_all_ll_efficiency = TABLE["all_to_all_ll_efficiency"].symbol
+all_to_all_efficiency = TABLE["all_to_all_efficiency"].symbol
+routing_imbalance = TABLE["routing_imbalance"].symbol
 spec_k = TABLE["spec_k"].symbol
 spec_alpha = TABLE["spec_alpha"].symbol
 draft_time = TABLE["draft_time"].symbol

@@ -59,7 +59,8 @@ _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficien
                  "attention_backward_efficiency",
                  "attention_decode_time", "grouped_decode_time_8bit",
                  "attention_exp_rate", "ll_base_latency", "ll_latency", "ll_efficiency", "custom_allreduce_latency",
-                 "custom_allreduce_efficiency")
+                 "custom_allreduce_efficiency", "all_to_all_latency", "all_to_all_peer_latency",
+                 "all_to_all_ll_latency", "all_to_all_ll_efficiency", "all_to_all_efficiency")
 """The efficiency model's fields (docs/conventions.md §17)."""
 
 
@@ -155,6 +156,17 @@ class Hardware(BaseModel):
     ll_efficiency: Efficiency = sp.Integer(1)
     custom_allreduce_latency: Optional[Seconds] = None
     custom_allreduce_efficiency: Efficiency = sp.Integer(1)
+    all_to_all_latency: Optional[Seconds] = None
+    """NCCL's all-to-all (grouped sends to every peer, Simple protocol): time per call (unset:
+    ``collective_base_latency``)."""
+    all_to_all_peer_latency: Optional[Seconds] = None
+    """Time an all-to-all adds per peer, either protocol (unset: ``collective_latency``)."""
+    all_to_all_ll_latency: Optional[Seconds] = None
+    """Time per all-to-all call whose messages take NCCL's low-latency protocol (unset: no such branch)."""
+    all_to_all_ll_efficiency: Efficiency = sp.Integer(1)
+    """One peer's low-latency message moves at this fraction of the link's bus bandwidth."""
+    all_to_all_efficiency: Efficiency = sp.Integer(1)
+    """An all-to-all's grouped Simple sends move at this fraction of the rings' bus bandwidth."""
     # GEMM tiles: 64 x 128 output tiles (M x N), an assumption: one of the threadblock tiles CUTLASS
     # instantiates for tensor-op GEMMs (GemmShape<64, 128, ...>), chosen small in M so that decode GEMMs
     # are not padded 128-fold; 128 x 128 padded a batch-1 decode GEMM into compute-bound, which no
@@ -330,6 +342,18 @@ class Hardware(BaseModel):
         ``grouped_decode_time_8bit``, else :attr:`decode_attention_time`."""
         return self.decode_attention_time if self.grouped_decode_time_8bit is None else self.grouped_decode_time_8bit
 
+    @property
+    def a2a_latency(self) -> sp.Expr:
+        """Fixed seconds of one all-to-all call, Simple protocol: ``all_to_all_latency``, NCCL's
+        base latency ``collective_base_latency`` when unset."""
+        return self.collective_base_latency if self.all_to_all_latency is None else self.all_to_all_latency
+
+    @property
+    def a2a_peer_latency(self) -> sp.Expr:
+        """Seconds an all-to-all adds per peer: ``all_to_all_peer_latency``, the ring's hop
+        latency ``collective_latency`` when unset (then an all-to-all inside a domain is the ring)."""
+        return self.collective_latency if self.all_to_all_peer_latency is None else self.all_to_all_peer_latency
+
     def quantize_bytes_for(self, dtype: DataType | str | None) -> sp.Expr:
         """HBM bytes per input element that quantizing a GEMM input to ``dtype`` moves: 0 for
         16-bit formats, ``quantize_bytes_8bit`` for 8-bit ones, ``quantize_bytes_4bit`` (``None``:
@@ -495,6 +519,11 @@ class Hardware(BaseModel):
             sym.ll_efficiency: self.ll_efficiency,
             sym.custom_allreduce_latency: sp.oo if custom is None else custom,
             sym.custom_allreduce_efficiency: self.custom_allreduce_efficiency,
+            sym.all_to_all_latency: self.a2a_latency,
+            sym.all_to_all_peer_latency: self.a2a_peer_latency,
+            sym.all_to_all_ll_latency: sp.oo if self.all_to_all_ll_latency is None else self.all_to_all_ll_latency,
+            sym.all_to_all_ll_efficiency: self.all_to_all_ll_efficiency,
+            sym.all_to_all_efficiency: self.all_to_all_efficiency,
         }
 
     # -- construction and files --------------------------------------------------------------
@@ -557,7 +586,9 @@ class Hardware(BaseModel):
             attention_io_efficiency=None, attention_backward_efficiency=one, attention_decode_time=None,
             grouped_decode_time_8bit=None, attention_exp_rate=None,
             ll_base_latency=None, ll_latency=zero, ll_efficiency=one, custom_allreduce_latency=None,
-            custom_allreduce_efficiency=one, runtime=Runtime(name="ideal"))})
+            custom_allreduce_efficiency=one, all_to_all_latency=None, all_to_all_peer_latency=None,
+            all_to_all_ll_latency=None, all_to_all_ll_efficiency=one, all_to_all_efficiency=one,
+            runtime=Runtime(name="ideal"))})
 
     @property
     def is_ideal(self) -> bool:
@@ -579,6 +610,8 @@ class Hardware(BaseModel):
                 and self.grouped_decode_time_8bit in (None, 0) and self.attention_exp_rate is None
                 and self.attention_backward_efficiency == 1
                 and self.ll_base_latency is None
+                and self.all_to_all_latency is None and self.all_to_all_peer_latency is None
+                and self.all_to_all_ll_latency is None and self.all_to_all_efficiency == 1
                 and (self.custom_allreduce_latency is None or self.runtime.allreduce != "custom")
                 and self.runtime.step_overhead == 0
                 and self.runtime.collective_overhead == 0 and self.runtime.moe_sync_time == 0

@@ -190,6 +190,46 @@ def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Ha
                                         + 2 * (n - 1) * payload / (n * custom_link))}
 
 
+P2P_LL_THRESHOLD = 16384
+"""Bytes per peer and channel up to which NCCL sends a point-to-point message with the
+low-latency protocol (NVIDIA/nccl v2.30.7, src/enqueue.cc: ``NCCL_PARAM(P2pLLThreshold,
+"P2P_LL_THRESHOLD", 16384)``, line 859, and ``protoLL &= bytes <= nChannels *
+ncclParamP2pLLThreshold()``, line 932). Inside a node a message below 64 KiB runs on one channel
+(``minPartSize = p2pChunkSize / 8``, line 919, with ``P2P_NVL_CHUNKSIZE`` 512 KiB, src/init.cc line
+820), so the low-latency protocol takes exactly the messages of at most 16 KiB."""
+
+
+def _all_to_all(count: sp.Expr, n: sp.Expr, payload: sp.Expr, sent: sp.Expr, link: sp.Expr,
+                hardware: Hardware) -> dict[str, sp.Expr]:
+    """An all-to-all inside one scale-up domain as NCCL runs it: grouped sends of ``M/n`` bytes to
+    each of the ``n - 1`` peers at once (src/enqueue.cc ``addP2pToPlan``), each peer adding
+    ``alpha_A2A,p``; the protocol by the size of one peer's message (:data:`P2P_LL_THRESHOLD`):
+
+    - ``ring`` (Simple): ``alpha_A2A + t_coll`` per call (none in a group of one) ``+ (n - 1)
+      alpha_A2A,p``, plus ``bytes_sent / (link eta_A2A)``: the peers share the link, the grouped
+      sends at ``eta_A2A`` of the rings' bus bandwidth;
+    - ``ll`` (``M/n <= 16384``, chips with ``all_to_all_ll_latency``): ``alpha_A2A,LL + t_coll +
+      (n - 1) alpha_A2A,p`` per call, plus ``(M/n) count / (link eta_A2A,LL)``: the peers' messages
+      move in parallel, each at the low-latency protocol's rate for one peer. Above the threshold
+      NCCL never takes it: there this entry is the Simple form.
+
+    With the all-to-all terms unset (``alpha_A2A = alpha_0``, ``alpha_A2A,p = alpha``, ``eta_A2A = 1``, no LL) this
+    is NCCL's ring formula, the roofline's ``alpha (n - 1) + bytes_sent / B_up`` on the ideal chip."""
+    overhead = hardware.runtime.collective_overhead
+    base = hardware.a2a_latency + overhead
+    calls = extreme(sp.Min, 1, n - 1) if base != 0 else 0
+    peers = hardware.a2a_peer_latency * (n - 1)
+    out = {"ring": count * (base * calls + peers) + sent / (link * hardware.all_to_all_efficiency)}
+    if hardware.all_to_all_ll_latency is not None:
+        per_peer = payload / n
+        ll = (count * (hardware.all_to_all_ll_latency + overhead + peers)
+              + count * per_peer / (link * hardware.all_to_all_ll_efficiency))
+        # NB: above the threshold NCCL sends Simple: the ring's time (not oo, which the exact
+        # compiler cannot print)
+        out["ll"] = sp.Piecewise((ll, sp.Le(per_peer, P2P_LL_THRESHOLD)), (out["ring"], True))
+    return out
+
+
 def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp.Expr]:
     """:func:`collective_algorithms` for a group inside one scale-up domain (``inside``) or
     spread over several."""
@@ -208,6 +248,8 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
         inter = _inter_steps(c.kind, nodes) if c.kind != "p2p" else extreme(sp.Min, 1, nodes - 1)
     hops = hardware.collective_latency * (steps - inter) + hardware.net_latency * inter
     sent = as_expr(c.bytes_sent_per_chip, "bytes_sent_per_chip")
+    if c.kind == "all_to_all" and inside:
+        return _all_to_all(count, n, payload, sent, link, hardware)
     out = {"ring": count * (base * calls + hops) + _moved(c.kind, sent, n, nodes, link, hardware, inside)}
     if hardware.ll_base_latency is not None:
         # NCCL's low-latency protocol: its own latencies, a fraction of the bus bandwidth

@@ -75,6 +75,7 @@ COMBINE_FLOPS = VECTOR_FLOPS["gate_multiply"] + VECTOR_FLOPS["bias"]
 SIGMOID_FLOPS = sp.Integer(3)
 
 _ZERO = sp.Integer(0)
+_ONE = sp.Integer(1)
 
 
 def _count(value: Any, info: ValidationInfo) -> sp.Expr:
@@ -95,8 +96,17 @@ def _capacity(value: Any, info: ValidationInfo) -> Optional[sp.Expr]:
     return expr
 
 
+def _imbalance(value: Any, info: ValidationInfo) -> sp.Expr:
+    """An exact load ratio of at least 1 (or an expression not provably below it)."""
+    expr = as_expr(value, str(info.field_name))
+    if (expr - 1).is_negative:
+        raise ConfigError(f"{info.field_name} must be at least 1 (the busiest rank's pairs over the mean), got {expr}")
+    return expr
+
+
 Count = Annotated[Any, BeforeValidator(_count)]
 CapacityFactor = Annotated[Any, BeforeValidator(_capacity)]
+Imbalance = Annotated[Any, BeforeValidator(_imbalance)]
 
 
 class MoELayer(Layer):
@@ -125,6 +135,12 @@ class MoELayer(Layer):
     num_shared_experts: Count = _ZERO
     shared_intermediate_size: Optional[Dim] = None
     capacity_factor: CapacityFactor = None
+    routing_imbalance: Imbalance = _ONE
+    """Routing imbalance ``iota``, dropless only: the busiest expert-parallel rank computes ``iota``
+    times the balanced ``T*k/n_ep`` token-expert pairs, and sets the layer's time (1: balanced; at
+    most ``n_ep``, every pair on one rank; with ``capacity_factor`` every expert's buffer has the
+    same size, so it does not apply). AIConfigurator's power-law routing (exponent 1.01, 128
+    experts, EP 8, 16 k tokens) gives about 1.8 (symcost.hardware.fit.families.power_law_share)."""
     activation: Activation = "silu"
     gated: bool = True
     router_bias: bool = False
@@ -146,6 +162,9 @@ class MoELayer(Layer):
         E, k = self.num_experts, self.top_k
         if (k - E).is_positive:
             raise ConfigError(f"top_k must not exceed num_experts (got {k} and {E})")
+        if (self.routing_imbalance - self.parallelism.ep).is_positive:
+            raise ConfigError(f"routing_imbalance must not exceed expert_parallel (one rank takes at most every pair; "
+                              f"got {self.routing_imbalance} and {self.parallelism.ep})")
         check_divides(E, self.parallelism.ep, "num_experts", by="expert_parallel")
         if self.parallelism.expert_grid:
             check_divides(self.expert_intermediate_size, self.parallelism.etp, "expert_intermediate_size",
@@ -190,6 +209,11 @@ class MoELayer(Layer):
         """
         sent = self._sent(ctx)
         return ctx.parallelism.etp * sent if ctx.parallelism.expert_grid else sent
+
+    def _busiest(self) -> sp.Expr:
+        """The busiest rank's pairs over the balanced ones: ``routing_imbalance``, dropless; 1 with
+        capacity padding."""
+        return _ONE if self.capacity_factor is not None else self.routing_imbalance
 
     def _expert_tp(self, ctx: Context) -> sp.Expr:
         """The degree splitting each routed expert's width: ``t``, or ``t_e`` on the expert grid."""
@@ -280,8 +304,9 @@ class MoELayer(Layer):
         if self.shared_gate:
             ops.extend(self._shared_gate_ops(T, e))
         active = self._active_experts(ctx)
-        # grouped GEMMs: ``active`` local experts with P/active pairs each
-        ops.extend(self._ffn("experts", active, P / active,
+        # grouped GEMMs: ``active`` local experts with P/active pairs each, on the busiest rank
+        # (NB: the imbalance scales the experts' rows only; the dispatch buffers stay T*k)
+        ops.extend(self._ffn("experts", active, self._busiest() * P / active,
                              self.expert_intermediate_size / ctx.tp, e, bias=self.expert_bias, grouped=True))
         ops.extend(self._all_to_all(ctx, P * h * e))  # combine: the same buffer back
         # gather each token's k outputs (padding slots are dropped), scale by the routing
@@ -322,7 +347,8 @@ class MoELayer(Layer):
                 ops.extend(self._shared_gate_ops(T, e))
             ops.extend(self.tp_exit(ctx, T * h * e))
         active = self._active_experts(ctx)
-        ops.extend(self._ffn("experts", active, P / active, self.expert_intermediate_size / etp, e,
+        ops.extend(self._ffn("experts", active, self._busiest() * P / active,
+                             self.expert_intermediate_size / etp, e,
                              bias=self.expert_bias, grouped=True))
         ops.extend([dataclasses.replace(c, kind="reduce_scatter") for c in gathered])
         ops.extend(self._all_to_all(ctx, sent * h * e))

@@ -347,3 +347,52 @@ def test_grouped_gemm_per_expert_pays_each_experts_floor():
     # gate and up run as one fused fc1 (its "up" half adds no kernel), as TE's GroupedLinear does
     up = Matmul("experts.up.dgrad", m=128, n=1024, k=768, dtype_bytes=1, batch=16, grouped=True)
     assert op_time(up, per_expert_chip, per_expert_chip.effective_peak(FP8), FP8).overhead == 0
+
+
+# NCCL's all-to-all is grouped point-to-point sends, one to each peer at once (NVIDIA/nccl v2.30.7,
+# src/enqueue.cc addP2pToPlan): the low-latency protocol for a peer's message of at most
+# P2P_LL_THRESHOLD = 16384 bytes per channel (one channel below 64 KiB), the Simple one above.
+A2A = Hardware(**{**{f: getattr(CHIP, f) for f in type(CHIP).model_fields},
+                  **dict(all_to_all_latency=12 * US, all_to_all_peer_latency=US / 4, all_to_all_ll_latency=6 * US,
+                         all_to_all_ll_efficiency=Fraction(1, 20), all_to_all_efficiency=Fraction(1, 2))})
+
+
+def test_all_to_all_switches_protocol_at_16_kib_per_peer():
+    """8 chips, 100 GB/s link (eta_net 1), t_coll 0 (the round engine). A buffer of 8 * 16384 bytes:
+    16384 per peer, NCCL's LL: 6 us + 7 peers * 0.25 us + 16384 / (10^11 * 1/20) = 6 + 1.75 +
+    3.2768 = 11.0268 us (the Simple form, 12 + 1.75 + 7/8 * 131072 / (10^11 * 1/2) = 16.04376 us, is
+    slower). One byte more per peer (8 * 16385): Simple, eta_A2A = 1/2 of the link, 13.75 us +
+    7/8 * 131080 / (5 * 10^10) = 16.0439 us."""
+    at = Collective("all_to_all", "ep", 8, 8 * 16384)
+    assert collective_time(at, A2A) == Fraction(110268, 10**10)
+    above = Collective("all_to_all", "ep", 8, 8 * 16385)
+    assert collective_time(above, A2A) == Fraction(1375, 10**8) + Fraction(7 * 131080, 8 * 5 * 10**10)
+    # two calls: twice each per-call latency and twice the bytes
+    assert collective_time(Collective("all_to_all", "ep", 8, 8 * 16384, count=2), A2A) == 2 * Fraction(110268, 10**10)
+
+
+def test_all_to_all_without_its_own_terms_is_the_ring():
+    """A chip without all-to-all terms (CHIP: none set) times an all-to-all as NCCL's Simple ring
+    figures: alpha_0 10 us + 7 hops * 1 us + 7/8 * 10^6 bytes / 10^11 = 25.75 us, and no LL branch
+    (its LL ring, 5 + 3.5 us + 875000 / (10^11 / 4) = 43.5 us, is slower anyway)."""
+    c = Collective("all_to_all", "ep", 8, 10**6)
+    assert collective_time(c, CHIP) == Fraction(2575, 10**8)
+
+
+def test_all_to_all_symbolic_by_hand():
+    """The realistic symbolic chip, M bytes over 8 chips in one domain: Simple alpha_A2A + t_coll +
+    7 alpha_A2A,p + 7/8 M / (B_up eta_net eta_A2A); LL, where M/8 <= 16384, alpha_A2A,LL + t_coll + 7
+    alpha_A2A,p + M/8 / (B_up eta_net eta_A2A,LL)."""
+    from symcost import symbols as S
+
+    M = sp.Symbol("M", positive=True)
+    got = {k: v.xreplace({S.scale_up_domain: 8}) for k, v in
+           collective_algorithms(Collective("all_to_all", "ep", 8, M), Hardware.symbolic(realistic=True)).items()}
+    link = S.scale_up_bandwidth * S.network_efficiency
+    simple = (S.all_to_all_latency + S.collective_overhead + 7 * S.all_to_all_peer_latency
+              + sp.Rational(7, 8) * M / (link * S.all_to_all_efficiency))
+    ll = (S.all_to_all_ll_latency + S.collective_overhead + 7 * S.all_to_all_peer_latency
+          + M / 8 / (link * S.all_to_all_ll_efficiency))
+    assert sp.expand(got["ring"] - simple) == 0
+    assert got["ll"].xreplace({M: 8 * 16384}) == ll.xreplace({M: 8 * 16384})
+    assert got["ll"].xreplace({M: 8 * 16385}) == got["ring"].xreplace({M: 8 * 16385})  # NCCL sends Simple there

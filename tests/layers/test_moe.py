@@ -370,3 +370,41 @@ def test_matches_torch_flop_counter():
             for phase in ("prefill", "training")}
     assert fwd.get_total_flops() == ours["prefill"]
     assert train.get_total_flops() == ours["training"]
+
+
+def test_imbalanced_routing_scales_the_busiest_ranks_experts_only():
+    """Mixtral-like layer, E = 8, k = 2, EP 2, the busiest rank at iota = 3/2 of the balanced pairs.
+    Prefill of 1 x 64 tokens: the experts' matmul FLOPs 2 * 3 * (T k) h f = 6 * 128 * 256 * 512
+    grow by 3/2; the router's 2 T h E = 2 * 64 * 256 * 8 does not; the all-to-all payloads stay
+    T k h e. With capacity padding every expert's buffer has the same size: no change."""
+    kw = dict(hidden_size=256, expert_intermediate_size=512, num_experts=8, top_k=2,
+              parallelism={"expert_parallel": 2})
+    call = dict(batch_size=1, seq_len=64, phase="prefill", dtype="bf16")
+    even = MoELayer(**kw).compute_metrics(**call)
+    skew = MoELayer(routing_imbalance=Fraction(3, 2), **kw).compute_metrics(**call)
+    router, experts = 2 * 64 * 256 * 8, 6 * 128 * 256 * 512
+    assert even.matmul_flops_per_chip == router + experts
+    assert skew.matmul_flops_per_chip == router + Fraction(3, 2) * experts
+    assert skew.collectives == even.collectives
+    padded = dict(kw, capacity_factor=1)
+    assert (MoELayer(routing_imbalance=Fraction(3, 2), **padded).compute_metrics(**call).matmul_flops_per_chip
+            == MoELayer(**padded).compute_metrics(**call).matmul_flops_per_chip)
+
+
+@pytest.mark.parametrize("value", [Fraction(1, 2), 3])
+def test_routing_imbalance_out_of_range_is_refused(value):
+    """Below 1 (the busiest rank holds at least the mean) or above n_ep = 2 (more than every pair)."""
+    with pytest.raises(ValidationError, match="routing_imbalance"):
+        MoELayer(num_experts=8, top_k=2, routing_imbalance=value, parallelism={"expert_parallel": 2})
+
+
+def test_power_law_share_of_aiconfigurators_generator():
+    """The fit's busiest-rank share under AIConfigurator's power-law routing: 1 at EP 1 (one rank
+    holds every pair); with one expert per rank (E = n_ep = 8) at most n_ep; grows with n_ep."""
+    pytest.importorskip("numpy")
+    from symcost.hardware.fit.families import power_law_share
+
+    assert power_law_share(1.01, 128, 1, 4096, 8) == 1.0
+    shares = [power_law_share(1.01, 128, ep, 16384, 8) for ep in (2, 8, 64)]
+    assert 1 < shares[0] < shares[1] < shares[2] <= 64
+    assert 1 < power_law_share(1.2, 8, 8, 16384, 2) <= 8

@@ -14,7 +14,8 @@ family on its own table (:mod:`~symcost.hardware.fit.families`), in the order of
    ``grouped_decode_time_8bit`` where the table has grouped-query rows over an FP8 cache);
 6. NCCL's collectives (the Simple ring ``collective_base_latency``, ``collective_latency``,
    ``network_efficiency``; the low-latency ring ``ll_*``; NVLink SHARP ``nvls_*`` where the chip
-   has it);
+   has it) on all-reduce, all-gather and reduce-scatter, then all-to-all (grouped sends: ``all_to_all_*``)
+   at their bus bandwidth;
 7. each engine's own all-reduce (``custom_allreduce_latency``, ``custom_allreduce_efficiency``),
    written into the engine profile for that chip, NCCL's terms fixed.
 
@@ -32,6 +33,7 @@ from fractions import Fraction
 from typing import Any
 
 from .families import (
+    Family,
     FitResult,
     collective_family,
     decode_family,
@@ -58,9 +60,31 @@ ENGINE_TABLES = {"tensorrt-llm": "trtllm", "vllm": "vllm", "sglang": "sglang"}
 """Engine profile -> the backend folder whose custom all-reduce table it is fitted on."""
 
 # NB: the Simple protocol's time per ring step is not identifiable next to its base latency on 2
-# to 8 GPUs (the fit drives it to 0); it stays NCCL's own figure (collective_latency, [NCCL])
+# to 8 GPUs (the fit drives it to 0); it stays NCCL's own figure (collective_latency, [NCCL]), the
+# LL one (0.6 us). NCCL's Simple figure over NVLink is 3.4 us (hwLatencies, NVLINK, Ring, Simple:
+# src/graph/tuning.cc line 151 at v2.29.2-1, the tables' version; line 159 at v2.30.7), over the
+# network 14 us (line 163 / 171); refitted with 3.4 us the rings' error grows on H100, H200 and A100
+# (all-gather 8.0 -> 9.4 %, reduce-scatter 8.2 -> 9.8 % on H100) and shrinks only on B200, so the
+# LL figure stays.
 _NCCL_FIELDS = ("collective_base_latency", "network_efficiency", "ll_base_latency", "ll_latency", "ll_efficiency")
 _NVLS_FIELDS = ("nvls_latency", "nvls_efficiency")
+_RING_KINDS = ("all_reduce", "all_gather", "reduce_scatter")
+_A2A_FIELDS = ("all_to_all_latency", "all_to_all_peer_latency", "all_to_all_ll_latency", "all_to_all_ll_efficiency",
+               "all_to_all_efficiency")
+_A2A_START = (13.0, 0.3, 8.0, 0.025, 0.9)
+
+
+def nccl_family(gpu: str, table: Table, nvls: bool, fixed: dict[str, Fraction]) -> Family:
+    """NCCL's ring-like collectives (all-reduce, all-gather, reduce-scatter): the Simple and
+    low-latency rings' terms, NVLink SHARP's where the chip has it."""
+    fields = _NCCL_FIELDS + (_NVLS_FIELDS if nvls else ())
+    return collective_family(gpu, table, _RING_KINDS, fields, (8.0, 0.8, 5.0, 0.5, 0.3) + ((30.0, 0.6) if nvls else ()),
+                             fixed)
+
+
+def all_to_all_family(gpu: str, table: Table, fixed: dict[str, Fraction]) -> Family:
+    """NCCL's all-to-all (grouped sends), its own terms over the rings' bus bandwidth (fixed)."""
+    return collective_family(gpu, table, ("alltoall",), _A2A_FIELDS, _A2A_START, fixed, robust=True)
 
 
 @dataclass(frozen=True)
@@ -97,7 +121,7 @@ class ChipFit:
 def plan(gpu: str) -> list[str]:
     """The families fitted on ``gpu``, in order (names as :func:`fit_chip` reports them)."""
     return [r for r in ("elementwise", "gemm bfloat16", "gemm fp8", "gemm nvfp4", "moe", "prefill", "decode", "nccl",
-                        *(f"allreduce {e}" for e in ENGINE_TABLES)) if _has(gpu, r)]
+                        "nccl alltoall", *(f"allreduce {e}" for e in ENGINE_TABLES)) if _has(gpu, r)]
 
 
 def _table(gpu: str, step: str) -> Table:
@@ -111,7 +135,7 @@ def _table(gpu: str, step: str) -> Table:
     if step in ("prefill", "decode"):
         return Table(gpu, "attention", "trtllm", v["trtllm"],
                      "context_attention_perf" if step == "prefill" else "generation_attention_perf")
-    if step == "nccl":
+    if step in ("nccl", "nccl alltoall"):
         return Table(gpu, "comm", "nccl", v["nccl"], "nccl_perf")
     backend = ENGINE_TABLES[step.split(" ", 1)[1]]
     return Table(gpu, "comm", backend, v[backend], "custom_allreduce_perf")
@@ -181,10 +205,9 @@ def fit_chip(gpu: str, preset: Any = None) -> ChipFit:
             fields = _decode_fields(gpu, table)
             family = decode_family(gpu, table, (0.8, 15.0, 8.0)[:len(fields)], values, fields)
         elif step == "nccl":
-            fields = _NCCL_FIELDS + (_NVLS_FIELDS if nvls else ())
-            family = collective_family(gpu, table, ("all_reduce", "all_gather", "reduce_scatter", "alltoall"),
-                                       fields, (8.0, 0.8, 5.0, 0.5, 0.3) + ((30.0, 0.6) if nvls else ()),
-                                       values)
+            family = nccl_family(gpu, table, nvls, values)
+        elif step == "nccl alltoall":
+            family = all_to_all_family(gpu, table, values)
         else:
             engine = step.split(" ", 1)[1]
             family = collective_family(gpu, table, ("all_reduce",), ("custom_allreduce_latency",

@@ -18,7 +18,9 @@ report the full grids):
   ``b <= 256``, 1 k to 16 k keys;
 - elementwise: quantizing an ``m x k`` 16-bit matrix to FP8 (read 2, write 1 byte per element), the
   passes of at most 65,536 elements and those of 100 MB and more (beyond the L2 cache);
-- collectives: every measured size and GPU count (2 KB to 512 MB, 2 to 8 GPUs).
+- collectives: every measured size and GPU count (2 KB to 512 MB, 2 to 8 GPUs); all-to-all on its own
+  (NCCL runs it as grouped sends, not a ring), with the robust loss: its small messages come in two
+  modes (7 or 16 us on 8 H100s for neighbouring sizes), which no smooth form describes.
 """
 
 from __future__ import annotations
@@ -79,6 +81,11 @@ PARAMETERS: dict[str, tuple[sp.Symbol, Fraction, float, float]] = {
     "grouped_gemm_efficiency": (sp.Symbol("eta_p12", positive=True), Fraction(1), 0.05, 1.25),
     "grouped_gemm_memory_efficiency": (sp.Symbol("eta_p13", positive=True), Fraction(1), 0.05, 1.0),
     "grouped_gemm_time": (sp.Symbol("t_p13", nonnegative=True), _US, 0.0, 200.0),
+    "all_to_all_latency": (sp.Symbol("t_p14", nonnegative=True), _US, 0.0, 100.0),
+    "all_to_all_peer_latency": (sp.Symbol("t_p15", nonnegative=True), _US, 0.0, 10.0),
+    "all_to_all_ll_latency": (sp.Symbol("t_p16", nonnegative=True), _US, 0.0, 100.0),
+    "all_to_all_ll_efficiency": (sp.Symbol("eta_p14", positive=True), Fraction(1), 0.001, 1.0),
+    "all_to_all_efficiency": (sp.Symbol("eta_p15", positive=True), Fraction(1), 0.05, 1.0),
     "custom_allreduce_latency": (sp.Symbol("t_p11", positive=True), _US, 0.1, 100.0),
     "custom_allreduce_efficiency": (sp.Symbol("eta_p10", positive=True), Fraction(1), 0.02, 1.0),
 }
@@ -307,13 +314,39 @@ def decode_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapp
                   fixed=dict(fixed))
 
 
+def power_law_share(alpha: float, experts: int, ep: int, tokens: int, topk: int, draws: int = 256) -> float:
+    """The busiest expert-parallel rank's expected token-expert pairs over the balanced ``T k /
+    n_ep`` under AIConfigurator's power-law routing (its collectors' ``power_law_logits_v3``, which
+    time the busiest rank): ``E`` loads drawn from the density ``x^-alpha`` on ``[1, 0.8 T]``
+    (``[0.01, 2]`` where ``T k <= E``), scaled to ``T k`` pairs, summed over each rank's ``E/n_ep``
+    consecutive experts; the mean over ``draws`` draws of ``n_ep`` times the largest rank's share
+    (a seeded generator, so the fit is reproducible)."""
+    if ep == 1:
+        return 1.0
+    a, b = (1.0, 0.8 * tokens) if tokens * topk > experts else (0.01, 2.0)
+    rng = np.random.default_rng(experts * 1_000_003 + ep * 10_007 + tokens)
+    lo, hi = a ** (1 - alpha), b ** (1 - alpha)
+    loads = ((hi - lo) * rng.random((draws, experts)) + lo) ** (1 / (1 - alpha))
+    shares = loads.reshape(draws, ep, experts // ep).sum(axis=2).max(axis=1) / loads.sum(axis=1)
+    return float(np.mean(shares) * ep)
+
+
 def _moe_frame(frame: Any) -> None:
-    """The MoE table's columns under the names of the family's symbols."""
+    """The MoE table's columns under the names of the family's symbols; ``iota`` the busiest
+    rank's pairs over the balanced ones (1 balanced, :func:`power_law_share` for power-law rows)."""
     frame["T"], frame["h"], frame["f"] = frame["num_tokens"], frame["hidden_size"], frame["inter_size"]
     frame["E"], frame["tp"], frame["ep"] = frame["num_experts"], frame["moe_tp_size"], frame["moe_ep_size"]
+    if "iota" not in frame:
+        alpha = frame["distribution"].str.extract(r"power_law_([0-9.]+)", expand=False).astype(float)
+        keys = np.column_stack([alpha.fillna(0).to_numpy(), frame["E"], frame["ep"], frame["T"], frame["topk"]])
+        unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+        iota = np.array([1.0 if a == 0 else power_law_share(a, int(e), int(p), int(t), int(k))
+                         for a, e, p, t, k in unique])
+        frame["iota"] = iota[inverse.ravel()]
 
 
 _MOE = {name: sp.Symbol(name, positive=True, integer=True) for name in ("T", "f", "topk", "E", "tp", "ep")}
+_IOTA = sp.Symbol("iota", positive=True)
 
 
 def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping[str, Fraction]) -> Family:
@@ -321,7 +354,9 @@ def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping
     routing): ``T`` tokens routed over ``E`` experts, ``E/ep`` of them local at ``f/tp`` width, so
     ``P = T k / ep`` token-expert pairs over ``min(E/ep, P)`` active experts; the routing top-k,
     the permutation, the grouped gate/up and down GEMMs with SiLU and the gate multiply, and the
-    weighted combine, as :class:`~symcost.layers.MoELayer` costs them."""
+    weighted combine, as :class:`~symcost.layers.MoELayer` costs them. The experts' rows are the
+    busiest rank's, ``iota`` times the balanced ones (``routing_imbalance``): 1 on the balanced rows
+    it is fitted on, :func:`power_law_share` on the power-law rows it is checked on (:func:`moe_rows`)."""
     from ...layers.mlp import ffn_ops
     from ...layers.moe import COMBINE_FLOPS, ROUTER_BYTES
 
@@ -337,22 +372,30 @@ def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping
                       read_bytes=T * E * e,
                       write_bytes=T * E * ROUTER_BYTES),
                Vector("dispatch_permute", elements=pairs * h, read_bytes=T * h * e, write_bytes=pairs * h * e),
-               *ffn_ops("experts", rows=pairs / active, hidden=h, width=f / t, dtype_bytes=e, gated=True,
+               # the busiest EP rank's pairs (the collectors time that rank), as MoELayer(routing_imbalance=iota)
+               *ffn_ops("experts", rows=_IOTA * pairs / active, hidden=h, width=f / t, dtype_bytes=e, gated=True,
                         activation="silu", batch=active, grouped=True),
                Vector("combine", elements=pairs * h, flops_per_element=COMBINE_FLOPS,
                       read_bytes=pairs * h * e + pairs * ROUTER_BYTES, write_bytes=T * h * e)]
         expr = sp.Add(*(op_time(op, hw, hw.effective_peak("bf16"), DataType.BF16).time for op in ops))
-        return {(): (expr, (T, h, f, k, E, t, p), np.ones(len(frame), dtype=bool))}
+        return {(): (expr, (T, h, f, k, E, t, p, _IOTA), np.ones(len(frame), dtype=bool))}
 
     def rows(frame: Any) -> Any:
-        _moe_frame(frame)
-        return frame[(frame["moe_dtype"] == "bfloat16") & (frame["distribution"] == "balanced")
-                     & (frame["kernel_source"] == "moe_torch_flow_cutlass") & (frame["hidden_size"] >= 2048)
-                     & (frame["moe_ep_size"] <= 64) & (frame["moe_tp_size"] <= 4)]
+        return moe_rows(frame, "balanced")
 
     return Family("MoE experts bf16", chip, table, ("grouped_gemm_efficiency", "grouped_gemm_memory_efficiency",
                                                                  "grouped_gemm_time"), build,
                   rows, start, fixed=dict(fixed), robust=True)
+
+
+def moe_rows(frame: Any, distribution: str) -> Any:
+    """The MoE rows the family fits (``balanced``) or is checked on (``power_law_1.01``,
+    ``power_law_1.2``): TensorRT-LLM's fused MoE (CUTLASS), bf16, hidden size at least 2048, MoE
+    EP at most 64 and TP at most 4."""
+    _moe_frame(frame)
+    return frame[(frame["moe_dtype"] == "bfloat16") & (frame["distribution"] == distribution)
+                 & (frame["kernel_source"] == "moe_torch_flow_cutlass") & (frame["hidden_size"] >= 2048)
+                 & (frame["moe_ep_size"] <= 64) & (frame["moe_tp_size"] <= 4)]
 
 
 def elementwise_family(chip: str, table: Table, start: tuple[float, ...]) -> Family:
@@ -381,7 +424,7 @@ _KINDS: dict[str, CollectiveKind] = {"all_reduce": "all_reduce", "all_gather": "
 
 def collective_family(chip: str, table: Table, kinds: tuple[str, ...], fields: tuple[str, ...],
                       start: tuple[float, ...], fixed: Mapping[str, Fraction], runtime: str | None = None,
-                      name: str = "NCCL") -> Family:
+                      name: str = "NCCL", robust: bool = False) -> Family:
     """Collectives of the table's ``kinds`` over 2 to 8 GPUs; ``message_size`` counts 16-bit elements."""
     column = "op_name"
 
@@ -407,4 +450,4 @@ def collective_family(chip: str, table: Table, kinds: tuple[str, ...], fields: t
         return out
 
     return Family(f"{name} {', '.join(_KINDS[k] for k in kinds)}", chip, table, fields, build, rows, start,
-                  runtime=runtime, fixed=dict(fixed))
+                  runtime=runtime, fixed=dict(fixed), robust=robust)

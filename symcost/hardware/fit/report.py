@@ -65,7 +65,25 @@ def error_table(fits: Iterable[ChipFit]) -> str:
                                        ratios[pick]))
             else:
                 lines.append(_line(family.name, chip_fit.preset, ratios, grid))
+            if family.name.startswith("MoE"):
+                lines.extend(_power_law_lines(family, chip_fit.preset))
     return "\n".join(lines)
+
+
+def _power_law_lines(family: Family, preset: str) -> list[str]:
+    """The MoE family's shipped terms on the table's power-law rows (not fitted on them): the
+    busiest rank's pairs from :func:`~symcost.hardware.fit.families.power_law_share`."""
+    from .families import moe_rows
+
+    frame = family.rows(everything=True)
+    predicted = predict(family, get(CHIPS[family.chip]), shipped_values(family), everything=True)
+    lines = []
+    for distribution in ("power_law_1.01", "power_law_1.2"):
+        rows = moe_rows(frame, distribution)
+        ratios = predicted[frame.index.get_indexer(rows.index)] / rows["seconds"].to_numpy(dtype=float)
+        lines.append(_line(f"{family.name} {distribution.replace('_', '-')} (checked, not fitted)", preset, ratios,
+                           ratios))
+    return lines
 
 
 def generalization_table(source: str = "h100_sxm", targets: tuple[str, ...] = ("h200_sxm", "b200_sxm")) -> str:
@@ -105,7 +123,7 @@ VERSION_PAIRS: tuple[tuple[str, str, str, str, str], ...] = (
 
 def version_table() -> str:
     """Markdown: collectives fitted on one backend version, predicting the next one's table."""
-    from . import _NCCL_FIELDS, _NVLS_FIELDS
+    from . import _NCCL_FIELDS, _NVLS_FIELDS, all_to_all_family, nccl_family
     from .families import collective_family, fit
 
     lines = ["| backend | GPU | fitted on | predicts | rows | median ratio | mean abs error | next version's own fit |",
@@ -117,18 +135,26 @@ def version_table() -> str:
         before, after = Table(gpu, folder, backend, old, name), Table(gpu, folder, backend, new, name)
         if not (before.path.exists() and after.path.exists()):
             continue
-        kinds = ("all_reduce", "all_gather", "reduce_scatter", "alltoall") if nccl else ("all_reduce",)
-        fields = (_NCCL_FIELDS + (_NVLS_FIELDS if preset.nvls_latency is not None else ())) if nccl else (
-            "custom_allreduce_latency", "custom_allreduce_efficiency")
-        start = (8.0, 0.8, 5.0, 0.5, 0.3, 30.0, 0.6)[:len(fields)] if nccl else (3.0, 0.5)
-        engine = None if nccl else {"trtllm": "tensorrt-llm", "vllm": "vllm", "sglang": "sglang"}[backend]
-        fixed = {} if nccl else {k: Fraction(str(getattr(preset, k))) for k in
-                                 _NCCL_FIELDS + (_NVLS_FIELDS if preset.nvls_latency is not None else ())}
-        old_fit = fit(collective_family(gpu, before, kinds, fields, start, fixed, engine), preset)
-        new_family = collective_family(gpu, after, kinds, fields, start, fixed, engine)
-        ratios = predict(new_family, preset, old_fit.values) / new_family.rows()["seconds"].to_numpy(dtype=float)
-        s = FitResult.summary(ratios)
-        own = FitResult.summary(fit(new_family, preset).ratios)
-        lines.append(f"| {backend} | {CHIPS[gpu]} | {old} | {new} | {int(s['rows'])} | {s['median']:.3f} | "
-                     f"{s['mae']:.1%} | {own['mae']:.1%} |")
+        nvls = preset.nvls_latency is not None
+        pairs: list[tuple[str, Family, Family, dict[str, Fraction]]]
+        if nccl:
+            # the rings, then all-to-all at the rings' bus bandwidth (each version's own), as fit_chip does
+            rings = [nccl_family(gpu, t, nvls, {}) for t in (before, after)]
+            old_ring, new_ring = (dict(fit(f, preset).values) for f in rings)
+            pairs = [("nccl", rings[0], rings[1], {}),
+                     ("nccl all_to_all", all_to_all_family(gpu, before, old_ring),
+                      all_to_all_family(gpu, after, old_ring), new_ring)]
+        else:
+            engine = {"trtllm": "tensorrt-llm", "vllm": "vllm", "sglang": "sglang"}[backend]
+            fixed = {k: Fraction(str(getattr(preset, k))) for k in _NCCL_FIELDS + (_NVLS_FIELDS if nvls else ())}
+            old_family, new_family = (collective_family(gpu, t, ("all_reduce",), ("custom_allreduce_latency",
+                                                                                   "custom_allreduce_efficiency"),
+                                                        (3.0, 0.5), fixed, engine) for t in (before, after))
+            pairs = [(backend, old_family, new_family, {})]
+        for label, old_family, new_family, own_fixed in pairs:
+            ratios = predict(new_family, preset, fit(old_family, preset).values)
+            s = FitResult.summary(ratios / new_family.rows()["seconds"].to_numpy(dtype=float))
+            own = FitResult.summary(fit(replace(new_family, fixed=own_fixed or dict(new_family.fixed)), preset).ratios)
+            lines.append(f"| {label} | {CHIPS[gpu]} | {old} | {new} | {int(s['rows'])} | {s['median']:.3f} | "
+                         f"{s['mae']:.1%} | {own['mae']:.1%} |")
     return "\n".join(lines)
