@@ -24,7 +24,7 @@ import functools
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional, Sequence, cast
+from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence, cast
 
 import numpy as np
 import sympy as sp
@@ -39,9 +39,9 @@ from ..hardware import get as get_hardware
 from ..layers.base import Recompute
 from ..models.model import Model
 from .pipeline import model_parts, pipeline_stages, stage_layout
-from .training import assemble_training, flops_per_sequence, tensor_format
+from .training import TrainingOptions, TrainingRun, assemble_training, tensor_format
 
-__all__ = ["Constraints", "SearchResult", "parallelism"]
+__all__ = ["Constraints", "SearchOptions", "SearchResult", "parallelism"]
 
 _COLUMNS = ("tp", "pp", "dp", "sp", "cp", "megatron_sp", "ep", "micro_batch", "interleave", "overlap", "recompute",
             "zero_stage", "step_time", "memory_per_chip", "mfu", "tokens_per_second")
@@ -166,14 +166,8 @@ def _context_degrees(values: Sequence[int]) -> tuple[int, ...]:
 
 
 def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_batch: int, seq_len: int,
-                phase: str = "training", dtype: str = "bf16", *, max_micro_batch: int = 16,
-                max_interleave: int = 8, recompute: Sequence[str] = ("none", "selective", "full"),
-                zero_stages: Sequence[int] = (0, 1, 2, 3),
-                overlap: Sequence[bool] = (False,), objective: str = "tpot",
-                progress: Optional[Callable[[float, str], None]] = None, max_tp: Optional[int] = None,
-                min_mfu: Optional[float] = None, memory_headroom: float = 0.0,
-                price_per_hour: Optional[float] = None,
-                context_parallel: Sequence[int] = (1,)) -> SearchResult:
+                phase: str = "training", dtype: str = "bf16", *, options: Optional["SearchOptions"] = None,
+                **overrides: Any) -> SearchResult:
     """Rank every training configuration of ``model`` on ``num_chips`` chips by step time.
 
     Discards configurations that do not divide (heads, KV heads, FFN width, vocabulary, batch,
@@ -203,20 +197,63 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     import time
 
     start = time.perf_counter()
+    opts = SearchOptions.of(options, overrides)
     model = model.with_parallelism(None)  # the search sets every degree itself
-    limits = Constraints.of(max_tp, min_mfu, memory_headroom, price_per_hour, phase)
-    cps = _context_degrees(context_parallel)
+    limits = Constraints.of(opts.max_tp, opts.min_mfu, opts.memory_headroom, opts.price_per_hour, phase)
+    cps = _context_degrees(opts.context_parallel)
+    job = _Job(int(num_chips), int(global_batch), int(seq_len))
     if phase == "inference":
-        return _inference(model, get_hardware(hardware), int(num_chips), int(global_batch), int(seq_len),
-                          DataType.parse(dtype), objective, start, limits, cps)
+        return _inference(model, get_hardware(hardware), DataType.parse(dtype), job,
+                          (opts.objective, limits, cps), start)
     if phase != "training":
         raise ConfigError(f"phase: 'training' or 'inference', got {phase!r}")
     chip = get_hardware(hardware)
     datatype = DataType.parse(dtype)
-    N, B, s = int(num_chips), int(global_batch), int(seq_len)
-    space = _Space(model, N, B, s, max_micro_batch, max_interleave, tuple(recompute), tuple(zero_stages),
-                   tuple(overlap), cps)
-    return _training(space, chip, datatype, limits, progress or (lambda fraction, stage: None), start)
+    space = _Space(model, job.N, job.B, job.s, opts.max_micro_batch, opts.max_interleave, tuple(opts.recompute),
+                   tuple(opts.zero_stages), tuple(opts.overlap), cps)
+    return _training(space, chip, datatype, limits, opts.progress or (lambda fraction, stage: None), start)
+
+
+class _Job(NamedTuple):
+    """The job searched for: chips, global batch (sequences per step), sequence length."""
+
+    N: int
+    B: int
+    s: int
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """What a search tries and what it keeps, besides the job (see :func:`parallelism`, which takes
+    these as keywords too: ``parallelism(..., max_tp=8)`` is ``parallelism(...,
+    options=SearchOptions(max_tp=8))``).
+
+    >>> SearchOptions.of(SearchOptions(max_tp=8), {"min_mfu": 0.4}).max_tp
+    8
+    """
+
+    max_micro_batch: int = 16
+    max_interleave: int = 8
+    recompute: Sequence[str] = ("none", "selective", "full")
+    zero_stages: Sequence[int] = (0, 1, 2, 3)
+    overlap: Sequence[bool] = (False,)
+    objective: str = "tpot"
+    progress: Optional[Callable[[float, str], None]] = None
+    max_tp: Optional[int] = None
+    min_mfu: Optional[float] = None
+    memory_headroom: float = 0.0
+    price_per_hour: Optional[float] = None
+    context_parallel: Sequence[int] = (1,)
+
+    @classmethod
+    def of(cls, options: Optional["SearchOptions"], overrides: dict[str, Any]) -> "SearchOptions":
+        """``options`` (default: every default) with ``overrides`` replacing its fields; an unknown
+        name is refused in one line."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise ConfigError(f"search.parallelism: unknown option {unknown[0]!r}; the options are {', '.join(names)}")
+        return dataclasses.replace(options or cls(), **overrides)
 
 
 def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Constraints",
@@ -431,7 +468,7 @@ def _layer_values(space: _Space, cols: _Columns, chip: Hardware, datatype: DataT
         mask = (cols.msp == msp) & (cols.rc == code) & (cols.c == cp)
         if not mask.any():
             continue
-        sweeper = _layer_program(space.model, chip, datatype, space.s, msp, rc, space.overlap, quantities, cp)
+        sweeper = _layer_program(space.model, chip, datatype, space.s, (msp, rc, cp), space.overlap, quantities)
         inputs = {sym.batch_size: cols.b[mask], sym.tp: cols.t[mask], sym.sp: cols.u[mask], sym.ep: cols.e[mask]}
         out = sweeper({k: v for k, v in inputs.items() if k in sweeper.args})
         index = np.flatnonzero(mask)
@@ -447,12 +484,13 @@ def _layer_values(space: _Space, cols: _Columns, chip: Hardware, datatype: DataT
 
 
 @functools.lru_cache(maxsize=64)
-def _layer_program(model: Model, chip: Hardware, datatype: DataType, s: int, msp: bool, rc: str,
-                   overlaps: tuple[bool, ...], quantities: tuple[str, ...], cp: int = 1) -> Sweeper:
+def _layer_program(model: Model, chip: Hardware, datatype: DataType, s: int, variant: tuple[bool, str, int],
+                   overlaps: tuple[bool, ...], quantities: tuple[str, ...]) -> Sweeper:
     """The quantities of every part of ``model`` with ``b``, ``t``, ``u`` and ``e`` free, compiled
-    once per (model, chip, dtype, sequence length, sequence mode, recompute, cp): the latency as
+    once per (model, chip, dtype, sequence length, ``variant``: (Megatron SP?, recompute, cp)): the latency as
     ``part.latency.0`` and ``part.latency.1`` for each of ``overlaps`` (overlap off and on), the
     other quantities, which overlap does not change, once."""
+    msp, rc, cp = variant
     par = {"tensor_parallel": sym.tp, "expert_parallel": sym.ep, "sequence_parallel": "tp" if msp else sym.sp,
            "context_parallel": cp}
     sym_model = model.with_parallelism(par)
@@ -534,8 +572,8 @@ def _assemble(space: _Space, cols: _Columns, slots: _Slots, chip: Hardware, data
         if not mask.any() or (p1 and not v1):
             continue
         used = range(1 if p1 else slots.K)
-        sweeper = _assemble_program(space.model, chip, datatype, space.s, space.B, z, p1, v1, len(used), quantities,
-                                    cp_free)
+        sweeper = _assemble_program(space.model, chip, datatype, (space.s, space.B),
+                                    _Form(z, p1, v1, len(used), cp_free), quantities)
         inputs = {sym.batch_size: cols.b[mask], sym.tp: cols.t[mask], sym.sp: cols.u[mask], _P: cols.p[mask],
                   _D: cols.d[mask], _V: cols.v[mask], sym.ep: cols.e[mask], sym.cp: cols.c[mask],
                   **{_slot_symbol(j, q): slots.values[(j, q)][mask] for j in used for q in quantities},
@@ -553,29 +591,42 @@ def _index_symbol(j: int) -> sp.Symbol:
     return sp.Symbol(f"_k{j}", integer=True, nonnegative=True)
 
 
+class _Form(NamedTuple):
+    """What the assembled step's expressions depend on besides the model, chip and sizes: the ZeRO
+    stage, ``p = 1``?, ``v = 1``?, the stage slots ``K``, and whether the context-parallel degree is free."""
+
+    z: int
+    p1: bool
+    v1: bool
+    K: int
+    cp_free: bool
+
+
 @functools.lru_cache(maxsize=64)
-def _assemble_program(model: Model, chip: Hardware, datatype: DataType, s: int, B: int, z: int, p1: bool, v1: bool,
-                      K: int, quantities: tuple[str, ...], cp_free: bool = False) -> Sweeper:
+def _assemble_program(model: Model, chip: Hardware, datatype: DataType, sizes: tuple[int, int], form: _Form,
+                      quantities: tuple[str, ...]) -> Sweeper:
     """Step time, memory per chip and MFU from ``K`` stage slots (their quantities and layer
-    indices free) and the free degrees, compiled once per (model, chip, dtype, sizes, ZeRO
-    stage, p = 1?, v = 1?, K, cp free?). The context-parallel degree counts the chips, the
-    stage-to-stage payload and the data-parallel group (:func:`assemble_training`'s ``c``)."""
+    indices free) and the free degrees, compiled once per (model, chip, dtype, sizes ``(s, B)``,
+    :class:`_Form`). The context-parallel degree counts the chips, the stage-to-stage payload and
+    the data-parallel group (:func:`assemble_training`)."""
+    (s, B), (z, p1, v1, K, cp_free) = sizes, form
     stages = [{**{q: _slot_symbol(j, q) for q in quantities}, "index": 0 if p1 else _index_symbol(j)}
               for j in range(K)]
-    fields = assemble_training(
-        stages, chip=chip, e=tensor_format(datatype)[0].bytes, weight_copy=tensor_format(datatype)[1], s=s, B=B,
-        b=sym.batch_size, t=sym.tp, u=sym.sp,
-        ep=sym.ep, p=1 if p1 else _P, d=_D, v=1 if v1 else _V, zero_stage=z,
-        hidden_size=model.blocks[0][0].hidden_size, flops_per_sequence=flops_per_sequence(model, s, datatype),
-        peak=chip.peak_flops_expr(datatype), c=sym.cp if cp_free else 1)
+    par = Parallelism(tensor_parallel=sym.tp, sequence_parallel=sym.sp, expert_parallel=sym.ep,
+                      pipeline_parallel=1 if p1 else _P, data_parallel=_D, context_parallel=sym.cp if cp_free else 1)
+    run = TrainingRun(model, chip, datatype, par, TrainingOptions(interleave=1 if v1 else _V, zero_stage=z))
+    fields = assemble_training(stages, run, s=s, B=B, b=sym.batch_size)
     return Sweeper({k: fields[k] for k in ("step_time", "memory_per_chip", "mfu")}, fast_compile=True)
 
 
-def _inference(model: Model, chip: Hardware, N: int, batch: int, s: int, datatype: DataType, objective: str,
-               start: float, limits: Constraints = Constraints(), cps: tuple[int, ...] = (1,)) -> SearchResult:
-    """The inference search: few candidates, each evaluated exactly."""
+def _inference(model: Model, chip: Hardware, datatype: DataType, job: _Job,
+               ranking: tuple[str, Constraints, tuple[int, ...]], start: float) -> SearchResult:
+    """The inference search: few candidates, each evaluated exactly; ``ranking`` is the objective,
+    the constraints and the context-parallel degrees tried."""
     import time
 
+    objective, limits, cps = ranking
+    N, batch, s = job
     if objective not in ("tpot", "ttft"):
         raise ConfigError(f"objective must be 'tpot' or 'ttft', got {objective!r}")
     rows, candidates, valid = [], 0, 0

@@ -3,6 +3,7 @@ the per-stage values (see :mod:`symcost.plan.step` for the model)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, cast
@@ -84,24 +85,78 @@ class StepComm:
         return GRADIENT_BYTES if self.grad_reduce_in_fp32 else TRAINING_TENSOR_BYTES
 
 
-def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, s: Any, B: Any,
-                      b: Any, t: Any, u: Any, p: Any, d: Any, v: Any, zero_stage: int, hidden_size: Any,
-                      flops_per_sequence: Any, peak: Any, ep: Any = 1, c: Any = 1,
-                      etp: Any = None, sync: StepComm = StepComm(),
-                      weight_copy: Any = 0) -> dict[str, Any]:
-    """The step's time and memory from its pipeline stages' per-micro-batch values (``values``:
-    :func:`stages_from_parts`; see the module docstring); every argument may be a number or a
-    symbol (``p == 1`` and ``v == 1`` decide the pipeline's form, so symbols there mean p > 1 and
-    v > 1). The slowest stage sets ``T_mb``; the fullest stage sets the memory and its terms.
+@dataclass(frozen=True)
+class TrainingOptions:
+    """How a training step runs, apart from its model, chip, format and parallelism: the
+    recompute mode, the interleaving degree ``v`` (virtual stages per pipeline stage), the ZeRO
+    stage, TP/SP communication overlap, the blocks per pipeline stage (``None``:
+    :func:`~symcost.plan.pipeline.pipeline_stages`) and the DP/PP communication (:class:`StepComm`).
+    ``interleave`` may be a symbol (``v > 1``).
 
-    ``c`` is the context-parallel degree: a replica spans ``t*u*c`` chips, each holding ``s/(u*c)``
+    >>> TrainingOptions(zero_stage=3).key()
+    ('none', 1, 3, False, None, True, True, True)
+    """
+
+    recompute: str = "none"
+    interleave: Any = 1
+    zero_stage: int = 1
+    overlap: bool = False
+    stage_layers: Optional[tuple[int, ...]] = None
+    sync: StepComm = StepComm()
+
+    def key(self) -> tuple[Any, ...]:
+        """The options as plain values, for the compiled steps' cache (:func:`~symcost.plan.compiled.front`)."""
+        return (self.recompute, self.interleave, self.zero_stage, self.overlap, self.stage_layers,
+                self.sync.dp_overlap, self.sync.grad_reduce_in_fp32, self.sync.pp_overlap)
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """What a training step costs, resolved: the model, the chip, the GEMMs' format, the
+    parallelism (degrees numbers or symbols) and the :class:`TrainingOptions`. The step keeps,
+    saves and sends its tensors in :attr:`tensors` (:func:`tensor_format`).
+
+    >>> from symcost import models
+    >>> run = TrainingRun(models.get("llama-3-8b"), get_hardware("H100_SXM"), DataType.FP8_E4M3, Parallelism())
+    >>> run.tensors, run.weight_copy
+    (<DataType.BF16: 'bf16'>, 1)
+    """
+
+    model: Model
+    chip: Hardware
+    datatype: DataType
+    par: Parallelism
+    options: TrainingOptions = TrainingOptions()
+
+    @property
+    def tensors(self) -> DataType:
+        """The format of the tensors the step keeps, saves and sends (:func:`tensor_format`)."""
+        return tensor_format(self.datatype)[0]
+
+    @property
+    def weight_copy(self) -> Any:
+        """Bytes per parameter of the weights' copy in the GEMMs' format (:func:`tensor_format`)."""
+        return tensor_format(self.datatype)[1]
+
+
+def assemble_training(values: Sequence[dict[str, Any]], run: TrainingRun, *, s: Any, B: Any,
+                      b: Any) -> dict[str, Any]:
+    """The step's time and memory from its pipeline stages' per-micro-batch values (``values``:
+    :func:`stages_from_parts`; see the module docstring) for ``run`` at sequence length ``s``,
+    global batch ``B`` and micro-batch ``b``; every degree and size may be a number or a symbol
+    (``p == 1`` and ``v == 1`` decide the pipeline's form, so symbols there mean p > 1 and v > 1).
+    The slowest stage sets ``T_mb``; the fullest stage sets the memory and its terms.
+
+    The context-parallel degree ``c``: a replica spans ``t*u*c`` chips, each holding ``s/(u*c)``
     tokens, and the CP ranks, which hold the same weights, join the data-parallel gradient
     reduction and ZeRO sharding (Megatron-LM's data-parallel group with context parallelism:
     ``d*c`` ranks). The micro-batches per replica stay ``B/(d*b)``: CP ranks share sequences.
-    ``etp`` is the expert-TP degree of Megatron's expert grid (``None``: ``t``); ``sync`` how the
-    data-parallel sync runs (:class:`StepComm`);
-    ``weight_copy`` bytes per parameter of a narrow-format copy of the weights cached for the step
-    (:func:`tensor_format`)."""
+    The routed experts run on Megatron's expert grid (``par.etp``); ``options.sync`` says how the
+    data-parallel sync runs (:class:`StepComm`); the weights carry a narrow-format copy of
+    ``run.weight_copy`` bytes per parameter (:func:`tensor_format`)."""
+    chip, par, sync = run.chip, run.par, run.options.sync
+    e, hidden_size = run.tensors.bytes, run.model.hidden_size
+    t, u, p, d, c, v = par.tp, par.sp, par.pp, par.dp, par.cp, run.options.interleave
     m = B / (d * b)
     chips = t * u * c * p * d
     t_mb = max_all([st["latency"] for st in values])
@@ -116,28 +171,22 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
         count = 2 * (p - 1) if v != 1 and sync.pp_overlap else 2 * v * m
         sends = count * span_time("p2p", 2, payload, chip, t * u * c * d)
 
-    weights, gradients, optimizer, dp_comm = _data_parallel(values, chip=chip, e=e, m=m, d=d * c, stride=t * u,
-                                                            ep=ep, zero_stage=zero_stage, p=p,
-                                                            expert_tp=t if etp is None else etp, t=t,
-                                                            sync=sync, weight_copy=weight_copy)
+    weights, gradients, optimizer, dp_comm = _data_parallel(values, run, m)
     dp_comm, weights, gradients, optimizer, activations, memory = _fullest_stage(
         values, (weights, gradients, optimizer, dp_comm), e=e, p=p, m=m, v=v)
     step = compute + sends + dp_comm
-    model_flops = B * flops_per_sequence
+    model_flops = B * flops_per_sequence(run.model, s, run.datatype)
     return {
         "step_time": step, "compute_time": compute, "bubble_time": bubble, "pipeline_comm_time": sends,
         "dp_comm_time": dp_comm, "memory_per_chip": memory, "weight_memory": weights,
         "gradient_memory": gradients, "optimizer_memory": optimizer, "activation_memory": activations,
-        "model_flops": model_flops, "mfu": model_flops / (step * chips * peak),
+        "model_flops": model_flops, "mfu": model_flops / (step * chips * chip.peak_flops_expr(run.datatype)),
         "tokens_per_second": B * s / step, "num_microbatches": m, "num_chips": chips,
         "microbatch_time": t_mb,
     }
 
 
-def _data_parallel(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, m: Any, d: Any, stride: Any,
-                   ep: Any, zero_stage: int, p: Any = 1, expert_tp: Any = 1, t: Any = 1,
-                   sync: StepComm = StepComm(),
-                   weight_copy: Any = 0) -> tuple[Any, Any, Any, Any]:
+def _data_parallel(values: Sequence[dict[str, Any]], run: TrainingRun, m: Any) -> tuple[Any, Any, Any, Any]:
     """One stage's weight, gradient and optimizer bytes and its gradient sync time, in the
     placeholders ``_PARAMS``, ``_EXPERT``, ``_SHARED`` and ``_GROUP`` (each stage's values are
     substituted later).
@@ -156,6 +205,10 @@ def _data_parallel(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, 
     :func:`_sync_phases`): each phase's traffic costs ``max(one bucket's, all of it - the compute
     it hides behind)``, the backward ``2/3`` and the forward ``1/3`` of the stage's micro-batch
     time; without it, all of it."""
+    chip, par, sync, zero_stage = run.chip, run.par, run.options.sync, run.options.zero_stage
+    e, weight_copy, p, t = run.tensors.bytes, run.weight_copy, par.pp, par.tp
+    # the CP ranks join the data-parallel group (assemble_training), ``t*u`` ranks apart
+    d, stride, ep, expert_tp = par.dp * par.cp, par.tp * par.sp, par.ep, par.etp
     params = _PARAMS
     # routed-expert parameters (MoE) are data-parallel over the expert-DP ranks only; the rest over d
     expert = _EXPERT if any(st.get("expert_weight", 0) != 0 for st in values) else 0
@@ -290,11 +343,12 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     the blocks per pipeline stage (default :func:`pipeline_stages`; the split used is
     ``result.stage_layers``). With positive int sizes the step is evaluated by a program compiled
     once per configuration (:func:`compile_step`); ``exact=False`` returns its float64 values."""
+    options = TrainingOptions(recompute, interleave, zero_stage, bool(overlap),
+                              None if stage_layers is None else tuple(stage_layers),
+                              StepComm(bool(dp_overlap), bool(grad_reduce_in_fp32), bool(pp_overlap)))
     sizes = csteps.sizes(seq_len, global_batch, micro_batch) if csteps.USE_COMPILED else None
-    result = csteps.run(None if sizes is None else training_front(model, hardware, dtype, parallelism, recompute,
-                                                             interleave, zero_stage, overlap, stage_layers,
-                                                             StepComm(dp_overlap, grad_reduce_in_fp32, pp_overlap)),
-                  sizes, exact)
+    result = csteps.run(None if sizes is None else training_front(model, hardware, dtype, parallelism, options),
+                        sizes, exact)
     if result is not None:
         return result
     chip = get_hardware(hardware)
@@ -306,18 +360,11 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     check_divides(B, par.dp * b, "global_batch", by="data_parallel * micro_batch")
     split = stage_split(model, par.pp, v, stage_layers)
     check_expert_parallel(par)
+    run = TrainingRun(model, chip, datatype, par, dataclasses.replace(options, interleave=v))
     sharded = model.with_parallelism(par)
     rows = sharded.breakdown(b, s, "training", datatype, chip, cast(Recompute, recompute), overlap)
-    tensors, copy = tensor_format(datatype)
-    parts = model_parts(sharded, rows, tensors)
-    values = stages_from_parts(parts, par.pp, split)
-    fields = assemble_training(values, chip=chip, e=tensors.bytes, s=s, B=B, b=b, t=par.tp, u=par.sp,
-                               p=par.pp, d=par.dp, v=v, zero_stage=zero_stage,
-                               hidden_size=sharded.blocks[0][0].hidden_size,
-                               flops_per_sequence=flops_per_sequence(model, s, datatype),
-                               peak=chip.peak_flops_expr(datatype), ep=par.ep, c=par.cp, etp=par.etp,
-                               sync=StepComm(bool(dp_overlap), bool(grad_reduce_in_fp32), bool(pp_overlap)),
-                               weight_copy=copy)
+    values = stages_from_parts(model_parts(sharded, rows, run.tensors), par.pp, split)
+    fields = assemble_training(values, run, s=s, B=B, b=b)
     return TrainingStep(hardware=chip, stage_layers=split, **{k: exact_value(v) for k, v in fields.items()})
 
 
@@ -339,30 +386,22 @@ _MEMORY = ("weight_memory", "gradient_memory", "optimizer_memory", "activation_m
 
 
 @functools.lru_cache(maxsize=64)
-def _training_program(model: "Model", chip: Hardware, par: Parallelism, datatype: DataType, recompute: str,
-                      v: int, zero_stage: int, overlap: bool,
-                      stage_layers: Optional[tuple[int, ...]],
-                      sync: StepComm = StepComm()) -> Optional[csteps.CompiledStep]:
+def _training_program(run: TrainingRun) -> Optional[csteps.CompiledStep]:
+    model, chip, par, datatype, options = run.model, run.chip, run.par, run.datatype, run.options
     if not csteps.compilable(model, par, chip):
         return None
     s, B, b = sym.seq_len, _GLOBAL, sym.batch_size
-    split = stage_split(model, par.pp, v, stage_layers)
+    split = stage_split(model, par.pp, options.interleave, options.stage_layers)
     sharded = model.with_parallelism(par)
     with collecting() as rules:
         check_divides(B, par.dp * b, "global_batch", by="data_parallel * micro_batch")
-        rows = sharded.breakdown(b, s, "training", datatype, chip, cast(Recompute, recompute), overlap)
-    tensors, copy = tensor_format(datatype)
-    values = stages_from_parts(model_parts(sharded, rows, tensors), par.pp, split)
-    e, m = tensors.bytes, B / (par.dp * b)
-    fields = assemble_training(values, chip=chip, e=e, s=s, B=B, b=b, t=par.tp, u=par.sp, p=par.pp, d=par.dp,
-                               v=v, zero_stage=zero_stage, hidden_size=sharded.blocks[0][0].hidden_size,
-                               flops_per_sequence=flops_per_sequence(model, s, datatype),
-                               peak=chip.peak_flops_expr(datatype), ep=par.ep, c=par.cp, etp=par.etp,
-                               sync=sync, weight_copy=copy)
-    per_params = _data_parallel(values, chip=chip, e=e, m=m, d=par.dp * par.cp, stride=par.tp * par.sp, ep=par.ep,
-                                zero_stage=zero_stage, p=par.pp, expert_tp=par.etp, t=par.tp, sync=sync,
-                                weight_copy=copy)
-    terms = _stage_terms(values, per_params, e=e, p=par.pp, m=m, v=v)
+        rows = sharded.breakdown(b, s, "training", datatype, chip, cast(Recompute, options.recompute),
+                                 options.overlap)
+    values = stages_from_parts(model_parts(sharded, rows, run.tensors), par.pp, split)
+    m = B / (par.dp * b)
+    fields = assemble_training(values, run, s=s, B=B, b=b)
+    terms = _stage_terms(values, _data_parallel(values, run, m), e=run.tensors.bytes, p=par.pp, m=m,
+                         v=options.interleave)
     exprs = {k: x for k, x in fields.items() if k not in _MEMORY}
     exprs.update({f"stage{i}.{j}": x for i, st in enumerate(terms) for j, x in enumerate(st) if j != 3})
     found = merge(rules, *(metrics.assumptions for _, _, metrics in rows))
@@ -371,33 +410,29 @@ def _training_program(model: "Model", chip: Hardware, par: Parallelism, datatype
 
 
 def _training_compiled(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
-                       recompute: str, interleave: Any, zero_stage: int, overlap: bool,
-                       stage_layers: Optional[Sequence[int]],
-                       sync: StepComm = StepComm()) -> Optional[csteps.CompiledStep]:
+                       options: TrainingOptions) -> Optional[csteps.CompiledStep]:
     chip = get_hardware(hardware)
     par = resolve_parallelism(model, parallelism)
     datatype = DataType.parse(dtype)
-    _check_zero(zero_stage, par)
-    if recompute not in ("none", "selective", "full"):
+    _check_zero(options.zero_stage, par)
+    if options.recompute not in ("none", "selective", "full"):
         return None  # the uncompiled step raises the layer's own error
     check_expert_parallel(par)
-    return _training_program(model, chip, par, datatype, recompute, int(interleave), zero_stage, bool(overlap),
-                             None if stage_layers is None else tuple(stage_layers), sync)
+    return _training_program(TrainingRun(model, chip, datatype, par, dataclasses.replace(
+        options, interleave=int(options.interleave), overlap=bool(options.overlap))))
 
 
 def training_front(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
-                    recompute: str, interleave: Any, zero_stage: int, overlap: bool,
-                    stage_layers: Optional[Sequence[int]],
-                    sync: StepComm = StepComm()) -> Optional[csteps.CompiledStep]:
-    if csteps.sizes(interleave) is None:
+                   options: TrainingOptions = TrainingOptions()) -> Optional[csteps.CompiledStep]:
+    """The training step of ``model`` on ``hardware`` in ``dtype`` with ``parallelism`` (as the
+    caller gave them) and ``options``, compiled once (``None`` where it cannot be)."""
+    if csteps.sizes(options.interleave) is None:
         return None
-    def build() -> Optional[csteps.CompiledStep]:
-        return _training_compiled(model, hardware, dtype, parallelism, recompute, interleave, zero_stage, overlap,
-                                  stage_layers, sync)
 
-    return csteps.front("training", build, model, hardware, dtype, parallelism, recompute, interleave, zero_stage,
-                        overlap, stage_layers, bool(sync.dp_overlap), bool(sync.grad_reduce_in_fp32),
-                        bool(sync.pp_overlap))
+    def build() -> Optional[csteps.CompiledStep]:
+        return _training_compiled(model, hardware, dtype, parallelism, options)
+
+    return csteps.front("training", build, model, hardware, dtype, parallelism, *options.key())
 
 
 def _check_zero(zero_stage: Any, par: Parallelism) -> None:
