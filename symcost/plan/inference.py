@@ -219,8 +219,8 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
     Positive int sizes without ``prefill_chunk`` run a program compiled once (:func:`compile_step`);
     ``exact=False``: its float64 values."""
     sizes = csteps.sizes(batch_size, seq_len) if prefill_chunk is None and csteps.USE_COMPILED else None
-    if sizes is not None and (fast := csteps.run(inference_front(model, hardware, dtype, parallelism, overlap,
-                                                                 stage_layers), sizes, exact)) is not None:
+    compiled = None if sizes is None else inference_front(model, hardware, dtype, parallelism, overlap, stage_layers)
+    if (fast := csteps.run(compiled, sizes, exact)) is not None:
         return fast
     chip = get_hardware(hardware)
     par = resolve_parallelism(model, parallelism)
