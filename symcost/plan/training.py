@@ -45,6 +45,7 @@ _EXPERT = sp.Symbol("_stage_expert_params", positive=True)
 _SHARED = sp.Symbol("_stage_shared_params", nonnegative=True)
 _GROUP = sp.Symbol("_stage_in_embedding_group", nonnegative=True)
 _LATENCY = sp.Symbol("_stage_latency", positive=True)
+_INDEX = sp.Symbol("_stage_index", integer=True, nonnegative=True)
 
 # NB: Megatron-Core's default bucket: max(40,000,000, 1,000,000 * dp) parameters
 # (megatron/core/distributed/distributed_data_parallel_config.py, ``bucket_size``: "larger DP
@@ -202,8 +203,8 @@ def _data_parallel(values: Sequence[dict[str, Any]], run: TrainingRun, m: Any) -
     expert rank order, expert-TP innermost, then EP, then expert-DP).
 
     ``sync.dp_overlap`` (Megatron-Core's ``overlap_grad_reduce`` and ``overlap_param_gather``; see
-    :func:`_sync_phases`): each phase's traffic costs ``max(one bucket's, all of it - the compute
-    it hides behind)``, the backward ``2/3`` and the forward ``1/3`` of the stage's micro-batch
+    :func:`_sync_phases`): each phase's traffic costs what the compute it hides behind leaves
+    (:func:`_exposed`), the backward ``2/3`` and the forward ``1/3`` of the stage's micro-batch
     time; without it, all of it."""
     chip, par, sync, zero_stage = run.chip, run.par, run.options.sync, run.options.zero_stage
     e, weight_copy, p, t = run.tensors.bytes, run.weight_copy, par.pp, par.tp
@@ -223,20 +224,39 @@ def _data_parallel(values: Sequence[dict[str, Any]], run: TrainingRun, m: Any) -
     dp_comm = sp.Integer(0)
     for count, share, traffic in _sync_phases(groups, e=e, m=m, zero_stage=zero_stage, grad=sync.gradient_bytes):
         whole = sp.Add(*(span_time(kind, n, size * nbytes, chip, step) for kind, n, size, nbytes, step in traffic))
-        if not sync.dp_overlap:
-            dp_comm += count * whole
-            continue
-        bucket = sp.Add(*(span_time(kind, n, extreme(sp.Min, size, _bucket(n)) * nbytes, chip, step)
-                          for kind, n, size, nbytes, step in traffic))
-        dp_comm += count * extreme(sp.Max, bucket, whole - share * _LATENCY)
+        dp_comm += count * (_exposed(traffic, share, whole, run) if sync.dp_overlap else whole)
     if any(st.get("embedding_group", 0) != 0 for st in values):
         group = Collective("all_reduce", "pp", 2, _SHARED * sync.gradient_bytes, span=p * stride * d)
         dp_comm += _GROUP * collective_time(group, chip)
     return weights, gradients, optimizer, dp_comm
 
 
+def _exposed(traffic: list[tuple[CollectiveKind, Any, Any, Any, Any]], share: Any, whole: Any,
+             run: TrainingRun) -> Any:
+    """What a stage's overlapped sync phase (``traffic``, taking ``whole`` seconds, behind
+    ``share`` of a micro-batch) leaves exposed, as Megatron-Core's DistributedDataParallel runs it
+    (NVIDIA/Megatron-LM ``megatron/core/distributed/distributed_data_parallel.py``):
+
+    - only the first pipeline stage is bucketed ("Turn off bucketing if we are on a pipeline stage
+      that is not the first (since data-parallel communication on these stages is not on the
+      critical path)": ``bucket_size = None`` for ``pp_rank > 0``); the bucket is ``max(4e7, 1e6 *
+      dp)`` parameters with ``dp`` ``get_data_parallel_world_size()``, the dense DP size without
+      CP, for the expert buffers too. Stage 0 exposes ``max(one bucket, whole - share T_mb)``;
+    - stage ``k > 0`` syncs in one bucket: its reduction starts once its last backward is done,
+      ``k`` backwards (a chunk's, ``share T_mb / v``) before stage 0's, which the step waits for
+      (the optimizer's grad-norm all-reduce spans the pipeline); its gather, dispatched by every
+      stage at the step's start (``align_param_gather``), is waited for ``k`` forwards later:
+      ``max(0, whole - k share T_mb / v)``."""
+    par, v = run.par, run.options.interleave
+    # NB: (1, 0) on one stage: the expression is the bucketed one alone
+    first, later = (sp.Integer(1), sp.Integer(0)) if par.pp == 1 else (1 - extreme(sp.Min, 1, _INDEX), _INDEX)
+    bucket = sp.Add(*(span_time(kind, n, extreme(sp.Min, size, _bucket(par.dp)) * nbytes, run.chip, step)
+                      for kind, n, size, nbytes, step in traffic))
+    return extreme(sp.Max, first * bucket, whole - share * _LATENCY * (first + later / v))
+
+
 def _bucket(n: Any) -> Any:
-    """Megatron-Core's default bucket over a data-parallel group of ``n``: ``max(4e7, 1e6 n)`` parameters."""
+    """Megatron-Core's default bucket for a data-parallel size ``n``: ``max(4e7, 1e6 n)`` parameters."""
     return extreme(sp.Max, BUCKET_PARAMS, BUCKET_PARAMS_PER_RANK * n)
 
 
@@ -290,7 +310,7 @@ def _stage_terms(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any, A
     for st in values:
         at = {_PARAMS: st["weight"] / e, _EXPERT: st.get("expert_weight", 0) / e,
               _SHARED: st.get("shared_weight", 0) / e, _GROUP: st.get("embedding_group", 0),
-              _LATENCY: st["latency"]}
+              _LATENCY: st["latency"], _INDEX: st["index"]}
         terms = [substitute(x, at) for x in per_params]  # NB: Max/Min left unevaluated (extreme)
         terms.append(st["activation"] * in_flight(st["index"], p, m, v))
         per_stage.append(terms)
