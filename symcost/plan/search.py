@@ -267,6 +267,8 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
         return SearchResult({c: np.array([]) for c in _COLUMNS}, candidates, 0, 0, time.perf_counter() - start)
     report(0.1, f"{candidates:,} candidates enumerated")
     quantities = _QUANTITIES + (("expert_weight",) if space.moe else ())  # routed experts: DP over dp/ep only
+    if tensor_format(datatype)[1] != 0:
+        quantities += ("gemm_weight",)  # the GEMM weights' narrow copies (TrainingRun.weight_copy)
     tied = bool(space.model.lm_head.tied)  # the last stage's copy of the table and its sync (stages_from_parts)
     values = _layer_values(space, cols, chip, datatype, quantities + (("tied_weight",) if tied else ()), report)
     slots = _Slots.of(space, cols, values, quantities, tied)
@@ -497,7 +499,7 @@ def _layer_program(model: Model, chip: Hardware, datatype: DataType, s: int, var
     exprs: dict[str, Any] = {}
     for ov in overlaps:
         rows_ = sym_model.breakdown(sym.batch_size, s, "training", datatype, chip, cast(Recompute, rc), bool(ov))
-        parts = model_parts(sym_model, rows_, tensor_format(datatype)[0])
+        parts = model_parts(sym_model, rows_, tensor_format(datatype)[0], "gemm_weight" in quantities)
         named = {"embedding": parts["embedding"], "tail": parts["tail"],
                  **{f"blocks[{j}]": q for j, (_, q) in enumerate(parts["blocks"])}}
         for part in _part_names(model):

@@ -44,6 +44,7 @@ _PARAMS = sp.Symbol("_stage_params", positive=True)
 _EXPERT = sp.Symbol("_stage_expert_params", positive=True)
 _SHARED = sp.Symbol("_stage_shared_params", nonnegative=True)
 _GROUP = sp.Symbol("_stage_in_embedding_group", nonnegative=True)
+_GEMM = sp.Symbol("_stage_gemm_params", nonnegative=True)
 _LATENCY = sp.Symbol("_stage_latency", positive=True)
 _INDEX = sp.Symbol("_stage_index", integer=True, nonnegative=True)
 
@@ -120,7 +121,7 @@ class TrainingRun:
     >>> from symcost import models
     >>> run = TrainingRun(models.get("llama-3-8b"), get_hardware("H100_SXM"), DataType.FP8_E4M3, Parallelism())
     >>> run.tensors, run.weight_copy
-    (<DataType.BF16: 'bf16'>, 1)
+    (<DataType.BF16: 'bf16'>, 2)
     """
 
     model: Model
@@ -136,8 +137,24 @@ class TrainingRun:
 
     @property
     def weight_copy(self) -> Any:
-        """Bytes per parameter of the weights' copy in the GEMMs' format (:func:`tensor_format`)."""
-        return tensor_format(self.datatype)[1]
+        """Bytes per GEMM-weight parameter of its copies in the GEMMs' format: 0 for a format of 2
+        bytes or more (:func:`tensor_format`); a per-tensor-scaled FP8 weight's
+        ``chip.fp8_weight_copies`` (Hopper: 2, the weight and its transpose for the dgrad GEMM;
+        Blackwell: 1); a block-scaled one's 2, its row-wise and column-wise quantizations
+        (Transformer Engine's ``MXFP8Tensor``/``NVFP4Tensor`` keep both: the blocks run along the
+        contraction dimension, which the dgrad GEMM transposes), scales included.
+
+        >>> from symcost import models
+        >>> def run(chip, dtype):
+        ...     return TrainingRun(models.get("llama-3-8b"), get_hardware(chip), DataType.parse(dtype), Parallelism())
+        >>> [run(chip, dtype).weight_copy for chip, dtype in
+        ...  (("H100_SXM", "fp8_e4m3"), ("B200", "fp8_e4m3"), ("B200", "mxfp8"), ("H100_SXM", "bf16"))]
+        [2, 1, 33/16, 0]
+        """
+        copy = tensor_format(self.datatype)[1]
+        if copy == 0:
+            return copy
+        return copy * (2 if self.datatype.is_block_scaled else self.chip.fp8_weight_copies)
 
 
 def assemble_training(values: Sequence[dict[str, Any]], run: TrainingRun, *, s: Any, B: Any,
@@ -216,9 +233,13 @@ def _data_parallel(values: Sequence[dict[str, Any]], run: TrainingRun, m: Any) -
     groups = [(params - expert, d, stride)]
     if expert != 0:
         groups.append((expert, d * t / (expert_tp * ep), stride / t * expert_tp * ep))
+    # the GEMM weights' narrow copies (TrainingRun.weight_copy): the routed experts' all GEMM weights
+    copies = [] if weight_copy == 0 else [(_GEMM - expert, d), *([(expert, groups[1][1])] if expert != 0 else [])]
     weights = gradients = optimizer = sp.Integer(0)
+    for n_params, n in copies:
+        weights += n_params * weight_copy / (n if zero_stage == 3 else 1)
     for n_params, n, _ in groups:
-        weights += n_params * (e + weight_copy) / (n if zero_stage == 3 else 1)
+        weights += n_params * e / (n if zero_stage == 3 else 1)
         gradients += n_params * sync.gradient_bytes / (n if zero_stage >= 2 else 1)
         optimizer += n_params * OPTIMIZER_BYTES / (n if zero_stage >= 1 else 1)
     dp_comm = sp.Integer(0)
@@ -310,6 +331,7 @@ def _stage_terms(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any, A
     for st in values:
         at = {_PARAMS: st["weight"] / e, _EXPERT: st.get("expert_weight", 0) / e,
               _SHARED: st.get("shared_weight", 0) / e, _GROUP: st.get("embedding_group", 0),
+              _GEMM: st.get("gemm_weight", 0) / e,
               _LATENCY: st["latency"], _INDEX: st["index"]}
         terms = [substitute(x, at) for x in per_params]  # NB: Max/Min left unevaluated (extreme)
         terms.append(st["activation"] * in_flight(st["index"], p, m, v))
@@ -383,7 +405,7 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     run = TrainingRun(model, chip, datatype, par, dataclasses.replace(options, interleave=v))
     sharded = model.with_parallelism(par)
     rows = sharded.breakdown(b, s, "training", datatype, chip, cast(Recompute, recompute), overlap)
-    values = stages_from_parts(model_parts(sharded, rows, run.tensors), par.pp, split)
+    values = stages_from_parts(model_parts(sharded, rows, run.tensors, run.weight_copy != 0), par.pp, split)
     fields = assemble_training(values, run, s=s, B=B, b=b)
     return TrainingStep(hardware=chip, stage_layers=split, **{k: exact_value(v) for k, v in fields.items()})
 
@@ -417,7 +439,7 @@ def _training_program(run: TrainingRun) -> Optional[csteps.CompiledStep]:
         check_divides(B, par.dp * b, "global_batch", by="data_parallel * micro_batch")
         rows = sharded.breakdown(b, s, "training", datatype, chip, cast(Recompute, options.recompute),
                                  options.overlap)
-    values = stages_from_parts(model_parts(sharded, rows, run.tensors), par.pp, split)
+    values = stages_from_parts(model_parts(sharded, rows, run.tensors, run.weight_copy != 0), par.pp, split)
     m = B / (par.dp * b)
     fields = assemble_training(values, run, s=s, B=B, b=b)
     terms = _stage_terms(values, _data_parallel(values, run, m), e=run.tensors.bytes, p=par.pp, m=m,
