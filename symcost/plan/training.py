@@ -185,7 +185,17 @@ def assemble_training(values: Sequence[dict[str, Any]], run: TrainingRun, *, s: 
     sends = sp.Integer(0)
     if p != 1:
         payload = b * s * hidden_size * e / (t * u * c)
-        # interleaved with overlap_p2p_comm: only the fill's and the drain's p - 1 sends each wait
+        # NB: interleaved with overlap_p2p_comm (Megatron-Core model_parallel_config.py: "some of the
+        # peer to peer communication for pipeline parallelism will overlap with computation";
+        # p2p_communication.py posts each isend/irecv with wait_on_reqs=not overlap_p2p_comm and the
+        # interleaved schedule waits on a receive only before the chunk that reads it). Derivation:
+        # in the steady state a stage receives the next chunk's input while it computes the current
+        # one, so no send waits. In the fill, stage k has nothing to compute before micro-batch 0's
+        # first chunk reaches it: the sends 0 -> 1 -> ... -> p-1 lie on the critical path, p - 1 of
+        # them; the wrap-around send p-1 -> 0 into chunk 1 arrives while stage 0 computes chunk 0 of
+        # micro-batches 1..p-1 (hidden). In the drain, mirrored, the last micro-batch's gradient
+        # crosses p-1 -> ... -> 0 with nothing left to hide it: p - 1 more. Hence 2 (p - 1), not the
+        # 2 v m of the synchronous schedule (tests/plan/test_step.py, p = 2 and p = 4 by hand).
         count = 2 * (p - 1) if v != 1 and sync.pp_overlap else 2 * v * m
         sends = count * span_time("p2p", 2, payload, chip, t * u * c * d)
 
