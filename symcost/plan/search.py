@@ -39,7 +39,7 @@ from ..hardware import get as get_hardware
 from ..layers.base import Recompute
 from ..models.model import Model
 from .pipeline import model_parts, pipeline_stages, stage_layout
-from .training import TrainingOptions, TrainingRun, assemble_training, tensor_format
+from .training import StepComm, TrainingOptions, TrainingRun, assemble_training, tensor_format
 
 __all__ = ["Constraints", "SearchOptions", "SearchResult", "parallelism"]
 
@@ -190,6 +190,11 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     ``cost_per_token``: ``price_per_hour * num_chips / 3600 / tokens_per_second``, that currency per
     token. ``num_fit`` counts the candidates that fit and meet the constraints.
 
+    ``dp_overlap``, ``pp_overlap`` and ``grad_reduce_in_fp32`` rank under the training step's
+    switches of those names (:func:`~symcost.plan.training.training_step`; all on by default).
+    Every option is a field of :class:`SearchOptions`: give them as keywords or as
+    ``options=SearchOptions(...)`` (keywords replace its fields).
+
     ``context_parallel``: the context-parallel degrees tried (default only 1); each degree c joins
     the product ``t * u * c * p * d = num_chips`` where it divides and ``seq_len`` splits into
     ``2 * c * u`` chunks (docs/conventions.md §3b), and fills the column ``cp``.
@@ -210,7 +215,7 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     chip = get_hardware(hardware)
     datatype = DataType.parse(dtype)
     space = _Space(model, job.N, job.B, job.s, opts.max_micro_batch, opts.max_interleave, tuple(opts.recompute),
-                   tuple(opts.zero_stages), tuple(opts.overlap), cps)
+                   tuple(opts.zero_stages), tuple(opts.overlap), cps, opts.sync)
     return _training(space, chip, datatype, limits, opts.progress or (lambda fraction, stage: None), start)
 
 
@@ -244,6 +249,17 @@ class SearchOptions:
     memory_headroom: float = 0.0
     price_per_hour: Optional[float] = None
     context_parallel: Sequence[int] = (1,)
+    dp_overlap: bool = True
+    """The data-parallel sync hidden behind compute (:func:`~symcost.plan.training.training_step`'s)."""
+    pp_overlap: bool = True
+    """An interleaved pipeline's sends hidden but the fill's and the drain's (the step's)."""
+    grad_reduce_in_fp32: bool = True
+    """fp32 gradients and reduction, else bf16 (the step's)."""
+
+    @property
+    def sync(self) -> StepComm:
+        """The step's DP and PP communication under these switches."""
+        return StepComm(bool(self.dp_overlap), bool(self.grad_reduce_in_fp32), bool(self.pp_overlap))
 
     @classmethod
     def of(cls, options: Optional["SearchOptions"], overrides: dict[str, Any]) -> "SearchOptions":
@@ -341,6 +357,8 @@ class _Space:
     overlap: tuple[bool, ...]
     cps: tuple[int, ...] = (1,)
     """The context-parallel degrees tried."""
+    sync: StepComm = StepComm()
+    """How the data-parallel and pipeline communication runs (:class:`SearchOptions`)."""
 
     @property
     def moe(self) -> list[int]:
@@ -575,7 +593,7 @@ def _assemble(space: _Space, cols: _Columns, slots: _Slots, chip: Hardware, data
             continue
         used = range(1 if p1 else slots.K)
         sweeper = _assemble_program(space.model, chip, datatype, (space.s, space.B),
-                                    _Form(z, p1, v1, len(used), cp_free), quantities)
+                                    _Form(z, p1, v1, len(used), cp_free, space.sync), quantities)
         inputs = {sym.batch_size: cols.b[mask], sym.tp: cols.t[mask], sym.sp: cols.u[mask], _P: cols.p[mask],
                   _D: cols.d[mask], _V: cols.v[mask], sym.ep: cols.e[mask], sym.cp: cols.c[mask],
                   **{_slot_symbol(j, q): slots.values[(j, q)][mask] for j in used for q in quantities},
@@ -602,6 +620,7 @@ class _Form(NamedTuple):
     v1: bool
     K: int
     cp_free: bool
+    sync: StepComm = StepComm()
 
 
 @functools.lru_cache(maxsize=64)
@@ -611,12 +630,12 @@ def _assemble_program(model: Model, chip: Hardware, datatype: DataType, sizes: t
     indices free) and the free degrees, compiled once per (model, chip, dtype, sizes ``(s, B)``,
     :class:`_Form`). The context-parallel degree counts the chips, the stage-to-stage payload and
     the data-parallel group (:func:`assemble_training`)."""
-    (s, B), (z, p1, v1, K, cp_free) = sizes, form
+    (s, B), (z, p1, v1, K, cp_free, sync) = sizes, form
     stages = [{**{q: _slot_symbol(j, q) for q in quantities}, "index": 0 if p1 else _index_symbol(j)}
               for j in range(K)]
     par = Parallelism(tensor_parallel=sym.tp, sequence_parallel=sym.sp, expert_parallel=sym.ep,
                       pipeline_parallel=1 if p1 else _P, data_parallel=_D, context_parallel=sym.cp if cp_free else 1)
-    run = TrainingRun(model, chip, datatype, par, TrainingOptions(interleave=1 if v1 else _V, zero_stage=z))
+    run = TrainingRun(model, chip, datatype, par, TrainingOptions(interleave=1 if v1 else _V, zero_stage=z, sync=sync))
     fields = assemble_training(stages, run, s=s, B=B, b=sym.batch_size)
     return Sweeper({k: fields[k] for k in ("step_time", "memory_per_chip", "mfu")}, fast_compile=True)
 

@@ -101,3 +101,26 @@ def test_inference_search_ranks_by_tpot_and_matches_the_exact_step():
     assert table.num_candidates == 15  # (t, p) pairs with t * p | 16
     by_ttft = search.parallelism(model, "H100_SXM", 16, 16, 4096, phase="inference", objective="ttft")
     assert np.all(np.diff(by_ttft.columns["ttft"]) >= 0)
+
+
+@pytest.mark.parametrize("switch", [{"dp_overlap": False}, {"pp_overlap": False}, {"grad_reduce_in_fp32": False}])
+def test_search_ranks_with_the_step_s_communication_switches(switch):
+    """search.parallelism(dp_overlap=, pp_overlap=, grad_reduce_in_fp32=) (issue 22 review): each
+    row's time and memory are the training step's under the same switch (the step with the switch
+    differs from the default wherever the switch matters: the exposed DP sync, the interleaved
+    sends, the gradient buffer's bytes)."""
+    model = models.get("llama-3-8b")
+    table = search.parallelism(model, "H100_SXM", num_chips=16, global_batch=64, seq_len=4096,
+                               zero_stages=(1,), max_micro_batch=2, **switch)
+    differs = 0
+    for i in range(0, len(table), max(1, len(table) // 12)):
+        row = table.row(i)
+        kw = dict(seq_len=4096, global_batch=64, micro_batch=row["micro_batch"], parallelism=table.parallelism(i),
+                  recompute=row["recompute"], interleave=row["interleave"], zero_stage=row["zero_stage"],
+                  overlap=row["overlap"])
+        st = model.training_step("H100_SXM", **kw, **switch)
+        assert row["step_time"] == pytest.approx(float(st.step_time), rel=1e-12)
+        assert row["memory_per_chip"] == pytest.approx(float(st.memory_per_chip), rel=1e-12)
+        default = model.training_step("H100_SXM", **kw)
+        differs += (default.step_time, default.memory_per_chip) != (st.step_time, st.memory_per_chip)
+    assert differs > 0
