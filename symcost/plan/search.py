@@ -443,11 +443,12 @@ class _Space:
         index = [i.ravel() for i in np.meshgrid(*(np.arange(len(a)) for a in axes), indexing="ij")]
         e, b, v, msp, rc, z, ov, et = (a[i] for a, i in zip(axes, index))
         keep = ~((u > 1) & (msp == 1))  # one sequence mode at a time
-        # EP divides d, or on the expert grid ETP x EP divides t x cp x d (check_expert_parallel)
-        keep &= np.where(et == 0, d % e == 0, (t * cp * d) % np.maximum(et * e, 1) == 0)
-        keep &= np.array([self._expert_tp_ok(int(c)) for c in axes[-1]])[index[-1]]
-        # Megatron-Core's expert grid routes each TP rank's sequence shard: Megatron SP where t > 1
-        keep &= (et == 0) | (msp == 1) | (t == 1)
+        if axes[-1].any():  # an expert-TP degree is tried (else EP divides d already: _axes)
+            # EP divides d, or on the expert grid ETP x EP divides t x cp x d (check_expert_parallel)
+            keep &= np.where(et == 0, d % e == 0, (t * cp * d) % np.maximum(et * e, 1) == 0)
+            keep &= np.array([self._expert_tp_ok(int(c)) for c in axes[-1]])[index[-1]]
+            # Megatron-Core's expert grid routes each TP rank's sequence shard: Megatron SP where t > 1
+            keep &= (et == 0) | (msp == 1) | (t == 1)
         # Megatron SP splits the tokens t ways, each of the 2*cp load-balanced chunks under CP
         # (Layer.check; docs/conventions.md §3b)
         keep &= ~((msp == 1) & (self.s % (t if cp == 1 else 2 * cp * t) != 0)) & ((self.B // d) % b == 0)
