@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Literal, Sequence, TypeVar
 
 import sympy as sp
 
@@ -37,6 +37,7 @@ __all__ = [
     "window_pairs",
     "chunk_pairs",
     "chunk_keys_read",
+    "weight_elements",
     "Collective",
     "CollectiveKind",
     "Axis",
@@ -139,6 +140,10 @@ class Op:
         return dataclasses.replace(self, name=self.name + suffix)
 
 
+DGRAD = ".dgrad"
+"""The suffix :meth:`Matmul.backward` gives the data-gradient GEMM of a product (``dX = dY @ B^T``)."""
+
+
 def _xreplace_fields(obj, mapping):
     changes = {}
     for field in dataclasses.fields(obj):
@@ -193,7 +198,7 @@ class Matmul(Op):
     def backward(self) -> list[Op]:
         ops: list[Op] = [
             # dX = dY @ B^T: (m x n) @ (n x k)
-            Matmul(self.name + ".dgrad", m=self.m, n=self.k, k=self.n, dtype_bytes=self.dtype_bytes,
+            Matmul(self.name + DGRAD, m=self.m, n=self.k, k=self.n, dtype_bytes=self.dtype_bytes,
                    batch=self.batch, weight=self.weight, grouped=self.grouped),
             # dB = A^T @ dY: (k x m) @ (m x n)
             Matmul(self.name + ".wgrad", m=self.k, n=self.n, k=self.m, dtype_bytes=self.dtype_bytes,
@@ -476,6 +481,19 @@ class AttentionCore(Op):
 
     def backward(self) -> list[Op]:
         return [AttentionCoreBackward(self.name + ".bwd", forward=self)]
+
+
+def weight_elements(ops: Sequence[tuple[Op, Any]]) -> sp.Expr:
+    """Elements of the GEMM weights a training pass's ``(op, count)`` pairs differentiate: each
+    weight's product has one data-gradient GEMM (:meth:`Matmul.backward`, whatever the forward's
+    recomputation), ``batch * k * n`` elements of it (a grouped GEMM's ``batch`` experts).
+
+    >>> fwd = Matmul("up", m=8, n=32, k=16)
+    >>> weight_elements([(fwd, 1), *((op, 1) for op in fwd.backward())])
+    512
+    """
+    return sp.Add(*(count * op.batch * op.k * op.n for op, count in ops
+                    if isinstance(op, Matmul) and op.weight and op.name.endswith(DGRAD)))
 
 
 def window_pairs(q_len: sp.Expr, kv_len: sp.Expr, window: sp.Expr) -> sp.Expr:

@@ -173,6 +173,10 @@ class Hardware(BaseModel):
     # measured run shows. Quantization runs over the SMs/CUs of each part (compute_units). A decode
     # GEMM's M (the batch) is padded to 64 rows.
     matmul_tile: tuple[int, int] = (64, 128)
+    fp8_weight_copies: int = 1
+    """FP8 copies of a weight a training step caches for per-tensor-scaled FP8 GEMMs: 2 where FP8
+    GEMMs take the TN layout only (Hopper: the weight and its transpose, which the dgrad GEMM
+    reads), 1 where they take any layout (Blackwell)."""
     runtime: Runtime = Runtime(name="ideal")
 
     @field_validator("peak_flops", mode="before")
@@ -196,6 +200,13 @@ class Hardware(BaseModel):
                 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
             raise HardwareError(f"matmul_tile must be two positive integers (M, N), got {value!r}")
         return (value[0], value[1])
+
+    @field_validator("fp8_weight_copies", mode="before")
+    @classmethod
+    def _copies(cls, value: Any) -> int:
+        if isinstance(value, bool) or value not in (1, 2):
+            raise HardwareError(f"fp8_weight_copies must be 1 or 2 (FP8 copies of a weight), got {value!r}")
+        return int(value)
 
     @field_validator("runtime", mode="before")
     @classmethod

@@ -150,14 +150,14 @@ def inference_html(step: Any) -> str:
 
 _SEARCH_KINDS = {"step_time": "time", "ttft": "time", "tpot": "time", "memory_per_chip": "bytes",
                  "mfu": "percent", "tokens_per_second": "token_rate", "cost_per_token": "plain"}
-_SEARCH_SHOWN = ("tp", "pp", "dp", "sp", "cp", "ep", "micro_batch", "interleave", "recompute", "zero_stage",
+_SEARCH_SHOWN = ("tp", "pp", "dp", "sp", "cp", "ep", "etp", "micro_batch", "interleave", "recompute", "zero_stage",
                  "step_time", "ttft", "tpot", "memory_per_chip", "mfu", "tokens_per_second", "cost_per_token")
 
 
 def search_cell(row: dict[str, Any], column: str, markup: bool = False) -> str:
     """One cell of a search table: times, bytes, MFU and throughput with units."""
     value = row[column]
-    if column == "sp" and row.get("megatron_sp"):
+    if (column == "sp" and row.get("megatron_sp")) or (column == "etp" and not row.get("expert_grid")):
         return "tp"
     kind = _SEARCH_KINDS.get(column)
     if kind is None:

@@ -219,8 +219,9 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
 
     Positive int sizes without ``prefill_chunk`` run a program compiled once (:func:`compile_step`);
     ``exact=False``: its float64 values."""
-    if (fast := _inference_fast(model, hardware, batch_size, seq_len, dtype, parallelism, overlap, prefill_chunk,
-                                stage_layers, exact)) is not None:
+    sizes = csteps.sizes(batch_size, seq_len) if prefill_chunk is None and csteps.USE_COMPILED else None
+    compiled = None if sizes is None else inference_front(model, hardware, dtype, parallelism, overlap, stage_layers)
+    if (fast := csteps.run(compiled, sizes, exact)) is not None:
         return fast
     chip = get_hardware(hardware)
     par = resolve_parallelism(model, parallelism)
@@ -239,7 +240,7 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
     def send(tokens: Any, ranks: Any = par.chips_per_replica) -> Any:  # every stage boundary's send
         return hops * one(tokens, ranks) if p != 1 else 0
 
-    ttft, act, prefill_rows, n_chunks = _prefill(sharded, model, b, s, chunk, datatype, chip, overlap, send)
+    ttft, act, prefill_rows, n_chunks = _prefill(sharded, b, s, chunk, datatype, chip, overlap, send)
     tpot = _decode_time(decode_rows, send, chip, par.tp)
     # the engine's own time per step (docs/conventions.md §17), once per chunk (vLLM's, SGLang's schedulers)
     ttft += n_chunks * chip.runtime.step_overhead
@@ -357,7 +358,7 @@ def _check_chunked(s: Any, chunk: Any, overlap: bool) -> Any:
     return chunk
 
 
-def _prefill(sharded: "Model", model: "Model", b: Any, s: Any, chunk: Any, datatype: DataType, chip: Hardware,
+def _prefill(sharded: "Model", b: Any, s: Any, chunk: Any, datatype: DataType, chip: Hardware,
              overlap: bool, send: Any) -> tuple[Any, Any, list, int]:
     """TTFT (before the engine's overhead), the activation peak, the rows and the chunk count of
     the prefill: one pass, or ``ceil(s/C)`` chunks each attending to the earlier keys."""
@@ -368,7 +369,7 @@ def _prefill(sharded: "Model", model: "Model", b: Any, s: Any, chunk: Any, datat
     full, rest = divmod(total_len, C)
     n_chunks = full + (1 if rest else 0)
     rows_c = sharded.breakdown(b, C, "prefill", datatype, chip, "none", overlap)
-    _check_flash(rows_c, model)
+    _check_flash(rows_c, sharded)
     peak = chip.effective_peak(datatype)
     # every chunk but the last skips the LM head (no token is sampled from it)
     _, heads, head = ByPart.of(rows_c).lm_head
@@ -507,12 +508,3 @@ def inference_front(model: "Model", hardware: Hardware | str, dtype: Any, parall
     return csteps.front("inference",
                         lambda: _inference_compiled(model, hardware, dtype, parallelism, overlap, stage_layers),
                   model, hardware, dtype, parallelism, overlap, stage_layers)
-
-
-def _inference_fast(model: "Model", hardware: Hardware | str, batch_size: Any, seq_len: Any, dtype: Any,
-                    parallelism: ParallelismLike, overlap: bool, prefill_chunk: Any,
-                    stage_layers: Optional[Sequence[int]], exact: bool) -> Optional["InferenceStep"]:
-    sizes = csteps.sizes(batch_size, seq_len) if prefill_chunk is None and csteps.USE_COMPILED else None
-    compiled = None if sizes is None else inference_front(model, hardware, dtype, parallelism, overlap,
-                                                           stage_layers)
-    return csteps.run(compiled, sizes, exact)

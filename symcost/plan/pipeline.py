@@ -13,7 +13,7 @@ import sympy as sp
 from ..core._expr import check_divides, exact_value, extreme
 from ..core.dtypes import DataType
 from ..core.metrics import LayerMetrics
-from ..core.ops import Collective, CollectiveKind
+from ..core.ops import Collective, CollectiveKind, weight_elements
 from ..core.parallelism import Parallelism, ParallelismLike
 from ..errors import ConfigError
 from ..hardware import Hardware
@@ -355,13 +355,17 @@ def stage_split(model: "Model", p: Any, v: Any, stage_layers: Optional[Sequence[
     return split
 
 
-def model_parts(model: "Model", rows: Sequence[tuple[str, Any, LayerMetrics]], dtype: Any) -> dict[str, Any]:
+def model_parts(model: "Model", rows: Sequence[tuple[str, Any, LayerMetrics]], dtype: Any,
+                gemm_weight: bool = False) -> dict[str, Any]:
     """Per-layer values the steps assemble stages from, given ``model.breakdown(...)`` rows:
     ``{"embedding": q, "blocks": [(count, q), ...], "tail": q}`` with ``q`` = ``{quantity: value
     of one layer}`` for latency, weight, activation, kv and expert_weight (routed-expert weight
     bytes; MoE blocks only); the tail is the final norm plus the LM head, and with a tied LM head
     ``tied_weight``, the bytes of the table's copy a last pipeline stage holds
-    (:func:`stages_from_parts`)."""
+    (:func:`stages_from_parts`). With ``gemm_weight`` (training rows) each block also states
+    ``gemm_weight``, the bytes of its GEMM weights (:func:`~symcost.core.ops.weight_elements`):
+    what a narrow-format weight copy covers (the embedding is a lookup, the norms no GEMMs, and
+    the LM head, Megatron-Core's own ``ColumnParallelLinear``, runs outside Transformer Engine)."""
     e = DataType.parse(dtype).bytes
 
     def quantities(metrics: LayerMetrics) -> dict[str, Any]:
@@ -377,6 +381,8 @@ def model_parts(model: "Model", rows: Sequence[tuple[str, Any, LayerMetrics]], d
         q = quantities(metrics)
         if blk.num_routed_experts is not None:
             q["expert_weight"] = sp.sympify(blk.expert_params_per_chip * e)
+        if gemm_weight:
+            q["gemm_weight"] = weight_elements(metrics.ops) * e
         blocks.append((n, q))
     return {"embedding": quantities(part.embedding), "blocks": blocks, "tail": tail}
 

@@ -24,7 +24,7 @@ import functools
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional, Sequence, cast
+from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence, cast
 
 import numpy as np
 import sympy as sp
@@ -39,9 +39,9 @@ from ..hardware import get as get_hardware
 from ..layers.base import Recompute
 from ..models.model import Model
 from .pipeline import model_parts, pipeline_stages, stage_layout
-from .training import assemble_training, flops_per_sequence, tensor_format
+from .training import StepComm, TrainingOptions, TrainingRun, assemble_training, tensor_format
 
-__all__ = ["Constraints", "SearchResult", "parallelism"]
+__all__ = ["Constraints", "SearchOptions", "SearchResult", "parallelism"]
 
 _COLUMNS = ("tp", "pp", "dp", "sp", "cp", "megatron_sp", "ep", "micro_batch", "interleave", "overlap", "recompute",
             "zero_stage", "step_time", "memory_per_chip", "mfu", "tokens_per_second")
@@ -69,7 +69,7 @@ class SearchResult:
         out = {}
         for k, col in self.columns.items():
             value = col[i].item()
-            out[k] = bool(value) if k in ("megatron_sp", "overlap") else value
+            out[k] = bool(value) if k in ("megatron_sp", "overlap", "expert_grid") else value
         return out
 
     @property
@@ -100,7 +100,8 @@ class SearchResult:
         r = self.row(i)
         seq = "tp" if r["megatron_sp"] else r["sp"]
         return Parallelism(tensor_parallel=r["tp"], pipeline_parallel=r["pp"], data_parallel=r["dp"],
-                           sequence_parallel=seq, expert_parallel=r["ep"], context_parallel=r.get("cp", 1))
+                           sequence_parallel=seq, expert_parallel=r["ep"], context_parallel=r.get("cp", 1),
+                           expert_tensor_parallel=r["etp"] if r.get("expert_grid") else None)
 
     def __str__(self) -> str:
         return self.format(10)
@@ -157,6 +158,14 @@ _P, _D, _V = sp.Symbol("_p", positive=True, integer=True), sp.Symbol("_d", posit
     sp.Symbol("_v", positive=True, integer=True)
 
 
+def _expert_tp_degrees(values: Sequence[Optional[int]]) -> tuple[int, ...]:
+    """The expert-TP degrees to try, checked, as codes: 0 for ``None`` (experts split ``tp`` ways)."""
+    degrees = tuple(values)
+    if not degrees or any(c is not None and (isinstance(c, bool) or int(c) != c or c < 1) for c in degrees):
+        raise ConfigError(f"expert_tensor_parallel must be None or positive int degrees to try, got {values!r}")
+    return tuple(sorted(set(0 if c is None else int(c) for c in degrees)))
+
+
 def _context_degrees(values: Sequence[int]) -> tuple[int, ...]:
     """The context-parallel degrees to try, checked: positive ints, at least one."""
     degrees = tuple(values)
@@ -166,14 +175,8 @@ def _context_degrees(values: Sequence[int]) -> tuple[int, ...]:
 
 
 def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_batch: int, seq_len: int,
-                phase: str = "training", dtype: str = "bf16", *, max_micro_batch: int = 16,
-                max_interleave: int = 8, recompute: Sequence[str] = ("none", "selective", "full"),
-                zero_stages: Sequence[int] = (0, 1, 2, 3),
-                overlap: Sequence[bool] = (False,), objective: str = "tpot",
-                progress: Optional[Callable[[float, str], None]] = None, max_tp: Optional[int] = None,
-                min_mfu: Optional[float] = None, memory_headroom: float = 0.0,
-                price_per_hour: Optional[float] = None,
-                context_parallel: Sequence[int] = (1,)) -> SearchResult:
+                phase: str = "training", dtype: str = "bf16", *, options: Optional["SearchOptions"] = None,
+                **overrides: Any) -> SearchResult:
     """Rank every training configuration of ``model`` on ``num_chips`` chips by step time.
 
     Discards configurations that do not divide (heads, KV heads, FFN width, vocabulary, batch,
@@ -196,6 +199,15 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     ``cost_per_token``: ``price_per_hour * num_chips / 3600 / tokens_per_second``, that currency per
     token. ``num_fit`` counts the candidates that fit and meet the constraints.
 
+    ``dp_overlap``, ``pp_overlap`` and ``grad_reduce_in_fp32`` rank under the training step's
+    switches of those names (:func:`~symcost.plan.training.training_step`; all on by default).
+    ``expert_tensor_parallel`` (MoE models): the expert-TP degrees tried, ``None`` (the default,
+    experts split ``tp`` ways) or ints, Megatron-Core's expert grid, where EP need only divide
+    ``tp * cp * dp`` and Megatron SP is used with ``tp > 1``; the columns ``etp`` and
+    ``expert_grid`` say which each row runs.
+    Every option is a field of :class:`SearchOptions`: give them as keywords or as
+    ``options=SearchOptions(...)`` (keywords replace its fields).
+
     ``context_parallel``: the context-parallel degrees tried (default only 1); each degree c joins
     the product ``t * u * c * p * d = num_chips`` where it divides and ``seq_len`` splits into
     ``2 * c * u`` chunks (docs/conventions.md §3b), and fills the column ``cp``.
@@ -203,20 +215,79 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     import time
 
     start = time.perf_counter()
+    opts = SearchOptions.of(options, overrides)
     model = model.with_parallelism(None)  # the search sets every degree itself
-    limits = Constraints.of(max_tp, min_mfu, memory_headroom, price_per_hour, phase)
-    cps = _context_degrees(context_parallel)
+    limits = Constraints.of(opts.max_tp, opts.min_mfu, opts.memory_headroom, opts.price_per_hour, phase)
+    cps = _context_degrees(opts.context_parallel)
+    job = _Job(int(num_chips), int(global_batch), int(seq_len))
     if phase == "inference":
-        return _inference(model, get_hardware(hardware), int(num_chips), int(global_batch), int(seq_len),
-                          DataType.parse(dtype), objective, start, limits, cps)
+        return _inference(model, get_hardware(hardware), DataType.parse(dtype), job,
+                          (opts.objective, limits, cps), start)
     if phase != "training":
         raise ConfigError(f"phase: 'training' or 'inference', got {phase!r}")
     chip = get_hardware(hardware)
     datatype = DataType.parse(dtype)
-    N, B, s = int(num_chips), int(global_batch), int(seq_len)
-    space = _Space(model, N, B, s, max_micro_batch, max_interleave, tuple(recompute), tuple(zero_stages),
-                   tuple(overlap), cps)
-    return _training(space, chip, datatype, limits, progress or (lambda fraction, stage: None), start)
+    space = _Space(model, job.N, job.B, job.s, opts.max_micro_batch, opts.max_interleave, tuple(opts.recompute),
+                   tuple(opts.zero_stages), tuple(opts.overlap), cps, opts.sync,
+                   _expert_tp_degrees(opts.expert_tensor_parallel))
+    return _training(space, chip, datatype, limits, opts.progress or (lambda fraction, stage: None), start)
+
+
+class _Job(NamedTuple):
+    """The job searched for: chips, global batch (sequences per step), sequence length."""
+
+    N: int
+    B: int
+    s: int
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """What a search tries and what it keeps, besides the job (see :func:`parallelism`, which takes
+    these as keywords too: ``parallelism(..., max_tp=8)`` is ``parallelism(...,
+    options=SearchOptions(max_tp=8))``).
+
+    >>> SearchOptions.of(SearchOptions(max_tp=8), {"min_mfu": 0.4}).max_tp
+    8
+    """
+
+    max_micro_batch: int = 16
+    max_interleave: int = 8
+    recompute: Sequence[str] = ("none", "selective", "full")
+    zero_stages: Sequence[int] = (0, 1, 2, 3)
+    overlap: Sequence[bool] = (False,)
+    objective: str = "tpot"
+    progress: Optional[Callable[[float, str], None]] = None
+    max_tp: Optional[int] = None
+    min_mfu: Optional[float] = None
+    memory_headroom: float = 0.0
+    price_per_hour: Optional[float] = None
+    context_parallel: Sequence[int] = (1,)
+    dp_overlap: bool = True
+    """The data-parallel sync hidden behind compute (:func:`~symcost.plan.training.training_step`'s)."""
+    pp_overlap: bool = True
+    """An interleaved pipeline's sends hidden but the fill's and the drain's (the step's)."""
+    grad_reduce_in_fp32: bool = True
+    """fp32 gradients and reduction, else bf16 (the step's)."""
+    expert_tensor_parallel: Sequence[Optional[int]] = (None,)
+    """The expert-TP degrees tried for MoE models: ``None`` splits each expert ``tp`` ways (the MoE
+    layer's default flow), an int runs Megatron-Core's expert grid (:class:`Parallelism`'s
+    ``expert_tensor_parallel``)."""
+
+    @property
+    def sync(self) -> StepComm:
+        """The step's DP and PP communication under these switches."""
+        return StepComm(bool(self.dp_overlap), bool(self.grad_reduce_in_fp32), bool(self.pp_overlap))
+
+    @classmethod
+    def of(cls, options: Optional["SearchOptions"], overrides: dict[str, Any]) -> "SearchOptions":
+        """``options`` (default: every default) with ``overrides`` replacing its fields; an unknown
+        name is refused in one line."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise ConfigError(f"search.parallelism: unknown option {unknown[0]!r}; the options are {', '.join(names)}")
+        return dataclasses.replace(options or cls(), **overrides)
 
 
 def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Constraints",
@@ -230,6 +301,8 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
         return SearchResult({c: np.array([]) for c in _COLUMNS}, candidates, 0, 0, time.perf_counter() - start)
     report(0.1, f"{candidates:,} candidates enumerated")
     quantities = _QUANTITIES + (("expert_weight",) if space.moe else ())  # routed experts: DP over dp/ep only
+    if tensor_format(datatype)[1] != 0:
+        quantities += ("gemm_weight",)  # the GEMM weights' narrow copies (TrainingRun.weight_copy)
     tied = bool(space.model.lm_head.tied)  # the last stage's copy of the table and its sync (stages_from_parts)
     values = _layer_values(space, cols, chip, datatype, quantities + (("tied_weight",) if tied else ()), report)
     slots = _Slots.of(space, cols, values, quantities, tied)
@@ -245,6 +318,9 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
         "zero_stage": cols.z[order], "step_time": step[order], "memory_per_chip": memory[order], "mfu": mfu[order],
         "tokens_per_second": B * s / step[order],
     }
+    if space.moe and space.etps != (0,):  # the expert grid's degree (tp where experts split tp ways)
+        columns["etp"] = np.where(cols.et == 0, cols.t, cols.et)[order]
+        columns["expert_grid"] = (cols.et != 0)[order]
     limits.add_cost(columns, N)
     return SearchResult(columns, candidates, len(cols), int(fit.sum()), time.perf_counter() - start)
 
@@ -302,6 +378,10 @@ class _Space:
     overlap: tuple[bool, ...]
     cps: tuple[int, ...] = (1,)
     """The context-parallel degrees tried."""
+    sync: StepComm = StepComm()
+    """How the data-parallel and pipeline communication runs (:class:`SearchOptions`)."""
+    etps: tuple[int, ...] = (0,)
+    """The expert-TP degrees tried (MoE models), 0 for none (experts split ``tp`` ways)."""
 
     @property
     def moe(self) -> list[int]:
@@ -332,7 +412,7 @@ class _Space:
         cp_ok = {c: c == 1 or _accepts(self.model, {"context_parallel": c}) for c in self.cps}
         splits = self.splits
         for t, u, cp, p, d in self.degrees():
-            axes = self._axes(t, p, d, splits)
+            axes = self._axes(t, p, d, splits, cp)
             candidates += math.prod(len(a) for a in axes)
             if (tp_ok[t] and cp_ok[cp] and p in splits and not self.B % d and self._ulysses_ok(t, u)
                     and self._context_ok(u, cp)):
@@ -340,25 +420,35 @@ class _Space:
         kept = [g for g in groups if len(g)]
         return (_Columns.concat(kept) if kept else None), candidates
 
-    def _axes(self, t: int, p: int, d: int, splits: dict[int, Any]) -> list[np.ndarray]:
+    def _axes(self, t: int, p: int, d: int, splits: dict[int, Any], cp: int = 1) -> list[np.ndarray]:
         """The options of one degree tuple: expert degrees, micro-batches, interleaving degrees,
         Megatron SP off/on, recompute modes (indices into :attr:`recompute`), ZeRO stages,
-        overlap off/on; the candidates are their product, in C order."""
+        overlap off/on, expert-TP codes; the candidates are their product, in C order. The expert
+        grid (an expert-TP degree) lets EP divide ``t * cp * d``, else EP divides ``d``
+        (:func:`~symcost.plan.pipeline.check_expert_parallel`)."""
         experts = self.moe[0] if self.moe else 1
-        eps = [e for e in _divisors(d) if experts % e == 0] if self.moe else [1]
+        etps = self.etps if self.moe else (0,)
+        ranks = t * cp * d if any(etps) else d
+        eps = [e for e in _divisors(ranks) if experts % e == 0] if self.moe else [1]
         micro = [b for b in _divisors(max(self.B // d, 1)) if b <= self.max_micro_batch]
         # interleaving splits every stage into v chunks of whole layers
         whole = math.gcd(*splits[p]) if p in splits else 1
         inter = [v for v in _divisors(whole) if v <= self.max_interleave] if p > 1 else [1]
         sp_modes = (False, True) if t > 1 else (False,)
         return [np.array(x, dtype=np.int64) for x in (eps, micro, inter, sp_modes, range(len(self.recompute)),
-                                                      self.zero_stages, self.overlap)]
+                                                      self.zero_stages, self.overlap, etps)]
 
     def group(self, t: int, u: int, cp: int, p: int, d: int, axes: list[np.ndarray]) -> "_Columns":
         """The candidates of one degree tuple that divide, as columns."""
         index = [i.ravel() for i in np.meshgrid(*(np.arange(len(a)) for a in axes), indexing="ij")]
-        e, b, v, msp, rc, z, ov = (a[i] for a, i in zip(axes, index))
+        e, b, v, msp, rc, z, ov, et = (a[i] for a, i in zip(axes, index))
         keep = ~((u > 1) & (msp == 1))  # one sequence mode at a time
+        if axes[-1].any():  # an expert-TP degree is tried (else EP divides d already: _axes)
+            # EP divides d, or on the expert grid ETP x EP divides t x cp x d (check_expert_parallel)
+            keep &= np.where(et == 0, d % e == 0, (t * cp * d) % np.maximum(et * e, 1) == 0)
+            keep &= np.array([self._expert_tp_ok(int(c)) for c in axes[-1]])[index[-1]]
+            # Megatron-Core's expert grid routes each TP rank's sequence shard: Megatron SP where t > 1
+            keep &= (et == 0) | (msp == 1) | (t == 1)
         # Megatron SP splits the tokens t ways, each of the 2*cp load-balanced chunks under CP
         # (Layer.check; docs/conventions.md §3b)
         keep &= ~((msp == 1) & (self.s % (t if cp == 1 else 2 * cp * t) != 0)) & ((self.B // d) % b == 0)
@@ -369,7 +459,12 @@ class _Space:
         n = int(keep.sum())
         full = functools.partial(np.full, n, dtype=np.int64)
         return _Columns(full(t), full(u), full(p), full(d), e[keep], b[keep], v[keep], msp[keep], ov[keep],
-                        rc[keep], z[keep], full(cp))
+                        rc[keep], z[keep], full(cp), et[keep])
+
+    @functools.lru_cache(maxsize=None)  # noqa: B019 (a handful of degrees per search)
+    def _expert_tp_ok(self, code: int) -> bool:
+        """Whether the routed experts split ``code`` ways (0: none, always)."""
+        return code == 0 or _accepts(self.model, {"expert_tensor_parallel": code})
 
     def _ulysses_ok(self, t: int, u: int) -> bool:
         """Ulysses needs the heads (and KV heads) to split ``t * u`` ways."""
@@ -400,6 +495,8 @@ class _Columns:
     z: np.ndarray
     c: np.ndarray
     """The context-parallel degree."""
+    et: np.ndarray
+    """The expert-TP code: 0 (experts split ``t`` ways) or the expert grid's ETP degree."""
 
     @classmethod
     def concat(cls, groups: Sequence["_Columns"]) -> "_Columns":
@@ -425,13 +522,14 @@ def _layer_values(space: _Space, cols: _Columns, chip: Hardware, datatype: DataT
     # (symcost.layers.base.shard_heads), one whole KV head per chip past g as Megatron keeps it
     # NB: the context-parallel degree is a number in each variant, not a free symbol: cp = 1 is then
     # exactly the layers without CP, and the default search compiles nothing more
-    variants = list(itertools.product((False, True), enumerate(space.recompute), space.cps))
-    for i, (msp, (code, rc), cp) in enumerate(variants):
+    etps = sorted(set(cols.et.tolist()))
+    variants = list(itertools.product((False, True), enumerate(space.recompute), space.cps, etps))
+    for i, (msp, (code, rc), cp, et) in enumerate(variants):
         report(0.1 + 0.7 * i / len(variants), "compiling layer variants")
-        mask = (cols.msp == msp) & (cols.rc == code) & (cols.c == cp)
+        mask = (cols.msp == msp) & (cols.rc == code) & (cols.c == cp) & (cols.et == et)
         if not mask.any():
             continue
-        sweeper = _layer_program(space.model, chip, datatype, space.s, msp, rc, space.overlap, quantities, cp)
+        sweeper = _layer_program(space.model, chip, datatype, space.s, (msp, rc, cp, et), space.overlap, quantities)
         inputs = {sym.batch_size: cols.b[mask], sym.tp: cols.t[mask], sym.sp: cols.u[mask], sym.ep: cols.e[mask]}
         out = sweeper({k: v for k, v in inputs.items() if k in sweeper.args})
         index = np.flatnonzero(mask)
@@ -447,19 +545,22 @@ def _layer_values(space: _Space, cols: _Columns, chip: Hardware, datatype: DataT
 
 
 @functools.lru_cache(maxsize=64)
-def _layer_program(model: Model, chip: Hardware, datatype: DataType, s: int, msp: bool, rc: str,
-                   overlaps: tuple[bool, ...], quantities: tuple[str, ...], cp: int = 1) -> Sweeper:
+def _layer_program(model: Model, chip: Hardware, datatype: DataType, s: int, variant: tuple[bool, str, int, int],
+                   overlaps: tuple[bool, ...], quantities: tuple[str, ...]) -> Sweeper:
     """The quantities of every part of ``model`` with ``b``, ``t``, ``u`` and ``e`` free, compiled
-    once per (model, chip, dtype, sequence length, sequence mode, recompute, cp): the latency as
+    once per (model, chip, dtype, sequence length, ``variant``: (Megatron SP?, recompute, cp, expert-TP
+    code)): the latency as
     ``part.latency.0`` and ``part.latency.1`` for each of ``overlaps`` (overlap off and on), the
     other quantities, which overlap does not change, once."""
-    par = {"tensor_parallel": sym.tp, "expert_parallel": sym.ep, "sequence_parallel": "tp" if msp else sym.sp,
-           "context_parallel": cp}
+    msp, rc, cp, et = variant
+    # NB: the expert grid needs Megatron SP with t > 1 (its rows without it have t = 1: Space.group)
+    par = {"tensor_parallel": sym.tp if msp or not et else 1, "expert_parallel": sym.ep,
+           "sequence_parallel": "tp" if msp else sym.sp, "context_parallel": cp, "expert_tensor_parallel": et or None}
     sym_model = model.with_parallelism(par)
     exprs: dict[str, Any] = {}
     for ov in overlaps:
         rows_ = sym_model.breakdown(sym.batch_size, s, "training", datatype, chip, cast(Recompute, rc), bool(ov))
-        parts = model_parts(sym_model, rows_, tensor_format(datatype)[0])
+        parts = model_parts(sym_model, rows_, tensor_format(datatype)[0], "gemm_weight" in quantities)
         named = {"embedding": parts["embedding"], "tail": parts["tail"],
                  **{f"blocks[{j}]": q for j, (_, q) in enumerate(parts["blocks"])}}
         for part in _part_names(model):
@@ -529,13 +630,14 @@ def _assemble(space: _Space, cols: _Columns, slots: _Slots, chip: Hardware, data
     than 1 is tried."""
     step, memory, mfu = np.empty(len(cols)), np.empty(len(cols)), np.empty(len(cols))
     cp_free = space.cps != (1,)
-    for z, p1, v1 in itertools.product(space.zero_stages, (True, False), (True, False)):
-        mask = (cols.z == z) & ((cols.p == 1) == p1) & ((cols.v == 1) == v1)
+    etps = sorted(set(cols.et.tolist()))
+    for z, p1, v1, et in itertools.product(space.zero_stages, (True, False), (True, False), etps):
+        mask = (cols.z == z) & ((cols.p == 1) == p1) & ((cols.v == 1) == v1) & (cols.et == et)
         if not mask.any() or (p1 and not v1):
             continue
         used = range(1 if p1 else slots.K)
-        sweeper = _assemble_program(space.model, chip, datatype, space.s, space.B, z, p1, v1, len(used), quantities,
-                                    cp_free)
+        sweeper = _assemble_program(space.model, chip, datatype, (space.s, space.B),
+                                    _Form(z, p1, v1, len(used), cp_free, space.sync, et), quantities)
         inputs = {sym.batch_size: cols.b[mask], sym.tp: cols.t[mask], sym.sp: cols.u[mask], _P: cols.p[mask],
                   _D: cols.d[mask], _V: cols.v[mask], sym.ep: cols.e[mask], sym.cp: cols.c[mask],
                   **{_slot_symbol(j, q): slots.values[(j, q)][mask] for j in used for q in quantities},
@@ -553,29 +655,46 @@ def _index_symbol(j: int) -> sp.Symbol:
     return sp.Symbol(f"_k{j}", integer=True, nonnegative=True)
 
 
+class _Form(NamedTuple):
+    """What the assembled step's expressions depend on besides the model, chip and sizes: the ZeRO
+    stage, ``p = 1``?, ``v = 1``?, the stage slots ``K``, and whether the context-parallel degree is free."""
+
+    z: int
+    p1: bool
+    v1: bool
+    K: int
+    cp_free: bool
+    sync: StepComm = StepComm()
+    etp: int = 0
+    """The expert-TP code (0: experts split ``t`` ways)."""
+
+
 @functools.lru_cache(maxsize=64)
-def _assemble_program(model: Model, chip: Hardware, datatype: DataType, s: int, B: int, z: int, p1: bool, v1: bool,
-                      K: int, quantities: tuple[str, ...], cp_free: bool = False) -> Sweeper:
+def _assemble_program(model: Model, chip: Hardware, datatype: DataType, sizes: tuple[int, int], form: _Form,
+                      quantities: tuple[str, ...]) -> Sweeper:
     """Step time, memory per chip and MFU from ``K`` stage slots (their quantities and layer
-    indices free) and the free degrees, compiled once per (model, chip, dtype, sizes, ZeRO
-    stage, p = 1?, v = 1?, K, cp free?). The context-parallel degree counts the chips, the
-    stage-to-stage payload and the data-parallel group (:func:`assemble_training`'s ``c``)."""
+    indices free) and the free degrees, compiled once per (model, chip, dtype, sizes ``(s, B)``,
+    :class:`_Form`). The context-parallel degree counts the chips, the stage-to-stage payload and
+    the data-parallel group (:func:`assemble_training`)."""
+    (s, B), (z, p1, v1, K, cp_free, sync, etp) = sizes, form
     stages = [{**{q: _slot_symbol(j, q) for q in quantities}, "index": 0 if p1 else _index_symbol(j)}
               for j in range(K)]
-    fields = assemble_training(
-        stages, chip=chip, e=tensor_format(datatype)[0].bytes, weight_copy=tensor_format(datatype)[1], s=s, B=B,
-        b=sym.batch_size, t=sym.tp, u=sym.sp,
-        ep=sym.ep, p=1 if p1 else _P, d=_D, v=1 if v1 else _V, zero_stage=z,
-        hidden_size=model.blocks[0][0].hidden_size, flops_per_sequence=flops_per_sequence(model, s, datatype),
-        peak=chip.peak_flops_expr(datatype), c=sym.cp if cp_free else 1)
+    par = Parallelism(tensor_parallel=sym.tp, sequence_parallel=sym.sp, expert_parallel=sym.ep,
+                      pipeline_parallel=1 if p1 else _P, data_parallel=_D, context_parallel=sym.cp if cp_free else 1,
+                      expert_tensor_parallel=etp or None)
+    run = TrainingRun(model, chip, datatype, par, TrainingOptions(interleave=1 if v1 else _V, zero_stage=z, sync=sync))
+    fields = assemble_training(stages, run, s=s, B=B, b=sym.batch_size)
     return Sweeper({k: fields[k] for k in ("step_time", "memory_per_chip", "mfu")}, fast_compile=True)
 
 
-def _inference(model: Model, chip: Hardware, N: int, batch: int, s: int, datatype: DataType, objective: str,
-               start: float, limits: Constraints = Constraints(), cps: tuple[int, ...] = (1,)) -> SearchResult:
-    """The inference search: few candidates, each evaluated exactly."""
+def _inference(model: Model, chip: Hardware, datatype: DataType, job: _Job,
+               ranking: tuple[str, Constraints, tuple[int, ...]], start: float) -> SearchResult:
+    """The inference search: few candidates, each evaluated exactly; ``ranking`` is the objective,
+    the constraints and the context-parallel degrees tried."""
     import time
 
+    objective, limits, cps = ranking
+    N, batch, s = job
     if objective not in ("tpot", "ttft"):
         raise ConfigError(f"objective must be 'tpot' or 'ttft', got {objective!r}")
     rows, candidates, valid = [], 0, 0

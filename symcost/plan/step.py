@@ -118,8 +118,10 @@ def compile_step(model: "Model", hardware: Hardware | str, phase: str = "inferen
     chosen = {**known, **options}
     sync = training.StepComm(bool(chosen.pop("dp_overlap")), bool(chosen.pop("grad_reduce_in_fp32")),
                              bool(chosen.pop("pp_overlap")))
-    trained = training.training_front(model, hardware, dtype, parallelism, chosen["recompute"], chosen["interleave"],
-                                       chosen["zero_stage"], chosen["overlap"], chosen["stage_layers"], sync)
+    layers = chosen["stage_layers"]
+    trained = training.training_front(model, hardware, dtype, parallelism, training.TrainingOptions(
+        chosen["recompute"], chosen["interleave"], chosen["zero_stage"], chosen["overlap"],
+        None if layers is None else tuple(layers), sync))
 
     def train(seq_len: Any, global_batch: Any, micro_batch: Any = 1, *, exact: bool = True) -> TrainingStep:
         fast = None

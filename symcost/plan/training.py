@@ -3,6 +3,7 @@ the per-stage values (see :mod:`symcost.plan.step` for the model)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, cast
@@ -43,7 +44,9 @@ _PARAMS = sp.Symbol("_stage_params", positive=True)
 _EXPERT = sp.Symbol("_stage_expert_params", positive=True)
 _SHARED = sp.Symbol("_stage_shared_params", nonnegative=True)
 _GROUP = sp.Symbol("_stage_in_embedding_group", nonnegative=True)
+_GEMM = sp.Symbol("_stage_gemm_params", nonnegative=True)
 _LATENCY = sp.Symbol("_stage_latency", positive=True)
+_INDEX = sp.Symbol("_stage_index", integer=True, nonnegative=True)
 
 # NB: Megatron-Core's default bucket: max(40,000,000, 1,000,000 * dp) parameters
 # (megatron/core/distributed/distributed_data_parallel_config.py, ``bucket_size``: "larger DP
@@ -84,24 +87,94 @@ class StepComm:
         return GRADIENT_BYTES if self.grad_reduce_in_fp32 else TRAINING_TENSOR_BYTES
 
 
-def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, s: Any, B: Any,
-                      b: Any, t: Any, u: Any, p: Any, d: Any, v: Any, zero_stage: int, hidden_size: Any,
-                      flops_per_sequence: Any, peak: Any, ep: Any = 1, c: Any = 1,
-                      etp: Any = None, sync: StepComm = StepComm(),
-                      weight_copy: Any = 0) -> dict[str, Any]:
-    """The step's time and memory from its pipeline stages' per-micro-batch values (``values``:
-    :func:`stages_from_parts`; see the module docstring); every argument may be a number or a
-    symbol (``p == 1`` and ``v == 1`` decide the pipeline's form, so symbols there mean p > 1 and
-    v > 1). The slowest stage sets ``T_mb``; the fullest stage sets the memory and its terms.
+@dataclass(frozen=True)
+class TrainingOptions:
+    """How a training step runs, apart from its model, chip, format and parallelism: the
+    recompute mode, the interleaving degree ``v`` (virtual stages per pipeline stage), the ZeRO
+    stage, TP/SP communication overlap, the blocks per pipeline stage (``None``:
+    :func:`~symcost.plan.pipeline.pipeline_stages`) and the DP/PP communication (:class:`StepComm`).
+    ``interleave`` may be a symbol (``v > 1``).
 
-    ``c`` is the context-parallel degree: a replica spans ``t*u*c`` chips, each holding ``s/(u*c)``
+    >>> TrainingOptions(zero_stage=3).key()
+    ('none', 1, 3, False, None, True, True, True)
+    """
+
+    recompute: str = "none"
+    interleave: Any = 1
+    zero_stage: int = 1
+    overlap: bool = False
+    stage_layers: Optional[tuple[int, ...]] = None
+    sync: StepComm = StepComm()
+
+    def key(self) -> tuple[Any, ...]:
+        """The options as plain values, for the compiled steps' cache (:func:`~symcost.plan.compiled.front`)."""
+        return (self.recompute, self.interleave, self.zero_stage, self.overlap, self.stage_layers,
+                self.sync.dp_overlap, self.sync.grad_reduce_in_fp32, self.sync.pp_overlap)
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """What a training step costs, resolved: the model, the chip, the GEMMs' format, the
+    parallelism (degrees numbers or symbols) and the :class:`TrainingOptions`. The step keeps,
+    saves and sends its tensors in :attr:`tensors` (:func:`tensor_format`).
+
+    >>> from symcost import models
+    >>> run = TrainingRun(models.get("llama-3-8b"), get_hardware("H100_SXM"), DataType.FP8_E4M3, Parallelism())
+    >>> run.tensors, run.weight_copy
+    (<DataType.BF16: 'bf16'>, 2)
+    """
+
+    model: Model
+    chip: Hardware
+    datatype: DataType
+    par: Parallelism
+    options: TrainingOptions = TrainingOptions()
+
+    @property
+    def tensors(self) -> DataType:
+        """The format of the tensors the step keeps, saves and sends (:func:`tensor_format`)."""
+        return tensor_format(self.datatype)[0]
+
+    @property
+    def weight_copy(self) -> Any:
+        """Bytes per GEMM-weight parameter of its copies in the GEMMs' format: 0 for a format of 2
+        bytes or more (:func:`tensor_format`); a per-tensor-scaled FP8 weight's
+        ``chip.fp8_weight_copies`` (Hopper: 2, the weight and its transpose for the dgrad GEMM;
+        Blackwell: 1); a block-scaled one's 2, its row-wise and column-wise quantizations
+        (Transformer Engine's ``MXFP8Tensor``/``NVFP4Tensor`` keep both: the blocks run along the
+        contraction dimension, which the dgrad GEMM transposes), scales included.
+
+        >>> from symcost import models
+        >>> def run(chip, dtype):
+        ...     return TrainingRun(models.get("llama-3-8b"), get_hardware(chip), DataType.parse(dtype), Parallelism())
+        >>> [run(chip, dtype).weight_copy for chip, dtype in
+        ...  (("H100_SXM", "fp8_e4m3"), ("B200", "fp8_e4m3"), ("B200", "mxfp8"), ("H100_SXM", "bf16"))]
+        [2, 1, 33/16, 0]
+        """
+        copy = tensor_format(self.datatype)[1]
+        if copy == 0:
+            return copy
+        return copy * (2 if self.datatype.is_block_scaled else self.chip.fp8_weight_copies)
+
+
+def assemble_training(values: Sequence[dict[str, Any]], run: TrainingRun, *, s: Any, B: Any,
+                      b: Any) -> dict[str, Any]:
+    """The step's time and memory from its pipeline stages' per-micro-batch values (``values``:
+    :func:`stages_from_parts`; see the module docstring) for ``run`` at sequence length ``s``,
+    global batch ``B`` and micro-batch ``b``; every degree and size may be a number or a symbol
+    (``p == 1`` and ``v == 1`` decide the pipeline's form, so symbols there mean p > 1 and v > 1).
+    The slowest stage sets ``T_mb``; the fullest stage sets the memory and its terms.
+
+    The context-parallel degree ``c``: a replica spans ``t*u*c`` chips, each holding ``s/(u*c)``
     tokens, and the CP ranks, which hold the same weights, join the data-parallel gradient
     reduction and ZeRO sharding (Megatron-LM's data-parallel group with context parallelism:
     ``d*c`` ranks). The micro-batches per replica stay ``B/(d*b)``: CP ranks share sequences.
-    ``etp`` is the expert-TP degree of Megatron's expert grid (``None``: ``t``); ``sync`` how the
-    data-parallel sync runs (:class:`StepComm`);
-    ``weight_copy`` bytes per parameter of a narrow-format copy of the weights cached for the step
-    (:func:`tensor_format`)."""
+    The routed experts run on Megatron's expert grid (``par.etp``); ``options.sync`` says how the
+    data-parallel sync runs (:class:`StepComm`); the weights carry a narrow-format copy of
+    ``run.weight_copy`` bytes per parameter (:func:`tensor_format`)."""
+    chip, par, sync = run.chip, run.par, run.options.sync
+    e, hidden_size = run.tensors.bytes, run.model.hidden_size
+    t, u, p, d, c, v = par.tp, par.sp, par.pp, par.dp, par.cp, run.options.interleave
     m = B / (d * b)
     chips = t * u * c * p * d
     t_mb = max_all([st["latency"] for st in values])
@@ -112,32 +185,36 @@ def assemble_training(values: Sequence[dict[str, Any]], *, chip: Hardware, e: An
     sends = sp.Integer(0)
     if p != 1:
         payload = b * s * hidden_size * e / (t * u * c)
-        # interleaved with overlap_p2p_comm: only the fill's and the drain's p - 1 sends each wait
+        # NB: interleaved with overlap_p2p_comm (Megatron-Core model_parallel_config.py: "some of the
+        # peer to peer communication for pipeline parallelism will overlap with computation";
+        # p2p_communication.py posts each isend/irecv with wait_on_reqs=not overlap_p2p_comm and the
+        # interleaved schedule waits on a receive only before the chunk that reads it). Derivation:
+        # in the steady state a stage receives the next chunk's input while it computes the current
+        # one, so no send waits. In the fill, stage k has nothing to compute before micro-batch 0's
+        # first chunk reaches it: the sends 0 -> 1 -> ... -> p-1 lie on the critical path, p - 1 of
+        # them; the wrap-around send p-1 -> 0 into chunk 1 arrives while stage 0 computes chunk 0 of
+        # micro-batches 1..p-1 (hidden). In the drain, mirrored, the last micro-batch's gradient
+        # crosses p-1 -> ... -> 0 with nothing left to hide it: p - 1 more. Hence 2 (p - 1), not the
+        # 2 v m of the synchronous schedule (tests/plan/test_step.py, p = 2 and p = 4 by hand).
         count = 2 * (p - 1) if v != 1 and sync.pp_overlap else 2 * v * m
         sends = count * span_time("p2p", 2, payload, chip, t * u * c * d)
 
-    weights, gradients, optimizer, dp_comm = _data_parallel(values, chip=chip, e=e, m=m, d=d * c, stride=t * u,
-                                                            ep=ep, zero_stage=zero_stage, p=p,
-                                                            expert_tp=t if etp is None else etp, t=t,
-                                                            sync=sync, weight_copy=weight_copy)
+    weights, gradients, optimizer, dp_comm = _data_parallel(values, run, m)
     dp_comm, weights, gradients, optimizer, activations, memory = _fullest_stage(
         values, (weights, gradients, optimizer, dp_comm), e=e, p=p, m=m, v=v)
     step = compute + sends + dp_comm
-    model_flops = B * flops_per_sequence
+    model_flops = B * flops_per_sequence(run.model, s, run.datatype)
     return {
         "step_time": step, "compute_time": compute, "bubble_time": bubble, "pipeline_comm_time": sends,
         "dp_comm_time": dp_comm, "memory_per_chip": memory, "weight_memory": weights,
         "gradient_memory": gradients, "optimizer_memory": optimizer, "activation_memory": activations,
-        "model_flops": model_flops, "mfu": model_flops / (step * chips * peak),
+        "model_flops": model_flops, "mfu": model_flops / (step * chips * chip.peak_flops_expr(run.datatype)),
         "tokens_per_second": B * s / step, "num_microbatches": m, "num_chips": chips,
         "microbatch_time": t_mb,
     }
 
 
-def _data_parallel(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, m: Any, d: Any, stride: Any,
-                   ep: Any, zero_stage: int, p: Any = 1, expert_tp: Any = 1, t: Any = 1,
-                   sync: StepComm = StepComm(),
-                   weight_copy: Any = 0) -> tuple[Any, Any, Any, Any]:
+def _data_parallel(values: Sequence[dict[str, Any]], run: TrainingRun, m: Any) -> tuple[Any, Any, Any, Any]:
     """One stage's weight, gradient and optimizer bytes and its gradient sync time, in the
     placeholders ``_PARAMS``, ``_EXPERT``, ``_SHARED`` and ``_GROUP`` (each stage's values are
     substituted later).
@@ -153,37 +230,64 @@ def _data_parallel(values: Sequence[dict[str, Any]], *, chip: Hardware, e: Any, 
     expert rank order, expert-TP innermost, then EP, then expert-DP).
 
     ``sync.dp_overlap`` (Megatron-Core's ``overlap_grad_reduce`` and ``overlap_param_gather``; see
-    :func:`_sync_phases`): each phase's traffic costs ``max(one bucket's, all of it - the compute
-    it hides behind)``, the backward ``2/3`` and the forward ``1/3`` of the stage's micro-batch
+    :func:`_sync_phases`): each phase's traffic costs what the compute it hides behind leaves
+    (:func:`_exposed`), the backward ``2/3`` and the forward ``1/3`` of the stage's micro-batch
     time; without it, all of it."""
+    chip, par, sync, zero_stage = run.chip, run.par, run.options.sync, run.options.zero_stage
+    e, weight_copy, p, t = run.tensors.bytes, run.weight_copy, par.pp, par.tp
+    # the CP ranks join the data-parallel group (assemble_training), ``t*u`` ranks apart
+    d, stride, ep, expert_tp = par.dp * par.cp, par.tp * par.sp, par.ep, par.etp
     params = _PARAMS
     # routed-expert parameters (MoE) are data-parallel over the expert-DP ranks only; the rest over d
     expert = _EXPERT if any(st.get("expert_weight", 0) != 0 for st in values) else 0
     groups = [(params - expert, d, stride)]
     if expert != 0:
         groups.append((expert, d * t / (expert_tp * ep), stride / t * expert_tp * ep))
+    # the GEMM weights' narrow copies (TrainingRun.weight_copy): the routed experts' all GEMM weights
+    copies = [] if weight_copy == 0 else [(_GEMM - expert, d), *([(expert, groups[1][1])] if expert != 0 else [])]
     weights = gradients = optimizer = sp.Integer(0)
+    for n_params, n in copies:
+        weights += n_params * weight_copy / (n if zero_stage == 3 else 1)
     for n_params, n, _ in groups:
-        weights += n_params * (e + weight_copy) / (n if zero_stage == 3 else 1)
+        weights += n_params * e / (n if zero_stage == 3 else 1)
         gradients += n_params * sync.gradient_bytes / (n if zero_stage >= 2 else 1)
         optimizer += n_params * OPTIMIZER_BYTES / (n if zero_stage >= 1 else 1)
     dp_comm = sp.Integer(0)
     for count, share, traffic in _sync_phases(groups, e=e, m=m, zero_stage=zero_stage, grad=sync.gradient_bytes):
         whole = sp.Add(*(span_time(kind, n, size * nbytes, chip, step) for kind, n, size, nbytes, step in traffic))
-        if not sync.dp_overlap:
-            dp_comm += count * whole
-            continue
-        bucket = sp.Add(*(span_time(kind, n, extreme(sp.Min, size, _bucket(n)) * nbytes, chip, step)
-                          for kind, n, size, nbytes, step in traffic))
-        dp_comm += count * extreme(sp.Max, bucket, whole - share * _LATENCY)
+        dp_comm += count * (_exposed(traffic, share, whole, run) if sync.dp_overlap else whole)
     if any(st.get("embedding_group", 0) != 0 for st in values):
         group = Collective("all_reduce", "pp", 2, _SHARED * sync.gradient_bytes, span=p * stride * d)
         dp_comm += _GROUP * collective_time(group, chip)
     return weights, gradients, optimizer, dp_comm
 
 
+def _exposed(traffic: list[tuple[CollectiveKind, Any, Any, Any, Any]], share: Any, whole: Any,
+             run: TrainingRun) -> Any:
+    """What a stage's overlapped sync phase (``traffic``, taking ``whole`` seconds, behind
+    ``share`` of a micro-batch) leaves exposed, as Megatron-Core's DistributedDataParallel runs it
+    (NVIDIA/Megatron-LM ``megatron/core/distributed/distributed_data_parallel.py``):
+
+    - only the first pipeline stage is bucketed ("Turn off bucketing if we are on a pipeline stage
+      that is not the first (since data-parallel communication on these stages is not on the
+      critical path)": ``bucket_size = None`` for ``pp_rank > 0``); the bucket is ``max(4e7, 1e6 *
+      dp)`` parameters with ``dp`` ``get_data_parallel_world_size()``, the dense DP size without
+      CP, for the expert buffers too. Stage 0 exposes ``max(one bucket, whole - share T_mb)``;
+    - stage ``k > 0`` syncs in one bucket: its reduction starts once its last backward is done,
+      ``k`` backwards (a chunk's, ``share T_mb / v``) before stage 0's, which the step waits for
+      (the optimizer's grad-norm all-reduce spans the pipeline); its gather, dispatched by every
+      stage at the step's start (``align_param_gather``), is waited for ``k`` forwards later:
+      ``max(0, whole - k share T_mb / v)``."""
+    par, v = run.par, run.options.interleave
+    # NB: (1, 0) on one stage: the expression is the bucketed one alone
+    first, later = (sp.Integer(1), sp.Integer(0)) if par.pp == 1 else (1 - extreme(sp.Min, 1, _INDEX), _INDEX)
+    bucket = sp.Add(*(span_time(kind, n, extreme(sp.Min, size, _bucket(par.dp)) * nbytes, run.chip, step)
+                      for kind, n, size, nbytes, step in traffic))
+    return extreme(sp.Max, first * bucket, whole - share * _LATENCY * (first + later / v))
+
+
 def _bucket(n: Any) -> Any:
-    """Megatron-Core's default bucket over a data-parallel group of ``n``: ``max(4e7, 1e6 n)`` parameters."""
+    """Megatron-Core's default bucket for a data-parallel size ``n``: ``max(4e7, 1e6 n)`` parameters."""
     return extreme(sp.Max, BUCKET_PARAMS, BUCKET_PARAMS_PER_RANK * n)
 
 
@@ -237,7 +341,8 @@ def _stage_terms(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any, A
     for st in values:
         at = {_PARAMS: st["weight"] / e, _EXPERT: st.get("expert_weight", 0) / e,
               _SHARED: st.get("shared_weight", 0) / e, _GROUP: st.get("embedding_group", 0),
-              _LATENCY: st["latency"]}
+              _GEMM: st.get("gemm_weight", 0) / e,
+              _LATENCY: st["latency"], _INDEX: st["index"]}
         terms = [substitute(x, at) for x in per_params]  # NB: Max/Min left unevaluated (extreme)
         terms.append(st["activation"] * in_flight(st["index"], p, m, v))
         per_stage.append(terms)
@@ -290,11 +395,12 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     the blocks per pipeline stage (default :func:`pipeline_stages`; the split used is
     ``result.stage_layers``). With positive int sizes the step is evaluated by a program compiled
     once per configuration (:func:`compile_step`); ``exact=False`` returns its float64 values."""
+    options = TrainingOptions(recompute, interleave, zero_stage, bool(overlap),
+                              None if stage_layers is None else tuple(stage_layers),
+                              StepComm(bool(dp_overlap), bool(grad_reduce_in_fp32), bool(pp_overlap)))
     sizes = csteps.sizes(seq_len, global_batch, micro_batch) if csteps.USE_COMPILED else None
-    result = csteps.run(None if sizes is None else training_front(model, hardware, dtype, parallelism, recompute,
-                                                             interleave, zero_stage, overlap, stage_layers,
-                                                             StepComm(dp_overlap, grad_reduce_in_fp32, pp_overlap)),
-                  sizes, exact)
+    result = csteps.run(None if sizes is None else training_front(model, hardware, dtype, parallelism, options),
+                        sizes, exact)
     if result is not None:
         return result
     chip = get_hardware(hardware)
@@ -306,18 +412,11 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     check_divides(B, par.dp * b, "global_batch", by="data_parallel * micro_batch")
     split = stage_split(model, par.pp, v, stage_layers)
     check_expert_parallel(par)
+    run = TrainingRun(model, chip, datatype, par, dataclasses.replace(options, interleave=v))
     sharded = model.with_parallelism(par)
     rows = sharded.breakdown(b, s, "training", datatype, chip, cast(Recompute, recompute), overlap)
-    tensors, copy = tensor_format(datatype)
-    parts = model_parts(sharded, rows, tensors)
-    values = stages_from_parts(parts, par.pp, split)
-    fields = assemble_training(values, chip=chip, e=tensors.bytes, s=s, B=B, b=b, t=par.tp, u=par.sp,
-                               p=par.pp, d=par.dp, v=v, zero_stage=zero_stage,
-                               hidden_size=sharded.blocks[0][0].hidden_size,
-                               flops_per_sequence=flops_per_sequence(model, s, datatype),
-                               peak=chip.peak_flops_expr(datatype), ep=par.ep, c=par.cp, etp=par.etp,
-                               sync=StepComm(bool(dp_overlap), bool(grad_reduce_in_fp32), bool(pp_overlap)),
-                               weight_copy=copy)
+    values = stages_from_parts(model_parts(sharded, rows, run.tensors, run.weight_copy != 0), par.pp, split)
+    fields = assemble_training(values, run, s=s, B=B, b=b)
     return TrainingStep(hardware=chip, stage_layers=split, **{k: exact_value(v) for k, v in fields.items()})
 
 
@@ -339,30 +438,22 @@ _MEMORY = ("weight_memory", "gradient_memory", "optimizer_memory", "activation_m
 
 
 @functools.lru_cache(maxsize=64)
-def _training_program(model: "Model", chip: Hardware, par: Parallelism, datatype: DataType, recompute: str,
-                      v: int, zero_stage: int, overlap: bool,
-                      stage_layers: Optional[tuple[int, ...]],
-                      sync: StepComm = StepComm()) -> Optional[csteps.CompiledStep]:
+def _training_program(run: TrainingRun) -> Optional[csteps.CompiledStep]:
+    model, chip, par, datatype, options = run.model, run.chip, run.par, run.datatype, run.options
     if not csteps.compilable(model, par, chip):
         return None
     s, B, b = sym.seq_len, _GLOBAL, sym.batch_size
-    split = stage_split(model, par.pp, v, stage_layers)
+    split = stage_split(model, par.pp, options.interleave, options.stage_layers)
     sharded = model.with_parallelism(par)
     with collecting() as rules:
         check_divides(B, par.dp * b, "global_batch", by="data_parallel * micro_batch")
-        rows = sharded.breakdown(b, s, "training", datatype, chip, cast(Recompute, recompute), overlap)
-    tensors, copy = tensor_format(datatype)
-    values = stages_from_parts(model_parts(sharded, rows, tensors), par.pp, split)
-    e, m = tensors.bytes, B / (par.dp * b)
-    fields = assemble_training(values, chip=chip, e=e, s=s, B=B, b=b, t=par.tp, u=par.sp, p=par.pp, d=par.dp,
-                               v=v, zero_stage=zero_stage, hidden_size=sharded.blocks[0][0].hidden_size,
-                               flops_per_sequence=flops_per_sequence(model, s, datatype),
-                               peak=chip.peak_flops_expr(datatype), ep=par.ep, c=par.cp, etp=par.etp,
-                               sync=sync, weight_copy=copy)
-    per_params = _data_parallel(values, chip=chip, e=e, m=m, d=par.dp * par.cp, stride=par.tp * par.sp, ep=par.ep,
-                                zero_stage=zero_stage, p=par.pp, expert_tp=par.etp, t=par.tp, sync=sync,
-                                weight_copy=copy)
-    terms = _stage_terms(values, per_params, e=e, p=par.pp, m=m, v=v)
+        rows = sharded.breakdown(b, s, "training", datatype, chip, cast(Recompute, options.recompute),
+                                 options.overlap)
+    values = stages_from_parts(model_parts(sharded, rows, run.tensors, run.weight_copy != 0), par.pp, split)
+    m = B / (par.dp * b)
+    fields = assemble_training(values, run, s=s, B=B, b=b)
+    terms = _stage_terms(values, _data_parallel(values, run, m), e=run.tensors.bytes, p=par.pp, m=m,
+                         v=options.interleave)
     exprs = {k: x for k, x in fields.items() if k not in _MEMORY}
     exprs.update({f"stage{i}.{j}": x for i, st in enumerate(terms) for j, x in enumerate(st) if j != 3})
     found = merge(rules, *(metrics.assumptions for _, _, metrics in rows))
@@ -371,33 +462,29 @@ def _training_program(model: "Model", chip: Hardware, par: Parallelism, datatype
 
 
 def _training_compiled(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
-                       recompute: str, interleave: Any, zero_stage: int, overlap: bool,
-                       stage_layers: Optional[Sequence[int]],
-                       sync: StepComm = StepComm()) -> Optional[csteps.CompiledStep]:
+                       options: TrainingOptions) -> Optional[csteps.CompiledStep]:
     chip = get_hardware(hardware)
     par = resolve_parallelism(model, parallelism)
     datatype = DataType.parse(dtype)
-    _check_zero(zero_stage, par)
-    if recompute not in ("none", "selective", "full"):
+    _check_zero(options.zero_stage, par)
+    if options.recompute not in ("none", "selective", "full"):
         return None  # the uncompiled step raises the layer's own error
     check_expert_parallel(par)
-    return _training_program(model, chip, par, datatype, recompute, int(interleave), zero_stage, bool(overlap),
-                             None if stage_layers is None else tuple(stage_layers), sync)
+    return _training_program(TrainingRun(model, chip, datatype, par, dataclasses.replace(
+        options, interleave=int(options.interleave), overlap=bool(options.overlap))))
 
 
 def training_front(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,
-                    recompute: str, interleave: Any, zero_stage: int, overlap: bool,
-                    stage_layers: Optional[Sequence[int]],
-                    sync: StepComm = StepComm()) -> Optional[csteps.CompiledStep]:
-    if csteps.sizes(interleave) is None:
+                   options: TrainingOptions = TrainingOptions()) -> Optional[csteps.CompiledStep]:
+    """The training step of ``model`` on ``hardware`` in ``dtype`` with ``parallelism`` (as the
+    caller gave them) and ``options``, compiled once (``None`` where it cannot be)."""
+    if csteps.sizes(options.interleave) is None:
         return None
-    def build() -> Optional[csteps.CompiledStep]:
-        return _training_compiled(model, hardware, dtype, parallelism, recompute, interleave, zero_stage, overlap,
-                                  stage_layers, sync)
 
-    return csteps.front("training", build, model, hardware, dtype, parallelism, recompute, interleave, zero_stage,
-                        overlap, stage_layers, bool(sync.dp_overlap), bool(sync.grad_reduce_in_fp32),
-                        bool(sync.pp_overlap))
+    def build() -> Optional[csteps.CompiledStep]:
+        return _training_compiled(model, hardware, dtype, parallelism, options)
+
+    return csteps.front("training", build, model, hardware, dtype, parallelism, *options.key())
 
 
 def _check_zero(zero_stage: Any, par: Parallelism) -> None:

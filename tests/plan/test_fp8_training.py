@@ -53,8 +53,14 @@ def test_training_step_holds_bf16_weights_and_an_fp8_copy():
     """A small Llama (h 1024, 16 heads, 4 KV heads, 8 layers, V 32000, f 4096) on one H100:
     P = 2 * 32000*1024 (embedding, head) + 8 * (1024*(1024 + 2*256) + 1024*1024 + 3*1024*4096
     + 2*1024) + 1024 = 65,536,000 + 8 * 15,206,400 + 1,024 = 187,188,224 parameters; weights
-    in bf16 and their FP8 copy: 3 bytes each, 561,564,672 bytes. Fewer activations than the bf16
-    step's (FP8 GEMM inputs); the pipeline sends carry bf16 (the same time as the bf16 step's)."""
+    in bf16, 374,376,448 bytes. Only the GEMM weights carry an FP8 copy (TE's Linear and
+    LayerNormLinear/LayerNormMLP weights; the embedding is a lookup, the norms are no GEMMs, and
+    Megatron-Core's output layer is its own ColumnParallelLinear, not TE's):
+    8 * (1024*(1024 + 2*256) + 1024*1024 + 3*1024*4096) = 8 * 15,204,352 = 121,634,816 parameters.
+    On Hopper the copy is 2 bytes each, the FP8 weight and its transpose (TE: "Hopper only supports
+    TN GEMMs for FP8", transformer_engine/common/gemm/cublaslt_gemm.cu; the dgrad GEMM reads the
+    weight's column-wise copy): 243,269,632 bytes, 617,646,080 in all. Fewer activations than the
+    bf16 step's (FP8 GEMM inputs); the pipeline sends carry bf16 (the same time as the bf16 step's)."""
     model = Model.llama(hidden_size=1024, num_heads=16, num_kv_heads=4, num_layers=8, vocab_size=32000,
                         intermediate_size=4096)
     assert model.parameter_count == 187_188_224
@@ -64,5 +70,25 @@ def test_training_step_holds_bf16_weights_and_an_fp8_copy():
     assert fp8.activation_memory < bf16.activation_memory
     assert fp8.pipeline_comm_time == bf16.pipeline_comm_time
     one = model.training_step(H100, seq_len=2048, global_batch=1, dtype="fp8_e4m3")
-    assert one.weight_memory == 3 * 187_188_224
+    assert one.weight_memory == 2 * 187_188_224 + 2 * 121_634_816 == 617_646_080
     assert one.gradient_memory == 4 * 187_188_224
+
+
+def _small_llama():
+    return Model.llama(hidden_size=1024, num_heads=16, num_kv_heads=4, num_layers=8, vocab_size=32000,
+                       intermediate_size=4096)
+
+
+def test_blackwell_keeps_one_fp8_copy_and_mxfp8_two():
+    """The model above on one B200: 374,376,448 bytes of bf16 weights plus the GEMM weights'
+    121,634,816 parameters in FP8. Blackwell runs FP8 GEMMs in any layout (TE cublaslt_gemm.cu:
+    "Blackwell supports any GEMM layout for FP8"): one 1-byte copy, 496,011,264 bytes. MXFP8 scales
+    blocks of 32 along the contraction dimension, so the dgrad GEMM needs its own column-wise
+    quantization (TE's MXFP8Tensor keeps row-wise and column-wise data, each 8 bits plus an E8M0
+    scale per 32 elements: 33/32 byte): 2 * 33/32 = 33/16 byte per parameter, 250,871,808 bytes,
+    625,248,256 in all."""
+    b200 = hardware.get("B200")
+    fp8 = _small_llama().training_step(b200, seq_len=2048, global_batch=1, dtype="fp8_e4m3")
+    assert fp8.weight_memory == 374_376_448 + 121_634_816 == 496_011_264
+    mx = _small_llama().training_step(b200, seq_len=2048, global_batch=1, dtype="mxfp8")
+    assert mx.weight_memory == 374_376_448 + 250_871_808 == 625_248_256

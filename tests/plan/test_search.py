@@ -5,6 +5,7 @@ import pytest
 
 from symcost import hardware, models, search
 from symcost.hardware import Hardware
+from symcost.models.builders import mixtral
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +102,52 @@ def test_inference_search_ranks_by_tpot_and_matches_the_exact_step():
     assert table.num_candidates == 15  # (t, p) pairs with t * p | 16
     by_ttft = search.parallelism(model, "H100_SXM", 16, 16, 4096, phase="inference", objective="ttft")
     assert np.all(np.diff(by_ttft.columns["ttft"]) >= 0)
+
+
+@pytest.mark.parametrize("switch", [{"dp_overlap": False}, {"pp_overlap": False}, {"grad_reduce_in_fp32": False}])
+def test_search_ranks_with_the_step_s_communication_switches(switch):
+    """search.parallelism(dp_overlap=, pp_overlap=, grad_reduce_in_fp32=) (issue 22 review): each
+    row's time and memory are the training step's under the same switch (the step with the switch
+    differs from the default wherever the switch matters: the exposed DP sync, the interleaved
+    sends, the gradient buffer's bytes)."""
+    model = models.get("llama-3-8b")
+    table = search.parallelism(model, "H100_SXM", num_chips=16, global_batch=64, seq_len=4096,
+                               zero_stages=(1,), max_micro_batch=2, **switch)
+    differs = 0
+    for i in range(0, len(table), max(1, len(table) // 12)):
+        row = table.row(i)
+        kw = dict(seq_len=4096, global_batch=64, micro_batch=row["micro_batch"], parallelism=table.parallelism(i),
+                  recompute=row["recompute"], interleave=row["interleave"], zero_stage=row["zero_stage"],
+                  overlap=row["overlap"])
+        st = model.training_step("H100_SXM", **kw, **switch)
+        assert row["step_time"] == pytest.approx(float(st.step_time), rel=1e-12)
+        assert row["memory_per_chip"] == pytest.approx(float(st.memory_per_chip), rel=1e-12)
+        default = model.training_step("H100_SXM", **kw)
+        differs += (default.step_time, default.memory_per_chip) != (st.step_time, st.memory_per_chip)
+    assert differs > 0
+
+
+def test_search_tries_expert_tensor_parallel_degrees():
+    """expert_tensor_parallel=(None, 1) (issue 22 review): besides experts split TP ways (None, the
+    MoE layer's default flow), Megatron-Core's expert grid with whole experts (ETP 1), whose EP
+    needs only to divide TP x CP x DP (TP 2 x EP 8 x DP 4 on 8 chips: EP 8 does not divide DP 4,
+    a layout only the grid has). Each row is the training step of its own Parallelism."""
+    model = mixtral(hidden_size=1024, num_heads=16, num_kv_heads=4, num_layers=4, vocab_size=32000,
+                    intermediate_size=1024, num_experts=8, top_k=2)
+    table = search.parallelism(model, "H100_SXM", num_chips=8, global_batch=16, seq_len=2048,
+                               recompute=("none",), zero_stages=(1,), max_micro_batch=2,
+                               expert_tensor_parallel=(None, 1))
+    rows = table.rows()
+    grid = [i for i, r in enumerate(rows) if r["expert_grid"]]
+    assert grid and len(grid) < len(rows)
+    assert all(rows[i]["etp"] == 1 for i in grid)
+    assert any(r["ep"] > r["dp"] for r in rows if r["expert_grid"])  # EP over TP x DP: the grid only
+    assert all(r["dp"] % r["ep"] == 0 and r["etp"] == r["tp"] for r in rows if not r["expert_grid"])
+    for i in [*grid[:4], *range(0, len(rows), max(1, len(rows) // 6))]:
+        r = rows[i]
+        par = table.parallelism(i)
+        assert par.expert_tensor_parallel == (1 if r["expert_grid"] else None)
+        st = model.training_step("H100_SXM", 2048, 16, r["micro_batch"], "bf16", par, r["recompute"], r["interleave"],
+                                 r["zero_stage"], r["overlap"])
+        assert r["step_time"] == pytest.approx(float(st.step_time), rel=1e-12)
+        assert r["memory_per_chip"] == pytest.approx(float(st.memory_per_chip), rel=1e-12)

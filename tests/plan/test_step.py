@@ -73,6 +73,20 @@ def test_interleaved_sends_overlap_but_the_fill_and_the_drain():
     assert model.training_step(H100, **plain).pipeline_comm_time == 2 * 2 * send
 
 
+def test_interleaved_fill_and_drain_cross_every_stage_boundary_once():
+    """p = 4 stages of 2 layers, v = 2 chunks, m = 16 micro-batches (t = 2, d = 1: the next stage
+    is 2 chips on, inside the NVLink domain): micro-batch 0's first chunk crosses the 3 boundaries
+    0 -> 1 -> 2 -> 3 in the fill with nothing to hide them, the last micro-batch's gradient the
+    same 3 back in the drain: 2 (p - 1) = 6 sends exposed of the 2 v m = 64 (derivation at
+    assemble_training's sends)."""
+    model = small_llama(layers=8)
+    kw = dict(seq_len=1024, global_batch=32, micro_batch=2, interleave=2,
+              parallelism={"tensor_parallel": 2, "pipeline_parallel": 4})
+    send = ALPHA + Fraction(2 * 1024 * 1024 * 2 // 2, NVLINK)
+    assert model.training_step(H100, **kw).pipeline_comm_time == 6 * send
+    assert model.training_step(H100, pp_overlap=False, **kw).pipeline_comm_time == 64 * send
+
+
 def test_distributed_optimizer_is_six_plus_twelve_over_d_bytes_per_parameter():
     """ZeRO-1 (Megatron's distributed optimizer): weights 2 + fp32 grads 4 + Adam 12/d bytes per
     parameter; ZeRO-0: 18; ZeRO-2: 2 + 16/d; ZeRO-3: 18/d."""

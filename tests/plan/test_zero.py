@@ -178,3 +178,61 @@ def test_bf16_gradients_halve_the_gradient_buffer_and_its_reduction():
                                grad_reduce_in_fp32=False)
     assert step.gradient_memory == 2 * PARAMS_PER_CHIP
     assert step.dp_comm_time == 2 * _reduce_scatter_seconds(2 * PARAMS_PER_CHIP)
+
+
+# -- Megatron-Core buckets only the first pipeline stage -----------------------------------------
+#
+# NVIDIA/Megatron-LM megatron/core/distributed/distributed_data_parallel.py (commit 0011998):
+# "Turn off bucketing if we are on a pipeline stage that is not the first (since data-parallel
+# communication on these stages is not on the critical path)": ``if disable_bucketing or pp_rank >
+# 0: self.bucket_size = None``, one bucket per stage, its reduce-scatter launched when the last
+# micro-batch's backward is done there. Stage k finishes that backward k backwards (one micro-
+# batch's, 2/3 of its time) before stage 0 does, and the step waits for the last (the optimizer's
+# grad-norm all-reduce spans the pipeline): stage k exposes max(0, rs_k - k * 2/3 T_mb). Its
+# weights' gather (align_param_gather: every stage dispatches it at the step's start) is needed
+# k forwards (1/3 T_mb each) later: max(0, ag_k - k * 1/3 T_mb). Stage 0 keeps its buckets:
+# max(bucket, rs_0 - 2/3 T_mb) and max(bucket, ag_0 - 1/3 T_mb). The bucket is
+# max(4e7, 1e6 * dp) parameters, dp the dense data-parallel size, for the expert buffers too.
+def _stages(params, latency):
+    """Synthetic pipeline stages: ``params[k]`` bf16 parameters (2 bytes each), ``latency`` s per
+    micro-batch, no activations."""
+    return [{"latency": latency, "weight": 2 * n, "activation": 0, "index": k} for k, n in enumerate(params)]
+
+
+def _dp_time(params, latency, p, **degrees):
+    from symcost.core.dtypes import DataType
+    from symcost.plan.training import TrainingOptions, TrainingRun, assemble_training
+
+    par = sc.Parallelism(tensor_parallel=8, pipeline_parallel=p, data_parallel=4, **degrees)
+    run = TrainingRun(sc.models.get("llama-3-70b"), CHIP, DataType.BF16, par, TrainingOptions(zero_stage=1))
+    return assemble_training(_stages(params, latency), run, s=4096, B=16, b=1)["dp_comm_time"]
+
+
+def test_only_the_first_pipeline_stage_is_bucketed():
+    """Four stages of 1e9 parameters, the last of 2e9, 30 ms per micro-batch, TP 8 x DP 4 on the
+    ideal H100 (ring over 4 nodes: 9 us + 3/4 of the payload at 50 GB/s):
+      stage 0: rs = 9 us + 3/4 * 4e9 B / 50 GB/s = 60.009 ms, exposed 60.009 - 20 = 40.009 ms;
+               ag = 9 us + 3/4 * 2e9 B / 50 GB/s = 30.009 ms, exposed 30.009 - 10 = 20.009 ms: 60.018 ms
+      stage 3: rs = 120.009 ms, exposed 120.009 - 3 * 20 = 60.009 ms; ag = 60.009 ms, exposed
+               60.009 - 3 * 10 = 30.009 ms: 90.018 ms (with buckets as on stage 0: 150.018 ms)
+    The step waits for the slowest: 90.018 ms."""
+    ms = Fraction(1, 1000)
+    assert _dp_time([10**9, 10**9, 10**9, 2 * 10**9], 30 * ms, 4) == Fraction(90018, 10**6)
+
+
+def test_later_stages_hide_their_whole_sync_in_the_drain():
+    """Two stages of 1e9 parameters at 200 ms per micro-batch: stage 1's whole rs (60.009 ms)
+    and ag (30.009 ms) fit in one backward (133 ms) and one forward (66.7 ms): 0 exposed; stage 0
+    exposes one bucket of each, 4e7 parameters: rs 9 us + 3/4 * 160 MB / 50 GB/s = 2.409 ms,
+    ag 1.209 ms: 3.618 ms."""
+    ms = Fraction(1, 1000)
+    assert _dp_time([10**9, 10**9], 200 * ms, 2) == Fraction(3618, 10**6)
+
+
+def test_the_bucket_follows_the_dense_data_parallel_size():
+    """TP 8 x CP 16 x DP 4: the gradients reduce over d * c = 64 ranks (one per node: 63 ring
+    steps of 3 us, 63/64 of the payload at 50 GB/s), but Megatron sizes the bucket by
+    get_data_parallel_world_size(), without CP: max(4e7, 1e6 * 4) = 4e7 parameters, not 6.4e7.
+    One stage of 1e9 parameters that its 10 s micro-batch hides: exposed one bucket of each,
+      rs: 189 us + 63/64 * 160 MB / 50 GB/s = 3.339 ms; ag: 189 us + 63/64 * 80 MB / 50 GB/s = 1.764 ms."""
+    assert _dp_time([10**9], 10, 1, context_parallel=16) == Fraction(5103, 10**6)

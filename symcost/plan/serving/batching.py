@@ -67,7 +67,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import sympy as sp
 
@@ -146,25 +146,36 @@ def _mixed_regimes(steps: EngineSteps, load: _Load, u: sp.Symbol) -> list[_Regim
     fits = T - isl + 1  # a whole prompt fits beside u - 1 decode tokens up to here
     saturation = T * (D + 1) / (isl + D) if T >= isl + D else (isl + D * (T + 1)) / (isl + D)
     decode = steps.decode(u, K)
-    regimes = [_regime(steps, load, "synchronized", whole, u, u * isl, u, isl, 0, decode, 1)]
+    regimes = [_regime(steps, load, "synchronized", whole, u, _Prefill(u * isl, u, isl, 0, 1), decode)]
     if min(fits, saturation) > whole:
         rows = (T - u) / (isl - 1)
-        regimes.append(_regime(steps, load, "interleaved", min(fits, saturation), u, isl * rows, rows, isl, 0, decode,
-                               1))
+        regimes.append(_regime(steps, load, "interleaved", min(fits, saturation), u,
+                               _Prefill(isl * rows, rows, isl, 0, 1), decode))
     if saturation > max(whole, fits):
         chunk = T - u + 1
-        regimes.append(_regime(steps, load, "chunked", saturation, u, chunk, 1, chunk, (isl - chunk) / 2, decode,
-                               isl / chunk))
+        regimes.append(_regime(steps, load, "chunked", saturation, u,
+                               _Prefill(chunk, 1, chunk, (isl - chunk) / 2, isl / chunk), decode))
     regimes.append(_saturated(steps, load, u))
     return regimes
 
 
-def _regime(steps: EngineSteps, load: _Load, name: str, upper: Any, u: Any, prefill: Any, rows: Any, length: Any,
-            prefix: Any, decode: Any, own: Any) -> _Regime:
-    """A regime whose prefill-carrying steps hold ``prefill`` tokens: ``rows`` prompt rows of
-    ``length`` tokens after ``prefix`` earlier ones, beside the ``u - rows`` others' decode
-    tokens; a request's own prefill takes ``own`` of them."""
+class _Prefill(NamedTuple):
+    """The prefill a regime's prefill-carrying steps hold: ``tokens`` in all, ``rows`` prompt rows
+    of ``length`` tokens after ``prefix`` earlier ones; a request's own prefill takes ``own`` steps."""
+
+    tokens: Any
+    rows: Any
+    length: Any
+    prefix: Any
+    own: Any
+
+
+def _regime(steps: EngineSteps, load: _Load, name: str, upper: Any, u: Any, chunks: _Prefill,
+            decode: Any) -> _Regime:
+    """A regime whose prefill-carrying steps hold ``chunks`` (:class:`_Prefill`) beside the
+    ``u - rows`` others' decode tokens."""
     isl = load.prompt
+    prefill, rows, length, prefix, own = chunks
     tokens = u - rows
     mixed = steps.mixed(tokens, load.context, rows, length, prefix, logits=tokens + prefill / isl)
     ttft, tpot, throughput = _cycle(load, u, mixed, decode, u * isl / prefill, own)
@@ -188,7 +199,7 @@ def _alternating_regimes(steps: EngineSteps, load: _Load, u: sp.Symbol) -> list[
     """The regimes of an engine whose steps carry prefill or decode (SGLang's default)."""
     isl, D, K, T = load.prompt, load.decode, load.context, load.budget
     decode = steps.decode(u, K)
-    regimes = [_regime(steps, load, "synchronized", T / isl, u, u * isl, u, isl, 0, decode, 1)]
+    regimes = [_regime(steps, load, "synchronized", T / isl, u, _Prefill(u * isl, u, isl, 0, 1), decode)]
     length = min(T, isl)
     prefill = steps.mixed(0, 0, T / length, length, (isl - length) / 2, logits=T / isl)
     # a prefill step emits no decode token: the cycle is m prefill steps and D decode steps
