@@ -21,6 +21,7 @@ MANY_PARAMETERS = {
     "models/builders.py": {"mixtral": _CONFIG, "deepseek_v3": _CONFIG, "qwen3_moe": _CONFIG, "gpt_oss": _CONFIG},
     "models/model.py": {"gpt": _CONFIG, "llama": _CONFIG, "training_step": _PUBLIC, "inference_step": _PUBLIC},
     "models/ssm.py": {"mamba2_layer": _CONFIG, "mamba2": _CONFIG, "hybrid": _CONFIG},
+    "models/llama4.py": {"llama4": _CONFIG},
     "plan/training.py": {"training_step": _PUBLIC},
     "plan/inference.py": {"inference_step": _PUBLIC},
     "plan/speculative.py": {"speculative_step": _PUBLIC},

@@ -74,17 +74,22 @@ _A2A_FIELDS = ("all_to_all_latency", "all_to_all_peer_latency", "all_to_all_ll_l
 _A2A_START = (13.0, 0.3, 8.0, 0.025, 0.9)
 
 
+CUSTOM_ALLREDUCE_START = {"custom_allreduce_latency": 3.0, "custom_allreduce_efficiency": 0.5}
+"""The engines' own all-reduce: its fitted fields and their starting values (µs, fraction)."""
+
+
 def nccl_family(gpu: str, table: Table, nvls: bool, fixed: dict[str, Fraction]) -> Family:
     """NCCL's ring-like collectives (all-reduce, all-gather, reduce-scatter): the Simple and
     low-latency rings' terms, NVLink SHARP's where the chip has it."""
     fields = _NCCL_FIELDS + (_NVLS_FIELDS if nvls else ())
-    return collective_family(gpu, table, _RING_KINDS, fields, (8.0, 0.8, 5.0, 0.5, 0.3) + ((30.0, 0.6) if nvls else ()),
-                             fixed)
+    start = (8.0, 0.8, 5.0, 0.5, 0.3) + ((30.0, 0.6) if nvls else ())
+    return collective_family(gpu, table, _RING_KINDS, dict(zip(fields, start, strict=True)), fixed)
 
 
 def all_to_all_family(gpu: str, table: Table, fixed: dict[str, Fraction]) -> Family:
     """NCCL's all-to-all (grouped sends), its own terms over the rings' bus bandwidth (fixed)."""
-    return collective_family(gpu, table, ("alltoall",), _A2A_FIELDS, _A2A_START, fixed, robust=True)
+    return collective_family(gpu, table, ("alltoall",), dict(zip(_A2A_FIELDS, _A2A_START, strict=True)), fixed,
+                             robust=True)
 
 
 @dataclass(frozen=True)
@@ -210,9 +215,8 @@ def fit_chip(gpu: str, preset: Any = None) -> ChipFit:
             family = all_to_all_family(gpu, table, values)
         else:
             engine = step.split(" ", 1)[1]
-            family = collective_family(gpu, table, ("all_reduce",), ("custom_allreduce_latency",
-                                                                     "custom_allreduce_efficiency"),
-                                       (3.0, 0.5), values, runtime=engine, name=f"{engine} all-reduce")
+            family = collective_family(gpu, table, ("all_reduce",), CUSTOM_ALLREDUCE_START, values, runtime=engine,
+                                       name=f"{engine} all-reduce")
         result = fit(family, chip)
         results.append(result)
         if family.runtime is None:

@@ -422,10 +422,12 @@ _KINDS: dict[str, CollectiveKind] = {"all_reduce": "all_reduce", "all_gather": "
           "alltoall": "all_to_all"}
 
 
-def collective_family(chip: str, table: Table, kinds: tuple[str, ...], fields: tuple[str, ...],
-                      start: tuple[float, ...], fixed: Mapping[str, Fraction], runtime: str | None = None,
-                      name: str = "NCCL", robust: bool = False) -> Family:
-    """Collectives of the table's ``kinds`` over 2 to 8 GPUs; ``message_size`` counts 16-bit elements."""
+def collective_family(chip: str, table: Table, kinds: tuple[str, ...], start: Mapping[str, float],
+                      fixed: Mapping[str, Fraction], runtime: str | None = None, name: str = "NCCL",
+                      robust: bool = False) -> Family:
+    """Collectives of the table's ``kinds`` over 2 to 8 GPUs; ``message_size`` counts 16-bit elements.
+    ``start`` maps each fitted field to its starting value, in the fit's order."""
+    fields = tuple(start)
     column = "op_name"
 
     def usable(frame: Any) -> Any:
@@ -449,5 +451,6 @@ def collective_family(chip: str, table: Table, kinds: tuple[str, ...], fields: t
                 out[(kind, int(n))] = (collective_time(c, hw), (_BYTES,), mask)
         return out
 
-    return Family(f"{name} {', '.join(_KINDS[k] for k in kinds)}", chip, table, fields, build, rows, start,
+    return Family(f"{name} {', '.join(_KINDS[k] for k in kinds)}", chip, table, fields, build, rows,
+                  tuple(start.values()),
                   runtime=runtime, fixed=dict(fixed), robust=robust)
