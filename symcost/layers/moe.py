@@ -137,9 +137,9 @@ class MoELayer(Layer):
     capacity_factor: CapacityFactor = None
     routing_imbalance: Imbalance = _ONE
     """Routing imbalance ``iota``, dropless only: the busiest expert-parallel rank computes ``iota``
-    times the balanced ``T*k/n_ep`` token-expert pairs, and sets the layer's time (1: balanced; at
-    most ``n_ep``, every pair on one rank; with ``capacity_factor`` every expert's buffer has the
-    same size, so it does not apply). AIConfigurator's power-law routing (exponent 1.01, 128
+    times the balanced ``T*k/n_ep`` token-expert pairs, and sets the layer's time (1: balanced;
+    capped at ``n_ep``, every pair on one rank, so 1 at EP 1; with ``capacity_factor`` every
+    expert's buffer has the same size, so setting both is an error). AIConfigurator's power-law routing (exponent 1.01, 128
     experts, EP 8, 16 k tokens) gives about 1.8 (symcost.hardware.fit.families.power_law_share)."""
     activation: Activation = "silu"
     gated: bool = True
@@ -162,9 +162,10 @@ class MoELayer(Layer):
         E, k = self.num_experts, self.top_k
         if (k - E).is_positive:
             raise ConfigError(f"top_k must not exceed num_experts (got {k} and {E})")
-        if (self.routing_imbalance - self.parallelism.ep).is_positive:
-            raise ConfigError(f"routing_imbalance must not exceed expert_parallel (one rank takes at most every pair; "
-                              f"got {self.routing_imbalance} and {self.parallelism.ep})")
+        if self.capacity_factor is not None and self.routing_imbalance != 1:
+            raise ConfigError("routing_imbalance: applies to dropless routing only; capacity_factor pads every "
+                              f"expert's buffer to the same size (got {self.routing_imbalance} with capacity_factor "
+                              f"{self.capacity_factor})")
         check_divides(E, self.parallelism.ep, "num_experts", by="expert_parallel")
         if self.parallelism.expert_grid:
             check_divides(self.expert_intermediate_size, self.parallelism.etp, "expert_intermediate_size",
@@ -211,9 +212,12 @@ class MoELayer(Layer):
         return ctx.parallelism.etp * sent if ctx.parallelism.expert_grid else sent
 
     def _busiest(self) -> sp.Expr:
-        """The busiest rank's pairs over the balanced ones: ``routing_imbalance``, dropless; 1 with
-        capacity padding."""
-        return _ONE if self.capacity_factor is not None else self.routing_imbalance
+        """The busiest rank's pairs over the balanced ones: ``min(routing_imbalance, n_ep)`` (one
+        rank takes at most every pair, so at EP 1 it is 1), dropless; 1 with capacity padding
+        (refused with an imbalance)."""
+        if self.capacity_factor is not None or self.routing_imbalance == 1:
+            return _ONE
+        return sp.Min(self.routing_imbalance, self.parallelism.ep)
 
     def _expert_tp(self, ctx: Context) -> sp.Expr:
         """The degree splitting each routed expert's width: ``t``, or ``t_e`` on the expert grid."""

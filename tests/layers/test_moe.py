@@ -386,14 +386,51 @@ def test_imbalanced_routing_scales_the_busiest_ranks_experts_only():
     assert even.matmul_flops_per_chip == router + experts
     assert skew.matmul_flops_per_chip == router + Fraction(3, 2) * experts
     assert skew.collectives == even.collectives
-    padded = dict(kw, capacity_factor=1)
-    assert (MoELayer(routing_imbalance=Fraction(3, 2), **padded).compute_metrics(**call).matmul_flops_per_chip
-            == MoELayer(**padded).compute_metrics(**call).matmul_flops_per_chip)
 
 
-@pytest.mark.parametrize("value", [Fraction(1, 2), 3])
+def test_routing_imbalance_with_capacity_padding_is_refused():
+    """Capacity padding gives every expert the same buffer, so an imbalance would be dropped
+    silently: one line instead (review finding)."""
+    with pytest.raises(ValidationError, match="routing_imbalance: applies to dropless routing only"):
+        MoELayer(num_experts=8, top_k=2, routing_imbalance=Fraction(3, 2), capacity_factor=1,
+                 parallelism={"expert_parallel": 2})
+
+
+def test_routing_imbalance_is_capped_by_the_expert_degree():
+    """The busiest of n_ep ranks holds at most every pair: min(iota, n_ep) times the balanced
+    T*k/n_ep. At EP 1 (one rank holds every expert) the imbalance is 1, so the layer rebuilt
+    without parallelism (the MFU numerator) still builds (review finding: it raised). Hand count
+    as in the test above (each rank routes its own T*k = 128 pairs, balanced: 128 pairs per rank at
+    any EP; 6 = three matmuls x 2 FLOPs, h = 256, f = 512): EP 2, iota = 3 -> capped at 2, experts'
+    FLOPs 2 x 6*128*256*512; EP 1 -> 1 x."""
+    kw = dict(hidden_size=256, expert_intermediate_size=512, num_experts=8, top_k=2)
+    call = dict(batch_size=1, seq_len=64, phase="prefill", dtype="bf16")
+    router, experts = 2 * 64 * 256 * 8, 6 * 128 * 256 * 512
+    capped = MoELayer(routing_imbalance=3, parallelism={"expert_parallel": 2}, **kw).compute_metrics(**call)
+    assert capped.matmul_flops_per_chip == router + 2 * experts
+    alone = MoELayer(routing_imbalance=3, **kw).compute_metrics(**call)     # EP 1: every pair on the one rank
+    assert alone.matmul_flops_per_chip == router + experts
+
+
+def test_routing_imbalance_in_a_training_step():
+    """training_step rebuilds the model without parallelism for its MFU numerator: an imbalance
+    above 1 must not make that fail (review finding: it raised), and the busiest rank's extra
+    pairs make the step slower at the same model FLOPs (so a lower MFU)."""
+    from symcost import models
+
+    m = models.get("mixtral-8x7b")
+    blocks = tuple((type(blk)(**{**dict(blk), "mlp": type(blk.mlp)(**{**dict(blk.mlp),
+                                                                      "routing_imbalance": Fraction(3, 2)})}), n)
+                   for blk, n in m.blocks)
+    skewed = m.model_copy(update={"blocks": blocks})
+    base = dict(seq_len=256, global_batch=8, parallelism={"expert_parallel": 8, "data_parallel": 8})
+    even, skew = m.training_step("H100_SXM", **base), skewed.training_step("H100_SXM", **base)
+    assert skew.step_time > even.step_time and skew.mfu < even.mfu
+
+
+@pytest.mark.parametrize("value", [Fraction(1, 2), 0])
 def test_routing_imbalance_out_of_range_is_refused(value):
-    """Below 1 (the busiest rank holds at least the mean) or above n_ep = 2 (more than every pair)."""
+    """Below 1: the busiest rank holds at least the mean."""
     with pytest.raises(ValidationError, match="routing_imbalance"):
         MoELayer(num_experts=8, top_k=2, routing_imbalance=value, parallelism={"expert_parallel": 2})
 
