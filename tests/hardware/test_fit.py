@@ -96,3 +96,13 @@ def test_the_fit_reads_no_end_to_end_runs():
         for step in fit.plan(gpu):
             table = fit._table(gpu, step)
             assert "silicon_sample" not in str(table.path)
+
+
+def test_each_fitted_parameter_has_its_own_symbol():
+    """Two fields sharing a fit symbol would be bound to one value wherever a family holds both
+    (review finding: grouped_decode_time_8bit and all_to_all_latency were both t_p14)."""
+    pytest.importorskip("numpy")
+    from symcost.hardware.fit.families import PARAMETERS
+
+    names = [symbol.name for symbol, *_ in PARAMETERS.values()]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []
