@@ -27,6 +27,7 @@ import io
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -149,16 +150,17 @@ def run_symcost(argv: list[str]) -> tuple[int, str]:
 
 
 def check_session(command: str, expected: list[str]) -> None:
-    """One ``$ symcost ...`` line: it exits as the page implies and prints every line shown."""
-    argv = command.split()[1:]
+    """One ``$ symcost ...`` line: it exits as the page implies and prints every line shown, each a
+    whole output line (``...`` stands for any text within it; leading and trailing blanks aside)."""
+    argv = shlex.split(command)[1:]
     code, output = run_symcost(argv)
     failing = any(line.startswith("symcost: error:") for line in expected)
     assert code == (2 if failing else 0), f"{command}: exit code {code}\n{output}"
     if "--json" in argv:
         json.loads(output.split("\n\n", 1)[0] if not failing else "{}")
     for line in expected:
-        pattern = ".*".join(re.escape(part) for part in line.strip().split("..."))
-        assert re.search(pattern, output), f"{command}: {line!r} not in\n{output}"
+        pattern = r"^\s*" + ".*".join(re.escape(part) for part in line.strip().split("...")) + r"\s*$"
+        assert re.search(pattern, output, flags=re.M), f"{command}: {line!r} is no line of\n{output}"
 
 
 @pytest.mark.parametrize("path, title, line, text", _cases([*PAGES, ROOT / "README.md"], "console"))

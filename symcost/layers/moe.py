@@ -139,8 +139,9 @@ class MoELayer(Layer):
     """Routing imbalance ``iota``, dropless only: the busiest expert-parallel rank computes ``iota``
     times the balanced ``T*k/n_ep`` token-expert pairs, and sets the layer's time (1: balanced;
     capped at ``n_ep``, every pair on one rank, so 1 at EP 1; with ``capacity_factor`` every
-    expert's buffer has the same size, so setting both is an error). AIConfigurator's power-law routing (exponent 1.01, 128
-    experts, EP 8, 16 k tokens) gives about 1.8 (symcost.hardware.fit.families.power_law_share)."""
+    expert's buffer has the same size, so setting both is an error). AIConfigurator's power-law
+    routing (exponent 1.01, 128 experts, EP 8, 16 k tokens) gives about 1.8
+    (symcost.hardware.fit.families.power_law_share)."""
     activation: Activation = "silu"
     gated: bool = True
     router_bias: bool = False

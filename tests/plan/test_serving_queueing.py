@@ -70,8 +70,19 @@ def test_an_arrival_rate_reports_ttft_percentiles():
 @pytest.mark.parametrize("args, message", [
     ((1, 1, HALF), "the load rho = rate x service time must be below 1"),
     ((HALF, 1, 1), "a quantile must be between 0 and 1"),
-    ((0, 1, HALF), "the rate and the service time must be positive"),
+    ((0, 1, HALF), "rate must be a positive number, got 0"),
 ])
 def test_bad_input_is_one_line(args, message):
     with pytest.raises(ConfigError, match=message):
         md1_wait_quantile(*args)
+
+
+@pytest.mark.parametrize("rate, service",
+                         [(sp.Symbol("lam", positive=True), 1), (1, sp.Symbol("s")), (float("nan"), 1)])
+def test_a_rate_that_is_no_number_is_one_line(rate, service):
+    """The public functions take numbers: a symbol or NaN is a one-line ConfigError naming the
+    argument, not sympy's TypeError from comparing a symbol (review finding)."""
+    with pytest.raises(ConfigError, match="rate|service"):
+        md1_wait_cdf(rate, service, 0)
+    with pytest.raises(ConfigError, match="rate|service"):
+        md1_wait_quantile(rate, service, sp.Rational(9, 10))

@@ -39,6 +39,7 @@ from typing import Any
 import sympy as sp
 
 from ...errors import ConfigError
+from .workload import exact_number
 
 __all__ = ["PERCENTILES", "md1_wait_cdf", "md1_wait_quantile"]
 
@@ -47,9 +48,7 @@ PERCENTILES = (50, 90, 99)
 
 
 def _checked(rate: Any, service: Any) -> tuple[sp.Expr, sp.Expr]:
-    lam, s = sp.sympify(rate), sp.sympify(service)
-    if not (lam > 0 and s > 0):
-        raise ConfigError(f"M/D/1: the rate and the service time must be positive, got {lam} and {s}")
+    lam, s = exact_number(rate, "rate"), exact_number(service, "service")
     if not lam * s < 1:
         raise ConfigError(f"M/D/1: the load rho = rate x service time must be below 1, got {lam * s}")
     return lam, s
