@@ -55,18 +55,21 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import sympy as sp
 
 from ..core import symbols as sym
+from ..core.dtypes import DataType
 from ..errors import one_line
 from ..hardware import Hardware, runtime
 from ..hardware import get as get_hardware
+from ..hardware.timing import collective_time, op_time
 from ..layers.base import Recompute
 from ..models import from_hf_config
 from ..models import get as get_model
 from ..models.model import Model
 from .descent import coordinate_descent
+from .pipeline import resolve_parallelism
 
-__all__ = ["ENGINE", "PARAMETERS", "RECOMPUTE", "Fit", "Prediction", "TrainingRow", "build_model", "fit",
-           "group_summary", "held_out", "load_rows", "options", "parallelism", "predict", "predict_all", "shipped",
-           "validation_table", "write_profile"]
+__all__ = ["ENGINE", "PARAMETERS", "RECOMPUTE", "Fit", "Prediction", "TrainingRow", "block_breakdown", "build_model",
+           "fit", "group_summary", "held_out", "load_rows", "options", "parallelism", "predict", "predict_all",
+           "shipped", "validation_table", "write_profile"]
 
 RECOMPUTE: tuple[Recompute, ...] = ("none", "selective", "full")
 """The recomputation modes tried, fastest first (the tables do not publish theirs)."""
@@ -273,6 +276,59 @@ def _row_line(p: Prediction) -> str:
         return f"{head} {r.tokens_per_gpu} | refused | | | | |"
     return (f"{head} {r.tokens_per_gpu} | {p.tokens_per_gpu:.0f} | {r.tflops_per_gpu} | {p.tflops_per_gpu:.0f} | "
             f"{p.relative_error:+.1%} | {p.recompute} |")
+
+
+# -- where a MoE block's time goes (the residual's structure) --------------------------------------
+
+_KINDS = {"gemm": "gemm", "gemm.grouped": "grouped_gemm", "host.sync": "host_sync"}
+
+
+def _work_kind(op: Any) -> str:
+    """The :func:`block_breakdown` kind of one op: by its kernel class, the MoE dispatcher's
+    permutations (``dispatch_permute``, ``combine``) and the router (its GEMM and top-k) by name."""
+    name = op.name.split(".")[0]
+    if name in ("dispatch_permute", "combine"):
+        return "permute"
+    if name.startswith("router"):
+        return "router"
+    if op.kernel.startswith("attn."):
+        return "attention"
+    return _KINDS.get(op.kernel, "elementwise")
+
+
+def block_breakdown(row: TrainingRow, recompute: Optional[Recompute] = None) -> dict[str, float]:
+    """Seconds of one micro-batch's pass (forward + backward, ``recompute``'s extra forward
+    included; default the mode :func:`predict` chooses) through one block of ``row``'s model on one
+    chip, by kind of work: ``gemm``, ``grouped_gemm`` (routed experts), ``attention`` (core and its
+    backward), ``permute`` (the dispatcher's permutation and the weighted combine), ``router``,
+    ``elementwise`` (norms, activations, residuals), ``host_sync`` (the dropless dispatcher's
+    device-to-host sync), ``all_to_all_inside`` / ``all_to_all_across`` (the EP dispatch and combine
+    within one scale-up domain or across several), ``tp_comm`` (every other collective) and
+    ``block``, their sum (communication not overlapped, as the calibration runs the step).
+
+    >>> parts = block_breakdown(load_rows()[8], "none")           # Qwen3-30B-A3B, H100, EP 16
+    >>> parts["all_to_all_across"] > 0, parts["all_to_all_inside"]     # 16 ranks over two nodes of 8
+    (True, 0.0)
+    """
+    chip = _chip(row, {})
+    mode = predict(row).recompute if recompute is None else recompute
+    model = build_model(row)
+    dtype = options(row)["dtype"]
+    sharded = model.with_parallelism(resolve_parallelism(model, parallelism(row)))
+    blocks = [(n, m) for name, n, m in sharded.breakdown(row.micro_batch, row.seq_len, "training", dtype, chip,
+                                                       mode or "none") if name.startswith("blocks")]
+    metrics = blocks[0][1]
+    datatype = DataType.parse(dtype)
+    out = dict.fromkeys(("gemm", "grouped_gemm", "attention", "permute", "router", "elementwise", "host_sync",
+                         "all_to_all_inside", "all_to_all_across", "tp_comm"), 0.0)
+    for op, count in metrics.ops:
+        out[_work_kind(op)] += float(op_time(op, chip, metrics.peak_flops, datatype).time * count)
+    for c in metrics.collectives:
+        inside = bool(sp.Le(c.span, chip.scale_up_domain))
+        key = "tp_comm" if c.kind != "all_to_all" else ("all_to_all_inside" if inside else "all_to_all_across")
+        out[key] += float(collective_time(c, chip))
+    out["block"] = float(metrics.latency)
+    return out
 
 
 # -- the fit: the engine's terms no per-op table shows -------------------------------------------
