@@ -67,9 +67,9 @@ from ..models.model import Model
 from .descent import coordinate_descent
 from .pipeline import resolve_parallelism
 
-__all__ = ["ENGINE", "PARAMETERS", "RECOMPUTE", "Fit", "Prediction", "TrainingRow", "block_breakdown", "build_model",
-           "fit", "group_summary", "held_out", "load_rows", "options", "parallelism", "predict", "predict_all",
-           "shipped", "validation_table", "write_profile"]
+__all__ = ["ENGINE", "FLEX_DISPATCHER", "PARAMETERS", "RECOMPUTE", "Fit", "Prediction", "TrainingRow",
+           "block_breakdown", "build_model", "fit", "group_summary", "held_out", "load_rows", "options", "parallelism",
+           "predict", "predict_all", "shipped", "validation_table", "write_profile"]
 
 RECOMPUTE: tuple[Recompute, ...] = ("none", "selective", "full")
 """The recomputation modes tried, fastest first (the tables do not publish theirs)."""
@@ -136,6 +136,12 @@ class TrainingRow:
         return "token drop" in self.notes
 
     @property
+    def dispatcher(self) -> str:
+        """The MoE token dispatcher its recipe ran: ``"flex"`` (DeepEP / HybridEP) for the rows in
+        :data:`FLEX_DISPATCHER`, else Megatron-Core's ``"alltoall"``."""
+        return "flex" if self.id in FLEX_DISPATCHER else "alltoall"
+
+    @property
     def fsdp(self) -> bool:
         """The run shards parameters, gradients and optimizer state (Megatron FSDP)."""
         return "fsdp" in self.id
@@ -144,6 +150,23 @@ class TrainingRow:
     def flops_per_token(self) -> Fraction:
         """The source's model FLOPs per token: published TFLOP/s over tokens/s (per GPU)."""
         return self.tflops_per_gpu * 10**12 / self.tokens_per_gpu
+
+
+FLEX_DISPATCHER = {
+    # NVIDIA-NeMo/Megatron-Bridge scripts/performance/configs/qwen/qwen3_workload_base_configs.py at the
+    # release of the row's container, the preset with the row's layout:
+    # v0.5.0 (NeMo 26.06) QWEN3_30B_A3B_PRETRAIN_CONFIG_H100_FP8_CS_V1: EP 16, GBS 1024,
+    # moe_flex_dispatcher_backend="hybridep"
+    "bridge-H100-qwen3-30b-ep16-gbs1024",
+    # v0.4.1 (26.04.01) QWEN3_30B_A3B_PRETRAIN_CONFIG_B200_BF16_V1 (= FP8_MX): MBS 4, "hybridep"
+    "bridge-B200-qwen3-30b-mb4-gbs512",
+    # v0.3.0 QWEN3_30B_A3B_PRETRAIN_CONFIG_H100_FP8_CS_V1: PP 2, VP 12, EP 8, GBS 1024, "deepep"; the flex
+    # dispatcher reaches the perf jobs with "fix: Set flex and alltoall for perf jobs" (#2393, in v0.3.0..v0.3.1),
+    # which the same layout's 26.02 -> 26.02.01 jump (5113 -> 9058 tokens/s/GPU) follows
+    "bridge-H100-qwen3-30b-pp2vp12-gbs1024",
+}
+"""Rows whose recipe ran Megatron-Core's flex dispatcher (the others: ``alltoall``, the 25.09/25.11 Qwen3
+H100/B200 presets and the later 235B ones set no flex backend)."""
 
 
 def load_rows() -> list[TrainingRow]:
@@ -162,13 +185,16 @@ def load_rows() -> list[TrainingRow]:
 
 
 def build_model(row: TrainingRow) -> Model:
-    """The row's model: its preset, or the HF ``config.json`` fields the row gives; a token-drop
+    """The row's model: its preset, or the HF ``config.json`` fields the row gives, with the row's
+    :attr:`~TrainingRow.dispatcher`; a token-drop
     row pads every expert to capacity factor 1 (Megatron-Bridge's ``apply_moe_token_drop``
     defaults: ``moe_expert_capacity_factor=1.0``, ``moe_pad_expert_input_to_capacity=True``)."""
     arch = json.loads(row.architecture)
     if "preset" in arch:
         return get_model(arch["preset"])
     model = from_hf_config(arch, name=row.model)
+    if row.dispatcher != "alltoall":
+        model = model.with_dispatcher(row.dispatcher)
     return model.with_capacity_factor(1) if row.token_drop else model
 
 
