@@ -46,7 +46,7 @@ True
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import sympy as sp
 from pydantic import BeforeValidator, ValidationInfo, model_validator
@@ -142,6 +142,14 @@ class MoELayer(Layer):
     expert's buffer has the same size, so setting both is an error). AIConfigurator's power-law
     routing (exponent 1.01, 128 experts, EP 8, 16 k tokens) gives about 1.8
     (symcost.hardware.fit.families.power_law_share)."""
+    dispatcher: Literal["alltoall", "flex"] = "alltoall"
+    """How tokens cross the EP group: ``"alltoall"`` sends one row per (token, expert) pair
+    (Megatron-Core's ``MoEAlltoAllTokenDispatcher`` permutes by expert, then all-to-all's the
+    pairs); ``"flex"`` sends each token once to each rank holding one of its experts (Megatron-Core's
+    ``MoEFlexTokenDispatcher`` over DeepEP or HybridEP: DeepEP's ``Buffer.get_dispatch_layout``
+    returns ``is_token_in_rank``, "whether a token be sent to a rank", deepseek-ai/DeepEP
+    ``deep_ep/buffer.py``), so the dispatch and combine move ``T_in * D`` rows with ``D``
+    :meth:`ranks_per_token`. Dropless only (capacity padding is the all-to-all dispatcher's)."""
     activation: Activation = "silu"
     gated: bool = True
     router_bias: bool = False
@@ -176,7 +184,21 @@ class MoELayer(Layer):
                           by="tensor_parallel")
         if self.num_shared_experts != 0:
             check_divides(self.f_shared, self.parallelism.tp, "shared_intermediate_size", by="tensor_parallel")
+        if self.dispatcher == "flex" and self.capacity_factor is not None:
+            raise ConfigError("dispatcher='flex' is dropless: capacity_factor pads the all-to-all dispatcher's "
+                              "buffers (Megatron-Core's moe_pad_expert_input_to_capacity); use dispatcher='alltoall'")
         return self
+
+    def ranks_per_token(self, ep: Any) -> sp.Expr:
+        """``D``: the EP ranks (of ``ep``, ``E/ep`` experts each) a token's ``k`` experts land on, on
+        average under uniform routing: ``ep * (1 - C(E - E/ep, k) / C(E, k))`` (a rank misses all
+        ``k`` draws without replacement with probability ``C(E - E/ep, k) / C(E, k)``).
+
+        >>> MoELayer(num_experts=8, top_k=2).ranks_per_token(2)    # 2 (1 - C(4,2)/C(8,2)) = 2 (1 - 6/28)
+        11/7
+        """
+        E, k = self.num_experts, self.top_k
+        return ep * (1 - sp.binomial(E - E / ep, k) / sp.binomial(E, k))
 
     # -- derived sizes -----------------------------------------------------------------------
 
@@ -264,6 +286,13 @@ class MoELayer(Layer):
                        gated=self.gated, activation=self.activation, batch=batch, bias=bias, down_bias=bias,
                        grouped=grouped)
 
+    def _wire(self, ctx: Context) -> sp.Expr:
+        """Bytes of one chip's dispatch (and combine) buffer: its ``_sent`` pairs, or with the flex
+        dispatcher each routed token once per destination rank, ``T_in * D`` rows."""
+        rows = self._sent(ctx) if self.dispatcher == "alltoall" else (
+            self._routed_tokens(ctx) * self.ranks_per_token(ctx.parallelism.ep))
+        return rows * self.hidden_size * ctx.e
+
     def _all_to_all(self, ctx: Context, payload: sp.Expr) -> list[Collective]:
         # NB: EP groups are laid out outside TP, across data-parallel ranks (Megatron-LM's MoE
         # parallel folding: expert rank order tp-ep-dp), so an EP group's members are t apart
@@ -300,7 +329,7 @@ class MoELayer(Layer):
         # permute: read each token once, write the (padded) dispatch buffer of P rows
         ops.append(Vector("dispatch_permute", elements=P * h, read_bytes=T * h * e,
                           write_bytes=P * h * e))
-        ops.extend(self._all_to_all(ctx, P * h * e))  # dispatch: the chip's P x h buffer
+        ops.extend(self._all_to_all(ctx, self._wire(ctx)))  # dispatch: the chip's P x h buffer
         if self.num_shared_experts != 0:
             # the shared experts as one dense MLP of width n_s*f_s (DeepSeek's implementation);
             # it overlaps the dispatch in practice
@@ -313,7 +342,7 @@ class MoELayer(Layer):
         # (NB: the imbalance scales the experts' rows only; the dispatch buffers stay T*k)
         ops.extend(self._ffn("experts", active, self._busiest() * P / active,
                              self.expert_intermediate_size / ctx.tp, e, bias=self.expert_bias, grouped=True))
-        ops.extend(self._all_to_all(ctx, P * h * e))  # combine: the same buffer back
+        ops.extend(self._all_to_all(ctx, self._wire(ctx)))  # combine: the same buffer back
         # gather each token's k outputs (padding slots are dropped), scale by the routing
         # weights (fp32) and accumulate, onto the shared experts' output when there is one
         shared_read = T * h * e if self.num_shared_experts != 0 else _ZERO
@@ -342,7 +371,7 @@ class MoELayer(Layer):
                             read_bytes=t_in * E * e, write_bytes=t_in * E * ROUTER_BYTES),
                      *self._sync(ctx),
                      Vector("dispatch_permute", elements=sent * h, read_bytes=t_in * h * e, write_bytes=sent * h * e)]
-        ops.extend(self._all_to_all(ctx, sent * h * e))
+        ops.extend(self._all_to_all(ctx, self._wire(ctx)))
         gathered = [Collective("all_gather", "tp", etp, P * h * wire)] if etp != 1 else []
         ops.extend(gathered)
         if self.num_shared_experts != 0:
@@ -356,7 +385,7 @@ class MoELayer(Layer):
                              self.expert_intermediate_size / etp, e,
                              bias=self.expert_bias, grouped=True))
         ops.extend([dataclasses.replace(c, kind="reduce_scatter") for c in gathered])
-        ops.extend(self._all_to_all(ctx, sent * h * e))
+        ops.extend(self._all_to_all(ctx, self._wire(ctx)))
         shared_read = t_in * h * e if self.num_shared_experts != 0 else _ZERO
         ops.append(Vector("combine", elements=t_in * k * h, flops_per_element=COMBINE_FLOPS,
                           read_bytes=t_in * k * h * e + t_in * k * ROUTER_BYTES + shared_read,

@@ -705,15 +705,33 @@ class Model(BaseModel):
         >>> m.blocks[0][0].mlp.capacity_factor
         1
         """
+        return self._with_moe_field("capacity_factor", factor)
+
+    def with_dispatcher(self, dispatcher: str) -> "Model":
+        """The same model with every mixture-of-experts layer's token ``dispatcher`` set
+        (``"alltoall"``: one row per token-expert pair on the wire; ``"flex"``: each token once per
+        destination rank, DeepEP / HybridEP; see :class:`~symcost.layers.moe.MoELayer`). A model
+        without one is an error.
+
+        >>> from symcost.models.builders import mixtral
+        >>> m = mixtral(hidden_size=64, num_heads=4, num_kv_heads=2, num_layers=2, vocab_size=128,
+        ...             intermediate_size=128, num_experts=4, top_k=2).with_dispatcher("flex")
+        >>> m.blocks[0][0].mlp.dispatcher
+        'flex'
+        """
+        return self._with_moe_field("dispatcher", dispatcher)
+
+    def _with_moe_field(self, name: str, value: Any) -> "Model":
+        """Every mixture-of-experts layer (an MLP with field ``name``) rebuilt with ``name = value``."""
         blocks, found = [], False
         for blk, n in self.blocks:
-            if isinstance(blk, TransformerBlock) and "capacity_factor" in type(blk.mlp).model_fields:
+            if isinstance(blk, TransformerBlock) and name in type(blk.mlp).model_fields:
                 found = True
-                mlp = type(blk.mlp)(**{**dict(blk.mlp), "capacity_factor": factor})
+                mlp = type(blk.mlp)(**{**dict(blk.mlp), name: value})
                 blk = type(blk)(**{**dict(blk), "mlp": mlp})
             blocks.append((blk, n))
         if not found:
-            raise ConfigError("capacity_factor: the model has no mixture-of-experts layer")
+            raise ConfigError(f"{name}: the model has no mixture-of-experts layer")
         return self.model_copy(update={"blocks": tuple(blocks)})
 
     def with_parallelism(self, parallelism: ParallelismLike) -> "Model":

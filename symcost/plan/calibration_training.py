@@ -55,18 +55,21 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import sympy as sp
 
 from ..core import symbols as sym
+from ..core.dtypes import DataType
 from ..errors import one_line
 from ..hardware import Hardware, runtime
 from ..hardware import get as get_hardware
+from ..hardware.timing import collective_time, op_time
 from ..layers.base import Recompute
 from ..models import from_hf_config
 from ..models import get as get_model
 from ..models.model import Model
 from .descent import coordinate_descent
+from .pipeline import resolve_parallelism
 
-__all__ = ["ENGINE", "PARAMETERS", "RECOMPUTE", "Fit", "Prediction", "TrainingRow", "build_model", "fit",
-           "group_summary", "held_out", "load_rows", "options", "parallelism", "predict", "predict_all", "shipped",
-           "validation_table", "write_profile"]
+__all__ = ["ENGINE", "FLEX_DISPATCHER", "PARAMETERS", "RECOMPUTE", "Fit", "Prediction", "TrainingRow",
+           "block_breakdown", "build_model", "fit", "group_summary", "held_out", "load_rows", "options", "parallelism",
+           "predict", "predict_all", "shipped", "validation_table", "write_profile"]
 
 RECOMPUTE: tuple[Recompute, ...] = ("none", "selective", "full")
 """The recomputation modes tried, fastest first (the tables do not publish theirs)."""
@@ -133,6 +136,12 @@ class TrainingRow:
         return "token drop" in self.notes
 
     @property
+    def dispatcher(self) -> str:
+        """The MoE token dispatcher its recipe ran: ``"flex"`` (DeepEP / HybridEP) for the rows in
+        :data:`FLEX_DISPATCHER`, else Megatron-Core's ``"alltoall"``."""
+        return "flex" if self.id in FLEX_DISPATCHER else "alltoall"
+
+    @property
     def fsdp(self) -> bool:
         """The run shards parameters, gradients and optimizer state (Megatron FSDP)."""
         return "fsdp" in self.id
@@ -141,6 +150,23 @@ class TrainingRow:
     def flops_per_token(self) -> Fraction:
         """The source's model FLOPs per token: published TFLOP/s over tokens/s (per GPU)."""
         return self.tflops_per_gpu * 10**12 / self.tokens_per_gpu
+
+
+FLEX_DISPATCHER = {
+    # NVIDIA-NeMo/Megatron-Bridge scripts/performance/configs/qwen/qwen3_workload_base_configs.py at the
+    # release of the row's container, the preset with the row's layout:
+    # v0.5.0 (NeMo 26.06) QWEN3_30B_A3B_PRETRAIN_CONFIG_H100_FP8_CS_V1: EP 16, GBS 1024,
+    # moe_flex_dispatcher_backend="hybridep"
+    "bridge-H100-qwen3-30b-ep16-gbs1024",
+    # v0.4.1 (26.04.01) QWEN3_30B_A3B_PRETRAIN_CONFIG_B200_BF16_V1 (= FP8_MX): MBS 4, "hybridep"
+    "bridge-B200-qwen3-30b-mb4-gbs512",
+    # v0.3.0 QWEN3_30B_A3B_PRETRAIN_CONFIG_H100_FP8_CS_V1: PP 2, VP 12, EP 8, GBS 1024, "deepep"; the flex
+    # dispatcher reaches the perf jobs with "fix: Set flex and alltoall for perf jobs" (#2393, in v0.3.0..v0.3.1),
+    # which the same layout's 26.02 -> 26.02.01 jump (5113 -> 9058 tokens/s/GPU) follows
+    "bridge-H100-qwen3-30b-pp2vp12-gbs1024",
+}
+"""Rows whose recipe ran Megatron-Core's flex dispatcher (the others: ``alltoall``, the 25.09/25.11 Qwen3
+H100/B200 presets and the later 235B ones set no flex backend)."""
 
 
 def load_rows() -> list[TrainingRow]:
@@ -159,13 +185,16 @@ def load_rows() -> list[TrainingRow]:
 
 
 def build_model(row: TrainingRow) -> Model:
-    """The row's model: its preset, or the HF ``config.json`` fields the row gives; a token-drop
+    """The row's model: its preset, or the HF ``config.json`` fields the row gives, with the row's
+    :attr:`~TrainingRow.dispatcher`; a token-drop
     row pads every expert to capacity factor 1 (Megatron-Bridge's ``apply_moe_token_drop``
     defaults: ``moe_expert_capacity_factor=1.0``, ``moe_pad_expert_input_to_capacity=True``)."""
     arch = json.loads(row.architecture)
     if "preset" in arch:
         return get_model(arch["preset"])
     model = from_hf_config(arch, name=row.model)
+    if row.dispatcher != "alltoall":
+        model = model.with_dispatcher(row.dispatcher)
     return model.with_capacity_factor(1) if row.token_drop else model
 
 
@@ -273,6 +302,59 @@ def _row_line(p: Prediction) -> str:
         return f"{head} {r.tokens_per_gpu} | refused | | | | |"
     return (f"{head} {r.tokens_per_gpu} | {p.tokens_per_gpu:.0f} | {r.tflops_per_gpu} | {p.tflops_per_gpu:.0f} | "
             f"{p.relative_error:+.1%} | {p.recompute} |")
+
+
+# -- where a MoE block's time goes (the residual's structure) --------------------------------------
+
+_KINDS = {"gemm": "gemm", "gemm.grouped": "grouped_gemm", "host.sync": "host_sync"}
+
+
+def _work_kind(op: Any) -> str:
+    """The :func:`block_breakdown` kind of one op: by its kernel class, the MoE dispatcher's
+    permutations (``dispatch_permute``, ``combine``) and the router (its GEMM and top-k) by name."""
+    name = op.name.split(".")[0]
+    if name in ("dispatch_permute", "combine"):
+        return "permute"
+    if name.startswith("router"):
+        return "router"
+    if op.kernel.startswith("attn."):
+        return "attention"
+    return _KINDS.get(op.kernel, "elementwise")
+
+
+def block_breakdown(row: TrainingRow, recompute: Optional[Recompute] = None) -> dict[str, float]:
+    """Seconds of one micro-batch's pass (forward + backward, ``recompute``'s extra forward
+    included; default the mode :func:`predict` chooses) through one block of ``row``'s model on one
+    chip, by kind of work: ``gemm``, ``grouped_gemm`` (routed experts), ``attention`` (core and its
+    backward), ``permute`` (the dispatcher's permutation and the weighted combine), ``router``,
+    ``elementwise`` (norms, activations, residuals), ``host_sync`` (the dropless dispatcher's
+    device-to-host sync), ``all_to_all_inside`` / ``all_to_all_across`` (the EP dispatch and combine
+    within one scale-up domain or across several), ``tp_comm`` (every other collective) and
+    ``block``, their sum (communication not overlapped, as the calibration runs the step).
+
+    >>> parts = block_breakdown(load_rows()[8], "none")           # Qwen3-30B-A3B, H100, EP 16
+    >>> parts["all_to_all_across"] > 0, parts["all_to_all_inside"]     # 16 ranks over two nodes of 8
+    (True, 0.0)
+    """
+    chip = _chip(row, {})
+    mode = predict(row).recompute if recompute is None else recompute
+    model = build_model(row)
+    dtype = options(row)["dtype"]
+    sharded = model.with_parallelism(resolve_parallelism(model, parallelism(row)))
+    blocks = [(n, m) for name, n, m in sharded.breakdown(row.micro_batch, row.seq_len, "training", dtype, chip,
+                                                       mode or "none") if name.startswith("blocks")]
+    metrics = blocks[0][1]
+    datatype = DataType.parse(dtype)
+    out = dict.fromkeys(("gemm", "grouped_gemm", "attention", "permute", "router", "elementwise", "host_sync",
+                         "all_to_all_inside", "all_to_all_across", "tp_comm"), 0.0)
+    for op, count in metrics.ops:
+        out[_work_kind(op)] += float(op_time(op, chip, metrics.peak_flops, datatype).time * count)
+    for c in metrics.collectives:
+        inside = bool(sp.Le(c.span, chip.scale_up_domain))
+        key = "tp_comm" if c.kind != "all_to_all" else ("all_to_all_inside" if inside else "all_to_all_across")
+        out[key] += float(collective_time(c, chip))
+    out["block"] = float(metrics.latency)
+    return out
 
 
 # -- the fit: the engine's terms no per-op table shows -------------------------------------------

@@ -445,3 +445,29 @@ def test_power_law_share_of_aiconfigurators_generator():
     shares = [power_law_share(1.01, 128, ep, 16384, 8) for ep in (2, 8, 64)]
     assert 1 < shares[0] < shares[1] < shares[2] <= 64
     assert 1 < power_law_share(1.2, 8, 8, 16384, 2) <= 8
+
+
+def test_a_flex_dispatcher_sends_each_token_once_per_rank():
+    """dispatcher="flex" (DeepEP / HybridEP, Megatron-Core's MoEFlexTokenDispatcher): a token goes
+    to each EP rank holding one of its top-k experts once (DeepEP's ``is_token_in_rank``), not once
+    per (token, expert) pair. Qwen3-30B-A3B's MoE (E = 128, k = 8) on EP 8, 16 experts per rank,
+    T = 4096 tokens, bf16, h = 2048: under uniform routing a rank holds none of a token's 8 experts
+    with probability C(112, 8)/C(128, 8) = prod_{i<8} (112 - i)/(128 - i), so a token reaches
+    D = 8 (1 - that) ranks on average, and the dispatch buffer is T D h e bytes instead of T k h e."""
+    from fractions import Fraction as Q
+    from math import prod
+
+    miss = prod(Q(112 - i, 128 - i) for i in range(8))
+    ranks = 8 * (1 - miss)
+    assert 5 < ranks < 6  # about 5.3 of the 8 pairs' ranks are distinct
+    qwen = dict(hidden_size=2048, expert_intermediate_size=768, num_experts=128, top_k=8,
+                parallelism={"expert_parallel": 8})
+    def a2a(**kw):
+        m = MoELayer(**qwen, **kw).compute_metrics(batch_size=1, seq_len=4096, phase="training", dtype="bf16")
+        return [c for c in m.collectives if c.kind == "all_to_all"]
+    pairs, flex = a2a(), a2a(dispatcher="flex")
+    assert pairs[0].payload_bytes == 4096 * 8 * 2048 * 2
+    assert flex[0].payload_bytes == 4096 * ranks * 2048 * 2
+    assert sum(c.count for c in flex) == sum(c.count for c in pairs)  # same calls, fewer bytes
+    with pytest.raises(ValidationError, match="dispatcher"):
+        MoELayer(**qwen, dispatcher="deepep")

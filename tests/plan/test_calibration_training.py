@@ -161,3 +161,26 @@ def test_the_sync_time_touches_only_dropless_moe_rows(rows):
     for row in rows.values():
         moved = functions[row.id](0.0) != functions[row.id](0.01)
         assert moved == (row.moe and not row.token_drop), row.id
+
+
+def test_the_moe_block_breakdown_adds_up_to_the_block(rows):
+    """``block_breakdown``: one pass (forward + backward) of a row's MoE block on one chip, by kind of
+    work; the kinds add up to the block's latency (communication is not overlapped). Qwen3-235B on
+    H100 (TP 2, EP 32, expert TP 1): the EP group is 32 consecutive ranks over 4 nodes of 8
+    (scale-up domain 8), so its all-to-all runs across nodes; no recomputation, so the dropless
+    dispatcher syncs once per block, in the forward (the backward has none): 1 x moe_sync_time.
+    The B200 run with EP 8 keeps its all-to-all inside one node; its token-drop twin pads to
+    capacity, so it has no sync."""
+    from symcost.hardware import runtime
+
+    sync = float(runtime(ct.ENGINE).moe_sync_time)
+    h100 = ct.block_breakdown(rows["bridge-H100-qwen3-235b-gbs8192"], "none")
+    assert h100["host_sync"] == pytest.approx(sync)
+    assert h100["all_to_all_across"] > 0 and h100["all_to_all_inside"] == 0 and h100["tp_comm"] > 0
+    assert sum(v for k, v in h100.items() if k != "block") == pytest.approx(h100["block"], rel=1e-12)
+    b200 = ct.block_breakdown(rows["bridge-B200-qwen3-235b-gbs8192"], "none")
+    assert b200["all_to_all_inside"] > 0 and b200["all_to_all_across"] == 0 and b200["tp_comm"] == 0
+    drop = ct.block_breakdown(rows["bridge-B200-qwen3-235b-tokendrop-gbs1024"], "none")
+    assert drop["host_sync"] == 0
+    assert set(h100) == {"gemm", "grouped_gemm", "attention", "permute", "router", "elementwise", "host_sync",
+                         "all_to_all_inside", "all_to_all_across", "tp_comm", "block"}
