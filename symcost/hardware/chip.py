@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
 
 import sympy as sp
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
 from ..core import symbols as sym
 from ..core._expr import as_expr, exact_value
@@ -173,6 +173,10 @@ class Hardware(BaseModel):
     # measured run shows. Quantization runs over the SMs/CUs of each part (compute_units). A decode
     # GEMM's M (the batch) is padded to 64 rows.
     matmul_tile: tuple[int, int] = (64, 128)
+    matmul_tile_4bit: Optional[tuple[int, int]] = None
+    """Output tile (M x N) of the chip's sub-byte GEMMs (NVFP4, MXFP4), which run one tile per unit
+    over the whole k, with no split-K: below one wave their time is one tile's k loop, flat in n and
+    linear in k (B200's NVFP4 table). ``None``: ``matmul_tile`` with split-K, as the wider formats."""
     fp8_weight_copies: int = 1
     """FP8 copies of a weight a training step caches for per-tensor-scaled FP8 GEMMs: 2 where FP8
     GEMMs take the TN layout only (Hopper: the weight and its transpose, which the dgrad GEMM
@@ -193,12 +197,14 @@ class Hardware(BaseModel):
             peaks[dtype] = expr
         return peaks
 
-    @field_validator("matmul_tile", mode="before")
+    @field_validator("matmul_tile", "matmul_tile_4bit", mode="before")
     @classmethod
-    def _tile(cls, value: Any) -> tuple[int, int]:
+    def _tile(cls, value: Any, info: ValidationInfo) -> Optional[tuple[int, int]]:
+        if value is None and info.field_name == "matmul_tile_4bit":
+            return None
         if (not isinstance(value, (tuple, list)) or len(value) != 2
                 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
-            raise HardwareError(f"matmul_tile must be two positive integers (M, N), got {value!r}")
+            raise HardwareError(f"{info.field_name} must be two positive integers (M, N), got {value!r}")
         return (value[0], value[1])
 
     @field_validator("fp8_weight_copies", mode="before")
@@ -364,6 +370,19 @@ class Hardware(BaseModel):
         """Seconds an all-to-all adds per peer: ``all_to_all_peer_latency``, the ring's hop
         latency ``collective_latency`` when unset (then an all-to-all inside a domain is the ring)."""
         return self.collective_latency if self.all_to_all_peer_latency is None else self.all_to_all_peer_latency
+
+    def gemm_tiling(self, dtype: DataType | str | None) -> tuple[tuple[int, int], bool]:
+        """The output tile ``(T_M, T_N)`` of a GEMM in ``dtype`` and whether it splits k below one
+        wave: ``matmul_tile_4bit`` without split-K for sub-byte formats where it is set, else
+        ``matmul_tile`` with split-K.
+
+        >>> from symcost import hardware
+        >>> hardware.get("B200").gemm_tiling("nvfp4"), hardware.get("B200").gemm_tiling("bf16")
+        (((128, 256), False), ((64, 128), True))
+        """
+        if self.matmul_tile_4bit is not None and self.format_class(dtype) == "4bit":
+            return self.matmul_tile_4bit, False
+        return self.matmul_tile, True
 
     def quantize_bytes_for(self, dtype: DataType | str | None) -> sp.Expr:
         """HBM bytes per input element that quantizing a GEMM input to ``dtype`` moves: 0 for
@@ -541,11 +560,13 @@ class Hardware(BaseModel):
 
     @classmethod
     def symbolic(cls, name: str = "symbolic", realistic: bool = False,
-                 matmul_tile: tuple[int, int] = (64, 128)) -> "Hardware":
+                 matmul_tile: tuple[int, int] = (64, 128),
+                 matmul_tile_4bit: Optional[tuple[int, int]] = None) -> "Hardware":
         """The unbound chip: every rate a canonical symbol. With ``realistic=True`` the efficiency
         model is symbolic too (η_mm, η_mem, η_attn, η_net, t_k, α₀, N_cu, ...), so times print with
-        it; otherwise efficiencies are 1 and overheads 0 (the roofline). ``matmul_tile`` stays a
-        number (the tile shape of the chips it will be bound to)."""
+        it; otherwise efficiencies are 1 and overheads 0 (the roofline). ``matmul_tile`` and
+        ``matmul_tile_4bit`` stay numbers (the tile shapes of the chips it will be bound to; the
+        sub-byte tile applies where the GEMMs are timed with their dtype)."""
         fields: dict[str, Any] = dict(
             name=name,
             peak_flops={dt: sym.peak_flops for dt in DataType},
@@ -564,6 +585,7 @@ class Hardware(BaseModel):
             # those only a format class or an engine profile sets, which bind through it
             fields.update({name: sym.TABLE[name].symbol for name in _MODEL_FIELDS if name in sym.TABLE})
             fields.update(quantize_bytes_8bit=sym.quantize_bytes, matmul_tile=matmul_tile,
+                          matmul_tile_4bit=matmul_tile_4bit,
                           runtime=Runtime(name="symbolic", cuda_graphs=False, step_overhead=sym.step_overhead,
                                           collective_overhead=sym.collective_overhead, allreduce="custom",
                                           moe_sync_time=sym.moe_sync_time))

@@ -132,17 +132,33 @@ def time_of(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType] = N
     return function(op, chip, peak, dtype)
 
 
-def matmul_compute_flops(op: Matmul, hardware: Hardware) -> sp.Expr:
-    """FLOPs the matrix units spend on ``op``, tiles and waves included (the op's own FLOPs on
-    a chip without ``compute_units``)."""
+def matmul_compute_flops(op: Matmul, hardware: Hardware, dtype: Optional[DataType] = None) -> sp.Expr:
+    """FLOPs the matrix units spend on ``op`` in ``dtype``, tiles and waves included (the op's own
+    FLOPs on a chip without ``compute_units``): ``2 k T_M T_N U w`` with ``U`` units and ``w`` waves
+    of ``T = ceil(m / T_M) ceil(n / T_N)`` tiles (the dtype's tile, :meth:`Hardware.gemm_tiling`),
+    ``w = min(T / U, 1) + ceil(max(T - U, 0) / U)`` where the kernel splits k below one wave,
+    ``w = ceil(T / U)`` where it does not.
+
+    >>> from symcost import hardware
+    >>> from symcost.core.dtypes import DataType
+    >>> b200, mm = hardware.get("B200"), Matmul("w", m=1, n=1024, k=4096, dtype_bytes=2)
+    >>> matmul_compute_flops(mm, b200, DataType.NVFP4) == 2 * 4096 * 128 * 256 * 148  # one wave
+    True
+    >>> matmul_compute_flops(mm, b200, DataType.BF16) == 2 * 4096 * 64 * 128 * 8  # 8 tiles, split k
+    True
+    """
     if hardware.compute_units is None:
         return op.matmul_flops
-    tm, tn = hardware.matmul_tile
+    (tm, tn), split_k = hardware.gemm_tiling(dtype)
     units = hardware.compute_units
     tiles = op.batch * Ceil(op.m / tm) * Ceil(op.n / tn)
-    # waves = tiles/U below one full wave (split-K spreads the tiles over every unit), else
-    # ceil(tiles/U); written without a Piecewise: min(tiles/U, 1) + ceil(max(tiles - U, 0)/U)
-    waves = extreme(sp.Min, tiles / units, 1) + Ceil(extreme(sp.Max, tiles - units, 0) / units)
+    if split_k:
+        # waves = tiles/U below one full wave (split-K spreads the tiles over every unit), else
+        # ceil(tiles/U); written without a Piecewise: min(tiles/U, 1) + ceil(max(tiles - U, 0)/U)
+        waves = extreme(sp.Min, tiles / units, 1) + Ceil(extreme(sp.Max, tiles - units, 0) / units)
+    else:
+        # NB: one tile per unit over the whole k: a partial wave takes as long as a full one
+        waves = Ceil(tiles / units)
     # each wave: every unit computes one T_M x T_N tile over the whole k
     return 2 * op.k * tm * tn * units * waves
 
@@ -159,7 +175,7 @@ def gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> Op
     dtype's format class)."""
     assert isinstance(op, Matmul)
     n = kernels(op)
-    compute = matmul_compute_flops(op, chip) / peak + op.vector_flops / chip.vector_flops
+    compute = matmul_compute_flops(op, chip, dtype) / peak + op.vector_flops / chip.vector_flops
     memory = op.hbm_bytes / chip.gemm_hbm_bandwidth
     # NB: every GEMM of an 8-bit model is costed as an 8-bit one, its fixed time and quantizing
     # pass included, products of two activations (weight=False) and the router and LM head too,

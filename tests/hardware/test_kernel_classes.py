@@ -10,6 +10,8 @@ from fractions import Fraction
 
 import pytest
 import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import symcost as sc
 from symcost import hardware
@@ -396,3 +398,50 @@ def test_all_to_all_symbolic_by_hand():
     assert sp.expand(got["ring"] - simple) == 0
     assert got["ll"].xreplace({M: 8 * 16384}) == ll.xreplace({M: 8 * 16384})
     assert got["ll"].xreplace({M: 8 * 16385}) == got["ring"].xreplace({M: 8 * 16385})  # NCCL sends Simple there
+
+
+# 148 units, 100 TFLOP/s bf16 at 1/2, 400 TFLOP/s NVFP4 at 1/2; sub-byte GEMMs run 128 x 256 tiles.
+TILED = CHIP.model_copy(update={"peak_flops": {BF16: 10**14, sc.DataType.NVFP4: 4 * 10**14},
+                                "matmul_efficiency_4bit": Fraction(1, 2), "compute_units": 148,
+                                "matmul_tile_4bit": (128, 256)})
+
+
+def test_sub_byte_gemm_runs_its_own_tile_over_the_whole_k():
+    """NVFP4 GEMMs on a chip with matmul_tile_4bit: one 128 x 256 tile per unit over the whole k,
+    no split-K. m = 1, n = 1024, k = 4096: ceil(1/128) ceil(1024/256) = 4 tiles < 148 units, one wave
+    in which every unit computes its tile: 2 * 4096 * 128 * 256 * 148 = 39,728,447,488 FLOPs at
+    4*10^14 / 2. n = 40,000: ceil(40000/256) = 157 tiles, two waves, twice that. The same GEMM in
+    bf16 keeps matmul_tile (64 x 128) with split-K: 8 tiles spread over every unit, 8/148 of a wave:
+    2 * 4096 * 64 * 128 * 8 = 536,870,912 FLOPs at 10^14 / 2."""
+    nvfp4 = sc.DataType.NVFP4
+    mm = Matmul("w", m=1, n=1024, k=4096, dtype_bytes=nvfp4.bytes)
+    assert op_time(mm, TILED, TILED.effective_peak(nvfp4), nvfp4).compute == sp.Rational(39728447488, 2 * 10**14)
+    wide = dataclasses.replace(mm, n=40000)
+    assert op_time(wide, TILED, TILED.effective_peak(nvfp4), nvfp4).compute == sp.Rational(2 * 39728447488,
+                                                                                          2 * 10**14)
+    bf16 = dataclasses.replace(mm, dtype_bytes=2)
+    assert op_time(bf16, TILED, TILED.effective_peak(BF16), BF16).compute == sp.Rational(536870912, 5 * 10**13)
+
+
+def test_b200_nvfp4_tile_is_cutlass_default():
+    """B200's NVFP4 GEMMs: TensorRT-LLM's default CUTLASS config on SM100, CtaShape128x256x128B with a
+    1x1x1 cluster (cpp/tensorrt_llm/thop/fp4Gemm.cpp, getDefaultGemmConfig); chips without NVFP4
+    tables keep matmul_tile for every format."""
+    assert hardware.get("B200").matmul_tile_4bit == (128, 256)
+    assert hardware.get("H100_SXM").matmul_tile_4bit is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(1, 20000), n=st.integers(1, 70000), k=st.integers(1, 70000),
+       pair=st.sampled_from([("B200", "bf16"), ("B200", "fp8_e4m3"), ("B200", "nvfp4"), ("H100_SXM", "bf16"),
+                             ("H100_SXM", "fp8_e4m3")]))
+def test_gemm_tiles_bind_on_the_symbolic_chip(m, n, k, pair):
+    """A GEMM timed on the realistic symbolic chip that carries the chip's sub-byte tile, bound to the
+    chip's values for the dtype (symbol_values), equals the numeric time: tiles, waves and split-K
+    per format class, floors and the quantizing pass."""
+    chip, dt = hardware.get(pair[0]), sc.DataType.parse(pair[1])
+    symbolic = Hardware.symbolic(realistic=True, matmul_tile_4bit=chip.matmul_tile_4bit)
+    mm = Matmul("w", m=m, n=n, k=k, dtype_bytes=dt.bytes)
+    numeric = op_time(mm, chip, chip.effective_peak(dt), dt).time
+    bound = op_time(mm, symbolic, symbolic.effective_peak(None), dt).time.xreplace(chip.symbol_values(dt))
+    assert bound == numeric

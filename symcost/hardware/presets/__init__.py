@@ -12,7 +12,8 @@ each dtype of ``peak_flops``) is ``{"value": ..., "unit": ..., "source": "..."}`
 ``{"shared": NAME}``, a fact stated once in ``presets/shared.json`` (NCCL's collective figures,
 the fitted and measured efficiencies; ``references`` there spells out the bracketed citation
 keys). A value is an integer or an exact string read by :class:`fractions.Fraction` (``"37/50"``,
-``"989.4"``), never a float; ``unit`` (:data:`UNITS`) scales it to base units. A malformed file
+``"989.4"``), never a float (a tile, ``matmul_tile`` or ``matmul_tile_4bit``: a list of two
+integers); ``unit`` (:data:`UNITS`) scales it to base units. A malformed file
 raises :class:`~symcost.errors.HardwareError` (a ``ConfigError``) naming the file and the field.
 
 >>> PRESETS["H100_SXM"].peak("bf16"), ALPHA
@@ -39,6 +40,7 @@ __all__ = ["PRESETS", "REFERENCES", "SHARED", "UNITS", "field_sources", "load", 
 
 _FOLDER = resources.files(__name__)
 _NAME_FIELDS = ("runtime",)  # fields whose value is a name, not a number
+_TILE_FIELDS = ("matmul_tile", "matmul_tile_4bit")  # fields whose value is a list of two integers
 
 
 def load_shared(file: Traversable | Path | None = None) -> dict[str, Any]:
@@ -65,7 +67,7 @@ def _fields(raw: Any, where: str, shared: Mapping[str, Any]) -> dict[str, Any]:
                 raise HardwareError(f"{where}: peak_flops must be an object of dtype to entry")
             fields[field] = {dt: resolve(e, f"{where}: peak_flops[{dt}]", shared) for dt, e in entry.items()}
         else:
-            fields[field] = resolve(entry, f"{where}: {field}", shared, field in _NAME_FIELDS)
+            fields[field] = resolve(entry, f"{where}: {field}", shared, field in _NAME_FIELDS + _TILE_FIELDS)
     return fields
 
 
