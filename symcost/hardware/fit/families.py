@@ -388,21 +388,31 @@ def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping
     T, f, k, E, t, p = (_MOE[x] for x in ("T", "f", "topk", "E", "tp", "ep"))
     h = SIZES["h"]
 
-    def build(frame: Any, hw: Hardware) -> dict:
-        _moe_frame(frame)
-        e = sp.Integer(2)
+    def group(hw: Hardware, dtype: str) -> sp.Expr:
+        ours = DataType.parse(dtype)
+        # NB: an FP8 MoE's experts hold 1-byte weights and quantize their input (the GEMM format
+        # terms, fitted on the dense GEMMs); its router, permutation and combine stay in bf16
+        e, x = sp.Integer(ours.bytes), sp.Integer(2)
         pairs, active = _PAIRS, _ACTIVE
         ops = [Vector("router_softmax_topk", elements=T * E, flops_per_element=VECTOR_FLOPS["softmax"],
-                      read_bytes=T * E * e,
+                      read_bytes=T * E * x,
                       write_bytes=T * E * ROUTER_BYTES),
-               Vector("dispatch_permute", elements=pairs * h, read_bytes=T * h * e, write_bytes=pairs * h * e),
+               Vector("dispatch_permute", elements=pairs * h, read_bytes=T * h * x, write_bytes=pairs * h * x),
                # the timed rank's pairs over its active experts (as MoELayer with routing_imbalance)
                *ffn_ops("experts", rows=pairs / active, hidden=h, width=f / t, dtype_bytes=e, gated=True,
                         activation="silu", batch=active, grouped=True),
                Vector("combine", elements=pairs * h, flops_per_element=COMBINE_FLOPS,
-                      read_bytes=pairs * h * e + pairs * ROUTER_BYTES, write_bytes=T * h * e)]
-        expr = sp.Add(*(op_time(op, hw, hw.effective_peak("bf16"), DataType.BF16).time for op in ops))
-        return {(): (expr, (T, h, f, k, E, t, _PAIRS, _ACTIVE), np.ones(len(frame), dtype=bool))}
+                      read_bytes=pairs * h * x + pairs * ROUTER_BYTES, write_bytes=T * h * x)]
+        peak = hw.effective_peak(ours)
+        return sp.Add(*(op_time(op, hw, peak if op.kernel.startswith("gemm") else hw.effective_peak("bf16"),
+                                ours if op.kernel.startswith("gemm") else DataType.BF16).time for op in ops))
+
+    def build(frame: Any, hw: Hardware) -> dict:
+        _moe_frame(frame)
+        gated = (frame["kernel_source"] == "moe_torch_flow_cutlass").to_numpy()
+        return {(theirs,): (group(hw, ours), (T, h, f, k, E, t, _PAIRS, _ACTIVE),
+                            gated & (frame["moe_dtype"] == theirs).to_numpy())
+                for theirs, ours in MOE_DTYPES.items()}
 
     def rows(frame: Any) -> Any:
         return moe_rows(frame, "balanced")
@@ -412,14 +422,20 @@ def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping
                   rows, start, fixed=dict(fixed), robust=True)
 
 
-def moe_rows(frame: Any, distribution: str) -> Any:
-    """The MoE rows the family fits (``balanced``) or is checked on (``power_law_1.01``,
-    ``power_law_1.2``): TensorRT-LLM's fused MoE (CUTLASS), bf16, hidden size at least 2048, MoE
-    EP at most 64 and TP at most 4."""
+MOE_DTYPES = {"bfloat16": "bf16", "fp8": "fp8_e4m3", "fp8_block": "fp8_e4m3"}
+"""The MoE table's expert dtypes the family predicts and the symcost dtype of each (block-scaled
+FP8 at the per-tensor FP8 GEMM terms: symcost has one 8-bit format class)."""
+
+
+def moe_rows(frame: Any, distribution: str, dtype: str = "bfloat16", wide_tp: bool = False) -> Any:
+    """The MoE rows the family fits (``balanced``, bf16) or is checked on (``power_law_1.01``,
+    ``power_law_1.2``; ``fp8``, ``fp8_block``; ``wide_tp``: MoE TP 8 and more): TensorRT-LLM's
+    fused MoE (CUTLASS, gated), hidden size at least 2048, MoE EP at most 64 and TP at most 4."""
     _moe_frame(frame)
-    return frame[(frame["moe_dtype"] == "bfloat16") & (frame["distribution"] == distribution)
+    tp = (frame["moe_tp_size"] >= 8) if wide_tp else (frame["moe_tp_size"] <= 4)
+    return frame[(frame["moe_dtype"] == dtype) & (frame["distribution"] == distribution)
                  & (frame["kernel_source"] == "moe_torch_flow_cutlass") & (frame["hidden_size"] >= 2048)
-                 & (frame["moe_ep_size"] <= 64) & (frame["moe_tp_size"] <= 4)]
+                 & (frame["moe_ep_size"] <= 64) & tp]
 
 
 def elementwise_family(chip: str, table: Table, start: tuple[float, ...]) -> Family:
