@@ -106,3 +106,23 @@ def test_each_fitted_parameter_has_its_own_symbol():
 
     names = [symbol.name for symbol, *_ in PARAMETERS.values()]
     assert sorted(n for n in set(names) if names.count(n) > 1) == []
+
+
+def test_balanced_rank_load_follows_the_collectors_routing():
+    # AIConfigurator's balanced_logits (collector/helper.py): stride c = ceil(E/k); token i picks
+    # experts (i + j c) mod E for j < k when T >= c, else floor((i c / T + j c) mod E); rank 0 holds
+    # experts 0 ... E/ep - 1 and is the rank timed.
+    from symcost.hardware.fit.families import balanced_rank_load
+
+    # E=128, k=1, ep=16, T=1: c = 128, the token picks expert floor(0) = 0, local (0..7): one pair on
+    # one expert (T k / ep would be 1/16 of a pair)
+    assert balanced_rank_load(1, 128, 1, 16) == (1, 1)
+    # E=8, k=2, ep=2, T=1: c = 4, experts 0 and 4; rank 0 holds 0..3: one pair (T k / ep = 1 on average, but
+    # from one expert)
+    assert balanced_rank_load(1, 8, 2, 2) == (1, 1)
+    # E=16, k=1, ep=2, T=256: expert i mod 16, tokens with i mod 16 < 8: 256 / 2 = 128 pairs on 8 experts
+    assert balanced_rank_load(256, 16, 1, 2) == (128, 8)
+    # E=256, k=8, ep=8, T=4: c = 32, token i picks 8 i + 32 j; local 0..31: 0, 8, 16, 24 (j = 0): 4 pairs, 4 experts
+    assert balanced_rank_load(4, 256, 8, 8) == (4, 4)
+    # E=16, k=1, ep=8, T=4: c = 16 > T, token i picks floor(4 i): 0, 4, 8, 12; local 0..1: expert 0 only
+    assert balanced_rank_load(4, 16, 1, 8) == (1, 1)

@@ -331,54 +331,88 @@ def power_law_share(alpha: float, experts: int, ep: int, tokens: int, topk: int,
     return float(np.mean(shares) * ep)
 
 
+def balanced_rank_load(tokens: int, experts: int, topk: int, ep: int) -> tuple[int, int]:
+    """Token-expert pairs and distinct experts on expert-parallel rank 0 (experts ``0 ... E/n_ep - 1``,
+    the rank the collectors time) under AIConfigurator's balanced routing (its collectors'
+    ``balanced_logits``): with stride ``c = ceil(E/k)``, token ``i`` picks experts ``(i + j c) mod E``
+    for ``j < k`` when ``T >= c``, else ``floor((i c / T + j c) mod E)``.
+
+    >>> balanced_rank_load(1, 128, 1, 16), balanced_rank_load(256, 16, 1, 2)
+    ((1, 1), (128, 8))
+    """
+    stride = -(-experts // topk)
+    i = np.arange(tokens)[:, None]
+    j = np.arange(topk)[None, :]
+    if tokens >= stride:
+        chosen = (i + j * stride) % experts
+    else:
+        chosen = np.floor((i * stride / tokens + j * stride) % experts).astype(int)
+    local = chosen[chosen < experts // ep]
+    return int(local.size), int(np.unique(local).size)
+
+
 def _moe_frame(frame: Any) -> None:
-    """The MoE table's columns under the names of the family's symbols; ``iota`` the busiest
-    rank's pairs over the balanced ones (1 balanced, :func:`power_law_share` for power-law rows)."""
+    """The MoE table's columns under the names of the family's symbols; ``P`` and ``A`` the timed
+    rank's token-expert pairs and active experts: on balanced rows as the collectors route
+    (:func:`balanced_rank_load`), on power-law rows the busiest rank's ``iota T k / n_ep`` pairs
+    (:func:`power_law_share`) over ``min(E / n_ep, T k / n_ep)`` experts."""
     frame["T"], frame["h"], frame["f"] = frame["num_tokens"], frame["hidden_size"], frame["inter_size"]
     frame["E"], frame["tp"], frame["ep"] = frame["num_experts"], frame["moe_tp_size"], frame["moe_ep_size"]
-    if "iota" not in frame:
+    if "P" not in frame:
         alpha = frame["distribution"].str.extract(r"power_law_([0-9.]+)", expand=False).astype(float)
         keys = np.column_stack([alpha.fillna(0).to_numpy(), frame["E"], frame["ep"], frame["T"], frame["topk"]])
         unique, inverse = np.unique(keys, axis=0, return_inverse=True)
-        iota = np.array([1.0 if a == 0 else power_law_share(a, int(e), int(p), int(t), int(k))
-                         for a, e, p, t, k in unique])
-        frame["iota"] = iota[inverse.ravel()]
+        loads = np.array([balanced_rank_load(int(t), int(e), int(k), int(p)) if a == 0 else
+                          (power_law_share(a, int(e), int(p), int(t), int(k)) * t * k / p, min(e / p, t * k / p))
+                          for a, e, p, t, k in unique], dtype=float)
+        frame["P"], frame["A"] = loads[inverse.ravel(), 0], loads[inverse.ravel(), 1]
 
 
 _MOE = {name: sp.Symbol(name, positive=True, integer=True) for name in ("T", "f", "topk", "E", "tp", "ep")}
-_IOTA = sp.Symbol("iota", positive=True)
+_PAIRS = sp.Symbol("P", positive=True)
+_ACTIVE = sp.Symbol("A", positive=True)
 
 
 def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping[str, Fraction]) -> Family:
     """A MoE layer's expert computation on one GPU (TensorRT-LLM's fused MoE, bf16, balanced
     routing): ``T`` tokens routed over ``E`` experts, ``E/ep`` of them local at ``f/tp`` width, so
-    ``P = T k / ep`` token-expert pairs over ``min(E/ep, P)`` active experts; the routing top-k,
+    ``P`` token-expert pairs over ``A`` active experts on the timed rank (:func:`_moe_frame`: on
+    the balanced rows it is fitted on, the collectors' own routing, :func:`balanced_rank_load`, which
+    at ``T k < E`` puts whole experts on rank 0 where ``T k / ep`` would put a fraction of one; on the
+    power-law rows it is checked on, :func:`power_law_share`'s busiest rank); the routing top-k,
     the permutation, the grouped gate/up and down GEMMs with SiLU and the gate multiply, and the
-    weighted combine, as :class:`~symcost.layers.MoELayer` costs them. The experts' rows are the
-    busiest rank's, ``iota`` times the balanced ones (``routing_imbalance``): 1 on the balanced rows
-    it is fitted on, :func:`power_law_share` on the power-law rows it is checked on (:func:`moe_rows`)."""
+    weighted combine, as :class:`~symcost.layers.MoELayer` costs them."""
     from ...layers.mlp import ffn_ops
     from ...layers.moe import COMBINE_FLOPS, ROUTER_BYTES
 
     T, f, k, E, t, p = (_MOE[x] for x in ("T", "f", "topk", "E", "tp", "ep"))
     h = SIZES["h"]
 
-    def build(frame: Any, hw: Hardware) -> dict:
-        _moe_frame(frame)
-        e = sp.Integer(2)
-        pairs = T * k / p
-        active = sp.Min(E / p, pairs)
+    def group(hw: Hardware, dtype: str) -> sp.Expr:
+        ours = DataType.parse(dtype)
+        # NB: an FP8 MoE's experts hold 1-byte weights and quantize their input (the GEMM format
+        # terms, fitted on the dense GEMMs); its router, permutation and combine stay in bf16
+        e, x = sp.Integer(ours.bytes), sp.Integer(2)
+        pairs, active = _PAIRS, _ACTIVE
         ops = [Vector("router_softmax_topk", elements=T * E, flops_per_element=VECTOR_FLOPS["softmax"],
-                      read_bytes=T * E * e,
+                      read_bytes=T * E * x,
                       write_bytes=T * E * ROUTER_BYTES),
-               Vector("dispatch_permute", elements=pairs * h, read_bytes=T * h * e, write_bytes=pairs * h * e),
-               # the busiest EP rank's pairs (the collectors time that rank), as MoELayer(routing_imbalance=iota)
-               *ffn_ops("experts", rows=_IOTA * pairs / active, hidden=h, width=f / t, dtype_bytes=e, gated=True,
+               Vector("dispatch_permute", elements=pairs * h, read_bytes=T * h * x, write_bytes=pairs * h * x),
+               # the timed rank's pairs over its active experts (as MoELayer with routing_imbalance)
+               *ffn_ops("experts", rows=pairs / active, hidden=h, width=f / t, dtype_bytes=e, gated=True,
                         activation="silu", batch=active, grouped=True),
                Vector("combine", elements=pairs * h, flops_per_element=COMBINE_FLOPS,
-                      read_bytes=pairs * h * e + pairs * ROUTER_BYTES, write_bytes=T * h * e)]
-        expr = sp.Add(*(op_time(op, hw, hw.effective_peak("bf16"), DataType.BF16).time for op in ops))
-        return {(): (expr, (T, h, f, k, E, t, p, _IOTA), np.ones(len(frame), dtype=bool))}
+                      read_bytes=pairs * h * x + pairs * ROUTER_BYTES, write_bytes=T * h * x)]
+        peak = hw.effective_peak(ours)
+        return sp.Add(*(op_time(op, hw, peak if op.kernel.startswith("gemm") else hw.effective_peak("bf16"),
+                                ours if op.kernel.startswith("gemm") else DataType.BF16).time for op in ops))
+
+    def build(frame: Any, hw: Hardware) -> dict:
+        _moe_frame(frame)
+        gated = (frame["kernel_source"] == "moe_torch_flow_cutlass").to_numpy()
+        return {(theirs,): (group(hw, ours), (T, h, f, k, E, t, _PAIRS, _ACTIVE),
+                            gated & (frame["moe_dtype"] == theirs).to_numpy())
+                for theirs, ours in MOE_DTYPES.items()}
 
     def rows(frame: Any) -> Any:
         return moe_rows(frame, "balanced")
@@ -388,14 +422,20 @@ def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping
                   rows, start, fixed=dict(fixed), robust=True)
 
 
-def moe_rows(frame: Any, distribution: str) -> Any:
-    """The MoE rows the family fits (``balanced``) or is checked on (``power_law_1.01``,
-    ``power_law_1.2``): TensorRT-LLM's fused MoE (CUTLASS), bf16, hidden size at least 2048, MoE
-    EP at most 64 and TP at most 4."""
+MOE_DTYPES = {"bfloat16": "bf16", "fp8": "fp8_e4m3", "fp8_block": "fp8_e4m3"}
+"""The MoE table's expert dtypes the family predicts and the symcost dtype of each (block-scaled
+FP8 at the per-tensor FP8 GEMM terms: symcost has one 8-bit format class)."""
+
+
+def moe_rows(frame: Any, distribution: str, dtype: str = "bfloat16", wide_tp: bool = False) -> Any:
+    """The MoE rows the family fits (``balanced``, bf16) or is checked on (``power_law_1.01``,
+    ``power_law_1.2``; ``fp8``, ``fp8_block``; ``wide_tp``: MoE TP 8 and more): TensorRT-LLM's
+    fused MoE (CUTLASS, gated), hidden size at least 2048, MoE EP at most 64 and TP at most 4."""
     _moe_frame(frame)
-    return frame[(frame["moe_dtype"] == "bfloat16") & (frame["distribution"] == distribution)
+    tp = (frame["moe_tp_size"] >= 8) if wide_tp else (frame["moe_tp_size"] <= 4)
+    return frame[(frame["moe_dtype"] == dtype) & (frame["distribution"] == distribution)
                  & (frame["kernel_source"] == "moe_torch_flow_cutlass") & (frame["hidden_size"] >= 2048)
-                 & (frame["moe_ep_size"] <= 64) & (frame["moe_tp_size"] <= 4)]
+                 & (frame["moe_ep_size"] <= 64) & tp]
 
 
 def elementwise_family(chip: str, table: Table, start: tuple[float, ...]) -> Family:

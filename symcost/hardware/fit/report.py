@@ -66,23 +66,34 @@ def error_table(fits: Iterable[ChipFit]) -> str:
             else:
                 lines.append(_line(family.name, chip_fit.preset, ratios, grid))
             if family.name.startswith("MoE"):
-                lines.extend(_power_law_lines(family, chip_fit.preset))
+                lines.extend(_moe_check_lines(family, chip_fit.preset))
     return "\n".join(lines)
 
 
-def _power_law_lines(family: Family, preset: str) -> list[str]:
-    """The MoE family's shipped terms on the table's power-law rows (not fitted on them): the
-    busiest rank's pairs from :func:`~symcost.hardware.fit.families.power_law_share`."""
+MOE_CHECKS = (("power_law_1.01", "bfloat16", False), ("power_law_1.2", "bfloat16", False),
+              ("balanced", "bfloat16", True), ("balanced", "fp8", False), ("balanced", "fp8_block", False))
+"""The MoE rows the family is checked on, not fitted: (distribution, expert dtype, MoE TP >= 8)."""
+
+
+def _moe_check_lines(family: Family, preset: str) -> list[str]:
+    """The MoE family's shipped terms on rows it is not fitted on (:data:`MOE_CHECKS`): power-law
+    routing (the busiest rank's pairs from :func:`~symcost.hardware.fit.families.power_law_share`),
+    MoE TP 8 and more, FP8 experts (at the dense GEMMs' fitted FP8 terms)."""
     from .families import moe_rows
 
     frame = family.rows(everything=True)
     predicted = predict(family, get(CHIPS[family.chip]), shipped_values(family), everything=True)
     lines = []
-    for distribution in ("power_law_1.01", "power_law_1.2"):
-        rows = moe_rows(frame, distribution)
+    for distribution, dtype, wide_tp in MOE_CHECKS:
+        rows = moe_rows(frame, distribution, dtype, wide_tp)
+        if rows.empty:
+            continue
         ratios = predicted[frame.index.get_indexer(rows.index)] / rows["seconds"].to_numpy(dtype=float)
-        lines.append(_line(f"{family.name} {distribution.replace('_', '-')} (checked, not fitted)", preset, ratios,
-                           ratios))
+        parts = ["MoE experts", dtype.replace("bfloat16", "bf16").replace("_", " ")]
+        parts += [distribution.replace("_", "-")] if distribution != "balanced" else []
+        parts += ["MoE TP >= 8"] if wide_tp else []
+        label = " ".join(parts)
+        lines.append(_line(f"{label} (checked, not fitted)", preset, ratios, ratios))
     return lines
 
 
