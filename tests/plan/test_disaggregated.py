@@ -158,8 +158,9 @@ def test_counts_of_the_first_case():
     x 8 heads x 128 x 2 bytes = 131,072 B per token, 301,858,816 B per sequence. 80 GiB - weights
     = 85,899,345,920 - 16,060,522,496 = 69,838,823,424 B holds 231 sequences' KV (69,729,386,496 B,
     leaving 0.47 MB per sequence for one decode token's activations) and not 232 (70,031,245,312 B >
-    69,838,823,424 B even with no activations): B = 231, memory-bound. (Before the decode pool was sized on decode memory
-    it was sized on a whole prefill's activations and came out at 130, 1.6x too few.)
+    69,838,823,424 B even with no activations): B = 231, memory-bound. (Before the decode pool was
+    sized on decode memory it was sized on a whole prefill's activations and came out at 130, 1.6x
+    too few.)
 
     Decode pool: each step reads at least the weights and the KV cache, 16.06 GB + 231 x 0.3019 GB
     = 85.79 GB, at H100's 3.35 TB/s: TPOT >= 25.6 ms, so the load 50 * 255 * TPOT / 231 exceeds
