@@ -17,6 +17,13 @@ with the fraction ``phi``:
 Each room is the same bound on the total bytes ``W + A + KV <= phi M + extra``, ``extra`` 0,
 ``(1 - phi)(W + A)`` and ``A`` (:func:`memory_bound`).
 
+``M`` is the chip's ``hbm_capacity``: the physical memory in binary units (80 GiB on an H100, the
+presets' sources). The engines take their fraction of the total the device reports, which the
+driver's own reserve makes a little smaller (nvidia-smi shows 81,559 of 81,920 MiB on an H100 SXM,
+0.44 % less; CUDA's ``cudaMemGetInfo`` total, vLLM's, some 79.1-79.3 GiB), and each process's CUDA
+context takes a few hundred MiB more; neither is subtracted here: the KV room is that much larger
+than the engine's (about 0.4-0.9 GiB on 80 GiB).
+
 A paged KV cache (:attr:`ServingDefaults.kv_block_tokens` ``B``) holds a request of ``n`` tokens in
 ``ceil(n/B)`` blocks: ``ceil(n/B) B`` tokens' worth of bytes (:func:`paged_tokens`).
 

@@ -319,7 +319,7 @@ def pd_ratio(model: Model, rate: Any, prompt_len: Any, output_len: Any, ttft: An
     >>> plan = pd_ratio(models.get("llama-3-8b"), rate=50, prompt_len=2048, output_len=256,
     ...                 ttft=0.2, tpot=0.05)
     >>> plan.num_prefill, plan.num_decode, plan.decode_batch, plan.decode_limit
-    (3, 2, 211, 'memory')
+    (3, 2, 231, 'memory')
     >>> plan.meets_ttft(2), plan.meets_decode(1)
     (False, False)
     """

@@ -405,7 +405,7 @@ def max_batch_size(model: "Model", hardware: Hardware | str, seq_len: Any, dtype
     >>> from symcost import models
     >>> models.get("llama-3-70b").max_batch_size("H100_SXM", 32768, parallelism={"tensor_parallel": 8},
     ...                                          prefill_chunk=2048).value
-    42
+    46
     """
     from ..analysis.solve import max_integer
 
@@ -436,9 +436,9 @@ def max_context(model: "Model", hardware: Hardware | str, batch_size: Any = 1, d
     >>> from symcost import models
     >>> m = models.get("llama-3-70b")
     >>> m.max_context("H100_SXM", parallelism={"tensor_parallel": 8}).value      # prefill activations bind
-    597036
+    653517
     >>> m.max_context("H100_SXM", parallelism={"tensor_parallel": 8}, prefill_chunk=8192).value
-    1509745
+    1653772
     """
     from ..analysis.solve import max_integer
 

@@ -8,7 +8,7 @@ from symcost import hardware
 from symcost import symbols as S
 from symcost.analysis.solve import common_divisors, max_integer, min_degree
 
-H100_HBM = hardware.H100_SXM.hbm_capacity  # 80 * 10**9 bytes
+H100_HBM = hardware.H100_SXM.hbm_capacity  # 80 * 2**30 bytes (80 GiB)
 
 
 def fits(expr, symbol, n, limit):
@@ -22,17 +22,17 @@ def assert_verified(expr, symbol, n, limit, step=1):
 
 
 def test_max_context_decode_gqa_kv_cache():
-    """Llama-3-8B attention in decode: weights + activations + KV cache fit 80 GB.
+    """Llama-3-8B attention in decode: weights + activations + KV cache fit 80 GiB.
 
     Per token the KV cache costs 2 * 8 heads * 128 * 2 bytes = 4096 bytes; the rest is fixed:
     weights 2*(4096*6144 + 4096*4096) = 83,886,080 bytes and a peak of 2*(2*4096 + 6144 + 4096)
-    bytes plus the flash core's nothing. n_max = floor((80e9 - fixed) / 4096).
+    bytes plus the flash core's nothing. n_max = floor((80 x 2^30 - fixed) / 4096).
     """
     m = sc.GroupedQueryAttentionLayer(hidden_size=4096, num_heads=32, num_kv_heads=8).compute_metrics(
         batch_size=1, phase="decode", dtype="bf16")
     r = max_integer(m.memory_per_chip, S.seq_len, H100_HBM)
     fixed = 83_886_080 + 2 * (2 * 4096 + 6144 + 4096)
-    assert r.value == (80 * 10**9 - fixed) // 4096 == 19_510_761
+    assert r.value == (80 * 2**30 - fixed) // 4096 == 20_951_031
     assert_verified(m.memory_per_chip, S.seq_len, r.value, H100_HBM)
     assert sp.floor(r.closed_form) == r.value
 
@@ -61,9 +61,9 @@ def test_max_context_training_eager_is_quadratic():
     assert_verified(m.memory_per_chip.xreplace(shape), S.seq_len, numeric.value, H100_HBM)
     closed = sym.closed_form.xreplace({**shape, S.hbm_capacity: H100_HBM})
     assert sp.floor(closed) == numeric.value
-    # by hand: 11sbh + 5as^2b + 8h^2 (weights) at b=1 is 5*32 s^2 + 11*4096 s + 8*4096^2 <= 8e10
+    # by hand: 11sbh + 5as^2b + 8h^2 (weights) at b=1 is 5*32 s^2 + 11*4096 s + 8*4096^2 <= 80 x 2^30
     s = numeric.value
-    assert 160 * s**2 + 45056 * s + 134_217_728 <= 80 * 10**9 < 160 * (s + 1)**2 + 45056 * (s + 1) + 134_217_728
+    assert 160 * s**2 + 45056 * s + 134_217_728 <= 80 * 2**30 < 160 * (s + 1)**2 + 45056 * (s + 1) + 134_217_728
 
 
 def test_max_batch_size_prefill_mlp():
@@ -74,7 +74,7 @@ def test_max_batch_size_prefill_mlp():
     assert_verified(m.memory_per_chip, S.batch_size, r.value, H100_HBM)
     # by hand: weights 3*8192*28672*2; peak per sequence 8192*(2*8192 + 2*28672)*2
     weights, per_seq = 3 * 8192 * 28672 * 2, 8192 * (2 * 8192 + 2 * 28672) * 2
-    assert r.value == (80 * 10**9 - weights) // per_seq
+    assert r.value == (80 * 2**30 - weights) // per_seq
 
 
 def test_multiple_of_respects_the_sequence_degree():

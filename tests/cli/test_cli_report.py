@@ -79,15 +79,15 @@ def test_report_longest_context_uses_the_parallelism():
     head 128256*4096/8 = 65,667,072 each; final norm 4,096: 1,004,015,616 parameters,
     2,008,031,232 bytes. Per token: KV cache 32 * 2 * 1 head * 128 * 2 = 16,384 bytes; the
     prefill activation peak is a block's residual (4096*2 = 8,192) plus its MLP's input, output,
-    gate and up (2*4096*2 + 2*1792*2 = 23,552): 31,744 bytes. (80e9 - 2,008,031,232) / 48,128 =
-    1,620,511.3, so 1,620,511 tokens (not 300,196, the TP 1 figure).
+    gate and up (2*4096*2 + 2*1792*2 = 23,552): 31,744 bytes. (80 GiB = 85,899,345,920 - 2,008,031,232)
+    / 48,128 = 1,743,087.5, so 1,743,087 tokens (not 327,894, the TP 1 figure).
     """
     data = report_json("--tp", "8", "--phase", "decode")
-    assert data["max_context"] == 1_620_511
+    assert data["max_context"] == 1_743_087
     solved = json.loads(run("solve", "max-seq-len", "--tp", "8", "--json").stdout)
     assert solved["value"] == data["max_context"]
     text = run("report", "--tp", "8", "--phase", "decode").stdout
-    assert "1,620,511 fit in HBM" in text and "300,196" not in text
+    assert "1,743,087 fit in HBM" in text and "327,894" not in text
 
 
 def test_report_training_memory_has_every_component():
@@ -146,42 +146,42 @@ def test_report_states_its_assumptions():
 # llama-3-70b, TP 8, H100 (80e9 bytes), batch 1, by hand:
 # weights per chip: blocks (855,654,400 - 16,384)/8 + 16,384 = 106,971,136 parameters, x 80 =
 # 8,557,690,880; embedding and LM head 128256*8192/8 = 131,334,144 each; final norm 8,192:
-# 8,820,367,360 parameters = 17,640,734,720 bytes; 62,359,265,280 bytes left.
+# 8,820,367,360 parameters = 17,640,734,720 bytes; 68,258,611,200 bytes left of 80 GiB (85,899,345,920).
 # KV cache per token: 80 layers * 2 * 1 head * 128 * 2 bytes = 40,960.
 # Activation peak per prompt token (the block's residual 8192*2 plus the MLP's input, output,
 # gate and up: 2*8192*2 + 2*3584*2): 16,384 + 47,104 = 63,488 bytes.
-LEFT_70B_TP8 = 80 * 10**9 - 17_640_734_720
+LEFT_70B_TP8 = 80 * 2**30 - 17_640_734_720  # 80 GiB less the weights: 68,258,611,200 bytes
 KV_70B_TP8, ACT_70B_TP8 = 40_960, 63_488
 
 
 def test_unchunked_context_limit_is_the_prefill_activations():
-    """Unchunked: 62,359,265,280 / (40,960 + 63,488) = 597,036.6 tokens."""
+    """Unchunked: 68,258,611,200 / (40,960 + 63,488) = 653,517.3 tokens."""
     model = models.get("llama-3-70b")
     r = model.max_context("H100_SXM", parallelism={"tensor_parallel": 8})
-    assert r.value == LEFT_70B_TP8 // (KV_70B_TP8 + ACT_70B_TP8) == 597_036
+    assert r.value == LEFT_70B_TP8 // (KV_70B_TP8 + ACT_70B_TP8) == 653_517
 
 
 def test_chunked_prefill_context_limit():
     """Chunks of 8192 tokens: the activations are one chunk's, 63,488 * 8192 = 520,093,696 bytes;
-    (62,359,265,280 - 520,093,696) / 40,960 = 1,509,745.4, so 1,509,745 tokens, just under the
-    KV-cache-only limit 62,359,265,280 / 40,960 = 1,522,443."""
+    (68,258,611,200 - 520,093,696) / 40,960 = 1,653,772.4, so 1,653,772 tokens, just under the
+    KV-cache-only limit 68,258,611,200 / 40,960 = 1,666,470."""
     model = models.get("llama-3-70b")
     r = model.max_context("H100_SXM", parallelism={"tensor_parallel": 8}, prefill_chunk=8192)
-    assert r.value == (LEFT_70B_TP8 - ACT_70B_TP8 * 8192) // KV_70B_TP8 == 1_509_745
-    assert r.value < LEFT_70B_TP8 // KV_70B_TP8 == 1_522_443
+    assert r.value == (LEFT_70B_TP8 - ACT_70B_TP8 * 8192) // KV_70B_TP8 == 1_653_772
+    assert r.value < LEFT_70B_TP8 // KV_70B_TP8 == 1_666_470
     # a chunk longer than what fits unchunked: the answer is the unchunked one
     big = model.max_context("H100_SXM", parallelism={"tensor_parallel": 8}, prefill_chunk=10**6)
-    assert big.value == 597_036
+    assert big.value == 653_517
 
 
 def test_chunked_prefill_max_batch():
     """At 32,768 tokens, per sequence: KV 40,960 * 32,768 = 1,342,177,280 bytes plus a chunk of
-    2048 tokens' activations 63,488 * 2048 = 130,023,424: 62,359,265,280 / 1,472,200,704 = 42.4
-    -> 42 sequences; unchunked 62,359,265,280 / (104,448 * 32,768) = 18.2 -> 18."""
+    2048 tokens' activations 63,488 * 2048 = 130,023,424: 68,258,611,200 / 1,472,200,704 = 46.4
+    -> 46 sequences; unchunked 68,258,611,200 / (104,448 * 32,768) = 19.9 -> 19."""
     model = models.get("llama-3-70b")
     par = {"tensor_parallel": 8}
-    assert model.max_batch_size("H100_SXM", 32768, parallelism=par).value == 18
-    assert model.max_batch_size("H100_SXM", 32768, parallelism=par, prefill_chunk=2048).value == 42
+    assert model.max_batch_size("H100_SXM", 32768, parallelism=par).value == 19
+    assert model.max_batch_size("H100_SXM", 32768, parallelism=par, prefill_chunk=2048).value == 46
 
 
 def test_chunked_prefill_memory_and_chunks():
@@ -262,16 +262,16 @@ def test_cli_prefill_chunk_is_applied_and_stated():
     """--prefill-chunk reaches the report's context limit and the solver, and every output says it."""
     args = ("--model", "llama-3-70b", "--tp", "8", "--prefill-chunk", "8192")
     data = report_json(*args, "--phase", "decode")
-    assert data["max_context"] == 1_509_745 and data["assumptions"]["prefill_chunk"] == 8192
+    assert data["max_context"] == 1_653_772 and data["assumptions"]["prefill_chunk"] == 8192
     text = run("report", *args, "--phase", "decode").stdout
-    assert "1,509,745 fit in HBM" in text and "prefill in chunks of 8,192 tokens" in text
+    assert "1,653,772 fit in HBM" in text and "prefill in chunks of 8,192 tokens" in text
     solved = run("solve", "max-seq-len", *args)
-    assert "1,509,745 tokens" in solved.stdout and "chunks of 8,192" in solved.stdout
+    assert "1,653,772 tokens" in solved.stdout and "chunks of 8,192" in solved.stdout
     data = json.loads(run("solve", "max-batch", "--seq", "32768", "--model", "llama-3-70b", "--tp", "8",
                           "--prefill-chunk", "2048", "--json").stdout)
-    assert data["value"] == 42 and data["prefill_chunk"] == 2048
+    assert data["value"] == 46 and data["prefill_chunk"] == 2048
     plain = json.loads(run("solve", "max-seq-len", "--model", "llama-3-70b", "--tp", "8", "--json").stdout)
-    assert plain["value"] == 597_036 and plain["prefill_chunk"] is None
+    assert plain["value"] == 653_517 and plain["prefill_chunk"] is None
 
 
 # -- item 11: errors are one line, nothing crashes --------------------------------------------------
@@ -367,5 +367,5 @@ def test_cli_page_examples_show_the_numbers_derived_above():
     sessions = _page_sessions()
     assert len(sessions) >= 6
     shown = "\n".join(line for _, lines in sessions for line in lines)
-    for number in ("18.2 GB", "1,620,511", "1,509,745", "597,036", "does not fit"):
+    for number in ("18.2 GB", "1,743,087", "1,653,772", "653,517", "does not fit"):
         assert number in shown, number

@@ -17,7 +17,7 @@ def _columns(line):
 
 def test_min_tp_context_line_names_the_degree_it_found(capsys):
     """``solve min-tp`` answers 4-way TP (llama-3-70b, batch 8, 32,768 tokens: TP 1 needs 270 GB,
-    TP 2 141 GB, TP 4 77.2 GB of 80 GB); the line under it states the layout it costed, TP 4, and
+    TP 2 141 GB, TP 4 77.2 GB of 80 GiB = 85.9 GB); the line under it states the layout it costed, TP 4, and
     the degrees that did not fit -- not the TP 1 the options left at its default."""
     code, out, _ = main_run(capsys, "solve", "min-tp", "--model", "llama-3-70b", "--seq", "32768", "--batch", "8")
     answer, context = out.splitlines()[:2]
@@ -58,19 +58,21 @@ def test_counts_are_written_with_thousands_separators(capsys):
 
 
 def test_report_states_both_limits_and_which_binds(capsys):
-    """llama-3-8b on one H100, batch 1: memory holds 300,196 tokens (Model.max_context), the model was
-    trained to 8,192: the trained length binds, and the line says so, with both numbers."""
+    """llama-3-8b on one H100, batch 1: memory holds 327,894 tokens (Model.max_context: 80 GiB less
+    16,060,522,496 bytes of weights = 69,838,823,424, over 131,072 bytes of KV cache plus 81,920 of prefill
+    activations per token, 212,992: 327,894.1), the model was trained to 8,192: the trained length binds,
+    and the line says so, with both numbers."""
     from symcost import models
 
-    assert models.get("llama-3-8b").max_context("H100_SXM").value == 300196
+    assert models.get("llama-3-8b").max_context("H100_SXM").value == 327894
     _, out, _ = main_run(capsys, "report", "--phase", "decode")
     line = next(x for x in out.splitlines() if x.startswith("longest context"))
     assert line.endswith("): 8,192 tokens, the model's trained length (max_position_embeddings) binds; "
-                         "300,196 fit in HBM"), line
+                         "327,894 fit in HBM"), line
     _, out, _ = main_run(capsys, "report", "--phase", "decode", "--json")
     data = json.loads(out)
     assert (data["max_context"], data["max_position_embeddings"], data["longest_context"],
-            data["longest_context_binds"]) == (300196, 8192, 8192, "trained length")
+            data["longest_context_binds"]) == (327894, 8192, 8192, "trained length")
 
 
 def test_report_says_when_memory_binds(capsys):
@@ -86,13 +88,14 @@ def test_report_says_when_memory_binds(capsys):
 
 
 def test_solve_max_seq_len_states_the_trained_length(capsys):
-    """llama-3-70b at TP 8: 597,036 tokens fit (the figure the README and the CLI page show); trained to 8,192."""
+    """llama-3-70b at TP 8: 653,517 tokens fit (test_cli_report's derivation; the figure the README and the CLI
+    page show); trained to 8,192."""
     _, out, _ = main_run(capsys, "solve", "max-seq-len", "--model", "llama-3-70b", "--tp", "8")
-    assert out.splitlines()[0] == ("max_seq_len for llama-3-70b on H100_SXM: 597,036 tokens fit in HBM; "
+    assert out.splitlines()[0] == ("max_seq_len for llama-3-70b on H100_SXM: 653,517 tokens fit in HBM; "
                                    "the model's trained length (max_position_embeddings), 8,192 tokens, binds")
     _, out, _ = main_run(capsys, "solve", "max-seq-len", "--model", "llama-3-70b", "--tp", "8", "--json")
     data = json.loads(out)
-    assert (data["value"], data["max_position_embeddings"]) == (597036, 8192)
+    assert (data["value"], data["max_position_embeddings"]) == (653517, 8192)
 
 
 def test_a_sequence_beyond_the_trained_length_is_flagged(capsys):
@@ -111,11 +114,11 @@ def test_a_sequence_beyond_the_trained_length_is_flagged(capsys):
 
 def test_numbers_of_a_layout_that_does_not_fit_say_so_on_their_line(capsys):
     """llama-3-8b on one H100 (the default report): 8,030,261,248 parameters x (2 bf16 weights + 4 fp32
-    gradients + 12 Adam bytes) = 144.5 GB before activations, over 80 GB. The step time and MFU line
+    gradients + 12 Adam bytes) = 144.5 GB before activations, over 80 GiB (85.9 GB). The step time and MFU line
     itself starts by saying the layout does not fit."""
     _, out, _ = main_run(capsys, "report", "--phase", "training")
     line = next(x for x in out.splitlines() if "MFU" in x and "step time" in x)
-    assert re.match(r"does not fit \(191 GB per chip of 80 GB HBM\); if it did: step time \d+ ms", line), line
+    assert re.match(r"does not fit \(191 GB per chip of 85\.9 GB HBM\); if it did: step time \d+ ms", line), line
     data = json.loads(main_run(capsys, "report", "--phase", "training", "--json")[1])
     assert data["training"]["fits"] is False
 
@@ -131,7 +134,7 @@ def test_the_report_adds_the_smallest_training_layout_that_fits(capsys):
     assert "on H100_SXM" in head and "global batch 1, seq 8,192" in head and "1, 2, 4" in head
     assert head.endswith(": 2 chips, TP 2, PP 1, DP 1, SP tp, EP 1, micro-batch 1, recompute full, ZeRO stage 0")
     assert step.strip().startswith("step time ") and "MFU" in step and "does not fit" not in step
-    assert memory.strip().startswith("training memory per chip") and memory.endswith("of 80 GB HBM: fits")
+    assert memory.strip().startswith("training memory per chip") and memory.endswith("of 85.9 GB HBM: fits")
     data = json.loads(main_run(capsys, "report", "--phase", "training", "--json")[1])
     fit = data["training_that_fits"]
     assert fit["num_chips"] == 2 and fit["parallelism"]["tensor_parallel"] == 2 and fit["fits"] is True

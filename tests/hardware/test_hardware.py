@@ -47,7 +47,7 @@ def test_datasheet_values():
     assert h100.scale_up_bandwidth == 450 * 10**9  # NVLink 900 GB/s bidirectional
     assert hardware.H200_SXM.hbm_bandwidth == 4_800 * 10**9
     assert mi300x.peak("bf16") == Fraction("1307.4") * TERA
-    assert v5e.hbm_capacity == 16 * 10**9 and v5e.scale_up_domain == 256
+    assert v5e.hbm_capacity == 16 * 2**30 and v5e.scale_up_domain == 256  # [JAX-TPU] 17.2e9 bytes: 16 GiB
     assert hardware.TPU_V5P.hbm_capacity == 95 * 2**30
     assert hardware.B200.peak("fp8_e4m3") == 4_500 * TERA
 

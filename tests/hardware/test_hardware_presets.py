@@ -70,7 +70,9 @@ def test_h100_sxm_is_the_datasheet_chip():
     assert h100.peak("fp8_e4m3") == h100.peak("int8") == 1_978_900_000_000_000
     assert h100.peak("tf32") == 494_700_000_000_000 and h100.peak("fp32") == 66_900_000_000_000
     assert h100.vector_flops == 66_900_000_000_000
-    assert h100.hbm_capacity == 80_000_000_000 and h100.hbm_bandwidth == 3_350_000_000_000
+    # [H100-DS] "80GB" is five 16 GiB HBM3 stacks: 80 GiB, as [AIC] h100_sxm.yaml (85899345920) and above
+    # what [SMI] shows, 81,559 MiB = 85.5e9 bytes (more than 80e9: the decimal reading cannot be the physical size)
+    assert h100.hbm_capacity == 80 * 2**30 == 85_899_345_920 and h100.hbm_bandwidth == 3_350_000_000_000
     assert h100.scale_up_bandwidth == 450_000_000_000 and h100.scale_up_domain == 8
     assert h100.scale_out_bandwidth == 50_000_000_000 and h100.compute_units == 132
     # [NCCL] 0.6 us per NVLink hop, 2.7 us per network hop
@@ -90,7 +92,7 @@ def test_a100_and_tpu_v5p_are_the_datasheet_chips():
     [V5P] TPU v5p: 459 TFLOPs bf16, 95 GiB, 2765 GBps, ICI 1200 GBps bidirectional, DCN 50 Gbps."""
     a100 = hardware.get("a100")
     assert a100.peak("bf16") == 312 * TERA and a100.peak("fp32") == 19_500_000_000_000
-    assert a100.peak("int8") == 624 * TERA and a100.hbm_capacity == 80 * GIGA
+    assert a100.peak("int8") == 624 * TERA and a100.hbm_capacity == 80 * 2**30  # [AIC] 80GiB; [SMI] 81,920 MiB
     assert a100.hbm_bandwidth == 2039 * GIGA and a100.scale_up_bandwidth == 300 * GIGA
     assert a100.scale_out_bandwidth == 25 * GIGA and a100.compute_units == 108
     # A100 has no NVLink SHARP; its GEMM efficiency is the fit on its own GEMM table
@@ -115,7 +117,7 @@ def test_h200_and_b200_are_the_datasheet_chips():
     assert h200.peak("fp8_e4m3") == h200.peak("int8") == 1_978_900_000_000_000
     assert h200.peak("tf32") == 494_700_000_000_000  # [H200-DS] 989 sparse / 2 = [HOPPER] 494.7
     assert h200.peak("fp32") == h200.vector_flops == 66_900_000_000_000  # [H200-DS] 67 = [HOPPER] 66.9
-    assert h200.hbm_capacity == 141 * GIGA  # [H200-DS] 141 GB, decimal
+    assert h200.hbm_capacity == 141 * 2**30  # [AIC] 141GiB; [SMI] 143,771 MiB = 150.8e9 > 141e9
     assert h200.hbm_bandwidth == 4_800 * GIGA  # [H200-DS] 4.8 TB/s
     assert h200.scale_up_bandwidth == 450 * GIGA  # [H200-DS] 900 GB/s bidirectional NVLink / 2
     assert h200.scale_up_domain == 8  # [DGX-POD] 8 GPUs, NVSwitch
@@ -130,7 +132,7 @@ def test_h200_and_b200_are_the_datasheet_chips():
     # formats at that rate, MXFP8 at the FP8 rate ([PTX-MMA])
     assert b200.peak("nvfp4") == b200.peak("mxfp4") == 144 * PETA // 8 // 2 == 9_000 * TERA
     assert b200.peak("mxfp8") == 4_500 * TERA
-    assert b200.hbm_capacity == 180 * GIGA  # [BW-DS] 180 GB HBM3e, decimal
+    assert b200.hbm_capacity == 180 * 2**30  # [AIC] 180GiB; [SMI] 183,359 MiB = 192.3e9 > 180e9
     # hbm_bandwidth left out: [BW-DS] 7.7 TB/s (the file's value) against 8 TB/s elsewhere (DGX B200)
     assert b200.scale_up_bandwidth == 900 * GIGA  # [BW-DS] 1.8 TB/s bidirectional NVLink 5 / 2
     assert b200.scale_up_domain == 8  # [DGX-POD] HGX/DGX B200, 8 GPUs
@@ -147,7 +149,7 @@ def test_mi300x_is_the_datasheet_chip():
     assert mi300x.peak("fp8_e4m3") == mi300x.peak("int8") == 2_614_900_000_000_000
     assert mi300x.peak("tf32") == 653_700_000_000_000  # [MI300-ROCm] 653.7
     assert mi300x.peak("fp32") == mi300x.vector_flops == 163_400_000_000_000  # [MI300-ROCm] 163.4
-    assert mi300x.hbm_capacity == 192 * GIGA  # [MI300-PP] 192 GB HBM3, decimal
+    assert mi300x.hbm_capacity == 192 * 2**30  # [ROCM-SMI] 206,141,652,992 bytes > 192e9: 192 GiB
     assert mi300x.hbm_bandwidth == 5_300 * GIGA  # [MI300-ROCm] 5.3 TB/s
     # [MI300-PP] 7 links x 128 GB/s, bidirectional / 2 = 7 x 64 GB/s per direction
     assert mi300x.scale_up_bandwidth == 7 * 64 * GIGA and mi300x.scale_up_domain == 8
@@ -161,7 +163,7 @@ def test_tpu_v5e_and_v6e_are_the_datasheet_chips():
     32 GB, ICI 800 GBps bidirectional, 256-chip pod, 4 x 200 Gbps NIC per 8-chip host."""
     v5e = hardware.get("v5e")
     assert v5e.peak("bf16") == 197 * TERA and v5e.peak("int8") == 393 * TERA  # [V5E]
-    assert v5e.hbm_capacity == 16 * GIGA  # [V5E] 16 GB, decimal (v5p's is stated in GiB)
+    assert v5e.hbm_capacity == 16 * 2**30  # [JAX-TPU] 17.2e9 bytes: 16 GiB (17.18e9), as v5p's 95 GiB
     assert v5e.hbm_bandwidth == 819 * GIGA  # [V5E] 819 GBps
     assert v5e.scale_up_bandwidth == 200 * GIGA  # [V5E] 400 GBps bidirectional ICI / 2
     assert v5e.scale_up_domain == 256  # [V5E] 256-chip pod, 2D torus
@@ -169,7 +171,7 @@ def test_tpu_v5e_and_v6e_are_the_datasheet_chips():
     assert v5e.is_ideal
     v6e = hardware.get("v6e")
     assert v6e.peak("bf16") == 918 * TERA and v6e.peak("int8") == 1_836 * TERA  # [V6E]
-    assert v6e.hbm_capacity == 32 * GIGA  # [V6E] 32 GB, decimal
+    assert v6e.hbm_capacity == 32 * 2**30  # [JAX-TPU] 34.4e9 bytes: 32 GiB (34.36e9)
     # hbm_bandwidth left out: the file's 1640 GBps against the current [V6E] page's 1638 GBps
     assert v6e.scale_up_bandwidth == 400 * GIGA  # [V6E] 800 GBps bidirectional ICI / 2
     assert v6e.scale_up_domain == 256  # [V6E] 256-chip pod, 2D torus

@@ -411,8 +411,8 @@ def test_longest_context_under_megatron_sp_splits(cp, multiple):
     par = {"tensor_parallel": 8, "sequence_parallel": "tp", "context_parallel": cp}
     n = model.max_context("H100_SXM", parallelism=par).value
     assert n % multiple == 0
-    assert model.inference_step("H100_SXM", 1, n, parallelism=par).memory_per_chip <= 80 * 10**9
-    assert model.inference_step("H100_SXM", 1, n + multiple, parallelism=par).memory_per_chip > 80 * 10**9
+    assert model.inference_step("H100_SXM", 1, n, parallelism=par).memory_per_chip <= 80 * 2**30
+    assert model.inference_step("H100_SXM", 1, n + multiple, parallelism=par).memory_per_chip > 80 * 2**30
 
 
 def test_longest_context_needs_a_numeric_tp_under_megatron_sp():

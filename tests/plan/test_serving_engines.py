@@ -21,21 +21,21 @@ from symcost.plan.serving.workload import Workload
 
 
 @pytest.mark.parametrize("engine, chip, gpus, budget, fraction, rule, block", [
-    # vLLM: 8192 tokens on GPUs of 70 GiB or more (80 GB = 74.5 GiB) unless an A100, 0.9 of HBM, blocks of 16
+    # vLLM: 8192 tokens on GPUs of 70 GiB or more (80 GiB) unless an A100, 0.9 of HBM, blocks of 16
     ("vllm", "H100_SXM", 1, 8192, Fraction(9, 10), "total", 16),
     ("vllm", "A100_SXM_80GB", 1, 2048, Fraction(9, 10), "total", 16),
     # TensorRT-LLM: max_num_tokens 8192, 0.9 of the free memory, 32 tokens per block
     ("tensorrt-llm", "B200", 8, 8192, Fraction(9, 10), "free", 32),
     # SGLang on H100 at TP 1: reserve 512 + 1.5 x 8192 + 2 x 256 = 13,312 MiB plus 128 MiB per GPU:
-    # 1 - 13,440 x 2^20 / 80e9 = 1 - 0.17616 = 0.82384, rounded to 0.824
-    ("sglang", "H100_SXM", 1, 8192, Fraction(824, 1000), "static", 1),
-    # at TP 8 the CUDA graphs go to 512 (13,824 MiB) and the GPUs add 1,024: 1 - 0.19462 -> 0.805
-    ("sglang", "H100_SXM", 8, 8192, Fraction(805, 1000), "static", 1),
-    # H200 141 GB = 131.3 GiB, under 160 GiB: 8192; 1 - 13,440 x 2^20 / 141e9 = 0.90005 -> 0.900
-    ("sglang", "H200_SXM", 1, 8192, Fraction(9, 10), "static", 1),
-    # B200 180 GB = 167.6 GiB: 16,384 tokens, reserve 512 + 24,576 + 1,024 + 128 = 26,240 MiB:
-    # 1 - 0.15286 = 0.84714 -> 0.847
-    ("sglang", "B200", 1, 16384, Fraction(847, 1000), "static", 1),
+    # 1 - 13,440 MiB / 80 GiB (81,920 MiB) = 1 - 0.1640625 = 0.8359375, rounded to 0.836
+    ("sglang", "H100_SXM", 1, 8192, Fraction(836, 1000), "static", 1),
+    # at TP 8 the CUDA graphs go to 512 (13,824 MiB) and the GPUs add 1,024: 1 - 14,848/81,920 = 0.81875 -> 0.819
+    ("sglang", "H100_SXM", 8, 8192, Fraction(819, 1000), "static", 1),
+    # H200 141 GiB = 144,384 MiB, under 160 GiB: 8192; 1 - 13,440/144,384 = 0.90692 -> 0.907
+    ("sglang", "H200_SXM", 1, 8192, Fraction(907, 1000), "static", 1),
+    # B200 180 GiB = 184,320 MiB, over 160 GiB: 16,384 tokens, reserve 512 + 24,576 + 1,024 + 128 = 26,240 MiB:
+    # 1 - 26,240/184,320 = 0.85764 -> 0.858
+    ("sglang", "B200", 1, 16384, Fraction(858, 1000), "static", 1),
 ])
 def test_each_engine_runs_with_its_own_defaults_per_chip(engine, chip, gpus, budget, fraction, rule, block):
     d = engine_defaults(hardware.get(chip).with_runtime(engine), gpus)
@@ -111,4 +111,4 @@ def test_the_engines_defaults_change_the_kv_bound_on_a_real_chip():
 
     c = serving_curve(models.get("llama-3-8b"), hardware.get("H100_SXM").with_runtime("vllm"), (1024, 130))
     assert c.memory.kv_per_request == 1168 * 131_072 and c.token_budget == 8192
-    assert c.memory.budget == Fraction(9, 10) * 80 * 10**9
+    assert c.memory.budget == Fraction(9, 10) * 80 * 2**30  # vLLM's 0.9 of the H100's 80 GiB

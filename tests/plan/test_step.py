@@ -205,8 +205,8 @@ def test_max_context_and_batch_are_verified_by_the_exact_step():
     # by hand, at seq_len 8192: weights 16,060,522,496 bytes; per sequence the KV cache
     # 2*8192*8*128*2*32 = 1,073,741,824 bytes and the largest prefill peak, a block's: its residual
     # stream 8192*4096*2 = 67,108,864 plus the MLP's 8192*(2*4096 + 2*14336)*2 = 603,979,776;
-    # n = (80e9 - 16,060,522,496) // 1,744,830,464
-    assert r.value == (80 * 10**9 - 16_060_522_496) // (1_073_741_824 + 67_108_864 + 603_979_776) == 36
+    # n = (80 GiB = 85,899,345,920 - 16,060,522,496) // 1,744,830,464 = 40
+    assert r.value == (80 * 2**30 - 16_060_522_496) // (1_073_741_824 + 67_108_864 + 603_979_776) == 40
 
 
 def test_mfu_does_not_depend_on_how_the_model_was_built():

@@ -104,12 +104,13 @@ def test_page_parses_with_every_section(plain):
 
 def test_model_and_chip_numbers_with_units(plain):
     """Hand-derived (see ``tiny``): 1,692,928 parameters, 1.693 million (4 significant digits).
-    The H100 SXM datasheet (NVIDIA, SXM column): 80 GB HBM3, 3.35 TB/s; the Hopper whitepaper's
+    The H100 SXM datasheet (NVIDIA, SXM column): 80 GB HBM3 (80 GiB = 85,899,345,920 B, printed in decimal
+    units to 4 digits: 85.9 GB), 3.35 TB/s; the Hopper whitepaper's
     dense bf16 peak 989.4 TFLOP/s; NVLink 900 GB/s both ways is 450 GB/s per direction."""
     text = parse(plain).sections
     assert "1,692,928 parameters (1.693 million)" in text["model"]
     assert "393,216" in text["model"]  # the gated MLP's parameters: 3 x 256 x 512
-    for figure in ("989.4 TFLOP/s", "80 GB", "3.35 TB/s", "450 GB/s", "8 chips", "[H100-DS] 80GB HBM3"):
+    for figure in ("989.4 TFLOP/s", "85.9 GB", "3.35 TB/s", "450 GB/s", "8 chips", "[H100-DS] 80GB HBM3"):
         assert figure in text["chip"], figure
 
 
@@ -119,7 +120,7 @@ def test_memory_numbers_with_units(plain):
     Training with Adam, ZeRO stage 1 on one chip: fp32 gradients 4 x 1,692,928 = 6,771,712 B
     = 6.772 MB; fp32 master weights, m and v 12 x 1,692,928 = 20,315,136 B = 20.32 MB."""
     text = parse(plain).sections["breakdown"]
-    for number in ("weights3.386 MB", "KV cache131.1 kB", "gradients6.772 MB", "optimizer20.32 MB", "80 GB"):
+    for number in ("weights3.386 MB", "KV cache131.1 kB", "gradients6.772 MB", "optimizer20.32 MB", "85.9 GB"):
         assert number in text, number
 
 
@@ -269,7 +270,7 @@ def test_sources_follow_the_chip():
                      r"systems/data/h100_sxm/gemm/", real.sections["assumptions"])
     ideal = parse(report_html.html_report(tiny(), "h100-ideal", seq_len=64, phases=["decode"], plots=False))
     assert "matmul efficiency1 (1)not set: the ideal default" in ideal.sections["assumptions"]
-    assert "HBM capacity80 GB[H100-DS] 80GB HBM3" in ideal.sections["chip"]  # the datasheet still
+    assert "HBM capacity85.9 GB[H100-DS] 80GB HBM3" in ideal.sections["chip"]  # the datasheet still
     from symcost import hardware
 
     big = hardware.H100_SXM.model_copy(update={"hbm_capacity": 96 * 10**9})
@@ -294,11 +295,12 @@ def test_model_table_states_the_head_dim_it_uses(plain):
 
 
 def test_html_summary_states_both_limits():
-    """llama-3-8b on an H100, batch 1: 300,196 tokens fit in HBM; it was trained to 8,192."""
+    """llama-3-8b on an H100, batch 1: 327,894 tokens fit in HBM (tests/cli/test_cli_text.py derives it);
+    it was trained to 8,192."""
     from symcost import models
 
     page = report_html.html_report(models.get("llama-3-8b"), "h100", phases=["decode"], plots=False)
-    assert "8,192 tokens, the model&#x27;s trained length (max_position_embeddings) binds; 300,196 fit in HBM" in page
+    assert "8,192 tokens, the model&#x27;s trained length (max_position_embeddings) binds; 327,894 fit in HBM" in page
 
 
 def test_a_chip_file_with_a_base_is_stated_and_sourced():
@@ -319,7 +321,7 @@ def test_a_chip_file_with_a_base_is_stated_and_sourced():
 
 
 def test_training_numbers_of_a_layout_that_does_not_fit_say_so():
-    """llama-3-8b training on one H100 does not fit (190.8 GB of 80 GB, the page's 4 digits): the
+    """llama-3-8b training on one H100 does not fit (190.8 GB of 80 GiB = 85.9 GB, the page's 4 digits): the
     summary's step time and MFU, and the training section's step line, carry the verdict beside the
     number."""
     from symcost import models
@@ -327,6 +329,6 @@ def test_training_numbers_of_a_layout_that_does_not_fit_say_so():
     page = report_html.html_report(models.get("llama-3-8b"), "h100", phases=["training"], plots=False)
     text = parse(page).sections
     summary = text["summary"]
-    assert re.search(r"training step time\d+\.\d ms \(does not fit: 190\.8 GB per chip of 80 GB HBM\)", summary)
+    assert re.search(r"training step time\d+\.\d ms \(does not fit: 190\.8 GB per chip of 85\.9 GB HBM\)", summary)
     assert re.search(r"MFU0\.\d+ \(does not fit", summary)
     assert text["training"].count("does not fit") >= 1

@@ -97,7 +97,7 @@ def field_sources(name: str) -> dict[str, str]:
     file, e.g. ``"H100_SXM"``), by field; a dtype's peak is ``"peak_flops[bf16]"``; a shared fact
     is its ``shared.json`` source. Raises :class:`~symcost.errors.HardwareError` for another name.
 
-    >>> field_sources("H100_SXM")["hbm_capacity"]
+    >>> field_sources("H100_SXM")["hbm_capacity"].split(",")[0]
     '[H100-DS] 80GB HBM3'
     """
     shared = read(_FOLDER.joinpath("shared.json"))["constants"]

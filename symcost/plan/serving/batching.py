@@ -334,8 +334,8 @@ def engine_defaults(chip: Hardware, gpus: int, token_budget: Optional[int] = Non
 
     >>> from symcost import hardware
     >>> d = engine_defaults(hardware.get("B200").with_runtime("sglang"), 1)
-    >>> d.token_budget, d.memory_fraction, d.memory_rule    # 1 - (26,112 + 128) MiB / 180 GB, to 3 digits
-    (16384, 847/1000, 'static')
+    >>> d.token_budget, d.memory_fraction, d.memory_rule    # 1 - (26,112 + 128) MiB / 184,320 MiB (180 GiB): 0.858
+    (16384, 429/500, 'static')
     """
     serving = chip.runtime.serving
     budget = _budget(token_budget if token_budget is not None else
