@@ -273,3 +273,21 @@ def test_llama3_405b_fits_80_gib_at_8k_without_recompute():
     assert st.activation_memory == 120 * layer
     assert st.memory_per_chip < 80 * 2**30
 
+
+
+def test_optimizer_step_reads_and_writes_its_shard_at_hbm_bandwidth():
+    """The optimizer step, once per step, HBM-bound (Megatron-Core with the distributed
+    optimizer, ZeRO-1 over d = 2): zeroing the whole fp32 gradient buffer (4 P bytes written,
+    ``zero_grad_buffer``); on the shard of P/2 parameters the gradient norm's read of the fp32
+    grads (4), Adam's read of grad, master weight and two moments (4 + 12) and write of master
+    weight and moments (12), and the copy of the fp32 master weights into the bf16 model weights
+    (read 4, write 2): 38 bytes per shard parameter. 4 P + 38 P/2 = 23 P bytes at 3.35 TB/s (the
+    ideal chip's HBM). With bf16 gradients (grad_reduce_in_fp32=False): 2 P + (2 + 2 + 24 + 6) P/2
+    = 19 P."""
+    model = small_llama(layers=8)
+    P = model.parameter_count() if callable(model.parameter_count) else model.parameter_count
+    for fp32, per in ((True, 23), (False, 19)):
+        st = model.training_step(H100, seq_len=2048, global_batch=8, micro_batch=1,
+                                 parallelism={"data_parallel": 2}, grad_reduce_in_fp32=fp32)
+        assert st.optimizer_time == Fraction(per * P, 3_350_000_000_000)
+        assert st.step_time == st.compute_time + st.pipeline_comm_time + st.dp_comm_time + st.optimizer_time
