@@ -102,21 +102,21 @@ class MLPLayer(Layer):
     def saved_activations(self, ctx: Context) -> sp.Expr:
         # Korthikanti et al. 2022, section 4.2: the MLP saves its input (2sbh), the activation's
         # input and output (8sbh each at f = 4h) and a dropout mask (sbh): 19sbh at e = 2.
-        # The gated MLP saves gate and up outputs, the activation output and the product.
+        # NB: the gated MLP as Megatron-Core runs it: fc1's output (gate and up, 2 x 2sbf), the
+        # fused SwiGLU's only saved tensor (megatron/core/fusions/fused_bias_swiglu.py,
+        # SwiGLUFunction.forward: ctx.save_for_backward(input); the backward recomputes silu),
+        # and the product, fc2's input (2sbf): 2sbh + 6sbf at e = 2, not eager PyTorch's 8sbf
+        # (which also keeps silu(gate)). Both: (p - 1) wide tensors of fc1's output and fc2's input.
         # Under Transformer Engine's FP8 training (ctx.gemm_bytes) the GEMMs' inputs are saved as
-        # their FP8 casts (fc1's input, fc2's input: the product or the activation output) and
-        # fc1's bf16 output(s) for the fused activation's backward, which recomputes the
-        # activation: (p - 1) wide tensors at e and one at the GEMM's bytes.
+        # their FP8 casts (fc1's input; fc2's input, the product or the activation output): the
+        # (p - 1) wide tensors at e and one at the GEMM's bytes.
         h, e = self.hidden_size, ctx.e
         g = ctx.saved_gemm_input_bytes
         input_bytes = ctx.sharded_tokens * h * g  # saved sequence-sharded under Megatron SP
         if ctx.recompute == "full":
             return input_bytes
         wide = ctx.tokens * self.intermediate_size / ctx.tp
-        if ctx.gemm_bytes is not None:
-            saved = input_bytes + wide * ((self.num_projections - 1) * e + g)
-        else:
-            saved = input_bytes + (4 if self.gated else 2) * wide * e
+        saved = input_bytes + wide * ((self.num_projections - 1) * e + g)
         if self.dropout:
             saved += DROPOUT_MASK_BYTES * ctx.sharded_tokens * h
         return saved

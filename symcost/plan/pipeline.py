@@ -73,6 +73,8 @@ class TrainingStep:
     hardware: Hardware
     stage_layers: Optional[tuple] = None
     """Blocks on each pipeline stage (``None`` while the depth or the degree is symbolic)."""
+    optimizer_time: Any = 0
+    """The optimizer step's HBM passes, once per step (:func:`~symcost.plan.training.optimizer_step_bytes`)."""
 
     @property
     def fits(self) -> Optional[bool]:
@@ -83,6 +85,7 @@ class TrainingStep:
         """Step time and memory, term by term (for display)."""
         return {"compute": self.compute_time - self.bubble_time, "bubble": self.bubble_time,
                 "pipeline_comm": self.pipeline_comm_time, "dp_comm": self.dp_comm_time,
+                "optimizer_step": self.optimizer_time,
                 "weights": self.weight_memory, "gradients": self.gradient_memory,
                 "optimizer": self.optimizer_memory, "activations": self.activation_memory}
 

@@ -58,6 +58,15 @@ BUCKET_PARAMS_PER_RANK = sp.Integer(1_000_000)
 # with full recomputation the backward's share is 3/4, so 2/3 is the smaller window
 BACKWARD_SHARE = sp.Rational(2, 3)
 FORWARD_SHARE = sp.Rational(1, 3)
+# NB: the optimizer step's HBM traffic per parameter of the stage's optimizer shard, once per step
+# (Megatron-Core's distributed optimizer, optimizer/distrib_optimizer.py, with a fused multi-tensor
+# Adam: Apex/Transformer Engine ``multi_tensor_adam``): the gradient norm reads the gradient
+# (``multi_tensor_l2norm``, clip_grads.py); Adam reads the gradient and the fp32 master weight and
+# moments and writes the three back (2 x 12); ``_copy_main_params_to_model_params`` reads the fp32
+# master weight (4) and writes the model's weight (e): 2 g + 24 + 4 + e bytes (38 at fp32 gradients
+# and bf16 weights). Beside it ``zero_grad_buffer`` writes the whole gradient buffer (the stage's
+# gradient bytes). Each pass streams at the chip's HBM bandwidth (no reuse: one read, one write).
+MASTER_WEIGHT_BYTES = sp.Integer(4)
 
 
 @dataclass(frozen=True)
@@ -200,9 +209,10 @@ def assemble_training(values: Sequence[dict[str, Any]], run: TrainingRun, *, s: 
         sends = count * span_time("p2p", 2, payload, chip, t * u * c * d)
 
     weights, gradients, optimizer, dp_comm = _data_parallel(values, run, m)
-    dp_comm, weights, gradients, optimizer, activations, memory = _fullest_stage(
-        values, (weights, gradients, optimizer, dp_comm), e=e, p=p, m=m, v=v)
-    step = compute + sends + dp_comm
+    dp_comm, weights, gradients, optimizer, activations, memory, step_bytes = _fullest_stage(
+        values, (weights, gradients, optimizer, dp_comm), e=e, p=p, m=m, v=v, grad=sync.gradient_bytes)
+    optimizer_time = step_bytes / chip.effective_hbm_bandwidth
+    step = compute + sends + dp_comm + optimizer_time
     model_flops = B * flops_per_sequence(run.model, s, run.datatype)
     return {
         "step_time": step, "compute_time": compute, "bubble_time": bubble, "pipeline_comm_time": sends,
@@ -210,7 +220,7 @@ def assemble_training(values: Sequence[dict[str, Any]], run: TrainingRun, *, s: 
         "gradient_memory": gradients, "optimizer_memory": optimizer, "activation_memory": activations,
         "model_flops": model_flops, "mfu": model_flops / (step * chips * chip.peak_flops_expr(run.datatype)),
         "tokens_per_second": B * s / step, "num_microbatches": m, "num_chips": chips,
-        "microbatch_time": t_mb,
+        "microbatch_time": t_mb, "optimizer_time": optimizer_time,
     }
 
 
@@ -318,12 +328,15 @@ def _sync_phases(groups: Sequence[tuple[Any, Any, Any]], *, e: Any, m: Any, zero
 
 
 def _fullest_stage(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any, Any, Any], *, e: Any, p: Any,
-                   m: Any, v: Any) -> tuple[Any, Any, Any, Any, Any, Any]:
+                   m: Any, v: Any, grad: Any = GRADIENT_BYTES) -> tuple[Any, Any, Any, Any, Any, Any, Any]:
     """Every stage syncs its own parameters at once: the slowest sync and the fullest stage count.
-    Returns the sync time, the weight, gradient, optimizer and activation bytes and their total."""
+    Returns the sync time, the weight, gradient, optimizer and activation bytes, their total and
+    the largest stage's optimizer-step bytes (:func:`optimizer_step_bytes`; ``grad`` bytes per
+    gradient)."""
     per_stage = _stage_terms(values, per_params, e=e, p=p, m=m, v=v)
     totals = [w + g + o + a for w, g, o, _, a in per_stage]
     dp_comm = max_all([x[3] for x in per_stage])
+    step_bytes = max_all([optimizer_step_bytes(x[1], x[2], grad, e) for x in per_stage])
     if all(sp.sympify(x).is_number for x in totals):
         fullest = per_stage[max(range(len(totals)), key=lambda i: totals[i])]
         weights, gradients, optimizer, activations = (exact_value(fullest[i]) for i in (0, 1, 2, 4))
@@ -331,7 +344,18 @@ def _fullest_stage(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any,
     else:  # symbolic: each term's largest over the stages; memory the largest stage total
         weights, gradients, optimizer, activations = (max_all([x[i] for x in per_stage]) for i in (0, 1, 2, 4))
         memory = max_all(totals)
-    return dp_comm, weights, gradients, optimizer, activations, memory
+    return dp_comm, weights, gradients, optimizer, activations, memory, step_bytes
+
+
+def optimizer_step_bytes(gradients: Any, optimizer: Any, grad: Any, e: Any) -> Any:
+    """HBM bytes a stage's optimizer step moves, from its ``gradients`` and ``optimizer`` bytes
+    (the shard's parameters: ``optimizer / 12``), ``grad`` bytes per gradient and ``e`` per
+    weight: ``gradients + optimizer / 12 * (2 grad + 2*12 + 4 + e)`` (see ``MASTER_WEIGHT_BYTES``).
+
+    >>> optimizer_step_bytes(4 * 10, 12 * 5, 4, 2)   # 10 parameters, a shard of 5: 40 + 5 * 38
+    230
+    """
+    return gradients + optimizer / OPTIMIZER_BYTES * (2 * grad + 2 * OPTIMIZER_BYTES + MASTER_WEIGHT_BYTES + e)
 
 
 def _stage_terms(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any, Any, Any], *, e: Any, p: Any,

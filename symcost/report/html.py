@@ -417,7 +417,7 @@ def _training_breakdown(page: _Page) -> str:
     t = page.training
     b = t.breakdown()
     time = [[_e(k.replace("_", " ")), _e(quantity(b[k], "s"))] for k in ("compute", "bubble", "pipeline_comm",
-                                                                           "dp_comm")]
+                                                                           "dp_comm", "optimizer_step")]
     memory = [[_e(k), _e(quantity(b[k], "B"))] for k in ("weights", "gradients", "optimizer", "activations")]
     return ("<h3>Training step: time</h3>" + _table(["part", "time per step"], time, (1,))
             + f"<p>step time {_e(quantity(t.step_time, 's'))}{_e(_unfit(t, page.chip))}</p>"

@@ -246,3 +246,48 @@ def test_zero_stage_must_be_an_int():
     """zero_stage=True is not stage 1."""
     with pytest.raises(ValueError, match="zero_stage must be 0, 1, 2 or 3"):
         small_llama().training_step(H100, seq_len=512, global_batch=8, zero_stage=True)
+
+
+def test_llama3_405b_fits_80_gib_at_8k_without_recompute():
+    """Meta trained Llama 3 405B at 8k without activation checkpointing on 80 GB H100s (The Llama 3
+    Herd of Models, 2024, §3.3.2, Table 4: TP 8, CP 1, PP 16, DP 128, 16 sequences per DP rank).
+    By hand, per layer and TP rank, bf16 (e = 2), Megatron SP (every saved tensor /t), flash
+    attention, no dropout, h = 16384, s = 8192, a = 128, g = 8, d = 128, f = 53248, t = 8:
+    attention half: the norm's input, the QKV GEMM's input (the norm's output), Q, O (also the
+    output projection's input): 4 x 2sh; K, V at g heads 2 x 2sgd; the fp32 log-sum-exp 4as;
+    MLP half: the norm's input, fc1's input 2 x 2sh; gate and up (the fused SwiGLU's saved input)
+    2 x 2sf; the product (fc2's input) 2sf.
+    Stages (7, 8 x 14, 7) (one layer less on the first and the last, as the paper says); 1F1B
+    stage k holds min(p - k, m) micro-batches, m = 16: stage 1 holds 8 layers x 15 = 120 layer
+    activations, more than stage 0's 7 x 16 = 112. Weights 6.4 GB, fp32 gradients 12.7 GB and the
+    distributed optimizer's 0.6 GB beside them: 83.7 GB, under 80 GiB (85.9 GB)."""
+    h, s, a, g, d, f, t = 16384, 8192, 128, 8, 128, 53248, 8
+    layer = (4 * 2 * s * h + 2 * 2 * s * g * d + 4 * a * s      # attention half
+             + 2 * 2 * s * h + 2 * 2 * s * f + 2 * s * f) // t  # MLP half
+    assert layer == 533_200_896
+    st = models.get("llama-3.1-405b").training_step(
+        "H100_SXM", seq_len=8192, global_batch=16 * 128, micro_batch=1,
+        parallelism={"tensor_parallel": 8, "sequence_parallel": "tp", "pipeline_parallel": 16,
+                     "data_parallel": 128})
+    assert st.stage_layers == (7,) + (8,) * 14 + (7,)
+    assert st.activation_memory == 120 * layer
+    assert st.memory_per_chip < 80 * 2**30
+
+
+
+def test_optimizer_step_reads_and_writes_its_shard_at_hbm_bandwidth():
+    """The optimizer step, once per step, HBM-bound (Megatron-Core with the distributed
+    optimizer, ZeRO-1 over d = 2): zeroing the whole fp32 gradient buffer (4 P bytes written,
+    ``zero_grad_buffer``); on the shard of P/2 parameters the gradient norm's read of the fp32
+    grads (4), Adam's read of grad, master weight and two moments (4 + 12) and write of master
+    weight and moments (12), and the copy of the fp32 master weights into the bf16 model weights
+    (read 4, write 2): 38 bytes per shard parameter. 4 P + 38 P/2 = 23 P bytes at 3.35 TB/s (the
+    ideal chip's HBM). With bf16 gradients (grad_reduce_in_fp32=False): 2 P + (2 + 2 + 24 + 6) P/2
+    = 19 P."""
+    model = small_llama(layers=8)
+    P = model.parameter_count() if callable(model.parameter_count) else model.parameter_count
+    for fp32, per in ((True, 23), (False, 19)):
+        st = model.training_step(H100, seq_len=2048, global_batch=8, micro_batch=1,
+                                 parallelism={"data_parallel": 2}, grad_reduce_in_fp32=fp32)
+        assert st.optimizer_time == Fraction(per * P, 3_350_000_000_000)
+        assert st.step_time == st.compute_time + st.pipeline_comm_time + st.dp_comm_time + st.optimizer_time
