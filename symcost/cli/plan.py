@@ -123,7 +123,8 @@ def plan_cmd(args: argparse.Namespace) -> int:
                                dtype=args.dtype, tp=args.tp, pp=args.pp, max_concurrency=args.max_concurrency,
                                disaggregated=not args.no_disaggregated, token_budget=args.token_budget,
                                memory_fraction=args.memory_fraction, gpu_price=args.gpu_price,
-                               objective=args.objective, ep=args.ep, ttft_percentile=args.ttft_percentile)
+                               objective=args.objective, ep=args.ep, ttft_percentile=args.ttft_percentile,
+                               max_num_seqs=args.max_num_seqs)
     except ConfigError as err:  # no layout: the options that chose them
         if not str(err).startswith("layouts: "):
             raise
@@ -189,6 +190,9 @@ def register(sub: Any) -> None:
     p.add_argument("--token-budget", type=positive, default=None,
                    help="tokens per engine step, max_num_batched_tokens (default: the engine profile's for the "
                    "chip, else 8192)")
+    p.add_argument("--max-num-seqs", type=positive, default=None,
+                   help="the most requests an engine runs at once, max_num_seqs (default: the engine profile's, "
+                   "e.g. vLLM 1024 on 70 GiB and more; else the KV cache's bound)")
     p.add_argument("--memory-fraction", type=memory_fraction, default=None,
                    help="the engine's memory fraction, counted by its rule (default: the engine profile's, e.g. "
                    "vLLM 0.9 of HBM, else 0.9)")

@@ -147,6 +147,8 @@ class _Options:
     objective: str = "throughput"
     ttft_percentile: Any = None
     """The quantile ``q`` the TTFT target holds at (``None``: the mean); the module's docstring."""
+    max_num_seqs: Optional[int] = None
+    """The most requests an engine runs (``None``: the engine profile's)."""
 
     def prefill_load(self, slack: Any, stage: Any) -> Any:
         """The utilization a prefill instance of stage time ``D_m`` may run at, ``T'`` being the
@@ -165,7 +167,8 @@ class _Options:
     def engine(self, layout: tuple[int, int, int]) -> Any:
         """The engine's budget, memory fraction and rule, KV block on ``layout``
         (:func:`~symcost.plan.serving.batching.engine_defaults`)."""
-        return engine_defaults(self.chip, layout[0] * layout[1], self.token_budget, self.memory_fraction)
+        return engine_defaults(self.chip, layout[0] * layout[1], self.token_budget, self.memory_fraction,
+                               self.max_num_seqs)
 
 
 @functools.lru_cache(maxsize=256)
@@ -233,7 +236,8 @@ def _aggregated(opts: _Options, layout: tuple[int, int, int]) -> Optional[dict[s
     tp, pp, dp = layout
     try:
         curve = serving_curve(opts.model, opts.chip, opts.workload, dtype=opts.dtype, parallelism=_par(*layout),
-                              token_budget=opts.token_budget, memory_fraction=opts.memory_fraction)
+                              token_budget=opts.token_budget, memory_fraction=opts.memory_fraction,
+                              max_num_seqs=opts.max_num_seqs)
     except SymcostError:
         return None  # the weights leave no room for one request's KV cache
     replicas = opts.gpus // (curve.chips * dp)
@@ -243,7 +247,7 @@ def _aggregated(opts: _Options, layout: tuple[int, int, int]) -> Optional[dict[s
     grid = np.arange(1, opts.max_concurrency + 1, dtype=np.float64)
     s = curve.sweep(grid)
     mem = curve.memory
-    running = np.minimum(grid, curve.kv_limit)
+    running = np.minimum(grid, curve.running_limit)
     return {"kind": "aggregated", "layout": f"{replicas} x {_layout(tp, pp, dp)}", "gpus": engines * curve.chips,
             "concurrency": engines * grid, "ttft": s.ttft, "tpot": s.tpot,
             "tokens_per_second": engines * s.tokens_per_second,
@@ -331,7 +335,8 @@ def _decode(opts: _Options, layout: tuple[int, int, int]) -> Optional[_Decode]:
         activations = sp.Add(*(w * sp.sympify(row.activation_memory) for row, w in rows))
         extra = memory_bound(engine.memory_rule, engine.memory_fraction, chip.hbm_capacity, weights, activations) \
             - engine.memory_fraction * chip.hbm_capacity
-        fits = max_integer(memory - extra, b, engine.memory_fraction * chip.hbm_capacity, upper=opts.max_concurrency,
+        top = opts.max_concurrency if engine.max_num_seqs is None else min(opts.max_concurrency, engine.max_num_seqs)
+        fits = max_integer(memory - extra, b, engine.memory_fraction * chip.hbm_capacity, upper=top,
                            kind="bytes").value
         steps = engine_steps(model, chip, opts.dtype, par)
         receive = _mean(opts.workload, lambda isl, _: kv_transfer(model, chip, isl, opts.dtype, par)[1])
@@ -512,7 +517,8 @@ def plan_deployment(model: Model, hardware: Hardware | str, workload: Workload |
                     tpot: Any, *, dtype: Any = "bf16", tp: Optional[Sequence[int]] = None, pp: Sequence[int] = (1,),
                     max_concurrency: int = 512, disaggregated: bool = True, token_budget: Optional[int] = None,
                     memory_fraction: Any = None, gpu_price: Any = None, objective: str = "throughput",
-                    ep: Optional[Sequence[int]] = None, ttft_percentile: Any = None) -> DeploymentPlan:
+                    ep: Optional[Sequence[int]] = None, ttft_percentile: Any = None,
+                    max_num_seqs: Optional[int] = None) -> DeploymentPlan:
     """The deployments of ``model`` on ``gpus`` chips of ``hardware`` (under its engine profile)
     serving ``workload`` within a mean ``ttft`` and a ``tpot`` target (seconds): aggregated replicas
     at every concurrency up to ``max_concurrency`` and, with ``disaggregated``, every count of
@@ -520,7 +526,9 @@ def plan_deployment(model: Model, hardware: Hardware | str, workload: Workload |
     also attention-DP x EP degrees ``ep``, aggregated and as decode pools). ``gpu_price`` (per
     GPU-hour) adds each deployment's cost per million output tokens; ``objective`` ``"cost"``
     picks the cheapest of each kind instead of the most tokens/s/GPU; ``ttft_percentile`` (e.g. 9/10)
-    holds the TTFT target at that quantile instead of the mean. See the module's docstring.
+    holds the TTFT target at that quantile instead of the mean; ``max_num_seqs`` caps the requests
+    an engine (a replica, a decode instance) runs, by default the engine profile's. See the module's
+    docstring.
 
     >>> from symcost import models
     >>> plan = plan_deployment(models.get("llama-3-8b"), "H100_SXM", (1024, 130), 2, ttft=1, tpot=0.02, tp=[1])
@@ -540,7 +548,7 @@ def plan_deployment(model: Model, hardware: Hardware | str, workload: Workload |
     opts = _Options(model, chip, load, gpus, dtype, exact_number(ttft, "ttft"), exact_number(tpot, "tpot"),
                     token_budget, None if memory_fraction is None else exact_number(memory_fraction, "memory_fraction"),
                     max_concurrency, None if gpu_price is None else exact_number(gpu_price, "gpu_price"), objective,
-                    _quantile(ttft_percentile))
+                    _quantile(ttft_percentile), max_num_seqs)
     tried = layouts(model, chip, gpus, tp, pp, ep)
     if not tried:
         raise ConfigError(f"layouts: no TP x PP layout of {model.name} fits {gpus} GPUs (tp {tp}, pp {list(pp)})")
