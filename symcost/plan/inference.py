@@ -26,6 +26,8 @@ from .pipeline import (
     DecodeStep,
     InferenceStep,
     check_expert_parallel,
+    checked_stage_layers,
+    checked_switch,
     end_stages,
     max_all,
     model_parts,
@@ -219,6 +221,8 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
 
     Positive int sizes without ``prefill_chunk`` run a program compiled once (:func:`compile_step`);
     ``exact=False``: its float64 values."""
+    overlap, exact = checked_switch(overlap, "overlap"), checked_switch(exact, "exact")
+    stage_layers = checked_stage_layers(stage_layers)
     sizes = csteps.sizes(batch_size, seq_len) if prefill_chunk is None and csteps.USE_COMPILED else None
     compiled = None if sizes is None else inference_front(model, hardware, dtype, parallelism, overlap, stage_layers)
     if (fast := csteps.run(compiled, sizes, exact)) is not None:
