@@ -27,6 +27,7 @@ MANY_PARAMETERS = {
     "plan/speculative.py": {"speculative_step": _PUBLIC},
     "plan/disaggregated.py": {"pd_ratio": _PUBLIC},
     "plan/serving/deploy.py": {"plan_deployment": _PUBLIC},
+    "plan/serving/batching.py": {"serving_curve": _PUBLIC},
     "report/html.py": {"html_report": _PUBLIC},
     "report/plots.py": {"memory_vs_seq_len": _PUBLIC},
     "core/metrics.py": {"from_ops": "LayerMetrics' constructor: its keywords are the value's fields"},

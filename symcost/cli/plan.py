@@ -54,6 +54,18 @@ def memory_fraction(text: str) -> Fraction:
     return value
 
 
+def percentile(text: str) -> Fraction:
+    """A percentile strictly between 0 and 100 (``90`` for p90), as the fraction 9/10."""
+    rule = f"expected a percentile between 0 and 100 (90 for p90), got {text!r}"
+    try:
+        value = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(rule) from None
+    if not 0 < value < 100:
+        raise argparse.ArgumentTypeError(rule)
+    return value / 100
+
+
 def price(text: str) -> Fraction:
     """A positive amount of money, exactly as written (``2.5``, ``10``)."""
     try:
@@ -111,7 +123,8 @@ def plan_cmd(args: argparse.Namespace) -> int:
                                dtype=args.dtype, tp=args.tp, pp=args.pp, max_concurrency=args.max_concurrency,
                                disaggregated=not args.no_disaggregated, token_budget=args.token_budget,
                                memory_fraction=args.memory_fraction, gpu_price=args.gpu_price,
-                               objective=args.objective, ep=args.ep)
+                               objective=args.objective, ep=args.ep, ttft_percentile=args.ttft_percentile,
+                               max_num_seqs=args.max_num_seqs)
     except ConfigError as err:  # no layout: the options that chose them
         if not str(err).startswith("layouts: "):
             raise
@@ -119,6 +132,7 @@ def plan_cmd(args: argparse.Namespace) -> int:
     gain = plan.disaggregation_gain
     data = {"model": model.name, "hardware": chip.name, "engine": plan.engine, "gpus": gpus, "isl": args.isl,
             "osl": args.osl, "ttft_target_s": num(plan.ttft_target), "tpot_target_s": num(plan.tpot_target),
+            "ttft_percentile": None if plan.ttft_percentile is None else num(plan.ttft_percentile * 100),
             "best_aggregated": _deployment(plan.best_aggregated),
             "best_disaggregated": _deployment(plan.best_disaggregated),
             "disaggregation_gain": None if gain is None else num(gain),
@@ -161,8 +175,11 @@ def register(sub: Any) -> None:
                    "the GPUs paid for (needs --gpu-price)")
     p.add_argument("--isl", type=positive, required=True, help="prompt tokens per request")
     p.add_argument("--osl", type=positive, required=True, help="output tokens per request (the first from the prefill)")
-    p.add_argument("--ttft", type=duration, required=True, help="mean TTFT target: 1s, 500ms, 0.5")
+    p.add_argument("--ttft", type=duration, required=True, help="TTFT target (mean, or --ttft-percentile): 1s, 0.5")
     p.add_argument("--tpot", type=duration, required=True, help="TPOT target: 30ms, 0.03")
+    p.add_argument("--ttft-percentile", type=percentile, default=None, metavar="P",
+                   help="hold the TTFT target at this percentile, e.g. 90 (default: the mean); disaggregated "
+                   "prefill by the M/D/1 wait's distribution, aggregated steady state has one TTFT")
     p.add_argument("--tp", type=int_list, default=None, help="TP degrees to try, e.g. 1,2,4,8 (default: powers of 2 "
                    "up to the scale-up domain)")
     p.add_argument("--pp", type=int_list, default=[1], help="PP degrees to try (default 1)")
@@ -173,6 +190,9 @@ def register(sub: Any) -> None:
     p.add_argument("--token-budget", type=positive, default=None,
                    help="tokens per engine step, max_num_batched_tokens (default: the engine profile's for the "
                    "chip, else 8192)")
+    p.add_argument("--max-num-seqs", type=positive, default=None,
+                   help="the most requests an engine runs at once, max_num_seqs (default: the engine profile's, "
+                   "e.g. vLLM 1024 on 70 GiB and more; else the KV cache's bound)")
     p.add_argument("--memory-fraction", type=memory_fraction, default=None,
                    help="the engine's memory fraction, counted by its rule (default: the engine profile's, e.g. "
                    "vLLM 0.9 of HBM, else 0.9)")

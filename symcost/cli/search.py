@@ -25,12 +25,44 @@ from .common import (
     unit_fraction,
 )
 
+_SWITCH = {"on": True, "off": False}
+_TRAINING_SWITCHES = {"dp_overlap": True, "pp_overlap": True, "grad_reduce_in_fp32": True,
+                      "expert_tensor_parallel": [None]}
+
+
+def switch(text: str) -> bool:
+    """``on`` or ``off`` (a search switch such as ``--dp-overlap``)."""
+    value = _SWITCH.get(text.strip().lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+    return value
+
+
+def expert_tp_list(text: str) -> list[Any]:
+    """Comma-separated expert-TP degrees: positive integers, or ``tp`` for the MoE layer's default
+    flow (each expert split ``tp`` ways; ``None`` in :class:`~symcost.plan.search.SearchOptions`)."""
+    out: list[Any] = []
+    for item in (x.strip() for x in text.split(",")):
+        if item == "tp":
+            out.append(None)
+        elif item.isdigit() and int(item) >= 1:
+            out.append(int(item))
+        else:
+            raise argparse.ArgumentTypeError(
+                f"expected positive integer degrees or tp (the experts split tp ways), got {text!r}")
+    return out
+
 
 def search_cmd(args: argparse.Namespace) -> int:
     from ..plan import search
 
     if args.min_mfu is not None and args.phase == "inference":
         raise UsageError("argument --min-mfu: constrains training searches only (an inference step has no MFU)")
+    if args.phase == "inference":
+        given = [f"--{k.replace('_', '-')}" for k, default in _TRAINING_SWITCHES.items() if getattr(args, k) != default]
+        if given:
+            raise UsageError(f"argument {given[0]}: a training switch (the inference search has no gradients or "
+                             "expert grid)")
     model = model_arg(args.model, args)
     chip = hardware_arg(args.hardware, args.engine)
     if args.plot:
@@ -47,7 +79,9 @@ def search_cmd(args: argparse.Namespace) -> int:
     table = search.parallelism(model, chip, args.chips, args.global_batch, args.seq, phase=args.phase,
                                dtype=args.dtype, progress=bar, max_tp=args.max_tp, min_mfu=args.min_mfu,
                                memory_headroom=args.memory_headroom, price_per_hour=args.price_per_hour,
-                               context_parallel=args.cp)
+                               context_parallel=args.cp, dp_overlap=args.dp_overlap, pp_overlap=args.pp_overlap,
+                               grad_reduce_in_fp32=args.grad_reduce_in_fp32,
+                               expert_tensor_parallel=args.expert_tensor_parallel)
     if not args.json:
         bar(1.0, "done")
         print(f"\n{table.num_candidates:,} candidates in {table.seconds:.2f} s", file=sys.stderr)
@@ -94,6 +128,15 @@ def register(sub: Any) -> None:
     p.add_argument("--max-tp", type=positive, default=None, help="the largest tensor-parallel degree")
     p.add_argument("--cp", type=int_list, default=[1],
                    help="comma-separated context-parallel degrees to try (training; default 1)")
+    p.add_argument("--dp-overlap", type=switch, default=True, metavar="on|off",
+                   help="training: the data-parallel gradient sync hidden behind the backward (default on)")
+    p.add_argument("--pp-overlap", type=switch, default=True, metavar="on|off",
+                   help="training: an interleaved pipeline's sends hidden but the fill's and drain's (default on)")
+    p.add_argument("--grad-reduce-in-fp32", type=switch, default=True, metavar="on|off",
+                   help="training: fp32 gradients and reduction, off for bf16 (default on)")
+    p.add_argument("--expert-tensor-parallel", type=expert_tp_list, default=[None], metavar="DEGREES",
+                   help="training, MoE models: expert-TP degrees to try, e.g. tp,1,2; tp splits each expert tp "
+                   "ways (the default), an integer runs Megatron-Core's expert grid")
     p.add_argument("--min-mfu", type=unit_fraction, default=None, help="the lowest MFU (training), e.g. 0.4")
     p.add_argument("--memory-headroom", type=fraction, default=0.0,
                    help="the fraction of HBM kept free, e.g. 0.1 (default 0)")

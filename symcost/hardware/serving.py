@@ -24,6 +24,10 @@ driver's own reserve makes a little smaller (nvidia-smi shows 81,559 of 81,920 M
 context takes a few hundred MiB more; neither is subtracted here: the KV room is that much larger
 than the engine's (about 0.4-0.9 GiB on 80 GiB).
 
+An engine runs at most :attr:`ServingDefaults.max_num_seqs` requests at once (vLLM's
+``max_num_seqs``, SGLang's ``max_running_requests``, TensorRT-LLM's ``max_batch_size``), whatever
+room its KV cache leaves.
+
 A paged KV cache (:attr:`ServingDefaults.kv_block_tokens` ``B``) holds a request of ``n`` tokens in
 ``ceil(n/B)`` blocks: ``ceil(n/B) B`` tokens' worth of bytes (:func:`paged_tokens`).
 
@@ -99,7 +103,7 @@ class ServingDefaults:
     step), ``memory_fraction`` tiers (``phi``) or, for an engine that derives ``phi`` from a
     reserve, ``memory_reserve`` tiers (bytes) plus ``memory_reserve_per_gpu`` bytes per chip of the
     replica, ``phi = 1 - reserve/M`` rounded to ``memory_fraction_digits`` decimals;
-    ``memory_rule``; ``kv_block_tokens``.
+    ``memory_rule``; ``kv_block_tokens``; ``max_num_seqs`` tiers (the most running requests).
 
     >>> d = ServingDefaults(token_budget=(Tier(Fraction(2048), name_contains="a100"), Tier(Fraction(8192))))
     >>> d.budget("H100_SXM", 80 * 10**9, 1), d.budget("A100_SXM_80GB", 80 * 10**9, 1)
@@ -113,6 +117,13 @@ class ServingDefaults:
     memory_fraction_digits: Optional[int] = None
     memory_rule: Literal["total", "free", "static"] = "total"
     kv_block_tokens: int = 1
+    max_num_seqs: tuple[Tier, ...] = ()
+
+    def seqs(self, name: str, hbm: Any, gpus: int) -> Optional[int]:
+        """The most requests the engine runs at once on a chip called ``name`` with ``hbm`` bytes
+        (``None``: no cap but the KV cache's)."""
+        value = _pick(self.max_num_seqs, name, hbm, gpus)
+        return None if value is None else int(value)
 
     def budget(self, name: str, hbm: Any, gpus: int) -> Optional[int]:
         """Tokens per step on a chip called ``name`` with ``hbm`` bytes (``None``: no default here)."""

@@ -26,6 +26,8 @@ from .pipeline import (
     DecodeStep,
     InferenceStep,
     check_expert_parallel,
+    checked_stage_layers,
+    checked_switch,
     end_stages,
     max_all,
     model_parts,
@@ -219,12 +221,12 @@ def inference_step(model: "Model", hardware: Hardware | str, batch_size: Any, se
 
     Positive int sizes without ``prefill_chunk`` run a program compiled once (:func:`compile_step`);
     ``exact=False``: its float64 values."""
+    overlap, exact = checked_switch(overlap, "overlap"), checked_switch(exact, "exact")  # stage_layers: stage_split
     sizes = csteps.sizes(batch_size, seq_len) if prefill_chunk is None and csteps.USE_COMPILED else None
     compiled = None if sizes is None else inference_front(model, hardware, dtype, parallelism, overlap, stage_layers)
     if (fast := csteps.run(compiled, sizes, exact)) is not None:
         return fast
-    chip = get_hardware(hardware)
-    par = resolve_parallelism(model, parallelism)
+    chip, par = get_hardware(hardware), resolve_parallelism(model, parallelism)
     check_expert_parallel(par)
     split = stage_split(model, par.pp, 1, stage_layers)
     datatype = DataType.parse(dtype)
@@ -499,7 +501,7 @@ def _inference_compiled(model: "Model", hardware: Hardware | str, dtype: Any, pa
     par = resolve_parallelism(model, parallelism)
     check_expert_parallel(par)
     return _inference_program(model, chip, par, DataType.parse(dtype), bool(overlap),
-                              None if stage_layers is None else tuple(stage_layers))
+                              checked_stage_layers(stage_layers))
 
 
 def inference_front(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,

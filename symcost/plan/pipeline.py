@@ -328,6 +328,35 @@ def pipeline_stages(num_layers: int, pipeline_parallel: int, first: Optional[int
     return tuple(stages)
 
 
+def checked_switch(value: Any, field: str) -> bool:
+    """A step's on/off keyword as a bool: ``True``, ``False`` (NumPy's too) or 1/0; anything else,
+    a string above all (``"no"`` is truthy), is one line naming ``field``.
+
+    >>> checked_switch(0, "overlap")
+    False
+    """
+    import numpy as np
+
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, int) and value in (0, 1)):
+        return bool(value)
+    raise ConfigError(f"{field} must be True or False, got {value!r}")
+
+
+def checked_stage_layers(value: Any) -> Optional[tuple[Any, ...]]:
+    """``stage_layers`` as a tuple (``None`` stays ``None``): a list or tuple of blocks per stage,
+    checked against the model by :func:`stage_split`; a bare number or a string is one line.
+
+    >>> checked_stage_layers([16, 16])
+    (16, 16)
+    """
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ConfigError(f"stage_layers must be a sequence of ints, one per pipeline stage (e.g. [16, 16]), "
+                          f"got {value!r}")
+    return tuple(value)
+
+
 def stage_split(model: "Model", p: Any, v: Any, stage_layers: Optional[Sequence[int]]) -> Optional[tuple[int, ...]]:
     """The blocks per stage of ``model`` under ``p`` stages and ``v`` chunks per stage, checked;
     ``None`` while the depth or ``p`` is symbolic (then ``p * v`` must divide ``L``: even stages)."""
@@ -341,7 +370,7 @@ def stage_split(model: "Model", p: Any, v: Any, stage_layers: Optional[Sequence[
     if stage_layers is None:
         split = pipeline_stages(int(L), int(p))
     else:
-        split = tuple(stage_layers)
+        split = checked_stage_layers(stage_layers) or ()
         if (len(split) != int(p) or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in split)
                 or sum(split) != int(L)):
             raise ConfigError(f"stage_layers must be {int(p)} positive ints (one per pipeline stage) adding up to "

@@ -29,6 +29,8 @@ from .pipeline import (
     OPTIMIZER_BYTES,
     TrainingStep,
     check_expert_parallel,
+    checked_stage_layers,
+    checked_switch,
     in_flight,
     max_all,
     model_parts,
@@ -419,9 +421,12 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     the blocks per pipeline stage (default :func:`pipeline_stages`; the split used is
     ``result.stage_layers``). With positive int sizes the step is evaluated by a program compiled
     once per configuration (:func:`compile_step`); ``exact=False`` returns its float64 values."""
-    options = TrainingOptions(recompute, interleave, zero_stage, bool(overlap),
-                              None if stage_layers is None else tuple(stage_layers),
-                              StepComm(bool(dp_overlap), bool(grad_reduce_in_fp32), bool(pp_overlap)))
+    options = TrainingOptions(recompute, interleave, zero_stage, checked_switch(overlap, "overlap"),
+                              checked_stage_layers(stage_layers),
+                              StepComm(checked_switch(dp_overlap, "dp_overlap"),
+                                       checked_switch(grad_reduce_in_fp32, "grad_reduce_in_fp32"),
+                                       checked_switch(pp_overlap, "pp_overlap")))
+    exact = checked_switch(exact, "exact")
     sizes = csteps.sizes(seq_len, global_batch, micro_batch) if csteps.USE_COMPILED else None
     result = csteps.run(None if sizes is None else training_front(model, hardware, dtype, parallelism, options),
                         sizes, exact)

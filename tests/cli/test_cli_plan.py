@@ -55,6 +55,10 @@ def test_times_parse_exactly_with_their_units(text, seconds):
     (["--tp", "3"], "argument --tp/--pp: no TP x PP layout of llama-3-8b fits 2 GPUs (tp [3], pp [1])"),
     (["--memory-fraction", "1.5"], "argument --memory-fraction: expected a fraction in (0, 1]"),
     (["--gpus", "0"], "argument --gpus: expected a positive integer, got 0"),
+    (["--ttft-percentile", "100"], "argument --ttft-percentile: expected a percentile between 0 and 100 (90 for "
+     "p90), got '100'"),
+    (["--ttft-percentile", "p90"], "argument --ttft-percentile: expected a percentile between 0 and 100"),
+    (["--max-num-seqs", "0"], "argument --max-num-seqs: expected a positive integer, got 0"),
 ])
 def test_bad_options_are_one_line(capsys, argv, message):
     base = {a: b for a, b in zip(ARGS[1::2], ARGS[2::2])}
@@ -62,6 +66,42 @@ def test_bad_options_are_one_line(capsys, argv, message):
         base[option] = value
     code, _, err = run(capsys, "plan", *[x for kv in base.items() for x in kv])
     assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_a_percentile_ttft_target_is_the_librarys(capsys):
+    """--ttft-percentile 90 is ttft_percentile=9/10: the same best deployments, the JSON says the
+    percentile, the text says how each kind's TTFT is read."""
+    code, out, _ = run(capsys, *ARGS, "--ttft-percentile", "90", "--json")
+    assert code == 0
+    data = json.loads(out)
+    plan = plan_deployment(models.get("llama-3-8b"), hardware.get("H100").with_runtime("vllm"), (1000, 100), 2,
+                           Fraction(1, 2), Fraction(1, 50), tp=[1, 2], max_concurrency=64,
+                           ttft_percentile=Fraction(9, 10))
+    assert data["ttft_percentile"] == 90
+    best = plan.best_disaggregated
+    assert data["best_disaggregated"]["layout"] == best.layout
+    assert data["best_disaggregated"]["ttft_s"] == pytest.approx(float(best.ttft), rel=1e-12)
+    code, out, _ = run(capsys, *ARGS, "--ttft-percentile", "90")
+    assert code == 0 and "TTFT p90 <= 500 ms" in out and "its percentile is its mean" in out
+
+
+def test_max_num_seqs_caps_each_engine(capsys):
+    """--max-num-seqs 4: no engine runs more than 4 requests, so no decode batch exceeds 4 and the
+    same plan as the library's with max_num_seqs=4."""
+    code, out, _ = run(capsys, *ARGS, "--max-num-seqs", "4", "--json")
+    assert code == 0
+    data = json.loads(out)
+    plan = plan_deployment(models.get("llama-3-8b"), hardware.get("H100").with_runtime("vllm"), (1000, 100), 2,
+                           Fraction(1, 2), Fraction(1, 50), tp=[1, 2], max_concurrency=64, max_num_seqs=4)
+    assert data["best_aggregated"]["layout"] == plan.best_aggregated.layout
+    assert data["best_aggregated"]["tokens_per_second_per_gpu"] == pytest.approx(
+        float(plan.best_aggregated.tokens_per_second_per_gpu), rel=1e-12)
+    # 2 x TP 1 at concurrency 2c (c per replica): the tokens/s stop growing at c = 4, the cap
+    cols = plan.columns
+    rows = cols["layout"] == "2 x TP 1"
+    tokens = cols["tokens_per_second"][rows]
+    assert cols["concurrency"][rows][3] == 8 and tokens[2] < tokens[3]
+    assert all(t == pytest.approx(tokens[3], rel=1e-12) for t in tokens[3:])
 
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "how-to" / "serving.md"

@@ -273,3 +273,56 @@ def test_an_attention_dp_decode_pool_batches_per_rank():
     assert dec.chips == 2 and dec.batches.tolist() == [2.0 * b for b in batch_grid(64)]
     for k, b in enumerate(batch_grid(64)):
         assert dec.tpot[k] == pytest.approx(float(steps.decode(b, context)), rel=1e-12)
+
+
+# -- a percentile TTFT target ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def p90():
+    return plan_deployment(TINY, ROUND, (5, 8), 4, TTFT, TPOT, ttft_percentile=Fraction(9, 10), **OPTIONS)
+
+
+def test_a_p90_ttft_target_bounds_the_prefill_load_by_the_wait_distribution(p90):
+    """With a p90 target X the prefill instances (M/D/1, service D_m, Poisson arrivals at
+    lambda/n_p each) may run at the load rho whose p90 wait is T' = X - D_s - T_kv: W(T') >= 0.9,
+    W the waiting-time CDF (queueing.md1_wait_cdf), and no more (W(T') < 0.9 a hair above it).
+    The best disaggregated row's TTFT is D_s + T_kv + the p90 wait at its load."""
+    from symcost.plan.serving.queueing import md1_wait_cdf, md1_wait_quantile
+
+    best = p90.best_disaggregated
+    assert best is not None and p90.ttft_percentile == Fraction(9, 10)
+    n_p, tp_p, n_d, tp_d = (int(w) for w in best.layout.replace("prefill", "").replace("decode", "")
+                            .replace("+", "").replace("x TP", "").split())
+    d_s = inference_step(TINY, ROUND, 1, 5, parallelism={"tensor_parallel": tp_p}).ttft
+    d_m = prefill_stage_time(TINY, ROUND, 1, 5, parallelism={"tensor_parallel": tp_p})
+    t_kv = max(kv_transfer(TINY, ROUND, 5, parallelism={"tensor_parallel": tp_p})[1],
+               kv_transfer(TINY, ROUND, 5, parallelism={"tensor_parallel": tp_d})[1])
+    slack = TTFT - d_s - t_kv
+    rate = best.tokens_per_second / 8  # 8 output tokens per request
+    per_instance = rate / n_p
+    assert md1_wait_cdf(per_instance, d_m, slack) >= sp.Rational(9, 10)
+    assert float(best.ttft) == pytest.approx(float(d_s + t_kv + md1_wait_quantile(per_instance, d_m,
+                                                                                   sp.Rational(9, 10))), rel=1e-12)
+    assert best.ttft <= TTFT
+    if best.ttft > TTFT * (1 - 1e-9):  # the prefill pool binds: a load 1e-6 higher misses the p90
+        assert md1_wait_cdf(per_instance * (1 + sp.Rational(1, 10**6)), d_m, slack) < sp.Rational(9, 10)
+
+
+def test_a_p90_target_is_stricter_than_the_mean_for_prefill_and_says_so(plan, p90):
+    """The p90 of the M/D/1 wait exceeds its mean at these loads, so the disaggregated rows serve at
+    most the mean plan's rate; aggregated rows (a closed loop at steady state: every request alike,
+    one TTFT) are the mean plan's, and the text says both."""
+    mean_best, best = plan.best_disaggregated, p90.best_disaggregated
+    assert best.tokens_per_second_per_gpu <= mean_best.tokens_per_second_per_gpu
+    agg = p90.columns["kind"] == "aggregated"
+    assert np.array_equal(p90.columns["ttft"][agg], plan.columns["ttft"][agg])
+    text = str(p90)
+    assert "TTFT p90 <=" in text and "aggregated rows: a closed loop's steady state has one TTFT" in text
+
+
+def test_a_bad_ttft_percentile_is_one_line():
+    for bad in (0, 1, Fraction(3, 2), "p90"):
+        with pytest.raises(ConfigError, match="ttft_percentile must be a fraction between 0 and 1") as err:
+            plan_deployment(TINY, ROUND, (5, 8), 2, TTFT, TPOT, ttft_percentile=bad, **OPTIONS)
+        assert "\n" not in str(err.value)

@@ -112,3 +112,54 @@ def test_the_engines_defaults_change_the_kv_bound_on_a_real_chip():
     c = serving_curve(models.get("llama-3-8b"), hardware.get("H100_SXM").with_runtime("vllm"), (1024, 130))
     assert c.memory.kv_per_request == 1168 * 131_072 and c.token_budget == 8192
     assert c.memory.budget == Fraction(9, 10) * 80 * 2**30  # vLLM's 0.9 of the H100's 80 GiB
+
+
+# -- the engine's cap on running requests (max_num_seqs) ----------------------------------------
+
+
+@pytest.mark.parametrize("engine, chip, gpus, seqs", [
+    # vLLM (get_batch_defaults, V1): 1024 on GPUs of 70 GiB or more unless an A100, else 256
+    ("vllm", "H100_SXM", 1, 1024), ("vllm", "B200", 8, 1024), ("vllm", "A100_SXM_80GB", 1, 256),
+    # TensorRT-LLM: max_batch_size 2048 (BaseLlmArgs); SGLang: max_running_requests' floor, 2048
+    ("tensorrt-llm", "H200_SXM", 4, 2048), ("sglang", "H100_SXM", 1, 2048),
+    ("neutral", "H100_SXM", 1, None),
+])
+def test_each_engine_caps_its_running_requests(engine, chip, gpus, seqs):
+    assert engine_defaults(hardware.get(chip).with_runtime(engine), gpus).max_num_seqs == seqs
+
+
+def test_a_cap_below_the_kv_room_bounds_the_running_requests_by_hand():
+    """The tiny model under the total rule holds 119 requests (above); a cap of 20 runs 20 (in the
+    interleaved regime: 20 < c* = 40 x 8/12) and queues the rest: at 30, TPOT and throughput are
+    those of 20 and Little's law gives TTFT = 30/X(20) - 7 TPOT(20)."""
+    c = serving_curve(TINY, _engine("total"), (5, 8), max_num_seqs=20)
+    assert c.kv_limit == 119 and c.running_limit == 20
+    assert c.regimes[-1] == ("max-seqs", sp.oo) and c.regime(20) == "interleaved"
+    at20, at30 = c.at(20), c.at(30)
+    assert at30.regime == "max-seqs" and at30.running == 20
+    assert at30.tpot == at20.tpot and at30.request_rate == at20.request_rate
+    assert at30.ttft == 30 / at20.request_rate - 7 * at20.tpot
+    # a cap above the KV room changes nothing
+    loose, free = serving_curve(TINY, _engine("total"), (5, 8), max_num_seqs=500), serving_curve(TINY, _engine("total"),
+                                                                                                  (5, 8))
+    assert loose.running_limit == 119 and loose.ttft == free.ttft and loose.regimes == free.regimes
+
+
+def test_the_profiles_cap_bounds_a_small_request_mix_on_a_real_chip():
+    """Llama-3-8B on one H100 under vLLM, 128 + 128 tokens: a request holds 16 blocks of 16 (256
+    tokens x 131,072 bytes = 33.6 MB), and 0.9 x 80 GiB less 16.06 GB of weights leaves room for
+    about 1,820 of them; vLLM runs at most 1,024."""
+    from symcost import models
+
+    c = serving_curve(models.get("llama-3-8b"), hardware.get("H100_SXM").with_runtime("vllm"), (128, 128))
+    assert c.kv_limit > 1024 and c.running_limit == 1024
+    assert c.at(2000).running == 1024
+
+
+def test_the_disaggregated_decode_pool_batches_at_most_the_cap():
+    """A decode instance of TP 1 holding 98 requests (above) with a cap of 50: the batch grid's
+    largest up to 50 is 48."""
+    chip = _engine("static", 16)
+    opts = _Options(TINY, chip, Workload.of(5, 8), 1, "bf16", sp.Integer(1), sp.Integer(1), None, None, 512,
+                    max_num_seqs=50)
+    assert int(_decode(opts, (1, 1, 1)).batches[-1]) == 48

@@ -9,7 +9,7 @@ import sympy as sp
 from test_serving import curve
 
 from symcost.errors import ConfigError
-from symcost.plan.serving.queueing import md1_wait_cdf, md1_wait_quantile
+from symcost.plan.serving.queueing import md1_load_for_wait, md1_wait_cdf, md1_wait_quantile
 
 HALF = sp.Rational(1, 2)
 
@@ -65,6 +65,22 @@ def test_an_arrival_rate_reports_ttft_percentiles():
     assert float(point.ttft_percentiles[90] - steady) == pytest.approx(math.log(0.9 * 1.5) / float(lam), rel=1e-12)
     assert point.ttft_percentiles[50] < point.ttft < point.ttft_percentiles[99]
     assert c.at(3).ttft_percentiles is None and c.at_rate(2 * peak).ttft_percentiles[99] == sp.oo
+
+
+def test_the_largest_load_whose_quantile_meets_a_wait_by_hand():
+    """S = 1. A wait of 0 at quantile q: the server idle with probability 1 - rho >= q, rho = 1 - q.
+    Within [0, S) the quantile is ln(q/(1 - rho))/rho: at rho 1/2, q 0.6 it is 2 ln 1.2 = 0.3646,
+    so the largest load whose p60 wait is at most 2 ln 1.2 service times is 1/2. At q 0.9 (p90 in
+    [1, 2), test_quantiles_by_hand) the root of the two-term form at rho 1/2 likewise gives back 1/2.
+    The load returned meets the wait exactly (W at it >= q)."""
+    assert md1_load_for_wait(sp.Rational(9, 10), 0) == sp.Rational(1, 10)
+    y = 2 * math.log(1.2)
+    rho = md1_load_for_wait(sp.Rational(3, 5), sp.Rational(y))
+    assert float(rho) == pytest.approx(0.5, rel=1e-12)
+    assert md1_wait_cdf(rho, 1, sp.Rational(y)) >= sp.Rational(3, 5)
+    two = lambda t: 0.5 * (math.exp(0.5 * t) - 0.5 * (t - 1) * math.exp(0.5 * (t - 1)))  # noqa: E731
+    p90 = _bisect(two, 1.0, 2.0, 0.9)
+    assert float(md1_load_for_wait(sp.Rational(9, 10), sp.Rational(p90))) == pytest.approx(0.5, rel=1e-10)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -36,7 +36,10 @@ step of ``T`` tokens, by the engine's memory rule and fraction ``phi``
 (:mod:`symcost.hardware.serving`: ``phi M - W - A`` for vLLM, ``phi (M - W - A)`` for
 TensorRT-LLM, ``phi M - W`` for SGLang), and ``kv`` a request's KV cache at its last step, its
 ``n`` tokens held in blocks of ``B``: ``ceil(n/B) B`` tokens' worth (vLLM 16, TensorRT-LLM 32,
-SGLang 1); past ``c_kv`` the engine runs ``c_kv`` and the others queue. ``T``, ``phi``, the rule
+SGLang 1); past ``c_kv`` the engine runs ``c_kv`` and the others queue. The engine's own cap on
+running requests ``N`` (``max_num_seqs``: vLLM 1024 on 70 GiB and more, else 256; SGLang 2048;
+TensorRT-LLM 2048) bounds them the same way: the engine runs ``min(c_kv, N)`` (regime
+``kv-bound`` or ``max-seqs``). ``T``, ``phi``, the rule
 and ``B`` are the engine profile's (``Runtime.serving``), or :data:`DEFAULT_TOKEN_BUDGET`,
 :data:`DEFAULT_MEMORY_FRACTION`, ``"total"`` and 1 for a profile without them. In every regime
 Little's law closes the loop: ``c = X (TTFT + D TPOT)``, so ``TTFT = c/X - D TPOT`` (the wait for
@@ -210,9 +213,10 @@ def _alternating_regimes(steps: EngineSteps, load: _Load, u: sp.Symbol) -> list[
     return regimes
 
 
-def _capped(regimes: list[_Regime], limit: Any, u: sp.Symbol, decode: Any) -> list[_Regime]:
-    """``regimes`` up to ``limit`` running requests per micro-batch, then a ``kv-bound`` regime
-    that runs ``limit`` and queues the others (Little's law: ``TTFT = u/X - D TPOT``)."""
+def _capped(regimes: list[_Regime], limit: Any, u: sp.Symbol, decode: Any, name: str = "kv-bound") -> list[_Regime]:
+    """``regimes`` up to ``limit`` running requests per micro-batch, then a ``name`` regime (what
+    bounds them: ``kv-bound``, ``max-seqs``) that runs ``limit`` and queues the others (Little's
+    law: ``TTFT = u/X - D TPOT``)."""
     kept = []
     for r in regimes:
         if r.upper >= limit:
@@ -223,7 +227,7 @@ def _capped(regimes: list[_Regime], limit: Any, u: sp.Symbol, decode: Any) -> li
             # earlier one, (u - limit)(u - limit + 1)/(2 X) in all, shared by the u requests
             excess = u - limit
             wave = sp.sympify(r.first_wave).xreplace(at) + excess * (excess + 1) / (2 * u * throughput)
-            kept.append(_Regime("kv-bound", sp.oo, u / throughput - decode * tpot, tpot, throughput,
+            kept.append(_Regime(name, sp.oo, u / throughput - decode * tpot, tpot, throughput,
                                 r.prefill_step.xreplace(at), r.decode_step.xreplace(at), limit, wave))
             return kept
         kept.append(r)
@@ -317,20 +321,22 @@ class ServingMemory:
 
 @dataclass(frozen=True)
 class EngineDefaults:
-    """The token budget ``T``, memory fraction ``phi``, memory rule and KV block size an engine
-    runs with on a chip and layout (:func:`engine_defaults`)."""
+    """The token budget ``T``, memory fraction ``phi``, memory rule, KV block size and cap on
+    running requests (``None``: none) an engine runs with on a chip and layout (:func:`engine_defaults`)."""
 
     token_budget: int
     memory_fraction: Any
     memory_rule: str
     kv_block_tokens: int
+    max_num_seqs: Optional[int] = None
 
 
 def engine_defaults(chip: Hardware, gpus: int, token_budget: Optional[int] = None,
-                    memory_fraction: Any = None) -> EngineDefaults:
+                    memory_fraction: Any = None, max_num_seqs: Optional[int] = None) -> EngineDefaults:
     """What the engine of ``chip.runtime`` runs with on ``chip`` in a replica of ``gpus`` chips
-    (TP x PP): the given ``token_budget`` and ``memory_fraction``, else the profile's for this chip
-    (``Runtime.serving``), else :data:`DEFAULT_TOKEN_BUDGET` and :data:`DEFAULT_MEMORY_FRACTION`.
+    (TP x PP): the given ``token_budget``, ``memory_fraction`` and ``max_num_seqs``, else the
+    profile's for this chip (``Runtime.serving``), else :data:`DEFAULT_TOKEN_BUDGET`,
+    :data:`DEFAULT_MEMORY_FRACTION` and no cap on running requests.
 
     >>> from symcost import hardware
     >>> d = engine_defaults(hardware.get("B200").with_runtime("sglang"), 1)
@@ -346,7 +352,11 @@ def engine_defaults(chip: Hardware, gpus: int, token_budget: Optional[int] = Non
                             "memory_fraction")
     if fraction > 1:
         raise ConfigError(f"memory_fraction must be at most 1, got {fraction}")
-    return EngineDefaults(budget, fraction, serving.memory_rule, int(serving.kv_block_tokens))
+    seqs = max_num_seqs if max_num_seqs is not None else serving.seqs(chip.name, chip.hbm_capacity, gpus)
+    if seqs is not None and (isinstance(seqs, bool) or not isinstance(seqs, (int, sp.Integer)) or seqs < 1):
+        raise ConfigError(f"max_num_seqs must be a positive whole number of requests, got {seqs!r}")
+    return EngineDefaults(budget, fraction, serving.memory_rule, int(serving.kv_block_tokens),
+                          None if seqs is None else int(seqs))
 
 
 def _memory(model: Model, chip: Hardware, workload: Workload, engine: EngineDefaults, dtype: Any,
@@ -403,11 +413,18 @@ class ServingCurve:
     first_wave_ttft: Any
     """The mean TTFT of the first ``c`` requests when all are sent at once to an idle engine (a
     benchmark's start), against ``ttft``, the steady state's."""
+    max_num_seqs: Optional[int] = None
+    """The engine's cap on running requests (``None``: only the KV cache's)."""
 
     @property
     def kv_limit(self) -> int:
         """The requests the KV cache holds (all micro-batches together)."""
         return self.memory.kv_limit
+
+    @property
+    def running_limit(self) -> int:
+        """The most requests the engine runs: ``min(kv_limit, max_num_seqs)``."""
+        return self.kv_limit if self.max_num_seqs is None else min(self.kv_limit, self.max_num_seqs)
 
     def regime(self, concurrency: Any) -> str:
         """The name of the regime ``concurrency`` falls in."""
@@ -449,7 +466,7 @@ class ServingCurve:
         engine's peak throughput (the module's docstring), its mean in ``ttft`` and its
         percentiles in ``ttft_percentiles``; overloaded (``oo``) at or past it."""
         lam = exact_number(rate, "rate")
-        peak = self.at(self.kv_limit)
+        peak = self.at(self.running_limit)
         if lam >= peak.request_rate:
             return dataclasses.replace(peak, concurrency=None, rate=lam, regime="overloaded", ttft=sp.oo,
                                        first_wave_ttft=None, ttft_percentiles={p: sp.oo for p in PERCENTILES},
@@ -468,15 +485,16 @@ class ServingCurve:
                                          "wait rho/(2 X_max (1 - rho))")
 
     def _running(self, rate: Any) -> int:
-        """The fewest requests (1 .. kv_limit) whose throughput reaches ``rate``: located in float64,
-        settled exactly."""
+        """The fewest requests (1 .. running_limit) whose throughput reaches ``rate``: located in
+        float64, settled exactly."""
         import numpy as np
 
-        grid = np.arange(1, self.kv_limit + 1, dtype=np.float64)
+        top = self.running_limit
+        grid = np.arange(1, top + 1, dtype=np.float64)
         reached = np.nonzero(self.sweep(grid).request_rate >= float(rate))[0]
-        n = int(reached[0]) + 1 if reached.size else self.kv_limit
+        n = int(reached[0]) + 1 if reached.size else top
         rates = lambda k: self.request_rate.xreplace({sym.concurrency: k})  # noqa: E731
-        while n < self.kv_limit and rates(n) < rate:  # float64 rounding, either way
+        while n < top and rates(n) < rate:  # float64 rounding, either way
             n += 1
         while n > 1 and rates(n - 1) >= rate:
             n -= 1
@@ -485,14 +503,16 @@ class ServingCurve:
 
 def serving_curve(model: Model, hardware: Hardware | str, workload: Workload | tuple, *, dtype: Any = "bf16",
                   parallelism: Any = None, token_budget: Optional[int] = None,
-                  memory_fraction: Any = None, mixed: Optional[bool] = None) -> ServingCurve:
+                  memory_fraction: Any = None, mixed: Optional[bool] = None,
+                  max_num_seqs: Optional[int] = None) -> ServingCurve:
     """The steady state of one engine of ``model`` on ``hardware`` (under its engine profile,
     e.g. ``hardware.get("H200").with_runtime("vllm")``) serving ``workload`` (a :class:`Workload`
     or ``(isl, osl)``), as closed forms in the concurrency ``c`` (see the module's docstring).
     ``token_budget``: tokens per step; ``memory_fraction``: the engine's memory fraction ``phi``
     (both by default the engine profile's for the chip and layout: :func:`engine_defaults`);
     ``mixed``: whether a step batches prefill and decode (default: by the engine's backend,
-    :data:`SEPARATE_PREFILL`).
+    :data:`SEPARATE_PREFILL`); ``max_num_seqs``: the most requests the engine runs (default the
+    profile's, :func:`engine_defaults`).
 
     >>> from symcost import models, symbols as S
     >>> m = models.get("llama-3-8b")
@@ -506,7 +526,7 @@ def serving_curve(model: Model, hardware: Hardware | str, workload: Workload | t
     load = workload if isinstance(workload, Workload) else Workload.of(*workload)
     steps = engine_steps(model, chip, dtype, parallelism)
     par = steps.parallelism
-    engine = engine_defaults(chip, int(par.tp * par.pp), token_budget, memory_fraction)
+    engine = engine_defaults(chip, int(par.tp * par.pp), token_budget, memory_fraction, max_num_seqs)
     budget, fraction = engine.token_budget, engine.memory_fraction
     stages, chips = int(par.pp), int(par.chips_per_replica * par.pp)
     memory = _memory(model, chip, load, engine, dtype, par)
@@ -516,7 +536,10 @@ def serving_curve(model: Model, hardware: Hardware | str, workload: Workload | t
     u = sym.concurrency
     regimes = (_mixed_regimes if batched else _alternating_regimes)(steps, means, u)
     regimes = _first_wave(steps, means, regimes, u, batched)
-    regimes = _capped(regimes, sp.Rational(memory.kv_limit, stages), u, means.decode)
+    seqs = engine.max_num_seqs
+    limit, bound = ((memory.kv_limit, "kv-bound") if seqs is None or seqs >= memory.kv_limit
+                    else (seqs, "max-seqs"))
+    regimes = _capped(regimes, sp.Rational(limit, stages), u, means.decode, bound)
     curve = {f: _piecewise(regimes, f, u) for f in ("ttft", "tpot", "throughput", "prefill_step", "decode_step",
                                                       "running", "first_wave")}
     if stages != 1:  # p micro-batches of c/p requests (the module's docstring)
@@ -528,7 +551,7 @@ def serving_curve(model: Model, hardware: Hardware | str, workload: Workload | t
     return ServingCurve(model, chip, steps, load, budget, fraction, batched, memory,
                         tuple((r.name, r.upper * stages) for r in regimes), chips, curve["ttft"], curve["tpot"],
                         curve["throughput"], tokens, tokens / chips, 1 / curve["tpot"], curve["prefill_step"],
-                        curve["decode_step"], curve["running"], curve["first_wave"])
+                        curve["decode_step"], curve["running"], curve["first_wave"], seqs)
 
 
 def _budget(value: Any) -> int:

@@ -28,6 +28,17 @@ scale-out link (:func:`~symcost.plan.disaggregated.kv_transfer` on both sides): 
 deployment serves ``lambda = min(n_p rho/D_m, n_d B/(D TPOT(B)))`` requests/s, ``lambda O`` tokens/s
 over its GPUs; its TPOT is ``TPOT(B)`` (NB: conservative when the decode pool is not the bound).
 
+**A percentile TTFT target** (``ttft_percentile`` ``q``, e.g. 9/10 for p90): a disaggregated
+prefill instance's wait has M/D/1's distribution (:mod:`~symcost.plan.serving.queueing`), whose
+``q``-quantile in service times depends on the load alone, so the target allows the largest
+``rho`` with ``W(T'/D_m) >= q`` (:func:`~symcost.plan.serving.queueing.md1_load_for_wait`, once
+per prefill and decode layout) in place of the mean's ``2 T'/(D_m + 2 T')``, and a row's TTFT is
+``D_s + T_kv`` plus the ``q``-quantile of the wait at its load (float64 rows: cached per load,
+:func:`~symcost.plan.serving.queueing.wait_in_services`). NB: an aggregated row is a closed loop
+at steady state, every request alike (the mean-field model of :mod:`.batching`): it has one TTFT,
+so its percentile is its mean; the first wave of a benchmark's start, whose TTFTs spread, is not
+the steady state the plan sizes.
+
 A point meets the SLA when its TTFT and TPOT are within the targets; the front keeps the points
 meeting it that no other point beats on both tokens/s/user (``1/TPOT``) and tokens/s/GPU. The
 search is a float64 sweep; the best point of each kind is evaluated again exactly.
@@ -42,6 +53,7 @@ A budget ``B`` per hour buys ``floor(B/P)`` GPUs.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -57,6 +69,7 @@ from ...models.model import Model
 from ..disaggregated import kv_transfer
 from ..inference import decode_step, inference_step, prefill_stage_time
 from .batching import engine_defaults, serving_curve
+from .queueing import md1_load_for_wait, md1_wait_quantile, wait_in_services
 from .steps import engine_steps
 from .workload import Workload, exact_number
 
@@ -132,6 +145,18 @@ class _Options:
     max_concurrency: int
     gpu_price: Any = None
     objective: str = "throughput"
+    ttft_percentile: Any = None
+    """The quantile ``q`` the TTFT target holds at (``None``: the mean); the module's docstring."""
+    max_num_seqs: Optional[int] = None
+    """The most requests an engine runs (``None``: the engine profile's)."""
+
+    def prefill_load(self, slack: Any, stage: Any) -> Any:
+        """The utilization a prefill instance of stage time ``D_m`` may run at, ``T'`` being the
+        TTFT target's slack: ``2 T'/(D_m + 2 T')`` for the mean, else the largest load whose
+        ``q``-quantile wait is ``T'`` (the module's docstring)."""
+        if self.ttft_percentile is None:
+            return 2 * slack / (stage + 2 * slack)
+        return _load_for_wait(self.ttft_percentile, sp.Rational(slack / stage))
 
     def cost(self, tokens_per_second: Any) -> Any:
         """``P G 10^6/(3600 X)`` (``None`` without a price): the module's docstring."""
@@ -142,7 +167,13 @@ class _Options:
     def engine(self, layout: tuple[int, int, int]) -> Any:
         """The engine's budget, memory fraction and rule, KV block on ``layout``
         (:func:`~symcost.plan.serving.batching.engine_defaults`)."""
-        return engine_defaults(self.chip, layout[0] * layout[1], self.token_budget, self.memory_fraction)
+        return engine_defaults(self.chip, layout[0] * layout[1], self.token_budget, self.memory_fraction,
+                               self.max_num_seqs)
+
+
+@functools.lru_cache(maxsize=256)
+def _load_for_wait(q: sp.Rational, wait: sp.Rational) -> sp.Rational:
+    return md1_load_for_wait(q, wait)
 
 
 def _layout(tp: int, pp: int, dp: int = 1) -> str:
@@ -205,7 +236,8 @@ def _aggregated(opts: _Options, layout: tuple[int, int, int]) -> Optional[dict[s
     tp, pp, dp = layout
     try:
         curve = serving_curve(opts.model, opts.chip, opts.workload, dtype=opts.dtype, parallelism=_par(*layout),
-                              token_budget=opts.token_budget, memory_fraction=opts.memory_fraction)
+                              token_budget=opts.token_budget, memory_fraction=opts.memory_fraction,
+                              max_num_seqs=opts.max_num_seqs)
     except SymcostError:
         return None  # the weights leave no room for one request's KV cache
     replicas = opts.gpus // (curve.chips * dp)
@@ -215,7 +247,7 @@ def _aggregated(opts: _Options, layout: tuple[int, int, int]) -> Optional[dict[s
     grid = np.arange(1, opts.max_concurrency + 1, dtype=np.float64)
     s = curve.sweep(grid)
     mem = curve.memory
-    running = np.minimum(grid, curve.kv_limit)
+    running = np.minimum(grid, curve.running_limit)
     return {"kind": "aggregated", "layout": f"{replicas} x {_layout(tp, pp, dp)}", "gpus": engines * curve.chips,
             "concurrency": engines * grid, "ttft": s.ttft, "tpot": s.tpot,
             "tokens_per_second": engines * s.tokens_per_second,
@@ -303,7 +335,8 @@ def _decode(opts: _Options, layout: tuple[int, int, int]) -> Optional[_Decode]:
         activations = sp.Add(*(w * sp.sympify(row.activation_memory) for row, w in rows))
         extra = memory_bound(engine.memory_rule, engine.memory_fraction, chip.hbm_capacity, weights, activations) \
             - engine.memory_fraction * chip.hbm_capacity
-        fits = max_integer(memory - extra, b, engine.memory_fraction * chip.hbm_capacity, upper=opts.max_concurrency,
+        top = opts.max_concurrency if engine.max_num_seqs is None else min(opts.max_concurrency, engine.max_num_seqs)
+        fits = max_integer(memory - extra, b, engine.memory_fraction * chip.hbm_capacity, upper=top,
                            kind="bytes").value
         steps = engine_steps(model, chip, opts.dtype, par)
         receive = _mean(opts.workload, lambda isl, _: kv_transfer(model, chip, isl, opts.dtype, par)[1])
@@ -323,6 +356,15 @@ def _decode(opts: _Options, layout: tuple[int, int, int]) -> Optional[_Decode]:
     return _Decode(layout, layout[0] * stages * ranks, ranks * batches, swept.tpot, receive, swept.memory, memory)
 
 
+def _wait(opts: _Options, load: np.ndarray, stage: float) -> np.ndarray:
+    """The prefill queue's wait at each load (float64): M/D/1's mean (mean_ttft), or its
+    ``q``-quantile (cached per load); loads stay at most the target's, below 1."""
+    if opts.ttft_percentile is None:
+        return load * stage / (2 * (1 - load))
+    q = opts.ttft_percentile
+    return stage * np.asarray([wait_in_services(float(x), q) for x in np.atleast_1d(load)])
+
+
 def _disaggregated(opts: _Options, pre: _Prefill, dec: _Decode) -> list[dict[str, Any]]:
     """Every count of prefill and decode instances of two layouts over the decode batches."""
     t_kv = sp.Max(sp.sympify(pre.send), sp.sympify(dec.receive))
@@ -330,7 +372,7 @@ def _disaggregated(opts: _Options, pre: _Prefill, dec: _Decode) -> list[dict[str
     if not slack > 0:
         return []  # one prompt's prefill and transfer already miss the TTFT target
     d_s, d_m, t_kv_f = float(pre.whole), float(pre.stage), float(t_kv)
-    rho = float(2 * slack / (pre.stage + 2 * slack))  # the utilization that meets the TTFT target
+    rho = float(opts.prefill_load(slack, pre.stage))  # the utilization that meets the TTFT target
     steps, tokens = float(opts.workload.decode_steps(opts.chip.runtime)), float(opts.workload.output_len)
     serve = dec.batches / (steps * dec.tpot)  # requests/s of one decode instance
     out = []
@@ -338,7 +380,7 @@ def _disaggregated(opts: _Options, pre: _Prefill, dec: _Decode) -> list[dict[str
         for n_d in range(1, (opts.gpus - n_p * pre.chips) // dec.chips + 1):
             rate = np.minimum(n_p * rho / d_m, n_d * serve)
             load = rate * d_m / n_p
-            ttft = d_s + t_kv_f + load * d_m / (2 * (1 - load))  # M/D/1 (mean_ttft), load <= rho < 1
+            ttft = d_s + t_kv_f + _wait(opts, load, d_m)
             gpus = n_p * pre.chips + n_d * dec.chips
             out.append({"kind": "disaggregated", "gpus": gpus,
                         "layout": f"prefill {n_p} x {_layout(*pre.layout)} + decode {n_d} x {_layout(*dec.layout)}",
@@ -373,6 +415,8 @@ class DeploymentPlan:
     objective: str = "throughput"
     """What :attr:`best_aggregated` and :attr:`best_disaggregated` are best at: ``"throughput"``
     (tokens/s per GPU used) or ``"cost"`` (per million tokens on the plan's GPUs)."""
+    ttft_percentile: Any = None
+    """The quantile the TTFT target holds at, e.g. 9/10 (``None``: the mean TTFT)."""
 
     @property
     def disaggregation_gain(self) -> Any:
@@ -442,8 +486,9 @@ def _exact_disaggregated(opts: _Options, group: dict[str, Any], index: int) -> D
     d = opts.workload.decode_steps(opts.chip.runtime)
     t_kv = sp.Max(sp.sympify(pre.send), sp.sympify(dec.receive))
     slack = opts.ttft - pre.whole - t_kv
-    rate = sp.Min(n_p * 2 * slack / (pre.stage + 2 * slack) / pre.stage, n_d * batch / (d * tpot))
-    ttft = mean_ttft(pre.whole, t_kv, rate, n_p, pre.stage)
+    rate = sp.Min(n_p * opts.prefill_load(slack, pre.stage) / pre.stage, n_d * batch / (d * tpot))
+    ttft = (mean_ttft(pre.whole, t_kv, rate, n_p, pre.stage) if opts.ttft_percentile is None else
+            pre.whole + t_kv + md1_wait_quantile(rate / n_p, pre.stage, opts.ttft_percentile))
     tokens = rate * opts.workload.output_len
     gpus = group["gpus"]
     return Deployment("disaggregated", group["layout"], gpus, rate * (ttft + d * tpot), ttft, tpot, tokens,
@@ -472,14 +517,18 @@ def plan_deployment(model: Model, hardware: Hardware | str, workload: Workload |
                     tpot: Any, *, dtype: Any = "bf16", tp: Optional[Sequence[int]] = None, pp: Sequence[int] = (1,),
                     max_concurrency: int = 512, disaggregated: bool = True, token_budget: Optional[int] = None,
                     memory_fraction: Any = None, gpu_price: Any = None, objective: str = "throughput",
-                    ep: Optional[Sequence[int]] = None) -> DeploymentPlan:
+                    ep: Optional[Sequence[int]] = None, ttft_percentile: Any = None,
+                    max_num_seqs: Optional[int] = None) -> DeploymentPlan:
     """The deployments of ``model`` on ``gpus`` chips of ``hardware`` (under its engine profile)
     serving ``workload`` within a mean ``ttft`` and a ``tpot`` target (seconds): aggregated replicas
     at every concurrency up to ``max_concurrency`` and, with ``disaggregated``, every count of
     prefill and decode instances; layouts of :func:`layouts` (``tp``, ``pp``; for a MoE model
     also attention-DP x EP degrees ``ep``, aggregated and as decode pools). ``gpu_price`` (per
     GPU-hour) adds each deployment's cost per million output tokens; ``objective`` ``"cost"``
-    picks the cheapest of each kind instead of the most tokens/s/GPU. See the module's docstring.
+    picks the cheapest of each kind instead of the most tokens/s/GPU; ``ttft_percentile`` (e.g. 9/10)
+    holds the TTFT target at that quantile instead of the mean; ``max_num_seqs`` caps the requests
+    an engine (a replica, a decode instance) runs, by default the engine profile's. See the module's
+    docstring.
 
     >>> from symcost import models
     >>> plan = plan_deployment(models.get("llama-3-8b"), "H100_SXM", (1024, 130), 2, ttft=1, tpot=0.02, tp=[1])
@@ -498,7 +547,8 @@ def plan_deployment(model: Model, hardware: Hardware | str, workload: Workload |
         raise ConfigError("objective: 'cost' needs gpu_price (per GPU-hour)")
     opts = _Options(model, chip, load, gpus, dtype, exact_number(ttft, "ttft"), exact_number(tpot, "tpot"),
                     token_budget, None if memory_fraction is None else exact_number(memory_fraction, "memory_fraction"),
-                    max_concurrency, None if gpu_price is None else exact_number(gpu_price, "gpu_price"), objective)
+                    max_concurrency, None if gpu_price is None else exact_number(gpu_price, "gpu_price"), objective,
+                    _quantile(ttft_percentile), max_num_seqs)
     tried = layouts(model, chip, gpus, tp, pp, ep)
     if not tried:
         raise ConfigError(f"layouts: no TP x PP layout of {model.name} fits {gpus} GPUs (tp {tp}, pp {list(pp)})")
@@ -517,7 +567,21 @@ def plan_deployment(model: Model, hardware: Hardware | str, workload: Workload |
     return DeploymentPlan(model.name, chip.name, chip.runtime.label, load, gpus, opts.ttft, opts.tpot, columns,
                           tuple(_row(columns, int(i)) for i in front), _best(opts, columns, where, "aggregated"),
                           _best(opts, columns, where, "disaggregated") if disaggregated else None, opts.gpu_price,
-                          objective)
+                          objective, opts.ttft_percentile)
+
+
+def _quantile(value: Any) -> Any:
+    """``ttft_percentile`` as an exact fraction in (0, 1), or ``None``."""
+    if value is None:
+        return None
+    rule = f"ttft_percentile must be a fraction between 0 and 1 (9/10 for p90), got {value!r}"
+    try:
+        q = exact_number(value, "ttft_percentile")
+    except ConfigError:
+        raise ConfigError(rule) from None
+    if not 0 < q < 1:
+        raise ConfigError(rule)
+    return q
 
 
 def gpus_for_budget(budget: Any, gpu_price: Any) -> int:

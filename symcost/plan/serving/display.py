@@ -21,9 +21,14 @@ def deployment_line(d: Any) -> str:
 
 def plan_text(plan: Any, front: int = 12) -> str:
     """The plan's best deployment of each kind side by side with their gain, then the front."""
+    q = getattr(plan, "ttft_percentile", None)
+    ttft = "TTFT" if q is None else f"TTFT p{float(q) * 100:g}"
     lines = [f"plan for {plan.model} on {plan.gpus} x {plan.hardware} ({plan.engine}), {plan.workload.label()}, "
-             f"TTFT <= {units.format_time(plan.ttft_target, digits=3)}, TPOT <= "
+             f"{ttft} <= {units.format_time(plan.ttft_target, digits=3)}, TPOT <= "
              f"{units.format_time(plan.tpot_target, digits=3)}"]
+    if q is not None:
+        lines.append(f"  ({ttft}: disaggregated rows by the M/D/1 prefill wait's distribution; aggregated rows: a "
+                     "closed loop's steady state has one TTFT, its percentile is its mean)")
     for kind, best in (("aggregated", plan.best_aggregated), ("disaggregated", plan.best_disaggregated)):
         lines.append(f"  {'cheapest' if plan.objective == 'cost' else 'best'} {kind}: "
                      + (deployment_line(best) if best is not None else "none meets the targets"))

@@ -25,6 +25,12 @@ The ``q``-quantile is the least ``t`` with ``W(t) >= q``: 0 when ``q <= 1 - rho`
 (``W`` increases), in ``mpmath`` at a working precision that absorbs the alternating sum's
 cancellation. NB: the quantile is a number, not a SymPy expression (``W`` has no closed inverse).
 
+In units of the service time (``S = 1``, ``lambda = rho``) ``W`` depends on the load alone, so a
+target on the ``q``-quantile of the wait, ``y`` service times, is a bound on the load: the largest
+``rho`` with ``W(y) >= q`` (:func:`md1_load_for_wait`; ``W(y)`` falls as ``rho`` grows, ``1 - q``
+at ``y = 0``), found by bisection on exact rationals and returned as the lower end, which meets
+the target exactly.
+
 >>> import sympy as sp
 >>> md1_wait_quantile(sp.Rational(1, 2), 1, sp.Rational(1, 2))      # rho 1/2: half find it idle
 0
@@ -34,6 +40,7 @@ cancellation. NB: the quantile is a number, not a SymPy expression (``W`` has no
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import sympy as sp
@@ -41,7 +48,7 @@ import sympy as sp
 from ...errors import ConfigError
 from .workload import exact_number
 
-__all__ = ["PERCENTILES", "md1_wait_cdf", "md1_wait_quantile"]
+__all__ = ["PERCENTILES", "md1_load_for_wait", "md1_wait_cdf", "md1_wait_quantile", "wait_in_services"]
 
 PERCENTILES = (50, 90, 99)
 """The TTFT percentiles a serving point reports at an arrival rate."""
@@ -102,3 +109,34 @@ def md1_wait_quantile(rate: Any, service: Any, q: Any, digits: int = 15) -> Any:
         else:
             lo_m = mid
     return sp.Float(str(hi_m), digits)
+
+
+def md1_load_for_wait(q: Any, wait: Any, iterations: int = 50) -> sp.Rational:
+    """The largest load ``rho`` (to ``2^-iterations``, from below) whose ``q``-quantile of the wait
+    is at most ``wait`` service times (the module's docstring): an exact rational ``rho`` with
+    ``W(wait) >= q`` at it; ``1 - q`` when ``wait`` is 0.
+
+    >>> md1_load_for_wait(sp.Rational(9, 10), 0)                       # the server idle 1 - rho >= 0.9
+    1/10
+    """
+    q, y = sp.Rational(q), sp.Rational(wait)
+    if not 0 < q < 1:
+        raise ConfigError(f"M/D/1: a quantile must be between 0 and 1, got {q}")
+    if y < 0:
+        raise ConfigError(f"M/D/1: a wait must not be negative, got {y}")
+    lo, hi = 1 - q, sp.Integer(1)  # W(y) >= W(0) = 1 - rho = q at rho = 1 - q; rho < 1
+    if y == 0:
+        return lo
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if md1_wait_cdf(mid, 1, y) >= q else (lo, mid)
+    return lo
+
+
+@functools.lru_cache(maxsize=4096)
+def wait_in_services(load: float, q: sp.Rational) -> float:
+    """The ``q``-quantile of the wait in service times at a load ``rho`` given as a float64 (the
+    sweep's), to 8 digits; cached per load, as the deployment search asks for the same ones."""
+    if load <= 1 - q:
+        return 0.0
+    return float(md1_wait_quantile(sp.Rational(load), 1, q, digits=8))
