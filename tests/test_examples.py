@@ -59,7 +59,7 @@ def test_search_example_prints_a_best_configuration():
 def test_notebook_executes_and_prints_its_numbers():
     """The tour notebook runs top to bottom and prints the numbers it promises: the training
     matmul FLOPs of a gated MLP, 3 * 6 * b * s * h * f / t = 3 * 6 * 8 * 4096 * 4096 * 14336 / 4,
-    and the KV-cache-limited context 80e9 / 4096 bytes per token."""
+    and the KV-cache-limited context 80 GiB / 4096 bytes per token (the H100 preset's 80 * 2**30 bytes)."""
     nbclient = pytest.importorskip("nbclient")
     nbformat = pytest.importorskip("nbformat")
     pytest.importorskip("ipykernel")
@@ -69,7 +69,7 @@ def test_notebook_executes_and_prints_its_numbers():
     text = "\n".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
                      for out in cell.get("outputs", []))
     assert f"{3 * 6 * 8 * 4096 * 4096 * 14336 // 4} compute" in text
-    assert str(80 * 10**9 // 4096) in text
+    assert str(80 * 2**30 // 4096) in text
     latex_outputs = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
                      if "text/latex" in out.get("data", {})]
     assert len(latex_outputs) >= 3  # metrics, model and solver result render as LaTeX
