@@ -274,6 +274,24 @@ class SearchOptions:
     layer's default flow), an int runs Megatron-Core's expert grid (:class:`Parallelism`'s
     ``expert_tensor_parallel``)."""
 
+    def __post_init__(self) -> None:
+        """One line naming the field for a value that would cost nothing or a wrong layout."""
+        for name in ("max_micro_batch", "max_interleave", "max_tp"):
+            value = getattr(self, name)
+            if value is None and name == "max_tp":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a whole number of at least 1, got {value!r}")
+        if not tuple(self.zero_stages):
+            raise ConfigError("zero_stages must name at least one stage (0 to 3)")
+        for stage in self.zero_stages:
+            if isinstance(stage, bool) or stage not in (0, 1, 2, 3):
+                raise ConfigError(f"zero_stages must be ZeRO stages 0 to 3, got {stage!r}")
+        if self.objective not in ("tpot", "ttft"):
+            raise ConfigError(f"objective must be 'tpot' or 'ttft', got {self.objective!r}")
+        if self.min_mfu is not None and not 0 < self.min_mfu <= 1:
+            raise ConfigError(f"min_mfu must be above 0 and at most 1, got {self.min_mfu!r}")
+
     @property
     def sync(self) -> StepComm:
         """The step's DP and PP communication under these switches."""
