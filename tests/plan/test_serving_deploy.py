@@ -29,6 +29,18 @@ def _dominated(i, user, gpu):
                for j in range(len(user)))
 
 
+def _disaggregated_terms(best):
+    """A disaggregated row's layout ``(n_p, tp_p, n_d, tp_d)`` read from its label, and the terms
+    of its TTFT costed on their own: the prefill's D_s, its slowest stage D_m, the KV transfer."""
+    n_p, tp_p, n_d, tp_d = (int(w) for w in best.layout.replace("prefill", "").replace("decode", "")
+                            .replace("+", "").replace("x TP", "").split())
+    d_s = inference_step(TINY, ROUND, 1, 5, parallelism={"tensor_parallel": tp_p}).ttft
+    d_m = prefill_stage_time(TINY, ROUND, 1, 5, parallelism={"tensor_parallel": tp_p})
+    t_kv = max(kv_transfer(TINY, ROUND, 5, parallelism={"tensor_parallel": tp_p})[1],
+               kv_transfer(TINY, ROUND, 5, parallelism={"tensor_parallel": tp_d})[1])
+    return n_p, tp_p, n_d, tp_d, d_s, d_m, t_kv
+
+
 def test_pareto_front_is_the_non_dominated_set_by_brute_force():
     """On random points (with ties): a point is on the front iff no other point is at least as good
     on both axes and better on one (equal points: the first kept)."""
@@ -79,12 +91,7 @@ def test_disaggregated_rate_and_ttft_by_hand(plan):
     TTFT (DistServe eq. 2, mean_ttft) is the target exactly."""
     best = plan.best_disaggregated
     assert best is not None
-    n_p, tp_p, n_d, tp_d = (int(w) for w in best.layout.replace("prefill", "").replace("decode", "")
-                            .replace("+", "").replace("x TP", "").split())
-    d_s = inference_step(TINY, ROUND, 1, 5, parallelism={"tensor_parallel": tp_p}).ttft
-    d_m = prefill_stage_time(TINY, ROUND, 1, 5, parallelism={"tensor_parallel": tp_p})
-    t_kv = max(kv_transfer(TINY, ROUND, 5, parallelism={"tensor_parallel": tp_p})[1],
-               kv_transfer(TINY, ROUND, 5, parallelism={"tensor_parallel": tp_d})[1])
+    n_p, tp_p, n_d, tp_d, d_s, d_m, t_kv = _disaggregated_terms(best)
     slack = TTFT - d_s - t_kv
     rho = 2 * slack / (d_m + 2 * slack)
     steps = engine_steps(TINY, ROUND, parallelism={"tensor_parallel": tp_d})
@@ -292,12 +299,7 @@ def test_a_p90_ttft_target_bounds_the_prefill_load_by_the_wait_distribution(p90)
 
     best = p90.best_disaggregated
     assert best is not None and p90.ttft_percentile == Fraction(9, 10)
-    n_p, tp_p, n_d, tp_d = (int(w) for w in best.layout.replace("prefill", "").replace("decode", "")
-                            .replace("+", "").replace("x TP", "").split())
-    d_s = inference_step(TINY, ROUND, 1, 5, parallelism={"tensor_parallel": tp_p}).ttft
-    d_m = prefill_stage_time(TINY, ROUND, 1, 5, parallelism={"tensor_parallel": tp_p})
-    t_kv = max(kv_transfer(TINY, ROUND, 5, parallelism={"tensor_parallel": tp_p})[1],
-               kv_transfer(TINY, ROUND, 5, parallelism={"tensor_parallel": tp_d})[1])
+    n_p, tp_p, n_d, tp_d, d_s, d_m, t_kv = _disaggregated_terms(best)
     slack = TTFT - d_s - t_kv
     rate = best.tokens_per_second / 8  # 8 output tokens per request
     per_instance = rate / n_p
