@@ -84,8 +84,7 @@ def _deployment(d: Any) -> dict[str, Any]:
             "ttft_s": num(d.ttft), "tpot_s": num(d.tpot), "tokens_per_second": num(d.tokens_per_second),
             "tokens_per_second_per_gpu": num(d.tokens_per_second_per_gpu),
             "tokens_per_second_per_user": num(d.tokens_per_second_per_user), "memory_per_chip": num(d.memory_per_chip),
-            "cost_per_million_tokens": None if d.cost_per_million_tokens != d.cost_per_million_tokens  # NaN
-            else num(d.cost_per_million_tokens)}
+            "cost_per_million_tokens": num(d.cost_per_million_tokens)}  # None without a price
 
 
 ASSUMES = ("aggregated: replicas of one engine at a fixed concurrency, continuous batching at steady state "
@@ -125,10 +124,11 @@ def plan_cmd(args: argparse.Namespace) -> int:
                                memory_fraction=args.memory_fraction, gpu_price=args.gpu_price,
                                objective=args.objective, ep=args.ep, ttft_percentile=args.ttft_percentile,
                                max_num_seqs=args.max_num_seqs)
-    except ConfigError as err:  # no layout: the options that chose them
-        if not str(err).startswith("layouts: "):
-            raise
-        raise UsageError(f"argument --tp/--pp: {str(err).removeprefix('layouts: ')}") from None
+    except ConfigError as err:  # no layout, or EP degrees for a dense model: the options that chose them
+        for prefix, option in (("layouts: ", "--tp/--pp"), ("ep: ", "--ep")):
+            if str(err).startswith(prefix):
+                raise UsageError(f"argument {option}: {str(err).removeprefix(prefix)}") from None
+        raise
     gain = plan.disaggregation_gain
     data = {"model": model.name, "hardware": chip.name, "engine": plan.engine, "gpus": gpus, "isl": args.isl,
             "osl": args.osl, "ttft_target_s": num(plan.ttft_target), "tpot_target_s": num(plan.tpot_target),

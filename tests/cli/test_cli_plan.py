@@ -59,6 +59,9 @@ def test_times_parse_exactly_with_their_units(text, seconds):
      "p90), got '100'"),
     (["--ttft-percentile", "p90"], "argument --ttft-percentile: expected a percentile between 0 and 100"),
     (["--max-num-seqs", "0"], "argument --max-num-seqs: expected a positive integer, got 0"),
+    # review finding: --ep on a dense model was ignored without a word
+    (["--ep", "2,4"], "argument --ep: attention-DP x EP degrees need a mixture-of-experts model; llama-3-8b has no "
+     "routed experts (got [2, 4])"),
 ])
 def test_bad_options_are_one_line(capsys, argv, message):
     base = {a: b for a, b in zip(ARGS[1::2], ARGS[2::2])}
@@ -149,3 +152,12 @@ def test_html_writes_the_report_with_its_serving_section(capsys, tmp_path):
     assert "<section id='serving'><h2>Serving plan</h2>" in text and "ISL 1000 / OSL 100 on 2 x H100_SXM" in text
     code, _, err = run(capsys, *ARGS, "--html", str(tmp_path / "missing" / "plan.html"))
     assert code == 2 and "argument --html: cannot write" in err
+
+
+def test_without_a_price_the_json_cost_is_null_everywhere(capsys):
+    """Review finding (one convention for a missing price): null in the best rows and the front."""
+    code, out, _ = run(capsys, *ARGS, "--json")
+    assert code == 0
+    data = json.loads(out)
+    rows = [data["best_aggregated"], data["best_disaggregated"], *data["front"]]
+    assert all(row["cost_per_million_tokens"] is None for row in rows)

@@ -142,8 +142,11 @@ def test_layouts_are_those_the_model_divides():
     """TINY has 4 heads (2 KV heads): TP 8 does not divide them; TP x PP must fit the GPUs."""
     assert layouts(TINY, ROUND, 8) == [(1, 1, 1), (2, 1, 1), (4, 1, 1)]
     assert layouts(TINY, ROUND, 4, pp=(1, 2)) == [(1, 1, 1), (1, 2, 1), (2, 1, 1), (2, 2, 1), (4, 1, 1)]
-    # a dense model has no attention-DP x EP layout, even when asked
-    assert layouts(TINY, ROUND, 8, ep=[2]) == [(1, 1, 1), (2, 1, 1), (4, 1, 1)]
+    # a dense model has no attention-DP x EP layout: asking for one is one line (the review
+    # finding: it was dropped without a word); degree 1, none, is accepted
+    assert layouts(TINY, ROUND, 8, ep=[1]) == [(1, 1, 1), (2, 1, 1), (4, 1, 1)]
+    with pytest.raises(ConfigError, match="^ep: attention-DP x EP degrees need a mixture-of-experts model"):
+        layouts(TINY, ROUND, 8, ep=[1, 2])
     assert batch_grid(7) == [1, 2, 3, 4, 6]
 
 
@@ -162,6 +165,10 @@ def test_every_evaluated_row_is_a_column_and_the_table_lists_them(plan):
     (lambda: plan_deployment(TINY, ROUND, (5, 8), 2, TTFT, TPOT, memory_fraction=Fraction(1, 10)),
      "memory: no layout of tiny"),
     (lambda: plan_deployment(TINY, ROUND, (5, 8), 2, TTFT, TPOT, max_concurrency=0), "max_concurrency"),
+    # review finding: EP degrees on a dense model were dropped without a word (layouts() read them
+    # only for a mixture of experts); degree 1 means none and stays accepted
+    (lambda: plan_deployment(TINY, ROUND, (5, 8), 2, TTFT, TPOT, ep=[2]),
+     r"^ep: attention-DP x EP degrees need a mixture-of-experts model; tiny has no routed experts \(got \[2\]\)$"),
 ])
 def test_bad_input_is_one_line(call, message):
     with pytest.raises(ConfigError, match=message) as err:
@@ -187,6 +194,17 @@ def priced():
     leave a GPU idle, which is still paid for), under each objective."""
     return {objective: plan_deployment(TINY, ROUND, (5, 8), 3, TTFT, TPOT, gpu_price=3, objective=objective,
                                        **OPTIONS) for objective in ("throughput", "cost")}
+
+
+def test_without_a_price_the_cost_is_none_everywhere(plan):
+    """Review finding: without a price the sweep's rows (the front, the table) said NaN and the
+    exact best rows None. One convention: ``None`` in every Deployment, the columns and the table,
+    and the text shows no cost."""
+    rows = [plan.best_aggregated, plan.best_disaggregated, *plan.front]
+    assert all(d.cost_per_million_tokens is None for d in rows)
+    assert all(v is None for v in plan.columns["cost_per_million_tokens"])
+    assert plan.to_pandas()["cost_per_million_tokens"].tolist() == [None] * len(plan.columns["ttft"])
+    assert "per 1M tokens" not in str(plan)
 
 
 def test_cost_per_million_tokens_by_hand(priced):

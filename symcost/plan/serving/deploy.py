@@ -87,8 +87,8 @@ class Deployment:
     uses; ``concurrency`` the requests in flight over all of it; times in seconds, rates per
     second (float64 from the sweep, exact for :attr:`DeploymentPlan.best`); ``memory_per_chip``
     the fullest chip's bytes at that load (weights, KV cache, activations);
-    ``cost_per_million_tokens`` the plan's GPUs' price per million output tokens (NaN, or ``None``
-    exactly, without a price; the module's docstring)."""
+    ``cost_per_million_tokens`` the plan's GPUs' price per million output tokens (``None`` without
+    a price, in every row, the table and the JSON alike; the module's docstring)."""
 
     kind: str
     layout: str
@@ -207,6 +207,7 @@ def layouts(model: Model, chip: Hardware, gpus: int, tp: Optional[Sequence[int]]
     sharding the model allows (``dp = 1``); for a mixture-of-experts model also attention
     data-parallelism with expert parallelism, ``(1, 1, d)`` for ``d`` of ``ep`` (default 2, 4, ...
     up to the scale-up domain; degrees below 2 are none) that divide its experts (:func:`_par`).
+    EP degrees of 2 or more for a dense model are one line (``ep: ...``), not dropped.
 
     >>> from symcost import models
     >>> layouts(models.get("llama-3-8b"), get_hardware("H100_SXM"), 8)
@@ -216,6 +217,9 @@ def layouts(model: Model, chip: Hardware, gpus: int, tp: Optional[Sequence[int]]
     """
     tps = tp if tp is not None else _powers(gpus, chip)
     candidates = [(int(t), int(p), 1) for t in tps for p in pp if t * p <= gpus]
+    if ep is not None and not _is_moe(model) and any(int(d) >= 2 for d in ep):
+        raise ConfigError(f"ep: attention-DP x EP degrees need a mixture-of-experts model; {model.name} has no "
+                          f"routed experts (got {[int(d) for d in ep]})")
     if _is_moe(model):
         eps = ep if ep is not None else _powers(gpus, chip, 2)
         candidates += [(1, 1, int(d)) for d in eps if 2 <= d <= gpus]
@@ -447,8 +451,9 @@ def _flatten(groups: list[dict[str, Any]], ttft: float, tpot: float, opts: "_Opt
             columns[k].extend(np.broadcast_to(np.asarray(g[k]), (n,)).tolist())
         where.extend((g, i) for i in range(n))
     arrays = {k: np.asarray(v) for k, v in columns.items() if k not in ("meets_sla", "cost_per_million_tokens")}
-    with np.errstate(divide="ignore"):
-        arrays["cost_per_million_tokens"] = (np.full(len(arrays["ttft"]), np.nan) if opts.gpu_price is None else
+    with np.errstate(divide="ignore"):  # no price: None in every row, as the exact rows (opts.cost)
+        arrays["cost_per_million_tokens"] = (np.full(len(arrays["ttft"]), None, dtype=object)
+                                             if opts.gpu_price is None else
                                              float(opts.cost(1)) / arrays["tokens_per_second"])
     with np.errstate(invalid="ignore"):
         arrays["meets_sla"] = (arrays["ttft"] <= ttft * (1 + 1e-12)) & (arrays["tpot"] <= tpot * (1 + 1e-12))
@@ -457,7 +462,7 @@ def _flatten(groups: list[dict[str, Any]], ttft: float, tpot: float, opts: "_Opt
 
 def _row(columns: dict, i: int) -> Deployment:
     """Row ``i`` of the columns as a :class:`Deployment` (NumPy scalars as Python numbers)."""
-    return Deployment(**{k: v[i].item() for k, v in columns.items()})
+    return Deployment(**{k: v[i] if v.dtype == object else v[i].item() for k, v in columns.items()})
 
 
 def _exact_aggregated(opts: "_Options", group: dict[str, Any], index: int) -> Deployment:

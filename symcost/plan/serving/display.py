@@ -12,7 +12,7 @@ __all__ = ["deployment_line", "plan_text"]
 def deployment_line(d: Any) -> str:
     """One deployment: layout, GPUs, concurrency, tokens/s/GPU and /user, TTFT, TPOT."""
     cost = d.cost_per_million_tokens
-    priced = "" if cost is None or cost != cost else f", {float(cost):,.3g} per 1M tokens"  # NaN: no price
+    priced = "" if cost is None else f", {float(cost):,.3g} per 1M tokens"  # None: no price
     return (f"{d.layout} ({d.gpus} GPUs), concurrency {float(d.concurrency):.4g}: "
             f"{float(d.tokens_per_second_per_gpu):,.0f} tokens/s/GPU, {float(d.tokens_per_second_per_user):,.1f} "
             f"tokens/s/user, TTFT {units.format_time(d.ttft, digits=3)}, TPOT {units.format_time(d.tpot, digits=3)}"
