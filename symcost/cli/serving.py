@@ -120,11 +120,15 @@ def add_pd_ratio(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decode-hardware", default=None, help="pd-ratio: decode chip (default --hardware)")
     p.add_argument("--prefill-tp", type=positive, default=None, help="pd-ratio: prefill TP degree (default --tp)")
     p.add_argument("--decode-tp", type=positive, default=None, help="pd-ratio: decode TP degree (default --tp)")
+    p.add_argument("--max-num-seqs", type=positive, default=None,
+                   help="pd-ratio: the most requests a decode instance runs, max_num_seqs (default: the decode "
+                   "chip's engine profile's, e.g. vLLM 1024 on 70 GiB and more; else none)")
 
 
 def check_pd_options(args: argparse.Namespace) -> None:
     """pd-ratio's options are refused with another quantity (nothing is ignored silently)."""
-    given = [o for o in (*_PD_OPTIONS, "prefill_hardware", "decode_hardware", "prefill_tp", "decode_tp")
+    given = [o for o in (*_PD_OPTIONS, "prefill_hardware", "decode_hardware", "prefill_tp", "decode_tp",
+                         "max_num_seqs")
              if getattr(args, o) is not None]
     if given:
         raise UsageError(f"argument --{given[0].replace('_', '-')}: only for solve pd-ratio")
@@ -167,7 +171,7 @@ def pd_ratio(args: argparse.Namespace) -> int:
 
     try:
         plan = solve_pd(model, args.rate, args.prompt, args.output, args.ttft, args.tpot, pchip, dchip, ppar, dpar,
-                        args.dtype)
+                        args.dtype, args.max_num_seqs)
     except ConfigError as error:  # a pool's parallelism: the option that set it
         pool = error.context[0].removesuffix("_parallelism") if len(error.context) == 1 else None
         if pool not in ("prefill", "decode") or not any("tensor_parallel" in name for name in error.names):

@@ -32,7 +32,8 @@ slower of the two (a decode instance with fewer chips receives several prefill c
 Decode (a batch): the largest batch ``B`` whose TPOT at ``P + O - 1`` keys (the last step, the
 longest context: NB conservative for every earlier step) meets the TPOT target and whose memory
 fits: weights, the KV cache and one decode step's activations (:func:`~symcost.plan.inference.decode_step`:
-the decode instance never prefills, so no prefill rule applies to it). Under context or Ulysses
+the decode instance never prefills, so no prefill rule applies to it), and at most the engine's
+``max_num_seqs`` (the same cap on running requests as the aggregated engine's). Under context or Ulysses
 parallelism the cache is split ``n = sp * cp`` ways by keys, so the fullest rank's
 ``ceil((P + O - 1) / n)`` keys are costed (and ``ceil(P / n)`` received). By Little's law the decode pool holds
 ``lam (O - 1) TPOT(B)`` requests on average; ``n_d`` instances hold ``n_d B``, so
@@ -44,7 +45,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 import sympy as sp
 
@@ -131,7 +132,8 @@ class DisaggregatedPlan:
     ``prefill_time`` D_s (a prompt's whole prefill), ``prefill_stage_time`` D_m (its slowest
     pipeline stage, the prefill queue's service time; D_s with one stage) and ``kv_transfer_time``
     per prompt; ``ttft`` the mean TTFT at ``num_prefill``; ``decode_batch`` the largest batch
-    meeting the TPOT target and memory (``decode_limit`` names which bound it), ``decode_tpot``
+    meeting the TPOT target and memory, at most the engine's ``max_num_seqs`` (``decode_limit``
+    names which bound it: ``tpot``, ``memory``, ``max-seqs``), ``decode_tpot``
     its TPOT; ``ratio`` is
     ``num_prefill / num_decode``; ``num_chips`` both pools' chips.
     """
@@ -146,7 +148,7 @@ class DisaggregatedPlan:
     ttft: Any
     prefill_utilization: Any
     decode_batch: int
-    decode_limit: Literal["tpot", "memory"]
+    decode_limit: Literal["tpot", "memory", "max-seqs"]
     decode_tpot: Any
     decode_load: Any
     prefill_chips: int
@@ -272,6 +274,17 @@ def _decode_batch(model: Model, chip: Hardware, keys: int, dtype: Any, par: Para
     return batch, limit, exact_value(sp.sympify(step.tpot).xreplace({sym.batch_size: batch}))
 
 
+def _max_num_seqs(chip: Hardware, par: Parallelism, given: Optional[int]) -> Optional[int]:
+    """The most requests a decode instance runs: ``given``, else the engine profile's for the chip
+    and the instance's chips (``Runtime.serving``, as :func:`~symcost.plan.serving.batching.engine_defaults`
+    reads it), else ``None``."""
+    if given is None:
+        return chip.runtime.serving.seqs(chip.name, chip.hbm_capacity, int(par.chips_per_replica * par.pp))
+    if isinstance(given, bool) or not isinstance(given, (int, sp.Integer)) or given < 1:
+        raise ConfigError(f"max_num_seqs must be a positive whole number of requests, got {given!r}")
+    return int(given)
+
+
 def _send_time(nbytes: Any, chip: Hardware) -> Any:
     """One point-to-point send of ``nbytes`` over the chip's scale-out link to another scale-up
     domain (the chip's link model)."""
@@ -310,10 +323,12 @@ def _pool_parallelism(model: Model, parallelism: ParallelismLike, name: str) -> 
 def pd_ratio(model: Model, rate: Any, prompt_len: Any, output_len: Any, ttft: Any, tpot: Any,
              prefill_hardware: Hardware | str = "H100_SXM", decode_hardware: Hardware | str | None = None,
              prefill_parallelism: ParallelismLike = None, decode_parallelism: ParallelismLike = None,
-             dtype: Any = "bf16") -> DisaggregatedPlan:
+             dtype: Any = "bf16", max_num_seqs: Optional[int] = None) -> DisaggregatedPlan:
     """The fewest prefill instances (M/D/1 mean TTFT within ``ttft``) and decode instances
     (Little's law at the largest batch meeting ``tpot`` and memory) serving ``rate`` requests/s
-    of ``prompt_len`` prompt and ``output_len`` output tokens; see the module's docstring.
+    of ``prompt_len`` prompt and ``output_len`` output tokens; see the module's docstring. A decode
+    instance runs at most ``max_num_seqs`` requests (default: the decode chip's engine profile's
+    cap, as the aggregated engine's; ``None`` there: none).
 
     >>> from symcost import models
     >>> plan = pd_ratio(models.get("llama-3-8b"), rate=50, prompt_len=2048, output_len=256,
@@ -342,6 +357,11 @@ def pd_ratio(model: Model, rate: Any, prompt_len: Any, output_len: Any, ttft: An
     n_p = _num_prefill(lam, d, d_m, t_kv, target_ttft)
     keys = int(p + o - 1)
     batch, limit, step_tpot = _decode_batch(model, dchip, keys, dtype, dpar, target_tpot)
+    cap = _max_num_seqs(dchip, dpar, max_num_seqs)
+    if cap is not None and cap < batch:  # the engine's own cap on running requests binds
+        batch, limit = cap, "max-seqs"
+        step_tpot = exact_value(sp.sympify(decode_step(model, dchip, batch, _decode_keys(keys, dpar), dtype,
+                                                       dpar).tpot))
     load = lam * (o - 1) * sp.sympify(step_tpot) / batch  # decode instances' worth of mean load
     n_d = max(1, int(sp.ceiling(load)))
     chips_p, chips_d = (int(par.chips_per_replica * par.pp) for par in (ppar, dpar))

@@ -73,6 +73,19 @@ def test_solve_pd_ratio_json(capsys):
     assert data["latex"].startswith(r"\begin{aligned}") and rf"= {plan.num_prefill} \\" in data["latex"]
 
 
+def test_solve_pd_ratio_caps_the_decode_batch_at_max_num_seqs(capsys):
+    """``--max-num-seqs 100`` (issue 23 review): the decode batch is the cap, not the memory bound
+    of 231 (tests/plan/test_disaggregated.py derives both), and the text says which bound binds."""
+    argv = ["solve", "pd-ratio", "--rate", "50", "--prompt", "2048", "--output", "256", "--ttft", "0.2",
+            "--tpot", "0.05", "--max-num-seqs", "100"]
+    code, out, _ = run(capsys, *argv)
+    assert code == 0 and "decode: batch 100 (max-seqs-bound)" in out
+    code, out, _ = run(capsys, *argv, "--json")
+    assert json.loads(out)["decode_batch"] == 100 and json.loads(out)["decode_limit"] == "max-seqs"
+    code, _, err = run(capsys, "solve", "max-batch", "--max-num-seqs", "4")
+    assert code == 2 and "argument --max-num-seqs: only for solve pd-ratio" in err
+
+
 def test_solve_pd_ratio_with_pipelined_pools(capsys):
     """``--pp 2`` pipelines both pools (issue 20, item 3): the header names each pool's layout,
     the prefill line the slowest stage D_m (the queue's service time, DistServe eq. 2), and the

@@ -173,6 +173,37 @@ def test_counts_of_the_first_case():
     assert plan.num_chips == 5
 
 
+def test_the_decode_batch_respects_max_num_seqs():
+    """Issue 23 (review): the decode instance runs at most the engine's max_num_seqs requests, as
+    the aggregated engine does. The first case's memory bound is 231 (test_counts_of_the_first_case);
+    a cap of 100 binds instead: B = 100, named ``max-seqs``, and Little's law sizes the pool at
+    that batch: n_d = ceil(50 x 255 x TPOT(100)/100), TPOT(100) >= (16.06 GB + 100 x 0.3019 GB)/
+    3.35 TB/s = 13.8 ms (the step reads the weights and the KV cache); the step's TPOT(100) is
+    18.3 ms, between 2 x 100/12,750 = 15.7 ms and 3 x 100/12,750 = 23.5 ms: 3 instances (2 at the
+    uncapped batch of 231)."""
+    plan = pd_ratio(LLAMA, **CASES[0], max_num_seqs=100)
+    assert (plan.decode_batch, plan.decode_limit) == (100, "max-seqs")
+    tpot = decode_step(LLAMA, H100, 100, 2303).tpot
+    assert plan.decode_tpot == tpot and 0.0157 < float(tpot) <= 0.0235
+    assert plan.num_decode == int(sp.ceiling(50 * 255 * tpot / 100)) == 3
+    # a cap above both bounds changes nothing
+    assert pd_ratio(LLAMA, **CASES[0], max_num_seqs=232).decode_batch == 231
+    with pytest.raises(ConfigError, match="^max_num_seqs must be a positive whole number of requests, got 0$"):
+        pd_ratio(LLAMA, **CASES[0], max_num_seqs=0)
+
+
+def test_the_decode_batch_takes_the_engine_profiles_max_num_seqs():
+    """By default the cap is the decode chip's engine profile's: vLLM runs 256 requests on an A100
+    (vllm.json, max_num_seqs: 'a100' -> 256). Prompts of 200 and 56 outputs (255 keys, 33.4 MB of
+    KV each) fit about (80 GiB - 16.06 GB)/33.4 MB = 2,089 sequences, and a 1 s TPOT allows far
+    more than 256: the profile's cap binds."""
+    a100 = hardware.get("A100_SXM_80GB").with_runtime("vllm")
+    plan = pd_ratio(LLAMA, rate=10, prompt_len=200, output_len=56, ttft=1, tpot=1, prefill_hardware=a100)
+    assert (plan.decode_batch, plan.decode_limit) == (256, "max-seqs")
+    neutral = pd_ratio(LLAMA, rate=10, prompt_len=200, output_len=56, ttft=1, tpot=1, prefill_hardware="A100_SXM_80GB")
+    assert neutral.decode_limit == "memory" and neutral.decode_batch > 2000
+
+
 def test_pools_with_their_own_chips_and_parallelism():
     plan = pd_ratio(LLAMA, **CASES[2])
     assert plan.prefill_chips == 2 and plan.decode_chips == 1
