@@ -72,6 +72,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
+import numpy as np
 import sympy as sp
 
 from ...core import symbols as sym
@@ -206,32 +207,55 @@ def _alternating_regimes(steps: EngineSteps, load: _Load, u: sp.Symbol) -> list[
     length = min(T, isl)
     prefill = steps.mixed(0, 0, T / length, length, (isl - length) / 2, logits=T / isl)
     # a prefill step emits no decode token: the cycle is m prefill steps and D decode steps
-    own, m = sp.Max(1, isl / T), u * isl / T
+    own, m = max(1, isl / T), u * isl / T
     tpot = (D * decode + (m - own) * prefill) / D
     throughput = u / (m * prefill + D * decode)
     regimes.append(_Regime("alternating", sp.oo, own * prefill, tpot, throughput, prefill, decode, u))
     return regimes
 
 
-def _capped(regimes: list[_Regime], limit: Any, u: sp.Symbol, decode: Any, name: str = "kv-bound") -> list[_Regime]:
+def _capped(regimes: list[_Regime], limit: Any, u: Any, decode: Any, name: str = "kv-bound",
+            at_limit: Optional[list[_Regime]] = None) -> list[_Regime]:
     """``regimes`` up to ``limit`` running requests per micro-batch, then a ``name`` regime (what
     bounds them: ``kv-bound``, ``max-seqs``) that runs ``limit`` and queues the others (Little's
-    law: ``TTFT = u/X - D TPOT``)."""
+    law: ``TTFT = u/X - D TPOT``). ``at_limit``: the same regimes built at ``u = limit`` (the
+    numeric and exact-point paths); ``None``: the expressions in the symbol ``u`` at the limit."""
     kept = []
-    for r in regimes:
+    for i, r in enumerate(regimes):
         if r.upper >= limit:
             kept.append(dataclasses.replace(r, upper=limit))
-            at = {u: limit}
-            tpot, throughput = r.tpot.xreplace(at), r.throughput.xreplace(at)
+            if at_limit is None:
+                at = {u: limit}
+                tpot, throughput, wave, pre, dec = (sp.sympify(x).xreplace(at) for x in
+                                                    (r.tpot, r.throughput, r.first_wave, r.prefill_step,
+                                                     r.decode_step))
+            else:
+                top = at_limit[i]
+                tpot, throughput, wave, pre, dec = (top.tpot, top.throughput, top.first_wave, top.prefill_step,
+                                                    top.decode_step)
             # the first wave's requests past the limit wait for a slot: the k-th of them 1/X per
             # earlier one, (u - limit)(u - limit + 1)/(2 X) in all, shared by the u requests
             excess = u - limit
-            wave = sp.sympify(r.first_wave).xreplace(at) + excess * (excess + 1) / (2 * u * throughput)
-            kept.append(_Regime(name, sp.oo, u / throughput - decode * tpot, tpot, throughput,
-                                r.prefill_step.xreplace(at), r.decode_step.xreplace(at), limit, wave))
+            wave = wave + excess * (excess + 1) / (2 * u * throughput)
+            kept.append(_Regime(name, sp.oo, u / throughput - decode * tpot, tpot, throughput, pre, dec, limit, wave))
             return kept
         kept.append(r)
     return kept  # pragma: no cover (the last regime's upper is oo)
+
+
+def _least(a: Any, b: Any) -> Any:
+    """``min(a, b)``: ``sp.Min`` when either is SymPy's (a symbol or an exact number), else
+    ``np.minimum`` (the float64 path: arrays and floats)."""
+    if isinstance(a, sp.Basic) or isinstance(b, sp.Basic):
+        return sp.Min(a, b)
+    return np.minimum(a, b)
+
+
+def _regimes(steps: Any, load: _Load, u: Any, mixed: bool) -> list[_Regime]:
+    """Every regime at ``u`` (a symbol, an exact number, or a float64 array with the steps'
+    :attr:`~symcost.plan.serving.steps.EngineSteps.numeric` and a float load), first wave included."""
+    regimes = (_mixed_regimes if mixed else _alternating_regimes)(steps, load, u)
+    return _first_wave(steps, load, regimes, u, mixed)
 
 
 def _first_wave(steps: EngineSteps, load: _Load, regimes: list[_Regime], u: sp.Symbol, mixed: bool) -> list[_Regime]:
@@ -241,11 +265,11 @@ def _first_wave(steps: EngineSteps, load: _Load, regimes: list[_Regime], u: sp.S
     least half the budget; none and ``Q = T`` without mixed steps), the ``j``-th served after
     ``ceil(j I/Q)`` steps, on average ``(u + 1) I/(2 Q) + 1/2`` (the module's docstring)."""
     isl, T = load.prompt, load.budget
-    decoders = sp.Min(u / 2, T / 2) if mixed else sp.Integer(0)
+    decoders = _least(u / 2, T / 2) if mixed else 0
     prefill = T - decoders
-    length = sp.Min(prefill, isl)
+    length = _least(prefill, isl)
     step = steps.mixed(decoders, isl + 1, prefill / length, length, (isl - length) / 2, logits=decoders + prefill / isl)
-    burst = ((u + 1) * isl / (2 * prefill) + sp.Rational(1, 2)) * step
+    burst = ((u + 1) * isl / prefill + 1) / 2 * step
     return [dataclasses.replace(r, first_wave=r.ttft if r.name == "synchronized" else burst) for r in regimes]
 
 
@@ -379,14 +403,85 @@ def _memory(model: Model, chip: Hardware, workload: Workload, engine: EngineDefa
                          engine.memory_rule, block)
 
 
+_FIELDS = ("ttft", "tpot", "throughput", "prefill_step", "decode_step", "running", "first_wave")
+"""A regime's quantities, as the curve carries them."""
+
+
+@dataclass(frozen=True)
+class _Engine:
+    """What one engine's curve is built from: its steps, the workload's means ``I, D, K`` and the
+    budget ``T`` (:class:`_Load`), whether steps mix prefill and decode, the cap on running requests
+    (``limit``, named ``bound``) and its pipeline stages."""
+
+    steps: EngineSteps
+    load: _Load
+    mixed: bool
+    limit: int
+    bound: str
+    stages: int
+
+    def capped(self, u: Any, steps: Any, load: _Load) -> list[_Regime]:
+        """The regimes at ``u`` requests per micro-batch, up to the cap: a symbol (the closed forms),
+        an exact number or a float64 array (then ``steps`` numeric, ``load`` in floats)."""
+        limit = self.limit / (sp.Integer(self.stages) if isinstance(load.budget, sp.Basic) else self.stages)
+        at = None if isinstance(u, sp.Symbol) else _regimes(steps, load, limit, self.mixed)
+        return _capped(_regimes(steps, load, u, self.mixed), limit, u, load.decode, self.bound, at)
+
+    def closed(self) -> dict[str, Any]:
+        """Every quantity as a ``Piecewise`` in the concurrency ``c`` (the module's docstring), and
+        ``regimes``: ``(name, largest c)`` of each."""
+        u = sym.concurrency
+        regimes = self.capped(u, self.steps, self.load)
+        curve = {f: _piecewise(regimes, f, u) for f in _FIELDS}
+        if self.stages != 1:  # p micro-batches of c/p requests (the module's docstring)
+            per = {u: sp.Max(1, u / self.stages)}
+            curve = {f: e.xreplace(per) for f, e in curve.items()}
+            curve["throughput"] = sp.Min(u, self.stages) * curve["throughput"]
+            curve["running"] = sp.Min(u, self.stages) * curve["running"]
+        curve["regimes"] = tuple((r.name, r.upper * self.stages) for r in regimes)
+        return curve
+
+    def point(self, c: Any) -> dict[str, Any]:
+        """Every quantity at ``c`` requests, exactly: the regime ``c`` falls in, evaluated at ``c``
+        (the closed forms' value there, without building them)."""
+        per = c if self.stages == 1 else max(sp.Integer(1), c / self.stages)
+        regime = next(r for r in self.capped(per, self.steps, self.load) if per <= r.upper)
+        out = {f: getattr(regime, f) for f in _FIELDS}
+        if self.stages != 1:
+            out["throughput"] = min(c, self.stages) * out["throughput"]
+            out["running"] = min(c, self.stages) * out["running"]
+        out["regime"] = regime.name
+        return out
+
+    def floats(self, c: np.ndarray) -> dict[str, np.ndarray]:
+        """Every quantity over an array of concurrencies in float64: each regime with the compiled
+        steps (:attr:`~symcost.plan.serving.steps.EngineSteps.numeric`), the regime of each point
+        picked as :meth:`point` picks it."""
+        load = _Load(*(float(x) for x in (self.load.prompt, self.load.decode, self.load.context, self.load.budget)))
+        per = c if self.stages == 1 else np.maximum(1.0, c / self.stages)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a regime's values outside its range are unused
+            regimes = self.capped(per, self.steps.numeric, load)
+            picks = [per <= float(r.upper) for r in regimes[:-1]]
+            out = {f: np.select(picks, [np.broadcast_to(np.asarray(getattr(r, f), dtype=np.float64), per.shape)
+                                        for r in regimes[:-1]],
+                                np.broadcast_to(np.asarray(getattr(regimes[-1], f), dtype=np.float64), per.shape))
+                   for f in _FIELDS}
+        if self.stages != 1:
+            out["throughput"] = np.minimum(c, self.stages) * out["throughput"]
+            out["running"] = np.minimum(c, self.stages) * out["running"]
+        return out
+
+
 @dataclass(frozen=True)
 class ServingCurve:
     """One engine's steady state as a function of its concurrency ``c``
     (:data:`~symcost.core.symbols.concurrency`): ``ttft``, ``tpot``, ``request_rate`` (requests/s),
     ``tokens_per_second`` (output tokens/s of the engine), ``tokens_per_second_per_gpu`` and
     ``tokens_per_second_per_user`` are SymPy expressions in ``c``, piecewise over the
-    :attr:`regimes` (the module's docstring). :meth:`at` evaluates them exactly, :meth:`sweep` in
-    float64 over arrays, :meth:`at_rate` at a Poisson arrival rate.
+    :attr:`regimes` (the module's docstring), built on first use. :meth:`at` evaluates them exactly
+    (the regime ``c`` falls in, at ``c``: the same value without building them), :meth:`sweep` in
+    float64 over arrays (each regime on the compiled steps, NumPy over the concurrencies: no
+    SymPy per point), :meth:`at_rate` at a Poisson arrival rate.
     """
 
     model: Model
@@ -397,24 +492,71 @@ class ServingCurve:
     memory_fraction: Any
     mixed: bool
     memory: ServingMemory
-    regimes: tuple
-    """``(name, largest c)`` of each regime in turn (the last up to ``oo``)."""
     chips: int
-    ttft: Any
-    tpot: Any
-    request_rate: Any
-    tokens_per_second: Any
-    tokens_per_second_per_gpu: Any
-    tokens_per_second_per_user: Any
-    prefill_step: Any
-    decode_step: Any
-    running: Any
-    """The requests the engine runs (decoding or in prefill); the others of ``c`` wait."""
-    first_wave_ttft: Any
-    """The mean TTFT of the first ``c`` requests when all are sent at once to an idle engine (a
-    benchmark's start), against ``ttft``, the steady state's."""
     max_num_seqs: Optional[int] = None
     """The engine's cap on running requests (``None``: only the KV cache's)."""
+    engine: Any = dataclasses.field(default=None, repr=False, compare=False)
+    """How the curve is evaluated (the regimes' builder: symbolic, exact at a point, float64)."""
+
+    @functools.cached_property
+    def _closed(self) -> dict[str, Any]:
+        return self.engine.closed()
+
+    @property
+    def regimes(self) -> tuple:
+        """``(name, largest c)`` of each regime in turn (the last up to ``oo``)."""
+        return self._closed["regimes"]
+
+    @property
+    def ttft(self) -> Any:
+        """TTFT in seconds, a ``Piecewise`` in ``c``."""
+        return self._closed["ttft"]
+
+    @property
+    def tpot(self) -> Any:
+        """TPOT in seconds, a ``Piecewise`` in ``c``."""
+        return self._closed["tpot"]
+
+    @property
+    def request_rate(self) -> Any:
+        """Requests served per second, ``X``."""
+        return self._closed["throughput"]
+
+    @property
+    def tokens_per_second(self) -> Any:
+        """Output tokens per second of the engine, ``X O``."""
+        return self.request_rate * self.workload.output_len
+
+    @property
+    def tokens_per_second_per_gpu(self) -> Any:
+        """Output tokens per second per chip of the engine."""
+        return self.tokens_per_second / self.chips
+
+    @property
+    def tokens_per_second_per_user(self) -> Any:
+        """``1/TPOT``."""
+        return 1 / self.tpot
+
+    @property
+    def prefill_step(self) -> Any:
+        """The step that carries prefill."""
+        return self._closed["prefill_step"]
+
+    @property
+    def decode_step(self) -> Any:
+        """A decode-only step."""
+        return self._closed["decode_step"]
+
+    @property
+    def running(self) -> Any:
+        """The requests the engine runs (decoding or in prefill); the others of ``c`` wait."""
+        return self._closed["running"]
+
+    @property
+    def first_wave_ttft(self) -> Any:
+        """The mean TTFT of the first ``c`` requests when all are sent at once to an idle engine (a
+        benchmark's start), against ``ttft``, the steady state's."""
+        return self._closed["first_wave"]
 
     @property
     def kv_limit(self) -> int:
@@ -428,37 +570,35 @@ class ServingCurve:
 
     def regime(self, concurrency: Any) -> str:
         """The name of the regime ``concurrency`` falls in."""
-        c = exact_number(concurrency, "concurrency")
-        return next(name for name, upper in self.regimes if c <= upper)
+        return str(self.engine.point(exact_number(concurrency, "concurrency"))["regime"])
 
     def at(self, concurrency: Any) -> ServingPoint:
         """The steady state of a closed loop of ``concurrency`` requests, exactly."""
         c = exact_number(concurrency, "concurrency")
-        at = {sym.concurrency: c}
-        value = {k: exact_value(getattr(self, k).xreplace(at)) for k in
-                 ("ttft", "tpot", "request_rate", "tokens_per_second", "tokens_per_second_per_gpu",
-                  "tokens_per_second_per_user", "prefill_step", "decode_step", "running", "first_wave_ttft")}
-        return ServingPoint(concurrency=c, rate=None, regime=self.regime(c),
-                            kv_limit=self.kv_limit, chips=self.chips,
-                            queue="closed loop: TTFT = c/X - D TPOT (Little's law)", **value)
+        p = self.engine.point(c)
+        rate = p["throughput"]
+        tokens = rate * self.workload.output_len
+        value = {"ttft": p["ttft"], "tpot": p["tpot"], "request_rate": rate, "tokens_per_second": tokens,
+                 "tokens_per_second_per_gpu": tokens / self.chips, "tokens_per_second_per_user": 1 / p["tpot"],
+                 "prefill_step": p["prefill_step"], "decode_step": p["decode_step"], "running": p["running"],
+                 "first_wave_ttft": p["first_wave"]}
+        return ServingPoint(concurrency=c, rate=None, regime=p["regime"], kv_limit=self.kv_limit, chips=self.chips,
+                            queue="closed loop: TTFT = c/X - D TPOT (Little's law)",
+                            **{k: exact_value(sp.sympify(v)) for k, v in value.items()})
 
     def sweep(self, concurrency: Any) -> Any:
         """The curve's quantities in float64 over an array of concurrencies (a
-        :class:`~symcost.core.sweep.SweepResult`; ``to_pandas()`` gives a table)."""
-        import numpy as np
+        :class:`~symcost.core.sweep.SweepResult`; ``to_pandas()`` gives a table): each regime on
+        the compiled steps over the array, no SymPy per point (the tests compare it with :meth:`at`)."""
+        from ...core.sweep import SweepResult
 
-        # NB: a Piecewise evaluates every piece at every point; a piece's pole outside its own
-        # range (a division by T - c past the budget) is not a value the sweep returns
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return self._sweeper(concurrency=concurrency)
-
-    @functools.cached_property
-    def _sweeper(self) -> Any:
-        from ...core.sweep import Sweeper
-
-        names = ("ttft", "tpot", "request_rate", "tokens_per_second", "tokens_per_second_per_gpu",
-                 "tokens_per_second_per_user", "first_wave_ttft")
-        return Sweeper({k: getattr(self, k) for k in names}, fast_compile=True)
+        c = np.asarray(concurrency, dtype=np.float64)
+        f = self.engine.floats(c)
+        tokens = f["throughput"] * float(self.workload.output_len)
+        arrays = {"ttft": f["ttft"], "tpot": f["tpot"], "request_rate": f["throughput"], "tokens_per_second": tokens,
+                  "tokens_per_second_per_gpu": tokens / self.chips, "tokens_per_second_per_user": 1 / f["tpot"],
+                  "first_wave_ttft": f["first_wave"], "running": f["running"]}
+        return SweepResult(arrays, {"concurrency": concurrency})
 
     def at_rate(self, rate: Any) -> ServingPoint:
         """The steady state at ``rate`` Poisson arrivals per second: the fewest running requests
@@ -493,7 +633,7 @@ class ServingCurve:
         grid = np.arange(1, top + 1, dtype=np.float64)
         reached = np.nonzero(self.sweep(grid).request_rate >= float(rate))[0]
         n = int(reached[0]) + 1 if reached.size else top
-        rates = lambda k: self.request_rate.xreplace({sym.concurrency: k})  # noqa: E731
+        rates = lambda k: self.engine.point(sp.Integer(k))["throughput"]  # noqa: E731
         while n < top and rates(n) < rate:  # float64 rounding, either way
             n += 1
         while n > 1 and rates(n - 1) >= rate:
@@ -533,25 +673,11 @@ def serving_curve(model: Model, hardware: Hardware | str, workload: Workload | t
     means = _Load(load.prompt_len, load.decode_steps(chip.runtime), load.decode_context(chip.runtime),
                   sp.Integer(budget))
     batched = chip.runtime.backend not in SEPARATE_PREFILL if mixed is None else bool(mixed)
-    u = sym.concurrency
-    regimes = (_mixed_regimes if batched else _alternating_regimes)(steps, means, u)
-    regimes = _first_wave(steps, means, regimes, u, batched)
     seqs = engine.max_num_seqs
     limit, bound = ((memory.kv_limit, "kv-bound") if seqs is None or seqs >= memory.kv_limit
                     else (seqs, "max-seqs"))
-    regimes = _capped(regimes, sp.Rational(limit, stages), u, means.decode, bound)
-    curve = {f: _piecewise(regimes, f, u) for f in ("ttft", "tpot", "throughput", "prefill_step", "decode_step",
-                                                      "running", "first_wave")}
-    if stages != 1:  # p micro-batches of c/p requests (the module's docstring)
-        per = {u: sp.Max(1, u / stages)}
-        curve = {f: e.xreplace(per) for f, e in curve.items()}
-        curve["throughput"] = sp.Min(u, stages) * curve["throughput"]
-        curve["running"] = sp.Min(u, stages) * curve["running"]
-    tokens = curve["throughput"] * load.output_len
-    return ServingCurve(model, chip, steps, load, budget, fraction, batched, memory,
-                        tuple((r.name, r.upper * stages) for r in regimes), chips, curve["ttft"], curve["tpot"],
-                        curve["throughput"], tokens, tokens / chips, 1 / curve["tpot"], curve["prefill_step"],
-                        curve["decode_step"], curve["running"], curve["first_wave"], seqs)
+    return ServingCurve(model, chip, steps, load, budget, fraction, batched, memory, chips, seqs,
+                        _Engine(steps, means, batched, limit, bound, stages))
 
 
 def _budget(value: Any) -> int:

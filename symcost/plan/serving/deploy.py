@@ -353,11 +353,12 @@ def _decode(opts: _Options, layout: tuple[int, int, int]) -> Optional[_Decode]:
     stages, ranks = layout[1], layout[2]
     # a pipelined decode instance runs its batch as p micro-batches, as the aggregated engine does;
     # an attention-DP instance runs d ranks of its own b requests each (b: one rank's batch here)
-    per = sp.Max(1, b / stages) if stages != 1 else b
-    context = opts.workload.decode_context(runtime)
+    context = float(opts.workload.decode_context(runtime))
     batches = np.asarray(batch_grid(fits), dtype=np.float64)
-    swept = Sweeper({"tpot": steps.decode(per, context), "memory": memory})(batch_size=batches)
-    return _Decode(layout, layout[0] * stages * ranks, ranks * batches, swept.tpot, receive, swept.memory, memory)
+    per = np.maximum(1.0, batches / stages) if stages != 1 else batches
+    tpot = steps.numeric.decode(per, context)  # the compiled step (EngineSteps.numeric), float64
+    swept = Sweeper({"memory": memory}, fast_compile=True)(batch_size=batches)
+    return _Decode(layout, layout[0] * stages * ranks, ranks * batches, tpot, receive, swept.memory, memory)
 
 
 def _wait(opts: _Options, load: np.ndarray, stage: float) -> np.ndarray:

@@ -29,6 +29,7 @@ import dataclasses
 import functools
 from typing import Any
 
+import numpy as np
 import sympy as sp
 
 from ...core import symbols as sym
@@ -41,7 +42,7 @@ from ...hardware.timing import op_time
 from ...models.model import ByPart, Model
 from ..inference import inference_step, rows_latency
 
-__all__ = ["EngineSteps", "engine_steps"]
+__all__ = ["EngineSteps", "NumericSteps", "engine_steps"]
 
 
 def _cores(rows: tuple, chip: Hardware, datatype: DataType) -> list[tuple[AttentionCore, Any]]:
@@ -82,10 +83,12 @@ class EngineSteps:
     (:data:`~symcost.core.symbols.seq_len`), each bound by :meth:`decode` and :meth:`mixed`.
 
     ``linear``: ``Lin(s)``, every op of a prefill of ``s`` tokens but the attention cores and the
-    LM head; ``decode_attention``: ``A_dec(b, s)``; ``head``: the LM head over ``b`` rows;
+    LM head (built on first use; ``batch_linear``: the same ops of ``b`` sequences of ``s`` tokens,
+    ``Lin(s)`` at ``b = 1``, which numbers bind directly); ``decode_attention``: ``A_dec(b, s)``; ``head``: the LM head over ``b`` rows;
     ``prefill_cores``: the context attention cores of a prefill of ``b`` sequences of ``s``
     tokens, with their counts; ``prefill_sends`` and ``decode_sends``: the stage-to-stage sends of
-    a step of ``s`` prefill tokens and of ``b`` decode tokens (0 without pipeline stages);
+    a step of ``s`` prefill tokens and of ``b`` decode tokens (0 without pipeline stages;
+    ``batch_prefill_sends`` as ``batch_linear``);
     ``overhead``: the engine's time per step.
     """
 
@@ -93,13 +96,38 @@ class EngineSteps:
     chip: Hardware
     parallelism: Parallelism
     datatype: DataType
-    linear: Any
+    batch_linear: Any
     decode_attention: Any
     head: Any
-    prefill_sends: Any
+    batch_prefill_sends: Any
     decode_sends: Any
     prefill_cores: tuple
     overhead: Any
+
+    @functools.cached_property
+    def _single(self) -> tuple[Any, Any]:
+        """``Lin(s)`` and the prefill sends of one sequence, built at ``b = 1`` (not ``batch_linear``
+        with ``b`` replaced afterwards: the same values, without SymPy comparing every rebuilt
+        ``Max``'s arguments again)."""
+        return _single_sequence(self.model, self.chip, self.parallelism, self.datatype)
+
+    @property
+    def linear(self) -> Any:
+        """``Lin(s)``: every op of a one-sequence prefill of ``s`` tokens but its cores and LM head."""
+        return self._single[0]
+
+    @property
+    def prefill_sends(self) -> Any:
+        """The stage-to-stage sends of a step of ``s`` prefill tokens (0 without pipeline stages)."""
+        return self._single[1]
+
+    def _linear(self, tokens: Any, sends: bool = False) -> Any:
+        """``Lin(tokens)`` (plus the prefill sends): numbers bind ``batch_linear`` at ``b = 1``,
+        expressions the one-sequence form."""
+        if sp.sympify(tokens).is_number:
+            return _bind(self.batch_linear + (self.batch_prefill_sends if sends else 0),
+                         {sym.batch_size: 1, sym.seq_len: tokens})
+        return _bind(self.linear + (self.prefill_sends if sends else 0), {sym.seq_len: tokens})
 
     def decode(self, tokens: Any, keys: Any) -> Any:
         """A step of ``tokens`` decode tokens attending to ``keys`` keys each and no prefill: the
@@ -111,7 +139,7 @@ class EngineSteps:
         True
         """
         at = {sym.batch_size: tokens, sym.seq_len: keys}
-        return (_bind(self.linear, {sym.seq_len: tokens}) + _bind(self.decode_attention, at)
+        return (self._linear(tokens) + _bind(self.decode_attention, at)
                 + _bind(self.head + self.decode_sends, {sym.batch_size: tokens}) + self.overhead)
 
     def mixed(self, tokens: Any, keys: Any, rows: Any, length: Any, prefix: Any = 0, logits: Any = None) -> Any:
@@ -128,7 +156,7 @@ class EngineSteps:
         tokens, rows, length = (sp.sympify(x) for x in (tokens, rows, length))
         logits = tokens + rows if logits is None else sp.sympify(logits)
         pre = _core_time(list(self.prefill_cores), self.chip, self.datatype, sp.sympify(prefix))
-        total = (_bind(self.linear + self.prefill_sends, {sym.seq_len: tokens + rows * length})
+        total = (self._linear(tokens + rows * length, sends=True)
                  + _bind(self.head, {sym.batch_size: logits})
                  + _bind(pre, {sym.batch_size: rows, sym.seq_len: length}) + self.overhead)
         if tokens == 0:
@@ -138,6 +166,65 @@ class EngineSteps:
             return total + decode
         # a symbolic count of decode tokens may be 0 (one chunked prompt and nothing else running)
         return total + sp.Piecewise((0, sp.Le(tokens, 0)), (decode, True))
+
+
+    @functools.cached_property
+    def numeric(self) -> "NumericSteps":
+        """The same step in float64 over NumPy arrays (:class:`NumericSteps`), compiled once."""
+        return NumericSteps(self)
+
+
+_PREFIX = sp.Dummy("prefix", nonnegative=True)
+"""The earlier keys of a prefill chunk, as an argument of the compiled attention cores only (the
+exact parts take numbers or expressions for it: :meth:`EngineSteps.mixed`)."""
+
+
+class NumericSteps:
+    """:meth:`EngineSteps.decode` and :meth:`EngineSteps.mixed` in float64, over NumPy arrays of
+    counts broadcast together: each part (``Lin``, ``A_dec``, the head, the sends, the prefill
+    cores with their earlier keys) compiled once by :func:`~symcost.core.sweep.compile_numpy`
+    (common sub-expressions in linear time), then the module's sum in NumPy. The same values as
+    the exact step to float64 rounding (the tests compare them point by point).
+
+    >>> import numpy as np
+    >>> from symcost import models
+    >>> m = models.get("llama-3-8b")
+    >>> t = engine_steps(m, "H100_SXM").numeric.decode(np.array([8.0]), 4096.0)
+    >>> bool(np.isclose(t[0], float(m.inference_step("H100_SXM", 8, 4096).tpot), rtol=1e-12, atol=0))
+    True
+    """
+
+    def __init__(self, steps: EngineSteps) -> None:
+        from ...core.sweep import compile_numpy
+
+        b, s = sym.batch_size, sym.seq_len
+        cores = _core_time(list(steps.prefill_cores), steps.chip, steps.datatype, _PREFIX)
+        parts = {"linear": (steps.batch_linear, (b, s)), "decode_attention": (steps.decode_attention, (b, s)),
+                 "head": (steps.head, (b,)), "decode_sends": (steps.decode_sends, (b,)),
+                 "prefill_sends": (steps.batch_prefill_sends, (b, s)), "cores": (cores, (b, s, _PREFIX))}
+        self._parts = {name: (compile_numpy((sp.sympify(e),), args, True), len(args))
+                       for name, (e, args) in parts.items()}
+        self.overhead = float(steps.overhead)
+
+    def _part(self, name: str, *values: Any) -> Any:
+        function, _ = self._parts[name]
+        return function(*(np.asarray(v, dtype=np.float64) for v in values))[0]
+
+    def decode(self, tokens: Any, keys: Any) -> Any:
+        """:meth:`EngineSteps.decode` in float64."""
+        return (self._part("linear", 1, tokens) + self._part("decode_attention", tokens, keys)
+                + self._part("head", tokens) + self._part("decode_sends", tokens) + self.overhead)
+
+    def mixed(self, tokens: Any, keys: Any, rows: Any, length: Any, prefix: Any = 0, logits: Any = None) -> Any:
+        """:meth:`EngineSteps.mixed` in float64 (no decode attention where ``tokens <= 0``)."""
+        logits = np.add(tokens, rows) if logits is None else logits
+        total = (self._part("linear", 1, np.add(tokens, np.multiply(rows, length)))
+                 + self._part("prefill_sends", 1, np.add(tokens, np.multiply(rows, length)))
+                 + self._part("head", logits) + self._part("cores", rows, length, prefix) + self.overhead)
+        if np.ndim(tokens) == 0 and tokens == 0:
+            return total
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return total + np.where(np.greater(tokens, 0), self._part("decode_attention", tokens, keys), 0.0)
 
 
 def engine_steps(model: Model, hardware: Hardware | str, dtype: Any = "bf16", parallelism: Any = None) -> EngineSteps:
@@ -168,18 +255,27 @@ def _engine_steps(model: Model, chip: Hardware, par: Parallelism, datatype: Data
     overhead = sp.sympify(chip.runtime.step_overhead)
     prefill_cores = _cores(step.prefill_rows, chip, datatype)
     decode_cores = _cores(step.decode_rows, chip, datatype)
-
-    def latency(rows: tuple, skip_head: bool = False) -> Any:
-        part = ByPart.of(rows)
-        return rows_latency([part.embedding, *part.blocks, part.final_norm, *(() if skip_head else (part.lm_head,))])
-
-    one = {b: 1}
-    # every op of a one-sequence prefill but its cores and its LM head; the sends are what the
-    # step's TTFT and TPOT add to their rows (and to the engine's time)
-    linear = (latency(step.prefill_rows, skip_head=True) - _core_time(prefill_cores, chip, datatype)).xreplace(one)
-    prefill_sends = (sp.sympify(step.ttft) - latency(step.prefill_rows) - overhead).xreplace(one)
-    decode_sends = sp.sympify(step.tpot) - latency(step.decode_rows) - overhead
+    # every op of a prefill of b sequences but its cores and its LM head (Lin(s) at b = 1); the
+    # sends are what the step's TTFT and TPOT add to their rows (and to the engine's time)
+    linear = _latency(step.prefill_rows, skip_head=True) - _core_time(prefill_cores, chip, datatype)
+    prefill_sends = sp.sympify(step.ttft) - _latency(step.prefill_rows) - overhead
+    decode_sends = sp.sympify(step.tpot) - _latency(step.decode_rows) - overhead
     _, heads, lm_head = ByPart.of(step.decode_rows).lm_head
     head = heads * sp.sympify(lm_head.latency)
     return EngineSteps(model, chip, par, datatype, linear, _core_time(decode_cores, chip, datatype), head,
                        prefill_sends, decode_sends, tuple(prefill_cores), overhead)
+
+
+def _latency(rows: tuple, skip_head: bool = False) -> Any:
+    """The rows' latency: embedding, blocks, final norm and (unless ``skip_head``) the LM head."""
+    part = ByPart.of(rows)
+    return rows_latency([part.embedding, *part.blocks, part.final_norm, *(() if skip_head else (part.lm_head,))])
+
+
+def _single_sequence(model: Model, chip: Hardware, par: Parallelism, datatype: DataType) -> tuple[Any, Any]:
+    """``Lin(s)`` and the prefill sends of one sequence of ``s`` tokens (:attr:`EngineSteps.linear`)."""
+    single = inference_step(model, chip, 1, sym.seq_len, datatype, par, exact=True)
+    overhead = sp.sympify(chip.runtime.step_overhead)
+    linear = _latency(single.prefill_rows, skip_head=True) - _core_time(_cores(single.prefill_rows, chip, datatype),
+                                                                         chip, datatype)
+    return linear, sp.sympify(single.ttft) - _latency(single.prefill_rows) - overhead
