@@ -15,6 +15,7 @@ PAGES = {
     "per-op-errors": "docs/explanation/fidelity.md",
     "inference-validation": "docs/explanation/fidelity.md",
     "training-validation": "docs/explanation/fidelity.md",
+    "plan-compare": "docs/how-to/serving.md",
 }
 """The page (relative to the repository) that holds each block, by the name in its markers."""
 

@@ -11,10 +11,12 @@ blocked evaluation against whole arrays at once, in the same run) and over a bro
 (4) the warm latency of one numeric ``compute_metrics`` call, (5) the parallelism search rate for
 Llama-2-70B on 64 GPUs, cold and warm, against the rates before issue 11, and (6) whole
 Llama-2-7B inference and training steps, exact and float, with their ratios to ``llm-analysis``
-(PyPI 0.2.2) measured in the same run when it is installed.
+(PyPI 0.2.2) measured in the same run when it is installed, and (7) the serving plan's search for
+Llama-3-70B on 8 H200, cold and warm (against a baseline checkout with ``--baseline``).
 Targets (from the issues): >= 5e6 configurations/s on one core; a warm numeric compute_metrics
 <= 0.2 ms; whole-model steps exact <= 0.5x and float <= 0.05x llm-analysis's time; the search
->= 5x its candidates/s before issue 11, cold and warm. Each line prints its target and verdict.
+>= 5x its candidates/s before issue 11, cold and warm; the cold plan < 1 s. Each line prints its
+target and verdict.
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ def random_configs(m: int, rates: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and points")
-    parser.add_argument("--only", choices=("search", "steps"), help="run one part: (5) or (6)")
+    parser.add_argument("--only", choices=("search", "steps", "plan"), help="run one part: (5), (6) or (7)")
     parser.add_argument("--baseline", metavar="CHECKOUT", help="an earlier symcost checkout whose search runs "
                         "interleaved with this one's, for a ratio measured in the same run")
     parser.add_argument("--docs", "--readme", dest="readme", action="store_true", help="also write this run's "
@@ -192,8 +194,11 @@ def run(args: argparse.Namespace) -> None:
           f"{_revision()}")
     repeat = 3 if args.quick else 7
     if args.only:
-        search_rates(1 if args.quick else 3, args.baseline) if args.only == "search" else whole_model_steps(
-            20 if args.quick else 100)
+        if args.only == "plan":
+            plan_times(1 if args.quick else 3, args.baseline)
+        else:
+            search_rates(1 if args.quick else 3, args.baseline) if args.only == "search" else whole_model_steps(
+                20 if args.quick else 100)
         return
     import_times(repeat)
 
@@ -287,6 +292,9 @@ def run(args: argparse.Namespace) -> None:
     # (6) whole-model steps, warm, against llm-analysis when installed (measured in this run)
     whole_model_steps(20 if args.quick else 100)
 
+    # (7) the serving plan (issue 23): cold and warm, against a baseline checkout when given
+    plan_times(1 if args.quick else 3, args.baseline)
+
 
 SEARCH_BASELINE = {"cold": 64_000, "warm": 105_000}
 """Candidates/s of the 70B / 64-chip search when issue 11 was filed (this 2-core machine, the
@@ -332,6 +340,53 @@ def search_rates(runs: int, baseline: str | None = None) -> None:
             same = before / seconds * n / theirs[0]["candidates"]
             line += (f"; the baseline checkout in this run: {before:.2f} s = {theirs[0]['candidates'] / before:,.0f}"
                      f"/s, ratio {same:.1f}x [target >= 5x: {'met' if same >= 5 else 'MISSED'}]")
+        print(line)
+
+
+PLAN_TARGET_S = 1.0
+"""Issue 23: a full plan for Llama-3.1-70B on 8 H200 (every layout, concurrency 1..512, aggregated
+and disaggregated) "in well under a second on this machine"; the target checks the cold plan."""
+
+_PLAN = """
+import json, time
+from symcost import hardware, models
+from symcost.plan.serving.deploy import plan_deployment
+model, chip = models.get("llama-3-70b"), hardware.get("H200")
+times = []
+for _ in range(2):
+    start = time.perf_counter()
+    plan = plan_deployment(model, chip, (4000, 500), 8, 1, 0.03)
+    times.append(time.perf_counter() - start)
+print(json.dumps({"rows": len(plan.columns["ttft"]), "cold": times[0], "warm": times[1],
+                  "best": [plan.best_aggregated.layout, plan.best_disaggregated.layout]}))
+"""
+
+
+def plan_times(runs: int, baseline: str | None = None) -> None:
+    """(7) ``symcost plan``'s search for Llama-3-70B on 8 H200 (ISL 4000, OSL 500, TTFT 1 s, TPOT
+    30 ms; every TP layout, concurrency 1..512, aggregated and disaggregated), cold (the first plan
+    in a fresh interpreter, import and model loading not counted) and warm (the second), each the
+    median of ``runs`` interpreters; with ``baseline`` (an earlier checkout, e.g. ``git worktree
+    add /tmp/before 681ddef``, the planner before the compiled sweep) that version runs interleaved
+    with this one and the ratio is the one measured in this run. Same answers are checked."""
+    import json
+
+    ours, theirs = [], []
+    for _ in range(runs):
+        ours.append(json.loads(_start_seconds(_PLAN, 1)[1]))
+        if baseline:
+            theirs.append(json.loads(_start_seconds(_PLAN, 1, baseline)[1]))
+    print(f"plan llama-3-70b on 8 H200 (ISL 4000, OSL 500, TTFT 1 s, TPOT 30 ms): {ours[0]['rows']:,} deployments, "
+          f"best {' / '.join(ours[0]['best'])}, median of {runs} fresh interpreters")
+    for phase in ("cold", "warm"):
+        seconds = statistics.median(r[phase] for r in ours)
+        line = f"  {phase}: {seconds:.2f} s"
+        if phase == "cold":
+            line += f" [target < {PLAN_TARGET_S:g} s: {'met' if seconds < PLAN_TARGET_S else 'MISSED'}]"
+        if theirs:
+            before = statistics.median(r[phase] for r in theirs)
+            same = "same best deployments" if theirs[0]["best"] == ours[0]["best"] else "OTHER best deployments"
+            line += f"; the baseline checkout in this run: {before:.2f} s, ratio {before / seconds:.1f}x ({same})"
         print(line)
 
 

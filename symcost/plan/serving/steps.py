@@ -84,12 +84,12 @@ class EngineSteps:
 
     ``linear``: ``Lin(s)``, every op of a prefill of ``s`` tokens but the attention cores and the
     LM head (built on first use; ``batch_linear``: the same ops of ``b`` sequences of ``s`` tokens,
-    ``Lin(s)`` at ``b = 1``, which numbers bind directly); ``decode_attention``: ``A_dec(b, s)``; ``head``: the LM head over ``b`` rows;
-    ``prefill_cores``: the context attention cores of a prefill of ``b`` sequences of ``s``
-    tokens, with their counts; ``prefill_sends`` and ``decode_sends``: the stage-to-stage sends of
-    a step of ``s`` prefill tokens and of ``b`` decode tokens (0 without pipeline stages;
-    ``batch_prefill_sends`` as ``batch_linear``);
-    ``overhead``: the engine's time per step.
+    ``Lin(s)`` at ``b = 1``, which numbers bind directly); ``decode_attention``: ``A_dec(b, s)``;
+    ``head``: the LM head over ``b`` rows; ``prefill_cores``: the context attention cores of a
+    prefill of ``b`` sequences of ``s`` tokens, with their counts; ``prefill_sends`` and
+    ``decode_sends``: the stage-to-stage sends of a step of ``s`` prefill tokens and of ``b``
+    decode tokens (0 without pipeline stages; ``batch_prefill_sends`` as ``batch_linear``);
+    ``overhead``: the engine's time per step. :attr:`numeric` is the same step in float64.
     """
 
     model: Model
