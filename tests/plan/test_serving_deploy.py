@@ -346,3 +346,40 @@ def test_a_bad_ttft_percentile_is_one_line():
         with pytest.raises(ConfigError, match="ttft_percentile must be a fraction between 0 and 1") as err:
             plan_deployment(TINY, ROUND, (5, 8), 2, TTFT, TPOT, ttft_percentile=bad, **OPTIONS)
         assert "\n" not in str(err.value)
+
+
+MIX = ((5, 8, 1), (15, 8, 1))
+
+
+def test_a_prompt_mix_queues_its_prefills_as_mg1():
+    """Issue 23 item 5: prompts of 5 and 15 tokens, half each, take D_m(5) and D_m(15) on a prefill
+    instance: the queue is M/G/1 with E[S] their mean and E[S^2] the mean of their squares
+    (Pollaczek-Khinchine), so the row's mean TTFT is E[D_s] + T_kv + lambda E[S^2]/(2 (1 - lambda
+    E[S])), lambda = rate/n_p, and the target allows rho <= 2 E[S] T'/(E[S^2] + 2 E[S] T'). (Before,
+    an M/D/1 queue at the mean service E[S] had a shorter wait than the spread gives.)"""
+    from symcost.plan.serving import Workload
+
+    plan = plan_deployment(TINY, ROUND, Workload.mix(MIX), 4, TTFT, TPOT, **OPTIONS)
+    best = plan.best_disaggregated
+    n_p, tp_p, n_d, tp_d = (int(w) for w in best.layout.replace("prefill", "").replace("decode", "")
+                            .replace("+", "").replace("x TP", "").split())
+    pre, dec = {"tensor_parallel": tp_p}, {"tensor_parallel": tp_d}
+    stages = [prefill_stage_time(TINY, ROUND, 1, isl, parallelism=pre) for isl in (5, 15)]
+    mean, square = (stages[0] + stages[1]) / 2, (stages[0] ** 2 + stages[1] ** 2) / 2
+    assert square > mean**2  # a spread: the two prompts' prefills differ
+    d_s = sum(inference_step(TINY, ROUND, 1, isl, parallelism=pre).ttft for isl in (5, 15)) / 2
+    t_kv = max(sum(kv_transfer(TINY, ROUND, isl, parallelism=p)[1] for isl in (5, 15)) / 2 for p in (pre, dec))
+    rate = best.tokens_per_second / 8  # O = 8 outputs per request
+    lam = rate / n_p
+    assert best.ttft == d_s + t_kv + lam * square / (2 * (1 - lam * mean)) <= TTFT
+    slack = TTFT - d_s - t_kv
+    assert lam * mean <= 2 * mean * slack / (square + 2 * mean * slack)
+
+
+def test_a_percentile_target_for_a_prompt_mix_is_one_line():
+    """The wait's distribution is M/D/1's, one service time: a mix of prompt lengths (M/G/1) has a
+    mean only, so a percentile target is refused, naming the field."""
+    from symcost.plan.serving import Workload
+
+    with pytest.raises(ConfigError, match=r"^ttft_percentile: .*one prompt length"):
+        plan_deployment(TINY, ROUND, Workload.mix(MIX), 4, TTFT, TPOT, ttft_percentile=Fraction(9, 10), **OPTIONS)

@@ -102,3 +102,23 @@ def test_a_rate_that_is_no_number_is_one_line(rate, service):
         md1_wait_cdf(rate, service, 0)
     with pytest.raises(ConfigError, match="rate|service"):
         md1_wait_quantile(rate, service, sp.Rational(9, 10))
+
+
+def test_the_mg1_mean_wait_by_hand():
+    """Pollaczek-Khinchine with a spread service time (issue 23 item 5): lambda 1/4, services of 1
+    and 3 s equally likely: E[S] = 2, rho = 1/2, E[S^2] = (1 + 9)/2 = 5, so
+    W = lambda E[S^2]/(2 (1 - rho)) = (5/4)/1 = 5/4, a quarter more than M/D/1 at the mean service,
+    rho S/(2 (1 - rho)) = 1. A mean wait target of 1 s allows rho = 2 S T'/(E[S^2] + 2 S T') =
+    4/(5 + 4) = 4/9 (there lambda = 2/9 and W = (2/9) 5/(2 x 5/9) = 1), against M/D/1's
+    2 T'/(S + 2 T') = 1/2."""
+    from symcost.plan.serving.queueing import mg1_load_for_mean_wait, mg1_mean_wait
+
+    assert mg1_mean_wait(sp.Rational(1, 4), 2, 5) == sp.Rational(5, 4)
+    assert mg1_mean_wait(sp.Rational(1, 4), 2, 4) == 1  # E[S^2] = E[S]^2: M/D/1
+    assert mg1_load_for_mean_wait(1, 2, 5) == sp.Rational(4, 9)
+    assert mg1_mean_wait(sp.Rational(2, 9), 2, 5) == 1
+    assert mg1_load_for_mean_wait(1, 2, 4) == HALF
+    with pytest.raises(ConfigError, match=r"^M/G/1: the load rho = rate x mean service time must be below 1, got 1$"):
+        mg1_mean_wait(sp.Rational(1, 2), 2, 5)
+    with pytest.raises(ConfigError, match=r"^M/G/1: second_moment must be at least mean_service squared \(4\), got 3$"):
+        mg1_mean_wait(sp.Rational(1, 4), 2, 3)

@@ -24,7 +24,11 @@ the engine's memory rule and fraction, paged KV blocks). A prefill instance is
 :mod:`~symcost.plan.disaggregated`'s M/D/1 queue of batch-1 prompts, its KV cache sent over the
 scale-out link (:func:`~symcost.plan.disaggregated.kv_transfer` on both sides): the TTFT target
 ``X`` allows a utilization ``rho <= 2 T'/(D_m + 2 T')``, ``T' = X - D_s - T_kv`` (solving
-:func:`~symcost.plan.disaggregated.mean_ttft` ``<= X``), so ``n_p rho/D_m`` requests/s. The
+:func:`~symcost.plan.disaggregated.mean_ttft` ``<= X``), so ``n_p rho/D_m`` requests/s. A mix of
+prompt lengths spreads the service time: the queue is M/G/1, ``D_m`` the mean ``E[S]`` over the
+prompts, the mean wait Pollaczek-Khinchine's ``lambda E[S^2]/(2 (1 - rho))`` and the load
+``rho <= 2 E[S] T'/(E[S^2] + 2 E[S] T')`` (:mod:`~symcost.plan.serving.queueing` says which queue
+is used where). The
 deployment serves ``lambda = min(n_p rho/D_m, n_d B/(D TPOT(B)))`` requests/s, ``lambda O`` tokens/s
 over its GPUs; its TPOT is ``TPOT(B)`` (NB: conservative when the decode pool is not the bound).
 
@@ -69,7 +73,7 @@ from ...models.model import Model
 from ..disaggregated import kv_transfer
 from ..inference import decode_step, inference_step, prefill_stage_time
 from .batching import engine_defaults, serving_curve
-from .queueing import md1_load_for_wait, md1_wait_quantile, wait_in_services
+from .queueing import md1_load_for_wait, md1_wait_quantile, mg1_load_for_mean_wait, mg1_mean_wait, wait_in_services
 from .steps import engine_steps
 from .workload import Workload, exact_number
 
@@ -150,12 +154,14 @@ class _Options:
     max_num_seqs: Optional[int] = None
     """The most requests an engine runs (``None``: the engine profile's)."""
 
-    def prefill_load(self, slack: Any, stage: Any) -> Any:
-        """The utilization a prefill instance of stage time ``D_m`` may run at, ``T'`` being the
-        TTFT target's slack: ``2 T'/(D_m + 2 T')`` for the mean, else the largest load whose
-        ``q``-quantile wait is ``T'`` (the module's docstring)."""
+    def prefill_load(self, slack: Any, stage: Any, square: Any) -> Any:
+        """The utilization a prefill instance may run at, its service time of mean ``E[D_m]``
+        (``stage``) and second moment ``square``, ``T'`` being the TTFT target's slack: M/G/1's
+        ``2 E[S] T'/(E[S^2] + 2 E[S] T')`` for the mean (M/D/1's ``2 T'/(D_m + 2 T')`` for one
+        prompt length), else the largest load whose M/D/1 ``q``-quantile wait is ``T'`` (the
+        module's docstring)."""
         if self.ttft_percentile is None:
-            return 2 * slack / (stage + 2 * slack)
+            return mg1_load_for_mean_wait(slack, stage, square)
         return _load_for_wait(self.ttft_percentile, sp.Rational(slack / stage))
 
     def cost(self, tokens_per_second: Any) -> Any:
@@ -282,6 +288,8 @@ class _Prefill:
     stage: Any
     send: Any
     memory: Any
+    square: Any = None
+    """``E[D_m^2]``, the second moment of the service time over the workload's prompts (M/G/1)."""
 
 
 @dataclass(frozen=True)
@@ -317,10 +325,12 @@ def _prefill(opts: _Options, layout: tuple[int, int, int]) -> Optional[_Prefill]
             return None
         whole = _mean(opts.workload, lambda isl, _: inference_step(model, chip, 1, isl, opts.dtype, par).ttft)
         stage = _mean(opts.workload, lambda isl, _: prefill_stage_time(model, chip, 1, isl, opts.dtype, par))
+        square = _mean(opts.workload, lambda isl, _: sp.sympify(prefill_stage_time(model, chip, 1, isl, opts.dtype,
+                                                                                    par)) ** 2)
         send = _mean(opts.workload, lambda isl, _: kv_transfer(model, chip, isl, opts.dtype, par)[1])
     except SymcostError:
         return None
-    return _Prefill(layout, layout[0] * layout[1], whole, stage, send, memory)
+    return _Prefill(layout, layout[0] * layout[1], whole, stage, send, memory, square)
 
 
 def _decode(opts: _Options, layout: tuple[int, int, int]) -> Optional[_Decode]:
@@ -361,11 +371,12 @@ def _decode(opts: _Options, layout: tuple[int, int, int]) -> Optional[_Decode]:
     return _Decode(layout, layout[0] * stages * ranks, ranks * batches, tpot, receive, swept.memory, memory)
 
 
-def _wait(opts: _Options, load: np.ndarray, stage: float) -> np.ndarray:
-    """The prefill queue's wait at each load (float64): M/D/1's mean (mean_ttft), or its
-    ``q``-quantile (cached per load); loads stay at most the target's, below 1."""
+def _wait(opts: _Options, load: np.ndarray, stage: float, square: float) -> np.ndarray:
+    """The prefill queue's wait at each load (float64): M/G/1's mean ``rho E[S^2]/(2 E[S] (1 - rho))``
+    (M/D/1's for one prompt length), or M/D/1's ``q``-quantile (cached per load); loads stay at
+    most the target's, below 1."""
     if opts.ttft_percentile is None:
-        return load * stage / (2 * (1 - load))
+        return load * square / (2 * stage * (1 - load))
     q = opts.ttft_percentile
     return stage * np.asarray([wait_in_services(float(x), q) for x in np.atleast_1d(load)])
 
@@ -377,7 +388,8 @@ def _disaggregated(opts: _Options, pre: _Prefill, dec: _Decode) -> list[dict[str
     if not slack > 0:
         return []  # one prompt's prefill and transfer already miss the TTFT target
     d_s, d_m, t_kv_f = float(pre.whole), float(pre.stage), float(t_kv)
-    rho = float(opts.prefill_load(slack, pre.stage))  # the utilization that meets the TTFT target
+    rho = float(opts.prefill_load(slack, pre.stage, pre.square))  # the utilization that meets the TTFT target
+    square = float(pre.square)
     steps, tokens = float(opts.workload.decode_steps(opts.chip.runtime)), float(opts.workload.output_len)
     serve = dec.batches / (steps * dec.tpot)  # requests/s of one decode instance
     out = []
@@ -385,7 +397,7 @@ def _disaggregated(opts: _Options, pre: _Prefill, dec: _Decode) -> list[dict[str
         for n_d in range(1, (opts.gpus - n_p * pre.chips) // dec.chips + 1):
             rate = np.minimum(n_p * rho / d_m, n_d * serve)
             load = rate * d_m / n_p
-            ttft = d_s + t_kv_f + _wait(opts, load, d_m)
+            ttft = d_s + t_kv_f + _wait(opts, load, d_m, square)
             gpus = n_p * pre.chips + n_d * dec.chips
             out.append({"kind": "disaggregated", "gpus": gpus,
                         "layout": f"prefill {n_p} x {_layout(*pre.layout)} + decode {n_d} x {_layout(*dec.layout)}",
@@ -479,9 +491,8 @@ def _exact_aggregated(opts: "_Options", group: dict[str, Any], index: int) -> De
 
 
 def _exact_disaggregated(opts: _Options, group: dict[str, Any], index: int) -> Deployment:
-    """The disaggregated row ``index`` of ``group`` evaluated exactly (M/D/1 by
-    :func:`~symcost.plan.disaggregated.mean_ttft`)."""
-    from ..disaggregated import mean_ttft
+    """The disaggregated row ``index`` of ``group`` evaluated exactly (M/G/1's mean wait,
+    :func:`~symcost.plan.serving.queueing.mg1_mean_wait`: M/D/1's, DistServe eq. 2, for one length)."""
 
     pre, dec = group["pools"]
     n_p, n_d = group["counts"]
@@ -492,8 +503,8 @@ def _exact_disaggregated(opts: _Options, group: dict[str, Any], index: int) -> D
     d = opts.workload.decode_steps(opts.chip.runtime)
     t_kv = sp.Max(sp.sympify(pre.send), sp.sympify(dec.receive))
     slack = opts.ttft - pre.whole - t_kv
-    rate = sp.Min(n_p * opts.prefill_load(slack, pre.stage) / pre.stage, n_d * batch / (d * tpot))
-    ttft = (mean_ttft(pre.whole, t_kv, rate, n_p, pre.stage) if opts.ttft_percentile is None else
+    rate = sp.Min(n_p * opts.prefill_load(slack, pre.stage, pre.square) / pre.stage, n_d * batch / (d * tpot))
+    ttft = (pre.whole + t_kv + mg1_mean_wait(rate / n_p, pre.stage, pre.square) if opts.ttft_percentile is None else
             pre.whole + t_kv + md1_wait_quantile(rate / n_p, pre.stage, opts.ttft_percentile))
     tokens = rate * opts.workload.output_len
     gpus = group["gpus"]
@@ -555,6 +566,9 @@ def plan_deployment(model: Model, hardware: Hardware | str, workload: Workload |
                     token_budget, None if memory_fraction is None else exact_number(memory_fraction, "memory_fraction"),
                     max_concurrency, None if gpu_price is None else exact_number(gpu_price, "gpu_price"), objective,
                     _quantile(ttft_percentile), max_num_seqs)
+    if opts.ttft_percentile is not None and len({isl for isl, _, _ in load.points}) > 1:
+        raise ConfigError("ttft_percentile: the prefill wait's distribution is M/D/1's, for one prompt length; a mix "
+                          f"of prompt lengths ({load.label()}) queues as M/G/1, whose mean only is modelled")
     tried = layouts(model, chip, gpus, tp, pp, ep)
     if not tried:
         raise ConfigError(f"layouts: no TP x PP layout of {model.name} fits {gpus} GPUs (tp {tp}, pp {list(pp)})")

@@ -1,5 +1,25 @@
-"""Percentiles of the wait in the M/D/1 queue the serving plans use (Poisson arrivals at ``lambda``
-per second, one server, a deterministic service time ``S``, load ``rho = lambda S < 1``).
+"""The queues of the serving plans: the wait in an M/D/1 queue (Poisson arrivals at ``lambda`` per
+second, one server, a deterministic service time ``S``, load ``rho = lambda S < 1``), its mean
+and its percentiles, and the mean wait in an M/G/1 queue (a service time spread over a request
+mix).
+
+Which queue is used where:
+
+- a disaggregated **prefill instance** (:mod:`~symcost.plan.serving.deploy`) serves batch-1
+  prompts one at a time: M/G/1 with the prompts' prefill times (the slowest pipeline stage's,
+  ``D_m``) as the service time, a mix's weighted points its distribution; the mean wait is
+  Pollaczek-Khinchine's ``lambda E[S^2]/(2 (1 - rho))``, ``rho = lambda E[S]``
+  (:func:`mg1_mean_wait`), M/D/1's ``rho S/(2 (1 - rho))`` when every prompt has one length
+  (DistServe's eq. 2, :func:`~symcost.plan.disaggregated.mean_ttft`). A mean TTFT target
+  ``T'`` of slack bounds the load: ``rho <= 2 E[S] T'/(E[S^2] + 2 E[S] T')``
+  (:func:`mg1_load_for_mean_wait`). A percentile target uses M/D/1's distribution below, so
+  it needs one prompt length (a mix is refused: M/G/1's distribution is not computed here).
+- an **aggregated engine at an arrival rate** (:meth:`~symcost.plan.serving.batching.ServingCurve.at_rate`):
+  M/D/1 admission at the engine's peak throughput ``X_max`` (service ``1/X_max`` per request:
+  the mean-field steady state serves every request alike, whatever its length).
+- a closed loop (a fixed concurrency) has no arrival queue: Little's law gives its TTFT.
+
+The M/D/1 wait's distribution:
 
 The mean wait is Pollaczek-Khinchine's ``rho S/(2 (1 - rho))``. Its distribution is Erlang's
 (1909; Franx, "A simple solution for the M/D/c waiting time distribution", Oper. Res. Lett. 29,
@@ -48,7 +68,8 @@ import sympy as sp
 from ...errors import ConfigError
 from .workload import exact_number
 
-__all__ = ["PERCENTILES", "md1_load_for_wait", "md1_wait_cdf", "md1_wait_quantile", "wait_in_services"]
+__all__ = ["PERCENTILES", "md1_load_for_wait", "md1_wait_cdf", "md1_wait_quantile", "mg1_load_for_mean_wait",
+           "mg1_mean_wait", "wait_in_services"]
 
 PERCENTILES = (50, 90, 99)
 """The TTFT percentiles a serving point reports at an arrival rate."""
@@ -140,3 +161,38 @@ def wait_in_services(load: float, q: sp.Rational) -> float:
     if load <= 1 - q:
         return 0.0
     return float(md1_wait_quantile(sp.Rational(load), 1, q, digits=8))
+
+
+def _moments(mean_service: Any, second_moment: Any) -> tuple[sp.Expr, sp.Expr]:
+    s, m2 = exact_number(mean_service, "mean_service"), exact_number(second_moment, "second_moment")
+    if m2 < s**2:  # E[S^2] >= E[S]^2: a variance is not negative
+        raise ConfigError(f"M/G/1: second_moment must be at least mean_service squared ({s**2}), got {m2}")
+    return s, m2
+
+
+def mg1_mean_wait(rate: Any, mean_service: Any, second_moment: Any) -> sp.Expr:
+    """Pollaczek-Khinchine's mean wait in an M/G/1 queue, exactly: ``lambda E[S^2]/(2 (1 - rho))``,
+    ``rho = lambda E[S]`` (M/D/1's ``rho S/(2 (1 - rho))`` at ``E[S^2] = E[S]^2``); the module's
+    docstring says where the plans use it.
+
+    >>> mg1_mean_wait(sp.Rational(1, 4), 2, 5)        # services 1 and 3, half each: rho 1/2
+    5/4
+    """
+    lam = exact_number(rate, "rate")
+    s, m2 = _moments(mean_service, second_moment)
+    if not lam * s < 1:
+        raise ConfigError(f"M/G/1: the load rho = rate x mean service time must be below 1, got {lam * s}")
+    return lam * m2 / (2 * (1 - lam * s))
+
+
+def mg1_load_for_mean_wait(wait: Any, mean_service: Any, second_moment: Any) -> sp.Expr:
+    """The largest load ``rho`` whose M/G/1 mean wait is at most ``wait``: solving
+    ``rho E[S^2]/(2 E[S] (1 - rho)) <= T'`` gives ``rho = 2 E[S] T'/(E[S^2] + 2 E[S] T')``
+    (``2 T'/(S + 2 T')`` for M/D/1), exactly.
+
+    >>> mg1_load_for_mean_wait(1, 2, 5)               # M/D/1 at S = 2 would allow 1/2
+    4/9
+    """
+    t = exact_number(wait, "wait", zero=True)
+    s, m2 = _moments(mean_service, second_moment)
+    return 2 * s * t / (m2 + 2 * s * t)
