@@ -143,24 +143,40 @@ def _cycle(load: _Load, u: Any, mixed: Any, decode: Any, m: Any, own: Any) -> tu
     return own * mixed, tpot, u / (m * mixed + rest * decode)
 
 
-def _mixed_regimes(steps: EngineSteps, load: _Load, u: sp.Symbol) -> list[_Regime]:
-    """The regimes of an engine that batches prefill chunks and decode tokens in one step."""
-    isl, D, K, T = load.prompt, load.decode, load.context, load.budget
+def _mixed_bounds(load: _Load) -> list[tuple[str, Any]]:
+    """``(name, largest u)`` of each regime of an engine that batches prefill chunks and decode
+    tokens in one step (the module's docstring): they depend on the workload and the budget only."""
+    isl, D, T = load.prompt, load.decode, load.budget
     whole = T / isl  # synchronized up to here
     fits = T - isl + 1  # a whole prompt fits beside u - 1 decode tokens up to here
     saturation = T * (D + 1) / (isl + D) if T >= isl + D else (isl + D * (T + 1)) / (isl + D)
-    decode = steps.decode(u, K)
-    regimes = [_regime(steps, load, "synchronized", whole, u, _Prefill(u * isl, u, isl, 0, 1), decode)]
+    bounds = [("synchronized", whole)]
     if min(fits, saturation) > whole:
-        rows = (T - u) / (isl - 1)
-        regimes.append(_regime(steps, load, "interleaved", min(fits, saturation), u,
-                               _Prefill(isl * rows, rows, isl, 0, 1), decode))
+        bounds.append(("interleaved", min(fits, saturation)))
     if saturation > max(whole, fits):
-        chunk = T - u + 1
-        regimes.append(_regime(steps, load, "chunked", saturation, u,
-                               _Prefill(chunk, 1, chunk, (isl - chunk) / 2, isl / chunk), decode))
-    regimes.append(_saturated(steps, load, u))
-    return regimes
+        bounds.append(("chunked", saturation))
+    return bounds + [("saturated", sp.oo)]
+
+
+def _mixed_regimes(steps: EngineSteps, load: _Load, u: sp.Symbol, only: Optional[set] = None) -> list[_Regime]:
+    """The regimes of an engine that batches prefill chunks and decode tokens in one step (those
+    named in ``only``, default all)."""
+    isl, K, T = load.prompt, load.context, load.budget
+    decode = steps.decode(u, K)
+
+    def build(name: str, upper: Any) -> _Regime:
+        if name == "synchronized":
+            return _regime(steps, load, name, upper, u, _Prefill(u * isl, u, isl, 0, 1), decode)
+        if name == "interleaved":
+            rows = (T - u) / (isl - 1)
+            return _regime(steps, load, name, upper, u, _Prefill(isl * rows, rows, isl, 0, 1), decode)
+        if name == "chunked":
+            chunk = T - u + 1
+            return _regime(steps, load, name, upper, u, _Prefill(chunk, 1, chunk, (isl - chunk) / 2, isl / chunk),
+                           decode)
+        return _saturated(steps, load, u)
+
+    return [build(name, upper) for name, upper in _mixed_bounds(load) if only is None or name in only]
 
 
 class _Prefill(NamedTuple):
@@ -199,18 +215,27 @@ def _saturated(steps: EngineSteps, load: _Load, u: Any) -> _Regime:
                    tokens + prefill / isl)
 
 
-def _alternating_regimes(steps: EngineSteps, load: _Load, u: sp.Symbol) -> list[_Regime]:
-    """The regimes of an engine whose steps carry prefill or decode (SGLang's default)."""
+def _alternating_bounds(load: _Load) -> list[tuple[str, Any]]:
+    """``(name, largest u)`` of each regime of an engine whose steps carry prefill or decode."""
+    return [("synchronized", load.budget / load.prompt), ("alternating", sp.oo)]
+
+
+def _alternating_regimes(steps: EngineSteps, load: _Load, u: sp.Symbol, only: Optional[set] = None) -> list[_Regime]:
+    """The regimes of an engine whose steps carry prefill or decode (SGLang's default; those named
+    in ``only``, default all)."""
     isl, D, K, T = load.prompt, load.decode, load.context, load.budget
     decode = steps.decode(u, K)
-    regimes = [_regime(steps, load, "synchronized", T / isl, u, _Prefill(u * isl, u, isl, 0, 1), decode)]
-    length = min(T, isl)
-    prefill = steps.mixed(0, 0, T / length, length, (isl - length) / 2, logits=T / isl)
-    # a prefill step emits no decode token: the cycle is m prefill steps and D decode steps
-    own, m = max(1, isl / T), u * isl / T
-    tpot = (D * decode + (m - own) * prefill) / D
-    throughput = u / (m * prefill + D * decode)
-    regimes.append(_Regime("alternating", sp.oo, own * prefill, tpot, throughput, prefill, decode, u))
+    regimes = []
+    if only is None or "synchronized" in only:
+        regimes.append(_regime(steps, load, "synchronized", T / isl, u, _Prefill(u * isl, u, isl, 0, 1), decode))
+    if only is None or "alternating" in only:
+        length = min(T, isl)
+        prefill = steps.mixed(0, 0, T / length, length, (isl - length) / 2, logits=T / isl)
+        # a prefill step emits no decode token: the cycle is m prefill steps and D decode steps
+        own, m = max(1, isl / T), u * isl / T
+        tpot = (D * decode + (m - own) * prefill) / D
+        throughput = u / (m * prefill + D * decode)
+        regimes.append(_Regime("alternating", sp.oo, own * prefill, tpot, throughput, prefill, decode, u))
     return regimes
 
 
@@ -251,10 +276,11 @@ def _least(a: Any, b: Any) -> Any:
     return np.minimum(a, b)
 
 
-def _regimes(steps: Any, load: _Load, u: Any, mixed: bool) -> list[_Regime]:
-    """Every regime at ``u`` (a symbol, an exact number, or a float64 array with the steps'
-    :attr:`~symcost.plan.serving.steps.EngineSteps.numeric` and a float load), first wave included."""
-    regimes = (_mixed_regimes if mixed else _alternating_regimes)(steps, load, u)
+def _regimes(steps: Any, load: _Load, u: Any, mixed: bool, only: Optional[set] = None) -> list[_Regime]:
+    """Every regime (those named in ``only``) at ``u`` (a symbol, an exact number, or a float64
+    array with the steps' :attr:`~symcost.plan.serving.steps.EngineSteps.numeric` and a float
+    load), first wave included."""
+    regimes = (_mixed_regimes if mixed else _alternating_regimes)(steps, load, u, only)
     return _first_wave(steps, load, regimes, u, mixed)
 
 
@@ -265,6 +291,8 @@ def _first_wave(steps: EngineSteps, load: _Load, regimes: list[_Regime], u: sp.S
     least half the budget; none and ``Q = T`` without mixed steps), the ``j``-th served after
     ``ceil(j I/Q)`` steps, on average ``(u + 1) I/(2 Q) + 1/2`` (the module's docstring)."""
     isl, T = load.prompt, load.budget
+    if all(r.name == "synchronized" for r in regimes):
+        return [dataclasses.replace(r, first_wave=r.ttft) for r in regimes]
     decoders = _least(u / 2, T / 2) if mixed else 0
     prefill = T - decoders
     length = _least(prefill, isl)
@@ -427,9 +455,18 @@ class _Engine:
         at = None if isinstance(u, sp.Symbol) else _regimes(steps, load, limit, self.mixed)
         return _capped(_regimes(steps, load, u, self.mixed), limit, u, load.decode, self.bound, at)
 
+    def bounds(self) -> list[tuple[str, Any]]:
+        """``(name, largest u)`` of each regime per micro-batch up to the cap, then the cap's."""
+        limit = sp.Rational(self.limit, self.stages)
+        kept: list[tuple[str, Any]] = []
+        for name, upper in (_mixed_bounds if self.mixed else _alternating_bounds)(self.load):
+            if upper >= limit:
+                return kept + [(name, limit), (self.bound, sp.oo)]
+            kept.append((name, upper))
+        return kept  # pragma: no cover (the last regime's upper is oo)
+
     def closed(self) -> dict[str, Any]:
-        """Every quantity as a ``Piecewise`` in the concurrency ``c`` (the module's docstring), and
-        ``regimes``: ``(name, largest c)`` of each."""
+        """Every quantity as a ``Piecewise`` in the concurrency ``c`` (the module's docstring)."""
         u = sym.concurrency
         regimes = self.capped(u, self.steps, self.load)
         curve = {f: _piecewise(regimes, f, u) for f in _FIELDS}
@@ -438,14 +475,20 @@ class _Engine:
             curve = {f: e.xreplace(per) for f, e in curve.items()}
             curve["throughput"] = sp.Min(u, self.stages) * curve["throughput"]
             curve["running"] = sp.Min(u, self.stages) * curve["running"]
-        curve["regimes"] = tuple((r.name, r.upper * self.stages) for r in regimes)
         return curve
 
     def point(self, c: Any) -> dict[str, Any]:
         """Every quantity at ``c`` requests, exactly: the regime ``c`` falls in, evaluated at ``c``
         (the closed forms' value there, without building them)."""
         per = c if self.stages == 1 else max(sp.Integer(1), c / self.stages)
-        regime = next(r for r in self.capped(per, self.steps, self.load) if per <= r.upper)
+        bounds = self.bounds()
+        i = next(i for i, (_, upper) in enumerate(bounds) if per <= upper)
+        if i < len(bounds) - 1:  # only the regime c falls in is built
+            regime = _regimes(self.steps, self.load, per, self.mixed, {bounds[i][0]})[0]
+        else:  # the cap's: the last regime at the limit, the others queued
+            limit = bounds[-2][1]
+            top = _regimes(self.steps, self.load, limit, self.mixed, {bounds[-2][0]})[0]
+            regime = _capped([top], limit, per, self.load.decode, self.bound, [top])[-1]
         out = {f: getattr(regime, f) for f in _FIELDS}
         if self.stages != 1:
             out["throughput"] = min(c, self.stages) * out["throughput"]
@@ -505,7 +548,7 @@ class ServingCurve:
     @property
     def regimes(self) -> tuple:
         """``(name, largest c)`` of each regime in turn (the last up to ``oo``)."""
-        return self._closed["regimes"]
+        return tuple((name, upper * self.engine.stages) for name, upper in self.engine.bounds())
 
     @property
     def ttft(self) -> Any:
@@ -570,7 +613,8 @@ class ServingCurve:
 
     def regime(self, concurrency: Any) -> str:
         """The name of the regime ``concurrency`` falls in."""
-        return str(self.engine.point(exact_number(concurrency, "concurrency"))["regime"])
+        c = exact_number(concurrency, "concurrency")
+        return next(name for name, upper in self.regimes if c <= upper)
 
     def at(self, concurrency: Any) -> ServingPoint:
         """The steady state of a closed loop of ``concurrency`` requests, exactly."""
@@ -582,7 +626,7 @@ class ServingCurve:
                  "tokens_per_second_per_gpu": tokens / self.chips, "tokens_per_second_per_user": 1 / p["tpot"],
                  "prefill_step": p["prefill_step"], "decode_step": p["decode_step"], "running": p["running"],
                  "first_wave_ttft": p["first_wave"]}
-        return ServingPoint(concurrency=c, rate=None, regime=p["regime"], kv_limit=self.kv_limit, chips=self.chips,
+        return ServingPoint(concurrency=c, rate=None, regime=self.regime(c), kv_limit=self.kv_limit, chips=self.chips,
                             queue="closed loop: TTFT = c/X - D TPOT (Little's law)",
                             **{k: exact_value(sp.sympify(v)) for k, v in value.items()})
 
