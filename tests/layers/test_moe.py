@@ -218,17 +218,20 @@ SMALL = dict(hidden_size=8, expert_intermediate_size=32, num_experts=4, top_k=2)
 
 
 def test_saved_activations_by_hand():
-    """Training saves input, fp32 router probs, dispatched tokens, 4 f_e per pair, combine
-    inputs, and the shared expert as a gated MLP; full recompute only the input."""
+    """Training saves input, fp32 router probs, dispatched tokens, 3 f_e per pair (Megatron-Core's
+    fused SwiGLU), combine inputs, and the shared expert as a gated MLP; full recompute only the input."""
     m = MoELayer(**SMALL).compute_metrics(batch_size=1, seq_len=16, phase="training", dtype="bf16")
     # T = 16, P = T*k = 32, e = 2
     # input 16*8*2 = 256; router probs 16*4*4 (fp32) = 256; dispatched 32*8*2 = 512;
-    # gate, up, act, product 4*32*32*2 = 8192; expert outputs at the combine 16*2*8*2 = 512
-    assert m.activation_memory_per_chip == 256 + 256 + 512 + 8192 + 512 == 9728
+    # fc1's output (gate and up, the fused weighted SwiGLU's saved input: Megatron-LM core_v0.17.0
+    # megatron/core/fusions/fused_bias_swiglu.py WeightedSwiGLUFunction.forward) and fc2's input,
+    # the product: 3*32*32*2 = 6144 (eager PyTorch would also keep silu(gate): 4 wide, 8192);
+    # expert outputs at the combine 16*2*8*2 = 512
+    assert m.activation_memory_per_chip == 256 + 256 + 512 + 6144 + 512 == 7680
     shared = MoELayer(**SMALL, num_shared_experts=1, shared_intermediate_size=16).compute_metrics(
         batch_size=1, seq_len=16, phase="training", dtype="bf16")
-    # + shared gate, up, act, product 4*16*16*2 = 2048
-    assert shared.activation_memory_per_chip == 9728 + 2048
+    # + shared fc1 output and product 3*16*16*2 = 1536
+    assert shared.activation_memory_per_chip == 7680 + 1536
     full = MoELayer(**SMALL).compute_metrics(batch_size=1, seq_len=16, phase="training",
                                              dtype="bf16", recompute="full")
     assert full.activation_memory_per_chip == 256
