@@ -150,6 +150,14 @@ class MoELayer(Layer):
     returns ``is_token_in_rank``, "whether a token be sent to a rank", deepseek-ai/DeepEP
     ``deep_ep/buffer.py``), so the dispatch and combine move ``T_in * D`` rows with ``D``
     :meth:`ranks_per_token`. Dropless only (capacity padding is the all-to-all dispatcher's)."""
+    a2a_overlap: bool = False
+    """Training: the EP dispatch and combine all-to-alls run behind the other micro-batch's compute
+    (Megatron-Core's ``overlap_moe_expert_parallel_comm``, Megatron-Bridge's ``moe_a2a_overlap``:
+    the combined 1F1B schedule pairs one micro-batch's forward with another's backward and issues
+    each one's all-to-alls while the other computes, megatron/core/pipeline_parallel/combined_1f1b.py),
+    so the layer takes ``max(ops, all-to-alls) + other communication`` (the all-to-alls are
+    :attr:`~symcost.core.ops.Collective.hidden`). NB: per layer and in steady state; the schedule's
+    first forward and last backward have no partner, neglected beside ``m`` micro-batches."""
     activation: Activation = "silu"
     gated: bool = True
     router_bias: bool = False
@@ -300,7 +308,8 @@ class MoELayer(Layer):
         ep = ctx.parallelism.ep
         if ep == 1:
             return []
-        return [Collective("all_to_all", "ep", ep, payload, span=ctx.parallelism.etp * ep)]
+        return [Collective("all_to_all", "ep", ep, payload, span=ctx.parallelism.etp * ep,
+                           hidden=self.a2a_overlap and ctx.training)]
 
     def check(self, ctx: Context) -> None:
         super().check(ctx)

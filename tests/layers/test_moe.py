@@ -474,3 +474,22 @@ def test_a_flex_dispatcher_sends_each_token_once_per_rank():
     assert sum(c.count for c in flex) == sum(c.count for c in pairs)  # same calls, fewer bytes
     with pytest.raises(ValidationError, match="dispatcher"):
         MoELayer(**qwen, dispatcher="deepep")
+
+
+def test_a2a_overlap_hides_one_dispatch_behind_the_overlapped_compute():
+    """Megatron-Core's ``overlap_moe_expert_parallel_comm`` (Megatron-Bridge's ``moe_a2a_overlap``)
+    runs a micro-batch's dispatch and combine while the other micro-batch of the combined 1F1B
+    computes: a training layer with EP all-to-alls ``A`` and ops ``X`` (and no other collective, TP 1)
+    takes ``max(X, A)`` instead of ``X + A``. Inference has no second micro-batch: unchanged."""
+    par = {"expert_parallel": 8}
+    chip = "H100_SXM"
+    plain = MoELayer(**MIXTRAL, parallelism=par).compute_metrics(1, 4096, "training", "bf16", chip)
+    hidden = MoELayer(**MIXTRAL, parallelism=par, a2a_overlap=True).compute_metrics(1, 4096, "training", "bf16",
+                                                                                   chip)
+    ops = plain.latency - plain.comm_time            # X: the layer's ops, no collective
+    assert plain.comm_time > 0 and hidden.comm_time == plain.comm_time
+    assert hidden.latency == max(ops, plain.comm_time)
+    assert hidden.latency < plain.latency
+    infer = MoELayer(**MIXTRAL, parallelism=par, a2a_overlap=True).compute_metrics(1, 4096, "prefill", "bf16", chip)
+    base = MoELayer(**MIXTRAL, parallelism=par).compute_metrics(1, 4096, "prefill", "bf16", chip)
+    assert infer.latency == base.latency
