@@ -399,3 +399,18 @@ def test_a_hidden_collective_runs_behind_the_layers_ops_and_the_others_stay_expo
     assert both.comm_time == t_large + t_exposed
     assert layer_times([(op, 1)], [large, exposed], chip, peak, overlap=True).latency == t_large + t_exposed
     assert small.key != dataclasses.replace(small, hidden=False).key     # never merged with an exposed one
+
+
+def test_a_partly_effective_overlap_exposes_the_uncovered_share():
+    """``a2a_overlap_efficiency`` eta = 1/2: half of what the ops could cover stays exposed:
+    latency = ops + hidden + exposed - eta * min(ops, hidden); with hidden > ops, t_op/2 + t_a + t_r."""
+    from symcost.hardware.timing import layer_times
+
+    base = hardware.get("H100_SXM")
+    chip = base.with_efficiency(runtime=base.runtime.model_copy(update={"a2a_overlap_efficiency": sp.Rational(1, 2)}))
+    peak = chip.peak("bf16")
+    op = Vector("scale", elements=2**26, read_bytes=2**27, write_bytes=2**27)
+    large = Collective("all_to_all", "ep", 8, 2**28, hidden=True)
+    exposed = Collective("all_reduce", "tp", 2, 2**20)
+    t_op, t_a, t_r = op_time(op, chip, peak).time, collective_time(large, chip), collective_time(exposed, chip)
+    assert layer_times([(op, 1)], [large, exposed], chip, peak).latency == t_op / 2 + t_a + t_r
