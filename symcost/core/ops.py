@@ -652,7 +652,7 @@ class Collective:
     span: Value = dataclasses.field(default=None, repr=False)
     """Chips the group's members are spread over (the group size for a contiguous group; a
     Ulysses group strided by t spans ``t * sp``): it picks the link tier."""
-    hidden: bool = False
+    hidden: bool = dataclasses.field(default=False, repr=False)
     """Runs behind the compute of the layer that issues it, as an expert-parallel all-to-all does
     under Megatron-Core's ``overlap_moe_expert_parallel_comm`` (the combined 1F1B schedule runs one
     micro-batch's dispatch and combine while another micro-batch's forward or backward computes,
