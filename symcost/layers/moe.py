@@ -31,8 +31,9 @@ TP-parallel dense MLP on all ``T`` tokens. At ``t = 1`` and ``t_e = 1`` this is 
 Memory per chip (e bytes per element): weights ``(E/n_ep * p*h*f_e/t + n_s*p*h*f_s/t + h*E)*e``
 (the router is replicated); training saves the input, the fp32 router
 probabilities ``4*T*E``, the dispatched tokens ``P*h*e``, ``3*P*f_e/t*e`` per the gated MLP
-(fc1's output and the product, Megatron-Core's fused SwiGLU; 2 without gating), the ``T*k*h*e`` expert outputs the combine multiplies, and the shared
-experts like a gated MLP; ``recompute="full"`` keeps only the input. No KV cache.
+(fc1's output and the product, Megatron-Core's fused SwiGLU; 2 without gating), the ``T*k*h*e``
+expert outputs the combine multiplies, and the shared experts like a gated MLP;
+``recompute="full"`` keeps only the input. No KV cache.
 
 >>> from symcost.layers.moe import MoELayer
 >>> moe = MoELayer(hidden_size=4096, expert_intermediate_size=14336, num_experts=8, top_k=2)
