@@ -7,7 +7,8 @@
 The runs are symcost/data/training_calibration.csv (Megatron-Bridge performance summaries: Llama 3
 and Qwen3 MoE on DGX-H100 and DGX-B200); each is predicted by symcost.plan.calibration_training with
 Model.training_step on the realistic chip under the megatron-core engine profile and the run's own
-settings; the profile's one fitted term (moe_sync_time) is fitted here. A test
+settings (its MoE release settings from symcost/data/training_calibration_settings.csv); the profile's
+two fitted terms (moe_sync_time, a2a_overlap_efficiency) are fitted here. A test
 (tests/plan/test_calibration_training.py) checks that the shipped value is the fit's and that the
 docs page's block is what this script prints.
 """
@@ -45,7 +46,7 @@ def main(argv: list[str]) -> int:
     shipped = calibration_training.shipped()
     for name, value in result.values.items():
         mark = "" if shipped[name] == value else f"   (shipped: {shipped[name]})"
-        print(f"{name} = {float(value) * 1e3:g} ms{mark}")
+        print(f"{calibration_training.shown(name, value)}{mark}")
     if args.write:
         print("wrote", calibration_training.write_profile(result))
         # NB: the profiles are read once per process; the tables need the value just written

@@ -652,6 +652,12 @@ class Collective:
     span: Value = dataclasses.field(default=None, repr=False)
     """Chips the group's members are spread over (the group size for a contiguous group; a
     Ulysses group strided by t spans ``t * sp``): it picks the link tier."""
+    hidden: bool = dataclasses.field(default=False, repr=False)
+    """Runs behind the compute of the layer that issues it, as an expert-parallel all-to-all does
+    under Megatron-Core's ``overlap_moe_expert_parallel_comm`` (the combined 1F1B schedule runs one
+    micro-batch's dispatch and combine while another micro-batch's forward or backward computes,
+    megatron/core/pipeline_parallel/combined_1f1b.py): the layer pays only what exceeds its op time
+    (:func:`~symcost.hardware.timing.layer_times`)."""
 
     def __post_init__(self) -> None:
         if self.kind not in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p"):
@@ -679,7 +685,7 @@ class Collective:
     @property
     def key(self) -> tuple:
         """What identifies calls that may be merged into one record with a larger count."""
-        return (self.kind, self.axis, self.group_size, self.payload_bytes, self.span)
+        return (self.kind, self.axis, self.group_size, self.payload_bytes, self.span, self.hidden)
 
     def xreplace(self, mapping: dict) -> "Collective":
         """A copy with ``mapping`` applied to the group size, payload and count."""

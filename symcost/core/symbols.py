@@ -72,6 +72,7 @@ __all__ = [
     "step_overhead",
     "collective_overhead",
     "moe_sync_time",
+    "a2a_overlap_efficiency",
     "tree_latency",
     "tree_efficiency",
     "nvls_latency",
@@ -200,6 +201,8 @@ _ROWS = (
          "engine time per collective call beyond the chip's (s)", nonnegative=True),
     _row("moe_sync_time", "t_sync", r"t_{\mathrm{sync}}",
          "time a dropless MoE layer's forward loses to its device-to-host sync (s)", nonnegative=True),
+    _row("a2a_overlap_efficiency", "eta_a2a", r"\eta_{\mathrm{a2a}}",
+         "share of a layer's overlapped EP all-to-all time its other micro-batch's compute covers", nonnegative=True),
     _row("tree_latency", "alpha_tree", r"\alpha_{\mathrm{tree}}",
          "latency of one tree hop over the scale-out network (s)", positive=True),
     _row("tree_efficiency", "eta_tree", r"\eta_{\mathrm{tree}}",
@@ -329,6 +332,7 @@ collective_base_latency = TABLE["collective_base_latency"].symbol
 step_overhead = TABLE["step_overhead"].symbol
 collective_overhead = TABLE["collective_overhead"].symbol
 moe_sync_time = TABLE["moe_sync_time"].symbol
+a2a_overlap_efficiency = TABLE["a2a_overlap_efficiency"].symbol
 tree_latency = TABLE["tree_latency"].symbol
 tree_efficiency = TABLE["tree_efficiency"].symbol
 nvls_latency = TABLE["nvls_latency"].symbol

@@ -232,7 +232,8 @@ class Hardware(BaseModel):
         self._symbolic = self._symbolic or any(
             isinstance(v, sp.Basic) and v.free_symbols
             for v in (*(getattr(self, f) for f in _MODEL_FIELDS), self.runtime.step_overhead,
-                      self.runtime.collective_overhead, self.runtime.moe_sync_time))
+                      self.runtime.collective_overhead, self.runtime.moe_sync_time,
+                      self.runtime.a2a_overlap_efficiency))
 
     def __hash__(self) -> int:
         return self._hash
@@ -518,6 +519,7 @@ class Hardware(BaseModel):
             sym.step_overhead: self.runtime.step_overhead,
             sym.collective_overhead: self.runtime.collective_overhead,
             sym.moe_sync_time: self.runtime.moe_sync_time,
+            sym.a2a_overlap_efficiency: self.runtime.a2a_overlap_efficiency,
         }
         values.update(self._kernel_symbol_values(dt))
         if self.compute_units is not None:  # none: no tile quantization, nothing to bind N_cu to
@@ -588,7 +590,8 @@ class Hardware(BaseModel):
                           matmul_tile_4bit=matmul_tile_4bit,
                           runtime=Runtime(name="symbolic", cuda_graphs=False, step_overhead=sym.step_overhead,
                                           collective_overhead=sym.collective_overhead, allreduce="custom",
-                                          moe_sync_time=sym.moe_sync_time))
+                                          moe_sync_time=sym.moe_sync_time,
+                                          a2a_overlap_efficiency=sym.a2a_overlap_efficiency))
         return cls(**fields)
 
     def ideal(self) -> "Hardware":
@@ -648,6 +651,7 @@ class Hardware(BaseModel):
                 and (self.custom_allreduce_latency is None or self.runtime.allreduce != "custom")
                 and self.runtime.step_overhead == 0
                 and self.runtime.collective_overhead == 0 and self.runtime.moe_sync_time == 0
+                and self.runtime.a2a_overlap_efficiency == 1
                 and (self.runtime.cuda_graphs or self.launch_time == 0))
 
     def with_runtime(self, profile: "Runtime | str") -> "Hardware":
@@ -722,7 +726,8 @@ class Hardware(BaseModel):
                               "collective_overhead": plain(value.collective_overhead),
                               "prefill_emits_first_token": value.prefill_emits_first_token,
                               "allreduce": value.allreduce, "grouped_gemm": value.grouped_gemm,
-                              "moe_sync_time": plain(value.moe_sync_time)}
+                              "moe_sync_time": plain(value.moe_sync_time),
+                              "a2a_overlap_efficiency": plain(value.a2a_overlap_efficiency)}
             else:
                 out[field] = plain(value)
         return out

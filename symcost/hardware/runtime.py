@@ -19,7 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from ..errors import ConfigError
 from .serving import ServingDefaults
-from .validate import Seconds
+from .validate import Seconds, Share
 
 __all__ = ["IDEAL", "Overrides", "Runtime", "RUNTIMES", "register", "runtime", "runtimes"]
 
@@ -80,6 +80,13 @@ class Runtime(BaseModel):
     """Seconds a dropless MoE layer's forward loses to its device-to-host synchronisation (the
     host reads the routing counts; the GPU then idles until the host has launched what follows):
     the ``host.sync`` kernel class (Megatron-Core's all-to-all dispatcher; 0 for engines without)."""
+    a2a_overlap_efficiency: Share = sp.Integer(1)
+    """The share of a layer's hidden collectives (:attr:`~symcost.core.ops.Collective.hidden`: the EP
+    all-to-alls under Megatron-Core's ``overlap_moe_expert_parallel_comm``) that the other
+    micro-batch's compute actually covers: the layer takes ``ops + hidden - eta * min(ops, hidden)``
+    (1: ``max(ops, hidden)``, perfect overlap; 0: none). Below 1 when the all-to-all's kernels take
+    SMs and memory bandwidth from the compute they overlap, and when the schedule's warm-up and
+    cool-down micro-batches have no partner."""
     grouped_gemm: Literal["fused", "per_expert"] = "fused"
     """How the engine runs a grouped GEMM (MoE experts): one kernel for every expert (``"fused"``:
     CUTLASS/Triton grouped kernels of the serving engines), or one GEMM per expert, each with its

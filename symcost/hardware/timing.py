@@ -310,7 +310,10 @@ def layer_times(ops: Iterable[tuple[Op, Any]], collectives: Iterable[Collective]
                 hardware: Hardware, peak: sp.Expr, overlap: bool = False,
                 datatype: Optional[DataType] = None) -> Times:
     """Sum the per-op times and collective times; ``latency`` adds communication unless
-    ``overlap``.
+    ``overlap``: ``ops + exposed``, or with collectives marked ``hidden`` (they run while another
+    micro-batch's compute does, :attr:`~symcost.core.ops.Collective.hidden`) ``ops + hidden + exposed -
+    eta * min(ops, hidden)``, ``eta`` the engine's ``a2a_overlap_efficiency`` (1: ``max(ops, hidden) +
+    exposed``); ``overlap`` hides every collective, ``max(ops, comm)``.
 
     NB: the sums are memoized per (ops, collectives, chip, peak, dtype), as :func:`op_time`: a
     layer timed with and without overlap shares them."""
@@ -319,6 +322,10 @@ def layer_times(ops: Iterable[tuple[Op, Any]], collectives: Iterable[Collective]
                                               lambda: _sums(ops, collectives, hardware, peak, datatype), 512)
     if overlap:
         latency = sp.Max(ops_time, comm, evaluate=bool(ops_time.is_number and comm.is_number))
+    elif any(c.hidden for c in collectives):
+        hidden = total(collective_time(c, hardware) for c in collectives if c.hidden)
+        covered = sp.Min(ops_time, hidden, evaluate=bool(ops_time.is_number and hidden.is_number))
+        latency = ops_time + comm - hardware.runtime.a2a_overlap_efficiency * covered
     else:
         latency = ops_time + comm
     return Times(compute, memory, comm, latency)

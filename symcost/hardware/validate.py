@@ -52,6 +52,13 @@ def _efficiency(value: Any, info: ValidationInfo) -> sp.Expr:
     return expr
 
 
+def _share(value: Any, info: ValidationInfo) -> sp.Expr:
+    expr = _non_negative(value, info)
+    if (expr - 1).is_positive:
+        raise ConfigError(f"{info.field_name} must be a fraction in [0, 1], got {expr}")
+    return expr
+
+
 def _domain(value: Any, info: ValidationInfo) -> sp.Expr:
     expr = _positive(value, info)
     if expr.is_integer is False:
@@ -62,6 +69,7 @@ def _domain(value: Any, info: ValidationInfo) -> sp.Expr:
 Rate = Annotated[Any, BeforeValidator(_positive)]
 Efficiency = Annotated[Any, BeforeValidator(_efficiency)]
 Seconds = Annotated[Any, BeforeValidator(_non_negative)]
+Share = Annotated[Any, BeforeValidator(_share)]
 Chips = Annotated[Any, BeforeValidator(_domain)]
 
 

@@ -30,9 +30,10 @@ TP-parallel dense MLP on all ``T`` tokens. At ``t = 1`` and ``t_e = 1`` this is 
 
 Memory per chip (e bytes per element): weights ``(E/n_ep * p*h*f_e/t + n_s*p*h*f_s/t + h*E)*e``
 (the router is replicated); training saves the input, the fp32 router
-probabilities ``4*T*E``, the dispatched tokens ``P*h*e``, ``4*P*f_e/t*e`` per the gated MLP
-(2 without gating), the ``T*k*h*e`` expert outputs the combine multiplies, and the shared
-experts like a gated MLP; ``recompute="full"`` keeps only the input. No KV cache.
+probabilities ``4*T*E``, the dispatched tokens ``P*h*e``, ``3*P*f_e/t*e`` per the gated MLP
+(fc1's output and the product, Megatron-Core's fused SwiGLU; 2 without gating), the ``T*k*h*e``
+expert outputs the combine multiplies, and the shared experts like a gated MLP;
+``recompute="full"`` keeps only the input. No KV cache.
 
 >>> from symcost.layers.moe import MoELayer
 >>> moe = MoELayer(hidden_size=4096, expert_intermediate_size=14336, num_experts=8, top_k=2)
@@ -150,6 +151,14 @@ class MoELayer(Layer):
     returns ``is_token_in_rank``, "whether a token be sent to a rank", deepseek-ai/DeepEP
     ``deep_ep/buffer.py``), so the dispatch and combine move ``T_in * D`` rows with ``D``
     :meth:`ranks_per_token`. Dropless only (capacity padding is the all-to-all dispatcher's)."""
+    a2a_overlap: bool = False
+    """Training: the EP dispatch and combine all-to-alls run behind the other micro-batch's compute
+    (Megatron-Core's ``overlap_moe_expert_parallel_comm``, Megatron-Bridge's ``moe_a2a_overlap``:
+    the combined 1F1B schedule pairs one micro-batch's forward with another's backward and issues
+    each one's all-to-alls while the other computes, megatron/core/pipeline_parallel/combined_1f1b.py),
+    so the layer takes ``max(ops, all-to-alls) + other communication`` (the all-to-alls are
+    :attr:`~symcost.core.ops.Collective.hidden`). NB: per layer and in steady state; the schedule's
+    first forward and last backward have no partner, neglected beside ``m`` micro-batches."""
     activation: Activation = "silu"
     gated: bool = True
     router_bias: bool = False
@@ -300,7 +309,8 @@ class MoELayer(Layer):
         ep = ctx.parallelism.ep
         if ep == 1:
             return []
-        return [Collective("all_to_all", "ep", ep, payload, span=ctx.parallelism.etp * ep)]
+        return [Collective("all_to_all", "ep", ep, payload, span=ctx.parallelism.etp * ep,
+                           hidden=self.a2a_overlap and ctx.training)]
 
     def check(self, ctx: Context) -> None:
         super().check(ctx)
@@ -433,11 +443,16 @@ class MoELayer(Layer):
         # Korthikanti et al. 2022 accounting, at e bytes unless noted: the layer input (saved
         # sequence-sharded under Megatron SP); the router's fp32 probabilities (T x E, the
         # softmax's backward needs its output); the dispatched tokens (P x h, the experts' input,
-        # padding included); per pair what the gated MLP saves -- gate and up outputs, the
-        # activation output and the product (4 x f_e/t; plain MLP: fc1 output and activation,
-        # 2 x f_e/t); the k expert outputs per token the weighted combine multiplies (T x k x h,
-        # for the routing weights' gradient); the shared experts as a gated MLP on the same
-        # input. Top-k indices, like norm statistics, are ignored.
+        # padding included); per pair what the experts save as Megatron-Core runs them (TEGroupedMLP
+        # with bias_activation_fusion: NVIDIA/Megatron-LM core_v0.17.0 megatron/core/transformer/moe/
+        # experts.py ``bias_act_func`` -> ``weighted_bias_swiglu_impl``, whose WeightedSwiGLUFunction
+        # saves only its input, fc1's gate and up outputs, and recomputes silu in the backward;
+        # fusions/fused_bias_swiglu.py): fc1's output ((p - 1) x f_e/t) and fc2's input, the
+        # product (f_e/t) -- 3 wide tensors gated, 2 plain (fc1 output and activation), not eager
+        # PyTorch's 4 (which also keeps silu(gate)); the k expert outputs per token the weighted
+        # combine multiplies (T x k x h, for the routing weights' gradient); the shared experts as
+        # a gated MLP on the same input. Top-k indices, the fused SwiGLU's per-pair routing
+        # weights (P fp32 values, 4/(3 f_e e) of the wide tensors) and norm statistics are ignored.
         # Under Transformer Engine's FP8 training the experts' GEMM inputs are saved as their FP8
         # casts (the dispatched tokens, the product) and fc1's bf16 outputs for the fused
         # activation's backward, as the MLP layer does; the router stays a bf16 GEMM.
@@ -446,10 +461,8 @@ class MoELayer(Layer):
         if ctx.recompute == "full":
             return input_bytes
         routed, shared = self._wide(ctx)  # at e bytes
-        if ctx.gemm_bytes is None:
-            per_wide: Any = 4 if self.gated else 2
-        else:
-            per_wide = (self.num_projections - 1) + ctx.gemm_bytes / e
+        gemm = e if ctx.gemm_bytes is None else ctx.gemm_bytes
+        per_wide = (self.num_projections - 1) + gemm / e
         t_in = self._routed_tokens(ctx)
         return (input_bytes
                 + t_in * self.num_experts * ROUTER_BYTES

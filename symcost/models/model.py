@@ -721,6 +721,19 @@ class Model(BaseModel):
         """
         return self._with_moe_field("dispatcher", dispatcher)
 
+    def with_a2a_overlap(self, on: bool = True) -> "Model":
+        """The same model with every mixture-of-experts layer's EP all-to-alls overlapped with the
+        other micro-batch's compute in training (Megatron-Core's ``overlap_moe_expert_parallel_comm``;
+        see :attr:`~symcost.layers.moe.MoELayer.a2a_overlap`). A model without one is an error.
+
+        >>> from symcost.models.builders import mixtral
+        >>> m = mixtral(hidden_size=64, num_heads=4, num_kv_heads=2, num_layers=2, vocab_size=128,
+        ...             intermediate_size=128, num_experts=4, top_k=2).with_a2a_overlap()
+        >>> m.blocks[0][0].mlp.a2a_overlap
+        True
+        """
+        return self._with_moe_field("a2a_overlap", bool(on))
+
     def _with_moe_field(self, name: str, value: Any) -> "Model":
         """Every mixture-of-experts layer (an MLP with field ``name``) rebuilt with ``name = value``."""
         blocks, found = [], False

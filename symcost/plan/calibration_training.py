@@ -50,7 +50,7 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from importlib import resources
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence, cast
 
 import sympy as sp
 
@@ -67,9 +67,10 @@ from ..models.model import Model
 from .descent import coordinate_descent
 from .pipeline import resolve_parallelism
 
-__all__ = ["ENGINE", "FLEX_DISPATCHER", "PARAMETERS", "RECOMPUTE", "Fit", "Prediction", "TrainingRow",
-           "block_breakdown", "build_model", "fit", "group_summary", "held_out", "load_rows", "options", "parallelism",
-           "predict", "predict_all", "shipped", "validation_table", "write_profile"]
+__all__ = ["ENGINE", "PARAMETERS", "RECOMPUTE", "Fit", "Prediction", "ReleaseSettings", "TrainingRow",
+           "block_breakdown", "build_model", "fit", "group_summary", "held_out", "load_rows", "load_settings",
+           "options", "parallelism", "predict", "predict_all", "shipped", "shown", "validation_table",
+           "write_profile"]
 
 RECOMPUTE: tuple[Recompute, ...] = ("none", "selective", "full")
 """The recomputation modes tried, fastest first (the tables do not publish theirs)."""
@@ -136,10 +137,15 @@ class TrainingRow:
         return "token drop" in self.notes
 
     @property
+    def settings(self) -> Optional["ReleaseSettings"]:
+        """What its release's recipe ran (:func:`load_settings`); ``None`` for a dense row."""
+        return load_settings().get(self.id)
+
+    @property
     def dispatcher(self) -> str:
-        """The MoE token dispatcher its recipe ran: ``"flex"`` (DeepEP / HybridEP) for the rows in
-        :data:`FLEX_DISPATCHER`, else Megatron-Core's ``"alltoall"``."""
-        return "flex" if self.id in FLEX_DISPATCHER else "alltoall"
+        """The MoE token dispatcher its recipe ran: ``"flex"`` (DeepEP / HybridEP), else Megatron-Core's
+        ``"alltoall"`` (:attr:`settings`)."""
+        return "alltoall" if self.settings is None or self.settings.dispatcher == "alltoall" else "flex"
 
     @property
     def fsdp(self) -> bool:
@@ -152,21 +158,65 @@ class TrainingRow:
         return self.tflops_per_gpu * 10**12 / self.tokens_per_gpu
 
 
-FLEX_DISPATCHER = {
-    # NVIDIA-NeMo/Megatron-Bridge scripts/performance/configs/qwen/qwen3_workload_base_configs.py at the
-    # release of the row's container, the preset with the row's layout:
-    # v0.5.0 (NeMo 26.06) QWEN3_30B_A3B_PRETRAIN_CONFIG_H100_FP8_CS_V1: EP 16, GBS 1024,
-    # moe_flex_dispatcher_backend="hybridep"
-    "bridge-H100-qwen3-30b-ep16-gbs1024",
-    # v0.4.1 (26.04.01) QWEN3_30B_A3B_PRETRAIN_CONFIG_B200_BF16_V1 (= FP8_MX): MBS 4, "hybridep"
-    "bridge-B200-qwen3-30b-mb4-gbs512",
-    # v0.3.0 QWEN3_30B_A3B_PRETRAIN_CONFIG_H100_FP8_CS_V1: PP 2, VP 12, EP 8, GBS 1024, "deepep"; the flex
-    # dispatcher reaches the perf jobs with "fix: Set flex and alltoall for perf jobs" (#2393, in v0.3.0..v0.3.1),
-    # which the same layout's 26.02 -> 26.02.01 jump (5113 -> 9058 tokens/s/GPU) follows
-    "bridge-H100-qwen3-30b-pp2vp12-gbs1024",
-}
-"""Rows whose recipe ran Megatron-Core's flex dispatcher (the others: ``alltoall``, the 25.09/25.11 Qwen3
-H100/B200 presets and the later 235B ones set no flex backend)."""
+@dataclass(frozen=True)
+class ReleaseSettings:
+    """What one MoE run of the file ran, as Megatron-Bridge's performance recipe at the run's release
+    sets it (``symcost/data/training_calibration_settings.csv``, each row with the file and tag it
+    was read from). Modelled: ``dispatcher`` (``alltoall``, or the flex dispatcher over ``deepep``
+    / ``hybridep``: :attr:`~symcost.layers.moe.MoELayer.dispatcher`), ``a2a_overlap``
+    (:attr:`~symcost.layers.moe.MoELayer.a2a_overlap`), ``capacity_factor`` (padded token drop),
+    ``expert_tensor_parallel`` and ``recompute`` (tried first). The same on every row and the model's
+    own assumptions: ``permute_fusion`` (one HBM pass each way, the ``dispatch_permute`` and
+    ``combine`` ops), ``grouped_gemm`` (Transformer Engine's GroupedLinear, the ``megatron-core``
+    profile) and ``router_fusion`` (one softmax-and-top-k pass). Recorded, not a term:
+    ``cuda_graph_scope`` (the profile charges no host launch time, and the dropless dispatcher's
+    device-to-host sync stays under every scope: capturing ``moe_preprocess`` only moves its copy to
+    ``before_ep_alltoall``, NVIDIA/Megatron-LM core_v0.16.0
+    megatron/core/transformer/moe/token_dispatcher.py ``MoEAlltoAllTokenDispatcher.__init__``) and
+    ``shared_expert_overlap`` (Qwen3 has no shared expert)."""
+
+    id: str
+    release: str
+    preset: str
+    source: str
+    dispatcher: str
+    a2a_overlap: bool
+    cuda_graph_scope: str
+    permute_fusion: bool
+    grouped_gemm: bool
+    router_fusion: bool
+    recompute: str
+    expert_tensor_parallel: int
+    shared_expert_overlap: bool
+    capacity_factor: Optional[Fraction]
+    layout: str
+
+
+def _flag(text: str, name: str) -> bool:
+    if text not in ("true", "false"):
+        raise ValueError(f"training_calibration_settings.csv: {name} must be true or false, got {text!r}")
+    return text == "true"
+
+
+@functools.lru_cache(maxsize=1)
+def load_settings() -> dict[str, ReleaseSettings]:
+    """The release settings of every MoE run, by row id (``training_calibration_settings.csv``).
+
+    >>> load_settings()["bridge-H100-qwen3-30b-ep16-gbs1024"].dispatcher
+    'hybridep'
+    """
+    text = resources.files("symcost.data").joinpath("training_calibration_settings.csv").read_text(encoding="utf-8")
+    out = {}
+    for r in csv.DictReader(line for line in text.splitlines() if line and not line.startswith("#")):
+        flags = {k: _flag(r[k], k) for k in ("a2a_overlap", "permute_fusion", "grouped_gemm", "router_fusion",
+                                              "shared_expert_overlap")}
+        capacity = None if r["capacity_factor"] == "none" else Fraction(r["capacity_factor"])
+        out[r["id"]] = ReleaseSettings(r["id"], r["release"], r["preset"], r["source"], r["dispatcher"],
+                                       flags["a2a_overlap"], r["cuda_graph_scope"], flags["permute_fusion"],
+                                       flags["grouped_gemm"], flags["router_fusion"], r["recompute"],
+                                       int(r["expert_tensor_parallel"]), flags["shared_expert_overlap"], capacity,
+                                       r["layout"])
+    return out
 
 
 def load_rows() -> list[TrainingRow]:
@@ -185,29 +235,35 @@ def load_rows() -> list[TrainingRow]:
 
 
 def build_model(row: TrainingRow) -> Model:
-    """The row's model: its preset, or the HF ``config.json`` fields the row gives, with the row's
-    :attr:`~TrainingRow.dispatcher`; a token-drop
-    row pads every expert to capacity factor 1 (Megatron-Bridge's ``apply_moe_token_drop``
-    defaults: ``moe_expert_capacity_factor=1.0``, ``moe_pad_expert_input_to_capacity=True``)."""
+    """The row's model: its preset, or the HF ``config.json`` fields the row gives, with what its
+    release ran (:attr:`~TrainingRow.settings`): the token dispatcher, the EP all-to-alls overlapped
+    with the other micro-batch's compute (``moe_a2a_overlap``) and, for a token-drop row, every
+    expert padded to its capacity factor (Megatron-Bridge's ``apply_moe_token_drop`` defaults:
+    ``moe_expert_capacity_factor=1.0``, ``moe_pad_expert_input_to_capacity=True``)."""
     arch = json.loads(row.architecture)
     if "preset" in arch:
         return get_model(arch["preset"])
     model = from_hf_config(arch, name=row.model)
+    settings = row.settings
+    if settings is None:
+        return model
     if row.dispatcher != "alltoall":
         model = model.with_dispatcher(row.dispatcher)
-    return model.with_capacity_factor(1) if row.token_drop else model
+    if settings.a2a_overlap:
+        model = model.with_a2a_overlap()
+    return model if settings.capacity_factor is None else model.with_capacity_factor(settings.capacity_factor)
 
 
 def parallelism(row: TrainingRow) -> dict[str, Any]:
     """The row's degrees; Megatron sequence parallelism over the TP group where ``tp > 1``; MoE
-    rows on Megatron's expert grid with expert TP 1, as Megatron-Bridge's Qwen3 MoE recipes set
-    ``expert_tensor_parallel_size = 1`` (src/megatron/bridge/recipes/qwen/h100/qwen3_moe.py)."""
+    rows on Megatron's expert grid with their release's ``expert_tensor_parallel_size`` (1 in every
+    Qwen3 performance preset, :func:`load_settings`)."""
     par: dict[str, Any] = {"tensor_parallel": row.tp, "pipeline_parallel": row.pp, "data_parallel": row.dp,
                            "context_parallel": row.cp, "expert_parallel": row.ep}
     if row.tp > 1:
         par["sequence_parallel"] = "tp"
-    if row.moe:
-        par["expert_tensor_parallel"] = 1
+    if row.settings is not None:
+        par["expert_tensor_parallel"] = row.settings.expert_tensor_parallel
     return par
 
 
@@ -229,6 +285,8 @@ class Prediction:
     memory_per_chip: Optional[float] = None
     refused: Optional[str] = None
     breakdown: dict[str, float] = field(default_factory=dict)
+    fits: bool = True
+    """symcost's memory per chip fits the chip's HBM (False only at a recipe's published mode)."""
 
     @property
     def tflops_per_gpu(self) -> Optional[float]:
@@ -246,24 +304,29 @@ class Prediction:
 
 
 def predict(row: TrainingRow, chip: Hardware | str | None = None, **overrides: Any) -> Prediction:
-    """The row on ``chip`` (default: the realistic preset of its GPU under :data:`ENGINE`): the fastest recomputation
-    mode that fits, or the library's reason for refusing the row. ``overrides`` replace the step
-    options of :func:`options` (e.g. ``overlap``)."""
+    """The row on ``chip`` (default: the realistic preset of its GPU under :data:`ENGINE`) at its
+    release's recompute mode where the recipe publishes one and the preset is the run's (its layout
+    is the table's, :attr:`~TrainingRow.settings`; costed even where symcost's memory exceeds the
+    HBM, which ``fits`` then says), else the fastest mode that fits; or the library's reason for
+    refusing the row. ``overrides`` replace the step options
+    of :func:`options` (e.g. ``overlap``)."""
     hw = get_hardware(_CHIPS[row.chip]).with_runtime(ENGINE) if chip is None else get_hardware(chip)
     model = build_model(row)
     kwargs = {**options(row), **overrides}
+    published = row.settings is not None and row.settings.layout == "matches"
+    modes = (cast(Recompute, row.settings.recompute),) if published and row.settings is not None else RECOMPUTE
     needed = float("inf")
-    for mode in RECOMPUTE:
+    for mode in modes:
         try:
             step = model.training_step(hw, seq_len=row.seq_len, global_batch=row.global_batch,
                                        micro_batch=row.micro_batch, parallelism=parallelism(row), recompute=mode,
                                        **kwargs)
         except ValueError as err:  # SymcostError, or a layer's rule in its pydantic validator
             return Prediction(row, refused=one_line(err))
-        if step.fits:
+        if step.fits or published:
             tokens = float(step.tokens_per_second) / row.gpus
             parts = {k: float(v) for k, v in step.breakdown().items()}
-            return Prediction(row, tokens, mode, float(step.memory_per_chip), breakdown=parts)
+            return Prediction(row, tokens, mode, float(step.memory_per_chip), breakdown=parts, fits=bool(step.fits))
         needed = min(needed, float(step.memory_per_chip))
     return Prediction(row, refused=f"no recompute mode fits: {needed / 1e9:.1f} GB per chip at best, "
                                    f"{float(hw.hbm_capacity) / 1e9:.0f} GB of HBM")
@@ -301,7 +364,7 @@ def _row_line(p: Prediction) -> str:
     if p.tokens_per_gpu is None:
         return f"{head} {r.tokens_per_gpu} | refused | | | | |"
     return (f"{head} {r.tokens_per_gpu} | {p.tokens_per_gpu:.0f} | {r.tflops_per_gpu} | {p.tflops_per_gpu:.0f} | "
-            f"{p.relative_error:+.1%} | {p.recompute} |")
+            f"{p.relative_error:+.1%} | {p.recompute}{'' if p.fits else ' (over HBM)'} |")
 
 
 # -- where a MoE block's time goes (the residual's structure) --------------------------------------
@@ -329,8 +392,10 @@ def block_breakdown(row: TrainingRow, recompute: Optional[Recompute] = None) -> 
     backward), ``permute`` (the dispatcher's permutation and the weighted combine), ``router``,
     ``elementwise`` (norms, activations, residuals), ``host_sync`` (the dropless dispatcher's
     device-to-host sync), ``all_to_all_inside`` / ``all_to_all_across`` (the EP dispatch and combine
-    within one scale-up domain or across several), ``tp_comm`` (every other collective) and
-    ``block``, their sum (communication not overlapped, as the calibration runs the step).
+    within one scale-up domain or across several), ``tp_comm`` (every other collective),
+    ``a2a_covered`` (what the other micro-batch's compute covers of the all-to-alls where the release ran
+    ``moe_a2a_overlap``: ``a2a_overlap_efficiency * min(ops, all-to-alls)``; 0 elsewhere) and ``block``,
+    the kinds' sum less ``a2a_covered`` (TP communication not overlapped, as the calibration runs the step).
 
     >>> parts = block_breakdown(load_rows()[8], "none")           # Qwen3-30B-A3B, H100, EP 16
     >>> parts["all_to_all_across"] > 0, parts["all_to_all_inside"]     # 16 ranks over two nodes of 8
@@ -353,6 +418,7 @@ def block_breakdown(row: TrainingRow, recompute: Optional[Recompute] = None) -> 
         inside = bool(sp.Le(c.span, chip.scale_up_domain))
         key = "tp_comm" if c.kind != "all_to_all" else ("all_to_all_inside" if inside else "all_to_all_across")
         out[key] += float(collective_time(c, chip))
+    out["a2a_covered"] = sum(out.values()) - float(metrics.latency)
     out["block"] = float(metrics.latency)
     return out
 
@@ -361,6 +427,7 @@ def block_breakdown(row: TrainingRow, recompute: Optional[Recompute] = None) -> 
 
 PARAMETERS: dict[str, tuple[sp.Symbol, tuple[Fraction, ...]]] = {
     "moe_sync_time": (sym.moe_sync_time, tuple(Fraction(k, 10**4) for k in range(0, 101))),  # 0 .. 10 ms
+    "a2a_overlap_efficiency": (sym.a2a_overlap_efficiency, tuple(Fraction(k, 20) for k in range(0, 21))),  # 0 .. 1
 }
 """Name -> (symbol, grid) of every term of the ``megatron-core`` profile fitted on these runs."""
 
@@ -431,8 +498,18 @@ def shipped() -> dict[str, Fraction]:
 
 
 _SOURCE = ("fitted on symcost/data/training_calibration.csv by symcost.plan.calibration_training.fit() "
-           "(benchmarks/calibrate_training.py): the one term per-op tables cannot show, least squares on the log "
-           "of the predicted tokens/s of the 21 runs")
+           "(benchmarks/calibrate_training.py), with each MoE run's release settings "
+           "(symcost/data/training_calibration_settings.csv): the terms per-op tables cannot show, least squares on "
+           "the log of the predicted tokens/s of the 21 runs")
+
+
+_IN_US = ("moe_sync_time",)
+"""The fitted terms in seconds (written in microseconds); the others are dimensionless shares."""
+
+
+def shown(name: str, value: Fraction) -> str:
+    """``name = value`` as the tables print it: milliseconds for a time, the share otherwise."""
+    return f"{name} = {float(value) * 1e3:g} ms" if name in _IN_US else f"{name} = {float(value):g}"
 
 
 def write_profile(result: Fit, folder: Any = None) -> str:
@@ -445,9 +522,10 @@ def write_profile(result: Fit, folder: Any = None) -> str:
     path = folder / f"{ENGINE}.json"
     data = json.loads(path.read_text(encoding="utf-8"))
     for name, value in result.values.items():
-        micro = value * 10**6
-        text = format((Decimal(micro.numerator) / Decimal(micro.denominator)).normalize(), "f")
-        data["fields"][name] = {"value": text, "unit": "us", "source": _SOURCE}
+        seconds = name in _IN_US
+        scaled = value * 10**6 if seconds else value
+        text = format((Decimal(scaled.numerator) / Decimal(scaled.denominator)).normalize(), "f")
+        data["fields"][name] = {"value": text, **({"unit": "us"} if seconds else {}), "source": _SOURCE}
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return str(path)
 
@@ -459,7 +537,7 @@ def _held_lines(title: str, fits: Mapping[Any, Fit], key: Callable[[TrainingRow]
         errs = [result.relative_error(r) for r in load_rows() if key(r) == k and r.id in result.predicted]
         if not errs:
             continue
-        values = ", ".join(f"{n} = {float(v) * 1e3:g} ms" for n, v in result.values.items())
+        values = ", ".join(shown(n, v) for n, v in result.values.items())
         mae, signed = _mean(errs)
         lines.append(f"| {', '.join(k) if isinstance(k, tuple) else k} | {len(errs)} | {values} | {mae:.1%} | "
                      f"{signed:+.1%} |")

@@ -1,6 +1,7 @@
 """The realistic time model (symcost/hardware/timing.py, docs/conventions.md, time model): each
 term on a chip whose fields are round numbers, derived by hand, numeric and symbolic."""
 
+import dataclasses
 from fractions import Fraction
 
 import pytest
@@ -374,3 +375,42 @@ def test_an_op_with_an_unhashable_field_is_timed_uncached():
     tagged = TaggedMatmul("w", m=1, n=256, k=1024, dtype_bytes=2, tags=["lora"])
     plain = op_time(Matmul("w", m=1, n=256, k=1024, dtype_bytes=2), ROUND, PEAK, sc.DataType.BF16)
     assert op_time(tagged, ROUND, PEAK, sc.DataType.BF16) == plain
+
+
+def test_a_hidden_collective_runs_behind_the_layers_ops_and_the_others_stay_exposed():
+    """A collective marked ``hidden`` (an EP all-to-all under Megatron-Core's
+    ``overlap_moe_expert_parallel_comm``: it runs while the other micro-batch computes) costs only
+    what exceeds the layer's op time: latency = max(ops, hidden) + exposed; ``overlap=True``
+    still hides everything, max(ops, hidden + exposed)."""
+    from symcost.hardware.timing import layer_times
+
+    chip = hardware.get("H100_SXM")
+    peak = chip.peak("bf16")
+    op = Vector("scale", elements=2**26, read_bytes=2**27, write_bytes=2**27)
+    t_op = op_time(op, chip, peak).time
+    small = Collective("all_to_all", "ep", 8, 2**10, hidden=True)    # far shorter than the op
+    large = Collective("all_to_all", "ep", 8, 2**28, hidden=True)    # far longer
+    exposed = Collective("all_reduce", "tp", 2, 2**20)
+    t_small, t_large, t_exposed = (collective_time(c, chip) for c in (small, large, exposed))
+    assert t_small < t_op < t_large
+    assert layer_times([(op, 1)], [small, exposed], chip, peak).latency == t_op + t_exposed
+    assert layer_times([(op, 1)], [large, exposed], chip, peak).latency == t_large + t_exposed
+    both = layer_times([(op, 1)], [large, exposed], chip, peak)
+    assert both.comm_time == t_large + t_exposed
+    assert layer_times([(op, 1)], [large, exposed], chip, peak, overlap=True).latency == t_large + t_exposed
+    assert small.key != dataclasses.replace(small, hidden=False).key     # never merged with an exposed one
+
+
+def test_a_partly_effective_overlap_exposes_the_uncovered_share():
+    """``a2a_overlap_efficiency`` eta = 1/2: half of what the ops could cover stays exposed:
+    latency = ops + hidden + exposed - eta * min(ops, hidden); with hidden > ops, t_op/2 + t_a + t_r."""
+    from symcost.hardware.timing import layer_times
+
+    base = hardware.get("H100_SXM")
+    chip = base.with_efficiency(runtime=base.runtime.model_copy(update={"a2a_overlap_efficiency": sp.Rational(1, 2)}))
+    peak = chip.peak("bf16")
+    op = Vector("scale", elements=2**26, read_bytes=2**27, write_bytes=2**27)
+    large = Collective("all_to_all", "ep", 8, 2**28, hidden=True)
+    exposed = Collective("all_reduce", "tp", 2, 2**20)
+    t_op, t_a, t_r = op_time(op, chip, peak).time, collective_time(large, chip), collective_time(exposed, chip)
+    assert layer_times([(op, 1)], [large, exposed], chip, peak).latency == t_op / 2 + t_a + t_r

@@ -218,17 +218,20 @@ SMALL = dict(hidden_size=8, expert_intermediate_size=32, num_experts=4, top_k=2)
 
 
 def test_saved_activations_by_hand():
-    """Training saves input, fp32 router probs, dispatched tokens, 4 f_e per pair, combine
-    inputs, and the shared expert as a gated MLP; full recompute only the input."""
+    """Training saves input, fp32 router probs, dispatched tokens, 3 f_e per pair (Megatron-Core's
+    fused SwiGLU), combine inputs, and the shared expert as a gated MLP; full recompute only the input."""
     m = MoELayer(**SMALL).compute_metrics(batch_size=1, seq_len=16, phase="training", dtype="bf16")
     # T = 16, P = T*k = 32, e = 2
     # input 16*8*2 = 256; router probs 16*4*4 (fp32) = 256; dispatched 32*8*2 = 512;
-    # gate, up, act, product 4*32*32*2 = 8192; expert outputs at the combine 16*2*8*2 = 512
-    assert m.activation_memory_per_chip == 256 + 256 + 512 + 8192 + 512 == 9728
+    # fc1's output (gate and up, the fused weighted SwiGLU's saved input: Megatron-LM core_v0.17.0
+    # megatron/core/fusions/fused_bias_swiglu.py WeightedSwiGLUFunction.forward) and fc2's input,
+    # the product: 3*32*32*2 = 6144 (eager PyTorch would also keep silu(gate): 4 wide, 8192);
+    # expert outputs at the combine 16*2*8*2 = 512
+    assert m.activation_memory_per_chip == 256 + 256 + 512 + 6144 + 512 == 7680
     shared = MoELayer(**SMALL, num_shared_experts=1, shared_intermediate_size=16).compute_metrics(
         batch_size=1, seq_len=16, phase="training", dtype="bf16")
-    # + shared gate, up, act, product 4*16*16*2 = 2048
-    assert shared.activation_memory_per_chip == 9728 + 2048
+    # + shared fc1 output and product 3*16*16*2 = 1536
+    assert shared.activation_memory_per_chip == 7680 + 1536
     full = MoELayer(**SMALL).compute_metrics(batch_size=1, seq_len=16, phase="training",
                                              dtype="bf16", recompute="full")
     assert full.activation_memory_per_chip == 256
@@ -471,3 +474,22 @@ def test_a_flex_dispatcher_sends_each_token_once_per_rank():
     assert sum(c.count for c in flex) == sum(c.count for c in pairs)  # same calls, fewer bytes
     with pytest.raises(ValidationError, match="dispatcher"):
         MoELayer(**qwen, dispatcher="deepep")
+
+
+def test_a2a_overlap_hides_one_dispatch_behind_the_overlapped_compute():
+    """Megatron-Core's ``overlap_moe_expert_parallel_comm`` (Megatron-Bridge's ``moe_a2a_overlap``)
+    runs a micro-batch's dispatch and combine while the other micro-batch of the combined 1F1B
+    computes: a training layer with EP all-to-alls ``A`` and ops ``X`` (and no other collective, TP 1)
+    takes ``max(X, A)`` instead of ``X + A``. Inference has no second micro-batch: unchanged."""
+    par = {"expert_parallel": 8}
+    chip = "H100_SXM"
+    plain = MoELayer(**MIXTRAL, parallelism=par).compute_metrics(1, 4096, "training", "bf16", chip)
+    hidden = MoELayer(**MIXTRAL, parallelism=par, a2a_overlap=True).compute_metrics(1, 4096, "training", "bf16",
+                                                                                   chip)
+    ops = plain.latency - plain.comm_time            # X: the layer's ops, no collective
+    assert plain.comm_time > 0 and hidden.comm_time == plain.comm_time
+    assert hidden.latency == max(ops, plain.comm_time)
+    assert hidden.latency < plain.latency
+    infer = MoELayer(**MIXTRAL, parallelism=par, a2a_overlap=True).compute_metrics(1, 4096, "prefill", "bf16", chip)
+    base = MoELayer(**MIXTRAL, parallelism=par).compute_metrics(1, 4096, "prefill", "bf16", chip)
+    assert infer.latency == base.latency

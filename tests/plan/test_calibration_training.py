@@ -137,15 +137,20 @@ def test_the_fit_reproduces_the_shipped_profile(fitted):
     from symcost.hardware import runtime
 
     assert runtime("megatron-core").moe_sync_time == fitted.values["moe_sync_time"]
+    assert runtime("megatron-core").a2a_overlap_efficiency == fitted.values["a2a_overlap_efficiency"]
 
 
 def test_the_fit_is_a_local_minimum_on_its_grid(fitted):
-    """No grid step of the sync time lowers the sum of squared log errors."""
-    functions, rows = ct._compiled(), ct.load_rows()
-    grid = ct.PARAMETERS["moe_sync_time"][1]
-    i = grid.index(fitted.values["moe_sync_time"])
-    best = ct._loss(functions, rows, [float(grid[i])])
-    assert all(ct._loss(functions, rows, [float(grid[k])]) >= best for k in (i - 1, i + 1) if 0 <= k < len(grid))
+    """No single grid step of one term lowers the sum of squared log errors."""
+    functions, rows, names = ct._compiled(), ct.load_rows(), list(ct.PARAMETERS)
+    x = [float(fitted.values[n]) for n in names]
+    best = ct._loss(functions, rows, x)
+    for j, name in enumerate(names):
+        grid = ct.PARAMETERS[name][1]
+        i = grid.index(fitted.values[name])
+        for k in (i - 1, i + 1):
+            if 0 <= k < len(grid):
+                assert ct._loss(functions, rows, [*x[:j], float(grid[k]), *x[j + 1:]]) >= best, (name, grid[k])
 
 
 def test_the_exact_step_gives_the_fits_numbers(fitted, predictions):
@@ -156,11 +161,21 @@ def test_the_exact_step_gives_the_fits_numbers(fitted, predictions):
 
 def test_the_sync_time_touches_only_dropless_moe_rows(rows):
     """Dense rows and token-drop rows (capacity factor 1: no device-to-host sync) do not depend on
-    the fitted term: the compiled prediction is the same at 0 and at 10 ms."""
+    the sync time: the compiled prediction is the same at 0 and at 10 ms (overlap share held at 1)."""
     functions = ct._compiled()
     for row in rows.values():
-        moved = functions[row.id](0.0) != functions[row.id](0.01)
+        moved = functions[row.id](0.0, 1.0) != functions[row.id](0.01, 1.0)
         assert moved == (row.moe and not row.token_drop), row.id
+
+
+def test_the_overlap_share_touches_only_the_rows_whose_recipe_overlaps_the_all_to_all(rows):
+    """Only the rows whose release ran ``moe_a2a_overlap`` (and have an EP all-to-all) depend on
+    ``a2a_overlap_efficiency``: by the settings file, the 25.11 and 26.04.01 H100 235B runs and the
+    25.11 H100 30B and B200 235B ones."""
+    functions = ct._compiled()
+    moved = {key for key, row in rows.items() if functions[key](0.002, 0.0) != functions[key](0.002, 1.0)}
+    assert moved == {"bridge-H100-qwen3-235b-gbs8192", "bridge-H100-qwen3-235b-gbs2048",
+                     "bridge-H100-qwen3-30b-pp2vp24-gbs512", "bridge-B200-qwen3-235b-gbs1024"}
 
 
 def test_the_moe_block_breakdown_adds_up_to_the_block(rows):
@@ -174,13 +189,65 @@ def test_the_moe_block_breakdown_adds_up_to_the_block(rows):
     from symcost.hardware import runtime
 
     sync = float(runtime(ct.ENGINE).moe_sync_time)
+    eta = float(runtime(ct.ENGINE).a2a_overlap_efficiency)
     h100 = ct.block_breakdown(rows["bridge-H100-qwen3-235b-gbs8192"], "none")
     assert h100["host_sync"] == pytest.approx(sync)
     assert h100["all_to_all_across"] > 0 and h100["all_to_all_inside"] == 0 and h100["tp_comm"] > 0
-    assert sum(v for k, v in h100.items() if k != "block") == pytest.approx(h100["block"], rel=1e-12)
+    # its release ran moe_a2a_overlap: the all-to-alls hide behind the ops at share eta,
+    # covered = eta * min(ops, a2a), ops = every kind but the collectives
+    ops = sum(h100[k] for k in ("gemm", "grouped_gemm", "attention", "permute", "router", "elementwise", "host_sync"))
+    assert h100["a2a_covered"] == pytest.approx(eta * min(ops, h100["all_to_all_across"]), rel=1e-9)
+    parts = sum(v for k, v in h100.items() if k not in ("block", "a2a_covered"))
+    assert parts - h100["a2a_covered"] == pytest.approx(h100["block"], rel=1e-12)
     b200 = ct.block_breakdown(rows["bridge-B200-qwen3-235b-gbs8192"], "none")
     assert b200["all_to_all_inside"] > 0 and b200["all_to_all_across"] == 0 and b200["tp_comm"] == 0
+    assert b200["a2a_covered"] == pytest.approx(0, abs=1e-15)     # moe_a2a_overlap False in v0.4.1's V2 preset
     drop = ct.block_breakdown(rows["bridge-B200-qwen3-235b-tokendrop-gbs1024"], "none")
     assert drop["host_sync"] == 0
     assert set(h100) == {"gemm", "grouped_gemm", "attention", "permute", "router", "elementwise", "host_sync",
-                         "all_to_all_inside", "all_to_all_across", "tp_comm", "block"}
+                         "all_to_all_inside", "all_to_all_across", "tp_comm", "a2a_covered", "block"}
+
+
+def test_every_moe_row_has_its_releases_settings_with_a_source(rows):
+    """symcost/data/training_calibration_settings.csv: one row per MoE run, each naming the
+    Megatron-Bridge file at the run's release (a tag or commit) it was read from; no dense row."""
+    settings = ct.load_settings()
+    assert set(settings) == {key for key, row in rows.items() if row.moe}
+    for key, s in settings.items():
+        assert s.source.startswith("https://github.com/NVIDIA-NeMo/Megatron-Bridge/blob/")
+        assert s.release in s.source
+        assert s.dispatcher in ("alltoall", "deepep", "hybridep")
+        assert s.recompute == "none" and s.expert_tensor_parallel == 1
+        assert (s.capacity_factor is not None) == rows[key].token_drop
+
+
+def test_the_settings_reach_the_model(rows):
+    """Read by hand from the recipes: the 26.02.01 H100 Qwen3-30B run (v0.3.1) HybridEP without
+    moe_a2a_overlap; the 26.04.01 B200 one HybridEP without; 25.11's H100 235B alltoall with; the 25.09
+    token-drop runs alltoall, capacity factor 1 padded, without."""
+    def mlp(key):
+        return ct.build_model(rows[key]).blocks[0][0].mlp
+
+    pp2 = mlp("bridge-H100-qwen3-30b-pp2vp12-gbs1024")
+    assert (pp2.dispatcher, pp2.a2a_overlap, pp2.capacity_factor) == ("flex", False, None)
+    b200 = mlp("bridge-B200-qwen3-30b-mb4-gbs512")
+    assert (b200.dispatcher, b200.a2a_overlap) == ("flex", False)
+    big = mlp("bridge-H100-qwen3-235b-gbs2048")
+    assert (big.dispatcher, big.a2a_overlap) == ("alltoall", True)
+    drop = mlp("bridge-H100-qwen3-235b-tokendrop-gbs2048")
+    assert (drop.dispatcher, drop.a2a_overlap, drop.capacity_factor) == ("alltoall", False, 1)
+    assert ct.parallelism(rows["bridge-H100-qwen3-235b-gbs2048"])["expert_tensor_parallel"] == 1
+
+
+def test_a_moe_row_runs_its_recipes_recompute_mode_even_where_the_memory_says_no(rows):
+    """The Qwen3 recipes publish their recompute mode (``recompute_granularity = None``,
+    set_qwen3_common_configs; v0.1.0rc3's YAML: null): a row whose layout is its release preset's is
+    costed at it, and where symcost's memory exceeds the chip's HBM the prediction says so (``fits``
+    False) instead of choosing a mode the run did not use. A row whose layout differs from the preset
+    (the preset is then not known to be the run's) and a dense row get the fastest mode that fits."""
+    p = ct.predict(rows["bridge-H100-qwen3-30b-tokendrop-gbs512"])
+    assert p.recompute == "none" and p.fits is False and p.memory_per_chip > 80 * 2**30
+    differs = ct.predict(rows["bridge-B200-qwen3-235b-gbs1024"])
+    assert differs.fits is True and differs.recompute != "none"
+    assert ct.predict(rows["bridge-H100-qwen3-30b-ep16-gbs1024"]).fits is True
+    assert ct.predict(rows["bridge-H100-llama3-70b-gbs128"]).fits is True
