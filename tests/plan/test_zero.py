@@ -19,8 +19,6 @@ What the frameworks do (the rules these tests pin down):
 
 from fractions import Fraction
 
-import pytest
-
 import symcost as sc
 
 # Llama-3-70B (model card): h = 8192, 80 layers, a = 64, g = 8 (d = 128), f = 28672, V = 128256,
