@@ -22,7 +22,8 @@ def naive_space():
     t*u ways and u | s; p <= layers and B % d == 0; micro-batch b | B/d with b <= 16; the
     interleaving v | layers/p (every p here divides the 32 layers), v <= 8, v = 1 without
     pipeline; Megatron SP only with t > 1, u = 1 and t | s; every ZeRO stage with or without
-    pipeline (FSDP + PP, issue 22 item 5); without data parallelism only the first ZeRO stage (all stages are the same there)."""
+    pipeline (FSDP + PP, issue 22 item 5); without data parallelism only the first ZeRO stage (all
+    stages are the same there)."""
     rows, enumerated = set(), 0
     for t, u, p in itertools.product(divisors(N), repeat=3):
         if N % (t * u * p):
