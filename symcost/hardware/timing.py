@@ -336,7 +336,9 @@ def exposed_comm(sums: tuple[sp.Expr, ...], collectives: Sequence[Collective]) -
       layer's dense GEMMs). A two-stage pipeline of ``k`` chunks takes ``C/k + (k-1) max(C, G)/k +
       G/k``: exposed are one chunk of comm and whatever the comm exceeds the GEMMs by. Summed over
       the layer (its collectives and GEMMs alike in proportion; the BF16 config's 4-split pipelined
-      reduce-scatters and the bulk overlaps of the wgrad, no slower, are counted the same);
+      reduce-scatters and the bulk overlaps of the wgrad, no slower, are counted the same). A plain
+      TP all-reduce (no sequence parallelism) is pipelined the same way here, though Megatron-Core
+      overlaps TP traffic only under sequence parallelism (userbuffers need it): optimistic there;
     - **CP ring** (Transformer Engine ``AttnFuncWithCPAndKVP2P``,
       transformer_engine/pytorch/attention/dot_product_attention/context_parallel.py, commit
       d0067d0: step ``i`` posts the send of step ``i + 1``'s K, V (and in the backward dK, dV) and
