@@ -38,7 +38,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 import sympy as sp
 
@@ -313,15 +313,17 @@ def layer_times(ops: Iterable[tuple[Op, Any]], collectives: Iterable[Collective]
     ``overlap``: ``ops + exposed``, or with collectives marked ``hidden`` (they run while another
     micro-batch's compute does, :attr:`~symcost.core.ops.Collective.hidden`) ``ops + hidden + exposed -
     eta * min(ops, hidden)``, ``eta`` the engine's ``a2a_overlap_efficiency`` (1: ``max(ops, hidden) +
-    exposed``); ``overlap`` hides every collective, ``max(ops, comm)``.
+    exposed``); with ``overlap``, what Megatron-Core and Transformer Engine leave exposed
+    (:func:`exposed_comm`).
 
     NB: the sums are memoized per (ops, collectives, chip, peak, dtype), as :func:`op_time`: a
     layer timed with and without overlap shares them."""
     ops, collectives = tuple(ops), tuple(collectives)
-    compute, memory, ops_time, comm = _cached(_LAYER_SUMS, (ops, collectives, hardware, peak, datatype),
-                                              lambda: _sums(ops, collectives, hardware, peak, datatype), 512)
+    sums = _cached(_LAYER_SUMS, (ops, collectives, hardware, peak, datatype),
+                   lambda: _sums(ops, collectives, hardware, peak, datatype), 512)
+    compute, memory, ops_time, comm = sums[:4]
     if overlap:
-        latency = sp.Max(ops_time, comm, evaluate=bool(ops_time.is_number and comm.is_number))
+        latency = exposed_comm(sums, collectives)
     elif any(c.hidden for c in collectives):
         hidden = total(collective_time(c, hardware) for c in collectives if c.hidden)
         covered = sp.Min(ops_time, hidden, evaluate=bool(ops_time.is_number and hidden.is_number))
@@ -331,15 +333,78 @@ def layer_times(ops: Iterable[tuple[Op, Any]], collectives: Iterable[Collective]
     return Times(compute, memory, comm, latency)
 
 
-_LAYER_SUMS: dict[tuple, tuple[sp.Expr, sp.Expr, sp.Expr, sp.Expr]] = {}
+def exposed_comm(sums: tuple[sp.Expr, ...], collectives: Sequence[Collective]) -> sp.Expr:
+    """A layer's latency with its communication overlapped as Megatron-Core runs it, from
+    :func:`_sums`' ``(compute, memory, ops, comm, gemm, attention, tp comm, cp ring comm)``:
+
+    ``latency = max(T_ops, C_other) + C_tp/k + max(0, C_tp - G) (k - 1)/k + max(0, C_cp - A (c - 1)/c)``
+
+    - **TP** (``--tp-comm-overlap``, Transformer Engine userbuffers; Megatron-Bridge's
+      ``userbuffers_fp8_h100_h8192_tp4_mbs1_seqlen8192``, src/megatron/bridge/training/comm_overlap.py:
+      ``ring_exchange`` for the all-gathers into qkv/fc1 and the reduce-scatters out of proj/fc2
+      forward and their dgrad transposes): each TP collective (``C_tp`` in all, over ``k`` ranks)
+      is cut into ``k`` chunks, each sent while the GEMM computes the previous chunk (``G``: the
+      layer's dense GEMMs). A two-stage pipeline of ``k`` chunks takes ``C/k + (k-1) max(C, G)/k +
+      G/k``: exposed are one chunk of comm and whatever the comm exceeds the GEMMs by. Summed over
+      the layer (its collectives and GEMMs alike in proportion; the BF16 config's 4-split pipelined
+      reduce-scatters and the bulk overlaps of the wgrad, no slower, are counted the same). A plain
+      TP all-reduce (no sequence parallelism) is pipelined the same way here, though Megatron-Core
+      overlaps TP traffic only under sequence parallelism (userbuffers need it): optimistic there;
+    - **CP ring** (Transformer Engine ``AttnFuncWithCPAndKVP2P``,
+      transformer_engine/pytorch/attention/dot_product_attention/context_parallel.py, commit
+      d0067d0: step ``i`` posts the send of step ``i + 1``'s K, V (and in the backward dK, dV) and
+      then computes step ``i``'s attention block; step ``i + 1`` waits for it): each send is hidden
+      behind one ring step's block, ``1/c`` of the core (Megatron's load-balanced causal split),
+      and of each pass's ``c`` steps one hides nothing, so ``A (c - 1)/c`` (``A``: the attention
+      kernels' time) hides ``C_cp`` (the ``p2p`` sends on the ``cp`` axis). Per step ``max(0,
+      send - block)``; the steps of a pass being alike, their sum is the max of the sums;
+    - everything else (expert all-to-alls, Ulysses, CP all-gathers) as before: hidden behind the
+      layer's ops, ``max(T_ops, C_other)``.
+
+    >>> from symcost.core.ops import Matmul
+    >>> from symcost import hardware
+    >>> chip = hardware.H100_SXM.ideal()
+    >>> mm, rs = Matmul("proj", m=4096, k=8192, n=8192), Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)
+    >>> serial, hidden = (layer_times([(mm, 1)], [rs], chip, chip.effective_peak('bf16'), o) for o in (False, True))
+    >>> hidden.latency == serial.latency - serial.comm_time * 7 / 8     # the GEMM hides 7 chunks of 8
+    True
+    """
+    ops_time, comm, gemm, attention, tp, ring = sums[2:]
+    other = comm - tp - ring
+    latency = extreme(sp.Max, ops_time, other)
+    k = next((c.group_size for c in collectives if _tp_chunked(c)), None)
+    if k is not None:
+        latency += tp / k + extreme(sp.Max, 0, tp - gemm) * (k - 1) / k
+    c = next((c.group_size for c in collectives if _cp_ring(c)), None)
+    if c is not None:
+        latency += extreme(sp.Max, 0, ring - attention * (c - 1) / c)
+    return latency
+
+
+def _tp_chunked(c: Collective) -> bool:
+    return c.axis == "tp"
+
+
+def _cp_ring(c: Collective) -> bool:
+    return c.axis == "cp" and c.kind == "p2p"
+
+
+_LAYER_SUMS: dict[tuple, tuple[sp.Expr, ...]] = {}
 
 
 def _sums(ops: tuple[tuple[Op, Any], ...], collectives: tuple[Collective, ...], hardware: Hardware, peak: sp.Expr,
-          datatype: Optional[DataType]) -> tuple[sp.Expr, sp.Expr, sp.Expr, sp.Expr]:
-    """The compute, memory, op and communication time sums of :func:`layer_times`."""
-    terms = [(op_time(op, hardware, peak, datatype), n) for op, n in ops]
-    compute = total(t.compute * n for t, n in terms)
-    memory = total(t.memory * n for t, n in terms)
-    ops_time = total(t.time * n for t, n in terms)
-    comm = total(collective_time(c, hardware) for c in collectives)
-    return compute, memory, ops_time, comm
+          datatype: Optional[DataType]) -> tuple[sp.Expr, ...]:
+    """The compute, memory, op and communication time sums of :func:`layer_times`, then those
+    :func:`exposed_comm` reads: the dense GEMMs' and the attention kernels' times, the TP and the
+    CP ring communication."""
+    terms = [(op_time(op, hardware, peak, datatype), n, op.kernel) for op, n in ops]
+    compute = total(t.compute * n for t, n, _ in terms)
+    memory = total(t.memory * n for t, n, _ in terms)
+    ops_time = total(t.time * n for t, n, _ in terms)
+    gemm = total(t.time * n for t, n, kind in terms if kind == "gemm")
+    attention = total(t.time * n for t, n, kind in terms if kind in ("attn.prefill", "attn.backward"))
+    times = [(collective_time(c, hardware), c) for c in collectives]
+    comm = total(t for t, _ in times)
+    tp = total(t for t, c in times if _tp_chunked(c))
+    ring = total(t for t, c in times if _cp_ring(c))
+    return compute, memory, ops_time, comm, gemm, attention, tp, ring

@@ -4,8 +4,9 @@ Per chip with t-way TP: the embedding table and the LM head hold ``V/t`` rows ea
 vocab-parallel layers). The embedding looks up its rows and sums the partial outputs with one TP
 all-reduce (a reduce-scatter under sequence parallelism); learned position embeddings (GPT) are
 replicated and added. The LM head computes ``(T x h) @ (h x V/t)`` logits and, in training, the
-vocab-parallel cross-entropy (three fp32 all-reduces of ``T`` values: max, sum of exponentials,
-target logit); in inference it computes logits for the last token of each sequence only.
+vocab-parallel cross-entropy (:meth:`LMHeadLayer.loss_ops`: Transformer Engine's fused kernels
+and one fp32 all-gather, or Megatron-Core's unfused passes and three fp32 all-reduces of ``T``
+values); in inference it computes logits for the last token of each sequence only.
 
 >>> from symcost import LMHeadLayer
 >>> head = LMHeadLayer(vocab_size=32000, hidden_size=4096)
@@ -16,6 +17,7 @@ True
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import sympy as sp
@@ -23,13 +25,37 @@ from pydantic import model_validator
 
 from ..core import symbols as sym
 from ..core._expr import check_divides
-from ..core.ops import DROPOUT_MASK_BYTES, VECTOR_FLOPS, Collective, Matmul, Vector, dropout
+from ..core.ops import DROPOUT_MASK_BYTES, VECTOR_FLOPS, Collective, Matmul, Op, Vector, dropout
 from .base import Context, Dim, Layer
 
 __all__ = ["EmbeddingLayer", "LMHeadLayer"]
 
 # NB: the cross-entropy's reductions run in fp32 whatever the activation dtype.
 _FP32 = sp.Integer(4)
+# NB: Transformer Engine's fused cross-entropy gathers three fp32 values per row from every TP rank:
+# the running max m, the sum of exponentials d and the target logit X_y (triton/cross_entropy.py)
+_ROW_STATS = sp.Integer(3)
+
+
+@dataclass(frozen=True)
+class _LossPass(Vector):
+    """A forward pass of the loss whose backward is stated, not derived: nothing (``grad_read``
+    zero), or the pass over the fp32 logit gradient (read ``grad_read``, write ``grad_write``)
+    then the autograd cast of that gradient to the logits' dtype (read ``cast_read``, write
+    ``cast_write``)."""
+
+    grad_read: sp.Expr = sp.Integer(0)
+    grad_write: sp.Expr = sp.Integer(0)
+    cast_read: sp.Expr = sp.Integer(0)
+    cast_write: sp.Expr = sp.Integer(0)
+
+    def backward(self) -> list[Op]:
+        if self.grad_read == 0:
+            return []
+        return [Vector(self.name + ".bwd", elements=self.elements, flops_per_element=sp.Integer(1),
+                       read_bytes=self.grad_read, write_bytes=self.grad_write),
+                Vector(self.name + ".cast", elements=self.elements, read_bytes=self.cast_read,
+                       write_bytes=self.cast_write)]
 
 
 class EmbeddingLayer(Layer):
@@ -95,6 +121,11 @@ class LMHeadLayer(Layer):
     tied: bool = False
     bias: bool = False
     """A bias on the logits (GPT-J's ``lm_head``): ``V`` parameters of its own, tied or not."""
+    fused_loss: bool = True
+    """Transformer Engine's fused cross-entropy (Megatron-Core's ``cross_entropy_loss_fusion`` with
+    ``cross_entropy_fusion_impl="te"``: Megatron-Bridge's ``GPTModelProvider`` default and its
+    performance recipes); ``False``: Megatron-Core's unfused ``vocab_parallel_cross_entropy``
+    (:meth:`loss_ops`)."""
 
     @model_validator(mode="after")
     def _check_sharding(self) -> "LMHeadLayer":
@@ -121,15 +152,71 @@ class LMHeadLayer(Layer):
         # (rows x h) @ (h x V/t)
         ops.append(Matmul("logits", m=rows, n=V_t, k=h, dtype_bytes=e, bias=self.bias))
         if ctx.training:
-            # softmax cross-entropy over the chip's V/t logits: read the logits, write the loss
-            ops.append(Vector("cross_entropy", elements=rows * V_t, flops_per_element=VECTOR_FLOPS["softmax"],
-                              read_bytes=rows * V_t * e, write_bytes=rows * _FP32))
-            if ctx.tp != 1:
-                # vocab-parallel: the max, the sum of exponentials and the target logit, fp32
-                ops.append(Collective("all_reduce", "tp", ctx.tp, rows * _FP32, count=3))
+            ops.extend(self.loss_ops(ctx))
         elif ctx.tp != 1:
             # inference: gather the vocabulary shards of the last tokens' logits to sample
             ops.append(Collective("all_gather", "tp", ctx.tp, rows * self.vocab_size * e))
+        return ops
+
+    def ops(self, ctx: Context) -> list[Op | Collective]:
+        """The layer's ops (:meth:`Layer.ops`) less the backward's transpose of the fused loss's
+        all-gather of row statistics: the loss kernel writes the logits' gradient in the forward,
+        so nothing flows back through that gather."""
+        ops = super().ops(ctx)
+        if not (ctx.training and self.fused_loss and ctx.tp != 1):
+            return ops
+        stats = ctx.tokens * _ROW_STATS * _FP32 * ctx.tp
+        transpose = Collective("reduce_scatter", "tp", ctx.tp, stats)
+        last = max(i for i, op in enumerate(ops) if op == transpose)
+        return ops[:last] + ops[last + 1:]
+
+    def loss_ops(self, ctx: Context) -> list:
+        """The training loss over the chip's ``L = T V/t`` logits (``e`` bytes each) of ``T`` rows,
+        every pass at its HBM bytes. The logit gradient is kept in fp32 (4 bytes) until the
+        backward, then multiplied by the loss's per-token gradient and cast to ``e`` bytes by autograd
+        (the logits' dtype) for the head's GEMMs.
+
+        - fused (``fused_loss``, Transformer Engine transformer_engine/pytorch/triton/cross_entropy.py,
+          commit d0067d0): ``online_softmax_kernel`` reads the logits and writes ``m, d, X_y`` (3 fp32 per
+          row); one all-gather of them over TP; ``cross_entropy_kernel`` reads the logits and the
+          gathered rows and writes the fp32 gradient and the loss; backward ``element_mul_kernel``
+          (read 4, write 4) and the cast (read 4, write e): ``(3e + 16) L`` bytes plus rows;
+        - unfused (Megatron-Core megatron/core/tensor_parallel/cross_entropy.py, commit d98e8a6):
+          ``.float()`` (read e, write 4), max (read 4), ``-= max`` (read 4, write 4), exp (read 4,
+          write 4), sum (read 4), ``div_`` (read 4, write 4), the three fp32 all-reduces of ``T``
+          values (max, target logit, sum of exponentials); backward ``mul_`` (read 4, write 4) and
+          the cast (read 4, write e): ``(2e + 48) L`` bytes plus rows.
+
+        >>> head = LMHeadLayer(vocab_size=32000, hidden_size=1024)
+        >>> from symcost.core.phase import Phase
+        >>> ctx = Context(batch_size=sp.Integer(1), seq_len=sp.Integer(8), phase=Phase.TRAINING,
+        ...               dtype_bytes=sp.Integer(2), parallelism=head.parallelism, recompute="none")
+        >>> [op.name for op in head.loss_ops(ctx)]
+        ['cross_entropy.online_softmax', 'cross_entropy']
+        """
+        rows, V_t, e, t = ctx.tokens, self.vocab_size / ctx.tp, ctx.e, ctx.tp
+        logits = rows * V_t
+        four = _FP32 * logits
+        backward = {"grad_read": four + rows * _FP32, "grad_write": four, "cast_read": four, "cast_write": logits * e}
+        if self.fused_loss:
+            stats = rows * _ROW_STATS * _FP32
+            ops: list = [_LossPass("cross_entropy.online_softmax", elements=logits, read_bytes=logits * e,
+                                   write_bytes=stats)]
+            if t != 1:
+                ops.append(Collective("all_gather", "tp", t, stats * t))
+            ops.append(_LossPass("cross_entropy", elements=logits, flops_per_element=VECTOR_FLOPS["softmax"],
+                                 read_bytes=logits * e + stats * t, write_bytes=four + rows * _FP32, **backward))
+            return ops
+        row = rows * _FP32
+        passes = [("float", logits * e, four), ("max", four, row), ("subtract_max", four + row, four),
+                  ("exp", four, four), ("sum_exp", four, row)]
+        ops = [_LossPass(f"cross_entropy.{name}", elements=logits, read_bytes=read, write_bytes=write)
+               for name, read, write in passes]
+        ops.append(_LossPass("cross_entropy", elements=logits, flops_per_element=VECTOR_FLOPS["softmax"],
+                             read_bytes=four + row, write_bytes=four, **backward))
+        if t != 1:
+            # vocab-parallel: the max, the sum of exponentials and the target logit, fp32
+            ops.append(Collective("all_reduce", "tp", t, row, count=3))
         return ops
 
     def table_memory(self, dtype_bytes: sp.Expr) -> sp.Expr:
@@ -149,11 +236,12 @@ class LMHeadLayer(Layer):
         return self.table_memory(ctx.e) + bias
 
     def saved_activations(self, ctx: Context) -> sp.Expr:
-        # the input (for dW) and the logits (for the cross-entropy's backward), per chip
+        # the input (for dW) and the loss's fp32 logit gradient (TE's fused kernel) or softmax
+        # (Megatron-Core's unfused one), kept for the backward: 4 bytes per logit (loss_ops)
         inputs = ctx.sharded_tokens * self.hidden_size * ctx.e
         if ctx.recompute == "full":
             return inputs
-        return inputs + ctx.tokens * self.vocab_size / ctx.tp * ctx.e
+        return inputs + ctx.tokens * self.vocab_size / ctx.tp * _FP32
 
     def peak_activations(self, ctx: Context) -> sp.Expr:
         rows = self._rows(ctx)

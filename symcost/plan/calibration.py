@@ -98,6 +98,9 @@ def predict(row: Row, chip: Hardware) -> Optional[Prediction]:
     """The predicted teraFLOP/s per GPU for ``row`` on ``chip`` (``None`` if nothing fits)."""
     model = Model.gpt(hidden_size=row.hidden, num_heads=row.heads, num_layers=row.layers, vocab_size=VOCAB,
                       seq_len=SEQ_LEN)
+    # NB: Megatron-LM 2021 ran the unfused vocab-parallel cross-entropy on the fp16 logits cast to
+    # fp32 (megatron/model/gpt_model.py ``vocab_parallel_cross_entropy(output.float(), labels)``)
+    model = model.model_copy(update={"lm_head": model.lm_head.model_copy(update={"fused_loss": False})})
     par = {"tensor_parallel": row.tp, "pipeline_parallel": row.pp, "data_parallel": row.dp}
     best: Optional[Prediction] = None
     for b, v in itertools.product(MICRO_BATCHES, INTERLEAVE):

@@ -184,8 +184,8 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     does not divide every stage, or that do not fit the chip's HBM. Pipeline stages are split as
     :func:`~symcost.plan.step.pipeline_stages` does (uneven when ``p`` does not divide the layers: the
     slowest stage sets the pace, the fullest the memory). The model's own parallelism is ignored:
-    the search chooses every degree. Configurations that no framework runs (ZeRO-2/3 with pipeline
-    stages: see :func:`symcost.plan.step.check_zero_stage`) are skipped. ``overlap=(False, True)`` also tries
+    the search chooses every degree. ZeRO-2/3 with pipeline stages is FSDP as torchtitan and Meta
+    run it (:func:`symcost.plan.step.check_zero_stage`). ``overlap=(False, True)`` also tries
     hiding TP/SP communication behind compute. Returns a :class:`SearchResult`.
 
     With ``phase="inference"``: every (t, p, d) serving ``global_batch`` sequences of ``seq_len``
@@ -472,8 +472,6 @@ class _Space:
         keep &= ~((msp == 1) & (self.s % (t if cp == 1 else 2 * cp * t) != 0)) & ((self.B // d) % b == 0)
         if d == 1:
             keep &= z == self.zero_stages[0]  # without data parallelism every ZeRO stage is the same
-        if p > 1:
-            keep &= z < 2  # no framework runs ZeRO-2/3 with pipelines (step.check_zero_stage)
         n = int(keep.sum())
         full = functools.partial(np.full, n, dtype=np.int64)
         return _Columns(full(t), full(u), full(p), full(d), e[keep], b[keep], v[keep], msp[keep], ov[keep],

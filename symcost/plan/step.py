@@ -16,9 +16,9 @@ Training (Megatron-LM conventions, Narayanan et al. 2021; Korthikanti et al. 202
   it reduce-scatters every micro-batch's gradients (``m`` per step) and gathers the weights once;
   ZeRO-3 also reduce-scatters per micro-batch and all-gathers the weights for every
   micro-batch's forward and backward, and nothing after the step (3 Psi per micro-batch,
-  Rajbhandari et al. 2020, section 7.2.2). ZeRO-2/3 with pipeline parallelism is refused: no
-  framework runs it (DeepSpeed's pipeline engine asserts "ZeRO-2 and ZeRO-3 are incompatible
-  with pipeline parallelism"; Megatron-LM pairs its pipelines with the distributed optimizer);
+  Rajbhandari et al. 2020, section 7.2.2). With pipeline stages ZeRO-2/3 are FSDP as torchtitan
+  and Meta's Llama 3 run it (:func:`~symcost.plan.training.check_zero_stage`): ZeRO-2 Meta's
+  (weights gathered once per step), ZeRO-3 FSDP2's ``reshard_after_forward=True``;
 - a tied LM head under pipeline parallelism: the last stage holds a copy of the embedding table,
   and the first and the last stage all-reduce its fp32 gradient after the data-parallel
   reduction (Megatron-LM's embedding group; docs/conventions.md §6);

@@ -267,7 +267,9 @@ def _data_parallel(values: Sequence[dict[str, Any]], run: TrainingRun, m: Any) -
     dp_comm = sp.Integer(0)
     for count, share, traffic in _sync_phases(groups, e=e, m=m, zero_stage=zero_stage, grad=sync.gradient_bytes):
         whole = sp.Add(*(span_time(kind, n, size * nbytes, chip, step) for kind, n, size, nbytes, step in traffic))
-        dp_comm += count * (_exposed(traffic, share, whole, run) if sync.dp_overlap else whole)
+        # per micro-batch: every ZeRO-3 phase, ZeRO-2's reduce-scatter; the rest once per step
+        each = zero_stage == 3 or (zero_stage == 2 and traffic[0][0] == "reduce_scatter")
+        dp_comm += count * (_exposed(traffic, share, whole, run, each) if sync.dp_overlap else whole)
     if any(st.get("embedding_group", 0) != 0 for st in values):
         group = Collective("all_reduce", "pp", 2, _SHARED * sync.gradient_bytes, span=p * stride * d)
         dp_comm += _GROUP * collective_time(group, chip)
@@ -275,7 +277,7 @@ def _data_parallel(values: Sequence[dict[str, Any]], run: TrainingRun, m: Any) -
 
 
 def _exposed(traffic: list[tuple[CollectiveKind, Any, Any, Any, Any]], share: Any, whole: Any,
-             run: TrainingRun) -> Any:
+             run: TrainingRun, each: bool = False) -> Any:
     """What a stage's overlapped sync phase (``traffic``, taking ``whole`` seconds, behind
     ``share`` of a micro-batch) leaves exposed, as Megatron-Core's DistributedDataParallel runs it
     (NVIDIA/Megatron-LM ``megatron/core/distributed/distributed_data_parallel.py``):
@@ -289,10 +291,15 @@ def _exposed(traffic: list[tuple[CollectiveKind, Any, Any, Any, Any]], share: An
       ``k`` backwards (a chunk's, ``share T_mb / v``) before stage 0's, which the step waits for
       (the optimizer's grad-norm all-reduce spans the pipeline); its gather, dispatched by every
       stage at the step's start (``align_param_gather``), is waited for ``k`` forwards later:
-      ``max(0, whole - k share T_mb / v)``."""
+      ``max(0, whole - k share T_mb / v)``;
+    - a phase repeated for ``each`` micro-batch (ZeRO-2/3, FSDP: every stage gathers and
+      reduce-scatters its own layers while its micro-batch runs, prefetching the next layer's) is
+      hidden behind that micro-batch on every stage as on the first: ``max(one bucket, whole -
+      share T_mb)``."""
     par, v = run.par, run.options.interleave
     # NB: (1, 0) on one stage: the expression is the bucketed one alone
-    first, later = (sp.Integer(1), sp.Integer(0)) if par.pp == 1 else (1 - extreme(sp.Min, 1, _INDEX), _INDEX)
+    one_stage = par.pp == 1 or each
+    first, later = (sp.Integer(1), sp.Integer(0)) if one_stage else (1 - extreme(sp.Min, 1, _INDEX), _INDEX)
     bucket = sp.Add(*(span_time(kind, n, extreme(sp.Min, size, _bucket(par.dp)) * nbytes, run.chip, step)
                       for kind, n, size, nbytes, step in traffic))
     return extreme(sp.Max, first * bucket, whole - share * _LATENCY * (first + later / v))
@@ -391,14 +398,30 @@ def tensor_format(datatype: DataType) -> tuple[DataType, Any]:
 
 
 def check_zero_stage(zero_stage: int, pipeline_parallel: Any) -> None:
-    """Refuse ZeRO-2/3 with pipeline stages (a symbolic degree counts as p > 1): DeepSpeed's
-    pipeline engine asserts "ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism" and
-    Megatron-LM's pipelines run with its distributed optimizer (ZeRO-1) only."""
-    if zero_stage >= 2 and pipeline_parallel != 1:
-        raise ConfigError(
-            f"zero_stage={zero_stage} with pipeline_parallel={pipeline_parallel}: ZeRO-2 and ZeRO-3 are "
-            "incompatible with pipeline parallelism (DeepSpeed and Megatron-LM run neither); use "
-            "zero_stage 0 or 1, or pipeline_parallel=1")
+    """ZeRO stages with pipeline stages: every one is costed (nothing is refused).
+
+    DeepSpeed's pipeline engine asserts "ZeRO-2 and ZeRO-3 are incompatible with pipeline
+    parallelism" and Megatron-LM pairs its pipelines with its distributed optimizer (ZeRO-1), but
+    torchtitan and Meta run FSDP with pipeline stages (FSDP + TP + PP + CP):
+
+    - ``zero_stage=2``: Meta's Llama 3 FSDP ("we shard optimizer states and gradients, but for
+      model shards we do not reshard after forward computation to avoid an extra all-gather
+      communication during backward passes", The Llama 3 Herd of Models, 2024, section 3.3.2): the
+      weights gathered once per step, the gradients reduce-scattered every micro-batch;
+    - ``zero_stage=3``: FSDP2 with ``reshard_after_forward=True`` (torchtitan's ``"always"``
+      policy): every micro-batch gathers the stage's weights for its forward and its backward;
+    - torchtitan's default under PP, ``reshard_after_forward=False`` (pytorch/torchtitan
+      torchtitan/models/llama3/infra/parallelize.py ``apply_fsdp``: ``reshard_after_forward =
+      not pp_enabled`` for the ``"default"`` policy), with torch.distributed.pipelining's stages
+      that skip the gradient sync until the last micro-batch (torch/distributed/pipelining/stage.py
+      ``backward_maybe_with_nosync``: ``set_requires_gradient_sync(False)``,
+      ``set_reshard_after_backward(False)``; ``perform_reduce_grad`` at the end) moves what
+      ZeRO-1 moves and keeps what it keeps (whole weights and gradients, sharded optimizer
+      states): ``zero_stage=1``.
+
+    >>> check_zero_stage(3, 16)
+    """
+    return None
 
 
 def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global_batch: Any,

@@ -82,11 +82,14 @@ def test_compiled_inference_equals_uncompiled(case, chip, b, s, overlap):
 
 @settings(max_examples=4, deadline=None)
 @given(case=models(), chip=CHIPS, b=st.integers(1, 4), m=st.integers(1, 6), s=st.integers(1, 2048),
-       recompute=st.sampled_from(["none", "selective", "full"]), zero=st.sampled_from([0, 1]))
-def test_compiled_training_equals_uncompiled(case, chip, b, m, s, recompute, zero):
+       recompute=st.sampled_from(["none", "selective", "full"]), zero=st.sampled_from([0, 1, 2, 3]),
+       overlap=st.booleans())
+def test_compiled_training_equals_uncompiled(case, chip, b, m, s, recompute, zero, overlap):
+    """Every ZeRO stage with or without pipeline stages (FSDP + PP, issue 22 item 5), TP/CP
+    communication overlapped or not (the chunked TP pipeline, issue 22 item 2)."""
     model, t, p, d = case
     par = {"tensor_parallel": t, "pipeline_parallel": p, "data_parallel": d}
-    args = (model, chip, s, d * b * m, b, "bf16", par, recompute, 1, zero)
+    args = (model, chip, s, d * b * m, b, "bf16", par, recompute, 1, zero, overlap)
     want = uncompiled(steps.training_step, *args)
     assert_same(steps.training_step(*args), want, TRAINING_FIELDS)
     assert_close(steps.training_step(*args, exact=False), want, TRAINING_FIELDS)

@@ -21,8 +21,9 @@ def naive_space():
     many combinations were enumerated: t*u*p*d = N; Ulysses u needs heads and KV heads to split
     t*u ways and u | s; p <= layers and B % d == 0; micro-batch b | B/d with b <= 16; the
     interleaving v | layers/p (every p here divides the 32 layers), v <= 8, v = 1 without
-    pipeline; Megatron SP only with t > 1, u = 1 and t | s; ZeRO-2/3 only without pipeline;
-    without data parallelism only the first ZeRO stage (all stages are the same there)."""
+    pipeline; Megatron SP only with t > 1, u = 1 and t | s; every ZeRO stage with or without
+    pipeline (FSDP + PP, issue 22 item 5); without data parallelism only the first ZeRO stage (all
+    stages are the same there)."""
     rows, enumerated = set(), 0
     for t, u, p in itertools.product(divisors(N), repeat=3):
         if N % (t * u * p):
@@ -36,7 +37,7 @@ def naive_space():
         if not ulysses or p > LAYERS or B % d:
             continue
         for b, v, msp, rc, z in itertools.product(micro, inter, modes, RECOMPUTE, ZERO):
-            if (msp and (u > 1 or S % t)) or (B // d) % b or (z >= 2 and p > 1) or (d == 1 and z != 0):
+            if (msp and (u > 1 or S % t)) or (B // d) % b or (d == 1 and z != 0):
                 continue
             rows.add((t, u, p, d, 1, b, v, msp, False, rc, z))
     return rows, enumerated

@@ -117,17 +117,20 @@ def test_dp_gradient_all_reduce_by_hand():
 
 def test_first_stage_holds_in_flight_microbatches():
     """1F1B: the first stage keeps min(p, m) micro-batches of its L/p blocks (plus embedding);
-    interleaving multiplies that by 1 + (p - 1)/(p v)."""
+    interleaving multiplies that by 1 + (p - 1)/(p v). The last stage (k = p - 1) keeps one
+    micro-batch, interleaved Megatron's warm-up 2(p - k - 1) + (v - 1) p chunks plus one: 5 chunks
+    of half the stage at p = 4, v = 2, 5/2 of it (with the loss's fp32 logit gradient, 4 s V bytes,
+    the fullest stage)."""
     model = small_llama(layers=8)
     kw = {"batch_size": 1, "seq_len": 1024, "phase": "training", "dtype": "bf16"}
     block = model.blocks[0][0].compute_metrics(**kw).activation_memory_per_chip
     emb = model.embedding.compute_metrics(**kw).activation_memory_per_chip
-    for v, factor in ((1, 1), (2, 1 + Fraction(3, 8))):
+    last = (2 * block + model.lm_head.compute_metrics(**kw).activation_memory_per_chip
+            + model.final_norm.compute_metrics(**kw).activation_memory_per_chip)
+    for v, factor, last_factor in ((1, 1, 1), (2, 1 + Fraction(3, 8), Fraction(5, 2))):
         st = model.training_step(H100, seq_len=1024, global_batch=16, parallelism={"pipeline_parallel": 4},
                                  interleave=v)
-        assert st.activation_memory == max((emb + 2 * block) * 4 * factor,
-                                           2 * block + model.lm_head.compute_metrics(**kw).activation_memory_per_chip
-                                           + model.final_norm.compute_metrics(**kw).activation_memory_per_chip)
+        assert st.activation_memory == max((emb + 2 * block) * 4 * factor, last * last_factor)
 
 
 def test_mfu_uses_narayanan_model_flops():
@@ -260,7 +263,7 @@ def test_llama3_405b_fits_80_gib_at_8k_without_recompute():
     Stages (7, 8 x 14, 7) (one layer less on the first and the last, as the paper says); 1F1B
     stage k holds min(p - k, m) micro-batches, m = 16: stage 1 holds 8 layers x 15 = 120 layer
     activations, more than stage 0's 7 x 16 = 112. Weights 6.4 GB, fp32 gradients 12.7 GB and the
-    distributed optimizer's 0.6 GB beside them: 83.7 GB, under 80 GiB (85.9 GB)."""
+    distributed optimizer's 0.3 GB beside them: 83.4 GB, under 80 GiB (85.9 GB)."""
     h, s, a, g, d, f, t = 16384, 8192, 128, 8, 128, 53248, 8
     layer = (4 * 2 * s * h + 2 * 2 * s * g * d + 4 * a * s      # attention half
              + 2 * 2 * s * h + 2 * 2 * s * f + 2 * s * f) // t  # MLP half
@@ -272,6 +275,26 @@ def test_llama3_405b_fits_80_gib_at_8k_without_recompute():
     assert st.stage_layers == (7,) + (8,) * 14 + (7,)
     assert st.activation_memory == 120 * layer
     assert st.memory_per_chip < 80 * 2**30
+
+
+def test_llama3_405b_with_metas_fsdp_at_8k():
+    """The same layout with Meta's FSDP over the 128 DP ranks (The Llama 3 Herd of Models, 2024,
+    §3.3.2: "we shard optimizer states and gradients, but for model shards we do not reshard after
+    forward computation"): symcost's ZeRO-2 with pipeline stages. Stage 1 (the fullest: 8 blocks,
+    15 micro-batches in flight) holds per TP rank P = 8 x (attention (2 h^2 + 2 h g d)/t =
+    71,303,168 + MLP 3 h f/t = 327,155,712 + two norms 2h = 32,768) = 3,187,933,184 parameters:
+    bf16 weights 2P = 6,375,866,368 B, fp32 gradients 4P/128 = 99,622,912 B, Adam 12P/128 =
+    298,868,736 B, activations 120 x 533,200,896 = 63,984,107,520 B (the test above): 70,758,465,536
+    B = 70.8 GB, 12.6 GB under Megatron's distributed optimizer (whole fp32 gradients, 4P) and
+    15.1 GB under 80 GiB."""
+    P = 8 * (71_303_168 + 327_155_712 + 32_768)
+    assert P == 3_187_933_184
+    st = models.get("llama-3.1-405b").training_step(
+        "H100_SXM", seq_len=8192, global_batch=16 * 128, micro_batch=1, zero_stage=2,
+        parallelism={"tensor_parallel": 8, "sequence_parallel": "tp", "pipeline_parallel": 16,
+                     "data_parallel": 128})
+    assert (st.weight_memory, st.gradient_memory, st.optimizer_memory) == (2 * P, 4 * P // 128, 12 * P // 128)
+    assert st.memory_per_chip == 2 * P + 4 * P // 128 + 12 * P // 128 + 120 * 533_200_896 == 70_758_465_536
 
 
 

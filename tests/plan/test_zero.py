@@ -12,13 +12,12 @@ What the frameworks do (the rules these tests pin down):
   needs no gather after the optimizer step: 3 Psi of traffic per step with one micro-batch, 1.5x
   the all-reduce's 2 Psi (Rajbhandari et al. 2020, "ZeRO", section 7.2.2).
 - DeepSpeed's pipeline engine refuses ZeRO-2/3 (``deepspeed/runtime/pipe/engine.py``: "ZeRO-2 and
-  ZeRO-3 are incompatible with pipeline parallelism"); Megatron-LM offers only the distributed
-  optimizer (ZeRO-1) with its pipeline schedules.
+  ZeRO-3 are incompatible with pipeline parallelism") and Megatron-LM offers only the distributed
+  optimizer (ZeRO-1) with its pipeline schedules, but torchtitan and Meta's Llama 3 run FSDP with
+  pipeline stages: costed (issue 22 item 5).
 """
 
 from fractions import Fraction
-
-import pytest
 
 import symcost as sc
 
@@ -89,25 +88,48 @@ def test_zero3_traffic_is_three_psi_per_microbatch():
     assert _step(1, 8).dp_comm_time == rs + ag
 
 
-@pytest.mark.parametrize("stage", [2, 3])
-def test_zero2_and_3_with_pipeline_parallelism_are_refused(stage):
-    """No framework runs ZeRO-2/3 with pipeline stages: a one-line error naming the rule."""
-    with pytest.raises(ValueError, match="pipeline") as info:
-        _step(stage, 256, {"tensor_parallel": 8, "pipeline_parallel": 2, "data_parallel": 4})
-    message = str(info.value)
-    assert "\n" not in message and "zero_stage" in message
-    # ZeRO-1 with pipelines is what Megatron-LM runs: accepted
-    _step(1, 256, {"tensor_parallel": 8, "pipeline_parallel": 2, "data_parallel": 4})
+# -- FSDP with pipeline stages (issue 22 item 5): torchtitan and Meta's Llama 3 run FSDP + TP + PP
+#
+# PP = 2 splits Llama-3-70B at TP 8 into stage 0 (the embedding, 131,334,144 parameters per chip,
+# and 40 blocks, 4,278,845,440) and stage 1 (40 blocks, the final norm 8,192 and the LM head
+# 131,334,144): stage 1 holds 8,192 more, so its sync is the slowest. The DP group of 4 is still
+# one rank per node (ranks t = 8 apart): the same ring as above.
+PP2 = {"tensor_parallel": 8, "pipeline_parallel": 2, "data_parallel": 4}
+LAST_STAGE = 4_278_845_440 + 8_192 + 131_334_144  # 4,410,187,776
 
 
-def test_search_never_recommends_zero2_or_3_with_pipelines():
-    """Llama-3-70B on 64 H100s (the search recommended TP 4 / PP 2 / DP 8 / ZeRO-2)."""
+def test_fsdp_with_pipelines_reduce_scatters_every_microbatch_and_gathers_once():
+    """ZeRO-2 with PP, Meta's Llama 3 FSDP ("we shard optimizer states and gradients, but for
+    model shards we do not reshard after forward computation", The Llama 3 Herd of Models 2024,
+    section 3.3.2): each micro-batch's backward reduce-scatters the stage's fp32 gradients, the
+    weights are gathered once per step: m RS + 1 AG on the slowest (last) stage."""
+    rs, ag = _reduce_scatter_seconds(4 * LAST_STAGE), _reduce_scatter_seconds(2 * LAST_STAGE)
+    for m in (1, 8):
+        assert _step(2, m, PP2).dp_comm_time == m * rs + ag
+    assert _step(1, 8, PP2).dp_comm_time == rs + ag  # Megatron's distributed optimizer
+
+
+def test_fsdp3_with_pipelines_gathers_twice_per_microbatch():
+    """ZeRO-3 with PP (FSDP2 ``reshard_after_forward=True``, torchtitan's "always" policy): every
+    micro-batch gathers the stage's bf16 weights for its forward and again for its backward and
+    reduce-scatters its gradients: 2 m AG + m RS. Memory: the stage's weights, gradients and
+    optimizer states all sharded 4 ways."""
+    rs, ag = _reduce_scatter_seconds(4 * LAST_STAGE), _reduce_scatter_seconds(2 * LAST_STAGE)
+    step = _step(3, 8, PP2)
+    assert step.dp_comm_time == 8 * (rs + 2 * ag)
+    stage0 = 131_334_144 + 4_278_845_440  # the fullest stage: stage 0 holds 2 micro-batches in flight
+    assert step.weight_memory == 2 * stage0 / 4
+    assert step.gradient_memory == 4 * stage0 / 4 and step.optimizer_memory == 12 * stage0 / 4
+
+
+def test_search_offers_fsdp_with_pipelines():
+    """Llama-3-70B on 64 H100s: layouts with pipeline stages and ZeRO-2/3 are costed (torchtitan
+    runs FSDP with PP), beside the ZeRO-1 ones."""
     table = sc.search.parallelism(sc.models.get("llama-3-70b"), "H100_SXM", num_chips=64,
                                   global_batch=1024, seq_len=4096)
     rows = table.rows()
-    assert rows
-    assert all(r["zero_stage"] < 2 for r in rows if r["pp"] > 1)
-    assert any(r["zero_stage"] >= 2 for r in rows)  # still offered without pipelines
+    assert any(r["zero_stage"] >= 2 and r["pp"] > 1 for r in rows)
+    assert any(r["zero_stage"] >= 2 and r["pp"] == 1 for r in rows)
 
 
 # -- overlapped with the backward and forward (Megatron-Core's overlap_grad_reduce and
