@@ -53,6 +53,8 @@ VERSIONS: dict[str, dict[str, str]] = {
     "h100_sxm": {"trtllm": "1.3.0rc20", "nccl": "2.29.2", "vllm": "0.24.0", "sglang": "0.5.14"},
     "h200_sxm": {"trtllm": "1.3.0rc20", "nccl": "2.29.2", "vllm": "0.24.0", "sglang": "0.5.14"},
     "b200_sxm": {"trtllm": "1.3.0rc20", "nccl": "2.29.2", "vllm": "0.24.0", "sglang": "0.5.14"},
+    "b300_sxm": {"trtllm": "1.3.0rc20", "nccl": "2.29.2", "vllm": "0.24.0", "sglang": "0.5.14"},
+    "gb200": {"trtllm": "1.3.0rc20", "nccl": "2.29.2", "vllm": "0.24.0", "sglang": "0.5.14"},
 }
 """Per GPU folder: the newest collected version of each backend's tables (the engine profiles'
 versions) and of NCCL's."""
