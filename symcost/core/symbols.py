@@ -94,6 +94,8 @@ __all__ = [
     "ll_efficiency",
     "custom_allreduce_latency",
     "custom_allreduce_efficiency",
+    "custom_allreduce_peer_latency",
+    "custom_allreduce_two_shot_latency",
     "all_to_all_latency",
     "all_to_all_peer_latency",
     "all_to_all_ll_latency",
@@ -251,6 +253,12 @@ _ROWS = (
          "fixed latency of one call of an engine's own (one-shot) all-reduce (s)", positive=True),
     _row("custom_allreduce_efficiency", "eta_c", r"\eta_{\mathrm{c}}",
          "bandwidth of an engine's own all-reduce over the link's", positive=True),
+    _row("custom_allreduce_peer_latency", "alpha_cp", r"\alpha_{\mathrm{c},p}",
+         "latency an engine's own all-reduce adds per peer it synchronises with, either form (s)",
+         nonnegative=True),
+    _row("custom_allreduce_two_shot_latency", "alpha_c2", r"\alpha_{\mathrm{c},2}",
+         "fixed latency of one call of an engine's own two-shot all-reduce (reduce-scatter, then all-gather) (s)",
+         positive=True),
     _row("all_to_all_latency", "alpha_A2A", r"\alpha_{\mathrm{A2A}}",
          "fixed latency of one all-to-all call (NCCL's grouped sends, Simple protocol) (s)", nonnegative=True),
     _row("all_to_all_peer_latency", "alpha_A2Ap", r"\alpha_{\mathrm{A2A},p}",
@@ -354,6 +362,8 @@ ll_latency = TABLE["ll_latency"].symbol
 ll_efficiency = TABLE["ll_efficiency"].symbol
 custom_allreduce_latency = TABLE["custom_allreduce_latency"].symbol
 custom_allreduce_efficiency = TABLE["custom_allreduce_efficiency"].symbol
+custom_allreduce_peer_latency = TABLE["custom_allreduce_peer_latency"].symbol
+custom_allreduce_two_shot_latency = TABLE["custom_allreduce_two_shot_latency"].symbol
 all_to_all_latency = TABLE["all_to_all_latency"].symbol
 all_to_all_peer_latency = TABLE["all_to_all_peer_latency"].symbol
 all_to_all_ll_latency = TABLE["all_to_all_ll_latency"].symbol

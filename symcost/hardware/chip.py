@@ -59,7 +59,8 @@ _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficien
                  "attention_backward_efficiency",
                  "attention_decode_time", "grouped_decode_time_8bit",
                  "attention_exp_rate", "ll_base_latency", "ll_latency", "ll_efficiency", "custom_allreduce_latency",
-                 "custom_allreduce_efficiency", "all_to_all_latency", "all_to_all_peer_latency",
+                 "custom_allreduce_efficiency", "custom_allreduce_peer_latency", "custom_allreduce_two_shot_latency",
+                 "all_to_all_latency", "all_to_all_peer_latency",
                  "all_to_all_ll_latency", "all_to_all_ll_efficiency", "all_to_all_efficiency")
 """The efficiency model's fields (docs/conventions.md §17)."""
 
@@ -156,6 +157,12 @@ class Hardware(BaseModel):
     ll_efficiency: Efficiency = sp.Integer(1)
     custom_allreduce_latency: Optional[Seconds] = None
     custom_allreduce_efficiency: Efficiency = sp.Integer(1)
+    custom_allreduce_peer_latency: Seconds = sp.Integer(0)
+    """Time the engine's own all-reduce adds per peer it synchronises with (both forms: a flag
+    written to and read from every other chip of the group)."""
+    custom_allreduce_two_shot_latency: Optional[Seconds] = None
+    """Time per call of the engine's two-shot form (a reduce-scatter, a barrier, an all-gather);
+    unset: twice ``custom_allreduce_latency``."""
     all_to_all_latency: Optional[Seconds] = None
     """NCCL's all-to-all (grouped sends to every peer, Simple protocol): time per call (unset:
     ``collective_base_latency``)."""
@@ -367,6 +374,15 @@ class Hardware(BaseModel):
         return self.collective_base_latency if self.all_to_all_latency is None else self.all_to_all_latency
 
     @property
+    def custom_two_shot_latency(self) -> sp.Expr:
+        """Seconds per call of the engine's two-shot all-reduce: ``custom_allreduce_two_shot_latency``,
+        unset twice ``custom_allreduce_latency`` (two synchronisations of the one-shot's)."""
+        if self.custom_allreduce_two_shot_latency is not None:
+            return self.custom_allreduce_two_shot_latency
+        assert self.custom_allreduce_latency is not None  # callers check
+        return 2 * self.custom_allreduce_latency
+
+    @property
     def a2a_peer_latency(self) -> sp.Expr:
         """Seconds an all-to-all adds per peer: ``all_to_all_peer_latency``, the ring's hop
         latency ``collective_latency`` when unset (then an all-to-all inside a domain is the ring)."""
@@ -551,6 +567,8 @@ class Hardware(BaseModel):
             sym.ll_efficiency: self.ll_efficiency,
             sym.custom_allreduce_latency: sp.oo if custom is None else custom,
             sym.custom_allreduce_efficiency: self.custom_allreduce_efficiency,
+            sym.custom_allreduce_peer_latency: self.custom_allreduce_peer_latency,
+            sym.custom_allreduce_two_shot_latency: sp.oo if custom is None else self.custom_two_shot_latency,
             sym.all_to_all_latency: self.a2a_latency,
             sym.all_to_all_peer_latency: self.a2a_peer_latency,
             sym.all_to_all_ll_latency: sp.oo if self.all_to_all_ll_latency is None else self.all_to_all_ll_latency,
@@ -622,7 +640,8 @@ class Hardware(BaseModel):
             attention_io_efficiency=None, attention_backward_efficiency=one, attention_decode_time=None,
             grouped_decode_time_8bit=None, attention_exp_rate=None,
             ll_base_latency=None, ll_latency=zero, ll_efficiency=one, custom_allreduce_latency=None,
-            custom_allreduce_efficiency=one, all_to_all_latency=None, all_to_all_peer_latency=None,
+            custom_allreduce_efficiency=one, custom_allreduce_peer_latency=zero, custom_allreduce_two_shot_latency=None,
+            all_to_all_latency=None, all_to_all_peer_latency=None,
             all_to_all_ll_latency=None, all_to_all_ll_efficiency=one, all_to_all_efficiency=one,
             runtime=Runtime(name="ideal"))})
 

@@ -176,17 +176,25 @@ def _moved(kind: str, sent: sp.Expr, n: sp.Expr, nodes: sp.Expr, link: sp.Expr, 
 def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Hardware) -> dict[str, sp.Expr]:
     """The engine's own all-reduce (TensorRT-LLM, vLLM, SGLang) over the scale-up link, both its
     forms (the ``Min`` picks the faster, or NCCL's where that is faster still): one-shot, each
-    chip reads the other n - 1 buffers, ``alpha_c + (n - 1) M / (B_up eta_c)``; two-shot, a
-    reduce-scatter then an all-gather of (n - 1)/n of the buffer each, ``2 alpha_c + 2 (n - 1) M
-    / (n B_up eta_c)`` (NB: twice the one-shot's synchronisation, an assumption: the tables time
-    the engines' choice between the two, not each form)."""
+    chip reads the other n - 1 buffers, ``alpha_c + (n - 1) alpha_c,p + (n - 1) M / (B_up eta_c)``;
+    two-shot, a reduce-scatter then an all-gather of (n - 1)/n of the buffer each, ``alpha_c,2 +
+    (n - 1) alpha_c,p + 2 (n - 1) M / (n B_up eta_c)``. ``alpha_c,p`` is each peer's flag (both
+    forms signal every other chip of the group); ``alpha_c,2`` the two-shot's own time per call
+    (two barriers and a second pass; unset ``2 alpha_c``). The engine's own time per call
+    (``t_coll``) is added once to either form. NB: the ``Min`` stands for the engines' own choice:
+    TensorRT-LLM's AUTO strategy picks from a table of benchmarked one-shot, two-shot and NCCL
+    times per TP size, hidden size and token count (``selectStrategyLookUpTable``,
+    cpp/tensorrt_llm/common/customAllReduceUtils.h), vLLM switches at fixed sizes (one-shot below
+    512 KB on up to 4 GPUs and below 256 KB on 8, always on 2: ``CustomAllreduce::allreduce``,
+    csrc/custom_all_reduce.cuh), so the faster form is the one a tuned engine runs."""
     alpha = hardware.custom_allreduce_latency
     assert alpha is not None  # the caller checked
     custom_link = hardware.scale_up_bandwidth * hardware.custom_allreduce_efficiency
     # the engine's own time per call (t_coll) around its kernel, as around NCCL's
-    alpha = alpha + hardware.runtime.collective_overhead
-    return {"custom": count * (alpha + (n - 1) * payload / custom_link),
-            "custom_two_shot": count * (2 * alpha
+    overhead = hardware.runtime.collective_overhead
+    peers = (n - 1) * hardware.custom_allreduce_peer_latency
+    return {"custom": count * (alpha + overhead + peers + (n - 1) * payload / custom_link),
+            "custom_two_shot": count * (hardware.custom_two_shot_latency + overhead + peers
                                         + 2 * (n - 1) * payload / (n * custom_link))}
 
 

@@ -50,8 +50,16 @@ def test_fast_compile_equals_lambdify_on_a_realistic_layer():
     rng = np.random.default_rng(3)
     inputs = {a: (rng.choice([1.0, 2, 4, 8], 2000) if a == S.tp else rng.uniform(1, 4096, 2000).round())
               for a in slow.args}
-    for name in fields:
-        np.testing.assert_allclose(fast(inputs)[name], slow(inputs)[name], rtol=1e-13)
+    for name, expr in fields.items():
+        got, other = fast(inputs)[name], slow(inputs)[name]
+        apart = np.flatnonzero(~np.isclose(got, other, rtol=1e-13, atol=0))
+        # NB: where the two disagree (lambdify's float Ceil of a tile count one off at an exact
+        # quotient: 1 point in 2000 since the chip has the custom all-reduce's two more symbols,
+        # which shift the draws), SymPy's exact value decides, and it must be the fast compiler's
+        assert apart.size <= 2, (name, apart)
+        for i in apart:
+            point = {a: sp.Integer(int(inputs[a][i])) for a in slow.args}
+            np.testing.assert_allclose(got[i], float(expr.xreplace(point).evalf(30)), rtol=1e-13, err_msg=name)
 
 
 def test_tree_cse_names_each_repeated_node_once():

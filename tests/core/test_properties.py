@@ -130,11 +130,15 @@ def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape,
 @given(n=st.sampled_from([1, 2, 4, 8, 16]), count=st.integers(1, 3),
        per_peer=st.one_of(st.sampled_from([16384, 16385]), st.integers(1, 2**22)),
        chip=st.sampled_from(["H100_SXM", "B200", "A100_SXM_80GB", "MI300X", "H100_SXM:tensorrt-llm",
-                             "H200_SXM:vllm", "TPU_V5P"]), ideal=st.booleans())
+                             "H200_SXM:vllm", "B200:sglang", "A100_SXM_80GB:tensorrt-llm", "GB200:vllm",
+                             "B300:tensorrt-llm", "TPU_V5P"]),
+       ideal=st.booleans())
 def test_symbolic_collective_binds_to_the_numeric_one(n, per_peer, count, chip, ideal):
     """A collective timed on the realistic symbolic chip, bound to a chip, equals it timed on that
     chip, for every kind, inside one domain and across several (n = 16), on either side of the
-    all-to-all's 16 KiB-per-peer protocol switch and for chips with and without all-to-all terms."""
+    all-to-all's 16 KiB-per-peer protocol switch and for chips with and without all-to-all terms;
+    under an engine profile its own all-reduce's one-shot and two-shot forms with their per-peer
+    and two-shot latencies."""
     from symcost.core.ops import Collective
     from symcost.hardware.timing import collective_time
 

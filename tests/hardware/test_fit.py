@@ -65,7 +65,8 @@ def test_readme_per_op_tables_are_what_the_script_prints(fits):
 
 
 @pytest.mark.parametrize("family", ["GEMM bf16", "GEMM fp8_e4m3", "NCCL all_reduce", "NCCL all_to_all",
-                                    "vllm all-reduce"])
+                                    "vllm all-reduce", "tensorrt-llm all-reduce", "sglang all-reduce",
+                                    "MoE experts bf16"])
 @pytest.mark.parametrize("gpu", ["h100_sxm", "h200_sxm"])
 def test_families_within_the_target_on_hopper(fits, family, gpu):
     """On H100 and H200 these families meet the target on their fitted rows: mean absolute error
@@ -126,3 +127,22 @@ def test_balanced_rank_load_follows_the_collectors_routing():
     assert balanced_rank_load(4, 256, 8, 8) == (4, 4)
     # E=16, k=1, ep=8, T=4: c = 16 > T, token i picks floor(4 i): 0, 4, 8, 12; local 0..1: expert 0 only
     assert balanced_rank_load(4, 16, 1, 8) == (1, 1)
+
+
+def test_work_inverted_moe_blocks_are_left_out_by_their_own_times():
+    # One model (same h, f, top-k, E) at four (MoE TP, EP) blocks, two token counts each. Block
+    # (1, 2) holds half the experts of (1, 1) yet takes 3 ms against 1 ms: more than twice the time
+    # for less work, left out. (2, 2) at 1.9 ms is slower than (1, 1) for less work too, but not
+    # twice: kept. (1, 4) at 3 ms at one count and 0.5 ms at the other: the median of 3 and 0.5 is
+    # 1.75, kept. Nothing does more work than (1, 1): kept.
+    pd = pytest.importorskip("pandas")
+    from symcost.hardware.fit.families import work_inverted
+
+    blocks = {(1, 1): (1.0, 1.0), (1, 2): (3.0, 3.0), (2, 2): (1.9, 1.9), (1, 4): (3.0, 0.5)}
+    rows = pd.DataFrame([{"h": 4096, "f": 2048, "topk": 8, "E": 128, "tp": tp, "ep": ep, "T": t, "seconds": s}
+                         for (tp, ep), times in blocks.items() for t, s in zip((16, 256), times)])
+    flagged = {(tp, ep) for tp, ep, bad in zip(rows["tp"], rows["ep"], work_inverted(rows)) if bad}
+    assert flagged == {(1, 2)}
+    # another model's block is never the reference: the same times under E = 64 leave (1, 2) alone
+    other = rows.assign(E=[64 if (tp, ep) == (1, 1) else 128 for tp, ep in zip(rows["tp"], rows["ep"])])
+    assert not work_inverted(other).any()

@@ -34,8 +34,8 @@ def test_lookup_by_name(name, preset):
 
 def test_unknown_name_lists_presets():
     """An unknown name is an error listing every preset."""
-    with pytest.raises(ValueError, match="known: A100_SXM_80GB, H100_SXM, H200_SXM, B200, MI300X, "
-                                         "TPU_V5E, TPU_V5P, TPU_V6E"):
+    with pytest.raises(ValueError, match="known: A100_SXM_80GB, H100_SXM, H200_SXM, B200, B300, GB200, "
+                                         "MI300X, TPU_V5E, TPU_V5P, TPU_V6E"):
         hardware.get("h800")
 
 

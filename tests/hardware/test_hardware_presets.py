@@ -139,6 +139,33 @@ def test_h200_and_b200_are_the_datasheet_chips():
     assert b200.scale_out_bandwidth == 50 * GIGA  # [DGX-POD] 400 Gb/s / 8 bits
 
 
+def test_b300_and_gb200_take_aiconfigurators_system_figures():
+    """[AIC-B300] aiconfigurator-core 0.12.0 systems/b300_sxm.yaml: bf16 2,250 TFLOPS, fp8 4,500, int8
+    153.5, fp4 14,000 (dense; NVIDIA's Blackwell Ultra announcement says 15,000), 7.75 TB/s (HGX B300's
+    62 TB/s / 8), mem_capacity 288,400,343,040 B (275,040 MiB, nvidia-smi), NVLink 900 GB/s and 100 GB/s
+    scale-out per GPU, 8 GPUs a node. [AIC-GB200] systems/gb200.yaml: bf16 2,500, fp8 and int8 5,000,
+    fp4 10,000 TFLOPS, 8 TB/s, 198,674,743,296 B (189,471 MiB), 72 GPUs on NVLink a rack."""
+    b300 = hardware.get("b300")
+    assert b300.peak("bf16") == b300.peak("fp16") == 2_250 * TERA
+    assert b300.peak("fp8_e4m3") == b300.peak("mxfp8") == 4_500 * TERA
+    assert b300.peak("int8") == 153_500 * GIGA  # 307 TOPS sparse / 2
+    assert b300.peak("nvfp4") == b300.peak("mxfp4") == 14 * PETA
+    assert b300.hbm_capacity == 275_040 * 2**20 == 288_400_343_040
+    assert b300.hbm_bandwidth == 62 * TERA // 8  # 7.75 TB/s
+    assert b300.scale_up_bandwidth == 900 * GIGA and b300.scale_up_domain == 8
+    assert b300.scale_out_bandwidth == 100 * GIGA  # 800 Gb/s / 8 bits
+    gb200 = hardware.get("gb200")
+    assert gb200.peak("bf16") == 2_500 * TERA and gb200.peak("fp8_e4m3") == gb200.peak("int8") == 5 * PETA
+    assert gb200.peak("nvfp4") == 10 * PETA
+    assert gb200.hbm_capacity == 189_471 * 2**20 == 198_674_743_296
+    assert gb200.hbm_bandwidth == 8 * TERA
+    assert gb200.scale_up_bandwidth == 900 * GIGA and gb200.scale_up_domain == 72
+    # neither yaml lists a tf32 rate: the presets have none rather than a guess
+    for chip in (b300, gb200):
+        with pytest.raises(Exception, match="no peak FLOP/s for tf32"):
+            chip.peak("tf32")
+
+
 def test_mi300x_is_the_datasheet_chip():
     """[MI300-ROCm] MI300X dense peaks: 1307.4 TFLOPS fp16/bf16, 2614.9 fp8 and int8, 653.7 tf32, 163.4
     fp32 (matrix and vector), 5.3 TB/s, 304 CUs, 8 GPUs fully connected by 7 Infinity Fabric links;

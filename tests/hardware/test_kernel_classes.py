@@ -202,6 +202,25 @@ def test_custom_all_reduce_one_shot_two_shot_switch():
     assert "custom" not in collective_algorithms(Collective("all_reduce", "tp", 16, 10**6, span=16), CHIP)
 
 
+def test_custom_all_reduce_per_peer_latency_and_two_shot_synchronisation():
+    """Each peer adds 0.5 us to both forms (one flag per peer), the two-shot has its own 10 us
+    (two barriers and the second phase) instead of 2 * 3 us. Over 8 chips at 100 GB/s * 1/2:
+    one-shot 3 + 7 * 0.5 = 6.5 us + 7 M / 5e10; two-shot 10 + 3.5 = 13.5 us + 1.75 M / 5e10; NCCL's
+    ring 24 us + 1.75 M / 1e11, LL 12 us + 1.75 M / 2.5e10. At 16 KB the one-shot wins (6.5 + 2.29 =
+    8.79 us); at 400 kB the two-shot (13.5 + 14 = 27.5 us, one-shot 62.5, ring 31); they cross at
+    7 us = 5.25 M / 5e10, M = 66,667 B. Over 2 chips one peer: 3.5 us + M / 5e10."""
+    chip = CHIP.with_efficiency(custom_allreduce_peer_latency=US / 2, custom_allreduce_two_shot_latency=10 * US)
+    small, mid = Collective("all_reduce", "tp", 8, 16384), Collective("all_reduce", "tp", 8, 400000)
+    assert collective_time(small, chip) == Fraction(13, 2) * US + Fraction(7 * 16384, 5 * 10**10)
+    assert collective_time(mid, chip) == Fraction(27, 2) * US + Fraction(7 * 400000, 4 * 5 * 10**10)
+    algorithms = collective_algorithms(mid, chip)
+    assert algorithms["custom"] == Fraction(125, 2) * US and algorithms["ring"] == 31 * US
+    pair = Collective("all_reduce", "tp", 2, 16384)
+    assert collective_time(pair, chip) == Fraction(7, 2) * US + Fraction(16384, 5 * 10**10)
+    # unset, the two-shot synchronises twice the one-shot's (the earlier form), no per-peer time
+    assert CHIP.custom_allreduce_peer_latency == 0 and CHIP.custom_allreduce_two_shot_latency is None
+
+
 def test_engine_profiles_set_their_own_chip_fields():
     """A profile's per-chip fields apply under it and leave with it (tensorrt-llm's custom
     all-reduce terms on the H100, fitted on its 1.3.0rc20 table; the neutral profile has none)."""

@@ -171,11 +171,12 @@ def test_group_of_one_costs_nothing_with_every_algorithm():
 
 
 def test_nvls_only_on_chips_with_nvlink_sharp_and_binding_stays_exact():
-    """NVLink SHARP on H100, H200, B200 (NVSwitch 3+), not on A100, MI300X or TPUs; the realistic
+    """NVLink SHARP on H100, H200, B200, B300, GB200 (NVSwitch 3+), not on A100, MI300X or TPUs; the realistic
     symbolic chip binds to each preset exactly (an algorithm a chip lacks binds to oo and loses)."""
     c = Collective("all_reduce", "tp", 8, 10**7)
     has = {name: "nvls" in collective_algorithms(c, hardware.get(name)) for name in hardware.PRESETS}
-    assert has == {"A100_SXM_80GB": False, "H100_SXM": True, "H200_SXM": True, "B200": True, "MI300X": False,
+    assert has == {"A100_SXM_80GB": False, "H100_SXM": True, "H200_SXM": True, "B200": True, "B300": True,
+                   "GB200": True, "MI300X": False,
                    "TPU_V5E": False, "TPU_V5P": False, "TPU_V6E": False}
     symbolic = Hardware.symbolic(realistic=True)
     for kind, n, span in (("all_reduce", 8, 8), ("all_reduce", 32, 256), ("all_gather", 4, 4), ("p2p", 2, 16)):

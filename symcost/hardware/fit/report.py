@@ -134,8 +134,8 @@ VERSION_PAIRS: tuple[tuple[str, str, str, str, str], ...] = (
 
 def version_table() -> str:
     """Markdown: collectives fitted on one backend version, predicting the next one's table."""
-    from . import _NCCL_FIELDS, _NVLS_FIELDS, CUSTOM_ALLREDUCE_START, all_to_all_family, nccl_family
-    from .families import collective_family, fit
+    from . import _NCCL_FIELDS, _NVLS_FIELDS, all_to_all_family, engine_allreduce_family, nccl_family
+    from .families import fit
 
     lines = ["| backend | GPU | fitted on | predicts | rows | median ratio | mean abs error | next version's own fit |",
              "|---|---|---|---|---:|---:|---:|---:|"]
@@ -158,8 +158,7 @@ def version_table() -> str:
         else:
             engine = {"trtllm": "tensorrt-llm", "vllm": "vllm", "sglang": "sglang"}[backend]
             fixed = {k: Fraction(str(getattr(preset, k))) for k in _NCCL_FIELDS + (_NVLS_FIELDS if nvls else ())}
-            old_family, new_family = (collective_family(gpu, t, ("all_reduce",), CUSTOM_ALLREDUCE_START, fixed, engine)
-                                      for t in (before, after))
+            old_family, new_family = (engine_allreduce_family(gpu, t, fixed, engine) for t in (before, after))
             pairs = [(backend, old_family, new_family, {})]
         for label, old_family, new_family, own_fixed in pairs:
             ratios = predict(new_family, preset, fit(old_family, preset).values)

@@ -28,7 +28,7 @@ PACKAGE = "aiconfigurator-core"
 """The distribution that ships the tables."""
 
 CHIPS: dict[str, str] = {"a100_sxm": "A100_SXM_80GB", "h100_sxm": "H100_SXM", "h200_sxm": "H200_SXM",
-                         "b200_sxm": "B200"}
+                         "b200_sxm": "B200", "b300_sxm": "B300", "gb200": "GB200"}
 """AIConfigurator's GPU folder -> the symcost preset its tables are fitted for."""
 
 
