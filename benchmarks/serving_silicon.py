@@ -21,8 +21,8 @@ profile's token budget, memory fraction and rule and KV block size for the chip,
 16384 tokens on B200). A run's measured TTFT is a mean over its requests, the first ``c`` sent at
 once to an idle engine: it is compared with :meth:`~symcost.plan.serving.ServingCurve.benchmark_ttft`,
 the first wave counted once in 10 requests per client (AIConfigurator's harness; the file does not
-give its runs' request counts), with the first wave and the steady state beside it. Beside them the static batch the issue
-measured first: TTFT the prefill of ``c`` prompts, TPOT one decode step of ``c`` sequences at the
+give its runs' request counts), with the first wave and the steady state beside it. Beside them
+the static batch the issue measured first: TTFT the prefill of ``c`` prompts, TPOT one decode step of ``c`` sequences at the
 mean context (``inference_step``). A ratio is symcost's over the measured value.
 """
 
@@ -219,7 +219,8 @@ def summary_table(rows: Sequence[Row], key: Any, names: Sequence[str]) -> str:
     for k in sorted(groups, key=_sort_key):
         g = groups[k]
         cells = [_stats([r.tpot / r.run.tpot for r in g]), _stats([r.static_tpot / r.run.tpot for r in g]),
-                 _stats([r.benchmark / r.run.ttft for r in g]), _stats([r.first_wave / r.run.ttft for r in g]), _stats([r.ttft / r.run.ttft for r in g]),
+                 _stats([r.benchmark / r.run.ttft for r in g]), _stats([r.first_wave / r.run.ttft for r in g]),
+                 _stats([r.ttft / r.run.ttft for r in g]),
                  _stats([r.static_ttft / r.run.ttft for r in g])]
         lines.append("| " + " | ".join(map(str, k)) + f" | {len(g)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

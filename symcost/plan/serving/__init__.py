@@ -17,6 +17,6 @@ from .steps import EngineSteps as EngineSteps
 from .steps import engine_steps as engine_steps
 from .workload import Workload as Workload
 
-__all__ = ["BENCHMARK_WAVES", "DEFAULT_MEMORY_FRACTION", "DEFAULT_TOKEN_BUDGET", "Deployment", "DeploymentPlan", "EngineSteps",
-           "ServingCurve", "ServingMemory", "ServingPoint", "Workload", "continuous_batching", "engine_steps",
+__all__ = ["BENCHMARK_WAVES", "DEFAULT_MEMORY_FRACTION", "DEFAULT_TOKEN_BUDGET", "Deployment", "DeploymentPlan",
+           "EngineSteps", "ServingCurve", "ServingMemory", "ServingPoint", "Workload", "continuous_batching", "engine_steps",
            "plan_deployment", "serving_curve"]

@@ -96,8 +96,8 @@ from .queueing import PERCENTILES, md1_wait_quantile
 from .steps import EngineSteps, engine_steps
 from .workload import Workload, exact_number
 
-__all__ = ["BENCHMARK_WAVES", "DEFAULT_MEMORY_FRACTION", "DEFAULT_TOKEN_BUDGET", "SEPARATE_PREFILL", "EngineDefaults", "ServingCurve",
-           "ServingMemory", "ServingPoint", "continuous_batching", "engine_defaults", "serving_curve"]
+__all__ = ["BENCHMARK_WAVES", "DEFAULT_MEMORY_FRACTION", "DEFAULT_TOKEN_BUDGET", "SEPARATE_PREFILL", "EngineDefaults",
+           "ServingCurve", "ServingMemory", "ServingPoint", "continuous_batching", "engine_defaults", "serving_curve"]
 
 DEFAULT_TOKEN_BUDGET = 8192
 """Tokens per engine step (``max_num_batched_tokens``) under a profile that sets none (``neutral``):
