@@ -22,8 +22,8 @@ profile's token budget, memory fraction and rule and KV block size for the chip,
 once to an idle engine: it is compared with :meth:`~symcost.plan.serving.ServingCurve.benchmark_ttft`,
 the first wave counted once in 10 requests per client (AIConfigurator's harness; the file does not
 give its runs' request counts), with the first wave and the steady state beside it. Beside them
-the static batch the issue measured first: TTFT the prefill of ``c`` prompts, TPOT one decode step of ``c`` sequences at the
-mean context (``inference_step``). A ratio is symcost's over the measured value.
+the static batch the issue measured first: TTFT the prefill of ``c`` prompts, TPOT one decode
+step of ``c`` sequences at the mean context (``inference_step``). A ratio is symcost's over the measured value.
 """
 
 from __future__ import annotations

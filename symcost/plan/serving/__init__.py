@@ -18,5 +18,5 @@ from .steps import engine_steps as engine_steps
 from .workload import Workload as Workload
 
 __all__ = ["BENCHMARK_WAVES", "DEFAULT_MEMORY_FRACTION", "DEFAULT_TOKEN_BUDGET", "Deployment", "DeploymentPlan",
-           "EngineSteps", "ServingCurve", "ServingMemory", "ServingPoint", "Workload", "continuous_batching", "engine_steps",
-           "plan_deployment", "serving_curve"]
+           "EngineSteps", "ServingCurve", "ServingMemory", "ServingPoint", "Workload", "continuous_batching",
+           "engine_steps", "plan_deployment", "serving_curve"]
