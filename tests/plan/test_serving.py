@@ -16,6 +16,7 @@ from symcost.errors import ConfigError
 from symcost.hardware import Hardware, Runtime
 from symcost.hardware.timing import op_time
 from symcost.plan.serving import Workload, continuous_batching, engine_steps, serving_curve
+from symcost.plan.serving.queueing import md1_wait_quantile
 
 US = Fraction(1, 10**6)
 
@@ -333,6 +334,26 @@ def test_an_arrival_rate_runs_the_fewest_requests_that_keep_up_and_queues_md1():
     assert point.tpot == c.at(n).tpot and point.request_rate == lam
     assert point.tokens_per_second_per_gpu == 8 * lam
     assert c.at_rate(peak).ttft == sp.oo and c.at_rate(2 * peak).regime == "overloaded"
+
+
+def test_an_arrival_rate_on_an_engine_that_alternates_has_no_burst():
+    """Poisson arrivals come one by one, whatever the engine's cycle: no burst forms (the closed
+    loop's bursts come from requests ending together and their clients sending at once). At the
+    rate the closed loop of 20 reaches, 20 run (test_alternating_schedule_by_hand: m = 5/2 prefill
+    steps per cycle); a prompt waits for admission (M/D/1) and is prefilled in one step of
+    tau_pre, and every decoding request sees all m - 1 other prefill steps of the cycle:
+    TTFT = tau_pre + wait, TPOT = (7 tau_dec + 3/2 tau_pre)/7; the throughput is the closed loop's."""
+    c = curve(mixed=False)
+    tau_pre = TINY.inference_step(ROUND, 8, 5).ttft
+    tau_dec = TINY.inference_step(ROUND, 20, 9).tpot
+    lam = c.at(20).request_rate
+    point = c.at_rate(lam)
+    peak = c.at(c.running_limit).request_rate
+    rho = lam / peak
+    assert point.running == 20 and point.regime == "alternating"
+    assert point.ttft == tau_pre + rho / (2 * peak * (1 - rho))
+    assert point.tpot == (7 * tau_dec + sp.Rational(3, 2) * tau_pre) / 7
+    assert point.ttft_percentiles[50] == tau_pre + md1_wait_quantile(lam, 1 / peak, sp.Rational(1, 2))
 
 
 def test_a_mix_of_lengths():

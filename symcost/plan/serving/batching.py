@@ -67,7 +67,9 @@ At an arrival rate ``lambda`` (Poisson; an open loop) the running requests are t
 closed-loop throughput reaches ``lambda`` (mean-value analysis), and a prompt also queues for
 admission as in an M/D/1 queue served at the engine's peak throughput ``X_max``: mean wait
 ``rho/(2 X_max (1 - rho))``, ``rho = lambda/X_max`` (Pollaczek-Khinchine with a deterministic
-service time).
+service time). Arrivals one by one form no burst: on an engine that alternates the prompt is
+prefilled in its own step and every decoding request sees the cycle's other prefill steps
+(``TTFT = own tau_pre``, ``TPOT = (D tau_dec + (m - own) tau_pre)/D``).
 
 NB: a mean-field steady state: every step of a regime alike, lengths at their mean (a mix's
 spread enters only ``K`` and the KV bound); the prefill-emitted first token counts in TTFT, not in
@@ -697,7 +699,7 @@ class ServingCurve:
             return dataclasses.replace(peak, concurrency=None, rate=lam, regime="overloaded", ttft=sp.oo,
                                        first_wave_ttft=None, ttft_percentiles={p: sp.oo for p in PERCENTILES},
                                        queue="open loop: the arrivals exceed the engine's peak throughput")
-        point = self.at(self._running(lam))
+        point = self._unsynchronized(self.at(self._running(lam)))
         rho = lam / peak.request_rate
         wait = rho / (2 * peak.request_rate * (1 - rho))
         tokens = lam * self.workload.output_len
@@ -709,6 +711,21 @@ class ServingCurve:
                                    tokens_per_second_per_gpu=exact_value(tokens / self.chips),
                                    queue="open loop: M/D/1 admission at the engine's peak throughput X_max, mean "
                                          "wait rho/(2 X_max (1 - rho))")
+
+    def _unsynchronized(self, point: ServingPoint) -> ServingPoint:
+        """``point`` where arrivals come one by one (an open loop): on an engine that alternates no
+        burst forms, so a prompt is prefilled in its own ``own = max(1, I/T)`` steps and every
+        decoding request sees the cycle's other ``m - own`` prefill steps: ``TTFT = own tau_pre``,
+        ``TPOT = (D tau_dec + (m - own) tau_pre)/D``, ``m = u I/T`` (the throughput is the closed
+        loop's); any other engine or regime as it is."""
+        if self.mixed or point.regime != "alternating":
+            return point
+        load, stages = self.engine.load, self.engine.stages
+        per = point.concurrency if stages == 1 else max(sp.Integer(1), point.concurrency / stages)
+        own, m = max(sp.Integer(1), load.prompt / load.budget), per * load.prompt / load.budget
+        tpot = exact_value((load.decode * point.decode_step + (m - own) * point.prefill_step) / load.decode)
+        return dataclasses.replace(point, ttft=exact_value(own * point.prefill_step), tpot=tpot,
+                                   tokens_per_second_per_user=exact_value(1 / tpot))
 
     def _running(self, rate: Any) -> int:
         """The fewest requests (1 .. running_limit) whose throughput reaches ``rate``: located in
