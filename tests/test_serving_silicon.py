@@ -66,9 +66,11 @@ def test_the_tables_by_hand():
     have median 1 and mean |ln| 2 ln 2 / 3 = 0.46."""
     bench = _load()
     run = bench.Run("m", "H100_SXM", "vllm", "0", "bf16", 1, 100, 10, 3, 1.0, 1.0)
-    rows = [bench.Row(run, x, x, x, x, "interleaved", x) for x in (0.5, 1.0, 2.0)]
+    rows = [bench.Row(run, x, x, x, x, "interleaved", x, x) for x in (0.5, 1.0, 2.0)]
     table = bench.summary_table(rows, lambda r: ("all",), ("runs",))
-    assert table.splitlines()[-1] == "| all | 3 | 1.00 (0.46) | 1.00 (0.46) | 1.00 (0.46) | 1.00 (0.46) | 1.00 (0.46) |"
+    assert table.splitlines()[0].endswith("| TPOT | static TPOT | TTFT | TTFT first wave | TTFT steady | static TTFT |")
+    assert table.splitlines()[-1] == ("| all | 3 | 1.00 (0.46) | 1.00 (0.46) | 1.00 (0.46) | 1.00 (0.46) | 1.00 (0.46) "
+                                      "| 1.00 (0.46) |")
     assert bench._bucket(3) == "1-4" and bench._bucket(64) == "17-64" and bench._bucket(512) == "129-512"
 
 
@@ -86,3 +88,5 @@ def test_the_runs_read_and_one_estimate():
     [row] = out.rows
     assert min(row.ttft, row.tpot, row.first_wave, row.static_ttft, row.static_tpot) > 0
     assert row.first_wave >= row.ttft  # the first wave queues; the steady state does not
+    # the benchmark's mean: the first wave once in 10 requests per client (AIConfigurator's harness)
+    assert row.benchmark == pytest.approx((row.first_wave + 9 * row.ttft) / 10)

@@ -16,6 +16,7 @@ from symcost.errors import ConfigError
 from symcost.hardware import Hardware, Runtime
 from symcost.hardware.timing import op_time
 from symcost.plan.serving import Workload, continuous_batching, engine_steps, serving_curve
+from symcost.plan.serving.queueing import md1_wait_quantile
 
 US = Fraction(1, 10**6)
 
@@ -210,20 +211,40 @@ def test_one_long_prompt_is_close_to_the_static_chunked_prefill():
 
 
 def test_alternating_schedule_by_hand():
-    """Steps carry prefill or decode, never both (SGLang's default, ``mixed=False``). c = 20 > T/I
-    = 8: a prefill step holds 8 prompts of 5 (the decoders wait), m = c I/T = 5/2 prefill steps
-    per cycle of m + D steps: TPOT = (7 tau_dec + (m - 1) tau_pre)/7, TTFT = tau_pre,
-    X = 20/(m tau_pre + 7 tau_dec)."""
+    """Steps carry prefill or decode, never both (SGLang's default, ``mixed=False``), prefill first
+    while prompts wait. c = 20 > T/I = 8: a prefill step holds 8 prompts of 5 (the decoders wait),
+    m = c I/T = 5/2 prefill steps per cycle of m + D steps, X = 20/(m tau_pre + 7 tau_dec). The
+    decoders advance together, so requests that start in one cycle end in one step and the next
+    cycle's prompts arrive together: every cycle is a burst of m prefill steps before the decodes.
+    The request whose prompt ends in the k-th of them waits k steps, (m + 1)/2 = 7/4 on average
+    (the prompts laid end to end over the m steps), and then the m - k later prefill steps before
+    its decode: TTFT = 7/4 tau_pre, TPOT = (7 tau_dec + (m - 1)/2 tau_pre)/7 = (7 tau_dec + 3/4
+    tau_pre)/7 (Little's law: TTFT + 7 TPOT = m tau_pre + 7 tau_dec = 20/X)."""
     c = curve(mixed=False)
     tau_pre = TINY.inference_step(ROUND, 8, 5).ttft
     tau_dec = TINY.inference_step(ROUND, 20, 9).tpot
     point = c.at(20)
     assert point.regime == "alternating"
-    assert point.tpot == (7 * tau_dec + sp.Rational(3, 2) * tau_pre) / 7
-    assert point.ttft == tau_pre
+    assert point.tpot == (7 * tau_dec + sp.Rational(3, 4) * tau_pre) / 7
+    assert point.ttft == point.first_wave_ttft == sp.Rational(7, 4) * tau_pre
     assert point.request_rate == 20 / (sp.Rational(5, 2) * tau_pre + 7 * tau_dec)
     sglang = serving_curve(LLAMA, hardware.get("H100_SXM").with_runtime("sglang"), (1024, 130))
     assert sglang.mixed is False and [name for name, _ in sglang.regimes][:2] == ["synchronized", "alternating"]
+
+
+def test_alternating_burst_with_chunked_prompts_by_hand():
+    """Prompts of I = 80 = 2 T on an engine that alternates (T = 40): each prompt takes own = 2
+    prefill steps; c = 3 fill m = 3 x 80/40 = 6 per cycle, the j-th prompt ending in step 2 j:
+    TTFT = (2 + 4 + 6)/3 = 4 = (m + own)/2 steps of 40 prompt tokens (a chunk of 40 after 20
+    earlier keys on average), TPOT = (7 tau_dec + (m - own)/2 tau_pre)/7 = (7 tau_dec + 2 tau_pre)/7."""
+    c = curve(workload=(80, 8), mixed=False)
+    point = c.at(3)
+    tau_pre = point.prefill_step
+    tau_dec = TINY.inference_step(ROUND, 3, 84).tpot
+    assert point.regime == "alternating"
+    assert tau_pre == engine_steps(TINY, ROUND).mixed(0, 0, 1, 40, 20, logits=sp.Rational(1, 2))
+    assert point.ttft == 4 * tau_pre
+    assert point.tpot == (7 * tau_dec + 2 * tau_pre) / 7
 
 
 def test_pipeline_stages_run_micro_batches():
@@ -250,9 +271,29 @@ def test_first_wave_by_hand():
     assert four.first_wave_ttft == four.ttft == TINY.inference_step(ROUND, 4, 5).ttft
     tau = engine_steps(TINY, ROUND).mixed(10, 6, 6, 5, 0, logits=16)
     assert c.at(20).first_wave_ttft == sp.Rational(9, 4) * tau
-    # steps alternating prefill and decode: Q = T = 40, no decode tokens beside
+    # steps alternating prefill and decode: every cycle is such a burst (its test above)
     alt = curve(mixed=False).at(20)
-    assert alt.first_wave_ttft == (sp.Rational(21 * 5, 80) + sp.Rational(1, 2)) * TINY.inference_step(ROUND, 8, 5).ttft
+    assert alt.first_wave_ttft == alt.ttft == sp.Rational(7, 4) * TINY.inference_step(ROUND, 8, 5).ttft
+
+
+def test_benchmark_ttft_by_hand():
+    """A benchmark at concurrency c from an idle engine: c clients send `waves` requests each, the
+    first c at once (the first wave), the others into the steady state; its mean TTFT is
+    (first wave + (waves - 1) steady)/waves. c = 20 (the interleaved regime): first wave 9/4 tau
+    (test_first_wave_by_hand), steady one mixed step tau_mix; 10 waves (AIConfigurator's harness,
+    10 c requests): (9/4 tau + 9 tau_mix)/10. An engine that alternates: every cycle a burst, the
+    mean is the burst's whatever the waves."""
+    c = curve()
+    tau = engine_steps(TINY, ROUND).mixed(10, 6, 6, 5, 0, logits=16)
+    steady = c.at(20).ttft
+    assert c.benchmark_ttft(20) == (sp.Rational(9, 4) * tau + 9 * steady) / 10
+    assert c.benchmark_ttft(20, waves=1) == sp.Rational(9, 4) * tau
+    assert c.benchmark_ttft(4) == c.at(4).ttft  # synchronized: the first wave is the steady state
+    assert np.isclose(c.sweep([20.0]).benchmark_ttft[0], float((sp.Rational(9, 4) * tau + 9 * steady) / 10))
+    alt = curve(mixed=False)
+    assert alt.benchmark_ttft(20, waves=3) == alt.at(20).ttft
+    with pytest.raises(ConfigError, match="waves"):
+        c.benchmark_ttft(20, waves=0)
 
 
 # -- closed forms, sweeps, the open loop --------------------------------------------------------
@@ -293,6 +334,26 @@ def test_an_arrival_rate_runs_the_fewest_requests_that_keep_up_and_queues_md1():
     assert point.tpot == c.at(n).tpot and point.request_rate == lam
     assert point.tokens_per_second_per_gpu == 8 * lam
     assert c.at_rate(peak).ttft == sp.oo and c.at_rate(2 * peak).regime == "overloaded"
+
+
+def test_an_arrival_rate_on_an_engine_that_alternates_has_no_burst():
+    """Poisson arrivals come one by one, whatever the engine's cycle: no burst forms (the closed
+    loop's bursts come from requests ending together and their clients sending at once). At the
+    rate the closed loop of 20 reaches, 20 run (test_alternating_schedule_by_hand: m = 5/2 prefill
+    steps per cycle); a prompt waits for admission (M/D/1) and is prefilled in one step of
+    tau_pre, and every decoding request sees all m - 1 other prefill steps of the cycle:
+    TTFT = tau_pre + wait, TPOT = (7 tau_dec + 3/2 tau_pre)/7; the throughput is the closed loop's."""
+    c = curve(mixed=False)
+    tau_pre = TINY.inference_step(ROUND, 8, 5).ttft
+    tau_dec = TINY.inference_step(ROUND, 20, 9).tpot
+    lam = c.at(20).request_rate
+    point = c.at_rate(lam)
+    peak = c.at(c.running_limit).request_rate
+    rho = lam / peak
+    assert point.running == 20 and point.regime == "alternating"
+    assert point.ttft == tau_pre + rho / (2 * peak * (1 - rho))
+    assert point.tpot == (7 * tau_dec + sp.Rational(3, 2) * tau_pre) / 7
+    assert point.ttft_percentiles[50] == tau_pre + md1_wait_quantile(lam, 1 / peak, sp.Rational(1, 2))
 
 
 def test_a_mix_of_lengths():

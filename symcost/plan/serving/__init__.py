@@ -2,6 +2,7 @@
 :mod:`.steps`, the request mix in :mod:`.workload`) and the deployment search over layouts,
 concurrency, aggregated and disaggregated, with its Pareto front (:mod:`.deploy`)."""
 
+from .batching import BENCHMARK_WAVES as BENCHMARK_WAVES
 from .batching import DEFAULT_MEMORY_FRACTION as DEFAULT_MEMORY_FRACTION
 from .batching import DEFAULT_TOKEN_BUDGET as DEFAULT_TOKEN_BUDGET
 from .batching import ServingCurve as ServingCurve
@@ -16,6 +17,6 @@ from .steps import EngineSteps as EngineSteps
 from .steps import engine_steps as engine_steps
 from .workload import Workload as Workload
 
-__all__ = ["DEFAULT_MEMORY_FRACTION", "DEFAULT_TOKEN_BUDGET", "Deployment", "DeploymentPlan", "EngineSteps",
-           "ServingCurve", "ServingMemory", "ServingPoint", "Workload", "continuous_batching", "engine_steps",
-           "plan_deployment", "serving_curve"]
+__all__ = ["BENCHMARK_WAVES", "DEFAULT_MEMORY_FRACTION", "DEFAULT_TOKEN_BUDGET", "Deployment", "DeploymentPlan",
+           "EngineSteps", "ServingCurve", "ServingMemory", "ServingPoint", "Workload", "continuous_batching",
+           "engine_steps", "plan_deployment", "serving_curve"]

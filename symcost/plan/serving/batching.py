@@ -27,8 +27,15 @@ engine runs ``m`` steps that carry prefill and the others decode only:
   prefill and ``T D/(I + D)`` decode tokens, the throughput stays ``X = T/((I + D) tau_mix)`` and
   the others wait.
 - **alternating** (SGLang's default, no mixed steps): steps carry either prefill (``Q = min(c I, T)``
-  tokens, the decoders wait) or decode (``c`` tokens); ``m = c I/Q`` prefill steps per cycle,
-  ``TPOT = (D tau_dec + (m - 1) tau_pre)/D``.
+  tokens, the decoders wait) or decode (``c`` tokens), prefill first while prompts wait
+  (SGLang's ``Scheduler.get_next_batch_to_run`` runs a new prefill batch before the running
+  decode batch); ``m = c I/Q`` prefill steps per cycle. The decoders advance together, so the
+  requests that start in one cycle end in one step and the next cycle's prompts arrive together:
+  every cycle is a burst of ``m`` prefill steps (a prompt of ``own = max(1, I/T)`` steps), the
+  prompts laid end to end over them. A request waits ``(m + own)/2`` of them for its first token
+  on average (exact where ``m`` is whole, within 1/12 of a step between) and the other
+  ``(m - own)/2`` before its decode: ``TTFT = (m + own)/2 tau_pre``,
+  ``TPOT = (D tau_dec + (m - own)/2 tau_pre)/D``; the first wave is such a burst.
 
 KV capacity bounds the running requests: ``c_kv = floor(R/kv)``, with ``R`` the KV room the
 engine leaves on the fullest chip of HBM ``M`` holding weights ``W`` and the activations ``A`` of a
@@ -51,14 +58,18 @@ for the budget behind each other (``first_wave_ttft``): the prompts are served `
 step, ``Q = T - c/2`` beside the decode tokens of those served before (half of them on average;
 ``Q = T`` on an engine that alternates), so the ``j``-th gets its first token after
 ``ceil(j I/Q)`` steps, ``(c + 1) I/(2 Q) + 1/2`` on average; a synchronized batch's TTFT is its
-one step's. Measured mean TTFTs mix that first wave with the steady state's, in proportions the
-runs' lengths set.
+one step's. On an engine that mixes prefill and decode the requests then end in the steps they
+started in, staggered, and the steady state follows; on one that alternates every cycle is
+such a burst (above). A benchmark's mean TTFT counts the first wave once in ``waves`` requests
+per client (:meth:`ServingCurve.benchmark_ttft`, :data:`BENCHMARK_WAVES`).
 
 At an arrival rate ``lambda`` (Poisson; an open loop) the running requests are the fewest whose
 closed-loop throughput reaches ``lambda`` (mean-value analysis), and a prompt also queues for
 admission as in an M/D/1 queue served at the engine's peak throughput ``X_max``: mean wait
 ``rho/(2 X_max (1 - rho))``, ``rho = lambda/X_max`` (Pollaczek-Khinchine with a deterministic
-service time).
+service time). Arrivals one by one form no burst: on an engine that alternates the prompt is
+prefilled in its own step and every decoding request sees the cycle's other prefill steps
+(``TTFT = own tau_pre``, ``TPOT = (D tau_dec + (m - own) tau_pre)/D``).
 
 NB: a mean-field steady state: every step of a regime alike, lengths at their mean (a mix's
 spread enters only ``K`` and the KV bound); the prefill-emitted first token counts in TTFT, not in
@@ -87,8 +98,8 @@ from .queueing import PERCENTILES, md1_wait_quantile
 from .steps import EngineSteps, engine_steps
 from .workload import Workload, exact_number
 
-__all__ = ["DEFAULT_MEMORY_FRACTION", "DEFAULT_TOKEN_BUDGET", "SEPARATE_PREFILL", "EngineDefaults", "ServingCurve",
-           "ServingMemory", "ServingPoint", "continuous_batching", "engine_defaults", "serving_curve"]
+__all__ = ["BENCHMARK_WAVES", "DEFAULT_MEMORY_FRACTION", "DEFAULT_TOKEN_BUDGET", "SEPARATE_PREFILL", "EngineDefaults",
+           "ServingCurve", "ServingMemory", "ServingPoint", "continuous_batching", "engine_defaults", "serving_curve"]
 
 DEFAULT_TOKEN_BUDGET = 8192
 """Tokens per engine step (``max_num_batched_tokens``) under a profile that sets none (``neutral``):
@@ -101,6 +112,14 @@ DEFAULT_MEMORY_FRACTION = sp.Rational(9, 10)
 """Share of HBM the engine may fill (weights, activations, KV cache) under a profile that sets
 none: vLLM's ``gpu_memory_utilization`` default 0.9 (``vllm/config/cache.py``). The named profiles
 carry their own fraction and how it is counted (``serving.memory_fraction``, ``memory_rule``)."""
+
+BENCHMARK_WAVES = 10
+"""Requests each client of a benchmark at a fixed concurrency sends, by default (``waves`` of
+:meth:`ServingCurve.benchmark_ttft`): AIConfigurator's serving benchmark runs genai-perf with
+``--request-count 10 c`` and ``--warmup-request-count 2 c`` at concurrency ``c``
+(``aiconfigurator/eval/benchmarks/genai_perf_runner.py``); the profiled requests start from an
+idle engine, as AIPerf (genai-perf's successor, Dynamo's benchmark client) waits for every warmup
+response before it profiles (``docs/tutorials/warmup.md``, "Grace Period")."""
 
 SEPARATE_PREFILL = frozenset({"sglang"})
 """Engine backends whose steps carry prefill or decode, never both: SGLang unless
@@ -231,11 +250,14 @@ def _alternating_regimes(steps: EngineSteps, load: _Load, u: sp.Symbol, only: Op
     if only is None or "alternating" in only:
         length = min(T, isl)
         prefill = steps.mixed(0, 0, T / length, length, (isl - length) / 2, logits=T / isl)
-        # a prefill step emits no decode token: the cycle is m prefill steps and D decode steps
+        # a prefill step emits no decode token: the cycle is m prefill steps and D decode steps,
+        # the m in a burst (prefill first, the decoders in step): (m + own)/2 of them before the
+        # first token on average, the other (m - own)/2 stalls of the decode (the module's docstring)
         own, m = max(1, isl / T), u * isl / T
-        tpot = (D * decode + (m - own) * prefill) / D
+        burst = (m + own) / 2 * prefill
+        tpot = (D * decode + (m - own) / 2 * prefill) / D
         throughput = u / (m * prefill + D * decode)
-        regimes.append(_Regime("alternating", sp.oo, own * prefill, tpot, throughput, prefill, decode, u))
+        regimes.append(_Regime("alternating", sp.oo, burst, tpot, throughput, prefill, decode, u, burst))
     return regimes
 
 
@@ -291,14 +313,15 @@ def _first_wave(steps: EngineSteps, load: _Load, regimes: list[_Regime], u: sp.S
     least half the budget; none and ``Q = T`` without mixed steps), the ``j``-th served after
     ``ceil(j I/Q)`` steps, on average ``(u + 1) I/(2 Q) + 1/2`` (the module's docstring)."""
     isl, T = load.prompt, load.budget
-    if all(r.name == "synchronized" for r in regimes):
-        return [dataclasses.replace(r, first_wave=r.ttft) for r in regimes]
+    if all(r.name == "synchronized" or r.first_wave is not None for r in regimes):
+        return [r if r.first_wave is not None else dataclasses.replace(r, first_wave=r.ttft) for r in regimes]
     decoders = _least(u / 2, T / 2) if mixed else 0
     prefill = T - decoders
     length = _least(prefill, isl)
     step = steps.mixed(decoders, isl + 1, prefill / length, length, (isl - length) / 2, logits=decoders + prefill / isl)
     burst = ((u + 1) * isl / prefill + 1) / 2 * step
-    return [dataclasses.replace(r, first_wave=r.ttft if r.name == "synchronized" else burst) for r in regimes]
+    return [r if r.first_wave is not None else
+            dataclasses.replace(r, first_wave=r.ttft if r.name == "synchronized" else burst) for r in regimes]
 
 
 def _piecewise(regimes: list[_Regime], field: str, u: sp.Symbol) -> Any:
@@ -630,6 +653,26 @@ class ServingCurve:
                             queue="closed loop: TTFT = c/X - D TPOT (Little's law)",
                             **{k: exact_value(sp.sympify(v)) for k, v in value.items()})
 
+    def benchmark_ttft(self, concurrency: Any, waves: Any = BENCHMARK_WAVES) -> Any:
+        """The mean TTFT a benchmark measures at ``concurrency`` clients that each send ``waves``
+        requests in turn to an idle engine (:data:`BENCHMARK_WAVES` by default): the first ``c``
+        arrive together (``first_wave_ttft``), the others in the steady state (``ttft``), so
+
+            TTFT_bench = (first_wave + (waves - 1) ttft)/waves,
+
+        exactly; an engine that alternates repeats the burst every cycle (the module's docstring),
+        so there both are the burst's.
+
+        >>> from symcost import models
+        >>> curve = serving_curve(models.get("llama-3-8b"), "H100_SXM", (2048, 128))
+        >>> p = curve.at(64)
+        >>> curve.benchmark_ttft(64) == (p.first_wave_ttft + 9 * p.ttft) / 10
+        True
+        """
+        n = _waves(waves)
+        p = self.at(concurrency)
+        return exact_value((p.first_wave_ttft + (n - 1) * p.ttft) / n)
+
     def sweep(self, concurrency: Any) -> Any:
         """The curve's quantities in float64 over an array of concurrencies (a
         :class:`~symcost.core.sweep.SweepResult`; ``to_pandas()`` gives a table): each regime on
@@ -641,7 +684,8 @@ class ServingCurve:
         tokens = f["throughput"] * float(self.workload.output_len)
         arrays = {"ttft": f["ttft"], "tpot": f["tpot"], "request_rate": f["throughput"], "tokens_per_second": tokens,
                   "tokens_per_second_per_gpu": tokens / self.chips, "tokens_per_second_per_user": 1 / f["tpot"],
-                  "first_wave_ttft": f["first_wave"], "running": f["running"]}
+                  "first_wave_ttft": f["first_wave"], "running": f["running"],
+                  "benchmark_ttft": (f["first_wave"] + (BENCHMARK_WAVES - 1) * f["ttft"]) / BENCHMARK_WAVES}
         return SweepResult(arrays, {"concurrency": concurrency})
 
     def at_rate(self, rate: Any) -> ServingPoint:
@@ -655,7 +699,7 @@ class ServingCurve:
             return dataclasses.replace(peak, concurrency=None, rate=lam, regime="overloaded", ttft=sp.oo,
                                        first_wave_ttft=None, ttft_percentiles={p: sp.oo for p in PERCENTILES},
                                        queue="open loop: the arrivals exceed the engine's peak throughput")
-        point = self.at(self._running(lam))
+        point = self._unsynchronized(self.at(self._running(lam)))
         rho = lam / peak.request_rate
         wait = rho / (2 * peak.request_rate * (1 - rho))
         tokens = lam * self.workload.output_len
@@ -667,6 +711,21 @@ class ServingCurve:
                                    tokens_per_second_per_gpu=exact_value(tokens / self.chips),
                                    queue="open loop: M/D/1 admission at the engine's peak throughput X_max, mean "
                                          "wait rho/(2 X_max (1 - rho))")
+
+    def _unsynchronized(self, point: ServingPoint) -> ServingPoint:
+        """``point`` where arrivals come one by one (an open loop): on an engine that alternates no
+        burst forms, so a prompt is prefilled in its own ``own = max(1, I/T)`` steps and every
+        decoding request sees the cycle's other ``m - own`` prefill steps: ``TTFT = own tau_pre``,
+        ``TPOT = (D tau_dec + (m - own) tau_pre)/D``, ``m = u I/T`` (the throughput is the closed
+        loop's); any other engine or regime as it is."""
+        if self.mixed or point.regime != "alternating":
+            return point
+        load, stages = self.engine.load, self.engine.stages
+        per = point.concurrency if stages == 1 else max(sp.Integer(1), point.concurrency / stages)
+        own, m = max(sp.Integer(1), load.prompt / load.budget), per * load.prompt / load.budget
+        tpot = exact_value((load.decode * point.decode_step + (m - own) * point.prefill_step) / load.decode)
+        return dataclasses.replace(point, ttft=exact_value(own * point.prefill_step), tpot=tpot,
+                                   tokens_per_second_per_user=exact_value(1 / tpot))
 
     def _running(self, rate: Any) -> int:
         """The fewest requests (1 .. running_limit) whose throughput reaches ``rate``: located in
@@ -722,6 +781,12 @@ def serving_curve(model: Model, hardware: Hardware | str, workload: Workload | t
                     else (seqs, "max-seqs"))
     return ServingCurve(model, chip, steps, load, budget, fraction, batched, memory, chips, seqs,
                         _Engine(steps, means, batched, limit, bound, stages))
+
+
+def _waves(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, sp.Integer)) or int(value) < 1:
+        raise ConfigError(f"waves must be a positive whole number of requests per client, got {value!r}")
+    return int(value)
 
 
 def _budget(value: Any) -> int:
