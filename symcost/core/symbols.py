@@ -88,6 +88,7 @@ __all__ = [
     "attention_decode_time",
     "grouped_decode_time_8bit",
     "attention_exp_rate",
+    "mha_decode_rate",
     "ll_base_latency",
     "ll_latency",
     "ll_efficiency",
@@ -235,6 +236,9 @@ _ROWS = (
     _row("attention_exp_rate", "F_exp", r"F_{\mathrm{exp}}",
          "exponentials per second of the attention kernels' softmax (special-function units), one per scored pair",
          positive=True),
+    _row("mha_decode_rate", "R_mha", r"R_{\mathrm{mha}}",
+         "K and V elements per second a multi-head (one query head per KV head) decode kernel works through",
+         positive=True),
     _row("grouped_decode_time_8bit", "t_dec8", r"t_{\mathrm{dec,g8}}",
          "fixed time of one decode attention call grouping query heads over an 8-bit KV cache (s)",
          nonnegative=True),
@@ -345,6 +349,7 @@ attention_backward_efficiency = TABLE["attention_backward_efficiency"].symbol
 attention_decode_time = TABLE["attention_decode_time"].symbol
 grouped_decode_time_8bit = TABLE["grouped_decode_time_8bit"].symbol
 attention_exp_rate = TABLE["attention_exp_rate"].symbol
+mha_decode_rate = TABLE["mha_decode_rate"].symbol
 ll_base_latency = TABLE["ll_base_latency"].symbol
 ll_latency = TABLE["ll_latency"].symbol
 ll_efficiency = TABLE["ll_efficiency"].symbol

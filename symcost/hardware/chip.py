@@ -58,7 +58,7 @@ _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficien
                  "grouped_gemm_time", "grouped_gemm_memory_efficiency", "attention_time", "attention_io_efficiency",
                  "attention_backward_efficiency",
                  "attention_decode_time", "grouped_decode_time_8bit",
-                 "attention_exp_rate", "ll_base_latency", "ll_latency", "ll_efficiency", "custom_allreduce_latency",
+                 "attention_exp_rate", "mha_decode_rate", "ll_base_latency", "ll_latency", "ll_efficiency", "custom_allreduce_latency",
                  "custom_allreduce_efficiency", "all_to_all_latency", "all_to_all_peer_latency",
                  "all_to_all_ll_latency", "all_to_all_ll_efficiency", "all_to_all_efficiency")
 """The efficiency model's fields (docs/conventions.md §17)."""
@@ -151,6 +151,13 @@ class Hardware(BaseModel):
     beside the matmuls in prefill and flash-backward attention; ``None``: no such term. The fitted
     rates (5.4 to 5.8 per ns on H100, H200, B200) are effective ones, above that peak: the kernels
     hide part of the exponentials behind the matmuls."""
+    mha_decode_rate: Optional[Rate] = None
+    """K and V elements per second that a multi-head decode kernel (one query head per KV head)
+    works through, beside streaming them: TensorRT-LLM 1.x runs multi-head decode in its masked
+    multi-head attention kernel, which converts every cached element and multiplies it on the CUDA
+    cores (no tensor cores, no query heads sharing a loaded key), so over an FP8 cache it is held
+    below the HBM rate. An effective rate, fitted on the decode table (``symcost.hardware.fit``);
+    ``None``: no such term (the grouped kernels, and the 2023 engines' profiles)."""
     ll_base_latency: Optional[Seconds] = None
     ll_latency: Seconds = sp.Integer(0)
     ll_efficiency: Efficiency = sp.Integer(1)
@@ -544,6 +551,7 @@ class Hardware(BaseModel):
             sym.attention_decode_time: self.decode_attention_time,
             sym.grouped_decode_time_8bit: self.grouped_decode_attention_time,
             sym.attention_exp_rate: sp.oo if self.attention_exp_rate is None else self.attention_exp_rate,
+            sym.mha_decode_rate: sp.oo if self.mha_decode_rate is None else self.mha_decode_rate,
             sym.ll_base_latency: sp.oo if self.ll_base_latency is None else self.ll_base_latency,
             sym.ll_latency: self.ll_latency,
             sym.ll_efficiency: self.ll_efficiency,
@@ -617,7 +625,7 @@ class Hardware(BaseModel):
             grouped_gemm_efficiency=None,
             grouped_gemm_time=None, grouped_gemm_memory_efficiency=None, attention_time=None,
             attention_io_efficiency=None, attention_backward_efficiency=one, attention_decode_time=None,
-            grouped_decode_time_8bit=None, attention_exp_rate=None,
+            grouped_decode_time_8bit=None, attention_exp_rate=None, mha_decode_rate=None,
             ll_base_latency=None, ll_latency=zero, ll_efficiency=one, custom_allreduce_latency=None,
             custom_allreduce_efficiency=one, all_to_all_latency=None, all_to_all_peer_latency=None,
             all_to_all_ll_latency=None, all_to_all_ll_efficiency=one, all_to_all_efficiency=one,
@@ -641,6 +649,7 @@ class Hardware(BaseModel):
                 and self.grouped_gemm_memory_efficiency in (None, 1) and self.attention_time in (None, 0)
                 and self.attention_io_efficiency is None and self.attention_decode_time in (None, 0)
                 and self.grouped_decode_time_8bit in (None, 0) and self.attention_exp_rate is None
+                and self.mha_decode_rate is None
                 and self.attention_backward_efficiency == 1
                 and self.ll_base_latency is None
                 and self.all_to_all_latency is None and self.all_to_all_peer_latency is None

@@ -25,10 +25,12 @@ The classes shipped here, per op on a chip with matmul FLOP/s ``peak`` (efficien
   vector units and its ``P`` exponentials (one per scored pair) on the special-function units,
   and the Q, K, V, O traffic of the kernels around the core (RoPE, the KV-cache write) as a pass
   of its own;
-- ``attn.decode``: ``max(F / (F_16 eta_attn) + V / F_vec, bytes / (B eta_kv)) + (1 - G E) t_dec
-  + G E t_dec8``: streaming the KV cache, with ``G`` 1 when the core groups several query heads
-  per KV head (0 for multi-head attention) and ``E`` 1 for an 8-bit (or narrower) KV cache: the
-  grouped kernel over an 8-bit cache has its own floor ``t_dec8``;
+- ``attn.decode``: ``max(F / (F_16 eta_attn) + V / F_vec + (1 - G) N_kv / R_mha, bytes / (B
+  eta_kv)) + (1 - G E) t_dec + G E t_dec8``: streaming the KV cache, with ``G`` 1 when the core
+  groups several query heads per KV head (0 for multi-head attention) and ``E`` 1 for an 8-bit (or
+  narrower) KV cache: the grouped kernel over an 8-bit cache has its own floor ``t_dec8``, and a
+  multi-head kernel works through the ``N_kv`` cached K and V elements at ``R_mha`` per second
+  on the CUDA cores;
 - ``attn.backward``: the prefill form without the extra pass, its core at ``F_16 eta_attn
   eta_abwd`` (the backward kernels' own fraction of the forward's rate), and for flash the
   forward's exponentials per matmul FLOP at the same fraction;
@@ -275,18 +277,30 @@ def eight_bit_cache(op: Op) -> sp.Expr:
     return extreme(sp.Min, extreme(sp.Max, 2 - sp.sympify(attention_core(op).e_kv), 0), 1)
 
 
+def _mha_elements(op: Op, chip: Hardware) -> sp.Expr:
+    """Seconds a multi-head decode kernel spends on the cache's elements on the CUDA cores:
+    ``(1 - G) N_kv / R_mha``, ``N_kv`` the K and V elements the core reads (its ``kv_bytes / e_kv``),
+    0 for a grouped core (:func:`grouped_heads` ``G`` 1) and without ``mha_decode_rate``."""
+    if chip.mha_decode_rate is None:
+        return sp.Integer(0)
+    core = attention_core(op)
+    return (1 - grouped_heads(op)) * core.kv_bytes / core.e_kv / chip.mha_decode_rate
+
+
 @kernel("attn.decode")
 def attention_decode(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
-    """Decode attention over the KV cache: ``max(F / (F_16 eta_attn) + V / F_vec, bytes / (B eta_kv))
-    + (1 - G E) t_dec + G E t_dec8`` (:func:`grouped_heads` ``G``, :func:`eight_bit_cache` ``E``);
-    without ``grouped_decode_time_8bit`` every decode kernel's floor is ``t_dec``."""
+    """Decode attention over the KV cache: ``max(F / (F_16 eta_attn) + V / F_vec + (1 - G) N_kv /
+    R_mha, bytes / (B eta_kv)) + (1 - G E) t_dec + G E t_dec8`` (:func:`grouped_heads` ``G``,
+    :func:`eight_bit_cache` ``E``, :func:`_mha_elements` ``N_kv / R_mha``); without
+    ``grouped_decode_time_8bit`` every decode kernel's floor is ``t_dec``, without
+    ``mha_decode_rate`` no element term."""
     n = kernels(op)
     floor = chip.decode_attention_time
     if chip.grouped_decode_time_8bit is not None:
         grouped_8bit = grouped_heads(op) * eight_bit_cache(op)
         floor = (1 - grouped_8bit) * floor + grouped_8bit * chip.grouped_decode_time_8bit
-    return OpTime(_attention_compute(op, chip, dtype), op.hbm_bytes / chip.attention_hbm_bandwidth, n * floor,
-                  _launch(n, chip))
+    return OpTime(_attention_compute(op, chip, dtype) + _mha_elements(op, chip),
+                  op.hbm_bytes / chip.attention_hbm_bandwidth, n * floor, _launch(n, chip))
 
 
 @kernel("attn.backward")

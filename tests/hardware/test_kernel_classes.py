@@ -133,6 +133,31 @@ def test_grouped_decode_over_an_8bit_cache_has_its_own_floor():
     assert op_time(fp8, CHIP, CHIP.effective_peak(BF16), BF16).overhead == 5 * US
 
 
+def test_multi_head_decode_at_its_kernels_element_rate():
+    """mha_decode_rate 10^11 KV elements per second: a multi-head decode core (8 query heads over 8
+    KV heads, b 8, 4096 keys of 128) over an FP8 cache reads 2 * 8 * 8 * 4096 * 128 = 67,108,864 K
+    and V elements, 1 byte each: at 10^12 * 1/2 that is 134.2 us of streaming plus Q and O
+    (2 * 8 * 8 * 128 * 2 = 32,768 B, 0.066 us), but at 10^11 elements per second 671.1 us of the
+    kernel's own work (TensorRT-LLM's masked multi-head kernel converts and multiplies every element on
+    the CUDA cores), which wins the max; + 5 us. The matmuls (4 * 8 * 8 * 4096 * 128 FLOPs at 5 * 10^13)
+    and the softmax (5 FLOPs per pair, 8 * 8 * 4096 pairs, at 10^13) add 2.7 us to that compute term.
+    A grouped core (32 over 8) pays no such term: the same K and V plus its Q and O (2 * 8 * 32 * 128
+    * 2 = 131,072 B) stream in 134.4 us, + 5 us. Unset (None), the multi-head core streams: 134.2 us + 5 us."""
+    chip = CHIP.with_efficiency(mha_decode_rate=10**11)
+    mha = AttentionCore("c", batch=8, heads=8, kv_heads=8, q_len=1, kv_len=4096, head_dim=128, kv_dtype_bytes=1,
+                        decode=True)
+    gqa = dataclasses.replace(mha, heads=32)
+    elements = 2 * 8 * 8 * 4096 * 128
+    core_work = sp.Rational(4 * 8 * 8 * 4096 * 128, 5 * 10**13) + sp.Rational(5 * 8 * 8 * 4096, 10**13)
+    t = op_time(mha, chip, chip.effective_peak(BF16), BF16)
+    assert t.compute == core_work + sp.Rational(elements, 10**11)
+    assert t.time == core_work + sp.Rational(elements, 10**11) + 5 * US
+    assert op_time(gqa, chip, chip.effective_peak(BF16), BF16).time == sp.Rational(elements + 131072,
+                                                                                   5 * 10**11) + 5 * US
+    assert op_time(mha, CHIP, CHIP.effective_peak(BF16), BF16).time == sp.Rational(elements + 32768,
+                                                                                   5 * 10**11) + 5 * US
+
+
 def test_wrapped_attention_cores_take_their_cores_heads():
     """(bug found by the suite) MLA's absorbed decode core wraps an AttentionCore (``.core``): 128
     query heads over the one cached latent, grouped, so over an FP8 cache it pays
@@ -444,4 +469,22 @@ def test_gemm_tiles_bind_on_the_symbolic_chip(m, n, k, pair):
     mm = Matmul("w", m=m, n=n, k=k, dtype_bytes=dt.bytes)
     numeric = op_time(mm, chip, chip.effective_peak(dt), dt).time
     bound = op_time(mm, symbolic, symbolic.effective_peak(None), dt).time.xreplace(chip.symbol_values(dt))
+    assert bound == numeric
+
+
+@settings(max_examples=60, deadline=None)
+@given(b=st.integers(1, 512), kv_heads=st.integers(1, 64), group=st.sampled_from([1, 2, 4, 8]),
+       kv_len=st.integers(1, 131072), kv_bytes=st.sampled_from([1, 2]),
+       name=st.sampled_from(["A100_SXM_80GB", "H100_SXM", "H200_SXM", "B200"]),
+       rate=st.sampled_from([None, 10**11, Fraction(221, 100) * 10**12]))
+def test_decode_terms_bind_on_the_symbolic_chip_for_any_shape(b, kv_heads, group, kv_len, kv_bytes, name, rate):
+    """A decode core of any shape timed on the realistic symbolic chip, bound to a preset's values
+    (symbol_values), equals the numeric time on that preset: the multi-head kernel's element rate
+    (set or unset: R_mha = oo), the grouped kernel's 8-bit floor and the streaming term."""
+    chip = hardware.get(name).with_efficiency(mha_decode_rate=rate)
+    symbolic = Hardware.symbolic(realistic=True)
+    core = AttentionCore("c", batch=b, heads=kv_heads * group, kv_heads=kv_heads, q_len=1, kv_len=kv_len,
+                         head_dim=128, kv_dtype_bytes=kv_bytes, decode=True)
+    numeric = op_time(core, chip, chip.effective_peak(BF16), BF16).time
+    bound = op_time(core, symbolic, symbolic.effective_peak(None), None).time.xreplace(chip.symbol_values(BF16))
     assert bound == numeric

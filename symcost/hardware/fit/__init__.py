@@ -11,7 +11,8 @@ family on its own table (:mod:`~symcost.hardware.fit.families`), in the order of
 4. prefill attention (``attention_efficiency``, ``attention_time``, ``attention_io_efficiency``;
    ``attention_exp_rate`` where the table's rows hold several head dimensions);
 5. decode attention (``attention_memory_efficiency``, ``attention_decode_time``;
-   ``grouped_decode_time_8bit`` where the table has grouped-query rows over an FP8 cache);
+   ``grouped_decode_time_8bit`` where the table has grouped-query rows over an FP8 cache,
+   ``mha_decode_rate`` where it has multi-head rows over one);
 6. NCCL's collectives (the Simple ring ``collective_base_latency``, ``collective_latency``,
    ``network_efficiency``; the low-latency ring ``ll_*``; NVLink SHARP ``nvls_*`` where the chip
    has it) on all-reduce, all-gather and reduce-scatter, then all-to-all (grouped sends: ``all_to_all_*``)
@@ -33,6 +34,7 @@ from fractions import Fraction
 from typing import Any
 
 from .families import (
+    DECODE_START,
     Family,
     FitResult,
     collective_family,
@@ -148,12 +150,15 @@ def _table(gpu: str, step: str) -> Table:
 
 def _decode_fields(gpu: str, table: Table) -> tuple[str, ...]:
     """The decode family's fields on ``gpu``: ``grouped_decode_time_8bit`` only where its fitted
-    rows hold grouped-query attention over an FP8 cache (A100's table has no FP8 cache)."""
+    rows hold grouped-query attention over an FP8 cache, ``mha_decode_rate`` only where they hold
+    multi-head attention over one (A100's table has no FP8 cache: neither)."""
     from .families import DECODE_FIELDS
 
     rows = decode_family(gpu, table, (), {}).rows()
-    grouped_fp8 = (rows["kv_cache_dtype"] == "fp8") & (rows["num_heads"] > rows["num_key_value_heads"])
-    return DECODE_FIELDS if bool(grouped_fp8.any()) else DECODE_FIELDS[:-1]
+    fp8 = rows["kv_cache_dtype"] == "fp8"
+    grouped = rows["num_heads"] > rows["num_key_value_heads"]
+    present = {"grouped_decode_time_8bit": bool((fp8 & grouped).any()), "mha_decode_rate": bool((fp8 & ~grouped).any())}
+    return tuple(f for f in DECODE_FIELDS if present.get(f, True))
 
 
 def _prefill_fields(gpu: str, table: Table) -> tuple[str, ...]:
@@ -208,7 +213,7 @@ def fit_chip(gpu: str, preset: Any = None) -> ChipFit:
             family = prefill_family(gpu, table, (0.6, 15.0, 0.4, 4.0)[:len(fields)], values, fields)
         elif step == "decode":
             fields = _decode_fields(gpu, table)
-            family = decode_family(gpu, table, (0.8, 15.0, 8.0)[:len(fields)], values, fields)
+            family = decode_family(gpu, table, tuple(DECODE_START[f] for f in fields), values, fields)
         elif step == "nccl":
             family = nccl_family(gpu, table, nvls, values)
         elif step == "nccl alltoall":
