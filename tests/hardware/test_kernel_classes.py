@@ -158,6 +158,30 @@ def test_multi_head_decode_at_its_kernels_element_rate():
                                                                                    5 * 10**11) + 5 * US
 
 
+@pytest.mark.parametrize("batch,heads,keys,blocks_time", [
+    # 2 heads on 10 SMs: split T = min(ceil(10/2), ceil(1001/128)) = min(5, 8) = 5 blocks per head of
+    # ceil(1001/5) = 201 keys, 10 blocks in one wave: 1 * 10 * 201 * 256 elements / 10^11 = 5.1456 us
+    (1, 2, 1001, Fraction(10 * 201 * 256, 10**11)),
+    # 12 heads on 10 SMs: no split (ceil(10/12) = 1), 12 blocks in ceil(12/10) = 2 waves of 1001 keys:
+    # 2 * 10 * 1001 * 256 / 10^11 = 51.25 us, not the 12 * 1001 * 256 / 10^11 = 30.75 us of even waves
+    (3, 4, 1001, Fraction(2 * 10 * 1001 * 256, 10**11)),
+    # 200 keys: at most ceil(200/128) = 2 blocks per head, 4 blocks in one wave of 100 keys each:
+    # 10 * 100 * 256 / 10^11 = 2.56 us
+    (1, 2, 200, Fraction(10 * 100 * 256, 10**11)),
+])
+def test_multi_head_decode_blocks_run_in_waves_over_the_sms(batch, heads, keys, blocks_time):
+    """With 10 SMs (compute_units) the multi-head kernel's blocks (one per sequence and head, split
+    over the keys below one block per SM, at least 128 keys each) run in waves of one block per SM,
+    each SM at 10^11 / 10 elements per second, 2 * 128 = 256 elements per key (K and V). The
+    compute term is that plus the matmuls (4 b h s 128 FLOPs at 5 * 10^13) and the softmax (5 b h s
+    at 10^13)."""
+    chip = CHIP.with_efficiency(mha_decode_rate=10**11, compute_units=10)
+    core = AttentionCore("c", batch=batch, heads=heads, kv_heads=heads, q_len=1, kv_len=keys, head_dim=128,
+                         kv_dtype_bytes=1, decode=True)
+    core_work = sp.Rational(4 * batch * heads * keys * 128, 5 * 10**13) + sp.Rational(5 * batch * heads * keys, 10**13)
+    assert op_time(core, chip, chip.effective_peak(BF16), BF16).compute == core_work + blocks_time
+
+
 def test_wrapped_attention_cores_take_their_cores_heads():
     """(bug found by the suite) MLA's absorbed decode core wraps an AttentionCore (``.core``): 128
     query heads over the one cached latent, grouped, so over an FP8 cache it pays

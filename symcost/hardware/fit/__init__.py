@@ -12,7 +12,7 @@ family on its own table (:mod:`~symcost.hardware.fit.families`), in the order of
    ``attention_exp_rate`` where the table's rows hold several head dimensions);
 5. decode attention (``attention_memory_efficiency``, ``attention_decode_time``;
    ``grouped_decode_time_8bit`` where the table has grouped-query rows over an FP8 cache,
-   ``mha_decode_rate`` where it has multi-head rows over one);
+   ``mha_decode_rate`` where it has multi-head rows);
 6. NCCL's collectives (the Simple ring ``collective_base_latency``, ``collective_latency``,
    ``network_efficiency``; the low-latency ring ``ll_*``; NVLink SHARP ``nvls_*`` where the chip
    has it) on all-reduce, all-gather and reduce-scatter, then all-to-all (grouped sends: ``all_to_all_*``)
@@ -150,14 +150,14 @@ def _table(gpu: str, step: str) -> Table:
 
 def _decode_fields(gpu: str, table: Table) -> tuple[str, ...]:
     """The decode family's fields on ``gpu``: ``grouped_decode_time_8bit`` only where its fitted
-    rows hold grouped-query attention over an FP8 cache, ``mha_decode_rate`` only where they hold
-    multi-head attention over one (A100's table has no FP8 cache: neither)."""
+    rows hold grouped-query attention over an FP8 cache (A100's table has no FP8 cache),
+    ``mha_decode_rate`` only where they hold multi-head attention."""
     from .families import DECODE_FIELDS
 
     rows = decode_family(gpu, table, (), {}).rows()
     fp8 = rows["kv_cache_dtype"] == "fp8"
     grouped = rows["num_heads"] > rows["num_key_value_heads"]
-    present = {"grouped_decode_time_8bit": bool((fp8 & grouped).any()), "mha_decode_rate": bool((fp8 & ~grouped).any())}
+    present = {"grouped_decode_time_8bit": bool((fp8 & grouped).any()), "mha_decode_rate": bool((~grouped).any())}
     return tuple(f for f in DECODE_FIELDS if present.get(f, True))
 
 

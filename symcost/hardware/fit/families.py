@@ -296,10 +296,9 @@ def _decode_rows(frame: Any) -> Any:
 
 DECODE_FIELDS = ("attention_memory_efficiency", "attention_decode_time", "grouped_decode_time_8bit", "mha_decode_rate")
 """The decode family's fields (``grouped_decode_time_8bit`` only where the table has grouped-query
-rows over an FP8 cache, ``mha_decode_rate`` only where it has multi-head rows over an FP8 cache:
-over a 16-bit cache the element rate does not bind, so those rows cannot fit it)."""
+rows over an FP8 cache, ``mha_decode_rate`` only where it has multi-head rows)."""
 DECODE_START = {"attention_memory_efficiency": 0.8, "attention_decode_time": 15.0, "grouped_decode_time_8bit": 8.0,
-                "mha_decode_rate": 2.0}
+                "mha_decode_rate": 2.5}
 """The decode fields' starting values (fraction, us, us, 10^12 elements per second)."""
 
 
