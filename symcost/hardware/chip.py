@@ -184,6 +184,11 @@ class Hardware(BaseModel):
     """Output tile (M x N) of the chip's sub-byte GEMMs (NVFP4, MXFP4), which run one tile per unit
     over the whole k, with no split-K: below one wave their time is one tile's k loop, flat in n and
     linear in k (B200's NVFP4 table). ``None``: ``matmul_tile`` with split-K, as the wider formats."""
+    matmul_stream_k: bool = False
+    """Whether the chip's split-K GEMMs (every format but a ``matmul_tile_4bit`` one) run a stream-K
+    tile scheduler: persistent kernels that split the last wave's k loops over every unit, so a
+    GEMM of ``T`` tiles takes ``T / U`` waves, not ``ceil(T / U)`` (CUTLASS 3.x's stream-K
+    schedulers for SM90 and SM100). ``False``: whole waves beyond the first."""
     fp8_weight_copies: int = 1
     """FP8 copies of a weight a training step caches for per-tensor-scaled FP8 GEMMs: 2 where FP8
     GEMMs take the TN layout only (Hopper: the weight and its transpose, which the dgrad GEMM
@@ -213,6 +218,13 @@ class Hardware(BaseModel):
                 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
             raise HardwareError(f"{info.field_name} must be two positive integers (M, N), got {value!r}")
         return (value[0], value[1])
+
+    @field_validator("matmul_stream_k", mode="before")
+    @classmethod
+    def _stream_k(cls, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise HardwareError(f"matmul_stream_k must be true or false (a stream-K GEMM scheduler), got {value!r}")
+        return value
 
     @field_validator("fp8_weight_copies", mode="before")
     @classmethod
@@ -569,12 +581,13 @@ class Hardware(BaseModel):
     @classmethod
     def symbolic(cls, name: str = "symbolic", realistic: bool = False,
                  matmul_tile: tuple[int, int] = (64, 128),
-                 matmul_tile_4bit: Optional[tuple[int, int]] = None) -> "Hardware":
+                 matmul_tile_4bit: Optional[tuple[int, int]] = None, matmul_stream_k: bool = False) -> "Hardware":
         """The unbound chip: every rate a canonical symbol. With ``realistic=True`` the efficiency
         model is symbolic too (η_mm, η_mem, η_attn, η_net, t_k, α₀, N_cu, ...), so times print with
         it; otherwise efficiencies are 1 and overheads 0 (the roofline). ``matmul_tile`` and
         ``matmul_tile_4bit`` stay numbers (the tile shapes of the chips it will be bound to; the
-        sub-byte tile applies where the GEMMs are timed with their dtype)."""
+        sub-byte tile applies where the GEMMs are timed with their dtype), ``matmul_stream_k`` a
+        flag (their tile scheduler)."""
         fields: dict[str, Any] = dict(
             name=name,
             peak_flops={dt: sym.peak_flops for dt in DataType},
@@ -593,7 +606,7 @@ class Hardware(BaseModel):
             # those only a format class or an engine profile sets, which bind through it
             fields.update({name: sym.TABLE[name].symbol for name in _MODEL_FIELDS if name in sym.TABLE})
             fields.update(quantize_bytes_8bit=sym.quantize_bytes, matmul_tile=matmul_tile,
-                          matmul_tile_4bit=matmul_tile_4bit,
+                          matmul_tile_4bit=matmul_tile_4bit, matmul_stream_k=matmul_stream_k,
                           runtime=Runtime(name="symbolic", cuda_graphs=False, step_overhead=sym.step_overhead,
                                           collective_overhead=sym.collective_overhead, allreduce="custom",
                                           moe_sync_time=sym.moe_sync_time))

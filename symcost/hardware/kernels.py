@@ -140,7 +140,8 @@ def matmul_compute_flops(op: Matmul, hardware: Hardware, dtype: Optional[DataTyp
     FLOPs on a chip without ``compute_units``): ``2 k T_M T_N U w`` with ``U`` units and ``w`` waves
     of ``T = ceil(m / T_M) ceil(n / T_N)`` tiles (the dtype's tile, :meth:`Hardware.gemm_tiling`),
     ``w = min(T / U, 1) + ceil(max(T - U, 0) / U)`` where the kernel splits k below one wave,
-    ``w = ceil(T / U)`` where it does not.
+    ``w = T / U`` where a stream-K scheduler splits the last wave too (``matmul_stream_k``),
+    ``w = ceil(T / U)`` where it splits none.
 
     >>> from symcost import hardware
     >>> from symcost.core.dtypes import DataType
@@ -155,7 +156,10 @@ def matmul_compute_flops(op: Matmul, hardware: Hardware, dtype: Optional[DataTyp
     (tm, tn), split_k = hardware.gemm_tiling(dtype)
     units = hardware.compute_units
     tiles = op.batch * Ceil(op.m / tm) * Ceil(op.n / tn)
-    if split_k:
+    if split_k and hardware.matmul_stream_k:
+        # NB: a stream-K scheduler splits the last wave's k loops over every unit too
+        waves = tiles / units
+    elif split_k:
         # waves = tiles/U below one full wave (split-K spreads the tiles over every unit), else
         # ceil(tiles/U); written without a Piecewise: min(tiles/U, 1) + ceil(max(tiles - U, 0)/U)
         waves = extreme(sp.Min, tiles / units, 1) + Ceil(extreme(sp.Max, tiles - units, 0) / units)

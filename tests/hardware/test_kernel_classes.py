@@ -472,6 +472,25 @@ def test_sub_byte_gemm_runs_its_own_tile_over_the_whole_k():
     assert op_time(bf16, TILED, TILED.effective_peak(BF16), BF16).compute == sp.Rational(536870912, 5 * 10**13)
 
 
+def test_stream_k_spreads_the_last_wave_over_every_unit():
+    """m = 1024, n = 4096, k = 4096 bf16 on 10 units with 64 x 128 tiles: 16 * 32 = 512 tiles, 51.2
+    waves. With wave quantization (A100's GEMMs) the last 2 tiles take a whole wave: 52 waves, 2 *
+    4096 * 64 * 128 * 10 * 52 FLOPs; a stream-K scheduler (matmul_stream_k, Hopper's and Blackwell's
+    persistent GEMMs) splits their k loop over every unit: 51.2 waves, exactly the 512 tiles' 2 *
+    4096 * 64 * 128 * 512 FLOPs. Below one wave both split k: 8 tiles are 8/10 of a wave either way."""
+    from symcost.hardware.kernels import matmul_compute_flops
+
+    waves = CHIP.with_efficiency(compute_units=10)
+    stream = CHIP.with_efficiency(compute_units=10, matmul_stream_k=True)
+    mm = Matmul("w", m=1024, n=4096, k=4096, dtype_bytes=2)
+    assert matmul_compute_flops(mm, waves, BF16) == 2 * 4096 * 64 * 128 * 10 * 52
+    assert matmul_compute_flops(mm, stream, BF16) == 2 * 4096 * 64 * 128 * 512
+    small = Matmul("w", m=64, n=1024, k=4096, dtype_bytes=2)
+    assert matmul_compute_flops(small, waves, BF16) == matmul_compute_flops(small, stream, BF16) == 2 * 4096 * 64 * 128 * 8
+    assert [hardware.get(n).matmul_stream_k for n in ("H100_SXM", "H200_SXM", "B200", "A100_SXM_80GB")] == [
+        True, True, True, False]
+
+
 def test_b200_nvfp4_tile_is_cutlass_default():
     """B200's NVFP4 GEMMs: TensorRT-LLM's default CUTLASS config on SM100, CtaShape128x256x128B with a
     1x1x1 cluster (cpp/tensorrt_llm/thop/fp4Gemm.cpp, getDefaultGemmConfig); chips without NVFP4
@@ -483,13 +502,14 @@ def test_b200_nvfp4_tile_is_cutlass_default():
 @settings(max_examples=60, deadline=None)
 @given(m=st.integers(1, 20000), n=st.integers(1, 70000), k=st.integers(1, 70000),
        pair=st.sampled_from([("B200", "bf16"), ("B200", "fp8_e4m3"), ("B200", "nvfp4"), ("H100_SXM", "bf16"),
-                             ("H100_SXM", "fp8_e4m3")]))
+                             ("H100_SXM", "fp8_e4m3"), ("A100_SXM_80GB", "bf16")]))
 def test_gemm_tiles_bind_on_the_symbolic_chip(m, n, k, pair):
-    """A GEMM timed on the realistic symbolic chip that carries the chip's sub-byte tile, bound to the
-    chip's values for the dtype (symbol_values), equals the numeric time: tiles, waves and split-K
-    per format class, floors and the quantizing pass."""
+    """A GEMM timed on the realistic symbolic chip that carries the chip's sub-byte tile and tile
+    scheduler, bound to the chip's values for the dtype (symbol_values), equals the numeric time:
+    tiles, waves (stream-K or not) and split-K per format class, floors and the quantizing pass."""
     chip, dt = hardware.get(pair[0]), sc.DataType.parse(pair[1])
-    symbolic = Hardware.symbolic(realistic=True, matmul_tile_4bit=chip.matmul_tile_4bit)
+    symbolic = Hardware.symbolic(realistic=True, matmul_tile_4bit=chip.matmul_tile_4bit,
+                                 matmul_stream_k=chip.matmul_stream_k)
     mm = Matmul("w", m=m, n=n, k=k, dtype_bytes=dt.bytes)
     numeric = op_time(mm, chip, chip.effective_peak(dt), dt).time
     bound = op_time(mm, symbolic, symbolic.effective_peak(None), dt).time.xreplace(chip.symbol_values(dt))
