@@ -11,6 +11,7 @@ from fractions import Fraction
 import pytest
 import sympy as sp
 from hypothesis import given, settings
+from pydantic import ValidationError
 from hypothesis import strategies as st
 
 import symcost as sc
@@ -489,6 +490,22 @@ def test_stream_k_spreads_the_last_wave_over_every_unit():
     assert matmul_compute_flops(small, waves, BF16) == matmul_compute_flops(small, stream, BF16) == 2 * 4096 * 64 * 128 * 8
     assert [hardware.get(n).matmul_stream_k for n in ("H100_SXM", "H200_SXM", "B200", "A100_SXM_80GB")] == [
         True, True, True, False]
+
+
+def test_2023_engine_profiles_keep_their_own_kernel_terms():
+    """The tensorrt-llm-0.x and fastertransformer profiles (the 2023 whole runs) price GEMMs with whole
+    waves and have no multi-head element rate on every chip (their kernels predate TensorRT-LLM 1.x's
+    multi-block launch and CUTLASS 3's stream-K scheduler); TensorRT-LLM 1.3's profile keeps the
+    H100's own (stream-K, R_mha 2.52 * 10^12 per second from the per-op fit). A flag that is not
+    true or false is refused, naming the field (from a chip file: one line)."""
+    h100 = hardware.get("H100_SXM")
+    for engine in ("tensorrt-llm-0.x", "fastertransformer"):
+        old = h100.with_runtime(engine)
+        assert old.matmul_stream_k is False and old.mha_decode_rate is None
+    modern = h100.with_runtime("tensorrt-llm")
+    assert modern.matmul_stream_k is True and modern.mha_decode_rate == Fraction(252, 100) * 10**12
+    with pytest.raises(ValidationError, match="matmul_stream_k must be true or false"):
+        CHIP.with_efficiency(matmul_stream_k=1)
 
 
 def test_b200_nvfp4_tile_is_cutlass_default():
