@@ -58,7 +58,8 @@ _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficien
                  "grouped_gemm_time", "grouped_gemm_memory_efficiency", "attention_time", "attention_io_efficiency",
                  "attention_backward_efficiency",
                  "attention_decode_time", "grouped_decode_time_8bit",
-                 "attention_exp_rate", "mha_decode_rate", "ll_base_latency", "ll_latency", "ll_efficiency", "custom_allreduce_latency",
+                 "attention_exp_rate", "mha_decode_rate", "ll_base_latency", "ll_latency", "ll_efficiency",
+                 "custom_allreduce_latency",
                  "custom_allreduce_efficiency", "all_to_all_latency", "all_to_all_peer_latency",
                  "all_to_all_ll_latency", "all_to_all_ll_efficiency", "all_to_all_efficiency")
 """The efficiency model's fields (docs/conventions.md §17)."""

@@ -11,8 +11,8 @@ from fractions import Fraction
 import pytest
 import sympy as sp
 from hypothesis import given, settings
-from pydantic import ValidationError
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 import symcost as sc
 from symcost import hardware
@@ -487,7 +487,8 @@ def test_stream_k_spreads_the_last_wave_over_every_unit():
     assert matmul_compute_flops(mm, waves, BF16) == 2 * 4096 * 64 * 128 * 10 * 52
     assert matmul_compute_flops(mm, stream, BF16) == 2 * 4096 * 64 * 128 * 512
     small = Matmul("w", m=64, n=1024, k=4096, dtype_bytes=2)
-    assert matmul_compute_flops(small, waves, BF16) == matmul_compute_flops(small, stream, BF16) == 2 * 4096 * 64 * 128 * 8
+    one_wave = 2 * 4096 * 64 * 128 * 8
+    assert matmul_compute_flops(small, waves, BF16) == matmul_compute_flops(small, stream, BF16) == one_wave
     assert [hardware.get(n).matmul_stream_k for n in ("H100_SXM", "H200_SXM", "B200", "A100_SXM_80GB")] == [
         True, True, True, False]
 

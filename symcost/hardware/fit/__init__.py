@@ -47,7 +47,8 @@ from .families import (
 )
 from .tables import CHIPS, Table, package_version
 
-__all__ = ["CHIPS", "ENGINE_TABLES", "KERNEL_PATH_FIELDS", "TLLM_GEN_GPUS", "VERSIONS", "ChipFit", "fit_chip", "plan", "package_version"]
+__all__ = ["CHIPS", "ENGINE_TABLES", "KERNEL_PATH_FIELDS", "TLLM_GEN_GPUS", "VERSIONS", "ChipFit", "fit_chip", "plan",
+           "package_version"]
 
 VERSIONS: dict[str, dict[str, str]] = {
     "a100_sxm": {"trtllm": "1.0.0", "nccl": "2.27.3", "vllm": "0.14.0", "sglang": "0.5.10"},
