@@ -58,7 +58,8 @@ _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficien
                  "grouped_gemm_time", "grouped_gemm_memory_efficiency", "attention_time", "attention_io_efficiency",
                  "attention_backward_efficiency",
                  "attention_decode_time", "grouped_decode_time_8bit",
-                 "attention_exp_rate", "mha_decode_rate", "ll_base_latency", "ll_latency", "ll_efficiency",
+                 "attention_exp_rate", "mha_decode_rate", "decode_ramp_time", "decode_ramp_bytes",
+                 "ll_base_latency", "ll_latency", "ll_efficiency",
                  "custom_allreduce_latency",
                  "custom_allreduce_efficiency", "all_to_all_latency", "all_to_all_peer_latency",
                  "all_to_all_ll_latency", "all_to_all_ll_efficiency", "all_to_all_efficiency")
@@ -159,6 +160,14 @@ class Hardware(BaseModel):
     cores (no tensor cores, no query heads sharing a loaded key), so over an FP8 cache it is held
     below the HBM rate. An effective rate, fitted on the decode table (``symcost.hardware.fit``);
     ``None``: no such term (the grouped kernels, and the 2023 engines' profiles)."""
+    decode_ramp_time: Optional[Seconds] = None
+    """Seconds a decode attention kernel loses before its loads stream at the full rate
+    (``attention_memory_efficiency``): ``t_ramp Min(1, bytes / M_ramp)`` beside its streaming, so
+    its first ``decode_ramp_bytes`` move at a lower rate (a kernel keeps a bounded number of loads in
+    flight per SM; the tables' achieved bandwidth grows with the bytes a call moves). Fitted on the
+    decode table; ``None``: no ramp."""
+    decode_ramp_bytes: Optional[Rate] = None
+    """Bytes after which a decode attention kernel's ramp (``decode_ramp_time``) is over."""
     ll_base_latency: Optional[Seconds] = None
     ll_latency: Seconds = sp.Integer(0)
     ll_efficiency: Efficiency = sp.Integer(1)
@@ -565,6 +574,8 @@ class Hardware(BaseModel):
             sym.grouped_decode_time_8bit: self.grouped_decode_attention_time,
             sym.attention_exp_rate: sp.oo if self.attention_exp_rate is None else self.attention_exp_rate,
             sym.mha_decode_rate: sp.oo if self.mha_decode_rate is None else self.mha_decode_rate,
+            sym.decode_ramp_time: 0 if self.decode_ramp_time is None else self.decode_ramp_time,
+            sym.decode_ramp_bytes: sp.oo if self.decode_ramp_bytes is None else self.decode_ramp_bytes,
             sym.ll_base_latency: sp.oo if self.ll_base_latency is None else self.ll_base_latency,
             sym.ll_latency: self.ll_latency,
             sym.ll_efficiency: self.ll_efficiency,
@@ -639,7 +650,8 @@ class Hardware(BaseModel):
             grouped_gemm_efficiency=None,
             grouped_gemm_time=None, grouped_gemm_memory_efficiency=None, attention_time=None,
             attention_io_efficiency=None, attention_backward_efficiency=one, attention_decode_time=None,
-            grouped_decode_time_8bit=None, attention_exp_rate=None, mha_decode_rate=None,
+            grouped_decode_time_8bit=None, attention_exp_rate=None, mha_decode_rate=None, decode_ramp_time=None,
+            decode_ramp_bytes=None,
             ll_base_latency=None, ll_latency=zero, ll_efficiency=one, custom_allreduce_latency=None,
             custom_allreduce_efficiency=one, all_to_all_latency=None, all_to_all_peer_latency=None,
             all_to_all_ll_latency=None, all_to_all_ll_efficiency=one, all_to_all_efficiency=one,
@@ -663,7 +675,7 @@ class Hardware(BaseModel):
                 and self.grouped_gemm_memory_efficiency in (None, 1) and self.attention_time in (None, 0)
                 and self.attention_io_efficiency is None and self.attention_decode_time in (None, 0)
                 and self.grouped_decode_time_8bit in (None, 0) and self.attention_exp_rate is None
-                and self.mha_decode_rate is None
+                and self.mha_decode_rate is None and self.decode_ramp_time in (None, 0)
                 and self.attention_backward_efficiency == 1
                 and self.ll_base_latency is None
                 and self.all_to_all_latency is None and self.all_to_all_peer_latency is None

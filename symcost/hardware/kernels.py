@@ -26,7 +26,8 @@ The classes shipped here, per op on a chip with matmul FLOP/s ``peak`` (efficien
   and the Q, K, V, O traffic of the kernels around the core (RoPE, the KV-cache write) as a pass
   of its own;
 - ``attn.decode``: ``max(F / (F_16 eta_attn) + V / F_vec + (1 - G) N_kv / R_mha, bytes / (B
-  eta_kv)) + (1 - G E) t_dec + G E t_dec8``: streaming the KV cache, with ``G`` 1 when the core
+  eta_kv) + t_ramp Min(1, bytes / M_ramp)) + (1 - G E) t_dec + G E t_dec8``: streaming the KV
+  cache after the ramp of its loads, with ``G`` 1 when the core
   groups several query heads per KV head (0 for multi-head attention) and ``E`` 1 for an 8-bit (or
   narrower) KV cache: the grouped kernel over an 8-bit cache has its own floor ``t_dec8``, and a
   multi-head kernel works through the cached K and V elements on the CUDA cores at ``R_mha`` per
@@ -323,7 +324,8 @@ def _mha_elements(op: Op, chip: Hardware) -> sp.Expr:
 @kernel("attn.decode")
 def attention_decode(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
     """Decode attention over the KV cache: ``max(F / (F_16 eta_attn) + V / F_vec + (1 - G) N_kv /
-    R_mha, bytes / (B eta_kv)) + (1 - G E) t_dec + G E t_dec8`` (:func:`grouped_heads` ``G``,
+    R_mha, bytes / (B eta_kv) + t_ramp Min(1, bytes / M_ramp)) + (1 - G E) t_dec + G E t_dec8``
+    (:func:`_decode_ramp`, :func:`grouped_heads` ``G``,
     :func:`eight_bit_cache` ``E``, :func:`_mha_elements` ``N_kv / R_mha`` with the thread blocks'
     waves over the SMs); without
     ``grouped_decode_time_8bit`` every decode kernel's floor is ``t_dec``, without
@@ -334,7 +336,17 @@ def attention_decode(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[Data
         grouped_8bit = grouped_heads(op) * eight_bit_cache(op)
         floor = (1 - grouped_8bit) * floor + grouped_8bit * chip.grouped_decode_time_8bit
     return OpTime(_attention_compute(op, chip, dtype) + _mha_elements(op, chip),
-                  op.hbm_bytes / chip.attention_hbm_bandwidth, n * floor, _launch(n, chip))
+                  op.hbm_bytes / chip.attention_hbm_bandwidth + _decode_ramp(op, chip), n * floor, _launch(n, chip))
+
+
+def _decode_ramp(op: Op, chip: Hardware) -> sp.Expr:
+    """Seconds a decode kernel loses to the ramp of its loads: ``t_ramp Min(1, bytes / M_ramp)``
+    (0 without ``decode_ramp_time``; without ``decode_ramp_bytes`` the whole ``t_ramp``)."""
+    if chip.decode_ramp_time is None:
+        return sp.Integer(0)
+    if chip.decode_ramp_bytes is None:
+        return sp.sympify(chip.decode_ramp_time)
+    return chip.decode_ramp_time * extreme(sp.Min, 1, op.hbm_bytes / chip.decode_ramp_bytes)
 
 
 @kernel("attn.backward")

@@ -183,6 +183,26 @@ def test_multi_head_decode_blocks_run_in_waves_over_the_sms(batch, heads, keys, 
     assert op_time(core, chip, chip.effective_peak(BF16), BF16).compute == core_work + blocks_time
 
 
+@pytest.mark.parametrize("keys,ramp", [
+    # K and V 2 * 8 * 8 * 1024 * 128 * 2 = 33,554,432 B plus Q and O 32,768 B = 33,587,200 B, below
+    # the 10^8-byte ramp: 3 us * 33,587,200 / 10^8 = 1.0076 us
+    (1024, Fraction(3, 10**6) * Fraction(33587200, 10**8)),
+    # 8,192 keys: 268,468,224 B, past the ramp: the whole 3 us
+    (8192, Fraction(3, 10**6)),
+])
+def test_decode_streaming_ramps_up_to_its_rate(keys, ramp):
+    """decode_ramp_time 3 us over decode_ramp_bytes 10^8: a decode kernel that moves fewer bytes
+    than that loses 3 us * bytes / 10^8 to the ramp of its loads (its first bytes stream below
+    the full rate), a larger one the whole 3 us: memory = bytes / (10^12 * 1/2) + 3 us * Min(1,
+    bytes / 10^8); + attention_decode_time 5 us (8 heads over 8, a bf16 cache, no mha_decode_rate)."""
+    chip = CHIP.with_efficiency(decode_ramp_time=3 * US, decode_ramp_bytes=10**8)
+    core = AttentionCore("c", batch=8, heads=8, kv_heads=8, q_len=1, kv_len=keys, head_dim=128, decode=True)
+    streamed = 2 * 8 * 8 * keys * 128 * 2 + 32768
+    t = op_time(core, chip, chip.effective_peak(BF16), BF16)
+    assert t.memory == sp.Rational(streamed, 5 * 10**11) + ramp
+    assert t.time == sp.Rational(streamed, 5 * 10**11) + ramp + 5 * US
+
+
 def test_wrapped_attention_cores_take_their_cores_heads():
     """(bug found by the suite) MLA's absorbed decode core wraps an AttentionCore (``.core``): 128
     query heads over the one cached latent, grouped, so over an FP8 cache it pays
@@ -208,7 +228,8 @@ def test_wrapped_attention_cores_take_their_cores_heads():
 
 
 @pytest.mark.parametrize("heads,kv_bytes", [(8, 1), (8, 2), (32, 1), (32, 2)])
-@pytest.mark.parametrize("fields", [{}, {"grouped_decode_time_8bit": 2 * US, "attention_exp_rate": 10**12}])
+@pytest.mark.parametrize("fields", [{}, {"grouped_decode_time_8bit": 2 * US, "attention_exp_rate": 10**12,
+                                          "decode_ramp_time": 3 * US, "decode_ramp_bytes": 10**8}])
 def test_decode_terms_bind_on_the_symbolic_chip(heads, kv_bytes, fields):
     """The realistic symbolic chip's decode time, bound to a chip's values (symbol_values), equals
     the numeric time on that chip, with and without the grouped kernel's floor (unset: t_dec8 = t_dec),
@@ -538,12 +559,16 @@ def test_gemm_tiles_bind_on_the_symbolic_chip(m, n, k, pair):
 @given(b=st.integers(1, 512), kv_heads=st.integers(1, 64), group=st.sampled_from([1, 2, 4, 8]),
        kv_len=st.integers(1, 131072), kv_bytes=st.sampled_from([1, 2]),
        name=st.sampled_from(["A100_SXM_80GB", "H100_SXM", "H200_SXM", "B200"]),
-       rate=st.sampled_from([None, 10**11, Fraction(221, 100) * 10**12]))
-def test_decode_terms_bind_on_the_symbolic_chip_for_any_shape(b, kv_heads, group, kv_len, kv_bytes, name, rate):
+       rate=st.sampled_from([None, 10**11, Fraction(221, 100) * 10**12]),
+       ramp=st.sampled_from([None, (3 * US, 10**8)]))
+def test_decode_terms_bind_on_the_symbolic_chip_for_any_shape(b, kv_heads, group, kv_len, kv_bytes, name, rate, ramp):
     """A decode core of any shape timed on the realistic symbolic chip, bound to a preset's values
     (symbol_values), equals the numeric time on that preset: the multi-head kernel's element rate
-    (set or unset: R_mha = oo), the grouped kernel's 8-bit floor and the streaming term."""
+    (set or unset: R_mha = oo), the grouped kernel's 8-bit floor and the streaming term with its
+    ramp (the preset's, or set here, or none)."""
     chip = hardware.get(name).with_efficiency(mha_decode_rate=rate)
+    if ramp is not None:
+        chip = chip.with_efficiency(decode_ramp_time=ramp[0], decode_ramp_bytes=ramp[1])
     symbolic = Hardware.symbolic(realistic=True)
     core = AttentionCore("c", batch=b, heads=kv_heads * group, kv_heads=kv_heads, q_len=1, kv_len=kv_len,
                          head_dim=128, kv_dtype_bytes=kv_bytes, decode=True)

@@ -12,7 +12,7 @@ family on its own table (:mod:`~symcost.hardware.fit.families`), in the order of
    ``attention_exp_rate`` where the table's rows hold several head dimensions);
 5. decode attention (``attention_memory_efficiency``, ``attention_decode_time``;
    ``grouped_decode_time_8bit`` where the table has grouped-query rows over an FP8 cache,
-   ``mha_decode_rate`` where it has multi-head rows);
+   ``mha_decode_rate`` where it has multi-head rows; ``decode_ramp_time``, ``decode_ramp_bytes``);
 6. NCCL's collectives (the Simple ring ``collective_base_latency``, ``collective_latency``,
    ``network_efficiency``; the low-latency ring ``ll_*``; NVLink SHARP ``nvls_*`` where the chip
    has it) on all-reduce, all-gather and reduce-scatter, then all-to-all (grouped sends: ``all_to_all_*``)
@@ -257,7 +257,7 @@ def _entry(name: str, value: Fraction, source: str) -> dict[str, Any]:
         text = format(Decimal(scaled.numerator) / Decimal(scaled.denominator), "f")
     entry: dict[str, Any] = {"value": text}
     if unit != 1:
-        entry["unit"] = "us" if unit < 1 else "T/s"
+        entry["unit"] = "us" if unit < 1 else {10**6: "MB", 10**12: "T/s"}[int(unit)]
     entry["source"] = source
     return entry
 
