@@ -518,14 +518,14 @@ def test_2023_engine_profiles_keep_their_own_kernel_terms():
     """The tensorrt-llm-0.x and fastertransformer profiles (the 2023 whole runs) price GEMMs with whole
     waves and have no multi-head element rate on every chip (their kernels predate TensorRT-LLM 1.x's
     multi-block launch and CUTLASS 3's stream-K scheduler); TensorRT-LLM 1.3's profile keeps the
-    H100's own (stream-K, R_mha 2.52 * 10^12 per second from the per-op fit). A flag that is not
+    H100's own (stream-K, R_mha 2.54 * 10^12 per second from the per-op fit). A flag that is not
     true or false is refused, naming the field (from a chip file: one line)."""
     h100 = hardware.get("H100_SXM")
     for engine in ("tensorrt-llm-0.x", "fastertransformer"):
         old = h100.with_runtime(engine)
         assert old.matmul_stream_k is False and old.mha_decode_rate is None
     modern = h100.with_runtime("tensorrt-llm")
-    assert modern.matmul_stream_k is True and modern.mha_decode_rate == Fraction(252, 100) * 10**12
+    assert modern.matmul_stream_k is True and modern.mha_decode_rate == Fraction(254, 100) * 10**12
     with pytest.raises(ValidationError, match="matmul_stream_k must be true or false"):
         CHIP.with_efficiency(matmul_stream_k=1)
 

@@ -168,8 +168,9 @@ TLLM_GEN_GPUS = ("b200_sxm",)
 trtllm-gen kernels on the tensor cores, not in the masked multi-head kernel on the CUDA cores
 (SM100: ``mUseTllmGen(getSMVersion() == 100)``, cpp/tensorrt_llm/kernels/xqaDispatcher.cpp; "decoder
 XQA kernels (for SM <= 90)", "trtllm-gen XQA kernels (for SM == 100)", xqaDispatcher.h): no
-``mha_decode_rate``. Fitted anyway, B200's rate comes out at 12.7 * 10^12 elements per second, 5x
-H100's 2.52 * 10^12, and its decode error stays 7.9 %: the term never binds there."""
+``mha_decode_rate``. Fitted anyway (before the decode ramp), B200's rate came out at 12.7 * 10^12
+elements per second, 5x H100's 2.52 * 10^12, and its decode error stayed 7.9 %: the term never
+binds there."""
 
 KERNEL_PATH_FIELDS = {"mha_decode_rate": TLLM_GEN_GPUS}
 """Fields that describe a kernel some GPUs do not run (field -> those GPUs): the H100-fitted values
