@@ -89,6 +89,9 @@ __all__ = [
     "attention_decode_time",
     "grouped_decode_time_8bit",
     "attention_exp_rate",
+    "mha_decode_rate",
+    "decode_ramp_time",
+    "decode_ramp_bytes",
     "ll_base_latency",
     "ll_latency",
     "ll_efficiency",
@@ -240,6 +243,14 @@ _ROWS = (
     _row("attention_exp_rate", "F_exp", r"F_{\mathrm{exp}}",
          "exponentials per second of the attention kernels' softmax (special-function units), one per scored pair",
          positive=True),
+    _row("mha_decode_rate", "R_mha", r"R_{\mathrm{mha}}",
+         "K and V elements per second a multi-head (one query head per KV head) decode kernel works through",
+         positive=True),
+    _row("decode_ramp_time", "t_ramp", r"t_{\mathrm{ramp}}",
+         "time a decode attention kernel loses to the ramp of its loads before streaming at its full rate (s)",
+         nonnegative=True),
+    _row("decode_ramp_bytes", "M_ramp", r"M_{\mathrm{ramp}}",
+         "bytes a decode attention kernel moves before it streams at its full rate", positive=True),
     _row("grouped_decode_time_8bit", "t_dec8", r"t_{\mathrm{dec,g8}}",
          "fixed time of one decode attention call grouping query heads over an 8-bit KV cache (s)",
          nonnegative=True),
@@ -357,6 +368,9 @@ attention_backward_efficiency = TABLE["attention_backward_efficiency"].symbol
 attention_decode_time = TABLE["attention_decode_time"].symbol
 grouped_decode_time_8bit = TABLE["grouped_decode_time_8bit"].symbol
 attention_exp_rate = TABLE["attention_exp_rate"].symbol
+mha_decode_rate = TABLE["mha_decode_rate"].symbol
+decode_ramp_time = TABLE["decode_ramp_time"].symbol
+decode_ramp_bytes = TABLE["decode_ramp_bytes"].symbol
 ll_base_latency = TABLE["ll_base_latency"].symbol
 ll_latency = TABLE["ll_latency"].symbol
 ll_efficiency = TABLE["ll_efficiency"].symbol

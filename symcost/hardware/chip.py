@@ -58,7 +58,8 @@ _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficien
                  "grouped_gemm_time", "grouped_gemm_memory_efficiency", "attention_time", "attention_io_efficiency",
                  "attention_backward_efficiency",
                  "attention_decode_time", "grouped_decode_time_8bit",
-                 "attention_exp_rate", "ll_base_latency", "ll_latency", "ll_efficiency", "custom_allreduce_latency",
+                 "attention_exp_rate", "mha_decode_rate", "decode_ramp_time", "decode_ramp_bytes",
+                 "ll_base_latency", "ll_latency", "ll_efficiency", "custom_allreduce_latency",
                  "custom_allreduce_efficiency", "custom_allreduce_peer_latency", "custom_allreduce_two_shot_latency",
                  "all_to_all_latency", "all_to_all_peer_latency",
                  "all_to_all_ll_latency", "all_to_all_ll_efficiency", "all_to_all_efficiency")
@@ -152,6 +153,21 @@ class Hardware(BaseModel):
     beside the matmuls in prefill and flash-backward attention; ``None``: no such term. The fitted
     rates (5.4 to 5.8 per ns on H100, H200, B200) are effective ones, above that peak: the kernels
     hide part of the exponentials behind the matmuls."""
+    mha_decode_rate: Optional[Rate] = None
+    """K and V elements per second that a multi-head decode kernel (one query head per KV head)
+    works through, beside streaming them: TensorRT-LLM 1.x runs multi-head decode in its masked
+    multi-head attention kernel, which converts every cached element and multiplies it on the CUDA
+    cores (no tensor cores, no query heads sharing a loaded key), so over an FP8 cache it is held
+    below the HBM rate. An effective rate, fitted on the decode table (``symcost.hardware.fit``);
+    ``None``: no such term (the grouped kernels, and the 2023 engines' profiles)."""
+    decode_ramp_time: Optional[Seconds] = None
+    """Seconds a decode attention kernel loses before its loads stream at the full rate
+    (``attention_memory_efficiency``): ``t_ramp Min(1, bytes / M_ramp)`` beside its streaming, so
+    its first ``decode_ramp_bytes`` move at a lower rate (a kernel keeps a bounded number of loads in
+    flight per SM; the tables' achieved bandwidth grows with the bytes a call moves). Fitted on the
+    decode table; ``None``: no ramp."""
+    decode_ramp_bytes: Optional[Rate] = None
+    """Bytes after which a decode attention kernel's ramp (``decode_ramp_time``) is over."""
     ll_base_latency: Optional[Seconds] = None
     ll_latency: Seconds = sp.Integer(0)
     ll_efficiency: Efficiency = sp.Integer(1)
@@ -184,6 +200,11 @@ class Hardware(BaseModel):
     """Output tile (M x N) of the chip's sub-byte GEMMs (NVFP4, MXFP4), which run one tile per unit
     over the whole k, with no split-K: below one wave their time is one tile's k loop, flat in n and
     linear in k (B200's NVFP4 table). ``None``: ``matmul_tile`` with split-K, as the wider formats."""
+    matmul_stream_k: bool = False
+    """Whether the chip's split-K GEMMs (every format but a ``matmul_tile_4bit`` one) run a stream-K
+    tile scheduler: persistent kernels that split the last wave's k loops over every unit, so a
+    GEMM of ``T`` tiles takes ``T / U`` waves, not ``ceil(T / U)`` (CUTLASS 3.x's stream-K
+    schedulers for SM90 and SM100). ``False``: whole waves beyond the first."""
     fp8_weight_copies: int = 1
     """FP8 copies of a weight a training step caches for per-tensor-scaled FP8 GEMMs: 2 where FP8
     GEMMs take the TN layout only (Hopper: the weight and its transpose, which the dgrad GEMM
@@ -213,6 +234,13 @@ class Hardware(BaseModel):
                 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
             raise HardwareError(f"{info.field_name} must be two positive integers (M, N), got {value!r}")
         return (value[0], value[1])
+
+    @field_validator("matmul_stream_k", mode="before")
+    @classmethod
+    def _stream_k(cls, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise HardwareError(f"matmul_stream_k must be true or false (a stream-K GEMM scheduler), got {value!r}")
+        return value
 
     @field_validator("fp8_weight_copies", mode="before")
     @classmethod
@@ -562,6 +590,9 @@ class Hardware(BaseModel):
             sym.attention_decode_time: self.decode_attention_time,
             sym.grouped_decode_time_8bit: self.grouped_decode_attention_time,
             sym.attention_exp_rate: sp.oo if self.attention_exp_rate is None else self.attention_exp_rate,
+            sym.mha_decode_rate: sp.oo if self.mha_decode_rate is None else self.mha_decode_rate,
+            sym.decode_ramp_time: 0 if self.decode_ramp_time is None else self.decode_ramp_time,
+            sym.decode_ramp_bytes: sp.oo if self.decode_ramp_bytes is None else self.decode_ramp_bytes,
             sym.ll_base_latency: sp.oo if self.ll_base_latency is None else self.ll_base_latency,
             sym.ll_latency: self.ll_latency,
             sym.ll_efficiency: self.ll_efficiency,
@@ -581,12 +612,13 @@ class Hardware(BaseModel):
     @classmethod
     def symbolic(cls, name: str = "symbolic", realistic: bool = False,
                  matmul_tile: tuple[int, int] = (64, 128),
-                 matmul_tile_4bit: Optional[tuple[int, int]] = None) -> "Hardware":
+                 matmul_tile_4bit: Optional[tuple[int, int]] = None, matmul_stream_k: bool = False) -> "Hardware":
         """The unbound chip: every rate a canonical symbol. With ``realistic=True`` the efficiency
         model is symbolic too (η_mm, η_mem, η_attn, η_net, t_k, α₀, N_cu, ...), so times print with
         it; otherwise efficiencies are 1 and overheads 0 (the roofline). ``matmul_tile`` and
         ``matmul_tile_4bit`` stay numbers (the tile shapes of the chips it will be bound to; the
-        sub-byte tile applies where the GEMMs are timed with their dtype)."""
+        sub-byte tile applies where the GEMMs are timed with their dtype), ``matmul_stream_k`` a
+        flag (their tile scheduler)."""
         fields: dict[str, Any] = dict(
             name=name,
             peak_flops={dt: sym.peak_flops for dt in DataType},
@@ -605,7 +637,7 @@ class Hardware(BaseModel):
             # those only a format class or an engine profile sets, which bind through it
             fields.update({name: sym.TABLE[name].symbol for name in _MODEL_FIELDS if name in sym.TABLE})
             fields.update(quantize_bytes_8bit=sym.quantize_bytes, matmul_tile=matmul_tile,
-                          matmul_tile_4bit=matmul_tile_4bit,
+                          matmul_tile_4bit=matmul_tile_4bit, matmul_stream_k=matmul_stream_k,
                           runtime=Runtime(name="symbolic", cuda_graphs=False, step_overhead=sym.step_overhead,
                                           collective_overhead=sym.collective_overhead, allreduce="custom",
                                           moe_sync_time=sym.moe_sync_time,
@@ -638,7 +670,8 @@ class Hardware(BaseModel):
             grouped_gemm_efficiency=None,
             grouped_gemm_time=None, grouped_gemm_memory_efficiency=None, attention_time=None,
             attention_io_efficiency=None, attention_backward_efficiency=one, attention_decode_time=None,
-            grouped_decode_time_8bit=None, attention_exp_rate=None,
+            grouped_decode_time_8bit=None, attention_exp_rate=None, mha_decode_rate=None, decode_ramp_time=None,
+            decode_ramp_bytes=None,
             ll_base_latency=None, ll_latency=zero, ll_efficiency=one, custom_allreduce_latency=None,
             custom_allreduce_efficiency=one, custom_allreduce_peer_latency=zero, custom_allreduce_two_shot_latency=None,
             all_to_all_latency=None, all_to_all_peer_latency=None,
@@ -663,6 +696,7 @@ class Hardware(BaseModel):
                 and self.grouped_gemm_memory_efficiency in (None, 1) and self.attention_time in (None, 0)
                 and self.attention_io_efficiency is None and self.attention_decode_time in (None, 0)
                 and self.grouped_decode_time_8bit in (None, 0) and self.attention_exp_rate is None
+                and self.mha_decode_rate is None and self.decode_ramp_time in (None, 0)
                 and self.attention_backward_efficiency == 1
                 and self.ll_base_latency is None
                 and self.all_to_all_latency is None and self.all_to_all_peer_latency is None

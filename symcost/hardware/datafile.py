@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 __all__ = ["UNITS", "read", "resolve", "value"]
 
 UNITS: dict[str, Fraction] = {
-    "TFLOP/s": Fraction(TERA), "GB": Fraction(GIGA), "GiB": Fraction(2**30), "MiB": Fraction(2**20),
+    "TFLOP/s": Fraction(TERA), "GB": Fraction(GIGA), "MB": Fraction(MEGA), "GiB": Fraction(2**30),
+    "MiB": Fraction(2**20),
     "GB/s": Fraction(GIGA), "TB/s": Fraction(TERA), "T/s": Fraction(TERA), "Gb/s": Fraction(GIGA, 8),
     "us": Fraction(1, MEGA), "s": Fraction(1),
 }

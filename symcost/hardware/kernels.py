@@ -25,10 +25,14 @@ The classes shipped here, per op on a chip with matmul FLOP/s ``peak`` (efficien
   vector units and its ``P`` exponentials (one per scored pair) on the special-function units,
   and the Q, K, V, O traffic of the kernels around the core (RoPE, the KV-cache write) as a pass
   of its own;
-- ``attn.decode``: ``max(F / (F_16 eta_attn) + V / F_vec, bytes / (B eta_kv)) + (1 - G E) t_dec
-  + G E t_dec8``: streaming the KV cache, with ``G`` 1 when the core groups several query heads
-  per KV head (0 for multi-head attention) and ``E`` 1 for an 8-bit (or narrower) KV cache: the
-  grouped kernel over an 8-bit cache has its own floor ``t_dec8``;
+- ``attn.decode``: ``max(F / (F_16 eta_attn) + V / F_vec + (1 - G) N_kv / R_mha, bytes / (B
+  eta_kv) + t_ramp Min(1, bytes / M_ramp)) + (1 - G E) t_dec + G E t_dec8``: streaming the KV
+  cache after the ramp of its loads, with ``G`` 1 when the core
+  groups several query heads per KV head (0 for multi-head attention) and ``E`` 1 for an 8-bit (or
+  narrower) KV cache: the grouped kernel over an 8-bit cache has its own floor ``t_dec8``, and a
+  multi-head kernel works through the cached K and V elements on the CUDA cores at ``R_mha`` per
+  second, in waves of thread blocks over the SMs (``N_kv / R_mha`` when they divide evenly;
+  :func:`_mha_elements`);
 - ``attn.backward``: the prefill form without the extra pass, its core at ``F_16 eta_attn
   eta_abwd`` (the backward kernels' own fraction of the forward's rate), and for flash the
   forward's exponentials per matmul FLOP at the same fraction;
@@ -137,7 +141,8 @@ def matmul_compute_flops(op: Matmul, hardware: Hardware, dtype: Optional[DataTyp
     FLOPs on a chip without ``compute_units``): ``2 k T_M T_N U w`` with ``U`` units and ``w`` waves
     of ``T = ceil(m / T_M) ceil(n / T_N)`` tiles (the dtype's tile, :meth:`Hardware.gemm_tiling`),
     ``w = min(T / U, 1) + ceil(max(T - U, 0) / U)`` where the kernel splits k below one wave,
-    ``w = ceil(T / U)`` where it does not.
+    ``w = T / U`` where a stream-K scheduler splits the last wave too (``matmul_stream_k``),
+    ``w = ceil(T / U)`` where it splits none.
 
     >>> from symcost import hardware
     >>> from symcost.core.dtypes import DataType
@@ -152,7 +157,10 @@ def matmul_compute_flops(op: Matmul, hardware: Hardware, dtype: Optional[DataTyp
     (tm, tn), split_k = hardware.gemm_tiling(dtype)
     units = hardware.compute_units
     tiles = op.batch * Ceil(op.m / tm) * Ceil(op.n / tn)
-    if split_k:
+    if split_k and hardware.matmul_stream_k:
+        # NB: a stream-K scheduler splits the last wave's k loops over every unit too
+        waves = tiles / units
+    elif split_k:
         # waves = tiles/U below one full wave (split-K spreads the tiles over every unit), else
         # ceil(tiles/U); written without a Piecewise: min(tiles/U, 1) + ceil(max(tiles - U, 0)/U)
         waves = extreme(sp.Min, tiles / units, 1) + Ceil(extreme(sp.Max, tiles - units, 0) / units)
@@ -275,18 +283,70 @@ def eight_bit_cache(op: Op) -> sp.Expr:
     return extreme(sp.Min, extreme(sp.Max, 2 - sp.sympify(attention_core(op).e_kv), 0), 1)
 
 
+MHA_KEYS_PER_BLOCK = 128
+"""Keys one thread block of TensorRT-LLM's masked multi-head attention kernel covers at least
+(one pass of its key loop): ``seq_len_per_kv_loop = divUp(block_size, threads_per_value) * 8``
+with 256 threads and 16 threads per 128-wide 16-bit head
+(cpp/tensorrt_llm/kernels/decoderMaskedMultiheadAttention/decoderMaskedMultiheadAttentionLaunch.h,
+``multi_block_grid_setup``)."""
+
+
+def _mha_elements(op: Op, chip: Hardware) -> sp.Expr:
+    """Seconds a multi-head decode kernel's thread blocks spend on the cached elements on the CUDA
+    cores (0 for a grouped core, :func:`grouped_heads` ``G`` 1, and without ``mha_decode_rate``):
+    ``(1 - G) W N ceil(s / T) (d + d_v) / R_mha``.
+
+    TensorRT-LLM's masked multi-head kernel runs one block per (sequence, head) and, below one
+    block per SM (``b h < N``), splits each sequence over ``T = Min(ceil(N / (b h)), ceil(s / L))``
+    blocks (multi-block mode: as many as fill the ``N`` SMs once, each at least ``L`` =
+    :data:`MHA_KEYS_PER_BLOCK` keys); the ``b h T`` blocks run in ``W = ceil(b h T / N)`` waves of
+    one block per SM, each block working through ``ceil(s / T)`` keys of ``d + d_v`` elements at
+    ``R_mha / N`` elements per second. Without ``compute_units`` (no SM count): ``N_kv / R_mha``, the
+    ``N_kv`` cached K and V elements at the chip's whole rate.
+
+    Derivation of the limits: with ``b h`` a multiple of ``N`` (``T`` = 1, ``W = b h / N``) the term
+    is ``b h s (d + d_v) / R_mha = N_kv / R_mha``; one sequence and head at 16,384 keys on 132 SMs
+    splits into ``T = 128`` blocks of 128 keys in one wave, ``132 * 128 * 256 / R_mha``.
+    """
+    if chip.mha_decode_rate is None:
+        return sp.Integer(0)
+    core = attention_core(op)
+    multi_head = 1 - grouped_heads(op)
+    width = core.head_dim + core.d_v
+    if chip.compute_units is None:
+        return multi_head * core.kv_bytes / core.e_kv / chip.mha_decode_rate
+    units, heads, keys = sp.sympify(chip.compute_units), core.batch * core.heads, sp.sympify(core.keys_read)
+    split = extreme(sp.Min, Ceil(units / heads), Ceil(keys / MHA_KEYS_PER_BLOCK))
+    waves = Ceil(heads * split / units)
+    return multi_head * waves * units * Ceil(keys / split) * width / chip.mha_decode_rate
+
+
 @kernel("attn.decode")
 def attention_decode(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
-    """Decode attention over the KV cache: ``max(F / (F_16 eta_attn) + V / F_vec, bytes / (B eta_kv))
-    + (1 - G E) t_dec + G E t_dec8`` (:func:`grouped_heads` ``G``, :func:`eight_bit_cache` ``E``);
-    without ``grouped_decode_time_8bit`` every decode kernel's floor is ``t_dec``."""
+    """Decode attention over the KV cache: ``max(F / (F_16 eta_attn) + V / F_vec + (1 - G) N_kv /
+    R_mha, bytes / (B eta_kv) + t_ramp Min(1, bytes / M_ramp)) + (1 - G E) t_dec + G E t_dec8``
+    (:func:`_decode_ramp`, :func:`grouped_heads` ``G``,
+    :func:`eight_bit_cache` ``E``, :func:`_mha_elements` ``N_kv / R_mha`` with the thread blocks'
+    waves over the SMs); without
+    ``grouped_decode_time_8bit`` every decode kernel's floor is ``t_dec``, without
+    ``mha_decode_rate`` no element term."""
     n = kernels(op)
     floor = chip.decode_attention_time
     if chip.grouped_decode_time_8bit is not None:
         grouped_8bit = grouped_heads(op) * eight_bit_cache(op)
         floor = (1 - grouped_8bit) * floor + grouped_8bit * chip.grouped_decode_time_8bit
-    return OpTime(_attention_compute(op, chip, dtype), op.hbm_bytes / chip.attention_hbm_bandwidth, n * floor,
-                  _launch(n, chip))
+    return OpTime(_attention_compute(op, chip, dtype) + _mha_elements(op, chip),
+                  op.hbm_bytes / chip.attention_hbm_bandwidth + _decode_ramp(op, chip), n * floor, _launch(n, chip))
+
+
+def _decode_ramp(op: Op, chip: Hardware) -> sp.Expr:
+    """Seconds a decode kernel loses to the ramp of its loads: ``t_ramp Min(1, bytes / M_ramp)``
+    (0 without ``decode_ramp_time``; without ``decode_ramp_bytes`` the whole ``t_ramp``)."""
+    if chip.decode_ramp_time is None:
+        return sp.Integer(0)
+    if chip.decode_ramp_bytes is None:
+        return sp.sympify(chip.decode_ramp_time)
+    return chip.decode_ramp_time * extreme(sp.Min, 1, op.hbm_bytes / chip.decode_ramp_bytes)
 
 
 @kernel("attn.backward")

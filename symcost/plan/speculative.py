@@ -330,7 +330,7 @@ def speculative_step(model: Model, hardware: Hardware | str, batch_size: Any, se
     >>> st.expected_tokens == 1 + Fraction(4, 5) + Fraction(4, 5)**2 + Fraction(4, 5)**3
     True
     >>> round(float(st.speedup), 2), round(float(st.breakeven().alpha), 3)
-    (2.31, 0.219)
+    (2.31, 0.22)
     """
     chip = get_hardware(hardware)
     par = resolve_parallelism(model, parallelism)

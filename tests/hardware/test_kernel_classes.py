@@ -12,6 +12,7 @@ import pytest
 import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 import symcost as sc
 from symcost import hardware
@@ -133,6 +134,75 @@ def test_grouped_decode_over_an_8bit_cache_has_its_own_floor():
     assert op_time(fp8, CHIP, CHIP.effective_peak(BF16), BF16).overhead == 5 * US
 
 
+def test_multi_head_decode_at_its_kernels_element_rate():
+    """mha_decode_rate 10^11 KV elements per second: a multi-head decode core (8 query heads over 8
+    KV heads, b 8, 4096 keys of 128) over an FP8 cache reads 2 * 8 * 8 * 4096 * 128 = 67,108,864 K
+    and V elements, 1 byte each: at 10^12 * 1/2 that is 134.2 us of streaming plus Q and O
+    (2 * 8 * 8 * 128 * 2 = 32,768 B, 0.066 us), but at 10^11 elements per second 671.1 us of the
+    kernel's own work (TensorRT-LLM's masked multi-head kernel converts and multiplies every element on
+    the CUDA cores), which wins the max; + 5 us. The matmuls (4 * 8 * 8 * 4096 * 128 FLOPs at 5 * 10^13)
+    and the softmax (5 FLOPs per pair, 8 * 8 * 4096 pairs, at 10^13) add 2.7 us to that compute term.
+    A grouped core (32 over 8) pays no such term: the same K and V plus its Q and O (2 * 8 * 32 * 128
+    * 2 = 131,072 B) stream in 134.4 us, + 5 us. Unset (None), the multi-head core streams: 134.2 us + 5 us."""
+    chip = CHIP.with_efficiency(mha_decode_rate=10**11)
+    mha = AttentionCore("c", batch=8, heads=8, kv_heads=8, q_len=1, kv_len=4096, head_dim=128, kv_dtype_bytes=1,
+                        decode=True)
+    gqa = dataclasses.replace(mha, heads=32)
+    elements = 2 * 8 * 8 * 4096 * 128
+    core_work = sp.Rational(4 * 8 * 8 * 4096 * 128, 5 * 10**13) + sp.Rational(5 * 8 * 8 * 4096, 10**13)
+    t = op_time(mha, chip, chip.effective_peak(BF16), BF16)
+    assert t.compute == core_work + sp.Rational(elements, 10**11)
+    assert t.time == core_work + sp.Rational(elements, 10**11) + 5 * US
+    assert op_time(gqa, chip, chip.effective_peak(BF16), BF16).time == sp.Rational(elements + 131072,
+                                                                                   5 * 10**11) + 5 * US
+    assert op_time(mha, CHIP, CHIP.effective_peak(BF16), BF16).time == sp.Rational(elements + 32768,
+                                                                                   5 * 10**11) + 5 * US
+
+
+@pytest.mark.parametrize("batch,heads,keys,blocks_time", [
+    # 2 heads on 10 SMs: split T = min(ceil(10/2), ceil(1001/128)) = min(5, 8) = 5 blocks per head of
+    # ceil(1001/5) = 201 keys, 10 blocks in one wave: 1 * 10 * 201 * 256 elements / 10^11 = 5.1456 us
+    (1, 2, 1001, Fraction(10 * 201 * 256, 10**11)),
+    # 12 heads on 10 SMs: no split (ceil(10/12) = 1), 12 blocks in ceil(12/10) = 2 waves of 1001 keys:
+    # 2 * 10 * 1001 * 256 / 10^11 = 51.25 us, not the 12 * 1001 * 256 / 10^11 = 30.75 us of even waves
+    (3, 4, 1001, Fraction(2 * 10 * 1001 * 256, 10**11)),
+    # 200 keys: at most ceil(200/128) = 2 blocks per head, 4 blocks in one wave of 100 keys each:
+    # 10 * 100 * 256 / 10^11 = 2.56 us
+    (1, 2, 200, Fraction(10 * 100 * 256, 10**11)),
+])
+def test_multi_head_decode_blocks_run_in_waves_over_the_sms(batch, heads, keys, blocks_time):
+    """With 10 SMs (compute_units) the multi-head kernel's blocks (one per sequence and head, split
+    over the keys below one block per SM, at least 128 keys each) run in waves of one block per SM,
+    each SM at 10^11 / 10 elements per second, 2 * 128 = 256 elements per key (K and V). The
+    compute term is that plus the matmuls (4 b h s 128 FLOPs at 5 * 10^13) and the softmax (5 b h s
+    at 10^13)."""
+    chip = CHIP.with_efficiency(mha_decode_rate=10**11, compute_units=10)
+    core = AttentionCore("c", batch=batch, heads=heads, kv_heads=heads, q_len=1, kv_len=keys, head_dim=128,
+                         kv_dtype_bytes=1, decode=True)
+    core_work = sp.Rational(4 * batch * heads * keys * 128, 5 * 10**13) + sp.Rational(5 * batch * heads * keys, 10**13)
+    assert op_time(core, chip, chip.effective_peak(BF16), BF16).compute == core_work + blocks_time
+
+
+@pytest.mark.parametrize("keys,ramp", [
+    # K and V 2 * 8 * 8 * 1024 * 128 * 2 = 33,554,432 B plus Q and O 32,768 B = 33,587,200 B, below
+    # the 10^8-byte ramp: 3 us * 33,587,200 / 10^8 = 1.0076 us
+    (1024, Fraction(3, 10**6) * Fraction(33587200, 10**8)),
+    # 8,192 keys: 268,468,224 B, past the ramp: the whole 3 us
+    (8192, Fraction(3, 10**6)),
+])
+def test_decode_streaming_ramps_up_to_its_rate(keys, ramp):
+    """decode_ramp_time 3 us over decode_ramp_bytes 10^8: a decode kernel that moves fewer bytes
+    than that loses 3 us * bytes / 10^8 to the ramp of its loads (its first bytes stream below
+    the full rate), a larger one the whole 3 us: memory = bytes / (10^12 * 1/2) + 3 us * Min(1,
+    bytes / 10^8); + attention_decode_time 5 us (8 heads over 8, a bf16 cache, no mha_decode_rate)."""
+    chip = CHIP.with_efficiency(decode_ramp_time=3 * US, decode_ramp_bytes=10**8)
+    core = AttentionCore("c", batch=8, heads=8, kv_heads=8, q_len=1, kv_len=keys, head_dim=128, decode=True)
+    streamed = 2 * 8 * 8 * keys * 128 * 2 + 32768
+    t = op_time(core, chip, chip.effective_peak(BF16), BF16)
+    assert t.memory == sp.Rational(streamed, 5 * 10**11) + ramp
+    assert t.time == sp.Rational(streamed, 5 * 10**11) + ramp + 5 * US
+
+
 def test_wrapped_attention_cores_take_their_cores_heads():
     """(bug found by the suite) MLA's absorbed decode core wraps an AttentionCore (``.core``): 128
     query heads over the one cached latent, grouped, so over an FP8 cache it pays
@@ -158,7 +228,8 @@ def test_wrapped_attention_cores_take_their_cores_heads():
 
 
 @pytest.mark.parametrize("heads,kv_bytes", [(8, 1), (8, 2), (32, 1), (32, 2)])
-@pytest.mark.parametrize("fields", [{}, {"grouped_decode_time_8bit": 2 * US, "attention_exp_rate": 10**12}])
+@pytest.mark.parametrize("fields", [{}, {"grouped_decode_time_8bit": 2 * US, "attention_exp_rate": 10**12,
+                                          "decode_ramp_time": 3 * US, "decode_ramp_bytes": 10**8}])
 def test_decode_terms_bind_on_the_symbolic_chip(heads, kv_bytes, fields):
     """The realistic symbolic chip's decode time, bound to a chip's values (symbol_values), equals
     the numeric time on that chip, with and without the grouped kernel's floor (unset: t_dec8 = t_dec),
@@ -442,6 +513,42 @@ def test_sub_byte_gemm_runs_its_own_tile_over_the_whole_k():
     assert op_time(bf16, TILED, TILED.effective_peak(BF16), BF16).compute == sp.Rational(536870912, 5 * 10**13)
 
 
+def test_stream_k_spreads_the_last_wave_over_every_unit():
+    """m = 1024, n = 4096, k = 4096 bf16 on 10 units with 64 x 128 tiles: 16 * 32 = 512 tiles, 51.2
+    waves. With wave quantization (A100's GEMMs) the last 2 tiles take a whole wave: 52 waves, 2 *
+    4096 * 64 * 128 * 10 * 52 FLOPs; a stream-K scheduler (matmul_stream_k, Hopper's and Blackwell's
+    persistent GEMMs) splits their k loop over every unit: 51.2 waves, exactly the 512 tiles' 2 *
+    4096 * 64 * 128 * 512 FLOPs. Below one wave both split k: 8 tiles are 8/10 of a wave either way."""
+    from symcost.hardware.kernels import matmul_compute_flops
+
+    waves = CHIP.with_efficiency(compute_units=10)
+    stream = CHIP.with_efficiency(compute_units=10, matmul_stream_k=True)
+    mm = Matmul("w", m=1024, n=4096, k=4096, dtype_bytes=2)
+    assert matmul_compute_flops(mm, waves, BF16) == 2 * 4096 * 64 * 128 * 10 * 52
+    assert matmul_compute_flops(mm, stream, BF16) == 2 * 4096 * 64 * 128 * 512
+    small = Matmul("w", m=64, n=1024, k=4096, dtype_bytes=2)
+    one_wave = 2 * 4096 * 64 * 128 * 8
+    assert matmul_compute_flops(small, waves, BF16) == matmul_compute_flops(small, stream, BF16) == one_wave
+    assert [hardware.get(n).matmul_stream_k for n in ("H100_SXM", "H200_SXM", "B200", "A100_SXM_80GB")] == [
+        True, True, True, False]
+
+
+def test_2023_engine_profiles_keep_their_own_kernel_terms():
+    """The tensorrt-llm-0.x and fastertransformer profiles (the 2023 whole runs) price GEMMs with whole
+    waves and have no multi-head element rate on every chip (their kernels predate TensorRT-LLM 1.x's
+    multi-block launch and CUTLASS 3's stream-K scheduler); TensorRT-LLM 1.3's profile keeps the
+    H100's own (stream-K, R_mha 2.54 * 10^12 per second from the per-op fit). A flag that is not
+    true or false is refused, naming the field (from a chip file: one line)."""
+    h100 = hardware.get("H100_SXM")
+    for engine in ("tensorrt-llm-0.x", "fastertransformer"):
+        old = h100.with_runtime(engine)
+        assert old.matmul_stream_k is False and old.mha_decode_rate is None
+    modern = h100.with_runtime("tensorrt-llm")
+    assert modern.matmul_stream_k is True and modern.mha_decode_rate == Fraction(254, 100) * 10**12
+    with pytest.raises(ValidationError, match="matmul_stream_k must be true or false"):
+        CHIP.with_efficiency(matmul_stream_k=1)
+
+
 def test_b200_nvfp4_tile_is_cutlass_default():
     """B200's NVFP4 GEMMs: TensorRT-LLM's default CUTLASS config on SM100, CtaShape128x256x128B with a
     1x1x1 cluster (cpp/tensorrt_llm/thop/fp4Gemm.cpp, getDefaultGemmConfig); chips without NVFP4
@@ -453,14 +560,37 @@ def test_b200_nvfp4_tile_is_cutlass_default():
 @settings(max_examples=60, deadline=None)
 @given(m=st.integers(1, 20000), n=st.integers(1, 70000), k=st.integers(1, 70000),
        pair=st.sampled_from([("B200", "bf16"), ("B200", "fp8_e4m3"), ("B200", "nvfp4"), ("H100_SXM", "bf16"),
-                             ("H100_SXM", "fp8_e4m3")]))
+                             ("H100_SXM", "fp8_e4m3"), ("A100_SXM_80GB", "bf16")]))
 def test_gemm_tiles_bind_on_the_symbolic_chip(m, n, k, pair):
-    """A GEMM timed on the realistic symbolic chip that carries the chip's sub-byte tile, bound to the
-    chip's values for the dtype (symbol_values), equals the numeric time: tiles, waves and split-K
-    per format class, floors and the quantizing pass."""
+    """A GEMM timed on the realistic symbolic chip that carries the chip's sub-byte tile and tile
+    scheduler, bound to the chip's values for the dtype (symbol_values), equals the numeric time:
+    tiles, waves (stream-K or not) and split-K per format class, floors and the quantizing pass."""
     chip, dt = hardware.get(pair[0]), sc.DataType.parse(pair[1])
-    symbolic = Hardware.symbolic(realistic=True, matmul_tile_4bit=chip.matmul_tile_4bit)
+    symbolic = Hardware.symbolic(realistic=True, matmul_tile_4bit=chip.matmul_tile_4bit,
+                                 matmul_stream_k=chip.matmul_stream_k)
     mm = Matmul("w", m=m, n=n, k=k, dtype_bytes=dt.bytes)
     numeric = op_time(mm, chip, chip.effective_peak(dt), dt).time
     bound = op_time(mm, symbolic, symbolic.effective_peak(None), dt).time.xreplace(chip.symbol_values(dt))
+    assert bound == numeric
+
+
+@settings(max_examples=60, deadline=None)
+@given(b=st.integers(1, 512), kv_heads=st.integers(1, 64), group=st.sampled_from([1, 2, 4, 8]),
+       kv_len=st.integers(1, 131072), kv_bytes=st.sampled_from([1, 2]),
+       name=st.sampled_from(["A100_SXM_80GB", "H100_SXM", "H200_SXM", "B200"]),
+       rate=st.sampled_from([None, 10**11, Fraction(221, 100) * 10**12]),
+       ramp=st.sampled_from([None, (3 * US, 10**8)]))
+def test_decode_terms_bind_on_the_symbolic_chip_for_any_shape(b, kv_heads, group, kv_len, kv_bytes, name, rate, ramp):
+    """A decode core of any shape timed on the realistic symbolic chip, bound to a preset's values
+    (symbol_values), equals the numeric time on that preset: the multi-head kernel's element rate
+    (set or unset: R_mha = oo), the grouped kernel's 8-bit floor and the streaming term with its
+    ramp (the preset's, or set here, or none)."""
+    chip = hardware.get(name).with_efficiency(mha_decode_rate=rate)
+    if ramp is not None:
+        chip = chip.with_efficiency(decode_ramp_time=ramp[0], decode_ramp_bytes=ramp[1])
+    symbolic = Hardware.symbolic(realistic=True)
+    core = AttentionCore("c", batch=b, heads=kv_heads * group, kv_heads=kv_heads, q_len=1, kv_len=kv_len,
+                         head_dim=128, kv_dtype_bytes=kv_bytes, decode=True)
+    numeric = op_time(core, chip, chip.effective_peak(BF16), BF16).time
+    bound = op_time(core, symbolic, symbolic.effective_peak(None), None).time.xreplace(chip.symbol_values(BF16))
     assert bound == numeric

@@ -82,8 +82,8 @@ def test_in_sample_calibration_targets(fit):
 @pytest.mark.parametrize("half", [0, 1])
 def test_held_out_half_mean_error_at_most_twelve_percent(half):
     """Out of sample: fitted on alternate rows, the other ten, which the fit never saw, are predicted
-    with a mean absolute error of at most 12 %, 1.5 times the in-sample target (9.5 % and 7.7 % with
-    this fit's grids; 7.1 % in sample)."""
+    with a mean absolute error of at most 12 %, 1.5 times the in-sample target (10.3 % and 10.9 % with
+    this fit's grids; 6.6 % in sample)."""
     rows = ci.load_rows()
     result = ci.fit(rows[half::2])
     errors = [abs(result.relative_error(r)) for r in rows[1 - half::2]]

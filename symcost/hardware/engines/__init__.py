@@ -38,6 +38,7 @@ _FOLDER = resources.files(__name__)
 _TERMS = ("cuda_graphs", "step_overhead", "collective_overhead", "prefill_emits_first_token", "allreduce",
           "grouped_gemm", "moe_sync_time", "a2a_overlap_efficiency")
 _NAMES = ("cuda_graphs", "prefill_emits_first_token", "allreduce", "grouped_gemm")  # values that are not numbers
+_FLAGS = ("matmul_stream_k",)  # chip fields an engine may set that are flags, not numbers
 _TIERED = ("token_budget", "max_num_seqs", "memory_fraction", "memory_reserve")
 _SERVING = (*_TIERED, "memory_reserve_per_gpu", "memory_fraction_digits", "memory_rule", "kv_block_tokens")
 _TIER_KEYS = {"value", "hbm_below_gib", "name_contains", "gpus_below"}
@@ -94,7 +95,7 @@ def _chips(raw: Any, where: str, shared: dict[str, Any]) -> dict[str, dict[str, 
         for field in fields:
             if field not in Hardware.model_fields or field in ("name", "runtime", "peak_flops"):
                 raise HardwareError(f"{where}: chips[{chip!r}]: {field!r} is not a chip field an engine sets")
-        out[chip] = {f: resolve(e, f"{where}: chips[{chip!r}].{f}", shared) for f, e in fields.items()}
+        out[chip] = {f: resolve(e, f"{where}: chips[{chip!r}].{f}", shared, f in _FLAGS) for f, e in fields.items()}
     return out
 
 

@@ -11,7 +11,8 @@ family on its own table (:mod:`~symcost.hardware.fit.families`), in the order of
 4. prefill attention (``attention_efficiency``, ``attention_time``, ``attention_io_efficiency``;
    ``attention_exp_rate`` where the table's rows hold several head dimensions);
 5. decode attention (``attention_memory_efficiency``, ``attention_decode_time``;
-   ``grouped_decode_time_8bit`` where the table has grouped-query rows over an FP8 cache);
+   ``grouped_decode_time_8bit`` where the table has grouped-query rows over an FP8 cache,
+   ``mha_decode_rate`` where it has multi-head rows; ``decode_ramp_time``, ``decode_ramp_bytes``);
 6. NCCL's collectives (the Simple ring ``collective_base_latency``, ``collective_latency``,
    ``network_efficiency``; the low-latency ring ``ll_*``; NVLink SHARP ``nvls_*`` where the chip
    has it) on all-reduce, all-gather and reduce-scatter, then all-to-all (grouped sends: ``all_to_all_*``)
@@ -34,6 +35,7 @@ from fractions import Fraction
 from typing import Any
 
 from .families import (
+    DECODE_START,
     Family,
     FitResult,
     collective_family,
@@ -46,7 +48,8 @@ from .families import (
 )
 from .tables import CHIPS, Table, package_version
 
-__all__ = ["CHIPS", "ENGINE_TABLES", "VERSIONS", "ChipFit", "fit_chip", "plan", "package_version"]
+__all__ = ["CHIPS", "ENGINE_TABLES", "KERNEL_PATH_FIELDS", "TLLM_GEN_GPUS", "VERSIONS", "ChipFit", "fit_chip", "plan",
+           "package_version"]
 
 VERSIONS: dict[str, dict[str, str]] = {
     "a100_sxm": {"trtllm": "1.0.0", "nccl": "2.27.3", "vllm": "0.14.0", "sglang": "0.5.10"},
@@ -160,12 +163,30 @@ def _table(gpu: str, step: str) -> Table:
 
 def _decode_fields(gpu: str, table: Table) -> tuple[str, ...]:
     """The decode family's fields on ``gpu``: ``grouped_decode_time_8bit`` only where its fitted
-    rows hold grouped-query attention over an FP8 cache (A100's table has no FP8 cache)."""
+    rows hold grouped-query attention over an FP8 cache (A100's table has no FP8 cache),
+    ``mha_decode_rate`` only where they hold multi-head attention."""
     from .families import DECODE_FIELDS
 
     rows = decode_family(gpu, table, (), {}).rows()
-    grouped_fp8 = (rows["kv_cache_dtype"] == "fp8") & (rows["num_heads"] > rows["num_key_value_heads"])
-    return DECODE_FIELDS if bool(grouped_fp8.any()) else DECODE_FIELDS[:-1]
+    fp8 = rows["kv_cache_dtype"] == "fp8"
+    grouped = rows["num_heads"] > rows["num_key_value_heads"]
+    present = {"grouped_decode_time_8bit": bool((fp8 & grouped).any()),
+               "mha_decode_rate": bool((~grouped).any()) and gpu not in TLLM_GEN_GPUS}
+    return tuple(f for f in DECODE_FIELDS if present.get(f, True))
+
+
+TLLM_GEN_GPUS = ("b200_sxm",)
+"""GPUs on which TensorRT-LLM runs every decode attention kernel, multi-head included, in its
+trtllm-gen kernels on the tensor cores, not in the masked multi-head kernel on the CUDA cores
+(SM100: ``mUseTllmGen(getSMVersion() == 100)``, cpp/tensorrt_llm/kernels/xqaDispatcher.cpp; "decoder
+XQA kernels (for SM <= 90)", "trtllm-gen XQA kernels (for SM == 100)", xqaDispatcher.h): no
+``mha_decode_rate``. Fitted anyway (before the decode ramp), B200's rate came out at 12.7 * 10^12
+elements per second, 5x H100's 2.52 * 10^12, and its decode error stayed 7.9 %: the term never
+binds there."""
+
+KERNEL_PATH_FIELDS = {"mha_decode_rate": TLLM_GEN_GPUS}
+"""Fields that describe a kernel some GPUs do not run (field -> those GPUs): the H100-fitted values
+of :func:`report.generalization_table` are not moved onto them."""
 
 
 def _prefill_fields(gpu: str, table: Table) -> tuple[str, ...]:
@@ -220,7 +241,7 @@ def fit_chip(gpu: str, preset: Any = None) -> ChipFit:
             family = prefill_family(gpu, table, (0.6, 15.0, 0.4, 4.0)[:len(fields)], values, fields)
         elif step == "decode":
             fields = _decode_fields(gpu, table)
-            family = decode_family(gpu, table, (0.8, 15.0, 8.0)[:len(fields)], values, fields)
+            family = decode_family(gpu, table, tuple(DECODE_START[f] for f in fields), values, fields)
         elif step == "nccl":
             family = nccl_family(gpu, table, nvls, values)
         elif step == "nccl alltoall":
@@ -248,7 +269,7 @@ def _entry(name: str, value: Fraction, source: str) -> dict[str, Any]:
         text = format(Decimal(scaled.numerator) / Decimal(scaled.denominator), "f")
     entry: dict[str, Any] = {"value": text}
     if unit != 1:
-        entry["unit"] = "us" if unit < 1 else "T/s"
+        entry["unit"] = "us" if unit < 1 else {10**6: "MB", 10**12: "T/s"}[int(unit)]
     entry["source"] = source
     return entry
 

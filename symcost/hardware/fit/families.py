@@ -68,6 +68,9 @@ PARAMETERS: dict[str, tuple[sp.Symbol, Fraction, float, float]] = {
     "attention_decode_time": (sp.Symbol("t_p4", nonnegative=True), _US, 0.0, 100.0),
     "grouped_decode_time_8bit": (sp.Symbol("t_p8dec", nonnegative=True), _US, 0.0, 100.0),
     "attention_exp_rate": (sp.Symbol("F_p0", positive=True), Fraction(10**12), 0.1, 100.0),
+    "mha_decode_rate": (sp.Symbol("R_p0", positive=True), Fraction(10**12), 0.1, 100.0),
+    "decode_ramp_time": (sp.Symbol("t_p5dec", nonnegative=True), _US, 0.0, 100.0),
+    "decode_ramp_bytes": (sp.Symbol("M_p0dec", positive=True), Fraction(10**6), 0.1, 10000.0),
     "memory_efficiency": (sp.Symbol("eta_p7", positive=True), Fraction(1), 0.05, 1.0),
     "kernel_time": (sp.Symbol("t_p6", nonnegative=True), _US, 0.0, 100.0),
     "collective_base_latency": (sp.Symbol("t_p7", nonnegative=True), _US, 0.0, 100.0),
@@ -295,8 +298,13 @@ def _decode_rows(frame: Any) -> Any:
     return frame[pick]
 
 
-DECODE_FIELDS = ("attention_memory_efficiency", "attention_decode_time", "grouped_decode_time_8bit")
-"""The decode family's fields (the last only where the table has grouped-query rows over an FP8 cache)."""
+DECODE_FIELDS = ("attention_memory_efficiency", "attention_decode_time", "grouped_decode_time_8bit", "mha_decode_rate",
+                 "decode_ramp_time", "decode_ramp_bytes")
+"""The decode family's fields (``grouped_decode_time_8bit`` only where the table has grouped-query
+rows over an FP8 cache, ``mha_decode_rate`` only where it has multi-head rows)."""
+DECODE_START = {"attention_memory_efficiency": 0.9, "attention_decode_time": 13.0, "grouped_decode_time_8bit": 8.0,
+                "mha_decode_rate": 2.5, "decode_ramp_time": 10.0, "decode_ramp_bytes": 100.0}
+"""The decode fields' starting values (fraction, us, us, 10^12 elements per second, us, MB)."""
 
 
 def decode_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping[str, Fraction],

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .. import get
-from . import ChipFit, fit_chip
+from . import KERNEL_PATH_FIELDS, ChipFit, fit_chip
 from .families import Family, FitResult, predict
 from .tables import CHIPS, Table
 
@@ -99,7 +99,8 @@ def _moe_check_lines(family: Family, preset: str) -> list[str]:
 
 def generalization_table(source: str = "h100_sxm", targets: tuple[str, ...] = ("h200_sxm", "b200_sxm")) -> str:
     """Markdown: each family fitted on ``source``'s tables only, its values applied to each target
-    chip's datasheet figures, against the target's measured rows (next to the target's own fit)."""
+    chip's datasheet figures (a term of a kernel the target does not run, :data:`KERNEL_PATH_FIELDS`,
+    stays unset there), against the target's measured rows (next to the target's own fit)."""
     fitted = fit_chip(source)
     lines = ["| family | fitted on | predicts | rows | median ratio | mean abs error | its own fit: mean abs error |",
              "|---|---|---|---:|---:|---:|---:|"]
@@ -113,7 +114,9 @@ def generalization_table(source: str = "h100_sxm", targets: tuple[str, ...] = ("
             if family.name not in own:
                 continue
             theirs = own[family.name].family
-            moved = replace(theirs, fixed={k: v for k, v in values.items() if k not in theirs.fields})
+            # NB: a term of a kernel the target does not run (KERNEL_PATH_FIELDS) stays unset there
+            moved = replace(theirs, fixed={k: v for k, v in values.items() if k not in theirs.fields
+                                           and target not in KERNEL_PATH_FIELDS.get(k, ())})
             ratios = predict(moved, get(CHIPS[target]), {**values, **result.values})
             ratios = ratios / moved.rows()["seconds"].to_numpy(dtype=float)
             s = FitResult.summary(ratios)
