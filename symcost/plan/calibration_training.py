@@ -33,7 +33,9 @@ The kernels are the per-op fit's; the ``megatron-core`` profile states how Megat
 (Transformer Engine's FP8 grouped GEMMs: one GEMM per expert) and carries one term fitted here,
 :data:`PARAMETERS`: ``moe_sync_time``, what a dropless MoE layer's forward loses to its
 dispatcher's device-to-host sync (the token-drop rows, padded to capacity, have none), on an exact
-grid by least squares on the log of the predicted tokens/s. :func:`held_out` refits without a
+grid by least squares on the log of the predicted tokens/s of the rows whose release settings are
+known (:func:`fit_rows`: a MoE row whose layout differs from its release preset is predicted and
+shown, marked, but not fitted). :func:`held_out` refits without a
 group or a model family and predicts it.
 
 >>> rows = load_rows()
@@ -68,7 +70,7 @@ from .descent import coordinate_descent
 from .pipeline import resolve_parallelism
 
 __all__ = ["ENGINE", "PARAMETERS", "RECOMPUTE", "Fit", "Prediction", "ReleaseSettings", "TrainingRow",
-           "block_breakdown", "build_model", "fit", "group_summary", "held_out", "load_rows", "load_settings",
+           "block_breakdown", "build_model", "fit", "fit_rows", "group_summary", "held_out", "load_rows", "load_settings",
            "options", "parallelism", "predict", "predict_all", "shipped", "shown", "validation_table",
            "write_profile"]
 
@@ -140,6 +142,14 @@ class TrainingRow:
     def settings(self) -> Optional["ReleaseSettings"]:
         """What its release's recipe ran (:func:`load_settings`); ``None`` for a dense row."""
         return load_settings().get(self.id)
+
+    @property
+    def fitted(self) -> bool:
+        """The fit sees the row: a dense row, or a MoE row whose layout is its release preset's
+        (:attr:`ReleaseSettings.layout` ``"matches"``). Where the table's degrees or batch sizes
+        differ from the preset, the run's recipe (recompute, overlap, dispatcher) is not known: the
+        row is predicted and shown, marked "not fitted", and no fitted term leans on it."""
+        return self.settings is None or self.settings.layout == "matches"
 
     @property
     def dispatcher(self) -> str:
@@ -217,6 +227,15 @@ def load_settings() -> dict[str, ReleaseSettings]:
                                        int(r["expert_tensor_parallel"]), flags["shared_expert_overlap"], capacity,
                                        r["layout"])
     return out
+
+
+def fit_rows() -> list[TrainingRow]:
+    """The rows the fit sees (:attr:`TrainingRow.fitted`), in file order.
+
+    >>> len(fit_rows())
+    16
+    """
+    return [r for r in load_rows() if r.fitted]
 
 
 def load_rows() -> list[TrainingRow]:
@@ -346,15 +365,25 @@ def _mean(errors: Sequence[float]) -> tuple[float, float]:
 
 def group_summary(predictions: Sequence[Prediction]) -> dict[tuple[str, ...], tuple[int, float, float]]:
     """``{group: (rows, mean abs error, mean signed error)}`` over the predicted rows, per
-    ``(kind, precision, chip)``, per kind, and ``("all",)``."""
+    ``(kind, precision, chip)``, per kind, ``("all",)``, and the same three over the fitted rows
+    only (:attr:`TrainingRow.fitted`; keys ending in ``"fitted rows"``)."""
     groups: dict[tuple[str, ...], list[float]] = {}
     for p in predictions:
         if p.relative_error is None:
             continue
-        for key in (p.row.group, (p.row.kind,), ("all",)):
+        keys = [p.row.group, (p.row.kind,), ("all",)]
+        if p.row.fitted:
+            keys += [(*p.row.group, "fitted rows"), (p.row.kind, "fitted rows"), ("all", "fitted rows")]
+        for key in keys:
             groups.setdefault(key, []).append(p.relative_error)
-    order = sorted(k for k in groups if len(k) == 3) + sorted(k for k in groups if len(k) == 1 and k != ("all",))
-    return {k: (len(groups[k]), *_mean(groups[k])) for k in [*order, ("all",)] if k in groups}
+
+    def order(keys: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+        return (sorted(k for k in keys if len(k) == 3) + sorted(k for k in keys if len(k) == 1 and k != ("all",))
+                + [("all",)])
+
+    every = order([k for k in groups if k[-1] != "fitted rows"])
+    fitted = [(*k, "fitted rows") for k in order([k[:-1] for k in groups if k[-1] == "fitted rows"])]
+    return {k: (len(groups[k]), *_mean(groups[k])) for k in [*every, *fitted] if k in groups}
 
 
 def _row_line(p: Prediction) -> str:
@@ -364,7 +393,8 @@ def _row_line(p: Prediction) -> str:
     if p.tokens_per_gpu is None:
         return f"{head} {r.tokens_per_gpu} | refused | | | | |"
     return (f"{head} {r.tokens_per_gpu} | {p.tokens_per_gpu:.0f} | {r.tflops_per_gpu} | {p.tflops_per_gpu:.0f} | "
-            f"{p.relative_error:+.1%} | {p.recompute}{'' if p.fits else ' (over HBM)'} |")
+            f"{p.relative_error:+.1%} | {p.recompute}{'' if p.fits else ' (over HBM)'}"
+            f"{'' if r.fitted else '; not fitted (layout not its preset)'} |")
 
 
 # -- where a MoE block's time goes (the residual's structure) --------------------------------------
@@ -475,9 +505,9 @@ def _loss(functions: Mapping[str, Callable[..., float]], rows: Sequence[Training
 
 def fit(rows: Optional[Sequence[TrainingRow]] = None) -> Fit:
     """Coordinate descent over the exact grids of :data:`PARAMETERS` (from 0) until no single
-    change lowers the sum of squared log errors of the tokens/s of ``rows`` (default: all);
-    deterministic. Every costed row is predicted with the result."""
-    rows = list(load_rows() if rows is None else rows)
+    change lowers the sum of squared log errors of the tokens/s of ``rows`` (default:
+    :func:`fit_rows`); deterministic. Every costed row is predicted with the result."""
+    rows = list(fit_rows() if rows is None else rows)
     functions = _compiled()
     current, x = coordinate_descent({n: PARAMETERS[n][1] for n in PARAMETERS}, {n: Fraction(0) for n in PARAMETERS},
                                     lambda trial: _loss(functions, rows, trial))
@@ -486,8 +516,8 @@ def fit(rows: Optional[Sequence[TrainingRow]] = None) -> Fit:
 
 def held_out(key: Callable[[TrainingRow], Any]) -> dict[Any, Fit]:
     """For each value of ``key`` (``lambda r: r.group``, ``lambda r: r.family``): the fit on the
-    rows without it (which then predicts every row)."""
-    rows = load_rows()
+    fitted rows (:func:`fit_rows`) without it (which then predicts every row)."""
+    rows = fit_rows()
     return {k: fit([r for r in rows if key(r) != k]) for k in dict.fromkeys(key(r) for r in rows)}
 
 
@@ -500,7 +530,7 @@ def shipped() -> dict[str, Fraction]:
 _SOURCE = ("fitted on symcost/data/training_calibration.csv by symcost.plan.calibration_training.fit() "
            "(benchmarks/calibrate_training.py), with each MoE run's release settings "
            "(symcost/data/training_calibration_settings.csv): the terms per-op tables cannot show, least squares on "
-           "the log of the predicted tokens/s of the 21 runs")
+           "the log of the predicted tokens/s of the 16 runs whose release settings are known (fit_rows)")
 
 
 _IN_US = ("moe_sync_time",)
@@ -534,7 +564,7 @@ def _held_lines(title: str, fits: Mapping[Any, Fit], key: Callable[[TrainingRow]
     lines = ["", f"| held-out {title} | rows | fitted | mean abs error | mean signed error |",
              "|---|---:|---|---:|---:|"]
     for k, result in fits.items():
-        errs = [result.relative_error(r) for r in load_rows() if key(r) == k and r.id in result.predicted]
+        errs = [result.relative_error(r) for r in fit_rows() if key(r) == k and r.id in result.predicted]
         if not errs:
             continue
         values = ", ".join(shown(n, v) for n, v in result.values.items())
