@@ -183,7 +183,10 @@ class ReleaseSettings:
     device-to-host sync stays under every scope: capturing ``moe_preprocess`` only moves its copy to
     ``before_ep_alltoall``, NVIDIA/Megatron-LM core_v0.16.0
     megatron/core/transformer/moe/token_dispatcher.py ``MoEAlltoAllTokenDispatcher.__init__``) and
-    ``shared_expert_overlap`` (Qwen3 has no shared expert)."""
+    ``shared_expert_overlap`` (Qwen3 has no shared expert). Not a column: routing is balanced
+    (``routing_imbalance`` 1), as every dropless Qwen3 recipe sets ``moe_router_force_load_balancing
+    = True`` ("required for token dropless", scripts/performance/configs/qwen*/qwen3_llm_pretrain.py
+    at v0.2.0 to v0.5.0; v0.1.0rc3's run_script.py) and a token-drop run caps every expert."""
 
     id: str
     release: str
