@@ -310,8 +310,11 @@ class MoELayer(Layer):
         ep = ctx.parallelism.ep
         if ep == 1:
             return []
+        # the flex dispatcher's internode kernels cross the network once per node (Collective.hierarchical)
+        hierarchical = None if self.dispatcher == "alltoall" else (
+            self._routed_tokens(ctx) * self.hidden_size * ctx.e, self.num_experts, self.top_k)
         return [Collective("all_to_all", "ep", ep, payload, span=ctx.parallelism.etp * ep,
-                           hidden=self.a2a_overlap and ctx.training)]
+                           hidden=self.a2a_overlap and ctx.training, hierarchical=hierarchical)]
 
     def check(self, ctx: Context) -> None:
         super().check(ctx)

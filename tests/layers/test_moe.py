@@ -477,6 +477,10 @@ def test_a_flex_dispatcher_sends_each_token_once_per_rank():
     assert pairs[0].payload_bytes == 4096 * 8 * 2048 * 2
     assert flex[0].payload_bytes == 4096 * ranks * 2048 * 2
     assert sum(c.count for c in flex) == sum(c.count for c in pairs)  # same calls, fewer bytes
+    # across scale-up domains a token crosses the network once per node (DeepEP's internode
+    # kernels): the record carries the chip's T_in h e bytes, E and k for the timing to count nodes
+    assert {c.hierarchical for c in flex} == {(4096 * 2048 * 2, 128, 8)}
+    assert {c.hierarchical for c in pairs} == {None}
     with pytest.raises(ValidationError, match="dispatcher"):
         MoELayer(**qwen, dispatcher="deepep")
 

@@ -106,11 +106,16 @@ def test_a_refused_row_carries_the_librarys_reason(rows):
 
 
 def test_group_summary_is_the_mean_of_its_rows(predictions):
-    """Each group's mean absolute and signed error are the plain means over its predicted rows."""
+    """Each group's mean absolute and signed error are the plain means over its predicted rows (over
+    its fitted rows for a key ending in "fitted rows")."""
     summary = ct.group_summary(predictions)
+    assert ("MoE", "fitted rows") in summary and ("all", "fitted rows") in summary
     for key, (n, mae, signed) in summary.items():
+        fitted_only = key[-1] == "fitted rows"
+        group = key[:-1] if fitted_only else key
         errs = [p.relative_error for p in predictions if p.relative_error is not None
-                and (key == ("all",) or p.row.group == key or (p.row.kind,) == key)]
+                and (p.row.fitted or not fitted_only)
+                and (group == ("all",) or p.row.group == group or (p.row.kind,) == group)]
         assert n == len(errs) and mae == pytest.approx(sum(map(abs, errs)) / n)
         assert signed == pytest.approx(sum(errs) / n)
 
