@@ -30,9 +30,10 @@ Errors are predicted over measured tokens/s per GPU, minus one (positive: the mo
 fast). A row the library refuses (a layout it cannot cost) is listed with the library's reason.
 
 The kernels are the per-op fit's; the ``megatron-core`` profile states how Megatron-Core runs them
-(Transformer Engine's FP8 grouped GEMMs: one GEMM per expert) and carries one term fitted here,
+(Transformer Engine's FP8 grouped GEMMs: one GEMM per expert) and carries two terms fitted here,
 :data:`PARAMETERS`: ``moe_sync_time``, what a dropless MoE layer's forward loses to its
-dispatcher's device-to-host sync (the token-drop rows, padded to capacity, have none), on an exact
+dispatcher's device-to-host sync (the token-drop rows, padded to capacity, have none), and
+``a2a_overlap_efficiency``, the share of the EP all-to-alls that ``moe_a2a_overlap`` hides, on an exact
 grid by least squares on the log of the predicted tokens/s of the rows whose release settings are
 known (:func:`fit_rows`: a MoE row whose layout differs from its release preset is predicted and
 shown, marked, but not fitted). :func:`held_out` refits without a
