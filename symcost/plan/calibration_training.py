@@ -71,9 +71,9 @@ from .descent import coordinate_descent
 from .pipeline import resolve_parallelism
 
 __all__ = ["ENGINE", "PARAMETERS", "RECOMPUTE", "Fit", "Prediction", "ReleaseSettings", "TrainingRow",
-           "block_breakdown", "build_model", "fit", "fit_rows", "group_summary", "held_out", "load_rows", "load_settings",
-           "options", "parallelism", "predict", "predict_all", "shipped", "shown", "validation_table",
-           "write_profile"]
+           "block_breakdown", "build_model", "fit", "fit_rows", "group_summary", "held_out", "load_rows",
+           "load_settings", "options", "parallelism", "predict", "predict_all", "shipped", "shown",
+           "validation_table", "write_profile"]
 
 RECOMPUTE: tuple[Recompute, ...] = ("none", "selective", "full")
 """The recomputation modes tried, fastest first (the tables do not publish theirs)."""
