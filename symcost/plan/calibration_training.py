@@ -382,8 +382,8 @@ def group_summary(predictions: Sequence[Prediction]) -> dict[tuple[str, ...], tu
             groups.setdefault(key, []).append(p.relative_error)
 
     def order(keys: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
-        return (sorted(k for k in keys if len(k) == 3) + sorted(k for k in keys if len(k) == 1 and k != ("all",))
-                + [("all",)])
+        last: list[tuple[str, ...]] = [("all",)]
+        return sorted(k for k in keys if len(k) == 3) + sorted(k for k in keys if len(k) == 1 and k != ("all",)) + last
 
     every = order([k for k in groups if k[-1] != "fitted rows"])
     fitted = [(*k, "fitted rows") for k in order([k[:-1] for k in groups if k[-1] == "fitted rows"])]
