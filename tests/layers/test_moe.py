@@ -481,6 +481,10 @@ def test_a_flex_dispatcher_sends_each_token_once_per_rank():
     # kernels): the record carries the chip's T_in h e bytes, E and k for the timing to count nodes
     assert {c.hierarchical for c in flex} == {(4096 * 2048 * 2, 128, 8)}
     assert {c.hierarchical for c in pairs} == {None}
+    # the same on a chip (the compiled numeric path evaluates the record at b = 1, s = 4096)
+    on_chip = MoELayer(**qwen, dispatcher="flex").compute_metrics(batch_size=1, seq_len=4096, phase="training",
+                                                                  dtype="bf16", hardware="H100_SXM")
+    assert {c.hierarchical for c in on_chip.collectives if c.kind == "all_to_all"} == {(4096 * 2048 * 2, 128, 8)}
     with pytest.raises(ValidationError, match="dispatcher"):
         MoELayer(**qwen, dispatcher="deepep")
 
