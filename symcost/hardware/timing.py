@@ -160,16 +160,42 @@ def _link(kind: str, hardware: Hardware, inside: bool, n: sp.Expr, nodes: sp.Exp
     return out
 
 
-def _moved(kind: str, sent: sp.Expr, n: sp.Expr, nodes: sp.Expr, link: sp.Expr, hardware: Hardware,
+def node_crossings(hierarchical: tuple[Any, Any, Any], nodes: Any) -> sp.Expr:
+    """Bytes one call of a hierarchical dispatch sends over the scale-out network
+    (:attr:`~symcost.core.ops.Collective.hierarchical` ``(R, E, k)``): ``R (N - 1)(1 - C(E - E/N, k)
+    / C(E, k))`` over ``N`` nodes of ``E/N`` experts each, a token's ``k`` experts drawn uniformly
+    without replacement (the product form ``prod_{i<k} (E - E/N - i)/(E - i)`` where ``k`` is a
+    number).
+
+    >>> node_crossings((14, 8, 2), 2)      # 14 (2 - 1)(1 - C(4, 2)/C(8, 2)) = 14 * 22/28
+    11
+    """
+    rows, experts, k = (sp.sympify(v) for v in hierarchical)
+    nodes = sp.sympify(nodes)
+    other = experts - experts / nodes
+    if k.is_Integer:
+        miss = sp.Mul(*[(other - i) / (experts - i) for i in range(int(k))])
+    else:
+        miss = sp.binomial(other, k) / sp.binomial(experts, k)
+    return rows * (nodes - 1) * (1 - miss)
+
+
+def _moved(c: Collective, sent: sp.Expr, n: sp.Expr, nodes: sp.Expr, link: sp.Expr, hardware: Hardware,
            inside: bool) -> sp.Expr:
     """Seconds a chip's ``sent`` bytes take over its links: ``sent / link``; an all-to-all over
     several scale-up domains sends to every peer at once (NCCL's grouped send and receive), the
     share bound for other domains, ``(n - n/nodes)/(n - 1)`` of ``sent``, over the chip's
-    scale-out link while the rest crosses the scale-up link: the slower of the two."""
-    if kind != "all_to_all" or inside:
+    scale-out link while the rest crosses the scale-up link: the slower of the two. A
+    hierarchical all-to-all (:attr:`~symcost.core.ops.Collective.hierarchical`) sends
+    :func:`node_crossings` per call over the network, and every sent byte once over the scale-up
+    link (directly, or forwarded on arrival)."""
+    if c.kind != "all_to_all" or inside:
         return sent / link
-    outside = sent * (n - n / nodes) / (n - 1)
     up = hardware.scale_up_bandwidth * hardware.network_efficiency
+    if c.hierarchical is not None:
+        outside = as_expr(c.count, "count") * node_crossings(c.hierarchical, nodes)
+        return extreme(sp.Max, outside / link, sent / up)
+    outside = sent * (n - n / nodes) / (n - 1)
     return extreme(sp.Max, outside / link, (sent - outside) / up)
 
 
@@ -258,7 +284,7 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
     sent = as_expr(c.bytes_sent_per_chip, "bytes_sent_per_chip")
     if c.kind == "all_to_all" and inside:
         return _all_to_all(count, n, payload, sent, link, hardware)
-    out = {"ring": count * (base * calls + hops) + _moved(c.kind, sent, n, nodes, link, hardware, inside)}
+    out = {"ring": count * (base * calls + hops) + _moved(c, sent, n, nodes, link, hardware, inside)}
     if hardware.ll_base_latency is not None:
         # NCCL's low-latency protocol: its own latencies, a fraction of the bus bandwidth
         # (NB: no min(1, n - 1) switch: a group of one costs nothing on the ring, which wins the Min)

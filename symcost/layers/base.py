@@ -475,6 +475,11 @@ def _shape_assumptions(layer: Layer) -> tuple[Assumption, ...]:
     return merge(found, *nested)
 
 
+def _at_point(c: Collective, point: dict) -> Collective:
+    """``c`` with ``point`` (b and s) applied to its :attr:`~Collective.hierarchical` bytes."""
+    return c if c.hierarchical is None else c.xreplace(point)
+
+
 @dataclass(frozen=True)
 class _Template:
     """A layer's metrics for one phase, dtype, chip and recompute mode with ``b`` and ``s``
@@ -488,11 +493,12 @@ class _Template:
         n = len(METRIC_FIELDS)
         fields = dict(zip(METRIC_FIELDS, values[:n]))
         k = len(self.symbolic.collectives)
+        point = {sym.batch_size: sympy.Integer(b), sym.seq_len: sympy.Integer(s)}
+        # the payload compiled; a hierarchical all-to-all's token bytes (b*s*...) substituted
         collectives = tuple(
-            dataclasses.replace(c, payload_bytes=payload)
+            _at_point(dataclasses.replace(c, payload_bytes=payload), point)
             for c, payload in zip(self.symbolic.collectives, values[n:n + k]))
         roofline = None if self.symbolic.roofline is None else tuple(values[n + k:])
-        point = {sym.batch_size: sympy.Integer(b), sym.seq_len: sympy.Integer(s)}
         symbolic = self.symbolic
         return LayerMetrics(
             phase=symbolic.phase, collectives=collectives, peak_flops=symbolic.peak_flops,
