@@ -367,7 +367,8 @@ class Layer(BaseModel):
         the canonical symbols ``b``, ``s`` and ``e``). ``hardware`` is a :class:`~symcost.hardware.Hardware`, a
         preset name, or ``None`` for the symbolic chip (times then are formulas in peak FLOP/s
         and bandwidths). ``recompute`` ("none", "selective", "full") matters only in training;
-        ``overlap=True`` hides communication behind compute (``latency = max(ops, comm)``).
+        ``overlap=True`` hides the TP chunks and the CP ring's sends behind the GEMMs and the
+        attention as Megatron-Core and Transformer Engine do (:func:`~symcost.hardware.timing.exposed_comm`).
         With every input numeric, every field is an exact Python number.
 
         >>> from symcost import MLPLayer
