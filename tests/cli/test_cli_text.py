@@ -114,11 +114,11 @@ def test_a_sequence_beyond_the_trained_length_is_flagged(capsys):
 
 def test_numbers_of_a_layout_that_does_not_fit_say_so_on_their_line(capsys):
     """llama-3-8b on one H100 (the default report): 8,030,261,248 parameters x (2 bf16 weights + 4 fp32
-    gradients + 12 Adam bytes) = 144.5 GB before activations, over 80 GiB (85.9 GB); 185 GB with them
+    gradients + 12 Adam bytes) = 144.5 GB before activations, over 80 GiB (85.9 GB); 183 GB with them
     (tests/cli/test_cli_report.py). The step time and MFU line itself starts by saying the layout does not fit."""
     _, out, _ = main_run(capsys, "report", "--phase", "training")
     line = next(x for x in out.splitlines() if "MFU" in x and "step time" in x)
-    assert re.match(r"does not fit \(185 GB per chip of 85\.9 GB HBM\); if it did: step time \d+ ms", line), line
+    assert re.match(r"does not fit \(183 GB per chip of 85\.9 GB HBM\); if it did: step time \d+ ms", line), line
     data = json.loads(main_run(capsys, "report", "--phase", "training", "--json")[1])
     assert data["training"]["fits"] is False
 

@@ -321,8 +321,8 @@ def test_a_chip_file_with_a_base_is_stated_and_sourced():
 
 
 def test_training_numbers_of_a_layout_that_does_not_fit_say_so():
-    """llama-3-8b training on one H100 does not fit (185.4 GB of 80 GiB = 85.9 GB, the page's 4 digits; 183.3 GB
-    before the loss kept its fp32 logit gradient, tests/cli/test_cli_report.py): the
+    """llama-3-8b training on one H100 does not fit (183.3 GB of 80 GiB = 85.9 GB, the page's 4 digits; the
+    loss's logit gradient in bf16, in place, tests/cli/test_cli_report.py): the
     summary's step time and MFU, and the training section's step line, carry the verdict beside the
     number."""
     from symcost import models
@@ -330,6 +330,6 @@ def test_training_numbers_of_a_layout_that_does_not_fit_say_so():
     page = report_html.html_report(models.get("llama-3-8b"), "h100", phases=["training"], plots=False)
     text = parse(page).sections
     summary = text["summary"]
-    assert re.search(r"training step time\d+\.\d ms \(does not fit: 185\.4 GB per chip of 85\.9 GB HBM\)", summary)
+    assert re.search(r"training step time\d+\.\d ms \(does not fit: 183\.3 GB per chip of 85\.9 GB HBM\)", summary)
     assert re.search(r"MFU0\.\d+ \(does not fit", summary)
     assert text["training"].count("does not fit") >= 1
