@@ -412,13 +412,19 @@ def block_breakdown(row: TrainingRow, recompute: Optional[Recompute] = None) -> 
     datatype = DataType.parse(dtype)
     out = dict.fromkeys(("gemm", "grouped_gemm", "attention", "permute", "router", "elementwise", "host_sync",
                          "all_to_all_inside", "all_to_all_across", "tp_comm"), 0.0)
+    ops, hidden = [], []
     for op, count in metrics.ops:
-        out[_work_kind(op)] += float(op_time(op, chip, metrics.peak_flops, datatype).time * count)
+        ops.append(op_time(op, chip, metrics.peak_flops, datatype).time * count)
+        out[_work_kind(op)] += float(ops[-1])
     for c in metrics.collectives:
         inside = bool(sp.Le(c.span, chip.scale_up_domain))
         key = "tp_comm" if c.kind != "all_to_all" else ("all_to_all_inside" if inside else "all_to_all_across")
-        out[key] += float(collective_time(c, chip))
-    out["a2a_covered"] = sum(out.values()) - float(metrics.latency)
+        time = collective_time(c, chip)
+        hidden += [time] if c.hidden else []
+        out[key] += float(time)
+    # what layer_times takes off the sum: eta * min(ops, hidden collectives), none without them
+    out["a2a_covered"] = (float(chip.runtime.a2a_overlap_efficiency * sp.Min(sp.Add(*ops), sp.Add(*hidden)))
+                          if hidden else 0.0)
     out["block"] = float(metrics.latency)
     return out
 
