@@ -260,3 +260,40 @@ def test_a_moe_row_runs_its_recipes_recompute_mode_even_where_the_memory_says_no
     assert differs.fits is True and differs.recompute != "none"
     assert ct.predict(rows["bridge-H100-qwen3-30b-ep16-gbs1024"]).fits is True
     assert ct.predict(rows["bridge-H100-llama3-70b-gbs128"]).fits is True
+
+
+@pytest.mark.parametrize("column, bad, rule", [
+    ("a2a_overlap", "yes", "a2a_overlap: must be true or false (got yes)"),
+    ("expert_tensor_parallel", "two", "expert_tensor_parallel: must be a whole number of at least 1 (got two)"),
+    ("expert_tensor_parallel", "0", "expert_tensor_parallel: must be a whole number of at least 1 (got 0)"),
+    ("capacity_factor", "1.2.5", "capacity_factor: must be none or a positive number such as 1 or 1.25 (got 1.2.5)"),
+    ("capacity_factor", "-1", "capacity_factor: must be none or a positive number such as 1 or 1.25 (got -1)"),
+])
+def test_a_bad_settings_row_is_one_line_naming_its_column(monkeypatch, column, bad, rule):
+    """Review finding: a bad value in training_calibration_settings.csv raised a bare ValueError
+    (a flag) or a traceback from int()/Fraction() not naming the column; now one ConfigError line
+    naming the file, the row and the column with its rule."""
+    from symcost.errors import ConfigError
+
+    header = ("id,release,preset,source,dispatcher,a2a_overlap,cuda_graph_scope,permute_fusion,grouped_gemm,"
+              "router_fusion,recompute,expert_tensor_parallel,shared_expert_overlap,capacity_factor,layout")
+    good = dict(zip(header.split(","), "r1,v0.5.0,P,S,alltoall,false,none,true,true,true,none,1,false,none,matches"
+                                        .split(",")))
+    text = header + "\n" + ",".join({**good, column: bad}.values())
+
+    class File:
+        def joinpath(self, name):
+            return self
+
+        def read_text(self, encoding=None):
+            return text
+
+    monkeypatch.setattr(ct.resources, "files", lambda package: File())
+    ct.load_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigError) as err:
+            ct.load_settings()
+    finally:
+        monkeypatch.undo()
+        ct.load_settings.cache_clear()
+    assert str(err.value) == f"training_calibration_settings.csv: r1: {rule}"
