@@ -38,6 +38,21 @@ def test_the_fit_reproduces_every_shipped_value(fits):
                 assert Fraction(str(getattr(profiled, name))) == value, (chip_fit.preset, engine, name)
 
 
+def test_no_preset_keeps_a_kernel_path_field_its_gpu_does_not_run(fits):
+    """A field the fit leaves out on a GPU because TensorRT-LLM does not run that kernel there
+    (``mha_decode_rate`` on the SM100 family: B200, B300's SM103, GB200; xqaDispatcher's
+    ``isSM100Family()``) is absent from the shipped preset too: ``--write`` updates fields, so a
+    value left from an earlier fit would otherwise keep costing a kernel the chip does not run."""
+    from symcost.hardware import fit
+
+    for field, gpus in fit.KERNEL_PATH_FIELDS.items():
+        assert {"b200_sxm", "b300_sxm", "gb200"} <= set(gpus)
+        for chip_fit in fits:
+            if chip_fit.gpu in gpus:
+                assert field not in chip_fit.chip_values, (chip_fit.preset, field)
+                assert getattr(hardware.get(chip_fit.preset), field) is None, (chip_fit.preset, field)
+
+
 def test_every_fitted_value_cites_its_table(fits):
     """A fitted field's source names the package version, the GPU folder and the table file."""
     from symcost.hardware import fit, presets

@@ -181,14 +181,15 @@ def _decode_fields(gpu: str, table: Table) -> tuple[str, ...]:
     return tuple(f for f in DECODE_FIELDS if present.get(f, True))
 
 
-TLLM_GEN_GPUS = ("b200_sxm",)
+TLLM_GEN_GPUS = ("b200_sxm", "b300_sxm", "gb200")
 """GPUs on which TensorRT-LLM runs every decode attention kernel, multi-head included, in its
 trtllm-gen kernels on the tensor cores, not in the masked multi-head kernel on the CUDA cores
 (SM100: ``mUseTllmGen(getSMVersion() == 100)``, cpp/tensorrt_llm/kernels/xqaDispatcher.cpp; "decoder
-XQA kernels (for SM <= 90)", "trtllm-gen XQA kernels (for SM == 100)", xqaDispatcher.h): no
-``mha_decode_rate``. Fitted anyway (before the decode ramp), B200's rate came out at 12.7 * 10^12
-elements per second, 5x H100's 2.52 * 10^12, and its decode error stayed 7.9 %: the term never
-binds there."""
+XQA kernels (for SM <= 90)", "trtllm-gen XQA kernels (for SM == 100)", xqaDispatcher.h; later
+releases ``mUseTllmGen(tensorrt_llm::common::isSM100Family())``, which takes in B300's SM103; GB200
+is SM100): no ``mha_decode_rate``. Fitted anyway (before the decode ramp), B200's rate came out at
+12.7 * 10^12 elements per second, 5x H100's 2.52 * 10^12, and its decode error stayed 7.9 %: the
+term never binds there (fitted on B300 and GB200, 13.6 and 13.2 * 10^12: the same)."""
 
 KERNEL_PATH_FIELDS = {"mha_decode_rate": TLLM_GEN_GPUS}
 """Fields that describe a kernel some GPUs do not run (field -> those GPUs): the H100-fitted values
