@@ -219,12 +219,12 @@ def fit(family: Family, preset: Hardware) -> FitResult:
     lower = [PARAMETERS[name][2] if f is None else 0.0 for name, f in zip(family.fields, floors)]
     upper = [PARAMETERS[name][3] for name in family.fields]
     robust = {"loss": "soft_l1", "f_scale": 0.1} if family.robust else {}
-    solution = None
+    solutions = []
     for begin in (family.start, *family.starts):  # the least loss of every start
         start = [s if f is None else s - begin[f] for s, f in zip(begin, floors)]
         start = [min(max(s, lo), hi) for s, lo, hi in zip(start, lower, upper)]
-        tried = least_squares(residuals, start, bounds=(lower, upper), x_scale="jac", **robust)
-        solution = tried if solution is None or tried.cost < solution.cost else solution
+        solutions.append(least_squares(residuals, start, bounds=(lower, upper), x_scale="jac", **robust))
+    solution = min(solutions, key=lambda tried: float(tried.cost))
     values = {name: min(_round(float(v), PARAMETERS[name][1]), Fraction(1)) if PARAMETERS[name][1] == 1
               and name.endswith("efficiency") else _round(float(v), PARAMETERS[name][1])
               for name, v in zip(family.fields, actual(solution.x))}
