@@ -84,8 +84,12 @@ CUSTOM_ALLREDUCE_START = {"custom_allreduce_latency": 3.0, "custom_allreduce_eff
                           "custom_allreduce_peer_latency": 0.1, "custom_allreduce_two_shot_latency": 8.0}
 CUSTOM_ALLREDUCE_STARTS = ((6.0, 0.3, 0.1, 7.0), (6.0, 0.2, 0.2, 6.5))
 """Further starts of the engines' all-reduce fit (its least loss is kept): with the two-shot's time
-per call held at least the one-shot's, the B200 and B300 tables' fit from the first start stops in
-a local minimum (a one-shot of 43 us, 54 % median error), from these at 4.7 % (B200)."""
+per call held at least the one-shot's, vLLM's B200 and B300 fits from the first start stop in a
+local minimum (a one-shot of 43 us, 54 % median error on B200); from these they reach a one-shot
+of 6.9 and 6.7 us at 11.0 and 11.8 % mean error (12.3 and 12.6 % unconstrained, where the one-shot
+never ran: 46.2 and 42.9 us against a two-shot of 6.6 and 6.5). NB: vLLM's rows above its custom
+all-reduce's 8 MiB ``max_size`` are another kernel (torch symmetric memory or NCCL,
+``CudaCommunicator.all_reduce``); the ``Min`` with NCCL's form stands for them."""
 """The engines' own all-reduce: its fitted fields and their starting values (µs, fraction, µs, µs).
 Fitted with the robust loss: a few calls in the engines' tables take 3 to 10 times their
 neighbours (SGLang on 8 H100s: 38 us at 1 kB between 3.3 and 3.5 us), which no form describes."""
