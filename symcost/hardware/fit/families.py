@@ -527,8 +527,7 @@ _KINDS: dict[str, CollectiveKind] = {"all_reduce": "all_reduce", "all_gather": "
 
 def collective_family(chip: str, table: Table, kinds: tuple[str, ...], start: Mapping[str, float],
                       fixed: Mapping[str, Fraction], runtime: str | None = None, name: str = "NCCL",
-                      robust: bool = False, at_least: Mapping[str, str] | None = None,
-                      starts: tuple[tuple[float, ...], ...] = ()) -> Family:
+                      robust: bool = False) -> Family:
     """Collectives of the table's ``kinds`` over 2 to 8 GPUs; ``message_size`` counts 16-bit elements.
     ``start`` maps each fitted field to its starting value, in the fit's order."""
     fields = tuple(start)
@@ -557,5 +556,4 @@ def collective_family(chip: str, table: Table, kinds: tuple[str, ...], start: Ma
 
     return Family(f"{name} {', '.join(_KINDS[k] for k in kinds)}", chip, table, fields, build, rows,
                   tuple(start.values()),
-                  runtime=runtime, fixed=dict(fixed), robust=robust, at_least=dict(at_least or {}),
-                  starts=starts)
+                  runtime=runtime, fixed=dict(fixed), robust=robust)
