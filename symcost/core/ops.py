@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence, TypeVar
+from typing import Any, Literal, Optional, Sequence, TypeVar
 
 import sympy as sp
 
@@ -659,6 +659,15 @@ class Collective:
     megatron/core/pipeline_parallel/combined_1f1b.py): the layer pays only what exceeds its op time
     (:func:`~symcost.hardware.timing.layer_times`)."""
 
+    hierarchical: Optional[tuple[Value, Value, Value]] = dataclasses.field(default=None, repr=False)
+    """``(R, E, k)`` for an expert-parallel dispatch or combine that crosses the scale-out network
+    once per node, as DeepEP's and HybridEP's internode kernels do (DeepSeek-V3 technical report,
+    arXiv 2412.19437, section 3.2.2: a token goes over IB to the GPU of the same in-node index on
+    each target node, then over NVLink to its experts' GPUs): ``R`` the bytes of the chip's tokens
+    once per call, ``E`` experts laid out evenly over the group's nodes, top-``k`` routing. Over
+    ``N`` nodes a token reaches ``(N - 1)(1 - C(E - E/N, k)/C(E, k))`` other nodes
+    (:func:`~symcost.hardware.timing.node_crossings`); ``None``: one send per peer (NCCL)."""
+
     def __post_init__(self) -> None:
         if self.kind not in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p"):
             raise ConfigError(f"Collective.kind: unknown collective {self.kind!r}")
@@ -674,6 +683,12 @@ class Collective:
                 raise ConfigError(f"Collective.{name} must be a positive integer, got {value}")
         if sp.sympify(self.payload_bytes).is_negative:
             raise ConfigError(f"Collective.payload_bytes must be non-negative, got {self.payload_bytes}")
+        if self.hierarchical is not None:
+            if self.kind != "all_to_all" or len(self.hierarchical) != 3:
+                raise ConfigError("Collective.hierarchical: (token bytes, experts, top_k) of an all_to_all, got "
+                                  f"{self.hierarchical!r} on {self.kind}")
+            object.__setattr__(self, "hierarchical", tuple(
+                exact_value(as_expr(v, "Collective.hierarchical")) for v in self.hierarchical))
 
     @property
     def bytes_sent_per_chip(self) -> Value:
@@ -685,11 +700,16 @@ class Collective:
     @property
     def key(self) -> tuple:
         """What identifies calls that may be merged into one record with a larger count."""
-        return (self.kind, self.axis, self.group_size, self.payload_bytes, self.span, self.hidden)
+        return (self.kind, self.axis, self.group_size, self.payload_bytes, self.span, self.hidden, self.hierarchical)
 
     def xreplace(self, mapping: dict) -> "Collective":
-        """A copy with ``mapping`` applied to the group size, payload and count."""
-        return _xreplace_fields(self, mapping)
+        """A copy with ``mapping`` applied to the group size, payload and count (and
+        :attr:`hierarchical`)."""
+        out = _xreplace_fields(self, mapping)
+        if self.hierarchical is None:
+            return out
+        mapped = tuple(sp.sympify(v).xreplace(mapping) for v in self.hierarchical)
+        return out if mapped == self.hierarchical else dataclasses.replace(out, hierarchical=mapped)
 
     def scaled(self, factor: sp.Expr) -> "Collective":
         """The same record with ``count`` multiplied by ``factor``."""

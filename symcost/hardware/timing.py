@@ -25,7 +25,8 @@ tree (all-reduce across domains) and NVLink SHARP (inside a domain whose switche
 own time per call (:class:`~symcost.hardware.Runtime`); the link is the scale-up link when the
 group fits in one scale-up domain, else the scale-out link.
 
-Communication adds to the compute time unless ``overlap=True`` (``max(op time, comm time)``).
+Communication adds to the compute time, less what the compute hides (:func:`exposed_comm`): the
+hidden all-to-alls, and with ``overlap=True`` the TP chunks and the CP ring's sends.
 
 >>> from symcost.core.ops import Collective
 >>> from symcost import hardware
@@ -38,7 +39,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, NamedTuple, Optional
 
 import sympy as sp
 
@@ -48,8 +49,8 @@ from ..core.ops import Collective, Op
 from .chip import Hardware
 from .kernels import FUSED_OPS, KERNELS, OpTime, kernel, kernels, matmul_compute_flops, time_of
 
-__all__ = ["FUSED_OPS", "KERNELS", "OpTime", "Times", "collective_algorithms", "collective_steps", "collective_time",
-           "kernel", "kernels", "layer_times", "matmul_compute_flops", "op_time"]
+__all__ = ["FUSED_OPS", "KERNELS", "LayerSums", "OpTime", "Times", "collective_algorithms", "collective_steps",
+           "collective_time", "exposed_comm", "kernel", "kernels", "layer_times", "matmul_compute_flops", "op_time"]
 
 _OP_TIMES: dict[tuple, OpTime] = {}
 _COLLECTIVE_TIMES: dict[tuple, sp.Expr] = {}
@@ -160,16 +161,42 @@ def _link(kind: str, hardware: Hardware, inside: bool, n: sp.Expr, nodes: sp.Exp
     return out
 
 
-def _moved(kind: str, sent: sp.Expr, n: sp.Expr, nodes: sp.Expr, link: sp.Expr, hardware: Hardware,
+def node_crossings(hierarchical: tuple[Any, Any, Any], nodes: Any) -> sp.Expr:
+    """Bytes one call of a hierarchical dispatch sends over the scale-out network
+    (:attr:`~symcost.core.ops.Collective.hierarchical` ``(R, E, k)``): ``R (N - 1)(1 - C(E - E/N, k)
+    / C(E, k))`` over ``N`` nodes of ``E/N`` experts each, a token's ``k`` experts drawn uniformly
+    without replacement (the product form ``prod_{i<k} (E - E/N - i)/(E - i)`` where ``k`` is a
+    number).
+
+    >>> node_crossings((14, 8, 2), 2)      # 14 (2 - 1)(1 - C(4, 2)/C(8, 2)) = 14 * 22/28
+    11
+    """
+    rows, experts, k = (sp.sympify(v) for v in hierarchical)
+    nodes = sp.sympify(nodes)
+    other = experts - experts / nodes
+    if k.is_Integer:
+        miss = sp.Mul(*[(other - i) / (experts - i) for i in range(int(k))])
+    else:
+        miss = sp.binomial(other, k) / sp.binomial(experts, k)
+    return rows * (nodes - 1) * (1 - miss)
+
+
+def _moved(c: Collective, sent: sp.Expr, n: sp.Expr, nodes: sp.Expr, link: sp.Expr, hardware: Hardware,
            inside: bool) -> sp.Expr:
     """Seconds a chip's ``sent`` bytes take over its links: ``sent / link``; an all-to-all over
     several scale-up domains sends to every peer at once (NCCL's grouped send and receive), the
     share bound for other domains, ``(n - n/nodes)/(n - 1)`` of ``sent``, over the chip's
-    scale-out link while the rest crosses the scale-up link: the slower of the two."""
-    if kind != "all_to_all" or inside:
+    scale-out link while the rest crosses the scale-up link: the slower of the two. A
+    hierarchical all-to-all (:attr:`~symcost.core.ops.Collective.hierarchical`) sends
+    :func:`node_crossings` per call over the network, and every sent byte once over the scale-up
+    link (directly, or forwarded on arrival)."""
+    if c.kind != "all_to_all" or inside:
         return sent / link
-    outside = sent * (n - n / nodes) / (n - 1)
     up = hardware.scale_up_bandwidth * hardware.network_efficiency
+    if c.hierarchical is not None:
+        outside = as_expr(c.count, "count") * node_crossings(c.hierarchical, nodes)
+        return extreme(sp.Max, outside / link, sent / up)
+    outside = sent * (n - n / nodes) / (n - 1)
     return extreme(sp.Max, outside / link, (sent - outside) / up)
 
 
@@ -258,7 +285,7 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
     sent = as_expr(c.bytes_sent_per_chip, "bytes_sent_per_chip")
     if c.kind == "all_to_all" and inside:
         return _all_to_all(count, n, payload, sent, link, hardware)
-    out = {"ring": count * (base * calls + hops) + _moved(c.kind, sent, n, nodes, link, hardware, inside)}
+    out = {"ring": count * (base * calls + hops) + _moved(c, sent, n, nodes, link, hardware, inside)}
     if hardware.ll_base_latency is not None:
         # NCCL's low-latency protocol: its own latencies, a fraction of the bus bandwidth
         # (NB: no min(1, n - 1) switch: a group of one costs nothing on the ring, which wins the Min)
@@ -317,57 +344,82 @@ class Times:
 def layer_times(ops: Iterable[tuple[Op, Any]], collectives: Iterable[Collective],
                 hardware: Hardware, peak: sp.Expr, overlap: bool = False,
                 datatype: Optional[DataType] = None) -> Times:
-    """Sum the per-op times and collective times; ``latency`` adds communication unless
-    ``overlap``: ``ops + exposed``, or with collectives marked ``hidden`` (they run while another
-    micro-batch's compute does, :attr:`~symcost.core.ops.Collective.hidden`) ``ops + hidden + exposed -
-    eta * min(ops, hidden)``, ``eta`` the engine's ``a2a_overlap_efficiency`` (1: ``max(ops, hidden) +
-    exposed``); with ``overlap``, what Megatron-Core and Transformer Engine leave exposed
-    (:func:`exposed_comm`).
+    """Sum the per-op times and collective times; ``latency`` is the op time plus the
+    communication the compute leaves exposed (:func:`exposed_comm`): the collectives marked
+    ``hidden`` (they run while another micro-batch computes, :attr:`~symcost.core.ops.Collective.hidden`)
+    covered at the engine's ``a2a_overlap_efficiency``, and with ``overlap`` the TP chunks and
+    the CP ring's sends as Megatron-Core and Transformer Engine hide them; everything else adds.
 
     NB: the sums are memoized per (ops, collectives, chip, peak, dtype), as :func:`op_time`: a
     layer timed with and without overlap shares them."""
     ops, collectives = tuple(ops), tuple(collectives)
     sums = _cached(_LAYER_SUMS, (ops, collectives, hardware, peak, datatype),
                    lambda: _sums(ops, collectives, hardware, peak, datatype), 512)
-    compute, memory, ops_time, comm = sums[:4]
-    if overlap:
-        latency = exposed_comm(sums, collectives)
-    elif any(c.hidden for c in collectives):
-        hidden = total(collective_time(c, hardware) for c in collectives if c.hidden)
-        covered = sp.Min(ops_time, hidden, evaluate=bool(ops_time.is_number and hidden.is_number))
-        latency = ops_time + comm - hardware.runtime.a2a_overlap_efficiency * covered
-    else:
-        latency = ops_time + comm
-    return Times(compute, memory, comm, latency)
+    latency = exposed_comm(sums, hardware.runtime.a2a_overlap_efficiency, overlap)
+    return Times(sums.compute, sums.memory, sums.comm, latency)
 
 
-def exposed_comm(sums: tuple[sp.Expr, ...], collectives: Sequence[Collective]) -> sp.Expr:
-    """A layer's latency with its communication overlapped as Megatron-Core runs it, from
-    :func:`_sums`' ``(compute, memory, ops, comm, gemm, attention, tp comm, cp ring comm)``:
+class LayerSums(NamedTuple):
+    """A layer's time sums in seconds on one chip (:func:`layer_times`), those
+    :func:`exposed_comm` reads included."""
 
-    ``latency = max(T_ops, C_other) + C_tp/k + max(0, C_tp - G) (k - 1)/k + max(0, C_cp - A (c - 1)/c)``
+    compute: sp.Expr
+    """The ops' compute time."""
+    memory: sp.Expr
+    """The ops' memory time."""
+    ops: sp.Expr
+    """``T_ops``: the ops' time."""
+    comm: sp.Expr
+    """Every collective's time."""
+    gemm: sp.Expr
+    """``G``: the dense GEMMs' time."""
+    attention: sp.Expr
+    """``A``: the attention kernels' time (prefill and backward)."""
+    tp: sp.Expr
+    """``C_tp``: the TP collectives' time."""
+    tp_pipelined: sp.Expr
+    """The share of ``C_tp`` a chunked pipeline can hide: ``sum_i C_i (k_i - 1)/k_i / C_tp``, each
+    TP collective cut into its own group's ``k_i`` chunks (``(k - 1)/k`` for one degree; 0 without TP)."""
+    ring: sp.Expr
+    """``C_cp``: the CP ring's sends' time."""
+    ring_window: sp.Expr
+    """``(c - 1)/c``: the share of ``A`` that hides the ring's sends (0 without a ring)."""
+    hidden: sp.Expr
+    """The time of the collectives marked ``hidden`` (EP all-to-alls behind the other micro-batch)."""
 
-    - **TP** (``--tp-comm-overlap``, Transformer Engine userbuffers; Megatron-Bridge's
+
+def exposed_comm(sums: LayerSums, eta: Any = 1, overlap: bool = True) -> sp.Expr:
+    """A layer's latency: its op time plus the communication its compute leaves exposed, each
+    second of compute hiding at most one second of communication (the GEMMs that hide the TP
+    chunks hide nothing else):
+
+    ``latency = T_ops + C - H_tp - H_cp - eta min(T_ops - H_tp - H_cp, C_hidden)``
+
+    - **TP** (``overlap`` only; ``--tp-comm-overlap``, Transformer Engine userbuffers; Megatron-Bridge's
       ``userbuffers_fp8_h100_h8192_tp4_mbs1_seqlen8192``, src/megatron/bridge/training/comm_overlap.py:
       ``ring_exchange`` for the all-gathers into qkv/fc1 and the reduce-scatters out of proj/fc2
-      forward and their dgrad transposes): each TP collective (``C_tp`` in all, over ``k`` ranks)
-      is cut into ``k`` chunks, each sent while the GEMM computes the previous chunk (``G``: the
-      layer's dense GEMMs). A two-stage pipeline of ``k`` chunks takes ``C/k + (k-1) max(C, G)/k +
-      G/k``: exposed are one chunk of comm and whatever the comm exceeds the GEMMs by. Summed over
-      the layer (its collectives and GEMMs alike in proportion; the BF16 config's 4-split pipelined
-      reduce-scatters and the bulk overlaps of the wgrad, no slower, are counted the same). A plain
-      TP all-reduce (no sequence parallelism) is pipelined the same way here, though Megatron-Core
-      overlaps TP traffic only under sequence parallelism (userbuffers need it): optimistic there;
-    - **CP ring** (Transformer Engine ``AttnFuncWithCPAndKVP2P``,
+      forward and their dgrad transposes): each TP collective (``C_i`` over ``k_i`` ranks) is cut
+      into ``k_i`` chunks, each sent while the GEMM computes the previous chunk. A two-stage
+      pipeline of ``k`` chunks takes ``C/k + (k-1) max(C, G)/k + G/k``: it hides
+      ``(k-1)/k min(C, G)``. Summed over the layer (its collectives and GEMMs alike in proportion),
+      ``H_tp = tp_pipelined * min(C_tp, G)``. A plain TP all-reduce (no sequence parallelism) is
+      pipelined the same way here, though Megatron-Core overlaps TP traffic only under sequence
+      parallelism (userbuffers need it): optimistic there;
+    - **CP ring** (``overlap`` only; Transformer Engine ``AttnFuncWithCPAndKVP2P``,
       transformer_engine/pytorch/attention/dot_product_attention/context_parallel.py, commit
       d0067d0: step ``i`` posts the send of step ``i + 1``'s K, V (and in the backward dK, dV) and
-      then computes step ``i``'s attention block; step ``i + 1`` waits for it): each send is hidden
-      behind one ring step's block, ``1/c`` of the core (Megatron's load-balanced causal split),
-      and of each pass's ``c`` steps one hides nothing, so ``A (c - 1)/c`` (``A``: the attention
-      kernels' time) hides ``C_cp`` (the ``p2p`` sends on the ``cp`` axis). Per step ``max(0,
-      send - block)``; the steps of a pass being alike, their sum is the max of the sums;
-    - everything else (expert all-to-alls, Ulysses, CP all-gathers) as before: hidden behind the
-      layer's ops, ``max(T_ops, C_other)``.
+      then computes step ``i``'s attention block): each send is hidden behind one ring step's
+      block, ``1/c`` of the core, and of each pass's ``c`` steps one hides nothing:
+      ``H_cp = min(C_cp, A (c - 1)/c)``;
+    - **hidden** collectives (with or without ``overlap``): the EP dispatch and combine under
+      Megatron-Core's ``overlap_moe_expert_parallel_comm`` run while another micro-batch computes
+      (megatron/core/pipeline_parallel/combined_1f1b.py), covered by the compute left over at
+      ``eta`` (the engine's ``a2a_overlap_efficiency``);
+    - everything else adds in full: Megatron-Core does not overlap a micro-batch's own EP
+      all-to-alls with its compute (megatron/core/transformer/moe/token_dispatcher.py: the experts
+      wait on the dispatch's output), nor the CP all-gather of K, V (``all_gather`` context
+      parallelism, waited for before the core), and DeepSpeed-Ulysses' all-to-alls sit between the
+      projections and the core (deepspeed/sequence/layer.py ``DistributedAttention``).
 
     >>> from symcost.core.ops import Matmul
     >>> from symcost import hardware
@@ -377,16 +429,15 @@ def exposed_comm(sums: tuple[sp.Expr, ...], collectives: Sequence[Collective]) -
     >>> hidden.latency == serial.latency - serial.comm_time * 7 / 8     # the GEMM hides 7 chunks of 8
     True
     """
-    ops_time, comm, gemm, attention, tp, ring = sums[2:]
-    other = comm - tp - ring
-    latency = extreme(sp.Max, ops_time, other)
-    k = next((c.group_size for c in collectives if _tp_chunked(c)), None)
-    if k is not None:
-        latency += tp / k + extreme(sp.Max, 0, tp - gemm) * (k - 1) / k
-    c = next((c.group_size for c in collectives if _cp_ring(c)), None)
-    if c is not None:
-        latency += extreme(sp.Max, 0, ring - attention * (c - 1) / c)
-    return latency
+    latency = sums.ops + sums.comm
+    spent = sp.Integer(0)
+    if overlap and sums.tp_pipelined != 0:
+        spent += sums.tp_pipelined * extreme(sp.Min, sums.tp, sums.gemm)
+    if overlap and sums.ring_window != 0:
+        spent += extreme(sp.Min, sums.ring, sums.attention * sums.ring_window)
+    if sums.hidden != 0:
+        spent += eta * extreme(sp.Min, sums.ops - spent, sums.hidden)
+    return latency - spent
 
 
 def _tp_chunked(c: Collective) -> bool:
@@ -397,14 +448,13 @@ def _cp_ring(c: Collective) -> bool:
     return c.axis == "cp" and c.kind == "p2p"
 
 
-_LAYER_SUMS: dict[tuple, tuple[sp.Expr, ...]] = {}
+_LAYER_SUMS: dict[tuple, LayerSums] = {}
 
 
 def _sums(ops: tuple[tuple[Op, Any], ...], collectives: tuple[Collective, ...], hardware: Hardware, peak: sp.Expr,
-          datatype: Optional[DataType]) -> tuple[sp.Expr, ...]:
+          datatype: Optional[DataType]) -> LayerSums:
     """The compute, memory, op and communication time sums of :func:`layer_times`, then those
-    :func:`exposed_comm` reads: the dense GEMMs' and the attention kernels' times, the TP and the
-    CP ring communication."""
+    :func:`exposed_comm` reads (:class:`LayerSums`)."""
     terms = [(op_time(op, hardware, peak, datatype), n, op.kernel) for op, n in ops]
     compute = total(t.compute * n for t, n, _ in terms)
     memory = total(t.memory * n for t, n, _ in terms)
@@ -412,7 +462,28 @@ def _sums(ops: tuple[tuple[Op, Any], ...], collectives: tuple[Collective, ...], 
     gemm = total(t.time * n for t, n, kind in terms if kind == "gemm")
     attention = total(t.time * n for t, n, kind in terms if kind in ("attn.prefill", "attn.backward"))
     times = [(collective_time(c, hardware), c) for c in collectives]
-    comm = total(t for t, _ in times)
-    tp = total(t for t, c in times if _tp_chunked(c))
-    ring = total(t for t, c in times if _cp_ring(c))
-    return compute, memory, ops_time, comm, gemm, attention, tp, ring
+    tp_times = [(t, c.group_size) for t, c in times if _tp_chunked(c)]
+    tp = total(t for t, _ in tp_times)
+    ring_sizes = {c.group_size for c in collectives if _cp_ring(c)}
+    return LayerSums(compute, memory, ops_time, total(t for t, _ in times), gemm, attention, tp,
+                     _pipelined_share(tp_times, tp), total(t for t, c in times if _cp_ring(c)),
+                     _ring_window(ring_sizes), total(t for t, c in times if c.hidden))
+
+
+def _pipelined_share(tp_times: list[tuple[sp.Expr, Any]], tp: sp.Expr) -> sp.Expr:
+    """``sum_i C_i (k_i - 1)/k_i / C_tp``: ``(k - 1)/k`` where every TP collective has ``k`` ranks."""
+    degrees = {as_expr(k, "group_size") for _, k in tp_times}
+    if not degrees:
+        return sp.Integer(0)
+    if len(degrees) == 1:
+        k = degrees.pop()
+        return (k - 1) / k
+    return total(t * (k - 1) / k for t, k in tp_times) / tp
+
+
+def _ring_window(sizes: set[Any]) -> sp.Expr:
+    """``(c - 1)/c`` for the CP ring's ``c`` ranks (one CP degree per layer), 0 without a ring."""
+    if not sizes:
+        return sp.Integer(0)
+    c = as_expr(min(sizes, key=str), "group_size")
+    return (c - 1) / c

@@ -367,7 +367,8 @@ class Layer(BaseModel):
         the canonical symbols ``b``, ``s`` and ``e``). ``hardware`` is a :class:`~symcost.hardware.Hardware`, a
         preset name, or ``None`` for the symbolic chip (times then are formulas in peak FLOP/s
         and bandwidths). ``recompute`` ("none", "selective", "full") matters only in training;
-        ``overlap=True`` hides communication behind compute (``latency = max(ops, comm)``).
+        ``overlap=True`` hides the TP chunks and the CP ring's sends behind the GEMMs and the
+        attention as Megatron-Core and Transformer Engine do (:func:`~symcost.hardware.timing.exposed_comm`).
         With every input numeric, every field is an exact Python number.
 
         >>> from symcost import MLPLayer
@@ -475,6 +476,11 @@ def _shape_assumptions(layer: Layer) -> tuple[Assumption, ...]:
     return merge(found, *nested)
 
 
+def _at_point(c: Collective, point: dict) -> Collective:
+    """``c`` with ``point`` (b and s) applied to its :attr:`~Collective.hierarchical` bytes."""
+    return c if c.hierarchical is None else c.xreplace(point)
+
+
 @dataclass(frozen=True)
 class _Template:
     """A layer's metrics for one phase, dtype, chip and recompute mode with ``b`` and ``s``
@@ -488,11 +494,12 @@ class _Template:
         n = len(METRIC_FIELDS)
         fields = dict(zip(METRIC_FIELDS, values[:n]))
         k = len(self.symbolic.collectives)
+        point = {sym.batch_size: sympy.Integer(b), sym.seq_len: sympy.Integer(s)}
+        # the payload compiled; a hierarchical all-to-all's token bytes (b*s*...) substituted
         collectives = tuple(
-            dataclasses.replace(c, payload_bytes=payload)
+            _at_point(dataclasses.replace(c, payload_bytes=payload), point)
             for c, payload in zip(self.symbolic.collectives, values[n:n + k]))
         roofline = None if self.symbolic.roofline is None else tuple(values[n + k:])
-        point = {sym.batch_size: sympy.Integer(b), sym.seq_len: sympy.Integer(s)}
         symbolic = self.symbolic
         return LayerMetrics(
             phase=symbolic.phase, collectives=collectives, peak_flops=symbolic.peak_flops,

@@ -8,6 +8,10 @@ vocab-parallel cross-entropy (:meth:`LMHeadLayer.loss_ops`: Transformer Engine's
 and one fp32 all-gather, or Megatron-Core's unfused passes and three fp32 all-reduces of ``T``
 values); in inference it computes logits for the last token of each sequence only.
 
+Neither layer is recomputed under ``recompute="full"``: Megatron-Core checkpoints the transformer
+layers only (``TransformerBlock._checkpointed_forward``, megatron/core/transformer/transformer_block.py),
+and ``GPTModel`` runs the embedding, the output layer and the loss outside the block.
+
 >>> from symcost import LMHeadLayer
 >>> head = LMHeadLayer(vocab_size=32000, hidden_size=4096)
 >>> head.compute_metrics(batch_size=1, seq_len=2048, phase="training", dtype="bf16"
@@ -17,6 +21,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -40,9 +45,9 @@ _ROW_STATS = sp.Integer(3)
 @dataclass(frozen=True)
 class _LossPass(Vector):
     """A forward pass of the loss whose backward is stated, not derived: nothing (``grad_read``
-    zero), or the pass over the fp32 logit gradient (read ``grad_read``, write ``grad_write``)
-    then the autograd cast of that gradient to the logits' dtype (read ``cast_read``, write
-    ``cast_write``)."""
+    zero), or the pass over the stored logit gradient (read ``grad_read``, write ``grad_write``)
+    then, where it is fp32 (``cast_read`` non-zero), the autograd cast of that gradient to the
+    logits' dtype (read ``cast_read``, write ``cast_write``)."""
 
     grad_read: sp.Expr = sp.Integer(0)
     grad_write: sp.Expr = sp.Integer(0)
@@ -52,10 +57,18 @@ class _LossPass(Vector):
     def backward(self) -> list[Op]:
         if self.grad_read == 0:
             return []
-        return [Vector(self.name + ".bwd", elements=self.elements, flops_per_element=sp.Integer(1),
-                       read_bytes=self.grad_read, write_bytes=self.grad_write),
-                Vector(self.name + ".cast", elements=self.elements, read_bytes=self.cast_read,
-                       write_bytes=self.cast_write)]
+        ops: list[Op] = [Vector(self.name + ".bwd", elements=self.elements, flops_per_element=sp.Integer(1),
+                                read_bytes=self.grad_read, write_bytes=self.grad_write)]
+        if self.cast_read != 0:
+            ops.append(Vector(self.name + ".cast", elements=self.elements, read_bytes=self.cast_read,
+                              write_bytes=self.cast_write))
+        return ops
+
+
+def _not_recomputed(ctx: Context) -> Context:
+    """``ctx`` with ``recompute="full"`` read as ``"none"``: the layer runs outside Megatron-Core's
+    checkpointed transformer block (module docstring)."""
+    return dataclasses.replace(ctx, recompute="none") if ctx.recompute == "full" else ctx
 
 
 class EmbeddingLayer(Layer):
@@ -94,13 +107,18 @@ class EmbeddingLayer(Layer):
             ops.append(dropout("dropout", T_out * h, e))
         return ops
 
+    def ops(self, ctx: Context) -> list[Op | Collective]:
+        """The layer's ops (:meth:`Layer.ops`), never recomputed (module docstring)."""
+        return super().ops(_not_recomputed(ctx))
+
     def weight_memory(self, ctx: Context) -> sp.Expr:
         positions = self.max_positions * self.hidden_size if self.max_positions is not None else 0
         return (self.vocab_size / ctx.tp * self.hidden_size + positions) * ctx.e
 
     def saved_activations(self, ctx: Context) -> sp.Expr:
-        # token ids are not counted; the output dropout mask is (Korthikanti et al. 2022)
-        if self.dropout and ctx.recompute != "full":
+        # token ids are not counted; the output dropout mask is (Korthikanti et al. 2022), under
+        # full recomputation too (the embedding is not recomputed: module docstring)
+        if self.dropout:
             return DROPOUT_MASK_BYTES * ctx.sharded_tokens * self.hidden_size
         return sp.Integer(0)
 
@@ -161,7 +179,8 @@ class LMHeadLayer(Layer):
     def ops(self, ctx: Context) -> list[Op | Collective]:
         """The layer's ops (:meth:`Layer.ops`) less the backward's transpose of the fused loss's
         all-gather of row statistics: the loss kernel writes the logits' gradient in the forward,
-        so nothing flows back through that gather."""
+        so nothing flows back through that gather. Never recomputed (module docstring)."""
+        ctx = _not_recomputed(ctx)
         ops = super().ops(ctx)
         if not (ctx.training and self.fused_loss and ctx.tp != 1):
             return ops
@@ -172,20 +191,22 @@ class LMHeadLayer(Layer):
 
     def loss_ops(self, ctx: Context) -> list:
         """The training loss over the chip's ``L = T V/t`` logits (``e`` bytes each) of ``T`` rows,
-        every pass at its HBM bytes. The logit gradient is kept in fp32 (4 bytes) until the
-        backward, then multiplied by the loss's per-token gradient and cast to ``e`` bytes by autograd
-        (the logits' dtype) for the head's GEMMs.
+        every pass at its HBM bytes, the logit gradient kept from the forward to the backward, then
+        multiplied by the loss's per-token (fp32) gradient for the head's GEMMs.
 
         - fused (``fused_loss``, Transformer Engine transformer_engine/pytorch/triton/cross_entropy.py,
           commit d0067d0): ``online_softmax_kernel`` reads the logits and writes ``m, d, X_y`` (3 fp32 per
           row); one all-gather of them over TP; ``cross_entropy_kernel`` reads the logits and the
-          gathered rows and writes the fp32 gradient and the loss; backward ``element_mul_kernel``
-          (read 4, write 4) and the cast (read 4, write e): ``(3e + 16) L`` bytes plus rows;
+          gathered rows and writes the loss and the gradient *in place* over the logits in their own
+          dtype (``grad_dtype = X_block.dtype``; ``CrossEntropyFunction``: "the input gradients are
+          upcasted to the datatype of the input"), ``e`` bytes; backward ``element_mul_kernel`` scales
+          it in place (read e, write e), no cast: ``5e L`` bytes plus rows;
         - unfused (Megatron-Core megatron/core/tensor_parallel/cross_entropy.py, commit d98e8a6):
           ``.float()`` (read e, write 4), max (read 4), ``-= max`` (read 4, write 4), exp (read 4,
-          write 4), sum (read 4), ``div_`` (read 4, write 4), the three fp32 all-reduces of ``T``
-          values (max, target logit, sum of exponentials); backward ``mul_`` (read 4, write 4) and
-          the cast (read 4, write e): ``(2e + 48) L`` bytes plus rows.
+          write 4), sum (read 4), ``div_`` (read 4, write 4: the fp32 softmax, kept), the three fp32
+          all-reduces of ``T`` values (max, target logit, sum of exponentials); backward ``mul_`` (read
+          4, write 4) and autograd's cast of the ``.float()`` (read 4, write e): ``(2e + 48) L`` bytes
+          plus rows.
 
         >>> head = LMHeadLayer(vocab_size=32000, hidden_size=1024)
         >>> from symcost.core.phase import Phase
@@ -197,16 +218,18 @@ class LMHeadLayer(Layer):
         rows, V_t, e, t = ctx.tokens, self.vocab_size / ctx.tp, ctx.e, ctx.tp
         logits = rows * V_t
         four = _FP32 * logits
-        backward = {"grad_read": four + rows * _FP32, "grad_write": four, "cast_read": four, "cast_write": logits * e}
         if self.fused_loss:
             stats = rows * _ROW_STATS * _FP32
             ops: list = [_LossPass("cross_entropy.online_softmax", elements=logits, read_bytes=logits * e,
                                    write_bytes=stats)]
             if t != 1:
                 ops.append(Collective("all_gather", "tp", t, stats * t))
+            # the gradient in the logits' dtype, in place; the backward scales it in place
             ops.append(_LossPass("cross_entropy", elements=logits, flops_per_element=VECTOR_FLOPS["softmax"],
-                                 read_bytes=logits * e + stats * t, write_bytes=four + rows * _FP32, **backward))
+                                 read_bytes=logits * e + stats * t, write_bytes=logits * e + rows * _FP32,
+                                 grad_read=logits * e + rows * _FP32, grad_write=logits * e))
             return ops
+        backward = {"grad_read": four + rows * _FP32, "grad_write": four, "cast_read": four, "cast_write": logits * e}
         row = rows * _FP32
         passes = [("float", logits * e, four), ("max", four, row), ("subtract_max", four + row, four),
                   ("exp", four, four), ("sum_exp", four, row)]
@@ -236,12 +259,11 @@ class LMHeadLayer(Layer):
         return self.table_memory(ctx.e) + bias
 
     def saved_activations(self, ctx: Context) -> sp.Expr:
-        # the input (for dW) and the loss's fp32 logit gradient (TE's fused kernel) or softmax
-        # (Megatron-Core's unfused one), kept for the backward: 4 bytes per logit (loss_ops)
-        inputs = ctx.sharded_tokens * self.hidden_size * ctx.e
-        if ctx.recompute == "full":
-            return inputs
-        return inputs + ctx.tokens * self.vocab_size / ctx.tp * _FP32
+        # the input (for dW) and the loss's logit gradient (TE's fused kernel: written over the
+        # logits, e bytes) or fp32 softmax (Megatron-Core's unfused one: 4 bytes), kept for the
+        # backward (loss_ops), under full recomputation too (the head is not recomputed)
+        per_logit = ctx.e if self.fused_loss else _FP32
+        return ctx.sharded_tokens * self.hidden_size * ctx.e + ctx.tokens * self.vocab_size / ctx.tp * per_logit
 
     def peak_activations(self, ctx: Context) -> sp.Expr:
         rows = self._rows(ctx)

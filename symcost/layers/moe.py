@@ -31,8 +31,9 @@ TP-parallel dense MLP on all ``T`` tokens. At ``t = 1`` and ``t_e = 1`` this is 
 Memory per chip (e bytes per element): weights ``(E/n_ep * p*h*f_e/t + n_s*p*h*f_s/t + h*E)*e``
 (the router is replicated); training saves the input, the fp32 router
 probabilities ``4*T*E``, the dispatched tokens ``P*h*e``, ``3*P*f_e/t*e`` per the gated MLP
-(fc1's output and the product, Megatron-Core's fused SwiGLU; 2 without gating), the ``T*k*h*e``
-expert outputs the combine multiplies, and the shared experts like a gated MLP;
+(fc1's output and the product, Megatron-Core's fused SwiGLU, which also applies the routing
+weights; 2 without gating), and the shared experts like a gated MLP (the combine, an unweighted
+sum, saves nothing);
 ``recompute="full"`` keeps only the input. No KV cache.
 
 >>> from symcost.layers.moe import MoELayer
@@ -309,8 +310,11 @@ class MoELayer(Layer):
         ep = ctx.parallelism.ep
         if ep == 1:
             return []
+        # the flex dispatcher's internode kernels cross the network once per node (Collective.hierarchical)
+        hierarchical = None if self.dispatcher == "alltoall" else (
+            self._routed_tokens(ctx) * self.hidden_size * ctx.e, self.num_experts, self.top_k)
         return [Collective("all_to_all", "ep", ep, payload, span=ctx.parallelism.etp * ep,
-                           hidden=self.a2a_overlap and ctx.training)]
+                           hidden=self.a2a_overlap and ctx.training, hierarchical=hierarchical)]
 
     def check(self, ctx: Context) -> None:
         super().check(ctx)
@@ -449,9 +453,12 @@ class MoELayer(Layer):
         # saves only its input, fc1's gate and up outputs, and recomputes silu in the backward;
         # fusions/fused_bias_swiglu.py): fc1's output ((p - 1) x f_e/t) and fc2's input, the
         # product (f_e/t) -- 3 wide tensors gated, 2 plain (fc1 output and activation), not eager
-        # PyTorch's 4 (which also keeps silu(gate)); the k expert outputs per token the weighted
-        # combine multiplies (T x k x h, for the routing weights' gradient); the shared experts as
-        # a gated MLP on the same input. Top-k indices, the fused SwiGLU's per-pair routing
+        # PyTorch's 4 (which also keeps silu(gate)); the shared experts as a gated MLP on the same
+        # input. Not the k expert outputs per token (T x k x h): Megatron-Core applies the routing
+        # weights in the experts' activation (core_v0.13.0 onward, experts.py ``permuted_probs``
+        # into ``weighted_bias_swiglu_impl`` / ``activation_func_with_probs``) and the combine
+        # unpermutes without probs (token_dispatcher.py ``unpermute``), a sum whose backward only
+        # permutes the gradient. Top-k indices, the fused SwiGLU's per-pair routing
         # weights (P fp32 values, 4/(3 f_e e) of the wide tensors) and norm statistics are ignored.
         # Under Transformer Engine's FP8 training the experts' GEMM inputs are saved as their FP8
         # casts (the dispatched tokens, the product) and fc1's bf16 outputs for the fused
@@ -468,7 +475,6 @@ class MoELayer(Layer):
                 + t_in * self.num_experts * ROUTER_BYTES
                 + self._pairs(ctx) * h * ctx.saved_gemm_input_bytes
                 + per_wide * routed
-                + t_in * self.top_k * h * e
                 + per_wide * shared)
 
     def peak_activations(self, ctx: Context) -> sp.Expr:

@@ -30,10 +30,13 @@ Errors are predicted over measured tokens/s per GPU, minus one (positive: the mo
 fast). A row the library refuses (a layout it cannot cost) is listed with the library's reason.
 
 The kernels are the per-op fit's; the ``megatron-core`` profile states how Megatron-Core runs them
-(Transformer Engine's FP8 grouped GEMMs: one GEMM per expert) and carries one term fitted here,
+(Transformer Engine's FP8 grouped GEMMs: one GEMM per expert) and carries two terms fitted here,
 :data:`PARAMETERS`: ``moe_sync_time``, what a dropless MoE layer's forward loses to its
-dispatcher's device-to-host sync (the token-drop rows, padded to capacity, have none), on an exact
-grid by least squares on the log of the predicted tokens/s. :func:`held_out` refits without a
+dispatcher's device-to-host sync (the token-drop rows, padded to capacity, have none), and
+``a2a_overlap_efficiency``, the share of the EP all-to-alls that ``moe_a2a_overlap`` hides, on an exact
+grid by least squares on the log of the predicted tokens/s of the rows whose release settings are
+known (:func:`fit_rows`: a MoE row whose layout differs from its release preset is predicted and
+shown, marked, but not fitted). :func:`held_out` refits without a
 group or a model family and predicts it.
 
 >>> rows = load_rows()
@@ -68,9 +71,9 @@ from .descent import coordinate_descent
 from .pipeline import resolve_parallelism
 
 __all__ = ["ENGINE", "PARAMETERS", "RECOMPUTE", "Fit", "Prediction", "ReleaseSettings", "TrainingRow",
-           "block_breakdown", "build_model", "fit", "group_summary", "held_out", "load_rows", "load_settings",
-           "options", "parallelism", "predict", "predict_all", "shipped", "shown", "validation_table",
-           "write_profile"]
+           "block_breakdown", "build_model", "fit", "fit_rows", "group_summary", "held_out", "load_rows",
+           "load_settings", "options", "parallelism", "predict", "predict_all", "shipped", "shown",
+           "validation_table", "write_profile"]
 
 RECOMPUTE: tuple[Recompute, ...] = ("none", "selective", "full")
 """The recomputation modes tried, fastest first (the tables do not publish theirs)."""
@@ -142,6 +145,14 @@ class TrainingRow:
         return load_settings().get(self.id)
 
     @property
+    def fitted(self) -> bool:
+        """The fit sees the row: a dense row, or a MoE row whose layout is its release preset's
+        (:attr:`ReleaseSettings.layout` ``"matches"``). Where the table's degrees or batch sizes
+        differ from the preset, the run's recipe (recompute, overlap, dispatcher) is not known: the
+        row is predicted and shown, marked "not fitted", and no fitted term leans on it."""
+        return self.settings is None or self.settings.layout == "matches"
+
+    @property
     def dispatcher(self) -> str:
         """The MoE token dispatcher its recipe ran: ``"flex"`` (DeepEP / HybridEP), else Megatron-Core's
         ``"alltoall"`` (:attr:`settings`)."""
@@ -173,7 +184,10 @@ class ReleaseSettings:
     device-to-host sync stays under every scope: capturing ``moe_preprocess`` only moves its copy to
     ``before_ep_alltoall``, NVIDIA/Megatron-LM core_v0.16.0
     megatron/core/transformer/moe/token_dispatcher.py ``MoEAlltoAllTokenDispatcher.__init__``) and
-    ``shared_expert_overlap`` (Qwen3 has no shared expert)."""
+    ``shared_expert_overlap`` (Qwen3 has no shared expert). Not a column: routing is balanced
+    (``routing_imbalance`` 1), as every dropless Qwen3 recipe sets ``moe_router_force_load_balancing
+    = True`` ("required for token dropless", scripts/performance/configs/qwen*/qwen3_llm_pretrain.py
+    at v0.2.0 to v0.5.0; v0.1.0rc3's run_script.py) and a token-drop run caps every expert."""
 
     id: str
     release: str
@@ -264,6 +278,15 @@ def load_settings() -> dict[str, ReleaseSettings]:
     'hybridep'
     """
     return parse_settings(resources.files("symcost.data").joinpath(_SETTINGS_FILE).read_text(encoding="utf-8"))
+
+
+def fit_rows() -> list[TrainingRow]:
+    """The rows the fit sees (:attr:`TrainingRow.fitted`), in file order.
+
+    >>> len(fit_rows())
+    16
+    """
+    return [r for r in load_rows() if r.fitted]
 
 
 def load_rows() -> list[TrainingRow]:
@@ -393,15 +416,25 @@ def _mean(errors: Sequence[float]) -> tuple[float, float]:
 
 def group_summary(predictions: Sequence[Prediction]) -> dict[tuple[str, ...], tuple[int, float, float]]:
     """``{group: (rows, mean abs error, mean signed error)}`` over the predicted rows, per
-    ``(kind, precision, chip)``, per kind, and ``("all",)``."""
+    ``(kind, precision, chip)``, per kind, ``("all",)``, and the same three over the fitted rows
+    only (:attr:`TrainingRow.fitted`; keys ending in ``"fitted rows"``)."""
     groups: dict[tuple[str, ...], list[float]] = {}
     for p in predictions:
         if p.relative_error is None:
             continue
-        for key in (p.row.group, (p.row.kind,), ("all",)):
+        keys = [p.row.group, (p.row.kind,), ("all",)]
+        if p.row.fitted:
+            keys += [(*p.row.group, "fitted rows"), (p.row.kind, "fitted rows"), ("all", "fitted rows")]
+        for key in keys:
             groups.setdefault(key, []).append(p.relative_error)
-    order = sorted(k for k in groups if len(k) == 3) + sorted(k for k in groups if len(k) == 1 and k != ("all",))
-    return {k: (len(groups[k]), *_mean(groups[k])) for k in [*order, ("all",)] if k in groups}
+
+    def order(keys: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+        last: list[tuple[str, ...]] = [("all",)]
+        return sorted(k for k in keys if len(k) == 3) + sorted(k for k in keys if len(k) == 1 and k != ("all",)) + last
+
+    every = order([k for k in groups if k[-1] != "fitted rows"])
+    fitted = [(*k, "fitted rows") for k in order([k[:-1] for k in groups if k[-1] == "fitted rows"])]
+    return {k: (len(groups[k]), *_mean(groups[k])) for k in [*every, *fitted] if k in groups}
 
 
 def _row_line(p: Prediction) -> str:
@@ -411,7 +444,8 @@ def _row_line(p: Prediction) -> str:
     if p.tokens_per_gpu is None:
         return f"{head} {r.tokens_per_gpu} | refused | | | | |"
     return (f"{head} {r.tokens_per_gpu} | {p.tokens_per_gpu:.0f} | {r.tflops_per_gpu} | {p.tflops_per_gpu:.0f} | "
-            f"{p.relative_error:+.1%} | {p.recompute}{'' if p.fits else ' (over HBM)'} |")
+            f"{p.relative_error:+.1%} | {p.recompute}{'' if p.fits else ' (over HBM)'}"
+            f"{'' if r.fitted else '; not fitted (layout not its preset)'} |")
 
 
 # -- where a MoE block's time goes (the residual's structure) --------------------------------------
@@ -528,9 +562,9 @@ def _loss(functions: Mapping[str, Callable[..., float]], rows: Sequence[Training
 
 def fit(rows: Optional[Sequence[TrainingRow]] = None) -> Fit:
     """Coordinate descent over the exact grids of :data:`PARAMETERS` (from 0) until no single
-    change lowers the sum of squared log errors of the tokens/s of ``rows`` (default: all);
-    deterministic. Every costed row is predicted with the result."""
-    rows = list(load_rows() if rows is None else rows)
+    change lowers the sum of squared log errors of the tokens/s of ``rows`` (default:
+    :func:`fit_rows`); deterministic. Every costed row is predicted with the result."""
+    rows = list(fit_rows() if rows is None else rows)
     functions = _compiled()
     current, x = coordinate_descent({n: PARAMETERS[n][1] for n in PARAMETERS}, {n: Fraction(0) for n in PARAMETERS},
                                     lambda trial: _loss(functions, rows, trial))
@@ -539,8 +573,8 @@ def fit(rows: Optional[Sequence[TrainingRow]] = None) -> Fit:
 
 def held_out(key: Callable[[TrainingRow], Any]) -> dict[Any, Fit]:
     """For each value of ``key`` (``lambda r: r.group``, ``lambda r: r.family``): the fit on the
-    rows without it (which then predicts every row)."""
-    rows = load_rows()
+    fitted rows (:func:`fit_rows`) without it (which then predicts every row)."""
+    rows = fit_rows()
     return {k: fit([r for r in rows if key(r) != k]) for k in dict.fromkeys(key(r) for r in rows)}
 
 
@@ -553,7 +587,7 @@ def shipped() -> dict[str, Fraction]:
 _SOURCE = ("fitted on symcost/data/training_calibration.csv by symcost.plan.calibration_training.fit() "
            "(benchmarks/calibrate_training.py), with each MoE run's release settings "
            "(symcost/data/training_calibration_settings.csv): the terms per-op tables cannot show, least squares on "
-           "the log of the predicted tokens/s of the 21 runs")
+           "the log of the predicted tokens/s of the 16 runs whose release settings are known (fit_rows)")
 
 
 _IN_US = ("moe_sync_time",)
@@ -587,7 +621,7 @@ def _held_lines(title: str, fits: Mapping[Any, Fit], key: Callable[[TrainingRow]
     lines = ["", f"| held-out {title} | rows | fitted | mean abs error | mean signed error |",
              "|---|---:|---|---:|---:|"]
     for k, result in fits.items():
-        errs = [result.relative_error(r) for r in load_rows() if key(r) == k and r.id in result.predicted]
+        errs = [result.relative_error(r) for r in fit_rows() if key(r) == k and r.id in result.predicted]
         if not errs:
             continue
         values = ", ".join(shown(n, v) for n, v in result.values.items())

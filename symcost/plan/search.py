@@ -185,7 +185,7 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     :func:`~symcost.plan.step.pipeline_stages` does (uneven when ``p`` does not divide the layers: the
     slowest stage sets the pace, the fullest the memory). The model's own parallelism is ignored:
     the search chooses every degree. ZeRO-2/3 with pipeline stages is FSDP as torchtitan and Meta
-    run it (:func:`symcost.plan.step.check_zero_stage`). ``overlap=(False, True)`` also tries
+    run it (docs/explanation/modelling.md, data parallelism). ``overlap=(False, True)`` also tries
     hiding TP/SP communication behind compute. Returns a :class:`SearchResult`.
 
     With ``phase="inference"``: every (t, p, d) serving ``global_batch`` sequences of ``seq_len``

@@ -17,7 +17,7 @@ Training (Megatron-LM conventions, Narayanan et al. 2021; Korthikanti et al. 202
   ZeRO-3 also reduce-scatters per micro-batch and all-gathers the weights for every
   micro-batch's forward and backward, and nothing after the step (3 Psi per micro-batch,
   Rajbhandari et al. 2020, section 7.2.2). With pipeline stages ZeRO-2/3 are FSDP as torchtitan
-  and Meta's Llama 3 run it (:func:`~symcost.plan.training.check_zero_stage`): ZeRO-2 Meta's
+  and Meta's Llama 3 run it (docs/explanation/modelling.md): ZeRO-2 Meta's
   (weights gathered once per step), ZeRO-3 FSDP2's ``reshard_after_forward=True``;
 - a tied LM head under pipeline parallelism: the last stage holds a copy of the embedding table,
   and the first and the last stage all-reduce its fp32 gradient after the data-parallel
@@ -68,12 +68,11 @@ from .pipeline import stage_layout as stage_layout
 from .pipeline import stages_from_parts as stages_from_parts
 from .pipeline import values_from_rows as values_from_rows
 from .training import assemble_training as assemble_training
-from .training import check_zero_stage as check_zero_stage
 from .training import flops_per_sequence as flops_per_sequence
 from .training import training_step as training_step
 
 __all__ = ["GRADIENT_BYTES", "OPTIMIZER_BYTES", "CompiledStep", "InferenceStep", "TrainingStep",
-           "check_expert_parallel", "check_zero_stage", "compile_step", "inference_step", "pipeline_stages",
+           "check_expert_parallel", "compile_step", "inference_step", "pipeline_stages",
            "resolve_parallelism", "stage_layout", "training_step"]
 
 

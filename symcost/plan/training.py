@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, cast
+from typing import Any, NamedTuple, Optional, Sequence, cast
 
 import sympy as sp
 
@@ -265,11 +265,11 @@ def _data_parallel(values: Sequence[dict[str, Any]], run: TrainingRun, m: Any) -
         gradients += n_params * sync.gradient_bytes / (n if zero_stage >= 2 else 1)
         optimizer += n_params * OPTIMIZER_BYTES / (n if zero_stage >= 1 else 1)
     dp_comm = sp.Integer(0)
-    for count, share, traffic in _sync_phases(groups, e=e, m=m, zero_stage=zero_stage, grad=sync.gradient_bytes):
+    for phase in _sync_phases(groups, e=e, m=m, zero_stage=zero_stage, grad=sync.gradient_bytes):
+        traffic = phase.traffic
         whole = sp.Add(*(span_time(kind, n, size * nbytes, chip, step) for kind, n, size, nbytes, step in traffic))
-        # per micro-batch: every ZeRO-3 phase, ZeRO-2's reduce-scatter; the rest once per step
-        each = zero_stage == 3 or (zero_stage == 2 and traffic[0][0] == "reduce_scatter")
-        dp_comm += count * (_exposed(traffic, share, whole, run, each) if sync.dp_overlap else whole)
+        exposed = _exposed(traffic, phase.share, whole, run, phase.per_micro_batch) if sync.dp_overlap else whole
+        dp_comm += phase.count * exposed
     if any(st.get("embedding_group", 0) != 0 for st in values):
         group = Collective("all_reduce", "pp", 2, _SHARED * sync.gradient_bytes, span=p * stride * d)
         dp_comm += _GROUP * collective_time(group, chip)
@@ -310,11 +310,22 @@ def _bucket(n: Any) -> Any:
     return extreme(sp.Max, BUCKET_PARAMS, BUCKET_PARAMS_PER_RANK * n)
 
 
+class _SyncPhase(NamedTuple):
+    """One data-parallel sync phase of a step (:func:`_sync_phases`)."""
+
+    count: Any
+    """Times per step."""
+    share: Any
+    """Share of the micro-batch time that hides it."""
+    traffic: list[tuple[CollectiveKind, Any, Any, Any, Any]]
+    """``[(kind, ranks, parameters, bytes per parameter, rank stride)]``."""
+    per_micro_batch: bool
+    """Run in every micro-batch (``count`` is ``m``), not once per step."""
+
+
 def _sync_phases(groups: Sequence[tuple[Any, Any, Any]], *, e: Any, m: Any, zero_stage: int,
-                 grad: Any = GRADIENT_BYTES) -> list[tuple[Any, Any, list[tuple[CollectiveKind, Any, Any, Any, Any]]]]:
-    """The data-parallel traffic of a step by the compute it can hide behind: ``(times per step,
-    share of the micro-batch time that hides it, [(kind, ranks, parameters, bytes per parameter,
-    rank stride)])``.
+                 grad: Any = GRADIENT_BYTES) -> list[_SyncPhase]:
+    """The data-parallel traffic of a step by the compute it can hide behind (:class:`_SyncPhase`).
 
     - ZeRO-0: one all-reduce of the gradients (``grad`` bytes each), in the last micro-batch's backward;
     - ZeRO-1 (Megatron's distributed optimizer) keeps whole gradients and reduce-scatters them once,
@@ -323,17 +334,28 @@ def _sync_phases(groups: Sequence[tuple[Any, Any, Any]], *, e: Any, m: Any, zero
       partition_gradients or at the boundary");
     - ZeRO-1/2 gather the updated weights once, waited for in the next step's first forward;
       ZeRO-3 gathers them for each micro-batch's forward and again in its backward (3 Psi per
-      micro-batch, Rajbhandari et al. 2020, section 7.2.2)."""
+      micro-batch, Rajbhandari et al. 2020, section 7.2.2).
+
+    With pipeline stages every stage is costed, nothing refused (DeepSpeed's pipeline engine
+    asserts "ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism", but torchtitan and Meta
+    run FSDP with pipeline stages): ZeRO-2 is Meta's Llama 3 FSDP (The Llama 3 Herd of Models, 2024,
+    section 3.3.2: weights not resharded after the forward, so gathered once per step), ZeRO-3
+    FSDP2's ``reshard_after_forward=True``; torchtitan's default under PP
+    (``reshard_after_forward=False``, the gradient sync skipped until the last micro-batch by
+    torch/distributed/pipelining/stage.py ``backward_maybe_with_nosync``) moves and keeps what
+    ZeRO-1 does: ``zero_stage=1``."""
     def traffic(kind: CollectiveKind, nbytes: Any) -> list[tuple[CollectiveKind, Any, Any, Any, Any]]:
         return [(kind, n, size, nbytes, step) for size, n, step in groups]
 
     if zero_stage == 0:
-        return [(1, BACKWARD_SHARE, traffic("all_reduce", grad))]
+        return [_SyncPhase(1, BACKWARD_SHARE, traffic("all_reduce", grad), False)]
     reduce = traffic("reduce_scatter", grad)
     if zero_stage == 3:
         gather = traffic("all_gather", e)
-        return [(m, FORWARD_SHARE, gather), (m, BACKWARD_SHARE, gather + reduce)]
-    return [(1 if zero_stage == 1 else m, BACKWARD_SHARE, reduce), (1, FORWARD_SHARE, traffic("all_gather", e))]
+        return [_SyncPhase(m, FORWARD_SHARE, gather, True), _SyncPhase(m, BACKWARD_SHARE, gather + reduce, True)]
+    each = zero_stage == 2
+    return [_SyncPhase(m if each else 1, BACKWARD_SHARE, reduce, each),
+            _SyncPhase(1, FORWARD_SHARE, traffic("all_gather", e), False)]
 
 
 def _fullest_stage(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any, Any, Any], *, e: Any, p: Any,
@@ -397,33 +419,6 @@ def tensor_format(datatype: DataType) -> tuple[DataType, Any]:
     return datatype, sp.Integer(0)
 
 
-def check_zero_stage(zero_stage: int, pipeline_parallel: Any) -> None:
-    """ZeRO stages with pipeline stages: every one is costed (nothing is refused).
-
-    DeepSpeed's pipeline engine asserts "ZeRO-2 and ZeRO-3 are incompatible with pipeline
-    parallelism" and Megatron-LM pairs its pipelines with its distributed optimizer (ZeRO-1), but
-    torchtitan and Meta run FSDP with pipeline stages (FSDP + TP + PP + CP):
-
-    - ``zero_stage=2``: Meta's Llama 3 FSDP ("we shard optimizer states and gradients, but for
-      model shards we do not reshard after forward computation to avoid an extra all-gather
-      communication during backward passes", The Llama 3 Herd of Models, 2024, section 3.3.2): the
-      weights gathered once per step, the gradients reduce-scattered every micro-batch;
-    - ``zero_stage=3``: FSDP2 with ``reshard_after_forward=True`` (torchtitan's ``"always"``
-      policy): every micro-batch gathers the stage's weights for its forward and its backward;
-    - torchtitan's default under PP, ``reshard_after_forward=False`` (pytorch/torchtitan
-      torchtitan/models/llama3/infra/parallelize.py ``apply_fsdp``: ``reshard_after_forward =
-      not pp_enabled`` for the ``"default"`` policy), with torch.distributed.pipelining's stages
-      that skip the gradient sync until the last micro-batch (torch/distributed/pipelining/stage.py
-      ``backward_maybe_with_nosync``: ``set_requires_gradient_sync(False)``,
-      ``set_reshard_after_backward(False)``; ``perform_reduce_grad`` at the end) moves what
-      ZeRO-1 moves and keeps what it keeps (whole weights and gradients, sharded optimizer
-      states): ``zero_stage=1``.
-
-    >>> check_zero_stage(3, 16)
-    """
-    return None
-
-
 def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global_batch: Any,
                   micro_batch: Any = 1, dtype: Any = "bf16", parallelism: ParallelismLike = None,
                   recompute: str = "none", interleave: Any = 1, zero_stage: int = 1,
@@ -458,7 +453,7 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     chip = get_hardware(hardware)
     par = resolve_parallelism(model, parallelism)
     datatype = DataType.parse(dtype)
-    _check_zero(zero_stage, par)
+    _check_zero(zero_stage)
     s, B, b, v = (dim(seq_len, "seq_len"), dim(global_batch, "global_batch"),
                   dim(micro_batch, "micro_batch"), dim(interleave, "interleave"))
     check_divides(B, par.dp * b, "global_batch", by="data_parallel * micro_batch")
@@ -518,7 +513,7 @@ def _training_compiled(model: "Model", hardware: Hardware | str, dtype: Any, par
     chip = get_hardware(hardware)
     par = resolve_parallelism(model, parallelism)
     datatype = DataType.parse(dtype)
-    _check_zero(options.zero_stage, par)
+    _check_zero(options.zero_stage)
     if options.recompute not in ("none", "selective", "full"):
         return None  # the uncompiled step raises the layer's own error
     check_expert_parallel(par)
@@ -539,7 +534,6 @@ def training_front(model: "Model", hardware: Hardware | str, dtype: Any, paralle
     return csteps.front("training", build, model, hardware, dtype, parallelism, *options.key())
 
 
-def _check_zero(zero_stage: Any, par: Parallelism) -> None:
+def _check_zero(zero_stage: Any) -> None:
     if isinstance(zero_stage, bool) or zero_stage not in (0, 1, 2, 3):
         raise ConfigError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
-    check_zero_stage(zero_stage, par.pp)

@@ -95,3 +95,77 @@ def test_overlap_symbolic_degrees_stay_symbolic():
     at8 = times.latency.xreplace({t: 8})
     assert at8 == layer_times([(gemm, 1)], [Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)], H100, PEAK,
                               overlap=True).latency
+
+
+# --- review findings 2, 3 and 6: what overlap=True leaves exposed ------------------------------
+
+QWEN3_30B_MOE = dict(hidden_size=2048, expert_intermediate_size=768, num_experts=128, top_k=8,
+                     parallelism={"expert_parallel": 8})
+
+
+def test_overlap_exposes_the_ep_all_to_alls_megatron_does_not_overlap():
+    """Qwen3-30B-A3B's MoE layer (h 2048, f_e 768, E 128, top-8) under EP 8, 4,096 tokens,
+    training on an H100 with the megatron-core profile. Megatron-Core overlaps a micro-batch's EP
+    dispatch and combine with compute only under overlap_moe_expert_parallel_comm (the combined
+    1F1B schedule, megatron/core/pipeline_parallel/combined_1f1b.py: with another micro-batch's
+    compute); without it the token dispatcher's all-to-all runs on the critical path
+    (megatron/core/transformer/moe/token_dispatcher.py: ``all_to_all`` then the experts wait on
+    its output). The layer has no TP or CP-ring traffic, so overlap=True changes nothing:
+
+    - a2a_overlap off: ops + comm (as overlap=False);
+    - a2a_overlap on: ops + comm - eta min(ops, comm), eta the profile's a2a_overlap_efficiency
+      (as overlap=False), not max(ops, comm) (the old, full hiding)."""
+    chip = hardware.H100_SXM.with_runtime("megatron-core")
+    eta = chip.runtime.a2a_overlap_efficiency
+    kw = {"batch_size": 1, "seq_len": 4096, "phase": "training", "dtype": "bf16", "hardware": chip}
+    for a2a in (False, True):
+        layer = sc.MoELayer(**QWEN3_30B_MOE, a2a_overlap=a2a)
+        serial, overlapped = (layer.compute_metrics(overlap=o, **kw) for o in (False, True))
+        if not a2a:
+            assert overlapped.latency == serial.latency
+        else:
+            plain = sc.MoELayer(**QWEN3_30B_MOE).compute_metrics(**kw)
+            x = plain.latency - plain.comm_time
+            assert overlapped.latency == x + plain.comm_time - eta * min(x, plain.comm_time)
+            assert overlapped.latency == serial.latency
+            assert overlapped.latency > max(x, plain.comm_time)   # eta < 1 on megatron-core
+
+
+def test_overlap_exposes_ulysses_all_to_alls():
+    """Ulysses (sp 4, no TP): DeepSpeed-Ulysses' all-to-alls sit between the QKV projection and
+    the core and between the core and the output projection, each waited for (deepspeed/sequence/
+    layer.py DistributedAttention: ``_SeqAllToAll.apply`` before and after ``local_attn``): on the
+    critical path, so overlap=True adds all of them, ops + comm."""
+    layer = sc.GroupedQueryAttentionLayer(hidden_size=4096, num_heads=32, num_kv_heads=8,
+                                          parallelism={"sequence_parallel": 4})
+    kw = {"batch_size": 1, "seq_len": 8192, "phase": "training", "dtype": "bf16", "hardware": H100}
+    serial, overlapped = (layer.compute_metrics(overlap=o, **kw) for o in (False, True))
+    assert serial.comm_time > 0
+    assert overlapped.latency == serial.latency
+
+
+def test_compute_hides_tp_chunks_and_hidden_all_to_alls_once():
+    """One GEMM G with a TP reduce-scatter C_tp over 8 (C_tp < G) and a hidden EP all-to-all A
+    longer than G, ideal chip (eta = 1). The GEMM hides 7/8 of C_tp behind its chunks; what
+    compute is left, G - 7/8 C_tp, hides the all-to-all: latency G + C_tp + A - 7/8 C_tp -
+    (G - 7/8 C_tp) = A + C_tp. The old rule counted G twice: max(G, A) + C_tp/8 = A + C_tp/8."""
+    gemm = Matmul("out_proj", m=4096, k=8192, n=8192, dtype_bytes=2)
+    rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)
+    a2a = Collective("all_to_all", "ep", 8, 4096 * 8192 * 2 * 40, hidden=True)
+    g, c, a = op_time(gemm, H100, PEAK).time, collective_time(rs, H100), collective_time(a2a, H100)
+    assert c < g < a
+    t = layer_times([(gemm, 1)], [rs, a2a], H100, PEAK, overlap=True)
+    assert t.latency == a + c
+
+
+def test_each_tp_collective_is_chunked_by_its_own_group():
+    """Two TP collectives of different degrees (a reduce-scatter over 8, an all-gather over 2)
+    behind a GEMM longer than both: each is cut into its own group's chunks and shows one chunk,
+    C_8/8 + C_2/2 (not (C_8 + C_2)/8, the first collective's degree for both)."""
+    gemm = Matmul("out_proj", m=4096, k=8192, n=8192, dtype_bytes=2)
+    rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)
+    ag = Collective("all_gather", "tp", 2, 4096 * 1024 * 2)
+    g, c8, c2 = op_time(gemm, H100, PEAK).time, collective_time(rs, H100), collective_time(ag, H100)
+    assert c8 + c2 < g
+    t = layer_times([(gemm, 1)], [rs, ag], H100, PEAK, overlap=True)
+    assert t.latency == g + c8 / 8 + c2 / 2

@@ -415,3 +415,26 @@ def test_a_partly_effective_overlap_exposes_the_uncovered_share():
     exposed = Collective("all_reduce", "tp", 2, 2**20)
     t_op, t_a, t_r = op_time(op, chip, peak).time, collective_time(large, chip), collective_time(exposed, chip)
     assert layer_times([(op, 1)], [large, exposed], chip, peak).latency == t_op / 2 + t_a + t_r
+
+
+def test_a_hierarchical_all_to_all_crosses_the_network_once_per_node():
+    """DeepEP's and HybridEP's internode dispatch (DeepSeek-V3 technical report, arXiv 2412.19437,
+    section 3.2.2: tokens go over IB to the GPU with the same in-node index on each target node, then
+    over NVLink to their experts' GPUs): a token crosses the scale-out network once per other node
+    holding one of its experts, not once per rank. EP 4 over two nodes of 2 (ROUND, scale-up domain
+    2, latencies 0), E = 8 experts (4 per node), top-2, payload M = 10^6 bytes (the flat count's
+    T_in D rows), T_in rows of the chip's tokens R = 4 * 10^5 bytes. Sent per chip 3/4 M = 750,000.
+    Flat (NCCL's grouped sends): (4 - 2)/3 of it, 500,000 bytes, over the scale-out link at
+    10^10 * 1/2 = 5 * 10^9 B/s: 100 us, the NVLink share 250,000 / (5 * 10^10) = 5 us under it.
+    Hierarchical: a token misses the other node's 4 experts with both draws with probability
+    C(4, 2)/C(8, 2) = 6/28, so it crosses (2 - 1)(1 - 6/28) = 11/14 times: R * 11/14 bytes over
+    the network, 62.857 us; every sent row crosses NVLink once (directly, or forwarded on arrival):
+    750,000 / (5 * 10^10) = 15 us, under it."""
+    chip = ROUND.model_copy(update={"scale_up_domain": 2, "collective_latency": 0, "collective_base_latency": 0})
+    M, R = 10**6, 4 * 10**5
+    assert collective_time(Collective("all_to_all", "ep", 4, M), chip) == Fraction(500_000, 5 * 10**9)
+    hier = Collective("all_to_all", "ep", 4, M, hierarchical=(R, 8, 2))
+    assert collective_time(hier, chip) == Fraction(R * 11, 14 * 5 * 10**9)
+    # inside one node nothing crosses the network: the flat all-to-all's time
+    inside = chip.model_copy(update={"scale_up_domain": 4})
+    assert collective_time(hier, inside) == collective_time(Collective("all_to_all", "ep", 4, M), inside)

@@ -219,19 +219,23 @@ SMALL = dict(hidden_size=8, expert_intermediate_size=32, num_experts=4, top_k=2)
 
 def test_saved_activations_by_hand():
     """Training saves input, fp32 router probs, dispatched tokens, 3 f_e per pair (Megatron-Core's
-    fused SwiGLU), combine inputs, and the shared expert as a gated MLP; full recompute only the input."""
+    fused SwiGLU, which applies the routing weights), and the shared expert as a gated MLP; the
+    combine, an unweighted sum, saves nothing; full recompute only the input."""
     m = MoELayer(**SMALL).compute_metrics(batch_size=1, seq_len=16, phase="training", dtype="bf16")
     # T = 16, P = T*k = 32, e = 2
     # input 16*8*2 = 256; router probs 16*4*4 (fp32) = 256; dispatched 32*8*2 = 512;
     # fc1's output (gate and up, the fused weighted SwiGLU's saved input: Megatron-LM core_v0.17.0
     # megatron/core/fusions/fused_bias_swiglu.py WeightedSwiGLUFunction.forward) and fc2's input,
-    # the product: 3*32*32*2 = 6144 (eager PyTorch would also keep silu(gate): 4 wide, 8192);
-    # expert outputs at the combine 16*2*8*2 = 512
-    assert m.activation_memory_per_chip == 256 + 256 + 512 + 6144 + 512 == 7680
+    # the product: 3*32*32*2 = 6144 (eager PyTorch would also keep silu(gate): 4 wide, 8192).
+    # No expert outputs (T*k*h*e = 512): Megatron-Core scales the pairs by their routing weights in
+    # the weighted SwiGLU (core_v0.13.0 megatron/core/transformer/moe/experts.py, ``permuted_probs``)
+    # and unpermutes without probs (token_dispatcher.py ``unpermute``), a sum whose backward
+    # permutes the gradient and needs no saved tensor
+    assert m.activation_memory_per_chip == 256 + 256 + 512 + 6144 == 7168
     shared = MoELayer(**SMALL, num_shared_experts=1, shared_intermediate_size=16).compute_metrics(
         batch_size=1, seq_len=16, phase="training", dtype="bf16")
     # + shared fc1 output and product 3*16*16*2 = 1536
-    assert shared.activation_memory_per_chip == 7680 + 1536
+    assert shared.activation_memory_per_chip == 7168 + 1536
     full = MoELayer(**SMALL).compute_metrics(batch_size=1, seq_len=16, phase="training",
                                              dtype="bf16", recompute="full")
     assert full.activation_memory_per_chip == 256
@@ -246,8 +250,9 @@ def test_plain_experts_and_megatron_sequence_parallel():
     # forward: router 2*16*8*4 = 1024; experts 2 pairs/token * 2 matmuls * 2*16*8*16 = 16,384
     assert m.matmul_flops_per_chip == 3 * (1024 + 16_384)
     assert layer.num_params == 4 * 2 * 8 * 32 + 8 * 4
-    # input 16/2*8*2 = 128; probs 256; dispatched 512; fc1 and gelu 2*32*16*2 = 2048; combine 512
-    assert m.activation_memory_per_chip == 128 + 256 + 512 + 2048 + 512
+    # input 16/2*8*2 = 128; probs 256; dispatched 512; fc1 and gelu 2*32*16*2 = 2048; the combine
+    # (an unweighted sum, the weights applied with the activation) saves nothing
+    assert m.activation_memory_per_chip == 128 + 256 + 512 + 2048
     # forward all-gather + reduce-scatter of T*h*e = 16*8*2 = 256 bytes; the backward transposes
     assert [(c.kind, c.payload_bytes, c.count) for c in m.collectives] == [
         ("all_gather", 256, 2), ("reduce_scatter", 256, 2)]
@@ -472,6 +477,14 @@ def test_a_flex_dispatcher_sends_each_token_once_per_rank():
     assert pairs[0].payload_bytes == 4096 * 8 * 2048 * 2
     assert flex[0].payload_bytes == 4096 * ranks * 2048 * 2
     assert sum(c.count for c in flex) == sum(c.count for c in pairs)  # same calls, fewer bytes
+    # across scale-up domains a token crosses the network once per node (DeepEP's internode
+    # kernels): the record carries the chip's T_in h e bytes, E and k for the timing to count nodes
+    assert {c.hierarchical for c in flex} == {(4096 * 2048 * 2, 128, 8)}
+    assert {c.hierarchical for c in pairs} == {None}
+    # the same on a chip (the compiled numeric path evaluates the record at b = 1, s = 4096)
+    on_chip = MoELayer(**qwen, dispatcher="flex").compute_metrics(batch_size=1, seq_len=4096, phase="training",
+                                                                  dtype="bf16", hardware="H100_SXM")
+    assert {c.hierarchical for c in on_chip.collectives if c.kind == "all_to_all"} == {(4096 * 2048 * 2, 128, 8)}
     with pytest.raises(ValidationError, match="dispatcher"):
         MoELayer(**qwen, dispatcher="deepep")
 

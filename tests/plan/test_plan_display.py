@@ -67,16 +67,17 @@ def test_training_step_display():
     # memory: weights 2 B x 110,336 = 220,672 B; fp32 gradients 4 B x = 441,344 B; Adam 12 B x = 1,324,032 B
     # activations (Korthikanti et al. 2022, e = 2): per layer s b h (34 + 5 a s / h) = 2048 * 44 = 90,112 B,
     #   x 2 layers = 180,224; plus embedding dropout mask (1 B), final-norm and LM-head inputs (2 B each)
-    #   = 5 s b h = 10,240 and the loss's fp32 logit gradient 4 s b V = 16,384 (TE's fused
-    #   cross-entropy keeps it for the backward): 206,848 B. Total 2,192,896 B = 2.193 MB.
+    #   = 5 s b h = 10,240 and the loss's logit gradient 2 s b V = 8,192 (TE's fused
+    #   cross-entropy writes it in bf16 over the logits and keeps it for the backward): 198,656 B.
+    #   Total 2,184,704 B = 2.185 MB.
     cells = _cells(step._repr_html_())
-    for want in ("88.08 µs", "100 %", "220.7 kB", "441.3 kB", "1.324 MB", "206.8 kB", "2.193 MB", "1 GB", "fits",
+    for want in ("88.08 µs", "100 %", "220.7 kB", "441.3 kB", "1.324 MB", "198.7 kB", "2.185 MB", "1 GB", "fits",
                  "88.08 MFLOP"):
         assert want in cells, want
     assert "compute" in cells and "data-parallel sync" in cells
     text = str(step)
-    assert "88.08 µs" in text and "MFU 100 %" in text and "2.193 MB of 1 GB HBM: fits" in text
-    assert repr(step) == "TrainingStep(step_time=88.08 µs, mfu=100 %, memory_per_chip=2.193 MB, fits=True, chips=1)"
+    assert "88.08 µs" in text and "MFU 100 %" in text and "2.185 MB of 1 GB HBM: fits" in text
+    assert repr(step) == "TrainingStep(step_time=88.08 µs, mfu=100 %, memory_per_chip=2.185 MB, fits=True, chips=1)"
     assert step.weight_memory == 220672 and step.model_flops == 88080384   # the exact values are kept
 
 
@@ -104,15 +105,15 @@ def test_repr_is_short_for_a_real_model():
 def test_symbolic_step_repr_stays_short():
     step = GPT.training_step(TOY, seq_len=sc.symbols.seq_len, global_batch=4, micro_batch=1)
     assert len(repr(step)) <= 200
-    # whether it fits depends on s: memory 40 s^2 + 5,184 s + 1,986,048 B (at s = 32 the 2,192,896 B,
-    # 2.193 MB, of the fixed step above; the loss's fp32 logit gradient is 4 s V = 512 s of it) is
-    # within the 10^9 B of HBM up to s = 4,930, past it from 4,931 (40 * 4930^2 + 5184 * 4930 +
-    # 1986048 = 999,739,168; at 4,931 it is 1,000,138,792)
+    # whether it fits depends on s: memory 40 s^2 + 4,928 s + 1,986,048 B (at s = 32 the 2,184,704 B,
+    # 2.185 MB, of the fixed step above; the loss's bf16 logit gradient is 2 s V = 256 s of it) is
+    # within the 10^9 B of HBM up to s = 4,933, past it from 4,934 (40 * 4933^2 + 4928 * 4933 +
+    # 1986048 = 999,675,432; at 4,934 it is 1,000,075,040)
     s = sc.symbols.seq_len
-    assert step.memory_per_chip == 40 * s**2 + 5184 * s + 1986048
+    assert step.memory_per_chip == 40 * s**2 + 4928 * s + 1986048
     assert step.fits is None and "fits=None" in repr(step)
-    fixed = [GPT.training_step(TOY, seq_len=n, global_batch=4, micro_batch=1) for n in (4930, 4931)]
-    assert [f.memory_per_chip for f in fixed] == [999739168, 1000138792]
+    fixed = [GPT.training_step(TOY, seq_len=n, global_batch=4, micro_batch=1) for n in (4933, 4934)]
+    assert [f.memory_per_chip for f in fixed] == [999675432, 1000075040]
     assert [f.fits for f in fixed] == [True, False]
     _cells(step._repr_html_())
 

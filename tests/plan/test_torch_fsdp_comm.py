@@ -114,9 +114,9 @@ def _one_microbatch(mesh, reshard_after_forward):
 def _symcost_dp(zero_stage):
     """symcost's data-parallel traffic of one micro-batch: ``{kind: total payload}``."""
     out: Counter = Counter()
-    for times, _, traffic in training._sync_phases([(P, D, T)], e=E, m=1, zero_stage=zero_stage, grad=E):
-        for kind, _, size, nbytes, _ in traffic:
-            out[kind] += times * size * nbytes
+    for phase in training._sync_phases([(P, D, T)], e=E, m=1, zero_stage=zero_stage, grad=E):
+        for kind, _, size, nbytes, _ in phase.traffic:
+            out[kind] += phase.count * size * nbytes
     return out
 
 
