@@ -59,7 +59,7 @@ import sympy as sp
 
 from ..core import symbols as sym
 from ..core.dtypes import DataType
-from ..errors import one_line
+from ..errors import ConfigError, one_line
 from ..hardware import Hardware, runtime
 from ..hardware import get as get_hardware
 from ..hardware.timing import collective_time, op_time
@@ -206,31 +206,78 @@ class ReleaseSettings:
     layout: str
 
 
-def _flag(text: str, name: str) -> bool:
-    if text not in ("true", "false"):
-        raise ValueError(f"training_calibration_settings.csv: {name} must be true or false, got {text!r}")
-    return text == "true"
+_SETTINGS_FILE = "training_calibration_settings.csv"
+
+
+def _setting_error(row: Mapping[str, str], name: str, rule: str) -> ConfigError:
+    """The one-line error for column ``name`` of ``row`` in the settings file (its ``rule``)."""
+    return ConfigError(field=name, rule=rule, values=(row.get(name),), context=(_SETTINGS_FILE, row.get("id") or "?"))
+
+
+def _flag(row: Mapping[str, str], name: str) -> bool:
+    """Column ``name`` of ``row``: ``true`` or ``false``."""
+    if row.get(name) not in ("true", "false"):
+        raise _setting_error(row, name, "must be true or false")
+    return row[name] == "true"
+
+
+def _whole(row: Mapping[str, str], name: str) -> int:
+    """Column ``name`` of ``row``: a whole number of at least 1."""
+    text = row.get(name) or ""
+    if not text.isdigit() or int(text) < 1:
+        raise _setting_error(row, name, "must be a whole number of at least 1")
+    return int(text)
+
+
+def _capacity(row: Mapping[str, str]) -> Optional[Fraction]:
+    """Column ``capacity_factor`` of ``row``: ``none`` (dropless) or a positive exact number."""
+    text = row.get("capacity_factor") or ""
+    if text == "none":
+        return None
+    try:
+        value = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        value = Fraction(0)
+    if value <= 0:
+        raise _setting_error(row, "capacity_factor", "must be none or a positive number such as 1 or 1.25")
+    return value
+
+
+def parse_settings(text: str) -> dict[str, ReleaseSettings]:
+    r"""The release settings of every row of a settings file's ``text`` (``#`` lines are comments),
+    by row id; a bad value raises :class:`~symcost.errors.ConfigError` naming the file, the row and
+    the column.
+
+    >>> header = ("id,release,preset,source,dispatcher,a2a_overlap,cuda_graph_scope,permute_fusion,"
+    ...           "grouped_gemm,router_fusion,recompute,expert_tensor_parallel,shared_expert_overlap,"
+    ...           "capacity_factor,layout\n")
+    >>> try:
+    ...     parse_settings(header + "r,v,p,s,alltoall,false,none,true,true,true,none,one,false,none,matches")
+    ... except ConfigError as err:
+    ...     print(err.field, "|", err.rule)
+    expert_tensor_parallel | must be a whole number of at least 1
+    """
+    out = {}
+    for r in csv.DictReader(line for line in text.splitlines() if line and not line.startswith("#")):
+        flags = {k: _flag(r, k) for k in ("a2a_overlap", "permute_fusion", "grouped_gemm", "router_fusion",
+                                          "shared_expert_overlap")}
+        out[r["id"]] = ReleaseSettings(r["id"], r["release"], r["preset"], r["source"], r["dispatcher"],
+                                       flags["a2a_overlap"], r["cuda_graph_scope"], flags["permute_fusion"],
+                                       flags["grouped_gemm"], flags["router_fusion"], r["recompute"],
+                                       _whole(r, "expert_tensor_parallel"), flags["shared_expert_overlap"],
+                                       _capacity(r), r["layout"])
+    return out
 
 
 @functools.lru_cache(maxsize=1)
 def load_settings() -> dict[str, ReleaseSettings]:
-    """The release settings of every MoE run, by row id (``training_calibration_settings.csv``).
+    """The release settings of every MoE run, by row id (``training_calibration_settings.csv``,
+    :func:`parse_settings`).
 
     >>> load_settings()["bridge-H100-qwen3-30b-ep16-gbs1024"].dispatcher
     'hybridep'
     """
-    text = resources.files("symcost.data").joinpath("training_calibration_settings.csv").read_text(encoding="utf-8")
-    out = {}
-    for r in csv.DictReader(line for line in text.splitlines() if line and not line.startswith("#")):
-        flags = {k: _flag(r[k], k) for k in ("a2a_overlap", "permute_fusion", "grouped_gemm", "router_fusion",
-                                              "shared_expert_overlap")}
-        capacity = None if r["capacity_factor"] == "none" else Fraction(r["capacity_factor"])
-        out[r["id"]] = ReleaseSettings(r["id"], r["release"], r["preset"], r["source"], r["dispatcher"],
-                                       flags["a2a_overlap"], r["cuda_graph_scope"], flags["permute_fusion"],
-                                       flags["grouped_gemm"], flags["router_fusion"], r["recompute"],
-                                       int(r["expert_tensor_parallel"]), flags["shared_expert_overlap"], capacity,
-                                       r["layout"])
-    return out
+    return parse_settings(resources.files("symcost.data").joinpath(_SETTINGS_FILE).read_text(encoding="utf-8"))
 
 
 def fit_rows() -> list[TrainingRow]:
@@ -446,13 +493,19 @@ def block_breakdown(row: TrainingRow, recompute: Optional[Recompute] = None) -> 
     datatype = DataType.parse(dtype)
     out = dict.fromkeys(("gemm", "grouped_gemm", "attention", "permute", "router", "elementwise", "host_sync",
                          "all_to_all_inside", "all_to_all_across", "tp_comm"), 0.0)
+    ops, hidden = [], []
     for op, count in metrics.ops:
-        out[_work_kind(op)] += float(op_time(op, chip, metrics.peak_flops, datatype).time * count)
+        ops.append(op_time(op, chip, metrics.peak_flops, datatype).time * count)
+        out[_work_kind(op)] += float(ops[-1])
     for c in metrics.collectives:
         inside = bool(sp.Le(c.span, chip.scale_up_domain))
         key = "tp_comm" if c.kind != "all_to_all" else ("all_to_all_inside" if inside else "all_to_all_across")
-        out[key] += float(collective_time(c, chip))
-    out["a2a_covered"] = sum(out.values()) - float(metrics.latency)
+        time = collective_time(c, chip)
+        hidden += [time] if c.hidden else []
+        out[key] += float(time)
+    # what layer_times takes off the sum: eta * min(ops, hidden collectives), none without them
+    out["a2a_covered"] = (float(chip.runtime.a2a_overlap_efficiency * sp.Min(sp.Add(*ops), sp.Add(*hidden)))
+                          if hidden else 0.0)
     out["block"] = float(metrics.latency)
     return out
 

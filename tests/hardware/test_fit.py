@@ -161,3 +161,20 @@ def test_work_inverted_moe_blocks_are_left_out_by_their_own_times():
     # another model's block is never the reference: the same times under E = 64 leave (1, 2) alone
     other = rows.assign(E=[64 if (tp, ep) == (1, 1) else 128 for tp, ep in zip(rows["tp"], rows["ep"])])
     assert not work_inverted(other).any()
+
+
+def test_an_engines_one_shot_all_reduce_wins_its_small_messages():
+    """Review finding: vLLM's fit on B200 and B300 put the one-shot's time per call at 46.2 and 42.9
+    us against the two-shot's 6.62 and 6.47, so the Min never ran the one-shot, against vLLM's rule
+    (one-shot always on 2 GPUs: ``CustomAllreduce::allreduce``). On 2 GPUs both forms move the
+    same bytes, (n - 1) M = 2 (n - 1) M/n at n = 2, so the one-shot is the faster iff its time per
+    call is at most the two-shot's: every shipped engine profile with its own all-reduce keeps it
+    so (the fit holds the two-shot's at least the one-shot's: two barriers and a second pass)."""
+    from symcost.hardware.fit import CHIPS, ENGINE_TABLES
+
+    for name in sorted(set(CHIPS.values())):
+        for engine in ENGINE_TABLES:
+            chip = hardware.get(name).with_runtime(engine)
+            if chip.custom_allreduce_latency is None:
+                continue
+            assert chip.custom_allreduce_latency <= chip.custom_two_shot_latency, (name, engine)

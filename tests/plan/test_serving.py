@@ -216,17 +216,17 @@ def test_alternating_schedule_by_hand():
     m = c I/T = 5/2 prefill steps per cycle of m + D steps, X = 20/(m tau_pre + 7 tau_dec). The
     decoders advance together, so requests that start in one cycle end in one step and the next
     cycle's prompts arrive together: every cycle is a burst of m prefill steps before the decodes.
-    The request whose prompt ends in the k-th of them waits k steps, (m + 1)/2 = 7/4 on average
-    (the prompts laid end to end over the m steps), and then the m - k later prefill steps before
-    its decode: TTFT = 7/4 tau_pre, TPOT = (7 tau_dec + (m - 1)/2 tau_pre)/7 = (7 tau_dec + 3/4
-    tau_pre)/7 (Little's law: TTFT + 7 TPOT = m tau_pre + 7 tau_dec = 20/X)."""
+    The prompts laid end to end over the m steps, the j-th ends in step ceil(j/8): 8 in the first,
+    8 in the second, 4 in the third, (8 + 16 + 12)/20 = 9/5 steps on average (not (m + 1)/2 = 7/4),
+    and then the m - 9/5 = 7/10 later prefill steps before its decode: TTFT = 9/5 tau_pre, TPOT =
+    (7 tau_dec + 7/10 tau_pre)/7 (Little's law: TTFT + 7 TPOT = m tau_pre + 7 tau_dec = 20/X)."""
     c = curve(mixed=False)
     tau_pre = TINY.inference_step(ROUND, 8, 5).ttft
     tau_dec = TINY.inference_step(ROUND, 20, 9).tpot
     point = c.at(20)
     assert point.regime == "alternating"
-    assert point.tpot == (7 * tau_dec + sp.Rational(3, 4) * tau_pre) / 7
-    assert point.ttft == point.first_wave_ttft == sp.Rational(7, 4) * tau_pre
+    assert point.tpot == (7 * tau_dec + sp.Rational(7, 10) * tau_pre) / 7
+    assert point.ttft == point.first_wave_ttft == sp.Rational(9, 5) * tau_pre
     assert point.request_rate == 20 / (sp.Rational(5, 2) * tau_pre + 7 * tau_dec)
     sglang = serving_curve(LLAMA, hardware.get("H100_SXM").with_runtime("sglang"), (1024, 130))
     assert sglang.mixed is False and [name for name, _ in sglang.regimes][:2] == ["synchronized", "alternating"]
@@ -247,6 +247,49 @@ def test_alternating_burst_with_chunked_prompts_by_hand():
     assert point.tpot == (7 * tau_dec + 2 * tau_pre) / 7
 
 
+def test_a_burst_waits_the_exact_mean_of_its_ceilings():
+    """Review finding: the burst's c prompts laid end to end over steps of Q tokens, the j-th ends
+    in step ceil(j I/Q); the mean over j = 1 .. c, by hand (not (m + own)/2, which is under):
+    I/T = 30/40 = 3/4, c = 4 (m = 3): ceil(3/4, 6/4, 9/4, 12/4) = 1, 2, 3, 3: 9/4 (model was 2);
+    I/T = 60/40 = 3/2, c = 2 (m = 3): 2, 3: 5/2 (was 9/4); I/T = 20/30 = 2/3, c = 3 (m = 2): 1, 2, 2:
+    5/3 (was 3/2). TPOT's stall is the rest of the burst, m - wait (Little's law). The first wave of
+    an engine that mixes: I = 9, T = 40, c = 8: Q = T - c/2 = 36, ceil(j/4): four after one step,
+    four after two, 3/2 (the old (c + 1) I/(2 Q) + 1/2 gave 13/8)."""
+    for (isl, budget, c), wait, m in (((30, 40, 4), sp.Rational(9, 4), 3), ((60, 40, 2), sp.Rational(5, 2), 3),
+                                      ((20, 30, 3), sp.Rational(5, 3), 2)):
+        point = curve(workload=(isl, 8), mixed=False, token_budget=budget).at(c)
+        tau_pre, tau_dec = point.prefill_step, point.decode_step
+        assert point.regime == "alternating"
+        assert point.ttft == wait * tau_pre, (isl, budget, c)
+        assert point.tpot == (7 * tau_dec + (m - wait) * tau_pre) / 7
+    tau = engine_steps(TINY, ROUND).mixed(4, 10, 4, 9, 0, logits=8)
+    assert curve(workload=(9, 8)).at(8).first_wave_ttft == sp.Rational(3, 2) * tau
+
+
+def test_a_burst_in_closed_form_is_exact_at_whole_periods():
+    """The closed form in c (a symbol) cannot hold the ceilings' sum: it takes I/T (c + 1)/2 +
+    (q - 1)/(2 q), q the denominator of I/T in lowest terms, exact where q divides c and within
+    s (q - s)/(2 q c) steps else (s = c mod q). I/T = 5/40 = 1/8: at c = 16, ceil(j/8) gives
+    (8 + 16)/16 = 3/2 = 17/16 + 7/16; at c = 20 the form gives 21/16 + 7/16 = 7/4 against the exact
+    9/5, off by 1/20 = 4 x 4/(2 x 8 x 20), the bound met."""
+    c = curve(mixed=False)
+    tau_pre = TINY.inference_step(ROUND, 8, 5).ttft
+    for n, closed in ((16, sp.Rational(3, 2)), (20, sp.Rational(7, 4))):
+        assert c.ttft.xreplace({S.concurrency: n}) == closed * tau_pre
+    assert c.at(16).ttft == sp.Rational(3, 2) * tau_pre
+    assert abs(c.at(20).ttft - c.ttft.xreplace({S.concurrency: 20})) == sp.Rational(1, 20) * tau_pre
+
+
+def test_the_ceiling_sum_against_counting():
+    """The exact sum of ceil(j p/q), j = 1 .. n (a floor sum), against adding the ceilings one by one."""
+    from symcost.plan.serving.batching import _ceiling_sum
+
+    for p in range(1, 9):
+        for q in range(1, 9):
+            for n in range(0, 30):
+                assert _ceiling_sum(n, p, q) == sum(-(-j * p // q) for j in range(1, n + 1)), (n, p, q)
+
+
 def test_pipeline_stages_run_micro_batches():
     """With p = 2 stages the engine runs 2 micro-batches of c/2 requests, each step passing both
     stages: 2 requests run as two batches of 1, each at the static TPOT of one request with
@@ -264,32 +307,32 @@ def test_first_wave_by_hand():
     one step of 40: the synchronized prefill, as the steady state. c = 20: the prompts queue for
     the budget, Q = T - c/2 = 30 prefill tokens (6 prompts) per step beside the 10 decode tokens of
     those served before (half of them on average, at I + 1 = 6 keys); the j-th request (j = 1 ..
-    20) gets its first token after ceil(5 j/30) steps, 21 * 5/60 + 1/2 = 9/4 on average as the
-    model counts them (the exact mean of ceil(j/6) is 2.2)."""
+    20) gets its first token after ceil(5 j/30) = ceil(j/6) steps: 6 after one, 6 after two, 6
+    after three, 2 after four, (6 + 12 + 18 + 8)/20 = 11/5 on average."""
     c = curve()
     four = c.at(4)
     assert four.first_wave_ttft == four.ttft == TINY.inference_step(ROUND, 4, 5).ttft
     tau = engine_steps(TINY, ROUND).mixed(10, 6, 6, 5, 0, logits=16)
-    assert c.at(20).first_wave_ttft == sp.Rational(9, 4) * tau
+    assert c.at(20).first_wave_ttft == sp.Rational(11, 5) * tau
     # steps alternating prefill and decode: every cycle is such a burst (its test above)
     alt = curve(mixed=False).at(20)
-    assert alt.first_wave_ttft == alt.ttft == sp.Rational(7, 4) * TINY.inference_step(ROUND, 8, 5).ttft
+    assert alt.first_wave_ttft == alt.ttft == sp.Rational(9, 5) * TINY.inference_step(ROUND, 8, 5).ttft
 
 
 def test_benchmark_ttft_by_hand():
     """A benchmark at concurrency c from an idle engine: c clients send `waves` requests each, the
     first c at once (the first wave), the others into the steady state; its mean TTFT is
-    (first wave + (waves - 1) steady)/waves. c = 20 (the interleaved regime): first wave 9/4 tau
+    (first wave + (waves - 1) steady)/waves. c = 20 (the interleaved regime): first wave 11/5 tau
     (test_first_wave_by_hand), steady one mixed step tau_mix; 10 waves (AIConfigurator's harness,
-    10 c requests): (9/4 tau + 9 tau_mix)/10. An engine that alternates: every cycle a burst, the
+    10 c requests): (11/5 tau + 9 tau_mix)/10. An engine that alternates: every cycle a burst, the
     mean is the burst's whatever the waves."""
     c = curve()
     tau = engine_steps(TINY, ROUND).mixed(10, 6, 6, 5, 0, logits=16)
     steady = c.at(20).ttft
-    assert c.benchmark_ttft(20) == (sp.Rational(9, 4) * tau + 9 * steady) / 10
-    assert c.benchmark_ttft(20, waves=1) == sp.Rational(9, 4) * tau
+    assert c.benchmark_ttft(20) == (sp.Rational(11, 5) * tau + 9 * steady) / 10
+    assert c.benchmark_ttft(20, waves=1) == sp.Rational(11, 5) * tau
     assert c.benchmark_ttft(4) == c.at(4).ttft  # synchronized: the first wave is the steady state
-    assert np.isclose(c.sweep([20.0]).benchmark_ttft[0], float((sp.Rational(9, 4) * tau + 9 * steady) / 10))
+    assert np.isclose(c.sweep([20.0]).benchmark_ttft[0], float((sp.Rational(11, 5) * tau + 9 * steady) / 10))
     alt = curve(mixed=False)
     assert alt.benchmark_ttft(20, waves=3) == alt.at(20).ttft
     with pytest.raises(ConfigError, match="waves"):

@@ -57,7 +57,14 @@ def test_the_exact_point_is_the_closed_form_at_it(case):
     for c in points[:4]:
         exact = curve.at(c)
         at = {S.concurrency: c}
-        assert exact.ttft == curve.ttft.xreplace(at) and exact.tpot == curve.tpot.xreplace(at)
+        if exact.regime == "alternating" and c % 8:
+            # the burst's mean of ceil(j/8) (I/T = 5/40) is exact at whole c, its closed form over
+            # whole periods of q = 8: within s (8 - s)/(16 c) steps, s = c mod 8 (c = 9: 7/144)
+            s = c % 8
+            bound = sp.Rational(s * (8 - s), 16 * c) * exact.prefill_step
+            assert 0 < abs(exact.ttft - curve.ttft.xreplace(at)) <= bound
+        else:
+            assert exact.ttft == curve.ttft.xreplace(at) and exact.tpot == curve.tpot.xreplace(at)
         assert exact.request_rate == curve.request_rate.xreplace(at)
         assert exact.regime == next(name for name, upper in curve.regimes if c <= upper)
 

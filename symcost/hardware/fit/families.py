@@ -116,6 +116,12 @@ class Family:
     robust: bool = False
     """Fit with a robust loss (``soft_l1`` on the log ratio, scale 0.1): a table whose rows hold
     a minority of kernel outliers the model's form does not describe (the MoE table's)."""
+    starts: tuple[tuple[float, ...], ...] = ()
+    """Further starting values: the fit keeps the least loss of all (a family with local minima)."""
+    at_least: Mapping[str, str] = field(default_factory=dict)
+    """Fields held at least another fitted field's value (``{field: floor field}``): the fit varies
+    the excess over the floor (from 0), as a two-shot all-reduce's time per call is at least the
+    one-shot's (its two barriers and second pass)."""
 
     def rows(self, everything: bool = False) -> Any:
         """The table rows this family fits (``everything``: the whole table)."""
@@ -199,19 +205,29 @@ def fit(family: Family, preset: Hardware) -> FitResult:
             groups.append((function, [frame.loc[pick, str(s)].to_numpy(dtype=float) for s in row_symbols],
                            measured[pick]))
     units = [float(PARAMETERS[name][1]) for name in family.fields]
+    floors = [family.fields.index(family.at_least[name]) if name in family.at_least else None
+              for name in family.fields]
+
+    def actual(x: Sequence[float]) -> list[float]:
+        """The fields' values from the fitted variables (an excess over its floor where ``at_least``)."""
+        return [v if f is None else v + x[f] for v, f in zip(x, floors)]
 
     def residuals(x: Sequence[float]) -> Any:
-        scaled = [v * u for v, u in zip(x, units)]
+        scaled = [v * u for v, u in zip(actual(x), units)]
         return np.concatenate([np.log(function(*cols, *scaled)[0] / y) for function, cols, y in groups])
 
-    lower = [PARAMETERS[name][2] for name in family.fields]
+    lower = [PARAMETERS[name][2] if f is None else 0.0 for name, f in zip(family.fields, floors)]
     upper = [PARAMETERS[name][3] for name in family.fields]
-    start = [min(max(s, lo), hi) for s, lo, hi in zip(family.start, lower, upper)]
     robust = {"loss": "soft_l1", "f_scale": 0.1} if family.robust else {}
-    solution = least_squares(residuals, start, bounds=(lower, upper), x_scale="jac", **robust)
+    solutions = []
+    for begin in (family.start, *family.starts):  # the least loss of every start
+        start = [s if f is None else s - begin[f] for s, f in zip(begin, floors)]
+        start = [min(max(s, lo), hi) for s, lo, hi in zip(start, lower, upper)]
+        solutions.append(least_squares(residuals, start, bounds=(lower, upper), x_scale="jac", **robust))
+    solution = min(solutions, key=lambda tried: float(tried.cost))
     values = {name: min(_round(float(v), PARAMETERS[name][1]), Fraction(1)) if PARAMETERS[name][1] == 1
               and name.endswith("efficiency") else _round(float(v), PARAMETERS[name][1])
-              for name, v in zip(family.fields, solution.x)}
+              for name, v in zip(family.fields, actual(solution.x))}
     ratios = predict(family, preset, values) / frame.loc[chosen, "seconds"].to_numpy(dtype=float)
     grid = predict(family, preset, values, everything=True) / measured
     fitted = frame.loc[chosen].copy()

@@ -31,11 +31,14 @@ engine runs ``m`` steps that carry prefill and the others decode only:
   (SGLang's ``Scheduler.get_next_batch_to_run`` runs a new prefill batch before the running
   decode batch); ``m = c I/Q`` prefill steps per cycle. The decoders advance together, so the
   requests that start in one cycle end in one step and the next cycle's prompts arrive together:
-  every cycle is a burst of ``m`` prefill steps (a prompt of ``own = max(1, I/T)`` steps), the
-  prompts laid end to end over them. A request waits ``(m + own)/2`` of them for its first token
-  on average (exact where ``m`` is whole, within 1/12 of a step between) and the other
-  ``(m - own)/2`` before its decode: ``TTFT = (m + own)/2 tau_pre``,
-  ``TPOT = (D tau_dec + (m - own)/2 tau_pre)/D``; the first wave is such a burst.
+  every cycle is a burst of ``m`` prefill steps, the prompts laid end to end over them: the
+  ``j``-th of the ``c`` ends in step ``ceil(j I/T)``, and a request waits ``w``, the mean of
+  those, for its first token and the other ``m - w`` before its decode: ``TTFT = w tau_pre``,
+  ``TPOT = (D tau_dec + (m - w) tau_pre)/D``; the first wave is such a burst. ``w`` is exact at a
+  whole ``c`` (a floor sum); the closed form in ``c`` takes it over whole periods,
+  ``w = I/T (c + 1)/2 + (q - 1)/(2 q)`` with ``I/T = p/q`` in lowest terms, exact where ``q``
+  divides ``c`` and within ``s (q - s)/(2 q c)`` of a step else (``s = c mod q``, under
+  ``min(1/2, q/(8 c))``; ``_wave_steps``).
 
 KV capacity bounds the running requests: ``c_kv = floor(R/kv)``, with ``R`` the KV room the
 engine leaves on the fullest chip of HBM ``M`` holding weights ``W`` and the activations ``A`` of a
@@ -57,10 +60,11 @@ A benchmark at a fixed concurrency starts its ``c`` clients at once: their first
 for the budget behind each other (``first_wave_ttft``): the prompts are served ``Q`` tokens per
 step, ``Q = T - c/2`` beside the decode tokens of those served before (half of them on average;
 ``Q = T`` on an engine that alternates), so the ``j``-th gets its first token after
-``ceil(j I/Q)`` steps, ``(c + 1) I/(2 Q) + 1/2`` on average; a synchronized batch's TTFT is its
-one step's. On an engine that mixes prefill and decode the requests then end in the steps they
-started in, staggered, and the steady state follows; on one that alternates every cycle is
-such a burst (above). A benchmark's mean TTFT counts the first wave once in ``waves`` requests
+``ceil(j I/Q)`` steps, their exact mean at a whole ``c`` (the closed form in ``c``:
+``(c + 1) I/(2 Q) + 1/2``, within half a step); a synchronized batch's TTFT is its one step's.
+On an engine that mixes prefill and decode the requests then end in the steps they started in,
+staggered, and the steady state follows; on one that alternates every cycle is such a burst
+(above). A benchmark's mean TTFT counts the first wave once in ``waves`` requests
 per client (:meth:`ServingCurve.benchmark_ttft`, :data:`BENCHMARK_WAVES`).
 
 At an arrival rate ``lambda`` (Poisson; an open loop) the running requests are the fewest whose
@@ -81,6 +85,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, NamedTuple, Optional
 
 import numpy as np
@@ -151,6 +156,71 @@ class _Load:
     decode: sp.Expr
     context: sp.Expr
     budget: sp.Expr
+    exact: Any = None
+    """The exact load behind a float64 one (the float path's ceilings are counted exactly)."""
+
+
+def _floor_sum(n: int, m: int, a: int, b: int) -> int:
+    """``sum(floor((a i + b)/m) for i in range(n))`` for integers ``n, m >= 1``, ``a, b >= 0``, in
+    ``O(log m)`` steps (the Euclid-like reduction of AtCoder Library's ``floor_sum``)."""
+    total = 0
+    while True:
+        if a >= m:
+            total += n * (n - 1) // 2 * (a // m)
+            a %= m
+        if b >= m:
+            total += n * (b // m)
+            b %= m
+        top = a * n + b
+        if top < m:
+            return total
+        n, b = divmod(top, m)
+        m, a = a, m
+
+
+def _ceiling_sum(n: int, p: int, q: int) -> int:
+    """``sum(ceil(j p/q) for j in 1 .. n)``, exactly: ``ceil(j p/q) = floor((j p + q - 1)/q)``."""
+    return _floor_sum(n, q, p, p + q - 1) if n > 0 else 0
+
+
+def _wave_steps(per_step: Any, u: Any, load: _Load) -> Any:
+    """The mean over ``j = 1 .. u`` of ``ceil(j r)``, ``r = I/Q`` (``I`` the load's prompt, ``Q =
+    per_step``): the steps the ``j``-th of ``u`` prompts laid end to end over steps of ``Q`` prefill
+    tokens waits for its first token. Exact where ``u`` is a whole number (a floor sum; the float64
+    path counts each whole ``u`` exactly, ``I`` from ``load.exact``). Elsewhere (``u`` a symbol or a
+    fraction) the mean over whole periods: with ``r = p/q`` in lowest terms, ``r (u + 1)/2 +
+    (q - 1)/(2 q)`` (the fractional parts of ``-j r`` run through ``0, 1/q, .. (q - 1)/q`` every
+    ``q`` prompts), exact where ``q`` divides ``u``, within ``s (q - s)/(2 q u) < min(1/2, q/(8 u))``
+    steps else (``s = u mod q``; the bound is met at ``p = 1``); where ``Q`` is not a number (it
+    holds ``u``) ``(q - 1)/(2 q)`` is taken as ``1/2``: within ``1/2`` step.
+
+    >>> _wave_steps(sp.Integer(40), sp.Integer(4), _Load(sp.Integer(30), 7, 30, 40))  # 1, 2, 3, 3
+    9/4
+    """
+    if isinstance(u, (np.ndarray, float, np.floating)):  # the float64 path (a cap's u is a float)
+        steps = _wave_steps_floats(per_step, np.atleast_1d(np.asarray(u, dtype=np.float64)), load)
+        return steps if isinstance(u, np.ndarray) else float(steps[0])
+    ratio = load.prompt / per_step
+    whole = isinstance(u, (int, sp.Integer))
+    if whole and isinstance(ratio, sp.Rational):
+        return sp.Rational(_ceiling_sum(int(u), int(ratio.p), int(ratio.q)), int(u))
+    spread = (1 - sp.Rational(1, ratio.q)) / 2 if isinstance(ratio, sp.Rational) else sp.Rational(1, 2)
+    return ratio * (u + 1) / 2 + spread
+
+
+def _wave_steps_floats(per_step: Any, u: np.ndarray, load: _Load) -> np.ndarray:
+    """:func:`_wave_steps` over a float64 array of ``u`` (``per_step`` a float or an array of them,
+    ``T`` or ``T - u/2``: halves, exact in float64), each point in exact fractions."""
+    prompt = Fraction(str(sp.Rational((load.exact or load).prompt)))
+    steps = np.broadcast_to(np.asarray(per_step, dtype=np.float64), u.shape)
+    out = np.empty(u.shape, dtype=np.float64)
+    for i, (v, q) in enumerate(zip(u.flat, steps.flat)):
+        r = prompt / Fraction(float(q))
+        if float(v).is_integer() and v >= 1:
+            out.flat[i] = _ceiling_sum(int(v), r.numerator, r.denominator) / float(v)
+        else:
+            out.flat[i] = float(r * Fraction(float(v) + 1) / 2 + (1 - Fraction(1, r.denominator)) / 2)
+    return out
 
 
 def _cycle(load: _Load, u: Any, mixed: Any, decode: Any, m: Any, own: Any) -> tuple[Any, Any, Any]:
@@ -251,11 +321,12 @@ def _alternating_regimes(steps: EngineSteps, load: _Load, u: sp.Symbol, only: Op
         length = min(T, isl)
         prefill = steps.mixed(0, 0, T / length, length, (isl - length) / 2, logits=T / isl)
         # a prefill step emits no decode token: the cycle is m prefill steps and D decode steps,
-        # the m in a burst (prefill first, the decoders in step): (m + own)/2 of them before the
-        # first token on average, the other (m - own)/2 stalls of the decode (the module's docstring)
-        own, m = max(1, isl / T), u * isl / T
-        burst = (m + own) / 2 * prefill
-        tpot = (D * decode + (m - own) / 2 * prefill) / D
+        # the m in a burst (prefill first, the decoders in step): the mean of ceil(j I/T) of them
+        # before the first token, the other m - wait stalls of the decode (the module's docstring)
+        m = u * isl / T
+        wait = _wave_steps(T, u, load)
+        burst = wait * prefill
+        tpot = (D * decode + (m - wait) * prefill) / D
         throughput = u / (m * prefill + D * decode)
         regimes.append(_Regime("alternating", sp.oo, burst, tpot, throughput, prefill, decode, u, burst))
     return regimes
@@ -311,7 +382,7 @@ def _first_wave(steps: EngineSteps, load: _Load, regimes: list[_Regime], u: sp.S
     a synchronized batch's TTFT; else the prompts queue for the budget, ``Q`` prefill tokens per
     step beside the ``u/2`` decode tokens of those served so far on average (``Q = T - u/2``, at
     least half the budget; none and ``Q = T`` without mixed steps), the ``j``-th served after
-    ``ceil(j I/Q)`` steps, on average ``(u + 1) I/(2 Q) + 1/2`` (the module's docstring)."""
+    ``ceil(j I/Q)`` steps, on average :func:`_wave_steps` of them (the module's docstring)."""
     isl, T = load.prompt, load.budget
     if all(r.name == "synchronized" or r.first_wave is not None for r in regimes):
         return [r if r.first_wave is not None else dataclasses.replace(r, first_wave=r.ttft) for r in regimes]
@@ -319,7 +390,7 @@ def _first_wave(steps: EngineSteps, load: _Load, regimes: list[_Regime], u: sp.S
     prefill = T - decoders
     length = _least(prefill, isl)
     step = steps.mixed(decoders, isl + 1, prefill / length, length, (isl - length) / 2, logits=decoders + prefill / isl)
-    burst = ((u + 1) * isl / prefill + 1) / 2 * step
+    burst = _wave_steps(prefill, u, load) * step
     return [r if r.first_wave is not None else
             dataclasses.replace(r, first_wave=r.ttft if r.name == "synchronized" else burst) for r in regimes]
 
@@ -523,7 +594,9 @@ class _Engine:
         """Every quantity over an array of concurrencies in float64: each regime with the compiled
         steps (:attr:`~symcost.plan.serving.steps.EngineSteps.numeric`), the regime of each point
         picked as :meth:`point` picks it."""
-        load = _Load(*(float(x) for x in (self.load.prompt, self.load.decode, self.load.context, self.load.budget)))
+        prompt, decode, context, budget = (float(x) for x in (self.load.prompt, self.load.decode, self.load.context,
+                                                              self.load.budget))
+        load = _Load(prompt, decode, context, budget, exact=self.load)
         per = c if self.stages == 1 else np.maximum(1.0, c / self.stages)
         with np.errstate(divide="ignore", invalid="ignore"):  # a regime's values outside its range are unused
             regimes = self.capped(per, self.steps.numeric, load)
