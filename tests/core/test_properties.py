@@ -95,9 +95,13 @@ def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape,
     the ideal chip; the realistic symbolic chip (every efficiency a symbol) the realistic one,
     under the neutral engine or another profile (its own chip fields, custom all-reduce, launch
     times without CUDA graphs)."""
-    symbolic_chip = sc.hardware.Hardware.symbolic(realistic=True) if realistic else None
     name, _, engine = chip.partition(":")
     preset = sc.hardware.get(name).with_runtime(engine) if engine else sc.hardware.get(name)
+    # NB: the symbolic chip takes the bound chip's tile shapes and GEMM scheduler (stream-K on
+    # H100/H200, whole waves on A100 and under the 2023 profiles), as Hardware.symbolic says they must
+    symbolic_chip = sc.hardware.Hardware.symbolic(
+        realistic=True, matmul_tile=preset.matmul_tile, matmul_tile_4bit=preset.matmul_tile_4bit,
+        matmul_stream_k=preset.matmul_stream_k) if realistic else None
     chip = preset if realistic else preset.ideal()
     if phase == "training" and dtype == "fp8_e4m3":
         return  # FP8 training has two byte counts (bf16 tensors, FP8 GEMMs): subs refuses one e
