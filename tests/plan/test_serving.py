@@ -217,19 +217,33 @@ def test_alternating_schedule_by_hand():
     decoders advance together, so requests that start in one cycle end in one step and the next
     cycle's prompts arrive together: every cycle is a burst of m prefill steps before the decodes.
     The prompts laid end to end over the m steps, the j-th ends in step ceil(j/8): 8 in the first,
-    8 in the second, 4 in the third, (8 + 16 + 12)/20 = 9/5 steps on average (not (m + 1)/2 = 7/4),
-    and then the m - 9/5 = 7/10 later prefill steps before its decode: TTFT = 9/5 tau_pre, TPOT =
-    (7 tau_dec + 7/10 tau_pre)/7 (Little's law: TTFT + 7 TPOT = m tau_pre + 7 tau_dec = 20/X)."""
+    8 in the second, 4 in the third, which holds 20 of its 40 tokens and takes half a step (the
+    cycle's m = 5/2 counts it so): (8 x 1 + 8 x 2 + 4 x 5/2)/20 = 17/10 steps on average, and then
+    the m - 17/10 = 4/5 later prefill steps before its decode: TTFT = 17/10 tau_pre, TPOT = (7
+    tau_dec + 4/5 tau_pre)/7 (Little's law: TTFT + 7 TPOT = m tau_pre + 7 tau_dec = 20/X)."""
     c = curve(mixed=False)
     tau_pre = TINY.inference_step(ROUND, 8, 5).ttft
     tau_dec = TINY.inference_step(ROUND, 20, 9).tpot
     point = c.at(20)
     assert point.regime == "alternating"
-    assert point.tpot == (7 * tau_dec + sp.Rational(7, 10) * tau_pre) / 7
-    assert point.ttft == point.first_wave_ttft == sp.Rational(9, 5) * tau_pre
+    assert point.tpot == (7 * tau_dec + sp.Rational(4, 5) * tau_pre) / 7
+    assert point.ttft == point.first_wave_ttft == sp.Rational(17, 10) * tau_pre
     assert point.request_rate == 20 / (sp.Rational(5, 2) * tau_pre + 7 * tau_dec)
     sglang = serving_curve(LLAMA, hardware.get("H100_SXM").with_runtime("sglang"), (1024, 130))
     assert sglang.mixed is False and [name for name, _ in sglang.regimes][:2] == ["synchronized", "alternating"]
+
+
+def test_an_alternating_burst_never_gives_a_decode_token_less_than_a_step():
+    """Review finding: prompts of I = 24 on steps of T = 40 alternating, c = 2 (m = 2 x 24/40 = 6/5
+    prefill steps per cycle): the first prompt ends in step 1, the second in step 2, which holds 8
+    of its 40 tokens and takes 1/5 of a step: waits 1 and 6/5, mean 11/10; the decodes then wait
+    the other 6/5 - 11/10 = 1/10 step: TPOT = (7 tau_dec + 1/10 tau_pre)/7, at least tau_dec (whole
+    ceilings, 3/2 on average, gave -1/10 step of stall: a TPOT below the decode step)."""
+    point = curve(workload=(24, 8), mixed=False, token_budget=40).at(2)
+    assert point.regime == "alternating"
+    assert point.ttft == sp.Rational(11, 10) * point.prefill_step
+    assert point.tpot == (7 * point.decode_step + sp.Rational(1, 10) * point.prefill_step) / 7
+    assert point.tpot >= point.decode_step
 
 
 def test_alternating_burst_with_chunked_prompts_by_hand():
@@ -316,7 +330,7 @@ def test_first_wave_by_hand():
     assert c.at(20).first_wave_ttft == sp.Rational(11, 5) * tau
     # steps alternating prefill and decode: every cycle is such a burst (its test above)
     alt = curve(mixed=False).at(20)
-    assert alt.first_wave_ttft == alt.ttft == sp.Rational(9, 5) * TINY.inference_step(ROUND, 8, 5).ttft
+    assert alt.first_wave_ttft == alt.ttft == sp.Rational(17, 10) * TINY.inference_step(ROUND, 8, 5).ttft
 
 
 def test_benchmark_ttft_by_hand():

@@ -32,13 +32,12 @@ engine runs ``m`` steps that carry prefill and the others decode only:
   decode batch); ``m = c I/Q`` prefill steps per cycle. The decoders advance together, so the
   requests that start in one cycle end in one step and the next cycle's prompts arrive together:
   every cycle is a burst of ``m`` prefill steps, the prompts laid end to end over them: the
-  ``j``-th of the ``c`` ends in step ``ceil(j I/T)``, and a request waits ``w``, the mean of
-  those, for its first token and the other ``m - w`` before its decode: ``TTFT = w tau_pre``,
-  ``TPOT = (D tau_dec + (m - w) tau_pre)/D``; the first wave is such a burst. ``w`` is exact at a
-  whole ``c`` (a floor sum); the closed form in ``c`` takes it over whole periods,
-  ``w = I/T (c + 1)/2 + (q - 1)/(2 q)`` with ``I/T = p/q`` in lowest terms, exact where ``q``
-  divides ``c`` and within ``s (q - s)/(2 q c)`` of a step else (``s = c mod q``, under
-  ``min(1/2, q/(8 c))``; ``_wave_steps``).
+  ``j``-th of the ``c`` ends in step ``ceil(j I/T)``, the last step, partly filled, taking its share
+  of a step, so it waits ``min(ceil(j I/T), m)``; a request waits ``w``, the mean of those, for its
+  first token and the other ``m - w >= 0`` before its decode: ``TTFT = w tau_pre``, ``TPOT = (D
+  tau_dec + (m - w) tau_pre)/D``; the first wave is such a burst. ``w`` is exact at a whole ``c`` (a
+  floor sum); the closed form in ``c`` takes it over whole periods, ``w = Min(I/T (c + 1)/2 + (q -
+  1)/(2 q), m)`` with ``I/T = p/q`` in lowest terms, within half a step (``_wave_steps``).
 
 KV capacity bounds the running requests: ``c_kv = floor(R/kv)``, with ``R`` the KV room the
 engine leaves on the fullest chip of HBM ``M`` holding weights ``W`` and the activations ``A`` of a
@@ -183,32 +182,53 @@ def _ceiling_sum(n: int, p: int, q: int) -> int:
     return _floor_sum(n, q, p, p + q - 1) if n > 0 else 0
 
 
-def _wave_steps(per_step: Any, u: Any, load: _Load) -> Any:
+def _capped_wave(u: int, p: int, q: int, capped: bool = True) -> Fraction:
+    """The mean over ``j = 1 .. u`` of ``ceil(j r)``, ``r = p/q``, or with ``capped`` of ``min(ceil(j
+    r), u r)``: the steps the ``j``-th prompt waits, the burst's last step (``u r`` not whole)
+    counted for the share of a step it fills."""
+    total = Fraction(_ceiling_sum(u, p, q))
+    last = -((-u * p) // q)  # ceil(u r): the step the last prompt ends in
+    if capped and (u * p) % q:
+        ending = u - ((last - 1) * q) // p  # the prompts that end in it: j r > last - 1
+        total -= ending * (last - Fraction(u * p, q))
+    return total / u
+
+
+def _wave_steps(per_step: Any, u: Any, load: _Load, capped: bool = False) -> Any:
     """The mean over ``j = 1 .. u`` of ``ceil(j r)``, ``r = I/Q`` (``I`` the load's prompt, ``Q =
     per_step``): the steps the ``j``-th of ``u`` prompts laid end to end over steps of ``Q`` prefill
-    tokens waits for its first token. Exact where ``u`` is a whole number (a floor sum; the float64
-    path counts each whole ``u`` exactly, ``I`` from ``load.exact``). Elsewhere (``u`` a symbol or a
-    fraction) the mean over whole periods: with ``r = p/q`` in lowest terms, ``r (u + 1)/2 +
-    (q - 1)/(2 q)`` (the fractional parts of ``-j r`` run through ``0, 1/q, .. (q - 1)/q`` every
-    ``q`` prompts), exact where ``q`` divides ``u``, within ``s (q - s)/(2 q u) < min(1/2, q/(8 u))``
-    steps else (``s = u mod q``; the bound is met at ``p = 1``); where ``Q`` is not a number (it
-    holds ``u``) ``(q - 1)/(2 q)`` is taken as ``1/2``: within ``1/2`` step.
+    tokens waits for its first token. With ``capped`` (steps of prefill alone, an engine that
+    alternates) of ``min(ceil(j r), u r)``: the burst's last step, partly filled, takes the share
+    ``u r - floor(u r)`` of a step (as the ``m = u r`` steps of a cycle do), so the mean never
+    exceeds ``u r`` (a mixed step carries its decode tokens whatever its prefill: uncapped). Exact where
+    ``u`` is a whole number (a floor sum; the float64 path counts each whole ``u`` exactly, ``I``
+    from ``load.exact``). Elsewhere (``u`` a symbol or a fraction) the mean over whole periods:
+    with ``r = p/q`` in lowest terms, ``r (u + 1)/2 + (q - 1)/(2 q)`` (capped: its ``Min`` with ``r
+    u``; the fractional parts of ``-j r`` run through ``0, 1/q, .. (q - 1)/q``
+    every ``q`` prompts), exact where ``q`` divides ``u``, within ``1/2`` step else; where ``Q`` is
+    not a number (it holds ``u``) ``(q - 1)/(2 q)`` is taken as ``1/2``.
 
     >>> _wave_steps(sp.Integer(40), sp.Integer(4), _Load(sp.Integer(30), 7, 30, 40))  # 1, 2, 3, 3
     9/4
+    >>> _wave_steps(sp.Integer(40), sp.Integer(2), _Load(sp.Integer(24), 7, 24, 40), capped=True)  # 1, 6/5
+    11/10
     """
     if isinstance(u, (np.ndarray, float, np.floating)):  # the float64 path (a cap's u is a float)
-        steps = _wave_steps_floats(per_step, np.atleast_1d(np.asarray(u, dtype=np.float64)), load)
+        steps = _wave_steps_floats(per_step, np.atleast_1d(np.asarray(u, dtype=np.float64)), load, capped)
         return steps if isinstance(u, np.ndarray) else float(steps[0])
     ratio = load.prompt / per_step
     whole = isinstance(u, (int, sp.Integer))
     if whole and isinstance(ratio, sp.Rational):
-        return sp.Rational(_ceiling_sum(int(u), int(ratio.p), int(ratio.q)), int(u))
+        mean = _capped_wave(int(u), int(ratio.p), int(ratio.q), capped)
+        return sp.Rational(mean.numerator, mean.denominator)
     spread = (1 - sp.Rational(1, ratio.q)) / 2 if isinstance(ratio, sp.Rational) else sp.Rational(1, 2)
-    return ratio * (u + 1) / 2 + spread
+    periods, burst = ratio * (u + 1) / 2 + spread, ratio * u
+    if not capped:
+        return periods
+    return sp.Min(periods, burst, evaluate=bool(periods.is_number and burst.is_number))
 
 
-def _wave_steps_floats(per_step: Any, u: np.ndarray, load: _Load) -> np.ndarray:
+def _wave_steps_floats(per_step: Any, u: np.ndarray, load: _Load, capped: bool = False) -> np.ndarray:
     """:func:`_wave_steps` over a float64 array of ``u`` (``per_step`` a float or an array of them,
     ``T`` or ``T - u/2``: halves, exact in float64), each point in exact fractions."""
     prompt = Fraction(str(sp.Rational((load.exact or load).prompt)))
@@ -217,9 +237,10 @@ def _wave_steps_floats(per_step: Any, u: np.ndarray, load: _Load) -> np.ndarray:
     for i, (v, q) in enumerate(zip(u.flat, steps.flat)):
         r = prompt / Fraction(float(q))
         if float(v).is_integer() and v >= 1:
-            out.flat[i] = _ceiling_sum(int(v), r.numerator, r.denominator) / float(v)
+            out.flat[i] = float(_capped_wave(int(v), r.numerator, r.denominator, capped))
         else:
-            out.flat[i] = float(r * Fraction(float(v) + 1) / 2 + (1 - Fraction(1, r.denominator)) / 2)
+            periods = r * Fraction(float(v) + 1) / 2 + (1 - Fraction(1, r.denominator)) / 2
+            out.flat[i] = float(min(periods, r * Fraction(float(v))) if capped else periods)
     return out
 
 
@@ -324,7 +345,7 @@ def _alternating_regimes(steps: EngineSteps, load: _Load, u: sp.Symbol, only: Op
         # the m in a burst (prefill first, the decoders in step): the mean of ceil(j I/T) of them
         # before the first token, the other m - wait stalls of the decode (the module's docstring)
         m = u * isl / T
-        wait = _wave_steps(T, u, load)
+        wait = _wave_steps(T, u, load, capped=True)  # at most m: a decode token never waits less than a step
         burst = wait * prefill
         tpot = (D * decode + (m - wait) * prefill) / D
         throughput = u / (m * prefill + D * decode)
