@@ -592,7 +592,9 @@ class Hardware(BaseModel):
             sym.attention_exp_rate: sp.oo if self.attention_exp_rate is None else self.attention_exp_rate,
             sym.mha_decode_rate: sp.oo if self.mha_decode_rate is None else self.mha_decode_rate,
             sym.decode_ramp_time: 0 if self.decode_ramp_time is None else self.decode_ramp_time,
-            sym.decode_ramp_bytes: sp.oo if self.decode_ramp_bytes is None else self.decode_ramp_bytes,
+            # NB: without decode_ramp_bytes the numeric chip takes the whole t_ramp; one byte binds
+            # Min(1, bytes/M_ramp) to 1 for every kernel (a decode kernel moves at least a byte)
+            sym.decode_ramp_bytes: 1 if self.decode_ramp_bytes is None else self.decode_ramp_bytes,
             sym.ll_base_latency: sp.oo if self.ll_base_latency is None else self.ll_base_latency,
             sym.ll_latency: self.ll_latency,
             sym.ll_efficiency: self.ll_efficiency,

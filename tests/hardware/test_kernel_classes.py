@@ -579,12 +579,13 @@ def test_gemm_tiles_bind_on_the_symbolic_chip(m, n, k, pair):
        kv_len=st.integers(1, 131072), kv_bytes=st.sampled_from([1, 2]),
        name=st.sampled_from(["A100_SXM_80GB", "H100_SXM", "H200_SXM", "B200"]),
        rate=st.sampled_from([None, 10**11, Fraction(221, 100) * 10**12]),
-       ramp=st.sampled_from([None, (3 * US, 10**8)]))
+       ramp=st.sampled_from([None, (3 * US, 10**8), (3 * US, None)]))
 def test_decode_terms_bind_on_the_symbolic_chip_for_any_shape(b, kv_heads, group, kv_len, kv_bytes, name, rate, ramp):
     """A decode core of any shape timed on the realistic symbolic chip, bound to a preset's values
     (symbol_values), equals the numeric time on that preset: the multi-head kernel's element rate
     (set or unset: R_mha = oo), the grouped kernel's 8-bit floor and the streaming term with its
-    ramp (the preset's, or set here, or none)."""
+    ramp (the preset's, or set here, or a ramp time without its bytes: the whole t_ramp on both,
+    a review finding: the symbolic chip bound M_ramp to oo and dropped it)."""
     chip = hardware.get(name).with_efficiency(mha_decode_rate=rate)
     if ramp is not None:
         chip = chip.with_efficiency(decode_ramp_time=ramp[0], decode_ramp_bytes=ramp[1])
