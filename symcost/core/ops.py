@@ -687,8 +687,15 @@ class Collective:
             if self.kind != "all_to_all" or len(self.hierarchical) != 3:
                 raise ConfigError("Collective.hierarchical: (token bytes, experts, top_k) of an all_to_all, got "
                                   f"{self.hierarchical!r} on {self.kind}")
-            object.__setattr__(self, "hierarchical", tuple(
-                exact_value(as_expr(v, "Collective.hierarchical")) for v in self.hierarchical))
+            values = tuple(exact_value(as_expr(v, "Collective.hierarchical")) for v in self.hierarchical)
+            size, experts, top_k = (sp.sympify(v) for v in values)
+            bad = ((size.is_number and size < 0) or (experts.is_number and not (experts.is_integer and experts >= 1))
+                   or (top_k.is_number and not (top_k.is_integer and top_k >= 1))
+                   or (top_k.is_number and experts.is_number and top_k > experts))
+            if bad:
+                raise ConfigError("Collective.hierarchical: token bytes must be >= 0, experts a whole number >= 1 "
+                                  f"and top_k a whole number in 1 .. experts, got {self.hierarchical!r}")
+            object.__setattr__(self, "hierarchical", values)
 
     @property
     def bytes_sent_per_chip(self) -> Value:

@@ -438,3 +438,14 @@ def test_a_hierarchical_all_to_all_crosses_the_network_once_per_node():
     # inside one node nothing crosses the network: the flat all-to-all's time
     inside = chip.model_copy(update={"scale_up_domain": 4})
     assert collective_time(hier, inside) == collective_time(Collective("all_to_all", "ep", 4, M), inside)
+
+
+@pytest.mark.parametrize("spec", [(10**6, 8, 9), (10**6, 8, 0), (-5, 8, 2), (10**6, 0, 1), (10**6, Fraction(15, 2), 2)])
+def test_a_hierarchical_all_to_all_refuses_a_layout_it_cannot_have(spec):
+    """Review finding: top_k above the experts gave a bare ValueError (nan) when timed; top_k 0 and
+    negative token bytes were costed as a plain all-to-all. One line naming the field instead."""
+    from symcost.core.ops import Collective
+    from symcost.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="Collective.hierarchical"):
+        Collective("all_to_all", "ep", 16, 10**6, hierarchical=spec)
