@@ -221,6 +221,14 @@ def _flag(row: Mapping[str, str], name: str) -> bool:
     return row[name] == "true"
 
 
+def _choice(row: Mapping[str, str], name: str, allowed: tuple[str, ...], prefix: bool = False) -> str:
+    """Column ``name`` of ``row``: one of ``allowed`` (with ``prefix``, starting with one)."""
+    text = row.get(name) or ""
+    if not any(text.startswith(a) if prefix else text == a for a in allowed):
+        raise _setting_error(row, name, "must be " + " or ".join(allowed) + ("..." if prefix else ""))
+    return text
+
+
 def _whole(row: Mapping[str, str], name: str) -> int:
     """Column ``name`` of ``row``: a whole number of at least 1."""
     text = row.get(name) or ""
@@ -243,6 +251,12 @@ def _capacity(row: Mapping[str, str]) -> Optional[Fraction]:
     return value
 
 
+_SETTINGS_COLUMNS = ("id", "release", "preset", "source", "dispatcher", "a2a_overlap", "cuda_graph_scope",
+                     "permute_fusion", "grouped_gemm", "router_fusion", "recompute", "expert_tensor_parallel",
+                     "shared_expert_overlap", "capacity_factor", "layout")
+"""The settings file's columns (:func:`parse_settings`)."""
+
+
 def parse_settings(text: str) -> dict[str, ReleaseSettings]:
     r"""The release settings of every row of a settings file's ``text`` (``#`` lines are comments),
     by row id; a bad value raises :class:`~symcost.errors.ConfigError` naming the file, the row and
@@ -258,14 +272,20 @@ def parse_settings(text: str) -> dict[str, ReleaseSettings]:
     expert_tensor_parallel | must be a whole number of at least 1
     """
     out = {}
-    for r in csv.DictReader(line for line in text.splitlines() if line and not line.startswith("#")):
+    reader = csv.DictReader(line for line in text.splitlines() if line and not line.startswith("#"))
+    missing = [c for c in _SETTINGS_COLUMNS if c not in (reader.fieldnames or ())]
+    if missing:
+        raise ConfigError(f"{_SETTINGS_FILE}: columns: missing {', '.join(missing)}")
+    for r in reader:
         flags = {k: _flag(r, k) for k in ("a2a_overlap", "permute_fusion", "grouped_gemm", "router_fusion",
                                           "shared_expert_overlap")}
-        out[r["id"]] = ReleaseSettings(r["id"], r["release"], r["preset"], r["source"], r["dispatcher"],
+        out[r["id"]] = ReleaseSettings(r["id"], r["release"], r["preset"], r["source"],
+                                       _choice(r, "dispatcher", ("alltoall", "hybridep", "deepep", "flex")),
                                        flags["a2a_overlap"], r["cuda_graph_scope"], flags["permute_fusion"],
-                                       flags["grouped_gemm"], flags["router_fusion"], r["recompute"],
+                                       flags["grouped_gemm"], flags["router_fusion"],
+                                       _choice(r, "recompute", ("none", "selective", "full")),
                                        _whole(r, "expert_tensor_parallel"), flags["shared_expert_overlap"],
-                                       _capacity(r), r["layout"])
+                                       _capacity(r), _choice(r, "layout", ("matches", "differs"), prefix=True))
     return out
 
 

@@ -275,6 +275,10 @@ def test_a_moe_row_runs_its_recipes_recompute_mode_even_where_the_memory_says_no
     ("expert_tensor_parallel", "0", "expert_tensor_parallel: must be a whole number of at least 1 (got 0)"),
     ("capacity_factor", "1.2.5", "capacity_factor: must be none or a positive number such as 1 or 1.25 (got 1.2.5)"),
     ("capacity_factor", "-1", "capacity_factor: must be none or a positive number such as 1 or 1.25 (got -1)"),
+    # second review: a typo in layout dropped the row from the fit without a word
+    ("layout", "match", "layout: must be matches or differs... (got match)"),
+    ("dispatcher", "all2all", "dispatcher: must be alltoall or hybridep or deepep or flex (got all2all)"),
+    ("recompute", "some", "recompute: must be none or selective or full (got some)"),
 ])
 def test_a_bad_settings_row_is_one_line_naming_its_column(monkeypatch, column, bad, rule):
     """Review finding: a bad value in training_calibration_settings.csv raised a bare ValueError
@@ -321,3 +325,13 @@ def test_rows_whose_layout_is_not_their_releases_preset_are_not_fitted(rows):
     table = ct.validation_table(held=False)
     assert all(("not fitted" in line) == any(key in line for key in left_out)
                for line in table.splitlines() if line.startswith("| bridge-"))
+
+
+def test_a_settings_file_without_a_column_is_one_line():
+    """Second review: a missing column raised a KeyError traceback; one line naming it instead."""
+    from symcost.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="columns: missing layout"):
+        ct.parse_settings("id,release,preset,source,dispatcher,a2a_overlap,cuda_graph_scope,permute_fusion,"
+                          "grouped_gemm,router_fusion,recompute,expert_tensor_parallel,shared_expert_overlap,"
+                          "capacity_factor\nr1,v,P,S,alltoall,false,none,true,true,true,none,1,false,none")
