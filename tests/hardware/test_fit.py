@@ -53,6 +53,25 @@ def test_no_preset_keeps_a_kernel_path_field_its_gpu_does_not_run(fits):
                 assert getattr(hardware.get(chip_fit.preset), field) is None, (chip_fit.preset, field)
 
 
+def test_writing_a_fit_removes_a_kernel_path_field_its_gpu_does_not_run(tmp_path):
+    """``--write`` updates the fitted fields; a field of a kernel the GPU does not run
+    (``mha_decode_rate`` on B200) left in its preset from an earlier fit is removed, not kept."""
+    import json
+    import shutil
+
+    from symcost.hardware import fit
+
+    root = Path(fit.__file__).resolve().parent.parent
+    for folder in ("presets", "engines"):
+        shutil.copytree(root / folder, tmp_path / folder)
+    path = tmp_path / "presets" / "b200.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["fields"]["mha_decode_rate"] = {"value": "12.7", "unit": "T/s", "source": "fit: an earlier one"}
+    path.write_text(json.dumps(data), encoding="utf-8")
+    fit.write([fit.ChipFit("b200_sxm", ())], root=tmp_path)
+    assert "mha_decode_rate" not in json.loads(path.read_text(encoding="utf-8"))["fields"]
+
+
 def test_every_fitted_value_cites_its_table(fits):
     """A fitted field's source names the package version, the GPU folder and the table file."""
     from symcost.hardware import fit, presets

@@ -301,6 +301,9 @@ def write(fits: "list[ChipFit]", root: Any = None) -> list[str]:
         data = json.loads(path.read_text(encoding="utf-8"))
         for name, value in chip_fit.chip_values.items():
             data["fields"][name] = _entry(name, value, sources[(None, name)])
+        for name, gpus in KERNEL_PATH_FIELDS.items():  # a kernel this GPU does not run: no value left over
+            if chip_fit.gpu in gpus:
+                data["fields"].pop(name, None)
         path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         written.append(str(path))
         for engine, values in chip_fit.engine_values().items():
