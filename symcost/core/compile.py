@@ -79,10 +79,12 @@ class _ExactPrinter(PythonCodePrinter):
         return f"_floor({self._print(expr.args[0])})"
 
     def _print_Piecewise(self, expr):
+        # NB: the whole conditional in parentheses: Python's ``x if c else y`` binds looser than
+        # ``+``, so a Piecewise term of a sum would otherwise take the sum into its first branch
         out = ""
         for value, cond in expr.args[:-1]:
             out += f"({self._print(value)}) if ({self._print(cond)}) else "
-        return out + f"({self._print(expr.args[-1][0])})"
+        return "(" + out + f"({self._print(expr.args[-1][0])}))"
 
 
 _counter = itertools.count()

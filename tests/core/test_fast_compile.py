@@ -86,3 +86,16 @@ def test_substitute_matches_xreplace_in_value():
     expr = sp.Max(x, y) * 2 + sp.Min(x, 3)
     assert substitute(expr, {y: 2 * x}) == sp.Max(x, 2 * x, evaluate=False) * 2 + sp.Min(x, 3)
     assert substitute(expr, {x: 1, y: 4}) == expr.xreplace({x: 1, y: 4}) == 9
+
+
+def test_exact_compile_keeps_a_piecewise_term_inside_its_sum():
+    """``compile_exact`` prints a Piecewise as a Python conditional expression, which binds looser
+    than ``+``: unparenthesised, ``10 + Piecewise((1, y < 0), (2, True))`` ran as ``(10 + 1) if y < 0
+    else 2`` and returned 2 (a vLLM all-reduce's size switch inside a step's sum of op times
+    returned the all-reduce alone). By hand: 10 + 2 = 12 at y = 1, 10 + 1 = 11 at y = -1."""
+    from symcost.core.compile import compile_exact
+
+    a, b = sp.symbols("a b")
+    f = compile_exact([a, b], [a + sp.Piecewise((1, b < 0), (2, True))])
+    assert f(10, 1) == (12,)
+    assert f(10, -1) == (11,)
