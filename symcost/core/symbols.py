@@ -99,6 +99,8 @@ __all__ = [
     "custom_allreduce_efficiency",
     "custom_allreduce_peer_latency",
     "custom_allreduce_two_shot_latency",
+    "symm_allreduce_latency",
+    "symm_allreduce_efficiency",
     "all_to_all_latency",
     "all_to_all_peer_latency",
     "all_to_all_ll_latency",
@@ -270,6 +272,12 @@ _ROWS = (
     _row("custom_allreduce_two_shot_latency", "alpha_c2", r"\alpha_{\mathrm{c},2}",
          "fixed latency of one call of an engine's own two-shot all-reduce (reduce-scatter, then all-gather) (s)",
          nonnegative=True),
+    _row("symm_allreduce_latency", "alpha_s", r"\alpha_{\mathrm{s}}",
+         "fixed latency of one call of an engine's symmetric-memory all-reduce (copy in, reduce, copy out) (s)",
+         nonnegative=True),
+    _row("symm_allreduce_efficiency", "eta_s", r"\eta_{\mathrm{s}}",
+         "rate at which an engine's symmetric-memory all-reduce streams its buffer, over the link's",
+         positive=True),
     _row("all_to_all_latency", "alpha_A2A", r"\alpha_{\mathrm{A2A}}",
          "fixed latency of one all-to-all call (NCCL's grouped sends, Simple protocol) (s)", nonnegative=True),
     _row("all_to_all_peer_latency", "alpha_A2Ap", r"\alpha_{\mathrm{A2A},p}",
@@ -378,6 +386,8 @@ custom_allreduce_latency = TABLE["custom_allreduce_latency"].symbol
 custom_allreduce_efficiency = TABLE["custom_allreduce_efficiency"].symbol
 custom_allreduce_peer_latency = TABLE["custom_allreduce_peer_latency"].symbol
 custom_allreduce_two_shot_latency = TABLE["custom_allreduce_two_shot_latency"].symbol
+symm_allreduce_latency = TABLE["symm_allreduce_latency"].symbol
+symm_allreduce_efficiency = TABLE["symm_allreduce_efficiency"].symbol
 all_to_all_latency = TABLE["all_to_all_latency"].symbol
 all_to_all_peer_latency = TABLE["all_to_all_peer_latency"].symbol
 all_to_all_ll_latency = TABLE["all_to_all_ll_latency"].symbol

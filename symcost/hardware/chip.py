@@ -61,7 +61,7 @@ _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficien
                  "attention_exp_rate", "mha_decode_rate", "decode_ramp_time", "decode_ramp_bytes",
                  "ll_base_latency", "ll_latency", "ll_efficiency", "custom_allreduce_latency",
                  "custom_allreduce_efficiency", "custom_allreduce_peer_latency", "custom_allreduce_two_shot_latency",
-                 "all_to_all_latency", "all_to_all_peer_latency",
+                 "symm_allreduce_latency", "symm_allreduce_efficiency", "all_to_all_latency", "all_to_all_peer_latency",
                  "all_to_all_ll_latency", "all_to_all_ll_efficiency", "all_to_all_efficiency")
 """The efficiency model's fields (docs/conventions.md §17)."""
 
@@ -179,6 +179,18 @@ class Hardware(BaseModel):
     custom_allreduce_two_shot_latency: Optional[Seconds] = None
     """Time per call of the engine's two-shot form (a reduce-scatter, a barrier, an all-gather);
     unset: twice ``custom_allreduce_latency``."""
+    symm_allreduce_latency: Optional[Seconds] = None
+    """Time per call of the engine's all-reduce over torch symmetric memory (vLLM's
+    ``SymmMemCommunicator``: a copy into the symmetric buffer, the multimem or two-shot kernel with
+    its barriers, a copy out), where the engine's size switch picks it (``None``: no such path)."""
+    symm_allreduce_efficiency: Efficiency = sp.Integer(1)
+    """Rate at which that all-reduce streams its ``M``-byte buffer, over the scale-up link's: its
+    kernels run on a fixed few thread blocks (8 for multimem, 24 for two-shot), so the buffer, not
+    the link's bytes, paces them."""
+    compute_capability: Optional[str] = None
+    """The GPU's CUDA compute capability (``"9.0"``, ``"10.0"``, ...), which picks an engine's
+    all-reduce size table (:data:`symcost.hardware.timing.VLLM_ALLREDUCE_SIZES`); ``None``: not a
+    CUDA GPU, or none given."""
     all_to_all_latency: Optional[Seconds] = None
     """NCCL's all-to-all (grouped sends to every peer, Simple protocol): time per call (unset:
     ``collective_base_latency``)."""
@@ -574,7 +586,8 @@ class Hardware(BaseModel):
         """The kernel classes' symbols for ``dt`` (:meth:`symbol_values`); a term the chip lacks
         (no low-latency protocol, no custom all-reduce under its engine, no separate attention
         input/output pass) is ``oo``, so it drops out of its ``Min`` or divides to 0."""
-        custom = self.custom_allreduce_latency if self.runtime.allreduce == "custom" else None
+        custom = self.custom_allreduce_latency if self.runtime.allreduce in ("custom", "vllm") else None
+        symm = self.symm_allreduce_latency if self.runtime.allreduce == "vllm" else None
         return {
             sym.gemm_time: self.gemm_time_for(dt),
             sym.quantize_bytes: self.quantize_bytes_for(dt),
@@ -602,6 +615,8 @@ class Hardware(BaseModel):
             sym.custom_allreduce_efficiency: self.custom_allreduce_efficiency,
             sym.custom_allreduce_peer_latency: self.custom_allreduce_peer_latency,
             sym.custom_allreduce_two_shot_latency: sp.oo if custom is None else self.custom_two_shot_latency,
+            sym.symm_allreduce_latency: sp.oo if symm is None else symm,
+            sym.symm_allreduce_efficiency: self.symm_allreduce_efficiency,
             sym.all_to_all_latency: self.a2a_latency,
             sym.all_to_all_peer_latency: self.a2a_peer_latency,
             sym.all_to_all_ll_latency: sp.oo if self.all_to_all_ll_latency is None else self.all_to_all_ll_latency,
@@ -614,13 +629,16 @@ class Hardware(BaseModel):
     @classmethod
     def symbolic(cls, name: str = "symbolic", realistic: bool = False,
                  matmul_tile: tuple[int, int] = (64, 128),
-                 matmul_tile_4bit: Optional[tuple[int, int]] = None, matmul_stream_k: bool = False) -> "Hardware":
+                 matmul_tile_4bit: Optional[tuple[int, int]] = None, matmul_stream_k: bool = False,
+                 allreduce: str = "custom", compute_capability: Optional[str] = None) -> "Hardware":
         """The unbound chip: every rate a canonical symbol. With ``realistic=True`` the efficiency
         model is symbolic too (η_mm, η_mem, η_attn, η_net, t_k, α₀, N_cu, ...), so times print with
         it; otherwise efficiencies are 1 and overheads 0 (the roofline). ``matmul_tile`` and
         ``matmul_tile_4bit`` stay numbers (the tile shapes of the chips it will be bound to; the
         sub-byte tile applies where the GEMMs are timed with their dtype), ``matmul_stream_k`` a
-        flag (their tile scheduler)."""
+        flag (their tile scheduler); ``allreduce`` and ``compute_capability`` the engine's all-reduce
+        rule and the GPU's size table (:func:`symcost.hardware.timing.vllm_allreduce_window`), which
+        structure an all-reduce's time as the tile shapes structure a GEMM's."""
         fields: dict[str, Any] = dict(
             name=name,
             peak_flops={dt: sym.peak_flops for dt in DataType},
@@ -640,8 +658,9 @@ class Hardware(BaseModel):
             fields.update({name: sym.TABLE[name].symbol for name in _MODEL_FIELDS if name in sym.TABLE})
             fields.update(quantize_bytes_8bit=sym.quantize_bytes, matmul_tile=matmul_tile,
                           matmul_tile_4bit=matmul_tile_4bit, matmul_stream_k=matmul_stream_k,
+                          compute_capability=compute_capability,
                           runtime=Runtime(name="symbolic", cuda_graphs=False, step_overhead=sym.step_overhead,
-                                          collective_overhead=sym.collective_overhead, allreduce="custom",
+                                          collective_overhead=sym.collective_overhead, allreduce=allreduce,
                                           moe_sync_time=sym.moe_sync_time,
                                           a2a_overlap_efficiency=sym.a2a_overlap_efficiency))
         return cls(**fields)
@@ -676,6 +695,7 @@ class Hardware(BaseModel):
             decode_ramp_bytes=None,
             ll_base_latency=None, ll_latency=zero, ll_efficiency=one, custom_allreduce_latency=None,
             custom_allreduce_efficiency=one, custom_allreduce_peer_latency=zero, custom_allreduce_two_shot_latency=None,
+            symm_allreduce_latency=None, symm_allreduce_efficiency=one,
             all_to_all_latency=None, all_to_all_peer_latency=None,
             all_to_all_ll_latency=None, all_to_all_ll_efficiency=one, all_to_all_efficiency=one,
             runtime=Runtime(name="ideal"))})
@@ -703,7 +723,7 @@ class Hardware(BaseModel):
                 and self.ll_base_latency is None
                 and self.all_to_all_latency is None and self.all_to_all_peer_latency is None
                 and self.all_to_all_ll_latency is None and self.all_to_all_efficiency == 1
-                and (self.custom_allreduce_latency is None or self.runtime.allreduce != "custom")
+                and (self.custom_allreduce_latency is None or self.runtime.allreduce == "nccl")
                 and self.runtime.step_overhead == 0
                 and self.runtime.collective_overhead == 0 and self.runtime.moe_sync_time == 0
                 and self.runtime.a2a_overlap_efficiency == 1

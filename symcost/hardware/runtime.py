@@ -55,10 +55,12 @@ class Runtime(BaseModel):
     output tokens is ``n - 1`` when the prefill emits the first token (TensorRT-LLM, vLLM), or
     ``n`` when its generation loop runs once per output token (FasterTransformer).
     ``allreduce``: ``"nccl"``, or ``"custom"`` when the engine runs its own one-shot all-reduce
-    inside a scale-up domain (TensorRT-LLM, vLLM, SGLang) and NCCL's only where that is faster
-    (the chip's ``custom_allreduce_*`` fields). ``overrides``: the chip fields this engine's own
-    kernels were measured at, per chip name (``"*"``: every chip); :meth:`Hardware.with_runtime`
-    applies them. ``backend`` and ``version`` name what the values were measured on.
+    inside a scale-up domain (TensorRT-LLM, SGLang) and NCCL's only where that is faster
+    (the chip's ``custom_allreduce_*`` fields), or ``"vllm"``: vLLM's fixed size switch between
+    its own one-shot and two-shot all-reduce, torch symmetric memory and NCCL, per world size and
+    compute capability (:func:`symcost.hardware.timing.vllm_allreduce_window`). ``overrides``: the
+    chip fields this engine's own kernels were measured at, per chip name (``"*"``: every chip);
+    :meth:`Hardware.with_runtime` applies them. ``backend`` and ``version`` name what the values were measured on.
 
     >>> Runtime(name="mine", step_overhead="0.002").step_overhead
     1/500
@@ -75,7 +77,7 @@ class Runtime(BaseModel):
     step_overhead: Seconds = sp.Integer(0)
     collective_overhead: Seconds = sp.Integer(0)
     prefill_emits_first_token: bool = True
-    allreduce: Literal["nccl", "custom"] = "nccl"
+    allreduce: Literal["nccl", "custom", "vllm"] = "nccl"
     moe_sync_time: Seconds = sp.Integer(0)
     """Seconds a dropless MoE layer's forward loses to its device-to-host synchronisation (the
     host reads the routing counts; the GPU then idles until the host has launched what follows):

@@ -49,8 +49,9 @@ from ..core.ops import Collective, Op
 from .chip import Hardware
 from .kernels import FUSED_OPS, KERNELS, OpTime, kernel, kernels, matmul_compute_flops, time_of
 
-__all__ = ["FUSED_OPS", "KERNELS", "LayerSums", "OpTime", "Times", "collective_algorithms", "collective_steps",
-           "collective_time", "exposed_comm", "kernel", "kernels", "layer_times", "matmul_compute_flops", "op_time"]
+__all__ = ["FUSED_OPS", "KERNELS", "LayerSums", "OpTime", "Times", "VLLM_ALLREDUCE_SIZES", "collective_algorithms",
+           "collective_steps", "collective_time", "exposed_comm", "kernel", "kernels", "layer_times",
+           "matmul_compute_flops", "op_time", "vllm_allreduce_window"]
 
 _OP_TIMES: dict[tuple, OpTime] = {}
 _COLLECTIVE_TIMES: dict[tuple, sp.Expr] = {}
@@ -202,7 +203,8 @@ def _moved(c: Collective, sent: sp.Expr, n: sp.Expr, nodes: sp.Expr, link: sp.Ex
 
 def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Hardware) -> dict[str, sp.Expr]:
     """The engine's own all-reduce (TensorRT-LLM, vLLM, SGLang) over the scale-up link, both its
-    forms (the ``Min`` picks the faster, or NCCL's where that is faster still): one-shot, each
+    forms (the ``Min`` picks the faster, or NCCL's where that is faster still; under vLLM's
+    profile its size switch picks, :func:`vllm_allreduce_window`): one-shot, each
     chip reads the other n - 1 buffers, ``alpha_c + (n - 1) alpha_c,p + (n - 1) M / (B_up eta_c)``;
     two-shot, a reduce-scatter then an all-gather of (n - 1)/n of the buffer each, ``alpha_c,2 +
     (n - 1) alpha_c,p + 2 (n - 1) M / (n B_up eta_c)``. ``alpha_c,p`` is each peer's flag (both
@@ -213,16 +215,108 @@ def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Ha
     times per TP size, hidden size and token count (``selectStrategyLookUpTable``,
     cpp/tensorrt_llm/common/customAllReduceUtils.h), vLLM switches at fixed sizes (one-shot below
     512 KB on up to 4 GPUs and below 256 KB on 8, always on 2: ``CustomAllreduce::allreduce``,
-    csrc/custom_all_reduce.cuh), so the faster form is the one a tuned engine runs."""
+    csrc/custom_all_reduce.cuh), so the faster form is the one a tuned engine runs.
+
+    Under the ``"vllm"`` rule with ``symm_allreduce_latency`` set, also ``symm``: torch symmetric
+    memory's all-reduce, ``alpha_s + t_coll + M / (B_up eta_s)`` per call (a copy in, the
+    multimem or two-shot kernel, a copy out; both kernels run on a fixed 8 or 24 thread blocks, so
+    the buffer's ``M`` bytes at the rate those blocks reach pace them, not the link's bytes: on
+    B200's table this form fits the symmetric-memory rows at 6.9 % mean error, the link-bytes form
+    ``(n - 1) M / n`` (multimem) or ``2 (n - 1) M / n`` (two-shot) at 14.4 %)."""
     alpha = hardware.custom_allreduce_latency
     assert alpha is not None  # the caller checked
     custom_link = hardware.scale_up_bandwidth * hardware.custom_allreduce_efficiency
     # the engine's own time per call (t_coll) around its kernel, as around NCCL's
     overhead = hardware.runtime.collective_overhead
     peers = (n - 1) * hardware.custom_allreduce_peer_latency
-    return {"custom": count * (alpha + overhead + peers + (n - 1) * payload / custom_link),
-            "custom_two_shot": count * (hardware.custom_two_shot_latency + overhead + peers
-                                        + 2 * (n - 1) * payload / (n * custom_link))}
+    out = {"custom": count * (alpha + overhead + peers + (n - 1) * payload / custom_link),
+           "custom_two_shot": count * (hardware.custom_two_shot_latency + overhead + peers
+                                       + 2 * (n - 1) * payload / (n * custom_link))}
+    if hardware.runtime.allreduce == "vllm" and hardware.symm_allreduce_latency is not None:
+        symm_link = hardware.scale_up_bandwidth * hardware.symm_allreduce_efficiency
+        out["symm"] = count * (hardware.symm_allreduce_latency + overhead + payload / symm_link)
+    return out
+
+
+MIB = 2**20
+"""A mebibyte (vLLM's ``MiB``)."""
+
+VLLM_ALLREDUCE_SIZES: dict[str, tuple[dict[int, int], dict[int, int]]] = {
+    "9.0": ({2: 64 * MIB, 4: 32 * MIB, 6: MIB // 2, 8: MIB // 4}, {2: 64 * MIB, 4: 32 * MIB, 6: 64 * MIB, 8: 64 * MIB}),
+    "10.0": ({2: 2 * MIB, 4: 2 * MIB, 6: MIB, 8: MIB}, {2: 8 * MIB, 4: 32 * MIB, 6: 128 * MIB, 8: 128 * MIB}),
+    "10.3": ({2: 4 * MIB, 4: 4 * MIB, 6: 8 * MIB, 8: 4 * MIB}, {2: 4 * MIB, 4: 32 * MIB, 6: 32 * MIB, 8: 64 * MIB}),
+}
+"""vLLM's all-reduce size table per compute capability: ``(custom all-reduce's max_size, symmetric
+memory's max_size)`` in bytes per world size (vllm/distributed/device_communicators/
+all_reduce_utils.py, ``CUSTOM_ALL_REDUCE_MAX_SIZES`` and ``SYMM_MEM_ALL_REDUCE_MAX_SIZES``, as read
+at vllm-project/vllm 00d618a; the 10.3 rows match B300's 0.24.0 table, whose two-shot runs to
+4 MiB on 8 GPUs). A capability not listed has no symmetric-memory path (``SymmMemCommunicator``
+disables itself) and the custom all-reduce's default ``max_size`` :data:`VLLM_CUSTOM_MAX`."""
+VLLM_CUSTOM_MAX = 8 * MIB
+"""``CustomAllreduce(max_size=8192 * 1024)``: the custom all-reduce's buffer without symmetric memory."""
+VLLM_WORLD_SIZES = (2, 4, 6, 8)
+"""``CustomAllreduce._SUPPORTED_WORLD_SIZES`` (and the size tables' keys): other group sizes run NCCL."""
+
+
+def vllm_one_shot_max(n: int) -> float:
+    """Bytes below which vLLM's custom all-reduce runs its one-shot kernel (csrc/custom_all_reduce.cuh,
+    ``REDUCE_CASE``: always on 2 GPUs, below 512 KiB on up to 4, below 256 KiB on up to 8).
+
+    >>> vllm_one_shot_max(4), vllm_one_shot_max(8)
+    (524288, 262144)
+    """
+    if n == 2:
+        return float("inf")
+    return 512 * 1024 if n <= 4 else 256 * 1024
+
+
+def vllm_allreduce_window(n: int, nbytes: int, capability: Optional[str]) -> str:
+    """Which all-reduce vLLM's ``CudaCommunicator.all_reduce`` runs for ``nbytes`` over ``n`` GPUs
+    of one node (vllm/distributed/device_communicators/cuda_communicator.py; defaults:
+    ``VLLM_ALLREDUCE_USE_SYMM_MEM=1``, FlashInfer's and NCCL's symmetric-memory paths off): the
+    custom all-reduce while ``nbytes < max_size`` (custom_all_reduce.py ``should_custom_ar``; its
+    one-shot or two-shot kernel by :func:`vllm_one_shot_max`), else torch symmetric memory while
+    ``nbytes <= max_size`` (symm_mem.py ``should_use_symm_mem``), else NCCL; the sizes per compute
+    capability and world size in :data:`VLLM_ALLREDUCE_SIZES`. Returns ``"custom"`` (one-shot),
+    ``"custom_two_shot"``, ``"symm"`` or ``"nccl"``.
+
+    >>> vllm_allreduce_window(8, 256 * 1024 - 16, "10.0"), vllm_allreduce_window(8, 256 * 1024, "10.0")
+    ('custom', 'custom_two_shot')
+    >>> vllm_allreduce_window(8, MIB, "10.0"), vllm_allreduce_window(8, 128 * MIB + 16, "10.0")
+    ('symm', 'nccl')
+    """
+    if n not in VLLM_WORLD_SIZES:
+        return "nccl"
+    sizes = VLLM_ALLREDUCE_SIZES.get(capability or "")
+    custom_max = VLLM_CUSTOM_MAX if sizes is None else min(sizes[0][n], VLLM_CUSTOM_MAX)
+    if nbytes < custom_max:
+        return "custom" if nbytes < vllm_one_shot_max(n) else "custom_two_shot"
+    if sizes is not None and nbytes <= sizes[1][n]:
+        return "symm"
+    return "nccl"
+
+
+def _vllm_switch(n: sp.Expr, payload: sp.Expr, times: dict[str, sp.Expr], capability: Optional[str]) -> sp.Expr:
+    """vLLM's all-reduce as :func:`vllm_allreduce_window` picks it: a ``Piecewise`` in the message
+    size (and in ``n`` where it is a symbol), NCCL's fastest algorithm beyond its own."""
+    nccl = extreme(sp.Min, *(t for name, t in times.items() if name not in ("custom", "custom_two_shot", "symm")))
+
+    def switch(k: int) -> sp.Expr:
+        if k not in VLLM_WORLD_SIZES:
+            return nccl
+        sizes = VLLM_ALLREDUCE_SIZES.get(capability or "")
+        custom_max = VLLM_CUSTOM_MAX if sizes is None else min(sizes[0][k], VLLM_CUSTOM_MAX)
+        one_max = min(vllm_one_shot_max(k), custom_max)
+        pieces = [(times["custom"], sp.Lt(payload, one_max))]
+        if one_max < custom_max:
+            pieces.append((times["custom_two_shot"], sp.Lt(payload, custom_max)))
+        if sizes is not None and "symm" in times:
+            pieces.append((times["symm"], sp.Le(payload, sizes[1][k])))
+        return sp.Piecewise(*pieces, (nccl, True))
+
+    if n.is_Integer:
+        return switch(int(n))
+    return sp.Piecewise(*((switch(k), sp.Eq(n, k)) for k in VLLM_WORLD_SIZES), (nccl, True))
 
 
 P2P_LL_THRESHOLD = 16384
@@ -292,7 +386,7 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
         ll_hops = hardware.ll_latency * (steps - inter) + hardware.net_latency * inter
         out["ll"] = (count * (hardware.ll_base_latency + overhead + ll_hops)
                      + sent / (link * hardware.ll_efficiency))
-    if (c.kind == "all_reduce" and inside and hardware.runtime.allreduce == "custom"
+    if (c.kind == "all_reduce" and inside and hardware.runtime.allreduce in ("custom", "vllm")
             and hardware.custom_allreduce_latency is not None):
         out.update(_custom_allreduce(count, n, payload, hardware))
     if c.kind == "all_reduce" and hardware.tree_latency is not None and not inside:
@@ -323,12 +417,20 @@ def collective_time(c: Collective, hardware: Hardware) -> sp.Expr:
 def _collective_time(c: Collective, hardware: Hardware) -> sp.Expr:
     fits = sp.Le(as_expr(c.span, "span"), hardware.scale_up_domain)
     if fits is sp.true or fits is sp.false:
-        times = _algorithms(c, hardware, inside=fits is sp.true)
-        return times["ring"] if len(times) == 1 else extreme(sp.Min, *times.values())
+        return _picked(c, hardware, _algorithms(c, hardware, inside=fits is sp.true))
     # a symbolic span: the fastest algorithm of each placement (NB: extreme leaves the Min
     # unevaluated while the times are symbolic: SymPy's pairwise order search rarely succeeds)
     inside, across = (_algorithms(c, hardware, inside=flag) for flag in (True, False))
-    return sp.Piecewise((extreme(sp.Min, *inside.values()), fits), (extreme(sp.Min, *across.values()), True))
+    return sp.Piecewise((_picked(c, hardware, inside), fits), (_picked(c, hardware, across), True))
+
+
+def _picked(c: Collective, hardware: Hardware, times: dict[str, sp.Expr]) -> sp.Expr:
+    """The time the library or engine runs: NCCL's tuner and a tuned engine take the fastest
+    algorithm; vLLM switches by size (:func:`vllm_allreduce_window`)."""
+    if "custom" in times and hardware.runtime.allreduce == "vllm":
+        return _vllm_switch(as_expr(c.group_size, "group_size"), as_expr(c.payload_bytes, "payload_bytes"), times,
+                            hardware.compute_capability)
+    return times["ring"] if len(times) == 1 else extreme(sp.Min, *times.values())
 
 
 @dataclass(frozen=True)

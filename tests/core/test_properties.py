@@ -83,6 +83,12 @@ def test_gqa_with_all_kv_heads_is_mha(phase, recompute, shape, opts, sequence_pa
     assert mha.compute_metrics(**kw) == gqa.compute_metrics(**kw)
 
 
+def _rule(chip: "sc.hardware.Hardware") -> str:
+    """The all-reduce rule a symbolic chip takes from the chip it is bound to: vLLM's size switch,
+    else the fastest form (the neutral and NCCL profiles bind the engine's terms to oo)."""
+    return "vllm" if chip.runtime.allreduce == "vllm" else "custom"
+
+
 @given(phase=PHASES, recompute=RECOMPUTE, dtype=st.sampled_from(["fp32", "bf16", "fp8_e4m3"]),
        b=st.integers(1, 8), s=st.integers(1, 64), shape=attention_shapes(),
        opts=attention_options(), ffn=st.integers(1, 8), overlap=st.booleans(),
@@ -99,9 +105,11 @@ def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape,
     preset = sc.hardware.get(name).with_runtime(engine) if engine else sc.hardware.get(name)
     # NB: the symbolic chip takes the bound chip's tile shapes and GEMM scheduler (stream-K on
     # H100/H200, whole waves on A100 and under the 2023 profiles), as Hardware.symbolic says they must
+    # and the bound engine's all-reduce rule with the GPU's compute capability (vLLM's size switch)
     symbolic_chip = sc.hardware.Hardware.symbolic(
         realistic=True, matmul_tile=preset.matmul_tile, matmul_tile_4bit=preset.matmul_tile_4bit,
-        matmul_stream_k=preset.matmul_stream_k) if realistic else None
+        matmul_stream_k=preset.matmul_stream_k, allreduce=_rule(preset),
+        compute_capability=preset.compute_capability) if realistic else None
     chip = preset if realistic else preset.ideal()
     if phase == "training" and dtype == "fp8_e4m3":
         return  # FP8 training has two byte counts (bf16 tensors, FP8 GEMMs): subs refuses one e
@@ -142,7 +150,7 @@ def test_symbolic_collective_binds_to_the_numeric_one(n, per_peer, count, chip, 
     chip, for every kind, inside one domain and across several (n = 16), on either side of the
     all-to-all's 16 KiB-per-peer protocol switch and for chips with and without all-to-all terms;
     under an engine profile its own all-reduce's one-shot and two-shot forms with their per-peer
-    and two-shot latencies."""
+    and two-shot latencies, and under vLLM's its size switch (symmetric memory included)."""
     from symcost.core.ops import Collective
     from symcost.hardware.timing import collective_time
 
@@ -151,7 +159,8 @@ def test_symbolic_collective_binds_to_the_numeric_one(n, per_peer, count, chip, 
     preset = preset.ideal() if ideal else preset
     for kind in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p"):
         c = Collective(kind, "ep", n, n * per_peer, count=count)
-        symbolic = collective_time(c, sc.hardware.Hardware.symbolic(realistic=True))
+        symbolic = collective_time(c, sc.hardware.Hardware.symbolic(
+            realistic=True, allreduce=_rule(preset), compute_capability=preset.compute_capability))
         assert symbolic.xreplace(preset.symbol_values("bf16")) == collective_time(c, preset), kind
 
 

@@ -18,8 +18,9 @@ family on its own table (:mod:`~symcost.hardware.fit.families`), in the order of
    has it) on all-reduce, all-gather and reduce-scatter, then all-to-all (grouped sends: ``all_to_all_*``)
    at their bus bandwidth;
 7. each engine's own all-reduce (``custom_allreduce_latency``, ``custom_allreduce_efficiency``,
-   ``custom_allreduce_peer_latency``, ``custom_allreduce_two_shot_latency``), written into the
-   engine profile for that chip, NCCL's terms fixed.
+   ``custom_allreduce_peer_latency``, ``custom_allreduce_two_shot_latency``; under vLLM's size
+   switch on GPUs with symmetric memory ``symm_allreduce_latency``, ``symm_allreduce_efficiency``),
+   written into the engine profile for that chip, NCCL's terms fixed.
 
 ``benchmarks/calibrate_ops.py`` runs it, prints every value and the per-op error tables, and with
 ``--write`` puts the values into ``hardware/presets/*.json`` and ``hardware/engines/*.json``, each
@@ -109,13 +110,28 @@ def all_to_all_family(gpu: str, table: Table, fixed: dict[str, Fraction]) -> Fam
                              robust=True)
 
 
+SYMM_ALLREDUCE_START = {"symm_allreduce_latency": 15.0, "symm_allreduce_efficiency": 0.35}
+"""The symmetric-memory all-reduce's fields (vLLM on a GPU whose compute capability has a size
+table, :data:`symcost.hardware.timing.VLLM_ALLREDUCE_SIZES`) and their starting values (us, fraction)."""
+
+
 def engine_allreduce_family(gpu: str, table: Table, fixed: dict[str, Fraction], engine: str) -> Family:
-    """An engine's own all-reduce (:data:`CUSTOM_ALLREDUCE_START`) under its profile, NCCL's terms fixed."""
-    family = collective_family(gpu, table, ("all_reduce",), CUSTOM_ALLREDUCE_START, fixed, runtime=engine,
+    """An engine's own all-reduce (:data:`CUSTOM_ALLREDUCE_START`) under its profile, NCCL's terms
+    fixed; under vLLM's size switch on a GPU with symmetric memory also :data:`SYMM_ALLREDUCE_START`."""
+    from .. import get
+    from ..runtime import runtime
+    from ..timing import VLLM_ALLREDUCE_SIZES
+
+    start = dict(CUSTOM_ALLREDUCE_START)
+    starts: tuple[tuple[float, ...], ...] = CUSTOM_ALLREDUCE_STARTS
+    if runtime(engine).allreduce == "vllm" and get(CHIPS[gpu]).compute_capability in VLLM_ALLREDUCE_SIZES:
+        start.update(SYMM_ALLREDUCE_START)
+        starts = tuple(s + tuple(SYMM_ALLREDUCE_START.values()) for s in starts)
+    family = collective_family(gpu, table, ("all_reduce",), start, fixed, runtime=engine,
                                name=f"{engine} all-reduce", robust=True)
     # the two-shot's time per call is at least the one-shot's: two barriers and a second pass
     return replace(family, at_least={"custom_allreduce_two_shot_latency": "custom_allreduce_latency"},
-                   starts=CUSTOM_ALLREDUCE_STARTS)
+                   starts=starts)
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,8 @@ PARAMETERS: dict[str, tuple[sp.Symbol, Fraction, float, float]] = {
     "custom_allreduce_efficiency": (sp.Symbol("eta_p10", positive=True), Fraction(1), 0.02, 1.0),
     "custom_allreduce_peer_latency": (sp.Symbol("t_p17", nonnegative=True), _US, 0.0, 10.0),
     "custom_allreduce_two_shot_latency": (sp.Symbol("t_p18", positive=True), _US, 0.1, 100.0),
+    "symm_allreduce_latency": (sp.Symbol("t_p19", positive=True), _US, 0.1, 100.0),
+    "symm_allreduce_efficiency": (sp.Symbol("eta_p16", positive=True), Fraction(1), 0.02, 1.0),
 }
 """Every fittable chip field: the stand-in symbol the fit varies, the unit of its variable
 (seconds are fitted in microseconds, rates in 10^12 per second), and its bounds in that unit."""

@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["PRESETS", "REFERENCES", "SHARED", "UNITS", "field_sources", "load", "load_shared"]
 
 _FOLDER = resources.files(__name__)
-_NAME_FIELDS = ("runtime", "matmul_stream_k")  # fields whose value is a name or a flag, not a number
+# fields whose value is a name or a flag, not a number
+_NAME_FIELDS = ("runtime", "matmul_stream_k", "compute_capability")
 _TILE_FIELDS = ("matmul_tile", "matmul_tile_4bit")  # fields whose value is a list of two integers
 
 

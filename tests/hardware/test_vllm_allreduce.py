@@ -1,0 +1,119 @@
+"""vLLM's all-reduce size switch (custom one-shot / two-shot, torch symmetric memory, NCCL), each
+expected value derived by hand from vLLM's cited size tables and the formulas of
+symcost.hardware.timing."""
+
+from fractions import Fraction
+
+import sympy as sp
+
+from symcost import hardware
+from symcost.core.ops import Collective
+from symcost.hardware import Hardware, Runtime
+from symcost.hardware.timing import collective_algorithms, collective_time, vllm_allreduce_window
+
+US = Fraction(1, 10**6)
+MIB = 2**20
+
+# 100 GB/s scale-up; NCCL: base 10 us, 1 us per hop, LL 5 us + 0.5 us per hop at 1/4 of the link;
+# the engine's one-shot 3 us at 1/2 of the link (two-shot unset: 2 * 3 = 6 us), no per-peer time;
+# symmetric memory 10 us per call, the buffer at 1/4 of the link.
+CHIP = Hardware(
+    name="round-vllm", peak_flops={"bf16": 10**14}, vector_flops=10**13, hbm_capacity=10**11,
+    hbm_bandwidth=10**12, scale_up_bandwidth=10**11, scale_up_domain=8, scale_out_bandwidth=10**10,
+    collective_latency=US, collective_base_latency=10 * US, ll_base_latency=5 * US, ll_latency=US / 2,
+    ll_efficiency=Fraction(1, 4), custom_allreduce_latency=3 * US, custom_allreduce_efficiency=Fraction(1, 2),
+    symm_allreduce_latency=10 * US, symm_allreduce_efficiency=Fraction(1, 4), compute_capability="10.0",
+    runtime=Runtime(name="round-vllm", cuda_graphs=True, allreduce="vllm"))
+
+
+def _time(n: int, nbytes: int, chip: Hardware = CHIP) -> sp.Expr:
+    return collective_time(Collective("all_reduce", "tp", n, nbytes), chip)
+
+
+def test_window_thresholds_from_vllms_tables():
+    """SM100, 8 GPUs (CUSTOM_ALL_REDUCE_MAX_SIZES["10.0"][8] = 1 MiB, SYMM_MEM_...["10.0"][8] = 128 MiB;
+    the kernel's one-shot below 256 KiB): one-shot just below 256 KiB, two-shot from it up to just
+    below 1 MiB (custom: ``size < max_size``), symmetric memory from 1 MiB through 128 MiB
+    (``size <= max_size``), NCCL beyond. SM90, 2 GPUs: the custom all-reduce's 64 MiB is capped by
+    its 8 MiB buffer (``min(table, 8192 * 1024)``), so symmetric memory (two-shot: 2 is not a
+    multimem world size) takes 8 MiB to 64 MiB. A GPU without a table (A100, 8.0): custom up to its
+    8 MiB buffer, then NCCL; a world size vLLM's kernels lack (3): NCCL."""
+    assert vllm_allreduce_window(8, 256 * 1024 - 16, "10.0") == "custom"
+    assert vllm_allreduce_window(8, 256 * 1024, "10.0") == "custom_two_shot"
+    assert vllm_allreduce_window(8, MIB - 16, "10.0") == "custom_two_shot"
+    assert vllm_allreduce_window(8, MIB, "10.0") == "symm"
+    assert vllm_allreduce_window(8, 128 * MIB, "10.0") == "symm"
+    assert vllm_allreduce_window(8, 128 * MIB + 16, "10.0") == "nccl"
+    assert vllm_allreduce_window(4, 512 * 1024 - 16, "10.0") == "custom"
+    assert vllm_allreduce_window(4, 512 * 1024, "10.0") == "custom_two_shot"
+    assert vllm_allreduce_window(2, 2 * MIB - 16, "10.0") == "custom"          # 2 GPUs: always one-shot
+    assert vllm_allreduce_window(2, 2 * MIB, "10.0") == "symm"
+    assert vllm_allreduce_window(2, 8 * MIB - 16, "9.0") == "custom"
+    assert vllm_allreduce_window(2, 8 * MIB, "9.0") == "symm"
+    assert vllm_allreduce_window(2, 64 * MIB + 16, "9.0") == "nccl"
+    assert vllm_allreduce_window(8, 4 * MIB - 16, "10.3") == "custom_two_shot"  # B300: custom to 4 MiB
+    assert vllm_allreduce_window(2, 8 * MIB - 16, "8.0") == "custom"
+    assert vllm_allreduce_window(2, 8 * MIB, "8.0") == "nccl"
+    assert vllm_allreduce_window(3, 1024, "10.0") == "nccl"
+
+
+def test_switch_times_on_either_side_of_each_threshold():
+    """8 GPUs at 100 GB/s. One-shot (M = 256 KiB - 16 = 262,128 B): 3 us + 7 M / (1e11 / 2);
+    two-shot (M = 256 KiB): 6 us + 2 * 7/8 M / 5e10; symmetric memory (M = 1 MiB): 10 us +
+    M / (1e11 / 4) = 10 + 41.94 us; NCCL (M = 128 MiB + 16): the ring, 10 us + 14 hops * 1 us +
+    2 * 7/8 M / 1e11 (the LL protocol's 12 us + 1.75 M / 2.5e10 is slower)."""
+    m = 256 * 1024 - 16
+    assert _time(8, m) == 3 * US + Fraction(7 * m, 5 * 10**10)
+    m = 256 * 1024
+    assert _time(8, m) == 6 * US + Fraction(2 * 7 * m, 8 * 5 * 10**10)
+    m = MIB
+    assert _time(8, m) == 10 * US + Fraction(m, 25 * 10**9)
+    m = 128 * MIB + 16
+    assert _time(8, m) == 24 * US + Fraction(2 * 7 * m, 8 * 10**11)
+
+
+def test_vllm_runs_its_switch_where_the_fastest_form_differs():
+    """At 1 MiB over 8 GPUs the fastest form is NCCL's ring (24 + 1.75 * 1,048,576 / 1e11 = 42.35 us;
+    two-shot 6 + 1.75 M / 5e10 = 42.70, one-shot 3 + 7 M / 5e10 = 149.8, LL 12 + 1.75 M / 2.5e10
+    = 85.4), and a tuned engine (``allreduce="custom"``) takes it; vLLM runs symmetric memory there
+    all the same (10 + M / 2.5e10 = 51.94 us: 1 MiB is not below SM100's custom max_size of 1 MiB)."""
+    tuned = CHIP.with_runtime(Runtime(name="round-tuned", cuda_graphs=True, allreduce="custom"))
+    ring = 24 * US + Fraction(2 * 7 * MIB, 8 * 10**11)
+    assert collective_time(Collective("all_reduce", "tp", 8, MIB), tuned) == ring
+    assert "symm" not in collective_algorithms(Collective("all_reduce", "tp", 8, MIB), tuned)
+    assert _time(8, MIB) == 10 * US + Fraction(MIB, 25 * 10**9) > ring
+
+
+def test_without_a_size_table_or_symmetric_memory_nccl_follows_the_custom_all_reduce():
+    """Compute capability 8.0 (no table): 2 GPUs run the one-shot up to 8 MiB - 16 B (3 us +
+    M / 5e10), then NCCL's ring (10 us + 2 hops + M / 1e11). SM100 without the symmetric-memory
+    terms: NCCL where symmetric memory would run (2 GPUs, 4 MiB: 12 us + M / 1e11)."""
+    a100ish = Hardware(**{**dict(CHIP), "compute_capability": "8.0"})
+    m = 8 * MIB - 16
+    assert _time(2, m, a100ish) == 3 * US + Fraction(m, 5 * 10**10)
+    assert _time(2, 8 * MIB, a100ish) == 12 * US + Fraction(8 * MIB, 10**11)
+    bare = Hardware(**{**dict(CHIP), "symm_allreduce_latency": None})
+    assert _time(2, 4 * MIB, bare) == 12 * US + Fraction(4 * MIB, 10**11)
+
+
+def test_symbolic_group_size_binds_to_each_world_sizes_switch():
+    """With the group size a symbol the switch is a Piecewise over the world sizes; bound to 4 or
+    8 it is the numeric switch (4 GPUs, 1 MiB: SM100's two-shot, 6 us + 1.5 M / 5e10)."""
+    n = sp.Symbol("n", positive=True, integer=True)
+    symbolic = collective_time(Collective("all_reduce", "tp", n, MIB), CHIP)
+    assert symbolic.xreplace({n: 4}) == 6 * US + Fraction(3 * MIB, 2 * 5 * 10**10) == _time(4, MIB)
+    assert symbolic.xreplace({n: 8}) == _time(8, MIB)
+
+
+def test_vllm_profile_runs_the_switch_on_the_presets():
+    """The vllm profile names the rule, the presets their compute capability (B200 10.0, B300 10.3,
+    H100 9.0, A100 8.0), and its fitted symmetric-memory terms apply where the size table has them."""
+    assert hardware.runtime("vllm").allreduce == "vllm"
+    caps = {name: hardware.get(name).compute_capability for name in ("B200", "B300", "H100_SXM", "A100_SXM_80GB")}
+    assert caps == {"B200": "10.0", "B300": "10.3", "H100_SXM": "9.0", "A100_SXM_80GB": "8.0"}
+    b200 = hardware.get("B200").with_runtime("vllm")
+    assert b200.symm_allreduce_latency is not None
+    assert hardware.get("A100_SXM_80GB").with_runtime("vllm").symm_allreduce_latency is None
+    # 8 B200s at 1 MiB: symmetric memory, its own fitted terms
+    t = collective_time(Collective("all_reduce", "tp", 8, MIB), b200)
+    assert t == b200.symm_allreduce_latency + MIB / (b200.scale_up_bandwidth * b200.symm_allreduce_efficiency)
