@@ -197,3 +197,22 @@ def test_an_engines_one_shot_all_reduce_wins_its_small_messages():
             if chip.custom_allreduce_latency is None:
                 continue
             assert chip.custom_allreduce_latency <= chip.custom_two_shot_latency, (name, engine)
+
+
+def test_vllms_symmetric_memory_terms_are_fitted_where_its_size_table_has_the_gpu(fits):
+    """vLLM's symmetric-memory all-reduce runs on GPUs whose compute capability has a size table
+    (9.0, 10.0, 10.3: H100, H200, B200, B300, GB200) and never on A100 (8.0: ``SymmMemCommunicator``
+    disables itself), so its two terms are fitted on the former's vllm tables only, and each one
+    shipped cites its GPU's vllm table."""
+    from symcost.hardware import engines
+    from symcost.hardware.timing import VLLM_ALLREDUCE_SIZES
+
+    sources = engines.field_sources("vllm")
+    for chip_fit in fits:
+        vllm = chip_fit.engine_values()["vllm"]
+        has_table = hardware.get(chip_fit.preset).compute_capability in VLLM_ALLREDUCE_SIZES
+        assert has_table == (chip_fit.gpu != "a100_sxm"), chip_fit.gpu
+        for name in ("symm_allreduce_latency", "symm_allreduce_efficiency"):
+            assert (name in vllm) == has_table, (chip_fit.gpu, name)
+            if has_table:
+                assert f"systems/data/{chip_fit.gpu}/comm/vllm/" in sources[f"{chip_fit.preset}.{name}"]
