@@ -90,3 +90,18 @@ def test_the_runs_read_and_one_estimate():
     assert row.first_wave >= row.ttft  # the first wave queues; the steady state does not
     # the benchmark's mean: the first wave once in 10 requests per client (AIConfigurator's harness)
     assert row.benchmark == pytest.approx((row.first_wave + 9 * row.ttft) / 10)
+
+
+@pytest.mark.parametrize("fmt, per_token", [
+    # Llama-3-8B: 32 layers x 2 (K and V) x 8 KV heads x 128 dims: 65,536 values a token
+    ("bf16", 65_536 * 2),           # a bf16 checkpoint keeps a bf16 cache
+    ("fp8_e4m3", 65_536 * 1),       # an FP8 checkpoint runs an FP8 cache (AIConfigurator's rule for its runs)
+    ("nvfp4", 65_536 * 1),          # and so does an NVFP4 one (no FP4 cache)
+])
+def test_a_quantized_runs_kv_cache_is_fp8(fmt, per_token):
+    from symcost import hardware
+
+    bench = _load()
+    model = bench.symcost_model("llama-3.1-8b", fmt)
+    step = model.inference_step(hardware.get("B200"), 1, 1000, fmt)
+    assert step.kv_cache_memory == 1000 * per_token
