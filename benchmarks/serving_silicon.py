@@ -250,6 +250,8 @@ def report(out: Comparison, path: Path, runs_table: bool = False) -> str:
               "state; static: the issue's baseline, one static batch of c sequences (as TPOT).", "",
               "By backend and concurrency:", "",
               summary_table(rows, lambda r: (r.run.backend, _bucket(r.run.concurrency)), ("backend", "concurrency")),
+              "", "By backend and regime:", "",
+              summary_table(rows, lambda r: (r.run.backend, r.regime), ("backend", "regime")),
               "", "By model, GPU, backend and format:", "",
               summary_table(rows, lambda r: (r.run.model, r.run.chip, r.run.backend, r.run.dtype),
                             ("model", "GPU", "backend", "format")), "", "All runs:", "",

@@ -105,3 +105,20 @@ def test_a_quantized_runs_kv_cache_is_fp8(fmt, per_token):
     model = bench.symcost_model("llama-3.1-8b", fmt)
     step = model.inference_step(hardware.get("B200"), 1, 1000, fmt)
     assert step.kv_cache_memory == 1000 * per_token
+
+
+def test_the_report_breaks_the_runs_down_by_regime():
+    """Beside the concurrency buckets, one line per backend and regime (the regime each run's
+    concurrency falls in): two vLLM runs, one synchronized (ratios 1/2, 2: median 1.25, mean |ln|
+    ln 2 = 0.69) and one kv-bound (ratio 1)."""
+    from collections import Counter
+
+    bench = _load()
+    run = bench.Run("m", "H100_SXM", "vllm", "0", "bf16", 1, 100, 10, 3, 1.0, 1.0)
+    rows = [bench.Row(run, x, x, x, x, regime, x, x) for x, regime in
+            ((0.5, "synchronized"), (2.0, "synchronized"), (1.0, "kv-bound"))]
+    out = bench.Comparison(rows, Counter(), {}, 1, 0.0)
+    text = bench.report(out, pathlib.Path("silicon_sample.csv"))
+    block = text.split("By backend and regime:")[1].split("By model")[0]
+    assert "| vllm | kv-bound | 1 | 1.00 (0.00) |" in block
+    assert "| vllm | synchronized | 2 | 1.25 (0.69) |" in block
