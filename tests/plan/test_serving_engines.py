@@ -94,6 +94,26 @@ def test_the_disaggregated_decode_pool_uses_the_engines_rule():
     assert int(below.batches[-1]) == 96
 
 
+def test_the_disaggregated_decode_pool_holds_what_the_engine_allocates():
+    """A decode instance of TP 1 under the total rule, 5 + 10 tokens (D = 9: 6 .. 14 tokens held):
+    reserving the whole request holds 14 tokens (14,336 bytes), on demand their mean over the decode
+    steps, 10 (10,240): the pool's memory per request differs by exactly 4 x 1,024 bytes. With the
+    decode activations (A, bytes per request, the same for both) the pool holds
+    floor((5,000,000 - 3,385,856)/(14,336 + A)) and floor(1,614,144/(10,240 + A)) requests."""
+    pools = {}
+    for allocation in ("reserved", "on_demand"):
+        opts = _Options(TINY, _engine("total", 1, allocation), Workload.of(5, 10), 1, "bf16", sp.Integer(1),
+                        sp.Integer(1), None, None, 512)
+        pools[allocation] = _decode(opts, (1, 1, 1))
+    b = sp.Symbol("b", positive=True, integer=True)
+    reserved, demand = (sp.sympify(pools[a].memory_per_chip) for a in ("reserved", "on_demand"))
+    assert sp.expand(reserved - demand) == 4 * 1024 * b
+    per = sp.Poly(reserved, b).coeffs()[0] - 14 * 1024  # A
+    assert int(pools["reserved"].batches[-1]) == max(v for v in (64, 96, 128) if v <= 1_614_144 // (14_336 + per))
+    assert int(pools["on_demand"].batches[-1]) == max(v for v in (64, 96, 128) if v <= 1_614_144 // (10_240 + per))
+    assert int(pools["reserved"].batches[-1]) < int(pools["on_demand"].batches[-1])
+
+
 def test_a_profile_with_a_bad_serving_entry_is_one_line(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"name": "bad", "serving": {"memory_rule": {"value": "most", "source": "x"}}}')
