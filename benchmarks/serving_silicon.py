@@ -17,8 +17,9 @@ vLLM and SGLang, the runs symcost has a model, a chip and a format for (bf16, FP
 scaling costed as FP8, NVFP4), with the KV cache in bf16 for a bf16 checkpoint and in FP8 for an FP8
 or NVFP4 one (the runs do not say; AIConfigurator, whose runs these are, costs them so:
 ``aiconfigurator_core/sdk/models/helpers.py``, ``_infer_quant_modes_from_raw_config``, an FP8,
-FP8 block or NVFP4 checkpoint runs an FP8 KV cache and FP8 attention, "no FP4 KV cache"; TensorRT-LLM's
-``KvCacheConfig.dtype = "auto"`` takes the checkpoint's ``kv_cache_quant_algo``). symcost's estimate is the run's engine at its concurrency
+FP8 block or NVFP4 checkpoint runs an FP8 KV cache and FP8 attention, "no FP4 KV cache";
+TensorRT-LLM's ``KvCacheConfig.dtype = "auto"`` takes the checkpoint's ``kv_cache_quant_algo``).
+symcost's estimate is the run's engine at its concurrency
 (:func:`symcost.plan.serving.serving_curve`, under the engine profile of the backend, with that
 profile's token budget, memory fraction and rule and KV block size for the chip, e.g. SGLang's
 16384 tokens on B200). A run's measured TTFT is a mean over its requests, the first ``c`` sent at

@@ -32,7 +32,8 @@ def test_a_symbolic_layer_is_costed_once_per_workload():
     (the engine's steps, the KV room, the disaggregated pools): the second call returns the first's
     metrics (immutable) without recosting; any changed input costs anew. By hand: an MLP of h 1024,
     f 4096 in decode at b x 1 tokens does 2 matmuls of 2 b h f FLOPs = 16,777,216 b."""
-    from symcost import MLPLayer, symbols as S
+    from symcost import MLPLayer
+    from symcost import symbols as S
 
     mlp = MLPLayer(hidden_size=1024, intermediate_size=4096)
     first = mlp.compute_metrics(phase="decode", dtype="bf16", hardware="H100_SXM")
