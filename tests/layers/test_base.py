@@ -60,6 +60,7 @@ def test_a_remembered_layer_records_its_rules_again(monkeypatch):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(MLPLayer, "_metrics", costing)
+    monkeypatch.setattr(base, "_METRICS", {})  # the planted costing stays out of the shared memo
     mlp = MLPLayer(hidden_size=1536, intermediate_size=4096)  # a shape no other test costs
     for _ in range(2):
         with collecting() as seen:
