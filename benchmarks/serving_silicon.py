@@ -14,8 +14,12 @@ data set).
 
 Compared: Llama-3.1-8B, Llama-3.1-70B and Qwen3-32B on H100 SXM, H200 SXM and B200, TensorRT-LLM,
 vLLM and SGLang, the runs symcost has a model, a chip and a format for (bf16, FP8, FP8 block
-scaling costed as FP8, NVFP4), with the KV cache in bf16 (the runs do not say; the engines'
-default for these checkpoints). symcost's estimate is the run's engine at its concurrency
+scaling costed as FP8, NVFP4), with the KV cache in bf16 for a bf16 checkpoint and in FP8 for an FP8
+or NVFP4 one (the runs do not say; AIConfigurator, whose runs these are, costs them so:
+``aiconfigurator_core/sdk/models/helpers.py``, ``_infer_quant_modes_from_raw_config``, an FP8,
+FP8 block or NVFP4 checkpoint runs an FP8 KV cache and FP8 attention, "no FP4 KV cache";
+TensorRT-LLM's ``KvCacheConfig.dtype = "auto"`` takes the checkpoint's ``kv_cache_quant_algo``).
+symcost's estimate is the run's engine at its concurrency
 (:func:`symcost.plan.serving.serving_curve`, under the engine profile of the backend, with that
 profile's token budget, memory fraction and rule and KV block size for the chip, e.g. SGLang's
 16384 tokens on B200). A run's measured TTFT is a mean over its requests, the first ``c`` sent at
@@ -131,7 +135,7 @@ def _left_out(row: dict[str, str]) -> str:
 def symcost_model(name: str, dtype: str) -> Any:
     model = models.from_hf_config(QWEN3_32B) if name == "qwen3-32b" else models.get(
         {"llama-3.1-8b": "llama-3-8b", "llama-3.1-70b": "llama-3-70b"}[name])
-    return model.with_kv_cache_dtype("bf16") if dtype != "bf16" else model
+    return model.with_kv_cache_dtype("fp8_e4m3") if dtype != "bf16" else model
 
 
 @dataclass(frozen=True)
@@ -247,6 +251,8 @@ def report(out: Comparison, path: Path, runs_table: bool = False) -> str:
               "state; static: the issue's baseline, one static batch of c sequences (as TPOT).", "",
               "By backend and concurrency:", "",
               summary_table(rows, lambda r: (r.run.backend, _bucket(r.run.concurrency)), ("backend", "concurrency")),
+              "", "By backend and regime:", "",
+              summary_table(rows, lambda r: (r.run.backend, r.regime), ("backend", "regime")),
               "", "By model, GPU, backend and format:", "",
               summary_table(rows, lambda r: (r.run.model, r.run.chip, r.run.backend, r.run.dtype),
                             ("model", "GPU", "backend", "format")), "", "All runs:", "",

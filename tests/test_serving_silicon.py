@@ -90,3 +90,35 @@ def test_the_runs_read_and_one_estimate():
     assert row.first_wave >= row.ttft  # the first wave queues; the steady state does not
     # the benchmark's mean: the first wave once in 10 requests per client (AIConfigurator's harness)
     assert row.benchmark == pytest.approx((row.first_wave + 9 * row.ttft) / 10)
+
+
+@pytest.mark.parametrize("fmt, per_token", [
+    # Llama-3-8B: 32 layers x 2 (K and V) x 8 KV heads x 128 dims: 65,536 values a token
+    ("bf16", 65_536 * 2),           # a bf16 checkpoint keeps a bf16 cache
+    ("fp8_e4m3", 65_536 * 1),       # an FP8 checkpoint runs an FP8 cache (AIConfigurator's rule for its runs)
+    ("nvfp4", 65_536 * 1),          # and so does an NVFP4 one (no FP4 cache)
+])
+def test_a_quantized_runs_kv_cache_is_fp8(fmt, per_token):
+    from symcost import hardware
+
+    bench = _load()
+    model = bench.symcost_model("llama-3.1-8b", fmt)
+    step = model.inference_step(hardware.get("B200"), 1, 1000, fmt)
+    assert step.kv_cache_memory == 1000 * per_token
+
+
+def test_the_report_breaks_the_runs_down_by_regime():
+    """Beside the concurrency buckets, one line per backend and regime (the regime each run's
+    concurrency falls in): two vLLM runs, one synchronized (ratios 1/2, 2: median 1.25, mean |ln|
+    ln 2 = 0.69) and one kv-bound (ratio 1)."""
+    from collections import Counter
+
+    bench = _load()
+    run = bench.Run("m", "H100_SXM", "vllm", "0", "bf16", 1, 100, 10, 3, 1.0, 1.0)
+    rows = [bench.Row(run, x, x, x, x, regime, x, x) for x, regime in
+            ((0.5, "synchronized"), (2.0, "synchronized"), (1.0, "kv-bound"))]
+    out = bench.Comparison(rows, Counter(), {}, 1, 0.0)
+    text = bench.report(out, pathlib.Path("silicon_sample.csv"))
+    block = text.split("By backend and regime:")[1].split("By model")[0]
+    assert "| vllm | kv-bound | 1 | 1.00 (0.00) |" in block
+    assert "| vllm | synchronized | 2 | 1.25 (0.69) |" in block

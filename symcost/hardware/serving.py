@@ -31,6 +31,12 @@ room its KV cache leaves.
 A paged KV cache (:attr:`ServingDefaults.kv_block_tokens` ``B``) holds a request of ``n`` tokens in
 ``ceil(n/B)`` blocks: ``ceil(n/B) B`` tokens' worth of bytes (:func:`paged_tokens`).
 
+What a running request holds (:attr:`ServingDefaults.kv_allocation`): ``"reserved"``, the blocks of
+its whole length from admission (TensorRT-LLM's default ``GUARANTEED_NO_EVICT`` capacity scheduler
+admits a request only when the blocks it needs to completion are free, so a started request is never
+evicted), or ``"on_demand"``, the blocks of its tokens so far (vLLM V1's scheduler allocates each
+step's new tokens only and preempts the newest running request when none are free).
+
 >>> paged_tokens(1000, 16), paged_tokens(1024, 16), paged_tokens(1000, 1)
 (1008, 1024, 1000)
 """
@@ -45,10 +51,13 @@ import sympy as sp
 
 from ..errors import HardwareError
 
-__all__ = ["MEMORY_RULES", "ServingDefaults", "Tier", "memory_bound", "paged_tokens"]
+__all__ = ["KV_ALLOCATIONS", "MEMORY_RULES", "ServingDefaults", "Tier", "memory_bound", "paged_tokens"]
 
 MEMORY_RULES = ("total", "free", "static")
 """How an engine's memory fraction is counted (the module's docstring)."""
+
+KV_ALLOCATIONS = ("reserved", "on_demand")
+"""What a running request holds of the KV cache (the module's docstring)."""
 
 
 def paged_tokens(tokens: Any, block: Any) -> Any:
@@ -103,7 +112,8 @@ class ServingDefaults:
     step), ``memory_fraction`` tiers (``phi``) or, for an engine that derives ``phi`` from a
     reserve, ``memory_reserve`` tiers (bytes) plus ``memory_reserve_per_gpu`` bytes per chip of the
     replica, ``phi = 1 - reserve/M`` rounded to ``memory_fraction_digits`` decimals;
-    ``memory_rule``; ``kv_block_tokens``; ``max_num_seqs`` tiers (the most running requests).
+    ``memory_rule``; ``kv_block_tokens``; ``max_num_seqs`` tiers (the most running requests);
+    ``kv_allocation`` (what a running request holds of the KV cache, the module's docstring).
 
     >>> d = ServingDefaults(token_budget=(Tier(Fraction(2048), name_contains="a100"), Tier(Fraction(8192))))
     >>> d.budget("H100_SXM", 80 * 10**9, 1), d.budget("A100_SXM_80GB", 80 * 10**9, 1)
@@ -118,6 +128,7 @@ class ServingDefaults:
     memory_rule: Literal["total", "free", "static"] = "total"
     kv_block_tokens: int = 1
     max_num_seqs: tuple[Tier, ...] = ()
+    kv_allocation: Literal["reserved", "on_demand"] = "reserved"
 
     def seqs(self, name: str, hbm: Any, gpus: int) -> Optional[int]:
         """The most requests the engine runs at once on a chip called ``name`` with ``hbm`` bytes

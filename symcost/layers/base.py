@@ -18,7 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationIn
 
 from ..core import symbols as sym
 from ..core._expr import check_divides, dim, extreme
-from ..core.assumptions import Assumption, collecting, merge
+from ..core.assumptions import Assumption, collecting, merge, record
 from ..core.binding import Chip, time_model
 from ..core.compile import compile_exact
 from ..core.compile_float import tighten
@@ -400,7 +400,7 @@ class Layer(BaseModel):
             # expressions as the symbolic path, with b and s left free) exactly
             template = _template(self, ctx.phase, datatype, recompute, chip, overlap)
             return template.at(int(ctx.batch_size), int(ctx.seq_len))
-        return self._metrics(ctx, chip, datatype, overlap, merge(_shape_assumptions(self), rules))
+        return _symbolic_metrics(self, ctx, chip, datatype, overlap, merge(_shape_assumptions(self), rules))
 
     def _metrics(self, ctx: Context, chip: Chip, datatype: DataType | None,
                  overlap: bool, assumptions: tuple[Assumption, ...] = ()) -> LayerMetrics:
@@ -505,6 +505,33 @@ class _Template:
             phase=symbolic.phase, collectives=collectives, peak_flops=symbolic.peak_flops,
             op_source=lambda: tuple((op.xreplace(point), mult) for op, mult in symbolic.ops),
             roofline=roofline, **fields)
+
+
+_METRICS: dict[tuple, tuple[LayerMetrics, tuple[Assumption, ...]]] = {}
+
+
+def _symbolic_metrics(layer: Layer, ctx: Context, chip: Chip, datatype: DataType | None, overlap: bool,
+                      assumptions: tuple[Assumption, ...]) -> LayerMetrics:
+    """``layer._metrics(...)``, memoized on every input (the layer and the workload by value, all
+    immutable, as the metrics are): the serving planner asks for one layout's blocks from its
+    engine steps, its KV room and its disaggregated pools. The rules the costing records (an
+    undecided divisibility) are kept and recorded again on every hit, so an enclosing
+    :func:`~symcost.core.assumptions.collecting` block sees them each time. Emptied once it holds
+    512; inputs that cannot be hashed are costed every time."""
+    key = (layer, ctx, chip, datatype, overlap, assumptions)
+    try:
+        hit = _METRICS.get(key)
+    except TypeError:
+        return layer._metrics(ctx, chip, datatype, overlap, assumptions)
+    if hit is None:
+        with collecting() as seen:
+            metrics = layer._metrics(ctx, chip, datatype, overlap, assumptions)
+        if len(_METRICS) >= 512:
+            _METRICS.clear()
+        hit = _METRICS[key] = (metrics, tuple(seen))
+    for rule in hit[1]:
+        record(rule)
+    return hit[0]
 
 
 @functools.lru_cache(maxsize=256)

@@ -1,6 +1,7 @@
 """The layer contract (``symcost/layers/base.py``): what every layer type declares."""
 
 import pytest
+import sympy as sp
 
 from symcost.layers import base, catalogue
 
@@ -24,3 +25,44 @@ def test_a_layer_type_without_hidden_size_fails_when_defined():
         hidden_size: int = 8
 
     assert Declared().hidden_size == 8
+
+
+def test_a_symbolic_layer_is_costed_once_per_workload():
+    """The serving planner asks the same block for the same symbolic workload from several places
+    (the engine's steps, the KV room, the disaggregated pools): the second call returns the first's
+    metrics (immutable) without recosting; any changed input costs anew. By hand: an MLP of h 1024,
+    f 4096 in decode at b x 1 tokens does 2 matmuls of 2 b h f FLOPs = 16,777,216 b."""
+    from symcost import MLPLayer
+    from symcost import symbols as S
+
+    mlp = MLPLayer(hidden_size=1024, intermediate_size=4096)
+    first = mlp.compute_metrics(phase="decode", dtype="bf16", hardware="H100_SXM")
+    again = MLPLayer(hidden_size=1024, intermediate_size=4096).compute_metrics(phase="decode", dtype="bf16",
+                                                                               hardware="H100_SXM")
+    assert again is first
+    assert first.matmul_flops_per_chip == 2 * 2 * S.batch_size * 1024 * 4096
+    other = mlp.compute_metrics(phase="decode", dtype="fp8_e4m3", hardware="H100_SXM")
+    assert other is not first and other.matmul_flops_per_chip == first.matmul_flops_per_chip
+
+
+def test_a_remembered_layer_records_its_rules_again(monkeypatch):
+    """A rule the costing records (an undecided divisibility, here one planted in the MLP's costing)
+    reaches an enclosing ``collecting`` block on the first call and again on a remembered one."""
+    from symcost import MLPLayer
+    from symcost.core.assumptions import Assumption, collecting, record
+    from symcost.core.symbols import tp
+
+    planted = Assumption.divisible(((sp.Symbol("q", positive=True, integer=True), tp),), "q", "tensor_parallel", "")
+    original = MLPLayer._metrics
+
+    def costing(self, *args, **kwargs):
+        record(planted)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MLPLayer, "_metrics", costing)
+    monkeypatch.setattr(base, "_METRICS", {})  # the planted costing stays out of the shared memo
+    mlp = MLPLayer(hidden_size=1536, intermediate_size=4096)  # a shape no other test costs
+    for _ in range(2):
+        with collecting() as seen:
+            mlp.compute_metrics(phase="decode", dtype="bf16", hardware="H100_SXM")
+        assert planted in seen

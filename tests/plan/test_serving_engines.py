@@ -59,9 +59,9 @@ def test_paged_tokens_round_up_to_whole_blocks():
     assert paged_tokens(1013, 1) == 1013
 
 
-def _engine(rule, block=1):
+def _engine(rule, block=1, allocation="reserved"):
     serving = ServingDefaults(token_budget=(Tier(Fraction(40)),), memory_fraction=(Tier(Fraction(1, 2)),),
-                              memory_rule=rule, kv_block_tokens=block)
+                              memory_rule=rule, kv_block_tokens=block, kv_allocation=allocation)
     return ROUND.model_copy(update={"runtime": Runtime(name=f"round-{rule}", cuda_graphs=True,
                                                        step_overhead=ROUND.runtime.step_overhead, serving=serving)})
 
@@ -94,6 +94,26 @@ def test_the_disaggregated_decode_pool_uses_the_engines_rule():
     assert int(below.batches[-1]) == 96
 
 
+def test_the_disaggregated_decode_pool_holds_what_the_engine_allocates():
+    """A decode instance of TP 1 under the total rule, 5 + 10 tokens (D = 9: 6 .. 14 tokens held):
+    reserving the whole request holds 14 tokens (14,336 bytes), on demand their mean over the decode
+    steps, 10 (10,240): the pool's memory per request differs by exactly 4 x 1,024 bytes. With the
+    decode activations (A, bytes per request, the same for both) the pool holds
+    floor((5,000,000 - 3,385,856)/(14,336 + A)) and floor(1,614,144/(10,240 + A)) requests."""
+    pools = {}
+    for allocation in ("reserved", "on_demand"):
+        opts = _Options(TINY, _engine("total", 1, allocation), Workload.of(5, 10), 1, "bf16", sp.Integer(1),
+                        sp.Integer(1), None, None, 512)
+        pools[allocation] = _decode(opts, (1, 1, 1))
+    b = sp.Symbol("b", positive=True, integer=True)
+    reserved, demand = (sp.sympify(pools[a].memory_per_chip) for a in ("reserved", "on_demand"))
+    assert sp.expand(reserved - demand) == 4 * 1024 * b
+    per = sp.Poly(reserved, b).coeffs()[0] - 14 * 1024  # A
+    assert int(pools["reserved"].batches[-1]) == max(v for v in (64, 96, 128) if v <= 1_614_144 // (14_336 + per))
+    assert int(pools["on_demand"].batches[-1]) == max(v for v in (64, 96, 128) if v <= 1_614_144 // (10_240 + per))
+    assert int(pools["reserved"].batches[-1]) < int(pools["on_demand"].batches[-1])
+
+
 def test_a_profile_with_a_bad_serving_entry_is_one_line(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"name": "bad", "serving": {"memory_rule": {"value": "most", "source": "x"}}}')
@@ -105,13 +125,56 @@ def test_a_profile_with_a_bad_serving_entry_is_one_line(tmp_path):
 
 
 def test_the_engines_defaults_change_the_kv_bound_on_a_real_chip():
-    """Llama-3-8B on one H100 under vLLM (blocks of 16): a request of 1,024 + 129 = 1,153 tokens holds
-    73 blocks, 1,168 tokens x 131,072 bytes (32 layers x 2 x 8 KV heads x 128 x 2 bytes)."""
+    """Llama-3-8B on one H100, 1,024 + 130 tokens (129 decode steps), 131,072 bytes a token (32 layers
+    x 2 x 8 KV heads x 128 x 2 bytes). TensorRT-LLM (GUARANTEED_NO_EVICT, blocks of 32) reserves the
+    whole request, 1,153 tokens in 37 blocks = 1,184 tokens. vLLM (blocks of 16, on demand) holds
+    at its j-th decode step the blocks of 1,024 + j tokens: 16 steps each at 65 .. 72 blocks
+    (1,025 .. 1,152 tokens) and one at 73 (1,153): 16 x 548 + 73 = 8,841 blocks over 129 steps,
+    16 x 8,841/129 = 141,456/129 tokens on average."""
     from symcost import models
 
     c = serving_curve(models.get("llama-3-8b"), hardware.get("H100_SXM").with_runtime("vllm"), (1024, 130))
-    assert c.memory.kv_per_request == 1168 * 131_072 and c.token_budget == 8192
+    assert c.memory.kv_per_request == Fraction(141_456, 129) * 131_072 and c.token_budget == 8192
     assert c.memory.budget == Fraction(9, 10) * 80 * 2**30  # vLLM's 0.9 of the H100's 80 GiB
+    t = serving_curve(models.get("llama-3-8b"), hardware.get("H100_SXM").with_runtime("tensorrt-llm"), (1024, 130))
+    assert t.memory.kv_per_request == 1184 * 131_072
+
+
+@pytest.mark.parametrize("engine, allocation", [("vllm", "on_demand"), ("tensorrt-llm", "reserved"),
+                                                ("sglang", "reserved"), ("neutral", "reserved")])
+def test_each_engine_allocates_its_kv_cache_by_its_own_rule(engine, allocation):
+    assert engine_defaults(hardware.get("H100_SXM").with_runtime(engine), 1).kv_allocation == allocation
+
+
+@pytest.mark.parametrize("block, held", [
+    # I = 5, D = 7: at decode step j the request holds 5 + j = 6 .. 12 tokens
+    (1, Fraction(6 + 12, 2)),                     # their mean, 9
+    (4, Fraction(3 * 8 + 4 * 12, 7)),             # 6, 7, 8 in 2 blocks (8 tokens), 9 .. 12 in 3 (12): 72/7
+    (16, Fraction(16)),                           # one block throughout
+])
+def test_an_on_demand_cache_holds_the_running_mean_by_hand(block, held):
+    """On demand (vLLM) a running request holds the blocks of its tokens so far, their mean over its
+    decode steps; room phi M - W - A = 1,470,784 bytes (test_kv_capacity_by_each_rule_and_block_by_hand)
+    over 1,024 bytes a token x ``held``: 159 at blocks of 1, 139 at 4, 89 at 16 (as reserved: one
+    block either way)."""
+    c = serving_curve(TINY, _engine("total", block, "on_demand"), (5, 8))
+    assert c.memory.kv_per_request == 1024 * held
+    assert c.kv_limit == int(1_470_784 // (1024 * held)) == {1: 159, 4: 139, 16: 89}[block]
+    assert Workload.of(5, 8).held_tokens(c.chip.runtime, block) == held
+
+
+def test_an_on_demand_mix_weights_each_point_by_its_decode_steps():
+    """Half the requests 5 + 8 (D = 7, 6 .. 12 tokens, 63 token-steps), half 3 + 3 (D = 2, 4 and 5
+    tokens, 9 token-steps): a running request is one of the first 7 times in 9, so it holds
+    (63 + 9)/(7 + 2) = 8 tokens on average."""
+    assert Workload.mix([(5, 8, 1), (3, 3, 1)]).held_tokens(_engine("total").runtime, 1) == 8
+
+
+def test_a_profile_with_a_bad_kv_allocation_is_one_line(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"name": "bad", "serving": {"kv_allocation": {"value": "lazy", "source": "x"}}}')
+    with pytest.raises(HardwareError, match="bad.json: serving.kv_allocation must be one of reserved, on_demand"):
+        load(bad)
 
 
 # -- the engine's cap on running requests (max_num_seqs) ----------------------------------------

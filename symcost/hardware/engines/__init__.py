@@ -27,7 +27,7 @@ from ...errors import HardwareError
 from ..chip import Hardware
 from ..datafile import read, resolve
 from ..runtime import Runtime, register
-from ..serving import MEMORY_RULES, ServingDefaults, Tier
+from ..serving import KV_ALLOCATIONS, MEMORY_RULES, ServingDefaults, Tier
 
 if TYPE_CHECKING:
     from importlib.abc import Traversable
@@ -40,7 +40,9 @@ _TERMS = ("cuda_graphs", "step_overhead", "collective_overhead", "prefill_emits_
 _NAMES = ("cuda_graphs", "prefill_emits_first_token", "allreduce", "grouped_gemm")  # values that are not numbers
 _FLAGS = ("matmul_stream_k",)  # chip fields an engine may set that are flags, not numbers
 _TIERED = ("token_budget", "max_num_seqs", "memory_fraction", "memory_reserve")
-_SERVING = (*_TIERED, "memory_reserve_per_gpu", "memory_fraction_digits", "memory_rule", "kv_block_tokens")
+_SERVING = (*_TIERED, "memory_reserve_per_gpu", "memory_fraction_digits", "memory_rule", "kv_block_tokens",
+            "kv_allocation")
+_CHOICES = {"memory_rule": MEMORY_RULES, "kv_allocation": KV_ALLOCATIONS}  # serving entries that name a rule
 _TIER_KEYS = {"value", "hbm_below_gib", "name_contains", "gpus_below"}
 
 
@@ -75,10 +77,10 @@ def _serving(raw: Any, where: str) -> ServingDefaults:
         here = f"{where}: serving.{field}"
         if field in _TIERED:
             values[field] = _tiers(entry, here)
-        elif field == "memory_rule":
+        elif field in _CHOICES:
             values[field] = resolve(entry, here, {}, name_field=True)
-            if values[field] not in MEMORY_RULES:
-                raise HardwareError(f"{here} must be one of {', '.join(MEMORY_RULES)}, got {values[field]!r}")
+            if values[field] not in _CHOICES[field]:
+                raise HardwareError(f"{here} must be one of {', '.join(_CHOICES[field])}, got {values[field]!r}")
         else:
             number = resolve(entry, here, {})
             values[field] = number if field == "memory_reserve_per_gpu" else int(number)

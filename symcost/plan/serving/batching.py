@@ -43,9 +43,14 @@ KV capacity bounds the running requests: ``c_kv = floor(R/kv)``, with ``R`` the 
 engine leaves on the fullest chip of HBM ``M`` holding weights ``W`` and the activations ``A`` of a
 step of ``T`` tokens, by the engine's memory rule and fraction ``phi``
 (:mod:`symcost.hardware.serving`: ``phi M - W - A`` for vLLM, ``phi (M - W - A)`` for
-TensorRT-LLM, ``phi M - W`` for SGLang), and ``kv`` a request's KV cache at its last step, its
-``n`` tokens held in blocks of ``B``: ``ceil(n/B) B`` tokens' worth (vLLM 16, TensorRT-LLM 32,
-SGLang 1); past ``c_kv`` the engine runs ``c_kv`` and the others queue. The engine's own cap on
+TensorRT-LLM, ``phi M - W`` for SGLang), and ``kv`` what a running request holds, its ``n`` tokens
+in blocks of ``B``: ``ceil(n/B) B`` tokens' worth (vLLM 16, TensorRT-LLM 32, SGLang 1): the
+request's whole length ``I + D`` on an engine that reserves it at admission (TensorRT-LLM's
+``GUARANTEED_NO_EVICT``; SGLang), its tokens so far on one that allocates on demand (vLLM), the
+mean over its decode steps of ``ceil((I + j)/B) B`` (``Workload.held_tokens``; the running
+requests are at every stage of their decode); past ``c_kv`` the engine runs ``c_kv`` and the
+others queue (vLLM preempts the newest and recomputes it later, so part of that wait falls after
+the first token; the mean field counts all of it before). The engine's own cap on
 running requests ``N`` (``max_num_seqs``: vLLM 1024 on 70 GiB and more, else 256; SGLang 2048;
 TensorRT-LLM 2048) bounds them the same way: the engine runs ``min(c_kv, N)`` (regime
 ``kv-bound`` or ``max-seqs``). ``T``, ``phi``, the rule
@@ -474,8 +479,10 @@ class ServingPoint:
 class ServingMemory:
     """What bounds the running requests, per chip of the fullest pipeline stage (bytes):
     ``budget`` the bytes weights, activations and KV cache may reach together under the engine's
-    ``rule`` (:func:`~symcost.hardware.serving.memory_bound`), ``kv_per_request`` a request's KV
-    cache at its end in blocks of ``block_tokens``."""
+    ``rule`` (:func:`~symcost.hardware.serving.memory_bound`), ``kv_per_request`` what a running
+    request holds in blocks of ``block_tokens``: its KV cache at its end where the engine reserves
+    it (``kv_allocation`` ``"reserved"``), its mean over its decode steps where the engine
+    allocates on demand (``"on_demand"``, :meth:`~symcost.plan.serving.workload.Workload.held_tokens`)."""
 
     budget: Any
     weights: Any
@@ -496,6 +503,7 @@ class EngineDefaults:
     memory_rule: str
     kv_block_tokens: int
     max_num_seqs: Optional[int] = None
+    kv_allocation: str = "reserved"
 
 
 def engine_defaults(chip: Hardware, gpus: int, token_budget: Optional[int] = None,
@@ -523,7 +531,7 @@ def engine_defaults(chip: Hardware, gpus: int, token_budget: Optional[int] = Non
     if seqs is not None and (isinstance(seqs, bool) or not isinstance(seqs, (int, sp.Integer)) or seqs < 1):
         raise ConfigError(f"max_num_seqs must be a positive whole number of requests, got {seqs!r}")
     return EngineDefaults(budget, fraction, serving.memory_rule, int(serving.kv_block_tokens),
-                          None if seqs is None else int(seqs))
+                          None if seqs is None else int(seqs), serving.kv_allocation)
 
 
 def _memory(model: Model, chip: Hardware, workload: Workload, engine: EngineDefaults, dtype: Any,
@@ -532,8 +540,11 @@ def _memory(model: Model, chip: Hardware, workload: Workload, engine: EngineDefa
     empty = inference_step(model, chip, 1, 1, dtype, par)
     step = inference_step(model, chip, 1, engine.token_budget, dtype, par)  # the activations of a full step
     block = engine.kv_block_tokens
-    kv = sp.Add(*(w * inference_step(model, chip, 1, int(paged_tokens(keys, block)), dtype, par).kv_cache_memory
-                  for keys, w in workload.final_contexts(chip.runtime)))
+    if engine.kv_allocation == "on_demand":
+        kv = _kv_at(model, chip, workload.held_tokens(chip.runtime, block), dtype, par)
+    else:
+        kv = sp.Add(*(w * inference_step(model, chip, 1, int(paged_tokens(keys, block)), dtype, par).kv_cache_memory
+                      for keys, w in workload.final_contexts(chip.runtime)))
     bound = memory_bound(engine.memory_rule, engine.memory_fraction, chip.hbm_capacity, empty.weight_memory,
                          step.activation_memory)
     room = bound - empty.weight_memory - step.activation_memory
@@ -544,6 +555,20 @@ def _memory(model: Model, chip: Hardware, workload: Workload, engine: EngineDefa
                           f"request's {float(kv) / 1e9:.3g} GB ({workload.label()})")
     return ServingMemory(exact_value(bound), empty.weight_memory, step.activation_memory, exact_value(kv), limit,
                          engine.memory_rule, block)
+
+
+def _kv_at(model: Model, chip: Hardware, tokens: Any, dtype: Any, par: Any) -> Any:
+    """The KV cache of one request of ``tokens`` tokens, a whole number or not: between the whole
+    numbers ``n <= tokens < n + 1`` on the line through their caches (exact where the cache grows
+    by the same bytes every token, as every full-attention layer's does: conventions, rule 9; a
+    sliding window's cache stops growing at the window, and a mean of contexts that straddle it
+    is counted at the mean context)."""
+    n = int(sp.floor(tokens))
+    low = inference_step(model, chip, 1, n, dtype, par).kv_cache_memory
+    if n == tokens:
+        return low
+    high = inference_step(model, chip, 1, n + 1, dtype, par).kv_cache_memory
+    return low + (tokens - n) * (high - low)
 
 
 _FIELDS = ("ttft", "tpot", "throughput", "prefill_step", "decode_step", "running", "first_wave")

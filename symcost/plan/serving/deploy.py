@@ -333,6 +333,20 @@ def _prefill(opts: _Options, layout: tuple[int, int, int]) -> Optional[_Prefill]
     return _Prefill(layout, layout[0] * layout[1], whole, stage, send, memory, square)
 
 
+def _held(workload: Workload, engine: Any, runtime: Any) -> list[tuple[int, Any]]:
+    """``(tokens, weight)`` whose weighted KV caches are what a running request holds: each point's
+    whole length in blocks where the engine reserves it; on demand the mean over its decode steps
+    (:meth:`~symcost.plan.serving.workload.Workload.held_tokens`, ``n + f`` tokens) as the caches
+    of ``n`` and ``n + 1`` tokens weighted ``1 - f`` and ``f`` (exact where a token's cache is the
+    same bytes throughout, as :func:`~symcost.plan.serving.batching._kv_at` counts it)."""
+    block = engine.kv_block_tokens
+    if engine.kv_allocation != "on_demand":
+        return [(int(paged_tokens(keys, block)), w) for keys, w in workload.final_contexts(runtime)]
+    held = workload.held_tokens(runtime, block)
+    whole = int(sp.floor(held))
+    return [(whole, 1 - (held - whole)), (whole + 1, held - whole)] if held != whole else [(whole, sp.Integer(1))]
+
+
 def _decode(opts: _Options, layout: tuple[int, int, int]) -> Optional[_Decode]:
     """A decode instance over the batches that fit its KV cache, or ``None`` when none does."""
     from ...analysis.solve import max_integer
@@ -341,9 +355,10 @@ def _decode(opts: _Options, layout: tuple[int, int, int]) -> Optional[_Decode]:
     runtime, b = chip.runtime, sym.batch_size
     try:
         engine = opts.engine(layout)
-        # the KV cache of each request in blocks (paged_tokens); the bound by the engine's rule
-        rows = [(decode_step(model, chip, b, int(paged_tokens(keys, engine.kv_block_tokens)), opts.dtype, par), w)
-                for keys, w in opts.workload.final_contexts(runtime)]
+        # the KV cache of each request in blocks (paged_tokens), what the engine allocates (_held);
+        # the bound by the engine's rule
+        rows = [(decode_step(model, chip, b, keys, opts.dtype, par), w) for keys, w in _held(opts.workload, engine,
+                                                                                             runtime)]
         memory = sp.Add(*(w * sp.sympify(row.memory_per_chip) for row, w in rows))
         weights = sp.Add(*(w * sp.sympify(row.weight_memory) for row, w in rows))
         activations = sp.Add(*(w * sp.sympify(row.activation_memory) for row, w in rows))

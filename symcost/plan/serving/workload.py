@@ -115,6 +115,28 @@ class Workload:
         end, ``isl + D`` tokens."""
         return tuple((i + int(runtime.decode_steps(o)), w) for i, o, w in self.points)
 
+    def held_tokens(self, runtime: Any, block: int) -> sp.Expr:
+        """The tokens' worth of KV blocks of ``block`` tokens a running request holds on average where
+        the engine allocates them on demand (``kv_allocation = "on_demand"``): at its ``j``-th decode
+        step ``ceil((I + j)/B) B``, ``j = 1 .. D``, the mean over its decode steps, each point weighted
+        by ``weight x D`` (the share of the running requests it makes up). With ``S(n) = sum(ceil(k/B)
+        for k in 1 .. n) = B q (q + 1)/2 + r (q + 1)``, ``q, r = divmod(n, B)``, a point's steps hold
+        ``B (S(I + D) - S(I))`` token-steps; at ``B = 1`` the mean is :meth:`decode_context`.
+
+        >>> from symcost.hardware import runtime
+        >>> Workload.of(1000, 101).held_tokens(runtime("vllm"), 1)      # 100 steps: 1001 ... 1100
+        2101/2
+        >>> Workload.of(30, 5).held_tokens(runtime("vllm"), 16)         # 31 .. 34: 32, 32, 48, 48
+        40
+        """
+        def blocks(n: int) -> int:
+            q, r = divmod(n, block)
+            return block * q * (q + 1) // 2 + r * (q + 1)
+
+        steps = [(w, i, int(runtime.decode_steps(o))) for i, o, w in self.points]
+        held = sp.Add(*(w * block * (blocks(i + d) - blocks(i)) for w, i, d in steps))
+        return held / sp.Add(*(w * d for w, _, d in steps))
+
     def label(self) -> str:
         """``"ISL 4000 / OSL 500"`` (or the points of a mix with their weights)."""
         if len(self.points) == 1:
