@@ -205,7 +205,7 @@ _ROWS = (
     _row("collective_overhead", "t_coll", r"t_{\mathrm{coll}}",
          "engine time per collective call beyond the chip's (s)", nonnegative=True),
     _row("moe_sync_time", "t_sync", r"t_{\mathrm{sync}}",
-         "time a dropless MoE layer's forward loses to its device-to-host sync (s)", nonnegative=True),
+         "host time an eager MoE layer's training forward exposes: dropless sync or padded launches (s)", nonnegative=True),
     _row("a2a_overlap_efficiency", "eta_a2a", r"\eta_{\mathrm{a2a}}",
          "share of a layer's overlapped EP all-to-all time its other micro-batch's compute covers", nonnegative=True),
     _row("tree_latency", "alpha_tree", r"\alpha_{\mathrm{tree}}",

@@ -176,13 +176,14 @@ class ReleaseSettings:
     was read from). Modelled: ``dispatcher`` (``alltoall``, or the flex dispatcher over ``deepep``
     / ``hybridep``: :attr:`~symcost.layers.moe.MoELayer.dispatcher`), ``a2a_overlap``
     (:attr:`~symcost.layers.moe.MoELayer.a2a_overlap`), ``capacity_factor`` (padded token drop),
-    ``expert_tensor_parallel`` and ``recompute`` (tried first). The same on every row and the model's
-    own assumptions: ``permute_fusion`` (one HBM pass each way, the ``dispatch_permute`` and
-    ``combine`` ops), ``grouped_gemm`` (Transformer Engine's GroupedLinear, the ``megatron-core``
-    profile) and ``router_fusion`` (one softmax-and-top-k pass). Recorded, not a term:
-    ``cuda_graph_scope`` (the profile charges no host launch time, and the dropless dispatcher's
-    device-to-host sync stays under every scope: capturing ``moe_preprocess`` only moves its copy to
-    ``before_ep_alltoall``, NVIDIA/Megatron-LM core_v0.16.0
+    ``expert_tensor_parallel``, ``recompute`` (tried first) and ``cuda_graph_scope`` ``layer``
+    (whole layers replayed, :attr:`~symcost.layers.moe.MoELayer.cuda_graph`: no host time). The
+    same on every row and the model's own assumptions: ``permute_fusion`` (one HBM pass each way,
+    the ``dispatch_permute`` and ``combine`` ops), ``grouped_gemm`` (Transformer Engine's
+    GroupedLinear, the ``megatron-core`` profile) and ``router_fusion`` (one softmax-and-top-k pass).
+    Recorded, not a term: the partial ``cuda_graph_scope`` values (the experts stay eager, and the
+    dropless dispatcher's device-to-host sync stays under every scope: capturing ``moe_preprocess``
+    only moves its copy to ``before_ep_alltoall``, NVIDIA/Megatron-LM core_v0.16.0
     megatron/core/transformer/moe/token_dispatcher.py ``MoEAlltoAllTokenDispatcher.__init__``) and
     ``shared_expert_overlap`` (Qwen3 has no shared expert). Not a column: routing is balanced
     (``routing_imbalance`` 1), as every dropless Qwen3 recipe sets ``moe_router_force_load_balancing
@@ -329,7 +330,9 @@ def build_model(row: TrainingRow) -> Model:
     release ran (:attr:`~TrainingRow.settings`): the token dispatcher, the EP all-to-alls overlapped
     with the other micro-batch's compute (``moe_a2a_overlap``) and, for a token-drop row, every
     expert padded to its capacity factor (Megatron-Bridge's ``apply_moe_token_drop`` defaults:
-    ``moe_expert_capacity_factor=1.0``, ``moe_pad_expert_input_to_capacity=True``)."""
+    ``moe_expert_capacity_factor=1.0``, ``moe_pad_expert_input_to_capacity=True``), and where it
+    captured whole layers in CUDA graphs (``cuda_graph_scope`` ``layer``), every MoE layer replayed
+    (:attr:`~symcost.layers.moe.MoELayer.cuda_graph`: no host time exposed)."""
     arch = json.loads(row.architecture)
     if "preset" in arch:
         return get_model(arch["preset"])
@@ -341,7 +344,9 @@ def build_model(row: TrainingRow) -> Model:
         model = model.with_dispatcher(row.dispatcher)
     if settings.a2a_overlap:
         model = model.with_a2a_overlap()
-    return model if settings.capacity_factor is None else model.with_capacity_factor(settings.capacity_factor)
+    if settings.capacity_factor is not None:
+        model = model.with_capacity_factor(settings.capacity_factor)
+    return model.with_moe_cuda_graph() if settings.cuda_graph_scope == "layer" else model
 
 
 def parallelism(row: TrainingRow) -> dict[str, Any]:
