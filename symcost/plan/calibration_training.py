@@ -31,8 +31,9 @@ fast). A row the library refuses (a layout it cannot cost) is listed with the li
 
 The kernels are the per-op fit's; the ``megatron-core`` profile states how Megatron-Core runs them
 (Transformer Engine's FP8 grouped GEMMs: one GEMM per expert) and carries two terms fitted here,
-:data:`PARAMETERS`: ``moe_sync_time``, what a dropless MoE layer's forward loses to its
-dispatcher's device-to-host sync (the token-drop rows, padded to capacity, have none), and
+:data:`PARAMETERS`: ``moe_sync_time``, the host time an eagerly run MoE layer's forward exposes
+(the dropless dispatcher's device-to-host sync; the padded token-drop rows have no sync but the same
+eager launches; the row whose release replays whole layers from CUDA graphs has none), and
 ``a2a_overlap_efficiency``, the share of the EP all-to-alls that ``moe_a2a_overlap`` hides, on an exact
 grid by least squares on the log of the predicted tokens/s of the rows whose release settings are
 known (:func:`fit_rows`: a MoE row whose layout differs from its release preset is predicted and
@@ -496,9 +497,9 @@ def block_breakdown(row: TrainingRow, recompute: Optional[Recompute] = None) -> 
     included; default the mode :func:`predict` chooses) through one block of ``row``'s model on one
     chip, by kind of work: ``gemm``, ``grouped_gemm`` (routed experts), ``attention`` (core and its
     backward), ``permute`` (the dispatcher's permutation and the weighted combine), ``router``,
-    ``elementwise`` (norms, activations, residuals), ``host_sync`` (the dropless dispatcher's
-    device-to-host sync), ``all_to_all_inside`` / ``all_to_all_across`` (the EP dispatch and combine
-    within one scale-up domain or across several), ``tp_comm`` (every other collective),
+    ``elementwise`` (norms, activations, residuals), ``host_sync`` (the host time an eager MoE
+    layer exposes: the dropless dispatcher's sync, a padded one's launches), ``all_to_all_inside`` /
+    ``all_to_all_across`` (the EP dispatch and combine within one scale-up domain or across several), ``tp_comm`` (every other collective),
     ``a2a_covered`` (what the other micro-batch's compute covers of the all-to-alls where the release ran
     ``moe_a2a_overlap``: ``a2a_overlap_efficiency * min(ops, all-to-alls)``; 0 elsewhere) and ``block``,
     the kinds' sum less ``a2a_covered`` (TP communication not overlapped, as the calibration runs the step).
