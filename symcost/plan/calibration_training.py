@@ -499,7 +499,8 @@ def block_breakdown(row: TrainingRow, recompute: Optional[Recompute] = None) -> 
     backward), ``permute`` (the dispatcher's permutation and the weighted combine), ``router``,
     ``elementwise`` (norms, activations, residuals), ``host_sync`` (the host time an eager MoE
     layer exposes: the dropless dispatcher's sync, a padded one's launches), ``all_to_all_inside`` /
-    ``all_to_all_across`` (the EP dispatch and combine within one scale-up domain or across several), ``tp_comm`` (every other collective),
+    ``all_to_all_across`` (the EP dispatch and combine within one scale-up domain or across several),
+    ``tp_comm`` (every other collective),
     ``a2a_covered`` (what the other micro-batch's compute covers of the all-to-alls where the release ran
     ``moe_a2a_overlap``: ``a2a_overlap_efficiency * min(ops, all-to-alls)``; 0 elsewhere) and ``block``,
     the kinds' sum less ``a2a_covered`` (TP communication not overlapped, as the calibration runs the step).
