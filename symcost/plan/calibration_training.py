@@ -239,6 +239,20 @@ def _whole(row: Mapping[str, str], name: str) -> int:
     return int(text)
 
 
+_GRAPH_PARTS = ("attn", "mlp", "moe", "moe_router", "moe_preprocess", "mamba")
+"""Megatron-Core's partial CUDA-graph scopes (core_v0.16.0 megatron/core/transformer/enums.py
+``CudaGraphScope``, less ``full_iteration``)."""
+
+
+def _graph_scope(row: Mapping[str, str]) -> str:
+    """Column ``cuda_graph_scope`` of ``row``: ``none``, ``layer`` (whole layers, 25.09's
+    ``enable_cuda_graph``) or ``;``-separated partial scopes of :data:`_GRAPH_PARTS`."""
+    text = row.get("cuda_graph_scope") or ""
+    if text not in ("none", "layer") and not all(part in _GRAPH_PARTS for part in text.split(";")):
+        raise _setting_error(row, "cuda_graph_scope", "must be none, layer, or ;-separated " + ", ".join(_GRAPH_PARTS))
+    return text
+
+
 def _capacity(row: Mapping[str, str]) -> Optional[Fraction]:
     """Column ``capacity_factor`` of ``row``: ``none`` (dropless) or a positive exact number."""
     text = row.get("capacity_factor") or ""
@@ -283,7 +297,7 @@ def parse_settings(text: str) -> dict[str, ReleaseSettings]:
                                           "shared_expert_overlap")}
         out[r["id"]] = ReleaseSettings(r["id"], r["release"], r["preset"], r["source"],
                                        _choice(r, "dispatcher", ("alltoall", "hybridep", "deepep", "flex")),
-                                       flags["a2a_overlap"], r["cuda_graph_scope"], flags["permute_fusion"],
+                                       flags["a2a_overlap"], _graph_scope(r), flags["permute_fusion"],
                                        flags["grouped_gemm"], flags["router_fusion"],
                                        _choice(r, "recompute", ("none", "selective", "full")),
                                        _whole(r, "expert_tensor_parallel"), flags["shared_expert_overlap"],

@@ -285,6 +285,11 @@ def test_a_moe_row_runs_its_recipes_recompute_mode_even_where_the_memory_says_no
     ("layout", "match", "layout: must be matches or differs... (got match)"),
     ("dispatcher", "all2all", "dispatcher: must be alltoall or hybridep or deepep or flex (got all2all)"),
     ("recompute", "some", "recompute: must be none or selective or full (got some)"),
+    # issue 22: the scope now costs (``layer``: no host time), so a typo must not drop it silently
+    ("cuda_graph_scope", "layers", "cuda_graph_scope: must be none, layer, or ;-separated attn, mlp, moe, "
+                                   "moe_router, moe_preprocess, mamba (got layers)"),
+    ("cuda_graph_scope", "attn;router", "cuda_graph_scope: must be none, layer, or ;-separated attn, mlp, moe, "
+                                        "moe_router, moe_preprocess, mamba (got attn;router)"),
 ])
 def test_a_bad_settings_row_is_one_line_naming_its_column(monkeypatch, column, bad, rule):
     """Review finding: a bad value in training_calibration_settings.csv raised a bare ValueError
