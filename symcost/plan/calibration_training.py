@@ -30,15 +30,15 @@ Errors are predicted over measured tokens/s per GPU, minus one (positive: the mo
 fast). A row the library refuses (a layout it cannot cost) is listed with the library's reason.
 
 The kernels are the per-op fit's; the ``megatron-core`` profile states how Megatron-Core runs them
-(Transformer Engine's FP8 grouped GEMMs: one GEMM per expert) and carries two terms fitted here,
-:data:`PARAMETERS`: ``moe_sync_time``, the host time an eagerly run MoE layer's forward exposes
-(the dropless dispatcher's device-to-host sync; the padded token-drop rows have no sync but the same
-eager launches; the row whose release replays whole layers from CUDA graphs has none), and
-``a2a_overlap_efficiency``, the share of the EP all-to-alls that ``moe_a2a_overlap`` hides, on an exact
-grid by least squares on the log of the predicted tokens/s of the rows whose release settings are
-known (:func:`fit_rows`: a MoE row whose layout differs from its release preset is predicted and
-shown, marked, but not fitted). :func:`held_out` refits without a
-group or a model family and predicts it.
+(Transformer Engine's FP8 grouped GEMMs: one GEMM per expert), ``a2a_overlap_efficiency``, the
+share of the EP all-to-alls that ``moe_a2a_overlap`` hides (9/20, from a published A/B of the overlap
+alone, the profile's source), and one term fitted here, :data:`PARAMETERS`: ``moe_sync_time``, the
+host time an eagerly run MoE layer's forward exposes (the dropless dispatcher's device-to-host sync;
+the padded token-drop rows have no sync but the same eager launches; the row whose release replays
+whole layers from CUDA graphs has none), on an exact grid by least squares on the log of the
+predicted tokens/s of the rows whose release settings are known (:func:`fit_rows`: a MoE row whose
+layout differs from its release preset is predicted and shown, marked, but not fitted).
+:func:`held_out` refits without a group or a model family and predicts it.
 
 >>> rows = load_rows()
 >>> len(rows), rows[0].model, rows[0].group
@@ -555,9 +555,10 @@ def block_breakdown(row: TrainingRow, recompute: Optional[Recompute] = None) -> 
 
 PARAMETERS: dict[str, tuple[sp.Symbol, tuple[Fraction, ...]]] = {
     "moe_sync_time": (sym.moe_sync_time, tuple(Fraction(k, 10**4) for k in range(0, 101))),  # 0 .. 10 ms
-    "a2a_overlap_efficiency": (sym.a2a_overlap_efficiency, tuple(Fraction(k, 20) for k in range(0, 21))),  # 0 .. 1
 }
-"""Name -> (symbol, grid) of every term of the ``megatron-core`` profile fitted on these runs."""
+"""Name -> (symbol, grid) of every term of the ``megatron-core`` profile fitted on these runs. Not
+``a2a_overlap_efficiency``: the profile derives it from a published A/B of the overlap alone
+(Megatron-Bridge's expert-parallel-overlap benchmark, the profile's source), 9/20."""
 
 
 def _chip(row: TrainingRow, values: Mapping[str, Any]) -> Hardware:
@@ -627,7 +628,7 @@ def shipped() -> dict[str, Fraction]:
 
 _SOURCE = ("fitted on symcost/data/training_calibration.csv by symcost.plan.calibration_training.fit() "
            "(benchmarks/calibrate_training.py), with each MoE run's release settings "
-           "(symcost/data/training_calibration_settings.csv): the terms per-op tables cannot show, least squares on "
+           "(symcost/data/training_calibration_settings.csv): the term per-op tables cannot show, least squares on "
            "the log of the predicted tokens/s of the 16 runs whose release settings are known (fit_rows)")
 
 
