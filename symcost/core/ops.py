@@ -244,8 +244,9 @@ class Vector(Op):
 class HostSync(Op):
     """The device waiting for the host: a device-to-host synchronisation (a dropless MoE
     dispatcher reading its routing counts) after which the GPU idles until the host launches the
-    next kernels. No FLOPs, no bytes; its time is the engine's (kernel class ``host.sync``); the
-    backward has none."""
+    next kernels, or an eagerly run layer whose many small launches pace the GPU (a padded MoE
+    layer outside a CUDA graph). No FLOPs, no bytes; its time is the engine's (kernel class
+    ``host.sync``); the backward has none."""
 
     @property
     def kernel(self) -> str:

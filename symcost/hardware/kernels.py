@@ -37,7 +37,8 @@ The classes shipped here, per op on a chip with matmul FLOP/s ``peak`` (efficien
   eta_abwd`` (the backward kernels' own fraction of the forward's rate), and for flash the
   forward's exponentials per matmul FLOP at the same fraction;
 - ``elementwise``: ``max(V / F_vec, bytes / (B eta_mem)) + t_k``;
-- ``host.sync``: the engine's ``moe_sync_time`` (a dropless MoE dispatcher's device-to-host sync).
+- ``host.sync``: the engine's ``moe_sync_time`` (what an eagerly run MoE layer's forward exposes of the
+  host: a dropless dispatcher's device-to-host sync, a padded one's launches).
 
 Without CUDA graphs an op takes at least its kernels' host launch time.
 """

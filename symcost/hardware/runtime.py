@@ -79,9 +79,12 @@ class Runtime(BaseModel):
     prefill_emits_first_token: bool = True
     allreduce: Literal["nccl", "custom", "vllm"] = "nccl"
     moe_sync_time: Seconds = sp.Integer(0)
-    """Seconds a dropless MoE layer's forward loses to its device-to-host synchronisation (the
-    host reads the routing counts; the GPU then idles until the host has launched what follows):
-    the ``host.sync`` kernel class (Megatron-Core's all-to-all dispatcher; 0 for engines without)."""
+    """Seconds an eagerly run MoE layer's training forward exposes of the host (the ``host.sync``
+    kernel class, one op per forward): a dropless dispatcher's device-to-host synchronisation (the
+    host reads the routing counts; the GPU then idles until the host has launched what follows) or,
+    padded to capacity, no sync but the same many small launches pacing the GPU; none for a layer
+    replayed whole from a CUDA graph (:attr:`~symcost.layers.moe.MoELayer.cuda_graph`). 0 for
+    engines without."""
     a2a_overlap_efficiency: Share = sp.Integer(1)
     """The share of a layer's hidden collectives (:attr:`~symcost.core.ops.Collective.hidden`: the EP
     all-to-alls under Megatron-Core's ``overlap_moe_expert_parallel_comm``) that the other

@@ -160,6 +160,11 @@ class MoELayer(Layer):
     so the layer takes ``max(ops, all-to-alls) + other communication`` (the all-to-alls are
     :attr:`~symcost.core.ops.Collective.hidden`). NB: per layer and in steady state; the schedule's
     first forward and last backward have no partner, neglected beside ``m`` micro-batches."""
+    cuda_graph: bool = False
+    """Training: the whole layer is replayed from a CUDA graph (Megatron-Core's whole-layer capture,
+    NeMo 25.09's ``enable_cuda_graph``), so the host never paces it and it exposes no host time (no
+    ``host.sync`` op). Needs ``capacity_factor``: a graph replays fixed shapes, and a dropless
+    layer's follow the routing."""
     activation: Activation = "silu"
     gated: bool = True
     router_bias: bool = False
@@ -194,6 +199,9 @@ class MoELayer(Layer):
                           by="tensor_parallel")
         if self.num_shared_experts != 0:
             check_divides(self.f_shared, self.parallelism.tp, "shared_intermediate_size", by="tensor_parallel")
+        if self.cuda_graph and self.capacity_factor is None:
+            raise ConfigError("cuda_graph: a whole-layer CUDA graph replays fixed shapes; a dropless layer's follow "
+                              "the routing, so it needs capacity_factor (token drop, padded to capacity)")
         if self.dispatcher == "flex" and self.capacity_factor is not None:
             raise ConfigError("dispatcher='flex' is dropless: capacity_factor pads the all-to-all dispatcher's "
                               "buffers (Megatron-Core's moe_pad_expert_input_to_capacity); use dispatcher='alltoall'")
@@ -368,10 +376,18 @@ class MoELayer(Layer):
         return ops
 
     def _sync(self, ctx: Context) -> list[Op]:
-        """Training, dropless: the dispatcher's device-to-host sync of the routing counts
-        (Megatron-Core's all-to-all dispatcher, ``_maybe_dtoh_and_synchronize``; none when padding
-        to capacity, where the counts are known)."""
-        return [HostSync("dispatch_sync")] if ctx.training and self.capacity_factor is None else []
+        """Training, run eagerly: the host time the layer's forward exposes, one ``host.sync`` op
+        (the engine's ``moe_sync_time``). Dropless, ``dispatch_sync``: the dispatcher's
+        device-to-host sync of the routing counts (Megatron-Core's all-to-all dispatcher,
+        ``_maybe_dtoh_and_synchronize``; the flex dispatcher's and TEGroupedMLP's
+        ``tokens_per_expert.tolist()``). Padded to capacity, ``launch_bound``: no sync (the counts are
+        known on the host, core_v0.14.0 token_dispatcher.py ``preprocess``), but the same eager
+        launches of many small kernels pace the GPU (Megatron-Core's MoE README, "CPU Overhead
+        Bottleneck"); the published token-drop runs lose as much as the dropless ones (issue 22).
+        None with :attr:`cuda_graph` (whole layers replayed) and outside training."""
+        if not ctx.training or self.cuda_graph:
+            return []
+        return [HostSync("dispatch_sync" if self.capacity_factor is None else "launch_bound")]
 
     def _grid_forward_ops(self, ctx: Context) -> list:
         """The forward on Megatron-Core's expert grid (module docstring): route the chip's own

@@ -734,6 +734,19 @@ class Model(BaseModel):
         """
         return self._with_moe_field("a2a_overlap", bool(on))
 
+    def with_moe_cuda_graph(self, on: bool = True) -> "Model":
+        """The same model with every mixture-of-experts layer replayed whole from a CUDA graph in
+        training (no host time exposed; needs a capacity factor, see
+        :attr:`~symcost.layers.moe.MoELayer.cuda_graph`). A model without one is an error.
+
+        >>> from symcost.models.builders import mixtral
+        >>> m = mixtral(hidden_size=64, num_heads=4, num_kv_heads=2, num_layers=2, vocab_size=128,
+        ...             intermediate_size=128, num_experts=4, top_k=2).with_capacity_factor(1)
+        >>> m.with_moe_cuda_graph().blocks[0][0].mlp.cuda_graph
+        True
+        """
+        return self._with_moe_field("cuda_graph", bool(on))
+
     def _with_moe_field(self, name: str, value: Any) -> "Model":
         """Every mixture-of-experts layer (an MLP with field ``name``) rebuilt with ``name = value``."""
         blocks, found = [], False

@@ -30,14 +30,15 @@ Errors are predicted over measured tokens/s per GPU, minus one (positive: the mo
 fast). A row the library refuses (a layout it cannot cost) is listed with the library's reason.
 
 The kernels are the per-op fit's; the ``megatron-core`` profile states how Megatron-Core runs them
-(Transformer Engine's FP8 grouped GEMMs: one GEMM per expert) and carries two terms fitted here,
-:data:`PARAMETERS`: ``moe_sync_time``, what a dropless MoE layer's forward loses to its
-dispatcher's device-to-host sync (the token-drop rows, padded to capacity, have none), and
-``a2a_overlap_efficiency``, the share of the EP all-to-alls that ``moe_a2a_overlap`` hides, on an exact
-grid by least squares on the log of the predicted tokens/s of the rows whose release settings are
-known (:func:`fit_rows`: a MoE row whose layout differs from its release preset is predicted and
-shown, marked, but not fitted). :func:`held_out` refits without a
-group or a model family and predicts it.
+(Transformer Engine's FP8 grouped GEMMs: one GEMM per expert), ``a2a_overlap_efficiency``, the
+share of the EP all-to-alls that ``moe_a2a_overlap`` hides (9/20, from a published A/B of the overlap
+alone, the profile's source), and one term fitted here, :data:`PARAMETERS`: ``moe_sync_time``, the
+host time an eagerly run MoE layer's forward exposes (the dropless dispatcher's device-to-host sync;
+the padded token-drop rows have no sync but the same eager launches; the row whose release replays
+whole layers from CUDA graphs has none), on an exact grid by least squares on the log of the
+predicted tokens/s of the rows whose release settings are known (:func:`fit_rows`: a MoE row whose
+layout differs from its release preset is predicted and shown, marked, but not fitted).
+:func:`held_out` refits without a group or a model family and predicts it.
 
 >>> rows = load_rows()
 >>> len(rows), rows[0].model, rows[0].group
@@ -176,13 +177,14 @@ class ReleaseSettings:
     was read from). Modelled: ``dispatcher`` (``alltoall``, or the flex dispatcher over ``deepep``
     / ``hybridep``: :attr:`~symcost.layers.moe.MoELayer.dispatcher`), ``a2a_overlap``
     (:attr:`~symcost.layers.moe.MoELayer.a2a_overlap`), ``capacity_factor`` (padded token drop),
-    ``expert_tensor_parallel`` and ``recompute`` (tried first). The same on every row and the model's
-    own assumptions: ``permute_fusion`` (one HBM pass each way, the ``dispatch_permute`` and
-    ``combine`` ops), ``grouped_gemm`` (Transformer Engine's GroupedLinear, the ``megatron-core``
-    profile) and ``router_fusion`` (one softmax-and-top-k pass). Recorded, not a term:
-    ``cuda_graph_scope`` (the profile charges no host launch time, and the dropless dispatcher's
-    device-to-host sync stays under every scope: capturing ``moe_preprocess`` only moves its copy to
-    ``before_ep_alltoall``, NVIDIA/Megatron-LM core_v0.16.0
+    ``expert_tensor_parallel``, ``recompute`` (tried first) and ``cuda_graph_scope`` ``layer``
+    (whole layers replayed, :attr:`~symcost.layers.moe.MoELayer.cuda_graph`: no host time). The
+    same on every row and the model's own assumptions: ``permute_fusion`` (one HBM pass each way,
+    the ``dispatch_permute`` and ``combine`` ops), ``grouped_gemm`` (Transformer Engine's
+    GroupedLinear, the ``megatron-core`` profile) and ``router_fusion`` (one softmax-and-top-k pass).
+    Recorded, not a term: the partial ``cuda_graph_scope`` values (the experts stay eager, and the
+    dropless dispatcher's device-to-host sync stays under every scope: capturing ``moe_preprocess``
+    only moves its copy to ``before_ep_alltoall``, NVIDIA/Megatron-LM core_v0.16.0
     megatron/core/transformer/moe/token_dispatcher.py ``MoEAlltoAllTokenDispatcher.__init__``) and
     ``shared_expert_overlap`` (Qwen3 has no shared expert). Not a column: routing is balanced
     (``routing_imbalance`` 1), as every dropless Qwen3 recipe sets ``moe_router_force_load_balancing
@@ -237,6 +239,20 @@ def _whole(row: Mapping[str, str], name: str) -> int:
     return int(text)
 
 
+_GRAPH_PARTS = ("attn", "mlp", "moe", "moe_router", "moe_preprocess", "mamba")
+"""Megatron-Core's partial CUDA-graph scopes (core_v0.16.0 megatron/core/transformer/enums.py
+``CudaGraphScope``, less ``full_iteration``)."""
+
+
+def _graph_scope(row: Mapping[str, str]) -> str:
+    """Column ``cuda_graph_scope`` of ``row``: ``none``, ``layer`` (whole layers, 25.09's
+    ``enable_cuda_graph``) or ``;``-separated partial scopes of :data:`_GRAPH_PARTS`."""
+    text = row.get("cuda_graph_scope") or ""
+    if text not in ("none", "layer") and not all(part in _GRAPH_PARTS for part in text.split(";")):
+        raise _setting_error(row, "cuda_graph_scope", "must be none, layer, or ;-separated " + ", ".join(_GRAPH_PARTS))
+    return text
+
+
 def _capacity(row: Mapping[str, str]) -> Optional[Fraction]:
     """Column ``capacity_factor`` of ``row``: ``none`` (dropless) or a positive exact number."""
     text = row.get("capacity_factor") or ""
@@ -281,7 +297,7 @@ def parse_settings(text: str) -> dict[str, ReleaseSettings]:
                                           "shared_expert_overlap")}
         out[r["id"]] = ReleaseSettings(r["id"], r["release"], r["preset"], r["source"],
                                        _choice(r, "dispatcher", ("alltoall", "hybridep", "deepep", "flex")),
-                                       flags["a2a_overlap"], r["cuda_graph_scope"], flags["permute_fusion"],
+                                       flags["a2a_overlap"], _graph_scope(r), flags["permute_fusion"],
                                        flags["grouped_gemm"], flags["router_fusion"],
                                        _choice(r, "recompute", ("none", "selective", "full")),
                                        _whole(r, "expert_tensor_parallel"), flags["shared_expert_overlap"],
@@ -329,7 +345,9 @@ def build_model(row: TrainingRow) -> Model:
     release ran (:attr:`~TrainingRow.settings`): the token dispatcher, the EP all-to-alls overlapped
     with the other micro-batch's compute (``moe_a2a_overlap``) and, for a token-drop row, every
     expert padded to its capacity factor (Megatron-Bridge's ``apply_moe_token_drop`` defaults:
-    ``moe_expert_capacity_factor=1.0``, ``moe_pad_expert_input_to_capacity=True``)."""
+    ``moe_expert_capacity_factor=1.0``, ``moe_pad_expert_input_to_capacity=True``), and where it
+    captured whole layers in CUDA graphs (``cuda_graph_scope`` ``layer``), every MoE layer replayed
+    (:attr:`~symcost.layers.moe.MoELayer.cuda_graph`: no host time exposed)."""
     arch = json.loads(row.architecture)
     if "preset" in arch:
         return get_model(arch["preset"])
@@ -341,7 +359,9 @@ def build_model(row: TrainingRow) -> Model:
         model = model.with_dispatcher(row.dispatcher)
     if settings.a2a_overlap:
         model = model.with_a2a_overlap()
-    return model if settings.capacity_factor is None else model.with_capacity_factor(settings.capacity_factor)
+    if settings.capacity_factor is not None:
+        model = model.with_capacity_factor(settings.capacity_factor)
+    return model.with_moe_cuda_graph() if settings.cuda_graph_scope == "layer" else model
 
 
 def parallelism(row: TrainingRow) -> dict[str, Any]:
@@ -491,9 +511,10 @@ def block_breakdown(row: TrainingRow, recompute: Optional[Recompute] = None) -> 
     included; default the mode :func:`predict` chooses) through one block of ``row``'s model on one
     chip, by kind of work: ``gemm``, ``grouped_gemm`` (routed experts), ``attention`` (core and its
     backward), ``permute`` (the dispatcher's permutation and the weighted combine), ``router``,
-    ``elementwise`` (norms, activations, residuals), ``host_sync`` (the dropless dispatcher's
-    device-to-host sync), ``all_to_all_inside`` / ``all_to_all_across`` (the EP dispatch and combine
-    within one scale-up domain or across several), ``tp_comm`` (every other collective),
+    ``elementwise`` (norms, activations, residuals), ``host_sync`` (the host time an eager MoE
+    layer exposes: the dropless dispatcher's sync, a padded one's launches), ``all_to_all_inside`` /
+    ``all_to_all_across`` (the EP dispatch and combine within one scale-up domain or across several),
+    ``tp_comm`` (every other collective),
     ``a2a_covered`` (what the other micro-batch's compute covers of the all-to-alls where the release ran
     ``moe_a2a_overlap``: ``a2a_overlap_efficiency * min(ops, all-to-alls)``; 0 elsewhere) and ``block``,
     the kinds' sum less ``a2a_covered`` (TP communication not overlapped, as the calibration runs the step).
@@ -534,9 +555,10 @@ def block_breakdown(row: TrainingRow, recompute: Optional[Recompute] = None) -> 
 
 PARAMETERS: dict[str, tuple[sp.Symbol, tuple[Fraction, ...]]] = {
     "moe_sync_time": (sym.moe_sync_time, tuple(Fraction(k, 10**4) for k in range(0, 101))),  # 0 .. 10 ms
-    "a2a_overlap_efficiency": (sym.a2a_overlap_efficiency, tuple(Fraction(k, 20) for k in range(0, 21))),  # 0 .. 1
 }
-"""Name -> (symbol, grid) of every term of the ``megatron-core`` profile fitted on these runs."""
+"""Name -> (symbol, grid) of every term of the ``megatron-core`` profile fitted on these runs. Not
+``a2a_overlap_efficiency``: the profile derives it from a published A/B of the overlap alone
+(Megatron-Bridge's expert-parallel-overlap benchmark, the profile's source), 9/20."""
 
 
 def _chip(row: TrainingRow, values: Mapping[str, Any]) -> Hardware:
@@ -606,7 +628,7 @@ def shipped() -> dict[str, Fraction]:
 
 _SOURCE = ("fitted on symcost/data/training_calibration.csv by symcost.plan.calibration_training.fit() "
            "(benchmarks/calibrate_training.py), with each MoE run's release settings "
-           "(symcost/data/training_calibration_settings.csv): the terms per-op tables cannot show, least squares on "
+           "(symcost/data/training_calibration_settings.csv): the term per-op tables cannot show, least squares on "
            "the log of the predicted tokens/s of the 16 runs whose release settings are known (fit_rows)")
 
 

@@ -13,7 +13,7 @@ import pytest
 import sympy as sp
 
 from symcost import MoELayer, Parallelism
-from symcost.errors import ConfigError, DivisibilityError
+from symcost.errors import ConfigError, DivisibilityError, one_line
 from symcost.plan.pipeline import check_expert_parallel
 
 H, F, E, K = 1024, 512, 8, 2
@@ -99,7 +99,8 @@ def test_a_dropless_moe_forward_waits_for_its_host_sync():
     skipped when ``moe_pad_expert_input_to_capacity``, the token-drop runs). One ``dispatch_sync``
     op in the training forward (none in the backward, where the splits are known), costing the
     engine's ``moe_sync_time``: 3 ms under an engine that sets it adds exactly 3 ms to the layer;
-    a capacity factor (padding) removes it; under the neutral engine it costs nothing."""
+    a capacity factor (padding) removes the sync (its eager launches cost the same, next test); under
+    the neutral engine it costs nothing."""
     from fractions import Fraction
 
     from symcost import hardware
@@ -117,3 +118,40 @@ def test_a_dropless_moe_forward_waits_for_its_host_sync():
     assert "dispatch_sync" not in [op.name for op, _ in padded.compute_metrics(**kw).ops]
     full = moe.compute_metrics(hardware=synced, recompute="full", **kw)
     assert full.latency - moe.compute_metrics(hardware=chip, recompute="full", **kw).latency == Fraction(6, 1000)
+
+
+def test_an_eager_token_drop_moe_forward_exposes_the_same_host_time_and_a_layer_graph_removes_it():
+    """Issue 22: the padded (token-drop) dispatcher has no device-to-host sync (core_v0.14.0
+    token_dispatcher.py ``preprocess``: with ``drop_and_pad`` the per-expert counts are a host
+    ``torch.full``), yet the eager token-drop runs lose what the dropless ones do (the MoE layer's
+    many small launches pace the GPU: Megatron-Core's MoE README, "CPU Overhead Bottleneck"), and
+    the one run that replays whole layers from CUDA graphs (25.09's ``enable_cuda_graph``, static
+    shapes, so token drop only) loses nothing. So a padded layer in training exposes the engine's
+    ``moe_sync_time`` once per forward, as one ``launch_bound`` op: 3 ms under an engine that sets
+    3 ms; ``recompute="full"`` runs the forward twice, 6 ms; with ``cuda_graph`` 0; inference
+    (prefill) none. A dropless layer cannot be captured whole (its shapes follow the routing):
+    refused in one line naming the field."""
+    from fractions import Fraction
+
+    from symcost import hardware
+    from symcost.hardware import Runtime
+
+    chip = hardware.get("H100_SXM")
+    synced = chip.with_runtime(Runtime(name="sync", moe_sync_time=Fraction(3, 1000)))
+    kw = dict(batch_size=1, seq_len=128, phase="training", dtype="bf16")
+    padded = MoELayer(hidden_size=H, expert_intermediate_size=F, num_experts=E, top_k=K, capacity_factor=1)
+    names = [op.name for op, _ in padded.compute_metrics(**kw).ops]
+    assert names.count("launch_bound") == 1 and "dispatch_sync" not in names
+    assert (padded.compute_metrics(hardware=synced, **kw).latency
+            - padded.compute_metrics(hardware=chip, **kw).latency) == Fraction(3, 1000)
+    assert (padded.compute_metrics(hardware=synced, recompute="full", **kw).latency
+            - padded.compute_metrics(hardware=chip, recompute="full", **kw).latency) == Fraction(6, 1000)
+    graphed = MoELayer(hidden_size=H, expert_intermediate_size=F, num_experts=E, top_k=K, capacity_factor=1,
+                       cuda_graph=True)
+    assert (graphed.compute_metrics(hardware=synced, **kw).latency
+            == graphed.compute_metrics(hardware=chip, **kw).latency)
+    prefill = dict(kw, phase="prefill")
+    assert "launch_bound" not in [op.name for op, _ in padded.compute_metrics(**prefill).ops]
+    with pytest.raises(ValueError, match="cuda_graph: a whole-layer CUDA graph") as err:  # pydantic's, a ValueError
+        MoELayer(hidden_size=H, expert_intermediate_size=F, num_experts=E, top_k=K, cuda_graph=True)
+    assert "\n" not in one_line(err.value) and "capacity_factor" in one_line(err.value)

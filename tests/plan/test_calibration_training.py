@@ -142,7 +142,31 @@ def test_the_fit_reproduces_the_shipped_profile(fitted):
     from symcost.hardware import runtime
 
     assert runtime("megatron-core").moe_sync_time == fitted.values["moe_sync_time"]
-    assert runtime("megatron-core").a2a_overlap_efficiency == fitted.values["a2a_overlap_efficiency"]
+
+
+def test_the_overlap_share_is_a_published_a_b_not_a_fit(rows):
+    """Issue 22: ``a2a_overlap_efficiency`` is derived from a published A/B, not fitted on these runs.
+    Megatron-Bridge skills/nemo-mbridge-perf-expert-parallel-overlap/SKILL.md (commit 415e90afd,
+    "HybridEP Production-Shape Benchmark", validated 2026-07-25): Qwen3-30B-A3B, 16 H100, HybridEP,
+    TP 1, PP 1, EP 16, MBS 1, GBS 1024, CUDA graphs moe_router + moe_preprocess, only plain EP overlap
+    changed: step 24.7138 s off, 20.9920 s on (the independent validation). Its Nsight comparison:
+    communication concurrent with GEMM and attention 9.079 ms, 0.11 % of the communication time, with
+    overlap off, so the communication, all on the critical path then, takes 9.079 ms / 0.0011 =
+    8.2536 s per step. A layer takes ``ops + a2a - eta min(ops, a2a)``; where the all-to-alls take
+    less than the ops (the EP 16 row's block: checked below), the step saves eta x the all-to-all
+    time: eta = 3.7218 / 8.2536 = 0.451, 9/20 on the 1/20 grid, and so at either end of the 0.11 %'s
+    rounding (0.105 %: 0.430; 0.115 %: 0.471)."""
+    from symcost.hardware import runtime
+
+    assert "a2a_overlap_efficiency" not in ct.PARAMETERS
+    saved = Fraction("24.7138") - Fraction("20.9920")
+    for share in (Fraction("0.0011"), Fraction("0.00105"), Fraction("0.00115")):
+        eta = saved / (Fraction("0.009079") / share)
+        assert round(eta * 20) == 9, share
+    assert runtime("megatron-core").a2a_overlap_efficiency == Fraction(9, 20)
+    parts = ct.block_breakdown(rows["bridge-H100-qwen3-30b-ep16-gbs1024"], "none")
+    ops = sum(parts[k] for k in ("gemm", "grouped_gemm", "attention", "permute", "router", "elementwise", "host_sync"))
+    assert 0 < parts["all_to_all_across"] < ops
 
 
 def test_the_fit_is_a_local_minimum_on_its_grid(fitted):
@@ -164,21 +188,24 @@ def test_the_exact_step_gives_the_fits_numbers(fitted, predictions):
         assert p.tokens_per_gpu == pytest.approx(fitted.predicted[p.row.id], rel=1e-9)
 
 
-def test_the_sync_time_touches_only_dropless_moe_rows(rows):
-    """Dense rows and token-drop rows (capacity factor 1: no device-to-host sync) do not depend on
-    the sync time: the compiled prediction is the same at 0 and at 10 ms (overlap share held at 1)."""
+def test_the_host_time_touches_every_eager_moe_row(rows):
+    """Issue 22: ``moe_sync_time`` is what an eagerly run MoE layer exposes per forward, the dropless
+    dispatcher's sync or the padded one's launches: every MoE row depends on it but the one whose
+    release captured whole layers in CUDA graphs (bridge-B200-qwen3-30b-tokendrop-gbs512, 25.09's
+    ``enable_cuda_graph``: cuda_graph_scope ``layer`` in the settings file); dense rows do not
+    (the compiled prediction at 0 and at 10 ms)."""
     functions = ct._compiled()
     for row in rows.values():
-        moved = functions[row.id](0.0, 1.0) != functions[row.id](0.01, 1.0)
-        assert moved == (row.moe and not row.token_drop), row.id
+        moved = functions[row.id](0.0) != functions[row.id](0.01)
+        assert moved == (row.moe and row.id != "bridge-B200-qwen3-30b-tokendrop-gbs512"), row.id
 
 
 def test_the_overlap_share_touches_only_the_rows_whose_recipe_overlaps_the_all_to_all(rows):
     """Only the rows whose release ran ``moe_a2a_overlap`` (and have an EP all-to-all) depend on
     ``a2a_overlap_efficiency``: by the settings file, the 25.11 and 26.04.01 H100 235B runs and the
-    25.11 H100 30B and B200 235B ones."""
-    functions = ct._compiled()
-    moved = {key for key, row in rows.items() if functions[key](0.002, 0.0) != functions[key](0.002, 1.0)}
+    25.11 H100 30B and B200 235B ones: their MoE block's all-to-alls are covered at the share, the
+    others' not at all (``a2a_covered`` exactly 0)."""
+    moved = {key for key, row in rows.items() if row.moe and ct.block_breakdown(row, "none")["a2a_covered"] > 0}
     assert moved == {"bridge-H100-qwen3-235b-gbs8192", "bridge-H100-qwen3-235b-gbs2048",
                      "bridge-H100-qwen3-30b-pp2vp24-gbs512", "bridge-B200-qwen3-235b-gbs1024"}
 
@@ -190,7 +217,8 @@ def test_the_moe_block_breakdown_adds_up_to_the_block(rows):
     (scale-up domain 8), so its all-to-all runs across nodes; no recomputation, so the dropless
     dispatcher syncs once per block, in the forward (the backward has none): 1 x moe_sync_time.
     The B200 run with EP 8 keeps its all-to-all inside one node; its token-drop twin pads to
-    capacity, so it has no sync."""
+    capacity, so it has no sync, but runs eagerly: the same host time (issue 22); the 25.09 B200
+    30B token-drop run replays whole layers from CUDA graphs: none."""
     from symcost.hardware import runtime
 
     sync = float(runtime(ct.ENGINE).moe_sync_time)
@@ -208,7 +236,9 @@ def test_the_moe_block_breakdown_adds_up_to_the_block(rows):
     assert b200["all_to_all_inside"] > 0 and b200["all_to_all_across"] == 0 and b200["tp_comm"] == 0
     assert b200["a2a_covered"] == 0.0     # moe_a2a_overlap False in v0.4.1's V2 preset: nothing covered, exactly
     drop = ct.block_breakdown(rows["bridge-B200-qwen3-235b-tokendrop-gbs1024"], "none")
-    assert drop["host_sync"] == 0
+    assert drop["host_sync"] == pytest.approx(sync)     # padded, no sync, but eager: its launches (issue 22)
+    graphed = ct.block_breakdown(rows["bridge-B200-qwen3-30b-tokendrop-gbs512"], "none")
+    assert graphed["host_sync"] == 0                     # whole layers replayed from CUDA graphs
     assert set(h100) == {"gemm", "grouped_gemm", "attention", "permute", "router", "elementwise", "host_sync",
                          "all_to_all_inside", "all_to_all_across", "tp_comm", "a2a_covered", "block"}
 
@@ -279,6 +309,11 @@ def test_a_moe_row_runs_its_recipes_recompute_mode_even_where_the_memory_says_no
     ("layout", "match", "layout: must be matches or differs... (got match)"),
     ("dispatcher", "all2all", "dispatcher: must be alltoall or hybridep or deepep or flex (got all2all)"),
     ("recompute", "some", "recompute: must be none or selective or full (got some)"),
+    # issue 22: the scope now costs (``layer``: no host time), so a typo must not drop it silently
+    ("cuda_graph_scope", "layers", "cuda_graph_scope: must be none, layer, or ;-separated attn, mlp, moe, "
+                                   "moe_router, moe_preprocess, mamba (got layers)"),
+    ("cuda_graph_scope", "attn;router", "cuda_graph_scope: must be none, layer, or ;-separated attn, mlp, moe, "
+                                        "moe_router, moe_preprocess, mamba (got attn;router)"),
 ])
 def test_a_bad_settings_row_is_one_line_naming_its_column(monkeypatch, column, bad, rule):
     """Review finding: a bad value in training_calibration_settings.csv raised a bare ValueError
