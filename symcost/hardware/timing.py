@@ -161,24 +161,46 @@ def _link(kind: str, hardware: Hardware, inside: bool, n: sp.Expr, nodes: sp.Exp
     return out
 
 
-def node_crossings(hierarchical: tuple[Any, Any, Any], nodes: Any) -> sp.Expr:
-    """Bytes one call of a hierarchical dispatch sends over the scale-out network
-    (:attr:`~symcost.core.ops.Collective.hierarchical` ``(R, E, k)``): ``R (N - 1)(1 - C(E - E/N, k)
-    / C(E, k))`` over ``N`` nodes of ``E/N`` experts each, a token's ``k`` experts drawn uniformly
-    without replacement (the product form ``prod_{i<k} (E - E/N - i)/(E - i)`` where ``k`` is a
-    number).
+def node_crossings(hierarchical: tuple[Any, Any, Any], group_size: Any, per_node: Any) -> sp.Expr:
+    """Bytes one call of a hierarchical dispatch moves through the busiest scale-out link direction
+    (:attr:`~symcost.core.ops.Collective.hierarchical` ``(R, E, k)``), ``n`` ranks placed
+    contiguously (Megatron-Core's EP rank order) ``r`` to a node: ``F = floor(n/r)`` full nodes and
+    one of ``q = n - r F`` ranks when ``q > 0``. A token reaches a node of ``x`` ranks (``x E/n``
+    experts) with probability ``m(x) = 1 - C(E - x E/n, k)/C(E, k)`` (``k`` experts drawn
+    uniformly without replacement; the product form ``1 - prod_{i<k} (E - x E/n - i)/(E - i)``
+    where ``k`` is a number), once per node over the network. Per rank and direction:
 
-    >>> node_crossings((14, 8, 2), 2)      # 14 (2 - 1)(1 - C(4, 2)/C(8, 2)) = 14 * 22/28
+    - a rank of a full node sends ``R ((F - 1) m(r) + m(q))`` and receives ``R ((F - 1) m(r) +
+      q m(r)/r)`` (the other nodes' tokens for its node spread over its node's ``r`` links);
+    - a rank of the partial node sends ``R F m(r)`` and receives ``R F r m(q)/q``.
+
+    ``m`` is concave (one minus a product of positive, falling, linear factors), so ``m(q)/q >=
+    m(r)/r``: the partial node's receives are the largest, ``R F r m(q)/q``; with ``q = 0`` every
+    rank moves ``R (F - 1) m(r)``, the even split's ``R (N - 1)(1 - C(E - E/N, k)/C(E, k))``.
+
+    >>> node_crossings((14, 8, 2), 4, 2)     # even: 14 (2 - 1)(1 - C(4, 2)/C(8, 2)) = 14 * 22/28
     11
+    >>> node_crossings((5, 6, 2), 6, 4)      # 4 + 2: 5 * 1 * 4 * (1 - C(4, 2)/C(6, 2))/2 = 5 * 2 * 3/5
+    6
     """
     rows, experts, k = (sp.sympify(v) for v in hierarchical)
-    nodes = sp.sympify(nodes)
-    other = experts - experts / nodes
-    if k.is_Integer:
-        miss = sp.Mul(*[(other - i) / (experts - i) for i in range(int(k))])
-    else:
-        miss = sp.binomial(other, k) / sp.binomial(experts, k)
-    return rows * (nodes - 1) * (1 - miss)
+    n, r = sp.sympify(group_size), sp.sympify(per_node)
+
+    def reach(x: sp.Expr) -> sp.Expr:
+        other = experts - x * experts / n
+        if k.is_Integer:
+            return 1 - sp.Mul(*[(other - i) / (experts - i) for i in range(int(k))])
+        return 1 - sp.binomial(other, k) / sp.binomial(experts, k)
+
+    full = -Ceil(-n / r)              # floor(n / r)
+    partial = n - r * full
+    even = rows * (full - 1) * reach(r)
+    uneven = rows * full * r * reach(partial) / partial
+    if partial.is_zero:
+        return even
+    if partial.is_positive:
+        return uneven
+    return sp.Piecewise((uneven, sp.Gt(partial, 0)), (even, True))
 
 
 def _moved(c: Collective, sent: sp.Expr, n: sp.Expr, nodes: sp.Expr, link: sp.Expr, hardware: Hardware,
@@ -194,7 +216,11 @@ def _moved(c: Collective, sent: sp.Expr, n: sp.Expr, nodes: sp.Expr, link: sp.Ex
         return sent / link
     up = hardware.scale_up_bandwidth * hardware.network_efficiency
     if c.hierarchical is not None:
-        outside = as_expr(c.count, "count") * node_crossings(c.hierarchical, nodes)
+        # the group's members are span/n chips apart: a scale-up domain holds D n/span of them
+        # (NB: exact where the stride divides D or is at least D, as Megatron-Core's power-of-two
+        # expert TP sizes do)
+        per_node = extreme(sp.Max, 1, -Ceil(-hardware.scale_up_domain * n / as_expr(c.span, "span")))
+        outside = as_expr(c.count, "count") * node_crossings(c.hierarchical, n, per_node)
         return extreme(sp.Max, outside / link, sent / up)
     outside = sent * (n - n / nodes) / (n - 1)
     return extreme(sp.Max, outside / link, (sent - outside) / up)
