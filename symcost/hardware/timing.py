@@ -112,7 +112,8 @@ def collective_algorithms(c: Collective, hardware: Hardware) -> dict[str, sp.Exp
       alpha_net * inter`` per call, plus ``bytes_sent / link`` (:func:`_link`: the scale-up link
       at ``eta_net``, the scale-out link at ``eta_out``); ``inter`` the steps between scale-up
       domains (:func:`collective_steps`);
-    - ``ll`` (chips with ``ll_base_latency``): NCCL's low-latency protocol, ``alpha_LL0 + t_coll +
+    - ``ll`` (chips with ``ll_base_latency``; not a hierarchical all-to-all, which DeepEP's or
+      HybridEP's own kernels run): NCCL's low-latency protocol, ``alpha_LL0 + t_coll +
       alpha_LL (steps - inter) + alpha_net inter`` per call, plus ``bytes_sent / (link eta_LL)``;
     - ``custom`` and ``custom_two_shot`` (all-reduce inside one domain under an engine profile
       with ``allreduce = "custom"``): the engine's own all-reduce (:func:`_custom_allreduce`);
@@ -261,7 +262,7 @@ ncclParamP2pLLThreshold()``, line 932). Inside a node a message below 64 KiB run
 
 
 def _all_to_all(count: sp.Expr, n: sp.Expr, payload: sp.Expr, sent: sp.Expr, link: sp.Expr,
-                hardware: Hardware) -> dict[str, sp.Expr]:
+                hardware: Hardware, own_kernels: bool = False) -> dict[str, sp.Expr]:
     """An all-to-all inside one scale-up domain as NCCL runs it: grouped sends of ``M/n`` bytes to
     each of the ``n - 1`` peers at once (src/enqueue.cc ``addP2pToPlan``), each peer adding
     ``alpha_A2A,p``; the protocol by the size of one peer's message (:data:`P2P_LL_THRESHOLD`):
@@ -272,7 +273,9 @@ def _all_to_all(count: sp.Expr, n: sp.Expr, payload: sp.Expr, sent: sp.Expr, lin
     - ``ll`` (``M/n <= 16384``, chips with ``all_to_all_ll_latency``): ``alpha_A2A,LL + t_coll +
       (n - 1) alpha_A2A,p`` per call, plus ``(M/n) count / (link eta_A2A,LL)``: the peers' messages
       move in parallel, each at the low-latency protocol's rate for one peer. Above the threshold
-      NCCL never takes it: there this entry is the Simple form.
+      NCCL never takes it: there this entry is the Simple form. ``own_kernels`` (a hierarchical
+      all-to-all, :attr:`~symcost.core.ops.Collective.hierarchical`: DeepEP's or HybridEP's own
+      kernels, not NCCL's) leaves it out.
 
     With the all-to-all terms unset (``alpha_A2A = alpha_0``, ``alpha_A2A,p = alpha``, ``eta_A2A = 1``, no LL) this
     is NCCL's ring formula, the roofline's ``alpha (n - 1) + bytes_sent / B_up`` on the ideal chip."""
@@ -281,7 +284,7 @@ def _all_to_all(count: sp.Expr, n: sp.Expr, payload: sp.Expr, sent: sp.Expr, lin
     calls = extreme(sp.Min, 1, n - 1) if base != 0 else 0
     peers = hardware.a2a_peer_latency * (n - 1)
     out = {"ring": count * (base * calls + peers) + sent / (link * hardware.all_to_all_efficiency)}
-    if hardware.all_to_all_ll_latency is not None:
+    if hardware.all_to_all_ll_latency is not None and not own_kernels:
         per_peer = payload / n
         ll = (count * (hardware.all_to_all_ll_latency + overhead + peers)
               + count * per_peer / (link * hardware.all_to_all_ll_efficiency))
@@ -310,10 +313,11 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
     hops = hardware.collective_latency * (steps - inter) + hardware.net_latency * inter
     sent = as_expr(c.bytes_sent_per_chip, "bytes_sent_per_chip")
     if c.kind == "all_to_all" and inside:
-        return _all_to_all(count, n, payload, sent, link, hardware)
+        return _all_to_all(count, n, payload, sent, link, hardware, own_kernels=c.hierarchical is not None)
     out = {"ring": count * (base * calls + hops) + _moved(c, sent, n, nodes, link, hardware, inside)}
-    if hardware.ll_base_latency is not None:
-        # NCCL's low-latency protocol: its own latencies, a fraction of the bus bandwidth
+    if hardware.ll_base_latency is not None and c.hierarchical is None:
+        # NCCL's low-latency protocol: its own latencies, a fraction of the bus bandwidth (not for
+        # a hierarchical all-to-all: DeepEP's and HybridEP's own kernels run it, not NCCL)
         # (NB: no min(1, n - 1) switch: a group of one costs nothing on the ring, which wins the Min)
         ll_hops = hardware.ll_latency * (steps - inter) + hardware.net_latency * inter
         out["ll"] = (count * (hardware.ll_base_latency + overhead + ll_hops)

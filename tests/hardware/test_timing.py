@@ -483,3 +483,23 @@ def test_a_hierarchical_all_to_all_over_uneven_nodes_is_paced_by_the_partial_nod
     crossing = node_crossings((R, 48, 1), n, 8)             # top-1: m(x) = x/n whatever E
     assert crossing.xreplace({n: 12}) == Fraction(2, 3) * R
     assert crossing.xreplace({n: 16}) == node_crossings((R, 48, 1), 16, 8) == Fraction(1, 2) * R  # (2 - 1) 8/16
+
+
+def test_nccls_low_latency_protocol_never_runs_a_hierarchical_all_to_all():
+    """Review finding: DeepEP's and HybridEP's internode dispatch (the flex dispatcher) runs its own
+    kernels, not NCCL's LL protocol, yet NCCL's LL entry (all the flat bytes over the NIC at the
+    LL latencies) competed and won small messages. ROUND with scale-up domain 2, LL latencies 0
+    and efficiency 1, scale-out hop 0: EP 4 over 2 nodes, M = R = 1,400 bytes, E = 8, top-2.
+    Hierarchical (ring latencies): base 5 us + alpha (3 - 1) hops * 1 us = 7 us, plus R * 11/14 =
+    1,100 bytes over 5 * 10^9 B/s = 0.22 us (NVLink: 1,050 / (5 * 10^10) = 0.021 us, under it):
+    7.22 us. The LL entry would have been 1,050 bytes / (5 * 10^9 B/s) = 0.21 us."""
+    chip = ROUND.model_copy(update={"scale_up_domain": 2, "ll_base_latency": 0, "scale_out_latency": 0})
+    hier = Collective("all_to_all", "ep", 4, 1400, hierarchical=(1400, 8, 2))
+    assert "ll" not in collective_algorithms(hier, chip)
+    assert collective_time(hier, chip) == 7 * US + Fraction(1100, 5 * 10**9)
+    # a flat (NCCL) all-to-all across nodes keeps its LL entry
+    assert "ll" in collective_algorithms(Collective("all_to_all", "ep", 4, 1400), chip)
+    # inside one node neither: H100 has NCCL's all-to-all LL sends, the flex dispatcher does not use them
+    h100 = hardware.get("H100_SXM")
+    assert "ll" in collective_algorithms(Collective("all_to_all", "ep", 4, 1400), h100)
+    assert "ll" not in collective_algorithms(hier, h100)
