@@ -8,6 +8,7 @@ from symcost import hardware
 from symcost.core.symbols import TABLE
 from symcost.errors import SymcostError
 
+
 def test_a_symbol_assumed_positive_has_a_field_that_refuses_zero():
     chip = hardware.get("H100_SXM").with_runtime("vllm")
     checked = []
