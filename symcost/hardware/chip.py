@@ -292,7 +292,8 @@ class Hardware(BaseModel):
     def structure(self) -> dict[str, Any]:
         """The settings that shape this chip's time expressions without being symbols, by the name
         :meth:`symbolic` takes them under: the GEMM tiles and tile scheduler (where the chip
-        quantizes tiles, ``compute_units`` set) and the engine's grouped-GEMM mode. Binding a chip
+        quantizes tiles, ``compute_units`` set) and the engine's grouped-GEMM mode (where the chip
+        has an efficiency model: on the roofline it changes nothing). Binding a chip
         to metrics timed on a symbolic chip of another structure is refused
         (:meth:`~symcost.core.metrics.LayerMetrics.subs`).
 
@@ -300,7 +301,7 @@ class Hardware(BaseModel):
         >>> hardware.get("H100_SXM").structure["matmul_stream_k"]
         True
         """
-        out: dict[str, Any] = {"grouped_gemm": self.runtime.grouped_gemm}
+        out: dict[str, Any] = {} if self.is_ideal else {"grouped_gemm": self.runtime.grouped_gemm}
         if self.compute_units is not None:
             out.update(matmul_tile=self.matmul_tile, matmul_tile_4bit=self.matmul_tile_4bit,
                        matmul_stream_k=self.matmul_stream_k)

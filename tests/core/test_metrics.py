@@ -161,3 +161,10 @@ def test_binding_refuses_a_chip_of_another_structure():
     # the sums and repetitions of a model keep what they were timed on
     with pytest.raises(HardwareError, match="matmul_stream_k"):
         (plain * 2 + plain).subs(hardware="H100_SXM", dtype="bf16")
+    # the engine's grouped-GEMM mode: Megatron-Core runs one GEMM per expert (its own floor each)
+    megatron = sc.hardware.get("H100_SXM").with_runtime("megatron-core")
+    with pytest.raises(HardwareError, match=r"^subs: grouped_gemm: the symbolic chip has 'fused', .* has 'per_expert'"):
+        same.subs(hardware=megatron, dtype="bf16")
+    # the roofline has no structure to check: the ideal symbolic chip binds any chip's roofline
+    ideal = layer.compute_metrics(phase="prefill", dtype="bf16").subs(hardware=megatron.ideal(), dtype="bf16")
+    assert ideal.latency.free_symbols == {S.batch_size, S.seq_len}
