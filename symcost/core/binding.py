@@ -42,6 +42,12 @@ class Chip(Protocol):
     @property
     def is_ideal(self) -> bool: ...
 
+    @property
+    def structure(self) -> Mapping[str, Any]:
+        """The settings that shape the chip's time expressions without being symbols (GEMM tiles,
+        tile scheduler, ...), by name: a symbolic chip's must be the bound chip's."""
+        ...
+
     def effective_peak(self, dtype: Any) -> sp.Expr:
         """Matmul FLOP/s the timing uses for ``dtype``."""
         ...

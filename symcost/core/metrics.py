@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, cast
 
 import sympy as sp
 
-from ..errors import ConfigError, UnboundSymbolError
+from ..errors import ConfigError, HardwareError, UnboundSymbolError
 from . import display
 from . import symbols as sym
 from ._expr import Value, as_expr, exact_value, total
@@ -149,6 +149,26 @@ def _ideal_terms(model: Any, compute: tuple[tuple[Op, Any], ...], collectives: t
                                                                         rt.comm_time))
 
 
+def _same_structure(a: tuple[tuple[str, Any], ...], b: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, Any], ...]:
+    """The chip structure of a sum: its operands' (one may be a numeric chip's, empty); operands
+    timed on symbolic chips of other structures are refused."""
+    if a and b and a != b:
+        raise ConfigError(f"cannot add metrics timed on symbolic chips of other settings ({dict(a)} and {dict(b)})")
+    return a or b
+
+
+def _check_structure(structure: tuple[tuple[str, Any], ...], chip: Chip) -> None:
+    """Refuse to bind ``chip`` to metrics timed on a symbolic chip whose non-symbol settings (GEMM
+    tiles, tile scheduler, grouped-GEMM mode) differ from its own: the expressions would keep the
+    symbolic chip's structure under the bound chip's rates."""
+    bound = chip.structure
+    for name, value in structure:
+        if name in bound and bound[name] != value:
+            raise HardwareError(
+                f"subs: {name}: the symbolic chip has {value!r}, the bound chip {chip.name} has {bound[name]!r}; "
+                f"build it with Hardware.symbolic(realistic=True, {name}={bound[name]!r})")
+
+
 @dataclass(frozen=True)
 class LayerMetrics:
     """Per-chip costs of one layer, a block or a model, for one phase.
@@ -184,6 +204,10 @@ class LayerMetrics:
     or a deferred value of a sum's or repeat's operands): read :attr:`ops`."""
     assumptions: tuple[Assumption, ...] = ()
     """Divisibility rules the expressions rely on (see :mod:`symcost.core.assumptions`)."""
+    chip_structure: tuple[tuple[str, Any], ...] = dataclasses.field(default=(), repr=False, compare=False)
+    """The non-symbol settings of the symbolic chip the times were built on (its
+    :attr:`~symcost.core.binding.Chip.structure`: GEMM tiles, tile scheduler, ...); empty once a
+    chip is bound or for a numeric chip. :meth:`subs` refuses a chip whose settings differ."""
     roofline: Optional[tuple[Value, ...]] = dataclasses.field(default=None, repr=False)
     """``(compute, memory, comm)`` times of the same ops on the ideal chip (the pure roofline,
     :meth:`~symcost.hardware.Hardware.ideal`), what :attr:`bound` compares; ``None`` when the
@@ -232,9 +256,10 @@ class LayerMetrics:
             "comm_time": times.comm_time,
             "latency": times.latency,
         })
+        structure = tuple(hardware.structure.items()) if hardware.is_symbolic else ()
         return cls(phase=phase, collectives=collectives, op_source=compute,
                    peak_flops=exact_value(sp.sympify(peak_flops)), assumptions=tuple(assumptions),
-                   roofline=roofline, **fields)
+                   roofline=roofline, chip_structure=structure, **fields)
 
     # -- derived -----------------------------------------------------------------------------
 
@@ -333,6 +358,7 @@ class LayerMetrics:
                 self.activation_memory_per_chip, other.activation_memory_per_chip)
         return LayerMetrics(
             phase=self.phase,
+            chip_structure=_same_structure(self.chip_structure, other.chip_structure),
             collectives=merge_collectives(self.collectives + other.collectives),
             op_source=_later(lambda: _merge_ops(self.ops + other.ops), self, other),
             peak_flops=self.peak_flops,
@@ -356,6 +382,7 @@ class LayerMetrics:
             fields["activation_memory_per_chip"] = self.activation_memory_per_chip
         return LayerMetrics(
             phase=self.phase,
+            chip_structure=self.chip_structure,
             collectives=tuple(c.scaled(n) for c in self.collectives),
             op_source=_later(lambda: tuple((op, mult * n) for op, mult in self.ops), self),
             peak_flops=self.peak_flops,
@@ -421,6 +448,7 @@ class LayerMetrics:
                     f"subs: these metrics were timed on the ideal symbolic chip; binding {chip.name} would drop "
                     f"its efficiency model: bind {chip.name}.ideal(), or compute them with "
                     "hardware=Hardware.symbolic(realistic=True)")
+            _check_structure(self.chip_structure, chip)
             for symbol, value in chip.symbol_values(dtype).items():
                 table.setdefault(symbol, value)
         assumptions = check_all(a.xreplace(table) for a in self.assumptions)
@@ -431,6 +459,7 @@ class LayerMetrics:
         peak = self.peak_flops
         return LayerMetrics(
             phase=self.phase,
+            chip_structure=() if hardware is not None else self.chip_structure,
             collectives=substitute_collectives(self.collectives, table),
             op_source=_later(lambda: _merge_ops((op.xreplace(table), sp.sympify(m).xreplace(table))
                                                 for op, m in self.ops), self),
@@ -484,7 +513,7 @@ class LayerMetrics:
             value = getattr(self, name)
             fields[name] = sp.diff(value, x) if isinstance(value, sp.Basic) else 0
         return LayerMetrics(phase=self.phase, peak_flops=self.peak_flops, assumptions=self.assumptions,
-                            **_exact_all(fields))
+                            chip_structure=self.chip_structure, **_exact_all(fields))
 
     def lambdify(self, fields: Sequence[str] = ("latency", "memory_per_chip")):
         """A compiled :class:`~symcost.core.sweep.Sweeper` of the named fields (or derived

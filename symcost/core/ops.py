@@ -665,9 +665,11 @@ class Collective:
     once per node, as DeepEP's and HybridEP's internode kernels do (DeepSeek-V3 technical report,
     arXiv 2412.19437, section 3.2.2: a token goes over IB to the GPU of the same in-node index on
     each target node, then over NVLink to its experts' GPUs): ``R`` the bytes of the chip's tokens
-    once per call, ``E`` experts laid out evenly over the group's nodes, top-``k`` routing. Over
-    ``N`` nodes a token reaches ``(N - 1)(1 - C(E - E/N, k)/C(E, k))`` other nodes
-    (:func:`~symcost.hardware.timing.node_crossings`); ``None``: one send per peer (NCCL)."""
+    once per call, ``E`` experts, ``E/n`` on each of the group's ranks (placed contiguously over
+    the nodes, the last node possibly partly filled), top-``k`` routing. Over ``N`` evenly filled
+    nodes a token reaches ``(N - 1)(1 - C(E - E/N, k)/C(E, k))`` other nodes
+    (:func:`~symcost.hardware.timing.node_crossings`, which also counts uneven nodes); ``None``:
+    one send per peer (NCCL)."""
 
     def __post_init__(self) -> None:
         if self.kind not in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p"):

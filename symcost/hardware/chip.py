@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Iterator, Literal, Mapping, Optional
 
 import sympy as sp
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, ValidationInfo, field_validator
@@ -299,6 +299,33 @@ class Hardware(BaseModel):
     def is_symbolic(self) -> bool:
         """True when any rate is a symbol (the unbound chip)."""
         return self._symbolic
+
+    @property
+    def structure(self) -> dict[str, Any]:
+        """The settings that shape this chip's time expressions without being symbols, by the name
+        :meth:`symbolic` takes them under: the GEMM tiles and tile scheduler (where the chip
+        quantizes tiles, ``compute_units`` set), the engine's grouped-GEMM mode and its all-reduce
+        rule (vLLM's size switch, with the GPU's compute capability, or the fastest form; where the
+        chip has an efficiency model: on the roofline they change nothing). Binding a chip
+        to metrics timed on a symbolic chip of another structure is refused
+        (:meth:`~symcost.core.metrics.LayerMetrics.subs`).
+
+        >>> from symcost import hardware
+        >>> hardware.get("H100_SXM").structure["matmul_stream_k"]
+        True
+        """
+        out: dict[str, Any] = {} if self.is_ideal else {"grouped_gemm": self.runtime.grouped_gemm}
+        if not self.is_ideal:
+            # vLLM's size switch picks the all-reduce form by message size and compute capability
+            # (timing.vllm_allreduce_window); NCCL's and the engines' custom rule take the fastest form.
+            vllm = self.runtime.allreduce == "vllm"
+            out["allreduce"] = "vllm" if vllm else "custom"
+            if vllm:
+                out["compute_capability"] = self.compute_capability
+        if self.compute_units is not None:
+            out.update(matmul_tile=self.matmul_tile, matmul_tile_4bit=self.matmul_tile_4bit,
+                       matmul_stream_k=self.matmul_stream_k)
+        return out
 
     @property
     def efficiency_from(self) -> Optional[str]:
@@ -630,7 +657,8 @@ class Hardware(BaseModel):
     def symbolic(cls, name: str = "symbolic", realistic: bool = False,
                  matmul_tile: tuple[int, int] = (64, 128),
                  matmul_tile_4bit: Optional[tuple[int, int]] = None, matmul_stream_k: bool = False,
-                 allreduce: str = "custom", compute_capability: Optional[str] = None) -> "Hardware":
+                 allreduce: str = "custom", compute_capability: Optional[str] = None,
+                 grouped_gemm: Literal["fused", "per_expert"] = "fused") -> "Hardware":
         """The unbound chip: every rate a canonical symbol. With ``realistic=True`` the efficiency
         model is symbolic too (η_mm, η_mem, η_attn, η_net, t_k, α₀, N_cu, ...), so times print with
         it; otherwise efficiencies are 1 and overheads 0 (the roofline). ``matmul_tile`` and
@@ -638,7 +666,9 @@ class Hardware(BaseModel):
         sub-byte tile applies where the GEMMs are timed with their dtype), ``matmul_stream_k`` a
         flag (their tile scheduler); ``allreduce`` and ``compute_capability`` the engine's all-reduce
         rule and the GPU's size table (:func:`symcost.hardware.timing.vllm_allreduce_window`), which
-        structure an all-reduce's time as the tile shapes structure a GEMM's."""
+        structure an all-reduce's time as the tile shapes structure a GEMM's; ``grouped_gemm`` the
+        engine's grouped-GEMM mode (:attr:`Runtime.grouped_gemm`): build it as the chips it will be
+        bound to (:attr:`structure`), or binding refuses them."""
         fields: dict[str, Any] = dict(
             name=name,
             peak_flops={dt: sym.peak_flops for dt in DataType},
@@ -662,7 +692,8 @@ class Hardware(BaseModel):
                           runtime=Runtime(name="symbolic", cuda_graphs=False, step_overhead=sym.step_overhead,
                                           collective_overhead=sym.collective_overhead, allreduce=allreduce,
                                           moe_sync_time=sym.moe_sync_time,
-                                          a2a_overlap_efficiency=sym.a2a_overlap_efficiency))
+                                          a2a_overlap_efficiency=sym.a2a_overlap_efficiency,
+                                          grouped_gemm=grouped_gemm))
         return cls(**fields)
 
     def ideal(self) -> "Hardware":

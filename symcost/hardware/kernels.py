@@ -46,7 +46,7 @@ Without CUDA graphs an op takes at least its kernels' host launch time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import sympy as sp
 
@@ -284,12 +284,38 @@ def eight_bit_cache(op: Op) -> sp.Expr:
     return extreme(sp.Min, extreme(sp.Max, 2 - sp.sympify(attention_core(op).e_kv), 0), 1)
 
 
-MHA_KEYS_PER_BLOCK = 128
-"""Keys one thread block of TensorRT-LLM's masked multi-head attention kernel covers at least
-(one pass of its key loop): ``seq_len_per_kv_loop = divUp(block_size, threads_per_value) * 8``
-with 256 threads and 16 threads per 128-wide 16-bit head
-(cpp/tensorrt_llm/kernels/decoderMaskedMultiheadAttention/decoderMaskedMultiheadAttentionLaunch.h,
-``multi_block_grid_setup``)."""
+MHA_THREADS_PER_BLOCK = 256
+"""Threads of one block of TensorRT-LLM's masked multi-head attention kernel: ``THDS_PER_BLOCK`` 256
+(``mmha_launch_kernel_dispatch``,
+cpp/tensorrt_llm/kernels/decoderMaskedMultiheadAttention/decoderMaskedMultiheadAttentionLaunch.h), one
+block per SM. NB: ``mmha_launch_kernel_ex`` widens a block to 512 or 1024 threads where the occupancy
+query (``cudaOccupancyMaxActiveBlocksPerMultiprocessor``) allows several 256-thread blocks per SM; the
+measured tables show one per SM: on H200's 132 SMs, 8 sequence-heads at 8,192 keys take two waves of
+``8 ceil(132/8) = 136`` blocks (27.5 us), 4 at 16,384 keys one wave of 132 (17.3 us, the same bytes;
+docs/explanation/fidelity.md), which 1024-thread blocks (at least 512 keys each: 128 blocks, one wave
+both) would not."""
+
+MHA_KEY_LOOP_UNROLL = 8
+"""Keys per thread group of one pass of the kernel's key loop: ``seq_len_per_kv_loop =
+divUp(block_size, threads_per_value) * 8`` ("unroll size is default at 8", ``multi_block_grid_setup``,
+decoderMaskedMultiheadAttentionLaunch.h; ``K_LOOP_UNROLL = 8``, decoderMaskedMultiheadAttentionTemplate.h)."""
+
+
+def mha_keys_per_block(head_dim: Any) -> sp.Expr:
+    """Keys one block of the masked multi-head kernel covers at least (``multi_block_grid_setup``'s
+    ``seq_len_per_kv_loop``): ``8 ceil(256 / threads_per_value)`` with ``threads_per_value = dh_max *
+    2 / 16`` for the 16-bit compute type and ``dh_max = next_power_of_two(max(d, 32))``
+    (``threads_per_value<T>``, ``dh_max``, decoderMaskedMultiheadAttentionTemplate.h).
+
+    >>> mha_keys_per_block(128), mha_keys_per_block(64), mha_keys_per_block(80), mha_keys_per_block(256)
+    (128, 256, 128, 64)
+    """
+    d = sp.sympify(head_dim)
+    if d.is_Integer:
+        dh_max: sp.Expr = sp.Integer(1 << (max(int(d), 32) - 1).bit_length())
+    else:
+        dh_max = 2 ** sp.ceiling(sp.log(extreme(sp.Max, d, 32), 2))
+    return MHA_KEY_LOOP_UNROLL * Ceil(MHA_THREADS_PER_BLOCK / (dh_max * 2 / 16))
 
 
 def _mha_elements(op: Op, chip: Hardware) -> sp.Expr:
@@ -300,14 +326,15 @@ def _mha_elements(op: Op, chip: Hardware) -> sp.Expr:
     TensorRT-LLM's masked multi-head kernel runs one block per (sequence, head) and, below one
     block per SM (``b h < N``), splits each sequence over ``T = Min(ceil(N / (b h)), ceil(s / L))``
     blocks (multi-block mode: as many as fill the ``N`` SMs once, each at least ``L`` =
-    :data:`MHA_KEYS_PER_BLOCK` keys); the ``b h T`` blocks run in ``W = ceil(b h T / N)`` waves of
-    one block per SM, each block working through ``ceil(s / T)`` keys of ``d + d_v`` elements at
-    ``R_mha / N`` elements per second. Without ``compute_units`` (no SM count): ``N_kv / R_mha``, the
-    ``N_kv`` cached K and V elements at the chip's whole rate.
+    :func:`mha_keys_per_block` keys, 128 at head_dim 128, 256 at 64); the ``b h T`` blocks run in
+    ``W = ceil(b h T / N)`` waves of one block per SM (:data:`MHA_THREADS_PER_BLOCK`), each block
+    working through ``ceil(s / T)`` keys of ``d + d_v`` elements at ``R_mha / N`` elements per
+    second. Without ``compute_units`` (no SM count): ``N_kv / R_mha``, the ``N_kv`` cached K and V
+    elements at the chip's whole rate.
 
     Derivation of the limits: with ``b h`` a multiple of ``N`` (``T`` = 1, ``W = b h / N``) the term
-    is ``b h s (d + d_v) / R_mha = N_kv / R_mha``; one sequence and head at 16,384 keys on 132 SMs
-    splits into ``T = 128`` blocks of 128 keys in one wave, ``132 * 128 * 256 / R_mha``.
+    is ``b h s (d + d_v) / R_mha = N_kv / R_mha``; one sequence and head of 128 at 16,384 keys on
+    132 SMs splits into ``T = 128`` blocks of 128 keys in one wave, ``132 * 128 * 256 / R_mha``.
     """
     if chip.mha_decode_rate is None:
         return sp.Integer(0)
@@ -317,7 +344,7 @@ def _mha_elements(op: Op, chip: Hardware) -> sp.Expr:
     if chip.compute_units is None:
         return multi_head * core.kv_bytes / core.e_kv / chip.mha_decode_rate
     units, heads, keys = sp.sympify(chip.compute_units), core.batch * core.heads, sp.sympify(core.keys_read)
-    split = extreme(sp.Min, Ceil(units / heads), Ceil(keys / MHA_KEYS_PER_BLOCK))
+    split = extreme(sp.Min, Ceil(units / heads), Ceil(keys / mha_keys_per_block(core.head_dim)))
     waves = Ceil(heads * split / units)
     return multi_head * waves * units * Ceil(keys / split) * width / chip.mha_decode_rate
 

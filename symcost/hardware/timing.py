@@ -113,7 +113,8 @@ def collective_algorithms(c: Collective, hardware: Hardware) -> dict[str, sp.Exp
       alpha_net * inter`` per call, plus ``bytes_sent / link`` (:func:`_link`: the scale-up link
       at ``eta_net``, the scale-out link at ``eta_out``); ``inter`` the steps between scale-up
       domains (:func:`collective_steps`);
-    - ``ll`` (chips with ``ll_base_latency``): NCCL's low-latency protocol, ``alpha_LL0 + t_coll +
+    - ``ll`` (chips with ``ll_base_latency``; not a hierarchical all-to-all, which DeepEP's or
+      HybridEP's own kernels run): NCCL's low-latency protocol, ``alpha_LL0 + t_coll +
       alpha_LL (steps - inter) + alpha_net inter`` per call, plus ``bytes_sent / (link eta_LL)``;
     - ``custom`` and ``custom_two_shot`` (all-reduce inside one domain under an engine profile
       with ``allreduce = "custom"``): the engine's own all-reduce (:func:`_custom_allreduce`);
@@ -162,24 +163,46 @@ def _link(kind: str, hardware: Hardware, inside: bool, n: sp.Expr, nodes: sp.Exp
     return out
 
 
-def node_crossings(hierarchical: tuple[Any, Any, Any], nodes: Any) -> sp.Expr:
-    """Bytes one call of a hierarchical dispatch sends over the scale-out network
-    (:attr:`~symcost.core.ops.Collective.hierarchical` ``(R, E, k)``): ``R (N - 1)(1 - C(E - E/N, k)
-    / C(E, k))`` over ``N`` nodes of ``E/N`` experts each, a token's ``k`` experts drawn uniformly
-    without replacement (the product form ``prod_{i<k} (E - E/N - i)/(E - i)`` where ``k`` is a
-    number).
+def node_crossings(hierarchical: tuple[Any, Any, Any], group_size: Any, per_node: Any) -> sp.Expr:
+    """Bytes one call of a hierarchical dispatch moves through the busiest scale-out link direction
+    (:attr:`~symcost.core.ops.Collective.hierarchical` ``(R, E, k)``), ``n`` ranks placed
+    contiguously (Megatron-Core's EP rank order) ``r`` to a node: ``F = floor(n/r)`` full nodes and
+    one of ``q = n - r F`` ranks when ``q > 0``. A token reaches a node of ``x`` ranks (``x E/n``
+    experts) with probability ``m(x) = 1 - C(E - x E/n, k)/C(E, k)`` (``k`` experts drawn
+    uniformly without replacement; the product form ``1 - prod_{i<k} (E - x E/n - i)/(E - i)``
+    where ``k`` is a number), once per node over the network. Per rank and direction:
 
-    >>> node_crossings((14, 8, 2), 2)      # 14 (2 - 1)(1 - C(4, 2)/C(8, 2)) = 14 * 22/28
+    - a rank of a full node sends ``R ((F - 1) m(r) + m(q))`` and receives ``R ((F - 1) m(r) +
+      q m(r)/r)`` (the other nodes' tokens for its node spread over its node's ``r`` links);
+    - a rank of the partial node sends ``R F m(r)`` and receives ``R F r m(q)/q``.
+
+    ``m`` is concave (one minus a product of positive, falling, linear factors), so ``m(q)/q >=
+    m(r)/r``: the partial node's receives are the largest, ``R F r m(q)/q``; with ``q = 0`` every
+    rank moves ``R (F - 1) m(r)``, the even split's ``R (N - 1)(1 - C(E - E/N, k)/C(E, k))``.
+
+    >>> node_crossings((14, 8, 2), 4, 2)     # even: 14 (2 - 1)(1 - C(4, 2)/C(8, 2)) = 14 * 22/28
     11
+    >>> node_crossings((5, 6, 2), 6, 4)      # 4 + 2: 5 * 1 * 4 * (1 - C(4, 2)/C(6, 2))/2 = 5 * 2 * 3/5
+    6
     """
     rows, experts, k = (sp.sympify(v) for v in hierarchical)
-    nodes = sp.sympify(nodes)
-    other = experts - experts / nodes
-    if k.is_Integer:
-        miss = sp.Mul(*[(other - i) / (experts - i) for i in range(int(k))])
-    else:
-        miss = sp.binomial(other, k) / sp.binomial(experts, k)
-    return rows * (nodes - 1) * (1 - miss)
+    n, r = sp.sympify(group_size), sp.sympify(per_node)
+
+    def reach(x: sp.Expr) -> sp.Expr:
+        other = experts - x * experts / n
+        if k.is_Integer:
+            return 1 - sp.Mul(*[(other - i) / (experts - i) for i in range(int(k))])
+        return 1 - sp.binomial(other, k) / sp.binomial(experts, k)
+
+    full = -Ceil(-n / r)              # floor(n / r)
+    partial = n - r * full
+    even = rows * (full - 1) * reach(r)
+    uneven = rows * full * r * reach(partial) / partial
+    if partial.is_zero:
+        return even
+    if partial.is_positive:
+        return uneven
+    return sp.Piecewise((uneven, sp.Gt(partial, 0)), (even, True))
 
 
 def _moved(c: Collective, sent: sp.Expr, n: sp.Expr, nodes: sp.Expr, link: sp.Expr, hardware: Hardware,
@@ -195,7 +218,11 @@ def _moved(c: Collective, sent: sp.Expr, n: sp.Expr, nodes: sp.Expr, link: sp.Ex
         return sent / link
     up = hardware.scale_up_bandwidth * hardware.network_efficiency
     if c.hierarchical is not None:
-        outside = as_expr(c.count, "count") * node_crossings(c.hierarchical, nodes)
+        # the group's members are span/n chips apart: a scale-up domain holds D n/span of them
+        # (NB: exact where the stride divides D or is at least D, as Megatron-Core's power-of-two
+        # expert TP sizes do)
+        per_node = extreme(sp.Max, 1, -Ceil(-hardware.scale_up_domain * n / as_expr(c.span, "span")))
+        outside = as_expr(c.count, "count") * node_crossings(c.hierarchical, n, per_node)
         return extreme(sp.Max, outside / link, sent / up)
     outside = sent * (n - n / nodes) / (n - 1)
     return extreme(sp.Max, outside / link, (sent - outside) / up)
@@ -329,7 +356,7 @@ ncclParamP2pLLThreshold()``, line 932). Inside a node a message below 64 KiB run
 
 
 def _all_to_all(count: sp.Expr, n: sp.Expr, payload: sp.Expr, sent: sp.Expr, link: sp.Expr,
-                hardware: Hardware) -> dict[str, sp.Expr]:
+                hardware: Hardware, own_kernels: bool = False) -> dict[str, sp.Expr]:
     """An all-to-all inside one scale-up domain as NCCL runs it: grouped sends of ``M/n`` bytes to
     each of the ``n - 1`` peers at once (src/enqueue.cc ``addP2pToPlan``), each peer adding
     ``alpha_A2A,p``; the protocol by the size of one peer's message (:data:`P2P_LL_THRESHOLD`):
@@ -340,7 +367,9 @@ def _all_to_all(count: sp.Expr, n: sp.Expr, payload: sp.Expr, sent: sp.Expr, lin
     - ``ll`` (``M/n <= 16384``, chips with ``all_to_all_ll_latency``): ``alpha_A2A,LL + t_coll +
       (n - 1) alpha_A2A,p`` per call, plus ``(M/n) count / (link eta_A2A,LL)``: the peers' messages
       move in parallel, each at the low-latency protocol's rate for one peer. Above the threshold
-      NCCL never takes it: there this entry is the Simple form.
+      NCCL never takes it: there this entry is the Simple form. ``own_kernels`` (a hierarchical
+      all-to-all, :attr:`~symcost.core.ops.Collective.hierarchical`: DeepEP's or HybridEP's own
+      kernels, not NCCL's) leaves it out.
 
     With the all-to-all terms unset (``alpha_A2A = alpha_0``, ``alpha_A2A,p = alpha``, ``eta_A2A = 1``, no LL) this
     is NCCL's ring formula, the roofline's ``alpha (n - 1) + bytes_sent / B_up`` on the ideal chip."""
@@ -349,7 +378,7 @@ def _all_to_all(count: sp.Expr, n: sp.Expr, payload: sp.Expr, sent: sp.Expr, lin
     calls = extreme(sp.Min, 1, n - 1) if base != 0 else 0
     peers = hardware.a2a_peer_latency * (n - 1)
     out = {"ring": count * (base * calls + peers) + sent / (link * hardware.all_to_all_efficiency)}
-    if hardware.all_to_all_ll_latency is not None:
+    if hardware.all_to_all_ll_latency is not None and not own_kernels:
         per_peer = payload / n
         ll = (count * (hardware.all_to_all_ll_latency + overhead + peers)
               + count * per_peer / (link * hardware.all_to_all_ll_efficiency))
@@ -378,10 +407,11 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
     hops = hardware.collective_latency * (steps - inter) + hardware.net_latency * inter
     sent = as_expr(c.bytes_sent_per_chip, "bytes_sent_per_chip")
     if c.kind == "all_to_all" and inside:
-        return _all_to_all(count, n, payload, sent, link, hardware)
+        return _all_to_all(count, n, payload, sent, link, hardware, own_kernels=c.hierarchical is not None)
     out = {"ring": count * (base * calls + hops) + _moved(c, sent, n, nodes, link, hardware, inside)}
-    if hardware.ll_base_latency is not None:
-        # NCCL's low-latency protocol: its own latencies, a fraction of the bus bandwidth
+    if hardware.ll_base_latency is not None and c.hierarchical is None:
+        # NCCL's low-latency protocol: its own latencies, a fraction of the bus bandwidth (not for
+        # a hierarchical all-to-all: DeepEP's and HybridEP's own kernels run it, not NCCL)
         # (NB: no min(1, n - 1) switch: a group of one costs nothing on the ring, which wins the Min)
         ll_hops = hardware.ll_latency * (steps - inter) + hardware.net_latency * inter
         out["ll"] = (count * (hardware.ll_base_latency + overhead + ll_hops)

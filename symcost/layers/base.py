@@ -504,7 +504,7 @@ class _Template:
         return LayerMetrics(
             phase=symbolic.phase, collectives=collectives, peak_flops=symbolic.peak_flops,
             op_source=lambda: tuple((op.xreplace(point), mult) for op, mult in symbolic.ops),
-            roofline=roofline, **fields)
+            roofline=roofline, chip_structure=symbolic.chip_structure, **fields)
 
 
 _METRICS: dict[tuple, tuple[LayerMetrics, tuple[Assumption, ...]]] = {}

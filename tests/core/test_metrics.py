@@ -125,8 +125,72 @@ def test_compiled_numeric_path_matches_the_symbolic_one():
                                           parallelism={"tensor_parallel": 2})
     fast = layer.compute_metrics(batch_size=3, seq_len=96, phase="training", dtype="bf16",
                                  hardware="H100_SXM")
-    slow = layer.compute_metrics(phase="training", dtype="bf16", hardware=sc.Hardware.symbolic(realistic=True)).subs(
+    slow = layer.compute_metrics(phase="training", dtype="bf16", hardware=sc.Hardware.symbolic(
+        realistic=True, matmul_stream_k=True)).subs(
         batch_size=3, seq_len=96, hardware="H100_SXM", dtype="bf16")
     assert fast == slow
     assert [(op.name, op.flops, n) for op, n in fast.ops] == [
         (op.name, op.flops, n) for op, n in slow.ops]
+
+
+def test_binding_refuses_a_chip_of_another_structure():
+    """Review finding: a symbolic chip's tile shape, stream-K flag and grouped-GEMM mode are numbers and
+    flags baked into the expressions, not symbols; binding a chip with others gave that chip's rates
+    under the symbolic chip's GEMM structure silently. H100_SXM runs stream-K GEMMs (whole waves no
+    longer: a 4096 x 14336 prefill GEMM of 64 x 128 tiles is 7168 tiles, 7168/132 waves, not 55);
+    Hardware.symbolic(realistic=True) defaults to whole waves."""
+    from symcost.errors import HardwareError
+
+    layer = sc.GatedMLPLayer(hidden_size=4096, intermediate_size=14336)
+    plain = layer.compute_metrics(phase="prefill", dtype="bf16", hardware=sc.Hardware.symbolic(realistic=True))
+    line = (r"^subs: matmul_stream_k: the symbolic chip has False, the bound chip H100_SXM has True; "
+            r"build it with Hardware\.symbolic\(.*matmul_stream_k=True")
+    with pytest.raises(HardwareError, match=line):
+        plain.subs(hardware="H100_SXM", dtype="bf16")
+    tiles = layer.compute_metrics(phase="prefill", dtype="bf16", hardware=sc.Hardware.symbolic(
+        realistic=True, matmul_tile=(128, 128), matmul_stream_k=True))
+    with pytest.raises(HardwareError, match=r"^subs: matmul_tile: the symbolic chip has \(128, 128\), the bound chip "
+                                            r"H100_SXM has \(64, 128\)"):
+        tiles.subs(hardware="H100_SXM", dtype="bf16")
+    # built like the chip it is bound to: the numeric chip's own numbers, exactly
+    same = layer.compute_metrics(phase="prefill", dtype="bf16",
+                                 hardware=sc.Hardware.symbolic(realistic=True, matmul_stream_k=True))
+    bound = same.subs(batch_size=1, seq_len=4096, hardware="H100_SXM", dtype="bf16")
+    direct = layer.compute_metrics(batch_size=1, seq_len=4096, phase="prefill", dtype="bf16", hardware="H100_SXM")
+    assert bound.latency == direct.latency
+    # the sums and repetitions of a model keep what they were timed on
+    with pytest.raises(HardwareError, match="matmul_stream_k"):
+        (plain * 2 + plain).subs(hardware="H100_SXM", dtype="bf16")
+    # the engine's grouped-GEMM mode: Megatron-Core runs one GEMM per expert (its own floor each)
+    megatron = sc.hardware.get("H100_SXM").with_runtime("megatron-core")
+    with pytest.raises(HardwareError, match=r"^subs: grouped_gemm: the symbolic chip has 'fused', .* has 'per_expert'"):
+        same.subs(hardware=megatron, dtype="bf16")
+    # the roofline has no structure to check: the ideal symbolic chip binds any chip's roofline
+    ideal = layer.compute_metrics(phase="prefill", dtype="bf16").subs(hardware=megatron.ideal(), dtype="bf16")
+    assert ideal.latency.free_symbols == {S.batch_size, S.seq_len}
+
+
+def test_binding_refuses_another_all_reduce_rule():
+    """Merge finding: vLLM's all-reduce is a size switch (one-shot, two-shot, symmetric memory, NCCL
+    by message size, world size and compute capability: timing.vllm_allreduce_window), the other
+    rules take the fastest form. A symbolic chip of the fastest-form rule bound to a vLLM chip kept
+    the fastest form under vLLM's rates silently; so did one of another compute capability (its
+    size table differs: 8 SM100 GPUs switch at 1 MiB, 8 SM90 ones at 8 MiB)."""
+    from symcost.errors import HardwareError
+
+    layer = sc.GatedMLPLayer(hidden_size=4096, intermediate_size=14336, parallelism={"tensor_parallel": 8})
+    vllm = sc.hardware.get("H100_SXM").with_runtime("vllm")
+    plain = layer.compute_metrics(phase="prefill", dtype="bf16",
+                                  hardware=sc.Hardware.symbolic(realistic=True, matmul_stream_k=True))
+    with pytest.raises(HardwareError, match=r"^subs: allreduce: the symbolic chip has 'custom', the bound chip "
+                                            r".* has 'vllm'; build it with Hardware\.symbolic\(.*allreduce='vllm'"):
+        plain.subs(hardware=vllm, dtype="bf16")
+    other = layer.compute_metrics(phase="prefill", dtype="bf16", hardware=sc.Hardware.symbolic(
+        realistic=True, matmul_stream_k=True, allreduce="vllm", compute_capability="10.0"))
+    with pytest.raises(HardwareError, match=r"^subs: compute_capability: the symbolic chip has '10\.0'"):
+        other.subs(hardware=vllm, dtype="bf16")
+    same = layer.compute_metrics(phase="prefill", dtype="bf16", hardware=sc.Hardware.symbolic(
+        realistic=True, matmul_stream_k=True, allreduce="vllm", compute_capability="9.0"))
+    bound = same.subs(batch_size=1, seq_len=4096, hardware=vllm, dtype="bf16")
+    direct = layer.compute_metrics(batch_size=1, seq_len=4096, phase="prefill", dtype="bf16", hardware=vllm)
+    assert bound.latency == direct.latency

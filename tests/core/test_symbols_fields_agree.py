@@ -8,10 +8,6 @@ from symcost import hardware
 from symcost.core.symbols import TABLE
 from symcost.errors import SymcostError
 
-KNOWN = {"collective_latency", "nvls_latency", "scale_out_latency", "tree_latency"}
-"""Fields that accept 0 under a symbol still assumed positive: not yet reconciled (the binding holds
-at 0 on the collectives' property test; left for a change that reruns the symbolic suites)."""
-
 
 def test_a_symbol_assumed_positive_has_a_field_that_refuses_zero():
     chip = hardware.get("H100_SXM").with_runtime("vllm")
@@ -22,11 +18,14 @@ def test_a_symbol_assumed_positive_has_a_field_that_refuses_zero():
         except (SymcostError, ValueError, TypeError):
             continue  # the field refuses 0: a positive symbol is right
         checked.append(name)
-        if name not in KNOWN:
-            assert not TABLE[name].symbol.is_positive, f"{name} accepts 0 but its symbol is assumed positive"
-    assert {"custom_allreduce_latency", "custom_allreduce_two_shot_latency"} <= set(checked)
+        assert not TABLE[name].symbol.is_positive, f"{name} accepts 0 but its symbol is assumed positive"
+    assert {"custom_allreduce_latency", "custom_allreduce_two_shot_latency", "collective_latency", "nvls_latency",
+            "scale_out_latency", "tree_latency"} <= set(checked)
 
 
-@pytest.mark.parametrize("name", ["custom_allreduce_latency", "custom_allreduce_two_shot_latency"])
-def test_the_custom_all_reduce_latencies_are_nonnegative(name):
+@pytest.mark.parametrize("name", ["custom_allreduce_latency", "custom_allreduce_two_shot_latency",
+                                  # review finding: the hop latencies were assumed positive (a chip at 0
+                                  # isolates the bandwidth terms, as the timing tests' chips do)
+                                  "collective_latency", "nvls_latency", "scale_out_latency", "tree_latency"])
+def test_the_latencies_a_chip_may_set_to_zero_are_nonnegative(name):
     assert TABLE[name].symbol.is_nonnegative and TABLE[name].symbol.is_positive is None

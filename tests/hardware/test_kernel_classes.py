@@ -159,27 +159,36 @@ def test_multi_head_decode_at_its_kernels_element_rate():
                                                                                    5 * 10**11) + 5 * US
 
 
-@pytest.mark.parametrize("batch,heads,keys,blocks_time", [
+@pytest.mark.parametrize("batch,heads,head_dim,keys,blocks_time", [
     # 2 heads on 10 SMs: split T = min(ceil(10/2), ceil(1001/128)) = min(5, 8) = 5 blocks per head of
     # ceil(1001/5) = 201 keys, 10 blocks in one wave: 1 * 10 * 201 * 256 elements / 10^11 = 5.1456 us
-    (1, 2, 1001, Fraction(10 * 201 * 256, 10**11)),
+    (1, 2, 128, 1001, Fraction(10 * 201 * 256, 10**11)),
     # 12 heads on 10 SMs: no split (ceil(10/12) = 1), 12 blocks in ceil(12/10) = 2 waves of 1001 keys:
     # 2 * 10 * 1001 * 256 / 10^11 = 51.25 us, not the 12 * 1001 * 256 / 10^11 = 30.75 us of even waves
-    (3, 4, 1001, Fraction(2 * 10 * 1001 * 256, 10**11)),
+    (3, 4, 128, 1001, Fraction(2 * 10 * 1001 * 256, 10**11)),
     # 200 keys: at most ceil(200/128) = 2 blocks per head, 4 blocks in one wave of 100 keys each:
     # 10 * 100 * 256 / 10^11 = 2.56 us
-    (1, 2, 200, Fraction(10 * 100 * 256, 10**11)),
+    (1, 2, 128, 200, Fraction(10 * 100 * 256, 10**11)),
+    # review finding, head_dim 64: 8 threads per value (64 * 2 / 16), a key loop of 8 ceil(256/8) = 256
+    # keys: T = min(5, ceil(1001/256)) = 4 blocks of ceil(1001/4) = 251 keys, 8 blocks in one wave, 128
+    # elements a key: 10 * 251 * 128 / 10^11 = 3.2128 us (128 keys a loop: T = 5, 201 keys, 2.5728 us)
+    (1, 2, 64, 1001, Fraction(10 * 251 * 128, 10**11)),
+    # head_dim 256: 32 threads per value, 8 ceil(256/32) = 64 keys a loop: T = min(5, ceil(200/64)) = 4
+    # blocks of 50 keys, 512 elements a key: 10 * 50 * 512 / 10^11 = 2.56 us (128 keys a loop: 5.12 us)
+    (1, 2, 256, 200, Fraction(10 * 50 * 512, 10**11)),
 ])
-def test_multi_head_decode_blocks_run_in_waves_over_the_sms(batch, heads, keys, blocks_time):
+def test_multi_head_decode_blocks_run_in_waves_over_the_sms(batch, heads, head_dim, keys, blocks_time):
     """With 10 SMs (compute_units) the multi-head kernel's blocks (one per sequence and head, split
-    over the keys below one block per SM, at least 128 keys each) run in waves of one block per SM,
-    each SM at 10^11 / 10 elements per second, 2 * 128 = 256 elements per key (K and V). The
-    compute term is that plus the matmuls (4 b h s 128 FLOPs at 5 * 10^13) and the softmax (5 b h s
-    at 10^13)."""
+    over the keys below one block per SM, each at least one key loop: 8 ceil(256 / threads per value)
+    keys, threads per value = next_power_of_two(d) * 2 / 16, TensorRT-LLM's multi_block_grid_setup)
+    run in waves of one block per SM, each SM at 10^11 / 10 elements per second, 2 d elements per
+    key (K and V). The compute term is that plus the matmuls (4 b h s d FLOPs at 5 * 10^13) and the
+    softmax (5 b h s at 10^13)."""
     chip = CHIP.with_efficiency(mha_decode_rate=10**11, compute_units=10)
-    core = AttentionCore("c", batch=batch, heads=heads, kv_heads=heads, q_len=1, kv_len=keys, head_dim=128,
+    core = AttentionCore("c", batch=batch, heads=heads, kv_heads=heads, q_len=1, kv_len=keys, head_dim=head_dim,
                          kv_dtype_bytes=1, decode=True)
-    core_work = sp.Rational(4 * batch * heads * keys * 128, 5 * 10**13) + sp.Rational(5 * batch * heads * keys, 10**13)
+    core_work = (sp.Rational(4 * batch * heads * keys * head_dim, 5 * 10**13)
+                 + sp.Rational(5 * batch * heads * keys, 10**13))
     assert op_time(core, chip, chip.effective_peak(BF16), BF16).compute == core_work + blocks_time
 
 

@@ -449,3 +449,57 @@ def test_a_hierarchical_all_to_all_refuses_a_layout_it_cannot_have(spec):
 
     with pytest.raises(ConfigError, match="Collective.hierarchical"):
         Collective("all_to_all", "ep", 16, 10**6, hierarchical=spec)
+
+
+def test_a_hierarchical_all_to_all_over_uneven_nodes_is_paced_by_the_partial_nodes_nics():
+    """Review finding: EP 6 on scale-up domains of 4 splits 4 + 2 (Megatron-Core places EP ranks
+    contiguously), but the crossings assumed E/N experts per node. E = 6 experts (one per rank), top-2;
+    a token misses x ranks' experts with probability C(6 - x, 2)/C(6, 2), so it reaches a node of x
+    ranks with m(x) = 1 - C(6 - x, 2)/15: m(4) = 1 - 1/15 = 14/15, m(2) = 1 - 6/15 = 3/5.
+    Per call and token bytes R, each NIC direction:
+    - a rank of the node of 4 sends m(2) R = 3/5 R; receives the 2 other ranks' 2 * 14/15 R over
+      its node's 4 NICs: 7/15 R;
+    - a rank of the node of 2 sends m(4) R = 14/15 R; receives the 4 other ranks' 4 * 3/5 R over its
+      node's 2 NICs: 6/5 R (the busiest).
+    So 6/5 R crosses the busiest NIC (the even-split formula gave (2 - 1)(1 - C(3, 2)/15) R = 4/5 R).
+    ROUND with scale-up domain 4, latencies 0: R = 4 * 10^5 bytes: 480,000 / (10^10 * 1/2) = 96 us;
+    NVLink carries the flat 5/6 M = 833,333 bytes in 16.7 us, under it."""
+    from symcost.hardware.timing import node_crossings
+
+    chip = ROUND.model_copy(update={"scale_up_domain": 4, "collective_latency": 0, "collective_base_latency": 0})
+    M, R = 10**6, 4 * 10**5
+    hier = Collective("all_to_all", "ep", 6, M, hierarchical=(R, 6, 2))
+    assert collective_time(hier, chip) == Fraction(R * 6, 5 * 5 * 10**9)
+    assert node_crossings((R, 6, 2), 6, 4) == Fraction(6, 5) * R
+    # the issue's case, EP 12 on nodes of 8, E = 12, top-1 (m(x) = x/12): the node of 4's NICs receive
+    # 8 * 4/12 R over 4 NICs = 2/3 R (its sends: 8/12 R; the node of 8: sends 4/12 R, receives 4 * 8/12 R / 8)
+    assert node_crossings((R, 12, 1), 12, 8) == Fraction(2, 3) * R
+    # an even split keeps (N - 1)(1 - C(E - E/N, k)/C(E, k)): EP 4 on nodes of 2, E = 8, top-2: 11/14
+    assert node_crossings((R, 8, 2), 4, 2) == Fraction(11, 14) * R
+    # a group inside one node crosses nothing
+    assert node_crossings((R, 8, 2), 4, 4) == 0
+    # symbolic group size: the same numbers once bound
+    n = sp.Symbol("n", integer=True, positive=True)
+    crossing = node_crossings((R, 48, 1), n, 8)             # top-1: m(x) = x/n whatever E
+    assert crossing.xreplace({n: 12}) == Fraction(2, 3) * R
+    assert crossing.xreplace({n: 16}) == node_crossings((R, 48, 1), 16, 8) == Fraction(1, 2) * R  # (2 - 1) 8/16
+
+
+def test_nccls_low_latency_protocol_never_runs_a_hierarchical_all_to_all():
+    """Review finding: DeepEP's and HybridEP's internode dispatch (the flex dispatcher) runs its own
+    kernels, not NCCL's LL protocol, yet NCCL's LL entry (all the flat bytes over the NIC at the
+    LL latencies) competed and won small messages. ROUND with scale-up domain 2, LL latencies 0
+    and efficiency 1, scale-out hop 0: EP 4 over 2 nodes, M = R = 1,400 bytes, E = 8, top-2.
+    Hierarchical (ring latencies): base 5 us + alpha (3 - 1) hops * 1 us = 7 us, plus R * 11/14 =
+    1,100 bytes over 5 * 10^9 B/s = 0.22 us (NVLink: 1,050 / (5 * 10^10) = 0.021 us, under it):
+    7.22 us. The LL entry would have been 1,050 bytes / (5 * 10^9 B/s) = 0.21 us."""
+    chip = ROUND.model_copy(update={"scale_up_domain": 2, "ll_base_latency": 0, "scale_out_latency": 0})
+    hier = Collective("all_to_all", "ep", 4, 1400, hierarchical=(1400, 8, 2))
+    assert "ll" not in collective_algorithms(hier, chip)
+    assert collective_time(hier, chip) == 7 * US + Fraction(1100, 5 * 10**9)
+    # a flat (NCCL) all-to-all across nodes keeps its LL entry
+    assert "ll" in collective_algorithms(Collective("all_to_all", "ep", 4, 1400), chip)
+    # inside one node neither: H100 has NCCL's all-to-all LL sends, the flex dispatcher does not use them
+    h100 = hardware.get("H100_SXM")
+    assert "ll" in collective_algorithms(Collective("all_to_all", "ep", 4, 1400), h100)
+    assert "ll" not in collective_algorithms(hier, h100)

@@ -284,20 +284,33 @@ def fit_chip(gpu: str, preset: Any = None) -> ChipFit:
     return ChipFit(gpu, tuple(results))
 
 
+UNITS = {Fraction(1, 10**6): "us", Fraction(10**6): "MB", Fraction(10**12): "T/s"}
+"""The units a data-file entry is written in, by the parameter table's scale (families.PARAMETERS:
+seconds in microseconds, bytes in MB, FLOP/s in T/s; a scale of 1 is written bare)."""
+
+
 def _entry(name: str, value: Fraction, source: str) -> dict[str, Any]:
-    """A data-file entry for a fitted value: seconds in microseconds, exact decimals."""
+    """A data-file entry for a fitted value: ``value / unit`` as an exact decimal, in the unit
+    :data:`UNITS` names for the parameter's scale (a name or a scale the tables do not list: one
+    line, :class:`~symcost.errors.ConfigError`)."""
     from decimal import Decimal
 
+    from ...errors import ConfigError
     from .families import PARAMETERS
 
+    if name not in PARAMETERS:
+        raise ConfigError(f"{name}: not a fitted parameter (symcost.hardware.fit.families.PARAMETERS)")
     unit = PARAMETERS[name][1]
+    if unit != 1 and unit not in UNITS:
+        raise ConfigError(f"{name}: its unit, a scale of {unit}, is none the data files are written in "
+                          f"(1, {', '.join(str(u) for u in UNITS)}: symcost.hardware.fit.UNITS)")
     scaled = value / unit
     text = str((Decimal(scaled.numerator) / Decimal(scaled.denominator)).normalize())
     if "E" in text:
         text = format(Decimal(scaled.numerator) / Decimal(scaled.denominator), "f")
     entry: dict[str, Any] = {"value": text}
     if unit != 1:
-        entry["unit"] = "us" if unit < 1 else {10**6: "MB", 10**12: "T/s"}[int(unit)]
+        entry["unit"] = UNITS[unit]
     entry["source"] = source
     return entry
 
