@@ -33,3 +33,17 @@ def test_a_unit_the_table_does_not_list_is_one_line(monkeypatch, unit):
 def test_a_name_the_table_does_not_list_is_one_line():
     with pytest.raises(SymcostError, match=r"^no_such_term: .*fitted parameter"):
         fit._entry("no_such_term", Fraction(1), "src")
+
+
+def test_a_value_the_fit_pushed_to_its_bound_is_written_as_zero():
+    """Merge finding: GB200's vLLM per-peer latency was fitted to its bound 0 and shipped as
+    "0.000000000000000225" us. Below a thousandth of its unit (1 ns) a value is 0; above it three
+    significant digits, exactly: 0.0123456 us -> 0.0123 us = 123/10^10 s."""
+    from fractions import Fraction
+
+    from symcost.hardware.fit.families import _round
+
+    us = Fraction(1, 10**6)
+    assert _round(2.25e-16, us) == 0
+    assert _round(0.0123456, us) == Fraction(123, 10**10)
+    assert _round(16.24, us) == Fraction(162, 10**7)

@@ -186,8 +186,10 @@ def predict(family: Family, preset: Hardware, values: Mapping[str, Fraction], ev
 
 
 def _round(value: float, unit: Fraction) -> Fraction:
-    """``value`` (in ``unit``) to three significant digits, exactly, in base units."""
-    if value == 0:
+    """``value`` (in ``unit``) to three significant digits, exactly, in base units; below a
+    thousandth of its unit (1 ns for a time in microseconds, far under the tables' resolution) 0:
+    the optimizer stops a term pushed to its bound at 2e-16 us, not at 0."""
+    if abs(value) < 1e-3:
         return Fraction(0)
     return Fraction(f"{value:.3g}") * unit
 
