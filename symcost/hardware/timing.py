@@ -386,6 +386,8 @@ class LayerSums(NamedTuple):
     """``(c - 1)/c``: the share of ``A`` that hides the ring's sends (0 without a ring)."""
     hidden: sp.Expr
     """The time of the collectives marked ``hidden`` (EP all-to-alls behind the other micro-batch)."""
+    tp_split: sp.Expr = sp.Integer(0)
+    """What the ring exchange adds to the TP-overlapped GEMMs (:func:`_ring_exchange_cost`)."""
 
 
 def exposed_comm(sums: LayerSums, eta: Any = 1, overlap: bool = True) -> sp.Expr:
@@ -433,6 +435,7 @@ def exposed_comm(sums: LayerSums, eta: Any = 1, overlap: bool = True) -> sp.Expr
     spent = sp.Integer(0)
     if overlap and sums.tp_pipelined != 0:
         spent += sums.tp_pipelined * extreme(sp.Min, sums.tp, sums.gemm)
+        latency += sums.tp_split
     if overlap and sums.ring_window != 0:
         spent += extreme(sp.Min, sums.ring, sums.attention * sums.ring_window)
     if sums.hidden != 0:
@@ -462,23 +465,45 @@ def _sums(ops: tuple[tuple[Op, Any], ...], collectives: tuple[Collective, ...], 
     gemm = total(t.time * n for t, n, kind in terms if kind == "gemm")
     attention = total(t.time * n for t, n, kind in terms if kind in ("attn.prefill", "attn.backward"))
     times = [(collective_time(c, hardware), c) for c in collectives]
-    tp_times = [(t, c.group_size) for t, c in times if _tp_chunked(c)]
+    tp_times = [(t, c) for t, c in times if _tp_chunked(c)]
     tp = total(t for t, _ in tp_times)
     ring_sizes = {c.group_size for c in collectives if _cp_ring(c)}
+    split = total(_ring_exchange_cost(c, hardware, datatype) for c in collectives if _tp_chunked(c))
     return LayerSums(compute, memory, ops_time, total(t for t, _ in times), gemm, attention, tp,
                      _pipelined_share(tp_times, tp), total(t for t, c in times if _cp_ring(c)),
-                     _ring_window(ring_sizes), total(t for t, c in times if c.hidden))
+                     _ring_window(ring_sizes), total(t for t, c in times if c.hidden), split)
 
 
-def _pipelined_share(tp_times: list[tuple[sp.Expr, Any]], tp: sp.Expr) -> sp.Expr:
-    """``sum_i C_i (k_i - 1)/k_i / C_tp``: ``(k - 1)/k`` where every TP collective has ``k`` ranks."""
-    degrees = {as_expr(k, "group_size") for _, k in tp_times}
-    if not degrees:
+def _ring_exchange_cost(c: Collective, hardware: Hardware, datatype: Optional[DataType]) -> sp.Expr:
+    """Seconds Transformer Engine's ring exchange adds to the GEMM a TP all-gather or
+    reduce-scatter ``c`` over ``k`` ranks overlaps (0 for a bulk one, :attr:`Collective.bulk`, and an
+    all-reduce, which userbuffers do not split): ``k - 1`` more GEMM kernels, each with the format's
+    fixed time, and after a reduce-scatter one kernel summing the ``k`` received output chunks
+    (reads the payload ``P``, writes ``P/k``): per call ``(k - 1) t_gemm + [P (1 + 1/k) / (B eta_mem)
+    + t_k]``. transformer_engine/common/comm_gemm_overlap/comm_gemm_overlap.cpp (commit d0067d0),
+    ``CommOverlapP2PBase::split_overlap_ag`` and ``split_overlap_rs``: ``for (int i = 0; i < _tp_size;
+    i++)`` one ``nvte_cublas_gemm`` per chunk, then ``reduce_bf16(..., _tp_size, ...)``."""
+    if c.bulk or c.kind not in ("all_gather", "reduce_scatter"):
         return sp.Integer(0)
-    if len(degrees) == 1:
-        k = degrees.pop()
-        return (k - 1) / k
-    return total(t * (k - 1) / k for t, k in tp_times) / tp
+    k, payload = as_expr(c.group_size, "group_size"), as_expr(c.payload_bytes, "payload_bytes")
+    per_call = (k - 1) * hardware.gemm_time_for(datatype)
+    if c.kind == "reduce_scatter":
+        per_call += payload * (1 + 1 / k) / hardware.effective_hbm_bandwidth + hardware.kernel_time
+    return as_expr(c.count, "count") * per_call
+
+
+def _pipelined_share(tp_times: list[tuple[sp.Expr, Collective]], tp: sp.Expr) -> sp.Expr:
+    """``sum_i C_i w_i / C_tp``: each TP collective's share its GEMM can hide, ``w = (k - 1)/k``
+    cut into its group's ``k`` chunks, ``w = 1`` for a bulk one (:attr:`Collective.bulk`, whole
+    beside its GEMM); ``(k - 1)/k`` where every TP collective is a chunked one over ``k`` ranks."""
+    shares = [(t, sp.Integer(1) if c.bulk else (as_expr(c.group_size, "group_size") - 1)
+               / as_expr(c.group_size, "group_size")) for t, c in tp_times]
+    distinct = {w for _, w in shares}
+    if not distinct:
+        return sp.Integer(0)
+    if len(distinct) == 1:
+        return distinct.pop()
+    return total(t * w for t, w in shares) / tp
 
 
 def _ring_window(sizes: set[Any]) -> sp.Expr:
