@@ -142,6 +142,8 @@ class Op:
 
 DGRAD = ".dgrad"
 """The suffix :meth:`Matmul.backward` gives the data-gradient GEMM of a product (``dX = dY @ B^T``)."""
+WGRAD = ".wgrad"
+"""The suffix :meth:`Matmul.backward` gives the weight-gradient GEMM of a product (``dB = X^T @ dY``)."""
 
 
 def _xreplace_fields(obj, mapping):
@@ -201,7 +203,7 @@ class Matmul(Op):
             Matmul(self.name + DGRAD, m=self.m, n=self.k, k=self.n, dtype_bytes=self.dtype_bytes,
                    batch=self.batch, weight=self.weight, grouped=self.grouped),
             # dB = A^T @ dY: (k x m) @ (m x n)
-            Matmul(self.name + ".wgrad", m=self.k, n=self.n, k=self.m, dtype_bytes=self.dtype_bytes,
+            Matmul(self.name + WGRAD, m=self.k, n=self.n, k=self.m, dtype_bytes=self.dtype_bytes,
                    batch=self.batch, weight=False, grouped=self.grouped),
         ]
         if self.bias:
