@@ -654,8 +654,8 @@ class Hardware(BaseModel):
             # every efficiency-model field is the symbol of its name (quantize_bytes_8bit: q), but
             # those only a format class or an engine profile sets, which bind through it
             fields.update({name: sym.TABLE[name].symbol for name in _MODEL_FIELDS if name in sym.TABLE})
-            fields.update(quantize_bytes_8bit=sym.quantize_bytes, gemm_backward_efficiency_8bit=sym.gemm_backward_efficiency,
-                          matmul_tile=matmul_tile,
+            fields.update(quantize_bytes_8bit=sym.quantize_bytes,
+                          gemm_backward_efficiency_8bit=sym.gemm_backward_efficiency, matmul_tile=matmul_tile,
                           matmul_tile_4bit=matmul_tile_4bit, matmul_stream_k=matmul_stream_k,
                           runtime=Runtime(name="symbolic", cuda_graphs=False, step_overhead=sym.step_overhead,
                                           collective_overhead=sym.collective_overhead, allreduce="custom",

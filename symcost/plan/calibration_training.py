@@ -30,10 +30,12 @@ Errors are predicted over measured tokens/s per GPU, minus one (positive: the mo
 fast). A row the library refuses (a layout it cannot cost) is listed with the library's reason.
 
 The kernels are the per-op fit's; the ``megatron-core`` profile states how Megatron-Core runs them
-(Transformer Engine's FP8 grouped GEMMs: one GEMM per expert) and carries two terms fitted here,
-:data:`PARAMETERS`: ``moe_sync_time``, what a dropless MoE layer's forward loses to its
-dispatcher's device-to-host sync (the token-drop rows, padded to capacity, have none), and
-``a2a_overlap_efficiency``, the share of the EP all-to-alls that ``moe_a2a_overlap`` hides, on an exact
+(Transformer Engine's FP8 grouped GEMMs: one GEMM per expert; Hopper's FP8 dgrad and wgrad at their
+split-accumulation rate) and carries three terms fitted here, :data:`PARAMETERS`: ``moe_sync_time``,
+what a dropless MoE layer's forward loses to its dispatcher's device-to-host sync (the token-drop
+rows, padded to capacity, have none), ``a2a_overlap_efficiency``, the share of the EP all-to-alls
+that ``moe_a2a_overlap`` hides, and ``tp_overlap_efficiency``, the share of the overlappable TP time
+that ``tp_comm_overlap`` hides (the dense TP rows, :func:`options`), on an exact
 grid by least squares on the log of the predicted tokens/s of the rows whose release settings are
 known (:func:`fit_rows`: a MoE row whose layout differs from its release preset is predicted and
 shown, marked, but not fitted). :func:`held_out` refits without a

@@ -184,7 +184,8 @@ def test_each_tp_collective_is_chunked_by_its_own_group():
 
 # --- issue 22: what Transformer Engine's userbuffers overlap costs ------------------------------
 
-H100_REAL = hardware.H100_SXM  # the realistic chip under the neutral profile (hides all it can: tp_overlap_efficiency 1)
+# the realistic chip under the neutral profile (it hides all it can: tp_overlap_efficiency 1)
+H100_REAL = hardware.H100_SXM
 
 
 def test_ring_exchange_runs_one_gemm_per_chunk_and_reduces_the_chunks():
