@@ -407,8 +407,8 @@ def exposed_comm(sums: LayerSums, eta: Any = 1, overlap: bool = True, eta_tp: An
       ``(k-1)/k min(C, G)``; a bulk collective (:attr:`~symcost.core.ops.Collective.bulk`: the
       reduce-scatter of a TP block's input gradient beside its wgrad GEMM) runs whole beside its
       GEMM, priced at the same share (:func:`_pipelined_share`). Summed over the layer (its
-      collectives and GEMMs alike in proportion), ``H_tp = eta_tp * tp_pipelined * min(C_tp, G)``, ``eta_tp`` the engine's
-      ``tp_overlap_efficiency`` (the share it realises). The ring exchange's own work adds
+      collectives and GEMMs alike in proportion), ``H_tp = eta_tp * tp_pipelined * min(C_tp, G)``,
+      ``eta_tp`` the engine's ``tp_overlap_efficiency`` (the share it realises). The ring exchange's own work adds
       ``S_tp`` (:func:`_ring_exchange_cost`: a GEMM per chunk, the reduction of a reduce-scatter's
       chunks). A plain TP all-reduce (no sequence parallelism) is pipelined the same way here,
       though Megatron-Core overlaps TP traffic only under sequence parallelism (userbuffers need
