@@ -434,7 +434,8 @@ def exposed_comm(sums: LayerSums, eta: Any = 1, overlap: bool = True, eta_tp: An
     >>> chip = hardware.H100_SXM.ideal()
     >>> mm, rs = Matmul("proj", m=4096, k=8192, n=8192), Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)
     >>> serial, hidden = (layer_times([(mm, 1)], [rs], chip, chip.effective_peak('bf16'), o) for o in (False, True))
-    >>> hidden.latency == serial.latency - serial.comm_time * 7 / 8     # the GEMM hides 7 chunks of 8
+    >>> reduce = sp.Rational(4096 * 8192 * 2 * 9, 8 * 3_350_000_000_000)  # the chunks' sum: P (1 + 1/8) / B
+    >>> hidden.latency == serial.latency - serial.comm_time * 7 / 8 + reduce  # the GEMM hides 7 chunks of 8
     True
     """
     latency = sums.ops + sums.comm
