@@ -8,8 +8,8 @@ The runs are symcost/data/training_calibration.csv (Megatron-Bridge performance 
 and Qwen3 MoE on DGX-H100 and DGX-B200); each is predicted by symcost.plan.calibration_training with
 Model.training_step on the realistic chip under the megatron-core engine profile and the run's own
 settings (its MoE release settings from symcost/data/training_calibration_settings.csv); the profile's
-fitted term (moe_sync_time) is fitted here (a2a_overlap_efficiency is the profile's, from a published
-A/B). A test
+fitted terms (moe_sync_time, tp_overlap_efficiency) are fitted here (a2a_overlap_efficiency is the
+profile's, from a published A/B). A test
 (tests/plan/test_calibration_training.py) checks that the shipped value is the fit's and that the
 docs page's block is what this script prints.
 """

@@ -142,6 +142,8 @@ class Op:
 
 DGRAD = ".dgrad"
 """The suffix :meth:`Matmul.backward` gives the data-gradient GEMM of a product (``dX = dY @ B^T``)."""
+WGRAD = ".wgrad"
+"""The suffix :meth:`Matmul.backward` gives the weight-gradient GEMM of a product (``dB = X^T @ dY``)."""
 
 
 def _xreplace_fields(obj, mapping):
@@ -201,7 +203,7 @@ class Matmul(Op):
             Matmul(self.name + DGRAD, m=self.m, n=self.k, k=self.n, dtype_bytes=self.dtype_bytes,
                    batch=self.batch, weight=self.weight, grouped=self.grouped),
             # dB = A^T @ dY: (k x m) @ (m x n)
-            Matmul(self.name + ".wgrad", m=self.k, n=self.n, k=self.m, dtype_bytes=self.dtype_bytes,
+            Matmul(self.name + WGRAD, m=self.k, n=self.n, k=self.m, dtype_bytes=self.dtype_bytes,
                    batch=self.batch, weight=False, grouped=self.grouped),
         ]
         if self.bias:
@@ -660,6 +662,14 @@ class Collective:
     megatron/core/pipeline_parallel/combined_1f1b.py): the layer pays only what exceeds its op time
     (:func:`~symcost.hardware.timing.layer_times`)."""
 
+    bulk: bool = dataclasses.field(default=False, repr=False)
+    """Overlapped whole beside one GEMM, not cut into chunks (with ``overlap=True``): Transformer
+    Engine's bulk userbuffers overlap (``ub_bulk_wgrad``: under Megatron SP the reduce-scatter of a
+    TP block's input gradient runs beside its wgrad GEMM; Megatron-Bridge's userbuffers configs,
+    src/megatron/bridge/training/comm_overlap.py, set ``BulkOverlapCfg`` for qkv_wgrad and
+    fc1_wgrad). Other TP all-gathers and reduce-scatters are ring exchanges, one GEMM per chunk
+    (:func:`~symcost.hardware.timing.exposed_comm`)."""
+
     hierarchical: Optional[tuple[Value, Value, Value]] = dataclasses.field(default=None, repr=False)
     """``(R, E, k)`` for an expert-parallel dispatch or combine that crosses the scale-out network
     once per node, as DeepEP's and HybridEP's internode kernels do (DeepSeek-V3 technical report,
@@ -710,7 +720,8 @@ class Collective:
     @property
     def key(self) -> tuple:
         """What identifies calls that may be merged into one record with a larger count."""
-        return (self.kind, self.axis, self.group_size, self.payload_bytes, self.span, self.hidden, self.hierarchical)
+        return (self.kind, self.axis, self.group_size, self.payload_bytes, self.span, self.hidden, self.bulk,
+                self.hierarchical)
 
     def xreplace(self, mapping: dict) -> "Collective":
         """A copy with ``mapping`` applied to the group size, payload and count (and

@@ -73,12 +73,14 @@ __all__ = [
     "collective_overhead",
     "moe_sync_time",
     "a2a_overlap_efficiency",
+    "tp_overlap_efficiency",
     "tree_latency",
     "tree_efficiency",
     "nvls_latency",
     "nvls_efficiency",
     "gemm_time",
     "quantize_bytes",
+    "gemm_backward_efficiency",
     "gemm_memory_efficiency",
     "grouped_gemm_efficiency",
     "grouped_gemm_time",
@@ -211,6 +213,8 @@ _ROWS = (
          nonnegative=True),
     _row("a2a_overlap_efficiency", "eta_a2a", r"\eta_{\mathrm{a2a}}",
          "share of a layer's overlapped EP all-to-all time its other micro-batch's compute covers", nonnegative=True),
+    _row("tp_overlap_efficiency", "eta_tp", r"\eta_{\mathrm{tp}}",
+         "share of what the TP overlap could hide behind a layer's GEMMs that the engine hides", nonnegative=True),
     _row("tree_latency", "alpha_tree", r"\alpha_{\mathrm{tree}}",
          "latency of one tree hop over the scale-out network (s)", nonnegative=True),
     _row("tree_efficiency", "eta_tree", r"\eta_{\mathrm{tree}}",
@@ -226,6 +230,9 @@ _ROWS = (
     _row("quantize_bytes", "q_quant", r"q_{\mathrm{quant}}",
          "HBM bytes per input element that quantizing a GEMM's input moves (0 at 16 bits)",
          nonnegative=True, rational=True),
+    _row("gemm_backward_efficiency", "eta_gbwd", r"\eta_{\mathrm{gemm,bwd}}",
+         "the backward GEMMs' (dgrad, wgrad) FLOP/s as a fraction of the forward's, for the dtype in use "
+         "(split accumulation of 8-bit GEMMs; 1 at 16 bits)", positive=True),
     _row("gemm_memory_efficiency", "eta_gmem", r"\eta_{\mathrm{gmem}}",
          "achieved fraction of HBM bandwidth in bandwidth-bound GEMMs", positive=True),
     _row("grouped_gemm_efficiency", "eta_gg", r"\eta_{\mathrm{gg}}",
@@ -361,12 +368,14 @@ step_overhead = TABLE["step_overhead"].symbol
 collective_overhead = TABLE["collective_overhead"].symbol
 moe_sync_time = TABLE["moe_sync_time"].symbol
 a2a_overlap_efficiency = TABLE["a2a_overlap_efficiency"].symbol
+tp_overlap_efficiency = TABLE["tp_overlap_efficiency"].symbol
 tree_latency = TABLE["tree_latency"].symbol
 tree_efficiency = TABLE["tree_efficiency"].symbol
 nvls_latency = TABLE["nvls_latency"].symbol
 nvls_efficiency = TABLE["nvls_efficiency"].symbol
 gemm_time = TABLE["gemm_time"].symbol
 quantize_bytes = TABLE["quantize_bytes"].symbol
+gemm_backward_efficiency = TABLE["gemm_backward_efficiency"].symbol
 gemm_memory_efficiency = TABLE["gemm_memory_efficiency"].symbol
 grouped_gemm_efficiency = TABLE["grouped_gemm_efficiency"].symbol
 grouped_gemm_time = TABLE["grouped_gemm_time"].symbol

@@ -56,7 +56,7 @@ _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficien
                  "tree_efficiency", "nvls_latency", "nvls_efficiency", "gemm_time", "gemm_time_8bit", "gemm_time_4bit",
                  "quantize_bytes_8bit", "quantize_bytes_4bit", "gemm_memory_efficiency", "grouped_gemm_efficiency",
                  "grouped_gemm_time", "grouped_gemm_memory_efficiency", "attention_time", "attention_io_efficiency",
-                 "attention_backward_efficiency",
+                 "attention_backward_efficiency", "gemm_backward_efficiency_8bit",
                  "attention_decode_time", "grouped_decode_time_8bit",
                  "attention_exp_rate", "mha_decode_rate", "decode_ramp_time", "decode_ramp_bytes",
                  "ll_base_latency", "ll_latency", "ll_efficiency", "custom_allreduce_latency",
@@ -141,6 +141,12 @@ class Hardware(BaseModel):
     attention_backward_efficiency: Efficiency = sp.Integer(1)
     """The attention backward kernels' FLOP/s as a fraction of the forward kernels' (the
     ``attn.backward`` class runs at ``F_16 * attention_efficiency * attention_backward_efficiency``)."""
+    gemm_backward_efficiency_8bit: Efficiency = sp.Integer(1)
+    """An 8-bit (or narrower) GEMM's backward products (dgrad, wgrad) run at this fraction of the
+    forward's FLOP/s: Transformer Engine accumulates them split (promoted to fp32 every few
+    k-steps; transformer_engine/common/recipe/__init__.py ``fp8_gemm_dgrad`` /
+    ``fp8_gemm_wgrad`` ``use_split_accumulator=True``, ``fp8_gemm_fprop`` False), where Hopper's
+    fast-accumulation mode runs the forward faster. 1: no such difference (16-bit GEMMs, Blackwell)."""
     attention_decode_time: Optional[Seconds] = None
     grouped_decode_time_8bit: Optional[Seconds] = None
     """Fixed seconds of one decode attention kernel that groups several query heads per KV head
@@ -280,7 +286,7 @@ class Hardware(BaseModel):
             isinstance(v, sp.Basic) and v.free_symbols
             for v in (*(getattr(self, f) for f in _MODEL_FIELDS), self.runtime.step_overhead,
                       self.runtime.collective_overhead, self.runtime.moe_sync_time,
-                      self.runtime.a2a_overlap_efficiency))
+                      self.runtime.a2a_overlap_efficiency, self.runtime.tp_overlap_efficiency))
 
     def __hash__(self) -> int:
         return self._hash
@@ -468,6 +474,14 @@ class Hardware(BaseModel):
             return self.matmul_tile_4bit, False
         return self.matmul_tile, True
 
+    def gemm_backward_efficiency_for(self, dtype: DataType | str | None) -> sp.Expr:
+        """The fraction of the forward's FLOP/s at which a GEMM's dgrad and wgrad run in ``dtype``:
+        1 for 16-bit formats, ``gemm_backward_efficiency_8bit`` for narrower ones. The symbolic
+        chip's, for no dtype, is its symbol, which :meth:`symbol_values` binds to the dtype's value."""
+        if dtype is None and self.is_symbolic:
+            return self.gemm_backward_efficiency_8bit
+        return self._by_format(dtype, sp.Integer(1), self.gemm_backward_efficiency_8bit, None)
+
     def quantize_bytes_for(self, dtype: DataType | str | None) -> sp.Expr:
         """HBM bytes per input element that quantizing a GEMM input to ``dtype`` moves: 0 for
         16-bit formats, ``quantize_bytes_8bit`` for 8-bit ones, ``quantize_bytes_4bit`` (``None``:
@@ -603,6 +617,7 @@ class Hardware(BaseModel):
             sym.collective_overhead: self.runtime.collective_overhead,
             sym.moe_sync_time: self.runtime.moe_sync_time,
             sym.a2a_overlap_efficiency: self.runtime.a2a_overlap_efficiency,
+            sym.tp_overlap_efficiency: self.runtime.tp_overlap_efficiency,
         }
         values.update(self._kernel_symbol_values(dt))
         if self.compute_units is not None:  # none: no tile quantization, nothing to bind N_cu to
@@ -618,6 +633,7 @@ class Hardware(BaseModel):
         return {
             sym.gemm_time: self.gemm_time_for(dt),
             sym.quantize_bytes: self.quantize_bytes_for(dt),
+            sym.gemm_backward_efficiency: self.gemm_backward_efficiency_for(dt),
             sym.gemm_memory_efficiency: (self.memory_efficiency if self.gemm_memory_efficiency is None
                                          else self.gemm_memory_efficiency),
             sym.grouped_gemm_efficiency: 1 if self.grouped_gemm_efficiency is None else self.grouped_gemm_efficiency,
@@ -686,13 +702,15 @@ class Hardware(BaseModel):
             # every efficiency-model field is the symbol of its name (quantize_bytes_8bit: q), but
             # those only a format class or an engine profile sets, which bind through it
             fields.update({name: sym.TABLE[name].symbol for name in _MODEL_FIELDS if name in sym.TABLE})
-            fields.update(quantize_bytes_8bit=sym.quantize_bytes, matmul_tile=matmul_tile,
+            fields.update(quantize_bytes_8bit=sym.quantize_bytes,
+                          gemm_backward_efficiency_8bit=sym.gemm_backward_efficiency, matmul_tile=matmul_tile,
                           matmul_tile_4bit=matmul_tile_4bit, matmul_stream_k=matmul_stream_k,
                           compute_capability=compute_capability,
                           runtime=Runtime(name="symbolic", cuda_graphs=False, step_overhead=sym.step_overhead,
                                           collective_overhead=sym.collective_overhead, allreduce=allreduce,
                                           moe_sync_time=sym.moe_sync_time,
                                           a2a_overlap_efficiency=sym.a2a_overlap_efficiency,
+                                          tp_overlap_efficiency=sym.tp_overlap_efficiency,
                                           grouped_gemm=grouped_gemm))
         return cls(**fields)
 
@@ -721,7 +739,8 @@ class Hardware(BaseModel):
             quantize_bytes_8bit=zero, quantize_bytes_4bit=None, gemm_memory_efficiency=None,
             grouped_gemm_efficiency=None,
             grouped_gemm_time=None, grouped_gemm_memory_efficiency=None, attention_time=None,
-            attention_io_efficiency=None, attention_backward_efficiency=one, attention_decode_time=None,
+            attention_io_efficiency=None, attention_backward_efficiency=one, gemm_backward_efficiency_8bit=one,
+            attention_decode_time=None,
             grouped_decode_time_8bit=None, attention_exp_rate=None, mha_decode_rate=None, decode_ramp_time=None,
             decode_ramp_bytes=None,
             ll_base_latency=None, ll_latency=zero, ll_efficiency=one, custom_allreduce_latency=None,
@@ -750,14 +769,14 @@ class Hardware(BaseModel):
                 and self.attention_io_efficiency is None and self.attention_decode_time in (None, 0)
                 and self.grouped_decode_time_8bit in (None, 0) and self.attention_exp_rate is None
                 and self.mha_decode_rate is None and self.decode_ramp_time in (None, 0)
-                and self.attention_backward_efficiency == 1
+                and self.attention_backward_efficiency == 1 and self.gemm_backward_efficiency_8bit == 1
                 and self.ll_base_latency is None
                 and self.all_to_all_latency is None and self.all_to_all_peer_latency is None
                 and self.all_to_all_ll_latency is None and self.all_to_all_efficiency == 1
                 and (self.custom_allreduce_latency is None or self.runtime.allreduce == "nccl")
                 and self.runtime.step_overhead == 0
                 and self.runtime.collective_overhead == 0 and self.runtime.moe_sync_time == 0
-                and self.runtime.a2a_overlap_efficiency == 1
+                and self.runtime.a2a_overlap_efficiency == 1 and self.runtime.tp_overlap_efficiency == 1
                 and (self.runtime.cuda_graphs or self.launch_time == 0))
 
     def with_runtime(self, profile: "Runtime | str") -> "Hardware":
@@ -833,7 +852,8 @@ class Hardware(BaseModel):
                               "prefill_emits_first_token": value.prefill_emits_first_token,
                               "allreduce": value.allreduce, "grouped_gemm": value.grouped_gemm,
                               "moe_sync_time": plain(value.moe_sync_time),
-                              "a2a_overlap_efficiency": plain(value.a2a_overlap_efficiency)}
+                              "a2a_overlap_efficiency": plain(value.a2a_overlap_efficiency),
+                              "tp_overlap_efficiency": plain(value.tp_overlap_efficiency)}
             else:
                 out[field] = plain(value)
         return out

@@ -52,7 +52,7 @@ import sympy as sp
 
 from ..core._expr import Ceil, extreme
 from ..core.dtypes import DataType
-from ..core.ops import AttentionCore, Matmul, Op
+from ..core.ops import DGRAD, WGRAD, AttentionCore, Matmul, Op
 from ..errors import ConfigError
 from .chip import Hardware
 
@@ -177,6 +177,15 @@ def _launch(n: int, chip: Hardware) -> sp.Expr:
     return sp.Integer(0) if chip.runtime.cuda_graphs else n * chip.launch_time
 
 
+def _backward_peak(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> sp.Expr:
+    """``peak`` for a forward GEMM; for a backward one (a dgrad or wgrad, :meth:`Matmul.backward`)
+    ``peak`` times the chip's backward fraction in ``dtype`` (:meth:`Hardware.gemm_backward_efficiency_for`:
+    split accumulation of 8-bit GEMMs)."""
+    if not op.name.endswith((DGRAD, WGRAD)):
+        return peak
+    return peak * chip.gemm_backward_efficiency_for(dtype)
+
+
 @kernel("gemm")
 def gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
     """A GEMM: ``max(C / peak + V / F_vec, bytes / (B eta_gmem)) + n q m k / B + n t_gemm``
@@ -184,7 +193,8 @@ def gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> Op
     dtype's format class)."""
     assert isinstance(op, Matmul)
     n = kernels(op)
-    compute = matmul_compute_flops(op, chip, dtype) / peak + op.vector_flops / chip.vector_flops
+    compute = matmul_compute_flops(op, chip, dtype) / _backward_peak(op, chip, peak, dtype) \
+        + op.vector_flops / chip.vector_flops
     memory = op.hbm_bytes / chip.gemm_hbm_bandwidth
     # NB: every GEMM of an 8-bit model is costed as an 8-bit one, its fixed time and quantizing
     # pass included, products of two activations (weight=False) and the router and LM head too,

@@ -92,6 +92,14 @@ class Runtime(BaseModel):
     (1: ``max(ops, hidden)``, perfect overlap; 0: none). Below 1 when the all-to-all's kernels take
     SMs and memory bandwidth from the compute they overlap, and when the schedule's warm-up and
     cool-down micro-batches have no partner."""
+    tp_overlap_efficiency: Share = sp.Integer(1)
+    """The share of what the TP overlap could hide (``overlap=True``: Transformer Engine's
+    userbuffers chunk pipeline and bulk overlaps, :func:`~symcost.hardware.timing.exposed_comm`) that
+    the engine actually hides: ``eta_tp * share * min(C_tp, G)`` (1: all of it). Below 1 where the
+    userbuffers' kernels take SMs and HBM bandwidth from the GEMMs they run beside, the GEMM chunks
+    run below the whole GEMM's rate, and a layer's small GEMMs (the attention projections) cannot
+    hide the collectives they are paired with, which the layer-wide ``min(C_tp, G)`` lets the large
+    ones cover."""
     grouped_gemm: Literal["fused", "per_expert"] = "fused"
     """How the engine runs a grouped GEMM (MoE experts): one kernel for every expert (``"fused"``:
     CUTLASS/Triton grouped kernels of the serving engines), or one GEMM per expert, each with its

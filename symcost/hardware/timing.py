@@ -487,7 +487,8 @@ def layer_times(ops: Iterable[tuple[Op, Any]], collectives: Iterable[Collective]
     ops, collectives = tuple(ops), tuple(collectives)
     sums = _cached(_LAYER_SUMS, (ops, collectives, hardware, peak, datatype),
                    lambda: _sums(ops, collectives, hardware, peak, datatype), 512)
-    latency = exposed_comm(sums, hardware.runtime.a2a_overlap_efficiency, overlap)
+    latency = exposed_comm(sums, hardware.runtime.a2a_overlap_efficiency, overlap,
+                           hardware.runtime.tp_overlap_efficiency)
     return Times(sums.compute, sums.memory, sums.comm, latency)
 
 
@@ -518,14 +519,16 @@ class LayerSums(NamedTuple):
     """``(c - 1)/c``: the share of ``A`` that hides the ring's sends (0 without a ring)."""
     hidden: sp.Expr
     """The time of the collectives marked ``hidden`` (EP all-to-alls behind the other micro-batch)."""
+    tp_split: sp.Expr = sp.Integer(0)
+    """What the ring exchange adds to the TP-overlapped GEMMs (:func:`_ring_exchange_cost`)."""
 
 
-def exposed_comm(sums: LayerSums, eta: Any = 1, overlap: bool = True) -> sp.Expr:
+def exposed_comm(sums: LayerSums, eta: Any = 1, overlap: bool = True, eta_tp: Any = 1) -> sp.Expr:
     """A layer's latency: its op time plus the communication its compute leaves exposed, each
     second of compute hiding at most one second of communication (the GEMMs that hide the TP
     chunks hide nothing else):
 
-    ``latency = T_ops + C - H_tp - H_cp - eta min(T_ops - H_tp - H_cp, C_hidden)``
+    ``latency = T_ops + C + S_tp - H_tp - H_cp - eta min(T_ops - H_tp - H_cp, C_hidden)``
 
     - **TP** (``overlap`` only; ``--tp-comm-overlap``, Transformer Engine userbuffers; Megatron-Bridge's
       ``userbuffers_fp8_h100_h8192_tp4_mbs1_seqlen8192``, src/megatron/bridge/training/comm_overlap.py:
@@ -533,10 +536,15 @@ def exposed_comm(sums: LayerSums, eta: Any = 1, overlap: bool = True) -> sp.Expr
       forward and their dgrad transposes): each TP collective (``C_i`` over ``k_i`` ranks) is cut
       into ``k_i`` chunks, each sent while the GEMM computes the previous chunk. A two-stage
       pipeline of ``k`` chunks takes ``C/k + (k-1) max(C, G)/k + G/k``: it hides
-      ``(k-1)/k min(C, G)``. Summed over the layer (its collectives and GEMMs alike in proportion),
-      ``H_tp = tp_pipelined * min(C_tp, G)``. A plain TP all-reduce (no sequence parallelism) is
-      pipelined the same way here, though Megatron-Core overlaps TP traffic only under sequence
-      parallelism (userbuffers need it): optimistic there;
+      ``(k-1)/k min(C, G)``; a bulk collective (:attr:`~symcost.core.ops.Collective.bulk`: the
+      reduce-scatter of a TP block's input gradient beside its wgrad GEMM) runs whole beside its
+      GEMM, priced at the same share (:func:`_pipelined_share`). Summed over the layer (its
+      collectives and GEMMs alike in proportion), ``H_tp = eta_tp * tp_pipelined * min(C_tp, G)``,
+      ``eta_tp`` the engine's ``tp_overlap_efficiency`` (the share it realises). The ring exchange's own work adds
+      ``S_tp`` (:func:`_ring_exchange_cost`: a GEMM per chunk, the reduction of a reduce-scatter's
+      chunks). A plain TP all-reduce (no sequence parallelism) is pipelined the same way here,
+      though Megatron-Core overlaps TP traffic only under sequence parallelism (userbuffers need
+      it): optimistic there;
     - **CP ring** (``overlap`` only; Transformer Engine ``AttnFuncWithCPAndKVP2P``,
       transformer_engine/pytorch/attention/dot_product_attention/context_parallel.py, commit
       d0067d0: step ``i`` posts the send of step ``i + 1``'s K, V (and in the backward dK, dV) and
@@ -558,13 +566,15 @@ def exposed_comm(sums: LayerSums, eta: Any = 1, overlap: bool = True) -> sp.Expr
     >>> chip = hardware.H100_SXM.ideal()
     >>> mm, rs = Matmul("proj", m=4096, k=8192, n=8192), Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)
     >>> serial, hidden = (layer_times([(mm, 1)], [rs], chip, chip.effective_peak('bf16'), o) for o in (False, True))
-    >>> hidden.latency == serial.latency - serial.comm_time * 7 / 8     # the GEMM hides 7 chunks of 8
+    >>> reduce = sp.Rational(4096 * 8192 * 2 * 9, 8 * 3_350_000_000_000)  # the chunks' sum: P (1 + 1/8) / B
+    >>> hidden.latency == serial.latency - serial.comm_time * 7 / 8 + reduce  # the GEMM hides 7 chunks of 8
     True
     """
     latency = sums.ops + sums.comm
     spent = sp.Integer(0)
     if overlap and sums.tp_pipelined != 0:
-        spent += sums.tp_pipelined * extreme(sp.Min, sums.tp, sums.gemm)
+        spent += eta_tp * sums.tp_pipelined * extreme(sp.Min, sums.tp, sums.gemm)
+        latency += sums.tp_split
     if overlap and sums.ring_window != 0:
         spent += extreme(sp.Min, sums.ring, sums.attention * sums.ring_window)
     if sums.hidden != 0:
@@ -594,23 +604,51 @@ def _sums(ops: tuple[tuple[Op, Any], ...], collectives: tuple[Collective, ...], 
     gemm = total(t.time * n for t, n, kind in terms if kind == "gemm")
     attention = total(t.time * n for t, n, kind in terms if kind in ("attn.prefill", "attn.backward"))
     times = [(collective_time(c, hardware), c) for c in collectives]
-    tp_times = [(t, c.group_size) for t, c in times if _tp_chunked(c)]
+    tp_times = [(t, c) for t, c in times if _tp_chunked(c)]
     tp = total(t for t, _ in tp_times)
     ring_sizes = {c.group_size for c in collectives if _cp_ring(c)}
+    split = total(_ring_exchange_cost(c, hardware, datatype) for c in collectives if _tp_chunked(c))
     return LayerSums(compute, memory, ops_time, total(t for t, _ in times), gemm, attention, tp,
                      _pipelined_share(tp_times, tp), total(t for t, c in times if _cp_ring(c)),
-                     _ring_window(ring_sizes), total(t for t, c in times if c.hidden))
+                     _ring_window(ring_sizes), total(t for t, c in times if c.hidden), split)
 
 
-def _pipelined_share(tp_times: list[tuple[sp.Expr, Any]], tp: sp.Expr) -> sp.Expr:
-    """``sum_i C_i (k_i - 1)/k_i / C_tp``: ``(k - 1)/k`` where every TP collective has ``k`` ranks."""
-    degrees = {as_expr(k, "group_size") for _, k in tp_times}
-    if not degrees:
+def _ring_exchange_cost(c: Collective, hardware: Hardware, datatype: Optional[DataType]) -> sp.Expr:
+    """Seconds Transformer Engine's ring exchange adds to the GEMM a TP all-gather or
+    reduce-scatter ``c`` over ``k`` ranks overlaps (0 for a bulk one, :attr:`Collective.bulk`, and an
+    all-reduce, which userbuffers do not split): ``k - 1`` more GEMM kernels, each with the format's
+    fixed time, and after a reduce-scatter one kernel summing the ``k`` received output chunks
+    (reads the payload ``P``, writes ``P/k``): per call ``(k - 1) t_gemm + [P (1 + 1/k) / (B eta_mem)
+    + t_k]``. transformer_engine/common/comm_gemm_overlap/comm_gemm_overlap.cpp (commit d0067d0),
+    ``CommOverlapP2PBase::split_overlap_ag`` and ``split_overlap_rs``: ``for (int i = 0; i < _tp_size;
+    i++)`` one ``nvte_cublas_gemm`` per chunk, then ``reduce_bf16(..., _tp_size, ...)``."""
+    if c.bulk or c.kind not in ("all_gather", "reduce_scatter"):
         return sp.Integer(0)
-    if len(degrees) == 1:
-        k = degrees.pop()
-        return (k - 1) / k
-    return total(t * (k - 1) / k for t, k in tp_times) / tp
+    k, payload = as_expr(c.group_size, "group_size"), as_expr(c.payload_bytes, "payload_bytes")
+    per_call = (k - 1) * hardware.gemm_time_for(datatype)
+    if c.kind == "reduce_scatter":
+        # NB: Min(1, k - 1): a group of one (a symbolic degree bound to 1) reduces nothing
+        reduce = payload * (1 + 1 / k) / hardware.effective_hbm_bandwidth + hardware.kernel_time
+        per_call += extreme(sp.Min, 1, k - 1) * reduce
+    return as_expr(c.count, "count") * per_call
+
+
+def _pipelined_share(tp_times: list[tuple[sp.Expr, Collective]], tp: sp.Expr) -> sp.Expr:
+    """``sum_i C_i w_i / C_tp``: each TP collective's share its GEMM can hide, ``w = (k - 1)/k``
+    cut into its group's ``k`` chunks (a bulk one, :attr:`Collective.bulk`, alike); ``(k - 1)/k``
+    where every TP collective has ``k`` ranks."""
+    # NB: a bulk collective (whole beside one GEMM) would hide all of min(C, G) beside a long
+    # enough GEMM; the layer-wide pooling cannot tell which GEMM that is, and a share of 1 next to
+    # (k - 1)/k would divide by C_tp, 0/0 at a symbolic degree bound to 1: priced as a chunked one,
+    # conservative by C_bulk/k
+    shares = [(t, (as_expr(c.group_size, "group_size") - 1) / as_expr(c.group_size, "group_size"))
+              for t, c in tp_times]
+    distinct = {w for _, w in shares}
+    if not distinct:
+        return sp.Integer(0)
+    if len(distinct) == 1:
+        return distinct.pop()
+    return total(t * w for t, w in shares) / tp
 
 
 def _ring_window(sizes: set[Any]) -> sp.Expr:

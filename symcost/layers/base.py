@@ -346,7 +346,10 @@ class Layer(BaseModel):
             if isinstance(op, Collective):
                 kind = _TRANSPOSE[op.kind]
                 if kind is not None:
-                    backward.append(dataclasses.replace(op, kind=kind))
+                    # NB: a TP all-gather's transpose, the reduce-scatter of the input gradient, runs
+                    # in bulk beside the wgrad GEMM under TE's userbuffers (Collective.bulk)
+                    bulk = op.axis == "tp" and op.kind == "all_gather"
+                    backward.append(dataclasses.replace(op, kind=kind, bulk=bulk))
             else:
                 backward.extend(op.backward())
         return forward + recompute + backward

@@ -185,7 +185,7 @@ class LMHeadLayer(Layer):
         if not (ctx.training and self.fused_loss and ctx.tp != 1):
             return ops
         stats = ctx.tokens * _ROW_STATS * _FP32 * ctx.tp
-        transpose = Collective("reduce_scatter", "tp", ctx.tp, stats)
+        transpose = Collective("reduce_scatter", "tp", ctx.tp, stats, bulk=True)
         last = max(i for i, op in enumerate(ops) if op == transpose)
         return ops[:last] + ops[last + 1:]
 

@@ -30,12 +30,14 @@ Errors are predicted over measured tokens/s per GPU, minus one (positive: the mo
 fast). A row the library refuses (a layout it cannot cost) is listed with the library's reason.
 
 The kernels are the per-op fit's; the ``megatron-core`` profile states how Megatron-Core runs them
-(Transformer Engine's FP8 grouped GEMMs: one GEMM per expert), ``a2a_overlap_efficiency``, the
-share of the EP all-to-alls that ``moe_a2a_overlap`` hides (9/20, from a published A/B of the overlap
-alone, the profile's source), and one term fitted here, :data:`PARAMETERS`: ``moe_sync_time``, the
-host time an eagerly run MoE layer's forward exposes (the dropless dispatcher's device-to-host sync;
-the padded token-drop rows have no sync but the same eager launches; the row whose release replays
-whole layers from CUDA graphs has none), on an exact grid by least squares on the log of the
+(Transformer Engine's FP8 grouped GEMMs: one GEMM per expert; Hopper's FP8 dgrad and wgrad at their
+split-accumulation rate), ``a2a_overlap_efficiency``, the share of the EP all-to-alls that
+``moe_a2a_overlap`` hides (9/20, from a published A/B of the overlap alone, the profile's source), and
+two terms fitted here, :data:`PARAMETERS`: ``moe_sync_time``, the host time an eagerly run MoE layer's
+forward exposes (the dropless dispatcher's device-to-host sync; the padded token-drop rows have no
+sync but the same eager launches; the row whose release replays whole layers from CUDA graphs has
+none), and ``tp_overlap_efficiency``, the share of the overlappable TP time that ``tp_comm_overlap``
+hides (the dense TP rows, :func:`options`), on an exact grid by least squares on the log of the
 predicted tokens/s of the rows whose release settings are known (:func:`fit_rows`: a MoE row whose
 layout differs from its release preset is predicted and shown, marked, but not fitted).
 :func:`held_out` refits without a group or a model family and predicts it.
@@ -378,11 +380,18 @@ def parallelism(row: TrainingRow) -> dict[str, Any]:
 
 
 def options(row: TrainingRow) -> dict[str, Any]:
-    """The step options a row sets: its dtype, interleaving and ZeRO stage, and bf16 gradients
+    """The step options a row sets: its dtype, interleaving and ZeRO stage, bf16 gradients
     (Megatron-Bridge's performance recipes set ``grad_reduce_in_fp32 = False``,
-    src/megatron/bridge/perf_recipes/_common.py ``_benchmark_common``)."""
+    src/megatron/bridge/perf_recipes/_common.py ``_benchmark_common``) and, for a dense row with
+    TP or CP > 1, ``overlap``: the Llama recipes run ``tp_comm_overlap`` (Transformer Engine's
+    userbuffers) where TP > 1 (Megatron-Bridge v0.2.0 src/megatron/bridge/recipes/llama/llama3.py
+    ``CommOverlapConfig(tp_comm_overlap=True)``, the perf configs' ``tp_comm_overlap_cfg``, e.g.
+    ``userbuffers_fp8_h100_h16384_tp8_cp2_mbs1_seqlen8192``; the SFT configs
+    ``tp_comm_overlap=tp > 1``), and Transformer Engine's CP ring always overlaps its sends
+    (``AttnFuncWithCPAndKVP2P``). The MoE rows' settings file records no ``tp_comm_overlap``: off."""
     return {"dtype": "bf16" if row.precision_class == "BF16" else "fp8_e4m3", "interleave": row.vp,
-            "zero_stage": 3 if row.fsdp else 1, "grad_reduce_in_fp32": False}
+            "zero_stage": 3 if row.fsdp else 1, "grad_reduce_in_fp32": False,
+            "overlap": not row.moe and (row.tp > 1 or row.cp > 1)}
 
 
 @dataclass(frozen=True)
@@ -517,7 +526,8 @@ def block_breakdown(row: TrainingRow, recompute: Optional[Recompute] = None) -> 
     ``tp_comm`` (every other collective),
     ``a2a_covered`` (what the other micro-batch's compute covers of the all-to-alls where the release ran
     ``moe_a2a_overlap``: ``a2a_overlap_efficiency * min(ops, all-to-alls)``; 0 elsewhere) and ``block``,
-    the kinds' sum less ``a2a_covered`` (TP communication not overlapped, as the calibration runs the step).
+    the kinds' sum less ``a2a_covered`` (TP communication overlapped where :func:`options` says so,
+    as the calibration runs the step).
 
     >>> parts = block_breakdown(load_rows()[8], "none")           # Qwen3-30B-A3B, H100, EP 16
     >>> parts["all_to_all_across"] > 0, parts["all_to_all_inside"]     # 16 ranks over two nodes of 8
@@ -529,7 +539,8 @@ def block_breakdown(row: TrainingRow, recompute: Optional[Recompute] = None) -> 
     dtype = options(row)["dtype"]
     sharded = model.with_parallelism(resolve_parallelism(model, parallelism(row)))
     blocks = [(n, m) for name, n, m in sharded.breakdown(row.micro_batch, row.seq_len, "training", dtype, chip,
-                                                       mode or "none") if name.startswith("blocks")]
+                                                       mode or "none", options(row)["overlap"])
+              if name.startswith("blocks")]
     metrics = blocks[0][1]
     datatype = DataType.parse(dtype)
     out = dict.fromkeys(("gemm", "grouped_gemm", "attention", "permute", "router", "elementwise", "host_sync",
@@ -555,6 +566,7 @@ def block_breakdown(row: TrainingRow, recompute: Optional[Recompute] = None) -> 
 
 PARAMETERS: dict[str, tuple[sp.Symbol, tuple[Fraction, ...]]] = {
     "moe_sync_time": (sym.moe_sync_time, tuple(Fraction(k, 10**4) for k in range(0, 101))),  # 0 .. 10 ms
+    "tp_overlap_efficiency": (sym.tp_overlap_efficiency, tuple(Fraction(k, 20) for k in range(0, 21))),  # 0 .. 1
 }
 """Name -> (symbol, grid) of every term of the ``megatron-core`` profile fitted on these runs. Not
 ``a2a_overlap_efficiency``: the profile derives it from a published A/B of the overlap alone

@@ -18,6 +18,13 @@ H100 = hardware.H100_SXM.ideal()
 PEAK = H100.effective_peak(sc.DataType.BF16)
 
 
+def _reduce(payload, k):
+    """The ideal H100's time (no fixed times) of the kernel TE's ring-exchange reduce-scatter runs
+    after its chunks: it reads the payload P and writes P/k at 3.35 TB/s
+    (test_ring_exchange_runs_one_gemm_per_chunk_and_reduces_the_chunks)."""
+    return sp.Integer(payload) * (1 + sp.Rational(1, k)) / 3_350_000_000_000
+
+
 def _times(metrics, kinds):
     """Seconds of ``metrics``' ops whose kernel class starts with one of ``kinds``."""
     return sum(op_time(op, H100, metrics.peak_flops, sc.DataType.BF16).time * n
@@ -27,33 +34,35 @@ def _times(metrics, kinds):
 def test_tp_chunk_hidden_behind_its_gemm():
     """One GEMM (4096 x 8192 x 8192, 0.56 ms on the ideal H100) and one reduce-scatter over 8
     (0.13 ms of NVLink): comm < GEMM, so of the 8 chunks only the last one's send shows,
-    C / 8; the old overlap (max(ops, comm)) showed nothing."""
+    C / 8, and the reduction of the 8 output chunks (the old overlap, max(ops, comm), showed nothing)."""
     gemm = Matmul("out_proj", m=4096, k=8192, n=8192, dtype_bytes=2)
     rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)
     g = op_time(gemm, H100, PEAK).time
     c = collective_time(rs, H100)
     assert c < g
     t = layer_times([(gemm, 1)], [rs], H100, PEAK, overlap=True)
-    assert t.latency == g + c / 8
+    assert t.latency == g + c / 8 + _reduce(4096 * 8192 * 2, 8)
     assert layer_times([(gemm, 1)], [rs], H100, PEAK).latency == g + c
 
 
 def test_tp_comm_beyond_its_gemm_is_exposed():
     """A GEMM too small to hide its reduce-scatter (m = 4096, n = k = 512: 4.3 us against ~0.1 ms
     of comm): the pipeline shows the first chunk's comm and everything the comm exceeds the
-    GEMM by, C/8 + (C - G) 7/8 = C - 7 G / 8."""
+    GEMM by, C/8 + (C - G) 7/8 = C - 7 G / 8, and the reduction of the chunks."""
     gemm = Matmul("out_proj", m=4096, k=512, n=512, dtype_bytes=2)
     rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)
     g = op_time(gemm, H100, PEAK).time
     c = collective_time(rs, H100)
     assert c > g
     t = layer_times([(gemm, 1)], [rs], H100, PEAK, overlap=True)
-    assert t.latency == g + c - Fraction(7, 8) * g
+    assert t.latency == g + c - Fraction(7, 8) * g + _reduce(4096 * 8192 * 2, 8)
 
 
 def test_tp_overlap_of_a_megatron_sp_mlp():
     """An MLP under TP 8 with sequence parallelism (all-gather in, reduce-scatter out, and their
-    transposes in the backward): its GEMMs hide all but one chunk in eight of the comm."""
+    transposes in the backward, four calls of C each): its GEMMs hide all but one chunk in eight
+    of the comm (the bulk reduce-scatter of the input gradient priced alike), and the forward
+    reduce-scatter's chunks are reduced once (b s h e = 8192 * 4096 * 2)."""
     layer = sc.MLPLayer(hidden_size=4096, intermediate_size=16384,
                         parallelism={"tensor_parallel": 8, "sequence_parallel": "tp"})
     kw = {"batch_size": 1, "seq_len": 8192, "phase": "training", "dtype": "bf16", "hardware": H100}
@@ -61,7 +70,7 @@ def test_tp_overlap_of_a_megatron_sp_mlp():
     hidden = layer.compute_metrics(overlap=True, **kw)
     ops_time = serial.latency - serial.comm_time
     assert serial.comm_time < _times(serial, ("gemm",))
-    assert hidden.latency == ops_time + serial.comm_time / 8
+    assert hidden.latency == ops_time + serial.comm_time / 8 + _reduce(8192 * 4096 * 2, 8)
 
 
 def test_cp_ring_step_hidden_behind_its_attention_block():
@@ -148,24 +157,106 @@ def test_compute_hides_tp_chunks_and_hidden_all_to_alls_once():
     """One GEMM G with a TP reduce-scatter C_tp over 8 (C_tp < G) and a hidden EP all-to-all A
     longer than G, ideal chip (eta = 1). The GEMM hides 7/8 of C_tp behind its chunks; what
     compute is left, G - 7/8 C_tp, hides the all-to-all: latency G + C_tp + A - 7/8 C_tp -
-    (G - 7/8 C_tp) = A + C_tp. The old rule counted G twice: max(G, A) + C_tp/8 = A + C_tp/8."""
+    (G - 7/8 C_tp) = A + C_tp, plus the reduction of the chunks. The old rule counted G twice:
+    max(G, A) + C_tp/8 = A + C_tp/8."""
     gemm = Matmul("out_proj", m=4096, k=8192, n=8192, dtype_bytes=2)
     rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)
     a2a = Collective("all_to_all", "ep", 8, 4096 * 8192 * 2 * 40, hidden=True)
     g, c, a = op_time(gemm, H100, PEAK).time, collective_time(rs, H100), collective_time(a2a, H100)
     assert c < g < a
     t = layer_times([(gemm, 1)], [rs, a2a], H100, PEAK, overlap=True)
-    assert t.latency == a + c
+    assert t.latency == a + c + _reduce(4096 * 8192 * 2, 8)
 
 
 def test_each_tp_collective_is_chunked_by_its_own_group():
     """Two TP collectives of different degrees (a reduce-scatter over 8, an all-gather over 2)
     behind a GEMM longer than both: each is cut into its own group's chunks and shows one chunk,
-    C_8/8 + C_2/2 (not (C_8 + C_2)/8, the first collective's degree for both)."""
+    C_8/8 + C_2/2 (not (C_8 + C_2)/8, the first collective's degree for both), and the
+    reduce-scatter's chunks are reduced."""
     gemm = Matmul("out_proj", m=4096, k=8192, n=8192, dtype_bytes=2)
     rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)
     ag = Collective("all_gather", "tp", 2, 4096 * 1024 * 2)
     g, c8, c2 = op_time(gemm, H100, PEAK).time, collective_time(rs, H100), collective_time(ag, H100)
     assert c8 + c2 < g
     t = layer_times([(gemm, 1)], [rs, ag], H100, PEAK, overlap=True)
-    assert t.latency == g + c8 / 8 + c2 / 2
+    assert t.latency == g + c8 / 8 + c2 / 2 + _reduce(4096 * 8192 * 2, 8)
+
+
+# --- issue 22: what Transformer Engine's userbuffers overlap costs ------------------------------
+
+# the realistic chip under the neutral profile (it hides all it can: tp_overlap_efficiency 1)
+H100_REAL = hardware.H100_SXM
+
+
+def test_ring_exchange_runs_one_gemm_per_chunk_and_reduces_the_chunks():
+    """TE's ring exchange (transformer_engine/common/comm_gemm_overlap/comm_gemm_overlap.cpp,
+    commit d0067d0, CommOverlapP2PBase::split_overlap_ag and split_overlap_rs) runs one cuBLAS
+    GEMM per chunk (``for (int i = 0; i < _tp_size; i++) nvte_cublas_gemm(...)``), t GEMMs where
+    the serial layer runs one, and after a reduce-scatter sums the t received output chunks in one
+    kernel (``reduce_bf16(reduce_buf_ptr, rs_output_ptr, _tp_size, ...)``): it reads the whole
+    unreduced output P (the reduce-scatter's payload) and writes its own 1/t of it.
+
+    On a realistic H100 (bf16: t_gemm = 3.59 us, elementwise floor t_k = 1.4 us, HBM 3.35 TB/s at
+    0.915 = 3.06525 TB/s), one GEMM G and one reduce-scatter C over t = 4 (C < G), overlapped:
+    G + C/4 + 3 t_gemm + P (1 + 1/4) / B + t_k. An all-gather instead adds only 3 t_gemm."""
+    gemm = Matmul("out_proj", m=4096, k=8192, n=8192, dtype_bytes=2)
+    payload = 4096 * 8192 * 2
+    peak = H100_REAL.effective_peak(sc.DataType.BF16)
+    g = op_time(gemm, H100_REAL, peak, sc.DataType.BF16).time
+    t_gemm, t_k, bandwidth = sp.Rational(359, 10**8), sp.Rational(7, 5 * 10**6), sp.Integer(3_065_250_000_000)
+    for kind, extra in (("reduce_scatter", 3 * t_gemm + payload * Fraction(5, 4) / bandwidth + t_k),
+                        ("all_gather", 3 * t_gemm)):
+        c = Collective(kind, "tp", 4, payload)
+        time = collective_time(c, H100_REAL)
+        assert time < g
+        t = layer_times([(gemm, 1)], [c], H100_REAL, peak, overlap=True, datatype=sc.DataType.BF16)
+        assert t.latency == g + time / 4 + extra
+        # not overlapped: one GEMM and NCCL's collective, as before
+        assert layer_times([(gemm, 1)], [c], H100_REAL, peak, datatype=sc.DataType.BF16).latency == g + time
+
+
+def test_bulk_overlap_runs_no_extra_gemm_and_no_reduction():
+    """A bulk collective (TE's ub_bulk_dgrad / ub_bulk_wgrad: the dgrad output's reduce-scatter
+    behind the wgrad GEMM, comm_gemm_overlap.cpp CommOverlapBase::bulk_overlap) runs whole beside
+    one GEMM, not cut into chunks: no extra GEMM and no reduction kernel of its own (the
+    userbuffers reduce-scatter kernel sums as it goes). It is priced at the chunked share,
+    (k - 1)/k min(C, G) hidden (timing._pipelined_share: the layer-wide pooling cannot tell which
+    GEMM it runs beside): over 4 ranks G + C/4 beside a longer GEMM, C + G/4 beside a shorter one."""
+    payload = 4096 * 8192 * 2
+    rs = Collective("reduce_scatter", "tp", 4, payload, bulk=True)
+    c = collective_time(rs, H100_REAL)
+    peak = H100_REAL.effective_peak(sc.DataType.BF16)
+    for n in (8192, 512):
+        gemm = Matmul("qkv.wgrad", m=4096, k=8192, n=n, dtype_bytes=2)
+        g = op_time(gemm, H100_REAL, peak, sc.DataType.BF16).time
+        t = layer_times([(gemm, 1)], [rs], H100_REAL, peak, overlap=True, datatype=sc.DataType.BF16)
+        assert t.latency == g + c - Fraction(3, 4) * min(g, c)
+
+
+def test_the_dgrad_reduce_scatter_of_a_sequence_parallel_entry_is_bulk():
+    """Under Megatron SP a TP block's entry all-gather transposes, in the backward, to the
+    reduce-scatter of its input gradient, which TE overlaps in bulk with the wgrad GEMM
+    (Megatron-Bridge's userbuffers configs, src/megatron/bridge/training/comm_overlap.py:
+    qkv_wgrad and fc1_wgrad ``BulkOverlapCfg``); the exit's reduce-scatter and the backward's
+    all-gather of the output gradient are ring exchanges (``RingExchangeOverlapCfg``)."""
+    layer = sc.MLPLayer(hidden_size=64, intermediate_size=256,
+                        parallelism={"tensor_parallel": 4, "sequence_parallel": "tp"})
+    m = layer.compute_metrics(batch_size=1, seq_len=16, phase="training", dtype="bf16")
+    payload = 16 * 64 * 2
+    assert [(c.kind, c.payload_bytes, c.count, c.bulk) for c in m.collectives] == [
+        ("all_gather", payload, 2, False), ("reduce_scatter", payload, 1, False),
+        ("reduce_scatter", payload, 1, True)]
+
+
+def test_the_engines_tp_overlap_share_scales_what_the_chunks_hide():
+    """An engine that hides only a share eta_tp of what the TP pipeline could (the megatron-core
+    profile's tp_overlap_efficiency, fitted on the Megatron-Bridge runs): the GEMM hides
+    eta_tp 7/8 C of a reduce-scatter C over 8 behind it (C < G); eta_tp = 1/2 on the ideal H100:
+    G + C - 7/16 C, plus the reduction of the chunks. overlap=False is untouched."""
+    chip = H100.with_runtime(sc.hardware.Runtime(name="half", tp_overlap_efficiency=Fraction(1, 2)))
+    gemm = Matmul("out_proj", m=4096, k=8192, n=8192, dtype_bytes=2)
+    rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)
+    g, c = op_time(gemm, chip, PEAK).time, collective_time(rs, chip)
+    assert layer_times([(gemm, 1)], [rs], chip, PEAK, overlap=True).latency == (
+        g + c - Fraction(7, 16) * c + _reduce(4096 * 8192 * 2, 8))
+    assert layer_times([(gemm, 1)], [rs], chip, PEAK).latency == g + c

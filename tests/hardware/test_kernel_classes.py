@@ -604,3 +604,34 @@ def test_decode_terms_bind_on_the_symbolic_chip_for_any_shape(b, kv_heads, group
     numeric = op_time(core, chip, chip.effective_peak(BF16), BF16).time
     bound = op_time(core, symbolic, symbolic.effective_peak(None), None).time.xreplace(chip.symbol_values(BF16))
     assert bound == numeric
+
+
+def test_fp8_backward_gemms_run_at_their_own_fraction_with_split_accumulation():
+    """Transformer Engine runs an FP8 GEMM's dgrad and wgrad with split accumulation (promoted to
+    fp32 every few k-steps; transformer_engine/common/recipe/__init__.py, commit d0067d0:
+    fp8_gemm_fprop use_split_accumulator=False, fp8_gemm_dgrad and fp8_gemm_wgrad True), which
+    Hopper's fast-accumulation mode skips in the forward: the backward runs at
+    gemm_backward_efficiency_8bit of the forward's rate. m = n = k = 4096 on the round chip:
+    2*4096^3 = 137,438,953,472 FLOPs at 2*10^14 * 1/4 (fp8) = 2.749 ms; a dgrad or wgrad at 4/5
+    of that rate: 137,438,953,472 / (5*10^13 * 4/5) = 3.436 ms. The forward, the bf16 backward
+    (16-bit GEMMs accumulate in fp32 anyway) and a chip without the field are untouched."""
+    chip = CHIP.model_copy(update={"gemm_backward_efficiency_8bit": Fraction(4, 5)})
+    flops = 2 * 4096**3
+    for name, dtype, rate in (("w", FP8, Fraction(5 * 10**13)), ("w.dgrad", FP8, Fraction(4 * 10**13)),
+                              ("w.wgrad", FP8, Fraction(4 * 10**13)), ("w.dgrad", BF16, Fraction(5 * 10**13))):
+        mm = Matmul(name, m=4096, n=4096, k=4096, dtype_bytes=dtype.bytes)
+        assert op_time(mm, chip, chip.effective_peak(dtype), dtype).compute == sp.Rational(flops) / rate
+    plain = Matmul("w.dgrad", m=4096, n=4096, k=4096, dtype_bytes=1)
+    assert op_time(plain, CHIP, CHIP.effective_peak(FP8), FP8).compute == sp.Rational(flops, 5 * 10**13)
+
+
+def test_megatron_core_runs_hopper_fp8_backward_gemms_with_split_accumulation():
+    """The megatron-core profile sets the Hopper chips' FP8 backward fraction (pytorch/ao issue
+    #2377: fast accumulation speeds H100 FP8 GEMMs 1.1x to 1.2x; 1/1.15 = 0.87); Blackwell has no
+    fast-accumulation mode to lose (NVIDIA/TransformerEngine PR #2748: "there is no fastAccuMode for
+    sm100"), the other profiles and the ideal chip none."""
+    for name in ("H100_SXM", "H200_SXM"):
+        assert hardware.get(name).with_runtime("megatron-core").gemm_backward_efficiency_8bit == Fraction(87, 100)
+        assert hardware.get(name).gemm_backward_efficiency_8bit == 1
+        assert hardware.get(name).with_runtime("megatron-core").ideal().gemm_backward_efficiency_8bit == 1
+    assert hardware.get("B200").with_runtime("megatron-core").gemm_backward_efficiency_8bit == 1

@@ -220,8 +220,10 @@ def test_tp_collectives():
     assert (ar.kind, ar.axis, ar.group_size, ar.payload_bytes, ar.count) == (
         "all_reduce", "tp", 2, 2 * 16 * 64 * 2, 2)
     msp = metrics(mla(parallelism={"tensor_parallel": 2, "sequence_parallel": "tp"}), "training")
-    kinds = sorted((c.kind, c.payload_bytes, c.count) for c in msp.collectives)
-    assert kinds == [("all_gather", 4096, 2), ("reduce_scatter", 4096, 2)]
+    kinds = sorted((c.kind, c.payload_bytes, c.count, c.bulk) for c in msp.collectives)
+    # the backward's reduce-scatter of the input gradient is TE's bulk overlap (Collective.bulk)
+    assert kinds == [("all_gather", 4096, 2, False), ("reduce_scatter", 4096, 1, False),
+                     ("reduce_scatter", 4096, 1, True)]
     # under Megatron SP the saved input is sequence-sharded: 2,048 bytes less than without
     assert (m.activation_memory_per_chip - msp.activation_memory_per_chip) == 32 * 64 * 2 // 2
 

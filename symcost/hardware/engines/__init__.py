@@ -36,7 +36,7 @@ __all__ = ["ENGINES", "field_sources", "load"]
 
 _FOLDER = resources.files(__name__)
 _TERMS = ("cuda_graphs", "step_overhead", "collective_overhead", "prefill_emits_first_token", "allreduce",
-          "grouped_gemm", "moe_sync_time", "a2a_overlap_efficiency")
+          "grouped_gemm", "moe_sync_time", "a2a_overlap_efficiency", "tp_overlap_efficiency")
 _NAMES = ("cuda_graphs", "prefill_emits_first_token", "allreduce", "grouped_gemm")  # values that are not numbers
 _FLAGS = ("matmul_stream_k",)  # chip fields an engine may set that are flags, not numbers
 _TIERED = ("token_budget", "max_num_seqs", "memory_fraction", "memory_reserve")
