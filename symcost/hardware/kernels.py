@@ -16,10 +16,12 @@ True
 The classes shipped here, per op on a chip with matmul FLOP/s ``peak`` (efficiency applied):
 
 - ``gemm`` (and ``gemm.grouped``, whose floor an engine running one GEMM per expert pays per
-  expert): ``max(C / peak, bytes / (B eta_gmem)) + q m k / B + t_gemm``
+  expert): ``max(C / peak, bytes / (B eta_gmem)) + q m k / B + W + t_gemm``
   with ``C`` the FLOPs the matrix units spend, tiles and waves included
   (:func:`matmul_compute_flops`); ``q`` the HBM bytes per input element that quantizing an
-  8-bit (or narrower) GEMM's input moves, ``t_gemm`` the floor of the dtype's format class;
+  8-bit (or narrower) GEMM's input moves, ``W`` the bf16 output write that a kernel in whole
+  waves without split-K (the 4-bit one) does after its main loop (:func:`_epilogue`), ``t_gemm``
+  the floor of the dtype's format class;
 - ``attn.prefill``: ``max(L (F / (F_16 eta_attn) + V / F_vec + P / F_exp), bytes / (B eta_mem)) +
   io / (B eta_aio) + t_attn``: the core's FLOPs at a fraction of the 16-bit peak, its softmax on the
   vector units and its ``P`` exponentials (one per scored pair) on the special-function units,
@@ -57,7 +59,7 @@ from ..errors import ConfigError
 from .chip import Hardware
 
 __all__ = ["FUSED_OPS", "KERNELS", "KernelTime", "OpTime", "attention_core", "eight_bit_cache", "grouped_heads",
-           "kernel", "kernels", "longest_tile", "matmul_compute_flops", "time_of"]
+           "GEMM_OUTPUT_BYTES", "kernel", "kernels", "longest_tile", "matmul_compute_flops", "time_of"]
 
 FUSED_OPS = frozenset({
     # NB: what a fusing engine (TensorRT-LLM, vLLM, FasterTransformer) runs inside another
@@ -177,15 +179,54 @@ def _launch(n: int, chip: Hardware) -> sp.Expr:
     return sp.Integer(0) if chip.runtime.cuda_graphs else n * chip.launch_time
 
 
+GEMM_OUTPUT_BYTES = 2
+"""Bytes per output element a narrow-format GEMM kernel writes: bf16, whatever its inputs' format
+(TensorRT-LLM's FP8 and NVFP4 GEMMs return a 16-bit activation; the next GEMM quantizes it again,
+the ``quantize_bytes`` pass that reads 2 bytes per element)."""
+
+
+def _epilogue(op: Matmul, chip: Hardware, dtype: Optional[DataType]) -> sp.Expr:
+    """Seconds a GEMM in whole waves of tiles without split-K (:meth:`Hardware.gemm_tiling`: the
+    4-bit kernels' ``matmul_tile_4bit``) spends writing its output after its main loop:
+    ``2 b m n / (B eta_gmem)``, the ``b m n`` outputs in bf16 (:data:`GEMM_OUTPUT_BYTES`); 0 for
+    the split-K kernels, whose output write overlaps (the roofline's ``max``).
+
+    NB: each thread block computes one tile over the whole k, then stores it; the store is not
+    hidden behind another tile's main loop. Checked on the NVFP4 tables (B200, B300, GB200): at
+    ``k = 1024`` and ``m >= 128`` they run up to twice the roofline ``max`` (the output write as
+    long as the main loop), and with the write serial the fitted rows' error falls from 7.8, 14.3
+    and 7.9 % to 4.3, 10.4 and 4.8 % (docs/explanation/time-model.md).
+
+    >>> from symcost import hardware
+    >>> b200, mm = hardware.get("B200"), Matmul("w", m=1, n=1024, k=4096, dtype_bytes=sp.Rational(1, 2))
+    >>> _epilogue(mm, b200, DataType.NVFP4) == 2 * 1024 / b200.gemm_hbm_bandwidth
+    True
+    >>> _epilogue(mm, b200, DataType.BF16)
+    0
+    """
+    _, split_k = chip.gemm_tiling(dtype)
+    if split_k:
+        return sp.Integer(0)
+    return GEMM_OUTPUT_BYTES * op.batch * op.m * op.n / chip.gemm_hbm_bandwidth
+
+
+def _counted_output(op: Matmul, epilogue: sp.Expr) -> sp.Expr:
+    """The output bytes ``hbm_bytes`` counts (in the op's dtype), where the epilogue times the
+    write instead (:func:`_epilogue` nonzero), else 0."""
+    return sp.Integer(0) if epilogue == 0 else op.dtype_bytes * op.batch * op.m * op.n
+
+
 @kernel("gemm")
 def gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
-    """A GEMM: ``max(C / peak + V / F_vec, bytes / (B eta_gmem)) + n q m k / B + n t_gemm``
+    """A GEMM: ``max(C / peak + V / F_vec, bytes / (B eta_gmem)) + n q m k / B + W + n t_gemm``
     (``C`` from :func:`matmul_compute_flops`, ``n`` its kernels, ``q`` and ``t_gemm`` of the
-    dtype's format class)."""
+    dtype's format class, ``W`` the output write of a kernel in whole waves without split-K,
+    :func:`_epilogue`, whose output bytes then leave ``bytes``)."""
     assert isinstance(op, Matmul)
     n = kernels(op)
     compute = matmul_compute_flops(op, chip, dtype) / peak + op.vector_flops / chip.vector_flops
-    memory = op.hbm_bytes / chip.gemm_hbm_bandwidth
+    epilogue = _epilogue(op, chip, dtype)
+    memory = (op.hbm_bytes - _counted_output(op, epilogue)) / chip.gemm_hbm_bandwidth
     # NB: every GEMM of an 8-bit model is costed as an 8-bit one, its fixed time and quantizing
     # pass included, products of two activations (weight=False) and the router and LM head too,
     # which engines often keep in bf16 (docs/conventions.md §17); the symbolic chip binds one
@@ -194,7 +235,7 @@ def gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> Op
     # NB: the input (m x k per product) is quantized once per kernel: a fused op (the up
     # projection inside gate_up) shares its partner's quantized input
     quantize = n * chip.quantize_bytes_for(fmt) * op.batch * op.m * op.k / chip.hbm_bandwidth
-    return OpTime(compute, memory, n * chip.gemm_time_for(fmt), _launch(n, chip), quantize)
+    return OpTime(compute, memory, n * chip.gemm_time_for(fmt), _launch(n, chip), quantize + n * epilogue)
 
 
 @kernel("gemm.grouped")
@@ -212,7 +253,8 @@ def grouped_gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType
         serial = dense.serial if n != 0 else sp.Integer(0)
         return OpTime(dense.compute, dense.memory, n * chip.gemm_time_for(dtype), _launch(1, chip) * n, serial)
     eta = sp.Integer(1) if chip.grouped_gemm_efficiency is None else chip.grouped_gemm_efficiency
-    memory = op.hbm_bytes / (chip.hbm_bandwidth * chip.grouped_memory_efficiency)
+    written = _counted_output(op, _epilogue(op, chip, dtype))  # timed in dense.serial where nonzero
+    memory = (op.hbm_bytes - written) / (chip.hbm_bandwidth * chip.grouped_memory_efficiency)
     return OpTime(dense.compute / eta, memory, kernels(op) * chip.grouped_gemm_time_for(dtype), dense.launch,
                   dense.serial)
 

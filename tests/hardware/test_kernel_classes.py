@@ -547,6 +547,24 @@ def test_sub_byte_gemm_runs_its_own_tile_over_the_whole_k():
     assert op_time(bf16, TILED, TILED.effective_peak(BF16), BF16).compute == sp.Rational(536870912, 5 * 10**13)
 
 
+def test_sub_byte_gemm_writes_its_bf16_output_after_its_main_loop():
+    """A 4-bit GEMM (whole waves of 128 x 256 tiles, no split-K) stores each tile in bf16 after its
+    main loop: m = n = 8192, k = 1024 in NVFP4 writes 2 * 8192 * 8192 = 134,217,728 bytes at
+    10^12 * 4/5 (gemm_memory_efficiency) = 167.8 us, serial, next to its quantizing pass (8 bytes,
+    the 8-bit value, per input element: 8 * 8192 * 1024 = 67,108,864 bytes at 10^12); its roofline
+    memory term keeps the inputs only, 9/16 byte per element (4 bits and one 8-bit scale per 16):
+    9/16 * (8192 * 1024 + 1024 * 8192) = 9,437,184 bytes at 8 * 10^11. The same GEMM in bf16
+    (split-K, its write overlapped) has no serial term and counts its output in the memory term:
+    2 * (2 * 8192 * 1024 + 8192^2) = 167,772,160 bytes."""
+    nvfp4 = sc.DataType.NVFP4
+    mm = Matmul("w", m=8192, n=8192, k=1024, dtype_bytes=nvfp4.bytes)
+    t = op_time(mm, TILED, TILED.effective_peak(nvfp4), nvfp4)
+    assert t.serial == sp.Rational(134217728 * 5, 4 * 10**12) + sp.Rational(67108864, 10**12)
+    assert t.memory == sp.Rational(9437184 * 5, 4 * 10**12)
+    bf16 = op_time(dataclasses.replace(mm, dtype_bytes=2), TILED, TILED.effective_peak(BF16), BF16)
+    assert bf16.serial == 0 and bf16.memory == sp.Rational(167772160 * 5, 4 * 10**12)
+
+
 def test_stream_k_spreads_the_last_wave_over_every_unit():
     """m = 1024, n = 4096, k = 4096 bf16 on 10 units with 64 x 128 tiles: 16 * 32 = 512 tiles, 51.2
     waves. With wave quantization (A100's GEMMs) the last 2 tiles take a whole wave: 52 waves, 2 *
