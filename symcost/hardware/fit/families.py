@@ -39,7 +39,7 @@ from ..chip import Hardware
 from ..timing import collective_time, op_time
 from .tables import Table, read
 
-__all__ = ["Family", "FitResult", "GEMM_DTYPES", "SIZES", "faster_than_hbm", "fit", "predict"]
+__all__ = ["Family", "FitResult", "GEMM_DTYPES", "SIZES", "faster_than_hbm", "fit", "predict", "shaped_decode_rows"]
 
 GEMM_DTYPES = {"bfloat16": "bf16", "fp8": "fp8_e4m3", "nvfp4": "nvfp4"}
 """The tables' GEMM dtypes and the symcost dtype each measures."""
@@ -315,6 +315,11 @@ def _decode_rows(frame: Any) -> Any:
     return frame[pick]
 
 
+def shaped_decode_rows(frame: Any) -> Any:
+    """The table's LLM-shaped decode rows (the family's filter before :func:`faster_than_hbm`)."""
+    return _decode_rows(_decode_frame(frame))
+
+
 def faster_than_hbm(frame: Any, bandwidth: float) -> Any:
     """Decode rows measured faster than reading their KV cache once at the chip's datasheet HBM
     bandwidth: ``2 e_kv b g s d / seconds > B`` (K and V of every cached key, ``d`` wide, of the
@@ -362,7 +367,7 @@ def decode_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapp
     bandwidth = float(get(CHIPS[chip]).hbm_bandwidth) if chip in CHIPS else float("inf")
 
     def rows(frame: Any) -> Any:
-        shaped = _decode_rows(_decode_frame(frame))
+        shaped = shaped_decode_rows(frame)
         return shaped[~faster_than_hbm(shaped, bandwidth)]
 
     return Family("decode attention", chip, table, fields, build, rows, start,

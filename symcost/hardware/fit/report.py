@@ -73,13 +73,13 @@ def error_table(fits: Iterable[ChipFit]) -> str:
 def left_out_line(fits: Iterable[ChipFit]) -> str:
     """One line: per chip, the decode rows :func:`~symcost.hardware.fit.families.faster_than_hbm`
     leaves out of the fit, of the LLM-shaped rows."""
-    from .families import _decode_frame, _decode_rows
+    from .families import shaped_decode_rows
 
     parts = []
     for chip_fit in fits:
         for result in chip_fit.results:
             if result.family.name == "decode attention":
-                shaped = len(_decode_rows(_decode_frame(result.family.rows(everything=True))))
+                shaped = len(shaped_decode_rows(result.family.rows(everything=True)))
                 parts.append(f"{chip_fit.preset} {shaped - len(result.family.rows())} of {shaped}")
     return ("Decode rows measured faster than reading their KV cache once at the datasheet HBM bandwidth, left "
             "out of the fit (symcost.hardware.fit.families.faster_than_hbm; the full grid keeps them): "
