@@ -189,7 +189,8 @@ def _epilogue(op: Matmul, chip: Hardware, dtype: Optional[DataType]) -> sp.Expr:
     """Seconds a GEMM in whole waves of tiles without split-K (:meth:`Hardware.gemm_tiling`: the
     4-bit kernels' ``matmul_tile_4bit``) spends writing its output after its main loop:
     ``2 b m n / (B eta_gmem)``, the ``b m n`` outputs in bf16 (:data:`GEMM_OUTPUT_BYTES`); 0 for
-    the split-K kernels, whose output write overlaps (the roofline's ``max``).
+    the split-K kernels, whose output write overlaps (the roofline's ``max``), and on a chip
+    without ``compute_units`` (no tiles: the ideal chip's roofline).
 
     NB: each thread block computes one tile over the whole k, then stores it; the store is not
     hidden behind another tile's main loop. Checked on the NVFP4 tables (B200, B300, GB200): at
@@ -205,7 +206,7 @@ def _epilogue(op: Matmul, chip: Hardware, dtype: Optional[DataType]) -> sp.Expr:
     0
     """
     _, split_k = chip.gemm_tiling(dtype)
-    if split_k:
+    if split_k or chip.compute_units is None:  # no tiles (the ideal chip): the roofline's overlap
         return sp.Integer(0)
     return GEMM_OUTPUT_BYTES * op.batch * op.m * op.n / chip.gemm_hbm_bandwidth
 
