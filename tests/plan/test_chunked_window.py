@@ -36,9 +36,9 @@ def core_time(chip, q: int, k: int, w: int, *, b: int, heads: int, kv_heads: int
     compute 4 b a d pairs at the attention peak plus softmax's 5 FLOPs per pair at the vector rate
     and one exponential per pair at F_exp, at least N 64 keys / (b a pairs) times that (the block
     of the last 64 queries on one SM; docs/conventions.md §3, §17); memory Q and O (b a q d) plus
-    K and V of the keys read (b g keys d), e bytes each, at the streaming kernels' HBM fraction (a prefill chunk is context
-    attention, one token or many). Its fixed kernel time and its pass over the q new tokens (RoPE,
-    the KV-cache write) are the same for every k and cancel."""
+    K and V of the keys read (b g keys d), e bytes each, at the streaming kernels' HBM fraction (a
+    prefill chunk is context attention, one token or many). Its fixed kernel time and its pass over
+    the q new tokens (RoPE, the KV-cache write) are the same for every k and cancel."""
     pairs, keys = brute_pairs(q, k, w), brute_keys(q, k, w)
     compute = (4 * b * heads * pairs * d / chip.attention_peak("bf16")
                + VECTOR_FLOPS["softmax"] * b * heads * pairs / chip.vector_flops)
