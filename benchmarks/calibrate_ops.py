@@ -38,6 +38,7 @@ def tables(fits: list[F.ChipFit]) -> str:
         f"Per-op tables of {F.tables.PACKAGE} {F.package_version()} (the fitted rows: LLM-shaped subsets, "
         "symcost.hardware.fit.families; ratio = predicted / measured):", "",
         report.error_table(fits), "",
+        report.left_out_line(fits), "",
         "Fitted on H100 SXM only, predicting H200 SXM and B200 (their datasheet figures, the H100's fitted terms):", "",
         report.generalization_table(), "",
         "Collectives fitted on one backend version, predicting the next version's table (H100 SXM):", "",

@@ -16,15 +16,18 @@ True
 The classes shipped here, per op on a chip with matmul FLOP/s ``peak`` (efficiency applied):
 
 - ``gemm`` (and ``gemm.grouped``, whose floor an engine running one GEMM per expert pays per
-  expert): ``max(C / peak, bytes / (B eta_gmem)) + q m k / B + t_gemm``
+  expert): ``max(C / peak, bytes / (B eta_gmem)) + q m k / B + W + t_gemm``
   with ``C`` the FLOPs the matrix units spend, tiles and waves included
   (:func:`matmul_compute_flops`); ``q`` the HBM bytes per input element that quantizing an
-  8-bit (or narrower) GEMM's input moves, ``t_gemm`` the floor of the dtype's format class;
-- ``attn.prefill``: ``max(F / (F_16 eta_attn) + V / F_vec + P / F_exp, bytes / (B eta_mem)) + io /
-  (B eta_aio) + t_attn``: the core's FLOPs at a fraction of the 16-bit peak, its softmax on the
+  8-bit (or narrower) GEMM's input moves, ``W`` the bf16 output write that a kernel in whole
+  waves without split-K (the 4-bit one) does after its main loop (:func:`_epilogue`), ``t_gemm``
+  the floor of the dtype's format class;
+- ``attn.prefill``: ``max(L (F / (F_16 eta_attn) + V / F_vec + P / F_exp), bytes / (B eta_mem)) +
+  io / (B eta_aio) + t_attn``: the core's FLOPs at a fraction of the 16-bit peak, its softmax on the
   vector units and its ``P`` exponentials (one per scored pair) on the special-function units,
-  and the Q, K, V, O traffic of the kernels around the core (RoPE, the KV-cache write) as a pass
-  of its own;
+  at least as long as its longest thread block takes on one SM (``L``, :func:`longest_tile`; a
+  head wider than 256 V columns split over blocks that each recompute the scores), and the Q, K,
+  V, O traffic of the kernels around the core (RoPE, the KV-cache write) as a pass of its own;
 - ``attn.decode``: ``max(F / (F_16 eta_attn) + V / F_vec + (1 - G) N_kv / R_mha, bytes / (B
   eta_kv) + t_ramp Min(1, bytes / M_ramp)) + (1 - G E) t_dec + G E t_dec8``: streaming the KV
   cache after the ramp of its loads, with ``G`` 1 when the core
@@ -57,7 +60,7 @@ from ..errors import ConfigError
 from .chip import Hardware
 
 __all__ = ["FUSED_OPS", "KERNELS", "KernelTime", "OpTime", "attention_core", "eight_bit_cache", "grouped_heads",
-           "kernel", "kernels", "matmul_compute_flops", "time_of"]
+           "GEMM_OUTPUT_BYTES", "kernel", "kernels", "longest_tile", "matmul_compute_flops", "time_of"]
 
 FUSED_OPS = frozenset({
     # NB: what a fusing engine (TensorRT-LLM, vLLM, FasterTransformer) runs inside another
@@ -186,16 +189,56 @@ def _backward_peak(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataTy
     return peak * chip.gemm_backward_efficiency_for(dtype)
 
 
+GEMM_OUTPUT_BYTES = 2
+"""Bytes per output element a narrow-format GEMM kernel writes: bf16, whatever its inputs' format
+(TensorRT-LLM's FP8 and NVFP4 GEMMs return a 16-bit activation; the next GEMM quantizes it again,
+the ``quantize_bytes`` pass that reads 2 bytes per element)."""
+
+
+def _epilogue(op: Matmul, chip: Hardware, dtype: Optional[DataType]) -> sp.Expr:
+    """Seconds a GEMM in whole waves of tiles without split-K (:meth:`Hardware.gemm_tiling`: the
+    4-bit kernels' ``matmul_tile_4bit``) spends writing its output after its main loop:
+    ``2 b m n / (B eta_gmem)``, the ``b m n`` outputs in bf16 (:data:`GEMM_OUTPUT_BYTES`); 0 for
+    the split-K kernels, whose output write overlaps (the roofline's ``max``), and on a chip
+    without ``compute_units`` (no tiles: the ideal chip's roofline).
+
+    NB: each thread block computes one tile over the whole k, then stores it; the store is not
+    hidden behind another tile's main loop. Checked on the NVFP4 tables (B200, B300, GB200): at
+    ``k = 1024`` and ``m >= 128`` they run up to twice the roofline ``max`` (the output write as
+    long as the main loop), and with the write serial the fitted rows' error falls from 7.8, 14.3
+    and 7.9 % to 4.3, 10.4 and 4.8 % (docs/explanation/time-model.md).
+
+    >>> from symcost import hardware
+    >>> b200, mm = hardware.get("B200"), Matmul("w", m=1, n=1024, k=4096, dtype_bytes=sp.Rational(1, 2))
+    >>> _epilogue(mm, b200, DataType.NVFP4) == 2 * 1024 / b200.gemm_hbm_bandwidth
+    True
+    >>> _epilogue(mm, b200, DataType.BF16)
+    0
+    """
+    _, split_k = chip.gemm_tiling(dtype)
+    if split_k or chip.compute_units is None:  # no tiles (the ideal chip): the roofline's overlap
+        return sp.Integer(0)
+    return GEMM_OUTPUT_BYTES * op.batch * op.m * op.n / chip.gemm_hbm_bandwidth
+
+
+def _counted_output(op: Matmul, epilogue: sp.Expr) -> sp.Expr:
+    """The output bytes ``hbm_bytes`` counts (in the op's dtype), where the epilogue times the
+    write instead (:func:`_epilogue` nonzero), else 0."""
+    return sp.Integer(0) if epilogue == 0 else op.dtype_bytes * op.batch * op.m * op.n
+
+
 @kernel("gemm")
 def gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
-    """A GEMM: ``max(C / peak + V / F_vec, bytes / (B eta_gmem)) + n q m k / B + n t_gemm``
+    """A GEMM: ``max(C / peak + V / F_vec, bytes / (B eta_gmem)) + n q m k / B + W + n t_gemm``
     (``C`` from :func:`matmul_compute_flops`, ``n`` its kernels, ``q`` and ``t_gemm`` of the
-    dtype's format class)."""
+    dtype's format class, ``W`` the output write of a kernel in whole waves without split-K,
+    :func:`_epilogue`, whose output bytes then leave ``bytes``)."""
     assert isinstance(op, Matmul)
     n = kernels(op)
     compute = matmul_compute_flops(op, chip, dtype) / _backward_peak(op, chip, peak, dtype) \
         + op.vector_flops / chip.vector_flops
-    memory = op.hbm_bytes / chip.gemm_hbm_bandwidth
+    epilogue = _epilogue(op, chip, dtype)
+    memory = (op.hbm_bytes - _counted_output(op, epilogue)) / chip.gemm_hbm_bandwidth
     # NB: every GEMM of an 8-bit model is costed as an 8-bit one, its fixed time and quantizing
     # pass included, products of two activations (weight=False) and the router and LM head too,
     # which engines often keep in bf16 (docs/conventions.md §17); the symbolic chip binds one
@@ -204,7 +247,7 @@ def gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> Op
     # NB: the input (m x k per product) is quantized once per kernel: a fused op (the up
     # projection inside gate_up) shares its partner's quantized input
     quantize = n * chip.quantize_bytes_for(fmt) * op.batch * op.m * op.k / chip.hbm_bandwidth
-    return OpTime(compute, memory, n * chip.gemm_time_for(fmt), _launch(n, chip), quantize)
+    return OpTime(compute, memory, n * chip.gemm_time_for(fmt), _launch(n, chip), quantize + n * epilogue)
 
 
 @kernel("gemm.grouped")
@@ -222,7 +265,8 @@ def grouped_gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType
         serial = dense.serial if n != 0 else sp.Integer(0)
         return OpTime(dense.compute, dense.memory, n * chip.gemm_time_for(dtype), _launch(1, chip) * n, serial)
     eta = sp.Integer(1) if chip.grouped_gemm_efficiency is None else chip.grouped_gemm_efficiency
-    memory = op.hbm_bytes / (chip.hbm_bandwidth * chip.grouped_memory_efficiency)
+    written = _counted_output(op, _epilogue(op, chip, dtype))  # timed in dense.serial where nonzero
+    memory = (op.hbm_bytes - written) / (chip.hbm_bandwidth * chip.grouped_memory_efficiency)
     return OpTime(dense.compute / eta, memory, kernels(op) * chip.grouped_gemm_time_for(dtype), dense.launch,
                   dense.serial)
 
@@ -254,18 +298,85 @@ def _exponentials(op: Op, chip: Hardware) -> sp.Expr:
     return core.batch * core.heads * core.pairs / chip.attention_exp_rate
 
 
+PREFILL_TILE_Q = 64
+"""Query rows one thread block (CTA) of a context attention kernel covers: the Q step of
+TensorRT-LLM's fmha_v2 flash-attention kernels, 64 query rows and 128 keys per step
+(``fmha_v2_flash_attention_fp16_64_128_S_qkv_128_sm80``, and the same ``64_128_S`` for sm86,
+sm87 and sm89, in the cubin list of NVIDIA's TensorRT Edge-LLM,
+cpp/kernels/contextAttentionKernels/cubin/fmha_cubin.h); assumed the same for Hopper. NB:
+Blackwell's trtllm-gen context kernels step 128 query rows; on the fitted rows of B200's table 64
+and 128 give the same error (10.3 %), on its full grid 128 is closer (20.1 against 24.3 %): one
+constant is kept, the one with a source for the kernels of the other chips
+(docs/explanation/time-model.md)."""
+
+PREFILL_MAX_DV = 256
+"""Columns of V (and O) one context-attention thread block accumulates at most; a wider head
+(``d_v = 512``) is split over ``ceil(d_v / 256)`` blocks, each of which recomputes the whole
+``Q K^T``, its softmax and exponentials. Source: an SM100 SM's tensor memory holds 512 columns of
+32-bit accumulators (128 lanes; PTX ISA, "Tensor Memory"), of which two 128 x 128 fp32 score tiles
+(the two softmax warp groups) take 256, leaving 256 for O; FlashAttention-2 and -3 stop at head
+dimension 256 for the same reason (registers). Checked on B200's table: its 270 rows at
+``d = 512`` run at 0.55 of the predicted speed at 16 k tokens without the split, 0.78 with it."""
+
+
+def _dv_blocks(core: AttentionCore) -> sp.Expr:
+    """``c = ceil(d_v / 256)``: the thread blocks that share one head's V columns (:data:`PREFILL_MAX_DV`).
+
+    >>> _dv_blocks(AttentionCore("c", head_dim=128)), _dv_blocks(AttentionCore("c", head_dim=512))
+    (1, 2)
+    """
+    return Ceil(sp.sympify(core.d_v) / PREFILL_MAX_DV)
+
+
+def longest_tile(op: Op, chip: Hardware) -> sp.Expr:
+    """How much longer than its even share over the SMs a context attention kernel runs when one
+    thread block's work is more than that share: ``Max(1, N T s_k / (c b h P))`` (1 without
+    ``compute_units``).
+
+    The kernel runs one block per ``T`` = :data:`PREFILL_TILE_Q` queries of each sequence, head
+    and V slice (``c`` = :func:`_dv_blocks`); the block of the last queries scores them against all
+    ``s_k`` = ``keys_read`` keys, ``T s_k`` of the ``c b h P`` tile-pairs of the whole kernel (``P``
+    the core's pairs per head and sequence). No schedule finishes before that block, which runs on
+    one of the ``N`` SMs: the kernel takes at least ``N T s_k / (c b h P)`` times its even share.
+
+    Derivation (causal prefill of ``s`` tokens, ``P = s (s + 1) / 2``): the factor is
+    ``2 N T / (c b h (s + 1))``; one sequence, one head, 16,383 tokens, 148 SMs: ``2 * 148 * 64 /
+    16384 = 37/32``; at 8 heads or 2 sequences of 4 heads it is below 1, so 1.
+
+    >>> from symcost import hardware
+    >>> core = AttentionCore("c", batch=1, heads=1, kv_heads=1, q_len=16383, kv_len=16383, head_dim=128,
+    ...                      causal=True, decode=False)
+    >>> longest_tile(core, hardware.get("B200"))
+    37/32
+    """
+    core = attention_core(op)
+    if chip.compute_units is None:
+        return sp.Integer(1)
+    units = sp.sympify(chip.compute_units)
+    share = _dv_blocks(core) * core.batch * core.heads * core.pairs
+    return extreme(sp.Max, 1, units * PREFILL_TILE_Q * core.keys_read / share)
+
+
 @kernel("attn.prefill")
 def attention_prefill(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
-    """Prefill (context) attention: ``max(F / (F_16 eta_attn) + V / F_vec + P / F_exp, bytes /
-    (B eta_mem)) + io / (B eta_aio) + t_attn`` (:func:`_exponentials` ``P / F_exp``), ``io`` the
-    new tokens' Q, K, V and O bytes (a pass of its own: RoPE and the KV-cache write); without
-    ``attention_io_efficiency`` no separate pass."""
+    """Prefill (context) attention: ``max(L (F / (F_16 eta_attn) + V / F_vec + P / F_exp + (c - 1)
+    R), bytes / (B eta_mem)) + io / (B eta_aio) + t_attn`` (:func:`_exponentials` ``P / F_exp``),
+    ``L`` the longest thread block's factor (:func:`longest_tile`), ``c`` the blocks that split a
+    head's V columns (:func:`_dv_blocks`), each of the ``c - 1`` extra ones recomputing ``Q K^T``,
+    its softmax and exponentials (``R``), ``io`` the new tokens' Q, K, V and O bytes (a pass of its
+    own: RoPE and the KV-cache write); without ``attention_io_efficiency`` no separate pass."""
     n = kernels(op)
     io = sp.Integer(0)
     if chip.attention_io_efficiency is not None:
         io = n * op.new_io_bytes / (chip.hbm_bandwidth * chip.attention_io_efficiency)  # type: ignore[attr-defined]
-    return OpTime(_attention_compute(op, chip, dtype) + _exponentials(op, chip),
-                  op.hbm_bytes / chip.effective_hbm_bandwidth, n * chip.prefill_attention_time, _launch(n, chip), io)
+    core = attention_core(op)
+    exps = _exponentials(op, chip)
+    # NB: each further V slice's block recomputes the scores (Q K^T at d_qk), their softmax and exponentials
+    redo = (_dv_blocks(core) - 1) * (core.qk_flops / chip.attention_peak(dtype) + core.vector_flops / chip.vector_flops
+                                     + exps)
+    compute = (_attention_compute(op, chip, dtype) + exps + redo) * longest_tile(op, chip)
+    return OpTime(compute, op.hbm_bytes / chip.effective_hbm_bandwidth, n * chip.prefill_attention_time,
+                  _launch(n, chip), io)
 
 
 def grouped_heads(op: Op) -> sp.Expr:

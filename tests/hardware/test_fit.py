@@ -182,6 +182,20 @@ def test_work_inverted_moe_blocks_are_left_out_by_their_own_times():
     assert not work_inverted(other).any()
 
 
+def test_decode_rows_faster_than_their_kv_cache_at_hbm_bandwidth_are_left_out():
+    # One sequence, one KV head of 128, 16,384 cached keys, bf16: K and V are 2 * 2 * 16,384 * 128
+    # = 8,388,608 bytes. At 2.039 TB/s (A100's datasheet) reading them once takes 4.114 us: a row
+    # measured at 4.2 us is possible (1.997 TB/s), one at 3.0 us (2.796 TB/s) is not, nor at 8
+    # sequences in 30 us (67,108,864 bytes, 2.237 TB/s); an FP8 cache (1 byte) halves the bytes:
+    # 4,194,304 in 3.0 us is 1.398 TB/s, possible.
+    pd = pytest.importorskip("pandas")
+    from symcost.hardware.fit.families import faster_than_hbm
+
+    rows = pd.DataFrame({"e_kv": [2.0, 2.0, 2.0, 1.0], "b": [1, 1, 8, 1], "g": 1, "s": 16384, "d": 128,
+                         "seconds": [4.2e-6, 3.0e-6, 30e-6, 3.0e-6]})
+    assert faster_than_hbm(rows, 2.039e12).tolist() == [False, True, True, False]
+
+
 def test_an_engines_one_shot_all_reduce_wins_its_small_messages():
     """Review finding: vLLM's fit on B200 and B300 put the one-shot's time per call at 46.2 and 42.9
     us against the two-shot's 6.62 and 6.47, so the Min never ran the one-shot, against vLLM's rule

@@ -88,6 +88,38 @@ def test_prefill_attention_pass_over_the_new_tokens_and_floor():
     assert later.serial == t.serial
 
 
+def test_prefill_runs_at_least_as_long_as_its_longest_thread_block():
+    """On a chip of 148 SMs, a causal prefill of one sequence and one head, 16,383 tokens of 128:
+    blocks of 64 queries (kernels.PREFILL_TILE_Q), the last one scores 64 * 16,383 of the 16,383 *
+    16,384 / 2 pairs; at least 148 * 64 * 16,383 / (16,383 * 16,384 / 2) = 2 * 148 * 64 / 16,384 =
+    37/32 times the even share over the SMs: compute 4 * 128 * 134,209,536 = 68,715,282,432 FLOPs
+    at 5 * 10^13 plus softmax 5 * 134,209,536 = 671,047,680 at 10^13, times 37/32. Two sequences of
+    4 heads: 2 * 148 * 64 / (8 * 16,384) = 37/256 < 1, the even share (factor 1); without an SM
+    count, no factor."""
+    chip = CHIP.with_efficiency(compute_units=148)
+    core = AttentionCore("c", batch=1, heads=1, kv_heads=1, q_len=16383, kv_len=16383, head_dim=128, causal=True,
+                         decode=False)
+    even = sp.Rational(68715282432, 5 * 10**13) + sp.Rational(671047680, 10**13)
+    assert op_time(core, chip, chip.effective_peak(BF16), BF16).compute == even * sp.Rational(37, 32)
+    wide = dataclasses.replace(core, batch=2, heads=4, kv_heads=4)
+    assert op_time(wide, chip, chip.effective_peak(BF16), BF16).compute == 8 * even
+    assert op_time(core, CHIP, CHIP.effective_peak(BF16), BF16).compute == even
+
+
+def test_prefill_head_wider_than_256_recomputes_its_scores_per_v_slice():
+    """Heads of 512 (d_v 512 > 256, kernels.PREFILL_MAX_DV): two blocks per head, each computing the
+    whole Q K^T and its softmax. Causal, b 1, 8 heads, 1024 tokens: pairs 524,800; matmul FLOPs
+    4 * 8 * 512 * 524,800 = 8,598,323,200 and once more Q K^T 2 * 8 * 512 * 524,800 = 4,299,161,600,
+    at 5 * 10^13; softmax 5 * 8 * 524,800 = 20,992,000 twice at 10^13. Heads of 256: one block."""
+    core = AttentionCore("c", batch=1, heads=8, kv_heads=8, q_len=1024, kv_len=1024, head_dim=512, causal=True,
+                         decode=False)
+    t = op_time(core, CHIP, CHIP.effective_peak(BF16), BF16)
+    assert t.compute == sp.Rational(8598323200 + 4299161600, 5 * 10**13) + sp.Rational(2 * 20992000, 10**13)
+    narrow = dataclasses.replace(core, head_dim=256)
+    assert op_time(narrow, CHIP, CHIP.effective_peak(BF16), BF16).compute == (sp.Rational(4299161600, 5 * 10**13)
+                                                                              + sp.Rational(20992000, 10**13))
+
+
 def test_attention_exponentials_on_the_special_function_units():
     """attention_exp_rate 10^12 per second: the causal prefill above (b 1, 8 heads, 1024 tokens)
     scores 8 * 1024 * 1025 / 2 = 4,198,400 pairs, one exponential each, 4.1984 us added to its
@@ -242,8 +274,10 @@ def test_wrapped_attention_cores_take_their_cores_heads():
 def test_decode_terms_bind_on_the_symbolic_chip(heads, kv_bytes, fields):
     """The realistic symbolic chip's decode time, bound to a chip's values (symbol_values), equals
     the numeric time on that chip, with and without the grouped kernel's floor (unset: t_dec8 = t_dec),
-    and a prefill core's time with and without its exponentials (unset: F_exp = oo)."""
-    chip = CHIP.with_efficiency(**fields)
+    and a prefill core's time with and without its exponentials (unset: F_exp = oo), on 132 SMs (the
+    prefill's longest thread block binds at 8 heads: 132 * 64 * 64 / (8 * 8 * 2080) > 1; N_cu binds
+    only to a chip's SM count, as for GEMM tiles)."""
+    chip = CHIP.with_efficiency(compute_units=132, **fields)
     symbolic = Hardware.symbolic(realistic=True)
     core = AttentionCore("c", batch=8, heads=heads, kv_heads=8, q_len=1, kv_len=4096, head_dim=128,
                          kv_dtype_bytes=kv_bytes, decode=True)
@@ -520,6 +554,24 @@ def test_sub_byte_gemm_runs_its_own_tile_over_the_whole_k():
                                                                                           2 * 10**14)
     bf16 = dataclasses.replace(mm, dtype_bytes=2)
     assert op_time(bf16, TILED, TILED.effective_peak(BF16), BF16).compute == sp.Rational(536870912, 5 * 10**13)
+
+
+def test_sub_byte_gemm_writes_its_bf16_output_after_its_main_loop():
+    """A 4-bit GEMM (whole waves of 128 x 256 tiles, no split-K) stores each tile in bf16 after its
+    main loop: m = n = 8192, k = 1024 in NVFP4 writes 2 * 8192 * 8192 = 134,217,728 bytes at
+    10^12 * 4/5 (gemm_memory_efficiency) = 167.8 us, serial, next to its quantizing pass (8 bytes,
+    the 8-bit value, per input element: 8 * 8192 * 1024 = 67,108,864 bytes at 10^12); its roofline
+    memory term keeps the inputs only, 9/16 byte per element (4 bits and one 8-bit scale per 16):
+    9/16 * (8192 * 1024 + 1024 * 8192) = 9,437,184 bytes at 8 * 10^11. The same GEMM in bf16
+    (split-K, its write overlapped) has no serial term and counts its output in the memory term:
+    2 * (2 * 8192 * 1024 + 8192^2) = 167,772,160 bytes."""
+    nvfp4 = sc.DataType.NVFP4
+    mm = Matmul("w", m=8192, n=8192, k=1024, dtype_bytes=nvfp4.bytes)
+    t = op_time(mm, TILED, TILED.effective_peak(nvfp4), nvfp4)
+    assert t.serial == sp.Rational(134217728 * 5, 4 * 10**12) + sp.Rational(67108864, 10**12)
+    assert t.memory == sp.Rational(9437184 * 5, 4 * 10**12)
+    bf16 = op_time(dataclasses.replace(mm, dtype_bytes=2), TILED, TILED.effective_peak(BF16), BF16)
+    assert bf16.serial == 0 and bf16.memory == sp.Rational(167772160 * 5, 4 * 10**12)
 
 
 def test_stream_k_spreads_the_last_wave_over_every_unit():

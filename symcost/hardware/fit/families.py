@@ -15,7 +15,8 @@ report the full grids):
 - prefill attention: causal, no window, ``h`` a multiple of ``g``, ``b s <= 65536``, ``s >= 512``;
 - decode attention: no window, grouped-query attention with 4 or 8 query heads per KV head and at
   most 8 KV heads per GPU, or multi-head attention with at most 64 heads per GPU; ``d = 128``,
-  ``b <= 256``, 1 k to 16 k keys;
+  ``b <= 256``, 1 k to 16 k keys; not the rows measured faster than their KV cache at the
+  datasheet HBM bandwidth (:func:`faster_than_hbm`);
 - elementwise: quantizing an ``m x k`` 16-bit matrix to FP8 (read 2, write 1 byte per element), the
   passes of at most 65,536 elements and those of 100 MB and more (beyond the L2 cache);
 - collectives: every measured size and GPU count (2 KB to 512 MB, 2 to 8 GPUs); all-to-all on its own
@@ -38,7 +39,7 @@ from ..chip import Hardware
 from ..timing import collective_time, op_time
 from .tables import Table, read
 
-__all__ = ["Family", "FitResult", "GEMM_DTYPES", "SIZES", "fit", "predict"]
+__all__ = ["Family", "FitResult", "GEMM_DTYPES", "SIZES", "faster_than_hbm", "fit", "predict", "shaped_decode_rows"]
 
 GEMM_DTYPES = {"bfloat16": "bf16", "fp8": "fp8_e4m3", "nvfp4": "nvfp4"}
 """The tables' GEMM dtypes and the symcost dtype each measures."""
@@ -318,6 +319,30 @@ def _decode_rows(frame: Any) -> Any:
     return frame[pick]
 
 
+def shaped_decode_rows(frame: Any) -> Any:
+    """The table's LLM-shaped decode rows (the family's filter before :func:`faster_than_hbm`)."""
+    return _decode_rows(_decode_frame(frame))
+
+
+def faster_than_hbm(frame: Any, bandwidth: float) -> Any:
+    """Decode rows measured faster than reading their KV cache once at the chip's datasheet HBM
+    bandwidth: ``2 e_kv b g s d / seconds > B`` (K and V of every cached key, ``d`` wide, of the
+    ``g`` KV heads of ``b`` sequences). A kernel must read each cached K and V element at least
+    once, so such a row did not do the work its label says. A mechanical rule on the measured
+    times and the datasheet alone; the fit leaves these rows out, the full-grid errors keep them.
+    On A100's table (TensorRT-LLM 1.0.0, legacy rows) it takes 74 of the 640 fitted rows (2.05 to
+    3.36 TB/s implied against 2.039; every cache larger than the 40 MB L2, so not served from
+    it); none on H100, H200, B200, B300 or GB200.
+
+    >>> import pandas as pd
+    >>> rows = pd.DataFrame({"e_kv": 2, "b": 1, "g": 1, "s": 1000, "d": 128, "seconds": [1e-6, 1e-7]})
+    >>> faster_than_hbm(rows, 10**12).tolist()   # 512,000 bytes: 0.512 and 5.12 TB/s
+    [False, True]
+    """
+    kv_bytes = 2 * frame["e_kv"] * frame["b"] * frame["g"] * frame["s"] * frame["d"]
+    return (kv_bytes / frame["seconds"] > bandwidth).to_numpy()
+
+
 DECODE_FIELDS = ("attention_memory_efficiency", "attention_decode_time", "grouped_decode_time_8bit", "mha_decode_rate",
                  "decode_ramp_time", "decode_ramp_bytes")
 """The decode family's fields (``grouped_decode_time_8bit`` only where the table has grouped-query
@@ -340,7 +365,16 @@ def decode_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapp
         expr = op_time(core, hw, hw.effective_peak("bf16"), DataType.BF16).time
         return {(): (expr, (b, s, h, g, d, _E_KV), (frame["window_size"] == 0).to_numpy())}
 
-    return Family("decode attention", chip, table, fields, build, lambda f: _decode_rows(_decode_frame(f)), start,
+    from .. import get
+    from .tables import CHIPS
+
+    bandwidth = float(get(CHIPS[chip]).hbm_bandwidth) if chip in CHIPS else float("inf")
+
+    def rows(frame: Any) -> Any:
+        shaped = shaped_decode_rows(frame)
+        return shaped[~faster_than_hbm(shaped, bandwidth)]
+
+    return Family("decode attention", chip, table, fields, build, rows, start,
                   fixed=dict(fixed))
 
 

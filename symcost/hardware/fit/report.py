@@ -18,7 +18,7 @@ from . import KERNEL_PATH_FIELDS, ChipFit, fit_chip
 from .families import Family, FitResult, predict
 from .tables import CHIPS, Table
 
-__all__ = ["error_table", "generalization_table", "shipped_values", "version_table"]
+__all__ = ["error_table", "generalization_table", "left_out_line", "shipped_values", "version_table"]
 
 _HEADER = ("| family | chip | rows | median ratio | mean abs error | p90 abs error | full grid: rows | "
            "mean abs error |\n|---|---|---:|---:|---:|---:|---:|---:|")
@@ -68,6 +68,22 @@ def error_table(fits: Iterable[ChipFit]) -> str:
             if family.name.startswith("MoE"):
                 lines.extend(_moe_check_lines(family, chip_fit.preset))
     return "\n".join(lines)
+
+
+def left_out_line(fits: Iterable[ChipFit]) -> str:
+    """One line: per chip, the decode rows :func:`~symcost.hardware.fit.families.faster_than_hbm`
+    leaves out of the fit, of the LLM-shaped rows."""
+    from .families import shaped_decode_rows
+
+    parts = []
+    for chip_fit in fits:
+        for result in chip_fit.results:
+            if result.family.name == "decode attention":
+                shaped = len(shaped_decode_rows(result.family.rows(everything=True)))
+                parts.append(f"{chip_fit.preset} {shaped - len(result.family.rows())} of {shaped}")
+    return ("Decode rows measured faster than reading their KV cache once at the datasheet HBM bandwidth, left "
+            "out of the fit (symcost.hardware.fit.families.faster_than_hbm; the full grid keeps them): "
+            + ", ".join(parts) + ".")
 
 
 MOE_CHECKS = (("power_law_1.01", "bfloat16", False), ("power_law_1.2", "bfloat16", False),
