@@ -324,7 +324,10 @@ class Hardware(BaseModel):
         if not self.is_ideal:
             # vLLM's size switch picks the all-reduce form by message size and compute capability
             # (timing.vllm_allreduce_window); NCCL's and the engines' custom rule take the fastest form.
-            vllm = self.runtime.allreduce == "vllm"
+            # NB: a chip without the engine's own all-reduce terms runs NCCL's fastest form under
+            # either rule; one with them but no symmetric-memory terms where its capability has
+            # a size table is not told apart (the symbolic chip would take symm's piece at oo)
+            vllm = self.runtime.allreduce == "vllm" and self.custom_allreduce_latency is not None
             out["allreduce"] = "vllm" if vllm else "custom"
             if vllm:
                 out["compute_capability"] = self.compute_capability

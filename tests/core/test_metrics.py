@@ -194,3 +194,18 @@ def test_binding_refuses_another_all_reduce_rule():
     bound = same.subs(batch_size=1, seq_len=4096, hardware=vllm, dtype="bf16")
     direct = layer.compute_metrics(batch_size=1, seq_len=4096, phase="prefill", dtype="bf16", hardware=vllm)
     assert bound.latency == direct.latency
+
+
+def test_a_vllm_chip_without_its_own_all_reduce_binds_the_fastest_form():
+    """Review finding: a chip without the engine's own all-reduce terms (MI300X carries no
+    custom_allreduce_latency) runs NCCL's fastest form under vLLM's profile as under any other; the
+    vLLM-built symbolic chip bound to it gave oo (its switch's custom pieces at oo). Its structure is
+    the fastest-form rule's, so the default symbolic chip binds it and equals the numeric call."""
+    chip = sc.hardware.get("MI300X").with_runtime("vllm")
+    assert chip.custom_allreduce_latency is None and chip.structure["allreduce"] == "custom"
+    layer = sc.GatedMLPLayer(hidden_size=8192, intermediate_size=28672, parallelism={"tensor_parallel": 8})
+    sym = layer.compute_metrics(phase="decode", dtype="bf16", hardware=sc.Hardware.symbolic(
+        realistic=True, **{k: v for k, v in chip.structure.items() if k != "allreduce"}))
+    bound = sym.subs(batch_size=16, seq_len=1024, hardware=chip, dtype="bf16")
+    direct = layer.compute_metrics(batch_size=16, seq_len=1024, phase="decode", dtype="bf16", hardware=chip)
+    assert bound.latency == direct.latency and float(bound.latency) < 1
