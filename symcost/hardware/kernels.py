@@ -247,7 +247,8 @@ def gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> Op
     # NB: the input (m x k per product) is quantized once per kernel: a fused op (the up
     # projection inside gate_up) shares its partner's quantized input
     quantize = n * chip.quantize_bytes_for(fmt) * op.batch * op.m * op.k / chip.hbm_bandwidth
-    return OpTime(compute, memory, n * chip.gemm_time_for(fmt), _launch(n, chip), quantize + n * epilogue)
+    # NB: a fused op (no kernel of its own) still has its output written by its partner's kernel
+    return OpTime(compute, memory, n * chip.gemm_time_for(fmt), _launch(n, chip), quantize + epilogue)
 
 
 @kernel("gemm.grouped")
@@ -262,7 +263,7 @@ def grouped_gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType
     dense = gemm(op, chip, peak, dtype)
     if chip.runtime.grouped_gemm == "per_expert":
         n = 0 if any(part in FUSED_OPS for part in op.name.split(".")) else op.batch
-        serial = dense.serial if n != 0 else sp.Integer(0)
+        serial = dense.serial if n != 0 else _epilogue(op, chip, dtype)  # its partner writes its output
         return OpTime(dense.compute, dense.memory, n * chip.gemm_time_for(dtype), _launch(1, chip) * n, serial)
     eta = sp.Integer(1) if chip.grouped_gemm_efficiency is None else chip.grouped_gemm_efficiency
     written = _counted_output(op, _epilogue(op, chip, dtype))  # timed in dense.serial where nonzero

@@ -180,3 +180,23 @@ def test_cli_kv_dtype(capsys):
                  "--phase", "decode", "--json"]) == 0
     memory = json.loads(capsys.readouterr().out)["inference"]["memory_per_chip"]
     assert (memory["weights"], memory["kv_cache"]) == (8030261248, 301989888)
+
+
+def test_a_fused_gemm_writes_its_output_too():
+    """Review finding: the ``up`` half of a gate-and-up fc1 runs inside its partner's kernel (no
+    kernel, no floor, no quantizing pass of its own), but the fused kernel writes both halves'
+    outputs, ``[m, 2f]`` in bf16: ``up``'s serial write was dropped (B200, NVFP4, m 4096, f 14336:
+    2 * 4096 * 14336 bytes at B eta_gmem, 20.2 us). Each half writes ``2 m f / (B eta_gmem)``, in
+    a fused kernel as in two; under one GEMM per expert (Megatron-Core) too."""
+    b200 = hardware.get("B200")
+    peak = b200.effective_peak("nvfp4")
+    write = sp.Integer(2 * 4096 * 14336) / (77 * 10**11 * b200.gemm_memory_efficiency)
+    for name in ("gate", "up"):
+        mm = Matmul(name, m=4096, n=14336, k=4096, dtype_bytes=sc.DataType.NVFP4.bytes)
+        t = sc.hardware.timing.op_time(mm, b200, peak, sc.DataType.NVFP4)
+        quantize = 0 if name == "up" else b200.quantize_bytes_4bit * 4096 * 4096 / (77 * 10**11)
+        assert t.serial == quantize + write, name
+    mega = b200.with_runtime("megatron-core")
+    up = Matmul("experts.up", m=512, n=1536, k=4096, batch=8, dtype_bytes=sc.DataType.NVFP4.bytes, grouped=True)
+    t = sc.hardware.timing.op_time(up, mega, mega.effective_peak("nvfp4"), sc.DataType.NVFP4)
+    assert t.serial == sp.Integer(2 * 8 * 512 * 1536) / (77 * 10**11 * mega.gemm_memory_efficiency)
