@@ -40,3 +40,17 @@ def test_no_citation_of_the_old_conventions_file():
     """The numbered items of a file outside the repository are no longer cited."""
     stale = [p.name for p in _sources() if re.search(r"CONVENTIONS(\.md| item)", p.read_text(encoding="utf-8"))]
     assert stale == []
+
+
+def test_every_chip_setting_is_in_the_time_models_table():
+    """Each optional field of a chip (all but the datasheet's figures, which every chip file gives,
+    and the runtime, its own table) has a row in §17's chip-field table: a field a preset sets that
+    the conventions do not describe is a rule the reader cannot check."""
+    from symcost.hardware import Hardware
+
+    text = DOC.read_text(encoding="utf-8")
+    table = text[text.index("## §17 "):]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    named = {name for row in rows for name in re.findall(r"`([a-z_0-9]+)`", row.split(" | ")[0])}
+    optional = {f for f, info in Hardware.model_fields.items() if not info.is_required() and f != "runtime"}
+    assert sorted(optional - named) == []

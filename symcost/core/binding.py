@@ -24,7 +24,8 @@ if TYPE_CHECKING:  # NB: no SymPy at run time: ``import symcost`` imports this m
     from .dtypes import DataType
     from .ops import Collective, Op
 
-__all__ = ["Chip", "LayerTimes", "TimeModel", "load_registrations", "register", "register_loader", "time_model"]
+__all__ = ["Chip", "LayerTimes", "TimeModel", "load_registrations", "on_register", "register", "register_loader",
+           "time_model"]
 
 
 class Chip(Protocol):
@@ -95,6 +96,7 @@ class TimeModel(Protocol):
 
 _REGISTERED: list[TimeModel] = []
 _LOADERS: list[Callable[[], None]] = []
+_FORGETS: list[Callable[[], None]] = []
 
 
 def register_loader(loader: Callable[[], None]) -> None:
@@ -111,9 +113,31 @@ def load_registrations() -> None:
         loader()
 
 
+def on_register(forget: Callable[[], None]) -> Callable[[], None]:
+    """Call ``forget`` on every :func:`register`: a stage above core that remembers costs timed by
+    the registered model (the layers' memo and compiled templates, the planners' programs) empties
+    them there, so a model registered later applies to every later ``compute_metrics``, even of a
+    layer costed before. Returns ``forget`` (usable as a decorator); registering one twice is one.
+
+    >>> from symcost.core import binding
+    >>> calls = []
+    >>> forget = binding.on_register(lambda: calls.append("forgot"))
+    >>> binding.register(binding.time_model())
+    >>> calls
+    ['forgot']
+    >>> binding._FORGETS.remove(forget)
+    """
+    if forget not in _FORGETS:
+        _FORGETS.append(forget)
+    return forget
+
+
 def register(model: TimeModel) -> None:
-    """Make ``model`` the time model of every later ``compute_metrics`` (``symcost.hardware`` calls this)."""
+    """Make ``model`` the time model of every later ``compute_metrics`` (``symcost.hardware`` calls
+    this); the caches registered with :func:`on_register` are emptied."""
     _REGISTERED[:] = [model]
+    for forget in _FORGETS:
+        forget()
 
 
 def time_model() -> TimeModel:

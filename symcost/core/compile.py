@@ -42,7 +42,8 @@ class _ExactPrinter(PythonCodePrinter):
         for factor in sp.Mul.make_args(rest):
             base, exp = factor.as_base_exp()
             if exp.is_Integer and exp < 0:
-                denom.append(self._print(base) if exp == -1 else f"({self._print(base)})**{-exp}")
+                # NB: every factor in parentheses: ``y + 1`` in ``q*y + 1`` would divide by ``q*y`` only
+                denom.append(f"({self._print(base)})" if exp == -1 else f"({self._print(base)})**{-exp}")
             else:
                 numer.append(f"({self._print(factor)})")
         if coeff.is_Rational:

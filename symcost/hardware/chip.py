@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from pathlib import Path
 from typing import Any, Iterator, Literal, Mapping, Optional
 
@@ -64,6 +65,16 @@ _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficien
                  "symm_allreduce_latency", "symm_allreduce_efficiency", "all_to_all_latency", "all_to_all_peer_latency",
                  "all_to_all_ll_latency", "all_to_all_ll_efficiency", "all_to_all_efficiency")
 """The efficiency model's fields (docs/conventions.md §17)."""
+
+_ALLREDUCE_RULES = ("nccl", "custom", "vllm")  # Runtime.allreduce's values
+
+
+def _compute_capability(value: Any) -> Optional[str]:
+    """``value`` if ``None`` or a ``major.minor`` string (the form vLLM's size tables are keyed by,
+    ``"9.0"``), else one line naming the field and the form."""
+    if value is None or isinstance(value, str) and re.fullmatch(r"\d+\.\d+", value):
+        return value
+    raise HardwareError(f"compute_capability must be 'major.minor' (as '9.0'), got {value!r}")
 
 
 class Hardware(BaseModel):
@@ -259,6 +270,11 @@ class Hardware(BaseModel):
         if not isinstance(value, bool):
             raise HardwareError(f"matmul_stream_k must be true or false (a stream-K GEMM scheduler), got {value!r}")
         return value
+
+    @field_validator("compute_capability", mode="before")
+    @classmethod
+    def _capability(cls, value: Any) -> Optional[str]:
+        return _compute_capability(value)
 
     @field_validator("fp8_weight_copies", mode="before")
     @classmethod
@@ -676,7 +692,7 @@ class Hardware(BaseModel):
     def symbolic(cls, name: str = "symbolic", realistic: bool = False,
                  matmul_tile: tuple[int, int] = (64, 128),
                  matmul_tile_4bit: Optional[tuple[int, int]] = None, matmul_stream_k: bool = False,
-                 allreduce: str = "custom", compute_capability: Optional[str] = None,
+                 allreduce: Literal["nccl", "custom", "vllm"] = "custom", compute_capability: Optional[str] = None,
                  grouped_gemm: Literal["fused", "per_expert"] = "fused") -> "Hardware":
         """The unbound chip: every rate a canonical symbol. With ``realistic=True`` the efficiency
         model is symbolic too (η_mm, η_mem, η_attn, η_net, t_k, α₀, N_cu, ...), so times print with
@@ -688,6 +704,9 @@ class Hardware(BaseModel):
         structure an all-reduce's time as the tile shapes structure a GEMM's; ``grouped_gemm`` the
         engine's grouped-GEMM mode (:attr:`Runtime.grouped_gemm`): build it as the chips it will be
         bound to (:attr:`structure`), or binding refuses them."""
+        if allreduce not in _ALLREDUCE_RULES:
+            raise HardwareError(f"allreduce must be one of {', '.join(_ALLREDUCE_RULES)}, got {allreduce!r}")
+        compute_capability = _compute_capability(compute_capability)
         fields: dict[str, Any] = dict(
             name=name,
             peak_flops={dt: sym.peak_flops for dt in DataType},

@@ -130,6 +130,12 @@ class ServingDefaults:
     max_num_seqs: tuple[Tier, ...] = ()
     kv_allocation: Literal["reserved", "on_demand"] = "reserved"
 
+    def __post_init__(self) -> None:
+        # NB: a dataclass does not check its Literal fields: a misspelt rule would run as another
+        for field, allowed in (("memory_rule", MEMORY_RULES), ("kv_allocation", KV_ALLOCATIONS)):
+            if getattr(self, field) not in allowed:
+                raise HardwareError(f"{field} must be one of {', '.join(allowed)}, got {getattr(self, field)!r}")
+
     def seqs(self, name: str, hbm: Any, gpus: int) -> Optional[int]:
         """The most requests the engine runs at once on a chip called ``name`` with ``hbm`` bytes
         (``None``: no cap but the KV cache's)."""

@@ -285,15 +285,15 @@ VLLM_WORLD_SIZES = (2, 4, 6, 8)
 """``CustomAllreduce._SUPPORTED_WORLD_SIZES`` (and the size tables' keys): other group sizes run NCCL."""
 
 
-def vllm_one_shot_max(n: int) -> float:
+def vllm_one_shot_max(n: int) -> Optional[int]:
     """Bytes below which vLLM's custom all-reduce runs its one-shot kernel (csrc/custom_all_reduce.cuh,
-    ``REDUCE_CASE``: always on 2 GPUs, below 512 KiB on up to 4, below 256 KiB on up to 8).
+    ``REDUCE_CASE``: always on 2 GPUs, ``None``, below 512 KiB on up to 4, below 256 KiB on up to 8).
 
-    >>> vllm_one_shot_max(4), vllm_one_shot_max(8)
-    (524288, 262144)
+    >>> vllm_one_shot_max(2), vllm_one_shot_max(4), vllm_one_shot_max(8)
+    (None, 524288, 262144)
     """
     if n == 2:
-        return float("inf")
+        return None
     return 512 * 1024 if n <= 4 else 256 * 1024
 
 
@@ -317,7 +317,8 @@ def vllm_allreduce_window(n: int, nbytes: int, capability: Optional[str]) -> str
     sizes = VLLM_ALLREDUCE_SIZES.get(capability or "")
     custom_max = VLLM_CUSTOM_MAX if sizes is None else min(sizes[0][n], VLLM_CUSTOM_MAX)
     if nbytes < custom_max:
-        return "custom" if nbytes < vllm_one_shot_max(n) else "custom_two_shot"
+        one_max = vllm_one_shot_max(n)
+        return "custom" if one_max is None or nbytes < one_max else "custom_two_shot"
     if sizes is not None and nbytes <= sizes[1][n]:
         return "symm"
     return "nccl"
@@ -333,7 +334,8 @@ def _vllm_switch(n: sp.Expr, payload: sp.Expr, times: dict[str, sp.Expr], capabi
             return nccl
         sizes = VLLM_ALLREDUCE_SIZES.get(capability or "")
         custom_max = VLLM_CUSTOM_MAX if sizes is None else min(sizes[0][k], VLLM_CUSTOM_MAX)
-        one_max = min(vllm_one_shot_max(k), custom_max)
+        shot_max = vllm_one_shot_max(k)
+        one_max = custom_max if shot_max is None else min(shot_max, custom_max)
         pieces = [(times["custom"], sp.Lt(payload, one_max))]
         if one_max < custom_max:
             pieces.append((times["custom_two_shot"], sp.Lt(payload, custom_max)))

@@ -19,7 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationIn
 from ..core import symbols as sym
 from ..core._expr import check_divides, dim, extreme
 from ..core.assumptions import Assumption, collecting, merge, record
-from ..core.binding import Chip, time_model
+from ..core.binding import Chip, on_register, time_model
 from ..core.compile import compile_exact
 from ..core.compile_float import tighten
 from ..core.compiled import compile_scaled
@@ -553,3 +553,11 @@ def _template(layer: Layer, phase: Phase, datatype: DataType, recompute: Recompu
     except NotImplementedError:
         function = compile_exact(args, exprs)
     return _Template(symbolic, function)
+
+
+@on_register
+def _forget_costings() -> None:
+    """Empty the memo and the compiled templates: both hold times of the time model registered
+    when they were costed (:func:`symcost.core.binding.register` calls this)."""
+    _METRICS.clear()
+    _template.cache_clear()

@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, cast
 
 import sympy as sp
 
+from ..core.binding import on_register
 from ..core.compiled import Program, normal
 from ..core.parallelism import Parallelism
 from ..errors import ConfigError
@@ -254,3 +255,10 @@ def run(compiled: Optional[CompiledStep], sizes: Optional[tuple], exact: bool) -
         raise ConfigError("exact=False (the float path) needs a compiled step: positive int sizes, numeric model, "
                           "parallelism and chip, and no prefill_chunk")
     return result
+
+
+@on_register
+def _forget_programs() -> None:
+    """Empty the compiled steps: their times are the registered time model's."""
+    _FRONT.clear()
+    _LAST.clear()

@@ -12,6 +12,7 @@ import sympy as sp
 from ..core import symbols as sym
 from ..core._expr import check_divides, dim, exact_value
 from ..core.assumptions import collecting, merge
+from ..core.binding import on_register
 from ..core.compiled import Program
 from ..core.dtypes import DataType
 from ..core.ops import AttentionCore
@@ -510,3 +511,6 @@ def inference_front(model: "Model", hardware: Hardware | str, dtype: Any, parall
     return csteps.front("inference",
                         lambda: _inference_compiled(model, hardware, dtype, parallelism, overlap, stage_layers),
                   model, hardware, dtype, parallelism, overlap, stage_layers)
+
+
+on_register(_inference_program.cache_clear)  # its times are the registered time model's

@@ -30,6 +30,7 @@ import numpy as np
 import sympy as sp
 
 from ..core import symbols as sym
+from ..core.binding import on_register
 from ..core.dtypes import DataType
 from ..core.parallelism import Parallelism
 from ..core.sweep import Sweeper
@@ -736,3 +737,7 @@ def _inference(model: Model, chip: Hardware, datatype: DataType, job: _Job,
     columns = {n: np.array([r[i] for r in rows]) for i, n in enumerate(names)}
     limits.add_cost(columns, N)
     return SearchResult(columns, candidates, valid, len(rows), time.perf_counter() - start)
+
+
+on_register(_layer_program.cache_clear)  # their times are the registered time model's
+on_register(_assemble_program.cache_clear)

@@ -13,6 +13,7 @@ import sympy as sp
 from ..core import symbols as sym
 from ..core._expr import check_divides, dim, exact_value, extreme, substitute
 from ..core.assumptions import collecting, merge
+from ..core.binding import on_register
 from ..core.compiled import Program
 from ..core.dtypes import DataType
 from ..core.ops import Collective, CollectiveKind
@@ -537,3 +538,6 @@ def training_front(model: "Model", hardware: Hardware | str, dtype: Any, paralle
 def _check_zero(zero_stage: Any) -> None:
     if isinstance(zero_stage, bool) or zero_stage not in (0, 1, 2, 3):
         raise ConfigError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
+
+
+on_register(_training_program.cache_clear)  # its times are the registered time model's

@@ -190,3 +190,28 @@ def test_link_tier_symbolic_span_is_piecewise():
     bw = chip.link_bandwidth(S.tp)
     assert isinstance(bw, sp.Piecewise)
     assert bw.xreplace({S.tp: 8}) == 450 * 10**9 * chip.network_efficiency and bw.xreplace({S.tp: 16}) == 50 * 10**9
+
+
+@pytest.mark.parametrize("value", ["9", "sm_90", "90", "9.0.1", 9.0])
+def test_compute_capability_must_be_major_dot_minor(value, tmp_path):
+    """vLLM's all-reduce size table is keyed by ``"9.0"``-style capabilities: another spelling would
+    silently lose it, so it is refused in one line naming the field and the form."""
+    from symcost.errors import one_line
+
+    h200 = hardware.get("H200")
+    with pytest.raises(ValidationError) as err:
+        Hardware(**{**dict(h200), "compute_capability": value})
+    assert one_line(err.value) == f"compute_capability must be 'major.minor' (as '9.0'), got {value!r}"
+    with pytest.raises(HardwareError, match=r"^compute_capability must be 'major.minor' \(as '9.0'\), got "):
+        Hardware.symbolic(realistic=True, compute_capability=value)  # type: ignore[arg-type]
+    chip = tmp_path / "chip.json"
+    h200.to_file(chip)
+    chip.write_text(json.dumps({**json.loads(chip.read_text()), "compute_capability": value}))
+    with pytest.raises(HardwareError, match=r"chip.json: compute_capability: compute_capability must be 'major.minor'"):
+        Hardware.from_file(chip)
+    assert Hardware(**{**dict(h200), "compute_capability": "10.3"}).compute_capability == "10.3"
+
+
+def test_symbolic_chip_refuses_an_unknown_allreduce_rule():
+    with pytest.raises(HardwareError, match=r"^allreduce must be one of nccl, custom, vllm, got 'vlm'$"):
+        Hardware.symbolic(realistic=True, allreduce="vlm")  # type: ignore[arg-type]

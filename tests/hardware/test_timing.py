@@ -503,3 +503,14 @@ def test_nccls_low_latency_protocol_never_runs_a_hierarchical_all_to_all():
     h100 = hardware.get("H100_SXM")
     assert "ll" in collective_algorithms(Collective("all_to_all", "ep", 4, 1400), h100)
     assert "ll" not in collective_algorithms(hier, h100)
+
+
+def test_vllm_one_shot_max_is_whole_bytes_or_none():
+    """vLLM's custom all-reduce (csrc/custom_all_reduce.cuh, ``REDUCE_CASE``) runs one-shot on 2 GPUs
+    at every size (no bound: ``None``), below 512 KiB = 524,288 bytes on 4 and 256 KiB = 262,144 on
+    6 and 8: whole bytes, never a float."""
+    from symcost.hardware.timing import vllm_one_shot_max
+
+    assert vllm_one_shot_max(2) is None
+    got = [vllm_one_shot_max(n) for n in (4, 6, 8)]
+    assert got == [524_288, 262_144, 262_144] and all(type(v) is int for v in got)

@@ -66,3 +66,41 @@ def test_a_remembered_layer_records_its_rules_again(monkeypatch):
         with collecting() as seen:
             mlp.compute_metrics(phase="decode", dtype="bf16", hardware="H100_SXM")
         assert planted in seen
+
+
+def test_a_layer_costed_before_register_takes_the_new_time_model():
+    """``binding.register`` promises its model to every later ``compute_metrics``: a layer costed
+    (symbolic memo and compiled numeric template) before the register is costed again after it.
+    The planted model doubles every time of the registered one, so by construction the latency
+    after is 2x the latency before, at a symbolic b and at b = 8 (the compiled path)."""
+    from symcost import MLPLayer
+    from symcost import symbols as S
+    from symcost.core import binding
+
+    original = binding.time_model()
+
+    class Doubled:
+        def resolve(self, hardware):
+            return original.resolve(hardware)
+
+        def layer_times(self, *args, **kwargs):
+            t = original.layer_times(*args, **kwargs)
+            return type(t)(t.compute_time * 2, t.memory_time * 2, t.comm_time * 2, t.latency * 2)
+
+        def roofline_times(self, *args, **kwargs):
+            return original.roofline_times(*args, **kwargs)
+
+    mlp = MLPLayer(hidden_size=1152, intermediate_size=4096)  # a shape no other test costs
+    kw = dict(seq_len=1, phase="decode", dtype="bf16", hardware="H100_SXM")
+    symbolic_before = mlp.compute_metrics(batch_size=S.batch_size, **kw).latency
+    numeric_before = mlp.compute_metrics(batch_size=8, **kw).latency
+    binding.register(Doubled())
+    try:
+        symbolic_after = mlp.compute_metrics(batch_size=S.batch_size, **kw).latency
+        numeric_after = mlp.compute_metrics(batch_size=8, **kw).latency
+    finally:
+        binding.register(original)
+    assert sp.simplify(symbolic_after - 2 * symbolic_before) == 0
+    assert numeric_after == 2 * numeric_before
+    # and back: the original model's values once it is registered again
+    assert mlp.compute_metrics(batch_size=8, **kw).latency == numeric_before

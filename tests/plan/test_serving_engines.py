@@ -10,7 +10,7 @@ import sympy as sp
 from test_serving import ROUND, TINY
 
 from symcost import hardware
-from symcost.errors import HardwareError
+from symcost.errors import ConfigError, HardwareError
 from symcost.hardware import Runtime
 from symcost.hardware.engines import field_sources, load
 from symcost.hardware.serving import ServingDefaults, Tier, paged_tokens
@@ -98,8 +98,10 @@ def test_the_disaggregated_decode_pool_holds_what_the_engine_allocates():
     """A decode instance of TP 1 under the total rule, 5 + 10 tokens (D = 9: 6 .. 14 tokens held):
     reserving the whole request holds 14 tokens (14,336 bytes), on demand their mean over the decode
     steps, 10 (10,240): the pool's memory per request differs by exactly 4 x 1,024 bytes. With the
-    decode activations (A, bytes per request, the same for both) the pool holds
-    floor((5,000,000 - 3,385,856)/(14,336 + A)) and floor(1,614,144/(10,240 + A)) requests."""
+    decode activations A per request (one token a step: (2h + 4h + 4f) bytes = 2 x 256 + 4 x 256 +
+    4 x 512 = 3,584, test_serving's test_kv_capacity_by_hand_bounds_the_running_requests) the pool
+    holds floor((5,000,000 - 3,385,856)/(14,336 + 3,584)) = 90 and floor(1,614,144/(10,240 + 3,584))
+    = 116 requests: the batch grid's largest below, 64 and 96."""
     pools = {}
     for allocation in ("reserved", "on_demand"):
         opts = _Options(TINY, _engine("total", 1, allocation), Workload.of(5, 10), 1, "bf16", sp.Integer(1),
@@ -108,9 +110,10 @@ def test_the_disaggregated_decode_pool_holds_what_the_engine_allocates():
     b = sp.Symbol("b", positive=True, integer=True)
     reserved, demand = (sp.sympify(pools[a].memory_per_chip) for a in ("reserved", "on_demand"))
     assert sp.expand(reserved - demand) == 4 * 1024 * b
-    per = sp.Poly(reserved, b).coeffs()[0] - 14 * 1024  # A
-    assert int(pools["reserved"].batches[-1]) == max(v for v in (64, 96, 128) if v <= 1_614_144 // (14_336 + per))
-    assert int(pools["on_demand"].batches[-1]) == max(v for v in (64, 96, 128) if v <= 1_614_144 // (10_240 + per))
+    assert sp.expand(reserved) == 3_385_856 + (14_336 + 3_584) * b  # W + (KV + A) b
+    assert 1_614_144 // (14_336 + 3_584) == 90 and 1_614_144 // (10_240 + 3_584) == 116
+    assert int(pools["reserved"].batches[-1]) == 64
+    assert int(pools["on_demand"].batches[-1]) == 96
     assert int(pools["reserved"].batches[-1]) < int(pools["on_demand"].batches[-1])
 
 
@@ -226,3 +229,17 @@ def test_the_disaggregated_decode_pool_batches_at_most_the_cap():
     opts = _Options(TINY, chip, Workload.of(5, 8), 1, "bf16", sp.Integer(1), sp.Integer(1), None, None, 512,
                     max_num_seqs=50)
     assert int(_decode(opts, (1, 1, 1)).batches[-1]) == 48
+
+
+@pytest.mark.parametrize("block", [0, -16, 16.0, sp.Float(16), True])
+def test_held_tokens_refuses_a_block_that_is_not_a_positive_whole_number(block):
+    with pytest.raises(ConfigError, match=r"^block must be a positive whole number \(tokens per KV block\), got "):
+        Workload.of(30, 5).held_tokens(hardware.runtime("vllm"), block)
+
+
+def test_serving_defaults_refuse_an_unknown_kv_allocation():
+    with pytest.raises(ConfigError, match=r"^kv_allocation must be one of reserved, on_demand, got 'ondemand'$"):
+        ServingDefaults(kv_allocation="ondemand")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"^memory_rule must be one of total, free, static, got 'most'$"):
+        ServingDefaults(memory_rule="most")  # type: ignore[arg-type]
+

@@ -33,6 +33,7 @@ import numpy as np
 import sympy as sp
 
 from ...core import symbols as sym
+from ...core.binding import on_register
 from ...core.dtypes import DataType
 from ...core.ops import AttentionCore
 from ...core.parallelism import Parallelism
@@ -279,3 +280,6 @@ def _single_sequence(model: Model, chip: Hardware, par: Parallelism, datatype: D
     linear = _latency(single.prefill_rows, skip_head=True) - _core_time(_cores(single.prefill_rows, chip, datatype),
                                                                          chip, datatype)
     return linear, sp.sympify(single.ttft) - _latency(single.prefill_rows) - overhead
+
+
+on_register(_engine_steps.cache_clear)  # its times are the registered time model's

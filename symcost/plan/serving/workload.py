@@ -129,6 +129,10 @@ class Workload:
         >>> Workload.of(30, 5).held_tokens(runtime("vllm"), 16)         # 31 .. 34: 32, 32, 48, 48
         40
         """
+        if isinstance(block, bool) or not isinstance(block, (int, sp.Integer)) or block <= 0:
+            raise ConfigError(f"block must be a positive whole number (tokens per KV block), got {block!r}")
+        block = int(block)
+
         def blocks(n: int) -> int:
             q, r = divmod(n, block)
             return block * q * (q + 1) // 2 + r * (q + 1)
