@@ -22,8 +22,8 @@ The classes shipped here, per op on a chip with matmul FLOP/s ``peak`` (efficien
   8-bit (or narrower) GEMM's input moves, ``W`` the bf16 output write that a kernel in whole
   waves without split-K (the 4-bit one) does after its main loop (:func:`_epilogue`), ``t_gemm``
   the floor of the dtype's format class;
-- ``attn.prefill``: ``max(L (F / (F_16 eta_attn) + V / F_vec + P / F_exp), bytes / (B eta_mem)) +
-  io / (B eta_aio) + t_attn``: the core's FLOPs at a fraction of the 16-bit peak, its softmax on the
+- ``attn.prefill``: ``max(Max(F / (F_16 eta_attn) + V / F_vec + P / F_exp, L), bytes / (B eta_mem))
+  + io / (B eta_aio) + t_attn``: the core's FLOPs at a fraction of the 16-bit peak, its softmax on the
   vector units and its ``P`` exponentials (one per scored pair) on the special-function units,
   at least as long as its longest thread block takes on one SM (``L``, :func:`longest_tile`; a
   head wider than 256 V columns split over blocks that each recompute the scores), and the Q, K,
@@ -48,7 +48,7 @@ Without CUDA graphs an op takes at least its kernels' host launch time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
 import sympy as sp
@@ -60,7 +60,8 @@ from ..errors import ConfigError
 from .chip import Hardware
 
 __all__ = ["FUSED_OPS", "KERNELS", "KernelTime", "OpTime", "attention_core", "eight_bit_cache", "grouped_heads",
-           "GEMM_OUTPUT_BYTES", "kernel", "kernels", "longest_tile", "matmul_compute_flops", "time_of"]
+           "GEMM_OUTPUT_BYTES", "kernel", "kernels", "last_block", "longest_tile", "matmul_compute_flops",
+           "time_of"]
 
 FUSED_OPS = frozenset({
     # NB: what a fusing engine (TensorRT-LLM, vLLM, FasterTransformer) runs inside another
@@ -329,53 +330,89 @@ def _dv_blocks(core: AttentionCore) -> sp.Expr:
     return Ceil(sp.sympify(core.d_v) / PREFILL_MAX_DV)
 
 
-def longest_tile(op: Op, chip: Hardware) -> sp.Expr:
-    """How much longer than its even share over the SMs a context attention kernel runs when one
-    thread block's work is more than that share: ``Max(1, N T s_k / (c b h P))`` (1 without
-    ``compute_units``).
-
-    The kernel runs one block per ``T`` = :data:`PREFILL_TILE_Q` queries of each sequence, head
-    and V slice (``c`` = :func:`_dv_blocks`); the block of the last queries scores them against all
-    ``s_k`` = ``keys_read`` keys, ``T s_k`` of the ``c b h P`` tile-pairs of the whole kernel (``P``
-    the core's pairs per head and sequence). No schedule finishes before that block, which runs on
-    one of the ``N`` SMs: the kernel takes at least ``N T s_k / (c b h P)`` times its even share.
-
-    Derivation (causal prefill of ``s`` tokens, ``P = s (s + 1) / 2``): the factor is
-    ``2 N T / (c b h (s + 1))``; one sequence, one head, 16,383 tokens, 148 SMs: ``2 * 148 * 64 /
-    16384 = 37/32``; at 8 heads or 2 sequences of 4 heads it is below 1, so 1.
-
-    >>> from symcost import hardware
-    >>> core = AttentionCore("c", batch=1, heads=1, kv_heads=1, q_len=16383, kv_len=16383, head_dim=128,
-    ...                      causal=True, decode=False)
-    >>> longest_tile(core, hardware.get("B200"))
-    37/32
-    """
-    core = attention_core(op)
-    if chip.compute_units is None:
-        return sp.Integer(1)
-    units = sp.sympify(chip.compute_units)
-    share = _dv_blocks(core) * core.batch * core.heads * core.pairs
-    return extreme(sp.Max, 1, units * PREFILL_TILE_Q * core.keys_read / share)
-
-
-@kernel("attn.prefill")
-def attention_prefill(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
-    """Prefill (context) attention: ``max(L (F / (F_16 eta_attn) + V / F_vec + P / F_exp + (c - 1)
-    R), bytes / (B eta_mem)) + io / (B eta_aio) + t_attn`` (:func:`_exponentials` ``P / F_exp``),
-    ``L`` the longest thread block's factor (:func:`longest_tile`), ``c`` the blocks that split a
-    head's V columns (:func:`_dv_blocks`), each of the ``c - 1`` extra ones recomputing ``Q K^T``,
-    its softmax and exponentials (``R``), ``io`` the new tokens' Q, K, V and O bytes (a pass of its
-    own: RoPE and the KV-cache write); without ``attention_io_efficiency`` no separate pass."""
-    n = kernels(op)
-    io = sp.Integer(0)
-    if chip.attention_io_efficiency is not None:
-        io = n * op.new_io_bytes / (chip.hbm_bandwidth * chip.attention_io_efficiency)  # type: ignore[attr-defined]
+def _scores_compute(op: Op, chip: Hardware, dtype: Optional[DataType]) -> sp.Expr:
+    """Seconds of a context attention kernel's work spread evenly over the chip: ``F / (F_16
+    eta_attn) + V / F_vec + P / F_exp + (c - 1) R`` (:func:`_attention_compute`,
+    :func:`_exponentials`; ``R`` the ``Q K^T``, softmax and exponentials each of the ``c - 1``
+    further V slices' blocks recomputes, :func:`_dv_blocks`). Every term is one per scored pair,
+    so it is the core's pairs times the time of one pair."""
     core = attention_core(op)
     exps = _exponentials(op, chip)
     # NB: each further V slice's block recomputes the scores (Q K^T at d_qk), their softmax and exponentials
     redo = (_dv_blocks(core) - 1) * (core.qk_flops / chip.attention_peak(dtype) + core.vector_flops / chip.vector_flops
                                      + exps)
-    compute = (_attention_compute(op, chip, dtype) + exps + redo) * longest_tile(op, chip)
+    return _attention_compute(op, chip, dtype) + exps + redo
+
+
+def last_block(core: AttentionCore) -> AttentionCore:
+    """The (query, key) pairs of a context attention kernel's last thread block as a core of their
+    own: ``T`` = :data:`PREFILL_TILE_Q` queries, one head, each scored against the keys the core's
+    last query sees (its pairs at a ``q_len`` of 1, the whole sequence on this chip): ``T kv_len``
+    (causal or not, without a window), ``T Min(kv_len, w)`` under a window w, ``T (((kv_len - 1)
+    mod c) + 1)`` under chunked attention of chunk c (the last chunk's keys).
+
+    Derivation: with the queries in blocks of ``T`` the last block holds the last ``T`` queries;
+    under a window each sees at most ``w`` keys (``T w`` pairs once ``kv_len >= T + w - 1``),
+    causally without one the last sees all ``kv_len`` keys and the block's key loop runs to it
+    (the tiles it skips are those of the diagonal, fewer than ``T`` keys per query). A context-
+    parallel chip holds a chunk at the end of the sequence, so its last query sees them all too.
+
+    >>> window = AttentionCore("c", batch=2, heads=8, q_len=32768, kv_len=32768, causal=True, window=4096)
+    >>> last_block(window).batch * last_block(window).heads * last_block(window).pairs   # 64 * 4096
+    262144
+    """
+    return replace(core, batch=PREFILL_TILE_Q, heads=1, kv_heads=1, q_len=1, context_parallel=1)
+
+
+def longest_tile(op: Op, chip: Hardware, dtype: Optional[DataType]) -> sp.Expr:
+    """Seconds a context attention kernel's longest thread block takes on one of the chip's ``N``
+    SMs, a floor under the kernel's time: ``Min(N C, N C_T / c)`` with ``C`` the kernel's work
+    spread over the chip (:func:`_scores_compute`), ``C_T`` that of its last block's pairs
+    (:func:`last_block`) and ``c`` the blocks that split a head's V columns (:func:`_dv_blocks`);
+    0 without ``compute_units``.
+
+    One SM runs a block at ``1/N`` of the chip's rate, so the block of ``T`` =
+    :data:`PREFILL_TILE_Q` queries takes ``N`` times its own pairs' time at the chip's rate, of
+    which a V slice's block does ``1/c`` (its ``P V`` share and the recomputed scores). No block
+    holds more than the whole kernel's pairs: at most ``N C``, which is 0 for no tokens.
+
+    Derivation (causal prefill of ``s`` tokens, one sequence, one head, ``P = s (s + 1) / 2``
+    pairs, ``c`` = 1): ``N C_T / C = N T s / P = 2 N T / (s + 1)``; 16,383 tokens, 148 SMs:
+    ``2 * 148 * 64 / 16,384 = 37/32`` times the even share. Under a window of 4,096 at 32,768
+    tokens the last block holds ``64 * 4096`` of 125,831,168 pairs: ``148 * 64 * 4096`` is
+    below them, so the even share binds.
+
+    >>> from symcost import hardware
+    >>> chip = hardware.get("B200")
+    >>> core = AttentionCore("c", batch=1, heads=1, kv_heads=1, q_len=16383, kv_len=16383, head_dim=128,
+    ...                      causal=True, decode=False)
+    >>> longest_tile(core, chip, DataType.BF16) / _scores_compute(core, chip, DataType.BF16)
+    37/32
+    """
+    if chip.compute_units is None:
+        return sp.Integer(0)
+    core = attention_core(op)
+    units = sp.sympify(chip.compute_units)
+    block = _scores_compute(last_block(core), chip, dtype) / _dv_blocks(core)
+    return extreme(sp.Min, units * _scores_compute(op, chip, dtype), units * block)
+
+
+@kernel("attn.prefill")
+def attention_prefill(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
+    """Prefill (context) attention: ``max(Max(C, L), bytes / (B eta_mem)) + io / (B eta_aio) +
+    t_attn`` with ``C = F / (F_16 eta_attn) + V / F_vec + P / F_exp + (c - 1) R`` the work spread
+    over the chip (:func:`_scores_compute`, :func:`_exponentials` ``P / F_exp``), ``L`` the longest
+    thread block's time on one SM (:func:`longest_tile`), ``c`` the blocks that split a head's V
+    columns (:func:`_dv_blocks`), each of the ``c - 1`` extra ones recomputing ``Q K^T``, its
+    softmax and exponentials (``R``), ``io`` the new tokens' Q, K, V and O bytes (a pass of its
+    own: RoPE and the KV-cache write); without ``attention_io_efficiency`` no separate pass."""
+    n = kernels(op)
+    io = sp.Integer(0)
+    if chip.attention_io_efficiency is not None:
+        io = n * op.new_io_bytes / (chip.hbm_bandwidth * chip.attention_io_efficiency)  # type: ignore[attr-defined]
+    compute = _scores_compute(op, chip, dtype)
+    if chip.compute_units is not None:
+        compute = extreme(sp.Max, compute, longest_tile(op, chip, dtype))
     return OpTime(compute, op.hbm_bytes / chip.effective_hbm_bandwidth, n * chip.prefill_attention_time,
                   _launch(n, chip), io)
 

@@ -106,6 +106,61 @@ def test_prefill_runs_at_least_as_long_as_its_longest_thread_block():
     assert op_time(core, CHIP, CHIP.effective_peak(BF16), BF16).compute == even
 
 
+def test_prefill_longest_block_under_a_window_scores_the_window_only():
+    """A causal sliding window of 4,096 keys, one sequence and one head of 128, 148 SMs: the last
+    block of 64 queries (kernels.PREFILL_TILE_Q) scores each against the 4,096 keys its window
+    holds, 64 * 4,096 = 262,144 pairs on one SM, not against all the keys read. At 32,768 tokens
+    the core keeps 4,096 * 4,097 / 2 + (32,768 - 4,096) * 4,096 = 125,831,168 pairs; 148 * 262,144
+    = 38,797,312 is less, so the even share (the old rule's 64 * 32,768 gave 2.47 times it). At
+    8,192 tokens it keeps 8,390,656 + 4,096 * 4,096 = 25,167,872 pairs, less than 38,797,312: the
+    block's time at one SM's rate, 148 * 262,144 / 25,167,872 = 18,944/12,289 times the even share.
+    Even share: 4 * 128 * P FLOPs at 5 * 10^13 plus softmax 5 * P at 10^13."""
+    chip = CHIP.with_efficiency(compute_units=148)
+
+    def even(pairs):
+        return sp.Rational(4 * 128 * pairs, 5 * 10**13) + sp.Rational(5 * pairs, 10**13)
+
+    long = AttentionCore("c", batch=1, heads=1, kv_heads=1, q_len=32768, kv_len=32768, head_dim=128, causal=True,
+                         decode=False, window=4096)
+    assert op_time(long, chip, chip.effective_peak(BF16), BF16).compute == even(125831168)
+    short = dataclasses.replace(long, q_len=8192, kv_len=8192)
+    assert op_time(short, chip, chip.effective_peak(BF16), BF16).compute == even(148 * 64 * 4096)
+    assert even(148 * 64 * 4096) == even(25167872) * sp.Rational(18944, 12289)
+
+
+def test_prefill_longest_block_under_chunked_attention_scores_its_chunk_only():
+    """Chunked local attention of 8,192, 16,384 tokens, one sequence and one head of 128, 148 SMs:
+    the last 64 queries see the 8,192 keys of their own chunk, 64 * 8,192 = 524,288 pairs; the core
+    keeps two chunks' 8,192 * 8,193 / 2, 67,117,056 pairs, less than 148 * 524,288 = 77,594,624:
+    the block's time at one SM's rate (the old rule's 64 * 16,384 gave twice that)."""
+    chip = CHIP.with_efficiency(compute_units=148)
+    core = AttentionCore("c", batch=1, heads=1, kv_heads=1, q_len=16384, kv_len=16384, head_dim=128, causal=True,
+                         decode=False, attention_chunk=8192)
+    assert core.pairs == 67117056
+    block = 148 * 64 * 8192
+    assert op_time(core, chip, chip.effective_peak(BF16), BF16).compute == (sp.Rational(4 * 128 * block, 5 * 10**13)
+                                                                            + sp.Rational(5 * block, 10**13))
+
+
+def test_prefill_of_a_symbolic_batch_bound_to_zero_is_its_fixed_time():
+    """A batch symbol bound to 0 after the fact: no sequences, no blocks, compute 0 (the longest
+    block's floor is part of the kernel's own work: with none, none), no new tokens to pass over; the
+    op's time is the kernel's fixed 15 us, as a prefill without the floor gives (it raised "The
+    argument 'zoo' is not comparable" when the floor divided by the pairs). The layer's latency
+    through compute_metrics is a number too."""
+    chip = CHIP.with_efficiency(compute_units=148)
+    batch = sp.Symbol("B", integer=True, positive=True)
+    core = AttentionCore("c", batch=batch, heads=8, kv_heads=8, q_len=1024, kv_len=1024, head_dim=128, causal=True,
+                         decode=False)
+    t = op_time(core, chip, chip.effective_peak(BF16), BF16)
+    assert t.compute.xreplace({batch: 0}) == 0
+    assert t.time.xreplace({batch: 0}) == 15 * US
+    layer = sc.AttentionLayer(hidden_size=4096, num_heads=32, causal=True)
+    metrics = layer.compute_metrics(batch_size=batch, seq_len=1024, phase="prefill", dtype="bf16",
+                                    hardware=hardware.get("B200"))
+    assert sp.sympify(metrics.subs({batch: 0}).latency).is_finite
+
+
 def test_prefill_head_wider_than_256_recomputes_its_scores_per_v_slice():
     """Heads of 512 (d_v 512 > 256, kernels.PREFILL_MAX_DV): two blocks per head, each computing the
     whole Q K^T and its softmax. Causal, b 1, 8 heads, 1024 tokens: pairs 524,800; matmul FLOPs

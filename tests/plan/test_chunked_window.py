@@ -34,8 +34,8 @@ def brute_keys(q: int, k: int, w: int) -> int:
 def core_time(chip, q: int, k: int, w: int, *, b: int, heads: int, kv_heads: int, d: int, e: int):
     """One window layer's flash core (prefill, causal) for q queries after k keys, by hand:
     compute 4 b a d pairs at the attention peak plus softmax's 5 FLOPs per pair at the vector rate
-    and one exponential per pair at F_exp, at least N 64 keys / (b a pairs) times that (the block
-    of the last 64 queries on one SM; docs/conventions.md §3, §17); memory Q and O (b a q d) plus
+    and one exponential per pair at F_exp, at least N min(64 min(k + q, w), b a pairs) / (b a pairs)
+    times that (the block of the last 64 queries on one SM; docs/conventions.md §3, §17); memory Q and O (b a q d) plus
     K and V of the keys read (b g keys d), e bytes each, at the streaming kernels' HBM fraction (a
     prefill chunk is context attention, one token or many). Its fixed kernel time and its pass over
     the q new tokens (RoPE, the KV-cache write) are the same for every k and cancel."""
@@ -45,9 +45,11 @@ def core_time(chip, q: int, k: int, w: int, *, b: int, heads: int, kv_heads: int
     if chip.attention_exp_rate is not None:  # one exponential per scored pair
         compute += b * heads * pairs / chip.attention_exp_rate
     if chip.compute_units is not None:
-        # at least the longest block's time: 64 queries (kernels.PREFILL_TILE_Q) against every key
-        # read, one block on one of the N SMs, against the whole core's b a pairs spread over N
-        compute *= sp.Max(1, sp.Rational(chip.compute_units * 64 * keys, b * heads * pairs))
+        # at least the longest block's time: 64 queries (kernels.PREFILL_TILE_Q) against the
+        # min(k + q, w) keys the last query's window holds, one block on one of the N SMs, against
+        # the whole core's b a pairs spread over N; no block holds more than those b a pairs
+        block = min(64 * min(k + q, w), b * heads * pairs)
+        compute *= sp.Max(1, sp.Rational(chip.compute_units * block, b * heads * pairs))
     bandwidth = chip.effective_hbm_bandwidth
     memory = e * b * (2 * heads * q * d + 2 * kv_heads * keys * d) / bandwidth
     return sp.Max(compute, memory)
