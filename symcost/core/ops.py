@@ -667,8 +667,10 @@ class Collective:
     Engine's bulk userbuffers overlap (``ub_bulk_wgrad``: under Megatron SP the reduce-scatter of a
     TP block's input gradient runs beside its wgrad GEMM; Megatron-Bridge's userbuffers configs,
     src/megatron/bridge/training/comm_overlap.py, set ``BulkOverlapCfg`` for qkv_wgrad and
-    fc1_wgrad). Other TP all-gathers and reduce-scatters are ring exchanges, one GEMM per chunk
-    (:func:`~symcost.hardware.timing.exposed_comm`)."""
+    fc1_wgrad), and ``ub_bulk_dgrad``: the backward's re-gather of a column-parallel linear's saved
+    input shard beside its dgrad GEMM (``BulkOverlapCfg`` for qkv_dgrad and fc1_dgrad;
+    :meth:`~symcost.layers.base.Layer.tp_enter`). Other TP all-gathers and reduce-scatters are
+    ring exchanges, one GEMM per chunk (:func:`~symcost.hardware.timing.exposed_comm`)."""
 
     hierarchical: Optional[tuple[Value, Value, Value]] = dataclasses.field(default=None, repr=False)
     """``(R, E, k)`` for an expert-parallel dispatch or combine that crosses the scale-out network

@@ -424,17 +424,44 @@ class Layer(BaseModel):
     # -- helpers for layer types -------------------------------------------------------------
 
     @staticmethod
-    def tp_enter(ctx: Context, payload: sympy.Expr) -> list[Op | Collective]:
+    def tp_enter(ctx: Context, payload: sympy.Expr,
+                 regather_bytes: Optional[sympy.Expr] = None) -> list[Op | Collective]:
         """Communication entering a Megatron TP block: under sequence parallelism the all-gather
         of the sequence-sharded input (``payload`` bytes gathered at ``e`` bytes per element, sent
         at :attr:`Context.wire_bytes`); else Megatron's f, nothing forward and an all-reduce of the
-        input gradient in the backward."""
+        input gradient in the backward.
+
+        In training under sequence parallelism the column-parallel linear saves the *shard* (the
+        layers' activation memory counts ``T/t`` tokens) and all-gathers it again in the backward
+        for its weight gradient, whole beside the dgrad GEMM (:attr:`Collective.bulk`): one more
+        all-gather of ``payload`` at ``regather_bytes`` per element, by default the bytes of the
+        GEMM input it saved (Transformer Engine gathers its FP8 cast under FP8 training, else
+        :attr:`Context.wire_bytes`). Megatron-Core megatron/core/tensor_parallel/layers.py (commit
+        d98e8a6) ``LinearWithGradAccumulationAndAsyncCommunication.backward``; Transformer Engine
+        transformer_engine/pytorch/module/layernorm_linear.py (commit d0067d0) ``ln_out_needs_gather``
+        (``ub_bulk_dgrad``); Korthikanti et al. 2022, section 4.2.2 (docs/conventions.md §12).
+
+        >>> from symcost.core.parallelism import Parallelism
+        >>> ctx = Context(batch_size=sympy.Integer(1), seq_len=sympy.Integer(8), phase=Phase.TRAINING,
+        ...               dtype_bytes=sympy.Integer(2), parallelism=Parallelism(tensor_parallel=2,
+        ...               sequence_parallel="tp"), recompute="none")
+        >>> [c.collective.payload_bytes if isinstance(c, GradientCollective) else c.payload_bytes
+        ...  for c in Layer.tp_enter(ctx, sympy.Integer(256))]   # the gather, then the re-gather
+        [256, 256]
+        """
         if ctx.tp == 1:
             return []
-        payload = payload * ctx.wire_bytes / ctx.dtype_bytes
-        if ctx.megatron_sp:
-            return [Collective("all_gather", "tp", ctx.tp, payload)]
-        return [GradientCollective("f", collective=Collective("all_reduce", "tp", ctx.tp, payload))]
+        elements = payload / ctx.dtype_bytes
+        payload = elements * ctx.wire_bytes
+        if not ctx.megatron_sp:
+            return [GradientCollective("f", collective=Collective("all_reduce", "tp", ctx.tp, payload))]
+        gather = Collective("all_gather", "tp", ctx.tp, payload)
+        if not ctx.training:
+            return [gather]
+        if regather_bytes is None:
+            regather_bytes = ctx.wire_bytes if ctx.gemm_bytes is None else ctx.gemm_bytes
+        regather = Collective("all_gather", "tp", ctx.tp, elements * regather_bytes, bulk=True)
+        return [gather, GradientCollective("sp_regather", collective=regather)]
 
     @staticmethod
     def tp_exit(ctx: Context, payload: sympy.Expr) -> list[Collective]:

@@ -165,8 +165,11 @@ class LMHeadLayer(Layer):
     def forward_ops(self, ctx: Context):
         h, e, V_t = self.hidden_size, ctx.e, self.vocab_size / ctx.tp
         rows = self._rows(ctx)
-        # under Megatron SP the hidden states arrive sequence-sharded: gather them first
-        ops: list = list(self.tp_enter(ctx, ctx.tokens * h * e))
+        # under Megatron SP the hidden states arrive sequence-sharded: gather them first (and
+        # again in the backward: the head saves the shard). NB: the re-gather at 2 bytes even
+        # under FP8 training: the output layer is Megatron-Core's own ColumnParallelLinear, outside
+        # Transformer Engine's FP8 GEMMs
+        ops: list = list(self.tp_enter(ctx, ctx.tokens * h * e, regather_bytes=ctx.wire_bytes))
         # (rows x h) @ (h x V/t)
         ops.append(Matmul("logits", m=rows, n=V_t, k=h, dtype_bytes=e, bias=self.bias))
         if ctx.training:

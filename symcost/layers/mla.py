@@ -38,7 +38,9 @@ d_v = d_qk), and the exit all-reduce transposed into one of ``b*s*h*e`` (docs/co
 Megatron-core differs in two places we do not model: its column-parallel up-projections
 all-reduce the latents' gradients (``b*s*(r_q + r_kv)*e``, 0.29x of ``b*s*h*e`` for DeepSeek-V3),
 and under ``sequence_parallel="tp"`` it runs the down-projections on each rank's s/t tokens and
-all-gathers the latents instead of the input. A Ulysses ``sequence_parallel`` degree is refused.
+all-gathers the latents instead of the input (in training here the input is re-gathered in the
+backward, :meth:`~symcost.layers.base.Layer.tp_enter`, where Megatron-core re-gathers the latents
+its up-projections saved sharded). A Ulysses ``sequence_parallel`` degree is refused.
 
 >>> layer = MLALayer(hidden_size=64, num_heads=4, q_lora_rank=32, kv_lora_rank=16,
 ...                  qk_nope_head_dim=8, qk_rope_head_dim=4, v_head_dim=8)

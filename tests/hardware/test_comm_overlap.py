@@ -238,14 +238,16 @@ def test_the_dgrad_reduce_scatter_of_a_sequence_parallel_entry_is_bulk():
     reduce-scatter of its input gradient, which TE overlaps in bulk with the wgrad GEMM
     (Megatron-Bridge's userbuffers configs, src/megatron/bridge/training/comm_overlap.py:
     qkv_wgrad and fc1_wgrad ``BulkOverlapCfg``); the exit's reduce-scatter and the backward's
-    all-gather of the output gradient are ring exchanges (``RingExchangeOverlapCfg``)."""
+    all-gather of the output gradient are ring exchanges (``RingExchangeOverlapCfg``). The backward's
+    re-gather of fc1's saved input shard runs in bulk beside the dgrad GEMM (``qkv_dgrad`` and
+    ``fc1_dgrad`` ``BulkOverlapCfg``, TE ``ub_bulk_dgrad``)."""
     layer = sc.MLPLayer(hidden_size=64, intermediate_size=256,
                         parallelism={"tensor_parallel": 4, "sequence_parallel": "tp"})
     m = layer.compute_metrics(batch_size=1, seq_len=16, phase="training", dtype="bf16")
     payload = 16 * 64 * 2
     assert [(c.kind, c.payload_bytes, c.count, c.bulk) for c in m.collectives] == [
         ("all_gather", payload, 2, False), ("reduce_scatter", payload, 1, False),
-        ("reduce_scatter", payload, 1, True)]
+        ("all_gather", payload, 1, True), ("reduce_scatter", payload, 1, True)]
 
 
 def test_the_engines_tp_overlap_share_scales_what_the_chunks_hide():

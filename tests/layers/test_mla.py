@@ -214,7 +214,8 @@ def test_tp_splits_up_and_out_projections_and_replicates_down():
 
 def test_tp_collectives():
     """TP t = 2: one all-reduce of b*s*h*e forward and one backward; Megatron SP turns each into
-    an all-gather of the input plus a reduce-scatter of the output."""
+    an all-gather of the input plus a reduce-scatter of the output, and the backward re-gathers
+    the saved input shard (bulk beside dgrad; docs/conventions.md §12): b*s*h*e = 2*16*64*2 = 4096."""
     m = metrics(mla(parallelism={"tensor_parallel": 2}), "training")
     (ar,) = m.collectives
     assert (ar.kind, ar.axis, ar.group_size, ar.payload_bytes, ar.count) == (
@@ -222,8 +223,8 @@ def test_tp_collectives():
     msp = metrics(mla(parallelism={"tensor_parallel": 2, "sequence_parallel": "tp"}), "training")
     kinds = sorted((c.kind, c.payload_bytes, c.count, c.bulk) for c in msp.collectives)
     # the backward's reduce-scatter of the input gradient is TE's bulk overlap (Collective.bulk)
-    assert kinds == [("all_gather", 4096, 2, False), ("reduce_scatter", 4096, 1, False),
-                     ("reduce_scatter", 4096, 1, True)]
+    assert kinds == [("all_gather", 4096, 1, True), ("all_gather", 4096, 2, False),
+                     ("reduce_scatter", 4096, 1, False), ("reduce_scatter", 4096, 1, True)]
     # under Megatron SP the saved input is sequence-sharded: 2,048 bytes less than without
     assert (m.activation_memory_per_chip - msp.activation_memory_per_chip) == 32 * 64 * 2 // 2
 

@@ -92,18 +92,21 @@ def test_decode_processes_one_token_per_sequence():
 
 def test_megatron_sequence_parallel_collectives():
     """Under sequence_parallel="tp" the all-reduce becomes all-gather + reduce-scatter of the
-    full b*s*h*e tensor, forward and backward."""
+    full b*s*h*e tensor, forward and backward; in training the backward also re-gathers fc1's
+    saved input shard for the weight gradient (docs/conventions.md §12), bulk beside dgrad."""
     layer = sc.MLPLayer(parallelism={"tensor_parallel": 4, "sequence_parallel": "tp"})
     fwd = layer.compute_metrics(batch_size=2, seq_len=16, phase="prefill", dtype="fp32")
     payload = 2 * 16 * S.hidden_size * 4
     assert [(c.kind, c.group_size, c.payload_bytes, c.count) for c in fwd.collectives] == [
         ("all_gather", 4, payload, 1), ("reduce_scatter", 4, payload, 1)]
     train = layer.compute_metrics(batch_size=2, seq_len=16, phase="training", dtype="fp32")
-    # the backward's reduce-scatter of the input gradient is TE's bulk overlap (Collective.bulk)
+    # the backward's reduce-scatter of the input gradient and the re-gather are TE's bulk overlaps
+    # (Collective.bulk: ub_bulk_wgrad, ub_bulk_dgrad)
     assert [(c.kind, c.count, c.bulk) for c in train.collectives] == [
-        ("all_gather", 2, False), ("reduce_scatter", 1, False), ("reduce_scatter", 1, True)]
-    # each sends (n-1)/n of the payload per call: 2 kinds * 2 calls * 3/4 * payload
-    assert_expr_equal(train.comm_bytes_per_chip, 4 * Fraction(3, 4) * payload)
+        ("all_gather", 2, False), ("reduce_scatter", 1, False), ("all_gather", 1, True),
+        ("reduce_scatter", 1, True)]
+    # each sends (n-1)/n of the payload per call: 5 calls (3 all-gathers, 2 reduce-scatters) * 3/4 * payload
+    assert_expr_equal(train.comm_bytes_per_chip, 5 * Fraction(3, 4) * payload)
 
 
 def test_int4_gives_exact_fractions():

@@ -255,8 +255,10 @@ def test_plain_experts_and_megatron_sequence_parallel():
     assert m.activation_memory_per_chip == 128 + 256 + 512 + 2048
     # forward all-gather + reduce-scatter of T*h*e = 16*8*2 = 256 bytes; the backward transposes
     # (the backward's reduce-scatter of the input gradient is TE's bulk overlap, Collective.bulk)
+    # and re-gathers the saved input shard, 256 bytes, bulk beside dgrad (docs/conventions.md §12)
     assert [(c.kind, c.payload_bytes, c.count, c.bulk) for c in m.collectives] == [
-        ("all_gather", 256, 2, False), ("reduce_scatter", 256, 1, False), ("reduce_scatter", 256, 1, True)]
+        ("all_gather", 256, 2, False), ("reduce_scatter", 256, 1, False), ("all_gather", 256, 1, True),
+        ("reduce_scatter", 256, 1, True)]
 
 
 def test_inference_peak_by_hand():

@@ -19,6 +19,11 @@ What torch does differently from the conventions, each asserted as torch actuall
 - Under sequence parallelism the norm's parameter gradients are left ``Partial``: their TP
   all-reduce (h*e bytes per parameter) happens outside the layer's backward, when the gradient
   is materialised (``test_norm_then_mlp``).
+- Under sequence parallelism DTensor's ``ColwiseParallel`` keeps the *gathered* input for the
+  weight gradient (``test_dtensor_saves_the_gathered_input``), so its backward issues no
+  all-gather of it; Megatron-Core and Transformer Engine save the shard and all-gather it again in
+  the backward (docs/conventions.md §12), which symcost counts: each comparison adds that
+  re-gather to torch's backward by hand (:func:`_regather`).
 """
 
 from __future__ import annotations
@@ -157,13 +162,24 @@ def _parallelism(t: int, seq_par: bool) -> dict:
     return {"tensor_parallel": t, **({"sequence_parallel": "tp"} if seq_par else {})}
 
 
-def _assert_matches(layers, fw: Counter, bw: Counter) -> None:
-    """Forward == symcost prefill, forward + backward == symcost training, bytes sent alike."""
+def _regather(t: int, seq_par: bool, linears: int = 1) -> Counter:
+    """What Megatron's backward runs and DTensor's does not: under sequence parallelism each
+    column-parallel linear saved its input shard and all-gathers it again (the full (b, s, h)
+    payload) for its weight gradient (Megatron-Core megatron/core/tensor_parallel/layers.py
+    ``LinearWithGradAccumulationAndAsyncCommunication.backward``: ``if ctx.sequence_parallel:
+    ... dist_all_gather_func(all_gather_buffer, input, ...)``; Transformer Engine
+    ``ln_out_needs_gather``). DTensor keeps the gathered input instead: nothing to add without SP."""
+    return Counter({("all_gather", "tp", t, PAYLOAD): linears}) if seq_par else Counter()
+
+
+def _assert_matches(layers, fw: Counter, bw: Counter, regather: Counter) -> None:
+    """Forward == symcost prefill, forward + backward (+ Megatron's re-gather) == symcost
+    training, bytes sent alike."""
     prefill, training = _metrics(layers, "prefill"), _metrics(layers, "training")
     assert fw == _symcost(prefill)
-    assert fw + bw == _symcost(training)
-    assert bw == _symcost(training) - _symcost(prefill)
-    sent = sum(n * sc.Collective(*key).bytes_sent_per_chip for key, n in (fw + bw).items())
+    assert fw + bw + regather == _symcost(training)
+    assert bw + regather == _symcost(training) - _symcost(prefill)
+    sent = sum(n * sc.Collective(*key).bytes_sent_per_chip for key, n in (fw + bw + regather).items())
     assert sent == training.comm_bytes_per_chip
 
 
@@ -304,7 +320,7 @@ def test_mlp(mesh, seq_par):
     fw, bw = _trace(mlp, _input(t, seq_par))
     assert (fw, bw) == _expected(t, seq_par)
     _assert_matches([sc.MLPLayer(hidden_size=H, intermediate_size=FF,
-                                 parallelism=_parallelism(t, seq_par))], fw, bw)
+                                 parallelism=_parallelism(t, seq_par))], fw, bw, _regather(t, seq_par))
 
 
 @SEQ_PAR
@@ -321,7 +337,29 @@ def test_mlp_input_without_grad(mesh, seq_par):
     layer = sc.MLPLayer(hidden_size=H, intermediate_size=FF, parallelism=_parallelism(t, seq_par))
     assert fw == _symcost(_metrics([layer], "prefill"))
     missing = Counter({("reduce_scatter" if seq_par else "all_reduce", "tp", t, PAYLOAD): 1})
-    assert bw + missing == _symcost(_metrics([layer], "training")) - fw
+    # Megatron's re-gather of fc1's input for the weight gradient still runs (_regather)
+    assert bw + missing + _regather(t, seq_par) == _symcost(_metrics([layer], "training")) - fw
+
+
+def test_dtensor_saves_the_gathered_input(mesh):
+    """Why torch's SP backward has no re-gather (:func:`_regather`): DTensor's colwise fc1 saves
+    its input for the weight gradient as gathered, all b*s*h elements on the rank, not the
+    rank's b*s/t*h shard that Megatron saves (and that symcost's activation memory counts)."""
+    t = mesh.size()
+    mlp = parallelize_module(_MLP(), mesh, _mlp_plan(True))
+    saved: list[int] = []
+
+    def pack(x):
+        saved.append(getattr(x, "_local_tensor", x).numel())  # a DTensor's rank-local part
+        return x
+
+    x = _input(t, True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
+        y = mlp(x)
+    y.sum().backward()  # completes the fake group's pending collectives, as _trace does
+    torch.ops._c10d_functional.wait_tensor(x.grad)
+    assert x.numel() == B * S // t * H  # the shard it was given
+    assert B * S * H in saved and B * S // t * H not in saved
 
 
 @SEQ_PAR
@@ -336,7 +374,7 @@ def test_attention(mesh, seq_par, qkv):
     assert attn.local_heads == A // t
     assert (fw, bw) == _expected(t, seq_par)
     _assert_matches([sc.AttentionLayer(hidden_size=H, num_heads=A,
-                                       parallelism=_parallelism(t, seq_par))], fw, bw)
+                                       parallelism=_parallelism(t, seq_par))], fw, bw, _regather(t, seq_par))
 
 
 @SEQ_PAR
@@ -362,7 +400,7 @@ def test_attention_per_projection_inputs(mesh, seq_par):
         prefill[enter_fw] += 2  # 3 calls instead of 1
     backward[enter_bw] += 2
     assert fw == prefill
-    assert bw == backward
+    assert bw + _regather(t, seq_par) == backward  # one re-gather for the fused QKV (Megatron)
 
 
 @SEQ_PAR
@@ -375,7 +413,8 @@ def test_norm_then_mlp(mesh, seq_par):
     assert (fw, bw) == _expected(t, seq_par)
     par = _parallelism(t, seq_par)
     _assert_matches([sc.NormLayer(hidden_size=H, parallelism=par),
-                     sc.MLPLayer(hidden_size=H, intermediate_size=FF, parallelism=par)], fw, bw)
+                     sc.MLPLayer(hidden_size=H, intermediate_size=FF, parallelism=par)], fw, bw,
+                    _regather(t, seq_par))
     if seq_par:
         # NB: each rank's norm-parameter gradients cover only its sequence shard; torch leaves
         # them Partial and issues their TP all-reduce (h*e bytes per parameter) only when they
@@ -430,7 +469,8 @@ def test_transformer_block(mesh, seq_par):
     _assert_matches([sc.NormLayer(hidden_size=H, parallelism=par),
                      sc.AttentionLayer(hidden_size=H, num_heads=A, parallelism=par),
                      sc.NormLayer(hidden_size=H, parallelism=par),
-                     sc.MLPLayer(hidden_size=H, intermediate_size=FF, parallelism=par)], fw, bw)
+                     sc.MLPLayer(hidden_size=H, intermediate_size=FF, parallelism=par)], fw, bw,
+                    _regather(t, seq_par, linears=2))
 
 
 @SEQ_PAR
@@ -438,7 +478,8 @@ def test_transformer_block(mesh, seq_par):
 def test_collective_order(mesh, seq_par, kind):
     """torch issues the collectives in symcost's op order: forward, then each transposed in
     reverse (under SP the backward all-gathers the output gradient before reduce-scattering
-    the input gradient)."""
+    the input gradient, and Megatron's re-gather of the saved input shard comes between them:
+    it is issued before the dgrad GEMM whose output is reduce-scattered)."""
     # merged counts cannot see the order: under SP a backward that failed to transpose
     # (all-gather, reduce-scatter -> all-gather, reduce-scatter) has the same records
     t = mesh.size()
@@ -457,4 +498,5 @@ def test_collective_order(mesh, seq_par, kind):
             for c in layer.ops(ctx) if isinstance(c, sc.Collective) for _ in range(int(c.count))]
     if seq_par:
         assert bw == [("all_gather", "tp", t, PAYLOAD), ("reduce_scatter", "tp", t, PAYLOAD)]
+        bw = bw[:1] + list(_regather(t, seq_par).elements()) + bw[1:]
     assert fw + bw == want

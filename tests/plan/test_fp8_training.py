@@ -18,7 +18,9 @@ def test_one_gated_mlp_layer_keeps_bf16_tensors_under_fp8():
     bytes; the bf16 layer (the same fused SwiGLU: input, gate, up, product, all bf16) saves
     2*512*1024/2 + 6*512*4096/2 = 6,815,744. Weights bf16 either way: 3*1024*4096/2 * 2 =
     12,582,912 bytes. The SP all-gather and reduce-scatter carry the tokens in bf16: 512 x 1024 x 2 =
-    1,048,576 bytes each. The GEMMs run at the FP8 rate: less compute time than bf16."""
+    1,048,576 bytes each; the backward's re-gather of fc1's saved input shard carries its FP8 cast, as
+    TE gathers it (layernorm_linear.py, ``gather_along_first_dim(..., quantizer=...)``):
+    512 x 1024 x 1 = 524,288 bytes. The GEMMs run at the FP8 rate: less compute time than bf16."""
     mlp = GatedMLPLayer(hidden_size=1024, intermediate_size=4096,
                         parallelism={"tensor_parallel": 2, "sequence_parallel": "tp"})
     fp8 = mlp.compute_metrics(batch_size=1, seq_len=512, phase="training", dtype="fp8_e4m3", hardware=H100)
@@ -27,6 +29,7 @@ def test_one_gated_mlp_layer_keeps_bf16_tensors_under_fp8():
     assert bf16.activation_memory_per_chip == 6_815_744
     assert fp8.weight_memory_per_chip == bf16.weight_memory_per_chip == 12_582_912
     assert {(c.kind, c.payload_bytes) for c in fp8.collectives} == {("all_gather", 1_048_576),
+                                                                   ("all_gather", 524_288),
                                                                    ("reduce_scatter", 1_048_576)}
     assert fp8.compute_time < bf16.compute_time
     # full recomputation keeps the layer's bf16 input, as bf16 training does
