@@ -318,9 +318,9 @@ class Hardware(BaseModel):
         if not self.is_ideal:
             # vLLM's size switch picks the all-reduce form by message size and compute capability
             # (timing.vllm_allreduce_window); NCCL's and the engines' custom rule take the fastest form.
-            vllm = self.runtime.allreduce == "vllm"
-            out["allreduce"] = "vllm" if vllm else "custom"
-            if vllm:
+            rule = self.allreduce_rule
+            out["allreduce"] = rule if rule in ("vllm", "trtllm-1.0") else "custom"
+            if rule == "vllm":
                 out["compute_capability"] = self.compute_capability
         if self.compute_units is not None:
             out.update(matmul_tile=self.matmul_tile, matmul_tile_4bit=self.matmul_tile_4bit,
@@ -613,8 +613,8 @@ class Hardware(BaseModel):
         """The kernel classes' symbols for ``dt`` (:meth:`symbol_values`); a term the chip lacks
         (no low-latency protocol, no custom all-reduce under its engine, no separate attention
         input/output pass) is ``oo``, so it drops out of its ``Min`` or divides to 0."""
-        custom = self.custom_allreduce_latency if self.runtime.allreduce in ("custom", "vllm") else None
-        symm = self.symm_allreduce_latency if self.runtime.allreduce == "vllm" else None
+        custom = self.custom_allreduce_latency if self.allreduce_rule != "nccl" else None
+        symm = self.symm_allreduce_latency if self.allreduce_rule == "vllm" else None
         return {
             sym.gemm_time: self.gemm_time_for(dt),
             sym.quantize_bytes: self.quantize_bytes_for(dt),
@@ -760,6 +760,16 @@ class Hardware(BaseModel):
                 and self.runtime.a2a_overlap_efficiency == 1
                 and (self.runtime.cuda_graphs or self.launch_time == 0))
 
+    @property
+    def allreduce_rule(self) -> str:
+        """How the engine picks its all-reduce on this chip (:meth:`Runtime.allreduce_for`).
+
+        >>> from symcost import hardware
+        >>> hardware.get("A100_SXM_80GB").with_runtime("tensorrt-llm").allreduce_rule
+        'trtllm-1.0'
+        """
+        return self.runtime.allreduce_for(self.name)
+
     def with_runtime(self, profile: "Runtime | str") -> "Hardware":
         """A copy running under another engine profile (a :class:`Runtime` or a name from
         :func:`symcost.hardware.runtimes`), with the chip fields the profile measured for this
@@ -834,6 +844,8 @@ class Hardware(BaseModel):
                               "allreduce": value.allreduce, "grouped_gemm": value.grouped_gemm,
                               "moe_sync_time": plain(value.moe_sync_time),
                               "a2a_overlap_efficiency": plain(value.a2a_overlap_efficiency)}
+                if value.allreduce_chips:
+                    out[field]["allreduce_chips"] = dict(value.allreduce_chips)
             else:
                 out[field] = plain(value)
         return out

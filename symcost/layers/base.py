@@ -431,7 +431,8 @@ class Layer(BaseModel):
         payload = payload * ctx.wire_bytes / ctx.dtype_bytes
         if ctx.megatron_sp:
             return [Collective("all_gather", "tp", ctx.tp, payload)]
-        return [GradientCollective("f", collective=Collective("all_reduce", "tp", ctx.tp, payload))]
+        # the input gradient's ctx.tokens rows, as the exit's all-reduce carries them
+        return [GradientCollective("f", collective=Collective("all_reduce", "tp", ctx.tp, payload, tokens=ctx.tokens))]
 
     @staticmethod
     def tp_exit(ctx: Context, payload: sympy.Expr) -> list[Collective]:
@@ -441,8 +442,10 @@ class Layer(BaseModel):
         if ctx.tp == 1:
             return []
         payload = payload * ctx.wire_bytes / ctx.dtype_bytes
-        kind: CollectiveKind = "reduce_scatter" if ctx.megatron_sp else "all_reduce"
-        return [Collective(kind, "tp", ctx.tp, payload)]
+        if ctx.megatron_sp:
+            return [Collective("reduce_scatter", "tp", ctx.tp, payload)]
+        # the partial sums of the block's ctx.tokens rows (an engine may switch by their count)
+        return [Collective("all_reduce", "tp", ctx.tp, payload, tokens=ctx.tokens)]
 
 
 # -- the compiled numeric path -------------------------------------------------------------------
