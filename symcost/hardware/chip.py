@@ -305,7 +305,8 @@ class Hardware(BaseModel):
         """The settings that shape this chip's time expressions without being symbols, by the name
         :meth:`symbolic` takes them under: the GEMM tiles and tile scheduler (where the chip
         quantizes tiles, ``compute_units`` set), the engine's grouped-GEMM mode and its all-reduce
-        rule (vLLM's size switch, with the GPU's compute capability, or the fastest form; where the
+        rule (vLLM's size switch, with the GPU's compute capability, TensorRT-LLM 1.0's token
+        switch, or the fastest form; where the
         chip has an efficiency model: on the roofline they change nothing). Binding a chip
         to metrics timed on a symbolic chip of another structure is refused
         (:meth:`~symcost.core.metrics.LayerMetrics.subs`).
@@ -317,7 +318,8 @@ class Hardware(BaseModel):
         out: dict[str, Any] = {} if self.is_ideal else {"grouped_gemm": self.runtime.grouped_gemm}
         if not self.is_ideal:
             # vLLM's size switch picks the all-reduce form by message size and compute capability
-            # (timing.vllm_allreduce_window); NCCL's and the engines' custom rule take the fastest form.
+            # (timing.vllm_allreduce_window), TensorRT-LLM 1.0's by tokens (timing.trtllm_allreduce_window);
+            # NCCL's and the engines' custom rule take the fastest form.
             rule = self.allreduce_rule
             out["allreduce"] = rule if rule in ("vllm", "trtllm-1.0") else "custom"
             if rule == "vllm":

@@ -480,8 +480,9 @@ def _shape_assumptions(layer: Layer) -> tuple[Assumption, ...]:
 
 
 def _at_point(c: Collective, point: dict) -> Collective:
-    """``c`` with ``point`` (b and s) applied to its :attr:`~Collective.hierarchical` bytes."""
-    return c if c.hierarchical is None else c.xreplace(point)
+    """``c`` with ``point`` (b and s) applied to its :attr:`~Collective.hierarchical` bytes and its
+    :attr:`~Collective.tokens`."""
+    return c if c.hierarchical is None and c.tokens is None else c.xreplace(point)
 
 
 @dataclass(frozen=True)
@@ -498,7 +499,7 @@ class _Template:
         fields = dict(zip(METRIC_FIELDS, values[:n]))
         k = len(self.symbolic.collectives)
         point = {sym.batch_size: sympy.Integer(b), sym.seq_len: sympy.Integer(s)}
-        # the payload compiled; a hierarchical all-to-all's token bytes (b*s*...) substituted
+        # the payload compiled; a hierarchical all-to-all's token bytes (b*s*...) and the tokens substituted
         collectives = tuple(
             _at_point(dataclasses.replace(c, payload_bytes=payload), point)
             for c, payload in zip(self.symbolic.collectives, values[n:n + k]))
