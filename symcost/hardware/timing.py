@@ -374,8 +374,8 @@ def trtllm_allreduce_window(n: int, tokens: int, nbytes: int) -> str:
     >>> trtllm_allreduce_window(2, 129, 129 * 8192), trtllm_allreduce_window(2, 2048, 2048 * 8192)
     ('custom_two_shot', 'nccl')
     """
-    if nbytes > TRTLLM_WORKSPACE[2 if n <= 2 else 8]:
-        return "nccl"
+    if n == 1 or nbytes > TRTLLM_WORKSPACE[2 if n <= 2 else 8]:
+        return "nccl"  # a group of one sends nothing (NCCL's ring: no time)
     if tokens <= TRTLLM_ONE_SHOT_TOKENS:
         return "custom"
     return "custom_two_shot" if n <= 2 else "nccl"
@@ -395,9 +395,10 @@ def _trtllm_switch(n: sp.Expr, payload: sp.Expr, tokens: sp.Expr, times: dict[st
             pieces.append((times["custom_two_shot"], fits))
         return sp.Piecewise(*pieces, (nccl, True))
 
+    # a group of one sends nothing: NCCL's ring, no time (as the fastest form finds it)
     if n.is_number:
-        return switch(bool(n <= 2))
-    return sp.Piecewise((switch(True), sp.Le(n, 2)), (switch(False), True))
+        return nccl if n == 1 else switch(bool(n == 2))
+    return sp.Piecewise((switch(True), sp.Eq(n, 2)), (switch(False), sp.Gt(n, 2)), (nccl, True))
 
 
 P2P_LL_THRESHOLD = 16384

@@ -104,6 +104,8 @@ def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape,
     under the neutral engine or another profile (its own chip fields, custom all-reduce, launch
     times without CUDA graphs)."""
     name, _, engine = chip.partition(":")
+    if name == "A100_SXM_80GB" and dtype == "fp8_e4m3":
+        return  # A100 has no FP8 peak
     preset = sc.hardware.get(name).with_runtime(engine) if engine else sc.hardware.get(name)
     # NB: the symbolic chip takes the bound chip's tile shapes and GEMM scheduler (stream-K on
     # H100/H200, whole waves on A100 and under the 2023 profiles), as Hardware.symbolic says they must

@@ -42,6 +42,7 @@ def test_window_at_the_token_switch_and_the_workspace():
     assert trtllm_allreduce_window(2, 1953, 1953 * ROW) == "custom_two_shot"   # 15,998,976 B <= 16 MB
     assert trtllm_allreduce_window(2, 1954, 1954 * ROW) == "nccl"              # 16,007,168 B
     assert trtllm_allreduce_window(8, 100, 8 * 10**6 + 1) == "nccl"            # beyond 8 MB, few tokens
+    assert trtllm_allreduce_window(1, 1, ROW) == "nccl"                        # a group of one: nothing sent
 
 
 def test_eight_gpus_one_shot_up_to_128_tokens_then_nccl():
@@ -72,6 +73,11 @@ def test_symbolic_tokens_give_a_piecewise_that_binds_to_either_side():
     assert t.has(sp.Piecewise)
     assert t.xreplace({T: sp.Integer(128)}) == Fraction(14980064, 10**5) * US
     assert t.xreplace({T: sp.Integer(129)}) == Fraction(4249344, 10**5) * US
+    # the group size a symbol too: 2 GPUs' two-shot at 129 tokens; a group of one costs nothing
+    n = sp.Symbol("n", positive=True, integer=True)
+    both = collective_time(Collective("all_reduce", "tp", n, T * ROW, tokens=T), CHIP)
+    assert both.xreplace({n: sp.Integer(2), T: sp.Integer(129)}) == Fraction(2713536, 10**5) * US
+    assert both.xreplace({n: sp.Integer(1), T: sp.Integer(1)}) == 0
 
 
 def test_a100_under_tensorrt_llm_takes_the_1_0_rule_and_other_chips_the_fastest_form():
