@@ -683,6 +683,12 @@ class Collective:
     (:func:`~symcost.hardware.timing.node_crossings`, which also counts uneven nodes); ``None``:
     one send per peer (NCCL)."""
 
+    tokens: Optional[Value] = dataclasses.field(default=None, repr=False)
+    """Rows of the reduced tensor (its tokens, ``M / (h e)``) where the issuing layer knows them: an
+    engine that switches its all-reduce by token count reads them (TensorRT-LLM 1.0,
+    :func:`~symcost.hardware.timing.trtllm_allreduce_window`); ``None``: unknown, the fastest form
+    stands for the engine's choice."""
+
     def __post_init__(self) -> None:
         if self.kind not in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p"):
             raise ConfigError(f"Collective.kind: unknown collective {self.kind!r}")
@@ -698,6 +704,7 @@ class Collective:
                 raise ConfigError(f"Collective.{name} must be a positive integer, got {value}")
         if sp.sympify(self.payload_bytes).is_negative:
             raise ConfigError(f"Collective.payload_bytes must be non-negative, got {self.payload_bytes}")
+        self._check_tokens()
         if self.hierarchical is not None:
             if self.kind != "all_to_all" or len(self.hierarchical) != 3:
                 raise ConfigError("Collective.hierarchical: (token bytes, experts, top_k) of an all_to_all, got "
@@ -712,6 +719,12 @@ class Collective:
                                   f"and top_k a whole number in 1 .. experts, got {self.hierarchical!r}")
             object.__setattr__(self, "hierarchical", values)
 
+    def _check_tokens(self) -> None:
+        if self.tokens is not None:
+            object.__setattr__(self, "tokens", exact_value(as_expr(self.tokens, "Collective.tokens")))
+            if sp.sympify(self.tokens).is_negative:
+                raise ConfigError(f"Collective.tokens must be non-negative, got {self.tokens}")
+
     @property
     def bytes_sent_per_chip(self) -> Value:
         """Bytes one chip sends over all ``count`` calls, ring algorithms."""
@@ -723,10 +736,10 @@ class Collective:
     def key(self) -> tuple:
         """What identifies calls that may be merged into one record with a larger count."""
         return (self.kind, self.axis, self.group_size, self.payload_bytes, self.span, self.hidden, self.bulk,
-                self.hierarchical)
+                self.hierarchical, self.tokens)
 
     def xreplace(self, mapping: dict) -> "Collective":
-        """A copy with ``mapping`` applied to the group size, payload and count (and
+        """A copy with ``mapping`` applied to the group size, payload, count and tokens (and
         :attr:`hierarchical`)."""
         out = _xreplace_fields(self, mapping)
         if self.hierarchical is None:

@@ -327,7 +327,8 @@ class Hardware(BaseModel):
         """The settings that shape this chip's time expressions without being symbols, by the name
         :meth:`symbolic` takes them under: the GEMM tiles and tile scheduler (where the chip
         quantizes tiles, ``compute_units`` set), the engine's grouped-GEMM mode and its all-reduce
-        rule (vLLM's size switch, with the GPU's compute capability, or the fastest form; where the
+        rule (vLLM's size switch, with the GPU's compute capability, TensorRT-LLM 1.0's token
+        switch, or the fastest form; where the
         chip has an efficiency model: on the roofline they change nothing). Binding a chip
         to metrics timed on a symbolic chip of another structure is refused
         (:meth:`~symcost.core.metrics.LayerMetrics.subs`).
@@ -339,13 +340,14 @@ class Hardware(BaseModel):
         out: dict[str, Any] = {} if self.is_ideal else {"grouped_gemm": self.runtime.grouped_gemm}
         if not self.is_ideal:
             # vLLM's size switch picks the all-reduce form by message size and compute capability
-            # (timing.vllm_allreduce_window); NCCL's and the engines' custom rule take the fastest form.
+            # (timing.vllm_allreduce_window), TensorRT-LLM 1.0's by tokens (timing.trtllm_allreduce_window);
+            # NCCL's and the engines' custom rule take the fastest form.
             # NB: a chip without the engine's own all-reduce terms runs NCCL's fastest form under
-            # either rule; one with them but no symmetric-memory terms where its capability has
-            # a size table is not told apart (the symbolic chip would take symm's piece at oo)
-            vllm = self.runtime.allreduce == "vllm" and self.custom_allreduce_latency is not None
-            out["allreduce"] = "vllm" if vllm else "custom"
-            if vllm:
+            # any rule; one with them but no symmetric-memory terms where its capability has a
+            # size table is not told apart (the symbolic chip would take symm's piece at oo)
+            rule = self.allreduce_rule if self.custom_allreduce_latency is not None else "custom"
+            out["allreduce"] = rule if rule in ("vllm", "trtllm-1.0") else "custom"
+            if rule == "vllm":
                 out["compute_capability"] = self.compute_capability
         if self.compute_units is not None:
             out.update(matmul_tile=self.matmul_tile, matmul_tile_4bit=self.matmul_tile_4bit,
@@ -647,8 +649,8 @@ class Hardware(BaseModel):
         """The kernel classes' symbols for ``dt`` (:meth:`symbol_values`); a term the chip lacks
         (no low-latency protocol, no custom all-reduce under its engine, no separate attention
         input/output pass) is ``oo``, so it drops out of its ``Min`` or divides to 0."""
-        custom = self.custom_allreduce_latency if self.runtime.allreduce in ("custom", "vllm") else None
-        symm = self.symm_allreduce_latency if self.runtime.allreduce == "vllm" else None
+        custom = self.custom_allreduce_latency if self.allreduce_rule != "nccl" else None
+        symm = self.symm_allreduce_latency if self.allreduce_rule == "vllm" else None
         return {
             sym.gemm_time: self.gemm_time_for(dt),
             sym.quantize_bytes: self.quantize_bytes_for(dt),
@@ -801,6 +803,16 @@ class Hardware(BaseModel):
                 and self.runtime.a2a_overlap_efficiency == 1 and self.runtime.tp_overlap_efficiency == 1
                 and (self.runtime.cuda_graphs or self.launch_time == 0))
 
+    @property
+    def allreduce_rule(self) -> str:
+        """How the engine picks its all-reduce on this chip (:meth:`Runtime.allreduce_for`).
+
+        >>> from symcost import hardware
+        >>> hardware.get("A100_SXM_80GB").with_runtime("tensorrt-llm").allreduce_rule
+        'trtllm-1.0'
+        """
+        return self.runtime.allreduce_for(self.name)
+
     def with_runtime(self, profile: "Runtime | str") -> "Hardware":
         """A copy running under another engine profile (a :class:`Runtime` or a name from
         :func:`symcost.hardware.runtimes`), with the chip fields the profile measured for this
@@ -876,6 +888,8 @@ class Hardware(BaseModel):
                               "moe_sync_time": plain(value.moe_sync_time),
                               "a2a_overlap_efficiency": plain(value.a2a_overlap_efficiency),
                               "tp_overlap_efficiency": plain(value.tp_overlap_efficiency)}
+                if value.allreduce_chips:
+                    out[field]["allreduce_chips"] = dict(value.allreduce_chips)
             else:
                 out[field] = plain(value)
         return out

@@ -42,6 +42,21 @@ def _overrides(value: Any) -> Overrides:
     return tuple(out)
 
 
+AllreduceRule = Literal["nccl", "custom", "vllm", "trtllm-1.0"]
+"""How an engine picks its all-reduce (:attr:`Runtime.allreduce`)."""
+ALLREDUCE_RULES: tuple[str, ...] = ("nccl", "custom", "vllm", "trtllm-1.0")
+
+
+def _rules(value: Any) -> tuple[tuple[str, str], ...]:
+    """A mapping ``{chip: rule}`` (or the frozen form) as the frozen, hashable form, each rule one of
+    :data:`ALLREDUCE_RULES`."""
+    if isinstance(value, tuple):
+        return value
+    if not isinstance(value, Mapping) or any(r not in ALLREDUCE_RULES for r in value.values()):
+        raise ConfigError(f"allreduce_chips must map a chip name to one of {', '.join(ALLREDUCE_RULES)}, got {value!r}")
+    return tuple(sorted((str(chip), str(rule)) for chip, rule in value.items()))
+
+
 class Runtime(BaseModel):
     """What the serving or training engine adds around the kernels (docs/conventions.md §17).
 
@@ -58,7 +73,9 @@ class Runtime(BaseModel):
     inside a scale-up domain (TensorRT-LLM, SGLang) and NCCL's only where that is faster
     (the chip's ``custom_allreduce_*`` fields), or ``"vllm"``: vLLM's fixed size switch between
     its own one-shot and two-shot all-reduce, torch symmetric memory and NCCL, per world size and
-    compute capability (:func:`symcost.hardware.timing.vllm_allreduce_window`). ``overrides``: the
+    compute capability (:func:`symcost.hardware.timing.vllm_allreduce_window`), or
+    ``"trtllm-1.0"``: TensorRT-LLM 1.0's switch by token count
+    (:func:`symcost.hardware.timing.trtllm_allreduce_window`). ``overrides``: the
     chip fields this engine's own kernels were measured at, per chip name (``"*"``: every chip);
     :meth:`Hardware.with_runtime` applies them. ``backend`` and ``version`` name what the values were measured on.
 
@@ -77,7 +94,12 @@ class Runtime(BaseModel):
     step_overhead: Seconds = sp.Integer(0)
     collective_overhead: Seconds = sp.Integer(0)
     prefill_emits_first_token: bool = True
-    allreduce: Literal["nccl", "custom", "vllm"] = "nccl"
+    allreduce: AllreduceRule = "nccl"
+    allreduce_chips: Annotated[tuple[tuple[str, AllreduceRule], ...], BeforeValidator(_rules)] = ()
+    """Per chip name, the all-reduce rule of the backend version that chip's own values were
+    measured at, where it is not ``allreduce`` (:meth:`allreduce_for`): the ``tensorrt-llm``
+    profile's A100 values come from TensorRT-LLM 1.0's tables, whose AUTO strategy is
+    ``"trtllm-1.0"`` (:func:`symcost.hardware.timing.trtllm_allreduce_window`)."""
     moe_sync_time: Seconds = sp.Integer(0)
     """Seconds an eagerly run MoE layer's training forward exposes of the host (the ``host.sync``
     kernel class, one op per forward): a dropless dispatcher's device-to-host synchronisation (the
@@ -110,6 +132,16 @@ class Runtime(BaseModel):
     """What the engine does by default with the chip's memory and its steps when it serves: token
     budget, memory fraction and rule, KV block size (:class:`~symcost.hardware.serving.ServingDefaults`;
     empty: the planner's own defaults)."""
+
+    def allreduce_for(self, chip: str) -> AllreduceRule:
+        """The all-reduce rule on the chip called ``chip``: its entry of :attr:`allreduce_chips`,
+        else :attr:`allreduce`.
+
+        >>> mine = Runtime(name="mine", allreduce="custom", allreduce_chips={"A100_SXM_80GB": "trtllm-1.0"})
+        >>> mine.allreduce_for("A100_SXM_80GB"), mine.allreduce_for("H100_SXM")
+        ('trtllm-1.0', 'custom')
+        """
+        return dict(self.allreduce_chips).get(chip, self.allreduce)
 
     def decode_steps(self, output_len: Any) -> Any:
         """Decode steps that produce ``output_len`` tokens after the prefill."""

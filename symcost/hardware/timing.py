@@ -51,7 +51,7 @@ from .kernels import FUSED_OPS, KERNELS, OpTime, kernel, kernels, matmul_compute
 
 __all__ = ["FUSED_OPS", "KERNELS", "LayerSums", "OpTime", "Times", "VLLM_ALLREDUCE_SIZES", "collective_algorithms",
            "collective_steps", "collective_time", "exposed_comm", "kernel", "kernels", "layer_times",
-           "matmul_compute_flops", "op_time", "vllm_allreduce_window"]
+           "matmul_compute_flops", "op_time", "trtllm_allreduce_window", "vllm_allreduce_window"]
 
 _OP_TIMES: dict[tuple, OpTime] = {}
 _COLLECTIVE_TIMES: dict[tuple, sp.Expr] = {}
@@ -259,7 +259,7 @@ def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Ha
     out = {"custom": count * (alpha + overhead + peers + (n - 1) * payload / custom_link),
            "custom_two_shot": count * (hardware.custom_two_shot_latency + overhead + peers
                                        + 2 * (n - 1) * payload / (n * custom_link))}
-    if hardware.runtime.allreduce == "vllm" and hardware.symm_allreduce_latency is not None:
+    if hardware.allreduce_rule == "vllm" and hardware.symm_allreduce_latency is not None:
         symm_link = hardware.scale_up_bandwidth * hardware.symm_allreduce_efficiency
         out["symm"] = count * (hardware.symm_allreduce_latency + overhead + payload / symm_link)
     return out
@@ -348,6 +348,61 @@ def _vllm_switch(n: sp.Expr, payload: sp.Expr, times: dict[str, sp.Expr], capabi
     return sp.Piecewise(*((switch(k), sp.Eq(n, k)) for k in VLLM_WORLD_SIZES), (nccl, True))
 
 
+TRTLLM_ONE_SHOT_TOKENS = 128
+"""TensorRT-LLM 1.0's token switch: its AUTO all-reduce strategy runs NCCL above this many tokens on
+more than 2 GPUs (cpp/tensorrt_llm/thop/allreduceOp.cpp, ``AllreduceOp::selectImplementation``:
+``ALLREDUCE_AUTO_HEURISTIC_MIN_LATENCY_THRESHOLD_TOKEN_NUM``, default 128, "NCCL is faster than
+MIN_LATENCY when the token number is greater than 256. I conservatively set the threshold here to
+128 tokens"), and its MIN_LATENCY kernel runs one-shot up to this many tokens, two-shot above
+(``runFusionAllReduce``: ``use_oneshot = seq_len <= kOneShotMaxToken``, 128,
+kernels/communicationKernels/allReduceFusionKernels.h). Later releases pick from
+``selectStrategyLookUpTable`` (by SM, TP size, hidden size and tokens), which the ``"custom"``
+rule's fastest form stands for."""
+TRTLLM_WORKSPACE = {2: 16 * 10**6, 8: 8 * 10**6}
+"""Bytes above which TensorRT-LLM 1.0 runs NCCL whatever the tokens (``ifFallbackToNCCL``:
+``message_size_bytes > getMaxRequiredWorkspaceSize(world_size)``, 16 MB on up to 2 GPUs, else 8 MB:
+cpp/tensorrt_llm/common/customAllReduceUtils.h); keyed by the largest world size each holds for."""
+
+
+def trtllm_allreduce_window(n: int, tokens: int, nbytes: int) -> str:
+    """Which all-reduce TensorRT-LLM 1.0's AUTO strategy runs for ``tokens`` rows of ``nbytes`` over
+    ``n`` GPUs of one NVLink domain (fusion none or residual + RMSNorm): NCCL above the workspace
+    (:data:`TRTLLM_WORKSPACE`); on up to 2 GPUs its own kernel, one-shot up to
+    :data:`TRTLLM_ONE_SHOT_TOKENS` tokens and two-shot above; on more, one-shot up to that many
+    tokens and NCCL above. Returns ``"custom"`` (one-shot), ``"custom_two_shot"`` or ``"nccl"``.
+
+    >>> trtllm_allreduce_window(8, 128, 128 * 8192), trtllm_allreduce_window(8, 129, 129 * 8192)
+    ('custom', 'nccl')
+    >>> trtllm_allreduce_window(2, 129, 129 * 8192), trtllm_allreduce_window(2, 2048, 2048 * 8192)
+    ('custom_two_shot', 'nccl')
+    """
+    if n == 1 or nbytes > TRTLLM_WORKSPACE[2 if n <= 2 else 8]:
+        return "nccl"  # a group of one sends nothing (NCCL's ring: no time)
+    if tokens <= TRTLLM_ONE_SHOT_TOKENS:
+        return "custom"
+    return "custom_two_shot" if n <= 2 else "nccl"
+
+
+def _trtllm_switch(n: sp.Expr, payload: sp.Expr, tokens: sp.Expr, times: dict[str, sp.Expr]) -> sp.Expr:
+    """TensorRT-LLM 1.0's all-reduce as :func:`trtllm_allreduce_window` picks it: a ``Piecewise`` in
+    the tokens and the message size (and in ``n`` where it is a symbol), NCCL's fastest algorithm
+    beyond its own."""
+    nccl = extreme(sp.Min, *(t for name, t in times.items() if name not in ("custom", "custom_two_shot")))
+    few = sp.Le(tokens, TRTLLM_ONE_SHOT_TOKENS)
+
+    def switch(pair: bool) -> sp.Expr:
+        fits = sp.Le(payload, TRTLLM_WORKSPACE[2 if pair else 8])
+        pieces = [(times["custom"], sp.And(few, fits))]
+        if pair:
+            pieces.append((times["custom_two_shot"], fits))
+        return sp.Piecewise(*pieces, (nccl, True))
+
+    # a group of one sends nothing: NCCL's ring, no time (as the fastest form finds it)
+    if n.is_number:
+        return nccl if n == 1 else switch(bool(n == 2))
+    return sp.Piecewise((switch(True), sp.Eq(n, 2)), (switch(False), sp.Gt(n, 2)), (nccl, True))
+
+
 P2P_LL_THRESHOLD = 16384
 """Bytes per peer and channel up to which NCCL sends a point-to-point message with the
 low-latency protocol (NVIDIA/nccl v2.30.7, src/enqueue.cc: ``NCCL_PARAM(P2pLLThreshold,
@@ -418,7 +473,7 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
         ll_hops = hardware.ll_latency * (steps - inter) + hardware.net_latency * inter
         out["ll"] = (count * (hardware.ll_base_latency + overhead + ll_hops)
                      + sent / (link * hardware.ll_efficiency))
-    if (c.kind == "all_reduce" and inside and hardware.runtime.allreduce in ("custom", "vllm")
+    if (c.kind == "all_reduce" and inside and hardware.allreduce_rule != "nccl"
             and hardware.custom_allreduce_latency is not None):
         out.update(_custom_allreduce(count, n, payload, hardware))
     if c.kind == "all_reduce" and hardware.tree_latency is not None and not inside:
@@ -458,10 +513,16 @@ def _collective_time(c: Collective, hardware: Hardware) -> sp.Expr:
 
 def _picked(c: Collective, hardware: Hardware, times: dict[str, sp.Expr]) -> sp.Expr:
     """The time the library or engine runs: NCCL's tuner and a tuned engine take the fastest
-    algorithm; vLLM switches by size (:func:`vllm_allreduce_window`)."""
-    if "custom" in times and hardware.runtime.allreduce == "vllm":
+    algorithm; vLLM switches by size (:func:`vllm_allreduce_window`), TensorRT-LLM 1.0 by token
+    count (:func:`trtllm_allreduce_window`; a collective without :attr:`~Collective.tokens`: the
+    fastest form)."""
+    rule = hardware.allreduce_rule
+    if "custom" in times and rule == "vllm":
         return _vllm_switch(as_expr(c.group_size, "group_size"), as_expr(c.payload_bytes, "payload_bytes"), times,
                             hardware.compute_capability)
+    if "custom" in times and rule == "trtllm-1.0" and c.tokens is not None:
+        return _trtllm_switch(as_expr(c.group_size, "group_size"), as_expr(c.payload_bytes, "payload_bytes"),
+                              as_expr(c.tokens, "tokens"), times)
     return times["ring"] if len(times) == 1 else extreme(sp.Min, *times.values())
 
 

@@ -454,7 +454,9 @@ class Layer(BaseModel):
         elements = payload / ctx.dtype_bytes
         payload = elements * ctx.wire_bytes
         if not ctx.megatron_sp:
-            return [GradientCollective("f", collective=Collective("all_reduce", "tp", ctx.tp, payload))]
+            # the input gradient's ctx.tokens rows, as the exit's all-reduce carries them
+            return [GradientCollective("f", collective=Collective("all_reduce", "tp", ctx.tp, payload,
+                                                                  tokens=ctx.tokens))]
         gather = Collective("all_gather", "tp", ctx.tp, payload)
         if not ctx.training:
             return [gather]
@@ -471,8 +473,10 @@ class Layer(BaseModel):
         if ctx.tp == 1:
             return []
         payload = payload * ctx.wire_bytes / ctx.dtype_bytes
-        kind: CollectiveKind = "reduce_scatter" if ctx.megatron_sp else "all_reduce"
-        return [Collective(kind, "tp", ctx.tp, payload)]
+        if ctx.megatron_sp:
+            return [Collective("reduce_scatter", "tp", ctx.tp, payload)]
+        # the partial sums of the block's ctx.tokens rows (an engine may switch by their count)
+        return [Collective("all_reduce", "tp", ctx.tp, payload, tokens=ctx.tokens)]
 
 
 # -- the compiled numeric path -------------------------------------------------------------------
@@ -507,8 +511,9 @@ def _shape_assumptions(layer: Layer) -> tuple[Assumption, ...]:
 
 
 def _at_point(c: Collective, point: dict) -> Collective:
-    """``c`` with ``point`` (b and s) applied to its :attr:`~Collective.hierarchical` bytes."""
-    return c if c.hierarchical is None else c.xreplace(point)
+    """``c`` with ``point`` (b and s) applied to its :attr:`~Collective.hierarchical` bytes and its
+    :attr:`~Collective.tokens`."""
+    return c if c.hierarchical is None and c.tokens is None else c.xreplace(point)
 
 
 @dataclass(frozen=True)
@@ -525,7 +530,7 @@ class _Template:
         fields = dict(zip(METRIC_FIELDS, values[:n]))
         k = len(self.symbolic.collectives)
         point = {sym.batch_size: sympy.Integer(b), sym.seq_len: sympy.Integer(s)}
-        # the payload compiled; a hierarchical all-to-all's token bytes (b*s*...) substituted
+        # the payload compiled; a hierarchical all-to-all's token bytes (b*s*...) and the tokens substituted
         collectives = tuple(
             _at_point(dataclasses.replace(c, payload_bytes=payload), point)
             for c, payload in zip(self.symbolic.collectives, values[n:n + k]))

@@ -3,8 +3,8 @@ order of ``engines/index.json`` and registered by name (:func:`symcost.hardware.
 
 A file holds ``name``, ``backend``, ``version``, an optional ``note``, ``fields`` (the
 :class:`~symcost.hardware.Runtime` terms: ``cuda_graphs``, ``step_overhead``,
-``collective_overhead``, ``prefill_emits_first_token``, ``allreduce``, ``grouped_gemm``,
-``moe_sync_time``) and ``chips``: per chip name (or ``"*"`` for every chip) the
+``collective_overhead``, ``prefill_emits_first_token``, ``allreduce``, ``allreduce_chips``,
+``grouped_gemm``, ``moe_sync_time``) and ``chips``: per chip name (or ``"*"`` for every chip) the
 :class:`~symcost.hardware.Hardware` fields measured with this engine's own kernels, which
 :meth:`~symcost.hardware.Hardware.with_runtime` puts in place of the chip's. Every value is an
 entry with a source (:mod:`symcost.hardware.datafile`); the fitted ones are written by
@@ -36,8 +36,9 @@ __all__ = ["ENGINES", "field_sources", "load"]
 
 _FOLDER = resources.files(__name__)
 _TERMS = ("cuda_graphs", "step_overhead", "collective_overhead", "prefill_emits_first_token", "allreduce",
-          "grouped_gemm", "moe_sync_time", "a2a_overlap_efficiency", "tp_overlap_efficiency")
-_NAMES = ("cuda_graphs", "prefill_emits_first_token", "allreduce", "grouped_gemm")  # values that are not numbers
+          "allreduce_chips", "grouped_gemm", "moe_sync_time", "a2a_overlap_efficiency", "tp_overlap_efficiency")
+# values that are not numbers
+_NAMES = ("cuda_graphs", "prefill_emits_first_token", "allreduce", "allreduce_chips", "grouped_gemm")
 _FLAGS = ("matmul_stream_k",)  # chip fields an engine may set that are flags, not numbers
 _TIERED = ("token_budget", "max_num_seqs", "memory_fraction", "memory_reserve")
 _SERVING = (*_TIERED, "memory_reserve_per_gpu", "memory_fraction_digits", "memory_rule", "kv_block_tokens",

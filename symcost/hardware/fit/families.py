@@ -49,6 +49,10 @@ SIZES = {name: sp.Symbol(name, positive=True, integer=True) for name in ("m", "n
 """The row sizes as symbols (positive integers), what the compiled predictions take."""
 _E_KV = sp.Symbol("e_kv", positive=True, rational=True)
 _BYTES = sp.Symbol("M", positive=True, integer=True)
+COLLECTOR_ROW_BYTES = 4096 * 2
+"""Bytes of one token's row in AIConfigurator's all-reduce tables: ``[size // 4096, 4096]`` 16-bit
+elements (ai-dynamo/aiconfigurator collector/collect_all_reduce.py, ``get_input_shape_and_comm_size``;
+below 4096 elements one row, which the token switch counts alike: fewer than 128 either way)."""
 
 # fitted fields: (symbol, scale of the fit's variable, lower bound, upper bound) -- times in us
 _US = Fraction(1, 10**6)
@@ -587,7 +591,9 @@ def collective_family(chip: str, table: Table, kinds: tuple[str, ...], start: Ma
         ok = usable(frame)
         for kind in kinds:
             for n in sorted(frame["num_gpus"].unique()):
-                c = Collective(_KINDS[kind], "tp", int(n), _BYTES)
+                # the collector's rows: 4096 elements of 16 bits each (collect_all_reduce.py,
+                # get_input_shape_and_comm_size(size, token_dim=4096); one row below 4096)
+                c = Collective(_KINDS[kind], "tp", int(n), _BYTES, tokens=_BYTES / COLLECTOR_ROW_BYTES)
                 mask = (ok & (frame[column] == kind) & (frame["num_gpus"] == n)).to_numpy()
                 out[(kind, int(n))] = (collective_time(c, hw), (_BYTES,), mask)
         return out
