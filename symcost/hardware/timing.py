@@ -583,7 +583,27 @@ def exposed_comm(sums: LayerSums, eta: Any = 1, overlap: bool = True, eta_tp: An
 
 
 def _tp_chunked(c: Collective) -> bool:
-    return c.axis == "tp"
+    """A TP collective TE's userbuffers overlap with its GEMM (:attr:`Collective.userbuffers`); the
+    rest (plain NCCL: the embedding's, the LM head's, a MoE layer's) add in full."""
+    return c.userbuffers
+
+
+PIPELINE_SPLITS = sp.Integer(4)
+"""Chunks of a 16-bit forward reduce-scatter out of a TP block (proj_fprop, fc2_fprop) under
+userbuffers: Megatron-Bridge's BF16 configs (src/megatron/bridge/training/comm_overlap.py,
+``userbuffers_bf16_h100_h8192_tp4_mbs1_seqlen8192``, ``userbuffers_bf16_h100_h16384_tp8_cp2_mbs1_seqlen8192``)
+set ``PipelineOverlapCfg(num_splits=4)`` for both, run by Transformer Engine's
+``CommOverlapBase::split_overlap_rs`` (comm_gemm_overlap.cpp: one GEMM per split, each split
+reduce-scattered, summed in the userbuffers kernel, as it is done); the FP8 configs
+(``userbuffers_fp8_*``) keep ``RingExchangeOverlapCfg``."""
+
+
+def _pipeline_rs(c: Collective, datatype: Optional[DataType]) -> bool:
+    """A userbuffers forward reduce-scatter in a 16-bit format: a :data:`PIPELINE_SPLITS`-chunk
+    pipeline, not a ring exchange (the backward's userbuffers reduce-scatters are bulk)."""
+    return c.kind == "reduce_scatter" and not c.bulk and Hardware.format_class(datatype) == "16bit"
+
+
 
 
 def _cp_ring(c: Collective) -> bool:
@@ -614,17 +634,23 @@ def _sums(ops: tuple[tuple[Op, Any], ...], collectives: tuple[Collective, ...], 
 
 
 def _ring_exchange_cost(c: Collective, hardware: Hardware, datatype: Optional[DataType]) -> sp.Expr:
-    """Seconds Transformer Engine's ring exchange adds to the GEMM a TP all-gather or
-    reduce-scatter ``c`` over ``k`` ranks overlaps (0 for a bulk one, :attr:`Collective.bulk`, and an
-    all-reduce, which userbuffers do not split): ``k - 1`` more GEMM kernels, each with the format's
-    fixed time, and after a reduce-scatter one kernel summing the ``k`` received output chunks
-    (reads the payload ``P``, writes ``P/k``): per call ``(k - 1) t_gemm + [P (1 + 1/k) / (B eta_mem)
-    + t_k]``. transformer_engine/common/comm_gemm_overlap/comm_gemm_overlap.cpp (commit d0067d0),
-    ``CommOverlapP2PBase::split_overlap_ag`` and ``split_overlap_rs``: ``for (int i = 0; i < _tp_size;
-    i++)`` one ``nvte_cublas_gemm`` per chunk, then ``reduce_bf16(..., _tp_size, ...)``."""
+    """Seconds Transformer Engine's userbuffers add to the GEMM a TP all-gather or reduce-scatter
+    ``c`` over ``k`` ranks overlaps (0 for a bulk one, :attr:`Collective.bulk`, and an all-reduce,
+    which userbuffers do not split). A ring exchange: ``k - 1`` more GEMM kernels, each with the
+    format's fixed time, and after a reduce-scatter one kernel summing the ``k`` received output
+    chunks (reads the payload ``P``, writes ``P/k``): per call ``(k - 1) t_gemm + [P (1 + 1/k) / (B
+    eta_mem) + t_k]``. transformer_engine/common/comm_gemm_overlap/comm_gemm_overlap.cpp (commit
+    d0067d0), ``CommOverlapP2PBase::split_overlap_ag`` and ``split_overlap_rs``: ``for (int i = 0; i <
+    _tp_size; i++)`` one ``nvte_cublas_gemm`` per chunk, then ``reduce_bf16(..., _tp_size, ...)``.
+    A 16-bit forward reduce-scatter is a pipeline of ``n =`` :data:`PIPELINE_SPLITS` chunks
+    (``CommOverlapBase::split_overlap_rs``): ``n - 1`` more GEMMs, no reduction pass."""
     if c.bulk or c.kind not in ("all_gather", "reduce_scatter"):
         return sp.Integer(0)
     k, payload = as_expr(c.group_size, "group_size"), as_expr(c.payload_bytes, "payload_bytes")
+    if _pipeline_rs(c, datatype):
+        # NB: Min(1, k - 1): a group of one (a symbolic degree bound to 1) splits nothing
+        return (as_expr(c.count, "count") * extreme(sp.Min, 1, k - 1) * (PIPELINE_SPLITS - 1)
+                * hardware.gemm_time_for(datatype))
     per_call = (k - 1) * hardware.gemm_time_for(datatype)
     if c.kind == "reduce_scatter":
         # NB: Min(1, k - 1): a group of one (a symbolic degree bound to 1) reduces nothing
@@ -634,9 +660,13 @@ def _ring_exchange_cost(c: Collective, hardware: Hardware, datatype: Optional[Da
 
 
 def _pipelined_share(tp_times: list[tuple[sp.Expr, Collective]], tp: sp.Expr) -> sp.Expr:
-    """``sum_i C_i w_i / C_tp``: each TP collective's share its GEMM can hide, ``w = (k - 1)/k``
+    """``sum_i C_i w_i / C_tp``: each userbuffers collective's share its GEMM can hide, ``w = (k - 1)/k``
     cut into its group's ``k`` chunks (a bulk one, :attr:`Collective.bulk`, alike); ``(k - 1)/k``
-    where every TP collective has ``k`` ranks."""
+    where every one has ``k`` ranks."""
+    # NB: a 16-bit forward reduce-scatter is a PIPELINE_SPLITS-chunk pipeline that hides 3/4 of
+    # min(C, G), priced at (k - 1)/k as the ring exchanges beside it: one share per layer (a mixed
+    # share divides by C_tp, 0/0 at a symbolic degree bound to 1); optimistic by C_rs ((k - 1)/k - 3/4)
+    # over k > 4 ranks (1/8 C_rs at 8), pessimistic by C_rs/4 over 2
     # NB: a bulk collective (whole beside one GEMM) would hide all of min(C, G) beside a long
     # enough GEMM; the layer-wide pooling cannot tell which GEMM that is, and a share of 1 next to
     # (k - 1)/k would divide by C_tp, 0/0 at a symbolic degree bound to 1: priced as a chunked one,

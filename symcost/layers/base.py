@@ -346,9 +346,9 @@ class Layer(BaseModel):
             if isinstance(op, Collective):
                 kind = _TRANSPOSE[op.kind]
                 if kind is not None:
-                    # NB: a TP all-gather's transpose, the reduce-scatter of the input gradient, runs
-                    # in bulk beside the wgrad GEMM under TE's userbuffers (Collective.bulk)
-                    bulk = op.axis == "tp" and op.kind == "all_gather"
+                    # NB: a userbuffers all-gather's transpose, the reduce-scatter of the input
+                    # gradient, runs in bulk beside the wgrad GEMM (Collective.bulk)
+                    bulk = op.userbuffers and op.kind == "all_gather"
                     backward.append(dataclasses.replace(op, kind=kind, bulk=bulk))
             else:
                 backward.extend(op.backward())
@@ -424,28 +424,31 @@ class Layer(BaseModel):
     # -- helpers for layer types -------------------------------------------------------------
 
     @staticmethod
-    def tp_enter(ctx: Context, payload: sympy.Expr) -> list[Op | Collective]:
+    def tp_enter(ctx: Context, payload: sympy.Expr, userbuffers: bool) -> list[Op | Collective]:
         """Communication entering a Megatron TP block: under sequence parallelism the all-gather
         of the sequence-sharded input (``payload`` bytes gathered at ``e`` bytes per element, sent
         at :attr:`Context.wire_bytes`); else Megatron's f, nothing forward and an all-reduce of the
-        input gradient in the backward."""
+        input gradient in the backward. ``userbuffers``: the block's first GEMM is a Transformer
+        Engine linear (qkv, fc1) that overlaps it (:attr:`Collective.userbuffers`)."""
         if ctx.tp == 1:
             return []
         payload = payload * ctx.wire_bytes / ctx.dtype_bytes
         if ctx.megatron_sp:
-            return [Collective("all_gather", "tp", ctx.tp, payload)]
-        return [GradientCollective("f", collective=Collective("all_reduce", "tp", ctx.tp, payload))]
+            return [Collective("all_gather", "tp", ctx.tp, payload, userbuffers=userbuffers)]
+        return [GradientCollective("f", collective=Collective("all_reduce", "tp", ctx.tp, payload,
+                                                              userbuffers=userbuffers))]
 
     @staticmethod
-    def tp_exit(ctx: Context, payload: sympy.Expr) -> list[Collective]:
+    def tp_exit(ctx: Context, payload: sympy.Expr, userbuffers: bool) -> list[Collective]:
         """Communication leaving a Megatron TP block (docs/conventions.md §12): one all-reduce of
         the partial sums (``payload`` bytes at ``e`` per element, sent at :attr:`Context.wire_bytes`),
-        or a reduce-scatter under sequence parallelism."""
+        or a reduce-scatter under sequence parallelism. ``userbuffers``: the block's last GEMM is a
+        Transformer Engine linear (proj, fc2) that overlaps it (:attr:`Collective.userbuffers`)."""
         if ctx.tp == 1:
             return []
         payload = payload * ctx.wire_bytes / ctx.dtype_bytes
         kind: CollectiveKind = "reduce_scatter" if ctx.megatron_sp else "all_reduce"
-        return [Collective(kind, "tp", ctx.tp, payload)]
+        return [Collective(kind, "tp", ctx.tp, payload, userbuffers=userbuffers)]
 
 
 # -- the compiled numeric path -------------------------------------------------------------------

@@ -98,7 +98,7 @@ class EmbeddingLayer(Layer):
         # each chip writes a T x h partial (zeros outside its V/t rows): read rows, write output
         ops: list = [Vector("embedding", elements=T * h, flops_per_element=sp.Integer(0),
                             read_bytes=T * h * e / ctx.tp, write_bytes=T * h * e)]
-        ops.extend(self.tp_exit(ctx, T * h * e))
+        ops.extend(self.tp_exit(ctx, T * h * e, userbuffers=False))
         T_out = ctx.sharded_tokens
         if self.max_positions is not None:
             ops.append(Vector("positions", elements=T_out * h, flops_per_element=VECTOR_FLOPS["bias"],
@@ -166,7 +166,7 @@ class LMHeadLayer(Layer):
         h, e, V_t = self.hidden_size, ctx.e, self.vocab_size / ctx.tp
         rows = self._rows(ctx)
         # under Megatron SP the hidden states arrive sequence-sharded: gather them first
-        ops: list = list(self.tp_enter(ctx, ctx.tokens * h * e))
+        ops: list = list(self.tp_enter(ctx, ctx.tokens * h * e, userbuffers=False))
         # (rows x h) @ (h x V/t)
         ops.append(Matmul("logits", m=rows, n=V_t, k=h, dtype_bytes=e, bias=self.bias))
         if ctx.training:
@@ -185,7 +185,7 @@ class LMHeadLayer(Layer):
         if not (ctx.training and self.fused_loss and ctx.tp != 1):
             return ops
         stats = ctx.tokens * _ROW_STATS * _FP32 * ctx.tp
-        transpose = Collective("reduce_scatter", "tp", ctx.tp, stats, bulk=True)
+        transpose = Collective("reduce_scatter", "tp", ctx.tp, stats)
         last = max(i for i, op in enumerate(ops) if op == transpose)
         return ops[:last] + ops[last + 1:]
 

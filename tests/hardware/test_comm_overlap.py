@@ -5,6 +5,7 @@ step's attention block (TE's AttnFuncWithCPAndKVP2P). Expected values by hand fr
 two-stage pipeline: ``k`` chunks of comm ``C/k`` and GEMM ``G/k`` take ``C/k + (k-1) max(C, G)/k
 + G/k``, so the exposed comm is ``C/k + max(0, C - G) (k-1)/k``."""
 
+import dataclasses
 from fractions import Fraction
 
 import sympy as sp
@@ -18,13 +19,6 @@ H100 = hardware.H100_SXM.ideal()
 PEAK = H100.effective_peak(sc.DataType.BF16)
 
 
-def _reduce(payload, k):
-    """The ideal H100's time (no fixed times) of the kernel TE's ring-exchange reduce-scatter runs
-    after its chunks: it reads the payload P and writes P/k at 3.35 TB/s
-    (test_ring_exchange_runs_one_gemm_per_chunk_and_reduces_the_chunks)."""
-    return sp.Integer(payload) * (1 + sp.Rational(1, k)) / 3_350_000_000_000
-
-
 def _times(metrics, kinds):
     """Seconds of ``metrics``' ops whose kernel class starts with one of ``kinds``."""
     return sum(op_time(op, H100, metrics.peak_flops, sc.DataType.BF16).time * n
@@ -34,35 +28,37 @@ def _times(metrics, kinds):
 def test_tp_chunk_hidden_behind_its_gemm():
     """One GEMM (4096 x 8192 x 8192, 0.56 ms on the ideal H100) and one reduce-scatter over 8
     (0.13 ms of NVLink): comm < GEMM, so of the 8 chunks only the last one's send shows,
-    C / 8, and the reduction of the 8 output chunks (the old overlap, max(ops, comm), showed nothing)."""
+    C / 8 (the old overlap, max(ops, comm), showed nothing). In 16 bits it is a 4-split pipeline
+    summing as it goes (no reduction pass), its 3 extra GEMMs free on the ideal chip."""
     gemm = Matmul("out_proj", m=4096, k=8192, n=8192, dtype_bytes=2)
-    rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)
+    rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2, userbuffers=True)
     g = op_time(gemm, H100, PEAK).time
     c = collective_time(rs, H100)
     assert c < g
     t = layer_times([(gemm, 1)], [rs], H100, PEAK, overlap=True)
-    assert t.latency == g + c / 8 + _reduce(4096 * 8192 * 2, 8)
+    assert t.latency == g + c / 8
     assert layer_times([(gemm, 1)], [rs], H100, PEAK).latency == g + c
 
 
 def test_tp_comm_beyond_its_gemm_is_exposed():
     """A GEMM too small to hide its reduce-scatter (m = 4096, n = k = 512: 4.3 us against ~0.1 ms
     of comm): the pipeline shows the first chunk's comm and everything the comm exceeds the
-    GEMM by, C/8 + (C - G) 7/8 = C - 7 G / 8, and the reduction of the chunks."""
+    GEMM by, C/8 + (C - G) 7/8 = C - 7 G / 8 (a 16-bit pipeline: no reduction pass)."""
     gemm = Matmul("out_proj", m=4096, k=512, n=512, dtype_bytes=2)
-    rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)
+    rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2, userbuffers=True)
     g = op_time(gemm, H100, PEAK).time
     c = collective_time(rs, H100)
     assert c > g
     t = layer_times([(gemm, 1)], [rs], H100, PEAK, overlap=True)
-    assert t.latency == g + c - Fraction(7, 8) * g + _reduce(4096 * 8192 * 2, 8)
+    assert t.latency == g + c - Fraction(7, 8) * g
 
 
 def test_tp_overlap_of_a_megatron_sp_mlp():
     """An MLP under TP 8 with sequence parallelism (all-gather in, reduce-scatter out, and their
     transposes in the backward, four calls of C each): its GEMMs hide all but one chunk in eight
-    of the comm (the bulk reduce-scatter of the input gradient priced alike), and the forward
-    reduce-scatter's chunks are reduced once (b s h e = 8192 * 4096 * 2)."""
+    of the comm (the bulk reduce-scatter of the input gradient priced alike); the forward
+    reduce-scatter, in bf16 a 4-split pipeline, runs no reduction pass (the ideal chip's extra
+    GEMMs are free)."""
     layer = sc.MLPLayer(hidden_size=4096, intermediate_size=16384,
                         parallelism={"tensor_parallel": 8, "sequence_parallel": "tp"})
     kw = {"batch_size": 1, "seq_len": 8192, "phase": "training", "dtype": "bf16", "hardware": H100}
@@ -70,7 +66,7 @@ def test_tp_overlap_of_a_megatron_sp_mlp():
     hidden = layer.compute_metrics(overlap=True, **kw)
     ops_time = serial.latency - serial.comm_time
     assert serial.comm_time < _times(serial, ("gemm",))
-    assert hidden.latency == ops_time + serial.comm_time / 8 + _reduce(8192 * 4096 * 2, 8)
+    assert hidden.latency == ops_time + serial.comm_time / 8
 
 
 def test_cp_ring_step_hidden_behind_its_attention_block():
@@ -99,10 +95,11 @@ def test_overlap_symbolic_degrees_stay_symbolic():
     """With a symbolic TP degree the exposed chunk is C/t, a formula."""
     t = sp.Symbol("t", positive=True, integer=True)
     gemm = Matmul("out_proj", m=4096, k=8192, n=8192, dtype_bytes=2)
-    rs = Collective("reduce_scatter", "tp", t, 4096 * 8192 * 2)
+    rs = Collective("reduce_scatter", "tp", t, 4096 * 8192 * 2, userbuffers=True)
     times = layer_times([(gemm, 1)], [rs], H100, PEAK, overlap=True)
     at8 = times.latency.xreplace({t: 8})
-    assert at8 == layer_times([(gemm, 1)], [Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)], H100, PEAK,
+    at_8 = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2, userbuffers=True)
+    assert at8 == layer_times([(gemm, 1)], [at_8], H100, PEAK,
                               overlap=True).latency
 
 
@@ -157,29 +154,28 @@ def test_compute_hides_tp_chunks_and_hidden_all_to_alls_once():
     """One GEMM G with a TP reduce-scatter C_tp over 8 (C_tp < G) and a hidden EP all-to-all A
     longer than G, ideal chip (eta = 1). The GEMM hides 7/8 of C_tp behind its chunks; what
     compute is left, G - 7/8 C_tp, hides the all-to-all: latency G + C_tp + A - 7/8 C_tp -
-    (G - 7/8 C_tp) = A + C_tp, plus the reduction of the chunks. The old rule counted G twice:
+    (G - 7/8 C_tp) = A + C_tp. The old rule counted G twice:
     max(G, A) + C_tp/8 = A + C_tp/8."""
     gemm = Matmul("out_proj", m=4096, k=8192, n=8192, dtype_bytes=2)
-    rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)
+    rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2, userbuffers=True)
     a2a = Collective("all_to_all", "ep", 8, 4096 * 8192 * 2 * 40, hidden=True)
     g, c, a = op_time(gemm, H100, PEAK).time, collective_time(rs, H100), collective_time(a2a, H100)
     assert c < g < a
     t = layer_times([(gemm, 1)], [rs, a2a], H100, PEAK, overlap=True)
-    assert t.latency == a + c + _reduce(4096 * 8192 * 2, 8)
+    assert t.latency == a + c
 
 
 def test_each_tp_collective_is_chunked_by_its_own_group():
     """Two TP collectives of different degrees (a reduce-scatter over 8, an all-gather over 2)
     behind a GEMM longer than both: each is cut into its own group's chunks and shows one chunk,
-    C_8/8 + C_2/2 (not (C_8 + C_2)/8, the first collective's degree for both), and the
-    reduce-scatter's chunks are reduced."""
+    C_8/8 + C_2/2 (not (C_8 + C_2)/8, the first collective's degree for both)."""
     gemm = Matmul("out_proj", m=4096, k=8192, n=8192, dtype_bytes=2)
-    rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)
-    ag = Collective("all_gather", "tp", 2, 4096 * 1024 * 2)
+    rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2, userbuffers=True)
+    ag = Collective("all_gather", "tp", 2, 4096 * 1024 * 2, userbuffers=True)
     g, c8, c2 = op_time(gemm, H100, PEAK).time, collective_time(rs, H100), collective_time(ag, H100)
     assert c8 + c2 < g
     t = layer_times([(gemm, 1)], [rs, ag], H100, PEAK, overlap=True)
-    assert t.latency == g + c8 / 8 + c2 / 2 + _reduce(4096 * 8192 * 2, 8)
+    assert t.latency == g + c8 / 8 + c2 / 2
 
 
 # --- issue 22: what Transformer Engine's userbuffers overlap costs ------------------------------
@@ -194,25 +190,30 @@ def test_ring_exchange_runs_one_gemm_per_chunk_and_reduces_the_chunks():
     GEMM per chunk (``for (int i = 0; i < _tp_size; i++) nvte_cublas_gemm(...)``), t GEMMs where
     the serial layer runs one, and after a reduce-scatter sums the t received output chunks in one
     kernel (``reduce_bf16(reduce_buf_ptr, rs_output_ptr, _tp_size, ...)``): it reads the whole
-    unreduced output P (the reduce-scatter's payload) and writes its own 1/t of it.
+    unreduced output P (the reduce-scatter's payload) and writes its own 1/t of it. The forward
+    reduce-scatter is a ring exchange in FP8 (Megatron-Bridge's ``userbuffers_fp8_*`` configs; in
+    16 bits a 4-split pipeline, test_a_16_bit_forward_reduce_scatter_is_a_four_split_pipeline).
 
-    On a realistic H100 (bf16: t_gemm = 3.59 us, elementwise floor t_k = 1.4 us, HBM 3.35 TB/s at
-    0.915 = 3.06525 TB/s), one GEMM G and one reduce-scatter C over t = 4 (C < G), overlapped:
-    G + C/4 + 3 t_gemm + P (1 + 1/4) / B + t_k. An all-gather instead adds only 3 t_gemm."""
+    On a realistic H100 (bf16 t_gemm = 3.59 us, fp8 t_gemm8 = 12.7 us, elementwise floor t_k =
+    1.4 us, HBM 3.35 TB/s at 0.915 = 3.06525 TB/s), one GEMM G and one collective C over t = 4
+    (C < G), overlapped: an fp8 reduce-scatter G + C/4 + 3 t_gemm8 + P (1 + 1/4) / B + t_k; a bf16
+    all-gather G + C/4 + 3 t_gemm."""
     gemm = Matmul("out_proj", m=4096, k=8192, n=8192, dtype_bytes=2)
     payload = 4096 * 8192 * 2
-    peak = H100_REAL.effective_peak(sc.DataType.BF16)
-    g = op_time(gemm, H100_REAL, peak, sc.DataType.BF16).time
-    t_gemm, t_k, bandwidth = sp.Rational(359, 10**8), sp.Rational(7, 5 * 10**6), sp.Integer(3_065_250_000_000)
-    for kind, extra in (("reduce_scatter", 3 * t_gemm + payload * Fraction(5, 4) / bandwidth + t_k),
-                        ("all_gather", 3 * t_gemm)):
-        c = Collective(kind, "tp", 4, payload)
+    t_gemm, t_gemm8 = sp.Rational(359, 10**8), sp.Rational(127, 10**7)
+    t_k, bandwidth = sp.Rational(7, 5 * 10**6), sp.Integer(3_065_250_000_000)
+    for kind, dtype, extra in (
+            ("reduce_scatter", sc.DataType.FP8_E4M3, 3 * t_gemm8 + payload * Fraction(5, 4) / bandwidth + t_k),
+            ("all_gather", sc.DataType.BF16, 3 * t_gemm)):
+        peak = H100_REAL.effective_peak(dtype)
+        g = op_time(gemm, H100_REAL, peak, dtype).time
+        c = Collective(kind, "tp", 4, payload, userbuffers=True)
         time = collective_time(c, H100_REAL)
         assert time < g
-        t = layer_times([(gemm, 1)], [c], H100_REAL, peak, overlap=True, datatype=sc.DataType.BF16)
+        t = layer_times([(gemm, 1)], [c], H100_REAL, peak, overlap=True, datatype=dtype)
         assert t.latency == g + time / 4 + extra
         # not overlapped: one GEMM and NCCL's collective, as before
-        assert layer_times([(gemm, 1)], [c], H100_REAL, peak, datatype=sc.DataType.BF16).latency == g + time
+        assert layer_times([(gemm, 1)], [c], H100_REAL, peak, datatype=dtype).latency == g + time
 
 
 def test_bulk_overlap_runs_no_extra_gemm_and_no_reduction():
@@ -223,7 +224,7 @@ def test_bulk_overlap_runs_no_extra_gemm_and_no_reduction():
     (k - 1)/k min(C, G) hidden (timing._pipelined_share: the layer-wide pooling cannot tell which
     GEMM it runs beside): over 4 ranks G + C/4 beside a longer GEMM, C + G/4 beside a shorter one."""
     payload = 4096 * 8192 * 2
-    rs = Collective("reduce_scatter", "tp", 4, payload, bulk=True)
+    rs = Collective("reduce_scatter", "tp", 4, payload, userbuffers=True, bulk=True)
     c = collective_time(rs, H100_REAL)
     peak = H100_REAL.effective_peak(sc.DataType.BF16)
     for n in (8192, 512):
@@ -252,11 +253,89 @@ def test_the_engines_tp_overlap_share_scales_what_the_chunks_hide():
     """An engine that hides only a share eta_tp of what the TP pipeline could (the megatron-core
     profile's tp_overlap_efficiency, fitted on the Megatron-Bridge runs): the GEMM hides
     eta_tp 7/8 C of a reduce-scatter C over 8 behind it (C < G); eta_tp = 1/2 on the ideal H100:
-    G + C - 7/16 C, plus the reduction of the chunks. overlap=False is untouched."""
+    G + C - 7/16 C. overlap=False is untouched."""
     chip = H100.with_runtime(sc.hardware.Runtime(name="half", tp_overlap_efficiency=Fraction(1, 2)))
     gemm = Matmul("out_proj", m=4096, k=8192, n=8192, dtype_bytes=2)
-    rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)
+    rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2, userbuffers=True)
     g, c = op_time(gemm, chip, PEAK).time, collective_time(rs, chip)
     assert layer_times([(gemm, 1)], [rs], chip, PEAK, overlap=True).latency == (
-        g + c - Fraction(7, 16) * c + _reduce(4096 * 8192 * 2, 8))
+        g + c - Fraction(7, 16) * c)
     assert layer_times([(gemm, 1)], [rs], chip, PEAK).latency == g + c
+
+
+# --- review: userbuffers only where Transformer Engine's linears run them -----------------------
+
+
+def _training(layer, **kw):
+    return [layer.compute_metrics(batch_size=1, seq_len=8192, phase="training", dtype="bf16",
+                                  hardware=H100_REAL, overlap=overlap, **kw) for overlap in (False, True)]
+
+
+def test_plain_nccl_tp_collectives_are_not_chunked():
+    """Only Transformer Engine's linears (qkv, proj, fc1, fc2: a block's TP entry and exit) run
+    userbuffers; the embedding's sequence-parallel reduce-scatter (Megatron-Core
+    VocabParallelEmbedding, ``reduce_scatter_to_sequence_parallel_region``) and the LM head's
+    all-gather of its input (a plain ColumnParallelLinear) and the fused loss's all-gather of row
+    statistics are NCCL collectives Megatron does not overlap. Under ``overlap`` they add in full
+    and run no extra GEMM and no reduction kernel: the embedding (no GEMM, nothing marked hidden)
+    costs exactly what it costs without overlap (was +100.92 us on H100, TP 8 + SP: 7 GEMM floors
+    of 3.59 us and the reduction of 128 MiB at 3.07 TB/s added to a layer with no GEMM to hide
+    behind); so does the LM head."""
+    par = {"tensor_parallel": 8, "sequence_parallel": "tp"}
+    for layer in (sc.EmbeddingLayer(vocab_size=128256, hidden_size=8192, parallelism=par),
+                  sc.LMHeadLayer(vocab_size=128256, hidden_size=8192, parallelism=par)):
+        serial, overlapped = _training(layer)
+        assert overlapped.latency == serial.latency
+        assert serial.collectives and not any(c.userbuffers for c in serial.collectives)
+
+
+def test_a_blocks_entry_and_exit_run_userbuffers():
+    """The MLP's entry all-gather (into fc1) and exit reduce-scatter (out of fc2), and their
+    transposes in the backward, are TE userbuffers collectives; a MoE layer's TP all-gather and
+    reduce-scatter of its tokens (Megatron-Core's token dispatcher,
+    ``gather_from_sequence_parallel_region``) are plain NCCL."""
+    par = {"tensor_parallel": 4, "sequence_parallel": "tp"}
+    mlp = sc.MLPLayer(hidden_size=64, intermediate_size=256, parallelism=par)
+    m = mlp.compute_metrics(batch_size=1, seq_len=16, phase="training", dtype="bf16")
+    assert [(c.kind, c.userbuffers, c.bulk) for c in m.collectives] == [
+        ("all_gather", True, False), ("reduce_scatter", True, False), ("reduce_scatter", True, True)]
+    moe = sc.MoELayer(hidden_size=64, num_experts=4, top_k=2, expert_intermediate_size=32, parallelism=par)
+    m = moe.compute_metrics(batch_size=1, seq_len=16, phase="training", dtype="bf16")
+    tp = [c for c in m.collectives if c.axis == "tp"]
+    assert tp and not any(c.userbuffers or c.bulk for c in tp)
+
+
+def test_a_16_bit_forward_reduce_scatter_is_a_four_split_pipeline():
+    """Megatron-Bridge's BF16 userbuffers configs (src/megatron/bridge/training/comm_overlap.py,
+    ``userbuffers_bf16_h100_h8192_tp4_mbs1_seqlen8192``, ``..._h16384_tp8_cp2_...``) run proj_fprop
+    and fc2_fprop as ``PipelineOverlapCfg(num_splits=4)``: TE's CommOverlapBase::split_overlap_rs
+    (comm_gemm_overlap.cpp) runs the GEMM in 4 chunks (``for (int i = 0; i < _num_splits; i++)
+    nvte_cublas_gemm``), reduce-scattering each as it is done, the userbuffers kernel summing as it
+    goes: 3 GEMMs more than the serial layer (whatever the degree) and no reduction pass (what it
+    hides is priced at the layer's one share, (k - 1)/k: timing._pipelined_share). The FP8 configs
+    (``userbuffers_fp8_*``) keep ``RingExchangeOverlapCfg``: 8 GEMMs over 8 ranks, then the sum of
+    the 8 output chunks.
+
+    H100 (bf16 t_gemm = 3.59 us, 8-bit t_gemm8 = 12.7 us, t_k = 1.4 us, HBM 3.06525 TB/s), one GEMM G
+    and a reduce-scatter C over 8 (C < G): bf16 G + C/8 + 3 t_gemm; fp8 G + C/8 + 7 t_gemm8 +
+    P (1 + 1/8) / B + t_k."""
+    gemm = Matmul("out_proj", m=4096, k=8192, n=8192, dtype_bytes=2)
+    payload = 4096 * 8192 * 2
+    rs = Collective("reduce_scatter", "tp", 8, payload, userbuffers=True)
+    c = collective_time(rs, H100_REAL)
+    t_gemm, t_gemm8, t_k = sp.Rational(359, 10**8), sp.Rational(127, 10**7), sp.Rational(7, 5 * 10**6)
+    bandwidth = sp.Integer(3_065_250_000_000)
+    for dtype, extra, shown in ((sc.DataType.BF16, 3 * t_gemm, c / 8),
+                                (sc.DataType.FP8_E4M3, 7 * t_gemm8 + payload * Fraction(9, 8) / bandwidth + t_k,
+                                 c / 8)):
+        peak = H100_REAL.effective_peak(dtype)
+        g = op_time(gemm, H100_REAL, peak, dtype).time
+        assert c < g
+        t = layer_times([(gemm, 1)], [rs], H100_REAL, peak, overlap=True, datatype=dtype)
+        assert t.latency == g + shown + extra
+    # the same reduce-scatter unmarked (plain NCCL): added in full
+    plain = dataclasses.replace(rs, userbuffers=False)
+    peak = H100_REAL.effective_peak(sc.DataType.BF16)
+    g = op_time(gemm, H100_REAL, peak, sc.DataType.BF16).time
+    assert layer_times([(gemm, 1)], [plain], H100_REAL, peak, overlap=True,
+                       datatype=sc.DataType.BF16).latency == g + c
