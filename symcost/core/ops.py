@@ -695,10 +695,7 @@ class Collective:
             raise ConfigError(f"Collective.kind: unknown collective {self.kind!r}")
         if self.axis not in ("tp", "sp", "cp", "pp", "ep", "dp"):
             raise ConfigError(f"Collective.axis: unknown axis {self.axis!r}")
-        if self.userbuffers and self.axis != "tp":
-            raise ConfigError(f"Collective.userbuffers: TE's userbuffers overlap TP collectives only, got axis {self.axis!r}")
-        if self.bulk and not self.userbuffers:
-            raise ConfigError("Collective.bulk: a bulk overlap is a userbuffers collective's (set userbuffers=True)")
+        self._check_overlap_marks()
         if self.span is None:
             object.__setattr__(self, "span", self.group_size)
         for name in ("group_size", "payload_bytes", "count", "span"):
@@ -722,6 +719,15 @@ class Collective:
                 raise ConfigError("Collective.hierarchical: token bytes must be >= 0, experts a whole number >= 1 "
                                   f"and top_k a whole number in 1 .. experts, got {self.hierarchical!r}")
             object.__setattr__(self, "hierarchical", values)
+
+    def _check_overlap_marks(self) -> None:
+        """:attr:`userbuffers` on a TP collective only, :attr:`bulk` on a userbuffers one only."""
+        if self.userbuffers and self.axis != "tp":
+            raise ConfigError("Collective.userbuffers: TE's userbuffers overlap TP collectives only, "
+                              f"got axis {self.axis!r}")
+        if self.bulk and not self.userbuffers:
+            raise ConfigError("Collective.bulk: a bulk overlap is a userbuffers collective's "
+                              "(set userbuffers=True)")
 
     @property
     def bytes_sent_per_chip(self) -> Value:

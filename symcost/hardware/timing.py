@@ -533,7 +533,11 @@ def exposed_comm(sums: LayerSums, eta: Any = 1, overlap: bool = True, eta_tp: An
     - **TP** (``overlap`` only; ``--tp-comm-overlap``, Transformer Engine userbuffers; Megatron-Bridge's
       ``userbuffers_fp8_h100_h8192_tp4_mbs1_seqlen8192``, src/megatron/bridge/training/comm_overlap.py:
       ``ring_exchange`` for the all-gathers into qkv/fc1 and the reduce-scatters out of proj/fc2
-      forward and their dgrad transposes): each TP collective (``C_i`` over ``k_i`` ranks) is cut
+      forward and their dgrad transposes; the ``userbuffers_bf16_*`` configs pipeline the forward
+      reduce-scatters in 4 splits, :data:`PIPELINE_SPLITS`): each userbuffers collective
+      (:attr:`~symcost.core.ops.Collective.userbuffers`: a TE linear's, an attention or MLP
+      block's entry and exit; other TP collectives are plain NCCL and add in full;
+      ``C_i`` over ``k_i`` ranks) is cut
       into ``k_i`` chunks, each sent while the GEMM computes the previous chunk. A two-stage
       pipeline of ``k`` chunks takes ``C/k + (k-1) max(C, G)/k + G/k``: it hides
       ``(k-1)/k min(C, G)``; a bulk collective (:attr:`~symcost.core.ops.Collective.bulk`: the
@@ -541,8 +545,8 @@ def exposed_comm(sums: LayerSums, eta: Any = 1, overlap: bool = True, eta_tp: An
       GEMM, priced at the same share (:func:`_pipelined_share`). Summed over the layer (its
       collectives and GEMMs alike in proportion), ``H_tp = eta_tp * tp_pipelined * min(C_tp, G)``,
       ``eta_tp`` the engine's ``tp_overlap_efficiency`` (the share it realises). The ring exchange's own work adds
-      ``S_tp`` (:func:`_ring_exchange_cost`: a GEMM per chunk, the reduction of a reduce-scatter's
-      chunks). A plain TP all-reduce (no sequence parallelism) is pipelined the same way here,
+      ``S_tp`` (:func:`_ring_exchange_cost`: a GEMM per chunk, the reduction of a ring-exchanged
+      reduce-scatter's chunks). A block's TP all-reduce (no sequence parallelism) is pipelined the same way here,
       though Megatron-Core overlaps TP traffic only under sequence parallelism (userbuffers need
       it): optimistic there;
     - **CP ring** (``overlap`` only; Transformer Engine ``AttnFuncWithCPAndKVP2P``,
@@ -564,10 +568,10 @@ def exposed_comm(sums: LayerSums, eta: Any = 1, overlap: bool = True, eta_tp: An
     >>> from symcost.core.ops import Matmul
     >>> from symcost import hardware
     >>> chip = hardware.H100_SXM.ideal()
-    >>> mm, rs = Matmul("proj", m=4096, k=8192, n=8192), Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)
+    >>> mm = Matmul("proj", m=4096, k=8192, n=8192)
+    >>> rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2, userbuffers=True)
     >>> serial, hidden = (layer_times([(mm, 1)], [rs], chip, chip.effective_peak('bf16'), o) for o in (False, True))
-    >>> reduce = sp.Rational(4096 * 8192 * 2 * 9, 8 * 3_350_000_000_000)  # the chunks' sum: P (1 + 1/8) / B
-    >>> hidden.latency == serial.latency - serial.comm_time * 7 / 8 + reduce  # the GEMM hides 7 chunks of 8
+    >>> hidden.latency == serial.latency - serial.comm_time * 7 / 8  # the GEMM hides 7/8; bf16: no reduction pass
     True
     """
     latency = sums.ops + sums.comm

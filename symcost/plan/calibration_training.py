@@ -684,7 +684,8 @@ def write_profile(result: Fit, folder: Any = None) -> str:
         seconds = name in _IN_US
         scaled = value * 10**6 if seconds else value
         text = format((Decimal(scaled.numerator) / Decimal(scaled.denominator)).normalize(), "f")
-        data["fields"][name] = {"value": text, **({"unit": "us"} if seconds else {}), "source": _source(constraining[name])}
+        data["fields"][name] = {"value": text, **({"unit": "us"} if seconds else {}),
+                                "source": _source(constraining[name])}
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return str(path)
 

@@ -339,3 +339,13 @@ def test_a_16_bit_forward_reduce_scatter_is_a_four_split_pipeline():
     g = op_time(gemm, H100_REAL, peak, sc.DataType.BF16).time
     assert layer_times([(gemm, 1)], [plain], H100_REAL, peak, overlap=True,
                        datatype=sc.DataType.BF16).latency == g + c
+
+
+def test_overlap_marks_are_checked():
+    """userbuffers only on a TP collective, bulk only on a userbuffers one: one line naming the field."""
+    import pytest
+
+    with pytest.raises(sc.errors.ConfigError, match="Collective.userbuffers: .* got axis 'ep'"):
+        Collective("all_to_all", "ep", 8, 1024, userbuffers=True)
+    with pytest.raises(sc.errors.ConfigError, match=r"Collective.bulk: .*set userbuffers=True"):
+        Collective("reduce_scatter", "tp", 8, 1024, bulk=True)
