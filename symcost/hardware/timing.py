@@ -608,8 +608,6 @@ def _pipeline_rs(c: Collective, datatype: Optional[DataType]) -> bool:
     return c.kind == "reduce_scatter" and not c.bulk and Hardware.format_class(datatype) == "16bit"
 
 
-
-
 def _cp_ring(c: Collective) -> bool:
     return c.axis == "cp" and c.kind == "p2p"
 
