@@ -533,11 +533,10 @@ def exposed_comm(sums: LayerSums, eta: Any = 1, overlap: bool = True, eta_tp: An
     - **TP** (``overlap`` only; ``--tp-comm-overlap``, Transformer Engine userbuffers; Megatron-Bridge's
       ``userbuffers_fp8_h100_h8192_tp4_mbs1_seqlen8192``, src/megatron/bridge/training/comm_overlap.py:
       ``ring_exchange`` for the all-gathers into qkv/fc1 and the reduce-scatters out of proj/fc2
-      forward and their dgrad transposes; the ``userbuffers_bf16_*`` configs pipeline the forward
-      reduce-scatters in 4 splits, :data:`PIPELINE_SPLITS`): each userbuffers collective
-      (:attr:`~symcost.core.ops.Collective.userbuffers`: a TE linear's, an attention or MLP
-      block's entry and exit; other TP collectives are plain NCCL and add in full;
-      ``C_i`` over ``k_i`` ranks) is cut
+      forward and their dgrad transposes; ``userbuffers_bf16_*`` pipelines the forward reduce-scatters,
+      :data:`PIPELINE_SPLITS`): each userbuffers collective (``C_i`` over ``k_i`` ranks;
+      :attr:`~symcost.core.ops.Collective.userbuffers`, an attention or MLP block's entry and exit;
+      other TP collectives are plain NCCL and add in full) is cut
       into ``k_i`` chunks, each sent while the GEMM computes the previous chunk. A two-stage
       pipeline of ``k`` chunks takes ``C/k + (k-1) max(C, G)/k + G/k``: it hides
       ``(k-1)/k min(C, G)``; a bulk collective (:attr:`~symcost.core.ops.Collective.bulk`: the
