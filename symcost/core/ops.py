@@ -662,15 +662,24 @@ class Collective:
     megatron/core/pipeline_parallel/combined_1f1b.py): the layer pays only what exceeds its op time
     (:func:`~symcost.hardware.timing.layer_times`)."""
 
+    userbuffers: bool = dataclasses.field(default=False, repr=False)
+    """A TP collective of a Transformer Engine linear (qkv, proj, fc1, fc2: an attention or MLP
+    block's entry and exit, :meth:`~symcost.layers.base.Layer.tp_enter`), which ``overlap=True``
+    pipelines with its GEMM (TE userbuffers, ``--tp-comm-overlap``;
+    :func:`~symcost.hardware.timing.exposed_comm`). Unmarked TP collectives (the embedding's
+    reduce-scatter, the LM head's and the fused loss's all-gathers, a MoE layer's token gathers)
+    are plain NCCL calls Megatron-Core does not overlap: they add in full."""
+
     bulk: bool = dataclasses.field(default=False, repr=False)
-    """Overlapped whole beside one GEMM, not cut into chunks (with ``overlap=True``): Transformer
-    Engine's bulk userbuffers overlap (``ub_bulk_wgrad``: under Megatron SP the reduce-scatter of a
-    TP block's input gradient runs beside its wgrad GEMM; Megatron-Bridge's userbuffers configs,
+    """Overlapped whole beside one GEMM, not cut into chunks (with ``overlap=True``; a
+    :attr:`userbuffers` collective only): Transformer Engine's bulk userbuffers overlap
+    (``ub_bulk_wgrad``: under Megatron SP the reduce-scatter of a TP block's input gradient runs
+    beside its wgrad GEMM; Megatron-Bridge's userbuffers configs,
     src/megatron/bridge/training/comm_overlap.py, set ``BulkOverlapCfg`` for qkv_wgrad and
     fc1_wgrad), and ``ub_bulk_dgrad``: the backward's re-gather of a column-parallel linear's saved
     input shard beside its dgrad GEMM (``BulkOverlapCfg`` for qkv_dgrad and fc1_dgrad;
-    :meth:`~symcost.layers.base.Layer.tp_enter`). Other TP all-gathers and reduce-scatters are
-    ring exchanges, one GEMM per chunk (:func:`~symcost.hardware.timing.exposed_comm`)."""
+    :meth:`~symcost.layers.base.Layer.tp_enter`). Other userbuffers all-gathers and reduce-scatters
+    are cut into chunks, one GEMM per chunk (:func:`~symcost.hardware.timing.exposed_comm`)."""
 
     hierarchical: Optional[tuple[Value, Value, Value]] = dataclasses.field(default=None, repr=False)
     """``(R, E, k)`` for an expert-parallel dispatch or combine that crosses the scale-out network
@@ -694,6 +703,7 @@ class Collective:
             raise ConfigError(f"Collective.kind: unknown collective {self.kind!r}")
         if self.axis not in ("tp", "sp", "cp", "pp", "ep", "dp"):
             raise ConfigError(f"Collective.axis: unknown axis {self.axis!r}")
+        self._check_overlap_marks()
         if self.span is None:
             object.__setattr__(self, "span", self.group_size)
         for name in ("group_size", "payload_bytes", "count", "span"):
@@ -725,6 +735,15 @@ class Collective:
             if sp.sympify(self.tokens).is_negative:
                 raise ConfigError(f"Collective.tokens must be non-negative, got {self.tokens}")
 
+    def _check_overlap_marks(self) -> None:
+        """:attr:`userbuffers` on a TP collective only, :attr:`bulk` on a userbuffers one only."""
+        if self.userbuffers and self.axis != "tp":
+            raise ConfigError("Collective.userbuffers: TE's userbuffers overlap TP collectives only, "
+                              f"got axis {self.axis!r}")
+        if self.bulk and not self.userbuffers:
+            raise ConfigError("Collective.bulk: a bulk overlap is a userbuffers collective's "
+                              "(set userbuffers=True)")
+
     @property
     def bytes_sent_per_chip(self) -> Value:
         """Bytes one chip sends over all ``count`` calls, ring algorithms."""
@@ -735,8 +754,8 @@ class Collective:
     @property
     def key(self) -> tuple:
         """What identifies calls that may be merged into one record with a larger count."""
-        return (self.kind, self.axis, self.group_size, self.payload_bytes, self.span, self.hidden, self.bulk,
-                self.hierarchical, self.tokens)
+        return (self.kind, self.axis, self.group_size, self.payload_bytes, self.span, self.hidden, self.userbuffers,
+                self.bulk, self.hierarchical, self.tokens)
 
     def xreplace(self, mapping: dict) -> "Collective":
         """A copy with ``mapping`` applied to the group size, payload, count and tokens (and

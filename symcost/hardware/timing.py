@@ -596,7 +596,11 @@ def exposed_comm(sums: LayerSums, eta: Any = 1, overlap: bool = True, eta_tp: An
     - **TP** (``overlap`` only; ``--tp-comm-overlap``, Transformer Engine userbuffers; Megatron-Bridge's
       ``userbuffers_fp8_h100_h8192_tp4_mbs1_seqlen8192``, src/megatron/bridge/training/comm_overlap.py:
       ``ring_exchange`` for the all-gathers into qkv/fc1 and the reduce-scatters out of proj/fc2
-      forward and their dgrad transposes): each TP collective (``C_i`` over ``k_i`` ranks) is cut
+      forward and their dgrad transposes; NB: ``userbuffers_bf16_*`` pipelines the forward
+      reduce-scatters in 4 splits instead, not modelled: the choice hangs on the format, which a
+      symbolic dtype does not fix): each userbuffers collective (``C_i`` over ``k_i`` ranks;
+      :attr:`~symcost.core.ops.Collective.userbuffers`, an attention or MLP block's entry and exit;
+      other TP collectives are plain NCCL and add in full) is cut
       into ``k_i`` chunks, each sent while the GEMM computes the previous chunk. A two-stage
       pipeline of ``k`` chunks takes ``C/k + (k-1) max(C, G)/k + G/k``: it hides
       ``(k-1)/k min(C, G)``; a bulk collective (:attr:`~symcost.core.ops.Collective.bulk`: the
@@ -604,8 +608,8 @@ def exposed_comm(sums: LayerSums, eta: Any = 1, overlap: bool = True, eta_tp: An
       GEMM, priced at the same share (:func:`_pipelined_share`). Summed over the layer (its
       collectives and GEMMs alike in proportion), ``H_tp = eta_tp * tp_pipelined * min(C_tp, G)``,
       ``eta_tp`` the engine's ``tp_overlap_efficiency`` (the share it realises). The ring exchange's own work adds
-      ``S_tp`` (:func:`_ring_exchange_cost`: a GEMM per chunk, the reduction of a reduce-scatter's
-      chunks). A plain TP all-reduce (no sequence parallelism) is pipelined the same way here,
+      ``S_tp`` (:func:`_ring_exchange_cost`: a GEMM per chunk, the reduction of a ring-exchanged
+      reduce-scatter's chunks). A block's TP all-reduce (no sequence parallelism) is pipelined the same way here,
       though Megatron-Core overlaps TP traffic only under sequence parallelism (userbuffers need
       it): optimistic there;
     - **CP ring** (``overlap`` only; Transformer Engine ``AttnFuncWithCPAndKVP2P``,
@@ -627,10 +631,10 @@ def exposed_comm(sums: LayerSums, eta: Any = 1, overlap: bool = True, eta_tp: An
     >>> from symcost.core.ops import Matmul
     >>> from symcost import hardware
     >>> chip = hardware.H100_SXM.ideal()
-    >>> mm, rs = Matmul("proj", m=4096, k=8192, n=8192), Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)
+    >>> mm = Matmul("proj", m=4096, k=8192, n=8192)
+    >>> rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2, userbuffers=True)
     >>> serial, hidden = (layer_times([(mm, 1)], [rs], chip, chip.effective_peak('bf16'), o) for o in (False, True))
-    >>> reduce = sp.Rational(4096 * 8192 * 2 * 9, 8 * 3_350_000_000_000)  # the chunks' sum: P (1 + 1/8) / B
-    >>> hidden.latency == serial.latency - serial.comm_time * 7 / 8 + reduce  # the GEMM hides 7 chunks of 8
+    >>> hidden.latency == serial.latency - serial.comm_time * 7 / 8  # the GEMM hides 7/8; bf16: no reduction pass
     True
     """
     latency = sums.ops + sums.comm
@@ -646,7 +650,9 @@ def exposed_comm(sums: LayerSums, eta: Any = 1, overlap: bool = True, eta_tp: An
 
 
 def _tp_chunked(c: Collective) -> bool:
-    return c.axis == "tp"
+    """A TP collective TE's userbuffers overlap with its GEMM (:attr:`Collective.userbuffers`); the
+    rest (plain NCCL: the embedding's, the LM head's, a MoE layer's) add in full."""
+    return c.userbuffers
 
 
 def _cp_ring(c: Collective) -> bool:
@@ -677,14 +683,18 @@ def _sums(ops: tuple[tuple[Op, Any], ...], collectives: tuple[Collective, ...], 
 
 
 def _ring_exchange_cost(c: Collective, hardware: Hardware, datatype: Optional[DataType]) -> sp.Expr:
-    """Seconds Transformer Engine's ring exchange adds to the GEMM a TP all-gather or
-    reduce-scatter ``c`` over ``k`` ranks overlaps (0 for a bulk one, :attr:`Collective.bulk`, and an
-    all-reduce, which userbuffers do not split): ``k - 1`` more GEMM kernels, each with the format's
-    fixed time, and after a reduce-scatter one kernel summing the ``k`` received output chunks
-    (reads the payload ``P``, writes ``P/k``): per call ``(k - 1) t_gemm + [P (1 + 1/k) / (B eta_mem)
-    + t_k]``. transformer_engine/common/comm_gemm_overlap/comm_gemm_overlap.cpp (commit d0067d0),
-    ``CommOverlapP2PBase::split_overlap_ag`` and ``split_overlap_rs``: ``for (int i = 0; i < _tp_size;
-    i++)`` one ``nvte_cublas_gemm`` per chunk, then ``reduce_bf16(..., _tp_size, ...)``."""
+    """Seconds Transformer Engine's userbuffers add to the GEMM a TP all-gather or reduce-scatter
+    ``c`` over ``k`` ranks overlaps (0 for a bulk one, :attr:`Collective.bulk`, and an all-reduce,
+    which userbuffers do not split). A ring exchange: ``k - 1`` more GEMM kernels, each with the
+    format's fixed time, and after a reduce-scatter one kernel summing the ``k`` received output
+    chunks (reads the payload ``P``, writes ``P/k``): per call ``(k - 1) t_gemm + [P (1 + 1/k) / (B
+    eta_mem) + t_k]``. transformer_engine/common/comm_gemm_overlap/comm_gemm_overlap.cpp (commit
+    d0067d0), ``CommOverlapP2PBase::split_overlap_ag`` and ``split_overlap_rs``: ``for (int i = 0; i <
+    _tp_size; i++)`` one ``nvte_cublas_gemm`` per chunk, then ``reduce_bf16(..., _tp_size, ...)``.
+    NB: Megatron-Bridge's BF16 configs pipeline the forward reduce-scatters in 4 splits
+    (``PipelineOverlapCfg(num_splits=4)``: 3 more GEMMs, no reduction pass); not modelled, as the
+    choice hangs on the format class, which the symbolic chip binds with the dtype (every
+    calibration run is FP8, the ring exchange)."""
     if c.bulk or c.kind not in ("all_gather", "reduce_scatter"):
         return sp.Integer(0)
     k, payload = as_expr(c.group_size, "group_size"), as_expr(c.payload_bytes, "payload_bytes")
@@ -697,9 +707,9 @@ def _ring_exchange_cost(c: Collective, hardware: Hardware, datatype: Optional[Da
 
 
 def _pipelined_share(tp_times: list[tuple[sp.Expr, Collective]], tp: sp.Expr) -> sp.Expr:
-    """``sum_i C_i w_i / C_tp``: each TP collective's share its GEMM can hide, ``w = (k - 1)/k``
+    """``sum_i C_i w_i / C_tp``: each userbuffers collective's share its GEMM can hide, ``w = (k - 1)/k``
     cut into its group's ``k`` chunks (a bulk one, :attr:`Collective.bulk`, alike); ``(k - 1)/k``
-    where every TP collective has ``k`` ranks."""
+    where every one has ``k`` ranks."""
     # NB: a bulk collective (whole beside one GEMM) would hide all of min(C, G) beside a long
     # enough GEMM; the layer-wide pooling cannot tell which GEMM that is, and a share of 1 next to
     # (k - 1)/k would divide by C_tp, 0/0 at a symbolic degree bound to 1: priced as a chunked one,

@@ -198,7 +198,7 @@ class _Attention(Layer):
         h, d, e, T = self.hidden_size, self.d, ctx.e, ctx.tokens
         a_t, g_t = self._heads(ctx)
         ulysses = ctx.sp != 1
-        ops: list = list(self.tp_enter(ctx, T * h * e))
+        ops: list = list(self.tp_enter(ctx, T * h * e, userbuffers=True))
         # (T x h) @ (h x (a_t + 2 g_t) d): Q, K and V in one column-parallel matmul
         ops.append(Matmul("qkv", m=T, n=(a_t + 2 * g_t) * d, k=h, dtype_bytes=e, bias=bool(self.bias)))
         if self.qk_norm:
@@ -225,7 +225,7 @@ class _Attention(Layer):
         ops.extend(combine_partials(ctx, T * a_t * d * e))
         # (T x a_t d) @ (a_t d x h): row-parallel
         ops.append(Matmul("out", m=T, n=h, k=a_t * d, dtype_bytes=e))
-        ops.extend(self.tp_exit(ctx, T * h * e))
+        ops.extend(self.tp_exit(ctx, T * h * e, userbuffers=True))
         T_out = ctx.sharded_tokens
         if self.bias is True:
             ops.append(Vector("out_bias", elements=T_out * h, flops_per_element=VECTOR_FLOPS["bias"],

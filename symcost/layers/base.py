@@ -346,9 +346,9 @@ class Layer(BaseModel):
             if isinstance(op, Collective):
                 kind = _TRANSPOSE[op.kind]
                 if kind is not None:
-                    # NB: a TP all-gather's transpose, the reduce-scatter of the input gradient, runs
-                    # in bulk beside the wgrad GEMM under TE's userbuffers (Collective.bulk)
-                    bulk = op.axis == "tp" and op.kind == "all_gather"
+                    # NB: a userbuffers all-gather's transpose, the reduce-scatter of the input
+                    # gradient, runs in bulk beside the wgrad GEMM (Collective.bulk)
+                    bulk = op.userbuffers and op.kind == "all_gather"
                     backward.append(dataclasses.replace(op, kind=kind, bulk=bulk))
             else:
                 backward.extend(op.backward())
@@ -424,16 +424,18 @@ class Layer(BaseModel):
     # -- helpers for layer types -------------------------------------------------------------
 
     @staticmethod
-    def tp_enter(ctx: Context, payload: sympy.Expr,
+    def tp_enter(ctx: Context, payload: sympy.Expr, userbuffers: bool,
                  regather_bytes: Optional[sympy.Expr] = None) -> list[Op | Collective]:
         """Communication entering a Megatron TP block: under sequence parallelism the all-gather
         of the sequence-sharded input (``payload`` bytes gathered at ``e`` bytes per element, sent
         at :attr:`Context.wire_bytes`); else Megatron's f, nothing forward and an all-reduce of the
-        input gradient in the backward.
+        input gradient in the backward. ``userbuffers``: the block's first GEMM is a Transformer
+        Engine linear (qkv, fc1) that overlaps it (:attr:`Collective.userbuffers`).
 
         In training under sequence parallelism the column-parallel linear saves the *shard* (the
         layers' activation memory counts ``T/t`` tokens) and all-gathers it again in the backward
-        for its weight gradient, whole beside the dgrad GEMM (:attr:`Collective.bulk`): one more
+        for its weight gradient, whole beside the dgrad GEMM under userbuffers (:attr:`Collective.bulk`;
+        exposed where the linear is not Transformer Engine's): one more
         all-gather of ``payload`` at ``regather_bytes`` per element, by default the bytes of the
         GEMM input it saved (Transformer Engine gathers its FP8 cast under FP8 training, else
         :attr:`Context.wire_bytes`). Megatron-Core megatron/core/tensor_parallel/layers.py (commit
@@ -446,7 +448,7 @@ class Layer(BaseModel):
         ...               dtype_bytes=sympy.Integer(2), parallelism=Parallelism(tensor_parallel=2,
         ...               sequence_parallel="tp"), recompute="none")
         >>> [c.collective.payload_bytes if isinstance(c, GradientCollective) else c.payload_bytes
-        ...  for c in Layer.tp_enter(ctx, sympy.Integer(256))]   # the gather, then the re-gather
+        ...  for c in Layer.tp_enter(ctx, sympy.Integer(256), True)]   # the gather, then the re-gather
         [256, 256]
         """
         if ctx.tp == 1:
@@ -456,27 +458,29 @@ class Layer(BaseModel):
         if not ctx.megatron_sp:
             # the input gradient's ctx.tokens rows, as the exit's all-reduce carries them
             return [GradientCollective("f", collective=Collective("all_reduce", "tp", ctx.tp, payload,
-                                                                  tokens=ctx.tokens))]
-        gather = Collective("all_gather", "tp", ctx.tp, payload)
+                                                                  userbuffers=userbuffers, tokens=ctx.tokens))]
+        gather = Collective("all_gather", "tp", ctx.tp, payload, userbuffers=userbuffers)
         if not ctx.training:
             return [gather]
         if regather_bytes is None:
             regather_bytes = ctx.wire_bytes if ctx.gemm_bytes is None else ctx.gemm_bytes
-        regather = Collective("all_gather", "tp", ctx.tp, elements * regather_bytes, bulk=True)
+        regather = Collective("all_gather", "tp", ctx.tp, elements * regather_bytes, userbuffers=userbuffers,
+                              bulk=userbuffers)
         return [gather, GradientCollective("sp_regather", collective=regather)]
 
     @staticmethod
-    def tp_exit(ctx: Context, payload: sympy.Expr) -> list[Collective]:
+    def tp_exit(ctx: Context, payload: sympy.Expr, userbuffers: bool) -> list[Collective]:
         """Communication leaving a Megatron TP block (docs/conventions.md §12): one all-reduce of
         the partial sums (``payload`` bytes at ``e`` per element, sent at :attr:`Context.wire_bytes`),
-        or a reduce-scatter under sequence parallelism."""
+        or a reduce-scatter under sequence parallelism. ``userbuffers``: the block's last GEMM is a
+        Transformer Engine linear (proj, fc2) that overlaps it (:attr:`Collective.userbuffers`)."""
         if ctx.tp == 1:
             return []
         payload = payload * ctx.wire_bytes / ctx.dtype_bytes
-        if ctx.megatron_sp:
-            return [Collective("reduce_scatter", "tp", ctx.tp, payload)]
-        # the partial sums of the block's ctx.tokens rows (an engine may switch by their count)
-        return [Collective("all_reduce", "tp", ctx.tp, payload, tokens=ctx.tokens)]
+        kind: CollectiveKind = "reduce_scatter" if ctx.megatron_sp else "all_reduce"
+        # an all-reduce carries the partial sums of the block's ctx.tokens rows (an engine may switch by their count)
+        tokens = None if ctx.megatron_sp else ctx.tokens
+        return [Collective(kind, "tp", ctx.tp, payload, userbuffers=userbuffers, tokens=tokens)]
 
 
 # -- the compiled numeric path -------------------------------------------------------------------

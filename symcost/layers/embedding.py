@@ -98,7 +98,7 @@ class EmbeddingLayer(Layer):
         # each chip writes a T x h partial (zeros outside its V/t rows): read rows, write output
         ops: list = [Vector("embedding", elements=T * h, flops_per_element=sp.Integer(0),
                             read_bytes=T * h * e / ctx.tp, write_bytes=T * h * e)]
-        ops.extend(self.tp_exit(ctx, T * h * e))
+        ops.extend(self.tp_exit(ctx, T * h * e, userbuffers=False))
         T_out = ctx.sharded_tokens
         if self.max_positions is not None:
             ops.append(Vector("positions", elements=T_out * h, flops_per_element=VECTOR_FLOPS["bias"],
@@ -169,7 +169,7 @@ class LMHeadLayer(Layer):
         # again in the backward: the head saves the shard). NB: the re-gather at 2 bytes even
         # under FP8 training: the output layer is Megatron-Core's own ColumnParallelLinear, outside
         # Transformer Engine's FP8 GEMMs
-        ops: list = list(self.tp_enter(ctx, ctx.tokens * h * e, regather_bytes=ctx.wire_bytes))
+        ops: list = list(self.tp_enter(ctx, ctx.tokens * h * e, userbuffers=False, regather_bytes=ctx.wire_bytes))
         # (rows x h) @ (h x V/t)
         ops.append(Matmul("logits", m=rows, n=V_t, k=h, dtype_bytes=e, bias=self.bias))
         if ctx.training:
@@ -188,7 +188,7 @@ class LMHeadLayer(Layer):
         if not (ctx.training and self.fused_loss and ctx.tp != 1):
             return ops
         stats = ctx.tokens * _ROW_STATS * _FP32 * ctx.tp
-        transpose = Collective("reduce_scatter", "tp", ctx.tp, stats, bulk=True)
+        transpose = Collective("reduce_scatter", "tp", ctx.tp, stats)
         last = max(i for i, op in enumerate(ops) if op == transpose)
         return ops[:last] + ops[last + 1:]
 

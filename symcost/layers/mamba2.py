@@ -295,7 +295,7 @@ class Mamba2Layer(Layer):
     def forward_ops(self, ctx: Context):
         h, e, T = self.hidden_size, ctx.e, ctx.tokens
         _, _, d_t, _, n_in = self._widths(ctx.tp)
-        ops: list = list(self.tp_enter(ctx, T * h * e))
+        ops: list = list(self.tp_enter(ctx, T * h * e, userbuffers=True))
         # (T x h) @ (h x (2d_t + 2G_tN + H_t)): z, x, B, C, dt; column-parallel
         ops.append(Matmul("in_proj", m=T, n=n_in, k=h, dtype_bytes=e))
         ops.append(self._conv(ctx))
@@ -304,7 +304,7 @@ class Mamba2Layer(Layer):
                           read_bytes=(2 * T * d_t + d_t) * e, write_bytes=T * d_t * e))
         # (T x d_t) @ (d_t x h): row-parallel
         ops.append(Matmul("out_proj", m=T, n=h, k=d_t, dtype_bytes=e))
-        ops.extend(self.tp_exit(ctx, T * h * e))
+        ops.extend(self.tp_exit(ctx, T * h * e, userbuffers=True))
         return ops
 
     # -- the layer contract ------------------------------------------------------------------

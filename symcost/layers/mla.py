@@ -230,7 +230,7 @@ class MLALayer(Layer):
         d_n, d_v = self.qk_nope_head_dim, self.v_head_dim
         # NB: under Megatron SP the input is all-gathered (docs/conventions.md §12); Megatron-core
         # instead runs the down-projections on its s/t tokens and all-gathers the latents.
-        ops: list = list(self.tp_enter(ctx, T * h * e))
+        ops: list = list(self.tp_enter(ctx, T * h * e, userbuffers=True))
         ops.extend(self._q_ops(ctx))
         # (T x h) @ (h x (r_kv + d_R)): the latent and the shared rope key, replicated
         ops.append(Matmul("kv_down", m=T, n=self.latent_dim, k=h, dtype_bytes=e))
@@ -253,7 +253,7 @@ class MLALayer(Layer):
             ops.append(core)
         # (T x a_t d_v) @ (a_t d_v x h): row-parallel
         ops.append(Matmul("out", m=T, n=h, k=a_t * d_v, dtype_bytes=e))
-        ops.extend(self.tp_exit(ctx, T * h * e))
+        ops.extend(self.tp_exit(ctx, T * h * e, userbuffers=True))
         if self.dropout and ctx.training:
             ops.append(dropout("dropout", ctx.sharded_tokens * h, e))
         return ops

@@ -77,11 +77,11 @@ class MLPLayer(Layer):
     def forward_ops(self, ctx: Context):
         h, e, T = self.hidden_size, ctx.e, ctx.tokens
         f_t = self.intermediate_size / ctx.tp
-        ops = list(self.tp_enter(ctx, T * h * e))
+        ops = list(self.tp_enter(ctx, T * h * e, userbuffers=True))
         ops += ffn_ops("", rows=T, hidden=h, width=f_t, dtype_bytes=e, gated=self.gated,
                        activation=self.activation, bias=self.bias)
         # partial sums leave through the TP collective
-        ops.extend(self.tp_exit(ctx, T * h * e))
+        ops.extend(self.tp_exit(ctx, T * h * e, userbuffers=True))
         T_out = ctx.sharded_tokens
         if self.bias:
             # NB: the row-parallel bias is added once, after the reduction, on every TP rank

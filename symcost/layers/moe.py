@@ -338,7 +338,9 @@ class MoELayer(Layer):
             return self._grid_forward_ops(ctx)
         h, E, k, e, T = self.hidden_size, self.num_experts, self.top_k, ctx.e, ctx.tokens
         P = self._pairs(ctx)
-        ops: list = list(self.tp_enter(ctx, T * h * e))
+        # NB: plain NCCL, not TE userbuffers: Megatron-Core's token dispatcher gathers the sequence
+        # shards (gather_from_sequence_parallel_region) and reduce-scatters them back
+        ops: list = list(self.tp_enter(ctx, T * h * e, userbuffers=False))
         # (T x h) @ (h x E): replicated on every TP and EP rank
         ops.append(Matmul("router", m=T, n=E, k=h, dtype_bytes=e))
         # NB: top-k selection (comparisons) is folded into the softmax's 5 FLOPs per logit,
@@ -372,7 +374,7 @@ class MoELayer(Layer):
                           read_bytes=T * k * h * e + T * k * ROUTER_BYTES + shared_read,
                           write_bytes=T * h * e))
         # routed and shared partial sums leave through one TP collective
-        ops.extend(self.tp_exit(ctx, T * h * e))
+        ops.extend(self.tp_exit(ctx, T * h * e, userbuffers=False))
         return ops
 
     def _sync(self, ctx: Context) -> list[Op]:
@@ -405,11 +407,12 @@ class MoELayer(Layer):
         gathered = [Collective("all_gather", "tp", etp, P * h * wire)] if etp != 1 else []
         ops.extend(gathered)
         if self.num_shared_experts != 0:
-            ops.extend(self.tp_enter(ctx, T * h * e))
+            # NB: priced as plain NCCL (not TE userbuffers), as the routed tokens' gathers
+            ops.extend(self.tp_enter(ctx, T * h * e, userbuffers=False))
             ops.extend(self._ffn("shared", sp.Integer(1), T, self.num_shared_experts * self.f_shared / ctx.tp, e))
             if self.shared_gate:
                 ops.extend(self._shared_gate_ops(T, e))
-            ops.extend(self.tp_exit(ctx, T * h * e))
+            ops.extend(self.tp_exit(ctx, T * h * e, userbuffers=False))
         active = self._active_experts(ctx)
         ops.extend(self._ffn("experts", active, self._busiest() * P / active,
                              self.expert_intermediate_size / etp, e,

@@ -638,10 +638,27 @@ def shipped() -> dict[str, Fraction]:
     return {name: Fraction(str(sp.Rational(getattr(profile, name)))) for name in PARAMETERS}
 
 
-_SOURCE = ("fitted on symcost/data/training_calibration.csv by symcost.plan.calibration_training.fit() "
-           "(benchmarks/calibrate_training.py), with each MoE run's release settings "
-           "(symcost/data/training_calibration_settings.csv): the term per-op tables cannot show, least squares on "
-           "the log of the predicted tokens/s of the 16 runs whose release settings are known (fit_rows)")
+def constraining_rows(rows: Optional[Sequence[TrainingRow]] = None) -> dict[str, tuple[str, ...]]:
+    """For each term of :data:`PARAMETERS`: the ids of ``rows`` (default :func:`fit_rows`) whose
+    predicted tokens/s moves with it (from 0 to its grid's top, the other terms at 0), the rows
+    that constrain its fit; in file order."""
+    rows = list(fit_rows() if rows is None else rows)
+    functions, names = _compiled(), tuple(PARAMETERS)
+    out = {}
+    for i, name in enumerate(names):
+        low = [0.0] * len(names)
+        high = [float(PARAMETERS[name][1][-1]) if j == i else 0.0 for j in range(len(names))]
+        out[name] = tuple(r.id for r in rows if r.id in functions and functions[r.id](*low) != functions[r.id](*high))
+    return out
+
+
+def _source(rows: Sequence[str]) -> str:
+    """The fitted term's source: the fit, and the ``rows`` (ids) that constrain it."""
+    return ("fitted on symcost/data/training_calibration.csv by symcost.plan.calibration_training.fit() "
+            "(benchmarks/calibrate_training.py), with each MoE run's release settings "
+            "(symcost/data/training_calibration_settings.csv): the term per-op tables cannot show, least squares on "
+            f"the log of the predicted tokens/s of the {len(fit_rows())} runs whose release settings are known "
+            f"(fit_rows); constrained by the {len(rows)} of them whose prediction moves with it: {', '.join(rows)}")
 
 
 _IN_US = ("moe_sync_time",)
@@ -662,11 +679,13 @@ def write_profile(result: Fit, folder: Any = None) -> str:
     folder = Path(__file__).resolve().parents[1] / "hardware" / "engines" if folder is None else Path(folder)
     path = folder / f"{ENGINE}.json"
     data = json.loads(path.read_text(encoding="utf-8"))
+    constraining = constraining_rows()
     for name, value in result.values.items():
         seconds = name in _IN_US
         scaled = value * 10**6 if seconds else value
         text = format((Decimal(scaled.numerator) / Decimal(scaled.denominator)).normalize(), "f")
-        data["fields"][name] = {"value": text, **({"unit": "us"} if seconds else {}), "source": _SOURCE}
+        data["fields"][name] = {"value": text, **({"unit": "us"} if seconds else {}),
+                                "source": _source(constraining[name])}
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return str(path)
 

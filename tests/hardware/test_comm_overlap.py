@@ -36,7 +36,7 @@ def test_tp_chunk_hidden_behind_its_gemm():
     (0.13 ms of NVLink): comm < GEMM, so of the 8 chunks only the last one's send shows,
     C / 8, and the reduction of the 8 output chunks (the old overlap, max(ops, comm), showed nothing)."""
     gemm = Matmul("out_proj", m=4096, k=8192, n=8192, dtype_bytes=2)
-    rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)
+    rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2, userbuffers=True)
     g = op_time(gemm, H100, PEAK).time
     c = collective_time(rs, H100)
     assert c < g
@@ -50,7 +50,7 @@ def test_tp_comm_beyond_its_gemm_is_exposed():
     of comm): the pipeline shows the first chunk's comm and everything the comm exceeds the
     GEMM by, C/8 + (C - G) 7/8 = C - 7 G / 8, and the reduction of the chunks."""
     gemm = Matmul("out_proj", m=4096, k=512, n=512, dtype_bytes=2)
-    rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)
+    rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2, userbuffers=True)
     g = op_time(gemm, H100, PEAK).time
     c = collective_time(rs, H100)
     assert c > g
@@ -99,10 +99,10 @@ def test_overlap_symbolic_degrees_stay_symbolic():
     """With a symbolic TP degree the exposed chunk is C/t, a formula."""
     t = sp.Symbol("t", positive=True, integer=True)
     gemm = Matmul("out_proj", m=4096, k=8192, n=8192, dtype_bytes=2)
-    rs = Collective("reduce_scatter", "tp", t, 4096 * 8192 * 2)
+    rs = Collective("reduce_scatter", "tp", t, 4096 * 8192 * 2, userbuffers=True)
     times = layer_times([(gemm, 1)], [rs], H100, PEAK, overlap=True)
     at8 = times.latency.xreplace({t: 8})
-    assert at8 == layer_times([(gemm, 1)], [Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)], H100, PEAK,
+    assert at8 == layer_times([(gemm, 1)], [Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2, userbuffers=True)], H100, PEAK,
                               overlap=True).latency
 
 
@@ -160,7 +160,7 @@ def test_compute_hides_tp_chunks_and_hidden_all_to_alls_once():
     (G - 7/8 C_tp) = A + C_tp, plus the reduction of the chunks. The old rule counted G twice:
     max(G, A) + C_tp/8 = A + C_tp/8."""
     gemm = Matmul("out_proj", m=4096, k=8192, n=8192, dtype_bytes=2)
-    rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)
+    rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2, userbuffers=True)
     a2a = Collective("all_to_all", "ep", 8, 4096 * 8192 * 2 * 40, hidden=True)
     g, c, a = op_time(gemm, H100, PEAK).time, collective_time(rs, H100), collective_time(a2a, H100)
     assert c < g < a
@@ -174,8 +174,8 @@ def test_each_tp_collective_is_chunked_by_its_own_group():
     C_8/8 + C_2/2 (not (C_8 + C_2)/8, the first collective's degree for both), and the
     reduce-scatter's chunks are reduced."""
     gemm = Matmul("out_proj", m=4096, k=8192, n=8192, dtype_bytes=2)
-    rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)
-    ag = Collective("all_gather", "tp", 2, 4096 * 1024 * 2)
+    rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2, userbuffers=True)
+    ag = Collective("all_gather", "tp", 2, 4096 * 1024 * 2, userbuffers=True)
     g, c8, c2 = op_time(gemm, H100, PEAK).time, collective_time(rs, H100), collective_time(ag, H100)
     assert c8 + c2 < g
     t = layer_times([(gemm, 1)], [rs, ag], H100, PEAK, overlap=True)
@@ -206,7 +206,7 @@ def test_ring_exchange_runs_one_gemm_per_chunk_and_reduces_the_chunks():
     t_gemm, t_k, bandwidth = sp.Rational(359, 10**8), sp.Rational(7, 5 * 10**6), sp.Integer(3_065_250_000_000)
     for kind, extra in (("reduce_scatter", 3 * t_gemm + payload * Fraction(5, 4) / bandwidth + t_k),
                         ("all_gather", 3 * t_gemm)):
-        c = Collective(kind, "tp", 4, payload)
+        c = Collective(kind, "tp", 4, payload, userbuffers=True)
         time = collective_time(c, H100_REAL)
         assert time < g
         t = layer_times([(gemm, 1)], [c], H100_REAL, peak, overlap=True, datatype=sc.DataType.BF16)
@@ -223,7 +223,7 @@ def test_bulk_overlap_runs_no_extra_gemm_and_no_reduction():
     (k - 1)/k min(C, G) hidden (timing._pipelined_share: the layer-wide pooling cannot tell which
     GEMM it runs beside): over 4 ranks G + C/4 beside a longer GEMM, C + G/4 beside a shorter one."""
     payload = 4096 * 8192 * 2
-    rs = Collective("reduce_scatter", "tp", 4, payload, bulk=True)
+    rs = Collective("reduce_scatter", "tp", 4, payload, bulk=True, userbuffers=True)
     c = collective_time(rs, H100_REAL)
     peak = H100_REAL.effective_peak(sc.DataType.BF16)
     for n in (8192, 512):
@@ -257,8 +257,65 @@ def test_the_engines_tp_overlap_share_scales_what_the_chunks_hide():
     G + C - 7/16 C, plus the reduction of the chunks. overlap=False is untouched."""
     chip = H100.with_runtime(sc.hardware.Runtime(name="half", tp_overlap_efficiency=Fraction(1, 2)))
     gemm = Matmul("out_proj", m=4096, k=8192, n=8192, dtype_bytes=2)
-    rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2)
+    rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2, userbuffers=True)
     g, c = op_time(gemm, chip, PEAK).time, collective_time(rs, chip)
     assert layer_times([(gemm, 1)], [rs], chip, PEAK, overlap=True).latency == (
         g + c - Fraction(7, 16) * c + _reduce(4096 * 8192 * 2, 8))
     assert layer_times([(gemm, 1)], [rs], chip, PEAK).latency == g + c
+
+
+def _training(layer, **kw):
+    return [layer.compute_metrics(batch_size=1, seq_len=8192, phase="training", dtype="bf16",
+                                  hardware=H100_REAL, overlap=overlap, **kw) for overlap in (False, True)]
+
+
+
+def test_plain_nccl_tp_collectives_are_not_chunked():
+    """Only Transformer Engine's linears (qkv, proj, fc1, fc2: a block's TP entry and exit) run
+    userbuffers; the embedding's sequence-parallel reduce-scatter (Megatron-Core
+    VocabParallelEmbedding, ``reduce_scatter_to_sequence_parallel_region``) and the LM head's
+    all-gather of its input (a plain ColumnParallelLinear) and the fused loss's all-gather of row
+    statistics are NCCL collectives Megatron does not overlap. Under ``overlap`` they add in full
+    and run no extra GEMM and no reduction kernel: the embedding (no GEMM, nothing marked hidden)
+    costs exactly what it costs without overlap (was +100.92 us on H100, TP 8 + SP: 7 GEMM floors
+    of 3.59 us and the reduction of 128 MiB at 3.07 TB/s added to a layer with no GEMM to hide
+    behind); so does the LM head."""
+    par = {"tensor_parallel": 8, "sequence_parallel": "tp"}
+    for layer in (sc.EmbeddingLayer(vocab_size=128256, hidden_size=8192, parallelism=par),
+                  sc.LMHeadLayer(vocab_size=128256, hidden_size=8192, parallelism=par)):
+        serial, overlapped = _training(layer)
+        assert overlapped.latency == serial.latency
+        assert serial.collectives and not any(c.userbuffers for c in serial.collectives)
+
+
+
+def test_a_blocks_entry_and_exit_run_userbuffers():
+    """The MLP's entry all-gather (into fc1) and exit reduce-scatter (out of fc2), and their
+    transposes in the backward, are TE userbuffers collectives; a MoE layer's TP all-gather and
+    reduce-scatter of its tokens (Megatron-Core's token dispatcher,
+    ``gather_from_sequence_parallel_region``) are plain NCCL."""
+    par = {"tensor_parallel": 4, "sequence_parallel": "tp"}
+    mlp = sc.MLPLayer(hidden_size=64, intermediate_size=256, parallelism=par)
+    m = mlp.compute_metrics(batch_size=1, seq_len=16, phase="training", dtype="bf16")
+    # the backward: the exit's transpose (an all-gather, merged with the entry's), the re-gather of
+    # fc1's saved input shard beside dgrad and the input gradient's reduce-scatter beside wgrad
+    # (bulk: ub_bulk_dgrad, ub_bulk_wgrad)
+    assert [(c.kind, c.userbuffers, c.bulk) for c in m.collectives] == [
+        ("all_gather", True, False), ("reduce_scatter", True, False), ("all_gather", True, True),
+        ("reduce_scatter", True, True)]
+    moe = sc.MoELayer(hidden_size=64, num_experts=4, top_k=2, expert_intermediate_size=32, parallelism=par)
+    m = moe.compute_metrics(batch_size=1, seq_len=16, phase="training", dtype="bf16")
+    tp = [c for c in m.collectives if c.axis == "tp"]
+    assert tp and not any(c.userbuffers or c.bulk for c in tp)
+
+
+
+def test_overlap_marks_are_checked():
+    """userbuffers only on a TP collective, bulk only on a userbuffers one: one line naming the field."""
+    import pytest
+
+    with pytest.raises(sc.errors.ConfigError, match="Collective.userbuffers: .* got axis 'ep'"):
+        Collective("all_to_all", "ep", 8, 1024, userbuffers=True)
+    with pytest.raises(sc.errors.ConfigError, match=r"Collective.bulk: .*set userbuffers=True"):
+        Collective("reduce_scatter", "tp", 8, 1024, bulk=True)
+

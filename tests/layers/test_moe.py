@@ -254,11 +254,11 @@ def test_plain_experts_and_megatron_sequence_parallel():
     # (an unweighted sum, the weights applied with the activation) saves nothing
     assert m.activation_memory_per_chip == 128 + 256 + 512 + 2048
     # forward all-gather + reduce-scatter of T*h*e = 16*8*2 = 256 bytes; the backward transposes
-    # (the backward's reduce-scatter of the input gradient is TE's bulk overlap, Collective.bulk)
-    # and re-gathers the saved input shard, 256 bytes, bulk beside dgrad (docs/conventions.md §12)
-    assert [(c.kind, c.payload_bytes, c.count, c.bulk) for c in m.collectives] == [
-        ("all_gather", 256, 2, False), ("reduce_scatter", 256, 1, False), ("all_gather", 256, 1, True),
-        ("reduce_scatter", 256, 1, True)]
+    # (plain NCCL, Megatron-Core's token dispatcher, not TE userbuffers: no bulk overlap) and
+    # re-gathers the saved input shard, 256 bytes (docs/conventions.md §12): the three all-gathers
+    # are one record of three calls, the two reduce-scatters one of two
+    assert [(c.kind, c.payload_bytes, c.count, c.userbuffers, c.bulk) for c in m.collectives] == [
+        ("all_gather", 256, 3, False, False), ("reduce_scatter", 256, 2, False, False)]
 
 
 def test_inference_peak_by_hand():

@@ -403,3 +403,20 @@ def test_dense_runs_meet_the_issues_target_with_tp_overlap_on(predictions):
     _, mae, signed = ct.group_summary(predictions)[("dense",)]
     assert mae <= 0.05 and abs(signed) <= 0.025
     assert all(abs(p.relative_error) <= 0.10 for p in predictions if not p.row.moe)
+
+
+def test_each_fitted_terms_source_names_the_rows_that_constrain_it():
+    """A fitted term's source names the runs whose prediction moves with it, not all 16 fitted
+    runs. By hand: tp_overlap_efficiency scales only what TE's userbuffers hide, so only the runs
+    with TP > 1 and --tp-comm-overlap constrain it: the dense Llama recipes (TP 4 and 8); the Qwen3
+    MoE recipes run TP 1 or 2 without it. moe_sync_time is a MoE layer's host sync: MoE runs only."""
+    import json
+
+    path = Path(ct.__file__).resolve().parents[1] / "hardware" / "engines" / "megatron-core.json"
+    fields = json.loads(path.read_text(encoding="utf-8"))["fields"]
+    named = {name: fields[name]["source"].rsplit(": ", 1)[1].split(", ") for name in ct.PARAMETERS}
+    dense_tp = [r.id for r in ct.fit_rows() if r.family == "Llama" and r.tp > 1]
+    assert len(dense_tp) == 6
+    assert named["tp_overlap_efficiency"] == dense_tp
+    moe = {r.id for r in ct.fit_rows() if r.family == "Qwen3"}
+    assert named["moe_sync_time"] and set(named["moe_sync_time"]) <= moe
