@@ -25,7 +25,7 @@ from ..core import symbols as sym
 from ..core._expr import as_expr, exact_value
 from ..core.dtypes import DataType
 from ..errors import ConfigError, HardwareError
-from .runtime import RUNTIMES, Runtime, runtime
+from .runtime import RUNTIMES, AllreduceRule, Runtime, runtime
 from .validate import Chips, Efficiency, Rate, Seconds, exact_number
 
 __all__ = [
@@ -66,7 +66,7 @@ _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficien
                  "all_to_all_ll_latency", "all_to_all_ll_efficiency", "all_to_all_efficiency")
 """The efficiency model's fields (docs/conventions.md §17)."""
 
-_ALLREDUCE_RULES = ("nccl", "custom", "vllm")  # Runtime.allreduce's values
+_ALLREDUCE_RULES = ("nccl", "custom", "vllm", "trtllm-1.0")  # Runtime.allreduce's values (AllreduceRule)
 
 
 def _compute_capability(value: Any) -> Optional[str]:
@@ -694,7 +694,7 @@ class Hardware(BaseModel):
     def symbolic(cls, name: str = "symbolic", realistic: bool = False,
                  matmul_tile: tuple[int, int] = (64, 128),
                  matmul_tile_4bit: Optional[tuple[int, int]] = None, matmul_stream_k: bool = False,
-                 allreduce: Literal["nccl", "custom", "vllm"] = "custom", compute_capability: Optional[str] = None,
+                 allreduce: AllreduceRule = "custom", compute_capability: Optional[str] = None,
                  grouped_gemm: Literal["fused", "per_expert"] = "fused") -> "Hardware":
         """The unbound chip: every rate a canonical symbol. With ``realistic=True`` the efficiency
         model is symbolic too (η_mm, η_mem, η_attn, η_net, t_k, α₀, N_cu, ...), so times print with

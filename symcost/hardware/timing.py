@@ -596,12 +596,11 @@ def exposed_comm(sums: LayerSums, eta: Any = 1, overlap: bool = True, eta_tp: An
     - **TP** (``overlap`` only; ``--tp-comm-overlap``, Transformer Engine userbuffers; Megatron-Bridge's
       ``userbuffers_fp8_h100_h8192_tp4_mbs1_seqlen8192``, src/megatron/bridge/training/comm_overlap.py:
       ``ring_exchange`` for the all-gathers into qkv/fc1 and the reduce-scatters out of proj/fc2
-      forward and their dgrad transposes; NB: ``userbuffers_bf16_*`` pipelines the forward
-      reduce-scatters in 4 splits instead, not modelled: the choice hangs on the format, which a
-      symbolic dtype does not fix): each userbuffers collective (``C_i`` over ``k_i`` ranks;
+      forward and their dgrad transposes; the BF16 configs' 4-split pipeline is not modelled,
+      :func:`_ring_exchange_cost`): each userbuffers collective (``C_i`` over ``k_i`` ranks;
       :attr:`~symcost.core.ops.Collective.userbuffers`, an attention or MLP block's entry and exit;
-      other TP collectives are plain NCCL and add in full) is cut
-      into ``k_i`` chunks, each sent while the GEMM computes the previous chunk. A two-stage
+      other TP collectives are plain NCCL and add in full) is cut into ``k_i`` chunks, each sent
+      while the GEMM computes the previous chunk. A two-stage
       pipeline of ``k`` chunks takes ``C/k + (k-1) max(C, G)/k + G/k``: it hides
       ``(k-1)/k min(C, G)``; a bulk collective (:attr:`~symcost.core.ops.Collective.bulk`: the
       reduce-scatter of a TP block's input gradient beside its wgrad GEMM) runs whole beside its
@@ -630,11 +629,11 @@ def exposed_comm(sums: LayerSums, eta: Any = 1, overlap: bool = True, eta_tp: An
 
     >>> from symcost.core.ops import Matmul
     >>> from symcost import hardware
-    >>> chip = hardware.H100_SXM.ideal()
-    >>> mm = Matmul("proj", m=4096, k=8192, n=8192)
+    >>> chip, mm = hardware.H100_SXM.ideal(), Matmul("proj", m=4096, k=8192, n=8192)
     >>> rs = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2, userbuffers=True)
     >>> serial, hidden = (layer_times([(mm, 1)], [rs], chip, chip.effective_peak('bf16'), o) for o in (False, True))
-    >>> hidden.latency == serial.latency - serial.comm_time * 7 / 8  # the GEMM hides 7/8; bf16: no reduction pass
+    >>> reduce = sp.Rational(4096 * 8192 * 2 * 9, 8 * 3_350_000_000_000)  # the chunks' sum: P (1 + 1/8) / B
+    >>> hidden.latency == serial.latency - serial.comm_time * 7 / 8 + reduce  # the GEMM hides 7 of 8 chunks
     True
     """
     latency = sums.ops + sums.comm

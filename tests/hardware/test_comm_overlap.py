@@ -102,8 +102,8 @@ def test_overlap_symbolic_degrees_stay_symbolic():
     rs = Collective("reduce_scatter", "tp", t, 4096 * 8192 * 2, userbuffers=True)
     times = layer_times([(gemm, 1)], [rs], H100, PEAK, overlap=True)
     at8 = times.latency.xreplace({t: 8})
-    assert at8 == layer_times([(gemm, 1)], [Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2, userbuffers=True)], H100, PEAK,
-                              overlap=True).latency
+    at_8 = Collective("reduce_scatter", "tp", 8, 4096 * 8192 * 2, userbuffers=True)
+    assert at8 == layer_times([(gemm, 1)], [at_8], H100, PEAK, overlap=True).latency
 
 
 # --- review findings 2, 3 and 6: what overlap=True leaves exposed ------------------------------

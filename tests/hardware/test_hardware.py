@@ -213,5 +213,5 @@ def test_compute_capability_must_be_major_dot_minor(value, tmp_path):
 
 
 def test_symbolic_chip_refuses_an_unknown_allreduce_rule():
-    with pytest.raises(HardwareError, match=r"^allreduce must be one of nccl, custom, vllm, got 'vlm'$"):
+    with pytest.raises(HardwareError, match=r"^allreduce must be one of nccl, custom, vllm, trtllm-1.0, got 'vlm'$"):
         Hardware.symbolic(realistic=True, allreduce="vlm")  # type: ignore[arg-type]
