@@ -16,7 +16,7 @@ import functools
 import json
 import re
 from pathlib import Path
-from typing import Any, Iterator, Literal, Mapping, Optional
+from typing import Any, Iterator, Literal, Mapping, Optional, get_args
 
 import sympy as sp
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, ValidationInfo, field_validator
@@ -66,7 +66,7 @@ _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficien
                  "all_to_all_ll_latency", "all_to_all_ll_efficiency", "all_to_all_efficiency")
 """The efficiency model's fields (docs/conventions.md §17)."""
 
-_ALLREDUCE_RULES = ("nccl", "custom", "vllm", "trtllm-1.0")  # Runtime.allreduce's values (AllreduceRule)
+_ALLREDUCE_RULES: tuple[str, ...] = get_args(AllreduceRule)  # Runtime.allreduce's values
 
 
 def _compute_capability(value: Any) -> Optional[str]:

@@ -314,14 +314,24 @@ def vllm_allreduce_window(n: int, nbytes: int, capability: Optional[str]) -> str
     """
     if n not in VLLM_WORLD_SIZES:
         return "nccl"
-    sizes = VLLM_ALLREDUCE_SIZES.get(capability or "")
-    custom_max = VLLM_CUSTOM_MAX if sizes is None else min(sizes[0][n], VLLM_CUSTOM_MAX)
+    one_max, custom_max, symm_max = _vllm_limits(n, capability)
     if nbytes < custom_max:
-        one_max = vllm_one_shot_max(n)
-        return "custom" if one_max is None or nbytes < one_max else "custom_two_shot"
-    if sizes is not None and nbytes <= sizes[1][n]:
+        return "custom" if nbytes < one_max else "custom_two_shot"
+    if symm_max is not None and nbytes <= symm_max:
         return "symm"
     return "nccl"
+
+
+def _vllm_limits(n: int, capability: Optional[str]) -> tuple[int, int, Optional[int]]:
+    """vLLM's size limits over ``n`` GPUs (one of :data:`VLLM_WORLD_SIZES`) of ``capability``: bytes
+    below which its one-shot runs (at most the custom ``max_size``), the custom all-reduce's
+    ``max_size`` (capped by its buffer, :data:`VLLM_CUSTOM_MAX`), symmetric memory's (``None``:
+    no size table, no symmetric-memory path)."""
+    sizes = VLLM_ALLREDUCE_SIZES.get(capability or "")
+    custom_max = VLLM_CUSTOM_MAX if sizes is None else min(sizes[0][n], VLLM_CUSTOM_MAX)
+    shot_max = vllm_one_shot_max(n)
+    one_max = custom_max if shot_max is None else min(shot_max, custom_max)
+    return one_max, custom_max, None if sizes is None else sizes[1][n]
 
 
 def _vllm_switch(n: sp.Expr, payload: sp.Expr, times: dict[str, sp.Expr], capability: Optional[str]) -> sp.Expr:
@@ -332,15 +342,12 @@ def _vllm_switch(n: sp.Expr, payload: sp.Expr, times: dict[str, sp.Expr], capabi
     def switch(k: int) -> sp.Expr:
         if k not in VLLM_WORLD_SIZES:
             return nccl
-        sizes = VLLM_ALLREDUCE_SIZES.get(capability or "")
-        custom_max = VLLM_CUSTOM_MAX if sizes is None else min(sizes[0][k], VLLM_CUSTOM_MAX)
-        shot_max = vllm_one_shot_max(k)
-        one_max = custom_max if shot_max is None else min(shot_max, custom_max)
+        one_max, custom_max, symm_max = _vllm_limits(k, capability)
         pieces = [(times["custom"], sp.Lt(payload, one_max))]
         if one_max < custom_max:
             pieces.append((times["custom_two_shot"], sp.Lt(payload, custom_max)))
-        if sizes is not None and "symm" in times:
-            pieces.append((times["symm"], sp.Le(payload, sizes[1][k])))
+        if symm_max is not None and "symm" in times:
+            pieces.append((times["symm"], sp.Le(payload, symm_max)))
         return sp.Piecewise(*pieces, (nccl, True))
 
     if n.is_Integer:
