@@ -36,7 +36,8 @@ split-accumulation rate), ``a2a_overlap_efficiency``, the share of the EP all-to
 two terms fitted here, :data:`PARAMETERS`: ``moe_sync_time``, the host time an eagerly run MoE layer's
 forward exposes (the dropless dispatcher's device-to-host sync; the padded token-drop rows have no
 sync but the same eager launches; the row whose release replays whole layers from CUDA graphs has
-none), and ``tp_overlap_efficiency``, the share of the overlappable TP time that ``tp_comm_overlap``
+none; an effective term, about five times what NVIDIA's profiled A/B of one layout leaves idle,
+:func:`profiled_runs`), and ``tp_overlap_efficiency``, the share of the overlappable TP time that ``tp_comm_overlap``
 hides (the dense TP rows, :func:`options`), on an exact grid by least squares on the log of the
 predicted tokens/s of the rows whose release settings are known (:func:`fit_rows`: a MoE row whose
 layout differs from its release preset is predicted and shown, marked, but not fitted).
@@ -53,7 +54,7 @@ import csv
 import functools
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from importlib import resources
 from typing import Any, Callable, Mapping, Optional, Sequence, cast
@@ -111,6 +112,9 @@ class TrainingRow:
     """Published model TFLOP/s per GPU (Megatron-Bridge's count)."""
     container: str
     notes: str
+    release: Optional["ReleaseSettings"] = field(default=None, compare=False, repr=False)
+    """What the run ran where the settings file does not list it (a run outside the file:
+    :func:`profiled_runs`); ``None``: the file's row of the same id."""
 
     @property
     def moe(self) -> bool:
@@ -144,8 +148,9 @@ class TrainingRow:
 
     @property
     def settings(self) -> Optional["ReleaseSettings"]:
-        """What its release's recipe ran (:func:`load_settings`); ``None`` for a dense row."""
-        return load_settings().get(self.id)
+        """What its release's recipe ran (:attr:`release`, else :func:`load_settings`); ``None`` for a
+        dense row."""
+        return self.release if self.release is not None else load_settings().get(self.id)
 
     @property
     def fitted(self) -> bool:
@@ -486,6 +491,89 @@ def group_summary(predictions: Sequence[Prediction]) -> dict[tuple[str, ...], tu
     return {k: (len(groups[k]), *_mean(groups[k])) for k in [*every, *fitted] if k in groups}
 
 
+# -- a profiled A/B of one layout: what the GPU leaves idle (issue 22) -------------------------------
+
+_PROFILE_SOURCE = ("https://github.com/NVIDIA-NeMo/Megatron-Bridge/blob/7ded17dae62523b664dd3d8d2dbc632c844b1cef/"
+                   "skills/nemo-mbridge-perf-moe-comm-overlap/SKILL.md")
+"""Megatron-Bridge #5094 ("perf(recipe): overlap Qwen3 expert communication on H100", 2026-07-25):
+the A/B and its matched Nsight Systems comparison (one steady iteration of rank 0 per arm)."""
+
+_PROFILED = (("EP overlap off", False, "24.7138", "22.821"), ("EP overlap on", True, "20.9920", "21.221"))
+"""Per arm: case, ``overlap_moe_expert_parallel_comm``, the unprofiled steady step (s: iterations 5-20
+off, the independent validation's 41-50 on) and the profiled iteration's GPU-active interval union (s)."""
+
+
+@dataclass(frozen=True)
+class ProfiledRun:
+    """One arm of NVIDIA's profiled A/B of the H100 Qwen3-30B-A3B EP 16 layout (:data:`_PROFILE_SOURCE`):
+    ``row`` is the run (BF16, HybridEP, CUDA graphs ``moe_router`` + ``moe_preprocess``, its tokens/s per
+    GPU ``GBS * seq / (GPUs * step)``), ``step`` the published unprofiled step and ``gpu_active`` the
+    profiled iteration's GPU-active interval union, both in seconds."""
+
+    case: str
+    row: TrainingRow
+    step: Fraction
+    gpu_active: Fraction
+
+    @property
+    def layer_passes(self) -> int:
+        """MoE layer passes of one rank per step: layers per stage x micro-batches per step."""
+        r = self.row
+        layers = int(json.loads(r.architecture)["num_hidden_layers"]) // r.pp
+        return layers * r.global_batch // (r.dp * r.micro_batch)
+
+    @property
+    def idle_per_layer_pass(self) -> Fraction:
+        """``max(0, step - gpu_active) / layer_passes``: the time no kernel runs, per MoE layer pass;
+        everything not device work (the dispatcher's sync, eager launches, the optimizer's host
+        time) is in it, so it bounds the host time a layer pass exposes."""
+        return max(Fraction(0), self.step - self.gpu_active) / self.layer_passes
+
+
+def profiled_runs() -> list[ProfiledRun]:
+    """The two arms of the profiled A/B (:class:`ProfiledRun`), overlap off then on: the H100 EP 16
+    row's layout and release settings with BF16, the graphs the A/B captured, and its overlap.
+
+    >>> [r.idle_per_layer_pass * 1000 for r in profiled_runs()]   # ms per MoE layer pass: 1.8928 s / 3072
+    [Fraction(1183, 1920), Fraction(0, 1)]
+    """
+    base = next(r for r in load_rows() if r.id == "bridge-H100-qwen3-30b-ep16-gbs1024")
+    settings = load_settings()[base.id]
+    out = []
+    for case, overlap, step, active in _PROFILED:
+        tag = "nvidia-ab-H100-qwen3-30b-bf16-overlap-" + ("on" if overlap else "off")
+        release = replace(settings, id=tag, release="main 7ded17dae", source=_PROFILE_SOURCE,
+                          preset="qwen3_30b_a3b_pretrain_16gpu_h100_bf16_config", a2a_overlap=overlap,
+                          cuda_graph_scope="moe_router;moe_preprocess")
+        tokens = Fraction(base.global_batch * base.seq_len, base.gpus) / Fraction(step)
+        row = replace(base, id=tag, precision="BF16", tokens_per_gpu=tokens, container="Megatron-Bridge #5094",
+                      tflops_per_gpu=base.flops_per_token * tokens / 10**12, release=release)
+        out.append(ProfiledRun(case, row, Fraction(step), Fraction(active)))
+    return out
+
+
+def profiled_steps(run: ProfiledRun) -> tuple[float, float]:
+    """The predicted step (s) of ``run``, and the same without the engine's ``moe_sync_time`` (the
+    model's device time and exposed communication alone)."""
+    def step(chip: Optional[Hardware]) -> float:
+        tokens = predict(run.row, chip).tokens_per_gpu
+        return run.row.global_batch * run.row.seq_len / (run.row.gpus * cast(float, tokens))
+
+    return step(None), step(_chip(run.row, {"moe_sync_time": sp.Integer(0)}))
+
+
+def profiled_table() -> str:
+    """The profiled A/B against the model (markdown; the fidelity page's training section)."""
+    lines = ["| profiled run | step | GPU active | idle per MoE layer pass | predicted step | "
+             "predicted without host time | error |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for run in profiled_runs():
+        full, device = profiled_steps(run)
+        lines.append(f"| {run.row.id} | {float(run.step):.2f} s | {float(run.gpu_active):.2f} s | "
+                     f"{float(run.idle_per_layer_pass) * 1e3:.2f} ms | {full:.2f} s | {device:.2f} s | "
+                     f"{float(run.step) / full - 1:+.1%} |")
+    return "\n".join(lines)
+
+
 def _row_line(p: Prediction) -> str:
     r = p.row
     layout = f"{r.tp}/{r.pp}/{r.dp}/{r.cp}/{r.ep}/{r.vp}"
@@ -652,13 +740,25 @@ def constraining_rows(rows: Optional[Sequence[TrainingRow]] = None) -> dict[str,
     return out
 
 
-def _source(rows: Sequence[str]) -> str:
-    """The fitted term's source: the fit, and the ``rows`` (ids) that constrain it."""
+_NOTES = {"moe_sync_time": (
+    "; an effective term, not host time alone, as NVIDIA's matched Nsight A/B of the H100 EP 16 row's layout "
+    "in BF16 with the router and preprocessing captured (Megatron-Bridge #5094, commit 7ded17dae, "
+    "skills/nemo-mbridge-perf-moe-comm-overlap/SKILL.md) leaves the GPU idle (24.7138 s step - 22.821 s "
+    "GPU-active) / 3072 MoE layer passes = 0.62 ms per pass with EP overlap off and none with it on, "
+    "and the fitted value also carries device time the per-op model lacks there (profiled_table, "
+    "docs/explanation/fidelity.md)")}
+"""What a fitted term's source adds to the fit's own words (:func:`_source`)."""
+
+
+def _source(rows: Sequence[str], name: str = "") -> str:
+    """The fitted term's source: the fit, what is known of the term ``name`` beside it
+    (:data:`_NOTES`), and the ``rows`` (ids) that constrain it."""
     return ("fitted on symcost/data/training_calibration.csv by symcost.plan.calibration_training.fit() "
             "(benchmarks/calibrate_training.py), with each MoE run's release settings "
             "(symcost/data/training_calibration_settings.csv): the term per-op tables cannot show, least squares on "
             f"the log of the predicted tokens/s of the {len(fit_rows())} runs whose release settings are known "
-            f"(fit_rows); constrained by the {len(rows)} of them whose prediction moves with it: {', '.join(rows)}")
+            f"(fit_rows){_NOTES.get(name, '')}; constrained by the {len(rows)} of them whose prediction moves with "
+            f"it: {', '.join(rows)}")
 
 
 _IN_US = ("moe_sync_time",)
@@ -685,7 +785,7 @@ def write_profile(result: Fit, folder: Any = None) -> str:
         scaled = value * 10**6 if seconds else value
         text = format((Decimal(scaled.numerator) / Decimal(scaled.denominator)).normalize(), "f")
         data["fields"][name] = {"value": text, **({"unit": "us"} if seconds else {}),
-                                "source": _source(constraining[name])}
+                                "source": _source(constraining[name], name)}
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return str(path)
 
@@ -706,8 +806,9 @@ def _held_lines(title: str, fits: Mapping[Any, Fit], key: Callable[[TrainingRow]
 
 def validation_table(predictions: Optional[Sequence[Prediction]] = None, held: bool = True) -> str:
     """The tables of docs/explanation/fidelity.md (markdown): each row published vs predicted, the mean absolute and
-    signed error per group, the rows the library refuses with its reason, and (``held``) each
-    group and each model family predicted by the fit on the others."""
+    signed error per group, the rows the library refuses with its reason, (``held``) each
+    group and each model family predicted by the fit on the others, and the profiled A/B
+    (:func:`profiled_table`, not fitted)."""
     preds = predict_all() if predictions is None else list(predictions)
     lines = ["| run | GPU | GPUs | TP/PP/DP/CP/EP/VP | batch/micro | seq | tokens/s/GPU | predicted | "
              "TFLOP/s/GPU | predicted | error | recompute |",
@@ -723,4 +824,4 @@ def validation_table(predictions: Optional[Sequence[Prediction]] = None, held: b
     if held:
         lines += _held_lines("group", held_out(lambda r: r.group), lambda r: r.group)
         lines += _held_lines("family", held_out(lambda r: r.family), lambda r: r.family)
-    return "\n".join(lines)
+    return "\n".join([*lines, "", profiled_table()])

@@ -420,3 +420,49 @@ def test_each_fitted_terms_source_names_the_rows_that_constrain_it():
     assert named["tp_overlap_efficiency"] == dense_tp
     moe = {r.id for r in ct.fit_rows() if r.family == "Qwen3"}
     assert named["moe_sync_time"] and set(named["moe_sync_time"]) <= moe
+
+
+def test_the_profiled_a_b_bounds_the_host_time_an_moe_layer_exposes():
+    """Issue 22: NVIDIA's matched Nsight A/B of the same layout as the H100 EP 16 row (Megatron-Bridge
+    #5094, commit 7ded17dae, skills/nemo-mbridge-perf-moe-comm-overlap/SKILL.md: Qwen3-30B-A3B, 16 H100,
+    BF16, TP 1, PP 1, EP 16, MBS 1, GBS 1024, HybridEP, CUDA graphs moe_router + moe_preprocess; one
+    steady iteration of rank 0 profiled per arm) publishes the unprofiled step (24.7138 s with EP overlap
+    off, 20.9920 s on) and the profiled iteration's GPU-active interval union (22.821 s off, 21.221 s
+    on). The GPU idles for whatever is not device work (the dispatcher's sync, the eager launches, the
+    optimizer's host time): 24.7138 - 22.821 = 1.8928 s per step with the overlap off, over 48 layers
+    x 1024 / (16 x 1) = 64 micro-batches = 3072 MoE layer passes, 1.8928 / 3072 = 0.6161 ms each; with
+    the overlap on the union exceeds the step (21.221 > 20.992: nothing measurable is left idle, the
+    other micro-batch's all-to-alls run while the host waits), 0."""
+    off, on = ct.profiled_runs()
+    assert (off.row.precision_class, off.row.ep, off.row.dp, off.row.micro_batch, off.row.global_batch) == (
+        "BF16", 16, 16, 1, 1024)
+    assert (off.row.dispatcher, off.row.settings.a2a_overlap, on.row.settings.a2a_overlap) == ("flex", False, True)
+    assert off.row.settings.cuda_graph_scope == "moe_router;moe_preprocess"
+    assert off.layer_passes == 48 * 64 == 3072
+    assert off.idle_per_layer_pass == (Fraction("24.7138") - Fraction("22.821")) / 3072
+    assert float(off.idle_per_layer_pass) == pytest.approx(0.0006161, abs=1e-7)
+    assert on.idle_per_layer_pass == 0
+    # the published tokens/s per GPU the rows carry: GBS x seq / (GPUs x step)
+    assert off.row.tokens_per_gpu == Fraction(1024 * 4096, 16) / Fraction("24.7138")
+    # the fitted host time is above what the GPU leaves idle there: the profile's source says so
+    import json
+
+    from symcost.hardware import runtime
+
+    assert runtime("megatron-core").moe_sync_time > off.idle_per_layer_pass
+    path = Path(ct.__file__).resolve().parents[1] / "hardware" / "engines" / "megatron-core.json"
+    source = json.loads(path.read_text(encoding="utf-8"))["fields"]["moe_sync_time"]["source"]
+    assert "#5094" in source and "0.62 ms per pass" in source
+
+
+def test_the_profiled_a_b_is_predicted_with_and_without_the_host_time(rows):
+    """Each arm is predicted as the calibration predicts a row (its release settings carried by the
+    row, not the settings file); the device-only prediction (``moe_sync_time`` 0) differs from the
+    full one by exactly the host time the model charges: one per MoE layer forward and micro-batch,
+    3072 x the shipped value per step (PP 1: no bubble to stretch), 3072 x 3 ms = 9.216 s."""
+    from symcost.hardware import runtime
+
+    sync = runtime("megatron-core").moe_sync_time
+    for case in ct.profiled_runs():
+        full, device = ct.profiled_steps(case)
+        assert full - device == pytest.approx(float(3072 * sync), rel=1e-6), case.case
