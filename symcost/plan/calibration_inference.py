@@ -121,8 +121,16 @@ def dtype(row: InferenceRow) -> str:
 
 def build_model(row: InferenceRow) -> Model:
     """The model of ``row`` with its tensor parallelism. Llama 2 from its config.json; FP8 rows
-    keep an FP8 KV cache (``--fp8_kv_cache``). The Megatron GPT shapes as FasterTransformer runs
-    them: fused attention (no materialized scores), no dropout, vocabulary 51200."""
+    keep an FP8 KV cache (``--fp8_kv_cache``) and TensorRT-LLM's fused context attention
+    (``--enable_context_fmha``). The Megatron GPT shapes as FasterTransformer runs them: no dropout,
+    vocabulary 51200, and unfused context attention, its scores written to and read from HBM
+    (docs/gpt_guide.md: "the sequence length of query in the ``ContextSelfAttention`` is maximum
+    input length, so we use cuBLAS to leverage the tensor core"; ``GptContextAttentionLayer.cc``:
+    Q Kᵀ and P V by ``stridedBatchedGemm`` around ``invokeMaskedSoftMax``, and v4.0's
+    ``open_decoder.h`` alike).
+
+    NB: v5.0 writes the scores in fp32 (``is_context_qk_buf_float_``) and the softmax reads a
+    ``[b, 1, s, s]`` mask; both are costed at the model's 2 bytes per score and without the mask."""
     par = {"tensor_parallel": row.tp}
     kv = "fp8_e4m3" if row.dtype == "fp8" else None
     shapes: dict[str, dict[str, Any]] = {
@@ -135,7 +143,7 @@ def build_model(row: InferenceRow) -> Model:
         return Model.llama(name=row.model, kv_cache_dtype=kv, parallelism=par, **shapes[row.model])
     gpt = {"GPT-175B": (12288, 96, 96), "GPT-6.7B": (4096, 32, 32)}[row.model.split(" ")[0]]
     return Model.gpt(name=row.model, hidden_size=gpt[0], num_heads=gpt[1], num_layers=gpt[2], vocab_size=51200,
-                     seq_len=2048, flash_attention=True, dropout=False, parallelism=par)
+                     seq_len=2048, flash_attention=False, dropout=False, parallelism=par)
 
 
 def _chip(row: InferenceRow, values: Mapping[str, Any]) -> Hardware:
