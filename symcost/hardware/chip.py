@@ -349,6 +349,13 @@ class Hardware(BaseModel):
             out["allreduce"] = rule if rule in ("vllm", "trtllm-1.0") else "custom"
             if rule == "vllm":
                 out["compute_capability"] = self.compute_capability
+                from .timing import VLLM_ALLREDUCE_SIZES  # NB: timing imports this module
+
+                if self.compute_capability in VLLM_ALLREDUCE_SIZES:
+                    # its symmetric-memory all-reduce takes bf16 only: the time of an all-reduce
+                    # depends on its element format (LayerMetrics.subs refuses another one where
+                    # the format was unknown)
+                    out["symm_allreduce"] = True
         if self.compute_units is not None:
             out.update(matmul_tile=self.matmul_tile, matmul_tile_4bit=self.matmul_tile_4bit,
                        matmul_stream_k=self.matmul_stream_k)

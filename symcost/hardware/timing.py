@@ -228,7 +228,8 @@ def _moved(c: Collective, sent: sp.Expr, n: sp.Expr, nodes: sp.Expr, link: sp.Ex
     return extreme(sp.Max, outside / link, (sent - outside) / up)
 
 
-def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Hardware) -> dict[str, sp.Expr]:
+def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Hardware,
+                      bf16: bool = True) -> dict[str, sp.Expr]:
     """The engine's own all-reduce (TensorRT-LLM, vLLM, SGLang) over the scale-up link, both its
     forms (the ``Min`` picks the faster, or NCCL's where that is faster still; under vLLM's
     profile its size switch picks, :func:`vllm_allreduce_window`): one-shot, each
@@ -244,7 +245,10 @@ def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Ha
     512 KB on up to 4 GPUs and below 256 KB on 8, always on 2: ``CustomAllreduce::allreduce``,
     csrc/custom_all_reduce.cuh), so the faster form is the one a tuned engine runs.
 
-    Under the ``"vllm"`` rule with ``symm_allreduce_latency`` set, also ``symm``: torch symmetric
+    Under the ``"vllm"`` rule with ``symm_allreduce_latency`` set and a ``bf16`` payload (the
+    collective's :attr:`~symcost.core.ops.Collective.element_format` bf16 or unknown: vLLM's
+    symmetric-memory communicator takes bf16 only, symm_mem.py ``should_use_symm_mem``; an fp16 or
+    fp32 tensor in its window goes on to NCCL), also ``symm``: torch symmetric
     memory's all-reduce, ``alpha_s + t_coll + M / (B_up eta_s)`` per call (a copy in, the
     multimem or two-shot kernel, a copy out; both kernels run on a fixed 8 or 24 thread blocks, so
     the buffer's ``M`` bytes at the rate those blocks reach pace them, not the link's bytes: on
@@ -259,7 +263,7 @@ def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Ha
     out = {"custom": count * (alpha + overhead + peers + (n - 1) * payload / custom_link),
            "custom_two_shot": count * (hardware.custom_two_shot_latency + overhead + peers
                                        + 2 * (n - 1) * payload / (n * custom_link))}
-    if hardware.allreduce_rule == "vllm" and hardware.symm_allreduce_latency is not None:
+    if hardware.allreduce_rule == "vllm" and hardware.symm_allreduce_latency is not None and bf16:
         symm_link = hardware.scale_up_bandwidth * hardware.symm_allreduce_efficiency
         out["symm"] = count * (hardware.symm_allreduce_latency + overhead + payload / symm_link)
     return out
@@ -482,7 +486,7 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
                      + sent / (link * hardware.ll_efficiency))
     if (c.kind == "all_reduce" and inside and hardware.allreduce_rule != "nccl"
             and hardware.custom_allreduce_latency is not None):
-        out.update(_custom_allreduce(count, n, payload, hardware))
+        out.update(_custom_allreduce(count, n, payload, hardware, c.element_format in (None, DataType.BF16)))
     if c.kind == "all_reduce" and hardware.tree_latency is not None and not inside:
         # NB: floor(log2 nodes) is NCCL's log2i; max(1, .) only where nodes = 1 (a group of
         # one), where the ring costs nothing and wins the Min anyway, so that an absent tree
