@@ -48,6 +48,7 @@ from ..core.dtypes import DataType
 from ..core.ops import Collective, Op
 from .chip import Hardware
 from .kernels import FUSED_OPS, KERNELS, OpTime, kernel, kernels, matmul_compute_flops, time_of
+from .runtime import MIB, VLLM_ALLREDUCE_SIZES
 
 __all__ = ["FUSED_OPS", "KERNELS", "LayerSums", "OpTime", "Times", "VLLM_ALLREDUCE_SIZES", "collective_algorithms",
            "collective_steps", "collective_time", "exposed_comm", "kernel", "kernels", "layer_times",
@@ -269,20 +270,6 @@ def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Ha
     return out
 
 
-MIB = 2**20
-"""A mebibyte (vLLM's ``MiB``)."""
-
-VLLM_ALLREDUCE_SIZES: dict[str, tuple[dict[int, int], dict[int, int]]] = {
-    "9.0": ({2: 64 * MIB, 4: 32 * MIB, 6: MIB // 2, 8: MIB // 4}, {2: 64 * MIB, 4: 32 * MIB, 6: 64 * MIB, 8: 64 * MIB}),
-    "10.0": ({2: 2 * MIB, 4: 2 * MIB, 6: MIB, 8: MIB}, {2: 8 * MIB, 4: 32 * MIB, 6: 128 * MIB, 8: 128 * MIB}),
-    "10.3": ({2: 4 * MIB, 4: 4 * MIB, 6: 8 * MIB, 8: 4 * MIB}, {2: 4 * MIB, 4: 32 * MIB, 6: 32 * MIB, 8: 64 * MIB}),
-}
-"""vLLM's all-reduce size table per compute capability: ``(custom all-reduce's max_size, symmetric
-memory's max_size)`` in bytes per world size (vllm/distributed/device_communicators/
-all_reduce_utils.py, ``CUSTOM_ALL_REDUCE_MAX_SIZES`` and ``SYMM_MEM_ALL_REDUCE_MAX_SIZES``, as read
-at vllm-project/vllm 00d618a; the 10.3 rows match B300's 0.24.0 table, whose two-shot runs to
-4 MiB on 8 GPUs). A capability not listed has no symmetric-memory path (``SymmMemCommunicator``
-disables itself) and the custom all-reduce's default ``max_size`` :data:`VLLM_CUSTOM_MAX`."""
 VLLM_CUSTOM_MAX = 8 * MIB
 """``CustomAllreduce(max_size=8192 * 1024)``: the custom all-reduce's buffer without symmetric memory."""
 VLLM_WORLD_SIZES = (2, 4, 6, 8)
