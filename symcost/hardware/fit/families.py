@@ -579,7 +579,8 @@ def slower_than_nccl(rows: Any, nccl: Any, runs_nccl: Callable[[int, int], bool]
     its harness or node, not the collective: a mechanical rule on the measured times alone; the
     fit leaves these rows out, the full-grid errors keep them. It takes 8 of vLLM 0.24.0's 46 rows
     on GB200 (2 GPUs, 16 MiB to 1 GiB: 2.1 to 2.7 times NCCL's table, where vLLM 0.14.0 on GB200
-    and 0.24.0 on GB300, B200 and B300 run these sizes at 0.99 to 1.08 times it), none elsewhere.
+    and 0.24.0 on GB300, B200 and B300 run these sizes at 0.99 to 1.08 times it), none of vLLM's or
+    TensorRT-LLM 1.0's rows on any other chip.
 
     >>> import pandas as pd
     >>> nccl = pd.DataFrame({"num_gpus": 2, "M": [1000, 2000], "seconds": [1e-5, 1.5e-5]})
