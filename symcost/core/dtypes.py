@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from . import symbols as sym
 from ._expr import as_expr
 
-__all__ = ["DataType", "DtypeLike", "bytes_per_element"]
+__all__ = ["DataType", "DtypeLike", "bytes_per_element", "wire_format"]
 
 
 class DataType(str, enum.Enum):
@@ -136,3 +136,17 @@ def bytes_per_element(dtype: DtypeLike) -> sp.Expr:
     if expr.is_positive is False:
         raise ConfigError(f"dtype: bytes per element must be positive, got {expr}")
     return expr
+
+
+def wire_format(dtype: DataType) -> DataType:
+    """The format of the activations a model in ``dtype`` sends over its TP all-reduces (the
+    bytes: ``max(e, 2)``, the layers' ``Context.wire_bytes``): its own 16- or 32-bit format (tf32
+    keeps fp32 tensors), bf16 for an 8-bit or 4-bit one (TensorRT-LLM, vLLM and SGLang FP8
+    checkpoints and Transformer Engine's FP8 recipes keep their activations in bf16).
+
+    >>> [wire_format(DataType.parse(d)).value for d in ("fp16", "tf32", "fp8_e4m3", "nvfp4")]
+    ['fp16', 'fp32', 'bf16', 'bf16']
+    """
+    if dtype in (DataType.FP16, DataType.FP32):
+        return dtype
+    return DataType.FP32 if dtype is DataType.TF32 else DataType.BF16

@@ -30,7 +30,7 @@ from . import symbols as sym
 from ._expr import Value, as_expr, exact_value, total
 from .assumptions import Assumption, check_all, merge
 from .binding import Chip, time_model
-from .dtypes import DataType
+from .dtypes import DataType, wire_format
 from .notation import aligned
 from .ops import Collective, Op, merge_collectives, substitute_collectives
 from .phase import Phase
@@ -156,6 +156,23 @@ def _same_structure(a: tuple[tuple[str, Any], ...], b: tuple[tuple[str, Any], ..
     if a and b and a != b:
         raise ConfigError(f"cannot add metrics timed on symbolic chips of other settings ({dict(a)} and {dict(b)})")
     return a or b
+
+
+def _bind_formats(collectives: tuple[Collective, ...], dtype: DataType,
+                  structure: tuple[tuple[str, Any], ...]) -> tuple[Collective, ...]:
+    """``collectives`` with the model's activations (:attr:`~symcost.core.ops.Collective.model_format`)
+    given ``dtype``'s wire format where they had none (metrics computed with the dtype a symbol).
+    Timed on a symbolic chip under vLLM's switch with its symmetric-memory all-reduce (structure
+    ``symm_allreduce``), such an all-reduce was timed as bf16 (that kernel takes bf16 only): another
+    format is refused in one line, not given bf16's time."""
+    fmt = wire_format(dtype)
+    if fmt is not DataType.BF16 and dict(structure).get("symm_allreduce"):
+        if any(c.model_format and c.element_format is None and c.kind == "all_reduce" for c in collectives):
+            raise ConfigError(f"subs: dtype {dtype.value}: these metrics were timed on a symbolic chip under vLLM's "
+                              "all-reduce switch with the format unknown, read as bf16 (its symmetric-memory "
+                              f"all-reduce takes bf16 only); compute them with dtype={dtype.value!r} instead")
+    return tuple(dataclasses.replace(c, element_format=fmt) if c.model_format and c.element_format is None else c
+                 for c in collectives)
 
 
 def _check_structure(structure: tuple[tuple[str, Any], ...], chip: Chip) -> None:
@@ -437,9 +454,11 @@ class LayerMetrics:
         32768
         """
         table = _substitutions(mapping, values)
+        collectives = self.collectives
         if dtype is not None:
             self._check_training_dtype(DataType.parse(dtype), table)
             table.setdefault(sym.dtype_bytes, DataType.parse(dtype).bytes)
+            collectives = _bind_formats(collectives, DataType.parse(dtype), self.chip_structure)
         if hardware is not None:
             if dtype is None:
                 raise ConfigError("subs: binding hardware needs dtype= (it picks the peak FLOP/s)")
@@ -461,7 +480,7 @@ class LayerMetrics:
         return LayerMetrics(
             phase=self.phase,
             chip_structure=() if hardware is not None else self.chip_structure,
-            collectives=substitute_collectives(self.collectives, table),
+            collectives=substitute_collectives(collectives, table),
             op_source=_later(lambda: _merge_ops((op.xreplace(table), sp.sympify(m).xreplace(table))
                                                 for op, m in self.ops), self),
             peak_flops=exact_value(peak.xreplace(table)) if isinstance(peak, sp.Basic) else peak,

@@ -21,6 +21,7 @@ import sympy as sp
 
 from ..errors import ConfigError
 from ._expr import Value, as_expr, exact_value
+from .dtypes import DataType
 
 __all__ = [
     "HostSync",
@@ -698,7 +699,22 @@ class Collective:
     :func:`~symcost.hardware.timing.trtllm_allreduce_window`); ``None``: unknown, the fastest form
     stands for the engine's choice."""
 
+    element_format: Optional[DataType] = dataclasses.field(default=None, repr=False)
+    """The format of the elements the collective carries (a :class:`~symcost.core.dtypes.DataType`
+    or its name) where the issuing layer knows it: vLLM's torch symmetric-memory all-reduce takes
+    bf16 only (vllm/distributed/device_communicators/symm_mem.py, ``should_use_symm_mem``: ``if
+    inp.dtype != self.dtype: return False``, ``self.dtype = torch.bfloat16``), so an fp16 or fp32
+    all-reduce in its size window runs NCCL (:func:`~symcost.hardware.timing.vllm_allreduce_window`);
+    ``None``: unknown, read as bf16 (the engines' usual format)."""
+
+    model_format: bool = dataclasses.field(default=False, repr=False)
+    """The elements are the model's activations (a TP block's all-reduce): :attr:`element_format`
+    is the model's wire format (:func:`~symcost.core.dtypes.wire_format`), which
+    :meth:`~symcost.core.metrics.LayerMetrics.subs` sets when it binds the dtype of metrics
+    computed with the dtype a symbol."""
+
     def __post_init__(self) -> None:
+        self._check_format()
         if self.kind not in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p"):
             raise ConfigError(f"Collective.kind: unknown collective {self.kind!r}")
         if self.axis not in ("tp", "sp", "cp", "pp", "ep", "dp"):
@@ -729,6 +745,13 @@ class Collective:
                                   f"and top_k a whole number in 1 .. experts, got {self.hierarchical!r}")
             object.__setattr__(self, "hierarchical", values)
 
+    def _check_format(self) -> None:
+        if self.element_format is not None:
+            try:
+                object.__setattr__(self, "element_format", DataType.parse(self.element_format))
+            except ConfigError as err:
+                raise ConfigError(f"Collective.element_format: {err}") from None
+
     def _check_tokens(self) -> None:
         if self.tokens is not None:
             object.__setattr__(self, "tokens", exact_value(as_expr(self.tokens, "Collective.tokens")))
@@ -755,7 +778,7 @@ class Collective:
     def key(self) -> tuple:
         """What identifies calls that may be merged into one record with a larger count."""
         return (self.kind, self.axis, self.group_size, self.payload_bytes, self.span, self.hidden, self.userbuffers,
-                self.bulk, self.hierarchical, self.tokens)
+                self.bulk, self.hierarchical, self.tokens, self.element_format, self.model_format)
 
     def xreplace(self, mapping: dict) -> "Collective":
         """A copy with ``mapping`` applied to the group size, payload, count and tokens (and

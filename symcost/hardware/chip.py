@@ -25,7 +25,7 @@ from ..core import symbols as sym
 from ..core._expr import as_expr, exact_value
 from ..core.dtypes import DataType
 from ..errors import ConfigError, HardwareError
-from .runtime import RUNTIMES, AllreduceRule, Runtime, runtime
+from .runtime import RUNTIMES, VLLM_ALLREDUCE_SIZES, AllreduceRule, Runtime, runtime
 from .validate import Chips, Efficiency, Rate, Seconds, exact_number
 
 __all__ = [
@@ -349,6 +349,11 @@ class Hardware(BaseModel):
             out["allreduce"] = rule if rule in ("vllm", "trtllm-1.0") else "custom"
             if rule == "vllm":
                 out["compute_capability"] = self.compute_capability
+                if self.compute_capability in VLLM_ALLREDUCE_SIZES:
+                    # its symmetric-memory all-reduce takes bf16 only: the time of an all-reduce
+                    # depends on its element format (LayerMetrics.subs refuses another one where
+                    # the format was unknown)
+                    out["symm_allreduce"] = True
         if self.compute_units is not None:
             out.update(matmul_tile=self.matmul_tile, matmul_tile_4bit=self.matmul_tile_4bit,
                        matmul_stream_k=self.matmul_stream_k)

@@ -21,7 +21,25 @@ from ..errors import ConfigError
 from .serving import ServingDefaults
 from .validate import Seconds, Share
 
-__all__ = ["IDEAL", "Overrides", "Runtime", "RUNTIMES", "register", "runtime", "runtimes"]
+__all__ = ["IDEAL", "MIB", "Overrides", "Runtime", "RUNTIMES", "VLLM_ALLREDUCE_SIZES", "register", "runtime",
+           "runtimes"]
+
+MIB = 2**20
+"""A mebibyte (vLLM's ``MiB``)."""
+
+VLLM_ALLREDUCE_SIZES: dict[str, tuple[dict[int, int], dict[int, int]]] = {
+    "9.0": ({2: 64 * MIB, 4: 32 * MIB, 6: MIB // 2, 8: MIB // 4}, {2: 64 * MIB, 4: 32 * MIB, 6: 64 * MIB, 8: 64 * MIB}),
+    "10.0": ({2: 2 * MIB, 4: 2 * MIB, 6: MIB, 8: MIB}, {2: 8 * MIB, 4: 32 * MIB, 6: 128 * MIB, 8: 128 * MIB}),
+    "10.3": ({2: 4 * MIB, 4: 4 * MIB, 6: 8 * MIB, 8: 4 * MIB}, {2: 4 * MIB, 4: 32 * MIB, 6: 32 * MIB, 8: 64 * MIB}),
+}
+"""vLLM's all-reduce size table per compute capability: ``(custom all-reduce's max_size, symmetric
+memory's max_size)`` in bytes per world size (vllm/distributed/device_communicators/
+all_reduce_utils.py, ``CUSTOM_ALL_REDUCE_MAX_SIZES`` and ``SYMM_MEM_ALL_REDUCE_MAX_SIZES``, as read
+at vllm-project/vllm 00d618a; the 10.3 rows match B300's 0.24.0 table, whose two-shot runs to
+4 MiB on 8 GPUs). A capability not listed has no symmetric-memory path (``SymmMemCommunicator``
+disables itself) and the custom all-reduce's default ``max_size``
+(:data:`symcost.hardware.timing.VLLM_CUSTOM_MAX`). Here, beside the profiles, because the chip's
+:attr:`~symcost.hardware.Hardware.structure` reads it too; :mod:`symcost.hardware.timing` re-exports it."""
 
 
 Overrides = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]

@@ -48,6 +48,7 @@ from ..core.dtypes import DataType
 from ..core.ops import Collective, Op
 from .chip import Hardware
 from .kernels import FUSED_OPS, KERNELS, OpTime, kernel, kernels, matmul_compute_flops, time_of
+from .runtime import MIB, VLLM_ALLREDUCE_SIZES
 
 __all__ = ["FUSED_OPS", "KERNELS", "LayerSums", "OpTime", "Times", "VLLM_ALLREDUCE_SIZES", "collective_algorithms",
            "collective_steps", "collective_time", "exposed_comm", "kernel", "kernels", "layer_times",
@@ -228,7 +229,8 @@ def _moved(c: Collective, sent: sp.Expr, n: sp.Expr, nodes: sp.Expr, link: sp.Ex
     return extreme(sp.Max, outside / link, (sent - outside) / up)
 
 
-def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Hardware) -> dict[str, sp.Expr]:
+def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Hardware,
+                      bf16: bool = True) -> dict[str, sp.Expr]:
     """The engine's own all-reduce (TensorRT-LLM, vLLM, SGLang) over the scale-up link, both its
     forms (the ``Min`` picks the faster, or NCCL's where that is faster still; under vLLM's
     profile its size switch picks, :func:`vllm_allreduce_window`): one-shot, each
@@ -244,7 +246,10 @@ def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Ha
     512 KB on up to 4 GPUs and below 256 KB on 8, always on 2: ``CustomAllreduce::allreduce``,
     csrc/custom_all_reduce.cuh), so the faster form is the one a tuned engine runs.
 
-    Under the ``"vllm"`` rule with ``symm_allreduce_latency`` set, also ``symm``: torch symmetric
+    Under the ``"vllm"`` rule with ``symm_allreduce_latency`` set and a ``bf16`` payload (the
+    collective's :attr:`~symcost.core.ops.Collective.element_format` bf16 or unknown: vLLM's
+    symmetric-memory communicator takes bf16 only, symm_mem.py ``should_use_symm_mem``; an fp16 or
+    fp32 tensor in its window goes on to NCCL), also ``symm``: torch symmetric
     memory's all-reduce, ``alpha_s + t_coll + M / (B_up eta_s)`` per call (a copy in, the
     multimem or two-shot kernel, a copy out; both kernels run on a fixed 8 or 24 thread blocks, so
     the buffer's ``M`` bytes at the rate those blocks reach pace them, not the link's bytes: on
@@ -259,26 +264,12 @@ def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Ha
     out = {"custom": count * (alpha + overhead + peers + (n - 1) * payload / custom_link),
            "custom_two_shot": count * (hardware.custom_two_shot_latency + overhead + peers
                                        + 2 * (n - 1) * payload / (n * custom_link))}
-    if hardware.allreduce_rule == "vllm" and hardware.symm_allreduce_latency is not None:
+    if hardware.allreduce_rule == "vllm" and hardware.symm_allreduce_latency is not None and bf16:
         symm_link = hardware.scale_up_bandwidth * hardware.symm_allreduce_efficiency
         out["symm"] = count * (hardware.symm_allreduce_latency + overhead + payload / symm_link)
     return out
 
 
-MIB = 2**20
-"""A mebibyte (vLLM's ``MiB``)."""
-
-VLLM_ALLREDUCE_SIZES: dict[str, tuple[dict[int, int], dict[int, int]]] = {
-    "9.0": ({2: 64 * MIB, 4: 32 * MIB, 6: MIB // 2, 8: MIB // 4}, {2: 64 * MIB, 4: 32 * MIB, 6: 64 * MIB, 8: 64 * MIB}),
-    "10.0": ({2: 2 * MIB, 4: 2 * MIB, 6: MIB, 8: MIB}, {2: 8 * MIB, 4: 32 * MIB, 6: 128 * MIB, 8: 128 * MIB}),
-    "10.3": ({2: 4 * MIB, 4: 4 * MIB, 6: 8 * MIB, 8: 4 * MIB}, {2: 4 * MIB, 4: 32 * MIB, 6: 32 * MIB, 8: 64 * MIB}),
-}
-"""vLLM's all-reduce size table per compute capability: ``(custom all-reduce's max_size, symmetric
-memory's max_size)`` in bytes per world size (vllm/distributed/device_communicators/
-all_reduce_utils.py, ``CUSTOM_ALL_REDUCE_MAX_SIZES`` and ``SYMM_MEM_ALL_REDUCE_MAX_SIZES``, as read
-at vllm-project/vllm 00d618a; the 10.3 rows match B300's 0.24.0 table, whose two-shot runs to
-4 MiB on 8 GPUs). A capability not listed has no symmetric-memory path (``SymmMemCommunicator``
-disables itself) and the custom all-reduce's default ``max_size`` :data:`VLLM_CUSTOM_MAX`."""
 VLLM_CUSTOM_MAX = 8 * MIB
 """``CustomAllreduce(max_size=8192 * 1024)``: the custom all-reduce's buffer without symmetric memory."""
 VLLM_WORLD_SIZES = (2, 4, 6, 8)
@@ -482,7 +473,7 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
                      + sent / (link * hardware.ll_efficiency))
     if (c.kind == "all_reduce" and inside and hardware.allreduce_rule != "nccl"
             and hardware.custom_allreduce_latency is not None):
-        out.update(_custom_allreduce(count, n, payload, hardware))
+        out.update(_custom_allreduce(count, n, payload, hardware, c.element_format in (None, DataType.BF16)))
     if c.kind == "all_reduce" and hardware.tree_latency is not None and not inside:
         # NB: floor(log2 nodes) is NCCL's log2i; max(1, .) only where nodes = 1 (a group of
         # one), where the ring costs nothing and wins the Min anyway, so that an absent tree

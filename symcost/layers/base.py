@@ -23,7 +23,7 @@ from ..core.binding import Chip, on_register, time_model
 from ..core.compile import compile_exact
 from ..core.compile_float import tighten
 from ..core.compiled import compile_scaled
-from ..core.dtypes import DataType, DtypeLike, bytes_per_element
+from ..core.dtypes import DataType, DtypeLike, bytes_per_element, wire_format
 from ..core.metrics import METRIC_FIELDS, LayerMetrics
 from ..core.ops import Collective, CollectiveKind, Op
 from ..core.parallelism import Parallelism
@@ -80,6 +80,22 @@ class Context:
     gemm_bytes: Optional[sympy.Expr] = None
     """Training in a format narrower than its tensors (Transformer Engine's FP8 recipes,
     :func:`tensor_bytes`): the GEMMs' format's bytes per element; ``None`` otherwise."""
+    datatype: Optional[DataType] = None
+    """The model's format where it is named (``None`` with the dtype a symbol)."""
+
+    @property
+    def wire_format(self) -> Optional[DataType]:
+        """The format of the activations TP all-reduces carry (:attr:`wire_bytes`,
+        :func:`~symcost.core.dtypes.wire_format`); ``None`` where the model's format is not named.
+
+        >>> from symcost.core.parallelism import Parallelism
+        >>> ctx = Context(batch_size=sympy.Integer(1), seq_len=sympy.Integer(8), phase=Phase.PREFILL,
+        ...               dtype_bytes=sympy.Integer(1), parallelism=Parallelism(), recompute="none",
+        ...               datatype=DataType.FP8_E4M3)
+        >>> ctx.wire_format, dataclasses.replace(ctx, datatype=None).wire_format
+        (<DataType.BF16: 'bf16'>, None)
+        """
+        return None if self.datatype is None else wire_format(self.datatype)
 
     @property
     def training(self) -> bool:
@@ -394,6 +410,7 @@ class Layer(BaseModel):
             parallelism=self.parallelism,
             recompute=recompute,
             gemm_bytes=narrow_gemm_bytes(dtype, Phase.parse(phase)),
+            datatype=datatype,
         )
         with collecting() as rules:
             self.check(ctx)
@@ -458,7 +475,9 @@ class Layer(BaseModel):
         if not ctx.megatron_sp:
             # the input gradient's ctx.tokens rows, as the exit's all-reduce carries them
             return [GradientCollective("f", collective=Collective("all_reduce", "tp", ctx.tp, payload,
-                                                                  userbuffers=userbuffers, tokens=ctx.tokens))]
+                                                                  userbuffers=userbuffers, tokens=ctx.tokens,
+                                                                  element_format=ctx.wire_format,
+                                                                  model_format=True))]
         gather = Collective("all_gather", "tp", ctx.tp, payload, userbuffers=userbuffers)
         if not ctx.training:
             return [gather]
@@ -480,7 +499,10 @@ class Layer(BaseModel):
         kind: CollectiveKind = "reduce_scatter" if ctx.megatron_sp else "all_reduce"
         # an all-reduce carries the partial sums of the block's ctx.tokens rows (an engine may switch by their count)
         tokens = None if ctx.megatron_sp else ctx.tokens
-        return [Collective(kind, "tp", ctx.tp, payload, userbuffers=userbuffers, tokens=tokens)]
+        # and in the format it carries (vLLM's symmetric memory takes bf16 only)
+        return [Collective(kind, "tp", ctx.tp, payload, userbuffers=userbuffers, tokens=tokens,
+                           element_format=ctx.wire_format if kind == "all_reduce" else None,
+                           model_format=kind == "all_reduce")]
 
 
 # -- the compiled numeric path -------------------------------------------------------------------
@@ -578,7 +600,7 @@ def _template(layer: Layer, phase: Phase, datatype: DataType, recompute: Recompu
               overlap: bool) -> _Template:
     ctx = Context(batch_size=sym.batch_size, seq_len=sym.seq_len, phase=phase,
                   dtype_bytes=tensor_bytes(datatype, phase), parallelism=layer.parallelism, recompute=recompute,
-                  gemm_bytes=narrow_gemm_bytes(datatype, phase))
+                  gemm_bytes=narrow_gemm_bytes(datatype, phase), datatype=datatype)
     symbolic = layer._metrics(ctx, chip, datatype, overlap)
     exprs = [sympy.sympify(getattr(symbolic, f)) for f in METRIC_FIELDS]
     exprs += [sympy.sympify(c.payload_bytes) for c in symbolic.collectives]

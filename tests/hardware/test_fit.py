@@ -230,3 +230,39 @@ def test_vllms_symmetric_memory_terms_are_fitted_where_its_size_table_has_the_gp
             assert (name in vllm) == has_table, (chip_fit.gpu, name)
             if has_table:
                 assert f"systems/data/{chip_fit.gpu}/comm/vllm/" in sources[f"{chip_fit.preset}.{name}"]
+
+
+
+def _usable(frame):
+    """An engine table's 16-bit, graph-replayed rows (what the all-reduce families read)."""
+    pick = frame["allreduce_dtype"].isin(["half", "bfloat16"])
+    if "backend" in frame:
+        pick &= frame["backend"].str.endswith("_graph")
+    return frame[pick]
+
+
+def test_vllm_rows_in_its_nccl_window_far_slower_than_nccls_table_are_left_out():
+    """Issue 19 (vLLM's all-reduce on GB200, 14.6 %): vLLM 0.24.0's rows on 2 GB200s from 16 MiB run
+    2.1 to 2.7 times NCCL 2.29.2's own GB200 table, where the same vLLM image on GB300 and vLLM 0.14.0
+    on GB200 run at 0.99 to 1.05 times it. By hand, from the tables: on GB200 (compute capability
+    10.0) vLLM's custom all-reduce takes 2 GPUs below 2 MiB, torch symmetric memory up to 8 MiB,
+    NCCL above (all_reduce_utils.py's sizes); 16 MiB on 2 GPUs: vLLM 114.69 us, NCCL 53.88 us, 2.13
+    times (out); 8 MiB on 2 GPUs is symmetric memory (62.17 us against NCCL's 42.37: 1.47, and not
+    NCCL's window anyway: kept); 64 MiB on 4 GPUs (NCCL above 32 MiB): 202.91 against 182.38 us,
+    1.11 times (kept); 1 GiB on 2 GPUs (NCCL's table stops at 512 MiB: at most 2 x 1013.42 us):
+    5219.11 us (out). So 7 of the 46 fitted rows leave: 2 GPUs at 16, 32, 64, 128, 256, 512 MiB and
+    1 GiB; and none of any other chip's vLLM or TensorRT-LLM rows."""
+    from symcost.hardware import fit
+
+    family = fit.engine_allreduce_family("gb200", fit._table("gb200", "allreduce vllm"), {}, "vllm")
+    usable = _usable(family.rows(everything=True))
+    left = usable.loc[~usable.index.isin(family.rows().index)]
+    assert (len(usable), len(family.rows())) == (46, 39)
+    assert sorted(zip(left["num_gpus"], left["message_size"] * 2 // 2**20)) == [
+        (2, 16), (2, 32), (2, 64), (2, 128), (2, 256), (2, 512), (2, 1024)]
+    for gpu in fit.CHIPS:
+        for engine in ("vllm", "tensorrt-llm"):
+            table = fit._table(gpu, f"allreduce {engine}")
+            if gpu != "gb200" and table.path.exists():
+                other = fit.engine_allreduce_family(gpu, table, {}, engine)
+                assert len(other.rows()) == len(_usable(other.rows(everything=True))), (gpu, engine)

@@ -117,3 +117,111 @@ def test_vllm_profile_runs_the_switch_on_the_presets():
     # 8 B200s at 1 MiB: symmetric memory, its own fitted terms
     t = collective_time(Collective("all_reduce", "tp", 8, MIB), b200)
     assert t == b200.symm_allreduce_latency + MIB / (b200.scale_up_bandwidth * b200.symm_allreduce_efficiency)
+
+
+def test_symmetric_memory_takes_bf16_only_other_formats_run_nccl_in_its_window():
+    """Issue 19: vLLM's symmetric-memory all-reduce is allocated in bf16 and refuses any other
+    element type (vllm/distributed/device_communicators/symm_mem.py: ``self.dtype =
+    torch.bfloat16``; ``should_use_symm_mem``: ``if inp.dtype != self.dtype: return False``), so
+    an fp16 or fp32 tensor in its size window goes on to pynccl. 8 GPUs, 1 MiB (SM100: custom below
+    1 MiB, symmetric memory from it): bf16 10 + M / 2.5e10 = 51.94 us; fp16 and fp32 NCCL's ring,
+    10 us + 14 hops * 1 us + 2 * 7/8 M / 1e11 = 42.35 us (LL: 12 + 1.75 M / 2.5e10 = 85.4 us). The
+    custom all-reduce takes fp16 and fp32 alike (its kernels are instantiated for float, half and
+    bfloat16): below 1 MiB the format changes nothing. A collective whose format is not given
+    (``None``) keeps the bf16 reading."""
+    m = MIB
+    bf16 = Collective("all_reduce", "tp", 8, m, element_format="bf16")
+    assert collective_time(bf16, CHIP) == 10 * US + Fraction(m, 25 * 10**9)
+    assert collective_time(Collective("all_reduce", "tp", 8, m), CHIP) == 10 * US + Fraction(m, 25 * 10**9)
+    for fmt in ("fp16", "fp32"):
+        c = Collective("all_reduce", "tp", 8, m, element_format=fmt)
+        assert collective_time(c, CHIP) == 24 * US + Fraction(2 * 7 * m, 8 * 10**11), fmt
+    m = 256 * 1024 - 16   # the one-shot: 3 us + 7 M / 5e10 whatever the format
+    for fmt in ("bf16", "fp16", "fp32"):
+        c = Collective("all_reduce", "tp", 8, m, element_format=fmt)
+        assert collective_time(c, CHIP) == 3 * US + Fraction(7 * m, 5 * 10**10), fmt
+
+
+def test_the_element_format_tells_collectives_apart():
+    """Two all-reduces of the same bytes in fp16 and in bf16 may take different times under vLLM, so
+    they are not merged into one record (``Collective.key``); an unknown name is refused in one line."""
+    import pytest
+
+    from symcost.core.dtypes import DataType
+    from symcost.errors import ConfigError
+
+    fp16 = Collective("all_reduce", "tp", 8, MIB, element_format="fp16")
+    assert fp16.element_format is DataType.FP16
+    assert fp16.key != Collective("all_reduce", "tp", 8, MIB, element_format="bf16").key
+    with pytest.raises(ConfigError, match="element_format"):
+        Collective("all_reduce", "tp", 8, MIB, element_format="fp17")
+
+
+def test_tp_all_reduces_carry_the_format_engines_reduce_in():
+    """A TP block's exit all-reduce carries the model's 16- or 32-bit format, and an 8-bit model's
+    its bf16 activations (``Context.wire_bytes``: TensorRT-LLM, vLLM and SGLang FP8 checkpoints keep
+    activations in bf16); with the dtype a symbol, the format is unknown (``None``). Under vLLM on
+    H100 (SM90, 8 GPUs: custom below 256 KiB, symmetric memory to 64 MiB), one 8,192-wide row of
+    2,048 tokens (32 MiB) in fp16 then takes NCCL's time, in bf16 symmetric memory's."""
+    from symcost import MLPLayer
+    from symcost.core.dtypes import DataType
+    from symcost.core.parallelism import Parallelism
+
+    mlp = MLPLayer(hidden_size=8192, intermediate_size=8192, parallelism=Parallelism(tensor_parallel=8))
+    h100 = hardware.get("H100_SXM").with_runtime("vllm")
+
+    def exit_all_reduce(dtype):
+        metrics = mlp.compute_metrics(batch_size=1, seq_len=2048, phase="prefill", dtype=dtype, hardware=h100)
+        (c,) = [c for c in metrics.collectives if c.kind == "all_reduce"]
+        return c
+
+    assert exit_all_reduce("fp16").element_format is DataType.FP16
+    assert exit_all_reduce("bf16").element_format is DataType.BF16
+    assert exit_all_reduce("fp32").element_format is DataType.FP32
+    assert exit_all_reduce("fp8_e4m3").element_format is DataType.BF16
+    symbolic = mlp.compute_metrics(batch_size=1, seq_len=2048, phase="prefill")
+    assert [c.element_format for c in symbolic.collectives if c.kind == "all_reduce"] == [None]
+    fp16, bf16 = exit_all_reduce("fp16"), exit_all_reduce("bf16")
+    assert fp16.payload_bytes == bf16.payload_bytes == 2048 * 8192 * 2
+    # vLLM's profile with NCCL's rule: the same chip and engine fields, NCCL's fastest form
+    nccl = h100.with_runtime(h100.runtime.model_copy(update={"allreduce": "nccl", "allreduce_chips": ()}))
+    assert collective_time(fp16, h100) == collective_time(bf16, nccl)
+    symm = 32 * MIB / (h100.scale_up_bandwidth * h100.symm_allreduce_efficiency)
+    assert collective_time(bf16, h100) == (h100.symm_allreduce_latency + h100.runtime.collective_overhead + symm)
+
+
+def test_binding_a_16_or_32_bit_dtype_other_than_bf16_to_vllms_symbolic_chip_is_refused():
+    """Metrics computed with the dtype a symbol on a symbolic chip under vLLM's switch (SM90: with
+    its symmetric-memory all-reduce) timed the TP all-reduce as bf16, the one format that kernel
+    takes; fp16 (2 bytes too, so ``e`` cannot tell them apart) would need NCCL's time there: binding
+    it is refused in one line. bf16, and an FP8 model (bf16 activations), bind and equal the numeric
+    path, their all-reduce tagged bf16; on A100 (8.0: no symmetric memory) fp16 binds too."""
+    import pytest
+
+    from symcost import MLPLayer
+    from symcost.core.dtypes import DataType
+    from symcost.core.parallelism import Parallelism
+    from symcost.errors import ConfigError
+
+    mlp = MLPLayer(hidden_size=8192, intermediate_size=8192, parallelism=Parallelism(tensor_parallel=8))
+    h100 = hardware.get("H100_SXM").with_runtime("vllm")
+
+    def like(chip):   # the symbolic chip of the bound chip's structure (symm_allreduce follows from it)
+        return Hardware.symbolic(realistic=True, **{k: v for k, v in chip.structure.items() if k != "symm_allreduce"})
+
+    assert h100.structure["symm_allreduce"] is True
+    symbolic = mlp.compute_metrics(batch_size=1, seq_len=2048, phase="prefill", hardware=like(h100))
+    with pytest.raises(ConfigError, match="fp16.*bf16"):
+        symbolic.evaluate(dtype="fp16", hardware=h100)
+    for dtype in ("bf16", "fp8_e4m3"):
+        bound = symbolic.evaluate(dtype=dtype, hardware=h100)
+        numeric = mlp.compute_metrics(batch_size=1, seq_len=2048, phase="prefill", dtype=dtype, hardware=h100)
+        assert bound.collectives == numeric.collectives
+        assert [c.element_format for c in bound.collectives] == [DataType.BF16]
+        assert bound.latency == numeric.latency
+    a100 = hardware.get("A100_SXM_80GB").with_runtime("vllm")
+    assert "symm_allreduce" not in a100.structure
+    on_a100 = mlp.compute_metrics(batch_size=1, seq_len=2048, phase="prefill", hardware=like(a100))
+    bound = on_a100.evaluate(dtype="fp16", hardware=a100)
+    numeric = mlp.compute_metrics(batch_size=1, seq_len=2048, phase="prefill", dtype="fp16", hardware=a100)
+    assert bound.collectives == numeric.collectives and bound.latency == numeric.latency

@@ -46,6 +46,7 @@ from .families import (
     gemm_family,
     moe_family,
     prefill_family,
+    slower_than_nccl,
 )
 from .tables import CHIPS, Table, package_version
 
@@ -129,9 +130,49 @@ def engine_allreduce_family(gpu: str, table: Table, fixed: dict[str, Fraction], 
         starts = tuple(s + tuple(SYMM_ALLREDUCE_START.values()) for s in starts)
     family = collective_family(gpu, table, ("all_reduce",), start, fixed, runtime=engine,
                                name=f"{engine} all-reduce", robust=True)
+    runs_nccl = _engine_runs_nccl(get(CHIPS[gpu]).with_runtime(engine))
+    select = family.select if runs_nccl is None else _without_slow_nccl(family.select, gpu, runs_nccl)
     # the two-shot's time per call is at least the one-shot's: two barriers and a second pass
-    return replace(family, at_least={"custom_allreduce_two_shot_latency": "custom_allreduce_latency"},
-                   starts=starts)
+    return replace(family, select=select, starts=starts,
+                   at_least={"custom_allreduce_two_shot_latency": "custom_allreduce_latency"})
+
+
+def _without_slow_nccl(usable: Any, gpu: str, runs_nccl: Any) -> Any:
+    """The rows ``usable`` picks less those :func:`~.families.slower_than_nccl` leaves out."""
+    nccl = _nccl_allreduce_rows(gpu)
+
+    def select(frame: Any) -> Any:
+        kept = usable(frame)
+        return kept[~slower_than_nccl(kept, nccl, runs_nccl)]
+
+    return select
+
+
+def _engine_runs_nccl(chip: Any) -> Any:
+    """``(n, bytes) -> bool``: whether the engine's own switch on ``chip`` runs NCCL for a row of the
+    collector's all-reduce table (vLLM's size switch, :func:`~symcost.hardware.timing.vllm_allreduce_window`;
+    TensorRT-LLM 1.0's token switch, :func:`~symcost.hardware.timing.trtllm_allreduce_window`, over
+    rows of :data:`~.families.COLLECTOR_ROW_BYTES`, one below it); ``None`` for an engine whose
+    choice the model takes as the fastest form (no switch to read)."""
+    from ..timing import trtllm_allreduce_window, vllm_allreduce_window
+    from .families import COLLECTOR_ROW_BYTES
+
+    rule, capability = chip.allreduce_rule, chip.compute_capability
+    if rule == "vllm":
+        return lambda n, size: vllm_allreduce_window(n, size, capability) == "nccl"
+    if rule == "trtllm-1.0":
+        return lambda n, size: trtllm_allreduce_window(n, max(1, size // COLLECTOR_ROW_BYTES), size) == "nccl"
+    return None
+
+
+def _nccl_allreduce_rows(gpu: str) -> Any:
+    """NCCL's own 16-bit all-reduce rows on ``gpu`` (the table the chip's NCCL terms are fitted on):
+    ``num_gpus``, ``M`` bytes, ``seconds``."""
+    from .tables import read
+
+    frame = read(_table(gpu, "nccl"))
+    frame = frame[(frame["op_name"] == "all_reduce") & frame["nccl_dtype"].isin(["half", "bfloat16"])]
+    return frame.assign(M=frame["message_size"] * 2)[["num_gpus", "M", "seconds"]]
 
 
 @dataclass(frozen=True)

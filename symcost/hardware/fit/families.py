@@ -562,9 +562,55 @@ def elementwise_family(chip: str, table: Table, start: tuple[float, ...]) -> Fam
     return Family("elementwise", chip, table, ("memory_efficiency", "kernel_time"), build, rows, start)
 
 
+NCCL_HARNESS_FACTOR = 1.5
+"""How much slower than NCCL's own table an engine's all-reduce row, where the engine's own switch
+runs NCCL, may be measured and stay in the fit (:func:`slower_than_nccl`)."""
+
+
+def slower_than_nccl(rows: Any, nccl: Any, runs_nccl: Callable[[int, int], bool],
+                     factor: float = NCCL_HARNESS_FACTOR) -> Any:
+    """Engine all-reduce rows the engine's own switch sends to NCCL (``runs_nccl(n, bytes)``: vLLM's
+    size switch, TensorRT-LLM 1.0's token switch) measured more than ``factor`` times NCCL's own
+    time for the same bytes over the same GPU count, read from ``nccl`` (NCCL's table of the same
+    chip: ``num_gpus``, ``M`` bytes, ``seconds``). NCCL's time for ``M`` bytes is at most
+    ``t(M') M / M'`` for any measured ``M' <= M`` (``alpha + M/B <= (alpha + M'/B) M/M'``), so the
+    bound is the least of those over the measured ``M' <= M`` (``t(M)`` itself where measured); a
+    size below NCCL's smallest is kept. The engine calls the same NCCL there, so such a row times
+    its harness or node, not the collective: a mechanical rule on the measured times alone; the
+    fit leaves these rows out, the full-grid errors keep them. It takes 8 of vLLM 0.24.0's 46 rows
+    on GB200 (2 GPUs, 16 MiB to 1 GiB: 2.1 to 2.7 times NCCL's table, where vLLM 0.14.0 on GB200
+    and 0.24.0 on GB300, B200 and B300 run these sizes at 0.99 to 1.08 times it), none of vLLM's or
+    TensorRT-LLM 1.0's rows on any other chip.
+
+    >>> import pandas as pd
+    >>> nccl = pd.DataFrame({"num_gpus": 2, "M": [1000, 2000], "seconds": [1e-5, 1.5e-5]})
+    >>> rows = pd.DataFrame({"num_gpus": 2, "M": [500, 2000, 2000, 8000], "seconds": [9e-5, 2e-5, 3e-5, 1e-4]})
+    >>> slower_than_nccl(rows, nccl, lambda n, m: True).tolist()   # bounds: none, 15, 15, 60 us (times 1.5)
+    [False, False, True, True]
+    """
+    measured: dict[int, list[tuple[float, float]]] = {}
+    for n, size, seconds in zip(nccl["num_gpus"], nccl["M"], nccl["seconds"]):
+        measured.setdefault(int(n), []).append((float(size), float(seconds)))
+    out = []
+    for n, size, seconds in zip(rows["num_gpus"], rows["M"], rows["seconds"]):
+        bounds = [t * float(size) / m for m, t in measured.get(int(n), []) if m <= size]
+        out.append(bool(bounds) and runs_nccl(int(n), int(size)) and float(seconds) > factor * min(bounds))
+    return np.array(out, dtype=bool)
+
+
 _KINDS: dict[str, CollectiveKind] = {"all_reduce": "all_reduce", "all_gather": "all_gather",
                                      "reduce_scatter": "reduce_scatter",
           "alltoall": "all_to_all"}
+
+
+def replayed_16bit(frame: Any) -> Any:
+    """A collective table's 16-bit rows, graph-replayed where the table also times eager calls
+    (vLLM and SGLang time both; engines replay graphs): a boolean Series."""
+    dtype = frame["nccl_dtype"] if "nccl_dtype" in frame else frame["allreduce_dtype"]
+    pick = dtype.isin(["half", "bfloat16"])
+    if "backend" in frame:
+        pick &= frame["backend"].str.endswith("_graph")
+    return pick
 
 
 def collective_family(chip: str, table: Table, kinds: tuple[str, ...], start: Mapping[str, float],
@@ -577,11 +623,7 @@ def collective_family(chip: str, table: Table, kinds: tuple[str, ...], start: Ma
 
     def usable(frame: Any) -> Any:
         frame["M"] = frame["message_size"] * 2
-        dtype = frame["nccl_dtype"] if "nccl_dtype" in frame else frame["allreduce_dtype"]
-        pick = dtype.isin(["half", "bfloat16"])
-        if "backend" in frame:  # vLLM and SGLang time graph-captured and eager calls; engines replay graphs
-            pick &= frame["backend"].str.endswith("_graph")
-        return pick
+        return replayed_16bit(frame)
 
     def rows(frame: Any) -> Any:
         return frame[usable(frame) & frame[column].isin(kinds)]

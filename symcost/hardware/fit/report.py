@@ -83,7 +83,26 @@ def left_out_line(fits: Iterable[ChipFit]) -> str:
                 parts.append(f"{chip_fit.preset} {shaped - len(result.family.rows())} of {shaped}")
     return ("Decode rows measured faster than reading their KV cache once at the datasheet HBM bandwidth, left "
             "out of the fit (symcost.hardware.fit.families.faster_than_hbm; the full grid keeps them): "
-            + ", ".join(parts) + ".")
+            + ", ".join(parts) + ". " + _slow_nccl_sentence(fits))
+
+
+def _slow_nccl_sentence(fits: Iterable[ChipFit]) -> str:
+    """Per engine and chip where any are, the all-reduce rows in the engine's NCCL window measured more
+    than :data:`~symcost.hardware.fit.families.NCCL_HARNESS_FACTOR` times NCCL's own table, left out."""
+    from .families import NCCL_HARNESS_FACTOR, replayed_16bit
+
+    parts = []
+    for chip_fit in fits:
+        for result in chip_fit.results:
+            if result.family.runtime is not None:
+                frame = result.family.rows(everything=True)
+                usable = int(replayed_16bit(frame).sum())
+                left = usable - len(result.rows)
+                if left:
+                    parts.append(f"{result.family.runtime} on {chip_fit.preset} {left} of {usable}")
+    return ("Engine all-reduce rows where the engine's own switch runs NCCL, measured more than "
+            f"{NCCL_HARNESS_FACTOR:g} times NCCL's own table for the same bytes and GPUs, left out of the fit "
+            "(symcost.hardware.fit.families.slower_than_nccl): " + (", ".join(parts) or "none") + ".")
 
 
 MOE_CHECKS = (("power_law_1.01", "bfloat16", False), ("power_law_1.2", "bfloat16", False),
