@@ -38,10 +38,11 @@ forward exposes (the dropless dispatcher's device-to-host sync; the padded token
 sync but the same eager launches; the row whose release replays whole layers from CUDA graphs has
 none; an effective term, about five times the idle time NVIDIA's profiled A/B of one layout
 gives, an estimate of 0.54-0.69 ms per layer pass in BF16 with the router captured in CUDA graphs,
-where the fitted rows ran eagerly, :func:`profiled_idle`), and ``tp_overlap_efficiency``, the share of the overlappable TP time that ``tp_comm_overlap``
-hides (the dense TP rows, :func:`options`), on an exact grid by least squares on the log of the
-predicted tokens/s of the rows whose release settings are known (:func:`fit_rows`: a MoE row whose
-layout differs from its release preset is predicted and shown, marked, but not fitted).
+where the fitted rows ran eagerly, :func:`profiled_idle`), and ``tp_overlap_efficiency``, the share
+of the overlappable TP time that ``tp_comm_overlap`` hides (the dense TP rows, :func:`options`), on
+an exact grid by least squares on the log of the predicted tokens/s of the rows whose release
+settings are known (:func:`fit_rows`: a MoE row whose layout differs from its release preset is
+predicted and shown, marked, but not fitted).
 :func:`held_out` refits without a group or a model family and predicts it.
 
 >>> rows = load_rows()
@@ -513,8 +514,9 @@ and the published model TFLOP/s per GPU of the same steady window (all from :dat
 class ProfiledRun:
     """One arm of NVIDIA's profiled A/B of the H100 Qwen3-30B-A3B EP 16 layout (:data:`_PROFILE_SOURCE`):
     ``row`` is the run (BF16, HybridEP, CUDA graphs ``moe_router`` + ``moe_preprocess``, its tokens/s per
-    GPU ``GBS * seq / (GPUs * step)``), ``step`` the published unprofiled step and ``gpu_active`` the
-    profiled iteration's GPU-active interval union, both in seconds."""
+    GPU ``GBS * seq / (GPUs * step)``, its published model TFLOP/s per GPU; never fitted), ``step``
+    the published unprofiled step and ``gpu_active`` the profiled iteration's GPU-active interval
+    union, both in seconds."""
 
     case: str
     row: TrainingRow
@@ -552,8 +554,8 @@ def profiled_runs() -> list[ProfiledRun]:
     for case, overlap, step, active, tflops in _PROFILED:
         tag = "nvidia-ab-H100-qwen3-30b-bf16-overlap-" + ("on" if overlap else "off")
         ran = replace(settings, id=tag, release="main 7ded17dae", source=_PROFILE_SOURCE,
-                          preset="qwen3_30b_a3b_pretrain_16gpu_h100_bf16_config", a2a_overlap=overlap,
-                          cuda_graph_scope="moe_router;moe_preprocess")
+                      preset="qwen3_30b_a3b_pretrain_16gpu_h100_bf16_config", a2a_overlap=overlap,
+                      cuda_graph_scope="moe_router;moe_preprocess")
         tokens = Fraction(base.global_batch * base.seq_len, base.gpus) / Fraction(step)
         row = replace(base, id=tag, precision="BF16", tokens_per_gpu=tokens, container="Megatron-Bridge #5094",
                       tflops_per_gpu=Fraction(tflops), run_settings=ran)
@@ -776,8 +778,9 @@ def _sync_note() -> str:
     return ("; an effective term, not host time alone: NVIDIA's matched Nsight A/B of the H100 EP 16 row's layout "
             "(Megatron-Bridge #5094, commit 7ded17dae, skills/nemo-mbridge-perf-moe-comm-overlap/SKILL.md; BF16 with "
             "the router and preprocessing captured in CUDA graphs, where the fitted row ran FP8 eagerly, so the "
-            f"comparison is across configurations) gives ({float(off.step)} s unprofiled step - {float(off.gpu_active)} s "
-            f"profiled GPU-active) / {off.layer_passes} MoE layer passes = {_ms(mid)} per pass with EP overlap off, "
+            f"comparison is across configurations) gives ({float(off.step)} s unprofiled step - "
+            f"{float(off.gpu_active)} s profiled GPU-active) / {off.layer_passes} MoE layer passes = {_ms(mid)} "
+            "per pass with EP overlap off, "
             f"an estimate, not a bound: with the overlap on the GPU-active union exceeds the step by "
             f"{float(on.gpu_active - on.step):.3f} s, so {_ms(low)} to {_ms(high)}; the fitted value also carries "
             "device time the per-op model lacks there (profiled_table, docs/explanation/fidelity.md)")
@@ -794,8 +797,8 @@ def _source(rows: Sequence[str], name: str = "") -> str:
             "(benchmarks/calibrate_training.py), with each MoE run's release settings "
             "(symcost/data/training_calibration_settings.csv): the term per-op tables cannot show, least squares on "
             f"the log of the predicted tokens/s of the {len(fit_rows())} runs whose release settings are known "
-            f"(fit_rows){_NOTES[name]() if name in _NOTES else ''}; constrained by the {len(rows)} of them whose prediction moves with "
-            f"it: {', '.join(rows)}")
+            f"(fit_rows){_NOTES[name]() if name in _NOTES else ''}; constrained by the {len(rows)} of them whose "
+            f"prediction moves with it: {', '.join(rows)}")
 
 
 _IN_US = ("moe_sync_time",)
