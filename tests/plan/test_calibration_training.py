@@ -463,6 +463,7 @@ def test_the_profiled_a_b_estimates_the_host_time_an_moe_layer_exposes():
     path = Path(ct.__file__).resolve().parents[1] / "hardware" / "engines" / "megatron-core.json"
     source = json.loads(path.read_text(encoding="utf-8"))["fields"]["moe_sync_time"]["source"]
     assert "#5094" in source and "0.62 ms per pass" in source and "0.54 ms to 0.69 ms" in source
+    assert f"= {float(off.idle_per_layer_pass) * 1000:.2f} ms per pass" in source  # built from the run
     assert "an estimate, not a bound" in source and "FP8 eagerly" in source and "24.7138 s" in source
 
 
