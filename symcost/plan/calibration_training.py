@@ -36,11 +36,13 @@ split-accumulation rate), ``a2a_overlap_efficiency``, the share of the EP all-to
 two terms fitted here, :data:`PARAMETERS`: ``moe_sync_time``, the host time an eagerly run MoE layer's
 forward exposes (the dropless dispatcher's device-to-host sync; the padded token-drop rows have no
 sync but the same eager launches; the row whose release replays whole layers from CUDA graphs has
-none; an effective term, about five times what NVIDIA's profiled A/B of one layout leaves idle,
-:func:`profiled_runs`), and ``tp_overlap_efficiency``, the share of the overlappable TP time that ``tp_comm_overlap``
-hides (the dense TP rows, :func:`options`), on an exact grid by least squares on the log of the
-predicted tokens/s of the rows whose release settings are known (:func:`fit_rows`: a MoE row whose
-layout differs from its release preset is predicted and shown, marked, but not fitted).
+none; an effective term, about five times the idle time NVIDIA's profiled A/B of one layout
+gives, an estimate of 0.54-0.69 ms per layer pass in BF16 with the router captured in CUDA graphs,
+where the fitted rows ran eagerly, :func:`profiled_idle`), and ``tp_overlap_efficiency``, the share
+of the overlappable TP time that ``tp_comm_overlap`` hides (the dense TP rows, :func:`options`), on
+an exact grid by least squares on the log of the predicted tokens/s of the rows whose release
+settings are known (:func:`fit_rows`: a MoE row whose layout differs from its release preset is
+predicted and shown, marked, but not fitted).
 :func:`held_out` refits without a group or a model family and predicts it.
 
 >>> rows = load_rows()
@@ -63,7 +65,7 @@ import sympy as sp
 
 from ..core import symbols as sym
 from ..core.dtypes import DataType
-from ..errors import ConfigError, one_line
+from ..errors import ConfigError, SymcostError, one_line
 from ..hardware import Hardware, runtime
 from ..hardware import get as get_hardware
 from ..hardware.timing import collective_time, op_time
@@ -112,9 +114,9 @@ class TrainingRow:
     """Published model TFLOP/s per GPU (Megatron-Bridge's count)."""
     container: str
     notes: str
-    release: Optional["ReleaseSettings"] = field(default=None, compare=False, repr=False)
+    run_settings: Optional["ReleaseSettings"] = field(default=None, compare=False, repr=False)
     """What the run ran where the settings file does not list it (a run outside the file:
-    :func:`profiled_runs`); ``None``: the file's row of the same id."""
+    :func:`profiled_runs`, never fitted); ``None``: the file's row of the same id."""
 
     @property
     def moe(self) -> bool:
@@ -148,16 +150,19 @@ class TrainingRow:
 
     @property
     def settings(self) -> Optional["ReleaseSettings"]:
-        """What its release's recipe ran (:attr:`release`, else :func:`load_settings`); ``None`` for a
-        dense row."""
-        return self.release if self.release is not None else load_settings().get(self.id)
+        """What its release's recipe ran (:attr:`run_settings`, else :func:`load_settings`); ``None``
+        for a dense row."""
+        return self.run_settings if self.run_settings is not None else load_settings().get(self.id)
 
     @property
     def fitted(self) -> bool:
         """The fit sees the row: a dense row, or a MoE row whose layout is its release preset's
         (:attr:`ReleaseSettings.layout` ``"matches"``). Where the table's degrees or batch sizes
         differ from the preset, the run's recipe (recompute, overlap, dispatcher) is not known: the
-        row is predicted and shown, marked "not fitted", and no fitted term leans on it."""
+        row is predicted and shown, marked "not fitted", and no fitted term leans on it. A run outside
+        the file (:attr:`run_settings`, the profiled A/B of :func:`profiled_runs`) is never fitted."""
+        if self.run_settings is not None:
+            return False
         return self.settings is None or self.settings.layout == "matches"
 
     @property
@@ -498,17 +503,20 @@ _PROFILE_SOURCE = ("https://github.com/NVIDIA-NeMo/Megatron-Bridge/blob/7ded17da
 """Megatron-Bridge #5094 ("perf(recipe): overlap Qwen3 expert communication on H100", 2026-07-25):
 the A/B and its matched Nsight Systems comparison (one steady iteration of rank 0 per arm)."""
 
-_PROFILED = (("EP overlap off", False, "24.7138", "22.821"), ("EP overlap on", True, "20.9920", "21.221"))
+_PROFILED = (("EP overlap off", False, "24.7138", "22.821", "244.039"),
+             ("EP overlap on", True, "20.9920", "21.221", "287.305"))
 """Per arm: case, ``overlap_moe_expert_parallel_comm``, the unprofiled steady step (s: iterations 5-20
-off, the independent validation's 41-50 on) and the profiled iteration's GPU-active interval union (s)."""
+off, the independent validation's 41-50 on), the profiled iteration's GPU-active interval union (s)
+and the published model TFLOP/s per GPU of the same steady window (all from :data:`_PROFILE_SOURCE`)."""
 
 
 @dataclass(frozen=True)
 class ProfiledRun:
     """One arm of NVIDIA's profiled A/B of the H100 Qwen3-30B-A3B EP 16 layout (:data:`_PROFILE_SOURCE`):
     ``row`` is the run (BF16, HybridEP, CUDA graphs ``moe_router`` + ``moe_preprocess``, its tokens/s per
-    GPU ``GBS * seq / (GPUs * step)``), ``step`` the published unprofiled step and ``gpu_active`` the
-    profiled iteration's GPU-active interval union, both in seconds."""
+    GPU ``GBS * seq / (GPUs * step)``, its published model TFLOP/s per GPU; never fitted), ``step``
+    the published unprofiled step and ``gpu_active`` the profiled iteration's GPU-active interval
+    union, both in seconds."""
 
     case: str
     row: TrainingRow
@@ -517,17 +525,20 @@ class ProfiledRun:
 
     @property
     def layer_passes(self) -> int:
-        """MoE layer passes of one rank per step: layers per stage x micro-batches per step."""
+        """MoE layer passes of one rank per step: layers per stage x micro-batches per step. Every
+        layer counts as MoE: right for Qwen3-30B-A3B, whose ``mlp_only_layers`` is empty."""
         r = self.row
         layers = int(json.loads(r.architecture)["num_hidden_layers"]) // r.pp
         return layers * r.global_batch // (r.dp * r.micro_batch)
 
     @property
     def idle_per_layer_pass(self) -> Fraction:
-        """``max(0, step - gpu_active) / layer_passes``: the time no kernel runs, per MoE layer pass;
-        everything not device work (the dispatcher's sync, eager launches, the optimizer's host
-        time) is in it, so it bounds the host time a layer pass exposes."""
-        return max(Fraction(0), self.step - self.gpu_active) / self.layer_passes
+        """``(step - gpu_active) / layer_passes``, signed: an estimate of the time no kernel runs per
+        MoE layer pass, where everything not device work (the dispatcher's sync, eager launches, the
+        optimizer's host time) lies. Not a bound: ``step`` is the unprofiled average of a window,
+        ``gpu_active`` one profiled iteration, and the overlap-on arm's union exceeds its step
+        (negative: how far apart the two measurements can be)."""
+        return (self.step - self.gpu_active) / self.layer_passes
 
 
 def profiled_runs() -> list[ProfiledRun]:
@@ -535,19 +546,19 @@ def profiled_runs() -> list[ProfiledRun]:
     row's layout and release settings with BF16, the graphs the A/B captured, and its overlap.
 
     >>> [r.idle_per_layer_pass * 1000 for r in profiled_runs()]   # ms per MoE layer pass: 1.8928 s / 3072
-    [Fraction(1183, 1920), Fraction(0, 1)]
+    [Fraction(1183, 1920), Fraction(-229, 3072)]
     """
     base = next(r for r in load_rows() if r.id == "bridge-H100-qwen3-30b-ep16-gbs1024")
     settings = load_settings()[base.id]
     out = []
-    for case, overlap, step, active in _PROFILED:
+    for case, overlap, step, active, tflops in _PROFILED:
         tag = "nvidia-ab-H100-qwen3-30b-bf16-overlap-" + ("on" if overlap else "off")
-        release = replace(settings, id=tag, release="main 7ded17dae", source=_PROFILE_SOURCE,
-                          preset="qwen3_30b_a3b_pretrain_16gpu_h100_bf16_config", a2a_overlap=overlap,
-                          cuda_graph_scope="moe_router;moe_preprocess")
+        ran = replace(settings, id=tag, release="main 7ded17dae", source=_PROFILE_SOURCE,
+                      preset="qwen3_30b_a3b_pretrain_16gpu_h100_bf16_config", a2a_overlap=overlap,
+                      cuda_graph_scope="moe_router;moe_preprocess")
         tokens = Fraction(base.global_batch * base.seq_len, base.gpus) / Fraction(step)
         row = replace(base, id=tag, precision="BF16", tokens_per_gpu=tokens, container="Megatron-Bridge #5094",
-                      tflops_per_gpu=base.flops_per_token * tokens / 10**12, release=release)
+                      tflops_per_gpu=Fraction(tflops), run_settings=ran)
         out.append(ProfiledRun(case, row, Fraction(step), Fraction(active)))
     return out
 
@@ -556,20 +567,22 @@ def profiled_steps(run: ProfiledRun) -> tuple[float, float]:
     """The predicted step (s) of ``run``, and the same without the engine's ``moe_sync_time`` (the
     model's device time and exposed communication alone)."""
     def step(chip: Optional[Hardware]) -> float:
-        tokens = predict(run.row, chip).tokens_per_gpu
-        return run.row.global_batch * run.row.seq_len / (run.row.gpus * cast(float, tokens))
+        prediction = predict(run.row, chip)
+        if prediction.tokens_per_gpu is None:
+            raise SymcostError(f"{run.row.id}: the model refuses the profiled run: {prediction.refused}")
+        return run.row.global_batch * run.row.seq_len / (run.row.gpus * prediction.tokens_per_gpu)
 
     return step(None), step(_chip(run.row, {"moe_sync_time": sp.Integer(0)}))
 
 
 def profiled_table() -> str:
     """The profiled A/B against the model (markdown; the fidelity page's training section)."""
-    lines = ["| profiled run | step | GPU active | idle per MoE layer pass | predicted step | "
+    lines = ["| profiled run | step | GPU active | (step - GPU active) per MoE layer pass | predicted step | "
              "predicted without host time | error |", "|---|---:|---:|---:|---:|---:|---:|"]
     for run in profiled_runs():
         full, device = profiled_steps(run)
         lines.append(f"| {run.row.id} | {float(run.step):.2f} s | {float(run.gpu_active):.2f} s | "
-                     f"{float(run.idle_per_layer_pass) * 1e3:.2f} ms | {full:.2f} s | {device:.2f} s | "
+                     f"{float(run.idle_per_layer_pass) * 1e3:+.3f} ms | {full:.2f} s | {device:.2f} s | "
                      f"{float(run.step) / full - 1:+.1%} |")
     return "\n".join(lines)
 
@@ -740,13 +753,40 @@ def constraining_rows(rows: Optional[Sequence[TrainingRow]] = None) -> dict[str,
     return out
 
 
-_NOTES = {"moe_sync_time": (
-    "; an effective term, not host time alone, as NVIDIA's matched Nsight A/B of the H100 EP 16 row's layout "
-    "in BF16 with the router and preprocessing captured (Megatron-Bridge #5094, commit 7ded17dae, "
-    "skills/nemo-mbridge-perf-moe-comm-overlap/SKILL.md) leaves the GPU idle (24.7138 s step - 22.821 s "
-    "GPU-active) / 3072 MoE layer passes = 0.62 ms per pass with EP overlap off and none with it on, "
-    "and the fitted value also carries device time the per-op model lacks there (profiled_table, "
-    "docs/explanation/fidelity.md)")}
+def profiled_idle() -> tuple[Fraction, Fraction, Fraction]:
+    """The estimate the profiled A/B gives of the time the GPU idles per MoE layer pass with EP
+    overlap off (:attr:`ProfiledRun.idle_per_layer_pass`), and its range: that value minus and plus
+    the overlap-on arm's (negative) difference, how far an unprofiled window's average step and one
+    profiled iteration's GPU-active union can be apart (s).
+
+    >>> [round(float(x) * 1000, 2) for x in profiled_idle()]   # ms: 0.616 -+ 0.229 s / 3072
+    [0.62, 0.54, 0.69]
+    """
+    off, on = profiled_runs()
+    spread = abs(on.idle_per_layer_pass)
+    return off.idle_per_layer_pass, off.idle_per_layer_pass - spread, off.idle_per_layer_pass + spread
+
+
+def _ms(seconds: Fraction) -> str:
+    return f"{float(seconds) * 1000:.2f} ms"
+
+
+def _sync_note() -> str:
+    """What the profiled A/B says of ``moe_sync_time`` (its source's words, from :func:`profiled_runs`)."""
+    off, on = profiled_runs()
+    mid, low, high = profiled_idle()
+    return ("; an effective term, not host time alone: NVIDIA's matched Nsight A/B of the H100 EP 16 row's layout "
+            "(Megatron-Bridge #5094, commit 7ded17dae, skills/nemo-mbridge-perf-moe-comm-overlap/SKILL.md; BF16 with "
+            "the router and preprocessing captured in CUDA graphs, where the fitted row ran FP8 eagerly, so the "
+            f"comparison is across configurations) gives ({float(off.step)} s unprofiled step - "
+            f"{float(off.gpu_active)} s profiled GPU-active) / {off.layer_passes} MoE layer passes = {_ms(mid)} "
+            "per pass with EP overlap off, "
+            f"an estimate, not a bound: with the overlap on the GPU-active union exceeds the step by "
+            f"{float(on.gpu_active - on.step):.3f} s, so {_ms(low)} to {_ms(high)}; the fitted value also carries "
+            "device time the per-op model lacks there (profiled_table, docs/explanation/fidelity.md)")
+
+
+_NOTES: dict[str, Callable[[], str]] = {"moe_sync_time": _sync_note}
 """What a fitted term's source adds to the fit's own words (:func:`_source`)."""
 
 
@@ -757,8 +797,8 @@ def _source(rows: Sequence[str], name: str = "") -> str:
             "(benchmarks/calibrate_training.py), with each MoE run's release settings "
             "(symcost/data/training_calibration_settings.csv): the term per-op tables cannot show, least squares on "
             f"the log of the predicted tokens/s of the {len(fit_rows())} runs whose release settings are known "
-            f"(fit_rows){_NOTES.get(name, '')}; constrained by the {len(rows)} of them whose prediction moves with "
-            f"it: {', '.join(rows)}")
+            f"(fit_rows){_NOTES[name]() if name in _NOTES else ''}; constrained by the {len(rows)} of them whose "
+            f"prediction moves with it: {', '.join(rows)}")
 
 
 _IN_US = ("moe_sync_time",)

@@ -49,14 +49,38 @@ def test_fastertransformer_runs_unfused_context_attention():
     kernel: the scores are written to and read from HBM (docs/gpt_guide.md, "we use cuBLAS to
     leverage the tensor core" for ContextSelfAttention; GptContextAttentionLayer.cc: Q Kᵀ by
     stridedBatchedGemm, invokeMaskedSoftMax, P V by stridedBatchedGemm; v4.0's open_decoder.h
-    the same). Row 22, GPT-6.7B, batch 1, 128 tokens, 32 heads of 128, fp16, by hand:
-    Q, K, V, O: 4 x 2 B x 32 x 128 x 128 = 4,194,304 B; the 32 x 128 x 128 = 524,288 scores
-    written and read as S and again as P: 4 x 2 B x 524,288 = 4,194,304 B; 8,388,608 B in all.
+    the same), costed at the model's 2 bytes per score (v5.0's fp32 scores and its [b, 1, s, s]
+    mask are not costed). By hand, 2 B per element:
+    row 22, GPT-6.7B, batch 1, 128 tokens, 32 heads of 128: Q, K, V, O 4 x 2 x 32 x 128 x 128 =
+    4,194,304 B; the 32 x 128 x 128 scores written and read as S and again as P, 4 x 2 x 32 x 128 x 128
+    = 4,194,304 B; 8,388,608 B in all (s = d = 128 here: row 23 tells s x d from s x s);
+    row 23, GPT-6.7B, batch 64, 512 tokens: Q, K, V, O 4 x 2 x 64 x 32 x 512 x 128 = 1,073,741,824 B,
+    scores 4 x 2 x 64 x 32 x 512 x 512 = 4,294,967,296 B, 5,368,709,120 B in all;
+    row 20, GPT-175B at TP 8 (96 / 8 = 12 local heads of 128), batch 1, 512 tokens: Q, K, V, O
+    4 x 2 x 12 x 512 x 128 = 6,291,456 B, scores 4 x 2 x 12 x 512 x 512 = 25,165,824 B, 31,457,280 B.
     TensorRT-LLM's rows ran its fused context kernel (--enable_context_fmha): Q, K, V, O only."""
     core = _prefill_core(22)
     assert core.flash is False
     assert core.hbm_bytes == 4 * 2 * 32 * 128 * 128 + 4 * 2 * 32 * 128 * 128 == 8_388_608
+    assert _prefill_core(23).hbm_bytes == 1_073_741_824 + 4_294_967_296 == 5_368_709_120
+    assert _prefill_core(20).hbm_bytes == 6_291_456 + 25_165_824 == 31_457_280
     assert _prefill_core(10).flash is True
+
+
+def test_fastertransformer_profile_names_the_versions_its_rows_ran():
+    """The GPT-175B table is FasterTransformer v4.0's, the GPT-6.7B table v5.0 beta's (the data file's
+    framework column): the profile's label and every source say so, none "v5.x"."""
+    import json
+    from pathlib import Path
+
+    from symcost.hardware import runtime
+
+    assert runtime("fastertransformer").label == "fastertransformer (4.0, 5.0 beta)"
+    path = Path(ci.__file__).resolve().parents[1] / "hardware" / "engines" / "fastertransformer.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    sources = [f["source"] for f in data["fields"].values()] + [f["source"] for f in data["chips"]["*"].values()]
+    assert not [s for s in sources if "5.x" in s]
+    assert "v4.0 and v5.0 beta" in data["fields"]["cuda_graphs"]["source"]
 
 
 @pytest.fixture(scope="module")

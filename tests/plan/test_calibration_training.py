@@ -422,7 +422,7 @@ def test_each_fitted_terms_source_names_the_rows_that_constrain_it():
     assert named["moe_sync_time"] and set(named["moe_sync_time"]) <= moe
 
 
-def test_the_profiled_a_b_bounds_the_host_time_an_moe_layer_exposes():
+def test_the_profiled_a_b_estimates_the_host_time_an_moe_layer_exposes():
     """Issue 22: NVIDIA's matched Nsight A/B of the same layout as the H100 EP 16 row (Megatron-Bridge
     #5094, commit 7ded17dae, skills/nemo-mbridge-perf-moe-comm-overlap/SKILL.md: Qwen3-30B-A3B, 16 H100,
     BF16, TP 1, PP 1, EP 16, MBS 1, GBS 1024, HybridEP, CUDA graphs moe_router + moe_preprocess; one
@@ -431,8 +431,9 @@ def test_the_profiled_a_b_bounds_the_host_time_an_moe_layer_exposes():
     on). The GPU idles for whatever is not device work (the dispatcher's sync, the eager launches, the
     optimizer's host time): 24.7138 - 22.821 = 1.8928 s per step with the overlap off, over 48 layers
     x 1024 / (16 x 1) = 64 micro-batches = 3072 MoE layer passes, 1.8928 / 3072 = 0.6161 ms each; with
-    the overlap on the union exceeds the step (21.221 > 20.992: nothing measurable is left idle, the
-    other micro-batch's all-to-alls run while the host waits), 0."""
+    the overlap on the union exceeds the step by 21.221 - 20.992 = 0.229 s (the step is an unprofiled
+    window's average, the union one profiled iteration's), so the difference is signed, -0.229 / 3072 =
+    -0.0745 ms, and the off-arm's 0.6161 ms is an estimate within 0.6161 -+ 0.0745 = 0.5416 to 0.6907 ms."""
     off, on = ct.profiled_runs()
     assert (off.row.precision_class, off.row.ep, off.row.dp, off.row.micro_batch, off.row.global_batch) == (
         "BF16", 16, 16, 1, 1024)
@@ -441,7 +442,16 @@ def test_the_profiled_a_b_bounds_the_host_time_an_moe_layer_exposes():
     assert off.layer_passes == 48 * 64 == 3072
     assert off.idle_per_layer_pass == (Fraction("24.7138") - Fraction("22.821")) / 3072
     assert float(off.idle_per_layer_pass) == pytest.approx(0.0006161, abs=1e-7)
-    assert on.idle_per_layer_pass == 0
+    assert on.idle_per_layer_pass == (Fraction("20.9920") - Fraction("21.221")) / 3072 < 0
+    spread = (Fraction("21.221") - Fraction("20.9920")) / 3072
+    assert ct.profiled_idle() == (off.idle_per_layer_pass, off.idle_per_layer_pass - spread,
+                                  off.idle_per_layer_pass + spread)
+    assert [round(float(x) * 1e7) for x in ct.profiled_idle()] == [6161, 5416, 6907]  # 0.61615, 0.54160, 0.69069 ms
+    # the published model TFLOP/s per GPU of each arm (SKILL.md: "throughput rose from 244.039 to 287.305")
+    assert (off.row.tflops_per_gpu, on.row.tflops_per_gpu) == (Fraction("244.039"), Fraction("287.305"))
+    # predicted and shown, never fitted
+    assert not off.row.fitted and not on.row.fitted
+    assert not {off.row.id, on.row.id} & {r.id for r in ct.fit_rows()}
     # the published tokens/s per GPU the rows carry: GBS x seq / (GPUs x step)
     assert off.row.tokens_per_gpu == Fraction(1024 * 4096, 16) / Fraction("24.7138")
     # the fitted host time is above what the GPU leaves idle there: the profile's source says so
@@ -452,10 +462,12 @@ def test_the_profiled_a_b_bounds_the_host_time_an_moe_layer_exposes():
     assert runtime("megatron-core").moe_sync_time > off.idle_per_layer_pass
     path = Path(ct.__file__).resolve().parents[1] / "hardware" / "engines" / "megatron-core.json"
     source = json.loads(path.read_text(encoding="utf-8"))["fields"]["moe_sync_time"]["source"]
-    assert "#5094" in source and "0.62 ms per pass" in source
+    assert "#5094" in source and "0.62 ms per pass" in source and "0.54 ms to 0.69 ms" in source
+    assert f"= {float(off.idle_per_layer_pass) * 1000:.2f} ms per pass" in source  # built from the run
+    assert "an estimate, not a bound" in source and "FP8 eagerly" in source and "24.7138 s" in source
 
 
-def test_the_profiled_a_b_is_predicted_with_and_without_the_host_time(rows):
+def test_the_profiled_a_b_is_predicted_with_and_without_the_host_time():
     """Each arm is predicted as the calibration predicts a row (its release settings carried by the
     row, not the settings file); the device-only prediction (``moe_sync_time`` 0) differs from the
     full one by exactly the host time the model charges: one per MoE layer forward and micro-batch,
@@ -466,3 +478,14 @@ def test_the_profiled_a_b_is_predicted_with_and_without_the_host_time(rows):
     for case in ct.profiled_runs():
         full, device = ct.profiled_steps(case)
         assert full - device == pytest.approx(float(3072 * sync), rel=1e-6), case.case
+
+
+def test_a_refused_profiled_run_is_one_clear_error(monkeypatch):
+    """Where the model refuses a profiled run, profiled_steps says so in one line, never a
+    TypeError from a missing prediction."""
+    from symcost.errors import SymcostError
+
+    run = ct.profiled_runs()[0]
+    monkeypatch.setattr(ct, "predict", lambda row, chip=None, **kw: ct.Prediction(row, refused="no mode fits"))
+    with pytest.raises(SymcostError, match="refuses the profiled run: no mode fits"):
+        ct.profiled_steps(run)
