@@ -454,7 +454,7 @@ def test_the_profiled_a_b_estimates_the_host_time_an_moe_layer_exposes():
     assert not {off.row.id, on.row.id} & {r.id for r in ct.fit_rows()}
     # the published tokens/s per GPU the rows carry: GBS x seq / (GPUs x step)
     assert off.row.tokens_per_gpu == Fraction(1024 * 4096, 16) / Fraction("24.7138")
-    # the fitted host time is above what the GPU leaves idle there: the profile's source says so
+    # the fitted host time is above the estimated idle time per pass (step minus GPU-active): the source says so
     import json
 
     from symcost.hardware import runtime
