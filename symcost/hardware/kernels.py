@@ -60,7 +60,7 @@ from ..errors import ConfigError
 from .chip import Hardware
 
 __all__ = ["FUSED_OPS", "KERNELS", "KernelTime", "OpTime", "attention_core", "eight_bit_cache", "grouped_heads",
-           "GEMM_OUTPUT_BYTES", "kernel", "kernels", "last_block", "longest_tile", "matmul_compute_flops",
+           "GEMM_OUTPUT_BYTES", "kernel", "kernels", "last_block", "longest_tile", "matmul_compute_flops", "pingpong",
            "time_of"]
 
 FUSED_OPS = frozenset({
@@ -330,17 +330,59 @@ def _dv_blocks(core: AttentionCore) -> sp.Expr:
     return Ceil(sp.sympify(core.d_v) / PREFILL_MAX_DV)
 
 
+PINGPONG_COMPUTE_CAPABILITY = "10"
+"""Major compute capability of the GPUs whose context attention kernels overlap the matmuls with
+the softmax's exponentials (:func:`pingpong`): SM100 and SM103 (B200, GB200, B300). TensorRT-LLM
+runs their context attention in its trtllm-gen kernels (``isSMCompatible``: SM100 and SM103 kernels,
+cpp/tensorrt_llm/kernels/trtllmGenKernels/fmha/fmhaKernels.h), whose context kernels take 128 query
+rows per tile and two tiles per thread block (``mTileSizeQ`` 128, ``mStepQ`` 256, 512 threads for
+head dimensions 64 and 128: ``fmhaSm100Kernel_*Q128Kv128PersistentContext`` in
+``sTllmGenFmhaKernelMetaInfos``, flashinfer-ai/flashinfer include/flashinfer/trtllm/fmha/cubin/
+kernelMetaInfo.h): the Blackwell design that "assigns two tiles to each threadblock, and pingpongs
+between them in terms of matrix-matrix multiplication and softmax" (NVIDIA CUTLASS,
+examples/77_blackwell_fmha/README.md: context M-blocking 256, N-blocking 128). The tensor cores'
+``tcgen05`` MMAs are issued asynchronously by one thread, so one tile's exponentials run while
+the other's matmuls do. Fitted on the tables (B200, trtllm 1.3.0rc20), the overlapped form takes
+the error from 10.3 to 9.7 % and the matmuls' fraction of the 16-bit peak from 0.999 (the fit's
+bound: the summed form leaves it no room) to 0.635 (docs/explanation/fidelity.md)."""
+
+
+def pingpong(chip: Hardware) -> bool:
+    """Whether the chip's context attention kernels overlap their matmuls with their exponentials
+    (:data:`PINGPONG_COMPUTE_CAPABILITY`, :attr:`Hardware.attention_pingpong`): its
+    ``compute_capability`` is 10.x; a chip without one (the unbound chip unless built with one) sums
+    them, as Hopper's and Ampere's kernels do.
+
+    >>> from symcost import hardware
+    >>> pingpong(hardware.get("B200")), pingpong(hardware.get("B300")), pingpong(hardware.get("H100_SXM"))
+    (True, True, False)
+    """
+    return chip.attention_pingpong
+
+
 def _scores_compute(op: Op, chip: Hardware, dtype: Optional[DataType]) -> sp.Expr:
     """Seconds of a context attention kernel's work spread evenly over the chip: ``F / (F_16
     eta_attn) + V / F_vec + P / F_exp + (c - 1) R`` (:func:`_attention_compute`,
     :func:`_exponentials`; ``R`` the ``Q K^T``, softmax and exponentials each of the ``c - 1``
-    further V slices' blocks recomputes, :func:`_dv_blocks`). Every term is one per scored pair,
-    so it is the core's pairs times the time of one pair."""
+    further V slices' blocks recomputes, :func:`_dv_blocks`); where the kernel overlaps its matmuls
+    with its exponentials (:func:`pingpong`) ``Max(F / (F_16 eta_attn) + (c - 1) F_qk / (F_16
+    eta_attn), c P / F_exp) + c V / F_vec``, the softmax's other vector work (max, sum, rescale) in
+    the same warps as the exponentials but not on the special-function units. Every term is one per
+    scored pair, so it is the core's pairs times the time of one pair.
+
+    Derivation (one causal head of 4 tokens: 10 pairs, ``d = 128``, ``c`` = 1): ``F = 4 * 10 *
+    128 = 5120``; with ``F_16 eta_attn = 5120`` FLOP/s and ``F_exp = 5`` per second the matmuls
+    take 1 s and the 10 exponentials 2 s: summed 3 s plus the vector work, overlapped 2 s plus it.
+    """
     core = attention_core(op)
     exps = _exponentials(op, chip)
+    blocks = _dv_blocks(core)
+    qk = core.qk_flops / chip.attention_peak(dtype)
+    if pingpong(chip):
+        matmuls = op.matmul_flops / chip.attention_peak(dtype) + (blocks - 1) * qk
+        return extreme(sp.Max, matmuls, blocks * exps) + blocks * op.vector_flops / chip.vector_flops
     # NB: each further V slice's block recomputes the scores (Q K^T at d_qk), their softmax and exponentials
-    redo = (_dv_blocks(core) - 1) * (core.qk_flops / chip.attention_peak(dtype) + core.vector_flops / chip.vector_flops
-                                     + exps)
+    redo = (blocks - 1) * (qk + core.vector_flops / chip.vector_flops + exps)
     return _attention_compute(op, chip, dtype) + exps + redo
 
 

@@ -197,6 +197,47 @@ def test_attention_exponentials_on_the_special_function_units():
                                                                           BF16)
 
 
+def test_blackwell_prefill_overlaps_its_matmuls_with_its_exponentials():
+    """Compute capability 10.x (kernels.PINGPONG_COMPUTE_CAPABILITY: two 128-row query tiles per
+    block, one's softmax during the other's matmuls): the causal prefill above (b 1, 8 heads of 128,
+    1024 tokens, 4,198,400 pairs) runs its matmuls, 2,149,580,800 FLOPs at 5 * 10^13 = 42.99 us,
+    and its 4,198,400 exponentials side by side, then its softmax's other vector work,
+    20,992,000 FLOPs at 10^13 = 2.0992 us. At 10^12 exponentials per second (4.1984 us) the matmuls
+    bind: 42.99 + 2.0992 us, where 9.0 adds the 4.1984 us. At 5 * 10^10 per second (83.968 us) the
+    exponentials bind: 83.968 + 2.0992 us. Heads of 512 (two V slices, each recomputing Q K^T, its
+    softmax and exponentials): matmuls 8,598,323,200 + 4,299,161,600 FLOPs = 257.9 us against
+    2 * 4.1984 us of exponentials, plus 2 * 2.0992 us."""
+    core = AttentionCore("c", batch=1, heads=8, kv_heads=8, q_len=1024, kv_len=1024, head_dim=128, causal=True,
+                         decode=False)
+    matmuls, vector = sp.Rational(2149580800, 5 * 10**13), sp.Rational(20992000, 10**13)
+
+    def compute(op, capability, rate):
+        chip = CHIP.with_efficiency(attention_exp_rate=rate).model_copy(update={"compute_capability": capability})
+        return op_time(op, chip, chip.effective_peak(BF16), BF16).compute
+
+    assert compute(core, "10.0", 10**12) == matmuls + vector
+    assert compute(core, "10.3", 5 * 10**10) == sp.Rational(4198400, 5 * 10**10) + vector
+    assert compute(core, "9.0", 10**12) == matmuls + vector + sp.Rational(4198400, 10**12)
+    assert compute(core, None, 10**12) == compute(core, "9.0", 10**12)
+    wide = dataclasses.replace(core, head_dim=512)
+    assert compute(wide, "10.0", 10**12) == sp.Rational(8598323200 + 4299161600, 5 * 10**13) + 2 * vector
+
+
+@pytest.mark.parametrize("capability", ["10.0", "9.0"])
+def test_prefill_overlap_binds_on_the_symbolic_chip(capability):
+    """A prefill core timed on the realistic symbolic chip built with the bound chip's compute
+    capability equals the numeric time (exponentials overlapped on 10.x, summed on 9.0); the
+    capability is part of a 10.x chip's structure, so binding one built without it is refused."""
+    chip = CHIP.with_efficiency(compute_units=132, attention_exp_rate=10**12).model_copy(
+        update={"compute_capability": capability})
+    symbolic = Hardware.symbolic(realistic=True, compute_capability=capability)
+    core = AttentionCore("c", batch=2, heads=8, kv_heads=2, q_len=777, kv_len=777, head_dim=128, causal=True,
+                         decode=False)
+    numeric = op_time(core, chip, chip.effective_peak(BF16), BF16).time
+    assert op_time(core, symbolic, symbolic.effective_peak(None), None).time.xreplace(chip.symbol_values(BF16)) == numeric
+    assert ("compute_capability" in chip.structure) == (capability == "10.0")
+
+
 def test_decode_attention_floor_and_kernel_by_phase():
     """One query per sequence over 4096 keys, b 8, 8 heads of 128: K and V 2 * 8 * 8 * 4096 * 128 *
     2 = 134,217,728 B plus Q and O 2 * 8 * 8 * 128 * 2 = 32,768 B at 10^12 * 1/2 = 268.5 us; + 5 us.
