@@ -206,7 +206,8 @@ def test_blackwell_prefill_overlaps_its_matmuls_with_its_exponentials():
     bind: 42.99 + 2.0992 us, where 9.0 adds the 4.1984 us. At 5 * 10^10 per second (83.968 us) the
     exponentials bind: 83.968 + 2.0992 us. Heads of 512 (two V slices, each recomputing Q K^T, its
     softmax and exponentials): matmuls 8,598,323,200 + 4,299,161,600 FLOPs = 257.9 us against
-    2 * 4.1984 us of exponentials, plus 2 * 2.0992 us."""
+    2 * 4.1984 us of exponentials, plus 2 * 2.0992 us. On 10.x each in whole tiles: 8 query tiles,
+    36 tiles of 128 * 128 = 589,824 pairs per head of the 524,800 kept, all times 1152/1025."""
     core = AttentionCore("c", batch=1, heads=8, kv_heads=8, q_len=1024, kv_len=1024, head_dim=128, causal=True,
                          decode=False)
     matmuls, vector = sp.Rational(2149580800, 5 * 10**13), sp.Rational(20992000, 10**13)
@@ -215,12 +216,36 @@ def test_blackwell_prefill_overlaps_its_matmuls_with_its_exponentials():
         chip = CHIP.with_efficiency(attention_exp_rate=rate).model_copy(update={"compute_capability": capability})
         return op_time(op, chip, chip.effective_peak(BF16), BF16).compute
 
-    assert compute(core, "10.0", 10**12) == matmuls + vector
-    assert compute(core, "10.3", 5 * 10**10) == sp.Rational(4198400, 5 * 10**10) + vector
+    tiles = sp.Rational(1152, 1025)
+    assert compute(core, "10.0", 10**12) == (matmuls + vector) * tiles
+    assert compute(core, "10.3", 5 * 10**10) == (sp.Rational(4198400, 5 * 10**10) + vector) * tiles
     assert compute(core, "9.0", 10**12) == matmuls + vector + sp.Rational(4198400, 10**12)
     assert compute(core, None, 10**12) == compute(core, "9.0", 10**12)
     wide = dataclasses.replace(core, head_dim=512)
-    assert compute(wide, "10.0", 10**12) == sp.Rational(8598323200 + 4299161600, 5 * 10**13) + 2 * vector
+    assert compute(wide, "10.0", 10**12) == (sp.Rational(8598323200 + 4299161600, 5 * 10**13) + 2 * vector) * tiles
+
+
+def test_blackwell_prefill_computes_whole_tiles_of_128_by_128():
+    """Compute capability 10.x (kernels.PINGPONG_TILE: 128 queries by 128 keys per tile): a causal
+    prefill of 300 tokens, one head of 128, has 3 query tiles scoring 1 + 2 + 3 = 6 whole tiles,
+    6 * 16,384 = 98,304 pairs where the mask keeps 300 * 301 / 2 = 45,150; a window of 128 over 512
+    tokens 1 + 2 + 2 + 2 = 7 tiles, 114,688 pairs (it keeps 128 * 129 / 2 + 384 * 128 = 57,408).
+    Each computed pair costs its 4 * 128 matmul FLOPs at 5 * 10^13 (above its exponential at
+    10^12 per second) plus 5 vector FLOPs at 10^13: 537 / (5 * 10^13) s. After 212 cached keys the
+    300 queries' tiles sit at an offset: the core's own 300 * 212 + 45,150 pairs. On 9.0, no tiles."""
+    chip = CHIP.with_efficiency(attention_exp_rate=10**12).model_copy(update={"compute_capability": "10.0"})
+    core = AttentionCore("c", batch=1, heads=1, kv_heads=1, q_len=300, kv_len=300, head_dim=128, causal=True,
+                         decode=False)
+    pair = sp.Rational(537, 5 * 10**13)
+
+    def compute(op, on=chip):
+        return op_time(op, on, on.effective_peak(BF16), BF16).compute
+
+    assert compute(core) == 98304 * pair
+    assert compute(dataclasses.replace(core, q_len=512, kv_len=512, window=128)) == 114688 * pair
+    assert compute(dataclasses.replace(core, kv_len=512)) == (300 * 212 + 45150) * pair
+    hopper = chip.model_copy(update={"compute_capability": "9.0"})
+    assert compute(core, hopper) == 45150 * (pair + sp.Rational(1, 10**12))
 
 
 @pytest.mark.parametrize("capability", ["10.0", "9.0"])
