@@ -630,7 +630,9 @@ def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[Da
     """The attention core's backward: ``max(F_b / (F_16 eta_attn eta_abwd) + V / F_vec + (F_b / F_f)
     P / (F_exp eta_abwd), bytes / (B eta_mem)) + t_attn``: a flash backward runs the forward's
     time per matmul FLOP (``F_f`` the forward's), exponentials included, at ``eta_abwd`` of its
-    rate; an eager backward reads the stored probabilities (no exponential term)."""
+    rate, so where the forward overlaps its matmuls with its exponentials (:func:`pingpong`) the
+    backward does too, ``Max(F_b / (F_16 eta_attn eta_abwd), (F_b / F_f) P / (F_exp eta_abwd)) + V /
+    F_vec``; an eager backward reads the stored probabilities (no exponential term)."""
     n = kernels(op)
     forward = attention_core(op)
     eta = chip.attention_backward_efficiency
@@ -639,7 +641,9 @@ def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[Da
     # F_b / F_f times the forward's P / F_exp; an eager backward reads the stored probabilities
     exps = (op.matmul_flops / forward.matmul_flops * _exponentials(forward, chip) / eta if forward.flash
             else sp.Integer(0))
-    compute = (op.matmul_flops / (chip.attention_peak(dtype) * eta) + op.vector_flops / chip.vector_flops + exps)
+    matmuls = op.matmul_flops / (chip.attention_peak(dtype) * eta)
+    both = extreme(sp.Max, matmuls, exps) if pingpong(chip) else matmuls + exps
+    compute = both + op.vector_flops / chip.vector_flops
     return OpTime(compute, op.hbm_bytes / chip.effective_hbm_bandwidth, n * chip.prefill_attention_time,
                   _launch(n, chip))
 

@@ -582,6 +582,31 @@ def test_attention_backward_runs_at_its_own_fraction_of_the_forward_rate():
     assert plain.compute == sp.Rational(5_373_952_000, 10**14 // 2) + sp.sympify(bwd.vector_flops) / CHIP.vector_flops
 
 
+def test_blackwell_flash_backward_overlaps_as_its_forward_does():
+    """The flash backward spends the forward's time per matmul FLOP at eta_abwd of its rate, so on
+    compute capability 10.x (kernels.pingpong) its matmuls and exponentials overlap as the
+    forward's do. The core above (b 1, 8 heads of 128, 1024 tokens, causal: 4,198,400 pairs): matmuls
+    5,373,952,000 FLOPs at 5 * 10^13 * 43/50 = 124.976 us; exponentials 5/2 of the forward's
+    4,198,400 at 10^12 per second over 43/50: 12.2047 us, hidden; at 5 * 10^10 per second
+    5/2 * 83.968 / 0.86 = 244.09 us, binding. On 9.0 the two add. The vector work adds on both."""
+    core = AttentionCore("core", batch=1, heads=8, kv_heads=8, q_len=1024, kv_len=1024, head_dim=128,
+                         causal=True, flash=True, dtype_bytes=2)
+    (bwd,) = core.backward()
+    vector = sp.sympify(bwd.vector_flops) / CHIP.vector_flops
+    eta = Fraction(43, 50)
+    matmuls = sp.Rational(5_373_952_000) / (5 * 10**13 * eta)
+
+    def compute(capability, rate):
+        chip = CHIP.model_copy(update={"attention_backward_efficiency": eta, "attention_exp_rate": rate,
+                                       "compute_capability": capability})
+        return op_time(bwd, chip, chip.effective_peak(BF16), BF16).compute
+
+    exps = sp.Rational(5, 2) * sp.Rational(4198400, 10**12) / eta
+    assert compute("10.0", 10**12) == matmuls + vector
+    assert compute("10.0", 5 * 10**10) == exps * 20 + vector
+    assert compute("9.0", 10**12) == matmuls + exps + vector
+
+
 def test_nvidia_presets_take_the_papers_backward_fraction():
     """The A100, H100, H200 and B200 presets: 43/50 (0.86, [FA2] and [FA3]); the ideal chip 1."""
     for name in ("A100_SXM_80GB", "H100_SXM", "H200_SXM", "B200"):
