@@ -410,7 +410,8 @@ def _scores_compute(op: Op, chip: Hardware, dtype: Optional[DataType]) -> sp.Exp
     with its exponentials (:func:`pingpong`) ``(Max(F / (F_16 eta_attn) + (c - 1) F_qk / (F_16
     eta_attn), c P / F_exp) + c V / F_vec) P_T / P``, the softmax's other vector work (max, sum,
     rescale) in the same warps as the exponentials but not on the special-function units, over the
-    ``P_T`` pairs of its whole tiles (:func:`whole_tile_pairs`) of the core's ``P``. Every term is
+    ``P_T`` pairs of its whole tiles (:func:`whole_tile_pairs`; on a chip with ``compute_units``,
+    as the other tile terms: the ideal chip has none) of the core's ``P``. Every term is
     one per scored pair, so it is the core's pairs times the time of one pair.
 
     Derivation (one causal head of 4 tokens: 10 pairs, ``d = 128``, ``c`` = 1): ``F = 4 * 10 *
@@ -425,8 +426,10 @@ def _scores_compute(op: Op, chip: Hardware, dtype: Optional[DataType]) -> sp.Exp
     if pingpong(chip):
         matmuls = op.matmul_flops / chip.attention_peak(dtype) + (blocks - 1) * qk
         per_pairs = extreme(sp.Max, matmuls, blocks * exps) + blocks * op.vector_flops / chip.vector_flops
-        tiles = whole_tile_pairs(core)
-        return per_pairs if tiles is core.pairs else per_pairs * tiles / core.pairs
+        # NB: tiles only where the chip has its SM count (the ideal chip, without one, is the roofline)
+        pairs = core.pairs
+        tiles = pairs if chip.compute_units is None else whole_tile_pairs(core)
+        return per_pairs if tiles == pairs else per_pairs * tiles / pairs
     # NB: each further V slice's block recomputes the scores (Q K^T at d_qk), their softmax and exponentials
     redo = (blocks - 1) * (qk + core.vector_flops / chip.vector_flops + exps)
     return _attention_compute(op, chip, dtype) + exps + redo

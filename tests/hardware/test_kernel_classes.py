@@ -207,13 +207,15 @@ def test_blackwell_prefill_overlaps_its_matmuls_with_its_exponentials():
     exponentials bind: 83.968 + 2.0992 us. Heads of 512 (two V slices, each recomputing Q K^T, its
     softmax and exponentials): matmuls 8,598,323,200 + 4,299,161,600 FLOPs = 257.9 us against
     2 * 4.1984 us of exponentials, plus 2 * 2.0992 us. On 10.x each in whole tiles: 8 query tiles,
-    36 tiles of 128 * 128 = 589,824 pairs per head of the 524,800 kept, all times 1152/1025."""
+    36 tiles of 128 * 128 = 589,824 pairs per head of the 524,800 kept, all times 1152/1025 (one SM,
+    compute_units 1, where the longest block's floor does not bind)."""
     core = AttentionCore("c", batch=1, heads=8, kv_heads=8, q_len=1024, kv_len=1024, head_dim=128, causal=True,
                          decode=False)
     matmuls, vector = sp.Rational(2149580800, 5 * 10**13), sp.Rational(20992000, 10**13)
 
     def compute(op, capability, rate):
-        chip = CHIP.with_efficiency(attention_exp_rate=rate).model_copy(update={"compute_capability": capability})
+        chip = CHIP.with_efficiency(attention_exp_rate=rate, compute_units=1).model_copy(
+            update={"compute_capability": capability})
         return op_time(op, chip, chip.effective_peak(BF16), BF16).compute
 
     tiles = sp.Rational(1152, 1025)
@@ -232,8 +234,12 @@ def test_blackwell_prefill_computes_whole_tiles_of_128_by_128():
     tokens 1 + 2 + 2 + 2 = 7 tiles, 114,688 pairs (it keeps 128 * 129 / 2 + 384 * 128 = 57,408).
     Each computed pair costs its 4 * 128 matmul FLOPs at 5 * 10^13 (above its exponential at
     10^12 per second) plus 5 vector FLOPs at 10^13: 537 / (5 * 10^13) s. After 212 cached keys the
-    300 queries' tiles sit at an offset: the core's own 300 * 212 + 45,150 pairs. On 9.0, no tiles."""
-    chip = CHIP.with_efficiency(attention_exp_rate=10**12).model_copy(update={"compute_capability": "10.0"})
+    300 queries' tiles sit at an offset: the core's own 300 * 212 + 45,150 pairs. On 9.0, no tiles.
+    One SM (compute_units 1: tiles need an SM count; the longest block's floor, at most the whole
+    work on one SM, does not bind). The ideal chip (no SM count) stays the roofline: 4 * 128 *
+    45,150 FLOPs at the bf16 peak plus the softmax on the vector units, no tiles."""
+    chip = CHIP.with_efficiency(attention_exp_rate=10**12, compute_units=1).model_copy(
+        update={"compute_capability": "10.0"})
     core = AttentionCore("c", batch=1, heads=1, kv_heads=1, q_len=300, kv_len=300, head_dim=128, causal=True,
                          decode=False)
     pair = sp.Rational(537, 5 * 10**13)
@@ -246,6 +252,11 @@ def test_blackwell_prefill_computes_whole_tiles_of_128_by_128():
     assert compute(dataclasses.replace(core, kv_len=512)) == (300 * 212 + 45150) * pair
     hopper = chip.model_copy(update={"compute_capability": "9.0"})
     assert compute(core, hopper) == 45150 * (pair + sp.Rational(1, 10**12))
+    # the ideal chip (no SM count) is the roofline: no tiles, no exponentials
+    ideal = hardware.get("B200").ideal()
+    assert ideal.attention_pingpong
+    assert compute(core, ideal) == sp.Rational(4 * 128 * 45150) / ideal.peak_flops_expr(BF16) + sp.Rational(
+        5 * 45150) / ideal.vector_flops
 
 
 @pytest.mark.parametrize("capability", ["10.0", "9.0"])
