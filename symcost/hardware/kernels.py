@@ -306,10 +306,12 @@ TensorRT-LLM's fmha_v2 flash-attention kernels, 64 query rows and 128 keys per s
 (``fmha_v2_flash_attention_fp16_64_128_S_qkv_128_sm80``, and the same ``64_128_S`` for sm86,
 sm87 and sm89, in the cubin list of NVIDIA's TensorRT Edge-LLM,
 cpp/kernels/contextAttentionKernels/cubin/fmha_cubin.h); assumed the same for Hopper. NB:
-Blackwell's trtllm-gen context kernels step 128 query rows; on the fitted rows of B200's table 64
-and 128 give the same error (10.3 %), on its full grid 128 is closer (20.1 against 24.3 %): one
-constant is kept, the one with a source for the kernels of the other chips
-(docs/explanation/time-model.md)."""
+Blackwell's trtllm-gen context kernels step 256 query rows per block (two tiles of 128,
+:data:`PINGPONG_TILE`; ``mStepQ`` 256 at head dimensions 64 and 128, 128 at 256); with the
+overlapped, whole-tile terms a block of 256 (128 at 256) makes B200's fitted rows worse (9.2 ->
+9.4 %, B300 9.0 -> 10.0 %) while its full grid improves (23.0 -> 15.3 %): a lone block runs about
+1.25x faster per SM than the loaded chip, for which there is no source yet, so one constant is
+kept, the one with a source for the kernels of the other chips (docs/explanation/fidelity.md)."""
 
 PREFILL_MAX_DV = 256
 """Columns of V (and O) one context-attention thread block accumulates at most; a wider head
