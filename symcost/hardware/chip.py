@@ -347,7 +347,7 @@ class Hardware(BaseModel):
             # size table is not told apart (the symbolic chip would take symm's piece at oo)
             rule = self.allreduce_rule if self.custom_allreduce_latency is not None else "custom"
             out["allreduce"] = rule if rule in ("vllm", "trtllm-1.0") else "custom"
-            if rule == "vllm":
+            if rule == "vllm" or self.attention_pingpong:
                 out["compute_capability"] = self.compute_capability
                 if self.compute_capability in VLLM_ALLREDUCE_SIZES:
                     # its symmetric-memory all-reduce takes bf16 only: the time of an all-reduce
@@ -358,6 +358,18 @@ class Hardware(BaseModel):
             out.update(matmul_tile=self.matmul_tile, matmul_tile_4bit=self.matmul_tile_4bit,
                        matmul_stream_k=self.matmul_stream_k)
         return out
+
+    @property
+    def attention_pingpong(self) -> bool:
+        """Whether this chip's context attention kernels overlap their matmuls with their softmax's
+        exponentials (``symcost.hardware.kernels.PINGPONG_COMPUTE_CAPABILITY``): a compute capability
+        of 10.x (SM100, SM103), which thus shapes a prefill's time (:attr:`structure`).
+
+        >>> from symcost import hardware
+        >>> hardware.get("B300").attention_pingpong, hardware.get("H200_SXM").attention_pingpong
+        (True, False)
+        """
+        return self.compute_capability is not None and self.compute_capability.split(".")[0] == "10"
 
     @property
     def efficiency_from(self) -> Optional[str]:

@@ -55,13 +55,13 @@ import sympy as sp
 
 from ..core._expr import Ceil, extreme
 from ..core.dtypes import DataType
-from ..core.ops import DGRAD, WGRAD, AttentionCore, Matmul, Op
+from ..core.ops import DGRAD, WGRAD, AttentionCore, Matmul, Op, window_pairs
 from ..errors import ConfigError
 from .chip import Hardware
 
 __all__ = ["FUSED_OPS", "KERNELS", "KernelTime", "OpTime", "attention_core", "eight_bit_cache", "grouped_heads",
-           "GEMM_OUTPUT_BYTES", "kernel", "kernels", "last_block", "longest_tile", "matmul_compute_flops",
-           "time_of"]
+           "GEMM_OUTPUT_BYTES", "kernel", "kernels", "last_block", "longest_tile", "matmul_compute_flops", "pingpong",
+           "time_of", "whole_tile_pairs"]
 
 FUSED_OPS = frozenset({
     # NB: what a fusing engine (TensorRT-LLM, vLLM, FasterTransformer) runs inside another
@@ -306,10 +306,12 @@ TensorRT-LLM's fmha_v2 flash-attention kernels, 64 query rows and 128 keys per s
 (``fmha_v2_flash_attention_fp16_64_128_S_qkv_128_sm80``, and the same ``64_128_S`` for sm86,
 sm87 and sm89, in the cubin list of NVIDIA's TensorRT Edge-LLM,
 cpp/kernels/contextAttentionKernels/cubin/fmha_cubin.h); assumed the same for Hopper. NB:
-Blackwell's trtllm-gen context kernels step 128 query rows; on the fitted rows of B200's table 64
-and 128 give the same error (10.3 %), on its full grid 128 is closer (20.1 against 24.3 %): one
-constant is kept, the one with a source for the kernels of the other chips
-(docs/explanation/time-model.md)."""
+Blackwell's trtllm-gen context kernels step 256 query rows per block (two tiles of 128,
+:data:`PINGPONG_TILE`; ``mStepQ`` 256 at head dimensions 64 and 128, 128 at 256); with the
+overlapped, whole-tile terms a block of 256 (128 at 256) makes B200's fitted rows worse (9.2 ->
+9.4 %, B300 9.0 -> 10.0 %) while its full grid improves (23.0 -> 15.3 %): a lone block runs about
+1.25x faster per SM than the loaded chip, for which there is no source yet, so one constant is
+kept, the one with a source for the kernels of the other chips (docs/explanation/fidelity.md)."""
 
 PREFILL_MAX_DV = 256
 """Columns of V (and O) one context-attention thread block accumulates at most; a wider head
@@ -330,17 +332,108 @@ def _dv_blocks(core: AttentionCore) -> sp.Expr:
     return Ceil(sp.sympify(core.d_v) / PREFILL_MAX_DV)
 
 
+PINGPONG_COMPUTE_CAPABILITY = "10"
+"""Major compute capability of the GPUs whose context attention kernels overlap the matmuls with
+the softmax's exponentials (:func:`pingpong`): SM100 and SM103 (B200, GB200, B300). TensorRT-LLM
+runs their context attention in its trtllm-gen kernels (``isSMCompatible``: SM100 and SM103 kernels,
+cpp/tensorrt_llm/kernels/trtllmGenKernels/fmha/fmhaKernels.h), whose context kernels take 128 query
+rows per tile and two tiles per thread block (``mTileSizeQ`` 128, ``mStepQ`` 256, 512 threads for
+head dimensions 64 and 128: ``fmhaSm100Kernel_*Q128Kv128PersistentContext`` in
+``sTllmGenFmhaKernelMetaInfos``, flashinfer-ai/flashinfer include/flashinfer/trtllm/fmha/cubin/
+kernelMetaInfo.h): the Blackwell design that "assigns two tiles to each threadblock, and pingpongs
+between them in terms of matrix-matrix multiplication and softmax" (NVIDIA CUTLASS,
+examples/77_blackwell_fmha/README.md: context M-blocking 256, N-blocking 128). The tensor cores'
+``tcgen05`` MMAs are issued asynchronously by one thread, so one tile's exponentials run while
+the other's matmuls do. Fitted on the tables (B200, trtllm 1.3.0rc20), the overlapped form takes
+the error from 10.3 to 9.7 % and the matmuls' fraction of the 16-bit peak from 0.999 (the fit's
+bound: the summed form leaves it no room) to 0.635 (docs/explanation/fidelity.md)."""
+
+
+def pingpong(chip: Hardware) -> bool:
+    """Whether the chip's context attention kernels overlap their matmuls with their exponentials
+    (:data:`PINGPONG_COMPUTE_CAPABILITY`, :attr:`Hardware.attention_pingpong`): its
+    ``compute_capability`` is 10.x; a chip without one (the unbound chip unless built with one) sums
+    them, as Hopper's and Ampere's kernels do.
+
+    >>> from symcost import hardware
+    >>> pingpong(hardware.get("B200")), pingpong(hardware.get("B300")), pingpong(hardware.get("H100_SXM"))
+    (True, True, False)
+    """
+    return chip.attention_pingpong
+
+
+PINGPONG_TILE = 128
+"""Query rows and keys of one tile of the SM100 context attention kernels (:func:`pingpong`):
+``mTileSizeQ`` 128 and ``mTileSizeKv`` 128 (``mStepKv`` 128) for every ``*Context`` kernel in
+``sTllmGenFmhaKernelMetaInfos`` (flashinfer-ai/flashinfer include/flashinfer/trtllm/fmha/cubin/
+kernelMetaInfo.h; "Q128Kv128" in the kernel names TensorRT-LLM launches, e.g.
+``fmhaSm100fKernel_QkvBfloat16OBfloat16H128PagedKvCausalP64VarSeqQ128Kv128PersistentContext``). A
+tile's scores are computed whole, the causal diagonal's and a sliding window's edges masked after:
+:func:`whole_tile_pairs`."""
+
+
+def whole_tile_pairs(core: AttentionCore) -> sp.Expr:
+    """(query, key) pairs per head and sequence an SM100 context attention kernel computes, in whole
+    tiles of ``T`` = :data:`PINGPONG_TILE` queries by ``T`` keys: ``T^2 n (n + 1) / 2`` causally,
+    ``T^2 W(n, n, K + 1)`` under a window w (:func:`~symcost.core.ops.window_pairs` at tile
+    granularity: ``K = ceil((w - 1) / T)`` tiles before the diagonal's), with ``n = ceil(s / T)``
+    query tiles of ``s`` tokens. Only a causal prefill without cached keys (``q_len`` the same
+    expression as ``kv_len``), context parallelism or chunked attention; otherwise the core's own
+    pairs (NB: a chunk after cached keys sits at an offset to the key tiles that the closed form
+    does not follow).
+
+    Derivation: query tile i (0-based) holds rows ``iT .. iT + T - 1``, which see keys up to
+    ``iT + T - 1``, the end of key tile i: ``i + 1`` tiles causally; under a window its first row
+    reaches back to key ``iT - w + 1``, in key tile ``i - K`` once ``iT >= w - 1``, so ``Min(i, K) +
+    1`` tiles, the window's own pair count with ``K + 1`` for the window. 300 tokens: n = 3, 6
+    tiles, 98,304 pairs (the mask keeps 45,150). A window of 128 over 512 tokens: K = 1, tiles 1 + 2
+    + 2 + 2 = 7, 114,688 pairs (the window keeps 57,408).
+
+    >>> whole_tile_pairs(AttentionCore("c", q_len=300, kv_len=300, causal=True, decode=False))
+    98304
+    >>> whole_tile_pairs(AttentionCore("c", q_len=512, kv_len=512, causal=True, decode=False, window=128))
+    114688
+    """
+    q_len = sp.sympify(core.q_len)
+    if (not core.causal or q_len != sp.sympify(core.kv_len) or core.attention_chunk is not None
+            or sp.sympify(core.context_parallel) != 1):
+        return core.pairs
+    n = Ceil(q_len / PINGPONG_TILE)
+    if core.window is None:
+        return PINGPONG_TILE**2 * n * (n + 1) / 2
+    return PINGPONG_TILE**2 * window_pairs(n, n, Ceil((sp.sympify(core.window) - 1) / PINGPONG_TILE) + 1)
+
+
 def _scores_compute(op: Op, chip: Hardware, dtype: Optional[DataType]) -> sp.Expr:
     """Seconds of a context attention kernel's work spread evenly over the chip: ``F / (F_16
     eta_attn) + V / F_vec + P / F_exp + (c - 1) R`` (:func:`_attention_compute`,
     :func:`_exponentials`; ``R`` the ``Q K^T``, softmax and exponentials each of the ``c - 1``
-    further V slices' blocks recomputes, :func:`_dv_blocks`). Every term is one per scored pair,
-    so it is the core's pairs times the time of one pair."""
+    further V slices' blocks recomputes, :func:`_dv_blocks`); where the kernel overlaps its matmuls
+    with its exponentials (:func:`pingpong`) ``(Max(F / (F_16 eta_attn) + (c - 1) F_qk / (F_16
+    eta_attn), c P / F_exp) + c V / F_vec) P_T / P``, the softmax's other vector work (max, sum,
+    rescale) in the same warps as the exponentials but not on the special-function units, over the
+    ``P_T`` pairs of its whole tiles (:func:`whole_tile_pairs`; on a chip with ``compute_units``,
+    as the other tile terms: the ideal chip has none) of the core's ``P``. Every term is
+    one per scored pair, so it is the core's pairs times the time of one pair.
+
+    Derivation (one causal head of 4 tokens: 10 pairs, ``d = 128``, ``c`` = 1): ``F = 4 * 10 *
+    128 = 5120``; with ``F_16 eta_attn = 5120`` FLOP/s and ``F_exp = 5`` per second the matmuls
+    take 1 s and the 10 exponentials 2 s: summed 3 s plus the vector work, overlapped 2 s plus it,
+    times the one whole tile's 128 * 129 / 2 = 8,256 pairs over 10.
+    """
     core = attention_core(op)
     exps = _exponentials(op, chip)
+    blocks = _dv_blocks(core)
+    qk = core.qk_flops / chip.attention_peak(dtype)
+    if pingpong(chip):
+        matmuls = op.matmul_flops / chip.attention_peak(dtype) + (blocks - 1) * qk
+        per_pairs = extreme(sp.Max, matmuls, blocks * exps) + blocks * op.vector_flops / chip.vector_flops
+        # NB: tiles only where the chip has its SM count (the ideal chip, without one, is the roofline)
+        pairs = core.pairs
+        tiles = pairs if chip.compute_units is None else whole_tile_pairs(core)
+        return per_pairs if tiles == pairs else per_pairs * tiles / pairs
     # NB: each further V slice's block recomputes the scores (Q K^T at d_qk), their softmax and exponentials
-    redo = (_dv_blocks(core) - 1) * (core.qk_flops / chip.attention_peak(dtype) + core.vector_flops / chip.vector_flops
-                                     + exps)
+    redo = (blocks - 1) * (qk + core.vector_flops / chip.vector_flops + exps)
     return _attention_compute(op, chip, dtype) + exps + redo
 
 
@@ -377,17 +470,18 @@ def longest_tile(op: Op, chip: Hardware, dtype: Optional[DataType]) -> sp.Expr:
     holds more than the whole kernel's pairs: at most ``N C``, which is 0 for no tokens.
 
     Derivation (causal prefill of ``s`` tokens, one sequence, one head, ``P = s (s + 1) / 2``
-    pairs, ``c`` = 1): ``N C_T / C = N T s / P = 2 N T / (s + 1)``; 16,383 tokens, 148 SMs:
-    ``2 * 148 * 64 / 16,384 = 37/32`` times the even share. Under a window of 4,096 at 32,768
-    tokens the last block holds ``64 * 4096`` of 125,831,168 pairs: ``148 * 64 * 4096`` is
-    below them, so the even share binds.
+    pairs, ``c`` = 1): ``N C_T / C = N T s / P = 2 N T / (s + 1)``; 16,383 tokens, 132 SMs:
+    ``2 * 132 * 64 / 16,384 = 33/32`` times the even share. Under a window of 4,096 at 32,768
+    tokens the last block holds ``64 * 4096`` of 125,831,168 pairs: ``132 * 64 * 4096`` is
+    below them, so the even share binds. (On an SM100 chip the even share counts whole tiles,
+    :func:`whole_tile_pairs`.)
 
     >>> from symcost import hardware
-    >>> chip = hardware.get("B200")
+    >>> chip = hardware.get("H100_SXM")
     >>> core = AttentionCore("c", batch=1, heads=1, kv_heads=1, q_len=16383, kv_len=16383, head_dim=128,
     ...                      causal=True, decode=False)
     >>> longest_tile(core, chip, DataType.BF16) / _scores_compute(core, chip, DataType.BF16)
-    37/32
+    33/32
     """
     if chip.compute_units is None:
         return sp.Integer(0)
@@ -541,7 +635,9 @@ def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[Da
     """The attention core's backward: ``max(F_b / (F_16 eta_attn eta_abwd) + V / F_vec + (F_b / F_f)
     P / (F_exp eta_abwd), bytes / (B eta_mem)) + t_attn``: a flash backward runs the forward's
     time per matmul FLOP (``F_f`` the forward's), exponentials included, at ``eta_abwd`` of its
-    rate; an eager backward reads the stored probabilities (no exponential term)."""
+    rate, so where the forward overlaps its matmuls with its exponentials (:func:`pingpong`) the
+    backward does too, ``Max(F_b / (F_16 eta_attn eta_abwd), (F_b / F_f) P / (F_exp eta_abwd)) + V /
+    F_vec``; an eager backward reads the stored probabilities (no exponential term)."""
     n = kernels(op)
     forward = attention_core(op)
     eta = chip.attention_backward_efficiency
@@ -550,7 +646,9 @@ def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[Da
     # F_b / F_f times the forward's P / F_exp; an eager backward reads the stored probabilities
     exps = (op.matmul_flops / forward.matmul_flops * _exponentials(forward, chip) / eta if forward.flash
             else sp.Integer(0))
-    compute = (op.matmul_flops / (chip.attention_peak(dtype) * eta) + op.vector_flops / chip.vector_flops + exps)
+    matmuls = op.matmul_flops / (chip.attention_peak(dtype) * eta)
+    both = extreme(sp.Max, matmuls, exps) if pingpong(chip) else matmuls + exps
+    compute = both + op.vector_flops / chip.vector_flops
     return OpTime(compute, op.hbm_bytes / chip.effective_hbm_bandwidth, n * chip.prefill_attention_time,
                   _launch(n, chip))
 

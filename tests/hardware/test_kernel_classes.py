@@ -197,6 +197,84 @@ def test_attention_exponentials_on_the_special_function_units():
                                                                           BF16)
 
 
+def test_blackwell_prefill_overlaps_its_matmuls_with_its_exponentials():
+    """Compute capability 10.x (kernels.PINGPONG_COMPUTE_CAPABILITY: two 128-row query tiles per
+    block, one's softmax during the other's matmuls): the causal prefill above (b 1, 8 heads of 128,
+    1024 tokens, 4,198,400 pairs) runs its matmuls, 2,149,580,800 FLOPs at 5 * 10^13 = 42.99 us,
+    and its 4,198,400 exponentials side by side, then its softmax's other vector work,
+    20,992,000 FLOPs at 10^13 = 2.0992 us. At 10^12 exponentials per second (4.1984 us) the matmuls
+    bind: 42.99 + 2.0992 us, where 9.0 adds the 4.1984 us. At 5 * 10^10 per second (83.968 us) the
+    exponentials bind: 83.968 + 2.0992 us. Heads of 512 (two V slices, each recomputing Q K^T, its
+    softmax and exponentials): matmuls 8,598,323,200 + 4,299,161,600 FLOPs = 257.9 us against
+    2 * 4.1984 us of exponentials, plus 2 * 2.0992 us. On 10.x each in whole tiles: 8 query tiles,
+    36 tiles of 128 * 128 = 589,824 pairs per head of the 524,800 kept, all times 1152/1025 (one SM,
+    compute_units 1, where the longest block's floor does not bind)."""
+    core = AttentionCore("c", batch=1, heads=8, kv_heads=8, q_len=1024, kv_len=1024, head_dim=128, causal=True,
+                         decode=False)
+    matmuls, vector = sp.Rational(2149580800, 5 * 10**13), sp.Rational(20992000, 10**13)
+
+    def compute(op, capability, rate):
+        chip = CHIP.with_efficiency(attention_exp_rate=rate, compute_units=1).model_copy(
+            update={"compute_capability": capability})
+        return op_time(op, chip, chip.effective_peak(BF16), BF16).compute
+
+    tiles = sp.Rational(1152, 1025)
+    assert compute(core, "10.0", 10**12) == (matmuls + vector) * tiles
+    assert compute(core, "10.3", 5 * 10**10) == (sp.Rational(4198400, 5 * 10**10) + vector) * tiles
+    assert compute(core, "9.0", 10**12) == matmuls + vector + sp.Rational(4198400, 10**12)
+    assert compute(core, None, 10**12) == compute(core, "9.0", 10**12)
+    wide = dataclasses.replace(core, head_dim=512)
+    assert compute(wide, "10.0", 10**12) == (sp.Rational(8598323200 + 4299161600, 5 * 10**13) + 2 * vector) * tiles
+
+
+def test_blackwell_prefill_computes_whole_tiles_of_128_by_128():
+    """Compute capability 10.x (kernels.PINGPONG_TILE: 128 queries by 128 keys per tile): a causal
+    prefill of 300 tokens, one head of 128, has 3 query tiles scoring 1 + 2 + 3 = 6 whole tiles,
+    6 * 16,384 = 98,304 pairs where the mask keeps 300 * 301 / 2 = 45,150; a window of 128 over 512
+    tokens 1 + 2 + 2 + 2 = 7 tiles, 114,688 pairs (it keeps 128 * 129 / 2 + 384 * 128 = 57,408).
+    Each computed pair costs its 4 * 128 matmul FLOPs at 5 * 10^13 (above its exponential at
+    10^12 per second) plus 5 vector FLOPs at 10^13: 537 / (5 * 10^13) s. After 212 cached keys the
+    300 queries' tiles sit at an offset: the core's own 300 * 212 + 45,150 pairs. On 9.0, no tiles.
+    One SM (compute_units 1: tiles need an SM count; the longest block's floor, at most the whole
+    work on one SM, does not bind). The ideal chip (no SM count) stays the roofline: 4 * 128 *
+    45,150 FLOPs at the bf16 peak plus the softmax on the vector units, no tiles."""
+    chip = CHIP.with_efficiency(attention_exp_rate=10**12, compute_units=1).model_copy(
+        update={"compute_capability": "10.0"})
+    core = AttentionCore("c", batch=1, heads=1, kv_heads=1, q_len=300, kv_len=300, head_dim=128, causal=True,
+                         decode=False)
+    pair = sp.Rational(537, 5 * 10**13)
+
+    def compute(op, on=chip):
+        return op_time(op, on, on.effective_peak(BF16), BF16).compute
+
+    assert compute(core) == 98304 * pair
+    assert compute(dataclasses.replace(core, q_len=512, kv_len=512, window=128)) == 114688 * pair
+    assert compute(dataclasses.replace(core, kv_len=512)) == (300 * 212 + 45150) * pair
+    hopper = chip.model_copy(update={"compute_capability": "9.0"})
+    assert compute(core, hopper) == 45150 * (pair + sp.Rational(1, 10**12))
+    # the ideal chip (no SM count) is the roofline: no tiles, no exponentials
+    ideal = hardware.get("B200").ideal()
+    assert ideal.attention_pingpong
+    assert compute(core, ideal) == sp.Rational(4 * 128 * 45150) / ideal.peak_flops_expr(BF16) + sp.Rational(
+        5 * 45150) / ideal.vector_flops
+
+
+@pytest.mark.parametrize("capability", ["10.0", "9.0"])
+def test_prefill_overlap_binds_on_the_symbolic_chip(capability):
+    """A prefill core timed on the realistic symbolic chip built with the bound chip's compute
+    capability equals the numeric time (exponentials overlapped on 10.x, summed on 9.0); the
+    capability is part of a 10.x chip's structure, so binding one built without it is refused."""
+    chip = CHIP.with_efficiency(compute_units=132, attention_exp_rate=10**12).model_copy(
+        update={"compute_capability": capability})
+    symbolic = Hardware.symbolic(realistic=True, compute_capability=capability)
+    core = AttentionCore("c", batch=2, heads=8, kv_heads=2, q_len=777, kv_len=777, head_dim=128, causal=True,
+                         decode=False)
+    numeric = op_time(core, chip, chip.effective_peak(BF16), BF16).time
+    bound = op_time(core, symbolic, symbolic.effective_peak(None), None).time.xreplace(chip.symbol_values(BF16))
+    assert bound == numeric
+    assert ("compute_capability" in chip.structure) == (capability == "10.0")
+
+
 def test_decode_attention_floor_and_kernel_by_phase():
     """One query per sequence over 4096 keys, b 8, 8 heads of 128: K and V 2 * 8 * 8 * 4096 * 128 *
     2 = 134,217,728 B plus Q and O 2 * 8 * 8 * 128 * 2 = 32,768 B at 10^12 * 1/2 = 268.5 us; + 5 us.
@@ -513,6 +591,31 @@ def test_attention_backward_runs_at_its_own_fraction_of_the_forward_rate():
                                                                           BF16)
     plain = op_time(bwd, CHIP, CHIP.effective_peak(BF16), BF16)
     assert plain.compute == sp.Rational(5_373_952_000, 10**14 // 2) + sp.sympify(bwd.vector_flops) / CHIP.vector_flops
+
+
+def test_blackwell_flash_backward_overlaps_as_its_forward_does():
+    """The flash backward spends the forward's time per matmul FLOP at eta_abwd of its rate, so on
+    compute capability 10.x (kernels.pingpong) its matmuls and exponentials overlap as the
+    forward's do. The core above (b 1, 8 heads of 128, 1024 tokens, causal: 4,198,400 pairs): matmuls
+    5,373,952,000 FLOPs at 5 * 10^13 * 43/50 = 124.976 us; exponentials 5/2 of the forward's
+    4,198,400 at 10^12 per second over 43/50: 12.2047 us, hidden; at 5 * 10^10 per second
+    5/2 * 83.968 / 0.86 = 244.09 us, binding. On 9.0 the two add. The vector work adds on both."""
+    core = AttentionCore("core", batch=1, heads=8, kv_heads=8, q_len=1024, kv_len=1024, head_dim=128,
+                         causal=True, flash=True, dtype_bytes=2)
+    (bwd,) = core.backward()
+    vector = sp.sympify(bwd.vector_flops) / CHIP.vector_flops
+    eta = Fraction(43, 50)
+    matmuls = sp.Rational(5_373_952_000) / (5 * 10**13 * eta)
+
+    def compute(capability, rate):
+        chip = CHIP.model_copy(update={"attention_backward_efficiency": eta, "attention_exp_rate": rate,
+                                       "compute_capability": capability})
+        return op_time(bwd, chip, chip.effective_peak(BF16), BF16).compute
+
+    exps = sp.Rational(5, 2) * sp.Rational(4198400, 10**12) / eta
+    assert compute("10.0", 10**12) == matmuls + vector
+    assert compute("10.0", 5 * 10**10) == exps * 20 + vector
+    assert compute("9.0", 10**12) == matmuls + exps + vector
 
 
 def test_nvidia_presets_take_the_papers_backward_fraction():
