@@ -668,12 +668,17 @@ class Collective:
     block's entry and exit, :meth:`~symcost.layers.base.Layer.tp_enter`), which ``overlap=True``
     pipelines with its GEMM (TE userbuffers, ``--tp-comm-overlap``;
     :func:`~symcost.hardware.timing.exposed_comm`). Unmarked TP collectives (the embedding's
-    reduce-scatter, the LM head's and the fused loss's all-gathers, a MoE layer's token gathers)
-    are plain NCCL calls Megatron-Core does not overlap: they add in full."""
+    reduce-scatter, the LM head's forward and the fused loss's all-gathers, a MoE layer's token
+    gathers) are plain NCCL calls Megatron-Core does not overlap: they add in full (the LM head's
+    backward ones are :attr:`bulk`)."""
 
     bulk: bool = dataclasses.field(default=False, repr=False)
-    """Overlapped whole beside one GEMM, not cut into chunks (with ``overlap=True``; a
-    :attr:`userbuffers` collective only): Transformer Engine's bulk userbuffers overlap
+    """Overlapped whole beside one GEMM, not cut into chunks (with ``overlap=True``; a TP
+    collective only). Without :attr:`userbuffers`: Megatron-Core's own linear issuing it
+    asynchronously beside a GEMM (``LinearWithGradAccumulationAndAsyncCommunication.backward``,
+    megatron/core/tensor_parallel/layers.py core_v0.14.0: the re-gather beside dgrad, the input
+    gradient's reduce-scatter or all-reduce beside wgrad; the LM head,
+    :class:`~symcost.layers.embedding.LMHeadLayer`). With it: Transformer Engine's bulk userbuffers overlap
     (``ub_bulk_wgrad``: under Megatron SP the reduce-scatter of a TP block's input gradient runs
     beside its wgrad GEMM; Megatron-Bridge's userbuffers configs,
     src/megatron/bridge/training/comm_overlap.py, set ``BulkOverlapCfg`` for qkv_wgrad and
@@ -759,13 +764,13 @@ class Collective:
                 raise ConfigError(f"Collective.tokens must be non-negative, got {self.tokens}")
 
     def _check_overlap_marks(self) -> None:
-        """:attr:`userbuffers` on a TP collective only, :attr:`bulk` on a userbuffers one only."""
+        """:attr:`userbuffers` and :attr:`bulk` on a TP collective only."""
         if self.userbuffers and self.axis != "tp":
             raise ConfigError("Collective.userbuffers: TE's userbuffers overlap TP collectives only, "
                               f"got axis {self.axis!r}")
-        if self.bulk and not self.userbuffers:
-            raise ConfigError("Collective.bulk: a bulk overlap is a userbuffers collective's "
-                              "(set userbuffers=True)")
+        if self.bulk and self.axis != "tp":
+            raise ConfigError("Collective.bulk: a bulk overlap is a TP collective's (beside its linear's GEMM), "
+                              f"got axis {self.axis!r}")
 
     @property
     def bytes_sent_per_chip(self) -> Value:

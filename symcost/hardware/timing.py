@@ -600,8 +600,8 @@ def exposed_comm(sums: LayerSums, eta: Any = 1, overlap: bool = True, eta_tp: An
       other TP collectives are plain NCCL and add in full) is cut into ``k_i`` chunks, each sent
       while the GEMM computes the previous chunk. A two-stage
       pipeline of ``k`` chunks takes ``C/k + (k-1) max(C, G)/k + G/k``: it hides
-      ``(k-1)/k min(C, G)``; a bulk collective (:attr:`~symcost.core.ops.Collective.bulk`: the
-      reduce-scatter of a TP block's input gradient beside its wgrad GEMM) runs whole beside its
+      ``(k-1)/k min(C, G)``; a bulk collective (:attr:`~symcost.core.ops.Collective.bulk`: a TP block's
+      input-gradient reduce-scatter and re-gather, the LM head's async ones) runs whole beside its
       GEMM, priced at the same share (:func:`_pipelined_share`). Summed over the layer (its
       collectives and GEMMs alike in proportion), ``H_tp = eta_tp * tp_pipelined * min(C_tp, G)``,
       ``eta_tp`` the engine's ``tp_overlap_efficiency`` (the share it realises). The ring exchange's own work adds
@@ -647,9 +647,11 @@ def exposed_comm(sums: LayerSums, eta: Any = 1, overlap: bool = True, eta_tp: An
 
 
 def _tp_chunked(c: Collective) -> bool:
-    """A TP collective TE's userbuffers overlap with its GEMM (:attr:`Collective.userbuffers`); the
-    rest (plain NCCL: the embedding's, the LM head's, a MoE layer's) add in full."""
-    return c.userbuffers
+    """A TP collective overlapped with its GEMM: TE's userbuffers (:attr:`Collective.userbuffers`)
+    or a bulk one (:attr:`Collective.bulk`: also Megatron-Core's asynchronous backward collectives of
+    the LM head); the rest (plain NCCL: the embedding's, the LM head's forward gather, a MoE layer's)
+    add in full."""
+    return c.userbuffers or c.bulk
 
 
 def _cp_ring(c: Collective) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Optional
 
 import sympy
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
@@ -80,6 +80,10 @@ class Context:
     gemm_bytes: Optional[sympy.Expr] = None
     """Training in a format narrower than its tensors (Transformer Engine's FP8 recipes,
     :func:`tensor_bytes`): the GEMMs' format's bytes per element; ``None`` otherwise."""
+    gemm_block_scaled: bool = False
+    """That narrow format carries a scale per block (MXFP8, NVFP4: :attr:`DataType.is_block_scaled`),
+    whose row-wise and column-wise copies are quantized and gathered separately
+    (:meth:`te_gather_bytes`)."""
     datatype: Optional[DataType] = None
     """The model's format where it is named (``None`` with the dtype a symbol)."""
 
@@ -118,6 +122,26 @@ class Context:
         Transformer Engine's FP8 recipes); 16- and 32-bit models send what they compute in."""
         e = self.dtype_bytes
         return e if e.is_number and e >= 2 else sympy.Integer(2) if e.is_number else sympy.Max(e, 2)
+
+    def te_gather_bytes(self, usages: int = 1) -> sympy.Expr:
+        """Bytes per element a Transformer Engine linear's TP all-gather of a GEMM input sends: under
+        FP8 training TE quantizes the shard and gathers the quantized tensor (:attr:`gemm_bytes`,
+        block scales included), each of the ``usages`` (row-wise, column-wise) a block-scaled format
+        needs; a per-tensor FP8 tensor gathers its row-wise data once (the scale is a scalar, the
+        transpose is made locally). Else :attr:`wire_bytes`. Transformer Engine v2.9
+        transformer_engine/pytorch/distributed.py ``_all_gather_fp8`` / ``_all_gather_mxfp8``
+        (tests/layers/test_te_fp8_gather.py cites the callers).
+
+        >>> from symcost.core.parallelism import Parallelism
+        >>> ctx = Context(batch_size=sympy.Integer(1), seq_len=sympy.Integer(8), phase=Phase.TRAINING,
+        ...               dtype_bytes=sympy.Integer(2), parallelism=Parallelism(), recompute="none",
+        ...               gemm_bytes=sympy.Rational(33, 32), gemm_block_scaled=True)
+        >>> ctx.te_gather_bytes(), ctx.te_gather_bytes(usages=2)
+        (33/32, 33/16)
+        """
+        if self.gemm_bytes is None:
+            return self.wire_bytes
+        return self.gemm_bytes * (usages if self.gemm_block_scaled else 1)
 
     @property
     def decode(self) -> bool:
@@ -243,6 +267,11 @@ class Layer(BaseModel):
     layer_idx: Optional[int] = Field(default=None, ge=0)
     parallelism: Annotated[Parallelism, BeforeValidator(Parallelism.coerce)] = Parallelism()
 
+    _async_backward: ClassVar[bool] = False
+    """The layer's linear is Megatron-Core's own ``ColumnParallelLinear``, whose backward issues its TP
+    collectives asynchronously beside its GEMMs (:meth:`tp_enter`); Transformer Engine's linears
+    (:attr:`~symcost.core.ops.Collective.userbuffers`) and the other layers: ``False``."""
+
     # -- what a layer type implements -------------------------------------------------------
 
     @property
@@ -362,10 +391,7 @@ class Layer(BaseModel):
             if isinstance(op, Collective):
                 kind = _TRANSPOSE[op.kind]
                 if kind is not None:
-                    # NB: a userbuffers all-gather's transpose, the reduce-scatter of the input
-                    # gradient, runs in bulk beside the wgrad GEMM (Collective.bulk)
-                    bulk = op.userbuffers and op.kind == "all_gather"
-                    backward.append(dataclasses.replace(op, kind=kind, bulk=bulk))
+                    backward.append(_transpose(op, kind, ctx, self._async_backward))
             else:
                 backward.extend(op.backward())
         return forward + recompute + backward
@@ -411,6 +437,8 @@ class Layer(BaseModel):
             recompute=recompute,
             gemm_bytes=narrow_gemm_bytes(dtype, Phase.parse(phase)),
             datatype=datatype,
+            gemm_block_scaled=narrow_gemm_bytes(dtype, Phase.parse(phase)) is not None
+            and datatype is not None and datatype.is_block_scaled,
         )
         with collecting() as rules:
             self.check(ctx)
@@ -442,7 +470,7 @@ class Layer(BaseModel):
 
     @staticmethod
     def tp_enter(ctx: Context, payload: sympy.Expr, userbuffers: bool,
-                 regather_bytes: Optional[sympy.Expr] = None) -> list[Op | Collective]:
+                 regather_bytes: Optional[sympy.Expr] = None, asynchronous: bool = False) -> list[Op | Collective]:
         """Communication entering a Megatron TP block: under sequence parallelism the all-gather
         of the sequence-sharded input (``payload`` bytes gathered at ``e`` bytes per element, sent
         at :attr:`Context.wire_bytes`); else Megatron's f, nothing forward and an all-reduce of the
@@ -459,6 +487,9 @@ class Layer(BaseModel):
         d98e8a6) ``LinearWithGradAccumulationAndAsyncCommunication.backward``; Transformer Engine
         transformer_engine/pytorch/module/layernorm_linear.py (commit d0067d0) ``ln_out_needs_gather``
         (``ub_bulk_dgrad``); Korthikanti et al. 2022, section 4.2.2 (docs/conventions.md §12).
+        ``asynchronous``: the linear is Megatron-Core's own, whose backward issues the re-gather
+        beside dgrad and the input gradient's collective beside wgrad (both bulk; the layer sets
+        :attr:`_async_backward` for the reduce-scatter, the forward gather's transpose).
 
         >>> from symcost.core.parallelism import Parallelism
         >>> ctx = Context(batch_size=sympy.Integer(1), seq_len=sympy.Integer(8), phase=Phase.TRAINING,
@@ -474,17 +505,18 @@ class Layer(BaseModel):
         payload = elements * ctx.wire_bytes
         if not ctx.megatron_sp:
             # the input gradient's ctx.tokens rows, as the exit's all-reduce carries them
-            return [GradientCollective("f", collective=Collective("all_reduce", "tp", ctx.tp, payload,
-                                                                  userbuffers=userbuffers, tokens=ctx.tokens,
-                                                                  element_format=ctx.wire_format,
-                                                                  model_format=True))]
-        gather = Collective("all_gather", "tp", ctx.tp, payload, userbuffers=userbuffers)
+            summed = Collective("all_reduce", "tp", ctx.tp, payload, bulk=asynchronous, userbuffers=userbuffers,
+                                tokens=ctx.tokens, element_format=ctx.wire_format, model_format=True)
+            return [GradientCollective("f", collective=summed)]
+        # a Transformer Engine linear gathers its input's FP8 cast under FP8 training
+        gathered = elements * ctx.te_gather_bytes() if userbuffers and ctx.training else payload
+        gather = Collective("all_gather", "tp", ctx.tp, gathered, userbuffers=userbuffers)
         if not ctx.training:
             return [gather]
         if regather_bytes is None:
             regather_bytes = ctx.wire_bytes if ctx.gemm_bytes is None else ctx.gemm_bytes
         regather = Collective("all_gather", "tp", ctx.tp, elements * regather_bytes, userbuffers=userbuffers,
-                              bulk=userbuffers)
+                              bulk=userbuffers or asynchronous)
         return [gather, GradientCollective("sp_regather", collective=regather)]
 
     @staticmethod
@@ -503,6 +535,25 @@ class Layer(BaseModel):
         return [Collective(kind, "tp", ctx.tp, payload, userbuffers=userbuffers, tokens=tokens,
                            element_format=ctx.wire_format if kind == "all_reduce" else None,
                            model_format=kind == "all_reduce")]
+
+
+def _transpose(op: Collective, kind: CollectiveKind, ctx: Context, asynchronous: bool = False) -> Collective:
+    """The backward's transpose of a forward collective. A userbuffers all-gather's transpose, the
+    reduce-scatter of the input gradient, runs in bulk beside the wgrad GEMM (:attr:`Collective.bulk`),
+    as does a TP all-gather's of a layer whose linear issues it ``asynchronous``-ly (Megatron-Core's
+    own, :attr:`Layer._async_backward`).
+    A Transformer Engine linear's TP collectives (:attr:`Collective.userbuffers`) under FP8 training:
+    the forward all-gather carried the FP8 cast, the input gradient's reduce-scatter carries bf16
+    (:attr:`Context.wire_bytes`); the forward reduce-scatter carried bf16, the output gradient's
+    all-gather carries its FP8 cast, both usages for a block-scaled format (``grad_output_preprocess``,
+    :meth:`Context.te_gather_bytes`)."""
+    bulk = op.kind == "all_gather" and (op.userbuffers or (asynchronous and op.axis == "tp"))
+    payload = op.payload_bytes
+    if op.userbuffers and ctx.gemm_bytes is not None and kind in ("all_gather", "reduce_scatter"):
+        forward, backward = ((ctx.te_gather_bytes(), ctx.wire_bytes) if kind == "reduce_scatter"
+                             else (ctx.wire_bytes, ctx.te_gather_bytes(usages=2)))
+        payload = payload / forward * backward
+    return dataclasses.replace(op, kind=kind, bulk=bulk, payload_bytes=payload)
 
 
 # -- the compiled numeric path -------------------------------------------------------------------
@@ -600,7 +651,8 @@ def _template(layer: Layer, phase: Phase, datatype: DataType, recompute: Recompu
               overlap: bool) -> _Template:
     ctx = Context(batch_size=sym.batch_size, seq_len=sym.seq_len, phase=phase,
                   dtype_bytes=tensor_bytes(datatype, phase), parallelism=layer.parallelism, recompute=recompute,
-                  gemm_bytes=narrow_gemm_bytes(datatype, phase), datatype=datatype)
+                  gemm_bytes=narrow_gemm_bytes(datatype, phase), datatype=datatype,
+                  gemm_block_scaled=narrow_gemm_bytes(datatype, phase) is not None and datatype.is_block_scaled)
     symbolic = layer._metrics(ctx, chip, datatype, overlap)
     exprs = [sympy.sympify(getattr(symbolic, f)) for f in METRIC_FIELDS]
     exprs += [sympy.sympify(c.payload_bytes) for c in symbolic.collectives]

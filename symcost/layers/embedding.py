@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 import sympy as sp
 from pydantic import model_validator
@@ -134,6 +134,12 @@ class LMHeadLayer(Layer):
     logit (softmax) forward. Inference: logits of the last token of each sequence (``b`` rows).
     """
 
+    _async_backward: ClassVar[bool] = True
+    """Megatron-Core's output layer (its own ``ColumnParallelLinear``, core_v0.14.0
+    megatron/core/models/gpt/gpt_model.py:213) re-gathers its input beside the dgrad GEMM and
+    reduce-scatters (or all-reduces) the input gradient beside the wgrad GEMM, asynchronously
+    (megatron/core/tensor_parallel/layers.py:487-620, ``LinearWithGradAccumulationAndAsyncCommunication``)."""
+
     vocab_size: Dim = sym.vocab_size
     hidden_size: Dim = sym.hidden_size
     tied: bool = False
@@ -168,8 +174,9 @@ class LMHeadLayer(Layer):
         # under Megatron SP the hidden states arrive sequence-sharded: gather them first (and
         # again in the backward: the head saves the shard). NB: the re-gather at 2 bytes even
         # under FP8 training: the output layer is Megatron-Core's own ColumnParallelLinear, outside
-        # Transformer Engine's FP8 GEMMs
-        ops: list = list(self.tp_enter(ctx, ctx.tokens * h * e, userbuffers=False, regather_bytes=ctx.wire_bytes))
+        # Transformer Engine's FP8 GEMMs, whose backward overlaps its collectives (_async_backward)
+        ops: list = list(self.tp_enter(ctx, ctx.tokens * h * e, userbuffers=False, regather_bytes=ctx.wire_bytes,
+                                       asynchronous=True))
         # (rows x h) @ (h x V/t)
         ops.append(Matmul("logits", m=rows, n=V_t, k=h, dtype_bytes=e, bias=self.bias))
         if ctx.training:
@@ -188,7 +195,7 @@ class LMHeadLayer(Layer):
         if not (ctx.training and self.fused_loss and ctx.tp != 1):
             return ops
         stats = ctx.tokens * _ROW_STATS * _FP32 * ctx.tp
-        transpose = Collective("reduce_scatter", "tp", ctx.tp, stats)
+        transpose = Collective("reduce_scatter", "tp", ctx.tp, stats, bulk=True)
         last = max(i for i, op in enumerate(ops) if op == transpose)
         return ops[:last] + ops[last + 1:]
 

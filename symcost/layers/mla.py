@@ -27,20 +27,30 @@ run): attention works directly on the cached latent, one shared "KV head" of wid
 - ``v_absorb``: per head (b x r_kv) @ (r_kv x d_v), the V half of ``kv_b_proj``; then ``out``.
 
 NB: under TP the down-projections (``q_down``, ``kv_down``) and the two latent RMSNorms are
-replicated on every rank (full weights, full FLOPs), as in Megatron-core and DeepSeek's
-inference code; only the up-projections, the core and ``out`` are split by heads. Hence the KV
+replicated on every rank (full weights, full FLOPs; under Megatron sequence parallelism on the
+rank's ``T/t`` tokens), as in Megatron-core and DeepSeek's inference code; only the up-projections,
+the core and ``out`` are split by heads. Hence the KV
 cache, ``b*s*(r_kv + d_R)*e`` per layer, is *not* divided by t: every rank keeps the whole
 latent. RoPE, like in :mod:`symcost.layers.attention`, is not counted.
 
 NB: the training backward follows the base contract: each matmul 2x, the flash core 2x its
 forward plus the recomputed Q Kᵀ (:class:`symcost.core.ops.AttentionCoreBackward`; 5/2x only when
 d_v = d_qk), and the exit all-reduce transposed into one of ``b*s*h*e`` (docs/conventions.md §12).
-Megatron-core differs in two places we do not model: its column-parallel up-projections
-all-reduce the latents' gradients (``b*s*(r_q + r_kv)*e``, 0.29x of ``b*s*h*e`` for DeepSeek-V3),
-and under ``sequence_parallel="tp"`` it runs the down-projections on each rank's s/t tokens and
-all-gathers the latents instead of the input (in training here the input is re-gathered in the
-backward, :meth:`~symcost.layers.base.Layer.tp_enter`, where Megatron-core re-gathers the latents
-its up-projections saved sharded). A Ulysses ``sequence_parallel`` degree is refused.
+The TP entries are the column-parallel up-projections' (Megatron-Core core_v0.14.0
+megatron/core/transformer/multi_latent_attention.py:525-570 with the Transformer Engine layer spec,
+models/gpt/gpt_layer_specs.py:125-149: ``linear_q_down_proj`` and ``linear_kv_down_proj`` are
+``TELinear(parallel_mode="duplicated")``, the up-projections ``TELayerNormColumnParallelLinear``):
+without sequence parallelism the backward all-reduces the latents' gradients (``b*s*(r_q + r_kv)*e``,
+0.29x of ``b*s*h*e`` for DeepSeek-V3; ``b*s*h*e`` for the query projection without query
+compression); under ``sequence_parallel="tp"`` the down-projections and the latent norms run on
+each rank's s/t tokens, the up-projections all-gather the normalized latents (and re-gather the
+shards they saved in the backward, :meth:`~symcost.layers.base.Layer.tp_enter`), and the rope key
+(``d_R`` per token) is all-gathered by Megatron-Core's ``gather_from_sequence_parallel_region``.
+NB: Megatron-Core turns Transformer Engine's userbuffers off for linears other than qkv, proj,
+fc1 and fc2 (extensions/transformer_engine.py:260-270); the up-projections' collectives are
+still marked :attr:`~symcost.core.ops.Collective.userbuffers` here (Transformer Engine linears:
+FP8 casts gathered), which ``overlap=True`` would pipeline. A Ulysses ``sequence_parallel``
+degree is refused.
 
 >>> layer = MLALayer(hidden_size=64, num_heads=4, q_lora_rank=32, kv_lora_rank=16,
 ...                  qk_nope_head_dim=8, qk_rope_head_dim=4, v_head_dim=8)
@@ -62,7 +72,7 @@ from pydantic import model_validator
 
 from ..core import symbols as sym
 from ..core._expr import check_divides
-from ..core.ops import VECTOR_FLOPS, AttentionCore, Matmul, Op, Vector, dropout
+from ..core.ops import VECTOR_FLOPS, AttentionCore, Collective, Matmul, Op, Vector, dropout
 from ..errors import ConfigError
 from .attention import combine_partials, core_saved_activations, kv_exchange, kv_exchange_buffers, recomputed_exchange
 from .base import Context, Dim, Layer
@@ -188,19 +198,32 @@ class MLALayer(Layer):
         return Vector(name, elements=T * width, flops_per_element=VECTOR_FLOPS["rmsnorm"],
                       read_bytes=(T * width + width) * e, write_bytes=T * width * e)
 
-    def _q_ops(self, ctx: Context) -> list[Op]:
+    def _q_ops(self, ctx: Context) -> list[Op | Collective]:
         h, e, T, r_q = self.hidden_size, ctx.e, ctx.tokens, self.q_lora_rank
         n_q = self.num_heads / ctx.tp * self.qk_head_dim
         if r_q is None:
-            # (T x h) @ (h x a_t d_qk): column-parallel
-            return [Matmul("q", m=T, n=n_q, k=h, dtype_bytes=e)]
+            # (T x h) @ (h x a_t d_qk): column-parallel (a TE linear on the block input: its TP entry)
+            return [*self.tp_enter(ctx, T * h * e, userbuffers=True), Matmul("q", m=T, n=n_q, k=h, dtype_bytes=e)]
+        shard = ctx.sharded_tokens
         return [
-            # (T x h) @ (h x r_q): replicated on every TP rank
-            Matmul("q_down", m=T, n=r_q, k=h, dtype_bytes=e),
-            self._norm("q_norm", T, r_q, e),
+            # (T' x h) @ (h x r_q): replicated on every TP rank, on its T' = T/t tokens under SP
+            Matmul("q_down", m=shard, n=r_q, k=h, dtype_bytes=e),
+            self._norm("q_norm", shard, r_q, e),
+            # the up-projection's TP entry: the normalized latent gathered (SP) or its gradient summed
+            *self.tp_enter(ctx, T * r_q * e, userbuffers=True),
             # (T x r_q) @ (r_q x a_t d_qk): column-parallel
             Matmul("q_up", m=T, n=n_q, k=r_q, dtype_bytes=e),
         ]
+
+    def _kv_enter(self, ctx: Context) -> list:
+        """The K/V up-projection's TP entry (:meth:`Layer.tp_enter` on the ``r_kv`` latent) and, under
+        Megatron SP, the rope key's all-gather (Megatron-Core's ``gather_from_sequence_parallel_region``:
+        plain NCCL in bf16, reduce-scattered back in the backward)."""
+        T = ctx.tokens
+        ops: list = []
+        if ctx.megatron_sp and ctx.tp != 1:
+            ops.append(Collective("all_gather", "tp", ctx.tp, T * self.qk_rope_head_dim * ctx.wire_bytes))
+        return ops + self.tp_enter(ctx, T * self.kv_lora_rank * ctx.e, userbuffers=True)
 
     def _core(self, ctx: Context) -> AttentionCore:
         """The naive core of prefill and training: a_t heads, K and V expanded per head."""
@@ -228,13 +251,12 @@ class MLALayer(Layer):
         h, e, T = self.hidden_size, ctx.e, ctx.tokens
         a_t, r_kv = self.num_heads / ctx.tp, self.kv_lora_rank
         d_n, d_v = self.qk_nope_head_dim, self.v_head_dim
-        # NB: under Megatron SP the input is all-gathered (docs/conventions.md §12); Megatron-core
-        # instead runs the down-projections on its s/t tokens and all-gathers the latents.
-        ops: list = list(self.tp_enter(ctx, T * h * e, userbuffers=True))
-        ops.extend(self._q_ops(ctx))
-        # (T x h) @ (h x (r_kv + d_R)): the latent and the shared rope key, replicated
-        ops.append(Matmul("kv_down", m=T, n=self.latent_dim, k=h, dtype_bytes=e))
-        ops.append(self._norm("kv_norm", T, r_kv, e))
+        # NB: the TP entries are the up-projections' (module docstring): under Megatron SP the
+        # down-projections run on the rank's T/t tokens and the latents are gathered
+        ops: list = list(self._q_ops(ctx))
+        # (T' x h) @ (h x (r_kv + d_R)): the latent and the shared rope key, replicated
+        ops.append(Matmul("kv_down", m=ctx.sharded_tokens, n=self.latent_dim, k=h, dtype_bytes=e))
+        ops.append(self._norm("kv_norm", ctx.sharded_tokens, r_kv, e))
         if ctx.decode:
             # a_t x [(b x d_n) @ (d_n x r_kv)]: each head's nope query into the latent space
             ops.append(Matmul("k_absorb", m=T, n=r_kv, k=d_n, dtype_bytes=e, batch=a_t))
@@ -244,6 +266,7 @@ class MLALayer(Layer):
             # a_t x [(b x r_kv) @ (r_kv x d_v)]: each head's latent output to its value width
             ops.append(Matmul("v_absorb", m=T, n=d_v, k=r_kv, dtype_bytes=e, batch=a_t))
         else:
+            ops.extend(self._kv_enter(ctx))
             # (T x r_kv) @ (r_kv x a_t (d_n + d_v)): column-parallel K (nope part) and V
             ops.append(Matmul("kv_up", m=T, n=a_t * (d_n + d_v), k=r_kv, dtype_bytes=e))
             # under CP the ring carries the expanded per-head K and V (Megatron-core's MLA hands
@@ -287,7 +310,9 @@ class MLALayer(Layer):
         saved = ctx.sharded_tokens * h * e  # the input, sequence-sharded under Megatron SP
         if ctx.recompute == "full":
             return saved
-        saved += LATENT_COPIES_SAVED * T * self._latent_width() * e
+        # the latents, as their fused norm's input and output, on the rank's tokens (T/t under SP:
+        # the up-projections save the shard they re-gather)
+        saved += LATENT_COPIES_SAVED * ctx.sharded_tokens * self._latent_width() * e
         saved += T * a_t * (2 * self.qk_head_dim + 2 * self.v_head_dim) * e  # Q, K, V, O
         return saved + core_saved_activations(self._core(ctx), ctx, self.dropout, h)
 

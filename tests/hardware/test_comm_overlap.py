@@ -279,13 +279,19 @@ def test_plain_nccl_tp_collectives_are_not_chunked():
     and run no extra GEMM and no reduction kernel: the embedding (no GEMM, nothing marked hidden)
     costs exactly what it costs without overlap (was +100.92 us on H100, TP 8 + SP: 7 GEMM floors
     of 3.59 us and the reduction of 128 MiB at 3.07 TB/s added to a layer with no GEMM to hide
-    behind); so does the LM head."""
+    behind). The LM head's backward re-gather and reduce-scatter, which Megatron-Core's linear
+    issues asynchronously beside its GEMMs, are bulk (tests/layers/test_lm_head_async.py), its
+    forward ones are not; none is userbuffers (no ring exchange, no reduction kernel)."""
     par = {"tensor_parallel": 8, "sequence_parallel": "tp"}
-    for layer in (sc.EmbeddingLayer(vocab_size=128256, hidden_size=8192, parallelism=par),
-                  sc.LMHeadLayer(vocab_size=128256, hidden_size=8192, parallelism=par)):
-        serial, overlapped = _training(layer)
-        assert overlapped.latency == serial.latency
-        assert serial.collectives and not any(c.userbuffers for c in serial.collectives)
+    embedding = sc.EmbeddingLayer(vocab_size=128256, hidden_size=8192, parallelism=par)
+    head = sc.LMHeadLayer(vocab_size=128256, hidden_size=8192, parallelism=par)
+    serial, overlapped = _training(embedding)
+    assert overlapped.latency == serial.latency
+    assert serial.collectives and not any(c.userbuffers for c in serial.collectives)
+    serial, overlapped = _training(head)
+    assert not any(c.userbuffers for c in serial.collectives)
+    assert [c.kind for c in serial.collectives if c.bulk] == ["all_gather", "reduce_scatter"]
+    assert overlapped.latency < serial.latency
 
 
 
@@ -311,11 +317,13 @@ def test_a_blocks_entry_and_exit_run_userbuffers():
 
 
 def test_overlap_marks_are_checked():
-    """userbuffers only on a TP collective, bulk only on a userbuffers one: one line naming the field."""
+    """userbuffers and bulk only on a TP collective (bulk without userbuffers: Megatron-Core's
+    asynchronous LM head collectives): one line naming the field."""
     import pytest
 
     with pytest.raises(sc.errors.ConfigError, match="Collective.userbuffers: .* got axis 'ep'"):
         Collective("all_to_all", "ep", 8, 1024, userbuffers=True)
-    with pytest.raises(sc.errors.ConfigError, match=r"Collective.bulk: .*set userbuffers=True"):
-        Collective("reduce_scatter", "tp", 8, 1024, bulk=True)
+    with pytest.raises(sc.errors.ConfigError, match=r"Collective.bulk: .* got axis 'dp'"):
+        Collective("reduce_scatter", "dp", 8, 1024, bulk=True)
+    assert Collective("reduce_scatter", "tp", 8, 1024, bulk=True).bulk
 

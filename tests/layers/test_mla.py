@@ -213,20 +213,49 @@ def test_tp_splits_up_and_out_projections_and_replicates_down():
 
 
 def test_tp_collectives():
-    """TP t = 2: one all-reduce of b*s*h*e forward and one backward; Megatron SP turns each into
-    an all-gather of the input plus a reduce-scatter of the output, and the backward re-gathers
-    the saved input shard (bulk beside dgrad; docs/conventions.md §12): b*s*h*e = 2*16*64*2 = 4096."""
+    """TP t = 2, training bf16, T = b*s = 32 tokens, as Megatron-Core's MLA runs it (core_v0.14.0
+    megatron/core/transformer/multi_latent_attention.py:525-570 with the TE layer spec,
+    models/gpt/gpt_layer_specs.py:125-149: the down-projections ``TELinear`` with
+    ``parallel_mode="duplicated"``, the up-projections column-parallel ``TELayerNormColumnParallelLinear``
+    on the latents). Without SP: the out projection's all-reduce forward (T*h*e = 4096) and the
+    up-projections' input-gradient all-reduces (Megatron's f on the latents, not on the block input):
+    c_q 32*32*2 = 2048 and c_kv 32*16*2 = 1024."""
     m = metrics(mla(parallelism={"tensor_parallel": 2}), "training")
-    (ar,) = m.collectives
-    assert (ar.kind, ar.axis, ar.group_size, ar.payload_bytes, ar.count) == (
-        "all_reduce", "tp", 2, 2 * 16 * 64 * 2, 2)
+    assert sorted((c.kind, c.payload_bytes, c.count) for c in m.collectives) == [
+        ("all_reduce", 1024, 1), ("all_reduce", 2048, 1), ("all_reduce", 4096, 1)]
+
+
+def test_sp_gathers_and_regathers_the_latents_not_the_input():
+    """TP 2 + Megatron SP, training bf16, T = 32: the down-projections run on the rank's T/t = 16
+    tokens (hidden_states is [s/TP, b, h]); the up-projections (TE column-parallel linears) all-gather
+    the normalized latents, c_q (32*32*2 = 2048 bytes) and c_kv (32*16*2 = 1024), and re-gather them
+    in the backward (bulk beside dgrad), their input gradients reduce-scattered (bulk beside wgrad);
+    the rope key is gathered by Megatron's ``gather_from_sequence_parallel_region`` (32*4*2 = 256,
+    plain NCCL, reduce-scattered back). The out projection: reduce-scatter of T*h*e = 4096 forward,
+    all-gather of its output gradient backward. The block input is gathered nowhere."""
     msp = metrics(mla(parallelism={"tensor_parallel": 2, "sequence_parallel": "tp"}), "training")
     kinds = sorted((c.kind, c.payload_bytes, c.count, c.bulk) for c in msp.collectives)
-    # the backward's reduce-scatter of the input gradient is TE's bulk overlap (Collective.bulk)
-    assert kinds == [("all_gather", 4096, 1, True), ("all_gather", 4096, 2, False),
-                     ("reduce_scatter", 4096, 1, False), ("reduce_scatter", 4096, 1, True)]
-    # under Megatron SP the saved input is sequence-sharded: 2,048 bytes less than without
-    assert (m.activation_memory_per_chip - msp.activation_memory_per_chip) == 32 * 64 * 2 // 2
+    assert kinds == [("all_gather", 256, 1, False), ("all_gather", 1024, 1, False), ("all_gather", 1024, 1, True),
+                     ("all_gather", 2048, 1, False), ("all_gather", 2048, 1, True), ("all_gather", 4096, 1, False),
+                     ("reduce_scatter", 256, 1, False), ("reduce_scatter", 1024, 1, True),
+                     ("reduce_scatter", 2048, 1, True), ("reduce_scatter", 4096, 1, False)]
+
+
+def test_sp_runs_the_down_projections_on_the_sequence_shard():
+    """Prefill TP 2: without SP the down-projections run on all T = 32 tokens on every rank, with SP
+    on T/t = 16: q_down 2*16*64*32 + kv_down 2*16*64*(16 + 4) = 106,496 FLOPs fewer per chip."""
+    plain = metrics(mla(parallelism={"tensor_parallel": 2}), "prefill")
+    msp = metrics(mla(parallelism={"tensor_parallel": 2, "sequence_parallel": "tp"}), "prefill")
+    assert plain.matmul_flops_per_chip - msp.matmul_flops_per_chip == 2 * 16 * 64 * (32 + 20) == 106_496
+
+
+def test_sp_saves_the_latents_sharded():
+    """Training TP 2: under SP the input (32*64*2/2 = 2048 bytes less) and both copies of each
+    latent (the fused norm's input and its output, which TE saves as the shard it re-gathers:
+    2*32*(32 + 16)*2/2 = 3072 bytes less) are saved sequence-sharded: 5120 bytes less."""
+    m = metrics(mla(parallelism={"tensor_parallel": 2}), "training")
+    msp = metrics(mla(parallelism={"tensor_parallel": 2, "sequence_parallel": "tp"}), "training")
+    assert m.activation_memory_per_chip - msp.activation_memory_per_chip == 2048 + 3072
 
 
 @pytest.mark.parametrize("tp", [3, 8])

@@ -1,7 +1,8 @@
 """FP8 training as Transformer Engine runs it (issue 22, item 3): the GEMMs in FP8, each input
 cast in a pass of its own; the activations kept for the backward, the weights and every tensor
 sent between chips in bf16 (TE's recipes: ``fp8_autocast`` changes the GEMMs, not the tensors
-around them; Megatron-Core's pipeline sends and TP collectives carry bf16), and an FP8 copy of
+around them; Megatron-Core's pipeline sends and TP reduce-scatters carry bf16, TE's TP all-gathers
+the FP8 casts it quantized before gathering: tests/layers/test_te_fp8_gather.py), and an FP8 copy of
 each weight cached for the step's micro-batches (TE's ``is_first_microbatch`` weight cache)."""
 
 from symcost import GatedMLPLayer, GroupedQueryAttentionLayer, hardware
@@ -17,10 +18,11 @@ def test_one_gated_mlp_layer_keeps_bf16_tensors_under_fp8():
     the fused SwiGLU's backward, which recomputes SiLU (2 x 512 x 2048 x 2 = 4,194,304): 5,505,024
     bytes; the bf16 layer (the same fused SwiGLU: input, gate, up, product, all bf16) saves
     2*512*1024/2 + 6*512*4096/2 = 6,815,744. Weights bf16 either way: 3*1024*4096/2 * 2 =
-    12,582,912 bytes. The SP all-gather and reduce-scatter carry the tokens in bf16: 512 x 1024 x 2 =
-    1,048,576 bytes each; the backward's re-gather of fc1's saved input shard carries its FP8 cast, as
-    TE gathers it (layernorm_linear.py, ``gather_along_first_dim(..., quantizer=...)``):
-    512 x 1024 x 1 = 524,288 bytes. The GEMMs run at the FP8 rate: less compute time than bf16."""
+    12,582,912 bytes. The SP reduce-scatters carry the tokens in bf16: 512 x 1024 x 2 = 1,048,576
+    bytes each; the all-gathers (fc1's input forward, fc2's output gradient backward, the backward's
+    re-gather of fc1's saved input shard) carry the FP8 casts, as TE gathers them (layernorm_linear.py,
+    ``gather_along_first_dim(..., quantizer=...)``): 512 x 1024 x 1 = 524,288 bytes. The GEMMs run
+    at the FP8 rate: less compute time than bf16."""
     mlp = GatedMLPLayer(hidden_size=1024, intermediate_size=4096,
                         parallelism={"tensor_parallel": 2, "sequence_parallel": "tp"})
     fp8 = mlp.compute_metrics(batch_size=1, seq_len=512, phase="training", dtype="fp8_e4m3", hardware=H100)
@@ -28,8 +30,7 @@ def test_one_gated_mlp_layer_keeps_bf16_tensors_under_fp8():
     assert fp8.activation_memory_per_chip == 262_144 + 1_048_576 + 4_194_304 == 5_505_024
     assert bf16.activation_memory_per_chip == 6_815_744
     assert fp8.weight_memory_per_chip == bf16.weight_memory_per_chip == 12_582_912
-    assert {(c.kind, c.payload_bytes) for c in fp8.collectives} == {("all_gather", 1_048_576),
-                                                                   ("all_gather", 524_288),
+    assert {(c.kind, c.payload_bytes) for c in fp8.collectives} == {("all_gather", 524_288),
                                                                    ("reduce_scatter", 1_048_576)}
     assert fp8.compute_time < bf16.compute_time
     # full recomputation keeps the layer's bf16 input, as bf16 training does
