@@ -450,7 +450,9 @@ def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping
     at ``T k < E`` puts whole experts on rank 0 where ``T k / ep`` would put a fraction of one; on the
     power-law rows it is checked on, :func:`power_law_share`'s busiest rank); the routing top-k,
     the permutation, the grouped gate/up and down GEMMs with SiLU and the gate multiply, and the
-    weighted combine, as :class:`~symcost.layers.MoELayer` costs them."""
+    weighted combine, as :class:`~symcost.layers.MoELayer` costs them. Fitted on the balanced rows
+    less the blocks :func:`work_inverted` and :func:`same_work_slower` (against the table's whole
+    bf16 grid) leave out."""
     from ...layers.mlp import ffn_ops
     from ...layers.moe import COMBINE_FLOPS, ROUTER_BYTES
 
@@ -558,7 +560,7 @@ def same_work_slower(frame: Any, reference: Any = None) -> Any:
     """
     reference = frame if reference is None else reference
     full = reference[reference["A"] == reference["E"] // reference["ep"]]
-    flagged = set()
+    flagged: set[tuple] = set()
     for _, group in full.groupby([full["h"], full["f"] // full["tp"], full["E"] // full["ep"]]):
         blocks = dict(list(group.groupby(list(MOE_BLOCK))))
         flagged.update(b for b, mine in blocks.items()
