@@ -85,6 +85,7 @@ __all__ = [
     "grouped_gemm_efficiency",
     "grouped_gemm_time",
     "grouped_gemm_memory_efficiency",
+    "grouped_gemm_output_efficiency",
     "attention_time",
     "attention_io_efficiency",
     "attention_backward_efficiency",
@@ -236,9 +237,13 @@ _ROWS = (
     _row("gemm_memory_efficiency", "eta_gmem", r"\eta_{\mathrm{gmem}}",
          "achieved fraction of HBM bandwidth in bandwidth-bound GEMMs", positive=True),
     _row("grouped_gemm_efficiency", "eta_gg", r"\eta_{\mathrm{gg}}",
-         "grouped GEMMs (MoE experts): their fraction of the dense GEMM's rates", positive=True),
+         "grouped GEMMs (MoE experts): their FLOP/s over the dense GEMM's (may exceed 1)", positive=True),
     _row("grouped_gemm_memory_efficiency", "eta_ggmem", r"\eta_{\mathrm{gg,mem}}",
          "achieved fraction of HBM bandwidth of grouped GEMMs streaming their experts' weights", positive=True),
+    _row("grouped_gemm_output_efficiency", "eta_ggout", r"\eta_{\mathrm{gg,out}}",
+         "achieved fraction of HBM bandwidth at which the experts' second grouped GEMM writes its scattered "
+         "output after its main loop",
+         positive=True),
     _row("grouped_gemm_time", "t_gg", r"t_{\mathrm{gg}}", "fixed time of one grouped GEMM kernel (s)",
          nonnegative=True),
     _row("attention_time", "t_attn", r"t_{\mathrm{attn}}",
@@ -380,6 +385,7 @@ gemm_memory_efficiency = TABLE["gemm_memory_efficiency"].symbol
 grouped_gemm_efficiency = TABLE["grouped_gemm_efficiency"].symbol
 grouped_gemm_time = TABLE["grouped_gemm_time"].symbol
 grouped_gemm_memory_efficiency = TABLE["grouped_gemm_memory_efficiency"].symbol
+grouped_gemm_output_efficiency = TABLE["grouped_gemm_output_efficiency"].symbol
 attention_time = TABLE["attention_time"].symbol
 attention_io_efficiency = TABLE["attention_io_efficiency"].symbol
 attention_backward_efficiency = TABLE["attention_backward_efficiency"].symbol

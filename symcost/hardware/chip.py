@@ -56,7 +56,8 @@ _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficien
                  "kernel_time", "launch_time", "collective_base_latency", "compute_units", "tree_latency",
                  "tree_efficiency", "nvls_latency", "nvls_efficiency", "gemm_time", "gemm_time_8bit", "gemm_time_4bit",
                  "quantize_bytes_8bit", "quantize_bytes_4bit", "gemm_memory_efficiency", "grouped_gemm_efficiency",
-                 "grouped_gemm_time", "grouped_gemm_memory_efficiency", "attention_time", "attention_io_efficiency",
+                 "grouped_gemm_time", "grouped_gemm_memory_efficiency", "grouped_gemm_output_efficiency",
+                 "attention_time", "attention_io_efficiency",
                  "attention_backward_efficiency", "gemm_backward_efficiency_8bit",
                  "attention_decode_time", "grouped_decode_time_8bit",
                  "attention_exp_rate", "mha_decode_rate", "decode_ramp_time", "decode_ramp_bytes",
@@ -144,9 +145,12 @@ class Hardware(BaseModel):
     quantize_bytes_8bit: Seconds = sp.Integer(0)
     quantize_bytes_4bit: Optional[Seconds] = None
     gemm_memory_efficiency: Optional[Efficiency] = None
-    grouped_gemm_efficiency: Optional[Efficiency] = None
+    grouped_gemm_efficiency: Optional[Rate] = None
+    """The grouped GEMMs' FLOP/s over the dense GEMMs' in the same format: above 1 where they outrun
+    them (TensorRT-LLM's MoE GEMMs on Blackwell), its product with each matmul efficiency at most 1."""
     grouped_gemm_time: Optional[Seconds] = None
     grouped_gemm_memory_efficiency: Optional[Efficiency] = None
+    grouped_gemm_output_efficiency: Optional[Efficiency] = None
     attention_time: Optional[Seconds] = None
     attention_io_efficiency: Optional[Efficiency] = None
     attention_backward_efficiency: Efficiency = sp.Integer(1)
@@ -282,6 +286,18 @@ class Hardware(BaseModel):
         if isinstance(value, bool) or value not in (1, 2):
             raise HardwareError(f"fp8_weight_copies must be 1 or 2 (FP8 copies of a weight), got {value!r}")
         return int(value)
+
+    @field_validator("grouped_gemm_efficiency", mode="after")
+    @classmethod
+    def _grouped_rate(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return value
+        for name in ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficiency_4bit"):
+            dense = info.data.get(name)
+            if dense is not None and (dense * value - 1).is_positive:
+                raise HardwareError(f"grouped_gemm_efficiency {value} times {name} {dense} is {dense * value}: "
+                                    "grouped GEMMs would run above the peak (the product must be at most 1)")
+        return value
 
     @field_validator("runtime", mode="before")
     @classmethod
@@ -454,6 +470,15 @@ class Hardware(BaseModel):
         if self.grouped_gemm_memory_efficiency is not None:
             return self.grouped_gemm_memory_efficiency
         return self.memory_efficiency if self.gemm_memory_efficiency is None else self.gemm_memory_efficiency
+
+    @property
+    def grouped_output_efficiency(self) -> sp.Expr:
+        """HBM fraction at which a grouped GEMM writes its output after its main loop:
+        ``grouped_gemm_output_efficiency``, else the grouped kernels' own HBM fraction
+        (:attr:`grouped_memory_efficiency`)."""
+        if self.grouped_gemm_output_efficiency is not None:
+            return self.grouped_gemm_output_efficiency
+        return self.grouped_memory_efficiency
 
     def grouped_gemm_time_for(self, dtype: DataType | str | None) -> sp.Expr:
         """Fixed seconds of one grouped GEMM kernel: ``grouped_gemm_time``, else the dense GEMM's
@@ -677,6 +702,7 @@ class Hardware(BaseModel):
             sym.grouped_gemm_efficiency: 1 if self.grouped_gemm_efficiency is None else self.grouped_gemm_efficiency,
             sym.grouped_gemm_time: self.grouped_gemm_time_for(dt),
             sym.grouped_gemm_memory_efficiency: self.grouped_memory_efficiency,
+            sym.grouped_gemm_output_efficiency: self.grouped_output_efficiency,
             sym.attention_time: self.prefill_attention_time,
             sym.attention_io_efficiency: sp.oo if self.attention_io_efficiency is None
             else self.attention_io_efficiency,
@@ -779,7 +805,8 @@ class Hardware(BaseModel):
             matmul_efficiency_4bit=None, gemm_time=None, gemm_time_8bit=None, gemm_time_4bit=None,
             quantize_bytes_8bit=zero, quantize_bytes_4bit=None, gemm_memory_efficiency=None,
             grouped_gemm_efficiency=None,
-            grouped_gemm_time=None, grouped_gemm_memory_efficiency=None, attention_time=None,
+            grouped_gemm_time=None, grouped_gemm_memory_efficiency=None, grouped_gemm_output_efficiency=None,
+            attention_time=None,
             attention_io_efficiency=None, attention_backward_efficiency=one, gemm_backward_efficiency_8bit=one,
             attention_decode_time=None,
             grouped_decode_time_8bit=None, attention_exp_rate=None, mha_decode_rate=None, decode_ramp_time=None,
@@ -807,6 +834,7 @@ class Hardware(BaseModel):
                 and self.gemm_memory_efficiency in (None, 1)
                 and self.grouped_gemm_efficiency in (None, 1) and self.grouped_gemm_time in (None, 0)
                 and self.grouped_gemm_memory_efficiency in (None, 1) and self.attention_time in (None, 0)
+                and self.grouped_gemm_output_efficiency in (None, 1)
                 and self.attention_io_efficiency is None and self.attention_decode_time in (None, 0)
                 and self.grouped_decode_time_8bit in (None, 0) and self.attention_exp_rate is None
                 and self.mha_decode_rate is None and self.decode_ramp_time in (None, 0)

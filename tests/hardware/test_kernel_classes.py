@@ -537,6 +537,41 @@ def test_grouped_gemm_of_moe_experts_by_hand():
     assert kinds["experts.up"] == kinds["experts.down"] == "gemm.grouped" and kinds["router"] == "gemm"
 
 
+def test_grouped_second_projection_writes_its_output_after_its_main_loop():
+    """CHIP with 100 compute units (tiles 64 x 128, stream-K) and grouped terms eta_gg 5/4, eta_ggmem 3/4,
+    eta_ggout 1/5, t_gg 4 us. The experts' down projection, 8 experts x 4 tokens, k 1024 -> n 4096, bf16:
+    compute: 8 * ceil(4/64) * ceil(4096/128) = 256 tiles, 2.56 waves of 100 (stream-K) ->
+    2 * 1024 * 64 * 128 * 100 * 2.56 = 4,294,967,296 FLOPs at 5e13, / (5/4) = 68.72 us;
+    bytes without the output: 2 * 8 * (4*1024 + 1024*4096) = 67,174,400 at 1e12 * 3/4 = 89.57 us;
+    its output, 8 * 4 * 4096 = 131,072 bf16 elements = 262,144 bytes at 1e12 / 5 = 1.31 us after
+    the main loop; + 4 us. The up projection's output stays in the roofline (a tiled store); the
+    chip without tiles (compute_units unset) keeps every grouped output there."""
+    chip = CHIP.with_efficiency(compute_units=100, matmul_tile=(64, 128), matmul_stream_k=True,
+                                grouped_gemm_efficiency=Fraction(5, 4), grouped_gemm_memory_efficiency=Fraction(3, 4),
+                                grouped_gemm_output_efficiency=Fraction(1, 5), grouped_gemm_time=4 * US)
+    down = Matmul("experts.down", m=4, n=4096, k=1024, dtype_bytes=2, batch=8, grouped=True)
+    t = op_time(down, chip, chip.effective_peak(BF16), BF16)
+    assert t.compute == sp.Rational(4294967296, 5 * 10**13) * sp.Rational(4, 5)
+    assert t.memory == sp.Rational(67174400 * 4, 3 * 10**12)
+    assert t.serial == sp.Rational(262144 * 5, 10**12)
+    assert t.time == t.memory + t.serial + 4 * US
+    up = Matmul("experts.up", m=4, n=4096, k=1024, dtype_bytes=2, batch=8, grouped=True)
+    assert op_time(up, chip, chip.effective_peak(BF16), BF16).serial == 0
+    assert op_time(down, CHIP.with_efficiency(grouped_gemm_output_efficiency=Fraction(1, 5)),
+                   CHIP.effective_peak(BF16), BF16).serial == 0
+    # unset eta_ggout: the grouped kernels' own HBM fraction, 3/4
+    unset = chip.with_efficiency(grouped_gemm_output_efficiency=None)
+    assert op_time(down, unset, chip.effective_peak(BF16), BF16).serial == sp.Rational(262144 * 4, 3 * 10**12)
+
+
+def test_grouped_gemm_efficiency_may_exceed_one_but_not_the_peak():
+    """eta_gg is the grouped GEMMs' rate over the dense ones': 5/4 on CHIP (matmul_efficiency 1/2,
+    8-bit 1/4) puts them at 5/8 of the peak; 3 would put the 16-bit ones at 3/2 of it: refused."""
+    assert CHIP.with_efficiency(grouped_gemm_efficiency=Fraction(5, 4)).grouped_gemm_efficiency == Fraction(5, 4)
+    with pytest.raises(ValidationError, match="above the peak"):
+        CHIP.with_efficiency(grouped_gemm_efficiency=3)
+
+
 def test_profile_fields_leave_with_the_profile_after_edits_and_files(tmp_path):
     """(review) with_efficiency on a chip under a profile changes the chip before the profile
     too, so switching to neutral drops the profile's fields and keeps the edit; a profiled chip

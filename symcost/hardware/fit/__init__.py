@@ -304,7 +304,7 @@ def fit_chip(gpu: str, preset: Any = None) -> ChipFit:
             family = gemm_family(gpu, table, "nvfp4", ("matmul_efficiency_4bit", "gemm_time_4bit",
                                                        "quantize_bytes_4bit"), (0.6, 10.0, 6.0), values)
         elif step == "moe":
-            family = moe_family(gpu, table, (0.9, 0.9, 5.0), values)
+            family = moe_family(gpu, table, (0.9, 0.9, 5.0, 0.3), values)
         elif step == "prefill":
             fields = _prefill_fields(gpu, table)
             family = prefill_family(gpu, table, (0.6, 15.0, 0.4, 4.0)[:len(fields)], values, fields)

@@ -89,6 +89,7 @@ PARAMETERS: dict[str, tuple[sp.Symbol, Fraction, float, float]] = {
     "grouped_gemm_efficiency": (sp.Symbol("eta_p12", positive=True), Fraction(1), 0.05, 1.25),
     "grouped_gemm_memory_efficiency": (sp.Symbol("eta_p13", positive=True), Fraction(1), 0.05, 1.0),
     "grouped_gemm_time": (sp.Symbol("t_p13", nonnegative=True), _US, 0.0, 200.0),
+    "grouped_gemm_output_efficiency": (sp.Symbol("eta_p17", positive=True), Fraction(1), 0.02, 1.0),
     "all_to_all_latency": (sp.Symbol("t_p14", nonnegative=True), _US, 0.0, 100.0),
     "all_to_all_peer_latency": (sp.Symbol("t_p15", nonnegative=True), _US, 0.0, 10.0),
     "all_to_all_ll_latency": (sp.Symbol("t_p16", nonnegative=True), _US, 0.0, 100.0),
@@ -235,7 +236,7 @@ def fit(family: Family, preset: Hardware) -> FitResult:
         solutions.append(least_squares(residuals, start, bounds=(lower, upper), x_scale="jac", **robust))
     solution = min(solutions, key=lambda tried: float(tried.cost))
     values = {name: min(_round(float(v), PARAMETERS[name][1]), Fraction(1)) if PARAMETERS[name][1] == 1
-              and name.endswith("efficiency") else _round(float(v), PARAMETERS[name][1])
+              and name.endswith("efficiency") and PARAMETERS[name][3] <= 1 else _round(float(v), PARAMETERS[name][1])
               for name, v in zip(family.fields, actual(solution.x))}
     ratios = predict(family, preset, values) / frame.loc[chosen, "seconds"].to_numpy(dtype=float)
     grid = predict(family, preset, values, everything=True) / measured
@@ -449,7 +450,9 @@ def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping
     at ``T k < E`` puts whole experts on rank 0 where ``T k / ep`` would put a fraction of one; on the
     power-law rows it is checked on, :func:`power_law_share`'s busiest rank); the routing top-k,
     the permutation, the grouped gate/up and down GEMMs with SiLU and the gate multiply, and the
-    weighted combine, as :class:`~symcost.layers.MoELayer` costs them."""
+    weighted combine, as :class:`~symcost.layers.MoELayer` costs them. Fitted on the balanced rows
+    less the blocks :func:`work_inverted` and :func:`same_work_slower` (against the table's whole
+    bf16 grid) leave out."""
     from ...layers.mlp import ffn_ops
     from ...layers.moe import COMBINE_FLOPS, ROUTER_BYTES
 
@@ -484,10 +487,13 @@ def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping
 
     def rows(frame: Any) -> Any:
         balanced = moe_rows(frame, "balanced")
-        return balanced[~work_inverted(balanced)]
+        whole = frame[(frame["moe_dtype"] == "bfloat16") & (frame["distribution"] == "balanced")
+                      & (frame["kernel_source"] == "moe_torch_flow_cutlass")]
+        return balanced[~work_inverted(balanced) & ~same_work_slower(balanced, whole)]
 
     return Family("MoE experts bf16", chip, table, ("grouped_gemm_efficiency", "grouped_gemm_memory_efficiency",
-                                                                 "grouped_gemm_time"), build,
+                                                                 "grouped_gemm_time", "grouped_gemm_output_efficiency"),
+                  build,
                   rows, start, fixed=dict(fixed), robust=True)
 
 
@@ -525,6 +531,54 @@ def work_inverted(frame: Any) -> Any:
                 if len(ratio) and float(ratio.median()) > WORK_INVERSION:
                     flagged.add(b)
     return frame.set_index(list(MOE_BLOCK)).index.isin(list(flagged))
+
+
+SAME_WORK_SLOWDOWN = Fraction(3, 2)
+"""How many times slower than a block of the same tuning key at the same work a block must run to be
+left out of the fit (:func:`same_work_slower`)."""
+
+
+def same_work_slower(frame: Any, reference: Any = None) -> Any:
+    """Rows of blocks (:data:`MOE_BLOCK`) that run the same work as another block of the table
+    more than :data:`SAME_WORK_SLOWDOWN` times slower. Two blocks share the collector's tactic-cache
+    key when they have the same hidden size, width per GPU ``f / tp`` and experts per GPU ``E / ep``
+    (AIConfigurator's collector/trtllm/collect_moe.py names its autotuner cache file
+    ``{moe_type}_{hidden_size}_{inter_size // moe_tp_size}_{num_experts // moe_ep_size}`` and, when
+    that file exists, loads it instead of profiling): their timed ranks hold the same weights, so
+    at the same token-expert pairs ``P`` with every local expert active they run the same grouped
+    GEMMs. A block's time is compared, at each of its pair counts within the other block's, with
+    the other's interpolated there (log-log), and the median taken. A mechanical rule on the
+    measured times alone, no model involved, next to :func:`work_inverted`; ``reference`` (default
+    ``frame``) holds the blocks compared with, the fit passes the table's whole bf16 grid.
+
+    >>> import pandas as pd
+    >>> rows = pd.DataFrame({"h": 1, "f": [2] * 3 + [4] * 3, "topk": [1] * 3 + [2] * 3, "E": [4] * 3 + [8] * 3,
+    ...                      "tp": [1] * 3 + [2] * 3, "ep": [1] * 3 + [2] * 3, "A": 4, "P": [8, 16, 32] * 2,
+    ...                      "seconds": [1.0, 2.0, 4.0, 2.0, 4.0, 8.0]})
+    >>> same_work_slower(rows).tolist()
+    [False, False, False, True, True, True]
+    """
+    reference = frame if reference is None else reference
+    full = reference[reference["A"] == reference["E"] // reference["ep"]]
+    flagged: set[tuple] = set()
+    for _, group in full.groupby([full["h"], full["f"] // full["tp"], full["E"] // full["ep"]]):
+        blocks = dict(list(group.groupby(list(MOE_BLOCK))))
+        flagged.update(b for b, mine in blocks.items()
+                       if any(_matched_ratio(mine, theirs) > SAME_WORK_SLOWDOWN
+                              for a, theirs in blocks.items() if a != b))
+    return frame.set_index(list(MOE_BLOCK)).index.isin(list(flagged))
+
+
+def _matched_ratio(mine: Any, theirs: Any) -> float:
+    """Median, over ``mine``'s rows within ``theirs``' measured pair counts, of ``mine``'s time over
+    ``theirs``' interpolated (log-log) at the same pairs; 0 where fewer than three rows overlap."""
+    theirs = theirs.sort_values("P")
+    inside = mine[(mine["P"] >= theirs["P"].min()) & (mine["P"] <= theirs["P"].max())]
+    if len(inside) < 3:
+        return 0.0
+    at = np.exp(np.interp(np.log(inside["P"].to_numpy(dtype=float)), np.log(theirs["P"].to_numpy(dtype=float)),
+                          np.log(theirs["seconds"].to_numpy(dtype=float))))
+    return float(np.median(inside["seconds"].to_numpy(dtype=float) / at))
 
 
 MOE_DTYPES = {"bfloat16": "bf16", "fp8": "fp8_e4m3", "fp8_block": "fp8_e4m3"}
