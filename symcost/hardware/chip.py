@@ -25,7 +25,7 @@ from ..core import symbols as sym
 from ..core._expr import as_expr, exact_value
 from ..core.dtypes import DataType
 from ..errors import ConfigError, HardwareError
-from .runtime import RUNTIMES, VLLM_ALLREDUCE_SIZES, AllreduceRule, Runtime, runtime
+from .runtime import RUNTIMES, AllreduceRule, Runtime, runtime, vllm_symm_windows
 from .validate import Chips, Efficiency, Rate, Seconds, exact_number
 
 __all__ = [
@@ -328,7 +328,9 @@ class Hardware(BaseModel):
         :meth:`symbolic` takes them under: the GEMM tiles and tile scheduler (where the chip
         quantizes tiles, ``compute_units`` set), the engine's grouped-GEMM mode and its all-reduce
         rule (vLLM's size switch, with the GPU's compute capability, TensorRT-LLM 1.0's token
-        switch, or the fastest form; where the
+        switch, or the fastest form; under vLLM's, ``symm_allreduce``: its symmetric-memory
+        all-reduce's byte windows ``(n, lo, hi)``, :func:`~symcost.hardware.runtime.vllm_symm_windows`,
+        empty where the chip has no symmetric-memory terms; where the
         chip has an efficiency model: on the roofline they change nothing). Binding a chip
         to metrics timed on a symbolic chip of another structure is refused
         (:meth:`~symcost.core.metrics.LayerMetrics.subs`).
@@ -349,11 +351,11 @@ class Hardware(BaseModel):
             out["allreduce"] = rule if rule in ("vllm", "trtllm-1.0") else "custom"
             if rule == "vllm":
                 out["compute_capability"] = self.compute_capability
-                if self.compute_capability in VLLM_ALLREDUCE_SIZES:
-                    # its symmetric-memory all-reduce takes bf16 only: the time of an all-reduce
-                    # depends on its element format (LayerMetrics.subs refuses another one where
-                    # the format was unknown)
-                    out["symm_allreduce"] = True
+                # its symmetric-memory all-reduce takes bf16 only: inside these byte windows the time
+                # of an all-reduce depends on its element format (LayerMetrics.subs refuses fp16 where
+                # the format was unknown); none where the chip lacks its terms (NCCL runs there)
+                out["symm_allreduce"] = (vllm_symm_windows(self.compute_capability)
+                                         if self.symm_allreduce_latency is not None else ())
         if self.compute_units is not None:
             out.update(matmul_tile=self.matmul_tile, matmul_tile_4bit=self.matmul_tile_4bit,
                        matmul_stream_k=self.matmul_stream_k)
@@ -700,7 +702,8 @@ class Hardware(BaseModel):
                  matmul_tile: tuple[int, int] = (64, 128),
                  matmul_tile_4bit: Optional[tuple[int, int]] = None, matmul_stream_k: bool = False,
                  allreduce: AllreduceRule = "custom", compute_capability: Optional[str] = None,
-                 grouped_gemm: Literal["fused", "per_expert"] = "fused") -> "Hardware":
+                 grouped_gemm: Literal["fused", "per_expert"] = "fused",
+                 symm_allreduce: Optional[tuple[tuple[int, int, int], ...]] = None) -> "Hardware":
         """The unbound chip: every rate a canonical symbol. With ``realistic=True`` the efficiency
         model is symbolic too (η_mm, η_mem, η_attn, η_net, t_k, α₀, N_cu, ...), so times print with
         it; otherwise efficiencies are 1 and overheads 0 (the roofline). ``matmul_tile`` and
@@ -709,11 +712,23 @@ class Hardware(BaseModel):
         flag (their tile scheduler); ``allreduce`` and ``compute_capability`` the engine's all-reduce
         rule and the GPU's size table (:func:`symcost.hardware.timing.vllm_allreduce_window`), which
         structure an all-reduce's time as the tile shapes structure a GEMM's; ``grouped_gemm`` the
-        engine's grouped-GEMM mode (:attr:`Runtime.grouped_gemm`): build it as the chips it will be
-        bound to (:attr:`structure`), or binding refuses them."""
+        engine's grouped-GEMM mode (:attr:`Runtime.grouped_gemm`); ``symm_allreduce`` (vLLM's rule:
+        ``None``, the capability's symmetric-memory windows with its terms symbols; ``()``, a chip
+        without them; else it must be the capability's windows): build it as the chips it will be
+        bound to (``Hardware.symbolic(realistic=True, **chip.structure)``), or binding refuses them.
+
+        >>> from symcost import hardware
+        >>> h100 = hardware.get("H100_SXM").with_runtime("vllm")
+        >>> Hardware.symbolic(realistic=True, **h100.structure).structure == h100.structure
+        True
+        """
         if allreduce not in _ALLREDUCE_RULES:
             raise HardwareError(f"allreduce must be one of {', '.join(_ALLREDUCE_RULES)}, got {allreduce!r}")
         compute_capability = _compute_capability(compute_capability)
+        windows = vllm_symm_windows(compute_capability)
+        if symm_allreduce is not None and tuple(map(tuple, symm_allreduce)) not in ((), windows):
+            raise HardwareError(f"symm_allreduce must be () or compute capability {compute_capability}'s windows "
+                                f"{windows}, got {symm_allreduce!r}")
         fields: dict[str, Any] = dict(
             name=name,
             peak_flops={dt: sym.peak_flops for dt in DataType},
@@ -741,6 +756,8 @@ class Hardware(BaseModel):
                                           a2a_overlap_efficiency=sym.a2a_overlap_efficiency,
                                           tp_overlap_efficiency=sym.tp_overlap_efficiency,
                                           grouped_gemm=grouped_gemm))
+            if symm_allreduce is not None and not symm_allreduce:
+                fields.update(symm_allreduce_latency=None, symm_allreduce_efficiency=sp.Integer(1))
         return cls(**fields)
 
     def ideal(self) -> "Hardware":
