@@ -517,7 +517,7 @@ def _symm_format(c: Collective) -> Any:
     ``e <= 2``: a 16-bit model or a narrower one (its activations bf16, ``wire_format``), not an
     fp32 one (e = 4), which runs NCCL there. fp16 and bf16 (both e = 2) stay the bf16 reading:
     :meth:`~symcost.core.metrics.LayerMetrics.subs` refuses fp16 where the window holds the payload."""
-    if c.model_format and c.element_format is None:
+    if c.model_format and c.element_format is None and sym.dtype_bytes in sp.sympify(c.payload_bytes).free_symbols:
         return sp.Le(sym.dtype_bytes, 2)
     return sp.true
 

@@ -295,3 +295,21 @@ def test_symbolic_takes_the_structure_it_documents():
         dtype="fp16", hardware=bare)
     numeric = mlp.compute_metrics(batch_size=1, seq_len=2048, phase="prefill", dtype="fp16", hardware=bare)
     assert bound.latency == numeric.latency
+
+
+def test_weight_only_formats_leave_the_wire_format_unknown():
+    """Review of coll-fix, item 6: an int8 or int4 checkpoint names its weights' format, not its
+    activations' (vLLM runs those in ``model_config.dtype``; AWQ's kernels take fp16 only,
+    ``AWQConfig.get_supported_act_dtypes`` returns ``[torch.half]``), so its TP all-reduce's format
+    is unknown (``None``, read as bf16), not bf16; the symbolic dtype bound to int8 agrees with it."""
+    from symcost import MLPLayer
+    from symcost.core.dtypes import DataType, wire_format
+
+    assert wire_format(DataType.INT4) is None and wire_format(DataType.INT8) is None
+    mlp = MLPLayer(hidden_size=8192, intermediate_size=8192, parallelism={"tensor_parallel": 8})
+    h100 = hardware.get("H100_SXM").with_runtime("vllm")
+    numeric = mlp.compute_metrics(batch_size=1, seq_len=2048, phase="prefill", dtype="int8", hardware=h100)
+    assert [c.element_format for c in numeric.collectives if c.kind == "all_reduce"] == [None]
+    bound = mlp.compute_metrics(batch_size=1, seq_len=2048, phase="prefill",
+                                hardware=_symbolic_like(h100)).evaluate(dtype="int8", hardware=h100)
+    assert bound.collectives == numeric.collectives and bound.latency == numeric.latency
