@@ -266,3 +266,21 @@ def test_vllm_rows_in_its_nccl_window_far_slower_than_nccls_table_are_left_out()
             if gpu != "gb200" and table.path.exists():
                 other = fit.engine_allreduce_family(gpu, table, {}, engine)
                 assert len(other.rows()) == len(_usable(other.rows(everything=True))), (gpu, engine)
+
+
+def test_slower_than_nccl_bounds_by_ncclss_own_time_where_measured():
+    """Review of coll-fix, item 4: NCCL's time per byte may rise with the size (some tables:
+    t(M') M / M' is 0.83 to 0.95 of t(M)), so the bound at a measured size is t(M) itself, and
+    t(Mmax) M / Mmax only beyond the largest size. By hand, factor 3/2: NCCL 10 us at 1000 B,
+    30 us at 2000 B; a row at 2000 B measured 35 us is kept (35 <= 1.5 x 30 = 45; the old least
+    of t(1000) x 2 = 20 us bounded it at 30 and left it out); 46 us leaves; at 4000 B the bound
+    is 30 x 2 = 60 us, so 89 us is kept and 91 us leaves; 500 B (below NCCL's smallest) is kept."""
+    import pandas as pd
+
+    from symcost.hardware.fit.families import NCCL_HARNESS_FACTOR, slower_than_nccl
+
+    assert NCCL_HARNESS_FACTOR == Fraction(3, 2)
+    nccl = pd.DataFrame({"num_gpus": 2, "M": [1000, 2000], "seconds": [10e-6, 30e-6]})
+    rows = pd.DataFrame({"num_gpus": 2, "M": [2000, 2000, 4000, 4000, 500],
+                         "seconds": [35e-6, 46e-6, 89e-6, 91e-6, 1.0]})
+    assert slower_than_nccl(rows, nccl, lambda n, m: True).tolist() == [False, True, False, True, False]
