@@ -587,10 +587,10 @@ def slower_than_nccl(rows: Any, nccl: Any, runs_nccl: Callable[[int, int], bool]
     measured times alone; the fit leaves these rows out, the full-grid errors keep them (the rows
     in the NCCL window depend on no fitted engine term, so leaving them out moves no fitted value).
     It takes 7 of vLLM 0.24.0's 46 rows on GB200 (2 GPUs, 16 MiB to 1 GiB: 2.1 to 2.7 times NCCL's
-    table, as vLLM 0.19.0's rows on 2 GB200s, 2.05 to 2.6; vLLM 0.14.0 on GB200 and 0.24.0 on GB300, B200 and
-    B300 run these sizes at 0.99 to 1.16 times it; why 2 GB200s under vLLM from 0.19 run at half
-    NCCL's speed, the node's transport or vLLM's own behaviour, is not known), none of vLLM's or
-    TensorRT-LLM 1.0's rows on any other chip.
+    table, as vLLM 0.19.0's rows on 2 GB200s, 2.05 to 2.6; vLLM 0.14.0 on GB200, 0.24.0 on 4 and 8
+    GB200s and on GB300, B200 and B300 run NCCL's sizes at most 1.16 times it; why 2 GB200s under
+    vLLM from 0.19 run at half NCCL's speed, the node's transport or vLLM's own behaviour, is not
+    known), none of vLLM's or TensorRT-LLM 1.0's rows on any other chip.
 
     >>> import pandas as pd
     >>> nccl = pd.DataFrame({"num_gpus": 2, "M": [1000, 2000], "seconds": [1e-5, 1.5e-5]})
