@@ -132,6 +132,9 @@ class Family:
     """Fields held at least another fitted field's value (``{field: floor field}``): the fit varies
     the excess over the floor (from 0), as a two-shot all-reduce's time per call is at least the
     one-shot's (its two barriers and second pass)."""
+    left_out: Callable[[Any], tuple[int, int]] | None = None
+    """For the report: ``frame -> (left, usable)``, how many of the rows the family's own filter picks
+    a mechanical rule (:func:`slower_than_nccl`) leaves out of :attr:`select`'s, of how many."""
 
     def rows(self, everything: bool = False) -> Any:
         """The table rows this family fits (``everything``: the whole table)."""
@@ -626,6 +629,10 @@ _KINDS: dict[str, CollectiveKind] = {"all_reduce": "all_reduce", "all_gather": "
           "alltoall": "all_to_all"}
 
 
+_TABLE_FORMATS = {"half": DataType.FP16, "bfloat16": DataType.BF16}
+"""The collective tables' 16-bit ``nccl_dtype`` / ``allreduce_dtype`` names and their formats."""
+
+
 def replayed_16bit(frame: Any) -> Any:
     """A collective table's 16-bit rows, graph-replayed where the table also times eager calls
     (vLLM and SGLang time both; engines replay graphs): a boolean Series."""
@@ -654,13 +661,18 @@ def collective_family(chip: str, table: Table, kinds: tuple[str, ...], start: Ma
     def build(frame: Any, hw: Hardware) -> dict:
         out = {}
         ok = usable(frame)
+        formats = frame["nccl_dtype"] if "nccl_dtype" in frame else frame["allreduce_dtype"]
         for kind in kinds:
             for n in sorted(frame["num_gpus"].unique()):
-                # the collector's rows: 4096 elements of 16 bits each (collect_all_reduce.py,
-                # get_input_shape_and_comm_size(size, token_dim=4096); one row below 4096)
-                c = Collective(_KINDS[kind], "tp", int(n), _BYTES, tokens=_BYTES / COLLECTOR_ROW_BYTES)
-                mask = (ok & (frame[column] == kind) & (frame["num_gpus"] == n)).to_numpy()
-                out[(kind, int(n))] = (collective_time(c, hw), (_BYTES,), mask)
+                for name, fmt in _TABLE_FORMATS.items():
+                    # the collector's rows: 4096 elements of 16 bits each (collect_all_reduce.py,
+                    # get_input_shape_and_comm_size(size, token_dim=4096); one row below 4096), in
+                    # the table's format (vLLM's symmetric memory takes bf16 only)
+                    c = Collective(_KINDS[kind], "tp", int(n), _BYTES, tokens=_BYTES / COLLECTOR_ROW_BYTES,
+                                   element_format=fmt)
+                    mask = (ok & (frame[column] == kind) & (frame["num_gpus"] == n) & (formats == name)).to_numpy()
+                    if mask.any():
+                        out[(kind, int(n), fmt)] = (collective_time(c, hw), (_BYTES,), mask)
         return out
 
     return Family(f"{name} {', '.join(_KINDS[k] for k in kinds)}", chip, table, fields, build, rows,
