@@ -165,12 +165,13 @@ def _bind_formats(collectives: tuple[Collective, ...], dtype: DataType,
     none (metrics computed with the dtype a symbol). Timed on a symbolic chip under vLLM's switch
     (structure ``symm_allreduce``: symmetric memory's windows ``(n, lo, hi)``), such an all-reduce
     took symmetric memory's time where ``e <= 2`` (that kernel takes bf16 only; fp32, e = 4, runs
-    NCCL there): fp16, as wide as bf16, is refused in one line where the window may hold the
-    all-reduce (its group or payload a symbol, or ``lo <= M <= hi``), not given bf16's time."""
+    NCCL there): fp16, as wide as bf16, is refused in one line where the window may hold a TP
+    all-reduce (vLLM's engine forms run on the TP group only; its group or payload a symbol, or
+    ``lo <= M <= hi``), not given bf16's time."""
     fmt = wire_format(dtype)
     windows = dict(structure).get("symm_allreduce") or ()
     if fmt is DataType.FP16 and any(c.model_format and c.element_format is None and c.kind == "all_reduce"
-                                    and _in_window(c, windows) for c in collectives):
+                                    and c.axis == "tp" and _in_window(c, windows) for c in collectives):
         raise ConfigError(f"subs: dtype {dtype.value}: these metrics were timed on a symbolic chip under vLLM's "
                           "all-reduce switch with the format unknown, read as bf16 (its symmetric-memory "
                           f"all-reduce takes bf16 only); compute them with dtype={dtype.value!r} instead")

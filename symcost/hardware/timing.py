@@ -473,7 +473,7 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
         out["ll"] = (count * (hardware.ll_base_latency + overhead + ll_hops)
                      + sent / (link * hardware.ll_efficiency))
     if (c.kind == "all_reduce" and inside and hardware.allreduce_rule != "nccl"
-            and hardware.custom_allreduce_latency is not None):
+            and hardware.custom_allreduce_latency is not None and _engine_group(c, hardware)):
         out.update(_custom_allreduce(count, n, payload, hardware, c.element_format in (None, DataType.BF16)))
     if c.kind == "all_reduce" and hardware.tree_latency is not None and not inside:
         # NB: floor(log2 nodes) is NCCL's log2i; max(1, .) only where nodes = 1 (a group of
@@ -508,6 +508,15 @@ def _collective_time(c: Collective, hardware: Hardware) -> sp.Expr:
     # unevaluated while the times are symbolic: SymPy's pairwise order search rarely succeeds)
     inside, across = (_algorithms(c, hardware, inside=flag) for flag in (True, False))
     return sp.Piecewise((_picked(c, hardware, inside), fits), (_picked(c, hardware, across), True))
+
+
+def _engine_group(c: Collective, hardware: Hardware) -> bool:
+    """Whether the engine's own all-reduce may run ``c``: under vLLM's rule only over the TP group
+    (vllm/distributed/device_communicators/cuda_communicator.py, ``CudaCommunicator.__init__``: ``if
+    "tp" not in unique_name``, "custom allreduce or torch symm mem can be used only by tp", both
+    off), so an ``sp``, ``cp``, ``ep`` or ``dp`` all-reduce runs NCCL; the other rules' engines as
+    before (the fastest form: their group rules are not read here)."""
+    return hardware.allreduce_rule != "vllm" or c.axis == "tp"
 
 
 def _symm_format(c: Collective) -> Any:

@@ -313,3 +313,41 @@ def test_weight_only_formats_leave_the_wire_format_unknown():
     bound = mlp.compute_metrics(batch_size=1, seq_len=2048, phase="prefill",
                                 hardware=_symbolic_like(h100)).evaluate(dtype="int8", hardware=h100)
     assert bound.collectives == numeric.collectives and bound.latency == numeric.latency
+
+
+def test_vllms_own_all_reduces_run_on_the_tp_group_only():
+    """Review of coll-fix, item 5: vLLM builds its custom all-reduce and symmetric memory for the TP
+    group only (cuda_communicator.py ``CudaCommunicator.__init__``: ``if "tp" not in unique_name``,
+    both off), so an all-reduce over another axis runs NCCL in every window. 8 GPUs, 1 MiB on the
+    round chip: TP symmetric memory 10 + M / 2.5e10 = 51.94 us; SP (a decode's partial outputs)
+    NCCL's ring 10 + 14 + 1.75 M / 1e11 = 42.35 us; 16 KiB: TP one-shot 3 + 7 M / 5e10, SP the LL
+    protocol 5 + 14 x 0.5 + 1.75 M / 2.5e10 = 13.15 us (the ring's 24 + 1.75 M / 1e11 = 24.29)."""
+    for axis, big, small in (("tp", 10 * US + Fraction(MIB, 25 * 10**9), 3 * US + Fraction(7 * 16384, 5 * 10**10)),
+                             ("sp", 24 * US + Fraction(2 * 7 * MIB, 8 * 10**11),
+                              12 * US + Fraction(2 * 7 * 16384, 8 * 25 * 10**9))):
+        assert collective_time(Collective("all_reduce", axis, 8, MIB), CHIP) == big, axis
+        assert collective_time(Collective("all_reduce", axis, 8, 16384), CHIP) == small, axis
+
+
+def test_collectives_of_a_known_format_carry_it():
+    """Review of coll-fix, item 5: the vocab-parallel loss's three all-reduces are fp32 whatever the
+    model's format (Megatron's cross-entropy reduces fp32 logits' max, sum and target; Transformer
+    Engine's fused loss all-gathers fp32 row statistics); a decode's
+    partial-output all-reduce over the sequence shards carries the model's activations (tagged
+    ``model_format``, its format the model's: fp16 for an fp16 model)."""
+    from symcost import GroupedQueryAttentionLayer, LMHeadLayer
+    from symcost.core.dtypes import DataType
+
+    head = LMHeadLayer(vocab_size=32000, hidden_size=4096, parallelism={"tensor_parallel": 8}, fused_loss=False)
+    loss = head.compute_metrics(batch_size=1, seq_len=128, phase="training", dtype="bf16")
+    reduces = [c for c in loss.collectives if c.kind == "all_reduce" and c.count == 3]
+    assert reduces and all(c.element_format is DataType.FP32 for c in reduces)
+    fused = LMHeadLayer(vocab_size=32000, hidden_size=4096, parallelism={"tensor_parallel": 8})
+    stats = [c for c in fused.compute_metrics(batch_size=1, seq_len=128, phase="training", dtype="bf16").collectives
+             if c.kind == "all_gather"]   # the fused loss's fp32 row statistics
+    assert stats and all(c.element_format is DataType.FP32 for c in stats)
+    attn = GroupedQueryAttentionLayer(hidden_size=4096, num_heads=32, num_kv_heads=8,
+                                      parallelism={"tensor_parallel": 1, "sequence_parallel": 2})
+    dec = attn.compute_metrics(batch_size=1, seq_len=1024, phase="decode", dtype="fp16")
+    combine = [c for c in dec.collectives if c.kind == "all_reduce" and c.axis == "sp"]
+    assert combine and all(c.model_format and c.element_format is DataType.FP16 for c in combine)
