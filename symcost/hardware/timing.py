@@ -49,7 +49,7 @@ from ..core.dtypes import DataType
 from ..core.ops import Collective, Op
 from .chip import Hardware
 from .kernels import FUSED_OPS, KERNELS, OpTime, kernel, kernels, matmul_compute_flops, time_of
-from .runtime import MIB, VLLM_ALLREDUCE_SIZES, VLLM_CUSTOM_MAX
+from .runtime import MIB, VLLM_ALLREDUCE_SIZES, VLLM_CUSTOM_MAX  # noqa: F401 (MIB: the doctests' unit)
 
 __all__ = ["FUSED_OPS", "KERNELS", "LayerSums", "OpTime", "Times", "VLLM_ALLREDUCE_SIZES", "collective_algorithms",
            "collective_steps", "collective_time", "exposed_comm", "kernel", "kernels", "layer_times",

@@ -351,3 +351,12 @@ def test_collectives_of_a_known_format_carry_it():
     dec = attn.compute_metrics(batch_size=1, seq_len=1024, phase="decode", dtype="fp16")
     combine = [c for c in dec.collectives if c.kind == "all_reduce" and c.axis == "sp"]
     assert combine and all(c.model_format and c.element_format is DataType.FP16 for c in combine)
+
+
+def test_the_repr_shows_a_set_format():
+    """Review of coll-fix, item 9: two records that differ only in their format (not equal, other
+    keys) print differently, so an assertion's diff shows why; unset, the repr is as before."""
+    plain = Collective("all_reduce", "tp", 8, MIB)
+    assert repr(plain) == "Collective(kind='all_reduce', axis='tp', group_size=8, payload_bytes=1048576, count=1)"
+    fp16 = Collective("all_reduce", "tp", 8, MIB, element_format="fp16", model_format=True)
+    assert repr(fp16).endswith("count=1, element_format='fp16', model_format=True)")
