@@ -345,8 +345,8 @@ class Hardware(BaseModel):
             # (timing.vllm_allreduce_window), TensorRT-LLM 1.0's by tokens (timing.trtllm_allreduce_window);
             # NCCL's and the engines' custom rule take the fastest form.
             # NB: a chip without the engine's own all-reduce terms runs NCCL's fastest form under
-            # any rule; one with them but no symmetric-memory terms where its capability has a
-            # size table is not told apart (the symbolic chip would take symm's piece at oo)
+            # any rule; one with them but no symmetric-memory terms has no windows (symm_allreduce
+            # ()), which its symbolic twin takes (Hardware.symbolic(symm_allreduce=()))
             rule = self.allreduce_rule if self.custom_allreduce_latency is not None else "custom"
             out["allreduce"] = rule if rule in ("vllm", "trtllm-1.0") else "custom"
             if rule == "vllm":
