@@ -77,6 +77,15 @@ def _compute_capability(value: Any) -> Optional[str]:
     raise HardwareError(f"compute_capability must be 'major.minor' (as '9.0'), got {value!r}")
 
 
+def _check_symm_windows(capability: Optional[str], windows: Any) -> None:
+    """Refuse symmetric-memory windows (:attr:`Hardware.structure`'s ``symm_allreduce``) other than
+    none or ``capability``'s, in one line."""
+    own = vllm_symm_windows(capability)
+    if windows is not None and tuple(map(tuple, windows)) not in ((), own):
+        raise HardwareError(f"symm_allreduce must be () or compute capability {capability}'s windows {own}, "
+                            f"got {windows!r}")
+
+
 class Hardware(BaseModel):
     """One chip and its links, in base units (FLOP/s, bytes, bytes/s, seconds).
 
@@ -725,10 +734,7 @@ class Hardware(BaseModel):
         if allreduce not in _ALLREDUCE_RULES:
             raise HardwareError(f"allreduce must be one of {', '.join(_ALLREDUCE_RULES)}, got {allreduce!r}")
         compute_capability = _compute_capability(compute_capability)
-        windows = vllm_symm_windows(compute_capability)
-        if symm_allreduce is not None and tuple(map(tuple, symm_allreduce)) not in ((), windows):
-            raise HardwareError(f"symm_allreduce must be () or compute capability {compute_capability}'s windows "
-                                f"{windows}, got {symm_allreduce!r}")
+        _check_symm_windows(compute_capability, symm_allreduce)
         fields: dict[str, Any] = dict(
             name=name,
             peak_flops={dt: sym.peak_flops for dt in DataType},
