@@ -138,15 +138,20 @@ def bytes_per_element(dtype: DtypeLike) -> sp.Expr:
     return expr
 
 
-def wire_format(dtype: DataType) -> DataType:
+def wire_format(dtype: DataType) -> DataType | None:
     """The format of the activations a model in ``dtype`` sends over its TP all-reduces (the
     bytes: ``max(e, 2)``, the layers' ``Context.wire_bytes``): its own 16- or 32-bit format (tf32
-    keeps fp32 tensors), bf16 for an 8-bit or 4-bit one (TensorRT-LLM, vLLM and SGLang FP8
-    checkpoints and Transformer Engine's FP8 recipes keep their activations in bf16).
+    keeps fp32 tensors), bf16 for an FP8 or block-scaled FP4/FP8 one (TensorRT-LLM, vLLM and SGLang
+    FP8 checkpoints and Transformer Engine's FP8 recipes keep their activations in bf16); ``None``
+    (unknown) for int8 and int4: weight-only checkpoints run their activations in the model's
+    dtype (vLLM: ``model_config.dtype``), which the weight format does not name (AWQ's kernels take
+    fp16 only, ``AWQConfig.get_supported_act_dtypes``: ``[torch.half]``; GPTQ's fp16 or bf16).
 
-    >>> [wire_format(DataType.parse(d)).value for d in ("fp16", "tf32", "fp8_e4m3", "nvfp4")]
-    ['fp16', 'fp32', 'bf16', 'bf16']
+    >>> [wire_format(DataType.parse(d)) for d in ("fp16", "tf32", "fp8_e4m3", "nvfp4", "int4")]
+    [<DataType.FP16: 'fp16'>, <DataType.FP32: 'fp32'>, <DataType.BF16: 'bf16'>, <DataType.BF16: 'bf16'>, None]
     """
     if dtype in (DataType.FP16, DataType.FP32):
         return dtype
+    if dtype in (DataType.INT8, DataType.INT4):
+        return None
     return DataType.FP32 if dtype is DataType.TF32 else DataType.BF16

@@ -160,19 +160,32 @@ def _same_structure(a: tuple[tuple[str, Any], ...], b: tuple[tuple[str, Any], ..
 
 def _bind_formats(collectives: tuple[Collective, ...], dtype: DataType,
                   structure: tuple[tuple[str, Any], ...]) -> tuple[Collective, ...]:
-    """``collectives`` with the model's activations (:attr:`~symcost.core.ops.Collective.model_format`)
-    given ``dtype``'s wire format where they had none (metrics computed with the dtype a symbol).
-    Timed on a symbolic chip under vLLM's switch with its symmetric-memory all-reduce (structure
-    ``symm_allreduce``), such an all-reduce was timed as bf16 (that kernel takes bf16 only): another
-    format is refused in one line, not given bf16's time."""
+    """``collectives`` (the shape's values already substituted) with the model's activations
+    (:attr:`~symcost.core.ops.Collective.model_format`) given ``dtype``'s wire format where they had
+    none (metrics computed with the dtype a symbol). Timed on a symbolic chip under vLLM's switch
+    (structure ``symm_allreduce``: symmetric memory's windows ``(n, lo, hi)``), such an all-reduce
+    took symmetric memory's time where ``e <= 2`` (that kernel takes bf16 only; fp32, e = 4, runs
+    NCCL there): fp16, as wide as bf16, is refused in one line where the window may hold a TP
+    all-reduce (vLLM's engine forms run on the TP group only; its group or payload a symbol, or
+    ``lo <= M <= hi``), not given bf16's time."""
     fmt = wire_format(dtype)
-    if fmt is not DataType.BF16 and dict(structure).get("symm_allreduce"):
-        if any(c.model_format and c.element_format is None and c.kind == "all_reduce" for c in collectives):
-            raise ConfigError(f"subs: dtype {dtype.value}: these metrics were timed on a symbolic chip under vLLM's "
-                              "all-reduce switch with the format unknown, read as bf16 (its symmetric-memory "
-                              f"all-reduce takes bf16 only); compute them with dtype={dtype.value!r} instead")
+    windows = dict(structure).get("symm_allreduce") or ()
+    if fmt is DataType.FP16 and any(c.model_format and c.element_format is None and c.kind == "all_reduce"
+                                    and c.axis == "tp" and _in_window(c, windows) for c in collectives):
+        raise ConfigError(f"subs: dtype {dtype.value}: these metrics were timed on a symbolic chip under vLLM's "
+                          "all-reduce switch with the format unknown, read as bf16 (its symmetric-memory "
+                          f"all-reduce takes bf16 only); compute them with dtype={dtype.value!r} instead")
     return tuple(dataclasses.replace(c, element_format=fmt) if c.model_format and c.element_format is None else c
                  for c in collectives)
+
+
+def _in_window(c: Collective, windows: tuple[tuple[int, int, int], ...]) -> bool:
+    """Whether ``c`` may fall in one of vLLM's symmetric-memory windows ``(n, lo, hi)``: yes where
+    its group size or payload is still a symbol."""
+    n, payload = sp.sympify(c.group_size), sp.sympify(c.payload_bytes)
+    if not (n.is_Number and payload.is_Number):
+        return bool(windows)
+    return any(n == k and lo <= payload <= hi for k, lo, hi in windows)
 
 
 def _check_structure(structure: tuple[tuple[str, Any], ...], chip: Chip) -> None:
@@ -454,10 +467,11 @@ class LayerMetrics:
         32768
         """
         table = _substitutions(mapping, values)
-        collectives = self.collectives
         if dtype is not None:
             self._check_training_dtype(DataType.parse(dtype), table)
             table.setdefault(sym.dtype_bytes, DataType.parse(dtype).bytes)
+        collectives = substitute_collectives(self.collectives, table)
+        if dtype is not None:
             collectives = _bind_formats(collectives, DataType.parse(dtype), self.chip_structure)
         if hardware is not None:
             if dtype is None:
@@ -480,7 +494,7 @@ class LayerMetrics:
         return LayerMetrics(
             phase=self.phase,
             chip_structure=() if hardware is not None else self.chip_structure,
-            collectives=substitute_collectives(collectives, table),
+            collectives=collectives,
             op_source=_later(lambda: _merge_ops((op.xreplace(table), sp.sympify(m).xreplace(table))
                                                 for op, m in self.ops), self),
             peak_flops=exact_value(peak.xreplace(table)) if isinstance(peak, sp.Basic) else peak,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal, Optional, Sequence, TypeVar
+from typing import Any, Literal, Optional, Sequence, TypeVar, Union
 
 import sympy as sp
 
@@ -704,7 +704,7 @@ class Collective:
     :func:`~symcost.hardware.timing.trtllm_allreduce_window`); ``None``: unknown, the fastest form
     stands for the engine's choice."""
 
-    element_format: Optional[DataType] = dataclasses.field(default=None, repr=False)
+    element_format: Union[DataType, str, None] = dataclasses.field(default=None, repr=False)
     """The format of the elements the collective carries (a :class:`~symcost.core.dtypes.DataType`
     or its name) where the issuing layer knows it: vLLM's torch symmetric-memory all-reduce takes
     bf16 only (vllm/distributed/device_communicators/symm_mem.py, ``should_use_symm_mem``: ``if
@@ -717,6 +717,20 @@ class Collective:
     is the model's wire format (:func:`~symcost.core.dtypes.wire_format`), which
     :meth:`~symcost.core.metrics.LayerMetrics.subs` sets when it binds the dtype of metrics
     computed with the dtype a symbol."""
+
+    def __repr__(self) -> str:
+        """The dataclass's repr, with :attr:`element_format` and :attr:`model_format` where set (so
+        that records of other formats tell apart in an assertion's diff).
+
+        >>> Collective("all_reduce", "tp", 2, 64, element_format="fp16", model_format=True)  # doctest: +ELLIPSIS
+        Collective(kind='all_reduce', ..., count=1, element_format='fp16', model_format=True)
+        """
+        shown = [f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr]
+        if self.element_format is not None:
+            shown.append(f"element_format={DataType.parse(self.element_format).value!r}")
+        if self.model_format:
+            shown.append("model_format=True")
+        return f"Collective({', '.join(shown)})"
 
     def __post_init__(self) -> None:
         self._check_format()

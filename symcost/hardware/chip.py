@@ -25,7 +25,7 @@ from ..core import symbols as sym
 from ..core._expr import as_expr, exact_value
 from ..core.dtypes import DataType
 from ..errors import ConfigError, HardwareError
-from .runtime import RUNTIMES, VLLM_ALLREDUCE_SIZES, AllreduceRule, Runtime, runtime
+from .runtime import RUNTIMES, AllreduceRule, Runtime, runtime, vllm_symm_windows
 from .validate import Chips, Efficiency, Rate, Seconds, exact_number
 
 __all__ = [
@@ -76,6 +76,15 @@ def _compute_capability(value: Any) -> Optional[str]:
     if value is None or isinstance(value, str) and re.fullmatch(r"\d+\.\d+", value):
         return value
     raise HardwareError(f"compute_capability must be 'major.minor' (as '9.0'), got {value!r}")
+
+
+def _check_symm_windows(capability: Optional[str], windows: Any) -> None:
+    """Refuse symmetric-memory windows (:attr:`Hardware.structure`'s ``symm_allreduce``) other than
+    none or ``capability``'s, in one line."""
+    own = vllm_symm_windows(capability)
+    if windows is not None and tuple(map(tuple, windows)) not in ((), own):
+        raise HardwareError(f"symm_allreduce must be () or compute capability {capability}'s windows {own}, "
+                            f"got {windows!r}")
 
 
 class Hardware(BaseModel):
@@ -344,7 +353,9 @@ class Hardware(BaseModel):
         :meth:`symbolic` takes them under: the GEMM tiles and tile scheduler (where the chip
         quantizes tiles, ``compute_units`` set), the engine's grouped-GEMM mode and its all-reduce
         rule (vLLM's size switch, with the GPU's compute capability, TensorRT-LLM 1.0's token
-        switch, or the fastest form; where the
+        switch, or the fastest form; under vLLM's, ``symm_allreduce``: its symmetric-memory
+        all-reduce's byte windows ``(n, lo, hi)``, :func:`~symcost.hardware.runtime.vllm_symm_windows`,
+        empty where the chip has no symmetric-memory terms; where the
         chip has an efficiency model: on the roofline they change nothing). Binding a chip
         to metrics timed on a symbolic chip of another structure is refused
         (:meth:`~symcost.core.metrics.LayerMetrics.subs`).
@@ -359,17 +370,17 @@ class Hardware(BaseModel):
             # (timing.vllm_allreduce_window), TensorRT-LLM 1.0's by tokens (timing.trtllm_allreduce_window);
             # NCCL's and the engines' custom rule take the fastest form.
             # NB: a chip without the engine's own all-reduce terms runs NCCL's fastest form under
-            # any rule; one with them but no symmetric-memory terms where its capability has a
-            # size table is not told apart (the symbolic chip would take symm's piece at oo)
+            # any rule; one with them but no symmetric-memory terms has no windows (symm_allreduce
+            # ()), which its symbolic twin takes (Hardware.symbolic(symm_allreduce=()))
             rule = self.allreduce_rule if self.custom_allreduce_latency is not None else "custom"
             out["allreduce"] = rule if rule in ("vllm", "trtllm-1.0") else "custom"
             if rule == "vllm" or self.attention_pingpong:
                 out["compute_capability"] = self.compute_capability
-                if self.compute_capability in VLLM_ALLREDUCE_SIZES:
-                    # its symmetric-memory all-reduce takes bf16 only: the time of an all-reduce
-                    # depends on its element format (LayerMetrics.subs refuses another one where
-                    # the format was unknown)
-                    out["symm_allreduce"] = True
+                # its symmetric-memory all-reduce takes bf16 only: inside these byte windows the time
+                # of an all-reduce depends on its element format (LayerMetrics.subs refuses fp16 where
+                # the format was unknown); none where the chip lacks its terms (NCCL runs there)
+                out["symm_allreduce"] = (vllm_symm_windows(self.compute_capability)
+                                         if self.symm_allreduce_latency is not None else ())
         if self.compute_units is not None:
             out.update(matmul_tile=self.matmul_tile, matmul_tile_4bit=self.matmul_tile_4bit,
                        matmul_stream_k=self.matmul_stream_k)
@@ -738,7 +749,8 @@ class Hardware(BaseModel):
                  matmul_tile: tuple[int, int] = (64, 128),
                  matmul_tile_4bit: Optional[tuple[int, int]] = None, matmul_stream_k: bool = False,
                  allreduce: AllreduceRule = "custom", compute_capability: Optional[str] = None,
-                 grouped_gemm: Literal["fused", "per_expert"] = "fused") -> "Hardware":
+                 grouped_gemm: Literal["fused", "per_expert"] = "fused",
+                 symm_allreduce: Optional[tuple[tuple[int, int, int], ...]] = None) -> "Hardware":
         """The unbound chip: every rate a canonical symbol. With ``realistic=True`` the efficiency
         model is symbolic too (η_mm, η_mem, η_attn, η_net, t_k, α₀, N_cu, ...), so times print with
         it; otherwise efficiencies are 1 and overheads 0 (the roofline). ``matmul_tile`` and
@@ -747,11 +759,20 @@ class Hardware(BaseModel):
         flag (their tile scheduler); ``allreduce`` and ``compute_capability`` the engine's all-reduce
         rule and the GPU's size table (:func:`symcost.hardware.timing.vllm_allreduce_window`), which
         structure an all-reduce's time as the tile shapes structure a GEMM's; ``grouped_gemm`` the
-        engine's grouped-GEMM mode (:attr:`Runtime.grouped_gemm`): build it as the chips it will be
-        bound to (:attr:`structure`), or binding refuses them."""
+        engine's grouped-GEMM mode (:attr:`Runtime.grouped_gemm`); ``symm_allreduce`` (vLLM's rule:
+        ``None``, the capability's symmetric-memory windows with its terms symbols; ``()``, a chip
+        without them; else it must be the capability's windows): build it as the chips it will be
+        bound to (``Hardware.symbolic(realistic=True, **chip.structure)``), or binding refuses them.
+
+        >>> from symcost import hardware
+        >>> h100 = hardware.get("H100_SXM").with_runtime("vllm")
+        >>> Hardware.symbolic(realistic=True, **h100.structure).structure == h100.structure
+        True
+        """
         if allreduce not in _ALLREDUCE_RULES:
             raise HardwareError(f"allreduce must be one of {', '.join(_ALLREDUCE_RULES)}, got {allreduce!r}")
         compute_capability = _compute_capability(compute_capability)
+        _check_symm_windows(compute_capability, symm_allreduce)
         fields: dict[str, Any] = dict(
             name=name,
             peak_flops={dt: sym.peak_flops for dt in DataType},
@@ -779,6 +800,8 @@ class Hardware(BaseModel):
                                           a2a_overlap_efficiency=sym.a2a_overlap_efficiency,
                                           tp_overlap_efficiency=sym.tp_overlap_efficiency,
                                           grouped_gemm=grouped_gemm))
+            if symm_allreduce is not None and not symm_allreduce:
+                fields.update(symm_allreduce_latency=None, symm_allreduce_efficiency=sp.Integer(1))
         return cls(**fields)
 
     def ideal(self) -> "Hardware":

@@ -21,8 +21,8 @@ from ..errors import ConfigError
 from .serving import ServingDefaults
 from .validate import Seconds, Share
 
-__all__ = ["IDEAL", "MIB", "Overrides", "Runtime", "RUNTIMES", "VLLM_ALLREDUCE_SIZES", "register", "runtime",
-           "runtimes"]
+__all__ = ["IDEAL", "MIB", "Overrides", "Runtime", "RUNTIMES", "VLLM_ALLREDUCE_SIZES", "VLLM_CUSTOM_MAX", "register",
+           "runtime", "runtimes", "vllm_symm_windows"]
 
 MIB = 2**20
 """A mebibyte (vLLM's ``MiB``)."""
@@ -37,9 +37,27 @@ memory's max_size)`` in bytes per world size (vllm/distributed/device_communicat
 all_reduce_utils.py, ``CUSTOM_ALL_REDUCE_MAX_SIZES`` and ``SYMM_MEM_ALL_REDUCE_MAX_SIZES``, as read
 at vllm-project/vllm 00d618a; the 10.3 rows match B300's 0.24.0 table, whose two-shot runs to
 4 MiB on 8 GPUs). A capability not listed has no symmetric-memory path (``SymmMemCommunicator``
-disables itself) and the custom all-reduce's default ``max_size``
-(:data:`symcost.hardware.timing.VLLM_CUSTOM_MAX`). Here, beside the profiles, because the chip's
-:attr:`~symcost.hardware.Hardware.structure` reads it too; :mod:`symcost.hardware.timing` re-exports it."""
+disables itself) and the custom all-reduce's default ``max_size`` (:data:`VLLM_CUSTOM_MAX`).
+Here, beside the profiles, because the chip's :attr:`~symcost.hardware.Hardware.structure` reads it
+too; :mod:`symcost.hardware.timing` re-exports it."""
+VLLM_CUSTOM_MAX = 8 * MIB
+"""``CustomAllreduce(max_size=8192 * 1024)``: the custom all-reduce's buffer without symmetric memory."""
+
+
+def vllm_symm_windows(capability: str | None) -> tuple[tuple[int, int, int], ...]:
+    """The bytes vLLM's symmetric-memory all-reduce takes per world size on ``capability``:
+    ``(n, lo, hi)``, its window ``lo <= M <= hi`` (``lo``: the custom all-reduce's ``max_size``,
+    capped by its :data:`VLLM_CUSTOM_MAX` buffer, below which the custom all-reduce runs; ``hi``:
+    symmetric memory's ``max_size``, :data:`VLLM_ALLREDUCE_SIZES`); none for a capability without
+    a size table. :func:`symcost.hardware.timing.vllm_allreduce_window` picks by the same limits.
+
+    >>> vllm_symm_windows("9.0")[0], vllm_symm_windows("8.0")
+    ((2, 8388608, 67108864), ())
+    """
+    sizes = VLLM_ALLREDUCE_SIZES.get(capability or "")
+    if sizes is None:
+        return ()
+    return tuple((n, min(sizes[0][n], VLLM_CUSTOM_MAX), hi) for n, hi in sorted(sizes[1].items()))
 
 
 Overrides = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]

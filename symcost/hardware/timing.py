@@ -43,12 +43,13 @@ from typing import Any, Iterable, NamedTuple, Optional
 
 import sympy as sp
 
+from ..core import symbols as sym
 from ..core._expr import Ceil, as_expr, extreme, total
 from ..core.dtypes import DataType
 from ..core.ops import Collective, Op
 from .chip import Hardware
 from .kernels import FUSED_OPS, KERNELS, OpTime, kernel, kernels, matmul_compute_flops, time_of
-from .runtime import MIB, VLLM_ALLREDUCE_SIZES
+from .runtime import MIB, VLLM_ALLREDUCE_SIZES, VLLM_CUSTOM_MAX  # noqa: F401 (MIB: the doctests' unit)
 
 __all__ = ["FUSED_OPS", "KERNELS", "LayerSums", "OpTime", "Times", "VLLM_ALLREDUCE_SIZES", "collective_algorithms",
            "collective_steps", "collective_time", "exposed_comm", "kernel", "kernels", "layer_times",
@@ -270,8 +271,6 @@ def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Ha
     return out
 
 
-VLLM_CUSTOM_MAX = 8 * MIB
-"""``CustomAllreduce(max_size=8192 * 1024)``: the custom all-reduce's buffer without symmetric memory."""
 VLLM_WORLD_SIZES = (2, 4, 6, 8)
 """``CustomAllreduce._SUPPORTED_WORLD_SIZES`` (and the size tables' keys): other group sizes run NCCL."""
 
@@ -325,9 +324,11 @@ def _vllm_limits(n: int, capability: Optional[str]) -> tuple[int, int, Optional[
     return one_max, custom_max, None if sizes is None else sizes[1][n]
 
 
-def _vllm_switch(n: sp.Expr, payload: sp.Expr, times: dict[str, sp.Expr], capability: Optional[str]) -> sp.Expr:
+def _vllm_switch(n: sp.Expr, payload: sp.Expr, times: dict[str, sp.Expr], capability: Optional[str],
+                 symm_holds: Any = sp.true) -> sp.Expr:
     """vLLM's all-reduce as :func:`vllm_allreduce_window` picks it: a ``Piecewise`` in the message
-    size (and in ``n`` where it is a symbol), NCCL's fastest algorithm beyond its own."""
+    size (and in ``n`` where it is a symbol), NCCL's fastest algorithm beyond its own; the
+    symmetric-memory piece only where ``symm_holds`` (its format condition, :func:`_symm_format`)."""
     nccl = extreme(sp.Min, *(t for name, t in times.items() if name not in ("custom", "custom_two_shot", "symm")))
 
     def switch(k: int) -> sp.Expr:
@@ -338,7 +339,7 @@ def _vllm_switch(n: sp.Expr, payload: sp.Expr, times: dict[str, sp.Expr], capabi
         if one_max < custom_max:
             pieces.append((times["custom_two_shot"], sp.Lt(payload, custom_max)))
         if symm_max is not None and "symm" in times:
-            pieces.append((times["symm"], sp.Le(payload, symm_max)))
+            pieces.append((times["symm"], sp.And(sp.Le(payload, symm_max), symm_holds)))
         return sp.Piecewise(*pieces, (nccl, True))
 
     if n.is_Integer:
@@ -472,7 +473,7 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
         out["ll"] = (count * (hardware.ll_base_latency + overhead + ll_hops)
                      + sent / (link * hardware.ll_efficiency))
     if (c.kind == "all_reduce" and inside and hardware.allreduce_rule != "nccl"
-            and hardware.custom_allreduce_latency is not None):
+            and hardware.custom_allreduce_latency is not None and _engine_group(c, hardware)):
         out.update(_custom_allreduce(count, n, payload, hardware, c.element_format in (None, DataType.BF16)))
     if c.kind == "all_reduce" and hardware.tree_latency is not None and not inside:
         # NB: floor(log2 nodes) is NCCL's log2i; max(1, .) only where nodes = 1 (a group of
@@ -509,6 +510,27 @@ def _collective_time(c: Collective, hardware: Hardware) -> sp.Expr:
     return sp.Piecewise((_picked(c, hardware, inside), fits), (_picked(c, hardware, across), True))
 
 
+def _engine_group(c: Collective, hardware: Hardware) -> bool:
+    """Whether the engine's own all-reduce may run ``c``: under vLLM's rule only over the TP group
+    (vllm/distributed/device_communicators/cuda_communicator.py, ``CudaCommunicator.__init__``: ``if
+    "tp" not in unique_name``, "custom allreduce or torch symm mem can be used only by tp", both
+    off), so an ``sp``, ``cp``, ``ep`` or ``dp`` all-reduce runs NCCL; the other rules' engines as
+    before (the fastest form: their group rules are not read here)."""
+    return hardware.allreduce_rule != "vllm" or c.axis == "tp"
+
+
+def _symm_format(c: Collective) -> Any:
+    """Where vLLM's symmetric-memory all-reduce (bf16 only) may run ``c``: always for a known format
+    (:func:`_custom_allreduce` leaves its form out for another); for the model's activations in a
+    format not yet named (:attr:`~symcost.core.ops.Collective.model_format`, the dtype a symbol),
+    ``e <= 2``: a 16-bit model or a narrower one (its activations bf16, ``wire_format``), not an
+    fp32 one (e = 4), which runs NCCL there. fp16 and bf16 (both e = 2) stay the bf16 reading:
+    :meth:`~symcost.core.metrics.LayerMetrics.subs` refuses fp16 where the window holds the payload."""
+    if c.model_format and c.element_format is None and sym.dtype_bytes in sp.sympify(c.payload_bytes).free_symbols:
+        return sp.Le(sym.dtype_bytes, 2)
+    return sp.true
+
+
 def _picked(c: Collective, hardware: Hardware, times: dict[str, sp.Expr]) -> sp.Expr:
     """The time the library or engine runs: NCCL's tuner and a tuned engine take the fastest
     algorithm; vLLM switches by size (:func:`vllm_allreduce_window`), TensorRT-LLM 1.0 by token
@@ -517,7 +539,7 @@ def _picked(c: Collective, hardware: Hardware, times: dict[str, sp.Expr]) -> sp.
     rule = hardware.allreduce_rule
     if "custom" in times and rule == "vllm":
         return _vllm_switch(as_expr(c.group_size, "group_size"), as_expr(c.payload_bytes, "payload_bytes"), times,
-                            hardware.compute_capability)
+                            hardware.compute_capability, _symm_format(c))
     if "custom" in times and rule == "trtllm-1.0" and c.tokens is not None:
         return _trtllm_switch(as_expr(c.group_size, "group_size"), as_expr(c.payload_bytes, "payload_bytes"),
                               as_expr(c.tokens, "tokens"), times)

@@ -30,6 +30,7 @@ from pydantic import model_validator
 
 from ..core import symbols as sym
 from ..core._expr import check_divides
+from ..core.dtypes import DataType
 from ..core.ops import DROPOUT_MASK_BYTES, VECTOR_FLOPS, Collective, Matmul, Op, Vector, dropout
 from .base import Context, Dim, Layer
 
@@ -195,7 +196,7 @@ class LMHeadLayer(Layer):
         if not (ctx.training and self.fused_loss and ctx.tp != 1):
             return ops
         stats = ctx.tokens * _ROW_STATS * _FP32 * ctx.tp
-        transpose = Collective("reduce_scatter", "tp", ctx.tp, stats, bulk=True)
+        transpose = Collective("reduce_scatter", "tp", ctx.tp, stats, bulk=True, element_format=DataType.FP32)
         last = max(i for i, op in enumerate(ops) if op == transpose)
         return ops[:last] + ops[last + 1:]
 
@@ -233,7 +234,7 @@ class LMHeadLayer(Layer):
             ops: list = [_LossPass("cross_entropy.online_softmax", elements=logits, read_bytes=logits * e,
                                    write_bytes=stats)]
             if t != 1:
-                ops.append(Collective("all_gather", "tp", t, stats * t))
+                ops.append(Collective("all_gather", "tp", t, stats * t, element_format=DataType.FP32))
             # the gradient in the logits' dtype, in place; the backward scales it in place
             ops.append(_LossPass("cross_entropy", elements=logits, flops_per_element=VECTOR_FLOPS["softmax"],
                                  read_bytes=logits * e + stats * t, write_bytes=logits * e + rows * _FP32,
@@ -249,7 +250,7 @@ class LMHeadLayer(Layer):
                              read_bytes=four + row, write_bytes=four, **backward))
         if t != 1:
             # vocab-parallel: the max, the sum of exponentials and the target logit, fp32
-            ops.append(Collective("all_reduce", "tp", t, row, count=3))
+            ops.append(Collective("all_reduce", "tp", t, row, count=3, element_format=DataType.FP32))
         return ops
 
     def table_memory(self, dtype_bytes: sp.Expr) -> sp.Expr:

@@ -304,3 +304,62 @@ def test_vllm_rows_in_its_nccl_window_far_slower_than_nccls_table_are_left_out()
             if gpu != "gb200" and table.path.exists():
                 other = fit.engine_allreduce_family(gpu, table, {}, engine)
                 assert len(other.rows()) == len(_usable(other.rows(everything=True))), (gpu, engine)
+
+
+def test_slower_than_nccl_bounds_by_ncclss_own_time_where_measured():
+    """Review of coll-fix, item 4: NCCL's time per byte may rise with the size (some tables:
+    t(M') M / M' is 0.83 to 0.95 of t(M)), so the bound at a measured size is t(M) itself, and
+    t(Mmax) M / Mmax only beyond the largest size. By hand, factor 3/2: NCCL 10 us at 1000 B,
+    30 us at 2000 B; a row at 2000 B measured 35 us is kept (35 <= 1.5 x 30 = 45; the old least
+    of t(1000) x 2 = 20 us bounded it at 30 and left it out); 46 us leaves; at 4000 B the bound
+    is 30 x 2 = 60 us, so 89 us is kept and 91 us leaves; 500 B (below NCCL's smallest) is kept."""
+    import pandas as pd
+
+    from symcost.hardware.fit.families import NCCL_HARNESS_FACTOR, slower_than_nccl
+
+    assert NCCL_HARNESS_FACTOR == Fraction(3, 2)
+    nccl = pd.DataFrame({"num_gpus": 2, "M": [1000, 2000], "seconds": [10e-6, 30e-6]})
+    rows = pd.DataFrame({"num_gpus": 2, "M": [2000, 2000, 4000, 4000, 500],
+                         "seconds": [35e-6, 46e-6, 89e-6, 91e-6, 1.0]})
+    assert slower_than_nccl(rows, nccl, lambda n, m: True).tolist() == [False, True, False, True, False]
+
+
+def test_the_report_counts_the_rows_slower_than_nccl_leaves_out():
+    """Review of coll-fix, item 8: the report's count is the rule's own (7 of GB200's 46 vLLM rows,
+    as test_vllm_rows_in_its_nccl_window_far_slower_than_nccls_table_are_left_out derives), not the
+    usable rows less the fitted ones (which would credit any other filter to it); families without
+    an engine switch have no count."""
+    from symcost.hardware import fit
+
+    family = fit.engine_allreduce_family("gb200", fit._table("gb200", "allreduce vllm"), {}, "vllm")
+    assert family.left_out is not None
+    assert family.left_out(family.rows(everything=True)) == (7, 46)
+    sglang = fit.engine_allreduce_family("gb200", fit._table("gb200", "allreduce sglang"), {}, "sglang")
+    assert sglang.left_out is None
+
+
+def test_collective_families_time_each_row_in_its_tables_format():
+    """Review of coll-fix, item 7: the families admit fp16 ("half") and bf16 rows, and under vLLM an
+    fp16 all-reduce in symmetric memory's window runs NCCL (symm_mem.py takes bf16 only), so each
+    row is timed in its table's format. vLLM's table on H100 with one 8-GPU row relabelled "half":
+    its prediction is the fp16 collective's time (no symmetric-memory piece), the bf16 rows' bf16's."""
+    import sympy as sp
+
+    from symcost.core.dtypes import DataType
+    from symcost.core.ops import Collective
+    from symcost.hardware import fit, get
+    from symcost.hardware.fit.families import COLLECTOR_ROW_BYTES
+    from symcost.hardware.timing import collective_algorithms
+
+    family = fit.engine_allreduce_family("h100_sxm", fit._table("h100_sxm", "allreduce vllm"), {}, "vllm")
+    frame = family.rows(everything=True).copy()
+    frame.loc[frame.index[(frame["num_gpus"] == 8)][0], "allreduce_dtype"] = "half"
+    hw = get("H100_SXM").with_runtime("vllm")
+    built = family.build(frame, hw)
+    assert {key[2] for key in built} == {DataType.FP16, DataType.BF16}
+    M = sp.Symbol("M", positive=True, integer=True)
+    fp16 = Collective("all_reduce", "tp", 8, M, tokens=M / COLLECTOR_ROW_BYTES, element_format="fp16")
+    assert "symm" not in collective_algorithms(fp16, hw)
+    assert "symm" not in str(built[("all_reduce", 8, DataType.FP16)][0].atoms(sp.Symbol))
+    assert built[("all_reduce", 8, DataType.FP16)][0] != built[("all_reduce", 8, DataType.BF16)][0]
+    assert int(built[("all_reduce", 8, DataType.FP16)][2].sum()) == 1

@@ -206,10 +206,10 @@ def test_binding_a_16_or_32_bit_dtype_other_than_bf16_to_vllms_symbolic_chip_is_
     mlp = MLPLayer(hidden_size=8192, intermediate_size=8192, parallelism=Parallelism(tensor_parallel=8))
     h100 = hardware.get("H100_SXM").with_runtime("vllm")
 
-    def like(chip):   # the symbolic chip of the bound chip's structure (symm_allreduce follows from it)
-        return Hardware.symbolic(realistic=True, **{k: v for k, v in chip.structure.items() if k != "symm_allreduce"})
+    def like(chip):   # the symbolic chip of the bound chip's structure
+        return Hardware.symbolic(realistic=True, **chip.structure)
 
-    assert h100.structure["symm_allreduce"] is True
+    assert h100.structure["symm_allreduce"]   # SM90's symmetric-memory windows
     symbolic = mlp.compute_metrics(batch_size=1, seq_len=2048, phase="prefill", hardware=like(h100))
     with pytest.raises(ConfigError, match="fp16.*bf16"):
         symbolic.evaluate(dtype="fp16", hardware=h100)
@@ -220,8 +220,143 @@ def test_binding_a_16_or_32_bit_dtype_other_than_bf16_to_vllms_symbolic_chip_is_
         assert [c.element_format for c in bound.collectives] == [DataType.BF16]
         assert bound.latency == numeric.latency
     a100 = hardware.get("A100_SXM_80GB").with_runtime("vllm")
-    assert "symm_allreduce" not in a100.structure
+    assert a100.structure["symm_allreduce"] == ()
     on_a100 = mlp.compute_metrics(batch_size=1, seq_len=2048, phase="prefill", hardware=like(a100))
     bound = on_a100.evaluate(dtype="fp16", hardware=a100)
     numeric = mlp.compute_metrics(batch_size=1, seq_len=2048, phase="prefill", dtype="fp16", hardware=a100)
     assert bound.collectives == numeric.collectives and bound.latency == numeric.latency
+
+
+def _symbolic_like(chip):
+    """The realistic symbolic chip of ``chip``'s structure, built from it as Hardware.symbolic says."""
+    return Hardware.symbolic(realistic=True, **chip.structure)
+
+
+def test_binding_checks_the_format_after_substituting_the_shape():
+    """Review of coll-fix, item 1 (tests/core/test_properties.py's falsifying example: B200 under
+    vLLM, fp32, TP 1). The refusal ran before the values were bound, on every model-format
+    all-reduce. Now: at TP 1 no all-reduce remains (a group of one sends nothing), so fp32 and fp16
+    bind. fp32 (e = 4) is told apart from the 16-bit formats (e = 2): the symbolic chip's
+    symmetric-memory piece holds for e <= 2 only, so fp32 binds inside its window too and takes
+    NCCL's time there (H100, 8 GPUs, 2,048 x 8,192 x 4 B = 64 MiB <= SM90's 64 MiB symm limit).
+    fp16 (e = 2, as bf16) is refused only where symmetric memory's window holds the payload
+    (H100, 8 GPUs: 256 KiB .. 64 MiB; 2,048 x 8,192 x 2 B = 32 MiB inside), and binds outside it
+    (one token: 16 KiB, the one-shot)."""
+    import pytest
+
+    from symcost import MLPLayer
+    from symcost import symbols as S
+    from symcost.core.parallelism import Parallelism
+    from symcost.errors import ConfigError
+
+    for name, tp in (("B200", 1), ("H100_SXM", 8)):
+        chip = hardware.get(name).with_runtime("vllm")
+        mlp = MLPLayer(hidden_size=8192, intermediate_size=8192 * tp, parallelism=Parallelism(tensor_parallel=S.tp))
+        numeric_mlp = MLPLayer(hidden_size=8192, intermediate_size=8192 * tp,
+                               parallelism=Parallelism(tensor_parallel=tp))
+        symbolic = mlp.compute_metrics(phase="prefill", hardware=_symbolic_like(chip))
+        for seq, dtypes in ((2048, ("fp32", "bf16") if tp > 1 else ("fp32", "fp16", "bf16")), (1, ("fp16", "fp32"))):
+            for dtype in dtypes:
+                bound = symbolic.evaluate({S.batch_size: 1, S.seq_len: seq, S.tp: tp}, dtype=dtype, hardware=chip)
+                numeric = numeric_mlp.compute_metrics(batch_size=1, seq_len=seq, phase="prefill", dtype=dtype,
+                                                      hardware=chip)
+                assert bound.collectives == numeric.collectives, (name, seq, dtype)
+                assert bound.latency == numeric.latency, (name, seq, dtype)
+    with pytest.raises(ConfigError, match="fp16.*bf16"):
+        symbolic.evaluate({S.batch_size: 1, S.seq_len: 2048, S.tp: 8}, dtype="fp16", hardware=chip)
+
+
+def test_symbolic_takes_the_structure_it_documents():
+    """Review of coll-fix, item 2: ``Hardware.symbolic(**chip.structure)`` builds (the structure's
+    ``symm_allreduce``, symmetric memory's byte windows per world size, is accepted and checked);
+    the windows follow the chip's symmetric-memory terms, not its capability alone: a chip of
+    capability 9.0 without them has none (its fp16 all-reduce runs as bf16's: custom, then NCCL),
+    so its symbolic twin binds fp16 where it would otherwise be refused. SM90's windows: custom
+    below min(table, 8 MiB buffer), symmetric memory from there through its table (2 GPUs:
+    8 MiB .. 64 MiB; 8 GPUs: 256 KiB .. 64 MiB)."""
+    import pytest
+
+    from symcost import MLPLayer
+    from symcost.errors import HardwareError
+
+    h100 = hardware.get("H100_SXM").with_runtime("vllm")
+    windows = dict((n, (lo, hi)) for n, lo, hi in h100.structure["symm_allreduce"])
+    assert windows == {2: (8 * MIB, 64 * MIB), 4: (8 * MIB, 32 * MIB), 6: (MIB // 2, 64 * MIB),
+                       8: (MIB // 4, 64 * MIB)}
+    assert Hardware.symbolic(realistic=True, **h100.structure).structure == h100.structure
+    with pytest.raises(HardwareError, match="symm_allreduce"):
+        Hardware.symbolic(realistic=True, **{**h100.structure, "symm_allreduce": ((2, 1, 2),)})
+    bare = Hardware(**{**dict(h100), "symm_allreduce_latency": None, "symm_allreduce_efficiency": 1})
+    assert bare.structure["symm_allreduce"] == ()
+    twin = Hardware.symbolic(realistic=True, **bare.structure)
+    assert twin.structure == bare.structure
+    mlp = MLPLayer(hidden_size=8192, intermediate_size=8192, parallelism={"tensor_parallel": 8})
+    bound = mlp.compute_metrics(batch_size=1, seq_len=2048, phase="prefill", hardware=twin).evaluate(
+        dtype="fp16", hardware=bare)
+    numeric = mlp.compute_metrics(batch_size=1, seq_len=2048, phase="prefill", dtype="fp16", hardware=bare)
+    assert bound.latency == numeric.latency
+
+
+def test_weight_only_formats_leave_the_wire_format_unknown():
+    """Review of coll-fix, item 6: an int8 or int4 checkpoint names its weights' format, not its
+    activations' (vLLM runs those in ``model_config.dtype``; AWQ's kernels take fp16 only,
+    ``AWQConfig.get_supported_act_dtypes`` returns ``[torch.half]``), so its TP all-reduce's format
+    is unknown (``None``, read as bf16), not bf16; the symbolic dtype bound to int8 agrees with it."""
+    from symcost import MLPLayer
+    from symcost.core.dtypes import DataType, wire_format
+
+    assert wire_format(DataType.INT4) is None and wire_format(DataType.INT8) is None
+    mlp = MLPLayer(hidden_size=8192, intermediate_size=8192, parallelism={"tensor_parallel": 8})
+    h100 = hardware.get("H100_SXM").with_runtime("vllm")
+    numeric = mlp.compute_metrics(batch_size=1, seq_len=2048, phase="prefill", dtype="int8", hardware=h100)
+    assert [c.element_format for c in numeric.collectives if c.kind == "all_reduce"] == [None]
+    bound = mlp.compute_metrics(batch_size=1, seq_len=2048, phase="prefill",
+                                hardware=_symbolic_like(h100)).evaluate(dtype="int8", hardware=h100)
+    assert bound.collectives == numeric.collectives and bound.latency == numeric.latency
+
+
+def test_vllms_own_all_reduces_run_on_the_tp_group_only():
+    """Review of coll-fix, item 5: vLLM builds its custom all-reduce and symmetric memory for the TP
+    group only (cuda_communicator.py ``CudaCommunicator.__init__``: ``if "tp" not in unique_name``,
+    both off), so an all-reduce over another axis runs NCCL in every window. 8 GPUs, 1 MiB on the
+    round chip: TP symmetric memory 10 + M / 2.5e10 = 51.94 us; SP (a decode's partial outputs)
+    NCCL's ring 10 + 14 + 1.75 M / 1e11 = 42.35 us; 16 KiB: TP one-shot 3 + 7 M / 5e10, SP the LL
+    protocol 5 + 14 x 0.5 + 1.75 M / 2.5e10 = 13.15 us (the ring's 24 + 1.75 M / 1e11 = 24.29)."""
+    for axis, big, small in (("tp", 10 * US + Fraction(MIB, 25 * 10**9), 3 * US + Fraction(7 * 16384, 5 * 10**10)),
+                             ("sp", 24 * US + Fraction(2 * 7 * MIB, 8 * 10**11),
+                              12 * US + Fraction(2 * 7 * 16384, 8 * 25 * 10**9))):
+        assert collective_time(Collective("all_reduce", axis, 8, MIB), CHIP) == big, axis
+        assert collective_time(Collective("all_reduce", axis, 8, 16384), CHIP) == small, axis
+
+
+def test_collectives_of_a_known_format_carry_it():
+    """Review of coll-fix, item 5: the vocab-parallel loss's three all-reduces are fp32 whatever the
+    model's format (Megatron's cross-entropy reduces fp32 logits' max, sum and target; Transformer
+    Engine's fused loss all-gathers fp32 row statistics); a decode's
+    partial-output all-reduce over the sequence shards carries the model's activations (tagged
+    ``model_format``, its format the model's: fp16 for an fp16 model)."""
+    from symcost import GroupedQueryAttentionLayer, LMHeadLayer
+    from symcost.core.dtypes import DataType
+
+    head = LMHeadLayer(vocab_size=32000, hidden_size=4096, parallelism={"tensor_parallel": 8}, fused_loss=False)
+    loss = head.compute_metrics(batch_size=1, seq_len=128, phase="training", dtype="bf16")
+    reduces = [c for c in loss.collectives if c.kind == "all_reduce" and c.count == 3]
+    assert reduces and all(c.element_format is DataType.FP32 for c in reduces)
+    fused = LMHeadLayer(vocab_size=32000, hidden_size=4096, parallelism={"tensor_parallel": 8})
+    stats = [c for c in fused.compute_metrics(batch_size=1, seq_len=128, phase="training", dtype="bf16").collectives
+             if c.kind == "all_gather"]   # the fused loss's fp32 row statistics
+    assert stats and all(c.element_format is DataType.FP32 for c in stats)
+    attn = GroupedQueryAttentionLayer(hidden_size=4096, num_heads=32, num_kv_heads=8,
+                                      parallelism={"tensor_parallel": 1, "sequence_parallel": 2})
+    dec = attn.compute_metrics(batch_size=1, seq_len=1024, phase="decode", dtype="fp16")
+    combine = [c for c in dec.collectives if c.kind == "all_reduce" and c.axis == "sp"]
+    assert combine and all(c.model_format and c.element_format is DataType.FP16 for c in combine)
+
+
+def test_the_repr_shows_a_set_format():
+    """Review of coll-fix, item 9: two records that differ only in their format (not equal, other
+    keys) print differently, so an assertion's diff shows why; unset, the repr is as before."""
+    plain = Collective("all_reduce", "tp", 8, MIB)
+    assert repr(plain) == "Collective(kind='all_reduce', axis='tp', group_size=8, payload_bytes=1048576, count=1)"
+    fp16 = Collective("all_reduce", "tp", 8, MIB, element_format="fp16", model_format=True)
+    assert repr(fp16).endswith("count=1, element_format='fp16', model_format=True)")

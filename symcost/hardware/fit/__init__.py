@@ -131,21 +131,30 @@ def engine_allreduce_family(gpu: str, table: Table, fixed: dict[str, Fraction], 
     family = collective_family(gpu, table, ("all_reduce",), start, fixed, runtime=engine,
                                name=f"{engine} all-reduce", robust=True)
     runs_nccl = _engine_runs_nccl(get(CHIPS[gpu]).with_runtime(engine))
-    select = family.select if runs_nccl is None else _without_slow_nccl(family.select, gpu, runs_nccl)
+    if runs_nccl is not None:
+        family = replace(family, **_without_slow_nccl(family.select, gpu, runs_nccl))
     # the two-shot's time per call is at least the one-shot's: two barriers and a second pass
-    return replace(family, select=select, starts=starts,
-                   at_least={"custom_allreduce_two_shot_latency": "custom_allreduce_latency"})
+    return replace(family, starts=starts, at_least={"custom_allreduce_two_shot_latency": "custom_allreduce_latency"})
 
 
-def _without_slow_nccl(usable: Any, gpu: str, runs_nccl: Any) -> Any:
-    """The rows ``usable`` picks less those :func:`~.families.slower_than_nccl` leaves out."""
+def _without_slow_nccl(usable: Any, gpu: str, runs_nccl: Any) -> dict[str, Any]:
+    """A family's ``select``, the rows ``usable`` picks less those :func:`~.families.slower_than_nccl`
+    leaves out, and its ``left_out`` (how many it leaves, of how many)."""
     nccl = _nccl_allreduce_rows(gpu)
 
-    def select(frame: Any) -> Any:
+    def slow(frame: Any) -> tuple[Any, Any]:
         kept = usable(frame)
-        return kept[~slower_than_nccl(kept, nccl, runs_nccl)]
+        return kept, slower_than_nccl(kept, nccl, runs_nccl)
 
-    return select
+    def select(frame: Any) -> Any:
+        kept, out = slow(frame)
+        return kept[~out]
+
+    def left_out(frame: Any) -> tuple[int, int]:
+        kept, out = slow(frame)
+        return int(out.sum()), len(kept)
+
+    return {"select": select, "left_out": left_out}
 
 
 def _engine_runs_nccl(chip: Any) -> Any:

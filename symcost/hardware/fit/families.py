@@ -19,7 +19,9 @@ report the full grids):
   datasheet HBM bandwidth (:func:`faster_than_hbm`);
 - elementwise: quantizing an ``m x k`` 16-bit matrix to FP8 (read 2, write 1 byte per element), the
   passes of at most 65,536 elements and those of 100 MB and more (beyond the L2 cache);
-- collectives: every measured size and GPU count (2 KB to 512 MB, 2 to 8 GPUs); all-to-all on its own
+- collectives: every measured size and GPU count (2 KB to 512 MB, 2 to 8 GPUs), 16-bit and
+  graph-replayed (:func:`replayed_16bit`); an engine's all-reduce not the rows in its own NCCL
+  window measured far slower than NCCL's table (:func:`slower_than_nccl`); all-to-all on its own
   (NCCL runs it as grouped sends, not a ring), with the robust loss: its small messages come in two
   modes (7 or 16 us on 8 H100s for neighbouring sizes), which no smooth form describes.
 """
@@ -39,7 +41,8 @@ from ..chip import Hardware
 from ..timing import collective_time, op_time
 from .tables import Table, read
 
-__all__ = ["Family", "FitResult", "GEMM_DTYPES", "SIZES", "faster_than_hbm", "fit", "predict", "shaped_decode_rows"]
+__all__ = ["Family", "FitResult", "GEMM_DTYPES", "NCCL_HARNESS_FACTOR", "SIZES", "faster_than_hbm", "fit", "predict",
+           "replayed_16bit", "shaped_decode_rows", "slower_than_nccl"]
 
 GEMM_DTYPES = {"bfloat16": "bf16", "fp8": "fp8_e4m3", "nvfp4": "nvfp4"}
 """The tables' GEMM dtypes and the symcost dtype each measures."""
@@ -130,6 +133,9 @@ class Family:
     """Fields held at least another fitted field's value (``{field: floor field}``): the fit varies
     the excess over the floor (from 0), as a two-shot all-reduce's time per call is at least the
     one-shot's (its two barriers and second pass)."""
+    left_out: Callable[[Any], tuple[int, int]] | None = None
+    """For the report: ``frame -> (left, usable)``, how many of the rows the family's own filter picks
+    a mechanical rule (:func:`slower_than_nccl`) leaves out of :attr:`select`'s, of how many."""
 
     def rows(self, everything: bool = False) -> Any:
         """The table rows this family fits (``everything``: the whole table)."""
@@ -616,25 +622,32 @@ def elementwise_family(chip: str, table: Table, start: tuple[float, ...]) -> Fam
     return Family("elementwise", chip, table, ("memory_efficiency", "kernel_time"), build, rows, start)
 
 
-NCCL_HARNESS_FACTOR = 1.5
+NCCL_HARNESS_FACTOR = Fraction(3, 2)
 """How much slower than NCCL's own table an engine's all-reduce row, where the engine's own switch
-runs NCCL, may be measured and stay in the fit (:func:`slower_than_nccl`)."""
+runs NCCL, may be measured and stay in the fit (:func:`slower_than_nccl`): a threshold in the gap
+between the worst ratio of the rows that run at NCCL's speed (1.16: vLLM 0.24.0 on 4 GB200s at
+256 MiB; B300's on 2 GPUs reach 1.13) and the best of GB200's 2-GPU rows from 16 MiB (2.13 in vLLM
+0.24.0's table, 2.05 in vLLM 0.19.0's), read from the aiconfigurator-core 0.12.0 tables; any value
+in that gap leaves out the same rows."""
 
 
 def slower_than_nccl(rows: Any, nccl: Any, runs_nccl: Callable[[int, int], bool],
-                     factor: float = NCCL_HARNESS_FACTOR) -> Any:
+                     factor: Fraction = NCCL_HARNESS_FACTOR) -> Any:
     """Engine all-reduce rows the engine's own switch sends to NCCL (``runs_nccl(n, bytes)``: vLLM's
     size switch, TensorRT-LLM 1.0's token switch) measured more than ``factor`` times NCCL's own
     time for the same bytes over the same GPU count, read from ``nccl`` (NCCL's table of the same
-    chip: ``num_gpus``, ``M`` bytes, ``seconds``). NCCL's time for ``M`` bytes is at most
-    ``t(M') M / M'`` for any measured ``M' <= M`` (``alpha + M/B <= (alpha + M'/B) M/M'``), so the
-    bound is the least of those over the measured ``M' <= M`` (``t(M)`` itself where measured); a
-    size below NCCL's smallest is kept. The engine calls the same NCCL there, so such a row times
-    its harness or node, not the collective: a mechanical rule on the measured times alone; the
-    fit leaves these rows out, the full-grid errors keep them. It takes 8 of vLLM 0.24.0's 46 rows
-    on GB200 (2 GPUs, 16 MiB to 1 GiB: 2.1 to 2.7 times NCCL's table, where vLLM 0.14.0 on GB200
-    and 0.24.0 on GB300, B200 and B300 run these sizes at 0.99 to 1.08 times it), none of vLLM's or
-    TensorRT-LLM 1.0's rows on any other chip.
+    chip: ``num_gpus``, ``M`` bytes, ``seconds``). The bound is NCCL's measured ``t(M)`` (a size
+    between two measured ones: the larger one's, ``t`` rising with ``M``); beyond NCCL's largest
+    size ``t(Mmax) M / Mmax`` (at most ``alpha + M/B`` scaled: ``alpha + M/B <= (alpha + Mmax/B)
+    M/Mmax``); a size below NCCL's smallest is kept. The engine calls the same NCCL there, so such
+    a row does not time NCCL's collective as NCCL's own harness does: a mechanical rule on the
+    measured times alone; the fit leaves these rows out, the full-grid errors keep them (the rows
+    in the NCCL window depend on no fitted engine term, so leaving them out moves no fitted value).
+    It takes 7 of vLLM 0.24.0's 46 rows on GB200 (2 GPUs, 16 MiB to 1 GiB: 2.1 to 2.7 times NCCL's
+    table, as vLLM 0.19.0's rows on 2 GB200s, 2.05 to 2.6; vLLM 0.14.0 on GB200, 0.24.0 on 4 and 8
+    GB200s and on GB300, B200 and B300 run NCCL's sizes at most 1.16 times it; why 2 GB200s under
+    vLLM from 0.19 run at half NCCL's speed, the node's transport or vLLM's own behaviour, is not
+    known), none of vLLM's or TensorRT-LLM 1.0's rows on any other chip.
 
     >>> import pandas as pd
     >>> nccl = pd.DataFrame({"num_gpus": 2, "M": [1000, 2000], "seconds": [1e-5, 1.5e-5]})
@@ -642,19 +655,36 @@ def slower_than_nccl(rows: Any, nccl: Any, runs_nccl: Callable[[int, int], bool]
     >>> slower_than_nccl(rows, nccl, lambda n, m: True).tolist()   # bounds: none, 15, 15, 60 us (times 1.5)
     [False, False, True, True]
     """
-    measured: dict[int, list[tuple[float, float]]] = {}
+    measured: dict[int, dict[float, float]] = {}
     for n, size, seconds in zip(nccl["num_gpus"], nccl["M"], nccl["seconds"]):
-        measured.setdefault(int(n), []).append((float(size), float(seconds)))
+        measured.setdefault(int(n), {})[float(size)] = float(seconds)
     out = []
     for n, size, seconds in zip(rows["num_gpus"], rows["M"], rows["seconds"]):
-        bounds = [t * float(size) / m for m, t in measured.get(int(n), []) if m <= size]
-        out.append(bool(bounds) and runs_nccl(int(n), int(size)) and float(seconds) > factor * min(bounds))
+        bound = _nccl_bound(measured.get(int(n), {}), float(size))
+        out.append(bound is not None and runs_nccl(int(n), int(size)) and float(seconds) > float(factor) * bound)
     return np.array(out, dtype=bool)
+
+
+def _nccl_bound(times: dict[float, float], size: float) -> float | None:
+    """NCCL's time for ``size`` bytes from its measured ``times`` (bytes -> seconds): the smallest
+    measured size at least ``size``, or the largest scaled by ``size / Mmax`` beyond it; ``None``
+    below the smallest."""
+    if not times or size < min(times):
+        return None
+    above = [m for m in times if m >= size]
+    if above:
+        return times[min(above)]
+    largest = max(times)
+    return times[largest] * size / largest
 
 
 _KINDS: dict[str, CollectiveKind] = {"all_reduce": "all_reduce", "all_gather": "all_gather",
                                      "reduce_scatter": "reduce_scatter",
           "alltoall": "all_to_all"}
+
+
+_TABLE_FORMATS = {"half": DataType.FP16, "bfloat16": DataType.BF16}
+"""The collective tables' 16-bit ``nccl_dtype`` / ``allreduce_dtype`` names and their formats."""
 
 
 def replayed_16bit(frame: Any) -> Any:
@@ -685,13 +715,18 @@ def collective_family(chip: str, table: Table, kinds: tuple[str, ...], start: Ma
     def build(frame: Any, hw: Hardware) -> dict:
         out = {}
         ok = usable(frame)
+        formats = frame["nccl_dtype"] if "nccl_dtype" in frame else frame["allreduce_dtype"]
         for kind in kinds:
             for n in sorted(frame["num_gpus"].unique()):
-                # the collector's rows: 4096 elements of 16 bits each (collect_all_reduce.py,
-                # get_input_shape_and_comm_size(size, token_dim=4096); one row below 4096)
-                c = Collective(_KINDS[kind], "tp", int(n), _BYTES, tokens=_BYTES / COLLECTOR_ROW_BYTES)
-                mask = (ok & (frame[column] == kind) & (frame["num_gpus"] == n)).to_numpy()
-                out[(kind, int(n))] = (collective_time(c, hw), (_BYTES,), mask)
+                for name, fmt in _TABLE_FORMATS.items():
+                    # the collector's rows: 4096 elements of 16 bits each (collect_all_reduce.py,
+                    # get_input_shape_and_comm_size(size, token_dim=4096); one row below 4096), in
+                    # the table's format (vLLM's symmetric memory takes bf16 only)
+                    c = Collective(_KINDS[kind], "tp", int(n), _BYTES, tokens=_BYTES / COLLECTOR_ROW_BYTES,
+                                   element_format=fmt)
+                    mask = (ok & (frame[column] == kind) & (frame["num_gpus"] == n) & (formats == name)).to_numpy()
+                    if mask.any():
+                        out[(kind, int(n), fmt)] = (collective_time(c, hw), (_BYTES,), mask)
         return out
 
     return Family(f"{name} {', '.join(_KINDS[k] for k in kinds)}", chip, table, fields, build, rows,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from fractions import Fraction
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -70,9 +70,10 @@ def error_table(fits: Iterable[ChipFit]) -> str:
     return "\n".join(lines)
 
 
-def left_out_line(fits: Iterable[ChipFit]) -> str:
-    """One line: per chip, the decode rows :func:`~symcost.hardware.fit.families.faster_than_hbm`
-    leaves out of the fit, of the LLM-shaped rows."""
+def left_out_line(fits: Sequence[ChipFit]) -> str:
+    """Two sentences: per chip, the decode rows :func:`~symcost.hardware.fit.families.faster_than_hbm`
+    leaves out of the fit, of the LLM-shaped rows; per engine and chip where any are, the all-reduce
+    rows :func:`~symcost.hardware.fit.families.slower_than_nccl` leaves out, of the family's rows."""
     from .families import shaped_decode_rows
 
     parts = []
@@ -86,23 +87,23 @@ def left_out_line(fits: Iterable[ChipFit]) -> str:
             + ", ".join(parts) + ". " + _slow_nccl_sentence(fits))
 
 
-def _slow_nccl_sentence(fits: Iterable[ChipFit]) -> str:
+def _slow_nccl_sentence(fits: Sequence[ChipFit]) -> str:
     """Per engine and chip where any are, the all-reduce rows in the engine's NCCL window measured more
-    than :data:`~symcost.hardware.fit.families.NCCL_HARNESS_FACTOR` times NCCL's own table, left out."""
-    from .families import NCCL_HARNESS_FACTOR, replayed_16bit
+    than :data:`~symcost.hardware.fit.families.NCCL_HARNESS_FACTOR` times NCCL's own table, left out
+    (:attr:`~symcost.hardware.fit.families.Family.left_out`), of the rows the family's filter picks."""
+    from .families import NCCL_HARNESS_FACTOR
 
     parts = []
     for chip_fit in fits:
         for result in chip_fit.results:
-            if result.family.runtime is not None:
-                frame = result.family.rows(everything=True)
-                usable = int(replayed_16bit(frame).sum())
-                left = usable - len(result.rows)
+            family = result.family
+            if family.left_out is not None:
+                left, usable = family.left_out(family.rows(everything=True))
                 if left:
-                    parts.append(f"{result.family.runtime} on {chip_fit.preset} {left} of {usable}")
+                    parts.append(f"{family.runtime} on {chip_fit.preset} {left} of {usable}")
     return ("Engine all-reduce rows where the engine's own switch runs NCCL, measured more than "
-            f"{NCCL_HARNESS_FACTOR:g} times NCCL's own table for the same bytes and GPUs, left out of the fit "
-            "(symcost.hardware.fit.families.slower_than_nccl): " + (", ".join(parts) or "none") + ".")
+            f"{float(NCCL_HARNESS_FACTOR):g} times NCCL's own table for the same bytes and GPUs, left out of the "
+            "fit (symcost.hardware.fit.families.slower_than_nccl): " + (", ".join(parts) or "none") + ".")
 
 
 MOE_CHECKS = (("power_law_1.01", "bfloat16", False), ("power_law_1.2", "bfloat16", False),
