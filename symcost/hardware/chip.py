@@ -376,6 +376,7 @@ class Hardware(BaseModel):
             out["allreduce"] = rule if rule in ("vllm", "trtllm-1.0") else "custom"
             if rule == "vllm" or self.attention_pingpong:
                 out["compute_capability"] = self.compute_capability
+            if rule == "vllm":
                 # its symmetric-memory all-reduce takes bf16 only: inside these byte windows the time
                 # of an all-reduce depends on its element format (LayerMetrics.subs refuses fp16 where
                 # the format was unknown); none where the chip lacks its terms (NCCL runs there)

@@ -360,3 +360,19 @@ def test_the_repr_shows_a_set_format():
     assert repr(plain) == "Collective(kind='all_reduce', axis='tp', group_size=8, payload_bytes=1048576, count=1)"
     fp16 = Collective("all_reduce", "tp", 8, MIB, element_format="fp16", model_format=True)
     assert repr(fp16).endswith("count=1, element_format='fp16', model_format=True)")
+
+def test_blackwell_outside_vllms_rule_has_no_symmetric_memory_windows():
+    """Review of prefill-bw, item 2: a 10.x chip carries its compute capability in its structure
+    (its prefill kernels overlap matmuls and exponentials), but symmetric memory's byte windows are
+    vLLM's alone: under NCCL's or TensorRT-LLM's rule there are none, so its symbolic twin binds fp16
+    (its TP all-reduce runs the same form as bf16's there) and equals the numeric path."""
+    from symcost import MLPLayer
+
+    b200 = hardware.get("B200")
+    assert b200.allreduce_rule != "vllm" and "symm_allreduce" not in b200.structure
+    twin = Hardware.symbolic(realistic=True, **b200.structure)
+    mlp = MLPLayer(hidden_size=8192, intermediate_size=8192, parallelism={"tensor_parallel": 8})
+    bound = mlp.compute_metrics(batch_size=1, seq_len=2048, phase="prefill", hardware=twin).evaluate(
+        dtype="fp16", hardware=b200)
+    numeric = mlp.compute_metrics(batch_size=1, seq_len=2048, phase="prefill", dtype="fp16", hardware=b200)
+    assert bound.latency == numeric.latency
