@@ -282,7 +282,8 @@ def _usable(frame):
 def test_vllm_rows_in_its_nccl_window_far_slower_than_nccls_table_are_left_out():
     """Issue 19 (vLLM's all-reduce on GB200, 14.6 %): vLLM 0.24.0's rows on 2 GB200s from 16 MiB run
     2.1 to 2.7 times NCCL 2.29.2's own GB200 table, where the same vLLM image on GB300 and vLLM 0.14.0
-    on GB200 run at 0.99 to 1.05 times it (vLLM 0.19.0 on GB200 is as slow: 2.05 to 2.6). By hand, from the tables: on GB200 (compute capability
+    on GB200 run at 0.99 to 1.05 times it (vLLM 0.19.0 on GB200 is as slow: 2.05 to 2.6).
+    By hand, from the tables: on GB200 (compute capability
     10.0) vLLM's custom all-reduce takes 2 GPUs below 2 MiB, torch symmetric memory up to 8 MiB,
     NCCL above (all_reduce_utils.py's sizes); 16 MiB on 2 GPUs: vLLM 114.69 us, NCCL 53.88 us, 2.13
     times (out); 8 MiB on 2 GPUs is symmetric memory (62.17 us against NCCL's 42.37: 1.47, and not
