@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> None:
     if args.only:
         if args.only == "plan":
             plan_times(1 if args.quick else 3, args.baseline)
-            command_times(2 if args.quick else 5)
+            command_times(2 if args.quick else 5, args.baseline)
         else:
             search_rates(1 if args.quick else 3, args.baseline) if args.only == "search" else whole_model_steps(
                 20 if args.quick else 100)
@@ -298,7 +298,7 @@ def run(args: argparse.Namespace) -> None:
     plan_times(1 if args.quick else 3, args.baseline)
 
     # (8) the command's wall time, start-up included: symcost plan and the default report
-    command_times(2 if args.quick else 5)
+    command_times(2 if args.quick else 5, args.baseline)
 
 
 SEARCH_BASELINE = {"cold": 64_000, "warm": 105_000}
@@ -408,47 +408,67 @@ print(" ".join(name for name in sys.modules if name.startswith("symcost")))
 """
 
 
-def _command_seconds(argv: list[str], runs: int, env: dict) -> tuple[float, float]:
-    """The least wall and CPU seconds (user + system) of ``argv`` over ``runs`` fresh processes."""
-    walls, cpus = [], []
+def _least(jobs: dict, runs: int) -> dict:
+    """The least wall and CPU seconds (user + system) of each job, ``(argv, env, cwd)`` by key, over
+    ``runs`` rounds of fresh processes, every job once a round (interleaved: a shared machine's load
+    falls on all of them alike)."""
+    walls: dict = {key: [] for key in jobs}
+    cpus: dict = {key: [] for key in jobs}
     for _ in range(runs):
-        before = os.times()
-        start = time.perf_counter()
-        subprocess.run(argv, env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-        walls.append(time.perf_counter() - start)
-        after = os.times()
-        cpus.append(after.children_user - before.children_user + after.children_system - before.children_system)
-    return min(walls), min(cpus)
+        for key, (argv, env, cwd) in jobs.items():
+            before = os.times()
+            start = time.perf_counter()
+            subprocess.run(argv, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+            walls[key].append(time.perf_counter() - start)
+            after = os.times()
+            cpus[key].append(after.children_user - before.children_user + after.children_system
+                             - before.children_system)
+    return {key: (min(walls[key]), min(cpus[key])) for key in jobs}
 
 
-def command_times(runs: int) -> None:
-    """(8) the command's own wall time, start-up included: ``symcost plan`` on issue 23's question
-    and ``symcost`` alone (the default report), the least of ``runs`` fresh processes each, with the
-    CPU seconds of the whole command and of importing the modules it loads (symcost's and, through
-    them, SymPy, NumPy and pydantic). The bytecode is cached, as ``pip install`` leaves it (here in
-    a temporary ``PYTHONPYCACHEPREFIX``, warmed by one run); the plan also without the cache
-    (``PYTHONDONTWRITEBYTECODE``: every module compiled from source in each process)."""
+def _command_jobs(root: str, args: list[str], cache: str) -> dict:
+    """The command ``symcost *args`` and the import of the modules it loads, as :func:`_least`'s
+    jobs, symcost from ``root``, the bytecode cached under ``cache`` (one run first warms it)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+           "PYTHONPYCACHEPREFIX": cache}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    loaded = subprocess.run([sys.executable, "-c", _LOADED.format(args=args)], env=env, cwd=root, check=True,
+                            capture_output=True, text=True).stdout.split()
+    return {"imports": ([sys.executable, "-c", "import " + ", ".join(loaded)], env, root),
+            "command": ([sys.executable, "-m", "symcost", *args], env, root)}
+
+
+def command_times(runs: int, baseline: str | None = None) -> None:
+    """(8) the command's own time, start-up included: ``symcost plan`` on issue 23's question and
+    ``symcost`` alone (the default report), the least of ``runs`` fresh processes each, wall and CPU
+    seconds, with the CPU seconds of starting Python and importing the modules the command loads
+    (symcost's and, through them, SymPy, NumPy and pydantic). The bytecode is cached, as ``pip
+    install`` leaves it (in a temporary ``PYTHONPYCACHEPREFIX``); the plan also without the cache
+    (``PYTHONDONTWRITEBYTECODE``: every module compiled from source in each process). With
+    ``baseline`` (an earlier checkout) its command runs interleaved with this one's."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
-               "PYTHONPYCACHEPREFIX": cache}
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
         for label, args in (("symcost plan (issue 23's question)", list(PLAN_COMMAND)),
                             ("symcost (the default report)", [])):
-            loaded = subprocess.run([sys.executable, "-c", _LOADED.format(args=args)], env=env, cwd=ROOT, check=True,
-                                    capture_output=True, text=True).stdout.split()  # also warms the cache
-            _, imports = _command_seconds([sys.executable, "-c", "import " + ", ".join(loaded)], runs, env)
-            wall, cpu = _command_seconds([sys.executable, "-m", "symcost", *args], runs, env)
-            line = (f"command {label}: {wall:.2f} s wall, {cpu:.2f} s CPU, of which start-up and imports "
-                    f"{imports:.2f} s CPU ({len(loaded)} symcost modules); least of {runs} fresh processes, "
-                    "bytecode cached")
+            trees = {"this": ROOT, **({"baseline": baseline} if baseline else {})}
+            jobs = {(tree, kind): job for tree, root in trees.items()
+                    for kind, job in _command_jobs(root, args, cache).items()}
             if args:
-                line += f" [target < {PLAN_TARGET_S:g} s wall: {'met' if wall < PLAN_TARGET_S else 'MISSED'}]"
-                uncached = {**env, "PYTHONDONTWRITEBYTECODE": "1"}
-                uncached.pop("PYTHONPYCACHEPREFIX")
-                bare = _command_seconds([sys.executable, "-m", "symcost", *args], runs, uncached)[0]
-                line += f"; without the bytecode cache {bare:.2f} s wall"
+                argv, env, root = jobs["this", "command"]
+                uncached = {k: v for k, v in env.items() if k != "PYTHONPYCACHEPREFIX"}
+                jobs["this", "uncached"] = (argv, {**uncached, "PYTHONDONTWRITEBYTECODE": "1"}, root)
+            got = _least(jobs, runs)
+            (wall, cpu), imports = got["this", "command"], got["this", "imports"][1]
+            line = (f"command {label}: {wall:.2f} s wall, {cpu:.2f} s CPU, of which start-up and imports "
+                    f"{imports:.2f} s CPU; least of {runs} fresh processes, bytecode cached")
+            if args:
+                line += (f" [target < {PLAN_TARGET_S:g} s wall: {'met' if wall < PLAN_TARGET_S else 'MISSED'}]; "
+                         f"without the bytecode cache {got['this', 'uncached'][0]:.2f} s wall")
+            if baseline:
+                (then, then_cpu), then_imports = got["baseline", "command"], got["baseline", "imports"][1]
+                line += (f"; the baseline checkout in this run: {then:.2f} s wall, {then_cpu:.2f} s CPU, start-up "
+                         f"and imports {then_imports:.2f} s CPU")
             print(line)
 
 
