@@ -12,11 +12,12 @@ blocked evaluation against whole arrays at once, in the same run) and over a bro
 Llama-2-70B on 64 GPUs, cold and warm, against the rates before issue 11, and (6) whole
 Llama-2-7B inference and training steps, exact and float, with their ratios to ``llm-analysis``
 (PyPI 0.2.2) measured in the same run when it is installed, and (7) the serving plan's search for
-Llama-3-70B on 8 H200, cold and warm (against a baseline checkout with ``--baseline``).
+Llama-3-70B on 8 H200, cold and warm (against a baseline checkout with ``--baseline``), and (8) the
+command's own wall time, start-up included: ``symcost plan`` on that question and ``symcost`` alone.
 Targets (from the issues): >= 5e6 configurations/s on one core; a warm numeric compute_metrics
 <= 0.2 ms; whole-model steps exact <= 0.5x and float <= 0.05x llm-analysis's time; the search
->= 5x its candidates/s before issue 11, cold and warm; the cold plan < 1 s. Each line prints its
-target and verdict.
+>= 5x its candidates/s before issue 11, cold and warm; the cold plan < 1 s and the plan command
+< 1 s wall. Each line prints its target and verdict.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def random_configs(m: int, rates: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and points")
-    parser.add_argument("--only", choices=("search", "steps", "plan"), help="run one part: (5), (6) or (7)")
+    parser.add_argument("--only", choices=("search", "steps", "plan"), help="run one part: (5), (6) or (7) and (8)")
     parser.add_argument("--baseline", metavar="CHECKOUT", help="an earlier symcost checkout whose search runs "
                         "interleaved with this one's, for a ratio measured in the same run")
     parser.add_argument("--docs", "--readme", dest="readme", action="store_true", help="also write this run's "
@@ -196,6 +197,7 @@ def run(args: argparse.Namespace) -> None:
     if args.only:
         if args.only == "plan":
             plan_times(1 if args.quick else 3, args.baseline)
+            command_times(2 if args.quick else 5, args.baseline)
         else:
             search_rates(1 if args.quick else 3, args.baseline) if args.only == "search" else whole_model_steps(
                 20 if args.quick else 100)
@@ -295,6 +297,9 @@ def run(args: argparse.Namespace) -> None:
     # (7) the serving plan (issue 23): cold and warm, against a baseline checkout when given
     plan_times(1 if args.quick else 3, args.baseline)
 
+    # (8) the command's wall time, start-up included: symcost plan and the default report
+    command_times(2 if args.quick else 5, args.baseline)
+
 
 SEARCH_BASELINE = {"cold": 64_000, "warm": 105_000}
 """Candidates/s of the 70B / 64-chip search when issue 11 was filed (this 2-core machine, the
@@ -388,6 +393,83 @@ def plan_times(runs: int, baseline: str | None = None) -> None:
             same = "same best deployments" if theirs[0]["best"] == ours[0]["best"] else "OTHER best deployments"
             line += f"; the baseline checkout in this run: {before:.2f} s, ratio {before / seconds:.1f}x ({same})"
         print(line)
+
+
+PLAN_COMMAND = ("plan", "--model", "llama-3-70b", "--hardware", "h200", "--gpus", "8", "--isl", "4000", "--osl", "500",
+                "--ttft", "1s", "--tpot", "30ms")
+"""Issue 23's question as a command: ``symcost plan`` for Llama-3-70B on 8 H200 (its full search)."""
+
+_LOADED = """
+import contextlib, io, sys
+from symcost.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    main({args!r})
+print(" ".join(name for name in sys.modules if name.startswith("symcost")))
+"""
+
+
+def _least(jobs: dict, runs: int) -> dict:
+    """The least wall and CPU seconds (user + system) of each job, ``(argv, env, cwd)`` by key, over
+    ``runs`` rounds of fresh processes, every job once a round (interleaved: a shared machine's load
+    falls on all of them alike)."""
+    walls: dict = {key: [] for key in jobs}
+    cpus: dict = {key: [] for key in jobs}
+    for _ in range(runs):
+        for key, (argv, env, cwd) in jobs.items():
+            before = os.times()
+            start = time.perf_counter()
+            subprocess.run(argv, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+            walls[key].append(time.perf_counter() - start)
+            after = os.times()
+            cpus[key].append(after.children_user - before.children_user + after.children_system
+                             - before.children_system)
+    return {key: (min(walls[key]), min(cpus[key])) for key in jobs}
+
+
+def _command_jobs(root: str, args: list[str], cache: str) -> dict:
+    """The command ``symcost *args`` and the import of the modules it loads, as :func:`_least`'s
+    jobs, symcost from ``root``, the bytecode cached under ``cache`` (one run first warms it)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+           "PYTHONPYCACHEPREFIX": cache}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    loaded = subprocess.run([sys.executable, "-c", _LOADED.format(args=args)], env=env, cwd=root, check=True,
+                            capture_output=True, text=True).stdout.split()
+    return {"imports": ([sys.executable, "-c", "import " + ", ".join(loaded)], env, root),
+            "command": ([sys.executable, "-m", "symcost", *args], env, root)}
+
+
+def command_times(runs: int, baseline: str | None = None) -> None:
+    """(8) the command's own time, start-up included: ``symcost plan`` on issue 23's question and
+    ``symcost`` alone (the default report), the least of ``runs`` fresh processes each, wall and CPU
+    seconds, with the CPU seconds of starting Python and importing the modules the command loads
+    (symcost's and, through them, SymPy, NumPy and pydantic). The bytecode is cached, as ``pip
+    install`` leaves it (in a temporary ``PYTHONPYCACHEPREFIX``); the plan also without the cache
+    (``PYTHONDONTWRITEBYTECODE``: every module compiled from source in each process). With
+    ``baseline`` (an earlier checkout) its command runs interleaved with this one's."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        for label, args in (("symcost plan (issue 23's question)", list(PLAN_COMMAND)),
+                            ("symcost (the default report)", [])):
+            trees = {"this": ROOT, **({"baseline": baseline} if baseline else {})}
+            jobs = {(tree, kind): job for tree, root in trees.items()
+                    for kind, job in _command_jobs(root, args, cache).items()}
+            if args:
+                argv, env, root = jobs["this", "command"]
+                uncached = {k: v for k, v in env.items() if k != "PYTHONPYCACHEPREFIX"}
+                jobs["this", "uncached"] = (argv, {**uncached, "PYTHONDONTWRITEBYTECODE": "1"}, root)
+            got = _least(jobs, runs)
+            (wall, cpu), imports = got["this", "command"], got["this", "imports"][1]
+            line = (f"command {label}: {wall:.2f} s wall, {cpu:.2f} s CPU, of which start-up and imports "
+                    f"{imports:.2f} s CPU; least of {runs} fresh processes, bytecode cached")
+            if args:
+                line += (f" [target < {PLAN_TARGET_S:g} s wall: {'met' if wall < PLAN_TARGET_S else 'MISSED'}]; "
+                         f"without the bytecode cache {got['this', 'uncached'][0]:.2f} s wall")
+            if baseline:
+                (then, then_cpu), then_imports = got["baseline", "command"], got["baseline", "imports"][1]
+                line += (f"; the baseline checkout in this run: {then:.2f} s wall, {then_cpu:.2f} s CPU, start-up "
+                         f"and imports {then_imports:.2f} s CPU")
+            print(line)
 
 
 def per_call(fn, reps):

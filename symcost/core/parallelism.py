@@ -87,7 +87,9 @@ class Parallelism(BaseModel):
     Unknown keys, zero, negative or fractional degrees are refused with an error naming the field.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    # NB: defer_build: pydantic builds a class's validator on its first instance, so a command
+    # that costs no MLA, MoE or Mamba layer builds none of theirs (issue 23: start-up)
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True, defer_build=True)
 
     tensor_parallel: Degree = sympy.Integer(1)
     sequence_parallel: Annotated[Union[Literal["tp"], Any], BeforeValidator(_sequence_degree)] = sympy.Integer(1)

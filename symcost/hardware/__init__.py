@@ -36,9 +36,18 @@ from .runtime import RUNTIMES, Runtime, runtime, runtimes
 __all__ = ["GIGA", "KILO", "MEGA", "PETA", "PRESETS", "RUNTIMES", "TERA", "Hardware", "Runtime", "get",
            "load_file", "names", "runtime", "runtimes"]
 
-for _preset in PRESETS.values():
-    globals()[_preset.name] = _preset
 __all__ += list(PRESETS)
+
+
+def __getattr__(name: str) -> Hardware:
+    """A preset chip by its name (``hardware.H100_SXM``), read on first use (:data:`PRESETS`)."""
+    if name in PRESETS:
+        return PRESETS[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *PRESETS])
 
 
 def names() -> list[str]:

@@ -261,7 +261,9 @@ class Layer(BaseModel):
     """Base of every layer: ``name``, ``layer_idx`` and ``parallelism``, plus the shape fields
     of the subclass. Layers are immutable; shape fields default to the canonical symbols."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    # NB: defer_build: pydantic builds a class's validator on its first instance, so a command
+    # that costs no MLA, MoE or Mamba layer builds none of theirs (issue 23: start-up)
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True, defer_build=True)
 
     name: Optional[str] = None
     layer_idx: Optional[int] = Field(default=None, ge=0)

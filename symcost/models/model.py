@@ -349,7 +349,9 @@ class Model(BaseModel):
     the memory's, which :meth:`max_context` does not apply (it solves memory alone).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    # NB: defer_build: pydantic builds a class's validator on its first instance, so a command
+    # that costs no MLA, MoE or Mamba layer builds none of theirs (issue 23: start-up)
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True, defer_build=True)
 
     name: str = "model"
     embedding: EmbeddingLayer

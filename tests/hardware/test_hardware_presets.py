@@ -254,3 +254,23 @@ def test_a_float_in_the_shared_file_is_rejected(tmp_path):
     path.write_text(json.dumps({"constants": {"ALPHA": {"value": 6e-7, "unit": "s", "source": "x"}}}))
     with pytest.raises(ConfigError, match=r"^shared.json: ALPHA must be an integer"):
         presets.load_shared(path)
+
+
+def test_a_preset_chip_is_read_on_first_use(monkeypatch):
+    """Issue 23 (the command's start-up): the presets are known by name from their files, in the
+    order of index.json, but a chip's file is read and checked only when the chip is first asked
+    for, once; the module attributes and ``hardware.get`` return that same chip."""
+    index = _json("index.json")["presets"]
+    names = [_json(f"{file}.json")["name"] for file in index]
+    read = []
+    real = presets.load
+    monkeypatch.setattr(presets, "load", lambda file, shared=None: read.append(file.name) or real(file, shared))
+    fresh = presets.Presets(index)
+    assert list(fresh) == names and len(fresh) == len(names) and read == []
+    h200 = fresh["H200_SXM"]
+    assert read == ["h200-sxm.json"] and fresh["H200_SXM"] is h200 and read == ["h200-sxm.json"]
+    assert fresh.get("NO_SUCH_CHIP") is None and "B200" in fresh and read == ["h200-sxm.json"]
+    assert hardware.H200_SXM is hardware.get("h200") is presets.H200_SXM is hardware.PRESETS["H200_SXM"]
+    assert "H200_SXM" in dir(hardware) and "H200_SXM" in hardware.__all__
+    with pytest.raises(AttributeError, match="NO_SUCH_CHIP"):
+        hardware.NO_SUCH_CHIP  # noqa: B018

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from pydantic import ValidationError
 
@@ -36,7 +36,7 @@ from ..datafile import UNITS, read, resolve, value
 if TYPE_CHECKING:
     from importlib.abc import Traversable
 
-__all__ = ["PRESETS", "REFERENCES", "SHARED", "UNITS", "field_sources", "load", "load_shared"]
+__all__ = ["PRESETS", "REFERENCES", "SHARED", "UNITS", "Presets", "field_sources", "load", "load_shared"]
 
 _FOLDER = resources.files(__name__)
 # fields whose value is a name or a flag, not a number
@@ -131,9 +131,51 @@ COLLECTIVE_BASE_LATENCY = SHARED["COLLECTIVE_BASE_LATENCY"]
 MEMORY_EFFICIENCY = SHARED["MEMORY_EFFICIENCY"]
 HOPPER_MATMUL_EFFICIENCY = SHARED["HOPPER_MATMUL_EFFICIENCY"]
 ATTENTION_OTHER = SHARED["ATTENTION_OTHER"]
-PRESETS: dict[str, Hardware] = {}
-"""Every preset chip by name, in the order of ``presets/index.json``."""
-for _file in read(_FOLDER.joinpath("index.json"))["presets"]:
-    _chip = load(_FOLDER.joinpath(f"{_file}.json"))
-    PRESETS[_chip.name] = _chip
-    globals()[_chip.name] = _chip
+class Presets(Mapping[str, Hardware]):
+    """The preset chips by name, in the order of ``files`` (``index.json``'s file names): the names
+    are read from the files as plain JSON; a chip's file is read and checked (:func:`load`) when the
+    chip is first asked for, then kept, so that a command naming one chip checks one file.
+
+    >>> chips = Presets(["h200-sxm", "b200"])
+    >>> list(chips), chips["B200"] is chips["B200"]
+    (['H200_SXM', 'B200'], True)
+    """
+
+    def __init__(self, files: Iterable[str]) -> None:
+        self._files: dict[str, str] = {}
+        for file in files:
+            name = read(_FOLDER.joinpath(f"{file}.json")).get("name")
+            if not isinstance(name, str):
+                load(_FOLDER.joinpath(f"{file}.json"))  # raises its one-line error naming the file
+            self._files[str(name)] = file
+        self._chips: dict[str, Hardware] = {}
+
+    def __getitem__(self, name: str) -> Hardware:
+        chip = self._chips.get(name)
+        if chip is None:
+            chip = self._chips[name] = load(_FOLDER.joinpath(f"{self._files[name]}.json"))
+        return chip
+
+    def __contains__(self, name: object) -> bool:  # by name: reads no chip
+        return name in self._files
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+
+PRESETS: Mapping[str, Hardware] = Presets(read(_FOLDER.joinpath("index.json"))["presets"])
+"""Every preset chip by name, in the order of ``presets/index.json``; each is also a module
+attribute (``presets.H100_SXM``), read on first use."""
+
+
+def __getattr__(name: str) -> Hardware:
+    if name in PRESETS:
+        return PRESETS[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *PRESETS])
