@@ -672,6 +672,15 @@ class Collective:
     gathers) are plain NCCL calls Megatron-Core does not overlap: they add in full (the LM head's
     backward ones are :attr:`bulk`)."""
 
+    te_linear: bool = dataclasses.field(default=False, repr=False)
+    """A TP collective of a Transformer Engine linear (:attr:`userbuffers` implies it; without
+    userbuffers: MLA's up-projections, a MoE layer's shared experts): under FP8 training its all-gathers
+    carry the FP8 cast TE quantized before gathering (:meth:`~symcost.layers.base.Context.te_gather_bytes`),
+    and its backward re-gather and input-gradient reduce-scatter run beside the dgrad and wgrad GEMMs
+    (:attr:`bulk`; transformer_engine/pytorch/module/linear.py ``_Linear.backward``, "Overlap input AG
+    with dgrad" and "Overlap dgrad RS/AR with wgrad", ``async_op=True``). Not in :attr:`key`: it changes
+    no time, and the bytes it changes are the payload's."""
+
     bulk: bool = dataclasses.field(default=False, repr=False)
     """Overlapped whole beside one GEMM, not cut into chunks (with ``overlap=True``; a TP
     collective only). Without :attr:`userbuffers`: Megatron-Core's own linear issuing it

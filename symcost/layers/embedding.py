@@ -176,7 +176,7 @@ class LMHeadLayer(Layer):
         # under FP8 training: the output layer is Megatron-Core's own ColumnParallelLinear, outside
         # Transformer Engine's FP8 GEMMs, whose backward overlaps its collectives (_async_backward)
         ops: list = list(self.tp_enter(ctx, ctx.tokens * h * e, userbuffers=False, regather_bytes=ctx.wire_bytes,
-                                       asynchronous=True))
+                                       asynchronous=self._async_backward))
         # (rows x h) @ (h x V/t)
         ops.append(Matmul("logits", m=rows, n=V_t, k=h, dtype_bytes=e, bias=self.bias))
         if ctx.training:
