@@ -51,7 +51,10 @@ fc1 and fc2 (extensions/transformer_engine.py:260-270; building ``linear_q_down_
 ``tp_comm_overlap=False``): the up-projections' collectives are
 :attr:`~symcost.core.ops.Collective.te_linear` (FP8 casts gathered, the backward's beside TE's GEMMs)
 but not :attr:`~symcost.core.ops.Collective.userbuffers`: ``overlap=True`` does not pipeline
-their forward gathers. A Ulysses ``sequence_parallel``
+their forward gathers. NB: under SP the replicated down-projections' and latent norms' weight
+gradients are partial per rank; Megatron-Core all-reduces them over TP once per step
+(``h (r_q + r_kv + d_R) + r_q + r_kv`` elements), which is not counted (docs/conventions.md,
+deliberate simplification 5). A Ulysses ``sequence_parallel``
 degree is refused.
 
 >>> layer = MLALayer(hidden_size=64, num_heads=4, q_lora_rank=32, kv_lora_rank=16,
