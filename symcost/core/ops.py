@@ -694,7 +694,11 @@ class Collective:
     fc1_wgrad), and ``ub_bulk_dgrad``: the backward's re-gather of a column-parallel linear's saved
     input shard beside its dgrad GEMM (``BulkOverlapCfg`` for qkv_dgrad and fc1_dgrad;
     :meth:`~symcost.layers.base.Layer.tp_enter`). Other userbuffers all-gathers and reduce-scatters
-    are cut into chunks, one GEMM per chunk (:func:`~symcost.hardware.timing.exposed_comm`)."""
+    are cut into chunks, one GEMM per chunk (:func:`~symcost.hardware.timing.exposed_comm`).
+    NB: hidden only with ``overlap=True`` and at the engine's ``tp_overlap_efficiency`` (fitted on
+    userbuffers runs), also where it is not :attr:`userbuffers`, though Megatron-Core and Transformer
+    Engine issue these asynchronously whether ``--tp-comm-overlap`` is on or not: with ``overlap=False``
+    they add in full (docs/explanation/fidelity.md)."""
 
     hierarchical: Optional[tuple[Value, Value, Value]] = dataclasses.field(default=None, repr=False)
     """``(R, E, k)`` for an expert-parallel dispatch or combine that crosses the scale-out network
