@@ -208,7 +208,8 @@ class MLALayer(Layer):
         n_q = self.num_heads / ctx.tp * self.qk_head_dim
         if r_q is None:
             # (T x h) @ (h x a_t d_qk): column-parallel (a TE linear on the block input: its TP entry)
-            return [*self.tp_enter(ctx, T * h * e, userbuffers=False, te_linear=True), Matmul("q", m=T, n=n_q, k=h, dtype_bytes=e)]
+            return [*self.tp_enter(ctx, T * h * e, userbuffers=False, te_linear=True),
+                    Matmul("q", m=T, n=n_q, k=h, dtype_bytes=e)]
         shard = ctx.sharded_tokens
         return [
             # (T' x h) @ (h x r_q): replicated on every TP rank, on its T' = T/t tokens under SP
