@@ -672,6 +672,15 @@ class Collective:
     gathers) are plain NCCL calls Megatron-Core does not overlap: they add in full (the LM head's
     backward ones are :attr:`bulk`)."""
 
+    te_linear: bool = dataclasses.field(default=False, repr=False)
+    """A TP collective of a Transformer Engine linear (:attr:`userbuffers` implies it; without
+    userbuffers: MLA's up-projections, a MoE layer's shared experts): under FP8 training its all-gathers
+    carry the FP8 cast TE quantized before gathering (:meth:`~symcost.layers.base.Context.te_gather_bytes`),
+    and its backward re-gather and input-gradient reduce-scatter run beside the dgrad and wgrad GEMMs
+    (:attr:`bulk`; transformer_engine/pytorch/module/linear.py ``_Linear.backward``, "Overlap input AG
+    with dgrad" and "Overlap dgrad RS/AR with wgrad", ``async_op=True``). Not in :attr:`key`: it changes
+    no time, and the bytes it changes are the payload's."""
+
     bulk: bool = dataclasses.field(default=False, repr=False)
     """Overlapped whole beside one GEMM, not cut into chunks (with ``overlap=True``; a TP
     collective only). Without :attr:`userbuffers`: Megatron-Core's own linear issuing it
@@ -685,7 +694,11 @@ class Collective:
     fc1_wgrad), and ``ub_bulk_dgrad``: the backward's re-gather of a column-parallel linear's saved
     input shard beside its dgrad GEMM (``BulkOverlapCfg`` for qkv_dgrad and fc1_dgrad;
     :meth:`~symcost.layers.base.Layer.tp_enter`). Other userbuffers all-gathers and reduce-scatters
-    are cut into chunks, one GEMM per chunk (:func:`~symcost.hardware.timing.exposed_comm`)."""
+    are cut into chunks, one GEMM per chunk (:func:`~symcost.hardware.timing.exposed_comm`).
+    NB: hidden only with ``overlap=True`` and at the engine's ``tp_overlap_efficiency`` (fitted on
+    userbuffers runs), also where it is not :attr:`userbuffers`, though Megatron-Core and Transformer
+    Engine issue these asynchronously whether ``--tp-comm-overlap`` is on or not: with ``overlap=False``
+    they add in full (docs/explanation/fidelity.md)."""
 
     hierarchical: Optional[tuple[Value, Value, Value]] = dataclasses.field(default=None, repr=False)
     """``(R, E, k)`` for an expert-parallel dispatch or combine that crosses the scale-out network

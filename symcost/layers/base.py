@@ -80,10 +80,6 @@ class Context:
     gemm_bytes: Optional[sympy.Expr] = None
     """Training in a format narrower than its tensors (Transformer Engine's FP8 recipes,
     :func:`tensor_bytes`): the GEMMs' format's bytes per element; ``None`` otherwise."""
-    gemm_block_scaled: bool = False
-    """That narrow format carries a scale per block (MXFP8, NVFP4: :attr:`DataType.is_block_scaled`),
-    whose row-wise and column-wise copies are quantized and gathered separately
-    (:meth:`te_gather_bytes`)."""
     datatype: Optional[DataType] = None
     """The model's format where it is named (``None`` with the dtype a symbol)."""
 
@@ -123,22 +119,36 @@ class Context:
         e = self.dtype_bytes
         return e if e.is_number and e >= 2 else sympy.Integer(2) if e.is_number else sympy.Max(e, 2)
 
-    def te_gather_bytes(self, usages: int = 1) -> sympy.Expr:
+    @property
+    def gemm_block_scaled(self) -> bool:
+        """The narrow GEMM format (:attr:`gemm_bytes`) carries a scale per block (MXFP8, NVFP4:
+        :attr:`DataType.is_block_scaled`), whose row-wise and column-wise copies are quantized and
+        gathered separately (:meth:`te_gather_bytes`); ``False`` without one or with no named format."""
+        return self.gemm_bytes is not None and self.datatype is not None and self.datatype.is_block_scaled
+
+    def te_gather_bytes(self, usages: Literal[1, 2] = 1) -> sympy.Expr:
         """Bytes per element a Transformer Engine linear's TP all-gather of a GEMM input sends: under
         FP8 training TE quantizes the shard and gathers the quantized tensor (:attr:`gemm_bytes`,
-        block scales included), each of the ``usages`` (row-wise, column-wise) a block-scaled format
-        needs; a per-tensor FP8 tensor gathers its row-wise data once (the scale is a scalar, the
-        transpose is made locally). Else :attr:`wire_bytes`. Transformer Engine v2.9
+        block scales included), each of the ``usages`` (1: row-wise only; 2: row-wise and column-wise)
+        a block-scaled format needs; a per-tensor FP8 tensor gathers its row-wise data once (the scale
+        is a scalar, the transpose is made locally). Else :attr:`wire_bytes`.
         transformer_engine/pytorch/distributed.py ``_all_gather_fp8`` / ``_all_gather_mxfp8``
-        (tests/layers/test_te_fp8_gather.py cites the callers).
+        (tests/layers/test_te_fp8_gather.py cites the callers): the forward gather's single row-wise
+        usage holds from Transformer Engine v2.4; the output gradient's two MXFP8 gathers need TE >= 2.4
+        (v2.1 sent both usages in every gather). NB: TE gathers an MXFP8 tensor in bf16 where a
+        dimension is not a multiple of 32 (``MXFP8Quantizer.is_quantizable``); not modelled (the
+        layers' widths and token shards of the shipped models are multiples of 32;
+        docs/conventions.md §12).
 
         >>> from symcost.core.parallelism import Parallelism
         >>> ctx = Context(batch_size=sympy.Integer(1), seq_len=sympy.Integer(8), phase=Phase.TRAINING,
         ...               dtype_bytes=sympy.Integer(2), parallelism=Parallelism(), recompute="none",
-        ...               gemm_bytes=sympy.Rational(33, 32), gemm_block_scaled=True)
-        >>> ctx.te_gather_bytes(), ctx.te_gather_bytes(usages=2)
-        (33/32, 33/16)
+        ...               gemm_bytes=sympy.Rational(33, 32), datatype=DataType.MXFP8)
+        >>> ctx.gemm_block_scaled, ctx.te_gather_bytes(), ctx.te_gather_bytes(usages=2)
+        (True, 33/32, 33/16)
         """
+        if usages not in (1, 2):
+            raise ConfigError(f"Context.te_gather_bytes: usages must be 1 (row-wise) or 2 (both), got {usages!r}")
         if self.gemm_bytes is None:
             return self.wire_bytes
         return self.gemm_bytes * (usages if self.gemm_block_scaled else 1)
@@ -439,8 +449,6 @@ class Layer(BaseModel):
             recompute=recompute,
             gemm_bytes=narrow_gemm_bytes(dtype, Phase.parse(phase)),
             datatype=datatype,
-            gemm_block_scaled=narrow_gemm_bytes(dtype, Phase.parse(phase)) is not None
-            and datatype is not None and datatype.is_block_scaled,
         )
         with collecting() as rules:
             self.check(ctx)
@@ -471,8 +479,8 @@ class Layer(BaseModel):
     # -- helpers for layer types -------------------------------------------------------------
 
     @staticmethod
-    def tp_enter(ctx: Context, payload: sympy.Expr, userbuffers: bool,
-                 regather_bytes: Optional[sympy.Expr] = None, asynchronous: bool = False) -> list[Op | Collective]:
+    def tp_enter(ctx: Context, payload: sympy.Expr, userbuffers: bool, regather_bytes: Optional[sympy.Expr] = None,
+                 asynchronous: bool = False, te_linear: bool = False) -> list[Op | Collective]:
         """Communication entering a Megatron TP block: under sequence parallelism the all-gather
         of the sequence-sharded input (``payload`` bytes gathered at ``e`` bytes per element, sent
         at :attr:`Context.wire_bytes`); else Megatron's f, nothing forward and an all-reduce of the
@@ -490,8 +498,11 @@ class Layer(BaseModel):
         transformer_engine/pytorch/module/layernorm_linear.py (commit d0067d0) ``ln_out_needs_gather``
         (``ub_bulk_dgrad``); Korthikanti et al. 2022, section 4.2.2 (docs/conventions.md §12).
         ``asynchronous``: the linear is Megatron-Core's own, whose backward issues the re-gather
-        beside dgrad and the input gradient's collective beside wgrad (both bulk; the layer sets
-        :attr:`_async_backward` for the reduce-scatter, the forward gather's transpose).
+        beside dgrad and the input gradient's collective beside wgrad (both bulk; pass the layer's
+        :attr:`_async_backward`, which also marks the reduce-scatter, the forward gather's transpose).
+        ``te_linear``: the linear is Transformer Engine's (implied by ``userbuffers``;
+        :attr:`Collective.te_linear`): under FP8 training its gathers carry the FP8 cast, and its
+        backward re-gather and input-gradient reduce-scatter run beside its GEMMs (bulk).
 
         >>> from symcost.core.parallelism import Parallelism
         >>> ctx = Context(batch_size=sympy.Integer(1), seq_len=sympy.Integer(8), phase=Phase.TRAINING,
@@ -505,28 +516,32 @@ class Layer(BaseModel):
             return []
         elements = payload / ctx.dtype_bytes
         payload = elements * ctx.wire_bytes
+        te_linear = te_linear or userbuffers
         if not ctx.megatron_sp:
             # the input gradient's ctx.tokens rows, as the exit's all-reduce carries them
             summed = Collective("all_reduce", "tp", ctx.tp, payload, bulk=asynchronous, userbuffers=userbuffers,
-                                tokens=ctx.tokens, element_format=ctx.wire_format, model_format=True)
+                                te_linear=te_linear, tokens=ctx.tokens, element_format=ctx.wire_format,
+                                model_format=True)
             return [GradientCollective("f", collective=summed)]
         # a Transformer Engine linear gathers its input's FP8 cast under FP8 training
-        gathered = elements * ctx.te_gather_bytes() if userbuffers and ctx.training else payload
-        gather = Collective("all_gather", "tp", ctx.tp, gathered, userbuffers=userbuffers)
+        gathered = elements * ctx.te_gather_bytes() if te_linear and ctx.training else payload
+        gather = Collective("all_gather", "tp", ctx.tp, gathered, userbuffers=userbuffers, te_linear=te_linear)
         if not ctx.training:
             return [gather]
         if regather_bytes is None:
             regather_bytes = ctx.wire_bytes if ctx.gemm_bytes is None else ctx.gemm_bytes
         regather = Collective("all_gather", "tp", ctx.tp, elements * regather_bytes, userbuffers=userbuffers,
-                              bulk=userbuffers or asynchronous)
+                              te_linear=te_linear, bulk=te_linear or asynchronous)
         return [gather, GradientCollective("sp_regather", collective=regather)]
 
     @staticmethod
-    def tp_exit(ctx: Context, payload: sympy.Expr, userbuffers: bool) -> list[Collective]:
+    def tp_exit(ctx: Context, payload: sympy.Expr, userbuffers: bool, te_linear: bool = False) -> list[Collective]:
         """Communication leaving a Megatron TP block (docs/conventions.md §12): one all-reduce of
         the partial sums (``payload`` bytes at ``e`` per element, sent at :attr:`Context.wire_bytes`),
         or a reduce-scatter under sequence parallelism. ``userbuffers``: the block's last GEMM is a
-        Transformer Engine linear (proj, fc2) that overlaps it (:attr:`Collective.userbuffers`)."""
+        Transformer Engine linear (proj, fc2) that overlaps it (:attr:`Collective.userbuffers`);
+        ``te_linear``: a Transformer Engine linear without userbuffers (:attr:`Collective.te_linear`:
+        its output gradient gathered in FP8 under FP8 training)."""
         if ctx.tp == 1:
             return []
         payload = payload * ctx.wire_bytes / ctx.dtype_bytes
@@ -534,24 +549,27 @@ class Layer(BaseModel):
         # an all-reduce carries the partial sums of the block's ctx.tokens rows (an engine may switch by their count)
         tokens = None if ctx.megatron_sp else ctx.tokens
         # and in the format it carries (vLLM's symmetric memory takes bf16 only)
-        return [Collective(kind, "tp", ctx.tp, payload, userbuffers=userbuffers, tokens=tokens,
+        return [Collective(kind, "tp", ctx.tp, payload, userbuffers=userbuffers, te_linear=te_linear or userbuffers,
+                           tokens=tokens,
                            element_format=ctx.wire_format if kind == "all_reduce" else None,
                            model_format=kind == "all_reduce")]
 
 
 def _transpose(op: Collective, kind: CollectiveKind, ctx: Context, asynchronous: bool = False) -> Collective:
-    """The backward's transpose of a forward collective. A userbuffers all-gather's transpose, the
-    reduce-scatter of the input gradient, runs in bulk beside the wgrad GEMM (:attr:`Collective.bulk`),
-    as does a TP all-gather's of a layer whose linear issues it ``asynchronous``-ly (Megatron-Core's
-    own, :attr:`Layer._async_backward`).
-    A Transformer Engine linear's TP collectives (:attr:`Collective.userbuffers`) under FP8 training:
+    """The backward's transpose of a forward collective. A Transformer Engine linear's all-gather's
+    transpose (:attr:`Collective.te_linear`), the reduce-scatter of the input gradient, runs in bulk
+    beside the wgrad GEMM (:attr:`Collective.bulk`: ``ub_bulk_wgrad`` under userbuffers, else TE's
+    asynchronous reduce-scatter), as does a TP all-gather's of a layer whose linear issues it
+    ``asynchronous``-ly (Megatron-Core's own, :attr:`Layer._async_backward`).
+    A Transformer Engine linear's TP collectives (:attr:`Collective.te_linear`) under FP8 training:
     the forward all-gather carried the FP8 cast, the input gradient's reduce-scatter carries bf16
     (:attr:`Context.wire_bytes`); the forward reduce-scatter carried bf16, the output gradient's
     all-gather carries its FP8 cast, both usages for a block-scaled format (``grad_output_preprocess``,
     :meth:`Context.te_gather_bytes`)."""
-    bulk = op.kind == "all_gather" and (op.userbuffers or (asynchronous and op.axis == "tp"))
+    te_linear = op.te_linear or op.userbuffers
+    bulk = op.kind == "all_gather" and (te_linear or (asynchronous and op.axis == "tp"))
     payload = op.payload_bytes
-    if op.userbuffers and ctx.gemm_bytes is not None and kind in ("all_gather", "reduce_scatter"):
+    if te_linear and ctx.gemm_bytes is not None and kind in ("all_gather", "reduce_scatter"):
         forward, backward = ((ctx.te_gather_bytes(), ctx.wire_bytes) if kind == "reduce_scatter"
                              else (ctx.wire_bytes, ctx.te_gather_bytes(usages=2)))
         payload = payload / forward * backward
@@ -653,8 +671,7 @@ def _template(layer: Layer, phase: Phase, datatype: DataType, recompute: Recompu
               overlap: bool) -> _Template:
     ctx = Context(batch_size=sym.batch_size, seq_len=sym.seq_len, phase=phase,
                   dtype_bytes=tensor_bytes(datatype, phase), parallelism=layer.parallelism, recompute=recompute,
-                  gemm_bytes=narrow_gemm_bytes(datatype, phase), datatype=datatype,
-                  gemm_block_scaled=narrow_gemm_bytes(datatype, phase) is not None and datatype.is_block_scaled)
+                  gemm_bytes=narrow_gemm_bytes(datatype, phase), datatype=datatype)
     symbolic = layer._metrics(ctx, chip, datatype, overlap)
     exprs = [sympy.sympify(getattr(symbolic, f)) for f in METRIC_FIELDS]
     exprs += [sympy.sympify(c.payload_bytes) for c in symbolic.collectives]

@@ -32,7 +32,7 @@ from ..core import symbols as sym
 from ..core._expr import check_divides
 from ..core.dtypes import DataType
 from ..core.ops import DROPOUT_MASK_BYTES, VECTOR_FLOPS, Collective, Matmul, Op, Vector, dropout
-from .base import Context, Dim, Layer
+from .base import Context, Dim, GradientCollective, Layer
 
 __all__ = ["EmbeddingLayer", "LMHeadLayer"]
 
@@ -177,7 +177,7 @@ class LMHeadLayer(Layer):
         # under FP8 training: the output layer is Megatron-Core's own ColumnParallelLinear, outside
         # Transformer Engine's FP8 GEMMs, whose backward overlaps its collectives (_async_backward)
         ops: list = list(self.tp_enter(ctx, ctx.tokens * h * e, userbuffers=False, regather_bytes=ctx.wire_bytes,
-                                       asynchronous=True))
+                                       asynchronous=self._async_backward))
         # (rows x h) @ (h x V/t)
         ops.append(Matmul("logits", m=rows, n=V_t, k=h, dtype_bytes=e, bias=self.bias))
         if ctx.training:
@@ -190,15 +190,20 @@ class LMHeadLayer(Layer):
     def ops(self, ctx: Context) -> list[Op | Collective]:
         """The layer's ops (:meth:`Layer.ops`) less the backward's transpose of the fused loss's
         all-gather of row statistics: the loss kernel writes the logits' gradient in the forward,
-        so nothing flows back through that gather. Never recomputed (module docstring)."""
+        so nothing flows back through that gather. Never recomputed (module docstring).
+
+        Dropped by position, not by value (its bytes ``T*3*4*t`` equal the input gradient's ``T*h*2``
+        when ``h = 6t``): :meth:`Layer.ops` transposes the declared ops in reverse, and the loss's
+        ops come last in :meth:`forward_ops` (its gather the only collective among them), so its
+        transpose is the first collective of the backward."""
         ctx = _not_recomputed(ctx)
         ops = super().ops(ctx)
         if not (ctx.training and self.fused_loss and ctx.tp != 1):
             return ops
-        stats = ctx.tokens * _ROW_STATS * _FP32 * ctx.tp
-        transpose = Collective("reduce_scatter", "tp", ctx.tp, stats, bulk=True, element_format=DataType.FP32)
-        last = max(i for i, op in enumerate(ops) if op == transpose)
-        return ops[:last] + ops[last + 1:]
+        # the forward's ops (Layer.ops leaves the backward-only GradientCollectives out of it)
+        forward = sum(1 for op in self.forward_ops(ctx) if not isinstance(op, GradientCollective))
+        first = next(i for i in range(forward, len(ops)) if isinstance(ops[i], Collective))
+        return ops[:first] + ops[first + 1:]
 
     def loss_ops(self, ctx: Context) -> list:
         """The training loss over the chip's ``L = T V/t`` logits (``e`` bytes each) of ``T`` rows,

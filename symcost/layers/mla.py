@@ -47,9 +47,14 @@ each rank's s/t tokens, the up-projections all-gather the normalized latents (an
 shards they saved in the backward, :meth:`~symcost.layers.base.Layer.tp_enter`), and the rope key
 (``d_R`` per token) is all-gathered by Megatron-Core's ``gather_from_sequence_parallel_region``.
 NB: Megatron-Core turns Transformer Engine's userbuffers off for linears other than qkv, proj,
-fc1 and fc2 (extensions/transformer_engine.py:260-270); the up-projections' collectives are
-still marked :attr:`~symcost.core.ops.Collective.userbuffers` here (Transformer Engine linears:
-FP8 casts gathered), which ``overlap=True`` would pipeline. A Ulysses ``sequence_parallel``
+fc1 and fc2 (extensions/transformer_engine.py:260-270; building ``linear_q_down_proj`` sets
+``tp_comm_overlap=False``): the up-projections' collectives are
+:attr:`~symcost.core.ops.Collective.te_linear` (FP8 casts gathered, the backward's beside TE's GEMMs)
+but not :attr:`~symcost.core.ops.Collective.userbuffers`: ``overlap=True`` does not pipeline
+their forward gathers. NB: under SP the replicated down-projections' and latent norms' weight
+gradients are partial per rank; Megatron-Core all-reduces them over TP once per step
+(``h (r_q + r_kv + d_R) + r_q + r_kv`` elements), which is not counted (docs/conventions.md,
+deliberate simplification 5). A Ulysses ``sequence_parallel``
 degree is refused.
 
 >>> layer = MLALayer(hidden_size=64, num_heads=4, q_lora_rank=32, kv_lora_rank=16,
@@ -203,27 +208,28 @@ class MLALayer(Layer):
         n_q = self.num_heads / ctx.tp * self.qk_head_dim
         if r_q is None:
             # (T x h) @ (h x a_t d_qk): column-parallel (a TE linear on the block input: its TP entry)
-            return [*self.tp_enter(ctx, T * h * e, userbuffers=True), Matmul("q", m=T, n=n_q, k=h, dtype_bytes=e)]
+            return [*self.tp_enter(ctx, T * h * e, userbuffers=False, te_linear=True),
+                    Matmul("q", m=T, n=n_q, k=h, dtype_bytes=e)]
         shard = ctx.sharded_tokens
         return [
             # (T' x h) @ (h x r_q): replicated on every TP rank, on its T' = T/t tokens under SP
             Matmul("q_down", m=shard, n=r_q, k=h, dtype_bytes=e),
             self._norm("q_norm", shard, r_q, e),
             # the up-projection's TP entry: the normalized latent gathered (SP) or its gradient summed
-            *self.tp_enter(ctx, T * r_q * e, userbuffers=True),
+            *self.tp_enter(ctx, T * r_q * e, userbuffers=False, te_linear=True),
             # (T x r_q) @ (r_q x a_t d_qk): column-parallel
             Matmul("q_up", m=T, n=n_q, k=r_q, dtype_bytes=e),
         ]
 
-    def _kv_enter(self, ctx: Context) -> list:
+    def _kv_enter(self, ctx: Context) -> list[Op | Collective]:
         """The K/V up-projection's TP entry (:meth:`Layer.tp_enter` on the ``r_kv`` latent) and, under
         Megatron SP, the rope key's all-gather (Megatron-Core's ``gather_from_sequence_parallel_region``:
         plain NCCL in bf16, reduce-scattered back in the backward)."""
         T = ctx.tokens
-        ops: list = []
+        ops: list[Op | Collective] = []
         if ctx.megatron_sp and ctx.tp != 1:
             ops.append(Collective("all_gather", "tp", ctx.tp, T * self.qk_rope_head_dim * ctx.wire_bytes))
-        return ops + self.tp_enter(ctx, T * self.kv_lora_rank * ctx.e, userbuffers=True)
+        return ops + self.tp_enter(ctx, T * self.kv_lora_rank * ctx.e, userbuffers=False, te_linear=True)
 
     def _core(self, ctx: Context) -> AttentionCore:
         """The naive core of prefill and training: a_t heads, K and V expanded per head."""

@@ -407,12 +407,13 @@ class MoELayer(Layer):
         gathered = [Collective("all_gather", "tp", etp, P * h * wire)] if etp != 1 else []
         ops.extend(gathered)
         if self.num_shared_experts != 0:
-            # NB: priced as plain NCCL (not TE userbuffers), as the routed tokens' gathers
-            ops.extend(self.tp_enter(ctx, T * h * e, userbuffers=False))
+            # Megatron-Core's SharedExpertMLP: TE column- and row-parallel linears (FP8 casts gathered,
+            # the backward's collectives beside TE's GEMMs), without userbuffers
+            ops.extend(self.tp_enter(ctx, T * h * e, userbuffers=False, te_linear=True))
             ops.extend(self._ffn("shared", sp.Integer(1), T, self.num_shared_experts * self.f_shared / ctx.tp, e))
             if self.shared_gate:
                 ops.extend(self._shared_gate_ops(T, e))
-            ops.extend(self.tp_exit(ctx, T * h * e, userbuffers=False))
+            ops.extend(self.tp_exit(ctx, T * h * e, userbuffers=False, te_linear=True))
         active = self._active_experts(ctx)
         ops.extend(self._ffn("experts", active, self._busiest() * P / active,
                              self.expert_intermediate_size / etp, e,

@@ -290,8 +290,16 @@ def test_plain_nccl_tp_collectives_are_not_chunked():
     assert serial.collectives and not any(c.userbuffers for c in serial.collectives)
     serial, overlapped = _training(head)
     assert not any(c.userbuffers for c in serial.collectives)
-    assert [c.kind for c in serial.collectives if c.bulk] == ["all_gather", "reduce_scatter"]
-    assert overlapped.latency < serial.latency
+    bulk = [c for c in serial.collectives if c.bulk]
+    # the re-gather of the head's input and its gradient's reduce-scatter: T*h*2 = 8192*8192*2 bytes each
+    assert [(c.kind, c.payload_bytes, c.count) for c in bulk] == [("all_gather", 134_217_728, 1),
+                                                                  ("reduce_scatter", 134_217_728, 1)]
+    # exposed_comm: H_tp = eta_tp * (t-1)/t * min(C_bulk, G); the logits GEMMs (3 x 2*8192*16032*8192
+    # FLOPs) outlast the two collectives, so min = C_bulk; bulk ones add no ring-exchange work (S_tp = 0)
+    c_bulk = sum(collective_time(c, H100_REAL) for c in bulk)
+    assert c_bulk < serial.compute_time
+    eta = H100_REAL.runtime.tp_overlap_efficiency
+    assert serial.latency - overlapped.latency == eta * sp.Rational(7, 8) * c_bulk
 
 
 

@@ -72,3 +72,19 @@ def test_bulk_off_the_tp_axis_is_refused():
     with pytest.raises(ConfigError, match=r"^Collective.bulk: a bulk overlap is a TP collective's"):
         sc.Collective("all_gather", "dp", 2, 100, bulk=True)
     assert sc.Collective("all_gather", "tp", 2, 100, bulk=True).bulk
+
+
+def test_fused_loss_transpose_dropped_when_its_bytes_equal_the_input_gradients():
+    """h = 6t: the fused loss's row statistics (T*3*4*t bytes) weigh what the head's input does
+    (T*h*2): TP 2 + SP, h 12, V 64, b 1, s 8, T = 8: 8*3*4*2 = 192 = 8*12*2. Forward: the input's
+    all-gather and the statistics' all-gather (192 each, not bulk); backward: the re-gather (192, bulk)
+    and the input gradient's reduce-scatter (192, bulk), exactly one: nothing flows back through the
+    statistics' gather (the loss kernel wrote the logits' gradient in the forward)."""
+    from collections import Counter
+    head = sc.LMHeadLayer(vocab_size=64, hidden_size=12, parallelism=SP2)
+    m = head.compute_metrics(batch_size=1, seq_len=8, phase="training", dtype="bf16")
+    calls: Counter = Counter()
+    for c in m.collectives:
+        calls[(c.kind, int(c.payload_bytes), bool(c.bulk))] += int(c.count)
+    assert calls == Counter({("all_gather", 192, False): 2, ("all_gather", 192, True): 1,
+                             ("reduce_scatter", 192, True): 1})

@@ -98,3 +98,64 @@ def test_bf16_training_and_fp8_prefill_unchanged():
     assert _calls(bf16) == Counter({("all_gather", M): 3, ("reduce_scatter", M): 2})
     prefill = _gated().compute_metrics(batch_size=B, seq_len=S, phase="prefill", dtype="fp8_e4m3")
     assert _calls(prefill) == Counter({("all_gather", M): 1, ("reduce_scatter", M): 1})
+
+
+def test_moe_shared_experts_are_te_linears():
+    """Megatron-Core's SharedExpertMLP builds its fc1 and fc2 as TE column- and row-parallel linears
+    (core_v0.14.0 megatron/core/transformer/moe/shared_experts.py, the TE layer spec's
+    ``TEColumnParallelLinear``/``TERowParallelLinear``), without userbuffers: their TP all-gathers carry
+    the FP8 cast like fc1's and fc2's. MoE on the expert grid (ETP 1), h 16, one shared expert of
+    width 32, TP 2 + SP, b 1, s 8, fp8_e4m3: the shared experts' forward input gather, re-gather and
+    fc2's output-gradient gather at 1*8*16*1 = 128 bytes each; the two reduce-scatters bf16, 256."""
+    layer = sc.MoELayer(hidden_size=H, num_experts=4, top_k=2, expert_intermediate_size=F, num_shared_experts=1,
+                        shared_intermediate_size=F, parallelism={**SP2, "expert_tensor_parallel": 1})
+    m = layer.compute_metrics(batch_size=B, seq_len=S, phase="training", dtype="fp8_e4m3")
+    assert _calls(m) == Counter({("all_gather", M // 2): 3, ("reduce_scatter", M): 2})
+    # the backward's re-gather and input-gradient reduce-scatter run beside TE's dgrad and wgrad GEMMs
+    assert sorted((c.kind, c.bulk, c.userbuffers) for c in m.collectives if c.axis == "tp") == [
+        ("all_gather", False, False), ("all_gather", True, False), ("reduce_scatter", False, False),
+        ("reduce_scatter", True, False)]
+
+
+def test_mla_up_projections_gather_fp8_without_userbuffers():
+    """MLA under TP 2 + SP, fp8_e4m3 training, T = 2*16 = 32 tokens, h 64, r_q 32, r_kv 16, d_R 4.
+    Megatron-Core turns TE's userbuffers off for linears other than qkv, proj, fc1, fc2
+    (extensions/transformer_engine.py: building q_down_proj sets tp_comm_overlap False), but the
+    up-projections are still TE linears that gather the FP8 cast: c_q 32*32*1 = 1024 forward and
+    re-gathered (bulk beside dgrad), its input gradient reduce-scattered in bf16 32*32*2 = 2048 (bulk
+    beside wgrad); c_kv 32*16*1 = 512 twice, reduce-scatter 1024; the rope key plain NCCL bf16
+    32*4*2 = 256 each way. The out projection (``proj``: userbuffers): reduce-scatter 32*64*2 = 4096,
+    output-gradient gather in FP8 32*64*1 = 2048."""
+    from symcost import MLALayer
+    layer = MLALayer(hidden_size=64, num_heads=4, q_lora_rank=32, kv_lora_rank=16, qk_nope_head_dim=8,
+                     qk_rope_head_dim=4, v_head_dim=8, parallelism=SP2)
+    m = layer.compute_metrics(batch_size=2, seq_len=16, phase="training", dtype="fp8_e4m3")
+    got = sorted((c.kind, int(c.payload_bytes), int(c.count), c.bulk, c.userbuffers) for c in m.collectives)
+    assert got == [("all_gather", 256, 1, False, False),
+                   ("all_gather", 512, 1, False, False), ("all_gather", 512, 1, True, False),
+                   ("all_gather", 1024, 1, False, False), ("all_gather", 1024, 1, True, False),
+                   ("all_gather", 2048, 1, False, True),
+                   ("reduce_scatter", 256, 1, False, False), ("reduce_scatter", 1024, 1, True, False),
+                   ("reduce_scatter", 2048, 1, True, False), ("reduce_scatter", 4096, 1, False, True)]
+
+
+def test_te_gather_bytes_takes_one_or_two_usages_and_derives_block_scaling():
+    """A tensor has a row-wise and a column-wise usage: 3 is refused naming the argument. The block
+    scaling follows the named format: fp8 training in mxfp8 gathers 33/32 bytes per element and usage
+    (1 byte + one E8M0 scale per 32), per-tensor fp8_e4m3 1 byte however many usages."""
+    import pytest
+    import sympy
+
+    from symcost.core.dtypes import DataType
+    from symcost.core.parallelism import Parallelism
+    from symcost.errors import ConfigError
+    from symcost.layers.base import Context, Phase
+
+    def ctx(dtype):
+        return Context(batch_size=sympy.Integer(1), seq_len=sympy.Integer(8), phase=Phase.TRAINING,
+                       dtype_bytes=sympy.Integer(2), parallelism=Parallelism(), recompute="none",
+                       gemm_bytes=dtype.bytes, datatype=dtype)
+    assert ctx(DataType.MXFP8).te_gather_bytes(usages=2) == sympy.Rational(33, 16)
+    assert ctx(DataType.FP8_E4M3).te_gather_bytes(usages=2) == 1
+    with pytest.raises(ConfigError, match="usages"):
+        ctx(DataType.MXFP8).te_gather_bytes(usages=3)
