@@ -53,7 +53,8 @@ PETA = 10**15
 PINGPONG_COMPUTE_CAPABILITY = "10"
 """Major compute capability of the GPUs whose context attention kernels overlap the matmuls with
 the softmax's exponentials (:func:`symcost.hardware.kernels.pingpong`): SM100 and SM103 (B200,
-GB200, B300). TensorRT-LLM runs their context attention in its trtllm-gen kernels (``isSMCompatible``: SM100 and SM103 kernels,
+GB200, B300). TensorRT-LLM runs their context attention in its trtllm-gen kernels
+(``isSMCompatible``: SM100 and SM103 kernels,
 cpp/tensorrt_llm/kernels/trtllmGenKernels/fmha/fmhaKernels.h), whose context kernels take 128 query
 rows per tile and two tiles per thread block (``mTileSizeQ`` 128, ``mStepQ`` 256, 512 threads for
 head dimensions 64 and 128: ``fmhaSm100Kernel_*Q128Kv128PersistentContext`` in

@@ -57,7 +57,7 @@ from ..core._expr import Ceil, extreme
 from ..core.dtypes import DataType
 from ..core.ops import DGRAD, WGRAD, AttentionCore, Matmul, Op, window_pairs
 from ..errors import ConfigError
-from .chip import PINGPONG_COMPUTE_CAPABILITY, Hardware
+from .chip import Hardware
 
 __all__ = ["FUSED_OPS", "KERNELS", "KernelTime", "OpTime", "attention_core", "eight_bit_cache", "grouped_heads",
            "GEMM_OUTPUT_BYTES", "SCATTERED_OUTPUTS", "kernel", "kernels", "last_block", "longest_tile",
