@@ -61,7 +61,7 @@ from .chip import Hardware
 
 __all__ = ["FUSED_OPS", "KERNELS", "KernelTime", "OpTime", "attention_core", "eight_bit_cache", "grouped_heads",
            "GEMM_OUTPUT_BYTES", "SCATTERED_OUTPUTS", "kernel", "kernels", "last_block", "longest_tile",
-           "matmul_compute_flops", "pingpong", "time_of", "whole_tile_pairs"]
+           "matmul_compute_flops", "pingpong", "time_of", "whole_tile_pairs", "whole_tiles"]
 
 FUSED_OPS = frozenset({
     # NB: what a fusing engine (TensorRT-LLM, vLLM, FasterTransformer) runs inside another
@@ -447,7 +447,22 @@ def whole_tile_pairs(core: AttentionCore) -> sp.Expr:
                                - extreme(sp.Max, 0, n - 1 + back))
 
 
-def _scores_compute(op: Op, chip: Hardware, dtype: Optional[DataType], whole_tiles: bool = True) -> sp.Expr:
+def whole_tiles(op: Op, chip: Hardware) -> bool:
+    """Whether ``chip`` computes the scores of ``op``'s core in whole tiles
+    (:func:`whole_tile_pairs`): a flash core on a chip whose kernels overlap (:func:`pingpong`)
+    and that has its SM count (``compute_units``; the ideal chip, without one, is the roofline).
+    The tile count is affine in the cached keys only in steps of :data:`PINGPONG_TILE` and
+    without a window (symcost.plan.inference.chunk_attention_time sums chunks in closed form only then).
+
+    >>> from symcost import hardware
+    >>> core = AttentionCore("c", q_len=300, kv_len=300, causal=True, decode=False)
+    >>> whole_tiles(core, hardware.get("B200")), whole_tiles(core, hardware.get("B200").ideal())
+    (True, False)
+    """
+    return pingpong(chip) and attention_core(op).flash and chip.compute_units is not None
+
+
+def _scores_compute(op: Op, chip: Hardware, dtype: Optional[DataType], tiled: bool = True) -> sp.Expr:
     """Seconds of a context attention kernel's work spread evenly over the chip: ``F / (F_16
     eta_attn) + V / F_vec + P / F_exp + (c - 1) R`` (:func:`_attention_compute`,
     :func:`_exponentials`; ``R`` the ``Q K^T``, softmax and exponentials each of the ``c - 1``
@@ -457,7 +472,7 @@ def _scores_compute(op: Op, chip: Hardware, dtype: Optional[DataType], whole_til
     eta_attn), c P / F_exp) + c V / F_vec) P_T / P``, the softmax's other vector work (max, sum,
     rescale) in the same warps as the exponentials but not on the special-function units, over the
     ``P_T`` pairs of its whole tiles (:func:`whole_tile_pairs`; on a chip with ``compute_units``,
-    as the other tile terms: the ideal chip has none; not with ``whole_tiles`` False, as for the
+    as the other tile terms: the ideal chip has none; not with ``tiled`` False, as for the
     longest block's own pairs, :func:`longest_tile`) of the core's ``P`` (no ``Max`` where the
     chip has no exponential rate: the matmuls alone). Every term is
     one per scored pair, so it is the core's pairs times the time of one pair.
@@ -478,7 +493,7 @@ def _scores_compute(op: Op, chip: Hardware, dtype: Optional[DataType], whole_til
         # NB: tiles only where the chip has its SM count (the ideal chip, without one, is the roofline)
         # and not for the last block's own pairs (longest_tile: one query per row, its keys untiled)
         pairs = core.pairs
-        tiles = pairs if chip.compute_units is None or not whole_tiles else whole_tile_pairs(core)
+        tiles = whole_tile_pairs(core) if tiled and whole_tiles(op, chip) else pairs
         return per_pairs if tiles == pairs else per_pairs * tiles / pairs
     # NB: each further V slice's block recomputes the scores (Q K^T at d_qk), their softmax and exponentials
     redo = (blocks - 1) * (qk + core.vector_flops / chip.vector_flops + exps)
@@ -535,7 +550,7 @@ def longest_tile(op: Op, chip: Hardware, dtype: Optional[DataType]) -> sp.Expr:
         return sp.Integer(0)
     core = attention_core(op)
     units = sp.sympify(chip.compute_units)
-    block = _scores_compute(last_block(core), chip, dtype, whole_tiles=False) / _dv_blocks(core)
+    block = _scores_compute(last_block(core), chip, dtype, tiled=False) / _dv_blocks(core)
     return extreme(sp.Min, units * _scores_compute(op, chip, dtype), units * block)
 
 
