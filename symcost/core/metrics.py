@@ -190,14 +190,22 @@ def _in_window(c: Collective, windows: tuple[tuple[int, int, int], ...]) -> bool
 
 def _check_structure(structure: tuple[tuple[str, Any], ...], chip: Chip) -> None:
     """Refuse to bind ``chip`` to metrics timed on a symbolic chip whose non-symbol settings (GEMM
-    tiles, tile scheduler, grouped-GEMM mode) differ from its own: the expressions would keep the
-    symbolic chip's structure under the bound chip's rates."""
+    tiles, tile scheduler, grouped-GEMM mode, compute capability) differ from its own, or a
+    realistic one without the compute capability the bound chip's structure has: the expressions
+    would keep the symbolic chip's structure under the bound chip's rates."""
     bound = chip.structure
     for name, value in structure:
         if name in bound and bound[name] != value:
             raise HardwareError(
                 f"subs: {name}: the symbolic chip has {value!r}, the bound chip {chip.name} has {bound[name]!r}; "
                 f"build it with Hardware.symbolic(realistic=True, {name}={bound[name]!r})")
+    # NB: a setting the bound chip has and the (realistic) symbolic one lacks shapes the bound chip's
+    # expressions too (a 10.x compute capability: the prefill's overlap and whole tiles)
+    if structure and "compute_capability" in bound and "compute_capability" not in dict(structure):
+        raise HardwareError(
+            f"subs: compute_capability: the symbolic chip has none, the bound chip {chip.name} has "
+            f"{bound['compute_capability']!r}; build it with Hardware.symbolic(realistic=True, "
+            f"compute_capability={bound['compute_capability']!r})")
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,26 @@ TERA = 10**12
 PETA = 10**15
 """10¹⁵."""
 
+PINGPONG_COMPUTE_CAPABILITY = "10"
+"""Major compute capability of the GPUs whose context attention kernels overlap the matmuls with
+the softmax's exponentials (:func:`symcost.hardware.kernels.pingpong`): SM100 and SM103 (B200,
+GB200, B300). TensorRT-LLM runs their context attention in its trtllm-gen kernels
+(``isSMCompatible``: SM100 and SM103 kernels,
+cpp/tensorrt_llm/kernels/trtllmGenKernels/fmha/fmhaKernels.h), whose context kernels take 128 query
+rows per tile and two tiles per thread block (``mTileSizeQ`` 128, ``mStepQ`` 256, 512 threads for
+head dimensions 64 and 128: ``fmhaSm100Kernel_*Q128Kv128PersistentContext`` in
+``sTllmGenFmhaKernelMetaInfos``, flashinfer-ai/flashinfer include/flashinfer/trtllm/fmha/cubin/
+kernelMetaInfo.h): the Blackwell design that "assigns two tiles to each threadblock, and pingpongs
+between them in terms of matrix-matrix multiplication and softmax" (NVIDIA CUTLASS,
+examples/77_blackwell_fmha/README.md: context M-blocking 256, N-blocking 128). The tensor cores'
+``tcgen05`` MMAs are issued asynchronously by one thread, so one tile's exponentials run while
+the other's matmuls do. Fitted on the tables (B200, trtllm 1.3.0rc20), the overlapped form takes
+the error from 10.3 to 9.7 % and the matmuls' fraction of the 16-bit peak from 0.999 (the fit's
+bound: the summed form leaves it no room) to 0.636 (b200.json's ``attention_efficiency``;
+docs/explanation/fidelity.md). Training's forward (cuDNN's kernels, which Transformer Engine runs)
+takes the same overlap without a source of its own; its backward does not
+(:func:`symcost.hardware.kernels.attention_backward`)."""
+
 
 _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficiency_4bit", "memory_efficiency",
                  "attention_memory_efficiency", "attention_efficiency", "network_efficiency", "scale_out_efficiency",
@@ -390,14 +410,15 @@ class Hardware(BaseModel):
     @property
     def attention_pingpong(self) -> bool:
         """Whether this chip's context attention kernels overlap their matmuls with their softmax's
-        exponentials (``symcost.hardware.kernels.PINGPONG_COMPUTE_CAPABILITY``): a compute capability
+        exponentials (:data:`PINGPONG_COMPUTE_CAPABILITY`): a compute capability
         of 10.x (SM100, SM103), which thus shapes a prefill's time (:attr:`structure`).
 
         >>> from symcost import hardware
         >>> hardware.get("B300").attention_pingpong, hardware.get("H200_SXM").attention_pingpong
         (True, False)
         """
-        return self.compute_capability is not None and self.compute_capability.split(".")[0] == "10"
+        return (self.compute_capability is not None
+                and self.compute_capability.split(".")[0] == PINGPONG_COMPUTE_CAPABILITY)
 
     @property
     def efficiency_from(self) -> Optional[str]:

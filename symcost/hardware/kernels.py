@@ -61,7 +61,7 @@ from .chip import Hardware
 
 __all__ = ["FUSED_OPS", "KERNELS", "KernelTime", "OpTime", "attention_core", "eight_bit_cache", "grouped_heads",
            "GEMM_OUTPUT_BYTES", "SCATTERED_OUTPUTS", "kernel", "kernels", "last_block", "longest_tile",
-           "matmul_compute_flops", "pingpong", "time_of", "whole_tile_pairs"]
+           "matmul_compute_flops", "pingpong", "time_of", "whole_tile_pairs", "whole_tiles"]
 
 FUSED_OPS = frozenset({
     # NB: what a fusing engine (TensorRT-LLM, vLLM, FasterTransformer) runs inside another
@@ -373,28 +373,15 @@ def _dv_blocks(core: AttentionCore) -> sp.Expr:
     return Ceil(sp.sympify(core.d_v) / PREFILL_MAX_DV)
 
 
-PINGPONG_COMPUTE_CAPABILITY = "10"
-"""Major compute capability of the GPUs whose context attention kernels overlap the matmuls with
-the softmax's exponentials (:func:`pingpong`): SM100 and SM103 (B200, GB200, B300). TensorRT-LLM
-runs their context attention in its trtllm-gen kernels (``isSMCompatible``: SM100 and SM103 kernels,
-cpp/tensorrt_llm/kernels/trtllmGenKernels/fmha/fmhaKernels.h), whose context kernels take 128 query
-rows per tile and two tiles per thread block (``mTileSizeQ`` 128, ``mStepQ`` 256, 512 threads for
-head dimensions 64 and 128: ``fmhaSm100Kernel_*Q128Kv128PersistentContext`` in
-``sTllmGenFmhaKernelMetaInfos``, flashinfer-ai/flashinfer include/flashinfer/trtllm/fmha/cubin/
-kernelMetaInfo.h): the Blackwell design that "assigns two tiles to each threadblock, and pingpongs
-between them in terms of matrix-matrix multiplication and softmax" (NVIDIA CUTLASS,
-examples/77_blackwell_fmha/README.md: context M-blocking 256, N-blocking 128). The tensor cores'
-``tcgen05`` MMAs are issued asynchronously by one thread, so one tile's exponentials run while
-the other's matmuls do. Fitted on the tables (B200, trtllm 1.3.0rc20), the overlapped form takes
-the error from 10.3 to 9.7 % and the matmuls' fraction of the 16-bit peak from 0.999 (the fit's
-bound: the summed form leaves it no room) to 0.635 (docs/explanation/fidelity.md)."""
-
-
 def pingpong(chip: Hardware) -> bool:
     """Whether the chip's context attention kernels overlap their matmuls with their exponentials
-    (:data:`PINGPONG_COMPUTE_CAPABILITY`, :attr:`Hardware.attention_pingpong`): its
-    ``compute_capability`` is 10.x; a chip without one (the unbound chip unless built with one) sums
-    them, as Hopper's and Ampere's kernels do.
+    (:data:`~symcost.hardware.chip.PINGPONG_COMPUTE_CAPABILITY`, :attr:`Hardware.attention_pingpong`): its
+    ``compute_capability`` is 10.x; other chips (and the unbound chip unless built with one) sum
+    them. NB: the summed form elsewhere is an empirical fit of TensorRT-LLM's fmha_v2 kernels'
+    tables on Hopper and Ampere, not a property of the hardware: FlashAttention-3 overlaps them on
+    H100 too (Shah et al. 2024, §3.1, "pingpong scheduling"). Only a flash (fused) kernel overlaps;
+    training's forward on 10.x takes the overlap measured on TensorRT-LLM's kernels for cuDNN's
+    without a source, and the backward none (:func:`attention_backward`).
 
     >>> from symcost import hardware
     >>> pingpong(hardware.get("B200")), pingpong(hardware.get("B300")), pingpong(hardware.get("H100_SXM"))
@@ -415,46 +402,79 @@ tile's scores are computed whole, the causal diagonal's and a sliding window's e
 
 def whole_tile_pairs(core: AttentionCore) -> sp.Expr:
     """(query, key) pairs per head and sequence an SM100 context attention kernel computes, in whole
-    tiles of ``T`` = :data:`PINGPONG_TILE` queries by ``T`` keys: ``T^2 n (n + 1) / 2`` causally,
-    ``T^2 W(n, n, K + 1)`` under a window w (:func:`~symcost.core.ops.window_pairs` at tile
-    granularity: ``K = ceil((w - 1) / T)`` tiles before the diagonal's), with ``n = ceil(s / T)``
-    query tiles of ``s`` tokens. Only a causal prefill without cached keys (``q_len`` the same
-    expression as ``kv_len``), context parallelism or chunked attention; otherwise the core's own
-    pairs (NB: a chunk after cached keys sits at an offset to the key tiles that the closed form
-    does not follow).
+    tiles of ``T`` = :data:`PINGPONG_TILE` queries by ``T`` keys, its ``s`` = ``q_len`` queries after
+    ``o = kv_len - q_len`` cached keys, ``n = ceil(s / T)`` query tiles: causally ``T^2 (n (n - 1) / 2
+    + (n - 1) ceil(o / T) + ceil((o + s) / T))`` (``T^2 n (n + 1) / 2`` without cached keys, ``T^2 (n
+    (n + 1) / 2 + n o / T)`` where T divides s and o), under a window w ``T^2 (W(n - 1, A + n - 2, B)
+    + ceil((o + s) / T) - Max(0, n - 1 + floor((o - w + 1) / T)))`` with ``A = ceil(o / T) + 1``, ``B
+    = A - floor((o - w + 1) / T)`` and ``W`` :func:`~symcost.core.ops.window_pairs`. Under context
+    parallelism or chunked attention, or without a causal mask, the core's own pairs.
 
-    Derivation: query tile i (0-based) holds rows ``iT .. iT + T - 1``, which see keys up to
-    ``iT + T - 1``, the end of key tile i: ``i + 1`` tiles causally; under a window its first row
-    reaches back to key ``iT - w + 1``, in key tile ``i - K`` once ``iT >= w - 1``, so ``Min(i, K) +
-    1`` tiles, the window's own pair count with ``K + 1`` for the window. 300 tokens: n = 3, 6
-    tiles, 98,304 pairs (the mask keeps 45,150). A window of 128 over 512 tokens: K = 1, tiles 1 + 2
-    + 2 + 2 = 7, 114,688 pairs (the window keeps 57,408).
+    Derivation: query tile i (0-based) holds the chunk's rows ``iT .. Min((i + 1) T, s) - 1``, at
+    positions ``o + iT ..``; its last row sees keys up to ``o + Min((i + 1) T, s) - 1``, so it runs
+    key tiles ``0 .. ceil((o + Min((i + 1) T, s)) / T) - 1``. For ``i < n - 1`` that is ``ceil(o /
+    T) + i + 1`` tiles, summing to ``n (n - 1) / 2 + (n - 1) ceil(o / T)``; the last tile ends at
+    the sequence, ``ceil((o + s) / T)`` tiles (``n`` at ``o = 0``: ``n (n + 1) / 2`` in all). Both
+    terms grow with o, so a cached key never makes the prefill cheaper. Under a window the first row
+    of tile i reaches back to key ``o + iT - w + 1``, in key tile ``i + floor((o - w + 1) / T)``
+    (tile 0 at least), so tile ``i < n - 1`` runs ``Min(A + i, B)`` tiles (``A = ceil(o / T) + 1``,
+    ``B`` the width once the window binds), summing to ``W(n - 1, A + n - 2, B)`` (the sum of
+    ``Min(j, B)`` over ``j = A .. A + n - 2``), and the last ``ceil((o + s) / T) - Max(0, n - 1 +
+    floor((o - w + 1) / T))``; at ``o = 0`` (``A = 1``, ``B = K + 1``, ``K = ceil((w - 1) / T)``)
+    the sum of ``Min(i, K) + 1``, ``W(n, n, K + 1)``. 300 tokens: n = 3, 6 tiles, 98,304 pairs (the
+    mask keeps 45,150); after 212 cached keys 3 + 2 * 2 + 4 = 11 tiles, 180,224 pairs. A window of
+    128 over 512 tokens: 1 + 2 + 2 + 2 = 7 tiles, 114,688 pairs (the window keeps 57,408).
 
     >>> whole_tile_pairs(AttentionCore("c", q_len=300, kv_len=300, causal=True, decode=False))
     98304
+    >>> whole_tile_pairs(AttentionCore("c", q_len=300, kv_len=512, causal=True, decode=False))
+    180224
     >>> whole_tile_pairs(AttentionCore("c", q_len=512, kv_len=512, causal=True, decode=False, window=128))
     114688
     """
-    q_len = sp.sympify(core.q_len)
-    if (not core.causal or q_len != sp.sympify(core.kv_len) or core.attention_chunk is not None
-            or sp.sympify(core.context_parallel) != 1):
+    if not core.causal or core.attention_chunk is not None or sp.sympify(core.context_parallel) != 1:
         return core.pairs
-    n = Ceil(q_len / PINGPONG_TILE)
+    s = sp.sympify(core.q_len)
+    offset = sp.sympify(core.kv_len) - s
+    n = Ceil(s / PINGPONG_TILE)
+    last = Ceil((offset + s) / PINGPONG_TILE)
     if core.window is None:
-        return PINGPONG_TILE**2 * n * (n + 1) / 2
-    return PINGPONG_TILE**2 * window_pairs(n, n, Ceil((sp.sympify(core.window) - 1) / PINGPONG_TILE) + 1)
+        return PINGPONG_TILE**2 * (n * (n - 1) / 2 + (n - 1) * Ceil(offset / PINGPONG_TILE) + last)
+    # NB: floor(x) = -ceil(-x): the key tile of the first row's first key, relative to the query tile
+    back = -Ceil((sp.sympify(core.window) - 1 - offset) / PINGPONG_TILE)
+    first, width = Ceil(offset / PINGPONG_TILE) + 1, Ceil(offset / PINGPONG_TILE) + 1 - back
+    return PINGPONG_TILE**2 * (window_pairs(n - 1, first + n - 2, width) + last
+                               - extreme(sp.Max, 0, n - 1 + back))
 
 
-def _scores_compute(op: Op, chip: Hardware, dtype: Optional[DataType]) -> sp.Expr:
+def whole_tiles(op: Op, chip: Hardware) -> bool:
+    """Whether ``chip`` computes the scores of ``op``'s core in whole tiles
+    (:func:`whole_tile_pairs`): a flash core on a chip whose kernels overlap (:func:`pingpong`)
+    and that has its SM count (``compute_units``; the ideal chip, without one, is the roofline).
+    The tile count is affine in the cached keys only in steps of :data:`PINGPONG_TILE` and
+    without a window (symcost.plan.inference.chunk_attention_time sums chunks in closed form only then).
+
+    >>> from symcost import hardware
+    >>> core = AttentionCore("c", q_len=300, kv_len=300, causal=True, decode=False)
+    >>> whole_tiles(core, hardware.get("B200")), whole_tiles(core, hardware.get("B200").ideal())
+    (True, False)
+    """
+    return pingpong(chip) and attention_core(op).flash and chip.compute_units is not None
+
+
+def _scores_compute(op: Op, chip: Hardware, dtype: Optional[DataType], tiled: bool = True) -> sp.Expr:
     """Seconds of a context attention kernel's work spread evenly over the chip: ``F / (F_16
     eta_attn) + V / F_vec + P / F_exp + (c - 1) R`` (:func:`_attention_compute`,
     :func:`_exponentials`; ``R`` the ``Q K^T``, softmax and exponentials each of the ``c - 1``
     further V slices' blocks recomputes, :func:`_dv_blocks`); where the kernel overlaps its matmuls
-    with its exponentials (:func:`pingpong`) ``(Max(F / (F_16 eta_attn) + (c - 1) F_qk / (F_16
+    with its exponentials (:func:`pingpong`; a flash kernel only: an eager one, ``flash`` False,
+    runs its matmuls and softmax as kernels of their own, summed) ``(Max(F / (F_16 eta_attn) + (c - 1) F_qk / (F_16
     eta_attn), c P / F_exp) + c V / F_vec) P_T / P``, the softmax's other vector work (max, sum,
     rescale) in the same warps as the exponentials but not on the special-function units, over the
     ``P_T`` pairs of its whole tiles (:func:`whole_tile_pairs`; on a chip with ``compute_units``,
-    as the other tile terms: the ideal chip has none) of the core's ``P``. Every term is
+    as the other tile terms: the ideal chip has none; not with ``tiled`` False, as for the
+    longest block's own pairs, :func:`longest_tile`) of the core's ``P`` (no ``Max`` where the
+    chip has no exponential rate: the matmuls alone). Every term is
     one per scored pair, so it is the core's pairs times the time of one pair.
 
     Derivation (one causal head of 4 tokens: 10 pairs, ``d = 128``, ``c`` = 1): ``F = 4 * 10 *
@@ -466,12 +486,14 @@ def _scores_compute(op: Op, chip: Hardware, dtype: Optional[DataType]) -> sp.Exp
     exps = _exponentials(op, chip)
     blocks = _dv_blocks(core)
     qk = core.qk_flops / chip.attention_peak(dtype)
-    if pingpong(chip):
+    if pingpong(chip) and core.flash:
         matmuls = op.matmul_flops / chip.attention_peak(dtype) + (blocks - 1) * qk
-        per_pairs = extreme(sp.Max, matmuls, blocks * exps) + blocks * op.vector_flops / chip.vector_flops
+        both = matmuls if exps == 0 else extreme(sp.Max, matmuls, blocks * exps)
+        per_pairs = both + blocks * op.vector_flops / chip.vector_flops
         # NB: tiles only where the chip has its SM count (the ideal chip, without one, is the roofline)
+        # and not for the last block's own pairs (longest_tile: one query per row, its keys untiled)
         pairs = core.pairs
-        tiles = pairs if chip.compute_units is None else whole_tile_pairs(core)
+        tiles = whole_tile_pairs(core) if tiled and whole_tiles(op, chip) else pairs
         return per_pairs if tiles == pairs else per_pairs * tiles / pairs
     # NB: each further V slice's block recomputes the scores (Q K^T at d_qk), their softmax and exponentials
     redo = (blocks - 1) * (qk + core.vector_flops / chip.vector_flops + exps)
@@ -528,7 +550,7 @@ def longest_tile(op: Op, chip: Hardware, dtype: Optional[DataType]) -> sp.Expr:
         return sp.Integer(0)
     core = attention_core(op)
     units = sp.sympify(chip.compute_units)
-    block = _scores_compute(last_block(core), chip, dtype) / _dv_blocks(core)
+    block = _scores_compute(last_block(core), chip, dtype, tiled=False) / _dv_blocks(core)
     return extreme(sp.Min, units * _scores_compute(op, chip, dtype), units * block)
 
 
@@ -675,10 +697,12 @@ def _decode_ramp(op: Op, chip: Hardware) -> sp.Expr:
 def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
     """The attention core's backward: ``max(F_b / (F_16 eta_attn eta_abwd) + V / F_vec + (F_b / F_f)
     P / (F_exp eta_abwd), bytes / (B eta_mem)) + t_attn``: a flash backward runs the forward's
-    time per matmul FLOP (``F_f`` the forward's), exponentials included, at ``eta_abwd`` of its
-    rate, so where the forward overlaps its matmuls with its exponentials (:func:`pingpong`) the
-    backward does too, ``Max(F_b / (F_16 eta_attn eta_abwd), (F_b / F_f) P / (F_exp eta_abwd)) + V /
-    F_vec``; an eager backward reads the stored probabilities (no exponential term)."""
+    summed time per matmul FLOP (``F_f`` the forward's), exponentials included, at ``eta_abwd`` of
+    its rate, over the core's own pairs ``P``. Where the forward overlaps its matmuls with its
+    exponentials in whole tiles (:func:`pingpong`, :func:`whole_tile_pairs`: TensorRT-LLM's SM100
+    context kernels) the backward still sums them over ``P``: no source shows an SM100 backward
+    kernel (cuDNN's, which Transformer Engine runs) overlapping them or stepping whole tiles.
+    An eager backward reads the stored probabilities (no exponential term)."""
     n = kernels(op)
     forward = attention_core(op)
     eta = chip.attention_backward_efficiency
@@ -687,9 +711,7 @@ def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[Da
     # F_b / F_f times the forward's P / F_exp; an eager backward reads the stored probabilities
     exps = (op.matmul_flops / forward.matmul_flops * _exponentials(forward, chip) / eta if forward.flash
             else sp.Integer(0))
-    matmuls = op.matmul_flops / (chip.attention_peak(dtype) * eta)
-    both = extreme(sp.Max, matmuls, exps) if pingpong(chip) else matmuls + exps
-    compute = both + op.vector_flops / chip.vector_flops
+    compute = op.matmul_flops / (chip.attention_peak(dtype) * eta) + exps + op.vector_flops / chip.vector_flops
     return OpTime(compute, op.hbm_bytes / chip.effective_hbm_bandwidth, n * chip.prefill_attention_time,
                   _launch(n, chip))
 

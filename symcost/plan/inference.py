@@ -20,6 +20,7 @@ from ..core.parallelism import Parallelism, ParallelismLike
 from ..errors import ConfigError
 from ..hardware import Hardware
 from ..hardware import get as get_hardware
+from ..hardware.kernels import PINGPONG_TILE, whole_tiles
 from ..hardware.timing import OpTime, op_time
 from ..models.model import ByPart, Model
 from . import compiled as csteps
@@ -130,7 +131,10 @@ def chunk_attention_time(rows: list, prefix: Any, count: int, chunk: int, chip: 
                            datatype)
 
         first = at(prefix)
-        if count <= 2 or op.attention_chunk is not None or not _affine_form(first):
+        # NB: whole tiles (B200's prefill) step with the cached keys every 128 and at a window's
+        # tile edges, not at key_kinks: one term per chunk unless the chunks step whole tiles
+        tiled = whole_tiles(op, chip) and (chunk % PINGPONG_TILE != 0 or op.window is not None)
+        if count <= 2 or op.attention_chunk is not None or tiled or not _affine_form(first):
             # few chunks, a symbolic batch or context, a chunked-attention core (its counts kink at
             # every attention chunk, key_kinks), or a core paced by its host launches (no
             # CUDA graphs; its time grows with the keys, so the first chunk's says): one term per chunk

@@ -249,7 +249,12 @@ def test_blackwell_prefill_computes_whole_tiles_of_128_by_128():
 
     assert compute(core) == 98304 * pair
     assert compute(dataclasses.replace(core, q_len=512, kv_len=512, window=128)) == 114688 * pair
-    assert compute(dataclasses.replace(core, kv_len=512)) == (300 * 212 + 45150) * pair
+    # after 212 cached keys the tiles sit at an offset: tile 0 (positions 212..339) runs key tiles 0..2,
+    # tile 1 (340..467) 0..3, tile 2 (468..511) 0..3: 3 + 4 + 4 = 11 tiles, 180,224 pairs
+    assert compute(dataclasses.replace(core, kv_len=512)) == 180224 * pair
+    # and a window of 128 there: tile 0's first row (212) reaches key 85 (tile 0): tiles 0..2; tile 1's
+    # (340) key 213: tiles 1..3; tile 2's (468) key 341: tiles 2..3: 3 + 3 + 2 = 8 tiles, 131,072 pairs
+    assert compute(dataclasses.replace(core, kv_len=512, window=128)) == 131072 * pair
     hopper = chip.model_copy(update={"compute_capability": "9.0"})
     assert compute(core, hopper) == 45150 * (pair + sp.Rational(1, 10**12))
     # the ideal chip (no SM count) is the roofline: no tiles, no exponentials
@@ -259,18 +264,95 @@ def test_blackwell_prefill_computes_whole_tiles_of_128_by_128():
         5 * 45150) / ideal.vector_flops
 
 
+def _tiles_by_enumeration(s, cached, window=None, tile=128):
+    """Whole tiles counted row by row: each query tile runs every key tile one of its rows sees."""
+    count = 0
+    for first in range(0, s, tile):
+        seen = set()
+        for row in range(cached + first, cached + min(first + tile, s)):
+            lowest = 0 if window is None else max(0, row - window + 1)
+            seen.update(range(lowest // tile, row // tile + 1))
+        count += len(seen)
+    return count * tile * tile
+
+
+@pytest.mark.parametrize("window", [None, 1, 100, 128, 129, 300])
+def test_whole_tiles_after_cached_keys_match_a_count_by_enumeration(window):
+    """Review finding: whole tiles applied only without cached keys, so one cached key made B200's
+    prefill faster (the core's own pairs). The closed form follows the offset: checked against the
+    tiles counted row by row; at no cached keys n (n + 1) / 2 tiles causally (300 tokens: 6)."""
+    from symcost.hardware.kernels import whole_tile_pairs
+
+    for s, cached in [(1, 0), (1, 1), (127, 5), (128, 128), (129, 1), (300, 0), (300, 212), (385, 1000)]:
+        core = AttentionCore("c", q_len=s, kv_len=s + cached, causal=True, decode=False, window=window)
+        assert whole_tile_pairs(core) == _tiles_by_enumeration(s, cached, window), (s, cached)
+    assert whole_tile_pairs(AttentionCore("c", q_len=300, kv_len=300, causal=True, decode=False)) == 6 * 128**2
+
+
+def test_b200_prefill_never_gets_faster_with_a_cached_key():
+    """Review finding: s = 2048, 32 query / 8 KV heads of 128 on B200 took 74.8 us at no cached keys,
+    73.0 us after one (whole tiles dropped). More keys, never less time."""
+    chip = hardware.get("B200")
+    times = [op_time(AttentionCore("c", batch=1, q_len=2048, kv_len=2048 + cached, heads=32, kv_heads=8, head_dim=128,
+                                   causal=True, decode=False), chip, chip.effective_peak(BF16), BF16).time
+             for cached in (0, 1, 128, 129)]
+    assert all(a <= b for a, b in zip(times, times[1:])), times
+
+
+def test_eager_prefill_is_not_tiled_or_overlapped_on_blackwell():
+    """Review finding: the overlap and whole tiles are the fused (flash) kernel's; an eager core
+    (flash False: FasterTransformer, tensorrt-llm-0.x) sums its matmuls and exponentials over its
+    own pairs on 10.x as on 9.0: the core of the overlap test above, 42.99 + 2.0992 + 4.1984 us."""
+    core = AttentionCore("c", batch=1, heads=8, kv_heads=8, q_len=1024, kv_len=1024, head_dim=128, causal=True,
+                         decode=False, flash=False)
+    chip = CHIP.with_efficiency(attention_exp_rate=10**12, compute_units=1).model_copy(
+        update={"compute_capability": "10.0"})
+    expected = sp.Rational(2149580800, 5 * 10**13) + sp.Rational(20992000, 10**13) + sp.Rational(4198400, 10**12)
+    assert op_time(core, chip, chip.effective_peak(BF16), BF16).compute == expected
+
+
+def test_pingpong_without_an_exponential_rate_has_no_max():
+    """Review finding: a 10.x chip without an exponential rate (the ideal one) kept an unevaluated
+    Max(0, matmuls): the matmuls alone."""
+    chip = hardware.get("B200").ideal()
+    s = sp.Symbol("s", positive=True, integer=True)
+    core = AttentionCore("c", batch=1, heads=1, kv_heads=1, head_dim=128, q_len=s, kv_len=s, causal=True,
+                         decode=False)
+    assert chip.attention_pingpong and chip.attention_exp_rate is None
+    assert not op_time(core, chip, chip.effective_peak(BF16), BF16).compute.has(sp.Max)
+
+
+def test_binding_a_blackwell_chip_refuses_a_symbolic_chip_without_its_capability():
+    """Review finding: a layer timed on the realistic symbolic chip built without a compute
+    capability (summed exponentials, no tiles) bound to B200 gave 709.4 us against B200's own
+    531.7 us, silently: refused, naming the capability to build it with."""
+    from symcost.errors import HardwareError
+
+    layer = sc.GroupedQueryAttentionLayer(hidden_size=4096, num_heads=32, num_kv_heads=8, causal=True)
+    symbolic = Hardware.symbolic(realistic=True, matmul_stream_k=True, matmul_tile_4bit=(128, 256))
+    metrics = layer.compute_metrics(phase="prefill", dtype="bf16", hardware=symbolic)
+    with pytest.raises(HardwareError, match=r"^subs: compute_capability: .*compute_capability='10\.0'"):
+        metrics.subs(batch_size=1, seq_len=2048, hardware="B200", dtype="bf16")
+
+
 @pytest.mark.parametrize("capability", ["10.0", "9.0"])
-def test_prefill_overlap_binds_on_the_symbolic_chip(capability):
+@pytest.mark.parametrize(("tokens", "cached"), [(777, 0), (1, 0), (777, 1), (300, 212)])
+def test_prefill_overlap_binds_on_the_symbolic_chip(capability, tokens, cached):
     """A prefill core timed on the realistic symbolic chip built with the bound chip's compute
     capability equals the numeric time (exponentials overlapped on 10.x, summed on 9.0); the
-    capability is part of a 10.x chip's structure, so binding one built without it is refused."""
+    capability is part of a 10.x chip's structure, so binding one built without it is refused.
+    Review findings: one token (the longest block's core, untiled) and cached keys (a symbol bound
+    to 0 or more: whole tiles at an offset) agreed numerically only, not bound."""
+    s, c = sp.Symbol("s", positive=True, integer=True), sp.Symbol("c", nonnegative=True, integer=True)
     chip = CHIP.with_efficiency(compute_units=132, attention_exp_rate=10**12).model_copy(
         update={"compute_capability": capability})
     symbolic = Hardware.symbolic(realistic=True, compute_capability=capability)
-    core = AttentionCore("c", batch=2, heads=8, kv_heads=2, q_len=777, kv_len=777, head_dim=128, causal=True,
+    core = AttentionCore("c", batch=2, heads=8, kv_heads=2, q_len=s, kv_len=s + c, head_dim=128, causal=True,
                          decode=False)
-    numeric = op_time(core, chip, chip.effective_peak(BF16), BF16).time
-    bound = op_time(core, symbolic, symbolic.effective_peak(None), None).time.xreplace(chip.symbol_values(BF16))
+    numeric = op_time(dataclasses.replace(core, q_len=tokens, kv_len=tokens + cached), chip,
+                      chip.effective_peak(BF16), BF16).time
+    values = {**chip.symbol_values(BF16), s: tokens, c: cached}
+    bound = op_time(core, symbolic, symbolic.effective_peak(None), None).time.xreplace(values)
     assert bound == numeric
     assert ("compute_capability" in chip.structure) == (capability == "10.0")
 
@@ -628,13 +710,13 @@ def test_attention_backward_runs_at_its_own_fraction_of_the_forward_rate():
     assert plain.compute == sp.Rational(5_373_952_000, 10**14 // 2) + sp.sympify(bwd.vector_flops) / CHIP.vector_flops
 
 
-def test_blackwell_flash_backward_overlaps_as_its_forward_does():
-    """The flash backward spends the forward's time per matmul FLOP at eta_abwd of its rate, so on
-    compute capability 10.x (kernels.pingpong) its matmuls and exponentials overlap as the
-    forward's do. The core above (b 1, 8 heads of 128, 1024 tokens, causal: 4,198,400 pairs): matmuls
-    5,373,952,000 FLOPs at 5 * 10^13 * 43/50 = 124.976 us; exponentials 5/2 of the forward's
-    4,198,400 at 10^12 per second over 43/50: 12.2047 us, hidden; at 5 * 10^10 per second
-    5/2 * 83.968 / 0.86 = 244.09 us, binding. On 9.0 the two add. The vector work adds on both."""
+def test_blackwell_flash_backward_sums_its_matmuls_and_exponentials():
+    """Review finding: the flash backward took its forward's overlap on compute capability 10.x and
+    charged Max(matmuls, 5/2 exponentials), which no SM100 backward kernel's source shows (cuDNN's,
+    which Transformer Engine runs): it sums them on every chip. The core above (b 1, 8 heads of
+    128, 1024 tokens, causal: 4,198,400 pairs): matmuls 5,373,952,000 FLOPs at 5 * 10^13 * 43/50 =
+    124.976 us; exponentials 5/2 of the forward's 4,198,400 at 10^12 per second over 43/50: 12.2047
+    us, added on 10.0 as on 9.0; the vector work adds on both."""
     core = AttentionCore("core", batch=1, heads=8, kv_heads=8, q_len=1024, kv_len=1024, head_dim=128,
                          causal=True, flash=True, dtype_bytes=2)
     (bwd,) = core.backward()
@@ -648,8 +730,8 @@ def test_blackwell_flash_backward_overlaps_as_its_forward_does():
         return op_time(bwd, chip, chip.effective_peak(BF16), BF16).compute
 
     exps = sp.Rational(5, 2) * sp.Rational(4198400, 10**12) / eta
-    assert compute("10.0", 10**12) == matmuls + vector
-    assert compute("10.0", 5 * 10**10) == exps * 20 + vector
+    assert compute("10.0", 10**12) == matmuls + exps + vector
+    assert compute("10.0", 5 * 10**10) == matmuls + exps * 20 + vector
     assert compute("9.0", 10**12) == matmuls + exps + vector
 
 

@@ -130,3 +130,27 @@ def test_hybrid_local_global_model_in_chunks():
                              ("all", base.with_window(4096)))}
     assert step["all"] < step["hybrid"] < step["none"]
 
+
+@pytest.mark.parametrize(("chunk", "window"), [(1000, None), (1000, 512), (1024, None), (1024, 512), (300, 128)])
+def test_b200_chunks_after_cached_keys_sum_one_by_one(chunk, window):
+    """Review finding: on B200 a chunk's whole 128 x 128 tiles follow its cached keys
+    (kernels.whole_tile_pairs), a count affine in them only in steps of 128 and without a window;
+    the closed-form sum over chunks (inference.chunk_attention_time) raised for chunks of 1,000
+    tokens. Its definition: the six chunks' cores after 0, C, ..., 5C cached keys less six alone."""
+    import dataclasses
+
+    from symcost.core.dtypes import DataType
+    from symcost.core.ops import AttentionCore
+    from symcost.hardware.timing import op_time
+    from symcost.plan.inference import chunk_attention_time
+
+    chip, bf16 = hardware.get("B200"), DataType.BF16
+    peak = chip.effective_peak(bf16)
+    core = AttentionCore("c", batch=1, heads=32, kv_heads=8, q_len=chunk, kv_len=chunk, head_dim=128, causal=True,
+                         decode=False, window=window)
+    breakdown = type("Metrics", (), {"ops": [(core, 1)]})
+    got = chunk_attention_time([("attention", 1, breakdown)], 0, 6, chunk, chip, peak, bf16)
+    alone = op_time(core, chip, peak, bf16).time
+    want = sp.Add(*(op_time(dataclasses.replace(core, kv_len=chunk + i * chunk), chip, peak, bf16).time - alone
+                    for i in range(6)))
+    assert sp.sympify(got) == want
