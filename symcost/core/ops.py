@@ -24,6 +24,7 @@ from ._expr import Value, as_expr, exact_value
 from .dtypes import DataType
 
 __all__ = [
+    "GroupedInputQuantize",
     "HostSync",
     "VECTOR_FLOPS",
     "BACKWARD_VECTOR_FACTOR",
@@ -241,6 +242,31 @@ class Vector(Op):
         return [Vector(self.name + ".bwd", elements=self.elements,
                        flops_per_element=BACKWARD_VECTOR_FACTOR * self.flops_per_element,
                        read_bytes=self.write_bytes + self.read_bytes, write_bytes=self.read_bytes)]
+
+
+@dataclass(frozen=True)
+class GroupedInputQuantize(Vector):
+    """A fused MoE's input quantization: the layer's ``T x h`` 16-bit tokens cast once to the
+    experts' narrow format before the permutation (read 2, write ``e`` bytes per element), where
+    each grouped GEMM would otherwise quantize its own permuted rows; timed by the kernel class
+    ``gemm.grouped.quantize`` (an elementwise pass for a narrow format under a fused grouped-GEMM
+    engine, else nothing). ``narrow``: 1, or for a symbolic dtype size the ``Piecewise`` that binds
+    to 1 below 16 bits and 0 at 16 (its kernels then count only in a narrow format). The backward
+    has none.
+
+    >>> GroupedInputQuantize("experts_quantize", elements=8, read_bytes=16, write_bytes=8).kernel
+    'gemm.grouped.quantize'
+    """
+
+    narrow: sp.Expr = sp.Integer(1)
+
+    @property
+    def kernel(self) -> str:
+        """``"gemm.grouped.quantize"``."""
+        return "gemm.grouped.quantize"
+
+    def backward(self) -> list[Op]:
+        return []
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,7 @@ _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficien
                  "kernel_time", "launch_time", "collective_base_latency", "compute_units", "tree_latency",
                  "tree_efficiency", "nvls_latency", "nvls_efficiency", "gemm_time", "gemm_time_8bit", "gemm_time_4bit",
                  "quantize_bytes_8bit", "quantize_bytes_4bit", "gemm_memory_efficiency", "grouped_gemm_efficiency",
+                 "grouped_gemm_efficiency_8bit",
                  "grouped_gemm_time", "grouped_gemm_memory_efficiency", "grouped_gemm_output_efficiency",
                  "attention_time", "attention_io_efficiency",
                  "attention_backward_efficiency", "gemm_backward_efficiency_8bit",
@@ -177,6 +178,10 @@ class Hardware(BaseModel):
     grouped_gemm_efficiency: Optional[Rate] = None
     """The grouped GEMMs' FLOP/s over the dense GEMMs' in the same format: above 1 where they outrun
     them (TensorRT-LLM's MoE GEMMs on Blackwell), its product with each matmul efficiency at most 1."""
+    grouped_gemm_efficiency_8bit: Optional[Rate] = None
+    """The 8-bit (and narrower) grouped GEMMs' FLOP/s over the dense 8-bit GEMMs' (FP8 MoE experts,
+    fitted on the MoE table's FP8 rows; ``None``: ``grouped_gemm_efficiency``), its product with the
+    8-bit and 4-bit matmul efficiencies at most 1."""
     grouped_gemm_time: Optional[Seconds] = None
     grouped_gemm_memory_efficiency: Optional[Efficiency] = None
     grouped_gemm_output_efficiency: Optional[Efficiency] = None
@@ -326,6 +331,16 @@ class Hardware(BaseModel):
             if dense is not None and (dense * value - 1).is_positive:
                 raise HardwareError(f"grouped_gemm_efficiency {value} times {name} {dense} is {dense * value}: "
                                     "grouped GEMMs would run above the peak (the product must be at most 1)")
+        return value
+
+    @field_validator("grouped_gemm_efficiency_8bit", mode="after")
+    @classmethod
+    def _grouped_rate_8bit(cls, value: Any, info: ValidationInfo) -> Any:
+        for name in ("matmul_efficiency_8bit", "matmul_efficiency_4bit"):
+            dense = info.data.get(name)
+            if value is not None and dense is not None and (dense * value - 1).is_positive:
+                raise HardwareError(f"grouped_gemm_efficiency_8bit {value} times {name} {dense} is {dense * value}: "
+                                    "8-bit grouped GEMMs would run above the peak (the product must be at most 1)")
         return value
 
     @field_validator("runtime", mode="before")
@@ -512,6 +527,21 @@ class Hardware(BaseModel):
         if self.grouped_gemm_output_efficiency is not None:
             return self.grouped_gemm_output_efficiency
         return self.grouped_memory_efficiency
+
+    def grouped_gemm_efficiency_for(self, dtype: DataType | str | None) -> sp.Expr:
+        """The grouped GEMMs' rate over the dense GEMMs' in ``dtype``'s format class:
+        ``grouped_gemm_efficiency`` at 16 bits, ``grouped_gemm_efficiency_8bit`` (unset: the 16-bit
+        one) at 8 bits and below; unset both, 1.
+
+        >>> from symcost import hardware
+        >>> h100 = hardware.get("H100_SXM")
+        >>> h100.grouped_gemm_efficiency_for("bf16") == h100.grouped_gemm_efficiency
+        True
+        >>> h100.grouped_gemm_efficiency_for("fp8_e4m3") == h100.grouped_gemm_efficiency_8bit
+        True
+        """
+        wide = sp.Integer(1) if self.grouped_gemm_efficiency is None else self.grouped_gemm_efficiency
+        return self._by_format(dtype, wide, self.grouped_gemm_efficiency_8bit, None)
 
     def grouped_gemm_time_for(self, dtype: DataType | str | None) -> sp.Expr:
         """Fixed seconds of one grouped GEMM kernel: ``grouped_gemm_time``, else the dense GEMM's
@@ -732,7 +762,7 @@ class Hardware(BaseModel):
             sym.gemm_backward_efficiency: self.gemm_backward_efficiency_for(dt),
             sym.gemm_memory_efficiency: (self.memory_efficiency if self.gemm_memory_efficiency is None
                                          else self.gemm_memory_efficiency),
-            sym.grouped_gemm_efficiency: 1 if self.grouped_gemm_efficiency is None else self.grouped_gemm_efficiency,
+            sym.grouped_gemm_efficiency: self.grouped_gemm_efficiency_for(dt),
             sym.grouped_gemm_time: self.grouped_gemm_time_for(dt),
             sym.grouped_gemm_memory_efficiency: self.grouped_memory_efficiency,
             sym.grouped_gemm_output_efficiency: self.grouped_output_efficiency,
@@ -813,6 +843,7 @@ class Hardware(BaseModel):
             # those only a format class or an engine profile sets, which bind through it
             fields.update({name: sym.TABLE[name].symbol for name in _MODEL_FIELDS if name in sym.TABLE})
             fields.update(quantize_bytes_8bit=sym.quantize_bytes,
+                          grouped_gemm_efficiency_8bit=sym.grouped_gemm_efficiency,
                           gemm_backward_efficiency_8bit=sym.gemm_backward_efficiency, matmul_tile=matmul_tile,
                           matmul_tile_4bit=matmul_tile_4bit, matmul_stream_k=matmul_stream_k,
                           compute_capability=compute_capability,
@@ -849,7 +880,7 @@ class Hardware(BaseModel):
             tree_latency=None, tree_efficiency=one, nvls_latency=None, nvls_efficiency=one,
             matmul_efficiency_4bit=None, gemm_time=None, gemm_time_8bit=None, gemm_time_4bit=None,
             quantize_bytes_8bit=zero, quantize_bytes_4bit=None, gemm_memory_efficiency=None,
-            grouped_gemm_efficiency=None,
+            grouped_gemm_efficiency=None, grouped_gemm_efficiency_8bit=None,
             grouped_gemm_time=None, grouped_gemm_memory_efficiency=None, grouped_gemm_output_efficiency=None,
             attention_time=None,
             attention_io_efficiency=None, attention_backward_efficiency=one, gemm_backward_efficiency_8bit=one,
@@ -877,7 +908,8 @@ class Hardware(BaseModel):
                 and self.gemm_time_8bit in (None, 0) and self.gemm_time_4bit in (None, 0)
                 and self.quantize_bytes_8bit == 0 and self.quantize_bytes_4bit in (None, 0)
                 and self.gemm_memory_efficiency in (None, 1)
-                and self.grouped_gemm_efficiency in (None, 1) and self.grouped_gemm_time in (None, 0)
+                and self.grouped_gemm_efficiency in (None, 1) and self.grouped_gemm_efficiency_8bit in (None, 1)
+                and self.grouped_gemm_time in (None, 0)
                 and self.grouped_gemm_memory_efficiency in (None, 1) and self.attention_time in (None, 0)
                 and self.grouped_gemm_output_efficiency in (None, 1)
                 and self.attention_io_efficiency is None and self.attention_decode_time in (None, 0)

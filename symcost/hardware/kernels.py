@@ -245,11 +245,17 @@ def gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> Op
     # which engines often keep in bf16 (docs/conventions.md §17); the symbolic chip binds one
     # GEMM class per dtype
     fmt = dtype
-    # NB: the input (m x k per product) is quantized once per kernel: a fused op (the up
-    # projection inside gate_up) shares its partner's quantized input
-    quantize = n * chip.quantize_bytes_for(fmt) * op.batch * op.m * op.k / chip.hbm_bandwidth
     # NB: a fused op (no kernel of its own) still has its output written by its partner's kernel
-    return OpTime(compute, memory, n * chip.gemm_time_for(fmt), _launch(n, chip), quantize + epilogue)
+    return OpTime(compute, memory, n * chip.gemm_time_for(fmt), _launch(n, chip), _quantize(op, chip, fmt) + epilogue)
+
+
+def _quantize(op: Matmul, chip: Hardware, dtype: Optional[DataType]) -> sp.Expr:
+    """Seconds a GEMM's kernels spend quantizing its input: ``n q b m k / B`` (``q`` of the
+    dtype's format class, 0 at 16 bits).
+
+    NB: the input (m x k per product) is quantized once per kernel: a fused op (the up
+    projection inside gate_up) shares its partner's quantized input."""
+    return kernels(op) * chip.quantize_bytes_for(dtype) * op.batch * op.m * op.k / chip.hbm_bandwidth
 
 
 SCATTERED_OUTPUTS = frozenset({"down", "fc2"})
@@ -301,17 +307,57 @@ def grouped_gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType
         n = 0 if any(part in FUSED_OPS for part in op.name.split(".")) else op.batch
         serial = dense.serial if n != 0 else _epilogue(op, chip, dtype)  # its partner writes its output
         return OpTime(dense.compute, dense.memory, n * chip.gemm_time_for(dtype), _launch(1, chip) * n, serial)
-    eta = sp.Integer(1) if chip.grouped_gemm_efficiency is None else chip.grouped_gemm_efficiency
+    eta = chip.grouped_gemm_efficiency_for(dtype)
     fixed = kernels(op) * chip.grouped_gemm_time_for(dtype)
+    # NB: a forward grouped GEMM takes its input quantized (GroupedInputQuantize, the activation
+    # kernel); the backward products keep the dense GEMM's own pass
+    serial = dense.serial if op.name.endswith((DGRAD, WGRAD)) else dense.serial - _quantize(op, chip, dtype)
     # NB: no tiles (the ideal chip): every output in the roofline's overlap, as the dense GEMM's
     if chip.compute_units is None or op.name.split(".")[-1] not in SCATTERED_OUTPUTS:
         written = _counted_output(op, _epilogue(op, chip, dtype))  # timed in dense.serial where nonzero
         memory = (op.hbm_bytes - written) / (chip.hbm_bandwidth * chip.grouped_memory_efficiency)
-        return OpTime(dense.compute / eta, memory, fixed, dense.launch, dense.serial)
+        return OpTime(dense.compute / eta, memory, fixed, dense.launch, serial)
     outputs = op.batch * op.m * op.n
     memory = (op.hbm_bytes - op.dtype_bytes * outputs) / (chip.hbm_bandwidth * chip.grouped_memory_efficiency)
     scatter = GEMM_OUTPUT_BYTES * outputs / (chip.hbm_bandwidth * chip.grouped_output_efficiency)
-    return OpTime(dense.compute / eta, memory, fixed, dense.launch, dense.serial - _epilogue(op, chip, dtype) + scatter)
+    return OpTime(dense.compute / eta, memory, fixed, dense.launch, serial - _epilogue(op, chip, dtype) + scatter)
+
+
+@kernel("gemm.grouped.quantize")
+def grouped_input_quantize(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
+    """A fused MoE's input quantization (:class:`~symcost.core.ops.GroupedInputQuantize`): for a
+    narrow format (``dtype`` below 16 bits) under a fused grouped-GEMM engine, the elementwise
+    pass ``bytes / (B eta_mem) + t_k`` over the layer's ``T h`` tokens; nothing at 16 bits, and
+    nothing under ``Runtime.grouped_gemm == "per_expert"``, whose GEMMs quantize their own input.
+
+    NB: TensorRT-LLM's fused MoE (the CUTLASS backend the MoE tables time) casts the tokens' input
+    to FP8 once, before the permutation (``static_quantize_e4m3_per_tensor`` in
+    tensorrt_llm/_torch/modules/fused_moe/ ``quantize_input``; the expansion kernel,
+    ``expandInputRowsKernel`` in cpp/tensorrt_llm/kernels/cutlass_kernels/moe_gemm/moe_kernels.cu,
+    copies the FP8 rows, converting only to FP4), and the second GEMM's input is cast inside the
+    activation kernel (``doActivation`` with the ``fc2`` quantization scale): neither grouped GEMM
+    quantizes its permuted rows, :func:`grouped_gemm`. Checked on the MoE tables' FP8 rows (H100):
+    the per-GEMM pass over ``P`` permuted rows put the model 1.22x the measured time above 2,048
+    tokens; one pass over the ``T`` tokens, 0.99 (docs/explanation/fidelity.md).
+
+    >>> from symcost import hardware
+    >>> from symcost.core.ops import GroupedInputQuantize
+    >>> h100, x = hardware.get("H100_SXM"), GroupedInputQuantize("q", elements=8, read_bytes=16, write_bytes=8)
+    >>> grouped_input_quantize(x, h100, h100.effective_peak("fp8_e4m3"), DataType.FP8_E4M3).time == \
+    ...     24 / h100.effective_hbm_bandwidth + h100.kernel_time
+    True
+    >>> grouped_input_quantize(x, h100, h100.effective_peak("bf16"), DataType.BF16).time
+    0
+    """
+    zero = OpTime(sp.Integer(0), sp.Integer(0))
+    if chip.runtime.grouped_gemm == "per_expert":
+        return zero
+    # NB: the symbolic chip without a dtype: the op's own indicator (bound by the dtype's size)
+    narrow = getattr(op, "narrow", sp.Integer(1)) if dtype is None and chip.is_symbolic else sp.Integer(1)
+    if narrow == 1 and chip.format_class(dtype) == "16bit" and not (dtype is None and chip.is_symbolic):
+        return zero
+    t = elementwise(op, chip, peak, dtype)
+    return OpTime(t.compute, t.memory, narrow * t.overhead, narrow * t.launch, t.serial)
 
 
 def _attention_compute(op: Op, chip: Hardware, dtype: Optional[DataType]) -> sp.Expr:

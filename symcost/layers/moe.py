@@ -55,12 +55,12 @@ from pydantic import BeforeValidator, ValidationInfo, model_validator
 
 from ..core import symbols as sym
 from ..core._expr import as_expr, check_divides
-from ..core.ops import VECTOR_FLOPS, Collective, HostSync, Matmul, Op, Vector
+from ..core.ops import VECTOR_FLOPS, Collective, GroupedInputQuantize, HostSync, Matmul, Op, Vector
 from ..errors import ConfigError
 from .base import Context, Dim, Layer
 from .mlp import Activation, ffn_ops
 
-__all__ = ["MoELayer", "ROUTER_BYTES", "COMBINE_FLOPS"]
+__all__ = ["MoELayer", "ROUTER_BYTES", "COMBINE_FLOPS", "input_quantize"]
 
 # NB: the router's probabilities are kept in fp32 whatever the model dtype (HF Mixtral:
 # ``F.softmax(router_logits, dim=1, dtype=torch.float)``; Megatron-LM computes the router's
@@ -109,6 +109,25 @@ def _imbalance(value: Any, info: ValidationInfo) -> sp.Expr:
 Count = Annotated[Any, BeforeValidator(_count)]
 CapacityFactor = Annotated[Any, BeforeValidator(_capacity)]
 Imbalance = Annotated[Any, BeforeValidator(_imbalance)]
+
+
+def input_quantize(elements: sp.Expr, e: sp.Expr) -> list[Op]:
+    """The experts' input cast once to their narrow format (``e`` below 2 bytes), before the
+    permutation, as a fused MoE engine runs it (:class:`~symcost.core.ops.GroupedInputQuantize`:
+    read 2, write ``e`` bytes per element; timed only under a fused grouped-GEMM engine); none
+    at 16 bits; with a symbolic ``e`` its elements are ``Piecewise`` in ``e < 2`` (0 once a
+    16-bit dtype binds it, so the bound metrics equal the numeric ones).
+
+    >>> [op.hbm_bytes for op in input_quantize(sp.Integer(4096), sp.Integer(1))], input_quantize(sp.Integer(4096), 2)
+    ([12288], [])
+    """
+    e = sp.sympify(e)
+    if e.is_number and e >= 2:
+        return []
+    narrow = sp.Integer(1) if e.is_number else sp.Piecewise((1, e < 2), (0, True))
+    elements = elements * narrow
+    return [GroupedInputQuantize("experts_quantize", elements=elements, read_bytes=2 * elements,
+                                 write_bytes=e * elements, narrow=narrow)]
 
 
 class MoELayer(Layer):
@@ -350,6 +369,7 @@ class MoELayer(Layer):
                           flops_per_element=VECTOR_FLOPS["softmax"],
                           read_bytes=T * E * e, write_bytes=T * E * ROUTER_BYTES))
         ops.extend(self._sync(ctx))
+        ops.extend(input_quantize(T * h, e))
         # permute: read each token once, write the (padded) dispatch buffer of P rows
         ops.append(Vector("dispatch_permute", elements=P * h, read_bytes=T * h * e,
                           write_bytes=P * h * e))
@@ -401,7 +421,7 @@ class MoELayer(Layer):
         ops: list = [Matmul("router", m=t_in, n=E, k=h, dtype_bytes=e),
                      Vector("router_softmax_topk", elements=t_in * E, flops_per_element=VECTOR_FLOPS["softmax"],
                             read_bytes=t_in * E * e, write_bytes=t_in * E * ROUTER_BYTES),
-                     *self._sync(ctx),
+                     *self._sync(ctx), *input_quantize(t_in * h, e),
                      Vector("dispatch_permute", elements=sent * h, read_bytes=t_in * h * e, write_bytes=sent * h * e)]
         ops.extend(self._all_to_all(ctx, self._wire(ctx)))
         gathered = [Collective("all_gather", "tp", etp, P * h * wire)] if etp != 1 else []

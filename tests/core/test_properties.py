@@ -193,3 +193,23 @@ def test_fp8_training_metrics_refuse_one_symbolic_e():
     with pytest.raises(ValueError, match="two byte counts"):
         m.subs(dtype="fp8_e4m3")
     m.subs(dtype="bf16")
+
+
+@pytest.mark.parametrize("chip", ["H100_SXM", "B200"])
+def test_symbolic_fp8_moe_binds_to_the_numeric_one(chip):
+    """An FP8 MoE layer on the realistic symbolic chip (``grouped_gemm_efficiency_8bit`` bound
+    through eta_gg, as quantize_bytes_8bit through q), evaluated and bound to a chip whose 8-bit
+    grouped rate differs from its 16-bit one, equals the numeric call: the grouped GEMMs at the
+    8-bit rate, the input's one cast (``experts_quantize``, Piecewise in e) at FP8 and none at bf16."""
+    preset = sc.hardware.get(chip).with_efficiency(grouped_gemm_efficiency=1, grouped_gemm_efficiency_8bit=1.25)
+    symbolic_chip = sc.hardware.Hardware.symbolic(
+        realistic=True, matmul_tile=preset.matmul_tile, matmul_tile_4bit=preset.matmul_tile_4bit,
+        matmul_stream_k=preset.matmul_stream_k, allreduce=_rule(preset), compute_capability=preset.compute_capability)
+    sym = sc.MoELayer(num_experts=8, top_k=2).compute_metrics(phase="prefill", hardware=symbolic_chip)
+    for dtype in ("fp8_e4m3", "bf16"):
+        num = sc.MoELayer(hidden_size=1024, num_experts=8, top_k=2, expert_intermediate_size=512).compute_metrics(
+            batch_size=2, seq_len=64, phase="prefill", dtype=dtype, hardware=preset)
+        evaluated = sym.evaluate({S.batch_size: 2, S.seq_len: 64, S.hidden_size: 1024, S.intermediate_size: 512},
+                                 dtype=dtype, hardware=preset)
+        for name in METRIC_FIELDS:
+            assert getattr(evaluated, name) == getattr(num, name), (dtype, name)

@@ -100,7 +100,7 @@ def test_readme_per_op_tables_are_what_the_script_prints(fits):
 
 @pytest.mark.parametrize("family", ["GEMM bf16", "GEMM fp8_e4m3", "NCCL all_reduce", "NCCL all_to_all",
                                     "vllm all-reduce", "tensorrt-llm all-reduce", "sglang all-reduce",
-                                    "MoE experts bf16"])
+                                    "MoE experts bf16", "MoE experts fp8"])
 @pytest.mark.parametrize("gpu", ["h100_sxm", "h200_sxm"])
 def test_families_within_the_target_on_hopper(fits, family, gpu):
     """On H100 and H200 these families meet the target on their fitted rows: mean absolute error
@@ -123,14 +123,16 @@ def test_families_within_the_target_on_hopper(fits, family, gpu):
     pytest.fail(f"no fitted family {family} on {gpu}")
 
 
+@pytest.mark.parametrize("family", ["MoE experts bf16", "MoE experts fp8"])
 @pytest.mark.parametrize("gpu", ["b200_sxm", "b300_sxm", "gb200"])
-def test_moe_experts_within_the_target_on_blackwell(fits, gpu):
-    """The MoE experts family meets the target on Blackwell too (it stood at 11.8 to 12.8 % before
-    the second projection's scattered output and the same-work rule): mean absolute error at most
-    10 %, median ratio within 0.92 to 1.08, on its fitted rows."""
+def test_moe_experts_within_the_target_on_blackwell(fits, gpu, family):
+    """The MoE experts families meet the target on Blackwell too (bf16 stood at 11.8 to 12.8 % before
+    the second projection's scattered output and the same-work rule; FP8, checked at the bf16 rate
+    with a quantizing pass per grouped GEMM, at 13.0 to 13.9 %): mean absolute error at most 10 %,
+    median ratio within 0.92 to 1.08, on its fitted rows."""
     from symcost.hardware.fit.families import FitResult
 
-    result = next(r for f in fits if f.gpu == gpu for r in f.results if r.family.name == "MoE experts bf16")
+    result = next(r for f in fits if f.gpu == gpu for r in f.results if r.family.name == family)
     summary = FitResult.summary(result.ratios)
     assert summary["mae"] <= 0.10 and 0.92 <= summary["median"] <= 1.08, (gpu, summary)
 

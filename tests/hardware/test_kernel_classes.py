@@ -747,13 +747,17 @@ def test_grouped_gemm_per_expert_pays_each_experts_floor():
     compute streams (transformer_engine/common/gemm/cublaslt_gemm.cu: ``multi_stream_cublas_gemm``;
     its CUTLASS grouped GEMM takes only FP16/BF16): an engine with ``grouped_gemm="per_expert"``
     pays the FP8 floor (10 us here) and the input's quantizing pass once per expert. 16 experts
-    of 128 tokens, 1024 x 768, FP8: 16 floors, 160 us, where one fused grouped kernel pays one."""
+    of 128 tokens, 1024 x 768, FP8: 16 floors, 160 us, where one fused grouped kernel pays one; the
+    per-expert GEMMs quantize their 16 * 128 * 1024 = 2,097,152 input elements at 8 bytes each
+    (16,777,216 bytes at 1e12: 16.78 us), the fused kernel takes its input quantized (the MoE layer's
+    ``experts_quantize``, TensorRT-LLM's cast before the permutation)."""
     mm = Matmul("experts.gate", m=128, n=768, k=1024, dtype_bytes=1, batch=16, grouped=True)
     fused = op_time(mm, CHIP, CHIP.effective_peak(FP8), FP8)
     per_expert_chip = CHIP.with_runtime(Runtime(name="te", grouped_gemm="per_expert"))
     per_expert = op_time(mm, per_expert_chip, per_expert_chip.effective_peak(FP8), FP8)
     assert fused.overhead == 10 * US and per_expert.overhead == 16 * 10 * US
-    assert per_expert.compute == fused.compute and per_expert.serial == fused.serial
+    assert per_expert.compute == fused.compute and fused.serial == 0
+    assert per_expert.serial == sp.Rational(16777216, 10**12)
     # gate and up run as one fused fc1 (its "up" half adds no kernel), as TE's GroupedLinear does
     up = Matmul("experts.up.dgrad", m=128, n=1024, k=768, dtype_bytes=1, batch=16, grouped=True)
     assert op_time(up, per_expert_chip, per_expert_chip.effective_peak(FP8), FP8).overhead == 0
@@ -962,3 +966,47 @@ def test_megatron_core_runs_hopper_fp8_backward_gemms_with_split_accumulation():
         assert hardware.get(name).gemm_backward_efficiency_8bit == 1
         assert hardware.get(name).with_runtime("megatron-core").ideal().gemm_backward_efficiency_8bit == 1
     assert hardware.get("B200").with_runtime("megatron-core").gemm_backward_efficiency_8bit == 1
+
+
+def test_fp8_grouped_gemm_at_its_own_rate_without_its_own_quantizing_pass():
+    """CHIP (fp8 peak 2e14, eta_mm8 1/4, q 8 bytes) with grouped terms eta_gg 5/4, eta_gg8 2,
+    eta_ggmem 3/4, t_gg 4 us. 8 FP8 experts x 4 tokens, h 4096 -> 1024: compute
+    2 * 8 * 4 * 1024 * 4096 = 268,435,456 FLOPs at 2e14 * 1/4 = 5e13, / 2 (eta_gg8, not 5/4);
+    bytes 1 * 8 * (4*4096 + 4096*1024 + 4*1024) = 33,718,272 at 1e12 * 3/4; no serial pass, where
+    the dense FP8 GEMM quantizes its 8 * 4 * 4096 = 131,072 input elements at 8 bytes each
+    (1,048,576 bytes at 1e12: 1.05 us). The bf16 one keeps 5/4; unset eta_gg8 is eta_gg; 5 * 1/4 > 1:
+    refused."""
+    chip = CHIP.with_efficiency(grouped_gemm_efficiency=Fraction(5, 4), grouped_gemm_efficiency_8bit=2,
+                                grouped_gemm_memory_efficiency=Fraction(3, 4), grouped_gemm_time=4 * US)
+    up = Matmul("experts.up", m=4, n=1024, k=4096, dtype_bytes=1, batch=8, grouped=True)
+    t = op_time(up, chip, chip.effective_peak(FP8), FP8)
+    assert t.compute == sp.Rational(268435456, 5 * 10**13) / 2
+    assert t.memory == sp.Rational(33718272 * 4, 3 * 10**12)
+    assert t.serial == 0
+    dense = Matmul("fc1", m=4, n=1024, k=4096, dtype_bytes=1, batch=8)
+    assert op_time(dense, chip, chip.effective_peak(FP8), FP8).serial == sp.Rational(1048576, 10**12)
+    wide = Matmul("experts.up", m=4, n=1024, k=4096, dtype_bytes=2, batch=8, grouped=True)
+    assert op_time(wide, chip, chip.effective_peak(BF16), BF16).compute == sp.Rational(268435456, 5 * 10**13) * 4 / 5
+    unset = chip.with_efficiency(grouped_gemm_efficiency_8bit=None)
+    assert op_time(up, unset, chip.effective_peak(FP8), FP8).compute == sp.Rational(268435456, 5 * 10**13) * 4 / 5
+    with pytest.raises(ValidationError, match="above the peak"):
+        CHIP.with_efficiency(grouped_gemm_efficiency_8bit=5)
+
+
+def test_fused_moe_quantizes_its_tokens_once_before_the_permutation():
+    """The FP8 MoE's input, T = 4 tokens x h = 4096 = 16,384 elements, cast once (read 2, write 1
+    byte: 49,152 bytes) at 1e12 * 1/2 (memory_efficiency) = 98.304 ns, + kernel_time 1 us; nothing
+    at bf16 and nothing under a per-expert engine (its GEMMs quantize their own rows). The MoE layer
+    carries it at FP8 (one op, T*h elements), not at bf16."""
+    from symcost.core.ops import GroupedInputQuantize
+
+    x = GroupedInputQuantize("experts_quantize", elements=16384, read_bytes=32768, write_bytes=16384)
+    assert x.kernel == "gemm.grouped.quantize"
+    assert op_time(x, CHIP, CHIP.effective_peak(FP8), FP8).time == sp.Rational(49152 * 2, 10**12) + US
+    assert op_time(x, CHIP, CHIP.effective_peak(BF16), BF16).time == 0
+    per_expert = CHIP.with_efficiency(runtime=Runtime(name="per-expert", cuda_graphs=True, grouped_gemm="per_expert"))
+    assert op_time(x, per_expert, per_expert.effective_peak(FP8), FP8).time == 0
+    moe = sc.MoELayer(hidden_size=4096, num_experts=8, top_k=2, expert_intermediate_size=1024)
+    for dtype, expected in (("fp8_e4m3", [16384]), ("bf16", [])):
+        m = moe.compute_metrics(batch_size=1, seq_len=4, phase="prefill", dtype=dtype, hardware="H100_SXM")
+        assert [op.elements for op, _ in m.ops if op.kernel == "gemm.grouped.quantize"] == expected

@@ -217,7 +217,8 @@ class ChipFit:
 
 def plan(gpu: str) -> list[str]:
     """The families fitted on ``gpu``, in order (names as :func:`fit_chip` reports them)."""
-    return [r for r in ("elementwise", "gemm bfloat16", "gemm fp8", "gemm nvfp4", "moe", "prefill", "decode", "nccl",
+    return [r for r in ("elementwise", "gemm bfloat16", "gemm fp8", "gemm nvfp4", "moe", "moe fp8", "prefill", "decode",
+                        "nccl",
                         "nccl alltoall", *(f"allreduce {e}" for e in ENGINE_TABLES)) if _has(gpu, r)]
 
 
@@ -227,7 +228,7 @@ def _table(gpu: str, step: str) -> Table:
         return Table(gpu, "quantize", "trtllm", v["trtllm"], "scale_matrix_perf")
     if step.startswith("gemm"):
         return Table(gpu, "gemm", "trtllm", v["trtllm"], "gemm_perf")
-    if step == "moe":
+    if step.startswith("moe"):
         return Table(gpu, "moe", "trtllm", v["trtllm"], "moe_perf")
     if step in ("prefill", "decode"):
         return Table(gpu, "attention", "trtllm", v["trtllm"],
@@ -284,11 +285,15 @@ def _has(gpu: str, step: str) -> bool:
         from .tables import read
 
         return bool((read(table)["gemm_dtype"] == step.split(" ", 1)[1]).any())
-    if step == "moe":
+    if step.startswith("moe"):
         from .families import moe_family
 
-        return len(moe_family(gpu, table, (), {}).rows()) > 0
+        return len(moe_family(gpu, table, (), {}, MOE_STEPS[step][1]).rows()) > 0
     return True
+
+
+MOE_STEPS = {"moe": ((0.9, 0.9, 5.0, 0.3), "bfloat16"), "moe fp8": ((1.0,), "fp8")}
+"""The MoE steps' starting values (the bf16 family's four fields, the FP8 family's one) and expert dtype."""
 
 
 def fit_chip(gpu: str, preset: Any = None) -> ChipFit:
@@ -312,8 +317,9 @@ def fit_chip(gpu: str, preset: Any = None) -> ChipFit:
         elif step == "gemm nvfp4":
             family = gemm_family(gpu, table, "nvfp4", ("matmul_efficiency_4bit", "gemm_time_4bit",
                                                        "quantize_bytes_4bit"), (0.6, 10.0, 6.0), values)
-        elif step == "moe":
-            family = moe_family(gpu, table, (0.9, 0.9, 5.0, 0.3), values)
+        elif step.startswith("moe"):
+            start, dtype = MOE_STEPS[step]
+            family = moe_family(gpu, table, start, values, dtype)
         elif step == "prefill":
             fields = _prefill_fields(gpu, table)
             family = prefill_family(gpu, table, (0.6, 15.0, 0.4, 4.0)[:len(fields)], values, fields)

@@ -90,6 +90,7 @@ PARAMETERS: dict[str, tuple[sp.Symbol, Fraction, float, float]] = {
     "nvls_latency": (sp.Symbol("t_p12", positive=True), _US, 0.1, 200.0),
     "nvls_efficiency": (sp.Symbol("eta_p11", positive=True), Fraction(1), 0.05, 1.0),
     "grouped_gemm_efficiency": (sp.Symbol("eta_p12", positive=True), Fraction(1), 0.05, 1.25),
+    "grouped_gemm_efficiency_8bit": (sp.Symbol("eta_p18", positive=True), Fraction(1), 0.05, 1.35),
     "grouped_gemm_memory_efficiency": (sp.Symbol("eta_p13", positive=True), Fraction(1), 0.05, 1.0),
     "grouped_gemm_time": (sp.Symbol("t_p13", nonnegative=True), _US, 0.0, 200.0),
     "grouped_gemm_output_efficiency": (sp.Symbol("eta_p17", positive=True), Fraction(1), 0.02, 1.0),
@@ -448,9 +449,19 @@ _PAIRS = sp.Symbol("P", positive=True)
 _ACTIVE = sp.Symbol("A", positive=True)
 
 
-def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping[str, Fraction]) -> Family:
-    """A MoE layer's expert computation on one GPU (TensorRT-LLM's fused MoE, bf16, balanced
-    routing): ``T`` tokens routed over ``E`` experts, ``E/ep`` of them local at ``f/tp`` width, so
+MOE_FIELDS = {"bfloat16": ("grouped_gemm_efficiency", "grouped_gemm_memory_efficiency", "grouped_gemm_time",
+                            "grouped_gemm_output_efficiency"),
+              "fp8": ("grouped_gemm_efficiency_8bit",)}
+"""The fields the MoE family fits on each expert dtype's rows: the bf16 rows every grouped-GEMM
+term, the FP8 rows the 8-bit grouped GEMMs' rate (the rest as fitted on bf16, the FP8 GEMM terms
+as fitted on the dense GEMMs)."""
+
+
+def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping[str, Fraction],
+               dtype: str = "bfloat16") -> Family:
+    """A MoE layer's expert computation on one GPU (TensorRT-LLM's fused MoE, ``dtype`` experts:
+    bf16 or per-tensor FP8, :data:`MOE_FIELDS`; balanced routing): ``T`` tokens routed over ``E``
+    experts, ``E/ep`` of them local at ``f/tp`` width, so
     ``P`` token-expert pairs over ``A`` active experts on the timed rank (:func:`_moe_frame`: on
     the balanced rows it is fitted on, the collectors' own routing, :func:`balanced_rank_load`, which
     at ``T k < E`` puts whole experts on rank 0 where ``T k / ep`` would put a fraction of one; on the
@@ -460,20 +471,22 @@ def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping
     less the blocks :func:`work_inverted` and :func:`same_work_slower` (against the table's whole
     bf16 grid) leave out."""
     from ...layers.mlp import ffn_ops
-    from ...layers.moe import COMBINE_FLOPS, ROUTER_BYTES
+    from ...layers.moe import COMBINE_FLOPS, ROUTER_BYTES, input_quantize
 
     T, f, k, E, t, p = (_MOE[x] for x in ("T", "f", "topk", "E", "tp", "ep"))
     h = SIZES["h"]
 
     def group(hw: Hardware, dtype: str) -> sp.Expr:
         ours = DataType.parse(dtype)
-        # NB: an FP8 MoE's experts hold 1-byte weights and quantize their input (the GEMM format
-        # terms, fitted on the dense GEMMs); its router, permutation and combine stay in bf16
+        # NB: an FP8 MoE's experts hold 1-byte weights and take their input cast once per token
+        # before the permutation (input_quantize, timed as the elementwise family's quantizing
+        # kernel); its router, permutation and combine stay in bf16
         e, x = sp.Integer(ours.bytes), sp.Integer(2)
         pairs, active = _PAIRS, _ACTIVE
         ops = [Vector("router_softmax_topk", elements=T * E, flops_per_element=VECTOR_FLOPS["softmax"],
                       read_bytes=T * E * x,
                       write_bytes=T * E * ROUTER_BYTES),
+               *input_quantize(T * h, e),
                Vector("dispatch_permute", elements=pairs * h, read_bytes=T * h * x, write_bytes=pairs * h * x),
                # the timed rank's pairs over its active experts (as MoELayer with routing_imbalance)
                *ffn_ops("experts", rows=pairs / active, hidden=h, width=f / t, dtype_bytes=e, gated=True,
@@ -489,18 +502,17 @@ def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping
         gated = (frame["kernel_source"] == "moe_torch_flow_cutlass").to_numpy()
         return {(theirs,): (group(hw, ours), (T, h, f, k, E, t, _PAIRS, _ACTIVE),
                             gated & (frame["moe_dtype"] == theirs).to_numpy())
-                for theirs, ours in MOE_DTYPES.items()}
+                for theirs, ours in MOE_DTYPES.items() if dtype == "bfloat16" or theirs == dtype}
 
     def rows(frame: Any) -> Any:
-        balanced = moe_rows(frame, "balanced")
-        whole = frame[(frame["moe_dtype"] == "bfloat16") & (frame["distribution"] == "balanced")
+        balanced = moe_rows(frame, "balanced", dtype)
+        whole = frame[(frame["moe_dtype"] == dtype) & (frame["distribution"] == "balanced")
                       & (frame["kernel_source"] == "moe_torch_flow_cutlass")]
         return balanced[~work_inverted(balanced) & ~same_work_slower(balanced, whole)]
 
-    return Family("MoE experts bf16", chip, table, ("grouped_gemm_efficiency", "grouped_gemm_memory_efficiency",
-                                                                 "grouped_gemm_time", "grouped_gemm_output_efficiency"),
-                  build,
-                  rows, start, fixed=dict(fixed), robust=True)
+    label = dtype.replace("bfloat16", "bf16")
+    return Family(f"MoE experts {label}", chip, table, MOE_FIELDS[dtype], build, rows, start, dtype=MOE_DTYPES[dtype],
+                  fixed=dict(fixed), robust=True)
 
 
 MOE_BLOCK = ("h", "f", "topk", "E", "tp", "ep")
@@ -593,8 +605,8 @@ FP8 at the per-tensor FP8 GEMM terms: symcost has one 8-bit format class)."""
 
 
 def moe_rows(frame: Any, distribution: str, dtype: str = "bfloat16", wide_tp: bool = False) -> Any:
-    """The MoE rows the family fits (``balanced``, bf16) or is checked on (``power_law_1.01``,
-    ``power_law_1.2``; ``fp8``, ``fp8_block``; ``wide_tp``: MoE TP 8 and more): TensorRT-LLM's
+    """The MoE rows the family fits (``balanced``, bf16 or fp8) or is checked on (``power_law_1.01``,
+    ``power_law_1.2``; ``fp8_block``; ``wide_tp``: MoE TP 8 and more): TensorRT-LLM's
     fused MoE (CUTLASS, gated), hidden size at least 2048, MoE EP at most 64 and TP at most 4."""
     _moe_frame(frame)
     tp = (frame["moe_tp_size"] >= 8) if wide_tp else (frame["moe_tp_size"] <= 4)

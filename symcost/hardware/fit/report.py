@@ -65,7 +65,7 @@ def error_table(fits: Iterable[ChipFit]) -> str:
                                        ratios[pick]))
             else:
                 lines.append(_line(family.name, chip_fit.preset, ratios, grid))
-            if family.name.startswith("MoE"):
+            if family.name == "MoE experts bf16":
                 lines.extend(_moe_check_lines(family, chip_fit.preset))
     return "\n".join(lines)
 
@@ -107,14 +107,14 @@ def _slow_nccl_sentence(fits: Sequence[ChipFit]) -> str:
 
 
 MOE_CHECKS = (("power_law_1.01", "bfloat16", False), ("power_law_1.2", "bfloat16", False),
-              ("balanced", "bfloat16", True), ("balanced", "fp8", False), ("balanced", "fp8_block", False))
+              ("balanced", "bfloat16", True), ("balanced", "fp8_block", False))
 """The MoE rows the family is checked on, not fitted: (distribution, expert dtype, MoE TP >= 8)."""
 
 
 def _moe_check_lines(family: Family, preset: str) -> list[str]:
     """The MoE family's shipped terms on rows it is not fitted on (:data:`MOE_CHECKS`): power-law
     routing (the busiest rank's pairs from :func:`~symcost.hardware.fit.families.power_law_share`),
-    MoE TP 8 and more, FP8 experts (at the dense GEMMs' fitted FP8 terms)."""
+    MoE TP 8 and more, block-scaled FP8 experts (at the per-tensor FP8 experts' fitted terms)."""
     from .families import moe_rows
 
     frame = family.rows(everything=True)
