@@ -32,6 +32,7 @@ MANY_PARAMETERS = {
     "report/plots.py": {"memory_vs_seq_len": _PUBLIC},
     "core/metrics.py": {"from_ops": "LayerMetrics' constructor: its keywords are the value's fields"},
     "layers/mlp.py": {"ffn_ops": "the feed-forward op list's shape keywords, one per layer field it reads"},
+    "hardware/chip.py": {"symbolic": "the symbolic chip's structure keywords, one per key of Hardware.structure"},
 }
 """Functions over :data:`MAX_PARAMETERS`, by file (relative to ``symcost/``), with the reason."""
 

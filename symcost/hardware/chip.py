@@ -342,7 +342,8 @@ class Hardware(BaseModel):
     def structure(self) -> dict[str, Any]:
         """The settings that shape this chip's time expressions without being symbols, by the name
         :meth:`symbolic` takes them under: the GEMM tiles and tile scheduler (where the chip
-        quantizes tiles, ``compute_units`` set), the engine's grouped-GEMM mode and its all-reduce
+        quantizes tiles, ``compute_units`` set) and whether the experts' second projection writes its
+        output after its main loop there (``grouped_output``), the engine's grouped-GEMM mode and its all-reduce
         rule (vLLM's size switch, with the GPU's compute capability, TensorRT-LLM 1.0's token
         switch, or the fastest form; where the
         chip has an efficiency model: on the roofline they change nothing). Binding a chip
@@ -372,7 +373,8 @@ class Hardware(BaseModel):
                     out["symm_allreduce"] = True
         if self.compute_units is not None:
             out.update(matmul_tile=self.matmul_tile, matmul_tile_4bit=self.matmul_tile_4bit,
-                       matmul_stream_k=self.matmul_stream_k)
+                       matmul_stream_k=self.matmul_stream_k,
+                       grouped_output=self.grouped_gemm_output_efficiency is not None)
         return out
 
     @property
@@ -470,15 +472,6 @@ class Hardware(BaseModel):
         if self.grouped_gemm_memory_efficiency is not None:
             return self.grouped_gemm_memory_efficiency
         return self.memory_efficiency if self.gemm_memory_efficiency is None else self.gemm_memory_efficiency
-
-    @property
-    def grouped_output_efficiency(self) -> sp.Expr:
-        """HBM fraction at which a grouped GEMM writes its output after its main loop:
-        ``grouped_gemm_output_efficiency``, else the grouped kernels' own HBM fraction
-        (:attr:`grouped_memory_efficiency`)."""
-        if self.grouped_gemm_output_efficiency is not None:
-            return self.grouped_gemm_output_efficiency
-        return self.grouped_memory_efficiency
 
     def grouped_gemm_time_for(self, dtype: DataType | str | None) -> sp.Expr:
         """Fixed seconds of one grouped GEMM kernel: ``grouped_gemm_time``, else the dense GEMM's
@@ -702,7 +695,10 @@ class Hardware(BaseModel):
             sym.grouped_gemm_efficiency: 1 if self.grouped_gemm_efficiency is None else self.grouped_gemm_efficiency,
             sym.grouped_gemm_time: self.grouped_gemm_time_for(dt),
             sym.grouped_gemm_memory_efficiency: self.grouped_memory_efficiency,
-            sym.grouped_gemm_output_efficiency: self.grouped_output_efficiency,
+            # NB: unset, the second projection keeps the tiled store (kernels.grouped_gemm): a
+            # symbolic chip with the write (structure["grouped_output"]) refuses this one
+            sym.grouped_gemm_output_efficiency: sp.oo if self.grouped_gemm_output_efficiency is None
+            else self.grouped_gemm_output_efficiency,
             sym.attention_time: self.prefill_attention_time,
             sym.attention_io_efficiency: sp.oo if self.attention_io_efficiency is None
             else self.attention_io_efficiency,
@@ -738,7 +734,7 @@ class Hardware(BaseModel):
                  matmul_tile: tuple[int, int] = (64, 128),
                  matmul_tile_4bit: Optional[tuple[int, int]] = None, matmul_stream_k: bool = False,
                  allreduce: AllreduceRule = "custom", compute_capability: Optional[str] = None,
-                 grouped_gemm: Literal["fused", "per_expert"] = "fused") -> "Hardware":
+                 grouped_gemm: Literal["fused", "per_expert"] = "fused", grouped_output: bool = True) -> "Hardware":
         """The unbound chip: every rate a canonical symbol. With ``realistic=True`` the efficiency
         model is symbolic too (η_mm, η_mem, η_attn, η_net, t_k, α₀, N_cu, ...), so times print with
         it; otherwise efficiencies are 1 and overheads 0 (the roofline). ``matmul_tile`` and
@@ -747,8 +743,10 @@ class Hardware(BaseModel):
         flag (their tile scheduler); ``allreduce`` and ``compute_capability`` the engine's all-reduce
         rule and the GPU's size table (:func:`symcost.hardware.timing.vllm_allreduce_window`), which
         structure an all-reduce's time as the tile shapes structure a GEMM's; ``grouped_gemm`` the
-        engine's grouped-GEMM mode (:attr:`Runtime.grouped_gemm`): build it as the chips it will be
-        bound to (:attr:`structure`), or binding refuses them."""
+        engine's grouped-GEMM mode (:attr:`Runtime.grouped_gemm`), ``grouped_output`` whether the
+        experts' second projection writes its output after its main loop (``eta_ggout`` a symbol;
+        ``False``: unset, as on A100): build it as the chips it will be bound to (:attr:`structure`),
+        or binding refuses them."""
         if allreduce not in _ALLREDUCE_RULES:
             raise HardwareError(f"allreduce must be one of {', '.join(_ALLREDUCE_RULES)}, got {allreduce!r}")
         compute_capability = _compute_capability(compute_capability)
@@ -779,6 +777,8 @@ class Hardware(BaseModel):
                                           a2a_overlap_efficiency=sym.a2a_overlap_efficiency,
                                           tp_overlap_efficiency=sym.tp_overlap_efficiency,
                                           grouped_gemm=grouped_gemm))
+            if not grouped_output:
+                fields["grouped_gemm_output_efficiency"] = None
         return cls(**fields)
 
     def ideal(self) -> "Hardware":
