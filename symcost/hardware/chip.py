@@ -287,6 +287,8 @@ class Hardware(BaseModel):
             raise HardwareError(f"fp8_weight_copies must be 1 or 2 (FP8 copies of a weight), got {value!r}")
         return int(value)
 
+    # NB: info.data holds the fields declared before this one: the matmul efficiencies are (keep
+    # them above grouped_gemm_efficiency), so every one set is checked
     @field_validator("grouped_gemm_efficiency", mode="after")
     @classmethod
     def _grouped_rate(cls, value: Any, info: ValidationInfo) -> Any:

@@ -130,7 +130,10 @@ def test_moe_experts_within_the_target_on_blackwell(fits, gpu):
     10 %, median ratio within 0.92 to 1.08, on its fitted rows."""
     from symcost.hardware.fit.families import FitResult
 
-    result = next(r for f in fits if f.gpu == gpu for r in f.results if r.family.name == "MoE experts bf16")
+    found = [r for f in fits if f.gpu == gpu for r in f.results if r.family.name == "MoE experts bf16"]
+    if not found:
+        pytest.fail(f"no MoE experts bf16 fit on {gpu}")
+    result = found[0]
     summary = FitResult.summary(result.ratios)
     assert summary["mae"] <= 0.10 and 0.92 <= summary["median"] <= 1.08, (gpu, summary)
 
@@ -304,3 +307,16 @@ def test_vllm_rows_in_its_nccl_window_far_slower_than_nccls_table_are_left_out()
             if gpu != "gb200" and table.path.exists():
                 other = fit.engine_allreduce_family(gpu, table, {}, engine)
                 assert len(other.rows()) == len(_usable(other.rows(everything=True))), (gpu, engine)
+
+
+def test_grouped_efficiency_bound_keeps_the_preset_loadable():
+    """eta_gg is fitted at most min(5/4, 1 / max eta_mm): matmul efficiencies fitted before it of
+    9/10 and 1/2 bound it at 10/9 (9/10 * 10/9 = 1, the chip's check); of 3/4 at 5/4 (4/3 above it)."""
+    from symcost.hardware import get
+    from symcost.hardware.fit.families import Family, grouped_upper
+
+    a100 = get("A100_SXM")  # eta_mm 0.827 (bound 1.209...) unless fitted values replace it
+    fixed = {"matmul_efficiency": Fraction(9, 10), "matmul_efficiency_8bit": Fraction(1, 2)}
+    assert grouped_upper(Family("f", "c", None, (), None, None, (), fixed=fixed), a100) == Fraction(10, 9)
+    assert grouped_upper(Family("f", "c", None, (), None, None, (),
+                                fixed={"matmul_efficiency": Fraction(3, 4)}), a100) == Fraction(5, 4)

@@ -580,7 +580,8 @@ def test_grouped_second_projection_writes_bf16_whatever_its_format():
     not added to it."""
     peaks = {BF16: 10**14, FP8: 2 * 10**14, sc.DataType.FP32: 10**14, sc.DataType.NVFP4: 4 * 10**14}
     chip = TILED.model_copy(update={"peak_flops": peaks}).with_efficiency(
-        compute_units=100, matmul_tile=(64, 128), matmul_stream_k=True, grouped_gemm_efficiency=Fraction(5, 4), grouped_gemm_memory_efficiency=Fraction(3, 4),
+        compute_units=100, matmul_tile=(64, 128), matmul_stream_k=True, grouped_gemm_efficiency=Fraction(5, 4),
+        grouped_gemm_memory_efficiency=Fraction(3, 4),
         grouped_gemm_output_efficiency=Fraction(1, 5), grouped_gemm_time=4 * US)
     cases = {sc.DataType.FP32: (134348800, 524288 * 5),
              FP8: (33587200, 262144 + 262144 * 5),
