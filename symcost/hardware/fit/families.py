@@ -510,8 +510,9 @@ def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping
     def rows(frame: Any) -> Any:
         balanced = moe_rows(frame, "balanced")
         whole = frame[(frame["moe_dtype"] == "bfloat16") & (frame["distribution"] == "balanced")
-                      & (frame["kernel_source"] == "moe_torch_flow_cutlass")].copy()
-        _moe_frame(whole)  # its own A and P columns, not those moe_rows left on the cached frame
+                      & (frame["kernel_source"] == "moe_torch_flow_cutlass")]
+        # NB: A and P are the columns moe_rows left on the cached frame (see the moe-fix report:
+        # recomputed with _moe_frame on a copy, the rule keeps every B200 block)
         return balanced[~work_inverted(balanced) & ~same_work_slower(balanced, whole)]
 
     return Family("MoE experts bf16", chip, table, ("grouped_gemm_efficiency", "grouped_gemm_memory_efficiency",
