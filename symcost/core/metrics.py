@@ -490,7 +490,10 @@ class LayerMetrics:
                     f"subs: these metrics were timed on the ideal symbolic chip; binding {chip.name} would drop "
                     f"its efficiency model: bind {chip.name}.ideal(), or compute them with "
                     "hardware=Hardware.symbolic(realistic=True)")
-            _check_structure(self.chip_structure, chip)
+            # NB: grouped_output shapes the experts' grouped GEMMs only: other metrics bind either chip
+            grouped = any(getattr(op, "grouped", False) for op, _ in self.ops)
+            _check_structure(tuple((k, v) for k, v in self.chip_structure if grouped or k != "grouped_output"),
+                             chip)
             for symbol, value in chip.symbol_values(dtype).items():
                 table.setdefault(symbol, value)
         assumptions = check_all(a.xreplace(table) for a in self.assumptions)

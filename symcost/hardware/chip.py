@@ -321,6 +321,8 @@ class Hardware(BaseModel):
             raise HardwareError(f"fp8_weight_copies must be 1 or 2 (FP8 copies of a weight), got {value!r}")
         return int(value)
 
+    # NB: info.data holds the fields declared before this one: the matmul efficiencies are (keep
+    # them above grouped_gemm_efficiency), so every one set is checked
     @field_validator("grouped_gemm_efficiency", mode="after")
     @classmethod
     def _grouped_rate(cls, value: Any, info: ValidationInfo) -> Any:
@@ -386,7 +388,8 @@ class Hardware(BaseModel):
     def structure(self) -> dict[str, Any]:
         """The settings that shape this chip's time expressions without being symbols, by the name
         :meth:`symbolic` takes them under: the GEMM tiles and tile scheduler (where the chip
-        quantizes tiles, ``compute_units`` set), the engine's grouped-GEMM mode and its all-reduce
+        quantizes tiles, ``compute_units`` set) and whether the experts' second projection writes its
+        output after its main loop there (``grouped_output``), the engine's grouped-GEMM mode and its all-reduce
         rule (vLLM's size switch, with the GPU's compute capability, TensorRT-LLM 1.0's token
         switch, or the fastest form; under vLLM's, ``symm_allreduce``: its symmetric-memory
         all-reduce's byte windows ``(n, lo, hi)``, :func:`~symcost.hardware.runtime.vllm_symm_windows`,
@@ -419,7 +422,8 @@ class Hardware(BaseModel):
                                          if self.symm_allreduce_latency is not None else ())
         if self.compute_units is not None:
             out.update(matmul_tile=self.matmul_tile, matmul_tile_4bit=self.matmul_tile_4bit,
-                       matmul_stream_k=self.matmul_stream_k)
+                       matmul_stream_k=self.matmul_stream_k,
+                       grouped_output=self.grouped_gemm_output_efficiency is not None)
         return out
 
     @property
@@ -518,15 +522,6 @@ class Hardware(BaseModel):
         if self.grouped_gemm_memory_efficiency is not None:
             return self.grouped_gemm_memory_efficiency
         return self.memory_efficiency if self.gemm_memory_efficiency is None else self.gemm_memory_efficiency
-
-    @property
-    def grouped_output_efficiency(self) -> sp.Expr:
-        """HBM fraction at which a grouped GEMM writes its output after its main loop:
-        ``grouped_gemm_output_efficiency``, else the grouped kernels' own HBM fraction
-        (:attr:`grouped_memory_efficiency`)."""
-        if self.grouped_gemm_output_efficiency is not None:
-            return self.grouped_gemm_output_efficiency
-        return self.grouped_memory_efficiency
 
     def grouped_gemm_efficiency_for(self, dtype: DataType | str | None) -> sp.Expr:
         """The grouped GEMMs' rate over the dense GEMMs' in ``dtype``'s format class:
@@ -765,7 +760,10 @@ class Hardware(BaseModel):
             sym.grouped_gemm_efficiency: self.grouped_gemm_efficiency_for(dt),
             sym.grouped_gemm_time: self.grouped_gemm_time_for(dt),
             sym.grouped_gemm_memory_efficiency: self.grouped_memory_efficiency,
-            sym.grouped_gemm_output_efficiency: self.grouped_output_efficiency,
+            # NB: unset, the second projection keeps the tiled store (kernels.grouped_gemm): a
+            # symbolic chip with the write (structure["grouped_output"]) refuses this one
+            sym.grouped_gemm_output_efficiency: sp.oo if self.grouped_gemm_output_efficiency is None
+            else self.grouped_gemm_output_efficiency,
             sym.attention_time: self.prefill_attention_time,
             sym.attention_io_efficiency: sp.oo if self.attention_io_efficiency is None
             else self.attention_io_efficiency,
@@ -802,7 +800,8 @@ class Hardware(BaseModel):
                  matmul_tile_4bit: Optional[tuple[int, int]] = None, matmul_stream_k: bool = False,
                  allreduce: AllreduceRule = "custom", compute_capability: Optional[str] = None,
                  grouped_gemm: Literal["fused", "per_expert"] = "fused",
-                 symm_allreduce: Optional[tuple[tuple[int, int, int], ...]] = None) -> "Hardware":
+                 symm_allreduce: Optional[tuple[tuple[int, int, int], ...]] = None,
+                 grouped_output: bool = True) -> "Hardware":
         """The unbound chip: every rate a canonical symbol. With ``realistic=True`` the efficiency
         model is symbolic too (η_mm, η_mem, η_attn, η_net, t_k, α₀, N_cu, ...), so times print with
         it; otherwise efficiencies are 1 and overheads 0 (the roofline). ``matmul_tile`` and
@@ -813,8 +812,10 @@ class Hardware(BaseModel):
         structure an all-reduce's time as the tile shapes structure a GEMM's; ``grouped_gemm`` the
         engine's grouped-GEMM mode (:attr:`Runtime.grouped_gemm`); ``symm_allreduce`` (vLLM's rule:
         ``None``, the capability's symmetric-memory windows with its terms symbols; ``()``, a chip
-        without them; else it must be the capability's windows): build it as the chips it will be
-        bound to (``Hardware.symbolic(realistic=True, **chip.structure)``), or binding refuses them.
+        without them; else it must be the capability's windows); ``grouped_output`` whether the
+        experts' second projection writes its output after its main loop (``eta_ggout`` a symbol;
+        ``False``: unset, as on A100): build it as the chips it will be bound to
+        (``Hardware.symbolic(realistic=True, **chip.structure)``), or binding refuses them.
 
         >>> from symcost import hardware
         >>> h100 = hardware.get("H100_SXM").with_runtime("vllm")
@@ -855,6 +856,8 @@ class Hardware(BaseModel):
                                           grouped_gemm=grouped_gemm))
             if symm_allreduce is not None and not symm_allreduce:
                 fields.update(symm_allreduce_latency=None, symm_allreduce_efficiency=sp.Integer(1))
+            if not grouped_output:
+                fields["grouped_gemm_output_efficiency"] = None
         return cls(**fields)
 
     def ideal(self) -> "Hardware":

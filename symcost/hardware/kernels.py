@@ -270,8 +270,9 @@ def grouped_gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType
     """A grouped GEMM (MoE experts, one kernel over every local expert): the dense GEMM's compute
     at ``eta_gg`` of its rate, its bytes at the grouped kernels' own HBM fraction,
     ``max(C / eta_gg, bytes / (B eta_ggmem)) + serial + n t_gg``; the experts' second projection
-    (:data:`SCATTERED_OUTPUTS`) on a chip with tiles writes its ``b m n`` outputs in bf16 after its
-    main loop, ``+ 2 b m n / (B eta_ggout)``, its output bytes then out of ``bytes``. Under an
+    (:data:`SCATTERED_OUTPUTS`) on a chip with tiles and ``eta_ggout`` (``grouped_gemm_output_efficiency``)
+    set writes its ``b m n`` outputs in bf16 (its own format where wider) after its main loop,
+    ``+ max(2, e) b m n / (B eta_ggout)``, its output bytes then out of ``bytes``. Under an
     engine that runs one GEMM per expert (``Runtime.grouped_gemm == "per_expert"``), the dense
     GEMM's terms with the floor and the host's launch paid ``batch`` times (an op fused into its
     partner's kernel, the ``up`` half of a gate-and-up fc1, adds none).
@@ -298,7 +299,7 @@ def grouped_gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType
     >>> b200 = hardware.get("B200")
     >>> down = Matmul("experts.down", m=4, n=4096, k=1024, dtype_bytes=2, batch=8, grouped=True)
     >>> op_time = grouped_gemm(down, b200, b200.effective_peak(DataType.BF16), DataType.BF16)
-    >>> op_time.serial == 2 * 8 * 4 * 4096 / (b200.hbm_bandwidth * b200.grouped_output_efficiency)
+    >>> op_time.serial == 2 * 8 * 4 * 4096 / (b200.hbm_bandwidth * b200.grouped_gemm_output_efficiency)
     True
     """
     assert isinstance(op, Matmul)
@@ -312,14 +313,19 @@ def grouped_gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType
     # NB: a forward grouped GEMM takes its input quantized (GroupedInputQuantize, the activation
     # kernel); the backward products keep the dense GEMM's own pass
     serial = dense.serial if op.name.endswith((DGRAD, WGRAD)) else dense.serial - _quantize(op, chip, dtype)
-    # NB: no tiles (the ideal chip): every output in the roofline's overlap, as the dense GEMM's
-    if chip.compute_units is None or op.name.split(".")[-1] not in SCATTERED_OUTPUTS:
+    rate = chip.grouped_gemm_output_efficiency
+    # NB: no tiles (the ideal chip): every output in the roofline's overlap, as the dense GEMM's;
+    # no eta_ggout (A100's SM80 MoE GEMMs store whole tiles into the expanded buffer, the finalize
+    # kernel, the MoE layer's combine, scatters; MI300X: no such kernel cited): the tiled store too
+    if chip.compute_units is None or rate is None or op.name.split(".")[-1] not in SCATTERED_OUTPUTS:
         written = _counted_output(op, _epilogue(op, chip, dtype))  # timed in dense.serial where nonzero
         memory = (op.hbm_bytes - written) / (chip.hbm_bandwidth * chip.grouped_memory_efficiency)
         return OpTime(dense.compute / eta, memory, fixed, dense.launch, serial)
     outputs = op.batch * op.m * op.n
     memory = (op.hbm_bytes - op.dtype_bytes * outputs) / (chip.hbm_bandwidth * chip.grouped_memory_efficiency)
-    scatter = GEMM_OUTPUT_BYTES * outputs / (chip.hbm_bandwidth * chip.grouped_output_efficiency)
+    # the output in bf16, or in the op's format where wider (fp32): its bytes leave `memory` once,
+    # and the scattered write replaces a 4-bit kernel's tile store (_epilogue) in the serial time
+    scatter = sp.Max(GEMM_OUTPUT_BYTES, op.dtype_bytes) * outputs / (chip.hbm_bandwidth * rate)
     return OpTime(dense.compute / eta, memory, fixed, dense.launch, serial - _epilogue(op, chip, dtype) + scatter)
 
 

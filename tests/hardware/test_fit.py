@@ -132,7 +132,10 @@ def test_moe_experts_within_the_target_on_blackwell(fits, gpu, family):
     median ratio within 0.92 to 1.08, on its fitted rows."""
     from symcost.hardware.fit.families import FitResult
 
-    result = next(r for f in fits if f.gpu == gpu for r in f.results if r.family.name == family)
+    found = [r for f in fits if f.gpu == gpu for r in f.results if r.family.name == family]
+    if not found:
+        pytest.fail(f"no fitted family {family} on {gpu}")
+    result = found[0]
     summary = FitResult.summary(result.ratios)
     assert summary["mae"] <= 0.10 and 0.92 <= summary["median"] <= 1.08, (gpu, summary)
 
@@ -366,3 +369,16 @@ def test_collective_families_time_each_row_in_its_tables_format():
     assert "symm" not in str(built[("all_reduce", 8, DataType.FP16)][0].atoms(sp.Symbol))
     assert built[("all_reduce", 8, DataType.FP16)][0] != built[("all_reduce", 8, DataType.BF16)][0]
     assert int(built[("all_reduce", 8, DataType.FP16)][2].sum()) == 1
+
+
+def test_grouped_efficiency_bound_keeps_the_preset_loadable():
+    """eta_gg is fitted at most min(5/4, 1 / max eta_mm): matmul efficiencies fitted before it of
+    9/10 and 1/2 bound it at 10/9 (9/10 * 10/9 = 1, the chip's check); of 3/4 at 5/4 (4/3 above it)."""
+    from symcost.hardware import get
+    from symcost.hardware.fit.families import Family, grouped_upper
+
+    a100 = get("A100_SXM")  # eta_mm 0.827 (bound 1.209...) unless fitted values replace it
+    fixed = {"matmul_efficiency": Fraction(9, 10), "matmul_efficiency_8bit": Fraction(1, 2)}
+    assert grouped_upper(Family("f", "c", None, (), None, None, (), fixed=fixed), a100) == Fraction(10, 9)
+    assert grouped_upper(Family("f", "c", None, (), None, None, (),
+                                fixed={"matmul_efficiency": Fraction(3, 4)}), a100) == Fraction(5, 4)

@@ -641,9 +641,37 @@ def test_grouped_second_projection_writes_its_output_after_its_main_loop():
     assert op_time(up, chip, chip.effective_peak(BF16), BF16).serial == 0
     assert op_time(down, CHIP.with_efficiency(grouped_gemm_output_efficiency=Fraction(1, 5)),
                    CHIP.effective_peak(BF16), BF16).serial == 0
-    # unset eta_ggout: the grouped kernels' own HBM fraction, 3/4
-    unset = chip.with_efficiency(grouped_gemm_output_efficiency=None)
-    assert op_time(down, unset, chip.effective_peak(BF16), BF16).serial == sp.Rational(262144 * 4, 3 * 10**12)
+    # unset eta_ggout (A100's SM80 MoE GEMMs store tiles into the expanded buffer, the finalize
+    # kernel, costed as the combine, scatters): the roofline's overlap, every output byte in the
+    # memory term, 2 * 8 * (4*1024 + 1024*4096 + 4*4096) = 67,436,544 at 1e12 * 3/4
+    unset = op_time(down, chip.with_efficiency(grouped_gemm_output_efficiency=None), chip.effective_peak(BF16), BF16)
+    assert unset.serial == 0 and unset.memory == sp.Rational(67436544 * 4, 3 * 10**12)
+
+
+def test_grouped_second_projection_writes_bf16_whatever_its_format():
+    """The scattered write is bf16 or the op's own format where wider, Max(2, e) bytes per output,
+    and the output leaves the memory term once (its e bytes). The chip above (eta_ggmem 3/4, eta_ggout
+    1/5, 8-bit quantizing pass 8 bytes per input element), down 8 x 4 x 4096 from k 1024:
+    fp32 (e 4): memory 4 * 8 * (4*1024 + 1024*4096) = 134,348,800 at 7.5e11, written 4 * 131,072 =
+    524,288 bytes at 2e11;
+    fp8 (e 1): memory 8 * (4096 + 4,194,304) = 33,587,200 at 7.5e11; serial the quantizing pass
+    8 * 8 * 4 * 1024 = 262,144 bytes at 1e12 plus the bf16 write 262,144 bytes at 2e11;
+    nvfp4 (e 9/16, whole 128 x 256 tiles without split-K): memory 9/16 * 33,587,200 = 18,892,800 at
+    7.5e11; serial the quantizing pass (the 8-bit value, 262,144 bytes at 1e12) and the scattered
+    write 262,144 bytes at 2e11, which replaces the dense 4-bit epilogue's (262,144 bytes at 8e11),
+    not added to it."""
+    peaks = {BF16: 10**14, FP8: 2 * 10**14, sc.DataType.FP32: 10**14, sc.DataType.NVFP4: 4 * 10**14}
+    chip = TILED.model_copy(update={"peak_flops": peaks}).with_efficiency(
+        compute_units=100, matmul_tile=(64, 128), matmul_stream_k=True, grouped_gemm_efficiency=Fraction(5, 4),
+        grouped_gemm_memory_efficiency=Fraction(3, 4),
+        grouped_gemm_output_efficiency=Fraction(1, 5), grouped_gemm_time=4 * US)
+    cases = {sc.DataType.FP32: (134348800, 524288 * 5),
+             FP8: (33587200, 262144 + 262144 * 5),
+             sc.DataType.NVFP4: (18892800, 262144 + 262144 * 5)}
+    for dtype, (memory, serial) in cases.items():
+        down = Matmul("experts.down", m=4, n=4096, k=1024, dtype_bytes=dtype.bytes, batch=8, grouped=True)
+        t = op_time(down, chip, chip.effective_peak(dtype), dtype)
+        assert (t.memory, t.serial) == (sp.Rational(memory * 4, 3 * 10**12), sp.Rational(serial, 10**12)), dtype
 
 
 def test_grouped_gemm_efficiency_may_exceed_one_but_not_the_peak():

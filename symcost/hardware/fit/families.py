@@ -89,6 +89,8 @@ PARAMETERS: dict[str, tuple[sp.Symbol, Fraction, float, float]] = {
     "ll_efficiency": (sp.Symbol("eta_p9", positive=True), Fraction(1), 0.01, 1.0),
     "nvls_latency": (sp.Symbol("t_p12", positive=True), _US, 0.1, 200.0),
     "nvls_efficiency": (sp.Symbol("eta_p11", positive=True), Fraction(1), 0.05, 1.0),
+    # NB: eta_gg may exceed 1 (the grouped kernels outrun the dense ones); 5/4 is a plausibility
+    # cap, no source: the fit tightens it to 1 / max eta_mm so the preset loads (grouped_upper)
     "grouped_gemm_efficiency": (sp.Symbol("eta_p12", positive=True), Fraction(1), 0.05, 1.25),
     "grouped_gemm_efficiency_8bit": (sp.Symbol("eta_p18", positive=True), Fraction(1), 0.05, 1.35),
     "grouped_gemm_memory_efficiency": (sp.Symbol("eta_p13", positive=True), Fraction(1), 0.05, 1.0),
@@ -234,7 +236,8 @@ def fit(family: Family, preset: Hardware) -> FitResult:
         return np.concatenate([np.log(function(*cols, *scaled)[0] / y) for function, cols, y in groups])
 
     lower = [PARAMETERS[name][2] if f is None else 0.0 for name, f in zip(family.fields, floors)]
-    upper = [PARAMETERS[name][3] for name in family.fields]
+    caps = {name: grouped_upper(family, preset) for name in family.fields if name == "grouped_gemm_efficiency"}
+    upper = [float(caps[name]) if name in caps else PARAMETERS[name][3] for name in family.fields]
     robust = {"loss": "soft_l1", "f_scale": 0.1} if family.robust else {}
     solutions = []
     for begin in (family.start, *family.starts):  # the least loss of every start
@@ -245,11 +248,30 @@ def fit(family: Family, preset: Hardware) -> FitResult:
     values = {name: min(_round(float(v), PARAMETERS[name][1]), Fraction(1)) if PARAMETERS[name][1] == 1
               and name.endswith("efficiency") and PARAMETERS[name][3] <= 1 else _round(float(v), PARAMETERS[name][1])
               for name, v in zip(family.fields, actual(solution.x))}
+    values.update({name: min(values[name], cap) for name, cap in caps.items()})  # rounding stays within
     ratios = predict(family, preset, values) / frame.loc[chosen, "seconds"].to_numpy(dtype=float)
     grid = predict(family, preset, values, everything=True) / measured
     fitted = frame.loc[chosen].copy()
     fitted["ratio"] = ratios
     return FitResult(family, values, ratios, grid[np.isfinite(grid)], fitted)
+
+
+def grouped_upper(family: Family, preset: Hardware) -> Fraction:
+    """The fit's bound on ``grouped_gemm_efficiency``: ``min(5/4, 1 / max eta_mm)`` over the
+    matmul efficiencies fitted before it (``family.fixed``) or the preset's, exactly, so that the
+    fitted chip passes :class:`Hardware`'s check ``eta_gg eta_mm <= 1``.
+
+    >>> from symcost import hardware
+    >>> h100 = hardware.get("H100_SXM")      # eta_mm 0.769, 8-bit 0.715: 1/0.769 above 5/4
+    >>> grouped_upper(Family("f", "c", None, (), None, None, ()), h100)
+    Fraction(5, 4)
+    >>> grouped_upper(Family("f", "c", None, (), None, None, (), fixed={"matmul_efficiency": Fraction(5, 6)}), h100)
+    Fraction(6, 5)
+    """
+    dense = [Fraction(str(v)) for v in (family.fixed.get(name, getattr(preset, name))
+                                        for name in ("matmul_efficiency", "matmul_efficiency_8bit",
+                                                     "matmul_efficiency_4bit")) if v is not None]
+    return min([Fraction(5, 4), *(1 / d for d in dense)])
 
 
 # -- the families -------------------------------------------------------------------------------
@@ -508,6 +530,8 @@ def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping
         balanced = moe_rows(frame, "balanced", dtype)
         whole = frame[(frame["moe_dtype"] == dtype) & (frame["distribution"] == "balanced")
                       & (frame["kernel_source"] == "moe_torch_flow_cutlass")]
+        # NB: A and P are the columns moe_rows left on the cached frame (see the moe-fix report:
+        # recomputed with _moe_frame on a copy, the rule keeps every B200 block)
         return balanced[~work_inverted(balanced) & ~same_work_slower(balanced, whole)]
 
     label = dtype.replace("bfloat16", "bf16")
@@ -578,6 +602,7 @@ def same_work_slower(frame: Any, reference: Any = None) -> Any:
     """
     reference = frame if reference is None else reference
     full = reference[reference["A"] == reference["E"] // reference["ep"]]
+    # NB: f // tp, as the collector's inter_size // moe_tp_size: an uneven split keys with its floor
     flagged: set[tuple] = set()
     for _, group in full.groupby([full["h"], full["f"] // full["tp"], full["E"] // full["ep"]]):
         blocks = dict(list(group.groupby(list(MOE_BLOCK))))
