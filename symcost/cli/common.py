@@ -181,11 +181,14 @@ def hardware_arg(name: str, engine: str | None = None, option: str = "--hardware
         except ValueError as err:  # ValidationError included
             raise UsageError(f"argument {option}: {one_line(err)}") from None
     else:
-        try:
-            chip = hardware.get(name)
-        except ValueError:
+        if not hardware.is_known(name):
             raise UsageError(f"argument {option}: unknown chip {name!r} (choose from {', '.join(hardware.names())}, "
-                             "or a .json/.yaml file)") from None
+                             "or a .json/.yaml file)")
+        try:
+            # a known chip whose preset file is broken says so (presets are read on first use)
+            chip = hardware.get(name)
+        except ValueError as err:  # HardwareError, ValidationError
+            raise UsageError(f"argument {option}: {one_line(err)}") from None
     if engine is None:
         return chip
     if engine.lower() not in hardware.runtimes():

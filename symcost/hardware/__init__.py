@@ -34,7 +34,7 @@ from .presets import load as load_preset
 from .runtime import RUNTIMES, Runtime, runtime, runtimes
 
 __all__ = ["GIGA", "KILO", "MEGA", "PETA", "PRESETS", "RUNTIMES", "TERA", "Hardware", "Runtime", "get",
-           "load_file", "names", "runtime", "runtimes"]
+           "is_known", "load_file", "names", "runtime", "runtimes"]
 
 __all__ += list(PRESETS)
 
@@ -78,6 +78,16 @@ def load_file(path: "str | Path") -> Hardware:
         if preset_format:
             return load_preset(path)
     return Hardware.from_file(path)
+
+
+def is_known(name: str) -> bool:
+    """Whether :func:`get` knows ``name`` (case, punctuation and an ``-ideal`` suffix as it takes
+    them), without reading the preset's file (presets are read on first use).
+
+    >>> is_known("h100"), is_known("H100_SXM-ideal"), is_known("h1000")
+    (True, True, False)
+    """
+    return lookup(str(name), _BY_KEY, _ALIASES) is not None
 
 
 def get(name: "str | Hardware") -> Hardware:

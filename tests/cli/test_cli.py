@@ -4,6 +4,7 @@ import csv
 import json
 
 import pytest
+from cli_run import main_run
 from cli_run import subprocess_run as run
 
 from symcost import hardware, models
@@ -132,3 +133,25 @@ def test_latex_subcommand_standalone():
     assert "\\documentclass" not in body and "8030261248" in body.replace(",", "").replace("{,}", "")
     bad = run("latex", "--layer", "gqa", "--notation", "greek", check=False)
     assert bad.returncode == 2 and "notation" in bad.stderr
+
+
+def test_a_known_chip_whose_preset_is_broken_says_so(capsys, tmp_path, monkeypatch):
+    """Presets are read on first use, so a broken preset file's error comes from ``hardware.get``:
+    the command says what is wrong with the file in one line, not "unknown chip" for a chip it lists
+    (review of serve-cli, item 1). H200's file with a memory efficiency of 3/2 (a fraction at most 1)."""
+    import json
+
+    from symcost.hardware import presets
+
+    source = json.loads(presets._FOLDER.joinpath("h200-sxm.json").read_text(encoding="utf-8"))
+    source["fields"]["memory_efficiency"]["value"] = "3/2"
+    broken = tmp_path / "h200-sxm.json"
+    broken.write_text(json.dumps(source), encoding="utf-8")
+    chips = presets.PRESETS
+    assert isinstance(chips, presets.Presets)
+    monkeypatch.setattr(presets, "_FOLDER", tmp_path)
+    monkeypatch.setattr(chips, "_chips", {})   # nothing read yet: H200's file is read now, from tmp_path
+    code, out, err = main_run(capsys, "report", "--hardware", "h200")
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert "unknown chip" not in err and "h200-sxm.json" in err and "memory_efficiency" in err, err
