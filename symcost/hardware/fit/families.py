@@ -502,14 +502,15 @@ def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping
         ours = DataType.parse(dtype)
         # NB: an FP8 MoE's experts hold 1-byte weights and take their input cast once per token
         # before the permutation (input_quantize, timed as the elementwise family's quantizing
-        # kernel); its router, permutation and combine stay in bf16
+        # kernel), which then copies the cast rows (expandInputRowsKernel), as MoELayer permutes at
+        # e bytes; its router and combine stay in bf16
         e, x = sp.Integer(ours.bytes), sp.Integer(2)
         pairs, active = _PAIRS, _ACTIVE
         ops = [Vector("router_softmax_topk", elements=T * E, flops_per_element=VECTOR_FLOPS["softmax"],
                       read_bytes=T * E * x,
                       write_bytes=T * E * ROUTER_BYTES),
                *input_quantize(T * h, e),
-               Vector("dispatch_permute", elements=pairs * h, read_bytes=T * h * x, write_bytes=pairs * h * x),
+               Vector("dispatch_permute", elements=pairs * h, read_bytes=T * h * e, write_bytes=pairs * h * e),
                # the timed rank's pairs over its active experts (as MoELayer with routing_imbalance)
                *ffn_ops("experts", rows=pairs / active, hidden=h, width=f / t, dtype_bytes=e, gated=True,
                         activation="silu", batch=active, grouped=True),
