@@ -108,6 +108,23 @@ def _check_symm_windows(capability: Optional[str], windows: Any) -> None:
                             f"got {windows!r}")
 
 
+def _symbolic_rates(name: str) -> dict[str, Any]:
+    """The datasheet fields of :meth:`Hardware.symbolic`'s chip, each its canonical symbol."""
+    return dict(
+        name=name,
+        peak_flops={dt: sym.peak_flops for dt in DataType},
+        vector_flops=sym.vector_flops,
+        hbm_capacity=sym.hbm_capacity,
+        hbm_bandwidth=sym.hbm_bandwidth,
+        scale_up_bandwidth=sym.scale_up_bandwidth,
+        scale_up_domain=sym.scale_up_domain,
+        scale_up_peer_bandwidth=sym.scale_up_peer_bandwidth,
+        scale_out_bandwidth=sym.scale_out_bandwidth,
+        collective_latency=sym.collective_latency,
+        scale_out_latency=sym.scale_out_latency,
+    )
+
+
 class Hardware(BaseModel):
     """One chip and its links, in base units (FLOP/s, bytes, bytes/s, seconds).
 
@@ -826,19 +843,7 @@ class Hardware(BaseModel):
             raise HardwareError(f"allreduce must be one of {', '.join(_ALLREDUCE_RULES)}, got {allreduce!r}")
         compute_capability = _compute_capability(compute_capability)
         _check_symm_windows(compute_capability, symm_allreduce)
-        fields: dict[str, Any] = dict(
-            name=name,
-            peak_flops={dt: sym.peak_flops for dt in DataType},
-            vector_flops=sym.vector_flops,
-            hbm_capacity=sym.hbm_capacity,
-            hbm_bandwidth=sym.hbm_bandwidth,
-            scale_up_bandwidth=sym.scale_up_bandwidth,
-            scale_up_domain=sym.scale_up_domain,
-            scale_up_peer_bandwidth=sym.scale_up_peer_bandwidth,
-            scale_out_bandwidth=sym.scale_out_bandwidth,
-            collective_latency=sym.collective_latency,
-            scale_out_latency=sym.scale_out_latency,
-        )
+        fields: dict[str, Any] = _symbolic_rates(name)
         if realistic:
             # every efficiency-model field is the symbol of its name (quantize_bytes_8bit: q), but
             # those only a format class or an engine profile sets, which bind through it

@@ -277,22 +277,20 @@ def grouped_gemm(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType
     GEMM's terms with the floor and the host's launch paid ``batch`` times (an op fused into its
     partner's kernel, the ``up`` half of a gate-and-up fc1, adds none).
 
-    NB: CUTLASS's grouped kernels, which TensorRT-LLM's MoE GEMMs are, schedule whole tiles with
-    the group scheduler, never stream-K ("Ptr-Array Cooperative and Grouped Gemm Cooperative kernel
-    only supports the default scheduler", include/cutlass/gemm/kernel/
-    sm90_gemm_array_tma_warpspecialized_cooperative.hpp; SM100: PersistentTileSchedulerSm100Group),
-    and the second projection's epilogue scatters each row to its token: TensorRT-LLM's finalize
-    fusion (``mayHaveFinalizeFused()`` in cpp/tensorrt_llm/kernels/cutlass_kernels/include/
-    moe_kernels.h: TMA warp-specialized GEMMs, SM90 at NVIDIA/TensorRT-LLM 04f0e58, SM90 and later
-    in the copy FlashInfer vendors) scales each row by its routing weight and adds it into the
-    token's output row with ``red.global.add`` of bf16 pairs (``SM90_RED_ADD_NOFTZ_BF16x2_V4``,
-    cutlass_extensions/epilogue/collective/epilogue_moe_finalize.hpp): the write is not hidden
-    behind the next tile's main loop. The MoE layer keeps its combine op as well: without it B200
-    fitted no better than 11.9 % (two output rates tried), against 10.9 % with it, before the
-    same-work rule. Checked on the MoE tables: from 4,096 tokens up, at 256 columns per GPU or
-    fewer and EP 1, each further token-expert pair costs ``h`` times 3.2 to 3.5 ps on B200 and 5.1
-    to 6.3 ps on H100, where the output in the roofline counted 2.0 to 2.3 and 3.8 to 4.2 ps
-    (docs/explanation/fidelity.md).
+    NB: CUTLASS's grouped kernels, which TensorRT-LLM's MoE GEMMs are, schedule whole tiles with the group
+    scheduler, never stream-K ("Ptr-Array Cooperative and Grouped Gemm Cooperative kernel only supports the
+    default scheduler", include/cutlass/gemm/kernel/ sm90_gemm_array_tma_warpspecialized_cooperative.hpp; SM100:
+    PersistentTileSchedulerSm100Group), and the second projection's epilogue scatters each row to its token:
+    TensorRT-LLM's finalize fusion (``mayHaveFinalizeFused()`` in
+    cpp/tensorrt_llm/kernels/cutlass_kernels/include/ moe_kernels.h: TMA warp-specialized GEMMs, SM90 at
+    NVIDIA/TensorRT-LLM 04f0e58, SM90 and later in the copy FlashInfer vendors) scales each row by its routing
+    weight and adds it into the token's output row with ``red.global.add`` of bf16 pairs
+    (``SM90_RED_ADD_NOFTZ_BF16x2_V4``, cutlass_extensions/epilogue/collective/epilogue_moe_finalize.hpp): the
+    write is not hidden behind the next tile's main loop. The MoE layer keeps its combine op as well: without it
+    B200 fitted no better than 11.9 % (two output rates tried), against 10.9 % with it, before the same-work rule.
+    Checked on the MoE tables: from 4,096 tokens up, at 256 columns per GPU or fewer and EP 1, each further
+    token-expert pair costs ``h`` times 3.2 to 3.5 ps on B200 and 5.1 to 6.3 ps on H100, where the output in the
+    roofline counted 2.0 to 2.3 and 3.8 to 4.2 ps (docs/explanation/fidelity.md).
 
     >>> from symcost import hardware
     >>> from symcost.core.ops import Matmul
@@ -349,8 +347,8 @@ def grouped_input_quantize(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optiona
     >>> from symcost import hardware
     >>> from symcost.core.ops import GroupedInputQuantize
     >>> h100, x = hardware.get("H100_SXM"), GroupedInputQuantize("q", elements=8, read_bytes=16, write_bytes=8)
-    >>> grouped_input_quantize(x, h100, h100.effective_peak("fp8_e4m3"), DataType.FP8_E4M3).time == \
-    ...     24 / h100.effective_hbm_bandwidth + h100.kernel_time
+    >>> t = grouped_input_quantize(x, h100, h100.effective_peak("fp8_e4m3"), DataType.FP8_E4M3).time
+    >>> t == 24 / h100.effective_hbm_bandwidth + h100.kernel_time
     True
     >>> grouped_input_quantize(x, h100, h100.effective_peak("bf16"), DataType.BF16).time
     0
