@@ -26,21 +26,10 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from tp_calls import SP2, A, B, F, H, M, S
+from tp_calls import tp_calls as _calls
 
 import symcost as sc
-
-B, S, H, F, A = 1, 8, 16, 32, 4
-M = B * S * H * 2  # the full (b, s, h) activation in bf16: 1 * 8 * 16 * 2 = 256 bytes
-SP2 = {"tensor_parallel": 2, "sequence_parallel": "tp"}
-
-
-def _calls(m: sc.LayerMetrics) -> Counter:
-    """Calls per (kind, payload bytes) of the TP collectives."""
-    got: Counter = Counter()
-    for c in m.collectives:
-        if c.axis == "tp":
-            got[(c.kind, int(c.payload_bytes))] += int(c.count)
-    return got
 
 
 def _gated(**par) -> sc.GatedMLPLayer:
