@@ -274,3 +274,23 @@ def test_a_preset_chip_is_read_on_first_use(monkeypatch):
     assert "H200_SXM" in dir(hardware) and "H200_SXM" in hardware.__all__
     with pytest.raises(AttributeError, match="NO_SUCH_CHIP"):
         hardware.NO_SUCH_CHIP  # noqa: B018
+
+
+def test_b300_runs_its_nvfp4_gemm_waves_on_148_sms():
+    """The shipped B300 (B300 SXM6 AC, the GPU aiconfigurator-core 0.12.0's B300 tables were collected
+    on) enables 148 SMs: NVIDIA's 160 are "the full GPU implementation" ("Inside NVIDIA Blackwell
+    Ultra", NVIDIA Technical Blog, 2025); measured on the product, 148 (ademeure/QuickRunCUDA,
+    b300_clean/B300_TRUE_REFERENCE.md: "NVIDIA B300 SXM6 AC (sm_103a, CC 10.3, 148 SMs ...)").
+    By hand: an NVFP4 GEMM m 4,096, n 2,560, k 4,096 in 128 x 256 tiles (matmul_tile_4bit, no
+    split-K) is 32 * 10 = 320 tiles; on 148 SMs ceil(320 / 148) = 3 waves (2 on 160), each wave
+    148 tiles of 2 * 4,096 * 128 * 256 FLOPs: 2 * 4,096 * 128 * 256 * 148 * 3 = 119,185,342,464.
+    The B300 NVFP4 table shows the same steps: at m = 4,096, k = 4,096 n 2,560 takes 44.4 us with
+    n 3,072 (45.7 us, 384 tiles, 3 waves), not with n 2,048 (36.2 us, 256 tiles, 2 waves)."""
+    from symcost.core.dtypes import DataType
+    from symcost.core.ops import Matmul
+    from symcost.hardware.kernels import matmul_compute_flops
+
+    b300 = hardware.get("b300")
+    assert b300.compute_units == 148
+    mm = Matmul("w", m=4096, n=2560, k=4096, dtype_bytes=Fraction(1, 2))
+    assert matmul_compute_flops(mm, b300, DataType.NVFP4) == 119_185_342_464
