@@ -386,3 +386,24 @@ def test_grouped_efficiency_bound_keeps_the_preset_loadable():
     assert grouped_upper(Family("f", "c", None, (), None, None, (), fixed=fixed), a100) == Fraction(10, 9)
     assert grouped_upper(Family("f", "c", None, (), None, None, (),
                                 fixed={"matmul_efficiency": Fraction(3, 4)}), a100) == Fraction(5, 4)
+
+
+def test_kernel_version_pairs_read_both_versions_of_one_backends_table():
+    """Each kernel family's version pair (report.KERNEL_VERSION_PAIRS) reads the named backend's
+    table at each of its two versions (both shipped in aiconfigurator-core, collected under
+    systems/data/<gpu>/<family>/<backend>/<version>/), and the family built on either is the one
+    fit_chip builds for that step (the same fields), with rows of its own."""
+    from symcost.hardware.fit import _table, plan, step_family
+    from symcost.hardware.fit.report import KERNEL_VERSION_PAIRS
+
+    folders = {"gemm": "gemm", "moe": "moe", "prefill": "attention", "decode": "attention"}
+    for gpu, step, backend, old, new in KERNEL_VERSION_PAIRS:
+        shipped = step_family(gpu, step, _table(gpu, step), {})
+        assert step in plan(gpu)
+        for version in (old, new):
+            table = _table(gpu, step, backend, version)
+            assert table.path.exists(), table.path
+            assert f"/{gpu}/{folders[step.split(' ')[0]]}/{backend}/{version}/" in str(table.path)
+            family = step_family(gpu, step, table, {})
+            assert family.fields == shipped.fields and family.name == shipped.name
+            assert len(family.rows()) > 0
