@@ -51,7 +51,7 @@ from .families import (
 from .tables import CHIPS, Table, package_version
 
 __all__ = ["CHIPS", "ENGINE_TABLES", "KERNEL_PATH_FIELDS", "TLLM_GEN_GPUS", "VERSIONS", "ChipFit", "fit_chip", "plan",
-           "package_version", "step_family"]
+           "package_version", "step_family", "step_table"]
 
 VERSIONS: dict[str, dict[str, str]] = {
     "a100_sxm": {"trtllm": "1.0.0", "nccl": "2.27.3", "vllm": "0.14.0", "sglang": "0.5.10"},
@@ -179,7 +179,7 @@ def _nccl_allreduce_rows(gpu: str) -> Any:
     ``num_gpus``, ``M`` bytes, ``seconds``."""
     from .tables import read
 
-    frame = read(_table(gpu, "nccl"))
+    frame = read(step_table(gpu, "nccl"))
     frame = frame[(frame["op_name"] == "all_reduce") & frame["nccl_dtype"].isin(["half", "bfloat16"])]
     return frame.assign(M=frame["message_size"] * 2)[["num_gpus", "M", "seconds"]]
 
@@ -222,9 +222,15 @@ def plan(gpu: str) -> list[str]:
                         "nccl alltoall", *(f"allreduce {e}" for e in ENGINE_TABLES)) if _has(gpu, r)]
 
 
-def _table(gpu: str, step: str, backend: str = "trtllm", version: str | None = None) -> Table:
+def step_table(gpu: str, step: str, backend: str = "trtllm", version: str | None = None) -> Table:
     """The table of ``step`` on ``gpu``: a kernel family's from ``backend`` (TensorRT-LLM's unless
-    told) at ``version`` (default: :data:`VERSIONS`'); a collective's from its own folder."""
+    told) at ``version`` (default: :data:`VERSIONS`'); a collective's from its own folder.
+
+    >>> step_table("h100_sxm", "gemm fp8")
+    Table(gpu='h100_sxm', family='gemm', backend='trtllm', version='1.3.0rc20', name='gemm_perf')
+    >>> step_table("b200_sxm", "decode", "vllm", "0.22.0").name
+    'generation_attention_perf'
+    """
     v = VERSIONS[gpu]
     kernel = version or v[backend]
     if step == "elementwise":
@@ -281,7 +287,7 @@ def _prefill_fields(gpu: str, table: Table) -> tuple[str, ...]:
 
 
 def _has(gpu: str, step: str) -> bool:
-    table = _table(gpu, step)
+    table = step_table(gpu, step)
     if not table.path.exists():
         return False
     if step.startswith("gemm"):
@@ -308,7 +314,7 @@ def fit_chip(gpu: str, preset: Any = None) -> ChipFit:
     results: list[FitResult] = []
     nvls = chip.nvls_latency is not None
     for step in plan(gpu):
-        family = step_family(gpu, step, _table(gpu, step), values, nvls)
+        family = step_family(gpu, step, step_table(gpu, step), values, nvls)
         result = fit(family, chip)
         results.append(result)
         if family.runtime is None:
@@ -318,7 +324,14 @@ def fit_chip(gpu: str, preset: Any = None) -> ChipFit:
 
 def step_family(gpu: str, step: str, table: Table, values: dict[str, Fraction], nvls: bool = False) -> Family:
     """The family of :func:`plan`'s ``step`` on ``table``, with the values fitted before it
-    (``values``; a field not among them is the preset's); ``nvls``: the chip has NVLink SHARP."""
+    (``values``; a field not among them is the preset's); ``nvls``: the chip has NVLink SHARP. The
+    family's time is :func:`~symcost.hardware.timing.op_time` of its op on the chip, its fit the
+    least squares of ``log(predicted / measured)`` over its rows (:func:`.families.fit`).
+
+    >>> family = step_family("h100_sxm", "gemm bfloat16", step_table("h100_sxm", "gemm bfloat16"), {})
+    >>> family.name, family.fields
+    ('GEMM bf16', ('matmul_efficiency', 'gemm_time', 'gemm_memory_efficiency'))
+    """
     gemm_fields = {"bfloat16": (("matmul_efficiency", "gemm_time", "gemm_memory_efficiency"), (0.8, 3.0, 0.8)),
                    "fp8": (("matmul_efficiency_8bit", "gemm_time_8bit", "quantize_bytes_8bit"), (0.7, 12.0, 8.0)),
                    "nvfp4": (("matmul_efficiency_4bit", "gemm_time_4bit", "quantize_bytes_4bit"), (0.6, 10.0, 6.0))}

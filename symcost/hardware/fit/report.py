@@ -14,7 +14,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .. import get
-from . import KERNEL_PATH_FIELDS, ChipFit, _table, fit_chip, step_family
+from . import KERNEL_PATH_FIELDS, ChipFit, fit_chip, step_family, step_table
 from .families import Family, FitResult, predict
 from .tables import CHIPS, Table
 
@@ -233,7 +233,7 @@ def kernel_version_table() -> str:
              "next version's own fit |", "|---|---|---|---|---|---:|---:|---:|---:|"]
     for gpu, step, backend, old, new in KERNEL_VERSION_PAIRS:
         preset = get(CHIPS[gpu])
-        before, after = (step_family(gpu, step, _table(gpu, step, backend, v), {}) for v in (old, new))
+        before, after = (step_family(gpu, step, step_table(gpu, step, backend, v), {}) for v in (old, new))
         ratios = predict(after, preset, fit(before, preset).values)
         s = FitResult.summary(ratios / after.rows()["seconds"].to_numpy(dtype=float))
         own = FitResult.summary(fit(after, preset).ratios)
