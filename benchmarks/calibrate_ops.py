@@ -8,7 +8,8 @@
 The fit is symcost.hardware.fit (aiconfigurator-core's per-op tables: GEMM, attention, NCCL and each
 engine's own all-reduce, per GPU and backend version). The tables: the shipped model against every
 fitted row and each table's full grid, per family and chip; the model fitted on H100 only against
-H200's and B200's rows; collectives fitted on one backend version against the next. A test
+H200's and B200's rows; collectives and kernel families fitted on one backend version against the
+next. A test
 (tests/hardware/test_fit.py) checks that the shipped values are what this fit gives and that the
 docs page's block is what this script prints.
 """
@@ -33,7 +34,7 @@ END = "<!-- per-op-errors:end -->"
 
 
 def tables(fits: list[F.ChipFit]) -> str:
-    """The docs block: the three tables with their headings."""
+    """The docs block: the tables with their headings."""
     return "\n".join([
         f"Per-op tables of {F.tables.PACKAGE} {F.package_version()} (the fitted rows: LLM-shaped subsets, "
         "symcost.hardware.fit.families; ratio = predicted / measured):", "",
@@ -42,7 +43,10 @@ def tables(fits: list[F.ChipFit]) -> str:
         "Fitted on H100 SXM only, predicting H200 SXM and B200 (their datasheet figures, the H100's fitted terms):", "",
         report.generalization_table(), "",
         "Collectives fitted on one backend version, predicting the next version's table (H100 SXM):", "",
-        report.version_table()])
+        report.version_table(), "",
+        "Kernel families fitted on one backend version's table, predicting the next version's (every family "
+        "with two versions of one backend's tables on H100, attention on B200):", "",
+        report.kernel_version_table()])
 
 
 def write_readme(path: str, block: str) -> None:

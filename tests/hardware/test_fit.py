@@ -150,7 +150,7 @@ def test_the_fit_reads_no_end_to_end_runs():
 
     for gpu in fit.CHIPS:
         for step in fit.plan(gpu):
-            table = fit._table(gpu, step)
+            table = fit.step_table(gpu, step)
             assert "silicon_sample" not in str(table.path)
 
 
@@ -302,7 +302,7 @@ def test_vllm_rows_in_its_nccl_window_far_slower_than_nccls_table_are_left_out()
     1 GiB; and none of any other chip's vLLM or TensorRT-LLM rows."""
     from symcost.hardware import fit
 
-    family = fit.engine_allreduce_family("gb200", fit._table("gb200", "allreduce vllm"), {}, "vllm")
+    family = fit.engine_allreduce_family("gb200", fit.step_table("gb200", "allreduce vllm"), {}, "vllm")
     usable = _usable(family.rows(everything=True))
     left = usable.loc[~usable.index.isin(family.rows().index)]
     assert (len(usable), len(family.rows())) == (46, 39)
@@ -310,7 +310,7 @@ def test_vllm_rows_in_its_nccl_window_far_slower_than_nccls_table_are_left_out()
         (2, 16), (2, 32), (2, 64), (2, 128), (2, 256), (2, 512), (2, 1024)]
     for gpu in fit.CHIPS:
         for engine in ("vllm", "tensorrt-llm"):
-            table = fit._table(gpu, f"allreduce {engine}")
+            table = fit.step_table(gpu, f"allreduce {engine}")
             if gpu != "gb200" and table.path.exists():
                 other = fit.engine_allreduce_family(gpu, table, {}, engine)
                 assert len(other.rows()) == len(_usable(other.rows(everything=True))), (gpu, engine)
@@ -341,10 +341,10 @@ def test_the_report_counts_the_rows_slower_than_nccl_leaves_out():
     an engine switch have no count."""
     from symcost.hardware import fit
 
-    family = fit.engine_allreduce_family("gb200", fit._table("gb200", "allreduce vllm"), {}, "vllm")
+    family = fit.engine_allreduce_family("gb200", fit.step_table("gb200", "allreduce vllm"), {}, "vllm")
     assert family.left_out is not None
     assert family.left_out(family.rows(everything=True)) == (7, 46)
-    sglang = fit.engine_allreduce_family("gb200", fit._table("gb200", "allreduce sglang"), {}, "sglang")
+    sglang = fit.engine_allreduce_family("gb200", fit.step_table("gb200", "allreduce sglang"), {}, "sglang")
     assert sglang.left_out is None
 
 
@@ -361,7 +361,7 @@ def test_collective_families_time_each_row_in_its_tables_format():
     from symcost.hardware.fit.families import COLLECTOR_ROW_BYTES
     from symcost.hardware.timing import collective_algorithms
 
-    family = fit.engine_allreduce_family("h100_sxm", fit._table("h100_sxm", "allreduce vllm"), {}, "vllm")
+    family = fit.engine_allreduce_family("h100_sxm", fit.step_table("h100_sxm", "allreduce vllm"), {}, "vllm")
     frame = family.rows(everything=True).copy()
     frame.loc[frame.index[(frame["num_gpus"] == 8)][0], "allreduce_dtype"] = "half"
     hw = get("H100_SXM").with_runtime("vllm")
@@ -386,3 +386,24 @@ def test_grouped_efficiency_bound_keeps_the_preset_loadable():
     assert grouped_upper(Family("f", "c", None, (), None, None, (), fixed=fixed), a100) == Fraction(10, 9)
     assert grouped_upper(Family("f", "c", None, (), None, None, (),
                                 fixed={"matmul_efficiency": Fraction(3, 4)}), a100) == Fraction(5, 4)
+
+
+def test_kernel_version_pairs_read_both_versions_of_one_backends_table():
+    """Each kernel family's version pair (report.KERNEL_VERSION_PAIRS) reads the named backend's
+    table at each of its two versions (both shipped in aiconfigurator-core, collected under
+    systems/data/<gpu>/<family>/<backend>/<version>/), and the family built on either is the one
+    fit_chip builds for that step (the same fields), with rows of its own."""
+    from symcost.hardware.fit import plan, step_family, step_table
+    from symcost.hardware.fit.report import KERNEL_VERSION_PAIRS
+
+    folders = {"gemm": "gemm", "moe": "moe", "prefill": "attention", "decode": "attention"}
+    for gpu, step, backend, old, new in KERNEL_VERSION_PAIRS:
+        shipped = step_family(gpu, step, step_table(gpu, step), {})
+        assert step in plan(gpu)
+        for version in (old, new):
+            table = step_table(gpu, step, backend, version)
+            assert table.path.exists(), table.path
+            assert f"/{gpu}/{folders[step.split(' ')[0]]}/{backend}/{version}/" in str(table.path)
+            family = step_family(gpu, step, table, {})
+            assert family.fields == shipped.fields and family.name == shipped.name
+            assert len(family.rows()) > 0

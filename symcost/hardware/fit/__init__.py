@@ -51,7 +51,7 @@ from .families import (
 from .tables import CHIPS, Table, package_version
 
 __all__ = ["CHIPS", "ENGINE_TABLES", "KERNEL_PATH_FIELDS", "TLLM_GEN_GPUS", "VERSIONS", "ChipFit", "fit_chip", "plan",
-           "package_version"]
+           "package_version", "step_family", "step_table"]
 
 VERSIONS: dict[str, dict[str, str]] = {
     "a100_sxm": {"trtllm": "1.0.0", "nccl": "2.27.3", "vllm": "0.14.0", "sglang": "0.5.10"},
@@ -179,7 +179,7 @@ def _nccl_allreduce_rows(gpu: str) -> Any:
     ``num_gpus``, ``M`` bytes, ``seconds``."""
     from .tables import read
 
-    frame = read(_table(gpu, "nccl"))
+    frame = read(step_table(gpu, "nccl"))
     frame = frame[(frame["op_name"] == "all_reduce") & frame["nccl_dtype"].isin(["half", "bfloat16"])]
     return frame.assign(M=frame["message_size"] * 2)[["num_gpus", "M", "seconds"]]
 
@@ -222,16 +222,25 @@ def plan(gpu: str) -> list[str]:
                         "nccl alltoall", *(f"allreduce {e}" for e in ENGINE_TABLES)) if _has(gpu, r)]
 
 
-def _table(gpu: str, step: str) -> Table:
+def step_table(gpu: str, step: str, backend: str = "trtllm", version: str | None = None) -> Table:
+    """The table of ``step`` on ``gpu``: a kernel family's from ``backend`` (TensorRT-LLM's unless
+    told) at ``version`` (default: :data:`VERSIONS`'); a collective's from its own folder.
+
+    >>> step_table("h100_sxm", "gemm fp8")
+    Table(gpu='h100_sxm', family='gemm', backend='trtllm', version='1.3.0rc20', name='gemm_perf')
+    >>> step_table("b200_sxm", "decode", "vllm", "0.22.0").name
+    'generation_attention_perf'
+    """
     v = VERSIONS[gpu]
+    kernel = version or v[backend]
     if step == "elementwise":
-        return Table(gpu, "quantize", "trtllm", v["trtllm"], "scale_matrix_perf")
+        return Table(gpu, "quantize", backend, kernel, "scale_matrix_perf")
     if step.startswith("gemm"):
-        return Table(gpu, "gemm", "trtllm", v["trtllm"], "gemm_perf")
+        return Table(gpu, "gemm", backend, kernel, "gemm_perf")
     if step.startswith("moe"):
-        return Table(gpu, "moe", "trtllm", v["trtllm"], "moe_perf")
+        return Table(gpu, "moe", backend, kernel, "moe_perf")
     if step in ("prefill", "decode"):
-        return Table(gpu, "attention", "trtllm", v["trtllm"],
+        return Table(gpu, "attention", backend, kernel,
                      "context_attention_perf" if step == "prefill" else "generation_attention_perf")
     if step in ("nccl", "nccl alltoall"):
         return Table(gpu, "comm", "nccl", v["nccl"], "nccl_perf")
@@ -278,7 +287,7 @@ def _prefill_fields(gpu: str, table: Table) -> tuple[str, ...]:
 
 
 def _has(gpu: str, step: str) -> bool:
-    table = _table(gpu, step)
+    table = step_table(gpu, step)
     if not table.path.exists():
         return False
     if step.startswith("gemm"):
@@ -305,39 +314,46 @@ def fit_chip(gpu: str, preset: Any = None) -> ChipFit:
     results: list[FitResult] = []
     nvls = chip.nvls_latency is not None
     for step in plan(gpu):
-        table = _table(gpu, step)
-        if step == "elementwise":
-            family = elementwise_family(gpu, table, (0.9, 2.5))
-        elif step == "gemm bfloat16":
-            family = gemm_family(gpu, table, "bfloat16", ("matmul_efficiency", "gemm_time", "gemm_memory_efficiency"),
-                                 (0.8, 3.0, 0.8), values)
-        elif step == "gemm fp8":
-            family = gemm_family(gpu, table, "fp8", ("matmul_efficiency_8bit", "gemm_time_8bit",
-                                                     "quantize_bytes_8bit"), (0.7, 12.0, 8.0), values)
-        elif step == "gemm nvfp4":
-            family = gemm_family(gpu, table, "nvfp4", ("matmul_efficiency_4bit", "gemm_time_4bit",
-                                                       "quantize_bytes_4bit"), (0.6, 10.0, 6.0), values)
-        elif step.startswith("moe"):
-            start, dtype = MOE_STEPS[step]
-            family = moe_family(gpu, table, start, values, dtype)
-        elif step == "prefill":
-            fields = _prefill_fields(gpu, table)
-            family = prefill_family(gpu, table, (0.6, 15.0, 0.4, 4.0)[:len(fields)], values, fields)
-        elif step == "decode":
-            fields = _decode_fields(gpu, table)
-            family = decode_family(gpu, table, tuple(DECODE_START[f] for f in fields), values, fields)
-        elif step == "nccl":
-            family = nccl_family(gpu, table, nvls, values)
-        elif step == "nccl alltoall":
-            family = all_to_all_family(gpu, table, values)
-        else:
-            engine = step.split(" ", 1)[1]
-            family = engine_allreduce_family(gpu, table, values, engine)
+        family = step_family(gpu, step, step_table(gpu, step), values, nvls)
         result = fit(family, chip)
         results.append(result)
         if family.runtime is None:
             values.update(result.values)
     return ChipFit(gpu, tuple(results))
+
+
+def step_family(gpu: str, step: str, table: Table, values: dict[str, Fraction], nvls: bool = False) -> Family:
+    """The family of :func:`plan`'s ``step`` on ``table``, with the values fitted before it
+    (``values``; a field not among them is the preset's); ``nvls``: the chip has NVLink SHARP. The
+    family's time is :func:`~symcost.hardware.timing.op_time` of its op on the chip, its fit the
+    least squares of ``log(predicted / measured)`` over its rows (:func:`.families.fit`).
+
+    >>> family = step_family("h100_sxm", "gemm bfloat16", step_table("h100_sxm", "gemm bfloat16"), {})
+    >>> family.name, family.fields
+    ('GEMM bf16', ('matmul_efficiency', 'gemm_time', 'gemm_memory_efficiency'))
+    """
+    gemm_fields = {"bfloat16": (("matmul_efficiency", "gemm_time", "gemm_memory_efficiency"), (0.8, 3.0, 0.8)),
+                   "fp8": (("matmul_efficiency_8bit", "gemm_time_8bit", "quantize_bytes_8bit"), (0.7, 12.0, 8.0)),
+                   "nvfp4": (("matmul_efficiency_4bit", "gemm_time_4bit", "quantize_bytes_4bit"), (0.6, 10.0, 6.0))}
+    if step == "elementwise":
+        return elementwise_family(gpu, table, (0.9, 2.5))
+    if step.startswith("gemm"):
+        dtype = step.split(" ", 1)[1]
+        return gemm_family(gpu, table, dtype, *gemm_fields[dtype], values)
+    if step.startswith("moe"):
+        start, dtype = MOE_STEPS[step]
+        return moe_family(gpu, table, start, values, dtype)
+    if step == "prefill":
+        fields = _prefill_fields(gpu, table)
+        return prefill_family(gpu, table, (0.6, 15.0, 0.4, 4.0)[:len(fields)], values, fields)
+    if step == "decode":
+        fields = _decode_fields(gpu, table)
+        return decode_family(gpu, table, tuple(DECODE_START[f] for f in fields), values, fields)
+    if step == "nccl":
+        return nccl_family(gpu, table, nvls, values)
+    if step == "nccl alltoall":
+        return all_to_all_family(gpu, table, values)
+    return engine_allreduce_family(gpu, table, values, step.split(" ", 1)[1])
 
 
 UNITS = {Fraction(1, 10**6): "us", Fraction(10**6): "MB", Fraction(10**12): "T/s"}

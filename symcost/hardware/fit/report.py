@@ -14,11 +14,12 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .. import get
-from . import KERNEL_PATH_FIELDS, ChipFit, fit_chip
+from . import KERNEL_PATH_FIELDS, ChipFit, fit_chip, step_family, step_table
 from .families import Family, FitResult, predict
 from .tables import CHIPS, Table
 
-__all__ = ["error_table", "generalization_table", "left_out_line", "shipped_values", "version_table"]
+__all__ = ["error_table", "generalization_table", "kernel_version_table", "left_out_line", "shipped_values",
+           "version_table"]
 
 _HEADER = ("| family | chip | rows | median ratio | mean abs error | p90 abs error | full grid: rows | "
            "mean abs error |\n|---|---|---:|---:|---:|---:|---:|---:|")
@@ -205,4 +206,37 @@ def version_table() -> str:
             own = FitResult.summary(fit(replace(new_family, fixed=own_fixed or dict(new_family.fixed)), preset).ratios)
             lines.append(f"| {label} | {CHIPS[gpu]} | {old} | {new} | {int(s['rows'])} | {s['median']:.3f} | "
                          f"{s['mae']:.1%} | {own['mae']:.1%} |")
+    return "\n".join(lines)
+
+
+KERNEL_VERSION_PAIRS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("h100_sxm", "gemm bfloat16", "sglang", "0.5.6.post2", "0.5.14"),
+    ("h100_sxm", "gemm fp8", "sglang", "0.5.6.post2", "0.5.14"),
+    ("h100_sxm", "moe", "trtllm", "1.3.0rc10", "1.3.0rc20"),
+    ("h100_sxm", "moe fp8", "trtllm", "1.3.0rc10", "1.3.0rc20"),
+    ("b200_sxm", "prefill", "vllm", "0.22.0", "0.24.0"),
+    ("b200_sxm", "decode", "vllm", "0.22.0", "0.24.0"),
+)
+"""(GPU, :func:`~symcost.hardware.fit.plan` step, backend, the version fitted on, the next version
+predicted): every kernel family whose tables hold two versions of one backend on H100 (GEMMs: SGLang;
+MoE: TensorRT-LLM; the attention tables hold one version per backend there) or, for attention, on
+B200 (vLLM)."""
+
+
+def kernel_version_table() -> str:
+    """Markdown: each kernel family fitted on one backend version's table (its own fields only,
+    the rest as the preset ships them), predicting the next version's table, next to that
+    version's own fit."""
+    from .families import fit
+
+    lines = ["| family | backend | GPU | fitted on | predicts | rows | median ratio | mean abs error | "
+             "next version's own fit |", "|---|---|---|---|---|---:|---:|---:|---:|"]
+    for gpu, step, backend, old, new in KERNEL_VERSION_PAIRS:
+        preset = get(CHIPS[gpu])
+        before, after = (step_family(gpu, step, step_table(gpu, step, backend, v), {}) for v in (old, new))
+        ratios = predict(after, preset, fit(before, preset).values)
+        s = FitResult.summary(ratios / after.rows()["seconds"].to_numpy(dtype=float))
+        own = FitResult.summary(fit(after, preset).ratios)
+        lines.append(f"| {after.name} | {backend} | {CHIPS[gpu]} | {old} | {new} | {int(s['rows'])} | "
+                     f"{s['median']:.3f} | {s['mae']:.1%} | {own['mae']:.1%} |")
     return "\n".join(lines)
