@@ -84,7 +84,8 @@ _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficien
                  "attention_exp_rate", "mha_decode_rate", "decode_ramp_time", "decode_ramp_bytes",
                  "ll_base_latency", "ll_latency", "ll_efficiency", "custom_allreduce_latency",
                  "custom_allreduce_efficiency", "custom_allreduce_peer_latency", "custom_allreduce_two_shot_latency",
-                 "custom_allreduce_block_rate", "symm_allreduce_latency", "symm_allreduce_efficiency", "all_to_all_latency", "all_to_all_peer_latency",
+                 "custom_allreduce_block_rate", "symm_allreduce_latency", "symm_allreduce_efficiency",
+                 "all_to_all_latency", "all_to_all_peer_latency",
                  "all_to_all_ll_latency", "all_to_all_ll_efficiency", "all_to_all_efficiency")
 """The efficiency model's fields (docs/conventions.md §17)."""
 
