@@ -102,6 +102,7 @@ __all__ = [
     "custom_allreduce_efficiency",
     "custom_allreduce_peer_latency",
     "custom_allreduce_two_shot_latency",
+    "custom_allreduce_block_rate",
     "symm_allreduce_latency",
     "symm_allreduce_efficiency",
     "all_to_all_latency",
@@ -286,6 +287,9 @@ _ROWS = (
     _row("custom_allreduce_two_shot_latency", "alpha_c2", r"\alpha_{\mathrm{c},2}",
          "fixed latency of one call of an engine's own two-shot all-reduce (reduce-scatter, then all-gather) (s)",
          nonnegative=True),
+    _row("custom_allreduce_block_rate", "R_cb", r"R_{\mathrm{c,b}}",
+         "bytes per second one thread block of an engine's one-shot all-reduce pushes and polls (its token's "
+         "row to and from every chip of the group)", positive=True),
     _row("symm_allreduce_latency", "alpha_s", r"\alpha_{\mathrm{s}}",
          "fixed latency of one call of an engine's symmetric-memory all-reduce (copy in, reduce, copy out) (s)",
          nonnegative=True),
@@ -403,6 +407,7 @@ custom_allreduce_latency = TABLE["custom_allreduce_latency"].symbol
 custom_allreduce_efficiency = TABLE["custom_allreduce_efficiency"].symbol
 custom_allreduce_peer_latency = TABLE["custom_allreduce_peer_latency"].symbol
 custom_allreduce_two_shot_latency = TABLE["custom_allreduce_two_shot_latency"].symbol
+custom_allreduce_block_rate = TABLE["custom_allreduce_block_rate"].symbol
 symm_allreduce_latency = TABLE["symm_allreduce_latency"].symbol
 symm_allreduce_efficiency = TABLE["symm_allreduce_efficiency"].symbol
 all_to_all_latency = TABLE["all_to_all_latency"].symbol

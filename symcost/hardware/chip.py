@@ -84,7 +84,8 @@ _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficien
                  "attention_exp_rate", "mha_decode_rate", "decode_ramp_time", "decode_ramp_bytes",
                  "ll_base_latency", "ll_latency", "ll_efficiency", "custom_allreduce_latency",
                  "custom_allreduce_efficiency", "custom_allreduce_peer_latency", "custom_allreduce_two_shot_latency",
-                 "symm_allreduce_latency", "symm_allreduce_efficiency", "all_to_all_latency", "all_to_all_peer_latency",
+                 "custom_allreduce_block_rate", "symm_allreduce_latency", "symm_allreduce_efficiency",
+                 "all_to_all_latency", "all_to_all_peer_latency",
                  "all_to_all_ll_latency", "all_to_all_ll_efficiency", "all_to_all_efficiency")
 """The efficiency model's fields (docs/conventions.md §17)."""
 
@@ -251,6 +252,12 @@ class Hardware(BaseModel):
     custom_allreduce_two_shot_latency: Optional[Seconds] = None
     """Time per call of the engine's two-shot form (a reduce-scatter, a barrier, an all-gather);
     unset: twice ``custom_allreduce_latency``."""
+    custom_allreduce_block_rate: Optional[Rate] = None
+    """Bytes per second one thread block of the engine's one-shot kernel pushes and polls: TensorRT-LLM's
+    Lamport one-shot (``allreduce_fusion_kernel_oneshot_lamport``) runs one block per token below SM 90
+    and each block stores its token's row into every chip's buffer and polls the ``n`` copies back
+    (:func:`symcost.hardware.timing._custom_allreduce`); ``None``: no such term (the block count of the
+    engine's kernel is not read)."""
     symm_allreduce_latency: Optional[Seconds] = None
     """Time per call of the engine's all-reduce over torch symmetric memory (vLLM's
     ``SymmMemCommunicator``: a copy into the symmetric buffer, the multimem or two-shot kernel with
@@ -800,6 +807,8 @@ class Hardware(BaseModel):
             sym.custom_allreduce_efficiency: self.custom_allreduce_efficiency,
             sym.custom_allreduce_peer_latency: self.custom_allreduce_peer_latency,
             sym.custom_allreduce_two_shot_latency: sp.oo if custom is None else self.custom_two_shot_latency,
+            sym.custom_allreduce_block_rate: sp.oo if self.custom_allreduce_block_rate is None
+            else self.custom_allreduce_block_rate,
             sym.symm_allreduce_latency: sp.oo if symm is None else symm,
             sym.symm_allreduce_efficiency: self.symm_allreduce_efficiency,
             sym.all_to_all_latency: self.a2a_latency,
@@ -897,7 +906,7 @@ class Hardware(BaseModel):
             decode_ramp_bytes=None,
             ll_base_latency=None, ll_latency=zero, ll_efficiency=one, custom_allreduce_latency=None,
             custom_allreduce_efficiency=one, custom_allreduce_peer_latency=zero, custom_allreduce_two_shot_latency=None,
-            symm_allreduce_latency=None, symm_allreduce_efficiency=one,
+            custom_allreduce_block_rate=None, symm_allreduce_latency=None, symm_allreduce_efficiency=one,
             all_to_all_latency=None, all_to_all_peer_latency=None,
             all_to_all_ll_latency=None, all_to_all_ll_efficiency=one, all_to_all_efficiency=one,
             runtime=Runtime(name="ideal"))})

@@ -231,7 +231,7 @@ def _moved(c: Collective, sent: sp.Expr, n: sp.Expr, nodes: sp.Expr, link: sp.Ex
 
 
 def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Hardware,
-                      bf16: bool = True) -> dict[str, sp.Expr]:
+                      bf16: bool = True, tokens: Optional[sp.Expr] = None) -> dict[str, sp.Expr]:
     """The engine's own all-reduce (TensorRT-LLM, vLLM, SGLang) over the scale-up link, both its
     forms (the ``Min`` picks the faster, or NCCL's where that is faster still; under vLLM's
     profile its size switch picks, :func:`vllm_allreduce_window`): one-shot, each
@@ -240,7 +240,18 @@ def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Ha
     (n - 1) alpha_c,p + 2 (n - 1) M / (n B_up eta_c)``. ``alpha_c,p`` is each peer's flag (both
     forms signal every other chip of the group); ``alpha_c,2`` the two-shot's own time per call
     (two barriers and a second pass; unset ``2 alpha_c``). The engine's own time per call
-    (``t_coll``) is added once to either form. NB: the ``Min`` stands for the engines' own choice:
+    (``t_coll``) is added once to either form. With ``custom_allreduce_block_rate`` ``R_cb`` set and
+    the collective's ``tokens`` ``T`` known, the one-shot also takes ``n (M / max(1, T)) / R_cb``: TensorRT-LLM's
+    Lamport one-shot below SM 90 (no thread-block clusters) launches one block per token
+    (``allreduce_fusion_kernel_launcher``: ``cluster_size = 1``, ``grid_size = min(sm_count,
+    token_num)``; cpp/tensorrt_llm/kernels/communicationKernels/allReduceFusionKernels.cu), and each
+    block stores its token's ``M/T`` bytes into all ``n`` chips' buffers and polls the ``n`` copies
+    back (``allreduce_fusion_kernel_oneshot_lamport``), at the rate one block reaches, whatever the
+    link's. On A100 a single block's rate (tens of GB/s) paces the small messages the link does not
+    (NB: the SM cap of the grid, 108 blocks on A100, is not modelled: from 109 to 128 tokens a
+    block takes up to 128/108 of a token; the rate is fitted on the collector's rows of 4096 16-bit
+    elements, blocks of 512 threads, and taken per block for other row widths; without ``tokens`` the
+    block count is unknown and the term is left out). NB: the ``Min`` stands for the engines' own choice:
     TensorRT-LLM's AUTO strategy picks from a table of benchmarked one-shot, two-shot and NCCL
     times per TP size, hidden size and token count (``selectStrategyLookUpTable``,
     cpp/tensorrt_llm/common/customAllReduceUtils.h), vLLM switches at fixed sizes (one-shot below
@@ -262,7 +273,11 @@ def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Ha
     # the engine's own time per call (t_coll) around its kernel, as around NCCL's
     overhead = hardware.runtime.collective_overhead
     peers = (n - 1) * hardware.custom_allreduce_peer_latency
-    out = {"custom": count * (alpha + overhead + peers + (n - 1) * payload / custom_link),
+    blocks = 0
+    if hardware.custom_allreduce_block_rate is not None and tokens is not None:
+        # NB: at least one block (a tensor of less than one token's row, or no rows, runs one)
+        blocks = n * payload / (extreme(sp.Max, 1, tokens) * hardware.custom_allreduce_block_rate)
+    out = {"custom": count * (alpha + overhead + peers + (n - 1) * payload / custom_link + blocks),
            "custom_two_shot": count * (hardware.custom_two_shot_latency + overhead + peers
                                        + 2 * (n - 1) * payload / (n * custom_link))}
     if hardware.allreduce_rule == "vllm" and hardware.symm_allreduce_latency is not None and bf16:
@@ -474,7 +489,8 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
                      + sent / (link * hardware.ll_efficiency))
     if (c.kind == "all_reduce" and inside and hardware.allreduce_rule != "nccl"
             and hardware.custom_allreduce_latency is not None and _engine_group(c, hardware)):
-        out.update(_custom_allreduce(count, n, payload, hardware, c.element_format in (None, DataType.BF16)))
+        tokens = None if c.tokens is None else as_expr(c.tokens, "tokens")
+        out.update(_custom_allreduce(count, n, payload, hardware, c.element_format in (None, DataType.BF16), tokens))
     if c.kind == "all_reduce" and hardware.tree_latency is not None and not inside:
         # NB: floor(log2 nodes) is NCCL's log2i; max(1, .) only where nodes = 1 (a group of
         # one), where the ring costs nothing and wins the Min anyway, so that an absent tree

@@ -157,13 +157,14 @@ def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape,
        chip=st.sampled_from(["H100_SXM", "B200", "A100_SXM_80GB", "MI300X", "H100_SXM:tensorrt-llm",
                              "H200_SXM:vllm", "B200:sglang", "A100_SXM_80GB:tensorrt-llm", "GB200:vllm",
                              "B300:tensorrt-llm", "TPU_V5P"]),
-       ideal=st.booleans())
-def test_symbolic_collective_binds_to_the_numeric_one(n, per_peer, count, chip, ideal):
+       ideal=st.booleans(), tokens=st.one_of(st.none(), st.integers(1, 256)))
+def test_symbolic_collective_binds_to_the_numeric_one(n, per_peer, count, chip, ideal, tokens):
     """A collective timed on the realistic symbolic chip, bound to a chip, equals it timed on that
     chip, for every kind, inside one domain and across several (n = 16), on either side of the
     all-to-all's 16 KiB-per-peer protocol switch and for chips with and without all-to-all terms;
     under an engine profile its own all-reduce's one-shot and two-shot forms with their per-peer
-    and two-shot latencies, and under vLLM's its size switch (symmetric memory included)."""
+    and two-shot latencies, under vLLM's its size switch (symmetric memory included), and with the
+    tokens known TensorRT-LLM 1.0's token switch and its one-shot's block term (A100)."""
     from symcost.core.ops import Collective
     from symcost.hardware.timing import collective_time
 
@@ -171,7 +172,7 @@ def test_symbolic_collective_binds_to_the_numeric_one(n, per_peer, count, chip, 
     preset = sc.hardware.get(name).with_runtime(engine) if engine else sc.hardware.get(name)
     preset = preset.ideal() if ideal else preset
     for kind in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p"):
-        c = Collective(kind, "ep", n, n * per_peer, count=count)
+        c = Collective(kind, "ep", n, n * per_peer, count=count, tokens=tokens)
         symbolic = collective_time(c, sc.hardware.Hardware.symbolic(
             realistic=True, allreduce=_rule(preset), compute_capability=preset.compute_capability))
         assert symbolic.xreplace(preset.symbol_values("bf16")) == collective_time(c, preset), kind

@@ -1038,3 +1038,25 @@ def test_fused_moe_quantizes_its_tokens_once_before_the_permutation():
     for dtype, expected in (("fp8_e4m3", [16384]), ("bf16", [])):
         m = moe.compute_metrics(batch_size=1, seq_len=4, phase="prefill", dtype=dtype, hardware="H100_SXM")
         assert [op.elements for op, _ in m.ops if op.kernel == "gemm.grouped.quantize"] == expected
+
+
+def test_custom_all_reduce_one_shot_pushes_each_token_from_its_own_block():
+    """TensorRT-LLM's Lamport one-shot below SM 90 runs one thread block per token (cluster size 1,
+    grid = min(SMs, tokens): allreduce_fusion_kernel_launcher, allReduceFusionKernels.cu), each
+    block storing its token's row into all n chips' buffers and polling the n copies back: n * M/T
+    bytes per block at R_cb. Over 8 chips at 100 GB/s * 1/2, R_cb = 10^10 B/s, 4 tokens of 4 KB
+    (M = 16 KB): one-shot 3 us + 7 M / 5e10 + 8 * 4096 / 1e10 = 3 + 2.29376 + 3.2768 us. The
+    same 16 KB as one token: 8 * 16384 / 1e10 = 13.1072 us for the block. Without tokens (the
+    block count unknown) or R_cb unset, no block term."""
+    chip = CHIP.with_efficiency(custom_allreduce_block_rate=10**10)
+    four = Collective("all_reduce", "tp", 8, 16384, tokens=4)
+    assert collective_algorithms(four, chip)["custom"] == 3 * US + Fraction(7 * 16384, 5 * 10**10) \
+        + Fraction(8 * 4096, 10**10)
+    one = Collective("all_reduce", "tp", 8, 16384, tokens=1)
+    assert collective_algorithms(one, chip)["custom"] == 3 * US + Fraction(7 * 16384, 5 * 10**10) \
+        + Fraction(8 * 16384, 10**10)
+    # the two-shot has no such term; without tokens, or on a chip without R_cb, the one-shot neither
+    assert collective_algorithms(four, chip)["custom_two_shot"] == collective_algorithms(four, CHIP)["custom_two_shot"]
+    bare = Collective("all_reduce", "tp", 8, 16384)
+    assert collective_algorithms(bare, chip)["custom"] == 3 * US + Fraction(7 * 16384, 5 * 10**10)
+    assert collective_algorithms(four, CHIP)["custom"] == 3 * US + Fraction(7 * 16384, 5 * 10**10)

@@ -111,6 +111,12 @@ def all_to_all_family(gpu: str, table: Table, fixed: dict[str, Fraction]) -> Fam
                              robust=True)
 
 
+BLOCK_RATE_START = {"custom_allreduce_block_rate": 20.0}
+"""The one-shot's rate per thread block (GB/s), fitted where the engine's rule on the chip is
+TensorRT-LLM 1.0's (A100: its one-shot launches one block per token below SM 90,
+:func:`symcost.hardware.timing._custom_allreduce`); its starting value."""
+
+
 SYMM_ALLREDUCE_START = {"symm_allreduce_latency": 15.0, "symm_allreduce_efficiency": 0.35}
 """The symmetric-memory all-reduce's fields (vLLM on a GPU whose compute capability has a size
 table, :data:`symcost.hardware.timing.VLLM_ALLREDUCE_SIZES`) and their starting values (us, fraction)."""
@@ -125,6 +131,10 @@ def engine_allreduce_family(gpu: str, table: Table, fixed: dict[str, Fraction], 
 
     start = dict(CUSTOM_ALLREDUCE_START)
     starts: tuple[tuple[float, ...], ...] = CUSTOM_ALLREDUCE_STARTS
+    if get(CHIPS[gpu]).with_runtime(engine).allreduce_rule == "trtllm-1.0":
+        # TensorRT-LLM 1.0's Lamport one-shot on A100: one thread block per token (BLOCK_RATE_START)
+        start.update(BLOCK_RATE_START)
+        starts = tuple(s + tuple(BLOCK_RATE_START.values()) for s in starts)
     if runtime(engine).allreduce == "vllm" and get(CHIPS[gpu]).compute_capability in VLLM_ALLREDUCE_SIZES:
         start.update(SYMM_ALLREDUCE_START)
         starts = tuple(s + tuple(SYMM_ALLREDUCE_START.values()) for s in starts)
@@ -356,7 +366,7 @@ def step_family(gpu: str, step: str, table: Table, values: dict[str, Fraction], 
     return engine_allreduce_family(gpu, table, values, step.split(" ", 1)[1])
 
 
-UNITS = {Fraction(1, 10**6): "us", Fraction(10**6): "MB", Fraction(10**12): "T/s"}
+UNITS = {Fraction(1, 10**6): "us", Fraction(10**6): "MB", Fraction(10**9): "GB/s", Fraction(10**12): "T/s"}
 """The units a data-file entry is written in, by the parameter table's scale (families.PARAMETERS:
 seconds in microseconds, bytes in MB, FLOP/s in T/s; a scale of 1 is written bare)."""
 

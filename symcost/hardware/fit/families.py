@@ -105,6 +105,7 @@ PARAMETERS: dict[str, tuple[sp.Symbol, Fraction, float, float]] = {
     "custom_allreduce_efficiency": (sp.Symbol("eta_p10", positive=True), Fraction(1), 0.02, 1.0),
     "custom_allreduce_peer_latency": (sp.Symbol("t_p17", nonnegative=True), _US, 0.0, 10.0),
     "custom_allreduce_two_shot_latency": (sp.Symbol("t_p18", positive=True), _US, 0.1, 100.0),
+    "custom_allreduce_block_rate": (sp.Symbol("R_p1", positive=True), Fraction(10**9), 0.1, 1000.0),
     "symm_allreduce_latency": (sp.Symbol("t_p19", positive=True), _US, 0.1, 100.0),
     "symm_allreduce_efficiency": (sp.Symbol("eta_p16", positive=True), Fraction(1), 0.02, 1.0),
 }
