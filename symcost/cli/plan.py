@@ -4,6 +4,7 @@ most tokens/s per GPU, aggregated or disaggregated, and the Pareto front."""
 from __future__ import annotations
 
 import argparse
+import gc
 from fractions import Fraction
 from typing import Any
 
@@ -117,6 +118,9 @@ def plan_cmd(args: argparse.Namespace) -> int:
         workload = Workload.of(args.isl, args.osl)
     except ConfigError as err:  # isl or osl: the option that set it
         raise UsageError(f"argument --{str(err).split()[0]}: {str(err).split(' ', 1)[1]}") from None
+    # the objects loaded so far (SymPy, the model, the chip) outlive the search: frozen, the cycle
+    # collector's passes during it skip them (about a tenth of the command's CPU time otherwise)
+    gc.freeze()
     try:
         plan = plan_deployment(model, chip, workload, gpus, args.ttft, args.tpot,
                                dtype=args.dtype, tp=args.tp, pp=args.pp, max_concurrency=args.max_concurrency,
@@ -129,6 +133,8 @@ def plan_cmd(args: argparse.Namespace) -> int:
             if str(err).startswith(prefix):
                 raise UsageError(f"argument {option}: {str(err).removeprefix(prefix)}") from None
         raise
+    finally:
+        gc.unfreeze()  # collected as usual again (a caller running more than this command)
     gain = plan.disaggregation_gain
     data = {"model": model.name, "hardware": chip.name, "engine": plan.engine, "gpus": gpus, "isl": args.isl,
             "osl": args.osl, "ttft_target_s": num(plan.ttft_target), "tpot_target_s": num(plan.tpot_target),
