@@ -324,8 +324,10 @@ def _prefill(opts: _Options, layout: tuple[int, int, int]) -> Optional[_Prefill]
                                                 s.weight_memory, s.activation_memory) for s in steps.values()):
             return None
         whole = _mean(opts.workload, lambda isl, _: steps[isl].ttft)
-        # D_m of each prompt length once (its mean and its second moment)
-        stages = {isl: sp.sympify(prefill_stage_time(model, chip, 1, isl, opts.dtype, par)) for isl in steps}
+        # D_m of each prompt length once (its mean and its second moment); with one stage it is D_s,
+        # the TTFT (prefill_stage_time's docstring), already costed
+        stages = {isl: sp.sympify(steps[isl].ttft if layout[1] == 1 else
+                                  prefill_stage_time(model, chip, 1, isl, opts.dtype, par)) for isl in steps}
         stage = _mean(opts.workload, lambda isl, _: stages[isl])
         square = _mean(opts.workload, lambda isl, _: stages[isl] ** 2)
         send = _mean(opts.workload, lambda isl, _: kv_transfer(model, chip, isl, opts.dtype, par)[1])
