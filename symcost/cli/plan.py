@@ -94,6 +94,31 @@ ASSUMES = ("aggregated: replicas of one engine at a fixed concurrency, continuou
            "the mean context")
 
 
+def _search(args: argparse.Namespace, model: Any, chip: Any, workload: Any, gpus: int) -> Any:
+    """:func:`~symcost.plan.serving.deploy.plan_deployment` with the command's options; a
+    ``ConfigError`` of the options that chose the layouts as theirs."""
+    from ..errors import ConfigError
+    from ..plan.serving.deploy import plan_deployment
+
+    # the objects loaded so far (SymPy, the model, the chip) outlive the search: frozen, the cycle
+    # collector's passes during it skip them (about a tenth of the command's CPU time otherwise)
+    gc.freeze()
+    try:
+        return plan_deployment(model, chip, workload, gpus, args.ttft, args.tpot,
+                               dtype=args.dtype, tp=args.tp, pp=args.pp, max_concurrency=args.max_concurrency,
+                               disaggregated=not args.no_disaggregated, token_budget=args.token_budget,
+                               memory_fraction=args.memory_fraction, gpu_price=args.gpu_price,
+                               objective=args.objective, ep=args.ep, ttft_percentile=args.ttft_percentile,
+                               max_num_seqs=args.max_num_seqs)
+    except ConfigError as err:  # no layout, or EP degrees for a dense model: the options that chose them
+        for prefix, option in (("layouts: ", "--tp/--pp"), ("ep: ", "--ep")):
+            if str(err).startswith(prefix):
+                raise UsageError(f"argument {option}: {str(err).removeprefix(prefix)}") from None
+        raise
+    finally:
+        gc.unfreeze()  # collected as usual again (a caller running more than this command)
+
+
 def plan_cmd(args: argparse.Namespace) -> int:
     """Print the best deployment of each kind and the Pareto front (``--json``: the same as data)."""
     model = model_arg(args.model, args)
@@ -104,7 +129,7 @@ def plan_cmd(args: argparse.Namespace) -> int:
         check_out(args.html, "--html")
     from ..errors import ConfigError
     from ..plan.serving import Workload
-    from ..plan.serving.deploy import gpus_for_budget, plan_deployment
+    from ..plan.serving.deploy import gpus_for_budget
 
     if (args.gpus is None) == (args.budget is None):
         raise UsageError("argument --gpus/--budget: give one of the two")
@@ -118,23 +143,7 @@ def plan_cmd(args: argparse.Namespace) -> int:
         workload = Workload.of(args.isl, args.osl)
     except ConfigError as err:  # isl or osl: the option that set it
         raise UsageError(f"argument --{str(err).split()[0]}: {str(err).split(' ', 1)[1]}") from None
-    # the objects loaded so far (SymPy, the model, the chip) outlive the search: frozen, the cycle
-    # collector's passes during it skip them (about a tenth of the command's CPU time otherwise)
-    gc.freeze()
-    try:
-        plan = plan_deployment(model, chip, workload, gpus, args.ttft, args.tpot,
-                               dtype=args.dtype, tp=args.tp, pp=args.pp, max_concurrency=args.max_concurrency,
-                               disaggregated=not args.no_disaggregated, token_budget=args.token_budget,
-                               memory_fraction=args.memory_fraction, gpu_price=args.gpu_price,
-                               objective=args.objective, ep=args.ep, ttft_percentile=args.ttft_percentile,
-                               max_num_seqs=args.max_num_seqs)
-    except ConfigError as err:  # no layout, or EP degrees for a dense model: the options that chose them
-        for prefix, option in (("layouts: ", "--tp/--pp"), ("ep: ", "--ep")):
-            if str(err).startswith(prefix):
-                raise UsageError(f"argument {option}: {str(err).removeprefix(prefix)}") from None
-        raise
-    finally:
-        gc.unfreeze()  # collected as usual again (a caller running more than this command)
+    plan = _search(args, model, chip, workload, gpus)
     gain = plan.disaggregation_gain
     data = {"model": model.name, "hardware": chip.name, "engine": plan.engine, "gpus": gpus, "isl": args.isl,
             "osl": args.osl, "ttft_target_s": num(plan.ttft_target), "tpot_target_s": num(plan.tpot_target),
