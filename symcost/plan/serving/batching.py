@@ -97,6 +97,7 @@ import sympy as sp
 
 from ...core import symbols as sym
 from ...core._expr import exact_value
+from ...core.dtypes import DataType
 from ...errors import ConfigError
 from ...hardware import Hardware
 from ...hardware import get as get_hardware
@@ -887,6 +888,7 @@ def serving_curve(model: Model, hardware: Hardware | str, workload: Workload | t
     chip = get_hardware(hardware)
     load = workload if isinstance(workload, Workload) else Workload.of(*workload)
     chip, par = engine_layout(model, chip, parallelism)
+    DataType.parse(dtype)  # a bad dtype reported after the layout, before the engine's options (engine_steps' order)
     engine = engine_defaults(chip, int(par.tp * par.pp), token_budget, memory_fraction, max_num_seqs)
     budget, fraction = engine.token_budget, engine.memory_fraction
     stages, chips = int(par.pp), int(par.chips_per_replica * par.pp)
