@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import gc
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .common import (
     DEFAULT_HARDWARE,
@@ -24,6 +24,12 @@ from .common import (
     num,
     positive,
 )
+
+if TYPE_CHECKING:
+    from ..hardware import Hardware
+    from ..models.model import Model
+    from ..plan.serving import Workload
+    from ..plan.serving.deploy import DeploymentPlan
 
 _UNITS = (("ms", Fraction(1, 1000)), ("us", Fraction(1, 10**6)), ("s", Fraction(1)))
 
@@ -94,15 +100,18 @@ ASSUMES = ("aggregated: replicas of one engine at a fixed concurrency, continuou
            "the mean context")
 
 
-def _search(args: argparse.Namespace, model: Any, chip: Any, workload: Any, gpus: int) -> Any:
+def _search(args: argparse.Namespace, model: Model, chip: Hardware, workload: Workload, gpus: int) -> DeploymentPlan:
     """:func:`~symcost.plan.serving.deploy.plan_deployment` with the command's options; a
     ``ConfigError`` of the options that chose the layouts as theirs."""
     from ..errors import ConfigError
     from ..plan.serving.deploy import plan_deployment
 
     # the objects loaded so far (SymPy, the model, the chip) outlive the search: frozen, the cycle
-    # collector's passes during it skip them (about a tenth of the command's CPU time otherwise)
-    gc.freeze()
+    # collector's passes during it skip them (about a twentieth of the command's CPU time otherwise);
+    # only where nothing is frozen yet (a caller that froze its own objects keeps them frozen)
+    ours = gc.get_freeze_count() == 0
+    if ours:
+        gc.freeze()
     try:
         return plan_deployment(model, chip, workload, gpus, args.ttft, args.tpot,
                                dtype=args.dtype, tp=args.tp, pp=args.pp, max_concurrency=args.max_concurrency,
@@ -116,7 +125,8 @@ def _search(args: argparse.Namespace, model: Any, chip: Any, workload: Any, gpus
                 raise UsageError(f"argument {option}: {str(err).removeprefix(prefix)}") from None
         raise
     finally:
-        gc.unfreeze()  # collected as usual again (a caller running more than this command)
+        if ours:
+            gc.unfreeze()  # what this froze collected as usual again (a caller running more than this command)
 
 
 def plan_cmd(args: argparse.Namespace) -> int:

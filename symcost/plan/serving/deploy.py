@@ -325,7 +325,8 @@ def _prefill(opts: _Options, layout: tuple[int, int, int]) -> Optional[_Prefill]
             return None
         whole = _mean(opts.workload, lambda isl, _: steps[isl].ttft)
         # D_m of each prompt length once (its mean and its second moment); with one stage it is D_s,
-        # the TTFT (prefill_stage_time's docstring), already costed
+        # the TTFT (prefill_stage_time's docstring), already costed. D_m = D_s holds because the
+        # steps above are unchunked (no prefill_chunk): a chunked step's TTFT is not one stage's time
         stages = {isl: sp.sympify(steps[isl].ttft if layout[1] == 1 else
                                   prefill_stage_time(model, chip, 1, isl, opts.dtype, par)) for isl in steps}
         stage = _mean(opts.workload, lambda isl, _: stages[isl])
