@@ -55,9 +55,10 @@ def test_the_docs_page_holds_one_block_with_the_machine_named():
 
 def test_the_run_without_bytecode_reads_no_pyc(tmp_path):
     """benchmarks/run.py (8)'s run "with no bytecode": a process under its environment compiles
-    every module it imports from source. ``python -v`` names each ``.pyc`` it reads ("matches");
-    none may show, while a plain run reads the ones beside the sources (warmed first, as an
-    installed package has them)."""
+    from source every Python module it imports that is not frozen into the interpreter. ``python
+    -v`` names each ``.pyc`` it reads ("matches"); none may show, while a plain run reads the ones
+    it wrote under ``tmp_path/warm`` (its ``PYTHONPYCACHEPREFIX``, warmed first as an installed
+    package has its bytecode)."""
     import os
     import subprocess
     import sys
