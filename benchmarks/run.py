@@ -357,12 +357,14 @@ import json, time
 from symcost import hardware, models
 from symcost.plan.serving.deploy import plan_deployment
 model, chip = models.get("llama-3-70b"), hardware.get("H200")
-times = []
+times, cpus = [], []
 for _ in range(2):
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     plan = plan_deployment(model, chip, (4000, 500), 8, 1, 0.03)
     times.append(time.perf_counter() - start)
+    cpus.append(time.process_time() - cpu)
 print(json.dumps({"rows": len(plan.columns["ttft"]), "cold": times[0], "warm": times[1],
+                  "cold_cpu": cpus[0], "warm_cpu": cpus[1],
                   "best": [plan.best_aggregated.layout, plan.best_disaggregated.layout]}))
 """
 
@@ -371,7 +373,8 @@ def plan_times(runs: int, baseline: str | None = None) -> None:
     """(7) ``symcost plan``'s search for Llama-3-70B on 8 H200 (ISL 4000, OSL 500, TTFT 1 s, TPOT
     30 ms; every TP layout, concurrency 1..512, aggregated and disaggregated), cold (the first plan
     in a fresh interpreter, import and model loading not counted) and warm (the second), each the
-    median of ``runs`` interpreters; with ``baseline`` (an earlier checkout, e.g. ``git worktree
+    median of ``runs`` interpreters, wall and CPU seconds (a shared machine's load inflates the
+    wall, less the CPU); with ``baseline`` (an earlier checkout, e.g. ``git worktree
     add /tmp/before 681ddef``, the planner before the compiled sweep) that version runs interleaved
     with this one and the ratio is the one measured in this run. Same answers are checked."""
     import json
@@ -385,13 +388,15 @@ def plan_times(runs: int, baseline: str | None = None) -> None:
           f"best {' / '.join(ours[0]['best'])}, median of {runs} fresh interpreters")
     for phase in ("cold", "warm"):
         seconds = statistics.median(r[phase] for r in ours)
-        line = f"  {phase}: {seconds:.2f} s"
+        line = f"  {phase}: {seconds:.2f} s wall, {statistics.median(r[phase + '_cpu'] for r in ours):.2f} s CPU"
         if phase == "cold":
             line += f" [target < {PLAN_TARGET_S:g} s: {'met' if seconds < PLAN_TARGET_S else 'MISSED'}]"
         if theirs:
             before = statistics.median(r[phase] for r in theirs)
             same = "same best deployments" if theirs[0]["best"] == ours[0]["best"] else "OTHER best deployments"
-            line += f"; the baseline checkout in this run: {before:.2f} s, ratio {before / seconds:.1f}x ({same})"
+            then_cpu = statistics.median(r.get(phase + "_cpu", float("nan")) for r in theirs)
+            line += (f"; the baseline checkout in this run: {before:.2f} s wall, {then_cpu:.2f} s CPU, ratio "
+                     f"{before / seconds:.1f}x ({same})")
         print(line)
 
 
@@ -438,17 +443,29 @@ def _command_jobs(root: str, args: list[str], cache: str) -> dict:
             "command": ([sys.executable, "-m", "symcost", *args], env, root)}
 
 
+def no_bytecode(env: dict, empty: str) -> dict:
+    """``env`` for a process that reads no bytecode and writes none: ``PYTHONPYCACHEPREFIX`` the
+    empty folder ``empty`` (Python then looks for ``.pyc`` files there only, not in the
+    ``__pycache__`` folders beside the sources) and ``PYTHONDONTWRITEBYTECODE`` (it stays empty).
+    NB: ``PYTHONDONTWRITEBYTECODE`` alone stops the writing, not the reading."""
+    return {**env, "PYTHONPYCACHEPREFIX": empty, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
 def command_times(runs: int, baseline: str | None = None) -> None:
     """(8) the command's own time, start-up included: ``symcost plan`` on issue 23's question and
     ``symcost`` alone (the default report), the least of ``runs`` fresh processes each, wall and CPU
     seconds, with the CPU seconds of starting Python and importing the modules the command loads
     (symcost's and, through them, SymPy, NumPy and pydantic). The bytecode is cached, as ``pip
-    install`` leaves it (in a temporary ``PYTHONPYCACHEPREFIX``); the plan also without the cache
-    (``PYTHONDONTWRITEBYTECODE``: every module compiled from source in each process). With
-    ``baseline`` (an earlier checkout) its command runs interleaved with this one's."""
+    install`` leaves it (in a temporary ``PYTHONPYCACHEPREFIX``); the plan also with no bytecode at
+    all: ``PYTHONPYCACHEPREFIX`` an empty folder that stays empty (``PYTHONDONTWRITEBYTECODE``), so
+    that Python reads no ``.pyc`` (it looks for them under the prefix only, not in the
+    ``__pycache__`` folders of the source tree and site-packages) and compiles from source, in
+    each process, every Python module it imports that is not frozen into the interpreter (3.11
+    freezes ``os``, ``site``, ``codecs``, ``io``, ...). With ``baseline`` (an earlier checkout)
+    its command runs interleaved with this one's."""
     import tempfile
 
-    with tempfile.TemporaryDirectory() as cache:
+    with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as empty:
         for label, args in (("symcost plan (issue 23's question)", list(PLAN_COMMAND)),
                             ("symcost (the default report)", [])):
             trees = {"this": ROOT, **({"baseline": baseline} if baseline else {})}
@@ -456,15 +473,18 @@ def command_times(runs: int, baseline: str | None = None) -> None:
                     for kind, job in _command_jobs(root, args, cache).items()}
             if args:
                 argv, env, root = jobs["this", "command"]
-                uncached = {k: v for k, v in env.items() if k != "PYTHONPYCACHEPREFIX"}
-                jobs["this", "uncached"] = (argv, {**uncached, "PYTHONDONTWRITEBYTECODE": "1"}, root)
+                jobs["this", "uncached"] = (argv, no_bytecode(env, empty), root)
             got = _least(jobs, runs)
+            if os.listdir(empty):  # pragma: no cover - the runs above would have read their own bytecode
+                raise RuntimeError(f"{empty} should stay empty: the runs without bytecode wrote some")
             (wall, cpu), imports = got["this", "command"], got["this", "imports"][1]
             line = (f"command {label}: {wall:.2f} s wall, {cpu:.2f} s CPU, of which start-up and imports "
                     f"{imports:.2f} s CPU; least of {runs} fresh processes, bytecode cached")
             if args:
                 line += (f" [target < {PLAN_TARGET_S:g} s wall: {'met' if wall < PLAN_TARGET_S else 'MISSED'}]; "
-                         f"without the bytecode cache {got['this', 'uncached'][0]:.2f} s wall")
+                         f"with no bytecode (every Python module not frozen into the interpreter compiled from "
+                         f"source, no .pyc read) "
+                         f"{got['this', 'uncached'][0]:.2f} s wall, {got['this', 'uncached'][1]:.2f} s CPU")
             if baseline:
                 (then, then_cpu), then_imports = got["baseline", "command"], got["baseline", "imports"][1]
                 line += (f"; the baseline checkout in this run: {then:.2f} s wall, {then_cpu:.2f} s CPU, start-up "

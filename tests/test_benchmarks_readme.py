@@ -51,3 +51,30 @@ def test_the_docs_page_holds_one_block_with_the_machine_named():
     # written by a run: it names the machine and the commit, and prints every verdict
     assert "\nmachine: " in block and " cores, load average " in block and "symcost at " in block
     assert "[target" in block
+
+
+def test_the_run_without_bytecode_reads_no_pyc(tmp_path):
+    """benchmarks/run.py (8)'s run "with no bytecode": a process under its environment compiles
+    from source every Python module it imports that is not frozen into the interpreter. ``python
+    -v`` names each ``.pyc`` it reads ("matches"); none may show, while a plain run reads the ones
+    it wrote under ``tmp_path/warm`` (its ``PYTHONPYCACHEPREFIX``, warmed first as an installed
+    package has its bytecode)."""
+    import os
+    import subprocess
+    import sys
+
+    run = _load()
+    code = "import json, decimal, fractions"
+    warm = {**os.environ, "PYTHONPYCACHEPREFIX": str(tmp_path / "warm")}
+    warm.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([sys.executable, "-c", code], env=warm, check=True)  # the .pyc files exist now
+
+    def read(env):
+        out = subprocess.run([sys.executable, "-v", "-c", code], env=env, check=True, capture_output=True, text=True)
+        return [line for line in out.stderr.splitlines() if " matches " in line]
+
+    assert any("decimal" in line for line in read(warm))  # the check sees a read
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert read(run.no_bytecode(warm, str(empty))) == []
+    assert not any(empty.iterdir())  # nothing written either

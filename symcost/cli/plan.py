@@ -4,8 +4,9 @@ most tokens/s per GPU, aggregated or disaggregated, and the Pareto front."""
 from __future__ import annotations
 
 import argparse
+import gc
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .common import (
     DEFAULT_HARDWARE,
@@ -23,6 +24,12 @@ from .common import (
     num,
     positive,
 )
+
+if TYPE_CHECKING:
+    from ..hardware import Hardware
+    from ..models.model import Model
+    from ..plan.serving import Workload
+    from ..plan.serving.deploy import DeploymentPlan
 
 _UNITS = (("ms", Fraction(1, 1000)), ("us", Fraction(1, 10**6)), ("s", Fraction(1)))
 
@@ -93,6 +100,35 @@ ASSUMES = ("aggregated: replicas of one engine at a fixed concurrency, continuou
            "the mean context")
 
 
+def _search(args: argparse.Namespace, model: Model, chip: Hardware, workload: Workload, gpus: int) -> DeploymentPlan:
+    """:func:`~symcost.plan.serving.deploy.plan_deployment` with the command's options; a
+    ``ConfigError`` of the options that chose the layouts as theirs."""
+    from ..errors import ConfigError
+    from ..plan.serving.deploy import plan_deployment
+
+    # the objects loaded so far (SymPy, the model, the chip) outlive the search: frozen, the cycle
+    # collector's passes during it skip them (about a twentieth of the command's CPU time otherwise);
+    # only where nothing is frozen yet (a caller that froze its own objects keeps them frozen)
+    ours = gc.get_freeze_count() == 0
+    if ours:
+        gc.freeze()
+    try:
+        return plan_deployment(model, chip, workload, gpus, args.ttft, args.tpot,
+                               dtype=args.dtype, tp=args.tp, pp=args.pp, max_concurrency=args.max_concurrency,
+                               disaggregated=not args.no_disaggregated, token_budget=args.token_budget,
+                               memory_fraction=args.memory_fraction, gpu_price=args.gpu_price,
+                               objective=args.objective, ep=args.ep, ttft_percentile=args.ttft_percentile,
+                               max_num_seqs=args.max_num_seqs)
+    except ConfigError as err:  # no layout, or EP degrees for a dense model: the options that chose them
+        for prefix, option in (("layouts: ", "--tp/--pp"), ("ep: ", "--ep")):
+            if str(err).startswith(prefix):
+                raise UsageError(f"argument {option}: {str(err).removeprefix(prefix)}") from None
+        raise
+    finally:
+        if ours:
+            gc.unfreeze()  # what this froze collected as usual again (a caller running more than this command)
+
+
 def plan_cmd(args: argparse.Namespace) -> int:
     """Print the best deployment of each kind and the Pareto front (``--json``: the same as data)."""
     model = model_arg(args.model, args)
@@ -103,7 +139,7 @@ def plan_cmd(args: argparse.Namespace) -> int:
         check_out(args.html, "--html")
     from ..errors import ConfigError
     from ..plan.serving import Workload
-    from ..plan.serving.deploy import gpus_for_budget, plan_deployment
+    from ..plan.serving.deploy import gpus_for_budget
 
     if (args.gpus is None) == (args.budget is None):
         raise UsageError("argument --gpus/--budget: give one of the two")
@@ -117,18 +153,7 @@ def plan_cmd(args: argparse.Namespace) -> int:
         workload = Workload.of(args.isl, args.osl)
     except ConfigError as err:  # isl or osl: the option that set it
         raise UsageError(f"argument --{str(err).split()[0]}: {str(err).split(' ', 1)[1]}") from None
-    try:
-        plan = plan_deployment(model, chip, workload, gpus, args.ttft, args.tpot,
-                               dtype=args.dtype, tp=args.tp, pp=args.pp, max_concurrency=args.max_concurrency,
-                               disaggregated=not args.no_disaggregated, token_budget=args.token_budget,
-                               memory_fraction=args.memory_fraction, gpu_price=args.gpu_price,
-                               objective=args.objective, ep=args.ep, ttft_percentile=args.ttft_percentile,
-                               max_num_seqs=args.max_num_seqs)
-    except ConfigError as err:  # no layout, or EP degrees for a dense model: the options that chose them
-        for prefix, option in (("layouts: ", "--tp/--pp"), ("ep: ", "--ep")):
-            if str(err).startswith(prefix):
-                raise UsageError(f"argument {option}: {str(err).removeprefix(prefix)}") from None
-        raise
+    plan = _search(args, model, chip, workload, gpus)
     gain = plan.disaggregation_gain
     data = {"model": model.name, "hardware": chip.name, "engine": plan.engine, "gpus": gpus, "isl": args.isl,
             "osl": args.osl, "ttft_target_s": num(plan.ttft_target), "tpot_target_s": num(plan.tpot_target),

@@ -161,3 +161,30 @@ def test_without_a_price_the_json_cost_is_null_everywhere(capsys):
     data = json.loads(out)
     rows = [data["best_aggregated"], data["best_disaggregated"], *data["front"]]
     assert all(row["cost_per_million_tokens"] is None for row in rows)
+
+
+def test_the_search_freezes_and_unfreezes_only_what_it_froze(monkeypatch):
+    """``_search`` freezes the loaded objects for the cycle collector during the search and
+    unfreezes them after, only where nothing was frozen at entry: a caller's own frozen objects
+    stay frozen (the same count after as before)."""
+    import argparse
+    import gc
+
+    from symcost.cli.plan import _search
+    from symcost.plan.serving import deploy
+
+    seen = []
+    monkeypatch.setattr(deploy, "plan_deployment", lambda *a, **k: seen.append(gc.get_freeze_count()) or "plan")
+    names = ("ttft", "tpot", "dtype", "tp", "pp", "max_concurrency", "no_disaggregated", "token_budget",
+             "memory_fraction", "gpu_price", "objective", "ep", "ttft_percentile", "max_num_seqs")
+    args = argparse.Namespace(**dict.fromkeys(names))
+    assert gc.get_freeze_count() == 0
+    assert _search(args, None, None, None, 8) == "plan"
+    assert seen[-1] > 0 and gc.get_freeze_count() == 0  # frozen during the search, all unfrozen after
+    gc.freeze()  # a caller's own
+    try:
+        before = gc.get_freeze_count()
+        assert _search(args, None, None, None, 8) == "plan"
+        assert seen[-1] == before and gc.get_freeze_count() == before
+    finally:
+        gc.unfreeze()

@@ -433,6 +433,8 @@ def test_a_mix_of_lengths():
     (lambda: Workload.mix([(5, 8, 0)]), "weight must be a positive number"),
     (lambda: Workload.mix([]), "at least one"),
     (lambda: curve(token_budget=0), "token_budget must be a positive whole number"),
+    # a bad dtype with a bad token budget: the dtype reported, as it is parsed first
+    (lambda: curve(dtype="bogus", token_budget=0), "dtype: unknown data type 'bogus'"),
     (lambda: curve(memory_fraction=Fraction(3, 2)), "memory_fraction must be at most 1"),
     (lambda: curve(memory_fraction=0.1), "memory: tiny on round leaves"),
     (lambda: curve(parallelism={"context_parallel": 2}), "without context or sequence parallelism"),

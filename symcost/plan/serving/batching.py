@@ -97,6 +97,7 @@ import sympy as sp
 
 from ...core import symbols as sym
 from ...core._expr import exact_value
+from ...core.dtypes import DataType
 from ...errors import ConfigError
 from ...hardware import Hardware
 from ...hardware import get as get_hardware
@@ -104,7 +105,7 @@ from ...hardware.serving import memory_bound, paged_tokens
 from ...models.model import Model
 from ..inference import inference_step
 from .queueing import PERCENTILES, md1_wait_quantile
-from .steps import EngineSteps, engine_steps
+from .steps import EngineSteps, engine_layout, engine_steps
 from .workload import Workload, exact_number
 
 __all__ = ["BENCHMARK_WAVES", "DEFAULT_MEMORY_FRACTION", "DEFAULT_TOKEN_BUDGET", "SEPARATE_PREFILL", "EngineDefaults",
@@ -886,12 +887,13 @@ def serving_curve(model: Model, hardware: Hardware | str, workload: Workload | t
     """
     chip = get_hardware(hardware)
     load = workload if isinstance(workload, Workload) else Workload.of(*workload)
-    steps = engine_steps(model, chip, dtype, parallelism)
-    par = steps.parallelism
+    chip, par = engine_layout(model, chip, parallelism)
+    DataType.parse(dtype)  # a bad dtype reported after the layout, before the engine's options (engine_steps' order)
     engine = engine_defaults(chip, int(par.tp * par.pp), token_budget, memory_fraction, max_num_seqs)
     budget, fraction = engine.token_budget, engine.memory_fraction
     stages, chips = int(par.pp), int(par.chips_per_replica * par.pp)
-    memory = _memory(model, chip, load, engine, dtype, par)
+    memory = _memory(model, chip, load, engine, dtype, par)  # first: a layout with no KV room costs no step
+    steps = engine_steps(model, chip, dtype, par)
     means = _Load(load.prompt_len, load.decode_steps(chip.runtime), load.decode_context(chip.runtime),
                   sp.Integer(budget))
     batched = chip.runtime.backend not in SEPARATE_PREFILL if mixed is None else bool(mixed)

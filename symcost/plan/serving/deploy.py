@@ -318,15 +318,19 @@ def _prefill(opts: _Options, layout: tuple[int, int, int]) -> Optional[_Prefill]
     model, chip, par = opts.model, opts.chip, _par(*layout)
     try:
         engine = opts.engine(layout)
-        steps = [inference_step(model, chip, 1, isl, opts.dtype, par) for isl, _, _ in opts.workload.points]
-        memory = max(s.memory_per_chip for s in steps)
+        steps = {isl: inference_step(model, chip, 1, isl, opts.dtype, par) for isl, _, _ in opts.workload.points}
+        memory = max(s.memory_per_chip for s in steps.values())
         if any(s.memory_per_chip > memory_bound(engine.memory_rule, engine.memory_fraction, chip.hbm_capacity,
-                                                s.weight_memory, s.activation_memory) for s in steps):
+                                                s.weight_memory, s.activation_memory) for s in steps.values()):
             return None
-        whole = _mean(opts.workload, lambda isl, _: inference_step(model, chip, 1, isl, opts.dtype, par).ttft)
-        stage = _mean(opts.workload, lambda isl, _: prefill_stage_time(model, chip, 1, isl, opts.dtype, par))
-        square = _mean(opts.workload, lambda isl, _: sp.sympify(prefill_stage_time(model, chip, 1, isl, opts.dtype,
-                                                                                    par)) ** 2)
+        whole = _mean(opts.workload, lambda isl, _: steps[isl].ttft)
+        # D_m of each prompt length once (its mean and its second moment); with one stage it is D_s,
+        # the TTFT (prefill_stage_time's docstring), already costed. D_m = D_s holds because the
+        # steps above are unchunked (no prefill_chunk): a chunked step's TTFT is not one stage's time
+        stages = {isl: sp.sympify(steps[isl].ttft if layout[1] == 1 else
+                                  prefill_stage_time(model, chip, 1, isl, opts.dtype, par)) for isl in steps}
+        stage = _mean(opts.workload, lambda isl, _: stages[isl])
+        square = _mean(opts.workload, lambda isl, _: stages[isl] ** 2)
         send = _mean(opts.workload, lambda isl, _: kv_transfer(model, chip, isl, opts.dtype, par)[1])
     except SymcostError:
         return None
@@ -367,11 +371,11 @@ def _decode(opts: _Options, layout: tuple[int, int, int]) -> Optional[_Decode]:
         top = opts.max_concurrency if engine.max_num_seqs is None else min(opts.max_concurrency, engine.max_num_seqs)
         fits = max_integer(memory - extra, b, engine.memory_fraction * chip.hbm_capacity, upper=top,
                            kind="bytes").value
+        if not fits:
+            return None  # before its step is built: a layout with no room for one batch costs nothing more
         steps = engine_steps(model, chip, opts.dtype, par)
         receive = _mean(opts.workload, lambda isl, _: kv_transfer(model, chip, isl, opts.dtype, par)[1])
     except SymcostError:
-        return None
-    if not fits:
         return None
     from ...core.sweep import Sweeper
 
@@ -471,14 +475,12 @@ class DeploymentPlan:
 
 def _flatten(groups: list[dict[str, Any]], ttft: float, tpot: float, opts: "_Options") -> tuple[dict, list]:
     """The groups' columns as flat arrays, and ``(group, index)`` of each row."""
-    columns: dict[str, list] = {k: [] for k in COLUMNS}
-    where: list[tuple[dict[str, Any], int]] = []
-    for g in groups:
-        n = len(np.atleast_1d(g["ttft"]))
-        for k in COLUMNS[:-2]:
-            columns[k].extend(np.broadcast_to(np.asarray(g[k]), (n,)).tolist())
-        where.extend((g, i) for i in range(n))
-    arrays = {k: np.asarray(v) for k, v in columns.items() if k not in ("meets_sla", "cost_per_million_tokens")}
+    sizes = [len(np.atleast_1d(g["ttft"])) for g in groups]
+    where = [(g, i) for g, n in zip(groups, sizes) for i in range(n)]
+    # each column joined as arrays (a group's scalars broadcast to its rows): the values and the
+    # dtype NumPy gives the same rows as one list (int64, float64, str; object where one is)
+    arrays = {k: np.concatenate([np.broadcast_to(np.asarray(g[k]), (n,)) for g, n in zip(groups, sizes)])
+              for k in COLUMNS[:-2]}
     with np.errstate(divide="ignore"):  # no price: None in every row, as the exact rows (opts.cost)
         arrays["cost_per_million_tokens"] = (np.full(len(arrays["ttft"]), None, dtype=object)
                                              if opts.gpu_price is None else

@@ -43,7 +43,7 @@ from ...hardware.timing import op_time
 from ...models.model import ByPart, Model
 from ..inference import inference_step, rows_latency
 
-__all__ = ["EngineSteps", "NumericSteps", "engine_steps"]
+__all__ = ["EngineSteps", "NumericSteps", "engine_layout", "engine_steps"]
 
 
 def _cores(rows: tuple, chip: Hardware, datatype: DataType) -> list[tuple[AttentionCore, Any]]:
@@ -238,6 +238,20 @@ def engine_steps(model: Model, hardware: Hardware | str, dtype: Any = "bf16", pa
     >>> sorted(str(x) for x in steps.linear.free_symbols)
     ['s']
     """
+    chip, par = engine_layout(model, hardware, parallelism)
+    return _engine_steps(model, chip, par, DataType.parse(dtype))
+
+
+def engine_layout(model: Model, hardware: Hardware | str, parallelism: Any = None) -> tuple[Hardware, Parallelism]:
+    """The chip and the resolved parallelism of an engine of ``model`` (what :func:`engine_steps`
+    checks before it builds anything: no context or sequence parallelism), so that a caller can
+    rule a layout out (its KV room) before paying for its symbolic step.
+
+    >>> from symcost import models
+    >>> chip, par = engine_layout(models.get("llama-3-8b"), "H100_SXM", {"tensor_parallel": 2})
+    >>> chip.name, par.tp
+    ('H100_SXM', 2)
+    """
     from ...hardware import get as get_hardware
     from ..pipeline import resolve_parallelism
 
@@ -246,7 +260,7 @@ def engine_steps(model: Model, hardware: Hardware | str, dtype: Any = "bf16", pa
     if par.cp != 1 or par.sp != 1:
         raise ConfigError(f"parallelism: continuous batching is modelled without context or sequence parallelism "
                           f"(got context_parallel={par.cp}, sequence_parallel={par.sp})")
-    return _engine_steps(model, chip, par, DataType.parse(dtype))
+    return chip, par
 
 
 @functools.lru_cache(maxsize=64)
