@@ -194,6 +194,16 @@ class _Attention(Layer):
         sinks = a if self.sinks else 0
         return 2 * h * a * d + 2 * h * g * d + qkv_bias + (h if self.bias is True else 0) + qk_norm + sinks
 
+    @property
+    def tp_summed_params(self) -> sp.Expr:
+        """The Q and K norms' ``2d`` weights, shared by the heads each rank holds a part of (summed
+        under ``qk_layernorm`` with or without sequence parallelism, ``finalize_model_grads``
+        ``_allreduce_layernorm_grads``), plus, under Megatron sequence parallelism, the output
+        projection's ``h`` bias (``RowParallelLinear`` marks its bias ``sequence_parallel``)."""
+        qk_norm = 2 * self.d if self.qk_norm is True else 0
+        out_bias = self.hidden_size if self.bias is True and self.parallelism.megatron_sp else 0
+        return sp.sympify(qk_norm + out_bias)
+
     def forward_ops(self, ctx: Context):
         h, d, e, T = self.hidden_size, self.d, ctx.e, ctx.tokens
         a_t, g_t = self._heads(ctx)

@@ -359,6 +359,16 @@ class Layer(BaseModel):
         expert-parallel ranks only (zero for a dense layer)."""
         return _ZERO
 
+    @property
+    def tp_summed_params(self) -> sympy.Expr:
+        """Parameters held whole on every TP rank whose gradient each rank computes from its own
+        part of the work, so that Megatron-Core sums them over the TP group once per step, after
+        the backward (``finalize_model_grads`` -> ``_allreduce_layernorm_grads``, renamed
+        ``_allreduce_non_tensor_model_parallel_grads``: the parameters marked ``sequence_parallel``
+        under sequence parallelism, and the Q/K norms under ``qk_layernorm``); zero for a layer
+        with none. The training step all-reduces them (:func:`~symcost.plan.training.assemble_training`)."""
+        return _ZERO
+
     def check(self, ctx: Context) -> None:
         """Raise ``ValueError`` when the workload provably breaks a divisibility rule."""
         if not ctx.decode:

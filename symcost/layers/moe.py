@@ -469,6 +469,16 @@ class MoELayer(Layer):
         return self.num_experts / par.ep * (self.num_projections * self.hidden_size
                                             * self.expert_intermediate_size / par.etp + self._expert_biases(par.etp))
 
+    @property
+    def tp_summed_params(self) -> sp.Expr:
+        """Under Megatron sequence parallelism the router (``h*E``, plus ``E`` with
+        ``router_bias``) and the shared experts' gate (``h``), which score each rank's ``T/t``
+        tokens (Megatron-Core ``transformer/moe/router.py`` and ``shared_experts.py`` mark them
+        ``sequence_parallel``)."""
+        if not self.parallelism.megatron_sp:
+            return sp.Integer(0)
+        return (self.hidden_size + (1 if self.router_bias else 0)) * self.num_experts + self._gate_params
+
     def weight_memory(self, ctx: Context) -> sp.Expr:
         h, p, t = self.hidden_size, self.num_projections, ctx.tp
         experts = self.expert_params_per_chip
