@@ -305,7 +305,13 @@ class MLALayer(Layer):
         which run on each rank's ``T/t`` tokens: ``h*(r_q + r_kv + d_R) + r_q + r_kv`` (``h*(r_kv +
         d_R) + r_kv`` without query compression; ``TELinear(parallel_mode="duplicated")`` and the
         norms mark them ``sequence_parallel``). Without it every rank runs them on all tokens: the
-        same gradients, nothing to sum (the latents' gradients are all-reduced in the backward)."""
+        same gradients, nothing to sum (the latents' gradients are all-reduced in the backward).
+
+        >>> MLALayer(hidden_size=64, num_heads=4, q_lora_rank=32, kv_lora_rank=16, qk_nope_head_dim=8,
+        ...          qk_rope_head_dim=4, v_head_dim=8,
+        ...          parallelism={"tensor_parallel": 2, "sequence_parallel": "tp"}).tp_summed_params  # 64*52 + 48
+        3376
+        """
         if not self.parallelism.megatron_sp:
             return sp.Integer(0)
         width = self._latent_width()
