@@ -113,3 +113,23 @@ def test_compiled_exact_and_search_agree():
                                  recompute=row["recompute"], interleave=row["interleave"],
                                  zero_stage=row["zero_stage"])
         assert row["step_time"] == pytest.approx(float(st.step_time), rel=1e-12)
+
+
+def test_search_counts_the_qk_norms_without_sp():
+    """Qwen3-8B's Q/K norms are summed over TP whatever SP does, and not at TP 1: the search's
+    vectorized step agrees with training_step at TP 1, at TP > 1 without SP and with it."""
+    from symcost.plan import search
+
+    model = models.get("qwen3-8b")
+    table = search.parallelism(model, H100, num_chips=8, global_batch=16, seq_len=1024)
+    seen = {}
+    for i in range(len(table)):
+        row = table.row(i)
+        seen.setdefault((row["tp"] > 1, bool(row["megatron_sp"])), i)
+    assert set(seen) == {(False, False), (True, False), (True, True)}
+    for i in seen.values():
+        row = table.row(i)
+        st = model.training_step(H100, 1024, 16, row["micro_batch"], parallelism=table.parallelism(i),
+                                 recompute=row["recompute"], interleave=row["interleave"],
+                                 zero_stage=row["zero_stage"])
+        assert row["step_time"] == pytest.approx(float(st.step_time), rel=1e-12)
