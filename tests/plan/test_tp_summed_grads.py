@@ -47,11 +47,24 @@ def test_deepseek_v3_mla_under_sp():
 
 def test_deepseek_v3_block_under_sp():
     """A DeepSeek-V3 MoE block under TP 8 + SP: two RMSNorms 2 * 7168, the MLA's 15,140,864, the
-    router 256 experts * 7168 = 1,835,008 plus its 256-entry score bias (the preset's
-    ``router_bias``): 16,990,464 elements."""
+    router 256 experts * 7168 = 1,835,008: 14,336 + 15,140,864 + 1,835,008 = 16,990,208 elements.
+    Not the 256-entry score bias: ``e_score_correction_bias`` (HF modeling_deepseek_v3.py,
+    ``register_buffer``; Megatron-Core transformer/moe/router.py ``expert_bias``, a buffer) has
+    no gradient to sum."""
     ds = models.get("deepseek-v3").with_parallelism({"tensor_parallel": 8, "expert_parallel": 8, **SP})
     block = ds.blocks[-1][0]
-    assert block.tp_summed_params == 2 * 7168 + 15_140_864 + 256 * 7168 + 256 == 16_990_464
+    assert block.tp_summed_params == 2 * 7168 + 15_140_864 + 256 * 7168 == 16_990_208
+
+
+def test_gpt_oss_trained_router_bias_is_summed():
+    """gpt-oss-20b's router (h 2880, 32 experts; config.json) has a trained bias (``nn.Linear``
+    with ``bias=True``; Megatron-Core ``add_bias_linear`` marks it ``sequence_parallel``): under
+    SP the router 2880 * 32 + 32 = 92,192 elements."""
+    from symcost.layers.moe import MoELayer
+
+    moe = MoELayer(hidden_size=2880, expert_intermediate_size=2880, num_experts=32, top_k=4,
+                   router_bias=True, expert_bias=True, parallelism={"tensor_parallel": 2, **SP})
+    assert moe.tp_summed_params == 2880 * 32 + 32 == 92_192
 
 
 def test_qk_norm_is_summed_with_or_without_sp():
