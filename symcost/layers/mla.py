@@ -306,6 +306,9 @@ class MLALayer(Layer):
         d_R) + r_kv`` without query compression; ``TELinear(parallel_mode="duplicated")`` and the
         norms mark them ``sequence_parallel``). Without it every rank runs them on all tokens: the
         same gradients, nothing to sum (the latents' gradients are all-reduced in the backward).
+        With a spec naming an explicit MLA ``q_layernorm`` and ``qk_layernorm=True`` Megatron-Core
+        sums the r_q norm even without SP; symcost follows the default Transformer Engine spec,
+        where that norm is fused into ``linear_q_up_proj`` (``QKNormConfigResolver``), so not.
 
         >>> MLALayer(hidden_size=64, num_heads=4, q_lora_rank=32, kv_lora_rank=16, qk_nope_head_dim=8,
         ...          qk_rope_head_dim=4, v_head_dim=8,
