@@ -292,7 +292,16 @@ def _tp_summed_sync(values: Sequence[dict[str, Any]], run: TrainingRun) -> Any:
     coalesced (``_flatten_dense_tensors``) ``main_grad`` tensors of every parameter marked
     ``sequence_parallel`` (or named ``q_layernorm``/``k_layernorm``) over the TP group, timed on its
     own ("layernorm-grads-all-reduce"): nothing runs beside it. The TP ranks are adjacent (span
-    ``t``). ``min(1, n)`` drops it for a stage with none (a collective of no bytes is not issued)."""
+    ``t``). ``min(1, n)`` drops it for a stage with none (a collective of no bytes is not issued).
+
+    NB: the same count under ``zero_stage >= 2`` (FSDP2, Meta FSDP), a simplification
+    (docs/conventions.md §16 item 5): torch FSDP2 with TP leaves the sum to DTensor, each
+    replicated parameter's partial gradient reduced on its own at every gradient reduction, so
+    once per micro-batch (``torch/distributed/tensor/parallel/style.py`` ``SequenceParallel``,
+    ``torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py`` ``foreach_reduce``); Megatron-FSDP
+    all-reduces only the rank's data-parallel shard, ``n/d`` elements
+    (``megatron/core/distributed/finalize_model_grads.py`` on ``megatron/core/distributed/fsdp/``'s
+    sharded buffers). Neither is modelled."""
     t = run.par.tp
     if t == 1 or all(st.get("tp_summed", 0) == 0 for st in values):
         return sp.Integer(0)
