@@ -263,7 +263,7 @@ def _step_line(training: Any, chip: Hardware) -> str:
     """The step time, throughput and MFU; led by the verdict when the layout does not fit (the
     numbers are what the step would take with the memory it lacks)."""
     numbers = (f"step time {human(training.step_time, 's')} (bubble {human(training.bubble_time, 's')}, "
-               f"DP communication {human(training.dp_comm_time, 's')}), "
+               f"gradient sync {human(training.dp_comm_time, 's')}), "
                f"{float(training.tokens_per_second):,.0f} tokens/s, MFU {float(training.mfu):.3f}")
     if training.fits is False:
         return (f"does not fit ({human(training.memory_per_chip, 'B')} per chip of {human(chip.hbm_capacity, 'B')} "

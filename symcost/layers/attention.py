@@ -194,6 +194,27 @@ class _Attention(Layer):
         sinks = a if self.sinks else 0
         return 2 * h * a * d + 2 * h * g * d + qkv_bias + (h if self.bias is True else 0) + qk_norm + sinks
 
+    @property
+    def tp_summed_params(self) -> sp.Expr:
+        """The Q and K norms' ``2d`` weights, shared by the heads each rank holds a part of (summed
+        under ``qk_layernorm`` with or without sequence parallelism, ``finalize_model_grads``
+        ``_allreduce_layernorm_grads``), plus, under Megatron sequence parallelism, the output
+        projection's ``h`` bias (``RowParallelLinear`` marks its bias ``sequence_parallel``).
+
+        GPT-3 175B's attention (h 12288, biases) under TP 8 + SP: its output bias, 12,288; Qwen3-8B's
+        (head_dim 128, Q/K norms) at TP 4 without SP: 2 * 128 = 256.
+
+        >>> sp_tp8 = {"tensor_parallel": 8, "sequence_parallel": "tp"}
+        >>> AttentionLayer(hidden_size=12288, num_heads=96, bias=True, parallelism=sp_tp8).tp_summed_params
+        12288
+        >>> GroupedQueryAttentionLayer(hidden_size=4096, num_heads=32, num_kv_heads=8, head_dim=128, qk_norm=True,
+        ...                            parallelism={"tensor_parallel": 4}).tp_summed_params
+        256
+        """
+        qk_norm = 2 * self.d if self.qk_norm is True else 0
+        out_bias = self.hidden_size if self.bias is True and self.parallelism.megatron_sp else 0
+        return sp.sympify(qk_norm + out_bias)
+
     def forward_ops(self, ctx: Context):
         h, d, e, T = self.hidden_size, self.d, ctx.e, ctx.tokens
         a_t, g_t = self._heads(ctx)

@@ -359,6 +359,26 @@ class Layer(BaseModel):
         expert-parallel ranks only (zero for a dense layer)."""
         return _ZERO
 
+    @property
+    def tp_summed_params(self) -> sympy.Expr:
+        """Parameters held whole on every TP rank whose gradient each rank computes from its own
+        part of the work, so that Megatron-Core sums them over the TP group once per step, after
+        the backward (``finalize_model_grads`` -> ``_allreduce_layernorm_grads``, renamed
+        ``_allreduce_non_tensor_model_parallel_grads``: the parameters marked ``sequence_parallel``
+        under sequence parallelism, and the Q/K norms under ``qk_layernorm``); zero for a layer
+        with none. The training step all-reduces them (:func:`~symcost.plan.training.assemble_training`).
+
+        A block sums its layers': GPT-3 175B's (h 12288, LayerNorms and linears with biases) under
+        TP 8 + SP: two LayerNorms 2 * 24576 (weight and bias each), the attention's and the MLP's
+        output biases 12288 each: 2 * 24576 + 12288 + 12288 = 73,728.
+
+        >>> from symcost import models
+        >>> gpt3 = models.get("gpt3-175b").with_parallelism({"tensor_parallel": 8, "sequence_parallel": "tp"})
+        >>> gpt3.blocks[0][0].tp_summed_params
+        73728
+        """
+        return _ZERO
+
     def check(self, ctx: Context) -> None:
         """Raise ``ValueError`` when the workload provably breaks a divisibility rule."""
         if not ctx.decode:

@@ -53,8 +53,8 @@ fc1 and fc2 (extensions/transformer_engine.py:260-270; building ``linear_q_down_
 but not :attr:`~symcost.core.ops.Collective.userbuffers`: ``overlap=True`` does not pipeline
 their forward gathers. NB: under SP the replicated down-projections' and latent norms' weight
 gradients are partial per rank; Megatron-Core all-reduces them over TP once per step
-(``h (r_q + r_kv + d_R) + r_q + r_kv`` elements), which is not counted (docs/conventions.md,
-deliberate simplification 5). A Ulysses ``sequence_parallel``
+(``h (r_q + r_kv + d_R) + r_q + r_kv`` elements, :attr:`tp_summed_params`), which the training
+step counts (docs/conventions.md §16 item 5). A Ulysses ``sequence_parallel``
 degree is refused.
 
 >>> layer = MLALayer(hidden_size=64, num_heads=4, q_lora_rank=32, kv_lora_rank=16,
@@ -298,6 +298,27 @@ class MLALayer(Layer):
         """``h*r_q + r_q + r_q*a*d_qk`` (or ``h*a*d_qk``) + ``h*(r_kv + d_R) + r_kv +
         r_kv*a*(d_n + d_v)`` + ``a*d_v*h``."""
         return self._params(self.num_heads)
+
+    @property
+    def tp_summed_params(self) -> sp.Expr:
+        """Under Megatron sequence parallelism the replicated down-projections and latent norms,
+        which run on each rank's ``T/t`` tokens: ``h*(r_q + r_kv + d_R) + r_q + r_kv`` (``h*(r_kv +
+        d_R) + r_kv`` without query compression; ``TELinear(parallel_mode="duplicated")`` and the
+        norms mark them ``sequence_parallel``). Without it every rank runs them on all tokens: the
+        same gradients, nothing to sum (the latents' gradients are all-reduced in the backward).
+        With a spec naming an explicit MLA ``q_layernorm`` and ``qk_layernorm=True`` Megatron-Core
+        sums the r_q norm even without SP; symcost follows the default Transformer Engine spec,
+        where that norm is fused into ``linear_q_up_proj`` (``QKNormConfigResolver``), so not.
+
+        >>> MLALayer(hidden_size=64, num_heads=4, q_lora_rank=32, kv_lora_rank=16, qk_nope_head_dim=8,
+        ...          qk_rope_head_dim=4, v_head_dim=8,
+        ...          parallelism={"tensor_parallel": 2, "sequence_parallel": "tp"}).tp_summed_params  # 64*52 + 48
+        3376
+        """
+        if not self.parallelism.megatron_sp:
+            return sp.Integer(0)
+        width = self._latent_width()
+        return self.hidden_size * (width + self.qk_rope_head_dim) + width
 
     def weight_memory(self, ctx: Context) -> sp.Expr:
         # up- and out-projections sharded by heads; down-projections and norms replicated

@@ -74,6 +74,22 @@ class MLPLayer(Layer):
         h, f, p = self.hidden_size, self.intermediate_size, self.num_projections
         return p * h * f + ((p - 1) * f + h if self.bias else 0)
 
+    @property
+    def tp_summed_params(self) -> sp.Expr:
+        """Under Megatron sequence parallelism the down projection's ``h`` bias, added on each
+        rank's ``T/t`` tokens (``RowParallelLinear`` marks its bias ``sequence_parallel``).
+
+        GPT-3 175B's MLP (h 12288, f 49152, biases) under TP 8 + SP: 12,288; without SP, nothing.
+
+        >>> MLPLayer(hidden_size=12288, intermediate_size=49152, bias=True,
+        ...          parallelism={"tensor_parallel": 8, "sequence_parallel": "tp"}).tp_summed_params
+        12288
+        >>> MLPLayer(hidden_size=12288, intermediate_size=49152, bias=True,
+        ...          parallelism={"tensor_parallel": 8}).tp_summed_params
+        0
+        """
+        return self.hidden_size if self.bias and self.parallelism.megatron_sp else sp.Integer(0)
+
     def forward_ops(self, ctx: Context):
         h, e, T = self.hidden_size, ctx.e, ctx.tokens
         f_t = self.intermediate_size / ctx.tp

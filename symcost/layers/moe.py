@@ -190,6 +190,15 @@ class MoELayer(Layer):
     """A per-expert bias on the router's scores (DeepSeek-V3's ``e_score_correction_bias``,
     gpt-oss's router bias): ``E`` parameters, replicated; its ``T*E`` adds are folded into the
     softmax-and-top-k pass's 5 FLOPs per logit, as the top-k selection is."""
+    router_bias_buffer: bool = False
+    """The router bias is a buffer, not a trained parameter (DeepSeek-V3's
+    ``e_score_correction_bias``: HF modeling_deepseek_v3.py ``register_buffer``; Megatron-Core
+    transformer/moe/router.py ``expert_bias``, a buffer moved by its own rule, not the optimizer):
+    still ``E`` weights held, but no gradient, so not in :attr:`tp_summed_params`. NB: the step
+    still gives it gradient and optimizer bytes and DP sync (``E`` of the layer's parameters),
+    and the per-step all-reduce of its ``tokens_per_expert`` counts is not counted
+    (docs/conventions.md §16 item 5). False: trained (gpt-oss's ``nn.Linear`` bias, Megatron-Core's
+    ``add_bias_linear``)."""
     expert_bias: bool = False
     """Biases on every expert's projections (gpt-oss's ``gate_up_proj_bias`` and
     ``down_proj_bias``): ``(p-1)*f_e + h`` per expert, the up biases split by TP, the down bias
@@ -468,6 +477,29 @@ class MoELayer(Layer):
         par = self.parallelism
         return self.num_experts / par.ep * (self.num_projections * self.hidden_size
                                             * self.expert_intermediate_size / par.etp + self._expert_biases(par.etp))
+
+    @property
+    def tp_summed_params(self) -> sp.Expr:
+        """Under Megatron sequence parallelism the router (``h*E``, plus ``E`` with a trained
+        ``router_bias``, not a ``router_bias_buffer``) and the shared experts' gate (``h``), which
+        score each rank's ``T/t`` tokens (Megatron-Core ``transformer/moe/router.py`` and
+        ``shared_experts.py`` mark them ``sequence_parallel``).
+
+        DeepSeek-V3's MoE (h 7168, E 256, score bias a buffer) under TP 8 + SP: 7168 * 256 =
+        1,835,008; gpt-oss-20b's (h 2880, E 32, trained bias): 2880 * 32 + 32 = 92,192.
+
+        >>> MoELayer(hidden_size=7168, expert_intermediate_size=2048, num_experts=256, top_k=8,
+        ...          router_bias=True, router_bias_buffer=True,
+        ...          parallelism={"tensor_parallel": 8, "sequence_parallel": "tp"}).tp_summed_params
+        1835008
+        >>> MoELayer(hidden_size=2880, expert_intermediate_size=2880, num_experts=32, top_k=4,
+        ...          router_bias=True, parallelism={"tensor_parallel": 2, "sequence_parallel": "tp"}).tp_summed_params
+        92192
+        """
+        if not self.parallelism.megatron_sp:
+            return sp.Integer(0)
+        trained_bias = 1 if self.router_bias and not self.router_bias_buffer else 0
+        return (self.hidden_size + trained_bias) * self.num_experts + self._gate_params
 
     def weight_memory(self, ctx: Context) -> sp.Expr:
         h, p, t = self.hidden_size, self.num_projections, ctx.tp

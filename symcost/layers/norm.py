@@ -40,6 +40,20 @@ class NormLayer(Layer):
         return [Vector(self.kind, elements=T * h, flops_per_element=VECTOR_FLOPS[self.kind],
                        read_bytes=(T * h + self.num_params) * e, write_bytes=T * h * e)]
 
+    @property
+    def tp_summed_params(self) -> sp.Expr:
+        """Under Megatron sequence parallelism, all its parameters: each TP rank normalizes its own
+        ``T/t`` tokens (Megatron-Core's norms mark their weight and bias ``sequence_parallel``,
+        ``fusions/fused_layer_norm.py``; Transformer Engine's ``TENorm`` likewise).
+
+        >>> sp_tp8 = {"tensor_parallel": 8, "sequence_parallel": "tp"}
+        >>> NormLayer(hidden_size=4096, kind="rmsnorm", parallelism=sp_tp8).tp_summed_params   # h
+        4096
+        >>> NormLayer(hidden_size=4096, parallelism={"tensor_parallel": 8}).tp_summed_params
+        0
+        """
+        return self.num_params if self.parallelism.megatron_sp else sp.Integer(0)
+
     def weight_memory(self, ctx: Context) -> sp.Expr:
         return self.num_params * ctx.e
 

@@ -54,8 +54,8 @@ def deepseek_v3(hidden_size: Any, num_heads: Any, num_layers: Any, vocab_size: A
                 tied: bool = False, causal: Optional[bool] = None, activation: Activation = "silu",
                 router_bias: bool = True, name: str = "deepseek-v3") -> Model:
     """DeepSeek-V3: MLA attention; the first ``first_dense_layers`` blocks with a dense SwiGLU MLP,
-    the rest with a MoE of routed and shared experts (router score bias included; DeepSeek-V2
-    has none: ``router_bias=False``). The
+    the rest with a MoE of routed and shared experts (router score bias included, a buffer without
+    gradient; DeepSeek-V2 has none: ``router_bias=False``). The
     multi-token-prediction module is not part of the model. Flash attention, so ``causal``
     resolves to ``True`` (see :func:`symcost.models.model.resolve_causal`)."""
     par = Parallelism.coerce(parallelism)
@@ -70,6 +70,7 @@ def deepseek_v3(hidden_size: Any, num_heads: Any, num_layers: Any, vocab_size: A
                            mlp=MoELayer(hidden_size=hidden_size, expert_intermediate_size=moe_intermediate_size,
                                         num_experts=num_experts, top_k=top_k,
                                         num_shared_experts=num_shared_experts, router_bias=router_bias,
+                                        router_bias_buffer=router_bias,  # e_score_correction_bias
                                         activation=activation, parallelism=par))
     # a group of provably no layers is left out (a config may have no dense or no MoE layer)
     blocks = tuple((blk, n) for blk, n in ((dense, first_dense_layers), (moe, num_layers - first_dense_layers))

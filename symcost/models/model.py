@@ -194,6 +194,10 @@ class TransformerBlock(Layer):
     def expert_params_per_chip(self) -> sp.Expr:
         return self.mlp.expert_params_per_chip
 
+    @property
+    def tp_summed_params(self) -> sp.Expr:
+        return sp.Add(*(part.tp_summed_params for part in self.parts))
+
 
 class MixerBlock(Layer):
     """A pre-norm residual block around one layer: ``x + mixer(norm(x))``.
@@ -280,6 +284,10 @@ class MixerBlock(Layer):
     @property
     def expert_params_per_chip(self) -> sp.Expr:
         return self.mixer.expert_params_per_chip
+
+    @property
+    def tp_summed_params(self) -> sp.Expr:
+        return self.norm.tp_summed_params + self.mixer.tp_summed_params
 
 
 Count = Any

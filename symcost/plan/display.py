@@ -20,7 +20,7 @@ __all__ = ["training_text", "training_repr", "training_latex", "training_html", 
            "speculative_text", "speculative_html", "disaggregated_repr", "disaggregated_text", "disaggregated_html"]
 
 _TRAIN_TIME = (("compute", "compute"), ("bubble", "pipeline bubble"), ("pipeline_comm", "pipeline sends"),
-               ("dp_comm", "data-parallel sync"), ("optimizer_step", "optimizer step"))
+               ("dp_comm", "gradient sync"), ("optimizer_step", "optimizer step"))
 """``TrainingStep.breakdown()`` keys of the step time, which they add up to, and their labels."""
 _TRAIN_MEMORY = (("weights", "weight_memory"), ("gradients", "gradient_memory"), ("optimizer", "optimizer_memory"),
                  ("activations", "activation_memory"))

@@ -56,6 +56,9 @@ class TrainingStep:
     bubble_time: Any
     pipeline_comm_time: Any
     dp_comm_time: Any
+    """The gradient synchronisation after the backward: the data-parallel sync's exposed part, a tied
+    embedding's all-reduce between the first and last stage, and the TP all-reduce of the
+    gradients of weights each TP rank holds whole (docs/conventions.md §16 item 5)."""
     memory_per_chip: Any
     weight_memory: Any
     gradient_memory: Any
@@ -397,7 +400,10 @@ def model_parts(model: "Model", rows: Sequence[tuple[str, Any, LayerMetrics]], d
     (:func:`stages_from_parts`). With ``gemm_weight`` (training rows) each block also states
     ``gemm_weight``, the bytes of its GEMM weights (:func:`~symcost.core.ops.weight_elements`):
     what a narrow-format weight copy covers (the embedding is a lookup, the norms no GEMMs, and
-    the LM head, Megatron-Core's own ``ColumnParallelLinear``, runs outside Transformer Engine)."""
+    the LM head, Megatron-Core's own ``ColumnParallelLinear``, runs outside Transformer Engine).
+    Each block and the tail state ``tp_summed``, the parameters whose gradients the training step
+    sums over TP once per step (:attr:`~symcost.layers.base.Layer.tp_summed_params`: the final norm's
+    in the tail; the embedding has none)."""
     e = DataType.parse(dtype).bytes
 
     def quantities(metrics: LayerMetrics) -> dict[str, Any]:
@@ -408,9 +414,11 @@ def model_parts(model: "Model", rows: Sequence[tuple[str, Any, LayerMetrics]], d
     tail = {k: tail[k] + x for k, x in quantities(part.lm_head).items()}
     if model.lm_head.tied:
         tail["tied_weight"] = sp.sympify(model.lm_head.table_memory(e))
+    tail["tp_summed"] = sp.sympify(model.final_norm.tp_summed_params)
     blocks = []
     for (blk, n), metrics in zip(model.blocks, part.blocks, strict=True):
         q = quantities(metrics)
+        q["tp_summed"] = sp.sympify(blk.tp_summed_params)
         if blk.num_routed_experts is not None:
             q["expert_weight"] = sp.sympify(blk.expert_params_per_chip * e)
         if gemm_weight:

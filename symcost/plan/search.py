@@ -46,7 +46,7 @@ __all__ = ["Constraints", "SearchOptions", "SearchResult", "parallelism"]
 
 _COLUMNS = ("tp", "pp", "dp", "sp", "cp", "megatron_sp", "ep", "micro_batch", "interleave", "overlap", "recompute",
             "zero_stage", "step_time", "memory_per_chip", "mfu", "tokens_per_second")
-_QUANTITIES = ("latency", "weight", "activation")
+_QUANTITIES = ("latency", "weight", "activation", "tp_summed")  # tp_summed: the TP gradient sum (training)
 _TIED = ("shared_weight", "embedding_group")
 """A tied LM head's stage quantities under pipeline parallelism (:func:`.pipeline.stages_from_parts`)."""
 

@@ -48,6 +48,7 @@ _EXPERT = sp.Symbol("_stage_expert_params", positive=True)
 _SHARED = sp.Symbol("_stage_shared_params", nonnegative=True)
 _GROUP = sp.Symbol("_stage_in_embedding_group", nonnegative=True)
 _GEMM = sp.Symbol("_stage_gemm_params", nonnegative=True)
+_TP_SUMMED = sp.Symbol("_stage_tp_summed_params", nonnegative=True)
 _LATENCY = sp.Symbol("_stage_latency", positive=True)
 _INDEX = sp.Symbol("_stage_index", integer=True, nonnegative=True)
 
@@ -274,7 +275,38 @@ def _data_parallel(values: Sequence[dict[str, Any]], run: TrainingRun, m: Any) -
     if any(st.get("embedding_group", 0) != 0 for st in values):
         group = Collective("all_reduce", "pp", 2, _SHARED * sync.gradient_bytes, span=p * stride * d)
         dp_comm += _GROUP * collective_time(group, chip)
-    return weights, gradients, optimizer, dp_comm
+    return weights, gradients, optimizer, dp_comm + _tp_summed_sync(values, run)
+
+
+def _tp_summed_sync(values: Sequence[dict[str, Any]], run: TrainingRun) -> Any:
+    """Seconds of a stage's all-reduce, over its TP group, of the gradients of the parameters every
+    TP rank holds whole but computes from its own part of the work (``tp_summed``:
+    :attr:`~symcost.layers.base.Layer.tp_summed_params`; the norms under Megatron sequence
+    parallelism, MLA's down-projections, a router, the Q/K norms), ``_TP_SUMMED`` elements at the
+    gradients' ``sync.gradient_bytes`` each: ``min(1, n) * all_reduce(t, n * grad)``.
+
+    NB: exposed in full. Megatron-Core runs it in ``finalize_model_grads`` (NVIDIA/Megatron-LM
+    megatron/core/distributed/finalize_model_grads.py, ``_allreduce_layernorm_grads``; later
+    ``_allreduce_non_tensor_model_parallel_grads``): after ``finish_grad_sync`` has waited for the
+    data-parallel reduction and before the optimizer step, one synchronous ``all_reduce`` of the
+    coalesced (``_flatten_dense_tensors``) ``main_grad`` tensors of every parameter marked
+    ``sequence_parallel`` (or named ``q_layernorm``/``k_layernorm``) over the TP group, timed on its
+    own ("layernorm-grads-all-reduce"): nothing runs beside it. The TP ranks are adjacent (span
+    ``t``). ``min(1, n)`` drops it for a stage with none (a collective of no bytes is not issued).
+
+    NB: the same count under ``zero_stage >= 2`` (FSDP2, Meta FSDP), a simplification
+    (docs/conventions.md §16 item 5): torch FSDP2 with TP leaves the sum to DTensor, each
+    replicated parameter's partial gradient reduced on its own at every gradient reduction, so
+    once per micro-batch (``torch/distributed/tensor/parallel/style.py`` ``SequenceParallel``,
+    ``torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py`` ``foreach_reduce``); Megatron-FSDP
+    all-reduces only the rank's data-parallel shard, ``n/d`` elements
+    (``megatron/core/distributed/finalize_model_grads.py`` on ``megatron/core/distributed/fsdp/``'s
+    sharded buffers). Neither is modelled."""
+    t = run.par.tp
+    if t == 1 or all(st.get("tp_summed", 0) == 0 for st in values):
+        return sp.Integer(0)
+    summed = Collective("all_reduce", "tp", t, _TP_SUMMED * run.options.sync.gradient_bytes, span=t)
+    return extreme(sp.Min, 1, _TP_SUMMED) * collective_time(summed, run.chip)
 
 
 def _exposed(traffic: list[tuple[CollectiveKind, Any, Any, Any, Any]], share: Any, whole: Any,
@@ -397,7 +429,7 @@ def _stage_terms(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any, A
     for st in values:
         at = {_PARAMS: st["weight"] / e, _EXPERT: st.get("expert_weight", 0) / e,
               _SHARED: st.get("shared_weight", 0) / e, _GROUP: st.get("embedding_group", 0),
-              _GEMM: st.get("gemm_weight", 0) / e,
+              _GEMM: st.get("gemm_weight", 0) / e, _TP_SUMMED: st.get("tp_summed", 0),
               _LATENCY: st["latency"], _INDEX: st["index"]}
         terms = [substitute(x, at) for x in per_params]  # NB: Max/Min left unevaluated (extreme)
         terms.append(st["activation"] * in_flight(st["index"], p, m, v))

@@ -506,7 +506,7 @@ def _draw_memory(ax: Any, grid: Any, terms: _MemoryTerms, capacity: float) -> No
 STEP_HEADROOM = 1.15
 """The bar charts' value axes run to this multiple of the tallest bar: room for its label."""
 _TIME_PARTS = (("compute", "compute"), ("bubble", "pipeline bubble"),
-               ("pipeline_comm", "pipeline comm"), ("dp_comm", "DP comm"), ("optimizer_step", "optimizer step"))
+               ("pipeline_comm", "pipeline comm"), ("dp_comm", "gradient sync"), ("optimizer_step", "optimizer step"))
 _MEMORY_PARTS = (("weights", "weights"), ("gradients", "gradients"),
                  ("optimizer", "optimizer"), ("activations", "activations"))
 

@@ -119,6 +119,8 @@ def test_numbers_of_a_layout_that_does_not_fit_say_so_on_their_line(capsys):
     _, out, _ = main_run(capsys, "report", "--phase", "training")
     line = next(x for x in out.splitlines() if "MFU" in x and "step time" in x)
     assert re.match(r"does not fit \(183 GB per chip of 85\.9 GB HBM\); if it did: step time \d+ ms", line), line
+    # dp_comm holds more than the DP sync (the TP sum, the tied embedding's PP all-reduce)
+    assert "gradient sync" in line and "DP communication" not in line, line
     data = json.loads(main_run(capsys, "report", "--phase", "training", "--json")[1])
     assert data["training"]["fits"] is False
 

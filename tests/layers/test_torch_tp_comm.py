@@ -500,3 +500,34 @@ def test_collective_order(mesh, seq_par, kind):
         assert bw == [("all_gather", "tp", t, PAYLOAD), ("reduce_scatter", "tp", t, PAYLOAD)]
         bw = bw[:1] + list(_regather(t, seq_par).elements()) + bw[1:]
     assert fw + bw == want
+
+
+@SEQ_PAR
+def test_replicated_gradients_summed_over_tp(mesh, seq_par):
+    """The gradients torch leaves ``Partial`` after a pre-norm block's backward, all-reduced when
+    materialised, are the ones symcost's step sums over TP (``tp_summed_params`` of the block's
+    layers at e bytes; Megatron-Core's ``finalize_model_grads`` -> ``_allreduce_layernorm_grads``):
+    under SP the two LayerNorms' weight and bias, 2 * 2h elements; without SP none."""
+    # NB: a bias on a rowwise linear is where torch and Megatron differ: DTensor's RowwiseParallel
+    # leaves its gradient Replicate (nothing to sum), Megatron-Core's RowParallelLinear adds it on
+    # the sequence shard after the reduce-scatter and marks it sequence_parallel (summed); the
+    # block here has no linear biases
+    t = mesh.size()
+    plan = (_norm_plan(seq_par, "norm1") | _attention_plan(seq_par, "fused", "attn.")
+            | _norm_plan(seq_par, "norm2") | _mlp_plan(seq_par, "mlp."))
+    block = parallelize_module(_Block(), mesh, plan)
+    _trace(block, _input(t, seq_par))
+    with _PayloadCommMode() as sync:
+        for param in block.parameters():
+            if getattr(param.grad, "placements", None) == (Partial(),):
+                param.grad.full_tensor()
+    par = _parallelism(t, seq_par)
+    layers = [sc.NormLayer(hidden_size=H, parallelism=par),
+              sc.AttentionLayer(hidden_size=H, num_heads=A, parallelism=par),
+              sc.NormLayer(hidden_size=H, parallelism=par),
+              sc.MLPLayer(hidden_size=H, intermediate_size=FF, parallelism=par)]
+    summed = sum(int(layer.tp_summed_params) for layer in layers)
+    assert summed == (2 * 2 * H if seq_par else 0)
+    want = Counter({("all_reduce", "tp", t, H * E): 4}) if seq_par else Counter()  # one per Partial tensor
+    assert sync.counts() == want
+    assert sum(payload * n for (_, _, _, payload), n in sync.counts().items()) == summed * E

@@ -15,6 +15,11 @@ from symcost.models.builders import mixtral
 # the router 256*8 = 2,048 (replicated); final norm 256; LM head 131,072. Dense parameters per
 # chip: 131,072 + 2*133,632 + 256 + 131,072 = 529,664.
 DENSE = 529_664
+# Under Megatron SP the weights each TP rank holds whole and runs on its own T/t tokens, the two
+# RMSNorms and the router per block and the final norm, have their fp32 gradients all-reduced over
+# TP 2 once per step (finalize_model_grads, docs/conventions.md §16 item 5): 2*(512 + 2,048) + 256
+# = 5,376 elements, 21,504 bytes, ranks adjacent (span 2).
+TP_SUM = Collective("all_reduce", "tp", 2, (2 * (512 + 2_048) + 256) * 4, span=2)
 MODEL = mixtral(hidden_size=256, num_heads=4, num_kv_heads=4, num_layers=2, vocab_size=1024, intermediate_size=512,
                 num_experts=8, top_k=2)
 
@@ -41,7 +46,7 @@ def test_tp2_ep4_dp2_with_expert_tp_1_is_a_layout_without_expert_replicas():
     chip = get_hardware("H100_SXM")
     sync = (collective_time(Collective("reduce_scatter", "dp", 2, DENSE * 4, span=4), chip)
             + collective_time(Collective("all_gather", "dp", 2, DENSE * 2, span=4), chip))
-    assert step.dp_comm_time == sync
+    assert step.dp_comm_time == sync + collective_time(TP_SUM, chip)
 
 
 def test_expert_data_parallel_group_is_what_the_grid_leaves():
@@ -54,4 +59,4 @@ def test_expert_data_parallel_group_is_what_the_grid_leaves():
     chip = get_hardware("H100_SXM")
     sync = sum(collective_time(Collective(kind, "dp", 2, n * b, span=4), chip)
                for n in (DENSE, 3_145_728) for kind, b in (("reduce_scatter", 4), ("all_gather", 2)))
-    assert step.dp_comm_time == sync
+    assert step.dp_comm_time == sync + collective_time(TP_SUM, chip)

@@ -74,7 +74,9 @@ def test_training_step_display():
     for want in ("88.08 µs", "100 %", "220.7 kB", "441.3 kB", "1.324 MB", "198.7 kB", "2.185 MB", "1 GB", "fits",
                  "88.08 MFLOP"):
         assert want in cells, want
-    assert "compute" in cells and "data-parallel sync" in cells
+    # dp_comm holds the DP sync, the TP sum of replicated weights' gradients and the tied
+    # embedding's PP all-reduce: labelled "gradient sync", not "data-parallel sync"
+    assert "compute" in cells and "gradient sync" in cells and "data-parallel sync" not in cells
     text = str(step)
     assert "88.08 µs" in text and "MFU 100 %" in text and "2.185 MB of 1 GB HBM: fits" in text
     assert repr(step) == "TrainingStep(step_time=88.08 µs, mfu=100 %, memory_per_chip=2.185 MB, fits=True, chips=1)"

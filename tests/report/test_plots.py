@@ -131,6 +131,12 @@ def test_roofline_points_by_hand(mlp_metrics):
     assert sum(p.share for p in points.values()) == 1  # every op placed: the shares add up
 
 
+def test_step_breakdown_labels_dp_comm_gradient_sync():
+    """dp_comm also holds the TP sum of replicated weights' gradients and the tied embedding's PP
+    all-reduce (docs/conventions.md §16 item 5): its bar is "gradient sync", not "DP comm"."""
+    assert dict(plots._TIME_PARTS)["dp_comm"] == "gradient sync"
+
+
 def test_step_breakdown_parts_sum_to_the_step(steps):
     """What the bars stack adds up to step_time and memory_per_chip."""
     for st in steps:
