@@ -484,6 +484,101 @@ def stages_from_parts(parts: dict[str, Any], p: Any, split: Optional[tuple[int, 
     return out
 
 
+def checked_recompute_layers(value: Any, recompute: str) -> Optional[int]:
+    """``recompute_layers`` checked against the mode: ``None`` (every block under ``recompute``),
+    or, with ``recompute="full"`` only, an int ``N >= 0``: the blocks of each pipeline stage (each
+    virtual stage when interleaved) recomputed in full, Megatron-Core's ``--recompute-granularity
+    full --recompute-method block --recompute-num-layers N`` (:func:`block_recompute_stages`); the
+    upper bound, a stage's blocks, is checked there.
+
+    >>> checked_recompute_layers(5, "full"), checked_recompute_layers(None, "selective")
+    (5, None)
+    """
+    if value is None:
+        return None
+    if recompute != "full":
+        raise ConfigError(f"recompute_layers needs recompute='full' (Megatron's recompute_method 'block' recomputes "
+                          f"whole layers), got recompute={recompute!r}", field="recompute_layers")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"recompute_layers must be an int >= 0 (blocks recomputed per pipeline stage), got {value!r}",
+                          field="recompute_layers")
+    return value
+
+
+def chunk_blocks(blocks: int, v: int, first: bool, last: bool) -> list[int]:
+    """Blocks of each of a stage's ``v`` chunks (virtual stages), in order: ``blocks / v`` each; where
+    ``v`` does not divide them, :func:`stage_split`'s Megatron accounting (the embedding a layer of
+    the first stage's first chunk, the loss one of the last stage's last chunk).
+
+    >>> chunk_blocks(4, 2, False, False), chunk_blocks(3, 2, True, False), chunk_blocks(32, 1, True, True)
+    ([2, 2], [1, 2], [32])
+    """
+    if blocks % v == 0:
+        return [blocks // v] * v
+    sizes = [(blocks + first + last) // v] * v
+    sizes[0] -= first
+    sizes[-1] -= last
+    return sizes
+
+
+def recomputed_blocks(held: Sequence[int], chunks: Sequence[int], n: int) -> tuple[int, ...]:
+    """Per block group, how many of a stage's blocks (``held`` per group, in the model's order, cut
+    into ``chunks``) are among the first ``n`` of their chunk: Megatron-Core's ``block`` method.
+
+    >>> recomputed_blocks((2, 4), [3, 3], 2)   # chunks (g0 g0 g1) (g1 g1 g1): g0 g0 | g1 g1
+    (2, 2)
+    """
+    order = [g for g, count in enumerate(held) for _ in range(int(count))]
+    out = [0] * len(held)
+    start = 0
+    for size in chunks:
+        for g in order[start:start + min(n, size)]:
+            out[g] += 1
+        start += size
+    return tuple(out)
+
+
+def block_recompute_stages(kept: dict[str, Any], full: dict[str, Any], p: Any, split: Optional[tuple[int, ...]],
+                           v: Any, n: int) -> list[dict[str, Any]]:
+    """:func:`stages_from_parts` under Megatron-Core's ``--recompute-granularity full
+    --recompute-method block --recompute-num-layers n``: in each pipeline stage (each of its ``v``
+    chunks when interleaved: every chunk is a ``TransformerBlock`` of its own) the first ``n``
+    blocks run checkpointed (``kept``: :func:`model_parts` without recomputation; ``full``: with
+    ``recompute="full"``), the others keep their activations; the embedding, the final norm and
+    the head are not recomputed. NVIDIA/Megatron-LM core_v0.14.0
+    ``megatron/core/transformer/transformer_block.py`` ``_checkpointed_forward``: ``for layer_idx in
+    range(self.num_layers_per_pipeline_rank)`` (``len(self.layers)``, the chunk's layers) checkpoints
+    ``custom(layer_idx, layer_idx + 1)`` while ``layer_idx < recompute_num_layers`` and runs the rest
+    plainly (``megatron/training/arguments.py``: "the number of individual Transformer layers to
+    recompute within each pipeline stage"; later releases moved the loop to ``megatron/core/recompute.py``).
+
+    A stage of ``r_g`` recomputed blocks of group ``g`` costs ``stage_kept + sum_g r_g (full_g -
+    kept_g)`` in latency (each one's forward again in the backward) and activations (it saves its
+    input only), and its peak also holds one recomputed block's activations while its backward
+    runs, ``max_g (kept_g - full_g)`` over the recomputed groups, once (``recompute_peak``, added
+    beside the in-flight micro-batches by :func:`~symcost.plan.training.assemble_training`).
+    ``n`` is at most the largest chunk's blocks (a smaller chunk recomputes all of its own, as
+    Megatron's loop does); the split must be numeric."""
+    if split is None:
+        raise ConfigError("recompute_layers needs a numeric num_layers, pipeline_parallel and interleave "
+                          "(which blocks each stage recomputes)", field="recompute_layers")
+    layout = stage_layout([c for c, _ in kept["blocks"]], p, split)
+    chunks = {k: chunk_blocks(sum(held), int(v), first, last) for k, held, first, last in layout}
+    largest = max(max(sizes) for sizes in chunks.values())
+    if n > largest:
+        unit = "chunk (virtual stage)" if int(v) > 1 else "pipeline stage"
+        raise ConfigError(f"recompute_layers must be between 0 and {largest}, the blocks of the largest {unit}, "
+                          f"got {n}", field="recompute_layers")
+    out = stages_from_parts(kept, p, split)
+    for stage, (k, held, _, _) in zip(out, layout, strict=True):
+        counts = recomputed_blocks(held, chunks[k], n)
+        pairs = [(r, q, f) for r, (_, q), (_, f) in zip(counts, kept["blocks"], full["blocks"], strict=True) if r]
+        for key in ("latency", "activation"):
+            stage[key] = stage[key] + sp.Add(*(r * (f[key] - q[key]) for r, q, f in pairs))
+        stage["recompute_peak"] = max_all([q["activation"] - f["activation"] for _, q, f in pairs] or [_ZERO])
+    return out
+
+
 def in_flight(k: Any, p: Any, m: Any, v: Any) -> Any:
     """Micro-batches of activations stage ``k`` holds at its peak: 1F1B ``min(p - k, m)``;
     interleaved, Megatron-LM's warm-up ``2(p - k - 1) + (v - 1)p`` chunks plus one, at most all

@@ -1,0 +1,125 @@
+"""Megatron-Core's block recomputation: ``recompute="full", recompute_layers=N`` recomputes the
+first N blocks of each pipeline stage (of each chunk when interleaved) and keeps the others'
+activations (NVIDIA/Megatron-LM core_v0.14.0 megatron/core/transformer/transformer_block.py
+``_checkpointed_forward``, ``recompute_method == 'block'``).
+
+The fixed small model (as tests/plan/test_plan_display.py): GPT (Megatron: eager, non-causal
+attention, LayerNorm, GELU MLP, dropout, tied LM head) with h = 64, a = 4, V = 128, s = 32, here
+L = 4 blocks, in bf16 (e = 2), micro-batch 1, global batch 4 (m = 4 micro-batches on one replica),
+on a toy chip whose only finite rate is the matmul peak (10^12 FLOP/s; vector FLOP/s and every
+bandwidth 10^24, no collective latency): every time is the matmul FLOPs / 10^12 to ~1e-12 relative.
+
+By hand, per sequence (b = 1):
+- one block's forward matmuls: 24 s h^2 + 4 s^2 h = 3,145,728 + 262,144 = 3,407,872 FLOPs; its
+  forward + backward 3 x that; recomputed, one forward more (4 x);
+- the LM head: 2 s h V = 524,288 forward, x 3 with its backward; the embedding has no matmul;
+- a block's saved activations (Korthikanti et al. 2022, e = 2): s b h (34 + 5 a s / h) =
+  2048 x 44 = 90,112 B; recomputed, its input only, 2 s b h = 4,096 B; while a recomputed block's
+  backward runs its other activations are back: 90,112 - 4,096 = 86,016 B, once;
+- the embedding's dropout mask s b h = 2,048 B (first stage); the final norm's and the LM head's
+  inputs 2 x 2 s b h = 8,192 B and the loss's bf16 logit gradient 2 s b V = 8,192 B (last stage).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import symcost as sc
+from symcost.errors import ConfigError
+from symcost.hardware import Hardware
+from symcost.plan import compiled
+from symcost.plan import step as steps
+
+BIG = 10**24
+TOY = Hardware(name="toy", peak_flops={"bf16": 10**12}, vector_flops=BIG, hbm_capacity=10**9, hbm_bandwidth=BIG,
+               scale_up_bandwidth=BIG, scale_up_domain=8, scale_out_bandwidth=BIG, collective_latency=0)
+GPT = sc.Model.gpt(hidden_size=64, num_heads=4, num_layers=4, vocab_size=128, seq_len=32)
+BLOCK = 3_407_872        # one block's forward matmul FLOPs (module docstring)
+HEAD = 524_288           # the LM head's forward matmul FLOPs
+KEPT, INPUT = 90_112, 4_096
+PEAK = KEPT - INPUT      # one recomputed block's activations, back during its backward
+EMBEDDING, TAIL = 2_048, 16_384
+
+
+def _step(pp=1, n=1, v=1, recompute="full"):
+    return GPT.training_step(TOY, seq_len=32, global_batch=4, micro_batch=1, parallelism={"pipeline_parallel": pp},
+                             recompute=recompute, recompute_layers=n, interleave=v)
+
+
+def test_one_of_four_blocks_recomputed_on_one_stage():
+    step = _step(pp=1, n=1)
+    # time: m = 4 micro-batches of 3 (4 BLOCK + HEAD) + BLOCK (the first block's forward again)
+    #   = 3 x 14,155,776 + 3,407,872 = 45,875,200 FLOPs; x 4 = 183,500,800 FLOPs -> 183.5008 µs
+    assert 4 * (3 * (4 * BLOCK + HEAD) + BLOCK) == 183_500_800
+    assert float(step.compute_time) == pytest.approx(183_500_800e-12, rel=1e-9)
+    assert float(step.step_time) == pytest.approx(183_500_800e-12, rel=1e-9)
+    # memory: one micro-batch in flight: 1 input (4,096) + 3 blocks (270,336) + embedding and tail
+    #   (18,432) + one recomputed block's activations (86,016) = 378,880 B: on one stage recomputing
+    #   one block saves nothing at the peak (what it drops comes back during its backward)
+    assert INPUT + 3 * KEPT + EMBEDDING + TAIL + PEAK == 378_880
+    assert step.activation_memory == 378_880
+
+
+def test_one_block_per_stage_recomputed_on_two_stages():
+    step = _step(pp=2, n=1)
+    # time: stage 0 = 2 blocks + the first one's forward again = 3 x 2 BLOCK + BLOCK = 23,855,104;
+    #   stage 1 = 3 (2 BLOCK + HEAD) + BLOCK = 25,427,968, the slower: T_mb. 1F1B: (m + p - 1) T_mb
+    #   = 5 x 25,427,968 = 127,139,840 FLOPs -> 127.13984 µs
+    assert 5 * (3 * (2 * BLOCK + HEAD) + BLOCK) == 127_139_840
+    assert float(step.microbatch_time) == pytest.approx(25_427_968e-12, rel=1e-9)
+    assert float(step.compute_time) == pytest.approx(127_139_840e-12, rel=1e-9)
+    # memory: stage 0 holds min(p - 0, m) = 2 micro-batches of (4,096 + 90,112 + 2,048) = 96,256
+    #   plus one recomputed block (86,016): 278,528 B; stage 1, 1 micro-batch of (4,096 + 90,112 +
+    #   16,384) + 86,016 = 196,608 B. Parameters (12 h^2 + 13 h = 49,984 a block): stage 0, the
+    #   embedding (V h + s h = 10,240) and 2 blocks = 110,208; stage 1, 2 blocks, the final norm
+    #   (2 h) and the tied head's table copy (V h) = 108,288; at 2 + 4 + 12 = 18 B each (bf16
+    #   weights, fp32 gradients, Adam, d = 1): stage 0 1,983,744 + 278,528 = 2,262,272 B, the fuller
+    assert 2 * (INPUT + KEPT + EMBEDDING) + PEAK == 278_528
+    assert step.activation_memory == 278_528
+    assert step.memory_per_chip == 18 * 110_208 + 278_528 == 2_262_272
+
+
+def test_interleaved_chunks_each_recompute_their_first_block():
+    step = _step(pp=2, n=1, v=2)
+    # v = 2 chunks of 1 block per stage: N = 1 recomputes every block (4 BLOCK forward each).
+    #   Stage 1: 2 x 4 BLOCK + 3 HEAD = 28,835,840 = T_mb; compute (m + (p - 1)/v) T_mb = 4.5 T_mb
+    #   = 129,761,280 FLOPs. Stage 0 holds Megatron's warm-up 2(p - 1) + (v - 1) p + 1 = 5 chunks of
+    #   half a micro-batch (2 inputs + the dropout mask: 10,240 B): 25,600 B, plus one recomputed
+    #   block's activations (86,016): 111,616 B
+    assert 9 * (2 * 4 * BLOCK + 3 * HEAD) // 2 == 129_761_280
+    assert float(step.compute_time) == pytest.approx(129_761_280e-12, rel=1e-9)
+    assert 5 * (2 * INPUT + EMBEDDING) // 2 + PEAK == 111_616
+    assert step.activation_memory == 111_616
+
+
+def test_no_block_recomputed_is_no_recomputation():
+    kept, none = _step(pp=2, n=0), _step(pp=2, n=None, recompute="none")
+    assert (kept.step_time, kept.memory_per_chip) == (none.step_time, none.memory_per_chip)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"pp": 1, "n": 5}, "recompute_layers must be between 0 and 4, the blocks of the largest pipeline stage, got 5"),
+    ({"pp": 2, "n": 3}, "recompute_layers must be between 0 and 2, the blocks of the largest pipeline stage, got 3"),
+    ({"pp": 2, "v": 2, "n": 2}, "recompute_layers must be between 0 and 1, the blocks of the largest chunk"),
+    ({"n": -1}, "recompute_layers must be an int >= 0"),
+    ({"n": True}, "recompute_layers must be an int >= 0"),
+    ({"n": 2, "recompute": "selective"}, "recompute_layers needs recompute='full'"),
+])
+def test_bad_recompute_layers_is_one_line(kwargs, message):
+    with pytest.raises(ConfigError, match="^" + message.replace("(", r"\(").replace(")", r"\)")) as err:
+        _step(**kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_compiled_equals_uncompiled():
+    model = sc.models.get("llama-3-8b")
+    kwargs = {"parallelism": {"pipeline_parallel": 4, "data_parallel": 2}, "recompute": "full",
+              "recompute_layers": 3, "interleave": 2}
+    fast = steps.compile_step(model, "H100_SXM", "training", "fp8_e4m3", **kwargs)(8192, 64, 1)
+    old, compiled.USE_COMPILED = compiled.USE_COMPILED, False
+    try:
+        exact = model.training_step("H100_SXM", 8192, 64, 1, "fp8_e4m3", **kwargs)
+    finally:
+        compiled.USE_COMPILED = old
+    for field in ("step_time", "compute_time", "memory_per_chip", "activation_memory", "microbatch_time"):
+        assert getattr(fast, field) == getattr(exact, field), field
