@@ -502,7 +502,7 @@ _MEMORY = ("weight_memory", "gradient_memory", "optimizer_memory", "activation_m
 
 @functools.lru_cache(maxsize=64)
 def _training_program(run: TrainingRun) -> Optional[csteps.CompiledStep]:
-    model, chip, par, datatype, options = run.model, run.chip, run.par, run.datatype, run.options
+    model, chip, par, options = run.model, run.chip, run.par, run.options
     if not csteps.compilable(model, par, chip):
         return None
     s, B, b = sym.seq_len, _GLOBAL, sym.batch_size
