@@ -489,3 +489,13 @@ def test_a_refused_profiled_run_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(ct, "predict", lambda row, chip=None, **kw: ct.Prediction(row, refused="no mode fits"))
     with pytest.raises(SymcostError, match="refuses the profiled run: no mode fits"):
         ct.profiled_steps(run)
+
+
+def test_the_8b_h100_run_recomputes_its_recipes_five_blocks(rows):
+    """Megatron-Bridge v0.2.0 (25.11) LLAMA3_8B_H100_FP8_CS_BASE_CONFIG: recompute_num_layers=5,
+    which set_recompute_overrides runs as granularity full, method block; the other rows choose."""
+    row = rows["bridge-H100-llama3-8b-fsdp8-gbs128"]
+    assert ct.recompute_modes(row) == (True, (("full", 5),))
+    p = ct.predict(row)
+    assert (p.recompute, p.recompute_layers) == ("full", 5)
+    assert ct.recompute_modes(rows["bridge-B200-llama3-8b-gbs128"]) == (False, tuple((m, None) for m in ct.RECOMPUTE))

@@ -123,3 +123,18 @@ def test_compiled_equals_uncompiled():
         compiled.USE_COMPILED = old
     for field in ("step_time", "compute_time", "memory_per_chip", "activation_memory", "microbatch_time"):
         assert getattr(fast, field) == getattr(exact, field), field
+
+
+def test_llama3_8b_recomputes_five_of_its_32_blocks():
+    """One stage of 32 identical blocks: recomputing 5 adds 5/32 of what recomputing all 32 adds to
+    the compute time (the embedding and the head are recomputed in neither), and saves 5/32 of what
+    all 32 save in activations, less one block's activations back at the peak."""
+    model = sc.models.get("llama-3-8b")
+
+    def step(**kwargs):
+        return model.training_step("H100_SXM", 8192, 16, 1, "bf16", {"data_parallel": 8}, **kwargs)
+
+    none, full, five = step(), step(recompute="full"), step(recompute="full", recompute_layers=5)
+    assert five.compute_time - none.compute_time == (full.compute_time - none.compute_time) * 5 / 32
+    per_block = (none.activation_memory - full.activation_memory) / 32
+    assert none.activation_memory - five.activation_memory == 5 * per_block - per_block
