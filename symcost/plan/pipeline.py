@@ -558,7 +558,9 @@ def block_recompute_stages(kept: dict[str, Any], full: dict[str, Any], p: Any, s
     runs, ``max_g (kept_g - full_g)`` over the recomputed groups, once (``recompute_peak``, added
     beside the in-flight micro-batches by :func:`~symcost.plan.training.assemble_training`).
     ``n`` is at most the largest chunk's blocks (a smaller chunk recomputes all of its own, as
-    Megatron's loop does); the split must be numeric."""
+    Megatron's loop does); the split must be numeric. NB: plain ``recompute="full"`` (no
+    ``recompute_layers``) keeps its own accounting, every block its input and no rebuilt block at
+    the peak, so ``n`` = every block differs from it by that peak term (the search's ``full`` too)."""
     if split is None:
         raise ConfigError("recompute_layers needs a numeric num_layers, pipeline_parallel and interleave "
                           "(which blocks each stage recomputes)", field="recompute_layers")
