@@ -658,7 +658,8 @@ def _work_kind(op: Any) -> str:
 
 def block_breakdown(row: TrainingRow, recompute: Optional[Recompute] = None) -> dict[str, float]:
     """Seconds of one micro-batch's pass (forward + backward, ``recompute``'s extra forward
-    included; default the mode :func:`predict` chooses) through one block of ``row``'s model on one
+    included; default the mode :func:`predict` chooses, for a row with block recomputation,
+    :data:`RECIPE_RECOMPUTE`, that of one of its recomputed blocks) through one block of ``row``'s model on one
     chip, by kind of work: ``gemm``, ``grouped_gemm`` (routed experts), ``attention`` (core and its
     backward), ``permute`` (the dispatcher's permutation and the weighted combine), ``router``,
     ``elementwise`` (norms, activations, residuals), ``host_sync`` (the host time an eager MoE
