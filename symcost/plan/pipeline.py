@@ -551,6 +551,9 @@ def block_recompute_stages(kept: dict[str, Any], full: dict[str, Any], p: Any, s
     ``custom(layer_idx, layer_idx + 1)`` while ``layer_idx < recompute_num_layers`` and runs the rest
     plainly (``megatron/training/arguments.py``: "the number of individual Transformer layers to
     recompute within each pipeline stage"; later releases moved the loop to ``megatron/core/recompute.py``).
+    Under FP8 the loop shifts its window past layers whose input needs no gradient
+    (``recompute_skip_num_layers``); none here: the embedding's output and a stage's received input
+    (``p2p_communication.py`` allocates it with ``requires_grad=True``) both need one.
 
     A stage of ``r_g`` recomputed blocks of group ``g`` costs ``stage_kept + sum_g r_g (full_g -
     kept_g)`` in latency (each one's forward again in the backward) and activations (it saves its
