@@ -129,7 +129,7 @@ class TrainingOptions:
     recompute_layers: Optional[int] = None
 
     def __post_init__(self) -> None:
-        checked_recompute_layers(self.recompute_layers, self.recompute)
+        object.__setattr__(self, "recompute_layers", checked_recompute_layers(self.recompute_layers, self.recompute))
 
     def key(self) -> tuple[Any, ...]:
         """The options as plain values, for the compiled steps' cache (:func:`~symcost.plan.compiled.front`)."""
@@ -413,7 +413,7 @@ def _stage_terms(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any, A
               _GEMM: st.get("gemm_weight", 0) / e,
               _LATENCY: st["latency"], _INDEX: st["index"]}
         terms = [substitute(x, at) for x in per_params]  # NB: Max/Min left unevaluated (extreme)
-        # NB: a block recomputed under recompute_layers holds its activations once, beside the in-flight ones
+        # NB: a recomputed block rebuilt during the oldest micro-batch's backward (rebuild_peak)
         terms.append(st["activation"] * in_flight(st["index"], p, m, v) + st.get("recompute_peak", 0))
         per_stage.append(terms)
     return per_stage
@@ -533,7 +533,7 @@ def _stage_values(sharded: "Model", run: TrainingRun, sizes: tuple[Any, Any],
         rows = sharded.breakdown(b, s, "training", run.datatype, run.chip, cast(Recompute, mode), options.overlap)
         return rows, model_parts(sharded, rows, run.tensors, run.weight_copy != 0)
 
-    if options.recompute_layers is None:
+    if options.recompute_layers is None and options.recompute != "full":
         rows, one = parts(options.recompute)
         return stages_from_parts(one, run.par.pp, split), rows
     rows, kept = parts("none")

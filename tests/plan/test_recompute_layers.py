@@ -53,11 +53,15 @@ def test_one_of_four_blocks_recomputed_on_one_stage():
     assert 4 * (3 * (4 * BLOCK + HEAD) + BLOCK) == 183_500_800
     assert float(step.compute_time) == pytest.approx(183_500_800e-12, rel=1e-9)
     assert float(step.step_time) == pytest.approx(183_500_800e-12, rel=1e-9)
-    # memory: one micro-batch in flight: 1 input (4,096) + 3 blocks (270,336) + embedding and tail
-    #   (18,432) + one recomputed block's activations (86,016) = 378,880 B: on one stage recomputing
-    #   one block saves nothing at the peak (what it drops comes back during its backward)
-    assert INPUT + 3 * KEPT + EMBEDDING + TAIL + PEAK == 378_880
-    assert step.activation_memory == 378_880
+    # memory (1F1B, one stage: one micro-batch in flight). Its forward keeps the first block's input
+    #   (4,096), 3 blocks' activations (270,336), the embedding's mask and the tail (18,432):
+    #   S = 292,864 B. Its backward runs the tail, then blocks 4, 3, 2 (each freed after its own
+    #   backward), then rebuilds block 1: at that moment it holds the embedding's mask, block 1's input
+    #   and its other activations back: 2,048 + 4,096 + 86,016 = 92,160 B < S. Peak = S = 292,864 B:
+    #   the rebuilt block costs nothing at the peak unless every block of the chunk is recomputed
+    assert INPUT + 3 * KEPT + EMBEDDING + TAIL == 292_864
+    assert EMBEDDING + INPUT + PEAK == 92_160
+    assert step.activation_memory == 292_864
 
 
 def test_one_block_per_stage_recomputed_on_two_stages():
@@ -68,15 +72,17 @@ def test_one_block_per_stage_recomputed_on_two_stages():
     assert 5 * (3 * (2 * BLOCK + HEAD) + BLOCK) == 127_139_840
     assert float(step.microbatch_time) == pytest.approx(25_427_968e-12, rel=1e-9)
     assert float(step.compute_time) == pytest.approx(127_139_840e-12, rel=1e-9)
-    # memory: stage 0 holds min(p - 0, m) = 2 micro-batches of (4,096 + 90,112 + 2,048) = 96,256
-    #   plus one recomputed block (86,016): 278,528 B; stage 1, 1 micro-batch of (4,096 + 90,112 +
-    #   16,384) + 86,016 = 196,608 B. Parameters (12 h^2 + 13 h = 49,984 a block): stage 0, the
-    #   embedding (V h + s h = 10,240) and 2 blocks = 110,208; stage 1, 2 blocks, the final norm
-    #   (2 h) and the tied head's table copy (V h) = 108,288; at 2 + 4 + 12 = 18 B each (bf16
-    #   weights, fp32 gradients, Adam, d = 1): stage 0 1,983,744 + 278,528 = 2,262,272 B, the fuller
-    assert 2 * (INPUT + KEPT + EMBEDDING) + PEAK == 278_528
-    assert step.activation_memory == 278_528
-    assert step.memory_per_chip == 18 * 110_208 + 278_528 == 2_262_272
+    # memory: stage 0 holds min(p - 0, m) = 2 micro-batches of S0 = 4,096 + 90,112 + 2,048 = 96,256
+    #   B; its peak is the larger of 2 S0 (both forwards done) and, while the older one's first block
+    #   is rebuilt (its second block already freed), S0 + 2,048 + 4,096 + 86,016 = 188,416: 2 S0 =
+    #   192,512 B. Stage 1, 1 micro-batch of S1 = 4,096 + 90,112 + 16,384 = 110,592 B (rebuilt:
+    #   90,112, less). Parameters (12 h^2 + 13 h = 49,984 a block): stage 0, the embedding (V h + s h
+    #   = 10,240) and 2 blocks = 110,208; stage 1, 2 blocks, the final norm (2 h) and the tied head's
+    #   table copy (V h) = 108,288; at 2 + 4 + 12 = 18 B each (bf16 weights, fp32 gradients, Adam,
+    #   d = 1): stage 0 1,983,744 + 192,512 = 2,176,256 B, the fuller (stage 1: 1,949,184 + 110,592)
+    assert 2 * (INPUT + KEPT + EMBEDDING) == 192_512 > (INPUT + KEPT + EMBEDDING) + EMBEDDING + INPUT + PEAK
+    assert step.activation_memory == 192_512
+    assert step.memory_per_chip == 18 * 110_208 + 192_512 == 2_176_256
 
 
 def test_interleaved_chunks_each_recompute_their_first_block():
@@ -84,11 +90,13 @@ def test_interleaved_chunks_each_recompute_their_first_block():
     # v = 2 chunks of 1 block per stage: N = 1 recomputes every block (4 BLOCK forward each).
     #   Stage 1: 2 x 4 BLOCK + 3 HEAD = 28,835,840 = T_mb; compute (m + (p - 1)/v) T_mb = 4.5 T_mb
     #   = 129,761,280 FLOPs. Stage 0 holds Megatron's warm-up 2(p - 1) + (v - 1) p + 1 = 5 chunks of
-    #   half a micro-batch (2 inputs + the dropout mask: 10,240 B): 25,600 B, plus one recomputed
-    #   block's activations (86,016): 111,616 B
+    #   half a micro-batch (2 inputs + the dropout mask: 10,240 B): 25,600 B. Every block of a chunk
+    #   is recomputed, so the rebuild raises the peak: while the oldest chunk (chunk 0: mask + input,
+    #   6,144 B) rebuilds its block it holds 2,048 + 4,096 + 86,016 = 92,160 B instead: 25,600 -
+    #   6,144 + 92,160 = 111,616 B (chunk 1, no mask: 25,600 - 4,096 + 90,112, the same)
     assert 9 * (2 * 4 * BLOCK + 3 * HEAD) // 2 == 129_761_280
     assert float(step.compute_time) == pytest.approx(129_761_280e-12, rel=1e-9)
-    assert 5 * (2 * INPUT + EMBEDDING) // 2 + PEAK == 111_616
+    assert 5 * (2 * INPUT + EMBEDDING) // 2 - (INPUT + EMBEDDING) + EMBEDDING + INPUT + PEAK == 111_616
     assert step.activation_memory == 111_616
 
 
@@ -100,7 +108,8 @@ def test_no_block_recomputed_is_no_recomputation():
 @pytest.mark.parametrize("kwargs, message", [
     ({"pp": 1, "n": 5}, "recompute_layers must be between 0 and 4, the blocks of the largest pipeline stage, got 5"),
     ({"pp": 2, "n": 3}, "recompute_layers must be between 0 and 2, the blocks of the largest pipeline stage, got 3"),
-    ({"pp": 2, "v": 2, "n": 2}, "recompute_layers must be between 0 and 1, the blocks of the largest chunk"),
+    ({"pp": 2, "v": 2, "n": 3}, "recompute_layers must be between 0 and 2, the blocks of the largest pipeline stage"),
+    ({"n": 1.0}, "recompute_layers must be an int >= 0"),
     ({"n": -1}, "recompute_layers must be an int >= 0"),
     ({"n": True}, "recompute_layers must be an int >= 0"),
     ({"n": 2, "recompute": "selective"}, "recompute_layers needs recompute='full'"),
@@ -127,14 +136,15 @@ def test_compiled_equals_uncompiled():
 
 def test_llama3_8b_recomputes_five_of_its_32_blocks():
     """One stage of 32 identical blocks: recomputing 5 adds 5/32 of what recomputing all 32 adds to
-    the compute time (the embedding and the head are recomputed in neither), and saves 5/32 of what
-    all 32 save in activations, less one block's activations back at the peak."""
+    the compute time (the embedding and the head are recomputed in neither), and saves 5 times what
+    recomputing 1 saves in activations (each rebuilt block comes back after the 27 kept blocks and
+    the head are freed, below the peak)."""
     model = sc.models.get("llama-3-8b")
 
     def step(**kwargs):
         return model.training_step("H100_SXM", 8192, 16, 1, "bf16", {"data_parallel": 8}, **kwargs)
 
-    none, full, five = step(), step(recompute="full"), step(recompute="full", recompute_layers=5)
+    none, full = step(), step(recompute="full")
+    one, five = step(recompute="full", recompute_layers=1), step(recompute="full", recompute_layers=5)
     assert five.compute_time - none.compute_time == (full.compute_time - none.compute_time) * 5 / 32
-    per_block = (none.activation_memory - full.activation_memory) / 32
-    assert none.activation_memory - five.activation_memory == 5 * per_block - per_block
+    assert none.activation_memory - five.activation_memory == 5 * (none.activation_memory - one.activation_memory)
