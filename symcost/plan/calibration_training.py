@@ -14,8 +14,8 @@ GEMMs run one GEMM per expert) and the row's own settings: its model (a preset, 
 degree as ``interleave``, its batch sizes and sequence length, and the distributed optimizer
 (``zero_stage=1``; ``zero_stage=3`` for the run the table marks as FSDP) with bf16 gradients and
 the data-parallel sync overlapped (the recipes' settings). Activation recomputation is the
-recipe's where it is known (a MoE row's release settings; the Llama 3 8B H100 run's block
-recomputation of 5 of its 32 layers, :data:`RECIPE_RECOMPUTE`), else chosen as
+recipe's where it is known (a MoE row's release settings; a dense run's in
+:data:`RECIPE_RECOMPUTE`, none at present), else chosen as
 :mod:`~symcost.plan.calibration` does for Narayanan's table: the fastest of ``none``,
 ``selective`` and ``full`` that fits in HBM (the chosen mode is printed). Every row in the file
 is FP8 (the Transformer Engine recipes: current scaling, Hopper block scaling, Blackwell MXFP8; the
@@ -86,15 +86,21 @@ RECOMPUTE: tuple[Recompute, ...] = ("none", "selective", "full")
 """The recomputation modes tried, fastest first (the tables do not publish theirs)."""
 
 RECIPE_RECOMPUTE: dict[str, tuple[Recompute, int]] = {
-    # NB: Megatron-Bridge v0.2.0 (the 25.11 container's release, docs/releases/software-versions.md)
-    # scripts/performance/configs/llama3/workload_base_configs.py: LLAMA3_8B_H100_FP8_CS_BASE_CONFIG
-    # sets recompute_num_layers=5, which scripts/performance/utils/helpers.py set_recompute_overrides
-    # turns into recompute_granularity "full", recompute_method "block": 5 of the 32 layers (PP 1)
-    "bridge-H100-llama3-8b-fsdp8-gbs128": ("full", 5),
+    # NB: none. The Llama 3 8B H100 run (bridge-H100-llama3-8b-fsdp8-gbs128) is costed as the 25.11
+    # table lists it (NVIDIA-NeMo/Megatron-Bridge docs/performance-summary.md, 97ad8cc6f, 2025-12-04:
+    # FSDP = 1), its recomputation unpublished, so the fastest mode that fits (none). Its recipe
+    # disagrees: commit cb62f8620 (2025-11-21; r0.2.0, the 25.11 release: 8aed9a229) set
+    # recompute_num_layers=5 (set_recompute_overrides: granularity full, method block) in
+    # LLAMA3_8B_H100_FP8_CS_BASE_CONFIG and at the same time removed use_megatron_fsdp=True; no recipe
+    # ran FSDP with 5 recomputed layers. Predictions (tokens/s/GPU, published 14451): the table's
+    # FSDP, none: 15347 (+6.2 %, 51.7 GB per chip); FSDP + 5 blocks: 14674 (+1.5 %, 47.1 GB); the
+    # 25.11 recipe (distributed optimizer, zero_stage 1, 5 blocks): 14686 (+1.6 %), 87.5 GB per
+    # chip, over the 85.9 GB HBM in symcost's accounting. The closer fit is no evidence of the run.
 }
-"""Dense runs whose recipe recomputes: ``{row id: (mode, recompute_layers)}``, Megatron-Core's block
-method (:func:`~symcost.plan.pipeline.block_recompute_stages`); run as published, as a MoE row's
-release settings are. The other dense rows' recipes set no recomputation, the fastest mode."""
+"""Dense runs whose measured recomputation is known: ``{row id: (mode, recompute_layers)}``,
+Megatron-Core's block method (:func:`~symcost.plan.pipeline.block_recompute_stages`); run as
+published, as a MoE row's release settings are. Empty: the dense rows take the fastest mode
+that fits (the 8B H100 run's recipe/table conflict is in the comment above)."""
 
 _CHIPS = {"H100_SXM": "H100_SXM", "B200": "B200"}
 ENGINE = "megatron-core"
@@ -492,7 +498,7 @@ def recompute_modes(row: TrainingRow) -> tuple[bool, tuple[tuple[Recompute, Opti
     release settings with the preset's layout), else :data:`RECOMPUTE`, fastest first.
 
     >>> recompute_modes(load_rows()[0])
-    (True, (('full', 5),))
+    (False, (('none', None), ('selective', None), ('full', None)))
     """
     if row.id in RECIPE_RECOMPUTE:
         return True, (RECIPE_RECOMPUTE[row.id],)
