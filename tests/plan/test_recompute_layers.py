@@ -148,3 +148,16 @@ def test_llama3_8b_recomputes_five_of_its_32_blocks():
     one, five = step(recompute="full", recompute_layers=1), step(recompute="full", recompute_layers=5)
     assert five.compute_time - none.compute_time == (full.compute_time - none.compute_time) * 5 / 32
     assert none.activation_memory - five.activation_memory == 5 * (none.activation_memory - one.activation_memory)
+
+
+def test_the_search_counts_the_rebuilt_block_as_the_step_does():
+    from symcost import search
+    table = search.parallelism(GPT, TOY, num_chips=4, global_batch=8, seq_len=32)
+    full = [i for i in range(len(table)) if table.row(i)["recompute"] == "full" and table.row(i)["pp"] > 1]
+    assert full
+    for i in full:
+        row = table.row(i)
+        step = GPT.training_step(TOY, seq_len=32, global_batch=8, micro_batch=row["micro_batch"],
+                                 parallelism=table.parallelism(i), recompute="full", interleave=row["interleave"],
+                                 zero_stage=row["zero_stage"], overlap=row["overlap"])
+        assert row["memory_per_chip"] == pytest.approx(float(step.memory_per_chip), rel=1e-12)
