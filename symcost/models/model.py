@@ -591,13 +591,15 @@ class Model(BaseModel):
                       recompute: Recompute = "none", interleave: Any = 1, zero_stage: int = 1,
                       overlap: bool = False, *, stage_layers: Optional[Sequence[int]] = None,
                       dp_overlap: bool = True, grad_reduce_in_fp32: bool = True, pp_overlap: bool = True,
-                      exact: bool = True):
+                      recompute_layers: Optional[int] = None, exact: bool = True):
         """One training step on ``hardware``: see :func:`symcost.plan.step.training_step`
         (``parallelism`` adds to the model's own; ``stage_layers``: blocks per pipeline stage;
         ``dp_overlap``: the data-parallel sync hidden bucket by bucket, as Megatron-Core's
         ``overlap_grad_reduce`` / ``overlap_param_gather``; ``grad_reduce_in_fp32=False``: bf16
         gradients; ``pp_overlap``: an interleaved pipeline's sends hidden, Megatron's
-        ``overlap_p2p_comm``; ``exact=False``: float64 values, the compiled fast path).
+        ``overlap_p2p_comm``; ``recompute_layers=N`` with ``recompute="full"``: only the first ``N``
+        blocks of each pipeline stage recomputed, Megatron-Core's ``--recompute-method block``;
+        ``exact=False``: float64 values, the compiled fast path).
 
         >>> from symcost import models
         >>> step = models.get("llama-3-8b").training_step("H100_SXM", seq_len=8192, global_batch=64,
@@ -609,7 +611,7 @@ class Model(BaseModel):
         return _step("training_step")(self, hardware, seq_len, global_batch, micro_batch, dtype, parallelism,
                                       recompute, interleave, zero_stage, overlap, stage_layers=stage_layers,
                                       dp_overlap=dp_overlap, grad_reduce_in_fp32=grad_reduce_in_fp32,
-                                      pp_overlap=pp_overlap, exact=exact)
+                                      pp_overlap=pp_overlap, recompute_layers=recompute_layers, exact=exact)
 
     def inference_step(self, hardware: Hardware | str, batch_size: Any, seq_len: Any,
                        dtype: DtypeLike = "bf16", parallelism: ParallelismLike = None,

@@ -13,12 +13,13 @@ GEMMs run one GEMM per expert) and the row's own settings: its model (a preset, 
 ``tensor_parallel > 1``, as every Megatron-Bridge recipe with TP sets it), its virtual pipeline
 degree as ``interleave``, its batch sizes and sequence length, and the distributed optimizer
 (``zero_stage=1``; ``zero_stage=3`` for the run the table marks as FSDP) with bf16 gradients and
-the data-parallel sync overlapped (the recipes' settings). What the tables leave
-unpublished, activation recomputation, is chosen as :mod:`~symcost.plan.calibration` does for
-Narayanan's table: the fastest of ``none``, ``selective`` and ``full`` that fits in HBM (the
-chosen mode is printed). Every row in the file is FP8 (the Transformer Engine recipes:
-current scaling, Hopper block scaling, Blackwell MXFP8; the token-drop rows are FP8 per their
-table's note), costed as ``dtype="fp8_e4m3"``.
+the data-parallel sync overlapped (the recipes' settings). Activation recomputation is the
+recipe's where it is known (a MoE row's release settings; a dense run's in
+:data:`RECIPE_RECOMPUTE`, none at present), else chosen as
+:mod:`~symcost.plan.calibration` does for Narayanan's table: the fastest of ``none``,
+``selective`` and ``full`` that fits in HBM (the chosen mode is printed). Every row in the file
+is FP8 (the Transformer Engine recipes: current scaling, Hopper block scaling, Blackwell MXFP8; the
+token-drop rows are FP8 per their table's note), costed as ``dtype="fp8_e4m3"``.
 
 A row's published model TFLOP/s per GPU is its tokens/s per GPU times Megatron-Bridge's own
 FLOPs per token (``training/utils/flop_utils.py``: causal attention counted at half the pairs,
@@ -76,13 +77,30 @@ from ..models.model import Model
 from .descent import coordinate_descent
 from .pipeline import resolve_parallelism
 
-__all__ = ["ENGINE", "PARAMETERS", "RECOMPUTE", "Fit", "Prediction", "ReleaseSettings", "TrainingRow",
-           "block_breakdown", "build_model", "fit", "fit_rows", "group_summary", "held_out", "load_rows",
-           "load_settings", "options", "parallelism", "predict", "predict_all", "shipped", "shown",
+__all__ = ["ENGINE", "PARAMETERS", "RECIPE_RECOMPUTE", "RECOMPUTE", "Fit", "Prediction", "ReleaseSettings",
+           "TrainingRow", "block_breakdown", "build_model", "fit", "fit_rows", "group_summary", "held_out", "load_rows",
+           "load_settings", "options", "parallelism", "predict", "predict_all", "recompute_modes", "shipped", "shown",
            "validation_table", "write_profile"]
 
 RECOMPUTE: tuple[Recompute, ...] = ("none", "selective", "full")
 """The recomputation modes tried, fastest first (the tables do not publish theirs)."""
+
+RECIPE_RECOMPUTE: dict[str, tuple[Recompute, int]] = {
+    # NB: none. The Llama 3 8B H100 run (bridge-H100-llama3-8b-fsdp8-gbs128) is costed as the 25.11
+    # table lists it (NVIDIA-NeMo/Megatron-Bridge docs/performance-summary.md, 97ad8cc6f, 2025-12-04:
+    # FSDP = 1), its recomputation unpublished, so the fastest mode that fits (none). Its recipe
+    # disagrees: commit cb62f8620 (2025-11-21; r0.2.0, the 25.11 release: 8aed9a229) set
+    # recompute_num_layers=5 (set_recompute_overrides: granularity full, method block) in
+    # LLAMA3_8B_H100_FP8_CS_BASE_CONFIG and at the same time removed use_megatron_fsdp=True; no recipe
+    # ran FSDP with 5 recomputed layers. Predictions (tokens/s/GPU, published 14451): the table's
+    # FSDP, none: 15347 (+6.2 %, 51.7 GB per chip); FSDP + 5 blocks: 14674 (+1.5 %, 47.1 GB); the
+    # 25.11 recipe (distributed optimizer, zero_stage 1, 5 blocks): 14686 (+1.6 %), 87.5 GB per
+    # chip, over the 85.9 GB HBM in symcost's accounting. The closer fit is no evidence of the run.
+}
+"""Dense runs whose measured recomputation is known: ``{row id: (mode, recompute_layers)}``,
+Megatron-Core's block method (:func:`~symcost.plan.pipeline.block_recompute_stages`); run as
+published, as a MoE row's release settings are. Empty: the dense rows take the fastest mode
+that fits (the 8B H100 run's recipe/table conflict is in the comment above)."""
 
 _CHIPS = {"H100_SXM": "H100_SXM", "B200": "B200"}
 ENGINE = "megatron-core"
@@ -416,6 +434,19 @@ class Prediction:
     breakdown: dict[str, float] = field(default_factory=dict)
     fits: bool = True
     """symcost's memory per chip fits the chip's HBM (False only at a recipe's published mode)."""
+    recompute_layers: Optional[int] = None
+    """Blocks recomputed per pipeline stage under ``recompute="full"`` (:data:`RECIPE_RECOMPUTE`);
+    ``None``: every block under :attr:`recompute`."""
+
+    @property
+    def recompute_label(self) -> str:
+        """The recomputation as the tables show it: the mode, with the block method's count.
+
+        >>> Prediction(load_rows()[0], recompute="full", recompute_layers=5).recompute_label
+        'full, 5 blocks per stage'
+        """
+        layers = self.recompute_layers
+        return f"{self.recompute}" + ("" if layers is None else f", {layers} blocks per stage")
 
     @property
     def tflops_per_gpu(self) -> Optional[float]:
@@ -437,28 +468,43 @@ def predict(row: TrainingRow, chip: Hardware | str | None = None, **overrides: A
     release's recompute mode where the recipe publishes one and the preset is the run's (its layout
     is the table's, :attr:`~TrainingRow.settings`; costed even where symcost's memory exceeds the
     HBM, which ``fits`` then says), else the fastest mode that fits; or the library's reason for
-    refusing the row. ``overrides`` replace the step options
-    of :func:`options` (e.g. ``overlap``)."""
+    refusing the row. A dense row whose recipe recomputes (:data:`RECIPE_RECOMPUTE`) runs that.
+    ``overrides`` replace the step options of :func:`options` (e.g. ``overlap``)."""
     hw = get_hardware(_CHIPS[row.chip]).with_runtime(ENGINE) if chip is None else get_hardware(chip)
     model = build_model(row)
     kwargs = {**options(row), **overrides}
-    published = row.settings is not None and row.settings.layout == "matches"
-    modes = (cast(Recompute, row.settings.recompute),) if published and row.settings is not None else RECOMPUTE
+    published, modes = recompute_modes(row)
     needed = float("inf")
-    for mode in modes:
+    for mode, layers in modes:
         try:
             step = model.training_step(hw, seq_len=row.seq_len, global_batch=row.global_batch,
                                        micro_batch=row.micro_batch, parallelism=parallelism(row), recompute=mode,
-                                       **kwargs)
+                                       recompute_layers=layers, **kwargs)
         except ValueError as err:  # SymcostError, or a layer's rule in its pydantic validator
             return Prediction(row, refused=one_line(err))
         if step.fits or published:
             tokens = float(step.tokens_per_second) / row.gpus
             parts = {k: float(v) for k, v in step.breakdown().items()}
-            return Prediction(row, tokens, mode, float(step.memory_per_chip), breakdown=parts, fits=bool(step.fits))
+            return Prediction(row, tokens, mode, float(step.memory_per_chip), breakdown=parts, fits=bool(step.fits),
+                              recompute_layers=layers)
         needed = min(needed, float(step.memory_per_chip))
     return Prediction(row, refused=f"no recompute mode fits: {needed / 1e9:.1f} GB per chip at best, "
                                    f"{float(hw.hbm_capacity) / 1e9:.0f} GB of HBM")
+
+
+def recompute_modes(row: TrainingRow) -> tuple[bool, tuple[tuple[Recompute, Optional[int]], ...]]:
+    """``(published, ((mode, recompute_layers), ...))``: the recomputation :func:`predict` runs
+    ``row`` at, in order: its recipe's where it is known (:data:`RECIPE_RECOMPUTE`, or a MoE row's
+    release settings with the preset's layout), else :data:`RECOMPUTE`, fastest first.
+
+    >>> recompute_modes(load_rows()[0])
+    (False, (('none', None), ('selective', None), ('full', None)))
+    """
+    if row.id in RECIPE_RECOMPUTE:
+        return True, (RECIPE_RECOMPUTE[row.id],)
+    if row.settings is not None and row.settings.layout == "matches":
+        return True, ((cast(Recompute, row.settings.recompute), None),)
+    return False, tuple((mode, None) for mode in RECOMPUTE)
 
 
 def predict_all(rows: Optional[Sequence[TrainingRow]] = None, chips: Optional[Mapping[str, Hardware]] = None,
@@ -594,7 +640,7 @@ def _row_line(p: Prediction) -> str:
     if p.tokens_per_gpu is None:
         return f"{head} {r.tokens_per_gpu} | refused | | | | |"
     return (f"{head} {r.tokens_per_gpu} | {p.tokens_per_gpu:.0f} | {r.tflops_per_gpu} | {p.tflops_per_gpu:.0f} | "
-            f"{p.relative_error:+.1%} | {p.recompute}{'' if p.fits else ' (over HBM)'}"
+            f"{p.relative_error:+.1%} | {p.recompute_label}{'' if p.fits else ' (over HBM)'}"
             f"{'' if r.fitted else '; not fitted (layout not its preset)'} |")
 
 
@@ -618,7 +664,8 @@ def _work_kind(op: Any) -> str:
 
 def block_breakdown(row: TrainingRow, recompute: Optional[Recompute] = None) -> dict[str, float]:
     """Seconds of one micro-batch's pass (forward + backward, ``recompute``'s extra forward
-    included; default the mode :func:`predict` chooses) through one block of ``row``'s model on one
+    included; default the mode :func:`predict` chooses, for a row with block recomputation,
+    :data:`RECIPE_RECOMPUTE`, that of one of its recomputed blocks) through one block of ``row``'s model on one
     chip, by kind of work: ``gemm``, ``grouped_gemm`` (routed experts), ``attention`` (core and its
     backward), ``permute`` (the dispatcher's permutation and the weighted combine), ``router``,
     ``elementwise`` (norms, activations, residuals), ``host_sync`` (the host time an eager MoE
@@ -694,7 +741,8 @@ def _compiled() -> dict[str, Callable[..., float]]:
             continue
         step = build_model(row).training_step(
             _chip(row, dict(zip(names, symbols))), seq_len=row.seq_len, global_batch=row.global_batch,
-            micro_batch=row.micro_batch, parallelism=parallelism(row), recompute=chosen.recompute, **options(row))
+            micro_batch=row.micro_batch, parallelism=parallelism(row), recompute=chosen.recompute,
+            recompute_layers=chosen.recompute_layers, **options(row))
         out[row.id] = sp.lambdify(symbols, sp.sympify(step.tokens_per_second) / row.gpus, modules="math")
     return out
 

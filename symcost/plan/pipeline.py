@@ -5,6 +5,7 @@ and the helpers both steps call (:func:`max_all`, :func:`end_stages`, :func:`spa
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -489,6 +490,185 @@ def stages_from_parts(parts: dict[str, Any], p: Any, split: Optional[tuple[int, 
             stage["shared_weight"], stage["embedding_group"] = (tied, sp.Integer(1)) if grouped else (_ZERO, _ZERO)
         stage["index"] = sp.sympify(k)
         out.append(stage)
+    return out
+
+
+def checked_recompute_layers(value: Any, recompute: str) -> Optional[int]:
+    """``recompute_layers`` checked against the mode: ``None`` (every block under ``recompute``),
+    or, with ``recompute="full"`` only, an integer ``N >= 0`` (anything :func:`operator.index`
+    takes, a SymPy or NumPy integer too; not a bool), returned as an int: the first blocks of each
+    pipeline stage's chunks recomputed in full, Megatron-Core's ``--recompute-granularity full
+    --recompute-method block --recompute-num-layers N`` (:func:`block_recompute_stages`); the upper
+    bound, a stage's blocks, is checked there.
+
+    >>> checked_recompute_layers(sp.Integer(5), "full"), checked_recompute_layers(None, "selective")
+    (5, None)
+    """
+    if value is None:
+        return None
+    if recompute != "full":
+        raise ConfigError(f"recompute_layers needs recompute='full' (Megatron's recompute_method 'block' recomputes "
+                          f"whole layers), got recompute={recompute!r}", field="recompute_layers")
+    try:
+        n = -1 if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        n = -1
+    if n < 0:
+        raise ConfigError(f"recompute_layers must be an int >= 0 (blocks recomputed per pipeline stage), got {value!r}",
+                          field="recompute_layers")
+    return n
+
+
+def chunk_blocks(blocks: int, v: int, first: bool, last: bool) -> list[int]:
+    """Blocks of each of a stage's ``v`` chunks (virtual stages), in order: ``blocks / v`` each; where
+    ``v`` does not divide them, :func:`stage_split`'s Megatron accounting (the embedding a layer of
+    the first stage's first chunk, the loss one of the last stage's last chunk).
+
+    >>> chunk_blocks(4, 2, False, False), chunk_blocks(3, 2, True, False), chunk_blocks(32, 1, True, True)
+    ([2, 2], [1, 2], [32])
+    """
+    if blocks % v == 0:
+        return [blocks // v] * v
+    sizes = [(blocks + first + last) // v] * v
+    sizes[0] -= first
+    sizes[-1] -= last
+    return sizes
+
+
+def chunk_groups(held: Sequence[int], chunks: Sequence[int], n: Optional[int]) -> list[tuple[list[int], list[int]]]:
+    """Per chunk of a stage (``held`` blocks per group, in the model's order, cut into ``chunks``),
+    the groups of its blocks in order: ``(recomputed, kept)``, the first ``n`` of the chunk
+    (``None``: all) and the rest, Megatron-Core's ``block`` method (``layer_idx < n``: a chunk shorter
+    than ``n`` recomputes all its blocks). NB: a stage's chunks take its blocks contiguously, as
+    :func:`stage_layout` cuts stages; Megatron's interleaved chunks hold layers ``p`` chunks apart,
+    so a model whose block groups change mid-stage may group a chunk's blocks differently.
+
+    >>> chunk_groups((2, 4), [3, 3], 2)   # chunks (g0 g0 g1) (g1 g1 g1)
+    [([0, 0], [1]), ([1, 1], [1])]
+    """
+    order = [g for g, count in enumerate(held) for _ in range(int(count))]
+    out, start = [], 0
+    for size in chunks:
+        r = size if n is None else min(n, size)
+        out.append((order[start:start + r], order[start + r:start + size]))
+        start += size
+    return out
+
+
+def rebuild_peak(runs: Sequence[tuple[Any, dict[str, Any], dict[str, Any]]], rest: Any) -> list[Any]:
+    """What rebuilding a chunk's recomputed blocks may add to its stage's peak, beyond its
+    in-flight micro-batches (the candidates, each to be maxed with 0).
+
+    ``runs``: ``(count, kept, full)`` per run of recomputed blocks of one group, in order (``kept``,
+    ``full``: the group's :func:`model_parts` values without and with recomputation: ``in`` =
+    ``full["activation"]``, the block's saved input); ``rest``: the activations the chunk keeps
+    after them (its other blocks', and the tail on the last stage's last chunk). The 1F1B stage's
+    peak holds its in-flight micro-batches of ``S`` each; the oldest one's backward runs the tail
+    and the kept blocks first, freeing each, then rebuilds the recomputed ones from the last: block
+    ``j`` holds the inputs of blocks ``1..j`` and its own activations back, ``kept_j - in_j`` more.
+    The peak is ``max(in_flight S, (in_flight - 1) S + emb + sum_{i <= j} in_i + kept_j - in_j)``,
+    i.e. ``in_flight S + max(0, kept_j - in_j - sum_{i > j} in_i - rest)`` (``emb``, before the
+    blocks, cancels); within a run the last block is the largest.
+
+    >>> rebuild_peak([(4, {"activation": 90}, {"activation": 4})], 16)  # 4 blocks, then the tail
+    [70]
+    """
+    out = []
+    for i, (_, q, f) in enumerate(runs):
+        later = sp.Add(*(c * g["activation"] for c, _, g in runs[i + 1:]))
+        out.append(q["activation"] - f["activation"] - later - rest)
+    return out
+
+
+def _runs(groups: Sequence[int], blocks: Sequence[tuple[Any, dict[str, Any]]],
+          full: Sequence[tuple[Any, dict[str, Any]]]) -> list[tuple[Any, dict[str, Any], dict[str, Any]]]:
+    runs: list[tuple[Any, dict[str, Any], dict[str, Any]]] = []
+    for g in groups:
+        if runs and runs[-1][1] is blocks[g][1]:
+            runs[-1] = (runs[-1][0] + 1, runs[-1][1], runs[-1][2])
+        else:
+            runs.append((1, blocks[g][1], full[g][1]))
+    return runs
+
+
+def _stage_peak(kept: dict[str, Any], full: dict[str, Any], chunks: list[tuple[list[int], list[int]]],
+                last: bool) -> Any:
+    candidates: list[Any] = [_ZERO]
+    for c, (recomputed, rest) in enumerate(chunks):
+        held = sp.Add(*(kept["blocks"][g][1]["activation"] for g in rest))
+        if last and c == len(chunks) - 1:
+            held += kept["tail"].get("activation", _ZERO)
+        candidates += rebuild_peak(_runs(recomputed, kept["blocks"], full["blocks"]), held)
+    return max_all(candidates)
+
+
+def _symbolic_full_peak(kept: dict[str, Any], full: dict[str, Any], held: tuple, last: bool, v: Any) -> Any:
+    # every block recomputed, the stage's share of each group in order; interleaved (v > 1) a chunk
+    # without the tail holds 1/v of each, the largest candidate
+    runs = [(c / v, q, f) for c, (_, q), (_, f) in zip(held, kept["blocks"], full["blocks"], strict=True)]
+    rest = kept["tail"].get("activation", _ZERO) if last and v == 1 else _ZERO
+    return max_all([_ZERO, *rebuild_peak(runs, rest)])
+
+
+def block_recompute_stages(kept: dict[str, Any], full: dict[str, Any], p: Any, split: Optional[tuple[int, ...]],
+                           v: Any, n: Optional[int]) -> list[dict[str, Any]]:
+    """:func:`stages_from_parts` under Megatron-Core's ``--recompute-granularity full
+    --recompute-method block --recompute-num-layers n``: in each pipeline stage (each of its ``v``
+    chunks when interleaved: every chunk is a ``TransformerBlock`` of its own) the first ``n``
+    blocks run checkpointed (``kept``: :func:`model_parts` without recomputation; ``full``: with
+    ``recompute="full"``), the others keep their activations; the embedding, the final norm and
+    the head are not recomputed. ``n=None``: every block, plain ``recompute="full"``.
+    NVIDIA/Megatron-LM core_v0.14.0
+    ``megatron/core/transformer/transformer_block.py`` ``_checkpointed_forward``: ``for layer_idx in
+    range(self.num_layers_per_pipeline_rank)`` (``len(self.layers)``, the chunk's layers) checkpoints
+    ``custom(layer_idx, layer_idx + 1)`` while ``layer_idx < recompute_num_layers`` and runs the rest
+    plainly (``megatron/training/arguments.py``: "the number of individual Transformer layers to
+    recompute within each pipeline stage"; later releases moved the loop to ``megatron/core/recompute.py``):
+    a chunk shorter than ``n`` recomputes all its blocks, so ``n`` is bounded by the largest
+    pipeline stage's blocks, not a chunk's, and clamped per chunk (:func:`chunk_groups`).
+    Under FP8 the loop shifts its window past layers whose input needs no gradient
+    (``recompute_skip_num_layers``); none here: the embedding's output and a stage's received input
+    (``p2p_communication.py`` allocates it with ``requires_grad=True``) both need one.
+
+    A stage of ``r_g`` recomputed blocks of group ``g`` costs ``stage_kept + sum_g r_g (full_g -
+    kept_g)`` in latency (each one's forward again in the backward) and activations (it saves its
+    input only). Its peak adds ``recompute_peak`` beside the in-flight micro-batches
+    (:func:`rebuild_peak`, the largest over its chunks, at least 0): a block is rebuilt during the
+    oldest micro-batch's backward after its later blocks and tail are freed, so it raises the peak
+    only where they held less than it brings back (every block of a chunk recomputed, as plain
+    ``full``). The split must be numeric for ``n``.
+
+    >>> import symcost as sc
+    >>> gpt = sc.Model.gpt(hidden_size=64, num_heads=4, num_layers=4, vocab_size=128, seq_len=32)
+    >>> rows = {mode: gpt.breakdown(1, 32, "training", "bf16", "H100_SXM", mode) for mode in ("none", "full")}
+    >>> kept, full = (model_parts(gpt, rows[mode], "bf16") for mode in ("none", "full"))
+    >>> [(s["index"], s["recompute_peak"]) for s in block_recompute_stages(kept, full, 2, (2, 2), 1, 1)]
+    [(0, 0), (1, 0)]
+    >>> [s["recompute_peak"] for s in block_recompute_stages(kept, full, 2, (2, 2), 1, None)]
+    [86016, 69632]
+    """
+    layout = stage_layout([c for c, _ in kept["blocks"]], p, split)
+    if split is None:
+        if n is not None:
+            raise ConfigError("recompute_layers needs a numeric num_layers, pipeline_parallel and interleave "
+                              "(which blocks each stage recomputes)", field="recompute_layers")
+        out = stages_from_parts(full, p, split)
+        for stage, (_, held, _, last) in zip(out, layout, strict=True):
+            stage["recompute_peak"] = _symbolic_full_peak(kept, full, held, last, v)
+        return out
+    largest = max(sum(held) for _, held, _, _ in layout)
+    if n is not None and n > largest:
+        raise ConfigError(f"recompute_layers must be between 0 and {largest}, the blocks of the largest pipeline "
+                          f"stage, got {n}", field="recompute_layers")
+    out = stages_from_parts(kept if n is not None else full, p, split)
+    for stage, (_, held, first, last) in zip(out, layout, strict=True):
+        chunks = chunk_groups(held, chunk_blocks(sum(held), int(v), first, last), n)
+        if n is not None:
+            counts = [sum(g == i for recomputed, _ in chunks for g in recomputed) for i in range(len(held))]
+            for key in ("latency", "activation"):
+                stage[key] = stage[key] + sp.Add(*(r * (f[key] - q[key]) for r, (_, q), (_, f)
+                                                   in zip(counts, kept["blocks"], full["blocks"], strict=True) if r))
+        stage["recompute_peak"] = _stage_peak(kept, full, chunks, last)
     return out
 
 

@@ -39,7 +39,7 @@ from ..hardware import Hardware
 from ..hardware import get as get_hardware
 from ..layers.base import Recompute
 from ..models.model import Model
-from .pipeline import model_parts, pipeline_stages, stage_layout
+from .pipeline import chunk_blocks, chunk_groups, model_parts, pipeline_stages, stage_layout
 from .training import StepComm, TrainingOptions, TrainingRun, assemble_training, tensor_format
 
 __all__ = ["Constraints", "SearchOptions", "SearchResult", "parallelism"]
@@ -323,9 +323,12 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
     if tensor_format(datatype)[1] != 0:
         quantities += ("gemm_weight",)  # the GEMM weights' narrow copies (TrainingRun.weight_copy)
     tied = bool(space.model.lm_head.tied)  # the last stage's copy of the table and its sync (stages_from_parts)
-    values = _layer_values(space, cols, chip, datatype, quantities + (("tied_weight",) if tied else ()), report)
+    full = "full" in space.recompute  # a rebuilt block at the peak (pipeline.rebuild_peak): kept activations too
+    values = _layer_values(space, cols, chip, datatype, quantities + (("tied_weight",) if tied else ())
+                           + (("kept_activation",) if full else ()), report)
     slots = _Slots.of(space, cols, values, quantities, tied)
-    step, memory, mfu = _assemble(space, cols, slots, chip, datatype, quantities + (_TIED if tied else ()))
+    step, memory, mfu = _assemble(space, cols, slots, chip, datatype, quantities + (_TIED if tied else ())
+                                  + (("recompute_peak",) if full else ()))
     report(1.0, "ranked")
     fit = limits.keep(cols.t, memory, mfu, chip)
     order = np.argsort(np.where(fit, step, np.inf), kind="stable")[: int(fit.sum())]
@@ -578,6 +581,8 @@ def _layer_program(model: Model, chip: Hardware, datatype: DataType, s: int, var
     for ov in overlaps:
         rows_ = sym_model.breakdown(sym.batch_size, s, "training", datatype, chip, cast(Recompute, rc), bool(ov))
         parts = model_parts(sym_model, rows_, tensor_format(datatype)[0], "gemm_weight" in quantities)
+        if "kept_activation" in quantities:
+            _kept_activations(parts, sym_model, (s, datatype, chip, rc, bool(ov)))
         named = {"embedding": parts["embedding"], "tail": parts["tail"],
                  **{f"blocks[{j}]": q for j, (_, q) in enumerate(parts["blocks"])}}
         for part in _part_names(model):
@@ -586,6 +591,44 @@ def _layer_program(model: Model, chip: Hardware, datatype: DataType, s: int, var
                 # quantities are taken from the first mode
                 exprs.setdefault(f"{part}.{q}" + (f".{int(ov)}" if q == "latency" else ""), named[part][q])
     return Sweeper(exprs, fast_compile=True)
+
+
+def _kept_activations(parts: dict[str, Any], sym_model: Model, how: tuple[int, DataType, Hardware, str, bool]) -> None:
+    """Each block's activations without recomputation as ``kept_activation`` (what a rebuilt block
+    holds again, :func:`~symcost.plan.pipeline.rebuild_peak`), beside ``parts``' own."""
+    s, datatype, chip, rc, ov = how
+    kept = parts
+    if rc != "none":
+        rows = sym_model.breakdown(sym.batch_size, s, "training", datatype, chip, "none", ov)
+        kept = model_parts(sym_model, rows, tensor_format(datatype)[0])
+    for (_, q), (_, k) in zip(parts["blocks"], kept["blocks"], strict=True):
+        q["kept_activation"] = k["activation"]
+
+
+def _peak_slot(space: _Space, cols: _Columns, values: dict[tuple[str, str], np.ndarray],
+               rows: dict[int, tuple[Any, tuple, bool, bool]]) -> np.ndarray:
+    """A slot's ``recompute_peak`` under ``recompute="full"`` (0 otherwise): per chunk of the
+    stage ``rows[p]``, :func:`~symcost.plan.pipeline.rebuild_peak` over its blocks (every one
+    recomputed), the tail the rest of the last stage's last chunk; the largest, at least 0."""
+    out = np.zeros(len(cols))
+    is_full = cols.rc == space.recompute.index("full")
+    for p, (_, held, first, last) in rows.items():
+        for v in sorted(set(cols.v[cols.p == p].tolist())):
+            mask = is_full & (cols.p == p) & (cols.v == v)
+            if not mask.any():
+                continue
+            chunks = chunk_groups(held, chunk_blocks(sum(int(n) for n in held), int(v), first, last), None)
+            best = np.zeros(int(mask.sum()))
+            for c, (groups, _) in enumerate(chunks):
+                rest = values[("tail", "activation")][mask] if last and c == len(chunks) - 1 else 0.0
+                later = np.zeros(len(best))  # the inputs of the chunk's blocks after block i
+                for g in reversed(groups):
+                    part = f"blocks[{g}]"
+                    gain = values[(part, "kept_activation")][mask] - values[(part, "activation")][mask] - later - rest
+                    best = np.maximum(best, gain)
+                    later = later + values[(part, "activation")][mask]
+            out[mask] = best
+    return out
 
 
 @dataclass(frozen=True)
@@ -626,6 +669,9 @@ class _Slots:
                 slot_values[(j, q)] = total
             if tied:
                 _tied_slot(slot_values, j, values[("tail", "tied_weight")], first, last)
+            if "full" in space.recompute:
+                slot_values[(j, "recompute_peak")] = _peak_slot(
+                    space, cols, values, {p: layouts[p][j] if j < len(layouts[p]) else layouts[p][0] for p in ps})
         return cls(K, slot_values, slot_index)
 
 

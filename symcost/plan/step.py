@@ -84,7 +84,7 @@ def compile_step(model: "Model", hardware: Hardware | str, phase: str = "inferen
     (``options``: ``overlap``, ``stage_layers``); ``phase="training"``: ``f(seq_len,
     global_batch, micro_batch=1, exact=True)`` -> :class:`TrainingStep` (``options``:
     ``recompute``, ``interleave``, ``zero_stage``, ``overlap``, ``stage_layers``, ``dp_overlap``,
-    ``grad_reduce_in_fp32``, ``pp_overlap``). The
+    ``grad_reduce_in_fp32``, ``pp_overlap``, ``recompute_layers``). The
     configuration is validated here, once; each call evaluates compiled code: exact ints and
     Fractions (equal to the uncompiled step), or float64 with ``exact=False`` (agreeing to 1e-12).
     :func:`training_step` and :func:`inference_step` use the same compiled programs whenever
@@ -110,7 +110,7 @@ def compile_step(model: "Model", hardware: Hardware | str, phase: str = "inferen
     if phase != "training":
         raise ConfigError(f"phase: 'training' or 'inference', got {phase!r}")
     known = {"recompute": "none", "interleave": 1, "zero_stage": 1, "overlap": False, "stage_layers": None,
-             "dp_overlap": True, "grad_reduce_in_fp32": True, "pp_overlap": True}
+             "dp_overlap": True, "grad_reduce_in_fp32": True, "pp_overlap": True, "recompute_layers": None}
     unknown = set(options) - set(known)
     if unknown:
         raise ConfigError(f"compile_step: unknown training options {sorted(unknown)}; valid: {sorted(known)}")
@@ -120,7 +120,7 @@ def compile_step(model: "Model", hardware: Hardware | str, phase: str = "inferen
     layers = chosen["stage_layers"]
     trained = training.training_front(model, hardware, dtype, parallelism, training.TrainingOptions(
         chosen["recompute"], chosen["interleave"], chosen["zero_stage"], chosen["overlap"],
-        None if layers is None else tuple(layers), sync))
+        None if layers is None else tuple(layers), sync, chosen["recompute_layers"]))
 
     def train(seq_len: Any, global_batch: Any, micro_batch: Any = 1, *, exact: bool = True) -> TrainingStep:
         fast = None

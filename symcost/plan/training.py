@@ -29,7 +29,9 @@ from .pipeline import (
     GRADIENT_BYTES,
     OPTIMIZER_BYTES,
     TrainingStep,
+    block_recompute_stages,
     check_expert_parallel,
+    checked_recompute_layers,
     checked_stage_layers,
     checked_switch,
     in_flight,
@@ -105,11 +107,18 @@ class TrainingOptions:
     """How a training step runs, apart from its model, chip, format and parallelism: the
     recompute mode, the interleaving degree ``v`` (virtual stages per pipeline stage), the ZeRO
     stage, TP/SP communication overlap, the blocks per pipeline stage (``None``:
-    :func:`~symcost.plan.pipeline.pipeline_stages`) and the DP/PP communication (:class:`StepComm`).
-    ``interleave`` may be a symbol (``v > 1``).
+    :func:`~symcost.plan.pipeline.pipeline_stages`), the DP/PP communication (:class:`StepComm`)
+    and, under ``recompute="full"``, ``recompute_layers``: ``None`` recomputes every block, an int
+    ``N`` only the first ``N`` of each pipeline stage (of each chunk when interleaved), Megatron-Core's
+    ``--recompute-method block --recompute-num-layers N``
+    (:func:`~symcost.plan.pipeline.block_recompute_stages`). ``interleave`` may be a symbol (``v > 1``).
 
     >>> TrainingOptions(zero_stage=3).key()
-    ('none', 1, 3, False, None, True, True, True)
+    ('none', 1, 3, False, None, True, True, True, None)
+    >>> TrainingOptions("selective", recompute_layers=2)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    symcost.errors.ConfigError: recompute_layers needs recompute='full' (...), got recompute='selective'
     """
 
     recompute: str = "none"
@@ -118,11 +127,15 @@ class TrainingOptions:
     overlap: bool = False
     stage_layers: Optional[tuple[int, ...]] = None
     sync: StepComm = StepComm()
+    recompute_layers: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "recompute_layers", checked_recompute_layers(self.recompute_layers, self.recompute))
 
     def key(self) -> tuple[Any, ...]:
         """The options as plain values, for the compiled steps' cache (:func:`~symcost.plan.compiled.front`)."""
         return (self.recompute, self.interleave, self.zero_stage, self.overlap, self.stage_layers,
-                self.sync.dp_overlap, self.sync.grad_reduce_in_fp32, self.sync.pp_overlap)
+                self.sync.dp_overlap, self.sync.grad_reduce_in_fp32, self.sync.pp_overlap, self.recompute_layers)
 
 
 @dataclass(frozen=True)
@@ -432,7 +445,8 @@ def _stage_terms(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any, A
               _GEMM: st.get("gemm_weight", 0) / e, _TP_SUMMED: st.get("tp_summed", 0),
               _LATENCY: st["latency"], _INDEX: st["index"]}
         terms = [substitute(x, at) for x in per_params]  # NB: Max/Min left unevaluated (extreme)
-        terms.append(st["activation"] * in_flight(st["index"], p, m, v))
+        # NB: a recomputed block rebuilt during the oldest micro-batch's backward (rebuild_peak)
+        terms.append(st["activation"] * in_flight(st["index"], p, m, v) + st.get("recompute_peak", 0))
         per_stage.append(terms)
     return per_stage
 
@@ -457,7 +471,7 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
                   recompute: str = "none", interleave: Any = 1, zero_stage: int = 1,
                   overlap: bool = False, *, stage_layers: Optional[Sequence[int]] = None,
                   dp_overlap: bool = True, grad_reduce_in_fp32: bool = True, pp_overlap: bool = True,
-                  exact: bool = True) -> TrainingStep:
+                  recompute_layers: Optional[int] = None, exact: bool = True) -> TrainingStep:
     """Time, memory and MFU of one training step (see the module docstring for the model).
 
     ``dp_overlap`` hides the data-parallel gradient reduction behind the backward and the weights'
@@ -466,7 +480,10 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     the whole sync (Megatron-LM 2021, Narayanan et al.). ``grad_reduce_in_fp32=False`` keeps the
     gradients in bf16, 2 bytes per parameter in memory and in the reduction (Megatron-Bridge's
     performance recipes), instead of fp32; ``pp_overlap=False`` exposes every stage-to-stage send
-    of an interleaved pipeline (:class:`StepComm`).
+    of an interleaved pipeline (:class:`StepComm`). ``recompute_layers=N`` with ``recompute="full"``
+    recomputes only the first ``N`` blocks of each pipeline stage (of each chunk when interleaved)
+    and keeps the others' activations, Megatron-Core's ``--recompute-method block
+    --recompute-num-layers N`` (:func:`~symcost.plan.pipeline.block_recompute_stages`).
 
     ``parallelism`` adds to the model's own (:func:`resolve_parallelism`); ``stage_layers`` gives
     the blocks per pipeline stage (default :func:`pipeline_stages`; the split used is
@@ -476,7 +493,7 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
                               checked_stage_layers(stage_layers),
                               StepComm(checked_switch(dp_overlap, "dp_overlap"),
                                        checked_switch(grad_reduce_in_fp32, "grad_reduce_in_fp32"),
-                                       checked_switch(pp_overlap, "pp_overlap")))
+                                       checked_switch(pp_overlap, "pp_overlap")), recompute_layers)
     exact = checked_switch(exact, "exact")
     sizes = csteps.sizes(seq_len, global_batch, micro_batch) if csteps.USE_COMPILED else None
     result = csteps.run(None if sizes is None else training_front(model, hardware, dtype, parallelism, options),
@@ -493,9 +510,7 @@ def training_step(model: "Model", hardware: Hardware | str, seq_len: Any, global
     split = stage_split(model, par.pp, v, stage_layers)
     check_expert_parallel(par)
     run = TrainingRun(model, chip, datatype, par, dataclasses.replace(options, interleave=v))
-    sharded = model.with_parallelism(par)
-    rows = sharded.breakdown(b, s, "training", datatype, chip, cast(Recompute, recompute), overlap)
-    values = stages_from_parts(model_parts(sharded, rows, run.tensors, run.weight_copy != 0), par.pp, split)
+    values, _ = _stage_values(model.with_parallelism(par), run, (b, s), split)
     fields = assemble_training(values, run, s=s, B=B, b=b)
     return TrainingStep(hardware=chip, stage_layers=split, **{k: exact_value(v) for k, v in fields.items()})
 
@@ -519,17 +534,14 @@ _MEMORY = ("weight_memory", "gradient_memory", "optimizer_memory", "activation_m
 
 @functools.lru_cache(maxsize=64)
 def _training_program(run: TrainingRun) -> Optional[csteps.CompiledStep]:
-    model, chip, par, datatype, options = run.model, run.chip, run.par, run.datatype, run.options
+    model, chip, par, options = run.model, run.chip, run.par, run.options
     if not csteps.compilable(model, par, chip):
         return None
     s, B, b = sym.seq_len, _GLOBAL, sym.batch_size
     split = stage_split(model, par.pp, options.interleave, options.stage_layers)
-    sharded = model.with_parallelism(par)
     with collecting() as rules:
         check_divides(B, par.dp * b, "global_batch", by="data_parallel * micro_batch")
-        rows = sharded.breakdown(b, s, "training", datatype, chip, cast(Recompute, options.recompute),
-                                 options.overlap)
-    values = stages_from_parts(model_parts(sharded, rows, run.tensors, run.weight_copy != 0), par.pp, split)
+        values, rows = _stage_values(model.with_parallelism(par), run, (b, s), split)
     m = B / (par.dp * b)
     fields = assemble_training(values, run, s=s, B=B, b=b)
     terms = _stage_terms(values, _data_parallel(values, run, m), e=run.tensors.bytes, p=par.pp, m=m,
@@ -539,6 +551,27 @@ def _training_program(run: TrainingRun) -> Optional[csteps.CompiledStep]:
     found = merge(rules, *(metrics.assumptions for _, _, metrics in rows))
     return csteps.CompiledStep("training", Program.build("training", (s, B, b), exprs, found), len(terms), chip, split,
                         lambda *sizes: [])
+
+
+def _stage_values(sharded: "Model", run: TrainingRun, sizes: tuple[Any, Any],
+                  split: Optional[tuple[int, ...]]) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The pipeline stages' per-micro-batch values of ``sharded`` (the model under ``run.par``) at
+    micro-batch and sequence ``sizes``, and the breakdown rows they came from: every block under
+    ``run.options.recompute``, or with ``recompute_layers`` the first ones of each stage recomputed
+    in full and the others not (:func:`~symcost.plan.pipeline.block_recompute_stages`)."""
+    options, (b, s) = run.options, sizes
+
+    def parts(mode: str) -> tuple[list[Any], dict[str, Any]]:
+        rows = sharded.breakdown(b, s, "training", run.datatype, run.chip, cast(Recompute, mode), options.overlap)
+        return rows, model_parts(sharded, rows, run.tensors, run.weight_copy != 0)
+
+    if options.recompute_layers is None and options.recompute != "full":
+        rows, one = parts(options.recompute)
+        return stages_from_parts(one, run.par.pp, split), rows
+    rows, kept = parts("none")
+    full_rows, full = parts("full")
+    values = block_recompute_stages(kept, full, run.par.pp, split, options.interleave, options.recompute_layers)
+    return values, rows + full_rows
 
 
 def _training_compiled(model: "Model", hardware: Hardware | str, dtype: Any, parallelism: ParallelismLike,

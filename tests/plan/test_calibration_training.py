@@ -489,3 +489,16 @@ def test_a_refused_profiled_run_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(ct, "predict", lambda row, chip=None, **kw: ct.Prediction(row, refused="no mode fits"))
     with pytest.raises(SymcostError, match="refuses the profiled run: no mode fits"):
         ct.profiled_steps(run)
+
+
+def test_the_8b_h100_run_is_costed_as_its_table_lists_it(rows):
+    """The 25.11 table (Megatron-Bridge docs/performance-summary.md, 97ad8cc6f) lists the 8B H100 run
+    with FSDP = 1; its recipe's recompute_num_layers=5 came in cb62f8620 (r0.2.0: 8aed9a229), which
+    removed use_megatron_fsdp=True from LLAMA3_8B_H100_FP8_CS_BASE_CONFIG: no recipe ran both. The
+    row follows the table, FSDP (zero_stage 3) and, its recomputation unpublished, the fastest
+    mode that fits (as every dense row)."""
+    row = rows["bridge-H100-llama3-8b-fsdp8-gbs128"]
+    assert ct.options(row)["zero_stage"] == 3
+    assert ct.recompute_modes(row) == (False, tuple((m, None) for m in ct.RECOMPUTE))
+    p = ct.predict(row)
+    assert (p.recompute, p.recompute_layers) == ("none", None)

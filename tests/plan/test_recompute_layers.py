@@ -1,0 +1,163 @@
+"""Megatron-Core's block recomputation: ``recompute="full", recompute_layers=N`` recomputes the
+first N blocks of each pipeline stage (of each chunk when interleaved) and keeps the others'
+activations (NVIDIA/Megatron-LM core_v0.14.0 megatron/core/transformer/transformer_block.py
+``_checkpointed_forward``, ``recompute_method == 'block'``).
+
+The fixed small model (as tests/plan/test_plan_display.py): GPT (Megatron: eager, non-causal
+attention, LayerNorm, GELU MLP, dropout, tied LM head) with h = 64, a = 4, V = 128, s = 32, here
+L = 4 blocks, in bf16 (e = 2), micro-batch 1, global batch 4 (m = 4 micro-batches on one replica),
+on a toy chip whose only finite rate is the matmul peak (10^12 FLOP/s; vector FLOP/s and every
+bandwidth 10^24, no collective latency): every time is the matmul FLOPs / 10^12 to ~1e-12 relative.
+
+By hand, per sequence (b = 1):
+- one block's forward matmuls: 24 s h^2 + 4 s^2 h = 3,145,728 + 262,144 = 3,407,872 FLOPs; its
+  forward + backward 3 x that; recomputed, one forward more (4 x);
+- the LM head: 2 s h V = 524,288 forward, x 3 with its backward; the embedding has no matmul;
+- a block's saved activations (Korthikanti et al. 2022, e = 2): s b h (34 + 5 a s / h) =
+  2048 x 44 = 90,112 B; recomputed, its input only, 2 s b h = 4,096 B; while a recomputed block's
+  backward runs its other activations are back: 90,112 - 4,096 = 86,016 B, once;
+- the embedding's dropout mask s b h = 2,048 B (first stage); the final norm's and the LM head's
+  inputs 2 x 2 s b h = 8,192 B and the loss's bf16 logit gradient 2 s b V = 8,192 B (last stage).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import symcost as sc
+from symcost.errors import ConfigError
+from symcost.hardware import Hardware
+from symcost.plan import compiled
+from symcost.plan import step as steps
+
+BIG = 10**24
+TOY = Hardware(name="toy", peak_flops={"bf16": 10**12}, vector_flops=BIG, hbm_capacity=10**9, hbm_bandwidth=BIG,
+               scale_up_bandwidth=BIG, scale_up_domain=8, scale_out_bandwidth=BIG, collective_latency=0)
+GPT = sc.Model.gpt(hidden_size=64, num_heads=4, num_layers=4, vocab_size=128, seq_len=32)
+BLOCK = 3_407_872        # one block's forward matmul FLOPs (module docstring)
+HEAD = 524_288           # the LM head's forward matmul FLOPs
+KEPT, INPUT = 90_112, 4_096
+PEAK = KEPT - INPUT      # one recomputed block's activations, back during its backward
+EMBEDDING, TAIL = 2_048, 16_384
+
+
+def _step(pp=1, n=1, v=1, recompute="full"):
+    return GPT.training_step(TOY, seq_len=32, global_batch=4, micro_batch=1, parallelism={"pipeline_parallel": pp},
+                             recompute=recompute, recompute_layers=n, interleave=v)
+
+
+def test_one_of_four_blocks_recomputed_on_one_stage():
+    step = _step(pp=1, n=1)
+    # time: m = 4 micro-batches of 3 (4 BLOCK + HEAD) + BLOCK (the first block's forward again)
+    #   = 3 x 14,155,776 + 3,407,872 = 45,875,200 FLOPs; x 4 = 183,500,800 FLOPs -> 183.5008 µs
+    assert 4 * (3 * (4 * BLOCK + HEAD) + BLOCK) == 183_500_800
+    assert float(step.compute_time) == pytest.approx(183_500_800e-12, rel=1e-9)
+    assert float(step.step_time) == pytest.approx(183_500_800e-12, rel=1e-9)
+    # memory (1F1B, one stage: one micro-batch in flight). Its forward keeps the first block's input
+    #   (4,096), 3 blocks' activations (270,336), the embedding's mask and the tail (18,432):
+    #   S = 292,864 B. Its backward runs the tail, then blocks 4, 3, 2 (each freed after its own
+    #   backward), then rebuilds block 1: at that moment it holds the embedding's mask, block 1's input
+    #   and its other activations back: 2,048 + 4,096 + 86,016 = 92,160 B < S. Peak = S = 292,864 B:
+    #   the rebuilt block costs nothing at the peak unless every block of the chunk is recomputed
+    assert INPUT + 3 * KEPT + EMBEDDING + TAIL == 292_864
+    assert EMBEDDING + INPUT + PEAK == 92_160
+    assert step.activation_memory == 292_864
+
+
+def test_one_block_per_stage_recomputed_on_two_stages():
+    step = _step(pp=2, n=1)
+    # time: stage 0 = 2 blocks + the first one's forward again = 3 x 2 BLOCK + BLOCK = 23,855,104;
+    #   stage 1 = 3 (2 BLOCK + HEAD) + BLOCK = 25,427,968, the slower: T_mb. 1F1B: (m + p - 1) T_mb
+    #   = 5 x 25,427,968 = 127,139,840 FLOPs -> 127.13984 µs
+    assert 5 * (3 * (2 * BLOCK + HEAD) + BLOCK) == 127_139_840
+    assert float(step.microbatch_time) == pytest.approx(25_427_968e-12, rel=1e-9)
+    assert float(step.compute_time) == pytest.approx(127_139_840e-12, rel=1e-9)
+    # memory: stage 0 holds min(p - 0, m) = 2 micro-batches of S0 = 4,096 + 90,112 + 2,048 = 96,256
+    #   B; its peak is the larger of 2 S0 (both forwards done) and, while the older one's first block
+    #   is rebuilt (its second block already freed), S0 + 2,048 + 4,096 + 86,016 = 188,416: 2 S0 =
+    #   192,512 B. Stage 1, 1 micro-batch of S1 = 4,096 + 90,112 + 16,384 = 110,592 B (rebuilt:
+    #   90,112, less). Parameters (12 h^2 + 13 h = 49,984 a block): stage 0, the embedding (V h + s h
+    #   = 10,240) and 2 blocks = 110,208; stage 1, 2 blocks, the final norm (2 h) and the tied head's
+    #   table copy (V h) = 108,288; at 2 + 4 + 12 = 18 B each (bf16 weights, fp32 gradients, Adam,
+    #   d = 1): stage 0 1,983,744 + 192,512 = 2,176,256 B, the fuller (stage 1: 1,949,184 + 110,592)
+    assert 2 * (INPUT + KEPT + EMBEDDING) == 192_512 > (INPUT + KEPT + EMBEDDING) + EMBEDDING + INPUT + PEAK
+    assert step.activation_memory == 192_512
+    assert step.memory_per_chip == 18 * 110_208 + 192_512 == 2_176_256
+
+
+def test_interleaved_chunks_each_recompute_their_first_block():
+    step = _step(pp=2, n=1, v=2)
+    # v = 2 chunks of 1 block per stage: N = 1 recomputes every block (4 BLOCK forward each).
+    #   Stage 1: 2 x 4 BLOCK + 3 HEAD = 28,835,840 = T_mb; compute (m + (p - 1)/v) T_mb = 4.5 T_mb
+    #   = 129,761,280 FLOPs. Stage 0 holds Megatron's warm-up 2(p - 1) + (v - 1) p + 1 = 5 chunks of
+    #   half a micro-batch (2 inputs + the dropout mask: 10,240 B): 25,600 B. Every block of a chunk
+    #   is recomputed, so the rebuild raises the peak: while the oldest chunk (chunk 0: mask + input,
+    #   6,144 B) rebuilds its block it holds 2,048 + 4,096 + 86,016 = 92,160 B instead: 25,600 -
+    #   6,144 + 92,160 = 111,616 B (chunk 1, no mask: 25,600 - 4,096 + 90,112, the same)
+    assert 9 * (2 * 4 * BLOCK + 3 * HEAD) // 2 == 129_761_280
+    assert float(step.compute_time) == pytest.approx(129_761_280e-12, rel=1e-9)
+    assert 5 * (2 * INPUT + EMBEDDING) // 2 - (INPUT + EMBEDDING) + EMBEDDING + INPUT + PEAK == 111_616
+    assert step.activation_memory == 111_616
+
+
+def test_no_block_recomputed_is_no_recomputation():
+    kept, none = _step(pp=2, n=0), _step(pp=2, n=None, recompute="none")
+    assert (kept.step_time, kept.memory_per_chip) == (none.step_time, none.memory_per_chip)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"pp": 1, "n": 5}, "recompute_layers must be between 0 and 4, the blocks of the largest pipeline stage, got 5"),
+    ({"pp": 2, "n": 3}, "recompute_layers must be between 0 and 2, the blocks of the largest pipeline stage, got 3"),
+    ({"pp": 2, "v": 2, "n": 3}, "recompute_layers must be between 0 and 2, the blocks of the largest pipeline stage"),
+    ({"n": 1.0}, "recompute_layers must be an int >= 0"),
+    ({"n": -1}, "recompute_layers must be an int >= 0"),
+    ({"n": True}, "recompute_layers must be an int >= 0"),
+    ({"n": 2, "recompute": "selective"}, "recompute_layers needs recompute='full'"),
+])
+def test_bad_recompute_layers_is_one_line(kwargs, message):
+    with pytest.raises(ConfigError, match="^" + message.replace("(", r"\(").replace(")", r"\)")) as err:
+        _step(**kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_compiled_equals_uncompiled():
+    model = sc.models.get("llama-3-8b")
+    kwargs = {"parallelism": {"pipeline_parallel": 4, "data_parallel": 2}, "recompute": "full",
+              "recompute_layers": 3, "interleave": 2}
+    fast = steps.compile_step(model, "H100_SXM", "training", "fp8_e4m3", **kwargs)(8192, 64, 1)
+    old, compiled.USE_COMPILED = compiled.USE_COMPILED, False
+    try:
+        exact = model.training_step("H100_SXM", 8192, 64, 1, "fp8_e4m3", **kwargs)
+    finally:
+        compiled.USE_COMPILED = old
+    for field in ("step_time", "compute_time", "memory_per_chip", "activation_memory", "microbatch_time"):
+        assert getattr(fast, field) == getattr(exact, field), field
+
+
+def test_llama3_8b_recomputes_five_of_its_32_blocks():
+    """One stage of 32 identical blocks: recomputing 5 adds 5/32 of what recomputing all 32 adds to
+    the compute time (the embedding and the head are recomputed in neither), and saves 5 times what
+    recomputing 1 saves in activations (each rebuilt block comes back after the 27 kept blocks and
+    the head are freed, below the peak)."""
+    model = sc.models.get("llama-3-8b")
+
+    def step(**kwargs):
+        return model.training_step("H100_SXM", 8192, 16, 1, "bf16", {"data_parallel": 8}, **kwargs)
+
+    none, full = step(), step(recompute="full")
+    one, five = step(recompute="full", recompute_layers=1), step(recompute="full", recompute_layers=5)
+    assert five.compute_time - none.compute_time == (full.compute_time - none.compute_time) * 5 / 32
+    assert none.activation_memory - five.activation_memory == 5 * (none.activation_memory - one.activation_memory)
+
+
+def test_the_search_counts_the_rebuilt_block_as_the_step_does():
+    from symcost import search
+    table = search.parallelism(GPT, TOY, num_chips=4, global_batch=8, seq_len=32)
+    full = [i for i in range(len(table)) if table.row(i)["recompute"] == "full" and table.row(i)["pp"] > 1]
+    assert full
+    for i in full:
+        row = table.row(i)
+        step = GPT.training_step(TOY, seq_len=32, global_batch=8, micro_batch=row["micro_batch"],
+                                 parallelism=table.parallelism(i), recompute="full", interleave=row["interleave"],
+                                 zero_stage=row["zero_stage"], overlap=row["overlap"])
+        assert row["memory_per_chip"] == pytest.approx(float(step.memory_per_chip), rel=1e-12)
