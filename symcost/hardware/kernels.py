@@ -745,16 +745,25 @@ def _decode_ramp(op: Op, chip: Hardware) -> sp.Expr:
 
 @kernel("attn.backward")
 def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
-    """The attention core's backward: ``max(F_b / (F_16 eta_attn eta_abwd) + V / F_vec + (F_b / F_f)
-    P / (F_exp eta_abwd), bytes / (B eta_mem)) + t_attn``: a flash backward runs the forward's
-    summed time per matmul FLOP (``F_f`` the forward's), exponentials included, at ``eta_abwd`` of
-    its rate, over the core's own pairs ``P``. Where the forward overlaps its matmuls with its
-    exponentials in whole tiles (:func:`pingpong`, :func:`whole_tile_pairs`: TensorRT-LLM's SM100
-    context kernels) the backward still sums them over ``P``: no source shows an SM100 backward
-    kernel (cuDNN's, which Transformer Engine runs) overlapping them or stepping whole tiles.
-    An eager backward reads the stored probabilities (no exponential term)."""
+    """The attention core's backward: ``max(C, bytes / (B eta_mem)) + t_attn`` with, on a chip of
+    compute capability 10.x (:func:`pingpong`) for a flash core, ``C = F_b / (F_16 eta_abpk)``: the
+    whole kernel at its own share of the 16-bit peak (:attr:`Hardware.backward_attention_share`,
+    cited per chip: cuDNN's measured backward), its exponentials and softmax inside that rate;
+    elsewhere ``C = F_b / (F_16 eta_attn eta_abwd) + V / F_vec + (F_b / F_f) P / (F_exp eta_abwd)``:
+    the forward's summed time per matmul FLOP (``F_f`` the forward's), exponentials included, at
+    ``eta_abwd`` of its rate, over the core's own pairs ``P`` (FlashAttention-3's backward over
+    forward FLOP/s). On 10.x the forward's ``eta_attn`` is a fit of TensorRT-LLM's inference
+    kernels under the overlapped form (:func:`pingpong`): the backward kernel (cuDNN's, which
+    Transformer Engine runs) is another kernel, measured on its own. An eager backward reads the
+    stored probabilities (no exponential term) and keeps the forward-relative form."""
     n = kernels(op)
     forward = attention_core(op)
+    fixed = n * chip.prefill_attention_time
+    memory = op.hbm_bytes / chip.effective_hbm_bandwidth
+    if forward.flash and pingpong(chip):
+        # NB: the cited figure is matmul FLOPs over the kernel's measured time, so nothing else
+        # (vector work, exponentials) is added to it
+        return OpTime(op.matmul_flops / chip.attention_backward_peak(dtype), memory, fixed, _launch(n, chip))
     eta = chip.attention_backward_efficiency
     # NB: eta_abwd is a whole-kernel ratio (FlashAttention-3's backward over forward FLOP/s), so
     # the backward spends the forward's time per matmul FLOP, its exponentials' included, over eta_abwd:
@@ -762,8 +771,7 @@ def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[Da
     exps = (op.matmul_flops / forward.matmul_flops * _exponentials(forward, chip) / eta if forward.flash
             else sp.Integer(0))
     compute = op.matmul_flops / (chip.attention_peak(dtype) * eta) + exps + op.vector_flops / chip.vector_flops
-    return OpTime(compute, op.hbm_bytes / chip.effective_hbm_bandwidth, n * chip.prefill_attention_time,
-                  _launch(n, chip))
+    return OpTime(compute, memory, fixed, _launch(n, chip))
 
 
 @kernel("host.sync")

@@ -741,10 +741,12 @@ def test_attention_backward_runs_at_its_own_fraction_of_the_forward_rate():
 def test_blackwell_flash_backward_sums_its_matmuls_and_exponentials():
     """Review finding: the flash backward took its forward's overlap on compute capability 10.x and
     charged Max(matmuls, 5/2 exponentials), which no SM100 backward kernel's source shows (cuDNN's,
-    which Transformer Engine runs): it sums them on every chip. The core above (b 1, 8 heads of
-    128, 1024 tokens, causal: 4,198,400 pairs): matmuls 5,373,952,000 FLOPs at 5 * 10^13 * 43/50 =
-    124.976 us; exponentials 5/2 of the forward's 4,198,400 at 10^12 per second over 43/50: 12.2047
-    us, added on 10.0 as on 9.0; the vector work adds on both."""
+    which Transformer Engine runs). On 9.0 it sums them: the core above (b 1, 8 heads of 128, 1024
+    tokens, causal: 4,198,400 pairs): matmuls 5,373,952,000 FLOPs at 5 * 10^13 * 43/50 = 124.976
+    us; exponentials 5/2 of the forward's 4,198,400 at 10^12 per second over 43/50: 12.2047 us; the
+    vector work adds. On 10.0 (issue 22) the whole kernel runs at one share of the peak, its
+    exponentials inside it (here, unset, eta_attn eta_abwd = 43/100): neither a Max nor a sum, the
+    exponential rate no term of its own."""
     core = AttentionCore("core", batch=1, heads=8, kv_heads=8, q_len=1024, kv_len=1024, head_dim=128,
                          causal=True, flash=True, dtype_bytes=2)
     (bwd,) = core.backward()
@@ -758,9 +760,9 @@ def test_blackwell_flash_backward_sums_its_matmuls_and_exponentials():
         return op_time(bwd, chip, chip.effective_peak(BF16), BF16).compute
 
     exps = sp.Rational(5, 2) * sp.Rational(4198400, 10**12) / eta
-    assert compute("10.0", 10**12) == matmuls + exps + vector
-    assert compute("10.0", 5 * 10**10) == matmuls + exps * 20 + vector
+    assert compute("10.0", 10**12) == compute("10.0", 5 * 10**10) == matmuls
     assert compute("9.0", 10**12) == matmuls + exps + vector
+    assert compute("9.0", 5 * 10**10) == matmuls + exps * 20 + vector
 
 
 def test_nvidia_presets_take_the_papers_backward_fraction():
@@ -768,6 +770,91 @@ def test_nvidia_presets_take_the_papers_backward_fraction():
     for name in ("A100_SXM_80GB", "H100_SXM", "H200_SXM", "B200"):
         assert hardware.get(name).attention_backward_efficiency == Fraction(43, 50)
         assert hardware.get(name).ideal().attention_backward_efficiency == 1
+
+
+SM100_CORE = AttentionCore("core", batch=1, heads=8, kv_heads=8, q_len=1024, kv_len=1024, head_dim=128,
+                           causal=True, flash=True, dtype_bytes=2)
+
+
+def test_sm100_flash_backward_runs_at_its_cited_share_of_the_peak():
+    """Issue 22, item 1: on a 10.x chip the flash backward runs at its own cited share of the 16-bit
+    peak, ``attention_backward_peak_efficiency``, the whole kernel (exponentials and softmax
+    included) in that rate, not the forward's fitted rate times the FlashAttention-3 ratio with the
+    exponentials summed. The core above (b 1, 8 heads of 128, 1024 tokens, causal): 5,373,952,000
+    matmul FLOPs at 10^14 * 533/1000 = 5.33 * 10^13 FLOP/s: 100.8246 us, no exponential or vector
+    term; the floor attention_time 15 us as before. On 9.0 the summed, forward-relative form stays."""
+    (bwd,) = SM100_CORE.backward()
+    eta = Fraction(533, 1000)
+    chip = CHIP.with_efficiency(attention_exp_rate=10**12).model_copy(
+        update={"attention_backward_peak_efficiency": eta, "compute_capability": "10.0"})
+    t = op_time(bwd, chip, chip.effective_peak(BF16), BF16)
+    assert t.compute == sp.Rational(5_373_952_000, 10**14) / eta
+    assert t.overhead == 15 * US
+    hopper = chip.model_copy(update={"compute_capability": "9.0"})
+    exps = sp.Rational(5, 2) * sp.Rational(4198400, 10**12)
+    assert op_time(bwd, hopper, hopper.effective_peak(BF16), BF16).compute == (
+        sp.Rational(5_373_952_000, 5 * 10**13) + exps + sp.sympify(bwd.vector_flops) / CHIP.vector_flops)
+
+
+def test_sm100_backward_without_its_own_share_takes_the_forward_rate_times_the_ratio():
+    """A 10.x chip without ``attention_backward_peak_efficiency``: the backward's share of the peak
+    is the forward's matmul share times the backward ratio, eta_attn eta_abwd = 1/2 * 43/50 = 43/100
+    (the exponentials overlapped as in the forward): 5,373,952,000 / (4.3 * 10^13) = 124.976 us."""
+    (bwd,) = SM100_CORE.backward()
+    chip = CHIP.with_efficiency(attention_exp_rate=10**12).model_copy(
+        update={"attention_backward_efficiency": Fraction(43, 50), "compute_capability": "10.0"})
+    assert chip.attention_backward_peak_efficiency is None
+    t = op_time(bwd, chip, chip.effective_peak(BF16), BF16)
+    assert t.compute == sp.Rational(5_373_952_000, 10**14) / Fraction(43, 100)
+
+
+def test_b200_backward_at_cudnn_llama_shape():
+    """The B200 preset on the row its share is cited from (cuDNN 9.22 on GB200, NVIDIA/cudnn-frontend
+    benchmark/sdpa_benchmark_training/results/llama3.1/gb200: b 2, 64 query heads over 8 KV heads
+    of 128, 8192 tokens, causal, BF16: 1332 TFLOP/s over GB200's 2500, 0.533): pairs 8192 * 8193 /
+    2 = 33,558,528 per head; backward FLOPs 2 * 2 * 64 * 33,558,528 * (3 * 128 + 2 * 128) =
+    5,498,229,227,520 (cuDNN's count and symcost's), at 2250 * 10^12 * 0.533 = 1.19925 * 10^15
+    FLOP/s: 4.5847 ms, 1199 TFLOP/s (the cited 1332 scaled by 2250/2500); + 22.9 us. The summed form
+    gave 9.18 ms (598 TFLOP/s, under half of cuDNN's)."""
+    b200 = hardware.get("B200")
+    core = AttentionCore("core", batch=2, heads=64, kv_heads=8, q_len=8192, kv_len=8192, head_dim=128,
+                         causal=True, flash=True, dtype_bytes=2, decode=False)
+    (bwd,) = core.backward()
+    assert bwd.matmul_flops == 5_498_229_227_520
+    t = op_time(bwd, b200, b200.effective_peak(BF16), BF16)
+    assert t.compute == sp.Rational(5_498_229_227_520, 2250 * 10**12) / Fraction(533, 1000)
+    assert 4.584e-3 < float(t.compute) < 4.585e-3
+
+
+def test_sm100_presets_take_cudnns_backward_share():
+    """B200, B300 and GB200 (compute capability 10.x): 533/1000 ([CUDNN-FE] GB200, 1332 / 2500); the
+    Hopper and Ampere presets none (their forward-relative 0.86); the ideal chip none."""
+    for name in ("B200", "B300", "GB200"):
+        assert hardware.get(name).attention_backward_peak_efficiency == Fraction(533, 1000)
+        assert hardware.get(name).ideal().attention_backward_peak_efficiency is None
+    for name in ("A100_SXM_80GB", "H100_SXM", "H200_SXM"):
+        assert hardware.get(name).attention_backward_peak_efficiency is None
+
+
+@pytest.mark.parametrize("capability", ["10.0", "9.0"])
+@pytest.mark.parametrize("share", [Fraction(533, 1000), None])
+def test_backward_share_binds_on_the_symbolic_chip(capability, share):
+    """The flash backward timed on the realistic symbolic chip built with the bound chip's compute
+    capability equals the numeric time, with the cited share and without it (bound to eta_attn
+    eta_abwd), on 10.x and on 9.0 (where the share is not used)."""
+    s = sp.Symbol("s", positive=True, integer=True)
+    chip = CHIP.with_efficiency(compute_units=132, attention_exp_rate=10**12).model_copy(
+        update={"compute_capability": capability, "attention_backward_peak_efficiency": share,
+                "attention_backward_efficiency": Fraction(43, 50)})
+    symbolic = Hardware.symbolic(realistic=True, compute_capability=capability)
+    core = AttentionCore("c", batch=2, heads=8, kv_heads=2, q_len=s, kv_len=s, head_dim=128, causal=True,
+                         flash=True, decode=False)
+    (bwd,) = core.backward()
+    (numeric_bwd,) = dataclasses.replace(core, q_len=777, kv_len=777).backward()
+    numeric = op_time(numeric_bwd, chip, chip.effective_peak(BF16), BF16).time
+    bound = op_time(bwd, symbolic, symbolic.effective_peak(None), None).time.xreplace(
+        {**chip.symbol_values(BF16), s: 777})
+    assert bound == numeric
 
 
 def test_grouped_gemm_per_expert_pays_each_experts_floor():
