@@ -67,8 +67,9 @@ the other's matmuls do. Fitted on the tables (B200, trtllm 1.3.0rc20), the overl
 the error from 10.3 to 9.7 % and the matmuls' fraction of the 16-bit peak from 0.999 (the fit's
 bound: the summed form leaves it no room) to 0.636 (b200.json's ``attention_efficiency``;
 docs/explanation/fidelity.md). Training's forward (cuDNN's kernels, which Transformer Engine runs)
-takes the same overlap without a source of its own; its backward does not
-(:func:`symcost.hardware.kernels.attention_backward`)."""
+takes the same overlap without a source of its own; its flash backward runs at a share of the peak
+cited for cuDNN's kernel (``attention_backward_peak_efficiency``,
+:func:`symcost.hardware.kernels.attention_backward`)."""
 
 
 _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficiency_4bit", "memory_efficiency",

@@ -431,7 +431,8 @@ def pingpong(chip: Hardware) -> bool:
     tables on Hopper and Ampere, not a property of the hardware: FlashAttention-3 overlaps them on
     H100 too (Shah et al. 2024, §3.1, "pingpong scheduling"). Only a flash (fused) kernel overlaps;
     training's forward on 10.x takes the overlap measured on TensorRT-LLM's kernels for cuDNN's
-    without a source, and the backward none (:func:`attention_backward`).
+    without a source; the backward there runs at its own cited share of the peak
+    (:func:`attention_backward`).
 
     >>> from symcost import hardware
     >>> pingpong(hardware.get("B200")), pingpong(hardware.get("B300")), pingpong(hardware.get("H100_SXM"))
@@ -755,14 +756,16 @@ def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[Da
     forward FLOP/s). On 10.x the forward's ``eta_attn`` is a fit of TensorRT-LLM's inference
     kernels under the overlapped form (:func:`pingpong`): the backward kernel (cuDNN's, which
     Transformer Engine runs) is another kernel, measured on its own. An eager backward reads the
-    stored probabilities (no exponential term) and keeps the forward-relative form."""
+    stored probabilities (no exponential term) and keeps the forward-relative form, as does the
+    ideal chip (:meth:`Hardware.ideal`: a roofline, not a measured kernel)."""
     n = kernels(op)
     forward = attention_core(op)
     fixed = n * chip.prefill_attention_time
     memory = op.hbm_bytes / chip.effective_hbm_bandwidth
-    if forward.flash and pingpong(chip):
+    if forward.flash and pingpong(chip) and not chip.is_ideal:
         # NB: the cited figure is matmul FLOPs over the kernel's measured time, so nothing else
-        # (vector work, exponentials) is added to it
+        # (vector work, exponentials) is added to it; the ideal chip (the roofline) keeps the
+        # summed form, its matmuls at the peak and its vector work at F_vec
         return OpTime(op.matmul_flops / chip.attention_backward_peak(dtype), memory, fixed, _launch(n, chip))
     eta = chip.attention_backward_efficiency
     # NB: eta_abwd is a whole-kernel ratio (FlashAttention-3's backward over forward FLOP/s), so

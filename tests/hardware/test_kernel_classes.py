@@ -796,6 +796,19 @@ def test_sm100_flash_backward_runs_at_its_cited_share_of_the_peak():
         sp.Rational(5_373_952_000, 5 * 10**13) + exps + sp.sympify(bwd.vector_flops) / CHIP.vector_flops)
 
 
+def test_ideal_sm100_backward_is_the_roofline():
+    """The ideal chip of a 10.x preset (its compute capability kept) is a roofline, not a measured
+    kernel: the core above at 10^14 (5,373,952,000 FLOPs: 53.73952 us) plus its vector work at
+    10^13, as the ideal symbolic chip (no compute capability) times it; the share form would drop
+    the vector work and bind to another number (test_properties' symbolic = numeric)."""
+    (bwd,) = SM100_CORE.backward()
+    ideal = CHIP.model_copy(update={"attention_backward_peak_efficiency": Fraction(533, 1000),
+                                    "compute_capability": "10.0"}).ideal()
+    assert ideal.attention_pingpong and ideal.is_ideal
+    t = op_time(bwd, ideal, ideal.effective_peak(BF16), BF16)
+    assert t.compute == sp.Rational(5_373_952_000, 10**14) + sp.sympify(bwd.vector_flops) / CHIP.vector_flops
+
+
 def test_sm100_backward_without_its_own_share_takes_the_forward_rate_times_the_ratio():
     """A 10.x chip without ``attention_backward_peak_efficiency``: the backward's share of the peak
     is the forward's matmul share times the backward ratio, eta_attn eta_abwd = 1/2 * 43/50 = 43/100
