@@ -670,8 +670,8 @@ class Hardware(BaseModel):
 
         >>> from symcost import hardware
         >>> b200 = hardware.get("B200")
-        >>> b200.attention_backward_peak("bf16") / 10**12    # 2250 TFLOP/s * 0.533
-        1199.25000000000
+        >>> b200.attention_backward_peak("bf16") / 10**12    # 2250 TFLOP/s * 0.533 = 1199.25
+        4797/4
         """
         return self._attention_base_peak(dtype) * self.backward_attention_share
 
