@@ -343,6 +343,16 @@ class Hardware(BaseModel):
     def _capability(cls, value: Any) -> Optional[str]:
         return _compute_capability(value)
 
+    # NB: attention_backward_peak_efficiency is declared above compute_capability, so info.data holds it
+    @field_validator("compute_capability", mode="after")
+    @classmethod
+    def _backward_share_on_10x(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
+        share = info.data.get("attention_backward_peak_efficiency")
+        if share is not None and (value is None or value.split(".")[0] != PINGPONG_COMPUTE_CAPABILITY):
+            raise HardwareError(f"attention_backward_peak_efficiency is used on compute capability "
+                                f"{PINGPONG_COMPUTE_CAPABILITY}.x only, got it ({share}) on {value!r}: unset it")
+        return value
+
     @field_validator("fp8_weight_copies", mode="before")
     @classmethod
     def _copies(cls, value: Any) -> int:
@@ -900,6 +910,8 @@ class Hardware(BaseModel):
                 fields.update(symm_allreduce_latency=None, symm_allreduce_efficiency=sp.Integer(1))
             if not grouped_output:
                 fields["grouped_gemm_output_efficiency"] = None
+            if not (compute_capability or "").startswith(PINGPONG_COMPUTE_CAPABILITY + "."):
+                fields["attention_backward_peak_efficiency"] = None   # a 10.x field only (validator)
         return cls(**fields)
 
     def ideal(self) -> "Hardware":

@@ -55,7 +55,7 @@ import sympy as sp
 
 from ..core._expr import Ceil, extreme
 from ..core.dtypes import DataType
-from ..core.ops import DGRAD, WGRAD, AttentionCore, Matmul, Op, window_pairs
+from ..core.ops import BACKWARD_VECTOR_FACTOR, DGRAD, VECTOR_FLOPS, WGRAD, AttentionCore, Matmul, Op, window_pairs
 from ..errors import ConfigError
 from .chip import Hardware
 
@@ -744,6 +744,18 @@ def _decode_ramp(op: Op, chip: Hardware) -> sp.Expr:
     return chip.decode_ramp_time * extreme(sp.Min, 1, op.hbm_bytes / chip.decode_ramp_bytes)
 
 
+def _dropout_vector(core: AttentionCore) -> sp.Expr:
+    """Vector FLOPs of a flash backward's dropout: ``2 * 2 b h P`` with dropout (the backward's
+    factor 2 of the forward's mask multiply and scale per pair, :data:`VECTOR_FLOPS`), else 0.
+
+    >>> _dropout_vector(AttentionCore("c", batch=1, heads=1, q_len=2, kv_len=2, causal=True, dropout=True))
+    12
+    """
+    if not core.dropout:
+        return sp.Integer(0)
+    return BACKWARD_VECTOR_FACTOR * core.batch * core.heads * core.pairs * VECTOR_FLOPS["dropout"]
+
+
 @kernel("attn.backward")
 def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
     """The attention core's backward: ``max(C, bytes / (B eta_mem)) + t_attn`` with, on a chip of
@@ -763,10 +775,16 @@ def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[Da
     fixed = n * chip.prefill_attention_time
     memory = op.hbm_bytes / chip.effective_hbm_bandwidth
     if forward.flash and pingpong(chip) and not chip.is_ideal:
-        # NB: the cited figure is matmul FLOPs over the kernel's measured time, so nothing else
-        # (vector work, exponentials) is added to it; the ideal chip (the roofline) keeps the
-        # summed form, its matmuls at the peak and its vector work at F_vec
-        return OpTime(op.matmul_flops / chip.attention_backward_peak(dtype), memory, fixed, _launch(n, chip))
+        # NB: the cited figure is matmul FLOPs over the kernel's measured time (softmax and
+        # exponentials inside it), so only what it ran without is added: dropout (off in the cited
+        # benchmark, cudnn-frontend benchmark_single_sdpa.py), its vector work as on H100; the ideal
+        # chip (the roofline) keeps the summed form, its matmuls at the peak and its vector work at F_vec
+        if chip.attention_backward_peak_efficiency is None:
+            raise ConfigError(f"{chip.name}: attention_backward_peak_efficiency must be set on a chip of "
+                              f"compute capability {chip.compute_capability} (its flash backward's share of the "
+                              "16-bit peak; B200's is 333/625)")
+        compute = op.matmul_flops / chip.attention_backward_peak(dtype) + _dropout_vector(forward) / chip.vector_flops
+        return OpTime(compute, memory, fixed, _launch(n, chip))
     eta = chip.attention_backward_efficiency
     # NB: eta_abwd is a whole-kernel ratio (FlashAttention-3's backward over forward FLOP/s), so
     # the backward spends the forward's time per matmul FLOP, its exponentials' included, over eta_abwd:
