@@ -217,8 +217,9 @@ class Hardware(BaseModel):
     attention_backward_peak_efficiency`` with no term of its own for the exponentials. There the
     forward's ``attention_efficiency`` is fitted on TensorRT-LLM's inference kernels under the
     overlapped form, which says nothing of the backward kernel Transformer Engine runs (cuDNN's);
-    the presets cite cuDNN's measured backward (shared.json ``ATTENTION_BACKWARD_SM100``). ``None``:
-    ``attention_efficiency * attention_backward_efficiency``. Not used below 10.x."""
+    the presets cite cuDNN's measured backward (shared.json ``ATTENTION_BACKWARD_SM100``, B300's
+    ``ATTENTION_BACKWARD_SM103``). Required for a 10.x chip's flash backward (``None``: refused, unless
+    the chip is ideal); set below 10.x: refused by the validator."""
     gemm_backward_efficiency_8bit: Efficiency = sp.Integer(1)
     """An 8-bit (or narrower) GEMM's backward products (dgrad, wgrad) run at this fraction of the
     forward's FLOP/s: Transformer Engine accumulates them split (promoted to fp32 every few
@@ -680,15 +681,17 @@ class Hardware(BaseModel):
 
         >>> from symcost import hardware
         >>> b200 = hardware.get("B200")
-        >>> b200.attention_backward_peak("bf16") / 10**12    # 2250 TFLOP/s * 0.533 = 1199.25
-        4797/4
+        >>> b200.attention_backward_peak("bf16") / 10**12    # 2250 TFLOP/s * 333/625 = 1198.8
+        5994/5
         """
         return self._attention_base_peak(dtype) * self.backward_attention_share
 
     @property
     def backward_attention_share(self) -> sp.Expr:
         """``eta_abpk``: ``attention_backward_peak_efficiency``, else ``attention_efficiency *
-        attention_backward_efficiency`` (the forward's matmul share times the backward ratio)."""
+        attention_backward_efficiency`` (the forward's matmul share times the backward ratio), a
+        value for :meth:`symbol_values` only: a 10.x chip's flash backward without the field is
+        refused, and below 10.x (or on the ideal chip) the backward does not use it."""
         if self.attention_backward_peak_efficiency is not None:
             return self.attention_backward_peak_efficiency
         return self.attention_efficiency * self.attention_backward_efficiency

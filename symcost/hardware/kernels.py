@@ -759,9 +759,11 @@ def _dropout_vector(core: AttentionCore) -> sp.Expr:
 @kernel("attn.backward")
 def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
     """The attention core's backward: ``max(C, bytes / (B eta_mem)) + t_attn`` with, on a chip of
-    compute capability 10.x (:func:`pingpong`) for a flash core, ``C = F_b / (F_16 eta_abpk)``: the
-    whole kernel at its own share of the 16-bit peak (:attr:`Hardware.backward_attention_share`,
-    cited per chip: cuDNN's measured backward), its exponentials and softmax inside that rate;
+    compute capability 10.x (:func:`pingpong`) for a flash core, ``C = F_b / (F_16 eta_abpk) + D /
+    F_vec``: the whole kernel at its own share of the 16-bit peak
+    (:attr:`Hardware.attention_backward_peak_efficiency`, cited per chip: cuDNN's measured backward;
+    unset: refused), its exponentials and softmax inside that rate, ``D`` dropout's vector work
+    (:func:`_dropout_vector`, off in the cited benchmark);
     elsewhere ``C = F_b / (F_16 eta_attn eta_abwd) + V / F_vec + (F_b / F_f) P / (F_exp eta_abwd)``:
     the forward's summed time per matmul FLOP (``F_f`` the forward's), exponentials included, at
     ``eta_abwd`` of its rate, over the core's own pairs ``P`` (FlashAttention-3's backward over
