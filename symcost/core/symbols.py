@@ -89,6 +89,7 @@ __all__ = [
     "attention_time",
     "attention_io_efficiency",
     "attention_backward_efficiency",
+    "attention_backward_peak_efficiency",
     "attention_decode_time",
     "grouped_decode_time_8bit",
     "attention_exp_rate",
@@ -255,6 +256,9 @@ _ROWS = (
          positive=True),
     _row("attention_backward_efficiency", "eta_abwd", r"\eta_{\mathrm{attn,bwd}}",
          "the attention backward kernels' FLOP/s as a fraction of the forward kernels'", positive=True),
+    _row("attention_backward_peak_efficiency", "eta_abpk", r"\eta_{\mathrm{attn,bwd}}^{\mathrm{pk}}",
+         "the flash attention backward kernel's FLOP/s as a fraction of the 16-bit peak, its whole kernel "
+         "(exponentials, softmax) included: compute capability 10.x only", positive=True),
     _row("attention_decode_time", "t_dec", r"t_{\mathrm{dec}}",
          "fixed time of one decode attention call (s)", nonnegative=True),
     _row("attention_exp_rate", "F_exp", r"F_{\mathrm{exp}}",
@@ -394,6 +398,7 @@ grouped_gemm_output_efficiency = TABLE["grouped_gemm_output_efficiency"].symbol
 attention_time = TABLE["attention_time"].symbol
 attention_io_efficiency = TABLE["attention_io_efficiency"].symbol
 attention_backward_efficiency = TABLE["attention_backward_efficiency"].symbol
+attention_backward_peak_efficiency = TABLE["attention_backward_peak_efficiency"].symbol
 attention_decode_time = TABLE["attention_decode_time"].symbol
 grouped_decode_time_8bit = TABLE["grouped_decode_time_8bit"].symbol
 attention_exp_rate = TABLE["attention_exp_rate"].symbol

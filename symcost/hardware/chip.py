@@ -67,8 +67,9 @@ the other's matmuls do. Fitted on the tables (B200, trtllm 1.3.0rc20), the overl
 the error from 10.3 to 9.7 % and the matmuls' fraction of the 16-bit peak from 0.999 (the fit's
 bound: the summed form leaves it no room) to 0.636 (b200.json's ``attention_efficiency``;
 docs/explanation/fidelity.md). Training's forward (cuDNN's kernels, which Transformer Engine runs)
-takes the same overlap without a source of its own; its backward does not
-(:func:`symcost.hardware.kernels.attention_backward`)."""
+takes the same overlap without a source of its own; its flash backward runs at a share of the peak
+cited for cuDNN's kernel (``attention_backward_peak_efficiency``,
+:func:`symcost.hardware.kernels.attention_backward`)."""
 
 
 _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficiency_4bit", "memory_efficiency",
@@ -79,7 +80,8 @@ _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficien
                  "grouped_gemm_efficiency_8bit",
                  "grouped_gemm_time", "grouped_gemm_memory_efficiency", "grouped_gemm_output_efficiency",
                  "attention_time", "attention_io_efficiency",
-                 "attention_backward_efficiency", "gemm_backward_efficiency_8bit",
+                 "attention_backward_efficiency", "attention_backward_peak_efficiency",
+                 "gemm_backward_efficiency_8bit",
                  "attention_decode_time", "grouped_decode_time_8bit",
                  "attention_exp_rate", "mha_decode_rate", "decode_ramp_time", "decode_ramp_bytes",
                  "ll_base_latency", "ll_latency", "ll_efficiency", "custom_allreduce_latency",
@@ -207,7 +209,18 @@ class Hardware(BaseModel):
     attention_io_efficiency: Optional[Efficiency] = None
     attention_backward_efficiency: Efficiency = sp.Integer(1)
     """The attention backward kernels' FLOP/s as a fraction of the forward kernels' (the
-    ``attn.backward`` class runs at ``F_16 * attention_efficiency * attention_backward_efficiency``)."""
+    ``attn.backward`` class runs at ``F_16 * attention_efficiency * attention_backward_efficiency``),
+    on compute capability 10.x only where ``attention_backward_peak_efficiency`` is unset."""
+    attention_backward_peak_efficiency: Optional[Efficiency] = None
+    """On a chip of compute capability 10.x (:attr:`attention_pingpong`): the flash backward kernel's
+    FLOP/s as a fraction of the 16-bit peak, the whole kernel's measured rate (its exponentials,
+    softmax and recomputed ``Q K^T`` included), so ``attn.backward`` runs at ``F_16 *
+    attention_backward_peak_efficiency`` with no term of its own for the exponentials. There the
+    forward's ``attention_efficiency`` is fitted on TensorRT-LLM's inference kernels under the
+    overlapped form, which says nothing of the backward kernel Transformer Engine runs (cuDNN's);
+    the presets cite cuDNN's measured backward (shared.json ``ATTENTION_BACKWARD_SM100``, B300's
+    ``ATTENTION_BACKWARD_SM103``). Required for a 10.x chip's flash backward (``None``: refused, unless
+    the chip is ideal); set below 10.x: refused by the validator."""
     gemm_backward_efficiency_8bit: Efficiency = sp.Integer(1)
     """An 8-bit (or narrower) GEMM's backward products (dgrad, wgrad) run at this fraction of the
     forward's FLOP/s: Transformer Engine accumulates them split (promoted to fp32 every few
@@ -337,6 +350,16 @@ class Hardware(BaseModel):
     @classmethod
     def _capability(cls, value: Any) -> Optional[str]:
         return _compute_capability(value)
+
+    # NB: attention_backward_peak_efficiency is declared above compute_capability, so info.data holds it
+    @field_validator("compute_capability", mode="after")
+    @classmethod
+    def _backward_share_on_10x(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
+        share = info.data.get("attention_backward_peak_efficiency")
+        if share is not None and (value is None or value.split(".")[0] != PINGPONG_COMPUTE_CAPABILITY):
+            raise HardwareError(f"attention_backward_peak_efficiency is used on compute capability "
+                                f"{PINGPONG_COMPUTE_CAPABILITY}.x only, got it ({share}) on {value!r}: unset it")
+        return value
 
     @field_validator("fp8_weight_copies", mode="before")
     @classmethod
@@ -657,9 +680,35 @@ class Hardware(BaseModel):
         """FLOP/s of the attention kernels: ``attention_efficiency`` times the 16-bit peak for
         8-bit dtypes (engines run attention in bf16/fp16 even when the GEMMs run in FP8;
         docs/conventions.md §17), else the dtype's own peak."""
+        return self._attention_base_peak(dtype) * self.attention_efficiency
+
+    def attention_backward_peak(self, dtype: DataType | str | None) -> sp.Expr:
+        """FLOP/s of a flash backward kernel on a 10.x chip, its whole kernel in the rate:
+        :attr:`backward_attention_share` times the peak :meth:`attention_peak` takes.
+
+        >>> from symcost import hardware
+        >>> b200 = hardware.get("B200")
+        >>> b200.attention_backward_peak("bf16") / 10**12    # 2250 TFLOP/s * 333/625 = 1198.8
+        5994/5
+        """
+        return self._attention_base_peak(dtype) * self.backward_attention_share
+
+    @property
+    def backward_attention_share(self) -> sp.Expr:
+        """``eta_abpk``: ``attention_backward_peak_efficiency``, else ``attention_efficiency *
+        attention_backward_efficiency`` (the forward's matmul share times the backward ratio), a
+        value for :meth:`symbol_values` only: a 10.x chip's flash backward without the field is
+        refused, and below 10.x (or on the ideal chip) the backward does not use it."""
+        if self.attention_backward_peak_efficiency is not None:
+            return self.attention_backward_peak_efficiency
+        return self.attention_efficiency * self.attention_backward_efficiency
+
+    def _attention_base_peak(self, dtype: DataType | str | None) -> sp.Expr:
+        """The peak the attention kernels run against: the 16-bit peak for 8-bit dtypes, else the
+        dtype's own (``F_16`` on the symbolic chip, which binds it per dtype)."""
         if any(isinstance(v, sp.Basic) and v.free_symbols for v in self.peak_flops.values()):
             # F_16 binds to the dtype's own peak for 16-bit and wider dtypes (symbol_values)
-            return sym.peak_flops_16bit * self.attention_efficiency
+            return sym.peak_flops_16bit
         if dtype is None:
             raise ConfigError(f"{self.name}: binding hardware needs a concrete dtype (got a symbolic one); "
                              "pass dtype='bf16' or similar")
@@ -667,8 +716,8 @@ class Hardware(BaseModel):
         if dt.bytes < 2:
             for half in (DataType.BF16, DataType.FP16):
                 if half in self.peak_flops:
-                    return self.peak_flops_expr(half) * self.attention_efficiency
-        return self.peak_flops_expr(dt) * self.attention_efficiency
+                    return self.peak_flops_expr(half)
+        return self.peak_flops_expr(dt)
 
     def peak_flops_expr(self, dtype: DataType | str) -> sp.Expr:
         """:meth:`peak` as a SymPy number."""
@@ -792,6 +841,7 @@ class Hardware(BaseModel):
             sym.attention_io_efficiency: sp.oo if self.attention_io_efficiency is None
             else self.attention_io_efficiency,
             sym.attention_backward_efficiency: self.attention_backward_efficiency,
+            sym.attention_backward_peak_efficiency: self.backward_attention_share,
             sym.attention_decode_time: self.decode_attention_time,
             sym.grouped_decode_time_8bit: self.grouped_decode_attention_time,
             sym.attention_exp_rate: sp.oo if self.attention_exp_rate is None else self.attention_exp_rate,
@@ -872,6 +922,8 @@ class Hardware(BaseModel):
                 fields.update(symm_allreduce_latency=None, symm_allreduce_efficiency=sp.Integer(1))
             if not grouped_output:
                 fields["grouped_gemm_output_efficiency"] = None
+            if not (compute_capability or "").startswith(PINGPONG_COMPUTE_CAPABILITY + "."):
+                fields["attention_backward_peak_efficiency"] = None   # a 10.x field only (validator)
         return cls(**fields)
 
     def ideal(self) -> "Hardware":
@@ -900,7 +952,8 @@ class Hardware(BaseModel):
             grouped_gemm_efficiency=None, grouped_gemm_efficiency_8bit=None,
             grouped_gemm_time=None, grouped_gemm_memory_efficiency=None, grouped_gemm_output_efficiency=None,
             attention_time=None,
-            attention_io_efficiency=None, attention_backward_efficiency=one, gemm_backward_efficiency_8bit=one,
+            attention_io_efficiency=None, attention_backward_efficiency=one, attention_backward_peak_efficiency=None,
+            gemm_backward_efficiency_8bit=one,
             attention_decode_time=None,
             grouped_decode_time_8bit=None, attention_exp_rate=None, mha_decode_rate=None, decode_ramp_time=None,
             decode_ramp_bytes=None,
@@ -933,6 +986,7 @@ class Hardware(BaseModel):
                 and self.grouped_decode_time_8bit in (None, 0) and self.attention_exp_rate is None
                 and self.mha_decode_rate is None and self.decode_ramp_time in (None, 0)
                 and self.attention_backward_efficiency == 1 and self.gemm_backward_efficiency_8bit == 1
+                and self.attention_backward_peak_efficiency is None
                 and self.ll_base_latency is None
                 and self.all_to_all_latency is None and self.all_to_all_peer_latency is None
                 and self.all_to_all_ll_latency is None and self.all_to_all_efficiency == 1

@@ -55,7 +55,7 @@ import sympy as sp
 
 from ..core._expr import Ceil, extreme
 from ..core.dtypes import DataType
-from ..core.ops import DGRAD, WGRAD, AttentionCore, Matmul, Op, window_pairs
+from ..core.ops import BACKWARD_VECTOR_FACTOR, DGRAD, VECTOR_FLOPS, WGRAD, AttentionCore, Matmul, Op, window_pairs
 from ..errors import ConfigError
 from .chip import Hardware
 
@@ -431,7 +431,8 @@ def pingpong(chip: Hardware) -> bool:
     tables on Hopper and Ampere, not a property of the hardware: FlashAttention-3 overlaps them on
     H100 too (Shah et al. 2024, §3.1, "pingpong scheduling"). Only a flash (fused) kernel overlaps;
     training's forward on 10.x takes the overlap measured on TensorRT-LLM's kernels for cuDNN's
-    without a source, and the backward none (:func:`attention_backward`).
+    without a source; the backward there runs at its own cited share of the peak
+    (:func:`attention_backward`).
 
     >>> from symcost import hardware
     >>> pingpong(hardware.get("B200")), pingpong(hardware.get("B300")), pingpong(hardware.get("H100_SXM"))
@@ -743,18 +744,49 @@ def _decode_ramp(op: Op, chip: Hardware) -> sp.Expr:
     return chip.decode_ramp_time * extreme(sp.Min, 1, op.hbm_bytes / chip.decode_ramp_bytes)
 
 
+def _dropout_vector(core: AttentionCore) -> sp.Expr:
+    """Vector FLOPs of a flash backward's dropout: ``2 * 2 b h P`` with dropout (the backward's
+    factor 2 of the forward's mask multiply and scale per pair, :data:`VECTOR_FLOPS`), else 0.
+
+    >>> _dropout_vector(AttentionCore("c", batch=1, heads=1, q_len=2, kv_len=2, causal=True, dropout=True))
+    12
+    """
+    if not core.dropout:
+        return sp.Integer(0)
+    return BACKWARD_VECTOR_FACTOR * core.batch * core.heads * core.pairs * VECTOR_FLOPS["dropout"]
+
+
 @kernel("attn.backward")
 def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
-    """The attention core's backward: ``max(F_b / (F_16 eta_attn eta_abwd) + V / F_vec + (F_b / F_f)
-    P / (F_exp eta_abwd), bytes / (B eta_mem)) + t_attn``: a flash backward runs the forward's
-    summed time per matmul FLOP (``F_f`` the forward's), exponentials included, at ``eta_abwd`` of
-    its rate, over the core's own pairs ``P``. Where the forward overlaps its matmuls with its
-    exponentials in whole tiles (:func:`pingpong`, :func:`whole_tile_pairs`: TensorRT-LLM's SM100
-    context kernels) the backward still sums them over ``P``: no source shows an SM100 backward
-    kernel (cuDNN's, which Transformer Engine runs) overlapping them or stepping whole tiles.
-    An eager backward reads the stored probabilities (no exponential term)."""
+    """The attention core's backward: ``max(C, bytes / (B eta_mem)) + t_attn`` with, on a chip of
+    compute capability 10.x (:func:`pingpong`) for a flash core, ``C = F_b / (F_16 eta_abpk) + D /
+    F_vec``: the whole kernel at its own share of the 16-bit peak
+    (:attr:`Hardware.attention_backward_peak_efficiency`, cited per chip: cuDNN's measured backward;
+    unset: refused), its exponentials and softmax inside that rate, ``D`` dropout's vector work
+    (:func:`_dropout_vector`, off in the cited benchmark);
+    elsewhere ``C = F_b / (F_16 eta_attn eta_abwd) + V / F_vec + (F_b / F_f) P / (F_exp eta_abwd)``:
+    the forward's summed time per matmul FLOP (``F_f`` the forward's), exponentials included, at
+    ``eta_abwd`` of its rate, over the core's own pairs ``P`` (FlashAttention-3's backward over
+    forward FLOP/s). On 10.x the forward's ``eta_attn`` is a fit of TensorRT-LLM's inference
+    kernels under the overlapped form (:func:`pingpong`): the backward kernel (cuDNN's, which
+    Transformer Engine runs) is another kernel, measured on its own. An eager backward reads the
+    stored probabilities (no exponential term) and keeps the forward-relative form, as does the
+    ideal chip (:meth:`Hardware.ideal`: a roofline, not a measured kernel)."""
     n = kernels(op)
     forward = attention_core(op)
+    fixed = n * chip.prefill_attention_time
+    memory = op.hbm_bytes / chip.effective_hbm_bandwidth
+    if forward.flash and pingpong(chip) and not chip.is_ideal:
+        # NB: the cited figure is matmul FLOPs over the kernel's measured time (softmax and
+        # exponentials inside it), so only what it ran without is added: dropout (off in the cited
+        # benchmark, cudnn-frontend benchmark_single_sdpa.py), its vector work as on H100; the ideal
+        # chip (the roofline) keeps the summed form, its matmuls at the peak and its vector work at F_vec
+        if chip.attention_backward_peak_efficiency is None:
+            raise ConfigError(f"{chip.name}: attention_backward_peak_efficiency must be set on a chip of "
+                              f"compute capability {chip.compute_capability} (its flash backward's share of the "
+                              "16-bit peak; B200's is 333/625)")
+        compute = op.matmul_flops / chip.attention_backward_peak(dtype) + _dropout_vector(forward) / chip.vector_flops
+        return OpTime(compute, memory, fixed, _launch(n, chip))
     eta = chip.attention_backward_efficiency
     # NB: eta_abwd is a whole-kernel ratio (FlashAttention-3's backward over forward FLOP/s), so
     # the backward spends the forward's time per matmul FLOP, its exponentials' included, over eta_abwd:
@@ -762,8 +794,7 @@ def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[Da
     exps = (op.matmul_flops / forward.matmul_flops * _exponentials(forward, chip) / eta if forward.flash
             else sp.Integer(0))
     compute = op.matmul_flops / (chip.attention_peak(dtype) * eta) + exps + op.vector_flops / chip.vector_flops
-    return OpTime(compute, op.hbm_bytes / chip.effective_hbm_bandwidth, n * chip.prefill_attention_time,
-                  _launch(n, chip))
+    return OpTime(compute, memory, fixed, _launch(n, chip))
 
 
 @kernel("host.sync")

@@ -738,13 +738,15 @@ def test_attention_backward_runs_at_its_own_fraction_of_the_forward_rate():
     assert plain.compute == sp.Rational(5_373_952_000, 10**14 // 2) + sp.sympify(bwd.vector_flops) / CHIP.vector_flops
 
 
-def test_blackwell_flash_backward_sums_its_matmuls_and_exponentials():
+def test_flash_backward_sums_on_hopper_and_takes_one_share_on_blackwell():
     """Review finding: the flash backward took its forward's overlap on compute capability 10.x and
     charged Max(matmuls, 5/2 exponentials), which no SM100 backward kernel's source shows (cuDNN's,
-    which Transformer Engine runs): it sums them on every chip. The core above (b 1, 8 heads of
-    128, 1024 tokens, causal: 4,198,400 pairs): matmuls 5,373,952,000 FLOPs at 5 * 10^13 * 43/50 =
-    124.976 us; exponentials 5/2 of the forward's 4,198,400 at 10^12 per second over 43/50: 12.2047
-    us, added on 10.0 as on 9.0; the vector work adds on both."""
+    which Transformer Engine runs). On 9.0 it sums them: the core above (b 1, 8 heads of 128, 1024
+    tokens, causal: 4,198,400 pairs): matmuls 5,373,952,000 FLOPs at 5 * 10^13 * 43/50 = 124.976
+    us; exponentials 5/2 of the forward's 4,198,400 at 10^12 per second over 43/50: 12.2047 us; the
+    vector work adds. On 10.0 (issue 22) the whole kernel runs at one share of the peak, its
+    exponentials inside it (here set to 43/100 = eta_attn eta_abwd, so the matmul term is the same
+    124.976 us): neither a Max nor a sum, the exponential rate no term of its own."""
     core = AttentionCore("core", batch=1, heads=8, kv_heads=8, q_len=1024, kv_len=1024, head_dim=128,
                          causal=True, flash=True, dtype_bytes=2)
     (bwd,) = core.backward()
@@ -753,14 +755,16 @@ def test_blackwell_flash_backward_sums_its_matmuls_and_exponentials():
     matmuls = sp.Rational(5_373_952_000) / (5 * 10**13 * eta)
 
     def compute(capability, rate):
+        share = Fraction(43, 100) if capability == "10.0" else None
         chip = CHIP.model_copy(update={"attention_backward_efficiency": eta, "attention_exp_rate": rate,
-                                       "compute_capability": capability})
+                                       "compute_capability": capability,
+                                       "attention_backward_peak_efficiency": share})
         return op_time(bwd, chip, chip.effective_peak(BF16), BF16).compute
 
     exps = sp.Rational(5, 2) * sp.Rational(4198400, 10**12) / eta
-    assert compute("10.0", 10**12) == matmuls + exps + vector
-    assert compute("10.0", 5 * 10**10) == matmuls + exps * 20 + vector
+    assert compute("10.0", 10**12) == compute("10.0", 5 * 10**10) == matmuls
     assert compute("9.0", 10**12) == matmuls + exps + vector
+    assert compute("9.0", 5 * 10**10) == matmuls + exps * 20 + vector
 
 
 def test_nvidia_presets_take_the_papers_backward_fraction():
@@ -768,6 +772,126 @@ def test_nvidia_presets_take_the_papers_backward_fraction():
     for name in ("A100_SXM_80GB", "H100_SXM", "H200_SXM", "B200"):
         assert hardware.get(name).attention_backward_efficiency == Fraction(43, 50)
         assert hardware.get(name).ideal().attention_backward_efficiency == 1
+
+
+SM100_CORE = AttentionCore("core", batch=1, heads=8, kv_heads=8, q_len=1024, kv_len=1024, head_dim=128,
+                           causal=True, flash=True, dtype_bytes=2)
+
+
+def test_sm100_flash_backward_runs_at_its_cited_share_of_the_peak():
+    """Issue 22, item 1: on a 10.x chip the flash backward runs at its own cited share of the 16-bit
+    peak, ``attention_backward_peak_efficiency``, the whole kernel (exponentials and softmax
+    included) in that rate, not the forward's fitted rate times the FlashAttention-3 ratio with the
+    exponentials summed. The core above (b 1, 8 heads of 128, 1024 tokens, causal): 5,373,952,000
+    matmul FLOPs at 10^14 * 533/1000 = 5.33 * 10^13 FLOP/s: 100.8246 us, no exponential or vector
+    term; the floor attention_time 15 us as before. On 9.0 the summed, forward-relative form stays."""
+    (bwd,) = SM100_CORE.backward()
+    eta = Fraction(533, 1000)
+    chip = CHIP.with_efficiency(attention_exp_rate=10**12).model_copy(
+        update={"attention_backward_peak_efficiency": eta, "compute_capability": "10.0"})
+    t = op_time(bwd, chip, chip.effective_peak(BF16), BF16)
+    assert t.compute == sp.Rational(5_373_952_000, 10**14) / eta
+    assert t.overhead == 15 * US
+    hopper = chip.model_copy(update={"compute_capability": "9.0"})
+    exps = sp.Rational(5, 2) * sp.Rational(4198400, 10**12)
+    assert op_time(bwd, hopper, hopper.effective_peak(BF16), BF16).compute == (
+        sp.Rational(5_373_952_000, 5 * 10**13) + exps + sp.sympify(bwd.vector_flops) / CHIP.vector_flops)
+
+
+def test_ideal_sm100_backward_is_the_roofline():
+    """The ideal chip of a 10.x preset (its compute capability kept) is a roofline, not a measured
+    kernel: the core above at 10^14 (5,373,952,000 FLOPs: 53.73952 us) plus its vector work at
+    10^13, as the ideal symbolic chip (no compute capability) times it; the share form would drop
+    the vector work and bind to another number (test_properties' symbolic = numeric)."""
+    (bwd,) = SM100_CORE.backward()
+    ideal = CHIP.model_copy(update={"attention_backward_peak_efficiency": Fraction(533, 1000),
+                                    "compute_capability": "10.0"}).ideal()
+    assert ideal.attention_pingpong and ideal.is_ideal
+    t = op_time(bwd, ideal, ideal.effective_peak(BF16), BF16)
+    assert t.compute == sp.Rational(5_373_952_000, 10**14) + sp.sympify(bwd.vector_flops) / CHIP.vector_flops
+
+
+def test_sm100_backward_without_its_own_share_is_refused():
+    """Review of issue 22: a non-ideal 10.x chip without ``attention_backward_peak_efficiency`` fell
+    back to eta_attn eta_abwd and silently dropped the vector work and ``attention_exp_rate``: a
+    flash backward there is refused, naming the field."""
+    (bwd,) = SM100_CORE.backward()
+    chip = CHIP.with_efficiency(attention_exp_rate=10**12).model_copy(
+        update={"attention_backward_efficiency": Fraction(43, 50), "compute_capability": "10.0"})
+    assert chip.attention_backward_peak_efficiency is None
+    with pytest.raises(ConfigError, match="attention_backward_peak_efficiency"):
+        op_time(bwd, chip, chip.effective_peak(BF16), BF16)
+
+
+def test_backward_share_below_10x_is_refused():
+    """Review of issue 22: the share set on a chip below compute capability 10.x was silently
+    ignored; the validator refuses it in one line naming the field."""
+    with pytest.raises(ValidationError, match="attention_backward_peak_efficiency"):
+        hardware.get("H100_SXM").with_efficiency(attention_backward_peak_efficiency=Fraction(1, 2))
+    assert hardware.get("B200").with_efficiency(attention_backward_peak_efficiency=Fraction(1, 2)) is not None
+
+
+def test_sm100_backward_adds_dropouts_vector_work():
+    """Review of issue 22: the cited rate has dropout off (cudnn-frontend benchmark_single_sdpa.py),
+    so a core with dropout adds the dropout's vector work as on H100: 2 (backward factor) * 2 FLOPs
+    (mask multiply, scale) per pair * 8 heads * 524,800 pairs (1024 * 1025 / 2) = 16,793,600 FLOPs
+    at F_vec 10^13: 1.67936 us on top of the share's 100.863 us (5,373,952,000 / (10^14 * 333/625))."""
+    (bwd,) = dataclasses.replace(SM100_CORE, dropout=True).backward()
+    eta = Fraction(333, 625)
+    chip = CHIP.model_copy(update={"attention_backward_peak_efficiency": eta, "compute_capability": "10.0"})
+    t = op_time(bwd, chip, chip.effective_peak(BF16), BF16)
+    assert t.compute == sp.Rational(5_373_952_000, 10**14) / eta + sp.Rational(16_793_600, 10**13)
+
+
+def test_b200_backward_at_cudnn_llama_shape():
+    """The B200 preset on the row its share is cited from (cuDNN 9.22 on GB200, NVIDIA/cudnn-frontend
+    benchmark/sdpa_benchmark_training/results/llama3.1/gb200: b 2, 64 query heads over 8 KV heads
+    of 128, 8192 tokens, causal, BF16: 1332 TFLOP/s over GB200's 2500, 333/625): pairs 8192 * 8193 /
+    2 = 33,558,528 per head; backward FLOPs 2 * 2 * 64 * 33,558,528 * (3 * 128 + 2 * 128) =
+    5,498,229,227,520 (cuDNN's count and symcost's), at 2250 * 10^12 * 333/625 = 1.1988 * 10^15
+    FLOP/s: 4.5865 ms, 1198.8 TFLOP/s (the cited 1332 scaled by 2250/2500); + 22.9 us. The summed form
+    gave 9.18 ms (598 TFLOP/s, under half of cuDNN's)."""
+    b200 = hardware.get("B200")
+    core = AttentionCore("core", batch=2, heads=64, kv_heads=8, q_len=8192, kv_len=8192, head_dim=128,
+                         causal=True, flash=True, dtype_bytes=2, decode=False)
+    (bwd,) = core.backward()
+    assert bwd.matmul_flops == 5_498_229_227_520
+    t = op_time(bwd, b200, b200.effective_peak(BF16), BF16)
+    assert t.compute == sp.Rational(5_498_229_227_520, 2250 * 10**12) / Fraction(333, 625)
+    assert 4.586e-3 < float(t.compute) < 4.587e-3
+
+
+def test_sm100_presets_take_cudnns_backward_share():
+    """B200 and GB200 (compute capability 10.0): 333/625 ([CUDNN-FE] GB200, 1332 / 2500 exactly);
+    B300 (10.3) 287/500 (GB300's row of the same shape, 1435 / 2500); the Hopper and Ampere presets
+    none (their forward-relative 0.86); the ideal chip none."""
+    assert hardware.get("B300").attention_backward_peak_efficiency == Fraction(287, 500)
+    for name in ("B200", "B300", "GB200"):
+        if name != "B300":
+            assert hardware.get(name).attention_backward_peak_efficiency == Fraction(333, 625)
+        assert hardware.get(name).ideal().attention_backward_peak_efficiency is None
+    for name in ("A100_SXM_80GB", "H100_SXM", "H200_SXM"):
+        assert hardware.get(name).attention_backward_peak_efficiency is None
+
+
+@pytest.mark.parametrize(("capability", "share"), [("10.0", Fraction(333, 625)), ("9.0", None)])
+def test_backward_share_binds_on_the_symbolic_chip(capability, share):
+    """The flash backward timed on the realistic symbolic chip built with the bound chip's compute
+    capability equals the numeric time: on 10.x with the cited share, on 9.0 without it (where it
+    may not be set)."""
+    s = sp.Symbol("s", positive=True, integer=True)
+    chip = CHIP.with_efficiency(compute_units=132, attention_exp_rate=10**12).model_copy(
+        update={"compute_capability": capability, "attention_backward_peak_efficiency": share,
+                "attention_backward_efficiency": Fraction(43, 50)})
+    symbolic = Hardware.symbolic(realistic=True, compute_capability=capability)
+    core = AttentionCore("c", batch=2, heads=8, kv_heads=2, q_len=s, kv_len=s, head_dim=128, causal=True,
+                         flash=True, decode=False)
+    (bwd,) = core.backward()
+    (numeric_bwd,) = dataclasses.replace(core, q_len=777, kv_len=777).backward()
+    numeric = op_time(numeric_bwd, chip, chip.effective_peak(BF16), BF16).time
+    bound = op_time(bwd, symbolic, symbolic.effective_peak(None), None).time.xreplace(
+        {**chip.symbol_values(BF16), s: 777})
+    assert bound == numeric
 
 
 def test_grouped_gemm_per_expert_pays_each_experts_floor():
