@@ -157,9 +157,11 @@ def _keyed(kind: str, build: Callable[[], Optional[CompiledStep]], objs: tuple) 
 
 
 def compilable(model: Model, par: Parallelism, chip: Hardware) -> bool:
+    # NB: a symbolic block count (num_layers = L) is not compiled: a program's free sizes are the
+    # sequence and batch sizes only, and L left in it is an unbound name at the call
     degrees = (par.tp, par.sp, par.cp, par.pp, par.dp, par.ep, par.etp)
     return (not chip.is_symbolic and all(sp.sympify(x).is_Integer for x in degrees)
-            and all(is_numeric(layer) for _, layer, _ in model.parts()))
+            and all(is_numeric(layer) and sp.sympify(n).is_Integer for _, layer, n in model.parts()))
 
 
 _DEFAULTS: dict[type, dict[str, Any]] = {

@@ -225,3 +225,17 @@ def test_a_repeated_call_sees_a_changed_dict_and_a_changed_type():
     model.training_step("H100_SXM", 4096, 8, 1, zero_stage=1)
     with pytest.raises(ConfigError, match="zero_stage"):
         model.training_step("H100_SXM", 4096, 8, 1, zero_stage=True)
+
+
+def test_a_symbolic_depth_takes_the_uncompiled_path():
+    """A model whose block count is a symbol (num_layers = L) is not compiled: the program's sizes
+    are seq_len and the batches only, and L left in it raised NameError: 'L' at the call (main before
+    this fix). Both steps give the uncompiled step's own (symbolic) result."""
+    from symcost.core.symbols import num_layers
+    model = Model.gpt(hidden_size=64, num_heads=4, num_layers=num_layers, vocab_size=128, seq_len=32)
+    train = model.training_step("H100_SXM", seq_len=32, global_batch=4, recompute="full")
+    assert train.step_time == uncompiled(model.training_step, "H100_SXM", seq_len=32, global_batch=4,
+                                         recompute="full").step_time
+    assert num_layers in train.step_time.free_symbols
+    infer = model.inference_step("H100_SXM", batch_size=1, seq_len=32)
+    assert infer.ttft == uncompiled(model.inference_step, "H100_SXM", batch_size=1, seq_len=32).ttft

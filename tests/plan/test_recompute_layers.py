@@ -161,3 +161,109 @@ def test_the_search_counts_the_rebuilt_block_as_the_step_does():
                                  parallelism=table.parallelism(i), recompute="full", interleave=row["interleave"],
                                  zero_stage=row["zero_stage"], overlap=row["overlap"])
         assert row["memory_per_chip"] == pytest.approx(float(step.memory_per_chip), rel=1e-12)
+
+
+def test_plain_full_rebuilds_the_last_block_on_one_stage():
+    step = _step(pp=1, n=None)
+    # every block recomputed: the forward keeps the embedding's mask, the 4 blocks' inputs and the
+    #   tail: S = 2,048 + 4 x 4,096 + 16,384 = 34,816 B. The backward frees the tail, then rebuilds
+    #   block 4 first: the mask, the 4 inputs and block 4's other activations back, 2,048 + 16,384 +
+    #   86,016 = 104,448 B > S (blocks 3, 2, 1 later hold less: one input fewer each). Peak 104,448 B.
+    # time: 4 micro-batches of 3 (4 BLOCK + HEAD) + 4 BLOCK = 4 x 56,098,816 = 224,395,264 FLOPs
+    assert EMBEDDING + 4 * INPUT + TAIL == 34_816 < EMBEDDING + 4 * INPUT + PEAK == 104_448
+    assert step.activation_memory == 104_448
+    assert 4 * (3 * (4 * BLOCK + HEAD) + 4 * BLOCK) == 224_395_264
+    assert float(step.compute_time) == pytest.approx(224_395_264e-12, rel=1e-9)
+
+
+def _two_groups():
+    """The toy GPT's first block, then 3 blocks whose MLP is 8h = 512 wide (one (block, count) group
+    each, as Model.blocks holds a dense-first model)."""
+    block = GPT.blocks[0][0]
+    wide = block.model_copy(update={"mlp": block.mlp.model_copy(update={"intermediate_size": 512})})
+    return GPT.model_copy(update={"blocks": ((block, 1), (wide, 3))})
+
+
+def test_two_block_groups_recompute_the_first_blocks():
+    model = _two_groups()
+
+    def step(n):
+        return model.training_step(TOY, seq_len=32, global_batch=4, micro_batch=1, recompute="full",
+                                   recompute_layers=n)
+    # the wide block (Korthikanti et al. 2022's terms, its MLP's GELU input and fc2 input 2 x 2 s b 8h
+    #   instead of 2 x 2 s b 4h): s b h (34 + 16 + 5 a s / h) = 2048 x 60 = 122,880 B saved; its
+    #   forward matmuls 24 s h^2 + 16 s h^2 more (fc1, fc2: 2 x 2 s h 8h) + 4 s^2 h = 5,505,024 FLOPs.
+    wide, wide_flops = 2048 * 60, 40 * 32 * 64**2 + 4 * 32**2 * 64
+    assert (wide, wide_flops) == (122_880, 5_505_024)
+    # N = 1 recomputes the standard block (Megatron: the first of the stage), not a wide one: S = mask
+    #   + its input + 3 wide blocks + tail = 2,048 + 4,096 + 368,640 + 16,384 = 391,168 B; its rebuild
+    #   (2,048 + 4,096 + 86,016 = 92,160) is below. (Recomputing the last block instead would keep
+    #   2,048 + 90,112 + 2 x 122,880 + 4,096 + 16,384 = 358,400 B: the order matters.)
+    #   time: 4 x (3 (BLOCK + 3 wide + HEAD) + BLOCK) = 4 x 64,749,568 = 258,998,272 FLOPs
+    one = step(1)
+    assert EMBEDDING + INPUT + 3 * wide + TAIL == 391_168 != EMBEDDING + KEPT + 2 * wide + INPUT + TAIL == 358_400
+    assert one.activation_memory == 391_168
+    assert 4 * (3 * (BLOCK + 3 * wide_flops + HEAD) + BLOCK) == 258_998_272
+    assert float(one.compute_time) == pytest.approx(258_998_272e-12, rel=1e-9)
+    # N = 2 recomputes the standard block and the first wide one: S = 2,048 + 2 x 4,096 + 2 x 122,880
+    #   + 16,384 = 272,384 B; rebuilding the wide one (after blocks 4, 3 and the tail are freed) holds
+    #   2,048 + 2 x 4,096 + 122,880 - 4,096 = 129,024 B < S. Time: one wide forward more per micro-batch,
+    #   4 x (64,749,568 + 5,505,024) = 281,018,368 FLOPs
+    two = step(2)
+    assert EMBEDDING + 2 * INPUT + 2 * wide + TAIL == 272_384 > EMBEDDING + INPUT + wide == 129_024
+    assert two.activation_memory == 272_384
+    assert float(two.compute_time) == pytest.approx(281_018_368e-12, rel=1e-9)
+
+
+def test_uneven_stages_clamp_n_to_the_short_stage():
+    step = GPT.training_step(TOY, seq_len=32, global_batch=4, micro_batch=1, parallelism={"pipeline_parallel": 2},
+                             recompute="full", recompute_layers=2, stage_layers=(1, 3))
+    # N = 2 is within the largest stage (3 blocks); stage 0 holds 1 block and recomputes it (Megatron's
+    #   layer_idx < N), stage 1 recomputes its first 2 and keeps the third.
+    # time: stage 0 = 4 BLOCK = 13,631,488; stage 1 = 3 (3 BLOCK + HEAD) + 2 BLOCK = 39,059,456 = T_mb;
+    #   1F1B (m + p - 1) T_mb = 5 x 39,059,456 = 195,297,280 FLOPs
+    assert 5 * (3 * (3 * BLOCK + HEAD) + 2 * BLOCK) == 195_297_280
+    assert float(step.compute_time) == pytest.approx(195_297_280e-12, rel=1e-9)
+    # memory: stage 0, 2 micro-batches in flight of S0 = mask + input = 6,144 B; rebuilding the older
+    #   one's block holds S0 + 2,048 + 4,096 + 86,016 = 98,304 B > 2 S0. Its parameters: embedding
+    #   10,240 + 1 block 49,984 = 60,224 x 18 B = 1,084,032: 1,182,336 B.
+    #   Stage 1, 1 micro-batch: S1 = 2 inputs + 1 kept block + tail = 8,192 + 90,112 + 16,384 =
+    #   114,688 B (its second block's rebuild, after block 3 and the tail are freed, 8,192 + 86,016 =
+    #   94,208, below); parameters 3 x 49,984 + 128 + 8,192 = 158,272 x 18 = 2,848,896: 2,963,584 B,
+    #   the fuller chip
+    assert 6_144 + EMBEDDING + INPUT + PEAK == 98_304 and 18 * 60_224 + 98_304 == 1_182_336
+    assert 18 * 158_272 + 2 * INPUT + KEPT + TAIL == 2_963_584
+    assert step.memory_per_chip == 2_963_584
+
+
+def test_symbolic_depth():
+    from symcost.core.symbols import num_layers
+    model = sc.Model.gpt(hidden_size=64, num_heads=4, num_layers=num_layers, vocab_size=128, seq_len=32)
+    kwargs = {"seq_len": 32, "global_batch": 4, "micro_batch": 1, "recompute": "full"}
+    with pytest.raises(ConfigError, match="^recompute_layers needs a numeric num_layers") as err:
+        model.training_step(TOY, recompute_layers=1, **kwargs)
+    assert "\n" not in str(err.value)
+    # plain full still builds, L symbolic: per micro-batch 3 (L BLOCK + HEAD) + L BLOCK, m = 4
+    step = model.training_step(TOY, **kwargs)
+    assert num_layers in step.compute_time.free_symbols
+    assert float(step.compute_time.xreplace({num_layers: 4})) == pytest.approx(224_395_264e-12, rel=1e-9)
+    assert step.activation_memory.xreplace({num_layers: 4}) == 104_448
+
+
+@pytest.mark.parametrize("pp, n", [(1, 4), (2, 2)])
+def test_n_equal_to_the_stage_is_plain_full(pp, n):
+    block, full = _step(pp=pp, n=n), _step(pp=pp, n=None)
+    assert (block.step_time, block.memory_per_chip, block.activation_memory) == (
+        full.step_time, full.memory_per_chip, full.activation_memory)
+
+
+def test_recompute_layers_takes_index_values():
+    import numpy as np
+    import sympy
+    one = _step(pp=2, n=1)
+    for value in (sympy.Integer(1), np.int64(1)):
+        step = _step(pp=2, n=value)
+        assert (step.step_time, step.memory_per_chip) == (one.step_time, one.memory_per_chip)
+    for value in (np.float64(1.0), sympy.Float(1), np.bool_(True)):
+        with pytest.raises(ConfigError, match="^recompute_layers must be an int >= 0"):
+            _step(n=value)
