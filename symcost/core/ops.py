@@ -740,8 +740,11 @@ class Collective:
     tokens: Optional[Value] = dataclasses.field(default=None, repr=False)
     """Rows of the reduced tensor (its tokens, ``M / (h e)``) where the issuing layer knows them: an
     engine that switches its all-reduce by token count reads them (TensorRT-LLM 1.0,
-    :func:`~symcost.hardware.timing.trtllm_allreduce_window`); ``None``: unknown, the fastest form
-    stands for the engine's choice."""
+    :func:`~symcost.hardware.timing.trtllm_allreduce_window`), and so does TensorRT-LLM 1.0's
+    one-shot below SM 90, one thread block per token up to the SM count (``custom_allreduce_block_rate``:
+    ``n (M / T') ceil(T' / min(S, T')) / R_cb``, ``T' = max(1, T)``); ``None``: unknown, the fastest
+    form stands for the engine's choice and that one-shot is taken as one block carrying the whole
+    message (``T' = 1``, its slowest: an unknown count never makes it faster)."""
 
     element_format: Union[DataType, str, None] = dataclasses.field(default=None, repr=False)
     """The format of the elements the collective carries (a :class:`~symcost.core.dtypes.DataType`

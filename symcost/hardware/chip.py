@@ -266,11 +266,15 @@ class Hardware(BaseModel):
     """Time per call of the engine's two-shot form (a reduce-scatter, a barrier, an all-gather);
     unset: twice ``custom_allreduce_latency``."""
     custom_allreduce_block_rate: Optional[Rate] = None
-    """Bytes per second one thread block of the engine's one-shot kernel pushes and polls: TensorRT-LLM's
-    Lamport one-shot (``allreduce_fusion_kernel_oneshot_lamport``) runs one block per token below SM 90
-    and each block stores its token's row into every chip's buffer and polls the ``n`` copies back
-    (:func:`symcost.hardware.timing._custom_allreduce`); ``None``: no such term (the block count of the
-    engine's kernel is not read)."""
+    """Bytes per second one thread block of the engine's one-shot kernel pushes and polls: TensorRT-LLM
+    1.0's Lamport one-shot (``allreduce_fusion_kernel_oneshot_lamport``) runs one block per token, up
+    to the SM count, below SM 90, and each block stores its tokens' rows into every chip's buffer and
+    polls the ``n`` copies back: ``n (M / T') ceil(T' / min(S, T')) / R_cb``, ``T' = max(1, T)``
+    (:func:`symcost.hardware.timing._one_shot_blocks`), read under the ``"trtllm-1.0"`` rule only
+    (SM >= 90 spreads a token over a cluster of blocks); ``None``: no such term. NB: fitted on rows
+    of 4096 16-bit elements (blocks of 512 threads); rows above 8192 16-bit elements below SM 90
+    need more than 1024 threads a block (``TLLM_CHECK``), where the Lamport one-shot cannot run
+    and the model extrapolates."""
     symm_allreduce_latency: Optional[Seconds] = None
     """Time per call of the engine's all-reduce over torch symmetric memory (vLLM's
     ``SymmMemCommunicator``: a copy into the symmetric buffer, the multimem or two-shot kernel with

@@ -240,19 +240,28 @@ def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Ha
     (n - 1) alpha_c,p + 2 (n - 1) M / (n B_up eta_c)``. ``alpha_c,p`` is each peer's flag (both
     forms signal every other chip of the group); ``alpha_c,2`` the two-shot's own time per call
     (two barriers and a second pass; unset ``2 alpha_c``). The engine's own time per call
-    (``t_coll``) is added once to either form. With ``custom_allreduce_block_rate`` ``R_cb`` set and
-    the collective's ``tokens`` ``T`` known, the one-shot also takes ``n (M / max(1, T)) / R_cb``: TensorRT-LLM's
-    Lamport one-shot below SM 90 (no thread-block clusters) launches one block per token
-    (``allreduce_fusion_kernel_launcher``: ``cluster_size = 1``, ``grid_size = min(sm_count,
-    token_num)``; cpp/tensorrt_llm/kernels/communicationKernels/allReduceFusionKernels.cu), and each
-    block stores its token's ``M/T`` bytes into all ``n`` chips' buffers and polls the ``n`` copies
-    back (``allreduce_fusion_kernel_oneshot_lamport``), at the rate one block reaches, whatever the
-    link's. On A100 a single block's rate (tens of GB/s) paces the small messages the link does not
-    (NB: the SM cap of the grid, 108 blocks on A100, is not modelled: from 109 to 128 tokens a
-    block takes up to 128/108 of a token; the rate is fitted on the collector's rows of 4096 16-bit
-    elements, blocks of 512 threads, and taken per block for other row widths; without ``tokens`` the
-    block count is unknown and the term is left out). NB: the ``Min`` stands for the engines' own choice:
-    TensorRT-LLM's AUTO strategy picks from a table of benchmarked one-shot, two-shot and NCCL
+    (``t_coll``) is added once to either form. Under the ``"trtllm-1.0"`` rule with
+    ``custom_allreduce_block_rate`` ``R_cb`` set the one-shot also takes
+    ``n (M / T') ceil(T' / min(S, T')) / R_cb`` (:func:`_one_shot_blocks`; ``T' = max(1, T)``, ``T``
+    the collective's ``tokens``, 1 where unknown; ``S`` the chip's ``compute_units``): TensorRT-LLM
+    1.0's Lamport one-shot below SM 90 (no thread-block clusters) launches one block per token up
+    to the SM count (``allreduce_fusion_kernel_launcher``: ``cluster_size = 1``, ``grid_size =
+    min(sm_count, token_num)``; cpp/tensorrt_llm/kernels/communicationKernels/allReduceFusionKernels.cu,
+    TensorRT-LLM tag v1.0.0; the text read here is commit 04c74656f77c, the tag's own copy not
+    being readable here), each block looping over tokens with stride
+    ``gridDim.x`` and storing each token's ``M/T`` bytes into all ``n`` chips' buffers and polling
+    the ``n`` copies back (``allreduce_fusion_kernel_oneshot_lamport``), at the rate one block
+    reaches, whatever the link's. On A100 a single block's rate (tens of GB/s) paces the small
+    messages the link does not. SM >= 90 spreads a token over a cluster of up to 8 blocks, so the
+    term is applied under ``"trtllm-1.0"`` only (the A100 rule). NB: the rate is fitted on the
+    collector's rows of 4096 16-bit elements (blocks of 512 threads) and taken per block for
+    other row widths; rows above 8192 16-bit elements need more than 1024 threads a block below
+    SM 90 (``TLLM_CHECK(block_size <= 1024)``), where the Lamport one-shot cannot run and the
+    model extrapolates. The two-shot (2 GPUs above 128 tokens) runs ``min(S, ceil(T/n))`` blocks
+    and has no such term (not fitted). NB: the collector (aiconfigurator e46d9089f) times
+    ``tensorrt_llm._torch.distributed.AllReduce`` with strategy AUTO, the PyTorch path
+    (``ar_fusion``), not the plugin's customAllReduceKernels.cu. NB: the ``Min`` stands for the
+    engines' own choice: TensorRT-LLM's AUTO strategy picks from a table of benchmarked one-shot, two-shot and NCCL
     times per TP size, hidden size and token count (``selectStrategyLookUpTable``,
     cpp/tensorrt_llm/common/customAllReduceUtils.h), vLLM switches at fixed sizes (one-shot below
     512 KB on up to 4 GPUs and below 256 KB on 8, always on 2: ``CustomAllreduce::allreduce``,
@@ -273,10 +282,7 @@ def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Ha
     # the engine's own time per call (t_coll) around its kernel, as around NCCL's
     overhead = hardware.runtime.collective_overhead
     peers = (n - 1) * hardware.custom_allreduce_peer_latency
-    blocks = 0
-    if hardware.custom_allreduce_block_rate is not None and tokens is not None:
-        # NB: at least one block (a tensor of less than one token's row, or no rows, runs one)
-        blocks = n * payload / (extreme(sp.Max, 1, tokens) * hardware.custom_allreduce_block_rate)
+    blocks = _one_shot_blocks(n, payload, hardware, tokens)
     out = {"custom": count * (alpha + overhead + peers + (n - 1) * payload / custom_link + blocks),
            "custom_two_shot": count * (hardware.custom_two_shot_latency + overhead + peers
                                        + 2 * (n - 1) * payload / (n * custom_link))}
@@ -284,6 +290,33 @@ def _custom_allreduce(count: sp.Expr, n: sp.Expr, payload: sp.Expr, hardware: Ha
         symm_link = hardware.scale_up_bandwidth * hardware.symm_allreduce_efficiency
         out["symm"] = count * (hardware.symm_allreduce_latency + overhead + payload / symm_link)
     return out
+
+
+def _one_shot_blocks(n: sp.Expr, payload: sp.Expr, hardware: Hardware, tokens: Optional[sp.Expr]) -> sp.Expr:
+    """The slowest block's time in TensorRT-LLM 1.0's Lamport one-shot below SM 90 (the
+    ``"trtllm-1.0"`` rule, ``custom_allreduce_block_rate`` set; else zero):
+    ``n (M / T') ceil(T' / min(S, T')) / R_cb`` with ``T' = max(1, T)`` and ``S`` the chip's
+    ``compute_units``. The grid is ``min(S, T)`` blocks, each looping over tokens with stride
+    ``gridDim.x`` (``IndexHelper``: ``token_stride = gridDim.x``), so the slowest carries
+    ``ceil(T / min(S, T))`` rows of ``M / T`` bytes, each stored into and read back from ``n``
+    buffers. Without ``tokens`` one block is taken to carry the whole message (``T' = 1``: the
+    slowest the one-shot can run, so an unknown token count never makes it faster; the ``Min``
+    over the forms still picks another where that is faster).
+
+    >>> from symcost import hardware
+    >>> a100 = hardware.get("A100_SXM_80GB").with_runtime("tensorrt-llm")
+    >>> rate = a100.custom_allreduce_block_rate
+    >>> _one_shot_blocks(sp.Integer(8), sp.Integer(128 * 8192), a100, sp.Integer(128)) == 8 * 8192 * 2 / rate
+    True
+    """
+    rate = hardware.custom_allreduce_block_rate
+    if rate is None or hardware.allreduce_rule != "trtllm-1.0":
+        return sp.Integer(0)
+    # NB: at least one block (a tensor of less than one token's row, or no rows, runs one)
+    rows = sp.Integer(1) if tokens is None else extreme(sp.Max, 1, tokens)
+    if hardware.compute_units is not None:  # unset: a block per token whatever the count
+        return n * payload * Ceil(rows / extreme(sp.Min, hardware.compute_units, rows)) / (rows * rate)
+    return n * payload / (rows * rate)
 
 
 VLLM_WORLD_SIZES = (2, 4, 6, 8)

@@ -416,11 +416,12 @@ def kv_exchange_buffers(ctx: Context, core: AttentionCore) -> sp.Expr:
 def combine_partials(ctx: Context, payload: sp.Expr) -> list:
     """Decode with the keys split ``sp * cp`` ways: each rank attended to its share of the cache,
     and combining the partial outputs (rescaled by their log-sum-exp, whose few bytes we neglect)
-    is one all-reduce of ``payload`` (the core's output) over those ranks, in the model's
-    activations' format (:attr:`Context.wire_format`, tagged ``model_format``)."""
+    is one all-reduce of ``payload`` (the core's output, the chip's ``ctx.tokens`` rows: every rank
+    holds all the queries) over those ranks, in the model's activations' format
+    (:attr:`Context.wire_format`, tagged ``model_format``)."""
     n = ctx.seq_shards
     if not ctx.decode or n == 1:
         return []
     axis: Axis = "sp" if ctx.cp == 1 else "cp"
-    return [Collective("all_reduce", axis, n, payload, span=ctx.tp * n, element_format=ctx.wire_format,
-                       model_format=True)]
+    return [Collective("all_reduce", axis, n, payload, span=ctx.tp * n, tokens=ctx.tokens,
+                       element_format=ctx.wire_format, model_format=True)]

@@ -255,7 +255,8 @@ class LMHeadLayer(Layer):
                              read_bytes=four + row, write_bytes=four, **backward))
         if t != 1:
             # vocab-parallel: the max, the sum of exponentials and the target logit, fp32
-            ops.append(Collective("all_reduce", "tp", t, row, count=3, element_format=DataType.FP32))
+            # (T rows of one fp32 each: tokens=T for an engine that reads rows)
+            ops.append(Collective("all_reduce", "tp", t, row, count=3, tokens=rows, element_format=DataType.FP32))
         return ops
 
     def table_memory(self, dtype_bytes: sp.Expr) -> sp.Expr:

@@ -1164,23 +1164,53 @@ def test_fused_moe_quantizes_its_tokens_once_before_the_permutation():
         assert [op.elements for op, _ in m.ops if op.kernel == "gemm.grouped.quantize"] == expected
 
 
+TRT = Runtime(name="round-trt", cuda_graphs=True, allreduce="trtllm-1.0")
+ONE_SHOT = 3 * US  # alpha_c + t_coll + (n - 1) alpha_c,p on CHIP: 3 us + 0 + 0
+
+
 def test_custom_all_reduce_one_shot_pushes_each_token_from_its_own_block():
-    """TensorRT-LLM's Lamport one-shot below SM 90 runs one thread block per token (cluster size 1,
+    """TensorRT-LLM 1.0's Lamport one-shot below SM 90 runs one thread block per token (cluster size 1,
     grid = min(SMs, tokens): allreduce_fusion_kernel_launcher, allReduceFusionKernels.cu), each
     block storing its token's row into all n chips' buffers and polling the n copies back: n * M/T
     bytes per block at R_cb. Over 8 chips at 100 GB/s * 1/2, R_cb = 10^10 B/s, 4 tokens of 4 KB
     (M = 16 KB): one-shot 3 us + 7 M / 5e10 + 8 * 4096 / 1e10 = 3 + 2.29376 + 3.2768 us. The
-    same 16 KB as one token: 8 * 16384 / 1e10 = 13.1072 us for the block. Without tokens (the
-    block count unknown) or R_cb unset, no block term."""
-    chip = CHIP.with_efficiency(custom_allreduce_block_rate=10**10)
+    same 16 KB as one token: 8 * 16384 / 1e10 = 13.1072 us for the block. R_cb unset, or another
+    all-reduce rule than "trtllm-1.0" (SM >= 90 spreads a token over a cluster of 8 blocks): no term."""
+    chip = CHIP.with_efficiency(custom_allreduce_block_rate=10**10, runtime=TRT)
+    link = Fraction(7 * 16384, 5 * 10**10)  # (n - 1) M / (B_up eta_c) = 7 * 16384 / (1e11 / 2)
     four = Collective("all_reduce", "tp", 8, 16384, tokens=4)
-    assert collective_algorithms(four, chip)["custom"] == 3 * US + Fraction(7 * 16384, 5 * 10**10) \
-        + Fraction(8 * 4096, 10**10)
+    assert collective_algorithms(four, chip)["custom"] == ONE_SHOT + link + Fraction(8 * 4096, 10**10)
     one = Collective("all_reduce", "tp", 8, 16384, tokens=1)
-    assert collective_algorithms(one, chip)["custom"] == 3 * US + Fraction(7 * 16384, 5 * 10**10) \
-        + Fraction(8 * 16384, 10**10)
-    # the two-shot has no such term; without tokens, or on a chip without R_cb, the one-shot neither
+    assert collective_algorithms(one, chip)["custom"] == ONE_SHOT + link + Fraction(8 * 16384, 10**10)
+    # max(1, T): half a token's row still runs one block carrying all M bytes: 8 * 16384 / 1e10
+    half = Collective("all_reduce", "tp", 8, 16384, tokens=sp.Rational(1, 2))
+    assert collective_algorithms(half, chip)["custom"] == ONE_SHOT + link + Fraction(8 * 16384, 10**10)
+    # the two-shot has no such term; on a chip without R_cb, or under the "custom" rule, the one-shot neither
     assert collective_algorithms(four, chip)["custom_two_shot"] == collective_algorithms(four, CHIP)["custom_two_shot"]
+    assert collective_algorithms(four, CHIP)["custom"] == ONE_SHOT + link
+    other_rule = CHIP.with_efficiency(custom_allreduce_block_rate=10**10)
+    assert collective_algorithms(four, other_rule)["custom"] == ONE_SHOT + link
+
+
+def test_custom_all_reduce_one_shot_without_tokens_is_one_block():
+    """Without ``tokens`` the block count is unknown: the whole message is taken as one block's
+    (T = 1, the slowest the one-shot can be), never dropped (a collective without tokens must not
+    come out faster than the same with them): 3 + 2.29376 + 8 * 16384 / 1e10 = 3 + 2.29376 + 13.1072 us."""
+    chip = CHIP.with_efficiency(custom_allreduce_block_rate=10**10, runtime=TRT)
     bare = Collective("all_reduce", "tp", 8, 16384)
-    assert collective_algorithms(bare, chip)["custom"] == 3 * US + Fraction(7 * 16384, 5 * 10**10)
-    assert collective_algorithms(four, CHIP)["custom"] == 3 * US + Fraction(7 * 16384, 5 * 10**10)
+    assert collective_algorithms(bare, chip)["custom"] == ONE_SHOT + Fraction(7 * 16384, 5 * 10**10) \
+        + Fraction(8 * 16384, 10**10)
+
+
+def test_custom_all_reduce_one_shot_blocks_loop_past_the_sm_count():
+    """The grid is min(SMs, tokens) blocks and each loops over tokens with stride gridDim.x
+    (IndexHelper token_stride), so with S = 108 SMs (A100) and T = 128 tokens of 4096 bytes the
+    slowest block carries ceil(128/108) = 2 rows: 8 * 4096 * 2 / 1e10 = 6.5536 us, plus the one-shot's
+    3 us + 7 * 128 * 4096 / 5e10 = 73.40032 us. At 108 tokens each block carries one row: 3.2768 us."""
+    chip = CHIP.with_efficiency(custom_allreduce_block_rate=10**10, runtime=TRT, compute_units=108)
+    full = Collective("all_reduce", "tp", 8, 128 * 4096, tokens=128)
+    assert collective_algorithms(full, chip)["custom"] == ONE_SHOT + Fraction(7 * 128 * 4096, 5 * 10**10) \
+        + Fraction(8 * 4096 * 2, 10**10)
+    fits = Collective("all_reduce", "tp", 8, 108 * 4096, tokens=108)
+    assert collective_algorithms(fits, chip)["custom"] == ONE_SHOT + Fraction(7 * 108 * 4096, 5 * 10**10) \
+        + Fraction(8 * 4096, 10**10)

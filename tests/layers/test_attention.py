@@ -170,6 +170,8 @@ def test_ulysses_decode_splits_keys():
     assert m.matmul_flops_per_chip == 2 * 4096 * 6144 + core + 2 * 4096 * 4096
     (ar,) = m.collectives
     assert (ar.kind, ar.axis, ar.payload_bytes) == ("all_reduce", "sp", 32 * 128 * 2)
+    # one decode token's row (32 heads * 128 * 2 bytes): the engine's one-shot reads the rows
+    assert ar.tokens == 1
 
 
 def test_head_dim_may_differ_from_hidden_over_heads():

@@ -47,6 +47,8 @@ def test_unfused_cross_entropy_passes_and_all_reduces():
     m, moved = _loss(head)
     assert moved == 52 * L + 20 * T == 852_008_960
     assert _loss_collectives(m) == [("all_reduce", 3, 4 * T)]
+    # the reduced tensors are T rows of one fp32 value each (max, sum of exponentials, target logit)
+    assert [c.tokens for c in m.collectives if c.payload_bytes == 4 * T] == [T]
     assert m.activation_memory_per_chip == 2048 * 1024 * 2 + 4 * L
 
 
