@@ -496,6 +496,7 @@ class LayerMetrics:
                              chip)
             for symbol, value in chip.symbol_values(dtype).items():
                 table.setdefault(symbol, value)
+            _check_backward_share(self, chip, table)
         assumptions = check_all(a.xreplace(table) for a in self.assumptions)
         fields = {}
         for name in METRIC_FIELDS:
@@ -634,3 +635,17 @@ def _substitutions(mapping: Mapping[Any, Any] | None, values: Mapping[str, Any])
         symbol = _resolve_key(key)
         table[symbol] = as_expr(value, str(key))
     return table
+
+
+def _check_backward_share(metrics: LayerMetrics, chip: Any, table: Mapping[Any, Any]) -> None:
+    """Refuse binding a 10.x chip without ``attention_backward_peak_efficiency`` to metrics whose
+    times hold ``eta_abpk`` (a flash backward on the symbolic chip), as the numeric chip refuses them
+    (:func:`symcost.hardware.kernels.attention_backward`): no value stands in for the cited share."""
+    if sym.attention_backward_peak_efficiency in table:
+        return
+    for name in METRIC_FIELDS:
+        value = getattr(metrics, name)
+        if isinstance(value, sp.Basic) and sym.attention_backward_peak_efficiency in value.free_symbols:
+            raise ConfigError(f"{chip.name}: attention_backward_peak_efficiency must be set on a chip of "
+                              f"compute capability {chip.compute_capability} (its flash backward's share "
+                              "of the 16-bit peak; B200's is 333/625)")

@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any, Iterator, Literal, Mapping, Optional, get_args
 
 import sympy as sp
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ..core import symbols as sym
 from ..core._expr import as_expr, exact_value
@@ -209,8 +217,9 @@ class Hardware(BaseModel):
     attention_io_efficiency: Optional[Efficiency] = None
     attention_backward_efficiency: Efficiency = sp.Integer(1)
     """The attention backward kernels' FLOP/s as a fraction of the forward kernels' (the
-    ``attn.backward`` class runs at ``F_16 * attention_efficiency * attention_backward_efficiency``),
-    on compute capability 10.x only where ``attention_backward_peak_efficiency`` is unset."""
+    ``attn.backward`` class runs at ``F_16 * attention_efficiency * attention_backward_efficiency``)
+    below compute capability 10.x, and for an eager backward on 10.x (a 10.x flash backward takes
+    ``attention_backward_peak_efficiency``, refused where unset)."""
     attention_backward_peak_efficiency: Optional[Efficiency] = None
     """On a chip of compute capability 10.x (:attr:`attention_pingpong`): the flash backward kernel's
     FLOP/s as a fraction of the 16-bit peak, the whole kernel's measured rate (its exponentials,
@@ -355,15 +364,15 @@ class Hardware(BaseModel):
     def _capability(cls, value: Any) -> Optional[str]:
         return _compute_capability(value)
 
-    # NB: attention_backward_peak_efficiency is declared above compute_capability, so info.data holds it
-    @field_validator("compute_capability", mode="after")
-    @classmethod
-    def _backward_share_on_10x(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
-        share = info.data.get("attention_backward_peak_efficiency")
+    # NB: a model validator, so that a chip built without compute_capability (a default, which
+    # field validators skip) is checked too
+    @model_validator(mode="after")
+    def _backward_share_on_10x(self) -> "Hardware":
+        share, value = self.attention_backward_peak_efficiency, self.compute_capability
         if share is not None and (value is None or value.split(".")[0] != PINGPONG_COMPUTE_CAPABILITY):
             raise HardwareError(f"attention_backward_peak_efficiency is used on compute capability "
                                 f"{PINGPONG_COMPUTE_CAPABILITY}.x only, got it ({share}) on {value!r}: unset it")
-        return value
+        return self
 
     @field_validator("fp8_weight_copies", mode="before")
     @classmethod
@@ -698,6 +707,13 @@ class Hardware(BaseModel):
         return self._attention_base_peak(dtype) * self.backward_attention_share
 
     @property
+    def backward_share_missing(self) -> bool:
+        """Whether a flash backward on this chip needs ``attention_backward_peak_efficiency`` and the
+        chip lacks it (compute capability 10.x, not the ideal chip)."""
+        return (self.attention_backward_peak_efficiency is None and self.attention_pingpong
+                and not self.is_ideal)
+
+    @property
     def backward_attention_share(self) -> sp.Expr:
         """``eta_abpk``: ``attention_backward_peak_efficiency``, else ``attention_efficiency *
         attention_backward_efficiency`` (the forward's matmul share times the backward ratio), a
@@ -820,6 +836,10 @@ class Hardware(BaseModel):
         values.update(self._kernel_symbol_values(dt))
         if self.compute_units is not None:  # none: no tile quantization, nothing to bind N_cu to
             values[sym.compute_units] = self.compute_units
+        if not self.backward_share_missing:
+            # NB: a 10.x chip (not ideal) without its own share has no backward value: binding
+            # metrics that hold eta_abpk is refused (LayerMetrics.subs), as kernels.attention_backward refuses
+            values[sym.attention_backward_peak_efficiency] = self.backward_attention_share
         return values
 
     def _kernel_symbol_values(self, dt: DataType) -> dict[sp.Symbol, Any]:
@@ -845,7 +865,6 @@ class Hardware(BaseModel):
             sym.attention_io_efficiency: sp.oo if self.attention_io_efficiency is None
             else self.attention_io_efficiency,
             sym.attention_backward_efficiency: self.attention_backward_efficiency,
-            sym.attention_backward_peak_efficiency: self.backward_attention_share,
             sym.attention_decode_time: self.decode_attention_time,
             sym.grouped_decode_time_8bit: self.grouped_decode_attention_time,
             sym.attention_exp_rate: sp.oo if self.attention_exp_rate is None else self.attention_exp_rate,

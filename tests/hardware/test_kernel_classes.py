@@ -831,6 +831,35 @@ def test_backward_share_below_10x_is_refused():
     assert hardware.get("B200").with_efficiency(attention_backward_peak_efficiency=Fraction(1, 2)) is not None
 
 
+def test_backward_share_without_a_capability_is_refused():
+    """Final review of issue 22: the validator ran on compute_capability only, and pydantic skips a
+    field left at its default, so a chip built without a capability kept a share it never uses."""
+    fields = {k: v for k, v in hardware.get("H100_SXM").model_dump().items()
+              if k not in ("compute_capability", "attention_backward_peak_efficiency")}
+    with pytest.raises(ValidationError, match="attention_backward_peak_efficiency is used on compute capability"):
+        Hardware(**fields, attention_backward_peak_efficiency=Fraction(1, 2))
+    assert Hardware(**fields).attention_backward_peak_efficiency is None
+
+
+def test_binding_a_10x_chip_without_its_share_is_refused():
+    """Final review of issue 22: the numeric 10.x chip without its backward share refuses a flash
+    backward, but binding metrics timed on the symbolic chip gave eta_attn * eta_abwd in its place (a
+    number, where none is cited). The training metrics (backward included) are refused in one line;
+    the prefill's (no backward) still bind, and with the share they equal the numeric chip's."""
+    b200 = hardware.get("B200")
+    bare = b200.model_copy(update={"attention_backward_peak_efficiency": None})
+    symbolic = Hardware.symbolic(realistic=True, **b200.structure)
+    layer = sc.AttentionLayer(hidden_size=1024, num_heads=8)
+    training = layer.compute_metrics(batch_size=2, seq_len=1024, phase="training", hardware=symbolic)
+    with pytest.raises(ConfigError, match="^B200: attention_backward_peak_efficiency must be set") as err:
+        training.subs(hardware=bare, dtype="bf16")
+    assert "\n" not in str(err.value)
+    prefill = layer.compute_metrics(batch_size=2, seq_len=1024, hardware=symbolic)
+    assert prefill.subs(hardware=bare, dtype="bf16").latency == prefill.subs(hardware=b200, dtype="bf16").latency
+    numeric = layer.compute_metrics(batch_size=2, seq_len=1024, phase="training", dtype="bf16", hardware=b200)
+    assert training.subs(hardware=b200, dtype="bf16").latency == numeric.latency
+
+
 def test_sm100_backward_adds_dropouts_vector_work():
     """Review of issue 22: the cited rate has dropout off (cudnn-frontend benchmark_single_sdpa.py),
     so a core with dropout adds the dropout's vector work as on H100: 2 (backward factor) * 2 FLOPs

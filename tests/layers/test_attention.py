@@ -166,6 +166,10 @@ def test_ulysses_decode_splits_keys():
     m = llama_attention(parallelism={"sequence_parallel": 2}).compute_metrics(
         batch_size=1, seq_len=2048, phase="decode", dtype="bf16")
     assert m.kv_cache_memory_per_chip == 2 * 1024 * 8 * 128 * 2
+    # four sequences: four decode rows reach the one-shot (every sp rank holds all the queries)
+    four = llama_attention(parallelism={"sequence_parallel": 2}).compute_metrics(
+        batch_size=4, seq_len=2048, phase="decode", dtype="bf16")
+    assert four.collectives[0].tokens == 4
     core = 4 * 32 * 1024 * 128
     assert m.matmul_flops_per_chip == 2 * 4096 * 6144 + core + 2 * 4096 * 4096
     (ar,) = m.collectives
