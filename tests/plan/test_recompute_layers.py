@@ -23,6 +23,7 @@ By hand, per sequence (b = 1):
 from __future__ import annotations
 
 import pytest
+from search_rows import row_step
 
 import symcost as sc
 from symcost.errors import ConfigError
@@ -157,9 +158,7 @@ def test_the_search_counts_the_rebuilt_block_as_the_step_does():
     assert full
     for i in full:
         row = table.row(i)
-        step = GPT.training_step(TOY, seq_len=32, global_batch=8, micro_batch=row["micro_batch"],
-                                 parallelism=table.parallelism(i), recompute="full", interleave=row["interleave"],
-                                 zero_stage=row["zero_stage"], overlap=row["overlap"])
+        step = row_step(GPT, TOY, table, i, 32, 8, overlap=row["overlap"])
         assert row["memory_per_chip"] == pytest.approx(float(step.memory_per_chip), rel=1e-12)
 
 

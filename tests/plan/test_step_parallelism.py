@@ -8,6 +8,7 @@ import pytest
 import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from search_rows import row_step
 
 import symcost as sc
 from symcost import hardware, models, search
@@ -441,8 +442,6 @@ def test_tied_head_compiled_uncompiled_and_search_agree():
     assert rows
     for i in rows:
         row = table.row(i)
-        st = tied.training_step(H100, 256, 16, row["micro_batch"], parallelism=table.parallelism(i),
-                                recompute=row["recompute"], interleave=row["interleave"],
-                                zero_stage=row["zero_stage"])
+        st = row_step(tied, H100, table, i, 256, 16)
         assert row["step_time"] == pytest.approx(float(st.step_time), rel=1e-12)
         assert row["memory_per_chip"] == pytest.approx(float(st.memory_per_chip), rel=1e-12)

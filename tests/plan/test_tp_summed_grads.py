@@ -13,6 +13,7 @@ from fractions import Fraction
 
 import pytest
 import sympy as sp
+from search_rows import row_step
 
 from symcost import hardware, models
 from symcost.layers.mla import MLALayer
@@ -122,9 +123,7 @@ def test_compiled_exact_and_search_agree():
     assert rows
     for i in rows:
         row = table.row(i)
-        st = model.training_step(H100, 512, 8, row["micro_batch"], parallelism=table.parallelism(i),
-                                 recompute=row["recompute"], interleave=row["interleave"],
-                                 zero_stage=row["zero_stage"])
+        st = row_step(model, H100, table, i, 512, 8)
         assert row["step_time"] == pytest.approx(float(st.step_time), rel=1e-12)
 
 
@@ -142,7 +141,5 @@ def test_search_counts_the_qk_norms_without_sp():
     assert set(seen) == {(False, False), (True, False), (True, True)}
     for i in seen.values():
         row = table.row(i)
-        st = model.training_step(H100, 1024, 16, row["micro_batch"], parallelism=table.parallelism(i),
-                                 recompute=row["recompute"], interleave=row["interleave"],
-                                 zero_stage=row["zero_stage"])
+        st = row_step(model, H100, table, i, 1024, 16)
         assert row["step_time"] == pytest.approx(float(st.step_time), rel=1e-12)
