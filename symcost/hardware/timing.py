@@ -21,7 +21,9 @@ the algorithms the chip offers (:func:`collective_algorithms`): ring (every coll
 ``alpha_0 + t_coll`` plus ``alpha`` per hop inside a scale-up domain and ``alpha_net`` per hop
 between domains, plus ``bytes_sent / link``, the link at ``eta_net`` inside a domain and at
 ``eta_out`` beyond it), NCCL's low-latency protocol, an engine's own all-reduce, double binary
-tree (all-reduce across domains) and NVLink SHARP (inside a domain whose switches reduce). ``t_coll`` is the engine's
+tree (all-reduce across domains) and NVLink SHARP (inside a domain whose switches reduce); inside
+one domain the ring runs the protocol (LL, LL128, Simple) NCCL's own estimate picks
+(:func:`nccl_ring_protocol`), at that protocol's time. ``t_coll`` is the engine's
 own time per call (:class:`~symcost.hardware.Runtime`); the link is the scale-up link when the
 group fits in one scale-up domain, else the scale-out link.
 
@@ -117,7 +119,11 @@ def collective_algorithms(c: Collective, hardware: Hardware) -> dict[str, sp.Exp
       domains (:func:`collective_steps`);
     - ``ll`` (chips with ``ll_base_latency``; not a hierarchical all-to-all, which DeepEP's or
       HybridEP's own kernels run): NCCL's low-latency protocol, ``alpha_LL0 + t_coll +
-      alpha_LL (steps - inter) + alpha_net inter`` per call, plus ``bytes_sent / (link eta_LL)``;
+      alpha_LL (steps - inter) + alpha_net inter`` per call, plus ``bytes_sent / (link eta_LL)``.
+      Inside one domain, for an all-reduce, all-gather or reduce-scatter on a chip whose compute
+      capability NCCL's tables cover (:func:`nccl_ring_tuning`), ``ring`` is instead the protocol
+      NCCL's own estimate picks, LL, LL128 or Simple (:func:`nccl_ring_protocol`), at that
+      protocol's time, and there is no ``ll`` entry: NCCL does not take the fastest;
     - ``custom`` and ``custom_two_shot`` (all-reduce inside one domain under an engine profile
       with ``allreduce = "custom"``): the engine's own all-reduce (:func:`_custom_allreduce`);
     - ``tree`` (all-reduce over more than one scale-up domain, chips with ``tree_latency``): a
@@ -492,6 +498,114 @@ def _all_to_all(count: sp.Expr, n: sp.Expr, payload: sp.Expr, sent: sp.Expr, lin
     return out
 
 
+_RING_KINDS = ("all_reduce", "all_gather", "reduce_scatter")
+
+NCCL_RING_BANDWIDTH_SHARE = sp.Rational(4, 5)
+"""NCCL's own figure for a ring's bus bandwidth on one NVSwitch node, a share of the datasheet NVLink
+bandwidth (``scale_up_bandwidth``): NCCL counts ``ncclTopoNVLinkBw`` per link (NVIDIA/nccl
+v2.29.2-1, src/graph/topo.h: ``SM80_NVLINK_BW 20.0``, ``SM90_NVLINK_BW 20.6``, ``SM100_NVLINK_BW
+40.0`` GB/s, against NVLink 3, 4 and 5's 25, 25 and 50), and its ring search takes whole channels at
+the speeds of src/graph/search.cc (``speedArrayIntra`` 40, ``sm90SpeedArrayIntra`` 60,
+``sm100SpeedArrayIntra`` 90 GB/s: 6 channels x 40 = 240 of A100's 12 x 20; 6 x 60 = 360 of H100's
+18 x 20.6 = 370.8; 8 x 90 = 720 of B200's 18 x 40), which ``ncclTopoDupChannels`` doubles at half the
+speed each: ``nChannels * bwIntra`` = 240, 360 and 720 GB/s, 4/5 of 300, 450 and 900 on each."""
+
+NCCL_PROTOCOL_LATENCY = {"ll": (sp.Rational(66, 10**7), sp.Rational(6, 10**7)),
+                         "ll128": (sp.Rational(14, 10**6), sp.Rational(19, 10**7)),
+                         "simple": (sp.Rational(84, 10**7), sp.Rational(34, 10**7))}
+"""NCCL's estimate of a ring's latency per protocol over NVLink, seconds: ``(baseLat, hwLat)``, the
+call's base and each ring step's (NVIDIA/nccl src/graph/tuning.cc, ``baseLat`` Ring {6.6, 14.0, 8.4}
+and ``hwLat`` NVLINK Ring {.6, 1.9, 3.4} us for LL, LL128, Simple: v2.27.3-1 lines 132-147, the A100
+tables' version; the same in v2.29.2-1's ``ncclTunerConstantsDefaults``, the other chips')."""
+
+NCCL_LL128_LATENCY = NCCL_PROTOCOL_LATENCY["ll128"]
+"""The LL128 protocol's time per call and per ring step, seconds: NCCL's own figures
+(:data:`NCCL_PROTOCOL_LATENCY`), not fitted: the tables hold few rows where NCCL runs LL128
+(9 of 189 on A100)."""
+
+LL128_DATA_SHARE = sp.Rational(120, 128)
+"""Of each 128-byte LL128 line, 120 bytes carry data and 8 a flag (NVIDIA/nccl v2.29.2-1,
+src/include/device.h lines 105-107: ``NCCL_LL128_LINESIZE 128``, ``NCCL_LL128_DATAELEMS`` 15 of
+``NCCL_LL128_LINEELEMS`` 16 eight-byte words; tuning.cc's ``0.92 /*120.0/128.0*/``): LL128 moves data
+at 15/16 of the Simple protocol's rate. (LL's 16-byte ``ncclLLFifoLine``, lines 70-80, carries two
+4-byte data words and two flags: half, the ``busBw * .5`` of NCCL's estimate.)"""
+
+NCCL_LL128_ESTIMATE_SHARE = sp.Rational(92, 100)
+"""The LL128 ring's bandwidth in NCCL's estimate, a share of the Simple ring's (tuning.cc: ``busBw *
+(0.92 /*120.0/128.0*/)``)."""
+
+NCCL_TUNING: dict[str, tuple[sp.Expr, sp.Expr]] = {
+    "8": (sp.Rational(877, 10), 12 * sp.Integer(20)),
+    "9": (sp.Integer(141), 12 * sp.Rational(367, 10)),
+    "10": (sp.Integer(282), 16 * sp.Rational(345, 10)),
+}
+"""Per compute capability's major version, NCCL's caps in GB/s on one node's ring
+(src/graph/tuning.cc): the LL protocol's bus bandwidth ``llMaxBws`` N1 (Ampere 87.7, Hopper 141.0,
+Blackwell 2 * 141.0) and LL128's, ``nChannels * perChMaxRingLL128Bws`` N1 (Ampere 20.0, Hopper 36.7
+GB/s per channel; Blackwell 2 * 36.7 in v2.27.3-1, 34.5 in v2.29.2-1, the B200 tables' version) over
+the ring graph's channels (:data:`NCCL_RING_BANDWIDTH_SHARE`: 12 on A100 and H100, 16 on B200)."""
+
+
+def nccl_ring_tuning(hardware: Hardware) -> Optional[tuple[sp.Expr, sp.Expr]]:
+    """NCCL's LL and LL128 bus-bandwidth caps for the chip's compute capability (:data:`NCCL_TUNING`),
+    or ``None`` for a chip NCCL's tables do not describe (no compute capability, or one not listed):
+    there the ring takes the faster of its Simple and LL forms.
+
+    >>> from symcost import hardware
+    >>> nccl_ring_tuning(hardware.get("A100_SXM_80GB"))
+    (877/10, 240)
+    >>> nccl_ring_tuning(hardware.get("MI300X")) is None
+    True
+    """
+    capability = hardware.compute_capability
+    return None if capability is None else NCCL_TUNING.get(capability.split(".")[0])
+
+
+def _has_ll(latency: sp.Expr) -> Any:
+    """Whether the chip runs NCCL's LL protocols: ``True`` for a number; for a symbol (the symbolic
+    chip) ``alpha_LL0 < 1`` (second), which every chip with the terms meets and a chip without them
+    (``alpha_LL0 = oo``, as :meth:`~symcost.hardware.Hardware.symbol_values` binds it) does not,
+    leaving the Simple ring. (NB: not ``alpha_LL0 < oo``, which SymPy decides true for a finite symbol.)"""
+    return sp.true if latency.is_number else sp.Lt(latency, 1)
+
+
+def nccl_ring_protocol(kind: str, n: sp.Expr, payload: sp.Expr, scale_up: sp.Expr,
+                       tuning: tuple[sp.Expr, sp.Expr], times: tuple[sp.Expr, sp.Expr, sp.Expr],
+                       has_ll: Any = sp.true) -> sp.Expr:
+    """The ring's time under the protocol NCCL picks by its own estimate (src/graph/tuning.cc,
+    ``ncclTopoTuneModel``; src/enqueue.cc ``topoGetAlgoInfo``, the least estimate, ties to the
+    earlier of LL, LL128, Simple): per protocol ``baseLat + steps hwLat + M / (busBw n / steps)``
+    (:data:`NCCL_PROTOCOL_LATENCY`, :func:`collective_steps`; ``M`` the call's bytes, NCCL's
+    ``nBytes``), with ``busBw`` from NCCL's ring bandwidth ``B = 4/5 B_up``
+    (:data:`NCCL_RING_BANDWIDTH_SHARE`): Simple ``B``, LL ``min(llMaxBw, B/2)``, LL128
+    ``min(0.92 B, nChannels perChMaxRingLL128Bw)`` (:data:`NCCL_TUNING`). ``times`` are the
+    protocols' own times (LL, LL128, Simple): what the chosen one then takes; ``has_ll`` false
+    (a chip without NCCL's LL terms) leaves the Simple ring.
+
+    On 2 A100s (B = 240 GB/s) an all-gather's LL estimate ``7.2 us + M / 175.4 GB/s`` meets
+    Simple's ``11.8 us + M / 480 GB/s`` at M = 1.27 MB:
+
+    >>> a, b, c = sp.symbols("t_LL t_LL128 t_S")
+    >>> pick = lambda m: nccl_ring_protocol("all_gather", sp.Integer(2), sp.Integer(m), 300 * 10**9,
+    ...                                     (sp.Rational(877, 10), sp.Integer(240)), (a, b, c))
+    >>> pick(2**20), pick(2**21)
+    (t_LL, t_S)
+    """
+    steps = collective_steps(kind, n)
+    bus = NCCL_RING_BANDWIDTH_SHARE * scale_up
+    llmax, ll128max = (cap * 10**9 for cap in tuning)
+    rates = (extreme(sp.Min, llmax, bus / 2), extreme(sp.Min, NCCL_LL128_ESTIMATE_SHARE * bus, ll128max), bus)
+    estimate = [base + steps * hop + payload * steps / (rate * n)
+                for (base, hop), rate in zip(NCCL_PROTOCOL_LATENCY.values(), rates)]
+    ll, ll128, simple = times
+    chosen = sp.Piecewise((ll, sp.And(sp.Le(estimate[0], estimate[1]), sp.Le(estimate[0], estimate[2]))),
+                          (ll128, sp.Le(estimate[1], estimate[2])), (simple, True))
+    # a group of one sends nothing: the Simple ring's zero (NCCL: nRanks == 1, ring/Simple, 0).
+    # NB: the gates nest rather than join the estimate's conditions: a condition of one value (the
+    # chip's alpha_LL0) beside conditions over rows does not broadcast in the compiled sweeps
+    return sp.Piecewise((sp.Piecewise((chosen, sp.Gt(n, 1)), (simple, True)), has_ll), (simple, True))
+
+
 def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp.Expr]:
     """:func:`collective_algorithms` for a group inside one scale-up domain (``inside``) or
     spread over several."""
@@ -520,6 +634,15 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
         ll_hops = hardware.ll_latency * (steps - inter) + hardware.net_latency * inter
         out["ll"] = (count * (hardware.ll_base_latency + overhead + ll_hops)
                      + sent / (link * hardware.ll_efficiency))
+        tuning = nccl_ring_tuning(hardware)
+        if inside and c.kind in _RING_KINDS and tuning is not None:
+            # NCCL picks the ring's protocol by its own estimate, not by the time it then takes
+            ll128 = count * (NCCL_LL128_LATENCY[0] + overhead + NCCL_LL128_LATENCY[1] * steps) + sent / (
+                link * LL128_DATA_SHARE)
+            simple, ll = out.pop("ring"), out.pop("ll")
+            out["ring"] = nccl_ring_protocol(c.kind, n, as_expr(c.payload_bytes, "payload_bytes"),
+                                             hardware.scale_up_bandwidth, tuning, (ll, ll128, simple),
+                                             _has_ll(hardware.ll_base_latency))
     if (c.kind == "all_reduce" and inside and hardware.allreduce_rule != "nccl"
             and hardware.custom_allreduce_latency is not None and _engine_group(c, hardware)):
         tokens = None if c.tokens is None else as_expr(c.tokens, "tokens")

@@ -153,7 +153,7 @@ def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape,
 
 
 @given(n=st.sampled_from([1, 2, 4, 8, 16]), count=st.integers(1, 3),
-       per_peer=st.one_of(st.sampled_from([16384, 16385]), st.integers(1, 2**22)),
+       per_peer=st.one_of(st.sampled_from([16384, 16385, 2**19, 500_000, 2**20]), st.integers(1, 2**22)),
        chip=st.sampled_from(["H100_SXM", "B200", "A100_SXM_80GB", "MI300X", "H100_SXM:tensorrt-llm",
                              "H200_SXM:vllm", "B200:sglang", "A100_SXM_80GB:tensorrt-llm", "GB200:vllm",
                              "B300:tensorrt-llm", "TPU_V5P"]),
@@ -164,7 +164,10 @@ def test_symbolic_collective_binds_to_the_numeric_one(n, per_peer, count, chip, 
     all-to-all's 16 KiB-per-peer protocol switch and for chips with and without all-to-all terms;
     under an engine profile its own all-reduce's one-shot and two-shot forms with their per-peer
     and two-shot latencies, under vLLM's its size switch (symmetric memory included), and with the
-    tokens known TensorRT-LLM 1.0's token switch and its one-shot's block term (A100)."""
+    tokens known TensorRT-LLM 1.0's token switch and its one-shot's block term (A100); NCCL's ring
+    protocol as its own estimate picks it (LL, LL128 or Simple: a chip with a compute capability NCCL's
+    tables cover; the sizes around its switches, 512 KiB to 1 MiB per peer, and 4 MB over 8 chips, where
+    it runs LL128), a chip without LL terms (the ideal one) binding the symbolic chip's to oo."""
     from symcost.core.ops import Collective
     from symcost.hardware.timing import collective_time
 

@@ -513,6 +513,57 @@ def test_nccl_low_latency_protocol_wins_small_messages():
     assert collective_time(Collective("all_reduce", "tp", 8, 10**8), nccl) == 24 * US + Fraction(175, 10**5)
 
 
+def test_nccl_picks_the_ring_protocol_by_its_own_estimate():
+    """NCCL runs the protocol its own estimate picks (src/graph/tuning.cc at v2.27.3-1: baseLat Ring
+    LL 6.6, LL128 14.0, Simple 8.4 us, hwLat NVLink Ring .6, 1.9, 3.4 us per step; busBw Simple B,
+    LL min(87.7 GB/s, B/2) on Ampere, LL128 min(0.92 B, 12 * 20 GB/s); time lat + M / (busBw n/steps)),
+    not the one that is then fastest. The round chip as an Ampere part (B_up 100 GB/s, so NCCL's
+    B = 4/5 * 100 = 80 GB/s), its Simple ring 30 us + 1 us per step, LL 5 us + 0.5 us per step at
+    1/4 of the link, no engine all-reduce.
+
+    All-gather over 2 chips (1 step, bus-to-algorithm factor 2): LL estimate 7.2 us + M / 80 GB/s,
+    LL128 15.9 us + M / 147.2 GB/s, Simple 11.8 us + M / 160 GB/s; LL meets Simple at
+    4.6 us = M (1/80 - 1/160) / 10^9, M = 736,000 B (LL128 never wins on 2 chips). At 700,000 B NCCL
+    runs LL: 5.5 us + 350,000 B / 25 GB/s = 19.5 us. At 800,000 B it runs Simple: 31 us + 400,000 B /
+    100 GB/s = 35 us, though LL would take 5.5 + 16 = 21.5 us (the fastest-form model's answer).
+
+    All-reduce over 8 chips (14 steps, factor 8/14): LL 15.0 us + M / 22.857 GB/s, LL128 40.6 us +
+    M / 42.057 GB/s (73.6 * 8/14), Simple 56.0 us + M / 45.714 GB/s; LL to LL128 at M = 25.6 us /
+    (43.75 - 23.777) ps/B = 1.28 MB, LL128 to Simple at 15.4 us / (23.777 - 21.875) ps/B = 8.10 MB. At
+    4 MB NCCL runs LL128, whose own time is NCCL's latency 14 + 14 * 1.9 = 40.6 us plus the
+    7,000,000 B sent at 120/128 of the link: 7e6 * 128 / (120 * 10^11) s = 74.67 us."""
+    nccl = CHIP.with_efficiency(compute_capability="8.0", collective_base_latency=30 * US).with_runtime(
+        Runtime(name="n", cuda_graphs=True))
+    gather = [collective_time(Collective("all_gather", "tp", 2, m), nccl) for m in (700_000, 800_000)]
+    assert gather == [Fraction(195, 10) * US, 35 * US]
+    reduce = collective_time(Collective("all_reduce", "tp", 8, 4 * 10**6), nccl)
+    assert reduce == Fraction(406, 10) * US + Fraction(7 * 10**6 * 128, 120 * 10**11)
+    # past 8.10 MB the Simple ring: 30 + 14 * 1 us + 2 * 7/8 * 10^7 B / 100 GB/s = 219 us; below
+    # 1.28 MB LL: 5 + 7 us + 1.75 MB / 25 GB/s = 82 us
+    assert collective_time(Collective("all_reduce", "tp", 8, 10**7), nccl) == 219 * US
+    assert collective_time(Collective("all_reduce", "tp", 8, 10**6), nccl) == 82 * US
+
+
+def test_nccl_protocol_switch_on_a100_sits_where_nccl_puts_it():
+    """On 2 A100s (NVLink 300 GB/s: NCCL's ring B = 12 links * 20 GB/s = 240 GB/s) an all-reduce's
+    LL estimate 6.6 + 2 * 0.6 = 7.8 us + M / 87.7 GB/s (min(87.7, 240/2), factor 2/2) meets Simple's
+    8.4 + 2 * 3.4 = 15.2 us + M / 240 GB/s at 7.4 us / (1/87.7 - 1/240) ns/B = 1,022,700 B: 1,000,000 B
+    runs LL, 2^20 = 1,048,576 B Simple (the measured table jumps from 19.4 to 40.8 us there,
+    aiconfigurator-core 0.12.0 a100_sxm nccl 2.27.3 all_reduce). The chip's own LL and Simple forms
+    give the time."""
+    a100 = hardware.get("A100_SXM_80GB")
+    n, steps = 2, 2
+    for m, proto in ((10**6, "ll"), (2**20, "simple")):
+        sent = Fraction(2 * m * (n - 1), n)
+        if proto == "ll":
+            want = a100.ll_base_latency + steps * a100.ll_latency + sent / (
+                a100.scale_up_bandwidth * a100.network_efficiency * a100.ll_efficiency)
+        else:
+            want = a100.collective_base_latency + steps * a100.collective_latency + sent / (
+                a100.scale_up_bandwidth * a100.network_efficiency)
+        assert collective_time(Collective("all_reduce", "tp", n, m), a100) == want, m
+
+
 def test_custom_all_reduce_one_shot_two_shot_switch():
     """The engine's own all-reduce over 8 chips at 100 GB/s * 1/2: one-shot 3 us + 7 M / 5e10,
     two-shot 6 us + 2 * 7/8 M / 5e10. They cross where 3 us = (7 - 7/4) M / 5e10: M = 28,571 B.
