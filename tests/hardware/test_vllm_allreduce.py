@@ -73,12 +73,15 @@ def test_switch_times_on_either_side_of_each_threshold():
 
 
 def test_vllm_runs_its_switch_where_the_fastest_form_differs():
-    """At 1 MiB over 8 GPUs the fastest form is NCCL's ring (24 + 1.75 * 1,048,576 / 1e11 = 42.35 us;
-    two-shot 6 + 1.75 M / 5e10 = 42.70, one-shot 3 + 7 M / 5e10 = 149.8, LL 12 + 1.75 M / 2.5e10
-    = 85.4), and a tuned engine (``allreduce="custom"``) takes it; vLLM runs symmetric memory there
+    """At 1 MiB over 8 GPUs NCCL runs LL, the protocol its own estimate picks on this SM100 chip
+    (NCCL's ring B = 4/5 * 100 = 80 GB/s, 14 steps, factor 8/14: LL 6.6 + 14 * 0.6 = 15 us + M / (40 GB/s
+    * 8/14) = 60.9 us, LL128 40.6 + M / (73.6 * 8/14) = 65.5, Simple 56 + M / (80 * 8/14) = 78.9), at
+    LL's time 12 + 1.75 * 1,048,576 / 2.5e10 = 85.4 us (the Simple ring would take 24 + 1.75 M / 1e11
+    = 42.35); the fastest form is then the two-shot (6 + 1.75 M / 5e10 = 42.70; one-shot 3 + 7 M / 5e10
+    = 149.8), which a tuned engine (``allreduce="custom"``) takes; vLLM runs symmetric memory there
     all the same (10 + M / 2.5e10 = 51.94 us: 1 MiB is not below SM100's custom max_size of 1 MiB)."""
     tuned = CHIP.with_runtime(Runtime(name="round-tuned", cuda_graphs=True, allreduce="custom"))
-    ring = 24 * US + Fraction(2 * 7 * MIB, 8 * 10**11)
+    ring = 6 * US + Fraction(2 * 7 * MIB, 8 * 5 * 10**10)
     assert collective_time(Collective("all_reduce", "tp", 8, MIB), tuned) == ring
     assert "symm" not in collective_algorithms(Collective("all_reduce", "tp", 8, MIB), tuned)
     assert _time(8, MIB) == 10 * US + Fraction(MIB, 25 * 10**9) > ring
@@ -124,8 +127,9 @@ def test_symmetric_memory_takes_bf16_only_other_formats_run_nccl_in_its_window()
     element type (vllm/distributed/device_communicators/symm_mem.py: ``self.dtype =
     torch.bfloat16``; ``should_use_symm_mem``: ``if inp.dtype != self.dtype: return False``), so
     an fp16 or fp32 tensor in its size window goes on to pynccl. 8 GPUs, 1 MiB (SM100: custom below
-    1 MiB, symmetric memory from it): bf16 10 + M / 2.5e10 = 51.94 us; fp16 and fp32 NCCL's ring,
-    10 us + 14 hops * 1 us + 2 * 7/8 M / 1e11 = 42.35 us (LL: 12 + 1.75 M / 2.5e10 = 85.4 us). The
+    1 MiB, symmetric memory from it): bf16 10 + M / 2.5e10 = 51.94 us; fp16 and fp32 NCCL, in the
+    protocol its own estimate picks there, LL (test_vllm_runs_its_switch_where_the_fastest_form_differs):
+    12 + 1.75 M / 2.5e10 = 85.4 us (the Simple ring's 42.35 us is not what NCCL runs). The
     custom all-reduce takes fp16 and fp32 alike (its kernels are instantiated for float, half and
     bfloat16): below 1 MiB the format changes nothing. A collective whose format is not given
     (``None``) keeps the bf16 reading."""
@@ -135,7 +139,7 @@ def test_symmetric_memory_takes_bf16_only_other_formats_run_nccl_in_its_window()
     assert collective_time(Collective("all_reduce", "tp", 8, m), CHIP) == 10 * US + Fraction(m, 25 * 10**9)
     for fmt in ("fp16", "fp32"):
         c = Collective("all_reduce", "tp", 8, m, element_format=fmt)
-        assert collective_time(c, CHIP) == 24 * US + Fraction(2 * 7 * m, 8 * 10**11), fmt
+        assert collective_time(c, CHIP) == 12 * US + Fraction(2 * 7 * m, 8 * 25 * 10**9), fmt
     m = 256 * 1024 - 16   # the one-shot: 3 us + 7 M / 5e10 whatever the format
     for fmt in ("bf16", "fp16", "fp32"):
         c = Collective("all_reduce", "tp", 8, m, element_format=fmt)
@@ -320,10 +324,11 @@ def test_vllms_own_all_reduces_run_on_the_tp_group_only():
     group only (cuda_communicator.py ``CudaCommunicator.__init__``: ``if "tp" not in unique_name``,
     both off), so an all-reduce over another axis runs NCCL in every window. 8 GPUs, 1 MiB on the
     round chip: TP symmetric memory 10 + M / 2.5e10 = 51.94 us; SP (a decode's partial outputs)
-    NCCL's ring 10 + 14 + 1.75 M / 1e11 = 42.35 us; 16 KiB: TP one-shot 3 + 7 M / 5e10, SP the LL
+    NCCL in the protocol its estimate picks, LL: 12 + 1.75 M / 2.5e10 = 85.4 us
+    (test_vllm_runs_its_switch_where_the_fastest_form_differs); 16 KiB: TP one-shot 3 + 7 M / 5e10, SP the LL
     protocol 5 + 14 x 0.5 + 1.75 M / 2.5e10 = 13.15 us (the ring's 24 + 1.75 M / 1e11 = 24.29)."""
     for axis, big, small in (("tp", 10 * US + Fraction(MIB, 25 * 10**9), 3 * US + Fraction(7 * 16384, 5 * 10**10)),
-                             ("sp", 24 * US + Fraction(2 * 7 * MIB, 8 * 10**11),
+                             ("sp", 12 * US + Fraction(2 * 7 * MIB, 8 * 25 * 10**9),
                               12 * US + Fraction(2 * 7 * 16384, 8 * 25 * 10**9))):
         assert collective_time(Collective("all_reduce", axis, 8, MIB), CHIP) == big, axis
         assert collective_time(Collective("all_reduce", axis, 8, 16384), CHIP) == small, axis
