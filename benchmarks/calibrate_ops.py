@@ -40,8 +40,9 @@ def tables(fits: list[F.ChipFit]) -> str:
         "symcost.hardware.fit.families; ratio = predicted / measured):", "",
         report.error_table(fits), "",
         report.left_out_line(fits), "",
-        "Fitted on H100 SXM only, predicting H200 SXM and B200 (their datasheet figures, the H100's fitted terms):", "",
-        report.generalization_table(), "",
+        "Fitted on H100 SXM only, predicting H200 SXM, B200, B300 and GB200 (their datasheet figures and "
+        "compute capability, the H100's fitted terms):", "",
+        report.generalization_table(fits=fits), "",
         "Collectives fitted on one backend version, predicting the next version's table (H100 SXM):", "",
         report.version_table(), "",
         "Kernel families fitted on one backend version's table, predicting the next version's (every family "

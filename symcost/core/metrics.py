@@ -60,7 +60,8 @@ _MODEL_SYMBOLS = {sym.compute_units, sym.matmul_efficiency, sym.matmul_efficienc
                   sym.network_efficiency, sym.kernel_time, sym.launch_time, sym.collective_base_latency,
                   sym.step_overhead, sym.collective_overhead, sym.moe_sync_time, sym.a2a_overlap_efficiency,
                   sym.tp_overlap_efficiency,
-                  sym.tree_latency, sym.tree_efficiency, sym.nvls_latency, sym.nvls_efficiency}
+                  sym.tree_latency, sym.tree_efficiency, sym.nvls_latency, sym.nvls_efficiency,
+                  sym.nvls_arch_efficiency}
 """The efficiency model's symbols (the realistic symbolic chip, docs/conventions.md §17)."""
 _HARDWARE_SYMBOLS |= _MODEL_SYMBOLS | {sym.peak_flops_16bit}
 

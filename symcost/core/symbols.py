@@ -78,6 +78,7 @@ __all__ = [
     "tree_efficiency",
     "nvls_latency",
     "nvls_efficiency",
+    "nvls_arch_efficiency",
     "gemm_time",
     "quantize_bytes",
     "gemm_backward_efficiency",
@@ -226,6 +227,9 @@ _ROWS = (
          "latency of one NVLink SHARP collective call (s)", nonnegative=True),
     _row("nvls_efficiency", "eta_nvls", r"\eta_{\mathrm{nvls}}",
          "NVLink SHARP bandwidth factor", positive=True),
+    _row("nvls_arch_efficiency", "kappa_nvls", r"\kappa_{\mathrm{nvls}}",
+         "NCCL's own NVLink SHARP bandwidth factor for the GPU's architecture (tuning.cc nvlsEfficiency)",
+         positive=True),
     # the kernel classes' terms (symcost/hardware/kernels.py, docs/conventions.md §17)
     _row("gemm_time", "t_gemm", r"t_{\mathrm{gemm}}",
          "fixed time of one GEMM for the dtype in use, its input quantization kernels included (s)",
@@ -387,6 +391,7 @@ tree_latency = TABLE["tree_latency"].symbol
 tree_efficiency = TABLE["tree_efficiency"].symbol
 nvls_latency = TABLE["nvls_latency"].symbol
 nvls_efficiency = TABLE["nvls_efficiency"].symbol
+nvls_arch_efficiency = TABLE["nvls_arch_efficiency"].symbol
 gemm_time = TABLE["gemm_time"].symbol
 quantize_bytes = TABLE["quantize_bytes"].symbol
 gemm_backward_efficiency = TABLE["gemm_backward_efficiency"].symbol

@@ -80,10 +80,24 @@ cited for cuDNN's kernel (``attention_backward_peak_efficiency``,
 :func:`symcost.hardware.kernels.attention_backward`)."""
 
 
+NCCL_NVLS_EFFICIENCY: tuple[tuple[int, sp.Rational], ...] = ((10, sp.Rational(37, 50)), (9, sp.Rational(17, 20)))
+"""NCCL's own NVLink SHARP bandwidth factor by the GPU's major compute capability (the first whose
+major the chip's reaches): ``nvlsEfficiency[NCCL_NUM_COMPCAPS]`` = Volta 0, Ampere 0, Hopper 0.85,
+Blackwell 0.74 (NVIDIA/nccl v2.29.2-1, the per-op tables' NCCL, src/graph/tuning.cc; the same at
+v2.30.7), indexed by ``compCapIndex``: Blackwell for ``minCompCap >= 100``, Hopper for ``>= 90``.
+NCCL's tuner multiplies the NVLS algorithm's intra-node bus bandwidth by it (``intraBw = bwIntra *
+nvlsEfficiency[compCapIndex] * (nChannels - 1) / nChannels``), so :attr:`Hardware.nvls_efficiency`
+(fitted) is the share of that figure NCCL's own table reaches, and a chip's NVLS bandwidth carries
+from Hopper to Blackwell through its compute capability: fitted on NCCL 2.29.2's tables, H100's
+share is 0.771 and B200's 0.778 (0.655 and 0.576 of the link before the factor;
+docs/explanation/fidelity.md)."""
+
+
 _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficiency_4bit", "memory_efficiency",
                  "attention_memory_efficiency", "attention_efficiency", "network_efficiency", "scale_out_efficiency",
                  "kernel_time", "launch_time", "collective_base_latency", "compute_units", "tree_latency",
-                 "tree_efficiency", "nvls_latency", "nvls_efficiency", "gemm_time", "gemm_time_8bit", "gemm_time_4bit",
+                 "tree_efficiency", "nvls_latency", "nvls_efficiency", "nvls_arch_efficiency", "gemm_time",
+                 "gemm_time_8bit", "gemm_time_4bit",
                  "quantize_bytes_8bit", "quantize_bytes_4bit", "gemm_memory_efficiency", "grouped_gemm_efficiency",
                  "grouped_gemm_efficiency_8bit",
                  "grouped_gemm_time", "grouped_gemm_memory_efficiency", "grouped_gemm_output_efficiency",
@@ -163,7 +177,9 @@ class Hardware(BaseModel):
     α_tree of one double-binary-tree hop over the scale-out network (``None``: no tree algorithm)
     and ``tree_efficiency`` the tree's bus bandwidth over the ring's; ``nvls_latency`` is the
     time of one NVLink SHARP call (``None``: the scale-up domain has no NVLink SHARP) and
-    ``nvls_efficiency`` its bandwidth factor.
+    ``nvls_efficiency`` its bandwidth factor, the share of NCCL's own figure for the GPU's
+    architecture, ``nvls_arch_efficiency`` (``None``: :data:`NCCL_NVLS_EFFICIENCY` by
+    ``compute_capability``, 1 without one; :attr:`nccl_nvls_efficiency`).
     ``runtime`` is the engine profile. :meth:`ideal` returns the pure roofline.
     """
 
@@ -195,6 +211,7 @@ class Hardware(BaseModel):
     tree_efficiency: Efficiency = sp.Integer(1)
     nvls_latency: Optional[Seconds] = None
     nvls_efficiency: Efficiency = sp.Integer(1)
+    nvls_arch_efficiency: Optional[Efficiency] = None
     # kernel classes (symcost/hardware/kernels.py, docs/conventions.md §17)
     matmul_efficiency_4bit: Optional[Efficiency] = None
     gemm_time: Optional[Seconds] = None
@@ -485,6 +502,29 @@ class Hardware(BaseModel):
                        matmul_stream_k=self.matmul_stream_k,
                        grouped_output=self.grouped_gemm_output_efficiency is not None)
         return out
+
+    @property
+    def nccl_nvls_efficiency(self) -> sp.Expr:
+        """``kappa_nvls``: NCCL's own NVLink SHARP bandwidth factor for this chip's architecture,
+        ``nvls_arch_efficiency`` where set, else :data:`NCCL_NVLS_EFFICIENCY` by the major compute
+        capability (17/20 on 9.x, 37/50 on 10.x and later), 1 without a compute capability or below
+        9 (NCCL has no NVLS there: no figure to scale by).
+
+        >>> from symcost import hardware
+        >>> hardware.get("H100_SXM").nccl_nvls_efficiency, hardware.get("B300").nccl_nvls_efficiency
+        (17/20, 37/50)
+        """
+        if self.nvls_arch_efficiency is not None:
+            return self.nvls_arch_efficiency
+        major = None if self.compute_capability is None else int(self.compute_capability.split(".")[0])
+        return next((kappa for floor, kappa in NCCL_NVLS_EFFICIENCY if major is not None and major >= floor),
+                    sp.Integer(1))
+
+    @property
+    def nvls_bus_efficiency(self) -> sp.Expr:
+        """NVLink SHARP's bus bandwidth over the link's: ``kappa_nvls eta_nvls``
+        (:attr:`nccl_nvls_efficiency` times the fitted ``nvls_efficiency``)."""
+        return self.nccl_nvls_efficiency * self.nvls_efficiency
 
     @property
     def attention_pingpong(self) -> bool:
@@ -817,6 +857,7 @@ class Hardware(BaseModel):
             sym.tree_efficiency: self.tree_efficiency,
             sym.nvls_latency: sp.oo if self.nvls_latency is None else self.nvls_latency,
             sym.nvls_efficiency: self.nvls_efficiency,
+            sym.nvls_arch_efficiency: self.nccl_nvls_efficiency,
             sym.matmul_efficiency: self.matmul_efficiency_for(dt),
             sym.matmul_efficiency_8bit: self.matmul_efficiency_for(dt),
             sym.memory_efficiency: self.memory_efficiency,

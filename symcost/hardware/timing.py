@@ -133,9 +133,10 @@ def collective_algorithms(c: Collective, hardware: Hardware) -> dict[str, sp.Exp
       is a chain as slow as the ring per hop and sends more bytes, so it is left out there;
     - ``nvls`` (all-reduce, all-gather, reduce-scatter inside one scale-up domain with NVLink
       SHARP): ``alpha_nvls + t_coll`` per call (tuning.cc: NVLS has no base latency, its hop
-      latency is the whole), plus all-reduce ``bytes_sent / (2 eta_nvls link)`` (the
+      latency is the whole), plus all-reduce ``bytes_sent / (2 kappa_nvls eta_nvls link)`` (the
       switch reduces; NCCL pipelines two operations) or all-gather / reduce-scatter
-      ``M count / (eta_nvls (n-1)/n link)``.
+      ``M count / (kappa_nvls eta_nvls (n-1)/n link)``, ``kappa_nvls`` NCCL's own factor for the
+      GPU's architecture (:attr:`~symcost.hardware.chip.Hardware.nccl_nvls_efficiency`).
 
     ``nodes``, the scale-up domains the group touches, is ``min(n, ceil(span / D_up))``.
     """
@@ -656,10 +657,10 @@ def _algorithms(c: Collective, hardware: Hardware, inside: bool) -> dict[str, sp
         out["tree"] = count * tree + 2 * payload * count / (link * hardware.tree_efficiency)
     if c.kind in ("all_reduce", "all_gather", "reduce_scatter") and hardware.nvls_latency is not None and inside:
         if c.kind == "all_reduce":
-            moved = sent / (2 * hardware.nvls_efficiency * link)
+            moved = sent / (2 * hardware.nvls_bus_efficiency * link)
         else:
             # NB: max(n - 1, 1) only guards n = 1, where the ring (no cost) wins the Min
-            moved = payload * count * n / (extreme(sp.Max, n - 1, 1) * hardware.nvls_efficiency * link)
+            moved = payload * count * n / (extreme(sp.Max, n - 1, 1) * hardware.nvls_bus_efficiency * link)
         out["nvls"] = count * (hardware.nvls_latency + overhead) + moved
     return out
 

@@ -1,7 +1,8 @@
 """Property tests (Hypothesis): invariants that hold for every shape, phase and option."""
 
 import pytest
-from hypothesis import given, settings
+import sympy as sp
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import symcost as sc
@@ -156,8 +157,11 @@ def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape,
        per_peer=st.one_of(st.sampled_from([16384, 16385, 2**19, 500_000, 2**20]), st.integers(1, 2**22)),
        chip=st.sampled_from(["H100_SXM", "B200", "A100_SXM_80GB", "MI300X", "H100_SXM:tensorrt-llm",
                              "H200_SXM:vllm", "B200:sglang", "A100_SXM_80GB:tensorrt-llm", "GB200:vllm",
-                             "B300:tensorrt-llm", "TPU_V5P"]),
+                             "B300:tensorrt-llm", "TPU_V5P", "H200_SXM", "B300", "H100_SXM+kappa", "GB200+kappa"]),
        ideal=st.booleans(), tokens=st.one_of(st.none(), st.integers(1, 256)))
+@example(n=8, count=1, per_peer=2**27, chip="H100_SXM+kappa", ideal=False, tokens=None)  # NVLS wins: 1 GiB
+@example(n=8, count=2, per_peer=2**27, chip="H200_SXM", ideal=False, tokens=None)
+@example(n=4, count=1, per_peer=2**22, chip="GB200+kappa", ideal=False, tokens=None)
 def test_symbolic_collective_binds_to_the_numeric_one(n, per_peer, count, chip, ideal, tokens):
     """A collective timed on the realistic symbolic chip, bound to a chip, equals it timed on that
     chip, for every kind, inside one domain and across several (n = 16), on either side of the
@@ -167,12 +171,18 @@ def test_symbolic_collective_binds_to_the_numeric_one(n, per_peer, count, chip, 
     tokens known TensorRT-LLM 1.0's token switch and its one-shot's block term (A100); NCCL's ring
     protocol as its own estimate picks it (LL, LL128 or Simple: a chip with a compute capability NCCL's
     tables cover; the sizes around its switches, 512 KiB to 1 MiB per peer, and 4 MB over 8 chips, where
-    it runs LL128), a chip without LL terms (the ideal one) binding the symbolic chip's to oo."""
+    it runs LL128), a chip without LL terms (the ideal one) binding the symbolic chip's to oo; NVLink
+    SHARP's bandwidth at NCCL's factor for the architecture (Hopper's, Blackwell's by compute
+    capability, or a chip file's own: ``+kappa``, 1/2)."""
     from symcost.core.ops import Collective
     from symcost.hardware.timing import collective_time
 
+    chip, _, own = chip.partition("+")
     name, _, engine = chip.partition(":")
     preset = sc.hardware.get(name).with_runtime(engine) if engine else sc.hardware.get(name)
+    if own:
+        preset = sc.hardware.Hardware(**{**{f: getattr(preset, f) for f in sc.hardware.Hardware.model_fields},
+                                         "nvls_arch_efficiency": sp.Rational(1, 2)})
     preset = preset.ideal() if ideal else preset
     for kind in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p"):
         c = Collective(kind, "ep", n, n * per_peer, count=count, tokens=tokens)

@@ -128,6 +128,32 @@ def test_nvls_all_reduce_wins_large_messages_ring_small_ones():
     assert collective_time(Collective("all_reduce", "tp", 8, 8000), COLL) == Fraction(1928, 10**8)
 
 
+def test_nvls_bandwidth_takes_nccls_factor_for_the_architecture():
+    """NCCL's tuner scales NVLink SHARP's bus bandwidth by ``nvlsEfficiency[compCapIndex]``:
+    0.85 on Hopper (compute capability 9.x), 0.74 on Blackwell (10.x and later) (NVIDIA/nccl
+    v2.29.2-1, src/graph/tuning.cc, ``nvlsEfficiency``; compCapIndex Blackwell for minCompCap >=
+    100, Hopper for >= 90). The chip's fitted ``nvls_efficiency`` multiplies it. COLL (eta_nvls 3/4,
+    links 50 GB/s) all-reduce of 10^8 bytes over 8 chips: NVLS 20 us + 7/4 * 10^8 / (2 * 3/4 *
+    kappa * 5 * 10^10): with kappa 17/20 (9.0) 20 + 2745.1 us, 37/50 (10.0, 10.3) 20 + 3153.2 us,
+    without a compute capability 1 (no figure) 20 + 2333.3 us; all-gather 20 us + 8/7 M / (3/4
+    kappa 5 * 10^10)."""
+    M = 10**8
+    for capability, kappa in (("9.0", Fraction(17, 20)), ("10.0", Fraction(37, 50)), ("10.3", Fraction(37, 50)),
+                              (None, Fraction(1))):
+        chip = COLL.model_copy(update={"compute_capability": capability})
+        chip = Hardware(**{f: getattr(chip, f) for f in Hardware.model_fields})
+        assert chip.nccl_nvls_efficiency == kappa
+        want = 20 * US + Fraction(7, 4) * M / (2 * Fraction(3, 4) * kappa * UP)
+        assert collective_algorithms(Collective("all_reduce", "tp", 8, M), chip)["nvls"] == want
+        # all-gather: M * n / ((n - 1) eta_nvls kappa link)
+        want = 20 * US + Fraction(M * 8, 7) / (Fraction(3, 4) * kappa * UP)
+        assert collective_algorithms(Collective("all_gather", "tp", 8, M), chip)["nvls"] == want
+    # a chip file may state the factor itself (a measured value replaces NCCL's figure)
+    chip = Hardware(**{**{f: getattr(COLL, f) for f in Hardware.model_fields}, "compute_capability": "9.0",
+                       "nvls_arch_efficiency": Fraction(1, 2)})
+    assert chip.nccl_nvls_efficiency == Fraction(1, 2)
+
+
 def test_nvls_all_gather_never_beats_the_ring_in_nccls_model():
     """All-gather of M over 8: ring 5 + 7 = 12 us + 7/8 M at 50 GB/s; NVLink SHARP 20 us + M at
     50 GB/s * 3/4 * 7/8 (NCCL: bus bandwidth times (n-1)/n, the whole payload): more latency and
@@ -342,7 +368,8 @@ def test_ring_across_domains_shares_the_nics_of_the_groups_chips_in_a_domain():
 def test_collective_algorithms_symbolic_by_hand():
     """On the realistic symbolic chip with D_up = 8, an all-reduce of M bytes over 8 chips:
     ring alpha_0 + t_coll + 14 alpha + (7/4) M / (B_up eta_net); NVLink SHARP alpha_nvls + t_coll
-    + (7/4) M / (2 eta_nvls B_up eta_net). Over 64 chips 8 apart (one per domain, D_up = 8):
+    + (7/4) M / (2 kappa_nvls eta_nvls B_up eta_net), kappa_nvls NCCL's factor for the architecture.
+    Over 64 chips 8 apart (one per domain, D_up = 8):
     ring alpha_0 + t_coll + 126 alpha_net + (63/32) M / min(B_up eta_net, 1 * B_out eta_out); tree
     alpha_0 + t_coll + 2 * 6 alpha_tree + 2 M / (min(B_up eta_net, B_out eta_out) eta_tree)."""
     M = sp.Symbol("M", positive=True)
@@ -352,7 +379,8 @@ def test_collective_algorithms_symbolic_by_hand():
     base = S.collective_base_latency + S.collective_overhead
     up, out = S.scale_up_bandwidth * S.network_efficiency, S.scale_out_bandwidth * S.network_efficiency
     want = {"ring": base + 14 * S.collective_latency + sp.Rational(7, 4) * M / up,
-            "nvls": S.nvls_latency + S.collective_overhead + sp.Rational(7, 4) * M / (2 * S.nvls_efficiency * up)}
+            "nvls": S.nvls_latency + S.collective_overhead
+            + sp.Rational(7, 4) * M / (2 * S.nvls_arch_efficiency * S.nvls_efficiency * up)}
     assert sp.expand(got["ring"] - want["ring"]) == 0
     assert sp.expand(got["nvls"] - want["nvls"]) == 0
     assert got["tree"] == sp.oo  # no tree inside one domain

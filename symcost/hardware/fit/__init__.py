@@ -100,8 +100,12 @@ neighbours (SGLang on 8 H100s: 38 us at 1 kB between 3.3 and 3.5 us), which no f
 def nccl_family(gpu: str, table: Table, nvls: bool, fixed: dict[str, Fraction]) -> Family:
     """NCCL's ring-like collectives (all-reduce, all-gather, reduce-scatter): the Simple and
     low-latency rings' terms, NVLink SHARP's where the chip has it."""
+    from .. import get
+
     fields = _NCCL_FIELDS + (_NVLS_FIELDS if nvls else ())
-    start = (8.0, 0.8, 5.0, 0.5, 0.3) + ((30.0, 0.6) if nvls else ())
+    # NB: NVLS's share starts at 0.6 of the link, over NCCL's factor for the GPU's architecture
+    # (Hardware.nccl_nvls_efficiency): the fit's start in the link's terms does not move with it
+    start = (8.0, 0.8, 5.0, 0.5, 0.3) + ((30.0, 0.6 / float(get(CHIPS[gpu]).nccl_nvls_efficiency)) if nvls else ())
     return collective_family(gpu, table, _RING_KINDS, dict(zip(fields, start, strict=True)), fixed)
 
 

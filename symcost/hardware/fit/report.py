@@ -18,8 +18,8 @@ from . import KERNEL_PATH_FIELDS, ChipFit, fit_chip, step_family, step_table
 from .families import Family, FitResult, predict
 from .tables import CHIPS, Table
 
-__all__ = ["error_table", "generalization_table", "kernel_version_table", "left_out_line", "shipped_values",
-           "version_table"]
+__all__ = ["GENERALIZATION_TARGETS", "error_table", "generalization_table", "kernel_version_table", "left_out_line",
+           "shipped_values", "version_table"]
 
 _HEADER = ("| family | chip | rows | median ratio | mean abs error | p90 abs error | full grid: rows | "
            "mean abs error |\n|---|---|---:|---:|---:|---:|---:|---:|")
@@ -134,15 +134,24 @@ def _moe_check_lines(family: Family, preset: str) -> list[str]:
     return lines
 
 
-def generalization_table(source: str = "h100_sxm", targets: tuple[str, ...] = ("h200_sxm", "b200_sxm")) -> str:
+GENERALIZATION_TARGETS = ("h200_sxm", "b200_sxm", "b300_sxm", "gb200")
+"""The chips :func:`generalization_table` predicts from H100's fit: every other Hopper and Blackwell
+GPU folder with per-op tables (:data:`~symcost.hardware.fit.tables.CHIPS`)."""
+
+
+def generalization_table(source: str = "h100_sxm", targets: tuple[str, ...] = GENERALIZATION_TARGETS,
+                         fits: Sequence[ChipFit] = ()) -> str:
     """Markdown: each family fitted on ``source``'s tables only, its values applied to each target
-    chip's datasheet figures (a term of a kernel the target does not run, :data:`KERNEL_PATH_FIELDS`,
-    stays unset there), against the target's measured rows (next to the target's own fit)."""
-    fitted = fit_chip(source)
+    chip's datasheet figures (its compute capability too: NCCL's NVLS factor,
+    :data:`~symcost.hardware.chip.NCCL_NVLS_EFFICIENCY`; a term of a kernel the target does not run,
+    :data:`KERNEL_PATH_FIELDS`, stays unset there), against the target's measured rows (next to the
+    target's own fit). ``fits``: chips already fitted (:func:`fit_chip`), not fitted again."""
+    done = {f.gpu: f for f in fits}
+    fitted = done.get(source) or fit_chip(source)
     lines = ["| family | fitted on | predicts | rows | median ratio | mean abs error | its own fit: mean abs error |",
              "|---|---|---|---:|---:|---:|---:|"]
     for target in targets:
-        own = {r.family.name: r for r in fit_chip(target).results}
+        own = {r.family.name: r for r in (done.get(target) or fit_chip(target)).results}
         values: dict[str, Fraction] = {}
         for result in fitted.results:
             family = result.family
