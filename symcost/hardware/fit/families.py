@@ -36,7 +36,7 @@ import numpy as np
 import sympy as sp
 
 from ...core.dtypes import DataType
-from ...core.ops import VECTOR_FLOPS, AttentionCore, Collective, CollectiveKind, Matmul, Vector
+from ...core.ops import VECTOR_FLOPS, AttentionCore, Collective, CollectiveKind, ExpertMapSort, Matmul, Vector
 from ..chip import Hardware
 from ..timing import collective_time, op_time
 from .tables import Table, read
@@ -494,12 +494,12 @@ def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping
     less the blocks :func:`work_inverted` and :func:`same_work_slower` (against the table's whole
     bf16 grid) leave out."""
     from ...layers.mlp import ffn_ops
-    from ...layers.moe import COMBINE_FLOPS, ROUTER_BYTES, input_quantize
+    from ...layers.moe import COMBINE_FLOPS, ROUTER_BYTES, fused_sort_limit, input_quantize
 
     T, f, k, E, t, p = (_MOE[x] for x in ("T", "f", "topk", "E", "tp", "ep"))
     h = SIZES["h"]
 
-    def group(hw: Hardware, dtype: str) -> sp.Expr:
+    def group(hw: Hardware, dtype: str, limit: int) -> sp.Expr:
         ours = DataType.parse(dtype)
         # NB: an FP8 MoE's experts hold 1-byte weights and take their input cast once per token
         # before the permutation (input_quantize, timed as the elementwise family's quantizing
@@ -511,6 +511,8 @@ def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping
                       read_bytes=T * E * x,
                       write_bytes=T * E * ROUTER_BYTES),
                *input_quantize(T * h, e),
+               # the expert-map sort: one kernel up to `limit` tokens, three above (kernels.expert_map_sort)
+               ExpertMapSort("expert_map_sort", tokens=T, fused_limit=sp.Integer(limit)),
                Vector("dispatch_permute", elements=pairs * h, read_bytes=T * h * e, write_bytes=pairs * h * e),
                # the timed rank's pairs over its active experts (as MoELayer with routing_imbalance)
                *ffn_ops("experts", rows=pairs / active, hidden=h, width=f / t, dtype_bytes=e, gated=True,
@@ -524,9 +526,13 @@ def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping
     def build(frame: Any, hw: Hardware) -> dict:
         _moe_frame(frame)
         gated = (frame["kernel_source"] == "moe_torch_flow_cutlass").to_numpy()
-        return {(theirs,): (group(hw, ours), (T, h, f, k, E, t, _PAIRS, _ACTIVE),
-                            gated & (frame["moe_dtype"] == theirs).to_numpy())
-                for theirs, ours in MOE_DTYPES.items() if dtype == "bfloat16" or theirs == dtype}
+        # the one-kernel sort's token limit of each row's (top-k, experts per rank): 256 or 0
+        limits = np.array([int(fused_sort_limit(int(a), int(b))) for a, b in
+                           zip(frame["topk"], frame["E"] // frame["ep"])], dtype=int)
+        return {(theirs, limit): (group(hw, ours, limit), (T, h, f, k, E, t, _PAIRS, _ACTIVE),
+                                  gated & (frame["moe_dtype"] == theirs).to_numpy() & (limits == limit))
+                for theirs, ours in MOE_DTYPES.items() if dtype == "bfloat16" or theirs == dtype
+                for limit in sorted(set(limits.tolist()))}
 
     def rows(frame: Any) -> Any:
         balanced = moe_rows(frame, "balanced", dtype)
