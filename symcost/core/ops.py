@@ -24,6 +24,7 @@ from ._expr import Value, as_expr, exact_value
 from .dtypes import DataType
 
 __all__ = [
+    "ExpertMapSort",
     "GroupedInputQuantize",
     "HostSync",
     "VECTOR_FLOPS",
@@ -264,6 +265,29 @@ class GroupedInputQuantize(Vector):
     def kernel(self) -> str:
         """``"gemm.grouped.quantize"``."""
         return "gemm.grouped.quantize"
+
+    def backward(self) -> list[Op]:
+        return []
+
+
+@dataclass(frozen=True)
+class ExpertMapSort(Op):
+    """A fused MoE's prologue: sorting its ``tokens`` token-expert choices by expert into the maps
+    the permutation and the grouped GEMMs read, timed by the kernel class ``gemm.grouped.prologue``
+    (TensorRT-LLM's: one kernel up to ``fused_limit`` tokens, three above; no FLOPs or bytes worth
+    counting: ``T k`` integers). ``fused_limit`` 0: never the one-kernel path. The backward has none.
+
+    >>> ExpertMapSort("expert_map_sort", tokens=sp.Integer(8)).kernel
+    'gemm.grouped.prologue'
+    """
+
+    tokens: sp.Expr = _ZERO
+    fused_limit: sp.Expr = sp.Integer(256)
+
+    @property
+    def kernel(self) -> str:
+        """``"gemm.grouped.prologue"``."""
+        return "gemm.grouped.prologue"
 
     def backward(self) -> list[Op]:
         return []

@@ -55,12 +55,12 @@ from pydantic import BeforeValidator, ValidationInfo, model_validator
 
 from ..core import symbols as sym
 from ..core._expr import as_expr, check_divides
-from ..core.ops import VECTOR_FLOPS, Collective, GroupedInputQuantize, HostSync, Matmul, Op, Vector
+from ..core.ops import VECTOR_FLOPS, Collective, ExpertMapSort, GroupedInputQuantize, HostSync, Matmul, Op, Vector
 from ..errors import ConfigError
 from .base import Context, Dim, Layer
 from .mlp import Activation, ffn_ops
 
-__all__ = ["MoELayer", "ROUTER_BYTES", "COMBINE_FLOPS", "input_quantize"]
+__all__ = ["MoELayer", "ROUTER_BYTES", "COMBINE_FLOPS", "expert_map_sort", "fused_sort_limit", "input_quantize"]
 
 # NB: the router's probabilities are kept in fp32 whatever the model dtype (HF Mixtral:
 # ``F.softmax(router_logits, dim=1, dtype=torch.float)``; Megatron-LM computes the router's
@@ -128,6 +128,49 @@ def input_quantize(elements: sp.Expr, e: sp.Expr) -> list[Op]:
     elements = elements * narrow
     return [GroupedInputQuantize("experts_quantize", elements=elements, read_bytes=2 * elements,
                                  write_bytes=e * elements, narrow=narrow)]
+
+
+FUSED_SORT_TOKENS = 256
+"""Most tokens TensorRT-LLM's fused MoE sorts in its one-kernel prologue (``num_tokens > 256`` "is
+not supported for fused moe prologues", ``fusedBuildExpertMapsSortFirstTokenBlockSize`` in
+cpp/tensorrt_llm/kernels/cutlass_kernels/moe_gemm/moe_kernels.cu); above, three kernels
+(:func:`~symcost.hardware.kernels.expert_map_sort`)."""
+
+FUSED_SORT_TOP_K = frozenset({1, 2, 4, 6, 8})
+"""The top-k values the one-kernel prologue is instantiated for (the same file's
+``fusedBuildExpertMapsSortFirstTokenBlockSize`` switch: "Top-K value %d does not have supported fused
+moe prologues" for any other)."""
+
+FUSED_SORT_EXPERTS = 510
+"""Most experts per rank the one-kernel prologue sorts: its radix rank holds ``[0, E/ep + 1]`` in
+``floor(log2(E/ep + 1)) + 1 <= 9`` bits (``fusedBuildExpertMapsSortFirstToken``), so ``E/ep + 1 < 512``."""
+
+
+def fused_sort_limit(top_k: Any, experts_per_rank: Any) -> sp.Expr:
+    """The token count up to which a fused MoE sorts in one kernel: :data:`FUSED_SORT_TOKENS`
+    for a top-k in :data:`FUSED_SORT_TOP_K` and at most :data:`FUSED_SORT_EXPERTS` experts per rank,
+    else 0 (always three kernels). A symbolic top-k or expert count takes the one-kernel rule
+    (the table's shapes all have a numeric one).
+
+    >>> fused_sort_limit(2, 8), fused_sort_limit(10, 64), fused_sort_limit(8, 512)
+    (256, 0, 0)
+    """
+    k, n = sp.sympify(top_k), sp.sympify(experts_per_rank)
+    if k.is_number and int(k) not in FUSED_SORT_TOP_K:
+        return _ZERO
+    if n.is_number and n > FUSED_SORT_EXPERTS:
+        return _ZERO
+    return sp.Integer(FUSED_SORT_TOKENS)
+
+
+def expert_map_sort(tokens: sp.Expr, top_k: Any, experts_per_rank: Any) -> ExpertMapSort:
+    """The fused MoE's expert-map sort over ``tokens`` (:class:`~symcost.core.ops.ExpertMapSort`, its
+    one-kernel limit from :func:`fused_sort_limit`).
+
+    >>> expert_map_sort(sp.Integer(320), 2, 8).fused_limit
+    256
+    """
+    return ExpertMapSort("expert_map_sort", tokens=tokens, fused_limit=fused_sort_limit(top_k, experts_per_rank))
 
 
 class MoELayer(Layer):
@@ -379,6 +422,7 @@ class MoELayer(Layer):
                           read_bytes=T * E * e, write_bytes=T * E * ROUTER_BYTES))
         ops.extend(self._sync(ctx))
         ops.extend(input_quantize(T * h, e))
+        ops.append(expert_map_sort(T, k, E / ctx.parallelism.ep))
         # permute: read each token once, write the (padded) dispatch buffer of P rows
         ops.append(Vector("dispatch_permute", elements=P * h, read_bytes=T * h * e,
                           write_bytes=P * h * e))
@@ -430,7 +474,7 @@ class MoELayer(Layer):
         ops: list = [Matmul("router", m=t_in, n=E, k=h, dtype_bytes=e),
                      Vector("router_softmax_topk", elements=t_in * E, flops_per_element=VECTOR_FLOPS["softmax"],
                             read_bytes=t_in * E * e, write_bytes=t_in * E * ROUTER_BYTES),
-                     *self._sync(ctx), *input_quantize(t_in * h, e),
+                     *self._sync(ctx), *input_quantize(t_in * h, e), expert_map_sort(t_in, k, E / ctx.parallelism.ep),
                      Vector("dispatch_permute", elements=sent * h, read_bytes=t_in * h * e, write_bytes=sent * h * e)]
         ops.extend(self._all_to_all(ctx, self._wire(ctx)))
         gathered = [Collective("all_gather", "tp", etp, P * h * wire)] if etp != 1 else []

@@ -96,9 +96,10 @@ def _rule(chip: "sc.hardware.Hardware") -> str:
        b=st.integers(1, 8), s=st.integers(1, 64), shape=attention_shapes(),
        opts=attention_options(), ffn=st.integers(1, 8), overlap=st.booleans(),
        chip=st.sampled_from(["H100_SXM", "MI300X", "B200", "H100_SXM:tensorrt-llm", "B200:vllm",
-                             "H200_SXM:tensorrt-llm-0.x", "A100_SXM_80GB:tensorrt-llm"]), realistic=st.booleans())
+                             "H200_SXM:tensorrt-llm-0.x", "A100_SXM_80GB:tensorrt-llm"]), realistic=st.booleans(),
+       top_k=st.sampled_from([2, 3]))
 def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape, opts, ffn,
-                                           overlap, chip, realistic):
+                                           overlap, chip, realistic, top_k):
     """Symbolic metrics on the symbolic chip, evaluated at a point and bound to a chip, equal
     the numeric call on that chip: every field, times included. The ideal symbolic chip binds
     the ideal chip; the realistic symbolic chip (every efficiency a symbol) the realistic one,
@@ -133,9 +134,10 @@ def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape,
                           parallelism={"tensor_parallel": t, "sequence_parallel": "tp"})),
         (sc.NormLayer(kind="rmsnorm"), sc.NormLayer(hidden_size=h, kind="rmsnorm")),
         # the experts' grouped GEMMs: the second projection's scattered write where the chip sets
-        # eta_ggout (H100, H200, B200), the tiled store where it does not (A100, MI300X)
-        (sc.MoELayer(num_experts=4, top_k=2, parallelism={"tensor_parallel": S.tp}),
-         sc.MoELayer(hidden_size=h, expert_intermediate_size=ffn * t, num_experts=4, top_k=2,
+        # eta_ggout (H100, H200, B200), the tiled store where it does not (A100, MI300X); the
+        # expert-map sort in one kernel up to 256 tokens (top-k 2) or always three (top-k 3)
+        (sc.MoELayer(num_experts=4, top_k=top_k, parallelism={"tensor_parallel": S.tp}),
+         sc.MoELayer(hidden_size=h, expert_intermediate_size=ffn * t, num_experts=4, top_k=top_k,
                      parallelism={"tensor_parallel": t})),
     ]
     for symbolic, numeric in pairs:

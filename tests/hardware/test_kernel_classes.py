@@ -1244,6 +1244,50 @@ def test_fused_moe_quantizes_its_tokens_once_before_the_permutation():
         assert [op.elements for op, _ in m.ops if op.kernel == "gemm.grouped.quantize"] == expected
 
 
+def test_fused_moe_sorts_its_tokens_in_one_kernel_up_to_256_tokens_and_in_three_above():
+    """TensorRT-LLM's fused MoE builds its expert maps in one kernel for at most 256 tokens
+    (fusedBuildExpertMapsSortFirstTokenKernel, one CTA: ``num_tokens > 256`` "is not supported for fused
+    moe prologues") and in three above (blockExpertPrefixSum, globalExpertPrefixSum, mergeExpertPrefixSum:
+    threeStepBuildExpertMapsSortFirstToken, cpp/tensorrt_llm/kernels/cutlass_kernels/moe_gemm/moe_kernels.cu),
+    as it does at any count for a top-k outside {1, 2, 4, 6, 8} or 511 and more experts per rank (the
+    single CTA's radix rank takes at most 9 bits: floor(log2(E/ep + 1)) + 1 <= 9, E/ep <= 510). On
+    CHIP (kernel_time 1 us): 256 tokens 1 us, 257 and 320 tokens 3 us; never fused, 1 token 3 us;
+    nothing under a per-expert engine; a symbolic token count bound to 300 gives the 3 us."""
+    from symcost.core.ops import ExpertMapSort
+    from symcost.layers.moe import fused_sort_limit
+
+    def sort(tokens, limit=256):
+        return ExpertMapSort("expert_map_sort", tokens=tokens, fused_limit=limit)
+
+    assert sort(256).kernel == "gemm.grouped.prologue"
+    at = {t: op_time(sort(t), CHIP, CHIP.effective_peak(BF16), BF16).time for t in (1, 256, 257, 320)}
+    assert at == {1: US, 256: US, 257: 3 * US, 320: 3 * US}
+    assert op_time(sort(1, 0), CHIP, CHIP.effective_peak(FP8), FP8).time == 3 * US
+    per_expert = CHIP.with_efficiency(runtime=Runtime(name="per-expert", cuda_graphs=True, grouped_gemm="per_expert"))
+    assert op_time(sort(320), per_expert, per_expert.effective_peak(BF16), BF16).time == 0
+    T = sp.Symbol("T", positive=True, integer=True)
+    assert op_time(sort(T), CHIP, CHIP.effective_peak(BF16), BF16).time.xreplace({T: 300}) == 3 * US
+    # the fused kernel's limits: top-k 1, 2, 4, 6, 8 and at most 510 experts per rank
+    assert [fused_sort_limit(k, 16) for k in (1, 2, 3, 4, 6, 8, 10)] == [256, 256, 0, 256, 256, 256, 0]
+    assert [fused_sort_limit(8, n) for n in (256, 510, 511, 512)] == [256, 256, 0, 0]
+
+
+@pytest.mark.parametrize("top_k, experts, ep, tokens, kernels", [
+    (2, 8, 1, 256, 1), (2, 8, 1, 320, 3),  # Mixtral-shaped: the 256 -> 320 token step
+    (10, 512, 1, 4, 3),  # 512 experts, top-10: never the fused kernel
+    (8, 512, 1, 4, 3), (8, 512, 2, 4, 1),  # 512 experts per rank at EP 1, 256 at EP 2
+])
+def test_moe_layer_carries_one_expert_map_sort(top_k, experts, ep, tokens, kernels):
+    """The MoE layer carries one expert-map sort over its T tokens, timed as 1 kernel on the fused
+    path and 3 on the three-step one (hand count above) at the chip's kernel_time."""
+    moe = sc.MoELayer(hidden_size=1024, num_experts=experts, top_k=top_k, expert_intermediate_size=512,
+                      parallelism={"expert_parallel": ep})
+    m = moe.compute_metrics(batch_size=1, seq_len=tokens, phase="prefill", dtype="bf16", hardware=CHIP)
+    sorts = [op for op, _ in m.ops if op.kernel == "gemm.grouped.prologue"]
+    assert len(sorts) == 1 and sorts[0].tokens == tokens
+    assert op_time(sorts[0], CHIP, CHIP.effective_peak(BF16), BF16).time == kernels * US
+
+
 TRT = Runtime(name="round-trt", cuda_graphs=True, allreduce="trtllm-1.0")
 ONE_SHOT = 3 * US  # alpha_c + t_coll + (n - 1) alpha_c,p on CHIP: 3 us + 0 + 0
 

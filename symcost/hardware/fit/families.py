@@ -36,7 +36,7 @@ import numpy as np
 import sympy as sp
 
 from ...core.dtypes import DataType
-from ...core.ops import VECTOR_FLOPS, AttentionCore, Collective, CollectiveKind, Matmul, Vector
+from ...core.ops import VECTOR_FLOPS, AttentionCore, Collective, CollectiveKind, ExpertMapSort, Matmul, Vector
 from ..chip import Hardware
 from ..timing import collective_time, op_time
 from .tables import Table, read
@@ -489,17 +489,17 @@ def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping
     the balanced rows it is fitted on, the collectors' own routing, :func:`balanced_rank_load`, which
     at ``T k < E`` puts whole experts on rank 0 where ``T k / ep`` would put a fraction of one; on the
     power-law rows it is checked on, :func:`power_law_share`'s busiest rank); the routing top-k,
-    the permutation, the grouped gate/up and down GEMMs with SiLU and the gate multiply, and the
-    weighted combine, as :class:`~symcost.layers.MoELayer` costs them. Fitted on the balanced rows
-    less the blocks :func:`work_inverted` and :func:`same_work_slower` (against the table's whole
-    bf16 grid) leave out."""
+    the expert-map sort (:func:`_sort_limits`), the permutation, the grouped gate/up and down GEMMs with
+    SiLU and the gate multiply, and the weighted combine, as :class:`~symcost.layers.MoELayer` costs
+    them. Fitted on the balanced rows less the blocks :func:`work_inverted` and :func:`same_work_slower`
+    (against the table's whole bf16 grid) leave out."""
     from ...layers.mlp import ffn_ops
     from ...layers.moe import COMBINE_FLOPS, ROUTER_BYTES, input_quantize
 
     T, f, k, E, t, p = (_MOE[x] for x in ("T", "f", "topk", "E", "tp", "ep"))
     h = SIZES["h"]
 
-    def group(hw: Hardware, dtype: str) -> sp.Expr:
+    def group(hw: Hardware, dtype: str, limit: int) -> sp.Expr:
         ours = DataType.parse(dtype)
         # NB: an FP8 MoE's experts hold 1-byte weights and take their input cast once per token
         # before the permutation (input_quantize, timed as the elementwise family's quantizing
@@ -508,9 +508,9 @@ def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping
         e, x = sp.Integer(ours.bytes), sp.Integer(2)
         pairs, active = _PAIRS, _ACTIVE
         ops = [Vector("router_softmax_topk", elements=T * E, flops_per_element=VECTOR_FLOPS["softmax"],
-                      read_bytes=T * E * x,
-                      write_bytes=T * E * ROUTER_BYTES),
-               *input_quantize(T * h, e),
+                      read_bytes=T * E * x, write_bytes=T * E * ROUTER_BYTES),
+               *input_quantize(T * h, e),  # the sort: one kernel up to `limit` tokens, three above
+               ExpertMapSort("expert_map_sort", tokens=T, fused_limit=sp.Integer(limit)),
                Vector("dispatch_permute", elements=pairs * h, read_bytes=T * h * e, write_bytes=pairs * h * e),
                # the timed rank's pairs over its active experts (as MoELayer with routing_imbalance)
                *ffn_ops("experts", rows=pairs / active, hidden=h, width=f / t, dtype_bytes=e, gated=True,
@@ -523,10 +523,11 @@ def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping
 
     def build(frame: Any, hw: Hardware) -> dict:
         _moe_frame(frame)
-        gated = (frame["kernel_source"] == "moe_torch_flow_cutlass").to_numpy()
-        return {(theirs,): (group(hw, ours), (T, h, f, k, E, t, _PAIRS, _ACTIVE),
-                            gated & (frame["moe_dtype"] == theirs).to_numpy())
-                for theirs, ours in MOE_DTYPES.items() if dtype == "bfloat16" or theirs == dtype}
+        gated, limits = (frame["kernel_source"] == "moe_torch_flow_cutlass").to_numpy(), _sort_limits(frame)
+        return {(theirs, limit): (group(hw, ours, limit), (T, h, f, k, E, t, _PAIRS, _ACTIVE),
+                                  gated & (frame["moe_dtype"] == theirs).to_numpy() & (limits == limit))
+                for theirs, ours in MOE_DTYPES.items() if dtype == "bfloat16" or theirs == dtype
+                for limit in sorted(set(limits.tolist()))}
 
     def rows(frame: Any) -> Any:
         balanced = moe_rows(frame, "balanced", dtype)
@@ -539,6 +540,20 @@ def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping
     label = dtype.replace("bfloat16", "bf16")
     return Family(f"MoE experts {label}", chip, table, MOE_FIELDS[dtype], build, rows, start, dtype=MOE_DTYPES[dtype],
                   fixed=dict(fixed), robust=True)
+
+
+def _sort_limits(frame: Any) -> Any:
+    """Each row's one-kernel expert-map sort limit (:func:`~symcost.layers.moe.fused_sort_limit` of its
+    top-k and experts per rank: 256 tokens, or 0 where TensorRT-LLM always sorts in three kernels).
+
+    >>> import pandas as pd
+    >>> _sort_limits(pd.DataFrame({"topk": [2, 10, 8], "E": [8, 512, 512], "ep": [1, 1, 2]})).tolist()
+    [256, 0, 256]
+    """
+    from ...layers.moe import fused_sort_limit
+
+    return np.array([int(fused_sort_limit(int(k), int(n))) for k, n in zip(frame["topk"], frame["E"] // frame["ep"])],
+                    dtype=int)
 
 
 MOE_BLOCK = ("h", "f", "topk", "E", "tp", "ep")
