@@ -1,0 +1,79 @@
+"""A layout whose weights alone exceed its engine's memory bound is ruled out before any of its
+steps is built (issue 23's speed target: a layout's symbolic step is most of a plan's time); the
+plans stay as they were (tests/plan/test_serving_deploy_fast.py builds every layout's steps)."""
+
+from fractions import Fraction
+
+import pytest
+
+from symcost import models
+from symcost.errors import ConfigError
+from symcost.hardware import get as get_hardware
+from symcost.plan.serving import batching, deploy
+from symcost.plan.serving.deploy import one_stage_weights, plan_deployment
+
+# Llama-3-70B (config.json: hidden 8192, intermediate 28672, 80 layers, 64 query / 8 KV heads of
+# 128, vocab 128256, untied head): embedding and LM head 128256 * 8192 = 1,050,673,152 each; a
+# block: q, o 8192^2 = 67,108,864 each, k, v 8192 * 1024 = 8,388,608 each (attention 150,994,944),
+# MLP 3 * 8192 * 28672 = 704,643,072, two norms 8192 each; final norm 8192. In all
+# 2,101,346,304 + 80 * 855,654,400 + 8192 = 70,553,706,496 parameters (the model card's 70.6B).
+LLAMA_70B_PARAMS = 70_553_706_496
+# TP 2 halves all but the norms (replicated): (2,101,346,304 + 80 * 855,638,016) / 2 + 80 * 16,384
+# + 8192 = 35,276,193,792 + 1,318,912 = 35,277,512,704 parameters per chip
+LLAMA_70B_TP2_PARAMS = 35_277_512_704
+
+
+def test_one_stage_weights_by_hand():
+    m = models.get("llama-3-70b")
+    assert one_stage_weights(m, "bf16", {"tensor_parallel": 1}) == 2 * LLAMA_70B_PARAMS
+    assert one_stage_weights(m, "bf16", {"tensor_parallel": 2}) == 2 * LLAMA_70B_TP2_PARAMS
+
+
+@pytest.mark.parametrize("name, dtype, par", [
+    ("llama-3-70b", "bf16", {"tensor_parallel": 8}),
+    ("llama-3-8b", "fp8_e4m3", {"tensor_parallel": 2}),
+    ("mixtral-8x7b", "bf16", {"data_parallel": 4, "expert_parallel": 4, "expert_tensor_parallel": 1}),
+    ("mamba2-2.7b", "bf16", {"tensor_parallel": 1}),
+])
+def test_one_stage_weights_are_the_steps(name, dtype, par):
+    """The weights read off the layers are the one-stage step's ``weight_memory`` (its stage sum)."""
+    m = models.get(name)
+    assert one_stage_weights(m, dtype, par) == m.inference_step("H100_SXM", 1, 1, dtype, par).weight_memory
+
+
+def _opts(engine, hardware="H100_SXM"):
+    chip = get_hardware(hardware) if engine is None else get_hardware(hardware).with_runtime(engine)
+    return deploy._Options(models.get("llama-3-70b"), chip, deploy.Workload.of(2048, 256), 8, "bf16", 1,
+                           Fraction(1, 20), None, None, 32, None, "throughput", None, None)
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "tensorrt-llm"])
+def test_no_room_by_hand(engine):
+    """H100 SXM: 80 GiB = 85,899,345,920 B. TP 1: 141,107,412,992 B of weights, more than the chip
+    under every rule (total 9/10 M, static 209/250 M, free: W >= M), no room; TP 2: 70,555,025,408 B,
+    below 9/10 M = 77,309,411,328 (total, free) and 209/250 M = 71,811,853,189 (static): room left."""
+    opts = _opts(engine)
+    assert get_hardware("H100_SXM").hbm_capacity == 85_899_345_920
+    assert deploy._no_room(opts, (1, 1, 1))
+    assert not deploy._no_room(opts, (2, 1, 1))
+    with pytest.raises(ConfigError, match="memory: llama-3-70b"):
+        batching.serving_curve(opts.model, opts.chip, opts.workload, parallelism={"tensor_parallel": 1})
+    assert deploy._prefill(opts, (1, 1, 1)) is None and deploy._decode(opts, (1, 1, 1)) is None
+
+
+def test_the_plan_builds_no_step_for_a_layout_without_room(monkeypatch):
+    """Llama-3-70B on 8 H200 (the docs' question): TP 1's 141 GB of weights exceed 9/10 of 141 GiB
+    (136,257,837,465.6 B), so no engine curve, prefill step or decode step is asked of it."""
+    asked = []
+    for name in ("serving_curve", "inference_step", "decode_step"):
+        real = getattr(deploy, name)
+
+        def spy(*args, _real=real, **kwargs):
+            par = kwargs.get("parallelism", args[5] if len(args) > 5 else None)
+            asked.append(par if isinstance(par, dict) else None)
+            return _real(*args, **kwargs)
+        monkeypatch.setattr(deploy, name, spy)
+    plan = plan_deployment(models.get("llama-3-70b"), "H200", (4000, 500), 8, 1, Fraction(3, 100))
+    assert plan.best_aggregated is not None
+    assert {"tensor_parallel": 1, "pipeline_parallel": 1} not in asked
+    assert {"tensor_parallel": 2, "pipeline_parallel": 1} in asked
