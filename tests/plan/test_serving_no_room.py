@@ -77,3 +77,24 @@ def test_the_plan_builds_no_step_for_a_layout_without_room(monkeypatch):
     assert plan.best_aggregated is not None
     assert {"tensor_parallel": 1, "pipeline_parallel": 1} not in asked
     assert {"tensor_parallel": 2, "pipeline_parallel": 1} in asked
+
+
+def test_a_layouts_activation_peak_is_evaluated_once():
+    """The serving planner builds a layout's symbolic step twice (its compiled program, its engine
+    steps): SymPy's ``Max`` of the layers' peaks, evaluated, is taken once and is the same value."""
+    import sympy as sp
+
+    from symcost.core import symbols as sym
+    from symcost.core._expr import exact_value
+    from symcost.core.dtypes import DataType
+    from symcost.plan import inference
+
+    m, par = models.get("llama-2-7b"), {"tensor_parallel": 2}
+    inference._symbolic_peak.cache_clear()
+    batching.serving_curve(m, "A100_80GB", (512, 64), parallelism=par)
+    info = inference._symbolic_peak.cache_info()
+    assert info.hits >= 1 and info.misses >= 1
+    rows = m.with_parallelism(par).breakdown(sym.batch_size, sym.seq_len, "prefill", DataType.BF16,
+                                             get_hardware("A100_80GB"), "none", False)
+    peak = exact_value(sp.Max(*(r[2].activation_memory_per_chip for r in rows)))
+    assert m.inference_step("A100_80GB", None, None, parallelism=par).activation_memory == peak
