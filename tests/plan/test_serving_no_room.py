@@ -98,3 +98,44 @@ def test_a_layouts_activation_peak_is_evaluated_once():
                                              get_hardware("A100_80GB"), "none", False)
     peak = exact_value(sp.Max(*(r[2].activation_memory_per_chip for r in rows)))
     assert m.inference_step("A100_80GB", None, None, parallelism=par).activation_memory == peak
+
+
+# Mixtral-8x7B built with its own pipeline parallelism 2. Its attention-DP x EP layouts (1, 1, d)
+# give no pipeline degree, so the steps run at the model's pp 2 (resolve_parallelism). Mixtral's
+# model card: 46.7B parameters, about 1.6B of them outside the experts (embedding, head,
+# attention, norms, routers). With EP 2 each rank holds half the experts, about
+# 1.6B + 45.1B / 2 = 24.2B parameters, 48.3 GB in bf16. That is more than half an H100's
+# 85,899,345,920 B (42.95 GB), but pp 2's fullest stage holds only about half of it (24.2 GB).
+# The layout has room, so the fast path must not rule it out as if it were one stage.
+MIXTRAL_PP2 = dict(tp=[8], ep=[2], max_concurrency=8, memory_fraction=Fraction(1, 2), disaggregated=False)
+
+
+def _mixtral_pp2():
+    return models.get("mixtral-8x7b").with_parallelism({"pipeline_parallel": 2})
+
+
+def test_one_stage_weights_refuses_a_model_with_its_own_pipeline():
+    with pytest.raises(ConfigError, match="pipeline_parallel"):
+        one_stage_weights(_mixtral_pp2(), "bf16", deploy._par(1, 1, 2))
+
+
+def test_no_room_reads_the_pipeline_the_steps_run_with():
+    m = _mixtral_pp2()
+    chip = get_hardware("H100_SXM")
+    opts = deploy._Options(m, chip, deploy.Workload.of(1024, 128), 8, "bf16", 10, Fraction(1, 5), None,
+                           Fraction(1, 2), 8, None, "throughput", None, None)
+    step = m.inference_step(chip, 1, 1, "bf16", deploy._par(1, 1, 2))
+    assert 24 * 10**9 < step.weight_memory < Fraction(1, 2) * chip.hbm_capacity  # the fullest stage fits
+    assert not deploy._no_room(opts, (1, 1, 2))
+
+
+def test_a_model_with_its_own_pipeline_plans_as_without_the_shortcut(monkeypatch):
+    """The plan equals the one that builds every layout's steps (no _no_room), and it holds the
+    DP-attention layout (the reviewer's repro: it raised 'no layout ... holds one request')."""
+    fast = plan_deployment(_mixtral_pp2(), "H100_SXM", (1024, 128), 8, 10, Fraction(1, 5), **MIXTRAL_PP2)
+    monkeypatch.setattr(deploy, "_no_room", lambda opts, layout: False)
+    slow = plan_deployment(_mixtral_pp2(), "H100_SXM", (1024, 128), 8, 10, Fraction(1, 5), **MIXTRAL_PP2)
+    assert fast.best_aggregated == slow.best_aggregated
+    assert fast.best_aggregated.layout == "2 x DP-attention 2 x EP 2"
+    for k in deploy.COLUMNS:
+        assert fast.columns[k].tolist() == slow.columns[k].tolist(), k

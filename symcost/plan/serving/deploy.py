@@ -244,7 +244,9 @@ def one_stage_weights(model: Model, dtype: Any, parallelism: Any) -> Any:
     model's own), read off its layers without costing a step: every part's
     :meth:`~symcost.layers.base.Layer.weight_memory` times its count, the sum the step's stage
     memory takes (:func:`~symcost.plan.pipeline.stages_from_parts`; one stage holds one table of a
-    tied LM head).
+    tied LM head). A model whose resolved pipeline degree is not 1 (its own ``pipeline_parallel``
+    or the one given) has several stages: refused (``ConfigError``), its stages' weights are not
+    this sum.
 
     >>> from symcost import models
     >>> m = models.get("llama-3-8b")
@@ -258,7 +260,12 @@ def one_stage_weights(model: Model, dtype: Any, parallelism: Any) -> Any:
     from ..pipeline import resolve_parallelism
 
     datatype, phase = DataType.parse(dtype), Phase.DECODE
-    sharded = model.with_parallelism(resolve_parallelism(model, parallelism))
+    par = resolve_parallelism(model, parallelism)
+    if par.pp != 1:
+        raise ConfigError(f"pipeline_parallel: one_stage_weights sums one stage; {model.name} runs "
+                          f"pipeline_parallel={par.pp} (its own or the one given), whose stages hold parts of it",
+                          field="pipeline_parallel")
+    sharded = model.with_parallelism(par)
     one = sp.Integer(1)
     return sp.Add(*(n * layer.weight_memory(Context(one, one, phase, tensor_bytes(datatype, phase), layer.parallelism,
                                                     "none", narrow_gemm_bytes(datatype, phase), datatype))
@@ -272,12 +279,22 @@ def _no_room(opts: _Options, layout: tuple[int, int, int]) -> bool:
     W - A``, ``phi (M - W - A)``, ``phi M - W``), so no request fits: :func:`serving_curve`
     raises, and neither a prefill nor a decode instance fits (``None``). Said before the layout's
     symbolic step is built (most of a plan's time); ``False`` where it is not shown (several
-    stages, symbolic sizes, an error the steps report their own way)."""
-    if layout[1] != 1:
+    stages, symbolic sizes, an error the steps report their own way). The stages and the engine's
+    GPUs are the degrees the steps run with (:func:`~symcost.plan.pipeline.resolve_parallelism`:
+    the model's own where the layout gives none, as :func:`serving_curve` resolves them); a layout
+    whose resolved TP x PP is not its own (a model built with its own degrees) is not ruled out."""
+    from ..pipeline import resolve_parallelism
+
+    try:
+        par = resolve_parallelism(opts.model, _par(*layout))
+    except (ValueError, SymcostError):
+        return False  # a layout the model's own degrees refuse: the steps report it
+    if par.pp != 1 or (par.tp, par.pp) != (layout[0], layout[1]):
         return False
     try:
-        engine = opts.engine(layout)
-        weights = one_stage_weights(opts.model, opts.dtype, _par(*layout))
+        engine = engine_defaults(opts.chip, int(par.tp * par.pp), opts.token_budget, opts.memory_fraction,
+                                 opts.max_num_seqs)
+        weights = one_stage_weights(opts.model, opts.dtype, par)
     except SymcostError:
         return False
     room = sp.sympify(memory_bound(engine.memory_rule, engine.memory_fraction, opts.chip.hbm_capacity, weights, 0)
