@@ -49,10 +49,19 @@ def _opts(engine, hardware="H100_SXM"):
 
 @pytest.mark.parametrize("engine", ["vllm", "sglang", "tensorrt-llm"])
 def test_no_room_by_hand(engine):
-    """H100 SXM: 80 GiB = 85,899,345,920 B. TP 1: 141,107,412,992 B of weights, more than the chip
-    under every rule (total 9/10 M, static 209/250 M, free: W >= M), no room; TP 2: 70,555,025,408 B,
-    below 9/10 M = 77,309,411,328 (total, free) and 209/250 M = 71,811,853,189 (static): room left."""
+    """H100 SXM: M = 80 GiB = 85,899,345,920 B. The room left at no activations, bound(W, 0) - W:
+    total phi M - W, static phi M - W, free phi M + (1 - phi) W - W = phi (M - W) (room < 0 iff
+    W > M, whatever phi). phi: vLLM's and TensorRT-LLM's 9/10; SGLang's per replica of g GPUs
+    (sglang.json: round(1 - reserved/81,920 MiB, 3), reserved = 13,312 MiB + 128 MiB x g):
+    g = 1: 1 - 13,440/81,920 = 0.8359375 -> 0.836 = 209/250; g = 2: 1 - 13,568/81,920 = 0.834375
+    -> 0.834 = 417/500. TP 1: 141,107,412,992 B of weights, above 9/10 M (total), 209/250 M =
+    71,811,853,189.12 (static) and M (free): no room. TP 2 (a replica of 2 GPUs):
+    70,555,025,408 B, below 9/10 M = 77,309,411,328 (total), 417/500 M = 71,640,054,497.28
+    (static) and M (free): room left."""
     opts = _opts(engine)
+    if engine == "sglang":
+        assert opts.engine((1, 1, 1)).memory_fraction == Fraction(209, 250)
+        assert opts.engine((2, 1, 1)).memory_fraction == Fraction(417, 500)
     assert get_hardware("H100_SXM").hbm_capacity == 85_899_345_920
     assert deploy._no_room(opts, (1, 1, 1))
     assert not deploy._no_room(opts, (2, 1, 1))
@@ -89,8 +98,16 @@ def test_a_layouts_activation_peak_is_evaluated_once():
     from symcost.core.dtypes import DataType
     from symcost.plan import inference
 
+    from symcost.plan import compiled
+    from symcost.plan.serving import steps
+
     m, par = models.get("llama-2-7b"), {"tensor_parallel": 2}
+    # every memo in front of the peak cleared, so that this layout's program and engine steps are
+    # built here whatever ran before (the test order)
     inference._symbolic_peak.cache_clear()
+    inference._inference_program.cache_clear()
+    compiled._forget_programs()  # the compiled steps looked up by their arguments (compiled.front)
+    steps._engine_steps.cache_clear()
     batching.serving_curve(m, "A100_80GB", (512, 64), parallelism=par)
     info = inference._symbolic_peak.cache_info()
     assert info.hits >= 1 and info.misses >= 1
