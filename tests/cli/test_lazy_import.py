@@ -158,16 +158,26 @@ def test_the_command_runs_openblas_at_one_thread_unless_told(monkeypatch):
 
 
 def test_python_m_symcost_loads_numpy_with_one_openblas_thread():
-    """``python -m symcost`` goes through ``run``: its process has ``OPENBLAS_NUM_THREADS=1``."""
+    """``python -m symcost`` goes through ``run``: when ``run`` calls ``main`` the process has
+    ``OPENBLAS_NUM_THREADS=1`` and NumPy is not loaded yet (OpenBLAS reads the variable when NumPy
+    loads, so a value set after that would change nothing)."""
     out = _run("""
         import os, runpy, sys, contextlib, io
         os.environ.pop('OPENBLAS_NUM_THREADS', None)
+        import importlib
+        cli_main = importlib.import_module('symcost.cli.main')  # the module (symcost.cli.main is the function)
+        seen, real = [], cli_main.main
+
+        def spy(argv=None):
+            seen.append(('numpy' in sys.modules, os.environ.get('OPENBLAS_NUM_THREADS')))
+            return real(argv)
+        cli_main.main = spy
         sys.argv = ['symcost', 'models']
         with contextlib.redirect_stdout(io.StringIO()):
             try:
                 runpy.run_module('symcost', run_name='__main__')
             except SystemExit:
                 pass
-        print(os.environ.get('OPENBLAS_NUM_THREADS'))
+        print(seen)
     """)
-    assert out == "1"
+    assert out == "[(False, '1')]"
