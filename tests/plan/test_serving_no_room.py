@@ -96,9 +96,7 @@ def test_a_layouts_activation_peak_is_evaluated_once():
     from symcost.core import symbols as sym
     from symcost.core._expr import exact_value
     from symcost.core.dtypes import DataType
-    from symcost.plan import inference
-
-    from symcost.plan import compiled
+    from symcost.plan import compiled, inference
     from symcost.plan.serving import steps
 
     m, par = models.get("llama-2-7b"), {"tensor_parallel": 2}
