@@ -439,7 +439,9 @@ def _command_jobs(root: str, args: list[str], cache: str) -> dict:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     loaded = subprocess.run([sys.executable, "-c", _LOADED.format(args=args)], env=env, cwd=root, check=True,
                             capture_output=True, text=True).stdout.split()
-    return {"imports": ([sys.executable, "-c", "import " + ", ".join(loaded)], env, root),
+    # the imports as the command's own process runs them: NumPy's OpenBLAS at one thread (symcost.cli.run)
+    imports = {**env, "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}
+    return {"imports": ([sys.executable, "-c", "import " + ", ".join(loaded)], imports, root),
             "command": ([sys.executable, "-m", "symcost", *args], env, root)}
 
 

@@ -57,5 +57,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 141  # 128 + SIGPIPE, as a shell reports a command killed by a closed pipe
 
 
+def run() -> int:
+    """The ``symcost`` command in a process of its own (the console script, ``python -m symcost``):
+    :func:`main`, with NumPy's OpenBLAS at one thread unless the environment sets its count.
+
+    NB: OpenBLAS starts a thread per core when NumPy loads (``OPENBLAS_NUM_THREADS`` read then) and
+    they spin for a while, about a tenth of the plan command's CPU time on 2 cores; nothing in
+    symcost calls BLAS (its NumPy work is elementwise), so one thread changes no result. In
+    :func:`main` (a caller's process) the environment is left alone."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    return main()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(run())

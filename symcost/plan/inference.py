@@ -179,8 +179,16 @@ def _run_busy(at: Any, start: Any, count: int, chunk: int) -> Any:
 
 def _activation_peak(rows: list) -> Any:
     # inference activations are a transient peak: the largest layer's, whatever the depth
-    peaks = [m.activation_memory_per_chip for _, _, m in rows]
-    return max(peaks) if not any(isinstance(x, sp.Basic) for x in peaks) else exact_value(sp.Max(*peaks))
+    peaks = tuple(m.activation_memory_per_chip for _, _, m in rows)
+    return max(peaks) if not any(isinstance(x, sp.Basic) for x in peaks) else _symbolic_peak(peaks)
+
+
+@functools.lru_cache(maxsize=256)
+def _symbolic_peak(peaks: tuple) -> Any:
+    """``Max`` of symbolic peaks, evaluated (SymPy drops the ones it shows dominated, comparing
+    every pair: milliseconds), once per distinct tuple: the serving planner builds a layout's
+    symbolic step twice, for its compiled program and for its engine steps."""
+    return exact_value(sp.Max(*peaks))
 
 
 def _stage_memory(sharded: "Model", decode_rows: list, datatype: DataType, p: Any, split: Any,

@@ -611,24 +611,36 @@ def _peak_slot(space: _Space, cols: _Columns, values: dict[tuple[str, str], np.n
     stage ``rows[p]``, :func:`~symcost.plan.pipeline.rebuild_peak` over its blocks (every one
     recomputed), the tail the rest of the last stage's last chunk; the largest, at least 0."""
     out = np.zeros(len(cols))
-    is_full = cols.rc == space.recompute.index("full")
+    full = np.flatnonzero(cols.rc == space.recompute.index("full"))  # the rows at stake, in order
     for p, (_, held, first, last) in rows.items():
-        for v in sorted(set(cols.v[cols.p == p].tolist())):
-            mask = is_full & (cols.p == p) & (cols.v == v)
-            if not mask.any():
-                continue
+        at_p = full[cols.p[full] == p]
+        vs = cols.v[at_p]
+        for v in sorted(set(vs.tolist())):
+            at = at_p[vs == v]  # the full-recompute rows of stage p in v chunks, ascending
             chunks = chunk_groups(held, chunk_blocks(sum(int(n) for n in held), int(v), first, last), None)
-            best = np.zeros(int(mask.sum()))
-            for c, (groups, _) in enumerate(chunks):
-                rest = values[("tail", "activation")][mask] if last and c == len(chunks) - 1 else 0.0
-                later = np.zeros(len(best))  # the inputs of the chunk's blocks after block i
-                for g in reversed(groups):
-                    part = f"blocks[{g}]"
-                    gain = values[(part, "kept_activation")][mask] - values[(part, "activation")][mask] - later - rest
-                    best = np.maximum(best, gain)
-                    later = later + values[(part, "activation")][mask]
-            out[mask] = best
+            out[at] = _rebuild_peak(chunks, last, {key: values[key][at] for key in _peak_keys(chunks, last)}, len(at))
     return out
+
+
+def _peak_keys(chunks: list, last: bool) -> set[tuple[str, str]]:
+    """The values :func:`_rebuild_peak` reads."""
+    keys = {(f"blocks[{g}]", q) for groups, _ in chunks for g in groups for q in ("activation", "kept_activation")}
+    return keys | ({("tail", "activation")} if last else set())
+
+
+def _rebuild_peak(chunks: list, last: bool, taken: dict[tuple[str, str], np.ndarray], n: int) -> np.ndarray:
+    """:func:`_peak_slot`'s peak over the chunks of one stage and chunk count for ``n`` rows, from
+    ``taken``, the values of those rows (gathered once)."""
+    best = np.zeros(n)
+    for c, (groups, _) in enumerate(chunks):
+        rest = taken[("tail", "activation")] if last and c == len(chunks) - 1 else 0.0
+        later = np.zeros(len(best))  # the inputs of the chunk's blocks after block i
+        for g in reversed(groups):
+            part = f"blocks[{g}]"
+            gain = taken[(part, "kept_activation")] - taken[(part, "activation")] - later - rest
+            best = np.maximum(best, gain)
+            later = later + taken[(part, "activation")]
+    return best
 
 
 @dataclass(frozen=True)

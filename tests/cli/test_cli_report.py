@@ -27,8 +27,10 @@ H100_HBM = 80 * 10**9  # NVIDIA H100 SXM datasheet: 80 GB
 
 
 def run(*args, check=True, cwd=None):
-    """``symcost ARGS`` in this process (``symcost.cli.main``: the code ``python -m symcost`` runs,
-    without a fresh interpreter per call, so the suite stays fast); stdout, stderr and the exit code."""
+    """``symcost ARGS`` in this process (``symcost.cli.main``, which ``python -m symcost`` and the
+    console script reach through ``symcost.cli.run``: ``run`` sets NumPy's OpenBLAS threads and
+    calls ``main``; here without a fresh interpreter per call, so the suite stays fast); stdout,
+    stderr and the exit code."""
     out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
     try:
         if cwd is not None:

@@ -136,3 +136,48 @@ def test_cli_chip_names_are_the_presets_and_a_bad_one_loads_no_sympy():
                                                              for x in lines))
     """)
     assert out == "[2, 2] False 2 True"
+
+
+def test_the_command_runs_openblas_at_one_thread_unless_told(monkeypatch):
+    """``run`` (the console script, ``python -m symcost``) sets ``OPENBLAS_NUM_THREADS`` to 1 where
+    the environment does not set it (OpenBLAS reads it once, when NumPy loads), keeps a user's
+    value, and ``main`` (a caller's own process) leaves the environment alone."""
+    import os
+
+    from symcost import cli
+
+    cli_main = sys.modules["symcost.cli.main"]  # the module (``symcost.cli.main`` is the function)
+
+    seen = []
+    monkeypatch.setattr(cli_main, "main", lambda argv=None: seen.append(os.environ.get("OPENBLAS_NUM_THREADS")) or 0)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    assert cli.run() == 0
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
+    assert cli.run() == 0
+    assert seen == ["1", "4"]
+
+
+def test_python_m_symcost_loads_numpy_with_one_openblas_thread():
+    """``python -m symcost`` goes through ``run``: when ``run`` calls ``main`` the process has
+    ``OPENBLAS_NUM_THREADS=1`` and NumPy is not loaded yet (OpenBLAS reads the variable when NumPy
+    loads, so a value set after that would change nothing)."""
+    out = _run("""
+        import os, runpy, sys, contextlib, io
+        os.environ.pop('OPENBLAS_NUM_THREADS', None)
+        import importlib
+        cli_main = importlib.import_module('symcost.cli.main')  # the module (symcost.cli.main is the function)
+        seen, real = [], cli_main.main
+
+        def spy(argv=None):
+            seen.append(('numpy' in sys.modules, os.environ.get('OPENBLAS_NUM_THREADS')))
+            return real(argv)
+        cli_main.main = spy
+        sys.argv = ['symcost', 'models']
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                runpy.run_module('symcost', run_name='__main__')
+            except SystemExit:
+                pass
+        print(seen)
+    """)
+    assert out == "[(False, '1')]"

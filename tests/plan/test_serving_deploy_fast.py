@@ -156,6 +156,7 @@ def slow(monkeypatch):
     monkeypatch.setattr(deploy, "_decode", _slow_decode)
     monkeypatch.setattr(deploy, "_prefill", _slow_prefill)
     monkeypatch.setattr(deploy, "_flatten", _slow_flatten)
+    monkeypatch.setattr(deploy, "_no_room", lambda opts, layout: False)  # every layout's steps built
 
 
 H200_VLLM = ("llama-3-70b", "vllm", "H200", (4000, 500), 8, 1, Fraction(3, 100), {})
@@ -171,6 +172,12 @@ CASES = {
     # layouts the room checks keep but barely (an engine of 1..3 requests, a decode instance of few)
     "tight_kv": ("llama-3-70b", None, "H100_SXM", (8192, 1024), 4, 5, Fraction(1, 10),
                  dict(tp=[2, 4], pp=[1, 2], max_concurrency=16)),
+    # TP 1 of Llama-3-70B (141 GB of weights) fits no 80 GB chip under any rule: skipped before its
+    # steps (deploy._no_room); SGLang's static rule and TensorRT-LLM's free rule
+    "no_room_static": ("llama-3-70b", "sglang", "H100_SXM", (2048, 256), 8, 1, Fraction(5, 100),
+                       dict(tp=[1, 4, 8], max_concurrency=32)),
+    "no_room_free": ("llama-3-70b", "tensorrt-llm", "H100_SXM", (2048, 256), 8, 1, Fraction(5, 100),
+                     dict(tp=[1, 4], max_concurrency=32)),
     "moe_dp_ep": ("mixtral-8x7b", None, "H100_SXM", (1024, 128), 4, 1, Fraction(3, 100),
                   dict(tp=[2, 4], ep=[2, 4], max_concurrency=32)),
 }

@@ -239,6 +239,69 @@ def layouts(model: Model, chip: Hardware, gpus: int, tp: Optional[Sequence[int]]
     return found
 
 
+def one_stage_weights(model: Model, dtype: Any, parallelism: Any) -> Any:
+    """The weights per chip of ``model`` in one pipeline stage under ``parallelism`` (added to the
+    model's own), read off its layers without costing a step: every part's
+    :meth:`~symcost.layers.base.Layer.weight_memory` times its count, the sum the step's stage
+    memory takes (:func:`~symcost.plan.pipeline.stages_from_parts`; one stage holds one table of a
+    tied LM head). A model whose resolved pipeline degree is not 1 (its own ``pipeline_parallel``
+    or the one given) has several stages: refused (``ConfigError``), its stages' weights are not
+    this sum.
+
+    >>> from symcost import models
+    >>> m = models.get("llama-3-8b")
+    >>> one_stage_weights(m, "bf16", {"tensor_parallel": 2}) == m.inference_step(
+    ...     "H100_SXM", 1, 1, parallelism={"tensor_parallel": 2}).weight_memory
+    True
+    """
+    from ...core.dtypes import DataType
+    from ...core.phase import Phase
+    from ...layers.base import Context, narrow_gemm_bytes, tensor_bytes
+    from ..pipeline import resolve_parallelism
+
+    datatype, phase = DataType.parse(dtype), Phase.DECODE
+    par = resolve_parallelism(model, parallelism)
+    if par.pp != 1:
+        raise ConfigError(f"pipeline_parallel: one_stage_weights sums one stage; {model.name} runs "
+                          f"pipeline_parallel={par.pp} (its own or the one given), whose stages hold parts of it",
+                          field="pipeline_parallel")
+    sharded = model.with_parallelism(par)
+    one = sp.Integer(1)
+    return sp.Add(*(n * layer.weight_memory(Context(one, one, phase, tensor_bytes(datatype, phase), layer.parallelism,
+                                                    "none", narrow_gemm_bytes(datatype, phase), datatype))
+                    for _, layer, n in sharded.parts()))
+
+
+def _no_room(opts: _Options, layout: tuple[int, int, int]) -> bool:
+    """Whether a one-stage ``layout``'s weights alone exceed its engine's memory bound: the room
+    ``bound(W, A) - W - A`` left for the KV cache is below 0 at ``A = 0``, and no larger under
+    activations ``A >= 0`` (each rule of :func:`~symcost.hardware.serving.memory_bound`: ``phi M -
+    W - A``, ``phi (M - W - A)``, ``phi M - W``), so no request fits: :func:`serving_curve`
+    raises, and neither a prefill nor a decode instance fits (``None``). Said before the layout's
+    symbolic step is built (most of a plan's time); ``False`` where it is not shown (several
+    stages, symbolic sizes, an error the steps report their own way). The stages and the engine's
+    GPUs are the degrees the steps run with (:func:`~symcost.plan.pipeline.resolve_parallelism`:
+    the model's own where the layout gives none, as :func:`serving_curve` resolves them); a layout
+    whose resolved TP x PP is not its own (a model built with its own degrees) is not ruled out."""
+    from ..pipeline import resolve_parallelism
+
+    try:
+        par = resolve_parallelism(opts.model, _par(*layout))
+    except (ValueError, SymcostError):
+        return False  # a layout the model's own degrees refuse: the steps report it
+    if par.pp != 1 or (par.tp, par.pp) != (layout[0], layout[1]):
+        return False
+    try:
+        engine = engine_defaults(opts.chip, int(par.tp * par.pp), opts.token_budget, opts.memory_fraction,
+                                 opts.max_num_seqs)
+        weights = one_stage_weights(opts.model, opts.dtype, par)
+    except SymcostError:
+        return False
+    room = sp.sympify(memory_bound(engine.memory_rule, engine.memory_fraction, opts.chip.hbm_capacity, weights, 0)
+                      - weights)
+    return bool(room.is_number and room < 0)
+
+
 def _aggregated(opts: _Options, layout: tuple[int, int, int]) -> Optional[dict[str, Any]]:
     """Every concurrency of ``r`` replicas of one layout, as columns (``None`` when it does not fit).
     An attention-DP layout's curve is one rank's (its own requests, ``concurrency`` each; the
@@ -589,10 +652,11 @@ def plan_deployment(model: Model, hardware: Hardware | str, workload: Workload |
     tried = layouts(model, chip, gpus, tp, pp, ep)
     if not tried:
         raise ConfigError(f"layouts: no TP x PP layout of {model.name} fits {gpus} GPUs (tp {tp}, pp {list(pp)})")
-    groups = [g for g in (_aggregated(opts, lay) for lay in tried) if g is not None]
+    roomy = [lay for lay in tried if not _no_room(opts, lay)]  # before any layout's step is built
+    groups = [g for g in (_aggregated(opts, lay) for lay in roomy) if g is not None]
     if disaggregated:
-        prefill = [p for p in (_prefill(opts, lay) for lay in tried) if p is not None]
-        decode = [d for d in (_decode(opts, lay) for lay in tried) if d is not None]
+        prefill = [p for p in (_prefill(opts, lay) for lay in roomy) if p is not None]
+        decode = [d for d in (_decode(opts, lay) for lay in roomy) if d is not None]
         groups += [g for p in prefill for d in decode if p.chips + d.chips <= gpus for g in _disaggregated(opts, p, d)]
     if not groups:
         raise ConfigError(f"memory: no layout of {model.name} on {gpus} x {chip.name} holds one request of "
