@@ -40,6 +40,7 @@ def test_tiny_mla_search_skips_ulysses_and_says_so(tiny_table):
     assert all(r["tp"] * r["pp"] * r["dp"] * r["cp"] == 4 for r in rows)
     assert table.notes == (NOTE,)
     assert NOTE in table.format(3).splitlines()
+    assert NOTE in table._repr_html_()
 
 
 def test_tiny_mla_row_is_the_training_step(tiny_table):
@@ -56,8 +57,12 @@ def test_search_without_mla_has_no_note():
     """A model every layer of which models Ulysses carries no note (the default search unchanged)."""
     from symcost import models
 
-    table = search.parallelism(models.get("llama-3-8b"), "H100_SXM", num_chips=2, global_batch=2, seq_len=512,
+    # a toy llama: 8 heads, 4 KV heads split 2 ways, s = 256 splits 2 ways: u = 2 is a candidate
+    toy = models.from_hf_config({"model_type": "llama", "hidden_size": 256, "num_attention_heads": 8,
+                                 "num_key_value_heads": 4, "num_hidden_layers": 2, "vocab_size": 1024,
+                                 "intermediate_size": 512})
+    table = search.parallelism(toy, "H100_SXM", num_chips=2, global_batch=2, seq_len=256,
                                recompute=("none",), zero_stages=(0,), max_micro_batch=1)
     assert table.notes == ()
-    assert any(r["sp"] == 2 for r in table.rows())  # Ulysses still enumerated: 32 heads, 8 KV heads split 2 ways
+    assert any(r["sp"] == 2 for r in table.rows())  # Ulysses still enumerated
 
