@@ -234,9 +234,8 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     the product ``t * u * c * p * d = num_chips`` where it divides and ``seq_len`` splits into
     ``2 * c * u`` chunks (docs/conventions.md §3b), and fills the column ``cp``.
 
-    A model with a layer for which Ulysses sequence parallelism is not modelled (multi-head latent
-    attention: ``MLALayer``) is searched without Ulysses degrees (``u = 1``, Megatron SP still
-    tried), and the result's ``notes`` say so (:func:`ulysses_skipped`).
+    A model with a layer that does not model Ulysses (``MLALayer``, ``Mamba2Layer``) is searched
+    with ``u = 1`` (Megatron SP still tried); the result's ``notes`` say so (:func:`ulysses_skipped`).
     """
     import time
 

@@ -66,3 +66,17 @@ def test_search_without_mla_has_no_note():
     assert table.notes == ()
     assert any(r["sp"] == 2 for r in table.rows())  # Ulysses still enumerated
 
+
+
+def test_hybrid_search_names_the_mamba_layer():
+    """A Mamba-2 + attention hybrid (Mamba2Layer refuses Ulysses: a state-space scan): the search
+    says it skipped Ulysses for that layer, and every row has sp = 1."""
+    from symcost.models import ssm
+
+    hybrid = ssm.hybrid(hidden_size=64, vocab_size=100, mamba_layers=2, attention_layers=1, mlp_layers=1,
+                        num_heads=4, num_kv_heads=2, intermediate_size=256, ssm_head_dim=32, state_size=16,
+                        chunk_size=8)
+    table = search.parallelism(hybrid, "H100_SXM", num_chips=2, global_batch=4, seq_len=64, recompute=("none",),
+                               zero_stages=(1,))
+    assert table.notes == ("Ulysses sequence parallelism skipped: not modelled for a state-space scan (Mamba2Layer)",)
+    assert len(table) and all(r["sp"] == 1 for r in table.rows())
