@@ -279,6 +279,16 @@ class Layer(BaseModel):
     layer_idx: Optional[int] = Field(default=None, ge=0)
     parallelism: Annotated[Parallelism, BeforeValidator(Parallelism.coerce)] = Parallelism()
 
+    ulysses_unmodelled: ClassVar[Optional[str]] = None
+    """Why Ulysses sequence parallelism (a numeric ``sequence_parallel``) is not modelled for this
+    layer type, or ``None`` where it is: the parallelism search enumerates no Ulysses degree for a
+    model with such a layer and says so (:func:`symcost.plan.search.parallelism`).
+
+    >>> from symcost.layers.mla import MLALayer
+    >>> Layer.ulysses_unmodelled is None, MLALayer.ulysses_unmodelled
+    (True, 'multi-head latent attention')
+    """
+
     _async_backward: ClassVar[bool] = False
     """The layer's linear is Megatron-Core's own ``ColumnParallelLinear``, whose backward issues its TP
     collectives asynchronously beside its GEMMs (:meth:`tp_enter`); Transformer Engine's linears

@@ -74,7 +74,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import sympy as sp
 from pydantic import field_validator, model_validator
@@ -184,15 +184,17 @@ class Mamba2Layer(Layer):
     def _state_dtype(cls, value: Any) -> Optional[DataType]:
         return None if value is None else DataType.parse(value)
 
+    ulysses_unmodelled: ClassVar[Optional[str]] = "a state-space scan"
+
     @model_validator(mode="after")
     def _check_shapes(self) -> "Mamba2Layer":
         par = self.parallelism
-        # NB: a symbolic degree (the search's) passes; the search runs no Ulysses degree on a
-        # model whose first headed block has no KV heads to split
+        # NB: a symbolic degree passes; the search runs no Ulysses degree on a model with this
+        # layer (ulysses_unmodelled; symcost.plan.search.ulysses_skipped)
         if not par.megatron_sp and sp.sympify(par.sp).is_number and par.sp != 1:
             raise ConfigError(
                 f'sequence_parallel must be 1 or "tp" for Mamba2Layer, got {par.sp}: Ulysses '
-                "sequence parallelism of a state-space scan is not modelled")
+                f"sequence parallelism of {self.ulysses_unmodelled} is not modelled")
         if sp.sympify(par.cp).is_number and par.cp != 1:
             raise ConfigError(
                 f"context_parallel must be 1 for Mamba2Layer, got {par.cp}: context parallelism of a "

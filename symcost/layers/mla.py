@@ -70,7 +70,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 import sympy as sp
 from pydantic import model_validator
@@ -158,13 +158,15 @@ class MLALayer(Layer):
     causal: bool = False
     dropout: bool = False
 
+    ulysses_unmodelled: ClassVar[Optional[str]] = "multi-head latent attention"
+
     @model_validator(mode="after")
     def _check_shapes(self) -> "MLALayer":
         par = self.parallelism
         if not par.megatron_sp and par.sp != 1:
             raise ConfigError(
                 f'sequence_parallel must be 1 or "tp" for MLALayer, got {par.sp}: Ulysses '
-                "sequence parallelism with multi-head latent attention is not modelled")
+                f"sequence parallelism with {self.ulysses_unmodelled} is not modelled")
         check_divides(self.num_heads, par.tp, "num_heads", by="tensor_parallel")
         return self
 

@@ -187,9 +187,10 @@ def search_html(result: Any, n: int = 10) -> str:
     rows = [[str(i + 1)] + [search_cell(r, c, markup=True) for c in cols] for i, r in enumerate(result.rows(n))]
     title = (f"Parallelism search: {result.num_candidates:,} candidates, {result.num_valid:,} divide, "
              f"{result.num_fit:,} fit; best {min(n, len(result))} shown, the chosen one highlighted")
+    notes = [d.html_text(note) for note in result.notes]  # what the enumeration left out
     if not rows:
-        return d.html_section(title, [d.html_text("no configuration fits")])
-    return d.html_section(title, [d.html_table(["rank"] + cols, rows, highlight=0)])
+        return d.html_section(title, [*notes, d.html_text("no configuration fits")])
+    return d.html_section(title, [*notes, d.html_table(["rank"] + cols, rows, highlight=0)])
 
 
 # -- speculative decoding -------------------------------------------------------------------------

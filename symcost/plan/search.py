@@ -1,9 +1,10 @@
 """Parallelism search: enumerate, discard what does not divide or fit, rank by time.
 
 For a training job the candidates are every combination of tensor (t), pipeline (p), data (d),
-sequence (Megatron ``"tp"`` or a Ulysses degree u), context (cp, only the degrees asked for) and
-expert (e) parallelism with ``t * u * cp * p * d = num_chips``, a micro-batch size, an
-interleaving degree, a recompute mode and a ZeRO stage. Layer costs are compiled once per
+sequence (Megatron ``"tp"`` or a Ulysses degree u, where every layer models Ulysses), context
+(cp, only the degrees asked for) and expert (e) parallelism with ``t * u * cp * p * d =
+num_chips``, a micro-batch size, an interleaving degree, a recompute mode and a ZeRO stage.
+Layer costs are compiled once per
 (sequence mode, recompute mode, overlap, cp) with ``b``, ``t``, ``u`` and ``e`` free, the
 pipeline/DP/memory assembly once per (ZeRO stage, p = 1?, v = 1?) with ``cp`` free when a degree
 other than 1 is tried, and all candidates are evaluated as NumPy arrays — the same expressions as
@@ -42,7 +43,7 @@ from ..models.model import Model
 from .pipeline import chunk_blocks, chunk_groups, model_parts, pipeline_stages, stage_layout
 from .training import StepComm, TrainingOptions, TrainingRun, assemble_training, tensor_format
 
-__all__ = ["Constraints", "SearchOptions", "SearchResult", "parallelism"]
+__all__ = ["Constraints", "SearchOptions", "SearchResult", "parallelism", "ulysses_skipped"]
 
 _COLUMNS = ("tp", "pp", "dp", "sp", "cp", "megatron_sp", "ep", "micro_batch", "interleave", "overlap", "recompute",
             "zero_stage", "step_time", "memory_per_chip", "mfu", "tokens_per_second")
@@ -61,6 +62,9 @@ class SearchResult:
     num_valid: int
     num_fit: int
     seconds: float
+    notes: tuple[str, ...] = ()
+    """What the search left out of the enumeration and why, one line each (e.g. Ulysses sequence
+    parallelism on a model with a layer that does not model it: :func:`ulysses_skipped`)."""
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values())))
@@ -121,7 +125,7 @@ class SearchResult:
         from .display import search_cell, search_columns
 
         head = (f"{self.num_candidates:,} candidates, {self.num_valid:,} divide, {self.num_fit:,} fit "
-                f"({self.seconds:.2f} s)\n")
+                f"({self.seconds:.2f} s)\n") + "".join(f"{note}\n" for note in self.notes)
         cols = search_columns(self)
         lines = ["  ".join(f"{c:>11}" for c in cols)]
         for r in self.rows(n):
@@ -139,6 +143,23 @@ def _heads(model: Model) -> tuple[int, Optional[int]]:
     a = int(cast(Any, blk.query_heads))
     g = None if blk.kv_heads is None else int(blk.kv_heads)
     return a, g
+
+
+def ulysses_skipped(model: Model) -> tuple[str, ...]:
+    """One note per layer type of ``model`` for which Ulysses sequence parallelism is not modelled
+    (its ``ulysses_unmodelled`` reason, :class:`~symcost.layers.base.Layer`): the training search
+    enumerates no Ulysses degree for such a model (``u = 1``; Megatron SP is still tried).
+
+    >>> from symcost import models
+    >>> ulysses_skipped(models.get("deepseek-v3"))
+    ('Ulysses sequence parallelism skipped: not modelled for multi-head latent attention (MLALayer)',)
+    >>> ulysses_skipped(models.get("llama-3-8b"))
+    ()
+    """
+    reasons = {type(layer).__name__: type(layer).ulysses_unmodelled
+               for blk, _ in model.blocks for layer in (blk, *blk.parts)}
+    return tuple(f"Ulysses sequence parallelism skipped: not modelled for {why} ({name})"
+                 for name, why in sorted(reasons.items()) if why)
 
 
 def _valid_tp(model: Model, t: int) -> bool:
@@ -212,6 +233,9 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     ``context_parallel``: the context-parallel degrees tried (default only 1); each degree c joins
     the product ``t * u * c * p * d = num_chips`` where it divides and ``seq_len`` splits into
     ``2 * c * u`` chunks (docs/conventions.md §3b), and fills the column ``cp``.
+
+    A model with a layer that does not model Ulysses (``MLALayer``, ``Mamba2Layer``) is searched
+    with ``u = 1`` (Megatron SP still tried); the result's ``notes`` say so (:func:`ulysses_skipped`).
     """
     import time
 
@@ -317,7 +341,8 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
     N, B, s = space.N, space.B, space.s
     cols, candidates = space.rows()
     if cols is None:
-        return SearchResult({c: np.array([]) for c in _COLUMNS}, candidates, 0, 0, time.perf_counter() - start)
+        return SearchResult({c: np.array([]) for c in _COLUMNS}, candidates, 0, 0, time.perf_counter() - start,
+                            space.notes)
     report(0.1, f"{candidates:,} candidates enumerated")
     quantities = _QUANTITIES + (("expert_weight",) if space.moe else ())  # routed experts: DP over dp/ep only
     if tensor_format(datatype)[1] != 0:
@@ -344,7 +369,7 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
         columns["etp"] = np.where(cols.et == 0, cols.t, cols.et)[order]
         columns["expert_grid"] = (cols.et != 0)[order]
     limits.add_cost(columns, N)
-    return SearchResult(columns, candidates, len(cols), int(fit.sum()), time.perf_counter() - start)
+    return SearchResult(columns, candidates, len(cols), int(fit.sum()), time.perf_counter() - start, space.notes)
 
 
 @dataclass(frozen=True)
@@ -406,6 +431,11 @@ class _Space:
     """The expert-TP degrees tried (MoE models), 0 for none (experts split ``tp`` ways)."""
 
     @property
+    def notes(self) -> tuple[str, ...]:
+        """The layouts left out, one line each (:func:`ulysses_skipped`)."""
+        return ulysses_skipped(self.model)
+
+    @property
     def moe(self) -> list[int]:
         return [int(n) for n in (blk.num_routed_experts for blk, _ in self.model.blocks) if n is not None]
 
@@ -420,7 +450,7 @@ class _Space:
         NB: a further degree is one more loop here, a field of :class:`_Columns` and an input of
         the compiled programs; the options of each degree tuple are enumerated by :meth:`group`."""
         for t in _divisors(self.N):
-            for u in _divisors(self.N // t):
+            for u in _divisors(self.N // t) if not self.notes else (1,):  # notes: Ulysses not modelled
                 for cp in (c for c in self.cps if (self.N // (t * u)) % c == 0):
                     for p in _divisors(self.N // (t * u * cp)):
                         yield t, u, cp, p, self.N // (t * u * cp * p)
@@ -573,9 +603,11 @@ def _layer_program(model: Model, chip: Hardware, datatype: DataType, s: int, var
     ``part.latency.0`` and ``part.latency.1`` for each of ``overlaps`` (overlap off and on), the
     other quantities, which overlap does not change, once."""
     msp, rc, cp, et = variant
-    # NB: the expert grid needs Megatron SP with t > 1 (its rows without it have t = 1: Space.group)
+    # NB: the expert grid needs Megatron SP with t > 1 (its rows without it have t = 1: Space.group);
+    # a model with a layer that does not model Ulysses runs u = 1 only (ulysses_skipped)
     par = {"tensor_parallel": sym.tp if msp or not et else 1, "expert_parallel": sym.ep,
-           "sequence_parallel": "tp" if msp else sym.sp, "context_parallel": cp, "expert_tensor_parallel": et or None}
+           "sequence_parallel": "tp" if msp else (1 if ulysses_skipped(model) else sym.sp), "context_parallel": cp,
+           "expert_tensor_parallel": et or None}
     sym_model = model.with_parallelism(par)
     exprs: dict[str, Any] = {}
     for ov in overlaps:
