@@ -261,8 +261,8 @@ _ROWS = (
          "the flash attention backward kernel's FLOP/s as a fraction of the 16-bit peak, its whole kernel "
          "(exponentials, softmax) included: compute capability 10.x only", positive=True),
     _row("attention_backward_time", "t_abwd", r"t_{\mathrm{attn,bwd}}",
-         "fixed time of one flash attention backward call on compute capability 10.x (s), fitted with "
-         "eta_abpk on cuDNN's rows", nonnegative=True),
+         "time of one flash attention backward call per (sequence, query head) on compute capability 10.x "
+         "(s), fitted with eta_abpk on cuDNN's rows", nonnegative=True),
     _row("attention_decode_time", "t_dec", r"t_{\mathrm{dec}}",
          "fixed time of one decode attention call (s)", nonnegative=True),
     _row("attention_exp_rate", "F_exp", r"F_{\mathrm{exp}}",

@@ -233,11 +233,13 @@ class Hardware(BaseModel):
     :attr:`attention_backward_time` on cuDNN's published rows of one release
     (:mod:`symcost.hardware.cudnn`)."""
     attention_backward_time: Optional[Seconds] = None
-    """On a chip of compute capability 10.x: the fixed seconds of one flash backward call, fitted
-    with :attr:`attention_backward_peak_efficiency` on cuDNN's published backward rows of 2k to 32k
-    tokens (``t = t_abwd + F_b / (F_16 eta_abpk)``, :func:`symcost.hardware.cudnn.fit`): the length
-    ramp of the kernel's rate (885 TFLOP/s at 2k, 1332 at 8k on GB200 with cuDNN 9.22). ``None``:
-    the prefill kernels' ``attention_time``; set below 10.x: refused by the validator."""
+    """On a chip of compute capability 10.x: the seconds of one flash backward call per (sequence,
+    query head), ``t_abwd`` in ``t = t_abwd b h + F_b / (F_16 eta_abpk)``, fitted with
+    :attr:`attention_backward_peak_efficiency` on cuDNN's published backward rows of 2k to 32k
+    tokens (:func:`symcost.hardware.cudnn.fit`): the length ramp of the kernel's rate (885 TFLOP/s
+    at 2k, 1332 at 8k on GB200 with cuDNN 9.22), paid per (batch, head) as the preprocess,
+    main-kernel tail and postprocess of a flash backward are (DeepSeek-V3's 128 heads take twice
+    Kimi K2.6's 64 at every length). ``None``: no such time; set below 10.x: refused by the validator."""
     gemm_backward_efficiency_8bit: Efficiency = sp.Integer(1)
     """An 8-bit (or narrower) GEMM's backward products (dgrad, wgrad) run at this fraction of the
     forward's FLOP/s: Transformer Engine accumulates them split (promoted to fp32 every few
@@ -711,8 +713,8 @@ class Hardware(BaseModel):
 
         >>> from symcost import hardware
         >>> b200 = hardware.get("B200")
-        >>> b200.attention_backward_peak("bf16") / 10**12    # 2250 TFLOP/s * 2617/5000 = 1177.65
-        23553/20
+        >>> b200.attention_backward_peak("bf16") / 10**12    # 2250 TFLOP/s * 263/500 = 1183.5
+        2367/2
         """
         return self._attention_base_peak(dtype) * self.backward_attention_share
 
@@ -735,14 +737,14 @@ class Hardware(BaseModel):
 
     @property
     def backward_attention_time(self) -> sp.Expr:
-        """``t_abwd``: the fixed seconds of one flash backward call on a 10.x chip,
-        ``attention_backward_time``, else :attr:`prefill_attention_time`.
+        """``t_abwd``: the seconds of one flash backward call per (sequence, query head) on a 10.x
+        chip, ``attention_backward_time``, else 0.
 
         >>> from symcost import hardware
-        >>> hardware.get("B200").backward_attention_time * 10**6    # cuDNN 9.22's fit on GB200's rows
-        126
+        >>> hardware.get("B200").backward_attention_time * 10**9    # cuDNN 9.22's fit on GB200's rows, ns
+        1046
         """
-        return self.prefill_attention_time if self.attention_backward_time is None else self.attention_backward_time
+        return sp.Integer(0) if self.attention_backward_time is None else self.attention_backward_time
 
     def _attention_base_peak(self, dtype: DataType | str | None) -> sp.Expr:
         """The peak the attention kernels run against: the 16-bit peak for 8-bit dtypes, else the
