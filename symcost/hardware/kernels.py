@@ -39,7 +39,8 @@ The classes shipped here, per op on a chip with matmul FLOP/s ``peak`` (efficien
 - ``attn.backward``: the prefill form without the extra pass, its core at ``F_16 eta_attn
   eta_abwd`` (the backward kernels' own fraction of the forward's rate), and for flash the
   forward's exponentials per matmul FLOP at the same fraction; a 10.x flash backward at ``F_16
-  eta_abpk`` after ``t_abwd`` per sequence and query head of a call (both fitted on cuDNN's rows, :mod:`symcost.hardware.cudnn`);
+  eta_abpk`` after ``t_abwd`` per sequence and query head of a call (both fitted on cuDNN's
+  rows, :mod:`symcost.hardware.cudnn`);
 - ``elementwise``: ``max(V / F_vec, bytes / (B eta_mem)) + t_k``;
 - ``host.sync``: the engine's ``moe_sync_time`` (what an eagerly run MoE layer's forward exposes of the
   host: a dropless dispatcher's device-to-host sync, a padded one's launches).
@@ -765,7 +766,8 @@ def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[Da
     (:attr:`Hardware.attention_backward_peak_efficiency`; unset: refused) after ``cp b h t_abwd``
     (:attr:`Hardware.backward_attention_time` per sequence and query head of a call, ``cp`` calls
     under ring context parallelism), the two fitted together on cuDNN's published backward rows of
-    one release from 2k to 32k tokens (:mod:`symcost.hardware.cudnn`: the rate's length ramp), its exponentials and softmax inside that rate, ``D`` dropout's vector work
+    one release from 2k to 32k tokens (:mod:`symcost.hardware.cudnn`: the rate's length ramp), its
+    exponentials and softmax inside that rate, ``D`` dropout's vector work
     (:func:`_dropout_vector`, off in the cited benchmark);
     elsewhere ``C = F_b / (F_16 eta_attn eta_abwd) + V / F_vec + (F_b / F_f) P / (F_exp eta_abwd)``:
     the forward's summed time per matmul FLOP (``F_f`` the forward's), exponentials included, at
