@@ -13,14 +13,15 @@ heads of 128; under 9.22 also DeepSeek-V3's 128 and Kimi K2.6's 64 heads of 192/
 The term scales with ``b h``, not per call: under 9.22 on GB200 DeepSeek-V3 (128 heads) takes
 1.970, 1.992, 1.996, 2.023, 2.016 times Kimi K2.6's time (64 heads, same dims) from 2k to 32k,
 the same rate at every length, where a fixed time per call predicted 1.74 at 2k. Mechanism:
-a flash backward is three kernels in FlashAttention-2/3 (Dao-AILab/flash-attention
-hopper/flash_bwd_launch_template.h: ``flash_bwd_preprocess`` (the row sums ``D = rowsum(dO * O)``
-and zeroing the fp32 ``dQ`` accumulator), the main kernel (one CTA per (key block, head,
-sequence)), ``flash_bwd_postprocess`` (fp32 ``dQ`` to 16-bit)); the grid of each is per (batch,
-head), so its ramp-up and tail are paid per (batch, head) (sourced for FlashAttention). That
-cuDNN's SDPA backward has the same structure (its graph has a dO * O reduction and a dQ
-conversion) is inferred from its API (``sdpa_backward`` takes O, dO and Stats), not read in its
-closed kernels; the length ramp (885 TFLOP/s at 2k, 1332 at 8k for Llama under 9.22) is what the
+a flash backward is three kernels in FlashAttention-2/3 (Dao-AILab/flash-attention 0251105a
+hopper/flash_bwd_launch_template.h: a preprocess (the row sums ``D = rowsum(dO * O)``, zeroing the
+fp32 ``dQ`` accumulator) on a grid ``(num_m_block, h, b)``, the main kernel, a postprocess (fp32
+``dQ`` to 16 bits) on ``(num_m_block, h, b)``): work organised per (batch, head), sourced for
+FlashAttention. That the fixed part of it (each (batch, head)'s pipeline fill and drain, its
+causal diagonal blocks, the small passes) is what the ``b h`` term carries is inferred from the
+rows, not measured per kernel; that cuDNN's SDPA backward is alike is inferred from its graph's
+inputs (``sdpa_backward`` takes O, dO and the softmax stats), not read in its closed kernels. The
+length ramp (885 TFLOP/s at 2k, 1332 at 8k for Llama under 9.22) is what the
 term fits. Tried over all 55 rows (scratch fits, each release's rows, a share per head
 dimension): a time per call 3.1 % mean |error| (max 13.5 %; DeepSeek-V3 over Kimi 1.74 at 2k), per
 ``b h`` 2.5 % (6.6 %), per query row ``b h s`` 4.2 % (11.6 %), both ``b h`` and ``b h s`` 1.5 % with
