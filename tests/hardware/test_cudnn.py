@@ -130,7 +130,8 @@ def test_with_cudnn_returns_an_ideal_chip_unchanged():
 
 def test_fit_follows_the_length_ramp_the_flat_share_missed():
     """The 9.22 GB200 fit (share 0.526 of 2500 for heads of 128, 1.046 us per sequence and head)
-    against Llama's rows: measured over predicted within 7.1 % of each length (32k's 1.0706). The flat 333/625 (the 8k row alone) missed the
+    against Llama's rows: measured over predicted within 7.1 % of each length (32k's 1.0706).
+    The flat 333/625 (the 8k row alone) missed the
     short ones: the 2k row, 2 * 2 * 64 * (2048 * 2049 / 2) * 640 = 343,765,155,840 FLOPs, took 0.389
     ms; at 2500e12 * 333/625 = 1332 TFLOP/s it is 0.25808 ms, 0.663 of the measured; with the fitted
     128 * 1.046 us = 133.888 us + 0.26142 ms = 0.39531 ms, within 2 %."""
