@@ -12,7 +12,7 @@ heads of 128; under 9.22 also DeepSeek-V3's 128 and Kimi K2.6's 64 heads of 192/
 
 The term scales with ``b h``, not per call: under 9.22 on GB200 DeepSeek-V3 (128 heads) takes
 1.970, 1.992, 1.996, 2.023, 2.016 times Kimi K2.6's time (64 heads, same dims) from 2k to 32k,
-the same rate at every length, where a fixed time per call predicted 1.74 at 2k. Mechanism:
+the same rate at every length, where a fixed time per call predicted 1.73 at 2k. Mechanism:
 a flash backward is three kernels in FlashAttention-2/3 (Dao-AILab/flash-attention 0251105a
 hopper/flash_bwd_launch_template.h: a preprocess (the row sums ``D = rowsum(dO * O)``, zeroing the
 fp32 ``dQ`` accumulator) on a grid ``(num_m_block, h, b)``, the main kernel, a postprocess (fp32

@@ -110,7 +110,7 @@ def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape,
     if name == "A100_SXM_80GB" and dtype == "fp8_e4m3":
         return  # A100 has no FP8 peak
     preset = sc.hardware.get(name).with_runtime(engine) if engine else sc.hardware.get(name)
-    if release:  # NB: a run's cuDNN (the flash backward's share and fixed time per call, issue 22)
+    if release:  # NB: a run's cuDNN (the flash backward's share and time per sequence and head, issue 22)
         preset = with_cudnn(preset, release)
     # NB: the symbolic chip takes the bound chip's tile shapes and GEMM scheduler (stream-K on
     # H100/H200, whole waves on A100 and under the 2023 profiles), as Hardware.symbolic says they must
