@@ -649,4 +649,4 @@ def _check_backward_share(metrics: LayerMetrics, chip: Any, table: Mapping[Any, 
         if isinstance(value, sp.Basic) and sym.attention_backward_peak_efficiency in value.free_symbols:
             raise ConfigError(f"{chip.name}: attention_backward_peak_efficiency must be set on a chip of "
                               f"compute capability {chip.compute_capability} (its flash backward's share "
-                              "of the 16-bit peak; B200's is 333/625)")
+                              "of the 16-bit peak; B200's is 263/500)")

@@ -91,6 +91,7 @@ __all__ = [
     "attention_io_efficiency",
     "attention_backward_efficiency",
     "attention_backward_peak_efficiency",
+    "attention_backward_time",
     "attention_decode_time",
     "grouped_decode_time_8bit",
     "attention_exp_rate",
@@ -263,6 +264,9 @@ _ROWS = (
     _row("attention_backward_peak_efficiency", "eta_abpk", r"\eta_{\mathrm{attn,bwd}}^{\mathrm{pk}}",
          "the flash attention backward kernel's FLOP/s as a fraction of the 16-bit peak, its whole kernel "
          "(exponentials, softmax) included: compute capability 10.x only", positive=True),
+    _row("attention_backward_time", "t_abwd", r"t_{\mathrm{attn,bwd}}",
+         "time of one flash attention backward call per (sequence, query head) on compute capability 10.x "
+         "(s), fitted with eta_abpk on cuDNN's rows", nonnegative=True),
     _row("attention_decode_time", "t_dec", r"t_{\mathrm{dec}}",
          "fixed time of one decode attention call (s)", nonnegative=True),
     _row("attention_exp_rate", "F_exp", r"F_{\mathrm{exp}}",
@@ -404,6 +408,7 @@ attention_time = TABLE["attention_time"].symbol
 attention_io_efficiency = TABLE["attention_io_efficiency"].symbol
 attention_backward_efficiency = TABLE["attention_backward_efficiency"].symbol
 attention_backward_peak_efficiency = TABLE["attention_backward_peak_efficiency"].symbol
+attention_backward_time = TABLE["attention_backward_time"].symbol
 attention_decode_time = TABLE["attention_decode_time"].symbol
 grouped_decode_time_8bit = TABLE["grouped_decode_time_8bit"].symbol
 attention_exp_rate = TABLE["attention_exp_rate"].symbol

@@ -102,7 +102,7 @@ _MODEL_FIELDS = ("matmul_efficiency", "matmul_efficiency_8bit", "matmul_efficien
                  "grouped_gemm_efficiency_8bit",
                  "grouped_gemm_time", "grouped_gemm_memory_efficiency", "grouped_gemm_output_efficiency",
                  "attention_time", "attention_io_efficiency",
-                 "attention_backward_efficiency", "attention_backward_peak_efficiency",
+                 "attention_backward_efficiency", "attention_backward_peak_efficiency", "attention_backward_time",
                  "gemm_backward_efficiency_8bit",
                  "attention_decode_time", "grouped_decode_time_8bit",
                  "attention_exp_rate", "mha_decode_rate", "decode_ramp_time", "decode_ramp_bytes",
@@ -246,7 +246,17 @@ class Hardware(BaseModel):
     overlapped form, which says nothing of the backward kernel Transformer Engine runs (cuDNN's);
     the presets cite cuDNN's measured backward (shared.json ``ATTENTION_BACKWARD_SM100``, B300's
     ``ATTENTION_BACKWARD_SM103``). Required for a 10.x chip's flash backward (``None``: refused, unless
-    the chip is ideal); set below 10.x: refused by the validator."""
+    the chip is ideal); set below 10.x: refused by the validator. Fitted with
+    :attr:`attention_backward_time` on cuDNN's published rows of one release
+    (:mod:`symcost.hardware.cudnn`)."""
+    attention_backward_time: Optional[Seconds] = None
+    """On a chip of compute capability 10.x: the seconds of one flash backward call per (sequence,
+    query head), ``t_abwd`` in ``t = t_abwd b h + F_b / (F_16 eta_abpk)``, fitted with
+    :attr:`attention_backward_peak_efficiency` on cuDNN's published backward rows of 2k to 32k
+    tokens (:func:`symcost.hardware.cudnn.fit`): the length ramp of the kernel's rate (885 TFLOP/s
+    at 2k, 1332 at 8k on GB200 with cuDNN 9.22), paid per (batch, head) as the preprocess,
+    main-kernel tail and postprocess of a flash backward are (DeepSeek-V3's 128 heads take twice
+    Kimi K2.6's 64 at every length). ``None``: no such time; set below 10.x: refused by the validator."""
     gemm_backward_efficiency_8bit: Efficiency = sp.Integer(1)
     """An 8-bit (or narrower) GEMM's backward products (dgrad, wgrad) run at this fraction of the
     forward's FLOP/s: Transformer Engine accumulates them split (promoted to fp32 every few
@@ -385,10 +395,12 @@ class Hardware(BaseModel):
     # field validators skip) is checked too
     @model_validator(mode="after")
     def _backward_share_on_10x(self) -> "Hardware":
-        share, value = self.attention_backward_peak_efficiency, self.compute_capability
-        if share is not None and (value is None or value.split(".")[0] != PINGPONG_COMPUTE_CAPABILITY):
-            raise HardwareError(f"attention_backward_peak_efficiency is used on compute capability "
-                                f"{PINGPONG_COMPUTE_CAPABILITY}.x only, got it ({share}) on {value!r}: unset it")
+        value = self.compute_capability
+        for name in ("attention_backward_peak_efficiency", "attention_backward_time"):
+            given = getattr(self, name)
+            if given is not None and (value is None or value.split(".")[0] != PINGPONG_COMPUTE_CAPABILITY):
+                raise HardwareError(f"{name} is used on compute capability "
+                                    f"{PINGPONG_COMPUTE_CAPABILITY}.x only, got it ({given}) on {value!r}: unset it")
         return self
 
     @field_validator("fp8_weight_copies", mode="before")
@@ -741,8 +753,8 @@ class Hardware(BaseModel):
 
         >>> from symcost import hardware
         >>> b200 = hardware.get("B200")
-        >>> b200.attention_backward_peak("bf16") / 10**12    # 2250 TFLOP/s * 333/625 = 1198.8
-        5994/5
+        >>> b200.attention_backward_peak("bf16") / 10**12    # 2250 TFLOP/s * 263/500 = 1183.5
+        2367/2
         """
         return self._attention_base_peak(dtype) * self.backward_attention_share
 
@@ -762,6 +774,17 @@ class Hardware(BaseModel):
         if self.attention_backward_peak_efficiency is not None:
             return self.attention_backward_peak_efficiency
         return self.attention_efficiency * self.attention_backward_efficiency
+
+    @property
+    def backward_attention_time(self) -> sp.Expr:
+        """``t_abwd``: the seconds of one flash backward call per (sequence, query head) on a 10.x
+        chip, ``attention_backward_time``, else 0.
+
+        >>> from symcost import hardware
+        >>> hardware.get("B200").backward_attention_time * 10**9    # cuDNN 9.22's fit on GB200's rows, ns
+        1046
+        """
+        return sp.Integer(0) if self.attention_backward_time is None else self.attention_backward_time
 
     def _attention_base_peak(self, dtype: DataType | str | None) -> sp.Expr:
         """The peak the attention kernels run against: the 16-bit peak for 8-bit dtypes, else the
@@ -881,6 +904,7 @@ class Hardware(BaseModel):
             # NB: a 10.x chip (not ideal) without its own share has no backward value: binding
             # metrics that hold eta_abpk is refused (LayerMetrics.subs), as kernels.attention_backward refuses
             values[sym.attention_backward_peak_efficiency] = self.backward_attention_share
+        values[sym.attention_backward_time] = self.backward_attention_time
         return values
 
     def _kernel_symbol_values(self, dt: DataType) -> dict[sp.Symbol, Any]:
@@ -987,7 +1011,8 @@ class Hardware(BaseModel):
             if not grouped_output:
                 fields["grouped_gemm_output_efficiency"] = None
             if not (compute_capability or "").startswith(PINGPONG_COMPUTE_CAPABILITY + "."):
-                fields["attention_backward_peak_efficiency"] = None   # a 10.x field only (validator)
+                fields["attention_backward_peak_efficiency"] = None   # 10.x fields only (validator)
+                fields["attention_backward_time"] = None
         return cls(**fields)
 
     def ideal(self) -> "Hardware":
@@ -1017,6 +1042,7 @@ class Hardware(BaseModel):
             grouped_gemm_time=None, grouped_gemm_memory_efficiency=None, grouped_gemm_output_efficiency=None,
             attention_time=None,
             attention_io_efficiency=None, attention_backward_efficiency=one, attention_backward_peak_efficiency=None,
+            attention_backward_time=None,
             gemm_backward_efficiency_8bit=one,
             attention_decode_time=None,
             grouped_decode_time_8bit=None, attention_exp_rate=None, mha_decode_rate=None, decode_ramp_time=None,
@@ -1050,7 +1076,7 @@ class Hardware(BaseModel):
                 and self.grouped_decode_time_8bit in (None, 0) and self.attention_exp_rate is None
                 and self.mha_decode_rate is None and self.decode_ramp_time in (None, 0)
                 and self.attention_backward_efficiency == 1 and self.gemm_backward_efficiency_8bit == 1
-                and self.attention_backward_peak_efficiency is None
+                and self.attention_backward_peak_efficiency is None and self.attention_backward_time in (None, 0)
                 and self.ll_base_latency is None
                 and self.all_to_all_latency is None and self.all_to_all_peer_latency is None
                 and self.all_to_all_ll_latency is None and self.all_to_all_efficiency == 1

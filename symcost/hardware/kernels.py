@@ -38,7 +38,9 @@ The classes shipped here, per op on a chip with matmul FLOP/s ``peak`` (efficien
   :func:`_mha_elements`);
 - ``attn.backward``: the prefill form without the extra pass, its core at ``F_16 eta_attn
   eta_abwd`` (the backward kernels' own fraction of the forward's rate), and for flash the
-  forward's exponentials per matmul FLOP at the same fraction;
+  forward's exponentials per matmul FLOP at the same fraction; a 10.x flash backward at ``F_16
+  eta_abpk`` after ``t_abwd`` per sequence and query head of a call (both fitted on cuDNN's
+  rows, :mod:`symcost.hardware.cudnn`);
 - ``elementwise``: ``max(V / F_vec, bytes / (B eta_mem)) + t_k``;
 - ``host.sync``: the engine's ``moe_sync_time`` (what an eagerly run MoE layer's forward exposes of the
   host: a dropless dispatcher's device-to-host sync, a padded one's launches).
@@ -806,9 +808,12 @@ def _dropout_vector(core: AttentionCore) -> sp.Expr:
 def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
     """The attention core's backward: ``max(C, bytes / (B eta_mem)) + t_attn`` with, on a chip of
     compute capability 10.x (:func:`pingpong`) for a flash core, ``C = F_b / (F_16 eta_abpk) + D /
-    F_vec``: the whole kernel at its own share of the 16-bit peak
-    (:attr:`Hardware.attention_backward_peak_efficiency`, cited per chip: cuDNN's measured backward;
-    unset: refused), its exponentials and softmax inside that rate, ``D`` dropout's vector work
+    F_vec`` and ``cp b h t_abwd`` for ``t_attn``: the whole kernel at its own share of the 16-bit peak
+    (:attr:`Hardware.attention_backward_peak_efficiency`; unset: refused) after ``cp b h t_abwd``
+    (:attr:`Hardware.backward_attention_time` per sequence and query head of a call, ``cp`` calls
+    under ring context parallelism), the two fitted together on cuDNN's published backward rows of
+    one release from 2k to 32k tokens (:mod:`symcost.hardware.cudnn`: the rate's length ramp), its
+    exponentials and softmax inside that rate, ``D`` dropout's vector work
     (:func:`_dropout_vector`, off in the cited benchmark);
     elsewhere ``C = F_b / (F_16 eta_attn eta_abwd) + V / F_vec + (F_b / F_f) P / (F_exp eta_abwd)``:
     the forward's summed time per matmul FLOP (``F_f`` the forward's), exponentials included, at
@@ -830,9 +835,14 @@ def attention_backward(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[Da
         if chip.attention_backward_peak_efficiency is None:
             raise ConfigError(f"{chip.name}: attention_backward_peak_efficiency must be set on a chip of "
                               f"compute capability {chip.compute_capability} (its flash backward's share of the "
-                              "16-bit peak; B200's is 333/625)")
+                              "16-bit peak; B200's is 263/500)")
         compute = op.matmul_flops / chip.attention_backward_peak(dtype) + _dropout_vector(forward) / chip.vector_flops
-        return OpTime(compute, memory, fixed, _launch(n, chip))
+        # NB: t_abwd is per (sequence, query head) of one call (symcost.hardware.cudnn: the kimi/dsv3
+        # rows scale with b h); Transformer Engine's ring context parallelism runs one fused_attn_bwd
+        # per ring step, cp per layer, each over the chip's b h (AttnFuncWithCPAndKVP2P.backward,
+        # transformer_engine/pytorch/attention/dot_product_attention/context_parallel.py, d0067d0)
+        per_call = forward.batch * forward.heads * forward.context_parallel * chip.backward_attention_time
+        return OpTime(compute, memory, n * per_call, _launch(n, chip))
     eta = chip.attention_backward_efficiency
     # NB: eta_abwd is a whole-kernel ratio (FlashAttention-3's backward over forward FLOP/s), so
     # the backward spends the forward's time per matmul FLOP, its exponentials' included, over eta_abwd:

@@ -69,6 +69,7 @@ from ..core.dtypes import DataType
 from ..errors import ConfigError, SymcostError, one_line
 from ..hardware import Hardware, runtime
 from ..hardware import get as get_hardware
+from ..hardware.cudnn import with_cudnn
 from ..hardware.timing import collective_time, op_time
 from ..layers.base import Recompute
 from ..models import from_hf_config
@@ -77,10 +78,10 @@ from ..models.model import Model
 from .descent import coordinate_descent
 from .pipeline import resolve_parallelism
 
-__all__ = ["ENGINE", "PARAMETERS", "RECIPE_RECOMPUTE", "RECOMPUTE", "Fit", "Prediction", "ReleaseSettings",
-           "TrainingRow", "block_breakdown", "build_model", "fit", "fit_rows", "group_summary", "held_out", "load_rows",
-           "load_settings", "options", "parallelism", "predict", "predict_all", "recompute_modes", "shipped", "shown",
-           "validation_table", "write_profile"]
+__all__ = ["CONTAINER_CUDNN", "ENGINE", "PARAMETERS", "RECIPE_RECOMPUTE", "RECOMPUTE", "Fit", "Prediction",
+           "ReleaseSettings", "TrainingRow", "block_breakdown", "build_model", "fit", "fit_rows", "group_summary",
+           "held_out", "load_rows", "load_settings", "options", "parallelism", "predict", "predict_all",
+           "recompute_modes", "run_chip", "shipped", "shown", "validation_table", "write_profile"]
 
 RECOMPUTE: tuple[Recompute, ...] = ("none", "selective", "full")
 """The recomputation modes tried, fastest first (the tables do not publish theirs)."""
@@ -101,6 +102,18 @@ RECIPE_RECOMPUTE: dict[str, tuple[Recompute, int]] = {
 Megatron-Core's block method (:func:`~symcost.plan.pipeline.block_recompute_stages`); run as
 published, as a MoE row's release settings are. Empty: the dense rows take the fastest mode
 that fits (the 8B H100 run's recipe/table conflict is in the comment above)."""
+
+CONTAINER_CUDNN: dict[str, str] = {
+    "NeMo 25.09 container": "9.11.0", "NeMo 25.11 container": "9.13.1", "NeMo 26.02 container": "9.18.0",
+    "NeMo 26.02.01 container": "9.18.0", "NeMo 26.04.01 container": "9.20.0", "NeMo 26.06 container": "9.21.1",
+}
+"""The cuDNN release each NeMo container ships: Megatron-Bridge docs/releases/software-versions.md
+(NVIDIA-NeMo/Megatron-Bridge e49e451ba, "Software Component Versions": 25.09 cuDNN 9.11.0.98, 25.11
+9.13.1.26, 26.02 9.18.0.50, 26.04 9.20.0.48, 26.06 9.21.1.3); the patch containers 26.02.01 and
+26.04.01 are not listed and are taken as their release's (their Megatron-Bridge patch releases r0.3.1
+and v0.4.1 change no container component that the notes name). A 10.x row's flash backward is timed
+with the newest cuDNN release measured at or below its container's (:func:`run_chip`,
+:func:`symcost.hardware.cudnn.with_cudnn`); the presets keep the newest measured (9.22)."""
 
 _CHIPS = {"H100_SXM": "H100_SXM", "B200": "B200"}
 ENGINE = "megatron-core"
@@ -193,6 +206,16 @@ class TrainingRow:
     def fsdp(self) -> bool:
         """The run shards parameters, gradients and optimizer state (Megatron FSDP)."""
         return "fsdp" in self.id
+
+    @property
+    def cudnn(self) -> Optional[str]:
+        """The cuDNN release its container ships (:data:`CONTAINER_CUDNN`); ``None`` for a
+        container the table does not list (the presets' release is used).
+
+        >>> load_rows()[5].container, load_rows()[5].cudnn
+        ('NeMo 25.11 container', '9.13.1')
+        """
+        return CONTAINER_CUDNN.get(self.container)
 
     @property
     def flops_per_token(self) -> Fraction:
@@ -470,7 +493,7 @@ def predict(row: TrainingRow, chip: Hardware | str | None = None, **overrides: A
     HBM, which ``fits`` then says), else the fastest mode that fits; or the library's reason for
     refusing the row. A dense row whose recipe recomputes (:data:`RECIPE_RECOMPUTE`) runs that.
     ``overrides`` replace the step options of :func:`options` (e.g. ``overlap``)."""
-    hw = get_hardware(_CHIPS[row.chip]).with_runtime(ENGINE) if chip is None else get_hardware(chip)
+    hw = run_chip(row) if chip is None else get_hardware(chip)
     model = build_model(row)
     kwargs = {**options(row), **overrides}
     published, modes = recompute_modes(row)
@@ -721,10 +744,21 @@ PARAMETERS: dict[str, tuple[sp.Symbol, tuple[Fraction, ...]]] = {
 (Megatron-Bridge's expert-parallel-overlap benchmark, the profile's source), 9/20."""
 
 
-def _chip(row: TrainingRow, values: Mapping[str, Any]) -> Hardware:
-    """The row's realistic chip under :data:`ENGINE`, with the profile's fitted terms replaced by
-    ``values`` (numbers or symbols)."""
+def run_chip(row: TrainingRow) -> Hardware:
+    """The row's realistic chip under :data:`ENGINE`, its flash backward on a 10.x chip fitted on
+    the cuDNN release of the row's container (:attr:`TrainingRow.cudnn`,
+    :func:`~symcost.hardware.cudnn.with_cudnn`; the preset's where the container is not listed).
+
+    >>> run_chip(load_rows()[5]).attention_backward_peak_efficiency    # B200, NeMo 25.11: cuDNN 9.13
+    303/625
+    """
     chip = get_hardware(_CHIPS[row.chip]).with_runtime(ENGINE)
+    return chip if row.cudnn is None else with_cudnn(chip, row.cudnn)
+
+
+def _chip(row: TrainingRow, values: Mapping[str, Any]) -> Hardware:
+    """:func:`run_chip` with the profile's fitted terms replaced by ``values`` (numbers or symbols)."""
+    chip = run_chip(row)
     return chip.with_efficiency(runtime=chip.runtime.model_copy(update=dict(values)))
 
 

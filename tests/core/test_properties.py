@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 import symcost as sc
 from symcost import symbols as S
 from symcost.core.metrics import METRIC_FIELDS
+from symcost.hardware.cudnn import with_cudnn
 
 PHASES = st.sampled_from(["prefill", "decode", "training"])
 DTYPES = st.sampled_from(["fp32", "bf16", "fp8_e4m3", "int4"])
@@ -95,7 +96,7 @@ def _rule(chip: "sc.hardware.Hardware") -> str:
 @given(phase=PHASES, recompute=RECOMPUTE, dtype=st.sampled_from(["fp32", "bf16", "fp8_e4m3"]),
        b=st.integers(1, 8), s=st.integers(1, 64), shape=attention_shapes(),
        opts=attention_options(), ffn=st.integers(1, 8), overlap=st.booleans(),
-       chip=st.sampled_from(["H100_SXM", "MI300X", "B200", "H100_SXM:tensorrt-llm", "B200:vllm",
+       chip=st.sampled_from(["H100_SXM", "MI300X", "B200", "H100_SXM:tensorrt-llm", "B200:vllm", "B200@9.13.1",
                              "H200_SXM:tensorrt-llm-0.x", "A100_SXM_80GB:tensorrt-llm"]), realistic=st.booleans(),
        top_k=st.sampled_from([2, 3]))
 def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape, opts, ffn,
@@ -104,11 +105,15 @@ def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape,
     the numeric call on that chip: every field, times included. The ideal symbolic chip binds
     the ideal chip; the realistic symbolic chip (every efficiency a symbol) the realistic one,
     under the neutral engine or another profile (its own chip fields, custom all-reduce, launch
-    times without CUDA graphs)."""
+    times without CUDA graphs; B200 under an older cuDNN: its flash backward's t_abwd and
+    eta_abpk)."""
     name, _, engine = chip.partition(":")
+    name, _, release = name.partition("@")
     if name == "A100_SXM_80GB" and dtype == "fp8_e4m3":
         return  # A100 has no FP8 peak
     preset = sc.hardware.get(name).with_runtime(engine) if engine else sc.hardware.get(name)
+    if release:  # NB: a run's cuDNN (the flash backward's share and time per sequence and head, issue 22)
+        preset = with_cudnn(preset, release)
     # NB: the symbolic chip takes the bound chip's tile shapes and GEMM scheduler (stream-K on
     # H100/H200, whole waves on A100 and under the 2023 profiles), as Hardware.symbolic says they must
     # and the bound engine's all-reduce rule with the GPU's compute capability (vLLM's size switch)

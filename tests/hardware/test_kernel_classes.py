@@ -835,14 +835,16 @@ def test_sm100_flash_backward_runs_at_its_cited_share_of_the_peak():
     included) in that rate, not the forward's fitted rate times the FlashAttention-3 ratio with the
     exponentials summed. The core above (b 1, 8 heads of 128, 1024 tokens, causal): 5,373,952,000
     matmul FLOPs at 10^14 * 533/1000 = 5.33 * 10^13 FLOP/s: 100.8246 us, no exponential or vector
-    term; the floor attention_time 15 us as before. On 9.0 the summed, forward-relative form stays."""
+    term; not the prefill floor attention_time 15 us: a 10.x flash backward's fixed time is its own
+    attention_backward_time per (sequence, query head), unset here (none). On 9.0 the summed,
+    forward-relative form stays."""
     (bwd,) = SM100_CORE.backward()
     eta = Fraction(533, 1000)
     chip = CHIP.with_efficiency(attention_exp_rate=10**12).model_copy(
         update={"attention_backward_peak_efficiency": eta, "compute_capability": "10.0"})
     t = op_time(bwd, chip, chip.effective_peak(BF16), BF16)
     assert t.compute == sp.Rational(5_373_952_000, 10**14) / eta
-    assert t.overhead == 15 * US
+    assert t.overhead == 0
     hopper = chip.model_copy(update={"compute_capability": "9.0"})
     exps = sp.Rational(5, 2) * sp.Rational(4198400, 10**12)
     assert op_time(bwd, hopper, hopper.effective_peak(BF16), BF16).compute == (
@@ -924,31 +926,33 @@ def test_sm100_backward_adds_dropouts_vector_work():
 
 
 def test_b200_backward_at_cudnn_llama_shape():
-    """The B200 preset on the row its share is cited from (cuDNN 9.22 on GB200, NVIDIA/cudnn-frontend
-    benchmark/sdpa_benchmark_training/results/llama3.1/gb200: b 2, 64 query heads over 8 KV heads
-    of 128, 8192 tokens, causal, BF16: 1332 TFLOP/s over GB200's 2500, 333/625): pairs 8192 * 8193 /
-    2 = 33,558,528 per head; backward FLOPs 2 * 2 * 64 * 33,558,528 * (3 * 128 + 2 * 128) =
-    5,498,229,227,520 (cuDNN's count and symcost's), at 2250 * 10^12 * 333/625 = 1.1988 * 10^15
-    FLOP/s: 4.5865 ms, 1198.8 TFLOP/s (the cited 1332 scaled by 2250/2500); + 22.9 us. The summed form
-    gave 9.18 ms (598 TFLOP/s, under half of cuDNN's)."""
+    """The B200 preset on the 8k row of the release its values are fitted on (cuDNN 9.22 on GB200,
+    NVIDIA/cudnn-frontend benchmark/sdpa_benchmark_training/results/llama3.1/gb200: b 2, 64 query
+    heads over 8 KV heads of 128, 8192 tokens, causal, BF16, 1332 TFLOP/s): pairs 8192 * 8193 / 2 =
+    33,558,528 per head; backward FLOPs 2 * 2 * 64 * 33,558,528 * (3 * 128 + 2 * 128) =
+    5,498,229,227,520, at 2250 * 10^12 * 263/500 = 1183.5 TFLOP/s: 4.64574 ms, plus the fitted
+    1.046 us per sequence and query head (tests/hardware/test_cudnn.py), 2 * 64 * 1.046 us = 133.888 us:
+    4.77962 ms, 1150.3 TFLOP/s, the cited 1332 scaled by 2250/2500 (1198.8) less 4.0 % (the fit's
+    residual at 8k). The summed form gave 9.18 ms."""
     b200 = hardware.get("B200")
     core = AttentionCore("core", batch=2, heads=64, kv_heads=8, q_len=8192, kv_len=8192, head_dim=128,
                          causal=True, flash=True, dtype_bytes=2, decode=False)
     (bwd,) = core.backward()
     assert bwd.matmul_flops == 5_498_229_227_520
     t = op_time(bwd, b200, b200.effective_peak(BF16), BF16)
-    assert t.compute == sp.Rational(5_498_229_227_520, 2250 * 10**12) / Fraction(333, 625)
-    assert 4.586e-3 < float(t.compute) < 4.587e-3
+    assert t.compute == sp.Rational(5_498_229_227_520, 2250 * 10**12) / Fraction(263, 500)
+    assert t.overhead == 2 * 64 * Fraction(1046, 10**9)
+    assert 4.7796e-3 < float(t.compute + t.overhead) < 4.7797e-3
 
 
 def test_sm100_presets_take_cudnns_backward_share():
-    """B200 and GB200 (compute capability 10.0): 333/625 ([CUDNN-FE] GB200, 1332 / 2500 exactly);
-    B300 (10.3) 287/500 (GB300's row of the same shape, 1435 / 2500); the Hopper and Ampere presets
-    none (their forward-relative 0.86); the ideal chip none."""
-    assert hardware.get("B300").attention_backward_peak_efficiency == Fraction(287, 500)
+    """B200 and GB200 (compute capability 10.0): 263/500 (cuDNN 9.22's rows on GB200, fitted with
+    the time per sequence and head: tests/hardware/test_cudnn.py); B300 (10.3) 1499/2500 (GB300's rows); the Hopper
+    and Ampere presets none (their forward-relative 0.86); the ideal chip none."""
+    assert hardware.get("B300").attention_backward_peak_efficiency == Fraction(1499, 2500)
     for name in ("B200", "B300", "GB200"):
         if name != "B300":
-            assert hardware.get(name).attention_backward_peak_efficiency == Fraction(333, 625)
+            assert hardware.get(name).attention_backward_peak_efficiency == Fraction(263, 500)
         assert hardware.get(name).ideal().attention_backward_peak_efficiency is None
     for name in ("A100_SXM_80GB", "H100_SXM", "H200_SXM"):
         assert hardware.get(name).attention_backward_peak_efficiency is None
@@ -957,11 +961,13 @@ def test_sm100_presets_take_cudnns_backward_share():
 @pytest.mark.parametrize(("capability", "share"), [("10.0", Fraction(333, 625)), ("9.0", None)])
 def test_backward_share_binds_on_the_symbolic_chip(capability, share):
     """The flash backward timed on the realistic symbolic chip built with the bound chip's compute
-    capability equals the numeric time: on 10.x with the cited share, on 9.0 without it (where it
-    may not be set)."""
+    capability equals the numeric time: on 10.x with the cited share and the time per (sequence,
+    query head) of a call (t_abwd), on 9.0 without them (where they may not be set)."""
     s = sp.Symbol("s", positive=True, integer=True)
+    # NB: on 10.x the time per (sequence, query head) too (t_abwd, 1 us), which the symbolic chip binds
     chip = CHIP.with_efficiency(compute_units=132, attention_exp_rate=10**12).model_copy(
         update={"compute_capability": capability, "attention_backward_peak_efficiency": share,
+                "attention_backward_time": None if share is None else US,
                 "attention_backward_efficiency": Fraction(43, 50)})
     symbolic = Hardware.symbolic(realistic=True, compute_capability=capability)
     core = AttentionCore("c", batch=2, heads=8, kv_heads=2, q_len=s, kv_len=s, head_dim=128, causal=True,
