@@ -320,6 +320,8 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
         return SearchResult({c: np.array([]) for c in _COLUMNS}, candidates, 0, 0, time.perf_counter() - start)
     report(0.1, f"{candidates:,} candidates enumerated")
     quantities = _QUANTITIES + (("expert_weight",) if space.moe else ())  # routed experts: DP over dp/ep only
+    if any(sp.sympify(blk.buffer_params) != 0 for blk, _ in space.model.blocks):
+        quantities += ("buffer",)  # parameters without gradient (Layer.buffer_params)
     if tensor_format(datatype)[1] != 0:
         quantities += ("gemm_weight",)  # the GEMM weights' narrow copies (TrainingRun.weight_copy)
     tied = bool(space.model.lm_head.tied)  # the last stage's copy of the table and its sync (stages_from_parts)
