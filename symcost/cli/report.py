@@ -341,7 +341,8 @@ def _smallest_fitting(run: _Run, lines: list[str]) -> Optional[dict[str, Any]]:
     args = run.args
     tried = ", ".join(f"{n:,}" for n in SEARCH_CHIPS[:3]) + f", ..., {SEARCH_CHIPS[-1]:,}"
     head = (f"smallest training layout that fits on {run.chip.name} (the fewest of {tried} chips, the fastest "
-            "there, searched over TP, PP, DP, SP, micro-batch, interleaving, recompute and ZeRO stage; global batch "
+            "there, searched over TP, PP, DP, SP, micro-batch, interleaving, recompute (block too) and ZeRO stage; "
+            "global batch "
             f"{run.global_batch:,}, seq {args.seq:,})")
     try:
         for chips in SEARCH_CHIPS:
@@ -356,18 +357,22 @@ def _smallest_fitting(run: _Run, lines: list[str]) -> Optional[dict[str, Any]]:
         return None
     best, par = table.row(0), table.parallelism(0)
     step = run.model.training_step(run.chip, args.seq, run.global_batch, best["micro_batch"], run.dtype, par,
-                                   best["recompute"], best["interleave"], best["zero_stage"], best["overlap"])
+                                   best["recompute"], best["interleave"], best["zero_stage"], best["overlap"],
+                                   recompute_layers=best["recompute_layers"])
     layout = {"tensor_parallel": best["tp"], "pipeline_parallel": best["pp"], "data_parallel": best["dp"],
               "sequence_parallel": "tp" if best["megatron_sp"] else best["sp"], "expert_parallel": best["ep"],
               "context_parallel": best["cp"], "cp_comm_type": par.cp_comm_type}
     interleave = f", interleave {best['interleave']}" if best["interleave"] != 1 else ""
     memory = _training_memory(step)
+    blocks = best["recompute_layers"]
+    recompute = best["recompute"] if blocks is None else f"full, the first {blocks:,} blocks of each stage"
     lines.append(f"{head}: {chips:,} chip{'s' if chips != 1 else ''}, {par_text(layout)}, micro-batch "
-                 f"{best['micro_batch']:,}{interleave}, recompute {best['recompute']}, ZeRO stage {best['zero_stage']}")
+                 f"{best['micro_batch']:,}{interleave}, recompute {recompute}, ZeRO stage {best['zero_stage']}")
     lines.append(f"  {_step_line(step, run.chip)}")
     lines.append("  " + _memory_line("training memory per chip (fullest stage)", memory, run.chip, step.fits))
     return {"num_chips": chips, "parallelism": layout, "micro_batch": best["micro_batch"],
-            "interleave": best["interleave"], "recompute": best["recompute"], "zero_stage": best["zero_stage"],
+            "interleave": best["interleave"], "recompute": best["recompute"], "recompute_layers": blocks,
+            "zero_stage": best["zero_stage"],
             "step_time_s": float(step.step_time), "tokens_per_second": float(step.tokens_per_second),
             "mfu": float(step.mfu), "memory_per_chip": {k: num(v) for k, v in memory.items()}, "fits": step.fits}
 

@@ -94,7 +94,8 @@ def search_cmd(args: argparse.Namespace) -> int:
 
         steps = [model.training_step(chip, args.seq, args.global_batch, r["micro_batch"], args.dtype,
                                      table.parallelism(i), r["recompute"], r["interleave"], r["zero_stage"],
-                                     r["overlap"]) for i, r in enumerate(rows[:3])]
+                                     r["overlap"], recompute_layers=r["recompute_layers"])
+                 for i, r in enumerate(rows[:3])]
         labels = [f"#{i + 1}" for i in range(len(steps))]
         guarded_write(lambda: step_breakdown(steps, args.plot, labels=labels), "--plot", args.plot)
         lines.append(f"step breakdown of the {len(steps)} best written to {args.plot}")

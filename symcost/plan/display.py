@@ -159,6 +159,8 @@ def search_cell(row: dict[str, Any], column: str, markup: bool = False) -> str:
     value = row[column]
     if (column == "sp" and row.get("megatron_sp")) or (column == "etp" and not row.get("expert_grid")):
         return "tp"
+    if column == "recompute" and row.get("recompute_layers") is not None:
+        value = f"block {row['recompute_layers']}"  # full, the first N blocks of each stage
     kind = _SEARCH_KINDS.get(column)
     if kind is None:
         return _html.escape(str(value)) if markup else str(value)

@@ -45,7 +45,7 @@ from .training import StepComm, TrainingOptions, TrainingRun, assemble_training,
 __all__ = ["Constraints", "SearchOptions", "SearchResult", "parallelism"]
 
 _COLUMNS = ("tp", "pp", "dp", "sp", "cp", "megatron_sp", "ep", "micro_batch", "interleave", "overlap", "recompute",
-            "zero_stage", "step_time", "memory_per_chip", "mfu", "tokens_per_second")
+            "recompute_layers", "zero_stage", "step_time", "memory_per_chip", "mfu", "tokens_per_second")
 _QUANTITIES = ("latency", "weight", "activation", "tp_summed")  # tp_summed: the TP gradient sum (training)
 _TIED = ("shared_weight", "embedding_group")
 """A tied LM head's stage quantities under pipeline parallelism (:func:`.pipeline.stages_from_parts`)."""
@@ -71,6 +71,8 @@ class SearchResult:
         for k, col in self.columns.items():
             value = col[i].item()
             out[k] = bool(value) if k in ("megatron_sp", "overlap", "expert_grid") else value
+        if out.get("recompute_layers", 0) < 0:
+            out["recompute_layers"] = None  # every block under its recompute mode (_EVERY_BLOCK)
         return out
 
     @property
@@ -228,9 +230,10 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
         raise ConfigError(f"phase: 'training' or 'inference', got {phase!r}")
     chip = get_hardware(hardware)
     datatype = DataType.parse(dtype)
-    space = _Space(model, job.N, job.B, job.s, opts.max_micro_batch, opts.max_interleave, tuple(opts.recompute),
+    modes = tuple(m for m in opts.recompute if m != "block")
+    space = _Space(model, job.N, job.B, job.s, opts.max_micro_batch, opts.max_interleave, modes,
                    tuple(opts.zero_stages), tuple(opts.overlap), cps, opts.sync,
-                   _expert_tp_degrees(opts.expert_tensor_parallel))
+                   _expert_tp_degrees(opts.expert_tensor_parallel), "block" in opts.recompute)
     return _training(space, chip, datatype, limits, opts.progress or (lambda fraction, stage: None), start)
 
 
@@ -254,7 +257,11 @@ class SearchOptions:
 
     max_micro_batch: int = 16
     max_interleave: int = 8
-    recompute: Sequence[str] = ("none", "selective", "full")
+    recompute: Sequence[str] = ("none", "selective", "full", "block")
+    """The recompute modes tried: ``"none"``, ``"selective"``, ``"full"`` and ``"block"``, which
+    refines every ``"full"`` row that fits (and whose layout does not fit without recomputation)
+    to the fewest blocks per pipeline stage that fit, Megatron-Core's ``--recompute-method block
+    --recompute-num-layers N`` (:func:`parallelism`); it needs ``"full"``."""
     zero_stages: Sequence[int] = (0, 1, 2, 3)
     overlap: Sequence[bool] = (False,)
     objective: str = "tpot"
@@ -292,6 +299,12 @@ class SearchOptions:
             raise ConfigError(f"objective must be 'tpot' or 'ttft', got {self.objective!r}")
         if self.min_mfu is not None and not 0 < self.min_mfu <= 1:
             raise ConfigError(f"min_mfu must be above 0 and at most 1, got {self.min_mfu!r}")
+        modes = tuple(self.recompute)
+        if not modes or any(m not in ("none", "selective", "full", "block") for m in modes):
+            raise ConfigError(f"recompute must name modes among 'none', 'selective', 'full' and 'block', got {modes!r}")
+        if "block" in modes and "full" not in modes:
+            raise ConfigError("recompute: 'block' refines the rows of 'full' (the fewest blocks per stage that fit); "
+                              "name 'full' too")
 
     @property
     def sync(self) -> StepComm:
@@ -327,18 +340,29 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
     tied = bool(space.model.lm_head.tied)  # the last stage's copy of the table and its sync (stages_from_parts)
     full = "full" in space.recompute  # a rebuilt block at the peak (pipeline.rebuild_peak): kept activations too
     values = _layer_values(space, cols, chip, datatype, quantities + (("tied_weight",) if tied else ())
-                           + (("kept_activation",) if full else ()), report)
+                           + (("kept_activation",) if full else ()) + (("kept_latency",) if space.block else ()),
+                           report)
     slots = _Slots.of(space, cols, values, quantities, tied)
-    step, memory, mfu = _assemble(space, cols, slots, chip, datatype, quantities + (_TIED if tied else ())
-                                  + (("recompute_peak",) if full else ()))
-    report(1.0, "ranked")
+    assembled = quantities + (_TIED if tied else ()) + (("recompute_peak",) if full else ())
+    step, memory, mfu = _assemble(space, cols, slots, chip, datatype, assembled)
     fit = limits.keep(cols.t, memory, mfu, chip)
+    layers = np.full(len(cols), _EVERY_BLOCK)
+    ev = _Eval(space, chip, datatype, assembled, limits)
+    found = _block_rows(ev, cols, values, slots, (memory, fit)) if space.block else None
+    if found is not None:
+        extra, block_step, block_memory, block_mfu, n = found
+        cols = _Columns.concat([cols, extra])
+        step, memory, mfu = (np.concatenate(x) for x in ((step, block_step), (memory, block_memory), (mfu, block_mfu)))
+        layers = np.concatenate([layers, n])
+        candidates += len(extra)
+        fit = limits.keep(cols.t, memory, mfu, chip)
+    report(1.0, "ranked")
     order = np.argsort(np.where(fit, step, np.inf), kind="stable")[: int(fit.sum())]
     columns = {
         "tp": cols.t[order], "pp": cols.p[order], "dp": cols.d[order], "sp": cols.u[order], "cp": cols.c[order],
         "megatron_sp": cols.msp[order].astype(bool), "ep": cols.e[order], "micro_batch": cols.b[order],
         "interleave": cols.v[order], "overlap": cols.ov[order].astype(bool),
-        "recompute": np.array(space.recompute)[cols.rc[order]],
+        "recompute": np.array(space.recompute)[cols.rc[order]], "recompute_layers": layers[order],
         "zero_stage": cols.z[order], "step_time": step[order], "memory_per_chip": memory[order], "mfu": mfu[order],
         "tokens_per_second": B * s / step[order],
     }
@@ -406,6 +430,8 @@ class _Space:
     """How the data-parallel and pipeline communication runs (:class:`SearchOptions`)."""
     etps: tuple[int, ...] = (0,)
     """The expert-TP degrees tried (MoE models), 0 for none (experts split ``tp`` ways)."""
+    block: bool = False
+    """Refine the fitting ``"full"`` rows by block recompute (:func:`_block_rows`)."""
 
     @property
     def moe(self) -> list[int]:
@@ -431,7 +457,7 @@ class _Space:
         """The configurations that divide, as columns (``None`` when none does), and how many
         were enumerated (every degree tuple times its options)."""
         groups: list[_Columns] = []
-        candidates = 0
+        candidates = layouts = 0
         tp_ok = {t: _valid_tp(self.model, t) for t in _divisors(self.N)}
         cp_ok = {c: c == 1 or _accepts(self.model, {"context_parallel": c}) for c in self.cps}
         splits = self.splits
@@ -440,7 +466,9 @@ class _Space:
             candidates += math.prod(len(a) for a in axes)
             if (tp_ok[t] and cp_ok[cp] and p in splits and not self.B % d and self._ulysses_ok(t, u)
                     and self._context_ok(u, cp)):
-                groups.append(self.group(t, u, cp, p, d, axes))
+                group = self.group(t, u, cp, p, d, axes)
+                groups.append(dataclasses.replace(group, lay=group.lay + layouts))
+                layouts += math.prod(len(a) for k, a in enumerate(axes) if k != _RC_AXIS)
         kept = [g for g in groups if len(g)]
         return (_Columns.concat(kept) if kept else None), candidates
 
@@ -466,6 +494,9 @@ class _Space:
         """The candidates of one degree tuple that divide, as columns."""
         index = [i.ravel() for i in np.meshgrid(*(np.arange(len(a)) for a in axes), indexing="ij")]
         e, b, v, msp, rc, z, ov, et = (a[i] for a, i in zip(axes, index))
+        # the layout (every option but the recompute mode), numbered within the group
+        lay = np.ravel_multi_index([i for k, i in enumerate(index) if k != _RC_AXIS],
+                                   [len(a) for k, a in enumerate(axes) if k != _RC_AXIS])
         keep = ~((u > 1) & (msp == 1))  # one sequence mode at a time
         if axes[-1].any():  # an expert-TP degree is tried (else EP divides d already: _axes)
             # EP divides d, or on the expert grid ETP x EP divides t x cp x d (check_expert_parallel)
@@ -481,7 +512,7 @@ class _Space:
         n = int(keep.sum())
         full = functools.partial(np.full, n, dtype=np.int64)
         return _Columns(full(t), full(u), full(p), full(d), e[keep], b[keep], v[keep], msp[keep], ov[keep],
-                        rc[keep], z[keep], full(cp), et[keep])
+                        rc[keep], z[keep], full(cp), et[keep], lay[keep])
 
     @functools.lru_cache(maxsize=None)  # noqa: B019 (a handful of degrees per search)
     def _expert_tp_ok(self, code: int) -> bool:
@@ -519,6 +550,8 @@ class _Columns:
     """The context-parallel degree."""
     et: np.ndarray
     """The expert-TP code: 0 (experts split ``t`` ways) or the expert grid's ETP degree."""
+    lay: np.ndarray
+    """The layout: candidates alike but for their recompute mode share it (:func:`_siblings`)."""
 
     @classmethod
     def concat(cls, groups: Sequence["_Columns"]) -> "_Columns":
@@ -584,20 +617,23 @@ def _layer_program(model: Model, chip: Hardware, datatype: DataType, s: int, var
         rows_ = sym_model.breakdown(sym.batch_size, s, "training", datatype, chip, cast(Recompute, rc), bool(ov))
         parts = model_parts(sym_model, rows_, tensor_format(datatype)[0], "gemm_weight" in quantities)
         if "kept_activation" in quantities:
-            _kept_activations(parts, sym_model, (s, datatype, chip, rc, bool(ov)))
+            _kept_activations(parts, sym_model, (s, datatype, chip, rc, bool(ov)), "kept_latency" in quantities)
         named = {"embedding": parts["embedding"], "tail": parts["tail"],
                  **{f"blocks[{j}]": q for j, (_, q) in enumerate(parts["blocks"])}}
         for part in _part_names(model):
             for q in (q for q in quantities if q in named[part]):
                 # NB: overlap changes the latency only (hardware.timing.layer_times), so the other
                 # quantities are taken from the first mode
-                exprs.setdefault(f"{part}.{q}" + (f".{int(ov)}" if q == "latency" else ""), named[part][q])
+                latency = q in ("latency", "kept_latency")
+                exprs.setdefault(f"{part}.{q}" + (f".{int(ov)}" if latency else ""), named[part][q])
     return Sweeper(exprs, fast_compile=True)
 
 
-def _kept_activations(parts: dict[str, Any], sym_model: Model, how: tuple[int, DataType, Hardware, str, bool]) -> None:
+def _kept_activations(parts: dict[str, Any], sym_model: Model, how: tuple[int, DataType, Hardware, str, bool],
+                      latency: bool = False) -> None:
     """Each block's activations without recomputation as ``kept_activation`` (what a rebuilt block
-    holds again, :func:`~symcost.plan.pipeline.rebuild_peak`), beside ``parts``' own."""
+    holds again, :func:`~symcost.plan.pipeline.rebuild_peak`), beside ``parts``' own; with
+    ``latency`` its latency without recomputation too, ``kept_latency`` (block recompute)."""
     s, datatype, chip, rc, ov = how
     kept = parts
     if rc != "none":
@@ -605,6 +641,8 @@ def _kept_activations(parts: dict[str, Any], sym_model: Model, how: tuple[int, D
         kept = model_parts(sym_model, rows, tensor_format(datatype)[0])
     for (_, q), (_, k) in zip(parts["blocks"], kept["blocks"], strict=True):
         q["kept_activation"] = k["activation"]
+        if latency:
+            q["kept_latency"] = k["latency"]
 
 
 def _peak_slot(space: _Space, cols: _Columns, values: dict[tuple[str, str], np.ndarray],
@@ -620,17 +658,232 @@ def _peak_slot(space: _Space, cols: _Columns, values: dict[tuple[str, str], np.n
             if not mask.any():
                 continue
             chunks = chunk_groups(held, chunk_blocks(sum(int(n) for n in held), int(v), first, last), None)
-            best = np.zeros(int(mask.sum()))
-            for c, (groups, _) in enumerate(chunks):
-                rest = values[("tail", "activation")][mask] if last and c == len(chunks) - 1 else 0.0
-                later = np.zeros(len(best))  # the inputs of the chunk's blocks after block i
-                for g in reversed(groups):
-                    part = f"blocks[{g}]"
-                    gain = values[(part, "kept_activation")][mask] - values[(part, "activation")][mask] - later - rest
-                    best = np.maximum(best, gain)
-                    later = later + values[(part, "activation")][mask]
-            out[mask] = best
+            out[mask] = _chunk_peaks(values, mask, chunks, last)
     return out
+
+
+def _chunk_peaks(values: dict[tuple[str, str], np.ndarray], mask: np.ndarray,
+                 chunks: list[tuple[list[int], list[int]]], last: bool) -> np.ndarray:
+    """The stage's ``recompute_peak`` over its chunks (:func:`~symcost.plan.pipeline.chunk_groups`:
+    the groups of the blocks each recomputes and keeps), as :func:`~symcost.plan.pipeline.rebuild_peak`
+    takes it: per recomputed block, its activations back less the inputs of the chunk's later
+    recomputed blocks and what the chunk keeps after them (its kept blocks', and the tail on the
+    last stage's last chunk); the largest, at least 0, for the candidates ``mask``. Within a run of
+    one group's blocks the last is the largest (the others have more inputs after them), and
+    chunks alike are counted once."""
+    groups = {g for recomputed, kept in chunks for g in (*recomputed, *kept)}
+    kept_act = {g: values[(f"blocks[{g}]", "kept_activation")][mask] for g in groups}
+    act = {g: values[(f"blocks[{g}]", "activation")][mask] for g in groups}
+    best = np.zeros(int(mask.sum()))
+    seen = set()
+    for c, (recomputed, kept) in enumerate(chunks):
+        tail = last and c == len(chunks) - 1
+        runs = [(g, len(list(n))) for g, n in itertools.groupby(recomputed)]
+        key = (tuple(runs), tuple(sorted(kept)), tail)
+        if key in seen or not runs:
+            continue
+        seen.add(key)
+        rest = values[("tail", "activation")][mask] if tail else 0.0
+        for g in kept:
+            rest = rest + kept_act[g]
+        later: Any = 0.0  # the inputs of the chunk's recomputed blocks after the run
+        for g, n in reversed(runs):
+            best = np.maximum(best, kept_act[g] - act[g] - later - rest)
+            later = later + n * act[g]
+    return best
+
+
+_EVERY_BLOCK = -1
+"""The ``recompute_layers`` column of a row that recomputes every block its mode names (no block
+recompute): ``None`` in :meth:`SearchResult.row`."""
+
+
+class _Eval(NamedTuple):
+    """What evaluating a search's candidates needs besides them: the space, the chip, the dtype, the
+    stage quantities assembled and the constraints."""
+
+    space: _Space
+    chip: Hardware
+    datatype: DataType
+    quantities: tuple[str, ...]
+    limits: "Constraints"
+
+
+def _largest_chunk(space: _Space, p: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """The blocks of each candidate's largest chunk (its stage when ``v = 1``) over its pipeline
+    stages: the most blocks block recompute can take from one chunk (:func:`~symcost.plan.pipeline.chunk_groups`
+    clamps ``N`` to each chunk)."""
+    out = np.zeros(len(p), dtype=np.int64)
+    keys, which = np.unique(np.stack([p, v], axis=1), axis=0, return_inverse=True)
+    for i, (q, w) in enumerate(keys.tolist()):
+        split = space.splits[q]
+        out[which.ravel() == i] = max(max(chunk_blocks(n, w, k == 0, k == len(split) - 1)) for k, n in enumerate(split))
+    return out
+
+
+_RC_AXIS = 4
+"""The recompute mode's place among :meth:`_Space._axes`."""
+
+
+def _siblings(cols: _Columns, rows: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """For each candidate of ``rows`` (indices), the index of the candidate of ``others`` (indices)
+    alike but for its recompute mode (the same :attr:`_Columns.lay`), or -1."""
+    where = np.full(int(cols.lay.max()) + 1, -1, dtype=np.int64)
+    where[cols.lay[others]] = others
+    return where[cols.lay[rows]]
+
+
+def _take(cols: _Columns, index: np.ndarray) -> _Columns:
+    return _Columns(*(getattr(cols, f.name)[index] for f in dataclasses.fields(_Columns)))
+
+
+def _block_rows(ev: _Eval, cols: _Columns, values: dict[tuple[str, str], np.ndarray], slots: "_Slots",
+                found: tuple[np.ndarray, np.ndarray]) -> Optional[tuple[_Columns, np.ndarray, np.ndarray, np.ndarray,
+                                                                       np.ndarray]]:
+    """Block recompute rows (Megatron-Core ``--recompute-granularity full --recompute-method block
+    --recompute-num-layers N``): for each ``"full"`` candidate that fits (``found``: every
+    candidate's memory and whether it fits), whose chunks hold 2 blocks or more and whose layout
+    does not fit without recomputation (where ``"none"`` is tried: else that row is faster), the
+    fewest blocks per stage ``1 <= N <`` (the largest chunk's blocks, :func:`_largest_chunk`;
+    more is the ``"full"`` row itself) whose step fits. Recomputing one block more adds its
+    forward to the time and takes its activations but its input off every in-flight micro-batch,
+    so the memory falls and the time grows with ``N`` (a rebuilt block adds to the peak at most
+    what it took off one micro-batch, :func:`~symcost.plan.pipeline.rebuild_peak`): the fewest
+    that fit is the fastest that fits, what a Megatron user tunes ``N`` for. Found by bisection,
+    started where the memory interpolated linearly between the layout's ``"none"`` and ``"full"``
+    rows meets the HBM (the memory is nearly linear in ``N``: most rows are settled in two steps).
+    Returns the new rows (columns, step, memory, MFU and ``N``), or ``None``; their time and memory
+    are :func:`~symcost.plan.training.training_step`'s with ``recompute_layers=N``
+    (tests/plan/search_rows.py)."""
+    memory, fit = found
+    full = np.flatnonzero(fit & (cols.rc == ev.space.recompute.index("full")))
+    chunk = _largest_chunk(ev.space, cols.p[full], cols.v[full])
+    full, chunk = full[chunk >= 2], chunk[chunk >= 2]
+    none = np.full(len(full), -1)
+    if "none" in ev.space.recompute:
+        none = _siblings(cols, full, np.flatnonzero(cols.rc == ev.space.recompute.index("none")))
+        keep = (none < 0) | ~fit[np.maximum(none, 0)]
+        full, chunk, none = full[keep], chunk[keep], none[keep]
+    if not len(full):
+        return None
+    needed = {("embedding", "latency"), ("embedding", "activation"), ("tail", "latency"), ("tail", "activation"),
+              *((f"blocks[{g}]", q) for g in range(len(ev.space.model.blocks))
+                for q in ("latency", "activation", "kept_latency", "kept_activation"))}
+    sub = _Block(_take(cols, full), {k: values[k][full] for k in needed},
+                 {k: x[full] for k, x in slots.values.items()}, {j: x[full] for j, x in slots.index.items()})
+    cap = (1 - ev.limits.memory_headroom) * float(ev.chip.hbm_capacity)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = (memory[np.maximum(none, 0)] - cap) / (memory[np.maximum(none, 0)] - memory[full])
+    guess = np.where(none >= 0, np.ceil(np.nan_to_num(share) * chunk), chunk // 2).astype(np.int64)
+    hi, step, block_memory, mfu = _bisect(ev, sub, chunk, np.clip(guess, 1, chunk - 1))
+    keep = np.flatnonzero(hi < chunk)
+    if not len(keep):
+        return None
+    return _take(sub.cols, keep), step[keep], block_memory[keep], mfu[keep], hi[keep]
+
+
+def _bisect(ev: _Eval, sub: "_Block", chunk: np.ndarray, guess: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The fewest blocks per stage whose memory fits, per candidate of ``sub``, between 0 (assumed
+    not to fit) and ``chunk`` (fits), tried first at ``guess`` and then next to it; with the step
+    time, memory and MFU there (NaN where only ``chunk`` fits)."""
+    lo, hi = np.zeros(len(chunk), dtype=np.int64), chunk.copy()
+    found = [np.full(len(chunk), np.nan) for _ in range(3)]
+    mid, active = guess, np.arange(len(chunk))
+    while len(active):
+        step, memory, mfu = _block_step(ev, sub.take(active), mid)
+        ok = ev.limits.keep(sub.cols.t[active], memory, None, ev.chip)  # the memory alone: monotone in N
+        hi[active[ok]], lo[active[~ok]] = mid[ok], mid[~ok]
+        for out, x in zip(found, (step, memory, mfu), strict=True):
+            out[active[ok]] = x[ok]
+        nxt = np.where(ok, mid - 1, mid + 1)  # next to the last try, then halving
+        nxt = np.where((nxt > lo[active]) & (nxt < hi[active]), nxt, (lo[active] + hi[active]) // 2)
+        still = hi[active] - lo[active] > 1
+        active, mid = active[still], nxt[still]
+    return hi, *found
+
+
+class _Block(NamedTuple):
+    """Candidates refined by block recompute: their columns, layer values and stage slots."""
+
+    cols: _Columns
+    values: dict[tuple[str, str], np.ndarray]
+    slot_values: dict[tuple[int, str], np.ndarray]
+    slot_index: dict[int, np.ndarray]
+
+    def take(self, index: np.ndarray) -> "_Block":
+        return _Block(_take(self.cols, index), {k: x[index] for k, x in self.values.items()},
+                      {k: x[index] for k, x in self.slot_values.items()},
+                      {j: x[index] for j, x in self.slot_index.items()})
+
+
+def _block_step(ev: _Eval, block: _Block, n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step time, memory per chip and MFU of ``block``'s candidates with the first ``n`` blocks of
+    each stage's chunks recomputed (:func:`~symcost.plan.pipeline.block_recompute_stages`): each
+    slot's latency and activations are the kept blocks' plus, per recomputed block, its ``"full"``
+    value less its kept one; its ``recompute_peak`` as :func:`_chunk_peaks` takes it, each
+    (pipeline degree, interleave, ``n``) tabled once (:func:`_block_terms`)."""
+    cols = block.cols
+    counts = [int(c) for _, c in ev.space.model.blocks]
+    layouts = {p: stage_layout(counts, p, split) for p, split in ev.space.splits.items()}
+    slot_values = dict(block.slot_values)
+    keys, which = np.unique(np.stack([cols.p, cols.v, n], axis=1), axis=0, return_inverse=True)
+    for j in range(len(block.slot_index)):
+        table = [_block_terms(layouts[p][j] if j < len(layouts[p]) else layouts[p][0], v, blocks)
+                 for p, v, blocks in keys.tolist()]
+        _block_slot(slot_values, j, block.values, table, which.ravel())
+    return _assemble(ev.space, cols, _Slots(len(block.slot_index), slot_values, block.slot_index), ev.chip,
+                     ev.datatype, ev.quantities)
+
+
+def _block_terms(stage: tuple[Any, tuple, bool, bool], v: int, n: int) -> tuple[list[int], list[tuple[int, ...]]]:
+    """One stage under block recompute of ``n`` blocks per chunk (``v`` chunks), as coefficients:
+    ``[first, last, held_g..., recomputed_g...]`` (the embedding, the tail, each group's blocks and
+    recomputed blocks), and the rebuild-peak candidates (:func:`~symcost.plan.pipeline.rebuild_peak`)
+    as ``(kept activations_g..., activations_g..., tail)`` coefficients.
+
+    >>> _block_terms((0, (4,), True, True), 1, 1)   # 4 blocks, the first recomputed, then the tail
+    ([1, 1, 4, 1], [(-2, -1, -1)])
+    """
+    _, held, first, last = stage
+    chunks = chunk_groups(held, chunk_blocks(sum(held), v, first, last), n)
+    groups = len(held)
+    recomputed = [g for rec, _ in chunks for g in rec]
+    terms = set()
+    for c, (rec, kept) in enumerate(chunks):
+        tail = -1 if last and c == len(chunks) - 1 else 0
+        later = [0] * groups  # the inputs of the chunk's recomputed blocks after the run
+        for g, run in reversed([(g, len(list(k))) for g, k in itertools.groupby(rec)]):
+            back = [int(h == g) - kept.count(h) for h in range(groups)]
+            terms.add((*back, *(-int(h == g) - later[h] for h in range(groups)), tail))
+            later[g] += run
+    return [int(first), int(last), *held, *(recomputed.count(g) for g in range(groups))], sorted(terms)
+
+
+def _block_slot(slot_values: dict[tuple[int, str], np.ndarray], j: int, values: dict[tuple[str, str], np.ndarray],
+                table: list[tuple[list[int], list[tuple[int, ...]]]], which: np.ndarray) -> None:
+    """Slot ``j``'s latency, activations and rebuild peak from each candidate's :func:`_block_terms`
+    (``table[which]``) and layer values."""
+    groups = len(table[0][0]) // 2 - 1
+    coef = np.array([row for row, _ in table], dtype=np.float64)[which]
+    for q, kept in (("latency", "kept_latency"), ("activation", "kept_activation")):
+        total = coef[:, 0] * values[("embedding", q)] + coef[:, 1] * values[("tail", q)]
+        for g in range(groups):
+            full, own = values[(f"blocks[{g}]", q)], values[(f"blocks[{g}]", kept)]
+            total = total + coef[:, 2 + g] * own + coef[:, 2 + groups + g] * (full - own)
+        slot_values[(j, q)] = total
+    most = max(len(terms) for _, terms in table)
+    padded = np.zeros((len(table), max(most, 1), 2 * groups + 1))
+    for i, (_, terms) in enumerate(table):
+        padded[i, :len(terms)] = terms
+    rows = padded[which]
+    peak = np.zeros(len(which))
+    for t in range(most):
+        gain = rows[:, t, -1] * values[("tail", "activation")]
+        for g in range(groups):
+            gain = (gain + rows[:, t, g] * values[(f"blocks[{g}]", "kept_activation")]
+                    + rows[:, t, groups + g] * values[(f"blocks[{g}]", "activation")])
+        peak = np.maximum(peak, gain)
+    slot_values[(j, "recompute_peak")] = peak
 
 
 @dataclass(frozen=True)

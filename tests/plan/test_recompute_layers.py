@@ -266,3 +266,68 @@ def test_recompute_layers_takes_index_values():
     for value in (np.float64(1.0), sympy.Float(1), np.bool_(True)):
         with pytest.raises(ConfigError, match="^recompute_layers must be an int >= 0"):
             _step(n=value)
+
+
+# The search with block recompute (issue 22). One chip (t = p = d = 1), global batch 4, the GPT
+# above. Its parameters: 4 blocks of 12 h^2 + 13 h = 49,984, the embedding V h + s h = 10,240
+# (learned positions), the final LayerNorm 2 h = 128, the tied head none: P = 210,304; bf16
+# weights 2 P, fp32 gradients 4 P, Adam's fp32 master and moments 12 P: 18 P = 3,785,472 B.
+# Activations at micro-batch 1 (one in flight), from the module docstring:
+#   none: 4 x 90,112 + 2,048 + 16,384 = 378,880 -> 4,164,352 B
+#   N = 1: 292,864 (test_one_of_four_blocks_recomputed_on_one_stage) -> 4,078,336 B
+#   N = 2: 2 x 4,096 + 2 x 90,112 + 18,432 = 206,848 (rebuilding block 2 after blocks 3 and 4
+#          are freed holds less) -> 3,992,320 B
+#   full: 4 x 4,096 + 18,432 + the last block rebuilt, 86,016 - 16,384 = 69,632 -> 3,889,920 B
+#   selective (the eager attention's scores and mask, 5 a s / h = 10 s b h = 20,480 B a block, not
+#   kept): 4 x 69,632 + 18,432 = 296,960 -> 4,082,432 B
+# On 4,000,000 B of HBM neither none, selective nor N = 1 fits; N = 2 is the fewest that fits,
+# faster than full by 2 blocks' forwards per micro-batch: 4 x (3 (4 BLOCK + HEAD) + 2 BLOCK)
+# = 197,132,288 FLOPs -> 197.132288 µs.
+SMALL = TOY.model_copy(update={"hbm_capacity": 4_000_000})
+
+
+def test_the_search_finds_the_fewest_blocks_that_fit():
+    from symcost import search
+
+    assert 18 * 210_304 == 3_785_472
+    table = search.parallelism(GPT, SMALL, num_chips=1, global_batch=4, seq_len=32)
+    best = table.best
+    assert (best["recompute"], best["recompute_layers"], best["micro_batch"]) == ("full", 2, 1)
+    assert best["memory_per_chip"] == 3_785_472 + 206_848 == 3_992_320
+    assert best["step_time"] == pytest.approx(4 * (3 * (4 * BLOCK + HEAD) + 2 * BLOCK) * 1e-12, rel=1e-9)
+    step = row_step(GPT, SMALL, table, 0, 32, 4)
+    assert step.memory_per_chip == 3_992_320
+    assert best["step_time"] == pytest.approx(float(step.step_time), rel=1e-12)
+    # what else fits: plain full (slower), no row without recomputation, selective or N = 1
+    modes = {(r["recompute"], r["recompute_layers"]) for r in table.rows() if r["micro_batch"] == 1}
+    assert modes == {("full", 2), ("full", None)}
+    assert table.row(1)["memory_per_chip"] == 3_785_472 + 104_448
+
+
+def test_the_search_without_block_recompute():
+    from symcost import search
+
+    table = search.parallelism(GPT, SMALL, num_chips=1, global_batch=4, seq_len=32,
+                               recompute=("none", "selective", "full"))
+    assert (table.best["recompute"], table.best["recompute_layers"]) == ("full", None)
+    with pytest.raises(ConfigError, match="'block' refines the rows of 'full'"):
+        search.parallelism(GPT, SMALL, num_chips=1, global_batch=4, seq_len=32, recompute=("none", "block"))
+
+
+def test_search_block_rows_equal_the_step_across_stages():
+    """Block rows of a 2- and 4-stage search (interleaved too) are training_step's with recompute_layers=N."""
+    from symcost import search
+
+    deep = sc.Model.gpt(hidden_size=64, num_heads=4, num_layers=8, vocab_size=128, seq_len=32)
+    roomy = TOY.model_copy(update={"hbm_capacity": 3_000_000})
+    table = search.parallelism(deep, roomy, num_chips=4, global_batch=16, seq_len=32, zero_stages=(1,))
+    blocks = [i for i in range(len(table)) if table.row(i)["recompute_layers"] is not None]
+    assert {(table.row(i)["pp"], table.row(i)["interleave"]) for i in blocks} == {(1, 1), (2, 1), (2, 2), (4, 1)}
+    for i in blocks:
+        step = row_step(deep, roomy, table, i, 32, 16)
+        assert table.row(i)["memory_per_chip"] == pytest.approx(float(step.memory_per_chip), rel=1e-12)
+        assert table.row(i)["step_time"] == pytest.approx(float(step.step_time), rel=1e-12)
+        assert step.fits
+        # the fewest that fit: one block fewer does not (row_step with recompute_layers N - 1)
+        fewer = row_step(deep, roomy, table, i, 32, 16, recompute_layers=table.row(i)["recompute_layers"] - 1)
+        assert not fewer.fits
