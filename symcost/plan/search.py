@@ -54,7 +54,8 @@ _TIED = ("shared_weight", "embedding_group")
 @dataclass(frozen=True)
 class SearchResult:
     """Ranked configurations (fastest first) that divide and fit; ``num_candidates`` counts
-    every enumerated combination, ``num_valid`` those that divide, ``num_fit`` those that fit."""
+    every enumerated combination, ``num_valid`` those that divide, ``num_fit`` the rows that fit
+    (with the block-recompute rows refined from them, :class:`SearchOptions`)."""
 
     columns: dict[str, np.ndarray]
     num_candidates: int
@@ -354,7 +355,6 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
         cols = _Columns.concat([cols, extra])
         step, memory, mfu = (np.concatenate(x) for x in ((step, block_step), (memory, block_memory), (mfu, block_mfu)))
         layers = np.concatenate([layers, n])
-        candidates += len(extra)
         fit = limits.keep(cols.t, memory, mfu, chip)
     report(1.0, "ranked")
     order = np.argsort(np.where(fit, step, np.inf), kind="stable")[: int(fit.sum())]
@@ -370,7 +370,8 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
         columns["etp"] = np.where(cols.et == 0, cols.t, cols.et)[order]
         columns["expert_grid"] = (cols.et != 0)[order]
     limits.add_cost(columns, N)
-    return SearchResult(columns, candidates, len(cols), int(fit.sum()), time.perf_counter() - start)
+    return SearchResult(columns, candidates, len(cols) - (0 if found is None else len(found[0])), int(fit.sum()),
+                        time.perf_counter() - start)
 
 
 @dataclass(frozen=True)
