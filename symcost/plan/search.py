@@ -349,7 +349,10 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
     fit = limits.keep(cols.t, memory, mfu, chip)
     layers = np.full(len(cols), _EVERY_BLOCK)
     ev = _Eval(space, chip, datatype, assembled, limits)
-    found = _block_rows(ev, cols, values, slots, (memory, fit)) if space.block else None
+    # the "full" rows to refine by their memory alone: a block row is faster (higher MFU) than its
+    # "full" row, so one that misses min_mfu may have block rows that meet it (filtered below)
+    in_memory = limits.keep(cols.t, memory, None, chip)
+    found = _block_rows(ev, cols, values, slots, (memory, in_memory)) if space.block else None
     if found is not None:
         extra, block_step, block_memory, block_mfu, n = found
         cols = _Columns.concat([cols, extra])
@@ -742,11 +745,14 @@ def _block_rows(ev: _Eval, cols: _Columns, values: dict[tuple[str, str], np.ndar
                 found: tuple[np.ndarray, np.ndarray]) -> Optional[tuple[_Columns, np.ndarray, np.ndarray, np.ndarray,
                                                                        np.ndarray]]:
     """Block recompute rows (Megatron-Core ``--recompute-granularity full --recompute-method block
-    --recompute-num-layers N``): for each ``"full"`` candidate that fits (``found``: every
-    candidate's memory and whether it fits), whose chunks hold 2 blocks or more and whose layout
-    does not fit without recomputation (where ``"none"`` is tried: else that row is faster), the
-    fewest blocks per stage ``1 <= N <`` (the largest chunk's blocks, :func:`_largest_chunk`;
-    more is the ``"full"`` row itself) whose step fits. Recomputing one block more adds its
+    --recompute-num-layers N``): for each ``"full"`` candidate whose memory fits (``found``: every
+    candidate's memory and whether it fits in memory; the other constraints, such as ``min_mfu``,
+    are the caller's, on the block rows: a block row is faster than its ``"full"`` row) and whose
+    layout does not fit without recomputation (where ``"none"`` is tried: else that row is faster;
+    then its chunks hold 2 blocks or more), the fewest blocks per stage ``1 <= N <`` (the largest
+    chunk's blocks, :func:`_largest_chunk`; more is the ``"full"`` row itself) whose step fits.
+    Where ``"none"`` is not among the modes, ``N = 0`` (no block recomputed: what ``"none"``
+    runs) is tried too and kept as a block row with ``recompute_layers`` 0. Recomputing one block more adds its
     forward to the time and takes its activations but its input off every in-flight micro-batch,
     so the memory falls and the time grows with ``N`` (a rebuilt block adds to the peak at most
     what it took off one micro-batch, :func:`~symcost.plan.pipeline.rebuild_peak`): the fewest
@@ -759,11 +765,11 @@ def _block_rows(ev: _Eval, cols: _Columns, values: dict[tuple[str, str], np.ndar
     memory, fit = found
     full = np.flatnonzero(fit & (cols.rc == ev.space.recompute.index("full")))
     chunk = _largest_chunk(ev.space, cols.p[full], cols.v[full])
-    full, chunk = full[chunk >= 2], chunk[chunk >= 2]
+    full, chunk = full[chunk >= 1], chunk[chunk >= 1]
     none = np.full(len(full), -1)
     if "none" in ev.space.recompute:
         none = _siblings(cols, full, np.flatnonzero(cols.rc == ev.space.recompute.index("none")))
-        keep = (none < 0) | ~fit[np.maximum(none, 0)]
+        keep = (chunk >= 2) & ((none < 0) | ~fit[np.maximum(none, 0)])
         full, chunk, none = full[keep], chunk[keep], none[keep]
     if not len(full):
         return None
@@ -773,21 +779,24 @@ def _block_rows(ev: _Eval, cols: _Columns, values: dict[tuple[str, str], np.ndar
     sub = _Block(_take(cols, full), {k: values[k][full] for k in needed},
                  {k: x[full] for k, x in slots.values.items()}, {j: x[full] for j, x in slots.index.items()})
     cap = (1 - ev.limits.memory_headroom) * float(ev.chip.hbm_capacity)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         share = (memory[np.maximum(none, 0)] - cap) / (memory[np.maximum(none, 0)] - memory[full])
-    guess = np.where(none >= 0, np.ceil(np.nan_to_num(share) * chunk), chunk // 2).astype(np.int64)
-    hi, step, block_memory, mfu = _bisect(ev, sub, chunk, np.clip(guess, 1, chunk - 1))
+    guess = np.where(none >= 0, np.ceil(np.nan_to_num(np.clip(share, 0, 1)) * chunk), chunk // 2).astype(np.int64)
+    lo = np.where(none >= 0, 0, -1)  # no "none" row: N = 0 (nothing recomputed) is tried too
+    hi, step, block_memory, mfu = _bisect(ev, sub, (lo, chunk), np.clip(guess, lo + 1, chunk - 1))
     keep = np.flatnonzero(hi < chunk)
     if not len(keep):
         return None
     return _take(sub.cols, keep), step[keep], block_memory[keep], mfu[keep], hi[keep]
 
 
-def _bisect(ev: _Eval, sub: "_Block", chunk: np.ndarray, guess: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The fewest blocks per stage whose memory fits, per candidate of ``sub``, between 0 (assumed
-    not to fit) and ``chunk`` (fits), tried first at ``guess`` and then next to it; with the step
-    time, memory and MFU there (NaN where only ``chunk`` fits)."""
-    lo, hi = np.zeros(len(chunk), dtype=np.int64), chunk.copy()
+def _bisect(ev: _Eval, sub: "_Block", bounds: tuple[np.ndarray, np.ndarray], guess: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The fewest blocks per stage whose memory fits, per candidate of ``sub``, between ``lo``
+    (known not to fit; -1 where 0 is to be tried) and ``chunk`` (fits), ``bounds = (lo, chunk)``,
+    tried first at ``guess`` and then next to it; with the step time, memory and MFU there (NaN
+    where only ``chunk`` fits)."""
+    lo, chunk = bounds
+    lo, hi = lo.astype(np.int64), chunk.copy()
     found = [np.full(len(chunk), np.nan) for _ in range(3)]
     mid, active = guess, np.arange(len(chunk))
     while len(active):
@@ -875,7 +884,8 @@ def _block_slot(slot_values: dict[tuple[int, str], np.ndarray], j: int, values: 
     most = max(len(terms) for _, terms in table)
     padded = np.zeros((len(table), max(most, 1), 2 * groups + 1))
     for i, (_, terms) in enumerate(table):
-        padded[i, :len(terms)] = terms
+        if terms:  # none where no block is recomputed (n = 0)
+            padded[i, :len(terms)] = terms
     rows = padded[which]
     peak = np.zeros(len(which))
     for t in range(most):

@@ -331,3 +331,36 @@ def test_search_block_rows_equal_the_step_across_stages():
         # the fewest that fit: one block fewer does not (row_step with recompute_layers N - 1)
         fewer = row_step(deep, roomy, table, i, 32, 16, recompute_layers=table.row(i)["recompute_layers"] - 1)
         assert not fewer.fits
+
+
+def test_min_mfu_keeps_the_block_rows_of_a_full_row_it_drops():
+    """A "full" row that fits but misses min_mfu is still refined: its block rows are faster, so
+    their MFU is higher (same model FLOPs). Full: 4 x (3 (4 BLOCK + HEAD) + 4 BLOCK) = 224,395,264
+    FLOPs; N = 2: 197,132,288 (SMALL's comment): the N = 2 row's MFU is 224,395,264 / 197,132,288
+    = 1.138 x the full row's, so a min_mfu 5 % above the full row's keeps N = 2 only."""
+    from symcost import search
+
+    plain = search.parallelism(GPT, SMALL, num_chips=1, global_batch=4, seq_len=32)
+    full = next(r for r in plain.rows() if (r["recompute"], r["recompute_layers"], r["micro_batch"]) == ("full", None, 1))
+    two = next(r for r in plain.rows() if (r["recompute"], r["recompute_layers"]) == ("full", 2))
+    assert two["mfu"] / full["mfu"] == pytest.approx(224_395_264 / 197_132_288, rel=1e-9)
+    table = search.parallelism(GPT, SMALL, num_chips=1, global_batch=4, seq_len=32, min_mfu=1.05 * full["mfu"])
+    assert (table.best["recompute"], table.best["recompute_layers"]) == ("full", 2)
+    assert {(r["recompute"], r["recompute_layers"]) for r in table.rows()} == {("full", 2)}
+
+
+def test_without_none_the_search_tries_no_block_recomputed():
+    """recompute=("full", "block") on a chip where nothing recomputed fits (5,000,000 B > none's
+    4,164,352 B, SMALL's comment): N = 0 fits and is the fastest, emitted as a block row with
+    recompute_layers 0 (training_step's recompute="full", recompute_layers=0 is "none"): time
+    4 x 3 (4 BLOCK + HEAD) = 169,869,312 FLOPs, memory 4,164,352 B."""
+    from symcost import search
+
+    roomy = TOY.model_copy(update={"hbm_capacity": 5_000_000})
+    table = search.parallelism(GPT, roomy, num_chips=1, global_batch=4, seq_len=32, recompute=("full", "block"))
+    assert (table.best["recompute"], table.best["recompute_layers"]) == ("full", 0)
+    assert 4 * 3 * (4 * BLOCK + HEAD) == 169_869_312
+    assert table.best["step_time"] == pytest.approx(169_869_312e-12, rel=1e-9)
+    i = next(i for i in range(len(table)) if (table.row(i)["recompute_layers"], table.row(i)["micro_batch"]) == (0, 1))
+    assert table.row(i)["memory_per_chip"] == 4_164_352
+    assert row_step(GPT, roomy, table, i, 32, 4).memory_per_chip == 4_164_352
