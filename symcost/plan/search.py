@@ -793,20 +793,29 @@ def _block_rows(ev: _Eval, cols: _Columns, values: dict[tuple[str, str], np.ndar
 def _bisect(ev: _Eval, sub: "_Block", bounds: tuple[np.ndarray, np.ndarray], guess: np.ndarray) -> tuple[np.ndarray, ...]:
     """The fewest blocks per stage whose memory fits, per candidate of ``sub``, between ``lo``
     (known not to fit; -1 where 0 is to be tried) and ``chunk`` (fits), ``bounds = (lo, chunk)``,
-    tried first at ``guess`` and then next to it; with the step time, memory and MFU there (NaN
+    tried first at ``guess``, then 1, 1, 2, 4, ... blocks further while the answer stays the same
+    (the guess is most often right or one off: two tries), then by halving; with the step time, memory and MFU there (NaN
     where only ``chunk`` fits)."""
     lo, chunk = bounds
     lo, hi = lo.astype(np.int64), chunk.copy()
     found = [np.full(len(chunk), np.nan) for _ in range(3)]
     mid, active = guess, np.arange(len(chunk))
+    stride, way, first = np.ones(len(chunk), dtype=np.int64), np.zeros(len(chunk), dtype=np.int64), True
     while len(active):
         step, memory, mfu = _block_step(ev, sub.take(active), mid)
         ok = ev.limits.keep(sub.cols.t[active], memory, None, ev.chip)  # the memory alone: monotone in N
         hi[active[ok]], lo[active[~ok]] = mid[ok], mid[~ok]
         for out, x in zip(found, (step, memory, mfu), strict=True):
             out[active[ok]] = x[ok]
-        nxt = np.where(ok, mid - 1, mid + 1)  # next to the last try, then halving
-        nxt = np.where((nxt > lo[active]) & (nxt < hi[active]), nxt, (lo[active] + hi[active]) // 2)
+        # galloping: away from the guess by 1, 1, 2, 4, ... blocks while the answer stays the same
+        # (-1 down after a fit, +1 up after a miss), halving once it changed (way 0: bracketed)
+        turn = np.where(ok, -1, 1)
+        way[active] = turn if first else np.where(way[active] == turn, turn, 0)
+        nxt = mid + way[active] * stride[active]
+        stride[active] *= 1 if first else 2
+        first = False
+        half = (lo[active] + hi[active]) // 2
+        nxt = np.where((way[active] != 0) & (nxt > lo[active]) & (nxt < hi[active]), nxt, half)
         still = hi[active] - lo[active] > 1
         active, mid = active[still], nxt[still]
     return hi, *found
