@@ -89,13 +89,17 @@ class SearchResult:
         """The ranked table as a pandas DataFrame, one row per configuration, fastest first (the
         index is the rank): a column per degree and option (``tp``, ``pp``, ``dp``, ``sp``, ...), the
         times (``step_time``, or ``ttft`` and ``tpot``), ``memory_per_chip``, ``mfu`` (training),
-        ``tokens_per_second`` and ``fits`` (true on every row: only what fits is ranked). Needs the
-        ``pandas`` extra."""
+        ``tokens_per_second`` and ``fits`` (true on every row: only what fits is ranked);
+        ``recompute_layers`` (training) is a nullable ``Int64`` column, missing where :meth:`row`
+        gives ``None``. Needs the ``pandas`` extra."""
         try:
             import pandas as pd
         except ImportError:
             raise ImportError("to_pandas needs pandas: pip install 'symcost[pandas]'") from None
         frame = pd.DataFrame({k: np.asarray(col) for k, col in self.columns.items()})
+        if "recompute_layers" in frame:  # as row(): missing (None there) where every block runs its mode
+            layers = frame["recompute_layers"].astype("Int64")
+            frame["recompute_layers"] = layers.mask(layers < 0)
         frame["fits"] = np.ones(len(frame), dtype=bool)
         return frame
 

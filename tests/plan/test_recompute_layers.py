@@ -364,3 +364,19 @@ def test_without_none_the_search_tries_no_block_recomputed():
     i = next(i for i in range(len(table)) if (table.row(i)["recompute_layers"], table.row(i)["micro_batch"]) == (0, 1))
     assert table.row(i)["memory_per_chip"] == 4_164_352
     assert row_step(GPT, roomy, table, i, 32, 4).memory_per_chip == 4_164_352
+
+
+def test_to_pandas_shows_no_internal_marker():
+    """recompute_layers in to_pandas is what row() gives: N on block rows, missing (pd.NA) on rows
+    whose every block runs under its mode (row(): None), never the search's internal -1."""
+    pytest.importorskip("pandas")
+    import pandas as pd
+    from symcost import search
+
+    table = search.parallelism(GPT, SMALL, num_chips=1, global_batch=4, seq_len=32)
+    frame = table.to_pandas()
+    assert str(frame["recompute_layers"].dtype) == "Int64"
+    for i in range(len(table)):
+        n = table.row(i)["recompute_layers"]
+        assert (frame["recompute_layers"][i] is pd.NA) if n is None else frame["recompute_layers"][i] == n
+    assert frame["recompute_layers"][0] == 2 and frame["recompute_layers"][1] is pd.NA
