@@ -729,7 +729,9 @@ def _largest_chunk(space: _Space, p: np.ndarray, v: np.ndarray) -> np.ndarray:
     return out
 
 
-_RC_AXIS = 4
+_AXES = ("ep", "micro_batch", "interleave", "megatron_sp", "recompute", "zero_stage", "overlap", "etp")
+"""The options :meth:`_Space._axes` returns, in its order (tests/plan/test_recompute_layers.py checks it)."""
+_RC_AXIS = _AXES.index("recompute")
 """The recompute mode's place among :meth:`_Space._axes`."""
 
 

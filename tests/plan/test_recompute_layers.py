@@ -380,3 +380,16 @@ def test_to_pandas_shows_no_internal_marker():
         n = table.row(i)["recompute_layers"]
         assert (frame["recompute_layers"][i] is pd.NA) if n is None else frame["recompute_layers"][i] == n
     assert frame["recompute_layers"][0] == 2 and frame["recompute_layers"][1] is pd.NA
+
+
+def test_the_recompute_axis_is_where_the_search_takes_it():
+    """_RC_AXIS (the axis block recompute's siblings ignore) is the recompute modes' place among
+    _Space._axes: 3 modes, 2 ZeRO stages, 1 overlap, so no other axis could pass for it."""
+    from symcost.plan import search as s
+
+    space = s._Space(GPT, 4, 8, 32, 8, 2, ("none", "selective", "full"), (1, 2), (False,))
+    axes = space._axes(2, 2, 1, space.splits)
+    assert len(axes) == len(s._AXES)
+    assert axes[s._RC_AXIS].tolist() == [0, 1, 2]
+    assert axes[s._AXES.index("zero_stage")].tolist() == [1, 2]
+    assert axes[s._AXES.index("megatron_sp")].tolist() == [0, 1]
