@@ -109,6 +109,7 @@ def search_cmd(args: argparse.Namespace) -> int:
         lines.append(f"memory against context of the best (TP {best['tp']}, PP {best['pp']}, DP {best['dp']}, "
                      f"batch {best['micro_batch']} per replica) written to {args.plot}")
     emit(args, {"num_candidates": table.num_candidates, "num_valid": table.num_valid, "num_fit": table.num_fit,
+                "num_block": table.num_block,
                 "rows": rows}, lines)
     return 0
 

@@ -183,12 +183,24 @@ def search_repr(result: Any) -> str:
     return d.short_repr("SearchResult", items)
 
 
+def fit_count(result: Any) -> str:
+    """``"Z fit"``, with how many of them block recompute added where it did (they are not among
+    the candidates enumerated, so Z may exceed the count that divide).
+
+    >>> from types import SimpleNamespace as R
+    >>> fit_count(R(num_fit=1_200, num_block=0)), fit_count(R(num_fit=1_200, num_block=300))
+    ('1,200 fit', '1,200 fit (300 of them with block recompute)')
+    """
+    extra = f" ({result.num_block:,} of them with block recompute)" if getattr(result, "num_block", 0) else ""
+    return f"{result.num_fit:,} fit{extra}"
+
+
 def search_html(result: Any, n: int = 10) -> str:
     """The ``n`` best rows, ranked, the chosen (first) row highlighted."""
     cols = search_columns(result)
     rows = [[str(i + 1)] + [search_cell(r, c, markup=True) for c in cols] for i, r in enumerate(result.rows(n))]
     title = (f"Parallelism search: {result.num_candidates:,} candidates, {result.num_valid:,} divide, "
-             f"{result.num_fit:,} fit; best {min(n, len(result))} shown, the chosen one highlighted")
+             f"{fit_count(result)}; best {min(n, len(result))} shown, the chosen one highlighted")
     if not rows:
         return d.html_section(title, [d.html_text("no configuration fits")])
     return d.html_section(title, [d.html_table(["rank"] + cols, rows, highlight=0)])

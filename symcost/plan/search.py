@@ -54,14 +54,17 @@ _TIED = ("shared_weight", "embedding_group")
 @dataclass(frozen=True)
 class SearchResult:
     """Ranked configurations (fastest first) that divide and fit; ``num_candidates`` counts
-    every enumerated combination, ``num_valid`` those that divide, ``num_fit`` the rows that fit
-    (with the block-recompute rows refined from them, :class:`SearchOptions`)."""
+    every enumerated combination, ``num_valid`` those that divide, ``num_fit`` the rows ranked
+    (that fit and meet the constraints), ``num_block`` how many of those are block-recompute rows,
+    refined from the ``"full"`` ones (:class:`SearchOptions`; not among ``num_candidates`` and
+    ``num_valid``, so ``num_fit`` may exceed ``num_valid``)."""
 
     columns: dict[str, np.ndarray]
     num_candidates: int
     num_valid: int
     num_fit: int
     seconds: float
+    num_block: int = 0
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values())))
@@ -125,9 +128,9 @@ class SearchResult:
 
     def format(self, n: int = 10) -> str:
         """The counts and the ``n`` best rows as a text table (times, bytes, MFU with units)."""
-        from .display import search_cell, search_columns
+        from .display import fit_count, search_cell, search_columns
 
-        head = (f"{self.num_candidates:,} candidates, {self.num_valid:,} divide, {self.num_fit:,} fit "
+        head = (f"{self.num_candidates:,} candidates, {self.num_valid:,} divide, {fit_count(self)} "
                 f"({self.seconds:.2f} s)\n")
         cols = search_columns(self)
         lines = ["  ".join(f"{c:>11}" for c in cols)]
@@ -205,7 +208,8 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     fraction of HBM free (a candidate fits when its memory per chip is at most ``(1 - h)`` x HBM).
     ``price_per_hour`` (the price of one chip for one hour, in any currency) adds the column
     ``cost_per_token``: ``price_per_hour * num_chips / 3600 / tokens_per_second``, that currency per
-    token. ``num_fit`` counts the candidates that fit and meet the constraints.
+    token. ``num_fit`` counts the rows that fit and meet the constraints, ``num_block`` the
+    block-recompute rows among them (added to the enumeration's: ``num_fit`` may exceed ``num_valid``).
 
     ``dp_overlap``, ``pp_overlap`` and ``grad_reduce_in_fp32`` rank under the training step's
     switches of those names (:func:`~symcost.plan.training.training_step`; all on by default).
@@ -378,7 +382,7 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
         columns["expert_grid"] = (cols.et != 0)[order]
     limits.add_cost(columns, N)
     return SearchResult(columns, candidates, len(cols) - (0 if found is None else len(found[0])), int(fit.sum()),
-                        time.perf_counter() - start)
+                        time.perf_counter() - start, int((columns["recompute_layers"] >= 0).sum()))
 
 
 @dataclass(frozen=True)

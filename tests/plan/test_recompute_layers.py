@@ -393,3 +393,20 @@ def test_the_recompute_axis_is_where_the_search_takes_it():
     assert axes[s._RC_AXIS].tolist() == [0, 1, 2]
     assert axes[s._AXES.index("zero_stage")].tolist() == [1, 2]
     assert axes[s._AXES.index("megatron_sp")].tolist() == [0, 1]
+
+
+def test_the_counts_say_how_many_rows_block_recompute_added():
+    """num_fit counts every ranked row, num_block the block-recompute rows among them (not among
+    num_valid, which counts the enumeration): on SMALL (its comment) micro-batch 1 ranks N = 2 and
+    full; at micro-batch 2 plain full peaks at 2 x (2,048 + 4 x 4,096) + 2 x 86,016 (b = 2: the mask,
+    the 4 inputs and the rebuilt last block, each twice) = 208,896 B: 3,994,368 B fits, but its N = 1 (2 x 292,864
+    B of activations) does not; micro-batch 4 fits nowhere. So 3 rows, 1 of them a block row."""
+    from symcost import search
+
+    table = search.parallelism(GPT, SMALL, num_chips=1, global_batch=4, seq_len=32)
+    assert table.num_block == sum(r["recompute_layers"] is not None for r in table.rows()) == 1
+    assert 3_785_472 + 2 * (2_048 + 4 * 4_096) + 2 * 86_016 == 3_994_368 <= 4_000_000
+    assert table.num_fit == len(table) == 3
+    assert table.row(2)["memory_per_chip"] == 3_994_368
+    assert "3 fit (1 of them with block recompute)" in table.format().splitlines()[0]
+    assert table.num_valid >= table.num_fit - table.num_block
