@@ -216,9 +216,9 @@ def _check_recompute_layers(args: argparse.Namespace, model: Model, pp: int) -> 
 
 def _recompute_text(args: argparse.Namespace) -> str:
     """The recomputation as the report states it."""
-    if args.recompute_layers is None:
-        return args.recompute
-    return f"full, the first {args.recompute_layers:,} blocks of each pipeline stage (block method)"
+    from ..plan.display import recompute_words
+
+    return recompute_words(args.recompute, args.recompute_layers)
 
 
 def _steps(run: _Run, assumptions: dict[str, Any], lines: list[str]) -> tuple[Any, Any, Optional[str]]:
@@ -365,7 +365,9 @@ def _smallest_fitting(run: _Run, lines: list[str]) -> Optional[dict[str, Any]]:
     interleave = f", interleave {best['interleave']}" if best["interleave"] != 1 else ""
     memory = _training_memory(step)
     blocks = best["recompute_layers"]
-    recompute = best["recompute"] if blocks is None else f"full, the first {blocks:,} blocks of each stage"
+    from ..plan.display import recompute_words
+
+    recompute = recompute_words(best["recompute"], blocks, "stage")
     lines.append(f"{head}: {chips:,} chip{'s' if chips != 1 else ''}, {par_text(layout)}, micro-batch "
                  f"{best['micro_batch']:,}{interleave}, recompute {recompute}, ZeRO stage {best['zero_stage']}")
     lines.append(f"  {_step_line(step, run.chip)}")

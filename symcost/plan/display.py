@@ -183,6 +183,26 @@ def search_repr(result: Any) -> str:
     return d.short_repr("SearchResult", items)
 
 
+def recompute_words(recompute: str, layers: Optional[int], stage: str = "pipeline stage") -> str:
+    """The recomputation in words, as the training step reads ``recompute`` and
+    ``recompute_layers`` (:func:`~symcost.plan.training.training_step`): ``N = 0`` recomputes no
+    block (the step is ``"none"``'s), ``N`` the first ``N`` of each stage; with a mode other
+    than ``"full"`` the step refuses ``recompute_layers``, and the words say so.
+
+    >>> recompute_words("full", None), recompute_words("full", 0), recompute_words("full", 11, "stage")
+    ('full', 'full with no block recomputed (block method, 0 blocks: as none)', 'full, the first 11 blocks of each stage (block method)')
+    >>> recompute_words("selective", 2)
+    'selective with recompute_layers 2 (block recompute needs full)'
+    """
+    if layers is None:
+        return str(recompute)
+    if recompute != "full":
+        return f"{recompute} with recompute_layers {layers:,} (block recompute needs full)"
+    if layers == 0:
+        return "full with no block recomputed (block method, 0 blocks: as none)"
+    return f"full, the first {layers:,} block{'s' if layers != 1 else ''} of each {stage} (block method)"
+
+
 def fit_count(result: Any) -> str:
     """``"Z fit"``, with how many of them block recompute added where it did (they are not among
     the candidates enumerated, so Z may exceed the count that divide).

@@ -209,9 +209,9 @@ class _Page:
     @property
     def recompute_text(self) -> str:
         """The recomputation in words (block recompute: the blocks of each stage recomputed)."""
-        if self.recompute_layers is None:
-            return str(self.recompute)
-        return f"full, the first {self.recompute_layers:,} blocks of each pipeline stage (block method)"
+        from ..plan.display import recompute_words
+
+        return recompute_words(str(self.recompute), self.recompute_layers)
 
 
 def _steps(page: _Page) -> None:

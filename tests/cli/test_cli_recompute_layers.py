@@ -109,3 +109,25 @@ def test_bad_recompute_layers_one_line(capsys, files, flags, message):
     assert code == 2
     assert message in err
     assert len(err.strip().splitlines()) <= 2 and "Traceback" not in err  # argparse adds its usage line
+
+
+def test_no_block_recomputed_is_said_so(capsys, files):
+    """--recompute-layers 0 runs what --recompute none runs (the library: recompute="full",
+    recompute_layers=0 recomputes no block, tests/plan/test_recompute_layers.py); the text says
+    that, not "the first 0 blocks"."""
+    code, out, _ = _report(capsys, files, "--recompute", "full", "--recompute-layers", "0")
+    assert code == 0
+    assert "recompute full with no block recomputed (block method, 0 blocks: as none)" in out
+    assert "the first 0 blocks" not in out
+
+
+def test_the_html_states_the_recompute_it_was_given():
+    """html_report with recompute="selective" and recompute_layers (the step refuses it) does not
+    claim "full": it states both and the step's error."""
+    from symcost.report.html import html_report
+
+    page = html_report(from_hf_config(GPT2), _toy(), seq_len=32, global_batch=4, recompute="selective",
+                       recompute_layers=2, plots=False)
+    assert "recompute full" not in page
+    assert "recompute selective with recompute_layers 2 (block recompute needs full)" in page
+    assert "recompute_layers needs recompute=&#x27;full&#x27;" in page or "recompute_layers needs recompute='full'" in page
