@@ -77,6 +77,9 @@ MASTER_WEIGHT_BYTES = sp.Integer(4)
 # NB: a router's tokens_per_expert counts are fp32 (Megatron-Core megatron/core/transformer/moe/router.py,
 # TopKRouter: register_buffer('local_tokens_per_expert', torch.zeros(num_moe_experts, dtype=torch.float32)))
 TOKEN_COUNT_BYTES = sp.Integer(4)
+# a router's score-correction bias stays fp32 in a bf16 model (Megatron-Core router.py,
+# TopKRouter._maintain_float32_expert_bias): per buffer element the bias and its expert's token count
+BUFFER_BYTES = sp.Integer(4) + TOKEN_COUNT_BYTES
 
 
 @dataclass(frozen=True)
@@ -268,7 +271,8 @@ def _data_parallel(values: Sequence[dict[str, Any]], run: TrainingRun, m: Any) -
     e, weight_copy, p, t = run.tensors.bytes, run.weight_copy, par.pp, par.tp
     # the CP ranks join the data-parallel group (assemble_training), ``t*u`` ranks apart
     d, stride, ep, expert_tp = par.dp * par.cp, par.tp * par.sp, par.ep, par.etp
-    # buffers (Layer.buffer_params) are held whole, without gradient, optimizer state or sync
+    # buffers (Layer.buffer_params) are held whole, without gradient, optimizer state or sync, in fp32
+    # with their experts' fp32 token counts (BUFFER_BYTES)
     buffer = _BUFFER if any(st.get("buffer", 0) != 0 for st in values) else 0
     params = _PARAMS - buffer
     # routed-expert parameters (MoE) are data-parallel over the expert-DP ranks only; the rest over d
@@ -278,7 +282,7 @@ def _data_parallel(values: Sequence[dict[str, Any]], run: TrainingRun, m: Any) -
         groups.append((expert, d * t / (expert_tp * ep), stride / t * expert_tp * ep))
     # the GEMM weights' narrow copies (TrainingRun.weight_copy): the routed experts' all GEMM weights
     copies = [] if weight_copy == 0 else [(_GEMM - expert, d), *([(expert, groups[1][1])] if expert != 0 else [])]
-    weights, gradients, optimizer = buffer * e, sp.Integer(0), sp.Integer(0)
+    weights, gradients, optimizer = buffer * BUFFER_BYTES, sp.Integer(0), sp.Integer(0)
     for n_params, n in copies:
         weights += n_params * weight_copy / (n if zero_stage == 3 else 1)
     for n_params, n, _ in groups:

@@ -42,9 +42,11 @@ def test_weights_keep_the_buffer_gradients_and_optimizer_do_not():
     n = int(biased.parameter_count)
     assert n - int(plain.parameter_count) == BUFFER  # the checkpoint holds it
     step = _step(biased)
-    # one chip, ZeRO 1 over d = 1: bf16 weights 2 N bytes, fp32 gradients 4 (N - 16), fp32 master
-    # weights and two Adam moments 12 (N - 16)
-    assert step.weight_memory == 2 * n
+    # one chip, ZeRO 1 over d = 1: bf16 weights 2 (N - 16) bytes; the 16 biases stay fp32 (Megatron-Core
+    # TopKRouter._maintain_float32_expert_bias) beside as many fp32 token counts (local_tokens_per_expert,
+    # E per MoE layer): 16 x (4 + 4) = 128 B; fp32 gradients 4 (N - 16), fp32 master weights and two
+    # Adam moments 12 (N - 16)
+    assert step.weight_memory == 2 * (n - BUFFER) + 8 * BUFFER == 2 * n + 96
     assert step.gradient_memory == 4 * (n - BUFFER)
     assert step.optimizer_memory == 12 * (n - BUFFER)
 
