@@ -189,8 +189,10 @@ def recompute_words(recompute: str, layers: Optional[int], stage: str = "pipelin
     block (the step is ``"none"``'s), ``N`` the first ``N`` of each stage; with a mode other
     than ``"full"`` the step refuses ``recompute_layers``, and the words say so.
 
-    >>> recompute_words("full", None), recompute_words("full", 0), recompute_words("full", 11, "stage")
-    ('full', 'full with no block recomputed (block method, 0 blocks: as none)', 'full, the first 11 blocks of each stage (block method)')
+    >>> recompute_words("full", None), recompute_words("full", 11, "stage")
+    ('full', 'full, the first 11 blocks of each stage (block method)')
+    >>> recompute_words("full", 0)
+    'full with no block recomputed (block method, 0 blocks: as none)'
     >>> recompute_words("selective", 2)
     'selective with recompute_layers 2 (block recompute needs full)'
     """

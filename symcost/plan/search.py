@@ -800,12 +800,13 @@ def _block_rows(ev: _Eval, cols: _Columns, values: dict[tuple[str, str], np.ndar
     return _take(sub.cols, keep), step[keep], block_memory[keep], mfu[keep], hi[keep]
 
 
-def _bisect(ev: _Eval, sub: "_Block", bounds: tuple[np.ndarray, np.ndarray], guess: np.ndarray) -> tuple[np.ndarray, ...]:
+def _bisect(ev: _Eval, sub: "_Block", bounds: tuple[np.ndarray, np.ndarray],
+            guess: np.ndarray) -> tuple[np.ndarray, ...]:
     """The fewest blocks per stage whose memory fits, per candidate of ``sub``, between ``lo``
     (known not to fit; -1 where 0 is to be tried) and ``chunk`` (fits), ``bounds = (lo, chunk)``,
     tried first at ``guess``, then 1, 1, 2, 4, ... blocks further while the answer stays the same
-    (the guess is most often right or one off: two tries), then by halving; with the step time, memory and MFU there (NaN
-    where only ``chunk`` fits)."""
+    (the guess is most often right or one off: two tries), then by halving; with the step time,
+    memory and MFU there (NaN where only ``chunk`` fits)."""
     lo, chunk = bounds
     lo, hi = lo.astype(np.int64), chunk.copy()
     found = [np.full(len(chunk), np.nan) for _ in range(3)]

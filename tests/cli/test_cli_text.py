@@ -142,8 +142,8 @@ def test_the_report_adds_the_smallest_training_layout_that_fits(capsys):
     i = next(i for i, x in enumerate(lines) if x.startswith("smallest training layout that fits"))
     head, step, memory = lines[i:i + 3]
     assert "on H100_SXM" in head and "global batch 1, seq 8,192" in head and "1, 2, 4" in head
-    found = re.search(r": 2 chips, TP 2, PP 1, DP 1, SP tp, EP 1, micro-batch 1, recompute full, the first (\d+) blocks "
-                      r"of each stage \(block method\), ZeRO stage 0$", head)
+    found = re.search(r": 2 chips, TP 2, PP 1, DP 1, SP tp, EP 1, micro-batch 1, recompute full, "
+                      r"the first (\d+) blocks of each stage \(block method\), ZeRO stage 0$", head)
     assert found, head
     n = int(found.group(1))
     assert step.strip().startswith("step time ") and "MFU" in step and "does not fit" not in step

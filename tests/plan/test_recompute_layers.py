@@ -341,7 +341,8 @@ def test_min_mfu_keeps_the_block_rows_of_a_full_row_it_drops():
     from symcost import search
 
     plain = search.parallelism(GPT, SMALL, num_chips=1, global_batch=4, seq_len=32)
-    full = next(r for r in plain.rows() if (r["recompute"], r["recompute_layers"], r["micro_batch"]) == ("full", None, 1))
+    full = next(r for r in plain.rows()
+                if (r["recompute"], r["recompute_layers"], r["micro_batch"]) == ("full", None, 1))
     two = next(r for r in plain.rows() if (r["recompute"], r["recompute_layers"]) == ("full", 2))
     assert two["mfu"] / full["mfu"] == pytest.approx(224_395_264 / 197_132_288, rel=1e-9)
     table = search.parallelism(GPT, SMALL, num_chips=1, global_batch=4, seq_len=32, min_mfu=1.05 * full["mfu"])
@@ -371,6 +372,7 @@ def test_to_pandas_shows_no_internal_marker():
     whose every block runs under its mode (row(): None), never the search's internal -1."""
     pytest.importorskip("pandas")
     import pandas as pd
+
     from symcost import search
 
     table = search.parallelism(GPT, SMALL, num_chips=1, global_batch=4, seq_len=32)
