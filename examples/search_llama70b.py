@@ -12,5 +12,7 @@ print(table)
 best = table.best
 print(f"\nbest: TP={best['tp']} PP={best['pp']} DP={best['dp']} "
       f"SP={'megatron' if best['megatron_sp'] else best['sp']} micro-batch={best['micro_batch']} "
-      f"interleave={best['interleave']} recompute={best['recompute']} ZeRO-{best['zero_stage']}: "
+      f"interleave={best['interleave']} recompute={best['recompute']}"
+      f"{'' if best['recompute_layers'] is None else ' (blocks per stage: %d)' % best['recompute_layers']} "
+      f"ZeRO-{best['zero_stage']}: "
       f"{best['step_time']:.2f} s per step, MFU {best['mfu']:.1%}, {best['tokens_per_second']:,.0f} tokens/s")

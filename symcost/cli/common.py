@@ -258,6 +258,17 @@ def _number(text: str) -> float:
     return value
 
 
+def non_negative(text: str) -> int:
+    """A whole number of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def positive_number(text: str) -> float:
     value = _number(text)
     if not value > 0:

@@ -11,6 +11,7 @@ from .. import __version__
 from . import serving
 from .common import (
     CHUNK_HELP,
+    UsageError,
     add_common,
     check_out,
     chunk_text,
@@ -21,6 +22,7 @@ from .common import (
     hardware_arg,
     human,
     model_arg,
+    non_negative,
     num,
     one_line,
     par_text,
@@ -148,6 +150,7 @@ def report(args: argparse.Namespace) -> int:
     par = parallelism_arg(args)
     speculative = serving.check_speculative(args)
     model.with_parallelism(par)  # a degree that does not divide: one line, exit 2
+    _check_recompute_layers(args, model, par["pipeline_parallel"])
     run = _Run(args, model, chip, dtype, par, [args.phase] if args.phase else ["prefill", "decode", "training"])
     parallelism = Parallelism.coerce(par)
     chips = num(parallelism.chips_per_replica * parallelism.pp * parallelism.dp)
@@ -155,8 +158,9 @@ def report(args: argparse.Namespace) -> int:
     assumptions = {
         "batch_size": batch, "seq_len": seq, "prefill_chunk": chunk, "num_prefill_chunks": None,
         "micro_batch": batch, "global_batch": run.global_batch, "num_microbatches": None,
-        "recompute": args.recompute, "zero_stage": args.zero_stage, "interleave": 1,
-        "mfu_definition": MFU_DEFINITION, "inference": _INFERENCE_ASSUMES, "training": _TRAINING_ASSUMES,
+        "recompute": args.recompute, "recompute_layers": args.recompute_layers, "zero_stage": args.zero_stage,
+        "interleave": 1, "mfu_definition": MFU_DEFINITION, "inference": _INFERENCE_ASSUMES,
+        "training": _TRAINING_ASSUMES,
     }
     engine = chip.runtime.label if chip.runtime.name != "neutral" else None
     out: dict[str, Any] = {"model": model.name, "hardware": chip.name, "efficiency_from": chip.efficiency_from,
@@ -189,6 +193,34 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_recompute_layers(args: argparse.Namespace, model: Model, pp: int) -> None:
+    """``--recompute-layers N``: only with ``--recompute full``, at most the blocks of the largest
+    pipeline stage (the library's rule, :func:`~symcost.plan.pipeline.block_recompute_stages`)."""
+    n = args.recompute_layers
+    if n is None:
+        return
+    if args.recompute != "full":
+        raise UsageError(f"argument --recompute-layers: needs --recompute full (Megatron-Core's block method "
+                         f"recomputes whole blocks), got --recompute {args.recompute}")
+    import sympy as sp
+
+    if not sp.sympify(model.num_layers).is_Integer or int(model.num_layers) < pp:
+        return  # the training step says what is wrong with the stages
+    from ..plan.pipeline import pipeline_stages
+
+    largest = max(pipeline_stages(int(model.num_layers), pp))
+    if n > largest:
+        raise UsageError(f"argument --recompute-layers: at most {largest}, the blocks of the largest pipeline stage "
+                         f"(--pp {pp}), got {n}")
+
+
+def _recompute_text(args: argparse.Namespace) -> str:
+    """The recomputation as the report states it."""
+    from ..plan.display import recompute_words
+
+    return recompute_words(args.recompute, args.recompute_layers)
+
+
 def _steps(run: _Run, assumptions: dict[str, Any], lines: list[str]) -> tuple[Any, Any, Optional[str]]:
     """The inference step and the training step the phases need (a training step that cannot be
     built is reported, not raised, unless training alone was asked for)."""
@@ -203,7 +235,8 @@ def _steps(run: _Run, assumptions: dict[str, Any], lines: list[str]) -> tuple[An
     if "training" in run.phases:
         try:
             training = run.model.training_step(run.chip, seq, run.global_batch, batch, run.dtype, run.par,
-                                               args.recompute, 1, args.zero_stage)
+                                               args.recompute, 1, args.zero_stage,
+                                               recompute_layers=args.recompute_layers)
         except ValueError as err:
             if args.phase == "training":
                 raise
@@ -213,7 +246,7 @@ def _steps(run: _Run, assumptions: dict[str, Any], lines: list[str]) -> tuple[An
             m = training.num_microbatches
             lines.append(f"training: micro-batch {batch:,}, global batch {run.global_batch:,} ({count_text(m)} "
                          f"micro-batch{'es' if m != 1 else ''} per replica per step), seq {seq:,}{_beyond(run)}, "
-                         f"recompute {args.recompute}, ZeRO stage {args.zero_stage}, no interleaving, "
+                         f"recompute {_recompute_text(args)}, ZeRO stage {args.zero_stage}, no interleaving, "
                          "communication not overlapped")
     return inference, training, training_error
 
@@ -239,6 +272,8 @@ def _phase_section(run: _Run, phase: str, inference: Any, training: Any, trainin
         length, title = chunk, f"per layer, per chip, one chunk: batch {batch:,}, {chunk:,} tokens"
     elif phase == "training":
         title = f"per layer, per chip, one micro-batch of {batch:,}, seq_len {seq:,}"
+        if run.args.recompute_layers is not None:
+            title += f"; blocks shown recomputed, the step recomputes {run.args.recompute_layers:,} per stage"
     lines.append(f"\n== {phase} ==")
     lines.append(f"({title})")
     rows = _layer_table(run.sharded, phase, batch, length, run.dtype, run.chip,
@@ -285,7 +320,8 @@ def _training_total(run: _Run, training: Any, lines: list[str], out: dict[str, A
         "mfu_definition": MFU_DEFINITION, "memory_per_chip": total["memory_per_chip"],
         "hbm_capacity": num(run.chip.hbm_capacity), "fits": training.fits, "global_batch": run.global_batch,
         "micro_batch": run.args.batch, "num_microbatches": num(training.num_microbatches),
-        "recompute": run.args.recompute, "zero_stage": run.args.zero_stage, "interleave": 1}
+        "recompute": run.args.recompute, "recompute_layers": run.args.recompute_layers,
+        "zero_stage": run.args.zero_stage, "interleave": 1}
     out["training_that_fits"] = None if training.fits is not False else _smallest_fitting(run, lines)
     return total
 
@@ -305,7 +341,8 @@ def _smallest_fitting(run: _Run, lines: list[str]) -> Optional[dict[str, Any]]:
     args = run.args
     tried = ", ".join(f"{n:,}" for n in SEARCH_CHIPS[:3]) + f", ..., {SEARCH_CHIPS[-1]:,}"
     head = (f"smallest training layout that fits on {run.chip.name} (the fewest of {tried} chips, the fastest "
-            "there, searched over TP, PP, DP, SP, micro-batch, interleaving, recompute and ZeRO stage; global batch "
+            "there, searched over TP, PP, DP, SP, micro-batch, interleaving, recompute (block too) and ZeRO stage; "
+            "global batch "
             f"{run.global_batch:,}, seq {args.seq:,})")
     try:
         for chips in SEARCH_CHIPS:
@@ -320,18 +357,24 @@ def _smallest_fitting(run: _Run, lines: list[str]) -> Optional[dict[str, Any]]:
         return None
     best, par = table.row(0), table.parallelism(0)
     step = run.model.training_step(run.chip, args.seq, run.global_batch, best["micro_batch"], run.dtype, par,
-                                   best["recompute"], best["interleave"], best["zero_stage"], best["overlap"])
+                                   best["recompute"], best["interleave"], best["zero_stage"], best["overlap"],
+                                   recompute_layers=best["recompute_layers"])
     layout = {"tensor_parallel": best["tp"], "pipeline_parallel": best["pp"], "data_parallel": best["dp"],
               "sequence_parallel": "tp" if best["megatron_sp"] else best["sp"], "expert_parallel": best["ep"],
               "context_parallel": best["cp"], "cp_comm_type": par.cp_comm_type}
     interleave = f", interleave {best['interleave']}" if best["interleave"] != 1 else ""
     memory = _training_memory(step)
+    blocks = best["recompute_layers"]
+    from ..plan.display import recompute_words
+
+    recompute = recompute_words(best["recompute"], blocks, "stage")
     lines.append(f"{head}: {chips:,} chip{'s' if chips != 1 else ''}, {par_text(layout)}, micro-batch "
-                 f"{best['micro_batch']:,}{interleave}, recompute {best['recompute']}, ZeRO stage {best['zero_stage']}")
+                 f"{best['micro_batch']:,}{interleave}, recompute {recompute}, ZeRO stage {best['zero_stage']}")
     lines.append(f"  {_step_line(step, run.chip)}")
     lines.append("  " + _memory_line("training memory per chip (fullest stage)", memory, run.chip, step.fits))
     return {"num_chips": chips, "parallelism": layout, "micro_batch": best["micro_batch"],
-            "interleave": best["interleave"], "recompute": best["recompute"], "zero_stage": best["zero_stage"],
+            "interleave": best["interleave"], "recompute": best["recompute"], "recompute_layers": blocks,
+            "zero_stage": best["zero_stage"],
             "step_time_s": float(step.step_time), "tokens_per_second": float(step.tokens_per_second),
             "mfu": float(step.mfu), "memory_per_chip": {k: num(v) for k, v in memory.items()}, "fits": step.fits}
 
@@ -398,7 +441,8 @@ def _html_page(run: _Run, lines: list[str]) -> None:
     guarded_write(lambda: write_html_report(
         args.html, run.model, run.chip, batch_size=args.batch, seq_len=args.seq, dtype=run.dtype,
         parallelism=run.par, prefill_chunk=args.prefill_chunk, global_batch=run.global_batch,
-        recompute=args.recompute, zero_stage=args.zero_stage, phases=run.phases), "--html", args.html)
+        recompute=args.recompute, zero_stage=args.zero_stage, phases=run.phases,
+        recompute_layers=args.recompute_layers), "--html", args.html)
     lines.append(f"HTML report written to {args.html}")
 
 
@@ -416,6 +460,10 @@ def register(sub: Any) -> None:
                    help="training sequences per step (default: batch x dp x pp, one micro-batch per stage)")
     p.add_argument("--recompute", choices=["none", "selective", "full"], default="none",
                    help="training activation recomputation (default none)")
+    p.add_argument("--recompute-layers", type=non_negative, default=None, metavar="N",
+                   help="with --recompute full: recompute only the first N blocks of each pipeline stage and keep the "
+                   "others' activations (Megatron-Core's --recompute-method block --recompute-num-layers N); N is an "
+                   "integer from 0 to the blocks of the largest pipeline stage (default: every block)")
     p.add_argument("--zero-stage", type=int, choices=[0, 1, 2, 3], default=1,
                    help="ZeRO stage of the data-parallel optimizer (default 1, Megatron's distributed optimizer)")
     p.add_argument("--plot", default=None, help="also write a roofline chart (.png, .svg or .pdf)")

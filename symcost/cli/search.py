@@ -94,7 +94,8 @@ def search_cmd(args: argparse.Namespace) -> int:
 
         steps = [model.training_step(chip, args.seq, args.global_batch, r["micro_batch"], args.dtype,
                                      table.parallelism(i), r["recompute"], r["interleave"], r["zero_stage"],
-                                     r["overlap"]) for i, r in enumerate(rows[:3])]
+                                     r["overlap"], recompute_layers=r["recompute_layers"])
+                 for i, r in enumerate(rows[:3])]
         labels = [f"#{i + 1}" for i in range(len(steps))]
         guarded_write(lambda: step_breakdown(steps, args.plot, labels=labels), "--plot", args.plot)
         lines.append(f"step breakdown of the {len(steps)} best written to {args.plot}")
@@ -108,6 +109,7 @@ def search_cmd(args: argparse.Namespace) -> int:
         lines.append(f"memory against context of the best (TP {best['tp']}, PP {best['pp']}, DP {best['dp']}, "
                      f"batch {best['micro_batch']} per replica) written to {args.plot}")
     emit(args, {"num_candidates": table.num_candidates, "num_valid": table.num_valid, "num_fit": table.num_fit,
+                "num_block": table.num_block,
                 "notes": list(table.notes), "rows": rows}, lines)
     return 0
 

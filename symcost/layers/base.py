@@ -389,6 +389,20 @@ class Layer(BaseModel):
         """
         return _ZERO
 
+    @property
+    def buffer_params(self) -> sympy.Expr:
+        """Parameters held (in the checkpoint and the weights) that training moves without a
+        gradient: registered buffers updated by their own rule, not the optimizer, so without
+        gradient, optimizer state or data-parallel gradient sync; zero for a layer with none
+        (DeepSeek-V3's router score-correction bias, :attr:`~symcost.layers.moe.MoELayer.router_bias_buffer`).
+        A block sums its layers'.
+
+        >>> from symcost import models
+        >>> models.get("deepseek-v3").blocks[1][0].buffer_params   # n_routed_experts
+        256
+        """
+        return _ZERO
+
     def check(self, ctx: Context) -> None:
         """Raise ``ValueError`` when the workload provably breaks a divisibility rule."""
         if not ctx.decode:

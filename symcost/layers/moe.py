@@ -237,11 +237,11 @@ class MoELayer(Layer):
     """The router bias is a buffer, not a trained parameter (DeepSeek-V3's
     ``e_score_correction_bias``: HF modeling_deepseek_v3.py ``register_buffer``; Megatron-Core
     transformer/moe/router.py ``expert_bias``, a buffer moved by its own rule, not the optimizer):
-    still ``E`` weights held, but no gradient, so not in :attr:`tp_summed_params`. NB: the step
-    still gives it gradient and optimizer bytes and DP sync (``E`` of the layer's parameters),
-    and the per-step all-reduce of its ``tokens_per_expert`` counts is not counted
-    (docs/conventions.md §16 item 5). False: trained (gpt-oss's ``nn.Linear`` bias, Megatron-Core's
-    ``add_bias_linear``)."""
+    still ``E`` weights held, but no gradient, so not in :attr:`tp_summed_params`; the training
+    step leaves its ``E`` (:attr:`buffer_params`) out of the gradients, the optimizer states and
+    the data-parallel sync, and all-reduces the fp32 ``tokens_per_expert`` counts that move it
+    once per step (:func:`~symcost.plan.training.assemble_training`). False: trained (gpt-oss's
+    ``nn.Linear`` bias, Megatron-Core's ``add_bias_linear``)."""
     expert_bias: bool = False
     """Biases on every expert's projections (gpt-oss's ``gate_up_proj_bias`` and
     ``down_proj_bias``): ``(p-1)*f_e + h`` per expert, the up biases split by TP, the down bias
@@ -544,6 +544,16 @@ class MoELayer(Layer):
             return sp.Integer(0)
         trained_bias = 1 if self.router_bias and not self.router_bias_buffer else 0
         return (self.hidden_size + trained_bias) * self.num_experts + self._gate_params
+
+    @property
+    def buffer_params(self) -> sp.Expr:
+        """The router's score-correction bias, ``E``, when it is a buffer (:attr:`router_bias_buffer`).
+
+        >>> MoELayer(hidden_size=64, expert_intermediate_size=32, num_experts=8, top_k=2,
+        ...          router_bias=True, router_bias_buffer=True).buffer_params
+        8
+        """
+        return self.num_experts if self.router_bias and self.router_bias_buffer else sp.Integer(0)
 
     def weight_memory(self, ctx: Context) -> sp.Expr:
         h, p, t = self.hidden_size, self.num_projections, ctx.tp

@@ -198,6 +198,10 @@ class TransformerBlock(Layer):
     def tp_summed_params(self) -> sp.Expr:
         return sp.Add(*(part.tp_summed_params for part in self.parts))
 
+    @property
+    def buffer_params(self) -> sp.Expr:
+        return sp.Add(*(part.buffer_params for part in self.parts))
+
 
 class MixerBlock(Layer):
     """A pre-norm residual block around one layer: ``x + mixer(norm(x))``.
@@ -288,6 +292,10 @@ class MixerBlock(Layer):
     @property
     def tp_summed_params(self) -> sp.Expr:
         return self.norm.tp_summed_params + self.mixer.tp_summed_params
+
+    @property
+    def buffer_params(self) -> sp.Expr:
+        return self.norm.buffer_params + self.mixer.buffer_params
 
 
 Count = Any

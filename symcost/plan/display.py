@@ -159,6 +159,8 @@ def search_cell(row: dict[str, Any], column: str, markup: bool = False) -> str:
     value = row[column]
     if (column == "sp" and row.get("megatron_sp")) or (column == "etp" and not row.get("expert_grid")):
         return "tp"
+    if column == "recompute" and row.get("recompute_layers") is not None:
+        value = f"block {row['recompute_layers']}"  # full, the first N blocks of each stage
     kind = _SEARCH_KINDS.get(column)
     if kind is None:
         return _html.escape(str(value)) if markup else str(value)
@@ -181,12 +183,46 @@ def search_repr(result: Any) -> str:
     return d.short_repr("SearchResult", items)
 
 
+def recompute_words(recompute: str, layers: Optional[int], stage: str = "pipeline stage") -> str:
+    """The recomputation in words, as the training step reads ``recompute`` and
+    ``recompute_layers`` (:func:`~symcost.plan.training.training_step`): ``N = 0`` recomputes no
+    block (the step is ``"none"``'s), ``N`` the first ``N`` of each stage; with a mode other
+    than ``"full"`` the step refuses ``recompute_layers``, and the words say so.
+
+    >>> recompute_words("full", None), recompute_words("full", 11, "stage")
+    ('full', 'full, the first 11 blocks of each stage (block method)')
+    >>> recompute_words("full", 0)
+    'full with no block recomputed (block method, 0 blocks: as none)'
+    >>> recompute_words("selective", 2)
+    'selective with recompute_layers 2 (block recompute needs full)'
+    """
+    if layers is None:
+        return str(recompute)
+    if recompute != "full":
+        return f"{recompute} with recompute_layers {layers:,} (block recompute needs full)"
+    if layers == 0:
+        return "full with no block recomputed (block method, 0 blocks: as none)"
+    return f"full, the first {layers:,} block{'s' if layers != 1 else ''} of each {stage} (block method)"
+
+
+def fit_count(result: Any) -> str:
+    """``"Z fit"``, with how many of them block recompute added where it did (they are not among
+    the candidates enumerated, so Z may exceed the count that divide).
+
+    >>> from types import SimpleNamespace as R
+    >>> fit_count(R(num_fit=1_200, num_block=0)), fit_count(R(num_fit=1_200, num_block=300))
+    ('1,200 fit', '1,200 fit (300 of them with block recompute)')
+    """
+    extra = f" ({result.num_block:,} of them with block recompute)" if getattr(result, "num_block", 0) else ""
+    return f"{result.num_fit:,} fit{extra}"
+
+
 def search_html(result: Any, n: int = 10) -> str:
     """The ``n`` best rows, ranked, the chosen (first) row highlighted."""
     cols = search_columns(result)
     rows = [[str(i + 1)] + [search_cell(r, c, markup=True) for c in cols] for i, r in enumerate(result.rows(n))]
     title = (f"Parallelism search: {result.num_candidates:,} candidates, {result.num_valid:,} divide, "
-             f"{result.num_fit:,} fit; best {min(n, len(result))} shown, the chosen one highlighted")
+             f"{fit_count(result)}; best {min(n, len(result))} shown, the chosen one highlighted")
     notes = [d.html_text(note) for note in result.notes]  # what the enumeration left out
     if not rows:
         return d.html_section(title, [*notes, d.html_text("no configuration fits")])

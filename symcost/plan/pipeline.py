@@ -404,7 +404,8 @@ def model_parts(model: "Model", rows: Sequence[tuple[str, Any, LayerMetrics]], d
     the LM head, Megatron-Core's own ``ColumnParallelLinear``, runs outside Transformer Engine).
     Each block and the tail state ``tp_summed``, the parameters whose gradients the training step
     sums over TP once per step (:attr:`~symcost.layers.base.Layer.tp_summed_params`: the final norm's
-    in the tail; the embedding has none)."""
+    in the tail; the embedding has none), and each block ``buffer``, its parameters trained without
+    a gradient (:attr:`~symcost.layers.base.Layer.buffer_params`, replicated on every chip)."""
     e = DataType.parse(dtype).bytes
 
     def quantities(metrics: LayerMetrics) -> dict[str, Any]:
@@ -420,6 +421,7 @@ def model_parts(model: "Model", rows: Sequence[tuple[str, Any, LayerMetrics]], d
     for (blk, n), metrics in zip(model.blocks, part.blocks, strict=True):
         q = quantities(metrics)
         q["tp_summed"] = sp.sympify(blk.tp_summed_params)
+        q["buffer"] = sp.sympify(blk.buffer_params)
         if blk.num_routed_experts is not None:
             q["expert_weight"] = sp.sympify(blk.expert_params_per_chip * e)
         if gemm_weight:

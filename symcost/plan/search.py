@@ -46,7 +46,7 @@ from .training import StepComm, TrainingOptions, TrainingRun, assemble_training,
 __all__ = ["Constraints", "SearchOptions", "SearchResult", "parallelism", "ulysses_skipped"]
 
 _COLUMNS = ("tp", "pp", "dp", "sp", "cp", "megatron_sp", "ep", "micro_batch", "interleave", "overlap", "recompute",
-            "zero_stage", "step_time", "memory_per_chip", "mfu", "tokens_per_second")
+            "recompute_layers", "zero_stage", "step_time", "memory_per_chip", "mfu", "tokens_per_second")
 _QUANTITIES = ("latency", "weight", "activation", "tp_summed")  # tp_summed: the TP gradient sum (training)
 _TIED = ("shared_weight", "embedding_group")
 """A tied LM head's stage quantities under pipeline parallelism (:func:`.pipeline.stages_from_parts`)."""
@@ -55,13 +55,17 @@ _TIED = ("shared_weight", "embedding_group")
 @dataclass(frozen=True)
 class SearchResult:
     """Ranked configurations (fastest first) that divide and fit; ``num_candidates`` counts
-    every enumerated combination, ``num_valid`` those that divide, ``num_fit`` those that fit."""
+    every enumerated combination, ``num_valid`` those that divide, ``num_fit`` the rows ranked
+    (that fit and meet the constraints), ``num_block`` how many of those are block-recompute rows,
+    refined from the ``"full"`` ones (:class:`SearchOptions`; not among ``num_candidates`` and
+    ``num_valid``, so ``num_fit`` may exceed ``num_valid``)."""
 
     columns: dict[str, np.ndarray]
     num_candidates: int
     num_valid: int
     num_fit: int
     seconds: float
+    num_block: int = 0
     notes: tuple[str, ...] = ()
     """What the search left out of the enumeration and why, one line each (e.g. Ulysses sequence
     parallelism on a model with a layer that does not model it: :func:`ulysses_skipped`)."""
@@ -75,6 +79,8 @@ class SearchResult:
         for k, col in self.columns.items():
             value = col[i].item()
             out[k] = bool(value) if k in ("megatron_sp", "overlap", "expert_grid") else value
+        if out.get("recompute_layers", 0) < 0:
+            out["recompute_layers"] = None  # every block under its recompute mode (_EVERY_BLOCK)
         return out
 
     @property
@@ -90,13 +96,17 @@ class SearchResult:
         """The ranked table as a pandas DataFrame, one row per configuration, fastest first (the
         index is the rank): a column per degree and option (``tp``, ``pp``, ``dp``, ``sp``, ...), the
         times (``step_time``, or ``ttft`` and ``tpot``), ``memory_per_chip``, ``mfu`` (training),
-        ``tokens_per_second`` and ``fits`` (true on every row: only what fits is ranked). Needs the
-        ``pandas`` extra."""
+        ``tokens_per_second`` and ``fits`` (true on every row: only what fits is ranked);
+        ``recompute_layers`` (training) is a nullable ``Int64`` column, missing where :meth:`row`
+        gives ``None``. Needs the ``pandas`` extra."""
         try:
             import pandas as pd
         except ImportError:
             raise ImportError("to_pandas needs pandas: pip install 'symcost[pandas]'") from None
         frame = pd.DataFrame({k: np.asarray(col) for k, col in self.columns.items()})
+        if "recompute_layers" in frame:  # as row(): missing (None there) where every block runs its mode
+            layers = frame["recompute_layers"].astype("Int64")
+            frame["recompute_layers"] = layers.mask(layers < 0)
         frame["fits"] = np.ones(len(frame), dtype=bool)
         return frame
 
@@ -122,9 +132,9 @@ class SearchResult:
 
     def format(self, n: int = 10) -> str:
         """The counts and the ``n`` best rows as a text table (times, bytes, MFU with units)."""
-        from .display import search_cell, search_columns
+        from .display import fit_count, search_cell, search_columns
 
-        head = (f"{self.num_candidates:,} candidates, {self.num_valid:,} divide, {self.num_fit:,} fit "
+        head = (f"{self.num_candidates:,} candidates, {self.num_valid:,} divide, {fit_count(self)} "
                 f"({self.seconds:.2f} s)\n") + "".join(f"{note}\n" for note in self.notes)
         cols = search_columns(self)
         lines = ["  ".join(f"{c:>11}" for c in cols)]
@@ -219,7 +229,8 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     fraction of HBM free (a candidate fits when its memory per chip is at most ``(1 - h)`` x HBM).
     ``price_per_hour`` (the price of one chip for one hour, in any currency) adds the column
     ``cost_per_token``: ``price_per_hour * num_chips / 3600 / tokens_per_second``, that currency per
-    token. ``num_fit`` counts the candidates that fit and meet the constraints.
+    token. ``num_fit`` counts the rows that fit and meet the constraints, ``num_block`` the
+    block-recompute rows among them (added to the enumeration's: ``num_fit`` may exceed ``num_valid``).
 
     ``dp_overlap``, ``pp_overlap`` and ``grad_reduce_in_fp32`` rank under the training step's
     switches of those names (:func:`~symcost.plan.training.training_step`; all on by default).
@@ -252,9 +263,10 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
         raise ConfigError(f"phase: 'training' or 'inference', got {phase!r}")
     chip = get_hardware(hardware)
     datatype = DataType.parse(dtype)
-    space = _Space(model, job.N, job.B, job.s, opts.max_micro_batch, opts.max_interleave, tuple(opts.recompute),
+    modes = tuple(m for m in opts.recompute if m != "block")
+    space = _Space(model, job.N, job.B, job.s, opts.max_micro_batch, opts.max_interleave, modes,
                    tuple(opts.zero_stages), tuple(opts.overlap), cps, opts.sync,
-                   _expert_tp_degrees(opts.expert_tensor_parallel))
+                   _expert_tp_degrees(opts.expert_tensor_parallel), "block" in opts.recompute)
     return _training(space, chip, datatype, limits, opts.progress or (lambda fraction, stage: None), start)
 
 
@@ -278,7 +290,11 @@ class SearchOptions:
 
     max_micro_batch: int = 16
     max_interleave: int = 8
-    recompute: Sequence[str] = ("none", "selective", "full")
+    recompute: Sequence[str] = ("none", "selective", "full", "block")
+    """The recompute modes tried: ``"none"``, ``"selective"``, ``"full"`` and ``"block"``, which
+    refines every ``"full"`` row that fits (and whose layout does not fit without recomputation)
+    to the fewest blocks per pipeline stage that fit, Megatron-Core's ``--recompute-method block
+    --recompute-num-layers N`` (:func:`parallelism`); it needs ``"full"``."""
     zero_stages: Sequence[int] = (0, 1, 2, 3)
     overlap: Sequence[bool] = (False,)
     objective: str = "tpot"
@@ -316,6 +332,12 @@ class SearchOptions:
             raise ConfigError(f"objective must be 'tpot' or 'ttft', got {self.objective!r}")
         if self.min_mfu is not None and not 0 < self.min_mfu <= 1:
             raise ConfigError(f"min_mfu must be above 0 and at most 1, got {self.min_mfu!r}")
+        modes = tuple(self.recompute)
+        if not modes or any(m not in ("none", "selective", "full", "block") for m in modes):
+            raise ConfigError(f"recompute must name modes among 'none', 'selective', 'full' and 'block', got {modes!r}")
+        if "block" in modes and "full" not in modes:
+            raise ConfigError("recompute: 'block' refines the rows of 'full' (the fewest blocks per stage that fit); "
+                              "name 'full' too")
 
     @property
     def sync(self) -> StepComm:
@@ -342,26 +364,41 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
     cols, candidates = space.rows()
     if cols is None:
         return SearchResult({c: np.array([]) for c in _COLUMNS}, candidates, 0, 0, time.perf_counter() - start,
-                            space.notes)
+                            notes=space.notes)
     report(0.1, f"{candidates:,} candidates enumerated")
     quantities = _QUANTITIES + (("expert_weight",) if space.moe else ())  # routed experts: DP over dp/ep only
+    if any(sp.sympify(blk.buffer_params) != 0 for blk, _ in space.model.blocks):
+        quantities += ("buffer",)  # parameters without gradient (Layer.buffer_params)
     if tensor_format(datatype)[1] != 0:
         quantities += ("gemm_weight",)  # the GEMM weights' narrow copies (TrainingRun.weight_copy)
     tied = bool(space.model.lm_head.tied)  # the last stage's copy of the table and its sync (stages_from_parts)
     full = "full" in space.recompute  # a rebuilt block at the peak (pipeline.rebuild_peak): kept activations too
     values = _layer_values(space, cols, chip, datatype, quantities + (("tied_weight",) if tied else ())
-                           + (("kept_activation",) if full else ()), report)
+                           + (("kept_activation",) if full else ()) + (("kept_latency",) if space.block else ()),
+                           report)
     slots = _Slots.of(space, cols, values, quantities, tied)
-    step, memory, mfu = _assemble(space, cols, slots, chip, datatype, quantities + (_TIED if tied else ())
-                                  + (("recompute_peak",) if full else ()))
-    report(1.0, "ranked")
+    assembled = quantities + (_TIED if tied else ()) + (("recompute_peak",) if full else ())
+    step, memory, mfu = _assemble(space, cols, slots, chip, datatype, assembled)
     fit = limits.keep(cols.t, memory, mfu, chip)
+    layers = np.full(len(cols), _EVERY_BLOCK)
+    ev = _Eval(space, chip, datatype, assembled, limits)
+    # the "full" rows to refine by their memory alone: a block row is faster (higher MFU) than its
+    # "full" row, so one that misses min_mfu may have block rows that meet it (filtered below)
+    in_memory = limits.keep(cols.t, memory, None, chip)
+    found = _block_rows(ev, cols, values, slots, (memory, in_memory)) if space.block else None
+    if found is not None:
+        extra, block_step, block_memory, block_mfu, n = found
+        cols = _Columns.concat([cols, extra])
+        step, memory, mfu = (np.concatenate(x) for x in ((step, block_step), (memory, block_memory), (mfu, block_mfu)))
+        layers = np.concatenate([layers, n])
+        fit = limits.keep(cols.t, memory, mfu, chip)
+    report(1.0, "ranked")
     order = np.argsort(np.where(fit, step, np.inf), kind="stable")[: int(fit.sum())]
     columns = {
         "tp": cols.t[order], "pp": cols.p[order], "dp": cols.d[order], "sp": cols.u[order], "cp": cols.c[order],
         "megatron_sp": cols.msp[order].astype(bool), "ep": cols.e[order], "micro_batch": cols.b[order],
         "interleave": cols.v[order], "overlap": cols.ov[order].astype(bool),
-        "recompute": np.array(space.recompute)[cols.rc[order]],
+        "recompute": np.array(space.recompute)[cols.rc[order]], "recompute_layers": layers[order],
         "zero_stage": cols.z[order], "step_time": step[order], "memory_per_chip": memory[order], "mfu": mfu[order],
         "tokens_per_second": B * s / step[order],
     }
@@ -369,7 +406,9 @@ def _training(space: "_Space", chip: Hardware, datatype: DataType, limits: "Cons
         columns["etp"] = np.where(cols.et == 0, cols.t, cols.et)[order]
         columns["expert_grid"] = (cols.et != 0)[order]
     limits.add_cost(columns, N)
-    return SearchResult(columns, candidates, len(cols), int(fit.sum()), time.perf_counter() - start, space.notes)
+    return SearchResult(columns, candidates, len(cols) - (0 if found is None else len(found[0])), int(fit.sum()),
+                        time.perf_counter() - start, int((columns["recompute_layers"] >= 0).sum()),
+                        notes=space.notes)
 
 
 @dataclass(frozen=True)
@@ -429,6 +468,8 @@ class _Space:
     """How the data-parallel and pipeline communication runs (:class:`SearchOptions`)."""
     etps: tuple[int, ...] = (0,)
     """The expert-TP degrees tried (MoE models), 0 for none (experts split ``tp`` ways)."""
+    block: bool = False
+    """Refine the fitting ``"full"`` rows by block recompute (:func:`_block_rows`)."""
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -459,7 +500,7 @@ class _Space:
         """The configurations that divide, as columns (``None`` when none does), and how many
         were enumerated (every degree tuple times its options)."""
         groups: list[_Columns] = []
-        candidates = 0
+        candidates = layouts = 0
         tp_ok = {t: _valid_tp(self.model, t) for t in _divisors(self.N)}
         cp_ok = {c: c == 1 or _accepts(self.model, {"context_parallel": c}) for c in self.cps}
         splits = self.splits
@@ -468,7 +509,9 @@ class _Space:
             candidates += math.prod(len(a) for a in axes)
             if (tp_ok[t] and cp_ok[cp] and p in splits and not self.B % d and self._ulysses_ok(t, u)
                     and self._context_ok(u, cp)):
-                groups.append(self.group(t, u, cp, p, d, axes))
+                group = self.group(t, u, cp, p, d, axes)
+                groups.append(dataclasses.replace(group, lay=group.lay + layouts))
+                layouts += math.prod(len(a) for k, a in enumerate(axes) if k != _RC_AXIS)
         kept = [g for g in groups if len(g)]
         return (_Columns.concat(kept) if kept else None), candidates
 
@@ -494,6 +537,9 @@ class _Space:
         """The candidates of one degree tuple that divide, as columns."""
         index = [i.ravel() for i in np.meshgrid(*(np.arange(len(a)) for a in axes), indexing="ij")]
         e, b, v, msp, rc, z, ov, et = (a[i] for a, i in zip(axes, index))
+        # the layout (every option but the recompute mode), numbered within the group
+        lay = np.ravel_multi_index([i for k, i in enumerate(index) if k != _RC_AXIS],
+                                   [len(a) for k, a in enumerate(axes) if k != _RC_AXIS])
         keep = ~((u > 1) & (msp == 1))  # one sequence mode at a time
         if axes[-1].any():  # an expert-TP degree is tried (else EP divides d already: _axes)
             # EP divides d, or on the expert grid ETP x EP divides t x cp x d (check_expert_parallel)
@@ -509,7 +555,7 @@ class _Space:
         n = int(keep.sum())
         full = functools.partial(np.full, n, dtype=np.int64)
         return _Columns(full(t), full(u), full(p), full(d), e[keep], b[keep], v[keep], msp[keep], ov[keep],
-                        rc[keep], z[keep], full(cp), et[keep])
+                        rc[keep], z[keep], full(cp), et[keep], lay[keep])
 
     @functools.lru_cache(maxsize=None)  # noqa: B019 (a handful of degrees per search)
     def _expert_tp_ok(self, code: int) -> bool:
@@ -547,6 +593,8 @@ class _Columns:
     """The context-parallel degree."""
     et: np.ndarray
     """The expert-TP code: 0 (experts split ``t`` ways) or the expert grid's ETP degree."""
+    lay: np.ndarray
+    """The layout: candidates alike but for their recompute mode share it (:func:`_siblings`)."""
 
     @classmethod
     def concat(cls, groups: Sequence["_Columns"]) -> "_Columns":
@@ -614,20 +662,23 @@ def _layer_program(model: Model, chip: Hardware, datatype: DataType, s: int, var
         rows_ = sym_model.breakdown(sym.batch_size, s, "training", datatype, chip, cast(Recompute, rc), bool(ov))
         parts = model_parts(sym_model, rows_, tensor_format(datatype)[0], "gemm_weight" in quantities)
         if "kept_activation" in quantities:
-            _kept_activations(parts, sym_model, (s, datatype, chip, rc, bool(ov)))
+            _kept_activations(parts, sym_model, (s, datatype, chip, rc, bool(ov)), "kept_latency" in quantities)
         named = {"embedding": parts["embedding"], "tail": parts["tail"],
                  **{f"blocks[{j}]": q for j, (_, q) in enumerate(parts["blocks"])}}
         for part in _part_names(model):
             for q in (q for q in quantities if q in named[part]):
                 # NB: overlap changes the latency only (hardware.timing.layer_times), so the other
                 # quantities are taken from the first mode
-                exprs.setdefault(f"{part}.{q}" + (f".{int(ov)}" if q == "latency" else ""), named[part][q])
+                latency = q in ("latency", "kept_latency")
+                exprs.setdefault(f"{part}.{q}" + (f".{int(ov)}" if latency else ""), named[part][q])
     return Sweeper(exprs, fast_compile=True)
 
 
-def _kept_activations(parts: dict[str, Any], sym_model: Model, how: tuple[int, DataType, Hardware, str, bool]) -> None:
+def _kept_activations(parts: dict[str, Any], sym_model: Model, how: tuple[int, DataType, Hardware, str, bool],
+                      latency: bool = False) -> None:
     """Each block's activations without recomputation as ``kept_activation`` (what a rebuilt block
-    holds again, :func:`~symcost.plan.pipeline.rebuild_peak`), beside ``parts``' own."""
+    holds again, :func:`~symcost.plan.pipeline.rebuild_peak`), beside ``parts``' own; with
+    ``latency`` its latency without recomputation too, ``kept_latency`` (block recompute)."""
     s, datatype, chip, rc, ov = how
     kept = parts
     if rc != "none":
@@ -635,6 +686,8 @@ def _kept_activations(parts: dict[str, Any], sym_model: Model, how: tuple[int, D
         kept = model_parts(sym_model, rows, tensor_format(datatype)[0])
     for (_, q), (_, k) in zip(parts["blocks"], kept["blocks"], strict=True):
         q["kept_activation"] = k["activation"]
+        if latency:
+            q["kept_latency"] = k["latency"]
 
 
 def _peak_slot(space: _Space, cols: _Columns, values: dict[tuple[str, str], np.ndarray],
@@ -650,29 +703,251 @@ def _peak_slot(space: _Space, cols: _Columns, values: dict[tuple[str, str], np.n
         for v in sorted(set(vs.tolist())):
             at = at_p[vs == v]  # the full-recompute rows of stage p in v chunks, ascending
             chunks = chunk_groups(held, chunk_blocks(sum(int(n) for n in held), int(v), first, last), None)
-            out[at] = _rebuild_peak(chunks, last, {key: values[key][at] for key in _peak_keys(chunks, last)}, len(at))
+            out[at] = _chunk_peaks(values, at, chunks, last)
     return out
 
 
-def _peak_keys(chunks: list, last: bool) -> set[tuple[str, str]]:
-    """The values :func:`_rebuild_peak` reads."""
-    keys = {(f"blocks[{g}]", q) for groups, _ in chunks for g in groups for q in ("activation", "kept_activation")}
-    return keys | ({("tail", "activation")} if last else set())
-
-
-def _rebuild_peak(chunks: list, last: bool, taken: dict[tuple[str, str], np.ndarray], n: int) -> np.ndarray:
-    """:func:`_peak_slot`'s peak over the chunks of one stage and chunk count for ``n`` rows, from
-    ``taken``, the values of those rows (gathered once)."""
-    best = np.zeros(n)
-    for c, (groups, _) in enumerate(chunks):
-        rest = taken[("tail", "activation")] if last and c == len(chunks) - 1 else 0.0
-        later = np.zeros(len(best))  # the inputs of the chunk's blocks after block i
-        for g in reversed(groups):
-            part = f"blocks[{g}]"
-            gain = taken[(part, "kept_activation")] - taken[(part, "activation")] - later - rest
-            best = np.maximum(best, gain)
-            later = later + taken[(part, "activation")]
+def _chunk_peaks(values: dict[tuple[str, str], np.ndarray], at: np.ndarray,
+                 chunks: list[tuple[list[int], list[int]]], last: bool) -> np.ndarray:
+    """The stage's ``recompute_peak`` over its chunks (:func:`~symcost.plan.pipeline.chunk_groups`:
+    the groups of the blocks each recomputes and keeps), as :func:`~symcost.plan.pipeline.rebuild_peak`
+    takes it: per recomputed block, its activations back less the inputs of the chunk's later
+    recomputed blocks and what the chunk keeps after them (its kept blocks', and the tail on the
+    last stage's last chunk); the largest, at least 0, for the candidates ``at`` (indices). Within a run of
+    one group's blocks the last is the largest (the others have more inputs after them), and
+    chunks alike are counted once."""
+    groups = {g for recomputed, kept in chunks for g in (*recomputed, *kept)}
+    kept_act = {g: values[(f"blocks[{g}]", "kept_activation")][at] for g in groups}
+    act = {g: values[(f"blocks[{g}]", "activation")][at] for g in groups}
+    best = np.zeros(len(at))
+    seen = set()
+    for c, (recomputed, kept) in enumerate(chunks):
+        tail = last and c == len(chunks) - 1
+        runs = [(g, len(list(n))) for g, n in itertools.groupby(recomputed)]
+        key = (tuple(runs), tuple(sorted(kept)), tail)
+        if key in seen or not runs:
+            continue
+        seen.add(key)
+        rest = values[("tail", "activation")][at] if tail else 0.0
+        for g in kept:
+            rest = rest + kept_act[g]
+        later: Any = 0.0  # the inputs of the chunk's recomputed blocks after the run
+        for g, n in reversed(runs):
+            best = np.maximum(best, kept_act[g] - act[g] - later - rest)
+            later = later + n * act[g]
     return best
+
+
+_EVERY_BLOCK = -1
+"""The ``recompute_layers`` column of a row that recomputes every block its mode names (no block
+recompute): ``None`` in :meth:`SearchResult.row`."""
+
+
+class _Eval(NamedTuple):
+    """What evaluating a search's candidates needs besides them: the space, the chip, the dtype, the
+    stage quantities assembled and the constraints."""
+
+    space: _Space
+    chip: Hardware
+    datatype: DataType
+    quantities: tuple[str, ...]
+    limits: "Constraints"
+
+
+def _largest_chunk(space: _Space, p: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """The blocks of each candidate's largest chunk (its stage when ``v = 1``) over its pipeline
+    stages: the most blocks block recompute can take from one chunk (:func:`~symcost.plan.pipeline.chunk_groups`
+    clamps ``N`` to each chunk)."""
+    out = np.zeros(len(p), dtype=np.int64)
+    keys, which = np.unique(np.stack([p, v], axis=1), axis=0, return_inverse=True)
+    for i, (q, w) in enumerate(keys.tolist()):
+        split = space.splits[q]
+        out[which.ravel() == i] = max(max(chunk_blocks(n, w, k == 0, k == len(split) - 1)) for k, n in enumerate(split))
+    return out
+
+
+_AXES = ("ep", "micro_batch", "interleave", "megatron_sp", "recompute", "zero_stage", "overlap", "etp")
+"""The options :meth:`_Space._axes` returns, in its order (tests/plan/test_recompute_layers.py checks it)."""
+_RC_AXIS = _AXES.index("recompute")
+"""The recompute mode's place among :meth:`_Space._axes`."""
+
+
+def _siblings(cols: _Columns, rows: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """For each candidate of ``rows`` (indices), the index of the candidate of ``others`` (indices)
+    alike but for its recompute mode (the same :attr:`_Columns.lay`), or -1."""
+    where = np.full(int(cols.lay.max()) + 1, -1, dtype=np.int64)
+    where[cols.lay[others]] = others
+    return where[cols.lay[rows]]
+
+
+def _take(cols: _Columns, index: np.ndarray) -> _Columns:
+    return _Columns(*(getattr(cols, f.name)[index] for f in dataclasses.fields(_Columns)))
+
+
+def _block_rows(ev: _Eval, cols: _Columns, values: dict[tuple[str, str], np.ndarray], slots: "_Slots",
+                found: tuple[np.ndarray, np.ndarray]) -> Optional[tuple[_Columns, np.ndarray, np.ndarray, np.ndarray,
+                                                                       np.ndarray]]:
+    """Block recompute rows (Megatron-Core ``--recompute-granularity full --recompute-method block
+    --recompute-num-layers N``): for each ``"full"`` candidate whose memory fits (``found``: every
+    candidate's memory and whether it fits in memory; the other constraints, such as ``min_mfu``,
+    are the caller's, on the block rows: a block row is faster than its ``"full"`` row) and whose
+    layout does not fit without recomputation (where ``"none"`` is tried: else that row is faster;
+    then its chunks hold 2 blocks or more), the fewest blocks per stage ``1 <= N <`` (the largest
+    chunk's blocks, :func:`_largest_chunk`; more is the ``"full"`` row itself) whose step fits.
+    Where ``"none"`` is not among the modes, ``N = 0`` (no block recomputed: what ``"none"``
+    runs) is tried too and kept as a block row with ``recompute_layers`` 0. Recomputing one block more adds its
+    forward to the time and takes its activations but its input off every in-flight micro-batch,
+    so the memory falls and the time grows with ``N`` (a rebuilt block adds to the peak at most
+    what it took off one micro-batch, :func:`~symcost.plan.pipeline.rebuild_peak`): the fewest
+    that fit is the fastest that fits, what a Megatron user tunes ``N`` for. Found by bisection,
+    started where the memory interpolated linearly between the layout's ``"none"`` and ``"full"``
+    rows meets the HBM (the memory is nearly linear in ``N``: most rows are settled in two steps).
+    Returns the new rows (columns, step, memory, MFU and ``N``), or ``None``; their time and memory
+    are :func:`~symcost.plan.training.training_step`'s with ``recompute_layers=N``
+    (tests/plan/search_rows.py)."""
+    memory, fit = found
+    full = np.flatnonzero(fit & (cols.rc == ev.space.recompute.index("full")))
+    chunk = _largest_chunk(ev.space, cols.p[full], cols.v[full])
+    full, chunk = full[chunk >= 1], chunk[chunk >= 1]
+    none = np.full(len(full), -1)
+    if "none" in ev.space.recompute:
+        none = _siblings(cols, full, np.flatnonzero(cols.rc == ev.space.recompute.index("none")))
+        keep = (chunk >= 2) & ((none < 0) | ~fit[np.maximum(none, 0)])
+        full, chunk, none = full[keep], chunk[keep], none[keep]
+    if not len(full):
+        return None
+    needed = {("embedding", "latency"), ("embedding", "activation"), ("tail", "latency"), ("tail", "activation"),
+              *((f"blocks[{g}]", q) for g in range(len(ev.space.model.blocks))
+                for q in ("latency", "activation", "kept_latency", "kept_activation"))}
+    sub = _Block(_take(cols, full), {k: values[k][full] for k in needed},
+                 {k: x[full] for k, x in slots.values.items()}, {j: x[full] for j, x in slots.index.items()})
+    cap = (1 - ev.limits.memory_headroom) * float(ev.chip.hbm_capacity)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        share = (memory[np.maximum(none, 0)] - cap) / (memory[np.maximum(none, 0)] - memory[full])
+    guess = np.where(none >= 0, np.ceil(np.nan_to_num(np.clip(share, 0, 1)) * chunk), chunk // 2).astype(np.int64)
+    lo = np.where(none >= 0, 0, -1)  # no "none" row: N = 0 (nothing recomputed) is tried too
+    hi, step, block_memory, mfu = _bisect(ev, sub, (lo, chunk), np.clip(guess, lo + 1, chunk - 1))
+    keep = np.flatnonzero(hi < chunk)
+    if not len(keep):
+        return None
+    return _take(sub.cols, keep), step[keep], block_memory[keep], mfu[keep], hi[keep]
+
+
+def _bisect(ev: _Eval, sub: "_Block", bounds: tuple[np.ndarray, np.ndarray],
+            guess: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The fewest blocks per stage whose memory fits, per candidate of ``sub``, between ``lo``
+    (known not to fit; -1 where 0 is to be tried) and ``chunk`` (fits), ``bounds = (lo, chunk)``,
+    tried first at ``guess``, then 1, 1, 2, 4, ... blocks further while the answer stays the same
+    (the guess is most often right or one off: two tries), then by halving; with the step time,
+    memory and MFU there (NaN where only ``chunk`` fits)."""
+    lo, chunk = bounds
+    lo, hi = lo.astype(np.int64), chunk.copy()
+    found = [np.full(len(chunk), np.nan) for _ in range(3)]
+    mid, active = guess, np.arange(len(chunk))
+    stride, way, first = np.ones(len(chunk), dtype=np.int64), np.zeros(len(chunk), dtype=np.int64), True
+    while len(active):
+        step, memory, mfu = _block_step(ev, sub.take(active), mid)
+        ok = ev.limits.keep(sub.cols.t[active], memory, None, ev.chip)  # the memory alone: monotone in N
+        hi[active[ok]], lo[active[~ok]] = mid[ok], mid[~ok]
+        for out, x in zip(found, (step, memory, mfu), strict=True):
+            out[active[ok]] = x[ok]
+        # galloping: away from the guess by 1, 1, 2, 4, ... blocks while the answer stays the same
+        # (-1 down after a fit, +1 up after a miss), halving once it changed (way 0: bracketed)
+        turn = np.where(ok, -1, 1)
+        way[active] = turn if first else np.where(way[active] == turn, turn, 0)
+        nxt = mid + way[active] * stride[active]
+        stride[active] *= 1 if first else 2
+        first = False
+        half = (lo[active] + hi[active]) // 2
+        nxt = np.where((way[active] != 0) & (nxt > lo[active]) & (nxt < hi[active]), nxt, half)
+        still = hi[active] - lo[active] > 1
+        active, mid = active[still], nxt[still]
+    return hi, *found
+
+
+class _Block(NamedTuple):
+    """Candidates refined by block recompute: their columns, layer values and stage slots."""
+
+    cols: _Columns
+    values: dict[tuple[str, str], np.ndarray]
+    slot_values: dict[tuple[int, str], np.ndarray]
+    slot_index: dict[int, np.ndarray]
+
+    def take(self, index: np.ndarray) -> "_Block":
+        return _Block(_take(self.cols, index), {k: x[index] for k, x in self.values.items()},
+                      {k: x[index] for k, x in self.slot_values.items()},
+                      {j: x[index] for j, x in self.slot_index.items()})
+
+
+def _block_step(ev: _Eval, block: _Block, n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step time, memory per chip and MFU of ``block``'s candidates with the first ``n`` blocks of
+    each stage's chunks recomputed (:func:`~symcost.plan.pipeline.block_recompute_stages`): each
+    slot's latency and activations are the kept blocks' plus, per recomputed block, its ``"full"``
+    value less its kept one; its ``recompute_peak`` as :func:`_chunk_peaks` takes it, each
+    (pipeline degree, interleave, ``n``) tabled once (:func:`_block_terms`)."""
+    cols = block.cols
+    counts = [int(c) for _, c in ev.space.model.blocks]
+    layouts = {p: stage_layout(counts, p, split) for p, split in ev.space.splits.items()}
+    slot_values = dict(block.slot_values)
+    keys, which = np.unique(np.stack([cols.p, cols.v, n], axis=1), axis=0, return_inverse=True)
+    for j in range(len(block.slot_index)):
+        table = [_block_terms(layouts[p][j] if j < len(layouts[p]) else layouts[p][0], v, blocks)
+                 for p, v, blocks in keys.tolist()]
+        _block_slot(slot_values, j, block.values, table, which.ravel())
+    return _assemble(ev.space, cols, _Slots(len(block.slot_index), slot_values, block.slot_index), ev.chip,
+                     ev.datatype, ev.quantities)
+
+
+def _block_terms(stage: tuple[Any, tuple, bool, bool], v: int, n: int) -> tuple[list[int], list[tuple[int, ...]]]:
+    """One stage under block recompute of ``n`` blocks per chunk (``v`` chunks), as coefficients:
+    ``[first, last, held_g..., recomputed_g...]`` (the embedding, the tail, each group's blocks and
+    recomputed blocks), and the rebuild-peak candidates (:func:`~symcost.plan.pipeline.rebuild_peak`)
+    as ``(kept activations_g..., activations_g..., tail)`` coefficients.
+
+    >>> _block_terms((0, (4,), True, True), 1, 1)   # 4 blocks, the first recomputed, then the tail
+    ([1, 1, 4, 1], [(-2, -1, -1)])
+    """
+    _, held, first, last = stage
+    chunks = chunk_groups(held, chunk_blocks(sum(held), v, first, last), n)
+    groups = len(held)
+    recomputed = [g for rec, _ in chunks for g in rec]
+    terms = set()
+    for c, (rec, kept) in enumerate(chunks):
+        tail = -1 if last and c == len(chunks) - 1 else 0
+        later = [0] * groups  # the inputs of the chunk's recomputed blocks after the run
+        for g, run in reversed([(g, len(list(k))) for g, k in itertools.groupby(rec)]):
+            back = [int(h == g) - kept.count(h) for h in range(groups)]
+            terms.add((*back, *(-int(h == g) - later[h] for h in range(groups)), tail))
+            later[g] += run
+    return [int(first), int(last), *held, *(recomputed.count(g) for g in range(groups))], sorted(terms)
+
+
+def _block_slot(slot_values: dict[tuple[int, str], np.ndarray], j: int, values: dict[tuple[str, str], np.ndarray],
+                table: list[tuple[list[int], list[tuple[int, ...]]]], which: np.ndarray) -> None:
+    """Slot ``j``'s latency, activations and rebuild peak from each candidate's :func:`_block_terms`
+    (``table[which]``) and layer values."""
+    groups = len(table[0][0]) // 2 - 1
+    coef = np.array([row for row, _ in table], dtype=np.float64)[which]
+    for q, kept in (("latency", "kept_latency"), ("activation", "kept_activation")):
+        total = coef[:, 0] * values[("embedding", q)] + coef[:, 1] * values[("tail", q)]
+        for g in range(groups):
+            full, own = values[(f"blocks[{g}]", q)], values[(f"blocks[{g}]", kept)]
+            total = total + coef[:, 2 + g] * own + coef[:, 2 + groups + g] * (full - own)
+        slot_values[(j, q)] = total
+    most = max(len(terms) for _, terms in table)
+    padded = np.zeros((len(table), max(most, 1), 2 * groups + 1))
+    for i, (_, terms) in enumerate(table):
+        if terms:  # none where no block is recomputed (n = 0)
+            padded[i, :len(terms)] = terms
+    rows = padded[which]
+    peak = np.zeros(len(which))
+    for t in range(most):
+        gain = rows[:, t, -1] * values[("tail", "activation")]
+        for g in range(groups):
+            gain = (gain + rows[:, t, g] * values[(f"blocks[{g}]", "kept_activation")]
+                    + rows[:, t, groups + g] * values[(f"blocks[{g}]", "activation")])
+        peak = np.maximum(peak, gain)
+    slot_values[(j, "recompute_peak")] = peak
 
 
 @dataclass(frozen=True)

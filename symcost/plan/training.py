@@ -51,6 +51,7 @@ _SHARED = sp.Symbol("_stage_shared_params", nonnegative=True)
 _GROUP = sp.Symbol("_stage_in_embedding_group", nonnegative=True)
 _GEMM = sp.Symbol("_stage_gemm_params", nonnegative=True)
 _TP_SUMMED = sp.Symbol("_stage_tp_summed_params", nonnegative=True)
+_BUFFER = sp.Symbol("_stage_buffer_params", nonnegative=True)
 _LATENCY = sp.Symbol("_stage_latency", positive=True)
 _INDEX = sp.Symbol("_stage_index", integer=True, nonnegative=True)
 
@@ -73,6 +74,12 @@ FORWARD_SHARE = sp.Rational(1, 3)
 # and bf16 weights). Beside it ``zero_grad_buffer`` writes the whole gradient buffer (the stage's
 # gradient bytes). Each pass streams at the chip's HBM bandwidth (no reuse: one read, one write).
 MASTER_WEIGHT_BYTES = sp.Integer(4)
+# NB: a router's tokens_per_expert counts are fp32 (Megatron-Core megatron/core/transformer/moe/router.py,
+# TopKRouter: register_buffer('local_tokens_per_expert', torch.zeros(num_moe_experts, dtype=torch.float32)))
+TOKEN_COUNT_BYTES = sp.Integer(4)
+# a router's score-correction bias stays fp32 in a bf16 model (Megatron-Core router.py,
+# TopKRouter._maintain_float32_expert_bias): per buffer element the bias and its expert's token count
+BUFFER_BYTES = sp.Integer(4) + TOKEN_COUNT_BYTES
 
 
 @dataclass(frozen=True)
@@ -264,7 +271,10 @@ def _data_parallel(values: Sequence[dict[str, Any]], run: TrainingRun, m: Any) -
     e, weight_copy, p, t = run.tensors.bytes, run.weight_copy, par.pp, par.tp
     # the CP ranks join the data-parallel group (assemble_training), ``t*u`` ranks apart
     d, stride, ep, expert_tp = par.dp * par.cp, par.tp * par.sp, par.ep, par.etp
-    params = _PARAMS
+    # buffers (Layer.buffer_params) are held whole, without gradient, optimizer state or sync, in fp32
+    # with their experts' fp32 token counts (BUFFER_BYTES)
+    buffer = _BUFFER if any(st.get("buffer", 0) != 0 for st in values) else 0
+    params = _PARAMS - buffer
     # routed-expert parameters (MoE) are data-parallel over the expert-DP ranks only; the rest over d
     expert = _EXPERT if any(st.get("expert_weight", 0) != 0 for st in values) else 0
     groups = [(params - expert, d, stride)]
@@ -272,7 +282,7 @@ def _data_parallel(values: Sequence[dict[str, Any]], run: TrainingRun, m: Any) -
         groups.append((expert, d * t / (expert_tp * ep), stride / t * expert_tp * ep))
     # the GEMM weights' narrow copies (TrainingRun.weight_copy): the routed experts' all GEMM weights
     copies = [] if weight_copy == 0 else [(_GEMM - expert, d), *([(expert, groups[1][1])] if expert != 0 else [])]
-    weights = gradients = optimizer = sp.Integer(0)
+    weights, gradients, optimizer = buffer * BUFFER_BYTES, sp.Integer(0), sp.Integer(0)
     for n_params, n in copies:
         weights += n_params * weight_copy / (n if zero_stage == 3 else 1)
     for n_params, n, _ in groups:
@@ -288,7 +298,29 @@ def _data_parallel(values: Sequence[dict[str, Any]], run: TrainingRun, m: Any) -
     if any(st.get("embedding_group", 0) != 0 for st in values):
         group = Collective("all_reduce", "pp", 2, _SHARED * sync.gradient_bytes, span=p * stride * d)
         dp_comm += _GROUP * collective_time(group, chip)
-    return weights, gradients, optimizer, dp_comm + _tp_summed_sync(values, run)
+    return weights, gradients, optimizer, dp_comm + _tp_summed_sync(values, run) + _expert_bias_sync(values, run)
+
+
+def _expert_bias_sync(values: Sequence[dict[str, Any]], run: TrainingRun) -> Any:
+    """Seconds of a stage's all-reduce of the token counts that move its router score-correction
+    biases (``_BUFFER`` elements, :attr:`~symcost.layers.base.Layer.buffer_params`), once per step:
+    ``min(1, n) * all_reduce(t u c d, 4 n)``.
+
+    Megatron-Core (NVIDIA/Megatron-LM ``megatron/core/distributed/finalize_model_grads.py``
+    ``_update_router_expert_bias``, after the data-parallel reduction, before the optimizer step)
+    stacks the ``local_tokens_per_expert`` of every router of the rank's model chunks (fp32
+    buffers of ``E`` each, ``megatron/core/transformer/moe/router.py`` ``TopKRouter``) and
+    ``megatron/core/transformer/moe/moe_utils.py`` ``get_updated_expert_bias`` all-reduces them
+    once, under ``torch.no_grad()``, over ``get_tensor_and_data_parallel_group(with_context_parallel=True)``:
+    every rank of the stage (``t * u * cp * d``, adjacent: pipeline outermost). Exposed in full,
+    synchronous as the TP-summed gradients' (:func:`_tp_summed_sync`); ``min(1, n)`` drops it for a
+    stage without such a router."""
+    if all(st.get("buffer", 0) == 0 for st in values):
+        return sp.Integer(0)
+    par = run.par
+    ranks = par.tp * par.sp * par.cp * par.dp
+    counts = Collective("all_reduce", "dp", ranks, _BUFFER * TOKEN_COUNT_BYTES, span=ranks)
+    return extreme(sp.Min, 1, _BUFFER) * collective_time(counts, run.chip)
 
 
 def _tp_summed_sync(values: Sequence[dict[str, Any]], run: TrainingRun) -> Any:
@@ -442,7 +474,7 @@ def _stage_terms(values: Sequence[dict[str, Any]], per_params: tuple[Any, Any, A
     for st in values:
         at = {_PARAMS: st["weight"] / e, _EXPERT: st.get("expert_weight", 0) / e,
               _SHARED: st.get("shared_weight", 0) / e, _GROUP: st.get("embedding_group", 0),
-              _GEMM: st.get("gemm_weight", 0) / e, _TP_SUMMED: st.get("tp_summed", 0),
+              _GEMM: st.get("gemm_weight", 0) / e, _TP_SUMMED: st.get("tp_summed", 0), _BUFFER: st.get("buffer", 0),
               _LATENCY: st["latency"], _INDEX: st["index"]}
         terms = [substitute(x, at) for x in per_params]  # NB: Max/Min left unevaluated (extreme)
         # NB: a recomputed block rebuilt during the oldest micro-batch's backward (rebuild_peak)

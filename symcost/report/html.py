@@ -196,6 +196,7 @@ class _Page:
     recompute: Recompute
     zero_stage: int
     phases: tuple[str, ...]
+    recompute_layers: Optional[int] = None
     inference: Any = None
     training: Any = None
     training_error: Optional[str] = None
@@ -204,6 +205,13 @@ class _Page:
     @property
     def sharded(self) -> Model:
         return self.model.with_parallelism(self.par)
+
+    @property
+    def recompute_text(self) -> str:
+        """The recomputation in words (block recompute: the blocks of each stage recomputed)."""
+        from ..plan.display import recompute_words
+
+        return recompute_words(str(self.recompute), self.recompute_layers)
 
 
 def _steps(page: _Page) -> None:
@@ -216,7 +224,8 @@ def _steps(page: _Page) -> None:
     if "training" in page.phases:
         try:
             page.training = page.model.training_step(page.chip, page.seq, page.global_batch, page.batch,
-                                                     page.dtype, page.par, page.recompute, 1, page.zero_stage)
+                                                     page.dtype, page.par, page.recompute, 1, page.zero_stage,
+                                                     recompute_layers=page.recompute_layers)
         except ValueError as err:
             page.training_error = " ".join(str(err).split())
 
@@ -366,7 +375,7 @@ def _phase_section(page: _Page, phase: str) -> str:
         title = f"per layer, per chip, one chunk: batch {page.batch}, {page.chunk:,} tokens"
     elif phase == "training":
         title = (f"per layer, per chip, one micro-batch of {page.batch}, seq_len {page.seq:,}, "
-                 f"recompute {page.recompute}")
+                 f"recompute {page.recompute_text}")
     body = _table(header, _layer_rows(page, phase), (1, 3, 4, 5))
     return f"<section id='{phase}'><h2>{_e(phase.capitalize())}</h2><p class='note'>{_e(title)}</p>{body}" + (
         _phase_total(page, phase) + "</section>")
@@ -437,7 +446,7 @@ def _assumptions_section(page: _Page) -> str:
         "step at seq_len keys; memory is the fullest stage's weights and KV cache plus the largest layer's "
         "activation peak" + (f"; prefill in chunks of {page.chunk:,} tokens" if page.chunk else ""),
         f"training: global batch {page.global_batch}, micro-batch {page.batch}, 1F1B pipeline schedule, fp32 "
-        f"gradients and Adam states sharded by ZeRO stage {page.zero_stage}, recompute {page.recompute}, "
+        f"gradients and Adam states sharded by ZeRO stage {page.zero_stage}, recompute {page.recompute_text}, "
         "no interleaving, communication not overlapped",
         MFU_DEFINITION,
         "counting conventions: docs/conventions.md (a matmul of m×k by k×n is 2mkn FLOPs; decimal prefixes, "
@@ -561,13 +570,14 @@ def html_report(model: Model, hardware: Union[Hardware, str], *, batch_size: int
                 dtype: DtypeLike = "bf16", parallelism: ParallelismLike = None,
                 prefill_chunk: Optional[int] = None, global_batch: Optional[int] = None,
                 recompute: Recompute = "none", zero_stage: int = 1, phases: Sequence[str] = PHASES,
-                plots: bool = True, serving_plan: Any = None) -> str:
+                plots: bool = True, serving_plan: Any = None, recompute_layers: Optional[int] = None) -> str:
     """The HTML page of ``model`` on ``hardware`` (the text report's numbers, with charts).
 
     ``global_batch`` defaults to ``batch_size × dp × pp`` (one micro-batch per stage); ``phases``
     picks among prefill, decode and training; ``plots=False`` leaves the charts out;
     ``serving_plan`` (a :class:`~symcost.plan.serving.deploy.DeploymentPlan`) adds a serving section:
-    the best deployment of each kind, the Pareto front and its chart.
+    the best deployment of each kind, the Pareto front and its chart. ``recompute_layers`` with
+    ``recompute="full"``: the training step's block recompute (:func:`~symcost.plan.training.training_step`).
     Raises :class:`~symcost.errors.ConfigError` for an unknown phase or a symbolic workload.
 
     The serving memory it tables is ``weights + KV cache + activations`` per chip; the KV cache
@@ -598,7 +608,7 @@ def html_report(model: Model, hardware: Union[Hardware, str], *, batch_size: int
     par = Parallelism.coerce(parallelism)
     gb = global_batch if global_batch is not None else batch_size * int(par.dp) * int(par.pp)
     page = _Page(model, chip, DataType.parse(dtype), par, batch_size, seq_len, prefill_chunk,
-                 gb, recompute, zero_stage, chosen)
+                 gb, recompute, zero_stage, chosen, recompute_layers)
     _steps(page)
     sections = [_summary_section(page), _model_section(page), _chip_section(page)]
     sections += [_phase_section(page, p) for p in page.phases]

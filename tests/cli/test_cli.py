@@ -98,13 +98,13 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
 
 def test_search_constraints_from_the_command_line():
     """--max-tp, --memory-headroom and --price-per-hour reach the search: every ranked row keeps
-    TP <= 2 and memory <= 0.9 x 80 GB (H100's HBM), and cost per token is the price of the 8 chips
+    TP <= 2 and memory <= 0.9 x 80 GiB (H100's HBM, 85.9 GB), and cost per token is the price of the 8 chips
     for one second over the tokens of that second: 2.5 * 8 / 3600 / tokens_per_second."""
     data = json.loads(run("search", "--chips", "8", "--global-batch", "16", "--seq", "2048", "--json",
                           "--max-tp", "2", "--memory-headroom", "0.1", "--price-per-hour", "2.5").stdout)
     assert data["rows"]
     for row in data["rows"]:
-        assert row["tp"] <= 2 and row["memory_per_chip"] <= 0.9 * 80e9
+        assert row["tp"] <= 2 and row["memory_per_chip"] <= 0.9 * 80 * 2**30
         assert row["cost_per_token"] == pytest.approx(2.5 * 8 / 3600 / row["tokens_per_second"], rel=1e-12)
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from cli_run import main_run
 
+import symcost as sc
+
 CLI_PAGE = Path(__file__).resolve().parents[2] / "docs" / "reference" / "cli.md"
 
 
@@ -127,24 +129,36 @@ def test_numbers_of_a_layout_that_does_not_fit_say_so_on_their_line(capsys):
 
 def test_the_report_adds_the_smallest_training_layout_that_fits(capsys):
     """One chip cannot hold llama-3-8b's training state (144.5 GB, above); two can, at TP 2 (72.3 GB
-    of weights, gradients and Adam states per chip) with the activations recomputed. The report
+    of weights, gradients and Adam states per chip) with some activations recomputed. The report
     states the search it ran and the layout it found, with its step time and memory, which fits.
-    Without Megatron SP: with full recomputation the activations fit either way, and at TP 2 SP
-    sends more per TP block (forward, recompute and backward all-gather + reduce-scatter, M/2 each,
-    plus the backward's re-gather of the saved input shard, M/2: 3.5 M) than the three all-reduces
-    (M each: 3 M) it replaces (docs/conventions.md §12)."""
+    With block recompute (issue 22: the fewest blocks per stage that fit) the layout keeps most
+    blocks' activations, and Megatron SP, which shards them over the TP ranks, leaves room for more
+    of them: some of the 32 blocks recomputed, the fewest that fit (N fits, N - 1 does not: the
+    library's training step with the layout, checked below). (Under full recomputation alone, SP was not chosen: the
+    activations fit either way, and at TP 2 SP sends more per TP block, 3.5 M against the three
+    all-reduces' 3 M, docs/conventions.md §12.)"""
     _, out, _ = main_run(capsys, "report", "--phase", "training")
     lines = out.splitlines()
     i = next(i for i, x in enumerate(lines) if x.startswith("smallest training layout that fits"))
     head, step, memory = lines[i:i + 3]
     assert "on H100_SXM" in head and "global batch 1, seq 8,192" in head and "1, 2, 4" in head
-    assert head.endswith(": 2 chips, TP 2, PP 1, DP 1, SP 1, EP 1, micro-batch 1, recompute full, ZeRO stage 0")
+    found = re.search(r": 2 chips, TP 2, PP 1, DP 1, SP tp, EP 1, micro-batch 1, recompute full, "
+                      r"the first (\d+) blocks of each stage \(block method\), ZeRO stage 0$", head)
+    assert found, head
+    n = int(found.group(1))
     assert step.strip().startswith("step time ") and "MFU" in step and "does not fit" not in step
     assert memory.strip().startswith("training memory per chip") and memory.endswith("of 85.9 GB HBM: fits")
     data = json.loads(main_run(capsys, "report", "--phase", "training", "--json")[1])
     fit = data["training_that_fits"]
     assert fit["num_chips"] == 2 and fit["parallelism"]["tensor_parallel"] == 2 and fit["fits"] is True
-    assert fit["memory_per_chip"]["total"] <= 80 * 10**9 < data["training"]["memory_per_chip"]["total"]
+    assert fit["recompute"] == "full" and fit["recompute_layers"] == n and 1 <= n < 32
+    model = sc.models.get("llama-3-8b")
+
+    def fits(blocks):
+        return model.training_step("H100_SXM", 8192, 1, 1, "bf16", fit["parallelism"], "full", 1, 0,
+                                   recompute_layers=blocks).fits
+    assert fits(n) and not fits(n - 1)  # the fewest blocks per stage that fit
+    assert fit["memory_per_chip"]["total"] <= 80 * 2**30 < data["training"]["memory_per_chip"]["total"]
 
 
 def test_a_layout_that_fits_gets_no_alternative(capsys):

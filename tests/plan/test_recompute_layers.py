@@ -266,3 +266,149 @@ def test_recompute_layers_takes_index_values():
     for value in (np.float64(1.0), sympy.Float(1), np.bool_(True)):
         with pytest.raises(ConfigError, match="^recompute_layers must be an int >= 0"):
             _step(n=value)
+
+
+# The search with block recompute (issue 22). One chip (t = p = d = 1), global batch 4, the GPT
+# above. Its parameters: 4 blocks of 12 h^2 + 13 h = 49,984, the embedding V h + s h = 10,240
+# (learned positions), the final LayerNorm 2 h = 128, the tied head none: P = 210,304; bf16
+# weights 2 P, fp32 gradients 4 P, Adam's fp32 master and moments 12 P: 18 P = 3,785,472 B.
+# Activations at micro-batch 1 (one in flight), from the module docstring:
+#   none: 4 x 90,112 + 2,048 + 16,384 = 378,880 -> 4,164,352 B
+#   N = 1: 292,864 (test_one_of_four_blocks_recomputed_on_one_stage) -> 4,078,336 B
+#   N = 2: 2 x 4,096 + 2 x 90,112 + 18,432 = 206,848 (rebuilding block 2 after blocks 3 and 4
+#          are freed holds less) -> 3,992,320 B
+#   full: 4 x 4,096 + 18,432 + the last block rebuilt, 86,016 - 16,384 = 69,632 -> 3,889,920 B
+#   selective (the eager attention's scores and mask, 5 a s / h = 10 s b h = 20,480 B a block, not
+#   kept): 4 x 69,632 + 18,432 = 296,960 -> 4,082,432 B
+# On 4,000,000 B of HBM neither none, selective nor N = 1 fits; N = 2 is the fewest that fits,
+# faster than full by 2 blocks' forwards per micro-batch: 4 x (3 (4 BLOCK + HEAD) + 2 BLOCK)
+# = 197,132,288 FLOPs -> 197.132288 µs.
+SMALL = TOY.model_copy(update={"hbm_capacity": 4_000_000})
+
+
+def test_the_search_finds_the_fewest_blocks_that_fit():
+    from symcost import search
+
+    assert 18 * 210_304 == 3_785_472
+    table = search.parallelism(GPT, SMALL, num_chips=1, global_batch=4, seq_len=32)
+    best = table.best
+    assert (best["recompute"], best["recompute_layers"], best["micro_batch"]) == ("full", 2, 1)
+    assert best["memory_per_chip"] == 3_785_472 + 206_848 == 3_992_320
+    assert best["step_time"] == pytest.approx(4 * (3 * (4 * BLOCK + HEAD) + 2 * BLOCK) * 1e-12, rel=1e-9)
+    step = row_step(GPT, SMALL, table, 0, 32, 4)
+    assert step.memory_per_chip == 3_992_320
+    assert best["step_time"] == pytest.approx(float(step.step_time), rel=1e-12)
+    # what else fits: plain full (slower), no row without recomputation, selective or N = 1
+    modes = {(r["recompute"], r["recompute_layers"]) for r in table.rows() if r["micro_batch"] == 1}
+    assert modes == {("full", 2), ("full", None)}
+    assert table.row(1)["memory_per_chip"] == 3_785_472 + 104_448
+
+
+def test_the_search_without_block_recompute():
+    from symcost import search
+
+    table = search.parallelism(GPT, SMALL, num_chips=1, global_batch=4, seq_len=32,
+                               recompute=("none", "selective", "full"))
+    assert (table.best["recompute"], table.best["recompute_layers"]) == ("full", None)
+    with pytest.raises(ConfigError, match="'block' refines the rows of 'full'"):
+        search.parallelism(GPT, SMALL, num_chips=1, global_batch=4, seq_len=32, recompute=("none", "block"))
+
+
+def test_search_block_rows_equal_the_step_across_stages():
+    """Block rows of a 2- and 4-stage search (interleaved too) are training_step's with recompute_layers=N."""
+    from symcost import search
+
+    deep = sc.Model.gpt(hidden_size=64, num_heads=4, num_layers=8, vocab_size=128, seq_len=32)
+    roomy = TOY.model_copy(update={"hbm_capacity": 3_000_000})
+    table = search.parallelism(deep, roomy, num_chips=4, global_batch=16, seq_len=32, zero_stages=(1,))
+    blocks = [i for i in range(len(table)) if table.row(i)["recompute_layers"] is not None]
+    assert {(table.row(i)["pp"], table.row(i)["interleave"]) for i in blocks} == {(1, 1), (2, 1), (2, 2), (4, 1)}
+    for i in blocks:
+        step = row_step(deep, roomy, table, i, 32, 16)
+        assert table.row(i)["memory_per_chip"] == pytest.approx(float(step.memory_per_chip), rel=1e-12)
+        assert table.row(i)["step_time"] == pytest.approx(float(step.step_time), rel=1e-12)
+        assert step.fits
+        # the fewest that fit: one block fewer does not (row_step with recompute_layers N - 1)
+        fewer = row_step(deep, roomy, table, i, 32, 16, recompute_layers=table.row(i)["recompute_layers"] - 1)
+        assert not fewer.fits
+
+
+def test_min_mfu_keeps_the_block_rows_of_a_full_row_it_drops():
+    """A "full" row that fits but misses min_mfu is still refined: its block rows are faster, so
+    their MFU is higher (same model FLOPs). Full: 4 x (3 (4 BLOCK + HEAD) + 4 BLOCK) = 224,395,264
+    FLOPs; N = 2: 197,132,288 (SMALL's comment): the N = 2 row's MFU is 224,395,264 / 197,132,288
+    = 1.138 x the full row's, so a min_mfu 5 % above the full row's keeps N = 2 only."""
+    from symcost import search
+
+    plain = search.parallelism(GPT, SMALL, num_chips=1, global_batch=4, seq_len=32)
+    full = next(r for r in plain.rows()
+                if (r["recompute"], r["recompute_layers"], r["micro_batch"]) == ("full", None, 1))
+    two = next(r for r in plain.rows() if (r["recompute"], r["recompute_layers"]) == ("full", 2))
+    assert two["mfu"] / full["mfu"] == pytest.approx(224_395_264 / 197_132_288, rel=1e-9)
+    table = search.parallelism(GPT, SMALL, num_chips=1, global_batch=4, seq_len=32, min_mfu=1.05 * full["mfu"])
+    assert (table.best["recompute"], table.best["recompute_layers"]) == ("full", 2)
+    assert {(r["recompute"], r["recompute_layers"]) for r in table.rows()} == {("full", 2)}
+
+
+def test_without_none_the_search_tries_no_block_recomputed():
+    """recompute=("full", "block") on a chip where nothing recomputed fits (5,000,000 B > none's
+    4,164,352 B, SMALL's comment): N = 0 fits and is the fastest, emitted as a block row with
+    recompute_layers 0 (training_step's recompute="full", recompute_layers=0 is "none"): time
+    4 x 3 (4 BLOCK + HEAD) = 169,869,312 FLOPs, memory 4,164,352 B."""
+    from symcost import search
+
+    roomy = TOY.model_copy(update={"hbm_capacity": 5_000_000})
+    table = search.parallelism(GPT, roomy, num_chips=1, global_batch=4, seq_len=32, recompute=("full", "block"))
+    assert (table.best["recompute"], table.best["recompute_layers"]) == ("full", 0)
+    assert 4 * 3 * (4 * BLOCK + HEAD) == 169_869_312
+    assert table.best["step_time"] == pytest.approx(169_869_312e-12, rel=1e-9)
+    i = next(i for i in range(len(table)) if (table.row(i)["recompute_layers"], table.row(i)["micro_batch"]) == (0, 1))
+    assert table.row(i)["memory_per_chip"] == 4_164_352
+    assert row_step(GPT, roomy, table, i, 32, 4).memory_per_chip == 4_164_352
+
+
+def test_to_pandas_shows_no_internal_marker():
+    """recompute_layers in to_pandas is what row() gives: N on block rows, missing (pd.NA) on rows
+    whose every block runs under its mode (row(): None), never the search's internal -1."""
+    pytest.importorskip("pandas")
+    import pandas as pd
+
+    from symcost import search
+
+    table = search.parallelism(GPT, SMALL, num_chips=1, global_batch=4, seq_len=32)
+    frame = table.to_pandas()
+    assert str(frame["recompute_layers"].dtype) == "Int64"
+    for i in range(len(table)):
+        n = table.row(i)["recompute_layers"]
+        assert (frame["recompute_layers"][i] is pd.NA) if n is None else frame["recompute_layers"][i] == n
+    assert frame["recompute_layers"][0] == 2 and frame["recompute_layers"][1] is pd.NA
+
+
+def test_the_recompute_axis_is_where_the_search_takes_it():
+    """_RC_AXIS (the axis block recompute's siblings ignore) is the recompute modes' place among
+    _Space._axes: 3 modes, 2 ZeRO stages, 1 overlap, so no other axis could pass for it."""
+    from symcost.plan import search as s
+
+    space = s._Space(GPT, 4, 8, 32, 8, 2, ("none", "selective", "full"), (1, 2), (False,))
+    axes = space._axes(2, 2, 1, space.splits)
+    assert len(axes) == len(s._AXES)
+    assert axes[s._RC_AXIS].tolist() == [0, 1, 2]
+    assert axes[s._AXES.index("zero_stage")].tolist() == [1, 2]
+    assert axes[s._AXES.index("megatron_sp")].tolist() == [0, 1]
+
+
+def test_the_counts_say_how_many_rows_block_recompute_added():
+    """num_fit counts every ranked row, num_block the block-recompute rows among them (not among
+    num_valid, which counts the enumeration): on SMALL (its comment) micro-batch 1 ranks N = 2 and
+    full; at micro-batch 2 plain full peaks at 2 x (2,048 + 4 x 4,096) + 2 x 86,016 (b = 2: the mask,
+    the 4 inputs and the rebuilt last block, each twice) = 208,896 B: 3,994,368 B fits, but its N = 1 (2 x 292,864
+    B of activations) does not; micro-batch 4 fits nowhere. So 3 rows, 1 of them a block row."""
+    from symcost import search
+
+    table = search.parallelism(GPT, SMALL, num_chips=1, global_batch=4, seq_len=32)
+    assert table.num_block == sum(r["recompute_layers"] is not None for r in table.rows()) == 1
+    assert 3_785_472 + 2 * (2_048 + 4 * 4_096) + 2 * 86_016 == 3_994_368 <= 4_000_000
+    assert table.num_fit == len(table) == 3
+    assert table.row(2)["memory_per_chip"] == 3_994_368
+    assert "3 fit (1 of them with block recompute)" in table.format().splitlines()[0]
+    assert table.num_valid >= table.num_fit - table.num_block

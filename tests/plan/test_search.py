@@ -19,7 +19,8 @@ def exact_step(model, table, i, seq_len, global_batch):
     return model.training_step("H100_SXM", seq_len=seq_len, global_batch=global_batch,
                                micro_batch=row["micro_batch"], parallelism=table.parallelism(i),
                                recompute=row["recompute"], interleave=row["interleave"],
-                               zero_stage=row["zero_stage"], overlap=row["overlap"])
+                               zero_stage=row["zero_stage"], overlap=row["overlap"],
+                               recompute_layers=row["recompute_layers"])
 
 
 def test_listed_configurations_divide_fit_and_match_the_exact_evaluator(llama_table):
@@ -118,7 +119,7 @@ def test_search_ranks_with_the_step_s_communication_switches(switch):
         row = table.row(i)
         kw = dict(seq_len=4096, global_batch=64, micro_batch=row["micro_batch"], parallelism=table.parallelism(i),
                   recompute=row["recompute"], interleave=row["interleave"], zero_stage=row["zero_stage"],
-                  overlap=row["overlap"])
+                  overlap=row["overlap"], recompute_layers=row["recompute_layers"])
         st = model.training_step("H100_SXM", **kw, **switch)
         assert row["step_time"] == pytest.approx(float(st.step_time), rel=1e-12)
         assert row["memory_per_chip"] == pytest.approx(float(st.memory_per_chip), rel=1e-12)
@@ -148,6 +149,6 @@ def test_search_tries_expert_tensor_parallel_degrees():
         par = table.parallelism(i)
         assert par.expert_tensor_parallel == (1 if r["expert_grid"] else None)
         st = model.training_step("H100_SXM", 2048, 16, r["micro_batch"], "bf16", par, r["recompute"], r["interleave"],
-                                 r["zero_stage"], r["overlap"])
+                                 r["zero_stage"], r["overlap"], recompute_layers=r["recompute_layers"])
         assert r["step_time"] == pytest.approx(float(st.step_time), rel=1e-12)
         assert r["memory_per_chip"] == pytest.approx(float(st.memory_per_chip), rel=1e-12)
