@@ -391,6 +391,14 @@ class Hardware(BaseModel):
                                 f"{PINGPONG_COMPUTE_CAPABILITY}.x only, got it ({share}) on {value!r}: unset it")
         return self
 
+    @field_validator("ll_base_latency", mode="after")
+    @classmethod
+    def _ll_under_a_second(cls, value: Optional[sp.Expr]) -> Optional[sp.Expr]:
+        # the symbolic chip tells a chip without LL terms (alpha_LL0 = oo) by alpha_LL0 < 1 s (timing._has_ll)
+        if value is not None and value.is_number and value >= 1:
+            raise HardwareError(f"ll_base_latency must be under 1 s (NCCL's LL call latency), got {value} s")
+        return value
+
     @field_validator("fp8_weight_copies", mode="before")
     @classmethod
     def _copies(cls, value: Any) -> int:

@@ -554,11 +554,12 @@ def nccl_ring_tuning(hardware: Hardware) -> Optional[tuple[sp.Expr, sp.Expr]]:
 
 
 def _has_ll(latency: sp.Expr) -> Any:
-    """Whether the chip runs NCCL's LL protocols: ``True`` for a number; for a symbol (the symbolic
-    chip) ``alpha_LL0 < 1`` (second), which every chip with the terms meets and a chip without them
-    (``alpha_LL0 = oo``, as :meth:`~symcost.hardware.Hardware.symbol_values` binds it) does not,
-    leaving the Simple ring. (NB: not ``alpha_LL0 < oo``, which SymPy decides true for a finite symbol.)"""
-    return sp.true if latency.is_number else sp.Lt(latency, 1)
+    """Whether the chip runs NCCL's LL protocols: ``alpha_LL0 < 1`` (second), on a number (true: a
+    chip's ``ll_base_latency`` is refused from 1 s up) as on a symbol (the symbolic chip), which every
+    chip with the terms meets and a chip without them (``alpha_LL0 = oo``, as
+    :meth:`~symcost.hardware.Hardware.symbol_values` binds it) does not, leaving the Simple ring.
+    (NB: not ``alpha_LL0 < oo``, which SymPy decides true for a finite symbol.)"""
+    return sp.Lt(latency, 1)
 
 
 def nccl_ring_protocol(kind: str, n: sp.Expr, payload: sp.Expr, scale_up: sp.Expr,

@@ -1391,3 +1391,11 @@ def test_nccl_ring_rule_only_on_the_data_centre_capabilities():
             for v in ("8.0", "8.6", "8.9", "9.0", "10.0", "10.3", "12.0")] == [
         False, True, True, False, False, False, True]
 
+
+def test_ll_base_latency_of_a_second_or_more_is_refused():
+    """The symbolic chip tells a chip without LL terms (alpha_LL0 bound to oo) by alpha_LL0 < 1 s; a
+    chip whose LL call takes a second or more would read as one without them: refused in one line."""
+    with pytest.raises(ValidationError, match="ll_base_latency must be under 1 s"):
+        CHIP.with_efficiency(ll_base_latency=1)
+    assert CHIP.with_efficiency(ll_base_latency=Fraction(999, 1000)).ll_base_latency == Fraction(999, 1000)
+
