@@ -508,8 +508,9 @@ v2.29.2-1, src/graph/topo.h line 22: ``SM80_NVLINK_BW 20.0``, ``SM90_NVLINK_BW 2
 ``SM100_NVLINK_BW 40.1`` GB/s (40.0 in v2.27.3-1), against NVLink 3, 4 and 5's 25, 25 and 50), and
 its ring search takes whole channels at the speeds of src/graph/search.cc (``speedArrayIntra`` 40,
 ``sm90SpeedArrayIntra`` 60, ``sm100SpeedArrayIntra`` 90 GB/s: 6 channels x 40 = 240 of A100's 12 x
-20; 6 x 60 = 360 of H100's 18 x 20.6 = 370.8; 8 x 90 = 720 of B200's 18 x 40.1 = 721.8), which ``ncclTopoDupChannels`` doubles at half the
-speed each: ``nChannels * bwIntra`` = 240, 360 and 720 GB/s, 4/5 of 300, 450 and 900 on each."""
+20; 6 x 60 = 360 of H100's 18 x 20.6 = 370.8; 8 x 90 = 720 of B200's 18 x 40.1 = 721.8), which
+``ncclTopoDupChannels`` doubles at half the speed each: ``nChannels * bwIntra`` = 240, 360 and 720
+GB/s, 4/5 of 300, 450 and 900 on each."""
 
 NCCL_PROTOCOL_LATENCY = {"ll": (sp.Rational(66, 10**7), sp.Rational(6, 10**7)),
                          "ll128": (sp.Rational(14, 10**6), sp.Rational(19, 10**7)),

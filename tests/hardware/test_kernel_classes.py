@@ -340,7 +340,8 @@ def test_binding_a_blackwell_chip_refuses_a_symbolic_chip_without_its_capability
 def test_prefill_overlap_binds_on_the_symbolic_chip(capability, tokens, cached):
     """A prefill core timed on the realistic symbolic chip built with the bound chip's compute
     capability equals the numeric time (exponentials overlapped on 10.x, summed on 9.0); the
-    capability is part of a 10.x chip's structure, so binding one built without it is refused.
+    capability is part of a 10.x chip's structure (of a 9.0 one too where NCCL's ring rule reads
+    it: LL terms), so binding one built without it is refused.
     Review findings: one token (the longest block's core, untiled) and cached keys (a symbol bound
     to 0 or more: whole tiles at an offset) agreed numerically only, not bound."""
     s, c = sp.Symbol("s", positive=True, integer=True), sp.Symbol("c", nonnegative=True, integer=True)
@@ -354,7 +355,11 @@ def test_prefill_overlap_binds_on_the_symbolic_chip(capability, tokens, cached):
     values = {**chip.symbol_values(BF16), s: tokens, c: cached}
     bound = op_time(core, symbolic, symbolic.effective_peak(None), None).time.xreplace(values)
     assert bound == numeric
-    assert ("compute_capability" in chip.structure) == (capability == "10.0")
+    # the attention kernels read it on 10.x only; NCCL's ring rule on a chip with LL terms (the
+    # round chip has them) on both
+    assert ("compute_capability" in chip.model_copy(update={"ll_base_latency": None}).structure) == (
+        capability == "10.0")
+    assert "compute_capability" in chip.structure
 
 
 def test_decode_attention_floor_and_kernel_by_phase():
@@ -1399,3 +1404,27 @@ def test_ll_base_latency_of_a_second_or_more_is_refused():
         CHIP.with_efficiency(ll_base_latency=1)
     assert CHIP.with_efficiency(ll_base_latency=Fraction(999, 1000)).ll_base_latency == Fraction(999, 1000)
 
+
+def test_symbolic_chip_of_the_structure_binds_to_nccls_protocol():
+    """Review of op-nccl, item 1: the ring's protocol depends on the compute capability, so a chip
+    with LL terms and a capability NCCL's rule covers has it in its structure, and the symbolic chip
+    built from it (``**chip.structure``) binds to the numeric time: H100's MLP (8192, 28672) at TP 8,
+    prefill b = 1, s = 256 (one 4 MiB all-reduce, LL128 under NCCL's rule) and A100's 1 MiB
+    all-reduce over 2 (Simple). A symbolic chip of another capability is refused."""
+    from symcost import MLPLayer
+
+    h100, a100 = hardware.get("H100_SXM"), hardware.get("A100_SXM_80GB")
+    assert (h100.structure["compute_capability"], a100.structure["compute_capability"]) == ("9.0", "8.0")
+    mlp = MLPLayer(hidden_size=8192, intermediate_size=28672, parallelism={"tensor_parallel": 8})
+    symbolic = mlp.compute_metrics(batch_size=1, seq_len=256, phase="prefill",
+                                   hardware=Hardware.symbolic(realistic=True, **h100.structure))
+    numeric = mlp.compute_metrics(batch_size=1, seq_len=256, phase="prefill", dtype="bf16", hardware=h100)
+    assert symbolic.evaluate(dtype="bf16", hardware=h100).latency == numeric.latency
+    pair = Collective("all_reduce", "tp", 2, 2**20)
+    twin = Hardware.symbolic(realistic=True, **a100.structure)
+    assert collective_time(pair, twin).xreplace(a100.symbol_values("bf16")) == collective_time(pair, a100)
+    hopper = mlp.compute_metrics(batch_size=1, seq_len=256, phase="prefill",
+                                 hardware=Hardware.symbolic(realistic=True, compute_capability="9.0"))
+    for chip in (a100, hardware.get("MI300X")):
+        with pytest.raises(sc.errors.HardwareError, match="compute_capability"):
+            hopper.evaluate(dtype="bf16", hardware=chip)
