@@ -126,7 +126,7 @@ def test_compiled_numeric_path_matches_the_symbolic_one():
     fast = layer.compute_metrics(batch_size=3, seq_len=96, phase="training", dtype="bf16",
                                  hardware="H100_SXM")
     slow = layer.compute_metrics(phase="training", dtype="bf16", hardware=sc.Hardware.symbolic(
-        realistic=True, matmul_stream_k=True)).subs(
+        realistic=True, **sc.hardware.get("H100_SXM").structure)).subs(
         batch_size=3, seq_len=96, hardware="H100_SXM", dtype="bf16")
     assert fast == slow
     assert [(op.name, op.flops, n) for op, n in fast.ops] == [
