@@ -58,14 +58,14 @@ B200). Only the data-centre parts whose NVLink these tables describe (A100 8.0, 
 B200/GB200 10.0, B300 10.3): an 8.6 or 8.9 GPU (A40/A6000 on an NVLink bridge, L40S/L4 on PCIe)
 reads NCCL's PCI latencies (``hwLat`` {1.0, 2.5, 5.7} us) and runs LL128 only over NVLink
 (``typeIntra <= PATH_NVB``); there, as on every capability not listed, the ring takes the fastest of
-its Simple and LL forms (:func:`~symcost.hardware.timing.nccl_ring_tuning`).
+its Simple and LL forms (:func:`~symcost.hardware.timing.nccl_ring_tuning`). Here, beside the
+profiles, because the chip's :attr:`~symcost.hardware.Hardware.structure` reads it too;
+:mod:`symcost.hardware.timing` re-exports it.
 
 NB: the LL128 cap counts these chips' own channels (12, 12, 16), while NCCL's ring bandwidth ``B``
 scales with the chip's ``scale_up_bandwidth``: a chip file that raises it (an NVLink of twice the
 rate under capability 9.0) keeps Hopper's 12 * 36.7 GB/s cap, as NCCL would only if its ring search
-found the same 12 channels. Here, beside the profiles, because the chip's
-:attr:`~symcost.hardware.Hardware.structure` reads it too; :mod:`symcost.hardware.timing`
-re-exports it."""
+found the same 12 channels."""
 
 
 def vllm_symm_windows(capability: str | None) -> tuple[tuple[int, int, int], ...]:

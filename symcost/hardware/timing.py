@@ -541,7 +541,7 @@ def nccl_ring_tuning(hardware: Hardware) -> Optional[tuple[sp.Expr, sp.Expr]]:
     (:data:`~symcost.hardware.runtime.NCCL_TUNING`: the data-centre parts 8.0, 9.0, 10.0 and 10.3,
     which NCCL's NVLink latencies and caps describe), or ``None`` for any other chip (no
     compute capability, or one not listed): there, a modelling choice rather than a gap in NCCL's
-    tables (which have rows for 7.x and 11.x too, and PCI latencies for the 8.6 and 8.9 parts), the
+    tables (which have rows for 7.x and for 11.x and later too, and PCI latencies for 8.6 and 8.9), the
     ring takes the faster of its Simple and LL forms.
 
     >>> from symcost import hardware
