@@ -95,7 +95,8 @@ def block_metrics(phase="decode", realistic=True):
     efficiency, overhead and the SM count a symbol: tile and wave quantization included), or on
     its roofline (``realistic=False``: efficiencies 1, no overheads)."""
     par = {"parallelism": {"tensor_parallel": S.tp}}
-    chip = sc.Hardware.symbolic(realistic=realistic, matmul_stream_k=True)  # as H100, which it is bound to
+    # built as H100, which it is bound to (its structure: stream-K, compute capability 9.0)
+    chip = sc.Hardware.symbolic(realistic=realistic, **sc.hardware.get("H100_SXM").structure)
     attn = sc.GroupedQueryAttentionLayer(hidden_size=4096, num_heads=32, num_kv_heads=8, **par)
     mlp = sc.GatedMLPLayer(hidden_size=4096, intermediate_size=14336, **par)
     return (attn.compute_metrics(phase=phase, dtype="bf16", hardware=chip)

@@ -192,14 +192,21 @@ def _in_window(c: Collective, windows: tuple[tuple[int, int, int], ...]) -> bool
 def _check_structure(structure: tuple[tuple[str, Any], ...], chip: Chip) -> None:
     """Refuse to bind ``chip`` to metrics timed on a symbolic chip whose non-symbol settings (GEMM
     tiles, tile scheduler, grouped-GEMM mode, compute capability) differ from its own, or a
-    realistic one without the compute capability the bound chip's structure has: the expressions
-    would keep the symbolic chip's structure under the bound chip's rates."""
+    realistic one without the compute capability the bound chip's structure has, or with one the
+    bound chip's structure lacks: the expressions would keep the symbolic chip's structure under the
+    bound chip's rates."""
     bound = chip.structure
     for name, value in structure:
         if name in bound and bound[name] != value:
             raise HardwareError(
                 f"subs: {name}: the symbolic chip has {value!r}, the bound chip {chip.name} has {bound[name]!r}; "
                 f"build it with Hardware.symbolic(realistic=True, {name}={bound[name]!r})")
+    # (and a capability the symbolic chip's structure has, the bound chip's not: NCCL's ring rule)
+    own = dict(structure).get("compute_capability")
+    if own is not None and "compute_capability" not in bound:
+        raise HardwareError(f"subs: compute_capability: the symbolic chip has {own!r}, the bound chip {chip.name} "
+                            f"has none in its structure; build it with Hardware.symbolic(realistic=True, "
+                            f"**chip.structure)")
     # NB: a setting the bound chip has and the (realistic) symbolic one lacks shapes the bound chip's
     # expressions too (a 10.x compute capability: the prefill's overlap and whole tiles)
     if structure and "compute_capability" in bound and "compute_capability" not in dict(structure):

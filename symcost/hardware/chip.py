@@ -33,7 +33,7 @@ from ..core import symbols as sym
 from ..core._expr import as_expr, exact_value
 from ..core.dtypes import DataType
 from ..errors import ConfigError, HardwareError
-from .runtime import RUNTIMES, AllreduceRule, Runtime, runtime, vllm_symm_windows
+from .runtime import NCCL_TUNING, RUNTIMES, AllreduceRule, Runtime, runtime, vllm_symm_windows
 from .validate import Chips, Efficiency, Rate, Seconds, exact_number
 
 __all__ = [
@@ -403,6 +403,14 @@ class Hardware(BaseModel):
                                     f"{PINGPONG_COMPUTE_CAPABILITY}.x only, got it ({given}) on {value!r}: unset it")
         return self
 
+    @field_validator("ll_base_latency", mode="after")
+    @classmethod
+    def _ll_under_a_second(cls, value: Optional[sp.Expr]) -> Optional[sp.Expr]:
+        # the symbolic chip tells a chip without LL terms (alpha_LL0 = oo) by alpha_LL0 < 1 s (timing._has_ll)
+        if value is not None and value.is_number and value >= 1:
+            raise HardwareError(f"ll_base_latency must be under 1 s (NCCL's LL call latency), got {value} s")
+        return value
+
     @field_validator("fp8_weight_copies", mode="before")
     @classmethod
     def _copies(cls, value: Any) -> int:
@@ -480,7 +488,9 @@ class Hardware(BaseModel):
         quantizes tiles, ``compute_units`` set) and whether the experts' second projection writes its
         output after its main loop there (``grouped_output``), the engine's grouped-GEMM mode and its all-reduce
         rule (vLLM's size switch, with the GPU's compute capability, TensorRT-LLM 1.0's token
-        switch, or the fastest form; under vLLM's, ``symm_allreduce``: its symmetric-memory
+        switch, or the fastest form; the compute capability too where NCCL's ring protocol rule
+        reads it: LL terms and a capability of :data:`~symcost.hardware.runtime.NCCL_TUNING`;
+        under vLLM's, ``symm_allreduce``: its symmetric-memory
         all-reduce's byte windows ``(n, lo, hi)``, :func:`~symcost.hardware.runtime.vllm_symm_windows`,
         empty where the chip has no symmetric-memory terms; where the
         chip has an efficiency model: on the roofline they change nothing). Binding a chip
@@ -501,7 +511,9 @@ class Hardware(BaseModel):
             # ()), which its symbolic twin takes (Hardware.symbolic(symm_allreduce=()))
             rule = self.allreduce_rule if self.custom_allreduce_latency is not None else "custom"
             out["allreduce"] = rule if rule in ("vllm", "trtllm-1.0") else "custom"
-            if rule == "vllm" or self.attention_pingpong:
+            # NB: NCCL's ring protocol rule too (timing.nccl_ring_tuning: LL terms, a capability it covers)
+            nccl_ring = self.ll_base_latency is not None and self.compute_capability in NCCL_TUNING
+            if rule == "vllm" or self.attention_pingpong or nccl_ring:
                 out["compute_capability"] = self.compute_capability
             if rule == "vllm":
                 # its symmetric-memory all-reduce takes bf16 only: inside these byte windows the time

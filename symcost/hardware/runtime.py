@@ -22,7 +22,7 @@ from .serving import ServingDefaults
 from .validate import Seconds, Share
 
 __all__ = ["IDEAL", "MIB", "Overrides", "Runtime", "RUNTIMES", "VLLM_ALLREDUCE_SIZES", "VLLM_CUSTOM_MAX", "register",
-           "runtime", "runtimes", "vllm_symm_windows"]
+           "NCCL_TUNING", "runtime", "runtimes", "vllm_symm_windows"]
 
 MIB = 2**20
 """A mebibyte (vLLM's ``MiB``)."""
@@ -42,6 +42,30 @@ Here, beside the profiles, because the chip's :attr:`~symcost.hardware.Hardware.
 too; :mod:`symcost.hardware.timing` re-exports it."""
 VLLM_CUSTOM_MAX = 8 * MIB
 """``CustomAllreduce(max_size=8192 * 1024)``: the custom all-reduce's buffer without symmetric memory."""
+
+NCCL_TUNING: dict[str, tuple[sp.Expr, sp.Expr]] = {
+    "8.0": (sp.Rational(877, 10), 12 * sp.Integer(20)),
+    "9.0": (sp.Integer(141), 12 * sp.Rational(367, 10)),
+    "10.0": (sp.Integer(282), 16 * sp.Rational(345, 10)),
+    "10.3": (sp.Integer(282), 16 * sp.Rational(345, 10)),
+}
+"""Per compute capability, NCCL's caps in GB/s on one node's ring (NVIDIA/nccl src/graph/tuning.cc):
+the LL protocol's bus bandwidth ``llMaxBws`` N1 (Ampere 87.7, Hopper 141.0, Blackwell 2 * 141.0) and
+LL128's, ``nChannels * perChMaxRingLL128Bws`` N1 (Ampere 20.0, Hopper 36.7 GB/s per channel;
+Blackwell 2 * 36.7 in v2.27.3-1, 34.5 in v2.29.2-1, the B200 tables' version) over the ring graph's
+channels (:data:`~symcost.hardware.timing.NCCL_RING_BANDWIDTH_SHARE`: 12 on A100 and H100, 16 on
+B200). Only the data-centre parts whose NVLink these tables describe (A100 8.0, H100/H200 9.0,
+B200/GB200 10.0, B300 10.3): an 8.6 or 8.9 GPU (A40/A6000 on an NVLink bridge, L40S/L4 on PCIe)
+reads NCCL's PCI latencies (``hwLat`` {1.0, 2.5, 5.7} us) and runs LL128 only over NVLink
+(``typeIntra <= PATH_NVB``); there, as on every capability not listed, the ring takes the fastest of
+its Simple and LL forms (:func:`~symcost.hardware.timing.nccl_ring_tuning`). Here, beside the
+profiles, because the chip's :attr:`~symcost.hardware.Hardware.structure` reads it too;
+:mod:`symcost.hardware.timing` re-exports it.
+
+NB: the LL128 cap counts these chips' own channels (12, 12, 16), while NCCL's ring bandwidth ``B``
+scales with the chip's ``scale_up_bandwidth``: a chip file that raises it (an NVLink of twice the
+rate under capability 9.0) keeps Hopper's 12 * 36.7 GB/s cap, as NCCL would only if its ring search
+found the same 12 channels."""
 
 
 def vllm_symm_windows(capability: str | None) -> tuple[tuple[int, int, int], ...]:

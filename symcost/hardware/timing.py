@@ -51,7 +51,7 @@ from ..core.dtypes import DataType
 from ..core.ops import Collective, Op
 from .chip import Hardware
 from .kernels import FUSED_OPS, KERNELS, OpTime, kernel, kernels, matmul_compute_flops, time_of
-from .runtime import MIB, VLLM_ALLREDUCE_SIZES, VLLM_CUSTOM_MAX  # noqa: F401 (MIB: the doctests' unit)
+from .runtime import MIB, NCCL_TUNING, VLLM_ALLREDUCE_SIZES, VLLM_CUSTOM_MAX  # noqa: F401 (MIB: the doctests' unit)
 
 __all__ = ["FUSED_OPS", "KERNELS", "LayerSums", "OpTime", "Times", "VLLM_ALLREDUCE_SIZES", "collective_algorithms",
            "collective_steps", "collective_time", "exposed_comm", "kernel", "kernels", "layer_times",
@@ -504,12 +504,13 @@ _RING_KINDS = ("all_reduce", "all_gather", "reduce_scatter")
 NCCL_RING_BANDWIDTH_SHARE = sp.Rational(4, 5)
 """NCCL's own figure for a ring's bus bandwidth on one NVSwitch node, a share of the datasheet NVLink
 bandwidth (``scale_up_bandwidth``): NCCL counts ``ncclTopoNVLinkBw`` per link (NVIDIA/nccl
-v2.29.2-1, src/graph/topo.h: ``SM80_NVLINK_BW 20.0``, ``SM90_NVLINK_BW 20.6``, ``SM100_NVLINK_BW
-40.0`` GB/s, against NVLink 3, 4 and 5's 25, 25 and 50), and its ring search takes whole channels at
-the speeds of src/graph/search.cc (``speedArrayIntra`` 40, ``sm90SpeedArrayIntra`` 60,
-``sm100SpeedArrayIntra`` 90 GB/s: 6 channels x 40 = 240 of A100's 12 x 20; 6 x 60 = 360 of H100's
-18 x 20.6 = 370.8; 8 x 90 = 720 of B200's 18 x 40), which ``ncclTopoDupChannels`` doubles at half the
-speed each: ``nChannels * bwIntra`` = 240, 360 and 720 GB/s, 4/5 of 300, 450 and 900 on each."""
+v2.29.2-1, src/graph/topo.h line 22: ``SM80_NVLINK_BW 20.0``, ``SM90_NVLINK_BW 20.6``,
+``SM100_NVLINK_BW 40.1`` GB/s (40.0 in v2.27.3-1), against NVLink 3, 4 and 5's 25, 25 and 50), and
+its ring search takes whole channels at the speeds of src/graph/search.cc (``speedArrayIntra`` 40,
+``sm90SpeedArrayIntra`` 60, ``sm100SpeedArrayIntra`` 90 GB/s: 6 channels x 40 = 240 of A100's 12 x
+20; 6 x 60 = 360 of H100's 18 x 20.6 = 370.8; 8 x 90 = 720 of B200's 18 x 40.1 = 721.8), which
+``ncclTopoDupChannels`` doubles at half the speed each: ``nChannels * bwIntra`` = 240, 360 and 720
+GB/s, 4/5 of 300, 450 and 900 on each."""
 
 NCCL_PROTOCOL_LATENCY = {"ll": (sp.Rational(66, 10**7), sp.Rational(6, 10**7)),
                          "ll128": (sp.Rational(14, 10**6), sp.Rational(19, 10**7)),
@@ -535,22 +536,13 @@ NCCL_LL128_ESTIMATE_SHARE = sp.Rational(92, 100)
 """The LL128 ring's bandwidth in NCCL's estimate, a share of the Simple ring's (tuning.cc: ``busBw *
 (0.92 /*120.0/128.0*/)``)."""
 
-NCCL_TUNING: dict[str, tuple[sp.Expr, sp.Expr]] = {
-    "8": (sp.Rational(877, 10), 12 * sp.Integer(20)),
-    "9": (sp.Integer(141), 12 * sp.Rational(367, 10)),
-    "10": (sp.Integer(282), 16 * sp.Rational(345, 10)),
-}
-"""Per compute capability's major version, NCCL's caps in GB/s on one node's ring
-(src/graph/tuning.cc): the LL protocol's bus bandwidth ``llMaxBws`` N1 (Ampere 87.7, Hopper 141.0,
-Blackwell 2 * 141.0) and LL128's, ``nChannels * perChMaxRingLL128Bws`` N1 (Ampere 20.0, Hopper 36.7
-GB/s per channel; Blackwell 2 * 36.7 in v2.27.3-1, 34.5 in v2.29.2-1, the B200 tables' version) over
-the ring graph's channels (:data:`NCCL_RING_BANDWIDTH_SHARE`: 12 on A100 and H100, 16 on B200)."""
-
-
 def nccl_ring_tuning(hardware: Hardware) -> Optional[tuple[sp.Expr, sp.Expr]]:
-    """NCCL's LL and LL128 bus-bandwidth caps for the chip's compute capability (:data:`NCCL_TUNING`),
-    or ``None`` for a chip NCCL's tables do not describe (no compute capability, or one not listed):
-    there the ring takes the faster of its Simple and LL forms.
+    """NCCL's LL and LL128 bus-bandwidth caps for the chip's compute capability
+    (:data:`~symcost.hardware.runtime.NCCL_TUNING`: the data-centre parts 8.0, 9.0, 10.0 and 10.3,
+    which NCCL's NVLink latencies and caps describe), or ``None`` for any other chip (no
+    compute capability, or one not listed): there, a modelling choice rather than a gap in NCCL's
+    tables (which have rows for 7.x and for 11.x and later too, and PCI latencies for 8.6 and 8.9), the
+    ring takes the faster of its Simple and LL forms.
 
     >>> from symcost import hardware
     >>> nccl_ring_tuning(hardware.get("A100_SXM_80GB"))
@@ -559,15 +551,16 @@ def nccl_ring_tuning(hardware: Hardware) -> Optional[tuple[sp.Expr, sp.Expr]]:
     True
     """
     capability = hardware.compute_capability
-    return None if capability is None else NCCL_TUNING.get(capability.split(".")[0])
+    return None if capability is None else NCCL_TUNING.get(capability)
 
 
 def _has_ll(latency: sp.Expr) -> Any:
-    """Whether the chip runs NCCL's LL protocols: ``True`` for a number; for a symbol (the symbolic
-    chip) ``alpha_LL0 < 1`` (second), which every chip with the terms meets and a chip without them
-    (``alpha_LL0 = oo``, as :meth:`~symcost.hardware.Hardware.symbol_values` binds it) does not,
-    leaving the Simple ring. (NB: not ``alpha_LL0 < oo``, which SymPy decides true for a finite symbol.)"""
-    return sp.true if latency.is_number else sp.Lt(latency, 1)
+    """Whether the chip runs NCCL's LL protocols: ``alpha_LL0 < 1`` (second), on a number (true: a
+    chip's ``ll_base_latency`` is refused from 1 s up) as on a symbol (the symbolic chip), which every
+    chip with the terms meets and a chip without them (``alpha_LL0 = oo``, as
+    :meth:`~symcost.hardware.Hardware.symbol_values` binds it) does not, leaving the Simple ring.
+    (NB: not ``alpha_LL0 < oo``, which SymPy decides true for a finite symbol.)"""
+    return sp.Lt(latency, 1)
 
 
 def nccl_ring_protocol(kind: str, n: sp.Expr, payload: sp.Expr, scale_up: sp.Expr,
@@ -579,7 +572,7 @@ def nccl_ring_protocol(kind: str, n: sp.Expr, payload: sp.Expr, scale_up: sp.Exp
     (:data:`NCCL_PROTOCOL_LATENCY`, :func:`collective_steps`; ``M`` the call's bytes, NCCL's
     ``nBytes``), with ``busBw`` from NCCL's ring bandwidth ``B = 4/5 B_up``
     (:data:`NCCL_RING_BANDWIDTH_SHARE`): Simple ``B``, LL ``min(llMaxBw, B/2)``, LL128
-    ``min(0.92 B, nChannels perChMaxRingLL128Bw)`` (:data:`NCCL_TUNING`). ``times`` are the
+    ``min(0.92 B, nChannels perChMaxRingLL128Bw)`` (:data:`~symcost.hardware.runtime.NCCL_TUNING`). ``times`` are the
     protocols' own times (LL, LL128, Simple): what the chosen one then takes; ``has_ll`` false
     (a chip without NCCL's LL terms) leaves the Simple ring.
 

@@ -126,7 +126,7 @@ def test_compiled_numeric_path_matches_the_symbolic_one():
     fast = layer.compute_metrics(batch_size=3, seq_len=96, phase="training", dtype="bf16",
                                  hardware="H100_SXM")
     slow = layer.compute_metrics(phase="training", dtype="bf16", hardware=sc.Hardware.symbolic(
-        realistic=True, matmul_stream_k=True)).subs(
+        realistic=True, **sc.hardware.get("H100_SXM").structure)).subs(
         batch_size=3, seq_len=96, hardware="H100_SXM", dtype="bf16")
     assert fast == slow
     assert [(op.name, op.flops, n) for op, n in fast.ops] == [
@@ -152,9 +152,10 @@ def test_binding_refuses_a_chip_of_another_structure():
     with pytest.raises(HardwareError, match=r"^subs: matmul_tile: the symbolic chip has \(128, 128\), the bound chip "
                                             r"H100_SXM has \(64, 128\)"):
         tiles.subs(hardware="H100_SXM", dtype="bf16")
-    # built like the chip it is bound to: the numeric chip's own numbers, exactly
-    same = layer.compute_metrics(phase="prefill", dtype="bf16",
-                                 hardware=sc.Hardware.symbolic(realistic=True, matmul_stream_k=True))
+    # built like the chip it is bound to (its structure: stream-K, compute capability 9.0 for NCCL's
+    # ring rule): the numeric chip's own numbers, exactly
+    same = layer.compute_metrics(phase="prefill", dtype="bf16", hardware=sc.Hardware.symbolic(
+        realistic=True, **sc.hardware.get("H100_SXM").structure))
     bound = same.subs(batch_size=1, seq_len=4096, hardware="H100_SXM", dtype="bf16")
     direct = layer.compute_metrics(batch_size=1, seq_len=4096, phase="prefill", dtype="bf16", hardware="H100_SXM")
     assert bound.latency == direct.latency

@@ -169,6 +169,8 @@ def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape,
 @example(n=8, count=1, per_peer=2**27, chip="H100_SXM+kappa", ideal=False, tokens=None)  # NVLS wins: 1 GiB
 @example(n=8, count=2, per_peer=2**27, chip="H200_SXM", ideal=False, tokens=None)
 @example(n=4, count=1, per_peer=2**22, chip="GB200+kappa", ideal=False, tokens=None)
+@example(n=8, count=1, per_peer=500_000, chip="H100_SXM", ideal=False, tokens=None)  # NCCL: LL128 at 4 MB
+@example(n=2, count=1, per_peer=2**19, chip="A100_SXM_80GB", ideal=False, tokens=None)  # NCCL: Simple at 1 MiB
 def test_symbolic_collective_binds_to_the_numeric_one(n, per_peer, count, chip, ideal, tokens):
     """A collective timed on the realistic symbolic chip, bound to a chip, equals it timed on that
     chip, for every kind, inside one domain and across several (n = 16), on either side of the
@@ -193,8 +195,9 @@ def test_symbolic_collective_binds_to_the_numeric_one(n, per_peer, count, chip, 
     preset = preset.ideal() if ideal else preset
     for kind in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p"):
         c = Collective(kind, "ep", n, n * per_peer, count=count, tokens=tokens)
-        symbolic = collective_time(c, sc.hardware.Hardware.symbolic(
-            realistic=True, allreduce=_rule(preset), compute_capability=preset.compute_capability))
+        # NB: the symbolic chip of the preset's structure, as Hardware.symbolic documents (its
+        # compute capability there where NCCL's ring rule or vLLM's switch reads it)
+        symbolic = collective_time(c, sc.hardware.Hardware.symbolic(realistic=True, **preset.structure))
         assert symbolic.xreplace(preset.symbol_values("bf16")) == collective_time(c, preset), kind
 
 

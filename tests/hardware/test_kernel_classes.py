@@ -340,7 +340,8 @@ def test_binding_a_blackwell_chip_refuses_a_symbolic_chip_without_its_capability
 def test_prefill_overlap_binds_on_the_symbolic_chip(capability, tokens, cached):
     """A prefill core timed on the realistic symbolic chip built with the bound chip's compute
     capability equals the numeric time (exponentials overlapped on 10.x, summed on 9.0); the
-    capability is part of a 10.x chip's structure, so binding one built without it is refused.
+    capability is part of a 10.x chip's structure (of a 9.0 one too where NCCL's ring rule reads
+    it: LL terms), so binding one built without it is refused.
     Review findings: one token (the longest block's core, untiled) and cached keys (a symbol bound
     to 0 or more: whole tiles at an offset) agreed numerically only, not bound."""
     s, c = sp.Symbol("s", positive=True, integer=True), sp.Symbol("c", nonnegative=True, integer=True)
@@ -354,7 +355,11 @@ def test_prefill_overlap_binds_on_the_symbolic_chip(capability, tokens, cached):
     values = {**chip.symbol_values(BF16), s: tokens, c: cached}
     bound = op_time(core, symbolic, symbolic.effective_peak(None), None).time.xreplace(values)
     assert bound == numeric
-    assert ("compute_capability" in chip.structure) == (capability == "10.0")
+    # the attention kernels read it on 10.x only; NCCL's ring rule on a chip with LL terms (the
+    # round chip has them) on both
+    assert ("compute_capability" in chip.model_copy(update={"ll_base_latency": None}).structure) == (
+        capability == "10.0")
+    assert "compute_capability" in chip.structure
 
 
 def test_decode_attention_floor_and_kernel_by_phase():
@@ -1344,3 +1349,88 @@ def test_custom_all_reduce_one_shot_blocks_loop_past_the_sm_count():
     fits = Collective("all_reduce", "tp", 8, 108 * 4096, tokens=108)
     assert collective_algorithms(fits, chip)["custom"] == ONE_SHOT + Fraction(7 * 108 * 4096, 5 * 10**10) \
         + Fraction(8 * 4096, 10**10)
+
+
+def test_nccl_ties_go_to_the_earlier_protocol():
+    """NCCL keeps the first least estimate in the order LL, LL128, Simple (enqueue.cc
+    ``topoGetAlgoInfo``: a later protocol replaces the best only on a strictly smaller time). On
+    the round Ampere chip (NCCL's B = 80 GB/s) an all-gather over 2 chips has LL's estimate 7.2 us +
+    M / 80 GB/s and Simple's 11.8 us + M / 160 GB/s: equal at M = 4.6 us * 160 GB/s = 736,000 B
+    (both 16.4 us; LL128's 15.9 + 5.0 = 20.9 us above). NCCL runs LL there: 5 + 0.5 us + the
+    368,000 B sent at 1/4 of 100 GB/s = 14.72 us, 20.22 us in all (Simple would take 31 + 3.68)."""
+    nccl = CHIP.with_efficiency(compute_capability="8.0", collective_base_latency=30 * US).with_runtime(
+        Runtime(name="n", cuda_graphs=True))
+    assert collective_time(Collective("all_gather", "tp", 2, 736_000), nccl) == Fraction(2022, 100) * US
+
+
+def test_nccl_picks_the_reduce_scatter_protocol_by_its_own_estimate():
+    """A reduce-scatter over 8 chips (7 steps, bus-to-algorithm factor 8/7) on the round Ampere
+    chip (NCCL's B = 80 GB/s; LL 40, LL128 min(73.6, 240) = 73.6, Simple 80 GB/s of bus bandwidth):
+    estimates LL 6.6 + 7 * 0.6 = 10.8 us + M / 45.714 GB/s, LL128 14 + 7 * 1.9 = 27.3 us + M / 84.114
+    GB/s, Simple 8.4 + 7 * 3.4 = 32.2 us + M / 91.429 GB/s. At M = 2 MB: LL 54.55, LL128 27.3 + 23.78
+    = 51.08, Simple 32.2 + 21.875 = 54.075 us: LL128, whose own time is 27.3 us plus the 1.75 MB sent
+    (7/8 of M) at 120/128 of 100 GB/s = 18.67 us. At 100 kB: LL 12.99, LL128 28.49, Simple 33.29 us:
+    LL, 5 + 7 * 0.5 = 8.5 us + 87,500 B / 25 GB/s = 3.5 us, 12 us."""
+    nccl = CHIP.with_efficiency(compute_capability="8.0", collective_base_latency=30 * US).with_runtime(
+        Runtime(name="n", cuda_graphs=True))
+    big = collective_time(Collective("reduce_scatter", "tp", 8, 2 * 10**6), nccl)
+    assert big == Fraction(273, 10) * US + Fraction(175 * 10**4 * 128, 120 * 10**11)
+    assert collective_time(Collective("reduce_scatter", "tp", 8, 10**5), nccl) == 12 * US
+
+
+def test_nccl_ring_rule_only_on_the_data_centre_capabilities():
+    """NCCL's NVLink tables describe the data-centre parts (8.0, 9.0, 10.0, 10.3); an 8.6 or 8.9 GPU
+    (A40/A6000 on an NVLink bridge, L40S/L4 on PCIe) has PCI latencies there (hwLat {1.0, 2.5, 5.7})
+    and LL128 only over NVLink (typeIntra <= PATH_NVB): symcost keeps the fastest of the Simple and
+    LL forms there. The A100 preset at 8.0 runs LL128 for 4 MB over 8 (estimates LL 15 + 79.8, LL128
+    40.6 + 31.7, Simple 56 + 29.2 us); set to 8.9 it takes the faster of its Simple and LL forms."""
+    from symcost.hardware.timing import nccl_ring_tuning
+
+    a100 = hardware.get("A100_SXM_80GB")
+    c = Collective("all_reduce", "tp", 8, 4 * 10**6)
+    sent, steps = Fraction(2 * 7 * 4 * 10**6, 8), 14
+    ll128 = Fraction(14, 10**6) + steps * Fraction(19, 10**7) + sent * 128 / (
+        120 * a100.scale_up_bandwidth * a100.network_efficiency)
+    assert collective_time(c, a100) == ll128
+    ada = a100.with_efficiency(compute_capability="8.9")
+    simple = ada.collective_base_latency + steps * ada.collective_latency + sent / (
+        ada.scale_up_bandwidth * ada.network_efficiency)
+    ll = ada.ll_base_latency + steps * ada.ll_latency + sent / (
+        ada.scale_up_bandwidth * ada.network_efficiency * ada.ll_efficiency)
+    assert collective_time(c, ada) == min(simple, ll) != ll128
+    assert [nccl_ring_tuning(a100.with_efficiency(compute_capability=v)) is None
+            for v in ("8.0", "8.6", "8.9", "9.0", "10.0", "10.3", "12.0")] == [
+        False, True, True, False, False, False, True]
+
+
+def test_ll_base_latency_of_a_second_or_more_is_refused():
+    """The symbolic chip tells a chip without LL terms (alpha_LL0 bound to oo) by alpha_LL0 < 1 s; a
+    chip whose LL call takes a second or more would read as one without them: refused in one line."""
+    with pytest.raises(ValidationError, match="ll_base_latency must be under 1 s"):
+        CHIP.with_efficiency(ll_base_latency=1)
+    assert CHIP.with_efficiency(ll_base_latency=Fraction(999, 1000)).ll_base_latency == Fraction(999, 1000)
+
+
+def test_symbolic_chip_of_the_structure_binds_to_nccls_protocol():
+    """Review of op-nccl, item 1: the ring's protocol depends on the compute capability, so a chip
+    with LL terms and a capability NCCL's rule covers has it in its structure, and the symbolic chip
+    built from it (``**chip.structure``) binds to the numeric time: H100's MLP (8192, 28672) at TP 8,
+    prefill b = 1, s = 256 (one 4 MiB all-reduce, LL128 under NCCL's rule) and A100's 1 MiB
+    all-reduce over 2 (Simple). A symbolic chip of another capability is refused."""
+    from symcost import MLPLayer
+
+    h100, a100 = hardware.get("H100_SXM"), hardware.get("A100_SXM_80GB")
+    assert (h100.structure["compute_capability"], a100.structure["compute_capability"]) == ("9.0", "8.0")
+    mlp = MLPLayer(hidden_size=8192, intermediate_size=28672, parallelism={"tensor_parallel": 8})
+    symbolic = mlp.compute_metrics(batch_size=1, seq_len=256, phase="prefill",
+                                   hardware=Hardware.symbolic(realistic=True, **h100.structure))
+    numeric = mlp.compute_metrics(batch_size=1, seq_len=256, phase="prefill", dtype="bf16", hardware=h100)
+    assert symbolic.evaluate(dtype="bf16", hardware=h100).latency == numeric.latency
+    pair = Collective("all_reduce", "tp", 2, 2**20)
+    twin = Hardware.symbolic(realistic=True, **a100.structure)
+    assert collective_time(pair, twin).xreplace(a100.symbol_values("bf16")) == collective_time(pair, a100)
+    hopper = mlp.compute_metrics(batch_size=1, seq_len=256, phase="prefill",
+                                 hardware=Hardware.symbolic(realistic=True, compute_capability="9.0"))
+    for chip in (a100, hardware.get("MI300X")):
+        with pytest.raises(sc.errors.HardwareError, match="compute_capability"):
+            hopper.evaluate(dtype="bf16", hardware=chip)
