@@ -97,9 +97,9 @@ def _rule(chip: "sc.hardware.Hardware") -> str:
        opts=attention_options(), ffn=st.integers(1, 8), overlap=st.booleans(),
        chip=st.sampled_from(["H100_SXM", "MI300X", "B200", "H100_SXM:tensorrt-llm", "B200:vllm",
                              "H200_SXM:tensorrt-llm-0.x", "A100_SXM_80GB:tensorrt-llm"]), realistic=st.booleans(),
-       top_k=st.sampled_from([2, 3]))
+       top_k=st.sampled_from([2, 3]), ep=st.sampled_from([1, 2]))
 def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape, opts, ffn,
-                                           overlap, chip, realistic, top_k):
+                                           overlap, chip, realistic, top_k, ep):
     """Symbolic metrics on the symbolic chip, evaluated at a point and bound to a chip, equal
     the numeric call on that chip: every field, times included. The ideal symbolic chip binds
     the ideal chip; the realistic symbolic chip (every efficiency a symbol) the realistic one,
@@ -123,7 +123,7 @@ def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape,
     h, a, g, t = shape
     s = s * t
     values = {S.batch_size: b, S.seq_len: s, S.hidden_size: h, S.num_heads: a,
-              S.num_kv_heads: g, S.tp: t, S.intermediate_size: ffn * t}
+              S.num_kv_heads: g, S.tp: t, S.intermediate_size: ffn * t, S.ep: ep}
     pairs = [
         (sc.GroupedQueryAttentionLayer(parallelism={"tensor_parallel": S.tp}, **opts),
          sc.GroupedQueryAttentionLayer(hidden_size=h, num_heads=a, num_kv_heads=g,
@@ -139,6 +139,11 @@ def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape,
         (sc.MoELayer(num_experts=4, top_k=top_k, parallelism={"tensor_parallel": S.tp}),
          sc.MoELayer(hidden_size=h, expert_intermediate_size=ffn * t, num_experts=4, top_k=top_k,
                      parallelism={"tensor_parallel": t})),
+        # 512 experts, top-8, EP symbolic: 512 per rank at EP 1 (never the one-kernel sort), 256 at
+        # EP 2 (one kernel up to 256 sorted rows, the ep*T rows of the EP group)
+        (sc.MoELayer(num_experts=512, top_k=8, parallelism={"tensor_parallel": S.tp, "expert_parallel": S.ep}),
+         sc.MoELayer(hidden_size=h, expert_intermediate_size=ffn * t, num_experts=512, top_k=8,
+                     parallelism={"tensor_parallel": t, "expert_parallel": ep})),
     ]
     for symbolic, numeric in pairs:
         if isinstance(symbolic, sc.MoELayer) and realistic and symbolic_chip.structure.get("symm_allreduce") \
