@@ -179,7 +179,10 @@ class Hardware(BaseModel):
     time of one NVLink SHARP call (``None``: the scale-up domain has no NVLink SHARP) and
     ``nvls_efficiency`` its bandwidth factor, the share of NCCL's own figure for the GPU's
     architecture, ``nvls_arch_efficiency`` (``None``: :data:`NCCL_NVLS_EFFICIENCY` by
-    ``compute_capability``, 1 without one; :attr:`nccl_nvls_efficiency`).
+    ``compute_capability``, 9.x and 10.x; any other chip with ``nvls_latency`` must state it;
+    :attr:`nccl_nvls_efficiency`). NB: the fitted ``nvls_efficiency`` is a share of the factor it was
+    fitted with, so a chip file that overrides ``nvls_arch_efficiency`` must refit ``nvls_efficiency``
+    too (the product, the NVLS bus bandwidth over the link's, is what the tables measure).
     ``runtime`` is the engine profile. :meth:`ideal` returns the pure roofline.
     """
 
@@ -391,6 +394,19 @@ class Hardware(BaseModel):
                                 f"{PINGPONG_COMPUTE_CAPABILITY}.x only, got it ({share}) on {value!r}: unset it")
         return self
 
+    @model_validator(mode="after")
+    def _nvls_factor_known(self) -> "Hardware":
+        # NCCL's nvlsEfficiency (NCCL_NVLS_EFFICIENCY) covers 9.x and 10.x only: without a capability
+        # there is no figure, below 9.0 NCCL has no NVLS (factor 0), above 10.x newer NCCLs carry
+        # other figures (Rubin 0.87): the chip must state nvls_arch_efficiency itself
+        if self.nvls_latency is None or self.nvls_arch_efficiency is not None:
+            return self
+        major = None if self.compute_capability is None else int(self.compute_capability.split(".")[0])
+        if major is None or not 9 <= major <= NCCL_NVLS_EFFICIENCY[0][0]:
+            raise HardwareError(f"nvls_latency is set but NCCL's NVLS factor is known for compute capability "
+                                f"9.x and 10.x only, got {self.compute_capability!r}: set nvls_arch_efficiency")
+        return self
+
     @field_validator("fp8_weight_copies", mode="before")
     @classmethod
     def _copies(cls, value: Any) -> int:
@@ -507,8 +523,10 @@ class Hardware(BaseModel):
     def nccl_nvls_efficiency(self) -> sp.Expr:
         """``kappa_nvls``: NCCL's own NVLink SHARP bandwidth factor for this chip's architecture,
         ``nvls_arch_efficiency`` where set, else :data:`NCCL_NVLS_EFFICIENCY` by the major compute
-        capability (17/20 on 9.x, 37/50 on 10.x and later), 1 without a compute capability or below
-        9 (NCCL has no NVLS there: no figure to scale by).
+        capability (17/20 on 9.x, 37/50 on 10.x); a chip with ``nvls_latency`` and no compute
+        capability, one below 9.0 (NCCL has no NVLS there) or above 10.x (newer NCCLs' figures, Rubin
+        0.87) must state ``nvls_arch_efficiency`` (a :class:`~symcost.errors.HardwareError` otherwise),
+        so the 1 returned here for those is never a chip's NVLS figure.
 
         >>> from symcost import hardware
         >>> hardware.get("H100_SXM").nccl_nvls_efficiency, hardware.get("B300").nccl_nvls_efficiency

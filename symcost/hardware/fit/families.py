@@ -88,6 +88,8 @@ PARAMETERS: dict[str, tuple[sp.Symbol, Fraction, float, float]] = {
     "ll_latency": (sp.Symbol("t_p10", nonnegative=True), _US, 0.0, 20.0),
     "ll_efficiency": (sp.Symbol("eta_p9", positive=True), Fraction(1), 0.01, 1.0),
     "nvls_latency": (sp.Symbol("t_p12", positive=True), _US, 0.1, 200.0),
+    # NB: eta_nvls multiplies NCCL's kappa_nvls (Hardware.nccl_nvls_efficiency: 0.85 Hopper, 0.74
+    # Blackwell), so the bound eta <= 1 caps the NVLS bus bandwidth at kappa * link, NCCL's own figure
     "nvls_efficiency": (sp.Symbol("eta_p11", positive=True), Fraction(1), 0.05, 1.0),
     # NB: eta_gg may exceed 1 (the grouped kernels outrun the dense ones); 5/4 is a plausibility
     # cap, no source: the fit tightens it to 1 / max eta_mm so the preset loads (grouped_upper)
