@@ -33,7 +33,7 @@ from ..core import symbols as sym
 from ..core._expr import as_expr, exact_value
 from ..core.dtypes import DataType
 from ..errors import ConfigError, HardwareError
-from .runtime import RUNTIMES, AllreduceRule, Runtime, runtime, vllm_symm_windows
+from .runtime import RUNTIMES, AllreduceRule, MoESortRule, Runtime, runtime, vllm_symm_windows
 from .validate import Chips, Efficiency, Rate, Seconds, exact_number
 
 __all__ = [
@@ -495,7 +495,8 @@ class Hardware(BaseModel):
         >>> hardware.get("H100_SXM").structure["matmul_stream_k"]
         True
         """
-        out: dict[str, Any] = {} if self.is_ideal else {"grouped_gemm": self.runtime.grouped_gemm}
+        out: dict[str, Any] = {} if self.is_ideal else {"grouped_gemm": self.runtime.grouped_gemm,
+                                                         "moe_sort": self.runtime.moe_sort}
         if not self.is_ideal:
             # vLLM's size switch picks the all-reduce form by message size and compute capability
             # (timing.vllm_allreduce_window), TensorRT-LLM 1.0's by tokens (timing.trtllm_allreduce_window);
@@ -959,7 +960,7 @@ class Hardware(BaseModel):
                  allreduce: AllreduceRule = "custom", compute_capability: Optional[str] = None,
                  grouped_gemm: Literal["fused", "per_expert"] = "fused",
                  symm_allreduce: Optional[tuple[tuple[int, int, int], ...]] = None,
-                 grouped_output: bool = True) -> "Hardware":
+                 grouped_output: bool = True, moe_sort: MoESortRule = "tensorrt-llm") -> "Hardware":
         """The unbound chip: every rate a canonical symbol. With ``realistic=True`` the efficiency
         model is symbolic too (η_mm, η_mem, η_attn, η_net, t_k, α₀, N_cu, ...), so times print with
         it; otherwise efficiencies are 1 and overheads 0 (the roofline). ``matmul_tile`` and
@@ -968,7 +969,8 @@ class Hardware(BaseModel):
         flag (their tile scheduler); ``allreduce`` and ``compute_capability`` the engine's all-reduce
         rule and the GPU's size table (:func:`symcost.hardware.timing.vllm_allreduce_window`), which
         structure an all-reduce's time as the tile shapes structure a GEMM's; ``grouped_gemm`` the
-        engine's grouped-GEMM mode (:attr:`Runtime.grouped_gemm`); ``symm_allreduce`` (vLLM's rule:
+        engine's grouped-GEMM mode (:attr:`Runtime.grouped_gemm`) and ``moe_sort`` its MoE sort rule
+        (:attr:`Runtime.moe_sort`); ``symm_allreduce`` (vLLM's rule:
         ``None``, the capability's symmetric-memory windows with its terms symbols; ``()``, a chip
         without them; else it must be the capability's windows); ``grouped_output`` whether the
         experts' second projection writes its output after its main loop (``eta_ggout`` a symbol;
@@ -999,7 +1001,7 @@ class Hardware(BaseModel):
                                           moe_sync_time=sym.moe_sync_time,
                                           a2a_overlap_efficiency=sym.a2a_overlap_efficiency,
                                           tp_overlap_efficiency=sym.tp_overlap_efficiency,
-                                          grouped_gemm=grouped_gemm))
+                                          grouped_gemm=grouped_gemm, moe_sort=moe_sort))
             if symm_allreduce is not None and not symm_allreduce:
                 fields.update(symm_allreduce_latency=None, symm_allreduce_efficiency=sp.Integer(1))
             if not grouped_output:

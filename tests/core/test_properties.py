@@ -116,7 +116,8 @@ def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape,
         realistic=True, matmul_tile=preset.matmul_tile, matmul_tile_4bit=preset.matmul_tile_4bit,
         matmul_stream_k=preset.matmul_stream_k, allreduce=_rule(preset),
         compute_capability=preset.compute_capability,
-        grouped_output=preset.grouped_gemm_output_efficiency is not None) if realistic else None
+        grouped_output=preset.grouped_gemm_output_efficiency is not None,
+        moe_sort=preset.runtime.moe_sort) if realistic else None
     chip = preset if realistic else preset.ideal()
     if phase == "training" and dtype == "fp8_e4m3":
         return  # FP8 training has two byte counts (bf16 tensors, FP8 GEMMs): subs refuses one e

@@ -1323,7 +1323,46 @@ def test_fused_sort_limit_is_the_numeric_rule_on_substitution():
     sym = sc.MoELayer(hidden_size=1024, num_experts=512, top_k=8, expert_intermediate_size=512,
                       parallelism={"expert_parallel": S.ep}).compute_metrics(batch_size=1, seq_len=4, phase="prefill")
     sort, = [op for op, _ in sym.ops if op.kernel == "gemm.grouped.prologue"]
-    assert sp.sympify(sort.fused_limit).xreplace({S.ep: 1}) == 0 and sp.sympify(sort.fused_limit).xreplace({S.ep: 2}) == 256
+    limit = sp.sympify(sort.fused_limit)
+    assert limit.xreplace({S.ep: 1}) == 0 and limit.xreplace({S.ep: 2}) == 256
+
+
+@pytest.mark.parametrize("rule, tokens, top_k, experts, kernels", [
+    # vLLM's moe_align_block_size (csrc/moe/moe_align_sum_kernels.cu): one small-batch kernel while
+    # topk_ids.numel() = T k < 1024 and E <= 64, else two (align + count_and_sort)
+    ("moe-align", 127, 8, 64, 1),   # 1016 pairs < 1024, 64 experts: small batch
+    ("moe-align", 128, 8, 64, 2),   # 1024 pairs: general path
+    ("moe-align", 1, 8, 65, 2),     # 65 experts: general path at any T
+    ("moe-align", 500, 2, 8, 1),    # 1000 pairs, 8 experts: small batch (TensorRT-LLM would take 3)
+    # TensorRT-LLM's 1-or-3 rule: 300 rows > 256 -> 3; 200 -> 1
+    ("tensorrt-llm", 300, 2, 8, 3), ("tensorrt-llm", 200, 2, 8, 1),
+    ("none", 300, 2, 8, 0),
+])
+def test_expert_map_sort_follows_the_engines_rule(rule, tokens, top_k, experts, kernels):
+    """The sort's kernel count is the engine's (Runtime.moe_sort), at CHIP's kernel_time 1 us; a
+    symbolic row count bound afterwards gives the same."""
+    from symcost.layers.moe import expert_map_sort as sort_op
+    chip = CHIP.with_efficiency(runtime=Runtime(name=f"sort-{rule}", cuda_graphs=True, moe_sort=rule))
+    peak = chip.effective_peak(BF16)
+    assert op_time(sort_op(sp.Integer(tokens), top_k, experts, 1), chip, peak, BF16).time == kernels * US
+    T = sp.Symbol("T", positive=True, integer=True)
+    assert op_time(sort_op(T, top_k, experts, 1), chip, peak, BF16).time.xreplace({T: tokens}) == kernels * US
+
+
+def test_engine_profiles_carry_their_sort_rule():
+    """vLLM and SGLang run moe_align_block_size (the same small-batch condition in both); TensorRT-LLM
+    and the neutral profile (fitted on TensorRT-LLM's MoE tables) its 1-or-3 rule; Megatron-Core's
+    per-expert GEMMs none. Under vLLM on H100 at 200 rows, top-2, 8 experts (400 pairs < 1024): 1
+    kernel; 600 rows (1200 pairs): 2; TensorRT-LLM at 600 rows: 3."""
+    from symcost.layers.moe import expert_map_sort as sort_op
+    rules = {name: hardware.runtime(name).moe_sort for name in ("vllm", "sglang", "tensorrt-llm", "neutral")}
+    assert rules == {"vllm": "moe-align", "sglang": "moe-align", "tensorrt-llm": "tensorrt-llm",
+                     "neutral": "tensorrt-llm"}
+    assert hardware.runtime("megatron-core").grouped_gemm == "per_expert"
+    for engine, rows, kernels in (("vllm", 200, 1), ("vllm", 600, 2), ("tensorrt-llm", 600, 3)):
+        chip = hardware.get("H100_SXM").with_runtime(engine)
+        t = op_time(sort_op(sp.Integer(rows), 2, 8, 1), chip, chip.effective_peak(BF16), BF16)
+        assert t.time == kernels * chip.kernel_time, engine
 
 
 TRT = Runtime(name="round-trt", cuda_graphs=True, allreduce="trtllm-1.0")
