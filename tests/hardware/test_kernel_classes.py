@@ -887,6 +887,7 @@ def test_backward_share_without_a_capability_is_refused():
     field left at its default, so a chip built without a capability kept a share it never uses."""
     fields = {k: v for k, v in hardware.get("H100_SXM").model_dump().items()
               if k not in ("compute_capability", "attention_backward_peak_efficiency")}
+    fields["nvls_arch_efficiency"] = Fraction(17, 20)  # without a capability, NVLS needs its factor stated
     with pytest.raises(ValidationError, match="attention_backward_peak_efficiency is used on compute capability"):
         Hardware(**fields, attention_backward_peak_efficiency=Fraction(1, 2))
     assert Hardware(**fields).attention_backward_peak_efficiency is None
