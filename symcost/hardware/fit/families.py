@@ -512,7 +512,7 @@ def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping
         ops = [Vector("router_softmax_topk", elements=T * E, flops_per_element=VECTOR_FLOPS["softmax"],
                       read_bytes=T * E * x, write_bytes=T * E * ROUTER_BYTES),
                *input_quantize(T * h, e),  # the sort: one kernel up to `limit` tokens, three above
-               ExpertMapSort("expert_map_sort", tokens=T, fused_limit=sp.Integer(limit)),
+               ExpertMapSort("expert_map_sort", tokens=T, fused_limit=sp.Integer(limit), top_k=k, num_experts=E),
                Vector("dispatch_permute", elements=pairs * h, read_bytes=T * h * e, write_bytes=pairs * h * e),
                # the timed rank's pairs over its active experts (as MoELayer with routing_imbalance)
                *ffn_ops("experts", rows=pairs / active, hidden=h, width=f / t, dtype_bytes=e, gated=True,
