@@ -272,7 +272,8 @@ class GroupedInputQuantize(Vector):
 
 @dataclass(frozen=True)
 class ExpertMapSort(Op):
-    """A fused MoE's prologue: sorting its ``tokens`` token-expert choices by expert into the maps
+    """A fused MoE's prologue: sorting the token-expert choices of its ``tokens`` rows (a MoE layer's:
+    the ``ep * T`` rows of its EP group) by expert into the maps
     the permutation and the grouped GEMMs read, timed by the kernel class ``gemm.grouped.prologue``
     (TensorRT-LLM's: one kernel up to ``fused_limit`` tokens, three above; no FLOPs or bytes worth
     counting: ``T k`` integers). ``fused_limit`` 0: never the one-kernel path. ``top_k`` and
