@@ -272,10 +272,13 @@ class GroupedInputQuantize(Vector):
 
 @dataclass(frozen=True)
 class ExpertMapSort(Op):
-    """A fused MoE's prologue: sorting its ``tokens`` token-expert choices by expert into the maps
+    """A fused MoE's prologue: sorting the token-expert choices of its ``tokens`` rows (a MoE layer's:
+    the ``ep * T`` rows of its EP group) by expert into the maps
     the permutation and the grouped GEMMs read, timed by the kernel class ``gemm.grouped.prologue``
     (TensorRT-LLM's: one kernel up to ``fused_limit`` tokens, three above; no FLOPs or bytes worth
-    counting: ``T k`` integers). ``fused_limit`` 0: never the one-kernel path. The backward has none.
+    counting: ``T k`` integers). ``fused_limit`` 0: never the one-kernel path. ``top_k`` and
+    ``num_experts`` (the model's, all ranks) set vLLM's rule (``Runtime.moe_sort == "moe-align"``: one
+    kernel while ``tokens * top_k < 1024`` and ``num_experts <= 64``, else two). The backward has none.
 
     >>> ExpertMapSort("expert_map_sort", tokens=sp.Integer(8)).kernel
     'gemm.grouped.prologue'
@@ -283,6 +286,8 @@ class ExpertMapSort(Op):
 
     tokens: sp.Expr = _ZERO
     fused_limit: sp.Expr = sp.Integer(256)
+    top_k: sp.Expr = sp.Integer(1)
+    num_experts: sp.Expr = sp.Integer(1)
 
     @property
     def kernel(self) -> str:

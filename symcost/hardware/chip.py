@@ -33,7 +33,7 @@ from ..core import symbols as sym
 from ..core._expr import as_expr, exact_value
 from ..core.dtypes import DataType
 from ..errors import ConfigError, HardwareError
-from .runtime import NCCL_TUNING, RUNTIMES, AllreduceRule, Runtime, runtime, vllm_symm_windows
+from .runtime import NCCL_TUNING, RUNTIMES, AllreduceRule, MoESortRule, Runtime, runtime, vllm_symm_windows
 from .validate import Chips, Efficiency, Rate, Seconds, exact_number
 
 __all__ = [
@@ -179,7 +179,10 @@ class Hardware(BaseModel):
     time of one NVLink SHARP call (``None``: the scale-up domain has no NVLink SHARP) and
     ``nvls_efficiency`` its bandwidth factor, the share of NCCL's own figure for the GPU's
     architecture, ``nvls_arch_efficiency`` (``None``: :data:`NCCL_NVLS_EFFICIENCY` by
-    ``compute_capability``, 1 without one; :attr:`nccl_nvls_efficiency`).
+    ``compute_capability``, 9.x and 10.x; any other chip with ``nvls_latency`` must state it;
+    :attr:`nccl_nvls_efficiency`). NB: the fitted ``nvls_efficiency`` is a share of the factor it was
+    fitted with, so a chip file that overrides ``nvls_arch_efficiency`` must refit ``nvls_efficiency``
+    too (the product, the NVLS bus bandwidth over the link's, is what the tables measure).
     ``runtime`` is the engine profile. :meth:`ideal` returns the pure roofline.
     """
 
@@ -411,6 +414,19 @@ class Hardware(BaseModel):
             raise HardwareError(f"ll_base_latency must be under 1 s (NCCL's LL call latency), got {value} s")
         return value
 
+    @model_validator(mode="after")
+    def _nvls_factor_known(self) -> "Hardware":
+        # NCCL's nvlsEfficiency (NCCL_NVLS_EFFICIENCY) covers 9.x and 10.x only: without a capability
+        # there is no figure, below 9.0 NCCL has no NVLS (factor 0), above 10.x newer NCCLs carry
+        # other figures (Rubin 0.87): the chip must state nvls_arch_efficiency itself
+        if self.nvls_latency is None or self.nvls_arch_efficiency is not None:
+            return self
+        major = None if self.compute_capability is None else int(self.compute_capability.split(".")[0])
+        if major is None or not 9 <= major <= NCCL_NVLS_EFFICIENCY[0][0]:
+            raise HardwareError(f"nvls_latency is set but NCCL's NVLS factor is known for compute capability "
+                                f"9.x and 10.x only, got {self.compute_capability!r}: set nvls_arch_efficiency")
+        return self
+
     @field_validator("fp8_weight_copies", mode="before")
     @classmethod
     def _copies(cls, value: Any) -> int:
@@ -501,7 +517,8 @@ class Hardware(BaseModel):
         >>> hardware.get("H100_SXM").structure["matmul_stream_k"]
         True
         """
-        out: dict[str, Any] = {} if self.is_ideal else {"grouped_gemm": self.runtime.grouped_gemm}
+        out: dict[str, Any] = {} if self.is_ideal else {"grouped_gemm": self.runtime.grouped_gemm,
+                                                         "moe_sort": self.runtime.moe_sort}
         if not self.is_ideal:
             # vLLM's size switch picks the all-reduce form by message size and compute capability
             # (timing.vllm_allreduce_window), TensorRT-LLM 1.0's by tokens (timing.trtllm_allreduce_window);
@@ -531,8 +548,10 @@ class Hardware(BaseModel):
     def nccl_nvls_efficiency(self) -> sp.Expr:
         """``kappa_nvls``: NCCL's own NVLink SHARP bandwidth factor for this chip's architecture,
         ``nvls_arch_efficiency`` where set, else :data:`NCCL_NVLS_EFFICIENCY` by the major compute
-        capability (17/20 on 9.x, 37/50 on 10.x and later), 1 without a compute capability or below
-        9 (NCCL has no NVLS there: no figure to scale by).
+        capability (17/20 on 9.x, 37/50 on 10.x); a chip with ``nvls_latency`` and no compute
+        capability, one below 9.0 (NCCL has no NVLS there) or above 10.x (newer NCCLs' figures, Rubin
+        0.87) must state ``nvls_arch_efficiency`` (a :class:`~symcost.errors.HardwareError` otherwise),
+        so the 1 returned here for those is never a chip's NVLS figure.
 
         >>> from symcost import hardware
         >>> hardware.get("H100_SXM").nccl_nvls_efficiency, hardware.get("B300").nccl_nvls_efficiency
@@ -977,7 +996,7 @@ class Hardware(BaseModel):
                  allreduce: AllreduceRule = "custom", compute_capability: Optional[str] = None,
                  grouped_gemm: Literal["fused", "per_expert"] = "fused",
                  symm_allreduce: Optional[tuple[tuple[int, int, int], ...]] = None,
-                 grouped_output: bool = True) -> "Hardware":
+                 grouped_output: bool = True, moe_sort: MoESortRule = "tensorrt-llm") -> "Hardware":
         """The unbound chip: every rate a canonical symbol. With ``realistic=True`` the efficiency
         model is symbolic too (η_mm, η_mem, η_attn, η_net, t_k, α₀, N_cu, ...), so times print with
         it; otherwise efficiencies are 1 and overheads 0 (the roofline). ``matmul_tile`` and
@@ -986,7 +1005,8 @@ class Hardware(BaseModel):
         flag (their tile scheduler); ``allreduce`` and ``compute_capability`` the engine's all-reduce
         rule and the GPU's size table (:func:`symcost.hardware.timing.vllm_allreduce_window`), which
         structure an all-reduce's time as the tile shapes structure a GEMM's; ``grouped_gemm`` the
-        engine's grouped-GEMM mode (:attr:`Runtime.grouped_gemm`); ``symm_allreduce`` (vLLM's rule:
+        engine's grouped-GEMM mode (:attr:`Runtime.grouped_gemm`) and ``moe_sort`` its MoE sort rule
+        (:attr:`Runtime.moe_sort`); ``symm_allreduce`` (vLLM's rule:
         ``None``, the capability's symmetric-memory windows with its terms symbols; ``()``, a chip
         without them; else it must be the capability's windows); ``grouped_output`` whether the
         experts' second projection writes its output after its main loop (``eta_ggout`` a symbol;
@@ -1017,7 +1037,7 @@ class Hardware(BaseModel):
                                           moe_sync_time=sym.moe_sync_time,
                                           a2a_overlap_efficiency=sym.a2a_overlap_efficiency,
                                           tp_overlap_efficiency=sym.tp_overlap_efficiency,
-                                          grouped_gemm=grouped_gemm))
+                                          grouped_gemm=grouped_gemm, moe_sort=moe_sort))
             if symm_allreduce is not None and not symm_allreduce:
                 fields.update(symm_allreduce_latency=None, symm_allreduce_efficiency=sp.Integer(1))
             if not grouped_output:

@@ -379,10 +379,12 @@ def grouped_input_quantize(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optiona
 @kernel("gemm.grouped.prologue")
 def expert_map_sort(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataType]) -> OpTime:
     """A fused MoE's expert-map sort (:class:`~symcost.core.ops.ExpertMapSort`) under a fused
-    grouped-GEMM engine: ``n t_k`` with ``n = 1 + 2 [T > L]`` kernels for ``T`` tokens and the fused
-    path's limit ``L`` (256; 0 where it never applies), ``[T > L] = min(1, ceil(max(T - L, 0)))``;
-    nothing under ``Runtime.grouped_gemm == "per_expert"`` (Transformer Engine's GEMMs take host-side
-    splits, no such kernel).
+    grouped-GEMM engine: ``n t_k`` with, under ``Runtime.moe_sort == "tensorrt-llm"``, ``n = 1 + 2 [T > L]``
+    kernels for ``T`` rows and the fused path's limit ``L`` (256; 0 where it never applies),
+    ``[T > L] = min(1, ceil(max(T - L, 0)))``; under ``"moe-align"`` (vLLM, SGLang)
+    ``n = 1 + max([T k >= 1024], [E > 64])`` (:func:`_moe_align_general`); nothing under ``"none"`` or
+    ``Runtime.grouped_gemm == "per_expert"`` (Transformer Engine's GEMMs take host-side splits, no
+    such kernel).
 
     NB: TensorRT-LLM's fused MoE (the CUTLASS backend the MoE tables time) sorts the token-expert
     choices in one single-CTA kernel (``fusedBuildExpertMapsSortFirstTokenKernel``, a CUB radix rank)
@@ -403,13 +405,31 @@ def expert_map_sort(op: Op, chip: Hardware, peak: sp.Expr, dtype: Optional[DataT
     True
     """
     assert isinstance(op, ExpertMapSort)
-    if chip.runtime.grouped_gemm == "per_expert":
+    rule = chip.runtime.moe_sort
+    if chip.runtime.grouped_gemm == "per_expert" or rule == "none":
         return OpTime(sp.Integer(0), sp.Integer(0))
-    tokens, limit = sp.sympify(op.tokens), sp.sympify(op.fused_limit)
-    three_step = extreme(sp.Min, 1, Ceil(extreme(sp.Max, tokens - limit, 0)))
-    n = 1 + 2 * three_step
+    tokens = sp.sympify(op.tokens)
+    n = 1 + (_moe_align_general(tokens * op.top_k, op.num_experts) if rule == "moe-align"
+             else 2 * extreme(sp.Min, 1, Ceil(extreme(sp.Max, tokens - sp.sympify(op.fused_limit), 0))))
     return OpTime(sp.Integer(0), sp.Integer(0), n * chip.kernel_time, sp.Integer(0) if chip.runtime.cuda_graphs
                   else n * chip.launch_time)
+
+
+MOE_ALIGN_SMALL_PAIRS = 1024
+"""vLLM's ``moe_align_block_size`` takes its one-kernel small-batch path while ``topk_ids.numel() <
+1024`` (``small_batch_expert_mode``, csrc/moe/moe_align_sum_kernels.cu; the same in SGLang's sgl-kernel)."""
+
+MOE_ALIGN_SMALL_EXPERTS = 64
+"""... and ``num_experts <= 64`` (the same condition)."""
+
+
+def _moe_align_general(pairs: sp.Expr, experts: Any) -> sp.Expr:
+    """1 where vLLM's ``moe_align_block_size`` runs its two-kernel general path (``pairs >=`` 1024
+    or more than 64 experts), else 0: ``max([P >= 1024], [E > 64])`` with ``[P >= 1024] =
+    min(1, ceil(max(P - 1023, 0)))`` for a whole pair count ``P``."""
+    many = extreme(sp.Min, 1, Ceil(extreme(sp.Max, pairs - (MOE_ALIGN_SMALL_PAIRS - 1), 0)))
+    wide = sp.Piecewise((0, sp.sympify(experts) <= MOE_ALIGN_SMALL_EXPERTS), (1, True))
+    return extreme(sp.Max, many, wide)
 
 
 def _attention_compute(op: Op, chip: Hardware, dtype: Optional[DataType]) -> sp.Expr:

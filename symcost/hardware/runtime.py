@@ -103,6 +103,7 @@ def _overrides(value: Any) -> Overrides:
 
 
 AllreduceRule = Literal["nccl", "custom", "vllm", "trtllm-1.0"]
+MoESortRule = Literal["tensorrt-llm", "moe-align", "none"]
 """How an engine picks its all-reduce (:attr:`Runtime.allreduce`)."""
 ALLREDUCE_RULES: tuple[str, ...] = ("nccl", "custom", "vllm", "trtllm-1.0")
 
@@ -187,6 +188,18 @@ class Runtime(BaseModel):
     CUTLASS/Triton grouped kernels of the serving engines), or one GEMM per expert, each with its
     own fixed time (``"per_expert"``: Transformer Engine's FP8 ``GroupedLinear``, one cuBLAS GEMM
     per expert over its compute streams)."""
+    moe_sort: MoESortRule = "tensorrt-llm"
+    """How the engine's fused MoE sorts its token-expert choices by expert (the ``expert_map_sort``
+    op, kernel class ``gemm.grouped.prologue``): ``"tensorrt-llm"``, one kernel up to 256 rows
+    (top-k 1, 2, 4, 6, 8, at most 510 experts per rank), else three (TensorRT-LLM's
+    ``fusedBuildExpertMapsSortFirstToken`` / ``threeStepBuildExpertMapsSortFirstToken``,
+    cpp/tensorrt_llm/kernels/cutlass_kernels/moe_gemm/moe_kernels.cu); the default, as the neutral
+    profile's kernel values are fitted on TensorRT-LLM's MoE tables; ``"moe-align"``, vLLM's
+    ``moe_align_block_size`` (csrc/moe/moe_align_sum_kernels.cu, the same rule in SGLang's
+    sgl-kernel): one ``moe_align_block_size_small_batch_expert_kernel`` while ``T k < 1024`` and
+    ``E <= 64`` (``small_batch_expert_mode``, ``E`` the global expert count), else two
+    (``moe_align_block_size_kernel`` and ``count_and_sort_expert_tokens_kernel``); ``"none"``: no
+    such kernel. Nothing under ``grouped_gemm == "per_expert"`` whatever the rule."""
     overrides: Annotated[Overrides, BeforeValidator(_overrides)] = ()
     serving: ServingDefaults = ServingDefaults()
     """What the engine does by default with the chip's memory and its steps when it serves: token

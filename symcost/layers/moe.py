@@ -149,28 +149,34 @@ FUSED_SORT_EXPERTS = 510
 def fused_sort_limit(top_k: Any, experts_per_rank: Any) -> sp.Expr:
     """The token count up to which a fused MoE sorts in one kernel: :data:`FUSED_SORT_TOKENS`
     for a top-k in :data:`FUSED_SORT_TOP_K` and at most :data:`FUSED_SORT_EXPERTS` experts per rank,
-    else 0 (always three kernels). A symbolic top-k or expert count takes the one-kernel rule
-    (the table's shapes all have a numeric one).
+    else 0 (always three kernels):
+    ``L = Piecewise((256, k in {1, 2, 4, 6, 8} and floor(E/ep) <= 510), (0, True))``, with the experts
+    per rank an integer division as TensorRT-LLM's (``num_experts / ep_size`` on ints). A symbolic
+    top-k or expert count keeps the rule, which collapses to the numeric answer on substitution; a
+    non-integer top-k is a one-line :class:`~symcost.errors.ConfigError`.
 
     >>> fused_sort_limit(2, 8), fused_sort_limit(10, 64), fused_sort_limit(8, 512)
     (256, 0, 0)
+    >>> ep = sp.Symbol("ep", positive=True, integer=True)
+    >>> [fused_sort_limit(8, 512 / ep).xreplace({ep: n}) for n in (1, 2)]
+    [0, 256]
     """
     k, n = sp.sympify(top_k), sp.sympify(experts_per_rank)
-    if k.is_number and int(k) not in FUSED_SORT_TOP_K:
-        return _ZERO
-    if n.is_number and n > FUSED_SORT_EXPERTS:
-        return _ZERO
-    return sp.Integer(FUSED_SORT_TOKENS)
+    if k.is_number and not k.is_integer:
+        raise ConfigError(f"top_k must be a whole number of experts per token, got {k}")
+    fused = sp.And(sp.Or(*(sp.Eq(k, v) for v in sorted(FUSED_SORT_TOP_K))), sp.floor(n) <= FUSED_SORT_EXPERTS)
+    return sp.Piecewise((sp.Integer(FUSED_SORT_TOKENS), fused), (_ZERO, True))
 
 
-def expert_map_sort(tokens: sp.Expr, top_k: Any, experts_per_rank: Any) -> ExpertMapSort:
-    """The fused MoE's expert-map sort over ``tokens`` (:class:`~symcost.core.ops.ExpertMapSort`, its
-    one-kernel limit from :func:`fused_sort_limit`).
+def expert_map_sort(tokens: sp.Expr, top_k: Any, num_experts: Any, ep: Any) -> ExpertMapSort:
+    """The fused MoE's expert-map sort over ``tokens`` rows (:class:`~symcost.core.ops.ExpertMapSort`,
+    its one-kernel limit from :func:`fused_sort_limit` with ``num_experts / ep`` experts per rank).
 
-    >>> expert_map_sort(sp.Integer(320), 2, 8).fused_limit
+    >>> expert_map_sort(sp.Integer(320), 2, 8, 1).fused_limit
     256
     """
-    return ExpertMapSort("expert_map_sort", tokens=tokens, fused_limit=fused_sort_limit(top_k, experts_per_rank))
+    return ExpertMapSort("expert_map_sort", tokens=tokens, fused_limit=fused_sort_limit(top_k, num_experts / ep),
+                         top_k=sp.sympify(top_k), num_experts=sp.sympify(num_experts))
 
 
 class MoELayer(Layer):
@@ -422,7 +428,10 @@ class MoELayer(Layer):
                           read_bytes=T * E * e, write_bytes=T * E * ROUTER_BYTES))
         ops.extend(self._sync(ctx))
         ops.extend(input_quantize(T * h, e))
-        ops.append(expert_map_sort(T, k, E / ctx.parallelism.ep))
+        # NB: every EP rank's runMoe sorts the rows of all ep ranks (TensorRT-LLM's fused_moe_cutlass.py
+        # all-gathers the inputs and token_selected_experts over the EP ranks under attention DP; the
+        # all-to-all layout sorts the ~ep*T rows it receives): ep*T rows, not the rank's own T
+        ops.append(expert_map_sort(T * ctx.parallelism.ep, k, E, ctx.parallelism.ep))
         # permute: read each token once, write the (padded) dispatch buffer of P rows
         ops.append(Vector("dispatch_permute", elements=P * h, read_bytes=T * h * e,
                           write_bytes=P * h * e))
@@ -470,11 +479,12 @@ class MoELayer(Layer):
         ``f_e/t_e``, and back; shared experts as a TP-parallel dense MLP on all ``T`` tokens."""
         h, E, k, e, T = self.hidden_size, self.num_experts, self.top_k, ctx.e, ctx.tokens
         t_in, sent, P, etp = self._routed_tokens(ctx), self._sent(ctx), self._pairs(ctx), ctx.parallelism.etp
+        ep = ctx.parallelism.ep
         wire = ctx.wire_bytes
         ops: list = [Matmul("router", m=t_in, n=E, k=h, dtype_bytes=e),
                      Vector("router_softmax_topk", elements=t_in * E, flops_per_element=VECTOR_FLOPS["softmax"],
                             read_bytes=t_in * E * e, write_bytes=t_in * E * ROUTER_BYTES),
-                     *self._sync(ctx), *input_quantize(t_in * h, e), expert_map_sort(t_in, k, E / ctx.parallelism.ep),
+                     *self._sync(ctx), *input_quantize(t_in * h, e), expert_map_sort(t_in * ep, k, E, ep),
                      Vector("dispatch_permute", elements=sent * h, read_bytes=t_in * h * e, write_bytes=sent * h * e)]
         ops.extend(self._all_to_all(ctx, self._wire(ctx)))
         gathered = [Collective("all_gather", "tp", etp, P * h * wire)] if etp != 1 else []

@@ -669,12 +669,14 @@ def _row_line(p: Prediction) -> str:
 
 # -- where a MoE block's time goes (the residual's structure) --------------------------------------
 
-_KINDS = {"gemm": "gemm", "gemm.grouped": "grouped_gemm", "host.sync": "host_sync"}
+# NB: the expert-map sort (gemm.grouped.prologue) builds the permutation's maps: "permute"
+_KINDS = {"gemm": "gemm", "gemm.grouped": "grouped_gemm", "host.sync": "host_sync", "gemm.grouped.prologue": "permute"}
 
 
 def _work_kind(op: Any) -> str:
-    """The :func:`block_breakdown` kind of one op: by its kernel class, the MoE dispatcher's
-    permutations (``dispatch_permute``, ``combine``) and the router (its GEMM and top-k) by name."""
+    """The :func:`block_breakdown` kind of one op: by its kernel class (the expert-map sort with the
+    permutation it prepares), the MoE dispatcher's permutations (``dispatch_permute``, ``combine``)
+    and the router (its GEMM and top-k) by name."""
     name = op.name.split(".")[0]
     if name in ("dispatch_permute", "combine"):
         return "permute"
@@ -690,7 +692,7 @@ def block_breakdown(row: TrainingRow, recompute: Optional[Recompute] = None) -> 
     included; default the mode :func:`predict` chooses, for a row with block recomputation,
     :data:`RECIPE_RECOMPUTE`, that of one of its recomputed blocks) through one block of ``row``'s model on one
     chip, by kind of work: ``gemm``, ``grouped_gemm`` (routed experts), ``attention`` (core and its
-    backward), ``permute`` (the dispatcher's permutation and the weighted combine), ``router``,
+    backward), ``permute`` (the dispatcher's permutation, its expert-map sort and the weighted combine), ``router``,
     ``elementwise`` (norms, activations, residuals), ``host_sync`` (the host time an eager MoE
     layer exposes: the dropless dispatcher's sync, a padded one's launches), ``all_to_all_inside`` /
     ``all_to_all_across`` (the EP dispatch and combine within one scale-up domain or across several),

@@ -98,9 +98,9 @@ def _rule(chip: "sc.hardware.Hardware") -> str:
        opts=attention_options(), ffn=st.integers(1, 8), overlap=st.booleans(),
        chip=st.sampled_from(["H100_SXM", "MI300X", "B200", "H100_SXM:tensorrt-llm", "B200:vllm", "B200@9.13.1",
                              "H200_SXM:tensorrt-llm-0.x", "A100_SXM_80GB:tensorrt-llm"]), realistic=st.booleans(),
-       top_k=st.sampled_from([2, 3]))
+       top_k=st.sampled_from([2, 3]), ep=st.sampled_from([1, 2]))
 def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape, opts, ffn,
-                                           overlap, chip, realistic, top_k):
+                                           overlap, chip, realistic, top_k, ep):
     """Symbolic metrics on the symbolic chip, evaluated at a point and bound to a chip, equal
     the numeric call on that chip: every field, times included. The ideal symbolic chip binds
     the ideal chip; the realistic symbolic chip (every efficiency a symbol) the realistic one,
@@ -121,14 +121,15 @@ def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape,
         realistic=True, matmul_tile=preset.matmul_tile, matmul_tile_4bit=preset.matmul_tile_4bit,
         matmul_stream_k=preset.matmul_stream_k, allreduce=_rule(preset),
         compute_capability=preset.compute_capability,
-        grouped_output=preset.grouped_gemm_output_efficiency is not None) if realistic else None
+        grouped_output=preset.grouped_gemm_output_efficiency is not None,
+        moe_sort=preset.runtime.moe_sort) if realistic else None
     chip = preset if realistic else preset.ideal()
     if phase == "training" and dtype == "fp8_e4m3":
         return  # FP8 training has two byte counts (bf16 tensors, FP8 GEMMs): subs refuses one e
     h, a, g, t = shape
     s = s * t
     values = {S.batch_size: b, S.seq_len: s, S.hidden_size: h, S.num_heads: a,
-              S.num_kv_heads: g, S.tp: t, S.intermediate_size: ffn * t}
+              S.num_kv_heads: g, S.tp: t, S.intermediate_size: ffn * t, S.ep: ep}
     pairs = [
         (sc.GroupedQueryAttentionLayer(parallelism={"tensor_parallel": S.tp}, **opts),
          sc.GroupedQueryAttentionLayer(hidden_size=h, num_heads=a, num_kv_heads=g,
@@ -144,6 +145,11 @@ def test_symbolic_evaluated_equals_numeric(phase, recompute, dtype, b, s, shape,
         (sc.MoELayer(num_experts=4, top_k=top_k, parallelism={"tensor_parallel": S.tp}),
          sc.MoELayer(hidden_size=h, expert_intermediate_size=ffn * t, num_experts=4, top_k=top_k,
                      parallelism={"tensor_parallel": t})),
+        # 512 experts, top-8, EP symbolic: 512 per rank at EP 1 (never the one-kernel sort), 256 at
+        # EP 2 (one kernel up to 256 sorted rows, the ep*T rows of the EP group)
+        (sc.MoELayer(num_experts=512, top_k=8, parallelism={"tensor_parallel": S.tp, "expert_parallel": S.ep}),
+         sc.MoELayer(hidden_size=h, expert_intermediate_size=ffn * t, num_experts=512, top_k=8,
+                     parallelism={"tensor_parallel": t, "expert_parallel": ep})),
     ]
     for symbolic, numeric in pairs:
         if isinstance(symbolic, sc.MoELayer) and realistic and symbolic_chip.structure.get("symm_allreduce") \

@@ -894,6 +894,7 @@ def test_backward_share_without_a_capability_is_refused():
     field left at its default, so a chip built without a capability kept a share it never uses."""
     fields = {k: v for k, v in hardware.get("H100_SXM").model_dump().items()
               if k not in ("compute_capability", "attention_backward_peak_efficiency")}
+    fields["nvls_arch_efficiency"] = Fraction(17, 20)  # without a capability, NVLS needs its factor stated
     with pytest.raises(ValidationError, match="attention_backward_peak_efficiency is used on compute capability"):
         Hardware(**fields, attention_backward_peak_efficiency=Fraction(1, 2))
     assert Hardware(**fields).attention_backward_peak_efficiency is None
@@ -1286,17 +1287,94 @@ def test_fused_moe_sorts_its_tokens_in_one_kernel_up_to_256_tokens_and_in_three_
 @pytest.mark.parametrize("top_k, experts, ep, tokens, kernels", [
     (2, 8, 1, 256, 1), (2, 8, 1, 320, 3),  # Mixtral-shaped: the 256 -> 320 token step
     (10, 512, 1, 4, 3),  # 512 experts, top-10: never the fused kernel
-    (8, 512, 1, 4, 3), (8, 512, 2, 4, 1),  # 512 experts per rank at EP 1, 256 at EP 2
+    (8, 512, 1, 4, 3), (8, 512, 2, 4, 1),  # 512 experts per rank at EP 1, 256 at EP 2 (8 rows)
+    (8, 256, 2, 128, 1), (8, 256, 2, 129, 3),  # EP 2: 2 * 128 = 256 gathered rows fused, 258 not
 ])
 def test_moe_layer_carries_one_expert_map_sort(top_k, experts, ep, tokens, kernels):
-    """The MoE layer carries one expert-map sort over its T tokens, timed as 1 kernel on the fused
-    path and 3 on the three-step one (hand count above) at the chip's kernel_time."""
+    """The MoE layer carries one expert-map sort over the ``ep * T`` rows its EP rank receives
+    (TensorRT-LLM runs runMoe on every EP rank's tokens: all-gathered under attention DP, or the rows
+    dispatched to it, about ep * T), timed as 1 kernel on the fused path and 3 on the three-step one
+    (hand count above) at the chip's kernel_time."""
     moe = sc.MoELayer(hidden_size=1024, num_experts=experts, top_k=top_k, expert_intermediate_size=512,
                       parallelism={"expert_parallel": ep})
     m = moe.compute_metrics(batch_size=1, seq_len=tokens, phase="prefill", dtype="bf16", hardware=CHIP)
     sorts = [op for op, _ in m.ops if op.kernel == "gemm.grouped.prologue"]
-    assert len(sorts) == 1 and sorts[0].tokens == tokens
+    assert len(sorts) == 1 and sorts[0].tokens == ep * tokens
     assert op_time(sorts[0], CHIP, CHIP.effective_peak(BF16), BF16).time == kernels * US
+
+
+def test_decode_under_ep8_sorts_every_ranks_tokens():
+    """Decode at EP 8 with 64 tokens per rank (DeepSeek-V3-shaped: 256 experts, top-8, 32 per rank):
+    each rank's runMoe sorts the 8 * 64 = 512 gathered rows (tensorrt_llm/_torch/modules/fused_moe/
+    fused_moe_cutlass.py: under attention DP the inputs and token_selected_experts are all-gathered
+    over the EP ranks before torch.ops.trtllm.fused_moe), 512 > 256: the three-step path, 3 kernels
+    = 3 us on CHIP (64 rows alone would have been 1 kernel)."""
+    moe = sc.MoELayer(hidden_size=1024, num_experts=256, top_k=8, expert_intermediate_size=512,
+                      parallelism={"expert_parallel": 8})
+    m = moe.compute_metrics(batch_size=64, seq_len=128, phase="decode", dtype="bf16", hardware=CHIP)
+    sort, = [op for op, _ in m.ops if op.kernel == "gemm.grouped.prologue"]
+    assert sort.tokens == 512
+    assert op_time(sort, CHIP, CHIP.effective_peak(BF16), BF16).time == 3 * US
+
+
+def test_fused_sort_limit_is_the_numeric_rule_on_substitution():
+    """A symbolic top-k or EP degree keeps the rule and collapses to the numeric answer: 512 experts,
+    top-8 at EP 1 (512 per rank > 510: 0), EP 2 (256: 256 tokens); top-10 never (0); 513 experts at
+    EP 2: floor(513/2) = 256 per rank (TensorRT-LLM's experts per rank, num_experts / ep_size, is an
+    integer division): 256; a non-integer top-k is refused."""
+    from symcost.layers.moe import fused_sort_limit
+    ep, k = sp.Symbol("ep", positive=True, integer=True), sp.Symbol("k", positive=True, integer=True)
+    assert fused_sort_limit(8, 512 / ep).xreplace({ep: 1}) == 0
+    assert fused_sort_limit(8, 512 / ep).xreplace({ep: 2}) == 256
+    assert fused_sort_limit(k, 16).xreplace({k: 10}) == 0 and fused_sort_limit(k, 16).xreplace({k: 6}) == 256
+    assert fused_sort_limit(8, sp.Rational(513, 2)) == 256
+    with pytest.raises(sc.errors.ConfigError, match="top_k"):
+        fused_sort_limit(sp.Rational(5, 2), 16)
+    # the layer: expert_parallel symbolic, bound to 1 -> 0 (3 kernels at any T), to 2 -> 256
+    from symcost import symbols as S
+    sym = sc.MoELayer(hidden_size=1024, num_experts=512, top_k=8, expert_intermediate_size=512,
+                      parallelism={"expert_parallel": S.ep}).compute_metrics(batch_size=1, seq_len=4, phase="prefill")
+    sort, = [op for op, _ in sym.ops if op.kernel == "gemm.grouped.prologue"]
+    limit = sp.sympify(sort.fused_limit)
+    assert limit.xreplace({S.ep: 1}) == 0 and limit.xreplace({S.ep: 2}) == 256
+
+
+@pytest.mark.parametrize("rule, tokens, top_k, experts, kernels", [
+    # vLLM's moe_align_block_size (csrc/moe/moe_align_sum_kernels.cu): one small-batch kernel while
+    # topk_ids.numel() = T k < 1024 and E <= 64, else two (align + count_and_sort)
+    ("moe-align", 127, 8, 64, 1),   # 1016 pairs < 1024, 64 experts: small batch
+    ("moe-align", 128, 8, 64, 2),   # 1024 pairs: general path
+    ("moe-align", 1, 8, 65, 2),     # 65 experts: general path at any T
+    ("moe-align", 500, 2, 8, 1),    # 1000 pairs, 8 experts: small batch (TensorRT-LLM would take 3)
+    # TensorRT-LLM's 1-or-3 rule: 300 rows > 256 -> 3; 200 -> 1
+    ("tensorrt-llm", 300, 2, 8, 3), ("tensorrt-llm", 200, 2, 8, 1),
+    ("none", 300, 2, 8, 0),
+])
+def test_expert_map_sort_follows_the_engines_rule(rule, tokens, top_k, experts, kernels):
+    """The sort's kernel count is the engine's (Runtime.moe_sort), at CHIP's kernel_time 1 us; a
+    symbolic row count bound afterwards gives the same."""
+    from symcost.layers.moe import expert_map_sort as sort_op
+    chip = CHIP.with_efficiency(runtime=Runtime(name=f"sort-{rule}", cuda_graphs=True, moe_sort=rule))
+    peak = chip.effective_peak(BF16)
+    assert op_time(sort_op(sp.Integer(tokens), top_k, experts, 1), chip, peak, BF16).time == kernels * US
+    T = sp.Symbol("T", positive=True, integer=True)
+    assert op_time(sort_op(T, top_k, experts, 1), chip, peak, BF16).time.xreplace({T: tokens}) == kernels * US
+
+
+def test_engine_profiles_carry_their_sort_rule():
+    """vLLM and SGLang run moe_align_block_size (the same small-batch condition in both); TensorRT-LLM
+    and the neutral profile (fitted on TensorRT-LLM's MoE tables) its 1-or-3 rule; Megatron-Core's
+    per-expert GEMMs none. Under vLLM on H100 at 200 rows, top-2, 8 experts (400 pairs < 1024): 1
+    kernel; 600 rows (1200 pairs): 2; TensorRT-LLM at 600 rows: 3."""
+    from symcost.layers.moe import expert_map_sort as sort_op
+    rules = {name: hardware.runtime(name).moe_sort for name in ("vllm", "sglang", "tensorrt-llm", "neutral")}
+    assert rules == {"vllm": "moe-align", "sglang": "moe-align", "tensorrt-llm": "tensorrt-llm",
+                     "neutral": "tensorrt-llm"}
+    assert hardware.runtime("megatron-core").grouped_gemm == "per_expert"
+    for engine, rows, kernels in (("vllm", 200, 1), ("vllm", 600, 2), ("tensorrt-llm", 600, 3)):
+        chip = hardware.get("H100_SXM").with_runtime(engine)
+        t = op_time(sort_op(sp.Integer(rows), 2, 8, 1), chip, chip.effective_peak(BF16), BF16)
+        assert t.time == kernels * chip.kernel_time, engine
 
 
 TRT = Runtime(name="round-trt", cuda_graphs=True, allreduce="trtllm-1.0")

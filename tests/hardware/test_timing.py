@@ -6,6 +6,7 @@ from fractions import Fraction
 
 import pytest
 import sympy as sp
+from pydantic import ValidationError
 
 import symcost as sc
 from symcost import hardware
@@ -108,7 +109,8 @@ def test_collective_base_latency_steps_and_bus_bandwidth():
 # tree hop, tree bandwidth 1/2 of the ring's, NVLink SHARP 20 us per call at 3/4 (times 2 for an
 # all-reduce). Effective links (eta_net = 1/2): 50 GB/s inside the 8-chip domain, 5 GB/s beyond.
 COLL = ROUND.model_copy(update=dict(scale_out_latency=4 * US, tree_latency=10 * US, tree_efficiency=Fraction(1, 2),
-                                    nvls_latency=20 * US, nvls_efficiency=Fraction(3, 4)))
+                                    nvls_latency=20 * US, nvls_efficiency=Fraction(3, 4),
+                                    nvls_arch_efficiency=1))  # no capability: kappa stated, 1
 COLL = Hardware(**{f: getattr(COLL, f) for f in Hardware.model_fields})  # validated, hashed afresh
 UP, OUT = 5 * 10**10, 5 * 10**9
 
@@ -135,12 +137,14 @@ def test_nvls_bandwidth_takes_nccls_factor_for_the_architecture():
     100, Hopper for >= 90). The chip's fitted ``nvls_efficiency`` multiplies it. COLL (eta_nvls 3/4,
     links 50 GB/s) all-reduce of 10^8 bytes over 8 chips: NVLS 20 us + 7/4 * 10^8 / (2 * 3/4 *
     kappa * 5 * 10^10): with kappa 17/20 (9.0) 20 + 2745.1 us, 37/50 (10.0, 10.3) 20 + 3153.2 us,
-    without a compute capability 1 (no figure) 20 + 2333.3 us; all-gather 20 us + 8/7 M / (3/4
+    without a compute capability and nvls_arch_efficiency stated 1, 20 + 2333.3 us; all-gather 20 us + 8/7 M / (3/4
     kappa 5 * 10^10)."""
     M = 10**8
     for capability, kappa in (("9.0", Fraction(17, 20)), ("10.0", Fraction(37, 50)), ("10.3", Fraction(37, 50)),
                               (None, Fraction(1))):
-        chip = COLL.model_copy(update={"compute_capability": capability})
+        # kappa from the capability; without one, COLL's stated nvls_arch_efficiency = 1
+        chip = COLL.model_copy(update={"compute_capability": capability,
+                                       "nvls_arch_efficiency": None if capability else Fraction(1)})
         chip = Hardware(**{f: getattr(chip, f) for f in Hardware.model_fields})
         assert chip.nccl_nvls_efficiency == kappa
         want = 20 * US + Fraction(7, 4) * M / (2 * Fraction(3, 4) * kappa * UP)
@@ -152,6 +156,22 @@ def test_nvls_bandwidth_takes_nccls_factor_for_the_architecture():
     chip = Hardware(**{**{f: getattr(COLL, f) for f in Hardware.model_fields}, "compute_capability": "9.0",
                        "nvls_arch_efficiency": Fraction(1, 2)})
     assert chip.nccl_nvls_efficiency == Fraction(1, 2)
+
+
+@pytest.mark.parametrize("capability", [None, "8.0", "7.0", "11.0"])
+def test_nvls_without_nccls_factor_for_the_chip_is_refused(capability):
+    """NVLink SHARP's factor comes from NCCL's nvlsEfficiency table by compute capability (0.85 on
+    9.x, 0.74 on 10.x; src/graph/tuning.cc): without a capability there is no figure (an H100 would
+    silently get 1/0.85, 18 % more bandwidth), below 9.0 NCCL has no NVLS (factor 0), and above 10.x
+    NCCL's newer tables carry other figures (Rubin 0.87): a chip with nvls_latency must then state
+    nvls_arch_efficiency. One line naming the field (pydantic wraps the HardwareError)."""
+    fields = {f: getattr(COLL, f) for f in Hardware.model_fields}
+    with pytest.raises(ValidationError, match="nvls_latency is set .* set nvls_arch_efficiency"):
+        Hardware(**{**fields, "compute_capability": capability, "nvls_arch_efficiency": None})
+    # stated, it is taken as given; no nvls_latency, nothing to check
+    assert Hardware(**{**fields, "compute_capability": capability}).nccl_nvls_efficiency == 1
+    assert Hardware(**{**fields, "compute_capability": capability, "nvls_arch_efficiency": None,
+                       "nvls_latency": None}).nvls_latency is None
 
 
 def test_nvls_all_gather_never_beats_the_ring_in_nccls_model():

@@ -502,3 +502,11 @@ def test_the_8b_h100_run_is_costed_as_its_table_lists_it(rows):
     assert ct.recompute_modes(row) == (False, tuple((m, None) for m in ct.RECOMPUTE))
     p = ct.predict(row)
     assert (p.recompute, p.recompute_layers) == ("none", None)
+
+
+def test_expert_map_sort_counts_with_the_permutation():
+    """The fused MoE's expert-map sort (kernel class gemm.grouped.prologue) builds the maps the
+    dispatcher's permutation reads: block_breakdown files it under "permute", not "elementwise"."""
+    from symcost.core.ops import ExpertMapSort
+    from symcost.plan.calibration_training import _work_kind
+    assert _work_kind(ExpertMapSort("expert_map_sort")) == "permute"

@@ -36,9 +36,10 @@ __all__ = ["ENGINES", "field_sources", "load"]
 
 _FOLDER = resources.files(__name__)
 _TERMS = ("cuda_graphs", "step_overhead", "collective_overhead", "prefill_emits_first_token", "allreduce",
-          "allreduce_chips", "grouped_gemm", "moe_sync_time", "a2a_overlap_efficiency", "tp_overlap_efficiency")
+          "allreduce_chips", "grouped_gemm", "moe_sort", "moe_sync_time", "a2a_overlap_efficiency",
+          "tp_overlap_efficiency")
 # values that are not numbers
-_NAMES = ("cuda_graphs", "prefill_emits_first_token", "allreduce", "allreduce_chips", "grouped_gemm")
+_NAMES = ("cuda_graphs", "prefill_emits_first_token", "allreduce", "allreduce_chips", "grouped_gemm", "moe_sort")
 _FLAGS = ("matmul_stream_k",)  # chip fields an engine may set that are flags, not numbers
 _TIERED = ("token_budget", "max_num_seqs", "memory_fraction", "memory_reserve")
 _SERVING = (*_TIERED, "memory_reserve_per_gpu", "memory_fraction_digits", "memory_rule", "kv_block_tokens",

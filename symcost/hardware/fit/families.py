@@ -88,6 +88,8 @@ PARAMETERS: dict[str, tuple[sp.Symbol, Fraction, float, float]] = {
     "ll_latency": (sp.Symbol("t_p10", nonnegative=True), _US, 0.0, 20.0),
     "ll_efficiency": (sp.Symbol("eta_p9", positive=True), Fraction(1), 0.01, 1.0),
     "nvls_latency": (sp.Symbol("t_p12", positive=True), _US, 0.1, 200.0),
+    # NB: eta_nvls multiplies NCCL's kappa_nvls (Hardware.nccl_nvls_efficiency: 0.85 Hopper, 0.74
+    # Blackwell), so the bound eta <= 1 caps the NVLS bus bandwidth at kappa * link, NCCL's own figure
     "nvls_efficiency": (sp.Symbol("eta_p11", positive=True), Fraction(1), 0.05, 1.0),
     # NB: eta_gg may exceed 1 (the grouped kernels outrun the dense ones); 5/4 is a plausibility
     # cap, no source: the fit tightens it to 1 / max eta_mm so the preset loads (grouped_upper)
@@ -510,7 +512,7 @@ def moe_family(chip: str, table: Table, start: tuple[float, ...], fixed: Mapping
         ops = [Vector("router_softmax_topk", elements=T * E, flops_per_element=VECTOR_FLOPS["softmax"],
                       read_bytes=T * E * x, write_bytes=T * E * ROUTER_BYTES),
                *input_quantize(T * h, e),  # the sort: one kernel up to `limit` tokens, three above
-               ExpertMapSort("expert_map_sort", tokens=T, fused_limit=sp.Integer(limit)),
+               ExpertMapSort("expert_map_sort", tokens=T, fused_limit=sp.Integer(limit), top_k=k, num_experts=E),
                Vector("dispatch_permute", elements=pairs * h, read_bytes=T * h * e, write_bytes=pairs * h * e),
                # the timed rank's pairs over its active experts (as MoELayer with routing_imbalance)
                *ffn_ops("experts", rows=pairs / active, hidden=h, width=f / t, dtype_bytes=e, gated=True,
