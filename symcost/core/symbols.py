@@ -266,7 +266,7 @@ _ROWS = (
          "(exponentials, softmax) included: compute capability 10.x only", positive=True),
     _row("attention_backward_time", "t_abwd", r"t_{\mathrm{attn,bwd}}",
          "time of one flash attention backward call per (sequence, query head) on compute capability 10.x "
-         "(s), fitted with eta_abpk on cuDNN's rows", nonnegative=True),
+         "(s), fitted with the backward share on cuDNN's rows", nonnegative=True),
     _row("attention_decode_time", "t_dec", r"t_{\mathrm{dec}}",
          "fixed time of one decode attention call (s)", nonnegative=True),
     _row("attention_exp_rate", "F_exp", r"F_{\mathrm{exp}}",

@@ -239,12 +239,10 @@ def parallelism(model: Model, hardware: Hardware | str, num_chips: int, global_b
     ``tp * cp * dp`` and Megatron SP is used with ``tp > 1``; the columns ``etp`` and
     ``expert_grid`` say which each row runs.
     Every option is a field of :class:`SearchOptions`: give them as keywords or as
-    ``options=SearchOptions(...)`` (keywords replace its fields).
-
-    ``context_parallel``: the context-parallel degrees tried (default only 1); each degree c joins
-    the product ``t * u * c * p * d = num_chips`` where it divides and ``seq_len`` splits into
-    ``2 * c * u`` chunks (docs/conventions.md §3b), and fills the column ``cp``.
-
+    ``options=SearchOptions(...)`` (keywords replace its fields). ``context_parallel``: the
+    context-parallel degrees tried (default only 1); each degree c joins the product
+    ``t * u * c * p * d = num_chips`` where it divides and ``seq_len`` splits into ``2 * c * u``
+    chunks (docs/conventions.md §3b), and fills the column ``cp``.
     A model with a layer that does not model Ulysses (``MLALayer``, ``Mamba2Layer``) is searched
     with ``u = 1`` (Megatron SP still tried); the result's ``notes`` say so (:func:`ulysses_skipped`).
     """
