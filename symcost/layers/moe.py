@@ -164,6 +164,9 @@ def fused_sort_limit(top_k: Any, experts_per_rank: Any) -> sp.Expr:
     k, n = sp.sympify(top_k), sp.sympify(experts_per_rank)
     if k.is_number and not k.is_integer:
         raise ConfigError(f"top_k must be a whole number of experts per token, got {k}")
+    if k.is_number and n.is_number:  # the rule at numbers, without building the Piecewise (the fits call it per row)
+        whole = int(k) in FUSED_SORT_TOP_K and sp.floor(n) <= FUSED_SORT_EXPERTS
+        return sp.Integer(FUSED_SORT_TOKENS) if whole else _ZERO
     fused = sp.And(sp.Or(*(sp.Eq(k, v) for v in sorted(FUSED_SORT_TOP_K))), sp.floor(n) <= FUSED_SORT_EXPERTS)
     return sp.Piecewise((sp.Integer(FUSED_SORT_TOKENS), fused), (_ZERO, True))
 
