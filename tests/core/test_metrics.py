@@ -176,22 +176,24 @@ def test_binding_refuses_another_all_reduce_rule():
     by message size, world size and compute capability: timing.vllm_allreduce_window), the other
     rules take the fastest form. A symbolic chip of the fastest-form rule bound to a vLLM chip kept
     the fastest form under vLLM's rates silently; so did one of another compute capability (its
-    size table differs: 8 SM100 GPUs switch at 1 MiB, 8 SM90 ones at 8 MiB)."""
+    size table differs: 8 SM100 GPUs switch at 1 MiB, 8 SM90 ones at 8 MiB). The symbolic chips take
+    vLLM's MoE sort rule (moe-align) so that the all-reduce rule is the one that differs."""
     from symcost.errors import HardwareError
 
     layer = sc.GatedMLPLayer(hidden_size=4096, intermediate_size=14336, parallelism={"tensor_parallel": 8})
     vllm = sc.hardware.get("H100_SXM").with_runtime("vllm")
     plain = layer.compute_metrics(phase="prefill", dtype="bf16",
-                                  hardware=sc.Hardware.symbolic(realistic=True, matmul_stream_k=True))
+                                  hardware=sc.Hardware.symbolic(realistic=True, matmul_stream_k=True,
+                                                                          moe_sort="moe-align"))
     with pytest.raises(HardwareError, match=r"^subs: allreduce: the symbolic chip has 'custom', the bound chip "
                                             r".* has 'vllm'; build it with Hardware\.symbolic\(.*allreduce='vllm'"):
         plain.subs(hardware=vllm, dtype="bf16")
     other = layer.compute_metrics(phase="prefill", dtype="bf16", hardware=sc.Hardware.symbolic(
-        realistic=True, matmul_stream_k=True, allreduce="vllm", compute_capability="10.0"))
+        realistic=True, matmul_stream_k=True, allreduce="vllm", compute_capability="10.0", moe_sort="moe-align"))
     with pytest.raises(HardwareError, match=r"^subs: compute_capability: the symbolic chip has '10\.0'"):
         other.subs(hardware=vllm, dtype="bf16")
     same = layer.compute_metrics(phase="prefill", dtype="bf16", hardware=sc.Hardware.symbolic(
-        realistic=True, matmul_stream_k=True, allreduce="vllm", compute_capability="9.0"))
+        realistic=True, matmul_stream_k=True, allreduce="vllm", compute_capability="9.0", moe_sort="moe-align"))
     bound = same.subs(batch_size=1, seq_len=4096, hardware=vllm, dtype="bf16")
     direct = layer.compute_metrics(batch_size=1, seq_len=4096, phase="prefill", dtype="bf16", hardware=vllm)
     assert bound.latency == direct.latency
