@@ -238,14 +238,19 @@ def guarded_write(action: Callable[[], Any], option: str, path: str) -> Any:
         raise UsageError(f"argument {option}: {err}") from None
 
 
-def positive(text: str) -> int:
+def _integer(text: str, least: int, words: str) -> int:
+    """``text`` as an integer of at least ``least`` (``words`` names the rule in the one-line error)."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {words}, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected {words}, got {value}")
     return value
+
+
+def positive(text: str) -> int:
+    return _integer(text, 1, "a positive integer")
 
 
 def _number(text: str) -> float:
@@ -260,13 +265,7 @@ def _number(text: str) -> float:
 
 def non_negative(text: str) -> int:
     """A whole number of at least 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+    return _integer(text, 0, "an integer >= 0")
 
 
 def positive_number(text: str) -> float:
